@@ -1,0 +1,1 @@
+//! Native IdP sync drivers (filled by the driver work).

@@ -1,0 +1,108 @@
+//! The storage layer's error type.
+
+use crate::types::{Seq, TenantId, Timestamp};
+
+/// Everything a [`crate::LogStore`] operation can fail with.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The tenant has no log; create it with `ensure_tenant`.
+    #[error("tenant {0} does not exist")]
+    UnknownTenant(TenantId),
+    /// The append was built on a head the log has moved past (or not reached).
+    #[error("tenant {tenant}: append expected to start at seq {got}, but the log continues at seq {expected}")]
+    SeqConflict {
+        /// Whose log.
+        tenant: TenantId,
+        /// The `seq` the log continues at.
+        expected: Seq,
+        /// The `seq` the batch asked for.
+        got: Seq,
+    },
+    /// A record's `recorded_at` is earlier than the record before it.
+    #[error("tenant {tenant}, seq {seq}: recorded_at {recorded_at} is earlier than the previous record's {previous}")]
+    ClockWentBack {
+        /// Whose log.
+        tenant: TenantId,
+        /// The offending record.
+        seq: Seq,
+        /// Its time.
+        recorded_at: Timestamp,
+        /// The time of the record before it.
+        previous: Timestamp,
+    },
+    /// An append with no records.
+    #[error("tenant {tenant}: an append needs at least one record")]
+    EmptyBatch {
+        /// Whose log.
+        tenant: TenantId,
+    },
+    /// A payload over [`crate::record::PAYLOAD_LEN_MAX`].
+    #[error("tenant {tenant}, seq {seq}: payload of {len} bytes exceeds the record limit")]
+    PayloadTooLarge {
+        /// Whose log.
+        tenant: TenantId,
+        /// The offending record.
+        seq: Seq,
+        /// Its payload length.
+        len: usize,
+    },
+    /// Stored bytes that do not decode, or break the log's invariants.
+    #[error("tenant {tenant}, seq {seq}: corrupt record: {reason}")]
+    Corrupt {
+        /// Whose log.
+        tenant: TenantId,
+        /// The first record that is bad (or, for a missing record, the `seq` that is missing).
+        seq: Seq,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A snapshot whose bytes do not match its hash, or that cannot be read.
+    #[error("tenant {tenant}: snapshot at seq {seq} is corrupt: {reason}")]
+    SnapshotCorrupt {
+        /// Whose snapshot.
+        tenant: TenantId,
+        /// Its position.
+        seq: Seq,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A snapshot beyond the log's head.
+    #[error("tenant {tenant}: snapshot at seq {seq} is beyond the head at seq {head}")]
+    SnapshotBeyondHead {
+        /// Whose snapshot.
+        tenant: TenantId,
+        /// The snapshot's position.
+        seq: Seq,
+        /// The log's head.
+        head: Seq,
+    },
+    /// The data directory is already opened for writing by another process.
+    #[error("the data directory {path} is in use by another idpsync process; stop it or use another --data-dir")]
+    InUse {
+        /// The database file.
+        path: String,
+    },
+    /// An I/O or database failure; nothing acknowledged is lost.
+    #[error("storage failure while {context}: {source}")]
+    Backend {
+        /// What the store was doing.
+        context: &'static str,
+        /// The underlying error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The store has shut down.
+    #[error("the log store is closed")]
+    Closed,
+}
+
+impl StoreError {
+    /// Wraps a backend error with what the store was doing.
+    pub fn backend(context: &'static str, source: impl std::error::Error + Send + Sync + 'static) -> StoreError {
+        StoreError::Backend {
+            context,
+            source: Box::new(source),
+        }
+    }
+}

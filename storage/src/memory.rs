@@ -1,0 +1,119 @@
+//! [`MemoryStore`]: a log kept in memory, for tests, examples and embedding without a disk.
+//!
+//! It passes the shared backend suite except the crash test, which needs a disk: nothing
+//! survives the process.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+
+use crate::error::StoreError;
+use crate::record::Record;
+use crate::store::{AppendBatch, Appended, Head, LogStore, SnapshotInfo, StoredSnapshot, head_after, prepare_append};
+use crate::types::{Seq, TenantId};
+
+/// A [`LogStore`] in memory.
+#[derive(Default)]
+pub struct MemoryStore {
+    // A std mutex: no lock is ever held across an await, and every critical section is short.
+    tenants: Mutex<BTreeMap<TenantId, MemoryLog>>,
+}
+
+struct MemoryLog {
+    head: Head,
+    records: Vec<Record>,
+    snapshots: BTreeMap<Seq, StoredSnapshot>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> MemoryStore {
+        MemoryStore::default()
+    }
+
+    fn with_log<T>(
+        &self,
+        tenant: &TenantId,
+        f: impl FnOnce(&mut MemoryLog) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut tenants = self.tenants.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let log = tenants
+            .get_mut(tenant)
+            .ok_or_else(|| StoreError::UnknownTenant(tenant.clone()))?;
+        f(log)
+    }
+}
+
+#[async_trait]
+impl LogStore for MemoryStore {
+    async fn ensure_tenant(&self, tenant: &TenantId) -> Result<Head, StoreError> {
+        let mut tenants = self.tenants.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let log = tenants.entry(tenant.clone()).or_insert_with(|| MemoryLog {
+            head: Head::EMPTY,
+            records: Vec::new(),
+            snapshots: BTreeMap::new(),
+        });
+        Ok(log.head)
+    }
+
+    async fn tenants(&self) -> Result<Vec<TenantId>, StoreError> {
+        let tenants = self.tenants.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        Ok(tenants.keys().cloned().collect())
+    }
+
+    async fn head(&self, tenant: &TenantId) -> Result<Head, StoreError> {
+        self.with_log(tenant, |log| Ok(log.head))
+    }
+
+    async fn append(&self, batch: AppendBatch) -> Result<Appended, StoreError> {
+        self.with_log(&batch.tenant, |log| {
+            let records = prepare_append(&log.head, &batch)?;
+            let chains = records.iter().map(|record| record.chain).collect();
+            // prepare_append rejects empty batches, so there is a last record.
+            log.head = head_after(&records).expect("a prepared batch is never empty");
+            log.records.extend(records);
+            Ok(Appended { head: log.head, chains })
+        })
+    }
+
+    async fn read(&self, tenant: &TenantId, from: Seq, limit: usize) -> Result<Vec<Record>, StoreError> {
+        self.with_log(tenant, |log| {
+            let start = from.0.max(1) as usize - 1;
+            Ok(log.records.iter().skip(start).take(limit).cloned().collect())
+        })
+    }
+
+    async fn put_snapshot(&self, tenant: &TenantId, snapshot: StoredSnapshot) -> Result<(), StoreError> {
+        self.with_log(tenant, |log| {
+            if snapshot.seq > log.head.seq {
+                return Err(StoreError::SnapshotBeyondHead {
+                    tenant: tenant.clone(),
+                    seq: snapshot.seq,
+                    head: log.head.seq,
+                });
+            }
+            log.snapshots.insert(snapshot.seq, snapshot);
+            Ok(())
+        })
+    }
+
+    async fn snapshot_at_or_before(&self, tenant: &TenantId, seq: Seq) -> Result<Option<StoredSnapshot>, StoreError> {
+        self.with_log(tenant, |log| {
+            Ok(log.snapshots.range(..=seq).next_back().map(|(_, s)| s.clone()))
+        })
+    }
+
+    async fn snapshots(&self, tenant: &TenantId) -> Result<Vec<SnapshotInfo>, StoreError> {
+        self.with_log(tenant, |log| {
+            Ok(log
+                .snapshots
+                .values()
+                .map(|s| SnapshotInfo {
+                    seq: s.seq,
+                    state_hash: s.state_hash,
+                })
+                .collect())
+        })
+    }
+}

@@ -1,0 +1,269 @@
+//! Records: what one log entry holds, the hash chain that links them, and their byte layout.
+//!
+//! The layout (all integers little-endian) is, per record:
+//!
+//! ```text
+//! seq u64 | recorded_at i64 | event_id [16] | version u16 | payload_len u32 | payload | chain [32]
+//! ```
+//!
+//! Backends store records in this layout, several back to back in one chunk. Decoding checks
+//! every length, so a truncated or corrupted chunk is an error naming the `seq` it stopped at.
+
+use std::sync::LazyLock;
+
+use crate::types::{EventId, Hash32, SchemaVersion, Seq, Timestamp};
+
+/// The BLAKE3 key-derivation context of the hash chain. Changing it breaks every log.
+pub const CHAIN_CONTEXT: &str = "idpsync log v1";
+
+/// The largest payload one record may carry (16 MiB).
+pub const PAYLOAD_LEN_MAX: usize = 16 * 1024 * 1024;
+
+/// Bytes of a record besides its payload.
+pub const RECORD_OVERHEAD_LEN: usize = 8 + 8 + 16 + 2 + 4 + 32;
+
+/// One entry of a tenant's log, as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Record {
+    /// Position in the tenant's log; dense from 1.
+    pub seq: Seq,
+    /// When the writer accepted the event; never earlier than the record before.
+    pub recorded_at: Timestamp,
+    /// The event's unique id.
+    pub event_id: EventId,
+    /// The envelope version of `payload`.
+    pub version: SchemaVersion,
+    /// The encoded event; the storage layer never looks inside.
+    pub payload: Vec<u8>,
+    /// `chain(previous chain, this record)`, see [`chain_link`].
+    pub chain: Hash32,
+}
+
+/// A record as handed to [`crate::LogStore::append`]: the store adds `seq` and `chain`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewRecord {
+    /// When the writer accepted the event.
+    pub recorded_at: Timestamp,
+    /// The event's unique id.
+    pub event_id: EventId,
+    /// The envelope version of `payload`.
+    pub version: SchemaVersion,
+    /// The encoded event.
+    pub payload: Vec<u8>,
+}
+
+static CHAIN_HASHER: LazyLock<blake3::Hasher> = LazyLock::new(|| blake3::Hasher::new_derive_key(CHAIN_CONTEXT));
+
+/// One link of the hash chain:
+/// `BLAKE3-derive-key("idpsync log v1", previous ‖ seq ‖ recorded_at ‖ event_id ‖ version ‖ payload)`,
+/// integers little-endian. The link before the first record is [`Hash32::ZERO`].
+pub fn chain_link(
+    previous: &Hash32,
+    seq: Seq,
+    recorded_at: Timestamp,
+    event_id: EventId,
+    version: SchemaVersion,
+    payload: &[u8],
+) -> Hash32 {
+    let mut hasher = CHAIN_HASHER.clone();
+    hasher.update(&previous.0);
+    hasher.update(&seq.0.to_le_bytes());
+    hasher.update(&recorded_at.0.to_le_bytes());
+    hasher.update(event_id.0.as_bytes());
+    hasher.update(&version.0.to_le_bytes());
+    hasher.update(payload);
+    Hash32(*hasher.finalize().as_bytes())
+}
+
+impl Record {
+    /// The chain link this record should carry after `previous`.
+    pub fn expected_chain(&self, previous: &Hash32) -> Hash32 {
+        chain_link(
+            previous,
+            self.seq,
+            self.recorded_at,
+            self.event_id,
+            self.version,
+            &self.payload,
+        )
+    }
+
+    /// Appends this record's bytes to `out` in the layout described in the module docs.
+    pub fn encode_into(&self, out: &mut Vec<u8>) {
+        out.reserve(RECORD_OVERHEAD_LEN + self.payload.len());
+        out.extend_from_slice(&self.seq.0.to_le_bytes());
+        out.extend_from_slice(&self.recorded_at.0.to_le_bytes());
+        out.extend_from_slice(self.event_id.0.as_bytes());
+        out.extend_from_slice(&self.version.0.to_le_bytes());
+        // The payload length was bounded by PAYLOAD_LEN_MAX when the record was accepted.
+        out.extend_from_slice(&(self.payload.len() as u32).to_le_bytes());
+        out.extend_from_slice(&self.payload);
+        out.extend_from_slice(&self.chain.0);
+    }
+}
+
+/// Why bytes did not decode as records.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    /// The bytes end in the middle of a record.
+    #[error("truncated record: {needed} bytes needed, {available} available")]
+    Truncated {
+        /// Bytes the record needs from here.
+        needed: usize,
+        /// Bytes left.
+        available: usize,
+    },
+    /// The payload length field is larger than any record may be.
+    #[error("payload length {len} exceeds the limit of {PAYLOAD_LEN_MAX} bytes")]
+    PayloadTooLarge {
+        /// The length field's value.
+        len: usize,
+    },
+}
+
+/// Reads the records stored back to back in `bytes`.
+pub struct RecordDecoder<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> RecordDecoder<'a> {
+    /// Decodes the records in `bytes`, in order.
+    pub fn new(bytes: &'a [u8]) -> RecordDecoder<'a> {
+        RecordDecoder { rest: bytes }
+    }
+
+    /// The `seq` field of the next record, without decoding it, if at least 8 bytes are left.
+    pub fn peek_seq(&self) -> Option<Seq> {
+        let bytes: [u8; 8] = self.rest.get(..8)?.try_into().ok()?;
+        Some(Seq(u64::from_le_bytes(bytes)))
+    }
+
+    fn take(&mut self, len: usize) -> Result<&'a [u8], DecodeError> {
+        if self.rest.len() < len {
+            return Err(DecodeError::Truncated {
+                needed: len,
+                available: self.rest.len(),
+            });
+        }
+        let (head, tail) = self.rest.split_at(len);
+        self.rest = tail;
+        Ok(head)
+    }
+
+    fn take_array<const N: usize>(&mut self) -> Result<[u8; N], DecodeError> {
+        let bytes = self.take(N)?;
+        // `take` returned exactly N bytes.
+        Ok(bytes.try_into().expect("take returns the requested length"))
+    }
+
+    fn decode_one(&mut self) -> Result<Record, DecodeError> {
+        let seq = Seq(u64::from_le_bytes(self.take_array()?));
+        let recorded_at = Timestamp(i64::from_le_bytes(self.take_array()?));
+        let event_id = EventId(uuid::Uuid::from_bytes(self.take_array()?));
+        let version = SchemaVersion(u16::from_le_bytes(self.take_array()?));
+        let len = u32::from_le_bytes(self.take_array()?) as usize;
+        if len > PAYLOAD_LEN_MAX {
+            return Err(DecodeError::PayloadTooLarge { len });
+        }
+        let payload = self.take(len)?.to_vec();
+        let chain = Hash32(self.take_array()?);
+        Ok(Record {
+            seq,
+            recorded_at,
+            event_id,
+            version,
+            payload,
+            chain,
+        })
+    }
+}
+
+impl Iterator for RecordDecoder<'_> {
+    type Item = Result<Record, DecodeError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.rest.is_empty() {
+            return None;
+        }
+        let result = self.decode_one();
+        if result.is_err() {
+            // Stop after the first error: what follows a bad length is noise.
+            self.rest = &[];
+        }
+        Some(result)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(seq: u64, payload: &[u8]) -> Record {
+        let mut record = Record {
+            seq: Seq(seq),
+            recorded_at: Timestamp(1_700_000_000_000_000 + seq as i64),
+            event_id: EventId(uuid::Uuid::from_u128(seq as u128)),
+            version: SchemaVersion(1),
+            payload: payload.to_vec(),
+            chain: Hash32::ZERO,
+        };
+        record.chain = record.expected_chain(&Hash32::ZERO);
+        record
+    }
+
+    #[test]
+    fn records_round_trip() {
+        let records = vec![record(1, b"alpha"), record(2, b""), record(3, &[0xff; 300])];
+        let mut bytes = Vec::new();
+        for each in &records {
+            each.encode_into(&mut bytes);
+        }
+        let decoded: Vec<Record> = RecordDecoder::new(&bytes).collect::<Result<_, _>>().unwrap();
+        assert_eq!(decoded, records);
+    }
+
+    #[test]
+    fn every_truncation_is_an_error_never_a_shorter_record() {
+        let mut bytes = Vec::new();
+        record(7, b"payload").encode_into(&mut bytes);
+        for cut in 1..bytes.len() {
+            let results: Vec<_> = RecordDecoder::new(&bytes[..cut]).collect();
+            assert_eq!(results.len(), 1);
+            assert!(results[0].is_err(), "cut at {cut} decoded");
+        }
+    }
+
+    #[test]
+    fn the_chain_covers_every_field() {
+        let base = record(1, b"x");
+        let link = base.expected_chain(&Hash32::ZERO);
+        let mut variants = vec![base.clone(); 6];
+        variants[0].seq = Seq(2);
+        variants[1].recorded_at = Timestamp(1);
+        variants[2].event_id = EventId(uuid::Uuid::from_u128(99));
+        variants[3].version = SchemaVersion(2);
+        variants[4].payload = b"y".to_vec();
+        for variant in &variants[..5] {
+            assert_ne!(variant.expected_chain(&Hash32::ZERO), link);
+        }
+        assert_ne!(base.expected_chain(&Hash32([1; 32])), link);
+    }
+
+    #[test]
+    fn the_chain_is_keyed_by_its_context() {
+        // Pin the construction: a plain BLAKE3 over the same bytes must differ, and the derived
+        // key must be the documented context.
+        let base = record(1, b"x");
+        let mut plain = blake3::Hasher::new();
+        plain.update(&[0; 32]);
+        assert_ne!(Hash32(*plain.finalize().as_bytes()), base.chain);
+        let mut keyed = blake3::Hasher::new_derive_key("idpsync log v1");
+        keyed.update(&[0; 32]);
+        keyed.update(&1u64.to_le_bytes());
+        keyed.update(&base.recorded_at.0.to_le_bytes());
+        keyed.update(base.event_id.0.as_bytes());
+        keyed.update(&1u16.to_le_bytes());
+        keyed.update(b"x");
+        assert_eq!(Hash32(*keyed.finalize().as_bytes()), base.chain);
+    }
+}

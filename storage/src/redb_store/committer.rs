@@ -1,0 +1,177 @@
+//! The committer thread: group commit.
+//!
+//! Every write job goes through one channel to this thread. It takes the first job, then every
+//! job already waiting (up to a bound), applies them all in one redb write transaction and
+//! commits it once, with redb's default `Durability::Immediate`: the commit returns only after
+//! the data and the new root are flushed to disk. Only then does it answer the jobs. So:
+//!
+//! - an acknowledged append is durable;
+//! - a crash before the commit returns loses the whole group, none of which was acknowledged;
+//! - many concurrent appends cost one flush.
+//!
+//! A job that fails validation (a seq conflict, a clock going back) is answered with its error
+//! and leaves nothing in the transaction, without failing the other jobs of the group.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::mpsc;
+
+use redb::{Database, ReadableTable};
+use tokio::sync::oneshot;
+
+use crate::error::StoreError;
+use crate::record::Record;
+use crate::store::{AppendBatch, Appended, Head, head_after, prepare_append};
+use crate::types::TenantId;
+
+use super::tables::{HEADS, LOG, decode_head, encode_head};
+
+/// The most jobs one commit takes, bounding the latency of the first job in a group.
+const JOBS_PER_COMMIT_MAX: usize = 4096;
+/// The most payload bytes one commit takes.
+const BYTES_PER_COMMIT_MAX: usize = 64 * 1024 * 1024;
+/// Records of one tenant are packed into chunks of at most this many records...
+const CHUNK_RECORDS_MAX: usize = 512;
+/// ...and about this many bytes.
+const CHUNK_BYTES_MAX: usize = 256 * 1024;
+
+/// A write for the committer, and where to send its answer. Creating a tenant answers with its
+/// head and no chains.
+pub(super) struct Job {
+    pub(super) write: Write,
+    pub(super) reply: oneshot::Sender<Result<Appended, StoreError>>,
+}
+
+/// What a [`Job`] asks for.
+pub(super) enum Write {
+    Append(AppendBatch),
+    EnsureTenant(TenantId),
+}
+
+impl Job {
+    fn payload_len(&self) -> usize {
+        match &self.write {
+            Write::Append(batch) => batch.records.iter().map(|r| r.payload.len()).sum(),
+            Write::EnsureTenant(_) => 0,
+        }
+    }
+}
+
+/// Runs until every sender is dropped.
+pub(super) fn run(db: &Database, jobs: &mpsc::Receiver<Job>) {
+    // The committed heads, so that validation needs no read per append. Only updated after a
+    // successful commit.
+    let mut heads: HashMap<TenantId, Head> = HashMap::new();
+    while let Ok(first) = jobs.recv() {
+        let mut bytes = first.payload_len();
+        let mut group = vec![first];
+        while group.len() < JOBS_PER_COMMIT_MAX && bytes < BYTES_PER_COMMIT_MAX {
+            match jobs.try_recv() {
+                Ok(job) => {
+                    bytes += job.payload_len();
+                    group.push(job);
+                }
+                Err(_) => break,
+            }
+        }
+        commit_group(db, &mut heads, group);
+    }
+}
+
+fn commit_group(db: &Database, heads: &mut HashMap<TenantId, Head>, group: Vec<Job>) {
+    let mut working: HashMap<TenantId, Head> = HashMap::new();
+    let outcome = (|| -> Result<Vec<Result<Appended, StoreError>>, StoreError> {
+        let context = "writing the log";
+        let txn = db.begin_write().map_err(|e| StoreError::backend(context, e))?;
+        let mut tentative = Vec::with_capacity(group.len());
+        let mut pending: BTreeMap<TenantId, Vec<Record>> = BTreeMap::new();
+        {
+            let mut head_table = txn.open_table(HEADS).map_err(|e| StoreError::backend(context, e))?;
+            let load_head =
+                |tenant: &TenantId, working: &HashMap<TenantId, Head>| -> Result<Option<Head>, StoreError> {
+                    if let Some(head) = working.get(tenant).or_else(|| heads.get(tenant)) {
+                        return Ok(Some(*head));
+                    }
+                    let stored = head_table
+                        .get(tenant.as_str())
+                        .map_err(|e| StoreError::backend(context, e))?;
+                    stored.map(|bytes| decode_head(tenant, bytes.value())).transpose()
+                };
+            // The answer each job gets if the commit succeeds.
+            for job in &group {
+                let answer = match &job.write {
+                    Write::Append(batch) => match load_head(&batch.tenant, &working)? {
+                        None => Err(StoreError::UnknownTenant(batch.tenant.clone())),
+                        Some(head) => prepare_append(&head, batch).map(|records| {
+                            let new_head = head_after(&records).expect("a prepared batch is never empty");
+                            let chains = records.iter().map(|r| r.chain).collect();
+                            working.insert(batch.tenant.clone(), new_head);
+                            pending.entry(batch.tenant.clone()).or_default().extend(records);
+                            Appended { head: new_head, chains }
+                        }),
+                    },
+                    Write::EnsureTenant(tenant) => {
+                        let head = match load_head(tenant, &working)? {
+                            Some(head) => head,
+                            None => {
+                                working.insert(tenant.clone(), Head::EMPTY);
+                                Head::EMPTY
+                            }
+                        };
+                        Ok(Appended {
+                            head,
+                            chains: Vec::new(),
+                        })
+                    }
+                };
+                tentative.push(answer);
+            }
+            for (tenant, head) in &working {
+                head_table
+                    .insert(tenant.as_str(), encode_head(head).as_slice())
+                    .map_err(|e| StoreError::backend(context, e))?;
+            }
+        }
+        {
+            let mut log = txn.open_table(LOG).map_err(|e| StoreError::backend(context, e))?;
+            let mut chunk = Vec::new();
+            for (tenant, records) in &pending {
+                let mut start = 0;
+                while start < records.len() {
+                    chunk.clear();
+                    let mut end = start;
+                    while end < records.len() && end - start < CHUNK_RECORDS_MAX && chunk.len() < CHUNK_BYTES_MAX {
+                        records[end].encode_into(&mut chunk);
+                        end += 1;
+                    }
+                    log.insert((tenant.as_str(), records[start].seq.0), chunk.as_slice())
+                        .map_err(|e| StoreError::backend(context, e))?;
+                    start = end;
+                }
+            }
+        }
+        txn.commit().map_err(|e| StoreError::backend("committing the log", e))?;
+        Ok(tentative)
+    })();
+
+    match outcome {
+        Ok(answers) => {
+            heads.extend(working);
+            for (job, answer) in group.into_iter().zip(answers) {
+                let _ = job.reply.send(answer);
+            }
+        }
+        Err(error) => {
+            // Nothing of this group is durable. The cached heads were not touched; the next group
+            // starts from the committed ones.
+            let message = error.to_string();
+            tracing::error!(%message, jobs = group.len(), "log commit failed; the whole group is rejected");
+            for job in group {
+                let failure = StoreError::Backend {
+                    context: "committing the log",
+                    source: message.clone().into(),
+                };
+                let _ = job.reply.send(Err(failure));
+            }
+        }
+    }
+}

@@ -1,0 +1,275 @@
+//! [`RedbStore`]: the embedded default backend. One redb database file holds every tenant's log;
+//! snapshots are files beside it.
+//!
+//! Layout of the data directory:
+//!
+//! ```text
+//! log.redb                       the log: tables `log` and `heads`
+//! snapshots/<tenant>/<seq>.snap  state snapshots, one file each (see `snapshot_files`)
+//! ```
+//!
+//! All writes to the database go through one committer thread (see `committer`), which is what
+//! turns concurrent appends into one durable commit. Reads use redb's MVCC read transactions and
+//! never wait for the committer.
+
+mod committer;
+mod snapshot_files;
+mod tables;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+
+use async_trait::async_trait;
+use redb::{Database, ReadableDatabase, ReadableTable};
+
+use crate::error::StoreError;
+use crate::record::{Record, RecordDecoder};
+use crate::store::{AppendBatch, Appended, Head, LogStore, SnapshotInfo, StoredSnapshot};
+use crate::types::{Seq, TenantId};
+
+use committer::{Job, Write};
+use tables::{HEADS, LOG, decode_head};
+
+/// The name of the database file inside the data directory.
+pub const DATABASE_FILE: &str = "log.redb";
+
+/// A [`LogStore`] on a local disk, in one redb database.
+pub struct RedbStore {
+    db: Arc<Database>,
+    snapshots_dir: PathBuf,
+    jobs: Option<mpsc::Sender<Job>>,
+    committer: Option<JoinHandle<()>>,
+}
+
+impl RedbStore {
+    /// Opens the store in `dir`, creating the directory and the database if they do not exist.
+    ///
+    /// Fails with [`StoreError::InUse`] if another process has the database open.
+    pub fn open(dir: &Path) -> Result<RedbStore, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|e| StoreError::backend("creating the data directory", e))?;
+        let path = dir.join(DATABASE_FILE);
+        let db = match Database::builder().create(&path) {
+            Ok(db) => db,
+            Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
+                return Err(StoreError::InUse {
+                    path: path.display().to_string(),
+                });
+            }
+            Err(e) => return Err(StoreError::backend("opening the database", e)),
+        };
+        let db = Arc::new(db);
+        tables::create(&db)?;
+        let snapshots_dir = dir.join("snapshots");
+        std::fs::create_dir_all(&snapshots_dir)
+            .map_err(|e| StoreError::backend("creating the snapshot directory", e))?;
+        let (jobs, receiver) = mpsc::channel();
+        let committer_db = Arc::clone(&db);
+        let committer = std::thread::Builder::new()
+            .name("idpsync-committer".to_owned())
+            .spawn(move || committer::run(&committer_db, &receiver))
+            .map_err(|e| StoreError::backend("starting the committer thread", e))?;
+        Ok(RedbStore {
+            db,
+            snapshots_dir,
+            jobs: Some(jobs),
+            committer: Some(committer),
+        })
+    }
+
+    async fn submit(&self, write: Write) -> Result<Appended, StoreError> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let sender = self.jobs.as_ref().ok_or(StoreError::Closed)?;
+        sender.send(Job { write, reply }).map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Database, &Path) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let db = Arc::clone(&self.db);
+        let snapshots_dir = self.snapshots_dir.clone();
+        tokio::task::spawn_blocking(move || f(&db, &snapshots_dir))
+            .await
+            .map_err(|e| StoreError::backend("running a storage task", e))?
+    }
+}
+
+impl Drop for RedbStore {
+    fn drop(&mut self) {
+        // Closing the channel lets the committer finish the jobs it has, then exit; joining it
+        // means the database is closed when the store is gone, so it can be reopened at once.
+        drop(self.jobs.take());
+        if let Some(committer) = self.committer.take() {
+            let _ = committer.join();
+        }
+    }
+}
+
+fn read_head(db: &Database, tenant: &TenantId) -> Result<Head, StoreError> {
+    let txn = db
+        .begin_read()
+        .map_err(|e| StoreError::backend("reading the head", e))?;
+    let heads = txn
+        .open_table(HEADS)
+        .map_err(|e| StoreError::backend("reading the head", e))?;
+    let stored = heads
+        .get(tenant.as_str())
+        .map_err(|e| StoreError::backend("reading the head", e))?;
+    match stored {
+        Some(bytes) => decode_head(tenant, bytes.value()),
+        None => Err(StoreError::UnknownTenant(tenant.clone())),
+    }
+}
+
+fn read_records(db: &Database, tenant: &TenantId, from: Seq, limit: usize) -> Result<Vec<Record>, StoreError> {
+    let from = Seq(from.0.max(1));
+    let context = "reading the log";
+    let txn = db.begin_read().map_err(|e| StoreError::backend(context, e))?;
+    let heads = txn.open_table(HEADS).map_err(|e| StoreError::backend(context, e))?;
+    if heads
+        .get(tenant.as_str())
+        .map_err(|e| StoreError::backend(context, e))?
+        .is_none()
+    {
+        return Err(StoreError::UnknownTenant(tenant.clone()));
+    }
+    let log = txn.open_table(LOG).map_err(|e| StoreError::backend(context, e))?;
+    let name = tenant.as_str();
+    // The chunk holding `from` is the last one starting at or before it.
+    let first_chunk = log
+        .range((name, 0)..=(name, from.0))
+        .map_err(|e| StoreError::backend(context, e))?
+        .next_back()
+        .transpose()
+        .map_err(|e| StoreError::backend(context, e))?
+        .map_or(from.0, |(key, _)| key.value().1);
+    let mut records = Vec::new();
+    let mut expected = from;
+    for entry in log
+        .range((name, first_chunk)..=(name, u64::MAX))
+        .map_err(|e| StoreError::backend(context, e))?
+    {
+        let (key, chunk) = entry.map_err(|e| StoreError::backend(context, e))?;
+        let chunk_first = Seq(key.value().1);
+        if chunk_first > expected {
+            return Err(StoreError::Corrupt {
+                tenant: tenant.clone(),
+                seq: expected,
+                reason: "record missing (gap in the log)".to_owned(),
+            });
+        }
+        let mut position = chunk_first;
+        for decoded in RecordDecoder::new(chunk.value()) {
+            let record = decoded.map_err(|e| StoreError::Corrupt {
+                tenant: tenant.clone(),
+                seq: position,
+                reason: e.to_string(),
+            })?;
+            if record.seq != position {
+                return Err(StoreError::Corrupt {
+                    tenant: tenant.clone(),
+                    seq: position,
+                    reason: format!("record carries seq {}", record.seq),
+                });
+            }
+            position = position.next();
+            if record.seq < from {
+                continue;
+            }
+            records.push(record);
+            expected = position;
+            if records.len() >= limit {
+                return Ok(records);
+            }
+        }
+    }
+    Ok(records)
+}
+
+#[async_trait]
+impl LogStore for RedbStore {
+    async fn ensure_tenant(&self, tenant: &TenantId) -> Result<Head, StoreError> {
+        Ok(self.submit(Write::EnsureTenant(tenant.clone())).await?.head)
+    }
+
+    async fn tenants(&self) -> Result<Vec<TenantId>, StoreError> {
+        self.blocking(|db, _| {
+            let context = "listing tenants";
+            let txn = db.begin_read().map_err(|e| StoreError::backend(context, e))?;
+            let heads = txn.open_table(HEADS).map_err(|e| StoreError::backend(context, e))?;
+            let mut tenants = Vec::new();
+            for entry in heads.iter().map_err(|e| StoreError::backend(context, e))? {
+                let (name, _) = entry.map_err(|e| StoreError::backend(context, e))?;
+                let tenant = TenantId::new(name.value()).map_err(|e| StoreError::Corrupt {
+                    tenant: TenantId::default_tenant(),
+                    seq: Seq::ZERO,
+                    reason: e.to_string(),
+                })?;
+                tenants.push(tenant);
+            }
+            Ok(tenants)
+        })
+        .await
+    }
+
+    async fn head(&self, tenant: &TenantId) -> Result<Head, StoreError> {
+        let tenant = tenant.clone();
+        self.blocking(move |db, _| read_head(db, &tenant)).await
+    }
+
+    async fn append(&self, batch: AppendBatch) -> Result<Appended, StoreError> {
+        self.submit(Write::Append(batch)).await
+    }
+
+    async fn read(&self, tenant: &TenantId, from: Seq, limit: usize) -> Result<Vec<Record>, StoreError> {
+        let tenant = tenant.clone();
+        self.blocking(move |db, _| read_records(db, &tenant, from, limit)).await
+    }
+
+    async fn put_snapshot(&self, tenant: &TenantId, snapshot: StoredSnapshot) -> Result<(), StoreError> {
+        let tenant = tenant.clone();
+        self.blocking(move |db, dir| {
+            let head = read_head(db, &tenant)?;
+            if snapshot.seq > head.seq {
+                return Err(StoreError::SnapshotBeyondHead {
+                    tenant,
+                    seq: snapshot.seq,
+                    head: head.seq,
+                });
+            }
+            snapshot_files::write(dir, &tenant, &snapshot)
+        })
+        .await
+    }
+
+    async fn snapshot_at_or_before(&self, tenant: &TenantId, seq: Seq) -> Result<Option<StoredSnapshot>, StoreError> {
+        let tenant = tenant.clone();
+        self.blocking(move |db, dir| {
+            read_head(db, &tenant)?;
+            let Some(found) = snapshot_files::list(dir, &tenant)?
+                .into_iter()
+                .rev()
+                .find(|s| *s <= seq)
+            else {
+                return Ok(None);
+            };
+            snapshot_files::read(dir, &tenant, found).map(Some)
+        })
+        .await
+    }
+
+    async fn snapshots(&self, tenant: &TenantId) -> Result<Vec<SnapshotInfo>, StoreError> {
+        let tenant = tenant.clone();
+        self.blocking(move |db, dir| {
+            read_head(db, &tenant)?;
+            snapshot_files::list(dir, &tenant)?
+                .into_iter()
+                .map(|seq| snapshot_files::read_info(dir, &tenant, seq))
+                .collect()
+        })
+        .await
+    }
+}

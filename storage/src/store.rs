@@ -1,0 +1,190 @@
+//! The [`LogStore`] trait every backend implements, and the values it takes and returns.
+
+use async_trait::async_trait;
+
+use crate::error::StoreError;
+use crate::record::{NewRecord, PAYLOAD_LEN_MAX, Record, chain_link};
+use crate::types::{Hash32, Seq, TenantId, Timestamp};
+
+/// The last record of a tenant's log: where the next append continues.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Head {
+    /// The last `seq`; [`Seq::ZERO`] for an empty log.
+    pub seq: Seq,
+    /// The last record's `recorded_at`; `Timestamp(i64::MIN)` for an empty log.
+    pub recorded_at: Timestamp,
+    /// The last record's chain link; [`Hash32::ZERO`] for an empty log.
+    pub chain: Hash32,
+}
+
+impl Head {
+    /// The head of a log with no records.
+    pub const EMPTY: Head = Head {
+        seq: Seq::ZERO,
+        recorded_at: Timestamp(i64::MIN),
+        chain: Hash32::ZERO,
+    };
+}
+
+/// Records to append to one tenant's log, in order.
+#[derive(Clone, Debug)]
+pub struct AppendBatch {
+    /// Whose log.
+    pub tenant: TenantId,
+    /// The `seq` the first record must get: the caller's view of `head + 1`. If the log has
+    /// moved on, the append fails with [`StoreError::SeqConflict`] and writes nothing.
+    pub first_seq: Seq,
+    /// At least one record; `recorded_at` must not go backwards.
+    pub records: Vec<NewRecord>,
+}
+
+/// What a successful append made durable.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Appended {
+    /// The log's new head.
+    pub head: Head,
+    /// The chain link of each appended record, in order.
+    pub chains: Vec<Hash32>,
+}
+
+/// A state snapshot as stored: opaque bytes that the engine encoded at `seq`, and their hash.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredSnapshot {
+    /// The log position the snapshot folds up to, inclusive.
+    pub seq: Seq,
+    /// BLAKE3 of `bytes`: the state hash that `log verify` recomputes by folding the log.
+    pub state_hash: Hash32,
+    /// The encoded state.
+    pub bytes: Vec<u8>,
+}
+
+impl StoredSnapshot {
+    /// Wraps encoded state bytes, hashing them.
+    pub fn new(seq: Seq, bytes: Vec<u8>) -> StoredSnapshot {
+        let state_hash = Hash32(*blake3::hash(&bytes).as_bytes());
+        StoredSnapshot { seq, state_hash, bytes }
+    }
+
+    /// Whether `bytes` still hash to `state_hash`.
+    pub fn is_intact(&self) -> bool {
+        Hash32(*blake3::hash(&self.bytes).as_bytes()) == self.state_hash
+    }
+}
+
+/// A stored snapshot's position and hash, without its bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SnapshotInfo {
+    /// The log position the snapshot folds up to.
+    pub seq: Seq,
+    /// The hash stored with it.
+    pub state_hash: Hash32,
+}
+
+/// A durable, append-only, hash-chained log per tenant, plus state snapshots.
+///
+/// The interface is asynchronous and batch-shaped so that a networked backend fits behind it
+/// without changing its callers. Every backend must pass the shared suite in
+/// `storage/tests/backend_suite.rs`.
+///
+/// There is no update and no delete.
+#[async_trait]
+pub trait LogStore: Send + Sync + 'static {
+    /// Makes sure `tenant` exists, creating an empty log for it if needed; returns its head.
+    async fn ensure_tenant(&self, tenant: &TenantId) -> Result<Head, StoreError>;
+
+    /// Every tenant that has a log, in name order.
+    async fn tenants(&self) -> Result<Vec<TenantId>, StoreError>;
+
+    /// The head of `tenant`'s log.
+    async fn head(&self, tenant: &TenantId) -> Result<Head, StoreError>;
+
+    /// Appends `batch` to its tenant's log.
+    ///
+    /// When this returns `Ok`, every record of the batch is durable: it has been written and
+    /// flushed to stable storage (fsync) and survives a crash or power loss from then on.
+    /// Concurrent appends, of one tenant or of many, share one flush (group commit).
+    /// When it returns `Err`, none of the batch's records were appended.
+    async fn append(&self, batch: AppendBatch) -> Result<Appended, StoreError>;
+
+    /// Up to `limit` records of `tenant` from `from` on, in `seq` order. Fewer records than
+    /// `limit` means the head was reached.
+    async fn read(&self, tenant: &TenantId, from: Seq, limit: usize) -> Result<Vec<Record>, StoreError>;
+
+    /// Stores a snapshot of `tenant`'s state; durable when this returns. A snapshot at the same
+    /// `seq` is replaced.
+    async fn put_snapshot(&self, tenant: &TenantId, snapshot: StoredSnapshot) -> Result<(), StoreError>;
+
+    /// The latest snapshot at or before `seq`, its hash checked.
+    async fn snapshot_at_or_before(&self, tenant: &TenantId, seq: Seq) -> Result<Option<StoredSnapshot>, StoreError>;
+
+    /// Every stored snapshot of `tenant`, in `seq` order.
+    async fn snapshots(&self, tenant: &TenantId) -> Result<Vec<SnapshotInfo>, StoreError>;
+}
+
+/// Checks `batch` against the log's current `head` and builds the records to store, chained.
+///
+/// Shared by every backend so that all of them accept and reject exactly the same batches.
+pub fn prepare_append(head: &Head, batch: &AppendBatch) -> Result<Vec<Record>, StoreError> {
+    if batch.records.is_empty() {
+        return Err(StoreError::EmptyBatch {
+            tenant: batch.tenant.clone(),
+        });
+    }
+    let expected = head.seq.next();
+    if batch.first_seq != expected {
+        return Err(StoreError::SeqConflict {
+            tenant: batch.tenant.clone(),
+            expected,
+            got: batch.first_seq,
+        });
+    }
+    let mut previous_chain = head.chain;
+    let mut previous_time = head.recorded_at;
+    let mut records = Vec::with_capacity(batch.records.len());
+    for (offset, new) in batch.records.iter().enumerate() {
+        let seq = batch.first_seq.plus(offset as u64);
+        if new.payload.len() > PAYLOAD_LEN_MAX {
+            return Err(StoreError::PayloadTooLarge {
+                tenant: batch.tenant.clone(),
+                seq,
+                len: new.payload.len(),
+            });
+        }
+        if new.recorded_at < previous_time {
+            return Err(StoreError::ClockWentBack {
+                tenant: batch.tenant.clone(),
+                seq,
+                recorded_at: new.recorded_at,
+                previous: previous_time,
+            });
+        }
+        let chain = chain_link(
+            &previous_chain,
+            seq,
+            new.recorded_at,
+            new.event_id,
+            new.version,
+            &new.payload,
+        );
+        records.push(Record {
+            seq,
+            recorded_at: new.recorded_at,
+            event_id: new.event_id,
+            version: new.version,
+            payload: new.payload.clone(),
+            chain,
+        });
+        previous_chain = chain;
+        previous_time = new.recorded_at;
+    }
+    Ok(records)
+}
+
+/// The head after `records`, which [`prepare_append`] built on top of some head.
+pub fn head_after(records: &[Record]) -> Option<Head> {
+    records.last().map(|last| Head {
+        seq: last.seq,
+        recorded_at: last.recorded_at,
+        chain: last.chain,
+    })
+}

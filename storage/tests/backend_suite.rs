@@ -1,0 +1,259 @@
+//! The suite every `LogStore` backend must pass. Each backend gets the same tests through
+//! `backend_suite!`; a new backend adds one line at the bottom.
+
+use std::sync::Arc;
+
+use idpsync_storage::record::PAYLOAD_LEN_MAX;
+use idpsync_storage::verify::verify_log;
+use idpsync_storage::{
+    AppendBatch, EventId, Hash32, Head, LogStore, NewRecord, SchemaVersion, Seq, StoreError, StoredSnapshot, TenantId,
+    Timestamp,
+};
+
+fn tenant(name: &str) -> TenantId {
+    TenantId::new(name).unwrap()
+}
+
+fn new_record(at: i64, payload: &[u8]) -> NewRecord {
+    NewRecord {
+        recorded_at: Timestamp(at),
+        event_id: EventId::new(),
+        version: SchemaVersion(1),
+        payload: payload.to_vec(),
+    }
+}
+
+async fn append_payloads(store: &dyn LogStore, tenant: &TenantId, payloads: &[&[u8]]) -> Result<Head, StoreError> {
+    let head = store.head(tenant).await?;
+    let base = head.recorded_at.0.max(1_000);
+    let records = payloads
+        .iter()
+        .enumerate()
+        .map(|(i, p)| new_record(base + i as i64, p))
+        .collect();
+    Ok(store
+        .append(AppendBatch {
+            tenant: tenant.clone(),
+            first_seq: head.seq.next(),
+            records,
+        })
+        .await?
+        .head)
+}
+
+async fn appends_are_dense_and_chained(store: Arc<dyn LogStore>) {
+    let acme = tenant("acme");
+    assert_eq!(store.ensure_tenant(&acme).await.unwrap(), Head::EMPTY);
+    append_payloads(&*store, &acme, &[b"a", b"b"]).await.unwrap();
+    let head = append_payloads(&*store, &acme, &[b"c"]).await.unwrap();
+    assert_eq!(head.seq, Seq(3));
+    let records = store.read(&acme, Seq(1), 100).await.unwrap();
+    assert_eq!(records.iter().map(|r| r.seq.0).collect::<Vec<_>>(), vec![1, 2, 3]);
+    assert_eq!(
+        records.iter().map(|r| r.payload.clone()).collect::<Vec<_>>(),
+        vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]
+    );
+    assert_eq!(records[2].chain, head.chain);
+    assert_eq!(verify_log(&*store, &acme).await.unwrap(), head);
+    // Reading from the middle, with a limit, and past the end.
+    let middle = store.read(&acme, Seq(2), 1).await.unwrap();
+    assert_eq!(middle.len(), 1);
+    assert_eq!(middle[0].seq, Seq(2));
+    assert!(store.read(&acme, Seq(4), 10).await.unwrap().is_empty());
+}
+
+async fn tenants_are_separate(store: Arc<dyn LogStore>) {
+    let (acme, globex) = (tenant("acme"), tenant("globex"));
+    store.ensure_tenant(&acme).await.unwrap();
+    store.ensure_tenant(&globex).await.unwrap();
+    append_payloads(&*store, &acme, &[b"acme-1", b"acme-2"]).await.unwrap();
+    append_payloads(&*store, &globex, &[b"globex-1"]).await.unwrap();
+    assert_eq!(store.head(&acme).await.unwrap().seq, Seq(2));
+    assert_eq!(store.head(&globex).await.unwrap().seq, Seq(1));
+    let globex_records = store.read(&globex, Seq(1), 10).await.unwrap();
+    assert_eq!(globex_records.len(), 1);
+    assert_eq!(globex_records[0].payload, b"globex-1");
+    assert_eq!(store.tenants().await.unwrap(), vec![acme.clone(), globex]);
+    // Ensuring an existing tenant changes nothing.
+    assert_eq!(store.ensure_tenant(&acme).await.unwrap().seq, Seq(2));
+}
+
+async fn bad_appends_write_nothing(store: Arc<dyn LogStore>) {
+    let acme = tenant("acme");
+    let unknown = tenant("nobody");
+    assert!(matches!(store.head(&unknown).await, Err(StoreError::UnknownTenant(_))));
+    assert!(matches!(
+        store
+            .append(AppendBatch {
+                tenant: unknown.clone(),
+                first_seq: Seq(1),
+                records: vec![new_record(1, b"x")]
+            })
+            .await,
+        Err(StoreError::UnknownTenant(_))
+    ));
+    store.ensure_tenant(&acme).await.unwrap();
+    let head = append_payloads(&*store, &acme, &[b"a"]).await.unwrap();
+    // A stale first_seq.
+    let stale = store
+        .append(AppendBatch {
+            tenant: acme.clone(),
+            first_seq: Seq(1),
+            records: vec![new_record(2_000, b"x")],
+        })
+        .await;
+    assert!(
+        matches!(
+            stale,
+            Err(StoreError::SeqConflict {
+                expected: Seq(2),
+                got: Seq(1),
+                ..
+            })
+        ),
+        "{stale:?}"
+    );
+    // A gap.
+    let gap = store
+        .append(AppendBatch {
+            tenant: acme.clone(),
+            first_seq: Seq(3),
+            records: vec![new_record(2_000, b"x")],
+        })
+        .await;
+    assert!(matches!(gap, Err(StoreError::SeqConflict { .. })));
+    // Time going back, in the second record of a batch: the first record is not kept either.
+    let back = store
+        .append(AppendBatch {
+            tenant: acme.clone(),
+            first_seq: Seq(2),
+            records: vec![new_record(5_000, b"ok"), new_record(4_000, b"back")],
+        })
+        .await;
+    assert!(
+        matches!(back, Err(StoreError::ClockWentBack { seq: Seq(3), .. })),
+        "{back:?}"
+    );
+    // Empty, and oversized.
+    assert!(matches!(
+        store
+            .append(AppendBatch {
+                tenant: acme.clone(),
+                first_seq: Seq(2),
+                records: vec![]
+            })
+            .await,
+        Err(StoreError::EmptyBatch { .. })
+    ));
+    let huge = vec![0u8; PAYLOAD_LEN_MAX + 1];
+    assert!(matches!(
+        store
+            .append(AppendBatch {
+                tenant: acme.clone(),
+                first_seq: Seq(2),
+                records: vec![new_record(5_000, &huge)]
+            })
+            .await,
+        Err(StoreError::PayloadTooLarge { .. })
+    ));
+    assert_eq!(store.head(&acme).await.unwrap(), head);
+    assert_eq!(store.read(&acme, Seq(1), 10).await.unwrap().len(), 1);
+}
+
+async fn concurrent_appends_all_land(store: Arc<dyn LogStore>) {
+    // 32 tenants, 32 tasks each appending 20 batches; every record lands exactly once.
+    let mut tasks = Vec::new();
+    for index in 0..32 {
+        let store = Arc::clone(&store);
+        tasks.push(tokio::spawn(async move {
+            let name = tenant(&format!("t{index}"));
+            store.ensure_tenant(&name).await.unwrap();
+            for round in 0..20u8 {
+                append_payloads(&*store, &name, &[&[round], &[round, round]])
+                    .await
+                    .unwrap();
+            }
+            name
+        }));
+    }
+    for task in tasks {
+        let name = task.await.unwrap();
+        let head = verify_log(&*store, &name).await.unwrap();
+        assert_eq!(head.seq, Seq(40));
+    }
+}
+
+async fn snapshots_are_found_at_or_before(store: Arc<dyn LogStore>) {
+    let acme = tenant("acme");
+    store.ensure_tenant(&acme).await.unwrap();
+    append_payloads(&*store, &acme, &[b"1", b"2", b"3", b"4", b"5"])
+        .await
+        .unwrap();
+    assert!(store.snapshot_at_or_before(&acme, Seq(5)).await.unwrap().is_none());
+    store
+        .put_snapshot(&acme, StoredSnapshot::new(Seq(2), b"state at 2".to_vec()))
+        .await
+        .unwrap();
+    store
+        .put_snapshot(&acme, StoredSnapshot::new(Seq(4), b"state at 4".to_vec()))
+        .await
+        .unwrap();
+    assert!(store.snapshot_at_or_before(&acme, Seq(1)).await.unwrap().is_none());
+    assert_eq!(
+        store.snapshot_at_or_before(&acme, Seq(3)).await.unwrap().unwrap().bytes,
+        b"state at 2"
+    );
+    let latest = store.snapshot_at_or_before(&acme, Seq(99)).await.unwrap().unwrap();
+    assert_eq!(latest.seq, Seq(4));
+    assert!(latest.is_intact());
+    let listed = store.snapshots(&acme).await.unwrap();
+    assert_eq!(listed.iter().map(|s| s.seq).collect::<Vec<_>>(), vec![Seq(2), Seq(4)]);
+    assert_eq!(listed[1].state_hash, latest.state_hash);
+    let beyond = store
+        .put_snapshot(&acme, StoredSnapshot::new(Seq(6), b"future".to_vec()))
+        .await;
+    assert!(matches!(beyond, Err(StoreError::SnapshotBeyondHead { .. })));
+}
+
+async fn large_batches_span_chunks(store: Arc<dyn LogStore>) {
+    let acme = tenant("acme");
+    store.ensure_tenant(&acme).await.unwrap();
+    let payloads: Vec<Vec<u8>> = (0..3_000u32).map(|i| i.to_le_bytes().repeat(40)).collect();
+    let refs: Vec<&[u8]> = payloads.iter().map(|p| p.as_slice()).collect();
+    append_payloads(&*store, &acme, &refs).await.unwrap();
+    for from in [1u64, 2, 511, 512, 513, 1024, 2999, 3000] {
+        let page = store.read(&acme, Seq(from), 7).await.unwrap();
+        assert_eq!(page[0].seq, Seq(from));
+        assert_eq!(page[0].payload, payloads[from as usize - 1]);
+        assert_eq!(page.len(), (3001 - from as usize).min(7));
+    }
+    assert_eq!(verify_log(&*store, &acme).await.unwrap().seq, Seq(3000));
+}
+
+#[test]
+fn hash_zero_is_the_start_of_every_chain() {
+    assert_eq!(Head::EMPTY.chain, Hash32::ZERO);
+}
+
+macro_rules! backend_suite {
+    ($backend:ident, $make:expr) => {
+        mod $backend {
+            use super::*;
+            backend_suite!(@tests $make; appends_are_dense_and_chained, tenants_are_separate, bad_appends_write_nothing,
+                concurrent_appends_all_land, snapshots_are_found_at_or_before, large_batches_span_chunks);
+        }
+    };
+    (@tests $make:expr; $($test:ident),*) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $test() {
+                let dir = tempfile::tempdir().unwrap();
+                let make: fn(&std::path::Path) -> Arc<dyn LogStore> = $make;
+                super::$test(make(dir.path())).await;
+            }
+        )*
+    };
+}
+
+backend_suite!(memory, |_| Arc::new(idpsync_storage::MemoryStore::new()));
+backend_suite!(redb, |dir| Arc::new(idpsync_storage::RedbStore::open(dir).unwrap()));
