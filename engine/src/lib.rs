@@ -1,1 +1,66 @@
-//! engine
+//! The identity engine of openZro IdP-Sync: the identity model, its events, and everything
+//! derived from the log.
+//!
+//! Every write, whatever door it came through, is a [`Command`] that goes through one path in
+//! the tenant's writer: [`decide`] (validate, choose events) → append (durable, group commit) →
+//! fold ([`State::apply`]) → project ([`projector`]: access granted and revoked) → publish.
+//!
+//! # Layout
+//! - [`ids`], [`model`]: ids, users, groups, owners, bindings;
+//! - [`event`]: the events, their envelope and encoding;
+//! - [`state`]: the folded state and its history; the fold itself;
+//! - [`command`], [`decide`], [`reconcile`]: commands and the decisions they produce;
+//! - [`access`], [`projector`]: effective membership, grants, access changes;
+//! - [`tenant`]: the per-tenant writer, published state, change stream, point in time;
+//! - [`engine`]: all tenants of a store; [`replay`], [`verify`]: reading the log back.
+//!
+//! # Architecture invariants
+//! - The fold is pure and total: no clock, no randomness, no I/O. Ids and times are chosen
+//!   before an event exists (ids by `decide`'s context, times by the writer).
+//! - Every write goes through `decide`; a rejected command writes nothing.
+//! - The projector is a function of the state before and after each event.
+//!
+//! # Example
+//! ```
+//! use std::sync::Arc;
+//! use idpsync_engine::{Command, Engine, Origin, Outcome, Source, Cause, TenantSettings};
+//! use idpsync_engine::model::{Owner, UserProfile};
+//! use idpsync_storage::{MemoryStore, TenantId};
+//!
+//! # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+//! let engine = Engine::open(Arc::new(MemoryStore::new()), TenantSettings::default()).await.unwrap();
+//! let tenant = engine.require_tenant(&TenantId::default_tenant()).unwrap();
+//! let origin = Origin { source: Source::Operator, cause: Cause::Unspecified };
+//! let profile = UserProfile { user_name: "alice@example.com".into(), ..Default::default() };
+//! let command = Command::ProvisionUser { owner: Owner::Operator, external_id: None, active: true, profile };
+//! let committed = tenant.execute(command, origin).await.unwrap();
+//! let Outcome::UserProvisioned(alice) = committed.outcome else { unreachable!() };
+//! assert_eq!(tenant.state().user_by_name("ALICE@example.com").unwrap().id, alice);
+//! engine.shutdown().await;
+//! # });
+//! ```
+
+pub mod access;
+pub mod command;
+pub mod decide;
+pub mod engine;
+pub mod error;
+pub mod event;
+pub mod ids;
+pub mod limits;
+pub mod model;
+pub mod projector;
+pub mod reconcile;
+pub mod replay;
+pub mod state;
+pub mod tenant;
+pub mod verify;
+
+pub use command::{Command, Origin};
+pub use decide::{DecideContext, Decision, Outcome, Rejection, decide};
+pub use engine::Engine;
+pub use error::{EngineError, SubmitError};
+pub use event::{Cause, Envelope, Event, LoggedEvent, Source};
+pub use projector::{AccessChange, AccessDirection};
+pub use state::State;
+pub use tenant::{Applied, ChangeStream, Committed, HeldReconcile, Tenant, TenantSettings};

@@ -58,16 +58,21 @@ pub struct StoredSnapshot {
     pub bytes: Vec<u8>,
 }
 
+/// The state hash of encoded state bytes: their BLAKE3.
+pub fn state_hash(bytes: &[u8]) -> Hash32 {
+    Hash32(*blake3::hash(bytes).as_bytes())
+}
+
 impl StoredSnapshot {
     /// Wraps encoded state bytes, hashing them.
     pub fn new(seq: Seq, bytes: Vec<u8>) -> StoredSnapshot {
-        let state_hash = Hash32(*blake3::hash(&bytes).as_bytes());
+        let state_hash = state_hash(&bytes);
         StoredSnapshot { seq, state_hash, bytes }
     }
 
     /// Whether `bytes` still hash to `state_hash`.
     pub fn is_intact(&self) -> bool {
-        Hash32(*blake3::hash(&self.bytes).as_bytes()) == self.state_hash
+        state_hash(&self.bytes) == self.state_hash
     }
 }
 

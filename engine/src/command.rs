@@ -1,0 +1,131 @@
+//! Commands: what a door asks the engine to do, in the imperative. [`crate::decide`] turns each
+//! into events or a rejection.
+
+use crate::event::{Cause, Source};
+use crate::ids::{GroupId, Member, Seq, UserId};
+use crate::model::{BindingGroups, Owner, ResourceRef, UserProfile};
+use crate::reconcile::{DirectorySnapshot, Guard};
+
+/// Where a command comes from; copied into every event it causes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Origin {
+    /// Which door.
+    pub source: Source,
+    /// Which request or object.
+    pub cause: Cause,
+}
+
+/// A request to change a tenant's identities.
+#[derive(Clone, Debug)]
+pub enum Command {
+    /// Create a user.
+    ProvisionUser {
+        /// Who will manage it.
+        owner: Owner,
+        /// The client's id for it.
+        external_id: Option<String>,
+        /// Whether it starts active.
+        active: bool,
+        /// Its personal fields.
+        profile: UserProfile,
+    },
+    /// Replace a user's attributes (SCIM PUT, or a PATCH already applied to a copy).
+    ReplaceUser {
+        /// The user.
+        user: UserId,
+        /// Fails with [`crate::Rejection::VersionMismatch`] unless the user is at this version.
+        expected_version: Option<Seq>,
+        /// The client's id for it.
+        external_id: Option<String>,
+        /// The new `active`; `None` leaves it as it is (a PUT that omits `active` never
+        /// deactivates).
+        active: Option<bool>,
+        /// The new personal fields.
+        profile: UserProfile,
+    },
+    /// Activate or deactivate a user.
+    SetUserActive {
+        /// The user.
+        user: UserId,
+        /// The wanted state.
+        active: bool,
+    },
+    /// Delete a user and its memberships.
+    DeleteUser {
+        /// The user.
+        user: UserId,
+        /// Fails unless the user is at this version.
+        expected_version: Option<Seq>,
+    },
+    /// Create a group, with initial members.
+    CreateGroup {
+        /// Who will manage it.
+        owner: Owner,
+        /// The client's id for it.
+        external_id: Option<String>,
+        /// Its name.
+        display_name: String,
+        /// Its first members.
+        members: Vec<Member>,
+    },
+    /// Change a group's name and external id.
+    UpdateGroup {
+        /// The group.
+        group: GroupId,
+        /// Fails unless the group is at this version.
+        expected_version: Option<Seq>,
+        /// The new name.
+        display_name: String,
+        /// The new external id.
+        external_id: Option<String>,
+    },
+    /// Delete a group and its memberships.
+    DeleteGroup {
+        /// The group.
+        group: GroupId,
+        /// Fails unless the group is at this version.
+        expected_version: Option<Seq>,
+    },
+    /// Add members; members already in the group are left alone.
+    AddMembers {
+        /// The group.
+        group: GroupId,
+        /// The members to add.
+        members: Vec<Member>,
+    },
+    /// Remove members; members not in the group are left alone.
+    RemoveMembers {
+        /// The group.
+        group: GroupId,
+        /// The members to remove.
+        members: Vec<Member>,
+    },
+    /// Make the group's direct members exactly these.
+    ReplaceMembers {
+        /// The group.
+        group: GroupId,
+        /// The members it should have.
+        members: Vec<Member>,
+    },
+    /// Record which groups a management-server resource references.
+    SetBinding {
+        /// The resource.
+        resource: ResourceRef,
+        /// Its groups.
+        groups: BindingGroups,
+    },
+    /// Forget a resource's groups.
+    RemoveBinding {
+        /// The resource.
+        resource: ResourceRef,
+    },
+    /// Bring what an integration owns in line with its IdP's view.
+    Reconcile {
+        /// The IdP's view.
+        snapshot: Box<DirectorySnapshot>,
+        /// Whether the mass-deactivation guard applies.
+        guard: Guard,
+    },
+    /// Several commands, applied all or none, each seeing the effects of those before it.
+    Atomic(Vec<Command>),
+}

@@ -1,0 +1,98 @@
+//! [`Engine`]: every tenant of one log store, opened and running.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+
+use idpsync_storage::{LogStore, Seq, TenantId};
+
+use crate::error::EngineError;
+use crate::replay::replay;
+use crate::tenant::{Tenant, TenantSettings};
+
+/// The engine: a running writer per tenant over one log store.
+pub struct Engine {
+    store: Arc<dyn LogStore>,
+    settings: TenantSettings,
+    tenants: RwLock<BTreeMap<TenantId, Arc<Tenant>>>,
+}
+
+impl Engine {
+    /// Opens every tenant in `store`, creating the `default` tenant if it does not exist.
+    ///
+    /// Each tenant starts from its latest snapshot plus the records after it, whose chain is
+    /// checked on the way.
+    pub async fn open(store: Arc<dyn LogStore>, settings: TenantSettings) -> Result<Engine, EngineError> {
+        store.ensure_tenant(&TenantId::default_tenant()).await?;
+        let engine = Engine { store, settings, tenants: RwLock::new(BTreeMap::new()) };
+        for tenant in engine.store.tenants().await? {
+            engine.load(tenant).await?;
+        }
+        Ok(engine)
+    }
+
+    async fn load(&self, id: TenantId) -> Result<Arc<Tenant>, EngineError> {
+        let started = std::time::Instant::now();
+        let head = self.store.head(&id).await?;
+        let mut state = crate::tenant::load_snapshot(&self.store, &id, head.seq).await?.unwrap_or_default();
+        let snapshot_seq = state.seq();
+        replay(&self.store, &id, &mut state, head.seq).await?;
+        tracing::info!(
+            tenant = %id,
+            head = %head.seq,
+            snapshot = %snapshot_seq,
+            replayed = head.seq.0 - snapshot_seq.0,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "tenant loaded"
+        );
+        let tenant = crate::tenant::start(id.clone(), Arc::clone(&self.store), self.settings.clone(), state, snapshot_seq);
+        self.tenants.write().unwrap_or_else(|p| p.into_inner()).insert(id, Arc::clone(&tenant));
+        Ok(tenant)
+    }
+
+    /// A tenant, if it exists.
+    pub fn tenant(&self, id: &TenantId) -> Option<Arc<Tenant>> {
+        self.tenants.read().unwrap_or_else(|p| p.into_inner()).get(id).cloned()
+    }
+
+    /// A tenant, or [`EngineError::UnknownTenant`].
+    pub fn require_tenant(&self, id: &TenantId) -> Result<Arc<Tenant>, EngineError> {
+        self.tenant(id).ok_or_else(|| EngineError::UnknownTenant(id.clone()))
+    }
+
+    /// A tenant, created empty if it does not exist.
+    pub async fn ensure_tenant(&self, id: &TenantId) -> Result<Arc<Tenant>, EngineError> {
+        if let Some(tenant) = self.tenant(id) {
+            return Ok(tenant);
+        }
+        self.store.ensure_tenant(id).await?;
+        self.load(id.clone()).await
+    }
+
+    /// Every tenant's name.
+    pub fn tenant_ids(&self) -> Vec<TenantId> {
+        self.tenants.read().unwrap_or_else(|p| p.into_inner()).keys().cloned().collect()
+    }
+
+    /// The log store underneath.
+    pub fn store(&self) -> &Arc<dyn LogStore> {
+        &self.store
+    }
+
+    /// Stops every writer after the commands already queued, writing final snapshots.
+    pub async fn shutdown(&self) {
+        let tenants: Vec<Arc<Tenant>> = self.tenants.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
+        for tenant in tenants {
+            tenant.shutdown().await;
+        }
+    }
+
+    /// The head of every tenant, for status output.
+    pub fn heads(&self) -> Vec<(TenantId, Seq)> {
+        self.tenants
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(id, tenant)| (id.clone(), tenant.state().seq()))
+            .collect()
+    }
+}

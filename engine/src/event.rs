@@ -1,0 +1,250 @@
+//! Identity events: facts in the past tense, one enum, postcard inside a versioned envelope.
+//!
+//! Encoding rules (see `engine/tests/golden.rs`, which pins the bytes of every variant):
+//! - new variants go at the end of an enum; an existing variant's fields never change;
+//! - a changed shape is a new variant, or a new envelope version with an upcaster in
+//!   [`decode`];
+//! - personal fields travel in [`Personal`], their own part of the payload, so that a later
+//!   version can encrypt them per user without touching the rest.
+
+use serde::{Deserialize, Serialize};
+
+use idpsync_storage::{EventId, Record, SchemaVersion, Seq, Timestamp};
+
+use crate::ids::{GroupId, IntegrationName, Member, RequestId, SyncRunId, TokenId, UserId};
+use crate::model::{BindingGroups, Owner, ResourceRef, UserProfile};
+
+/// The envelope version this build writes.
+pub const ENVELOPE_VERSION: SchemaVersion = SchemaVersion(1);
+
+/// Which door an event came through.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Source {
+    /// A SCIM request authenticated by this token.
+    Scim {
+        /// The token's id.
+        token: TokenId,
+    },
+    /// A sync driver run.
+    Integration {
+        /// The integration.
+        integration: IntegrationName,
+        /// The run.
+        run: SyncRunId,
+    },
+    /// The management API, authenticated by this admin token.
+    Admin {
+        /// The token's id.
+        token: TokenId,
+    },
+    /// An operator on the command line.
+    Operator,
+    /// The synthetic workload generator (`idpsync dev seed`).
+    Workload,
+}
+
+/// What caused an event, as precisely as the door knows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Cause {
+    /// An HTTP request.
+    Request(RequestId),
+    /// An IdP object seen in a sync run (its id in the IdP).
+    IdpObject(String),
+    /// Nothing more specific than the source.
+    Unspecified,
+}
+
+/// The personal part of an event's payload.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Personal {
+    /// Stored as is.
+    Plain(UserProfile),
+}
+
+impl Personal {
+    /// The profile.
+    pub fn profile(&self) -> &UserProfile {
+        match self {
+            Personal::Plain(profile) => profile,
+        }
+    }
+}
+
+/// Counts behind a held reconcile: why the engine refused to apply it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HoldSummary {
+    /// Users the integration owned before.
+    pub owned_users: u32,
+    /// Users the snapshot would deactivate.
+    pub deactivations: u32,
+    /// Users the snapshot would delete.
+    pub deletions: u32,
+    /// The configured limit, in thousandths of `owned_users`.
+    pub limit_permille: u32,
+}
+
+/// An identity event.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Event {
+    /// A user was created.
+    UserProvisioned {
+        /// Its new id.
+        user: UserId,
+        /// Who manages it.
+        owner: Owner,
+        /// The client's id for it.
+        external_id: Option<String>,
+        /// Whether it starts active.
+        active: bool,
+        /// Its personal fields.
+        personal: Personal,
+    },
+    /// A user's attributes were replaced (the whole profile and `externalId`).
+    UserUpdated {
+        /// The user.
+        user: UserId,
+        /// The client's id for it.
+        external_id: Option<String>,
+        /// Its new personal fields.
+        personal: Personal,
+    },
+    /// A user was deactivated: it keeps its memberships and loses all access.
+    UserDeactivated {
+        /// The user.
+        user: UserId,
+    },
+    /// A deactivated user was activated again.
+    UserReactivated {
+        /// The user.
+        user: UserId,
+    },
+    /// A user was deleted, and with it its memberships.
+    UserDeleted {
+        /// The user.
+        user: UserId,
+    },
+    /// A group was created, empty.
+    GroupCreated {
+        /// Its new id.
+        group: GroupId,
+        /// Who manages it.
+        owner: Owner,
+        /// The client's id for it.
+        external_id: Option<String>,
+        /// Its name.
+        display_name: String,
+    },
+    /// A group was renamed.
+    GroupRenamed {
+        /// The group.
+        group: GroupId,
+        /// The new name.
+        display_name: String,
+    },
+    /// A group's external id changed.
+    GroupExternalIdChanged {
+        /// The group.
+        group: GroupId,
+        /// The new external id.
+        external_id: Option<String>,
+    },
+    /// A group was deleted, and with it its memberships (as a group and as a member).
+    GroupDeleted {
+        /// The group.
+        group: GroupId,
+    },
+    /// Members joined a group.
+    MembersAdded {
+        /// The group.
+        group: GroupId,
+        /// The new members, each not a member before.
+        members: Vec<Member>,
+    },
+    /// Members left a group.
+    MembersRemoved {
+        /// The group.
+        group: GroupId,
+        /// The members that left, each a member before.
+        members: Vec<Member>,
+    },
+    /// A management-server resource now references these groups.
+    BindingSet {
+        /// The resource.
+        resource: ResourceRef,
+        /// Its groups, replacing what it had.
+        groups: BindingGroups,
+    },
+    /// A management-server resource no longer references any group.
+    BindingRemoved {
+        /// The resource.
+        resource: ResourceRef,
+    },
+    /// A reconcile was held because it would deactivate or delete too many users.
+    ReconcileHeld {
+        /// The integration.
+        integration: IntegrationName,
+        /// The held run.
+        run: SyncRunId,
+        /// The counts.
+        summary: HoldSummary,
+    },
+}
+
+/// An event with where it came from: what one log record's payload holds.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Envelope {
+    /// Which door.
+    pub source: Source,
+    /// What caused it.
+    pub cause: Cause,
+    /// The fact.
+    pub event: Event,
+}
+
+/// An event as read back from the log, with its position and time.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LoggedEvent {
+    /// Its place in the tenant's log.
+    pub seq: Seq,
+    /// When it was recorded.
+    pub recorded_at: Timestamp,
+    /// Its id.
+    pub event_id: EventId,
+    /// The event and its origin.
+    pub envelope: Envelope,
+}
+
+/// Why a payload did not decode.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    /// Written by a newer build.
+    #[error("unknown envelope version {0}")]
+    UnknownVersion(SchemaVersion),
+    /// The bytes are not a valid envelope.
+    #[error("malformed payload: {0}")]
+    Malformed(String),
+}
+
+/// Encodes an envelope as a payload of [`ENVELOPE_VERSION`].
+pub fn encode(envelope: &Envelope) -> Vec<u8> {
+    // Serialising plain data into a Vec cannot fail.
+    postcard::to_allocvec(envelope).expect("postcard encodes every envelope")
+}
+
+/// Decodes a payload of any supported envelope version.
+pub fn decode(version: SchemaVersion, payload: &[u8]) -> Result<Envelope, DecodeError> {
+    match version {
+        ENVELOPE_VERSION => postcard::from_bytes(payload).map_err(|e| DecodeError::Malformed(e.to_string())),
+        other => Err(DecodeError::UnknownVersion(other)),
+    }
+}
+
+/// Decodes a stored record.
+pub fn decode_record(record: &Record) -> Result<LoggedEvent, DecodeError> {
+    Ok(LoggedEvent {
+        seq: record.seq,
+        recorded_at: record.recorded_at,
+        event_id: record.event_id,
+        envelope: decode(record.version, &record.payload)?,
+    })
+}

@@ -1,0 +1,328 @@
+//! The identity model: users, groups, who owns them, and the bindings of groups to network
+//! resources.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{GroupId, IntegrationName, ResourceId, Seq, Timestamp, UserId};
+
+/// Who manages an object: only the owning integration's reconcile touches it.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Owner {
+    /// Provisioned over SCIM, by any of the tenant's SCIM tokens.
+    Scim,
+    /// Pulled by a sync driver integration.
+    Integration(IntegrationName),
+    /// Created by an operator (CLI, admin API, synthetic workload).
+    Operator,
+}
+
+/// A user as the fold keeps it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct User {
+    /// The engine's id.
+    pub id: UserId,
+    /// Who manages it.
+    pub owner: Owner,
+    /// The provisioning client's or IdP's id for the user.
+    pub external_id: Option<String>,
+    /// Whether the user may have access. Inactive users keep their memberships but no access.
+    pub active: bool,
+    /// The personal fields (SCIM core and enterprise attributes).
+    pub profile: UserProfile,
+    /// When it was provisioned.
+    pub created: Timestamp,
+    /// When it last changed.
+    pub last_modified: Timestamp,
+    /// The `seq` of its last change: the resource version behind SCIM ETags.
+    pub version: Seq,
+}
+
+/// The personal fields of a user: everything that names or describes a person. Events carry
+/// them in their own part of the payload (see [`crate::event::Personal`]) so that they can be
+/// encrypted per user and erased.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserProfile {
+    /// Unique per tenant, compared case-insensitively.
+    pub user_name: String,
+    /// The components of the user's name.
+    pub name: Option<Name>,
+    /// The name to show.
+    pub display_name: Option<String>,
+    /// A casual name.
+    pub nick_name: Option<String>,
+    /// A URL of the user's profile page.
+    pub profile_url: Option<String>,
+    /// Job title.
+    pub title: Option<String>,
+    /// Relationship to the organisation ("Employee", "Contractor").
+    pub user_type: Option<String>,
+    /// Preferred language, as an `Accept-Language` value.
+    pub preferred_language: Option<String>,
+    /// Locale, such as `en-US`.
+    pub locale: Option<String>,
+    /// Time zone, such as `Europe/Berlin`.
+    pub timezone: Option<String>,
+    /// Email addresses.
+    pub emails: Vec<MultiValue>,
+    /// Phone numbers.
+    pub phone_numbers: Vec<MultiValue>,
+    /// Instant messaging addresses.
+    pub ims: Vec<MultiValue>,
+    /// Photo URLs.
+    pub photos: Vec<MultiValue>,
+    /// Postal addresses.
+    pub addresses: Vec<Address>,
+    /// Entitlements.
+    pub entitlements: Vec<MultiValue>,
+    /// Roles.
+    pub roles: Vec<MultiValue>,
+    /// Certificates.
+    pub x509_certificates: Vec<MultiValue>,
+    /// The enterprise extension (`urn:ietf:params:scim:schemas:extension:enterprise:2.0:User`).
+    pub enterprise: Option<EnterpriseUser>,
+    /// Any other attribute a client sent, by its full name (URN-qualified for extensions).
+    pub extra: BTreeMap<String, AttrValue>,
+}
+
+/// A user's name, as in SCIM's `name` attribute.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Name {
+    /// The full name, formatted for display.
+    pub formatted: Option<String>,
+    /// Family name.
+    pub family_name: Option<String>,
+    /// Given name.
+    pub given_name: Option<String>,
+    /// Middle name.
+    pub middle_name: Option<String>,
+    /// Honorific prefix ("Dr.").
+    pub honorific_prefix: Option<String>,
+    /// Honorific suffix ("III").
+    pub honorific_suffix: Option<String>,
+}
+
+/// One value of a multi-valued attribute such as `emails`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MultiValue {
+    /// The value (an address, a number, a URL).
+    pub value: String,
+    /// A label to show.
+    pub display: Option<String>,
+    /// SCIM's `type` ("work", "home").
+    pub kind: Option<String>,
+    /// Whether this is the preferred value; at most one value is primary.
+    pub primary: bool,
+}
+
+/// A postal address.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Address {
+    /// The full address, formatted for display.
+    pub formatted: Option<String>,
+    /// Street.
+    pub street_address: Option<String>,
+    /// City.
+    pub locality: Option<String>,
+    /// State or region.
+    pub region: Option<String>,
+    /// Postal code.
+    pub postal_code: Option<String>,
+    /// Country (ISO 3166-1 alpha-2).
+    pub country: Option<String>,
+    /// SCIM's `type`.
+    pub kind: Option<String>,
+    /// Whether this is the preferred address.
+    pub primary: bool,
+}
+
+/// The SCIM enterprise user extension.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnterpriseUser {
+    /// Employee number.
+    pub employee_number: Option<String>,
+    /// Cost center.
+    pub cost_center: Option<String>,
+    /// Organization.
+    pub organization: Option<String>,
+    /// Division.
+    pub division: Option<String>,
+    /// Department.
+    pub department: Option<String>,
+    /// The user's manager.
+    pub manager: Option<Manager>,
+}
+
+/// A reference to a user's manager.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manager {
+    /// The manager's id as the client sent it.
+    pub value: String,
+    /// The manager's display name.
+    pub display_name: Option<String>,
+}
+
+/// The value of an attribute the schema does not know, kept as the client sent it.
+///
+/// A JSON-like tree; numbers keep their text so they round-trip exactly.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AttrValue {
+    /// `null`.
+    Null,
+    /// `true` / `false`.
+    Bool(bool),
+    /// A number, as written.
+    Number(String),
+    /// A string.
+    String(String),
+    /// An array.
+    Array(Vec<AttrValue>),
+    /// An object, its members in the order sent.
+    Object(Vec<(String, AttrValue)>),
+}
+
+/// A group as the fold keeps it. Its members are kept apart, as edges (see
+/// [`crate::State::direct_members`]), so that no membership change copies a member list.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Group {
+    /// The engine's id.
+    pub id: GroupId,
+    /// Who manages it.
+    pub owner: Owner,
+    /// The provisioning client's or IdP's id for the group.
+    pub external_id: Option<String>,
+    /// The group's name.
+    pub display_name: String,
+    /// When it was created.
+    pub created: Timestamp,
+    /// When it last changed (renames, membership changes).
+    pub last_modified: Timestamp,
+    /// The `seq` of its last change.
+    pub version: Seq,
+}
+
+/// The kinds of management-server resources that reference groups.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum ResourceKind {
+    /// An access policy: its rules' source and destination groups.
+    Policy,
+    /// A nameserver group and the peer groups it applies to.
+    NameserverGroup,
+    /// The DNS settings' management-disabled groups.
+    DnsManagement,
+    /// A network route and its access-control groups.
+    Route,
+    /// A setup key and its auto-groups.
+    SetupKey,
+}
+
+impl ResourceKind {
+    /// Every kind, in order.
+    pub const ALL: [ResourceKind; 5] = [
+        ResourceKind::Policy,
+        ResourceKind::NameserverGroup,
+        ResourceKind::DnsManagement,
+        ResourceKind::Route,
+        ResourceKind::SetupKey,
+    ];
+
+    /// The kind's name in APIs and on the command line (`policy`, `nameserver-group`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResourceKind::Policy => "policy",
+            ResourceKind::NameserverGroup => "nameserver-group",
+            ResourceKind::DnsManagement => "dns-management",
+            ResourceKind::Route => "route",
+            ResourceKind::SetupKey => "setup-key",
+        }
+    }
+
+    /// Parses [`ResourceKind::as_str`]'s names.
+    pub fn parse(name: &str) -> Option<ResourceKind> {
+        ResourceKind::ALL.into_iter().find(|kind| kind.as_str() == name)
+    }
+}
+
+impl fmt::Display for ResourceKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One management-server resource.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ResourceRef {
+    /// What it is.
+    pub kind: ResourceKind,
+    /// Its id in the management server.
+    pub id: ResourceId,
+}
+
+impl fmt::Display for ResourceRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.kind, self.id)
+    }
+}
+
+/// The part a group plays in a resource.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum BindingRole {
+    /// A policy's source group: its members' traffic is allowed out.
+    Source,
+    /// A policy's destination group: its members may be reached.
+    Destination,
+    /// The one role of the other kinds (nameserver, DNS, route, setup key).
+    Member,
+}
+
+impl BindingRole {
+    /// The role's name in APIs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BindingRole::Source => "source",
+            BindingRole::Destination => "destination",
+            BindingRole::Member => "member",
+        }
+    }
+}
+
+/// The groups one resource references.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BindingGroups {
+    /// A policy's source and destination groups.
+    Policy {
+        /// Source groups.
+        sources: Vec<GroupId>,
+        /// Destination groups.
+        destinations: Vec<GroupId>,
+    },
+    /// The groups of a nameserver group, DNS setting, route or setup key.
+    Groups(Vec<GroupId>),
+}
+
+impl BindingGroups {
+    /// Every (group, role) pair, sorted and without duplicates.
+    pub fn pairs(&self) -> Vec<(GroupId, BindingRole)> {
+        let mut pairs: Vec<(GroupId, BindingRole)> = match self {
+            BindingGroups::Policy { sources, destinations } => sources
+                .iter()
+                .map(|g| (*g, BindingRole::Source))
+                .chain(destinations.iter().map(|g| (*g, BindingRole::Destination)))
+                .collect(),
+            BindingGroups::Groups(groups) => groups.iter().map(|g| (*g, BindingRole::Member)).collect(),
+        };
+        pairs.sort();
+        pairs.dedup();
+        pairs
+    }
+
+    /// Whether this shape fits `kind`: policies have sources and destinations, the rest a list.
+    pub fn fits(&self, kind: ResourceKind) -> bool {
+        matches!(
+            (self, kind),
+            (BindingGroups::Policy { .. }, ResourceKind::Policy) | (BindingGroups::Groups(_), _)
+        ) && !matches!((self, kind), (BindingGroups::Groups(_), ResourceKind::Policy))
+    }
+}

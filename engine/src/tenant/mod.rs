@@ -1,0 +1,187 @@
+//! One tenant: its writer, the state it publishes, its change feed, and point-in-time reads.
+//!
+//! Every write goes through the tenant's single writer task (`writer.rs`): commands in,
+//! `decide`, fold and project speculatively, one group-committed append, then publish. Readers
+//! call [`Tenant::state`] and get the latest published state, an O(1) clone, without waiting
+//! for the writer.
+
+mod pit;
+mod stream;
+mod writer;
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
+use idpsync_storage::{Hash32, LogStore, Seq, TenantId};
+use serde::Serialize;
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+use crate::command::{Command, Origin};
+use crate::decide::Outcome;
+use crate::error::SubmitError;
+use crate::event::LoggedEvent;
+use crate::ids::IntegrationName;
+use crate::projector::AccessChange;
+use crate::reconcile::{DirectorySnapshot, ReconcilePolicy, ReconcileReport};
+use crate::state::State;
+
+pub use stream::ChangeStream;
+pub(crate) use pit::load_snapshot;
+pub(crate) use writer::start;
+
+/// How a tenant keeps its snapshots, checkpoints and feeds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TenantSettings {
+    /// Store a snapshot after this many records since the last one (and at shutdown).
+    pub snapshot_every: u64,
+    /// Keep an in-memory checkpoint (an O(1) clone of the state) every this many records...
+    pub checkpoint_every: u64,
+    /// ...and at most this many of them, the most recent.
+    pub checkpoints_max: usize,
+    /// Applied events kept in memory for change-stream consumers that fall behind; older ones
+    /// are replayed from the log.
+    pub recent_max: usize,
+    /// The most commands the writer takes into one append.
+    pub commands_per_batch_max: usize,
+    /// Reconcile guard settings.
+    pub policy: ReconcilePolicy,
+}
+
+impl Default for TenantSettings {
+    fn default() -> Self {
+        TenantSettings {
+            snapshot_every: 100_000,
+            checkpoint_every: 50_000,
+            checkpoints_max: 4,
+            recent_max: 65_536,
+            commands_per_batch_max: 4_096,
+            policy: ReconcilePolicy::default(),
+        }
+    }
+}
+
+/// One event as the writer applied it: the event, its chain link, and the access it changed.
+#[derive(Clone, Debug)]
+pub struct Applied {
+    /// The event with its position and time.
+    pub event: LoggedEvent,
+    /// The record's chain link.
+    pub chain: Hash32,
+    /// The access changes it caused, in the projector's order.
+    pub access: Vec<AccessChange>,
+}
+
+/// A command that committed.
+#[derive(Clone, Debug)]
+pub struct Committed {
+    /// Records appended for it (0 when there was nothing to change).
+    pub events: u64,
+    /// The log's head after it.
+    pub head: Seq,
+    /// What `decide` said besides the events.
+    pub outcome: Outcome,
+    /// The state just after this command's events, for building responses.
+    pub state: Arc<State>,
+}
+
+/// A reconcile the guard held, waiting for an operator.
+#[derive(Clone, Debug, Serialize)]
+pub struct HeldReconcile {
+    /// What it would do.
+    pub report: ReconcileReport,
+    /// The snapshot, so that confirming applies exactly what was reviewed (re-planned against
+    /// the state at confirmation).
+    #[serde(skip)]
+    pub snapshot: Arc<DirectorySnapshot>,
+    /// The log's head when it was held.
+    pub held_at: Seq,
+}
+
+pub(crate) enum Job {
+    Command { command: Box<Command>, origin: Origin, reply: oneshot::Sender<Result<Committed, SubmitError>> },
+    ConfirmHeld { integration: IntegrationName, reply: oneshot::Sender<Result<Committed, SubmitError>> },
+    Shutdown { done: oneshot::Sender<()> },
+}
+
+/// A handle on one tenant. Cheap to share: clone the `Arc`.
+pub struct Tenant {
+    id: TenantId,
+    store: Arc<dyn LogStore>,
+    settings: TenantSettings,
+    published: ArcSwap<State>,
+    jobs: mpsc::Sender<Job>,
+    feed: broadcast::Sender<Arc<Applied>>,
+    // std mutexes: held for short, synchronous sections only, never across an await.
+    recent: Mutex<VecDeque<Arc<Applied>>>,
+    checkpoints: Mutex<BTreeMap<Seq, State>>,
+    holds: Mutex<BTreeMap<IntegrationName, HeldReconcile>>,
+}
+
+/// A command enqueued with [`Tenant::enqueue`]; await it for the commit.
+pub struct PendingCommit {
+    answer: oneshot::Receiver<Result<Committed, SubmitError>>,
+}
+
+impl PendingCommit {
+    /// Waits until the command's records are durable (or it was refused).
+    pub async fn committed(self) -> Result<Committed, SubmitError> {
+        self.answer.await.unwrap_or(Err(SubmitError::Closed))
+    }
+}
+
+impl Tenant {
+    /// The tenant's name.
+    pub fn id(&self) -> &TenantId {
+        &self.id
+    }
+
+    /// The latest published state.
+    pub fn state(&self) -> Arc<State> {
+        self.published.load_full()
+    }
+
+    /// Runs a command: decide, append (durable when this returns `Ok`), fold, publish.
+    pub async fn execute(&self, command: Command, origin: Origin) -> Result<Committed, SubmitError> {
+        self.enqueue(command, origin).await?.committed().await
+    }
+
+    /// Queues a command without waiting for its commit, so that a caller can keep many in
+    /// flight and let the writer commit them together. Waits only while the queue is full.
+    pub async fn enqueue(&self, command: Command, origin: Origin) -> Result<PendingCommit, SubmitError> {
+        let (reply, answer) = oneshot::channel();
+        self.jobs.send(Job::Command { command: Box::new(command), origin, reply }).await.map_err(|_| SubmitError::Closed)?;
+        Ok(PendingCommit { answer })
+    }
+
+    /// The reconciles held by the guard, per integration.
+    pub fn held(&self) -> BTreeMap<IntegrationName, HeldReconcile> {
+        self.holds.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Applies an integration's held reconcile, re-planned against the current state, with the
+    /// guard lifted.
+    pub async fn confirm_held(&self, integration: IntegrationName) -> Result<Committed, SubmitError> {
+        let (reply, answer) = oneshot::channel();
+        self.jobs.send(Job::ConfirmHeld { integration, reply }).await.map_err(|_| SubmitError::Closed)?;
+        answer.await.unwrap_or(Err(SubmitError::Closed))
+    }
+
+    /// Drops an integration's held reconcile; returns whether there was one.
+    pub fn reject_held(&self, integration: &IntegrationName) -> bool {
+        self.holds.lock().unwrap_or_else(|p| p.into_inner()).remove(integration).is_some()
+    }
+
+    /// The tenant's settings.
+    pub fn settings(&self) -> &TenantSettings {
+        &self.settings
+    }
+
+    /// Stops the writer after the jobs already queued, writing a final snapshot.
+    pub(crate) async fn shutdown(&self) {
+        let (done, finished) = oneshot::channel();
+        if self.jobs.send(Job::Shutdown { done }).await.is_ok() {
+            let _ = finished.await;
+        }
+    }
+}

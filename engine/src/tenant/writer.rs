@@ -1,0 +1,290 @@
+//! The per-tenant writer task.
+//!
+//! It takes every job waiting in its queue (up to a bound), decides each against the state as
+//! the jobs before it left it, folds and projects their events speculatively, then appends all
+//! records in one batch. Only after the append is durable does it publish the new state, feed
+//! the change stream and answer the callers; if the append fails, it drops the speculative
+//! state and every caller of the batch gets the error. A rejected command is answered at once
+//! and leaves nothing in the batch.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use idpsync_storage::{AppendBatch, EventId, Hash32, NewRecord, Seq, StoredSnapshot, Timestamp};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use super::{Applied, Committed, HeldReconcile, Job, Tenant};
+use crate::command::{Command, Origin};
+use crate::decide::{DecideContext, Outcome, Rejection, decide};
+use crate::error::SubmitError;
+use crate::event::{ENVELOPE_VERSION, Envelope, HoldSummary, LoggedEvent, encode};
+use crate::ids::IntegrationName;
+use crate::projector;
+use crate::reconcile::Guard;
+use crate::state::State;
+
+/// Builds a tenant around its loaded state and starts its writer.
+pub(crate) fn start(
+    id: idpsync_storage::TenantId,
+    store: Arc<dyn idpsync_storage::LogStore>,
+    settings: super::TenantSettings,
+    state: State,
+    last_snapshot: Seq,
+) -> Arc<Tenant> {
+    let (jobs, receiver) = mpsc::channel(settings.commands_per_batch_max * 4);
+    let (feed, _) = tokio::sync::broadcast::channel(16_384);
+    let tenant = Arc::new(Tenant {
+        id,
+        store,
+        settings,
+        published: arc_swap::ArcSwap::from_pointee(state.clone()),
+        jobs,
+        feed,
+        recent: Default::default(),
+        checkpoints: Default::default(),
+        holds: Default::default(),
+    });
+    let writer = Writer {
+        tenant: Arc::clone(&tenant),
+        receiver,
+        last_checkpoint: state.seq(),
+        state,
+        last_snapshot,
+        snapshot_task: None,
+    };
+    tokio::spawn(writer.run());
+    tenant
+}
+
+struct Writer {
+    tenant: Arc<Tenant>,
+    receiver: mpsc::Receiver<Job>,
+    /// The state including every committed record, and during a batch the speculative ones.
+    state: State,
+    last_snapshot: Seq,
+    last_checkpoint: Seq,
+    snapshot_task: Option<JoinHandle<()>>,
+}
+
+/// What one round of the writer has decided and not yet committed.
+struct Batch {
+    base: State,
+    records: Vec<NewRecord>,
+    applied: Vec<Applied>,
+    replies: Vec<(oneshot::Sender<Result<Committed, SubmitError>>, Committed)>,
+    holds_set: Vec<(IntegrationName, HeldReconcile)>,
+    holds_cleared: Vec<IntegrationName>,
+}
+
+impl Writer {
+    async fn run(mut self) {
+        let batch_max = self.tenant.settings.commands_per_batch_max;
+        while let Some(first) = self.receiver.recv().await {
+            let mut jobs = vec![first];
+            while jobs.len() < batch_max {
+                match self.receiver.try_recv() {
+                    Ok(job) => jobs.push(job),
+                    Err(_) => break,
+                }
+            }
+            let mut batch = Batch {
+                base: self.state.clone(),
+                records: Vec::new(),
+                applied: Vec::new(),
+                replies: Vec::new(),
+                holds_set: Vec::new(),
+                holds_cleared: Vec::new(),
+            };
+            let mut shutdown = None;
+            for job in jobs {
+                match job {
+                    Job::Command { command, origin, reply } => self.decide_one(&mut batch, *command, &origin, reply),
+                    Job::ConfirmHeld { integration, reply } => {
+                        let held = self.tenant.holds.lock().unwrap_or_else(|p| p.into_inner()).get(&integration).cloned();
+                        match held {
+                            None => {
+                                let _ = reply.send(Err(SubmitError::Rejected(Rejection::Invalid {
+                                    field: "integration".to_owned(),
+                                    reason: format!("integration {integration} has no held sync"),
+                                })));
+                            }
+                            Some(held) => {
+                                let origin = Origin::integration(integration, held.snapshot.run);
+                                let command = Command::Reconcile { snapshot: Box::new((*held.snapshot).clone()), guard: Guard::Confirmed };
+                                self.decide_one(&mut batch, command, &origin, reply);
+                            }
+                        }
+                    }
+                    Job::Shutdown { done } => shutdown = Some(done),
+                }
+            }
+            self.commit(batch).await;
+            if let Some(done) = shutdown {
+                self.write_final_snapshot().await;
+                let _ = done.send(());
+                return;
+            }
+        }
+        self.write_final_snapshot().await;
+    }
+
+    fn decide_one(
+        &mut self,
+        batch: &mut Batch,
+        command: Command,
+        origin: &Origin,
+        reply: oneshot::Sender<Result<Committed, SubmitError>>,
+    ) {
+        let holds: BTreeMap<IntegrationName, HoldSummary> = self
+            .tenant
+            .holds
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter_map(|(name, held)| held.report.held.clone().map(|summary| (name.clone(), summary)))
+            .collect();
+        let mut new_id = uuid::Uuid::now_v7;
+        let mut context = DecideContext { new_id: &mut new_id, policy: &self.tenant.settings.policy, holds: &holds };
+        let decision = match decide(&self.state, &command, origin, &mut context) {
+            Ok(decision) => decision,
+            Err(rejection) => {
+                let _ = reply.send(Err(SubmitError::Rejected(rejection)));
+                return;
+            }
+        };
+        let events = decision.events.len() as u64;
+        for envelope in decision.events {
+            self.apply(batch, envelope);
+        }
+        if let Command::Reconcile { snapshot, guard } = &command {
+            match &decision.outcome {
+                Outcome::Held(report) => batch.holds_set.push((
+                    snapshot.integration.clone(),
+                    HeldReconcile { report: report.clone(), snapshot: Arc::new((**snapshot).clone()), held_at: self.state.seq() },
+                )),
+                Outcome::Reconciled(_) if *guard == Guard::Confirmed => batch.holds_cleared.push(snapshot.integration.clone()),
+                _ => {}
+            }
+        }
+        let committed = Committed { events, head: self.state.seq(), outcome: decision.outcome, state: Arc::new(self.state.clone()) };
+        batch.replies.push((reply, committed));
+    }
+
+    fn apply(&mut self, batch: &mut Batch, envelope: Envelope) {
+        let recorded_at = Timestamp::now().max(self.state.recorded_at());
+        let event = LoggedEvent { seq: self.state.seq().next(), recorded_at, event_id: EventId::new(), envelope };
+        let pending = projector::begin(&self.state, &event.envelope.event);
+        self.state.apply_mut(&event);
+        let access = projector::finish(pending, &self.state, &event);
+        batch.records.push(NewRecord {
+            recorded_at,
+            event_id: event.event_id,
+            version: ENVELOPE_VERSION,
+            payload: encode(&event.envelope),
+        });
+        batch.applied.push(Applied { event, chain: Hash32::ZERO, access });
+    }
+
+    async fn commit(&mut self, mut batch: Batch) {
+        if !batch.records.is_empty() {
+            let append = AppendBatch {
+                tenant: self.tenant.id.clone(),
+                first_seq: batch.base.seq().next(),
+                records: std::mem::take(&mut batch.records),
+            };
+            match self.tenant.store.append(append).await {
+                Ok(appended) => {
+                    for (applied, chain) in batch.applied.iter_mut().zip(appended.chains) {
+                        applied.chain = chain;
+                    }
+                }
+                Err(error) => {
+                    tracing::error!(tenant = %self.tenant.id, %error, "append failed; the batch is rejected");
+                    self.state = batch.base;
+                    let error = Arc::new(error);
+                    for (reply, _) in batch.replies {
+                        let _ = reply.send(Err(SubmitError::Storage(Arc::clone(&error))));
+                    }
+                    return;
+                }
+            }
+        }
+        self.publish(batch.applied);
+        {
+            let mut holds = self.tenant.holds.lock().unwrap_or_else(|p| p.into_inner());
+            for integration in batch.holds_cleared {
+                holds.remove(&integration);
+            }
+            holds.extend(batch.holds_set);
+        }
+        for (reply, committed) in batch.replies {
+            let _ = reply.send(Ok(committed));
+        }
+    }
+
+    /// Makes the committed state and events visible: readers first, then the feed, so that a
+    /// consumer that hears of an event can already read the state that includes it.
+    fn publish(&mut self, applied: Vec<Applied>) {
+        if applied.is_empty() {
+            return;
+        }
+        let settings = &self.tenant.settings;
+        self.tenant.published.store(Arc::new(self.state.clone()));
+        {
+            let mut recent = self.tenant.recent.lock().unwrap_or_else(|p| p.into_inner());
+            for each in applied {
+                let each = Arc::new(each);
+                recent.push_back(Arc::clone(&each));
+                // No subscriber is not an error.
+                let _ = self.tenant.feed.send(each);
+            }
+            while recent.len() > settings.recent_max {
+                recent.pop_front();
+            }
+        }
+        if self.state.seq().0 - self.last_checkpoint.0 >= settings.checkpoint_every {
+            self.last_checkpoint = self.state.seq();
+            let mut checkpoints = self.tenant.checkpoints.lock().unwrap_or_else(|p| p.into_inner());
+            checkpoints.insert(self.state.seq(), self.state.clone());
+            while checkpoints.len() > settings.checkpoints_max {
+                checkpoints.pop_first();
+            }
+        }
+        let snapshot_running = self.snapshot_task.as_ref().is_some_and(|task| !task.is_finished());
+        if self.state.seq().0 - self.last_snapshot.0 >= settings.snapshot_every && !snapshot_running {
+            self.last_snapshot = self.state.seq();
+            let state = self.state.clone();
+            let tenant = Arc::clone(&self.tenant);
+            self.snapshot_task = Some(tokio::spawn(async move {
+                if let Err(error) = write_snapshot(&tenant, state).await {
+                    tracing::warn!(tenant = %tenant.id, %error, "snapshot failed; start-up will replay more of the log");
+                }
+            }));
+        }
+    }
+
+    async fn write_final_snapshot(&mut self) {
+        if let Some(task) = self.snapshot_task.take() {
+            let _ = task.await;
+        }
+        if self.state.seq() > self.last_snapshot {
+            self.last_snapshot = self.state.seq();
+            if let Err(error) = write_snapshot(&self.tenant, self.state.clone()).await {
+                tracing::warn!(tenant = %self.tenant.id, %error, "final snapshot failed; start-up will replay more of the log");
+            }
+        }
+    }
+}
+
+async fn write_snapshot(tenant: &Tenant, state: State) -> Result<(), idpsync_storage::StoreError> {
+    let seq = state.seq();
+    let started = std::time::Instant::now();
+    let bytes = tokio::task::spawn_blocking(move || state.encode_snapshot())
+        .await
+        .map_err(|e| idpsync_storage::StoreError::backend("encoding a snapshot", e))?;
+    let len = bytes.len();
+    tenant.store.put_snapshot(&tenant.id, StoredSnapshot::new(seq, bytes)).await?;
+    tracing::info!(tenant = %tenant.id, %seq, bytes = len, elapsed_ms = started.elapsed().as_millis() as u64, "snapshot stored");
+    Ok(())
+}
