@@ -67,7 +67,11 @@ pub fn grants(state: &State, user: UserId) -> BTreeSet<Grant> {
     }
     for group in ancestors(state, Member::User(user)) {
         for (resource, role) in state.bindings_of_group(group).into_iter().flatten() {
-            grants.insert(Grant { resource: resource.clone(), role: *role, via: group });
+            grants.insert(Grant {
+                resource: resource.clone(),
+                role: *role,
+                via: group,
+            });
         }
     }
     grants

@@ -116,16 +116,33 @@ pub fn decide(
     let wrap = |events: Vec<Event>| -> Vec<Envelope> {
         events
             .into_iter()
-            .map(|event| Envelope { source: origin.source.clone(), cause: origin.cause.clone(), event })
+            .map(|event| Envelope {
+                source: origin.source.clone(),
+                cause: origin.cause.clone(),
+                event,
+            })
             .collect()
     };
-    let done = |events: Vec<Event>| Ok(Decision { events: wrap(events), outcome: Outcome::Done });
+    let done = |events: Vec<Event>| {
+        Ok(Decision {
+            events: wrap(events),
+            outcome: Outcome::Done,
+        })
+    };
     match command {
-        Command::ProvisionUser { owner, external_id, active, profile } => {
+        Command::ProvisionUser {
+            owner,
+            external_id,
+            active,
+            profile,
+        } => {
             validate_profile(profile)?;
             validate_external_id(external_id.as_deref())?;
             if let Some(existing) = state.user_by_name(&profile.user_name) {
-                return Err(Rejection::UserNameTaken { user_name: profile.user_name.clone(), existing: existing.id });
+                return Err(Rejection::UserNameTaken {
+                    user_name: profile.user_name.clone(),
+                    existing: existing.id,
+                });
             }
             let user = UserId((context.new_id)());
             let event = Event::UserProvisioned {
@@ -135,9 +152,18 @@ pub fn decide(
                 active: *active,
                 personal: Personal::Plain(profile.clone()),
             };
-            Ok(Decision { events: wrap(vec![event]), outcome: Outcome::UserProvisioned(user) })
+            Ok(Decision {
+                events: wrap(vec![event]),
+                outcome: Outcome::UserProvisioned(user),
+            })
         }
-        Command::ReplaceUser { user, expected_version, external_id, active, profile } => {
+        Command::ReplaceUser {
+            user,
+            expected_version,
+            external_id,
+            active,
+            profile,
+        } => {
             let current = state.user(*user).ok_or(Rejection::UserNotFound(*user))?;
             check_version(*expected_version, current.version)?;
             validate_profile(profile)?;
@@ -145,7 +171,10 @@ pub fn decide(
             if let Some(other) = state.user_by_name(&profile.user_name)
                 && other.id != *user
             {
-                return Err(Rejection::UserNameTaken { user_name: profile.user_name.clone(), existing: other.id });
+                return Err(Rejection::UserNameTaken {
+                    user_name: profile.user_name.clone(),
+                    existing: other.id,
+                });
             }
             let mut events = Vec::new();
             if current.profile != *profile || current.external_id != *external_id {
@@ -167,7 +196,12 @@ pub fn decide(
             check_version(*expected_version, current.version)?;
             done(vec![Event::UserDeleted { user: *user }])
         }
-        Command::CreateGroup { owner, external_id, display_name, members } => {
+        Command::CreateGroup {
+            owner,
+            external_id,
+            display_name,
+            members,
+        } => {
             validate_display_name(display_name)?;
             validate_external_id(external_id.as_deref())?;
             let group = GroupId((context.new_id)());
@@ -181,23 +215,40 @@ pub fn decide(
             if !members.is_empty() {
                 events.push(Event::MembersAdded { group, members });
             }
-            Ok(Decision { events: wrap(events), outcome: Outcome::GroupCreated(group) })
+            Ok(Decision {
+                events: wrap(events),
+                outcome: Outcome::GroupCreated(group),
+            })
         }
-        Command::UpdateGroup { group, expected_version, display_name, external_id } => {
+        Command::UpdateGroup {
+            group,
+            expected_version,
+            display_name,
+            external_id,
+        } => {
             let current = state.group(*group).ok_or(Rejection::GroupNotFound(*group))?;
             check_version(*expected_version, current.version)?;
             validate_display_name(display_name)?;
             validate_external_id(external_id.as_deref())?;
             let mut events = Vec::new();
             if current.display_name != *display_name {
-                events.push(Event::GroupRenamed { group: *group, display_name: display_name.clone() });
+                events.push(Event::GroupRenamed {
+                    group: *group,
+                    display_name: display_name.clone(),
+                });
             }
             if current.external_id != *external_id {
-                events.push(Event::GroupExternalIdChanged { group: *group, external_id: external_id.clone() });
+                events.push(Event::GroupExternalIdChanged {
+                    group: *group,
+                    external_id: external_id.clone(),
+                });
             }
             done(events)
         }
-        Command::DeleteGroup { group, expected_version } => {
+        Command::DeleteGroup {
+            group,
+            expected_version,
+        } => {
             let current = state.group(*group).ok_or(Rejection::GroupNotFound(*group))?;
             check_version(*expected_version, current.version)?;
             done(vec![Event::GroupDeleted { group: *group }])
@@ -205,7 +256,11 @@ pub fn decide(
         Command::AddMembers { group, members } => {
             require_group(state, *group)?;
             let members = new_members(state, *group, members)?;
-            done(if members.is_empty() { vec![] } else { vec![Event::MembersAdded { group: *group, members }] })
+            done(if members.is_empty() {
+                vec![]
+            } else {
+                vec![Event::MembersAdded { group: *group, members }]
+            })
         }
         Command::RemoveMembers { group, members } => {
             require_group(state, *group)?;
@@ -217,7 +272,14 @@ pub fn decide(
                 .into_iter()
                 .filter(|member| state.is_direct_member(*group, *member))
                 .collect();
-            done(if leaving.is_empty() { vec![] } else { vec![Event::MembersRemoved { group: *group, members: leaving }] })
+            done(if leaving.is_empty() {
+                vec![]
+            } else {
+                vec![Event::MembersRemoved {
+                    group: *group,
+                    members: leaving,
+                }]
+            })
         }
         Command::ReplaceMembers { group, members } => {
             require_group(state, *group)?;
@@ -233,21 +295,37 @@ pub fn decide(
                 .collect();
             let mut events = Vec::new();
             if !leaving.is_empty() {
-                events.push(Event::MembersRemoved { group: *group, members: leaving });
+                events.push(Event::MembersRemoved {
+                    group: *group,
+                    members: leaving,
+                });
             }
             if !joining.is_empty() {
-                events.push(Event::MembersAdded { group: *group, members: joining });
+                events.push(Event::MembersAdded {
+                    group: *group,
+                    members: joining,
+                });
             }
             done(events)
         }
         Command::SetBinding { resource, groups } => {
             if !groups.fits(resource.kind) {
-                let expected = if resource.kind == ResourceKind::Policy { "sources and destinations" } else { "a list of groups" };
-                return Err(Rejection::BindingShape { kind: resource.kind, expected });
+                let expected = if resource.kind == ResourceKind::Policy {
+                    "sources and destinations"
+                } else {
+                    "a list of groups"
+                };
+                return Err(Rejection::BindingShape {
+                    kind: resource.kind,
+                    expected,
+                });
             }
             let pairs = groups.pairs();
             if pairs.len() > limits::BINDING_GROUPS_MAX {
-                return Err(invalid("groups", format!("at most {} groups per binding", limits::BINDING_GROUPS_MAX)));
+                return Err(invalid(
+                    "groups",
+                    format!("at most {} groups per binding", limits::BINDING_GROUPS_MAX),
+                ));
             }
             for (group, _) in &pairs {
                 require_group(state, *group)?;
@@ -255,13 +333,18 @@ pub fn decide(
             if state.binding(resource) == Some(groups) {
                 return done(vec![]);
             }
-            done(vec![Event::BindingSet { resource: resource.clone(), groups: groups.clone() }])
+            done(vec![Event::BindingSet {
+                resource: resource.clone(),
+                groups: groups.clone(),
+            }])
         }
         Command::RemoveBinding { resource } => {
             if state.binding(resource).is_none() {
                 return Err(Rejection::BindingNotFound(resource.clone()));
             }
-            done(vec![Event::BindingRemoved { resource: resource.clone() }])
+            done(vec![Event::BindingRemoved {
+                resource: resource.clone(),
+            }])
         }
         Command::Reconcile { snapshot, guard } => reconcile::decide(state, snapshot, *guard, context),
         Command::Atomic(commands) => {
@@ -276,7 +359,10 @@ pub fn decide(
                 events.extend(decision.events);
                 outcomes.push(decision.outcome);
             }
-            Ok(Decision { events, outcome: Outcome::Atomic(outcomes) })
+            Ok(Decision {
+                events,
+                outcome: Outcome::Atomic(outcomes),
+            })
         }
     }
 }
@@ -314,7 +400,10 @@ fn require_group(state: &State, group: GroupId) -> Result<(), Rejection> {
 
 fn check_member_count(count: usize) -> Result<(), Rejection> {
     if count > limits::MEMBERS_PER_COMMAND_MAX {
-        return Err(invalid("members", format!("at most {} members per request", limits::MEMBERS_PER_COMMAND_MAX)));
+        return Err(invalid(
+            "members",
+            format!("at most {} members per request", limits::MEMBERS_PER_COMMAND_MAX),
+        ));
     }
     Ok(())
 }
@@ -338,21 +427,29 @@ fn new_members(state: &State, group: GroupId, members: &[Member]) -> Result<Vec<
 }
 
 fn invalid(field: &str, reason: impl Into<String>) -> Rejection {
-    Rejection::Invalid { field: field.to_owned(), reason: reason.into() }
+    Rejection::Invalid {
+        field: field.to_owned(),
+        reason: reason.into(),
+    }
 }
 
 fn check_len(field: &str, value: &str, max: usize) -> Result<(), Rejection> {
     if value.len() > max {
         return Err(invalid(field, format!("longer than {max} bytes")));
     }
-    if value.chars().any(|c| c.is_control() && c != '\n' && c != '\r' && c != '\t') {
+    if value
+        .chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\r' && c != '\t')
+    {
         return Err(invalid(field, "contains control characters"));
     }
     Ok(())
 }
 
 fn check_optional(field: &str, value: &Option<String>) -> Result<(), Rejection> {
-    value.as_deref().map_or(Ok(()), |value| check_len(field, value, limits::ATTRIBUTE_LEN_MAX))
+    value
+        .as_deref()
+        .map_or(Ok(()), |value| check_len(field, value, limits::ATTRIBUTE_LEN_MAX))
 }
 
 fn check_values(field: &str, values: &[MultiValue]) -> Result<(), Rejection> {
@@ -375,7 +472,13 @@ fn extra_len(value: &AttrValue) -> usize {
         AttrValue::Null | AttrValue::Bool(_) => 1,
         AttrValue::Number(text) | AttrValue::String(text) => text.len(),
         AttrValue::Array(items) => items.iter().map(extra_len).sum::<usize>() + 1,
-        AttrValue::Object(members) => members.iter().map(|(key, value)| key.len() + extra_len(value)).sum::<usize>() + 1,
+        AttrValue::Object(members) => {
+            members
+                .iter()
+                .map(|(key, value)| key.len() + extra_len(value))
+                .sum::<usize>()
+                + 1
+        }
     }
 }
 
@@ -386,7 +489,14 @@ pub fn validate_profile(profile: &UserProfile) -> Result<(), Rejection> {
     }
     check_len("userName", &profile.user_name, limits::USER_NAME_LEN_MAX)?;
     if let Some(name) = &profile.name {
-        for part in [&name.formatted, &name.family_name, &name.given_name, &name.middle_name, &name.honorific_prefix, &name.honorific_suffix] {
+        for part in [
+            &name.formatted,
+            &name.family_name,
+            &name.given_name,
+            &name.middle_name,
+            &name.honorific_prefix,
+            &name.honorific_suffix,
+        ] {
             check_optional("name", part)?;
         }
     }
@@ -414,15 +524,32 @@ pub fn validate_profile(profile: &UserProfile) -> Result<(), Rejection> {
         check_values(field, values)?;
     }
     if profile.addresses.len() > limits::MULTI_VALUES_MAX {
-        return Err(invalid("addresses", format!("at most {} values", limits::MULTI_VALUES_MAX)));
+        return Err(invalid(
+            "addresses",
+            format!("at most {} values", limits::MULTI_VALUES_MAX),
+        ));
     }
     for address in &profile.addresses {
-        for part in [&address.formatted, &address.street_address, &address.locality, &address.region, &address.postal_code, &address.country, &address.kind] {
+        for part in [
+            &address.formatted,
+            &address.street_address,
+            &address.locality,
+            &address.region,
+            &address.postal_code,
+            &address.country,
+            &address.kind,
+        ] {
             check_optional("addresses", part)?;
         }
     }
     if let Some(enterprise) = &profile.enterprise {
-        for part in [&enterprise.employee_number, &enterprise.cost_center, &enterprise.organization, &enterprise.division, &enterprise.department] {
+        for part in [
+            &enterprise.employee_number,
+            &enterprise.cost_center,
+            &enterprise.organization,
+            &enterprise.division,
+            &enterprise.department,
+        ] {
             check_optional("enterprise", part)?;
         }
         if let Some(manager) = &enterprise.manager {
@@ -431,11 +558,21 @@ pub fn validate_profile(profile: &UserProfile) -> Result<(), Rejection> {
         }
     }
     if profile.extra.len() > limits::EXTRA_ATTRIBUTES_MAX {
-        return Err(invalid("attributes", format!("at most {} attributes outside the schema", limits::EXTRA_ATTRIBUTES_MAX)));
+        return Err(invalid(
+            "attributes",
+            format!("at most {} attributes outside the schema", limits::EXTRA_ATTRIBUTES_MAX),
+        ));
     }
-    let extra_bytes: usize = profile.extra.iter().map(|(name, value)| name.len() + extra_len(value)).sum();
+    let extra_bytes: usize = profile
+        .extra
+        .iter()
+        .map(|(name, value)| name.len() + extra_len(value))
+        .sum();
     if extra_bytes > limits::EXTRA_BYTES_MAX {
-        return Err(invalid("attributes", format!("attributes outside the schema exceed {} bytes", limits::EXTRA_BYTES_MAX)));
+        return Err(invalid(
+            "attributes",
+            format!("attributes outside the schema exceed {} bytes", limits::EXTRA_BYTES_MAX),
+        ));
     }
     Ok(())
 }

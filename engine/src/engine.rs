@@ -23,7 +23,11 @@ impl Engine {
     /// checked on the way.
     pub async fn open(store: Arc<dyn LogStore>, settings: TenantSettings) -> Result<Engine, EngineError> {
         store.ensure_tenant(&TenantId::default_tenant()).await?;
-        let engine = Engine { store, settings, tenants: RwLock::new(BTreeMap::new()) };
+        let engine = Engine {
+            store,
+            settings,
+            tenants: RwLock::new(BTreeMap::new()),
+        };
         for tenant in engine.store.tenants().await? {
             engine.load(tenant).await?;
         }
@@ -33,7 +37,9 @@ impl Engine {
     async fn load(&self, id: TenantId) -> Result<Arc<Tenant>, EngineError> {
         let started = std::time::Instant::now();
         let head = self.store.head(&id).await?;
-        let mut state = crate::tenant::load_snapshot(&self.store, &id, head.seq).await?.unwrap_or_default();
+        let mut state = crate::tenant::load_snapshot(&self.store, &id, head.seq)
+            .await?
+            .unwrap_or_default();
         let snapshot_seq = state.seq();
         replay(&self.store, &id, &mut state, head.seq).await?;
         tracing::info!(
@@ -44,8 +50,17 @@ impl Engine {
             elapsed_ms = started.elapsed().as_millis() as u64,
             "tenant loaded"
         );
-        let tenant = crate::tenant::start(id.clone(), Arc::clone(&self.store), self.settings.clone(), state, snapshot_seq);
-        self.tenants.write().unwrap_or_else(|p| p.into_inner()).insert(id, Arc::clone(&tenant));
+        let tenant = crate::tenant::start(
+            id.clone(),
+            Arc::clone(&self.store),
+            self.settings.clone(),
+            state,
+            snapshot_seq,
+        );
+        self.tenants
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, Arc::clone(&tenant));
         Ok(tenant)
     }
 
@@ -70,7 +85,12 @@ impl Engine {
 
     /// Every tenant's name.
     pub fn tenant_ids(&self) -> Vec<TenantId> {
-        self.tenants.read().unwrap_or_else(|p| p.into_inner()).keys().cloned().collect()
+        self.tenants
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .cloned()
+            .collect()
     }
 
     /// The log store underneath.
@@ -80,7 +100,13 @@ impl Engine {
 
     /// Stops every writer after the commands already queued, writing final snapshots.
     pub async fn shutdown(&self) {
-        let tenants: Vec<Arc<Tenant>> = self.tenants.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
+        let tenants: Vec<Arc<Tenant>> = self
+            .tenants
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
         for tenant in tenants {
             tenant.shutdown().await;
         }

@@ -119,7 +119,9 @@ impl ResourceId {
     /// Checks `id` and wraps it.
     pub fn new(id: &str) -> Result<ResourceId, String> {
         if id.is_empty() || id.len() > Self::LENGTH_MAX || id.chars().any(char::is_control) {
-            return Err(format!("invalid resource id {id:?}: use 1 to 256 characters without control characters"));
+            return Err(format!(
+                "invalid resource id {id:?}: use 1 to 256 characters without control characters"
+            ));
         }
         Ok(ResourceId(id.to_owned()))
     }

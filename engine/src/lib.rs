@@ -64,3 +64,7 @@ pub use event::{Cause, Envelope, Event, LoggedEvent, Source};
 pub use projector::{AccessChange, AccessDirection};
 pub use state::State;
 pub use tenant::{Applied, ChangeStream, Committed, HeldReconcile, Tenant, TenantSettings};
+#[cfg(test)]
+pub(crate) mod testing;
+#[cfg(test)]
+mod tests;

@@ -72,11 +72,14 @@ fn affected_users(state: &State, event: &Event) -> BTreeSet<UserId> {
         Event::BindingSet { resource, groups } => {
             let mut bound: Vec<_> = groups.pairs().into_iter().map(|(group, _)| group).collect();
             bound.extend(old_binding_groups(state, resource));
-            bound.into_iter().flat_map(|group| effective_users(state, group)).collect()
+            bound
+                .into_iter()
+                .flat_map(|group| effective_users(state, group))
+                .collect()
         }
-        Event::BindingRemoved { resource } => {
-            old_binding_groups(state, resource).flat_map(|group| effective_users(state, group)).collect()
-        }
+        Event::BindingRemoved { resource } => old_binding_groups(state, resource)
+            .flat_map(|group| effective_users(state, group))
+            .collect(),
         Event::UserProvisioned { .. }
         | Event::UserUpdated { .. }
         | Event::GroupCreated { .. }
@@ -87,12 +90,20 @@ fn affected_users(state: &State, event: &Event) -> BTreeSet<UserId> {
 }
 
 fn old_binding_groups<'a>(state: &'a State, resource: &ResourceRef) -> impl Iterator<Item = crate::ids::GroupId> + 'a {
-    state.binding(resource).map(|groups| groups.pairs()).unwrap_or_default().into_iter().map(|(group, _)| group)
+    state
+        .binding(resource)
+        .map(|groups| groups.pairs())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(group, _)| group)
 }
 
 /// Notes, before `event` is applied to `state`, what it may change.
 pub fn begin(state: &State, event: &Event) -> Pending {
-    let before = affected_users(state, event).into_iter().map(|user| (user, grants(state, user))).collect();
+    let before = affected_users(state, event)
+        .into_iter()
+        .map(|user| (user, grants(state, user)))
+        .collect();
     Pending { before }
 }
 

@@ -11,7 +11,9 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use serde::{Deserialize, Serialize};
 
 use crate::command::Origin;
-use crate::decide::{DecideContext, Decision, Outcome, Rejection, apply_speculatively, validate_display_name, validate_profile};
+use crate::decide::{
+    DecideContext, Decision, Outcome, Rejection, apply_speculatively, validate_display_name, validate_profile,
+};
 use crate::event::{Cause, Envelope, Event, HoldSummary, Personal, Source};
 use crate::ids::{GroupId, IntegrationName, Member, SyncRunId, UserId};
 use crate::model::{Owner, UserProfile};
@@ -122,7 +124,10 @@ pub struct ReconcilePolicy {
 
 impl Default for ReconcilePolicy {
     fn default() -> Self {
-        ReconcilePolicy { hold_above_permille: 100, missing_users: MissingUsers::Delete }
+        ReconcilePolicy {
+            hold_above_permille: 100,
+            missing_users: MissingUsers::Delete,
+        }
     }
 }
 
@@ -185,7 +190,11 @@ struct Planner<'s> {
 
 impl Planner<'_> {
     fn emit(&mut self, object: &str, label: String, action: &'static str, event: Event) {
-        let envelope = Envelope { source: self.source.clone(), cause: Cause::IdpObject(object.to_owned()), event };
+        let envelope = Envelope {
+            source: self.source.clone(),
+            cause: Cause::IdpObject(object.to_owned()),
+            event,
+        };
         apply_speculatively(&mut self.scratch, &envelope);
         self.events.push(envelope);
         self.report.changes.push(ChangeLine { action, object: label });
@@ -195,15 +204,18 @@ impl Planner<'_> {
         self.report.conflicts.push(message);
     }
 
-    fn upsert_user(&mut self, listed: &SnapshotUser, new_id: &mut dyn FnMut() -> uuid::Uuid) {
+    /// Creates or updates a listed user. Returns why it could not take its userName, if
+    /// another user holds it: calling again once that user has moved on is safe.
+    fn upsert_user(&mut self, listed: &SnapshotUser, new_id: &mut dyn FnMut() -> uuid::Uuid) -> Result<(), String> {
         let label = format!("{} ({})", listed.profile.user_name, listed.external_id);
         if let Err(rejection) = validate_profile(&listed.profile) {
-            return self.conflict(format!("user {label}: {rejection}"));
+            self.conflict(format!("user {label}: {rejection}"));
+            return Ok(());
         }
         let name_holder = self.scratch.user_by_name(&listed.profile.user_name).map(|user| user.id);
         let Some(id) = self.scratch.owned_user(self.integration, &listed.external_id) else {
             if let Some(holder) = name_holder {
-                return self.conflict(format!("user {label}: userName is already used by user {holder}, not managed by this integration"));
+                return Err(format!("user {label}: userName is already used by user {holder}"));
             }
             let user = UserId(new_id());
             let event = Event::UserProvisioned {
@@ -214,13 +226,17 @@ impl Planner<'_> {
                 personal: Personal::Plain(listed.profile.clone()),
             };
             self.report.users_created += 1;
-            return self.emit(&listed.external_id, label, "user created", event);
+            self.emit(&listed.external_id, label, "user created", event);
+            return Ok(());
         };
         let current = self.scratch.user(id).expect("owned users exist").clone();
+        let mut blocked = Ok(());
         if current.profile != listed.profile {
             match name_holder {
                 Some(holder) if holder != id => {
-                    self.conflict(format!("user {label}: cannot rename, userName is already used by user {holder}"));
+                    blocked = Err(format!(
+                        "user {label}: cannot rename, userName is already used by user {holder}"
+                    ));
                 }
                 _ => {
                     let event = Event::UserUpdated {
@@ -236,18 +252,31 @@ impl Planner<'_> {
         match (current.active, listed.active) {
             (true, false) => {
                 self.report.users_deactivated += 1;
-                self.emit(&listed.external_id, label, "user deactivated", Event::UserDeactivated { user: id });
+                self.emit(
+                    &listed.external_id,
+                    label,
+                    "user deactivated",
+                    Event::UserDeactivated { user: id },
+                );
             }
             (false, true) => {
                 self.report.users_reactivated += 1;
-                self.emit(&listed.external_id, label, "user reactivated", Event::UserReactivated { user: id });
+                self.emit(
+                    &listed.external_id,
+                    label,
+                    "user reactivated",
+                    Event::UserReactivated { user: id },
+                );
             }
             _ => {}
         }
+        blocked
     }
 
     fn remove_user(&mut self, external_id: &str, policy: MissingUsers) {
-        let Some(id) = self.scratch.owned_user(self.integration, external_id) else { return };
+        let Some(id) = self.scratch.owned_user(self.integration, external_id) else {
+            return;
+        };
         let user = self.scratch.user(id).expect("owned users exist").clone();
         let label = format!("{} ({external_id})", user.profile.user_name);
         match policy {
@@ -257,7 +286,12 @@ impl Planner<'_> {
             }
             MissingUsers::Deactivate if user.active => {
                 self.report.users_deactivated += 1;
-                self.emit(external_id, label, "user deactivated", Event::UserDeactivated { user: id });
+                self.emit(
+                    external_id,
+                    label,
+                    "user deactivated",
+                    Event::UserDeactivated { user: id },
+                );
             }
             MissingUsers::Deactivate => {}
         }
@@ -282,7 +316,10 @@ impl Planner<'_> {
             Some(id) => {
                 let current = self.scratch.group(id).expect("owned groups exist");
                 if current.display_name != listed.display_name {
-                    let event = Event::GroupRenamed { group: id, display_name: listed.display_name.clone() };
+                    let event = Event::GroupRenamed {
+                        group: id,
+                        display_name: listed.display_name.clone(),
+                    };
                     self.report.groups_renamed += 1;
                     self.emit(&listed.external_id, label, "group renamed", event);
                 }
@@ -291,8 +328,13 @@ impl Planner<'_> {
     }
 
     fn remove_group(&mut self, external_id: &str) {
-        let Some(id) = self.scratch.owned_group(self.integration, external_id) else { return };
-        let label = format!("{} ({external_id})", self.scratch.group(id).expect("owned groups exist").display_name);
+        let Some(id) = self.scratch.owned_group(self.integration, external_id) else {
+            return;
+        };
+        let label = format!(
+            "{} ({external_id})",
+            self.scratch.group(id).expect("owned groups exist").display_name
+        );
         self.report.groups_deleted += 1;
         self.emit(external_id, label, "group deleted", Event::GroupDeleted { group: id });
     }
@@ -305,7 +347,10 @@ impl Planner<'_> {
     }
 
     /// Resolves edges to (group → members), counting the edges that name nothing known.
-    fn resolve_edges<'e>(&mut self, edges: impl Iterator<Item = &'e Membership>) -> BTreeMap<(String, GroupId), BTreeSet<Member>> {
+    fn resolve_edges<'e>(
+        &mut self,
+        edges: impl Iterator<Item = &'e Membership>,
+    ) -> BTreeMap<(String, GroupId), BTreeSet<Member>> {
         let mut resolved: BTreeMap<(String, GroupId), BTreeSet<Member>> = BTreeMap::new();
         for edge in edges {
             let group = self.scratch.owned_group(self.integration, &edge.group);
@@ -325,7 +370,12 @@ impl Planner<'_> {
         }
         self.report.memberships_added += members.len() as u32;
         let label = self.group_label(group_external_id, group, members.len());
-        self.emit(group_external_id, label, "members added", Event::MembersAdded { group, members });
+        self.emit(
+            group_external_id,
+            label,
+            "members added",
+            Event::MembersAdded { group, members },
+        );
     }
 
     fn remove_members(&mut self, group_external_id: &str, group: GroupId, members: Vec<Member>) {
@@ -334,11 +384,20 @@ impl Planner<'_> {
         }
         self.report.memberships_removed += members.len() as u32;
         let label = self.group_label(group_external_id, group, members.len());
-        self.emit(group_external_id, label, "members removed", Event::MembersRemoved { group, members });
+        self.emit(
+            group_external_id,
+            label,
+            "members removed",
+            Event::MembersRemoved { group, members },
+        );
     }
 
     fn group_label(&self, external_id: &str, group: GroupId, count: usize) -> String {
-        let name = self.scratch.group(group).map_or("?", |g| g.display_name.as_str()).to_owned();
+        let name = self
+            .scratch
+            .group(group)
+            .map_or("?", |g| g.display_name.as_str())
+            .to_owned();
         format!("{name} ({external_id}): {count}")
     }
 }
@@ -351,23 +410,103 @@ pub(crate) fn decide(
     context: &mut DecideContext<'_>,
 ) -> Result<Decision, Rejection> {
     let integration = &snapshot.integration;
-    let source = Source::Integration { integration: integration.clone(), run: snapshot.run };
+    let source = Source::Integration {
+        integration: integration.clone(),
+        run: snapshot.run,
+    };
     let owned_users = state.users_owned_by(integration).count() as u32;
-    let mut planner =
-        Planner { scratch: state.clone(), source: source.clone(), events: Vec::new(), report: ReconcileReport::default(), integration };
+    let mut planner = Planner {
+        scratch: state.clone(),
+        source: source.clone(),
+        events: Vec::new(),
+        report: ReconcileReport::default(),
+        integration,
+    };
 
-    let mut listed_users = HashSet::new();
+    // Removals first: a deleted object's memberships go with it in one event, and a name it
+    // frees can be taken by a user of the same snapshot.
+    let listed_users: HashSet<&str> = snapshot.users.iter().map(|user| user.external_id.as_str()).collect();
+    let listed_groups: HashSet<&str> = snapshot.groups.iter().map(|group| group.external_id.as_str()).collect();
+    let (gone_users, gone_groups): (Vec<String>, Vec<String>) = match &snapshot.scope {
+        SnapshotScope::Complete { .. } => (
+            state
+                .users_owned_by(integration)
+                .map(|(external_id, _)| external_id)
+                .filter(|external_id| !listed_users.contains(external_id))
+                .map(str::to_owned)
+                .collect(),
+            state
+                .groups_owned_by(integration)
+                .map(|(external_id, _)| external_id)
+                .filter(|external_id| !listed_groups.contains(external_id))
+                .map(str::to_owned)
+                .collect(),
+        ),
+        SnapshotScope::Delta {
+            removed_users,
+            removed_groups,
+            ..
+        } => (removed_users.clone(), removed_groups.clone()),
+    };
+    for external_id in &gone_users {
+        planner.remove_user(external_id, context.policy.missing_users);
+    }
+    for external_id in &gone_groups {
+        planner.remove_group(external_id);
+    }
+
+    // A delta that both lists and removes an object is contradictory: the removal wins, so
+    // that a confused IdP response can only take access away, never grant it.
+    let removed_users: HashSet<&str> = gone_users.iter().map(String::as_str).collect();
+    let removed_groups: HashSet<&str> = gone_groups.iter().map(String::as_str).collect();
+    let mut seen = HashSet::new();
+    let mut pending: Vec<&SnapshotUser> = Vec::new();
     for user in &snapshot.users {
-        if !listed_users.insert(user.external_id.as_str()) {
-            planner.conflict(format!("user {} is listed twice; the first listing is used", user.external_id));
+        if removed_users.contains(user.external_id.as_str()) {
+            planner.conflict(format!(
+                "user {} is both listed and removed; it is removed",
+                user.external_id
+            ));
+        } else if seen.insert(user.external_id.as_str()) {
+            pending.push(user);
+        } else {
+            planner.conflict(format!(
+                "user {} is listed twice; the first listing is used",
+                user.external_id
+            ));
+        }
+    }
+    // A user may wait for a name another listed user gives up later in the list: go round until
+    // nothing moves, so that the outcome does not depend on the listing order.
+    loop {
+        let mut blocked = Vec::new();
+        for user in &pending {
+            if let Err(reason) = planner.upsert_user(user, context.new_id) {
+                blocked.push((*user, reason));
+            }
+        }
+        if blocked.len() == pending.len() {
+            for (_, reason) in blocked {
+                planner.conflict(reason);
+            }
+            break;
+        }
+        pending = blocked.into_iter().map(|(user, _)| user).collect();
+    }
+    let mut seen = HashSet::new();
+    for group in &snapshot.groups {
+        if removed_groups.contains(group.external_id.as_str()) {
+            planner.conflict(format!(
+                "group {} is both listed and removed; it is removed",
+                group.external_id
+            ));
             continue;
         }
-        planner.upsert_user(user, context.new_id);
-    }
-    let mut listed_groups = HashSet::new();
-    for group in &snapshot.groups {
-        if !listed_groups.insert(group.external_id.as_str()) {
-            planner.conflict(format!("group {} is listed twice; the first listing is used", group.external_id));
+        if !seen.insert(group.external_id.as_str()) {
+            planner.conflict(format!(
+                "group {} is listed twice; the first listing is used",
+                group.external_id
+            ));
             continue;
         }
         planner.upsert_group(group, context.new_id);
@@ -375,25 +514,6 @@ pub(crate) fn decide(
 
     match &snapshot.scope {
         SnapshotScope::Complete { memberships } => {
-            // Removals first: a deleted object's memberships go with it, in one event.
-            let gone_users: Vec<String> = state
-                .users_owned_by(integration)
-                .map(|(external_id, _)| external_id)
-                .filter(|external_id| !listed_users.contains(external_id))
-                .map(str::to_owned)
-                .collect();
-            for external_id in gone_users {
-                planner.remove_user(&external_id, context.policy.missing_users);
-            }
-            let gone_groups: Vec<String> = state
-                .groups_owned_by(integration)
-                .map(|(external_id, _)| external_id)
-                .filter(|external_id| !listed_groups.contains(external_id))
-                .map(str::to_owned)
-                .collect();
-            for external_id in gone_groups {
-                planner.remove_group(&external_id);
-            }
             let mut wanted = planner.resolve_edges(memberships.iter());
             for listed in &snapshot.groups {
                 if let Some(group) = planner.scratch.owned_group(integration, &listed.external_id) {
@@ -401,24 +521,33 @@ pub(crate) fn decide(
                 }
             }
             for ((external_id, group), members) in wanted {
-                let current: BTreeSet<Member> = planner.scratch.direct_members(group).into_iter().flatten().copied().collect();
+                let current: BTreeSet<Member> = planner
+                    .scratch
+                    .direct_members(group)
+                    .into_iter()
+                    .flatten()
+                    .copied()
+                    .collect();
                 planner.remove_members(&external_id, group, current.difference(&members).copied().collect());
                 planner.add_members(&external_id, group, members.difference(&current).copied().collect());
             }
         }
-        SnapshotScope::Delta { removed_users, removed_groups, joined, left } => {
-            for external_id in removed_users {
-                planner.remove_user(external_id, context.policy.missing_users);
-            }
-            for external_id in removed_groups {
-                planner.remove_group(external_id);
-            }
+        SnapshotScope::Delta { joined, left, .. } => {
+            // An edge both joined and left is contradictory: leaving wins.
+            let leaving: HashSet<&Membership> = left.iter().collect();
+            let joined: Vec<&Membership> = joined.iter().filter(|edge| !leaving.contains(edge)).collect();
             for ((external_id, group), members) in planner.resolve_edges(left.iter()) {
-                let leaving = members.into_iter().filter(|m| planner.scratch.is_direct_member(group, *m)).collect();
+                let leaving = members
+                    .into_iter()
+                    .filter(|m| planner.scratch.is_direct_member(group, *m))
+                    .collect();
                 planner.remove_members(&external_id, group, leaving);
             }
-            for ((external_id, group), members) in planner.resolve_edges(joined.iter()) {
-                let joining = members.into_iter().filter(|m| !planner.scratch.is_direct_member(group, *m)).collect();
+            for ((external_id, group), members) in planner.resolve_edges(joined.into_iter()) {
+                let joining = members
+                    .into_iter()
+                    .filter(|m| !planner.scratch.is_direct_member(group, *m))
+                    .collect();
                 planner.add_members(&external_id, group, joining);
             }
         }
@@ -443,17 +572,30 @@ pub(crate) fn decide(
             vec![Envelope {
                 source,
                 cause: Cause::Unspecified,
-                event: Event::ReconcileHeld { integration: integration.clone(), run: snapshot.run, summary },
+                event: Event::ReconcileHeld {
+                    integration: integration.clone(),
+                    run: snapshot.run,
+                    summary,
+                },
             }]
         };
-        return Ok(Decision { events, outcome: Outcome::Held(report) });
+        return Ok(Decision {
+            events,
+            outcome: Outcome::Held(report),
+        });
     }
-    Ok(Decision { events: planner.events, outcome: Outcome::Reconciled(report) })
+    Ok(Decision {
+        events: planner.events,
+        outcome: Outcome::Reconciled(report),
+    })
 }
 
 impl Origin {
     /// The origin of a sync run's events.
     pub fn integration(integration: IntegrationName, run: SyncRunId) -> Origin {
-        Origin { source: Source::Integration { integration, run }, cause: Cause::Unspecified }
+        Origin {
+            source: Source::Integration { integration, run },
+            cause: Cause::Unspecified,
+        }
     }
 }

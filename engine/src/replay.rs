@@ -50,11 +50,19 @@ pub async fn replay_with(
             let Some(checker) = verifier.as_mut() else {
                 // The anchor.
                 if record.seq != start {
-                    return Err(missing(tenant, start, "the record the state was folded up to is missing"));
+                    return Err(missing(
+                        tenant,
+                        start,
+                        "the record the state was folded up to is missing",
+                    ));
                 }
                 verifier = Some(ChainVerifier::after(
                     tenant.clone(),
-                    Head { seq: record.seq, recorded_at: record.recorded_at, chain: record.chain },
+                    Head {
+                        seq: record.seq,
+                        recorded_at: record.recorded_at,
+                        chain: record.chain,
+                    },
                 ));
                 continue;
             };
@@ -75,10 +83,19 @@ pub async fn replay_with(
 }
 
 /// [`replay_with`] that only folds.
-pub async fn replay(store: &Arc<dyn LogStore>, tenant: &TenantId, state: &mut State, to: Seq) -> Result<(), EngineError> {
+pub async fn replay(
+    store: &Arc<dyn LogStore>,
+    tenant: &TenantId,
+    state: &mut State,
+    to: Seq,
+) -> Result<(), EngineError> {
     replay_with(store, tenant, state, to, |state, event, _| state.apply_mut(&event)).await
 }
 
 fn missing(tenant: &TenantId, seq: Seq, reason: &str) -> EngineError {
-    EngineError::Corrupt { tenant: tenant.clone(), seq, reason: reason.to_owned() }
+    EngineError::Corrupt {
+        tenant: tenant.clone(),
+        seq,
+        reason: reason.to_owned(),
+    }
 }

@@ -58,8 +58,16 @@ pub async fn verify_tenant(store: &Arc<dyn LogStore>, tenant: &TenantId) -> Resu
     }
     replay(store, tenant, &mut state, head.seq).await?;
     if state.seq() != head.seq {
-        return Err(EngineError::Corrupt { tenant: tenant.clone(), seq: state.seq().next(), reason: "log ends early".to_owned() });
+        return Err(EngineError::Corrupt {
+            tenant: tenant.clone(),
+            seq: state.seq().next(),
+            reason: "log ends early".to_owned(),
+        });
     }
-    Ok(VerifyReport { tenant: tenant.clone(), records: head.seq.0, chain_head: head.chain, snapshots: snapshots.len() as u64 })
+    Ok(VerifyReport {
+        tenant: tenant.clone(),
+        records: head.seq.0,
+        chain_head: head.chain,
+        snapshots: snapshots.len() as u64,
+    })
 }
-

@@ -52,7 +52,13 @@ impl State {
         self.recorded_at = at;
         self.history.record(at);
         match &logged.envelope.event {
-            Event::UserProvisioned { user, owner, external_id, active, personal } => {
+            Event::UserProvisioned {
+                user,
+                owner,
+                external_id,
+                active,
+                personal,
+            } => {
                 if self.users.contains_key(user) {
                     return;
                 }
@@ -70,8 +76,14 @@ impl State {
                 self.users.insert(*user, Arc::new(record));
                 self.history.touch(Member::User(*user), seq);
             }
-            Event::UserUpdated { user, external_id, personal } => {
-                let Some(old) = self.users.get(user).cloned() else { return };
+            Event::UserUpdated {
+                user,
+                external_id,
+                personal,
+            } => {
+                let Some(old) = self.users.get(user).cloned() else {
+                    return;
+                };
                 self.unindex_user(&old);
                 let mut record = User::clone(&old);
                 record.external_id = external_id.clone();
@@ -88,7 +100,12 @@ impl State {
                 self.drop_member(Member::User(*user), seq, at);
                 self.history.touch(Member::User(*user), seq);
             }
-            Event::GroupCreated { group, owner, external_id, display_name } => {
+            Event::GroupCreated {
+                group,
+                owner,
+                external_id,
+                display_name,
+            } => {
                 if self.groups.contains_key(group) {
                     return;
                 }
@@ -120,7 +137,14 @@ impl State {
                 if let Some(members) = self.members.remove(group) {
                     for member in members {
                         set_remove(&mut self.member_of, &member, group);
-                        self.history.membership(*group, MembershipChange { seq, member, joined: false });
+                        self.history.membership(
+                            *group,
+                            MembershipChange {
+                                seq,
+                                member,
+                                joined: false,
+                            },
+                        );
                     }
                 }
                 // ...and it leaves the groups it was in.
@@ -138,7 +162,14 @@ impl State {
                     }
                     if set_insert(&mut self.members, *group, *member) {
                         set_insert(&mut self.member_of, *member, *group);
-                        self.history.membership(*group, MembershipChange { seq, member: *member, joined: true });
+                        self.history.membership(
+                            *group,
+                            MembershipChange {
+                                seq,
+                                member: *member,
+                                joined: true,
+                            },
+                        );
                         changed = true;
                     }
                 }
@@ -151,7 +182,14 @@ impl State {
                 for member in members {
                     if set_remove(&mut self.members, group, member) {
                         set_remove(&mut self.member_of, member, group);
-                        self.history.membership(*group, MembershipChange { seq, member: *member, joined: false });
+                        self.history.membership(
+                            *group,
+                            MembershipChange {
+                                seq,
+                                member: *member,
+                                joined: false,
+                            },
+                        );
                         changed = true;
                     }
                 }
@@ -200,7 +238,9 @@ impl State {
 
     /// Marks a group changed at `seq`.
     fn touch_group(&mut self, group: GroupId, seq: Seq, at: Timestamp) {
-        let Some(slot) = self.groups.get_mut(&group) else { return };
+        let Some(slot) = self.groups.get_mut(&group) else {
+            return;
+        };
         let record = Arc::make_mut(slot);
         record.last_modified = at;
         record.version = seq;
@@ -209,7 +249,9 @@ impl State {
 
     /// Changes an indexed field of a group, keeping the indexes in step.
     fn reindex_group(&mut self, group: GroupId, change: impl FnOnce(&mut Group)) {
-        let Some(old) = self.groups.get(&group).cloned() else { return };
+        let Some(old) = self.groups.get(&group).cloned() else {
+            return;
+        };
         self.unindex_group(&old);
         let mut record = Group::clone(&old);
         change(&mut record);
@@ -219,10 +261,19 @@ impl State {
 
     /// Removes `member` from every group it is directly in.
     fn drop_member(&mut self, member: Member, seq: Seq, at: Timestamp) {
-        let Some(groups) = self.member_of.remove(&member) else { return };
+        let Some(groups) = self.member_of.remove(&member) else {
+            return;
+        };
         for group in groups {
             set_remove(&mut self.members, &group, &member);
-            self.history.membership(group, MembershipChange { seq, member, joined: false });
+            self.history.membership(
+                group,
+                MembershipChange {
+                    seq,
+                    member,
+                    joined: false,
+                },
+            );
             self.touch_group(group, seq, at);
         }
     }

@@ -49,7 +49,11 @@ impl History {
     pub fn seq_at(&self, moment: Timestamp) -> Seq {
         // `times` never decreases, so the records at or before `moment` are a prefix.
         let count = match self.times.binary_search_by(|time| {
-            if *time <= moment { std::cmp::Ordering::Less } else { std::cmp::Ordering::Greater }
+            if *time <= moment {
+                std::cmp::Ordering::Less
+            } else {
+                std::cmp::Ordering::Greater
+            }
         }) {
             Ok(index) | Err(index) => index,
         };
@@ -113,7 +117,10 @@ impl History {
         for change in self.group_changes(group).filter(|change| change.member == member) {
             match (change.joined, intervals.last_mut()) {
                 (true, Some(MembershipInterval { until: None, .. })) => {}
-                (true, _) => intervals.push(MembershipInterval { from: change.seq, until: None }),
+                (true, _) => intervals.push(MembershipInterval {
+                    from: change.seq,
+                    until: None,
+                }),
                 (false, Some(open @ MembershipInterval { until: None, .. })) => open.until = Some(change.seq),
                 (false, _) => {}
             }

@@ -105,7 +105,9 @@ impl State {
             Some(id) => std::ops::Bound::Excluded(id),
             None => std::ops::Bound::Unbounded,
         };
-        self.users.range((start, std::ops::Bound::Unbounded)).map(|(_, user)| user)
+        self.users
+            .range((start, std::ops::Bound::Unbounded))
+            .map(|(_, user)| user)
     }
 
     /// How many users.
@@ -120,7 +122,9 @@ impl State {
 
     /// The user with this userName, compared case-insensitively.
     pub fn user_by_name(&self, user_name: &str) -> Option<&Arc<User>> {
-        self.user_names.get(&fold_case(user_name)).and_then(|id| self.users.get(id))
+        self.user_names
+            .get(&fold_case(user_name))
+            .and_then(|id| self.users.get(id))
     }
 
     /// Users whose case-folded userName starts with `prefix` (case-folded here), in name order.
@@ -134,31 +138,50 @@ impl State {
 
     /// Users with this externalId (exact match).
     pub fn users_by_external_id<'a>(&'a self, external_id: &str) -> impl Iterator<Item = &'a Arc<User>> + 'a {
-        self.user_external_ids.get(external_id).into_iter().flatten().filter_map(|id| self.users.get(id))
+        self.user_external_ids
+            .get(external_id)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.users.get(id))
     }
 
     /// Groups with this externalId (exact match).
     pub fn groups_by_external_id<'a>(&'a self, external_id: &str) -> impl Iterator<Item = &'a Arc<Group>> + 'a {
-        self.group_external_ids.get(external_id).into_iter().flatten().filter_map(|id| self.groups.get(id))
+        self.group_external_ids
+            .get(external_id)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.groups.get(id))
     }
 
     /// Groups with this displayName, compared case-insensitively.
     pub fn groups_by_name<'a>(&'a self, display_name: &str) -> impl Iterator<Item = &'a Arc<Group>> + 'a {
-        self.group_names.get(&fold_case(display_name)).into_iter().flatten().filter_map(|id| self.groups.get(id))
+        self.group_names
+            .get(&fold_case(display_name))
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.groups.get(id))
     }
 
     /// The user an integration owns under this external id.
     pub fn owned_user(&self, integration: &IntegrationName, external_id: &str) -> Option<UserId> {
-        self.owned_users.get(&(integration.clone(), external_id.to_owned())).copied()
+        self.owned_users
+            .get(&(integration.clone(), external_id.to_owned()))
+            .copied()
     }
 
     /// The group an integration owns under this external id.
     pub fn owned_group(&self, integration: &IntegrationName, external_id: &str) -> Option<GroupId> {
-        self.owned_groups.get(&(integration.clone(), external_id.to_owned())).copied()
+        self.owned_groups
+            .get(&(integration.clone(), external_id.to_owned()))
+            .copied()
     }
 
     /// Every (external id, user) an integration owns, in external-id order.
-    pub fn users_owned_by<'a>(&'a self, integration: &'a IntegrationName) -> impl Iterator<Item = (&'a str, UserId)> + 'a {
+    pub fn users_owned_by<'a>(
+        &'a self,
+        integration: &'a IntegrationName,
+    ) -> impl Iterator<Item = (&'a str, UserId)> + 'a {
         self.owned_users
             .range((integration.clone(), String::new())..)
             .take_while(move |((owner, _), _)| owner == integration)
@@ -166,7 +189,10 @@ impl State {
     }
 
     /// Every (external id, group) an integration owns, in external-id order.
-    pub fn groups_owned_by<'a>(&'a self, integration: &'a IntegrationName) -> impl Iterator<Item = (&'a str, GroupId)> + 'a {
+    pub fn groups_owned_by<'a>(
+        &'a self,
+        integration: &'a IntegrationName,
+    ) -> impl Iterator<Item = (&'a str, GroupId)> + 'a {
         self.owned_groups
             .range((integration.clone(), String::new())..)
             .take_while(move |((owner, _), _)| owner == integration)

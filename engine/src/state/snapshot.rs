@@ -12,8 +12,8 @@ use std::sync::Arc;
 use imbl::{OrdMap, OrdSet, Vector};
 use serde::{Deserialize, Serialize};
 
-use super::history::{History, MembershipChange};
 use super::State;
+use super::history::{History, MembershipChange};
 use crate::ids::{GroupId, Member, Seq, Timestamp};
 use crate::model::{BindingGroups, Group, ResourceRef, User};
 
@@ -78,7 +78,11 @@ impl State {
             recorded_at: self.recorded_at,
             users: self.users.values().map(|user| &**user).collect(),
             groups: self.groups.values().map(|group| &**group).collect(),
-            members: self.members.iter().map(|(group, set)| (*group, set.iter().copied().collect())).collect(),
+            members: self
+                .members
+                .iter()
+                .map(|(group, set)| (*group, set.iter().copied().collect()))
+                .collect(),
             bindings: self.bindings.iter().collect(),
             time_deltas,
             group_changes: self
@@ -109,8 +113,13 @@ impl State {
         if format != SNAPSHOT_FORMAT {
             return Err(SnapshotDecodeError::UnknownFormat(format));
         }
-        let snapshot: SnapshotV1 = postcard::from_bytes(body).map_err(|e| SnapshotDecodeError::Malformed(e.to_string()))?;
-        let mut state = State { seq: snapshot.seq, recorded_at: snapshot.recorded_at, ..State::default() };
+        let snapshot: SnapshotV1 =
+            postcard::from_bytes(body).map_err(|e| SnapshotDecodeError::Malformed(e.to_string()))?;
+        let mut state = State {
+            seq: snapshot.seq,
+            recorded_at: snapshot.recorded_at,
+            ..State::default()
+        };
         for user in snapshot.users {
             state.index_user(&user);
             state.users.insert(user.id, Arc::new(user));
@@ -163,8 +172,16 @@ impl State {
         }
         state.history = History {
             times,
-            group_changes: snapshot.group_changes.into_iter().map(|(group, changes)| (group, Vector::from(changes))).collect::<OrdMap<_, _>>(),
-            member_events: snapshot.member_events.into_iter().map(|(member, seqs)| (member, Vector::from(seqs))).collect::<OrdMap<_, _>>(),
+            group_changes: snapshot
+                .group_changes
+                .into_iter()
+                .map(|(group, changes)| (group, Vector::from(changes)))
+                .collect::<OrdMap<_, _>>(),
+            member_events: snapshot
+                .member_events
+                .into_iter()
+                .map(|(member, seqs)| (member, Vector::from(seqs)))
+                .collect::<OrdMap<_, _>>(),
         };
         Ok(state)
     }

@@ -26,8 +26,8 @@ use crate::projector::AccessChange;
 use crate::reconcile::{DirectorySnapshot, ReconcilePolicy, ReconcileReport};
 use crate::state::State;
 
-pub use stream::ChangeStream;
 pub(crate) use pit::load_snapshot;
+pub use stream::ChangeStream;
 pub(crate) use writer::start;
 
 /// How a tenant keeps its snapshots, checkpoints and feeds.
@@ -99,9 +99,18 @@ pub struct HeldReconcile {
 }
 
 pub(crate) enum Job {
-    Command { command: Box<Command>, origin: Origin, reply: oneshot::Sender<Result<Committed, SubmitError>> },
-    ConfirmHeld { integration: IntegrationName, reply: oneshot::Sender<Result<Committed, SubmitError>> },
-    Shutdown { done: oneshot::Sender<()> },
+    Command {
+        command: Box<Command>,
+        origin: Origin,
+        reply: oneshot::Sender<Result<Committed, SubmitError>>,
+    },
+    ConfirmHeld {
+        integration: IntegrationName,
+        reply: oneshot::Sender<Result<Committed, SubmitError>>,
+    },
+    Shutdown {
+        done: oneshot::Sender<()>,
+    },
 }
 
 /// A handle on one tenant. Cheap to share: clone the `Arc`.
@@ -150,7 +159,14 @@ impl Tenant {
     /// flight and let the writer commit them together. Waits only while the queue is full.
     pub async fn enqueue(&self, command: Command, origin: Origin) -> Result<PendingCommit, SubmitError> {
         let (reply, answer) = oneshot::channel();
-        self.jobs.send(Job::Command { command: Box::new(command), origin, reply }).await.map_err(|_| SubmitError::Closed)?;
+        self.jobs
+            .send(Job::Command {
+                command: Box::new(command),
+                origin,
+                reply,
+            })
+            .await
+            .map_err(|_| SubmitError::Closed)?;
         Ok(PendingCommit { answer })
     }
 
@@ -163,13 +179,20 @@ impl Tenant {
     /// guard lifted.
     pub async fn confirm_held(&self, integration: IntegrationName) -> Result<Committed, SubmitError> {
         let (reply, answer) = oneshot::channel();
-        self.jobs.send(Job::ConfirmHeld { integration, reply }).await.map_err(|_| SubmitError::Closed)?;
+        self.jobs
+            .send(Job::ConfirmHeld { integration, reply })
+            .await
+            .map_err(|_| SubmitError::Closed)?;
         answer.await.unwrap_or(Err(SubmitError::Closed))
     }
 
     /// Drops an integration's held reconcile; returns whether there was one.
     pub fn reject_held(&self, integration: &IntegrationName) -> bool {
-        self.holds.lock().unwrap_or_else(|p| p.into_inner()).remove(integration).is_some()
+        self.holds
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(integration)
+            .is_some()
     }
 
     /// The tenant's settings.

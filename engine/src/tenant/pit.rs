@@ -66,7 +66,9 @@ pub(crate) async fn load_snapshot(
             Ok(None) => return Ok(None),
             Err(error @ idpsync_storage::StoreError::SnapshotCorrupt { .. }) => {
                 tracing::warn!(%tenant, %error, "skipping a corrupt snapshot");
-                let Some(older) = older_snapshot(store, tenant, limit).await? else { return Ok(None) };
+                let Some(older) = older_snapshot(store, tenant, limit).await? else {
+                    return Ok(None);
+                };
                 limit = older;
                 continue;
             }
@@ -86,8 +88,18 @@ pub(crate) async fn load_snapshot(
     }
 }
 
-async fn older_snapshot(store: &Arc<dyn LogStore>, tenant: &TenantId, below_or_at: Seq) -> Result<Option<Seq>, EngineError> {
+async fn older_snapshot(
+    store: &Arc<dyn LogStore>,
+    tenant: &TenantId,
+    below_or_at: Seq,
+) -> Result<Option<Seq>, EngineError> {
     // The corrupt one is the latest at or before `below_or_at`; take the one before it.
-    let seqs: Vec<Seq> = store.snapshots(tenant).await?.into_iter().map(|info| info.seq).filter(|s| *s <= below_or_at).collect();
+    let seqs: Vec<Seq> = store
+        .snapshots(tenant)
+        .await?
+        .into_iter()
+        .map(|info| info.seq)
+        .filter(|s| *s <= below_or_at)
+        .collect();
     Ok(seqs.iter().rev().nth(1).copied())
 }

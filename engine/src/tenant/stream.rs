@@ -93,7 +93,13 @@ impl ChangeStream {
                 && front.event.seq <= self.next
             {
                 let skip = (self.next.0 - front.event.seq.0) as usize;
-                self.backlog.extend(recent.iter().skip(skip).take_while(|item| item.event.seq <= to).cloned());
+                self.backlog.extend(
+                    recent
+                        .iter()
+                        .skip(skip)
+                        .take_while(|item| item.event.seq <= to)
+                        .cloned(),
+                );
                 if !self.backlog.is_empty() {
                     return Ok(());
                 }
@@ -105,12 +111,18 @@ impl ChangeStream {
             _ => self.tenant.state_at(before).await?,
         };
         let mut items = Vec::new();
-        replay_with(&self.tenant.store, &self.tenant.id, &mut state, to, |state, event, chain| {
-            let pending = projector::begin(state, &event.envelope.event);
-            state.apply_mut(&event);
-            let access = projector::finish(pending, state, &event);
-            items.push(Arc::new(Applied { event, chain, access }));
-        })
+        replay_with(
+            &self.tenant.store,
+            &self.tenant.id,
+            &mut state,
+            to,
+            |state, event, chain| {
+                let pending = projector::begin(state, &event.envelope.event);
+                state.apply_mut(&event);
+                let access = projector::finish(pending, state, &event);
+                items.push(Arc::new(Applied { event, chain, access }));
+            },
+        )
         .await?;
         self.backlog.extend(items);
         self.replay_state = Some(state);

@@ -101,7 +101,13 @@ impl Writer {
                 match job {
                     Job::Command { command, origin, reply } => self.decide_one(&mut batch, *command, &origin, reply),
                     Job::ConfirmHeld { integration, reply } => {
-                        let held = self.tenant.holds.lock().unwrap_or_else(|p| p.into_inner()).get(&integration).cloned();
+                        let held = self
+                            .tenant
+                            .holds
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .get(&integration)
+                            .cloned();
                         match held {
                             None => {
                                 let _ = reply.send(Err(SubmitError::Rejected(Rejection::Invalid {
@@ -111,7 +117,10 @@ impl Writer {
                             }
                             Some(held) => {
                                 let origin = Origin::integration(integration, held.snapshot.run);
-                                let command = Command::Reconcile { snapshot: Box::new((*held.snapshot).clone()), guard: Guard::Confirmed };
+                                let command = Command::Reconcile {
+                                    snapshot: Box::new((*held.snapshot).clone()),
+                                    guard: Guard::Confirmed,
+                                };
                                 self.decide_one(&mut batch, command, &origin, reply);
                             }
                         }
@@ -145,7 +154,11 @@ impl Writer {
             .filter_map(|(name, held)| held.report.held.clone().map(|summary| (name.clone(), summary)))
             .collect();
         let mut new_id = uuid::Uuid::now_v7;
-        let mut context = DecideContext { new_id: &mut new_id, policy: &self.tenant.settings.policy, holds: &holds };
+        let mut context = DecideContext {
+            new_id: &mut new_id,
+            policy: &self.tenant.settings.policy,
+            holds: &holds,
+        };
         let decision = match decide(&self.state, &command, origin, &mut context) {
             Ok(decision) => decision,
             Err(rejection) => {
@@ -161,19 +174,35 @@ impl Writer {
             match &decision.outcome {
                 Outcome::Held(report) => batch.holds_set.push((
                     snapshot.integration.clone(),
-                    HeldReconcile { report: report.clone(), snapshot: Arc::new((**snapshot).clone()), held_at: self.state.seq() },
+                    HeldReconcile {
+                        report: report.clone(),
+                        snapshot: Arc::new((**snapshot).clone()),
+                        held_at: self.state.seq(),
+                    },
                 )),
-                Outcome::Reconciled(_) if *guard == Guard::Confirmed => batch.holds_cleared.push(snapshot.integration.clone()),
+                Outcome::Reconciled(_) if *guard == Guard::Confirmed => {
+                    batch.holds_cleared.push(snapshot.integration.clone())
+                }
                 _ => {}
             }
         }
-        let committed = Committed { events, head: self.state.seq(), outcome: decision.outcome, state: Arc::new(self.state.clone()) };
+        let committed = Committed {
+            events,
+            head: self.state.seq(),
+            outcome: decision.outcome,
+            state: Arc::new(self.state.clone()),
+        };
         batch.replies.push((reply, committed));
     }
 
     fn apply(&mut self, batch: &mut Batch, envelope: Envelope) {
         let recorded_at = Timestamp::now().max(self.state.recorded_at());
-        let event = LoggedEvent { seq: self.state.seq().next(), recorded_at, event_id: EventId::new(), envelope };
+        let event = LoggedEvent {
+            seq: self.state.seq().next(),
+            recorded_at,
+            event_id: EventId::new(),
+            envelope,
+        };
         let pending = projector::begin(&self.state, &event.envelope.event);
         self.state.apply_mut(&event);
         let access = projector::finish(pending, &self.state, &event);
@@ -183,7 +212,11 @@ impl Writer {
             version: ENVELOPE_VERSION,
             payload: encode(&event.envelope),
         });
-        batch.applied.push(Applied { event, chain: Hash32::ZERO, access });
+        batch.applied.push(Applied {
+            event,
+            chain: Hash32::ZERO,
+            access,
+        });
     }
 
     async fn commit(&mut self, mut batch: Batch) {
@@ -284,7 +317,10 @@ async fn write_snapshot(tenant: &Tenant, state: State) -> Result<(), idpsync_sto
         .await
         .map_err(|e| idpsync_storage::StoreError::backend("encoding a snapshot", e))?;
     let len = bytes.len();
-    tenant.store.put_snapshot(&tenant.id, StoredSnapshot::new(seq, bytes)).await?;
+    tenant
+        .store
+        .put_snapshot(&tenant.id, StoredSnapshot::new(seq, bytes))
+        .await?;
     tracing::info!(tenant = %tenant.id, %seq, bytes = len, elapsed_ms = started.elapsed().as_millis() as u64, "snapshot stored");
     Ok(())
 }

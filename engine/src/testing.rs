@@ -1,0 +1,123 @@
+//! Test support: a deterministic harness that decides and folds commands without a log, so
+//! that tests read given / when / then.
+
+use std::collections::BTreeMap;
+
+use uuid::Uuid;
+
+use crate::command::{Command, Origin};
+use crate::decide::{DecideContext, Outcome, Rejection, decide};
+use crate::event::{Cause, Event, LoggedEvent, Source};
+use crate::ids::{EventId, GroupId, Member, Seq, Timestamp, UserId};
+use crate::model::{Owner, UserProfile};
+use crate::projector::{self, AccessChange};
+use crate::reconcile::ReconcilePolicy;
+use crate::state::State;
+
+/// Decides and folds commands with counter ids and a clock that ticks one second per record.
+pub(crate) struct Harness {
+    pub(crate) state: State,
+    pub(crate) policy: ReconcilePolicy,
+    pub(crate) log: Vec<LoggedEvent>,
+    pub(crate) access: Vec<AccessChange>,
+    next_id: u128,
+}
+
+impl Harness {
+    pub(crate) fn new() -> Harness {
+        Harness {
+            state: State::new(),
+            policy: ReconcilePolicy::default(),
+            log: Vec::new(),
+            access: Vec::new(),
+            next_id: 1,
+        }
+    }
+
+    pub(crate) fn origin() -> Origin {
+        Origin {
+            source: Source::Operator,
+            cause: Cause::Unspecified,
+        }
+    }
+
+    /// Decides `command` and folds its events; returns the events or the rejection.
+    pub(crate) fn when(&mut self, command: Command) -> Result<(Vec<Event>, Outcome), Rejection> {
+        let mut counter = self.next_id;
+        let mut new_id = || {
+            counter += 1;
+            Uuid::from_u128(counter)
+        };
+        let holds = BTreeMap::new();
+        let mut context = DecideContext {
+            new_id: &mut new_id,
+            policy: &self.policy,
+            holds: &holds,
+        };
+        let decision = decide(&self.state, &command, &Self::origin(), &mut context)?;
+        self.next_id = counter;
+        let mut events = Vec::new();
+        for envelope in decision.events {
+            let seq = self.state.seq().next();
+            let logged = LoggedEvent {
+                seq,
+                recorded_at: Timestamp(1_700_000_000_000_000 + seq.0 as i64 * 1_000_000),
+                event_id: EventId(Uuid::from_u128(seq.0 as u128)),
+                envelope,
+            };
+            let pending = projector::begin(&self.state, &logged.envelope.event);
+            self.state.apply_mut(&logged);
+            self.access.extend(projector::finish(pending, &self.state, &logged));
+            events.push(logged.envelope.event.clone());
+            self.log.push(logged);
+        }
+        Ok((events, decision.outcome))
+    }
+
+    /// Like [`Harness::when`], for set-up steps that must succeed.
+    pub(crate) fn given(&mut self, command: Command) -> Outcome {
+        self.when(command).expect("set-up command is accepted").1
+    }
+
+    pub(crate) fn user(&mut self, user_name: &str) -> UserId {
+        let profile = UserProfile {
+            user_name: user_name.to_owned(),
+            ..UserProfile::default()
+        };
+        match self.given(Command::ProvisionUser {
+            owner: Owner::Scim,
+            external_id: None,
+            active: true,
+            profile,
+        }) {
+            Outcome::UserProvisioned(id) => id,
+            other => panic!("unexpected outcome {other:?}"),
+        }
+    }
+
+    pub(crate) fn group(&mut self, display_name: &str, members: &[Member]) -> GroupId {
+        let command = Command::CreateGroup {
+            owner: Owner::Scim,
+            external_id: None,
+            display_name: display_name.to_owned(),
+            members: members.to_vec(),
+        };
+        match self.given(command) {
+            Outcome::GroupCreated(id) => id,
+            other => panic!("unexpected outcome {other:?}"),
+        }
+    }
+
+    /// Folds the log so far from scratch.
+    pub(crate) fn refold(&self) -> State {
+        let mut state = State::new();
+        for event in &self.log {
+            state.apply_mut(event);
+        }
+        state
+    }
+
+    pub(crate) fn head(&self) -> Seq {
+        self.state.seq()
+    }
+}

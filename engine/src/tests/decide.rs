@@ -1,0 +1,346 @@
+//! `decide` and the fold, given / when / then.
+
+use crate::command::Command;
+use crate::decide::{Outcome, Rejection};
+use crate::event::Event;
+use crate::ids::ResourceId;
+use crate::ids::{Member, Seq};
+use crate::model::{BindingGroups, Owner, ResourceKind, ResourceRef, UserProfile};
+use crate::testing::Harness;
+
+fn profile(user_name: &str) -> UserProfile {
+    UserProfile {
+        user_name: user_name.to_owned(),
+        ..UserProfile::default()
+    }
+}
+
+fn policy(id: &str) -> ResourceRef {
+    ResourceRef {
+        kind: ResourceKind::Policy,
+        id: ResourceId::new(id).unwrap(),
+    }
+}
+
+#[test]
+fn user_names_are_unique_case_insensitively() {
+    let mut h = Harness::new();
+    let alice = h.user("Alice@Example.com");
+    let rejection = h
+        .when(Command::ProvisionUser {
+            owner: Owner::Scim,
+            external_id: None,
+            active: true,
+            profile: profile("alice@example.COM"),
+        })
+        .unwrap_err();
+    assert_eq!(
+        rejection,
+        Rejection::UserNameTaken {
+            user_name: "alice@example.COM".into(),
+            existing: alice
+        }
+    );
+    assert_eq!(h.state.user_by_name("ALICE@EXAMPLE.COM").unwrap().id, alice);
+    assert_eq!(h.state.user_count(), 1);
+}
+
+#[test]
+fn a_rejected_command_decides_nothing() {
+    let mut h = Harness::new();
+    let before = h.head();
+    let empty_name = Command::ProvisionUser {
+        owner: Owner::Scim,
+        external_id: None,
+        active: true,
+        profile: profile("  "),
+    };
+    assert!(matches!(h.when(empty_name), Err(Rejection::Invalid { .. })));
+    let too_long = Command::ProvisionUser {
+        owner: Owner::Scim,
+        external_id: None,
+        active: true,
+        profile: profile(&"x".repeat(300)),
+    };
+    assert!(matches!(h.when(too_long), Err(Rejection::Invalid { .. })));
+    assert_eq!(h.head(), before);
+}
+
+#[test]
+fn put_without_active_never_deactivates() {
+    let mut h = Harness::new();
+    let alice = h.user("alice");
+    let (events, _) = h
+        .when(Command::ReplaceUser {
+            user: alice,
+            expected_version: None,
+            external_id: None,
+            active: None,
+            profile: profile("alice"),
+        })
+        .unwrap();
+    assert!(events.is_empty(), "an unchanged PUT decides nothing: {events:?}");
+    assert!(h.state.user(alice).unwrap().active);
+    let (events, _) = h
+        .when(Command::ReplaceUser {
+            user: alice,
+            expected_version: None,
+            external_id: None,
+            active: Some(false),
+            profile: profile("alice"),
+        })
+        .unwrap();
+    assert_eq!(events, vec![Event::UserDeactivated { user: alice }]);
+}
+
+#[test]
+fn a_stale_version_is_rejected() {
+    let mut h = Harness::new();
+    let alice = h.user("alice");
+    let version = h.state.user(alice).unwrap().version;
+    h.given(Command::SetUserActive {
+        user: alice,
+        active: false,
+    });
+    let stale = Command::DeleteUser {
+        user: alice,
+        expected_version: Some(version),
+    };
+    assert!(matches!(h.when(stale), Err(Rejection::VersionMismatch { .. })));
+    let current = h.state.user(alice).unwrap().version;
+    h.given(Command::DeleteUser {
+        user: alice,
+        expected_version: Some(current),
+    });
+    assert!(h.state.user(alice).is_none());
+}
+
+#[test]
+fn adding_an_existing_member_is_a_no_op() {
+    let mut h = Harness::new();
+    let alice = h.user("alice");
+    let group = h.group("vpn", &[Member::User(alice)]);
+    let version = h.state.group(group).unwrap().version;
+    let (events, _) = h
+        .when(Command::AddMembers {
+            group,
+            members: vec![Member::User(alice)],
+        })
+        .unwrap();
+    assert!(events.is_empty());
+    assert_eq!(
+        h.state.group(group).unwrap().version,
+        version,
+        "lastModified must not move"
+    );
+}
+
+#[test]
+fn removing_members_removes_exactly_those() {
+    let mut h = Harness::new();
+    let users: Vec<_> = (0..5).map(|i| h.user(&format!("u{i}"))).collect();
+    let group = h.group("vpn", &users.iter().map(|u| Member::User(*u)).collect::<Vec<_>>());
+    let (events, _) = h
+        .when(Command::RemoveMembers {
+            group,
+            members: vec![Member::User(users[1]), Member::User(users[3])],
+        })
+        .unwrap();
+    assert_eq!(
+        events,
+        vec![Event::MembersRemoved {
+            group,
+            members: vec![Member::User(users[1]), Member::User(users[3])]
+        }]
+    );
+    let left: Vec<_> = h.state.direct_members(group).unwrap().iter().copied().collect();
+    assert_eq!(
+        left,
+        vec![Member::User(users[0]), Member::User(users[2]), Member::User(users[4])]
+    );
+}
+
+#[test]
+fn unknown_and_self_members_are_rejected() {
+    let mut h = Harness::new();
+    let group = h.group("vpn", &[]);
+    let ghost = Member::User(crate::ids::UserId(uuid::Uuid::from_u128(999)));
+    assert_eq!(
+        h.when(Command::AddMembers {
+            group,
+            members: vec![ghost]
+        })
+        .unwrap_err(),
+        Rejection::MemberNotFound(ghost)
+    );
+    assert_eq!(
+        h.when(Command::AddMembers {
+            group,
+            members: vec![Member::Group(group)]
+        })
+        .unwrap_err(),
+        Rejection::SelfMembership(group)
+    );
+}
+
+#[test]
+fn replace_members_emits_the_difference() {
+    let mut h = Harness::new();
+    let (a, b, c) = (h.user("a"), h.user("b"), h.user("c"));
+    let group = h.group("vpn", &[Member::User(a), Member::User(b)]);
+    let (events, _) = h
+        .when(Command::ReplaceMembers {
+            group,
+            members: vec![Member::User(b), Member::User(c)],
+        })
+        .unwrap();
+    assert_eq!(
+        events,
+        vec![
+            Event::MembersRemoved {
+                group,
+                members: vec![Member::User(a)]
+            },
+            Event::MembersAdded {
+                group,
+                members: vec![Member::User(c)]
+            },
+        ]
+    );
+}
+
+#[test]
+fn deleting_a_user_ends_its_memberships() {
+    let mut h = Harness::new();
+    let alice = h.user("alice");
+    let group = h.group("vpn", &[Member::User(alice)]);
+    h.given(Command::DeleteUser {
+        user: alice,
+        expected_version: None,
+    });
+    assert_eq!(h.state.direct_member_count(group), 0);
+    assert!(h.state.groups_of(Member::User(alice)).is_none());
+    let intervals = h.state.history().membership_intervals(group, Member::User(alice));
+    assert_eq!(intervals.len(), 1);
+    assert_eq!(intervals[0].until, Some(h.head()));
+}
+
+#[test]
+fn deleting_a_group_ends_memberships_both_ways() {
+    let mut h = Harness::new();
+    let alice = h.user("alice");
+    let inner = h.group("inner", &[Member::User(alice)]);
+    let outer = h.group("outer", &[Member::Group(inner)]);
+    h.given(Command::DeleteGroup {
+        group: inner,
+        expected_version: None,
+    });
+    assert!(h.state.groups_of(Member::User(alice)).is_none());
+    assert_eq!(h.state.direct_member_count(outer), 0);
+    assert!(h.state.groups_by_name("INNER").next().is_none());
+}
+
+#[test]
+fn bindings_need_existing_groups_and_the_right_shape() {
+    let mut h = Harness::new();
+    let group = h.group("vpn", &[]);
+    let wrong_shape = Command::SetBinding {
+        resource: policy("p1"),
+        groups: BindingGroups::Groups(vec![group]),
+    };
+    assert!(matches!(h.when(wrong_shape), Err(Rejection::BindingShape { .. })));
+    let ghost = crate::ids::GroupId(uuid::Uuid::from_u128(4242));
+    let missing = Command::SetBinding {
+        resource: policy("p1"),
+        groups: BindingGroups::Policy {
+            sources: vec![ghost],
+            destinations: vec![],
+        },
+    };
+    assert_eq!(h.when(missing).unwrap_err(), Rejection::GroupNotFound(ghost));
+    let good = BindingGroups::Policy {
+        sources: vec![group],
+        destinations: vec![group],
+    };
+    h.given(Command::SetBinding {
+        resource: policy("p1"),
+        groups: good.clone(),
+    });
+    let (again, _) = h
+        .when(Command::SetBinding {
+            resource: policy("p1"),
+            groups: good,
+        })
+        .unwrap();
+    assert!(again.is_empty(), "setting the same binding again decides nothing");
+}
+
+#[test]
+fn atomic_commands_apply_all_or_nothing() {
+    let mut h = Harness::new();
+    let alice = h.user("alice");
+    let group = h.group("vpn", &[]);
+    let head = h.head();
+    let failing = Command::Atomic(vec![
+        Command::UpdateGroup {
+            group,
+            expected_version: None,
+            display_name: "renamed".into(),
+            external_id: None,
+        },
+        Command::AddMembers {
+            group,
+            members: vec![Member::User(crate::ids::UserId(uuid::Uuid::from_u128(777)))],
+        },
+    ]);
+    assert!(h.when(failing).is_err());
+    assert_eq!(h.head(), head);
+    assert_eq!(h.state.group(group).unwrap().display_name, "vpn");
+    let (events, outcome) = h
+        .when(Command::Atomic(vec![
+            Command::UpdateGroup {
+                group,
+                expected_version: None,
+                display_name: "renamed".into(),
+                external_id: None,
+            },
+            Command::AddMembers {
+                group,
+                members: vec![Member::User(alice)],
+            },
+        ]))
+        .unwrap();
+    assert_eq!(events.len(), 2);
+    assert_eq!(outcome, Outcome::Atomic(vec![Outcome::Done, Outcome::Done]));
+}
+
+#[test]
+fn inactive_users_stay_findable() {
+    let mut h = Harness::new();
+    let alice = h.user("alice");
+    h.given(Command::SetUserActive {
+        user: alice,
+        active: false,
+    });
+    assert_eq!(h.state.user_by_name("alice").unwrap().id, alice);
+    assert!(!h.state.user(alice).unwrap().active);
+}
+
+#[test]
+fn the_fold_is_reproducible() {
+    let mut h = Harness::new();
+    let alice = h.user("alice");
+    let group = h.group("vpn", &[Member::User(alice)]);
+    h.given(Command::UpdateGroup {
+        group,
+        expected_version: None,
+        display_name: "vpn-eu".into(),
+        external_id: Some("g1".into()),
+    });
+    h.given(Command::SetUserActive {
+        user: alice,
+        active: false,
+    });
+    assert_eq!(h.refold().encode_snapshot(), h.state.encode_snapshot());
+    assert_eq!(h.state.seq(), Seq(h.log.len() as u64));
+}

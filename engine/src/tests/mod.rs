@@ -1,0 +1,7 @@
+//! Unit tests of the engine's pure parts, through the deterministic [`crate::testing::Harness`].
+
+mod decide;
+mod history;
+mod projector;
+mod reconcile;
+mod reconcile_properties;
