@@ -1,1 +1,46 @@
-//! placeholder
+//! openZro IdP-Sync: keeps a network management server's users, groups and memberships in step
+//! with the company's identity provider, with an append-only, hash-chained log of every
+//! identity event and the access it granted or revoked.
+//!
+//! This crate is the binary `idpsync` and the facade for embedding: it re-exports the engine
+//! and the storage layer and opens them on a data directory.
+//!
+//! # Layout
+//! - [`config`]: the TOML configuration and its environment overrides;
+//! - [`server`]: the HTTP router and server of `idpsync serve`;
+//! - [`workload`]: the synthetic workload of `idpsync dev seed`;
+//! - [`engine`], [`storage`]: the engine and the log (re-exported crates).
+//!
+//! # Example
+//! ```
+//! # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+//! let dir = tempfile::tempdir().unwrap();
+//! let engine = idpsync::open(dir.path(), idpsync::engine::TenantSettings::default()).await.unwrap();
+//! let tenant = engine.require_tenant(&idpsync::storage::TenantId::default_tenant()).unwrap();
+//! assert_eq!(tenant.state().user_count(), 0);
+//! engine.shutdown().await;
+//! # });
+//! ```
+
+pub mod config;
+pub mod server;
+pub mod workload;
+
+use std::path::Path;
+use std::sync::Arc;
+
+pub use idpsync_engine as engine;
+pub use idpsync_storage as storage;
+
+use idpsync_engine::{Engine, EngineError, TenantSettings};
+use idpsync_storage::{LogStore, RedbStore};
+
+/// Opens the embedded log store (redb) in `data_dir`, creating it if needed.
+pub fn open_store(data_dir: &Path) -> Result<Arc<dyn LogStore>, idpsync_storage::StoreError> {
+    Ok(Arc::new(RedbStore::open(data_dir)?))
+}
+
+/// Opens the engine on `data_dir`: every tenant from its latest snapshot plus the log after it.
+pub async fn open(data_dir: &Path, settings: TenantSettings) -> Result<Engine, EngineError> {
+    Engine::open(open_store(data_dir)?, settings).await
+}

@@ -21,13 +21,24 @@ pub struct Grant {
     pub via: GroupId,
 }
 
+/// Which of a user's grants to compute.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GrantFilter {
+    /// All of them.
+    All,
+    /// Those through one of these groups.
+    Via(BTreeSet<GroupId>),
+    /// Those to this resource.
+    Resource(ResourceRef),
+}
+
 /// Every group `member` is in, directly or through nested groups (not `member` itself).
 pub fn ancestors(state: &State, member: Member) -> BTreeSet<GroupId> {
     let mut found = BTreeSet::new();
-    let mut pending: Vec<GroupId> = state.groups_of(member).into_iter().flatten().copied().collect();
+    let mut pending: Vec<GroupId> = state.groups_of(member).collect();
     while let Some(group) = pending.pop() {
         if found.insert(group) {
-            pending.extend(state.groups_of(Member::Group(group)).into_iter().flatten().copied());
+            pending.extend(state.groups_of(Member::Group(group)));
         }
     }
     if let Member::Group(group) = member {
@@ -61,12 +72,27 @@ pub fn effective_users(state: &State, group: GroupId) -> BTreeSet<UserId> {
 /// What a user may reach now: nothing if it is inactive or gone; otherwise one grant per bound
 /// group it is in, per resource and role.
 pub fn grants(state: &State, user: UserId) -> BTreeSet<Grant> {
+    grants_matching(state, user, &GrantFilter::All)
+}
+
+/// The user's grants that `filter` selects.
+pub fn grants_matching(state: &State, user: UserId, filter: &GrantFilter) -> BTreeSet<Grant> {
     let mut grants = BTreeSet::new();
     if !state.user(user).is_some_and(|u| u.active) {
         return grants;
     }
     for group in ancestors(state, Member::User(user)) {
+        if let GrantFilter::Via(groups) = filter
+            && !groups.contains(&group)
+        {
+            continue;
+        }
         for (resource, role) in state.bindings_of_group(group).into_iter().flatten() {
+            if let GrantFilter::Resource(only) = filter
+                && only != resource
+            {
+                continue;
+            }
             grants.insert(Grant {
                 resource: resource.clone(),
                 role: *role,

@@ -6,7 +6,7 @@ use std::sync::{Arc, RwLock};
 use idpsync_storage::{LogStore, Seq, TenantId};
 
 use crate::error::EngineError;
-use crate::replay::replay;
+use crate::replay::replay_recording;
 use crate::tenant::{Tenant, TenantSettings};
 
 /// The engine: a running writer per tenant over one log store.
@@ -37,11 +37,11 @@ impl Engine {
     async fn load(&self, id: TenantId) -> Result<Arc<Tenant>, EngineError> {
         let started = std::time::Instant::now();
         let head = self.store.head(&id).await?;
-        let mut state = crate::tenant::load_snapshot(&self.store, &id, head.seq)
+        let (mut state, mut history) = crate::tenant::load_snapshot_with_history(&self.store, &id, head.seq)
             .await?
             .unwrap_or_default();
         let snapshot_seq = state.seq();
-        replay(&self.store, &id, &mut state, head.seq).await?;
+        replay_recording(&self.store, &id, &mut state, &mut history, head.seq).await?;
         tracing::info!(
             tenant = %id,
             head = %head.seq,
@@ -55,6 +55,7 @@ impl Engine {
             Arc::clone(&self.store),
             self.settings.clone(),
             state,
+            history,
             snapshot_seq,
         );
         self.tenants

@@ -16,6 +16,11 @@ macro_rules! uuid_id {
         pub struct $name(pub Uuid);
 
         impl $name {
+            /// The smallest id, for range bounds.
+            pub const MIN: $name = $name(Uuid::nil());
+            /// The largest id, for range bounds.
+            pub const MAX: $name = $name(Uuid::max());
+
             /// A fresh UUID v7.
             pub fn new() -> $name {
                 $name(Uuid::now_v7())

@@ -8,7 +8,7 @@
 //! # Layout
 //! - [`ids`], [`model`]: ids, users, groups, owners, bindings;
 //! - [`event`]: the events, their envelope and encoding;
-//! - [`state`]: the folded state and its history; the fold itself;
+//! - [`state`]: the folded state and the fold; [`history`]: the index of the past;
 //! - [`command`], [`decide`], [`reconcile`]: commands and the decisions they produce;
 //! - [`access`], [`projector`]: effective membership, grants, access changes;
 //! - [`tenant`]: the per-tenant writer, published state, change stream, point in time;
@@ -46,6 +46,7 @@ pub mod decide;
 pub mod engine;
 pub mod error;
 pub mod event;
+pub mod history;
 pub mod ids;
 pub mod limits;
 pub mod model;
@@ -61,6 +62,7 @@ pub use decide::{DecideContext, Decision, Outcome, Rejection, decide};
 pub use engine::Engine;
 pub use error::{EngineError, SubmitError};
 pub use event::{Cause, Envelope, Event, LoggedEvent, Source};
+pub use history::History;
 pub use projector::{AccessChange, AccessDirection};
 pub use state::State;
 pub use tenant::{Applied, ChangeStream, Committed, HeldReconcile, Tenant, TenantSettings};

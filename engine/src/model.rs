@@ -47,8 +47,9 @@ pub struct User {
 pub struct UserProfile {
     /// Unique per tenant, compared case-insensitively.
     pub user_name: String,
-    /// The components of the user's name.
-    pub name: Option<Name>,
+    /// The components of the user's name (boxed: most users have few of the optional parts,
+    /// and a user costs less memory without their room inline).
+    pub name: Option<Box<Name>>,
     /// The name to show.
     pub display_name: Option<String>,
     /// A casual name.
@@ -82,7 +83,7 @@ pub struct UserProfile {
     /// Certificates.
     pub x509_certificates: Vec<MultiValue>,
     /// The enterprise extension (`urn:ietf:params:scim:schemas:extension:enterprise:2.0:User`).
-    pub enterprise: Option<EnterpriseUser>,
+    pub enterprise: Option<Box<EnterpriseUser>>,
     /// Any other attribute a client sent, by its full name (URN-qualified for extensions).
     pub extra: BTreeMap<String, AttrValue>,
 }

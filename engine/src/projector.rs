@@ -5,16 +5,18 @@
 //! resource; [`crate::access::grants`] answers that.
 //!
 //! The projector is a function of the state before and after the event: [`begin`] notes which
-//! users the event can affect and their grants before, [`finish`] compares with after. It is
-//! deterministic, so replaying the log reproduces the same changes in the same order.
+//! users the event can affect, and which of their grants it can touch, before the event;
+//! [`finish`] compares with after. A membership change in a group with no bound group above it
+//! can change no access, and costs nothing more. It is deterministic, so replaying the log
+//! reproduces the same changes in the same order.
 
 use std::collections::BTreeSet;
 
 use serde::Serialize;
 
-use crate::access::{Grant, effective_users, grants};
+use crate::access::{Grant, GrantFilter, ancestors, effective_users, grants_matching};
 use crate::event::{Event, LoggedEvent};
-use crate::ids::{Member, Seq, Timestamp, UserId};
+use crate::ids::{GroupId, Member, Seq, Timestamp, UserId};
 use crate::model::{BindingRole, ResourceRef};
 use crate::state::State;
 
@@ -44,75 +46,101 @@ pub struct AccessChange {
     /// Granted or revoked.
     pub direction: AccessDirection,
     /// Through which bound group.
-    pub via: crate::ids::GroupId,
+    pub via: GroupId,
 }
 
-/// What [`begin`] saw before an event: the users it may affect and their grants then.
+/// What [`begin`] saw before an event: the users it may affect, the grants it may touch, and
+/// those users' matching grants then.
 pub struct Pending {
+    filter: GrantFilter,
     before: Vec<(UserId, BTreeSet<Grant>)>,
 }
 
-/// The users whose grants `event` can change, judged on the state before it.
-fn affected_users(state: &State, event: &Event) -> BTreeSet<UserId> {
-    let users_of = |members: &[Member]| -> BTreeSet<UserId> {
-        members
-            .iter()
-            .flat_map(|member| match *member {
-                Member::User(user) => BTreeSet::from([user]),
-                Member::Group(group) => effective_users(state, group),
-            })
-            .collect()
-    };
-    match event {
-        Event::MembersAdded { members, .. } | Event::MembersRemoved { members, .. } => users_of(members),
-        Event::UserDeactivated { user } | Event::UserReactivated { user } | Event::UserDeleted { user } => {
-            BTreeSet::from([*user])
+/// The bound groups among `group` and the groups above it: the only `via` groups a change of
+/// `group`'s members can add or remove.
+fn bound_lineage(state: &State, group: GroupId) -> BTreeSet<GroupId> {
+    let mut lineage = ancestors(state, Member::Group(group));
+    lineage.insert(group);
+    lineage.retain(|group| state.bindings_of_group(*group).is_some());
+    lineage
+}
+
+fn users_of(state: &State, members: &[Member]) -> BTreeSet<UserId> {
+    let mut users = BTreeSet::new();
+    for member in members {
+        match *member {
+            Member::User(user) => {
+                users.insert(user);
+            }
+            Member::Group(group) => users.extend(effective_users(state, group)),
         }
-        Event::GroupDeleted { group } => effective_users(state, *group),
-        Event::BindingSet { resource, groups } => {
-            let mut bound: Vec<_> = groups.pairs().into_iter().map(|(group, _)| group).collect();
-            bound.extend(old_binding_groups(state, resource));
-            bound
+    }
+    users
+}
+
+/// The users whose grants `event` can change, and which grants, judged before it.
+fn affected(state: &State, event: &Event) -> (BTreeSet<UserId>, GrantFilter) {
+    let nobody = || (BTreeSet::new(), GrantFilter::All);
+    match event {
+        Event::MembersAdded { group, members } | Event::MembersRemoved { group, members } => {
+            let lineage = bound_lineage(state, *group);
+            if lineage.is_empty() {
+                return nobody();
+            }
+            (users_of(state, members), GrantFilter::Via(lineage))
+        }
+        Event::GroupDeleted { group } => {
+            let lineage = bound_lineage(state, *group);
+            if lineage.is_empty() {
+                return nobody();
+            }
+            (effective_users(state, *group), GrantFilter::Via(lineage))
+        }
+        Event::UserDeactivated { user } | Event::UserReactivated { user } | Event::UserDeleted { user } => {
+            (BTreeSet::from([*user]), GrantFilter::All)
+        }
+        Event::BindingSet { resource, .. } | Event::BindingRemoved { resource } => {
+            let mut groups: BTreeSet<GroupId> = state
+                .binding(resource)
+                .map(|b| b.pairs())
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(g, _)| g)
+                .collect();
+            if let Event::BindingSet { groups: new, .. } = event {
+                groups.extend(new.pairs().into_iter().map(|(g, _)| g));
+            }
+            let users = groups
                 .into_iter()
                 .flat_map(|group| effective_users(state, group))
-                .collect()
+                .collect();
+            (users, GrantFilter::Resource(resource.clone()))
         }
-        Event::BindingRemoved { resource } => old_binding_groups(state, resource)
-            .flat_map(|group| effective_users(state, group))
-            .collect(),
         Event::UserProvisioned { .. }
         | Event::UserUpdated { .. }
         | Event::GroupCreated { .. }
         | Event::GroupRenamed { .. }
         | Event::GroupExternalIdChanged { .. }
-        | Event::ReconcileHeld { .. } => BTreeSet::new(),
+        | Event::ReconcileHeld { .. } => nobody(),
     }
-}
-
-fn old_binding_groups<'a>(state: &'a State, resource: &ResourceRef) -> impl Iterator<Item = crate::ids::GroupId> + 'a {
-    state
-        .binding(resource)
-        .map(|groups| groups.pairs())
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(group, _)| group)
 }
 
 /// Notes, before `event` is applied to `state`, what it may change.
 pub fn begin(state: &State, event: &Event) -> Pending {
-    let before = affected_users(state, event)
+    let (users, filter) = affected(state, event);
+    let before = users
         .into_iter()
-        .map(|user| (user, grants(state, user)))
+        .map(|user| (user, grants_matching(state, user, &filter)))
         .collect();
-    Pending { before }
+    Pending { filter, before }
 }
 
-/// The access changes of `event`, now applied to `state`, in a fixed order (by user, then
-/// resource, role and group; revocations before grants).
+/// The access changes of `event`, now applied to `state`, in a fixed order (by user; for each
+/// user revocations, then grants, each by resource, role and group).
 pub fn finish(pending: Pending, state: &State, event: &LoggedEvent) -> Vec<AccessChange> {
     let mut changes = Vec::new();
     for (user, before) in pending.before {
-        let after = grants(state, user);
+        let after = grants_matching(state, user, &pending.filter);
         let mut push = |grant: &Grant, direction| {
             changes.push(AccessChange {
                 seq: event.seq,

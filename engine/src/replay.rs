@@ -10,6 +10,7 @@ use idpsync_storage::{Hash32, Head, LogStore, Record, Seq, TenantId};
 
 use crate::error::EngineError;
 use crate::event::{LoggedEvent, decode_record};
+use crate::history::History;
 use crate::state::State;
 
 /// Records read per page.
@@ -89,7 +90,25 @@ pub async fn replay(
     state: &mut State,
     to: Seq,
 ) -> Result<(), EngineError> {
-    replay_with(store, tenant, state, to, |state, event, _| state.apply_mut(&event)).await
+    replay_with(store, tenant, state, to, |state, event, _| {
+        state.apply_mut(&event);
+    })
+    .await
+}
+
+/// [`replay_with`] that folds and extends the history index, which must end where `state` does.
+pub async fn replay_recording(
+    store: &Arc<dyn LogStore>,
+    tenant: &TenantId,
+    state: &mut State,
+    history: &mut History,
+    to: Seq,
+) -> Result<(), EngineError> {
+    replay_with(store, tenant, state, to, |state, event, _| {
+        let effects = state.apply_mut(&event);
+        history.record(event.seq, event.recorded_at, &effects);
+    })
+    .await
 }
 
 fn missing(tenant: &TenantId, seq: Seq, reason: &str) -> EngineError {

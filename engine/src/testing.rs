@@ -8,6 +8,7 @@ use uuid::Uuid;
 use crate::command::{Command, Origin};
 use crate::decide::{DecideContext, Outcome, Rejection, decide};
 use crate::event::{Cause, Event, LoggedEvent, Source};
+use crate::history::History;
 use crate::ids::{EventId, GroupId, Member, Seq, Timestamp, UserId};
 use crate::model::{Owner, UserProfile};
 use crate::projector::{self, AccessChange};
@@ -17,6 +18,7 @@ use crate::state::State;
 /// Decides and folds commands with counter ids and a clock that ticks one second per record.
 pub(crate) struct Harness {
     pub(crate) state: State,
+    pub(crate) history: History,
     pub(crate) policy: ReconcilePolicy,
     pub(crate) log: Vec<LoggedEvent>,
     pub(crate) access: Vec<AccessChange>,
@@ -27,6 +29,7 @@ impl Harness {
     pub(crate) fn new() -> Harness {
         Harness {
             state: State::new(),
+            history: History::new(),
             policy: ReconcilePolicy::default(),
             log: Vec::new(),
             access: Vec::new(),
@@ -66,7 +69,8 @@ impl Harness {
                 envelope,
             };
             let pending = projector::begin(&self.state, &logged.envelope.event);
-            self.state.apply_mut(&logged);
+            let effects = self.state.apply_mut(&logged);
+            self.history.record(seq, logged.recorded_at, &effects);
             self.access.extend(projector::finish(pending, &self.state, &logged));
             events.push(logged.envelope.event.clone());
             self.log.push(logged);

@@ -7,8 +7,9 @@ use idpsync_storage::{Hash32, LogStore, TenantId, state_hash};
 use serde::Serialize;
 
 use crate::error::EngineError;
-use crate::replay::replay;
-use crate::state::State;
+use crate::history::History;
+use crate::replay::replay_recording;
+use crate::state::{State, encode_snapshot};
 
 /// What [`verify_tenant`] checked.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -31,10 +32,11 @@ pub async fn verify_tenant(store: &Arc<dyn LogStore>, tenant: &TenantId) -> Resu
     let head = idpsync_storage::verify::verify_log(&**store, tenant).await?;
     let snapshots = store.snapshots(tenant).await?;
     let mut state = State::new();
+    let mut history = History::new();
     for snapshot in &snapshots {
-        replay(store, tenant, &mut state, snapshot.seq).await?;
-        let folded = state.clone();
-        let hash = tokio::task::spawn_blocking(move || state_hash(&folded.encode_snapshot()))
+        replay_recording(store, tenant, &mut state, &mut history, snapshot.seq).await?;
+        let (folded, indexed) = (state.clone(), history.clone());
+        let hash = tokio::task::spawn_blocking(move || state_hash(&encode_snapshot(&folded, &indexed)))
             .await
             .map_err(|_| EngineError::Closed)?;
         if hash != snapshot.state_hash {
@@ -56,7 +58,7 @@ pub async fn verify_tenant(store: &Arc<dyn LogStore>, tenant: &TenantId) -> Resu
             }
         }
     }
-    replay(store, tenant, &mut state, head.seq).await?;
+    replay_recording(store, tenant, &mut state, &mut history, head.seq).await?;
     if state.seq() != head.seq {
         return Err(EngineError::Corrupt {
             tenant: tenant.clone(),

@@ -50,14 +50,14 @@ fn full_profile() -> UserProfile {
     };
     UserProfile {
         user_name: "alice@example.com".to_owned(),
-        name: Some(Name {
+        name: Some(Box::new(Name {
             formatted: Some("Ms. Alice B. Smith III".to_owned()),
             family_name: Some("Smith".to_owned()),
             given_name: Some("Alice".to_owned()),
             middle_name: Some("B".to_owned()),
             honorific_prefix: Some("Ms.".to_owned()),
             honorific_suffix: Some("III".to_owned()),
-        }),
+        })),
         display_name: Some("Alice Smith".to_owned()),
         nick_name: Some("Al".to_owned()),
         profile_url: Some("https://example.com/alice".to_owned()),
@@ -83,7 +83,7 @@ fn full_profile() -> UserProfile {
         entitlements: vec![value("vpn")],
         roles: vec![value("admin")],
         x509_certificates: vec![value("MIIB")],
-        enterprise: Some(EnterpriseUser {
+        enterprise: Some(Box::new(EnterpriseUser {
             employee_number: Some("42".to_owned()),
             cost_center: Some("cc".to_owned()),
             organization: Some("org".to_owned()),
@@ -93,7 +93,7 @@ fn full_profile() -> UserProfile {
                 value: "boss".to_owned(),
                 display_name: Some("Boss".to_owned()),
             }),
-        }),
+        })),
         extra,
     }
 }

@@ -7,11 +7,13 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use idpsync_engine::access::{Grant, grants};
+use idpsync_engine::access::{Grant, effective_users, grants};
 use idpsync_engine::ids::{GroupId, Member, ResourceId, UserId};
 use idpsync_engine::model::{BindingGroups, Owner, ResourceKind, ResourceRef, UserProfile};
 use idpsync_engine::replay::replay;
-use idpsync_engine::{AccessDirection, Cause, Command, Engine, Origin, Source, State, TenantSettings};
+use idpsync_engine::replay::replay_recording;
+use idpsync_engine::state::encode_snapshot;
+use idpsync_engine::{AccessDirection, Cause, Command, Engine, History, Origin, Source, State, TenantSettings};
 use idpsync_storage::{LogStore, MemoryStore, Seq, TenantId};
 use proptest::prelude::*;
 
@@ -142,6 +144,10 @@ async fn fold_prefix(store: &Arc<dyn LogStore>, tenant: &TenantId, to: Seq) -> S
     state
 }
 
+fn canonical(state: &State) -> Vec<u8> {
+    encode_snapshot(state, &History::new())
+}
+
 fn settings() -> TenantSettings {
     TenantSettings {
         snapshot_every: 7,
@@ -180,19 +186,41 @@ fn run(ops: Vec<Op>) {
         let state = tenant.state();
         let head = state.seq();
 
-        // (a) folding the log from scratch gives the live state.
-        let refolded = fold_prefix(&store, &id, head).await;
+        // (a) folding the log from scratch gives the live state and history index.
+        let mut refolded = State::new();
+        let mut reindexed = History::new();
+        replay_recording(&store, &id, &mut refolded, &mut reindexed, head)
+            .await
+            .unwrap();
+        let live_bytes = tenant.with_history(|history, _| encode_snapshot(&state, history));
         assert_eq!(
-            refolded.encode_snapshot(),
-            state.encode_snapshot(),
+            encode_snapshot(&refolded, &reindexed),
+            live_bytes,
             "refold differs from the live state"
         );
 
-        // (b) state_at(n) equals folding the first n records.
+        // (b) state_at(n) equals folding the first n records, and the history index answers
+        // as that state does.
         for n in 0..=head.0 {
             let at = tenant.state_at(Seq(n)).await.unwrap();
             let folded = fold_prefix(&store, &id, Seq(n)).await;
-            assert_eq!(at.encode_snapshot(), folded.encode_snapshot(), "state_at({n}) differs");
+            assert_eq!(canonical(&at), canonical(&folded), "state_at({n}) differs");
+            tenant.with_history(|history, _| {
+                for group in at.groups() {
+                    let from_state: BTreeSet<Member> =
+                        at.direct_members(group.id).into_iter().flatten().copied().collect();
+                    assert_eq!(
+                        history.direct_members_at(group.id, Seq(n)),
+                        from_state,
+                        "members of {} at {n}",
+                        group.id
+                    );
+                    assert_eq!(
+                        history.effective_users_at(group.id, Seq(n)),
+                        effective_users(&at, group.id)
+                    );
+                }
+            });
         }
 
         // (d) access changes add up; the live stream and a replay from the log agree.
@@ -226,12 +254,13 @@ fn run(ops: Vec<Op>) {
         }
         assert_eq!(replayed_changes, live_changes);
 
-        // Reopening (latest snapshot + tail) gives the same state again.
+        // Reopening (latest snapshot + tail) gives the same state and index again.
         engine.shutdown().await;
         let reopened = Engine::open(Arc::clone(&store), settings()).await.unwrap();
+        let again = reopened.require_tenant(&id).unwrap();
         assert_eq!(
-            reopened.require_tenant(&id).unwrap().state().encode_snapshot(),
-            state.encode_snapshot()
+            again.with_history(|history, _| encode_snapshot(&again.state(), history)),
+            live_bytes
         );
         reopened.shutdown().await;
     });

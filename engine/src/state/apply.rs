@@ -1,14 +1,27 @@
 //! The fold: `State::apply`. Pure and total. Every index is kept in step here and nowhere else.
+//!
+//! Folding an event also reports its [`Effects`]: the membership edges it changed and the users
+//! and groups whose records it changed. The history index (`crate::history`) is built from
+//! them, so that a membership ended by deleting a user or a group is recorded like any other.
 
 use std::sync::Arc;
 
 use imbl::{OrdMap, OrdSet};
 
-use super::history::MembershipChange;
 use super::{State, fold_case};
 use crate::event::{Event, LoggedEvent};
 use crate::ids::{GroupId, IntegrationName, Member, Seq, Timestamp, UserId};
-use crate::model::{Group, Owner, User};
+use crate::model::{Group, Owner, ResourceRef, User};
+
+/// What folding one event changed, besides the state itself.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Effects {
+    /// Membership edges that changed: `(group, member, joined)`.
+    pub memberships: Vec<(GroupId, Member, bool)>,
+    /// Users and groups whose own record changed: created, updated, (de)activated, renamed,
+    /// deleted.
+    pub touched: Vec<Member>,
+}
 
 fn set_insert<K: Ord + Clone, V: Ord + Clone>(map: &mut OrdMap<K, OrdSet<V>>, key: K, value: V) -> bool {
     match map.get_mut(&key) {
@@ -44,13 +57,13 @@ impl State {
         next
     }
 
-    /// Folds `event` into this state in place. The same as [`State::apply`], without the clone;
-    /// used by replay, where nothing else holds the state.
-    pub fn apply_mut(&mut self, logged: &LoggedEvent) {
+    /// Folds `event` into this state in place and reports what it changed. The same as
+    /// [`State::apply`], without the clone.
+    pub fn apply_mut(&mut self, logged: &LoggedEvent) -> Effects {
         let (seq, at) = (logged.seq, logged.recorded_at);
         self.seq = seq;
         self.recorded_at = at;
-        self.history.record(at);
+        let mut effects = Effects::default();
         match &logged.envelope.event {
             Event::UserProvisioned {
                 user,
@@ -60,7 +73,7 @@ impl State {
                 personal,
             } => {
                 if self.users.contains_key(user) {
-                    return;
+                    return effects;
                 }
                 let record = User {
                     id: *user,
@@ -74,7 +87,7 @@ impl State {
                 };
                 self.index_user(&record);
                 self.users.insert(*user, Arc::new(record));
-                self.history.touch(Member::User(*user), seq);
+                effects.touched.push(Member::User(*user));
             }
             Event::UserUpdated {
                 user,
@@ -82,23 +95,27 @@ impl State {
                 personal,
             } => {
                 let Some(old) = self.users.get(user).cloned() else {
-                    return;
+                    return effects;
                 };
                 self.unindex_user(&old);
                 let mut record = User::clone(&old);
                 record.external_id = external_id.clone();
                 record.profile = personal.profile().clone();
-                self.touch_user(&mut record, seq, at);
+                record.last_modified = at;
+                record.version = seq;
                 self.index_user(&record);
                 self.users.insert(*user, Arc::new(record));
+                effects.touched.push(Member::User(*user));
             }
-            Event::UserDeactivated { user } => self.set_active(*user, false, seq, at),
-            Event::UserReactivated { user } => self.set_active(*user, true, seq, at),
+            Event::UserDeactivated { user } => self.set_active(*user, false, seq, at, &mut effects),
+            Event::UserReactivated { user } => self.set_active(*user, true, seq, at, &mut effects),
             Event::UserDeleted { user } => {
-                let Some(old) = self.users.remove(user) else { return };
+                let Some(old) = self.users.remove(user) else {
+                    return effects;
+                };
                 self.unindex_user(&old);
-                self.drop_member(Member::User(*user), seq, at);
-                self.history.touch(Member::User(*user), seq);
+                self.leave_all(Member::User(*user), seq, at, &mut effects);
+                effects.touched.push(Member::User(*user));
             }
             Event::GroupCreated {
                 group,
@@ -107,7 +124,7 @@ impl State {
                 display_name,
             } => {
                 if self.groups.contains_key(group) {
-                    return;
+                    return effects;
                 }
                 let record = Group {
                     id: *group,
@@ -120,81 +137,62 @@ impl State {
                 };
                 self.index_group(&record);
                 self.groups.insert(*group, Arc::new(record));
-                self.history.touch(Member::Group(*group), seq);
+                effects.touched.push(Member::Group(*group));
             }
             Event::GroupRenamed { group, display_name } => {
-                self.reindex_group(*group, |record| record.display_name = display_name.clone());
-                self.touch_group(*group, seq, at);
+                if self.reindex_group(*group, |record| record.display_name = display_name.clone()) {
+                    self.bump_group(*group, seq, at);
+                    effects.touched.push(Member::Group(*group));
+                }
             }
             Event::GroupExternalIdChanged { group, external_id } => {
-                self.reindex_group(*group, |record| record.external_id = external_id.clone());
-                self.touch_group(*group, seq, at);
+                if self.reindex_group(*group, |record| record.external_id = external_id.clone()) {
+                    self.bump_group(*group, seq, at);
+                    effects.touched.push(Member::Group(*group));
+                }
             }
             Event::GroupDeleted { group } => {
-                let Some(old) = self.groups.remove(group) else { return };
+                let Some(old) = self.groups.remove(group) else {
+                    return effects;
+                };
                 self.unindex_group(&old);
                 // Its members leave it...
                 if let Some(members) = self.members.remove(group) {
                     for member in members {
-                        set_remove(&mut self.member_of, &member, group);
-                        self.history.membership(
-                            *group,
-                            MembershipChange {
-                                seq,
-                                member,
-                                joined: false,
-                            },
-                        );
+                        self.member_of.remove(&(member, *group));
+                        effects.memberships.push((*group, member, false));
                     }
                 }
                 // ...and it leaves the groups it was in.
-                self.drop_member(Member::Group(*group), seq, at);
-                self.history.touch(Member::Group(*group), seq);
+                self.leave_all(Member::Group(*group), seq, at, &mut effects);
+                effects.touched.push(Member::Group(*group));
             }
             Event::MembersAdded { group, members } => {
                 if !self.groups.contains_key(group) {
-                    return;
+                    return effects;
                 }
-                let mut changed = false;
                 for member in members {
                     if *member == Member::Group(*group) || !self.member_exists(*member) {
                         continue;
                     }
                     if set_insert(&mut self.members, *group, *member) {
-                        set_insert(&mut self.member_of, *member, *group);
-                        self.history.membership(
-                            *group,
-                            MembershipChange {
-                                seq,
-                                member: *member,
-                                joined: true,
-                            },
-                        );
-                        changed = true;
+                        self.member_of.insert((*member, *group));
+                        effects.memberships.push((*group, *member, true));
                     }
                 }
-                if changed {
-                    self.touch_group(*group, seq, at);
+                if !effects.memberships.is_empty() {
+                    self.bump_group(*group, seq, at);
                 }
             }
             Event::MembersRemoved { group, members } => {
-                let mut changed = false;
                 for member in members {
                     if set_remove(&mut self.members, group, member) {
-                        set_remove(&mut self.member_of, member, group);
-                        self.history.membership(
-                            *group,
-                            MembershipChange {
-                                seq,
-                                member: *member,
-                                joined: false,
-                            },
-                        );
-                        changed = true;
+                        self.member_of.remove(&(*member, *group));
+                        effects.memberships.push((*group, *member, false));
                     }
                 }
-                if changed {
-                    self.touch_group(*group, seq, at);
+                if !effects.memberships.is_empty() {
+                    self.bump_group(*group, seq, at);
                 }
             }
             Event::BindingSet { resource, groups } => {
@@ -207,9 +205,10 @@ impl State {
             Event::BindingRemoved { resource } => self.unbind(resource),
             Event::ReconcileHeld { .. } => {}
         }
+        effects
     }
 
-    fn unbind(&mut self, resource: &crate::model::ResourceRef) {
+    fn unbind(&mut self, resource: &ResourceRef) {
         if let Some(old) = self.bindings.remove(resource) {
             for (group, role) in old.pairs() {
                 set_remove(&mut self.bound, &group, &(resource.clone(), role));
@@ -217,13 +216,7 @@ impl State {
         }
     }
 
-    fn touch_user(&mut self, record: &mut User, seq: Seq, at: Timestamp) {
-        record.last_modified = at;
-        record.version = seq;
-        self.history.touch(Member::User(record.id), seq);
-    }
-
-    fn set_active(&mut self, user: UserId, active: bool, seq: Seq, at: Timestamp) {
+    fn set_active(&mut self, user: UserId, active: bool, seq: Seq, at: Timestamp, effects: &mut Effects) {
         let Some(slot) = self.users.get_mut(&user) else { return };
         if slot.active == active {
             return;
@@ -233,68 +226,62 @@ impl State {
         record.active = active;
         record.last_modified = at;
         record.version = seq;
-        self.history.touch(Member::User(user), seq);
+        effects.touched.push(Member::User(user));
     }
 
-    /// Marks a group changed at `seq`.
-    fn touch_group(&mut self, group: GroupId, seq: Seq, at: Timestamp) {
+    /// Marks a group changed at `seq`: its version and `lastModified` move. Membership changes
+    /// count as changes of the group too.
+    fn bump_group(&mut self, group: GroupId, seq: Seq, at: Timestamp) {
         let Some(slot) = self.groups.get_mut(&group) else {
             return;
         };
         let record = Arc::make_mut(slot);
         record.last_modified = at;
         record.version = seq;
-        self.history.touch(Member::Group(group), seq);
     }
 
-    /// Changes an indexed field of a group, keeping the indexes in step.
-    fn reindex_group(&mut self, group: GroupId, change: impl FnOnce(&mut Group)) {
+    /// Changes an indexed field of a group, keeping the indexes in step; false if there is no
+    /// such group.
+    fn reindex_group(&mut self, group: GroupId, change: impl FnOnce(&mut Group)) -> bool {
         let Some(old) = self.groups.get(&group).cloned() else {
-            return;
+            return false;
         };
         self.unindex_group(&old);
         let mut record = Group::clone(&old);
         change(&mut record);
         self.index_group(&record);
         self.groups.insert(group, Arc::new(record));
+        true
     }
 
     /// Removes `member` from every group it is directly in.
-    fn drop_member(&mut self, member: Member, seq: Seq, at: Timestamp) {
-        let Some(groups) = self.member_of.remove(&member) else {
-            return;
-        };
+    fn leave_all(&mut self, member: Member, seq: Seq, at: Timestamp, effects: &mut Effects) {
+        let groups: Vec<GroupId> = self.groups_of(member).collect();
         for group in groups {
+            self.member_of.remove(&(member, group));
             set_remove(&mut self.members, &group, &member);
-            self.history.membership(
-                group,
-                MembershipChange {
-                    seq,
-                    member,
-                    joined: false,
-                },
-            );
-            self.touch_group(group, seq, at);
+            effects.memberships.push((group, member, false));
+            self.bump_group(group, seq, at);
         }
     }
 
     pub(super) fn index_user(&mut self, user: &User) {
         self.user_names.insert(fold_case(&user.profile.user_name), user.id);
         if let Some(external_id) = &user.external_id {
-            set_insert(&mut self.user_external_ids, external_id.clone(), user.id);
+            self.user_external_ids.insert((external_id.clone(), user.id));
         }
         if let Some(key) = owned_key(&user.owner, user.external_id.as_ref()) {
             self.owned_users.insert(key, user.id);
         }
     }
 
-    pub(super) fn unindex_user(&mut self, user: &User) {
+    fn unindex_user(&mut self, user: &User) {
         let name = fold_case(&user.profile.user_name);
         if self.user_names.get(&name) == Some(&user.id) {
             self.user_names.remove(&name);
         }
         if let Some(external_id) = &user.external_id {
-            set_remove(&mut self.user_external_ids, external_id, &user.id);
+            self.user_external_ids.remove(&(external_id.clone(), user.id));
         }
         if let Some(key) = owned_key(&user.owner, user.external_id.as_ref())
             && self.owned_users.get(&key) == Some(&user.id)
@@ -304,19 +291,19 @@ impl State {
     }
 
     pub(super) fn index_group(&mut self, group: &Group) {
-        set_insert(&mut self.group_names, fold_case(&group.display_name), group.id);
+        self.group_names.insert((fold_case(&group.display_name), group.id));
         if let Some(external_id) = &group.external_id {
-            set_insert(&mut self.group_external_ids, external_id.clone(), group.id);
+            self.group_external_ids.insert((external_id.clone(), group.id));
         }
         if let Some(key) = owned_key(&group.owner, group.external_id.as_ref()) {
             self.owned_groups.insert(key, group.id);
         }
     }
 
-    pub(super) fn unindex_group(&mut self, group: &Group) {
-        set_remove(&mut self.group_names, &fold_case(&group.display_name), &group.id);
+    fn unindex_group(&mut self, group: &Group) {
+        self.group_names.remove(&(fold_case(&group.display_name), group.id));
         if let Some(external_id) = &group.external_id {
-            set_remove(&mut self.group_external_ids, external_id, &group.id);
+            self.group_external_ids.remove(&(external_id.clone(), group.id));
         }
         if let Some(key) = owned_key(&group.owner, group.external_id.as_ref())
             && self.owned_groups.get(&key) == Some(&group.id)

@@ -1,5 +1,4 @@
-//! The folded state of one tenant: users, groups, memberships, bindings, their indexes, and the
-//! history the point-in-time queries read.
+//! The folded state of one tenant: users, groups, memberships, bindings and their indexes.
 //!
 //! Everything lives in persistent maps (imbl), so a clone is O(1) and shares structure: readers
 //! take the published state without blocking the writer, and checkpoints cost only what changes
@@ -7,7 +6,6 @@
 //! randomness, no I/O; an event that names something missing changes nothing.
 
 mod apply;
-mod history;
 mod snapshot;
 
 use std::sync::Arc;
@@ -17,8 +15,8 @@ use imbl::{OrdMap, OrdSet};
 use crate::ids::{GroupId, IntegrationName, Member, Seq, Timestamp, UserId};
 use crate::model::{BindingGroups, BindingRole, Group, ResourceRef, User};
 
-pub use history::{History, MembershipChange, MembershipInterval};
-pub use snapshot::{SNAPSHOT_FORMAT, SnapshotDecodeError};
+pub use apply::Effects;
+pub use snapshot::{SNAPSHOT_FORMAT, SnapshotDecodeError, decode_snapshot, decode_state, encode_snapshot};
 
 /// Folds a name for case-insensitive comparison (userName, group displayName).
 pub fn fold_case(name: &str) -> String {
@@ -34,14 +32,17 @@ pub struct State {
     pub(crate) groups: OrdMap<GroupId, Arc<Group>>,
     /// Direct members of each group that has any.
     pub(crate) members: OrdMap<GroupId, OrdSet<Member>>,
-    /// The groups each member is directly in.
-    pub(crate) member_of: OrdMap<Member, OrdSet<GroupId>>,
+    /// (member, group) for each direct membership: the groups each member is in, as one set
+    /// rather than a set per member, which would cost a node per user.
+    pub(crate) member_of: OrdSet<(Member, GroupId)>,
     /// Case-folded userName → user; unique.
     pub(crate) user_names: OrdMap<String, UserId>,
-    pub(crate) user_external_ids: OrdMap<String, OrdSet<UserId>>,
-    pub(crate) group_external_ids: OrdMap<String, OrdSet<GroupId>>,
-    /// Case-folded displayName → groups.
-    pub(crate) group_names: OrdMap<String, OrdSet<GroupId>>,
+    /// (externalId, user): a multimap as one set.
+    pub(crate) user_external_ids: OrdSet<(String, UserId)>,
+    /// (externalId, group).
+    pub(crate) group_external_ids: OrdSet<(String, GroupId)>,
+    /// (case-folded displayName, group).
+    pub(crate) group_names: OrdSet<(String, GroupId)>,
     /// (integration, external id) → the user that integration owns.
     pub(crate) owned_users: OrdMap<(IntegrationName, String), UserId>,
     /// (integration, external id) → the group that integration owns.
@@ -49,7 +50,6 @@ pub struct State {
     pub(crate) bindings: OrdMap<ResourceRef, BindingGroups>,
     /// The resources (and roles) each group is bound to.
     pub(crate) bound: OrdMap<GroupId, OrdSet<(ResourceRef, BindingRole)>>,
-    pub(crate) history: History,
 }
 
 impl std::fmt::Debug for State {
@@ -138,29 +138,26 @@ impl State {
 
     /// Users with this externalId (exact match).
     pub fn users_by_external_id<'a>(&'a self, external_id: &str) -> impl Iterator<Item = &'a Arc<User>> + 'a {
+        let key = external_id.to_owned();
         self.user_external_ids
-            .get(external_id)
-            .into_iter()
-            .flatten()
-            .filter_map(|id| self.users.get(id))
+            .range((key.clone(), UserId::MIN)..=(key, UserId::MAX))
+            .filter_map(|(_, id)| self.users.get(id))
     }
 
     /// Groups with this externalId (exact match).
     pub fn groups_by_external_id<'a>(&'a self, external_id: &str) -> impl Iterator<Item = &'a Arc<Group>> + 'a {
+        let key = external_id.to_owned();
         self.group_external_ids
-            .get(external_id)
-            .into_iter()
-            .flatten()
-            .filter_map(|id| self.groups.get(id))
+            .range((key.clone(), GroupId::MIN)..=(key, GroupId::MAX))
+            .filter_map(|(_, id)| self.groups.get(id))
     }
 
     /// Groups with this displayName, compared case-insensitively.
     pub fn groups_by_name<'a>(&'a self, display_name: &str) -> impl Iterator<Item = &'a Arc<Group>> + 'a {
+        let key = fold_case(display_name);
         self.group_names
-            .get(&fold_case(display_name))
-            .into_iter()
-            .flatten()
-            .filter_map(|id| self.groups.get(id))
+            .range((key.clone(), GroupId::MIN)..=(key, GroupId::MAX))
+            .filter_map(|(_, id)| self.groups.get(id))
     }
 
     /// The user an integration owns under this external id.
@@ -215,9 +212,11 @@ impl State {
         self.members.get(&group).is_some_and(|set| set.contains(&member))
     }
 
-    /// The groups `member` is directly in.
-    pub fn groups_of(&self, member: Member) -> Option<&OrdSet<GroupId>> {
-        self.member_of.get(&member)
+    /// The groups `member` is directly in, in id order.
+    pub fn groups_of(&self, member: Member) -> impl Iterator<Item = GroupId> + '_ {
+        self.member_of
+            .range((member, GroupId::MIN)..=(member, GroupId::MAX))
+            .map(|(_, group)| *group)
     }
 
     /// Whether a user or group with this id exists.
@@ -241,10 +240,5 @@ impl State {
     /// The resources (and roles) a group is bound to directly.
     pub fn bindings_of_group(&self, group: GroupId) -> Option<&OrdSet<(ResourceRef, BindingRole)>> {
         self.bound.get(&group)
-    }
-
-    /// The history kept for point-in-time queries.
-    pub fn history(&self) -> &History {
-        &self.history
     }
 }

@@ -1,29 +1,38 @@
-//! The canonical encoding of a [`State`] for stored snapshots.
+//! The canonical encoding of a state, with the history index up to the same `seq`, for stored
+//! snapshots.
 //!
-//! Canonical: every map is written in key order, so equal states encode to equal bytes and the
-//! BLAKE3 of the bytes is the state hash that `log verify` recomputes by folding the log.
-//! Indexes (names, external ids, ownership, reverse memberships, bound groups) are not written;
-//! they are rebuilt on load from what they index.
+//! Canonical: every collection is written in key order, so equal states encode to equal bytes
+//! and the BLAKE3 of the bytes is the state hash that `log verify` recomputes by folding the
+//! log. Indexes (names, external ids, ownership, reverse memberships, bound groups) are not
+//! written; they are rebuilt on load from what they index.
 //!
-//! Layout: `format u16 (little-endian) | postcard(SnapshotV1)`.
+//! Layout: `format u16 (little-endian)`, then eight sections, each `length u64 | bytes`, in this
+//! order: header `(seq, recorded_at)`, users, groups, members `(group, [member])`, bindings,
+//! record times (deltas), membership changes `(group, [change])`, member events
+//! `(member, [seq])`. A section is a run of postcard values, read one at a time, so loading
+//! never holds a decoded copy of the whole state beside the maps it builds. The sections are
+//! decoded in parallel.
 
 use std::sync::Arc;
 
-use imbl::{OrdMap, OrdSet, Vector};
-use serde::{Deserialize, Serialize};
+use imbl::{OrdMap, OrdSet};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 use super::State;
-use super::history::{History, MembershipChange};
+use crate::history::{HashMap, History, MembershipChange};
 use crate::ids::{GroupId, Member, Seq, Timestamp};
 use crate::model::{BindingGroups, Group, ResourceRef, User};
 
 /// The snapshot format this build writes and reads.
-pub const SNAPSHOT_FORMAT: u16 = 1;
+pub const SNAPSHOT_FORMAT: u16 = 2;
+
+const SECTION_COUNT: usize = 8;
 
 /// Why snapshot bytes did not decode.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SnapshotDecodeError {
-    /// Written by a newer build.
+    /// Written by another build.
     #[error("unknown snapshot format {0}")]
     UnknownFormat(u16),
     /// Not a valid snapshot.
@@ -31,158 +40,261 @@ pub enum SnapshotDecodeError {
     Malformed(String),
 }
 
-#[derive(Serialize)]
-struct SnapshotV1Ref<'a> {
-    seq: Seq,
-    recorded_at: Timestamp,
-    users: Vec<&'a User>,
-    groups: Vec<&'a Group>,
-    members: Vec<(GroupId, Vec<Member>)>,
-    bindings: Vec<(&'a ResourceRef, &'a BindingGroups)>,
-    /// `recorded_at` of each record as the difference from the one before (the first from 0).
-    time_deltas: Vec<u64>,
-    group_changes: Vec<(GroupId, Vec<MembershipChange>)>,
-    member_events: Vec<(Member, Vec<Seq>)>,
+fn malformed(reason: impl std::fmt::Display) -> SnapshotDecodeError {
+    SnapshotDecodeError::Malformed(reason.to_string())
 }
 
-#[derive(Deserialize)]
-struct SnapshotV1 {
-    seq: Seq,
-    recorded_at: Timestamp,
-    users: Vec<User>,
-    groups: Vec<Group>,
-    members: Vec<(GroupId, Vec<Member>)>,
-    bindings: Vec<(ResourceRef, BindingGroups)>,
-    time_deltas: Vec<u64>,
-    group_changes: Vec<(GroupId, Vec<MembershipChange>)>,
-    member_events: Vec<(Member, Vec<Seq>)>,
+struct Writer {
+    bytes: Vec<u8>,
+    section: Vec<u8>,
 }
 
-impl State {
-    /// Encodes the state canonically (see the module docs).
-    pub fn encode_snapshot(&self) -> Vec<u8> {
-        let mut previous = 0i64;
-        let time_deltas = self
-            .history
-            .times
-            .iter()
-            .map(|time| {
-                // Times never go backwards, and the first is after 1970.
-                let delta = time.0.wrapping_sub(previous) as u64;
-                previous = time.0;
-                delta
-            })
-            .collect();
-        let snapshot = SnapshotV1Ref {
-            seq: self.seq,
-            recorded_at: self.recorded_at,
-            users: self.users.values().map(|user| &**user).collect(),
-            groups: self.groups.values().map(|group| &**group).collect(),
-            members: self
-                .members
-                .iter()
-                .map(|(group, set)| (*group, set.iter().copied().collect()))
-                .collect(),
-            bindings: self.bindings.iter().collect(),
-            time_deltas,
-            group_changes: self
-                .history
-                .group_changes
-                .iter()
-                .map(|(group, changes)| (*group, changes.iter().copied().collect()))
-                .collect(),
-            member_events: self
-                .history
-                .member_events
-                .iter()
-                .map(|(member, seqs)| (*member, seqs.iter().copied().collect()))
-                .collect(),
-        };
-        let mut bytes = SNAPSHOT_FORMAT.to_le_bytes().to_vec();
+impl Writer {
+    fn item(&mut self, value: &impl Serialize) {
         // Serialising plain data into a Vec cannot fail.
-        bytes.extend(postcard::to_allocvec(&snapshot).expect("postcard encodes every snapshot"));
-        bytes
+        self.section =
+            postcard::to_extend(value, std::mem::take(&mut self.section)).expect("postcard encodes every value");
     }
 
-    /// Decodes [`State::encode_snapshot`]'s bytes, rebuilding the indexes.
-    pub fn decode_snapshot(bytes: &[u8]) -> Result<State, SnapshotDecodeError> {
-        let Some((format, body)) = bytes.split_first_chunk::<2>() else {
-            return Err(SnapshotDecodeError::Malformed("shorter than its header".to_owned()));
-        };
-        let format = u16::from_le_bytes(*format);
-        if format != SNAPSHOT_FORMAT {
-            return Err(SnapshotDecodeError::UnknownFormat(format));
+    fn end_section(&mut self) {
+        self.bytes.extend_from_slice(&(self.section.len() as u64).to_le_bytes());
+        self.bytes.append(&mut self.section);
+    }
+}
+
+/// Encodes `state` and `history` up to `state.seq()` canonically (see the module docs).
+pub fn encode_snapshot(state: &State, history: &History) -> Vec<u8> {
+    let seq = state.seq;
+    let mut out = Writer {
+        bytes: SNAPSHOT_FORMAT.to_le_bytes().to_vec(),
+        section: Vec::new(),
+    };
+    out.item(&(state.seq, state.recorded_at));
+    out.end_section();
+    for user in state.users.values() {
+        out.item(&**user);
+    }
+    out.end_section();
+    for group in state.groups.values() {
+        out.item(&**group);
+    }
+    out.end_section();
+    for (group, members) in &state.members {
+        out.item(&(group, members.iter().collect::<Vec<_>>()));
+    }
+    out.end_section();
+    for binding in &state.bindings {
+        out.item(&binding);
+    }
+    out.end_section();
+    let mut previous = 0i64;
+    for time in history.times.iter().take(seq.0 as usize) {
+        // Times never go backwards, and the first is after 1970.
+        out.item(&(time.0.wrapping_sub(previous) as u64));
+        previous = time.0;
+    }
+    out.end_section();
+    let mut groups: Vec<&GroupId> = history.group_changes.keys().collect();
+    groups.sort_unstable();
+    for group in groups {
+        let changes = history.group_changes(*group, seq);
+        if !changes.is_empty() {
+            out.item(&(group, changes));
         }
-        let snapshot: SnapshotV1 =
-            postcard::from_bytes(body).map_err(|e| SnapshotDecodeError::Malformed(e.to_string()))?;
-        let mut state = State {
-            seq: snapshot.seq,
-            recorded_at: snapshot.recorded_at,
-            ..State::default()
-        };
-        for user in snapshot.users {
-            state.index_user(&user);
-            state.users.insert(user.id, Arc::new(user));
+    }
+    out.end_section();
+    let mut members: Vec<&Member> = history.member_events.keys().collect();
+    members.sort_unstable();
+    for member in members {
+        let seqs = history.member_events(*member, seq);
+        if !seqs.is_empty() {
+            out.item(&(member, seqs));
         }
-        for group in snapshot.groups {
-            state.index_group(&group);
-            state.groups.insert(group.id, Arc::new(group));
+    }
+    out.end_section();
+    out.bytes
+}
+
+/// Reads a section's values one by one.
+fn items<T: DeserializeOwned>(mut bytes: &[u8]) -> impl Iterator<Item = Result<T, SnapshotDecodeError>> + '_ {
+    std::iter::from_fn(move || {
+        if bytes.is_empty() {
+            return None;
         }
-        for (group, members) in snapshot.members {
-            for member in &members {
-                match state.member_of.get_mut(member) {
-                    Some(groups) => {
-                        groups.insert(group);
-                    }
-                    None => {
-                        state.member_of.insert(*member, OrdSet::unit(group));
-                    }
-                }
+        match postcard::take_from_bytes::<T>(bytes) {
+            Ok((value, rest)) => {
+                bytes = rest;
+                Some(Ok(value))
             }
-            state.members.insert(group, members.into_iter().collect());
-        }
-        for (resource, groups) in snapshot.bindings {
-            for (group, role) in groups.pairs() {
-                match state.bound.get_mut(&group) {
-                    Some(set) => {
-                        set.insert((resource.clone(), role));
-                    }
-                    None => {
-                        state.bound.insert(group, OrdSet::unit((resource.clone(), role)));
-                    }
-                }
+            Err(error) => {
+                bytes = &[];
+                Some(Err(malformed(error)))
             }
-            state.bindings.insert(resource, groups);
         }
-        let mut time = 0i64;
-        let times: Vector<Timestamp> = snapshot
-            .time_deltas
-            .into_iter()
-            .map(|delta| {
+    })
+}
+
+fn sections(bytes: &[u8]) -> Result<[&[u8]; SECTION_COUNT], SnapshotDecodeError> {
+    let Some((format, mut rest)) = bytes.split_first_chunk::<2>() else {
+        return Err(malformed("shorter than its header"));
+    };
+    let format = u16::from_le_bytes(*format);
+    if format != SNAPSHOT_FORMAT {
+        return Err(SnapshotDecodeError::UnknownFormat(format));
+    }
+    let mut found = [&[][..]; SECTION_COUNT];
+    for (index, slot) in found.iter_mut().enumerate() {
+        let (len, after) = rest
+            .split_first_chunk::<8>()
+            .ok_or_else(|| malformed(format!("section {index} has no length")))?;
+        let len = usize::try_from(u64::from_le_bytes(*len)).map_err(malformed)?;
+        if after.len() < len {
+            return Err(malformed(format!("section {index} is truncated")));
+        }
+        (*slot, rest) = after.split_at(len);
+    }
+    if !rest.is_empty() {
+        return Err(malformed("bytes after the last section"));
+    }
+    Ok(found)
+}
+
+type UserMaps = (
+    OrdMap<crate::ids::UserId, Arc<User>>,
+    OrdMap<String, crate::ids::UserId>,
+    OrdSet<(String, crate::ids::UserId)>,
+    OrdMap<(crate::ids::IntegrationName, String), crate::ids::UserId>,
+);
+
+fn decode_users(section: &[u8]) -> Result<UserMaps, SnapshotDecodeError> {
+    let mut state = State::default();
+    for user in items::<User>(section) {
+        let user = user?;
+        state.index_user(&user);
+        state.users.insert(user.id, Arc::new(user));
+    }
+    Ok((
+        state.users,
+        state.user_names,
+        state.user_external_ids,
+        state.owned_users,
+    ))
+}
+
+fn decode_members(section: &[u8]) -> Result<OrdMap<GroupId, OrdSet<Member>>, SnapshotDecodeError> {
+    items::<(GroupId, Vec<Member>)>(section)
+        .map(|item| item.map(|(group, members)| (group, members.into_iter().collect::<OrdSet<Member>>())))
+        .collect()
+}
+
+fn decode_member_of(section: &[u8]) -> Result<OrdSet<(Member, GroupId)>, SnapshotDecodeError> {
+    let mut pairs = Vec::new();
+    for item in items::<(GroupId, Vec<Member>)>(section) {
+        let (group, members) = item?;
+        pairs.extend(members.into_iter().map(|member| (member, group)));
+    }
+    pairs.sort_unstable();
+    Ok(pairs.into_iter().collect())
+}
+
+fn decode_history(times: &[u8], changes: &[u8], events: &[u8]) -> Result<History, SnapshotDecodeError> {
+    let mut time = 0i64;
+    let times = items::<u64>(times)
+        .map(|delta| {
+            delta.map(|delta| {
                 time = time.wrapping_add(delta as i64);
                 Timestamp(time)
             })
-            .collect();
-        if times.len() as u64 != state.seq.0 {
-            return Err(SnapshotDecodeError::Malformed(format!(
-                "{} record times for a state at seq {}",
-                times.len(),
-                state.seq
-            )));
-        }
-        state.history = History {
-            times,
-            group_changes: snapshot
-                .group_changes
-                .into_iter()
-                .map(|(group, changes)| (group, Vector::from(changes)))
-                .collect::<OrdMap<_, _>>(),
-            member_events: snapshot
-                .member_events
-                .into_iter()
-                .map(|(member, seqs)| (member, Vector::from(seqs)))
-                .collect::<OrdMap<_, _>>(),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let group_changes = items::<(GroupId, Vec<MembershipChange>)>(changes).collect::<Result<HashMap<_, _>, _>>()?;
+    let member_events = items::<(Member, Vec<Seq>)>(events).collect::<Result<HashMap<_, _>, _>>()?;
+    Ok(History {
+        times,
+        group_changes,
+        member_events,
+    })
+}
+
+/// Decodes [`encode_snapshot`]'s bytes, rebuilding the indexes.
+pub fn decode_snapshot(bytes: &[u8]) -> Result<(State, History), SnapshotDecodeError> {
+    let (state, history) = decode(bytes, Parts::StateAndHistory)?;
+    Ok((state, history.expect("asked for the history")))
+}
+
+/// Decodes only the state of [`encode_snapshot`]'s bytes, for readers that need no history.
+pub fn decode_state(bytes: &[u8]) -> Result<State, SnapshotDecodeError> {
+    Ok(decode(bytes, Parts::State)?.0)
+}
+
+enum Parts {
+    State,
+    StateAndHistory,
+}
+
+fn decode(bytes: &[u8], parts: Parts) -> Result<(State, Option<History>), SnapshotDecodeError> {
+    let [header, users, groups, members, bindings, times, changes, events] = sections(bytes)?;
+    let (seq, recorded_at): (Seq, Timestamp) = postcard::from_bytes(header).map_err(malformed)?;
+    let (user_maps, members, member_of, mut state, history) = std::thread::scope(|scope| {
+        let users = scope.spawn(|| decode_users(users));
+        let member_sets = scope.spawn(|| decode_members(members));
+        let member_of = scope.spawn(|| decode_member_of(members));
+        let mut state = State {
+            seq,
+            recorded_at,
+            ..State::default()
         };
-        Ok(state)
+        let rest = (|| {
+            for group in items::<Group>(groups) {
+                let group = group?;
+                state.index_group(&group);
+                state.groups.insert(group.id, Arc::new(group));
+            }
+            for binding in items::<(ResourceRef, BindingGroups)>(bindings) {
+                let (resource, groups) = binding?;
+                for (group, role) in groups.pairs() {
+                    match state.bound.get_mut(&group) {
+                        Some(set) => {
+                            set.insert((resource.clone(), role));
+                        }
+                        None => {
+                            state.bound.insert(group, OrdSet::unit((resource.clone(), role)));
+                        }
+                    }
+                }
+                state.bindings.insert(resource, groups);
+            }
+            match parts {
+                Parts::State => Ok(None),
+                Parts::StateAndHistory => decode_history(times, changes, events).map(Some),
+            }
+        })();
+        fn join<T>(result: std::thread::Result<Result<T, SnapshotDecodeError>>) -> Result<T, SnapshotDecodeError> {
+            result.unwrap_or_else(|_| Err(malformed("a decoding thread panicked")))
+        }
+        (
+            join(users.join()),
+            join(member_sets.join()),
+            join(member_of.join()),
+            state,
+            rest,
+        )
+    });
+    let (users, user_names, user_external_ids, owned_users) = user_maps?;
+    state.users = users;
+    state.user_names = user_names;
+    state.user_external_ids = user_external_ids;
+    state.owned_users = owned_users;
+    state.members = members?;
+    state.member_of = member_of?;
+    let history = history?;
+    if let Some(history) = &history
+        && history.seq() != seq
+    {
+        return Err(malformed(format!(
+            "{} record times for a state at seq {seq}",
+            history.seq()
+        )));
     }
+    Ok((state, history))
 }

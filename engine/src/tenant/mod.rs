@@ -10,7 +10,7 @@ mod stream;
 mod writer;
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 use arc_swap::ArcSwap;
 use idpsync_storage::{Hash32, LogStore, Seq, TenantId};
@@ -21,12 +21,14 @@ use crate::command::{Command, Origin};
 use crate::decide::Outcome;
 use crate::error::SubmitError;
 use crate::event::LoggedEvent;
+use crate::history::History;
 use crate::ids::IntegrationName;
 use crate::projector::AccessChange;
 use crate::reconcile::{DirectorySnapshot, ReconcilePolicy, ReconcileReport};
 use crate::state::State;
 
-pub(crate) use pit::load_snapshot;
+pub(crate) use pit::load_snapshot_with_history;
+pub use pit::{load_state_at, seq_at_time};
 pub use stream::ChangeStream;
 pub(crate) use writer::start;
 
@@ -37,7 +39,9 @@ pub struct TenantSettings {
     pub snapshot_every: u64,
     /// Keep an in-memory checkpoint (an O(1) clone of the state) every this many records...
     pub checkpoint_every: u64,
-    /// ...and at most this many of them, the most recent.
+    /// ...and at most this many of them, the most recent. A checkpoint shares structure with
+    /// the live state, but under steady writes that sharing wears away: each one can grow to
+    /// the size of a whole state, so keep few.
     pub checkpoints_max: usize,
     /// Applied events kept in memory for change-stream consumers that fall behind; older ones
     /// are replayed from the log.
@@ -52,9 +56,9 @@ impl Default for TenantSettings {
     fn default() -> Self {
         TenantSettings {
             snapshot_every: 100_000,
-            checkpoint_every: 50_000,
-            checkpoints_max: 4,
-            recent_max: 65_536,
+            checkpoint_every: 100_000,
+            checkpoints_max: 2,
+            recent_max: 16_384,
             commands_per_batch_max: 4_096,
             policy: ReconcilePolicy::default(),
         }
@@ -81,8 +85,6 @@ pub struct Committed {
     pub head: Seq,
     /// What `decide` said besides the events.
     pub outcome: Outcome,
-    /// The state just after this command's events, for building responses.
-    pub state: Arc<State>,
 }
 
 /// A reconcile the guard held, waiting for an operator.
@@ -119,6 +121,9 @@ pub struct Tenant {
     store: Arc<dyn LogStore>,
     settings: TenantSettings,
     published: ArcSwap<State>,
+    /// The history index, always at or past the published state (the writer extends it before
+    /// publishing). Questions to it are asked as of a state's `seq`.
+    history: RwLock<History>,
     jobs: mpsc::Sender<Job>,
     feed: broadcast::Sender<Arc<Applied>>,
     // std mutexes: held for short, synchronous sections only, never across an await.
@@ -150,7 +155,16 @@ impl Tenant {
         self.published.load_full()
     }
 
-    /// Runs a command: decide, append (durable when this returns `Ok`), fold, publish.
+    /// Asks the history index a question as of the latest published state: `f` gets the index
+    /// and that state's `seq`. Keep `f` short: the writer waits for it before publishing.
+    pub fn with_history<R>(&self, f: impl FnOnce(&History, Seq) -> R) -> R {
+        let head = self.state().seq();
+        let history = self.history.read().unwrap_or_else(|p| p.into_inner());
+        f(&history, head)
+    }
+
+    /// Runs a command: decide, append (durable when this returns `Ok`), fold, publish. When it
+    /// returns, [`Tenant::state`] includes the command's effects.
     pub async fn execute(&self, command: Command, origin: Origin) -> Result<Committed, SubmitError> {
         self.enqueue(command, origin).await?.committed().await
     }

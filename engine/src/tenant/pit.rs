@@ -3,12 +3,13 @@
 
 use std::sync::Arc;
 
-use idpsync_storage::{LogStore, Seq, TenantId, Timestamp};
+use idpsync_storage::{LogStore, Seq, StoreError, TenantId, Timestamp};
 
 use super::Tenant;
 use crate::error::EngineError;
+use crate::history::History;
 use crate::replay::replay;
-use crate::state::State;
+use crate::state::{SnapshotDecodeError, State, decode_snapshot, decode_state};
 
 impl Tenant {
     /// The state just after record `seq` (the current state if `seq` is at or past the head).
@@ -32,12 +33,13 @@ impl Tenant {
             .filter(|snapshot| *snapshot <= seq)
             .max()
             .unwrap_or(Seq::ZERO);
-        let mut base = match checkpoint {
-            Some(state) if checkpoint_seq >= snapshot_seq => state,
-            _ => load_snapshot(&self.store, &self.id, seq).await?.unwrap_or_default(),
-        };
-        replay(&self.store, &self.id, &mut base, seq).await?;
-        Ok(base)
+        match checkpoint {
+            Some(mut state) if checkpoint_seq >= snapshot_seq => {
+                replay(&self.store, &self.id, &mut state, seq).await?;
+                Ok(state)
+            }
+            _ => load_state_at(&self.store, &self.id, seq).await,
+        }
     }
 
     /// The state as it was at `moment`: after the last record recorded at or before it.
@@ -47,36 +49,104 @@ impl Tenant {
 
     /// The last record at or before `moment`.
     pub fn seq_at(&self, moment: Timestamp) -> Seq {
-        self.state().history().seq_at(moment)
+        self.with_history(|history, head| history.seq_at(moment, head))
     }
 }
 
-/// The latest stored snapshot at or before `seq`, decoded. A snapshot that does not decode is
-/// skipped with a warning in favour of an older one: it costs a longer replay, never a wrong
-/// state.
-pub(crate) async fn load_snapshot(
+/// The state of `tenant` just after record `seq`, straight from the store: the latest snapshot
+/// at or before `seq` plus a replay of the records after it. For readers that have no running
+/// tenant (the command line).
+pub async fn load_state_at(store: &Arc<dyn LogStore>, tenant: &TenantId, seq: Seq) -> Result<State, EngineError> {
+    let head = store.head(tenant).await?;
+    let seq = seq.min(head.seq);
+    let mut state = load_snapshot(store, tenant, seq, decode_state)
+        .await?
+        .unwrap_or_default();
+    replay(store, tenant, &mut state, seq).await?;
+    Ok(state)
+}
+
+/// The last record of `tenant` recorded at or before `moment`, found by a binary search of the
+/// log (times never go backwards), reading one record per step.
+pub async fn seq_at_time(store: &Arc<dyn LogStore>, tenant: &TenantId, moment: Timestamp) -> Result<Seq, EngineError> {
+    let head = store.head(tenant).await?;
+    // Invariant: records 1..=low are at or before `moment`; records after high are after it.
+    let (mut low, mut high) = (0u64, head.seq.0);
+    while low < high {
+        let middle = low + (high - low).div_ceil(2);
+        let record = store.read(tenant, Seq(middle), 1).await?;
+        let Some(record) = record.first() else {
+            return Err(EngineError::Corrupt {
+                tenant: tenant.clone(),
+                seq: Seq(middle),
+                reason: "record missing".to_owned(),
+            });
+        };
+        if record.recorded_at <= moment {
+            low = middle;
+        } else {
+            high = middle - 1;
+        }
+    }
+    Ok(Seq(low))
+}
+
+/// The state and history index at the latest snapshot at or before `seq`.
+pub(crate) async fn load_snapshot_with_history(
     store: &Arc<dyn LogStore>,
     tenant: &TenantId,
     seq: Seq,
-) -> Result<Option<State>, EngineError> {
+) -> Result<Option<(State, History)>, EngineError> {
+    load_snapshot(store, tenant, seq, decode_snapshot).await
+}
+
+/// Something decoded from a snapshot that knows which `seq` it is at.
+trait AtSeq {
+    fn at(&self) -> Seq;
+}
+
+impl AtSeq for State {
+    fn at(&self) -> Seq {
+        self.seq()
+    }
+}
+
+impl AtSeq for (State, History) {
+    fn at(&self) -> Seq {
+        self.0.seq()
+    }
+}
+
+/// The latest stored snapshot at or before `seq`, decoded by `decode`. A snapshot that is
+/// corrupt or does not decode is skipped with a warning in favour of an older one: it costs a
+/// longer replay, never a wrong state.
+async fn load_snapshot<T: AtSeq + Send + 'static>(
+    store: &Arc<dyn LogStore>,
+    tenant: &TenantId,
+    seq: Seq,
+    decode: fn(&[u8]) -> Result<T, SnapshotDecodeError>,
+) -> Result<Option<T>, EngineError> {
     let mut limit = seq;
     loop {
         let stored = match store.snapshot_at_or_before(tenant, limit).await {
             Ok(Some(stored)) => stored,
             Ok(None) => return Ok(None),
-            Err(error @ idpsync_storage::StoreError::SnapshotCorrupt { .. }) => {
-                tracing::warn!(%tenant, %error, "skipping a corrupt snapshot");
-                let Some(older) = older_snapshot(store, tenant, limit).await? else {
-                    return Ok(None);
+            Err(error @ StoreError::SnapshotCorrupt { .. }) => {
+                let StoreError::SnapshotCorrupt { seq: bad, .. } = &error else {
+                    unreachable!()
                 };
-                limit = older;
+                tracing::warn!(%tenant, %error, "skipping a corrupt snapshot");
+                if *bad == Seq::ZERO {
+                    return Ok(None);
+                }
+                limit = Seq(bad.0 - 1);
                 continue;
             }
             Err(error) => return Err(error.into()),
         };
         let stored_seq = stored.seq;
-        match tokio::task::spawn_blocking(move || State::decode_snapshot(&stored.bytes)).await {
-            Ok(Ok(state)) if state.seq() == stored_seq => return Ok(Some(state)),
+        match tokio::task::spawn_blocking(move || decode(&stored.bytes)).await {
+            Ok(Ok(decoded)) if decoded.at() == stored_seq => return Ok(Some(decoded)),
             Ok(Ok(_)) | Ok(Err(_)) | Err(_) => {
                 tracing::warn!(%tenant, seq = %stored_seq, "skipping a snapshot that does not decode");
                 if stored_seq == Seq::ZERO {
@@ -86,20 +156,4 @@ pub(crate) async fn load_snapshot(
             }
         }
     }
-}
-
-async fn older_snapshot(
-    store: &Arc<dyn LogStore>,
-    tenant: &TenantId,
-    below_or_at: Seq,
-) -> Result<Option<Seq>, EngineError> {
-    // The corrupt one is the latest at or before `below_or_at`; take the one before it.
-    let seqs: Vec<Seq> = store
-        .snapshots(tenant)
-        .await?
-        .into_iter()
-        .map(|info| info.seq)
-        .filter(|s| *s <= below_or_at)
-        .collect();
-    Ok(seqs.iter().rev().nth(1).copied())
 }

@@ -19,10 +19,11 @@ use crate::command::{Command, Origin};
 use crate::decide::{DecideContext, Outcome, Rejection, decide};
 use crate::error::SubmitError;
 use crate::event::{ENVELOPE_VERSION, Envelope, HoldSummary, LoggedEvent, encode};
+use crate::history::History;
 use crate::ids::IntegrationName;
 use crate::projector;
 use crate::reconcile::Guard;
-use crate::state::State;
+use crate::state::{Effects, State, encode_snapshot};
 
 /// Builds a tenant around its loaded state and starts its writer.
 pub(crate) fn start(
@@ -30,6 +31,7 @@ pub(crate) fn start(
     store: Arc<dyn idpsync_storage::LogStore>,
     settings: super::TenantSettings,
     state: State,
+    history: History,
     last_snapshot: Seq,
 ) -> Arc<Tenant> {
     let (jobs, receiver) = mpsc::channel(settings.commands_per_batch_max * 4);
@@ -39,6 +41,7 @@ pub(crate) fn start(
         store,
         settings,
         published: arc_swap::ArcSwap::from_pointee(state.clone()),
+        history: std::sync::RwLock::new(history),
         jobs,
         feed,
         recent: Default::default(),
@@ -72,6 +75,7 @@ struct Batch {
     base: State,
     records: Vec<NewRecord>,
     applied: Vec<Applied>,
+    effects: Vec<Effects>,
     replies: Vec<(oneshot::Sender<Result<Committed, SubmitError>>, Committed)>,
     holds_set: Vec<(IntegrationName, HeldReconcile)>,
     holds_cleared: Vec<IntegrationName>,
@@ -92,6 +96,7 @@ impl Writer {
                 base: self.state.clone(),
                 records: Vec::new(),
                 applied: Vec::new(),
+                effects: Vec::new(),
                 replies: Vec::new(),
                 holds_set: Vec::new(),
                 holds_cleared: Vec::new(),
@@ -190,7 +195,6 @@ impl Writer {
             events,
             head: self.state.seq(),
             outcome: decision.outcome,
-            state: Arc::new(self.state.clone()),
         };
         batch.replies.push((reply, committed));
     }
@@ -204,8 +208,9 @@ impl Writer {
             envelope,
         };
         let pending = projector::begin(&self.state, &event.envelope.event);
-        self.state.apply_mut(&event);
+        let effects = self.state.apply_mut(&event);
         let access = projector::finish(pending, &self.state, &event);
+        batch.effects.push(effects);
         batch.records.push(NewRecord {
             recorded_at,
             event_id: event.event_id,
@@ -243,7 +248,7 @@ impl Writer {
                 }
             }
         }
-        self.publish(batch.applied);
+        self.publish(batch.applied, batch.effects);
         {
             let mut holds = self.tenant.holds.lock().unwrap_or_else(|p| p.into_inner());
             for integration in batch.holds_cleared {
@@ -256,13 +261,20 @@ impl Writer {
         }
     }
 
-    /// Makes the committed state and events visible: readers first, then the feed, so that a
-    /// consumer that hears of an event can already read the state that includes it.
-    fn publish(&mut self, applied: Vec<Applied>) {
+    /// Makes the committed state and events visible: the history index first, then the state,
+    /// then the feed, so that whoever sees a state finds the history up to it, and a consumer
+    /// that hears of an event can already read the state that includes it.
+    fn publish(&mut self, applied: Vec<Applied>, effects: Vec<Effects>) {
         if applied.is_empty() {
             return;
         }
         let settings = &self.tenant.settings;
+        {
+            let mut history = self.tenant.history.write().unwrap_or_else(|p| p.into_inner());
+            for (each, effects) in applied.iter().zip(&effects) {
+                history.record(each.event.seq, each.event.recorded_at, effects);
+            }
+        }
         self.tenant.published.store(Arc::new(self.state.clone()));
         {
             let mut recent = self.tenant.recent.lock().unwrap_or_else(|p| p.into_inner());
@@ -310,12 +322,17 @@ impl Writer {
     }
 }
 
-async fn write_snapshot(tenant: &Tenant, state: State) -> Result<(), idpsync_storage::StoreError> {
+async fn write_snapshot(tenant: &Arc<Tenant>, state: State) -> Result<(), idpsync_storage::StoreError> {
     let seq = state.seq();
     let started = std::time::Instant::now();
-    let bytes = tokio::task::spawn_blocking(move || state.encode_snapshot())
-        .await
-        .map_err(|e| idpsync_storage::StoreError::backend("encoding a snapshot", e))?;
+    let shared = Arc::clone(tenant);
+    let bytes = tokio::task::spawn_blocking(move || {
+        // Copy the index under the lock, encode outside it: the writer waits only for the copy.
+        let history = shared.history.read().unwrap_or_else(|p| p.into_inner()).clone();
+        encode_snapshot(&state, &history)
+    })
+    .await
+    .map_err(|e| idpsync_storage::StoreError::backend("encoding a snapshot", e))?;
     let len = bytes.len();
     tenant
         .store

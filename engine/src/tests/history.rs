@@ -21,7 +21,7 @@ fn members_at_a_past_seq() {
         group: team,
         members: vec![Member::User(alice)],
     });
-    let history = h.state.history();
+    let (history, now) = (&h.history, h.head());
     assert_eq!(
         history.direct_members_at(team, after_create),
         BTreeSet::from([Member::User(alice)])
@@ -31,7 +31,7 @@ fn members_at_a_past_seq() {
         BTreeSet::from([Member::User(alice), Member::User(bob)])
     );
     assert_eq!(
-        history.direct_members_at(team, h.head()),
+        history.direct_members_at(team, now),
         BTreeSet::from([Member::User(bob)])
     );
     assert!(history.direct_members_at(team, Seq(1)).is_empty());
@@ -52,9 +52,9 @@ fn effective_members_at_a_past_seq_follow_nesting() {
         group: inner,
         members: vec![Member::Group(outer)],
     });
-    let history = h.state.history();
+    let (history, now) = (&h.history, h.head());
     assert!(history.effective_users_at(outer, before).is_empty());
-    assert_eq!(history.effective_users_at(outer, h.head()), BTreeSet::from([alice]));
+    assert_eq!(history.effective_users_at(outer, now), BTreeSet::from([alice]));
 }
 
 #[test]
@@ -73,7 +73,16 @@ fn intervals_open_and_close() {
         members: vec![Member::User(alice)],
     });
     let again = h.head();
-    let intervals = h.state.history().membership_intervals(team, Member::User(alice));
+    let intervals = h.history.membership_intervals(team, Member::User(alice), h.head());
+    assert_eq!(
+        h.history.membership_intervals(team, Member::User(alice), left)[0].until,
+        Some(left)
+    );
+    assert_eq!(
+        h.history.membership_intervals(team, Member::User(alice), joined)[0].until,
+        None,
+        "as of when she joined, she had not left"
+    );
     assert_eq!(intervals.len(), 2);
     assert_eq!((intervals[0].from, intervals[0].until), (joined, Some(left)));
     assert_eq!((intervals[1].from, intervals[1].until), (again, None));
@@ -85,13 +94,18 @@ fn seq_at_a_time() {
     h.user("a");
     h.user("b");
     h.user("c");
-    let history = h.state.history();
+    let (history, now) = (&h.history, h.head());
     let second = history.recorded_at(Seq(2)).unwrap();
-    assert_eq!(history.seq_at(second), Seq(2));
-    assert_eq!(history.seq_at(Timestamp(second.0 + 1)), Seq(2));
-    assert_eq!(history.seq_at(Timestamp(second.0 - 1)), Seq(1));
-    assert_eq!(history.seq_at(Timestamp(0)), Seq::ZERO);
-    assert_eq!(history.seq_at(Timestamp(i64::MAX)), Seq(3));
+    assert_eq!(history.seq_at(second, now), Seq(2));
+    assert_eq!(history.seq_at(Timestamp(second.0 + 1), now), Seq(2));
+    assert_eq!(history.seq_at(Timestamp(second.0 - 1), now), Seq(1));
+    assert_eq!(history.seq_at(Timestamp(0), now), Seq::ZERO);
+    assert_eq!(history.seq_at(Timestamp(i64::MAX), now), Seq(3));
+    assert_eq!(
+        history.seq_at(Timestamp(i64::MAX), Seq(2)),
+        Seq(2),
+        "nothing past the state asked about"
+    );
 }
 
 #[test]
@@ -107,6 +121,9 @@ fn the_user_timeline_lists_every_touching_record() {
         group: team,
         expected_version: None,
     });
-    let seqs: Vec<Seq> = h.state.history().member_events(Member::User(alice)).collect();
-    assert_eq!(seqs, vec![Seq(1), Seq(3), Seq(4), Seq(5)]);
+    assert_eq!(
+        h.history.member_events(Member::User(alice), h.head()),
+        &[Seq(1), Seq(3), Seq(4), Seq(5)]
+    );
+    assert_eq!(h.history.member_events(Member::User(alice), Seq(3)), &[Seq(1), Seq(3)]);
 }

@@ -1,0 +1,107 @@
+//! Command-line parsing and dispatch; the one place that turns errors into exit codes.
+
+mod dev;
+mod log;
+mod query;
+mod serve;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use idpsync::config::{Config, DEFAULT_DATA_DIR, LogFormat};
+
+/// openZro IdP-Sync: identity events from SCIM and IdP drivers, folded into users, groups and
+/// network access.
+#[derive(Parser, Debug)]
+#[command(name = "idpsync", version, propagate_version = true)]
+struct Cli {
+    /// The data directory (log, snapshots) [default: ./idpsync-data]
+    #[arg(long, global = true, env = "IDPSYNC_DATA_DIR", value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// A TOML configuration file
+    #[arg(long, global = true, env = "IDPSYNC_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the service: HTTP on loopback, the engine, snapshots on shutdown
+    Serve(serve::ServeArgs),
+    /// Work with the log
+    #[command(subcommand)]
+    Log(log::LogCommand),
+    /// Ask about users, groups, memberships and access, now or in the past
+    #[command(subcommand)]
+    Query(query::QueryCommand),
+    /// Developer tools
+    #[command(subcommand)]
+    Dev(dev::DevCommand),
+}
+
+/// What every command needs: the configuration and where the data is.
+pub(crate) struct Context {
+    pub(crate) config: Config,
+    pub(crate) data_dir: PathBuf,
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("IDPSYNC_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+fn log_format(config: &Config) -> anyhow::Result<LogFormat> {
+    match std::env::var("IDPSYNC_LOG_FORMAT") {
+        Ok(value) => match value.as_str() {
+            "json" => Ok(LogFormat::Json),
+            "text" => Ok(LogFormat::Text),
+            other => anyhow::bail!("IDPSYNC_LOG_FORMAT must be `text` or `json`, not {other:?}"),
+        },
+        Err(_) => Ok(config.log_format.unwrap_or(LogFormat::Text)),
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let config = match &cli.config {
+        Some(path) => Config::load(path)?,
+        None => Config::default(),
+    };
+    init_logging(log_format(&config)?);
+    let data_dir = cli
+        .data_dir
+        .clone()
+        .or_else(|| config.data_dir.clone())
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+    let context = Context { config, data_dir };
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Serve(args) => serve::run(&context, args).await,
+            Command::Log(command) => log::run(&context, command).await,
+            Command::Query(command) => query::run(&context, command).await,
+            Command::Dev(command) => dev::run(&context, command).await,
+        }
+    })
+}
+
+/// Parses the command line, runs the command, and maps any error to exit code 1 with the
+/// error's chain on standard error.
+pub(crate) fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,383 @@
+//! `idpsync query`: users, groups, members and a user's groups and access, now or at a past
+//! moment (`--at RFC3339`) or log position (`--seq N`).
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use anyhow::{Context as _, anyhow, bail};
+use clap::{Args, Subcommand};
+use idpsync::engine::State;
+use idpsync::engine::access::{ancestors, effective_users, grants};
+use idpsync::engine::ids::{GroupId, Member, UserId};
+use idpsync::engine::model::{Group, User};
+use idpsync::engine::tenant::{load_state_at, seq_at_time};
+use idpsync::storage::{LogStore, Seq, StoreError, TenantId, Timestamp};
+use serde::Serialize;
+
+use super::Context;
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum QueryCommand {
+    /// List users
+    Users(When),
+    /// List groups
+    Groups(When),
+    /// List a group's members (direct, or with --effective every user through nested groups)
+    Members {
+        #[command(flatten)]
+        when: When,
+        /// The group, by id or displayName
+        #[arg(long, value_name = "NAME|ID")]
+        group: String,
+        /// Users through nested groups too, instead of direct members
+        #[arg(long)]
+        effective: bool,
+    },
+    /// Show one user with its groups and access
+    User {
+        #[command(flatten)]
+        when: When,
+        /// The user, by id or userName
+        #[arg(long, value_name = "USERNAME|ID")]
+        user: String,
+    },
+}
+
+/// Which tenant, at which point, and in which format.
+#[derive(Args, Debug)]
+pub(crate) struct When {
+    /// The tenant
+    #[arg(long, default_value = "default")]
+    tenant: TenantId,
+    /// The state at this moment (RFC 3339, e.g. 2026-03-01T09:30:00Z)
+    #[arg(long, value_name = "RFC3339", conflicts_with = "seq")]
+    at: Option<String>,
+    /// The state just after this log position
+    #[arg(long, value_name = "N")]
+    seq: Option<u64>,
+    /// Print JSON instead of text
+    #[arg(long)]
+    json: bool,
+}
+
+/// The state a query looks at, and where in the log it is.
+struct View {
+    state: State,
+    label: String,
+}
+
+async fn view(context: &Context, when: &When) -> anyhow::Result<View> {
+    let store: Arc<dyn LogStore> = idpsync::open_store(&context.data_dir)?;
+    let head = match store.head(&when.tenant).await {
+        Ok(head) => head,
+        Err(StoreError::UnknownTenant(_)) => {
+            let known: Vec<String> = store.tenants().await?.iter().map(ToString::to_string).collect();
+            bail!("tenant {} does not exist (tenants: {})", when.tenant, known.join(", "));
+        }
+        Err(error) => return Err(error.into()),
+    };
+    let seq = match (&when.at, when.seq) {
+        (Some(at), _) => {
+            let moment = Timestamp::parse_rfc3339(at)?;
+            seq_at_time(&store, &when.tenant, moment).await?
+        }
+        (None, Some(seq)) if seq > head.seq.0 => bail!("--seq {seq} is beyond the end of the log (seq {})", head.seq),
+        (None, Some(seq)) => Seq(seq),
+        (None, None) => head.seq,
+    };
+    let state = load_state_at(&store, &when.tenant, seq)
+        .await
+        .context("loading the state")?;
+    let label = match state.recorded_at() {
+        time if seq == Seq::ZERO || time == Timestamp::default() => {
+            format!("tenant {} at seq {seq} (before the first record)", when.tenant)
+        }
+        time => format!("tenant {} at seq {seq} ({time})", when.tenant),
+    };
+    Ok(View { state, label })
+}
+
+fn find_group(state: &State, key: &str) -> anyhow::Result<Arc<Group>> {
+    if let Ok(id) = key.parse::<GroupId>()
+        && let Some(group) = state.group(id)
+    {
+        return Ok(Arc::clone(group));
+    }
+    let matches: Vec<&Arc<Group>> = state.groups_by_name(key).collect();
+    match matches.as_slice() {
+        [one] => Ok(Arc::clone(one)),
+        [] => bail!("no group with id or displayName {key:?} at this point"),
+        many => bail!(
+            "{} groups are named {key:?}; pick one by id: {}",
+            many.len(),
+            many.iter().map(|g| g.id.to_string()).collect::<Vec<_>>().join(", ")
+        ),
+    }
+}
+
+fn find_user(state: &State, key: &str) -> anyhow::Result<Arc<User>> {
+    if let Ok(id) = key.parse::<UserId>()
+        && let Some(user) = state.user(id)
+    {
+        return Ok(Arc::clone(user));
+    }
+    state
+        .user_by_name(key)
+        .cloned()
+        .ok_or_else(|| anyhow!("no user with id or userName {key:?} at this point"))
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct UserRow {
+    id: UserId,
+    user_name: String,
+    active: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    external_id: Option<String>,
+}
+
+impl From<&User> for UserRow {
+    fn from(user: &User) -> Self {
+        UserRow {
+            id: user.id,
+            user_name: user.profile.user_name.clone(),
+            active: user.active,
+            external_id: user.external_id.clone(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct GroupRow {
+    id: GroupId,
+    display_name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    external_id: Option<String>,
+    members: usize,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct MemberRow {
+    id: String,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    display_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    active: Option<bool>,
+}
+
+fn member_row(state: &State, member: Member) -> MemberRow {
+    match member {
+        Member::User(id) => {
+            let user = state.user(id);
+            MemberRow {
+                id: id.to_string(),
+                kind: "User",
+                user_name: user.map(|u| u.profile.user_name.clone()),
+                display_name: None,
+                active: user.map(|u| u.active),
+            }
+        }
+        Member::Group(id) => MemberRow {
+            id: id.to_string(),
+            kind: "Group",
+            user_name: None,
+            display_name: state.group(id).map(|g| g.display_name.clone()),
+            active: None,
+        },
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct UserDetail {
+    #[serde(flatten)]
+    user: UserRow,
+    groups: Vec<UserGroup>,
+    access: Vec<AccessRow>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct UserGroup {
+    id: GroupId,
+    display_name: String,
+    direct: bool,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct AccessRow {
+    resource: ResourceRow,
+    role: &'static str,
+    via: GroupRef,
+}
+
+#[derive(Serialize)]
+struct ResourceRow {
+    kind: &'static str,
+    id: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct GroupRef {
+    id: GroupId,
+    display_name: String,
+}
+
+fn group_name(state: &State, id: GroupId) -> String {
+    state
+        .group(id)
+        .map_or_else(|| "(deleted)".to_owned(), |g| g.display_name.clone())
+}
+
+fn print_json(value: &impl Serialize) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+pub(crate) async fn run(context: &Context, command: QueryCommand) -> anyhow::Result<()> {
+    match command {
+        QueryCommand::Users(when) => {
+            let view = view(context, &when).await?;
+            let rows: Vec<UserRow> = view.state.users().map(|u| UserRow::from(&**u)).collect();
+            if when.json {
+                return print_json(&rows);
+            }
+            println!("{}: {} users", view.label, rows.len());
+            for row in rows {
+                println!(
+                    "{}  {}{}",
+                    row.id,
+                    row.user_name,
+                    if row.active { "" } else { "  (inactive)" }
+                );
+            }
+        }
+        QueryCommand::Groups(when) => {
+            let view = view(context, &when).await?;
+            let rows: Vec<GroupRow> = view
+                .state
+                .groups()
+                .map(|g| GroupRow {
+                    id: g.id,
+                    display_name: g.display_name.clone(),
+                    external_id: g.external_id.clone(),
+                    members: view.state.direct_member_count(g.id),
+                })
+                .collect();
+            if when.json {
+                return print_json(&rows);
+            }
+            println!("{}: {} groups", view.label, rows.len());
+            for row in rows {
+                println!("{}  {}  ({} members)", row.id, row.display_name, row.members);
+            }
+        }
+        QueryCommand::Members { when, group, effective } => {
+            let view = view(context, &when).await?;
+            let group = find_group(&view.state, &group)?;
+            let members: Vec<Member> = if effective {
+                effective_users(&view.state, group.id)
+                    .into_iter()
+                    .map(Member::User)
+                    .collect()
+            } else {
+                view.state
+                    .direct_members(group.id)
+                    .into_iter()
+                    .flatten()
+                    .copied()
+                    .collect()
+            };
+            let rows: Vec<MemberRow> = members.into_iter().map(|m| member_row(&view.state, m)).collect();
+            if when.json {
+                return print_json(&rows);
+            }
+            let which = if effective {
+                "effective members (users through nested groups)"
+            } else {
+                "direct members"
+            };
+            println!(
+                "{}: group {} ({}): {} {which}",
+                view.label,
+                group.display_name,
+                group.id,
+                rows.len()
+            );
+            for row in rows {
+                let name = row.user_name.or(row.display_name).unwrap_or_default();
+                let inactive = if row.active == Some(false) { "  (inactive)" } else { "" };
+                println!("{}  {:<5}  {name}{inactive}", row.id, row.kind);
+            }
+        }
+        QueryCommand::User { when, user } => {
+            let view = view(context, &when).await?;
+            let state = &view.state;
+            let user = find_user(state, &user)?;
+            let direct: BTreeSet<GroupId> = state.groups_of(Member::User(user.id)).collect();
+            let groups = ancestors(state, Member::User(user.id))
+                .into_iter()
+                .map(|id| UserGroup {
+                    id,
+                    display_name: group_name(state, id),
+                    direct: direct.contains(&id),
+                })
+                .collect();
+            let access = grants(state, user.id)
+                .into_iter()
+                .map(|grant| AccessRow {
+                    resource: ResourceRow {
+                        kind: grant.resource.kind.as_str(),
+                        id: grant.resource.id.to_string(),
+                    },
+                    role: grant.role.as_str(),
+                    via: GroupRef {
+                        id: grant.via,
+                        display_name: group_name(state, grant.via),
+                    },
+                })
+                .collect();
+            let detail = UserDetail {
+                user: UserRow::from(&*user),
+                groups,
+                access,
+            };
+            if when.json {
+                return print_json(&detail);
+            }
+            println!(
+                "{}: user {} ({}){}",
+                view.label,
+                detail.user.user_name,
+                detail.user.id,
+                if detail.user.active { "" } else { ", inactive" }
+            );
+            println!("groups ({}):", detail.groups.len());
+            for group in &detail.groups {
+                println!(
+                    "  {}  {}{}",
+                    group.id,
+                    group.display_name,
+                    if group.direct { "" } else { "  (through a nested group)" }
+                );
+            }
+            println!("access ({}):", detail.access.len());
+            for row in &detail.access {
+                println!(
+                    "  {}/{}  as {}  via {} ({})",
+                    row.resource.kind, row.resource.id, row.role, row.via.display_name, row.via.id
+                );
+            }
+        }
+    }
+    Ok(())
+}

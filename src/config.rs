@@ -1,0 +1,217 @@
+//! The configuration file (TOML) and its environment overrides.
+//!
+//! Precedence, highest first: command-line flags, environment variables (`IDPSYNC_DATA_DIR`,
+//! `IDPSYNC_LISTEN`, `IDPSYNC_LOG_FORMAT`), the file given by `--config`, built-in defaults.
+//! Unknown keys are errors, so a misspelt setting never silently does nothing.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use idpsync_engine::TenantSettings;
+use idpsync_engine::reconcile::{MissingUsers, ReconcilePolicy};
+use idpsync_storage::TenantId;
+use serde::Deserialize;
+
+/// The data directory when nothing else says.
+pub const DEFAULT_DATA_DIR: &str = "./idpsync-data";
+/// The listen address when nothing else says: loopback only.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+
+/// The whole configuration file.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where the log and snapshots live.
+    pub data_dir: Option<PathBuf>,
+    /// The address `serve` listens on.
+    pub listen: Option<SocketAddr>,
+    /// `text` or `json` log lines.
+    pub log_format: Option<LogFormat>,
+    /// Engine tuning.
+    #[serde(default)]
+    pub engine: EngineConfig,
+    /// Tenants to create at start-up (`default` always exists).
+    #[serde(default, rename = "tenant")]
+    pub tenants: Vec<TenantConfig>,
+}
+
+/// Log line format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `[engine]`: how tenants keep snapshots and guard reconciles.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EngineConfig {
+    /// Store a snapshot every this many records.
+    pub snapshot_every: u64,
+    /// Keep an in-memory checkpoint every this many records.
+    pub checkpoint_every: u64,
+    /// Keep at most this many in-memory checkpoints.
+    pub checkpoints_max: usize,
+    /// Hold a sync that would deactivate or delete more than this percentage of an
+    /// integration's users.
+    pub hold_above_percent: f64,
+    /// What a sync does with users its IdP no longer lists: `delete` or `deactivate`.
+    pub missing_users: MissingUsersConfig,
+}
+
+/// What happens to users an IdP no longer lists.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MissingUsersConfig {
+    /// Delete them.
+    Delete,
+    /// Deactivate them.
+    Deactivate,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        let defaults = TenantSettings::default();
+        EngineConfig {
+            snapshot_every: defaults.snapshot_every,
+            checkpoint_every: defaults.checkpoint_every,
+            checkpoints_max: defaults.checkpoints_max,
+            hold_above_percent: f64::from(defaults.policy.hold_above_permille) / 10.0,
+            missing_users: MissingUsersConfig::Delete,
+        }
+    }
+}
+
+/// `[[tenant]]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantConfig {
+    /// The tenant's name.
+    pub id: TenantId,
+}
+
+/// A configuration problem, with what to do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file cannot be read.
+    #[error("cannot read the configuration file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid.
+    #[error("invalid configuration in {path}: {message}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, with the line.
+        message: String,
+    },
+}
+
+impl Config {
+    /// Reads and checks a configuration file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::parse(&text).map_err(|message| ConfigError::Invalid {
+            path: path.to_owned(),
+            message,
+        })
+    }
+
+    /// Parses and checks configuration text.
+    pub fn parse(text: &str) -> Result<Config, String> {
+        let config: Config = toml::from_str(text).map_err(|e| e.to_string())?;
+        if !(0.0..=100.0).contains(&config.engine.hold_above_percent) {
+            return Err(format!(
+                "engine.hold_above_percent must be between 0 and 100, not {}",
+                config.engine.hold_above_percent
+            ));
+        }
+        for (key, value) in [
+            ("engine.snapshot_every", config.engine.snapshot_every),
+            ("engine.checkpoint_every", config.engine.checkpoint_every),
+        ] {
+            if value == 0 {
+                return Err(format!("{key} must be at least 1"));
+            }
+        }
+        Ok(config)
+    }
+
+    /// The tenant settings this configuration asks for.
+    pub fn tenant_settings(&self) -> TenantSettings {
+        TenantSettings {
+            snapshot_every: self.engine.snapshot_every,
+            checkpoint_every: self.engine.checkpoint_every,
+            checkpoints_max: self.engine.checkpoints_max,
+            policy: ReconcilePolicy {
+                hold_above_permille: (self.engine.hold_above_percent * 10.0).round() as u32,
+                missing_users: match self.engine.missing_users {
+                    MissingUsersConfig::Delete => MissingUsers::Delete,
+                    MissingUsersConfig::Deactivate => MissingUsers::Deactivate,
+                },
+            },
+            ..TenantSettings::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_file_parses() {
+        let config = Config::parse(
+            r#"
+            data_dir = "/var/lib/idpsync"
+            listen = "0.0.0.0:9000"
+            log_format = "json"
+            [engine]
+            snapshot_every = 5000
+            hold_above_percent = 5
+            missing_users = "deactivate"
+            [[tenant]]
+            id = "acme"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(config.tenants[0].id.as_str(), "acme");
+        let settings = config.tenant_settings();
+        assert_eq!(settings.snapshot_every, 5000);
+        assert_eq!(settings.policy.hold_above_permille, 50);
+        assert_eq!(settings.policy.missing_users, MissingUsers::Deactivate);
+    }
+
+    #[test]
+    fn mistakes_are_named() {
+        let unknown = Config::parse("listn = \"127.0.0.1:1\"").unwrap_err();
+        assert!(unknown.contains("listn"), "{unknown}");
+        let bad_tenant = Config::parse("[[tenant]]\nid = \"Acme Corp\"").unwrap_err();
+        assert!(bad_tenant.contains("invalid tenant name"), "{bad_tenant}");
+        assert!(
+            Config::parse("[engine]\nhold_above_percent = 150")
+                .unwrap_err()
+                .contains("between 0 and 100")
+        );
+        assert!(
+            Config::parse("[engine]\nsnapshot_every = 0")
+                .unwrap_err()
+                .contains("at least 1")
+        );
+    }
+
+    #[test]
+    fn defaults_match_the_engine() {
+        assert_eq!(Config::parse("").unwrap().tenant_settings(), TenantSettings::default());
+    }
+}
