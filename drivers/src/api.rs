@@ -1,0 +1,236 @@
+//! [`Api`]: one integration's HTTP client, credentials and API root, and the page-following
+//! rules every pagination style shares ([`Pages`]).
+
+use std::collections::HashSet;
+use std::sync::Mutex;
+
+use reqwest::Url;
+use reqwest::header::{HeaderName, HeaderValue};
+use serde::de::DeserializeOwned;
+
+use crate::auth::Auth;
+use crate::error::DriverError;
+use crate::http::{Body, Budget, Http, Request, Response};
+
+/// The most pages one listing follows: a bound against a server that never stops.
+const PAGES_MAX: u64 = 1_000_000;
+
+/// An IdP's API as one integration reaches it.
+pub(crate) struct Api {
+    pub(crate) http: Http,
+    pub(crate) auth: Auth,
+    pub(crate) base: Url,
+}
+
+/// One run: its budget and the warnings it collects for the report.
+pub struct Run<'b> {
+    pub(crate) budget: &'b Budget,
+    warnings: Mutex<Vec<String>>,
+}
+
+impl<'b> Run<'b> {
+    /// A run within `budget`.
+    pub fn new(budget: &'b Budget) -> Run<'b> {
+        Run {
+            budget,
+            warnings: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Notes something an operator should know that did not stop the run.
+    pub(crate) fn warn(&self, message: String) {
+        tracing::warn!("{message}");
+        self.warnings.lock().unwrap_or_else(|p| p.into_inner()).push(message);
+    }
+
+    /// The warnings so far.
+    pub fn into_warnings(self) -> Vec<String> {
+        self.warnings.into_inner().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Api {
+    /// `base` + `path`, with `query` (keys and values are encoded here).
+    pub(crate) fn url(&self, path: &str, query: &[(&str, &str)]) -> Url {
+        let mut url = self.base.clone();
+        let joined = format!("{}{path}", self.base.path().trim_end_matches('/'));
+        url.set_path(&joined);
+        if !query.is_empty() {
+            url.query_pairs_mut().extend_pairs(query);
+        }
+        url
+    }
+
+    /// A next-page URL from the IdP, accepted only on the API's own origin: credentials never
+    /// follow a link elsewhere.
+    pub(crate) fn next_url(&self, link: &str) -> Result<Url, DriverError> {
+        let url = Url::parse(link).map_err(|error| DriverError::InvalidResponse {
+            url: self.base.to_string(),
+            message: format!("next-page link {link:?} is not an absolute URL: {error}"),
+        })?;
+        if url.origin() != self.base.origin() {
+            return Err(DriverError::InvalidResponse {
+                url: self.base.to_string(),
+                message: format!("next-page link {link:?} leaves the API's origin"),
+            });
+        }
+        Ok(url)
+    }
+
+    /// Sends a request with credentials, renewing an OAuth token once if the IdP refuses it.
+    pub(crate) async fn send(
+        &self,
+        request: Request,
+        extra: &[(HeaderName, HeaderValue)],
+        run: &Run<'_>,
+    ) -> Result<Response, DriverError> {
+        let mut authorised = request.clone();
+        authorised.headers.extend(self.auth.headers(&self.http, run.budget).await?);
+        authorised.headers.extend(extra.iter().cloned());
+        let first = self.http.send(authorised, run.budget, &mut || None).await;
+        match first {
+            Err(DriverError::Unauthorized { status: 401, .. }) if self.auth.invalidate() => {
+                let mut retry = request;
+                retry.headers.extend(self.auth.headers(&self.http, run.budget).await?);
+                retry.headers.extend(extra.iter().cloned());
+                self.http.send(retry, run.budget, &mut || None).await
+            }
+            other => other,
+        }
+    }
+
+    /// GET `url` and parse the body.
+    pub(crate) async fn get<T: DeserializeOwned>(
+        &self,
+        url: Url,
+        extra: &[(HeaderName, HeaderValue)],
+        run: &Run<'_>,
+    ) -> Result<(T, Response), DriverError> {
+        let response = self.send(Request::get(url), extra, run).await?;
+        Ok((response.json()?, response))
+    }
+
+    /// POST a JSON body to `url` and parse the answer.
+    pub(crate) async fn post<T: DeserializeOwned>(
+        &self,
+        url: Url,
+        body: serde_json::Value,
+        extra: &[(HeaderName, HeaderValue)],
+        run: &Run<'_>,
+    ) -> Result<T, DriverError> {
+        let response = self.send(Request::post(url, Body::Json(body)), extra, run).await?;
+        response.json()
+    }
+}
+
+/// Follows one listing's pages, whatever its style (next link, page token, checkpoint, offset,
+/// page number), and decides when it ends.
+///
+/// A page that brings no item not already seen ends the listing: a server that answers the
+/// next page with what it already said will never say more. A cursor that comes back after a
+/// page that did bring new items is a loop that skips data, and an error.
+pub(crate) struct Pages {
+    resource: String,
+    cursors: HashSet<String>,
+    pages: u64,
+}
+
+impl Pages {
+    pub(crate) fn new(resource: impl Into<String>) -> Pages {
+        Pages {
+            resource: resource.into(),
+            cursors: HashSet::new(),
+            pages: 0,
+        }
+    }
+
+    /// After a page with `new_items` items not seen before and the server's `next` cursor:
+    /// the cursor to follow, or `None` at the end.
+    pub(crate) fn follow(
+        &mut self,
+        next: Option<String>,
+        page_items: usize,
+        new_items: usize,
+        run: &Run<'_>,
+    ) -> Result<Option<String>, DriverError> {
+        self.pages += 1;
+        let Some(next) = next else {
+            return Ok(None);
+        };
+        let repeated = !self.cursors.insert(next.clone());
+        if new_items == 0 && (page_items > 0 || repeated) {
+            run.warn(format!(
+                "the listing of {} offered another page after a page with nothing new; it ends there",
+                self.resource
+            ));
+            return Ok(None);
+        }
+        if repeated {
+            return Err(DriverError::PartialListing {
+                resource: self.resource.clone(),
+                reason: format!("the server sent the page cursor {next:?} a second time"),
+            });
+        }
+        if self.pages >= PAGES_MAX {
+            return Err(DriverError::PartialListing {
+                resource: self.resource.clone(),
+                reason: format!("more than {PAGES_MAX} pages"),
+            });
+        }
+        Ok(Some(next))
+    }
+}
+
+/// One page: its items, and the cursor of the next page if the server offers one.
+pub(crate) struct Page<T> {
+    pub(crate) items: Vec<T>,
+    pub(crate) next: Option<String>,
+}
+
+/// Walks one resource's pages: ask [`Pager::cursor`] which page to fetch (`Some(None)` for the
+/// first), fetch it, hand it to [`Pager::take`]; `None` means the listing is complete.
+pub(crate) struct Pager {
+    pages: Pages,
+    next: Option<Option<String>>,
+}
+
+impl Pager {
+    pub(crate) fn new(resource: impl Into<String>) -> Pager {
+        Pager {
+            pages: Pages::new(resource),
+            next: Some(None),
+        }
+    }
+
+    /// The cursor of the page to fetch next, or `None` when the listing is complete.
+    pub(crate) fn cursor(&self) -> Option<Option<String>> {
+        self.next.clone()
+    }
+
+    /// Takes a fetched page: `add` gets each item and says whether it was new.
+    pub(crate) fn take<T>(
+        &mut self,
+        page: Page<T>,
+        add: &mut impl FnMut(T) -> bool,
+        run: &Run<'_>,
+    ) -> Result<(), DriverError> {
+        let page_items = page.items.len();
+        let new_items = page.items.into_iter().map(&mut *add).filter(|new| *new).count();
+        self.next = self.pages.follow(page.next, page_items, new_items, run)?.map(Some);
+        Ok(())
+    }
+}
+
+/// The next offset of an offset-paged listing: `None` when the page was short (the last one),
+/// or when `total` says everything has been read.
+pub(crate) fn next_offset(offset: u64, page_items: usize, page_size: u64, total: Option<u64>) -> Option<String> {
+    let next = offset + page_items as u64;
+    let short = (page_items as u64) < page_size;
+    let done = total.is_some_and(|total| next >= total);
+    (!short && !done).then(|| next.to_string())
+}
+
+/// The offset a cursor from [`next_offset`] stands for (0 for the first page).
+pub(crate) fn offset_of(cursor: Option<&str>) -> u64 {
+    cursor.and_then(|cursor| cursor.parse().ok()).unwrap_or(0)
+}

@@ -1,0 +1,320 @@
+//! Credentials: static headers (Okta `SSWS`, JumpCloud `x-api-key` and `x-org-id`, authentik
+//! and Zitadel bearer tokens) and OAuth2 access tokens (client credentials, with a secret or a
+//! signed JWT; JWT-bearer grants), cached and refreshed before they expire. Expiry comes from
+//! the token response's `expires_in`, never from reading the token.
+
+use std::time::{Duration, Instant, SystemTime};
+
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use reqwest::Url;
+use reqwest::header::{AUTHORIZATION, HeaderName, HeaderValue};
+use serde::Serialize;
+
+use crate::config::ServiceAccountKey;
+use crate::error::DriverError;
+use crate::http::{Body, Budget, Http, Request, excerpt};
+use crate::secret::Secret;
+
+/// How an integration proves who it is.
+pub(crate) enum Auth {
+    /// Headers sent as they are.
+    Static(Vec<(HeaderName, HeaderValue)>),
+    /// An OAuth2 access token, sent as `Authorization: Bearer`.
+    OAuth(TokenSource),
+}
+
+/// Where a token comes from, and the one it has now.
+pub(crate) struct TokenSource {
+    token_url: Url,
+    grant: Grant,
+    cached: tokio::sync::Mutex<Option<CachedToken>>,
+}
+
+#[derive(Clone)]
+struct CachedToken {
+    header: HeaderValue,
+    refresh_at: Instant,
+}
+
+/// The token request's grant.
+pub(crate) enum Grant {
+    /// `client_credentials` with `client_id`/`client_secret` in the form, plus extra fields
+    /// (`scope`, `audience`).
+    ClientSecretPost {
+        client_id: String,
+        client_secret: Secret,
+        extra: Vec<(&'static str, String)>,
+    },
+    /// `client_credentials` with HTTP Basic client authentication.
+    ClientSecretBasic {
+        client_id: String,
+        client_secret: Secret,
+        scope: String,
+    },
+    /// `client_credentials` with `private_key_jwt` client authentication (Okta).
+    PrivateKeyJwt {
+        client_id: String,
+        signer: Signer,
+        scope: String,
+    },
+    /// `urn:ietf:params:oauth:grant-type:jwt-bearer` with a signed assertion (Google service
+    /// accounts acting for an admin, Zitadel JWT profile).
+    JwtBearer {
+        signer: Signer,
+        claims: AssertionClaims,
+    },
+}
+
+/// Who an assertion names.
+pub(crate) struct AssertionClaims {
+    pub(crate) issuer: String,
+    pub(crate) subject: String,
+    pub(crate) audience: String,
+    pub(crate) scope: String,
+    /// Whether the scope travels in the assertion (Google) or in the form (Zitadel).
+    pub(crate) scope_in_assertion: bool,
+}
+
+/// An RSA private key and its `kid`.
+pub(crate) struct Signer {
+    key: EncodingKey,
+    key_id: Option<String>,
+}
+
+impl Signer {
+    pub(crate) fn new(private_key_pem: &Secret, key_id: Option<String>) -> Result<Signer, DriverError> {
+        let key = EncodingKey::from_rsa_pem(private_key_pem.expose().as_bytes())
+            .map_err(|error| DriverError::Credentials(format!("the private key is not an RSA PEM key: {error}")))?;
+        Ok(Signer { key, key_id })
+    }
+
+    pub(crate) fn from_service_account(key: &ServiceAccountKey) -> Result<Signer, DriverError> {
+        Signer::new(&key.private_key, key.key_id.clone())
+    }
+
+    fn sign(&self, claims: &impl Serialize) -> Result<String, DriverError> {
+        let mut header = Header::new(Algorithm::RS256);
+        header.kid = self.key_id.clone();
+        jsonwebtoken::encode(&header, claims, &self.key)
+            .map_err(|error| DriverError::Credentials(format!("cannot sign an assertion: {error}")))
+    }
+}
+
+#[derive(Serialize)]
+struct Claims<'a> {
+    iss: &'a str,
+    sub: &'a str,
+    aud: &'a str,
+    iat: u64,
+    exp: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scope: Option<&'a str>,
+    jti: String,
+}
+
+const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
+const CLIENT_ASSERTION_JWT: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+/// Assertions live this long; the vendors accept at most an hour.
+const ASSERTION_LIFETIME: Duration = Duration::from_secs(300);
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs())
+}
+
+impl Auth {
+    /// A bearer token sent as it is.
+    pub(crate) fn bearer(token: &Secret) -> Result<Auth, DriverError> {
+        Ok(Auth::Static(vec![(AUTHORIZATION, header_value(&format!("Bearer {}", token.expose()))?)]))
+    }
+
+    /// The headers for the next request, fetching a token if the cached one is near expiry.
+    pub(crate) async fn headers(&self, http: &Http, budget: &Budget) -> Result<Vec<(HeaderName, HeaderValue)>, DriverError> {
+        match self {
+            Auth::Static(headers) => Ok(headers.clone()),
+            Auth::OAuth(source) => Ok(vec![(AUTHORIZATION, source.header(http, budget).await?)]),
+        }
+    }
+
+    /// Forgets a token the IdP refused, so that the next request fetches a new one. Returns
+    /// whether there was anything to forget.
+    pub(crate) fn invalidate(&self) -> bool {
+        match self {
+            Auth::Static(_) => false,
+            Auth::OAuth(source) => match source.cached.try_lock() {
+                Ok(mut cached) => cached.take().is_some(),
+                // Someone is refreshing it right now: that is as good as forgetting it.
+                Err(_) => true,
+            },
+        }
+    }
+}
+
+pub(crate) fn header_value(text: &str) -> Result<HeaderValue, DriverError> {
+    HeaderValue::from_str(text)
+        .map_err(|_| DriverError::Credentials("a credential contains characters a header cannot carry".to_owned()))
+}
+
+impl TokenSource {
+    pub(crate) fn new(token_url: Url, grant: Grant) -> TokenSource {
+        TokenSource {
+            token_url,
+            grant,
+            cached: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    async fn header(&self, http: &Http, budget: &Budget) -> Result<HeaderValue, DriverError> {
+        let mut cached = self.cached.lock().await;
+        if let Some(token) = cached.as_ref().filter(|token| Instant::now() < token.refresh_at) {
+            return Ok(token.header.clone());
+        }
+        let fresh = self.fetch(http, budget).await?;
+        let header = fresh.header.clone();
+        *cached = Some(fresh);
+        Ok(header)
+    }
+
+    fn form(&self) -> Result<(Vec<(&'static str, String)>, Option<HeaderValue>), DriverError> {
+        let now = unix_now();
+        let exp = now + ASSERTION_LIFETIME.as_secs();
+        Ok(match &self.grant {
+            Grant::ClientSecretPost {
+                client_id,
+                client_secret,
+                extra,
+            } => {
+                let mut form = vec![
+                    ("grant_type", "client_credentials".to_owned()),
+                    ("client_id", client_id.clone()),
+                    ("client_secret", client_secret.expose().to_owned()),
+                ];
+                form.extend(extra.iter().cloned());
+                (form, None)
+            }
+            Grant::ClientSecretBasic {
+                client_id,
+                client_secret,
+                scope,
+            } => {
+                let basic = base64_encode(format!("{client_id}:{}", client_secret.expose()).as_bytes());
+                (
+                    vec![("grant_type", "client_credentials".to_owned()), ("scope", scope.clone())],
+                    Some(header_value(&format!("Basic {basic}"))?),
+                )
+            }
+            Grant::PrivateKeyJwt {
+                client_id,
+                signer,
+                scope,
+            } => {
+                let assertion = signer.sign(&Claims {
+                    iss: client_id,
+                    sub: client_id,
+                    aud: self.token_url.as_str(),
+                    iat: now,
+                    exp,
+                    scope: None,
+                    jti: uuid::Uuid::now_v7().to_string(),
+                })?;
+                (
+                    vec![
+                        ("grant_type", "client_credentials".to_owned()),
+                        ("scope", scope.clone()),
+                        ("client_assertion_type", CLIENT_ASSERTION_JWT.to_owned()),
+                        ("client_assertion", assertion),
+                    ],
+                    None,
+                )
+            }
+            Grant::JwtBearer { signer, claims } => {
+                let assertion = signer.sign(&Claims {
+                    iss: &claims.issuer,
+                    sub: &claims.subject,
+                    aud: &claims.audience,
+                    iat: now,
+                    exp,
+                    scope: claims.scope_in_assertion.then_some(claims.scope.as_str()),
+                    jti: uuid::Uuid::now_v7().to_string(),
+                })?;
+                let mut form = vec![("grant_type", JWT_BEARER.to_owned()), ("assertion", assertion)];
+                if !claims.scope_in_assertion {
+                    form.push(("scope", claims.scope.clone()));
+                }
+                (form, None)
+            }
+        })
+    }
+
+    async fn fetch(&self, http: &Http, budget: &Budget) -> Result<CachedToken, DriverError> {
+        let (form, authorization) = self.form()?;
+        let mut request = Request::post(self.token_url.clone(), Body::Form(form));
+        if let Some(value) = authorization {
+            request = request.header(AUTHORIZATION, value);
+        }
+        let url = self.token_url.to_string();
+        let started = Instant::now();
+        let token_error = |message: String| DriverError::Token {
+            url: url.clone(),
+            message,
+        };
+        let response = http.send(request, budget, &mut || None).await.map_err(|error| match error {
+            DriverError::Status { message, .. } | DriverError::Unauthorized { message, .. } => token_error(message),
+            other => other,
+        })?;
+        let body: serde_json::Value = response.json()?;
+        let access_token = body
+            .get("access_token")
+            .and_then(|token| token.as_str())
+            .filter(|token| !token.is_empty())
+            .ok_or_else(|| token_error(format!("no access_token in {}", excerpt(&response.body))))?;
+        // Some servers send expires_in as a string; a response without it is treated as a
+        // five-minute token.
+        let expires_in = match body.get("expires_in") {
+            Some(serde_json::Value::Number(number)) => number.as_u64(),
+            Some(serde_json::Value::String(text)) => text.parse().ok(),
+            _ => None,
+        }
+        .map_or(Duration::from_secs(300), Duration::from_secs);
+        // Refresh a fifth of the lifetime early (at most five minutes), so that a request never
+        // leaves with a token about to expire.
+        let margin = (expires_in / 5).min(Duration::from_secs(300));
+        Ok(CachedToken {
+            header: header_value(&format!("Bearer {access_token}"))?,
+            refresh_at: started + expires_in - margin,
+        })
+    }
+}
+
+/// Standard base64 with padding, for HTTP Basic.
+fn base64_encode(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn basic_credentials_encode_as_rfc_4648() {
+        assert_eq!(base64_encode(b""), "");
+        assert_eq!(base64_encode(b"f"), "Zg==");
+        assert_eq!(base64_encode(b"fo"), "Zm8=");
+        assert_eq!(base64_encode(b"foo"), "Zm9v");
+        assert_eq!(base64_encode(b"client:secret"), "Y2xpZW50OnNlY3JldA==");
+    }
+}

@@ -1,0 +1,103 @@
+//! [`DriverError`]: why a sync run could not read its IdP. Each variant names one cause, with
+//! the data the scheduler needs to act on it (when to retry, whom to tell).
+
+use std::time::Duration;
+
+/// Why reading an IdP failed. Whatever the variant, nothing was applied: a failed or partial
+/// listing never reaches the engine.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DriverError {
+    /// The IdP kept answering "too many requests" until the retry budget ran out.
+    #[error("rate limited by the IdP at {url}{}", retry_hint(retry_after))]
+    RateLimited {
+        /// The request that was refused.
+        url: String,
+        /// When the IdP said to come back, if it said.
+        retry_after: Option<Duration>,
+    },
+    /// The IdP refused the credentials (401) or the permissions (403).
+    #[error("the IdP refused access to {url} (HTTP {status}): {message}")]
+    Unauthorized {
+        /// The request.
+        url: String,
+        /// 401 or 403.
+        status: u16,
+        /// The IdP's own words.
+        message: String,
+    },
+    /// The token endpoint did not issue a token.
+    #[error("no access token from {url}: {message}")]
+    Token {
+        /// The token endpoint.
+        url: String,
+        /// Why.
+        message: String,
+    },
+    /// A listing stopped before its last page.
+    #[error("the listing of {resource} stopped before its end: {reason}")]
+    PartialListing {
+        /// What was being listed.
+        resource: String,
+        /// Why it could not go on.
+        reason: String,
+    },
+    /// The IdP answered with a status the driver does not expect.
+    #[error("unexpected HTTP {status} from {url}: {message}")]
+    Status {
+        /// The request.
+        url: String,
+        /// The status.
+        status: u16,
+        /// The IdP's own words, shortened.
+        message: String,
+    },
+    /// The IdP could not be reached, or the connection broke, after every retry.
+    #[error("cannot reach the IdP at {url}: {message}")]
+    Transport {
+        /// The request.
+        url: String,
+        /// The last failure.
+        message: String,
+    },
+    /// A response that does not have the vendor's shape.
+    #[error("unexpected response from {url}: {message}")]
+    InvalidResponse {
+        /// The request.
+        url: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// The IdP holds more than its API can list (Auth0's user search stops at 1,000).
+    #[error("{0}")]
+    TooLarge(String),
+    /// The sync ran out of its total time.
+    #[error("the sync took longer than its limit of {}", humantime::format_duration(*limit))]
+    Deadline {
+        /// The configured limit.
+        limit: Duration,
+    },
+    /// An incremental cursor the IdP no longer accepts; a full listing follows.
+    #[error("the IdP no longer accepts the stored delta cursor: {0}")]
+    CursorExpired(String),
+    /// A credential that cannot be used (a key that does not parse).
+    #[error("invalid credentials: {0}")]
+    Credentials(String),
+}
+
+fn retry_hint(retry_after: &Option<Duration>) -> String {
+    match retry_after {
+        Some(after) => format!("; it asks to wait {}", humantime::format_duration(*after)),
+        None => String::new(),
+    }
+}
+
+impl DriverError {
+    /// When the scheduler should try again at the earliest, if the IdP said.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            DriverError::RateLimited { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+}

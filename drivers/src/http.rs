@@ -1,0 +1,425 @@
+//! The HTTP layer every driver shares: one request with a per-request timeout, retried with
+//! exponential back-off and jitter on 429, 5xx, timeouts and broken connections, honouring the
+//! vendors' rate-limit signals (`Retry-After`, Okta `X-Rate-Limit-Reset`, Auth0
+//! `X-RateLimit-Reset`, Google's 403 `userRateLimitExceeded`/`quotaExceeded`), all within the
+//! run's total time budget ([`Budget`]).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use rand::RngExt;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use reqwest::{Method, StatusCode, Url};
+
+use crate::error::DriverError;
+
+/// How failed requests are retried.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Tries per request, the first included.
+    pub attempts_max: u32,
+    /// The first back-off; each retry doubles it.
+    pub backoff_base: Duration,
+    /// The longest back-off between two tries.
+    pub backoff_max: Duration,
+    /// The longest wait a `Retry-After` or reset header may ask for before the run gives up
+    /// and reports [`DriverError::RateLimited`] to the scheduler instead.
+    pub retry_after_max: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            attempts_max: 8,
+            backoff_base: Duration::from_millis(500),
+            backoff_max: Duration::from_secs(30),
+            retry_after_max: Duration::from_secs(120),
+        }
+    }
+}
+
+/// One run's time limit and request count.
+#[derive(Debug)]
+pub struct Budget {
+    deadline: Instant,
+    limit: Duration,
+    requests: AtomicU64,
+}
+
+impl Budget {
+    /// A budget of `limit` from now.
+    pub fn new(limit: Duration) -> Budget {
+        Budget {
+            deadline: Instant::now() + limit,
+            limit,
+            requests: AtomicU64::new(0),
+        }
+    }
+
+    /// HTTP requests sent so far, retries and token requests included.
+    pub fn requests(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+
+    fn remaining(&self) -> Result<Duration, DriverError> {
+        let remaining = self.deadline.saturating_duration_since(Instant::now());
+        if remaining.is_zero() {
+            return Err(DriverError::Deadline { limit: self.limit });
+        }
+        Ok(remaining)
+    }
+}
+
+/// A request, kept whole so that it can be sent again.
+#[derive(Clone, Debug)]
+pub(crate) struct Request {
+    pub(crate) method: Method,
+    pub(crate) url: Url,
+    pub(crate) headers: Vec<(HeaderName, HeaderValue)>,
+    pub(crate) body: Body,
+}
+
+/// A request body.
+#[derive(Clone, Debug)]
+pub(crate) enum Body {
+    Empty,
+    Json(serde_json::Value),
+    Form(Vec<(&'static str, String)>),
+}
+
+impl Request {
+    pub(crate) fn get(url: Url) -> Request {
+        Request {
+            method: Method::GET,
+            url,
+            headers: Vec::new(),
+            body: Body::Empty,
+        }
+    }
+
+    pub(crate) fn post(url: Url, body: Body) -> Request {
+        Request {
+            method: Method::POST,
+            url,
+            headers: Vec::new(),
+            body,
+        }
+    }
+
+    pub(crate) fn header(mut self, name: HeaderName, value: HeaderValue) -> Request {
+        self.headers.push((name, value));
+        self
+    }
+}
+
+/// A successful response.
+#[derive(Debug)]
+pub(crate) struct Response {
+    pub(crate) url: Url,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: Bytes,
+}
+
+impl Response {
+    /// The body as `T`; a body of another shape is [`DriverError::InvalidResponse`].
+    pub(crate) fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T, DriverError> {
+        serde_json::from_slice(&self.body).map_err(|error| DriverError::InvalidResponse {
+            url: self.url.to_string(),
+            message: error.to_string(),
+        })
+    }
+}
+
+/// A status that is not success: either worth another try, or final.
+pub(crate) enum Refusal {
+    /// Try again, after this long if the IdP said.
+    Retry { retry_after: Option<Duration>, error: DriverError },
+    /// 401: the credentials may have expired.
+    Unauthorized(DriverError),
+    /// Give up.
+    Fail(DriverError),
+}
+
+/// The HTTP client of one integration.
+#[derive(Debug)]
+pub(crate) struct Http {
+    client: reqwest::Client,
+    request_timeout: Duration,
+    policy: RetryPolicy,
+}
+
+impl Http {
+    pub(crate) fn new(request_timeout: Duration, policy: RetryPolicy) -> Http {
+        let client = reqwest::Client::builder()
+            .connect_timeout(request_timeout.min(Duration::from_secs(10)))
+            .user_agent(concat!("openzro-idpsync/", env!("CARGO_PKG_VERSION")))
+            // Pages are followed by the drivers, which check where they lead; a redirect
+            // must never carry credentials elsewhere.
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("a client without custom TLS settings builds");
+        Http {
+            client,
+            request_timeout,
+            policy,
+        }
+    }
+
+    /// Sends `request` once: the response, or why not.
+    async fn send_once(&self, request: &Request, budget: &Budget) -> Result<Response, Refusal> {
+        let remaining = budget.remaining().map_err(Refusal::Fail)?;
+        budget.requests.fetch_add(1, Ordering::Relaxed);
+        let mut builder = self
+            .client
+            .request(request.method.clone(), request.url.clone())
+            .timeout(self.request_timeout.min(remaining));
+        for (name, value) in &request.headers {
+            builder = builder.header(name, value);
+        }
+        builder = match &request.body {
+            Body::Empty => builder,
+            Body::Json(value) => builder.json(value),
+            Body::Form(fields) => builder.form(fields),
+        };
+        let url = request.url.to_string();
+        let transport = |error: reqwest::Error| Refusal::Retry {
+            retry_after: None,
+            error: DriverError::Transport {
+                url: url.clone(),
+                message: error_chain(&error),
+            },
+        };
+        let response = builder.send().await.map_err(transport)?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = response.bytes().await.map_err(transport)?;
+        if status.is_success() {
+            return Ok(Response {
+                url: request.url.clone(),
+                headers,
+                body,
+            });
+        }
+        Err(classify(&url, status, &headers, &body))
+    }
+
+    /// Sends `request`, retrying what is worth retrying within the budget. `on_unauthorized`
+    /// is called once on a 401, and the request is sent again if it returns a new request
+    /// (fresh credentials).
+    pub(crate) async fn send(
+        &self,
+        mut request: Request,
+        budget: &Budget,
+        on_unauthorized: &mut (dyn FnMut() -> Option<Request> + Send),
+    ) -> Result<Response, DriverError> {
+        let mut attempt = 0;
+        let mut refreshed = false;
+        loop {
+            attempt += 1;
+            let (retry_after, error) = match self.send_once(&request, budget).await {
+                Ok(response) => return Ok(response),
+                Err(Refusal::Fail(error)) => return Err(error),
+                Err(Refusal::Unauthorized(error)) => {
+                    if refreshed {
+                        return Err(error);
+                    }
+                    refreshed = true;
+                    match on_unauthorized() {
+                        Some(fresh) => {
+                            request = fresh;
+                            continue;
+                        }
+                        None => return Err(error),
+                    }
+                }
+                Err(Refusal::Retry { retry_after, error }) => (retry_after, error),
+            };
+            if attempt >= self.policy.attempts_max {
+                return Err(error);
+            }
+            if retry_after.is_some_and(|after| after > self.policy.retry_after_max) {
+                return Err(error);
+            }
+            let wait = match retry_after {
+                Some(after) => after + jitter(after / 10),
+                None => {
+                    let backoff = self
+                        .policy
+                        .backoff_base
+                        .saturating_mul(1 << (attempt - 1).min(16))
+                        .min(self.policy.backoff_max);
+                    backoff / 2 + jitter(backoff / 2)
+                }
+            };
+            if budget.remaining()? <= wait {
+                return Err(error);
+            }
+            tracing::debug!(url = %request.url, attempt, wait_ms = wait.as_millis() as u64, %error, "retrying");
+            tokio::time::sleep(wait).await;
+        }
+    }
+}
+
+/// A random duration in `[0, max]`.
+fn jitter(max: Duration) -> Duration {
+    if max.is_zero() {
+        return Duration::ZERO;
+    }
+    let nanos = rand::rng().random_range(0..=max.as_nanos().min(u128::from(u64::MAX)) as u64);
+    Duration::from_nanos(nanos)
+}
+
+fn error_chain(error: &reqwest::Error) -> String {
+    let mut message = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    message
+}
+
+/// Sorts a refused response into retry, re-authenticate, or give up.
+fn classify(url: &str, status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Refusal {
+    let message = excerpt(body);
+    let rate_limited = |retry_after| Refusal::Retry {
+        retry_after,
+        error: DriverError::RateLimited {
+            url: url.to_owned(),
+            retry_after,
+        },
+    };
+    match status.as_u16() {
+        429 => rate_limited(retry_after(headers, SystemTime::now())),
+        403 if is_google_quota_error(body) => rate_limited(retry_after(headers, SystemTime::now())),
+        401 => Refusal::Unauthorized(DriverError::Unauthorized {
+            url: url.to_owned(),
+            status: 401,
+            message,
+        }),
+        403 => Refusal::Fail(DriverError::Unauthorized {
+            url: url.to_owned(),
+            status: 403,
+            message,
+        }),
+        500 | 502 | 503 | 504 => Refusal::Retry {
+            retry_after: retry_after(headers, SystemTime::now()),
+            error: DriverError::Status {
+                url: url.to_owned(),
+                status: status.as_u16(),
+                message,
+            },
+        },
+        code => Refusal::Fail(DriverError::Status {
+            url: url.to_owned(),
+            status: code,
+            message,
+        }),
+    }
+}
+
+/// The start of a body, for error messages.
+pub(crate) fn excerpt(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let mut text: String = text.chars().take(300).collect();
+    if body.len() > text.len() {
+        text.push('…');
+    }
+    text
+}
+
+/// Google answers quota exhaustion with 403 and a reason in the error body.
+fn is_google_quota_error(body: &[u8]) -> bool {
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return false;
+    };
+    let reasons = value
+        .pointer("/error/errors")
+        .and_then(|errors| errors.as_array())
+        .into_iter()
+        .flatten()
+        .filter_map(|error| error.get("reason").and_then(|reason| reason.as_str()));
+    let mut reasons = reasons;
+    reasons.any(|reason| matches!(reason, "userRateLimitExceeded" | "quotaExceeded" | "rateLimitExceeded"))
+}
+
+/// How long the IdP asked to wait: `Retry-After` (seconds or an HTTP date), or a reset time in
+/// epoch seconds (Okta `X-Rate-Limit-Reset`, Auth0 `X-RateLimit-Reset`).
+pub(crate) fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
+    let text = |name: &str| headers.get(name).and_then(|value| value.to_str().ok()).map(str::trim);
+    if let Some(value) = text("retry-after") {
+        if let Ok(seconds) = value.parse::<u64>() {
+            return Some(Duration::from_secs(seconds));
+        }
+        if let Ok(date) = httpdate::parse_http_date(value) {
+            return Some(date.duration_since(now).unwrap_or(Duration::ZERO));
+        }
+    }
+    let reset = text("x-rate-limit-reset").or_else(|| text("x-ratelimit-reset"))?;
+    let reset = SystemTime::UNIX_EPOCH + Duration::from_secs(reset.parse::<u64>().ok()?);
+    Some(reset.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.insert(*name, HeaderValue::from_str(value).unwrap());
+        }
+        map
+    }
+
+    #[test]
+    fn rate_limit_signals_of_each_vendor() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        assert_eq!(
+            retry_after(&headers(&[("retry-after", "7")]), now),
+            Some(Duration::from_secs(7))
+        );
+        let date = httpdate::fmt_http_date(now + Duration::from_secs(30));
+        assert_eq!(
+            retry_after(&headers(&[("retry-after", &date)]), now),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(
+            retry_after(&headers(&[("x-rate-limit-reset", "1700000012")]), now),
+            Some(Duration::from_secs(12))
+        );
+        assert_eq!(
+            retry_after(&headers(&[("x-ratelimit-reset", "1700000003")]), now),
+            Some(Duration::from_secs(3))
+        );
+        assert_eq!(
+            retry_after(&headers(&[("x-ratelimit-reset", "1600000000")]), now),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(retry_after(&headers(&[]), now), None);
+    }
+
+    #[test]
+    fn google_quota_errors_are_rate_limits() {
+        let body = br#"{"error":{"code":403,"message":"x","errors":[{"domain":"usageLimits","reason":"userRateLimitExceeded","message":"x"}]}}"#;
+        assert!(matches!(
+            classify("u", StatusCode::FORBIDDEN, &HeaderMap::new(), body),
+            Refusal::Retry { .. }
+        ));
+        let denied = br#"{"error":{"code":403,"message":"x","errors":[{"domain":"global","reason":"forbidden","message":"x"}]}}"#;
+        assert!(matches!(
+            classify("u", StatusCode::FORBIDDEN, &HeaderMap::new(), denied),
+            Refusal::Fail(DriverError::Unauthorized { status: 403, .. })
+        ));
+        assert!(matches!(
+            classify("u", StatusCode::BAD_GATEWAY, &HeaderMap::new(), b""),
+            Refusal::Retry { .. }
+        ));
+        assert!(matches!(
+            classify("u", StatusCode::NOT_FOUND, &HeaderMap::new(), b""),
+            Refusal::Fail(DriverError::Status { status: 404, .. })
+        ));
+    }
+}

@@ -1,0 +1,205 @@
+//! One sync run end to end: read the IdP (incrementally when a cursor allows, fully otherwise),
+//! turn the listing into a snapshot, then plan it (dry run: nothing is written) or apply it
+//! through the tenant's writer, and keep the cursor only once the snapshot was applied.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use idpsync_engine::ids::SyncRunId;
+use idpsync_engine::reconcile::{Guard, ReconcileReport};
+use idpsync_engine::{Command, DecideContext, Origin, Outcome, SubmitError, Tenant, decide};
+use time::OffsetDateTime;
+
+use crate::api::Run;
+use crate::cursor_store::{CursorStore, IntegrationState};
+use crate::driver::Driver;
+use crate::error::DriverError;
+use crate::http::Budget;
+use crate::listing::{ListingScope, SnapshotRules};
+
+/// Whether a run writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Apply the snapshot; the mass-deactivation guard may hold it.
+    Apply,
+    /// Apply the snapshot even if the guard would hold it: an operator reviewed the hold.
+    ApplyConfirmingHold,
+    /// Plan only: decide against the current state and write nothing.
+    DryRun,
+}
+
+/// Which listing a run asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Resync {
+    /// Incremental when a cursor allows and the full resync is not due.
+    Auto,
+    /// A full listing whatever the cursor says.
+    Full,
+}
+
+/// What a run did.
+#[derive(Clone, Debug)]
+pub struct SyncOutcome {
+    /// The run's id, in every event it caused.
+    pub run: SyncRunId,
+    /// Full or incremental.
+    pub scope: ListingScope,
+    /// What happened to the snapshot.
+    pub result: SyncResult,
+    /// The changes, applied or planned (or held).
+    pub report: ReconcileReport,
+    /// Objects read from the IdP, before filters.
+    pub listed: Listed,
+    /// HTTP requests sent, retries and token requests included.
+    pub requests: u64,
+    /// How long the run took.
+    pub elapsed: Duration,
+    /// Things an operator should know that did not stop the run.
+    pub warnings: Vec<String>,
+}
+
+/// Counts of what a run read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Listed {
+    /// Users.
+    pub users: usize,
+    /// Groups.
+    pub groups: usize,
+    /// Membership edges.
+    pub memberships: usize,
+}
+
+/// What happened to a run's snapshot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SyncResult {
+    /// Applied (possibly with nothing to change).
+    Applied,
+    /// Planned by a dry run; nothing written.
+    Planned,
+    /// Held by the mass-deactivation guard; only the hold was recorded.
+    Held,
+}
+
+/// Why a run failed. Nothing of it was applied.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SyncError {
+    /// The IdP could not be read completely.
+    #[error(transparent)]
+    Driver(#[from] DriverError),
+    /// The engine refused or could not write the snapshot.
+    #[error("the engine did not apply the snapshot: {0}")]
+    Engine(#[from] SubmitError),
+    /// The state file could not be written after the snapshot was applied (the next run will
+    /// read again from the old cursor, which is safe).
+    #[error("cannot save the integration's state: {0}")]
+    State(std::io::Error),
+}
+
+/// Runs one sync of `driver` into `tenant`.
+pub async fn sync_once(
+    driver: &Driver,
+    tenant: &Tenant,
+    cursors: &CursorStore,
+    mode: Mode,
+    resync: Resync,
+) -> Result<SyncOutcome, SyncError> {
+    let started = Instant::now();
+    let config = driver.config();
+    let state = cursors.load(&config.name).unwrap_or_else(|error| {
+        tracing::warn!(integration = %config.name, %error, "the integration's state file is unreadable; listing everything");
+        IntegrationState::default()
+    });
+    let now = OffsetDateTime::now_utc().unix_timestamp();
+    let full_due = state
+        .last_full_unix_seconds
+        .is_none_or(|last| now.saturating_sub(last) >= config.full_resync.as_secs() as i64);
+    let incremental = resync == Resync::Auto
+        && driver.has_incremental()
+        && !config.only_group_members
+        && !full_due
+        && state.cursor.is_some();
+    let budget = Budget::new(config.sync_timeout);
+    let run = Run::new(&budget);
+    let since = state.cursor.as_ref().filter(|_| incremental);
+    let fetched = match driver.fetch(&run, since).await {
+        Err(DriverError::CursorExpired(why)) if since.is_some() => {
+            run.warn(format!("the delta cursor is no longer valid ({why}); listing everything"));
+            driver.fetch(&run, None).await?
+        }
+        other => other?,
+    };
+    let scope = fetched.listing.scope();
+    let listed = Listed {
+        users: fetched.listing.user_count(),
+        groups: fetched.listing.group_count(),
+        memberships: fetched.listing.membership_count(),
+    };
+    let run_id = SyncRunId::new();
+    let rules = SnapshotRules {
+        integration: &config.name,
+        run: run_id,
+        filter: &config.groups,
+        only_group_members: config.only_group_members,
+    };
+    let snapshot = fetched.listing.into_snapshot(&rules, &tenant.state());
+    let origin = Origin::integration(config.name.clone(), run_id);
+    let guard = match mode {
+        Mode::ApplyConfirmingHold => Guard::Confirmed,
+        Mode::Apply | Mode::DryRun => Guard::Enforce,
+    };
+    let command = Command::Reconcile {
+        snapshot: Box::new(snapshot),
+        guard,
+    };
+    let outcome = match mode {
+        Mode::DryRun => plan(tenant, &command, &origin)?,
+        Mode::Apply | Mode::ApplyConfirmingHold => tenant.execute(command, origin).await?.outcome,
+    };
+    let (result, report) = match outcome {
+        Outcome::Reconciled(report) if mode == Mode::DryRun => (SyncResult::Planned, report),
+        Outcome::Reconciled(report) => (SyncResult::Applied, report),
+        Outcome::Held(report) => (SyncResult::Held, report),
+        other => unreachable!("a reconcile decides Reconciled or Held, not {other:?}"),
+    };
+    if result == SyncResult::Applied {
+        if mode == Mode::ApplyConfirmingHold {
+            // The hold this run overrode is settled.
+            tenant.reject_held(&config.name);
+        }
+        let saved = IntegrationState {
+            cursor: fetched.cursor,
+            last_full_unix_seconds: match scope {
+                ListingScope::Complete => Some(now),
+                ListingScope::Incremental => state.last_full_unix_seconds,
+            },
+        };
+        cursors.save(&config.name, &saved).map_err(SyncError::State)?;
+    }
+    Ok(SyncOutcome {
+        run: run_id,
+        scope,
+        result,
+        report,
+        listed,
+        requests: budget.requests(),
+        elapsed: started.elapsed(),
+        warnings: run.into_warnings(),
+    })
+}
+
+/// Decides `command` against the tenant's current state without writing anything.
+fn plan(tenant: &Tenant, command: &Command, origin: &Origin) -> Result<Outcome, SubmitError> {
+    let holds = tenant
+        .held()
+        .into_iter()
+        .filter_map(|(name, held)| held.report.held.map(|summary| (name, summary)))
+        .collect::<BTreeMap<_, _>>();
+    let mut new_id = uuid::Uuid::now_v7;
+    let mut context = DecideContext {
+        new_id: &mut new_id,
+        policy: &tenant.settings().policy,
+        holds: &holds,
+    };
+    Ok(decide(&tenant.state(), command, origin, &mut context)?.outcome)
+}
