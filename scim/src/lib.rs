@@ -1,1 +1,192 @@
-//! The SCIM 2.0 service provider (filled by the SCIM work).
+//! The SCIM 2.0 service provider of openZro IdP-Sync (RFC 7643, RFC 7644), as an axum
+//! [`Router`] to nest at `/scim/v2`.
+//!
+//! Every write becomes an engine command (decide → append → fold) carrying the caller's token
+//! id and a request id; every answer is rendered from the tenant's state after the write.
+//!
+//! - The bearer token decides the tenant ([`Authenticator`]); no handler can reach another.
+//! - Real clients' quirks are normalised before any logic ([`normalise`]), each rewrite traced.
+//! - One grammar ([`grammar`]) parses filters, attribute paths and PATCH paths, with limits.
+//! - Membership is an edge set: group PATCH never materialises a member list.
+//! - Discovery documents are rendered from the definitions the server runs on ([`schema`]).
+//!
+//! # Layout
+//! - [`error`]: the one error type, rendered as RFC 7644 error bodies;
+//! - [`wire`]: request bodies (size, depth, syntax) and responses (media type, ETag);
+//! - [`grammar`]: filters and paths; [`filter`]: filters compiled and evaluated;
+//! - [`schema`]: attribute definitions; [`discovery`]: the discovery endpoints;
+//! - [`normalise`]: client quirks; [`resource`]: users and groups on the wire;
+//! - [`patch`]: PATCH on documents and on groups; [`projection`]: `attributes`;
+//! - [`query`]: list, search, planning, sorting, pagination; [`handlers`]: the endpoints;
+//! - [`auth`]: tokens, tenants and request ids.
+//!
+//! # Architecture invariants
+//! - The only crate that knows SCIM JSON; engine types never reach the wire directly.
+//! - Never touches storage: it hands commands to the engine.
+//! - A rejected or failed request changes nothing: a request is one command (atomic).
+//!
+//! # Example
+//! ```
+//! use std::sync::Arc;
+//! use idpsync_engine::{Engine, TenantSettings};
+//! use idpsync_engine::ids::{TenantId, TokenId};
+//! use idpsync_scim::{Authenticator, Principal, Settings};
+//!
+//! struct OneToken;
+//! impl Authenticator for OneToken {
+//!     fn authenticate(&self, secret: &str) -> Option<Principal> {
+//!         (secret == "let-me-in").then(|| Principal { tenant: TenantId::default_tenant(), token: TokenId::MIN })
+//!     }
+//! }
+//!
+//! # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+//! let store = Arc::new(idpsync_storage::MemoryStore::new());
+//! let engine = Arc::new(Engine::open(store, TenantSettings::default()).await.unwrap());
+//! let app = axum::Router::new().nest("/scim/v2", idpsync_scim::router(engine, Arc::new(OneToken), Settings::default()));
+//! # drop(app);
+//! # });
+//! ```
+
+pub mod auth;
+pub mod discovery;
+pub mod error;
+pub mod filter;
+pub mod grammar;
+pub mod handlers;
+pub mod normalise;
+pub mod patch;
+pub mod projection;
+pub mod query;
+pub mod resource;
+pub mod schema;
+pub mod wire;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::middleware;
+use axum::routing::{any, get, post};
+use idpsync_engine::Engine;
+
+pub use auth::{Authenticator, Principal};
+pub use error::Error;
+
+use crate::handlers::{bulk, groups, users};
+use crate::query::{ListLimits, ListParams, search_all};
+use crate::wire::{Reply, ScimJson};
+
+/// How the service provider is bounded and where it is mounted.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// The path the router is nested at, for `meta.location`.
+    pub mount_path: String,
+    /// An absolute base URL to use for `meta.location` instead of the request's `Host`
+    /// (behind a proxy that rewrites it).
+    pub base_url: Option<String>,
+    /// The largest request body, in bytes (413 above).
+    pub body_len_max: usize,
+    /// `bulk.maxOperations`.
+    pub bulk_operations_max: usize,
+    /// `bulk.maxPayloadSize`, in bytes.
+    pub bulk_payload_len_max: usize,
+    /// `filter.maxResults`: the most resources a filter may match and the largest page.
+    pub filter_results_max: usize,
+    /// The page size when a list request has no `count`.
+    pub page_size_default: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            mount_path: "/scim/v2".to_owned(),
+            base_url: None,
+            body_len_max: 8 * 1024 * 1024,
+            bulk_operations_max: 1_000,
+            bulk_payload_len_max: 1024 * 1024,
+            filter_results_max: 1_000,
+            page_size_default: 100,
+        }
+    }
+}
+
+impl Settings {
+    fn list_limits(&self) -> ListLimits {
+        ListLimits {
+            results_max: self.filter_results_max,
+            page_size_default: self.page_size_default,
+        }
+    }
+}
+
+/// What every handler shares.
+pub struct Service {
+    engine: Arc<Engine>,
+    authenticator: Arc<dyn Authenticator>,
+    settings: Settings,
+}
+
+/// The SCIM router, to nest at [`Settings::mount_path`].
+pub fn router(engine: Arc<Engine>, authenticator: Arc<dyn Authenticator>, settings: Settings) -> Router {
+    let bulk_limit = DefaultBodyLimit::max(settings.bulk_payload_len_max);
+    let body_limit = DefaultBodyLimit::max(settings.body_len_max);
+    let service = Arc::new(Service {
+        engine,
+        authenticator,
+        settings,
+    });
+    Router::new()
+        .route("/Users", get(users::list).post(users::create_endpoint))
+        .route("/Users/.search", post(users::search))
+        .route(
+            "/Users/{id}",
+            get(users::get)
+                .put(users::replace_endpoint)
+                .patch(users::patch_endpoint)
+                .delete(users::delete_endpoint),
+        )
+        .route("/Groups", get(groups::list).post(groups::create_endpoint))
+        .route("/Groups/.search", post(groups::search))
+        .route(
+            "/Groups/{id}",
+            get(groups::get)
+                .put(groups::replace_endpoint)
+                .patch(groups::patch_endpoint)
+                .delete(groups::delete_endpoint),
+        )
+        .route("/.search", post(search))
+        .route("/Bulk", post(bulk::run).layer(bulk_limit))
+        .route("/ServiceProviderConfig", get(discovery::service_provider_config))
+        .route("/ResourceTypes", get(discovery::resource_types))
+        .route("/ResourceTypes/{name}", get(discovery::resource_type_by_name))
+        .route("/Schemas", get(discovery::schemas))
+        .route("/Schemas/{id}", get(discovery::schema_by_id))
+        .route("/Me", any(me))
+        .route("/Me/{*rest}", any(me))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(body_limit)
+        .layer(middleware::from_fn(error::log_failures))
+        .layer(middleware::from_fn(auth::request_id))
+        .with_state(service)
+}
+
+/// `POST /.search`: users and groups together.
+async fn search(State(service): State<Arc<Service>>, scope: auth::Scope, body: ScimJson) -> Result<Reply, Error> {
+    let params = ListParams::from_search_body(&body.0)?;
+    let state = scope.tenant.state();
+    search_all(&state, &params, &scope.base, service.settings.list_limits()).map(Reply::ok)
+}
+
+/// `/Me`: there is no user behind a provisioning token.
+async fn me() -> Error {
+    Error::NotImplemented("/Me is not supported: a provisioning token does not stand for a user".to_owned())
+}
+
+async fn not_found() -> Error {
+    Error::NotFound("no such SCIM endpoint".to_owned())
+}
+
+async fn method_not_allowed() -> Error {
+    Error::MethodNotAllowed
+}

@@ -1,0 +1,128 @@
+//! Who is calling: the bearer token (checked by an [`Authenticator`] the embedding program
+//! supplies) decides the tenant, and every command of the request carries the token's id and
+//! the request's id. The [`Scope`] extractor is the only way a handler reaches a tenant, so a
+//! token can never touch another tenant's data.
+
+use std::sync::Arc;
+
+use axum::extract::{FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::middleware::Next;
+use axum::response::Response;
+use idpsync_engine::ids::{RequestId, TenantId, TokenId};
+use idpsync_engine::{Cause, Origin, Source, Tenant};
+
+use crate::Service;
+use crate::error::Error;
+use crate::resource::BaseUrl;
+
+/// Checks bearer tokens. The SCIM crate defines it; the program that embeds the router
+/// implements it over its token store.
+pub trait Authenticator: Send + Sync + 'static {
+    /// The tenant and token a bearer secret stands for, or `None` for an unknown or revoked
+    /// token. Implementations compare secrets in constant time.
+    fn authenticate(&self, secret: &str) -> Option<Principal>;
+}
+
+/// What a valid token stands for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Principal {
+    /// The tenant whose data the token may read and change.
+    pub tenant: TenantId,
+    /// The token's id, recorded in every event it causes.
+    pub token: TokenId,
+}
+
+/// An authenticated request: its tenant, its origin for commands, and the base URL for
+/// `meta.location`.
+pub struct Scope {
+    /// The caller's tenant.
+    pub tenant: Arc<Tenant>,
+    /// The token and request ids, for every command of the request.
+    pub origin: Origin,
+    /// The SCIM base URL as the client reached it.
+    pub base: BaseUrl,
+}
+
+impl FromRequestParts<Arc<Service>> for Scope {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, service: &Arc<Service>) -> Result<Scope, Error> {
+        let secret = bearer(&parts.headers).ok_or(Error::Unauthorized)?;
+        let principal = service.authenticator.authenticate(secret).ok_or(Error::Unauthorized)?;
+        // A token may be created for a tenant this server has not seen yet (the command line
+        // writes tokens while the server runs): the first request creates it.
+        let tenant = match service.engine.tenant(&principal.tenant) {
+            Some(tenant) => tenant,
+            None => service
+                .engine
+                .ensure_tenant(&principal.tenant)
+                .await
+                .map_err(|error| Error::Internal(format!("opening tenant {}: {error}", principal.tenant)))?,
+        };
+        let request = parts.extensions.get::<RequestId>().copied().unwrap_or_default();
+        Ok(Scope {
+            tenant,
+            origin: Origin {
+                source: Source::Scim { token: principal.token },
+                cause: Cause::Request(request),
+            },
+            base: base_url(&parts.headers, service),
+        })
+    }
+}
+
+/// The base URL of the request: the configured one, else `<scheme>://<Host><mount path>`.
+pub(crate) fn base_url(headers: &HeaderMap, service: &Service) -> BaseUrl {
+    if let Some(base) = &service.settings.base_url {
+        return BaseUrl::new(base);
+    }
+    let scheme = headers
+        .get("x-forwarded-proto")
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split(',').next())
+        .map(str::trim)
+        .filter(|scheme| matches!(*scheme, "http" | "https"))
+        .unwrap_or("http");
+    let host = headers
+        .get(header::HOST)
+        .and_then(|value| value.to_str().ok())
+        .filter(|host| host.chars().all(|c| c.is_ascii_alphanumeric() || "-.:[]".contains(c)))
+        .unwrap_or("localhost");
+    BaseUrl::new(&format!("{scheme}://{host}{}", service.settings.mount_path))
+}
+
+/// The secret of an `Authorization: Bearer <secret>` header (scheme in any case).
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?.trim();
+    let (scheme, secret) = value.split_once(' ')?;
+    (scheme.eq_ignore_ascii_case("bearer") && !secret.trim().is_empty()).then(|| secret.trim())
+}
+
+/// Middleware: gives each request an id, for its events and its `X-Request-Id` header.
+pub async fn request_id(mut request: Request, next: Next) -> Response {
+    let id = RequestId::new();
+    request.extensions_mut().insert(id);
+    let mut response = next.run(request).await;
+    if let Ok(value) = HeaderValue::from_str(&id.to_string()) {
+        response.headers_mut().insert("x-request-id", value);
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_scheme_in_any_case() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::AUTHORIZATION, HeaderValue::from_static("bearer abc"));
+        assert_eq!(bearer(&headers), Some("abc"));
+        headers.insert(header::AUTHORIZATION, HeaderValue::from_static("Basic abc"));
+        assert_eq!(bearer(&headers), None);
+        headers.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer "));
+        assert_eq!(bearer(&headers), None);
+    }
+}

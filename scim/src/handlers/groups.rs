@@ -1,0 +1,208 @@
+//! `/Groups`: list and search, get, create, replace, patch, delete. Members are edges: a PATCH
+//! becomes membership commands, and its answer carries the member list only for groups small
+//! enough to render cheaply (or when the client asks for attributes); a large group is
+//! answered 204, which RFC 7644 §3.5.2 allows.
+
+use std::sync::Arc;
+
+use axum::extract::{self, Path};
+use axum::http::{HeaderMap, StatusCode};
+use idpsync_engine::command::Command;
+use idpsync_engine::ids::{GroupId, Seq};
+use idpsync_engine::model::{Group, Owner};
+use idpsync_engine::{Outcome, State};
+use serde_json::Value;
+
+use super::{QueryPairs, WriteRequest, none_match};
+use crate::Service;
+use crate::auth::Scope;
+use crate::error::Error;
+use crate::normalise::normalise_resource;
+use crate::patch::{parse_operations, plan_group_patch};
+use crate::projection::Projection;
+use crate::query::{ListParams, list_groups};
+use crate::resource::group::{self, GroupWrite, Members};
+use crate::schema::GROUP_TYPE;
+use crate::wire::{Reply, ScimJson};
+
+/// The most members a PATCH answer renders unasked; larger groups are answered 204.
+pub const PATCH_REPLY_MEMBERS_MAX: usize = 1_000;
+
+/// `GET /Groups`.
+pub async fn list(
+    extract::State(service): extract::State<Arc<Service>>,
+    scope: Scope,
+    query: QueryPairs,
+) -> Result<Reply, Error> {
+    let params = ListParams::from_query(&query.0)?;
+    let state = scope.tenant.state();
+    list_groups(&state, &params, &scope.base, service.settings.list_limits()).map(Reply::ok)
+}
+
+/// `POST /Groups/.search`.
+pub async fn search(
+    extract::State(service): extract::State<Arc<Service>>,
+    scope: Scope,
+    body: ScimJson,
+) -> Result<Reply, Error> {
+    let params = ListParams::from_search_body(&body.0)?;
+    let state = scope.tenant.state();
+    list_groups(&state, &params, &scope.base, service.settings.list_limits()).map(Reply::ok)
+}
+
+/// `GET /Groups/{id}`.
+pub async fn get(scope: Scope, Path(id): Path<String>, headers: HeaderMap, query: QueryPairs) -> Result<Reply, Error> {
+    let params = ListParams::from_query(&query.0)?;
+    let state = scope.tenant.state();
+    let found = find(&state, &id)?;
+    if none_match(&headers, found.version) {
+        return Ok(Reply::empty(StatusCode::NOT_MODIFIED).etag(found.version));
+    }
+    let projection = Projection::new(&GROUP_TYPE, params.projection())?;
+    Ok(render(&state, found, &scope, &projection))
+}
+
+/// `POST /Groups`.
+pub async fn create_endpoint(
+    scope: Scope,
+    headers: HeaderMap,
+    query: QueryPairs,
+    body: ScimJson,
+) -> Result<Reply, Error> {
+    create(&scope, &WriteRequest::new(&headers, &query, body)?).await
+}
+
+/// `PUT /Groups/{id}`.
+pub async fn replace_endpoint(
+    scope: Scope,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    query: QueryPairs,
+    body: ScimJson,
+) -> Result<Reply, Error> {
+    replace(&scope, &id, &WriteRequest::new(&headers, &query, body)?).await
+}
+
+/// `PATCH /Groups/{id}`.
+pub async fn patch_endpoint(
+    scope: Scope,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    query: QueryPairs,
+    body: ScimJson,
+) -> Result<Reply, Error> {
+    patch(&scope, &id, &WriteRequest::new(&headers, &query, body)?).await
+}
+
+/// `DELETE /Groups/{id}`.
+pub async fn delete_endpoint(scope: Scope, Path(id): Path<String>, headers: HeaderMap) -> Result<Reply, Error> {
+    delete(&scope, &id, super::if_match(&headers)?).await
+}
+
+/// Creates a group with its members; 201.
+pub async fn create(scope: &Scope, request: &WriteRequest) -> Result<Reply, Error> {
+    let projection = Projection::new(&GROUP_TYPE, request.params.projection())?;
+    let write = decode(&scope.tenant.state(), &request.body)?;
+    let command = Command::CreateGroup {
+        owner: Owner::Scim,
+        external_id: write.external_id,
+        display_name: write.display_name,
+        members: write.members.unwrap_or_default(),
+    };
+    let committed = scope.tenant.execute(command, scope.origin.clone()).await?;
+    let Outcome::GroupCreated(id) = committed.outcome else {
+        return Err(Error::Internal(format!("CreateGroup answered {:?}", committed.outcome)));
+    };
+    let state = scope.tenant.state();
+    Ok(render(&state, find_id(&state, id)?, scope, &projection).created())
+}
+
+/// Replaces a group (PUT). A body without `members` leaves the members as they are: a PUT
+/// that forgot them must not revoke everyone's access; `"members": []` empties the group.
+pub async fn replace(scope: &Scope, id: &str, request: &WriteRequest) -> Result<Reply, Error> {
+    let projection = Projection::new(&GROUP_TYPE, request.params.projection())?;
+    let state = scope.tenant.state();
+    let group_id = find(&state, id)?.id;
+    let write = decode(&state, &request.body)?;
+    let mut commands = vec![Command::UpdateGroup {
+        group: group_id,
+        expected_version: request.expected_version,
+        display_name: write.display_name,
+        external_id: write.external_id,
+    }];
+    if let Some(members) = write.members {
+        commands.push(Command::ReplaceMembers {
+            group: group_id,
+            members,
+        });
+    }
+    scope
+        .tenant
+        .execute(Command::Atomic(commands), scope.origin.clone())
+        .await?;
+    let state = scope.tenant.state();
+    Ok(render(&state, find_id(&state, group_id)?, scope, &projection))
+}
+
+/// Applies a PATCH all or nothing.
+pub async fn patch(scope: &Scope, id: &str, request: &WriteRequest) -> Result<Reply, Error> {
+    let projection = Projection::new(&GROUP_TYPE, request.params.projection())?;
+    let operations = parse_operations(&request.body)?;
+    let state = scope.tenant.state();
+    let current = find(&state, id)?;
+    let commands = plan_group_patch(&state, current, &operations, request.expected_version, &scope.base)?;
+    let group_id = current.id;
+    scope
+        .tenant
+        .execute(Command::Atomic(commands), scope.origin.clone())
+        .await?;
+    let state = scope.tenant.state();
+    let found = find_id(&state, group_id)?;
+    if !request.params.projection().is_given() && state.direct_member_count(group_id) > PATCH_REPLY_MEMBERS_MAX {
+        return Ok(Reply::empty(StatusCode::NO_CONTENT).etag(found.version));
+    }
+    Ok(render(&state, found, scope, &projection))
+}
+
+/// Deletes a group and its memberships; 204.
+pub async fn delete(scope: &Scope, id: &str, expected_version: Option<Seq>) -> Result<Reply, Error> {
+    let group = find(&scope.tenant.state(), id)?.id;
+    let command = Command::DeleteGroup {
+        group,
+        expected_version,
+    };
+    scope.tenant.execute(command, scope.origin.clone()).await?;
+    Ok(Reply::empty(StatusCode::NO_CONTENT))
+}
+
+fn decode(state: &State, body: &Value) -> Result<GroupWrite, Error> {
+    group::decode(state, &normalise_resource(&GROUP_TYPE, body)?)
+}
+
+/// The group `id` names in `state`, or 404.
+pub(crate) fn find<'a>(state: &'a State, id: &str) -> Result<&'a Arc<Group>, Error> {
+    id.parse::<GroupId>()
+        .ok()
+        .and_then(|group| state.group(group))
+        .ok_or_else(|| Error::NotFound(format!("Group {id} not found")))
+}
+
+fn find_id(state: &State, id: GroupId) -> Result<&Arc<Group>, Error> {
+    state
+        .group(id)
+        .ok_or_else(|| Error::NotFound(format!("Group {id} not found")))
+}
+
+/// 200 with the group, projected (members only if the projection keeps them), its `ETag`
+/// and `Location`.
+fn render(state: &State, found: &Group, scope: &Scope, projection: &Projection) -> Reply {
+    let members = if projection.includes("members") {
+        Members::Included
+    } else {
+        Members::Omitted
+    };
+    let document = projection.apply(group::render(state, found, &scope.base, members));
+    Reply::ok(Value::Object(document))
+        .etag(found.version)
+        .location(scope.base.location(&GROUP_TYPE, &found.id.to_string()))
+}

@@ -1,0 +1,89 @@
+//! The endpoints. Each resource operation is a plain async function over a [`Scope`] (so that
+//! `/Bulk` runs exactly what the single-resource endpoint runs), wrapped by a thin axum
+//! handler that extracts the request.
+
+pub mod bulk;
+pub mod groups;
+pub mod users;
+
+use axum::extract::Query;
+use axum::http::{HeaderMap, header};
+use idpsync_engine::ids::Seq;
+
+use crate::error::{Error, ScimType};
+use crate::query::ListParams;
+use crate::wire::ScimJson;
+
+/// Raw query pairs, read case-insensitively by [`ListParams`].
+pub type QueryPairs = Query<Vec<(String, String)>>;
+
+/// `If-Match`: the version a write expects. `*` (or no header) expects nothing.
+pub fn if_match(headers: &HeaderMap) -> Result<Option<Seq>, Error> {
+    let Some(value) = headers.get(header::IF_MATCH) else {
+        return Ok(None);
+    };
+    let text = value
+        .to_str()
+        .map_err(|_| Error::bad(ScimType::InvalidVers, "If-Match is not text"))?;
+    if text.trim() == "*" {
+        return Ok(None);
+    }
+    let first = text.split(',').next().unwrap_or_default();
+    parse_etag(first).map(Some).ok_or_else(|| {
+        Error::bad(
+            ScimType::InvalidVers,
+            format!("If-Match {text:?} is not a version of this server"),
+        )
+    })
+}
+
+/// Whether `If-None-Match` names `current` (or is `*`): a GET then answers 304.
+pub fn none_match(headers: &HeaderMap, current: Seq) -> bool {
+    let Some(text) = headers.get(header::IF_NONE_MATCH).and_then(|value| value.to_str().ok()) else {
+        return false;
+    };
+    text.split(',')
+        .any(|tag| tag.trim() == "*" || parse_etag(tag) == Some(current))
+}
+
+/// Parses `W/"12"` or `"12"`.
+pub fn parse_etag(text: &str) -> Option<Seq> {
+    let text = text.trim();
+    let text = text.strip_prefix("W/").unwrap_or(text);
+    text.strip_prefix('"')?.strip_suffix('"')?.parse::<u64>().ok().map(Seq)
+}
+
+/// A body and the list parameters of the query string, for the write endpoints that return a
+/// projected resource.
+pub struct WriteRequest {
+    /// The body.
+    pub body: serde_json::Value,
+    /// `attributes` / `excludedAttributes` of the query string.
+    pub params: ListParams,
+    /// `If-Match`.
+    pub expected_version: Option<Seq>,
+}
+
+impl WriteRequest {
+    /// Gathers the parts of a write request.
+    pub fn new(headers: &HeaderMap, query: &QueryPairs, body: ScimJson) -> Result<WriteRequest, Error> {
+        Ok(WriteRequest {
+            body: body.0,
+            params: ListParams::from_query(&query.0)?,
+            expected_version: if_match(headers)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn etags_weak_or_strong() {
+        assert_eq!(parse_etag(r#"W/"12""#), Some(Seq(12)));
+        assert_eq!(parse_etag(r#" "7" "#), Some(Seq(7)));
+        assert_eq!(parse_etag("12"), None);
+        assert_eq!(parse_etag(r#"W/"x""#), None);
+    }
+}

@@ -1,0 +1,228 @@
+//! `/Users`: list and search, get, create, replace, patch, delete.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::extract::{self, Path};
+use axum::http::{HeaderMap, StatusCode};
+use idpsync_engine::command::Command;
+use idpsync_engine::ids::{Seq, UserId};
+use idpsync_engine::model::{AttrValue, Owner, User, UserProfile};
+use idpsync_engine::{Outcome, Rejection, State, SubmitError};
+use serde_json::Value;
+
+use super::{QueryPairs, WriteRequest, none_match};
+use crate::Service;
+use crate::auth::Scope;
+use crate::error::Error;
+use crate::normalise::normalise_resource;
+use crate::patch::{apply_to_document, parse_operations};
+use crate::projection::Projection;
+use crate::query::{ListParams, list_users};
+use crate::resource::user::{self, UserWrite};
+use crate::schema::USER_TYPE;
+use crate::wire::{Reply, ScimJson};
+
+/// How often a PATCH without `If-Match` is retried when another write changed the user
+/// between reading it and committing.
+const PATCH_ATTEMPTS_MAX: usize = 8;
+
+/// `GET /Users`.
+pub async fn list(
+    extract::State(service): extract::State<Arc<Service>>,
+    scope: Scope,
+    query: QueryPairs,
+) -> Result<Reply, Error> {
+    let params = ListParams::from_query(&query.0)?;
+    let state = scope.tenant.state();
+    list_users(&state, &params, &scope.base, service.settings.list_limits()).map(Reply::ok)
+}
+
+/// `POST /Users/.search`.
+pub async fn search(
+    extract::State(service): extract::State<Arc<Service>>,
+    scope: Scope,
+    body: ScimJson,
+) -> Result<Reply, Error> {
+    let params = ListParams::from_search_body(&body.0)?;
+    let state = scope.tenant.state();
+    list_users(&state, &params, &scope.base, service.settings.list_limits()).map(Reply::ok)
+}
+
+/// `GET /Users/{id}`.
+pub async fn get(scope: Scope, Path(id): Path<String>, headers: HeaderMap, query: QueryPairs) -> Result<Reply, Error> {
+    let params = ListParams::from_query(&query.0)?;
+    let state = scope.tenant.state();
+    let found = find(&state, &id)?;
+    if none_match(&headers, found.version) {
+        return Ok(Reply::empty(StatusCode::NOT_MODIFIED).etag(found.version));
+    }
+    let projection = Projection::new(&USER_TYPE, params.projection())?;
+    Ok(Reply::ok(Value::Object(projection.apply(user::render(
+        &state,
+        found,
+        &scope.base,
+    ))))
+    .etag(found.version))
+}
+
+/// `POST /Users`.
+pub async fn create_endpoint(
+    scope: Scope,
+    headers: HeaderMap,
+    query: QueryPairs,
+    body: ScimJson,
+) -> Result<Reply, Error> {
+    create(&scope, &WriteRequest::new(&headers, &query, body)?).await
+}
+
+/// `PUT /Users/{id}`.
+pub async fn replace_endpoint(
+    scope: Scope,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    query: QueryPairs,
+    body: ScimJson,
+) -> Result<Reply, Error> {
+    replace(&scope, &id, &WriteRequest::new(&headers, &query, body)?).await
+}
+
+/// `PATCH /Users/{id}`.
+pub async fn patch_endpoint(
+    scope: Scope,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    query: QueryPairs,
+    body: ScimJson,
+) -> Result<Reply, Error> {
+    patch(&scope, &id, &WriteRequest::new(&headers, &query, body)?).await
+}
+
+/// `DELETE /Users/{id}`.
+pub async fn delete_endpoint(scope: Scope, Path(id): Path<String>, headers: HeaderMap) -> Result<Reply, Error> {
+    delete(&scope, &id, super::if_match(&headers)?).await
+}
+
+/// Creates a user; 201 with the user, its `Location` and `ETag`.
+pub async fn create(scope: &Scope, request: &WriteRequest) -> Result<Reply, Error> {
+    let projection = Projection::new(&USER_TYPE, request.params.projection())?;
+    let write = decode(&request.body)?;
+    let command = Command::ProvisionUser {
+        owner: Owner::Scim,
+        external_id: write.external_id,
+        active: write.active.unwrap_or(true),
+        profile: write.profile,
+    };
+    let committed = scope.tenant.execute(command, scope.origin.clone()).await?;
+    let Outcome::UserProvisioned(id) = committed.outcome else {
+        return Err(Error::Internal(format!(
+            "ProvisionUser answered {:?}",
+            committed.outcome
+        )));
+    };
+    let reply = respond(scope, id, &projection)?;
+    Ok(reply.created())
+}
+
+/// Replaces a user (PUT): every attribute is set from the body, except that a body without
+/// `active` leaves `active` as it is.
+pub async fn replace(scope: &Scope, id: &str, request: &WriteRequest) -> Result<Reply, Error> {
+    let projection = Projection::new(&USER_TYPE, request.params.projection())?;
+    let state = scope.tenant.state();
+    let current = find(&state, id)?;
+    let (user_id, extra) = (current.id, current.profile.extra.clone());
+    let write = decode(&request.body)?;
+    let command = Command::ReplaceUser {
+        user: user_id,
+        expected_version: request.expected_version,
+        external_id: write.external_id.clone(),
+        active: write.active,
+        profile: with_extra(write, extra),
+    };
+    scope.tenant.execute(command, scope.origin.clone()).await?;
+    respond(scope, user_id, &projection)
+}
+
+/// Applies a PATCH all or nothing; 200 with the user.
+pub async fn patch(scope: &Scope, id: &str, request: &WriteRequest) -> Result<Reply, Error> {
+    let projection = Projection::new(&USER_TYPE, request.params.projection())?;
+    let operations = parse_operations(&request.body)?;
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let state = scope.tenant.state();
+        let current = find(&state, id)?;
+        if let Some(expected) = request.expected_version
+            && expected != current.version
+        {
+            return Err(Rejection::VersionMismatch {
+                expected,
+                actual: current.version,
+            }
+            .into());
+        }
+        let mut document = user::render(&state, current, &scope.base);
+        apply_to_document(&USER_TYPE, &mut document, &operations)?;
+        let write = user::decode(&document)?;
+        let command = Command::ReplaceUser {
+            user: current.id,
+            expected_version: Some(current.version),
+            external_id: write.external_id.clone(),
+            active: write.active,
+            profile: with_extra(write, current.profile.extra.clone()),
+        };
+        match scope.tenant.execute(command, scope.origin.clone()).await {
+            Ok(_) => return respond(scope, current.id, &projection),
+            Err(SubmitError::Rejected(Rejection::VersionMismatch { .. }))
+                if request.expected_version.is_none() && attempt < PATCH_ATTEMPTS_MAX =>
+            {
+                continue;
+            }
+            Err(error) => return Err(error.into()),
+        }
+    }
+}
+
+/// Deletes a user and its memberships; 204.
+pub async fn delete(scope: &Scope, id: &str, expected_version: Option<Seq>) -> Result<Reply, Error> {
+    let user = find(&scope.tenant.state(), id)?.id;
+    let command = Command::DeleteUser { user, expected_version };
+    scope.tenant.execute(command, scope.origin.clone()).await?;
+    Ok(Reply::empty(StatusCode::NO_CONTENT))
+}
+
+fn decode(body: &Value) -> Result<UserWrite, Error> {
+    user::decode(&normalise_resource(&USER_TYPE, body)?)
+}
+
+/// The profile of `write`, keeping the attributes outside the schema that another door set
+/// (SCIM cannot see them, so it cannot mean to clear them).
+fn with_extra(write: UserWrite, extra: BTreeMap<String, AttrValue>) -> UserProfile {
+    let mut profile = write.profile;
+    profile.extra = extra;
+    profile
+}
+
+/// The user `id` names in `state`, or 404.
+pub(crate) fn find<'a>(state: &'a State, id: &str) -> Result<&'a Arc<User>, Error> {
+    id.parse::<UserId>()
+        .ok()
+        .and_then(|user| state.user(user))
+        .ok_or_else(|| Error::NotFound(format!("User {id} not found")))
+}
+
+/// 200 with the user as it is now, projected, with its `ETag` and `Location`.
+fn respond(scope: &Scope, id: UserId, projection: &Projection) -> Result<Reply, Error> {
+    let state = scope.tenant.state();
+    let found = state
+        .user(id)
+        .ok_or_else(|| Error::NotFound(format!("User {id} not found")))?;
+    let location = scope.base.location(&USER_TYPE, &id.to_string());
+    Ok(Reply::ok(Value::Object(projection.apply(user::render(
+        &state,
+        found,
+        &scope.base,
+    ))))
+    .etag(found.version)
+    .location(location))
+}

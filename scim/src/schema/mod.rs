@@ -1,0 +1,377 @@
+//! The schemas this service provider serves: core User (every attribute the engine stores),
+//! the enterprise User extension, and Group (RFC 7643 §4, §8.7). One static definition feeds
+//! the discovery documents, the resolution of attribute names (case-insensitive, optionally
+//! URN-qualified), the coercion of client values and the typed comparisons of filters, so what
+//! `/Schemas` advertises is exactly what the server does.
+
+mod definitions;
+
+use crate::error::Error;
+use crate::grammar::AttrPath;
+
+pub use definitions::{COMMON_ATTRIBUTES, ENTERPRISE_USER, GROUP, USER};
+
+/// The core User schema's URN.
+pub const USER_URN: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
+/// The enterprise User extension's URN.
+pub const ENTERPRISE_USER_URN: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
+/// The core Group schema's URN.
+pub const GROUP_URN: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
+
+/// An attribute's data type (RFC 7643 §2.3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttrType {
+    /// A string.
+    String,
+    /// `true` / `false`.
+    Boolean,
+    /// A real number.
+    Decimal,
+    /// A whole number.
+    Integer,
+    /// An RFC 3339 timestamp.
+    DateTime,
+    /// Base64 bytes.
+    Binary,
+    /// A URI.
+    Reference,
+    /// Sub-attributes.
+    Complex,
+}
+
+impl AttrType {
+    /// The type's name in a schema document.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttrType::String => "string",
+            AttrType::Boolean => "boolean",
+            AttrType::Decimal => "decimal",
+            AttrType::Integer => "integer",
+            AttrType::DateTime => "dateTime",
+            AttrType::Binary => "binary",
+            AttrType::Reference => "reference",
+            AttrType::Complex => "complex",
+        }
+    }
+}
+
+/// Whether and how an attribute may be written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mutability {
+    /// Set by the server only.
+    ReadOnly,
+    /// Written freely.
+    ReadWrite,
+    /// Written once, when the value is created.
+    Immutable,
+}
+
+impl Mutability {
+    /// The name in a schema document.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mutability::ReadOnly => "readOnly",
+            Mutability::ReadWrite => "readWrite",
+            Mutability::Immutable => "immutable",
+        }
+    }
+}
+
+/// When an attribute is returned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Returned {
+    /// Always, whatever `attributes` says.
+    Always,
+    /// Unless excluded.
+    Default,
+}
+
+impl Returned {
+    /// The name in a schema document.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Returned::Always => "always",
+            Returned::Default => "default",
+        }
+    }
+}
+
+/// One attribute of a schema.
+#[derive(Debug)]
+pub struct Attribute {
+    /// Its canonical name.
+    pub name: &'static str,
+    /// Its type.
+    pub kind: AttrType,
+    /// Whether it holds a list.
+    pub multi_valued: bool,
+    /// What it means.
+    pub description: &'static str,
+    /// Whether a resource must have it.
+    pub required: bool,
+    /// Whether string comparisons respect case.
+    pub case_exact: bool,
+    /// Who may write it.
+    pub mutability: Mutability,
+    /// When it is returned.
+    pub returned: Returned,
+    /// Whether the server keeps it unique.
+    pub unique: bool,
+    /// Suggested values.
+    pub canonical_values: &'static [&'static str],
+    /// What a reference may point at.
+    pub reference_types: &'static [&'static str],
+    /// The sub-attributes of a complex attribute.
+    pub sub_attributes: &'static [Attribute],
+}
+
+impl Attribute {
+    /// A sub-attribute by name, case-insensitively.
+    pub fn sub_attribute(&self, name: &str) -> Option<&'static Attribute> {
+        find(self.sub_attributes, name)
+    }
+
+    /// Whether the attribute is complex.
+    pub fn is_complex(&self) -> bool {
+        self.kind == AttrType::Complex
+    }
+}
+
+/// A schema: a URN and its attributes.
+#[derive(Debug)]
+pub struct Schema {
+    /// The URN.
+    pub id: &'static str,
+    /// A short name.
+    pub name: &'static str,
+    /// What it describes.
+    pub description: &'static str,
+    /// Its attributes.
+    pub attributes: &'static [Attribute],
+}
+
+/// A kind of resource: its endpoint, its core schema and its extensions.
+#[derive(Debug)]
+pub struct ResourceType {
+    /// The name (`User`), also the id.
+    pub name: &'static str,
+    /// The endpoint relative to the base URL (`/Users`).
+    pub endpoint: &'static str,
+    /// What it is.
+    pub description: &'static str,
+    /// The core schema.
+    pub schema: &'static Schema,
+    /// The extension schemas (none is required).
+    pub extensions: &'static [&'static Schema],
+}
+
+/// The User resource type.
+pub static USER_TYPE: ResourceType = ResourceType {
+    name: "User",
+    endpoint: "/Users",
+    description: "User Account",
+    schema: &USER,
+    extensions: &[&ENTERPRISE_USER],
+};
+
+/// The Group resource type.
+pub static GROUP_TYPE: ResourceType = ResourceType {
+    name: "Group",
+    endpoint: "/Groups",
+    description: "Group",
+    schema: &GROUP,
+    extensions: &[],
+};
+
+/// Every resource type, in the order of `/ResourceTypes`.
+pub static RESOURCE_TYPES: [&ResourceType; 2] = [&USER_TYPE, &GROUP_TYPE];
+
+fn find(attributes: &'static [Attribute], name: &str) -> Option<&'static Attribute> {
+    attributes
+        .iter()
+        .find(|attribute| attribute.name.eq_ignore_ascii_case(name))
+}
+
+/// Where a resolved attribute lives in a resource's JSON.
+#[derive(Clone, Copy, Debug)]
+pub enum Container {
+    /// At the top level (core schema and common attributes).
+    Core,
+    /// Inside the extension's object, under its URN.
+    Extension(&'static Schema),
+}
+
+impl PartialEq for Container {
+    fn eq(&self, other: &Container) -> bool {
+        match (self, other) {
+            (Container::Core, Container::Core) => true,
+            (Container::Extension(left), Container::Extension(right)) => left.id == right.id,
+            _ => false,
+        }
+    }
+}
+
+impl Eq for Container {}
+
+/// An attribute path resolved against a resource type: canonical names and definitions.
+#[derive(Clone, Copy, Debug)]
+pub struct Resolved {
+    /// Where the attribute lives.
+    pub container: Container,
+    /// The attribute.
+    pub attribute: &'static Attribute,
+    /// The sub-attribute, if the path names one.
+    pub sub: Option<&'static Attribute>,
+}
+
+impl Resolved {
+    /// The definition of the value the path designates (the sub-attribute's, if any).
+    pub fn leaf(&self) -> &'static Attribute {
+        self.sub.unwrap_or(self.attribute)
+    }
+
+    /// The canonical path, URN-qualified for extension attributes.
+    pub fn canonical(&self) -> String {
+        let mut text = match self.container {
+            Container::Core => self.attribute.name.to_owned(),
+            Container::Extension(schema) => format!("{}:{}", schema.id, self.attribute.name),
+        };
+        if let Some(sub) = self.sub {
+            text.push('.');
+            text.push_str(sub.name);
+        }
+        text
+    }
+}
+
+impl ResourceType {
+    /// A schema of this type (core or extension) by URN, case-insensitively.
+    pub fn schema_by_urn(&self, urn: &str) -> Option<&'static Schema> {
+        std::iter::once(self.schema)
+            .chain(self.extensions.iter().copied())
+            .find(|schema| schema.id.eq_ignore_ascii_case(urn))
+    }
+
+    /// The extension with this URN.
+    pub fn extension(&self, urn: &str) -> Option<&'static Schema> {
+        self.extensions
+            .iter()
+            .copied()
+            .find(|schema| schema.id.eq_ignore_ascii_case(urn))
+    }
+
+    /// A top-level attribute of the core schema, or a common attribute (`id`, `externalId`,
+    /// `meta`), by name, case-insensitively.
+    pub fn core_attribute(&self, name: &str) -> Option<&'static Attribute> {
+        find(self.schema.attributes, name).or_else(|| find(&COMMON_ATTRIBUTES, name))
+    }
+
+    /// Resolves `path`; `None` when the resource type has no such attribute.
+    pub fn resolve(&self, path: &AttrPath) -> Option<Resolved> {
+        let (container, attribute) = match &path.urn {
+            None => (Container::Core, self.core_attribute(&path.name)?),
+            Some(urn) => match self.schema_by_urn(urn) {
+                Some(schema) if std::ptr::eq(schema, self.schema) => {
+                    (Container::Core, self.core_attribute(&path.name)?)
+                }
+                Some(schema) => (Container::Extension(schema), find(schema.attributes, &path.name)?),
+                None => return None,
+            },
+        };
+        let sub = match &path.sub {
+            Some(name) => Some(attribute.sub_attribute(name)?),
+            None => None,
+        };
+        Some(Resolved {
+            container,
+            attribute,
+            sub,
+        })
+    }
+
+    /// Resolves `path` or answers 400 with `scim_type`.
+    pub fn require(&self, path: &AttrPath, error: fn(String) -> Error) -> Result<Resolved, Error> {
+        self.resolve(path)
+            .ok_or_else(|| error(format!("{} has no attribute {path}", self.name)))
+    }
+
+    /// Whether `path` names a whole extension (`urn:…:enterprise:2.0:User`), which the
+    /// grammar splits at its last colon.
+    pub fn whole_extension(&self, path: &AttrPath) -> Option<&'static Schema> {
+        if path.sub.is_some() {
+            return None;
+        }
+        let urn = format!("{}:{}", path.urn.as_deref()?, path.name);
+        self.extension(&urn)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::grammar::parse_attr_path;
+
+    fn resolve(resource: &ResourceType, path: &str) -> Option<String> {
+        resource
+            .resolve(&parse_attr_path(path).unwrap())
+            .map(|resolved| resolved.canonical())
+    }
+
+    #[test]
+    fn names_resolve_case_insensitively_to_canonical_names() {
+        assert_eq!(resolve(&USER_TYPE, "USERNAME").as_deref(), Some("userName"));
+        assert_eq!(
+            resolve(&USER_TYPE, "name.FamilyName").as_deref(),
+            Some("name.familyName")
+        );
+        assert_eq!(
+            resolve(&USER_TYPE, "meta.lastmodified").as_deref(),
+            Some("meta.lastModified")
+        );
+        assert_eq!(resolve(&USER_TYPE, "emails.Value").as_deref(), Some("emails.value"));
+        assert_eq!(resolve(&GROUP_TYPE, "members.$ref").as_deref(), Some("members.$ref"));
+        assert_eq!(resolve(&USER_TYPE, "nosuch"), None);
+        assert_eq!(resolve(&USER_TYPE, "name.nosuch"), None);
+    }
+
+    #[test]
+    fn urn_qualified_names_resolve_to_their_schema() {
+        assert_eq!(
+            resolve(&USER_TYPE, "urn:ietf:params:scim:schemas:core:2.0:User:userName").as_deref(),
+            Some("userName")
+        );
+        assert_eq!(
+            resolve(
+                &USER_TYPE,
+                "URN:IETF:PARAMS:SCIM:SCHEMAS:EXTENSION:ENTERPRISE:2.0:USER:manager.value"
+            )
+            .as_deref(),
+            Some("urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager.value")
+        );
+        assert_eq!(
+            resolve(&GROUP_TYPE, "urn:ietf:params:scim:schemas:core:2.0:User:userName"),
+            None
+        );
+        let whole = parse_attr_path(ENTERPRISE_USER_URN).unwrap();
+        assert!(USER_TYPE.whole_extension(&whole).is_some());
+    }
+
+    #[test]
+    fn every_definition_is_consistent() {
+        for resource in RESOURCE_TYPES {
+            for schema in std::iter::once(resource.schema).chain(resource.extensions.iter().copied()) {
+                for attribute in schema.attributes {
+                    assert_eq!(
+                        attribute.is_complex(),
+                        !attribute.sub_attributes.is_empty(),
+                        "{}",
+                        attribute.name
+                    );
+                    for sub in attribute.sub_attributes {
+                        assert!(sub.sub_attributes.is_empty(), "{}.{} nests", attribute.name, sub.name);
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,208 @@
+//! Bytes on the wire: the request-body extractor (size, nesting and syntax checked, SCIM
+//! errors on failure) and the response with `application/scim+json`, `ETag` and `Location`.
+
+use axum::body::{Body, Bytes};
+use axum::extract::{FromRequest, Request};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use idpsync_engine::ids::Seq;
+use serde_json::Value;
+
+use crate::error::Error;
+
+/// The media type of every SCIM response.
+pub const SCIM_CONTENT_TYPE: &str = "application/scim+json";
+/// The deepest nesting of arrays and objects a request body may have. SCIM resources nest
+/// three levels at most (`{"Operations": [{"value": {"name": {…}}}]}` is four), so this is
+/// generous, and it keeps every recursive walk of a body shallow.
+pub const JSON_DEPTH_MAX: usize = 16;
+
+/// A JSON request body: the extractor answers oversized bodies with 413 and malformed or
+/// over-nested ones with 400 `invalidSyntax`, as SCIM errors. Any content type is read as
+/// JSON: clients send `application/scim+json`, `application/json`, or nothing.
+#[derive(Debug)]
+pub struct ScimJson(pub Value);
+
+impl<S: Send + Sync> FromRequest<S> for ScimJson {
+    type Rejection = Error;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Error> {
+        let bytes = Bytes::from_request(request, state).await.map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                Error::TooLarge("the request body is larger than this server accepts".to_owned())
+            } else {
+                Error::invalid_syntax(format!("the request body could not be read: {rejection}"))
+            }
+        })?;
+        parse_body(&bytes).map(ScimJson)
+    }
+}
+
+/// Parses a request body, refusing nesting deeper than [`JSON_DEPTH_MAX`].
+pub fn parse_body(bytes: &[u8]) -> Result<Value, Error> {
+    if nesting_depth(bytes) > JSON_DEPTH_MAX {
+        return Err(Error::invalid_syntax(format!(
+            "the request body nests deeper than {JSON_DEPTH_MAX} levels"
+        )));
+    }
+    serde_json::from_slice(bytes)
+        .map_err(|error| Error::invalid_syntax(format!("the request body is not valid JSON: {error}")))
+}
+
+/// The deepest nesting of `[` and `{` outside strings. Runs before parsing, so a hostile body
+/// never reaches a recursive parser deeper than the limit.
+fn nesting_depth(bytes: &[u8]) -> usize {
+    let (mut depth, mut deepest, mut in_string, mut escaped) = (0usize, 0usize, false, false);
+    for &byte in bytes {
+        if in_string {
+            match (escaped, byte) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
+}
+
+/// A SCIM response: status, optional body, and the headers a resource carries.
+#[derive(Debug)]
+pub struct Reply {
+    status: StatusCode,
+    body: Option<Value>,
+    etag: Option<Seq>,
+    location: Option<String>,
+}
+
+impl Reply {
+    /// 200 with `body`.
+    pub fn ok(body: Value) -> Reply {
+        Reply::with_status(StatusCode::OK, body)
+    }
+
+    /// `status` with `body`.
+    pub fn with_status(status: StatusCode, body: Value) -> Reply {
+        Reply {
+            status,
+            body: Some(body),
+            etag: None,
+            location: None,
+        }
+    }
+
+    /// A status without a body (204, 304).
+    pub fn empty(status: StatusCode) -> Reply {
+        Reply {
+            status,
+            body: None,
+            etag: None,
+            location: None,
+        }
+    }
+
+    /// Makes the status 201 Created.
+    pub fn created(mut self) -> Reply {
+        self.status = StatusCode::CREATED;
+        self
+    }
+
+    /// The status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The body, if any.
+    pub fn body(&self) -> Option<&Value> {
+        self.body.as_ref()
+    }
+
+    /// The version behind the `ETag`, if any.
+    pub fn version(&self) -> Option<Seq> {
+        self.etag
+    }
+
+    /// The `Location`, if any.
+    pub fn location_url(&self) -> Option<&str> {
+        self.location.as_deref()
+    }
+
+    /// Adds `ETag: W/"<version>"`.
+    pub fn etag(mut self, version: Seq) -> Reply {
+        self.etag = Some(version);
+        self
+    }
+
+    /// Adds `Location`.
+    pub fn location(mut self, location: String) -> Reply {
+        self.location = Some(location);
+        self
+    }
+}
+
+/// The weak ETag of a resource version: `W/"<seq>"`.
+pub fn etag_of(version: Seq) -> String {
+    format!("W/\"{}\"", version.0)
+}
+
+impl IntoResponse for Reply {
+    fn into_response(self) -> Response {
+        let mut response = match &self.body {
+            // A `Value` always serialises: its map keys are strings.
+            Some(body) => Response::new(Body::from(serde_json::to_vec(body).unwrap_or_default())),
+            None => Response::new(Body::empty()),
+        };
+        *response.status_mut() = self.status;
+        let headers = response.headers_mut();
+        if self.body.is_some() {
+            headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(SCIM_CONTENT_TYPE));
+        }
+        if let Some(version) = self.etag
+            && let Ok(value) = HeaderValue::from_str(&etag_of(version))
+        {
+            headers.insert(header::ETAG, value);
+        }
+        if let Some(location) = self.location
+            && let Ok(value) = HeaderValue::from_str(&location)
+        {
+            headers.insert(header::LOCATION, value);
+        }
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn depth_ignores_brackets_inside_strings() {
+        assert_eq!(nesting_depth(br#"{"a": "[[[[{{{{"}"#), 1);
+        assert_eq!(nesting_depth(br#"{"a": "\"[[[", "b": [[1]]}"#), 3);
+    }
+
+    #[test]
+    fn deep_bodies_are_refused_before_parsing() {
+        let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        let error = parse_body(deep.as_bytes()).unwrap_err();
+        assert_eq!(error.status(), StatusCode::BAD_REQUEST);
+        let fine = format!("{}{}", "[".repeat(JSON_DEPTH_MAX), "]".repeat(JSON_DEPTH_MAX));
+        assert!(parse_body(fine.as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn junk_is_invalid_syntax() {
+        let error = parse_body(b"{junk").unwrap_err();
+        assert_eq!(error.scim_type(), Some(crate::error::ScimType::InvalidSyntax));
+    }
+}
