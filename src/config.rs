@@ -7,6 +7,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use idpsync_drivers::IntegrationConfig;
 use idpsync_engine::TenantSettings;
 use idpsync_engine::reconcile::{MissingUsers, ReconcilePolicy};
 use idpsync_storage::TenantId;
@@ -91,6 +92,9 @@ impl Default for EngineConfig {
 pub struct TenantConfig {
     /// The tenant's name.
     pub id: TenantId,
+    /// `[[tenant.integration]]`: the IdPs this tenant pulls from.
+    #[serde(default, rename = "integration")]
+    pub integrations: Vec<IntegrationConfig>,
 }
 
 /// A configuration problem, with what to do about it.
@@ -135,6 +139,17 @@ impl Config {
                 "engine.hold_above_percent must be between 0 and 100, not {}",
                 config.engine.hold_above_percent
             ));
+        }
+        for tenant in &config.tenants {
+            let mut names = std::collections::BTreeSet::new();
+            for integration in &tenant.integrations {
+                if !names.insert(&integration.name) {
+                    return Err(format!(
+                        "tenant `{}`: integration name `{}` is used twice",
+                        tenant.id, integration.name
+                    ));
+                }
+            }
         }
         for (key, value) in [
             ("engine.snapshot_every", config.engine.snapshot_every),
@@ -208,6 +223,36 @@ mod tests {
                 .unwrap_err()
                 .contains("at least 1")
         );
+    }
+
+    #[test]
+    fn integrations_parse_and_their_mistakes_are_named() {
+        let config = Config::parse(
+            r#"
+            [[tenant]]
+            id = "acme"
+            [[tenant.integration]]
+            name = "entra"
+            provider = "entra"
+            interval = "5m"
+            tenant_id = "contoso"
+            client_id = "app"
+            client_secret = "s3cret"
+            include_groups = ["vpn-*"]
+            "#,
+        )
+        .unwrap();
+        assert_eq!(config.tenants[0].integrations[0].name.as_str(), "entra");
+        let unknown = Config::parse(
+            "[[tenant]]\nid = \"acme\"\n[[tenant.integration]]\nname = \"j\"\nprovider = \"jumpcloud\"\napi_key = \"k\"\napi_kee = \"k\"",
+        )
+        .unwrap_err();
+        assert!(unknown.contains("integration `j`: unknown key `api_kee`"), "{unknown}");
+        let twice = Config::parse(
+            "[[tenant]]\nid = \"acme\"\n[[tenant.integration]]\nname = \"j\"\nprovider = \"jumpcloud\"\napi_key = \"k\"\n[[tenant.integration]]\nname = \"j\"\nprovider = \"jumpcloud\"\napi_key = \"k\"",
+        )
+        .unwrap_err();
+        assert!(twice.contains("used twice"), "{twice}");
     }
 
     #[test]

@@ -4,6 +4,7 @@ mod dev;
 mod log;
 mod query;
 mod serve;
+mod sync;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -39,6 +40,8 @@ enum Command {
     /// Developer tools
     #[command(subcommand)]
     Dev(dev::DevCommand),
+    /// Run one sync of an IdP integration and print its changes
+    Sync(sync::SyncArgs),
 }
 
 /// What every command needs: the configuration and where the data is.
@@ -89,6 +92,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Log(command) => log::run(&context, command).await,
             Command::Query(command) => query::run(&context, command).await,
             Command::Dev(command) => dev::run(&context, command).await,
+            Command::Sync(args) => sync::run(&context, args).await,
         }
     })
 }

@@ -51,6 +51,7 @@ pub(crate) async fn run(context: &Context, args: ServeArgs) -> anyhow::Result<()
     for tenant in &context.config.tenants {
         engine.ensure_tenant(&tenant.id).await?;
     }
+    let scheduler = idpsync_drivers::scheduler::Scheduler::start(super::sync::scheduled(context, &engine).await?);
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("binding {listen}"))?;
@@ -64,6 +65,8 @@ pub(crate) async fn run(context: &Context, args: ServeArgs) -> anyhow::Result<()
         shutdown_signal(),
     )
     .await?;
+    // The schedule stops before the writers, so that no sync is left waiting on a closed one.
+    scheduler.shutdown().await;
     tracing::info!("shutting down: writing snapshots");
     engine.shutdown().await;
     tracing::info!("stopped");

@@ -1,0 +1,179 @@
+//! `idpsync sync`: one run of one integration, printing what it changed or would change; and
+//! the schedule `serve` runs (every configured integration).
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{Context as _, bail};
+use clap::Args;
+use idpsync::config::TenantConfig;
+use idpsync_drivers::cursor_store::CursorStore;
+use idpsync_drivers::scheduler::Scheduled;
+use idpsync_drivers::sync::{Mode, Resync, SyncOutcome, SyncResult, sync_once};
+use idpsync_drivers::{Driver, IntegrationConfig, RetryPolicy};
+use idpsync_engine::Engine;
+use idpsync_engine::reconcile::ReconcileReport;
+use idpsync_storage::TenantId;
+
+use super::Context;
+
+#[derive(Args, Debug)]
+pub(crate) struct SyncArgs {
+    /// The tenant
+    #[arg(long, default_value = "default")]
+    tenant: String,
+    /// The integration's name, as in `[[tenant.integration]]`
+    #[arg(long)]
+    integration: String,
+    /// Run once and exit (the schedule is `idpsync serve`'s job)
+    #[arg(long)]
+    once: bool,
+    /// Show what would change; write nothing
+    #[arg(long, conflicts_with = "confirm_held")]
+    dry_run: bool,
+    /// Apply even a sync the mass-deactivation guard holds (after reviewing it)
+    #[arg(long)]
+    confirm_held: bool,
+    /// List everything, even where a delta cursor would allow less
+    #[arg(long)]
+    full: bool,
+}
+
+/// Where an integration's state files live: one directory per tenant in the data directory.
+fn cursor_store(data_dir: &Path, tenant: &TenantId) -> CursorStore {
+    CursorStore::new(data_dir.join("drivers").join(tenant.as_str()))
+}
+
+fn find<'c>(context: &'c Context, tenant: &str, integration: &str) -> anyhow::Result<&'c IntegrationConfig> {
+    let tenants = &context.config.tenants;
+    let Some(tenant_config) = tenants.iter().find(|each| each.id.as_str() == tenant) else {
+        let known: Vec<&str> = tenants.iter().map(|each| each.id.as_str()).collect();
+        bail!(
+            "tenant {tenant:?} is not in the configuration (configured: {}); pass --config FILE",
+            if known.is_empty() { "none".to_owned() } else { known.join(", ") }
+        );
+    };
+    match tenant_config
+        .integrations
+        .iter()
+        .find(|each| each.name.as_str() == integration)
+    {
+        Some(found) => Ok(found),
+        None => {
+            let known: Vec<&str> = tenant_config.integrations.iter().map(|each| each.name.as_str()).collect();
+            bail!(
+                "tenant {tenant:?} has no integration {integration:?} (configured: {})",
+                if known.is_empty() { "none".to_owned() } else { known.join(", ") }
+            )
+        }
+    }
+}
+
+pub(crate) async fn run(context: &Context, args: SyncArgs) -> anyhow::Result<()> {
+    if !args.once {
+        bail!("`idpsync sync` runs one sync: pass --once (`idpsync serve` runs integrations on their interval)");
+    }
+    let integration = find(context, &args.tenant, &args.integration)?.clone();
+    let tenant_id = TenantId::new(&args.tenant).map_err(|error| anyhow::anyhow!("{error}"))?;
+    let driver = Driver::new(integration, RetryPolicy::default())
+        .with_context(|| format!("setting up integration {}", args.integration))?;
+    let engine = idpsync::open(&context.data_dir, context.config.tenant_settings())
+        .await
+        .with_context(|| format!("opening the data directory {}", context.data_dir.display()))?;
+    let tenant = engine.ensure_tenant(&tenant_id).await?;
+    let mode = match (args.dry_run, args.confirm_held) {
+        (true, _) => Mode::DryRun,
+        (false, true) => Mode::ApplyConfirmingHold,
+        (false, false) => Mode::Apply,
+    };
+    let resync = if args.full { Resync::Full } else { Resync::Auto };
+    let cursors = cursor_store(&context.data_dir, &tenant_id);
+    let result = sync_once(&driver, &tenant, &cursors, mode, resync).await;
+    engine.shutdown().await;
+    let outcome = result.with_context(|| format!("sync of {} failed; nothing was applied", args.integration))?;
+    print!("{}", render(&args, &outcome));
+    Ok(())
+}
+
+/// The run as people read it: every change, then one summary line.
+fn render(args: &SyncArgs, outcome: &SyncOutcome) -> String {
+    let report = &outcome.report;
+    let verb = match outcome.result {
+        SyncResult::Applied => "applied",
+        SyncResult::Planned => "planned (dry run, nothing written)",
+        SyncResult::Held => "held",
+    };
+    let mut out = format!(
+        "sync {} of tenant {} ({:?} listing, run {}): {} users, {} groups, {} memberships read in {} requests, {:.1}s\n",
+        args.integration,
+        args.tenant,
+        outcome.scope,
+        outcome.run,
+        outcome.listed.users,
+        outcome.listed.groups,
+        outcome.listed.memberships,
+        outcome.requests,
+        outcome.elapsed.as_secs_f64(),
+    );
+    for warning in &outcome.warnings {
+        out.push_str(&format!("warning: {warning}\n"));
+    }
+    for change in &report.changes {
+        out.push_str(&format!("  {:<18} {}\n", change.action, change.object));
+    }
+    for conflict in &report.conflicts {
+        out.push_str(&format!("  skipped            {conflict}\n"));
+    }
+    out.push_str(&format!("{verb}: {}\n", summary(report)));
+    if let Some(hold) = &report.held {
+        out.push_str(&format!(
+            "HELD: this sync would deactivate {} and delete {} of the {} users the integration owns, above the limit of {:.1} %.\n\
+             Nothing was applied. Review the changes above (`--dry-run` shows them again), then apply them with:\n  \
+             idpsync sync --tenant {} --integration {} --once --confirm-held\n",
+            hold.deactivations,
+            hold.deletions,
+            hold.owned_users,
+            f64::from(hold.limit_permille) / 10.0,
+            args.tenant,
+            args.integration,
+        ));
+    }
+    out
+}
+
+fn summary(report: &ReconcileReport) -> String {
+    format!(
+        "users {} created, {} updated, {} deactivated, {} reactivated, {} deleted; \
+         groups {} created, {} renamed, {} deleted; memberships {} added, {} removed; {} unresolved, {} skipped",
+        report.users_created,
+        report.users_updated,
+        report.users_deactivated,
+        report.users_reactivated,
+        report.users_deleted,
+        report.groups_created,
+        report.groups_renamed,
+        report.groups_deleted,
+        report.memberships_added,
+        report.memberships_removed,
+        report.unresolved_members,
+        report.conflicts.len(),
+    )
+}
+
+/// Every configured integration of every tenant, ready for the scheduler.
+pub(crate) async fn scheduled(context: &Context, engine: &Arc<Engine>) -> anyhow::Result<Vec<Scheduled>> {
+    let mut scheduled = Vec::new();
+    for TenantConfig { id, integrations } in &context.config.tenants {
+        let tenant = engine.ensure_tenant(id).await?;
+        for integration in integrations {
+            let driver = Driver::new(integration.clone(), RetryPolicy::default())
+                .with_context(|| format!("setting up integration {} of tenant {id}", integration.name))?;
+            scheduled.push(Scheduled {
+                tenant: Arc::clone(&tenant),
+                driver: Arc::new(driver),
+                cursors: cursor_store(&context.data_dir, id),
+            });
+        }
+    }
+    Ok(scheduled)
+}
