@@ -7,7 +7,8 @@
 //!
 //! # Layout
 //! - [`config`]: the TOML configuration and its environment overrides;
-//! - [`server`]: the HTTP router and server of `idpsync serve`;
+//! - [`server`]: the HTTP router and server of `idpsync serve` (health, SCIM at `/scim/v2`);
+//! - [`tokens`]: API tokens (hashed, revocable) and the SCIM authenticator over them;
 //! - [`workload`]: the synthetic workload of `idpsync dev seed`;
 //! - [`engine`], [`storage`]: the engine and the log (re-exported crates).
 //!
@@ -24,6 +25,7 @@
 
 pub mod config;
 pub mod server;
+pub mod tokens;
 pub mod workload;
 
 use std::path::Path;

@@ -1,6 +1,6 @@
 //! The HTTP server of `idpsync serve`: a function builds the router, another runs it on a bound
-//! listener until a shutdown future resolves. Later parts mount SCIM and the management API on
-//! the same router.
+//! listener until a shutdown future resolves. The router serves `GET /healthz` and the SCIM
+//! service provider at [`SCIM_MOUNT`]; the management API joins them later.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -9,8 +9,12 @@ use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
 use idpsync_engine::Engine;
+use idpsync_scim::Authenticator;
 use serde::Serialize;
 use tokio::net::TcpListener;
+
+/// Where the SCIM service provider is mounted.
+pub const SCIM_MOUNT: &str = "/scim/v2";
 
 /// What `GET /healthz` answers.
 #[derive(Serialize)]
@@ -37,9 +41,16 @@ async fn healthz(State(engine): State<Arc<Engine>>) -> Json<Health> {
     Json(Health { status: "ok", tenants })
 }
 
-/// The service's router.
-pub fn router(engine: Arc<Engine>) -> Router {
-    Router::new().route("/healthz", get(healthz)).with_state(engine)
+/// The service's router: health, and SCIM for the tenants `authenticator`'s tokens name.
+pub fn router(engine: Arc<Engine>, authenticator: Arc<dyn Authenticator>) -> Router {
+    let settings = idpsync_scim::Settings {
+        mount_path: SCIM_MOUNT.to_owned(),
+        ..idpsync_scim::Settings::default()
+    };
+    Router::new()
+        .route("/healthz", get(healthz))
+        .with_state(Arc::clone(&engine))
+        .nest(SCIM_MOUNT, idpsync_scim::router(engine, authenticator, settings))
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves, then lets requests in flight finish.

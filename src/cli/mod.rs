@@ -4,6 +4,7 @@ mod dev;
 mod log;
 mod query;
 mod serve;
+mod token;
 mod sync;
 
 use std::path::PathBuf;
@@ -37,6 +38,9 @@ enum Command {
     /// Ask about users, groups, memberships and access, now or in the past
     #[command(subcommand)]
     Query(query::QueryCommand),
+    /// Create, list and revoke API tokens (SCIM bearer tokens)
+    #[command(subcommand)]
+    Token(token::TokenCommand),
     /// Developer tools
     #[command(subcommand)]
     Dev(dev::DevCommand),
@@ -91,6 +95,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Serve(args) => serve::run(&context, args).await,
             Command::Log(command) => log::run(&context, command).await,
             Command::Query(command) => query::run(&context, command).await,
+            Command::Token(command) => token::run(&context, command),
             Command::Dev(command) => dev::run(&context, command).await,
             Command::Sync(args) => sync::run(&context, args).await,
         }

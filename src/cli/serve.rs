@@ -56,12 +56,19 @@ pub(crate) async fn run(context: &Context, args: ServeArgs) -> anyhow::Result<()
         .await
         .with_context(|| format!("binding {listen}"))?;
     let address = listener.local_addr()?;
-    tracing::info!(%address, data_dir = %context.data_dir.display(), tenants = engine.tenant_ids().len(), "idpsync is serving");
+    let scim_url = format!("http://{address}{}", idpsync::server::SCIM_MOUNT);
+    // The first start gives the `default` tenant a SCIM token, so that `serve` alone is a
+    // working endpoint. The secret goes to a private file, never to the log.
+    if let Some(path) = idpsync::tokens::bootstrap(&context.data_dir)? {
+        tracing::info!(token_file = %path.display(), scim_base_url = %scim_url, "created a SCIM token for tenant `default`; it is in the token file");
+    }
+    let authenticator = idpsync::tokens::TokenAuthenticator::new(idpsync::tokens::TokenStore::new(&context.data_dir))?;
+    tracing::info!(%address, scim_base_url = %scim_url, data_dir = %context.data_dir.display(), tenants = engine.tenant_ids().len(), "idpsync is serving");
     // Order of shutdown: stop accepting and finish requests in flight (so no new commands
     // arrive), then stop the writers after their queued commands, writing final snapshots.
     idpsync::server::run(
         listener,
-        idpsync::server::router(Arc::clone(&engine)),
+        idpsync::server::router(Arc::clone(&engine), Arc::new(authenticator)),
         shutdown_signal(),
     )
     .await?;
