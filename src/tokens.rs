@@ -219,7 +219,10 @@ impl TokenStore {
         if contents.version != FORMAT_VERSION {
             return Err(TokenError::Corrupt {
                 path: self.path.clone(),
-                reason: format!("format version {} (this build reads {FORMAT_VERSION})", contents.version),
+                reason: format!(
+                    "format version {} (this build reads {FORMAT_VERSION})",
+                    contents.version
+                ),
             });
         }
         Ok(contents)
@@ -489,7 +492,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = TokenStore::new(dir.path());
         let authenticator = TokenAuthenticator::new(store.clone()).unwrap();
-        let (_, secret) = store.create(&TenantId::default_tenant(), "late", TokenKind::Scim).unwrap();
+        let (_, secret) = store
+            .create(&TenantId::default_tenant(), "late", TokenKind::Scim)
+            .unwrap();
         assert!(authenticator.authenticate(&secret).is_some());
     }
 
@@ -512,11 +517,18 @@ mod tests {
     fn revoke_by_name_needs_a_unique_name() {
         let dir = tempfile::tempdir().unwrap();
         let store = TokenStore::new(dir.path());
-        store.create(&TenantId::default_tenant(), "twin", TokenKind::Scim).unwrap();
-        store.create(&TenantId::new("other").unwrap(), "twin", TokenKind::Scim).unwrap();
+        store
+            .create(&TenantId::default_tenant(), "twin", TokenKind::Scim)
+            .unwrap();
+        store
+            .create(&TenantId::new("other").unwrap(), "twin", TokenKind::Scim)
+            .unwrap();
         assert!(matches!(store.revoke("twin"), Err(TokenError::Ambiguous(_))));
         assert!(matches!(store.revoke("nobody"), Err(TokenError::NotFound(_))));
-        assert!(matches!(store.create(&TenantId::default_tenant(), " ", TokenKind::Scim), Err(TokenError::InvalidName)));
+        assert!(matches!(
+            store.create(&TenantId::default_tenant(), " ", TokenKind::Scim),
+            Err(TokenError::InvalidName)
+        ));
     }
 
     #[test]

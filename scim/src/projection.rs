@@ -63,6 +63,15 @@ impl Projection {
             .any(|resolved| resolved.attribute.name == name && resolved.sub.is_none())
     }
 
+    /// Whether `attributes` names `name.sub` (or `name` with a sub-attribute returned only on
+    /// request, which must be named itself).
+    pub fn asks_for(&self, name: &str, sub: &str) -> bool {
+        self.only
+            .iter()
+            .flatten()
+            .any(|resolved| resolved.attribute.name == name && resolved.sub.is_some_and(|found| found.name == sub))
+    }
+
     /// Applies the projection to a rendered resource.
     pub fn apply(&self, document: Map<String, Value>) -> Map<String, Value> {
         let mut document = document;

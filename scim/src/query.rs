@@ -208,7 +208,7 @@ pub fn list_groups(state: &State, params: &ListParams, base: &BaseUrl, limits: L
     let query = prepare(&GROUP_TYPE, params)?;
     let window = Window::new(params, limits);
     if query.filter.is_none() && query.sort.is_none() {
-        let members = members_wanted(&query.projection);
+        let members = Members::wanted(&query.projection);
         let resources = state
             .groups()
             .skip(window.skip())
@@ -259,14 +259,6 @@ pub fn search_all(state: &State, params: &ListParams, base: &BaseUrl, limits: Li
         window,
         base,
     ))
-}
-
-fn members_wanted(projection: &Projection) -> Members {
-    if projection.includes("members") {
-        Members::Included
-    } else {
-        Members::Omitted
-    }
 }
 
 fn too_many(limits: ListLimits) -> Error {
@@ -321,7 +313,7 @@ fn match_groups(state: &State, query: &Query, base: &BaseUrl, limits: ListLimits
             .sort
             .is_some_and(|(resolved, _)| resolved.attribute.name == "members")
     {
-        Members::Included
+        Members::WithDisplay
     } else {
         Members::Omitted
     };
@@ -406,7 +398,7 @@ fn page(state: &State, matches: Matches, users: &Query, groups: &Query, window: 
         .map(|(found, _)| match found {
             Found::User(found) => users.projection.apply(user::render(state, &found, base)),
             Found::Group(found) => {
-                let members = members_wanted(&groups.projection);
+                let members = Members::wanted(&groups.projection);
                 groups.projection.apply(group::render(state, &found, base, members))
             }
         })

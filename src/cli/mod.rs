@@ -4,8 +4,8 @@ mod dev;
 mod log;
 mod query;
 mod serve;
-mod token;
 mod sync;
+mod token;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

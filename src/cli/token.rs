@@ -51,7 +51,10 @@ pub(crate) fn run(context: &Context, command: TokenCommand) -> anyhow::Result<()
             println!("{secret}");
         }
         TokenCommand::List(args) => {
-            println!("{:<36}  {:<16}  {:<5}  {:<28}  {:<8}  name", "id", "tenant", "kind", "created", "status");
+            println!(
+                "{:<36}  {:<16}  {:<5}  {:<28}  {:<8}  name",
+                "id", "tenant", "kind", "created", "status"
+            );
             for token in store.list()? {
                 if args.tenant.as_ref().is_some_and(|tenant| *tenant != token.tenant) {
                     continue;
@@ -73,7 +76,10 @@ pub(crate) fn run(context: &Context, command: TokenCommand) -> anyhow::Result<()
         }
         TokenCommand::Revoke { token } => {
             let revoked = store.revoke(&token)?;
-            println!("revoked token {} ({}) of tenant {}", revoked.id, revoked.name, revoked.tenant);
+            println!(
+                "revoked token {} ({}) of tenant {}",
+                revoked.id, revoked.name, revoked.tenant
+            );
         }
     }
     Ok(())

@@ -196,11 +196,7 @@ fn find_id(state: &State, id: GroupId) -> Result<&Arc<Group>, Error> {
 /// 200 with the group, projected (members only if the projection keeps them), its `ETag`
 /// and `Location`.
 fn render(state: &State, found: &Group, scope: &Scope, projection: &Projection) -> Reply {
-    let members = if projection.includes("members") {
-        Members::Included
-    } else {
-        Members::Omitted
-    };
+    let members = Members::wanted(projection);
     let document = projection.apply(group::render(state, found, &scope.base, members));
     Reply::ok(Value::Object(document))
         .etag(found.version)

@@ -19,7 +19,7 @@ use crate::filter::Compiled;
 use crate::grammar::{CompareOp, Filter, Literal};
 use crate::normalise::{coerce, normalise_resource};
 use crate::resource::BaseUrl;
-use crate::resource::group::{existing_member, member_reference, render_member};
+use crate::resource::group::{existing_member, known_members, render_member};
 use crate::schema::{Attribute, GROUP_TYPE, Mutability};
 
 /// The commands that apply `operations` to `group`, in order; the first is an `UpdateGroup`
@@ -142,7 +142,7 @@ impl Plan<'_> {
                 });
             }
             if op != Op::Remove && value.is_some() {
-                let members = self.existing_members(value.as_ref())?;
+                let members = self.named_members(value.as_ref())?;
                 self.membership.push(Command::AddMembers { group, members });
             }
             return Ok(());
@@ -150,11 +150,11 @@ impl Plan<'_> {
         let command = match (op, value) {
             (Op::Add, value) => Command::AddMembers {
                 group,
-                members: self.existing_members(value.as_ref())?,
+                members: self.named_members(value.as_ref())?,
             },
             (Op::Replace, value) => Command::ReplaceMembers {
                 group,
-                members: self.existing_members(value.as_ref())?,
+                members: self.named_members(value.as_ref())?,
             },
             (Op::Remove, Some(Value::Array(items))) if !items.is_empty() => {
                 tracing::debug!(
@@ -164,7 +164,7 @@ impl Plan<'_> {
                 );
                 Command::RemoveMembers {
                     group,
-                    members: self.named_members(&items),
+                    members: self.named_members(Some(&Value::Array(items)))?,
                 }
             }
             (Op::Remove, _) => Command::ReplaceMembers {
@@ -176,34 +176,12 @@ impl Plan<'_> {
         Ok(())
     }
 
-    /// The members a coerced `members` value names; each must exist.
-    fn existing_members(&self, value: Option<&Value>) -> Result<Vec<Member>, Error> {
+    /// The members a coerced `members` value names (see [`known_members`]).
+    fn named_members(&self, value: Option<&Value>) -> Result<Vec<Member>, Error> {
         let Some(Value::Array(items)) = value else {
             return Ok(Vec::new());
         };
-        items
-            .iter()
-            .filter_map(Value::as_object)
-            .map(|entry| {
-                let reference = member_reference(entry)?;
-                let kind = entry.get("type").and_then(Value::as_str);
-                existing_member(self.state, &reference, kind)
-                    .ok_or_else(|| Error::invalid_value(format!("member {reference:?} does not exist")))
-            })
-            .collect()
-    }
-
-    /// The members a removal names; names of nothing are skipped (removing what is not there
-    /// is done).
-    fn named_members(&self, items: &[Value]) -> Vec<Member> {
-        items
-            .iter()
-            .filter_map(Value::as_object)
-            .filter_map(|entry| {
-                let reference = member_reference(entry).ok()?;
-                existing_member(self.state, &reference, entry.get("type").and_then(Value::as_str))
-            })
-            .collect()
+        known_members(self.state, items.iter().filter_map(Value::as_object))
     }
 
     /// The current members matching a value filter. `value eq "x"` (and `or`s of them) are
@@ -224,7 +202,7 @@ impl Plan<'_> {
             .into_iter()
             .flatten()
             .filter(|member| {
-                render_member(self.state, **member, self.base)
+                render_member(self.state, **member, self.base, true)
                     .and_then(|entry| entry.as_object().map(|object| compiled.matches_value(object)))
                     .unwrap_or(false)
             })

@@ -9,6 +9,7 @@ use serde_json::{Map, Value, json};
 
 use super::{BaseUrl, Meta, document, objects, put_text, text};
 use crate::error::Error;
+use crate::projection::Projection;
 use crate::schema::{GROUP_TYPE, GROUP_URN, USER_TYPE};
 
 /// What a Group body asks for.
@@ -25,10 +26,25 @@ pub struct GroupWrite {
 /// Whether a rendered group carries its member list.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Members {
-    /// Render `members` (costs one entry per member).
+    /// Render `members` with `value`, `$ref` and `type` (costs one entry per member).
     Included,
+    /// Also `display`, which is returned on request only (it costs a look-up per member).
+    WithDisplay,
     /// Leave them out (costs nothing, however large the group).
     Omitted,
+}
+
+impl Members {
+    /// What `projection` asks of the member list.
+    pub fn wanted(projection: &Projection) -> Members {
+        if projection.asks_for("members", "display") {
+            Members::WithDisplay
+        } else if projection.includes("members") {
+            Members::Included
+        } else {
+            Members::Omitted
+        }
+    }
 }
 
 /// Renders `group`.
@@ -42,32 +58,35 @@ pub fn render(state: &State, group: &Group, base: &BaseUrl, members: Members) ->
     let mut doc = document(&GROUP_TYPE, vec![GROUP_URN], meta, base);
     put_text(&mut doc, "externalId", &group.external_id);
     doc.insert("displayName".to_owned(), Value::String(group.display_name.clone()));
-    if members == Members::Included
+    if members != Members::Omitted
         && let Some(set) = state.direct_members(group.id)
         && !set.is_empty()
     {
+        let display = members == Members::WithDisplay;
         let rendered = set
             .iter()
-            .filter_map(|member| render_member(state, *member, base))
+            .filter_map(|member| render_member(state, *member, base, display))
             .collect();
         doc.insert("members".to_owned(), Value::Array(rendered));
     }
     doc
 }
 
-/// One entry of `members`: `value`, `$ref`, `display`, `type`.
-pub fn render_member(state: &State, member: Member, base: &BaseUrl) -> Option<Value> {
-    Some(match member {
+/// One entry of `members`: `value`, `$ref`, `type`, and `display` if asked for.
+pub fn render_member(state: &State, member: Member, base: &BaseUrl, with_display: bool) -> Option<Value> {
+    let (id, resource, display) = match member {
         Member::User(id) => {
             let user = state.user(id)?;
             let display = user.profile.display_name.as_ref().unwrap_or(&user.profile.user_name);
-            json!({"value": id.to_string(), "$ref": base.location(&USER_TYPE, &id.to_string()), "display": display, "type": "User"})
+            (id.to_string(), &USER_TYPE, display)
         }
-        Member::Group(id) => {
-            let group = state.group(id)?;
-            json!({"value": id.to_string(), "$ref": base.location(&GROUP_TYPE, &id.to_string()), "display": group.display_name, "type": "Group"})
-        }
-    })
+        Member::Group(id) => (id.to_string(), &GROUP_TYPE, &state.group(id)?.display_name),
+    };
+    let mut entry = json!({"value": id, "$ref": base.location(resource, &id), "type": resource.name});
+    if with_display {
+        entry["display"] = Value::String(display.clone());
+    }
+    Some(entry)
 }
 
 /// Decodes a canonical Group body.
@@ -88,13 +107,28 @@ pub fn decode(state: &State, body: &Map<String, Value>) -> Result<GroupWrite, Er
 
 /// The members listed under `members` in a canonical object; each must exist.
 pub fn decode_members(state: &State, body: &Map<String, Value>) -> Result<Vec<Member>, Error> {
-    objects(body, "members")
-        .map(|entry| {
-            let reference = member_reference(entry)?;
-            existing_member(state, &reference, text(entry, "type").as_deref())
-                .ok_or_else(|| Error::invalid_value(format!("member {reference:?} does not exist")))
-        })
-        .collect()
+    known_members(state, objects(body, "members"))
+}
+
+/// The members that member entries (`{"value": …, "type": …}`) name. An entry naming no user
+/// or group of the tenant is skipped with a warning, not refused: a request that also carries
+/// real changes (a join, a leave) must not fail because of it, and a member that does not
+/// exist could not be given access anyway. An entry with neither `value` nor `$ref` is a 400.
+pub fn known_members<'a>(
+    state: &State,
+    entries: impl Iterator<Item = &'a Map<String, Value>>,
+) -> Result<Vec<Member>, Error> {
+    let mut members = Vec::new();
+    for entry in entries {
+        let reference = member_reference(entry)?;
+        match existing_member(state, &reference, text(entry, "type").as_deref()) {
+            Some(member) => members.push(member),
+            None => {
+                tracing::warn!(member = %reference, "a member entry names no user or group of this tenant; skipped")
+            }
+        }
+    }
+    Ok(members)
 }
 
 /// The id a member entry names: its `value`, or the last segment of its `$ref`.

@@ -114,9 +114,7 @@ fn render_value(value: &MultiValue) -> Value {
     object.insert("value".to_owned(), Value::String(value.value.clone()));
     put_text(&mut object, "display", &value.display);
     put_text(&mut object, "type", &value.kind);
-    if value.primary {
-        object.insert("primary".to_owned(), Value::Bool(true));
-    }
+    object.insert("primary".to_owned(), Value::Bool(value.primary));
     Value::Object(object)
 }
 
@@ -129,9 +127,7 @@ fn render_address(address: &Address) -> Value {
     put_text(&mut object, "postalCode", &address.postal_code);
     put_text(&mut object, "country", &address.country);
     put_text(&mut object, "type", &address.kind);
-    if address.primary {
-        object.insert("primary".to_owned(), Value::Bool(true));
-    }
+    object.insert("primary".to_owned(), Value::Bool(address.primary));
     Value::Object(object)
 }
 

@@ -167,7 +167,12 @@ pub static USER: Schema = Schema {
         string("preferredLanguage", "The user's preferred written or spoken language."),
         string("locale", "The user's default location, for localizing items."),
         string("timezone", "The user's time zone, in IANA format."),
-        attribute("active", AttrType::Boolean, "The user's administrative status."),
+        // Every user has a status, so `active` is always present; a client that omits it on
+        // creation gets an active user, and one that omits it on PUT keeps the status as is.
+        Attribute {
+            required: true,
+            ..attribute("active", AttrType::Boolean, "The user's administrative status.")
+        },
         multi_value!(
             "emails",
             "Email addresses for the user.",
@@ -257,7 +262,13 @@ pub static GROUP: Schema = Schema {
             &[
                 immutable(string("value", "The id of the member.")),
                 immutable(reference("$ref", "The URI of the member.", &["User", "Group"])),
-                read_only(string("display", "The member's displayName (or userName).")),
+                Attribute {
+                    returned: Returned::Request,
+                    ..read_only(string(
+                        "display",
+                        "The member's displayName (or userName); returned when asked for.",
+                    ))
+                },
                 immutable(canonical(string("type", "The type of the member."), &["User", "Group"])),
             ],
         )),

@@ -84,6 +84,8 @@ pub enum Returned {
     Always,
     /// Unless excluded.
     Default,
+    /// Only when named in `attributes`.
+    Request,
 }
 
 impl Returned {
@@ -92,6 +94,7 @@ impl Returned {
         match self {
             Returned::Always => "always",
             Returned::Default => "default",
+            Returned::Request => "request",
         }
     }
 }
