@@ -1,0 +1,506 @@
+//! Stateful fake IdP servers for tests and benchmarks (feature `fake`): one axum server on
+//! `127.0.0.1:0` per fake, serving a [`Directory`] in one vendor's shapes, paths, paging and
+//! auth, issuing tokens, and misbehaving on request ([`Faults`]): 429 with the vendor's
+//! rate-limit signals, 5xx, slow answers and connections dropped mid-body. The directory can be
+//! changed between polls; every request is recorded ([`Recorded`]) for contract checks.
+
+mod vendors;
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+pub use vendors::Vendor;
+
+/// A user as the fake IdP holds it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FakeUser {
+    /// Its id (numeric, so that every vendor's id type fits).
+    pub id: String,
+    /// Login name.
+    pub user_name: String,
+    /// Email.
+    pub email: String,
+    /// Given name.
+    pub given_name: String,
+    /// Family name.
+    pub family_name: String,
+    /// Whether it can sign in.
+    pub active: bool,
+    /// When it last changed (logical clock).
+    pub updated: u64,
+}
+
+/// A member of a fake group.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum FakeMember {
+    /// A user, by id.
+    User(String),
+    /// A nested group, by id.
+    Group(String),
+}
+
+/// A group as the fake IdP holds it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FakeGroup {
+    /// Its id.
+    pub id: String,
+    /// Its name.
+    pub name: String,
+    /// Direct members.
+    pub members: BTreeSet<FakeMember>,
+    /// When it or its members last changed (logical clock).
+    pub updated: u64,
+}
+
+/// One change, for delta answers.
+#[derive(Clone, Debug)]
+enum Change {
+    UserDeleted(String),
+    GroupDeleted(String),
+    Joined(String, FakeMember),
+    Left(String, FakeMember),
+}
+
+/// What the fake IdP holds.
+#[derive(Clone, Debug, Default)]
+pub struct Directory {
+    users: BTreeMap<String, FakeUser>,
+    groups: BTreeMap<String, FakeGroup>,
+    changes: Vec<(u64, Change)>,
+    clock: u64,
+}
+
+impl Directory {
+    fn tick(&mut self) -> u64 {
+        self.clock += 1;
+        self.clock
+    }
+
+    /// Adds or replaces a user.
+    pub fn put_user(&mut self, id: &str, user_name: &str, active: bool) {
+        let updated = self.tick();
+        let (given, family) = user_name.split_once('.').unwrap_or((user_name, "Doe"));
+        self.users.insert(
+            id.to_owned(),
+            FakeUser {
+                id: id.to_owned(),
+                user_name: user_name.to_owned(),
+                email: format!("{user_name}@example.com"),
+                given_name: given.to_owned(),
+                family_name: family.split('@').next().unwrap_or(family).to_owned(),
+                active,
+                updated,
+            },
+        );
+    }
+
+    /// Activates or deactivates a user.
+    pub fn set_active(&mut self, id: &str, active: bool) {
+        let updated = self.tick();
+        let user = self.users.get_mut(id).expect("the test names an existing user");
+        user.active = active;
+        user.updated = updated;
+    }
+
+    /// Deletes a user and its memberships.
+    pub fn delete_user(&mut self, id: &str) {
+        let at = self.tick();
+        self.users.remove(id);
+        let member = FakeMember::User(id.to_owned());
+        for group in self.groups.values_mut() {
+            if group.members.remove(&member) {
+                group.updated = at;
+                self.changes.push((at, Change::Left(group.id.clone(), member.clone())));
+            }
+        }
+        self.changes.push((at, Change::UserDeleted(id.to_owned())));
+    }
+
+    /// Adds or renames a group.
+    pub fn put_group(&mut self, id: &str, name: &str) {
+        let updated = self.tick();
+        let group = self.groups.entry(id.to_owned()).or_insert_with(|| FakeGroup {
+            id: id.to_owned(),
+            name: name.to_owned(),
+            members: BTreeSet::new(),
+            updated,
+        });
+        group.name = name.to_owned();
+        group.updated = updated;
+    }
+
+    /// Deletes a group.
+    pub fn delete_group(&mut self, id: &str) {
+        let at = self.tick();
+        self.groups.remove(id);
+        let member = FakeMember::Group(id.to_owned());
+        for group in self.groups.values_mut() {
+            if group.members.remove(&member) {
+                group.updated = at;
+            }
+        }
+        self.changes.push((at, Change::GroupDeleted(id.to_owned())));
+    }
+
+    /// Adds a member to a group.
+    pub fn join(&mut self, group: &str, member: FakeMember) {
+        let at = self.tick();
+        let entry = self.groups.get_mut(group).expect("the test names an existing group");
+        if entry.members.insert(member.clone()) {
+            entry.updated = at;
+            self.changes.push((at, Change::Joined(group.to_owned(), member)));
+        }
+    }
+
+    /// Removes a member from a group.
+    pub fn leave(&mut self, group: &str, member: FakeMember) {
+        let at = self.tick();
+        let entry = self.groups.get_mut(group).expect("the test names an existing group");
+        if entry.members.remove(&member) {
+            entry.updated = at;
+            self.changes.push((at, Change::Left(group.to_owned(), member)));
+        }
+    }
+
+    /// Users, by id.
+    pub fn users(&self) -> impl Iterator<Item = &FakeUser> {
+        self.users.values()
+    }
+
+    /// Groups, by id.
+    pub fn groups(&self) -> impl Iterator<Item = &FakeGroup> {
+        self.groups.values()
+    }
+}
+
+/// How the fake misbehaves.
+#[derive(Clone, Debug, Default)]
+pub struct Faults {
+    /// Answer this many of the next API requests with the vendor's rate-limit response.
+    pub rate_limited: u32,
+    /// What the rate-limit response asks to wait, in seconds.
+    pub retry_after_seconds: u64,
+    /// From this API request on (1-based, counted since the faults were set), fail.
+    pub fail_from_request: Option<u64>,
+    /// How requests fail from then on.
+    pub failure: Failure,
+    /// Answer every API request this late.
+    pub delay: Duration,
+}
+
+/// How a failing request fails.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Failure {
+    /// HTTP 503.
+    #[default]
+    ServerError,
+    /// Headers, half a body, then the connection breaks.
+    DroppedConnection,
+}
+
+/// One request the fake answered, and its answer.
+#[derive(Clone, Debug)]
+pub struct Recorded {
+    /// The method.
+    pub method: Method,
+    /// The path.
+    pub path: String,
+    /// The query pairs, decoded, in order.
+    pub query: Vec<(String, String)>,
+    /// The request headers.
+    pub headers: HeaderMap,
+    /// The request body, parsed when it was JSON or a form.
+    pub body: Option<Value>,
+    /// The status answered.
+    pub status: u16,
+    /// The answer's body, when JSON.
+    pub response: Option<Value>,
+}
+
+struct Shared {
+    vendor: Vendor,
+    base: String,
+    directory: Mutex<Directory>,
+    faults: Mutex<(Faults, u64)>,
+    tokens: Mutex<HashSet<String>>,
+    token_count: AtomicU64,
+    recorded: Mutex<Vec<Recorded>>,
+    record_bodies: bool,
+}
+
+/// A running fake IdP.
+pub struct FakeIdp {
+    address: SocketAddr,
+    shared: Arc<Shared>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+/// The credentials every fake accepts.
+pub mod credentials {
+    /// Client id for OAuth flows.
+    pub const CLIENT_ID: &str = "fake-client";
+    /// Client secret for OAuth flows.
+    pub const CLIENT_SECRET: &str = "fake-secret";
+    /// Static API tokens (Okta SSWS, JumpCloud key, authentik and Zitadel PAT).
+    pub const API_TOKEN: &str = "fake-api-token";
+}
+
+impl FakeIdp {
+    /// Starts a fake of `vendor` serving `directory`. With `record_bodies`, every answer's body
+    /// is kept for contract checks (costly for large directories).
+    pub async fn start(vendor: Vendor, directory: Directory, record_bodies: bool) -> FakeIdp {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("loopback has free ports");
+        let address = listener.local_addr().expect("a bound listener has an address");
+        let shared = Arc::new(Shared {
+            vendor,
+            base: format!("http://{address}"),
+            directory: Mutex::new(directory),
+            faults: Mutex::new((Faults::default(), 0)),
+            tokens: Mutex::new(HashSet::new()),
+            token_count: AtomicU64::new(0),
+            recorded: Mutex::new(Vec::new()),
+            record_bodies,
+        });
+        let router = Router::new().fallback(handle).with_state(Arc::clone(&shared));
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        });
+        FakeIdp {
+            address,
+            shared,
+            server,
+        }
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub fn origin(&self) -> String {
+        format!("http://{}", self.address)
+    }
+
+    /// The vendor.
+    pub fn vendor(&self) -> Vendor {
+        self.shared.vendor
+    }
+
+    /// Changes the directory.
+    pub fn edit(&self, change: impl FnOnce(&mut Directory)) {
+        change(&mut self.shared.directory.lock().unwrap_or_else(|p| p.into_inner()));
+    }
+
+    /// Sets the faults; request counting starts again.
+    pub fn set_faults(&self, faults: Faults) {
+        *self.shared.faults.lock().unwrap_or_else(|p| p.into_inner()) = (faults, 0);
+    }
+
+    /// Takes the requests recorded so far.
+    pub fn take_recorded(&self) -> Vec<Recorded> {
+        std::mem::take(&mut *self.shared.recorded.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// The integration's TOML (without `name`) that points a driver at this fake.
+    pub fn integration_toml(&self) -> String {
+        vendors::integration_toml(self.shared.vendor, &self.origin())
+    }
+}
+
+impl Drop for FakeIdp {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+fn json_response(status: StatusCode, headers: Vec<(&'static str, String)>, body: Value) -> (Response, Option<Value>) {
+    let mut response = (status, axum::Json(body.clone())).into_response();
+    for (name, value) in headers {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            response.headers_mut().append(name, value);
+        }
+    }
+    (response, Some(body))
+}
+
+fn now_unix() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs())
+}
+
+/// A parsed request, as the vendor handlers see it.
+pub(crate) struct Call {
+    pub(crate) method: Method,
+    pub(crate) path: String,
+    pub(crate) query: Vec<(String, String)>,
+    pub(crate) body: Option<Value>,
+}
+
+impl Call {
+    pub(crate) fn param(&self, name: &str) -> Option<&str> {
+        self.query.iter().find(|(key, _)| key == name).map(|(_, value)| value.as_str())
+    }
+
+    pub(crate) fn number(&self, name: &str, default: usize) -> usize {
+        self.param(name).and_then(|value| value.parse().ok()).unwrap_or(default)
+    }
+}
+
+async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let bytes: Bytes = axum::body::to_bytes(body, 16 << 20).await.unwrap_or_default();
+    let query: Vec<(String, String)> = parts
+        .uri
+        .query()
+        .map(|query| {
+            reqwest::Url::parse(&format!("http://x/?{query}"))
+                .map(|url| url.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect())
+                .unwrap_or_default()
+        })
+        .unwrap_or_default();
+    let body: Option<Value> = serde_json::from_slice(&bytes).ok().or_else(|| {
+        (!bytes.is_empty()).then(|| {
+            let form: serde_json::Map<String, Value> = reqwest::Url::parse(&format!("http://x/?{}", String::from_utf8_lossy(&bytes)))
+                .map(|url| url.query_pairs().map(|(k, v)| (k.into_owned(), Value::String(v.into_owned()))).collect())
+                .unwrap_or_default();
+            Value::Object(form)
+        })
+    });
+    let call = Call {
+        method: parts.method.clone(),
+        path: parts.uri.path().to_owned(),
+        query: query.clone(),
+        body: body.clone(),
+    };
+    let (response, response_body) = answer(&shared, &call, &parts.headers).await;
+    let status = response.status().as_u16();
+    shared.recorded.lock().unwrap_or_else(|p| p.into_inner()).push(Recorded {
+        method: parts.method,
+        path: parts.uri.path().to_owned(),
+        query,
+        headers: parts.headers,
+        body,
+        status,
+        response: response_body.filter(|_| shared.record_bodies),
+    });
+    response
+}
+
+async fn answer(shared: &Shared, call: &Call, headers: &HeaderMap) -> (Response, Option<Value>) {
+    let vendor = shared.vendor;
+    if vendors::is_token_path(vendor, &call.path) && call.method == Method::POST {
+        return issue_token(shared, call, headers);
+    }
+    let (delay, fault) = {
+        let mut guard = shared.faults.lock().unwrap_or_else(|p| p.into_inner());
+        let (faults, count) = &mut *guard;
+        *count += 1;
+        let fault = if faults.rate_limited > 0 {
+            faults.rate_limited -= 1;
+            Some(None)
+        } else if faults.fail_from_request.is_some_and(|from| *count >= from) {
+            Some(Some(faults.failure))
+        } else {
+            None
+        };
+        (faults.delay, fault.map(|fault| (fault, faults.retry_after_seconds)))
+    };
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    match fault {
+        Some((None, retry_after)) => return vendors::rate_limited(vendor, retry_after, now_unix()),
+        Some((Some(Failure::ServerError), _)) => {
+            return json_response(StatusCode::SERVICE_UNAVAILABLE, vec![], json!({"error": "unavailable"}));
+        }
+        Some((Some(Failure::DroppedConnection), _)) => {
+            let chunks: Vec<Result<Bytes, std::io::Error>> = vec![
+                Ok(Bytes::from_static(b"{\"value\":[")),
+                Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "dropped")),
+            ];
+            let response = Response::builder()
+                .status(StatusCode::OK)
+                .header("content-type", "application/json")
+                .body(Body::new(ChunkBody { items: chunks.into() }))
+                .expect("a static response builds");
+            return (response, None);
+        }
+        None => {}
+    }
+    if !authorised(shared, headers) {
+        return json_response(StatusCode::UNAUTHORIZED, vec![], json!({"error": "unauthorized"}));
+    }
+    let directory = shared.directory.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    match vendors::route(vendor, &shared.base, call, &directory) {
+        Some((headers, body)) => json_response(StatusCode::OK, headers, body),
+        None => json_response(StatusCode::NOT_FOUND, vec![], json!({"error": "not found"})),
+    }
+}
+
+/// A body that yields its chunks, then an error: the connection breaks mid-answer.
+struct ChunkBody {
+    items: std::collections::VecDeque<Result<Bytes, std::io::Error>>,
+}
+
+impl axum::body::HttpBody for ChunkBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, std::io::Error>>> {
+        std::task::Poll::Ready(self.items.pop_front().map(|item| item.map(http_body::Frame::data)))
+    }
+}
+
+fn authorised(shared: &Shared, headers: &HeaderMap) -> bool {
+    let header = |name: &str| headers.get(name).and_then(|value| value.to_str().ok()).unwrap_or_default();
+    match vendors::static_auth(shared.vendor) {
+        Some((name, expected)) => header(name) == expected,
+        None => header("authorization")
+            .strip_prefix("Bearer ")
+            .is_some_and(|token| shared.tokens.lock().unwrap_or_else(|p| p.into_inner()).contains(token)),
+    }
+}
+
+fn issue_token(shared: &Shared, call: &Call, headers: &HeaderMap) -> (Response, Option<Value>) {
+    let form = call.body.clone().unwrap_or(Value::Null);
+    let field = |name: &str| form.get(name).and_then(Value::as_str).unwrap_or_default().to_owned();
+    let basic = headers
+        .get("authorization")
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.starts_with("Basic "));
+    let accepted = match field("grant_type").as_str() {
+        "client_credentials" => {
+            basic
+                || (field("client_id") == credentials::CLIENT_ID && field("client_secret") == credentials::CLIENT_SECRET)
+                || !field("client_assertion").is_empty()
+        }
+        "urn:ietf:params:oauth:grant-type:jwt-bearer" => field("assertion").split('.').count() == 3,
+        _ => false,
+    };
+    if !accepted {
+        return json_response(
+            StatusCode::UNAUTHORIZED,
+            vec![],
+            json!({"error": "invalid_client", "error_description": "bad credentials"}),
+        );
+    }
+    let token = format!("fake-token-{}", shared.token_count.fetch_add(1, Ordering::Relaxed));
+    shared.tokens.lock().unwrap_or_else(|p| p.into_inner()).insert(token.clone());
+    json_response(
+        StatusCode::OK,
+        vec![],
+        json!({"access_token": token, "token_type": "Bearer", "expires_in": 3600, "ext_expires_in": 3600, "scope": field("scope")}),
+    )
+}

@@ -1,0 +1,589 @@
+//! The eight vendors' paths, shapes, paging and rate-limit signals, as the fake serves them.
+//! Shapes follow the contracts in `idp-contracts/` (checked by `tests/contract.rs`).
+
+use serde_json::{Value, json};
+
+use super::{Call, Change, Directory, FakeGroup, FakeMember, FakeUser, json_response};
+use axum::http::StatusCode;
+use axum::response::Response;
+
+/// Which IdP a fake plays.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Vendor {
+    /// Microsoft Graph.
+    Entra,
+    /// Okta.
+    Okta,
+    /// Google Workspace.
+    Google,
+    /// JumpCloud.
+    JumpCloud,
+    /// Keycloak.
+    Keycloak,
+    /// Auth0.
+    Auth0,
+    /// authentik.
+    Authentik,
+    /// Zitadel.
+    Zitadel,
+}
+
+impl Vendor {
+    /// All eight.
+    pub const ALL: [Vendor; 8] = [
+        Vendor::Entra,
+        Vendor::Okta,
+        Vendor::Google,
+        Vendor::JumpCloud,
+        Vendor::Keycloak,
+        Vendor::Auth0,
+        Vendor::Authentik,
+        Vendor::Zitadel,
+    ];
+
+    /// The provider name of the configuration.
+    pub fn provider(self) -> &'static str {
+        match self {
+            Vendor::Entra => "entra",
+            Vendor::Okta => "okta",
+            Vendor::Google => "google",
+            Vendor::JumpCloud => "jumpcloud",
+            Vendor::Keycloak => "keycloak",
+            Vendor::Auth0 => "auth0",
+            Vendor::Authentik => "authentik",
+            Vendor::Zitadel => "zitadel",
+        }
+    }
+
+    /// The API root path under the fake's origin (the vendor's `servers` path).
+    pub fn base_path(self) -> &'static str {
+        match self {
+            Vendor::Entra => "/v1.0",
+            Vendor::JumpCloud => "/api",
+            Vendor::Auth0 => "/api/v2",
+            Vendor::Authentik => "/api/v3",
+            _ => "",
+        }
+    }
+}
+
+/// A test-only RSA key for the JWT flows (Google service account).
+const TEST_KEY: &str = include_str!("test_key.pem");
+
+pub(super) fn integration_toml(vendor: Vendor, origin: &str) -> String {
+    let base = format!("{origin}{}", vendor.base_path());
+    let common = format!("provider = \"{}\"\nbase_url = \"{base}\"\n", vendor.provider());
+    let specific = match vendor {
+        Vendor::Entra => format!(
+            "token_url = \"{origin}/contoso/oauth2/v2.0/token\"\nclient_id = \"fake-client\"\nclient_secret = \"fake-secret\"\n"
+        ),
+        Vendor::Okta | Vendor::Authentik => "api_token = \"fake-api-token\"\n".to_owned(),
+        Vendor::Google => {
+            let key = json!({"client_email": "sync@fake.iam.gserviceaccount.com", "private_key_id": "k1", "private_key": TEST_KEY});
+            format!(
+                "token_url = \"{origin}/token\"\nsubject = \"admin@example.com\"\nservice_account_key = {}\n",
+                toml_string(&key.to_string())
+            )
+        }
+        Vendor::JumpCloud => "api_key = \"fake-api-token\"\n".to_owned(),
+        Vendor::Keycloak => "realm = \"acme\"\nclient_id = \"fake-client\"\nclient_secret = \"fake-secret\"\n".to_owned(),
+        Vendor::Auth0 => format!(
+            "token_url = \"{origin}/oauth/token\"\nclient_id = \"fake-client\"\nclient_secret = \"fake-secret\"\n"
+        ),
+        Vendor::Zitadel => "pat = \"fake-api-token\"\n".to_owned(),
+    };
+    format!("{common}{specific}")
+}
+
+fn toml_string(text: &str) -> String {
+    format!("\"{}\"", text.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n"))
+}
+
+pub(super) fn is_token_path(vendor: Vendor, path: &str) -> bool {
+    match vendor {
+        Vendor::Entra => path.ends_with("/oauth2/v2.0/token"),
+        Vendor::Okta => path == "/oauth2/v1/token",
+        Vendor::Google => path == "/token",
+        Vendor::Keycloak => path.ends_with("/protocol/openid-connect/token"),
+        Vendor::Auth0 => path == "/oauth/token",
+        Vendor::Zitadel => path == "/oauth/v2/token",
+        Vendor::JumpCloud | Vendor::Authentik => false,
+    }
+}
+
+/// The header and value a vendor with static credentials expects; `None` for bearer tokens the
+/// fake issued.
+pub(super) fn static_auth(vendor: Vendor) -> Option<(&'static str, &'static str)> {
+    match vendor {
+        Vendor::Okta => Some(("authorization", "SSWS fake-api-token")),
+        Vendor::JumpCloud => Some(("x-api-key", "fake-api-token")),
+        Vendor::Authentik | Vendor::Zitadel => Some(("authorization", "Bearer fake-api-token")),
+        _ => None,
+    }
+}
+
+/// The vendor's "slow down" answer.
+pub(super) fn rate_limited(vendor: Vendor, retry_after: u64, now: u64) -> (Response, Option<Value>) {
+    let reset = (now + retry_after).to_string();
+    let seconds = retry_after.to_string();
+    match vendor {
+        Vendor::Okta => json_response(
+            StatusCode::TOO_MANY_REQUESTS,
+            vec![("x-rate-limit-limit", "600".into()), ("x-rate-limit-remaining", "0".into()), ("x-rate-limit-reset", reset)],
+            json!({"errorCode": "E0000047", "errorSummary": "API call exceeded rate limit due to too many requests.", "errorLink": "E0000047", "errorId": "sampleQPivGUj_ND5v78vbYWW", "errorCauses": []}),
+        ),
+        Vendor::Auth0 => json_response(
+            StatusCode::TOO_MANY_REQUESTS,
+            vec![("x-ratelimit-limit", "50".into()), ("x-ratelimit-remaining", "0".into()), ("x-ratelimit-reset", reset)],
+            json!({"statusCode": 429, "error": "Too Many Requests", "message": "Global limit has been reached", "errorCode": "too_many_requests"}),
+        ),
+        Vendor::Google => json_response(
+            StatusCode::FORBIDDEN,
+            vec![],
+            json!({"error": {"code": 403, "message": "Quota exceeded for quota metric", "status": "PERMISSION_DENIED", "errors": [{"domain": "usageLimits", "reason": "userRateLimitExceeded", "message": "User Rate Limit Exceeded"}]}}),
+        ),
+        Vendor::Entra => json_response(
+            StatusCode::TOO_MANY_REQUESTS,
+            vec![("retry-after", seconds)],
+            json!({"error": {"code": "TooManyRequests", "message": "Too many requests", "innerError": {"request-id": "r", "client-request-id": "c", "date": "2024-01-01T00:00:00"}}}),
+        ),
+        Vendor::Zitadel => json_response(
+            StatusCode::TOO_MANY_REQUESTS,
+            vec![("retry-after", seconds)],
+            json!({"code": 8, "message": "resource exhausted", "details": []}),
+        ),
+        Vendor::JumpCloud | Vendor::Keycloak | Vendor::Authentik => json_response(
+            StatusCode::TOO_MANY_REQUESTS,
+            vec![("retry-after", seconds)],
+            json!({"message": "too many requests"}),
+        ),
+    }
+}
+
+type Answer = (Vec<(&'static str, String)>, Value);
+
+/// Answers an API call, or `None` for a path the vendor does not have.
+pub(super) fn route(vendor: Vendor, origin: &str, call: &Call, directory: &Directory) -> Option<Answer> {
+    let path = call.path.strip_prefix(vendor.base_path())?;
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match vendor {
+        Vendor::Entra => entra(origin, call, &segments, directory),
+        Vendor::Okta => okta(origin, call, &segments, directory),
+        Vendor::Google => google(call, &segments, directory),
+        Vendor::JumpCloud => jumpcloud(call, &segments, directory),
+        Vendor::Keycloak => keycloak(call, &segments, directory),
+        Vendor::Auth0 => auth0(call, &segments, directory),
+        Vendor::Authentik => authentik(call, &segments, directory),
+        Vendor::Zitadel => zitadel(call, &segments, directory),
+    }
+}
+
+/// A window of `items` from `offset`, and whether more follow.
+fn window<T: Clone>(items: &[T], offset: usize, limit: usize) -> (Vec<T>, bool) {
+    let end = offset.saturating_add(limit).min(items.len());
+    let start = offset.min(end);
+    (items[start..end].to_vec(), end < items.len())
+}
+
+fn members_of(group: &FakeGroup) -> Vec<&FakeMember> {
+    group.members.iter().collect()
+}
+
+fn user_ids(group: &FakeGroup) -> Vec<String> {
+    group
+        .members
+        .iter()
+        .filter_map(|member| match member {
+            FakeMember::User(id) => Some(id.clone()),
+            FakeMember::Group(_) => None,
+        })
+        .collect()
+}
+
+fn entra_user(user: &FakeUser) -> Value {
+    json!({"id": user.id, "userPrincipalName": user.email, "accountEnabled": user.active, "displayName": format!("{} {}", user.given_name, user.family_name), "givenName": user.given_name, "surname": user.family_name, "mail": user.email})
+}
+
+fn entra_member(member: &FakeMember, removed: bool) -> Value {
+    let (kind, id) = match member {
+        FakeMember::User(id) => ("#microsoft.graph.user", id),
+        FakeMember::Group(id) => ("#microsoft.graph.group", id),
+    };
+    let mut value = json!({"@odata.type": kind, "id": id});
+    if removed {
+        value["@removed"] = json!({"reason": "deleted"});
+    }
+    value
+}
+
+fn entra(origin: &str, call: &Call, segments: &[&str], directory: &Directory) -> Option<Answer> {
+    let round = match segments {
+        ["users", "delta()"] => "users",
+        ["groups", "delta()"] => "groups",
+        _ => return None,
+    };
+    let top = call.number("$top", 100).min(999);
+    let since: Option<u64> = call.param("$deltatoken").and_then(|token| token.parse().ok());
+    let offset = call.number("$skiptoken", 0);
+    let items: Vec<Value> = match (round, since) {
+        ("users", None) => directory.users().map(entra_user).collect(),
+        ("users", Some(since)) => {
+            let mut items: Vec<Value> = directory.users().filter(|user| user.updated > since).map(entra_user).collect();
+            for (at, change) in &directory.changes {
+                if let (true, Change::UserDeleted(id)) = (*at > since, change) {
+                    items.push(json!({"id": id, "@removed": {"reason": "deleted"}}));
+                }
+            }
+            items
+        }
+        ("groups", None) => directory
+            .groups()
+            .map(|group| {
+                let members: Vec<Value> = members_of(group).into_iter().map(|m| entra_member(m, false)).collect();
+                json!({"id": group.id, "displayName": group.name, "members@delta": members})
+            })
+            .collect(),
+        (_, Some(since)) => {
+            let mut items: Vec<Value> = directory
+                .groups()
+                .filter(|group| group.updated > since)
+                .map(|group| json!({"id": group.id, "displayName": group.name}))
+                .collect();
+            for (at, change) in directory.changes.iter().filter(|(at, _)| *at > since) {
+                let _ = at;
+                match change {
+                    Change::Joined(group, member) => {
+                        items.push(json!({"id": group, "members@delta": [entra_member(member, false)]}))
+                    }
+                    Change::Left(group, member) => {
+                        items.push(json!({"id": group, "members@delta": [entra_member(member, true)]}))
+                    }
+                    Change::GroupDeleted(id) => items.push(json!({"id": id, "@removed": {"reason": "deleted"}})),
+                    Change::UserDeleted(_) => {}
+                }
+            }
+            items
+        }
+        _ => return None,
+    };
+    let (page, more) = window(&items, offset, top);
+    let link = format!("{origin}/v1.0/{round}/delta()");
+    let mut body = json!({"value": page});
+    if more {
+        let mut next = format!("{link}?$skiptoken={}&$top={top}", offset + top);
+        if let Some(since) = since {
+            next.push_str(&format!("&$deltatoken={since}"));
+        }
+        body["@odata.nextLink"] = json!(next);
+    } else {
+        body["@odata.deltaLink"] = json!(format!("{link}?$deltatoken={}", directory.clock));
+    }
+    Some((vec![], body))
+}
+
+fn okta_user(user: &FakeUser) -> Value {
+    json!({"id": user.id, "status": if user.active { "ACTIVE" } else { "DEPROVISIONED" }, "created": "2024-01-01T00:00:00.000Z", "lastUpdated": "2024-01-02T00:00:00.000Z", "profile": {"login": user.email, "email": user.email, "firstName": user.given_name, "lastName": user.family_name}, "credentials": {"provider": {"type": "OKTA", "name": "OKTA"}}, "_links": {}})
+}
+
+/// Okta pages by an `after` cursor (the last id) and a `Link` header.
+fn okta_page(origin: &str, call: &Call, items: Vec<(String, Value)>, limit_max: usize) -> Answer {
+    let limit = call.number("limit", limit_max).min(limit_max);
+    let after = call.param("after");
+    let start = after.map_or(0, |after| items.iter().position(|(id, _)| id.as_str() > after).unwrap_or(items.len()));
+    let (page, more) = window(&items, start, limit);
+    let mut headers = vec![("link", format!("<{origin}{}?limit={limit}>; rel=\"self\"", call.path))];
+    if more {
+        let last = &page.last().expect("a page before more items is not empty").0;
+        let mut next = reqwest::Url::parse(&format!("{origin}{}", call.path)).expect("the fake's own URL parses");
+        for (key, value) in call.query.iter().filter(|(key, _)| key != "after") {
+            next.query_pairs_mut().append_pair(key, value);
+        }
+        next.query_pairs_mut().append_pair("after", last);
+        headers.push(("link", format!("<{next}>; rel=\"next\"")));
+    }
+    (headers, Value::Array(page.into_iter().map(|(_, value)| value).collect()))
+}
+
+fn okta(origin: &str, call: &Call, segments: &[&str], directory: &Directory) -> Option<Answer> {
+    match segments {
+        ["api", "v1", "users"] => {
+            let deprovisioned = call.param("filter").is_some_and(|filter| filter.contains("DEPROVISIONED"));
+            let search = call.param("search").is_some();
+            let items = directory
+                .users()
+                .filter(|user| search || user.active != deprovisioned)
+                .map(|user| (user.id.clone(), okta_user(user)))
+                .collect();
+            Some(okta_page(origin, call, items, 200))
+        }
+        ["api", "v1", "groups"] => {
+            let items = directory
+                .groups()
+                .map(|group| {
+                    (group.id.clone(), json!({"id": group.id, "created": "2024-01-01T00:00:00.000Z", "lastUpdated": "2024-01-02T00:00:00.000Z", "lastMembershipUpdated": "2024-01-02T00:00:00.000Z", "objectClass": ["okta:user_group"], "type": "OKTA_GROUP", "profile": {"name": group.name, "description": null}, "_links": {}}))
+                })
+                .collect();
+            Some(okta_page(origin, call, items, 10_000))
+        }
+        ["api", "v1", "groups", id, "users"] => {
+            let group = directory.groups.get(*id)?;
+            let items = user_ids(group)
+                .into_iter()
+                .filter_map(|user| directory.users.get(&user))
+                .map(|user| (user.id.clone(), okta_user(user)))
+                .collect();
+            Some(okta_page(origin, call, items, 1000))
+        }
+        _ => None,
+    }
+}
+
+fn google(call: &Call, segments: &[&str], directory: &Directory) -> Option<Answer> {
+    let offset: usize = call.param("pageToken").and_then(|token| token.parse().ok()).unwrap_or(0);
+    let page = |kind: &str, key: &str, items: Vec<Value>, max: usize| {
+        let limit = call.number("maxResults", max).min(max);
+        let (page, more) = window(&items, offset, limit);
+        let mut body = json!({"kind": kind, "etag": "\"e\"", key: page});
+        if more {
+            body["nextPageToken"] = json!((offset + limit).to_string());
+        }
+        (vec![], body)
+    };
+    match segments {
+        ["admin", "directory", "v1", "users"] => Some(page(
+            "admin#directory#users",
+            "users",
+            directory
+                .users()
+                .map(|user| json!({"kind": "admin#directory#user", "id": user.id, "primaryEmail": user.email, "suspended": !user.active, "archived": false, "name": {"givenName": user.given_name, "familyName": user.family_name, "fullName": format!("{} {}", user.given_name, user.family_name)}}))
+                .collect(),
+            500,
+        )),
+        ["admin", "directory", "v1", "groups"] => Some(page(
+            "admin#directory#groups",
+            "groups",
+            directory
+                .groups()
+                .map(|group| json!({"kind": "admin#directory#group", "id": group.id, "name": group.name, "email": format!("{}@example.com", group.id), "directMembersCount": group.members.len().to_string()}))
+                .collect(),
+            200,
+        )),
+        ["admin", "directory", "v1", "groups", id, "members"] => {
+            let group = directory.groups.get(*id)?;
+            let members = members_of(group)
+                .into_iter()
+                .map(|member| match member {
+                    FakeMember::User(id) => json!({"kind": "admin#directory#member", "id": id, "type": "USER", "role": "MEMBER", "status": "ACTIVE"}),
+                    FakeMember::Group(id) => json!({"kind": "admin#directory#member", "id": id, "type": "GROUP", "role": "MEMBER"}),
+                })
+                .collect();
+            Some(page("admin#directory#members", "members", members, 200))
+        }
+        _ => None,
+    }
+}
+
+fn jumpcloud(call: &Call, segments: &[&str], directory: &Directory) -> Option<Answer> {
+    let (skip, limit) = (call.number("skip", 0), call.number("limit", 10).min(100));
+    match segments {
+        ["systemusers"] => {
+            let users: Vec<Value> = directory
+                .users()
+                .map(|user| json!({"_id": user.id, "username": user.user_name, "email": user.email, "firstname": user.given_name, "lastname": user.family_name, "displayname": format!("{} {}", user.given_name, user.family_name), "activated": true, "suspended": !user.active, "state": if user.active { "ACTIVATED" } else { "SUSPENDED" }}))
+                .collect();
+            let (page, _) = window(&users, skip, limit);
+            Some((vec![], json!({"totalCount": users.len(), "results": page})))
+        }
+        ["v2", "usergroups"] => {
+            let groups: Vec<Value> = directory
+                .groups()
+                .map(|group| json!({"id": group.id, "name": group.name, "type": "user_group"}))
+                .collect();
+            Some((vec![], Value::Array(window(&groups, skip, limit).0)))
+        }
+        ["v2", "usergroups", id, "members"] => {
+            let group = directory.groups.get(*id)?;
+            let edges: Vec<Value> = members_of(group)
+                .into_iter()
+                .map(|member| match member {
+                    FakeMember::User(id) => json!({"from": {"id": group.id, "type": "user_group"}, "to": {"id": id, "type": "user"}, "attributes": {}}),
+                    FakeMember::Group(id) => json!({"from": {"id": group.id, "type": "user_group"}, "to": {"id": id, "type": "user_group"}, "attributes": {}}),
+                })
+                .collect();
+            Some((vec![], Value::Array(window(&edges, skip, limit).0)))
+        }
+        _ => None,
+    }
+}
+
+fn keycloak_group(directory: &Directory, group: &FakeGroup) -> Value {
+    let children = members_of(group)
+        .into_iter()
+        .filter(|member| matches!(member, FakeMember::Group(id) if directory.groups.contains_key(id)))
+        .count();
+    json!({"id": group.id, "name": group.name, "path": format!("/{}", group.name), "subGroupCount": children, "subGroups": []})
+}
+
+fn keycloak(call: &Call, segments: &[&str], directory: &Directory) -> Option<Answer> {
+    let (first, max) = (call.number("first", 0), call.number("max", 100));
+    let items: Vec<Value> = match segments {
+        ["admin", "realms", _, "users"] => directory
+            .users()
+            .map(|user| json!({"id": user.id, "username": user.user_name, "email": user.email, "firstName": user.given_name, "lastName": user.family_name, "enabled": user.active, "emailVerified": true}))
+            .collect(),
+        ["admin", "realms", _, "groups"] => {
+            let nested: std::collections::HashSet<&String> = directory
+                .groups()
+                .flat_map(|group| group.members.iter())
+                .filter_map(|member| match member {
+                    FakeMember::Group(id) => Some(id),
+                    FakeMember::User(_) => None,
+                })
+                .collect();
+            directory
+                .groups()
+                .filter(|group| !nested.contains(&group.id))
+                .map(|group| keycloak_group(directory, group))
+                .collect()
+        }
+        ["admin", "realms", _, "groups", id, "children"] => members_of(directory.groups.get(*id)?)
+            .into_iter()
+            .filter_map(|member| match member {
+                FakeMember::Group(child) => directory.groups.get(child).map(|child| keycloak_group(directory, child)),
+                FakeMember::User(_) => None,
+            })
+            .collect(),
+        ["admin", "realms", _, "groups", id, "members"] => user_ids(directory.groups.get(*id)?)
+            .into_iter()
+            .filter_map(|user| directory.users.get(&user))
+            .map(|user| json!({"id": user.id, "username": user.user_name, "enabled": user.active}))
+            .collect(),
+        _ => return None,
+    };
+    Some((vec![], Value::Array(window(&items, first, max).0)))
+}
+
+fn auth0(call: &Call, segments: &[&str], directory: &Directory) -> Option<Answer> {
+    let by_page = |key: &str, items: Vec<Value>| {
+        let per_page = call.number("per_page", 50).min(100);
+        let page = call.number("page", 0);
+        let (slice, _) = window(&items, page * per_page, per_page);
+        let body = json!({"start": page * per_page, "limit": per_page, "length": slice.len(), "total": items.len(), key: slice});
+        (vec![], body)
+    };
+    let by_checkpoint = |key: &str, items: Vec<Value>| {
+        let take = call.number("take", 50).min(100);
+        let from: usize = call.param("from").and_then(|from| from.parse().ok()).unwrap_or(0);
+        let (slice, more) = window(&items, from, take);
+        let mut body = json!({key: slice});
+        if more {
+            body["next"] = json!((from + take).to_string());
+        }
+        (vec![], body)
+    };
+    let role_id = |group: &FakeGroup| format!("rol_{}", group.id);
+    match segments {
+        ["users"] => Some(by_page(
+            "users",
+            directory
+                .users()
+                .map(|user| json!({"user_id": user.id, "email": user.email, "email_verified": true, "given_name": user.given_name, "family_name": user.family_name, "name": format!("{} {}", user.given_name, user.family_name), "blocked": !user.active, "created_at": "2024-01-01T00:00:00.000Z", "updated_at": "2024-01-02T00:00:00.000Z"}))
+                .collect(),
+        )),
+        ["roles"] => Some(by_page(
+            "roles",
+            directory
+                .groups()
+                .map(|group| json!({"id": role_id(group), "name": group.name, "description": ""}))
+                .collect(),
+        )),
+        ["roles", id, "users"] => {
+            let group = directory.groups().find(|group| role_id(group) == *id)?;
+            let users = user_ids(group)
+                .into_iter()
+                .filter_map(|user| directory.users.get(&user))
+                .map(|user| json!({"user_id": user.id, "email": user.email, "name": user.user_name, "picture": ""}))
+                .collect();
+            Some(by_checkpoint("users", users))
+        }
+        _ => None,
+    }
+}
+
+fn authentik(call: &Call, segments: &[&str], directory: &Directory) -> Option<Answer> {
+    let page_size = call.number("page_size", 20);
+    let page = call.number("page", 1).max(1);
+    let paginated = |items: Vec<Value>| {
+        let (slice, more) = window(&items, (page - 1) * page_size, page_size);
+        let total_pages = items.len().div_ceil(page_size.max(1));
+        let body = json!({"pagination": {"next": if more { page + 1 } else { 0 }, "previous": page.saturating_sub(1), "count": items.len(), "current": page, "total_pages": total_pages, "start_index": (page - 1) * page_size + 1, "end_index": (page - 1) * page_size + slice.len()}, "results": slice});
+        (vec![], body)
+    };
+    let number = |id: &str| id.parse::<i64>().unwrap_or(0);
+    match segments {
+        ["core", "users"] => Some(paginated(
+            directory
+                .users()
+                .map(|user| json!({"pk": number(&user.id), "username": user.user_name, "name": format!("{} {}", user.given_name, user.family_name), "is_active": user.active, "last_login": null, "is_superuser": false, "groups": [], "groups_obj": [], "roles": [], "roles_obj": [], "email": user.email, "avatar": "", "attributes": {}, "uid": user.id, "path": "users", "type": "internal", "uuid": format!("00000000-0000-4000-8000-{:012}", number(&user.id))}))
+                .collect(),
+        )),
+        ["core", "groups"] => Some(paginated(
+            directory
+                .groups()
+                .map(|group| {
+                    let parents: Vec<&String> = directory
+                        .groups()
+                        .filter(|parent| parent.members.contains(&FakeMember::Group(group.id.clone())))
+                        .map(|parent| &parent.id)
+                        .collect();
+                    let users: Vec<i64> = user_ids(group).iter().map(|id| number(id)).collect();
+                    json!({"pk": group.id, "num_pk": 1, "name": group.name, "is_superuser": false, "parents": parents, "parents_obj": [], "users": users, "users_obj": [], "attributes": {}, "roles": [], "roles_obj": [], "inherited_roles_obj": [], "children": [], "children_obj": []})
+                })
+                .collect(),
+        )),
+        _ => None,
+    }
+}
+
+fn zitadel(call: &Call, segments: &[&str], directory: &Directory) -> Option<Answer> {
+    let body = call.body.clone().unwrap_or(Value::Null);
+    let window_of = |pointer: &str, items: Vec<Value>| {
+        let offset: usize = body
+            .pointer(&format!("{pointer}/offset"))
+            .and_then(Value::as_str)
+            .and_then(|offset| offset.parse().ok())
+            .unwrap_or(0);
+        let limit = body
+            .pointer(&format!("{pointer}/limit"))
+            .and_then(Value::as_u64)
+            .unwrap_or(100)
+            .min(1000) as usize;
+        (window(&items, offset, limit).0, items.len(), limit)
+    };
+    match segments {
+        ["v2", "users"] => {
+            let users: Vec<Value> = directory
+                .users()
+                .map(|user| json!({"userId": user.id, "details": {"sequence": "1", "changeDate": "2024-01-02T00:00:00Z", "resourceOwner": "org1", "creationDate": "2024-01-01T00:00:00Z"}, "state": if user.active { "USER_STATE_ACTIVE" } else { "USER_STATE_INACTIVE" }, "username": user.user_name, "loginNames": [user.email], "preferredLoginName": user.email, "human": {"profile": {"givenName": user.given_name, "familyName": user.family_name, "displayName": format!("{} {}", user.given_name, user.family_name)}, "email": {"email": user.email, "isVerified": true}}}))
+                .collect();
+            let (page, total, _) = window_of("/query", users);
+            Some((vec![], json!({"details": {"totalResult": total.to_string(), "processedSequence": "1", "timestamp": "2024-01-02T00:00:00Z"}, "result": page})))
+        }
+        ["v2beta", "authorizations", "search"] => {
+            let grants: Vec<Value> = directory
+                .users()
+                .filter_map(|user| {
+                    let roles: Vec<&String> = directory
+                        .groups()
+                        .filter(|group| group.members.contains(&FakeMember::User(user.id.clone())))
+                        .map(|group| &group.name)
+                        .collect();
+                    (!roles.is_empty()).then(|| json!({"id": format!("auth-{}", user.id), "projectId": "p1", "projectName": "vpn", "organizationId": "org1", "creationDate": "2024-01-01T00:00:00Z", "changeDate": "2024-01-02T00:00:00Z", "state": "STATE_ACTIVE", "user": {"id": user.id, "preferredLoginName": user.email, "displayName": user.user_name, "organizationId": "org1"}, "roles": roles}))
+                })
+                .collect();
+            let (page, total, limit) = window_of("/pagination", grants);
+            Some((vec![], json!({"pagination": {"totalResult": total.to_string(), "appliedLimit": limit.to_string()}, "authorizations": page})))
+        }
+        _ => None,
+    }
+}
