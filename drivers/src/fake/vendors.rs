@@ -201,7 +201,7 @@ fn user_ids(group: &FakeGroup) -> Vec<String> {
 }
 
 fn entra_user(user: &FakeUser) -> Value {
-    json!({"id": user.id, "userPrincipalName": user.email, "accountEnabled": user.active, "displayName": format!("{} {}", user.given_name, user.family_name), "givenName": user.given_name, "surname": user.family_name, "mail": user.email})
+    json!({"@odata.type": "#microsoft.graph.user", "id": user.id, "userPrincipalName": user.email, "accountEnabled": user.active, "displayName": format!("{} {}", user.given_name, user.family_name), "givenName": user.given_name, "surname": user.family_name, "mail": user.email})
 }
 
 fn entra_member(member: &FakeMember, removed: bool) -> Value {
@@ -231,7 +231,7 @@ fn entra(origin: &str, call: &Call, segments: &[&str], directory: &Directory) ->
             let mut items: Vec<Value> = directory.users().filter(|user| user.updated > since).map(entra_user).collect();
             for (at, change) in &directory.changes {
                 if let (true, Change::UserDeleted(id)) = (*at > since, change) {
-                    items.push(json!({"id": id, "@removed": {"reason": "deleted"}}));
+                    items.push(json!({"@odata.type": "#microsoft.graph.user", "id": id, "@removed": {"reason": "deleted"}}));
                 }
             }
             items
@@ -240,25 +240,25 @@ fn entra(origin: &str, call: &Call, segments: &[&str], directory: &Directory) ->
             .groups()
             .map(|group| {
                 let members: Vec<Value> = members_of(group).into_iter().map(|m| entra_member(m, false)).collect();
-                json!({"id": group.id, "displayName": group.name, "members@delta": members})
+                json!({"@odata.type": "#microsoft.graph.group", "id": group.id, "displayName": group.name, "members@delta": members})
             })
             .collect(),
         (_, Some(since)) => {
             let mut items: Vec<Value> = directory
                 .groups()
                 .filter(|group| group.updated > since)
-                .map(|group| json!({"id": group.id, "displayName": group.name}))
+                .map(|group| json!({"@odata.type": "#microsoft.graph.group", "id": group.id, "displayName": group.name}))
                 .collect();
             for (at, change) in directory.changes.iter().filter(|(at, _)| *at > since) {
                 let _ = at;
                 match change {
                     Change::Joined(group, member) => {
-                        items.push(json!({"id": group, "members@delta": [entra_member(member, false)]}))
+                        items.push(json!({"@odata.type": "#microsoft.graph.group", "id": group, "members@delta": [entra_member(member, false)]}))
                     }
                     Change::Left(group, member) => {
-                        items.push(json!({"id": group, "members@delta": [entra_member(member, true)]}))
+                        items.push(json!({"@odata.type": "#microsoft.graph.group", "id": group, "members@delta": [entra_member(member, true)]}))
                     }
-                    Change::GroupDeleted(id) => items.push(json!({"id": id, "@removed": {"reason": "deleted"}})),
+                    Change::GroupDeleted(id) => items.push(json!({"@odata.type": "#microsoft.graph.group", "id": id, "@removed": {"reason": "deleted"}})),
                     Change::UserDeleted(_) => {}
                 }
             }
@@ -320,7 +320,7 @@ fn okta(origin: &str, call: &Call, segments: &[&str], directory: &Directory) -> 
             let items = directory
                 .groups()
                 .map(|group| {
-                    (group.id.clone(), json!({"id": group.id, "created": "2024-01-01T00:00:00.000Z", "lastUpdated": "2024-01-02T00:00:00.000Z", "lastMembershipUpdated": "2024-01-02T00:00:00.000Z", "objectClass": ["okta:user_group"], "type": "OKTA_GROUP", "profile": {"name": group.name, "description": null}, "_links": {}}))
+                    (group.id.clone(), json!({"id": group.id, "created": "2024-01-01T00:00:00.000Z", "lastUpdated": "2024-01-02T00:00:00.000Z", "lastMembershipUpdated": "2024-01-02T00:00:00.000Z", "objectClass": ["okta:user_group"], "type": "OKTA_GROUP", "profile": {"name": group.name, "description": ""}, "_links": {}}))
                 })
                 .collect();
             Some(okta_page(origin, call, items, 10_000))
@@ -468,7 +468,11 @@ fn auth0(call: &Call, segments: &[&str], directory: &Directory) -> Option<Answer
         let per_page = call.number("per_page", 50).min(100);
         let page = call.number("page", 0);
         let (slice, _) = window(&items, page * per_page, per_page);
-        let body = json!({"start": page * per_page, "limit": per_page, "length": slice.len(), "total": items.len(), key: slice});
+        let mut body = json!({"start": page * per_page, "limit": per_page, "total": items.len(), key: slice});
+        // Only the users answer carries `length`.
+        if key == "users" {
+            body["length"] = json!(body[key].as_array().map_or(0, Vec::len));
+        }
         (vec![], body)
     };
     let by_checkpoint = |key: &str, items: Vec<Value>| {
@@ -516,7 +520,7 @@ fn authentik(call: &Call, segments: &[&str], directory: &Directory) -> Option<An
     let paginated = |items: Vec<Value>| {
         let (slice, more) = window(&items, (page - 1) * page_size, page_size);
         let total_pages = items.len().div_ceil(page_size.max(1));
-        let body = json!({"pagination": {"next": if more { page + 1 } else { 0 }, "previous": page.saturating_sub(1), "count": items.len(), "current": page, "total_pages": total_pages, "start_index": (page - 1) * page_size + 1, "end_index": (page - 1) * page_size + slice.len()}, "results": slice});
+        let body = json!({"pagination": {"next": if more { page + 1 } else { 0 }, "previous": page.saturating_sub(1), "count": items.len(), "current": page, "total_pages": total_pages, "start_index": (page - 1) * page_size + 1, "end_index": (page - 1) * page_size + slice.len()}, "results": slice, "autocomplete": {}});
         (vec![], body)
     };
     let number = |id: &str| id.parse::<i64>().unwrap_or(0);
@@ -524,7 +528,7 @@ fn authentik(call: &Call, segments: &[&str], directory: &Directory) -> Option<An
         ["core", "users"] => Some(paginated(
             directory
                 .users()
-                .map(|user| json!({"pk": number(&user.id), "username": user.user_name, "name": format!("{} {}", user.given_name, user.family_name), "is_active": user.active, "last_login": null, "is_superuser": false, "groups": [], "groups_obj": [], "roles": [], "roles_obj": [], "email": user.email, "avatar": "", "attributes": {}, "uid": user.id, "path": "users", "type": "internal", "uuid": format!("00000000-0000-4000-8000-{:012}", number(&user.id))}))
+                .map(|user| json!({"pk": number(&user.id), "username": user.user_name, "name": format!("{} {}", user.given_name, user.family_name), "is_active": user.active, "last_login": null, "date_joined": "2024-01-01T00:00:00Z", "last_updated": "2024-01-02T00:00:00Z", "password_change_date": "2024-01-01T00:00:00Z", "is_superuser": false, "groups": [], "groups_obj": [], "roles": [], "roles_obj": [], "email": user.email, "avatar": "", "attributes": {}, "uid": user.id, "path": "users", "type": "internal", "uuid": format!("00000000-0000-4000-8000-{:012}", number(&user.id))}))
                 .collect(),
         )),
         ["core", "groups"] => Some(paginated(
