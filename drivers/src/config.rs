@@ -187,6 +187,36 @@ pub enum ZitadelGroups {
     Groups,
 }
 
+/// Keys every integration may have.
+const COMMON_KEYS: [&str; 11] = [
+    "name",
+    "provider",
+    "interval",
+    "full_resync",
+    "sync_timeout",
+    "request_timeout",
+    "base_url",
+    "token_url",
+    "include_groups",
+    "exclude_groups",
+    "only_group_members",
+];
+
+/// The keys of each provider, besides the common ones.
+fn provider_keys(provider: &str) -> Option<&'static [&'static str]> {
+    Some(match provider {
+        "entra" => &["tenant_id", "client_id", "client_secret", "scope"],
+        "okta" => &["domain", "api_token", "client_id", "private_key", "key_id", "scopes"],
+        "google" => &["service_account_key", "subject", "customer"],
+        "jumpcloud" => &["api_key", "org_id"],
+        "keycloak" => &["realm", "client_id", "client_secret"],
+        "auth0" => &["domain", "client_id", "client_secret", "audience", "groups"],
+        "authentik" => &["api_token"],
+        "zitadel" => &["pat", "key_file", "client_id", "client_secret", "groups"],
+        _ => return None,
+    })
+}
+
 /// Reads one table, remembering which keys were used so that the rest can be refused.
 struct Reader {
     table: toml::Table,
@@ -297,7 +327,7 @@ impl Reader {
 
     fn finish(self) -> Result<(), String> {
         match self.table.keys().find(|key| !self.used.contains(*key)) {
-            Some(key) => Err(self.error(format!("unknown key `{key}`"))),
+            Some(key) => Err(self.error(format!("key `{key}` does not apply with the other keys given"))),
             None => Ok(()),
         }
     }
@@ -353,6 +383,16 @@ impl TryFrom<toml::Table> for IntegrationConfig {
         let name = IntegrationName::new(&name_text).map_err(|why| reader.error(why))?;
         reader.label = format!("integration `{name}`");
         let provider_name = reader.required("provider")?;
+        // A misspelt key is reported as such, before the missing key it was meant to be.
+        if let Some(specific) = provider_keys(&provider_name) {
+            let unknown = reader
+                .table
+                .keys()
+                .find(|key| !COMMON_KEYS.contains(&key.as_str()) && !specific.contains(&key.as_str()));
+            if let Some(key) = unknown {
+                return Err(reader.error(format!("unknown key `{key}`")));
+            }
+        }
         let interval = reader.duration("interval", Duration::from_secs(300))?;
         let full_resync = reader.duration("full_resync", Duration::from_secs(24 * 3600))?;
         let sync_timeout = reader.duration("sync_timeout", Duration::from_secs(1800))?;
@@ -397,7 +437,9 @@ impl TryFrom<toml::Table> for IntegrationConfig {
                     Some(token) => OktaAuth::ApiToken(token),
                     None => {
                         let Some(client_id) = reader.string("client_id")? else {
-                            return Err(reader.error("missing required key `api_token` (or `client_id` and `private_key`)"));
+                            return Err(
+                                reader.error("missing required key `api_token` (or `client_id` and `private_key`)")
+                            );
                         };
                         OktaAuth::PrivateKeyJwt {
                             token_url: token_url.unwrap_or_else(|| joined(&base_url, "/oauth2/v1/token")),
@@ -442,8 +484,9 @@ impl TryFrom<toml::Table> for IntegrationConfig {
                 };
                 let realm = reader.required("realm")?;
                 let provider = ProviderConfig::Keycloak {
-                    token_url: token_url
-                        .unwrap_or_else(|| joined(&base_url, &format!("/realms/{realm}/protocol/openid-connect/token"))),
+                    token_url: token_url.unwrap_or_else(|| {
+                        joined(&base_url, &format!("/realms/{realm}/protocol/openid-connect/token"))
+                    }),
                     realm,
                     client_id: reader.required("client_id")?,
                     client_secret: reader.required_secret("client_secret")?,
@@ -462,7 +505,9 @@ impl TryFrom<toml::Table> for IntegrationConfig {
                     token_url: token_url.unwrap_or_else(|| parse_url(&format!("{origin}/oauth/token"))),
                     client_id: reader.required("client_id")?,
                     client_secret: reader.required_secret("client_secret")?,
-                    audience: reader.string("audience")?.unwrap_or_else(|| format!("{origin}/api/v2/")),
+                    audience: reader
+                        .string("audience")?
+                        .unwrap_or_else(|| format!("{origin}/api/v2/")),
                     groups: reader.choice(
                         "groups",
                         Auth0Groups::Roles,
@@ -499,7 +544,9 @@ impl TryFrom<toml::Table> for IntegrationConfig {
                         client_secret: reader.required_secret("client_secret")?,
                     }
                 } else {
-                    return Err(reader.error("missing required key `pat` (or `key_file`, or `client_id` and `client_secret`)"));
+                    return Err(
+                        reader.error("missing required key `pat` (or `key_file`, or `client_id` and `client_secret`)")
+                    );
                 };
                 let groups = reader.choice(
                     "groups",
