@@ -45,7 +45,10 @@ pub(crate) fn build(config: &IntegrationConfig) -> Result<(Auth, Box<dyn Provide
     let provider = Google {
         customer: customer.clone(),
     };
-    Ok((Auth::OAuth(TokenSource::new(token_url.clone(), grant)), Box::new(provider)))
+    Ok((
+        Auth::OAuth(TokenSource::new(token_url.clone(), grant)),
+        Box::new(provider),
+    ))
 }
 
 struct Google {
@@ -190,7 +193,7 @@ impl Provider for Google {
         )
         .await?;
         for group in groups {
-            let mut unsupported = 0;
+            let mut unsupported = std::collections::HashSet::new();
             each(
                 api,
                 run,
@@ -205,19 +208,18 @@ impl Provider for Google {
                     let member = match (member.kind.as_deref(), member.id) {
                         (Some("USER"), Some(id)) => ExternalMember::User(id),
                         (Some("GROUP"), Some(id)) => ExternalMember::Group(id),
-                        // CUSTOMER (everyone in the account) and external members have no user here.
-                        _ => {
-                            unsupported += 1;
-                            return true;
-                        }
+                        // CUSTOMER (everyone in the account) and external members have no user
+                        // here; each counts once, so that a repeated page still reads as nothing new.
+                        (_, id) => return unsupported.insert(id.unwrap_or_default()),
                     };
                     listing.add_member(&group, member)
                 },
             )
             .await?;
-            if unsupported > 0 {
+            if !unsupported.is_empty() {
                 run.warn(format!(
-                    "group {group}: {unsupported} member(s) that are neither users nor groups were skipped"
+                    "group {group}: {} member(s) that are neither users nor groups were skipped",
+                    unsupported.len()
                 ));
             }
         }
