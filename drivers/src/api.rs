@@ -85,7 +85,9 @@ impl Api {
         run: &Run<'_>,
     ) -> Result<Response, DriverError> {
         let mut authorised = request.clone();
-        authorised.headers.extend(self.auth.headers(&self.http, run.budget).await?);
+        authorised
+            .headers
+            .extend(self.auth.headers(&self.http, run.budget).await?);
         authorised.headers.extend(extra.iter().cloned());
         let first = self.http.send(authorised, run.budget, &mut || None).await;
         match first {

@@ -20,7 +20,7 @@ pub(crate) enum Auth {
     /// Headers sent as they are.
     Static(Vec<(HeaderName, HeaderValue)>),
     /// An OAuth2 access token, sent as `Authorization: Bearer`.
-    OAuth(TokenSource),
+    OAuth(Box<TokenSource>),
 }
 
 /// Where a token comes from, and the one it has now.
@@ -35,6 +35,9 @@ struct CachedToken {
     header: HeaderValue,
     refresh_at: Instant,
 }
+
+/// A token request's form fields and optional `Authorization` header.
+type TokenForm = (Vec<(&'static str, String)>, Option<HeaderValue>);
 
 /// The token request's grant.
 pub(crate) enum Grant {
@@ -59,10 +62,7 @@ pub(crate) enum Grant {
     },
     /// `urn:ietf:params:oauth:grant-type:jwt-bearer` with a signed assertion (Google service
     /// accounts acting for an admin, Zitadel JWT profile).
-    JwtBearer {
-        signer: Signer,
-        claims: AssertionClaims,
-    },
+    JwtBearer { signer: Signer, claims: AssertionClaims },
 }
 
 /// Who an assertion names.
@@ -126,11 +126,18 @@ fn unix_now() -> u64 {
 impl Auth {
     /// A bearer token sent as it is.
     pub(crate) fn bearer(token: &Secret) -> Result<Auth, DriverError> {
-        Ok(Auth::Static(vec![(AUTHORIZATION, header_value(&format!("Bearer {}", token.expose()))?)]))
+        Ok(Auth::Static(vec![(
+            AUTHORIZATION,
+            header_value(&format!("Bearer {}", token.expose()))?,
+        )]))
     }
 
     /// The headers for the next request, fetching a token if the cached one is near expiry.
-    pub(crate) async fn headers(&self, http: &Http, budget: &Budget) -> Result<Vec<(HeaderName, HeaderValue)>, DriverError> {
+    pub(crate) async fn headers(
+        &self,
+        http: &Http,
+        budget: &Budget,
+    ) -> Result<Vec<(HeaderName, HeaderValue)>, DriverError> {
         match self {
             Auth::Static(headers) => Ok(headers.clone()),
             Auth::OAuth(source) => Ok(vec![(AUTHORIZATION, source.header(http, budget).await?)]),
@@ -157,12 +164,13 @@ pub(crate) fn header_value(text: &str) -> Result<HeaderValue, DriverError> {
 }
 
 impl TokenSource {
-    pub(crate) fn new(token_url: Url, grant: Grant) -> TokenSource {
-        TokenSource {
+    /// An OAuth2 token source, as the [`Auth`] that sends its tokens.
+    pub(crate) fn auth(token_url: Url, grant: Grant) -> Auth {
+        Auth::OAuth(Box::new(TokenSource {
             token_url,
             grant,
             cached: tokio::sync::Mutex::new(None),
-        }
+        }))
     }
 
     async fn header(&self, http: &Http, budget: &Budget) -> Result<HeaderValue, DriverError> {
@@ -176,7 +184,9 @@ impl TokenSource {
         Ok(header)
     }
 
-    fn form(&self) -> Result<(Vec<(&'static str, String)>, Option<HeaderValue>), DriverError> {
+    /// The token request's form, and its `Authorization` header where the client
+    /// authenticates with HTTP Basic.
+    fn form(&self) -> Result<TokenForm, DriverError> {
         let now = unix_now();
         let exp = now + ASSERTION_LIFETIME.as_secs();
         Ok(match &self.grant {
@@ -200,7 +210,10 @@ impl TokenSource {
             } => {
                 let basic = base64_encode(format!("{client_id}:{}", client_secret.expose()).as_bytes());
                 (
-                    vec![("grant_type", "client_credentials".to_owned()), ("scope", scope.clone())],
+                    vec![
+                        ("grant_type", "client_credentials".to_owned()),
+                        ("scope", scope.clone()),
+                    ],
                     Some(header_value(&format!("Basic {basic}"))?),
                 )
             }
@@ -259,10 +272,13 @@ impl TokenSource {
             url: url.clone(),
             message,
         };
-        let response = http.send(request, budget, &mut || None).await.map_err(|error| match error {
-            DriverError::Status { message, .. } | DriverError::Unauthorized { message, .. } => token_error(message),
-            other => other,
-        })?;
+        let response = http
+            .send(request, budget, &mut || None)
+            .await
+            .map_err(|error| match error {
+                DriverError::Status { message, .. } | DriverError::Unauthorized { message, .. } => token_error(message),
+                other => other,
+            })?;
         let body: serde_json::Value = response.json()?;
         let access_token = body
             .get("access_token")

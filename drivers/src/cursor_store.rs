@@ -42,7 +42,9 @@ impl CursorStore {
     /// does not parse is reported: the caller decides (a full listing is always safe).
     pub fn load(&self, integration: &IntegrationName) -> io::Result<IntegrationState> {
         match fs::read(self.path(integration)) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|error| io::Error::new(io::ErrorKind::InvalidData, error)),
+            Ok(bytes) => {
+                serde_json::from_slice(&bytes).map_err(|error| io::Error::new(io::ErrorKind::InvalidData, error))
+            }
             Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(IntegrationState::default()),
             Err(error) => Err(error),
         }
@@ -95,7 +97,10 @@ mod tests {
             last_full_unix_seconds: Some(1_700_000_000),
         };
         store.save(&name, &state).unwrap();
-        assert_eq!(CursorStore::new(dir.path().join("drivers/acme")).load(&name).unwrap(), state);
+        assert_eq!(
+            CursorStore::new(dir.path().join("drivers/acme")).load(&name).unwrap(),
+            state
+        );
         fs::write(dir.path().join("drivers/acme/entra.json"), b"{not json").unwrap();
         assert_eq!(store.load(&name).unwrap_err().kind(), io::ErrorKind::InvalidData);
     }

@@ -134,7 +134,10 @@ impl Response {
 /// A status that is not success: either worth another try, or final.
 pub(crate) enum Refusal {
     /// Try again, after this long if the IdP said.
-    Retry { retry_after: Option<Duration>, error: DriverError },
+    Retry {
+        retry_after: Option<Duration>,
+        error: DriverError,
+    },
     /// 401: the credentials may have expired.
     Unauthorized(DriverError),
     /// Give up.

@@ -59,8 +59,16 @@ mod tests {
             Secret::resolve(&format!("file:{}", path.display())).unwrap().expose(),
             "from-file"
         );
-        assert!(Secret::resolve("env:IDPSYNC_TEST_SURELY_UNSET").unwrap_err().contains("not set"));
-        assert!(Secret::resolve("file:/nonexistent/idpsync").unwrap_err().contains("cannot read"));
+        assert!(
+            Secret::resolve("env:IDPSYNC_TEST_SURELY_UNSET")
+                .unwrap_err()
+                .contains("not set")
+        );
+        assert!(
+            Secret::resolve("file:/nonexistent/idpsync")
+                .unwrap_err()
+                .contains("cannot read")
+        );
         assert_eq!(format!("{:?}", Secret::resolve("x").unwrap()), "Secret(…)");
     }
 }

@@ -124,7 +124,9 @@ pub async fn sync_once(
     let since = state.cursor.as_ref().filter(|_| incremental);
     let fetched = match driver.fetch(&run, since).await {
         Err(DriverError::CursorExpired(why)) if since.is_some() => {
-            run.warn(format!("the delta cursor is no longer valid ({why}); listing everything"));
+            run.warn(format!(
+                "the delta cursor is no longer valid ({why}); listing everything"
+            ));
             driver.fetch(&run, None).await?
         }
         other => other?,

@@ -82,10 +82,10 @@ impl Spec {
                 }
             }
         }
-        if let Some(allowed) = schema.get("enum").and_then(Value::as_array) {
-            if !allowed.contains(value) {
-                errors.push(format!("{at}: {value} is not one of {allowed:?}"));
-            }
+        if let Some(allowed) = schema.get("enum").and_then(Value::as_array)
+            && !allowed.contains(value)
+        {
+            errors.push(format!("{at}: {value} is not one of {allowed:?}"));
         }
         let type_ok = match schema.get("type").and_then(Value::as_str) {
             None => true,
@@ -152,7 +152,10 @@ fn check_request(spec: &Spec, vendor: Vendor, recorded: &Recorded, errors: &mut 
     let method = recorded.method.as_str().to_ascii_lowercase();
     let stripped = recorded.path.strip_prefix(vendor.base_path()).unwrap_or(&recorded.path);
     let Some((template, operation)) = spec.operation(&method, &[stripped, &recorded.path]) else {
-        errors.push(format!("{vendor:?}: {} {} is not an operation of the contract", recorded.method, recorded.path));
+        errors.push(format!(
+            "{vendor:?}: {} {} is not an operation of the contract",
+            recorded.method, recorded.path
+        ));
         return;
     };
     let label = format!("{vendor:?} {} {template}", recorded.method);
@@ -161,7 +164,13 @@ fn check_request(spec: &Spec, vendor: Vendor, recorded: &Recorded, errors: &mut 
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
-        .chain(spec.root["paths"][template].get("parameters").and_then(Value::as_array).into_iter().flatten())
+        .chain(
+            spec.root["paths"][template]
+                .get("parameters")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten(),
+        )
         .map(|parameter| spec.resolve(parameter))
         .collect();
     for (key, value) in &recorded.query {
@@ -176,10 +185,18 @@ fn check_request(spec: &Spec, vendor: Vendor, recorded: &Recorded, errors: &mut 
         if schema["type"] == "integer" {
             match value.parse::<i64>() {
                 Ok(number) => {
-                    if schema.get("maximum").and_then(Value::as_i64).is_some_and(|max| number > max) {
+                    if schema
+                        .get("maximum")
+                        .and_then(Value::as_i64)
+                        .is_some_and(|max| number > max)
+                    {
                         errors.push(format!("{label}: {key}={number} is above the maximum"));
                     }
-                    if schema.get("minimum").and_then(Value::as_i64).is_some_and(|min| number < min) {
+                    if schema
+                        .get("minimum")
+                        .and_then(Value::as_i64)
+                        .is_some_and(|min| number < min)
+                    {
                         errors.push(format!("{label}: {key}={number} is below the minimum"));
                     }
                 }
@@ -190,14 +207,19 @@ fn check_request(spec: &Spec, vendor: Vendor, recorded: &Recorded, errors: &mut 
             errors.push(format!("{label}: {key}={value} is not a boolean"));
         }
     }
-    for parameter in parameters.iter().filter(|parameter| parameter["required"] == true && parameter["in"] == "query") {
+    for parameter in parameters
+        .iter()
+        .filter(|parameter| parameter["required"] == true && parameter["in"] == "query")
+    {
         let name = parameter["name"].as_str().unwrap_or_default();
         if !recorded.query.iter().any(|(key, _)| key == name) {
             errors.push(format!("{label}: required query parameter {name} is missing"));
         }
     }
     let token_endpoint = template.contains("token");
-    let credentials = ["authorization", "x-api-key"].iter().any(|name| recorded.headers.contains_key(*name));
+    let credentials = ["authorization", "x-api-key"]
+        .iter()
+        .any(|name| recorded.headers.contains_key(*name));
     if !token_endpoint && !credentials {
         errors.push(format!("{label}: no credentials sent"));
     }
@@ -262,7 +284,9 @@ async fn drivers_and_fakes_keep_to_the_vendor_contracts() {
             },
         )
         .unwrap();
-        let engine = Engine::open(Arc::new(MemoryStore::new()), TenantSettings::default()).await.unwrap();
+        let engine = Engine::open(Arc::new(MemoryStore::new()), TenantSettings::default())
+            .await
+            .unwrap();
         let tenant = engine.require_tenant(&TenantId::default_tenant()).unwrap();
         let state_dir = tempfile::tempdir().unwrap();
         let cursors = CursorStore::new(state_dir.path());
@@ -272,13 +296,17 @@ async fn drivers_and_fakes_keep_to_the_vendor_contracts() {
             rate_limited: 1,
             ..Faults::default()
         });
-        sync_once(&driver, &tenant, &cursors, Mode::Apply, Resync::Full).await.unwrap();
+        sync_once(&driver, &tenant, &cursors, Mode::Apply, Resync::Full)
+            .await
+            .unwrap();
         fake.edit(|d| {
             d.put_user("1013", "late.joiner", true);
             d.leave("g-eng", FakeMember::User("1001".into()));
             d.delete_user("1002");
         });
-        sync_once(&driver, &tenant, &cursors, Mode::Apply, Resync::Auto).await.unwrap();
+        sync_once(&driver, &tenant, &cursors, Mode::Apply, Resync::Auto)
+            .await
+            .unwrap();
         let recorded = fake.take_recorded();
         assert!(recorded.len() >= 4, "{vendor:?}: {} requests", recorded.len());
         for each in &recorded {
@@ -286,7 +314,12 @@ async fn drivers_and_fakes_keep_to_the_vendor_contracts() {
         }
         engine.shutdown().await;
     }
-    assert!(errors.is_empty(), "{} contract violations:\n{}", errors.len(), errors.join("\n"));
+    assert!(
+        errors.is_empty(),
+        "{} contract violations:\n{}",
+        errors.len(),
+        errors.join("\n")
+    );
 }
 
 #[test]
@@ -302,13 +335,36 @@ fn the_validator_finds_what_it_should() {
     };
     let check = |schema: &str, value: Value| {
         let mut errors = Vec::new();
-        spec.validate(&serde_json::json!({"$ref": format!("#/components/schemas/{schema}")}), &value, "$", &mut errors);
+        spec.validate(
+            &serde_json::json!({"$ref": format!("#/components/schemas/{schema}")}),
+            &value,
+            "$",
+            &mut errors,
+        );
         errors
     };
-    assert!(check("User", serde_json::json!({"id": "1", "age": null, "kind": "a", "tags": ["x"], "extra": 1})).is_empty());
+    assert!(
+        check(
+            "User",
+            serde_json::json!({"id": "1", "age": null, "kind": "a", "tags": ["x"], "extra": 1})
+        )
+        .is_empty()
+    );
     assert_eq!(check("User", serde_json::json!({"age": 1})).len(), 1, "id is required");
     assert_eq!(check("User", serde_json::json!({"id": 1})).len(), 1, "id is a string");
-    assert_eq!(check("User", serde_json::json!({"id": "1", "kind": "c"})).len(), 1, "kind is an enum");
-    assert_eq!(check("User", serde_json::json!({"id": "1", "tags": [1]})).len(), 1, "tags hold strings");
-    assert_eq!(check("Strict", serde_json::json!({"id": "1", "extra": 1})).len(), 1, "no extra properties");
+    assert_eq!(
+        check("User", serde_json::json!({"id": "1", "kind": "c"})).len(),
+        1,
+        "kind is an enum"
+    );
+    assert_eq!(
+        check("User", serde_json::json!({"id": "1", "tags": [1]})).len(),
+        1,
+        "tags hold strings"
+    );
+    assert_eq!(
+        check("Strict", serde_json::json!({"id": "1", "extra": 1})).len(),
+        1,
+        "no extra properties"
+    );
 }

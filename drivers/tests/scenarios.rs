@@ -31,7 +31,11 @@ fn seed() -> Directory {
     for n in 1001..=1020 {
         directory.put_user(&n.to_string(), &format!("user{n}.smith"), true);
     }
-    for (id, name, users) in [("g-eng", "vpn-eng", 1001..=1010), ("g-ops", "vpn-ops", 1011..=1015), ("g-sales", "sales", 1016..=1020)] {
+    for (id, name, users) in [
+        ("g-eng", "vpn-eng", 1001..=1010),
+        ("g-ops", "vpn-ops", 1011..=1015),
+        ("g-sales", "sales", 1016..=1020),
+    ] {
         directory.put_group(id, name);
         for n in users {
             directory.join(id, FakeMember::User(n.to_string()));
@@ -58,7 +62,9 @@ async fn harness(vendor: Vendor, extra_toml: &str) -> Harness {
     );
     let config = IntegrationConfig::from_toml(&toml).unwrap_or_else(|error| panic!("{vendor:?}: {error}"));
     let driver = Driver::new(config, fast_retries()).unwrap();
-    let engine = Engine::open(Arc::new(MemoryStore::new()), TenantSettings::default()).await.unwrap();
+    let engine = Engine::open(Arc::new(MemoryStore::new()), TenantSettings::default())
+        .await
+        .unwrap();
     let tenant = engine.require_tenant(&TenantId::default_tenant()).unwrap();
     let dir = tempfile::tempdir().unwrap();
     Harness {
@@ -83,7 +89,13 @@ impl Harness {
             .try_sync(Mode::Apply, resync)
             .await
             .unwrap_or_else(|error| panic!("{:?}: {error}", self.vendor));
-        assert_eq!(outcome.result, SyncResult::Applied, "{:?}: {:?}", self.vendor, outcome.report);
+        assert_eq!(
+            outcome.result,
+            SyncResult::Applied,
+            "{:?}: {:?}",
+            self.vendor,
+            outcome.report
+        );
         outcome
     }
 
@@ -136,21 +148,39 @@ async fn initial_sync_then_a_no_op_resync() {
         let h = harness(vendor, "").await;
         let first = h.sync(Resync::Auto).await;
         assert_eq!(first.report.users_created, 20, "{vendor:?}");
-        assert_eq!(h.members(&h.group_id("g-eng", "vpn-eng")), ids(1001..=1010), "{vendor:?}");
-        assert_eq!(h.members(&h.group_id("g-ops", "vpn-ops")), ids(1011..=1015), "{vendor:?}");
-        let nested = matches!(vendor, Vendor::Entra | Vendor::Google | Vendor::JumpCloud | Vendor::Keycloak | Vendor::Authentik);
+        assert_eq!(
+            h.members(&h.group_id("g-eng", "vpn-eng")),
+            ids(1001..=1010),
+            "{vendor:?}"
+        );
+        assert_eq!(
+            h.members(&h.group_id("g-ops", "vpn-ops")),
+            ids(1011..=1015),
+            "{vendor:?}"
+        );
+        let nested = matches!(
+            vendor,
+            Vendor::Entra | Vendor::Google | Vendor::JumpCloud | Vendor::Keycloak | Vendor::Authentik
+        );
         if nested {
             let state = h.tenant.state();
             let eng = state.owned_group(&h.name, "g-eng").unwrap();
             let ops = state.owned_group(&h.name, "g-ops").unwrap();
-            assert!(state.is_direct_member(eng, Member::Group(ops)), "{vendor:?}: nested group");
+            assert!(
+                state.is_direct_member(eng, Member::Group(ops)),
+                "{vendor:?}: nested group"
+            );
         }
         let head = h.tenant.state().seq();
         for resync in [Resync::Auto, Resync::Full] {
             let again = h.sync(resync).await;
             assert!(again.report.is_empty(), "{vendor:?}: {:?}", again.report.changes);
         }
-        assert_eq!(h.tenant.state().seq(), head, "{vendor:?}: a no-op resync writes nothing");
+        assert_eq!(
+            h.tenant.state().seq(),
+            head,
+            "{vendor:?}: a no-op resync writes nothing"
+        );
         h.engine.shutdown().await;
     }
 }
@@ -216,7 +246,12 @@ async fn a_rate_limit_storm_completes() {
         });
         let outcome = h.sync(Resync::Full).await;
         assert_eq!(outcome.report.users_created, 20, "{vendor:?}");
-        let limited = h.fake.take_recorded().iter().filter(|r| r.status == 429 || r.status == 403).count();
+        let limited = h
+            .fake
+            .take_recorded()
+            .iter()
+            .filter(|r| r.status == 429 || r.status == 403)
+            .count();
         assert_eq!(limited, 3, "{vendor:?}: every rate-limited answer was retried");
         h.engine.shutdown().await;
     }
@@ -281,7 +316,11 @@ async fn a_mass_deletion_is_held_until_confirmed() {
         let held = h.try_sync(Mode::Apply, Resync::Full).await.unwrap();
         assert_eq!(held.result, SyncResult::Held, "{vendor:?}");
         assert_eq!(held.report.held.as_ref().unwrap().deletions, 10, "{vendor:?}");
-        assert_eq!(h.user_active("1015"), Some(true), "{vendor:?}: nothing deleted while held");
+        assert_eq!(
+            h.user_active("1015"),
+            Some(true),
+            "{vendor:?}: nothing deleted while held"
+        );
         let confirmed = h.try_sync(Mode::ApplyConfirmingHold, Resync::Full).await.unwrap();
         assert_eq!(confirmed.result, SyncResult::Applied, "{vendor:?}");
         assert_eq!(h.user_active("1015"), None, "{vendor:?}: deleted once confirmed");
@@ -292,7 +331,11 @@ async fn a_mass_deletion_is_held_until_confirmed() {
 #[tokio::test(flavor = "multi_thread")]
 async fn filters_and_only_group_members() {
     for vendor in [Vendor::Entra, Vendor::Google, Vendor::Keycloak] {
-        let h = harness(vendor, "include_groups = [\"vpn-*\"]\nexclude_groups = [\"vpn-ops\"]\nonly_group_members = true\n").await;
+        let h = harness(
+            vendor,
+            "include_groups = [\"vpn-*\"]\nexclude_groups = [\"vpn-ops\"]\nonly_group_members = true\n",
+        )
+        .await;
         let outcome = h.sync(Resync::Auto).await;
         assert_eq!(h.group_name("g-eng").as_deref(), Some("vpn-eng"), "{vendor:?}");
         assert_eq!(h.group_name("g-ops"), None, "{vendor:?}: excluded");
@@ -318,7 +361,9 @@ async fn a_delta_cursor_survives_a_restart() {
     // A new driver (as after a restart) continues from the stored delta link.
     let config = h.driver.config().clone();
     let restarted = Driver::new(config, fast_retries()).unwrap();
-    let outcome = sync_once(&restarted, &h.tenant, &h.cursors, Mode::Apply, Resync::Auto).await.unwrap();
+    let outcome = sync_once(&restarted, &h.tenant, &h.cursors, Mode::Apply, Resync::Auto)
+        .await
+        .unwrap();
     assert_eq!(outcome.report.users_created, 1);
     assert!(
         h.fake

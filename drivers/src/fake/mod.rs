@@ -347,7 +347,10 @@ pub(crate) struct Call {
 
 impl Call {
     pub(crate) fn param(&self, name: &str) -> Option<&str> {
-        self.query.iter().find(|(key, _)| key == name).map(|(_, value)| value.as_str())
+        self.query
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
     }
 
     pub(crate) fn number(&self, name: &str, default: usize) -> usize {
@@ -363,15 +366,24 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
         .query()
         .map(|query| {
             reqwest::Url::parse(&format!("http://x/?{query}"))
-                .map(|url| url.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect())
+                .map(|url| {
+                    url.query_pairs()
+                        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                        .collect()
+                })
                 .unwrap_or_default()
         })
         .unwrap_or_default();
     let body: Option<Value> = serde_json::from_slice(&bytes).ok().or_else(|| {
         (!bytes.is_empty()).then(|| {
-            let form: serde_json::Map<String, Value> = reqwest::Url::parse(&format!("http://x/?{}", String::from_utf8_lossy(&bytes)))
-                .map(|url| url.query_pairs().map(|(k, v)| (k.into_owned(), Value::String(v.into_owned()))).collect())
-                .unwrap_or_default();
+            let form: serde_json::Map<String, Value> =
+                reqwest::Url::parse(&format!("http://x/?{}", String::from_utf8_lossy(&bytes)))
+                    .map(|url| {
+                        url.query_pairs()
+                            .map(|(k, v)| (k.into_owned(), Value::String(v.into_owned())))
+                            .collect()
+                    })
+                    .unwrap_or_default();
             Value::Object(form)
         })
     });
@@ -383,15 +395,19 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
     };
     let (response, response_body) = answer(&shared, &call, &parts.headers).await;
     let status = response.status().as_u16();
-    shared.recorded.lock().unwrap_or_else(|p| p.into_inner()).push(Recorded {
-        method: parts.method,
-        path: parts.uri.path().to_owned(),
-        query,
-        headers: parts.headers,
-        body,
-        status,
-        response: response_body.filter(|_| shared.record_bodies),
-    });
+    shared
+        .recorded
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(Recorded {
+            method: parts.method,
+            path: parts.uri.path().to_owned(),
+            query,
+            headers: parts.headers,
+            body,
+            status,
+            response: response_body.filter(|_| shared.record_bodies),
+        });
     response
 }
 
@@ -464,7 +480,12 @@ impl axum::body::HttpBody for ChunkBody {
 }
 
 fn authorised(shared: &Shared, headers: &HeaderMap) -> bool {
-    let header = |name: &str| headers.get(name).and_then(|value| value.to_str().ok()).unwrap_or_default();
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or_default()
+    };
     match vendors::static_auth(shared.vendor) {
         Some((name, expected)) => header(name) == expected,
         None => header("authorization")
@@ -483,7 +504,8 @@ fn issue_token(shared: &Shared, call: &Call, headers: &HeaderMap) -> (Response, 
     let accepted = match field("grant_type").as_str() {
         "client_credentials" => {
             basic
-                || (field("client_id") == credentials::CLIENT_ID && field("client_secret") == credentials::CLIENT_SECRET)
+                || (field("client_id") == credentials::CLIENT_ID
+                    && field("client_secret") == credentials::CLIENT_SECRET)
                 || !field("client_assertion").is_empty()
         }
         "urn:ietf:params:oauth:grant-type:jwt-bearer" => field("assertion").split('.').count() == 3,
@@ -497,7 +519,11 @@ fn issue_token(shared: &Shared, call: &Call, headers: &HeaderMap) -> (Response, 
         );
     }
     let token = format!("fake-token-{}", shared.token_count.fetch_add(1, Ordering::Relaxed));
-    shared.tokens.lock().unwrap_or_else(|p| p.into_inner()).insert(token.clone());
+    shared
+        .tokens
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(token.clone());
     json_response(
         StatusCode::OK,
         vec![],

@@ -86,7 +86,9 @@ pub(super) fn integration_toml(vendor: Vendor, origin: &str) -> String {
             )
         }
         Vendor::JumpCloud => "api_key = \"fake-api-token\"\n".to_owned(),
-        Vendor::Keycloak => "realm = \"acme\"\nclient_id = \"fake-client\"\nclient_secret = \"fake-secret\"\n".to_owned(),
+        Vendor::Keycloak => {
+            "realm = \"acme\"\nclient_id = \"fake-client\"\nclient_secret = \"fake-secret\"\n".to_owned()
+        }
         Vendor::Auth0 => format!(
             "token_url = \"{origin}/oauth/token\"\nclient_id = \"fake-client\"\nclient_secret = \"fake-secret\"\n"
         ),
@@ -96,7 +98,10 @@ pub(super) fn integration_toml(vendor: Vendor, origin: &str) -> String {
 }
 
 fn toml_string(text: &str) -> String {
-    format!("\"{}\"", text.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n"))
+    format!(
+        "\"{}\"",
+        text.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    )
 }
 
 pub(super) fn is_token_path(vendor: Vendor, path: &str) -> bool {
@@ -129,12 +134,20 @@ pub(super) fn rate_limited(vendor: Vendor, retry_after: u64, now: u64) -> (Respo
     match vendor {
         Vendor::Okta => json_response(
             StatusCode::TOO_MANY_REQUESTS,
-            vec![("x-rate-limit-limit", "600".into()), ("x-rate-limit-remaining", "0".into()), ("x-rate-limit-reset", reset)],
+            vec![
+                ("x-rate-limit-limit", "600".into()),
+                ("x-rate-limit-remaining", "0".into()),
+                ("x-rate-limit-reset", reset),
+            ],
             json!({"errorCode": "E0000047", "errorSummary": "API call exceeded rate limit due to too many requests.", "errorLink": "E0000047", "errorId": "sampleQPivGUj_ND5v78vbYWW", "errorCauses": []}),
         ),
         Vendor::Auth0 => json_response(
             StatusCode::TOO_MANY_REQUESTS,
-            vec![("x-ratelimit-limit", "50".into()), ("x-ratelimit-remaining", "0".into()), ("x-ratelimit-reset", reset)],
+            vec![
+                ("x-ratelimit-limit", "50".into()),
+                ("x-ratelimit-remaining", "0".into()),
+                ("x-ratelimit-reset", reset),
+            ],
             json!({"statusCode": 429, "error": "Too Many Requests", "message": "Global limit has been reached", "errorCode": "too_many_requests"}),
         ),
         Vendor::Google => json_response(
@@ -289,7 +302,12 @@ fn okta_user(user: &FakeUser) -> Value {
 fn okta_page(origin: &str, call: &Call, items: Vec<(String, Value)>, limit_max: usize) -> Answer {
     let limit = call.number("limit", limit_max).min(limit_max);
     let after = call.param("after");
-    let start = after.map_or(0, |after| items.iter().position(|(id, _)| id.as_str() > after).unwrap_or(items.len()));
+    let start = after.map_or(0, |after| {
+        items
+            .iter()
+            .position(|(id, _)| id.as_str() > after)
+            .unwrap_or(items.len())
+    });
     let (page, more) = window(&items, start, limit);
     let mut headers = vec![("link", format!("<{origin}{}?limit={limit}>; rel=\"self\"", call.path))];
     if more {
@@ -301,13 +319,18 @@ fn okta_page(origin: &str, call: &Call, items: Vec<(String, Value)>, limit_max: 
         next.query_pairs_mut().append_pair("after", last);
         headers.push(("link", format!("<{next}>; rel=\"next\"")));
     }
-    (headers, Value::Array(page.into_iter().map(|(_, value)| value).collect()))
+    (
+        headers,
+        Value::Array(page.into_iter().map(|(_, value)| value).collect()),
+    )
 }
 
 fn okta(origin: &str, call: &Call, segments: &[&str], directory: &Directory) -> Option<Answer> {
     match segments {
         ["api", "v1", "users"] => {
-            let deprovisioned = call.param("filter").is_some_and(|filter| filter.contains("DEPROVISIONED"));
+            let deprovisioned = call
+                .param("filter")
+                .is_some_and(|filter| filter.contains("DEPROVISIONED"));
             let search = call.param("search").is_some();
             let items = directory
                 .users()
@@ -339,7 +362,10 @@ fn okta(origin: &str, call: &Call, segments: &[&str], directory: &Directory) -> 
 }
 
 fn google(call: &Call, segments: &[&str], directory: &Directory) -> Option<Answer> {
-    let offset: usize = call.param("pageToken").and_then(|token| token.parse().ok()).unwrap_or(0);
+    let offset: usize = call
+        .param("pageToken")
+        .and_then(|token| token.parse().ok())
+        .unwrap_or(0);
     let page = |kind: &str, key: &str, items: Vec<Value>, max: usize| {
         let limit = call.number("maxResults", max).min(max);
         let (page, more) = window(&items, offset, limit);
@@ -571,7 +597,10 @@ fn zitadel(call: &Call, segments: &[&str], directory: &Directory) -> Option<Answ
                 .map(|user| json!({"userId": user.id, "details": {"sequence": "1", "changeDate": "2024-01-02T00:00:00Z", "resourceOwner": "org1", "creationDate": "2024-01-01T00:00:00Z"}, "state": if user.active { "USER_STATE_ACTIVE" } else { "USER_STATE_INACTIVE" }, "username": user.user_name, "loginNames": [user.email], "preferredLoginName": user.email, "human": {"profile": {"givenName": user.given_name, "familyName": user.family_name, "displayName": format!("{} {}", user.given_name, user.family_name)}, "email": {"email": user.email, "isVerified": true}}}))
                 .collect();
             let (page, total, _) = window_of("/query", users);
-            Some((vec![], json!({"details": {"totalResult": total.to_string(), "processedSequence": "1", "timestamp": "2024-01-02T00:00:00Z"}, "result": page})))
+            Some((
+                vec![],
+                json!({"details": {"totalResult": total.to_string(), "processedSequence": "1", "timestamp": "2024-01-02T00:00:00Z"}, "result": page}),
+            ))
         }
         ["v2beta", "authorizations", "search"] => {
             let grants: Vec<Value> = directory
@@ -586,7 +615,10 @@ fn zitadel(call: &Call, segments: &[&str], directory: &Directory) -> Option<Answ
                 })
                 .collect();
             let (page, total, limit) = window_of("/pagination", grants);
-            Some((vec![], json!({"pagination": {"totalResult": total.to_string(), "appliedLimit": limit.to_string()}, "authorizations": page})))
+            Some((
+                vec![],
+                json!({"pagination": {"totalResult": total.to_string(), "appliedLimit": limit.to_string()}, "authorizations": page}),
+            ))
         }
         _ => None,
     }

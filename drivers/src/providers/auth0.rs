@@ -37,7 +37,7 @@ pub(crate) fn build(config: &IntegrationConfig) -> Result<(Auth, Box<dyn Provide
         extra: vec![("audience", audience.clone())],
     };
     Ok((
-        Auth::OAuth(TokenSource::new(token_url.clone(), grant)),
+        TokenSource::auth(token_url.clone(), grant),
         Box::new(Auth0 { groups: *groups }),
     ))
 }
@@ -110,7 +110,11 @@ async fn each_page<T: DeserializeOwned>(
         let offset = offset_of(cursor.as_deref());
         let (page, per_page) = ((offset / PAGE_SIZE).to_string(), PAGE_SIZE.to_string());
         let mut query = query.to_vec();
-        query.extend([("page", page.as_str()), ("per_page", per_page.as_str()), ("include_totals", "true")]);
+        query.extend([
+            ("page", page.as_str()),
+            ("per_page", per_page.as_str()),
+            ("include_totals", "true"),
+        ]);
         let (body, _): (Listed<T>, _) = api.get(api.url(path, &query), &[], run).await?;
         let (items, total, _) = body.split();
         total_seen = total.or(total_seen);
@@ -199,26 +203,30 @@ impl Provider for Auth0 {
             None => (Listing::new(ListingScope::Complete), None),
             Some(cursor) => (
                 Listing::new(ListingScope::Incremental),
-                Some(format!(
-                    "updated_at:[{} TO *]",
-                    rfc3339_millis(since_seconds(cursor)?)
-                )),
+                Some(format!("updated_at:[{} TO *]", rfc3339_millis(since_seconds(cursor)?))),
             ),
         };
         let mut query_pairs = Vec::new();
         if let Some(query) = &query {
             query_pairs.extend([("q", query.as_str()), ("search_engine", "v3")]);
         }
-        let total = each_page(api, run, "users".to_owned(), "/users", &query_pairs, |user: Auth0User| {
-            let person = Person {
-                user_name: user.email.as_deref().or(user.username.as_deref()),
-                email: user.email.as_deref(),
-                given_name: user.given_name.as_deref(),
-                family_name: user.family_name.as_deref(),
-                display_name: user.name.as_deref(),
-            };
-            listing.add_user(person.into_user(user.user_id.clone(), !user.blocked.unwrap_or(false)))
-        })
+        let total = each_page(
+            api,
+            run,
+            "users".to_owned(),
+            "/users",
+            &query_pairs,
+            |user: Auth0User| {
+                let person = Person {
+                    user_name: user.email.as_deref().or(user.username.as_deref()),
+                    email: user.email.as_deref(),
+                    given_name: user.given_name.as_deref(),
+                    family_name: user.family_name.as_deref(),
+                    display_name: user.name.as_deref(),
+                };
+                listing.add_user(person.into_user(user.user_id.clone(), !user.blocked.unwrap_or(false)))
+            },
+        )
         .await?;
         if let Some(total) = total.filter(|total| *total > SEARCH_MAX) {
             return Err(DriverError::TooLarge(format!(

@@ -113,18 +113,25 @@ impl Provider for Authentik {
             query.push(("last_updated__gt", since_text));
         }
         let mut service_accounts = std::collections::HashSet::new();
-        each(api, run, "users".to_owned(), "/core/users/", &query, |user: AuthentikUser| {
-            if !is_person(user.kind.as_deref()) {
-                return service_accounts.insert(user.pk);
-            }
-            let person = Person {
-                user_name: user.username.as_deref(),
-                email: user.email.as_deref(),
-                display_name: user.name.as_deref(),
-                ..Person::default()
-            };
-            listing.add_user(person.into_user(user.pk.to_string(), user.is_active.unwrap_or(false)))
-        })
+        each(
+            api,
+            run,
+            "users".to_owned(),
+            "/core/users/",
+            &query,
+            |user: AuthentikUser| {
+                if !is_person(user.kind.as_deref()) {
+                    return service_accounts.insert(user.pk);
+                }
+                let person = Person {
+                    user_name: user.username.as_deref(),
+                    email: user.email.as_deref(),
+                    display_name: user.name.as_deref(),
+                    ..Person::default()
+                };
+                listing.add_user(person.into_user(user.pk.to_string(), user.is_active.unwrap_or(false)))
+            },
+        )
         .await?;
         each(
             api,

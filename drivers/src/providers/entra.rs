@@ -35,7 +35,7 @@ pub(crate) fn build(config: &IntegrationConfig) -> Result<(Auth, Box<dyn Provide
         client_secret: client_secret.clone(),
         extra: vec![("scope", scope.clone())],
     };
-    Ok((Auth::OAuth(TokenSource::new(token_url.clone(), grant)), Box::new(Entra)))
+    Ok((TokenSource::auth(token_url.clone(), grant), Box::new(Entra)))
 }
 
 struct Entra;
@@ -111,10 +111,16 @@ impl Provider for Entra {
             ),
             Some(Cursor::GraphDelta { users, groups }) => (
                 ListingScope::Incremental,
-                api.next_url(users).map_err(|error| DriverError::CursorExpired(error.to_string()))?,
-                api.next_url(groups).map_err(|error| DriverError::CursorExpired(error.to_string()))?,
+                api.next_url(users)
+                    .map_err(|error| DriverError::CursorExpired(error.to_string()))?,
+                api.next_url(groups)
+                    .map_err(|error| DriverError::CursorExpired(error.to_string()))?,
             ),
-            Some(other) => return Err(DriverError::CursorExpired(format!("{other:?} is not a Graph delta link"))),
+            Some(other) => {
+                return Err(DriverError::CursorExpired(format!(
+                    "{other:?} is not a Graph delta link"
+                )));
+            }
         };
         let mut listing = Listing::new(scope);
         let users = delta_round(api, run, &mut listing, Round::Users, users_start).await?;
@@ -140,7 +146,9 @@ async fn delta_round(
         let page: DeltaPage = match api.get(url.clone(), &[], run).await {
             Ok((page, _)) => page,
             // An expired delta token: Graph answers 410 Gone (or 400 with a resync code).
-            Err(DriverError::Status { status: 410, message, .. }) if listing.scope() == ListingScope::Incremental => {
+            Err(DriverError::Status {
+                status: 410, message, ..
+            }) if listing.scope() == ListingScope::Incremental => {
                 return Err(DriverError::CursorExpired(message));
             }
             Err(error) => return Err(error),

@@ -45,10 +45,7 @@ pub(crate) fn build(config: &IntegrationConfig) -> Result<(Auth, Box<dyn Provide
     let provider = Google {
         customer: customer.clone(),
     };
-    Ok((
-        Auth::OAuth(TokenSource::new(token_url.clone(), grant)),
-        Box::new(provider),
-    ))
+    Ok((TokenSource::auth(token_url.clone(), grant), Box::new(provider)))
 }
 
 struct Google {

@@ -26,10 +26,7 @@ pub(crate) fn build(config: &IntegrationConfig) -> Result<(Auth, Box<dyn Provide
     if let Some(org_id) = org_id {
         headers.push((HeaderName::from_static("x-org-id"), header_value(org_id)?));
     }
-    headers.push((
-        reqwest::header::ACCEPT,
-        HeaderValue::from_static("application/json"),
-    ));
+    headers.push((reqwest::header::ACCEPT, HeaderValue::from_static("application/json")));
     Ok((Auth::Static(headers), Box::new(JumpCloud)))
 }
 

@@ -34,10 +34,8 @@ pub(crate) fn build(config: &IntegrationConfig) -> Result<(Auth, Box<dyn Provide
         client_secret: client_secret.clone(),
         extra: Vec::new(),
     };
-    let provider = Keycloak {
-        realm: realm.clone(),
-    };
-    Ok((Auth::OAuth(TokenSource::new(token_url.clone(), grant)), Box::new(provider)))
+    let provider = Keycloak { realm: realm.clone() };
+    Ok((TokenSource::auth(token_url.clone(), grant), Box::new(provider)))
 }
 
 struct Keycloak {
@@ -96,23 +94,35 @@ impl Provider for Keycloak {
     async fn list(&self, api: &Api, run: &Run<'_>, _since: Option<&Cursor>) -> Result<Fetched, DriverError> {
         let realm = format!("/admin/realms/{}", self.realm);
         let mut listing = Listing::new(ListingScope::Complete);
-        each(api, run, "users".to_owned(), &format!("{realm}/users"), |user: KeycloakUser| {
-            let person = Person {
-                user_name: user.username.as_deref(),
-                email: user.email.as_deref(),
-                given_name: user.first_name.as_deref(),
-                family_name: user.last_name.as_deref(),
-                display_name: None,
-            };
-            listing.add_user(person.into_user(user.id.clone(), user.enabled.unwrap_or(false)))
-        })
+        each(
+            api,
+            run,
+            "users".to_owned(),
+            &format!("{realm}/users"),
+            |user: KeycloakUser| {
+                let person = Person {
+                    user_name: user.username.as_deref(),
+                    email: user.email.as_deref(),
+                    given_name: user.first_name.as_deref(),
+                    family_name: user.last_name.as_deref(),
+                    display_name: None,
+                };
+                listing.add_user(person.into_user(user.id.clone(), user.enabled.unwrap_or(false)))
+            },
+        )
         .await?;
         // Walk the group tree breadth-first: (group, its parent).
         let mut queue: Vec<(KeycloakGroup, Option<String>)> = Vec::new();
-        each(api, run, "groups".to_owned(), &format!("{realm}/groups"), |group: KeycloakGroup| {
-            queue.push((group, None));
-            true
-        })
+        each(
+            api,
+            run,
+            "groups".to_owned(),
+            &format!("{realm}/groups"),
+            |group: KeycloakGroup| {
+                queue.push((group, None));
+                true
+            },
+        )
         .await?;
         let mut visited = HashSet::new();
         while let Some((group, parent)) = queue.pop() {

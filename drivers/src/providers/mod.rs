@@ -123,6 +123,9 @@ mod tests {
         }
         .into_user("id1".into(), true);
         assert_eq!(user.profile.user_name, "a@example.com");
-        assert_eq!(Person::default().into_user("id2".into(), false).profile.user_name, "id2");
+        assert_eq!(
+            Person::default().into_user("id2".into(), false).profile.user_name,
+            "id2"
+        );
     }
 }

@@ -36,14 +36,14 @@ pub(crate) fn build(config: &IntegrationConfig) -> Result<(Auth, Box<dyn Provide
             private_key,
             key_id,
             scopes,
-        } => Auth::OAuth(TokenSource::new(
+        } => TokenSource::auth(
             token_url.clone(),
             Grant::PrivateKeyJwt {
                 client_id: client_id.clone(),
                 signer: Signer::new(private_key, key_id.clone())?,
                 scope: scopes.clone(),
             },
-        )),
+        ),
     };
     Ok((auth, Box::new(Okta)))
 }
@@ -185,26 +185,39 @@ impl Provider for Okta {
         for query in user_queries {
             let query: Vec<(&str, &str)> = query.iter().map(|(key, value)| (*key, value.as_str())).collect();
             let url = api.url("/api/v1/users", &query);
-            each(api, run, "users".to_owned(), url, |user: OktaUser| add_user(&mut listing, user)).await?;
+            each(api, run, "users".to_owned(), url, |user: OktaUser| {
+                add_user(&mut listing, user)
+            })
+            .await?;
         }
         let query: Vec<(&str, &str)> = group_query.iter().map(|(key, value)| (*key, value.as_str())).collect();
         let mut groups = Vec::new();
-        each(api, run, "groups".to_owned(), api.url("/api/v1/groups", &query), |group: OktaGroup| {
-            let new = listing.add_group(SnapshotGroup {
-                external_id: group.id.clone(),
-                display_name: group.profile.name,
-            });
-            if new {
-                groups.push(group.id);
-            }
-            new
-        })
+        each(
+            api,
+            run,
+            "groups".to_owned(),
+            api.url("/api/v1/groups", &query),
+            |group: OktaGroup| {
+                let new = listing.add_group(SnapshotGroup {
+                    external_id: group.id.clone(),
+                    display_name: group.profile.name,
+                });
+                if new {
+                    groups.push(group.id);
+                }
+                new
+            },
+        )
         .await?;
         for group in groups {
             let url = api.url(&format!("/api/v1/groups/{group}/users"), &[("limit", MEMBERS_PAGE)]);
-            each(api, run, format!("members of group {group}"), url, |member: OktaMember| {
-                listing.add_member(&group, ExternalMember::User(member.id))
-            })
+            each(
+                api,
+                run,
+                format!("members of group {group}"),
+                url,
+                |member: OktaMember| listing.add_member(&group, ExternalMember::User(member.id)),
+            )
             .await?;
             listing.refreshed(&group);
         }

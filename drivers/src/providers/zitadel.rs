@@ -32,15 +32,15 @@ pub(crate) fn build(config: &IntegrationConfig) -> Result<(Auth, Box<dyn Provide
             token_url,
             client_id,
             client_secret,
-        } => Auth::OAuth(TokenSource::new(
+        } => TokenSource::auth(
             token_url.clone(),
             Grant::ClientSecretBasic {
                 client_id: client_id.clone(),
                 client_secret: client_secret.clone(),
                 scope: SCOPE.to_owned(),
             },
-        )),
-        ZitadelAuth::JwtProfile { token_url, key } => Auth::OAuth(TokenSource::new(
+        ),
+        ZitadelAuth::JwtProfile { token_url, key } => TokenSource::auth(
             token_url.clone(),
             Grant::JwtBearer {
                 signer: Signer::from_service_account(key)?,
@@ -53,7 +53,7 @@ pub(crate) fn build(config: &IntegrationConfig) -> Result<(Auth, Box<dyn Provide
                     scope_in_assertion: false,
                 },
             },
-        )),
+        ),
     };
     Ok((auth, Box::new(Zitadel { groups: *groups })))
 }
@@ -172,25 +172,34 @@ impl Provider for Zitadel {
 
     async fn list(&self, api: &Api, run: &Run<'_>, _since: Option<&Cursor>) -> Result<Fetched, DriverError> {
         let mut listing = Listing::new(ListingScope::Complete);
-        let users_query = |offset: String, limit: u64| json!({ "query": { "offset": offset, "limit": limit, "asc": true } });
+        let users_query =
+            |offset: String, limit: u64| json!({ "query": { "offset": offset, "limit": limit, "asc": true } });
         let mut machines = 0;
-        each(api, run, "users".to_owned(), "/v2/users", users_query, "result", |user: ZitadelUser| {
-            // Machine users are API clients, not people.
-            let Some(human) = user.human else {
-                machines += 1;
-                return true;
-            };
-            let profile = human.profile.as_ref();
-            let person = Person {
-                user_name: user.username.as_deref(),
-                email: human.email.as_ref().and_then(|email| email.email.as_deref()),
-                given_name: profile.and_then(|profile| profile.given_name.as_deref()),
-                family_name: profile.and_then(|profile| profile.family_name.as_deref()),
-                display_name: profile.and_then(|profile| profile.display_name.as_deref()),
-            };
-            let active = matches!(user.state.as_deref(), Some("USER_STATE_ACTIVE" | "USER_STATE_INITIAL"));
-            listing.add_user(person.into_user(user.user_id, active))
-        })
+        each(
+            api,
+            run,
+            "users".to_owned(),
+            "/v2/users",
+            users_query,
+            "result",
+            |user: ZitadelUser| {
+                // Machine users are API clients, not people.
+                let Some(human) = user.human else {
+                    machines += 1;
+                    return true;
+                };
+                let profile = human.profile.as_ref();
+                let person = Person {
+                    user_name: user.username.as_deref(),
+                    email: human.email.as_ref().and_then(|email| email.email.as_deref()),
+                    given_name: profile.and_then(|profile| profile.given_name.as_deref()),
+                    family_name: profile.and_then(|profile| profile.family_name.as_deref()),
+                    display_name: profile.and_then(|profile| profile.display_name.as_deref()),
+                };
+                let active = matches!(user.state.as_deref(), Some("USER_STATE_ACTIVE" | "USER_STATE_INITIAL"));
+                listing.add_user(person.into_user(user.user_id, active))
+            },
+        )
         .await?;
         if machines > 0 {
             tracing::debug!(machines, "machine users are not synced");
