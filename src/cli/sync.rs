@@ -50,7 +50,11 @@ fn find<'c>(context: &'c Context, tenant: &str, integration: &str) -> anyhow::Re
         let known: Vec<&str> = tenants.iter().map(|each| each.id.as_str()).collect();
         bail!(
             "tenant {tenant:?} is not in the configuration (configured: {}); pass --config FILE",
-            if known.is_empty() { "none".to_owned() } else { known.join(", ") }
+            if known.is_empty() {
+                "none".to_owned()
+            } else {
+                known.join(", ")
+            }
         );
     };
     match tenant_config
@@ -60,10 +64,18 @@ fn find<'c>(context: &'c Context, tenant: &str, integration: &str) -> anyhow::Re
     {
         Some(found) => Ok(found),
         None => {
-            let known: Vec<&str> = tenant_config.integrations.iter().map(|each| each.name.as_str()).collect();
+            let known: Vec<&str> = tenant_config
+                .integrations
+                .iter()
+                .map(|each| each.name.as_str())
+                .collect();
             bail!(
                 "tenant {tenant:?} has no integration {integration:?} (configured: {})",
-                if known.is_empty() { "none".to_owned() } else { known.join(", ") }
+                if known.is_empty() {
+                    "none".to_owned()
+                } else {
+                    known.join(", ")
+                }
             )
         }
     }
