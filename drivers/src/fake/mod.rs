@@ -455,7 +455,8 @@ async fn answer(shared: &Shared, call: &Call, headers: &HeaderMap) -> (Response,
     if !authorised(shared, headers) {
         return json_response(StatusCode::UNAUTHORIZED, vec![], json!({"error": "unauthorized"}));
     }
-    let directory = shared.directory.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    // Answered under the lock: a page is rendered from the directory as it is at that moment.
+    let directory = shared.directory.lock().unwrap_or_else(|p| p.into_inner());
     match vendors::route(vendor, &shared.base, call, &directory) {
         Some((headers, body)) => json_response(StatusCode::OK, headers, body),
         None => json_response(StatusCode::NOT_FOUND, vec![], json!({"error": "not found"})),

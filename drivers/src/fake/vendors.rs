@@ -229,6 +229,25 @@ fn entra_member(member: &FakeMember, removed: bool) -> Value {
     value
 }
 
+/// One item of a Graph delta page, rendered only if it is on the page asked for.
+#[derive(Clone)]
+enum Entry<'a> {
+    User(&'a FakeUser),
+    Group(&'a FakeGroup),
+    Raw(Value),
+}
+
+fn entra_entry(entry: Entry<'_>) -> Value {
+    match entry {
+        Entry::User(user) => entra_user(user),
+        Entry::Group(group) => {
+            let members: Vec<Value> = members_of(group).into_iter().map(|m| entra_member(m, false)).collect();
+            json!({"@odata.type": "#microsoft.graph.group", "id": group.id, "displayName": group.name, "members@delta": members})
+        }
+        Entry::Raw(value) => value,
+    }
+}
+
 fn entra(origin: &str, call: &Call, segments: &[&str], directory: &Directory) -> Option<Answer> {
     let round = match segments {
         ["users", "delta()"] => "users",
@@ -238,40 +257,44 @@ fn entra(origin: &str, call: &Call, segments: &[&str], directory: &Directory) ->
     let top = call.number("$top", 100).min(999);
     let since: Option<u64> = call.param("$deltatoken").and_then(|token| token.parse().ok());
     let offset = call.number("$skiptoken", 0);
-    let items: Vec<Value> = match (round, since) {
-        ("users", None) => directory.users().map(entra_user).collect(),
+    let items: Vec<Entry> = match (round, since) {
+        ("users", None) => directory.users().map(Entry::User).collect(),
         ("users", Some(since)) => {
-            let mut items: Vec<Value> = directory.users().filter(|user| user.updated > since).map(entra_user).collect();
+            let mut items: Vec<Entry> = directory
+                .users()
+                .filter(|user| user.updated > since)
+                .map(Entry::User)
+                .collect();
             for (at, change) in &directory.changes {
                 if let (true, Change::UserDeleted(id)) = (*at > since, change) {
-                    items.push(json!({"@odata.type": "#microsoft.graph.user", "id": id, "@removed": {"reason": "deleted"}}));
+                    items.push(Entry::Raw(
+                        json!({"@odata.type": "#microsoft.graph.user", "id": id, "@removed": {"reason": "deleted"}}),
+                    ));
                 }
             }
             items
         }
-        ("groups", None) => directory
-            .groups()
-            .map(|group| {
-                let members: Vec<Value> = members_of(group).into_iter().map(|m| entra_member(m, false)).collect();
-                json!({"@odata.type": "#microsoft.graph.group", "id": group.id, "displayName": group.name, "members@delta": members})
-            })
-            .collect(),
+        ("groups", None) => directory.groups().map(Entry::Group).collect(),
         (_, Some(since)) => {
-            let mut items: Vec<Value> = directory
+            let mut items: Vec<Entry> = directory
                 .groups()
                 .filter(|group| group.updated > since)
-                .map(|group| json!({"@odata.type": "#microsoft.graph.group", "id": group.id, "displayName": group.name}))
+                .map(|group| {
+                    Entry::Raw(
+                        json!({"@odata.type": "#microsoft.graph.group", "id": group.id, "displayName": group.name}),
+                    )
+                })
                 .collect();
             for (at, change) in directory.changes.iter().filter(|(at, _)| *at > since) {
                 let _ = at;
                 match change {
                     Change::Joined(group, member) => {
-                        items.push(json!({"@odata.type": "#microsoft.graph.group", "id": group, "members@delta": [entra_member(member, false)]}))
+                        items.push(Entry::Raw(json!({"@odata.type": "#microsoft.graph.group", "id": group, "members@delta": [entra_member(member, false)]})))
                     }
                     Change::Left(group, member) => {
-                        items.push(json!({"@odata.type": "#microsoft.graph.group", "id": group, "members@delta": [entra_member(member, true)]}))
+                        items.push(Entry::Raw(json!({"@odata.type": "#microsoft.graph.group", "id": group, "members@delta": [entra_member(member, true)]})))
                     }
-                    Change::GroupDeleted(id) => items.push(json!({"@odata.type": "#microsoft.graph.group", "id": id, "@removed": {"reason": "deleted"}})),
+                    Change::GroupDeleted(id) => items.push(Entry::Raw(json!({"@odata.type": "#microsoft.graph.group", "id": id, "@removed": {"reason": "deleted"}}))),
                     Change::UserDeleted(_) => {}
                 }
             }
@@ -280,6 +303,7 @@ fn entra(origin: &str, call: &Call, segments: &[&str], directory: &Directory) ->
         _ => return None,
     };
     let (page, more) = window(&items, offset, top);
+    let page: Vec<Value> = page.into_iter().map(entra_entry).collect();
     let link = format!("{origin}/v1.0/{round}/delta()");
     let mut body = json!({"value": page});
     if more {
@@ -299,19 +323,21 @@ fn okta_user(user: &FakeUser) -> Value {
 }
 
 /// Okta pages by an `after` cursor (the last id) and a `Link` header.
-fn okta_page(origin: &str, call: &Call, items: Vec<(String, Value)>, limit_max: usize) -> Answer {
+fn okta_page<T: Clone>(
+    origin: &str,
+    call: &Call,
+    items: Vec<(&str, T)>,
+    limit_max: usize,
+    render: impl Fn(T) -> Value,
+) -> Answer {
     let limit = call.number("limit", limit_max).min(limit_max);
     let after = call.param("after");
-    let start = after.map_or(0, |after| {
-        items
-            .iter()
-            .position(|(id, _)| id.as_str() > after)
-            .unwrap_or(items.len())
-    });
+    // Items come sorted by id, so the page after a cursor starts where the ids pass it.
+    let start = after.map_or(0, |after| items.partition_point(|(id, _)| *id <= after));
     let (page, more) = window(&items, start, limit);
     let mut headers = vec![("link", format!("<{origin}{}?limit={limit}>; rel=\"self\"", call.path))];
     if more {
-        let last = &page.last().expect("a page before more items is not empty").0;
+        let last = page.last().expect("a page before more items is not empty").0;
         let mut next = reqwest::Url::parse(&format!("{origin}{}", call.path)).expect("the fake's own URL parses");
         for (key, value) in call.query.iter().filter(|(key, _)| key != "after") {
             next.query_pairs_mut().append_pair(key, value);
@@ -321,7 +347,7 @@ fn okta_page(origin: &str, call: &Call, items: Vec<(String, Value)>, limit_max: 
     }
     (
         headers,
-        Value::Array(page.into_iter().map(|(_, value)| value).collect()),
+        Value::Array(page.into_iter().map(|(_, item)| render(item)).collect()),
     )
 }
 
@@ -335,75 +361,92 @@ fn okta(origin: &str, call: &Call, segments: &[&str], directory: &Directory) -> 
             let items = directory
                 .users()
                 .filter(|user| search || user.active != deprovisioned)
-                .map(|user| (user.id.clone(), okta_user(user)))
+                .map(|user| (user.id.as_str(), user))
                 .collect();
-            Some(okta_page(origin, call, items, 200))
+            Some(okta_page(origin, call, items, 200, okta_user))
         }
         ["api", "v1", "groups"] => {
-            let items = directory
-                .groups()
-                .map(|group| {
-                    (group.id.clone(), json!({"id": group.id, "created": "2024-01-01T00:00:00.000Z", "lastUpdated": "2024-01-02T00:00:00.000Z", "lastMembershipUpdated": "2024-01-02T00:00:00.000Z", "objectClass": ["okta:user_group"], "type": "OKTA_GROUP", "profile": {"name": group.name, "description": ""}, "_links": {}}))
-                })
-                .collect();
-            Some(okta_page(origin, call, items, 10_000))
+            let items = directory.groups().map(|group| (group.id.as_str(), group)).collect();
+            Some(okta_page(
+                origin,
+                call,
+                items,
+                10_000,
+                |group: &FakeGroup| json!({"id": group.id, "created": "2024-01-01T00:00:00.000Z", "lastUpdated": "2024-01-02T00:00:00.000Z", "lastMembershipUpdated": "2024-01-02T00:00:00.000Z", "objectClass": ["okta:user_group"], "type": "OKTA_GROUP", "profile": {"name": group.name, "description": ""}, "_links": {}}),
+            ))
         }
         ["api", "v1", "groups", id, "users"] => {
             let group = directory.groups.get(*id)?;
             let items = user_ids(group)
                 .into_iter()
                 .filter_map(|user| directory.users.get(&user))
-                .map(|user| (user.id.clone(), okta_user(user)))
+                .map(|user| (user.id.as_str(), user))
                 .collect();
-            Some(okta_page(origin, call, items, 1000))
+            Some(okta_page(origin, call, items, 1000, okta_user))
         }
         _ => None,
     }
 }
 
-fn google(call: &Call, segments: &[&str], directory: &Directory) -> Option<Answer> {
+/// One Google page: `maxResults` items from the `pageToken` offset, rendered only if on it.
+fn google_page<T>(
+    call: &Call,
+    kind: &str,
+    key: &str,
+    items: impl Iterator<Item = T>,
+    max: usize,
+    render: impl Fn(T) -> Value,
+) -> Answer {
     let offset: usize = call
         .param("pageToken")
         .and_then(|token| token.parse().ok())
         .unwrap_or(0);
-    let page = |kind: &str, key: &str, items: Vec<Value>, max: usize| {
-        let limit = call.number("maxResults", max).min(max);
-        let (page, more) = window(&items, offset, limit);
-        let mut body = json!({"kind": kind, "etag": "\"e\"", key: page});
-        if more {
-            body["nextPageToken"] = json!((offset + limit).to_string());
-        }
-        (vec![], body)
-    };
+    let limit = call.number("maxResults", max).min(max);
+    let mut page: Vec<Value> = items.skip(offset).take(limit + 1).map(render).collect();
+    let more = page.len() > limit;
+    page.truncate(limit);
+    let mut body = json!({"kind": kind, "etag": "\"e\"", key: page});
+    if more {
+        body["nextPageToken"] = json!((offset + limit).to_string());
+    }
+    (vec![], body)
+}
+
+fn google(call: &Call, segments: &[&str], directory: &Directory) -> Option<Answer> {
     match segments {
-        ["admin", "directory", "v1", "users"] => Some(page(
+        ["admin", "directory", "v1", "users"] => Some(google_page(
+            call,
             "admin#directory#users",
             "users",
-            directory
-                .users()
-                .map(|user| json!({"kind": "admin#directory#user", "id": user.id, "primaryEmail": user.email, "suspended": !user.active, "archived": false, "name": {"givenName": user.given_name, "familyName": user.family_name, "fullName": format!("{} {}", user.given_name, user.family_name)}}))
-                .collect(),
+            directory.users(),
             500,
+            |user| json!({"kind": "admin#directory#user", "id": user.id, "primaryEmail": user.email, "suspended": !user.active, "archived": false, "name": {"givenName": user.given_name, "familyName": user.family_name, "fullName": format!("{} {}", user.given_name, user.family_name)}}),
         )),
-        ["admin", "directory", "v1", "groups"] => Some(page(
+        ["admin", "directory", "v1", "groups"] => Some(google_page(
+            call,
             "admin#directory#groups",
             "groups",
-            directory
-                .groups()
-                .map(|group| json!({"kind": "admin#directory#group", "id": group.id, "name": group.name, "email": format!("{}@example.com", group.id), "directMembersCount": group.members.len().to_string()}))
-                .collect(),
+            directory.groups(),
             200,
+            |group| json!({"kind": "admin#directory#group", "id": group.id, "name": group.name, "email": format!("{}@example.com", group.id), "directMembersCount": group.members.len().to_string()}),
         )),
         ["admin", "directory", "v1", "groups", id, "members"] => {
             let group = directory.groups.get(*id)?;
-            let members = members_of(group)
-                .into_iter()
-                .map(|member| match member {
-                    FakeMember::User(id) => json!({"kind": "admin#directory#member", "id": id, "type": "USER", "role": "MEMBER", "status": "ACTIVE"}),
-                    FakeMember::Group(id) => json!({"kind": "admin#directory#member", "id": id, "type": "GROUP", "role": "MEMBER"}),
-                })
-                .collect();
-            Some(page("admin#directory#members", "members", members, 200))
+            Some(google_page(
+                call,
+                "admin#directory#members",
+                "members",
+                group.members.iter(),
+                200,
+                |member| match member {
+                    FakeMember::User(id) => {
+                        json!({"kind": "admin#directory#member", "id": id, "type": "USER", "role": "MEMBER", "status": "ACTIVE"})
+                    }
+                    FakeMember::Group(id) => {
+                        json!({"kind": "admin#directory#member", "id": id, "type": "GROUP", "role": "MEMBER"})
+                    }
+                },
+            ))
         }
         _ => None,
     }
