@@ -20,7 +20,8 @@ pub const REPLAY_PAGE_LEN: usize = 8192;
 /// the chain, and hands each decoded event to `step`, which folds it into `state`.
 ///
 /// The record at `state.seq()` itself is read again as the chain's anchor: it is trusted, as
-/// part of what `state` already covers.
+/// part of what `state` already covers. Reading, checking and decoding run in a task of their
+/// own, a few pages ahead of the fold.
 pub async fn replay_with(
     store: &Arc<dyn LogStore>,
     tenant: &TenantId,
@@ -32,55 +33,93 @@ pub async fn replay_with(
     if to <= start {
         return Ok(());
     }
-    let mut verifier: Option<ChainVerifier> = (start == Seq::ZERO).then(|| ChainVerifier::new(tenant.clone()));
-    let read = |from: Seq| {
-        let store = Arc::clone(store);
-        let tenant = tenant.clone();
-        let limit = REPLAY_PAGE_LEN.min((to.0 - from.0 + 1) as usize);
-        tokio::spawn(async move { store.read(&tenant, from, limit).await })
-    };
-    let mut pending = Some(read(Seq(start.0.max(1))));
+    let (pages, mut decoded) = tokio::sync::mpsc::channel(PAGES_AHEAD);
+    let producer = tokio::spawn(read_ahead(Arc::clone(store), tenant.clone(), start, to, pages));
     let mut reached = start;
-    while let Some(task) = pending.take() {
-        let page: Vec<Record> = task.await.map_err(|_| EngineError::Closed)??;
-        let Some(last) = page.last() else { break };
-        if last.seq < to {
-            pending = Some(read(last.seq.next()));
-        }
-        for record in page {
-            let Some(checker) = verifier.as_mut() else {
-                // The anchor.
-                if record.seq != start {
-                    return Err(missing(
-                        tenant,
-                        start,
-                        "the record the state was folded up to is missing",
-                    ));
-                }
-                verifier = Some(ChainVerifier::after(
-                    tenant.clone(),
-                    Head {
-                        seq: record.seq,
-                        recorded_at: record.recorded_at,
-                        chain: record.chain,
-                    },
-                ));
-                continue;
-            };
-            checker.check(&record)?;
-            let event = decode_record(&record).map_err(|e| EngineError::Corrupt {
-                tenant: tenant.clone(),
-                seq: record.seq,
-                reason: e.to_string(),
-            })?;
-            reached = record.seq;
-            step(state, event, record.chain);
+    while let Some(page) = decoded.recv().await {
+        for (event, chain) in page? {
+            reached = event.seq;
+            step(state, event, chain);
         }
     }
+    producer.await.map_err(|_| EngineError::Closed)?;
     if reached < to {
         return Err(missing(tenant, reached.next(), "the log ends before its head"));
     }
     Ok(())
+}
+
+/// Pages of decoded events the reader may run ahead of the fold.
+const PAGES_AHEAD: usize = 4;
+
+type DecodedPage = Result<Vec<(LoggedEvent, Hash32)>, EngineError>;
+
+/// Reads, chain-checks and decodes records `start + 1 ..= to` page by page into `pages`; stops
+/// at the first error, which it sends.
+async fn read_ahead(
+    store: Arc<dyn LogStore>,
+    tenant: TenantId,
+    start: Seq,
+    to: Seq,
+    pages: tokio::sync::mpsc::Sender<DecodedPage>,
+) {
+    let mut verifier: Option<ChainVerifier> = (start == Seq::ZERO).then(|| ChainVerifier::new(tenant.clone()));
+    let mut from = Seq(start.0.max(1));
+    while from <= to {
+        let limit = REPLAY_PAGE_LEN.min((to.0 - from.0 + 1) as usize);
+        let page = match store.read(&tenant, from, limit).await {
+            Ok(page) if !page.is_empty() => page,
+            Ok(_) => return,
+            Err(error) => {
+                let _ = pages.send(Err(error.into())).await;
+                return;
+            }
+        };
+        from = page.last().expect("the page is not empty").seq.next();
+        let decoded = check_and_decode(&tenant, start, &mut verifier, page);
+        let failed = decoded.is_err();
+        if pages.send(decoded).await.is_err() || failed {
+            return;
+        }
+    }
+}
+
+fn check_and_decode(
+    tenant: &TenantId,
+    start: Seq,
+    verifier: &mut Option<ChainVerifier>,
+    page: Vec<Record>,
+) -> DecodedPage {
+    let mut events = Vec::with_capacity(page.len());
+    for record in page {
+        let Some(checker) = verifier.as_mut() else {
+            // The anchor.
+            if record.seq != start {
+                return Err(missing(
+                    tenant,
+                    start,
+                    "the record the state was folded up to is missing",
+                ));
+            }
+            *verifier = Some(ChainVerifier::after(
+                tenant.clone(),
+                Head {
+                    seq: record.seq,
+                    recorded_at: record.recorded_at,
+                    chain: record.chain,
+                },
+            ));
+            continue;
+        };
+        checker.check(&record)?;
+        let event = decode_record(&record).map_err(|e| EngineError::Corrupt {
+            tenant: tenant.clone(),
+            seq: record.seq,
+            reason: e.to_string(),
+        })?;
+        events.push((event, record.chain));
+    }
+    Ok(events)
 }
 
 /// [`replay_with`] that only folds.

@@ -52,7 +52,13 @@ pub struct NewRecord {
     pub payload: Vec<u8>,
 }
 
-static CHAIN_HASHER: LazyLock<blake3::Hasher> = LazyLock::new(|| blake3::Hasher::new_derive_key(CHAIN_CONTEXT));
+/// The derive-key context, hashed once: starting a hasher from it is the same as
+/// `Hasher::new_derive_key(CHAIN_CONTEXT)` without rehashing the context for every record.
+static CHAIN_CONTEXT_KEY: LazyLock<blake3::hazmat::ContextKey> =
+    LazyLock::new(|| blake3::hazmat::hash_derive_key_context(CHAIN_CONTEXT));
+
+/// Bytes of the fixed-size part of a chain link's input: previous link, seq, time, id, version.
+const LINK_HEADER_LEN: usize = 32 + 8 + 8 + 16 + 2;
 
 /// One link of the hash chain:
 /// `BLAKE3-derive-key("idpsync log v1", previous ‖ seq ‖ recorded_at ‖ event_id ‖ version ‖ payload)`,
@@ -65,12 +71,15 @@ pub fn chain_link(
     version: SchemaVersion,
     payload: &[u8],
 ) -> Hash32 {
-    let mut hasher = CHAIN_HASHER.clone();
-    hasher.update(&previous.0);
-    hasher.update(&seq.0.to_le_bytes());
-    hasher.update(&recorded_at.0.to_le_bytes());
-    hasher.update(event_id.0.as_bytes());
-    hasher.update(&version.0.to_le_bytes());
+    use blake3::hazmat::HasherExt;
+    let mut header = [0u8; LINK_HEADER_LEN];
+    header[..32].copy_from_slice(&previous.0);
+    header[32..40].copy_from_slice(&seq.0.to_le_bytes());
+    header[40..48].copy_from_slice(&recorded_at.0.to_le_bytes());
+    header[48..64].copy_from_slice(event_id.0.as_bytes());
+    header[64..].copy_from_slice(&version.0.to_le_bytes());
+    let mut hasher = blake3::Hasher::new_from_context_key(&CHAIN_CONTEXT_KEY);
+    hasher.update(&header);
     hasher.update(payload);
     Hash32(*hasher.finalize().as_bytes())
 }

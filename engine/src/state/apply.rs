@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use imbl::{OrdMap, OrdSet};
 
-use super::{State, fold_case};
+use super::{GroupEntry, State, fold_case};
 use crate::event::{Event, LoggedEvent};
 use crate::ids::{GroupId, IntegrationName, Member, Seq, Timestamp, UserId};
 use crate::model::{Group, Owner, ResourceRef, User};
@@ -40,6 +40,14 @@ fn set_remove<K: Ord + Clone, V: Ord + Clone>(map: &mut OrdMap<K, OrdSet<V>>, ke
         map.remove(key);
     }
     removed
+}
+
+/// Marks a group changed at `seq`: its version and `lastModified` move. Membership changes
+/// count as changes of the group. Copies the record only if an older state still shares it.
+fn bump(group: &mut Arc<Group>, seq: Seq, at: Timestamp) {
+    let record = Arc::make_mut(group);
+    record.last_modified = at;
+    record.version = seq;
 }
 
 fn owned_key(owner: &Owner, external_id: Option<&String>) -> Option<(IntegrationName, String)> {
@@ -136,18 +144,22 @@ impl State {
                     version: seq,
                 };
                 self.index_group(&record);
-                self.groups.insert(*group, Arc::new(record));
+                self.groups.insert(
+                    *group,
+                    GroupEntry {
+                        group: Arc::new(record),
+                        members: OrdSet::new(),
+                    },
+                );
                 effects.touched.push(Member::Group(*group));
             }
             Event::GroupRenamed { group, display_name } => {
-                if self.reindex_group(*group, |record| record.display_name = display_name.clone()) {
-                    self.bump_group(*group, seq, at);
+                if self.reindex_group(*group, seq, at, |record| record.display_name = display_name.clone()) {
                     effects.touched.push(Member::Group(*group));
                 }
             }
             Event::GroupExternalIdChanged { group, external_id } => {
-                if self.reindex_group(*group, |record| record.external_id = external_id.clone()) {
-                    self.bump_group(*group, seq, at);
+                if self.reindex_group(*group, seq, at, |record| record.external_id = external_id.clone()) {
                     effects.touched.push(Member::Group(*group));
                 }
             }
@@ -155,44 +167,70 @@ impl State {
                 let Some(old) = self.groups.remove(group) else {
                     return effects;
                 };
-                self.unindex_group(&old);
+                self.unindex_group(&old.group);
                 // Its members leave it...
-                if let Some(members) = self.members.remove(group) {
-                    for member in members {
-                        self.member_of.remove(&(member, *group));
-                        effects.memberships.push((*group, member, false));
-                    }
+                for member in old.members {
+                    self.member_of.remove(&(member, *group));
+                    effects.memberships.push((*group, member, false));
                 }
                 // ...and it leaves the groups it was in.
                 self.leave_all(Member::Group(*group), seq, at, &mut effects);
                 effects.touched.push(Member::Group(*group));
             }
             Event::MembersAdded { group, members } => {
-                if !self.groups.contains_key(group) {
+                // Nested groups are checked before the group's entry is borrowed for changing;
+                // users are checked in the loop (a different map).
+                let missing_group = |member: &Member| match member {
+                    Member::Group(nested) => nested == group || !self.groups.contains_key(nested),
+                    Member::User(_) => false,
+                };
+                let valid: Vec<Member>;
+                let members: &[Member] = if members.iter().any(missing_group) {
+                    valid = members
+                        .iter()
+                        .filter(|member| !missing_group(member))
+                        .copied()
+                        .collect();
+                    &valid
+                } else {
+                    members
+                };
+                let State {
+                    users,
+                    groups,
+                    member_of,
+                    ..
+                } = self;
+                let Some(entry) = groups.get_mut(group) else {
                     return effects;
-                }
+                };
                 for member in members {
-                    if *member == Member::Group(*group) || !self.member_exists(*member) {
+                    if let Member::User(user) = member
+                        && !users.contains_key(user)
+                    {
                         continue;
                     }
-                    if set_insert(&mut self.members, *group, *member) {
-                        self.member_of.insert((*member, *group));
+                    if entry.members.insert(*member).is_none() {
+                        member_of.insert((*member, *group));
                         effects.memberships.push((*group, *member, true));
                     }
                 }
                 if !effects.memberships.is_empty() {
-                    self.bump_group(*group, seq, at);
+                    bump(&mut entry.group, seq, at);
                 }
             }
             Event::MembersRemoved { group, members } => {
+                let Some(entry) = self.groups.get_mut(group) else {
+                    return effects;
+                };
                 for member in members {
-                    if set_remove(&mut self.members, group, member) {
+                    if entry.members.remove(member).is_some() {
                         self.member_of.remove(&(*member, *group));
                         effects.memberships.push((*group, *member, false));
                     }
                 }
                 if !effects.memberships.is_empty() {
-                    self.bump_group(*group, seq, at);
+                    bump(&mut entry.group, seq, at);
                 }
             }
             Event::BindingSet { resource, groups } => {
@@ -229,28 +267,21 @@ impl State {
         effects.touched.push(Member::User(user));
     }
 
-    /// Marks a group changed at `seq`: its version and `lastModified` move. Membership changes
-    /// count as changes of the group too.
-    fn bump_group(&mut self, group: GroupId, seq: Seq, at: Timestamp) {
-        let Some(slot) = self.groups.get_mut(&group) else {
-            return;
-        };
-        let record = Arc::make_mut(slot);
-        record.last_modified = at;
-        record.version = seq;
-    }
-
-    /// Changes an indexed field of a group, keeping the indexes in step; false if there is no
-    /// such group.
-    fn reindex_group(&mut self, group: GroupId, change: impl FnOnce(&mut Group)) -> bool {
-        let Some(old) = self.groups.get(&group).cloned() else {
+    /// Changes an indexed field of a group at `seq`, keeping the indexes in step; false if
+    /// there is no such group.
+    fn reindex_group(&mut self, group: GroupId, seq: Seq, at: Timestamp, change: impl FnOnce(&mut Group)) -> bool {
+        let Some(old) = self.groups.get(&group).map(|entry| Arc::clone(&entry.group)) else {
             return false;
         };
         self.unindex_group(&old);
         let mut record = Group::clone(&old);
         change(&mut record);
+        record.last_modified = at;
+        record.version = seq;
         self.index_group(&record);
-        self.groups.insert(group, Arc::new(record));
+        if let Some(entry) = self.groups.get_mut(&group) {
+            entry.group = Arc::new(record);
+        }
         true
     }
 
@@ -259,9 +290,11 @@ impl State {
         let groups: Vec<GroupId> = self.groups_of(member).collect();
         for group in groups {
             self.member_of.remove(&(member, group));
-            set_remove(&mut self.members, &group, &member);
+            if let Some(entry) = self.groups.get_mut(&group) {
+                entry.members.remove(&member);
+                bump(&mut entry.group, seq, at);
+            }
             effects.memberships.push((group, member, false));
-            self.bump_group(group, seq, at);
         }
     }
 

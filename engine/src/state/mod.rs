@@ -23,15 +23,22 @@ pub fn fold_case(name: &str) -> String {
     name.to_lowercase()
 }
 
+/// A group and its direct members.
+#[derive(Clone, Debug)]
+pub(crate) struct GroupEntry {
+    pub(crate) group: Arc<Group>,
+    pub(crate) members: OrdSet<Member>,
+}
+
 /// A tenant's state after the log up to [`State::seq`].
 #[derive(Clone, Default)]
 pub struct State {
     pub(crate) seq: Seq,
     pub(crate) recorded_at: Timestamp,
     pub(crate) users: OrdMap<UserId, Arc<User>>,
-    pub(crate) groups: OrdMap<GroupId, Arc<Group>>,
-    /// Direct members of each group that has any.
-    pub(crate) members: OrdMap<GroupId, OrdSet<Member>>,
+    /// Each group with its direct members: one entry, so that a membership change finds the
+    /// group, checks it exists, changes its members and moves its version in one lookup.
+    pub(crate) groups: OrdMap<GroupId, GroupEntry>,
     /// (member, group) for each direct membership: the groups each member is in, as one set
     /// rather than a set per member, which would cost a node per user.
     pub(crate) member_of: OrdSet<(Member, GroupId)>,
@@ -86,7 +93,7 @@ impl State {
 
     /// A group by id.
     pub fn group(&self, id: GroupId) -> Option<&Arc<Group>> {
-        self.groups.get(&id)
+        self.groups.get(&id).map(|entry| &entry.group)
     }
 
     /// Every user, in id order (which is creation order: ids are UUID v7).
@@ -96,7 +103,7 @@ impl State {
 
     /// Every group, in id order.
     pub fn groups(&self) -> impl Iterator<Item = &Arc<Group>> + '_ {
-        self.groups.values()
+        self.groups.values().map(|entry| &entry.group)
     }
 
     /// Users from `after` (exclusive) on, in id order: for stable pagination.
@@ -149,7 +156,7 @@ impl State {
         let key = external_id.to_owned();
         self.group_external_ids
             .range((key.clone(), GroupId::MIN)..=(key, GroupId::MAX))
-            .filter_map(|(_, id)| self.groups.get(id))
+            .filter_map(|(_, id)| self.group(*id))
     }
 
     /// Groups with this displayName, compared case-insensitively.
@@ -157,7 +164,7 @@ impl State {
         let key = fold_case(display_name);
         self.group_names
             .range((key.clone(), GroupId::MIN)..=(key, GroupId::MAX))
-            .filter_map(|(_, id)| self.groups.get(id))
+            .filter_map(|(_, id)| self.group(*id))
     }
 
     /// The user an integration owns under this external id.
@@ -199,17 +206,19 @@ impl State {
     /// A group's direct members, in order (users before groups, each by id), without copying
     /// the set.
     pub fn direct_members(&self, group: GroupId) -> Option<&OrdSet<Member>> {
-        self.members.get(&group)
+        self.groups.get(&group).map(|entry| &entry.members)
     }
 
     /// How many direct members a group has.
     pub fn direct_member_count(&self, group: GroupId) -> usize {
-        self.members.get(&group).map_or(0, OrdSet::len)
+        self.groups.get(&group).map_or(0, |entry| entry.members.len())
     }
 
     /// Whether `member` is directly in `group`.
     pub fn is_direct_member(&self, group: GroupId, member: Member) -> bool {
-        self.members.get(&group).is_some_and(|set| set.contains(&member))
+        self.groups
+            .get(&group)
+            .is_some_and(|entry| entry.members.contains(&member))
     }
 
     /// The groups `member` is directly in, in id order.

@@ -19,7 +19,7 @@ use imbl::{OrdMap, OrdSet};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::State;
+use super::{GroupEntry, State};
 use crate::history::{HashMap, History, MembershipChange};
 use crate::ids::{GroupId, Member, Seq, Timestamp};
 use crate::model::{BindingGroups, Group, ResourceRef, User};
@@ -75,12 +75,14 @@ pub fn encode_snapshot(state: &State, history: &History) -> Vec<u8> {
         out.item(&**user);
     }
     out.end_section();
-    for group in state.groups.values() {
-        out.item(&**group);
+    for entry in state.groups.values() {
+        out.item(&*entry.group);
     }
     out.end_section();
-    for (group, members) in &state.members {
-        out.item(&(group, members.iter().collect::<Vec<_>>()));
+    for (group, entry) in &state.groups {
+        if !entry.members.is_empty() {
+            out.item(&(group, entry.members.iter().collect::<Vec<_>>()));
+        }
     }
     out.end_section();
     for binding in &state.bindings {
@@ -248,7 +250,13 @@ fn decode(bytes: &[u8], parts: Parts) -> Result<(State, Option<History>), Snapsh
             for group in items::<Group>(groups) {
                 let group = group?;
                 state.index_group(&group);
-                state.groups.insert(group.id, Arc::new(group));
+                state.groups.insert(
+                    group.id,
+                    GroupEntry {
+                        group: Arc::new(group),
+                        members: OrdSet::new(),
+                    },
+                );
             }
             for binding in items::<(ResourceRef, BindingGroups)>(bindings) {
                 let (resource, groups) = binding?;
@@ -285,7 +293,16 @@ fn decode(bytes: &[u8], parts: Parts) -> Result<(State, Option<History>), Snapsh
     state.user_names = user_names;
     state.user_external_ids = user_external_ids;
     state.owned_users = owned_users;
-    state.members = members?;
+    for (group, members) in members? {
+        match state.groups.get_mut(&group) {
+            Some(entry) => entry.members = members,
+            None => {
+                return Err(malformed(format!(
+                    "members of group {group}, which the snapshot does not have"
+                )));
+            }
+        }
+    }
     state.member_of = member_of?;
     let history = history?;
     if let Some(history) = &history
