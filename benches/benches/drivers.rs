@@ -1,0 +1,190 @@
+//! Load benchmark of the sync drivers against their fake IdPs on loopback: a full sync of
+//! 100,000 users, 2,000 groups and 500,000 memberships into a fresh tenant, then a no-op resync
+//! of the same directory, for three paging styles (Okta `Link` headers, Graph delta rounds,
+//! Google page tokens). It reports the median and spread of each, the requests sent against the
+//! fewest the IdP's maximum page sizes allow, the events of the no-op resync (must be zero) and
+//! the process's peak resident memory.
+//!
+//! Run: `cargo bench -p idpsync-benches --bench drivers` (`IDPSYNC_BENCH_ITERATIONS=5` for more
+//! runs, `IDPSYNC_BENCH_VENDORS=okta,entra` for fewer vendors).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use idpsync_drivers::cursor_store::CursorStore;
+use idpsync_drivers::fake::{Directory, FakeIdp, FakeMember, Vendor};
+use idpsync_drivers::sync::{Mode, Resync, SyncResult, sync_once};
+use idpsync_drivers::{Driver, IntegrationConfig, RetryPolicy};
+use idpsync_engine::reconcile::ReconcilePolicy;
+use idpsync_engine::{Engine, TenantSettings};
+use idpsync_storage::{MemoryStore, TenantId};
+
+const USERS: usize = 100_000;
+const GROUPS: usize = 2_000;
+const MEMBERS_PER_GROUP: usize = 250;
+
+fn directory() -> Directory {
+    let mut directory = Directory::default();
+    for n in 0..USERS {
+        directory.put_user(&format!("{:06}", 100_000 + n), &format!("user{n}.load"), true);
+    }
+    for g in 0..GROUPS {
+        let id = format!("g{g:05}");
+        directory.put_group(&id, &format!("group-{g:05}"));
+        for k in 0..MEMBERS_PER_GROUP {
+            let user = (g * MEMBERS_PER_GROUP + k) % USERS;
+            directory.join(&id, FakeMember::User(format!("{:06}", 100_000 + user)));
+        }
+    }
+    directory
+}
+
+/// The fewest requests that list this directory at the vendor's maximum page sizes, token
+/// requests included.
+fn fewest_requests(vendor: Vendor) -> u64 {
+    let pages = |items: usize, size: usize| items.div_ceil(size).max(1) as u64;
+    match vendor {
+        // Users (200), deprovisioned users (one empty page), groups (10,000), members (1,000).
+        Vendor::Okta => pages(USERS, 200) + 1 + pages(GROUPS, 10_000) + GROUPS as u64 * pages(MEMBERS_PER_GROUP, 1000),
+        // Token, users delta (999), groups delta with members (999).
+        Vendor::Entra => 1 + pages(USERS, 999) + pages(GROUPS, 999),
+        // Token, users (500), groups (200), members (200).
+        Vendor::Google => 1 + pages(USERS, 500) + pages(GROUPS, 200) + GROUPS as u64 * pages(MEMBERS_PER_GROUP, 200),
+        other => panic!("no request model for {other:?}"),
+    }
+}
+
+/// Peak resident memory of this process, in MiB (Linux).
+fn peak_rss_mib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024)
+}
+
+struct Figures {
+    full: Vec<Duration>,
+    noop: Vec<Duration>,
+    requests: u64,
+    noop_events: u64,
+}
+
+fn spread(samples: &mut [Duration]) -> String {
+    samples.sort();
+    let median = samples[samples.len() / 2];
+    format!(
+        "{:.2} s (min {:.2}, max {:.2})",
+        median.as_secs_f64(),
+        samples[0].as_secs_f64(),
+        samples[samples.len() - 1].as_secs_f64()
+    )
+}
+
+async fn run(vendor: Vendor, seed: &Directory, iterations: usize) -> Figures {
+    let mut figures = Figures {
+        full: Vec::new(),
+        noop: Vec::new(),
+        requests: 0,
+        noop_events: 0,
+    };
+    for _ in 0..iterations {
+        let fake = FakeIdp::start(vendor, seed.clone(), false).await;
+        let toml = format!("name = \"load\"\nsync_timeout = \"10m\"\n{}", fake.integration_toml());
+        let driver = Driver::new(IntegrationConfig::from_toml(&toml).unwrap(), RetryPolicy::default()).unwrap();
+        let settings = TenantSettings {
+            // A first sync creates everything: nothing to hold.
+            policy: ReconcilePolicy::default(),
+            ..TenantSettings::default()
+        };
+        let engine = Engine::open(Arc::new(MemoryStore::new()), settings).await.unwrap();
+        let tenant = engine.require_tenant(&TenantId::default_tenant()).unwrap();
+        let state_dir = tempfile::tempdir().unwrap();
+        let cursors = CursorStore::new(state_dir.path());
+
+        let started = Instant::now();
+        let full = sync_once(&driver, &tenant, &cursors, Mode::Apply, Resync::Full)
+            .await
+            .unwrap();
+        figures.full.push(started.elapsed());
+        assert_eq!(full.result, SyncResult::Applied);
+        assert_eq!(full.report.users_created as usize, USERS, "{vendor:?}");
+        assert_eq!(
+            full.report.memberships_added as usize,
+            GROUPS * MEMBERS_PER_GROUP,
+            "{vendor:?}"
+        );
+        figures.requests = full.requests;
+
+        let head = tenant.state().seq();
+        let started = Instant::now();
+        let noop = sync_once(&driver, &tenant, &cursors, Mode::Apply, Resync::Full)
+            .await
+            .unwrap();
+        figures.noop.push(started.elapsed());
+        assert!(
+            noop.report.is_empty(),
+            "{vendor:?}: {:?}",
+            &noop.report.changes[..3.min(noop.report.changes.len())]
+        );
+        figures.noop_events = tenant.state().seq().0 - head.0;
+        engine.shutdown().await;
+    }
+    figures
+}
+
+fn main() {
+    let iterations: usize = std::env::var("IDPSYNC_BENCH_ITERATIONS")
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(3);
+    let wanted = std::env::var("IDPSYNC_BENCH_VENDORS").unwrap_or_else(|_| "okta,entra,google".to_owned());
+    let vendors: Vec<Vendor> = [Vendor::Okta, Vendor::Entra, Vendor::Google]
+        .into_iter()
+        .filter(|vendor| wanted.split(',').any(|name| name.trim() == vendor.provider()))
+        .collect();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let seed = directory();
+    println!(
+        "drivers: full sync and no-op resync of {USERS} users, {GROUPS} groups, {} memberships; {iterations} runs each",
+        GROUPS * MEMBERS_PER_GROUP
+    );
+    for vendor in vendors {
+        let mut figures = runtime.block_on(run(vendor, &seed, iterations));
+        let fewest = fewest_requests(vendor);
+        let overhead = (figures.requests as f64 / fewest as f64 - 1.0) * 100.0;
+        let full_median = {
+            figures.full.sort();
+            figures.full[figures.full.len() / 2]
+        };
+        let noop_median = {
+            figures.noop.sort();
+            figures.noop[figures.noop.len() / 2]
+        };
+        let verdict = |ok: bool| if ok { "ok" } else { "OVER BUDGET" };
+        println!(
+            "{:<7} full sync   {}  [{}: ≤ 30 s]",
+            vendor.provider(),
+            spread(&mut figures.full),
+            verdict(full_median <= Duration::from_secs(30))
+        );
+        println!(
+            "{:<7} no-op       {}  [{}: ≤ 10 s], events {}",
+            vendor.provider(),
+            spread(&mut figures.noop),
+            verdict(noop_median <= Duration::from_secs(10) && figures.noop_events == 0),
+            figures.noop_events
+        );
+        println!(
+            "{:<7} requests    {} (fewest possible {fewest}, {overhead:+.1} %) [{}: ≤ 5 %]",
+            vendor.provider(),
+            figures.requests,
+            verdict(overhead <= 5.0)
+        );
+    }
+    if let Some(peak) = peak_rss_mib() {
+        println!("peak resident memory of the whole process (fake IdP, driver and engine): {peak} MiB");
+    }
+}
