@@ -374,3 +374,58 @@ async fn a_delta_cursor_survives_a_restart() {
     );
     h.engine.shutdown().await;
 }
+
+/// The same integration under another name, so that two can be scheduled side by side.
+fn renamed(config: &IntegrationConfig, name: &str) -> IntegrationConfig {
+    IntegrationConfig {
+        name: IntegrationName::new(name).unwrap(),
+        ..config.clone()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_scheduler_runs_each_integration_and_reports_its_status() {
+    use idpsync_drivers::scheduler::{Scheduled, Scheduler};
+    let h = harness(Vendor::JumpCloud, "interval = \"1s\"\n").await;
+    let broken = harness(Vendor::Okta, "interval = \"1s\"\n").await;
+    broken.fake.set_faults(Faults {
+        fail_from_request: Some(1),
+        ..Faults::default()
+    });
+    let scheduler = Scheduler::start(vec![
+        Scheduled {
+            tenant: Arc::clone(&h.tenant),
+            driver: Arc::new(Driver::new(h.driver.config().clone(), fast_retries()).unwrap()),
+            cursors: h.cursors.clone(),
+        },
+        Scheduled {
+            tenant: Arc::clone(&broken.tenant),
+            driver: Arc::new(Driver::new(renamed(broken.driver.config(), "broken"), fast_retries()).unwrap()),
+            cursors: broken.cursors.clone(),
+        },
+    ]);
+    // The first runs start within a tenth of the interval.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let statuses = loop {
+        let statuses = scheduler.status();
+        if statuses.iter().all(|status| status.runs >= 1) || tokio::time::Instant::now() > deadline {
+            break statuses;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    scheduler.shutdown().await;
+    let by_provider = |provider: &str| statuses.iter().find(|status| status.provider == provider).unwrap();
+    let good = by_provider("jumpcloud");
+    assert_eq!(good.last_result, Some("applied"), "{good:?}");
+    assert_eq!(good.last_counts.unwrap().listed_users, 20);
+    let bad = by_provider("okta");
+    assert_eq!(bad.last_result, Some("failed"), "{bad:?}");
+    assert!(
+        bad.last_error.as_deref().unwrap().contains("unexpected HTTP 503"),
+        "{bad:?}"
+    );
+    assert_eq!(h.user_active("1001"), Some(true));
+    assert_eq!(broken.user_active("1001"), None, "a failed run applies nothing");
+    h.engine.shutdown().await;
+    broken.engine.shutdown().await;
+}
