@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use axum::extract::State;
 use axum::routing::get;
+use axum::serve::ListenerExt;
 use axum::{Json, Router};
 use idpsync_engine::Engine;
 use idpsync_scim::Authenticator;
@@ -54,10 +55,18 @@ pub fn router(engine: Arc<Engine>, authenticator: Arc<dyn Authenticator>) -> Rou
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves, then lets requests in flight finish.
+///
+/// Connections get `TCP_NODELAY`: every response is one small write that a client waits for,
+/// so there is nothing for Nagle's algorithm to gain and a delayed ACK to lose.
 pub async fn run(
     listener: TcpListener,
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let listener = listener.tap_io(|stream| {
+        if let Err(error) = stream.set_nodelay(true) {
+            tracing::debug!(%error, "cannot set TCP_NODELAY on a connection");
+        }
+    });
     axum::serve(listener, router).with_graceful_shutdown(shutdown).await
 }

@@ -14,7 +14,8 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, RwLock};
+use std::sync::RwLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use idpsync_engine::ids::{TenantId, Timestamp, TokenId};
@@ -350,7 +351,11 @@ fn stamp(path: &Path) -> Option<FileStamp> {
 pub struct TokenAuthenticator {
     store: TokenStore,
     loaded: RwLock<Loaded>,
-    last_check: Mutex<Instant>,
+    /// When the authenticator was made: the origin of `last_check_ms`.
+    started: Instant,
+    /// When the file was last looked at, in milliseconds since `started`. An atomic, not a
+    /// lock: every request reads it, and only the one that wins the swap looks at the file.
+    last_check_ms: AtomicU64,
 }
 
 impl TokenAuthenticator {
@@ -362,7 +367,8 @@ impl TokenAuthenticator {
                 stamp: None,
             }),
             store,
-            last_check: Mutex::new(Instant::now()),
+            started: Instant::now(),
+            last_check_ms: AtomicU64::new(0),
         };
         authenticator.reload()?;
         Ok(authenticator)
@@ -392,13 +398,21 @@ impl TokenAuthenticator {
 
     /// Re-reads the file if it changed; `force` skips the once-a-second bound.
     fn refresh(&self, force: bool) {
-        {
-            let mut last_check = self.last_check.lock().unwrap_or_else(|p| p.into_inner());
-            if !force && last_check.elapsed() < RELOAD_INTERVAL {
-                return;
-            }
-            *last_check = Instant::now();
+        let now_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let last_ms = self.last_check_ms.load(Ordering::Relaxed);
+        let interval_ms = u64::try_from(RELOAD_INTERVAL.as_millis()).unwrap_or(u64::MAX);
+        if !force && now_ms.saturating_sub(last_ms) < interval_ms {
+            return;
         }
+        if !force
+            && self
+                .last_check_ms
+                .compare_exchange(last_ms, now_ms, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            return;
+        }
+        self.last_check_ms.store(now_ms, Ordering::Relaxed);
         let current = stamp(self.store.path());
         if current == self.loaded.read().unwrap_or_else(|p| p.into_inner()).stamp {
             return;

@@ -24,7 +24,7 @@ const SCHEMA_URN: &str = "urn:ietf:params:scim:schemas:core:2.0:Schema";
 pub async fn service_provider_config(State(service): State<Arc<Service>>, headers: HeaderMap) -> Reply {
     let base = base_url(&headers, &service);
     let settings = &service.settings;
-    Reply::ok(json!({
+    Reply::ok(&json!({
         "schemas": [SERVICE_PROVIDER_CONFIG_URN],
         "documentationUri": "https://github.com/openzro/idp-sync",
         "patch": {"supported": true},
@@ -57,7 +57,7 @@ pub async fn resource_types(State(service): State<Arc<Service>>, headers: Header
         .iter()
         .map(|resource| resource_type(resource, &base))
         .collect();
-    Reply::ok(list(resources))
+    Reply::ok(&list(resources))
 }
 
 /// `GET /ResourceTypes/{name}`.
@@ -70,14 +70,14 @@ pub async fn resource_type_by_name(
     RESOURCE_TYPES
         .iter()
         .find(|resource| resource.name.eq_ignore_ascii_case(&name))
-        .map(|resource| Reply::ok(resource_type(resource, &base)))
+        .map(|resource| Reply::ok(&resource_type(resource, &base)))
         .ok_or_else(|| Error::NotFound(format!("no resource type {name}")))
 }
 
 /// `GET /Schemas`.
 pub async fn schemas(State(service): State<Arc<Service>>, headers: HeaderMap) -> Reply {
     let base = base_url(&headers, &service);
-    Reply::ok(list(
+    Reply::ok(&list(
         all_schemas().map(|schema| schema_document(schema, &base)).collect(),
     ))
 }
@@ -91,7 +91,7 @@ pub async fn schema_by_id(
     let base = base_url(&headers, &service);
     all_schemas()
         .find(|schema| schema.id.eq_ignore_ascii_case(&id))
-        .map(|schema| Reply::ok(schema_document(schema, &base)))
+        .map(|schema| Reply::ok(&schema_document(schema, &base)))
         .ok_or_else(|| Error::NotFound(format!("no schema {id}")))
 }
 

@@ -175,7 +175,7 @@ pub fn router(engine: Arc<Engine>, authenticator: Arc<dyn Authenticator>, settin
 async fn search(State(service): State<Arc<Service>>, scope: auth::Scope, body: ScimJson) -> Result<Reply, Error> {
     let params = ListParams::from_search_body(&body.0)?;
     let state = scope.tenant.state();
-    search_all(&state, &params, &scope.base, service.settings.list_limits()).map(Reply::ok)
+    search_all(&state, &params, &scope.base, service.settings.list_limits()).map(|list| Reply::ok(&list))
 }
 
 /// `/Me`: there is no user behind a provisioning token.

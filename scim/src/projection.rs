@@ -51,6 +51,12 @@ impl Projection {
         Ok(Projection { only, excluded })
     }
 
+    /// Whether the projection keeps every attribute (no `attributes`, no
+    /// `excludedAttributes`).
+    pub fn is_identity(&self) -> bool {
+        self.only.is_none() && self.excluded.is_empty()
+    }
+
     /// Whether the response may include any of top-level attribute `name` (so it is worth
     /// computing).
     pub fn includes(&self, name: &str) -> bool {

@@ -10,19 +10,20 @@
 
 use std::cmp::Ordering;
 use std::collections::BTreeSet;
-use std::sync::Arc;
 
 use idpsync_engine::State;
 use idpsync_engine::ids::{GroupId, Member, UserId};
 use idpsync_engine::model::{Group, User};
-use serde_json::{Map, Value, json};
+use serde::Serialize;
+use serde::ser::{SerializeMap, Serializer};
+use serde_json::{Map, Value};
 
 use crate::error::Error;
 use crate::filter::{Compiled, Node, Operand, Target, values_at};
 use crate::grammar::{CompareOp, parse_attr_path, parse_filter};
 use crate::projection::{Projection, ProjectionParams};
 use crate::resource::group::{Members, existing_member};
-use crate::resource::{BaseUrl, group, user};
+use crate::resource::{BaseUrl, Rendered, group, user};
 use crate::schema::{AttrType, Container, GROUP_TYPE, Resolved, ResourceType, USER_TYPE};
 
 /// The URN of a list response.
@@ -174,20 +175,47 @@ fn prepare(resource: &ResourceType, params: &ListParams) -> Result<Query, Error>
     })
 }
 
-/// A resource found by a query.
-#[derive(Clone)]
-enum Found {
-    User(Arc<User>),
-    Group(Arc<Group>),
+/// A list response (`ListResponse`), serialised straight from the state.
+pub struct ListResponse<'a> {
+    total: usize,
+    start_index: usize,
+    resources: Vec<Rendered<'a>>,
 }
 
-/// Matching resources, in order, with their sort keys.
-struct Matches {
-    found: Vec<(Found, Option<Value>)>,
+impl Serialize for ListResponse<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(5))?;
+        map.serialize_entry("schemas", &[LIST_RESPONSE_URN])?;
+        map.serialize_entry("totalResults", &self.total)?;
+        map.serialize_entry("itemsPerPage", &self.resources.len())?;
+        map.serialize_entry("startIndex", &self.start_index)?;
+        map.serialize_entry("Resources", &self.resources)?;
+        map.end()
+    }
 }
+
+impl ListResponse<'_> {
+    /// `totalResults`.
+    pub fn total(&self) -> usize {
+        self.total
+    }
+}
+
+/// A resource found by a query, and its sort key.
+enum Found<'a> {
+    User(&'a User),
+    Group(&'a Group),
+}
+
+type Matches<'a> = Vec<(Found<'a>, Option<Value>)>;
 
 /// Lists users.
-pub fn list_users(state: &State, params: &ListParams, base: &BaseUrl, limits: ListLimits) -> Result<Value, Error> {
+pub fn list_users<'a>(
+    state: &'a State,
+    params: &ListParams,
+    base: &'a BaseUrl,
+    limits: ListLimits,
+) -> Result<ListResponse<'a>, Error> {
     let query = prepare(&USER_TYPE, params)?;
     let window = Window::new(params, limits);
     if query.filter.is_none() && query.sort.is_none() {
@@ -195,27 +223,31 @@ pub fn list_users(state: &State, params: &ListParams, base: &BaseUrl, limits: Li
             .users()
             .skip(window.skip())
             .take(window.count)
-            .map(|found| query.projection.apply(user::render(state, found, base)))
+            .map(|found| user::rendered(state, found, base, &query.projection))
             .collect();
-        return Ok(list_response(state.user_count(), window, resources));
+        return Ok(window.response(state.user_count(), resources));
     }
     let matches = match_users(state, &query, base, limits)?;
     Ok(page(state, matches, &query, &query, window, base))
 }
 
 /// Lists groups.
-pub fn list_groups(state: &State, params: &ListParams, base: &BaseUrl, limits: ListLimits) -> Result<Value, Error> {
+pub fn list_groups<'a>(
+    state: &'a State,
+    params: &ListParams,
+    base: &'a BaseUrl,
+    limits: ListLimits,
+) -> Result<ListResponse<'a>, Error> {
     let query = prepare(&GROUP_TYPE, params)?;
     let window = Window::new(params, limits);
     if query.filter.is_none() && query.sort.is_none() {
-        let members = Members::wanted(&query.projection);
         let resources = state
             .groups()
             .skip(window.skip())
             .take(window.count)
-            .map(|found| query.projection.apply(group::render(state, found, base, members)))
+            .map(|found| group::rendered(state, found, base, &query.projection))
             .collect();
-        return Ok(list_response(state.group_count(), window, resources));
+        return Ok(window.response(state.group_count(), resources));
     }
     let matches = match_groups(state, &query, base, limits)?;
     Ok(page(state, matches, &query, &query, window, base))
@@ -224,7 +256,12 @@ pub fn list_groups(state: &State, params: &ListParams, base: &BaseUrl, limits: L
 /// Searches users and groups together (`POST /.search`): users first, then groups, each in
 /// its own order unless `sortBy` orders them all. A filter naming an attribute that only one
 /// type has simply matches nothing of the other.
-pub fn search_all(state: &State, params: &ListParams, base: &BaseUrl, limits: ListLimits) -> Result<Value, Error> {
+pub fn search_all<'a>(
+    state: &'a State,
+    params: &ListParams,
+    base: &'a BaseUrl,
+    limits: ListLimits,
+) -> Result<ListResponse<'a>, Error> {
     let window = Window::new(params, limits);
     let users = prepare(&USER_TYPE, params);
     let groups = prepare(&GROUP_TYPE, params);
@@ -234,10 +271,10 @@ pub fn search_all(state: &State, params: &ListParams, base: &BaseUrl, limits: Li
     };
     let mut found = Vec::new();
     if let Some(query) = &users {
-        found.extend(match_users(state, query, base, limits)?.found);
+        found.extend(match_users(state, query, base, limits)?);
     }
     if let Some(query) = &groups {
-        found.extend(match_groups(state, query, base, limits)?.found);
+        found.extend(match_groups(state, query, base, limits)?);
     }
     if found.len() > limits.results_max && params.filter.is_some() {
         return Err(too_many(limits));
@@ -246,16 +283,16 @@ pub fn search_all(state: &State, params: &ListParams, base: &BaseUrl, limits: Li
     if let Some((resolved, descending)) = sorting {
         sort(&mut found, resolved.leaf().case_exact, resolved.leaf().kind, descending);
     }
-    let empty = Query {
+    let everything = Query {
         filter: None,
         sort: None,
         projection: Projection::default(),
     };
     Ok(page(
         state,
-        Matches { found },
-        users.as_ref().unwrap_or(&empty),
-        groups.as_ref().unwrap_or(&empty),
+        found,
+        users.as_ref().unwrap_or(&everything),
+        groups.as_ref().unwrap_or(&everything),
         window,
         base,
     ))
@@ -271,41 +308,73 @@ fn too_many(limits: ListLimits) -> Error {
     )
 }
 
-fn match_users(state: &State, query: &Query, base: &BaseUrl, limits: ListLimits) -> Result<Matches, Error> {
-    let planned = query
-        .filter
-        .as_ref()
-        .and_then(|filter| plan_users(state, filter.root()));
-    let candidates: Box<dyn Iterator<Item = &Arc<User>>> = match &planned {
-        Some(ids) => Box::new(ids.iter().filter_map(|id| state.user(*id))),
-        None => Box::new(state.users()),
-    };
-    let mut found = Vec::new();
-    for candidate in candidates {
-        let document = user::render(state, candidate, base);
-        if query.filter.as_ref().is_some_and(|filter| !filter.matches(&document)) {
-            continue;
-        }
-        if query.filter.is_some() && found.len() >= limits.results_max {
-            return Err(too_many(limits));
-        }
-        let key = sort_key(query, &document);
-        found.push((Found::User(Arc::clone(candidate)), key));
-    }
-    if let Some((resolved, descending)) = query.sort {
-        sort(&mut found, resolved.leaf().case_exact, resolved.leaf().kind, descending);
-    }
-    Ok(Matches { found })
+/// Whether a planned look-up returns exactly what the filter matches (a single indexed
+/// comparison), so that candidates need no evaluation.
+fn is_exact(root: &Node) -> bool {
+    matches!(root, Node::Compare { .. } | Node::ValuePath { .. })
 }
 
-fn match_groups(state: &State, query: &Query, base: &BaseUrl, limits: ListLimits) -> Result<Matches, Error> {
-    let planned = query
-        .filter
-        .as_ref()
-        .and_then(|filter| plan_groups(state, filter.root()));
-    let candidates: Box<dyn Iterator<Item = &Arc<Group>>> = match &planned {
-        Some(ids) => Box::new(ids.iter().filter_map(|id| state.group(*id))),
-        None => Box::new(state.groups()),
+/// Filters and keys `candidates`. A resource is rendered only if the filter must be
+/// evaluated on it or the sort reads it.
+fn select<'a, T: 'a>(
+    candidates: impl Iterator<Item = &'a T>,
+    query: &Query,
+    exact: bool,
+    limits: ListLimits,
+    render: impl Fn(&T) -> Map<String, Value>,
+    found: impl Fn(&'a T) -> Found<'a>,
+) -> Result<Matches<'a>, Error> {
+    let mut matches = Vec::new();
+    let evaluate = query.filter.as_ref().filter(|_| !exact);
+    for candidate in candidates {
+        let document = (evaluate.is_some() || query.sort.is_some()).then(|| render(candidate));
+        if let (Some(filter), Some(document)) = (evaluate, &document)
+            && !filter.matches(document)
+        {
+            continue;
+        }
+        if query.filter.is_some() && matches.len() >= limits.results_max {
+            return Err(too_many(limits));
+        }
+        let key = document.as_ref().and_then(|document| sort_key(query, document));
+        matches.push((found(candidate), key));
+    }
+    if let Some((resolved, descending)) = query.sort {
+        sort(
+            &mut matches,
+            resolved.leaf().case_exact,
+            resolved.leaf().kind,
+            descending,
+        );
+    }
+    Ok(matches)
+}
+
+fn match_users<'a>(state: &'a State, query: &Query, base: &BaseUrl, limits: ListLimits) -> Result<Matches<'a>, Error> {
+    let root = query.filter.as_ref().map(Compiled::root);
+    let planned = root.and_then(|root| plan_users(state, root));
+    let exact = planned.is_some() && root.is_some_and(is_exact);
+    let candidates: Box<dyn Iterator<Item = &'a User> + 'a> = match planned {
+        Some(ids) => Box::new(ids.into_iter().filter_map(|id| state.user(id)).map(|user| &**user)),
+        None => Box::new(state.users().map(|user| &**user)),
+    };
+    select(
+        candidates,
+        query,
+        exact,
+        limits,
+        |candidate| user::render(state, candidate, base),
+        Found::User,
+    )
+}
+
+fn match_groups<'a>(state: &'a State, query: &Query, base: &BaseUrl, limits: ListLimits) -> Result<Matches<'a>, Error> {
+    let root = query.filter.as_ref().map(Compiled::root);
+    let planned = root.and_then(|root| plan_groups(state, root));
+    let exact = planned.is_some() && root.is_some_and(is_exact);
+    let candidates: Box<dyn Iterator<Item = &'a Group> + 'a> = match planned {
+        Some(ids) => Box::new(ids.into_iter().filter_map(|id| state.group(id)).map(|group| &**group)),
+        None => Box::new(state.groups().map(|group| &**group)),
     };
     // Members are rendered for matching only when the filter or the sort reads them.
     let members = if query.filter.as_ref().is_some_and(|filter| filter.reads("members"))
@@ -317,22 +386,8 @@ fn match_groups(state: &State, query: &Query, base: &BaseUrl, limits: ListLimits
     } else {
         Members::Omitted
     };
-    let mut found = Vec::new();
-    for candidate in candidates {
-        let document = group::render(state, candidate, base, members);
-        if query.filter.as_ref().is_some_and(|filter| !filter.matches(&document)) {
-            continue;
-        }
-        if query.filter.is_some() && found.len() >= limits.results_max {
-            return Err(too_many(limits));
-        }
-        let key = sort_key(query, &document);
-        found.push((Found::Group(Arc::clone(candidate)), key));
-    }
-    if let Some((resolved, descending)) = query.sort {
-        sort(&mut found, resolved.leaf().case_exact, resolved.leaf().kind, descending);
-    }
-    Ok(Matches { found })
+    let render = |candidate: &Group| group::render(state, candidate, base, members);
+    select(candidates, query, exact, limits, render, Found::Group)
 }
 
 fn sort_key(query: &Query, document: &Map<String, Value>) -> Option<Value> {
@@ -360,7 +415,7 @@ fn sort_key(query: &Query, document: &Map<String, Value>) -> Option<Value> {
 }
 
 /// Sorts by key (stable, so ties keep id order); absent values go last either way.
-fn sort(found: &mut [(Found, Option<Value>)], case_exact: bool, kind: AttrType, descending: bool) {
+fn sort(found: &mut Matches<'_>, case_exact: bool, kind: AttrType, descending: bool) {
     found.sort_by(|(_, left), (_, right)| match (left, right) {
         (None, None) => Ordering::Equal,
         (None, Some(_)) => Ordering::Greater,
@@ -388,22 +443,25 @@ fn compare_values(left: &Value, right: &Value, case_exact: bool, kind: AttrType)
     }
 }
 
-fn page(state: &State, matches: Matches, users: &Query, groups: &Query, window: Window, base: &BaseUrl) -> Value {
-    let total = matches.found.len();
+fn page<'a>(
+    state: &'a State,
+    matches: Matches<'a>,
+    users: &Query,
+    groups: &Query,
+    window: Window,
+    base: &'a BaseUrl,
+) -> ListResponse<'a> {
+    let total = matches.len();
     let resources = matches
-        .found
         .into_iter()
         .skip(window.skip())
         .take(window.count)
         .map(|(found, _)| match found {
-            Found::User(found) => users.projection.apply(user::render(state, &found, base)),
-            Found::Group(found) => {
-                let members = Members::wanted(&groups.projection);
-                groups.projection.apply(group::render(state, &found, base, members))
-            }
+            Found::User(found) => user::rendered(state, found, base, &users.projection),
+            Found::Group(found) => group::rendered(state, found, base, &groups.projection),
         })
         .collect();
-    list_response(total, window, resources)
+    window.response(total, resources)
 }
 
 /// Which slice of the results a request asks for.
@@ -428,16 +486,14 @@ impl Window {
     fn skip(&self) -> usize {
         self.start_index - 1
     }
-}
 
-fn list_response(total: usize, window: Window, resources: Vec<Map<String, Value>>) -> Value {
-    json!({
-        "schemas": [LIST_RESPONSE_URN],
-        "totalResults": total,
-        "itemsPerPage": resources.len(),
-        "startIndex": window.start_index,
-        "Resources": resources,
-    })
+    fn response(self, total: usize, resources: Vec<Rendered<'_>>) -> ListResponse<'_> {
+        ListResponse {
+            total,
+            start_index: self.start_index,
+            resources,
+        }
+    }
 }
 
 /// The users an indexed filter can only match, in id order; `None` if it needs a scan.
@@ -523,6 +579,8 @@ fn union<T: Ord>(sets: impl Iterator<Item = Option<BTreeSet<T>>>) -> Option<BTre
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     #[test]

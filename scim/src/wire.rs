@@ -6,6 +6,7 @@ use axum::extract::{FromRequest, Request};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use idpsync_engine::ids::Seq;
+use serde::Serialize;
 use serde_json::Value;
 
 use crate::error::Error;
@@ -80,22 +81,25 @@ fn nesting_depth(bytes: &[u8]) -> usize {
 #[derive(Debug)]
 pub struct Reply {
     status: StatusCode,
-    body: Option<Value>,
+    body: Option<Vec<u8>>,
     etag: Option<Seq>,
     location: Option<String>,
 }
 
 impl Reply {
     /// 200 with `body`.
-    pub fn ok(body: Value) -> Reply {
+    pub fn ok(body: &impl Serialize) -> Reply {
         Reply::with_status(StatusCode::OK, body)
     }
 
-    /// `status` with `body`.
-    pub fn with_status(status: StatusCode, body: Value) -> Reply {
+    /// `status` with `body`, serialised now.
+    pub fn with_status(status: StatusCode, body: &impl Serialize) -> Reply {
+        // The bodies are JSON values and resource views, whose maps have string keys and
+        // which never fail to serialise into memory.
+        let bytes = serde_json::to_vec(body).unwrap_or_default();
         Reply {
             status,
-            body: Some(body),
+            body: Some(bytes),
             etag: None,
             location: None,
         }
@@ -120,11 +124,6 @@ impl Reply {
     /// The status.
     pub fn status(&self) -> StatusCode {
         self.status
-    }
-
-    /// The body, if any.
-    pub fn body(&self) -> Option<&Value> {
-        self.body.as_ref()
     }
 
     /// The version behind the `ETag`, if any.
@@ -157,14 +156,14 @@ pub fn etag_of(version: Seq) -> String {
 
 impl IntoResponse for Reply {
     fn into_response(self) -> Response {
-        let mut response = match &self.body {
-            // A `Value` always serialises: its map keys are strings.
-            Some(body) => Response::new(Body::from(serde_json::to_vec(body).unwrap_or_default())),
+        let has_body = self.body.is_some();
+        let mut response = match self.body {
+            Some(body) => Response::new(Body::from(body)),
             None => Response::new(Body::empty()),
         };
         *response.status_mut() = self.status;
         let headers = response.headers_mut();
-        if self.body.is_some() {
+        if has_body {
             headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(SCIM_CONTENT_TYPE));
         }
         if let Some(version) = self.etag

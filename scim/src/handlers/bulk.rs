@@ -91,7 +91,7 @@ pub async fn run(
     let results = execute(&scope, &operations, fail_on_errors).await;
     let answered: Vec<Value> = results.into_iter().flatten().collect();
     Ok(Reply::ok(
-        json!({"schemas": [BULK_RESPONSE_URN], "Operations": answered}),
+        &json!({"schemas": [BULK_RESPONSE_URN], "Operations": answered}),
     ))
 }
 
@@ -185,9 +185,10 @@ async fn execute(scope: &Scope, operations: &[BulkOperation], fail_on_errors: Op
             let resolved = resolve(operation, &created);
             match run_one(scope, &resolved).await {
                 Ok(reply) => {
+                    // A created resource's id is the last segment of its `Location`.
                     if let (Some(bulk_id), Some(id)) = (
                         &operation.bulk_id,
-                        reply.body().and_then(|body| body.get("id")).and_then(Value::as_str),
+                        reply.location_url().and_then(|location| location.rsplit('/').next()),
                     ) {
                         created.insert(bulk_id.clone(), id.to_owned());
                     }

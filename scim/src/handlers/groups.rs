@@ -21,7 +21,7 @@ use crate::normalise::normalise_resource;
 use crate::patch::{parse_operations, plan_group_patch};
 use crate::projection::Projection;
 use crate::query::{ListParams, list_groups};
-use crate::resource::group::{self, GroupWrite, Members};
+use crate::resource::group::{self, GroupWrite};
 use crate::schema::GROUP_TYPE;
 use crate::wire::{Reply, ScimJson};
 
@@ -36,7 +36,7 @@ pub async fn list(
 ) -> Result<Reply, Error> {
     let params = ListParams::from_query(&query.0)?;
     let state = scope.tenant.state();
-    list_groups(&state, &params, &scope.base, service.settings.list_limits()).map(Reply::ok)
+    list_groups(&state, &params, &scope.base, service.settings.list_limits()).map(|list| Reply::ok(&list))
 }
 
 /// `POST /Groups/.search`.
@@ -47,7 +47,7 @@ pub async fn search(
 ) -> Result<Reply, Error> {
     let params = ListParams::from_search_body(&body.0)?;
     let state = scope.tenant.state();
-    list_groups(&state, &params, &scope.base, service.settings.list_limits()).map(Reply::ok)
+    list_groups(&state, &params, &scope.base, service.settings.list_limits()).map(|list| Reply::ok(&list))
 }
 
 /// `GET /Groups/{id}`.
@@ -196,9 +196,7 @@ fn find_id(state: &State, id: GroupId) -> Result<&Arc<Group>, Error> {
 /// 200 with the group, projected (members only if the projection keeps them), its `ETag`
 /// and `Location`.
 fn render(state: &State, found: &Group, scope: &Scope, projection: &Projection) -> Reply {
-    let members = Members::wanted(projection);
-    let document = projection.apply(group::render(state, found, &scope.base, members));
-    Reply::ok(Value::Object(document))
+    Reply::ok(&group::rendered(state, found, &scope.base, projection))
         .etag(found.version)
         .location(scope.base.location(&GROUP_TYPE, &found.id.to_string()))
 }

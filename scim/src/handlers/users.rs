@@ -35,7 +35,7 @@ pub async fn list(
 ) -> Result<Reply, Error> {
     let params = ListParams::from_query(&query.0)?;
     let state = scope.tenant.state();
-    list_users(&state, &params, &scope.base, service.settings.list_limits()).map(Reply::ok)
+    list_users(&state, &params, &scope.base, service.settings.list_limits()).map(|list| Reply::ok(&list))
 }
 
 /// `POST /Users/.search`.
@@ -46,7 +46,7 @@ pub async fn search(
 ) -> Result<Reply, Error> {
     let params = ListParams::from_search_body(&body.0)?;
     let state = scope.tenant.state();
-    list_users(&state, &params, &scope.base, service.settings.list_limits()).map(Reply::ok)
+    list_users(&state, &params, &scope.base, service.settings.list_limits()).map(|list| Reply::ok(&list))
 }
 
 /// `GET /Users/{id}`.
@@ -58,12 +58,7 @@ pub async fn get(scope: Scope, Path(id): Path<String>, headers: HeaderMap, query
         return Ok(Reply::empty(StatusCode::NOT_MODIFIED).etag(found.version));
     }
     let projection = Projection::new(&USER_TYPE, params.projection())?;
-    Ok(Reply::ok(Value::Object(projection.apply(user::render(
-        &state,
-        found,
-        &scope.base,
-    ))))
-    .etag(found.version))
+    Ok(Reply::ok(&user::rendered(&state, found, &scope.base, &projection)).etag(found.version))
 }
 
 /// `POST /Users`.
@@ -218,11 +213,7 @@ fn respond(scope: &Scope, id: UserId, projection: &Projection) -> Result<Reply, 
         .user(id)
         .ok_or_else(|| Error::NotFound(format!("User {id} not found")))?;
     let location = scope.base.location(&USER_TYPE, &id.to_string());
-    Ok(Reply::ok(Value::Object(projection.apply(user::render(
-        &state,
-        found,
-        &scope.base,
-    ))))
-    .etag(found.version)
-    .location(location))
+    Ok(Reply::ok(&user::rendered(&state, found, &scope.base, projection))
+        .etag(found.version)
+        .location(location))
 }

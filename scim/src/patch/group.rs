@@ -19,7 +19,8 @@ use crate::filter::Compiled;
 use crate::grammar::{CompareOp, Filter, Literal};
 use crate::normalise::{coerce, normalise_resource};
 use crate::resource::BaseUrl;
-use crate::resource::group::{existing_member, known_members, render_member};
+use crate::resource::group::{MemberView, existing_member, known_members};
+use crate::resource::to_object;
 use crate::schema::{Attribute, GROUP_TYPE, Mutability};
 
 /// The commands that apply `operations` to `group`, in order; the first is an `UpdateGroup`
@@ -202,9 +203,8 @@ impl Plan<'_> {
             .into_iter()
             .flatten()
             .filter(|member| {
-                render_member(self.state, **member, self.base, true)
-                    .and_then(|entry| entry.as_object().map(|object| compiled.matches_value(object)))
-                    .unwrap_or(false)
+                MemberView::new(self.state, **member, self.base, true)
+                    .is_some_and(|entry| compiled.matches_value(&to_object(&entry)))
             })
             .copied()
             .collect())

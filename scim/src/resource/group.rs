@@ -5,12 +5,14 @@
 use idpsync_engine::State;
 use idpsync_engine::ids::{GroupId, Member, UserId};
 use idpsync_engine::model::Group;
-use serde_json::{Map, Value, json};
+use serde::Serialize;
+use serde::ser::{SerializeMap, Serializer};
+use serde_json::{Map, Value};
 
-use super::{BaseUrl, Meta, document, objects, put_text, text};
+use super::{BaseUrl, Each, Location, MetaView, Rendered, entry, objects, text, to_object};
 use crate::error::Error;
 use crate::projection::Projection;
-use crate::schema::{GROUP_TYPE, GROUP_URN, USER_TYPE};
+use crate::schema::{GROUP_TYPE, GROUP_URN, ResourceType, USER_TYPE};
 
 /// What a Group body asks for.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -47,46 +49,119 @@ impl Members {
     }
 }
 
-/// Renders `group`.
+/// A group as a SCIM Group document, serialised straight from the engine's state.
+pub struct GroupDocument<'a> {
+    /// The state the group and its members are read from.
+    pub state: &'a State,
+    /// The group.
+    pub group: &'a Group,
+    /// For `meta.location` and `$ref`.
+    pub base: &'a BaseUrl,
+    /// How much of the member list to write.
+    pub members: Members,
+}
+
+/// Renders `group` as a JSON object.
 pub fn render(state: &State, group: &Group, base: &BaseUrl, members: Members) -> Map<String, Value> {
-    let meta = Meta {
-        id: group.id.to_string(),
-        created: group.created,
-        last_modified: group.last_modified,
-        version: group.version,
+    to_object(&GroupDocument {
+        state,
+        group,
+        base,
+        members,
+    })
+}
+
+/// `group` as a response carries it under `projection`: its member list is written only
+/// when the projection keeps it.
+pub fn rendered<'a>(state: &'a State, group: &'a Group, base: &'a BaseUrl, projection: &Projection) -> Rendered<'a> {
+    let document = GroupDocument {
+        state,
+        group,
+        base,
+        members: Members::wanted(projection),
     };
-    let mut doc = document(&GROUP_TYPE, vec![GROUP_URN], meta, base);
-    put_text(&mut doc, "externalId", &group.external_id);
-    doc.insert("displayName".to_owned(), Value::String(group.display_name.clone()));
-    if members != Members::Omitted
-        && let Some(set) = state.direct_members(group.id)
-        && !set.is_empty()
-    {
-        let display = members == Members::WithDisplay;
-        let rendered = set
-            .iter()
-            .filter_map(|member| render_member(state, *member, base, display))
-            .collect();
-        doc.insert("members".to_owned(), Value::Array(rendered));
+    if projection.is_identity() {
+        return Rendered::Group(document);
     }
-    doc
+    Rendered::Projected(projection.apply(to_object(&document)))
+}
+
+impl Serialize for GroupDocument<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let (state, group, base) = (self.state, self.group, self.base);
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("schemas", &[GROUP_URN])?;
+        map.serialize_entry("id", &group.id)?;
+        entry(&mut map, "externalId", &group.external_id)?;
+        map.serialize_entry("displayName", &group.display_name)?;
+        if self.members != Members::Omitted
+            && let Some(set) = state.direct_members(group.id)
+            && !set.is_empty()
+        {
+            let display = self.members == Members::WithDisplay;
+            let members = || {
+                set.iter()
+                    .filter_map(move |member| MemberView::new(state, *member, base, display))
+            };
+            map.serialize_entry("members", &Each(members))?;
+        }
+        let meta = MetaView {
+            location: Location {
+                base,
+                resource: &GROUP_TYPE,
+                id: group.id,
+            },
+            created: group.created,
+            last_modified: group.last_modified,
+            version: group.version,
+        };
+        map.serialize_entry("meta", &meta)?;
+        map.end()
+    }
 }
 
 /// One entry of `members`: `value`, `$ref`, `type`, and `display` if asked for.
-pub fn render_member(state: &State, member: Member, base: &BaseUrl, with_display: bool) -> Option<Value> {
-    let (id, resource, display) = match member {
-        Member::User(id) => {
-            let user = state.user(id)?;
-            let display = user.profile.display_name.as_ref().unwrap_or(&user.profile.user_name);
-            (id.to_string(), &USER_TYPE, display)
-        }
-        Member::Group(id) => (id.to_string(), &GROUP_TYPE, &state.group(id)?.display_name),
-    };
-    let mut entry = json!({"value": id, "$ref": base.location(resource, &id), "type": resource.name});
-    if with_display {
-        entry["display"] = Value::String(display.clone());
+pub struct MemberView<'a> {
+    id: uuid::Uuid,
+    resource: &'static ResourceType,
+    display: Option<&'a str>,
+    base: &'a BaseUrl,
+}
+
+impl<'a> MemberView<'a> {
+    /// The entry of `member`, if it exists in `state`.
+    pub fn new(state: &'a State, member: Member, base: &'a BaseUrl, with_display: bool) -> Option<MemberView<'a>> {
+        let (id, resource, display) = match member {
+            Member::User(id) => {
+                let user = state.user(id)?;
+                let display = user.profile.display_name.as_ref().unwrap_or(&user.profile.user_name);
+                (id.0, &USER_TYPE, display.as_str())
+            }
+            Member::Group(id) => (id.0, &GROUP_TYPE, state.group(id)?.display_name.as_str()),
+        };
+        Some(MemberView {
+            id,
+            resource,
+            display: with_display.then_some(display),
+            base,
+        })
     }
-    Some(entry)
+}
+
+impl Serialize for MemberView<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("value", &self.id)?;
+        let location = Location {
+            base: self.base,
+            resource: self.resource,
+            id: self.id,
+        };
+        map.serialize_entry("$ref", &location)?;
+        map.serialize_entry("type", self.resource.name)?;
+        entry(&mut map, "display", &self.display)?;
+        map.end()
+    }
 }
 
 /// Decodes a canonical Group body.

@@ -5,11 +5,14 @@
 pub mod group;
 pub mod user;
 
+use std::fmt;
+
 use idpsync_engine::ids::{Seq, Timestamp};
-use serde_json::{Map, Value, json};
+use serde::Serialize;
+use serde::ser::{SerializeMap, Serializer};
+use serde_json::{Map, Value};
 
 use crate::schema::ResourceType;
-use crate::wire::etag_of;
 
 /// The absolute URL of the SCIM base (`https://idp-sync.example.com/scim/v2`), from which
 /// `meta.location` and `$ref` values are made.
@@ -33,36 +36,97 @@ impl BaseUrl {
     }
 }
 
-/// What every rendered resource carries besides its attributes.
-pub(crate) struct Meta {
-    pub(crate) id: String,
+/// Serialises as `<base><endpoint>/<id>`, without building the string first.
+pub(crate) struct Location<'a, I: fmt::Display> {
+    pub(crate) base: &'a BaseUrl,
+    pub(crate) resource: &'static ResourceType,
+    pub(crate) id: I,
+}
+
+impl<I: fmt::Display> Serialize for Location<'_, I> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(&format_args!("{}{}/{}", self.base.0, self.resource.endpoint, self.id))
+    }
+}
+
+/// A resource's `meta`.
+pub(crate) struct MetaView<'a, I: fmt::Display> {
+    pub(crate) location: Location<'a, I>,
     pub(crate) created: Timestamp,
     pub(crate) last_modified: Timestamp,
     pub(crate) version: Seq,
 }
 
-/// Starts a resource document: `schemas`, `id`, `meta`.
-pub(crate) fn document(resource: &ResourceType, schemas: Vec<&str>, meta: Meta, base: &BaseUrl) -> Map<String, Value> {
-    let mut document = Map::new();
-    document.insert("schemas".to_owned(), json!(schemas));
-    document.insert(
-        "meta".to_owned(),
-        json!({
-            "resourceType": resource.name,
-            "created": meta.created.to_rfc3339(),
-            "lastModified": meta.last_modified.to_rfc3339(),
-            "location": base.location(resource, &meta.id),
-            "version": etag_of(meta.version),
-        }),
-    );
-    document.insert("id".to_owned(), Value::String(meta.id));
-    document
+impl<I: fmt::Display> Serialize for MetaView<'_, I> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(5))?;
+        map.serialize_entry("resourceType", self.location.resource.name)?;
+        map.serialize_entry("created", &self.created.to_rfc3339())?;
+        map.serialize_entry("lastModified", &self.last_modified.to_rfc3339())?;
+        map.serialize_entry("location", &self.location)?;
+        map.serialize_entry("version", &Version(self.version))?;
+        map.end()
+    }
 }
 
-/// Inserts `value` under `key` when it is present.
-pub(crate) fn put_text(map: &mut Map<String, Value>, key: &str, value: &Option<String>) {
-    if let Some(value) = value {
-        map.insert(key.to_owned(), Value::String(value.clone()));
+/// Serialises a version as its weak ETag, `W/"<seq>"`.
+struct Version(Seq);
+
+impl Serialize for Version {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(&format_args!("W/\"{}\"", self.0.0))
+    }
+}
+
+/// Serialises an iterator's items as a JSON array.
+pub(crate) struct Each<F>(pub(crate) F);
+
+impl<F, I> Serialize for Each<F>
+where
+    F: Fn() -> I,
+    I: Iterator,
+    I::Item: Serialize,
+{
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq((self.0)())
+    }
+}
+
+/// Adds `key: value` to a map being serialised when `value` is present.
+pub(crate) fn entry<M: SerializeMap, T: Serialize>(map: &mut M, key: &str, value: &Option<T>) -> Result<(), M::Error> {
+    match value {
+        Some(value) => map.serialize_entry(key, value),
+        None => Ok(()),
+    }
+}
+
+/// A resource as a response carries it: serialised straight from the state, or (when the
+/// client asked for `attributes` or `excludedAttributes`) as a projected object.
+pub enum Rendered<'a> {
+    /// A whole user.
+    User(user::UserDocument<'a>),
+    /// A whole group.
+    Group(group::GroupDocument<'a>),
+    /// A projected resource.
+    Projected(Map<String, Value>),
+}
+
+impl Serialize for Rendered<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Rendered::User(document) => document.serialize(serializer),
+            Rendered::Group(document) => document.serialize(serializer),
+            Rendered::Projected(object) => object.serialize(serializer),
+        }
+    }
+}
+
+/// Turns a resource view into a JSON object, for filters, projections and PATCH.
+pub(crate) fn to_object(view: &impl Serialize) -> Map<String, Value> {
+    // The views serialise maps with string keys and never fail, so this is always an object.
+    match serde_json::to_value(view) {
+        Ok(Value::Object(object)) => object,
+        _ => Map::new(),
     }
 }
 

@@ -3,11 +3,14 @@
 
 use idpsync_engine::State;
 use idpsync_engine::ids::{Member, UserId};
-use idpsync_engine::model::{Address, EnterpriseUser, Manager, MultiValue, Name, User, UserProfile};
-use serde_json::{Map, Value, json};
+use idpsync_engine::model::{Address, EnterpriseUser, Group, Manager, MultiValue, Name, User, UserProfile};
+use serde::Serialize;
+use serde::ser::{SerializeMap, Serializer};
+use serde_json::{Map, Value};
 
-use super::{BaseUrl, Meta, document, flag, objects, put_text, text};
+use super::{BaseUrl, Each, Location, MetaView, Rendered, entry, flag, objects, text, to_object};
 use crate::error::Error;
+use crate::projection::Projection;
 use crate::schema::{ENTERPRISE_USER_URN, GROUP_TYPE, USER_TYPE, USER_URN};
 
 /// What a User body asks for, ready for a `ProvisionUser` or `ReplaceUser` command.
@@ -21,80 +24,100 @@ pub struct UserWrite {
     pub profile: UserProfile,
 }
 
-/// Renders `user` in full (projection is the caller's).
+/// A user as a SCIM User document (core, enterprise extension, read-only `groups`, `meta`),
+/// serialised straight from the engine's state.
+pub struct UserDocument<'a> {
+    /// The state the user and its groups are read from.
+    pub state: &'a State,
+    /// The user.
+    pub user: &'a User,
+    /// For `meta.location` and `$ref`.
+    pub base: &'a BaseUrl,
+}
+
+/// Renders `user` in full as a JSON object (projection is the caller's).
 pub fn render(state: &State, user: &User, base: &BaseUrl) -> Map<String, Value> {
-    let profile = &user.profile;
-    let mut schemas = vec![USER_URN];
-    if profile.enterprise.is_some() {
-        schemas.push(ENTERPRISE_USER_URN);
+    to_object(&UserDocument { state, user, base })
+}
+
+/// `user` as a response carries it under `projection`.
+pub fn rendered<'a>(state: &'a State, user: &'a User, base: &'a BaseUrl, projection: &Projection) -> Rendered<'a> {
+    let document = UserDocument { state, user, base };
+    if projection.is_identity() {
+        return Rendered::User(document);
     }
-    let meta = Meta {
-        id: user.id.to_string(),
-        created: user.created,
-        last_modified: user.last_modified,
-        version: user.version,
-    };
-    let mut doc = document(&USER_TYPE, schemas, meta, base);
-    put_text(&mut doc, "externalId", &user.external_id);
-    doc.insert("userName".to_owned(), Value::String(profile.user_name.clone()));
-    if let Some(name) = &profile.name {
-        let mut object = Map::new();
-        put_text(&mut object, "formatted", &name.formatted);
-        put_text(&mut object, "familyName", &name.family_name);
-        put_text(&mut object, "givenName", &name.given_name);
-        put_text(&mut object, "middleName", &name.middle_name);
-        put_text(&mut object, "honorificPrefix", &name.honorific_prefix);
-        put_text(&mut object, "honorificSuffix", &name.honorific_suffix);
-        if !object.is_empty() {
-            doc.insert("name".to_owned(), Value::Object(object));
+    Rendered::Projected(projection.apply(to_object(&document)))
+}
+
+impl Serialize for UserDocument<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let (user, profile, base) = (self.user, &self.user.profile, self.base);
+        let mut map = serializer.serialize_map(None)?;
+        let schemas: &[&str] = match profile.enterprise {
+            Some(_) => &[USER_URN, ENTERPRISE_USER_URN],
+            None => &[USER_URN],
+        };
+        map.serialize_entry("schemas", schemas)?;
+        map.serialize_entry("id", &user.id)?;
+        entry(&mut map, "externalId", &user.external_id)?;
+        map.serialize_entry("userName", &profile.user_name)?;
+        if let Some(name) = profile.name.as_deref().filter(|name| **name != Name::default()) {
+            map.serialize_entry("name", &NameView(name))?;
         }
-    }
-    for (key, value) in [
-        ("displayName", &profile.display_name),
-        ("nickName", &profile.nick_name),
-        ("profileUrl", &profile.profile_url),
-        ("title", &profile.title),
-        ("userType", &profile.user_type),
-        ("preferredLanguage", &profile.preferred_language),
-        ("locale", &profile.locale),
-        ("timezone", &profile.timezone),
-    ] {
-        put_text(&mut doc, key, value);
-    }
-    doc.insert("active".to_owned(), Value::Bool(user.active));
-    for (key, values) in multi_valued_fields(profile) {
-        if !values.is_empty() {
-            doc.insert(key.to_owned(), Value::Array(values.iter().map(render_value).collect()));
+        for (key, value) in [
+            ("displayName", &profile.display_name),
+            ("nickName", &profile.nick_name),
+            ("profileUrl", &profile.profile_url),
+            ("title", &profile.title),
+            ("userType", &profile.user_type),
+            ("preferredLanguage", &profile.preferred_language),
+            ("locale", &profile.locale),
+            ("timezone", &profile.timezone),
+        ] {
+            entry(&mut map, key, value)?;
         }
+        map.serialize_entry("active", &user.active)?;
+        for (key, values) in multi_valued_fields(profile) {
+            if !values.is_empty() {
+                map.serialize_entry(key, &Each(|| values.iter().map(ValueView)))?;
+            }
+        }
+        if !profile.addresses.is_empty() {
+            map.serialize_entry("addresses", &Each(|| profile.addresses.iter().map(AddressView)))?;
+        }
+        let member = Member::User(user.id);
+        if self.state.groups_of(member).next().is_some() {
+            let groups = || {
+                self.state
+                    .groups_of(member)
+                    .filter_map(|group| self.state.group(group))
+                    .map(|group| GroupReference { group, base })
+            };
+            map.serialize_entry("groups", &Each(groups))?;
+        }
+        if let Some(enterprise) = &profile.enterprise {
+            map.serialize_entry(
+                ENTERPRISE_USER_URN,
+                &EnterpriseView {
+                    state: self.state,
+                    enterprise,
+                    base,
+                },
+            )?;
+        }
+        let meta = MetaView {
+            location: Location {
+                base,
+                resource: &USER_TYPE,
+                id: user.id,
+            },
+            created: user.created,
+            last_modified: user.last_modified,
+            version: user.version,
+        };
+        map.serialize_entry("meta", &meta)?;
+        map.end()
     }
-    if !profile.addresses.is_empty() {
-        doc.insert(
-            "addresses".to_owned(),
-            Value::Array(profile.addresses.iter().map(render_address).collect()),
-        );
-    }
-    let groups: Vec<Value> = state
-        .groups_of(Member::User(user.id))
-        .filter_map(|group_id| state.group(group_id))
-        .map(|group| {
-            json!({
-                "value": group.id.to_string(),
-                "$ref": base.location(&GROUP_TYPE, &group.id.to_string()),
-                "display": group.display_name,
-                "type": "direct",
-            })
-        })
-        .collect();
-    if !groups.is_empty() {
-        doc.insert("groups".to_owned(), Value::Array(groups));
-    }
-    if let Some(enterprise) = &profile.enterprise {
-        doc.insert(
-            ENTERPRISE_USER_URN.to_owned(),
-            Value::Object(render_enterprise(state, enterprise, base)),
-        );
-    }
-    doc
 }
 
 fn multi_valued_fields(profile: &UserProfile) -> [(&'static str, &Vec<MultiValue>); 7] {
@@ -109,51 +132,130 @@ fn multi_valued_fields(profile: &UserProfile) -> [(&'static str, &Vec<MultiValue
     ]
 }
 
-fn render_value(value: &MultiValue) -> Value {
-    let mut object = Map::new();
-    object.insert("value".to_owned(), Value::String(value.value.clone()));
-    put_text(&mut object, "display", &value.display);
-    put_text(&mut object, "type", &value.kind);
-    object.insert("primary".to_owned(), Value::Bool(value.primary));
-    Value::Object(object)
-}
+struct NameView<'a>(&'a Name);
 
-fn render_address(address: &Address) -> Value {
-    let mut object = Map::new();
-    put_text(&mut object, "formatted", &address.formatted);
-    put_text(&mut object, "streetAddress", &address.street_address);
-    put_text(&mut object, "locality", &address.locality);
-    put_text(&mut object, "region", &address.region);
-    put_text(&mut object, "postalCode", &address.postal_code);
-    put_text(&mut object, "country", &address.country);
-    put_text(&mut object, "type", &address.kind);
-    object.insert("primary".to_owned(), Value::Bool(address.primary));
-    Value::Object(object)
-}
-
-fn render_enterprise(state: &State, enterprise: &EnterpriseUser, base: &BaseUrl) -> Map<String, Value> {
-    let mut object = Map::new();
-    put_text(&mut object, "employeeNumber", &enterprise.employee_number);
-    put_text(&mut object, "costCenter", &enterprise.cost_center);
-    put_text(&mut object, "organization", &enterprise.organization);
-    put_text(&mut object, "division", &enterprise.division);
-    put_text(&mut object, "department", &enterprise.department);
-    if let Some(manager) = &enterprise.manager {
-        let mut reference = Map::new();
-        reference.insert("value".to_owned(), Value::String(manager.value.clone()));
-        // `$ref` and `displayName` are read-only: they describe the manager when it is a user
-        // of this tenant, and are absent when the client's value names someone else.
-        if let Some(boss) = manager.value.parse::<UserId>().ok().and_then(|id| state.user(id)) {
-            reference.insert(
-                "$ref".to_owned(),
-                Value::String(base.location(&USER_TYPE, &boss.id.to_string())),
-            );
-            let display = boss.profile.display_name.as_ref().unwrap_or(&boss.profile.user_name);
-            reference.insert("displayName".to_owned(), Value::String(display.clone()));
-        }
-        object.insert("manager".to_owned(), Value::Object(reference));
+impl Serialize for NameView<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let name = self.0;
+        let mut map = serializer.serialize_map(None)?;
+        entry(&mut map, "formatted", &name.formatted)?;
+        entry(&mut map, "familyName", &name.family_name)?;
+        entry(&mut map, "givenName", &name.given_name)?;
+        entry(&mut map, "middleName", &name.middle_name)?;
+        entry(&mut map, "honorificPrefix", &name.honorific_prefix)?;
+        entry(&mut map, "honorificSuffix", &name.honorific_suffix)?;
+        map.end()
     }
-    object
+}
+
+struct ValueView<'a>(&'a MultiValue);
+
+impl Serialize for ValueView<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let value = self.0;
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("value", &value.value)?;
+        entry(&mut map, "display", &value.display)?;
+        entry(&mut map, "type", &value.kind)?;
+        map.serialize_entry("primary", &value.primary)?;
+        map.end()
+    }
+}
+
+struct AddressView<'a>(&'a Address);
+
+impl Serialize for AddressView<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let address = self.0;
+        let mut map = serializer.serialize_map(None)?;
+        entry(&mut map, "formatted", &address.formatted)?;
+        entry(&mut map, "streetAddress", &address.street_address)?;
+        entry(&mut map, "locality", &address.locality)?;
+        entry(&mut map, "region", &address.region)?;
+        entry(&mut map, "postalCode", &address.postal_code)?;
+        entry(&mut map, "country", &address.country)?;
+        entry(&mut map, "type", &address.kind)?;
+        map.serialize_entry("primary", &address.primary)?;
+        map.end()
+    }
+}
+
+/// One entry of a user's `groups`.
+struct GroupReference<'a> {
+    group: &'a Group,
+    base: &'a BaseUrl,
+}
+
+impl Serialize for GroupReference<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(4))?;
+        map.serialize_entry("value", &self.group.id)?;
+        let location = Location {
+            base: self.base,
+            resource: &GROUP_TYPE,
+            id: self.group.id,
+        };
+        map.serialize_entry("$ref", &location)?;
+        map.serialize_entry("display", &self.group.display_name)?;
+        map.serialize_entry("type", "direct")?;
+        map.end()
+    }
+}
+
+struct EnterpriseView<'a> {
+    state: &'a State,
+    enterprise: &'a EnterpriseUser,
+    base: &'a BaseUrl,
+}
+
+impl Serialize for EnterpriseView<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let enterprise = self.enterprise;
+        let mut map = serializer.serialize_map(None)?;
+        entry(&mut map, "employeeNumber", &enterprise.employee_number)?;
+        entry(&mut map, "costCenter", &enterprise.cost_center)?;
+        entry(&mut map, "organization", &enterprise.organization)?;
+        entry(&mut map, "division", &enterprise.division)?;
+        entry(&mut map, "department", &enterprise.department)?;
+        if let Some(manager) = &enterprise.manager {
+            // `$ref` and `displayName` are read-only: they describe the manager when it is a
+            // user of this tenant, and are absent when the client's value names someone else.
+            let boss = manager.value.parse::<UserId>().ok().and_then(|id| self.state.user(id));
+            map.serialize_entry(
+                "manager",
+                &ManagerView {
+                    value: &manager.value,
+                    boss: boss.map(|boss| &**boss),
+                    base: self.base,
+                },
+            )?;
+        }
+        map.end()
+    }
+}
+
+struct ManagerView<'a> {
+    value: &'a str,
+    boss: Option<&'a User>,
+    base: &'a BaseUrl,
+}
+
+impl Serialize for ManagerView<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("value", self.value)?;
+        if let Some(boss) = self.boss {
+            let location = Location {
+                base: self.base,
+                resource: &USER_TYPE,
+                id: boss.id,
+            };
+            map.serialize_entry("$ref", &location)?;
+            let display = boss.profile.display_name.as_ref().unwrap_or(&boss.profile.user_name);
+            map.serialize_entry("displayName", display)?;
+        }
+        map.end()
+    }
 }
 
 /// Decodes a canonical User body (see `crate::normalise`).
@@ -252,6 +354,8 @@ fn decode_enterprise(object: &Map<String, Value>) -> EnterpriseUser {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
     use crate::normalise::normalise_resource;
 
