@@ -1,0 +1,216 @@
+//! A large tenant: 100k users, 5k groups, 1M membership changes (about 1.1M events), made by
+//! `idpsync dev seed --users 100000 --groups 5000 --memberships 1000000 --seed 1`.
+//!
+//! Measures: cold start to the first query with a snapshot (open the log, load the snapshot
+//! with its history index, replay the tail, answer); full replay (read, chain check, decode,
+//! fold, index) from the first record; members of a group at a random past moment, with p50
+//! and p99; and the peak resident memory of a process that has loaded the tenant.
+//!
+//! Run: `cargo bench -p idpsync-benches --bench tenant`. The first run seeds the tenant into
+//! `target/bench-data/` (about half a minute) and later runs reuse it. "Cold" means a new
+//! engine in a process whose page cache may hold the files: process-cold, not disk-cold.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, Throughput};
+use idpsync::workload::{WorkloadSpec, run as seed};
+use idpsync_engine::ids::{GroupId, Seq, Timestamp};
+use idpsync_engine::replay::replay_recording;
+use idpsync_engine::{Engine, History, State, TenantSettings};
+use idpsync_storage::{LogStore, RedbStore, TenantId};
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+
+const CHILD_VAR: &str = "IDPSYNC_BENCH_MEMORY_CHILD";
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// The seeded tenant's data directory, seeding it on first use.
+fn bench_data(runtime: &tokio::runtime::Runtime) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/bench-data/tenant-100k-5k-1m");
+    if dir.join("complete").exists() {
+        return dir;
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    eprintln!("seeding the benchmark tenant into {} (once)...", dir.display());
+    runtime.block_on(async {
+        let engine = idpsync::open(&dir, TenantSettings::default()).await.unwrap();
+        let tenant = engine.require_tenant(&TenantId::default_tenant()).unwrap();
+        let spec = WorkloadSpec {
+            users: 100_000,
+            groups: 5_000,
+            memberships: 1_000_000,
+            seed: 1,
+        };
+        let progress = seed(&tenant, &spec, &mut |p| eprintln!("  {} events", p.events))
+            .await
+            .unwrap();
+        eprintln!("seeded {} events", progress.events);
+        engine.shutdown().await;
+    });
+    std::fs::write(dir.join("complete"), b"").unwrap();
+    dir
+}
+
+async fn open(dir: &Path) -> Engine {
+    let store: Arc<dyn LogStore> = Arc::new(RedbStore::open(dir).unwrap());
+    Engine::open(store, TenantSettings::default()).await.unwrap()
+}
+
+/// Groups of the tenant, and the time span of its log.
+fn sample_space(engine: &Engine) -> (Vec<GroupId>, Timestamp, Timestamp) {
+    let tenant = engine.require_tenant(&TenantId::default_tenant()).unwrap();
+    let groups: Vec<GroupId> = tenant.state().groups().map(|g| g.id).collect();
+    let (first, last) =
+        tenant.with_history(|history, head| (history.recorded_at(Seq(1)).unwrap(), history.recorded_at(head).unwrap()));
+    (groups, first, last)
+}
+
+fn cold_start(c: &mut Criterion, runtime: &tokio::runtime::Runtime, dir: &Path) {
+    let mut group = c.benchmark_group("tenant_1m");
+    group.sample_size(10).measurement_time(Duration::from_secs(20));
+    group.bench_function("cold_start_to_first_query", |b| {
+        b.iter_custom(|iterations| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iterations {
+                let started = Instant::now();
+                runtime.block_on(async {
+                    let engine = open(dir).await;
+                    let tenant = engine.require_tenant(&TenantId::default_tenant()).unwrap();
+                    let state = tenant.state();
+                    let group = state.groups().nth(3).unwrap().id;
+                    assert!(state.direct_member_count(group) > 0);
+                    total += started.elapsed();
+                    engine.shutdown().await;
+                });
+            }
+            total
+        });
+    });
+    group.finish();
+}
+
+fn full_replay(c: &mut Criterion, runtime: &tokio::runtime::Runtime, dir: &Path) {
+    let store: Arc<dyn LogStore> = Arc::new(RedbStore::open(dir).unwrap());
+    let tenant = TenantId::default_tenant();
+    let head = runtime.block_on(store.head(&tenant)).unwrap().seq;
+    let mut group = c.benchmark_group("tenant_1m");
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(30))
+        .throughput(Throughput::Elements(head.0));
+    group.bench_function("full_replay_decode_chain_fold", |b| {
+        b.iter_custom(|iterations| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iterations {
+                let (mut state, mut history) = (State::new(), History::new());
+                let started = Instant::now();
+                runtime
+                    .block_on(replay_recording(&store, &tenant, &mut state, &mut history, head))
+                    .unwrap();
+                total += started.elapsed();
+                assert_eq!(state.seq(), head);
+            }
+            total
+        });
+    });
+    group.finish();
+}
+
+fn members_at_random_past_moment(c: &mut Criterion, runtime: &tokio::runtime::Runtime, dir: &Path) {
+    let engine = runtime.block_on(open(dir));
+    let tenant = engine.require_tenant(&TenantId::default_tenant()).unwrap();
+    let (groups, first, last) = sample_space(&engine);
+    let mut rng = StdRng::seed_from_u64(7);
+    let mut query = move || {
+        let group = groups[rng.random_range(0..groups.len())];
+        let moment = Timestamp(rng.random_range(first.0..=last.0));
+        let seq = tenant.seq_at(moment);
+        tenant.with_history(|history, _| history.direct_members_at(group, seq).len())
+    };
+    c.bench_function("tenant_1m/members_of_a_group_at_a_random_past_moment", |b| {
+        b.iter(&mut query)
+    });
+    // Criterion reports the mean; the target is on percentiles, so measure them directly too.
+    let mut latencies: Vec<Duration> = (0..20_000)
+        .map(|_| {
+            let started = Instant::now();
+            std::hint::black_box(query());
+            started.elapsed()
+        })
+        .collect();
+    latencies.sort();
+    let at = |quantile: f64| latencies[((latencies.len() as f64 - 1.0) * quantile) as usize];
+    println!(
+        "tenant_1m/members_at percentiles over {} queries: p50 {:?}, p90 {:?}, p99 {:?}, max {:?}",
+        latencies.len(),
+        at(0.5),
+        at(0.9),
+        at(0.99),
+        latencies[latencies.len() - 1]
+    );
+    runtime.block_on(engine.shutdown());
+}
+
+/// Reads a `/proc/self/status` field in kB.
+fn status_kb(field: &str) -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find(|line| line.starts_with(field))
+        .and_then(|line| line.split_whitespace().nth(1))
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Runs in a child process: load the tenant, answer a query, report the peak resident memory.
+fn memory_child(dir: &Path) {
+    let runtime = runtime();
+    runtime.block_on(async {
+        let engine = open(dir).await;
+        let (groups, first, last) = sample_space(&engine);
+        let tenant = engine.require_tenant(&TenantId::default_tenant()).unwrap();
+        let seq = tenant.seq_at(Timestamp((first.0 + last.0) / 2));
+        let members = tenant.with_history(|history, _| history.direct_members_at(groups[3], seq).len());
+        println!(
+            "loaded: {} users, {} groups, {members} members; VmHWM {} kB, VmRSS {} kB",
+            tenant.state().user_count(),
+            groups.len(),
+            status_kb("VmHWM:"),
+            status_kb("VmRSS:")
+        );
+        engine.shutdown().await;
+    });
+}
+
+fn peak_memory(dir: &Path) {
+    let output = std::process::Command::new(std::env::current_exe().unwrap())
+        .env(CHILD_VAR, dir)
+        .output()
+        .expect("the memory child runs");
+    let report = String::from_utf8_lossy(&output.stdout);
+    println!("tenant_1m/peak_resident_memory: {}", report.trim());
+}
+
+fn main() {
+    if let Some(dir) = std::env::var_os(CHILD_VAR) {
+        memory_child(Path::new(&dir));
+        return;
+    }
+    let runtime = runtime();
+    let dir = bench_data(&runtime);
+    let mut c = Criterion::default().configure_from_args();
+    cold_start(&mut c, &runtime, &dir);
+    full_replay(&mut c, &runtime, &dir);
+    members_at_random_past_moment(&mut c, &runtime, &dir);
+    c.final_summary();
+    peak_memory(&dir);
+}
