@@ -1,0 +1,175 @@
+//! Faults: a failing disk, tampered records and snapshots. A failed append loses nothing that was
+//! acknowledged and leaves the engine usable; tampering is found and named by tenant and seq.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use async_trait::async_trait;
+use idpsync_engine::model::{Owner, UserProfile};
+use idpsync_engine::verify::verify_tenant;
+use idpsync_engine::{Cause, Command, Engine, EngineError, Origin, Source, SubmitError, TenantSettings};
+use idpsync_storage::{
+    AppendBatch, Appended, Head, LogStore, MemoryStore, Record, Seq, SnapshotInfo, StoreError, StoredSnapshot, TenantId,
+};
+
+/// A store around `MemoryStore` that can fail appends and alter what it reads.
+#[derive(Default)]
+struct FaultyStore {
+    inner: MemoryStore,
+    fail_appends: AtomicBool,
+    /// Flip a payload byte of this seq when it is read.
+    tamper_seq: std::sync::Mutex<Option<Seq>>,
+    /// Pretend there are no snapshots, so that start-up replays the whole log.
+    hide_snapshots: AtomicBool,
+}
+
+#[async_trait]
+impl LogStore for FaultyStore {
+    async fn ensure_tenant(&self, tenant: &TenantId) -> Result<Head, StoreError> {
+        self.inner.ensure_tenant(tenant).await
+    }
+    async fn tenants(&self) -> Result<Vec<TenantId>, StoreError> {
+        self.inner.tenants().await
+    }
+    async fn head(&self, tenant: &TenantId) -> Result<Head, StoreError> {
+        self.inner.head(tenant).await
+    }
+    async fn append(&self, batch: AppendBatch) -> Result<Appended, StoreError> {
+        if self.fail_appends.load(Ordering::SeqCst) {
+            return Err(StoreError::backend(
+                "writing the log",
+                std::io::Error::other("no space left on device"),
+            ));
+        }
+        self.inner.append(batch).await
+    }
+    async fn read(&self, tenant: &TenantId, from: Seq, limit: usize) -> Result<Vec<Record>, StoreError> {
+        let mut records = self.inner.read(tenant, from, limit).await?;
+        let tamper = *self.tamper_seq.lock().unwrap();
+        for record in &mut records {
+            if Some(record.seq) == tamper && !record.payload.is_empty() {
+                let last = record.payload.len() - 1;
+                record.payload[last] ^= 1;
+            }
+        }
+        Ok(records)
+    }
+    async fn put_snapshot(&self, tenant: &TenantId, snapshot: StoredSnapshot) -> Result<(), StoreError> {
+        self.inner.put_snapshot(tenant, snapshot).await
+    }
+    async fn snapshot_at_or_before(&self, tenant: &TenantId, seq: Seq) -> Result<Option<StoredSnapshot>, StoreError> {
+        if self.hide_snapshots.load(Ordering::SeqCst) {
+            return Ok(None);
+        }
+        self.inner.snapshot_at_or_before(tenant, seq).await
+    }
+    async fn snapshots(&self, tenant: &TenantId) -> Result<Vec<SnapshotInfo>, StoreError> {
+        if self.hide_snapshots.load(Ordering::SeqCst) {
+            return Ok(Vec::new());
+        }
+        self.inner.snapshots(tenant).await
+    }
+}
+
+fn provision(name: &str) -> Command {
+    Command::ProvisionUser {
+        owner: Owner::Scim,
+        external_id: None,
+        active: true,
+        profile: UserProfile {
+            user_name: name.to_owned(),
+            ..UserProfile::default()
+        },
+    }
+}
+
+fn origin() -> Origin {
+    Origin {
+        source: Source::Operator,
+        cause: Cause::Unspecified,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_append_writes_nothing_and_the_engine_goes_on() {
+    let store = Arc::new(FaultyStore::default());
+    let engine = Engine::open(store.clone(), TenantSettings::default()).await.unwrap();
+    let tenant = engine.require_tenant(&TenantId::default_tenant()).unwrap();
+    tenant.execute(provision("alice"), origin()).await.unwrap();
+
+    store.fail_appends.store(true, Ordering::SeqCst);
+    let failed = tenant.execute(provision("bob"), origin()).await;
+    assert!(matches!(failed, Err(SubmitError::Storage(_))), "{failed:?}");
+    assert!(
+        tenant.state().user_by_name("bob").is_none(),
+        "nothing of the failed command is visible"
+    );
+    assert_eq!(tenant.state().seq(), Seq(1));
+
+    store.fail_appends.store(false, Ordering::SeqCst);
+    // The name bob was never taken; the next append continues the log without a gap.
+    tenant.execute(provision("bob"), origin()).await.unwrap();
+    assert_eq!(tenant.state().seq(), Seq(2));
+    let report = verify_tenant(&(store.clone() as Arc<dyn LogStore>), &TenantId::default_tenant())
+        .await
+        .unwrap();
+    assert_eq!(report.records, 2);
+    engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tampered_record_is_named_by_tenant_and_seq() {
+    let store = Arc::new(FaultyStore::default());
+    let engine = Engine::open(store.clone(), TenantSettings::default()).await.unwrap();
+    let tenant = engine.require_tenant(&TenantId::default_tenant()).unwrap();
+    for name in ["a", "b", "c", "d"] {
+        tenant.execute(provision(name), origin()).await.unwrap();
+    }
+    engine.shutdown().await;
+    *store.tamper_seq.lock().unwrap() = Some(Seq(3));
+    let error = verify_tenant(&(store.clone() as Arc<dyn LogStore>), &TenantId::default_tenant())
+        .await
+        .unwrap_err();
+    let message = error.to_string();
+    assert!(
+        message.contains("tenant default") && message.contains("seq 3"),
+        "{message}"
+    );
+    // Start-up that must replay through it refuses, rather than folding a forged event.
+    store.hide_snapshots.store(true, Ordering::SeqCst);
+    let Err(error) = Engine::open(store.clone(), TenantSettings::default()).await else {
+        panic!("the engine opened on a tampered log");
+    };
+    assert!(error.to_string().contains("seq 3"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_that_does_not_match_the_log_is_named() {
+    let store = Arc::new(FaultyStore::default());
+    let engine = Engine::open(store.clone(), TenantSettings::default()).await.unwrap();
+    let tenant = engine.require_tenant(&TenantId::default_tenant()).unwrap();
+    tenant.execute(provision("alice"), origin()).await.unwrap();
+    tenant.execute(provision("bob"), origin()).await.unwrap();
+    engine.shutdown().await;
+    // A snapshot at seq 1 holding the state at seq 2: well-formed, hash intact, wrong.
+    let wrong = store
+        .inner
+        .snapshot_at_or_before(&TenantId::default_tenant(), Seq(2))
+        .await
+        .unwrap()
+        .unwrap();
+    let mut bytes = wrong.bytes.clone();
+    // Claim seq 1 in the header section (format u16, length u64, then postcard (seq, time)).
+    bytes[10] = 1;
+    store
+        .put_snapshot(&TenantId::default_tenant(), StoredSnapshot::new(Seq(1), bytes))
+        .await
+        .unwrap();
+    let error = verify_tenant(&(store.clone() as Arc<dyn LogStore>), &TenantId::default_tenant())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, EngineError::SnapshotMismatch { seq: Seq(1), .. }),
+        "{error}"
+    );
+}
