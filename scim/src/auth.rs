@@ -73,8 +73,19 @@ impl FromRequestParts<Arc<Service>> for Scope {
     }
 }
 
+/// The request's SCIM base URL, for endpoints without a [`Scope`] (discovery).
+pub struct RequestBase(pub BaseUrl);
+
+impl FromRequestParts<Arc<Service>> for RequestBase {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, service: &Arc<Service>) -> Result<RequestBase, Self::Rejection> {
+        Ok(RequestBase(base_url(&parts.headers, service)))
+    }
+}
+
 /// The base URL of the request: the configured one, else `<scheme>://<Host><mount path>`.
-pub(crate) fn base_url(headers: &HeaderMap, service: &Service) -> BaseUrl {
+fn base_url(headers: &HeaderMap, service: &Service) -> BaseUrl {
     if let Some(base) = &service.settings.base_url {
         return BaseUrl::new(base);
     }
@@ -100,11 +111,17 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
     (scheme.eq_ignore_ascii_case("bearer") && !secret.trim().is_empty()).then(|| secret.trim())
 }
 
-/// Middleware: gives each request an id, for its events and its `X-Request-Id` header.
-pub async fn request_id(mut request: Request, next: Next) -> Response {
+/// Middleware: gives each request an id, for its events and its `X-Request-Id` header, and
+/// logs the cause of every 500 (see [`crate::error`]).
+pub async fn request_context(mut request: Request, next: Next) -> Response {
     let id = RequestId::new();
     request.extensions_mut().insert(id);
+    let method = request.method().clone();
+    let uri = request.uri().clone();
     let mut response = next.run(request).await;
+    if let Some(cause) = crate::error::internal_failure(&response) {
+        tracing::error!(%method, path = uri.path(), request = %id, %cause, "SCIM request failed");
+    }
     if let Ok(value) = HeaderValue::from_str(&id.to_string()) {
         response.headers_mut().insert("x-request-id", value);
     }

@@ -5,11 +5,10 @@
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
-use axum::http::HeaderMap;
 use serde_json::{Value, json};
 
 use crate::Service;
-use crate::auth::base_url;
+use crate::auth::RequestBase;
 use crate::error::Error;
 use crate::query::LIST_RESPONSE_URN;
 use crate::resource::BaseUrl;
@@ -21,8 +20,7 @@ const RESOURCE_TYPE_URN: &str = "urn:ietf:params:scim:schemas:core:2.0:ResourceT
 const SCHEMA_URN: &str = "urn:ietf:params:scim:schemas:core:2.0:Schema";
 
 /// `GET /ServiceProviderConfig`.
-pub async fn service_provider_config(State(service): State<Arc<Service>>, headers: HeaderMap) -> Reply {
-    let base = base_url(&headers, &service);
+pub async fn service_provider_config(State(service): State<Arc<Service>>, RequestBase(base): RequestBase) -> Reply {
     let settings = &service.settings;
     Reply::ok(&json!({
         "schemas": [SERVICE_PROVIDER_CONFIG_URN],
@@ -51,8 +49,7 @@ pub async fn service_provider_config(State(service): State<Arc<Service>>, header
 }
 
 /// `GET /ResourceTypes`.
-pub async fn resource_types(State(service): State<Arc<Service>>, headers: HeaderMap) -> Reply {
-    let base = base_url(&headers, &service);
+pub async fn resource_types(RequestBase(base): RequestBase) -> Reply {
     let resources: Vec<Value> = RESOURCE_TYPES
         .iter()
         .map(|resource| resource_type(resource, &base))
@@ -61,12 +58,7 @@ pub async fn resource_types(State(service): State<Arc<Service>>, headers: Header
 }
 
 /// `GET /ResourceTypes/{name}`.
-pub async fn resource_type_by_name(
-    State(service): State<Arc<Service>>,
-    headers: HeaderMap,
-    Path(name): Path<String>,
-) -> Result<Reply, Error> {
-    let base = base_url(&headers, &service);
+pub async fn resource_type_by_name(RequestBase(base): RequestBase, Path(name): Path<String>) -> Result<Reply, Error> {
     RESOURCE_TYPES
         .iter()
         .find(|resource| resource.name.eq_ignore_ascii_case(&name))
@@ -75,20 +67,14 @@ pub async fn resource_type_by_name(
 }
 
 /// `GET /Schemas`.
-pub async fn schemas(State(service): State<Arc<Service>>, headers: HeaderMap) -> Reply {
-    let base = base_url(&headers, &service);
+pub async fn schemas(RequestBase(base): RequestBase) -> Reply {
     Reply::ok(&list(
         all_schemas().map(|schema| schema_document(schema, &base)).collect(),
     ))
 }
 
 /// `GET /Schemas/{urn}`.
-pub async fn schema_by_id(
-    State(service): State<Arc<Service>>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Result<Reply, Error> {
-    let base = base_url(&headers, &service);
+pub async fn schema_by_id(RequestBase(base): RequestBase, Path(id): Path<String>) -> Result<Reply, Error> {
     all_schemas()
         .find(|schema| schema.id.eq_ignore_ascii_case(&id))
         .map(|schema| Reply::ok(&schema_document(schema, &base)))

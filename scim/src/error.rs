@@ -2,15 +2,13 @@
 //! (`schemas`, `status` as a string, `scimType`, `detail`) with `application/scim+json`.
 //!
 //! Bad input explains itself in `detail`. An internal failure answers only "internal error";
-//! its cause travels in a response extension to the [`log_failures`] middleware, which logs it,
-//! so that nothing is logged inside the conversion and nothing internal leaks to clients.
+//! its cause travels in a response extension to the `auth::request_context` middleware, which
+//! logs it, so that nothing is logged inside the conversion and nothing internal leaks.
 
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::Request;
 use axum::http::{HeaderValue, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use idpsync_engine::{Rejection, SubmitError};
 use serde::Serialize;
@@ -194,7 +192,7 @@ pub struct ErrorBody {
     detail: String,
 }
 
-/// The cause of a 500, carried to [`log_failures`].
+/// The cause of a 500, carried to the middleware that logs it.
 #[derive(Clone, Debug)]
 struct InternalFailure(Arc<str>);
 
@@ -218,15 +216,12 @@ impl IntoResponse for Error {
     }
 }
 
-/// Middleware: logs the cause of every 500 this router answers.
-pub async fn log_failures(request: Request, next: Next) -> Response {
-    let method = request.method().clone();
-    let path = request.uri().path().to_owned();
-    let response = next.run(request).await;
-    if let Some(InternalFailure(cause)) = response.extensions().get::<InternalFailure>() {
-        tracing::error!(%method, %path, %cause, "SCIM request failed");
-    }
+/// The cause of a 500 that this router answered, for the middleware that logs it.
+pub(crate) fn internal_failure(response: &Response) -> Option<&str> {
     response
+        .extensions()
+        .get::<InternalFailure>()
+        .map(|InternalFailure(cause)| &**cause)
 }
 
 impl From<Rejection> for Error {

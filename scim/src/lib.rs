@@ -166,8 +166,7 @@ pub fn router(engine: Arc<Engine>, authenticator: Arc<dyn Authenticator>, settin
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(body_limit)
-        .layer(middleware::from_fn(error::log_failures))
-        .layer(middleware::from_fn(auth::request_id))
+        .layer(middleware::from_fn(auth::request_context))
         .with_state(service)
 }
 

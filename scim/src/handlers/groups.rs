@@ -6,14 +6,14 @@
 use std::sync::Arc;
 
 use axum::extract::{self, Path};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use idpsync_engine::command::Command;
 use idpsync_engine::ids::{GroupId, Seq};
 use idpsync_engine::model::{Group, Owner};
 use idpsync_engine::{Outcome, State};
 use serde_json::Value;
 
-use super::{QueryPairs, WriteRequest, none_match};
+use super::{Conditions, QueryPairs, WriteRequest};
 use crate::Service;
 use crate::auth::Scope;
 use crate::error::Error;
@@ -51,11 +51,16 @@ pub async fn search(
 }
 
 /// `GET /Groups/{id}`.
-pub async fn get(scope: Scope, Path(id): Path<String>, headers: HeaderMap, query: QueryPairs) -> Result<Reply, Error> {
+pub async fn get(
+    scope: Scope,
+    Path(id): Path<String>,
+    conditions: Conditions,
+    query: QueryPairs,
+) -> Result<Reply, Error> {
     let params = ListParams::from_query(&query.0)?;
     let state = scope.tenant.state();
     let found = find(&state, &id)?;
-    if none_match(&headers, found.version) {
+    if conditions.none_match(found.version) {
         return Ok(Reply::empty(StatusCode::NOT_MODIFIED).etag(found.version));
     }
     let projection = Projection::new(&GROUP_TYPE, params.projection())?;
@@ -65,38 +70,38 @@ pub async fn get(scope: Scope, Path(id): Path<String>, headers: HeaderMap, query
 /// `POST /Groups`.
 pub async fn create_endpoint(
     scope: Scope,
-    headers: HeaderMap,
+    conditions: Conditions,
     query: QueryPairs,
     body: ScimJson,
 ) -> Result<Reply, Error> {
-    create(&scope, &WriteRequest::new(&headers, &query, body)?).await
+    create(&scope, &WriteRequest::new(&conditions, &query, body)?).await
 }
 
 /// `PUT /Groups/{id}`.
 pub async fn replace_endpoint(
     scope: Scope,
     Path(id): Path<String>,
-    headers: HeaderMap,
+    conditions: Conditions,
     query: QueryPairs,
     body: ScimJson,
 ) -> Result<Reply, Error> {
-    replace(&scope, &id, &WriteRequest::new(&headers, &query, body)?).await
+    replace(&scope, &id, &WriteRequest::new(&conditions, &query, body)?).await
 }
 
 /// `PATCH /Groups/{id}`.
 pub async fn patch_endpoint(
     scope: Scope,
     Path(id): Path<String>,
-    headers: HeaderMap,
+    conditions: Conditions,
     query: QueryPairs,
     body: ScimJson,
 ) -> Result<Reply, Error> {
-    patch(&scope, &id, &WriteRequest::new(&headers, &query, body)?).await
+    patch(&scope, &id, &WriteRequest::new(&conditions, &query, body)?).await
 }
 
 /// `DELETE /Groups/{id}`.
-pub async fn delete_endpoint(scope: Scope, Path(id): Path<String>, headers: HeaderMap) -> Result<Reply, Error> {
-    delete(&scope, &id, super::if_match(&headers)?).await
+pub async fn delete_endpoint(scope: Scope, Path(id): Path<String>, conditions: Conditions) -> Result<Reply, Error> {
+    delete(&scope, &id, conditions.expected_version).await
 }
 
 /// Creates a group with its members; 201.

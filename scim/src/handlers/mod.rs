@@ -6,8 +6,9 @@ pub mod bulk;
 pub mod groups;
 pub mod users;
 
-use axum::extract::Query;
-use axum::http::{HeaderMap, header};
+use axum::extract::{FromRequestParts, Query};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, header};
 use idpsync_engine::ids::Seq;
 
 use crate::error::{Error, ScimType};
@@ -17,8 +18,37 @@ use crate::wire::ScimJson;
 /// Raw query pairs, read case-insensitively by [`ListParams`].
 pub type QueryPairs = Query<Vec<(String, String)>>;
 
+/// `If-Match` and `If-None-Match`, read from the request without copying its headers.
+pub struct Conditions {
+    /// The version `If-Match` names (`None` for no header or `*`).
+    pub expected_version: Option<Seq>,
+    if_none_match: Option<HeaderValue>,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Conditions {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Conditions, Error> {
+        Ok(Conditions {
+            expected_version: if_match(&parts.headers)?,
+            if_none_match: parts.headers.get(header::IF_NONE_MATCH).cloned(),
+        })
+    }
+}
+
+impl Conditions {
+    /// Whether `If-None-Match` names `current` (or is `*`): a GET then answers 304.
+    pub fn none_match(&self, current: Seq) -> bool {
+        let Some(text) = self.if_none_match.as_ref().and_then(|value| value.to_str().ok()) else {
+            return false;
+        };
+        text.split(',')
+            .any(|tag| tag.trim() == "*" || parse_etag(tag) == Some(current))
+    }
+}
+
 /// `If-Match`: the version a write expects. `*` (or no header) expects nothing.
-pub fn if_match(headers: &HeaderMap) -> Result<Option<Seq>, Error> {
+fn if_match(headers: &HeaderMap) -> Result<Option<Seq>, Error> {
     let Some(value) = headers.get(header::IF_MATCH) else {
         return Ok(None);
     };
@@ -35,15 +65,6 @@ pub fn if_match(headers: &HeaderMap) -> Result<Option<Seq>, Error> {
             format!("If-Match {text:?} is not a version of this server"),
         )
     })
-}
-
-/// Whether `If-None-Match` names `current` (or is `*`): a GET then answers 304.
-pub fn none_match(headers: &HeaderMap, current: Seq) -> bool {
-    let Some(text) = headers.get(header::IF_NONE_MATCH).and_then(|value| value.to_str().ok()) else {
-        return false;
-    };
-    text.split(',')
-        .any(|tag| tag.trim() == "*" || parse_etag(tag) == Some(current))
 }
 
 /// Parses `W/"12"` or `"12"`.
@@ -66,11 +87,11 @@ pub struct WriteRequest {
 
 impl WriteRequest {
     /// Gathers the parts of a write request.
-    pub fn new(headers: &HeaderMap, query: &QueryPairs, body: ScimJson) -> Result<WriteRequest, Error> {
+    pub fn new(conditions: &Conditions, query: &QueryPairs, body: ScimJson) -> Result<WriteRequest, Error> {
         Ok(WriteRequest {
             body: body.0,
             params: ListParams::from_query(&query.0)?,
-            expected_version: if_match(headers)?,
+            expected_version: conditions.expected_version,
         })
     }
 }

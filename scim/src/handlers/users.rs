@@ -4,14 +4,14 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::extract::{self, Path};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use idpsync_engine::command::Command;
 use idpsync_engine::ids::{Seq, UserId};
 use idpsync_engine::model::{AttrValue, Owner, User, UserProfile};
 use idpsync_engine::{Outcome, Rejection, State, SubmitError};
 use serde_json::Value;
 
-use super::{QueryPairs, WriteRequest, none_match};
+use super::{Conditions, QueryPairs, WriteRequest};
 use crate::Service;
 use crate::auth::Scope;
 use crate::error::Error;
@@ -50,11 +50,16 @@ pub async fn search(
 }
 
 /// `GET /Users/{id}`.
-pub async fn get(scope: Scope, Path(id): Path<String>, headers: HeaderMap, query: QueryPairs) -> Result<Reply, Error> {
+pub async fn get(
+    scope: Scope,
+    Path(id): Path<String>,
+    conditions: Conditions,
+    query: QueryPairs,
+) -> Result<Reply, Error> {
     let params = ListParams::from_query(&query.0)?;
     let state = scope.tenant.state();
     let found = find(&state, &id)?;
-    if none_match(&headers, found.version) {
+    if conditions.none_match(found.version) {
         return Ok(Reply::empty(StatusCode::NOT_MODIFIED).etag(found.version));
     }
     let projection = Projection::new(&USER_TYPE, params.projection())?;
@@ -64,38 +69,38 @@ pub async fn get(scope: Scope, Path(id): Path<String>, headers: HeaderMap, query
 /// `POST /Users`.
 pub async fn create_endpoint(
     scope: Scope,
-    headers: HeaderMap,
+    conditions: Conditions,
     query: QueryPairs,
     body: ScimJson,
 ) -> Result<Reply, Error> {
-    create(&scope, &WriteRequest::new(&headers, &query, body)?).await
+    create(&scope, &WriteRequest::new(&conditions, &query, body)?).await
 }
 
 /// `PUT /Users/{id}`.
 pub async fn replace_endpoint(
     scope: Scope,
     Path(id): Path<String>,
-    headers: HeaderMap,
+    conditions: Conditions,
     query: QueryPairs,
     body: ScimJson,
 ) -> Result<Reply, Error> {
-    replace(&scope, &id, &WriteRequest::new(&headers, &query, body)?).await
+    replace(&scope, &id, &WriteRequest::new(&conditions, &query, body)?).await
 }
 
 /// `PATCH /Users/{id}`.
 pub async fn patch_endpoint(
     scope: Scope,
     Path(id): Path<String>,
-    headers: HeaderMap,
+    conditions: Conditions,
     query: QueryPairs,
     body: ScimJson,
 ) -> Result<Reply, Error> {
-    patch(&scope, &id, &WriteRequest::new(&headers, &query, body)?).await
+    patch(&scope, &id, &WriteRequest::new(&conditions, &query, body)?).await
 }
 
 /// `DELETE /Users/{id}`.
-pub async fn delete_endpoint(scope: Scope, Path(id): Path<String>, headers: HeaderMap) -> Result<Reply, Error> {
-    delete(&scope, &id, super::if_match(&headers)?).await
+pub async fn delete_endpoint(scope: Scope, Path(id): Path<String>, conditions: Conditions) -> Result<Reply, Error> {
+    delete(&scope, &id, conditions.expected_version).await
 }
 
 /// Creates a user; 201 with the user, its `Location` and `ETag`.
