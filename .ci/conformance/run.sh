@@ -8,32 +8,19 @@
 set -euo pipefail
 binary="$(realpath "$1")"
 here="$(cd "$(dirname "$0")" && pwd)"
+# shellcheck source=../lib/server.sh
+source "$here/../lib/server.sh"
 work="$(mktemp -d)"
-server_pid=""
-cleanup() {
-    if [ -n "$server_pid" ]; then
-        kill "$server_pid" 2>/dev/null || true
-        wait "$server_pid" 2>/dev/null || true
-    fi
-    rm -rf "$work"
-}
-trap cleanup EXIT
+trap 'stop_server; rm -rf "$work"' EXIT
 
 python3 -m venv "$work/venv"
 "$work/venv/bin/pip" install --quiet --disable-pip-version-check -r "$here/requirements.txt"
 
-port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+port="$(free_port)"
 data="$work/data"
 base="http://127.0.0.1:$port/scim/v2"
 token="$("$binary" --data-dir "$data" token create --tenant conformance --name conformance | tail -n 1)"
-IDPSYNC_LOG=warn "$binary" --data-dir "$data" serve --listen "127.0.0.1:$port" > "$work/server.log" 2>&1 &
-server_pid=$!
-for _ in $(seq 100); do
-    if python3 -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$port/healthz')" 2>/dev/null; then
-        break
-    fi
-    sleep 0.1
-done
+start_server "$binary" "$data" "$port" "$work/server.log"
 
 status=0
 echo "--- scim2-tester against $base"

@@ -350,10 +350,16 @@ fn select<'a, T: 'a>(
     Ok(matches)
 }
 
-fn match_users<'a>(state: &'a State, query: &Query, base: &BaseUrl, limits: ListLimits) -> Result<Matches<'a>, Error> {
+/// The index plan of `query`'s filter, and whether it is exact (see [`is_exact`]).
+fn plan<T>(query: &Query, planner: impl Fn(&Node) -> Option<T>) -> (Option<T>, bool) {
     let root = query.filter.as_ref().map(Compiled::root);
-    let planned = root.and_then(|root| plan_users(state, root));
+    let planned = root.and_then(planner);
     let exact = planned.is_some() && root.is_some_and(is_exact);
+    (planned, exact)
+}
+
+fn match_users<'a>(state: &'a State, query: &Query, base: &BaseUrl, limits: ListLimits) -> Result<Matches<'a>, Error> {
+    let (planned, exact) = plan(query, |root| plan_users(state, root));
     let candidates: Box<dyn Iterator<Item = &'a User> + 'a> = match planned {
         Some(ids) => Box::new(ids.into_iter().filter_map(|id| state.user(id)).map(|user| &**user)),
         None => Box::new(state.users().map(|user| &**user)),
@@ -369,9 +375,7 @@ fn match_users<'a>(state: &'a State, query: &Query, base: &BaseUrl, limits: List
 }
 
 fn match_groups<'a>(state: &'a State, query: &Query, base: &BaseUrl, limits: ListLimits) -> Result<Matches<'a>, Error> {
-    let root = query.filter.as_ref().map(Compiled::root);
-    let planned = root.and_then(|root| plan_groups(state, root));
-    let exact = planned.is_some() && root.is_some_and(is_exact);
+    let (planned, exact) = plan(query, |root| plan_groups(state, root));
     let candidates: Box<dyn Iterator<Item = &'a Group> + 'a> = match planned {
         Some(ids) => Box::new(ids.into_iter().filter_map(|id| state.group(id)).map(|group| &**group)),
         None => Box::new(state.groups().map(|group| &**group)),
