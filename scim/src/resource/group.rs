@@ -223,16 +223,13 @@ pub fn member_reference(entry: &Map<String, Value>) -> Result<String, Error> {
 /// The user or group `id` names, if it exists. `kind` (`User` or `Group`) is a hint only:
 /// ids are unique across both.
 pub fn existing_member(state: &State, id: &str, kind: Option<&str>) -> Option<Member> {
-    let wants_group = kind.is_some_and(|kind| kind.eq_ignore_ascii_case("group"));
-    let user = id
-        .parse::<UserId>()
-        .ok()
-        .filter(|id| state.user(*id).is_some())
-        .map(Member::User);
-    let group = id
-        .parse::<GroupId>()
-        .ok()
-        .filter(|id| state.group(*id).is_some())
-        .map(Member::Group);
-    if wants_group { group.or(user) } else { user.or(group) }
+    let id = uuid::Uuid::parse_str(id.trim()).ok()?;
+    let user = Member::User(UserId(id));
+    let group = Member::Group(GroupId(id));
+    let candidates = if kind.is_some_and(|kind| kind.eq_ignore_ascii_case("group")) {
+        [group, user]
+    } else {
+        [user, group]
+    };
+    candidates.into_iter().find(|member| state.member_exists(*member))
 }

@@ -1,0 +1,24 @@
+-- wrk script: POST /Users with a unique userName per request. The token comes from $TOKEN.
+local token = os.getenv("TOKEN")
+local threads = 0
+
+function setup(thread)
+    thread:set("number", threads)
+    threads = threads + 1
+end
+
+function init(args)
+    counter = 0
+    prefix = string.format("load-%d-%d", number, math.random(1, 1000000000))
+end
+
+function request()
+    counter = counter + 1
+    local body = string.format(
+        '{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":"%s-%d@example.com","active":true,"emails":[{"value":"%s-%d@example.com","type":"work","primary":true}]}',
+        prefix, counter, prefix, counter)
+    return wrk.format("POST", nil, {
+        ["Content-Type"] = "application/scim+json",
+        ["Authorization"] = "Bearer " .. token,
+    }, body)
+end
