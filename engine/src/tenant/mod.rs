@@ -7,6 +7,7 @@
 
 mod pit;
 mod stream;
+mod timeline;
 mod writer;
 
 use std::collections::{BTreeMap, VecDeque};
@@ -30,6 +31,7 @@ use crate::state::State;
 pub(crate) use pit::load_snapshot_with_history;
 pub use pit::{load_state_at, seq_at_time};
 pub use stream::ChangeStream;
+pub use timeline::TimelineEntry;
 pub(crate) use writer::start;
 
 /// How a tenant keeps its snapshots, checkpoints and feeds.
