@@ -24,8 +24,9 @@ pub struct Listing {
     user_ids: HashSet<String>,
     groups: Vec<SnapshotGroup>,
     group_ids: HashSet<String>,
-    edges: Vec<Membership>,
-    edge_set: HashSet<Membership>,
+    /// Membership edges; a set, because IdPs repeat an edge across pages and order does not
+    /// matter to reconcile.
+    edges: HashSet<Membership>,
     changes: Option<Changes>,
 }
 
@@ -92,16 +93,10 @@ impl Listing {
     /// Adds a membership edge (of a complete listing, or of a refreshed group); returns
     /// whether it is new.
     pub fn add_member(&mut self, group: &str, member: ExternalMember) -> bool {
-        let edge = Membership {
+        self.edges.insert(Membership {
             group: group.to_owned(),
             member,
-        };
-        if self.edge_set.contains(&edge) {
-            return false;
-        }
-        self.edge_set.insert(edge.clone());
-        self.edges.push(edge);
-        true
+        })
     }
 
     /// Marks a group's member list, as added with [`Listing::add_member`], as complete
@@ -234,14 +229,13 @@ impl Listing {
                 let mut joined: Vec<Membership> = edges.iter().filter(|edge| edge_allowed(edge)).cloned().collect();
                 joined.extend(changes.joined.into_iter().filter(|edge| edge_allowed(edge)));
                 let mut left: Vec<Membership> = changes.left.into_iter().filter(|edge| edge_allowed(edge)).collect();
-                let listed_edges: HashSet<&Membership> = edges.iter().collect();
                 for group in changes.refreshed.iter().filter(|group| kept.contains(*group)) {
                     for member in owned_members(state, rules.integration, group) {
                         let edge = Membership {
                             group: group.clone(),
                             member,
                         };
-                        if !listed_edges.contains(&edge) {
+                        if !edges.contains(&edge) {
                             left.push(edge);
                         }
                     }
@@ -290,7 +284,7 @@ fn owned_members(state: &State, integration: &IntegrationName, group: &str) -> V
 }
 
 /// Users who are members of a kept group, directly or through nested groups (cycle-safe).
-fn transitive_user_members<'e>(edges: &'e [Membership], kept: &HashSet<String>) -> HashSet<&'e str> {
+fn transitive_user_members<'e>(edges: &'e HashSet<Membership>, kept: &HashSet<String>) -> HashSet<&'e str> {
     let mut children: HashMap<&str, Vec<&ExternalMember>> = HashMap::new();
     for edge in edges {
         children.entry(edge.group.as_str()).or_default().push(&edge.member);

@@ -54,6 +54,8 @@ pub struct SyncOutcome {
     pub requests: u64,
     /// How long the run took.
     pub elapsed: Duration,
+    /// Of which reading the IdP.
+    pub read_elapsed: Duration,
     /// Things an operator should know that did not stop the run.
     pub warnings: Vec<String>,
 }
@@ -131,6 +133,7 @@ pub async fn sync_once(
         }
         other => other?,
     };
+    let read_elapsed = started.elapsed();
     let scope = fetched.listing.scope();
     let listed = Listed {
         users: fetched.listing.user_count(),
@@ -186,6 +189,7 @@ pub async fn sync_once(
         listed,
         requests: budget.requests(),
         elapsed: started.elapsed(),
+        read_elapsed,
         warnings: run.into_warnings(),
     })
 }

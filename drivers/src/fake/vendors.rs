@@ -322,19 +322,20 @@ fn okta_user(user: &FakeUser) -> Value {
     json!({"id": user.id, "status": if user.active { "ACTIVE" } else { "DEPROVISIONED" }, "created": "2024-01-01T00:00:00.000Z", "lastUpdated": "2024-01-02T00:00:00.000Z", "profile": {"login": user.email, "email": user.email, "firstName": user.given_name, "lastName": user.family_name}, "credentials": {"provider": {"type": "OKTA", "name": "OKTA"}}, "_links": {}})
 }
 
-/// Okta pages by an `after` cursor (the last id) and a `Link` header.
-fn okta_page<T: Clone>(
+/// Okta pages by an `after` cursor (the last id) and a `Link` header. `items` are sorted by
+/// id; only the page's items are rendered.
+fn okta_page<'a, T>(
     origin: &str,
     call: &Call,
-    items: Vec<(&str, T)>,
+    items: impl Iterator<Item = (&'a str, T)>,
     limit_max: usize,
     render: impl Fn(T) -> Value,
 ) -> Answer {
     let limit = call.number("limit", limit_max).min(limit_max);
-    let after = call.param("after");
-    // Items come sorted by id, so the page after a cursor starts where the ids pass it.
-    let start = after.map_or(0, |after| items.partition_point(|(id, _)| *id <= after));
-    let (page, more) = window(&items, start, limit);
+    let after = call.param("after").unwrap_or_default();
+    let mut page: Vec<(&str, T)> = items.skip_while(|(id, _)| *id <= after).take(limit + 1).collect();
+    let more = page.len() > limit;
+    page.truncate(limit);
     let mut headers = vec![("link", format!("<{origin}{}?limit={limit}>; rel=\"self\"", call.path))];
     if more {
         let last = page.last().expect("a page before more items is not empty").0;
@@ -358,15 +359,18 @@ fn okta(origin: &str, call: &Call, segments: &[&str], directory: &Directory) -> 
                 .param("filter")
                 .is_some_and(|filter| filter.contains("DEPROVISIONED"));
             let search = call.param("search").is_some();
+            // Start at the cursor in the ordered map, rather than walking every user before it.
+            let after = call.param("after").unwrap_or_default().to_owned();
             let items = directory
-                .users()
+                .users
+                .range::<String, _>((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded))
+                .map(|(_, user)| user)
                 .filter(|user| search || user.active != deprovisioned)
-                .map(|user| (user.id.as_str(), user))
-                .collect();
+                .map(|user| (user.id.as_str(), user));
             Some(okta_page(origin, call, items, 200, okta_user))
         }
         ["api", "v1", "groups"] => {
-            let items = directory.groups().map(|group| (group.id.as_str(), group)).collect();
+            let items = directory.groups().map(|group| (group.id.as_str(), group));
             Some(okta_page(
                 origin,
                 call,
@@ -377,11 +381,14 @@ fn okta(origin: &str, call: &Call, segments: &[&str], directory: &Directory) -> 
         }
         ["api", "v1", "groups", id, "users"] => {
             let group = directory.groups.get(*id)?;
-            let items = user_ids(group)
-                .into_iter()
-                .filter_map(|user| directory.users.get(&user))
-                .map(|user| (user.id.as_str(), user))
-                .collect();
+            let items = group
+                .members
+                .iter()
+                .filter_map(|member| match member {
+                    FakeMember::User(id) => directory.users.get(id),
+                    FakeMember::Group(_) => None,
+                })
+                .map(|user| (user.id.as_str(), user));
             Some(okta_page(origin, call, items, 1000, okta_user))
         }
         _ => None,
