@@ -1,5 +1,7 @@
--- wrk script: POST /Users with a unique userName per request. The token comes from $TOKEN.
+-- wrk script: POST /Users with a unique userName per request. The token comes from $TOKEN;
+-- $RUN (default: the time) keeps the names of repeated runs apart.
 local token = os.getenv("TOKEN")
+local run = os.getenv("RUN") or tostring(os.time())
 local threads = 0
 
 function setup(thread)
@@ -9,7 +11,7 @@ end
 
 function init(args)
     counter = 0
-    prefix = string.format("load-%d-%d", number, math.random(1, 1000000000))
+    prefix = string.format("load-%s-%d", run, number)
 end
 
 function request()

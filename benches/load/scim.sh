@@ -29,7 +29,7 @@ run_wrk() {
     shift
     for run in $(seq "$runs"); do
         local output
-        output="$(wrk -t2 -d"$duration" --latency "$@")"
+        output="$(RUN="$label-$run-$$" wrk -t2 -d"$duration" --latency "$@")"
         local rate
         rate="$(echo "$output" | awk '/Requests\/sec/ {print $2}')"
         local errors

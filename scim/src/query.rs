@@ -194,13 +194,6 @@ impl Serialize for ListResponse<'_> {
     }
 }
 
-impl ListResponse<'_> {
-    /// `totalResults`.
-    pub fn total(&self) -> usize {
-        self.total
-    }
-}
-
 /// A resource found by a query, and its sort key.
 enum Found<'a> {
     User(&'a User),

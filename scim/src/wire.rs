@@ -87,18 +87,13 @@ pub struct Reply {
 }
 
 impl Reply {
-    /// 200 with `body`.
+    /// 200 with `body`, serialised now.
     pub fn ok(body: &impl Serialize) -> Reply {
-        Reply::with_status(StatusCode::OK, body)
-    }
-
-    /// `status` with `body`, serialised now.
-    pub fn with_status(status: StatusCode, body: &impl Serialize) -> Reply {
         // The bodies are JSON values and resource views, whose maps have string keys and
         // which never fail to serialise into memory.
         let bytes = serde_json::to_vec(body).unwrap_or_default();
         Reply {
-            status,
+            status: StatusCode::OK,
             body: Some(bytes),
             etag: None,
             location: None,

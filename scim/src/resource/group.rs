@@ -171,18 +171,13 @@ pub fn decode(state: &State, body: &Map<String, Value>) -> Result<GroupWrite, Er
     };
     let members = match body.get("members") {
         None | Some(Value::Null) => None,
-        Some(_) => Some(decode_members(state, body)?),
+        Some(_) => Some(known_members(state, objects(body, "members"))?),
     };
     Ok(GroupWrite {
         display_name,
         external_id: text(body, "externalId"),
         members,
     })
-}
-
-/// The members listed under `members` in a canonical object; each must exist.
-pub fn decode_members(state: &State, body: &Map<String, Value>) -> Result<Vec<Member>, Error> {
-    known_members(state, objects(body, "members"))
 }
 
 /// The members that member entries (`{"value": …, "type": …}`) name. An entry naming no user
@@ -207,7 +202,7 @@ pub fn known_members<'a>(
 }
 
 /// The id a member entry names: its `value`, or the last segment of its `$ref`.
-pub fn member_reference(entry: &Map<String, Value>) -> Result<String, Error> {
+fn member_reference(entry: &Map<String, Value>) -> Result<String, Error> {
     if let Some(value) = text(entry, "value") {
         return Ok(value);
     }
