@@ -265,3 +265,41 @@ fn queries_answer_in_the_past() {
         stderr(&missing)
     );
 }
+
+#[test]
+fn user_erase_leaves_a_verifiable_log_and_an_erased_user() {
+    let dir = tempfile::tempdir().unwrap();
+    let seeded = run(
+        dir.path(),
+        &["dev", "seed", "--users", "30", "--groups", "3", "--memberships", "100"],
+    );
+    assert!(seeded.status.success(), "{}", stderr(&seeded));
+    let users: Vec<serde_json::Value> =
+        serde_json::from_slice(&run(dir.path(), &["query", "users", "--json"]).stdout).unwrap();
+    let (id, name) = (
+        users[0]["id"].as_str().unwrap().to_owned(),
+        users[0]["userName"].as_str().unwrap().to_owned(),
+    );
+
+    let erased = run(dir.path(), &["user", "erase", "--user", &name]);
+    assert!(erased.status.success(), "{}", stderr(&erased));
+    assert!(
+        stdout(&erased).contains(&format!("erased user {id}")),
+        "{}",
+        stdout(&erased)
+    );
+
+    let detail: serde_json::Value =
+        serde_json::from_slice(&run(dir.path(), &["query", "user", "--user", &id, "--json"]).stdout).unwrap();
+    assert_eq!(detail["userName"], format!("erased-{id}"));
+    let by_name = run(dir.path(), &["query", "user", "--user", &name]);
+    assert!(!by_name.status.success(), "the old userName no longer finds the user");
+    let past: serde_json::Value =
+        serde_json::from_slice(&run(dir.path(), &["query", "user", "--user", &id, "--seq", "40", "--json"]).stdout)
+            .unwrap();
+    assert_eq!(past["userName"], format!("erased-{id}"), "erased in the past too");
+    let verified = run(dir.path(), &["log", "verify"]);
+    assert!(verified.status.success(), "{}{}", stdout(&verified), stderr(&verified));
+    let again = run(dir.path(), &["user", "erase", "--user", &id]);
+    assert!(stdout(&again).contains("already erased"), "{}", stdout(&again));
+}

@@ -10,6 +10,7 @@ use idpsync_engine::event::{Envelope, LoggedEvent};
 use idpsync_engine::ids::{EventId, GroupId, Member, ResourceId, Seq, Timestamp, UserId};
 use idpsync_engine::model::{BindingGroups, Owner, ResourceKind, ResourceRef, UserProfile};
 use idpsync_engine::reconcile::ReconcilePolicy;
+use idpsync_engine::seal::WithoutKeys;
 use idpsync_engine::{Cause, Command, DecideContext, Event, Origin, Outcome, Source, State, decide, projector};
 
 /// Decides and folds a command on `state`, returning its outcome.
@@ -34,7 +35,7 @@ fn run(state: &mut State, command: Command) -> Outcome {
             event_id: EventId::new(),
             envelope,
         };
-        state.apply_mut(&event);
+        state.apply_mut(&event, &WithoutKeys);
     }
     decision.outcome
 }
@@ -108,7 +109,7 @@ fn membership_change(c: &mut Criterion) {
             || state.clone(),
             |mut state| {
                 let pending = projector::begin(&state, &event.envelope.event);
-                state.apply_mut(&event);
+                state.apply_mut(&event, &WithoutKeys);
                 let changes = projector::finish(pending, &state, &event);
                 assert_eq!(changes.len(), 20, "10 policies, as source and as destination");
                 black_box(changes)
@@ -134,7 +135,7 @@ fn projector_only(c: &mut Criterion) {
             },
         },
     };
-    let after = before.apply(&event);
+    let after = before.apply(&event, &WithoutKeys);
     c.bench_function("projector/begin_and_finish_only", |b| {
         b.iter(|| {
             let pending = projector::begin(black_box(&before), &event.envelope.event);

@@ -18,6 +18,7 @@ use criterion::{Criterion, Throughput};
 use idpsync::workload::{WorkloadSpec, run as seed};
 use idpsync_engine::ids::{GroupId, Seq, Timestamp};
 use idpsync_engine::replay::replay_recording;
+use idpsync_engine::seal::Keyring;
 use idpsync_engine::{Engine, History, State, TenantSettings};
 use idpsync_storage::{LogStore, RedbStore, TenantId};
 use rand::rngs::StdRng;
@@ -102,6 +103,7 @@ fn full_replay(c: &mut Criterion, runtime: &tokio::runtime::Runtime, dir: &Path)
     let store: Arc<dyn LogStore> = Arc::new(RedbStore::open(dir).unwrap());
     let tenant = TenantId::default_tenant();
     let head = runtime.block_on(store.head(&tenant)).unwrap().seq;
+    let keyring = runtime.block_on(Keyring::load(&*store, &tenant)).unwrap();
     let mut group = c.benchmark_group("tenant_1m");
     group
         .sample_size(10)
@@ -114,7 +116,14 @@ fn full_replay(c: &mut Criterion, runtime: &tokio::runtime::Runtime, dir: &Path)
                 let (mut state, mut history) = (State::new(), History::new());
                 let started = Instant::now();
                 runtime
-                    .block_on(replay_recording(&store, &tenant, &mut state, &mut history, head))
+                    .block_on(replay_recording(
+                        &store,
+                        &tenant,
+                        &keyring,
+                        &mut state,
+                        &mut history,
+                        head,
+                    ))
                     .unwrap();
                 total += started.elapsed();
                 assert_eq!(state.seq(), head);

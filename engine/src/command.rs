@@ -50,6 +50,12 @@ pub enum Command {
         /// The wanted state.
         active: bool,
     },
+    /// Erase a user's personal fields: its key is destroyed, and it reads as erased from then on,
+    /// in the present and in the past. Its memberships, state and history stay.
+    EraseUser {
+        /// The user.
+        user: UserId,
+    },
     /// Delete a user and its memberships.
     DeleteUser {
         /// The user.

@@ -30,6 +30,9 @@ pub enum Rejection {
     /// No such user.
     #[error("user {0} not found")]
     UserNotFound(UserId),
+    /// The user's personal fields were erased; they cannot be set again.
+    #[error("user {0} was erased; its personal fields cannot be changed")]
+    UserErased(UserId),
     /// No such group.
     #[error("group {0} not found")]
     GroupNotFound(GroupId),
@@ -150,7 +153,7 @@ pub fn decide(
                 owner: owner.clone(),
                 external_id: external_id.clone(),
                 active: *active,
-                personal: Personal::Plain(profile.clone()),
+                personal: Personal::Plain(Box::new(profile.clone())),
             };
             Ok(Decision {
                 events: wrap(vec![event]),
@@ -166,6 +169,9 @@ pub fn decide(
         } => {
             let current = state.user(*user).ok_or(Rejection::UserNotFound(*user))?;
             check_version(*expected_version, current.version)?;
+            if current.is_erased() && (current.profile != *profile || current.external_id != *external_id) {
+                return Err(Rejection::UserErased(*user));
+            }
             validate_profile(profile)?;
             validate_external_id(external_id.as_deref())?;
             if let Some(other) = state.user_by_name(&profile.user_name)
@@ -181,7 +187,7 @@ pub fn decide(
                 events.push(Event::UserUpdated {
                     user: *user,
                     external_id: external_id.clone(),
-                    personal: Personal::Plain(profile.clone()),
+                    personal: Personal::Plain(Box::new(profile.clone())),
                 });
             }
             events.extend(active.and_then(|active| activation(current.active, active, *user)));
@@ -190,6 +196,14 @@ pub fn decide(
         Command::SetUserActive { user, active } => {
             let current = state.user(*user).ok_or(Rejection::UserNotFound(*user))?;
             done(activation(current.active, *active, *user).into_iter().collect())
+        }
+        Command::EraseUser { user } => {
+            let current = state.user(*user).ok_or(Rejection::UserNotFound(*user))?;
+            done(if current.erased {
+                vec![]
+            } else {
+                vec![Event::UserErased { user: *user }]
+            })
         }
         Command::DeleteUser { user, expected_version } => {
             let current = state.user(*user).ok_or(Rejection::UserNotFound(*user))?;
@@ -376,7 +390,7 @@ pub(crate) fn apply_speculatively(scratch: &mut State, envelope: &Envelope) {
         event_id: EventId(Uuid::nil()),
         envelope: envelope.clone(),
     };
-    scratch.apply_mut(&logged);
+    scratch.apply_mut(&logged, &crate::seal::WithoutKeys);
 }
 
 fn activation(current: bool, wanted: bool, user: UserId) -> Option<Event> {

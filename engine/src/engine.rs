@@ -6,7 +6,9 @@ use std::sync::{Arc, RwLock};
 use idpsync_storage::{LogStore, Seq, TenantId};
 
 use crate::error::EngineError;
+use crate::ids::UserId;
 use crate::replay::replay_recording;
+use crate::seal::Keyring;
 use crate::tenant::{Tenant, TenantSettings};
 
 /// The engine: a running writer per tenant over one log store.
@@ -37,11 +39,12 @@ impl Engine {
     async fn load(&self, id: TenantId) -> Result<Arc<Tenant>, EngineError> {
         let started = std::time::Instant::now();
         let head = self.store.head(&id).await?;
-        let (mut state, mut history) = crate::tenant::load_snapshot_with_history(&self.store, &id, head.seq)
+        let keyring = Arc::new(Keyring::load(&*self.store, &id).await?);
+        let (mut state, mut history) = crate::tenant::load_snapshot_with_history(&self.store, &id, &keyring, head.seq)
             .await?
             .unwrap_or_default();
         let snapshot_seq = state.seq();
-        replay_recording(&self.store, &id, &mut state, &mut history, head.seq).await?;
+        replay_recording(&self.store, &id, &*keyring, &mut state, &mut history, head.seq).await?;
         tracing::info!(
             tenant = %id,
             head = %head.seq,
@@ -50,14 +53,24 @@ impl Engine {
             elapsed_ms = started.elapsed().as_millis() as u64,
             "tenant loaded"
         );
+        // Keys of users erased before a crash could destroy them are destroyed now.
+        let leftover: Vec<UserId> = state
+            .users()
+            .filter(|user| user.erased && keyring.has_key(user.id))
+            .map(|user| user.id)
+            .collect();
         let tenant = crate::tenant::start(
             id.clone(),
             Arc::clone(&self.store),
             self.settings.clone(),
             state,
             history,
+            keyring,
             snapshot_seq,
         );
+        for user in leftover {
+            crate::tenant::destroy_key(&tenant, user).await;
+        }
         self.tenants
             .write()
             .unwrap_or_else(|p| p.into_inner())

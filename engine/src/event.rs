@@ -57,17 +57,10 @@ pub enum Cause {
 /// The personal part of an event's payload.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Personal {
-    /// Stored as is.
-    Plain(UserProfile),
-}
-
-impl Personal {
-    /// The profile.
-    pub fn profile(&self) -> &UserProfile {
-        match self {
-            Personal::Plain(profile) => profile,
-        }
-    }
+    /// Stored as is (logs written before sealing, or with sealing turned off).
+    Plain(Box<UserProfile>),
+    /// Sealed under the user's key (see [`crate::seal`]).
+    Sealed(crate::seal::Sealed),
 }
 
 /// Counts behind a held reconcile: why the engine refused to apply it.
@@ -187,6 +180,12 @@ pub enum Event {
         run: SyncRunId,
         /// The counts.
         summary: HoldSummary,
+    },
+    /// A user's personal fields were erased: its key is destroyed, and from this event on the
+    /// user reads as erased whatever keys exist.
+    UserErased {
+        /// The user.
+        user: UserId,
     },
 }
 

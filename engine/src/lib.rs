@@ -53,6 +53,7 @@ pub mod model;
 pub mod projector;
 pub mod reconcile;
 pub mod replay;
+pub mod seal;
 pub mod state;
 pub mod tenant;
 pub mod verify;

@@ -20,7 +20,7 @@ pub enum Owner {
 }
 
 /// A user as the fold keeps it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct User {
     /// The engine's id.
     pub id: UserId,
@@ -30,14 +30,39 @@ pub struct User {
     pub external_id: Option<String>,
     /// Whether the user may have access. Inactive users keep their memberships but no access.
     pub active: bool,
-    /// The personal fields (SCIM core and enterprise attributes).
+    /// The personal fields (SCIM core and enterprise attributes) as they can be read now; a
+    /// placeholder when they are erased (see [`User::is_erased`]).
     pub profile: UserProfile,
+    /// The personal fields as logged, sealed under the user's key; `None` when they were logged
+    /// unsealed (then `profile` is what was logged) or erased. This, not `profile`, is what a
+    /// snapshot keeps.
+    pub sealed: Option<crate::seal::Sealed>,
+    /// Erased by a [`crate::Event::UserErased`] event.
+    pub erased: bool,
+    /// Whether `profile` could be read: false when the user's key is gone.
+    pub readable: bool,
     /// When it was provisioned.
     pub created: Timestamp,
     /// When it last changed.
     pub last_modified: Timestamp,
     /// The `seq` of its last change: the resource version behind SCIM ETags.
     pub version: Seq,
+}
+
+impl User {
+    /// Whether the user's personal fields are erased: by an erasure event, or because its key
+    /// is gone. `profile` is then a placeholder whose userName is `erased-<id>`.
+    pub fn is_erased(&self) -> bool {
+        self.erased || !self.readable
+    }
+}
+
+/// The profile an erased user reads as: only a userName, which says so and stays unique.
+pub fn erased_profile(user: UserId) -> UserProfile {
+    UserProfile {
+        user_name: format!("erased-{user}"),
+        ..UserProfile::default()
+    }
 }
 
 /// The personal fields of a user: everything that names or describes a person. Events carry

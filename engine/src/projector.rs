@@ -121,7 +121,8 @@ fn affected(state: &State, event: &Event) -> (BTreeSet<UserId>, GrantFilter) {
         | Event::GroupCreated { .. }
         | Event::GroupRenamed { .. }
         | Event::GroupExternalIdChanged { .. }
-        | Event::ReconcileHeld { .. } => nobody(),
+        | Event::ReconcileHeld { .. }
+        | Event::UserErased { .. } => nobody(),
     }
 }
 

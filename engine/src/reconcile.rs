@@ -223,7 +223,7 @@ impl Planner<'_> {
                 owner: Owner::Integration(self.integration.clone()),
                 external_id: Some(listed.external_id.clone()),
                 active: listed.active,
-                personal: Personal::Plain(listed.profile.clone()),
+                personal: Personal::Plain(Box::new(listed.profile.clone())),
             };
             self.report.users_created += 1;
             self.emit(&listed.external_id, label, "user created", event);
@@ -231,7 +231,8 @@ impl Planner<'_> {
         };
         let current = self.scratch.user(id).expect("owned users exist").clone();
         let mut blocked = Ok(());
-        if current.profile != listed.profile {
+        // An erased user's personal fields are never restored from the IdP; its state still is.
+        if !current.is_erased() && current.profile != listed.profile {
             match name_holder {
                 Some(holder) if holder != id => {
                     blocked = Err(format!(
@@ -242,7 +243,7 @@ impl Planner<'_> {
                     let event = Event::UserUpdated {
                         user: id,
                         external_id: current.external_id.clone(),
-                        personal: Personal::Plain(listed.profile.clone()),
+                        personal: Personal::Plain(Box::new(listed.profile.clone())),
                     };
                     self.report.users_updated += 1;
                     self.emit(&listed.external_id, label.clone(), "user updated", event);

@@ -11,6 +11,7 @@ use idpsync_storage::{Hash32, Head, LogStore, Record, Seq, TenantId};
 use crate::error::EngineError;
 use crate::event::{LoggedEvent, decode_record};
 use crate::history::History;
+use crate::seal::Opener;
 use crate::state::State;
 
 /// Records read per page.
@@ -122,15 +123,16 @@ fn check_and_decode(
     Ok(events)
 }
 
-/// [`replay_with`] that only folds.
+/// [`replay_with`] that only folds, reading personal fields with `opener`.
 pub async fn replay(
     store: &Arc<dyn LogStore>,
     tenant: &TenantId,
+    opener: &(dyn Opener + Sync),
     state: &mut State,
     to: Seq,
 ) -> Result<(), EngineError> {
     replay_with(store, tenant, state, to, |state, event, _| {
-        state.apply_mut(&event);
+        state.apply_mut(&event, opener);
     })
     .await
 }
@@ -139,12 +141,13 @@ pub async fn replay(
 pub async fn replay_recording(
     store: &Arc<dyn LogStore>,
     tenant: &TenantId,
+    opener: &(dyn Opener + Sync),
     state: &mut State,
     history: &mut History,
     to: Seq,
 ) -> Result<(), EngineError> {
     replay_with(store, tenant, state, to, |state, event, _| {
-        let effects = state.apply_mut(&event);
+        let effects = state.apply_mut(&event, opener);
         history.record(event.seq, event.recorded_at, &effects);
     })
     .await

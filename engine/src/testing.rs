@@ -13,6 +13,7 @@ use crate::ids::{EventId, GroupId, Member, Seq, Timestamp, UserId};
 use crate::model::{Owner, UserProfile};
 use crate::projector::{self, AccessChange};
 use crate::reconcile::ReconcilePolicy;
+use crate::seal::WithoutKeys;
 use crate::state::State;
 
 /// Decides and folds commands with counter ids and a clock that ticks one second per record.
@@ -69,7 +70,7 @@ impl Harness {
                 envelope,
             };
             let pending = projector::begin(&self.state, &logged.envelope.event);
-            let effects = self.state.apply_mut(&logged);
+            let effects = self.state.apply_mut(&logged, &WithoutKeys);
             self.history.record(seq, logged.recorded_at, &effects);
             self.access.extend(projector::finish(pending, &self.state, &logged));
             events.push(logged.envelope.event.clone());
@@ -116,7 +117,7 @@ impl Harness {
     pub(crate) fn refold(&self) -> State {
         let mut state = State::new();
         for event in &self.log {
-            state.apply_mut(event);
+            state.apply_mut(event, &WithoutKeys);
         }
         state
     }

@@ -9,6 +9,7 @@ use serde::Serialize;
 use crate::error::EngineError;
 use crate::history::History;
 use crate::replay::replay_recording;
+use crate::seal::WithoutKeys;
 use crate::state::{State, encode_snapshot};
 
 /// What [`verify_tenant`] checked.
@@ -34,7 +35,7 @@ pub async fn verify_tenant(store: &Arc<dyn LogStore>, tenant: &TenantId) -> Resu
     let mut state = State::new();
     let mut history = History::new();
     for snapshot in &snapshots {
-        replay_recording(store, tenant, &mut state, &mut history, snapshot.seq).await?;
+        replay_recording(store, tenant, &WithoutKeys, &mut state, &mut history, snapshot.seq).await?;
         let (folded, indexed) = (state.clone(), history.clone());
         let hash = tokio::task::spawn_blocking(move || state_hash(&encode_snapshot(&folded, &indexed)))
             .await
@@ -58,7 +59,7 @@ pub async fn verify_tenant(store: &Arc<dyn LogStore>, tenant: &TenantId) -> Resu
             }
         }
     }
-    replay_recording(store, tenant, &mut state, &mut history, head.seq).await?;
+    replay_recording(store, tenant, &WithoutKeys, &mut state, &mut history, head.seq).await?;
     if state.seq() != head.seq {
         return Err(EngineError::Corrupt {
             tenant: tenant.clone(),

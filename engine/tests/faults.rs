@@ -9,7 +9,8 @@ use idpsync_engine::model::{Owner, UserProfile};
 use idpsync_engine::verify::verify_tenant;
 use idpsync_engine::{Cause, Command, Engine, EngineError, Origin, Source, SubmitError, TenantSettings};
 use idpsync_storage::{
-    AppendBatch, Appended, Head, LogStore, MemoryStore, Record, Seq, SnapshotInfo, StoreError, StoredSnapshot, TenantId,
+    AppendBatch, Appended, Head, LogStore, MemoryStore, Record, SecretId, Seq, SnapshotInfo, StoreError,
+    StoredSnapshot, TenantId,
 };
 
 /// A store around `MemoryStore` that can fail appends and alter what it reads.
@@ -68,6 +69,12 @@ impl LogStore for FaultyStore {
             return Ok(Vec::new());
         }
         self.inner.snapshots(tenant).await
+    }
+    async fn secrets(&self, tenant: &TenantId) -> Result<Vec<(SecretId, Vec<u8>)>, StoreError> {
+        self.inner.secrets(tenant).await
+    }
+    async fn destroy_secret(&self, tenant: &TenantId, id: SecretId) -> Result<bool, StoreError> {
+        self.inner.destroy_secret(tenant, id).await
     }
 }
 

@@ -14,6 +14,7 @@ use idpsync_engine::model::{
     Address, AttrValue, BindingGroups, EnterpriseUser, Manager, MultiValue, Name, Owner, ResourceKind, ResourceRef,
     UserProfile,
 };
+use idpsync_engine::seal::Sealed;
 use idpsync_engine::{Cause, Envelope, Event, Source};
 use uuid::Uuid;
 
@@ -127,7 +128,7 @@ fn samples() -> Vec<(&'static str, Envelope)> {
                     owner: Owner::Scim,
                     external_id: Some("ext-1".to_owned()),
                     active: true,
-                    personal: Personal::Plain(full_profile()),
+                    personal: Personal::Plain(Box::new(full_profile())),
                 },
             },
         ),
@@ -142,10 +143,10 @@ fn samples() -> Vec<(&'static str, Envelope)> {
                 event: Event::UserUpdated {
                     user: user(),
                     external_id: None,
-                    personal: Personal::Plain(UserProfile {
+                    personal: Personal::Plain(Box::new(UserProfile {
                         user_name: "alice".to_owned(),
                         ..UserProfile::default()
-                    }),
+                    })),
                 },
             },
         ),
@@ -228,6 +229,18 @@ fn samples() -> Vec<(&'static str, Envelope)> {
         ),
         ("BindingRemoved", operator(Event::BindingRemoved { resource: policy() })),
         (
+            "UserUpdated.Sealed",
+            operator(Event::UserUpdated {
+                user: user(),
+                external_id: Some("ext-1".to_owned()),
+                personal: Personal::Sealed(Sealed {
+                    nonce: [9; 24],
+                    ciphertext: vec![1, 2, 3, 4],
+                }),
+            }),
+        ),
+        ("UserErased", operator(Event::UserErased { user: user() })),
+        (
             "ReconcileHeld",
             operator(Event::ReconcileHeld {
                 integration: integration(),
@@ -259,10 +272,11 @@ fn variant_index(event: &Event) -> usize {
         Event::BindingSet { .. } => 11,
         Event::BindingRemoved { .. } => 12,
         Event::ReconcileHeld { .. } => 13,
+        Event::UserErased { .. } => 14,
     }
 }
 
-const VARIANT_COUNT: usize = 14;
+const VARIANT_COUNT: usize = 15;
 
 fn golden_path() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden/events.txt")

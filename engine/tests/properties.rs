@@ -12,6 +12,7 @@ use idpsync_engine::ids::{GroupId, Member, ResourceId, UserId};
 use idpsync_engine::model::{BindingGroups, Owner, ResourceKind, ResourceRef, UserProfile};
 use idpsync_engine::replay::replay;
 use idpsync_engine::replay::replay_recording;
+use idpsync_engine::seal::Keyring;
 use idpsync_engine::state::encode_snapshot;
 use idpsync_engine::{AccessDirection, Cause, Command, Engine, History, Origin, Source, State, TenantSettings};
 use idpsync_storage::{LogStore, MemoryStore, Seq, TenantId};
@@ -139,8 +140,9 @@ fn all_grants(state: &State) -> BTreeSet<(UserId, Grant)> {
 }
 
 async fn fold_prefix(store: &Arc<dyn LogStore>, tenant: &TenantId, to: Seq) -> State {
+    let keyring = Keyring::load(&**store, tenant).await.unwrap();
     let mut state = State::new();
-    replay(store, tenant, &mut state, to).await.unwrap();
+    replay(store, tenant, &keyring, &mut state, to).await.unwrap();
     state
 }
 
@@ -189,9 +191,16 @@ fn run(ops: Vec<Op>) {
         // (a) folding the log from scratch gives the live state and history index.
         let mut refolded = State::new();
         let mut reindexed = History::new();
-        replay_recording(&store, &id, &mut refolded, &mut reindexed, head)
-            .await
-            .unwrap();
+        replay_recording(
+            &store,
+            &id,
+            tenant.keyring().as_ref(),
+            &mut refolded,
+            &mut reindexed,
+            head,
+        )
+        .await
+        .unwrap();
         let live_bytes = tenant.with_history(|history, _| encode_snapshot(&state, history));
         assert_eq!(
             encode_snapshot(&refolded, &reindexed),

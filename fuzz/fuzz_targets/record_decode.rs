@@ -7,6 +7,7 @@
 #![no_main]
 
 use idpsync_engine::event::{ENVELOPE_VERSION, decode, encode};
+use idpsync_engine::seal::WithoutKeys;
 use idpsync_engine::state::{decode_snapshot, encode_snapshot};
 use idpsync_storage::record::RecordDecoder;
 use libfuzzer_sys::fuzz_target;
@@ -29,9 +30,9 @@ fuzz_target!(|bytes: &[u8]| {
     }
 
     // Snapshots: whatever decodes re-encodes canonically and decodes to the same state.
-    if let Ok((state, history)) = decode_snapshot(bytes) {
+    if let Ok((state, history)) = decode_snapshot(bytes, &WithoutKeys) {
         let canonical = encode_snapshot(&state, &history);
-        let (again, again_history) = decode_snapshot(&canonical).expect("a canonical snapshot decodes");
+        let (again, again_history) = decode_snapshot(&canonical, &WithoutKeys).expect("a canonical snapshot decodes");
         assert_eq!(encode_snapshot(&again, &again_history), canonical);
     }
 });

@@ -6,6 +6,7 @@ mod query;
 mod serve;
 mod sync;
 mod token;
+mod user;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -41,6 +42,9 @@ enum Command {
     /// Create, list and revoke API tokens (SCIM bearer tokens)
     #[command(subcommand)]
     Token(token::TokenCommand),
+    /// Work with users: erase a user's personal fields
+    #[command(subcommand)]
+    User(user::UserCommand),
     /// Developer tools
     #[command(subcommand)]
     Dev(dev::DevCommand),
@@ -96,6 +100,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Log(command) => log::run(&context, command).await,
             Command::Query(command) => query::run(&context, command).await,
             Command::Token(command) => token::run(&context, command),
+            Command::User(command) => user::run(&context, command).await,
             Command::Dev(command) => dev::run(&context, command).await,
             Command::Sync(args) => sync::run(&context, args).await,
         }

@@ -10,6 +10,7 @@ use idpsync::engine::State;
 use idpsync::engine::access::{ancestors, effective_users, grants};
 use idpsync::engine::ids::{GroupId, Member, UserId};
 use idpsync::engine::model::{Group, User};
+use idpsync::engine::seal::Keyring;
 use idpsync::engine::tenant::{load_state_at, seq_at_time};
 use idpsync::storage::{LogStore, Seq, StoreError, TenantId, Timestamp};
 use serde::Serialize;
@@ -85,7 +86,8 @@ async fn view(context: &Context, when: &When) -> anyhow::Result<View> {
         (None, Some(seq)) => Seq(seq),
         (None, None) => head.seq,
     };
-    let state = load_state_at(&store, &when.tenant, seq)
+    let keyring = Arc::new(Keyring::load(&*store, &when.tenant).await?);
+    let state = load_state_at(&store, &when.tenant, &keyring, seq)
         .await
         .context("loading the state")?;
     let label = match state.recorded_at() {

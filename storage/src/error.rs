@@ -47,6 +47,12 @@ pub enum StoreError {
         /// Its payload length.
         len: usize,
     },
+    /// Too many secrets in one append, or a secret over the size limit.
+    #[error("tenant {tenant}: the append's secrets exceed the limits")]
+    SecretTooLarge {
+        /// Whose log.
+        tenant: TenantId,
+    },
     /// Stored bytes that do not decode, or break the log's invariants.
     #[error("tenant {tenant}, seq {seq}: corrupt record: {reason}")]
     Corrupt {

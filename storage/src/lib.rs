@@ -30,7 +30,7 @@
 //! let tenant = TenantId::new("acme").unwrap();
 //! store.ensure_tenant(&tenant).await.unwrap();
 //! let record = NewRecord { recorded_at: Timestamp::now(), event_id: EventId::new(), version: SchemaVersion(1), payload: b"hello".to_vec() };
-//! let appended = store.append(AppendBatch { tenant: tenant.clone(), first_seq: Seq(1), records: vec![record] }).await.unwrap();
+//! let appended = store.append(AppendBatch { tenant: tenant.clone(), first_seq: Seq(1), records: vec![record], secrets: Vec::new() }).await.unwrap();
 //! assert_eq!(appended.head.seq, Seq(1));
 //! assert_eq!(store.read(&tenant, Seq(1), 10).await.unwrap()[0].payload, b"hello");
 //! # });
@@ -48,5 +48,5 @@ pub use error::StoreError;
 pub use memory::MemoryStore;
 pub use record::{NewRecord, Record};
 pub use redb_store::RedbStore;
-pub use store::{AppendBatch, Appended, Head, LogStore, SnapshotInfo, StoredSnapshot, state_hash};
+pub use store::{AppendBatch, Appended, Head, LogStore, NewSecret, SecretId, SnapshotInfo, StoredSnapshot, state_hash};
 pub use types::{EventId, Hash32, InvalidTenantId, InvalidTimestamp, SchemaVersion, Seq, TenantId, Timestamp};

@@ -10,7 +10,9 @@ use async_trait::async_trait;
 
 use crate::error::StoreError;
 use crate::record::Record;
-use crate::store::{AppendBatch, Appended, Head, LogStore, SnapshotInfo, StoredSnapshot, head_after, prepare_append};
+use crate::store::{
+    AppendBatch, Appended, Head, LogStore, SecretId, SnapshotInfo, StoredSnapshot, head_after, prepare_append,
+};
 use crate::types::{Seq, TenantId};
 
 /// A [`LogStore`] in memory.
@@ -24,6 +26,7 @@ struct MemoryLog {
     head: Head,
     records: Vec<Record>,
     snapshots: BTreeMap<Seq, StoredSnapshot>,
+    secrets: BTreeMap<SecretId, Vec<u8>>,
 }
 
 impl MemoryStore {
@@ -53,6 +56,7 @@ impl LogStore for MemoryStore {
             head: Head::EMPTY,
             records: Vec::new(),
             snapshots: BTreeMap::new(),
+            secrets: BTreeMap::new(),
         });
         Ok(log.head)
     }
@@ -73,6 +77,8 @@ impl LogStore for MemoryStore {
             // prepare_append rejects empty batches, so there is a last record.
             log.head = head_after(&records).expect("a prepared batch is never empty");
             log.records.extend(records);
+            log.secrets
+                .extend(batch.secrets.iter().map(|secret| (secret.id, secret.material.clone())));
             Ok(Appended { head: log.head, chains })
         })
     }
@@ -115,5 +121,19 @@ impl LogStore for MemoryStore {
                 })
                 .collect())
         })
+    }
+
+    async fn secrets(&self, tenant: &TenantId) -> Result<Vec<(SecretId, Vec<u8>)>, StoreError> {
+        self.with_log(tenant, |log| {
+            Ok(log
+                .secrets
+                .iter()
+                .map(|(id, material)| (*id, material.clone()))
+                .collect())
+        })
+    }
+
+    async fn destroy_secret(&self, tenant: &TenantId, id: SecretId) -> Result<bool, StoreError> {
+        self.with_log(tenant, |log| Ok(log.secrets.remove(&id).is_some()))
     }
 }

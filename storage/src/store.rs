@@ -36,7 +36,38 @@ pub struct AppendBatch {
     pub first_seq: Seq,
     /// At least one record; `recorded_at` must not go backwards.
     pub records: Vec<NewRecord>,
+    /// Secrets (per-user encryption keys) the records need, stored outside the log in the same
+    /// durable commit: a record never exists without the key it was sealed with.
+    pub secrets: Vec<NewSecret>,
 }
+
+/// The id of a secret: opaque to the store (the engine uses a user's id).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SecretId(pub [u8; 16]);
+
+/// A secret to store with an append.
+#[derive(Clone, PartialEq, Eq)]
+pub struct NewSecret {
+    /// Its id.
+    pub id: SecretId,
+    /// The key material.
+    pub material: Vec<u8>,
+}
+
+impl std::fmt::Debug for NewSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Key material never reaches a log line.
+        f.debug_struct("NewSecret")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The most secrets one append may carry.
+pub const SECRETS_PER_APPEND_MAX: usize = 1_000_000;
+
+/// The largest secret, in bytes.
+pub const SECRET_LEN_MAX: usize = 1024;
 
 /// What a successful append made durable.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -124,6 +155,13 @@ pub trait LogStore: Send + Sync + 'static {
 
     /// Every stored snapshot of `tenant`, in `seq` order.
     async fn snapshots(&self, tenant: &TenantId) -> Result<Vec<SnapshotInfo>, StoreError>;
+
+    /// Every secret of `tenant`.
+    async fn secrets(&self, tenant: &TenantId) -> Result<Vec<(SecretId, Vec<u8>)>, StoreError>;
+
+    /// Destroys a secret; durable when this returns. Returns whether it existed. The records
+    /// sealed with it stay, unreadable.
+    async fn destroy_secret(&self, tenant: &TenantId, id: SecretId) -> Result<bool, StoreError>;
 }
 
 /// Checks `batch` against the log's current `head` and builds the records to store, chained.

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use idpsync_storage::record::PAYLOAD_LEN_MAX;
 use idpsync_storage::verify::verify_log;
 use idpsync_storage::{
-    AppendBatch, EventId, Hash32, Head, LogStore, NewRecord, SchemaVersion, Seq, StoreError, StoredSnapshot, TenantId,
-    Timestamp,
+    AppendBatch, EventId, Hash32, Head, LogStore, NewRecord, NewSecret, SchemaVersion, SecretId, Seq, StoreError,
+    StoredSnapshot, TenantId, Timestamp,
 };
 
 fn tenant(name: &str) -> TenantId {
@@ -36,6 +36,7 @@ async fn append_payloads(store: &dyn LogStore, tenant: &TenantId, payloads: &[&[
             tenant: tenant.clone(),
             first_seq: head.seq.next(),
             records,
+            secrets: Vec::new(),
         })
         .await?
         .head)
@@ -87,7 +88,8 @@ async fn bad_appends_write_nothing(store: Arc<dyn LogStore>) {
             .append(AppendBatch {
                 tenant: unknown.clone(),
                 first_seq: Seq(1),
-                records: vec![new_record(1, b"x")]
+                records: vec![new_record(1, b"x")],
+                secrets: Vec::new()
             })
             .await,
         Err(StoreError::UnknownTenant(_))
@@ -100,6 +102,7 @@ async fn bad_appends_write_nothing(store: Arc<dyn LogStore>) {
             tenant: acme.clone(),
             first_seq: Seq(1),
             records: vec![new_record(2_000, b"x")],
+            secrets: Vec::new(),
         })
         .await;
     assert!(
@@ -119,6 +122,7 @@ async fn bad_appends_write_nothing(store: Arc<dyn LogStore>) {
             tenant: acme.clone(),
             first_seq: Seq(3),
             records: vec![new_record(2_000, b"x")],
+            secrets: Vec::new(),
         })
         .await;
     assert!(matches!(gap, Err(StoreError::SeqConflict { .. })));
@@ -128,6 +132,7 @@ async fn bad_appends_write_nothing(store: Arc<dyn LogStore>) {
             tenant: acme.clone(),
             first_seq: Seq(2),
             records: vec![new_record(5_000, b"ok"), new_record(4_000, b"back")],
+            secrets: Vec::new(),
         })
         .await;
     assert!(
@@ -140,7 +145,8 @@ async fn bad_appends_write_nothing(store: Arc<dyn LogStore>) {
             .append(AppendBatch {
                 tenant: acme.clone(),
                 first_seq: Seq(2),
-                records: vec![]
+                records: vec![],
+                secrets: Vec::new()
             })
             .await,
         Err(StoreError::EmptyBatch { .. })
@@ -151,7 +157,8 @@ async fn bad_appends_write_nothing(store: Arc<dyn LogStore>) {
             .append(AppendBatch {
                 tenant: acme.clone(),
                 first_seq: Seq(2),
-                records: vec![new_record(5_000, &huge)]
+                records: vec![new_record(5_000, &huge)],
+                secrets: Vec::new()
             })
             .await,
         Err(StoreError::PayloadTooLarge { .. })
@@ -230,6 +237,57 @@ async fn large_batches_span_chunks(store: Arc<dyn LogStore>) {
     assert_eq!(verify_log(&*store, &acme).await.unwrap().seq, Seq(3000));
 }
 
+async fn secrets_commit_with_their_records_and_can_be_destroyed(store: Arc<dyn LogStore>) {
+    let acme = tenant("acme");
+    store.ensure_tenant(&acme).await.unwrap();
+    let secret = |byte: u8| NewSecret {
+        id: SecretId([byte; 16]),
+        material: vec![byte; 32],
+    };
+    let record = || vec![new_record(1_000, b"sealed")];
+    store
+        .append(AppendBatch {
+            tenant: acme.clone(),
+            first_seq: Seq(1),
+            records: record(),
+            secrets: vec![secret(1), secret(2)],
+        })
+        .await
+        .unwrap();
+    // A rejected append stores none of its secrets.
+    let stale = store
+        .append(AppendBatch {
+            tenant: acme.clone(),
+            first_seq: Seq(1),
+            records: record(),
+            secrets: vec![secret(3)],
+        })
+        .await;
+    assert!(matches!(stale, Err(StoreError::SeqConflict { .. })));
+    let mut stored = store.secrets(&acme).await.unwrap();
+    stored.sort();
+    assert_eq!(
+        stored,
+        vec![(SecretId([1; 16]), vec![1; 32]), (SecretId([2; 16]), vec![2; 32])]
+    );
+    assert!(store.destroy_secret(&acme, SecretId([1; 16])).await.unwrap());
+    assert!(
+        !store.destroy_secret(&acme, SecretId([1; 16])).await.unwrap(),
+        "already gone"
+    );
+    assert_eq!(
+        store.secrets(&acme).await.unwrap(),
+        vec![(SecretId([2; 16]), vec![2; 32])]
+    );
+    // The record stays; the chain is untouched.
+    assert_eq!(verify_log(&*store, &acme).await.unwrap().seq, Seq(1));
+    // Other tenants see none of it.
+    let globex = tenant("globex");
+    store.ensure_tenant(&globex).await.unwrap();
+    assert!(store.secrets(&globex).await.unwrap().is_empty());
+    assert!(!store.destroy_secret(&globex, SecretId([2; 16])).await.unwrap());
+}
+
 #[test]
 fn hash_zero_is_the_start_of_every_chain() {
     assert_eq!(Head::EMPTY.chain, Hash32::ZERO);
@@ -240,7 +298,8 @@ macro_rules! backend_suite {
         mod $backend {
             use super::*;
             backend_suite!(@tests $make; appends_are_dense_and_chained, tenants_are_separate, bad_appends_write_nothing,
-                concurrent_appends_all_land, snapshots_are_found_at_or_before, large_batches_span_chunks);
+                concurrent_appends_all_land, snapshots_are_found_at_or_before, large_batches_span_chunks,
+                secrets_commit_with_their_records_and_can_be_destroyed);
         }
     };
     (@tests $make:expr; $($test:ident),*) => {

@@ -50,6 +50,7 @@ async fn child(dir: &str) {
                         tenant: name.clone(),
                         first_seq: head.seq.next(),
                         records,
+                        secrets: Vec::new(),
                     })
                     .await
                     .unwrap();

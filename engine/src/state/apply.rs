@@ -9,9 +9,10 @@ use std::sync::Arc;
 use imbl::{OrdMap, OrdSet};
 
 use super::{GroupEntry, State, fold_case};
-use crate::event::{Event, LoggedEvent};
+use crate::event::{Event, LoggedEvent, Personal};
 use crate::ids::{GroupId, IntegrationName, Member, Seq, Timestamp, UserId};
-use crate::model::{Group, Owner, ResourceRef, User};
+use crate::model::{Group, Owner, ResourceRef, User, UserProfile, erased_profile};
+use crate::seal::Opener;
 
 /// What folding one event changed, besides the state itself.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -42,6 +43,25 @@ fn set_remove<K: Ord + Clone, V: Ord + Clone>(map: &mut OrdMap<K, OrdSet<V>>, ke
     removed
 }
 
+/// Sets a user's personal fields from an event's personal part: the readable profile, or the
+/// erased placeholder if it cannot be read, and the sealed form a snapshot keeps.
+fn set_personal(record: &mut User, personal: &Personal, opener: &dyn Opener) {
+    record.sealed = match personal {
+        Personal::Sealed(sealed) => Some(sealed.clone()),
+        Personal::Plain(_) => None,
+    };
+    match opener.open(record.id, personal) {
+        Some(profile) => {
+            record.profile = profile;
+            record.readable = true;
+        }
+        None => {
+            record.profile = erased_profile(record.id);
+            record.readable = false;
+        }
+    }
+}
+
 /// Marks a group changed at `seq`: its version and `lastModified` move. Membership changes
 /// count as changes of the group. Copies the record only if an older state still shares it.
 fn bump(group: &mut Arc<Group>, seq: Seq, at: Timestamp) {
@@ -58,16 +78,18 @@ fn owned_key(owner: &Owner, external_id: Option<&String>) -> Option<(Integration
 }
 
 impl State {
-    /// The state after `event`: the pure fold. `self` is unchanged.
-    pub fn apply(&self, event: &LoggedEvent) -> State {
+    /// The state after `event`: the pure fold. `self` is unchanged. `opener` reads the
+    /// event's personal fields: the fold is a function of the log and of which users' keys
+    /// still exist.
+    pub fn apply(&self, event: &LoggedEvent, opener: &dyn Opener) -> State {
         let mut next = self.clone();
-        next.apply_mut(event);
+        next.apply_mut(event, opener);
         next
     }
 
     /// Folds `event` into this state in place and reports what it changed. The same as
     /// [`State::apply`], without the clone.
-    pub fn apply_mut(&mut self, logged: &LoggedEvent) -> Effects {
+    pub fn apply_mut(&mut self, logged: &LoggedEvent, opener: &dyn Opener) -> Effects {
         let (seq, at) = (logged.seq, logged.recorded_at);
         self.seq = seq;
         self.recorded_at = at;
@@ -83,16 +105,20 @@ impl State {
                 if self.users.contains_key(user) {
                     return effects;
                 }
-                let record = User {
+                let mut record = User {
                     id: *user,
                     owner: owner.clone(),
                     external_id: external_id.clone(),
                     active: *active,
-                    profile: personal.profile().clone(),
+                    profile: UserProfile::default(),
+                    sealed: None,
+                    erased: false,
+                    readable: true,
                     created: at,
                     last_modified: at,
                     version: seq,
                 };
+                set_personal(&mut record, personal, opener);
                 self.index_user(&record);
                 self.users.insert(*user, Arc::new(record));
                 effects.touched.push(Member::User(*user));
@@ -108,7 +134,26 @@ impl State {
                 self.unindex_user(&old);
                 let mut record = User::clone(&old);
                 record.external_id = external_id.clone();
-                record.profile = personal.profile().clone();
+                // Once erased, always erased: nothing logged later brings the fields back.
+                if !record.erased {
+                    set_personal(&mut record, personal, opener);
+                }
+                record.last_modified = at;
+                record.version = seq;
+                self.index_user(&record);
+                self.users.insert(*user, Arc::new(record));
+                effects.touched.push(Member::User(*user));
+            }
+            Event::UserErased { user } => {
+                let Some(old) = self.users.get(user).cloned() else {
+                    return effects;
+                };
+                self.unindex_user(&old);
+                let mut record = User::clone(&old);
+                record.profile = erased_profile(*user);
+                record.sealed = None;
+                record.erased = true;
+                record.readable = true;
                 record.last_modified = at;
                 record.version = seq;
                 self.index_user(&record);

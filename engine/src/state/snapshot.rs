@@ -16,16 +16,18 @@
 use std::sync::Arc;
 
 use imbl::{OrdMap, OrdSet};
-use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
 use super::{GroupEntry, State};
+use crate::event::Personal;
 use crate::history::{HashMap, History, MembershipChange};
 use crate::ids::{GroupId, Member, Seq, Timestamp};
-use crate::model::{BindingGroups, Group, ResourceRef, User};
+use crate::model::{BindingGroups, Group, ResourceRef, User, erased_profile};
+use crate::seal::Opener;
 
 /// The snapshot format this build writes and reads.
-pub const SNAPSHOT_FORMAT: u16 = 2;
+pub const SNAPSHOT_FORMAT: u16 = 3;
 
 const SECTION_COUNT: usize = 8;
 
@@ -72,7 +74,7 @@ pub fn encode_snapshot(state: &State, history: &History) -> Vec<u8> {
     out.item(&(state.seq, state.recorded_at));
     out.end_section();
     for user in state.users.values() {
-        out.item(&**user);
+        out.item(&StoredUserRef::from(&**user));
     }
     out.end_section();
     for entry in state.groups.values() {
@@ -115,6 +117,87 @@ pub fn encode_snapshot(state: &State, history: &History) -> Vec<u8> {
     }
     out.end_section();
     out.bytes
+}
+
+/// A user as a snapshot keeps it: the personal fields as logged (sealed, or plain), never the
+/// readable profile of a sealed user, so that a snapshot holds no more personal data than the
+/// log and stays valid when a key is destroyed.
+#[derive(Deserialize)]
+struct StoredUser {
+    id: crate::ids::UserId,
+    owner: crate::model::Owner,
+    external_id: Option<String>,
+    active: bool,
+    personal: Personal,
+    erased: bool,
+    created: Timestamp,
+    last_modified: Timestamp,
+    version: Seq,
+}
+
+/// [`StoredUser`] borrowed, for encoding; the same bytes.
+#[derive(Serialize)]
+struct StoredUserRef<'a> {
+    id: crate::ids::UserId,
+    owner: &'a crate::model::Owner,
+    external_id: &'a Option<String>,
+    active: bool,
+    personal: PersonalRef<'a>,
+    erased: bool,
+    created: Timestamp,
+    last_modified: Timestamp,
+    version: Seq,
+}
+
+/// [`Personal`] borrowed: the same variants in the same order, so the same bytes.
+#[derive(Serialize)]
+enum PersonalRef<'a> {
+    Plain(&'a crate::model::UserProfile),
+    Sealed(&'a crate::seal::Sealed),
+}
+
+impl<'a> From<&'a User> for StoredUserRef<'a> {
+    fn from(user: &'a User) -> Self {
+        StoredUserRef {
+            id: user.id,
+            owner: &user.owner,
+            external_id: &user.external_id,
+            active: user.active,
+            personal: match &user.sealed {
+                Some(sealed) => PersonalRef::Sealed(sealed),
+                None => PersonalRef::Plain(&user.profile),
+            },
+            erased: user.erased,
+            created: user.created,
+            last_modified: user.last_modified,
+            version: user.version,
+        }
+    }
+}
+
+impl StoredUser {
+    fn into_user(self, opener: &dyn Opener) -> User {
+        let (profile, readable) = match opener.open(self.id, &self.personal) {
+            Some(profile) => (profile, true),
+            None => (erased_profile(self.id), false),
+        };
+        User {
+            id: self.id,
+            owner: self.owner,
+            external_id: self.external_id,
+            active: self.active,
+            profile,
+            sealed: match self.personal {
+                Personal::Sealed(sealed) => Some(sealed),
+                Personal::Plain(_) => None,
+            },
+            erased: self.erased,
+            readable,
+            created: self.created,
+            last_modified: self.last_modified,
+            version: self.version,
+        }
+    }
 }
 
 /// Reads a section's values one by one.
@@ -168,10 +251,10 @@ type UserMaps = (
     OrdMap<(crate::ids::IntegrationName, String), crate::ids::UserId>,
 );
 
-fn decode_users(section: &[u8]) -> Result<UserMaps, SnapshotDecodeError> {
+fn decode_users(section: &[u8], opener: &dyn Opener) -> Result<UserMaps, SnapshotDecodeError> {
     let mut state = State::default();
-    for user in items::<User>(section) {
-        let user = user?;
+    for user in items::<StoredUser>(section) {
+        let user = user?.into_user(opener);
         state.index_user(&user);
         state.users.insert(user.id, Arc::new(user));
     }
@@ -219,14 +302,14 @@ fn decode_history(times: &[u8], changes: &[u8], events: &[u8]) -> Result<History
 }
 
 /// Decodes [`encode_snapshot`]'s bytes, rebuilding the indexes.
-pub fn decode_snapshot(bytes: &[u8]) -> Result<(State, History), SnapshotDecodeError> {
-    let (state, history) = decode(bytes, Parts::StateAndHistory)?;
+pub fn decode_snapshot(bytes: &[u8], opener: &(dyn Opener + Sync)) -> Result<(State, History), SnapshotDecodeError> {
+    let (state, history) = decode(bytes, opener, Parts::StateAndHistory)?;
     Ok((state, history.expect("asked for the history")))
 }
 
 /// Decodes only the state of [`encode_snapshot`]'s bytes, for readers that need no history.
-pub fn decode_state(bytes: &[u8]) -> Result<State, SnapshotDecodeError> {
-    Ok(decode(bytes, Parts::State)?.0)
+pub fn decode_state(bytes: &[u8], opener: &(dyn Opener + Sync)) -> Result<State, SnapshotDecodeError> {
+    Ok(decode(bytes, opener, Parts::State)?.0)
 }
 
 enum Parts {
@@ -234,11 +317,15 @@ enum Parts {
     StateAndHistory,
 }
 
-fn decode(bytes: &[u8], parts: Parts) -> Result<(State, Option<History>), SnapshotDecodeError> {
+fn decode(
+    bytes: &[u8],
+    opener: &(dyn Opener + Sync),
+    parts: Parts,
+) -> Result<(State, Option<History>), SnapshotDecodeError> {
     let [header, users, groups, members, bindings, times, changes, events] = sections(bytes)?;
     let (seq, recorded_at): (Seq, Timestamp) = postcard::from_bytes(header).map_err(malformed)?;
     let (user_maps, members, member_of, mut state, history) = std::thread::scope(|scope| {
-        let users = scope.spawn(|| decode_users(users));
+        let users = scope.spawn(|| decode_users(users, opener));
         let member_sets = scope.spawn(|| decode_members(members));
         let member_of = scope.spawn(|| decode_member_of(members));
         let mut state = State {

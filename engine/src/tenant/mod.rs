@@ -26,13 +26,14 @@ use crate::history::History;
 use crate::ids::IntegrationName;
 use crate::projector::AccessChange;
 use crate::reconcile::{DirectorySnapshot, ReconcilePolicy, ReconcileReport};
+use crate::seal::Keyring;
 use crate::state::State;
 
 pub(crate) use pit::load_snapshot_with_history;
 pub use pit::{load_state_at, seq_at_time};
 pub use stream::ChangeStream;
 pub use timeline::TimelineEntry;
-pub(crate) use writer::start;
+pub(crate) use writer::{destroy_key, start};
 
 /// How a tenant keeps its snapshots, checkpoints and feeds.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -52,6 +53,9 @@ pub struct TenantSettings {
     pub commands_per_batch_max: usize,
     /// Reconcile guard settings.
     pub policy: ReconcilePolicy,
+    /// Seal users' personal fields under per-user keys, so that they can be erased. Off only
+    /// to measure what sealing costs.
+    pub seal_personal: bool,
 }
 
 impl Default for TenantSettings {
@@ -63,6 +67,7 @@ impl Default for TenantSettings {
             recent_max: 16_384,
             commands_per_batch_max: 4_096,
             policy: ReconcilePolicy::default(),
+            seal_personal: true,
         }
     }
 }
@@ -126,6 +131,8 @@ pub struct Tenant {
     /// The history index, always at or past the published state (the writer extends it before
     /// publishing). Questions to it are asked as of a state's `seq`.
     history: RwLock<History>,
+    /// The users' keys, for sealing and opening personal fields.
+    keyring: Arc<Keyring>,
     jobs: mpsc::Sender<Job>,
     feed: broadcast::Sender<Arc<Applied>>,
     // std mutexes: held for short, synchronous sections only, never across an await.
@@ -209,6 +216,11 @@ impl Tenant {
             .unwrap_or_else(|p| p.into_inner())
             .remove(integration)
             .is_some()
+    }
+
+    /// The keys of the tenant's users.
+    pub fn keyring(&self) -> &Arc<Keyring> {
+        &self.keyring
     }
 
     /// The tenant's settings.

@@ -9,6 +9,7 @@ use super::Tenant;
 use crate::error::EngineError;
 use crate::history::History;
 use crate::replay::replay;
+use crate::seal::Keyring;
 use crate::state::{SnapshotDecodeError, State, decode_snapshot, decode_state};
 
 impl Tenant {
@@ -35,10 +36,10 @@ impl Tenant {
             .unwrap_or(Seq::ZERO);
         match checkpoint {
             Some(mut state) if checkpoint_seq >= snapshot_seq => {
-                replay(&self.store, &self.id, &mut state, seq).await?;
+                replay(&self.store, &self.id, &*self.keyring, &mut state, seq).await?;
                 Ok(state)
             }
-            _ => load_state_at(&self.store, &self.id, seq).await,
+            _ => load_state_at(&self.store, &self.id, &self.keyring, seq).await,
         }
     }
 
@@ -56,13 +57,19 @@ impl Tenant {
 /// The state of `tenant` just after record `seq`, straight from the store: the latest snapshot
 /// at or before `seq` plus a replay of the records after it. For readers that have no running
 /// tenant (the command line).
-pub async fn load_state_at(store: &Arc<dyn LogStore>, tenant: &TenantId, seq: Seq) -> Result<State, EngineError> {
+pub async fn load_state_at(
+    store: &Arc<dyn LogStore>,
+    tenant: &TenantId,
+    keyring: &Arc<Keyring>,
+    seq: Seq,
+) -> Result<State, EngineError> {
     let head = store.head(tenant).await?;
     let seq = seq.min(head.seq);
-    let mut state = load_snapshot(store, tenant, seq, decode_state)
+    let opener = Arc::clone(keyring);
+    let mut state = load_snapshot(store, tenant, seq, move |bytes| decode_state(bytes, &*opener))
         .await?
         .unwrap_or_default();
-    replay(store, tenant, &mut state, seq).await?;
+    replay(store, tenant, &**keyring, &mut state, seq).await?;
     Ok(state)
 }
 
@@ -95,9 +102,11 @@ pub async fn seq_at_time(store: &Arc<dyn LogStore>, tenant: &TenantId, moment: T
 pub(crate) async fn load_snapshot_with_history(
     store: &Arc<dyn LogStore>,
     tenant: &TenantId,
+    keyring: &Arc<Keyring>,
     seq: Seq,
 ) -> Result<Option<(State, History)>, EngineError> {
-    load_snapshot(store, tenant, seq, decode_snapshot).await
+    let opener = Arc::clone(keyring);
+    load_snapshot(store, tenant, seq, move |bytes| decode_snapshot(bytes, &*opener)).await
 }
 
 /// Something decoded from a snapshot that knows which `seq` it is at.
@@ -124,7 +133,7 @@ async fn load_snapshot<T: AtSeq + Send + 'static>(
     store: &Arc<dyn LogStore>,
     tenant: &TenantId,
     seq: Seq,
-    decode: fn(&[u8]) -> Result<T, SnapshotDecodeError>,
+    decode: impl Fn(&[u8]) -> Result<T, SnapshotDecodeError> + Clone + Send + 'static,
 ) -> Result<Option<T>, EngineError> {
     let mut limit = seq;
     loop {
@@ -145,6 +154,7 @@ async fn load_snapshot<T: AtSeq + Send + 'static>(
             Err(error) => return Err(error.into()),
         };
         let stored_seq = stored.seq;
+        let decode = decode.clone();
         match tokio::task::spawn_blocking(move || decode(&stored.bytes)).await {
             Ok(Ok(decoded)) if decoded.at() == stored_seq => return Ok(Some(decoded)),
             Ok(Ok(_)) | Ok(Err(_)) | Err(_) => {

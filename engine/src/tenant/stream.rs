@@ -118,7 +118,7 @@ impl ChangeStream {
             to,
             |state, event, chain| {
                 let pending = projector::begin(state, &event.envelope.event);
-                state.apply_mut(&event);
+                state.apply_mut(&event, &*self.tenant.keyring);
                 let access = projector::finish(pending, state, &event);
                 items.push(Arc::new(Applied { event, chain, access }));
             },

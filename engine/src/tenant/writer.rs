@@ -7,7 +7,7 @@
 //! state and every caller of the batch gets the error. A rejected command is answered at once
 //! and leaves nothing in the batch.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use idpsync_storage::{AppendBatch, EventId, Hash32, NewRecord, Seq, StoredSnapshot, Timestamp};
@@ -18,11 +18,14 @@ use super::{Applied, Committed, HeldReconcile, Job, Tenant};
 use crate::command::{Command, Origin};
 use crate::decide::{DecideContext, Outcome, Rejection, decide};
 use crate::error::SubmitError;
-use crate::event::{ENVELOPE_VERSION, Envelope, HoldSummary, LoggedEvent, encode};
+use crate::event::{ENVELOPE_VERSION, Envelope, Event, HoldSummary, LoggedEvent, Personal, encode};
 use crate::history::History;
 use crate::ids::IntegrationName;
+use crate::ids::UserId;
+use crate::model::UserProfile;
 use crate::projector;
 use crate::reconcile::Guard;
+use crate::seal::{Keyring, Opener, UserKey, seal, secret_id};
 use crate::state::{Effects, State, encode_snapshot};
 
 /// Builds a tenant around its loaded state and starts its writer.
@@ -32,6 +35,7 @@ pub(crate) fn start(
     settings: super::TenantSettings,
     state: State,
     history: History,
+    keyring: Arc<Keyring>,
     last_snapshot: Seq,
 ) -> Arc<Tenant> {
     let (jobs, receiver) = mpsc::channel(settings.commands_per_batch_max * 4);
@@ -42,6 +46,7 @@ pub(crate) fn start(
         settings,
         published: arc_swap::ArcSwap::from_pointee(state.clone()),
         history: std::sync::RwLock::new(history),
+        keyring,
         jobs,
         feed,
         recent: Default::default(),
@@ -76,6 +81,10 @@ struct Batch {
     records: Vec<NewRecord>,
     applied: Vec<Applied>,
     effects: Vec<Effects>,
+    /// Keys generated for users first sealed in this batch; stored with its records.
+    new_keys: HashMap<UserId, UserKey>,
+    /// Users erased in this batch, whose keys are destroyed once it is durable.
+    erased: Vec<UserId>,
     replies: Vec<(oneshot::Sender<Result<Committed, SubmitError>>, Committed)>,
     holds_set: Vec<(IntegrationName, HeldReconcile)>,
     holds_cleared: Vec<IntegrationName>,
@@ -97,6 +106,8 @@ impl Writer {
                 records: Vec::new(),
                 applied: Vec::new(),
                 effects: Vec::new(),
+                new_keys: HashMap::new(),
+                erased: Vec::new(),
                 replies: Vec::new(),
                 holds_set: Vec::new(),
                 holds_cleared: Vec::new(),
@@ -199,8 +210,67 @@ impl Writer {
         batch.replies.push((reply, committed));
     }
 
+    /// Seals the personal part of a user event under the user's key (generating the key for a
+    /// user sealed for the first time); returns the event to log and the plaintext the fold
+    /// can use without decrypting what was just encrypted.
+    fn seal(&self, batch: &mut Batch, envelope: Envelope) -> (Envelope, Option<(UserId, UserProfile)>) {
+        if !self.tenant.settings.seal_personal {
+            return (envelope, None);
+        }
+        let Envelope { source, cause, event } = envelope;
+        let mut sealed_for = |user: UserId, profile: &UserProfile| {
+            let key = match self.tenant.keyring.key(user) {
+                Some(key) => key,
+                None => batch.new_keys.entry(user).or_insert_with(UserKey::generate).clone(),
+            };
+            Personal::Sealed(seal(&self.tenant.id, user, &key, profile))
+        };
+        let (event, plaintext) = match event {
+            Event::UserProvisioned {
+                user,
+                owner,
+                external_id,
+                active,
+                personal: Personal::Plain(profile),
+            } => {
+                let personal = sealed_for(user, &profile);
+                (
+                    Event::UserProvisioned {
+                        user,
+                        owner,
+                        external_id,
+                        active,
+                        personal,
+                    },
+                    Some((user, *profile)),
+                )
+            }
+            Event::UserUpdated {
+                user,
+                external_id,
+                personal: Personal::Plain(profile),
+            } => {
+                let personal = sealed_for(user, &profile);
+                (
+                    Event::UserUpdated {
+                        user,
+                        external_id,
+                        personal,
+                    },
+                    Some((user, *profile)),
+                )
+            }
+            other => (other, None),
+        };
+        (Envelope { source, cause, event }, plaintext)
+    }
+
     fn apply(&mut self, batch: &mut Batch, envelope: Envelope) {
         let recorded_at = Timestamp::now().max(self.state.recorded_at());
+        let (envelope, plaintext) = self.seal(batch, envelope);
+        if let Event::UserErased { user } = &envelope.event {
+            batch.erased.push(*user);
+        }
         let event = LoggedEvent {
             seq: self.state.seq().next(),
             recorded_at,
@@ -208,7 +278,10 @@ impl Writer {
             envelope,
         };
         let pending = projector::begin(&self.state, &event.envelope.event);
-        let effects = self.state.apply_mut(&event);
+        let effects = match &plaintext {
+            Some((user, profile)) => self.state.apply_mut(&event, &JustSealed { user: *user, profile }),
+            None => self.state.apply_mut(&event, &*self.tenant.keyring),
+        };
         let access = projector::finish(pending, &self.state, &event);
         batch.effects.push(effects);
         batch.records.push(NewRecord {
@@ -230,6 +303,7 @@ impl Writer {
                 tenant: self.tenant.id.clone(),
                 first_seq: batch.base.seq().next(),
                 records: std::mem::take(&mut batch.records),
+                secrets: batch.new_keys.iter().map(|(user, key)| key.to_secret(*user)).collect(),
             };
             match self.tenant.store.append(append).await {
                 Ok(appended) => {
@@ -248,7 +322,11 @@ impl Writer {
                 }
             }
         }
+        self.tenant.keyring.insert_all(batch.new_keys);
         self.publish(batch.applied, batch.effects);
+        for user in batch.erased {
+            destroy_key(&self.tenant, user).await;
+        }
         {
             let mut holds = self.tenant.holds.lock().unwrap_or_else(|p| p.into_inner());
             for integration in batch.holds_cleared {
@@ -319,6 +397,27 @@ impl Writer {
                 tracing::warn!(tenant = %self.tenant.id, %error, "final snapshot failed; start-up will replay more of the log");
             }
         }
+    }
+}
+
+/// The plaintext of the profile the writer just sealed, so the fold need not decrypt it.
+struct JustSealed<'a> {
+    user: UserId,
+    profile: &'a UserProfile,
+}
+
+impl Opener for JustSealed<'_> {
+    fn open(&self, user: UserId, _personal: &Personal) -> Option<UserProfile> {
+        (user == self.user).then(|| self.profile.clone())
+    }
+}
+
+/// Destroys an erased user's key in the store, then forgets it. If the store fails, the key
+/// stays until the next start, which destroys the keys of every erased user it finds.
+pub(crate) async fn destroy_key(tenant: &Tenant, user: UserId) {
+    match tenant.store.destroy_secret(&tenant.id, secret_id(user)).await {
+        Ok(_) => tenant.keyring.forget(user),
+        Err(error) => tracing::error!(tenant = %tenant.id, %user, %error, "cannot destroy an erased user's key yet"),
     }
 }
 

@@ -20,10 +20,10 @@ use tokio::sync::oneshot;
 
 use crate::error::StoreError;
 use crate::record::Record;
-use crate::store::{AppendBatch, Appended, Head, head_after, prepare_append};
+use crate::store::{AppendBatch, Appended, Head, SecretId, head_after, prepare_append};
 use crate::types::TenantId;
 
-use super::tables::{HEADS, LOG, decode_head, encode_head};
+use super::tables::{HEADS, LOG, SECRETS, decode_head, encode_head};
 
 /// The most jobs one commit takes, bounding the latency of the first job in a group.
 const JOBS_PER_COMMIT_MAX: usize = 4096;
@@ -34,24 +34,31 @@ const CHUNK_RECORDS_MAX: usize = 512;
 /// ...and about this many bytes.
 const CHUNK_BYTES_MAX: usize = 256 * 1024;
 
-/// A write for the committer, and where to send its answer. Creating a tenant answers with its
-/// head and no chains.
+/// A write for the committer, and where to send its answer.
 pub(super) struct Job {
     pub(super) write: Write,
-    pub(super) reply: oneshot::Sender<Result<Appended, StoreError>>,
+    pub(super) reply: oneshot::Sender<Result<Answer, StoreError>>,
 }
 
 /// What a [`Job`] asks for.
 pub(super) enum Write {
     Append(AppendBatch),
     EnsureTenant(TenantId),
+    DestroySecret(TenantId, SecretId),
+}
+
+/// What a [`Job`] gets back once its group is committed.
+pub(super) enum Answer {
+    Appended(Appended),
+    Head(Head),
+    Destroyed(bool),
 }
 
 impl Job {
     fn payload_len(&self) -> usize {
         match &self.write {
             Write::Append(batch) => batch.records.iter().map(|r| r.payload.len()).sum(),
-            Write::EnsureTenant(_) => 0,
+            Write::EnsureTenant(_) | Write::DestroySecret(..) => 0,
         }
     }
 }
@@ -79,51 +86,72 @@ pub(super) fn run(db: &Database, jobs: &mpsc::Receiver<Job>) {
 
 fn commit_group(db: &Database, heads: &mut HashMap<TenantId, Head>, group: Vec<Job>) {
     let mut working: HashMap<TenantId, Head> = HashMap::new();
-    let outcome = (|| -> Result<Vec<Result<Appended, StoreError>>, StoreError> {
+    let outcome = (|| -> Result<Vec<Result<Answer, StoreError>>, StoreError> {
         let context = "writing the log";
         let txn = db.begin_write().map_err(|e| StoreError::backend(context, e))?;
-        let mut tentative = Vec::with_capacity(group.len());
+        let mut answers = Vec::with_capacity(group.len());
         let mut pending: BTreeMap<TenantId, Vec<Record>> = BTreeMap::new();
         {
             let mut head_table = txn.open_table(HEADS).map_err(|e| StoreError::backend(context, e))?;
-            let load_head =
-                |tenant: &TenantId, working: &HashMap<TenantId, Head>| -> Result<Option<Head>, StoreError> {
-                    if let Some(head) = working.get(tenant).or_else(|| heads.get(tenant)) {
-                        return Ok(Some(*head));
+            let mut secret_table = txn.open_table(SECRETS).map_err(|e| StoreError::backend(context, e))?;
+            for job in &group {
+                // Where the tenant's log stands in this group: after earlier jobs of the group,
+                // or as committed.
+                let cached = |tenant: &TenantId, working: &HashMap<TenantId, Head>| {
+                    working.get(tenant).or_else(|| heads.get(tenant)).copied()
+                };
+                let head = |tenant: &TenantId, working: &HashMap<TenantId, Head>| -> Result<Option<Head>, StoreError> {
+                    if let Some(head) = cached(tenant, working) {
+                        return Ok(Some(head));
                     }
                     let stored = head_table
                         .get(tenant.as_str())
                         .map_err(|e| StoreError::backend(context, e))?;
                     stored.map(|bytes| decode_head(tenant, bytes.value())).transpose()
                 };
-            // The answer each job gets if the commit succeeds.
-            for job in &group {
                 let answer = match &job.write {
-                    Write::Append(batch) => match load_head(&batch.tenant, &working)? {
+                    Write::Append(batch) => match head(&batch.tenant, &working)? {
                         None => Err(StoreError::UnknownTenant(batch.tenant.clone())),
-                        Some(head) => prepare_append(&head, batch).map(|records| {
-                            let new_head = head_after(&records).expect("a prepared batch is never empty");
-                            let chains = records.iter().map(|r| r.chain).collect();
-                            working.insert(batch.tenant.clone(), new_head);
-                            pending.entry(batch.tenant.clone()).or_default().extend(records);
-                            Appended { head: new_head, chains }
-                        }),
+                        Some(current) => match prepare_append(&current, batch) {
+                            Err(e) => Err(e),
+                            Ok(records) => {
+                                let new_head = head_after(&records).expect("a prepared batch is never empty");
+                                let chains = records.iter().map(|r| r.chain).collect();
+                                for secret in &batch.secrets {
+                                    secret_table
+                                        .insert(
+                                            (batch.tenant.as_str(), u128::from_be_bytes(secret.id.0)),
+                                            secret.material.as_slice(),
+                                        )
+                                        .map_err(|e| StoreError::backend(context, e))?;
+                                }
+                                working.insert(batch.tenant.clone(), new_head);
+                                pending.entry(batch.tenant.clone()).or_default().extend(records);
+                                Ok(Answer::Appended(Appended { head: new_head, chains }))
+                            }
+                        },
                     },
                     Write::EnsureTenant(tenant) => {
-                        let head = match load_head(tenant, &working)? {
-                            Some(head) => head,
+                        let current = match head(tenant, &working)? {
+                            Some(current) => current,
                             None => {
                                 working.insert(tenant.clone(), Head::EMPTY);
                                 Head::EMPTY
                             }
                         };
-                        Ok(Appended {
-                            head,
-                            chains: Vec::new(),
-                        })
+                        Ok(Answer::Head(current))
                     }
+                    Write::DestroySecret(tenant, id) => match head(tenant, &working)? {
+                        None => Err(StoreError::UnknownTenant(tenant.clone())),
+                        Some(_) => {
+                            let removed = secret_table
+                                .remove((tenant.as_str(), u128::from_be_bytes(id.0)))
+                                .map_err(|e| StoreError::backend(context, e))?;
+                            Ok(Answer::Destroyed(removed.is_some()))
+                        }
+                    },
                 };
-                tentative.push(answer);
+                answers.push(answer);
             }
             for (tenant, head) in &working {
                 head_table
@@ -150,7 +178,7 @@ fn commit_group(db: &Database, heads: &mut HashMap<TenantId, Head>, group: Vec<J
             }
         }
         txn.commit().map_err(|e| StoreError::backend("committing the log", e))?;
-        Ok(tentative)
+        Ok(answers)
     })();
 
     match outcome {

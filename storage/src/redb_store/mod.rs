@@ -26,11 +26,11 @@ use redb::{Database, ReadableDatabase, ReadableTable};
 
 use crate::error::StoreError;
 use crate::record::{Record, RecordDecoder};
-use crate::store::{AppendBatch, Appended, Head, LogStore, SnapshotInfo, StoredSnapshot};
+use crate::store::{AppendBatch, Appended, Head, LogStore, SecretId, SnapshotInfo, StoredSnapshot};
 use crate::types::{Seq, TenantId};
 
-use committer::{Job, Write};
-use tables::{HEADS, LOG, decode_head};
+use committer::{Answer, Job, Write};
+use tables::{HEADS, LOG, SECRETS, decode_head};
 
 /// The name of the database file inside the data directory.
 pub const DATABASE_FILE: &str = "log.redb";
@@ -78,7 +78,7 @@ impl RedbStore {
         })
     }
 
-    async fn submit(&self, write: Write) -> Result<Appended, StoreError> {
+    async fn submit(&self, write: Write) -> Result<Answer, StoreError> {
         let (reply, answer) = tokio::sync::oneshot::channel();
         let sender = self.jobs.as_ref().ok_or(StoreError::Closed)?;
         sender.send(Job { write, reply }).map_err(|_| StoreError::Closed)?;
@@ -192,7 +192,11 @@ fn read_records(db: &Database, tenant: &TenantId, from: Seq, limit: usize) -> Re
 #[async_trait]
 impl LogStore for RedbStore {
     async fn ensure_tenant(&self, tenant: &TenantId) -> Result<Head, StoreError> {
-        Ok(self.submit(Write::EnsureTenant(tenant.clone())).await?.head)
+        match self.submit(Write::EnsureTenant(tenant.clone())).await? {
+            Answer::Head(head) => Ok(head),
+            Answer::Appended(appended) => Ok(appended.head),
+            Answer::Destroyed(_) => Err(StoreError::Closed),
+        }
     }
 
     async fn tenants(&self) -> Result<Vec<TenantId>, StoreError> {
@@ -221,7 +225,10 @@ impl LogStore for RedbStore {
     }
 
     async fn append(&self, batch: AppendBatch) -> Result<Appended, StoreError> {
-        self.submit(Write::Append(batch)).await
+        match self.submit(Write::Append(batch)).await? {
+            Answer::Appended(appended) => Ok(appended),
+            Answer::Head(_) | Answer::Destroyed(_) => Err(StoreError::Closed),
+        }
     }
 
     async fn read(&self, tenant: &TenantId, from: Seq, limit: usize) -> Result<Vec<Record>, StoreError> {
@@ -271,5 +278,33 @@ impl LogStore for RedbStore {
                 .collect()
         })
         .await
+    }
+
+    async fn secrets(&self, tenant: &TenantId) -> Result<Vec<(SecretId, Vec<u8>)>, StoreError> {
+        let tenant = tenant.clone();
+        self.blocking(move |db, _| {
+            let context = "reading secrets";
+            read_head(db, &tenant)?;
+            let txn = db.begin_read().map_err(|e| StoreError::backend(context, e))?;
+            let table = txn.open_table(SECRETS).map_err(|e| StoreError::backend(context, e))?;
+            let name = tenant.as_str();
+            let mut secrets = Vec::new();
+            for entry in table
+                .range((name, 0u128)..=(name, u128::MAX))
+                .map_err(|e| StoreError::backend(context, e))?
+            {
+                let (key, material) = entry.map_err(|e| StoreError::backend(context, e))?;
+                secrets.push((SecretId(key.value().1.to_be_bytes()), material.value().to_vec()));
+            }
+            Ok(secrets)
+        })
+        .await
+    }
+
+    async fn destroy_secret(&self, tenant: &TenantId, id: SecretId) -> Result<bool, StoreError> {
+        match self.submit(Write::DestroySecret(tenant.clone(), id)).await? {
+            Answer::Destroyed(existed) => Ok(existed),
+            Answer::Appended(_) | Answer::Head(_) => Err(StoreError::Closed),
+        }
     }
 }

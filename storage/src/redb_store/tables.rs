@@ -4,6 +4,9 @@
 //!   of [`crate::record`]. A chunk holds consecutive records of one tenant.
 //! - `heads`: key `tenant`, value `seq u64 | recorded_at i64 | chain [32]` (little-endian). A
 //!   tenant exists when it has a head; the head is updated in the same transaction as the chunks.
+//! - `secrets`: key `(tenant, secret id as a big-endian u128)`, value: key material. Outside the
+//!   log and its chain, so a secret can be destroyed; written in the same transaction as the
+//!   records sealed with it.
 
 use redb::{Database, TableDefinition};
 
@@ -13,6 +16,7 @@ use crate::types::{Hash32, Seq, TenantId, Timestamp};
 
 pub(super) const LOG: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("log");
 pub(super) const HEADS: TableDefinition<&str, &[u8]> = TableDefinition::new("heads");
+pub(super) const SECRETS: TableDefinition<(&str, u128), &[u8]> = TableDefinition::new("secrets");
 
 const HEAD_LEN: usize = 8 + 8 + 32;
 
@@ -22,6 +26,7 @@ pub(super) fn create(db: &Database) -> Result<(), StoreError> {
     let txn = db.begin_write().map_err(|e| StoreError::backend(context, e))?;
     txn.open_table(LOG).map_err(|e| StoreError::backend(context, e))?;
     txn.open_table(HEADS).map_err(|e| StoreError::backend(context, e))?;
+    txn.open_table(SECRETS).map_err(|e| StoreError::backend(context, e))?;
     txn.commit().map_err(|e| StoreError::backend(context, e))
 }
 

@@ -1,0 +1,63 @@
+//! `idpsync user erase`: erase a user's personal fields by destroying its key.
+
+use anyhow::{Context as _, anyhow};
+use clap::Subcommand;
+use idpsync::engine::ids::UserId;
+use idpsync::engine::{Cause, Command, Origin, Source};
+use idpsync::storage::TenantId;
+
+use super::Context;
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum UserCommand {
+    /// Erase a user's personal fields (names, emails, attributes) by destroying its key. The log,
+    /// its chain, the user's memberships and history stay; the fields read as erased everywhere,
+    /// in the past too. This cannot be undone.
+    Erase {
+        /// The tenant
+        #[arg(long, default_value = "default")]
+        tenant: TenantId,
+        /// The user, by id or userName
+        #[arg(long, value_name = "USERNAME|ID")]
+        user: String,
+    },
+}
+
+pub(crate) async fn run(context: &Context, command: UserCommand) -> anyhow::Result<()> {
+    let UserCommand::Erase { tenant, user } = command;
+    let engine = idpsync::open(&context.data_dir, context.config.tenant_settings())
+        .await
+        .with_context(|| format!("opening the data directory {}", context.data_dir.display()))?;
+    let handle = engine.require_tenant(&tenant)?;
+    let state = handle.state();
+    let found = user
+        .parse::<UserId>()
+        .ok()
+        .and_then(|id| state.user(id))
+        .or_else(|| state.user_by_name(&user))
+        .cloned()
+        .ok_or_else(|| anyhow!("no user with id or userName {user:?} in tenant {tenant}"))?;
+    let logged_plain = found.sealed.is_none() && !found.erased;
+    let result = handle
+        .execute(
+            Command::EraseUser { user: found.id },
+            Origin {
+                source: Source::Operator,
+                cause: Cause::Unspecified,
+            },
+        )
+        .await;
+    engine.shutdown().await;
+    let committed = result?;
+    if committed.events == 0 {
+        println!("user {} was already erased", found.id);
+    } else {
+        println!("erased user {} of tenant {tenant} at seq {}", found.id, committed.head);
+    }
+    if logged_plain {
+        eprintln!(
+            "warning: this user's fields were logged before sealing was on; they now read as erased, but the log still holds them in the clear"
+        );
+    }
+    Ok(())
+}
