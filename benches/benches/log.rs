@@ -66,6 +66,7 @@ fn storage_group_commit(c: &mut Criterion) {
                                         tenant: tenant.clone(),
                                         first_seq: head.seq.next(),
                                         records,
+                                        secrets: Vec::new(),
                                     })
                                     .await
                                     .unwrap();
@@ -194,6 +195,7 @@ fn single_writer(c: &mut Criterion) {
                         tenant,
                         first_seq: head.seq.next(),
                         records: vec![record],
+                        secrets: Vec::new(),
                     })
                     .await
                     .unwrap()
