@@ -77,3 +77,30 @@ async fn a_timeline_reads_every_event_that_touched_a_user() {
     assert_eq!(timeline.iter().map(|e| e.event.seq.0).collect::<Vec<_>>(), [1, 4, 5, 6]);
     engine.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_on_demand_covers_the_head() {
+    let store: Arc<dyn idpsync_storage::LogStore> = Arc::new(MemoryStore::new());
+    let engine = Engine::open(Arc::clone(&store), TenantSettings::default())
+        .await
+        .unwrap();
+    let tenant = engine.require_tenant(&TenantId::default_tenant()).unwrap();
+    tenant.execute(provision("alice"), origin()).await.unwrap();
+    tenant.execute(provision("bob"), origin()).await.unwrap();
+    let info = tenant.snapshot_now().await.unwrap();
+    assert_eq!(info.seq, tenant.state().seq());
+    let stored = store
+        .snapshot_at_or_before(&TenantId::default_tenant(), info.seq)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.state_hash, info.state_hash);
+    assert_eq!(
+        tenant.snapshot_now().await.unwrap(),
+        info,
+        "the same head, the same snapshot"
+    );
+    tenant.execute(provision("carol"), origin()).await.unwrap();
+    assert_eq!(tenant.snapshot_now().await.unwrap().seq, idpsync_storage::Seq(3));
+    engine.shutdown().await;
+}

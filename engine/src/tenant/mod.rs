@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, RwLock};
 
 use arc_swap::ArcSwap;
-use idpsync_storage::{Hash32, LogStore, Seq, TenantId};
+use idpsync_storage::{Hash32, LogStore, Seq, SnapshotInfo, TenantId};
 use serde::Serialize;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
@@ -116,6 +116,9 @@ pub(crate) enum Job {
     ConfirmHeld {
         integration: IntegrationName,
         reply: oneshot::Sender<Result<Committed, SubmitError>>,
+    },
+    Snapshot {
+        reply: oneshot::Sender<Result<SnapshotInfo, SubmitError>>,
     },
     Shutdown {
         done: oneshot::Sender<()>,
@@ -226,6 +229,18 @@ impl Tenant {
     /// The tenant's settings.
     pub fn settings(&self) -> &TenantSettings {
         &self.settings
+    }
+
+    /// Stores a snapshot of the state at the current head (after the commands already queued),
+    /// unless one exists there already, and returns its position and state hash: what a
+    /// signed checkpoint covers.
+    pub async fn snapshot_now(&self) -> Result<SnapshotInfo, SubmitError> {
+        let (reply, answer) = oneshot::channel();
+        self.jobs
+            .send(Job::Snapshot { reply })
+            .await
+            .map_err(|_| SubmitError::Closed)?;
+        answer.await.unwrap_or(Err(SubmitError::Closed))
     }
 
     /// Stops the writer after the jobs already queued, writing a final snapshot.

@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use idpsync_storage::{AppendBatch, EventId, Hash32, NewRecord, Seq, StoredSnapshot, Timestamp};
+use idpsync_storage::{AppendBatch, EventId, Hash32, NewRecord, Seq, SnapshotInfo, StoredSnapshot, Timestamp};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
@@ -113,6 +113,7 @@ impl Writer {
                 holds_cleared: Vec::new(),
             };
             let mut shutdown = None;
+            let mut snapshot_requests = Vec::new();
             for job in jobs {
                 match job {
                     Job::Command { command, origin, reply } => self.decide_one(&mut batch, *command, &origin, reply),
@@ -141,10 +142,14 @@ impl Writer {
                             }
                         }
                     }
+                    Job::Snapshot { reply } => snapshot_requests.push(reply),
                     Job::Shutdown { done } => shutdown = Some(done),
                 }
             }
             self.commit(batch).await;
+            for reply in snapshot_requests {
+                let _ = reply.send(self.snapshot_now().await);
+            }
             if let Some(done) = shutdown {
                 self.write_final_snapshot().await;
                 let _ = done.send(());
@@ -387,6 +392,28 @@ impl Writer {
         }
     }
 
+    /// A snapshot at the current head: the one already stored there, or a new one.
+    async fn snapshot_now(&mut self) -> Result<SnapshotInfo, SubmitError> {
+        if let Some(task) = self.snapshot_task.take() {
+            let _ = task.await;
+        }
+        let seq = self.state.seq();
+        let stored = self
+            .tenant
+            .store
+            .snapshots(&self.tenant.id)
+            .await
+            .map_err(|e| SubmitError::Storage(Arc::new(e)))?;
+        if let Some(existing) = stored.into_iter().find(|info| info.seq == seq) {
+            return Ok(existing);
+        }
+        let info = write_snapshot(&self.tenant, self.state.clone())
+            .await
+            .map_err(|e| SubmitError::Storage(Arc::new(e)))?;
+        self.last_snapshot = seq;
+        Ok(info)
+    }
+
     async fn write_final_snapshot(&mut self) {
         if let Some(task) = self.snapshot_task.take() {
             let _ = task.await;
@@ -421,7 +448,7 @@ pub(crate) async fn destroy_key(tenant: &Tenant, user: UserId) {
     }
 }
 
-async fn write_snapshot(tenant: &Arc<Tenant>, state: State) -> Result<(), idpsync_storage::StoreError> {
+async fn write_snapshot(tenant: &Arc<Tenant>, state: State) -> Result<SnapshotInfo, idpsync_storage::StoreError> {
     let seq = state.seq();
     let started = std::time::Instant::now();
     let shared = Arc::clone(tenant);
@@ -433,10 +460,12 @@ async fn write_snapshot(tenant: &Arc<Tenant>, state: State) -> Result<(), idpsyn
     .await
     .map_err(|e| idpsync_storage::StoreError::backend("encoding a snapshot", e))?;
     let len = bytes.len();
-    tenant
-        .store
-        .put_snapshot(&tenant.id, StoredSnapshot::new(seq, bytes))
-        .await?;
+    let snapshot = StoredSnapshot::new(seq, bytes);
+    let info = SnapshotInfo {
+        seq,
+        state_hash: snapshot.state_hash,
+    };
+    tenant.store.put_snapshot(&tenant.id, snapshot).await?;
     tracing::info!(tenant = %tenant.id, %seq, bytes = len, elapsed_ms = started.elapsed().as_millis() as u64, "snapshot stored");
-    Ok(())
+    Ok(info)
 }
