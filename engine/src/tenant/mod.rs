@@ -147,12 +147,22 @@ pub struct Tenant {
 /// A command enqueued with [`Tenant::enqueue`]; await it for the commit.
 pub struct PendingCommit {
     answer: oneshot::Receiver<Result<Committed, SubmitError>>,
+    enqueued: std::time::Instant,
+    tenant: TenantId,
 }
 
 impl PendingCommit {
     /// Waits until the command's records are durable (or it was refused).
     pub async fn committed(self) -> Result<Committed, SubmitError> {
-        self.answer.await.unwrap_or(Err(SubmitError::Closed))
+        let result = self.answer.await.unwrap_or(Err(SubmitError::Closed));
+        let outcome = match &result {
+            Ok(_) => "committed",
+            Err(SubmitError::Rejected(_)) => "rejected",
+            Err(_) => "failed",
+        };
+        metrics::histogram!("idpsync_command_seconds", "tenant" => self.tenant.to_string(), "outcome" => outcome)
+            .record(self.enqueued.elapsed());
+        result
     }
 }
 
@@ -185,6 +195,7 @@ impl Tenant {
     /// flight and let the writer commit them together. Waits only while the queue is full.
     pub async fn enqueue(&self, command: Command, origin: Origin) -> Result<PendingCommit, SubmitError> {
         let (reply, answer) = oneshot::channel();
+        let enqueued = std::time::Instant::now();
         self.jobs
             .send(Job::Command {
                 command: Box::new(command),
@@ -193,7 +204,11 @@ impl Tenant {
             })
             .await
             .map_err(|_| SubmitError::Closed)?;
-        Ok(PendingCommit { answer })
+        Ok(PendingCommit {
+            answer,
+            enqueued,
+            tenant: self.id.clone(),
+        })
     }
 
     /// The reconciles held by the guard, per integration.

@@ -86,6 +86,9 @@ impl ChangeStream {
     }
 
     async fn catch_up(&mut self, head: Seq) -> Result<(), EngineError> {
+        // How far behind the head this consumer was when it had to catch up.
+        metrics::histogram!("idpsync_change_stream_lag_events", "tenant" => self.tenant.id.to_string())
+            .record((head.0 + 1 - self.next.0) as f64);
         let to = Seq(head.0.min(self.next.0 + CATCH_UP_LEN_MAX - 1));
         {
             let recent = self.tenant.recent.lock().unwrap_or_else(|p| p.into_inner());

@@ -310,8 +310,14 @@ impl Writer {
                 records: std::mem::take(&mut batch.records),
                 secrets: batch.new_keys.iter().map(|(user, key)| key.to_secret(*user)).collect(),
             };
-            match self.tenant.store.append(append).await {
+            let records = append.records.len() as u64;
+            let started = std::time::Instant::now();
+            let result = self.tenant.store.append(append).await;
+            let tenant_label = self.tenant.id.to_string();
+            metrics::histogram!("idpsync_append_seconds", "tenant" => tenant_label.clone()).record(started.elapsed());
+            match result {
                 Ok(appended) => {
+                    metrics::counter!("idpsync_events_appended_total", "tenant" => tenant_label).increment(records);
                     for (applied, chain) in batch.applied.iter_mut().zip(appended.chains) {
                         applied.chain = chain;
                     }
@@ -338,6 +344,7 @@ impl Writer {
                 holds.remove(&integration);
             }
             holds.extend(batch.holds_set);
+            metrics::gauge!("idpsync_held_syncs", "tenant" => self.tenant.id.to_string()).set(holds.len() as f64);
         }
         for (reply, committed) in batch.replies {
             let _ = reply.send(Ok(committed));
@@ -359,6 +366,8 @@ impl Writer {
             }
         }
         self.tenant.published.store(Arc::new(self.state.clone()));
+        metrics::gauge!("idpsync_change_stream_subscribers", "tenant" => self.tenant.id.to_string())
+            .set(self.tenant.feed.receiver_count() as f64);
         {
             let mut recent = self.tenant.recent.lock().unwrap_or_else(|p| p.into_inner());
             for each in applied {
