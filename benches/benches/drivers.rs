@@ -11,6 +11,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+// The allocator of the `idpsync` binary, so that the figures are the binary's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use idpsync_drivers::cursor_store::CursorStore;
 use idpsync_drivers::fake::{Directory, FakeIdp, FakeMember, Vendor};
 use idpsync_drivers::sync::{Mode, Resync, SyncResult, sync_once};

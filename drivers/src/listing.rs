@@ -207,13 +207,12 @@ impl Listing {
                 }
                 let user_ids: HashSet<&str> = users.iter().map(|user| user.external_id.as_str()).collect();
                 let memberships = edges
-                    .iter()
+                    .into_iter()
                     .filter(|edge| edge_allowed(edge))
                     .filter(|edge| match &edge.member {
                         ExternalMember::User(id) => !rules.only_group_members || user_ids.contains(id.as_str()),
                         ExternalMember::Group(_) => true,
                     })
-                    .cloned()
                     .collect();
                 SnapshotScope::Complete { memberships }
             }
