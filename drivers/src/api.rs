@@ -89,13 +89,13 @@ impl Api {
             .headers
             .extend(self.auth.headers(&self.http, run.budget).await?);
         authorised.headers.extend(extra.iter().cloned());
-        let first = self.http.send(authorised, run.budget, &mut || None).await;
+        let first = self.http.send(authorised, run.budget).await;
         match first {
             Err(DriverError::Unauthorized { status: 401, .. }) if self.auth.invalidate() => {
                 let mut retry = request;
                 retry.headers.extend(self.auth.headers(&self.http, run.budget).await?);
                 retry.headers.extend(extra.iter().cloned());
-                self.http.send(retry, run.budget, &mut || None).await
+                self.http.send(retry, run.budget).await
             }
             other => other,
         }

@@ -272,13 +272,10 @@ impl TokenSource {
             url: url.clone(),
             message,
         };
-        let response = http
-            .send(request, budget, &mut || None)
-            .await
-            .map_err(|error| match error {
-                DriverError::Status { message, .. } | DriverError::Unauthorized { message, .. } => token_error(message),
-                other => other,
-            })?;
+        let response = http.send(request, budget).await.map_err(|error| match error {
+            DriverError::Status { message, .. } | DriverError::Unauthorized { message, .. } => token_error(message),
+            other => other,
+        })?;
         let body: serde_json::Value = response.json()?;
         let access_token = body
             .get("access_token")

@@ -138,8 +138,6 @@ pub(crate) enum Refusal {
         retry_after: Option<Duration>,
         error: DriverError,
     },
-    /// 401: the credentials may have expired.
-    Unauthorized(DriverError),
     /// Give up.
     Fail(DriverError),
 }
@@ -207,35 +205,15 @@ impl Http {
         Err(classify(&url, status, &headers, &body))
     }
 
-    /// Sends `request`, retrying what is worth retrying within the budget. `on_unauthorized`
-    /// is called once on a 401, and the request is sent again if it returns a new request
-    /// (fresh credentials).
-    pub(crate) async fn send(
-        &self,
-        mut request: Request,
-        budget: &Budget,
-        on_unauthorized: &mut (dyn FnMut() -> Option<Request> + Send),
-    ) -> Result<Response, DriverError> {
+    /// Sends `request`, retrying what is worth retrying within the budget. A 401 is returned
+    /// at once: the caller decides whether fresh credentials are worth a second try.
+    pub(crate) async fn send(&self, request: Request, budget: &Budget) -> Result<Response, DriverError> {
         let mut attempt = 0;
-        let mut refreshed = false;
         loop {
             attempt += 1;
             let (retry_after, error) = match self.send_once(&request, budget).await {
                 Ok(response) => return Ok(response),
                 Err(Refusal::Fail(error)) => return Err(error),
-                Err(Refusal::Unauthorized(error)) => {
-                    if refreshed {
-                        return Err(error);
-                    }
-                    refreshed = true;
-                    match on_unauthorized() {
-                        Some(fresh) => {
-                            request = fresh;
-                            continue;
-                        }
-                        None => return Err(error),
-                    }
-                }
                 Err(Refusal::Retry { retry_after, error }) => (retry_after, error),
             };
             if attempt >= self.policy.attempts_max {
@@ -297,7 +275,7 @@ fn classify(url: &str, status: StatusCode, headers: &HeaderMap, body: &[u8]) -> 
     match status.as_u16() {
         429 => rate_limited(retry_after(headers, SystemTime::now())),
         403 if is_google_quota_error(body) => rate_limited(retry_after(headers, SystemTime::now())),
-        401 => Refusal::Unauthorized(DriverError::Unauthorized {
+        401 => Refusal::Fail(DriverError::Unauthorized {
             url: url.to_owned(),
             status: 401,
             message,

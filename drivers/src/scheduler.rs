@@ -3,7 +3,11 @@
 //! last outcome, last error and counts, for the service to show.
 //!
 //! After a failure the next try comes sooner than the interval (one minute, doubling, never
-//! later than the interval), but never before the IdP's own `Retry-After`.
+//! later than the interval), but never before the IdP's own `Retry-After`. A
+//! [`SchedulerHandle`] shows the statuses and starts a run at once on request.
+//!
+//! Every finished run is counted in `idpsync_sync_runs_total{tenant, integration, outcome}`
+//! and timed in `idpsync_sync_seconds{tenant, integration, outcome}` (the `metrics` facade).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -13,7 +17,7 @@ use idpsync_engine::Tenant;
 use idpsync_engine::ids::{IntegrationName, TenantId};
 use rand::RngExt;
 use serde::Serialize;
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
 use crate::cursor_store::CursorStore;
@@ -101,13 +105,59 @@ impl RunCounts {
 }
 
 type Statuses = Arc<Mutex<BTreeMap<(TenantId, IntegrationName), IntegrationStatus>>>;
+type Triggers = Arc<BTreeMap<(TenantId, IntegrationName), Arc<Notify>>>;
 
 /// The running schedule. Dropping it without [`Scheduler::shutdown`] leaves the tasks running
 /// until the runtime stops.
 pub struct Scheduler {
-    statuses: Statuses,
+    handle: SchedulerHandle,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+}
+
+/// A cheap, cloneable view of a running [`Scheduler`]: statuses, and runs on request.
+#[derive(Clone)]
+pub struct SchedulerHandle {
+    statuses: Statuses,
+    triggers: Triggers,
+}
+
+/// Why [`SchedulerHandle::trigger`] could not start a run.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("tenant {tenant} has no scheduled integration {integration}")]
+pub struct UnknownIntegration {
+    /// The tenant asked for.
+    pub tenant: TenantId,
+    /// The integration asked for.
+    pub integration: IntegrationName,
+}
+
+impl SchedulerHandle {
+    /// Every integration's status, by tenant and name.
+    pub fn status(&self) -> Vec<IntegrationStatus> {
+        self.statuses
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// Starts a run of the integration now instead of at its next due time. A run already
+    /// going on is not interrupted: the requested one follows it. Requests made while one is
+    /// pending are one request.
+    pub fn trigger(&self, tenant: &TenantId, integration: &IntegrationName) -> Result<(), UnknownIntegration> {
+        match self.triggers.get(&(tenant.clone(), integration.clone())) {
+            Some(notify) => {
+                notify.notify_one();
+                Ok(())
+            }
+            None => Err(UnknownIntegration {
+                tenant: tenant.clone(),
+                integration: integration.clone(),
+            }),
+        }
+    }
 }
 
 impl Scheduler {
@@ -116,10 +166,22 @@ impl Scheduler {
     pub fn start(integrations: Vec<Scheduled>) -> Scheduler {
         let statuses: Statuses = Arc::default();
         let (stop, stopped) = watch::channel(false);
-        let tasks = integrations
+        let keyed: Vec<_> = integrations
             .into_iter()
             .map(|scheduled| {
                 let key = (scheduled.tenant.id().clone(), scheduled.driver.config().name.clone());
+                (key, scheduled, Arc::new(Notify::new()))
+            })
+            .collect();
+        let triggers: Triggers = Arc::new(
+            keyed
+                .iter()
+                .map(|(key, _, notify)| (key.clone(), Arc::clone(notify)))
+                .collect(),
+        );
+        let tasks = keyed
+            .into_iter()
+            .map(|(key, scheduled, notify)| {
                 statuses.lock().unwrap_or_else(|p| p.into_inner()).insert(
                     key.clone(),
                     IntegrationStatus {
@@ -137,20 +199,30 @@ impl Scheduler {
                         next_run: None,
                     },
                 );
-                tokio::spawn(run_forever(scheduled, key, Arc::clone(&statuses), stopped.clone()))
+                tokio::spawn(run_forever(
+                    scheduled,
+                    key,
+                    Arc::clone(&statuses),
+                    notify,
+                    stopped.clone(),
+                ))
             })
             .collect();
-        Scheduler { statuses, stop, tasks }
+        Scheduler {
+            handle: SchedulerHandle { statuses, triggers },
+            stop,
+            tasks,
+        }
     }
 
     /// Every integration's status, by tenant and name.
     pub fn status(&self) -> Vec<IntegrationStatus> {
-        self.statuses
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .cloned()
-            .collect()
+        self.handle.status()
+    }
+
+    /// A handle for showing statuses and triggering runs while the schedule runs.
+    pub fn handle(&self) -> SchedulerHandle {
+        self.handle.clone()
     }
 
     /// Stops every task: a run in progress is abandoned (nothing of it is applied unless its
@@ -173,6 +245,7 @@ async fn run_forever(
     scheduled: Scheduled,
     key: (TenantId, IntegrationName),
     statuses: Statuses,
+    triggered: Arc<Notify>,
     mut stopped: watch::Receiver<bool>,
 ) {
     let interval = scheduled.driver.config().interval;
@@ -187,12 +260,14 @@ async fn run_forever(
         update(&|status| status.next_run = Some(SystemTime::now() + wait));
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
+            _ = triggered.notified() => {}
             _ = stopped.changed() => return,
         }
         update(&|status| {
             status.running = true;
             status.last_started = Some(SystemTime::now());
         });
+        let run_started = std::time::Instant::now();
         let run = sync_once(
             &scheduled.driver,
             &scheduled.tenant,
@@ -204,6 +279,18 @@ async fn run_forever(
             result = run => result,
             _ = stopped.changed() => return,
         };
+        let outcome_label = match &result {
+            Ok(outcome) if outcome.result == SyncResult::Held => "held",
+            Ok(_) => "applied",
+            Err(_) => "failed",
+        };
+        let labels = [
+            ("tenant", key.0.to_string()),
+            ("integration", key.1.to_string()),
+            ("outcome", outcome_label.to_owned()),
+        ];
+        metrics::counter!("idpsync_sync_runs_total", &labels).increment(1);
+        metrics::histogram!("idpsync_sync_seconds", &labels).record(run_started.elapsed());
         let retry_after = match &result {
             Err(SyncError::Driver(error)) => error.retry_after(),
             _ => None,

@@ -429,3 +429,21 @@ async fn the_scheduler_runs_each_integration_and_reports_its_status() {
     h.engine.shutdown().await;
     broken.engine.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_token_is_renewed_once() {
+    for vendor in [Vendor::Entra, Vendor::Google, Vendor::Keycloak, Vendor::Auth0] {
+        let h = harness(vendor, "").await;
+        h.sync(Resync::Full).await;
+        h.fake.revoke_tokens();
+        h.fake.take_recorded();
+        h.sync(Resync::Full).await;
+        let statuses: Vec<u16> = h.fake.take_recorded().iter().map(|r| r.status).collect();
+        assert_eq!(
+            statuses.iter().filter(|s| **s == 401).count(),
+            1,
+            "{vendor:?}: {statuses:?}"
+        );
+        h.engine.shutdown().await;
+    }
+}

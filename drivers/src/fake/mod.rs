@@ -304,6 +304,11 @@ impl FakeIdp {
         *self.shared.faults.lock().unwrap_or_else(|p| p.into_inner()) = (faults, 0);
     }
 
+    /// Forgets every token issued, as an IdP does when tokens are revoked or its keys roll.
+    pub fn revoke_tokens(&self) {
+        self.shared.tokens.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+
     /// Takes the requests recorded so far.
     pub fn take_recorded(&self) -> Vec<Recorded> {
         std::mem::take(&mut *self.shared.recorded.lock().unwrap_or_else(|p| p.into_inner()))
