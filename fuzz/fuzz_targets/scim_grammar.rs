@@ -1,13 +1,14 @@
 //! The SCIM grammar on arbitrary text: filters, PATCH paths and attribute paths never panic;
-//! whatever parses prints to text that parses back to the same tree; a parsed filter compiles
-//! (or is refused) and evaluates against a user without panicking.
+//! whatever parses prints to text that parses back to the same tree (when the printed text is
+//! within the length limit: quoting a bare value makes it longer); a parsed filter compiles (or
+//! is refused) and evaluates against a user without panicking.
 //!
 //! Run: `cargo +nightly fuzz run scim_grammar` in `fuzz/`.
 
 #![no_main]
 
 use idpsync_scim::filter::Compiled;
-use idpsync_scim::grammar::{parse_attr_path, parse_filter, parse_patch_path};
+use idpsync_scim::grammar::{FILTER_LEN_MAX, parse_attr_path, parse_filter, parse_patch_path};
 use idpsync_scim::schema::{GROUP_TYPE, USER_TYPE};
 use libfuzzer_sys::fuzz_target;
 
@@ -15,8 +16,11 @@ fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else { return };
     if let Ok(filter) = parse_filter(text) {
         let printed = filter.to_string();
-        let again = parse_filter(&printed).unwrap_or_else(|error| panic!("{text:?} printed as {printed:?}: {error}"));
-        assert_eq!(again, filter, "{text:?} printed as {printed:?}");
+        if printed.len() <= FILTER_LEN_MAX {
+            let again =
+                parse_filter(&printed).unwrap_or_else(|error| panic!("{text:?} printed as {printed:?}: {error}"));
+            assert_eq!(again, filter, "{text:?} printed as {printed:?}");
+        }
         let document = serde_json::json!({
             "id": "2819c223", "userName": "bjensen", "active": true, "title": "x",
             "name": {"givenName": "B"}, "emails": [{"value": "b@example.com", "type": "work", "primary": true}],
@@ -31,7 +35,13 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Ok(path) = parse_patch_path(text) {
         let printed = path.to_string();
-        assert_eq!(parse_patch_path(&printed).ok(), Some(path), "{text:?} printed as {printed:?}");
+        if printed.len() <= FILTER_LEN_MAX {
+            assert_eq!(
+                parse_patch_path(&printed).ok(),
+                Some(path),
+                "{text:?} printed as {printed:?}"
+            );
+        }
     }
     let _ = parse_attr_path(text);
 });

@@ -24,7 +24,7 @@ pub(super) enum TokenKind {
 }
 
 fn ends_word(c: char) -> bool {
-    c.is_whitespace() || matches!(c, '(' | ')' | '[' | ']' | '"')
+    c.is_whitespace() || c.is_control() || matches!(c, '(' | ')' | '[' | ']' | '"')
 }
 
 /// Splits `input` into tokens.
@@ -51,6 +51,12 @@ pub(super) fn tokenize(input: &str) -> Result<Vec<Token>, GrammarError> {
                     position,
                 });
                 continue;
+            }
+            c if c.is_control() => {
+                return Err(GrammarError {
+                    position,
+                    reason: format!("control character {c:?} outside a quoted string"),
+                });
             }
             _ => {
                 let mut end = position;
@@ -129,6 +135,12 @@ mod tests {
             kinds(r#""a \"b\" \u00e9\\""#),
             vec![TokenKind::Quoted("a \"b\" é\\".into())]
         );
+    }
+
+    #[test]
+    fn control_characters_outside_strings_are_errors() {
+        assert!(tokenize("userName eq a\u{0}b").is_err());
+        assert!(tokenize("userName eq \"a\\u0000b\"").is_ok());
     }
 
     #[test]
