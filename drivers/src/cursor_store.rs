@@ -16,6 +16,10 @@ use crate::driver::Cursor;
 /// What is kept between runs of one integration.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IntegrationState {
+    /// The provider and API root the cursor belongs to (`okta https://acme.okta.com`): a cursor
+    /// of another IdP, or of the same IdP at another address, means nothing.
+    #[serde(default)]
+    pub source: Option<String>,
     /// Where the next incremental listing starts.
     pub cursor: Option<Cursor>,
     /// When the last full listing was applied (seconds since the Unix epoch).
@@ -90,6 +94,7 @@ mod tests {
         let name = IntegrationName::new("entra").unwrap();
         assert_eq!(store.load(&name).unwrap(), IntegrationState::default());
         let state = IntegrationState {
+            source: Some("entra https://graph".into()),
             cursor: Some(Cursor::GraphDelta {
                 users: "https://graph/users/delta()?$deltatoken=a".into(),
                 groups: "https://graph/groups/delta()?$deltatoken=b".into(),

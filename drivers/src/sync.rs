@@ -112,6 +112,13 @@ pub async fn sync_once(
         tracing::warn!(integration = %config.name, %error, "the integration's state file is unreadable; listing everything");
         IntegrationState::default()
     });
+    let source = format!("{} {}", config.provider_name(), config.base_url);
+    let state = if state.source.as_deref() == Some(source.as_str()) {
+        state
+    } else {
+        // Another IdP, or the same at another address, since the cursor was kept.
+        IntegrationState::default()
+    };
     let now = OffsetDateTime::now_utc().unix_timestamp();
     let full_due = state
         .last_full_unix_seconds
@@ -173,6 +180,7 @@ pub async fn sync_once(
             tenant.reject_held(&config.name);
         }
         let saved = IntegrationState {
+            source: Some(source),
             cursor: fetched.cursor,
             last_full_unix_seconds: match scope {
                 ListingScope::Complete => Some(now),

@@ -447,3 +447,23 @@ async fn a_refused_token_is_renewed_once() {
         h.engine.shutdown().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cursor_of_another_idp_is_not_used() {
+    let h = harness(Vendor::Okta, "").await;
+    h.sync(Resync::Auto).await;
+    // The same integration, now pointed at another IdP: its first run must list everything.
+    let other = FakeIdp::start(Vendor::Authentik, Directory::default(), false).await;
+    let config = IntegrationConfig::from_toml(&format!("name = \"it\"\n{}", other.integration_toml())).unwrap();
+    let driver = Driver::new(config, fast_retries()).unwrap();
+    let outcome = sync_once(&driver, &h.tenant, &h.cursors, Mode::DryRun, Resync::Auto)
+        .await
+        .unwrap();
+    assert_eq!(outcome.scope, idpsync_drivers::listing::ListingScope::Complete);
+    assert_eq!(
+        outcome.result,
+        SyncResult::Held,
+        "an empty IdP would delete everyone: held"
+    );
+    h.engine.shutdown().await;
+}
