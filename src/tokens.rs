@@ -42,6 +42,9 @@ const RELOAD_INTERVAL: Duration = Duration::from_secs(1);
 pub enum TokenKind {
     /// Provision users and groups of its tenant over SCIM.
     Scim,
+    /// Use the management API (`/api/v1`) for its tenant: bindings, queries, the change
+    /// stream, audits, integrations and erasure.
+    Admin,
 }
 
 impl TokenKind {
@@ -49,6 +52,7 @@ impl TokenKind {
     pub fn as_str(self) -> &'static str {
         match self {
             TokenKind::Scim => "scim",
+            TokenKind::Admin => "admin",
         }
     }
 }
@@ -347,9 +351,12 @@ fn stamp(path: &Path) -> Option<FileStamp> {
     })
 }
 
-/// Checks SCIM bearer tokens against the token store, re-reading it when it changes.
+/// Checks bearer tokens of one kind against the token store, re-reading it when it changes.
 pub struct TokenAuthenticator {
     store: TokenStore,
+    /// The kind of token it accepts: a SCIM token never opens the management API, nor an
+    /// admin token SCIM.
+    kind: TokenKind,
     loaded: RwLock<Loaded>,
     /// When the authenticator was made: the origin of `last_check_ms`.
     started: Instant,
@@ -359,9 +366,19 @@ pub struct TokenAuthenticator {
 }
 
 impl TokenAuthenticator {
-    /// Loads the store's tokens.
+    /// Loads the store's SCIM tokens.
     pub fn new(store: TokenStore) -> Result<TokenAuthenticator, TokenError> {
+        TokenAuthenticator::of_kind(store, TokenKind::Scim)
+    }
+
+    /// Loads the store's admin tokens, for the management API.
+    pub fn admin(store: TokenStore) -> Result<TokenAuthenticator, TokenError> {
+        TokenAuthenticator::of_kind(store, TokenKind::Admin)
+    }
+
+    fn of_kind(store: TokenStore, kind: TokenKind) -> Result<TokenAuthenticator, TokenError> {
         let authenticator = TokenAuthenticator {
+            kind,
             loaded: RwLock::new(Loaded {
                 tokens: Vec::new(),
                 stamp: None,
@@ -380,7 +397,7 @@ impl TokenAuthenticator {
             .store
             .list()?
             .into_iter()
-            .filter(|token| token.is_active() && token.kind == TokenKind::Scim)
+            .filter(|token| token.is_active() && token.kind == self.kind)
             .filter_map(|token| {
                 let hash = blake3::Hash::from_hex(&token.hash).ok()?;
                 Some((
@@ -543,6 +560,21 @@ mod tests {
             store.create(&TenantId::default_tenant(), " ", TokenKind::Scim),
             Err(TokenError::InvalidName)
         ));
+    }
+
+    #[test]
+    fn scim_and_admin_tokens_open_only_their_own_door() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = TokenStore::new(dir.path());
+        let tenant = TenantId::default_tenant();
+        let (_, scim) = store.create(&tenant, "idp", TokenKind::Scim).unwrap();
+        let (admin_record, admin) = store.create(&tenant, "mgmt", TokenKind::Admin).unwrap();
+        let scim_door = TokenAuthenticator::new(store.clone()).unwrap();
+        let admin_door = TokenAuthenticator::admin(store).unwrap();
+        assert!(scim_door.authenticate(&scim).is_some());
+        assert_eq!(scim_door.authenticate(&admin), None);
+        assert_eq!(admin_door.authenticate(&scim), None);
+        assert_eq!(admin_door.authenticate(&admin).map(|p| p.token), Some(admin_record.id));
     }
 
     #[test]

@@ -9,8 +9,8 @@ use super::Context;
 
 #[derive(Subcommand, Debug)]
 pub(crate) enum TokenCommand {
-    /// Create a SCIM bearer token for a tenant; the token is printed once, alone on the last
-    /// line of standard output
+    /// Create a SCIM bearer token (or with --admin a management API token) for a tenant; the
+    /// token is printed once, alone on the last line of standard output
     Create(CreateArgs),
     /// List tokens (never their secrets)
     List(ListArgs),
@@ -30,6 +30,9 @@ pub(crate) struct CreateArgs {
     /// A name for people, such as `entra-prod`
     #[arg(long)]
     name: String,
+    /// A token for the management API (`/api/v1`) of the tenant instead of SCIM
+    #[arg(long)]
+    admin: bool,
 }
 
 #[derive(Args, Debug)]
@@ -43,9 +46,14 @@ pub(crate) fn run(context: &Context, command: TokenCommand) -> anyhow::Result<()
     let store = TokenStore::new(&context.data_dir);
     match command {
         TokenCommand::Create(args) => {
-            let (record, secret) = store.create(&args.tenant, &args.name, TokenKind::Scim)?;
+            let (kind, label) = if args.admin {
+                (TokenKind::Admin, "admin")
+            } else {
+                (TokenKind::Scim, "SCIM")
+            };
+            let (record, secret) = store.create(&args.tenant, &args.name, kind)?;
             println!(
-                "created SCIM token {} ({}) for tenant {}; it is shown only now:",
+                "created {label} token {} ({}) for tenant {}; it is shown only now:",
                 record.id, record.name, record.tenant
             );
             println!("{secret}");
