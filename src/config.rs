@@ -34,6 +34,51 @@ pub struct Config {
     /// Tenants to create at start-up (`default` always exists).
     #[serde(default, rename = "tenant")]
     pub tenants: Vec<TenantConfig>,
+    /// When `serve` signs checkpoints.
+    #[serde(default)]
+    pub checkpoints: CheckpointsConfig,
+}
+
+/// `[checkpoints]`: sign one per tenant every `every_events` records or every `every`,
+/// whichever comes first (and only when the log moved).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CheckpointsConfig {
+    /// Records between checkpoints.
+    pub every_events: u64,
+    /// Time between checkpoints, such as `15m`.
+    #[serde(with = "humantime_serde_duration")]
+    pub every: std::time::Duration,
+}
+
+impl Default for CheckpointsConfig {
+    fn default() -> Self {
+        let policy = crate::checkpoint::signer::CheckpointPolicy::default();
+        CheckpointsConfig {
+            every_events: policy.every_events,
+            every: policy.every,
+        }
+    }
+}
+
+impl CheckpointsConfig {
+    /// The signer's policy.
+    pub fn policy(&self) -> crate::checkpoint::signer::CheckpointPolicy {
+        crate::checkpoint::signer::CheckpointPolicy {
+            every_events: self.every_events,
+            every: self.every,
+        }
+    }
+}
+
+/// A duration written as `humantime` text (`90s`, `15m`, `1h`).
+mod humantime_serde_duration {
+    use serde::{Deserialize, Deserializer};
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<std::time::Duration, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        humantime::parse_duration(&text).map_err(|error| serde::de::Error::custom(format!("{text:?}: {error}")))
+    }
 }
 
 /// Log line format.
@@ -151,9 +196,13 @@ impl Config {
                 }
             }
         }
+        if config.checkpoints.every.is_zero() {
+            return Err("checkpoints.every must be longer than zero".to_owned());
+        }
         for (key, value) in [
             ("engine.snapshot_every", config.engine.snapshot_every),
             ("engine.checkpoint_every", config.engine.checkpoint_every),
+            ("checkpoints.every_events", config.checkpoints.every_events),
         ] {
             if value == 0 {
                 return Err(format!("{key} must be at least 1"));
@@ -195,12 +244,17 @@ mod tests {
             snapshot_every = 5000
             hold_above_percent = 5
             missing_users = "deactivate"
+            [checkpoints]
+            every_events = 5000
+            every = "90s"
             [[tenant]]
             id = "acme"
             "#,
         )
         .unwrap();
         assert_eq!(config.tenants[0].id.as_str(), "acme");
+        assert_eq!(config.checkpoints.every_events, 5000);
+        assert_eq!(config.checkpoints.every, std::time::Duration::from_secs(90));
         let settings = config.tenant_settings();
         assert_eq!(settings.snapshot_every, 5000);
         assert_eq!(settings.policy.hold_above_permille, 50);

@@ -2,15 +2,25 @@
 //! with the company's identity provider, with an append-only, hash-chained log of every
 //! identity event and the access it granted or revoked.
 //!
-//! This crate is the binary `idpsync` and the facade for embedding: it re-exports the engine
-//! and the storage layer and opens them on a data directory.
+//! This crate is the binary `idpsync` and the facade for embedding: it re-exports the engine,
+//! the storage layer and the SCIM service, opens them on a data directory, and offers the
+//! routers a management server mounts in its own axum application (see `examples/embed.rs`):
+//! SCIM ([`scim_router`]) and the management API ([`api::router`]).
 //!
 //! # Layout
 //! - [`config`]: the TOML configuration and its environment overrides;
-//! - [`server`]: the HTTP router and server of `idpsync serve` (health, SCIM at `/scim/v2`);
-//! - [`tokens`]: API tokens (hashed, revocable) and the SCIM authenticator over them;
+//! - [`server`]: the HTTP router and server of `idpsync serve` (health, SCIM at `/scim/v2`,
+//!   the management API at `/api/v1`, `/metrics`);
+//! - [`api`]: the management API: bindings, the directory now and in the past, timelines,
+//!   integrations, the change stream (SSE), audits, erasure;
+//! - [`audit`]: the offboarding audit and the leavers' report;
+//! - [`checkpoint`]: signed checkpoints of the log and their verification;
+//! - [`metrics`]: the Prometheus recorder and the request middleware;
+//! - [`pit`]: one user's or group's record at a past `seq`, without a replay;
+//! - [`tokens`]: API tokens (hashed, revocable) and the authenticators over them;
 //! - [`workload`]: the synthetic workload of `idpsync dev seed`;
-//! - [`engine`], [`storage`]: the engine and the log (re-exported crates).
+//! - [`engine`], [`storage`], [`scim`]: the engine, the log and the SCIM service (re-exported
+//!   crates).
 //!
 //! # Example
 //! ```
@@ -23,7 +33,12 @@
 //! # });
 //! ```
 
+pub mod api;
+pub mod audit;
+pub mod checkpoint;
 pub mod config;
+pub mod metrics;
+pub mod pit;
 pub mod server;
 pub mod tokens;
 pub mod workload;
@@ -32,6 +47,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 pub use idpsync_engine as engine;
+pub use idpsync_scim as scim;
 pub use idpsync_storage as storage;
 
 use idpsync_engine::{Engine, EngineError, TenantSettings};
@@ -45,4 +61,14 @@ pub fn open_store(data_dir: &Path) -> Result<Arc<dyn LogStore>, idpsync_storage:
 /// Opens the engine on `data_dir`: every tenant from its latest snapshot plus the log after it.
 pub async fn open(data_dir: &Path, settings: TenantSettings) -> Result<Engine, EngineError> {
     Engine::open(open_store(data_dir)?, settings).await
+}
+
+/// The SCIM service provider over `engine`, for the tenants `authenticator`'s tokens name;
+/// `mount_path` is where the caller nests it (it appears in `meta.location`).
+pub fn scim_router(engine: Arc<Engine>, authenticator: Arc<dyn scim::Authenticator>, mount_path: &str) -> axum::Router {
+    let settings = scim::Settings {
+        mount_path: mount_path.to_owned(),
+        ..scim::Settings::default()
+    };
+    scim::router(engine, authenticator, settings)
 }

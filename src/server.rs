@@ -1,6 +1,7 @@
-//! The HTTP server of `idpsync serve`: a function builds the router, another runs it on a bound
-//! listener until a shutdown future resolves. The router serves `GET /healthz` and the SCIM
-//! service provider at [`SCIM_MOUNT`]; the management API joins them later.
+//! The HTTP server of `idpsync serve`: functions build the router, another runs it on a bound
+//! listener until a shutdown future resolves. [`router`] serves `GET /healthz` and the SCIM
+//! service provider at [`SCIM_MOUNT`]; [`service`] adds the management API at
+//! [`crate::api::MOUNT`] and Prometheus metrics at `GET /metrics`.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -44,14 +45,25 @@ async fn healthz(State(engine): State<Arc<Engine>>) -> Json<Health> {
 
 /// The service's router: health, and SCIM for the tenants `authenticator`'s tokens name.
 pub fn router(engine: Arc<Engine>, authenticator: Arc<dyn Authenticator>) -> Router {
-    let settings = idpsync_scim::Settings {
-        mount_path: SCIM_MOUNT.to_owned(),
-        ..idpsync_scim::Settings::default()
-    };
+    let scim = crate::scim_router(Arc::clone(&engine), authenticator, SCIM_MOUNT)
+        .layer(axum::middleware::from_fn(crate::metrics::track_scim));
     Router::new()
         .route("/healthz", get(healthz))
-        .with_state(Arc::clone(&engine))
-        .nest(SCIM_MOUNT, idpsync_scim::router(engine, authenticator, settings))
+        .with_state(engine)
+        .nest(SCIM_MOUNT, scim)
+}
+
+/// The whole service: [`router`], the management API over `api`, and `GET /metrics` from
+/// `metrics` (unauthenticated, like `/healthz`: keep the listener private or filter it).
+pub fn service(
+    engine: Arc<Engine>,
+    authenticator: Arc<dyn Authenticator>,
+    api: crate::api::ApiState,
+    metrics: metrics_exporter_prometheus::PrometheusHandle,
+) -> Router {
+    router(engine, authenticator)
+        .nest(crate::api::MOUNT, crate::api::router(api))
+        .route("/metrics", get(crate::metrics::render).with_state(metrics))
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves, then lets requests in flight finish.

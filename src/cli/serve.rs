@@ -43,6 +43,8 @@ pub(crate) async fn run(context: &Context, args: ServeArgs) -> anyhow::Result<()
         Some(address) => address,
         None => DEFAULT_LISTEN.parse().expect("the default address parses"),
     };
+    // The recorder goes in first, so that everything the engine records while opening counts.
+    let metrics = idpsync::metrics::install().context("installing the Prometheus recorder")?;
     let engine = Arc::new(
         idpsync::open(&context.data_dir, context.config.tenant_settings())
             .await
@@ -62,18 +64,44 @@ pub(crate) async fn run(context: &Context, args: ServeArgs) -> anyhow::Result<()
     if let Some(path) = idpsync::tokens::bootstrap(&context.data_dir)? {
         tracing::info!(token_file = %path.display(), scim_base_url = %scim_url, "created a SCIM token for tenant `default`; it is in the token file");
     }
-    let authenticator = idpsync::tokens::TokenAuthenticator::new(idpsync::tokens::TokenStore::new(&context.data_dir))?;
+    let token_store = idpsync::tokens::TokenStore::new(&context.data_dir);
+    let authenticator = idpsync::tokens::TokenAuthenticator::new(token_store.clone())?;
+    let admin = idpsync::tokens::TokenAuthenticator::admin(token_store.clone())?;
+    let api = idpsync::api::ApiState::new(
+        Arc::clone(&engine),
+        Arc::new(admin),
+        idpsync::api::ApiSettings {
+            integrations: Some(scheduler.handle()),
+            tokens: Some(token_store),
+            ..idpsync::api::ApiSettings::default()
+        },
+    );
+    let key = idpsync::checkpoint::key::load_or_create(&context.data_dir)?;
+    let signer = idpsync::checkpoint::signer::CheckpointSigner::start(
+        Arc::clone(&engine),
+        context.data_dir.clone(),
+        key,
+        context.config.checkpoints.policy(),
+    );
     tracing::info!(%address, scim_base_url = %scim_url, data_dir = %context.data_dir.display(), tenants = engine.tenant_ids().len(), "idpsync is serving");
-    // Order of shutdown: stop accepting and finish requests in flight (so no new commands
-    // arrive), then stop the writers after their queued commands, writing final snapshots.
+    // Order of shutdown: end the change streams (they never finish on their own, and a
+    // graceful shutdown waits for every response), stop accepting and finish requests in
+    // flight (so no new commands arrive), then stop the writers after their queued commands,
+    // writing final snapshots.
+    let streams = api.clone();
     idpsync::server::run(
         listener,
-        idpsync::server::router(Arc::clone(&engine), Arc::new(authenticator)),
-        shutdown_signal(),
+        idpsync::server::service(Arc::clone(&engine), Arc::new(authenticator), api, metrics),
+        async move {
+            shutdown_signal().await;
+            streams.close_streams();
+        },
     )
     .await?;
-    // The schedule stops before the writers, so that no sync is left waiting on a closed one.
+    // The schedule stops before the writers, so that no sync is left waiting on a closed one;
+    // the last checkpoints are signed while the writers still run.
     scheduler.shutdown().await;
+    signer.shutdown().await;
     tracing::info!("shutting down: writing snapshots");
     engine.shutdown().await;
     tracing::info!("stopped");

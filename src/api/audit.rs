@@ -1,0 +1,104 @@
+//! The offboarding audit through the API: one user's chain, or the leavers of a period, as
+//! JSON, HTML or text (`?format=`).
+
+use std::collections::BTreeMap;
+
+use axum::extract::{Path, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use idpsync_engine::ids::TokenId;
+use idpsync_storage::Timestamp;
+use serde::Deserialize;
+
+use super::auth::TenantAccess;
+use super::error::{ApiError, ApiQuery};
+use super::history::resolve_user;
+use super::{ApiState, Routes};
+use crate::audit::{AuditError, AuditSources, Format, audit_user, html, report, text};
+
+pub(super) fn routes(routes: Routes) -> Routes {
+    routes
+        .get("/tenants/{tenant}/users/{user}/audit", user_audit)
+        .get("/tenants/{tenant}/audit/leavers", leavers)
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FormatQuery {
+    format: Option<Format>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LeaversQuery {
+    since: String,
+    format: Option<Format>,
+}
+
+impl From<AuditError> for ApiError {
+    fn from(error: AuditError) -> ApiError {
+        match error {
+            AuditError::Engine(error) => error.into(),
+            unknown @ AuditError::UnknownUser { .. } => ApiError::not_found(unknown.to_string()),
+        }
+    }
+}
+
+/// Token names by id, from the service's token store.
+fn token_names(state: &ApiState) -> BTreeMap<TokenId, String> {
+    let Some(store) = &state.inner.settings.tokens else {
+        return BTreeMap::new();
+    };
+    match store.list() {
+        Ok(tokens) => tokens.into_iter().map(|token| (token.id, token.name)).collect(),
+        Err(error) => {
+            tracing::warn!(%error, "cannot read the token store; audits name tokens by id only");
+            BTreeMap::new()
+        }
+    }
+}
+
+fn render<T: serde::Serialize>(value: &T, format: Format, as_text: fn(&T) -> String, as_html: fn(&T) -> String) -> Response {
+    match format {
+        Format::Json => axum::Json(value).into_response(),
+        Format::Text => ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], as_text(value)).into_response(),
+        Format::Html => ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], as_html(value)).into_response(),
+    }
+}
+
+async fn user_audit(
+    State(state): State<ApiState>,
+    access: TenantAccess,
+    Path((_, key)): Path<(String, String)>,
+    ApiQuery(query): ApiQuery<FormatQuery>,
+) -> Result<Response, ApiError> {
+    let user = resolve_user(&access.tenant, &key)?;
+    let store = state.inner.engine.store();
+    let bindings = state.inner.binding_logs.current(&access.tenant, store).await?;
+    let names = token_names(&state);
+    let sources = AuditSources {
+        store,
+        bindings: &bindings,
+        token_names: &names,
+    };
+    let audit = audit_user(&access.tenant, user, &sources).await?;
+    Ok(render(&audit, query.format.unwrap_or(Format::Json), text::user, html::user))
+}
+
+async fn leavers(
+    State(state): State<ApiState>,
+    access: TenantAccess,
+    ApiQuery(query): ApiQuery<LeaversQuery>,
+) -> Result<Response, ApiError> {
+    let since = Timestamp::parse_rfc3339(&query.since).map_err(|error| ApiError::bad_request(error.to_string()))?;
+    let store = state.inner.engine.store();
+    let bindings = state.inner.binding_logs.current(&access.tenant, store).await?;
+    let names = token_names(&state);
+    let sources = AuditSources {
+        store,
+        bindings: &bindings,
+        token_names: &names,
+    };
+    let leavers = report::leavers_report(&access.tenant, store, since, &sources).await?;
+    Ok(render(&leavers, query.format.unwrap_or(Format::Json), text::report, html::report))
+}

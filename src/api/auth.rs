@@ -1,0 +1,72 @@
+//! Admin-token authentication: every tenant route takes a [`TenantAccess`], which checks the
+//! bearer token and that it belongs to the tenant in the path.
+//!
+//! An admin token is bound to one tenant, as a SCIM token is: a leaked token exposes one
+//! tenant, never all. A request for another tenant gets 403 whether that tenant exists or not,
+//! so a token cannot be used to find out which tenants exist.
+
+use std::sync::Arc;
+
+use axum::extract::{FromRequestParts, RawPathParams};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use idpsync_engine::Tenant;
+use idpsync_engine::ids::TokenId;
+use idpsync_storage::TenantId;
+
+use super::ApiState;
+use super::error::ApiError;
+
+/// An authenticated request for one tenant.
+pub struct TenantAccess {
+    /// The tenant in the path, which the token may use.
+    pub tenant: Arc<Tenant>,
+    /// The admin token, recorded in the events the request causes.
+    pub token: TokenId,
+}
+
+/// The secret of an `Authorization: Bearer <secret>` header (scheme in any case).
+fn bearer(parts: &Parts) -> Option<&str> {
+    let value = parts.headers.get(header::AUTHORIZATION)?.to_str().ok()?.trim();
+    let (scheme, secret) = value.split_once(' ')?;
+    (scheme.eq_ignore_ascii_case("bearer") && !secret.trim().is_empty()).then(|| secret.trim())
+}
+
+impl FromRequestParts<ApiState> for TenantAccess {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, Self::Rejection> {
+        let secret = bearer(parts)
+            .ok_or_else(|| ApiError::unauthorized("send an admin token as `Authorization: Bearer <token>`"))?;
+        let principal = state
+            .inner
+            .authenticator
+            .authenticate(secret)
+            .ok_or_else(|| ApiError::unauthorized("the token is unknown, revoked, or not an admin token"))?;
+        let params = RawPathParams::from_request_parts(parts, state)
+            .await
+            .map_err(|rejection| ApiError::bad_request(rejection.body_text()))?;
+        let name = params
+            .iter()
+            .find(|(key, _)| *key == "tenant")
+            .map(|(_, value)| value)
+            .ok_or_else(|| ApiError::internal("a tenant route without a {tenant} parameter"))?;
+        if name != principal.tenant.as_str() {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!("this token is for tenant {}, not {name:?}", principal.tenant),
+            ));
+        }
+        let tenant_id = TenantId::new(name).map_err(|error| ApiError::bad_request(error.to_string()))?;
+        let tenant = state
+            .inner
+            .engine
+            .tenant(&tenant_id)
+            .ok_or_else(|| ApiError::not_found(format!("tenant {tenant_id} has no log yet")))?;
+        Ok(TenantAccess {
+            tenant,
+            token: principal.token,
+        })
+    }
+}

@@ -1,0 +1,206 @@
+//! The management API's one error type and the extractors that report their rejections in it.
+//!
+//! Every error is a JSON body `{"error": {"code": "...", "message": "..."}}` with a status that
+//! says what kind of mistake it is. Bad input explains itself; internal failures say only that
+//! something went wrong, and carry their cause in a response extension for the logging
+//! middleware ([`log_failures`]), never in the body.
+
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use idpsync_engine::{EngineError, Rejection, SubmitError};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// A failed API request.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+/// The cause of a 500, for the logging middleware.
+#[derive(Clone, Debug)]
+struct InternalCause(String);
+
+impl ApiError {
+    /// An error with this status, machine-readable code and message for people.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// 400: the request is malformed.
+    pub fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+
+    /// 404: what the request names does not exist.
+    pub fn not_found(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    /// 401: no valid admin token.
+    pub fn unauthorized(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+    }
+
+    /// 500: a failure that is not the caller's; `cause` is logged, not returned.
+    pub fn internal(cause: impl std::fmt::Display) -> ApiError {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", cause.to_string())
+    }
+
+    /// The status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    error: Detail<'a>,
+}
+
+#[derive(Serialize)]
+struct Detail<'a> {
+    code: &'a str,
+    message: &'a str,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let internal = self.status == StatusCode::INTERNAL_SERVER_ERROR;
+        let message = if internal {
+            "something went wrong; the server log has the cause"
+        } else {
+            self.message.as_str()
+        };
+        let body = Body {
+            error: Detail {
+                code: self.code,
+                message,
+            },
+        };
+        let mut response = (self.status, axum::Json(body)).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"idpsync\", error=\"invalid_token\""),
+            );
+        }
+        if internal {
+            response.extensions_mut().insert(InternalCause(self.message));
+        }
+        response
+    }
+}
+
+/// Middleware: logs the cause of every 500 the API answered.
+pub async fn log_failures(request: Request, next: Next) -> Response {
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let response = next.run(request).await;
+    if let Some(InternalCause(cause)) = response.extensions().get::<InternalCause>() {
+        tracing::error!(%method, %path, %cause, "management API request failed");
+    }
+    response
+}
+
+impl From<Rejection> for ApiError {
+    fn from(rejection: Rejection) -> ApiError {
+        let (status, code) = match &rejection {
+            Rejection::UserNotFound(_) => (StatusCode::NOT_FOUND, "user_not_found"),
+            Rejection::GroupNotFound(_) => (StatusCode::UNPROCESSABLE_ENTITY, "group_not_found"),
+            Rejection::MemberNotFound(_) => (StatusCode::UNPROCESSABLE_ENTITY, "member_not_found"),
+            Rejection::BindingNotFound(_) => (StatusCode::NOT_FOUND, "binding_not_found"),
+            Rejection::UserNameTaken { .. } => (StatusCode::CONFLICT, "user_name_taken"),
+            Rejection::UserErased(_) => (StatusCode::CONFLICT, "user_erased"),
+            Rejection::VersionMismatch { .. } => (StatusCode::PRECONDITION_FAILED, "version_mismatch"),
+            Rejection::BindingShape { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "binding_shape"),
+            _ => (StatusCode::UNPROCESSABLE_ENTITY, "invalid"),
+        };
+        ApiError::new(status, code, rejection.to_string())
+    }
+}
+
+impl From<SubmitError> for ApiError {
+    fn from(error: SubmitError) -> ApiError {
+        match error {
+            SubmitError::Rejected(rejection) => rejection.into(),
+            SubmitError::Storage(cause) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "log_unavailable",
+                format!("the log could not be written, nothing was changed: {cause}"),
+            ),
+            SubmitError::Closed => shutting_down(),
+        }
+    }
+}
+
+impl From<EngineError> for ApiError {
+    fn from(error: EngineError) -> ApiError {
+        match error {
+            EngineError::UnknownTenant(tenant) => ApiError::not_found(format!("tenant {tenant} does not exist")),
+            EngineError::Closed => shutting_down(),
+            other => ApiError::internal(other),
+        }
+    }
+}
+
+fn shutting_down() -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "shutting_down",
+        "the service is shutting down; try again shortly",
+    )
+}
+
+/// `axum::Json`, with rejections as [`ApiError`]s.
+pub struct ApiJson<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Json::<T>::from_request(request, state).await {
+            Ok(axum::Json(value)) => Ok(ApiJson(value)),
+            Err(rejection) => Err(json_rejection(rejection)),
+        }
+    }
+}
+
+fn json_rejection(rejection: JsonRejection) -> ApiError {
+    match rejection {
+        JsonRejection::MissingJsonContentType(_) => ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send the body as JSON with `Content-Type: application/json`",
+        ),
+        other => ApiError::bad_request(format!("invalid JSON body: {}", other.body_text())),
+    }
+}
+
+/// `axum::extract::Query`, with rejections as [`ApiError`]s.
+pub struct ApiQuery<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(value)) => Ok(ApiQuery(value)),
+            Err(rejection) => Err(query_rejection(rejection)),
+        }
+    }
+}
+
+fn query_rejection(rejection: QueryRejection) -> ApiError {
+    ApiError::bad_request(format!("invalid query string: {}", rejection.body_text()))
+}

@@ -1,0 +1,177 @@
+//! Integrations: each one's sync status (last run, last error, counts), the snapshot the
+//! mass-deactivation guard holds with the changes it would make, confirming or rejecting it,
+//! and a run on request.
+
+use std::time::SystemTime;
+
+use axum::Json;
+use axum::extract::Path;
+use axum::http::StatusCode;
+use idpsync_drivers::scheduler::IntegrationStatus;
+use idpsync_engine::HeldReconcile;
+use idpsync_engine::Outcome;
+use idpsync_engine::ids::IntegrationName;
+use serde_json::{Value, json};
+
+use super::auth::TenantAccess;
+use super::error::ApiError;
+use super::{ApiState, Routes};
+
+pub(super) fn routes(routes: Routes) -> Routes {
+    routes
+        .get("/tenants/{tenant}/integrations", list)
+        .get("/tenants/{tenant}/integrations/{integration}", get_one)
+        .post("/tenants/{tenant}/integrations/{integration}/sync", trigger)
+        .post("/tenants/{tenant}/integrations/{integration}/held/confirm", confirm)
+        .post("/tenants/{tenant}/integrations/{integration}/held/reject", reject)
+}
+
+fn time(moment: Option<SystemTime>) -> Value {
+    match moment.and_then(|moment| moment.duration_since(SystemTime::UNIX_EPOCH).ok()) {
+        Some(since) => json!(idpsync_storage::Timestamp(since.as_micros() as i64).to_rfc3339()),
+        None => Value::Null,
+    }
+}
+
+fn status_json(status: &IntegrationStatus) -> Value {
+    json!({
+        "integration": status.integration.as_str(),
+        "provider": status.provider,
+        "running": status.running,
+        "runs": status.runs,
+        "failures": status.failures,
+        "lastStarted": time(status.last_started),
+        "lastFinished": time(status.last_finished),
+        "lastResult": status.last_result,
+        "lastError": status.last_error,
+        "lastCounts": status.last_counts,
+        "nextRun": time(status.next_run),
+    })
+}
+
+fn held_json(held: &HeldReconcile) -> Value {
+    let report = &held.report;
+    json!({
+        "heldAt": held.held_at,
+        "run": held.snapshot.run,
+        "summary": report.held,
+        "planned": {
+            "usersCreated": report.users_created,
+            "usersUpdated": report.users_updated,
+            "usersDeactivated": report.users_deactivated,
+            "usersReactivated": report.users_reactivated,
+            "usersDeleted": report.users_deleted,
+            "groupsCreated": report.groups_created,
+            "groupsRenamed": report.groups_renamed,
+            "groupsDeleted": report.groups_deleted,
+            "membershipsAdded": report.memberships_added,
+            "membershipsRemoved": report.memberships_removed,
+        },
+        "changes": report.changes.iter().map(|line| json!({"action": line.action, "object": line.object})).collect::<Vec<_>>(),
+        "conflicts": report.conflicts,
+    })
+}
+
+fn name(text: &str) -> Result<IntegrationName, ApiError> {
+    IntegrationName::new(text).map_err(ApiError::bad_request)
+}
+
+/// The statuses of the tenant's scheduled integrations.
+fn statuses(state: &ApiState, access: &TenantAccess) -> Vec<IntegrationStatus> {
+    let Some(schedule) = &state.inner.settings.integrations else {
+        return Vec::new();
+    };
+    schedule
+        .status()
+        .into_iter()
+        .filter(|status| &status.tenant == access.tenant.id())
+        .collect()
+}
+
+fn integration_json(status: Option<&IntegrationStatus>, name: &IntegrationName, held: Option<&HeldReconcile>) -> Value {
+    let mut value = match status {
+        Some(status) => status_json(status),
+        None => json!({"integration": name.as_str(), "scheduled": false}),
+    };
+    value["held"] = held.map_or(Value::Null, held_json);
+    value
+}
+
+async fn list(state: axum::extract::State<ApiState>, access: TenantAccess) -> Json<Value> {
+    let statuses = statuses(&state, &access);
+    let mut held = access.tenant.held();
+    let mut items: Vec<Value> = statuses
+        .iter()
+        .map(|status| integration_json(Some(status), &status.integration, held.remove(&status.integration).as_ref()))
+        .collect();
+    // A hold whose integration is not scheduled here (run with `idpsync sync`) is listed too.
+    items.extend(held.iter().map(|(name, hold)| integration_json(None, name, Some(hold))));
+    Json(json!({"items": items}))
+}
+
+async fn get_one(
+    state: axum::extract::State<ApiState>,
+    access: TenantAccess,
+    Path((_, integration)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let integration = name(&integration)?;
+    let statuses = statuses(&state, &access);
+    let status = statuses.iter().find(|status| status.integration == integration);
+    let held = access.tenant.held().remove(&integration);
+    if status.is_none() && held.is_none() {
+        return Err(ApiError::not_found(format!(
+            "tenant {} has no integration {integration}",
+            access.tenant.id()
+        )));
+    }
+    Ok(Json(integration_json(status, &integration, held.as_ref())))
+}
+
+async fn trigger(
+    state: axum::extract::State<ApiState>,
+    access: TenantAccess,
+    Path((_, integration)): Path<(String, String)>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let integration = name(&integration)?;
+    let schedule = state
+        .inner
+        .settings
+        .integrations
+        .as_ref()
+        .ok_or_else(|| ApiError::not_found("this service runs no integrations"))?;
+    schedule
+        .trigger(access.tenant.id(), &integration)
+        .map_err(|error| ApiError::not_found(error.to_string()))?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"integration": integration.as_str(), "triggered": true})),
+    ))
+}
+
+async fn confirm(access: TenantAccess, Path((_, integration)): Path<(String, String)>) -> Result<Json<Value>, ApiError> {
+    let integration = name(&integration)?;
+    if !access.tenant.held().contains_key(&integration) {
+        return Err(ApiError::not_found(format!("integration {integration} has no held sync")));
+    }
+    let committed = access.tenant.confirm_held(integration.clone()).await?;
+    let report = match committed.outcome {
+        Outcome::Reconciled(report) | Outcome::Held(report) => serde_json::to_value(report).map_err(ApiError::internal)?,
+        _ => Value::Null,
+    };
+    Ok(Json(json!({
+        "integration": integration.as_str(),
+        "applied": true,
+        "events": committed.events,
+        "seq": committed.head,
+        "report": report,
+    })))
+}
+
+async fn reject(access: TenantAccess, Path((_, integration)): Path<(String, String)>) -> Result<StatusCode, ApiError> {
+    let integration = name(&integration)?;
+    if access.tenant.reject_held(&integration) {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found(format!("integration {integration} has no held sync")))
+    }
+}

@@ -1,0 +1,212 @@
+//! The management API under [`MOUNT`]: what a management server and its operators use every
+//! day. JSON in and out, admin-token authentication ([`auth`]), one error format ([`error`]).
+//!
+//! # Layout
+//! - [`bindings`]: which groups a management-server resource references;
+//! - [`directory`]: users, groups, members and access, now or at a past moment;
+//! - [`history`]: membership intervals and timelines;
+//! - [`integrations`]: sync status, held snapshots, runs on request;
+//! - [`changes`]: the change stream as Server-Sent Events;
+//! - [`audit`]: the offboarding audit of a user and the leavers' report;
+//! - [`erase`]: erasure of a user's personal fields;
+//! - [`wire`]: the JSON shapes shared by the areas; `openapi.json`: the API described.
+//!
+//! Every route is declared through [`Routes`], which also keeps the table of routes that a
+//! test compares with `openapi.json`, so the document cannot fall behind the code.
+
+pub mod audit;
+pub mod auth;
+pub mod bindings;
+pub mod changes;
+pub mod directory;
+pub mod erase;
+pub mod error;
+pub mod history;
+pub mod integrations;
+pub mod wire;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::handler::Handler;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::MethodRouter;
+use axum::{Json, Router};
+use idpsync_drivers::scheduler::SchedulerHandle;
+use idpsync_engine::Engine;
+use idpsync_scim::Authenticator;
+use serde::Serialize;
+use tokio::sync::watch;
+
+use crate::audit::BindingLogs;
+use crate::tokens::TokenStore;
+use auth::TenantAccess;
+
+/// Where the API is mounted by `idpsync serve`.
+pub const MOUNT: &str = "/api/v1";
+
+/// The OpenAPI document of the API.
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+/// What the API needs besides the engine and the admin tokens.
+#[derive(Clone)]
+pub struct ApiSettings {
+    /// The integrations' schedule, when the service runs one.
+    pub integrations: Option<SchedulerHandle>,
+    /// The token store, to name tokens in audits.
+    pub tokens: Option<TokenStore>,
+    /// How often an idle change stream sends a heartbeat comment.
+    pub heartbeat: Duration,
+}
+
+impl Default for ApiSettings {
+    fn default() -> Self {
+        ApiSettings {
+            integrations: None,
+            tokens: None,
+            heartbeat: Duration::from_secs(15),
+        }
+    }
+}
+
+/// The state every handler shares. Cheap to clone.
+#[derive(Clone)]
+pub struct ApiState {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    engine: Arc<Engine>,
+    authenticator: Arc<dyn Authenticator>,
+    settings: ApiSettings,
+    /// Flips to `true` when the service stops, to end the change streams (they would
+    /// otherwise keep a graceful shutdown waiting forever).
+    closing: watch::Sender<bool>,
+    /// Each tenant's binding changes, for audits.
+    binding_logs: BindingLogs,
+}
+
+impl ApiState {
+    /// The API over `engine`, admitting the tokens `authenticator` accepts (for the service:
+    /// [`crate::tokens::TokenAuthenticator::admin`]).
+    pub fn new(engine: Arc<Engine>, authenticator: Arc<dyn Authenticator>, settings: ApiSettings) -> ApiState {
+        ApiState {
+            inner: Arc::new(Inner {
+                engine,
+                authenticator,
+                settings,
+                closing: watch::channel(false).0,
+                binding_logs: BindingLogs::default(),
+            }),
+        }
+    }
+
+    /// Ends every change stream: call it when the service begins to stop.
+    pub fn close_streams(&self) {
+        self.inner.closing.send_replace(true);
+    }
+
+    fn closing(&self) -> watch::Receiver<bool> {
+        self.inner.closing.subscribe()
+    }
+}
+
+/// The router of the API, paths relative to [`MOUNT`]: nest it there.
+pub fn router(state: ApiState) -> Router {
+    routes()
+        .router
+        .route_layer(axum::middleware::from_fn(crate::metrics::track_api))
+        .layer(axum::middleware::from_fn(error::log_failures))
+        .with_state(state)
+}
+
+/// Routes, each recorded as `(method, path)` as it is added.
+pub struct Routes {
+    router: Router<ApiState>,
+    table: Vec<(&'static str, &'static str)>,
+}
+
+macro_rules! method {
+    ($name:ident) => {
+        /// Adds a handler for this method on `path`.
+        pub fn $name<H, T>(self, path: &'static str, handler: H) -> Routes
+        where
+            H: Handler<T, ApiState>,
+            T: 'static,
+        {
+            self.add(stringify!($name), path, axum::routing::$name(handler))
+        }
+    };
+}
+
+impl Routes {
+    fn new() -> Routes {
+        Routes {
+            router: Router::new(),
+            table: Vec::new(),
+        }
+    }
+
+    method!(get);
+    method!(put);
+    method!(post);
+    method!(delete);
+
+    fn add(mut self, method: &'static str, path: &'static str, route: MethodRouter<ApiState>) -> Routes {
+        self.router = self.router.route(path, route);
+        self.table.push((method, path));
+        self
+    }
+
+    /// Every `(method, path)`, in the order added.
+    pub fn table(&self) -> &[(&'static str, &'static str)] {
+        &self.table
+    }
+}
+
+/// Every route of the API.
+pub fn routes() -> Routes {
+    let routes = Routes::new()
+        .get("/openapi.json", openapi)
+        .get("/tenants/{tenant}", tenant_summary);
+    let routes = bindings::routes(routes);
+    let routes = directory::routes(routes);
+    let routes = history::routes(routes);
+    let routes = erase::routes(routes);
+    let routes = audit::routes(routes);
+    let routes = integrations::routes(routes);
+    changes::routes(routes)
+}
+
+async fn openapi() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI)
+}
+
+/// `GET /tenants/{tenant}`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct TenantSummary {
+    tenant: String,
+    seq: u64,
+    recorded_at: Option<String>,
+    users: usize,
+    groups: usize,
+    bindings: usize,
+    held_syncs: usize,
+    change_stream_subscribers: usize,
+}
+
+async fn tenant_summary(access: TenantAccess) -> Json<TenantSummary> {
+    let state = access.tenant.state();
+    Json(TenantSummary {
+        tenant: access.tenant.id().to_string(),
+        seq: state.seq().0,
+        recorded_at: wire::time_of(&state),
+        users: state.user_count(),
+        groups: state.group_count(),
+        bindings: state.bindings().count(),
+        held_syncs: access.tenant.held().len(),
+        change_stream_subscribers: access.tenant.subscriber_count(),
+    })
+}

@@ -1,0 +1,195 @@
+//! The leavers of a period: every user deactivated or deleted since a moment, how long each
+//! one's access took to go, and, flagged loudly, any leaver who still holds access and any
+//! sync the guard holds that would take users out.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use idpsync_engine::Tenant;
+use idpsync_engine::event::Event;
+use idpsync_engine::ids::UserId;
+use idpsync_storage::{Hash32, LogStore, Seq, TenantId, Timestamp};
+use serde::Serialize;
+
+use super::{AuditError, AuditSources, Door, Held, Standing, audit_user, scan};
+
+/// One leaver of the period.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Leaver {
+    /// The user.
+    pub user: UserId,
+    /// Its userName as last known.
+    pub user_name: String,
+    /// `deactivated` or `deleted`: the first leave in the period.
+    pub how: &'static str,
+    /// That record.
+    pub seq: Seq,
+    /// When.
+    pub left_at: Timestamp,
+    /// Its chain link.
+    pub chain: Hash32,
+    /// Its door.
+    pub door: Door,
+    /// Where the user stands now.
+    pub standing: Standing,
+    /// Access revoked at or after its last leave.
+    pub revoked: usize,
+    /// From the leave reaching IdP-Sync to the last access it took away.
+    pub time_to_revoke_us: Option<i64>,
+    /// Access it holds now: an alarm.
+    pub still_holds: Vec<Held>,
+}
+
+/// A sync the guard holds that would deactivate or delete users: leavers whose access is
+/// still there until someone confirms it.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HeldLeavers {
+    /// The integration.
+    pub integration: String,
+    /// The log head when it was held.
+    pub held_at: Seq,
+    /// Users it would deactivate.
+    pub deactivations: u32,
+    /// Users it would delete.
+    pub deletions: u32,
+    /// Its user deactivations and deletions, as the planner wrote them.
+    pub changes: Vec<String>,
+}
+
+/// The report over a period.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LeaversReport {
+    /// The tenant.
+    pub tenant: TenantId,
+    /// The period's start.
+    pub since: Timestamp,
+    /// The first record of the period.
+    pub from_seq: Seq,
+    /// The last record read.
+    pub head: Seq,
+    /// When the report was made.
+    pub generated_at: Timestamp,
+    /// How many users left.
+    pub count: usize,
+    /// Median time to revoke, over leavers whose access is gone.
+    pub median_time_to_revoke_us: Option<i64>,
+    /// Longest time to revoke.
+    pub max_time_to_revoke_us: Option<i64>,
+    /// Leavers who hold access now.
+    pub still_holding: usize,
+    /// Each leaver, in the order they left.
+    pub leavers: Vec<Leaver>,
+    /// Held syncs that would take users out.
+    pub held: Vec<HeldLeavers>,
+}
+
+impl LeaversReport {
+    /// Whether anything needs a person's attention.
+    pub fn has_alarms(&self) -> bool {
+        self.still_holding > 0 || !self.held.is_empty()
+    }
+}
+
+/// The median of `values` (the mean of the two middle ones for an even count).
+pub fn median(values: &[i64]) -> Option<i64> {
+    let mut sorted = values.to_vec();
+    sorted.sort_unstable();
+    let middle = sorted.len() / 2;
+    match sorted.len() {
+        0 => None,
+        len if len % 2 == 1 => Some(sorted[middle]),
+        _ => Some((sorted[middle - 1] + sorted[middle]) / 2),
+    }
+}
+
+/// The leavers of `tenant` since `since`, up to its published head.
+pub async fn leavers_report(
+    tenant: &Tenant,
+    store: &Arc<dyn LogStore>,
+    since: Timestamp,
+    sources: &AuditSources<'_>,
+) -> Result<LeaversReport, AuditError> {
+    let head = tenant.state().seq();
+    let from_seq = tenant.seq_at(since).next();
+    let leaves = scan::events_matching(store, tenant.id(), from_seq, head, |event| {
+        matches!(event, Event::UserDeactivated { .. } | Event::UserDeleted { .. })
+    })
+    .await?;
+    let mut seen = BTreeSet::new();
+    let mut leavers = Vec::new();
+    for (event, chain) in leaves {
+        let (user, how) = match event.envelope.event {
+            Event::UserDeactivated { user } => (user, "deactivated"),
+            Event::UserDeleted { user } => (user, "deleted"),
+            _ => continue,
+        };
+        if !seen.insert(user) {
+            continue;
+        }
+        let audit = audit_user(tenant, user, sources).await?;
+        leavers.push(Leaver {
+            user,
+            user_name: audit.user_name.clone(),
+            how,
+            seq: event.seq,
+            left_at: event.recorded_at,
+            chain,
+            door: Door::of(&event, sources.token_names),
+            standing: audit.standing,
+            revoked: audit.revocations().count(),
+            time_to_revoke_us: audit.time_to_revoke_us,
+            still_holds: audit.still_holds,
+        });
+    }
+    let times: Vec<i64> = leavers.iter().filter_map(|leaver| leaver.time_to_revoke_us).collect();
+    let held = tenant
+        .held()
+        .into_iter()
+        .filter_map(|(integration, hold)| {
+            let summary = hold.report.held.clone()?;
+            (summary.deactivations + summary.deletions > 0).then(|| HeldLeavers {
+                integration: integration.to_string(),
+                held_at: hold.held_at,
+                deactivations: summary.deactivations,
+                deletions: summary.deletions,
+                changes: hold
+                    .report
+                    .changes
+                    .iter()
+                    .filter(|line| line.action.contains("deactivated") || line.action.contains("deleted"))
+                    .filter(|line| line.action.starts_with("user"))
+                    .map(|line| format!("{} {}", line.action, line.object))
+                    .collect(),
+            })
+        })
+        .collect();
+    Ok(LeaversReport {
+        tenant: tenant.id().clone(),
+        since,
+        from_seq,
+        head,
+        generated_at: Timestamp::now(),
+        count: leavers.len(),
+        median_time_to_revoke_us: median(&times),
+        max_time_to_revoke_us: times.iter().copied().max(),
+        still_holding: leavers.iter().filter(|leaver| !leaver.still_holds.is_empty()).count(),
+        leavers,
+        held,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::median;
+
+    #[test]
+    fn median_of_odd_even_and_empty() {
+        assert_eq!(median(&[]), None);
+        assert_eq!(median(&[5]), Some(5));
+        assert_eq!(median(&[9, 1, 5]), Some(5));
+        assert_eq!(median(&[4, 1, 10, 2]), Some(3));
+    }
+}

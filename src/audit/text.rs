@@ -1,0 +1,209 @@
+//! Plain-text renderings of a user's audit and of the leavers' report, for a terminal.
+
+use std::fmt::Write as _;
+
+use idpsync_engine::AccessDirection;
+
+use super::report::LeaversReport;
+use super::{Standing, Step, StepKind, UserAudit, duration_text};
+
+/// What one step did, in a few words.
+pub fn step_summary(kind: &StepKind) -> String {
+    match kind {
+        StepKind::Provisioned => "provisioned".to_owned(),
+        StepKind::Deactivated => "DEACTIVATED".to_owned(),
+        StepKind::Reactivated => "reactivated".to_owned(),
+        StepKind::Deleted => "DELETED".to_owned(),
+        StepKind::Erased => "personal fields erased".to_owned(),
+        StepKind::Joined { group_name, .. } => format!("joined group {group_name}"),
+        StepKind::Left { group_name, how, .. } => format!("left group {group_name} ({how})"),
+        StepKind::Access {
+            direction,
+            resource_kind,
+            resource_id,
+            role,
+            via_name,
+            ..
+        } => format!(
+            "access {} {resource_kind}/{resource_id} ({role}) via {via_name}",
+            match direction {
+                AccessDirection::Granted => "granted",
+                AccessDirection::Revoked => "REVOKED",
+            }
+        ),
+    }
+}
+
+/// Where a user stands, in words.
+pub fn standing_text(standing: Standing) -> &'static str {
+    match standing {
+        Standing::Active => "active",
+        Standing::Inactive => "inactive (deactivated)",
+        Standing::Deleted => "deleted",
+    }
+}
+
+fn step_line(out: &mut String, step: &Step) {
+    let latency = step
+        .latency_us
+        .map(|us| format!("  [{} after the change arrived]", duration_text(us)))
+        .unwrap_or_default();
+    let _ = writeln!(
+        out,
+        "  seq {:<8} {}  {}{latency}\n             chain {}  {}",
+        step.seq,
+        step.recorded_at,
+        step_summary(&step.kind),
+        step.chain,
+        step.door.describe()
+    );
+}
+
+/// A user's audit as text.
+pub fn user(audit: &UserAudit) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "Offboarding audit of {} ({}), tenant {}",
+        audit.user_name, audit.user, audit.tenant
+    );
+    let _ = writeln!(
+        out,
+        "Now: {}{}; as of seq {}, generated {}",
+        standing_text(audit.standing),
+        if audit.erased { ", personal fields erased" } else { "" },
+        audit.head,
+        audit.generated_at
+    );
+    out.push('\n');
+    match &audit.leave {
+        Some(leave) => {
+            let _ = writeln!(
+                out,
+                "LEFT: {} at {} (seq {}, chain {})",
+                step_summary(&leave.kind).to_lowercase(),
+                leave.recorded_at,
+                leave.seq,
+                leave.chain
+            );
+            let _ = writeln!(out, "  by: {}", leave.door.describe());
+            if let Some(received) = leave.door.received_at() {
+                let _ = writeln!(out, "  the change reached IdP-Sync at {received}");
+            }
+            let revoked = audit.revocations().count();
+            match audit.time_to_revoke_us {
+                Some(us) => {
+                    let _ = writeln!(out, "  access gone {} after that ({revoked} revoked)", duration_text(us));
+                }
+                None => {
+                    let _ = writeln!(out, "  access NOT gone");
+                }
+            }
+        }
+        None if audit.standing == Standing::Active => {
+            let _ = writeln!(out, "Not a leaver: the user is active.");
+        }
+        None => {
+            let _ = writeln!(out, "No deactivation or deletion is recorded for this user.");
+        }
+    }
+    if !audit.still_holds.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n!!! STILL HOLDS ACCESS ({} grants) !!!",
+            audit.still_holds.len()
+        );
+        for held in &audit.still_holds {
+            let _ = writeln!(
+                out,
+                "  {}/{} ({}) via {} ({})",
+                held.resource_kind, held.resource_id, held.role, held.via_name, held.via
+            );
+        }
+    }
+    let ended: Vec<&Step> = audit
+        .steps
+        .iter()
+        .filter(|step| matches!(step.kind, StepKind::Left { .. }))
+        .collect();
+    let _ = writeln!(out, "\nMemberships ended ({}):", ended.len());
+    for step in ended {
+        step_line(&mut out, step);
+    }
+    let revoked: Vec<&Step> = audit
+        .steps
+        .iter()
+        .filter(|step| {
+            matches!(
+                step.kind,
+                StepKind::Access {
+                    direction: AccessDirection::Revoked,
+                    ..
+                }
+            )
+        })
+        .collect();
+    let _ = writeln!(out, "\nAccess revoked ({}):", revoked.len());
+    for step in revoked {
+        step_line(&mut out, step);
+    }
+    let _ = writeln!(out, "\nEvery step ({}):", audit.steps.len());
+    for step in &audit.steps {
+        step_line(&mut out, step);
+    }
+    out
+}
+
+/// The leavers' report as text.
+pub fn report(report: &LeaversReport) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "Leavers of tenant {} since {} (seq {} to {}), generated {}",
+        report.tenant, report.since, report.from_seq, report.head, report.generated_at
+    );
+    let optional = |value: Option<i64>| value.map_or_else(|| "-".to_owned(), duration_text);
+    let _ = writeln!(
+        out,
+        "{} leavers; time to revoke: median {}, max {}",
+        report.count,
+        optional(report.median_time_to_revoke_us),
+        optional(report.max_time_to_revoke_us)
+    );
+    if report.still_holding > 0 {
+        let _ = writeln!(
+            out,
+            "\n!!! {} LEAVER(S) STILL HOLD ACCESS !!!",
+            report.still_holding
+        );
+    }
+    for held in &report.held {
+        let _ = writeln!(
+            out,
+            "\n!!! A SYNC OF {} IS HELD: {} deactivation(s) and {} deletion(s) wait for confirmation; those users keep their access until then !!!",
+            held.integration, held.deactivations, held.deletions
+        );
+        for change in &held.changes {
+            let _ = writeln!(out, "  {change}");
+        }
+    }
+    out.push('\n');
+    for leaver in &report.leavers {
+        let flag = if leaver.still_holds.is_empty() { "" } else { "  !!! STILL HOLDS ACCESS" };
+        let _ = writeln!(
+            out,
+            "{}  {} ({})  {} at seq {}, {} revoked, gone in {}; now {}{flag}\n  by: {}\n  chain {}",
+            leaver.left_at,
+            leaver.user_name,
+            leaver.user,
+            leaver.how,
+            leaver.seq,
+            leaver.revoked,
+            optional(leaver.time_to_revoke_us),
+            standing_text(leaver.standing),
+            leaver.door.describe(),
+            leaver.chain
+        );
+    }
+    out
+}

@@ -1,0 +1,111 @@
+//! Prometheus metrics: the recorder `serve` installs, `GET /metrics`, and the request
+//! middleware of the SCIM service and the management API.
+//!
+//! The engine and the drivers' scheduler record through the `metrics` facade (events
+//! appended, append and command latency, held syncs, change-stream subscribers and lag, sync
+//! runs and their durations); this module adds requests by route and status, and renders it
+//! all in the Prometheus text format.
+
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, PrometheusHandle};
+
+/// Histogram buckets in seconds, from 100 µs to 30 s.
+const SECONDS_BUCKETS: &[f64] = &[
+    0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+/// Buckets of the change-stream lag, in events.
+const LAG_BUCKETS: &[f64] = &[1.0, 10.0, 100.0, 1_000.0, 10_000.0, 100_000.0, 1_000_000.0];
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Installs the process-wide Prometheus recorder (once; later calls return the same handle).
+pub fn install() -> Result<PrometheusHandle, BuildError> {
+    if let Some(handle) = HANDLE.get() {
+        return Ok(handle.clone());
+    }
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".to_owned()), SECONDS_BUCKETS)?
+        .set_buckets_for_metric(Matcher::Full("idpsync_change_stream_lag_events".to_owned()), LAG_BUCKETS)?
+        .install_recorder()?;
+    Ok(HANDLE.get_or_init(|| handle).clone())
+}
+
+/// `GET /metrics`: everything recorded, in the Prometheus text format.
+pub async fn render(handle: axum::extract::State<PrometheusHandle>) -> impl IntoResponse {
+    (
+        [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        handle.render(),
+    )
+}
+
+/// The SCIM route of a path below the mount point, with ids replaced, so that the label
+/// has a bounded set of values: `/Users/{id}`, `/Groups`, `/.search`, `other`.
+pub fn scim_route(path: &str) -> &'static str {
+    let mut segments = path.trim_matches('/').split('/');
+    let first = segments.next().unwrap_or_default();
+    let has_id = segments.next().is_some_and(|segment| !segment.is_empty());
+    match (first, has_id) {
+        ("Users", false) => "/Users",
+        ("Users", true) => "/Users/{id}",
+        ("Groups", false) => "/Groups",
+        ("Groups", true) => "/Groups/{id}",
+        ("Bulk", _) => "/Bulk",
+        (".search", _) => "/.search",
+        ("Me", _) => "/Me",
+        ("ServiceProviderConfig", _) => "/ServiceProviderConfig",
+        ("ResourceTypes", _) => "/ResourceTypes",
+        ("Schemas", _) => "/Schemas",
+        _ => "other",
+    }
+}
+
+/// Middleware around the SCIM router: `idpsync_scim_requests_total{route, method, status}`
+/// and `idpsync_scim_request_seconds{route, method}`.
+pub async fn track_scim(request: Request, next: Next) -> Response {
+    let route = scim_route(request.uri().path());
+    let method = request.method().to_string();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    metrics::counter!("idpsync_scim_requests_total", "route" => route, "method" => method.clone(), "status" => status)
+        .increment(1);
+    metrics::histogram!("idpsync_scim_request_seconds", "route" => route, "method" => method).record(started.elapsed());
+    response
+}
+
+/// Middleware on the API's routes: `idpsync_api_requests_total{route, method, status}` and
+/// `idpsync_api_request_seconds{route, method}`, the route being the matched template.
+pub async fn track_api(request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "other".to_owned(), |path| path.as_str().to_owned());
+    let method = request.method().to_string();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    metrics::counter!("idpsync_api_requests_total", "route" => route.clone(), "method" => method.clone(), "status" => status)
+        .increment(1);
+    metrics::histogram!("idpsync_api_request_seconds", "route" => route, "method" => method).record(started.elapsed());
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::scim_route;
+
+    #[test]
+    fn scim_routes_have_bounded_labels() {
+        assert_eq!(scim_route("/Users"), "/Users");
+        assert_eq!(scim_route("/Users/"), "/Users");
+        assert_eq!(scim_route("/Users/0194-abc"), "/Users/{id}");
+        assert_eq!(scim_route("/Groups/x/y"), "/Groups/{id}");
+        assert_eq!(scim_route("/Schemas/urn:x"), "/Schemas");
+        assert_eq!(scim_route("/whatever/123"), "other");
+    }
+}
