@@ -12,9 +12,8 @@ use serde::Deserialize;
 
 use super::auth::TenantAccess;
 use super::error::{ApiError, ApiQuery};
-use super::history::resolve_user;
 use super::{ApiState, Routes};
-use crate::audit::{AuditError, AuditSources, Format, audit_user, html, report, text};
+use crate::audit::{AuditError, AuditSources, Format, audit_user, html, report, resolve_user, text};
 
 pub(super) fn routes(routes: Routes) -> Routes {
     routes
@@ -72,8 +71,8 @@ async fn user_audit(
     Path((_, key)): Path<(String, String)>,
     ApiQuery(query): ApiQuery<FormatQuery>,
 ) -> Result<Response, ApiError> {
-    let user = resolve_user(&access.tenant, &key)?;
     let store = state.inner.engine.store();
+    let user = resolve_user(&access.tenant, store, &key).await?;
     let bindings = state.inner.binding_logs.current(&access.tenant, store).await?;
     let names = token_names(&state);
     let sources = AuditSources {

@@ -548,3 +548,37 @@ pub fn duration_text(micros: i64) -> String {
         m => format!("{} min {} s", m / 60_000_000, (m % 60_000_000) / 1_000_000),
     }
 }
+
+/// A user by id (present or past), by present userName, or, failing both, by a userName it
+/// had before it was deleted: found by reading the log, the one slow path (name a deleted user
+/// by its id to avoid it).
+pub async fn resolve_user(tenant: &Tenant, store: &Arc<dyn LogStore>, key: &str) -> Result<UserId, AuditError> {
+    if let Ok(id) = key.parse::<UserId>()
+        && tenant.with_history(|history, head| !history.member_events(Member::User(id), head).is_empty())
+    {
+        return Ok(id);
+    }
+    if let Some(user) = tenant.state().user_by_name(key) {
+        return Ok(user.id);
+    }
+    let wanted = idpsync_engine::state::fold_case(key);
+    let keyring = Arc::clone(tenant.keyring());
+    let named = scan::events_matching(store, tenant.id(), Seq(1), tenant.state().seq(), |event| {
+        let (user, personal) = match event {
+            Event::UserProvisioned { user, personal, .. } | Event::UserUpdated { user, personal, .. } => (user, personal),
+            _ => return false,
+        };
+        use idpsync_engine::seal::Opener as _;
+        keyring
+            .open(*user, personal)
+            .is_some_and(|profile| idpsync_engine::state::fold_case(&profile.user_name) == wanted)
+    })
+    .await?;
+    match named.last().map(|(event, _)| &event.envelope.event) {
+        Some(Event::UserProvisioned { user, .. } | Event::UserUpdated { user, .. }) => Ok(*user),
+        _ => Err(AuditError::UnknownUser {
+            tenant: tenant.id().clone(),
+            user: key.to_owned(),
+        }),
+    }
+}

@@ -1,6 +1,10 @@
-//! `idpsync log verify`.
+//! `idpsync log verify` and `idpsync log checkpoint export | create`.
 
+use std::path::PathBuf;
+
+use anyhow::{Context as _, bail};
 use clap::Subcommand;
+use idpsync::checkpoint::{self, key, verify::verify_all};
 use idpsync::storage::TenantId;
 
 use super::Context;
@@ -8,8 +12,38 @@ use super::Context;
 #[derive(Subcommand, Debug)]
 pub(crate) enum LogCommand {
     /// Check the hash chain, the absence of gaps, that every record decodes, and that every
-    /// snapshot is what the log folds to; exits non-zero at the first problem
+    /// snapshot is what the log folds to; with --checkpoints, also that the log extends every
+    /// exported checkpoint. Exits non-zero at the first problem, naming tenant and seq
     Verify {
+        /// Only this tenant [default: every tenant]
+        #[arg(long)]
+        tenant: Option<TenantId>,
+        /// Checkpoints exported earlier (JSON lines) that the log must extend
+        #[arg(long, value_name = "FILE")]
+        checkpoints: Option<PathBuf>,
+        /// The public key that signed them [default: <data-dir>/checkpoint-key.pub]
+        #[arg(long, value_name = "FILE", requires = "checkpoints")]
+        public_key: Option<PathBuf>,
+    },
+    /// Signed checkpoints of the log
+    #[command(subcommand)]
+    Checkpoint(CheckpointCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum CheckpointCommand {
+    /// Write the stored checkpoints as JSON lines, to keep them somewhere the log's owner
+    /// cannot rewrite
+    Export {
+        /// Only this tenant's
+        #[arg(long)]
+        tenant: Option<TenantId>,
+        /// Write to this file instead of standard output
+        #[arg(long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// Sign a checkpoint of each tenant at its head now (`serve` signs them on its schedule)
+    Create {
         /// Only this tenant [default: every tenant]
         #[arg(long)]
         tenant: Option<TenantId>,
@@ -18,14 +52,25 @@ pub(crate) enum LogCommand {
 
 pub(crate) async fn run(context: &Context, command: LogCommand) -> anyhow::Result<()> {
     match command {
-        LogCommand::Verify { tenant } => verify(context, tenant).await,
+        LogCommand::Verify {
+            tenant,
+            checkpoints,
+            public_key,
+        } => verify(context, tenant, checkpoints, public_key).await,
+        LogCommand::Checkpoint(CheckpointCommand::Export { tenant, output }) => export(context, tenant, output),
+        LogCommand::Checkpoint(CheckpointCommand::Create { tenant }) => create(context, tenant).await,
     }
 }
 
-async fn verify(context: &Context, only: Option<TenantId>) -> anyhow::Result<()> {
+async fn verify(
+    context: &Context,
+    only: Option<TenantId>,
+    checkpoints: Option<PathBuf>,
+    public_key: Option<PathBuf>,
+) -> anyhow::Result<()> {
     let store = idpsync::open_store(&context.data_dir)?;
-    let tenants = match only {
-        Some(tenant) => vec![tenant],
+    let tenants = match &only {
+        Some(tenant) => vec![tenant.clone()],
         None => store.tenants().await?,
     };
     for tenant in tenants {
@@ -42,5 +87,71 @@ async fn verify(context: &Context, only: Option<TenantId>) -> anyhow::Result<()>
             started.elapsed().as_secs_f64()
         );
     }
+    let Some(path) = checkpoints else { return Ok(()) };
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let exported: Vec<checkpoint::Checkpoint> = checkpoint::parse_lines(&path, &text)?
+        .into_iter()
+        .filter(|checkpoint| only.as_ref().is_none_or(|tenant| &checkpoint.tenant == tenant))
+        .collect();
+    if exported.is_empty() {
+        bail!("{} holds no checkpoint{}", path.display(), if only.is_some() { " of this tenant" } else { "" });
+    }
+    let key_path = public_key.unwrap_or_else(|| context.data_dir.join(key::PUBLIC_KEY_FILE));
+    let trusted = key::read_public(&key_path)?;
+    let proven = verify_all(&store, &exported, &trusted)
+        .await
+        .map_err(|error| anyhow::anyhow!("checkpoint verification failed: {error}"))?;
+    for each in &proven {
+        println!(
+            "checkpoint tenant {} seq {}: ok, the log extends it{}",
+            each.tenant,
+            each.seq,
+            if each.refolded { " (state re-folded)" } else { "" }
+        );
+    }
     Ok(())
+}
+
+fn export(context: &Context, only: Option<TenantId>, output: Option<PathBuf>) -> anyhow::Result<()> {
+    let checkpoints = checkpoint::stored(&context.data_dir, only.as_ref())?;
+    let mut lines = String::new();
+    for checkpoint in &checkpoints {
+        lines.push_str(&serde_json::to_string(checkpoint)?);
+        lines.push('\n');
+    }
+    match output {
+        Some(path) => {
+            std::fs::write(&path, &lines).with_context(|| format!("writing {}", path.display()))?;
+            eprintln!("wrote {} checkpoints to {}", checkpoints.len(), path.display());
+        }
+        None => print!("{lines}"),
+    }
+    Ok(())
+}
+
+async fn create(context: &Context, only: Option<TenantId>) -> anyhow::Result<()> {
+    let signing = key::load_or_create(&context.data_dir)?;
+    let engine = idpsync::open(&context.data_dir, context.config.tenant_settings())
+        .await
+        .with_context(|| format!("opening the data directory {}", context.data_dir.display()))?;
+    let result = async {
+        let tenants = match &only {
+            Some(tenant) => vec![tenant.clone()],
+            None => engine.tenant_ids(),
+        };
+        for id in tenants {
+            let tenant = engine.require_tenant(&id)?;
+            match checkpoint::make(&tenant, engine.store(), &signing).await? {
+                Some(made) => {
+                    checkpoint::append(&context.data_dir, &made)?;
+                    println!("tenant {id}: signed a checkpoint at seq {}", made.seq);
+                }
+                None => println!("tenant {id}: empty log, no checkpoint"),
+            }
+        }
+        anyhow::Ok(())
+    }
+    .await;
+    engine.shutdown().await;
+    result
 }

@@ -1,5 +1,6 @@
 //! Command-line parsing and dispatch; the one place that turns errors into exit codes.
 
+mod audit;
 mod dev;
 mod log;
 mod query;
@@ -33,13 +34,16 @@ struct Cli {
 enum Command {
     /// Run the service: HTTP on loopback, the engine, snapshots on shutdown
     Serve(serve::ServeArgs),
-    /// Work with the log
+    /// Work with the log: verify it, export and check signed checkpoints
     #[command(subcommand)]
     Log(log::LogCommand),
+    /// Offboarding audits: one user's chain, or every leaver of a period
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
     /// Ask about users, groups, memberships and access, now or in the past
     #[command(subcommand)]
     Query(query::QueryCommand),
-    /// Create, list and revoke API tokens (SCIM bearer tokens)
+    /// Create, list and revoke API tokens (SCIM and admin bearer tokens)
     #[command(subcommand)]
     Token(token::TokenCommand),
     /// Work with users: erase a user's personal fields
@@ -98,6 +102,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         match cli.command {
             Command::Serve(args) => serve::run(&context, args).await,
             Command::Log(command) => log::run(&context, command).await,
+            Command::Audit(command) => audit::run(&context, command).await,
             Command::Query(command) => query::run(&context, command).await,
             Command::Token(command) => token::run(&context, command),
             Command::User(command) => user::run(&context, command).await,
