@@ -17,6 +17,29 @@
 //!   per-integration state file; [`scheduler`]: every integration on its interval;
 //! - `fake` (feature `fake`): stateful fake IdP servers for tests and benchmarks.
 //!
+//! # Example
+//! ```
+//! use idpsync_drivers::{Driver, IntegrationConfig, RetryPolicy};
+//!
+//! // One `[[tenant.integration]]` table; secrets may also be `env:NAME` or `file:PATH`.
+//! let config = IntegrationConfig::from_toml(
+//!     r#"
+//!     name = "okta"
+//!     provider = "okta"
+//!     domain = "acme.okta.com"
+//!     api_token = "00abc"
+//!     interval = "5m"
+//!     include_groups = ["vpn-*"]
+//!     "#,
+//! )
+//! .unwrap();
+//! assert_eq!(config.base_url.as_str(), "https://acme.okta.com/");
+//! let driver = Driver::new(config, RetryPolicy::default()).unwrap();
+//! assert!(driver.has_incremental());
+//! // `idpsync_drivers::sync::sync_once(&driver, &tenant, &cursors, mode, resync)` then reads
+//! // the IdP and reconciles the tenant; `scheduler::Scheduler` does so on the interval.
+//! ```
+//!
 //! # Architecture invariants
 //! - The only crate that knows vendor APIs; it never touches storage.
 //! - A failed or partial listing is an error, never an empty directory: nothing reaches the

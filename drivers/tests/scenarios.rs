@@ -467,3 +467,19 @@ async fn a_cursor_of_another_idp_is_not_used() {
     );
     h.engine.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_auth0_tenant_larger_than_its_users_api_is_an_error_not_a_partial_directory() {
+    let h = harness(Vendor::Auth0, "").await;
+    h.sync(Resync::Auto).await;
+    let head = h.tenant.state().seq();
+    h.fake.edit(|d| {
+        for n in 2000..3000 {
+            d.put_user(&n.to_string(), &format!("bulk{n}.user"), true);
+        }
+    });
+    let error = h.try_sync(Mode::Apply, Resync::Full).await.unwrap_err();
+    assert!(error.to_string().contains("lists at most 1000"), "{error}");
+    assert_eq!(h.tenant.state().seq(), head, "nothing applied");
+    h.engine.shutdown().await;
+}

@@ -104,6 +104,10 @@ pub(crate) async fn run(context: &Context, args: SyncArgs) -> anyhow::Result<()>
     engine.shutdown().await;
     let outcome = result.with_context(|| format!("sync of {} failed; nothing was applied", args.integration))?;
     print!("{}", render(&args, &outcome));
+    // A held sync applied nothing: scripts learn it from the exit code.
+    if outcome.result == SyncResult::Held && !args.dry_run {
+        bail!("the sync of {} was held; nothing was applied", args.integration);
+    }
     Ok(())
 }
 
