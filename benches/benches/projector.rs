@@ -7,7 +7,7 @@ use std::hint::black_box;
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use idpsync_engine::event::{Envelope, LoggedEvent};
-use idpsync_engine::ids::{EventId, GroupId, Member, ResourceId, Seq, Timestamp, UserId};
+use idpsync_engine::ids::{EventId, Member, ResourceId, Seq, Timestamp};
 use idpsync_engine::model::{BindingGroups, Owner, ResourceKind, ResourceRef, UserProfile};
 use idpsync_engine::reconcile::ReconcilePolicy;
 use idpsync_engine::seal::WithoutKeys;
@@ -40,8 +40,9 @@ fn run(state: &mut State, command: Command) -> Outcome {
     decision.outcome
 }
 
-/// A tenant with 1,000 users in a group bound to 10 policies, and one more user to add.
-fn setup() -> (State, GroupId, UserId) {
+/// A tenant with 1,000 users in a group bound to 10 policies, and the event that adds one more
+/// user to that group.
+fn setup() -> (State, LoggedEvent) {
     let mut state = State::new();
     let mut users = Vec::new();
     for i in 0..1_001 {
@@ -86,11 +87,6 @@ fn setup() -> (State, GroupId, UserId) {
         };
         run(&mut state, Command::SetBinding { resource, groups });
     }
-    (state, group, newcomer)
-}
-
-fn membership_change(c: &mut Criterion) {
-    let (state, group, newcomer) = setup();
     let event = LoggedEvent {
         seq: Seq(state.seq().0 + 1),
         recorded_at: Timestamp::now(),
@@ -104,6 +100,11 @@ fn membership_change(c: &mut Criterion) {
             },
         },
     };
+    (state, event)
+}
+
+fn membership_change(c: &mut Criterion) {
+    let (state, event) = setup();
     c.bench_function("projector/member_added_to_group_bound_to_10_policies", |b| {
         b.iter_batched(
             || state.clone(),
@@ -121,20 +122,7 @@ fn membership_change(c: &mut Criterion) {
 
 /// The projector alone: the before and after states are prepared, only `begin` and `finish` run.
 fn projector_only(c: &mut Criterion) {
-    let (before, group, newcomer) = setup();
-    let event = LoggedEvent {
-        seq: Seq(before.seq().0 + 1),
-        recorded_at: Timestamp::now(),
-        event_id: EventId::new(),
-        envelope: Envelope {
-            source: Source::Operator,
-            cause: Cause::Unspecified,
-            event: Event::MembersAdded {
-                group,
-                members: vec![Member::User(newcomer)],
-            },
-        },
-    };
+    let (before, event) = setup();
     let after = before.apply(&event, &WithoutKeys);
     c.bench_function("projector/begin_and_finish_only", |b| {
         b.iter(|| {

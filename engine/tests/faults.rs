@@ -1,13 +1,16 @@
 //! Faults: a failing disk, tampered records and snapshots. A failed append loses nothing that was
 //! acknowledged and leaves the engine usable; tampering is found and named by tenant and seq.
 
+mod common;
+
 use std::sync::Arc;
+
+use common::{origin, provision};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
-use idpsync_engine::model::{Owner, UserProfile};
 use idpsync_engine::verify::verify_tenant;
-use idpsync_engine::{Cause, Command, Engine, EngineError, Origin, Source, SubmitError, TenantSettings};
+use idpsync_engine::{Engine, EngineError, SubmitError, TenantSettings};
 use idpsync_storage::{
     AppendBatch, Appended, Head, LogStore, MemoryStore, Record, SecretId, Seq, SnapshotInfo, StoreError,
     StoredSnapshot, TenantId,
@@ -75,25 +78,6 @@ impl LogStore for FaultyStore {
     }
     async fn destroy_secret(&self, tenant: &TenantId, id: SecretId) -> Result<bool, StoreError> {
         self.inner.destroy_secret(tenant, id).await
-    }
-}
-
-fn provision(name: &str) -> Command {
-    Command::ProvisionUser {
-        owner: Owner::Scim,
-        external_id: None,
-        active: true,
-        profile: UserProfile {
-            user_name: name.to_owned(),
-            ..UserProfile::default()
-        },
-    }
-}
-
-fn origin() -> Origin {
-    Origin {
-        source: Source::Operator,
-        cause: Cause::Unspecified,
     }
 }
 

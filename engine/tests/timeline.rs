@@ -1,30 +1,15 @@
 //! A user's timeline, read back from the log through the history index.
 
+mod common;
+
 use std::sync::Arc;
 
+use common::{origin, provision};
+
 use idpsync_engine::ids::Member;
-use idpsync_engine::model::{Owner, UserProfile};
-use idpsync_engine::{Cause, Command, Engine, Origin, Outcome, Source, TenantSettings};
+use idpsync_engine::model::Owner;
+use idpsync_engine::{Command, Engine, Outcome, TenantSettings};
 use idpsync_storage::{MemoryStore, TenantId};
-
-fn provision(name: &str) -> Command {
-    Command::ProvisionUser {
-        owner: Owner::Scim,
-        external_id: None,
-        active: true,
-        profile: UserProfile {
-            user_name: name.to_owned(),
-            ..UserProfile::default()
-        },
-    }
-}
-
-fn origin() -> Origin {
-    Origin {
-        source: Source::Operator,
-        cause: Cause::Unspecified,
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_timeline_reads_every_event_that_touched_a_user() {
