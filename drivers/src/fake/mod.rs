@@ -500,6 +500,36 @@ fn authorised(shared: &Shared, headers: &HeaderMap) -> bool {
     }
 }
 
+/// A JWT-bearer assertion as Google checks it: signed (RS256) by the test key, for this token
+/// endpoint, with an issuer, the subject it acts for, a scope and a lifetime of at most an hour.
+fn assertion_is_valid(assertion: &str, path: &str, base: &str) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Claims {
+        iss: String,
+        sub: String,
+        scope: String,
+        iat: u64,
+        exp: u64,
+    }
+    let Ok(key) = jsonwebtoken::DecodingKey::from_rsa_pem(include_bytes!("test_key.pub.pem")) else {
+        return false;
+    };
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+    validation.set_audience(&[format!("{base}{path}")]);
+    match jsonwebtoken::decode::<Claims>(assertion, &key, &validation) {
+        Ok(token) => {
+            let claims = token.claims;
+            !claims.iss.is_empty()
+                && !claims.sub.is_empty()
+                && !claims.scope.is_empty()
+                && claims.exp > claims.iat
+                && claims.exp - claims.iat <= 3600
+                && token.header.kid.as_deref() == Some("k1")
+        }
+        Err(_) => false,
+    }
+}
+
 fn issue_token(shared: &Shared, call: &Call, headers: &HeaderMap) -> (Response, Option<Value>) {
     let form = call.body.clone().unwrap_or(Value::Null);
     let field = |name: &str| form.get(name).and_then(Value::as_str).unwrap_or_default().to_owned();
@@ -514,7 +544,9 @@ fn issue_token(shared: &Shared, call: &Call, headers: &HeaderMap) -> (Response, 
                     && field("client_secret") == credentials::CLIENT_SECRET)
                 || !field("client_assertion").is_empty()
         }
-        "urn:ietf:params:oauth:grant-type:jwt-bearer" => field("assertion").split('.').count() == 3,
+        "urn:ietf:params:oauth:grant-type:jwt-bearer" => {
+            assertion_is_valid(&field("assertion"), &call.path, &shared.base)
+        }
         _ => false,
     };
     if !accepted {
