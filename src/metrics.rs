@@ -6,7 +6,7 @@
 //! runs and their durations); this module adds requests by route and status, and renders it
 //! all in the Prometheus text format.
 
-use std::sync::OnceLock;
+use std::sync::Mutex;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request};
@@ -21,24 +21,33 @@ const SECONDS_BUCKETS: &[f64] = &[
 /// Buckets of the change-stream lag, in events.
 const LAG_BUCKETS: &[f64] = &[1.0, 10.0, 100.0, 1_000.0, 10_000.0, 100_000.0, 1_000_000.0];
 
-static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+static HANDLE: Mutex<Option<PrometheusHandle>> = Mutex::new(None);
 
 /// Installs the process-wide Prometheus recorder (once; later calls return the same handle).
 pub fn install() -> Result<PrometheusHandle, BuildError> {
-    if let Some(handle) = HANDLE.get() {
+    // Held across the installation, so that two callers never both try to install.
+    let mut installed = HANDLE.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(handle) = &*installed {
         return Ok(handle.clone());
     }
     let handle = PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Suffix("_seconds".to_owned()), SECONDS_BUCKETS)?
-        .set_buckets_for_metric(Matcher::Full("idpsync_change_stream_lag_events".to_owned()), LAG_BUCKETS)?
+        .set_buckets_for_metric(
+            Matcher::Full("idpsync_change_stream_lag_events".to_owned()),
+            LAG_BUCKETS,
+        )?
         .install_recorder()?;
-    Ok(HANDLE.get_or_init(|| handle).clone())
+    *installed = Some(handle.clone());
+    Ok(handle)
 }
 
 /// `GET /metrics`: everything recorded, in the Prometheus text format.
 pub async fn render(handle: axum::extract::State<PrometheusHandle>) -> impl IntoResponse {
     (
-        [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         handle.render(),
     )
 }

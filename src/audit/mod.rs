@@ -53,7 +53,7 @@ pub enum Format {
 
 /// Which door a step came through, and what exactly caused it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-#[serde(tag = "door", rename_all = "lowercase")]
+#[serde(tag = "door", rename_all = "lowercase", rename_all_fields = "camelCase")]
 pub enum Door {
     /// A SCIM request.
     Scim {
@@ -153,7 +153,10 @@ impl Door {
                 idp_object,
             } => format!(
                 "integration {integration}, sync run {run}{}",
-                idp_object.as_deref().map(|o| format!(", IdP object {o}")).unwrap_or_default()
+                idp_object
+                    .as_deref()
+                    .map(|o| format!(", IdP object {o}"))
+                    .unwrap_or_default()
             ),
             Door::Admin {
                 token,
@@ -179,7 +182,7 @@ fn named(token: &TokenId, name: Option<&str>) -> String {
 
 /// What happened at one step.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[serde(tag = "kind", rename_all = "snake_case", rename_all_fields = "camelCase")]
 pub enum StepKind {
     /// The user was provisioned.
     Provisioned,
@@ -231,8 +234,10 @@ pub struct Step {
     /// The record.
     pub seq: Seq,
     /// When it was recorded.
+    #[serde(serialize_with = "as_rfc3339")]
     pub recorded_at: Timestamp,
     /// Its chain link.
+    #[serde(serialize_with = "as_hex")]
     pub chain: Hash32,
     /// What happened.
     #[serde(flatten)]
@@ -289,6 +294,7 @@ pub struct UserAudit {
     /// The log position the audit is as of.
     pub head: Seq,
     /// When the audit was made.
+    #[serde(serialize_with = "as_rfc3339")]
     pub generated_at: Timestamp,
     /// The step that took the user out: its last deactivation or deletion (none while it has
     /// never left, or came back).
@@ -539,6 +545,16 @@ fn group_name(before: &State, after: &State, group: GroupId) -> String {
         .map_or_else(|| group.to_string(), |g| g.display_name.clone())
 }
 
+/// Serialises a chain link or hash as hex.
+pub(crate) fn as_hex<S: serde::Serializer>(hash: &Hash32, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&hash.to_hex())
+}
+
+/// Serialises a timestamp as RFC 3339.
+pub(crate) fn as_rfc3339<S: serde::Serializer>(time: &Timestamp, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&time.to_rfc3339())
+}
+
 /// Formats microseconds for people: `850 µs`, `12.4 ms`, `3.2 s`, `4 min 10 s`.
 pub fn duration_text(micros: i64) -> String {
     match micros {
@@ -565,7 +581,9 @@ pub async fn resolve_user(tenant: &Tenant, store: &Arc<dyn LogStore>, key: &str)
     let keyring = Arc::clone(tenant.keyring());
     let named = scan::events_matching(store, tenant.id(), Seq(1), tenant.state().seq(), |event| {
         let (user, personal) = match event {
-            Event::UserProvisioned { user, personal, .. } | Event::UserUpdated { user, personal, .. } => (user, personal),
+            Event::UserProvisioned { user, personal, .. } | Event::UserUpdated { user, personal, .. } => {
+                (user, personal)
+            }
             _ => return false,
         };
         use idpsync_engine::seal::Opener as _;

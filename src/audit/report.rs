@@ -11,7 +11,7 @@ use idpsync_engine::ids::UserId;
 use idpsync_storage::{Hash32, LogStore, Seq, TenantId, Timestamp};
 use serde::Serialize;
 
-use super::{AuditError, AuditSources, Door, Held, Standing, audit_user, scan};
+use super::{AuditError, AuditSources, Door, Held, Standing, as_hex, as_rfc3339, audit_user, scan};
 
 /// One leaver of the period.
 #[derive(Clone, Debug, Serialize)]
@@ -26,8 +26,10 @@ pub struct Leaver {
     /// That record.
     pub seq: Seq,
     /// When.
+    #[serde(serialize_with = "as_rfc3339")]
     pub left_at: Timestamp,
     /// Its chain link.
+    #[serde(serialize_with = "as_hex")]
     pub chain: Hash32,
     /// Its door.
     pub door: Door,
@@ -65,12 +67,14 @@ pub struct LeaversReport {
     /// The tenant.
     pub tenant: TenantId,
     /// The period's start.
+    #[serde(serialize_with = "as_rfc3339")]
     pub since: Timestamp,
     /// The first record of the period.
     pub from_seq: Seq,
     /// The last record read.
     pub head: Seq,
     /// When the report was made.
+    #[serde(serialize_with = "as_rfc3339")]
     pub generated_at: Timestamp,
     /// How many users left.
     pub count: usize,

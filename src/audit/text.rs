@@ -93,7 +93,11 @@ pub fn user(audit: &UserAudit) -> String {
             let revoked = audit.revocations().count();
             match audit.time_to_revoke_us {
                 Some(us) => {
-                    let _ = writeln!(out, "  access gone {} after that ({revoked} revoked)", duration_text(us));
+                    let _ = writeln!(
+                        out,
+                        "  access gone {} after that ({revoked} revoked)",
+                        duration_text(us)
+                    );
                 }
                 None => {
                     let _ = writeln!(out, "  access NOT gone");
@@ -108,11 +112,7 @@ pub fn user(audit: &UserAudit) -> String {
         }
     }
     if !audit.still_holds.is_empty() {
-        let _ = writeln!(
-            out,
-            "\n!!! STILL HOLDS ACCESS ({} grants) !!!",
-            audit.still_holds.len()
-        );
+        let _ = writeln!(out, "\n!!! STILL HOLDS ACCESS ({} grants) !!!", audit.still_holds.len());
         for held in &audit.still_holds {
             let _ = writeln!(
                 out,
@@ -171,11 +171,7 @@ pub fn report(report: &LeaversReport) -> String {
         optional(report.max_time_to_revoke_us)
     );
     if report.still_holding > 0 {
-        let _ = writeln!(
-            out,
-            "\n!!! {} LEAVER(S) STILL HOLD ACCESS !!!",
-            report.still_holding
-        );
+        let _ = writeln!(out, "\n!!! {} LEAVER(S) STILL HOLD ACCESS !!!", report.still_holding);
     }
     for held in &report.held {
         let _ = writeln!(
@@ -189,7 +185,11 @@ pub fn report(report: &LeaversReport) -> String {
     }
     out.push('\n');
     for leaver in &report.leavers {
-        let flag = if leaver.still_holds.is_empty() { "" } else { "  !!! STILL HOLDS ACCESS" };
+        let flag = if leaver.still_holds.is_empty() {
+            ""
+        } else {
+            "  !!! STILL HOLDS ACCESS"
+        };
         let _ = writeln!(
             out,
             "{}  {} ({})  {} at seq {}, {} revoked, gone in {}; now {}{flag}\n  by: {}\n  chain {}",

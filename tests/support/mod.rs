@@ -1,0 +1,194 @@
+//! The harness of the management API tests: the whole service (`idpsync::server::service`:
+//! SCIM, the API, `/metrics`) on `127.0.0.1:0` over an in-memory log, and a small SSE client
+//! that reads the change stream item by item.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use idpsync::api::{ApiSettings, ApiState};
+use idpsync::engine::{Engine, TenantSettings};
+use idpsync::storage::{MemoryStore, TenantId};
+use idpsync::tokens::{TokenAuthenticator, TokenKind, TokenStore};
+use serde_json::Value;
+use tokio::sync::oneshot;
+
+use crate::common::Client;
+
+/// The SCIM PATCH schema.
+pub const PATCH_OP: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
+
+/// A running service.
+pub struct Service {
+    /// `http://127.0.0.1:PORT`.
+    pub origin: String,
+    pub engine: Arc<Engine>,
+    pub tokens: TokenStore,
+    api: ApiState,
+    _data_dir: tempfile::TempDir,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Service {
+    pub async fn start() -> Service {
+        let data_dir = tempfile::tempdir().unwrap();
+        let engine = Arc::new(
+            Engine::open(Arc::new(MemoryStore::new()), TenantSettings::default())
+                .await
+                .unwrap(),
+        );
+        let tokens = TokenStore::new(data_dir.path());
+        let api = ApiState::new(
+            Arc::clone(&engine),
+            Arc::new(TokenAuthenticator::admin(tokens.clone()).unwrap()),
+            ApiSettings {
+                tokens: Some(tokens.clone()),
+                heartbeat: Duration::from_millis(200),
+                ..ApiSettings::default()
+            },
+        );
+        let metrics = idpsync::metrics::install().unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let router = idpsync::server::service(
+            Arc::clone(&engine),
+            Arc::new(TokenAuthenticator::new(tokens.clone()).unwrap()),
+            api.clone(),
+            metrics,
+        );
+        let closer = api.clone();
+        let task = tokio::spawn(async move {
+            idpsync::server::run(listener, router, async move {
+                let _ = stopped.await;
+                closer.close_streams();
+            })
+            .await
+            .unwrap();
+        });
+        Service {
+            origin: format!("http://{address}"),
+            engine,
+            tokens,
+            api,
+            _data_dir: data_dir,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    /// A SCIM client with a new token of `tenant`.
+    pub fn scim(&self, tenant: &str) -> Client {
+        let (_, secret) = self
+            .tokens
+            .create(&TenantId::new(tenant).unwrap(), "idp", TokenKind::Scim)
+            .unwrap();
+        Client::new(&format!("{}/scim/v2", self.origin), Some(secret))
+    }
+
+    /// A new admin token of `tenant`.
+    pub fn admin_token(&self, tenant: &str) -> String {
+        self.tokens
+            .create(&TenantId::new(tenant).unwrap(), "mgmt", TokenKind::Admin)
+            .unwrap()
+            .1
+    }
+
+    /// An API client of `tenant`'s, rooted at `/api/v1/tenants/{tenant}`.
+    pub fn api(&self, tenant: &str) -> Client {
+        Client::new(
+            &format!("{}/api/v1/tenants/{tenant}", self.origin),
+            Some(self.admin_token(tenant)),
+        )
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.unwrap();
+        }
+        self.engine.shutdown().await;
+    }
+}
+
+/// One Server-Sent Event.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SseItem {
+    pub id: String,
+    pub event: String,
+    pub data: Value,
+}
+
+/// A change-stream connection, read item by item.
+pub struct SseClient {
+    response: reqwest::Response,
+    buffer: String,
+}
+
+impl SseClient {
+    /// Connects to `url` with `token`, and `Last-Event-ID` if given.
+    pub async fn connect(url: &str, token: &str, last_event_id: Option<&str>) -> SseClient {
+        let mut request = reqwest::Client::new().get(url).bearer_auth(token);
+        if let Some(id) = last_event_id {
+            request = request.header("last-event-id", id);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), 200, "{url}");
+        assert_eq!(
+            response.headers()["content-type"].to_str().unwrap(),
+            "text/event-stream"
+        );
+        SseClient {
+            response,
+            buffer: String::new(),
+        }
+    }
+
+    /// The next item (comments and heartbeats skipped); `None` when the stream ended or
+    /// nothing came within `wait`.
+    pub async fn next_within(&mut self, wait: Duration) -> Option<SseItem> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            while let Some(end) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..end + 2).collect();
+                if let Some(item) = parse(&block) {
+                    return Some(item);
+                }
+            }
+            let chunk = tokio::time::timeout_at(deadline, self.response.chunk()).await.ok()?;
+            match chunk.ok()? {
+                Some(bytes) => self.buffer.push_str(&String::from_utf8_lossy(&bytes)),
+                None => return None,
+            }
+        }
+    }
+
+    /// The next item, which must come within 10 seconds.
+    pub async fn next(&mut self) -> SseItem {
+        self.next_within(Duration::from_secs(10))
+            .await
+            .expect("an item within 10 s")
+    }
+}
+
+fn parse(block: &str) -> Option<SseItem> {
+    let (mut id, mut event, mut data) = (None, None, String::new());
+    for line in block.lines() {
+        if let Some(value) = line.strip_prefix("id:") {
+            id = Some(value.trim().to_owned());
+        } else if let Some(value) = line.strip_prefix("event:") {
+            event = Some(value.trim().to_owned());
+        } else if let Some(value) = line.strip_prefix("data:") {
+            data.push_str(value.trim_start());
+        }
+    }
+    Some(SseItem {
+        id: id?,
+        event: event?,
+        data: serde_json::from_str(&data).ok()?,
+    })
+}
