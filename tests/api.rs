@@ -226,8 +226,13 @@ async fn tokens_open_one_tenant_only() {
     service.stop().await;
 }
 
+/// An access change as (user, resource, group, direction).
+type AccessLine = (String, String, String, String);
+/// A stream item as (SSE id, event name, the access change of an access item).
+type StreamLine = (String, String, Option<AccessLine>);
+
 /// Splits an access item's data into (user, resource, group, direction).
-fn access_of(item: &SseItem) -> (String, String, String, String) {
+fn access_of(item: &SseItem) -> AccessLine {
     let data = &item.data;
     (
         data["user"]["id"].as_str().unwrap().to_owned(),
@@ -462,7 +467,7 @@ async fn consumers_killed_and_resumed_mid_stream_miss_nothing_and_repeat_nothing
     let tenant = service.engine.require_tenant(&TenantId::new("acme").unwrap()).unwrap();
     let head = tenant.state().seq();
     let mut replay = tenant.subscribe(Seq(1));
-    let mut expected: Vec<(String, String, Option<(String, String, String, String)>)> = Vec::new();
+    let mut expected: Vec<StreamLine> = Vec::new();
     loop {
         let applied = replay.next().await.unwrap();
         expected.push((applied.event.seq.to_string(), "event".to_owned(), None));
@@ -483,7 +488,7 @@ async fn consumers_killed_and_resumed_mid_stream_miss_nothing_and_repeat_nothing
             break;
         }
     }
-    let got: Vec<(String, String, Option<(String, String, String, String)>)> = received
+    let got: Vec<StreamLine> = received
         .iter()
         .map(|item| {
             let access = (item.event != "event").then(|| access_of(item));
