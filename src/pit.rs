@@ -43,5 +43,8 @@ pub async fn user_at(tenant: &Tenant, user: UserId, seq: Seq) -> Result<Option<A
 
 /// A group as it was just after `seq` (`None` if it did not exist then).
 pub async fn group_at(tenant: &Tenant, group: GroupId, seq: Seq) -> Result<Option<Arc<Group>>, EngineError> {
-    Ok(own_state(tenant, Member::Group(group), seq).await?.group(group).cloned())
+    Ok(own_state(tenant, Member::Group(group), seq)
+        .await?
+        .group(group)
+        .cloned())
 }

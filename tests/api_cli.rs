@@ -35,7 +35,11 @@ fn ok(output: Output) -> String {
 }
 
 fn failed(output: Output) -> String {
-    assert!(!output.status.success(), "expected a failure: {}", String::from_utf8_lossy(&output.stdout));
+    assert!(
+        !output.status.success(),
+        "expected a failure: {}",
+        String::from_utf8_lossy(&output.stdout)
+    );
     String::from_utf8(output.stderr).unwrap()
 }
 
@@ -74,8 +78,13 @@ impl Serving {
         let address = loop {
             assert!(Instant::now() < deadline, "serve did not start");
             let mut line = String::new();
-            assert!(reader.read_line(&mut line).unwrap() > 0, "serve exited before listening");
-            let Ok(entry) = serde_json::from_str::<Value>(&line) else { continue };
+            assert!(
+                reader.read_line(&mut line).unwrap() > 0,
+                "serve exited before listening"
+            );
+            let Ok(entry) = serde_json::from_str::<Value>(&line) else {
+                continue;
+            };
             if entry["fields"]["message"] == "idpsync is serving" {
                 break entry["fields"]["address"].as_str().unwrap().to_owned();
             }
@@ -161,9 +170,18 @@ async fn leavers_through_scim_and_a_driver_are_audited_in_three_formats() {
     let scim = format!("{}/scim/v2", server.origin);
 
     // The driver's door: a first sync brings the users in.
-    let (status, _) = send(reqwest::Method::POST, &format!("{api}/integrations/okta/sync"), &admin, None).await;
+    let (status, _) = send(
+        reqwest::Method::POST,
+        &format!("{api}/integrations/okta/sync"),
+        &admin,
+        None,
+    )
+    .await;
     assert_eq!(status, 202);
-    eventually("the first sync", async || get(&format!("{api}/integrations/okta"), &admin).await["runs"] == 1).await;
+    eventually("the first sync", async || {
+        get(&format!("{api}/integrations/okta"), &admin).await["runs"] == 1
+    })
+    .await;
     let status = get(&format!("{api}/integrations/okta"), &admin).await;
     assert_eq!(status["lastResult"], "applied", "{status}");
     assert_eq!(status["lastError"], Value::Null);
@@ -172,10 +190,22 @@ async fn leavers_through_scim_and_a_driver_are_audited_in_three_formats() {
     let vpn = groups["items"][0]["id"].as_str().unwrap().to_owned();
 
     // The SCIM door: a user in a SCIM group.
-    let (status, alice) = send(reqwest::Method::POST, &format!("{scim}/Users"), &scim_token, Some(json!({"userName": "alice@acme.test", "active": true}))).await;
+    let (status, alice) = send(
+        reqwest::Method::POST,
+        &format!("{scim}/Users"),
+        &scim_token,
+        Some(json!({"userName": "alice@acme.test", "active": true})),
+    )
+    .await;
     assert_eq!(status, 201);
     let alice = alice["id"].as_str().unwrap().to_owned();
-    let (status, eng) = send(reqwest::Method::POST, &format!("{scim}/Groups"), &scim_token, Some(json!({"displayName": "eng", "members": [{"value": alice}]}))).await;
+    let (status, eng) = send(
+        reqwest::Method::POST,
+        &format!("{scim}/Groups"),
+        &scim_token,
+        Some(json!({"displayName": "eng", "members": [{"value": alice}]})),
+    )
+    .await;
     assert_eq!(status, 201);
     let eng = eng["id"].as_str().unwrap().to_owned();
     let (status, _) = send(
@@ -197,8 +227,17 @@ async fn leavers_through_scim_and_a_driver_are_audited_in_three_formats() {
     .await;
     assert_eq!(status, 200);
     fake.edit(|directory| directory.set_active("2001", false));
-    send(reqwest::Method::POST, &format!("{api}/integrations/okta/sync"), &admin, None).await;
-    eventually("the second sync", async || get(&format!("{api}/integrations/okta"), &admin).await["runs"] == 2).await;
+    send(
+        reqwest::Method::POST,
+        &format!("{api}/integrations/okta/sync"),
+        &admin,
+        None,
+    )
+    .await;
+    eventually("the second sync", async || {
+        get(&format!("{api}/integrations/okta"), &admin).await["runs"] == 2
+    })
+    .await;
     let users = get(&format!("{api}/users"), &admin).await;
     let erin = users["items"]
         .as_array()
@@ -209,13 +248,29 @@ async fn leavers_through_scim_and_a_driver_are_audited_in_three_formats() {
         .clone();
     assert_eq!(erin["active"], false);
     let erin = erin["id"].as_str().unwrap().to_owned();
-    let metrics = reqwest::get(format!("{}/metrics", server.origin)).await.unwrap().text().await.unwrap();
-    assert!(metrics.contains("idpsync_sync_runs_total{tenant=\"acme\",integration=\"okta\",outcome=\"applied\"} 2"), "{metrics}");
-    assert!(metrics.contains("idpsync_sync_seconds_count{tenant=\"acme\",integration=\"okta\",outcome=\"applied\"} 2"), "{metrics}");
+    let metrics = reqwest::get(format!("{}/metrics", server.origin))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("idpsync_sync_runs_total{tenant=\"acme\",integration=\"okta\",outcome=\"applied\"} 2"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("idpsync_sync_seconds_count{tenant=\"acme\",integration=\"okta\",outcome=\"applied\"} 2"),
+        "{metrics}"
+    );
     server.stop();
 
     // The audits, from the command line.
-    let audit = |user: &str, format: &str| ok(run(&data, &["audit", "user", "--tenant", "acme", "--user", user, "--format", format]));
+    let audit = |user: &str, format: &str| {
+        ok(run(
+            &data,
+            &["audit", "user", "--tenant", "acme", "--user", user, "--format", format],
+        ))
+    };
     let json_scim: Value = serde_json::from_str(&audit("alice@acme.test", "json")).unwrap();
     assert_eq!(json_scim["leave"]["door"]["door"], "scim");
     assert_eq!(json_scim["leave"]["door"]["tokenName"], "test");
@@ -241,49 +296,128 @@ async fn leavers_through_scim_and_a_driver_are_audited_in_three_formats() {
         .unwrap()
         .iter()
         .filter(|step| step["kind"] == "access" && step["direction"] == "revoked")
-        .map(|step| format!("{} {}", step["role"].as_str().unwrap(), step["viaName"].as_str().unwrap()))
+        .map(|step| {
+            format!(
+                "{} {}",
+                step["role"].as_str().unwrap(),
+                step["viaName"].as_str().unwrap()
+            )
+        })
         .collect();
-    assert_eq!(revoked.len(), 2, "source and destination through vpn-users: {revoked:?}");
-    assert!(json_driver["timeToRevokeUs"].as_i64().unwrap() > 0, "measured from the run's start");
+    assert_eq!(
+        revoked.len(),
+        2,
+        "source and destination through vpn-users: {revoked:?}"
+    );
+    assert!(
+        json_driver["timeToRevokeUs"].as_i64().unwrap() > 0,
+        "measured from the run's start"
+    );
 
     let text = audit(&erin, "text");
-    assert!(text.contains("LEFT: deactivated") && text.contains("integration okta, sync run"), "{text}");
+    assert!(
+        text.contains("LEFT: deactivated") && text.contains("integration okta, sync run"),
+        "{text}"
+    );
     let html_file = dir.path().join("erin.html");
     ok(run(
         &data,
-        &["audit", "user", "--tenant", "acme", "--user", &erin, "--format", "html", "--output", html_file.to_str().unwrap()],
+        &[
+            "audit",
+            "user",
+            "--tenant",
+            "acme",
+            "--user",
+            &erin,
+            "--format",
+            "html",
+            "--output",
+            html_file.to_str().unwrap(),
+        ],
     ));
     let html = std::fs::read_to_string(&html_file).unwrap();
-    assert!(html.starts_with("<!DOCTYPE html>") && html.contains("Offboarding audit") && html.contains("class=\"revoked\""));
-    assert!(!html.contains("<script") && !html.contains("<link") && !html.contains("src="), "one self-contained page");
+    assert!(
+        html.starts_with("<!DOCTYPE html>") && html.contains("Offboarding audit") && html.contains("class=\"revoked\"")
+    );
+    assert!(
+        !html.contains("<script") && !html.contains("<link") && !html.contains("src="),
+        "one self-contained page"
+    );
 
-    let report = ok(run(&data, &["audit", "report", "--tenant", "acme", "--since", "2000-01-01", "--format", "json"]));
+    let report = ok(run(
+        &data,
+        &[
+            "audit",
+            "report",
+            "--tenant",
+            "acme",
+            "--since",
+            "2000-01-01",
+            "--format",
+            "json",
+        ],
+    ));
     let report: Value = serde_json::from_str(&report).unwrap();
     assert_eq!(report["count"], 2);
     assert_eq!(report["stillHolding"], 0);
     assert!(report["maxTimeToRevokeUs"].as_i64().unwrap() >= report["medianTimeToRevokeUs"].as_i64().unwrap());
-    let text = ok(run(&data, &["audit", "report", "--tenant", "acme", "--since", "2000-01-01"]));
+    let text = ok(run(
+        &data,
+        &["audit", "report", "--tenant", "acme", "--since", "2000-01-01"],
+    ));
     assert!(text.contains("2 leavers"), "{text}");
-    let missing = failed(run(&data, &["audit", "user", "--tenant", "acme", "--user", "nobody@acme.test"]));
+    let missing = failed(run(
+        &data,
+        &["audit", "user", "--tenant", "acme", "--user", "nobody@acme.test"],
+    ));
     assert!(missing.contains("has no user"), "{missing}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_past_through_the_api_agrees_with_idpsync_query() {
     let dir = tempfile::tempdir().unwrap();
-    ok(run(dir.path(), &["dev", "seed", "--users", "300", "--groups", "12", "--memberships", "4000"]));
+    ok(run(
+        dir.path(),
+        &[
+            "dev",
+            "seed",
+            "--users",
+            "300",
+            "--groups",
+            "12",
+            "--memberships",
+            "4000",
+        ],
+    ));
     let groups: Vec<Value> = serde_json::from_str(&ok(run(dir.path(), &["query", "groups", "--json"]))).unwrap();
     let health_head = {
         let users: Vec<Value> = serde_json::from_str(&ok(run(dir.path(), &["query", "users", "--json"]))).unwrap();
         assert!(!users.is_empty());
         let verified = ok(run(dir.path(), &["log", "verify"]));
-        verified.split(", ").nth(1).unwrap().split(' ').next().unwrap().parse::<u64>().unwrap()
+        verified
+            .split(", ")
+            .nth(1)
+            .unwrap()
+            .split(' ')
+            .next()
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
     };
     let seq = (health_head / 2).to_string();
     let group = groups[3]["id"].as_str().unwrap().to_owned();
     let query = |args: &[&str]| -> Value { serde_json::from_str(&ok(run(dir.path(), args))).unwrap() };
     let direct = query(&["query", "members", "--group", &group, "--seq", &seq, "--json"]);
-    let effective = query(&["query", "members", "--group", &group, "--seq", &seq, "--effective", "--json"]);
+    let effective = query(&[
+        "query",
+        "members",
+        "--group",
+        &group,
+        "--seq",
+        &seq,
+        "--effective",
+        "--json",
+    ]);
     let users = query(&["query", "users", "--seq", &seq, "--json"]);
 
     let admin = token(dir.path(), "default", true);
@@ -291,7 +425,11 @@ async fn the_past_through_the_api_agrees_with_idpsync_query() {
     let api = format!("{}/api/v1/tenants/default", server.origin);
     let members = get(&format!("{api}/groups/{group}/members?seq={seq}&limit=1000"), &admin).await;
     assert_eq!(members["items"], direct);
-    let members = get(&format!("{api}/groups/{group}/members?seq={seq}&limit=1000&effective=true"), &admin).await;
+    let members = get(
+        &format!("{api}/groups/{group}/members?seq={seq}&limit=1000&effective=true"),
+        &admin,
+    )
+    .await;
     assert_eq!(members["items"], effective);
     let page = get(&format!("{api}/users?seq={seq}&limit=1000"), &admin).await;
     assert_eq!(page["items"], users);
@@ -323,7 +461,10 @@ async fn erasure_through_the_api_leaves_a_log_that_verifies() {
     server.stop();
     assert!(ok(run(dir.path(), &["log", "verify"])).contains("tenant default: ok"));
     let shown = ok(run(dir.path(), &["query", "user", "--user", &user, "--json"]));
-    assert!(shown.contains(&format!("erased-{user}")) && !shown.contains("gina"), "{shown}");
+    assert!(
+        shown.contains(&format!("erased-{user}")) && !shown.contains("gina"),
+        "{shown}"
+    );
     let audit = ok(run(dir.path(), &["audit", "user", "--user", &user, "--format", "json"]));
     assert!(!audit.contains("gina"), "{audit}");
 }
@@ -333,7 +474,21 @@ fn checkpoints_prove_the_log_and_catch_rewritten_history() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let seed = |data: &Path, seed: &str, users: &str| {
-        ok(run(data, &["dev", "seed", "--users", users, "--groups", "10", "--memberships", "600", "--seed", seed]))
+        ok(run(
+            data,
+            &[
+                "dev",
+                "seed",
+                "--users",
+                users,
+                "--groups",
+                "10",
+                "--memberships",
+                "600",
+                "--seed",
+                seed,
+            ],
+        ))
     };
     seed(&data, "1", "100");
     assert!(ok(run(&data, &["log", "checkpoint", "create"])).contains("signed a checkpoint"));
@@ -342,11 +497,17 @@ fn checkpoints_prove_the_log_and_catch_rewritten_history() {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(data.join("checkpoint-key")).unwrap().permissions().mode();
+        let mode = std::fs::metadata(data.join("checkpoint-key"))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
     }
     let exported = dir.path().join("checkpoints.jsonl");
-    ok(run(&data, &["log", "checkpoint", "export", "--output", exported.to_str().unwrap()]));
+    ok(run(
+        &data,
+        &["log", "checkpoint", "export", "--output", exported.to_str().unwrap()],
+    ));
     let lines: Vec<Value> = std::fs::read_to_string(&exported)
         .unwrap()
         .lines()
@@ -388,16 +549,22 @@ fn checkpoints_prove_the_log_and_catch_rewritten_history() {
     let mut tampered = lines[0].clone();
     tampered["seq"] = json!(first_seq - 1);
     std::fs::write(&edited, format!("{tampered}\n")).unwrap();
-    let error = failed(run(&data, &["log", "verify", "--checkpoints", edited.to_str().unwrap()]));
+    let error = failed(run(
+        &data,
+        &["log", "verify", "--checkpoints", edited.to_str().unwrap()],
+    ));
     assert!(error.contains("altered"), "{error}");
     let stranger = dir.path().join("stranger");
     seed(&stranger, "4", "10");
     ok(run(&stranger, &["log", "checkpoint", "create"]));
-    let error = failed(run(&data, &[
-        "log",
-        "verify",
-        "--checkpoints",
-        stranger.join("checkpoints/default.jsonl").to_str().unwrap(),
-    ]));
+    let error = failed(run(
+        &data,
+        &[
+            "log",
+            "verify",
+            "--checkpoints",
+            stranger.join("checkpoints/default.jsonl").to_str().unwrap(),
+        ],
+    ));
     assert!(error.contains("signed by key"), "{error}");
 }

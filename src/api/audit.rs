@@ -57,7 +57,12 @@ fn token_names(state: &ApiState) -> BTreeMap<TokenId, String> {
     }
 }
 
-fn render<T: serde::Serialize>(value: &T, format: Format, as_text: fn(&T) -> String, as_html: fn(&T) -> String) -> Response {
+fn render<T: serde::Serialize>(
+    value: &T,
+    format: Format,
+    as_text: fn(&T) -> String,
+    as_html: fn(&T) -> String,
+) -> Response {
     match format {
         Format::Json => axum::Json(value).into_response(),
         Format::Text => ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], as_text(value)).into_response(),
@@ -81,7 +86,12 @@ async fn user_audit(
         token_names: &names,
     };
     let audit = audit_user(&access.tenant, user, &sources).await?;
-    Ok(render(&audit, query.format.unwrap_or(Format::Json), text::user, html::user))
+    Ok(render(
+        &audit,
+        query.format.unwrap_or(Format::Json),
+        text::user,
+        html::user,
+    ))
 }
 
 async fn leavers(
@@ -99,5 +109,10 @@ async fn leavers(
         token_names: &names,
     };
     let leavers = report::leavers_report(&access.tenant, store, since, &sources).await?;
-    Ok(render(&leavers, query.format.unwrap_or(Format::Json), text::report, html::report))
+    Ok(render(
+        &leavers,
+        query.format.unwrap_or(Format::Json),
+        text::report,
+        html::report,
+    ))
 }

@@ -95,7 +95,10 @@ async fn list(access: TenantAccess) -> Json<Value> {
     Json(json!({"seq": state.seq(), "items": items}))
 }
 
-async fn get_one(access: TenantAccess, Path((_, kind, id)): Path<(String, String, String)>) -> Result<Json<Value>, ApiError> {
+async fn get_one(
+    access: TenantAccess,
+    Path((_, kind, id)): Path<(String, String, String)>,
+) -> Result<Json<Value>, ApiError> {
     let resource = resource(&kind, &id)?;
     let state = access.tenant.state();
     let groups = state

@@ -170,8 +170,12 @@ impl Feed {
         let skip = std::mem::take(&mut self.skip);
         if skip == 0 {
             let data = logged_event_json(&applied.event, &applied.chain, &**keyring);
-            self.pending
-                .push_back(Event::default().id(item_id(seq, 0)).event("event").data(data.to_string()));
+            self.pending.push_back(
+                Event::default()
+                    .id(item_id(seq, 0))
+                    .event("event")
+                    .data(data.to_string()),
+            );
         }
         for (offset, change) in applied.access.iter().enumerate() {
             let index = offset + 1;

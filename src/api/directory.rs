@@ -104,7 +104,13 @@ fn cursor<T: std::str::FromStr>(after: Option<&str>) -> Result<Option<T>, ApiErr
 }
 
 /// Cuts `items` (one more than a page, if there are more) into a page.
-fn page<T, K: ToString>(state_seq: Seq, recorded_at: Option<String>, mut items: Vec<T>, len: usize, key: impl Fn(&T) -> K) -> Page<T> {
+fn page<T, K: ToString>(
+    state_seq: Seq,
+    recorded_at: Option<String>,
+    mut items: Vec<T>,
+    len: usize,
+    key: impl Fn(&T) -> K,
+) -> Page<T> {
     let next = if items.len() > len {
         items.truncate(len);
         items.last().map(|last| key(last).to_string())
@@ -149,17 +155,29 @@ pub(super) fn find_group(state: &State, key: &str) -> Result<Option<Arc<Group>>,
     }
 }
 
-async fn list_users(access: TenantAccess, ApiQuery(query): ApiQuery<ListQuery>) -> Result<Json<Page<UserRow>>, ApiError> {
+async fn list_users(
+    access: TenantAccess,
+    ApiQuery(query): ApiQuery<ListQuery>,
+) -> Result<Json<Page<UserRow>>, ApiError> {
     reject_effective(&query)?;
     let len = page_len(query.limit)?;
     let after = cursor::<UserId>(query.after.as_deref())?;
     let seq = position(&access.tenant, query.at.as_deref(), query.seq)?;
     let state = state_at(&access.tenant, seq).await?;
-    let items = state.users_after(after).take(len + 1).map(|u| UserRow::from(&**u)).collect();
-    Ok(Json(page(state.seq(), time_of(&state), items, len, |row: &UserRow| row.id)))
+    let items = state
+        .users_after(after)
+        .take(len + 1)
+        .map(|u| UserRow::from(&**u))
+        .collect();
+    Ok(Json(page(state.seq(), time_of(&state), items, len, |row: &UserRow| {
+        row.id
+    })))
 }
 
-async fn list_groups(access: TenantAccess, ApiQuery(query): ApiQuery<ListQuery>) -> Result<Json<Page<GroupRow>>, ApiError> {
+async fn list_groups(
+    access: TenantAccess,
+    ApiQuery(query): ApiQuery<ListQuery>,
+) -> Result<Json<Page<GroupRow>>, ApiError> {
     reject_effective(&query)?;
     let len = page_len(query.limit)?;
     let after = cursor::<GroupId>(query.after.as_deref())?;
@@ -171,7 +189,13 @@ async fn list_groups(access: TenantAccess, ApiQuery(query): ApiQuery<ListQuery>)
         .take(len + 1)
         .map(|group| GroupRow::of(&state, group))
         .collect();
-    Ok(Json(page(state.seq(), time_of(&state), items, len, |row: &GroupRow| row.id)))
+    Ok(Json(page(
+        state.seq(),
+        time_of(&state),
+        items,
+        len,
+        |row: &GroupRow| row.id,
+    )))
 }
 
 fn reject_effective(query: &ListQuery) -> Result<(), ApiError> {
@@ -219,7 +243,10 @@ async fn get_user(
             direct: direct.contains(&id),
         })
         .collect();
-    let access_rows = grants(&state, user.id).iter().map(|g| GrantRow::of(&state, g)).collect();
+    let access_rows = grants(&state, user.id)
+        .iter()
+        .map(|g| GrantRow::of(&state, g))
+        .collect();
     Ok(Json(UserDetail {
         seq: state.seq().0,
         recorded_at: time_of(&state),
@@ -310,7 +337,9 @@ async fn list_members(
             Member::Group(id) => MemberRow::group(id, crate::pit::group_at(tenant, id, seq).await?.as_deref()),
         });
     }
-    let recorded_at = tenant.with_history(|history, _| history.recorded_at(seq)).map(|at| at.to_rfc3339());
+    let recorded_at = tenant
+        .with_history(|history, _| history.recorded_at(seq))
+        .map(|at| at.to_rfc3339());
     Ok(Json(page(seq, recorded_at, items, len, member_row_cursor)))
 }
 

@@ -3,8 +3,8 @@
 
 use axum::Json;
 use axum::extract::Path;
-use idpsync_engine::ids::{GroupId, Member, UserId};
 use idpsync_engine::Tenant;
+use idpsync_engine::ids::{GroupId, Member, UserId};
 use idpsync_storage::Seq;
 use serde_json::{Value, json};
 
@@ -33,9 +33,11 @@ pub(super) fn resolve_user(tenant: &Tenant, key: &str) -> Result<UserId, ApiErro
     {
         return Ok(id);
     }
-    find_user(&tenant.state(), key)
-        .map(|user| user.id)
-        .ok_or_else(|| ApiError::not_found(format!("no user with id or userName {key:?} (name a deleted user by its id)")))
+    find_user(&tenant.state(), key).map(|user| user.id).ok_or_else(|| {
+        ApiError::not_found(format!(
+            "no user with id or userName {key:?} (name a deleted user by its id)"
+        ))
+    })
 }
 
 /// A group by id (present or past) or by its present displayName.
@@ -45,9 +47,11 @@ pub(super) fn resolve_group(tenant: &Tenant, key: &str) -> Result<GroupId, ApiEr
     {
         return Ok(id);
     }
-    find_group(&tenant.state(), key)?
-        .map(|group| group.id)
-        .ok_or_else(|| ApiError::not_found(format!("no group with id or displayName {key:?} (name a deleted group by its id)")))
+    find_group(&tenant.state(), key)?.map(|group| group.id).ok_or_else(|| {
+        ApiError::not_found(format!(
+            "no group with id or displayName {key:?} (name a deleted group by its id)"
+        ))
+    })
 }
 
 async fn timeline(tenant: &Tenant, member: Member) -> Result<Json<Value>, ApiError> {
@@ -84,9 +88,10 @@ async fn intervals(
     let group = resolve_group(tenant, &group_key)?;
     let member = match resolve_user(tenant, &member_key) {
         Ok(user) => Member::User(user),
-        Err(_) => Member::Group(resolve_group(tenant, &member_key).map_err(|_| {
-            ApiError::not_found(format!("no user or group with id or name {member_key:?}"))
-        })?),
+        Err(_) => Member::Group(
+            resolve_group(tenant, &member_key)
+                .map_err(|_| ApiError::not_found(format!("no user or group with id or name {member_key:?}")))?,
+        ),
     };
     let spans = tenant.with_history(|history, _| history.membership_intervals(group, member, seq));
     let items: Vec<Value> = spans

@@ -102,7 +102,13 @@ async fn list(state: axum::extract::State<ApiState>, access: TenantAccess) -> Js
     let mut held = access.tenant.held();
     let mut items: Vec<Value> = statuses
         .iter()
-        .map(|status| integration_json(Some(status), &status.integration, held.remove(&status.integration).as_ref()))
+        .map(|status| {
+            integration_json(
+                Some(status),
+                &status.integration,
+                held.remove(&status.integration).as_ref(),
+            )
+        })
         .collect();
     // A hold whose integration is not scheduled here (run with `idpsync sync`) is listed too.
     items.extend(held.iter().map(|(name, hold)| integration_json(None, name, Some(hold))));
@@ -148,14 +154,21 @@ async fn trigger(
     ))
 }
 
-async fn confirm(access: TenantAccess, Path((_, integration)): Path<(String, String)>) -> Result<Json<Value>, ApiError> {
+async fn confirm(
+    access: TenantAccess,
+    Path((_, integration)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
     let integration = name(&integration)?;
     if !access.tenant.held().contains_key(&integration) {
-        return Err(ApiError::not_found(format!("integration {integration} has no held sync")));
+        return Err(ApiError::not_found(format!(
+            "integration {integration} has no held sync"
+        )));
     }
     let committed = access.tenant.confirm_held(integration.clone()).await?;
     let report = match committed.outcome {
-        Outcome::Reconciled(report) | Outcome::Held(report) => serde_json::to_value(report).map_err(ApiError::internal)?,
+        Outcome::Reconciled(report) | Outcome::Held(report) => {
+            serde_json::to_value(report).map_err(ApiError::internal)?
+        }
         _ => Value::Null,
     };
     Ok(Json(json!({
@@ -172,6 +185,8 @@ async fn reject(access: TenantAccess, Path((_, integration)): Path<(String, Stri
     if access.tenant.reject_held(&integration) {
         Ok(StatusCode::NO_CONTENT)
     } else {
-        Err(ApiError::not_found(format!("integration {integration} has no held sync")))
+        Err(ApiError::not_found(format!(
+            "integration {integration} has no held sync"
+        )))
     }
 }

@@ -239,8 +239,14 @@ mod tests {
             .collect();
         let undocumented: Vec<_> = served.difference(&documented).collect();
         let unserved: Vec<_> = documented.difference(&served).collect();
-        assert!(undocumented.is_empty(), "routes missing from openapi.json: {undocumented:?}");
-        assert!(unserved.is_empty(), "openapi.json documents routes that do not exist: {unserved:?}");
+        assert!(
+            undocumented.is_empty(),
+            "routes missing from openapi.json: {undocumented:?}"
+        );
+        assert!(
+            unserved.is_empty(),
+            "openapi.json documents routes that do not exist: {unserved:?}"
+        );
         assert_eq!(document["servers"][0]["url"], super::MOUNT);
     }
 }

@@ -219,7 +219,12 @@ pub fn stored(data_dir: &Path, only: Option<&TenantId>) -> Result<Vec<Checkpoint
     let entries = match std::fs::read_dir(&directory) {
         Ok(entries) => entries,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(source) => return Err(CheckpointError::Io { path: directory, source }),
+        Err(source) => {
+            return Err(CheckpointError::Io {
+                path: directory,
+                source,
+            });
+        }
     };
     let mut files: Vec<PathBuf> = entries
         .filter_map(Result::ok)
@@ -308,7 +313,10 @@ mod tests {
             assert!(error.contains("tenant acme") && error.contains("altered"), "{error}");
         }
         let stranger = SigningKey::from_bytes(&[9u8; 32]);
-        let error = checkpoint.check_signature(&stranger.verifying_key()).unwrap_err().to_string();
+        let error = checkpoint
+            .check_signature(&stranger.verifying_key())
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("signed by key"), "{error}");
     }
 }

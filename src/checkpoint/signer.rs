@@ -60,7 +60,9 @@ impl Schedule {
     /// `force`).
     async fn round(&mut self, force: bool) {
         for id in self.engine.tenant_ids() {
-            let Some(tenant) = self.engine.tenant(&id) else { continue };
+            let Some(tenant) = self.engine.tenant(&id) else {
+                continue;
+            };
             let head = tenant.state().seq();
             let last = self.last.entry(id.clone()).or_insert(Last {
                 seq: Seq::ZERO,
@@ -69,7 +71,8 @@ impl Schedule {
             if head <= last.seq {
                 continue;
             }
-            let due = force || head.0 - last.seq.0 >= self.policy.every_events || last.at.elapsed() >= self.policy.every;
+            let due =
+                force || head.0 - last.seq.0 >= self.policy.every_events || last.at.elapsed() >= self.policy.every;
             if !due {
                 continue;
             }
@@ -93,7 +96,12 @@ impl Schedule {
 
 impl CheckpointSigner {
     /// Starts the schedule; the last stored checkpoint of each tenant counts as its latest.
-    pub fn start(engine: Arc<Engine>, data_dir: PathBuf, key: SigningKey, policy: CheckpointPolicy) -> CheckpointSigner {
+    pub fn start(
+        engine: Arc<Engine>,
+        data_dir: PathBuf,
+        key: SigningKey,
+        policy: CheckpointPolicy,
+    ) -> CheckpointSigner {
         let mut last = BTreeMap::new();
         match stored(&data_dir, None) {
             Ok(checkpoints) => {

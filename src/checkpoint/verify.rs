@@ -89,7 +89,11 @@ pub async fn verify_all(
 }
 
 /// The state hash of `tenant` at `seq`, folded from the first record.
-async fn refold(store: &Arc<dyn LogStore>, tenant: &TenantId, seq: Seq) -> Result<idpsync_storage::Hash32, CheckpointError> {
+async fn refold(
+    store: &Arc<dyn LogStore>,
+    tenant: &TenantId,
+    seq: Seq,
+) -> Result<idpsync_storage::Hash32, CheckpointError> {
     let mut state = State::new();
     let mut history = History::new();
     replay_recording(store, tenant, &WithoutKeys, &mut state, &mut history, seq).await?;

@@ -94,7 +94,11 @@ async fn verify(
         .filter(|checkpoint| only.as_ref().is_none_or(|tenant| &checkpoint.tenant == tenant))
         .collect();
     if exported.is_empty() {
-        bail!("{} holds no checkpoint{}", path.display(), if only.is_some() { " of this tenant" } else { "" });
+        bail!(
+            "{} holds no checkpoint{}",
+            path.display(),
+            if only.is_some() { " of this tenant" } else { "" }
+        );
     }
     let key_path = public_key.unwrap_or_else(|| context.data_dir.join(key::PUBLIC_KEY_FILE));
     let trusted = key::read_public(&key_path)?;
