@@ -2,17 +2,18 @@
 //! event that touched a user or group (its timeline), with the chain link of each.
 
 use axum::Json;
-use axum::extract::Path;
+use axum::extract::{Path, State};
 use idpsync_engine::Tenant;
-use idpsync_engine::ids::{GroupId, Member, UserId};
+use idpsync_engine::ids::{GroupId, Member};
 use idpsync_storage::Seq;
 use serde_json::{Value, json};
 
-use super::Routes;
 use super::auth::TenantAccess;
-use super::directory::{WhenQuery, find_group, find_user, position};
+use super::directory::{WhenQuery, find_group, position};
 use super::error::{ApiError, ApiQuery};
 use super::wire::logged_event_json;
+use super::{ApiState, Routes};
+use crate::audit::resolve_user;
 
 pub(super) fn routes(routes: Routes) -> Routes {
     routes
@@ -24,20 +25,6 @@ pub(super) fn routes(routes: Routes) -> Routes {
 /// Whether the history index knows anything of `member`.
 fn known(tenant: &Tenant, member: Member) -> bool {
     tenant.with_history(|history, head| !history.member_events(member, head).is_empty())
-}
-
-/// A user by id (present or past) or by its present userName.
-pub(super) fn resolve_user(tenant: &Tenant, key: &str) -> Result<UserId, ApiError> {
-    if let Ok(id) = key.parse::<UserId>()
-        && known(tenant, Member::User(id))
-    {
-        return Ok(id);
-    }
-    find_user(&tenant.state(), key).map(|user| user.id).ok_or_else(|| {
-        ApiError::not_found(format!(
-            "no user with id or userName {key:?} (name a deleted user by its id)"
-        ))
-    })
 }
 
 /// A group by id (present or past) or by its present displayName.
@@ -63,8 +50,12 @@ async fn timeline(tenant: &Tenant, member: Member) -> Result<Json<Value>, ApiErr
     Ok(Json(json!({"seq": tenant.state().seq(), "items": items})))
 }
 
-async fn user_timeline(access: TenantAccess, Path((_, key)): Path<(String, String)>) -> Result<Json<Value>, ApiError> {
-    let user = resolve_user(&access.tenant, &key)?;
+async fn user_timeline(
+    State(state): State<ApiState>,
+    access: TenantAccess,
+    Path((_, key)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let user = resolve_user(&access.tenant, state.inner.engine.store(), &key).await?;
     timeline(&access.tenant, Member::User(user)).await
 }
 
@@ -79,6 +70,7 @@ fn position_json(tenant: &Tenant, seq: Seq) -> Value {
 }
 
 async fn intervals(
+    State(state): State<ApiState>,
     access: TenantAccess,
     Path((_, group_key, member_key)): Path<(String, String, String)>,
     ApiQuery(query): ApiQuery<WhenQuery>,
@@ -86,12 +78,13 @@ async fn intervals(
     let tenant = &access.tenant;
     let seq = position(tenant, query.at.as_deref(), query.seq)?;
     let group = resolve_group(tenant, &group_key)?;
-    let member = match resolve_user(tenant, &member_key) {
-        Ok(user) => Member::User(user),
-        Err(_) => Member::Group(
-            resolve_group(tenant, &member_key)
-                .map_err(|_| ApiError::not_found(format!("no user or group with id or name {member_key:?}")))?,
-        ),
+    // A group by id or name first: resolving a user can fall back to reading the log.
+    let member = match member_key.parse::<GroupId>() {
+        Ok(id) if known(tenant, Member::Group(id)) => Member::Group(id),
+        _ => match find_group(&tenant.state(), &member_key)? {
+            Some(found) => Member::Group(found.id),
+            None => Member::User(resolve_user(tenant, state.inner.engine.store(), &member_key).await?),
+        },
     };
     let spans = tenant.with_history(|history, _| history.membership_intervals(group, member, seq));
     let items: Vec<Value> = spans
