@@ -310,7 +310,7 @@ async fn a_leaver_through_scim_is_streamed_and_audited() {
     assert_eq!(leave["kind"], "deactivated");
     assert_eq!(leave["door"]["door"], "scim");
     assert_eq!(leave["door"]["request"], request_id);
-    assert_eq!(leave["door"]["tokenName"], "idp");
+    assert_eq!(leave["door"]["tokenName"], "test");
     assert_eq!(leave["seq"].to_string(), seq);
     let tenant = service.engine.require_tenant(&TenantId::new("acme").unwrap()).unwrap();
     let record = &service

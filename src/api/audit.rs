@@ -70,22 +70,34 @@ fn render<T: serde::Serialize>(
     }
 }
 
+/// Runs `make` with the tenant's binding log (caught up) and the token names.
+async fn with_sources<T>(
+    state: &ApiState,
+    access: &TenantAccess,
+    make: impl AsyncFnOnce(&AuditSources<'_>) -> Result<T, AuditError>,
+) -> Result<T, ApiError> {
+    let store = state.inner.engine.store();
+    let bindings = state.inner.binding_logs.current(&access.tenant, store).await?;
+    let names = token_names(state);
+    let sources = AuditSources {
+        store,
+        bindings: &bindings,
+        token_names: &names,
+    };
+    Ok(make(&sources).await?)
+}
+
 async fn user_audit(
     State(state): State<ApiState>,
     access: TenantAccess,
     Path((_, key)): Path<(String, String)>,
     ApiQuery(query): ApiQuery<FormatQuery>,
 ) -> Result<Response, ApiError> {
-    let store = state.inner.engine.store();
-    let user = resolve_user(&access.tenant, store, &key).await?;
-    let bindings = state.inner.binding_logs.current(&access.tenant, store).await?;
-    let names = token_names(&state);
-    let sources = AuditSources {
-        store,
-        bindings: &bindings,
-        token_names: &names,
-    };
-    let audit = audit_user(&access.tenant, user, &sources).await?;
+    let user = resolve_user(&access.tenant, state.inner.engine.store(), &key).await?;
+    let audit = with_sources(&state, &access, async |sources| {
+        audit_user(&access.tenant, user, sources).await
+    })
+    .await?;
     Ok(render(
         &audit,
         query.format.unwrap_or(Format::Json),
@@ -101,14 +113,10 @@ async fn leavers(
 ) -> Result<Response, ApiError> {
     let since = Timestamp::parse_rfc3339(&query.since).map_err(|error| ApiError::bad_request(error.to_string()))?;
     let store = state.inner.engine.store();
-    let bindings = state.inner.binding_logs.current(&access.tenant, store).await?;
-    let names = token_names(&state);
-    let sources = AuditSources {
-        store,
-        bindings: &bindings,
-        token_names: &names,
-    };
-    let leavers = report::leavers_report(&access.tenant, store, since, &sources).await?;
+    let leavers = with_sources(&state, &access, async |sources| {
+        report::leavers_report(&access.tenant, store, since, sources).await
+    })
+    .await?;
     Ok(render(
         &leavers,
         query.format.unwrap_or(Format::Json),

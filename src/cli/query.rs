@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use anyhow::{Context as _, anyhow, bail};
 use clap::{Args, Subcommand};
+use idpsync::api::wire::{MemberRow, UserRow};
 use idpsync::engine::State;
 use idpsync::engine::access::{ancestors, effective_users, grants};
 use idpsync::engine::ids::{GroupId, Member, UserId};
@@ -131,69 +132,12 @@ fn find_user(state: &State, key: &str) -> anyhow::Result<Arc<User>> {
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-struct UserRow {
-    id: UserId,
-    user_name: String,
-    active: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    external_id: Option<String>,
-}
-
-impl From<&User> for UserRow {
-    fn from(user: &User) -> Self {
-        UserRow {
-            id: user.id,
-            user_name: user.profile.user_name.clone(),
-            active: user.active,
-            external_id: user.external_id.clone(),
-        }
-    }
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
 struct GroupRow {
     id: GroupId,
     display_name: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     external_id: Option<String>,
     members: usize,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct MemberRow {
-    id: String,
-    #[serde(rename = "type")]
-    kind: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    user_name: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    display_name: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    active: Option<bool>,
-}
-
-fn member_row(state: &State, member: Member) -> MemberRow {
-    match member {
-        Member::User(id) => {
-            let user = state.user(id);
-            MemberRow {
-                id: id.to_string(),
-                kind: "User",
-                user_name: user.map(|u| u.profile.user_name.clone()),
-                display_name: None,
-                active: user.map(|u| u.active),
-            }
-        }
-        Member::Group(id) => MemberRow {
-            id: id.to_string(),
-            kind: "Group",
-            user_name: None,
-            display_name: state.group(id).map(|g| g.display_name.clone()),
-            active: None,
-        },
-    }
 }
 
 #[derive(Serialize)]
@@ -299,7 +243,7 @@ pub(crate) async fn run(context: &Context, command: QueryCommand) -> anyhow::Res
                     .copied()
                     .collect()
             };
-            let rows: Vec<MemberRow> = members.into_iter().map(|m| member_row(&view.state, m)).collect();
+            let rows: Vec<MemberRow> = members.into_iter().map(|m| MemberRow::of(&view.state, m)).collect();
             if when.json {
                 return print_json(&rows);
             }

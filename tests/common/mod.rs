@@ -17,6 +17,8 @@ use tokio::sync::oneshot;
 pub struct TestServer {
     /// `http://127.0.0.1:PORT/scim/v2`.
     pub base: String,
+    /// `http://127.0.0.1:PORT`.
+    pub origin: String,
     pub engine: Arc<Engine>,
     pub tokens: TokenStore,
     _data_dir: tempfile::TempDir,
@@ -26,6 +28,21 @@ pub struct TestServer {
 
 impl TestServer {
     pub async fn start() -> TestServer {
+        TestServer::start_with(|engine, tokens| {
+            let authenticator = TokenAuthenticator::new(tokens.clone()).unwrap();
+            (
+                idpsync::server::router(engine, Arc::new(authenticator)),
+                Box::new(|| {}),
+            )
+        })
+        .await
+    }
+
+    /// A server of the router `build` makes from the engine and the token store; the hook it
+    /// returns runs when the server begins to stop (to end streams that never finish).
+    pub async fn start_with(
+        build: impl FnOnce(Arc<Engine>, &TokenStore) -> (axum::Router, Box<dyn FnOnce() + Send>),
+    ) -> TestServer {
         let data_dir = tempfile::tempdir().unwrap();
         let engine = Arc::new(
             Engine::open(Arc::new(MemoryStore::new()), TenantSettings::default())
@@ -33,20 +50,21 @@ impl TestServer {
                 .unwrap(),
         );
         let tokens = TokenStore::new(data_dir.path());
-        let authenticator = TokenAuthenticator::new(tokens.clone()).unwrap();
+        let (router, on_stop) = build(Arc::clone(&engine), &tokens);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
-        let router = idpsync::server::router(Arc::clone(&engine), Arc::new(authenticator));
         let task = tokio::spawn(async move {
             idpsync::server::run(listener, router, async {
                 let _ = stopped.await;
+                on_stop();
             })
             .await
             .unwrap();
         });
         TestServer {
             base: format!("http://{address}/scim/v2"),
+            origin: format!("http://{address}"),
             engine,
             tokens,
             _data_dir: data_dir,

@@ -8,84 +8,54 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use idpsync::api::{ApiSettings, ApiState};
-use idpsync::engine::{Engine, TenantSettings};
-use idpsync::storage::{MemoryStore, TenantId};
+use idpsync::engine::Engine;
+use idpsync::storage::TenantId;
 use idpsync::tokens::{TokenAuthenticator, TokenKind, TokenStore};
 use serde_json::Value;
-use tokio::sync::oneshot;
 
-use crate::common::Client;
+use crate::common::{Client, TestServer};
 
 /// The SCIM PATCH schema.
 pub const PATCH_OP: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
 
-/// A running service.
+/// A running service: SCIM, the API and `/metrics`.
 pub struct Service {
+    server: TestServer,
     /// `http://127.0.0.1:PORT`.
     pub origin: String,
     pub engine: Arc<Engine>,
     pub tokens: TokenStore,
-    api: ApiState,
-    _data_dir: tempfile::TempDir,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Service {
     pub async fn start() -> Service {
-        let data_dir = tempfile::tempdir().unwrap();
-        let engine = Arc::new(
-            Engine::open(Arc::new(MemoryStore::new()), TenantSettings::default())
-                .await
-                .unwrap(),
-        );
-        let tokens = TokenStore::new(data_dir.path());
-        let api = ApiState::new(
-            Arc::clone(&engine),
-            Arc::new(TokenAuthenticator::admin(tokens.clone()).unwrap()),
-            ApiSettings {
-                tokens: Some(tokens.clone()),
-                heartbeat: Duration::from_millis(200),
-                ..ApiSettings::default()
-            },
-        );
         let metrics = idpsync::metrics::install().unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = listener.local_addr().unwrap();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let router = idpsync::server::service(
-            Arc::clone(&engine),
-            Arc::new(TokenAuthenticator::new(tokens.clone()).unwrap()),
-            api.clone(),
-            metrics,
-        );
-        let closer = api.clone();
-        let task = tokio::spawn(async move {
-            idpsync::server::run(listener, router, async move {
-                let _ = stopped.await;
-                closer.close_streams();
-            })
-            .await
-            .unwrap();
-        });
+        let server = TestServer::start_with(|engine, tokens| {
+            let api = ApiState::new(
+                Arc::clone(&engine),
+                Arc::new(TokenAuthenticator::admin(tokens.clone()).unwrap()),
+                ApiSettings {
+                    tokens: Some(tokens.clone()),
+                    heartbeat: Duration::from_millis(200),
+                    ..ApiSettings::default()
+                },
+            );
+            let scim = Arc::new(TokenAuthenticator::new(tokens.clone()).unwrap());
+            let router = idpsync::server::service(engine, scim, api.clone(), metrics);
+            (router, Box::new(move || api.close_streams()))
+        })
+        .await;
         Service {
-            origin: format!("http://{address}"),
-            engine,
-            tokens,
-            api,
-            _data_dir: data_dir,
-            stop: Some(stop),
-            task: Some(task),
+            origin: server.origin.clone(),
+            engine: Arc::clone(&server.engine),
+            tokens: server.tokens.clone(),
+            server,
         }
     }
 
     /// A SCIM client with a new token of `tenant`.
     pub fn scim(&self, tenant: &str) -> Client {
-        let (_, secret) = self
-            .tokens
-            .create(&TenantId::new(tenant).unwrap(), "idp", TokenKind::Scim)
-            .unwrap();
-        Client::new(&format!("{}/scim/v2", self.origin), Some(secret))
+        self.server.client(tenant)
     }
 
     /// A new admin token of `tenant`.
@@ -104,14 +74,8 @@ impl Service {
         )
     }
 
-    pub async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take() {
-            task.await.unwrap();
-        }
-        self.engine.shutdown().await;
+    pub async fn stop(self) {
+        self.server.stop().await;
     }
 }
 
