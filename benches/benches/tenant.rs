@@ -4,19 +4,22 @@
 //! Measures: cold start to the first query with a snapshot (open the log, load the snapshot
 //! with its history index, replay the tail, answer); full replay (read, chain check, decode,
 //! fold, index) from the first record; members of a group at a random past moment, with p50
-//! and p99; and the peak resident memory of a process that has loaded the tenant.
+//! and p99; the offboarding audit of a user (p50, p99); and the peak resident memory of a
+//! process that has loaded the tenant.
 //!
 //! Run: `cargo bench -p idpsync-benches --bench tenant`. The first run seeds the tenant into
 //! `target/bench-data/` (about half a minute) and later runs reuse it. "Cold" means a new
 //! engine in a process whose page cache may hold the files: process-cold, not disk-cold.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput};
+use idpsync::audit::{AuditSources, BindingLog, audit_user};
 use idpsync::workload::{WorkloadSpec, run as seed};
-use idpsync_engine::ids::{GroupId, Seq, Timestamp};
+use idpsync_engine::ids::{GroupId, Seq, Timestamp, UserId};
 use idpsync_engine::replay::replay_recording;
 use idpsync_engine::seal::Keyring;
 use idpsync_engine::{Engine, History, State, TenantSettings};
@@ -169,6 +172,62 @@ fn members_at_random_past_moment(c: &mut Criterion, runtime: &tokio::runtime::Ru
     runtime.block_on(engine.shutdown());
 }
 
+/// The offboarding audit of users of the tenant (leavers first: deactivated users), from the
+/// history index and the users' and their groups' timelines; the binding changes are read
+/// from the log once beforehand, as a running service does at its first audit.
+fn audit_a_user(c: &mut Criterion, runtime: &tokio::runtime::Runtime, dir: &Path) {
+    let engine = runtime.block_on(open(dir));
+    let tenant = engine.require_tenant(&TenantId::default_tenant()).unwrap();
+    let started = Instant::now();
+    let mut bindings = BindingLog::default();
+    runtime.block_on(bindings.catch_up(&tenant, engine.store())).unwrap();
+    println!(
+        "tenant_1m/audit: reading the binding changes once took {:?} ({} changes)",
+        started.elapsed(),
+        bindings.events().len()
+    );
+    let state = tenant.state();
+    let mut users: Vec<UserId> = state.users().filter(|user| !user.active).map(|user| user.id).take(300).collect();
+    let mut rng = StdRng::seed_from_u64(11);
+    let all: Vec<UserId> = state.users().map(|user| user.id).collect();
+    while users.len() < 300 {
+        users.push(all[rng.random_range(0..all.len())]);
+    }
+    let names = BTreeMap::new();
+    let sources = AuditSources {
+        store: engine.store(),
+        bindings: &bindings,
+        token_names: &names,
+    };
+    let mut next = 0;
+    c.bench_function("tenant_1m/audit_user", |b| {
+        b.iter(|| {
+            next = (next + 1) % users.len();
+            runtime.block_on(audit_user(&tenant, users[next], &sources)).unwrap()
+        })
+    });
+    let mut latencies: Vec<Duration> = Vec::new();
+    let mut steps = 0;
+    for user in &users {
+        let started = Instant::now();
+        let audit = runtime.block_on(audit_user(&tenant, *user, &sources)).unwrap();
+        latencies.push(started.elapsed());
+        steps += audit.steps.len();
+    }
+    latencies.sort();
+    let at = |quantile: f64| latencies[((latencies.len() as f64 - 1.0) * quantile) as usize];
+    println!(
+        "tenant_1m/audit_user percentiles over {} users ({} steps on average): p50 {:?}, p90 {:?}, p99 {:?}, max {:?}",
+        latencies.len(),
+        steps / latencies.len(),
+        at(0.5),
+        at(0.9),
+        at(0.99),
+        latencies[latencies.len() - 1]
+    );
+    runtime.block_on(engine.shutdown());
+}
+
 /// Reads a `/proc/self/status` field in kB.
 fn status_kb(field: &str) -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -220,6 +279,7 @@ fn main() {
     cold_start(&mut c, &runtime, &dir);
     full_replay(&mut c, &runtime, &dir);
     members_at_random_past_moment(&mut c, &runtime, &dir);
+    audit_a_user(&mut c, &runtime, &dir);
     c.final_summary();
     peak_memory(&dir);
 }

@@ -1,0 +1,475 @@
+//! Load runs of the change stream and of sealing, over the real service: SCIM, the management
+//! API and the engine on a durable redb log in a temporary directory, on loopback.
+//!
+//! 1. Revocation latency: SCIM `PATCH active=false` sent at 1,000 writes/s (open loop, one
+//!    user per request, each in a group bound to a policy); the time from sending a request to
+//!    the SSE client receiving that user's `access.revoked`. p50, p99, max.
+//! 2. Subscribers: durable append throughput (membership changes in a bound group, each
+//!    granting or revoking access) with no SSE client, then with 100 SSE clients reading the
+//!    stream; alternated three times.
+//! 3. Sealing: durable append throughput of user provisioning and replacement (the events
+//!    with personal fields) with per-user encryption on and off; alternated three times.
+//!
+//! Run: `cargo bench -p idpsync-benches --bench stream` (about two minutes). Not criterion: a
+//! load run reports percentiles and rates; each figure is printed with its spread.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use idpsync::api::{ApiSettings, ApiState};
+use idpsync::engine::ids::{GroupId, Member, ResourceId, UserId};
+use idpsync::engine::model::{BindingGroups, MultiValue, Name, Owner, ResourceKind, ResourceRef, UserProfile};
+use idpsync::engine::{Cause, Command, Engine, Origin, Outcome, Source, Tenant, TenantSettings};
+use idpsync::storage::TenantId;
+use idpsync::tokens::{TokenAuthenticator, TokenKind, TokenStore};
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+const IN_FLIGHT: usize = 256;
+
+fn origin() -> Origin {
+    Origin {
+        source: Source::Workload,
+        cause: Cause::Unspecified,
+    }
+}
+
+fn profile(n: usize) -> UserProfile {
+    UserProfile {
+        user_name: format!("load-{n}@example.com"),
+        name: Some(Box::new(Name {
+            given_name: Some(format!("Given{n}")),
+            family_name: Some("Family".into()),
+            ..Name::default()
+        })),
+        display_name: Some(format!("Load User {n}")),
+        emails: vec![MultiValue {
+            value: format!("load-{n}@example.com"),
+            kind: Some("work".into()),
+            primary: true,
+            ..MultiValue::default()
+        }],
+        ..UserProfile::default()
+    }
+}
+
+/// Runs `commands` through the tenant with up to [`IN_FLIGHT`] in flight; returns the
+/// outcomes in order.
+async fn pipeline(tenant: &Arc<Tenant>, commands: Vec<Command>) -> Vec<Outcome> {
+    let mut pending = std::collections::VecDeque::new();
+    let mut outcomes = Vec::with_capacity(commands.len());
+    for command in commands {
+        if pending.len() >= IN_FLIGHT {
+            let commit: idpsync::engine::tenant::PendingCommit = pending.pop_front().unwrap();
+            outcomes.push(commit.committed().await.unwrap().outcome);
+        }
+        pending.push_back(tenant.enqueue(command, origin()).await.unwrap());
+    }
+    for commit in pending {
+        outcomes.push(commit.committed().await.unwrap().outcome);
+    }
+    outcomes
+}
+
+/// `count` users, all in one group bound to a policy as sources (one grant each).
+async fn populate(tenant: &Arc<Tenant>, count: usize) -> (Vec<UserId>, GroupId) {
+    let provisions = (0..count)
+        .map(|n| Command::ProvisionUser {
+            owner: Owner::Operator,
+            external_id: None,
+            active: true,
+            profile: profile(n),
+        })
+        .collect();
+    let users: Vec<UserId> = pipeline(tenant, provisions)
+        .await
+        .into_iter()
+        .map(|outcome| match outcome {
+            Outcome::UserProvisioned(id) => id,
+            other => panic!("unexpected {other:?}"),
+        })
+        .collect();
+    let created = tenant
+        .execute(
+            Command::CreateGroup {
+                owner: Owner::Operator,
+                external_id: None,
+                display_name: "vpn".into(),
+                members: users.iter().map(|id| Member::User(*id)).collect(),
+            },
+            origin(),
+        )
+        .await
+        .unwrap();
+    let Outcome::GroupCreated(group) = created.outcome else { unreachable!() };
+    tenant
+        .execute(
+            Command::SetBinding {
+                resource: ResourceRef {
+                    kind: ResourceKind::Policy,
+                    id: ResourceId::new("office").unwrap(),
+                },
+                groups: BindingGroups::Policy {
+                    sources: vec![group],
+                    destinations: vec![],
+                },
+            },
+            origin(),
+        )
+        .await
+        .unwrap();
+    (users, group)
+}
+
+struct Served {
+    origin: String,
+    scim_token: String,
+    admin_token: String,
+    api: ApiState,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+async fn serve(engine: &Arc<Engine>, data_dir: &Path) -> Served {
+    let tokens = TokenStore::new(data_dir);
+    let tenant = TenantId::default_tenant();
+    let scim_token = tokens.create(&tenant, "load", TokenKind::Scim).unwrap().1;
+    let admin_token = tokens.create(&tenant, "load", TokenKind::Admin).unwrap().1;
+    let api = ApiState::new(
+        Arc::clone(engine),
+        Arc::new(TokenAuthenticator::admin(tokens.clone()).unwrap()),
+        ApiSettings::default(),
+    );
+    let router = idpsync::server::service(
+        Arc::clone(engine),
+        Arc::new(TokenAuthenticator::new(tokens).unwrap()),
+        api.clone(),
+        idpsync::metrics::install().unwrap(),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let closer = api.clone();
+    let task = tokio::spawn(async move {
+        idpsync::server::run(listener, router, async move {
+            let _ = stopped.await;
+            closer.close_streams();
+        })
+        .await
+        .unwrap();
+    });
+    Served {
+        origin: format!("http://{address}"),
+        scim_token,
+        admin_token,
+        api,
+        stop,
+        task,
+    }
+}
+
+impl Served {
+    async fn stop(self) {
+        self.api.close_streams();
+        let _ = self.stop.send(());
+        let _ = self.task.await;
+    }
+}
+
+/// Reads an SSE response, handing each complete item's (event, data) to `each`.
+async fn read_sse(mut response: reqwest::Response, mut each: impl FnMut(&str, &str)) {
+    let mut buffer = String::new();
+    while let Ok(Some(bytes)) = response.chunk().await {
+        buffer.push_str(&String::from_utf8_lossy(&bytes));
+        while let Some(end) = buffer.find("\n\n") {
+            let block: String = buffer.drain(..end + 2).collect();
+            let mut event = "";
+            let mut data = "";
+            for line in block.lines() {
+                if let Some(value) = line.strip_prefix("event: ") {
+                    event = value;
+                } else if let Some(value) = line.strip_prefix("data: ") {
+                    data = value;
+                }
+            }
+            each(event, data);
+        }
+    }
+}
+
+fn percentile(sorted: &[Duration], quantile: f64) -> Duration {
+    sorted[((sorted.len() as f64 - 1.0) * quantile).round() as usize]
+}
+
+fn median_and_spread(values: &mut [f64]) -> String {
+    values.sort_by(f64::total_cmp);
+    format!(
+        "median {:.0}/s (runs {})",
+        values[values.len() / 2],
+        values.iter().map(|v| format!("{v:.0}")).collect::<Vec<_>>().join(", ")
+    )
+}
+
+async fn revocation_latency() {
+    const RATE_PER_SECOND: usize = 1_000;
+    const SECONDS: usize = 10;
+    const WARM_UP: usize = 1_000;
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Arc::new(idpsync::open(dir.path(), TenantSettings::default()).await.unwrap());
+    let tenant = engine.require_tenant(&TenantId::default_tenant()).unwrap();
+    let total = RATE_PER_SECOND * SECONDS + WARM_UP;
+    let (users, _) = populate(&tenant, total).await;
+    let served = serve(&engine, dir.path()).await;
+    let sent: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let received: Arc<Mutex<Vec<(String, Instant)>>> = Arc::default();
+    let http = reqwest::Client::builder().tcp_nodelay(true).build().unwrap();
+    let stream = http
+        .get(format!("{}/api/v1/tenants/default/changes", served.origin))
+        .bearer_auth(&served.admin_token)
+        .send()
+        .await
+        .unwrap();
+    let reader = {
+        let received = Arc::clone(&received);
+        tokio::spawn(read_sse(stream, move |event, data| {
+            if event == "access.revoked" {
+                let arrived = Instant::now();
+                let value: serde_json::Value = serde_json::from_str(data).unwrap();
+                let user = value["user"]["id"].as_str().unwrap().to_owned();
+                received.lock().unwrap().push((user, arrived));
+            }
+        }))
+    };
+    let mut ticker = tokio::time::interval(Duration::from_micros(1_000_000 / RATE_PER_SECOND as u64));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let response_times: Arc<Mutex<Vec<Duration>>> = Arc::default();
+    let mut requests = Vec::with_capacity(total);
+    let started = Instant::now();
+    for user in &users {
+        ticker.tick().await;
+        let url = format!("{}/scim/v2/Users/{user}", served.origin);
+        let (http, token, sent, response_times) = (http.clone(), served.scim_token.clone(), Arc::clone(&sent), Arc::clone(&response_times));
+        let user = user.to_string();
+        requests.push(tokio::spawn(async move {
+            let body = r#"{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[{"op":"replace","path":"active","value":false}]}"#;
+            let at = Instant::now();
+            sent.lock().unwrap().insert(user, at);
+            let response = http
+                .patch(url)
+                .bearer_auth(token)
+                .header("content-type", "application/scim+json")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 200);
+            response_times.lock().unwrap().push(at.elapsed());
+        }));
+    }
+    let offered = total as f64 / started.elapsed().as_secs_f64();
+    for request in requests {
+        request.await.unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while received.lock().unwrap().len() < total && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let sent = sent.lock().unwrap();
+    let received = received.lock().unwrap();
+    let mut latencies: Vec<Duration> = received
+        .iter()
+        .skip(WARM_UP)
+        .map(|(user, arrived)| arrived.duration_since(sent[user]))
+        .collect();
+    latencies.sort();
+    let mut responses = response_times.lock().unwrap().clone();
+    responses.sort();
+    println!(
+        "stream/revocation_latency: {} PATCHes offered at {offered:.0}/s, {} revocations received ({} after warm-up); \
+         SCIM send -> SSE access.revoked: p50 {:?}, p90 {:?}, p99 {:?}, max {:?}; PATCH response: p50 {:?}, p99 {:?}",
+        total,
+        received.len(),
+        latencies.len(),
+        percentile(&latencies, 0.5),
+        percentile(&latencies, 0.9),
+        percentile(&latencies, 0.99),
+        latencies[latencies.len() - 1],
+        percentile(&responses, 0.5),
+        percentile(&responses, 0.99),
+    );
+    reader.abort();
+    served.stop().await;
+    engine.shutdown().await;
+}
+
+/// Commits per second of membership changes (each one access change) for `duration`.
+async fn membership_throughput(tenant: &Arc<Tenant>, users: &[UserId], group: GroupId, duration: Duration) -> f64 {
+    let started = Instant::now();
+    let mut commits = 0u64;
+    let mut pending = std::collections::VecDeque::new();
+    let mut index = 0usize;
+    while started.elapsed() < duration {
+        let user = users[index % users.len()];
+        // The first pass takes users out, the second puts them back, and so on.
+        let command = if (index / users.len()) % 2 == 0 {
+            Command::RemoveMembers {
+                group,
+                members: vec![Member::User(user)],
+            }
+        } else {
+            Command::AddMembers {
+                group,
+                members: vec![Member::User(user)],
+            }
+        };
+        index += 1;
+        if pending.len() >= IN_FLIGHT {
+            let commit: idpsync::engine::tenant::PendingCommit = pending.pop_front().unwrap();
+            commit.committed().await.unwrap();
+            commits += 1;
+        }
+        pending.push_back(tenant.enqueue(command, origin()).await.unwrap());
+    }
+    for commit in pending {
+        commit.committed().await.unwrap();
+        commits += 1;
+    }
+    commits as f64 / started.elapsed().as_secs_f64()
+}
+
+async fn subscribers() {
+    const SUBSCRIBERS: usize = 100;
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Arc::new(idpsync::open(dir.path(), TenantSettings::default()).await.unwrap());
+    let tenant = engine.require_tenant(&TenantId::default_tenant()).unwrap();
+    let (users, group) = populate(&tenant, 20_000).await;
+    let served = serve(&engine, dir.path()).await;
+    let http = reqwest::Client::new();
+    let (mut alone, mut watched) = (Vec::new(), Vec::new());
+    let mut items_per_round = Vec::new();
+    for _ in 0..3 {
+        alone.push(membership_throughput(&tenant, &users, group, Duration::from_secs(5)).await);
+        let counted = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let mut readers = Vec::new();
+        for _ in 0..SUBSCRIBERS {
+            let response = http
+                .get(format!("{}/api/v1/tenants/default/changes", served.origin))
+                .bearer_auth(&served.admin_token)
+                .send()
+                .await
+                .unwrap();
+            let counted = Arc::clone(&counted);
+            readers.push(tokio::spawn(read_sse(response, move |_, _| {
+                counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            })));
+        }
+        watched.push(membership_throughput(&tenant, &users, group, Duration::from_secs(5)).await);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        items_per_round.push(counted.load(std::sync::atomic::Ordering::Relaxed));
+        for reader in readers {
+            reader.abort();
+        }
+    }
+    let (alone_text, watched_text) = (median_and_spread(&mut alone), median_and_spread(&mut watched));
+    println!(
+        "stream/subscribers: durable membership changes, no SSE client: {alone_text}; with {SUBSCRIBERS} SSE clients: {watched_text}; \
+         change: {:+.1} % (medians); items delivered per round to the clients: {items_per_round:?}",
+        (watched[watched.len() / 2] / alone[alone.len() / 2] - 1.0) * 100.0
+    );
+    served.stop().await;
+    engine.shutdown().await;
+}
+
+/// Commits per second of provisioning `count` users then replacing each once.
+async fn personal_throughput(seal: bool, count: usize) -> (f64, f64) {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = TenantSettings {
+        seal_personal: seal,
+        ..TenantSettings::default()
+    };
+    let engine = Arc::new(idpsync::open(dir.path(), settings).await.unwrap());
+    let tenant = engine.require_tenant(&TenantId::default_tenant()).unwrap();
+    let started = Instant::now();
+    let provisions = (0..count)
+        .map(|n| Command::ProvisionUser {
+            owner: Owner::Operator,
+            external_id: None,
+            active: true,
+            profile: profile(n),
+        })
+        .collect();
+    let users: Vec<UserId> = pipeline(&tenant, provisions)
+        .await
+        .into_iter()
+        .map(|outcome| match outcome {
+            Outcome::UserProvisioned(id) => id,
+            other => panic!("unexpected {other:?}"),
+        })
+        .collect();
+    let provisioned = count as f64 / started.elapsed().as_secs_f64();
+    let started = Instant::now();
+    let replacements = users
+        .iter()
+        .enumerate()
+        .map(|(n, user)| {
+            let mut changed = profile(n);
+            changed.display_name = Some(format!("Renamed {n}"));
+            Command::ReplaceUser {
+                user: *user,
+                expected_version: None,
+                external_id: None,
+                active: None,
+                profile: changed,
+            }
+        })
+        .collect();
+    pipeline(&tenant, replacements).await;
+    let replaced = count as f64 / started.elapsed().as_secs_f64();
+    engine.shutdown().await;
+    (provisioned, replaced)
+}
+
+async fn sealing() {
+    const USERS: usize = 30_000;
+    let (mut sealed_provision, mut sealed_replace, mut plain_provision, mut plain_replace) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..3 {
+        let (provision, replace) = personal_throughput(true, USERS).await;
+        sealed_provision.push(provision);
+        sealed_replace.push(replace);
+        let (provision, replace) = personal_throughput(false, USERS).await;
+        plain_provision.push(provision);
+        plain_replace.push(replace);
+    }
+    for (label, sealed, plain) in [
+        ("provision", &mut sealed_provision, &mut plain_provision),
+        ("replace", &mut sealed_replace, &mut plain_replace),
+    ] {
+        let (sealed_text, plain_text) = (median_and_spread(sealed), median_and_spread(plain));
+        println!(
+            "stream/sealing {label} {USERS} users, durable: sealed {sealed_text}; plain {plain_text}; cost {:.1} % (medians)",
+            (1.0 - sealed[sealed.len() / 2] / plain[plain.len() / 2]) * 100.0
+        );
+    }
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; a name filter picks one run.
+    let filter: Option<String> = std::env::args().skip(1).find(|arg| !arg.starts_with("--"));
+    let wanted = |name: &str| filter.as_deref().is_none_or(|f| name.contains(f));
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        if wanted("revocation_latency") {
+            revocation_latency().await;
+        }
+        if wanted("subscribers") {
+            subscribers().await;
+        }
+        if wanted("sealing") {
+            sealing().await;
+        }
+    });
+}
