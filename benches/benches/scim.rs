@@ -1,6 +1,7 @@
-//! SCIM: the filter grammar (parse; compile and evaluate) and PATCH application (a user's
+//! SCIM: the filter grammar (parse; compile and evaluate), PATCH application (a user's
 //! document in Entra's default dialect; a group PATCH of 1,000 member values planned against
-//! a tenant of 100,000 users, and committed through the engine).
+//! a tenant of 100,000 users, and committed through the engine), and reads through the whole
+//! router in process (no socket): what one request costs the server besides the network.
 //!
 //! Run: `cargo bench -p idpsync-benches --bench scim`.
 
@@ -162,5 +163,68 @@ fn group_patch(c: &mut Criterion) {
     runtime.block_on(engine.shutdown());
 }
 
-criterion_group!(benches, grammar, user_patch, group_patch);
+/// A token store in a temporary directory with one SCIM token, and its secret.
+fn token(dir: &std::path::Path) -> (Arc<idpsync::tokens::TokenAuthenticator>, String) {
+    let store = idpsync::tokens::TokenStore::new(dir);
+    let (_, secret) = store
+        .create(&TenantId::default_tenant(), "bench", idpsync::tokens::TokenKind::Scim)
+        .unwrap();
+    (
+        Arc::new(idpsync::tokens::TokenAuthenticator::new(store).unwrap()),
+        secret,
+    )
+}
+
+fn router_reads(c: &mut Criterion) {
+    use tower::ServiceExt;
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (engine, _tenant, users, _group) = runtime.block_on(tenant_with_users(100_000));
+    let engine = Arc::new(engine);
+    let dir = tempfile::tempdir().unwrap();
+    let (authenticator, secret) = token(dir.path());
+    let service = idpsync::server::router(Arc::clone(&engine), authenticator.clone());
+    // The SCIM router alone, without the service's request metrics.
+    let scim_alone = axum::Router::new().nest(
+        idpsync::server::SCIM_MOUNT,
+        idpsync::scim_router(Arc::clone(&engine), authenticator, idpsync::server::SCIM_MOUNT),
+    );
+    let user = users[50_000];
+    let paths = [
+        ("healthz", &service, "/healthz".to_owned()),
+        ("get_user_by_id", &service, format!("/scim/v2/Users/{user}")),
+        (
+            "get_user_by_id_scim_alone",
+            &scim_alone,
+            format!("/scim/v2/Users/{user}"),
+        ),
+        (
+            "filter_user_name",
+            &service,
+            "/scim/v2/Users?filter=userName%20eq%20%22user50000%40example.com%22".to_owned(),
+        ),
+    ];
+    let mut group = c.benchmark_group("scim_router");
+    for (name, router, path) in paths {
+        group.bench_function(name, |b| {
+            b.to_async(&runtime).iter(|| async {
+                let request = axum::http::Request::get(path.as_str())
+                    .header("authorization", format!("Bearer {secret}"))
+                    .header("host", "localhost")
+                    .body(axum::body::Body::empty())
+                    .unwrap();
+                let response = router.clone().oneshot(request).await.unwrap();
+                assert!(response.status().is_success());
+                axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap()
+            })
+        });
+    }
+    group.finish();
+    runtime.block_on(engine.shutdown());
+}
+
+criterion_group!(benches, grammar, user_patch, group_patch, router_reads);
 criterion_main!(benches);
