@@ -9,7 +9,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::extract;
-use axum::http::StatusCode;
 use idpsync_engine::ids::Seq;
 use serde_json::{Map, Value, json};
 
@@ -329,13 +328,12 @@ fn failure(operation: &BulkOperation, error: &Error) -> Value {
     if operation.method != Method::Post {
         answer.insert("location".to_owned(), Value::String(operation.path.clone()));
     }
-    let status = if error.status() == StatusCode::INTERNAL_SERVER_ERROR {
-        tracing::error!(cause = %error, "bulk operation failed");
-        StatusCode::INTERNAL_SERVER_ERROR
-    } else {
-        error.status()
-    };
-    answer.insert("status".to_owned(), Value::String(status.as_u16().to_string()));
+    // The request's middleware sees only the bulk response, so an operation's internal failure
+    // is logged here; its answer, like any 500, says only "internal error".
+    if let Error::Internal(cause) = error {
+        tracing::error!(%cause, method = operation.method.as_str(), path = %operation.path, "bulk operation failed");
+    }
+    answer.insert("status".to_owned(), Value::String(error.status().as_u16().to_string()));
     answer.insert(
         "response".to_owned(),
         serde_json::to_value(error.body()).unwrap_or(Value::Null),
