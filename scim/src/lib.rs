@@ -20,6 +20,26 @@
 //! - [`query`]: list, search, planning, sorting, pagination; [`handlers`]: the endpoints;
 //! - [`auth`]: tokens, tenants and request ids.
 //!
+//! # Connecting a client
+//! `idpsync serve` mounts the router at `/scim/v2` (the first start writes a token for the
+//! `default` tenant to `<data-dir>/bootstrap-token`; `idpsync token create --tenant T --name N`
+//! makes more). Entra ID: *Tenant URL* `https://<host>/scim/v2` (append `?aadOptscim062020`
+//! or not: both PATCH dialects are accepted), *Secret Token* the token. Okta: *SCIM connector
+//! base URL* the same, *Authentication mode* HTTP Header (Bearer), *Unique identifier field*
+//! `userName`; push groups with PATCH. authentik, JumpCloud and OneLogin: the same URL and a
+//! bearer token.
+//!
+//! # Deliberate choices
+//! - A member value naming no user or group of the tenant is skipped (and logged), not refused,
+//!   so that a request carrying real joins and leaves never fails because of it.
+//! - A PATCH naming an attribute the server does not keep is ignored (and logged), so that a
+//!   custom mapping in the IdP cannot block `active=false`.
+//! - A PUT without `active` leaves it as is; a group PUT without `members` leaves them as is.
+//! - Group `members[].display` is returned only when asked for (`attributes=members.display`);
+//!   a group PATCH answers 200 with the group up to 1,000 members, 204 above (RFC 7644 allows
+//!   both), unless the client asks for attributes.
+//! - A filter matching more than `filter.maxResults` resources answers 400 `tooMany`.
+//!
 //! # Architecture invariants
 //! - The only crate that knows SCIM JSON; engine types never reach the wire directly.
 //! - Never touches storage: it hands commands to the engine.
