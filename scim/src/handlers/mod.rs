@@ -1,6 +1,6 @@
-//! The endpoints. Each resource operation is a plain async function over a [`Scope`](crate::auth::Scope) (so that
-//! `/Bulk` runs exactly what the single-resource endpoint runs), wrapped by a thin axum
-//! handler that extracts the request.
+//! The endpoints. Each resource operation is a plain async function over a
+//! [`Scope`](crate::auth::Scope) (so that `/Bulk` runs exactly what the single-resource
+//! endpoint runs), wrapped by a thin axum handler that extracts the request.
 
 pub mod bulk;
 pub mod groups;
