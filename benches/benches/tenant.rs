@@ -187,7 +187,12 @@ fn audit_a_user(c: &mut Criterion, runtime: &tokio::runtime::Runtime, dir: &Path
         bindings.events().len()
     );
     let state = tenant.state();
-    let mut users: Vec<UserId> = state.users().filter(|user| !user.active).map(|user| user.id).take(300).collect();
+    let mut users: Vec<UserId> = state
+        .users()
+        .filter(|user| !user.active)
+        .map(|user| user.id)
+        .take(300)
+        .collect();
     let mut rng = StdRng::seed_from_u64(11);
     let all: Vec<UserId> = state.users().map(|user| user.id).collect();
     while users.len() < 300 {
