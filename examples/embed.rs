@@ -151,7 +151,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         secret: "admin-secret",
         principal: principal(TokenId::new()),
     });
-    let api = idpsync::api::ApiState::new(Arc::clone(&engine), admin_auth, idpsync::api::ApiSettings::default());
+    let api = idpsync::api::ApiState::new(Arc::clone(&engine), admin_auth, idpsync::api::ApiSettings::default())?;
     let app = Router::new()
         .route("/", get(|| async { "the management server's own routes" }))
         .nest(

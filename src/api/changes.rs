@@ -15,10 +15,25 @@
 //! An idle stream sends a comment every heartbeat interval. A slow or disconnected consumer never
 //! slows the writer: it falls behind the engine's broadcast and catches up from the in-memory
 //! ring or the log (see `idpsync_engine::ChangeStream`).
+//!
+//! # What a client costs
+//! Each record is rendered once per process, not once per client: the items of recent records
+//! are kept in a [`RenderCache`] per tenant, which clients at the same position share. The
+//! clients' work (catching up, rendering) runs on the API's own stream runtime, one thread
+//! ([`StreamRuntime`]), so that however many clients there are, they take at most one core and
+//! never queue ahead of the writer's task; the connection only forwards what it is handed.
+//!
+//! Clients that keep up cost little; clients far behind would take every spare cycle to catch
+//! up, and on a small machine those are the writer's. So while the log takes writes fast
+//! ([`BUSY_RECORDS_PER_SECOND`] or more), delivery to all clients together is capped at
+//! [`BUSY_ITEMS_PER_SECOND`] ([`Governor`]); below that rate, clients get everything at once.
 
-use std::collections::VecDeque;
+use std::collections::BTreeMap;
 use std::convert::Infallible;
-use std::sync::Arc;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::HeaderMap;
@@ -27,7 +42,7 @@ use futures_util::Stream;
 use idpsync_engine::{Applied, ChangeStream, Tenant};
 use idpsync_storage::Seq;
 use serde::Deserialize;
-use tokio::sync::watch;
+use tokio::sync::{Notify, mpsc, watch};
 
 use super::auth::TenantAccess;
 use super::error::{ApiError, ApiQuery};
@@ -113,84 +128,297 @@ async fn changes(
     ApiQuery(query): ApiQuery<ChangesQuery>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let position = start(&access.tenant, &headers, query.from)?;
+    let (sender, receiver) = mpsc::channel::<Vec<Event>>(FORWARD_BATCHES);
     let feed = Feed {
         stream: access.tenant.subscribe(position.seq),
+        next: position.seq,
+        cache: state.render_cache(access.tenant.id()),
+        governor: Arc::clone(&state.inner.governor),
         tenant: Arc::clone(&access.tenant),
         skip: position.skip,
-        pending: VecDeque::new(),
-        closing: state.closing(),
         _client: Client::connect(access.tenant.id().as_str()),
     };
-    let stream = futures_util::stream::unfold(feed, |mut feed| async move {
-        let event = feed.next().await?;
-        Some((Ok(event), feed))
-    });
+    state.inner.streams.spawn(feed.run(sender, state.closing()));
+    let stream = futures_util::stream::unfold(
+        (receiver, std::collections::VecDeque::new()),
+        |(mut receiver, mut pending)| async move {
+            if pending.is_empty() {
+                pending.extend(receiver.recv().await?);
+            }
+            let event = pending.pop_front()?;
+            Some((Ok(event), (receiver, pending)))
+        },
+    );
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(state.inner.settings.heartbeat)))
+}
+
+/// Batches of items handed to a connection ahead of what it has written.
+const FORWARD_BATCHES: usize = 4;
+
+/// The most items in one batch: a client behind the others takes what they already rendered
+/// in batches, so that its connection is woken once per batch, not once per item.
+const BATCH_LEN_MAX: usize = 1_024;
+
+/// A write rate (records a second, all tenants) at which the writer counts as busy.
+pub const BUSY_RECORDS_PER_SECOND: u64 = 10_000;
+
+/// Items a second delivered to all clients together while the writer is busy.
+pub const BUSY_ITEMS_PER_SECOND: u64 = 10_000;
+
+/// How often the governor looks at the write rate.
+const GOVERNOR_TICK: Duration = Duration::from_millis(100);
+
+/// Caps change-stream delivery while the writer is busy (see the module docs).
+pub struct Governor {
+    busy: AtomicBool,
+    /// Items that may still be sent in the current tick while busy.
+    allowance: AtomicU64,
+    /// Wakes feeds waiting for allowance at each tick.
+    tick: Notify,
+}
+
+impl Governor {
+    /// Starts watching `engine`'s write rate on `streams`.
+    pub fn start(engine: Arc<idpsync_engine::Engine>, streams: &StreamRuntime) -> Arc<Governor> {
+        let governor = Arc::new(Governor {
+            busy: AtomicBool::new(false),
+            allowance: AtomicU64::new(0),
+            tick: Notify::new(),
+        });
+        let watcher = Arc::downgrade(&governor);
+        streams.spawn(async move {
+            let total = |engine: &idpsync_engine::Engine| engine.heads().iter().map(|(_, seq)| seq.0).sum::<u64>();
+            let mut last = total(&engine);
+            let mut ticker = tokio::time::interval(GOVERNOR_TICK);
+            let per_tick = |rate: u64| rate * GOVERNOR_TICK.as_millis() as u64 / 1_000;
+            loop {
+                ticker.tick().await;
+                let Some(governor) = watcher.upgrade() else { return };
+                let now = total(&engine);
+                governor
+                    .busy
+                    .store(now - last >= per_tick(BUSY_RECORDS_PER_SECOND), Ordering::Relaxed);
+                governor
+                    .allowance
+                    .store(per_tick(BUSY_ITEMS_PER_SECOND), Ordering::Relaxed);
+                governor.tick.notify_waiters();
+                last = now;
+            }
+        });
+        governor
+    }
+
+    /// Waits until `items` may be sent. A batch is admitted whole while any allowance is
+    /// left in the tick, so the cap may be passed by one batch.
+    async fn admit(&self, items: usize) {
+        loop {
+            if !self.busy.load(Ordering::Relaxed) {
+                return;
+            }
+            // Registered before the check, so that a tick between the two is not missed.
+            let next_tick = self.tick.notified();
+            tokio::pin!(next_tick);
+            next_tick.as_mut().enable();
+            let taken = self
+                .allowance
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
+                    (left > 0).then(|| left.saturating_sub(items as u64))
+                });
+            if taken.is_ok() {
+                return;
+            }
+            next_tick.await;
+        }
+    }
+}
+
+/// Records whose rendered items are kept per tenant.
+const RENDERED_MAX: usize = 32_768;
+
+/// The rendered SSE items of a tenant's recent records, shared by its clients.
+#[derive(Default)]
+pub struct RenderCache {
+    // A std mutex: held for a map lookup or insert, never across an await.
+    items: Mutex<BTreeMap<Seq, Arc<[Event]>>>,
+    /// The change stream that clients catching up read through, one at a time, while the
+    /// others wait and then find its work in the cache: a hundred clients behind by the same
+    /// stretch of log read it once, not a hundred times, and the stream keeps its place (and
+    /// its replay state) from one client to the next.
+    catch_up: tokio::sync::Mutex<Option<ChangeStream>>,
+}
+
+impl RenderCache {
+    fn get(&self, seq: Seq) -> Option<Arc<[Event]>> {
+        self.items.lock().unwrap_or_else(|p| p.into_inner()).get(&seq).cloned()
+    }
+
+    fn get_or_render(&self, seq: Seq, render: impl FnOnce() -> Vec<Event>) -> Arc<[Event]> {
+        if let Some(items) = self.get(seq) {
+            return items;
+        }
+        let rendered: Arc<[Event]> = render().into();
+        let mut items = self.items.lock().unwrap_or_else(|p| p.into_inner());
+        items.insert(seq, Arc::clone(&rendered));
+        while items.len() > RENDERED_MAX {
+            items.pop_first();
+        }
+        rendered
+    }
+}
+
+/// The one-thread runtime the change-stream clients' work runs on.
+pub struct StreamRuntime {
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl StreamRuntime {
+    /// Starts the runtime's thread.
+    pub fn start() -> std::io::Result<StreamRuntime> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("idpsync-streams")
+            .enable_all()
+            .build()?;
+        Ok(StreamRuntime { runtime: Some(runtime) })
+    }
+
+    /// Runs `work` on the runtime's thread.
+    pub fn spawn(&self, work: impl Future<Output = ()> + Send + 'static) {
+        if let Some(runtime) = &self.runtime {
+            runtime.spawn(work);
+        }
+    }
+}
+
+impl Drop for StreamRuntime {
+    fn drop(&mut self) {
+        // Dropping a runtime waits for its tasks, which an async context must not do.
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
 }
 
 /// One client's stream: the engine's change stream, cut into SSE items.
 struct Feed {
     stream: ChangeStream,
+    /// The record whose items come next.
+    next: Seq,
+    cache: Arc<RenderCache>,
+    governor: Arc<Governor>,
     tenant: Arc<Tenant>,
     /// Items of the first record still to skip (resuming after one of them).
     skip: usize,
-    pending: VecDeque<Event>,
-    closing: watch::Receiver<bool>,
     _client: Client,
 }
 
 impl Feed {
-    /// The next SSE item; `None` ends the stream (the service is stopping, or the log failed).
-    async fn next(&mut self) -> Option<Event> {
+    /// Hands items to the connection until it goes away, the service stops, or the log fails.
+    async fn run(mut self, sender: mpsc::Sender<Vec<Event>>, mut closing: watch::Receiver<bool>) {
         loop {
-            if let Some(event) = self.pending.pop_front() {
-                return Some(event);
+            if *closing.borrow() {
+                return;
             }
-            if *self.closing.borrow() {
-                return None;
+            // A client that went away stops its work at once, not at its next item: a feed
+            // catching up from the log would otherwise go on reading for nobody. Reading and
+            // rendering wait for the governor too, as delivering does.
+            tokio::select! {
+                _ = self.governor.admit(1) => {}
+                _ = closing.changed() => return,
+                _ = sender.closed() => return,
             }
-            let applied = tokio::select! {
-                applied = self.stream.next() => applied,
-                _ = self.closing.changed() => return None,
+            let items = tokio::select! {
+                items = self.next_record() => items,
+                _ = closing.changed() => return,
+                _ = sender.closed() => return,
             };
-            match applied {
-                Ok(applied) => self.render(&applied),
-                Err(error) => {
-                    tracing::warn!(tenant = %self.tenant.id(), %error, "change stream ended");
-                    return None;
-                }
+            let Some(items) = items else { return };
+            let skip = std::mem::take(&mut self.skip);
+            let mut batch: Vec<Event> = items.iter().skip(skip).cloned().collect();
+            while batch.len() < BATCH_LEN_MAX
+                && let Some(more) = self.cache.get(self.next)
+            {
+                self.next = self.next.next();
+                batch.extend(more.iter().cloned());
+            }
+            if batch.is_empty() {
+                continue;
+            }
+            tokio::select! {
+                _ = self.governor.admit(batch.len()) => {}
+                _ = closing.changed() => return,
+                _ = sender.closed() => return,
+            }
+            if sender.send(batch).await.is_err() {
+                return;
             }
         }
     }
 
-    fn render(&mut self, applied: &Applied) {
-        let seq = applied.event.seq;
-        let present = self.tenant.state();
-        let keyring = self.tenant.keyring();
-        let skip = std::mem::take(&mut self.skip);
-        if skip == 0 {
-            let data = logged_event_json(&applied.event, &applied.chain, &**keyring);
-            self.pending.push_back(
-                Event::default()
-                    .id(item_id(seq, 0))
-                    .event("event")
-                    .data(data.to_string()),
-            );
+    /// The items of record `next`: from the shared cache, or from a change stream (rendered
+    /// once for everyone). Records already in the log are read through the tenant's shared
+    /// catch-up stream; a client waiting for the next record waits on its own.
+    async fn next_record(&mut self) -> Option<Arc<[Event]>> {
+        if let Some(items) = self.cache.get(self.next) {
+            self.next = self.next.next();
+            return Some(items);
         }
-        for (offset, change) in applied.access.iter().enumerate() {
-            let index = offset + 1;
-            if index < skip {
-                continue;
+        let cache = Arc::clone(&self.cache);
+        let applied = if self.next <= self.tenant.state().seq() {
+            let mut shared = cache.catch_up.lock().await;
+            if let Some(items) = self.cache.get(self.next) {
+                self.next = self.next.next();
+                return Some(items);
             }
-            let data = access_change_json(&present, change, index);
-            self.pending.push_back(
-                Event::default()
-                    .id(item_id(seq, index))
-                    .event(access_event_name(change))
-                    .data(data.to_string()),
-            );
-        }
+            let stream = shared.get_or_insert_with(|| self.tenant.subscribe(self.next));
+            if stream.position() != self.next {
+                *stream = self.tenant.subscribe(self.next);
+            }
+            stream.next().await
+        } else {
+            if self.stream.position() != self.next {
+                self.stream = self.tenant.subscribe(self.next);
+            }
+            self.stream.next().await
+        };
+        let applied = match applied {
+            Ok(applied) => applied,
+            Err(error) => {
+                tracing::warn!(tenant = %self.tenant.id(), %error, "change stream ended");
+                return None;
+            }
+        };
+        self.next = applied.event.seq.next();
+        Some(
+            self.cache
+                .get_or_render(applied.event.seq, || render(&self.tenant, &applied)),
+        )
     }
+}
+
+/// The SSE items of one applied record: its event, then its access changes.
+fn render(tenant: &Tenant, applied: &Applied) -> Vec<Event> {
+    let seq = applied.event.seq;
+    let present = tenant.state();
+    let mut items = Vec::with_capacity(1 + applied.access.len());
+    let data = logged_event_json(&applied.event, &applied.chain, &**tenant.keyring());
+    items.push(
+        Event::default()
+            .id(item_id(seq, 0))
+            .event("event")
+            .data(data.to_string()),
+    );
+    for (offset, change) in applied.access.iter().enumerate() {
+        let index = offset + 1;
+        let data = access_change_json(&present, change, index);
+        items.push(
+            Event::default()
+                .id(item_id(seq, index))
+                .event(access_event_name(change))
+                .data(data.to_string()),
+        );
+    }
+    items
 }
 
 /// Counts connected SSE clients in `idpsync_api_sse_clients{tenant}` while it lives.

@@ -85,21 +85,37 @@ struct Inner {
     closing: watch::Sender<bool>,
     /// Each tenant's binding changes, for audits.
     binding_logs: BindingLogs,
+    /// Each tenant's rendered change-stream items, shared by its clients.
+    render_caches: std::sync::Mutex<std::collections::HashMap<idpsync_storage::TenantId, Arc<changes::RenderCache>>>,
+    /// Caps change-stream delivery while the writer is busy.
+    governor: Arc<changes::Governor>,
+    /// Where the change-stream clients' work runs.
+    streams: changes::StreamRuntime,
 }
 
 impl ApiState {
     /// The API over `engine`, admitting the tokens `authenticator` accepts (for the service:
-    /// [`crate::tokens::TokenAuthenticator::admin`]).
-    pub fn new(engine: Arc<Engine>, authenticator: Arc<dyn Authenticator>, settings: ApiSettings) -> ApiState {
-        ApiState {
+    /// [`crate::tokens::TokenAuthenticator::admin`]). Starts the thread the change streams run
+    /// on; fails only if the thread cannot be started.
+    pub fn new(
+        engine: Arc<Engine>,
+        authenticator: Arc<dyn Authenticator>,
+        settings: ApiSettings,
+    ) -> std::io::Result<ApiState> {
+        let streams = changes::StreamRuntime::start()?;
+        let governor = changes::Governor::start(Arc::clone(&engine), &streams);
+        Ok(ApiState {
             inner: Arc::new(Inner {
                 engine,
                 authenticator,
                 settings,
                 closing: watch::channel(false).0,
                 binding_logs: BindingLogs::default(),
+                render_caches: std::sync::Mutex::default(),
+                governor,
+                streams,
             }),
-        }
+        })
     }
 
     /// Ends every change stream: call it when the service begins to stop.
@@ -109,6 +125,17 @@ impl ApiState {
 
     fn closing(&self) -> watch::Receiver<bool> {
         self.inner.closing.subscribe()
+    }
+
+    fn render_cache(&self, tenant: &idpsync_storage::TenantId) -> Arc<changes::RenderCache> {
+        Arc::clone(
+            self.inner
+                .render_caches
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .entry(tenant.clone())
+                .or_default(),
+        )
     }
 }
 

@@ -75,7 +75,8 @@ pub(crate) async fn run(context: &Context, args: ServeArgs) -> anyhow::Result<()
             tokens: Some(token_store),
             ..idpsync::api::ApiSettings::default()
         },
-    );
+    )
+    .context("starting the change streams' thread")?;
     let key = idpsync::checkpoint::key::load_or_create(&context.data_dir)?;
     let signer = idpsync::checkpoint::signer::CheckpointSigner::start(
         Arc::clone(&engine),

@@ -39,7 +39,8 @@ impl Service {
                     heartbeat: Duration::from_millis(200),
                     ..ApiSettings::default()
                 },
-            );
+            )
+            .unwrap();
             let scim = Arc::new(TokenAuthenticator::new(tokens.clone()).unwrap());
             let router = idpsync::server::service(engine, scim, api.clone(), metrics);
             (router, Box::new(move || api.close_streams()))
