@@ -51,8 +51,10 @@ fn storage_group_commit(c: &mut Criterion) {
                     for tenant in tenants {
                         let store = Arc::clone(&store);
                         tasks.push(tokio::spawn(async move {
+                            // A writer knows where its log stands from its last append, as the
+                            // engine's writer does; the head is read once.
+                            let mut head = store.head(&tenant).await.unwrap();
                             for _ in 0..rounds {
-                                let head = store.head(&tenant).await.unwrap();
                                 let records = (0..events)
                                     .map(|_| NewRecord {
                                         recorded_at: Timestamp::now().max(head.recorded_at),
@@ -61,7 +63,7 @@ fn storage_group_commit(c: &mut Criterion) {
                                         payload: vec![7; PAYLOAD_LEN],
                                     })
                                     .collect();
-                                store
+                                head = store
                                     .append(AppendBatch {
                                         tenant: tenant.clone(),
                                         first_seq: head.seq.next(),
@@ -69,7 +71,8 @@ fn storage_group_commit(c: &mut Criterion) {
                                         secrets: Vec::new(),
                                     })
                                     .await
-                                    .unwrap();
+                                    .unwrap()
+                                    .head;
                             }
                         }));
                     }

@@ -6,11 +6,13 @@ mod common;
 use std::sync::Arc;
 
 use common::{origin, provision};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use async_trait::async_trait;
+use idpsync_engine::ids::Member;
+use idpsync_engine::model::Owner;
 use idpsync_engine::verify::verify_tenant;
-use idpsync_engine::{Engine, EngineError, SubmitError, TenantSettings};
+use idpsync_engine::{Command, Engine, EngineError, Outcome, SubmitError, TenantSettings};
 use idpsync_storage::{
     AppendBatch, Appended, Head, LogStore, MemoryStore, Record, SecretId, Seq, SnapshotInfo, StoreError,
     StoredSnapshot, TenantId,
@@ -25,6 +27,10 @@ struct FaultyStore {
     tamper_seq: std::sync::Mutex<Option<Seq>>,
     /// Pretend there are no snapshots, so that start-up replays the whole log.
     hide_snapshots: AtomicBool,
+    /// Appends wait for this lock, so that a test can keep one in flight.
+    gate: tokio::sync::Mutex<()>,
+    /// Appends waiting at the gate.
+    waiting: AtomicUsize,
 }
 
 #[async_trait]
@@ -39,6 +45,9 @@ impl LogStore for FaultyStore {
         self.inner.head(tenant).await
     }
     async fn append(&self, batch: AppendBatch) -> Result<Appended, StoreError> {
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        drop(self.gate.lock().await);
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
         if self.fail_appends.load(Ordering::SeqCst) {
             return Err(StoreError::backend(
                 "writing the log",
@@ -105,6 +114,62 @@ async fn a_failed_append_writes_nothing_and_the_engine_goes_on() {
         .await
         .unwrap();
     assert_eq!(report.records, 2);
+    engine.shutdown().await;
+}
+
+/// The writer decides the next batch while one is in flight. When the one in flight fails, the
+/// batch decided on top of it must fail too: nothing of either is visible or logged, and the log
+/// goes on without a gap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_append_also_fails_the_batch_decided_on_top_of_it() {
+    let store = Arc::new(FaultyStore::default());
+    let engine = Engine::open(store.clone(), TenantSettings::default()).await.unwrap();
+    let tenant = engine.require_tenant(&TenantId::default_tenant()).unwrap();
+    let Outcome::UserProvisioned(alice) = tenant.execute(provision("alice"), origin()).await.unwrap().outcome else {
+        panic!("alice provisioned")
+    };
+
+    let gate = store.gate.lock().await;
+    let create = Command::CreateGroup {
+        owner: Owner::Scim,
+        external_id: None,
+        display_name: "vpn".into(),
+        members: vec![],
+    };
+    let first = tenant.enqueue(create, origin()).await.unwrap();
+    while store.waiting.load(Ordering::SeqCst) == 0 {
+        tokio::task::yield_now().await;
+    }
+    // Decided against the state with the group, which is not durable yet.
+    let group = tenant.state().groups().count();
+    assert_eq!(group, 0, "nothing in flight is published");
+    let bob = tenant.enqueue(provision("bob"), origin()).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    store.fail_appends.store(true, Ordering::SeqCst);
+    drop(gate);
+
+    let failed = first.committed().await;
+    assert!(matches!(failed, Err(SubmitError::Storage(_))), "{failed:?}");
+    let failed = bob.committed().await;
+    assert!(matches!(failed, Err(SubmitError::Storage(_))), "{failed:?}");
+    assert_eq!(tenant.state().seq(), Seq(1));
+    assert!(tenant.state().user_by_name("bob").is_none());
+    assert_eq!(tenant.state().groups().count(), 0);
+
+    store.fail_appends.store(false, Ordering::SeqCst);
+    tenant.execute(provision("bob"), origin()).await.unwrap();
+    let create = Command::CreateGroup {
+        owner: Owner::Scim,
+        external_id: None,
+        display_name: "vpn".into(),
+        members: vec![Member::User(alice)],
+    };
+    tenant.execute(create, origin()).await.unwrap();
+    assert_eq!(tenant.state().seq(), Seq(4), "user, group, membership after alice");
+    let report = verify_tenant(&(store.clone() as Arc<dyn LogStore>), &TenantId::default_tenant())
+        .await
+        .unwrap();
+    assert_eq!(report.records, 4);
     engine.shutdown().await;
 }
 

@@ -6,11 +6,21 @@
 //! the change stream and answer the callers; if the append fails, it drops the speculative
 //! state and every caller of the batch gets the error. A rejected command is answered at once
 //! and leaves nothing in the batch.
+//!
+//! The writer is pipelined one batch deep: while a batch's append waits for the disk, it decides
+//! the next batch on top of the first one's speculative state, and appends it as soon as the
+//! first is durable. Deciding thus overlaps the flush instead of adding to it. The next batch is
+//! answered and published only after its own append, so nothing is visible or acknowledged
+//! before it is durable; if the first append fails, the next batch, decided on top of it, fails
+//! with it. Jobs that depend on what a commit leaves outside the state (held syncs, destroyed
+//! keys, snapshots, shutdown) wait until nothing is in flight.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use idpsync_storage::{AppendBatch, EventId, Hash32, NewRecord, Seq, SnapshotInfo, StoredSnapshot, Timestamp};
+use idpsync_storage::{
+    AppendBatch, Appended, EventId, Hash32, NewRecord, Seq, SnapshotInfo, StoreError, StoredSnapshot, Timestamp,
+};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
@@ -60,8 +70,16 @@ pub(crate) fn start(
         state,
         last_snapshot,
         snapshot_task: None,
+        in_flight: None,
+        next: None,
     };
-    tokio::spawn(writer.run());
+    tokio::spawn(async move {
+        // Whoever asked for the shutdown hears of it only once the writer, and with it its hold
+        // on the store, is gone: the log can be reopened at once.
+        if let Some(done) = writer.run().await {
+            let _ = done.send(());
+        }
+    });
     tenant
 }
 
@@ -73,11 +91,33 @@ struct Writer {
     last_snapshot: Seq,
     last_checkpoint: Seq,
     snapshot_task: Option<JoinHandle<()>>,
+    /// The batch whose append is on its way to the disk.
+    in_flight: Option<InFlight>,
+    /// The batch being decided on top of it, appended once it is durable.
+    next: Option<Batch>,
+}
+
+/// A batch whose append was handed to the store.
+struct InFlight {
+    batch: Batch,
+    /// `None` when the batch has no records (every command in it was a no-op): it still waits
+    /// its turn, so that its answers follow the commits they were decided on.
+    append: Option<JoinHandle<Result<Appended, StoreError>>>,
+}
+
+/// Whether the writer goes on after a round of jobs.
+enum Flow {
+    Continue,
+    /// Shut down; answer the sender once the writer is dropped.
+    Stop(oneshot::Sender<()>),
 }
 
 /// What one round of the writer has decided and not yet committed.
 struct Batch {
+    /// The state the batch was decided on; restored if its append fails.
     base: State,
+    /// The state after the batch: what is published once it is durable.
+    after: State,
     records: Vec<NewRecord>,
     applied: Vec<Applied>,
     effects: Vec<Effects>,
@@ -90,73 +130,182 @@ struct Batch {
     holds_cleared: Vec<IntegrationName>,
 }
 
+impl Batch {
+    fn new(base: State) -> Batch {
+        Batch {
+            after: base.clone(),
+            base,
+            records: Vec::new(),
+            applied: Vec::new(),
+            effects: Vec::new(),
+            new_keys: HashMap::new(),
+            erased: Vec::new(),
+            replies: Vec::new(),
+            holds_set: Vec::new(),
+            holds_cleared: Vec::new(),
+        }
+    }
+}
+
+impl Job {
+    /// Whether the job must see every earlier commit finished, not just its state: held syncs
+    /// and destroyed keys change outside the state when a batch commits; snapshots and shutdown
+    /// write what is durable.
+    fn needs_quiet(&self) -> bool {
+        match self {
+            Job::Command { command, .. } => command_needs_quiet(command),
+            Job::ConfirmHeld { .. } | Job::Snapshot { .. } | Job::Shutdown { .. } => true,
+        }
+    }
+}
+
+fn command_needs_quiet(command: &Command) -> bool {
+    match command {
+        Command::Reconcile { .. } | Command::EraseUser { .. } => true,
+        Command::Atomic(commands) => commands.iter().any(command_needs_quiet),
+        _ => false,
+    }
+}
+
 impl Writer {
-    async fn run(mut self) {
+    /// Runs until the queue closes or a shutdown; returns the shutdown's answer, to be sent once
+    /// the writer is dropped.
+    async fn run(mut self) -> Option<oneshot::Sender<()>> {
         let batch_max = self.tenant.settings.commands_per_batch_max;
-        while let Some(first) = self.receiver.recv().await {
-            let mut jobs = vec![first];
-            while jobs.len() < batch_max {
-                match self.receiver.try_recv() {
-                    Ok(job) => jobs.push(job),
-                    Err(_) => break,
-                }
+        let mut open = true;
+        loop {
+            // Nothing waits behind an empty pipeline.
+            self.submit_next();
+            let room = self.next.as_ref().is_none_or(|next| next.replies.len() < batch_max);
+            if !open && self.in_flight.is_none() {
+                break;
             }
-            let mut batch = Batch {
-                base: self.state.clone(),
-                records: Vec::new(),
-                applied: Vec::new(),
-                effects: Vec::new(),
-                new_keys: HashMap::new(),
-                erased: Vec::new(),
-                replies: Vec::new(),
-                holds_set: Vec::new(),
-                holds_cleared: Vec::new(),
-            };
-            let mut shutdown = None;
-            let mut snapshot_requests = Vec::new();
-            for job in jobs {
-                match job {
-                    Job::Command { command, origin, reply } => self.decide_one(&mut batch, *command, &origin, reply),
-                    Job::ConfirmHeld { integration, reply } => {
-                        let held = self
-                            .tenant
-                            .holds
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .get(&integration)
-                            .cloned();
-                        match held {
-                            None => {
-                                let _ = reply.send(Err(SubmitError::Rejected(Rejection::Invalid {
-                                    field: "integration".to_owned(),
-                                    reason: format!("integration {integration} has no held sync"),
-                                })));
-                            }
-                            Some(held) => {
-                                let origin = Origin::integration(integration, held.snapshot.run);
-                                let command = Command::Reconcile {
-                                    snapshot: Box::new((*held.snapshot).clone()),
-                                    guard: Guard::Confirmed,
-                                };
-                                self.decide_one(&mut batch, command, &origin, reply);
+            tokio::select! {
+                biased;
+                result = wait_for(&mut self.in_flight), if self.in_flight.is_some() => {
+                    let batch = self.in_flight.take().expect("polled only when in flight").batch;
+                    self.finish(batch, result).await;
+                }
+                job = self.receiver.recv(), if open && room => match job {
+                    None => open = false,
+                    Some(first) => {
+                        let mut jobs = vec![first];
+                        while jobs.len() < batch_max {
+                            match self.receiver.try_recv() {
+                                Ok(job) => jobs.push(job),
+                                Err(_) => break,
                             }
                         }
+                        if let Flow::Stop(done) = self.take(jobs).await {
+                            return Some(done);
+                        }
                     }
-                    Job::Snapshot { reply } => snapshot_requests.push(reply),
-                    Job::Shutdown { done } => shutdown = Some(done),
-                }
-            }
-            self.commit(batch).await;
-            for reply in snapshot_requests {
-                let _ = reply.send(self.snapshot_now().await);
-            }
-            if let Some(done) = shutdown {
-                self.write_final_snapshot().await;
-                let _ = done.send(());
-                return;
+                },
             }
         }
         self.write_final_snapshot().await;
+        None
+    }
+
+    /// Decides a round of jobs into the next batch.
+    async fn take(&mut self, jobs: Vec<Job>) -> Flow {
+        for job in jobs {
+            if job.needs_quiet() {
+                self.drain().await;
+            }
+            match job {
+                Job::Command { command, origin, reply } => {
+                    let mut batch = self.next.take().unwrap_or_else(|| Batch::new(self.state.clone()));
+                    self.decide_one(&mut batch, *command, &origin, reply);
+                    self.next = Some(batch);
+                }
+                Job::ConfirmHeld { integration, reply } => self.confirm_held(integration, reply),
+                Job::Snapshot { reply } => {
+                    let _ = reply.send(self.snapshot_now().await);
+                }
+                Job::Shutdown { done } => {
+                    self.write_final_snapshot().await;
+                    return Flow::Stop(done);
+                }
+            }
+        }
+        Flow::Continue
+    }
+
+    fn confirm_held(&mut self, integration: IntegrationName, reply: oneshot::Sender<Result<Committed, SubmitError>>) {
+        let held = self
+            .tenant
+            .holds
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&integration)
+            .cloned();
+        match held {
+            None => {
+                let _ = reply.send(Err(SubmitError::Rejected(Rejection::Invalid {
+                    field: "integration".to_owned(),
+                    reason: format!("integration {integration} has no held sync"),
+                })));
+            }
+            Some(held) => {
+                let origin = Origin::integration(integration, held.snapshot.run);
+                let command = Command::Reconcile {
+                    snapshot: Box::new((*held.snapshot).clone()),
+                    guard: Guard::Confirmed,
+                };
+                let mut batch = self.next.take().unwrap_or_else(|| Batch::new(self.state.clone()));
+                self.decide_one(&mut batch, command, &origin, reply);
+                self.next = Some(batch);
+            }
+        }
+    }
+
+    /// Commits everything decided so far and waits until nothing is in flight.
+    async fn drain(&mut self) {
+        loop {
+            if self.in_flight.is_none() {
+                self.submit_next();
+            }
+            let Some(mut in_flight) = self.in_flight.take() else {
+                return;
+            };
+            let result = wait_for_batch(&mut in_flight).await;
+            self.finish(in_flight.batch, result).await;
+        }
+    }
+
+    /// Hands the next batch's records to the store, if there is a next batch and nothing else
+    /// is in flight.
+    fn submit_next(&mut self) {
+        if self.in_flight.is_some() {
+            return;
+        }
+        let Some(mut batch) = self.next.take() else {
+            return;
+        };
+        batch.after = self.state.clone();
+        let append = (!batch.records.is_empty()).then(|| {
+            let append = AppendBatch {
+                tenant: self.tenant.id.clone(),
+                first_seq: batch.base.seq().next(),
+                records: std::mem::take(&mut batch.records),
+                secrets: batch.new_keys.iter().map(|(user, key)| key.to_secret(*user)).collect(),
+            };
+            let store = Arc::clone(&self.tenant.store);
+            let tenant_label = self.tenant.id.to_string();
+            tokio::spawn(async move {
+                let records = append.records.len() as u64;
+                let started = std::time::Instant::now();
+                let result = store.append(append).await;
+                metrics::histogram!("idpsync_append_seconds", "tenant" => tenant_label.clone())
+                    .record(started.elapsed());
+                if result.is_ok() {
+                    metrics::counter!("idpsync_events_appended_total", "tenant" => tenant_label).increment(records);
+                }
+                result
+            })
+        });
+        self.in_flight = Some(InFlight { batch, append });
     }
 
     fn decide_one(
@@ -224,7 +373,14 @@ impl Writer {
         }
         let Envelope { source, cause, event } = envelope;
         let mut sealed_for = |user: UserId, profile: &UserProfile| {
-            let key = match self.tenant.keyring.key(user) {
+            // A user first sealed in the batch in flight has a key that is not in the keyring
+            // until that batch is durable.
+            let in_flight = self
+                .in_flight
+                .as_ref()
+                .and_then(|f| f.batch.new_keys.get(&user))
+                .cloned();
+            let key = match self.tenant.keyring.key(user).or(in_flight) {
                 Some(key) => key,
                 None => batch.new_keys.entry(user).or_insert_with(UserKey::generate).clone(),
             };
@@ -302,39 +458,35 @@ impl Writer {
         });
     }
 
-    async fn commit(&mut self, mut batch: Batch) {
-        if !batch.records.is_empty() {
-            let append = AppendBatch {
-                tenant: self.tenant.id.clone(),
-                first_seq: batch.base.seq().next(),
-                records: std::mem::take(&mut batch.records),
-                secrets: batch.new_keys.iter().map(|(user, key)| key.to_secret(*user)).collect(),
-            };
-            let records = append.records.len() as u64;
-            let started = std::time::Instant::now();
-            let result = self.tenant.store.append(append).await;
-            let tenant_label = self.tenant.id.to_string();
-            metrics::histogram!("idpsync_append_seconds", "tenant" => tenant_label.clone()).record(started.elapsed());
-            match result {
-                Ok(appended) => {
-                    metrics::counter!("idpsync_events_appended_total", "tenant" => tenant_label).increment(records);
+    /// Completes a batch whose append has answered: on success makes it visible and answers its
+    /// callers; on failure restores the state it was decided on and fails its callers, and the
+    /// next batch's, which was decided on top of it.
+    async fn finish(&mut self, mut batch: Batch, result: Result<Option<Appended>, StoreError>) {
+        match result {
+            Ok(appended) => {
+                if let Some(appended) = appended {
                     for (applied, chain) in batch.applied.iter_mut().zip(appended.chains) {
                         applied.chain = chain;
                     }
                 }
-                Err(error) => {
-                    tracing::error!(tenant = %self.tenant.id, %error, "append failed; the batch is rejected");
-                    self.state = batch.base;
-                    let error = Arc::new(error);
-                    for (reply, _) in batch.replies {
-                        let _ = reply.send(Err(SubmitError::Storage(Arc::clone(&error))));
-                    }
-                    return;
+            }
+            Err(error) => {
+                tracing::error!(tenant = %self.tenant.id, %error, "append failed; the batch is rejected");
+                self.state = batch.base;
+                let error = Arc::new(error);
+                let next = self.next.take();
+                let replies = batch
+                    .replies
+                    .into_iter()
+                    .chain(next.into_iter().flat_map(|next| next.replies));
+                for (reply, _) in replies {
+                    let _ = reply.send(Err(SubmitError::Storage(Arc::clone(&error))));
                 }
+                return;
             }
         }
         self.tenant.keyring.insert_all(batch.new_keys);
-        self.publish(batch.applied, batch.effects);
+        self.publish(batch.applied, batch.effects, batch.after);
         for user in batch.erased {
             destroy_key(&self.tenant, user).await;
         }
@@ -354,7 +506,7 @@ impl Writer {
     /// Makes the committed state and events visible: the history index first, then the state,
     /// then the feed, so that whoever sees a state finds the history up to it, and a consumer
     /// that hears of an event can already read the state that includes it.
-    fn publish(&mut self, applied: Vec<Applied>, effects: Vec<Effects>) {
+    fn publish(&mut self, applied: Vec<Applied>, effects: Vec<Effects>, after: State) {
         if applied.is_empty() {
             return;
         }
@@ -365,7 +517,7 @@ impl Writer {
                 history.record(each.event.seq, each.event.recorded_at, effects);
             }
         }
-        self.tenant.published.store(Arc::new(self.state.clone()));
+        self.tenant.published.store(Arc::new(after.clone()));
         metrics::gauge!("idpsync_change_stream_subscribers", "tenant" => self.tenant.id.to_string())
             .set(self.tenant.feed.receiver_count() as f64);
         {
@@ -380,18 +532,18 @@ impl Writer {
                 recent.pop_front();
             }
         }
-        if self.state.seq().0 - self.last_checkpoint.0 >= settings.checkpoint_every {
-            self.last_checkpoint = self.state.seq();
+        if after.seq().0 - self.last_checkpoint.0 >= settings.checkpoint_every {
+            self.last_checkpoint = after.seq();
             let mut checkpoints = self.tenant.checkpoints.lock().unwrap_or_else(|p| p.into_inner());
-            checkpoints.insert(self.state.seq(), self.state.clone());
+            checkpoints.insert(after.seq(), after.clone());
             while checkpoints.len() > settings.checkpoints_max {
                 checkpoints.pop_first();
             }
         }
         let snapshot_running = self.snapshot_task.as_ref().is_some_and(|task| !task.is_finished());
-        if self.state.seq().0 - self.last_snapshot.0 >= settings.snapshot_every && !snapshot_running {
-            self.last_snapshot = self.state.seq();
-            let state = self.state.clone();
+        if after.seq().0 - self.last_snapshot.0 >= settings.snapshot_every && !snapshot_running {
+            self.last_snapshot = after.seq();
+            let state = after;
             let tenant = Arc::clone(&self.tenant);
             self.snapshot_task = Some(tokio::spawn(async move {
                 if let Err(error) = write_snapshot(&tenant, state).await {
@@ -477,4 +629,22 @@ async fn write_snapshot(tenant: &Arc<Tenant>, state: State) -> Result<SnapshotIn
     tenant.store.put_snapshot(&tenant.id, snapshot).await?;
     tracing::info!(tenant = %tenant.id, %seq, bytes = len, elapsed_ms = started.elapsed().as_millis() as u64, "snapshot stored");
     Ok(info)
+}
+
+/// Waits for the in-flight batch's append; polled only while there is one.
+async fn wait_for(in_flight: &mut Option<InFlight>) -> Result<Option<Appended>, StoreError> {
+    match in_flight {
+        Some(in_flight) => wait_for_batch(in_flight).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn wait_for_batch(in_flight: &mut InFlight) -> Result<Option<Appended>, StoreError> {
+    match &mut in_flight.append {
+        None => Ok(None),
+        Some(append) => match append.await {
+            Ok(result) => result.map(Some),
+            Err(panicked) => Err(StoreError::backend("appending to the log", panicked)),
+        },
+    }
 }
