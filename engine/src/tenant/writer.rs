@@ -220,9 +220,7 @@ impl Writer {
                     self.next = Some(batch);
                 }
                 Job::ConfirmHeld { integration, reply } => self.confirm_held(integration, reply),
-                Job::Snapshot { reply } => {
-                    let _ = reply.send(self.snapshot_now().await);
-                }
+                Job::Snapshot { reply } => self.snapshot_now(reply),
                 Job::Shutdown { done } => {
                     self.write_final_snapshot().await;
                     return Flow::Stop(done);
@@ -553,26 +551,28 @@ impl Writer {
         }
     }
 
-    /// A snapshot at the current head: the one already stored there, or a new one.
-    async fn snapshot_now(&mut self) -> Result<SnapshotInfo, SubmitError> {
-        if let Some(task) = self.snapshot_task.take() {
-            let _ = task.await;
-        }
-        let seq = self.state.seq();
-        let stored = self
-            .tenant
-            .store
-            .snapshots(&self.tenant.id)
-            .await
-            .map_err(|e| SubmitError::Storage(Arc::new(e)))?;
-        if let Some(existing) = stored.into_iter().find(|info| info.seq == seq) {
-            return Ok(existing);
-        }
-        let info = write_snapshot(&self.tenant, self.state.clone())
-            .await
-            .map_err(|e| SubmitError::Storage(Arc::new(e)))?;
+    /// A snapshot at the current head (nothing is in flight: the head is durable): the one
+    /// already stored there, or a new one. It is written in the background, after any snapshot
+    /// still being written, so the writer goes on meanwhile; `reply` gets it once it is stored.
+    fn snapshot_now(&mut self, reply: oneshot::Sender<Result<SnapshotInfo, SubmitError>>) {
+        let state = self.state.clone();
+        let seq = state.seq();
         self.last_snapshot = seq;
-        Ok(info)
+        let tenant = Arc::clone(&self.tenant);
+        let previous = self.snapshot_task.take();
+        self.snapshot_task = Some(tokio::spawn(async move {
+            if let Some(previous) = previous {
+                let _ = previous.await;
+            }
+            let stored = async {
+                let existing = tenant.store.snapshots(&tenant.id).await?;
+                match existing.into_iter().find(|info| info.seq == seq) {
+                    Some(existing) => Ok(existing),
+                    None => write_snapshot(&tenant, state).await,
+                }
+            };
+            let _ = reply.send(stored.await.map_err(|e| SubmitError::Storage(Arc::new(e))));
+        }));
     }
 
     async fn write_final_snapshot(&mut self) {

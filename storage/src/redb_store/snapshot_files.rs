@@ -31,6 +31,9 @@ fn corrupt(tenant: &TenantId, seq: Seq, reason: impl Into<String>) -> StoreError
     }
 }
 
+/// How much of a snapshot is written between two flushes.
+const FLUSH_BYTES: usize = 2 * 1024 * 1024;
+
 pub(super) fn write(dir: &Path, tenant: &TenantId, snapshot: &StoredSnapshot) -> Result<(), StoreError> {
     let context = "writing a snapshot";
     let tenant_dir = tenant_dir(dir, tenant);
@@ -44,8 +47,12 @@ pub(super) fn write(dir: &Path, tenant: &TenantId, snapshot: &StoredSnapshot) ->
     header.extend_from_slice(&snapshot.state_hash.0);
     header.extend_from_slice(&(snapshot.bytes.len() as u64).to_le_bytes());
     file.write_all(&header).map_err(|e| StoreError::backend(context, e))?;
-    file.write_all(&snapshot.bytes)
-        .map_err(|e| StoreError::backend(context, e))?;
+    // Flushed a slice at a time: the log's commits share the file system's journal with this
+    // file, and one flush of tens of megabytes would hold each of them back until it is done.
+    for slice in snapshot.bytes.chunks(FLUSH_BYTES) {
+        file.write_all(slice).map_err(|e| StoreError::backend(context, e))?;
+        file.sync_data().map_err(|e| StoreError::backend(context, e))?;
+    }
     file.sync_all().map_err(|e| StoreError::backend(context, e))?;
     drop(file);
     fs::rename(&temporary, &path).map_err(|e| StoreError::backend(context, e))?;
