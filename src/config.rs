@@ -97,6 +97,8 @@ pub enum LogFormat {
 pub struct EngineConfig {
     /// Store a snapshot every this many records.
     pub snapshot_every: u64,
+    /// Keep at most this many stored snapshots per tenant, spread over the log.
+    pub snapshots_kept: usize,
     /// Keep an in-memory checkpoint every this many records.
     pub checkpoint_every: u64,
     /// Keep at most this many in-memory checkpoints.
@@ -123,6 +125,7 @@ impl Default for EngineConfig {
         let defaults = TenantSettings::default();
         EngineConfig {
             snapshot_every: defaults.snapshot_every,
+            snapshots_kept: defaults.snapshots_kept,
             checkpoint_every: defaults.checkpoint_every,
             checkpoints_max: defaults.checkpoints_max,
             hold_above_percent: f64::from(defaults.policy.hold_above_permille) / 10.0,
@@ -199,6 +202,9 @@ impl Config {
         if config.checkpoints.every.is_zero() {
             return Err("checkpoints.every must be longer than zero".to_owned());
         }
+        if config.engine.snapshots_kept == 0 {
+            return Err("engine.snapshots_kept must be at least 1".to_owned());
+        }
         for (key, value) in [
             ("engine.snapshot_every", config.engine.snapshot_every),
             ("engine.checkpoint_every", config.engine.checkpoint_every),
@@ -215,6 +221,7 @@ impl Config {
     pub fn tenant_settings(&self) -> TenantSettings {
         TenantSettings {
             snapshot_every: self.engine.snapshot_every,
+            snapshots_kept: self.engine.snapshots_kept,
             checkpoint_every: self.engine.checkpoint_every,
             checkpoints_max: self.engine.checkpoints_max,
             policy: ReconcilePolicy {

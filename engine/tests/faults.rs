@@ -82,6 +82,9 @@ impl LogStore for FaultyStore {
         }
         self.inner.snapshots(tenant).await
     }
+    async fn remove_snapshot(&self, tenant: &TenantId, seq: Seq) -> Result<bool, StoreError> {
+        self.inner.remove_snapshot(tenant, seq).await
+    }
     async fn secrets(&self, tenant: &TenantId) -> Result<Vec<(SecretId, Vec<u8>)>, StoreError> {
         self.inner.secrets(tenant).await
     }

@@ -110,6 +110,10 @@ impl LogStore for MemoryStore {
         })
     }
 
+    async fn remove_snapshot(&self, tenant: &TenantId, seq: Seq) -> Result<bool, StoreError> {
+        self.with_log(tenant, |log| Ok(log.snapshots.remove(&seq).is_some()))
+    }
+
     async fn snapshots(&self, tenant: &TenantId) -> Result<Vec<SnapshotInfo>, StoreError> {
         self.with_log(tenant, |log| {
             Ok(log

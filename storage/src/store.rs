@@ -156,6 +156,10 @@ pub trait LogStore: Send + Sync + 'static {
     /// Every stored snapshot of `tenant`, in `seq` order.
     async fn snapshots(&self, tenant: &TenantId) -> Result<Vec<SnapshotInfo>, StoreError>;
 
+    /// Removes the snapshot at `seq`; returns whether there was one. The log is untouched: a
+    /// snapshot is only a shortcut to the state at its `seq`.
+    async fn remove_snapshot(&self, tenant: &TenantId, seq: Seq) -> Result<bool, StoreError>;
+
     /// Every secret of `tenant`.
     async fn secrets(&self, tenant: &TenantId) -> Result<Vec<(SecretId, Vec<u8>)>, StoreError>;
 

@@ -220,6 +220,18 @@ async fn snapshots_are_found_at_or_before(store: Arc<dyn LogStore>) {
         .put_snapshot(&acme, StoredSnapshot::new(Seq(6), b"future".to_vec()))
         .await;
     assert!(matches!(beyond, Err(StoreError::SnapshotBeyondHead { .. })));
+
+    // A removed snapshot is gone from the list and from lookups; the log is untouched.
+    assert!(store.remove_snapshot(&acme, Seq(4)).await.unwrap());
+    assert!(
+        !store.remove_snapshot(&acme, Seq(4)).await.unwrap(),
+        "removing twice finds nothing"
+    );
+    let listed = store.snapshots(&acme).await.unwrap();
+    assert_eq!(listed.iter().map(|s| s.seq).collect::<Vec<_>>(), vec![Seq(2)]);
+    let found = store.snapshot_at_or_before(&acme, Seq(99)).await.unwrap().unwrap();
+    assert_eq!(found.seq, Seq(2));
+    assert_eq!(store.head(&acme).await.unwrap().seq, Seq(5));
 }
 
 async fn large_batches_span_chunks(store: Arc<dyn LogStore>) {

@@ -6,6 +6,7 @@
 //! for the writer.
 
 mod pit;
+mod retention;
 mod stream;
 mod timeline;
 mod writer;
@@ -40,6 +41,10 @@ pub(crate) use writer::{destroy_key, start};
 pub struct TenantSettings {
     /// Store a snapshot after this many records since the last one (and at shutdown).
     pub snapshot_every: u64,
+    /// Keep at most this many stored snapshots (at least 1): the newest, and the others spread
+    /// over the log so that a question about any past moment replays about the same share of
+    /// it. A snapshot is only a shortcut; thinning them never loses history.
+    pub snapshots_kept: usize,
     /// Keep an in-memory checkpoint (an O(1) clone of the state) every this many records...
     pub checkpoint_every: u64,
     /// ...and at most this many of them, the most recent. A checkpoint shares structure with
@@ -62,6 +67,7 @@ impl Default for TenantSettings {
     fn default() -> Self {
         TenantSettings {
             snapshot_every: 100_000,
+            snapshots_kept: 16,
             checkpoint_every: 100_000,
             checkpoints_max: 2,
             recent_max: 16_384,

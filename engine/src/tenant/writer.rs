@@ -627,6 +627,7 @@ async fn write_snapshot(tenant: &Arc<Tenant>, state: State) -> Result<SnapshotIn
         state_hash: snapshot.state_hash,
     };
     tenant.store.put_snapshot(&tenant.id, snapshot).await?;
+    super::retention::prune_snapshots(tenant).await;
     tracing::info!(tenant = %tenant.id, %seq, bytes = len, elapsed_ms = started.elapsed().as_millis() as u64, "snapshot stored");
     Ok(info)
 }

@@ -268,6 +268,15 @@ impl LogStore for RedbStore {
         .await
     }
 
+    async fn remove_snapshot(&self, tenant: &TenantId, seq: Seq) -> Result<bool, StoreError> {
+        let tenant = tenant.clone();
+        self.blocking(move |db, dir| {
+            read_head(db, &tenant)?;
+            snapshot_files::remove(dir, &tenant, seq)
+        })
+        .await
+    }
+
     async fn snapshots(&self, tenant: &TenantId) -> Result<Vec<SnapshotInfo>, StoreError> {
         let tenant = tenant.clone();
         self.blocking(move |db, dir| {

@@ -61,6 +61,20 @@ pub(super) fn write(dir: &Path, tenant: &TenantId, snapshot: &StoredSnapshot) ->
         .map_err(|e| StoreError::backend(context, e))
 }
 
+/// Removes the snapshot at `seq`; whether there was one.
+pub(super) fn remove(dir: &Path, tenant: &TenantId, seq: Seq) -> Result<bool, StoreError> {
+    let context = "removing a snapshot";
+    match fs::remove_file(file_path(dir, tenant, seq)) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(StoreError::backend(context, e)),
+    }
+    File::open(tenant_dir(dir, tenant))
+        .and_then(|d| d.sync_all())
+        .map_err(|e| StoreError::backend(context, e))?;
+    Ok(true)
+}
+
 /// The seqs of the snapshots present, ascending. Temporary files of interrupted writes are
 /// ignored.
 pub(super) fn list(dir: &Path, tenant: &TenantId) -> Result<Vec<Seq>, StoreError> {
