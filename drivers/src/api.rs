@@ -189,11 +189,22 @@ pub(crate) struct Page<T> {
     pub(crate) next: Option<String>,
 }
 
+/// How many items of the previous page an offset-paged listing reads again at the start of
+/// the next: if one object before the offset is deleted between two page requests, everything
+/// after it moves one place earlier, and the overlap still covers the object that moved across
+/// the page boundary.
+const OVERLAP: u64 = 2;
+
 /// Walks one resource's pages: ask [`Pager::cursor`] which page to fetch (`Some(None)` for the
-/// first), fetch it, hand it to [`Pager::take`]; `None` means the listing is complete.
+/// first), fetch it, hand it to [`Pager::take`] (or [`Pager::take_at`] for offset paging);
+/// `None` means the listing is complete.
 pub(crate) struct Pager {
     pages: Pages,
     next: Option<Option<String>>,
+    /// Whether the next page starts with items the previous one already brought.
+    overlapped: bool,
+    /// The IdP's count of the resource when the listing started (page-number paging).
+    total: Option<u64>,
 }
 
 impl Pager {
@@ -201,6 +212,8 @@ impl Pager {
         Pager {
             pages: Pages::new(resource),
             next: Some(None),
+            overlapped: false,
+            total: None,
         }
     }
 
@@ -221,18 +234,160 @@ impl Pager {
         self.next = self.pages.follow(page.next, page_items, new_items, run)?.map(Some);
         Ok(())
     }
+
+    /// Takes a page of an offset-paged listing, fetched at `offset` (see [`offset_of`]) with
+    /// `page_size`, and `total` if the server counts the resource. A page that is short, or
+    /// reaches `total`, is the last; otherwise the next one starts [`OVERLAP`] items before
+    /// this one's end. `add` gets each item and says whether it was new: the first item of an
+    /// overlapping page must not be, or objects before the offset were deleted while the
+    /// listing was read and some after them may have been skipped.
+    pub(crate) fn take_at<T>(
+        &mut self,
+        offset: u64,
+        items: Vec<T>,
+        page_size: u64,
+        total: Option<u64>,
+        add: &mut impl FnMut(T) -> bool,
+        run: &Run<'_>,
+    ) -> Result<(), DriverError> {
+        let page_items = items.len();
+        let mut new_items = 0;
+        for (index, item) in items.into_iter().enumerate() {
+            let new = add(item);
+            if index == 0 && new && self.overlapped {
+                return Err(self.shifted());
+            }
+            new_items += usize::from(new);
+        }
+        if page_items == 0 && self.overlapped {
+            return Err(self.shifted());
+        }
+        let end = offset + page_items as u64;
+        let last = (page_items as u64) < page_size || total.is_some_and(|total| end >= total);
+        // A page of one item cannot overlap and still move on.
+        let overlap = OVERLAP.min((page_items as u64).saturating_sub(1));
+        let next = (!last).then(|| (end - overlap).to_string());
+        self.overlapped = overlap > 0;
+        self.next = self.pages.follow(next, page_items, new_items, run)?.map(Some);
+        Ok(())
+    }
+
+    /// For page-number paging, where pages cannot overlap: checks the IdP's `total` count of
+    /// the resource on every page against the first. A count that changed means objects were
+    /// deleted or created while the listing was read, and pages may have shifted past one.
+    pub(crate) fn check_total(&mut self, total: Option<u64>) -> Result<(), DriverError> {
+        let Some(total) = total else {
+            return Ok(());
+        };
+        match self.total {
+            None => self.total = Some(total),
+            Some(first) if first != total => {
+                return Err(DriverError::PartialListing {
+                    resource: self.pages.resource.clone(),
+                    reason: format!(
+                        "objects were deleted or created while the listing was read (the IdP counted \
+                         {first}, then {total}), so an object may have been skipped; nothing applied, \
+                         the next run retries"
+                    ),
+                });
+            }
+            Some(_) => {}
+        }
+        Ok(())
+    }
+
+    /// The error of an overlapping page that does not start with an item already read.
+    fn shifted(&self) -> DriverError {
+        DriverError::PartialListing {
+            resource: self.pages.resource.clone(),
+            reason: "objects were deleted while the listing was read, so an object may have been \
+                     skipped; nothing applied, the next run retries"
+                .to_owned(),
+        }
+    }
 }
 
-/// The next offset of an offset-paged listing: `None` when the page was short (the last one),
-/// or when `total` says everything has been read.
-pub(crate) fn next_offset(offset: u64, page_items: usize, page_size: u64, total: Option<u64>) -> Option<String> {
-    let next = offset + page_items as u64;
-    let short = (page_items as u64) < page_size;
-    let done = total.is_some_and(|total| next >= total);
-    (!short && !done).then(|| next.to_string())
-}
-
-/// The offset a cursor from [`next_offset`] stands for (0 for the first page).
+/// The offset a cursor from [`Pager::take_at`] stands for (0 for the first page).
 pub(crate) fn offset_of(cursor: Option<&str>) -> u64 {
     cursor.and_then(|cursor| cursor.parse().ok()).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::http::Budget;
+
+    /// Reads `directory` by offset with pages of `size`; `between` changes it after each page.
+    fn read(
+        directory: &mut Vec<u32>,
+        size: usize,
+        mut between: impl FnMut(usize, &mut Vec<u32>),
+    ) -> Result<(HashSet<u32>, usize), DriverError> {
+        let budget = Budget::new(Duration::from_secs(60));
+        let run = Run::new(&budget);
+        let mut pager = Pager::new("users");
+        let mut seen = HashSet::new();
+        let mut requests = 0;
+        while let Some(cursor) = pager.cursor() {
+            let offset = offset_of(cursor.as_deref());
+            let start = (offset as usize).min(directory.len());
+            let items = directory[start..(start + size).min(directory.len())].to_vec();
+            requests += 1;
+            let total = Some(directory.len() as u64);
+            pager.take_at(offset, items, size as u64, total, &mut |item| seen.insert(item), &run)?;
+            between(requests, directory);
+        }
+        Ok((seen, requests))
+    }
+
+    #[test]
+    fn offset_pages_overlap_by_two() {
+        let mut directory: Vec<u32> = (0..1000).collect();
+        let (seen, requests) = read(&mut directory, 100, |_, _| {}).unwrap();
+        assert_eq!(seen.len(), 1000);
+        // 100, then 98 new items a page: 11 requests where 10 is the least possible.
+        assert_eq!(requests, 11);
+    }
+
+    #[test]
+    fn one_deletion_between_pages_skips_nothing() {
+        let mut directory: Vec<u32> = (0..250).collect();
+        let (seen, _) = read(&mut directory, 100, |page, directory| {
+            if page == 1 {
+                directory.retain(|item| *item != 10);
+            }
+        })
+        .unwrap();
+        let expected: HashSet<u32> = (0..250).collect();
+        assert_eq!(seen, expected, "10 was read before it went");
+    }
+
+    #[test]
+    fn a_larger_shift_fails_the_listing() {
+        let mut directory: Vec<u32> = (0..250).collect();
+        let error = read(&mut directory, 100, |page, directory| {
+            if page == 1 {
+                directory.retain(|item| !(10..13).contains(item));
+            }
+        })
+        .unwrap_err();
+        assert!(matches!(error, DriverError::PartialListing { .. }), "{error}");
+        assert!(
+            error.to_string().contains("nothing applied, the next run retries"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_changed_total_fails_a_page_number_listing() {
+        let mut pager = Pager::new("users");
+        pager.check_total(Some(250)).unwrap();
+        pager.check_total(None).unwrap();
+        pager.check_total(Some(250)).unwrap();
+        let error = pager.check_total(Some(249)).unwrap_err();
+        assert!(error.to_string().contains("counted 250, then 249"), "{error}");
+    }
 }

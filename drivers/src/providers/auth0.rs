@@ -2,12 +2,14 @@
 //! `per_page` with `include_totals` (Auth0 lists at most 1,000 users this way); roles and/or
 //! organizations as groups, their members by checkpoint (`from` + `take`, until no `next`).
 //! Changes by `q=updated_at:[… TO *]`; roles and organizations are listed in full each run.
+//! Page numbers cannot overlap, so a listing by page whose `total` changes between its pages
+//! fails (an object deleted meanwhile may have made another be skipped); the next run retries.
 
 use idpsync_engine::reconcile::{ExternalMember, SnapshotGroup};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
-use crate::api::{Api, Page, Pager, Run, next_offset, offset_of};
+use crate::api::{Api, Page, Pager, Run, offset_of};
 use crate::auth::{Auth, Grant, TokenSource};
 use crate::config::{Auth0Groups, IntegrationConfig, ProviderConfig};
 use crate::driver::{Cursor, Fetched, Provider};
@@ -117,9 +119,12 @@ async fn each_page<T: DeserializeOwned>(
         ]);
         let (body, _): (Listed<T>, _) = api.get(api.url(path, &query), &[], run).await?;
         let (items, total, _) = body.split();
+        pager.check_total(total)?;
         total_seen = total.or(total_seen);
         // Auth0 refuses pages past its search window; `total` above it is reported by the caller.
-        let next = next_offset(offset, items.len(), PAGE_SIZE, total.map(|total| total.min(SEARCH_MAX)));
+        let end = offset + items.len() as u64;
+        let last = (items.len() as u64) < PAGE_SIZE || total.is_some_and(|total| end >= total.min(SEARCH_MAX));
+        let next = (!last).then(|| end.to_string());
         pager.take(Page { items, next }, &mut add, run)?;
     }
     Ok(total_seen)

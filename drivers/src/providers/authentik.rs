@@ -1,7 +1,9 @@
 //! authentik API v3: a bearer API token; `page` + `page_size` with a `pagination` object whose
 //! `next` is a page number (0 at the end); groups with their members (`include_users`) and
 //! parents as nested groups. Changes by `last_updated__gt` on users; groups have no timestamp
-//! filter, so they and their members are listed in full each run.
+//! filter, so they and their members are listed in full each run. Page numbers cannot overlap,
+//! so a listing whose `pagination.count` changes between its pages fails (an object deleted
+//! meanwhile may have made another be skipped); the next run retries.
 
 use idpsync_engine::reconcile::{ExternalMember, SnapshotGroup};
 use serde::Deserialize;
@@ -36,6 +38,7 @@ struct Paginated<T> {
 #[derive(Deserialize)]
 struct Pagination {
     next: f64,
+    count: Option<f64>,
 }
 
 #[derive(Deserialize)]
@@ -75,6 +78,7 @@ async fn each<T: DeserializeOwned>(
         let mut query = query.to_vec();
         query.extend([("page", page.as_str()), ("page_size", PAGE_SIZE)]);
         let (body, _): (Paginated<T>, _) = api.get(api.url(path, &query), &[], run).await?;
+        pager.check_total(body.pagination.count.map(|count| count as u64))?;
         let next = (body.pagination.next >= 1.0).then(|| (body.pagination.next as u64).to_string());
         pager.take(
             Page {

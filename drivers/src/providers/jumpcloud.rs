@@ -1,13 +1,17 @@
 //! JumpCloud: `x-api-key` (and `x-org-id` for multi-tenant admins); v1 `/systemusers`
 //! (`{totalCount, results}`) and v2 `/v2/usergroups` with `/members` (bare arrays), all paged by
-//! `limit` + `skip`. No delta: every run is a full listing.
+//! `limit` + `skip`. No delta: every run is a full listing. Each page after the first re-reads
+//! the last two items of the one before, so that an object deleted during the listing cannot
+//! make the next one be skipped (a larger shift fails the listing; see [`Pager::take_at`]).
+
+use std::collections::HashSet;
 
 use idpsync_engine::reconcile::{ExternalMember, SnapshotGroup};
 use reqwest::header::{HeaderName, HeaderValue};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
-use crate::api::{Api, Page, Pager, Run, next_offset, offset_of};
+use crate::api::{Api, Pager, Run, offset_of};
 use crate::auth::{Auth, header_value};
 use crate::config::{IntegrationConfig, ProviderConfig};
 use crate::driver::{Cursor, Fetched, Provider};
@@ -89,8 +93,7 @@ async fn each<P: DeserializeOwned, T>(
         let url = api.url(path, &[("limit", &limit), ("skip", &skip)]);
         let (body, _) = api.get(url, &[], run).await?;
         let (items, total) = split(body);
-        let next = next_offset(offset, items.len(), PAGE_SIZE, total);
-        pager.take(Page { items, next }, &mut add, run)?;
+        pager.take_at(offset, items, PAGE_SIZE, total, &mut add, run)?;
     }
     Ok(())
 }
@@ -144,6 +147,8 @@ impl Provider for JumpCloud {
         )
         .await?;
         for group in groups {
+            // Members of other kinds are not synced, but are told apart from repeats all the same.
+            let mut others = HashSet::new();
             each(
                 api,
                 run,
@@ -153,7 +158,7 @@ impl Provider for JumpCloud {
                 |edge| match edge.to.kind.as_deref() {
                     Some("user") | None => listing.add_member(&group, ExternalMember::User(edge.to.id)),
                     Some("user_group") => listing.add_member(&group, ExternalMember::Group(edge.to.id)),
-                    Some(_) => true,
+                    Some(kind) => others.insert((kind.to_owned(), edge.to.id)),
                 },
             )
             .await?;

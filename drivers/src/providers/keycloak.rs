@@ -1,6 +1,9 @@
 //! Keycloak Admin REST API: client credentials of a service-account client; bare arrays paged by
 //! `first` + `max`; top-level groups, their subgroups (`/children`, recursively, cycle-safe) as
-//! nested groups, and each group's direct members. No delta: every run is a full listing.
+//! nested groups, and each group's direct members. No delta: every run is a full listing. Each
+//! page after the first re-reads the last two items of the one before, so that an object
+//! deleted during the listing cannot make the next one be skipped (a larger shift fails the
+//! listing; see [`Pager::take_at`]).
 
 use std::collections::HashSet;
 
@@ -8,7 +11,7 @@ use idpsync_engine::reconcile::{ExternalMember, SnapshotGroup};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
-use crate::api::{Api, Page, Pager, Run, next_offset, offset_of};
+use crate::api::{Api, Pager, Run, offset_of};
 use crate::auth::{Auth, Grant, TokenSource};
 use crate::config::{IntegrationConfig, ProviderConfig};
 use crate::driver::{Cursor, Fetched, Provider};
@@ -79,8 +82,7 @@ async fn each<T: DeserializeOwned>(
             &[("briefRepresentation", "true"), ("first", &first), ("max", &max)],
         );
         let (items, _): (Vec<T>, _) = api.get(url, &[], run).await?;
-        let next = next_offset(offset, items.len(), PAGE_SIZE, None);
-        pager.take(Page { items, next }, &mut add, run)?;
+        pager.take_at(offset, items, PAGE_SIZE, None, &mut add, run)?;
     }
     Ok(())
 }
@@ -113,14 +115,18 @@ impl Provider for Keycloak {
         .await?;
         // Walk the group tree breadth-first: (group, its parent).
         let mut queue: Vec<(KeycloakGroup, Option<String>)> = Vec::new();
+        let mut top_level = HashSet::new();
         each(
             api,
             run,
             "groups".to_owned(),
             &format!("{realm}/groups"),
             |group: KeycloakGroup| {
-                queue.push((group, None));
-                true
+                let new = top_level.insert(group.id.clone());
+                if new {
+                    queue.push((group, None));
+                }
+                new
             },
         )
         .await?;

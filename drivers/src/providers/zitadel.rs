@@ -3,6 +3,11 @@
 //! `POST /v2/users`; groups from project-role authorizations (`POST /v2beta/authorizations/search`,
 //! one group per project and role) or from GroupService `ListGroups` (Connect protocol), which
 //! lists no members. 64-bit numbers travel as strings. No delta: every run is a full listing.
+//! Each page after the first re-reads the last two items of the one before, so that an object
+//! deleted during the listing cannot make the next one be skipped (a larger shift fails the
+//! listing; see [`Pager::take_at`]).
+
+use std::collections::HashSet;
 
 use idpsync_engine::reconcile::{ExternalMember, SnapshotGroup};
 use reqwest::header::{HeaderName, HeaderValue};
@@ -10,7 +15,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use crate::api::{Api, Page, Pager, Run, next_offset, offset_of};
+use crate::api::{Api, Pager, Run, offset_of};
 use crate::auth::{AssertionClaims, Auth, Grant, Signer, TokenSource};
 use crate::config::{IntegrationConfig, ProviderConfig, ZitadelAuth, ZitadelGroups};
 use crate::driver::{Cursor, Fetched, Provider};
@@ -93,6 +98,7 @@ struct HumanEmail {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Authorization {
+    id: Option<String>,
     project_id: Option<String>,
     project_name: Option<String>,
     state: Option<String>,
@@ -154,8 +160,7 @@ async fn each<T: DeserializeOwned>(
                 message: format!("{items_key}: {error}"),
             })?,
         };
-        let next = next_offset(offset, items.len(), page_size, total);
-        pager.take(Page { items, next }, &mut add, run)?;
+        pager.take_at(offset, items, page_size, total, &mut add, run)?;
     }
     Ok(())
 }
@@ -174,7 +179,7 @@ impl Provider for Zitadel {
         let mut listing = Listing::new(ListingScope::Complete);
         let users_query =
             |offset: String, limit: u64| json!({ "query": { "offset": offset, "limit": limit, "asc": true } });
-        let mut machines = 0;
+        let mut machines = HashSet::new();
         each(
             api,
             run,
@@ -185,8 +190,7 @@ impl Provider for Zitadel {
             |user: ZitadelUser| {
                 // Machine users are API clients, not people.
                 let Some(human) = user.human else {
-                    machines += 1;
-                    return true;
+                    return machines.insert(user.user_id);
                 };
                 let profile = human.profile.as_ref();
                 let person = Person {
@@ -201,11 +205,12 @@ impl Provider for Zitadel {
             },
         )
         .await?;
-        if machines > 0 {
-            tracing::debug!(machines, "machine users are not synced");
+        if !machines.is_empty() {
+            tracing::debug!(machines = machines.len(), "machine users are not synced");
         }
         match self.groups {
             ZitadelGroups::Authorizations => {
+                let mut grants = HashSet::new();
                 each(
                     api,
                     run,
@@ -213,7 +218,14 @@ impl Provider for Zitadel {
                     "/v2beta/authorizations/search",
                     pagination,
                     "authorizations",
-                    |grant: Authorization| add_authorization(&mut listing, grant),
+                    |grant: Authorization| match grant.id.clone() {
+                        // An authorization is new by its id; the edges it adds may repeat others'.
+                        Some(id) => {
+                            add_authorization(&mut listing, grant);
+                            grants.insert(id)
+                        }
+                        None => add_authorization(&mut listing, grant),
+                    },
                 )
                 .await?
             }
