@@ -55,7 +55,11 @@ fn fast_retries() -> RetryPolicy {
 }
 
 async fn harness(vendor: Vendor, extra_toml: &str) -> Harness {
-    let fake = FakeIdp::start(vendor, seed(), false).await;
+    harness_with(vendor, extra_toml, seed()).await
+}
+
+async fn harness_with(vendor: Vendor, extra_toml: &str, directory: Directory) -> Harness {
+    let fake = FakeIdp::start(vendor, directory, false).await;
     let toml = format!(
         "name = \"it\"\nrequest_timeout = \"1s\"\nsync_timeout = \"60s\"\n{}{extra_toml}",
         fake.integration_toml()
@@ -482,4 +486,170 @@ async fn an_auth0_tenant_larger_than_its_users_api_is_an_error_not_a_partial_dir
     assert!(error.to_string().contains("lists at most 1000"), "{error}");
     assert_eq!(h.tenant.state().seq(), head, "nothing applied");
     h.engine.shutdown().await;
+}
+
+/// For a vendor that pages by offset or page number: how many users fill more than two of its
+/// pages, the path of its user listing, and that of the member listing of `g-all` (where
+/// members are paged apart from their group).
+fn paged(vendor: Vendor) -> (u32, &'static str, Option<&'static str>) {
+    match vendor {
+        Vendor::Keycloak => (
+            2100,
+            "/admin/realms/acme/users",
+            Some("/admin/realms/acme/groups/g-all/members"),
+        ),
+        Vendor::JumpCloud => (250, "/systemusers", Some("/v2/usergroups/g-all/members")),
+        Vendor::Zitadel => (2100, "/v2/users", Some("/v2beta/authorizations/search")),
+        Vendor::Auth0 => (250, "/users", None),
+        Vendor::Authentik => (250, "/core/users/", None),
+        other => unreachable!("{other:?} pages by cursor"),
+    }
+}
+
+/// `users` users (1001 on), all of them in `everyone` (`g-all`).
+fn crowd(users: u32) -> Directory {
+    let mut directory = Directory::default();
+    directory.put_group("g-all", "everyone");
+    for n in 1001..=1000 + users {
+        directory.put_user(&n.to_string(), &format!("user{n}.smith"), true);
+        directory.join("g-all", FakeMember::User(n.to_string()));
+    }
+    directory
+}
+
+const OFFSET_PAGED: [Vendor; 3] = [Vendor::Keycloak, Vendor::JumpCloud, Vendor::Zitadel];
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_object_deleted_during_an_offset_listing_skips_no_other() {
+    for vendor in OFFSET_PAGED {
+        let (users, users_path, members_path) = paged(vendor);
+        let h = harness_with(vendor, "", crowd(users)).await;
+        assert_eq!(h.sync(Resync::Full).await.report.users_created, users, "{vendor:?}");
+        // Once the first page of users (and of members) is read, an object on it goes away:
+        // everything after it moves one place earlier. So does the last user, not read yet.
+        let last = (1000 + users).to_string();
+        let gone = last.clone();
+        h.fake.after_page(users_path, 1, move |d| {
+            d.delete_user("1010");
+            d.delete_user(&gone);
+        });
+        h.fake.after_page(members_path.unwrap(), 1, |d| {
+            d.leave("g-all", FakeMember::User("1020".into()))
+        });
+        let outcome = h.sync(Resync::Full).await;
+        let report = &outcome.report;
+        assert_eq!(h.user_active(&last), None, "{vendor:?}: the deleted user is gone");
+        assert_eq!(
+            (report.users_deleted, report.users_deactivated),
+            (1, 0),
+            "{vendor:?}: {:?}",
+            report.changes
+        );
+        let active = (1001..=1000 + users)
+            .filter(|n| h.user_active(&n.to_string()) == Some(true))
+            .count();
+        // 1010 was read before it was deleted: the next run removes it.
+        assert_eq!(active, users as usize - 1, "{vendor:?}: every other user stays");
+        // 1010 was gone when members were listed; 1020 left after the first page of members
+        // was read: it is still listed as a member.
+        let mut expected = ids(1001..=999 + users);
+        expected.remove("1010");
+        let everyone = h.group_id("g-all", "everyone");
+        assert_eq!(h.members(&everyone), expected, "{vendor:?}: no member skipped");
+        let next = h.sync(Resync::Full).await;
+        assert_eq!(
+            (next.report.users_deleted, next.report.users_deactivated),
+            (1, 0),
+            "{vendor:?}: {:?}",
+            next.report.changes
+        );
+        assert_eq!(h.user_active("1010"), None, "{vendor:?}");
+        expected.remove("1020");
+        assert_eq!(h.members(&everyone), expected, "{vendor:?}");
+        h.engine.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn objects_deleted_during_an_offset_listing_beyond_the_overlap_fail_it() {
+    for vendor in OFFSET_PAGED {
+        let (users, users_path, members_path) = paged(vendor);
+        for path in [users_path, members_path.unwrap()] {
+            let h = harness_with(vendor, "", crowd(users)).await;
+            h.sync(Resync::Full).await;
+            let head = h.tenant.state().seq();
+            h.fake.after_page(path, 1, |d| {
+                for n in 1005..=1007 {
+                    d.delete_user(&n.to_string());
+                }
+            });
+            let error = h.try_sync(Mode::Apply, Resync::Full).await.unwrap_err();
+            assert!(
+                error
+                    .to_string()
+                    .contains("objects were deleted while the listing was read"),
+                "{vendor:?} {path}: {error}"
+            );
+            assert_eq!(h.tenant.state().seq(), head, "{vendor:?} {path}: nothing written");
+            assert_eq!(h.user_active("1005"), Some(true), "{vendor:?} {path}");
+            // The next run reads a directory that holds still, and applies it.
+            h.sync(Resync::Full).await;
+            assert_eq!(h.user_active("1005"), None, "{vendor:?} {path}");
+            assert_eq!(
+                h.user_active(&(1000 + users).to_string()),
+                Some(true),
+                "{vendor:?} {path}"
+            );
+            h.engine.shutdown().await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_object_deleted_during_a_page_number_listing_fails_it_and_the_next_run_applies() {
+    for vendor in [Vendor::Auth0, Vendor::Authentik] {
+        let (users, users_path, _) = paged(vendor);
+        let h = harness_with(vendor, "", crowd(users)).await;
+        assert_eq!(h.sync(Resync::Full).await.report.users_created, users, "{vendor:?}");
+        let head = h.tenant.state().seq();
+        h.fake.after_page(users_path, 1, |d| d.delete_user("1010"));
+        let error = h.try_sync(Mode::Apply, Resync::Full).await.unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("objects were deleted or created while the listing was read"),
+            "{vendor:?}: {error}"
+        );
+        assert_eq!(h.tenant.state().seq(), head, "{vendor:?}: nothing written");
+        assert_eq!(h.user_active("1010"), Some(true), "{vendor:?}");
+        let outcome = h.sync(Resync::Full).await;
+        assert_eq!(h.user_active("1010"), None, "{vendor:?}");
+        assert_eq!(
+            (outcome.report.users_deleted, outcome.report.users_deactivated),
+            (1, 0),
+            "{vendor:?}: {:?}",
+            outcome.report.changes
+        );
+        h.engine.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn offset_listings_overlap_by_two_and_stay_near_the_fewest_requests() {
+    for vendor in OFFSET_PAGED {
+        let (users, users_path, _) = paged(vendor);
+        let h = harness_with(vendor, "", crowd(users)).await;
+        h.sync(Resync::Full).await;
+        let full = h.fake.vendor().base_path().to_owned() + users_path;
+        let requests = h.fake.take_recorded().into_iter().filter(|r| r.path == full).count();
+        let page_size = if vendor == Vendor::JumpCloud { 100 } else { 1000 };
+        // Pages of `page_size` that each re-read two items.
+        let expected = (users as usize - 2).div_ceil(page_size - 2);
+        assert_eq!(requests, expected, "{vendor:?}");
+        assert!(
+            requests as f64 <= (users as f64 / page_size as f64).ceil() * 1.05 + 1.0,
+            "{vendor:?}"
+        );
+        h.engine.shutdown().await;
+    }
 }

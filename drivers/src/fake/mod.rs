@@ -2,7 +2,8 @@
 //! `127.0.0.1:0` per fake, serving a [`Directory`] in one vendor's shapes, paths, paging and
 //! auth, issuing tokens, and misbehaving on request ([`Faults`]): 429 with the vendor's
 //! rate-limit signals, 5xx, slow answers and connections dropped mid-body. The directory can be
-//! changed between polls; every request is recorded ([`Recorded`]) for contract checks.
+//! changed between polls, or in the middle of a listing ([`FakeIdp::after_page`]); every
+//! request is recorded ([`Recorded`]) for contract checks.
 
 mod vendors;
 
@@ -227,10 +228,18 @@ pub struct Recorded {
     pub response: Option<Value>,
 }
 
+/// A change to the directory, made once a path has been answered so many times.
+struct Trigger {
+    path: String,
+    pages_left: u64,
+    change: Box<dyn FnOnce(&mut Directory) + Send>,
+}
+
 struct Shared {
     vendor: Vendor,
     base: String,
     directory: Mutex<Directory>,
+    triggers: Mutex<Vec<Trigger>>,
     faults: Mutex<(Faults, u64)>,
     tokens: Mutex<HashSet<String>>,
     token_count: AtomicU64,
@@ -267,6 +276,7 @@ impl FakeIdp {
             vendor,
             base: format!("http://{address}"),
             directory: Mutex::new(directory),
+            triggers: Mutex::new(Vec::new()),
             faults: Mutex::new((Faults::default(), 0)),
             tokens: Mutex::new(HashSet::new()),
             token_count: AtomicU64::new(0),
@@ -297,6 +307,22 @@ impl FakeIdp {
     /// Changes the directory.
     pub fn edit(&self, change: impl FnOnce(&mut Directory)) {
         change(&mut self.shared.directory.lock().unwrap_or_else(|p| p.into_inner()));
+    }
+
+    /// Changes the directory right after the fake has answered `path` (under the vendor's
+    /// [`Vendor::base_path`], e.g. `/systemusers`) successfully for the `page`th time (1-based,
+    /// counted from now), before it answers anything else: an object deleted while a listing
+    /// is read.
+    pub fn after_page(&self, path: &str, page: u64, change: impl FnOnce(&mut Directory) + Send + 'static) {
+        self.shared
+            .triggers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(Trigger {
+                path: format!("{}{path}", self.shared.vendor.base_path()),
+                pages_left: page,
+                change: Box::new(change),
+            });
     }
 
     /// Sets the faults; request counting starts again.
@@ -461,10 +487,30 @@ async fn answer(shared: &Shared, call: &Call, headers: &HeaderMap) -> (Response,
         return json_response(StatusCode::UNAUTHORIZED, vec![], json!({"error": "unauthorized"}));
     }
     // Answered under the lock: a page is rendered from the directory as it is at that moment.
-    let directory = shared.directory.lock().unwrap_or_else(|p| p.into_inner());
+    let mut directory = shared.directory.lock().unwrap_or_else(|p| p.into_inner());
     match vendors::route(vendor, &shared.base, call, &directory) {
-        Some((headers, body)) => json_response(StatusCode::OK, headers, body),
+        Some((headers, body)) => {
+            run_triggers(shared, &call.path, &mut directory);
+            json_response(StatusCode::OK, headers, body)
+        }
         None => json_response(StatusCode::NOT_FOUND, vec![], json!({"error": "not found"})),
+    }
+}
+
+/// Counts a successful answer to `path` and makes the changes that were waiting for it.
+fn run_triggers(shared: &Shared, path: &str, directory: &mut Directory) {
+    let mut triggers = shared.triggers.lock().unwrap_or_else(|p| p.into_inner());
+    let mut index = 0;
+    while index < triggers.len() {
+        let trigger = &mut triggers[index];
+        if trigger.path == path {
+            if trigger.pages_left <= 1 {
+                (triggers.remove(index).change)(directory);
+                continue;
+            }
+            trigger.pages_left -= 1;
+        }
+        index += 1;
     }
 }
 
