@@ -273,25 +273,29 @@ fn decode_members(section: &[u8]) -> Result<OrdMap<GroupId, OrdSet<Member>>, Sna
 }
 
 fn decode_member_of(section: &[u8]) -> Result<OrdSet<(Member, GroupId)>, SnapshotDecodeError> {
-    let mut pairs = Vec::new();
+    // Inserted as they come, not collected and sorted first: on a large tenant the pairs alone
+    // take tens of megabytes, held at the moment the whole state is being built.
+    let mut member_of = OrdSet::new();
     for item in items::<(GroupId, Vec<Member>)>(section) {
         let (group, members) = item?;
-        pairs.extend(members.into_iter().map(|member| (member, group)));
+        for member in members {
+            member_of.insert((member, group));
+        }
     }
-    pairs.sort_unstable();
-    Ok(pairs.into_iter().collect())
+    Ok(member_of)
 }
 
-fn decode_history(times: &[u8], changes: &[u8], events: &[u8]) -> Result<History, SnapshotDecodeError> {
+/// `records` is the snapshot's `seq`: one time per record, so the times are sized at once
+/// rather than doubling their way there (bounded by the section's length, one byte or more a
+/// time, so that a damaged header cannot ask for an absurd allocation).
+fn decode_history(records: Seq, times: &[u8], changes: &[u8], events: &[u8]) -> Result<History, SnapshotDecodeError> {
     let mut time = 0i64;
-    let times = items::<u64>(times)
-        .map(|delta| {
-            delta.map(|delta| {
-                time = time.wrapping_add(delta as i64);
-                Timestamp(time)
-            })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let mut decoded = Vec::with_capacity(usize::try_from(records.0).unwrap_or(0).min(times.len()));
+    for delta in items::<u64>(times) {
+        time = time.wrapping_add(delta? as i64);
+        decoded.push(Timestamp(time));
+    }
+    let times = decoded;
     let group_changes = items::<(GroupId, Vec<MembershipChange>)>(changes).collect::<Result<HashMap<_, _>, _>>()?;
     let member_events = items::<(Member, Vec<Seq>)>(events).collect::<Result<HashMap<_, _>, _>>()?;
     Ok(History {
@@ -361,7 +365,7 @@ fn decode(
             }
             match parts {
                 Parts::State => Ok(None),
-                Parts::StateAndHistory => decode_history(times, changes, events).map(Some),
+                Parts::StateAndHistory => decode_history(seq, times, changes, events).map(Some),
             }
         })();
         fn join<T>(result: std::thread::Result<Result<T, SnapshotDecodeError>>) -> Result<T, SnapshotDecodeError> {
