@@ -11,7 +11,7 @@ use idpsync_drivers::sync::{Mode, Resync, SyncError, SyncOutcome, SyncResult, sy
 use idpsync_drivers::{Driver, IntegrationConfig, RetryPolicy};
 use idpsync_engine::ids::{IntegrationName, Member};
 use idpsync_engine::{Engine, Tenant, TenantSettings};
-use idpsync_storage::{MemoryStore, TenantId};
+use idpsync_storage::{MemoryStore, Seq, TenantId};
 
 struct Harness {
     vendor: Vendor,
@@ -583,14 +583,8 @@ async fn objects_deleted_during_an_offset_listing_beyond_the_overlap_fail_it() {
                     d.delete_user(&n.to_string());
                 }
             });
-            let error = h.try_sync(Mode::Apply, Resync::Full).await.unwrap_err();
-            assert!(
-                error
-                    .to_string()
-                    .contains("objects were deleted while the listing was read"),
-                "{vendor:?} {path}: {error}"
-            );
-            assert_eq!(h.tenant.state().seq(), head, "{vendor:?} {path}: nothing written");
+            let label = format!("{vendor:?} {path}");
+            fails_and_writes_nothing(&h, head, "objects were deleted while the listing was read", &label).await;
             assert_eq!(h.user_active("1005"), Some(true), "{vendor:?} {path}");
             // The next run reads a directory that holds still, and applies it.
             h.sync(Resync::Full).await;
@@ -605,6 +599,13 @@ async fn objects_deleted_during_an_offset_listing_beyond_the_overlap_fail_it() {
     }
 }
 
+/// A sync that must fail with `needle` in its error and leave the log at `head`.
+async fn fails_and_writes_nothing(h: &Harness, head: Seq, needle: &str, label: &str) {
+    let error = h.try_sync(Mode::Apply, Resync::Full).await.unwrap_err();
+    assert!(error.to_string().contains(needle), "{label}: {error}");
+    assert_eq!(h.tenant.state().seq(), head, "{label}: nothing written");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn an_object_deleted_during_a_page_number_listing_fails_it_and_the_next_run_applies() {
     for vendor in [Vendor::Auth0, Vendor::Authentik] {
@@ -613,14 +614,9 @@ async fn an_object_deleted_during_a_page_number_listing_fails_it_and_the_next_ru
         assert_eq!(h.sync(Resync::Full).await.report.users_created, users, "{vendor:?}");
         let head = h.tenant.state().seq();
         h.fake.after_page(users_path, 1, |d| d.delete_user("1010"));
-        let error = h.try_sync(Mode::Apply, Resync::Full).await.unwrap_err();
-        assert!(
-            error
-                .to_string()
-                .contains("objects were deleted or created while the listing was read"),
-            "{vendor:?}: {error}"
-        );
-        assert_eq!(h.tenant.state().seq(), head, "{vendor:?}: nothing written");
+        let label = format!("{vendor:?}");
+        let needle = "objects were deleted or created while the listing was read";
+        fails_and_writes_nothing(&h, head, needle, &label).await;
         assert_eq!(h.user_active("1010"), Some(true), "{vendor:?}");
         let outcome = h.sync(Resync::Full).await;
         assert_eq!(h.user_active("1010"), None, "{vendor:?}");
