@@ -36,6 +36,16 @@ pub use stream::ChangeStream;
 pub use timeline::TimelineEntry;
 pub(crate) use writer::{destroy_key, start};
 
+/// Consecutive records of one commit, as the change feed carries them.
+pub(crate) type FeedSlice = Arc<[Arc<Applied>]>;
+
+/// The most records one feed message carries...
+pub(crate) const FEED_SLICE_MAX: usize = 256;
+/// ...and the most messages the feed keeps for consumers that fall behind: with the slices'
+/// bound, at most as many records as the in-memory ring keeps by default. A consumer further
+/// behind catches up from the ring or the log.
+pub(crate) const FEED_SLICES: usize = 64;
+
 /// How a tenant keeps its snapshots, checkpoints and feeds.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TenantSettings {
@@ -143,7 +153,8 @@ pub struct Tenant {
     /// The users' keys, for sealing and opening personal fields.
     keyring: Arc<Keyring>,
     jobs: mpsc::Sender<Job>,
-    feed: broadcast::Sender<Arc<Applied>>,
+    /// Committed records for live consumers, in slices of at most [`FEED_SLICE_MAX`].
+    feed: broadcast::Sender<FeedSlice>,
     // std mutexes: held for short, synchronous sections only, never across an await.
     recent: Mutex<VecDeque<Arc<Applied>>>,
     checkpoints: Mutex<BTreeMap<Seq, State>>,

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use idpsync_storage::Seq;
 use tokio::sync::broadcast;
 
-use super::{Applied, Tenant};
+use super::{Applied, FeedSlice, Tenant};
 use crate::error::EngineError;
 use crate::projector;
 use crate::replay::replay_with;
@@ -26,7 +26,7 @@ const CATCH_UP_LEN_MAX: u64 = 4_096;
 pub struct ChangeStream {
     tenant: Arc<Tenant>,
     next: Seq,
-    feed: broadcast::Receiver<Arc<Applied>>,
+    feed: broadcast::Receiver<FeedSlice>,
     backlog: VecDeque<Arc<Applied>>,
     /// While catching up from the log: the state just before `next`.
     replay_state: Option<State>,
@@ -73,13 +73,13 @@ impl ChangeStream {
             }
             self.replay_state = None;
             match self.feed.recv().await {
-                Ok(item) if item.event.seq == self.next => {
-                    self.next = self.next.next();
-                    return Ok(item);
-                }
-                // Older than wanted: already delivered. Newer: something was missed; the loop
-                // catches up from the ring or the log.
-                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                // Records older than wanted were delivered already; if the slice starts after
+                // the wanted one, something was missed and the loop catches up from the ring or
+                // the log.
+                Ok(slice) => self
+                    .backlog
+                    .extend(slice.iter().filter(|item| item.event.seq >= self.next).cloned()),
+                Err(broadcast::error::RecvError::Lagged(_)) => {}
                 Err(broadcast::error::RecvError::Closed) => return Err(EngineError::Closed),
             }
         }

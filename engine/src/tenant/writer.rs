@@ -49,7 +49,7 @@ pub(crate) fn start(
     last_snapshot: Seq,
 ) -> Arc<Tenant> {
     let (jobs, receiver) = mpsc::channel(settings.commands_per_batch_max * 4);
-    let (feed, _) = tokio::sync::broadcast::channel(16_384);
+    let (feed, _) = tokio::sync::broadcast::channel(super::FEED_SLICES);
     let tenant = Arc::new(Tenant {
         id,
         store,
@@ -519,15 +519,16 @@ impl Writer {
         metrics::gauge!("idpsync_change_stream_subscribers", "tenant" => self.tenant.id.to_string())
             .set(self.tenant.feed.receiver_count() as f64);
         {
+            let applied: Vec<Arc<Applied>> = applied.into_iter().map(Arc::new).collect();
             let mut recent = self.tenant.recent.lock().unwrap_or_else(|p| p.into_inner());
-            for each in applied {
-                let each = Arc::new(each);
-                recent.push_back(Arc::clone(&each));
-                // No subscriber is not an error.
-                let _ = self.tenant.feed.send(each);
-            }
+            recent.extend(applied.iter().cloned());
             while recent.len() > settings.recent_max {
                 recent.pop_front();
+            }
+            // One message per slice of the batch, not per record: a live consumer wakes once
+            // per commit however many records it brings. No subscriber is not an error.
+            for slice in applied.chunks(super::FEED_SLICE_MAX) {
+                let _ = self.tenant.feed.send(slice.into());
             }
         }
         if after.seq().0 - self.last_checkpoint.0 >= settings.checkpoint_every {
