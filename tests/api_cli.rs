@@ -3,26 +3,17 @@
 //! past through the API agreeing with `idpsync query`; erasure through the API followed by
 //! `log verify`; signed checkpoints that catch a rewritten or shortened log.
 
-use std::io::{BufRead, BufReader, Read};
+mod binary;
+
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
+use binary::{Serving, run};
 use idpsync_drivers::fake::{Directory, FakeIdp, FakeMember, Vendor};
 use serde_json::{Value, json};
 
 const PATCH_OP: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
-
-fn idpsync(data_dir: &Path) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_idpsync"));
-    command.arg("--data-dir").arg(data_dir).env("IDPSYNC_LOG", "warn");
-    command
-}
-
-fn run(data_dir: &Path, args: &[&str]) -> Output {
-    idpsync(data_dir).args(args).output().expect("idpsync runs")
-}
 
 fn ok(output: Output) -> String {
     assert!(
@@ -50,71 +41,6 @@ fn token(data_dir: &Path, tenant: &str, admin: bool) -> String {
         args.push("--admin");
     }
     ok(run(data_dir, &args)).lines().last().unwrap().trim().to_owned()
-}
-
-/// `idpsync serve` on a free port, its log drained in the background.
-struct Serving {
-    child: Child,
-    origin: String,
-    log: Arc<Mutex<String>>,
-}
-
-impl Serving {
-    fn start(data_dir: &Path, config: Option<&Path>) -> Serving {
-        let mut command = idpsync(data_dir);
-        if let Some(config) = config {
-            command.arg("--config").arg(config);
-        }
-        let mut child = command
-            .args(["serve", "--listen", "127.0.0.1:0"])
-            .env("IDPSYNC_LOG", "info")
-            .env("IDPSYNC_LOG_FORMAT", "json")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut reader = BufReader::new(child.stderr.take().unwrap());
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let address = loop {
-            assert!(Instant::now() < deadline, "serve did not start");
-            let mut line = String::new();
-            assert!(
-                reader.read_line(&mut line).unwrap() > 0,
-                "serve exited before listening"
-            );
-            let Ok(entry) = serde_json::from_str::<Value>(&line) else {
-                continue;
-            };
-            if entry["fields"]["message"] == "idpsync is serving" {
-                break entry["fields"]["address"].as_str().unwrap().to_owned();
-            }
-        };
-        let log = Arc::new(Mutex::new(String::new()));
-        let sink = Arc::clone(&log);
-        std::thread::spawn(move || {
-            let mut rest = String::new();
-            let _ = reader.read_to_string(&mut rest);
-            sink.lock().unwrap().push_str(&rest);
-        });
-        Serving {
-            child,
-            origin: format!("http://{address}"),
-            log,
-        }
-    }
-
-    /// SIGTERM, then waits for a clean exit.
-    fn stop(mut self) {
-        let status = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let exit = self.child.wait().unwrap();
-        std::thread::sleep(Duration::from_millis(100));
-        assert!(exit.success(), "serve exited with {exit}: {}", self.log.lock().unwrap());
-    }
 }
 
 async fn send(method: reqwest::Method, url: &str, token: &str, body: Option<Value>) -> (u16, Value) {

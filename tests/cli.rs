@@ -3,20 +3,13 @@
 //! SIGTERM; `log verify` names the tenant and seq of a snapshot that was tampered with; queries
 //! answer in the past.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::path::Path;
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+mod binary;
 
-fn idpsync(data_dir: &Path) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_idpsync"));
-    command.arg("--data-dir").arg(data_dir).env("IDPSYNC_LOG", "warn");
-    command
-}
+use std::io::{Read, Write};
+use std::process::{Output, Stdio};
+use std::time::Duration;
 
-fn run(data_dir: &Path, args: &[&str]) -> Output {
-    idpsync(data_dir).args(args).output().expect("idpsync runs")
-}
+use binary::{Serving, idpsync, run};
 
 fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
@@ -110,30 +103,8 @@ fn serve_answers_and_stops_cleanly_on_sigterm() {
         &["dev", "seed", "--users", "50", "--groups", "5", "--memberships", "100"],
     );
     assert!(seeded.status.success(), "{}", stderr(&seeded));
-    let mut server = idpsync(dir.path())
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .env("IDPSYNC_LOG", "info")
-        .env("IDPSYNC_LOG_FORMAT", "json")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut log = BufReader::new(server.stderr.take().unwrap());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let address = loop {
-        assert!(Instant::now() < deadline, "serve did not start");
-        let mut line = String::new();
-        if log.read_line(&mut line).unwrap() == 0 {
-            panic!("serve exited before listening");
-        }
-        let Ok(entry) = serde_json::from_str::<serde_json::Value>(&line) else {
-            continue;
-        };
-        if entry["fields"]["message"] == "idpsync is serving" {
-            break entry["fields"]["address"].as_str().unwrap().to_owned();
-        }
-    };
-    let (status, body) = get(&address, "/healthz");
+    let server = Serving::start(dir.path(), None);
+    let (status, body) = get(&server.address, "/healthz");
     assert!(status.contains("200"), "{status}");
     let health: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(health["status"], "ok");
@@ -147,24 +118,11 @@ fn serve_answers_and_stops_cleanly_on_sigterm() {
         .unwrap();
     assert!(head > 0);
 
-    assert_eq!(send_sigterm(server.id()), 0);
-    let status = server.wait().unwrap();
-    assert!(status.success(), "serve exited with {status}");
-    let mut rest = String::new();
-    log.read_to_string(&mut rest).unwrap();
+    let rest = server.stop();
     assert!(rest.contains("stopped"), "{rest}");
     // Nothing was written while serving, and the seed's shutdown snapshot is at the head.
     let snapshot = dir.path().join("snapshots/default").join(format!("{head:020}.snap"));
     assert!(snapshot.exists(), "no snapshot at the head {head}");
-}
-
-/// Sends SIGTERM through the `kill` command (the project forbids unsafe code, so no libc call).
-fn send_sigterm(pid: u32) -> i32 {
-    Command::new("kill")
-        .arg("-TERM")
-        .arg(pid.to_string())
-        .status()
-        .map_or(-1, |s| s.code().unwrap_or(-1))
 }
 
 #[test]
