@@ -74,8 +74,8 @@ async fn pipeline(tenant: &Arc<Tenant>, commands: Vec<Command>) -> Vec<Outcome> 
     outcomes
 }
 
-/// `count` users, all in one group bound to a policy as sources (one grant each).
-async fn populate(tenant: &Arc<Tenant>, count: usize) -> (Vec<UserId>, GroupId) {
+/// Provisions `count` users through [`pipeline`]; their ids in order.
+async fn provision_users(tenant: &Arc<Tenant>, count: usize) -> Vec<UserId> {
     let provisions = (0..count)
         .map(|n| Command::ProvisionUser {
             owner: Owner::Operator,
@@ -84,14 +84,19 @@ async fn populate(tenant: &Arc<Tenant>, count: usize) -> (Vec<UserId>, GroupId) 
             profile: profile(n),
         })
         .collect();
-    let users: Vec<UserId> = pipeline(tenant, provisions)
+    pipeline(tenant, provisions)
         .await
         .into_iter()
         .map(|outcome| match outcome {
             Outcome::UserProvisioned(id) => id,
             other => panic!("unexpected {other:?}"),
         })
-        .collect();
+        .collect()
+}
+
+/// `count` users, all in one group bound to a policy as sources (one grant each).
+async fn populate(tenant: &Arc<Tenant>, count: usize) -> (Vec<UserId>, GroupId) {
+    let users = provision_users(tenant, count).await;
     let created = tenant
         .execute(
             Command::CreateGroup {
@@ -446,22 +451,7 @@ async fn personal_throughput(seal: bool, count: usize) -> (f64, f64) {
     let engine = Arc::new(idpsync::open(dir.path(), settings).await.unwrap());
     let tenant = engine.require_tenant(&TenantId::default_tenant()).unwrap();
     let started = Instant::now();
-    let provisions = (0..count)
-        .map(|n| Command::ProvisionUser {
-            owner: Owner::Operator,
-            external_id: None,
-            active: true,
-            profile: profile(n),
-        })
-        .collect();
-    let users: Vec<UserId> = pipeline(&tenant, provisions)
-        .await
-        .into_iter()
-        .map(|outcome| match outcome {
-            Outcome::UserProvisioned(id) => id,
-            other => panic!("unexpected {other:?}"),
-        })
-        .collect();
+    let users = provision_users(&tenant, count).await;
     let provisioned = count as f64 / started.elapsed().as_secs_f64();
     let started = Instant::now();
     let replacements = users
