@@ -288,14 +288,13 @@ fn decode_member_of(section: &[u8]) -> Result<OrdSet<(Member, GroupId)>, Snapsho
 /// `records` is the snapshot's `seq`: one time per record, so the times are sized at once
 /// rather than doubling their way there (bounded by the section's length, one byte or more a
 /// time, so that a damaged header cannot ask for an absurd allocation).
-fn decode_history(records: Seq, times: &[u8], changes: &[u8], events: &[u8]) -> Result<History, SnapshotDecodeError> {
+fn decode_history(records: Seq, deltas: &[u8], changes: &[u8], events: &[u8]) -> Result<History, SnapshotDecodeError> {
     let mut time = 0i64;
-    let mut decoded = Vec::with_capacity(usize::try_from(records.0).unwrap_or(0).min(times.len()));
-    for delta in items::<u64>(times) {
+    let mut times = Vec::with_capacity(usize::try_from(records.0).unwrap_or(0).min(deltas.len()));
+    for delta in items::<u64>(deltas) {
         time = time.wrapping_add(delta? as i64);
-        decoded.push(Timestamp(time));
+        times.push(Timestamp(time));
     }
-    let times = decoded;
     let group_changes = items::<(GroupId, Vec<MembershipChange>)>(changes).collect::<Result<HashMap<_, _>, _>>()?;
     let member_events = items::<(Member, Vec<Seq>)>(events).collect::<Result<HashMap<_, _>, _>>()?;
     Ok(History {

@@ -214,11 +214,7 @@ impl Writer {
                 self.drain().await;
             }
             match job {
-                Job::Command { command, origin, reply } => {
-                    let mut batch = self.next.take().unwrap_or_else(|| Batch::new(self.state.clone()));
-                    self.decide_one(&mut batch, *command, &origin, reply);
-                    self.next = Some(batch);
-                }
+                Job::Command { command, origin, reply } => self.decide_one(*command, &origin, reply),
                 Job::ConfirmHeld { integration, reply } => self.confirm_held(integration, reply),
                 Job::Snapshot { reply } => self.snapshot_now(reply),
                 Job::Shutdown { done } => {
@@ -251,9 +247,7 @@ impl Writer {
                     snapshot: Box::new((*held.snapshot).clone()),
                     guard: Guard::Confirmed,
                 };
-                let mut batch = self.next.take().unwrap_or_else(|| Batch::new(self.state.clone()));
-                self.decide_one(&mut batch, command, &origin, reply);
-                self.next = Some(batch);
+                self.decide_one(command, &origin, reply);
             }
         }
     }
@@ -261,9 +255,7 @@ impl Writer {
     /// Commits everything decided so far and waits until nothing is in flight.
     async fn drain(&mut self) {
         loop {
-            if self.in_flight.is_none() {
-                self.submit_next();
-            }
+            self.submit_next();
             let Some(mut in_flight) = self.in_flight.take() else {
                 return;
             };
@@ -306,9 +298,9 @@ impl Writer {
         self.in_flight = Some(InFlight { batch, append });
     }
 
+    /// Decides `command` into the next batch; a rejection is answered at once and adds nothing.
     fn decide_one(
         &mut self,
-        batch: &mut Batch,
         command: Command,
         origin: &Origin,
         reply: oneshot::Sender<Result<Committed, SubmitError>>,
@@ -334,9 +326,10 @@ impl Writer {
                 return;
             }
         };
+        let mut batch = self.next.take().unwrap_or_else(|| Batch::new(self.state.clone()));
         let events = decision.events.len() as u64;
         for envelope in decision.events {
-            self.apply(batch, envelope);
+            self.apply(&mut batch, envelope);
         }
         if let Command::Reconcile { snapshot, guard } = &command {
             match &decision.outcome {
@@ -360,6 +353,7 @@ impl Writer {
             outcome: decision.outcome,
         };
         batch.replies.push((reply, committed));
+        self.next = Some(batch);
     }
 
     /// Seals the personal part of a user event under the user's key (generating the key for a
@@ -373,12 +367,13 @@ impl Writer {
         let mut sealed_for = |user: UserId, profile: &UserProfile| {
             // A user first sealed in the batch in flight has a key that is not in the keyring
             // until that batch is durable.
-            let in_flight = self
-                .in_flight
-                .as_ref()
-                .and_then(|f| f.batch.new_keys.get(&user))
-                .cloned();
-            let key = match self.tenant.keyring.key(user).or(in_flight) {
+            let in_flight = || {
+                self.in_flight
+                    .as_ref()
+                    .and_then(|f| f.batch.new_keys.get(&user))
+                    .cloned()
+            };
+            let key = match self.tenant.keyring.key(user).or_else(in_flight) {
                 Some(key) => key,
                 None => batch.new_keys.entry(user).or_insert_with(UserKey::generate).clone(),
             };
