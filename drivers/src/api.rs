@@ -146,6 +146,14 @@ impl Pages {
         }
     }
 
+    /// The error of a listing of this resource that cannot be completed.
+    fn partial(&self, reason: String) -> DriverError {
+        DriverError::PartialListing {
+            resource: self.resource.clone(),
+            reason,
+        }
+    }
+
     /// After a page with `new_items` items not seen before and the server's `next` cursor:
     /// the cursor to follow, or `None` at the end.
     pub(crate) fn follow(
@@ -168,16 +176,10 @@ impl Pages {
             return Ok(None);
         }
         if repeated {
-            return Err(DriverError::PartialListing {
-                resource: self.resource.clone(),
-                reason: format!("the server sent the page cursor {next:?} a second time"),
-            });
+            return Err(self.partial(format!("the server sent the page cursor {next:?} a second time")));
         }
         if self.pages >= PAGES_MAX {
-            return Err(DriverError::PartialListing {
-                resource: self.resource.clone(),
-                reason: format!("more than {PAGES_MAX} pages"),
-            });
+            return Err(self.partial(format!("more than {PAGES_MAX} pages")));
         }
         Ok(Some(next))
     }
@@ -282,14 +284,11 @@ impl Pager {
         match self.total {
             None => self.total = Some(total),
             Some(first) if first != total => {
-                return Err(DriverError::PartialListing {
-                    resource: self.pages.resource.clone(),
-                    reason: format!(
-                        "objects were deleted or created while the listing was read (the IdP counted \
-                         {first}, then {total}), so an object may have been skipped; nothing applied, \
-                         the next run retries"
-                    ),
-                });
+                return Err(self.pages.partial(format!(
+                    "objects were deleted or created while the listing was read (the IdP counted \
+                     {first}, then {total}), so an object may have been skipped; nothing applied, \
+                     the next run retries"
+                )));
             }
             Some(_) => {}
         }
@@ -298,12 +297,11 @@ impl Pager {
 
     /// The error of an overlapping page that does not start with an item already read.
     fn shifted(&self) -> DriverError {
-        DriverError::PartialListing {
-            resource: self.pages.resource.clone(),
-            reason: "objects were deleted while the listing was read, so an object may have been \
-                     skipped; nothing applied, the next run retries"
+        self.pages.partial(
+            "objects were deleted while the listing was read, so an object may have been skipped; \
+             nothing applied, the next run retries"
                 .to_owned(),
-        }
+        )
     }
 }
 
