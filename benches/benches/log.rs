@@ -2,7 +2,8 @@
 //! event at a time.
 //!
 //! Run: `cargo bench -p idpsync-benches --bench log`. Every append here is fsync-durable; the
-//! log lives in a temporary directory on the machine's disk.
+//! log lives in a temporary directory on the machine's disk. The allocator is mimalloc, as in
+//! the `idpsync` binary.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,6 +13,9 @@ use idpsync_engine::ids::{Member, UserId};
 use idpsync_engine::model::{Owner, UserProfile};
 use idpsync_engine::{Cause, Command, Engine, Origin, Outcome, Source, TenantSettings};
 use idpsync_storage::{AppendBatch, EventId, LogStore, NewRecord, RedbStore, SchemaVersion, TenantId, Timestamp};
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const WRITERS: usize = 64;
 /// A payload of the size of a typical membership event.

@@ -224,10 +224,15 @@ pub enum DecodeError {
     Malformed(String),
 }
 
+/// Room reserved for an encoded envelope.
+const ENCODED_CAPACITY: usize = 320;
+
 /// Encodes an envelope as a payload of [`ENVELOPE_VERSION`].
 pub fn encode(envelope: &Envelope) -> Vec<u8> {
-    // Serialising plain data into a Vec cannot fail.
-    postcard::to_allocvec(envelope).expect("postcard encodes every envelope")
+    // Sized for a typical event (a membership change with its origin, or a user with a sealed
+    // profile), so that most encodings never grow their buffer. Serialising plain data into a
+    // Vec cannot fail.
+    postcard::to_extend(envelope, Vec::with_capacity(ENCODED_CAPACITY)).expect("postcard encodes every envelope")
 }
 
 /// Decodes a payload of any supported envelope version.
