@@ -3,9 +3,10 @@
 //!
 //! Measures: cold start to the first query with a snapshot (open the log, load the snapshot
 //! with its history index, replay the tail, answer); full replay (read, chain check, decode,
-//! fold, index) from the first record; members of a group at a random past moment, with p50
-//! and p99; the offboarding audit of a user (p50, p99); and the peak resident memory of a
-//! process that has loaded the tenant.
+//! fold, index) from the first record, and where it spends its time (each stage alone, the fold
+//! by event type); members of a group at a random past moment, with p50 and p99; the offboarding
+//! audit of a user (p50, p99); and the peak resident memory of a process that has loaded the
+//! tenant.
 //!
 //! Run: `cargo bench -p idpsync-benches --bench tenant`. The first run seeds the tenant into
 //! `target/bench-data/` (about half a minute) and later runs reuse it. "Cold" means a new
@@ -19,11 +20,13 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, Throughput};
 use idpsync::audit::{AuditSources, BindingLog, audit_user};
 use idpsync::workload::{WorkloadSpec, run as seed};
+use idpsync_engine::event::{LoggedEvent, decode_record};
 use idpsync_engine::ids::{GroupId, Seq, Timestamp, UserId};
-use idpsync_engine::replay::replay_recording;
+use idpsync_engine::replay::{REPLAY_PAGE_LEN, replay_recording};
 use idpsync_engine::seal::Keyring;
 use idpsync_engine::{Engine, History, State, TenantSettings};
-use idpsync_storage::{LogStore, RedbStore, TenantId};
+use idpsync_storage::verify::ChainVerifier;
+use idpsync_storage::{LogStore, Record, RedbStore, TenantId};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
@@ -135,6 +138,77 @@ fn full_replay(c: &mut Criterion, runtime: &tokio::runtime::Runtime, dir: &Path)
         });
     });
     group.finish();
+}
+
+/// Nanoseconds per event of `elapsed` over `events`.
+fn per_event(elapsed: Duration, events: usize) -> f64 {
+    elapsed.as_nanos() as f64 / events as f64
+}
+
+/// The stages of a full replay, each run alone over the whole log on one thread: reading the
+/// records, checking the chain, decoding, folding (by event type) and indexing the history.
+/// Replay overlaps reading, checking and decoding with the fold on the second core, so its rate
+/// is bounded by the slower of the two sides.
+fn replay_stages(runtime: &tokio::runtime::Runtime, dir: &Path) {
+    let store: Arc<dyn LogStore> = Arc::new(RedbStore::open(dir).unwrap());
+    let tenant = TenantId::default_tenant();
+    let head = runtime.block_on(store.head(&tenant)).unwrap().seq;
+    let keyring = runtime.block_on(Keyring::load(&*store, &tenant)).unwrap();
+
+    let started = Instant::now();
+    let mut records: Vec<Record> = Vec::with_capacity(head.0 as usize);
+    while records.len() < head.0 as usize {
+        let from = Seq(records.len() as u64 + 1);
+        records.extend(runtime.block_on(store.read(&tenant, from, REPLAY_PAGE_LEN)).unwrap());
+    }
+    let read = started.elapsed();
+    let started = Instant::now();
+    let mut verifier = ChainVerifier::new(tenant.clone());
+    for record in &records {
+        verifier.check(record).unwrap();
+    }
+    let chain = started.elapsed();
+    let started = Instant::now();
+    let events: Vec<LoggedEvent> = records.iter().map(|record| decode_record(record).unwrap()).collect();
+    let decode = started.elapsed();
+    drop(records);
+
+    let mut state = State::new();
+    let mut by_kind: BTreeMap<&'static str, (usize, Duration)> = BTreeMap::new();
+    let mut effects = Vec::with_capacity(events.len());
+    let started = Instant::now();
+    for event in &events {
+        let one = Instant::now();
+        effects.push(state.apply_mut(event, &keyring));
+        let slot = by_kind.entry(event.envelope.event.kind()).or_default();
+        slot.0 += 1;
+        slot.1 += one.elapsed();
+    }
+    let fold = started.elapsed();
+    let started = Instant::now();
+    let mut history = History::new();
+    for (event, effects) in events.iter().zip(&effects) {
+        history.record(event.seq, event.recorded_at, effects);
+    }
+    let index = started.elapsed();
+
+    let n = events.len();
+    println!(
+        "tenant_1m/replay_stages ns/event: read {:.0}, chain check {:.0}, decode {:.0}; fold {:.0}, history {:.0}",
+        per_event(read, n),
+        per_event(chain, n),
+        per_event(decode, n),
+        per_event(fold, n),
+        per_event(index, n)
+    );
+    let kinds: Vec<String> = by_kind
+        .iter()
+        .map(|(kind, (count, elapsed))| format!("{kind} {count} × {:.0} ns", per_event(*elapsed, *count)))
+        .collect();
+    println!(
+        "tenant_1m/replay_stages fold by type (timer included): {}",
+        kinds.join(", ")
+    );
 }
 
 fn members_at_random_past_moment(c: &mut Criterion, runtime: &tokio::runtime::Runtime, dir: &Path) {
@@ -283,6 +357,7 @@ fn main() {
     let mut c = Criterion::default().configure_from_args();
     cold_start(&mut c, &runtime, &dir);
     full_replay(&mut c, &runtime, &dir);
+    replay_stages(&runtime, &dir);
     members_at_random_past_moment(&mut c, &runtime, &dir);
     audit_a_user(&mut c, &runtime, &dir);
     c.final_summary();

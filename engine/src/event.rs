@@ -189,6 +189,30 @@ pub enum Event {
     },
 }
 
+impl Event {
+    /// The event's type as the API and the change stream name it: `user.provisioned`,
+    /// `members.added`, …
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Event::UserProvisioned { .. } => "user.provisioned",
+            Event::UserUpdated { .. } => "user.updated",
+            Event::UserDeactivated { .. } => "user.deactivated",
+            Event::UserReactivated { .. } => "user.reactivated",
+            Event::UserDeleted { .. } => "user.deleted",
+            Event::UserErased { .. } => "user.erased",
+            Event::GroupCreated { .. } => "group.created",
+            Event::GroupRenamed { .. } => "group.renamed",
+            Event::GroupExternalIdChanged { .. } => "group.external_id_changed",
+            Event::GroupDeleted { .. } => "group.deleted",
+            Event::MembersAdded { .. } => "members.added",
+            Event::MembersRemoved { .. } => "members.removed",
+            Event::BindingSet { .. } => "binding.set",
+            Event::BindingRemoved { .. } => "binding.removed",
+            Event::ReconcileHeld { .. } => "sync.held",
+        }
+    }
+}
+
 /// An event with where it came from: what one log record's payload holds.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Envelope {

@@ -146,6 +146,29 @@ async fn fold_prefix(store: &Arc<dyn LogStore>, tenant: &TenantId, to: Seq) -> S
     state
 }
 
+/// The member-to-groups index agrees with the groups' member sets, for every user and group.
+fn assert_groups_of_agrees(state: &State) {
+    let mut expected: std::collections::BTreeMap<Member, Vec<GroupId>> = Default::default();
+    for group in state.groups() {
+        for member in state.direct_members(group.id).into_iter().flatten() {
+            expected.entry(*member).or_default().push(group.id);
+        }
+    }
+    let members = state
+        .users()
+        .map(|user| Member::User(user.id))
+        .chain(state.groups().map(|group| Member::Group(group.id)));
+    for member in members {
+        let found: Vec<GroupId> = state.groups_of(member).collect();
+        assert_eq!(
+            found,
+            expected.remove(&member).unwrap_or_default(),
+            "groups of {member:?}"
+        );
+    }
+    assert!(expected.is_empty(), "members that do not exist: {expected:?}");
+}
+
 fn canonical(state: &State) -> Vec<u8> {
     encode_snapshot(state, &History::new())
 }
@@ -214,6 +237,7 @@ fn run(ops: Vec<Op>) {
             let at = tenant.state_at(Seq(n)).await.unwrap();
             let folded = fold_prefix(&store, &id, Seq(n)).await;
             assert_eq!(canonical(&at), canonical(&folded), "state_at({n}) differs");
+            assert_groups_of_agrees(&at);
             tenant.with_history(|history, _| {
                 for group in at.groups() {
                     let from_state: BTreeSet<Member> =
@@ -267,6 +291,7 @@ fn run(ops: Vec<Op>) {
         engine.shutdown().await;
         let reopened = Engine::open(Arc::clone(&store), settings()).await.unwrap();
         let again = reopened.require_tenant(&id).unwrap();
+        assert_groups_of_agrees(&again.state());
         assert_eq!(
             again.with_history(|history, _| encode_snapshot(&again.state(), history)),
             live_bytes

@@ -294,6 +294,7 @@ fn user_name(opener: &dyn Opener, user: UserId, personal: &Personal) -> Value {
 
 /// An event's type and fields: `{"type": "user.deactivated", "user": "…"}`.
 pub fn event_body(event: &Event, opener: &dyn Opener) -> Value {
+    let kind = event.kind();
     match event {
         Event::UserProvisioned {
             user,
@@ -301,49 +302,49 @@ pub fn event_body(event: &Event, opener: &dyn Opener) -> Value {
             external_id,
             active,
             personal,
-        } => json!({"type": "user.provisioned", "user": user, "owner": owner_name(owner),
+        } => json!({"type": kind, "user": user, "owner": owner_name(owner),
             "externalId": external_id, "active": active, "userName": user_name(opener, *user, personal)}),
         Event::UserUpdated {
             user,
             external_id,
             personal,
-        } => json!({"type": "user.updated", "user": user, "externalId": external_id,
+        } => json!({"type": kind, "user": user, "externalId": external_id,
             "userName": user_name(opener, *user, personal)}),
-        Event::UserDeactivated { user } => json!({"type": "user.deactivated", "user": user}),
-        Event::UserReactivated { user } => json!({"type": "user.reactivated", "user": user}),
-        Event::UserDeleted { user } => json!({"type": "user.deleted", "user": user}),
-        Event::UserErased { user } => json!({"type": "user.erased", "user": user}),
+        Event::UserDeactivated { user } => json!({"type": kind, "user": user}),
+        Event::UserReactivated { user } => json!({"type": kind, "user": user}),
+        Event::UserDeleted { user } => json!({"type": kind, "user": user}),
+        Event::UserErased { user } => json!({"type": kind, "user": user}),
         Event::GroupCreated {
             group,
             owner,
             external_id,
             display_name,
-        } => json!({"type": "group.created", "group": group, "owner": owner_name(owner),
+        } => json!({"type": kind, "group": group, "owner": owner_name(owner),
             "externalId": external_id, "displayName": display_name}),
         Event::GroupRenamed { group, display_name } => {
-            json!({"type": "group.renamed", "group": group, "displayName": display_name})
+            json!({"type": kind, "group": group, "displayName": display_name})
         }
         Event::GroupExternalIdChanged { group, external_id } => {
-            json!({"type": "group.external_id_changed", "group": group, "externalId": external_id})
+            json!({"type": kind, "group": group, "externalId": external_id})
         }
-        Event::GroupDeleted { group } => json!({"type": "group.deleted", "group": group}),
+        Event::GroupDeleted { group } => json!({"type": kind, "group": group}),
         Event::MembersAdded { group, members } => {
-            json!({"type": "members.added", "group": group, "members": members_json(members)})
+            json!({"type": kind, "group": group, "members": members_json(members)})
         }
         Event::MembersRemoved { group, members } => {
-            json!({"type": "members.removed", "group": group, "members": members_json(members)})
+            json!({"type": kind, "group": group, "members": members_json(members)})
         }
         Event::BindingSet { resource, groups } => {
-            json!({"type": "binding.set", "binding": binding_json(resource, groups)})
+            json!({"type": kind, "binding": binding_json(resource, groups)})
         }
         Event::BindingRemoved { resource } => {
-            json!({"type": "binding.removed", "resource": ResourceRow::from(resource)})
+            json!({"type": kind, "resource": ResourceRow::from(resource)})
         }
         Event::ReconcileHeld {
             integration,
             run,
             summary,
-        } => json!({"type": "sync.held", "integration": integration.as_str(), "run": run,
+        } => json!({"type": kind, "integration": integration.as_str(), "run": run,
             "ownedUsers": summary.owned_users, "deactivations": summary.deactivations,
             "deletions": summary.deletions, "limitPermille": summary.limit_permille}),
     }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use imbl::{OrdMap, OrdSet};
 
-use super::{GroupEntry, State, fold_case};
+use super::{GroupEntry, State, fold_case, join_group, leave_group};
 use crate::event::{Event, LoggedEvent, Personal};
 use crate::ids::{GroupId, IntegrationName, Member, Seq, Timestamp, UserId};
 use crate::model::{Group, Owner, ResourceRef, User, UserProfile, erased_profile};
@@ -215,7 +215,7 @@ impl State {
                 self.unindex_group(&old.group);
                 // Its members leave it...
                 for member in old.members {
-                    self.member_of.remove(&(member, *group));
+                    leave_group(&mut self.member_of, member, *group);
                     effects.memberships.push((*group, member, false));
                 }
                 // ...and it leaves the groups it was in.
@@ -256,7 +256,7 @@ impl State {
                         continue;
                     }
                     if entry.members.insert(*member).is_none() {
-                        member_of.insert((*member, *group));
+                        join_group(member_of, *member, *group);
                         effects.memberships.push((*group, *member, true));
                     }
                 }
@@ -270,7 +270,7 @@ impl State {
                 };
                 for member in members {
                     if entry.members.remove(member).is_some() {
-                        self.member_of.remove(&(*member, *group));
+                        leave_group(&mut self.member_of, *member, *group);
                         effects.memberships.push((*group, *member, false));
                     }
                 }
@@ -332,9 +332,8 @@ impl State {
 
     /// Removes `member` from every group it is directly in.
     fn leave_all(&mut self, member: Member, seq: Seq, at: Timestamp, effects: &mut Effects) {
-        let groups: Vec<GroupId> = self.groups_of(member).collect();
-        for group in groups {
-            self.member_of.remove(&(member, group));
+        let groups = self.member_of.remove(&member).unwrap_or_default();
+        for &group in groups.iter() {
             if let Some(entry) = self.groups.get_mut(&group) {
                 entry.members.remove(&member);
                 bump(&mut entry.group, seq, at);

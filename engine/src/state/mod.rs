@@ -23,6 +23,37 @@ pub fn fold_case(name: &str) -> String {
     name.to_lowercase()
 }
 
+/// The groups one member is directly in, in id order: a plain vector behind an `Arc`, shared by
+/// every state until one of them changes it (and copies it: a member is in tens of groups, not
+/// thousands). Cheaper to change and far smaller than a persistent set per member, and a
+/// change finds it in a map of members rather than in one set of every membership.
+pub(crate) type GroupList = Arc<Vec<GroupId>>;
+
+/// Records that `member` is directly in `group`.
+pub(crate) fn join_group(member_of: &mut OrdMap<Member, GroupList>, member: Member, group: GroupId) {
+    match member_of.get_mut(&member) {
+        Some(list) => {
+            if let Err(at) = list.binary_search(&group) {
+                Arc::make_mut(list).insert(at, group);
+            }
+        }
+        None => {
+            member_of.insert(member, Arc::new(vec![group]));
+        }
+    }
+}
+
+/// Records that `member` is no longer directly in `group`.
+pub(crate) fn leave_group(member_of: &mut OrdMap<Member, GroupList>, member: Member, group: GroupId) {
+    let Some(list) = member_of.get_mut(&member) else { return };
+    let Ok(at) = list.binary_search(&group) else { return };
+    if list.len() == 1 {
+        member_of.remove(&member);
+    } else {
+        Arc::make_mut(list).remove(at);
+    }
+}
+
 /// A group and its direct members.
 #[derive(Clone, Debug)]
 pub(crate) struct GroupEntry {
@@ -39,9 +70,8 @@ pub struct State {
     /// Each group with its direct members: one entry, so that a membership change finds the
     /// group, checks it exists, changes its members and moves its version in one lookup.
     pub(crate) groups: OrdMap<GroupId, GroupEntry>,
-    /// (member, group) for each direct membership: the groups each member is in, as one set
-    /// rather than a set per member, which would cost a node per user.
-    pub(crate) member_of: OrdSet<(Member, GroupId)>,
+    /// The groups each member is directly in. A member in no group has no entry.
+    pub(crate) member_of: OrdMap<Member, GroupList>,
     /// Case-folded userName → user; unique.
     pub(crate) user_names: OrdMap<String, UserId>,
     /// (externalId, user): a multimap as one set.
@@ -224,8 +254,9 @@ impl State {
     /// The groups `member` is directly in, in id order.
     pub fn groups_of(&self, member: Member) -> impl Iterator<Item = GroupId> + '_ {
         self.member_of
-            .range((member, GroupId::MIN)..=(member, GroupId::MAX))
-            .map(|(_, group)| *group)
+            .get(&member)
+            .into_iter()
+            .flat_map(|list| list.iter().copied())
     }
 
     /// Whether a user or group with this id exists.

@@ -19,7 +19,7 @@ use imbl::{OrdMap, OrdSet};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use super::{GroupEntry, State};
+use super::{GroupEntry, GroupList, State, join_group};
 use crate::event::Personal;
 use crate::history::{HashMap, History, MembershipChange};
 use crate::ids::{GroupId, Member, Seq, Timestamp};
@@ -272,14 +272,15 @@ fn decode_members(section: &[u8]) -> Result<OrdMap<GroupId, OrdSet<Member>>, Sna
         .collect()
 }
 
-fn decode_member_of(section: &[u8]) -> Result<OrdSet<(Member, GroupId)>, SnapshotDecodeError> {
-    // Inserted as they come, not collected and sorted first: on a large tenant the pairs alone
-    // take tens of megabytes, held at the moment the whole state is being built.
-    let mut member_of = OrdSet::new();
+fn decode_member_of(section: &[u8]) -> Result<OrdMap<Member, GroupList>, SnapshotDecodeError> {
+    // Built in place as the groups come, not collected first: on a large tenant a collection of
+    // every membership would take tens of megabytes, held while the whole state is being built.
+    // Groups come in id order, so each list only ever grows at its end.
+    let mut member_of: OrdMap<Member, GroupList> = OrdMap::new();
     for item in items::<(GroupId, Vec<Member>)>(section) {
         let (group, members) = item?;
         for member in members {
-            member_of.insert((member, group));
+            join_group(&mut member_of, member, group);
         }
     }
     Ok(member_of)
