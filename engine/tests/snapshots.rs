@@ -1,11 +1,15 @@
-//! Stored snapshots are thinned to the configured number, and the past stays answerable.
+//! Stored snapshots are thinned to the configured number, and the past stays answerable; a
+//! large snapshot reopens to the same state.
 
 mod common;
 
 use std::sync::Arc;
 
 use common::{origin, provision};
-use idpsync_engine::{Engine, TenantSettings};
+use idpsync_engine::ids::{GroupId, Member};
+use idpsync_engine::model::Owner;
+use idpsync_engine::state::encode_snapshot;
+use idpsync_engine::{Command, Engine, Outcome, TenantSettings};
 use idpsync_storage::{LogStore, MemoryStore, Seq, TenantId};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -33,6 +37,73 @@ async fn old_snapshots_are_thinned_and_the_past_is_still_answered() {
     for seq in [1, 15, 42, 94] {
         let past = tenant.state_at(Seq(seq)).await.unwrap();
         assert_eq!(past.user_count() as u64, seq, "the state after record {seq}");
+    }
+    engine.shutdown().await;
+}
+
+/// A tenant with more users than one chunk of snapshot decoding, in groups: reopening from its
+/// snapshot gives the same state, and every member's groups agree with the groups' members.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_of_thousands_of_users_in_groups_reopens_to_the_same_state() {
+    let store = Arc::new(MemoryStore::default());
+    let engine = Engine::open(store.clone(), TenantSettings::default()).await.unwrap();
+    let tenant = engine.require_tenant(&TenantId::default_tenant()).unwrap();
+    let mut users = Vec::new();
+    for n in 0..2_500 {
+        let committed = tenant.execute(provision(&format!("user{n}")), origin()).await.unwrap();
+        let Outcome::UserProvisioned(user) = committed.outcome else {
+            unreachable!()
+        };
+        users.push(user);
+    }
+    let mut groups = Vec::new();
+    for g in 0..7 {
+        // Group g holds every user whose number is divisible by g + 1, and the previous group.
+        let mut members: Vec<Member> = users
+            .iter()
+            .enumerate()
+            .filter(|(n, _)| n % (g + 1) == 0)
+            .map(|(_, user)| Member::User(*user))
+            .collect();
+        members.extend(groups.last().map(|group| Member::Group(*group)));
+        let command = Command::CreateGroup {
+            owner: Owner::Scim,
+            external_id: None,
+            display_name: format!("group{g}"),
+            members,
+        };
+        let Outcome::GroupCreated(group) = tenant.execute(command, origin()).await.unwrap().outcome else {
+            unreachable!()
+        };
+        groups.push(group);
+    }
+    let before = tenant.with_history(|history, _| encode_snapshot(&tenant.state(), history));
+    let expected: Vec<(Member, Vec<GroupId>)> = users
+        .iter()
+        .map(|user| Member::User(*user))
+        .chain(groups.iter().map(|group| Member::Group(*group)))
+        .map(|member| (member, tenant.state().groups_of(member).collect()))
+        .collect();
+    assert_eq!(expected[0].1.len(), 7, "user0 is in every group");
+    engine.shutdown().await;
+
+    let engine = Engine::open(store.clone(), TenantSettings::default()).await.unwrap();
+    let tenant = engine.require_tenant(&TenantId::default_tenant()).unwrap();
+    let state = tenant.state();
+    assert_eq!(state.user_count(), 2_500);
+    assert_eq!(
+        tenant.with_history(|history, _| encode_snapshot(&state, history)),
+        before
+    );
+    for (member, groups) in &expected {
+        assert_eq!(
+            &state.groups_of(*member).collect::<Vec<_>>(),
+            groups,
+            "groups of {member:?}"
+        );
+        if let Member::User(user) = member {
+            assert!(state.user(*user).unwrap().readable, "sealed profiles open again");
+        }
     }
     engine.shutdown().await;
 }
