@@ -25,8 +25,8 @@ pub fn fold_case(name: &str) -> String {
 
 /// The groups one member is directly in, in id order: a plain vector behind an `Arc`, shared by
 /// every state until one of them changes it (and copies it: a member is in tens of groups, not
-/// thousands). Cheaper to change and far smaller than a persistent set per member, and a
-/// change finds it in a map of members rather than in one set of every membership.
+/// thousands). Far smaller than a persistent set per member, smaller than one set of every
+/// (member, group) pair, and read as one contiguous list.
 pub(crate) type GroupList = Arc<Vec<GroupId>>;
 
 /// Records that `member` is directly in `group`.
