@@ -265,7 +265,7 @@ impl Pager {
             return Err(self.shifted());
         }
         let end = offset + page_items as u64;
-        let last = (page_items as u64) < page_size || total.is_some_and(|total| end >= total);
+        let last = is_last_page(end, page_items, page_size, total);
         // A page of one item cannot overlap and still move on.
         let overlap = OVERLAP.min((page_items as u64).saturating_sub(1));
         let next = (!last).then(|| (end - overlap).to_string());
@@ -303,6 +303,12 @@ impl Pager {
                 .to_owned(),
         )
     }
+}
+
+/// Whether a page of `page_items` items, fetched with `page_size` and ending at item `end` of
+/// the listing, is its last: it is short, or it reaches the server's `total`.
+pub(crate) fn is_last_page(end: u64, page_items: usize, page_size: u64, total: Option<u64>) -> bool {
+    (page_items as u64) < page_size || total.is_some_and(|total| end >= total)
 }
 
 /// The offset a cursor from [`Pager::take_at`] stands for (0 for the first page).

@@ -9,7 +9,7 @@ use idpsync_engine::reconcile::{ExternalMember, SnapshotGroup};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
-use crate::api::{Api, Page, Pager, Run, offset_of};
+use crate::api::{Api, Page, Pager, Run, is_last_page, offset_of};
 use crate::auth::{Auth, Grant, TokenSource};
 use crate::config::{Auth0Groups, IntegrationConfig, ProviderConfig};
 use crate::driver::{Cursor, Fetched, Provider};
@@ -123,7 +123,7 @@ async fn each_page<T: DeserializeOwned>(
         total_seen = total.or(total_seen);
         // Auth0 refuses pages past its search window; `total` above it is reported by the caller.
         let end = offset + items.len() as u64;
-        let last = (items.len() as u64) < PAGE_SIZE || total.is_some_and(|total| end >= total.min(SEARCH_MAX));
+        let last = is_last_page(end, items.len(), PAGE_SIZE, total.map(|total| total.min(SEARCH_MAX)));
         let next = (!last).then(|| end.to_string());
         pager.take(Page { items, next }, &mut add, run)?;
     }

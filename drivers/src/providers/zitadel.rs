@@ -218,13 +218,11 @@ impl Provider for Zitadel {
                     "/v2beta/authorizations/search",
                     pagination,
                     "authorizations",
-                    |grant: Authorization| match grant.id.clone() {
+                    |grant: Authorization| {
                         // An authorization is new by its id; the edges it adds may repeat others'.
-                        Some(id) => {
-                            add_authorization(&mut listing, grant);
-                            grants.insert(id)
-                        }
-                        None => add_authorization(&mut listing, grant),
+                        let id = grant.id.clone();
+                        let added = add_authorization(&mut listing, grant);
+                        id.map_or(added, |id| grants.insert(id))
                     },
                 )
                 .await?
