@@ -293,27 +293,27 @@ fn decode_users(section: &[u8], opener: &(dyn Opener + Sync)) -> Result<UserMaps
     })
 }
 
-fn decode_members(section: &[u8]) -> Result<OrdMap<GroupId, OrdSet<Member>>, SnapshotDecodeError> {
-    items::<(GroupId, Vec<Member>)>(section)
-        .map(|item| item.map(|(group, members)| (group, members.into_iter().collect::<OrdSet<Member>>())))
-        .collect()
-}
+/// Each group's direct members, and each member's groups.
+type Memberships = (OrdMap<GroupId, OrdSet<Member>>, OrdMap<Member, GroupList>);
 
-fn decode_member_of(section: &[u8]) -> Result<OrdMap<Member, GroupList>, SnapshotDecodeError> {
+/// Reads the members section once into both directions of the membership.
+fn decode_memberships(section: &[u8]) -> Result<Memberships, SnapshotDecodeError> {
     // Each member's groups are gathered in a hash map first, then the lists, trimmed to their
     // length, go into the persistent map in member order, where inserts are cheap: inserting at
     // random into the persistent map took about three times as long on a large tenant, and it
     // was the slowest part of loading a snapshot. The pairs themselves are never collected.
+    let mut member_sets = OrdMap::new();
     let mut lists: HashMap<Member, Vec<GroupId>> = HashMap::default();
     for item in items::<(GroupId, Vec<Member>)>(section) {
         let (group, members) = item?;
-        for member in members {
-            lists.entry(member).or_default().push(group);
+        for member in &members {
+            lists.entry(*member).or_default().push(group);
         }
+        member_sets.insert(group, members.into_iter().collect::<OrdSet<Member>>());
     }
     let mut lists: Vec<(Member, Vec<GroupId>)> = lists.into_iter().collect();
     lists.sort_unstable_by_key(|(member, _)| *member);
-    Ok(lists
+    let member_of = lists
         .into_iter()
         .map(|(member, mut groups)| {
             // Groups come in id order, so this only checks; a list must be sorted and free of
@@ -323,7 +323,8 @@ fn decode_member_of(section: &[u8]) -> Result<OrdMap<Member, GroupList>, Snapsho
             groups.shrink_to_fit();
             (member, Arc::new(groups))
         })
-        .collect())
+        .collect();
+    Ok((member_sets, member_of))
 }
 
 /// `records` is the snapshot's `seq`: one time per record, so the times are sized at once
@@ -368,10 +369,9 @@ fn decode(
 ) -> Result<(State, Option<History>), SnapshotDecodeError> {
     let [header, users, groups, members, bindings, times, changes, events] = sections(bytes)?;
     let (seq, recorded_at): (Seq, Timestamp) = postcard::from_bytes(header).map_err(malformed)?;
-    let (user_maps, members, member_of, mut state, history) = std::thread::scope(|scope| {
+    let (user_maps, memberships, mut state, history) = std::thread::scope(|scope| {
         let users = scope.spawn(|| decode_users(users, opener));
-        let member_sets = scope.spawn(|| decode_members(members));
-        let member_of = scope.spawn(|| decode_member_of(members));
+        let memberships = scope.spawn(|| decode_memberships(members));
         let mut state = State {
             seq,
             recorded_at,
@@ -411,20 +411,15 @@ fn decode(
         fn join<T>(result: std::thread::Result<Result<T, SnapshotDecodeError>>) -> Result<T, SnapshotDecodeError> {
             result.unwrap_or_else(|_| Err(malformed("a decoding thread panicked")))
         }
-        (
-            join(users.join()),
-            join(member_sets.join()),
-            join(member_of.join()),
-            state,
-            rest,
-        )
+        (join(users.join()), join(memberships.join()), state, rest)
     });
     let (users, user_names, user_external_ids, owned_users) = user_maps?;
     state.users = users;
     state.user_names = user_names;
     state.user_external_ids = user_external_ids;
     state.owned_users = owned_users;
-    for (group, members) in members? {
+    let (member_sets, member_of) = memberships?;
+    for (group, members) in member_sets {
         match state.groups.get_mut(&group) {
             Some(entry) => entry.members = members,
             None => {
@@ -434,7 +429,7 @@ fn decode(
             }
         }
     }
-    state.member_of = member_of?;
+    state.member_of = member_of;
     let history = history?;
     if let Some(history) = &history
         && history.seq() != seq
