@@ -292,62 +292,60 @@ fn user_name(opener: &dyn Opener, user: UserId, personal: &Personal) -> Value {
         .map_or(Value::Null, |profile| json!(profile.user_name))
 }
 
-/// An event's type and fields: `{"type": "user.deactivated", "user": "…"}`.
+/// An event's type ([`Event::kind`]) and fields: `{"type": "user.deactivated", "user": "…"}`.
 pub fn event_body(event: &Event, opener: &dyn Opener) -> Value {
-    let kind = event.kind();
-    match event {
+    let mut body = match event {
         Event::UserProvisioned {
             user,
             owner,
             external_id,
             active,
             personal,
-        } => json!({"type": kind, "user": user, "owner": owner_name(owner),
+        } => json!({"user": user, "owner": owner_name(owner),
             "externalId": external_id, "active": active, "userName": user_name(opener, *user, personal)}),
         Event::UserUpdated {
             user,
             external_id,
             personal,
-        } => json!({"type": kind, "user": user, "externalId": external_id,
+        } => json!({"user": user, "externalId": external_id,
             "userName": user_name(opener, *user, personal)}),
-        Event::UserDeactivated { user } => json!({"type": kind, "user": user}),
-        Event::UserReactivated { user } => json!({"type": kind, "user": user}),
-        Event::UserDeleted { user } => json!({"type": kind, "user": user}),
-        Event::UserErased { user } => json!({"type": kind, "user": user}),
+        Event::UserDeactivated { user }
+        | Event::UserReactivated { user }
+        | Event::UserDeleted { user }
+        | Event::UserErased { user } => json!({"user": user}),
         Event::GroupCreated {
             group,
             owner,
             external_id,
             display_name,
-        } => json!({"type": kind, "group": group, "owner": owner_name(owner),
+        } => json!({"group": group, "owner": owner_name(owner),
             "externalId": external_id, "displayName": display_name}),
         Event::GroupRenamed { group, display_name } => {
-            json!({"type": kind, "group": group, "displayName": display_name})
+            json!({"group": group, "displayName": display_name})
         }
         Event::GroupExternalIdChanged { group, external_id } => {
-            json!({"type": kind, "group": group, "externalId": external_id})
+            json!({"group": group, "externalId": external_id})
         }
-        Event::GroupDeleted { group } => json!({"type": kind, "group": group}),
-        Event::MembersAdded { group, members } => {
-            json!({"type": kind, "group": group, "members": members_json(members)})
-        }
-        Event::MembersRemoved { group, members } => {
-            json!({"type": kind, "group": group, "members": members_json(members)})
+        Event::GroupDeleted { group } => json!({"group": group}),
+        Event::MembersAdded { group, members } | Event::MembersRemoved { group, members } => {
+            json!({"group": group, "members": members_json(members)})
         }
         Event::BindingSet { resource, groups } => {
-            json!({"type": kind, "binding": binding_json(resource, groups)})
+            json!({"binding": binding_json(resource, groups)})
         }
         Event::BindingRemoved { resource } => {
-            json!({"type": kind, "resource": ResourceRow::from(resource)})
+            json!({"resource": ResourceRow::from(resource)})
         }
         Event::ReconcileHeld {
             integration,
             run,
             summary,
-        } => json!({"type": kind, "integration": integration.as_str(), "run": run,
+        } => json!({"integration": integration.as_str(), "run": run,
             "ownedUsers": summary.owned_users, "deactivations": summary.deactivations,
             "deletions": summary.deletions, "limitPermille": summary.limit_permille}),
-    }
+    };
+    body["type"] = Value::from(event.kind());
+    body
 }
 
 /// An event as logged: position, time, id, chain link, door, cause and fields.
