@@ -177,6 +177,16 @@ pub fn prepare_append(head: &Head, batch: &AppendBatch) -> Result<Vec<Record>, S
             tenant: batch.tenant.clone(),
         });
     }
+    if batch.secrets.len() > SECRETS_PER_APPEND_MAX
+        || batch
+            .secrets
+            .iter()
+            .any(|secret| secret.material.len() > SECRET_LEN_MAX)
+    {
+        return Err(StoreError::SecretTooLarge {
+            tenant: batch.tenant.clone(),
+        });
+    }
     let expected = head.seq.next();
     if batch.first_seq != expected {
         return Err(StoreError::SeqConflict {

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use idpsync_storage::record::PAYLOAD_LEN_MAX;
+use idpsync_storage::store::SECRET_LEN_MAX;
 use idpsync_storage::verify::verify_log;
 use idpsync_storage::{
     AppendBatch, EventId, Hash32, Head, LogStore, NewRecord, NewSecret, SchemaVersion, SecretId, Seq, StoreError,
@@ -298,6 +299,58 @@ async fn secrets_commit_with_their_records_and_can_be_destroyed(store: Arc<dyn L
     store.ensure_tenant(&globex).await.unwrap();
     assert!(store.secrets(&globex).await.unwrap().is_empty());
     assert!(!store.destroy_secret(&globex, SecretId([2; 16])).await.unwrap());
+
+    // A secret over the size limit, or too many, and the append writes nothing.
+    let oversized = store
+        .append(AppendBatch {
+            tenant: acme.clone(),
+            first_seq: Seq(2),
+            records: vec![new_record(2_000, b"sealed")],
+            secrets: vec![NewSecret {
+                id: SecretId([9; 16]),
+                material: vec![9; SECRET_LEN_MAX + 1],
+            }],
+        })
+        .await;
+    assert!(
+        matches!(oversized, Err(StoreError::SecretTooLarge { .. })),
+        "{oversized:?}"
+    );
+    assert_eq!(store.head(&acme).await.unwrap().seq, Seq(1));
+
+    // Many secrets in one append (a large provisioning run): each can be destroyed alone.
+    let id = |n: u32| {
+        let mut id = [0xaa; 16];
+        id[..4].copy_from_slice(&n.to_be_bytes());
+        SecretId(id)
+    };
+    let many: Vec<NewSecret> = (0..2_500u32)
+        .map(|n| NewSecret {
+            id: id(n),
+            material: n.to_le_bytes().repeat(8),
+        })
+        .collect();
+    store
+        .append(AppendBatch {
+            tenant: acme.clone(),
+            first_seq: Seq(2),
+            records: vec![new_record(2_000, b"sealed")],
+            secrets: many,
+        })
+        .await
+        .unwrap();
+    for n in [0, 1_500, 2_499] {
+        assert!(store.destroy_secret(&acme, id(n)).await.unwrap());
+    }
+    let mut stored = store.secrets(&acme).await.unwrap();
+    stored.sort();
+    let mut expected: Vec<(SecretId, Vec<u8>)> = (0..2_500u32)
+        .filter(|n| ![0, 1_500, 2_499].contains(n))
+        .map(|n| (id(n), n.to_le_bytes().repeat(8)))
+        .chain([(SecretId([2; 16]), vec![2; 32])])
+        .collect();
+    expected.sort();
+    assert_eq!(stored, expected);
 }
 
 #[test]

@@ -23,7 +23,10 @@ use crate::record::Record;
 use crate::store::{AppendBatch, Appended, Head, SecretId, head_after, prepare_append};
 use crate::types::TenantId;
 
-use super::tables::{HEADS, LOG, SECRETS, decode_head, encode_head};
+use super::tables::{
+    HEADS, LOG, SECRET_ROWS, SECRETS, SECRETS_PER_ROW, decode_head, decode_secret_row, encode_head, encode_new_secrets,
+    encode_secret_row,
+};
 
 /// The most jobs one commit takes, bounding the latency of the first job in a group.
 const JOBS_PER_COMMIT_MAX: usize = 4096;
@@ -93,6 +96,9 @@ fn commit_group(db: &Database, heads: &mut HashMap<TenantId, Head>, group: Vec<J
         let mut pending: BTreeMap<TenantId, Vec<Record>> = BTreeMap::new();
         {
             let mut head_table = txn.open_table(HEADS).map_err(|e| StoreError::backend(context, e))?;
+            let mut secret_rows = txn
+                .open_table(SECRET_ROWS)
+                .map_err(|e| StoreError::backend(context, e))?;
             let mut secret_table = txn.open_table(SECRETS).map_err(|e| StoreError::backend(context, e))?;
             for job in &group {
                 // Where the tenant's log stands in this group: after earlier jobs of the group,
@@ -117,11 +123,11 @@ fn commit_group(db: &Database, heads: &mut HashMap<TenantId, Head>, group: Vec<J
                             Ok(records) => {
                                 let new_head = head_after(&records).expect("a prepared batch is never empty");
                                 let chains = records.iter().map(|r| r.chain).collect();
-                                for secret in &batch.secrets {
-                                    secret_table
+                                for (part, secrets) in (0u32..).zip(batch.secrets.chunks(SECRETS_PER_ROW)) {
+                                    secret_rows
                                         .insert(
-                                            (batch.tenant.as_str(), u128::from_be_bytes(secret.id.0)),
-                                            secret.material.as_slice(),
+                                            (batch.tenant.as_str(), batch.first_seq.0, part),
+                                            encode_new_secrets(secrets).as_slice(),
                                         )
                                         .map_err(|e| StoreError::backend(context, e))?;
                                 }
@@ -144,10 +150,7 @@ fn commit_group(db: &Database, heads: &mut HashMap<TenantId, Head>, group: Vec<J
                     Write::DestroySecret(tenant, id) => match head(tenant, &working)? {
                         None => Err(StoreError::UnknownTenant(tenant.clone())),
                         Some(_) => {
-                            let removed = secret_table
-                                .remove((tenant.as_str(), u128::from_be_bytes(id.0)))
-                                .map_err(|e| StoreError::backend(context, e))?;
-                            Ok(Answer::Destroyed(removed.is_some()))
+                            destroy_secret(&mut secret_rows, &mut secret_table, tenant, *id).map(Answer::Destroyed)
                         }
                     },
                 };
@@ -202,4 +205,45 @@ fn commit_group(db: &Database, heads: &mut HashMap<TenantId, Head>, group: Vec<J
             }
         }
     }
+}
+
+/// Destroys one secret of `tenant`: rewrites the `secret_rows` row that holds it without it
+/// (removes the row if it held nothing else), or removes it from the older `secrets` table.
+/// Returns whether it existed. Reads the tenant's rows until it finds the secret: erasures are
+/// rare, and a tenant's keys are a few megabytes at most.
+fn destroy_secret(
+    rows: &mut redb::Table<(&str, u64, u32), &[u8]>,
+    legacy: &mut redb::Table<(&str, u128), &[u8]>,
+    tenant: &TenantId,
+    id: SecretId,
+) -> Result<bool, StoreError> {
+    let context = "destroying a secret";
+    let name = tenant.as_str();
+    let mut holder = None;
+    for entry in rows
+        .range((name, 0u64, 0u32)..=(name, u64::MAX, u32::MAX))
+        .map_err(|e| StoreError::backend(context, e))?
+    {
+        let (key, value) = entry.map_err(|e| StoreError::backend(context, e))?;
+        let secrets = decode_secret_row(tenant, value.value())?;
+        if secrets.iter().any(|(secret, _)| *secret == id) {
+            let (_, seq, part) = key.value();
+            let kept = encode_secret_row(secrets.into_iter().filter(|(secret, _)| *secret != id));
+            holder = Some(((name, seq, part), kept));
+            break;
+        }
+    }
+    if let Some((key, kept)) = holder {
+        if kept.is_empty() {
+            rows.remove(key).map_err(|e| StoreError::backend(context, e))?;
+        } else {
+            rows.insert(key, kept.as_slice())
+                .map_err(|e| StoreError::backend(context, e))?;
+        }
+        return Ok(true);
+    }
+    let removed = legacy
+        .remove((name, u128::from_be_bytes(id.0)))
+        .map_err(|e| StoreError::backend(context, e))?;
+    Ok(removed.is_some())
 }

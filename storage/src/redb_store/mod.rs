@@ -30,7 +30,7 @@ use crate::store::{AppendBatch, Appended, Head, LogStore, SecretId, SnapshotInfo
 use crate::types::{Seq, TenantId};
 
 use committer::{Answer, Job, Write};
-use tables::{HEADS, LOG, SECRETS, decode_head};
+use tables::{HEADS, LOG, SECRET_ROWS, SECRETS, decode_head};
 
 /// The name of the database file inside the data directory.
 pub const DATABASE_FILE: &str = "log.redb";
@@ -295,10 +295,21 @@ impl LogStore for RedbStore {
             let context = "reading secrets";
             read_head(db, &tenant)?;
             let txn = db.begin_read().map_err(|e| StoreError::backend(context, e))?;
-            let table = txn.open_table(SECRETS).map_err(|e| StoreError::backend(context, e))?;
             let name = tenant.as_str();
             let mut secrets = Vec::new();
-            for entry in table
+            let rows = txn
+                .open_table(SECRET_ROWS)
+                .map_err(|e| StoreError::backend(context, e))?;
+            for entry in rows
+                .range((name, 0u64, 0u32)..=(name, u64::MAX, u32::MAX))
+                .map_err(|e| StoreError::backend(context, e))?
+            {
+                let (_, row) = entry.map_err(|e| StoreError::backend(context, e))?;
+                let row = tables::decode_secret_row(&tenant, row.value())?;
+                secrets.extend(row.into_iter().map(|(id, material)| (id, material.to_vec())));
+            }
+            let legacy = txn.open_table(SECRETS).map_err(|e| StoreError::backend(context, e))?;
+            for entry in legacy
                 .range((name, 0u128)..=(name, u128::MAX))
                 .map_err(|e| StoreError::backend(context, e))?
             {
@@ -315,5 +326,61 @@ impl LogStore for RedbStore {
             Answer::Destroyed(existed) => Ok(existed),
             Answer::Appended(_) | Answer::Head(_) => Err(StoreError::Closed),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::NewSecret;
+    use crate::types::Seq;
+
+    /// A database whose secrets are in the `secrets` table, one row per secret, as builds
+    /// before `secret_rows` wrote them.
+    fn database_with_a_secret_in_the_old_layout(dir: &Path, tenant: &TenantId, id: SecretId) {
+        let db = Database::create(dir.join(DATABASE_FILE)).unwrap();
+        tables::create(&db).unwrap();
+        let txn = db.begin_write().unwrap();
+        txn.open_table(HEADS)
+            .unwrap()
+            .insert(tenant.as_str(), tables::encode_head(&Head::EMPTY).as_slice())
+            .unwrap();
+        txn.open_table(SECRETS)
+            .unwrap()
+            .insert((tenant.as_str(), u128::from_be_bytes(id.0)), [7u8; 32].as_slice())
+            .unwrap();
+        txn.commit().unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn secrets_stored_one_per_row_by_earlier_builds_are_read_and_destroyed() {
+        let dir = tempfile::tempdir().unwrap();
+        let acme = TenantId::new("acme").unwrap();
+        let (old, new) = (SecretId([1; 16]), SecretId([2; 16]));
+        database_with_a_secret_in_the_old_layout(dir.path(), &acme, old);
+        let store = RedbStore::open(dir.path()).unwrap();
+        store
+            .append(AppendBatch {
+                tenant: acme.clone(),
+                first_seq: Seq(1),
+                records: vec![crate::record::NewRecord {
+                    recorded_at: crate::types::Timestamp(1),
+                    event_id: crate::types::EventId(uuid::Uuid::from_u128(1)),
+                    version: crate::types::SchemaVersion(1),
+                    payload: b"sealed".to_vec(),
+                }],
+                secrets: vec![NewSecret {
+                    id: new,
+                    material: vec![8; 32],
+                }],
+            })
+            .await
+            .unwrap();
+        let mut secrets = store.secrets(&acme).await.unwrap();
+        secrets.sort();
+        assert_eq!(secrets, vec![(old, vec![7; 32]), (new, vec![8; 32])]);
+        assert!(store.destroy_secret(&acme, old).await.unwrap());
+        assert!(!store.destroy_secret(&acme, old).await.unwrap());
+        assert_eq!(store.secrets(&acme).await.unwrap(), vec![(new, vec![8; 32])]);
     }
 }
