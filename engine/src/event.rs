@@ -13,6 +13,7 @@ use idpsync_storage::{EventId, Record, SchemaVersion, Seq, Timestamp};
 
 use crate::ids::{GroupId, IntegrationName, Member, RequestId, SyncRunId, TokenId, UserId};
 use crate::model::{BindingGroups, Owner, ResourceRef, UserProfile};
+use crate::seal::Sealed;
 
 /// The envelope version this build writes.
 pub const ENVELOPE_VERSION: SchemaVersion = SchemaVersion(1);
@@ -55,12 +56,84 @@ pub enum Cause {
 }
 
 /// The personal part of an event's payload.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(from = "PersonalOwned")]
 pub enum Personal {
     /// Stored as is (logs written before sealing, or with sealing turned off).
     Plain(Box<UserProfile>),
     /// Sealed under the user's key (see [`crate::seal`]).
-    Sealed(crate::seal::Sealed),
+    Sealed(Sealed),
+}
+
+/// How [`Personal`] is encoded, borrowed (events and snapshots encode through it). The tag
+/// names the cipher as well as the variant: tag 1 is what builds before AES-GCM wrote for a
+/// sealed profile, `Sealed { nonce: [u8; 24], ciphertext }`, so those bytes read as they
+/// always did; AES-256-GCM came with tag 2.
+///
+/// Ciphertexts go through `serde_bytes`: postcard writes a byte string (length, then the
+/// bytes, copied at once) exactly as it writes a sequence of `u8` (length, then each byte),
+/// so the bytes are the same and the work is a copy.
+#[derive(Serialize)]
+pub(crate) enum PersonalRef<'a> {
+    Plain(&'a UserProfile),
+    XChaCha20Poly1305 {
+        nonce: &'a [u8; 24],
+        #[serde(with = "serde_bytes")]
+        ciphertext: &'a [u8],
+    },
+    Aes256Gcm {
+        nonce: &'a [u8; 12],
+        #[serde(with = "serde_bytes")]
+        ciphertext: &'a [u8],
+    },
+}
+
+impl<'a> PersonalRef<'a> {
+    /// The encoding of a sealed profile.
+    pub(crate) fn sealed(sealed: &'a Sealed) -> PersonalRef<'a> {
+        match sealed {
+            Sealed::XChaCha20Poly1305 { nonce, ciphertext } => PersonalRef::XChaCha20Poly1305 { nonce, ciphertext },
+            Sealed::Aes256Gcm { nonce, ciphertext } => PersonalRef::Aes256Gcm { nonce, ciphertext },
+        }
+    }
+}
+
+/// [`PersonalRef`] owned, for decoding.
+#[derive(Deserialize)]
+enum PersonalOwned {
+    Plain(Box<UserProfile>),
+    XChaCha20Poly1305 {
+        nonce: [u8; 24],
+        #[serde(with = "serde_bytes")]
+        ciphertext: Vec<u8>,
+    },
+    Aes256Gcm {
+        nonce: [u8; 12],
+        #[serde(with = "serde_bytes")]
+        ciphertext: Vec<u8>,
+    },
+}
+
+impl From<PersonalOwned> for Personal {
+    fn from(owned: PersonalOwned) -> Personal {
+        match owned {
+            PersonalOwned::Plain(profile) => Personal::Plain(profile),
+            PersonalOwned::XChaCha20Poly1305 { nonce, ciphertext } => {
+                Personal::Sealed(Sealed::XChaCha20Poly1305 { nonce, ciphertext })
+            }
+            PersonalOwned::Aes256Gcm { nonce, ciphertext } => Personal::Sealed(Sealed::Aes256Gcm { nonce, ciphertext }),
+        }
+    }
+}
+
+impl Serialize for Personal {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Personal::Plain(profile) => PersonalRef::Plain(profile),
+            Personal::Sealed(sealed) => PersonalRef::sealed(sealed),
+        }
+        .serialize(serializer)
+    }
 }
 
 /// Counts behind a held reconcile: why the engine refused to apply it.

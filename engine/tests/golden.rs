@@ -233,8 +233,19 @@ fn samples() -> Vec<(&'static str, Envelope)> {
             operator(Event::UserUpdated {
                 user: user(),
                 external_id: Some("ext-1".to_owned()),
-                personal: Personal::Sealed(Sealed {
+                personal: Personal::Sealed(Sealed::XChaCha20Poly1305 {
                     nonce: [9; 24],
+                    ciphertext: vec![1, 2, 3, 4],
+                }),
+            }),
+        ),
+        (
+            "UserUpdated.SealedAesGcm",
+            operator(Event::UserUpdated {
+                user: user(),
+                external_id: Some("ext-1".to_owned()),
+                personal: Personal::Sealed(Sealed::Aes256Gcm {
+                    nonce: [9; 12],
                     ciphertext: vec![1, 2, 3, 4],
                 }),
             }),

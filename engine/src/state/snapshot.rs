@@ -20,7 +20,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::{GroupEntry, GroupList, State};
-use crate::event::Personal;
+use crate::event::{Personal, PersonalRef};
 use crate::history::{HashMap, History, MembershipChange};
 use crate::ids::{GroupId, Member, Seq, Timestamp};
 use crate::model::{BindingGroups, Group, ResourceRef, User, erased_profile};
@@ -149,13 +149,6 @@ struct StoredUserRef<'a> {
     version: Seq,
 }
 
-/// [`Personal`] borrowed: the same variants in the same order, so the same bytes.
-#[derive(Serialize)]
-enum PersonalRef<'a> {
-    Plain(&'a crate::model::UserProfile),
-    Sealed(&'a crate::seal::Sealed),
-}
-
 impl<'a> From<&'a User> for StoredUserRef<'a> {
     fn from(user: &'a User) -> Self {
         StoredUserRef {
@@ -164,7 +157,7 @@ impl<'a> From<&'a User> for StoredUserRef<'a> {
             external_id: &user.external_id,
             active: user.active,
             personal: match &user.sealed {
-                Some(sealed) => PersonalRef::Sealed(sealed),
+                Some(sealed) => PersonalRef::sealed(sealed),
                 None => PersonalRef::Plain(&user.profile),
             },
             erased: user.erased,

@@ -15,7 +15,7 @@
 //! with it. Jobs that depend on what a commit leaves outside the state (held syncs, destroyed
 //! keys, snapshots, shutdown) wait until nothing is in flight.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use idpsync_storage::{
@@ -122,7 +122,7 @@ struct Batch {
     applied: Vec<Applied>,
     effects: Vec<Effects>,
     /// Keys generated for users first sealed in this batch; stored with its records.
-    new_keys: HashMap<UserId, UserKey>,
+    new_keys: foldhash::HashMap<UserId, UserKey>,
     /// Users erased in this batch, whose keys are destroyed once it is durable.
     erased: Vec<UserId>,
     replies: Vec<(oneshot::Sender<Result<Committed, SubmitError>>, Committed)>,
@@ -138,7 +138,7 @@ impl Batch {
             records: Vec::new(),
             applied: Vec::new(),
             effects: Vec::new(),
-            new_keys: HashMap::new(),
+            new_keys: foldhash::HashMap::default(),
             erased: Vec::new(),
             replies: Vec::new(),
             holds_set: Vec::new(),
