@@ -8,7 +8,8 @@
 //!    granting or revoking access) with no SSE client, then with 100 SSE clients reading the
 //!    stream; alternated three times.
 //! 3. Sealing: durable append throughput of user provisioning and replacement (the events
-//!    with personal fields) with per-user encryption on and off; alternated three times.
+//!    with personal fields) with per-user encryption on and off, 50,000 users a run; alternated
+//!    seven times, with the process CPU per commit beside each rate.
 //!
 //! Run: `cargo bench -p idpsync-benches --bench stream` (about two minutes). Not criterion: a
 //! load run reports percentiles and rates; each figure is printed with its spread.
@@ -379,7 +380,7 @@ async fn membership_throughput(tenant: &Arc<Tenant>, users: &[UserId], group: Gr
 
 async fn subscribers() {
     const SUBSCRIBERS: usize = 100;
-    const ROUNDS: usize = 5;
+    const ROUNDS: usize = 7;
     const ROUND: Duration = Duration::from_secs(4);
     let dir = tempfile::tempdir().unwrap();
     let engine = Arc::new(idpsync::open(dir.path(), TenantSettings::default()).await.unwrap());
@@ -441,8 +442,25 @@ async fn subscribers() {
     engine.shutdown().await;
 }
 
-/// Commits per second of provisioning `count` users then replacing each once.
-async fn personal_throughput(seal: bool, count: usize) -> (f64, f64) {
+/// Provisioning or replacing users: commits per second, and process CPU per commit.
+struct PersonalRun {
+    rate: f64,
+    cpu_micros: f64,
+}
+
+impl PersonalRun {
+    async fn measure(count: usize, work: impl std::future::Future<Output = ()>) -> PersonalRun {
+        let (cpu, started) = (cpu_seconds(), Instant::now());
+        work.await;
+        PersonalRun {
+            rate: count as f64 / started.elapsed().as_secs_f64(),
+            cpu_micros: (cpu_seconds() - cpu) / count as f64 * 1e6,
+        }
+    }
+}
+
+/// Provisioning `count` users, then replacing each once.
+async fn personal_throughput(seal: bool, count: usize) -> (PersonalRun, PersonalRun) {
     let dir = tempfile::tempdir().unwrap();
     let settings = TenantSettings {
         seal_personal: seal,
@@ -450,10 +468,8 @@ async fn personal_throughput(seal: bool, count: usize) -> (f64, f64) {
     };
     let engine = Arc::new(idpsync::open(dir.path(), settings).await.unwrap());
     let tenant = engine.require_tenant(&TenantId::default_tenant()).unwrap();
-    let started = Instant::now();
-    let users = provision_users(&tenant, count).await;
-    let provisioned = count as f64 / started.elapsed().as_secs_f64();
-    let started = Instant::now();
+    let mut users = Vec::new();
+    let provisioned = PersonalRun::measure(count, async { users = provision_users(&tenant, count).await }).await;
     let replacements = users
         .iter()
         .enumerate()
@@ -469,40 +485,51 @@ async fn personal_throughput(seal: bool, count: usize) -> (f64, f64) {
             }
         })
         .collect();
-    pipeline(&tenant, replacements).await;
-    let replaced = count as f64 / started.elapsed().as_secs_f64();
+    let replaced = PersonalRun::measure(count, async {
+        pipeline(&tenant, replacements).await;
+    })
+    .await;
     engine.shutdown().await;
     (provisioned, replaced)
 }
 
+/// The runs of one operation with sealing on or off: rates, and CPU per commit.
+#[derive(Default)]
+struct PersonalRuns {
+    rates: Vec<f64>,
+    cpu_micros: Vec<f64>,
+}
+
 async fn sealing() {
-    const USERS: usize = 30_000;
-    let (mut sealed_provision, mut sealed_replace, mut plain_provision, mut plain_replace) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    const USERS: usize = 50_000;
+    const ROUNDS: usize = 7;
+    let mut runs: HashMap<(&str, bool), PersonalRuns> = HashMap::new();
     // The first run of a process also pays for growing its heap: run one of each, uncounted.
     personal_throughput(true, USERS).await;
     personal_throughput(false, USERS).await;
     // Alternate which goes first, so that neither always runs on a process warmed by the other.
-    for round in 0..4 {
+    for round in 0..ROUNDS {
         for seal in [round % 2 == 0, round % 2 == 1] {
             let (provision, replace) = personal_throughput(seal, USERS).await;
-            let (provisions, replaces) = if seal {
-                (&mut sealed_provision, &mut sealed_replace)
-            } else {
-                (&mut plain_provision, &mut plain_replace)
-            };
-            provisions.push(provision);
-            replaces.push(replace);
+            for (label, run) in [("provision", provision), ("replace", replace)] {
+                let runs = runs.entry((label, seal)).or_default();
+                runs.rates.push(run.rate);
+                runs.cpu_micros.push(run.cpu_micros);
+            }
         }
     }
-    for (label, sealed, plain) in [
-        ("provision", &mut sealed_provision, &mut plain_provision),
-        ("replace", &mut sealed_replace, &mut plain_replace),
-    ] {
-        let (sealed_text, plain_text) = (median_and_spread(sealed), median_and_spread(plain));
+    for label in ["provision", "replace"] {
+        let mut sealed = runs.remove(&(label, true)).unwrap_or_default();
+        let mut plain = runs.remove(&(label, false)).unwrap_or_default();
+        let (sealed_text, plain_text) = (
+            median_and_spread(&mut sealed.rates),
+            median_and_spread(&mut plain.rates),
+        );
+        let (sealed_cpu, plain_cpu) = (median(&mut sealed.cpu_micros), median(&mut plain.cpu_micros));
         println!(
-            "stream/sealing {label} {USERS} users, durable: sealed {sealed_text}; plain {plain_text}; cost {:.1} % (medians)",
-            (1.0 - sealed[sealed.len() / 2] / plain[plain.len() / 2]) * 100.0
+            "stream/sealing {label} {USERS} users, durable: sealed {sealed_text}; plain {plain_text}; cost {:.1} % (medians); \
+             process CPU per commit {sealed_cpu:.1} µs sealed, {plain_cpu:.1} µs plain (medians)",
+            (1.0 - median(&mut sealed.rates) / median(&mut plain.rates)) * 100.0
         );
     }
 }
