@@ -118,9 +118,10 @@ impl From<PersonalOwned> for Personal {
     fn from(owned: PersonalOwned) -> Personal {
         match owned {
             PersonalOwned::Plain(profile) => Personal::Plain(profile),
-            PersonalOwned::XChaCha20Poly1305 { nonce, ciphertext } => {
-                Personal::Sealed(Sealed::XChaCha20Poly1305 { nonce, ciphertext })
-            }
+            PersonalOwned::XChaCha20Poly1305 { nonce, ciphertext } => Personal::Sealed(Sealed::XChaCha20Poly1305 {
+                nonce: Box::new(nonce),
+                ciphertext,
+            }),
             PersonalOwned::Aes256Gcm { nonce, ciphertext } => Personal::Sealed(Sealed::Aes256Gcm { nonce, ciphertext }),
         }
     }

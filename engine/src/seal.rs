@@ -47,12 +47,16 @@ pub enum Sealed {
     },
     /// XChaCha20-Poly1305: what builds before AES-GCM wrote; opened, never written.
     XChaCha20Poly1305 {
-        /// A random 192-bit nonce.
-        nonce: [u8; 24],
+        /// A random 192-bit nonce (boxed: every user in memory keeps its sealed profile, and
+        /// the nonce inline would make every one of them 8 bytes larger).
+        nonce: Box<[u8; 24]>,
         /// The encrypted profile and its tag.
         ciphertext: Vec<u8>,
     },
 }
+
+// A user keeps its sealed profile beside the readable one: keep it small.
+const _: () = assert!(std::mem::size_of::<Option<Sealed>>() <= 40);
 
 impl Sealed {
     /// The encrypted profile and its tag.
@@ -136,7 +140,7 @@ pub fn open(tenant: &TenantId, user: UserId, key: &UserKey, sealed: &Sealed) -> 
             },
         ),
         Sealed::XChaCha20Poly1305 { nonce, ciphertext } => XChaCha20Poly1305::new(&key.0.into()).decrypt(
-            nonce.into(),
+            (&**nonce).into(),
             Payload {
                 msg: ciphertext,
                 aad: &aad,
@@ -290,7 +294,10 @@ mod tests {
                 },
             )
             .unwrap();
-        let sealed = Sealed::XChaCha20Poly1305 { nonce, ciphertext };
+        let sealed = Sealed::XChaCha20Poly1305 {
+            nonce: Box::new(nonce),
+            ciphertext,
+        };
         assert_eq!(open(&tenant, alice, &key, &sealed), Some(profile()));
         assert_eq!(open(&tenant, alice, &UserKey::generate(), &sealed), None, "another key");
         let Sealed::XChaCha20Poly1305 { nonce, ciphertext } = sealed else {

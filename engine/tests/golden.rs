@@ -234,7 +234,7 @@ fn samples() -> Vec<(&'static str, Envelope)> {
                 user: user(),
                 external_id: Some("ext-1".to_owned()),
                 personal: Personal::Sealed(Sealed::XChaCha20Poly1305 {
-                    nonce: [9; 24],
+                    nonce: Box::new([9; 24]),
                     ciphertext: vec![1, 2, 3, 4],
                 }),
             }),
