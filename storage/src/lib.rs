@@ -48,5 +48,8 @@ pub use error::StoreError;
 pub use memory::MemoryStore;
 pub use record::{NewRecord, Record};
 pub use redb_store::RedbStore;
-pub use store::{AppendBatch, Appended, Head, LogStore, NewSecret, SecretId, SnapshotInfo, StoredSnapshot, state_hash};
+pub use store::{
+    AppendBatch, Appended, Head, LogStore, NewSecret, SecretId, SnapshotInfo, SnapshotReader, StoredSnapshot,
+    state_hash,
+};
 pub use types::{EventId, Hash32, InvalidTenantId, InvalidTimestamp, SchemaVersion, Seq, TenantId, Timestamp};

@@ -107,6 +107,89 @@ impl StoredSnapshot {
     }
 }
 
+/// A stored snapshot opened for reading in pieces, so that a large one is never held whole:
+/// its bytes come through [`std::io::Read`] and are hashed as they pass. Nothing read from it
+/// is checked until [`SnapshotReader::finish`], which reads what is left and compares the
+/// hash: a reader builds what it decodes, then keeps it only if `finish` succeeds.
+pub struct SnapshotReader {
+    tenant: TenantId,
+    seq: Seq,
+    state_hash: Hash32,
+    len: u64,
+    read: u64,
+    hasher: blake3::Hasher,
+    source: Box<dyn std::io::Read + Send>,
+}
+
+impl SnapshotReader {
+    /// A reader of the `len` bytes of `tenant`'s snapshot at `seq` that `source` yields, which
+    /// must hash to `state_hash`.
+    pub fn new(
+        tenant: TenantId,
+        seq: Seq,
+        state_hash: Hash32,
+        len: u64,
+        source: Box<dyn std::io::Read + Send>,
+    ) -> SnapshotReader {
+        SnapshotReader {
+            tenant,
+            seq,
+            state_hash,
+            len,
+            read: 0,
+            hasher: blake3::Hasher::new(),
+            source,
+        }
+    }
+
+    /// A reader of a snapshot already in memory.
+    pub fn from_stored(tenant: TenantId, snapshot: StoredSnapshot) -> SnapshotReader {
+        let len = snapshot.bytes.len() as u64;
+        let source = Box::new(std::io::Cursor::new(snapshot.bytes));
+        SnapshotReader::new(tenant, snapshot.seq, snapshot.state_hash, len, source)
+    }
+
+    /// The log position the snapshot folds up to.
+    pub fn seq(&self) -> Seq {
+        self.seq
+    }
+
+    /// The bytes not read yet.
+    pub fn remaining(&self) -> u64 {
+        self.len - self.read
+    }
+
+    /// Reads what is left and checks the hash of everything read against the stored one.
+    pub fn finish(mut self) -> Result<(), StoreError> {
+        std::io::copy(&mut self, &mut std::io::sink()).map_err(|e| self.corrupt(e.to_string()))?;
+        if self.read != self.len {
+            return Err(self.corrupt(format!("{} bytes of state, the header says {}", self.read, self.len)));
+        }
+        if Hash32(*self.hasher.finalize().as_bytes()) != self.state_hash {
+            return Err(self.corrupt("state bytes do not match the stored hash".to_owned()));
+        }
+        Ok(())
+    }
+
+    fn corrupt(&self, reason: String) -> StoreError {
+        StoreError::SnapshotCorrupt {
+            tenant: self.tenant.clone(),
+            seq: self.seq,
+            reason,
+        }
+    }
+}
+
+impl std::io::Read for SnapshotReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let room = usize::try_from(self.remaining()).unwrap_or(usize::MAX).min(buf.len());
+        let n = self.source.read(&mut buf[..room])?;
+        self.hasher.update(&buf[..n]);
+        self.read += n as u64;
+        Ok(n)
+    }
+}
+
 /// A stored snapshot's position and hash, without its bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SnapshotInfo {
@@ -152,6 +235,20 @@ pub trait LogStore: Send + Sync + 'static {
 
     /// The latest snapshot at or before `seq`, its hash checked.
     async fn snapshot_at_or_before(&self, tenant: &TenantId, seq: Seq) -> Result<Option<StoredSnapshot>, StoreError>;
+
+    /// The latest snapshot at or before `seq`, opened for reading in pieces; its hash is
+    /// checked by [`SnapshotReader::finish`]. Stores that hold snapshots in memory need not
+    /// implement it.
+    async fn open_snapshot_at_or_before(
+        &self,
+        tenant: &TenantId,
+        seq: Seq,
+    ) -> Result<Option<SnapshotReader>, StoreError> {
+        Ok(self
+            .snapshot_at_or_before(tenant, seq)
+            .await?
+            .map(|snapshot| SnapshotReader::from_stored(tenant.clone(), snapshot)))
+    }
 
     /// Every stored snapshot of `tenant`, in `seq` order.
     async fn snapshots(&self, tenant: &TenantId) -> Result<Vec<SnapshotInfo>, StoreError>;
@@ -244,4 +341,38 @@ pub fn head_after(records: &[Record]) -> Option<Head> {
         recorded_at: last.recorded_at,
         chain: last.chain,
     })
+}
+
+#[cfg(test)]
+mod snapshot_reader_tests {
+    use super::*;
+
+    fn reader(bytes: &[u8], stored: &[u8]) -> SnapshotReader {
+        let mut snapshot = StoredSnapshot::new(Seq(7), stored.to_vec());
+        snapshot.bytes = bytes.to_vec();
+        SnapshotReader::from_stored(TenantId::new("acme").unwrap(), snapshot)
+    }
+
+    #[test]
+    fn a_snapshot_reader_checks_the_hash_of_everything_it_passed_on() {
+        assert!(reader(b"state", b"state").finish().is_ok());
+        let mut read = reader(b"state", b"state");
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut read, &mut bytes).unwrap();
+        assert_eq!(bytes, b"state");
+        assert!(read.finish().is_ok());
+        assert!(matches!(
+            reader(b"stale", b"state").finish(),
+            Err(StoreError::SnapshotCorrupt { seq: Seq(7), .. })
+        ));
+        // Shorter than its header says.
+        let short = SnapshotReader::new(
+            TenantId::new("acme").unwrap(),
+            Seq(7),
+            state_hash(b"state"),
+            9,
+            Box::new(std::io::Cursor::new(b"state".to_vec())),
+        );
+        assert!(matches!(short.finish(), Err(StoreError::SnapshotCorrupt { .. })));
+    }
 }

@@ -217,6 +217,15 @@ async fn snapshots_are_found_at_or_before(store: Arc<dyn LogStore>) {
     let listed = store.snapshots(&acme).await.unwrap();
     assert_eq!(listed.iter().map(|s| s.seq).collect::<Vec<_>>(), vec![Seq(2), Seq(4)]);
     assert_eq!(listed[1].state_hash, latest.state_hash);
+    // Read in pieces: the same bytes, and the hash checked at the end.
+    let mut reader = store.open_snapshot_at_or_before(&acme, Seq(3)).await.unwrap().unwrap();
+    assert_eq!(reader.seq(), Seq(2));
+    let mut first = [0u8; 5];
+    std::io::Read::read_exact(&mut reader, &mut first).unwrap();
+    assert_eq!(&first, b"state");
+    assert_eq!(reader.remaining(), 5);
+    reader.finish().unwrap();
+    assert!(store.open_snapshot_at_or_before(&acme, Seq(1)).await.unwrap().is_none());
     let beyond = store
         .put_snapshot(&acme, StoredSnapshot::new(Seq(6), b"future".to_vec()))
         .await;

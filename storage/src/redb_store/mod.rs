@@ -26,7 +26,7 @@ use redb::{Database, ReadableDatabase, ReadableTable};
 
 use crate::error::StoreError;
 use crate::record::{Record, RecordDecoder};
-use crate::store::{AppendBatch, Appended, Head, LogStore, SecretId, SnapshotInfo, StoredSnapshot};
+use crate::store::{AppendBatch, Appended, Head, LogStore, SecretId, SnapshotInfo, SnapshotReader, StoredSnapshot};
 use crate::types::{Seq, TenantId};
 
 use committer::{Answer, Job, Write};
@@ -256,14 +256,24 @@ impl LogStore for RedbStore {
         let tenant = tenant.clone();
         self.blocking(move |db, dir| {
             read_head(db, &tenant)?;
-            let Some(found) = snapshot_files::list(dir, &tenant)?
-                .into_iter()
-                .rev()
-                .find(|s| *s <= seq)
-            else {
-                return Ok(None);
-            };
-            snapshot_files::read(dir, &tenant, found).map(Some)
+            snapshot_files::latest_at_or_before(dir, &tenant, seq)?
+                .map(|found| snapshot_files::read(dir, &tenant, found))
+                .transpose()
+        })
+        .await
+    }
+
+    async fn open_snapshot_at_or_before(
+        &self,
+        tenant: &TenantId,
+        seq: Seq,
+    ) -> Result<Option<SnapshotReader>, StoreError> {
+        let tenant = tenant.clone();
+        self.blocking(move |db, dir| {
+            read_head(db, &tenant)?;
+            snapshot_files::latest_at_or_before(dir, &tenant, seq)?
+                .map(|found| snapshot_files::open(dir, &tenant, found))
+                .transpose()
         })
         .await
     }

@@ -9,7 +9,7 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use crate::error::StoreError;
-use crate::store::{SnapshotInfo, StoredSnapshot};
+use crate::store::{SnapshotInfo, SnapshotReader, StoredSnapshot};
 use crate::types::{Hash32, Seq, TenantId};
 
 const MAGIC: &[u8; 8] = b"IDPSNAP1";
@@ -120,7 +120,14 @@ pub(super) fn read_info(dir: &Path, tenant: &TenantId, seq: Seq) -> Result<Snaps
     Ok(SnapshotInfo { seq, state_hash })
 }
 
-pub(super) fn read(dir: &Path, tenant: &TenantId, seq: Seq) -> Result<StoredSnapshot, StoreError> {
+/// The `seq` of the latest snapshot of `tenant` at or before `seq`.
+pub(super) fn latest_at_or_before(dir: &Path, tenant: &TenantId, seq: Seq) -> Result<Option<Seq>, StoreError> {
+    Ok(list(dir, tenant)?.into_iter().rev().find(|s| *s <= seq))
+}
+
+/// Opens a snapshot file past its header: the file, its stored hash and its state's length,
+/// which the file's length was checked against.
+fn open_state(dir: &Path, tenant: &TenantId, seq: Seq) -> Result<(File, Hash32, u64), StoreError> {
     let mut file = File::open(file_path(dir, tenant, seq)).map_err(|e| corrupt(tenant, seq, e.to_string()))?;
     let (state_hash, len) = read_header(&mut file, tenant, seq)?;
     let file_len = file.metadata().map_err(|e| corrupt(tenant, seq, e.to_string()))?.len();
@@ -134,6 +141,21 @@ pub(super) fn read(dir: &Path, tenant: &TenantId, seq: Seq) -> Result<StoredSnap
             ),
         ));
     }
+    Ok((file, state_hash, len))
+}
+
+/// Opens a snapshot for reading in pieces (its hash is checked when the reader finishes).
+pub(super) fn open(dir: &Path, tenant: &TenantId, seq: Seq) -> Result<SnapshotReader, StoreError> {
+    let (file, state_hash, len) = open_state(dir, tenant, seq)?;
+    let source = Box::new(std::io::BufReader::with_capacity(READ_BUFFER, file));
+    Ok(SnapshotReader::new(tenant.clone(), seq, state_hash, len, source))
+}
+
+/// The buffer between a snapshot file and its decoder.
+const READ_BUFFER: usize = 256 * 1024;
+
+pub(super) fn read(dir: &Path, tenant: &TenantId, seq: Seq) -> Result<StoredSnapshot, StoreError> {
+    let (mut file, state_hash, len) = open_state(dir, tenant, seq)?;
     let mut bytes = Vec::with_capacity(len as usize);
     file.read_to_end(&mut bytes)
         .map_err(|e| corrupt(tenant, seq, e.to_string()))?;
