@@ -10,7 +10,7 @@ use idpsync_engine::ids::{GroupId, Member};
 use idpsync_engine::model::Owner;
 use idpsync_engine::state::encode_snapshot;
 use idpsync_engine::{Command, Engine, Outcome, TenantSettings};
-use idpsync_storage::{LogStore, MemoryStore, Seq, TenantId};
+use idpsync_storage::{LogStore, MemoryStore, RedbStore, Seq, TenantId};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn old_snapshots_are_thinned_and_the_past_is_still_answered() {
@@ -105,5 +105,45 @@ async fn a_snapshot_of_thousands_of_users_in_groups_reopens_to_the_same_state() 
             assert!(state.user(*user).unwrap().readable, "sealed profiles open again");
         }
     }
+    engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_damaged_on_disk_is_skipped_and_the_state_comes_from_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let open = || async {
+        let store: Arc<dyn LogStore> = Arc::new(RedbStore::open(dir.path()).unwrap());
+        Engine::open(store, TenantSettings::default()).await.unwrap()
+    };
+    let engine = open().await;
+    let tenant = engine.require_tenant(&TenantId::default_tenant()).unwrap();
+    for n in 0..300 {
+        tenant.execute(provision(&format!("user{n}")), origin()).await.unwrap();
+    }
+    let before = tenant.with_history(|history, _| encode_snapshot(&tenant.state(), history));
+    engine.shutdown().await;
+    drop((tenant, engine));
+
+    let snapshots: Vec<_> = std::fs::read_dir(dir.path().join("snapshots").join("default"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .collect();
+    assert!(!snapshots.is_empty(), "shutting down wrote a snapshot");
+    for path in &snapshots {
+        // A byte in the middle of the state (the users section), behind an intact header.
+        let mut bytes = std::fs::read(path).unwrap();
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 0x40;
+        std::fs::write(path, bytes).unwrap();
+    }
+
+    let engine = open().await;
+    let tenant = engine.require_tenant(&TenantId::default_tenant()).unwrap();
+    assert_eq!(tenant.state().user_count(), 300);
+    assert_eq!(
+        tenant.with_history(|history, _| encode_snapshot(&tenant.state(), history)),
+        before,
+        "the same state and history, folded from the log"
+    );
     engine.shutdown().await;
 }

@@ -16,7 +16,7 @@ use crate::ids::{GroupId, IntegrationName, Member, Seq, Timestamp, UserId};
 use crate::model::{BindingGroups, BindingRole, Group, ResourceRef, User};
 
 pub use apply::Effects;
-pub use snapshot::{SNAPSHOT_FORMAT, SnapshotDecodeError, decode_snapshot, decode_state, encode_snapshot};
+pub use snapshot::{SNAPSHOT_FORMAT, SnapshotDecodeError, decode_snapshot, encode_snapshot, read_snapshot, read_state};
 
 /// Folds a name for case-insensitive comparison (userName, group displayName).
 pub fn fold_case(name: &str) -> String {

@@ -13,6 +13,8 @@
 //! never holds a decoded copy of the whole state beside the maps it builds. The sections are
 //! decoded in parallel.
 
+use std::borrow::Cow;
+use std::io::Read;
 use std::sync::Arc;
 
 use imbl::{OrdMap, OrdSet};
@@ -25,6 +27,7 @@ use crate::history::{HashMap, History, MembershipChange};
 use crate::ids::{GroupId, Member, Seq, Timestamp};
 use crate::model::{BindingGroups, Group, ResourceRef, User, erased_profile};
 use crate::seal::Opener;
+use idpsync_storage::SnapshotReader;
 
 /// The snapshot format this build writes and reads.
 pub const SNAPSHOT_FORMAT: u16 = 3;
@@ -212,29 +215,101 @@ fn items<T: DeserializeOwned>(mut bytes: &[u8]) -> impl Iterator<Item = Result<T
     })
 }
 
-fn sections(bytes: &[u8]) -> Result<[&[u8]; SECTION_COUNT], SnapshotDecodeError> {
-    let Some((format, mut rest)) = bytes.split_first_chunk::<2>() else {
-        return Err(malformed("shorter than its header"));
-    };
-    let format = u16::from_le_bytes(*format);
-    if format != SNAPSHOT_FORMAT {
-        return Err(SnapshotDecodeError::UnknownFormat(format));
+/// Where a snapshot's sections come from, in order, each once.
+trait Sections<'a> {
+    /// The next section's bytes.
+    fn next_section(&mut self) -> Result<Cow<'a, [u8]>, SnapshotDecodeError>;
+}
+
+/// Sections of encoded bytes in memory, borrowed.
+struct InMemory<'a> {
+    rest: &'a [u8],
+    read: usize,
+}
+
+impl<'a> InMemory<'a> {
+    fn new(bytes: &'a [u8]) -> Result<InMemory<'a>, SnapshotDecodeError> {
+        let Some((format, rest)) = bytes.split_first_chunk::<2>() else {
+            return Err(malformed("shorter than its header"));
+        };
+        check_format(*format)?;
+        Ok(InMemory { rest, read: 0 })
     }
-    let mut found = [&[][..]; SECTION_COUNT];
-    for (index, slot) in found.iter_mut().enumerate() {
-        let (len, after) = rest
+}
+
+impl<'a> Sections<'a> for InMemory<'a> {
+    fn next_section(&mut self) -> Result<Cow<'a, [u8]>, SnapshotDecodeError> {
+        let index = self.read;
+        let (len, after) = self
+            .rest
             .split_first_chunk::<8>()
             .ok_or_else(|| malformed(format!("section {index} has no length")))?;
         let len = usize::try_from(u64::from_le_bytes(*len)).map_err(malformed)?;
         if after.len() < len {
             return Err(malformed(format!("section {index} is truncated")));
         }
-        (*slot, rest) = after.split_at(len);
+        let (section, rest) = after.split_at(len);
+        self.rest = rest;
+        self.read += 1;
+        if self.read == SECTION_COUNT && !self.rest.is_empty() {
+            return Err(malformed("bytes after the last section"));
+        }
+        Ok(Cow::Borrowed(section))
     }
-    if !rest.is_empty() {
-        return Err(malformed("bytes after the last section"));
+}
+
+/// Sections read one at a time from a stored snapshot: only the sections being decoded are in
+/// memory, never the whole snapshot beside the state built from it.
+struct Streamed<'r> {
+    reader: &'r mut SnapshotReader,
+    read: usize,
+}
+
+impl<'r> Streamed<'r> {
+    fn new(reader: &'r mut SnapshotReader) -> Result<Streamed<'r>, SnapshotDecodeError> {
+        let mut format = [0u8; 2];
+        reader
+            .read_exact(&mut format)
+            .map_err(|_| malformed("shorter than its header"))?;
+        check_format(format)?;
+        Ok(Streamed { reader, read: 0 })
     }
-    Ok(found)
+}
+
+impl Sections<'static> for Streamed<'_> {
+    fn next_section(&mut self) -> Result<Cow<'static, [u8]>, SnapshotDecodeError> {
+        let index = self.read;
+        let mut len = [0u8; 8];
+        self.reader
+            .read_exact(&mut len)
+            .map_err(|_| malformed(format!("section {index} has no length")))?;
+        let len = u64::from_le_bytes(len);
+        // Bounded by what the snapshot holds, so a damaged length cannot ask for an absurd
+        // allocation.
+        if len > self.reader.remaining() {
+            return Err(malformed(format!("section {index} is truncated")));
+        }
+        let mut section = Vec::with_capacity(usize::try_from(len).map_err(malformed)?);
+        (&mut *self.reader)
+            .take(len)
+            .read_to_end(&mut section)
+            .map_err(|e| malformed(format!("section {index}: {e}")))?;
+        if section.len() as u64 != len {
+            return Err(malformed(format!("section {index} is truncated")));
+        }
+        self.read += 1;
+        if self.read == SECTION_COUNT && self.reader.remaining() != 0 {
+            return Err(malformed("bytes after the last section"));
+        }
+        Ok(Cow::Owned(section))
+    }
+}
+
+fn check_format(format: [u8; 2]) -> Result<(), SnapshotDecodeError> {
+    match u16::from_le_bytes(format) {
+        SNAPSHOT_FORMAT => Ok(()),
+        other => Err(SnapshotDecodeError::UnknownFormat(other)),
+    }
 }
 
 type UserMaps = (
@@ -323,15 +398,22 @@ fn decode_memberships(section: &[u8]) -> Result<Memberships, SnapshotDecodeError
 /// `records` is the snapshot's `seq`: one time per record, so the times are sized at once
 /// rather than doubling their way there (bounded by the section's length, one byte or more a
 /// time, so that a damaged header cannot ask for an absurd allocation).
-fn decode_history(records: Seq, deltas: &[u8], changes: &[u8], events: &[u8]) -> Result<History, SnapshotDecodeError> {
+fn decode_times(records: Seq, deltas: &[u8]) -> Result<Vec<Timestamp>, SnapshotDecodeError> {
     let mut time = 0i64;
     let mut times = Vec::with_capacity(usize::try_from(records.0).unwrap_or(0).min(deltas.len()));
     for delta in items::<u64>(deltas) {
         time = time.wrapping_add(delta? as i64);
         times.push(Timestamp(time));
     }
-    let group_changes = items::<(GroupId, Vec<MembershipChange>)>(changes).collect::<Result<HashMap<_, _>, _>>()?;
-    let member_events = items::<(Member, Vec<Seq>)>(events).collect::<Result<HashMap<_, _>, _>>()?;
+    Ok(times)
+}
+
+/// Reads the history's sections one after the other, each dropped once decoded.
+fn decode_history<'a>(records: Seq, sections: &mut dyn Sections<'a>) -> Result<History, SnapshotDecodeError> {
+    let times = decode_times(records, &sections.next_section()?)?;
+    let group_changes =
+        items::<(GroupId, Vec<MembershipChange>)>(&sections.next_section()?).collect::<Result<HashMap<_, _>, _>>()?;
+    let member_events = items::<(Member, Vec<Seq>)>(&sections.next_section()?).collect::<Result<HashMap<_, _>, _>>()?;
     Ok(History {
         times,
         group_changes,
@@ -341,13 +423,25 @@ fn decode_history(records: Seq, deltas: &[u8], changes: &[u8], events: &[u8]) ->
 
 /// Decodes [`encode_snapshot`]'s bytes, rebuilding the indexes.
 pub fn decode_snapshot(bytes: &[u8], opener: &(dyn Opener + Sync)) -> Result<(State, History), SnapshotDecodeError> {
-    let (state, history) = decode(bytes, opener, Parts::StateAndHistory)?;
+    let (state, history) = decode(&mut InMemory::new(bytes)?, opener, Parts::StateAndHistory)?;
     Ok((state, history.expect("asked for the history")))
 }
 
-/// Decodes only the state of [`encode_snapshot`]'s bytes, for readers that need no history.
-pub fn decode_state(bytes: &[u8], opener: &(dyn Opener + Sync)) -> Result<State, SnapshotDecodeError> {
-    Ok(decode(bytes, opener, Parts::State)?.0)
+/// [`decode_snapshot`] reading the snapshot from the store a section at a time. The bytes are
+/// not checked against their hash until the reader finishes: the caller calls
+/// [`SnapshotReader::finish`] and keeps the result only if that succeeds.
+pub fn read_snapshot(
+    reader: &mut SnapshotReader,
+    opener: &(dyn Opener + Sync),
+) -> Result<(State, History), SnapshotDecodeError> {
+    let (state, history) = decode(&mut Streamed::new(reader)?, opener, Parts::StateAndHistory)?;
+    Ok((state, history.expect("asked for the history")))
+}
+
+/// Only the state of a snapshot, for readers that need no history, read from the store a
+/// section at a time (see [`read_snapshot`]).
+pub fn read_state(reader: &mut SnapshotReader, opener: &(dyn Opener + Sync)) -> Result<State, SnapshotDecodeError> {
+    Ok(decode(&mut Streamed::new(reader)?, opener, Parts::State)?.0)
 }
 
 enum Parts {
@@ -355,23 +449,29 @@ enum Parts {
     StateAndHistory,
 }
 
-fn decode(
-    bytes: &[u8],
+/// Decodes the sections in their order: the users and the members each on a thread of their
+/// own as soon as they are read (each thread drops its section when done), the groups and the
+/// bindings here, then the history a section at a time.
+fn decode<'a>(
+    sections: &mut dyn Sections<'a>,
     opener: &(dyn Opener + Sync),
     parts: Parts,
 ) -> Result<(State, Option<History>), SnapshotDecodeError> {
-    let [header, users, groups, members, bindings, times, changes, events] = sections(bytes)?;
-    let (seq, recorded_at): (Seq, Timestamp) = postcard::from_bytes(header).map_err(malformed)?;
+    let (seq, recorded_at): (Seq, Timestamp) = postcard::from_bytes(&sections.next_section()?).map_err(malformed)?;
+    let users = sections.next_section()?;
     let (user_maps, memberships, mut state, history) = std::thread::scope(|scope| {
-        let users = scope.spawn(|| decode_users(users, opener));
-        let memberships = scope.spawn(|| decode_memberships(members));
+        let users = scope.spawn(move || decode_users(&users, opener));
         let mut state = State {
             seq,
             recorded_at,
             ..State::default()
         };
+        let mut memberships = None;
         let rest = (|| {
-            for group in items::<Group>(groups) {
+            let groups = sections.next_section()?;
+            let members = sections.next_section()?;
+            memberships = Some(scope.spawn(move || decode_memberships(&members)));
+            for group in items::<Group>(&groups) {
                 let group = group?;
                 state.index_group(&group);
                 state.groups.insert(
@@ -382,7 +482,7 @@ fn decode(
                     },
                 );
             }
-            for binding in items::<(ResourceRef, BindingGroups)>(bindings) {
+            for binding in items::<(ResourceRef, BindingGroups)>(&sections.next_section()?) {
                 let (resource, groups) = binding?;
                 for (group, role) in groups.pairs() {
                     match state.bound.get_mut(&group) {
@@ -398,13 +498,17 @@ fn decode(
             }
             match parts {
                 Parts::State => Ok(None),
-                Parts::StateAndHistory => decode_history(seq, times, changes, events).map(Some),
+                Parts::StateAndHistory => decode_history(seq, sections).map(Some),
             }
         })();
         fn join<T>(result: std::thread::Result<Result<T, SnapshotDecodeError>>) -> Result<T, SnapshotDecodeError> {
             result.unwrap_or_else(|_| Err(malformed("a decoding thread panicked")))
         }
-        (join(users.join()), join(memberships.join()), state, rest)
+        let memberships = match memberships {
+            Some(thread) => join(thread.join()),
+            None => Err(malformed("the snapshot ends before its members")),
+        };
+        (join(users.join()), memberships, state, rest)
     });
     let (users, user_names, user_external_ids, owned_users) = user_maps?;
     state.users = users;

@@ -3,14 +3,14 @@
 
 use std::sync::Arc;
 
-use idpsync_storage::{LogStore, Seq, StoreError, TenantId, Timestamp};
+use idpsync_storage::{LogStore, Seq, SnapshotReader, StoreError, TenantId, Timestamp};
 
 use super::Tenant;
 use crate::error::EngineError;
 use crate::history::History;
 use crate::replay::replay;
 use crate::seal::Keyring;
-use crate::state::{SnapshotDecodeError, State, decode_snapshot, decode_state};
+use crate::state::{SnapshotDecodeError, State, read_snapshot, read_state};
 
 impl Tenant {
     /// The state just after record `seq` (the current state if `seq` is at or past the head).
@@ -66,7 +66,7 @@ pub async fn load_state_at(
     let head = store.head(tenant).await?;
     let seq = seq.min(head.seq);
     let opener = Arc::clone(keyring);
-    let mut state = load_snapshot(store, tenant, seq, move |bytes| decode_state(bytes, &*opener))
+    let mut state = load_snapshot(store, tenant, seq, move |reader| read_state(reader, &*opener))
         .await?
         .unwrap_or_default();
     replay(store, tenant, &**keyring, &mut state, seq).await?;
@@ -106,7 +106,7 @@ pub(crate) async fn load_snapshot_with_history(
     seq: Seq,
 ) -> Result<Option<(State, History)>, EngineError> {
     let opener = Arc::clone(keyring);
-    load_snapshot(store, tenant, seq, move |bytes| decode_snapshot(bytes, &*opener)).await
+    load_snapshot(store, tenant, seq, move |reader| read_snapshot(reader, &*opener)).await
 }
 
 /// Something decoded from a snapshot that knows which `seq` it is at.
@@ -126,19 +126,20 @@ impl AtSeq for (State, History) {
     }
 }
 
-/// The latest stored snapshot at or before `seq`, decoded by `decode`. A snapshot that is
-/// corrupt or does not decode is skipped with a warning in favour of an older one: it costs a
-/// longer replay, never a wrong state.
+/// The latest stored snapshot at or before `seq`, decoded by `decode` as it is read. A
+/// snapshot that is corrupt or does not decode is skipped with a warning in favour of an older
+/// one: it costs a longer replay, never a wrong state. What is decoded is kept only once the
+/// snapshot's bytes have matched their hash.
 async fn load_snapshot<T: AtSeq + Send + 'static>(
     store: &Arc<dyn LogStore>,
     tenant: &TenantId,
     seq: Seq,
-    decode: impl Fn(&[u8]) -> Result<T, SnapshotDecodeError> + Clone + Send + 'static,
+    decode: impl Fn(&mut SnapshotReader) -> Result<T, SnapshotDecodeError> + Clone + Send + 'static,
 ) -> Result<Option<T>, EngineError> {
     let mut limit = seq;
     loop {
-        let stored = match store.snapshot_at_or_before(tenant, limit).await {
-            Ok(Some(stored)) => stored,
+        let mut reader = match store.open_snapshot_at_or_before(tenant, limit).await {
+            Ok(Some(reader)) => reader,
             Ok(None) => return Ok(None),
             Err(error @ StoreError::SnapshotCorrupt { .. }) => {
                 let StoreError::SnapshotCorrupt { seq: bad, .. } = &error else {
@@ -153,17 +154,25 @@ async fn load_snapshot<T: AtSeq + Send + 'static>(
             }
             Err(error) => return Err(error.into()),
         };
-        let stored_seq = stored.seq;
+        let stored_seq = reader.seq();
         let decode = decode.clone();
-        match tokio::task::spawn_blocking(move || decode(&stored.bytes)).await {
-            Ok(Ok(decoded)) if decoded.at() == stored_seq => return Ok(Some(decoded)),
-            Ok(Ok(_)) | Ok(Err(_)) | Err(_) => {
-                tracing::warn!(%tenant, seq = %stored_seq, "skipping a snapshot that does not decode");
-                if stored_seq == Seq::ZERO {
-                    return Ok(None);
-                }
-                limit = Seq(stored_seq.0 - 1);
+        let outcome = tokio::task::spawn_blocking(move || -> Result<T, String> {
+            let decoded = decode(&mut reader).map_err(|e| e.to_string());
+            reader.finish().map_err(|e| e.to_string())?;
+            decoded
+        })
+        .await
+        .unwrap_or_else(|_| Err("decoding it panicked".to_owned()));
+        match outcome {
+            Ok(decoded) if decoded.at() == stored_seq => return Ok(Some(decoded)),
+            Ok(_) => tracing::warn!(%tenant, seq = %stored_seq, "skipping a snapshot of another seq than its name's"),
+            Err(reason) => {
+                tracing::warn!(%tenant, seq = %stored_seq, %reason, "skipping a snapshot that is corrupt or does not decode")
             }
         }
+        if stored_seq == Seq::ZERO {
+            return Ok(None);
+        }
+        limit = Seq(stored_seq.0 - 1);
     }
 }
