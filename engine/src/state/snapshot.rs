@@ -10,8 +10,10 @@
 //! order: header `(seq, recorded_at)`, users, groups, members `(group, [member])`, bindings,
 //! record times (deltas), membership changes `(group, [change])`, member events
 //! `(member, [seq])`. A section is a run of postcard values, read one at a time, so loading
-//! never holds a decoded copy of the whole state beside the maps it builds. The sections are
-//! decoded in parallel.
+//! never holds a decoded copy of the whole state beside the maps it builds. Loading from the
+//! store reads the sections one after the other ([`read_snapshot`]) and drops each once it is
+//! decoded, so the snapshot is never in memory whole either; the users and the members are
+//! decoded on threads of their own while the rest is read.
 
 use std::borrow::Cow;
 use std::io::Read;
