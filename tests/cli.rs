@@ -261,3 +261,40 @@ fn user_erase_leaves_a_verifiable_log_and_an_erased_user() {
     let again = run(dir.path(), &["user", "erase", "--user", &id]);
     assert!(stdout(&again).contains("already erased"), "{}", stdout(&again));
 }
+
+#[test]
+fn output_cut_short_by_its_reader_ends_the_command_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    let seeded = run(
+        dir.path(),
+        &[
+            "dev",
+            "seed",
+            "--users",
+            "3000",
+            "--groups",
+            "10",
+            "--memberships",
+            "100",
+        ],
+    );
+    assert!(seeded.status.success(), "{}", stderr(&seeded));
+    // As `idpsync query users | head -1`: read one line, then close the pipe.
+    let mut query = idpsync(dir.path())
+        .args(["query", "users"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 64];
+    let n = query.stdout.take().unwrap().read(&mut first).unwrap();
+    assert!(n > 0);
+    let finished = query.wait_with_output().unwrap();
+    assert!(
+        finished.status.success(),
+        "exit {:?}: {}",
+        finished.status,
+        stderr(&finished)
+    );
+    assert!(!stderr(&finished).contains("panicked"), "{}", stderr(&finished));
+}

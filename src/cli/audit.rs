@@ -63,7 +63,7 @@ fn write(output: &Output, content: &str) -> anyhow::Result<()> {
     match &output.output {
         Some(path) => std::fs::write(path, content).with_context(|| format!("writing {}", path.display())),
         None => {
-            print!("{content}");
+            out!("{content}");
             Ok(())
         }
     }

@@ -57,7 +57,7 @@ pub(crate) async fn run(context: &Context, command: DevCommand) -> anyhow::Resul
     engine.shutdown().await;
     let progress = result?;
     let state = tenant.state();
-    println!(
+    outln!(
         "seeded tenant {}: {} events in {:.1} s ({} commands, {} rejected); now {} users, {} groups, head seq {}",
         args.tenant,
         progress.events,

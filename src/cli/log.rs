@@ -78,7 +78,7 @@ async fn verify(
         let report = idpsync::engine::verify::verify_tenant(&store, &tenant)
             .await
             .map_err(|error| anyhow::anyhow!("verification failed: {error}"))?;
-        println!(
+        outln!(
             "tenant {}: ok, {} records, {} snapshots matched, chain head {} ({:.2} s)",
             report.tenant,
             report.records,
@@ -106,7 +106,7 @@ async fn verify(
         .await
         .map_err(|error| anyhow::anyhow!("checkpoint verification failed: {error}"))?;
     for each in &proven {
-        println!(
+        outln!(
             "checkpoint tenant {} seq {}: ok, the log extends it{}",
             each.tenant,
             each.seq,
@@ -128,7 +128,7 @@ fn export(context: &Context, only: Option<TenantId>, output: Option<PathBuf>) ->
             std::fs::write(&path, &lines).with_context(|| format!("writing {}", path.display()))?;
             eprintln!("wrote {} checkpoints to {}", checkpoints.len(), path.display());
         }
-        None => print!("{lines}"),
+        None => out!("{lines}"),
     }
     Ok(())
 }
@@ -148,9 +148,9 @@ async fn create(context: &Context, only: Option<TenantId>) -> anyhow::Result<()>
             match checkpoint::make(&tenant, engine.store(), &signing).await? {
                 Some(made) => {
                     checkpoint::append(&context.data_dir, &made)?;
-                    println!("tenant {id}: signed a checkpoint at seq {}", made.seq);
+                    outln!("tenant {id}: signed a checkpoint at seq {}", made.seq);
                 }
-                None => println!("tenant {id}: empty log, no checkpoint"),
+                None => outln!("tenant {id}: empty log, no checkpoint"),
             }
         }
         anyhow::Ok(())

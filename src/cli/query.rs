@@ -185,7 +185,7 @@ fn group_name(state: &State, id: GroupId) -> String {
 }
 
 fn print_json(value: &impl Serialize) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
+    outln!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
 }
 
@@ -197,9 +197,9 @@ pub(crate) async fn run(context: &Context, command: QueryCommand) -> anyhow::Res
             if when.json {
                 return print_json(&rows);
             }
-            println!("{}: {} users", view.label, rows.len());
+            outln!("{}: {} users", view.label, rows.len());
             for row in rows {
-                println!(
+                outln!(
                     "{}  {}{}",
                     row.id,
                     row.user_name,
@@ -222,9 +222,9 @@ pub(crate) async fn run(context: &Context, command: QueryCommand) -> anyhow::Res
             if when.json {
                 return print_json(&rows);
             }
-            println!("{}: {} groups", view.label, rows.len());
+            outln!("{}: {} groups", view.label, rows.len());
             for row in rows {
-                println!("{}  {}  ({} members)", row.id, row.display_name, row.members);
+                outln!("{}  {}  ({} members)", row.id, row.display_name, row.members);
             }
         }
         QueryCommand::Members { when, group, effective } => {
@@ -252,7 +252,7 @@ pub(crate) async fn run(context: &Context, command: QueryCommand) -> anyhow::Res
             } else {
                 "direct members"
             };
-            println!(
+            outln!(
                 "{}: group {} ({}): {} {which}",
                 view.label,
                 group.display_name,
@@ -262,7 +262,7 @@ pub(crate) async fn run(context: &Context, command: QueryCommand) -> anyhow::Res
             for row in rows {
                 let name = row.user_name.or(row.display_name).unwrap_or_default();
                 let inactive = if row.active == Some(false) { "  (inactive)" } else { "" };
-                println!("{}  {:<5}  {name}{inactive}", row.id, row.kind);
+                outln!("{}  {:<5}  {name}{inactive}", row.id, row.kind);
             }
         }
         QueryCommand::User { when, user } => {
@@ -300,27 +300,31 @@ pub(crate) async fn run(context: &Context, command: QueryCommand) -> anyhow::Res
             if when.json {
                 return print_json(&detail);
             }
-            println!(
+            outln!(
                 "{}: user {} ({}){}",
                 view.label,
                 detail.user.user_name,
                 detail.user.id,
                 if detail.user.active { "" } else { ", inactive" }
             );
-            println!("groups ({}):", detail.groups.len());
+            outln!("groups ({}):", detail.groups.len());
             for group in &detail.groups {
-                println!(
+                outln!(
                     "  {}  {}{}",
                     group.id,
                     group.display_name,
                     if group.direct { "" } else { "  (through a nested group)" }
                 );
             }
-            println!("access ({}):", detail.access.len());
+            outln!("access ({}):", detail.access.len());
             for row in &detail.access {
-                println!(
+                outln!(
                     "  {}/{}  as {}  via {} ({})",
-                    row.resource.kind, row.resource.id, row.role, row.via.display_name, row.via.id
+                    row.resource.kind,
+                    row.resource.id,
+                    row.role,
+                    row.via.display_name,
+                    row.via.id
                 );
             }
         }

@@ -103,7 +103,7 @@ pub(crate) async fn run(context: &Context, args: SyncArgs) -> anyhow::Result<()>
     let result = sync_once(&driver, &tenant, &cursors, mode, resync).await;
     engine.shutdown().await;
     let outcome = result.with_context(|| format!("sync of {} failed; nothing was applied", args.integration))?;
-    print!("{}", render(&args, &outcome));
+    out!("{}", render(&args, &outcome));
     // A held sync applied nothing: scripts learn it from the exit code.
     if outcome.result == SyncResult::Held && !args.dry_run {
         bail!("the sync of {} was held; nothing was applied", args.integration);

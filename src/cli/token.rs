@@ -52,16 +52,22 @@ pub(crate) fn run(context: &Context, command: TokenCommand) -> anyhow::Result<()
                 (TokenKind::Scim, "SCIM")
             };
             let (record, secret) = store.create(&args.tenant, &args.name, kind)?;
-            println!(
+            outln!(
                 "created {label} token {} ({}) for tenant {}; it is shown only now:",
-                record.id, record.name, record.tenant
+                record.id,
+                record.name,
+                record.tenant
             );
-            println!("{secret}");
+            outln!("{secret}");
         }
         TokenCommand::List(args) => {
-            println!(
+            outln!(
                 "{:<36}  {:<16}  {:<5}  {:<28}  {:<8}  name",
-                "id", "tenant", "kind", "created", "status"
+                "id",
+                "tenant",
+                "kind",
+                "created",
+                "status"
             );
             for token in store.list()? {
                 if args.tenant.as_ref().is_some_and(|tenant| *tenant != token.tenant) {
@@ -71,7 +77,7 @@ pub(crate) fn run(context: &Context, command: TokenCommand) -> anyhow::Result<()
                     Some(_) => "revoked",
                     None => "active",
                 };
-                println!(
+                outln!(
                     "{:<36}  {:<16}  {:<5}  {:<28}  {:<8}  {}",
                     token.id.to_string(),
                     token.tenant.to_string(),
@@ -84,9 +90,11 @@ pub(crate) fn run(context: &Context, command: TokenCommand) -> anyhow::Result<()
         }
         TokenCommand::Revoke { token } => {
             let revoked = store.revoke(&token)?;
-            println!(
+            outln!(
                 "revoked token {} ({}) of tenant {}",
-                revoked.id, revoked.name, revoked.tenant
+                revoked.id,
+                revoked.name,
+                revoked.tenant
             );
         }
     }

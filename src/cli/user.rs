@@ -50,9 +50,9 @@ pub(crate) async fn run(context: &Context, command: UserCommand) -> anyhow::Resu
     engine.shutdown().await;
     let committed = result?;
     if committed.events == 0 {
-        println!("user {} was already erased", found.id);
+        outln!("user {} was already erased", found.id);
     } else {
-        println!("erased user {} of tenant {tenant} at seq {}", found.id, committed.head);
+        outln!("erased user {} of tenant {tenant} at seq {}", found.id, committed.head);
     }
     if logged_plain {
         eprintln!(
