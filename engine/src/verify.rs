@@ -47,9 +47,13 @@ pub async fn verify_tenant(store: &Arc<dyn LogStore>, tenant: &TenantId) -> Resu
                 reason: format!("stored state hash {}, the log folds to {}", snapshot.state_hash, hash),
             });
         }
-        // The stored bytes must also still match their hash.
-        match store.snapshot_at_or_before(tenant, snapshot.seq).await? {
-            Some(stored) if stored.seq == snapshot.seq => {}
+        // The stored bytes must also still match their hash: read through, never held whole.
+        match store.open_snapshot_at_or_before(tenant, snapshot.seq).await? {
+            Some(reader) if reader.seq() == snapshot.seq => {
+                tokio::task::spawn_blocking(move || reader.finish())
+                    .await
+                    .map_err(|_| EngineError::Closed)??;
+            }
             _ => {
                 return Err(EngineError::SnapshotMismatch {
                     tenant: tenant.clone(),

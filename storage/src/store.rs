@@ -154,6 +154,11 @@ impl SnapshotReader {
         self.seq
     }
 
+    /// The hash the snapshot was stored with, which [`SnapshotReader::finish`] checks.
+    pub fn state_hash(&self) -> Hash32 {
+        self.state_hash
+    }
+
     /// The bytes not read yet.
     pub fn remaining(&self) -> u64 {
         self.len - self.read

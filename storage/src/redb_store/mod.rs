@@ -95,6 +95,23 @@ impl RedbStore {
             .await
             .map_err(|e| StoreError::backend("running a storage task", e))?
     }
+
+    /// The latest snapshot of `tenant` at or before `seq`, as `load` gives it from its file.
+    async fn latest_snapshot<T: Send + 'static>(
+        &self,
+        tenant: &TenantId,
+        seq: Seq,
+        load: fn(&Path, &TenantId, Seq) -> Result<T, StoreError>,
+    ) -> Result<Option<T>, StoreError> {
+        let tenant = tenant.clone();
+        self.blocking(move |db, dir| {
+            read_head(db, &tenant)?;
+            snapshot_files::latest_at_or_before(dir, &tenant, seq)?
+                .map(|found| load(dir, &tenant, found))
+                .transpose()
+        })
+        .await
+    }
 }
 
 impl Drop for RedbStore {
@@ -253,14 +270,7 @@ impl LogStore for RedbStore {
     }
 
     async fn snapshot_at_or_before(&self, tenant: &TenantId, seq: Seq) -> Result<Option<StoredSnapshot>, StoreError> {
-        let tenant = tenant.clone();
-        self.blocking(move |db, dir| {
-            read_head(db, &tenant)?;
-            snapshot_files::latest_at_or_before(dir, &tenant, seq)?
-                .map(|found| snapshot_files::read(dir, &tenant, found))
-                .transpose()
-        })
-        .await
+        self.latest_snapshot(tenant, seq, snapshot_files::read).await
     }
 
     async fn open_snapshot_at_or_before(
@@ -268,14 +278,7 @@ impl LogStore for RedbStore {
         tenant: &TenantId,
         seq: Seq,
     ) -> Result<Option<SnapshotReader>, StoreError> {
-        let tenant = tenant.clone();
-        self.blocking(move |db, dir| {
-            read_head(db, &tenant)?;
-            snapshot_files::latest_at_or_before(dir, &tenant, seq)?
-                .map(|found| snapshot_files::open(dir, &tenant, found))
-                .transpose()
-        })
-        .await
+        self.latest_snapshot(tenant, seq, snapshot_files::open).await
     }
 
     async fn remove_snapshot(&self, tenant: &TenantId, seq: Seq) -> Result<bool, StoreError> {

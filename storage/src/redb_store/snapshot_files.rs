@@ -125,9 +125,9 @@ pub(super) fn latest_at_or_before(dir: &Path, tenant: &TenantId, seq: Seq) -> Re
     Ok(list(dir, tenant)?.into_iter().rev().find(|s| *s <= seq))
 }
 
-/// Opens a snapshot file past its header: the file, its stored hash and its state's length,
-/// which the file's length was checked against.
-fn open_state(dir: &Path, tenant: &TenantId, seq: Seq) -> Result<(File, Hash32, u64), StoreError> {
+/// Opens a snapshot for reading in pieces (its hash is checked when the reader finishes),
+/// after checking its header and that the file holds as many bytes as the header says.
+pub(super) fn open(dir: &Path, tenant: &TenantId, seq: Seq) -> Result<SnapshotReader, StoreError> {
     let mut file = File::open(file_path(dir, tenant, seq)).map_err(|e| corrupt(tenant, seq, e.to_string()))?;
     let (state_hash, len) = read_header(&mut file, tenant, seq)?;
     let file_len = file.metadata().map_err(|e| corrupt(tenant, seq, e.to_string()))?.len();
@@ -141,12 +141,6 @@ fn open_state(dir: &Path, tenant: &TenantId, seq: Seq) -> Result<(File, Hash32, 
             ),
         ));
     }
-    Ok((file, state_hash, len))
-}
-
-/// Opens a snapshot for reading in pieces (its hash is checked when the reader finishes).
-pub(super) fn open(dir: &Path, tenant: &TenantId, seq: Seq) -> Result<SnapshotReader, StoreError> {
-    let (file, state_hash, len) = open_state(dir, tenant, seq)?;
     let source = Box::new(std::io::BufReader::with_capacity(READ_BUFFER, file));
     Ok(SnapshotReader::new(tenant.clone(), seq, state_hash, len, source))
 }
@@ -154,14 +148,14 @@ pub(super) fn open(dir: &Path, tenant: &TenantId, seq: Seq) -> Result<SnapshotRe
 /// The buffer between a snapshot file and its decoder.
 const READ_BUFFER: usize = 256 * 1024;
 
+/// Reads a snapshot whole, its hash checked.
 pub(super) fn read(dir: &Path, tenant: &TenantId, seq: Seq) -> Result<StoredSnapshot, StoreError> {
-    let (mut file, state_hash, len) = open_state(dir, tenant, seq)?;
-    let mut bytes = Vec::with_capacity(len as usize);
-    file.read_to_end(&mut bytes)
+    let mut reader = open(dir, tenant, seq)?;
+    let mut bytes = Vec::with_capacity(usize::try_from(reader.remaining()).unwrap_or(0));
+    reader
+        .read_to_end(&mut bytes)
         .map_err(|e| corrupt(tenant, seq, e.to_string()))?;
-    let snapshot = StoredSnapshot { seq, state_hash, bytes };
-    if !snapshot.is_intact() {
-        return Err(corrupt(tenant, seq, "state bytes do not match the stored hash"));
-    }
-    Ok(snapshot)
+    let state_hash = reader.state_hash();
+    reader.finish()?;
+    Ok(StoredSnapshot { seq, state_hash, bytes })
 }
