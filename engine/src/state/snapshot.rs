@@ -15,7 +15,6 @@
 //! decoded, so the snapshot is never in memory whole either; the users and the members are
 //! decoded on threads of their own while the rest is read.
 
-use std::borrow::Cow;
 use std::io::Read;
 use std::sync::Arc;
 
@@ -217,78 +216,46 @@ fn items<T: DeserializeOwned>(mut bytes: &[u8]) -> impl Iterator<Item = Result<T
     })
 }
 
-/// Where a snapshot's sections come from, in order, each once.
-trait Sections<'a> {
-    /// The next section's bytes.
-    fn next_section(&mut self) -> Result<Cow<'a, [u8]>, SnapshotDecodeError>;
-}
-
-/// Sections of encoded bytes in memory, borrowed.
-struct InMemory<'a> {
-    rest: &'a [u8],
+/// A snapshot's sections, read one after the other from any reader: only the sections being
+/// decoded are in memory, never the whole snapshot beside the state built from it.
+struct Sections<'r> {
+    reader: &'r mut dyn Read,
+    /// The bytes the snapshot has left: a section's length is checked against them before it
+    /// is allocated, so a damaged length cannot ask for an absurd allocation.
+    remaining: u64,
     read: usize,
 }
 
-impl<'a> InMemory<'a> {
-    fn new(bytes: &'a [u8]) -> Result<InMemory<'a>, SnapshotDecodeError> {
-        let Some((format, rest)) = bytes.split_first_chunk::<2>() else {
-            return Err(malformed("shorter than its header"));
-        };
-        check_format(*format)?;
-        Ok(InMemory { rest, read: 0 })
-    }
-}
-
-impl<'a> Sections<'a> for InMemory<'a> {
-    fn next_section(&mut self) -> Result<Cow<'a, [u8]>, SnapshotDecodeError> {
-        let index = self.read;
-        let (len, after) = self
-            .rest
-            .split_first_chunk::<8>()
-            .ok_or_else(|| malformed(format!("section {index} has no length")))?;
-        let len = usize::try_from(u64::from_le_bytes(*len)).map_err(malformed)?;
-        if after.len() < len {
-            return Err(malformed(format!("section {index} is truncated")));
-        }
-        let (section, rest) = after.split_at(len);
-        self.rest = rest;
-        self.read += 1;
-        if self.read == SECTION_COUNT && !self.rest.is_empty() {
-            return Err(malformed("bytes after the last section"));
-        }
-        Ok(Cow::Borrowed(section))
-    }
-}
-
-/// Sections read one at a time from a stored snapshot: only the sections being decoded are in
-/// memory, never the whole snapshot beside the state built from it.
-struct Streamed<'r> {
-    reader: &'r mut SnapshotReader,
-    read: usize,
-}
-
-impl<'r> Streamed<'r> {
-    fn new(reader: &'r mut SnapshotReader) -> Result<Streamed<'r>, SnapshotDecodeError> {
+impl<'r> Sections<'r> {
+    /// Reads and checks the format of the `len` bytes `reader` yields.
+    fn new(reader: &'r mut dyn Read, len: u64) -> Result<Sections<'r>, SnapshotDecodeError> {
         let mut format = [0u8; 2];
         reader
             .read_exact(&mut format)
             .map_err(|_| malformed("shorter than its header"))?;
-        check_format(format)?;
-        Ok(Streamed { reader, read: 0 })
+        match u16::from_le_bytes(format) {
+            SNAPSHOT_FORMAT => Ok(Sections {
+                reader,
+                remaining: len.saturating_sub(2),
+                read: 0,
+            }),
+            other => Err(SnapshotDecodeError::UnknownFormat(other)),
+        }
     }
-}
 
-impl Sections<'static> for Streamed<'_> {
-    fn next_section(&mut self) -> Result<Cow<'static, [u8]>, SnapshotDecodeError> {
+    /// The next section's bytes.
+    fn next_section(&mut self) -> Result<Vec<u8>, SnapshotDecodeError> {
         let index = self.read;
         let mut len = [0u8; 8];
         self.reader
             .read_exact(&mut len)
             .map_err(|_| malformed(format!("section {index} has no length")))?;
         let len = u64::from_le_bytes(len);
-        // Bounded by what the snapshot holds, so a damaged length cannot ask for an absurd
-        // allocation.
-        if len > self.reader.remaining() {
+        let available = self
+            .remaining
+            .checked_sub(8)
+            .ok_or_else(|| malformed(format!("section {index} has no length")))?;
+        if len > available {
             return Err(malformed(format!("section {index} is truncated")));
         }
         let mut section = Vec::with_capacity(usize::try_from(len).map_err(malformed)?);
@@ -299,18 +266,12 @@ impl Sections<'static> for Streamed<'_> {
         if section.len() as u64 != len {
             return Err(malformed(format!("section {index} is truncated")));
         }
+        self.remaining = available - len;
         self.read += 1;
-        if self.read == SECTION_COUNT && self.reader.remaining() != 0 {
+        if self.read == SECTION_COUNT && self.remaining != 0 {
             return Err(malformed("bytes after the last section"));
         }
-        Ok(Cow::Owned(section))
-    }
-}
-
-fn check_format(format: [u8; 2]) -> Result<(), SnapshotDecodeError> {
-    match u16::from_le_bytes(format) {
-        SNAPSHOT_FORMAT => Ok(()),
-        other => Err(SnapshotDecodeError::UnknownFormat(other)),
+        Ok(section)
     }
 }
 
@@ -411,7 +372,7 @@ fn decode_times(records: Seq, deltas: &[u8]) -> Result<Vec<Timestamp>, SnapshotD
 }
 
 /// Reads the history's sections one after the other, each dropped once decoded.
-fn decode_history<'a>(records: Seq, sections: &mut dyn Sections<'a>) -> Result<History, SnapshotDecodeError> {
+fn decode_history(records: Seq, sections: &mut Sections<'_>) -> Result<History, SnapshotDecodeError> {
     let times = decode_times(records, &sections.next_section()?)?;
     let group_changes =
         items::<(GroupId, Vec<MembershipChange>)>(&sections.next_section()?).collect::<Result<HashMap<_, _>, _>>()?;
@@ -425,7 +386,12 @@ fn decode_history<'a>(records: Seq, sections: &mut dyn Sections<'a>) -> Result<H
 
 /// Decodes [`encode_snapshot`]'s bytes, rebuilding the indexes.
 pub fn decode_snapshot(bytes: &[u8], opener: &(dyn Opener + Sync)) -> Result<(State, History), SnapshotDecodeError> {
-    let (state, history) = decode(&mut InMemory::new(bytes)?, opener, Parts::StateAndHistory)?;
+    let mut reader = bytes;
+    let (state, history) = decode(
+        &mut Sections::new(&mut reader, bytes.len() as u64)?,
+        opener,
+        Parts::StateAndHistory,
+    )?;
     Ok((state, history.expect("asked for the history")))
 }
 
@@ -436,14 +402,16 @@ pub fn read_snapshot(
     reader: &mut SnapshotReader,
     opener: &(dyn Opener + Sync),
 ) -> Result<(State, History), SnapshotDecodeError> {
-    let (state, history) = decode(&mut Streamed::new(reader)?, opener, Parts::StateAndHistory)?;
+    let len = reader.remaining();
+    let (state, history) = decode(&mut Sections::new(reader, len)?, opener, Parts::StateAndHistory)?;
     Ok((state, history.expect("asked for the history")))
 }
 
 /// Only the state of a snapshot, for readers that need no history, read from the store a
 /// section at a time (see [`read_snapshot`]).
 pub fn read_state(reader: &mut SnapshotReader, opener: &(dyn Opener + Sync)) -> Result<State, SnapshotDecodeError> {
-    Ok(decode(&mut Streamed::new(reader)?, opener, Parts::State)?.0)
+    let len = reader.remaining();
+    Ok(decode(&mut Sections::new(reader, len)?, opener, Parts::State)?.0)
 }
 
 enum Parts {
@@ -454,8 +422,8 @@ enum Parts {
 /// Decodes the sections in their order: the users and the members each on a thread of their
 /// own as soon as they are read (each thread drops its section when done), the groups and the
 /// bindings here, then the history a section at a time.
-fn decode<'a>(
-    sections: &mut dyn Sections<'a>,
+fn decode(
+    sections: &mut Sections<'_>,
     opener: &(dyn Opener + Sync),
     parts: Parts,
 ) -> Result<(State, Option<History>), SnapshotDecodeError> {
@@ -539,4 +507,44 @@ fn decode<'a>(
         )));
     }
     Ok((state, history))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::seal::WithoutKeys;
+
+    #[test]
+    fn a_snapshot_whose_framing_is_damaged_does_not_decode() {
+        let bytes = encode_snapshot(&State::new(), &History::new());
+        assert!(decode_snapshot(&bytes, &WithoutKeys).is_ok());
+        let damaged = |change: &dyn Fn(&mut Vec<u8>)| {
+            let mut bytes = bytes.clone();
+            change(&mut bytes);
+            decode_snapshot(&bytes, &WithoutKeys)
+        };
+        assert!(matches!(
+            damaged(&|b| b.push(0)),
+            Err(SnapshotDecodeError::Malformed(reason)) if reason.contains("after the last section")
+        ));
+        assert!(matches!(
+            damaged(&|b| {
+                b.pop();
+            }),
+            Err(SnapshotDecodeError::Malformed(_))
+        ));
+        assert!(matches!(
+            damaged(&|b| b[..2].copy_from_slice(&(SNAPSHOT_FORMAT + 1).to_le_bytes())),
+            Err(SnapshotDecodeError::UnknownFormat(format)) if format == SNAPSHOT_FORMAT + 1
+        ));
+        // The first section's length, far beyond the bytes: refused before it is allocated.
+        assert!(matches!(
+            damaged(&|b| b[2..10].copy_from_slice(&u64::MAX.to_le_bytes())),
+            Err(SnapshotDecodeError::Malformed(reason)) if reason.contains("section 0 is truncated")
+        ));
+        assert!(matches!(
+            damaged(&|b| b.truncate(1)),
+            Err(SnapshotDecodeError::Malformed(_))
+        ));
+    }
 }
