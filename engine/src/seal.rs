@@ -131,21 +131,15 @@ pub fn seal(tenant: &TenantId, user: UserId, key: &UserKey, profile: &UserProfil
 /// Opens a sealed profile; `None` if the key is wrong or the bytes were altered.
 pub fn open(tenant: &TenantId, user: UserId, key: &UserKey, sealed: &Sealed) -> Option<UserProfile> {
     let aad = associated_data(tenant, user);
+    let payload = Payload {
+        msg: sealed.ciphertext(),
+        aad: &aad,
+    };
     let plaintext = match sealed {
-        Sealed::Aes256Gcm { nonce, ciphertext } => Aes256Gcm::new(&key.0.into()).decrypt(
-            nonce.into(),
-            Payload {
-                msg: ciphertext,
-                aad: &aad,
-            },
-        ),
-        Sealed::XChaCha20Poly1305 { nonce, ciphertext } => XChaCha20Poly1305::new(&key.0.into()).decrypt(
-            (&**nonce).into(),
-            Payload {
-                msg: ciphertext,
-                aad: &aad,
-            },
-        ),
+        Sealed::Aes256Gcm { nonce, .. } => Aes256Gcm::new(&key.0.into()).decrypt(nonce.into(), payload),
+        Sealed::XChaCha20Poly1305 { nonce, .. } => {
+            XChaCha20Poly1305::new(&key.0.into()).decrypt((&**nonce).into(), payload)
+        }
     }
     .ok()?;
     postcard::from_bytes(&plaintext).ok()
