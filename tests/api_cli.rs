@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use binary::{Serving, run};
+use binary::{Serving, run, seed};
 use idpsync_drivers::fake::{Directory, FakeIdp, FakeMember, Vendor};
 use serde_json::{Value, json};
 
@@ -303,19 +303,7 @@ async fn leavers_through_scim_and_a_driver_are_audited_in_three_formats() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_past_through_the_api_agrees_with_idpsync_query() {
     let dir = tempfile::tempdir().unwrap();
-    ok(run(
-        dir.path(),
-        &[
-            "dev",
-            "seed",
-            "--users",
-            "300",
-            "--groups",
-            "12",
-            "--memberships",
-            "4000",
-        ],
-    ));
+    seed(dir.path(), 300, 12, 4000);
     let groups: Vec<Value> = serde_json::from_str(&ok(run(dir.path(), &["query", "groups", "--json"]))).unwrap();
     let health_head = {
         let users: Vec<Value> = serde_json::from_str(&ok(run(dir.path(), &["query", "users", "--json"]))).unwrap();

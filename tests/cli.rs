@@ -9,7 +9,7 @@ use std::io::{Read, Write};
 use std::process::{Output, Stdio};
 use std::time::Duration;
 
-use binary::{Serving, idpsync, run};
+use binary::{Serving, idpsync, run, seed};
 
 fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
@@ -98,11 +98,7 @@ fn get(address: &str, path: &str) -> (String, String) {
 #[test]
 fn serve_answers_and_stops_cleanly_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
-    let seeded = run(
-        dir.path(),
-        &["dev", "seed", "--users", "50", "--groups", "5", "--memberships", "100"],
-    );
-    assert!(seeded.status.success(), "{}", stderr(&seeded));
+    seed(dir.path(), 50, 5, 100);
     let server = Serving::start(dir.path(), None);
     let (status, body) = get(&server.address, "/healthz");
     assert!(status.contains("200"), "{status}");
@@ -128,20 +124,7 @@ fn serve_answers_and_stops_cleanly_on_sigterm() {
 #[test]
 fn log_verify_names_the_tenant_and_seq_of_a_tampered_snapshot() {
     let dir = tempfile::tempdir().unwrap();
-    let seeded = run(
-        dir.path(),
-        &[
-            "dev",
-            "seed",
-            "--users",
-            "100",
-            "--groups",
-            "10",
-            "--memberships",
-            "500",
-        ],
-    );
-    assert!(seeded.status.success(), "{}", stderr(&seeded));
+    seed(dir.path(), 100, 10, 500);
     let snapshots = dir.path().join("snapshots/default");
     let file = std::fs::read_dir(&snapshots).unwrap().next().unwrap().unwrap().path();
     let seq: u64 = file.file_stem().unwrap().to_str().unwrap().parse().unwrap();
@@ -165,20 +148,7 @@ fn log_verify_names_the_tenant_and_seq_of_a_tampered_snapshot() {
 #[test]
 fn queries_answer_in_the_past() {
     let dir = tempfile::tempdir().unwrap();
-    let seeded = run(
-        dir.path(),
-        &[
-            "dev",
-            "seed",
-            "--users",
-            "200",
-            "--groups",
-            "10",
-            "--memberships",
-            "2000",
-        ],
-    );
-    assert!(seeded.status.success(), "{}", stderr(&seeded));
+    seed(dir.path(), 200, 10, 2000);
     let groups: Vec<serde_json::Value> =
         serde_json::from_slice(&run(dir.path(), &["query", "groups", "--json"]).stdout).unwrap();
     let busiest = groups.iter().max_by_key(|g| g["members"].as_u64().unwrap()).unwrap();
@@ -227,11 +197,7 @@ fn queries_answer_in_the_past() {
 #[test]
 fn user_erase_leaves_a_verifiable_log_and_an_erased_user() {
     let dir = tempfile::tempdir().unwrap();
-    let seeded = run(
-        dir.path(),
-        &["dev", "seed", "--users", "30", "--groups", "3", "--memberships", "100"],
-    );
-    assert!(seeded.status.success(), "{}", stderr(&seeded));
+    seed(dir.path(), 30, 3, 100);
     let users: Vec<serde_json::Value> =
         serde_json::from_slice(&run(dir.path(), &["query", "users", "--json"]).stdout).unwrap();
     let (id, name) = (
@@ -265,20 +231,7 @@ fn user_erase_leaves_a_verifiable_log_and_an_erased_user() {
 #[test]
 fn output_cut_short_by_its_reader_ends_the_command_quietly() {
     let dir = tempfile::tempdir().unwrap();
-    let seeded = run(
-        dir.path(),
-        &[
-            "dev",
-            "seed",
-            "--users",
-            "3000",
-            "--groups",
-            "10",
-            "--memberships",
-            "100",
-        ],
-    );
-    assert!(seeded.status.success(), "{}", stderr(&seeded));
+    seed(dir.path(), 3000, 10, 100);
     // As `idpsync query users | head -1`: read one line, then close the pipe.
     let mut query = idpsync(dir.path())
         .args(["query", "users"])

@@ -309,7 +309,7 @@ async fn secrets_commit_with_their_records_and_can_be_destroyed(store: Arc<dyn L
     assert!(store.secrets(&globex).await.unwrap().is_empty());
     assert!(!store.destroy_secret(&globex, SecretId([2; 16])).await.unwrap());
 
-    // A secret over the size limit, or too many, and the append writes nothing.
+    // A secret over the size limit: the append writes nothing.
     let oversized = store
         .append(AppendBatch {
             tenant: acme.clone(),

@@ -21,6 +21,26 @@ pub fn run(data_dir: &Path, args: &[&str]) -> Output {
     idpsync(data_dir).args(args).output().expect("idpsync runs")
 }
 
+/// Seeds `data_dir` through `idpsync dev seed` with `users`, `groups` and `memberships`;
+/// panics with the command's standard error if it fails.
+pub fn seed(data_dir: &Path, users: u32, groups: u32, memberships: u32) {
+    let (users, groups, memberships) = (users.to_string(), groups.to_string(), memberships.to_string());
+    let seeded = run(
+        data_dir,
+        &[
+            "dev",
+            "seed",
+            "--users",
+            &users,
+            "--groups",
+            &groups,
+            "--memberships",
+            &memberships,
+        ],
+    );
+    assert!(seeded.status.success(), "{}", String::from_utf8_lossy(&seeded.stderr));
+}
+
 /// Sends SIGTERM through the `kill` command (the project forbids unsafe code, so no libc call).
 pub fn send_sigterm(pid: u32) -> i32 {
     Command::new("kill")
