@@ -380,7 +380,7 @@ async fn membership_throughput(tenant: &Arc<Tenant>, users: &[UserId], group: Gr
 
 async fn subscribers() {
     const SUBSCRIBERS: usize = 100;
-    const ROUNDS: usize = 7;
+    const ROUNDS: usize = 5;
     const ROUND: Duration = Duration::from_secs(4);
     let dir = tempfile::tempdir().unwrap();
     let engine = Arc::new(idpsync::open(dir.path(), TenantSettings::default()).await.unwrap());
