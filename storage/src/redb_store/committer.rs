@@ -23,16 +23,18 @@ use crate::record::Record;
 use crate::store::{AppendBatch, Appended, Head, SecretId, head_after, prepare_append};
 use crate::types::TenantId;
 
+use super::journal;
 use super::tables::{
-    HEADS, LOG, SECRET_ROWS, SECRETS, SECRETS_PER_ROW, decode_head, decode_secret_row, encode_head, encode_new_secrets,
-    encode_secret_row,
+    HEADS, JOURNAL, SECRET_ROWS, SECRETS, SECRETS_PER_ROW, decode_head, decode_secret_row, encode_head,
+    encode_new_secrets, encode_secret_row,
 };
 
 /// The most jobs one commit takes, bounding the latency of the first job in a group.
 const JOBS_PER_COMMIT_MAX: usize = 4096;
 /// The most payload bytes one commit takes.
 const BYTES_PER_COMMIT_MAX: usize = 64 * 1024 * 1024;
-/// Records of one tenant are packed into chunks of at most this many records...
+/// Records of one tenant in one commit are packed into journal chunks of at most this many
+/// records...
 const CHUNK_RECORDS_MAX: usize = 512;
 /// ...and about this many bytes.
 const CHUNK_BYTES_MAX: usize = 256 * 1024;
@@ -71,6 +73,21 @@ pub(super) fn run(db: &Database, jobs: &mpsc::Receiver<Job>) {
     // The committed heads, so that validation needs no read per append. Only updated after a
     // successful commit.
     let mut heads: HashMap<TenantId, Head> = HashMap::new();
+    let mut fill = match journal::Fill::load(db) {
+        Ok(fill) => fill,
+        Err(error) => {
+            // Without it no commit can be numbered; fail every job rather than guess.
+            let message = error.to_string();
+            tracing::error!(%message, "reading the journal failed; the log cannot be written");
+            while let Ok(job) = jobs.recv() {
+                let _ = job.reply.send(Err(StoreError::Backend {
+                    context: "reading the journal",
+                    source: message.clone().into(),
+                }));
+            }
+            return;
+        }
+    };
     while let Ok(first) = jobs.recv() {
         let mut bytes = first.payload_len();
         let mut group = vec![first];
@@ -83,17 +100,18 @@ pub(super) fn run(db: &Database, jobs: &mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        commit_group(db, &mut heads, group);
+        commit_group(db, &mut heads, &mut fill, group);
     }
 }
 
-fn commit_group(db: &Database, heads: &mut HashMap<TenantId, Head>, group: Vec<Job>) {
+fn commit_group(db: &Database, heads: &mut HashMap<TenantId, Head>, fill: &mut journal::Fill, group: Vec<Job>) {
     let mut working: HashMap<TenantId, Head> = HashMap::new();
-    let outcome = (|| -> Result<Vec<Result<Answer, StoreError>>, StoreError> {
+    let outcome = (|| -> Result<(Vec<Result<Answer, StoreError>>, journal::Fill), StoreError> {
         let context = "writing the log";
         let txn = db.begin_write().map_err(|e| StoreError::backend(context, e))?;
         let mut answers = Vec::with_capacity(group.len());
         let mut pending: BTreeMap<TenantId, Vec<Record>> = BTreeMap::new();
+        let mut written = 0;
         {
             let mut head_table = txn.open_table(HEADS).map_err(|e| StoreError::backend(context, e))?;
             let mut secret_rows = txn
@@ -163,7 +181,7 @@ fn commit_group(db: &Database, heads: &mut HashMap<TenantId, Head>, group: Vec<J
             }
         }
         {
-            let mut log = txn.open_table(LOG).map_err(|e| StoreError::backend(context, e))?;
+            let mut journal = txn.open_table(JOURNAL).map_err(|e| StoreError::backend(context, e))?;
             let mut chunk = Vec::new();
             for (tenant, records) in &pending {
                 let mut start = 0;
@@ -174,19 +192,25 @@ fn commit_group(db: &Database, heads: &mut HashMap<TenantId, Head>, group: Vec<J
                         records[end].encode_into(&mut chunk);
                         end += 1;
                     }
-                    log.insert((tenant.as_str(), records[start].seq.0), chunk.as_slice())
-                        .map_err(|e| StoreError::backend(context, e))?;
+                    journal::insert(&mut journal, fill.next_commit, tenant, records[start].seq.0, &chunk)?;
+                    written += chunk.len();
                     start = end;
                 }
             }
         }
+        let mut filled = fill.after_commit(written);
+        if filled.is_due() {
+            journal::move_into_log(&txn)?;
+            filled = filled.emptied();
+        }
         txn.commit().map_err(|e| StoreError::backend("committing the log", e))?;
-        Ok(answers)
+        Ok((answers, filled))
     })();
 
     match outcome {
-        Ok(answers) => {
+        Ok((answers, filled)) => {
             heads.extend(working);
+            *fill = filled;
             for (job, answer) in group.into_iter().zip(answers) {
                 let _ = job.reply.send(answer);
             }

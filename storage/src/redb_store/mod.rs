@@ -4,7 +4,7 @@
 //! Layout of the data directory:
 //!
 //! ```text
-//! log.redb                       the log: tables `log` and `heads`
+//! log.redb                       the log: tables `log`, `journal`, `heads` and the secrets (see `tables`)
 //! snapshots/<tenant>/<seq>.snap  state snapshots, one file each (see `snapshot_files`)
 //! ```
 //!
@@ -13,6 +13,7 @@
 //! never wait for the committer.
 
 mod committer;
+mod journal;
 mod snapshot_files;
 mod tables;
 
@@ -30,7 +31,7 @@ use crate::store::{AppendBatch, Appended, Head, LogStore, SecretId, SnapshotInfo
 use crate::types::{Seq, TenantId};
 
 use committer::{Answer, Job, Write};
-use tables::{HEADS, LOG, SECRET_ROWS, SECRETS, decode_head};
+use tables::{HEADS, JOURNAL, LOG, SECRET_ROWS, SECRETS, decode_head};
 
 /// The name of the database file inside the data directory.
 pub const DATABASE_FILE: &str = "log.redb";
@@ -163,47 +164,78 @@ fn read_records(db: &Database, tenant: &TenantId, from: Seq, limit: usize) -> Re
         .transpose()
         .map_err(|e| StoreError::backend(context, e))?
         .map_or(from.0, |(key, _)| key.value().1);
-    let mut records = Vec::new();
-    let mut expected = from;
+    let mut page = Page {
+        tenant,
+        from,
+        limit,
+        expected: from,
+        records: Vec::new(),
+    };
     for entry in log
         .range((name, first_chunk)..=(name, u64::MAX))
         .map_err(|e| StoreError::backend(context, e))?
     {
         let (key, chunk) = entry.map_err(|e| StoreError::backend(context, e))?;
-        let chunk_first = Seq(key.value().1);
-        if chunk_first > expected {
+        if page.take_chunk(Seq(key.value().1), chunk.value())? {
+            return Ok(page.records);
+        }
+    }
+    // Records after the tenant's last log chunk, not yet moved out of the journal.
+    let journal = txn.open_table(JOURNAL).map_err(|e| StoreError::backend(context, e))?;
+    for (first_seq, chunk) in journal::chunks_of(&journal, tenant)? {
+        if page.take_chunk(Seq(first_seq), chunk.value())? {
+            break;
+        }
+    }
+    Ok(page.records)
+}
+
+/// Records of one tenant being read from `from`, at most `limit` of them, chunk by chunk.
+struct Page<'a> {
+    tenant: &'a TenantId,
+    from: Seq,
+    limit: usize,
+    /// The seq the next chunk must reach back to (a later start is a gap).
+    expected: Seq,
+    records: Vec<Record>,
+}
+
+impl Page<'_> {
+    /// Takes the records of a chunk starting at `chunk_first`; returns whether the page is full.
+    fn take_chunk(&mut self, chunk_first: Seq, chunk: &[u8]) -> Result<bool, StoreError> {
+        if chunk_first > self.expected {
             return Err(StoreError::Corrupt {
-                tenant: tenant.clone(),
-                seq: expected,
+                tenant: self.tenant.clone(),
+                seq: self.expected,
                 reason: "record missing (gap in the log)".to_owned(),
             });
         }
         let mut position = chunk_first;
-        for decoded in RecordDecoder::new(chunk.value()) {
+        for decoded in RecordDecoder::new(chunk) {
             let record = decoded.map_err(|e| StoreError::Corrupt {
-                tenant: tenant.clone(),
+                tenant: self.tenant.clone(),
                 seq: position,
                 reason: e.to_string(),
             })?;
             if record.seq != position {
                 return Err(StoreError::Corrupt {
-                    tenant: tenant.clone(),
+                    tenant: self.tenant.clone(),
                     seq: position,
                     reason: format!("record carries seq {}", record.seq),
                 });
             }
             position = position.next();
-            if record.seq < from {
+            if record.seq < self.from {
                 continue;
             }
-            records.push(record);
-            expected = position;
-            if records.len() >= limit {
-                return Ok(records);
+            self.records.push(record);
+            self.expected = position;
+            if self.records.len() >= self.limit {
+                return Ok(true);
             }
         }
+        Ok(false)
     }
-    Ok(records)
 }
 
 #[async_trait]
@@ -363,6 +395,108 @@ mod tests {
             .insert((tenant.as_str(), u128::from_be_bytes(id.0)), [7u8; 32].as_slice())
             .unwrap();
         txn.commit().unwrap();
+    }
+
+    fn record(at: i64) -> crate::record::NewRecord {
+        crate::record::NewRecord {
+            recorded_at: crate::types::Timestamp(at),
+            event_id: crate::types::EventId(uuid::Uuid::from_u128(at as u128)),
+            version: crate::types::SchemaVersion(1),
+            payload: at.to_le_bytes().to_vec(),
+        }
+    }
+
+    async fn append_one(store: &RedbStore, tenant: &TenantId) -> Head {
+        let head = store.head(tenant).await.unwrap();
+        let at = head.seq.0 as i64 + 1;
+        store
+            .append(AppendBatch {
+                tenant: tenant.clone(),
+                first_seq: head.seq.next(),
+                records: vec![record(at)],
+                secrets: Vec::new(),
+            })
+            .await
+            .unwrap()
+            .head
+    }
+
+    /// (journal entries, log chunks) in the database as committed.
+    fn table_lens(dir: &Path) -> (u64, u64) {
+        use redb::ReadableTableMetadata;
+        let db = Database::open(dir.join(DATABASE_FILE)).unwrap();
+        let txn = db.begin_read().unwrap();
+        (
+            txn.open_table(JOURNAL).unwrap().len().unwrap(),
+            txn.open_table(LOG).unwrap().len().unwrap(),
+        )
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn commits_wait_in_the_journal_across_a_restart_then_move_into_one_log_chunk() {
+        let dir = tempfile::tempdir().unwrap();
+        let acme = TenantId::new("acme").unwrap();
+        {
+            let store = RedbStore::open(dir.path()).unwrap();
+            store.ensure_tenant(&acme).await.unwrap();
+            for _ in 1..journal::COMMITS_MAX {
+                append_one(&store, &acme).await;
+            }
+        }
+        assert_eq!(table_lens(dir.path()), (journal::COMMITS_MAX - 1, 0));
+        // The reopened store counts the journal's commits: the next one moves them all.
+        let store = RedbStore::open(dir.path()).unwrap();
+        assert_eq!(
+            store.read(&acme, Seq(1), 1_000).await.unwrap().len() as u64,
+            journal::COMMITS_MAX - 1
+        );
+        let head = append_one(&store, &acme).await;
+        drop(store);
+        assert_eq!(table_lens(dir.path()), (0, 1), "one merged chunk, an empty journal");
+        let store = RedbStore::open(dir.path()).unwrap();
+        let records = store.read(&acme, Seq(1), 1_000).await.unwrap();
+        assert_eq!(records.len() as u64, journal::COMMITS_MAX);
+        assert_eq!(records.last().unwrap().chain, head.chain);
+        assert_eq!(crate::verify::verify_log(&store, &acme).await.unwrap(), head);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_log_written_before_the_journal_reads_on_into_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let acme = TenantId::new("acme").unwrap();
+        // Three records filed straight into `log`, as builds before the journal wrote them.
+        {
+            let db = Database::create(dir.path().join(DATABASE_FILE)).unwrap();
+            tables::create(&db).unwrap();
+            let batch = AppendBatch {
+                tenant: acme.clone(),
+                first_seq: Seq(1),
+                records: (1..=3).map(record).collect(),
+                secrets: Vec::new(),
+            };
+            let records = crate::store::prepare_append(&Head::EMPTY, &batch).unwrap();
+            let mut chunk = Vec::new();
+            records.iter().for_each(|r| r.encode_into(&mut chunk));
+            let txn = db.begin_write().unwrap();
+            txn.open_table(LOG)
+                .unwrap()
+                .insert(("acme", 1), chunk.as_slice())
+                .unwrap();
+            let head = crate::store::head_after(&records).unwrap();
+            txn.open_table(HEADS)
+                .unwrap()
+                .insert("acme", tables::encode_head(&head).as_slice())
+                .unwrap();
+            txn.commit().unwrap();
+        }
+        let store = RedbStore::open(dir.path()).unwrap();
+        append_one(&store, &acme).await;
+        let head = append_one(&store, &acme).await;
+        let seqs = |records: Vec<Record>| records.iter().map(|r| r.seq.0).collect::<Vec<_>>();
+        assert_eq!(seqs(store.read(&acme, Seq(1), 100).await.unwrap()), vec![1, 2, 3, 4, 5]);
+        assert_eq!(seqs(store.read(&acme, Seq(3), 2).await.unwrap()), vec![3, 4]);
+        assert_eq!(seqs(store.read(&acme, Seq(5), 9).await.unwrap()), vec![5]);
+        assert_eq!(crate::verify::verify_log(&store, &acme).await.unwrap(), head);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
