@@ -33,7 +33,7 @@ use super::tables::{
 const JOBS_PER_COMMIT_MAX: usize = 4096;
 /// The most payload bytes one commit takes.
 const BYTES_PER_COMMIT_MAX: usize = 64 * 1024 * 1024;
-/// Records of one tenant in one commit are packed into journal chunks of at most this many
+/// Records of one tenant in one commit are packed into journal segments of at most this many
 /// records...
 const CHUNK_RECORDS_MAX: usize = 512;
 /// ...and about this many bytes.
@@ -111,7 +111,6 @@ fn commit_group(db: &Database, heads: &mut HashMap<TenantId, Head>, fill: &mut j
         let txn = db.begin_write().map_err(|e| StoreError::backend(context, e))?;
         let mut answers = Vec::with_capacity(group.len());
         let mut pending: BTreeMap<TenantId, Vec<Record>> = BTreeMap::new();
-        let mut written = 0;
         {
             let mut head_table = txn.open_table(HEADS).map_err(|e| StoreError::backend(context, e))?;
             let mut secret_rows = txn
@@ -180,25 +179,30 @@ fn commit_group(db: &Database, heads: &mut HashMap<TenantId, Head>, fill: &mut j
                     .map_err(|e| StoreError::backend(context, e))?;
             }
         }
-        {
-            let mut journal = txn.open_table(JOURNAL).map_err(|e| StoreError::backend(context, e))?;
-            let mut chunk = Vec::new();
-            for (tenant, records) in &pending {
-                let mut start = 0;
-                while start < records.len() {
-                    chunk.clear();
-                    let mut end = start;
-                    while end < records.len() && end - start < CHUNK_RECORDS_MAX && chunk.len() < CHUNK_BYTES_MAX {
-                        records[end].encode_into(&mut chunk);
-                        end += 1;
-                    }
-                    journal::insert(&mut journal, fill.next_commit, tenant, records[start].seq.0, &chunk)?;
-                    written += chunk.len();
-                    start = end;
+        let mut value = Vec::new();
+        for (tenant, records) in &pending {
+            let mut start = 0;
+            while start < records.len() {
+                let segment = journal::Segment::start(&mut value, tenant, records[start].seq);
+                let mut end = start;
+                while end < records.len()
+                    && end - start < CHUNK_RECORDS_MAX
+                    && segment.chunk_len(&value) < CHUNK_BYTES_MAX
+                {
+                    records[end].encode_into(&mut value);
+                    end += 1;
                 }
+                segment.finish(&mut value);
+                start = end;
             }
         }
-        let mut filled = fill.after_commit(written);
+        if !value.is_empty() {
+            txn.open_table(JOURNAL)
+                .map_err(|e| StoreError::backend(context, e))?
+                .insert(fill.next_commit, value.as_slice())
+                .map_err(|e| StoreError::backend(context, e))?;
+        }
+        let mut filled = fill.after_commit(value.len());
         if filled.is_due() {
             journal::move_into_log(&txn)?;
             filled = filled.emptied();

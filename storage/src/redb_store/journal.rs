@@ -4,38 +4,115 @@
 //! tenant, and every such insert rewrites a leaf page of its own, because tenants' chunks sit
 //! far apart in the key order. Under many concurrent writers that made the pages a commit writes
 //! (and the CPU to copy, checksum and write them) grow with the number of tenants in the commit,
-//! not with its bytes. So a commit writes into `journal` instead, keyed by a commit number
-//! first: all its entries go to the end of one small tree, a handful of pages.
+//! not with its bytes. So a commit writes all its records as **one** `journal` value, keyed by
+//! a commit number: one insert at the end of a small tree.
+//!
+//! A journal value is a run of segments, each a chunk of one tenant's consecutive records:
+//!
+//! ```text
+//! tenant_len u16 | tenant | first_seq u64 | chunk_len u32 | chunk (records, as in `log`)
+//! ```
 //!
 //! Once the journal holds [`COMMITS_MAX`] commits or [`BYTES_MAX`] bytes, the commit that
-//! crosses the line also moves the whole journal into `log`, each tenant's journal chunks merged
-//! into as few log chunks as [`CHUNK_BYTES_MAX`] allows, and empties the journal, in the same
-//! write transaction. A reader's transaction therefore sees every record exactly once: in the
-//! log, or in the journal after the tenant's last log chunk.
+//! crosses the line also moves the whole journal into `log`, each tenant's segments merged into
+//! as few log chunks as [`CHUNK_BYTES_MAX`] allows, and empties the journal, in the same write
+//! transaction. A reader's transaction therefore sees every record exactly once: in the log, or
+//! in the journal after the tenant's last log chunk.
 
-use redb::{Database, ReadableDatabase, ReadableTable, Table, WriteTransaction};
+use std::collections::BTreeMap;
+
+use redb::{Database, ReadOnlyTable, ReadableDatabase, ReadableTable, WriteTransaction};
 
 use crate::error::StoreError;
-use crate::types::TenantId;
+use crate::types::{Seq, TenantId};
 
 use super::tables::{JOURNAL, LOG};
 
 /// The journal is moved into the log once it holds this many commits...
 pub(super) const COMMITS_MAX: u64 = 64;
-/// ...or this many bytes of records.
+/// ...or this many bytes.
 pub(super) const BYTES_MAX: usize = 8 * 1024 * 1024;
-/// A log chunk made from journal chunks grows to about this many bytes (a journal chunk larger
-/// than this stays one chunk).
+/// A log chunk made from journal segments grows to about this many bytes (a segment larger than
+/// this stays one chunk).
 pub(super) const CHUNK_BYTES_MAX: usize = 256 * 1024;
+
+const SEGMENT_HEADER_LEN: usize = 2 + 8 + 4;
+
+/// A segment being written at the end of a commit's journal value; see [`Segment::finish`].
+pub(super) struct Segment {
+    /// Where the chunk-length field is.
+    len_at: usize,
+}
+
+impl Segment {
+    /// Starts a segment of `tenant`'s records from `first_seq`; the caller then encodes the
+    /// records onto `value` and calls [`Segment::finish`].
+    pub(super) fn start(value: &mut Vec<u8>, tenant: &TenantId, first_seq: Seq) -> Segment {
+        let name = tenant.as_str().as_bytes();
+        let name_len = u16::try_from(name.len()).expect("a tenant name is at most LENGTH_MAX bytes");
+        value.reserve(SEGMENT_HEADER_LEN + name.len());
+        value.extend_from_slice(&name_len.to_le_bytes());
+        value.extend_from_slice(name);
+        value.extend_from_slice(&first_seq.0.to_le_bytes());
+        let len_at = value.len();
+        value.extend_from_slice(&[0; 4]);
+        Segment { len_at }
+    }
+
+    /// Bytes of records in the segment so far.
+    pub(super) fn chunk_len(&self, value: &[u8]) -> usize {
+        value.len() - self.len_at - 4
+    }
+
+    /// Writes the chunk length into the header.
+    pub(super) fn finish(self, value: &mut [u8]) {
+        // A segment holds at most one commit's records, which are bounded far below 4 GiB.
+        let len = u32::try_from(self.chunk_len(value)).expect("a segment is smaller than 4 GiB");
+        value[self.len_at..self.len_at + 4].copy_from_slice(&len.to_le_bytes());
+    }
+}
+
+/// The segments of a journal value, in order: `(tenant, first seq, chunk)`.
+fn segments(mut value: &[u8]) -> impl Iterator<Item = Result<(&str, u64, &[u8]), String>> {
+    std::iter::from_fn(move || {
+        if value.is_empty() {
+            return None;
+        }
+        let segment = (|| {
+            let (name_len, rest) = value.split_first_chunk::<2>().ok_or("truncated tenant length")?;
+            let name_len = usize::from(u16::from_le_bytes(*name_len));
+            let (name, rest) = rest.split_at_checked(name_len).ok_or("truncated tenant")?;
+            let name = std::str::from_utf8(name).map_err(|_| "tenant is not UTF-8")?;
+            let (first_seq, rest) = rest.split_first_chunk::<8>().ok_or("truncated seq")?;
+            let (chunk_len, rest) = rest.split_first_chunk::<4>().ok_or("truncated length")?;
+            let chunk_len = u32::from_le_bytes(*chunk_len) as usize;
+            let (chunk, rest) = rest.split_at_checked(chunk_len).ok_or("truncated chunk")?;
+            value = rest;
+            Ok((name, u64::from_le_bytes(*first_seq), chunk))
+        })();
+        if segment.is_err() {
+            // What follows a bad length is noise.
+            value = &[];
+        }
+        Some(segment.map_err(|reason: &str| reason.to_owned()))
+    })
+}
+
+fn malformed(context: &'static str, commit: u64, reason: String) -> StoreError {
+    StoreError::Backend {
+        context,
+        source: format!("journal entry of commit {commit}: {reason}").into(),
+    }
+}
 
 /// What the journal holds, as the committer tracks it between commits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) struct Fill {
     /// The commit number the next commit that writes records takes.
     pub(super) next_commit: u64,
-    /// Commits with entries in the journal.
+    /// Commits in the journal.
     pub(super) commits: u64,
-    /// Bytes of records in the journal.
+    /// Bytes in the journal.
     pub(super) bytes: usize,
 }
 
@@ -50,21 +127,17 @@ impl Fill {
             commits: 0,
             bytes: 0,
         };
-        let mut last_commit = None;
         for entry in journal.iter().map_err(|e| StoreError::backend(context, e))? {
-            let (key, chunk) = entry.map_err(|e| StoreError::backend(context, e))?;
-            let commit = key.value().0;
-            if last_commit != Some(commit) {
-                fill.commits += 1;
-                last_commit = Some(commit);
-            }
-            fill.bytes += chunk.value().len();
-            fill.next_commit = commit + 1;
+            let (commit, value) = entry.map_err(|e| StoreError::backend(context, e))?;
+            fill = Fill {
+                next_commit: commit.value() + 1,
+                ..fill.after_commit(value.value().len())
+            };
         }
         Ok(fill)
     }
 
-    /// The fill after a commit that wrote `bytes` of records (none: the commit used no number).
+    /// The fill after a commit that wrote a journal value of `bytes` (none: it used no number).
     pub(super) fn after_commit(self, bytes: usize) -> Fill {
         if bytes == 0 {
             return self;
@@ -91,38 +164,23 @@ impl Fill {
     }
 }
 
-/// Writes one chunk of `tenant`'s records, starting at `first_seq`, into the journal under
-/// commit number `commit`.
-pub(super) fn insert(
-    journal: &mut Table<(u64, &str, u64), &[u8]>,
-    commit: u64,
-    tenant: &TenantId,
-    first_seq: u64,
-    chunk: &[u8],
-) -> Result<(), StoreError> {
-    journal
-        .insert((commit, tenant.as_str(), first_seq), chunk)
-        .map_err(|e| StoreError::backend("writing the journal", e))?;
-    Ok(())
-}
-
 /// Moves every journal entry into `log` and empties the journal, inside `txn`.
 pub(super) fn move_into_log(txn: &WriteTransaction) -> Result<(), StoreError> {
     let context = "moving the journal into the log";
-    // Each tenant's chunks in seq order: the journal's order is commit, then tenant, then seq,
-    // and a tenant's later commits hold its later records.
-    let mut merged: std::collections::BTreeMap<String, Vec<(u64, Vec<u8>)>> = std::collections::BTreeMap::new();
+    // Each tenant's chunks in seq order: the journal is in commit order, and a tenant's later
+    // commits hold its later records.
+    let mut merged: BTreeMap<String, Vec<(u64, Vec<u8>)>> = BTreeMap::new();
     {
         let journal = txn.open_table(JOURNAL).map_err(|e| StoreError::backend(context, e))?;
         for entry in journal.iter().map_err(|e| StoreError::backend(context, e))? {
-            let (key, chunk) = entry.map_err(|e| StoreError::backend(context, e))?;
-            let (_, tenant, first_seq) = key.value();
-            let chunks = merged.entry(tenant.to_owned()).or_default();
-            match chunks.last_mut() {
-                Some((_, open)) if open.len() + chunk.value().len() <= CHUNK_BYTES_MAX => {
-                    open.extend_from_slice(chunk.value());
+            let (commit, value) = entry.map_err(|e| StoreError::backend(context, e))?;
+            for segment in segments(value.value()) {
+                let (tenant, first_seq, chunk) = segment.map_err(|e| malformed(context, commit.value(), e))?;
+                let chunks = merged.entry(tenant.to_owned()).or_default();
+                match chunks.last_mut() {
+                    Some((_, open)) if open.len() + chunk.len() <= CHUNK_BYTES_MAX => open.extend_from_slice(chunk),
+                    _ => chunks.push((first_seq, chunk.to_vec())),
                 }
-                _ => chunks.push((first_seq, chunk.value().to_vec())),
             }
         }
     }
@@ -139,33 +197,53 @@ pub(super) fn move_into_log(txn: &WriteTransaction) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// A chunk in the journal: its first seq and its bytes.
-pub(super) type StagedChunk = (u64, redb::AccessGuard<'static, &'static [u8]>);
-
-/// The journal chunks of `tenant` as `(first seq, bytes)`, in seq order, from a read
-/// transaction's view of the journal.
-pub(super) fn chunks_of(
-    journal: &redb::ReadOnlyTable<(u64, &'static str, u64), &'static [u8]>,
+/// Calls `take(first seq, chunk)` for each journal chunk of `tenant`, in seq order, until it
+/// returns `true`.
+pub(super) fn for_each_chunk(
+    journal: &ReadOnlyTable<u64, &'static [u8]>,
     tenant: &TenantId,
-) -> Result<Vec<StagedChunk>, StoreError> {
+    mut take: impl FnMut(Seq, &[u8]) -> Result<bool, StoreError>,
+) -> Result<(), StoreError> {
     let context = "reading the journal";
-    let (Some((first, _)), Some((last, _))) = (
-        journal.first().map_err(|e| StoreError::backend(context, e))?,
-        journal.last().map_err(|e| StoreError::backend(context, e))?,
-    ) else {
-        return Ok(Vec::new());
-    };
-    let name = tenant.as_str();
-    let mut chunks = Vec::new();
-    // The journal holds at most COMMITS_MAX commits: one short range lookup each.
-    for commit in first.value().0..=last.value().0 {
-        for entry in journal
-            .range((commit, name, 0u64)..=(commit, name, u64::MAX))
-            .map_err(|e| StoreError::backend(context, e))?
-        {
-            let (key, chunk) = entry.map_err(|e| StoreError::backend(context, e))?;
-            chunks.push((key.value().2, chunk));
+    for entry in journal.iter().map_err(|e| StoreError::backend(context, e))? {
+        let (commit, value) = entry.map_err(|e| StoreError::backend(context, e))?;
+        for segment in segments(value.value()) {
+            let (name, first_seq, chunk) = segment.map_err(|e| malformed(context, commit.value(), e))?;
+            if name == tenant.as_str() && take(Seq(first_seq), chunk)? {
+                return Ok(());
+            }
         }
     }
-    Ok(chunks)
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segments_read_back_as_written_and_a_cut_value_is_an_error() {
+        let (acme, globex) = (TenantId::new("acme").unwrap(), TenantId::new("globex").unwrap());
+        let mut value = Vec::new();
+        for (tenant, first_seq, chunk) in [(&acme, 1, &b"abc"[..]), (&globex, 7, b""), (&acme, 4, b"de")] {
+            let segment = Segment::start(&mut value, tenant, Seq(first_seq));
+            value.extend_from_slice(chunk);
+            assert_eq!(segment.chunk_len(&value), chunk.len());
+            segment.finish(&mut value);
+        }
+        let read: Vec<_> = segments(&value).collect::<Result<_, _>>().unwrap();
+        assert_eq!(
+            read,
+            vec![("acme", 1, &b"abc"[..]), ("globex", 7, b""), ("acme", 4, b"de")]
+        );
+        for cut in 1..value.len() {
+            let read: Vec<_> = segments(&value[..cut]).collect();
+            if read.iter().all(Result::is_ok) {
+                // Only a cut at a segment boundary reads cleanly, and then it reads fewer.
+                assert!(read.len() < 3, "cut at {cut}");
+            } else {
+                assert!(read.last().unwrap().is_err(), "an error ends the run (cut at {cut})");
+            }
+        }
+    }
 }

@@ -182,11 +182,7 @@ fn read_records(db: &Database, tenant: &TenantId, from: Seq, limit: usize) -> Re
     }
     // Records after the tenant's last log chunk, not yet moved out of the journal.
     let journal = txn.open_table(JOURNAL).map_err(|e| StoreError::backend(context, e))?;
-    for (first_seq, chunk) in journal::chunks_of(&journal, tenant)? {
-        if page.take_chunk(Seq(first_seq), chunk.value())? {
-            break;
-        }
-    }
+    journal::for_each_chunk(&journal, tenant, |first_seq, chunk| page.take_chunk(first_seq, chunk))?;
     Ok(page.records)
 }
 

@@ -2,8 +2,9 @@
 //!
 //! - `log`: key `(tenant, first seq of the chunk)`, value: records back to back, in the layout
 //!   of [`crate::record`]. A chunk holds consecutive records of one tenant.
-//! - `journal`: key `(commit number, tenant, first seq of the chunk)`, value: a chunk as in
-//!   `log`. Where commits write their records; moved into `log` in bulk (see `journal`).
+//! - `journal`: key commit number, value: that commit's records as segments, each a chunk of one
+//!   tenant's records with its tenant and first seq (see `journal`). Where commits write their
+//!   records; moved into `log` in bulk.
 //! - `heads`: key `tenant`, value `seq u64 | recorded_at i64 | chain [32]` (little-endian). A
 //!   tenant exists when it has a head; the head is updated in the same transaction as the chunks.
 //! - `secret_rows`: key `(tenant, first seq of the append, part)`, value: the secrets the
@@ -22,7 +23,7 @@ use crate::store::{Head, NewSecret, SecretId};
 use crate::types::{Hash32, Seq, TenantId, Timestamp};
 
 pub(super) const LOG: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("log");
-pub(super) const JOURNAL: TableDefinition<(u64, &str, u64), &[u8]> = TableDefinition::new("journal");
+pub(super) const JOURNAL: TableDefinition<u64, &[u8]> = TableDefinition::new("journal");
 pub(super) const HEADS: TableDefinition<&str, &[u8]> = TableDefinition::new("heads");
 pub(super) const SECRET_ROWS: TableDefinition<(&str, u64, u32), &[u8]> = TableDefinition::new("secret_rows");
 pub(super) const SECRETS: TableDefinition<(&str, u128), &[u8]> = TableDefinition::new("secrets");
