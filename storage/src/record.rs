@@ -147,6 +147,29 @@ impl<'a> RecordDecoder<'a> {
         Some(Seq(u64::from_le_bytes(bytes)))
     }
 
+    /// Steps over the next record, reading only its `seq` and length fields, and returns its
+    /// `seq`: for reaching a record in the middle of a chunk without copying what is before it.
+    /// `None` at the end; after an error, the decoder is at its end.
+    pub fn step_over(&mut self) -> Option<Result<Seq, DecodeError>> {
+        if self.rest.is_empty() {
+            return None;
+        }
+        let skipped = (|| {
+            let header = self.take(RECORD_OVERHEAD_LEN - 32)?;
+            let seq = Seq(u64::from_le_bytes(header[..8].try_into().expect("8 bytes")));
+            let len = u32::from_le_bytes(header[34..38].try_into().expect("4 bytes")) as usize;
+            if len > PAYLOAD_LEN_MAX {
+                return Err(DecodeError::PayloadTooLarge { len });
+            }
+            self.take(len + 32)?;
+            Ok(seq)
+        })();
+        if skipped.is_err() {
+            self.rest = &[];
+        }
+        Some(skipped)
+    }
+
     fn take(&mut self, len: usize) -> Result<&'a [u8], DecodeError> {
         if self.rest.len() < len {
             return Err(DecodeError::Truncated {
@@ -229,6 +252,32 @@ mod tests {
         }
         let decoded: Vec<Record> = RecordDecoder::new(&bytes).collect::<Result<_, _>>().unwrap();
         assert_eq!(decoded, records);
+    }
+
+    #[test]
+    fn skipping_steps_over_whole_records() {
+        let records = vec![record(1, b"alpha"), record(2, b""), record(3, &[0xff; 300])];
+        let mut bytes = Vec::new();
+        for each in &records {
+            each.encode_into(&mut bytes);
+        }
+        let mut decoder = RecordDecoder::new(&bytes);
+        assert_eq!(decoder.step_over(), Some(Ok(Seq(1))));
+        assert_eq!(decoder.step_over(), Some(Ok(Seq(2))));
+        assert_eq!(decoder.next(), Some(Ok(records[2].clone())));
+        assert_eq!(decoder.step_over(), None);
+        for cut in 1..bytes.len() {
+            let mut decoder = RecordDecoder::new(&bytes[..cut]);
+            let skipped: Vec<_> = std::iter::from_fn(|| decoder.step_over()).collect();
+            let whole = records.iter().take_while(|r| (r.seq.0 as usize) < 4).count();
+            assert!(skipped.len() <= whole, "cut at {cut}");
+            if let Some(last) = skipped.last()
+                && last.is_ok()
+            {
+                // A cut that reads cleanly is at a record boundary.
+                assert!(skipped.len() < 3, "cut at {cut}");
+            }
+        }
     }
 
     #[test]

@@ -206,24 +206,30 @@ impl Page<'_> {
                 reason: "record missing (gap in the log)".to_owned(),
             });
         }
+        let corrupt = |seq: Seq, reason: String| StoreError::Corrupt {
+            tenant: self.tenant.clone(),
+            seq,
+            reason,
+        };
         let mut position = chunk_first;
-        for decoded in RecordDecoder::new(chunk) {
-            let record = decoded.map_err(|e| StoreError::Corrupt {
-                tenant: self.tenant.clone(),
-                seq: position,
-                reason: e.to_string(),
-            })?;
-            if record.seq != position {
-                return Err(StoreError::Corrupt {
-                    tenant: self.tenant.clone(),
-                    seq: position,
-                    reason: format!("record carries seq {}", record.seq),
-                });
+        let mut decoder = RecordDecoder::new(chunk);
+        // Records before `from`: stepped over, their seq checked.
+        while position < self.from {
+            let Some(skipped) = decoder.step_over() else {
+                return Ok(false);
+            };
+            let seq = skipped.map_err(|e| corrupt(position, e.to_string()))?;
+            if seq != position {
+                return Err(corrupt(position, format!("record carries seq {seq}")));
             }
             position = position.next();
-            if record.seq < self.from {
-                continue;
+        }
+        for decoded in decoder {
+            let record = decoded.map_err(|e| corrupt(position, e.to_string()))?;
+            if record.seq != position {
+                return Err(corrupt(position, format!("record carries seq {}", record.seq)));
             }
+            position = position.next();
             self.records.push(record);
             self.expected = position;
             if self.records.len() >= self.limit {
