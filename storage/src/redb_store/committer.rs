@@ -34,10 +34,8 @@ const JOBS_PER_COMMIT_MAX: usize = 4096;
 /// The most payload bytes one commit takes.
 const BYTES_PER_COMMIT_MAX: usize = 64 * 1024 * 1024;
 /// Records of one tenant in one commit are packed into journal segments of at most this many
-/// records...
+/// records, and about [`journal::CHUNK_BYTES_MAX`] bytes.
 const CHUNK_RECORDS_MAX: usize = 512;
-/// ...and about this many bytes.
-const CHUNK_BYTES_MAX: usize = 256 * 1024;
 
 /// A write for the committer, and where to send its answer.
 pub(super) struct Job {
@@ -187,7 +185,7 @@ fn commit_group(db: &Database, heads: &mut HashMap<TenantId, Head>, fill: &mut j
                 let mut end = start;
                 while end < records.len()
                     && end - start < CHUNK_RECORDS_MAX
-                    && segment.chunk_len(&value) < CHUNK_BYTES_MAX
+                    && segment.chunk_len(&value) < journal::CHUNK_BYTES_MAX
                 {
                     records[end].encode_into(&mut value);
                     end += 1;

@@ -32,8 +32,9 @@ use super::tables::{JOURNAL, LOG};
 pub(super) const COMMITS_MAX: u64 = 64;
 /// ...or this many bytes.
 pub(super) const BYTES_MAX: usize = 8 * 1024 * 1024;
-/// A log chunk made from journal segments grows to about this many bytes (a segment larger than
-/// this stays one chunk).
+/// A chunk of records, in a journal segment or in the log, grows to about this many bytes: a
+/// segment stops at it, and segments are merged into a log chunk up to it (one larger segment
+/// stays one chunk).
 pub(super) const CHUNK_BYTES_MAX: usize = 256 * 1024;
 
 const SEGMENT_HEADER_LEN: usize = 2 + 8 + 4;
