@@ -243,13 +243,18 @@ mod tests {
         record
     }
 
+    fn encoded(records: &[Record]) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        for each in records {
+            each.encode_into(&mut bytes);
+        }
+        bytes
+    }
+
     #[test]
     fn records_round_trip() {
         let records = vec![record(1, b"alpha"), record(2, b""), record(3, &[0xff; 300])];
-        let mut bytes = Vec::new();
-        for each in &records {
-            each.encode_into(&mut bytes);
-        }
+        let bytes = encoded(&records);
         let decoded: Vec<Record> = RecordDecoder::new(&bytes).collect::<Result<_, _>>().unwrap();
         assert_eq!(decoded, records);
     }
@@ -257,10 +262,7 @@ mod tests {
     #[test]
     fn skipping_steps_over_whole_records() {
         let records = vec![record(1, b"alpha"), record(2, b""), record(3, &[0xff; 300])];
-        let mut bytes = Vec::new();
-        for each in &records {
-            each.encode_into(&mut bytes);
-        }
+        let bytes = encoded(&records);
         let mut decoder = RecordDecoder::new(&bytes);
         assert_eq!(decoder.step_over(), Some(Ok(Seq(1))));
         assert_eq!(decoder.step_over(), Some(Ok(Seq(2))));
@@ -269,8 +271,7 @@ mod tests {
         for cut in 1..bytes.len() {
             let mut decoder = RecordDecoder::new(&bytes[..cut]);
             let skipped: Vec<_> = std::iter::from_fn(|| decoder.step_over()).collect();
-            let whole = records.iter().take_while(|r| (r.seq.0 as usize) < 4).count();
-            assert!(skipped.len() <= whole, "cut at {cut}");
+            assert!(skipped.len() <= records.len(), "cut at {cut}");
             if let Some(last) = skipped.last()
                 && last.is_ok()
             {

@@ -291,14 +291,7 @@ impl<'r> Sections<'r> {
     /// The next section's bytes.
     fn next_section(&mut self) -> Result<Vec<u8>, SnapshotDecodeError> {
         let (index, len) = self.begin_section()?;
-        let mut section = Vec::with_capacity(usize::try_from(len).map_err(malformed)?);
-        (&mut *self.reader)
-            .take(len)
-            .read_to_end(&mut section)
-            .map_err(|e| malformed(format!("section {index}: {e}")))?;
-        if section.len() as u64 != len {
-            return Err(malformed(format!("section {index} is truncated")));
-        }
+        let section = self.read_piece(index, len)?;
         self.end_section(len)?;
         Ok(section)
     }
@@ -311,19 +304,24 @@ impl<'r> Sections<'r> {
         let mut left = len;
         while left > 0 {
             let want = left.min(piece_len as u64);
-            let mut piece = Vec::with_capacity(want as usize);
-            (&mut *self.reader)
-                .take(want)
-                .read_to_end(&mut piece)
-                .map_err(|e| malformed(format!("section {index}: {e}")))?;
-            if piece.len() as u64 != want {
-                return Err(malformed(format!("section {index} is truncated")));
-            }
+            pieces.push_back(self.read_piece(index, want)?);
             left -= want;
-            pieces.push_back(piece);
         }
         self.end_section(len)?;
         Ok(pieces)
+    }
+
+    /// Reads `len` bytes of section `index` (checked against what is left by `begin_section`).
+    fn read_piece(&mut self, index: usize, len: u64) -> Result<Vec<u8>, SnapshotDecodeError> {
+        let mut piece = Vec::with_capacity(usize::try_from(len).map_err(malformed)?);
+        (&mut *self.reader)
+            .take(len)
+            .read_to_end(&mut piece)
+            .map_err(|e| malformed(format!("section {index}: {e}")))?;
+        if piece.len() as u64 != len {
+            return Err(malformed(format!("section {index} is truncated")));
+        }
+        Ok(piece)
     }
 
     /// Reads the next section's length and checks it against what is left: `(index, len)`.

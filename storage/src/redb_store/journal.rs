@@ -173,17 +173,14 @@ pub(super) fn move_into_log(txn: &WriteTransaction) -> Result<(), StoreError> {
     let mut merged: BTreeMap<String, Vec<(u64, Vec<u8>)>> = BTreeMap::new();
     {
         let journal = txn.open_table(JOURNAL).map_err(|e| StoreError::backend(context, e))?;
-        for entry in journal.iter().map_err(|e| StoreError::backend(context, e))? {
-            let (commit, value) = entry.map_err(|e| StoreError::backend(context, e))?;
-            for segment in segments(value.value()) {
-                let (tenant, first_seq, chunk) = segment.map_err(|e| malformed(context, commit.value(), e))?;
-                let chunks = merged.entry(tenant.to_owned()).or_default();
-                match chunks.last_mut() {
-                    Some((_, open)) if open.len() + chunk.len() <= CHUNK_BYTES_MAX => open.extend_from_slice(chunk),
-                    _ => chunks.push((first_seq, chunk.to_vec())),
-                }
+        for_each_segment(&journal, context, |tenant, first_seq, chunk| {
+            let chunks = merged.entry(tenant.to_owned()).or_default();
+            match chunks.last_mut() {
+                Some((_, open)) if open.len() + chunk.len() <= CHUNK_BYTES_MAX => open.extend_from_slice(chunk),
+                _ => chunks.push((first_seq, chunk.to_vec())),
             }
-        }
+            Ok(false)
+        })?;
     }
     let mut log = txn.open_table(LOG).map_err(|e| StoreError::backend(context, e))?;
     for (tenant, chunks) in &merged {
@@ -193,6 +190,7 @@ pub(super) fn move_into_log(txn: &WriteTransaction) -> Result<(), StoreError> {
         }
     }
     drop(log);
+    // Emptied by deleting it and creating it again, so that read transactions always find it.
     txn.delete_table(JOURNAL).map_err(|e| StoreError::backend(context, e))?;
     txn.open_table(JOURNAL).map_err(|e| StoreError::backend(context, e))?;
     Ok(())
@@ -205,12 +203,27 @@ pub(super) fn for_each_chunk(
     tenant: &TenantId,
     mut take: impl FnMut(Seq, &[u8]) -> Result<bool, StoreError>,
 ) -> Result<(), StoreError> {
-    let context = "reading the journal";
+    for_each_segment(journal, "reading the journal", |name, first_seq, chunk| {
+        if name == tenant.as_str() {
+            take(Seq(first_seq), chunk)
+        } else {
+            Ok(false)
+        }
+    })
+}
+
+/// Calls `each(tenant, first seq, chunk)` for every segment of the journal, in commit order,
+/// until it returns `true`.
+fn for_each_segment(
+    journal: &impl ReadableTable<u64, &'static [u8]>,
+    context: &'static str,
+    mut each: impl FnMut(&str, u64, &[u8]) -> Result<bool, StoreError>,
+) -> Result<(), StoreError> {
     for entry in journal.iter().map_err(|e| StoreError::backend(context, e))? {
         let (commit, value) = entry.map_err(|e| StoreError::backend(context, e))?;
         for segment in segments(value.value()) {
-            let (name, first_seq, chunk) = segment.map_err(|e| malformed(context, commit.value(), e))?;
-            if name == tenant.as_str() && take(Seq(first_seq), chunk)? {
+            let (tenant, first_seq, chunk) = segment.map_err(|e| malformed(context, commit.value(), e))?;
+            if each(tenant, first_seq, chunk)? {
                 return Ok(());
             }
         }

@@ -584,10 +584,8 @@ mod tests {
                 tenant: acme.clone(),
                 first_seq: Seq(1),
                 records: vec![crate::record::NewRecord {
-                    recorded_at: crate::types::Timestamp(1),
-                    event_id: crate::types::EventId(uuid::Uuid::from_u128(1)),
-                    version: crate::types::SchemaVersion(1),
                     payload: b"sealed".to_vec(),
+                    ..record(1)
                 }],
                 secrets: vec![NewSecret {
                     id: new,
