@@ -27,6 +27,7 @@ use idpsync_engine::event::{LoggedEvent, decode_record};
 use idpsync_engine::ids::{GroupId, Seq, Timestamp, UserId};
 use idpsync_engine::replay::{REPLAY_PAGE_LEN, replay_recording};
 use idpsync_engine::seal::Keyring;
+use idpsync_engine::state::FlatState;
 use idpsync_engine::{Engine, History, State, TenantSettings};
 use idpsync_storage::verify::ChainVerifier;
 use idpsync_storage::{LogStore, Record, RedbStore, TenantId};
@@ -191,6 +192,19 @@ fn replay_stages(runtime: &tokio::runtime::Runtime, dir: &Path) {
         slot.1 += one.elapsed();
     }
     let fold = started.elapsed();
+    drop(state);
+    let mut flat = FlatState::new();
+    let mut flat_effects = Vec::with_capacity(events.len());
+    let started = Instant::now();
+    for event in &events {
+        flat_effects.push(flat.apply_mut(event, &keyring));
+    }
+    let flat_fold = started.elapsed();
+    let started = Instant::now();
+    let frozen = flat.freeze();
+    let freeze = started.elapsed();
+    assert_eq!(flat_effects, effects, "the two folds differ");
+    drop((frozen, flat_effects));
     let started = Instant::now();
     let mut history = History::new();
     for (event, effects) in events.iter().zip(&effects) {
@@ -200,11 +214,13 @@ fn replay_stages(runtime: &tokio::runtime::Runtime, dir: &Path) {
 
     let n = events.len();
     println!(
-        "tenant_1m/replay_stages ns/event: read {:.0}, chain check {:.0}, decode {:.0}; fold {:.0}, history {:.0}",
+        "tenant_1m/replay_stages ns/event: read {:.0}, chain check {:.0}, decode {:.0}; fold {:.0} (into a published state; timer included), into plain maps {:.0}, freezing those {:.0}, history {:.0}",
         per_event(read, n),
         per_event(chain, n),
         per_event(decode, n),
         per_event(fold, n),
+        per_event(flat_fold, n),
+        per_event(freeze, n),
         per_event(index, n)
     );
     let kinds: Vec<String> = by_kind

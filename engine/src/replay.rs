@@ -12,7 +12,7 @@ use crate::error::EngineError;
 use crate::event::{LoggedEvent, decode_record};
 use crate::history::History;
 use crate::seal::Opener;
-use crate::state::State;
+use crate::state::{Effects, FlatState, State};
 
 /// Records read per page.
 pub const REPLAY_PAGE_LEN: usize = 8192;
@@ -28,9 +28,21 @@ pub async fn replay_with(
     tenant: &TenantId,
     state: &mut State,
     to: Seq,
-    mut step: impl FnMut(&mut State, LoggedEvent, Hash32),
+    step: impl FnMut(&mut State, LoggedEvent, Hash32),
 ) -> Result<(), EngineError> {
     let start = state.seq();
+    replay_into(store, tenant, start, state, to, step).await
+}
+
+/// [`replay_with`] into any `target` that has folded the log up to `start`.
+async fn replay_into<T>(
+    store: &Arc<dyn LogStore>,
+    tenant: &TenantId,
+    start: Seq,
+    target: &mut T,
+    to: Seq,
+    mut step: impl FnMut(&mut T, LoggedEvent, Hash32),
+) -> Result<(), EngineError> {
     if to <= start {
         return Ok(());
     }
@@ -40,7 +52,7 @@ pub async fn replay_with(
     while let Some(page) = decoded.recv().await {
         for (event, chain) in page? {
             reached = event.seq;
-            step(state, event, chain);
+            step(target, event, chain);
         }
     }
     producer.await.map_err(|_| EngineError::Closed)?;
@@ -131,10 +143,7 @@ pub async fn replay(
     state: &mut State,
     to: Seq,
 ) -> Result<(), EngineError> {
-    replay_with(store, tenant, state, to, |state, event, _| {
-        state.apply_mut(&event, opener);
-    })
-    .await
+    fold_tail(store, tenant, opener, state, to, |_, _| {}).await
 }
 
 /// [`replay_with`] that folds and extends the history index, which must end where `state` does.
@@ -146,11 +155,37 @@ pub async fn replay_recording(
     history: &mut History,
     to: Seq,
 ) -> Result<(), EngineError> {
-    replay_with(store, tenant, state, to, |state, event, _| {
-        let effects = state.apply_mut(&event, opener);
-        history.record(event.seq, event.recorded_at, &effects);
+    fold_tail(store, tenant, opener, state, to, |event, effects| {
+        history.record(event.seq, event.recorded_at, effects);
     })
     .await
+}
+
+/// Folds the records after `state` up to `to` into it, handing each event and what it changed
+/// to `folded`. From the empty state (a full replay), the fold goes into plain maps, frozen
+/// into `state` at the end ([`FlatState`]): the same fold, without paying for persistence
+/// while no one reads the state.
+async fn fold_tail(
+    store: &Arc<dyn LogStore>,
+    tenant: &TenantId,
+    opener: &(dyn Opener + Sync),
+    state: &mut State,
+    to: Seq,
+    mut folded: impl FnMut(&LoggedEvent, &Effects),
+) -> Result<(), EngineError> {
+    if state.seq() != Seq::ZERO {
+        return replay_with(store, tenant, state, to, |state, event, _| {
+            folded(&event, &state.apply_mut(&event, opener));
+        })
+        .await;
+    }
+    let mut flat = FlatState::new();
+    replay_into(store, tenant, Seq::ZERO, &mut flat, to, |flat, event, _| {
+        folded(&event, &flat.apply_mut(&event, opener));
+    })
+    .await?;
+    *state = flat.freeze();
+    Ok(())
 }
 
 fn missing(tenant: &TenantId, seq: Seq, reason: &str) -> EngineError {

@@ -6,6 +6,9 @@
 //! randomness, no I/O; an event that names something missing changes nothing.
 
 mod apply;
+mod flat;
+mod indexes;
+mod maps;
 mod snapshot;
 
 use std::sync::Arc;
@@ -16,6 +19,8 @@ use crate::ids::{GroupId, IntegrationName, Member, Seq, Timestamp, UserId};
 use crate::model::{BindingGroups, BindingRole, Group, ResourceRef, User};
 
 pub use apply::Effects;
+pub use flat::FlatState;
+use indexes::{Bindings, Indexes};
 pub use snapshot::{SNAPSHOT_FORMAT, SnapshotDecodeError, decode_snapshot, encode_snapshot, read_snapshot, read_state};
 
 /// Folds a name for case-insensitive comparison (userName, group displayName).
@@ -28,31 +33,6 @@ pub fn fold_case(name: &str) -> String {
 /// thousands). Far smaller than a persistent set per member, smaller than one set of every
 /// (member, group) pair, and read as one contiguous list.
 pub(crate) type GroupList = Arc<Vec<GroupId>>;
-
-/// Records that `member` is directly in `group`.
-pub(crate) fn join_group(member_of: &mut OrdMap<Member, GroupList>, member: Member, group: GroupId) {
-    match member_of.get_mut(&member) {
-        Some(list) => {
-            if let Err(at) = list.binary_search(&group) {
-                Arc::make_mut(list).insert(at, group);
-            }
-        }
-        None => {
-            member_of.insert(member, Arc::new(vec![group]));
-        }
-    }
-}
-
-/// Records that `member` is no longer directly in `group`.
-pub(crate) fn leave_group(member_of: &mut OrdMap<Member, GroupList>, member: Member, group: GroupId) {
-    let Some(list) = member_of.get_mut(&member) else { return };
-    let Ok(at) = list.binary_search(&group) else { return };
-    if list.len() == 1 {
-        member_of.remove(&member);
-    } else {
-        Arc::make_mut(list).remove(at);
-    }
-}
 
 /// A group and its direct members.
 #[derive(Clone, Debug)]
@@ -72,21 +52,9 @@ pub struct State {
     pub(crate) groups: OrdMap<GroupId, GroupEntry>,
     /// The groups each member is directly in. A member in no group has no entry.
     pub(crate) member_of: OrdMap<Member, GroupList>,
-    /// Case-folded userName → user; unique.
-    pub(crate) user_names: OrdMap<String, UserId>,
-    /// (externalId, user): a multimap as one set.
-    pub(crate) user_external_ids: OrdSet<(String, UserId)>,
-    /// (externalId, group).
-    pub(crate) group_external_ids: OrdSet<(String, GroupId)>,
-    /// (case-folded displayName, group).
-    pub(crate) group_names: OrdSet<(String, GroupId)>,
-    /// (integration, external id) → the user that integration owns.
-    pub(crate) owned_users: OrdMap<(IntegrationName, String), UserId>,
-    /// (integration, external id) → the group that integration owns.
-    pub(crate) owned_groups: OrdMap<(IntegrationName, String), GroupId>,
-    pub(crate) bindings: OrdMap<ResourceRef, BindingGroups>,
-    /// The resources (and roles) each group is bound to.
-    pub(crate) bound: OrdMap<GroupId, OrdSet<(ResourceRef, BindingRole)>>,
+    /// Users and groups by name, external id and owner.
+    pub(crate) indexes: Indexes,
+    pub(crate) bindings: Bindings,
 }
 
 impl std::fmt::Debug for State {
@@ -95,7 +63,7 @@ impl std::fmt::Debug for State {
             .field("seq", &self.seq)
             .field("users", &self.users.len())
             .field("groups", &self.groups.len())
-            .field("bindings", &self.bindings.len())
+            .field("bindings", &self.bindings.by_resource.len())
             .finish()
     }
 }
@@ -159,7 +127,8 @@ impl State {
 
     /// The user with this userName, compared case-insensitively.
     pub fn user_by_name(&self, user_name: &str) -> Option<&Arc<User>> {
-        self.user_names
+        self.indexes
+            .user_names
             .get(&fold_case(user_name))
             .and_then(|id| self.users.get(id))
     }
@@ -167,7 +136,8 @@ impl State {
     /// Users whose case-folded userName starts with `prefix` (case-folded here), in name order.
     pub fn users_by_name_prefix<'a>(&'a self, prefix: &str) -> impl Iterator<Item = &'a Arc<User>> + 'a {
         let prefix = fold_case(prefix);
-        self.user_names
+        self.indexes
+            .user_names
             .range(prefix.clone()..)
             .take_while(move |(name, _)| name.starts_with(&prefix))
             .filter_map(|(_, id)| self.users.get(id))
@@ -176,7 +146,8 @@ impl State {
     /// Users with this externalId (exact match).
     pub fn users_by_external_id<'a>(&'a self, external_id: &str) -> impl Iterator<Item = &'a Arc<User>> + 'a {
         let key = external_id.to_owned();
-        self.user_external_ids
+        self.indexes
+            .user_external_ids
             .range((key.clone(), UserId::MIN)..=(key, UserId::MAX))
             .filter_map(|(_, id)| self.users.get(id))
     }
@@ -184,7 +155,8 @@ impl State {
     /// Groups with this externalId (exact match).
     pub fn groups_by_external_id<'a>(&'a self, external_id: &str) -> impl Iterator<Item = &'a Arc<Group>> + 'a {
         let key = external_id.to_owned();
-        self.group_external_ids
+        self.indexes
+            .group_external_ids
             .range((key.clone(), GroupId::MIN)..=(key, GroupId::MAX))
             .filter_map(|(_, id)| self.group(*id))
     }
@@ -192,21 +164,24 @@ impl State {
     /// Groups with this displayName, compared case-insensitively.
     pub fn groups_by_name<'a>(&'a self, display_name: &str) -> impl Iterator<Item = &'a Arc<Group>> + 'a {
         let key = fold_case(display_name);
-        self.group_names
+        self.indexes
+            .group_names
             .range((key.clone(), GroupId::MIN)..=(key, GroupId::MAX))
             .filter_map(|(_, id)| self.group(*id))
     }
 
     /// The user an integration owns under this external id.
     pub fn owned_user(&self, integration: &IntegrationName, external_id: &str) -> Option<UserId> {
-        self.owned_users
+        self.indexes
+            .owned_users
             .get(&(integration.clone(), external_id.to_owned()))
             .copied()
     }
 
     /// The group an integration owns under this external id.
     pub fn owned_group(&self, integration: &IntegrationName, external_id: &str) -> Option<GroupId> {
-        self.owned_groups
+        self.indexes
+            .owned_groups
             .get(&(integration.clone(), external_id.to_owned()))
             .copied()
     }
@@ -216,7 +191,8 @@ impl State {
         &'a self,
         integration: &'a IntegrationName,
     ) -> impl Iterator<Item = (&'a str, UserId)> + 'a {
-        self.owned_users
+        self.indexes
+            .owned_users
             .range((integration.clone(), String::new())..)
             .take_while(move |((owner, _), _)| owner == integration)
             .map(|((_, external_id), id)| (external_id.as_str(), *id))
@@ -227,7 +203,8 @@ impl State {
         &'a self,
         integration: &'a IntegrationName,
     ) -> impl Iterator<Item = (&'a str, GroupId)> + 'a {
-        self.owned_groups
+        self.indexes
+            .owned_groups
             .range((integration.clone(), String::new())..)
             .take_while(move |((owner, _), _)| owner == integration)
             .map(|((_, external_id), id)| (external_id.as_str(), *id))
@@ -269,16 +246,16 @@ impl State {
 
     /// Every binding, in resource order.
     pub fn bindings(&self) -> impl Iterator<Item = (&ResourceRef, &BindingGroups)> + '_ {
-        self.bindings.iter()
+        self.bindings.by_resource.iter()
     }
 
     /// One resource's binding.
     pub fn binding(&self, resource: &ResourceRef) -> Option<&BindingGroups> {
-        self.bindings.get(resource)
+        self.bindings.by_resource.get(resource)
     }
 
     /// The resources (and roles) a group is bound to directly.
     pub fn bindings_of_group(&self, group: GroupId) -> Option<&OrdSet<(ResourceRef, BindingRole)>> {
-        self.bound.get(&group)
+        self.bindings.by_group.get(&group)
     }
 }

@@ -24,6 +24,7 @@ use imbl::{OrdMap, OrdSet};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use super::indexes::Indexes;
 use super::{GroupEntry, GroupList, State};
 use crate::event::{Personal, PersonalRef};
 use crate::history::{HashMap, History, MembershipChange};
@@ -93,7 +94,7 @@ pub fn encode_snapshot(state: &State, history: &History) -> Vec<u8> {
         }
     }
     out.end_section();
-    for binding in &state.bindings {
+    for binding in &state.bindings.by_resource {
         out.item(&binding);
     }
     out.end_section();
@@ -354,12 +355,8 @@ impl<'r> Sections<'r> {
     }
 }
 
-type UserMaps = (
-    OrdMap<crate::ids::UserId, Arc<User>>,
-    OrdMap<String, crate::ids::UserId>,
-    OrdSet<(String, crate::ids::UserId)>,
-    OrdMap<(crate::ids::IntegrationName, String), crate::ids::UserId>,
-);
+/// The users and their lookups (the users' part of [`Indexes`]).
+type UserMaps = (OrdMap<crate::ids::UserId, Arc<User>>, Indexes);
 
 /// Users opened (decoded, their profiles decrypted) per message between the two threads of
 /// [`decode_users`].
@@ -390,19 +387,14 @@ fn decode_users(section: VecDeque<Vec<u8>>, opener: &(dyn Opener + Sync)) -> Res
         let mut state = State::default();
         for chunk in opened {
             for user in chunk {
-                state.index_user(&user);
+                state.indexes.index_user(&user);
                 state.users.insert(user.id, Arc::new(user));
             }
         }
         opener_thread
             .join()
             .unwrap_or_else(|_| Err(malformed("a decoding thread panicked")))?;
-        Ok((
-            state.users,
-            state.user_names,
-            state.user_external_ids,
-            state.owned_users,
-        ))
+        Ok((state.users, state.indexes))
     })
 }
 
@@ -525,7 +517,7 @@ fn decode(
             memberships = Some(scope.spawn(move || decode_memberships(&members)));
             for group in items::<Group>(&groups) {
                 let group = group?;
-                state.index_group(&group);
+                state.indexes.index_group(&group);
                 state.groups.insert(
                     group.id,
                     GroupEntry {
@@ -536,17 +528,7 @@ fn decode(
             }
             for binding in items::<(ResourceRef, BindingGroups)>(&sections.next_section()?) {
                 let (resource, groups) = binding?;
-                for (group, role) in groups.pairs() {
-                    match state.bound.get_mut(&group) {
-                        Some(set) => {
-                            set.insert((resource.clone(), role));
-                        }
-                        None => {
-                            state.bound.insert(group, OrdSet::unit((resource.clone(), role)));
-                        }
-                    }
-                }
-                state.bindings.insert(resource, groups);
+                state.bindings.set(&resource, &groups);
             }
             match parts {
                 Parts::State => Ok(None),
@@ -562,11 +544,11 @@ fn decode(
         };
         (join(users.join()), memberships, state, rest)
     });
-    let (users, user_names, user_external_ids, owned_users) = user_maps?;
+    let (users, user_indexes) = user_maps?;
     state.users = users;
-    state.user_names = user_names;
-    state.user_external_ids = user_external_ids;
-    state.owned_users = owned_users;
+    state.indexes.user_names = user_indexes.user_names;
+    state.indexes.user_external_ids = user_indexes.user_external_ids;
+    state.indexes.owned_users = user_indexes.owned_users;
     let (member_sets, member_of) = memberships?;
     for (group, members) in member_sets {
         match state.groups.get_mut(&group) {

@@ -1,0 +1,375 @@
+//! The state a full replay folds into: plain, mutable hash maps where a [`State`] has
+//! persistent B-trees, frozen into a `State` once at the end.
+//!
+//! A full replay folds a million events into a state no reader sees until it is done, so it
+//! need not pay for persistence: an insert into a persistent B-tree far larger than the cache
+//! is a chain of cache misses and copy-on-write checks, where a hash map takes one or two
+//! misses. The fold is the same code ([`super::apply::fold`] over [`FoldMaps`]); freezing
+//! builds the persistent maps from sorted runs, where their inserts are cheap. The lookups by
+//! name and the bindings change only with user, group and binding events and stay persistent.
+
+use std::sync::Arc;
+
+use imbl::{OrdMap, OrdSet};
+
+use super::apply::{Effects, fold};
+use super::indexes::{Bindings, Indexes};
+use super::maps::{FoldMaps, bump};
+use super::{GroupEntry, State};
+use crate::event::LoggedEvent;
+use crate::history::HashMap;
+use crate::ids::{GroupId, Member, Seq, Timestamp, UserId};
+use crate::model::{Group, User};
+use crate::seal::Opener;
+
+/// Keys are ids the engine generated, written to the log by the engine: a fast hash with a
+/// fixed seed is safe, as for the history index.
+type HashSet<T> = std::collections::HashSet<T, foldhash::fast::FixedState>;
+
+struct FlatGroup {
+    group: Arc<Group>,
+    members: HashSet<Member>,
+}
+
+/// A tenant's state in plain maps, for folding a whole log; see the module docs.
+#[derive(Default)]
+pub struct FlatState {
+    seq: Seq,
+    recorded_at: Timestamp,
+    users: HashMap<UserId, Arc<User>>,
+    groups: HashMap<GroupId, FlatGroup>,
+    /// Each member's groups, in id order; a member in no group has no entry.
+    member_of: HashMap<Member, Vec<GroupId>>,
+    indexes: Indexes,
+    bindings: Bindings,
+}
+
+impl FlatState {
+    /// The empty state, before the first record.
+    pub fn new() -> FlatState {
+        FlatState::default()
+    }
+
+    /// Folds `event` in and reports what it changed, as [`State::apply_mut`] does.
+    pub fn apply_mut(&mut self, event: &LoggedEvent, opener: &dyn Opener) -> Effects {
+        fold(self, event, opener)
+    }
+
+    /// The persistent [`State`] with the same contents. The users are built on a thread of
+    /// their own while the groups, their members and the members' lists are built here.
+    pub fn freeze(self) -> State {
+        let FlatState {
+            seq,
+            recorded_at,
+            users,
+            groups,
+            member_of,
+            indexes,
+            bindings,
+        } = self;
+        let (users, (groups, member_of)) = std::thread::scope(|scope| {
+            let users = scope.spawn(move || sorted_map(users.into_iter().collect()));
+            let groups = sorted_map(
+                groups
+                    .into_iter()
+                    .map(|(id, flat)| {
+                        let members: OrdSet<Member> = sorted(flat.members.into_iter().collect()).into_iter().collect();
+                        let entry = GroupEntry {
+                            group: flat.group,
+                            members,
+                        };
+                        (id, entry)
+                    })
+                    .collect(),
+            );
+            let member_of = sorted_map(
+                member_of
+                    .into_iter()
+                    .map(|(member, groups)| (member, Arc::new(groups)))
+                    .collect(),
+            );
+            let users = users.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            (users, (groups, member_of))
+        });
+        State {
+            seq,
+            recorded_at,
+            users,
+            groups,
+            member_of,
+            indexes,
+            bindings,
+        }
+    }
+}
+
+/// `items` in order (keys are unique, so the unstable sort is deterministic).
+fn sorted<T: Ord>(mut items: Vec<T>) -> Vec<T> {
+    items.sort_unstable();
+    items
+}
+
+/// A persistent map of `entries`, inserted in key order: each insert then walks a path the
+/// last one left in the cache.
+fn sorted_map<K: Ord + Clone, V: Clone>(mut entries: Vec<(K, V)>) -> OrdMap<K, V> {
+    entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    entries.into_iter().collect()
+}
+
+impl FoldMaps for FlatState {
+    fn set_position(&mut self, seq: Seq, at: Timestamp) {
+        self.seq = seq;
+        self.recorded_at = at;
+    }
+
+    fn user(&self, id: UserId) -> Option<&Arc<User>> {
+        self.users.get(&id)
+    }
+
+    fn user_mut(&mut self, id: UserId) -> Option<&mut Arc<User>> {
+        self.users.get_mut(&id)
+    }
+
+    fn put_user(&mut self, user: Arc<User>) {
+        self.users.insert(user.id, user);
+    }
+
+    fn take_user(&mut self, id: UserId) -> Option<Arc<User>> {
+        self.users.remove(&id)
+    }
+
+    fn group(&self, id: GroupId) -> Option<&Arc<Group>> {
+        self.groups.get(&id).map(|entry| &entry.group)
+    }
+
+    fn group_mut(&mut self, id: GroupId) -> Option<&mut Arc<Group>> {
+        self.groups.get_mut(&id).map(|entry| &mut entry.group)
+    }
+
+    fn create_group(&mut self, group: Arc<Group>) {
+        self.groups.insert(
+            group.id,
+            FlatGroup {
+                group,
+                members: HashSet::default(),
+            },
+        );
+    }
+
+    fn take_group(&mut self, id: GroupId) -> Option<(Arc<Group>, Vec<Member>)> {
+        let old = self.groups.remove(&id)?;
+        let members = sorted(old.members.into_iter().collect());
+        for member in &members {
+            leave_group(&mut self.member_of, *member, id);
+        }
+        Some((old.group, members))
+    }
+
+    fn add_member(&mut self, group: GroupId, member: Member, seq: Seq, at: Timestamp) -> bool {
+        let Some(entry) = self.groups.get_mut(&group) else {
+            return false;
+        };
+        if !entry.members.insert(member) {
+            return false;
+        }
+        bump(&mut entry.group, seq, at);
+        let list = self.member_of.entry(member).or_default();
+        if let Err(at) = list.binary_search(&group) {
+            list.insert(at, group);
+        }
+        true
+    }
+
+    fn remove_member(&mut self, group: GroupId, member: Member, seq: Seq, at: Timestamp) -> bool {
+        let Some(entry) = self.groups.get_mut(&group) else {
+            return false;
+        };
+        if !entry.members.remove(&member) {
+            return false;
+        }
+        bump(&mut entry.group, seq, at);
+        leave_group(&mut self.member_of, member, group);
+        true
+    }
+
+    fn leave_all(&mut self, member: Member, seq: Seq, at: Timestamp) -> Vec<GroupId> {
+        let groups = self.member_of.remove(&member).unwrap_or_default();
+        for group in &groups {
+            if let Some(entry) = self.groups.get_mut(group) {
+                entry.members.remove(&member);
+                bump(&mut entry.group, seq, at);
+            }
+        }
+        groups
+    }
+
+    fn indexes(&mut self) -> &mut Indexes {
+        &mut self.indexes
+    }
+
+    fn bindings(&mut self) -> &mut Bindings {
+        &mut self.bindings
+    }
+}
+
+/// Records that `member` is no longer directly in `group`.
+fn leave_group(member_of: &mut HashMap<Member, Vec<GroupId>>, member: Member, group: GroupId) {
+    let Some(list) = member_of.get_mut(&member) else { return };
+    let Ok(at) = list.binary_search(&group) else { return };
+    list.remove(at);
+    if list.is_empty() {
+        member_of.remove(&member);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::event::{Cause, Envelope, Event, Personal, Source};
+    use crate::ids::{EventId, IntegrationName, ResourceId};
+    use crate::model::{BindingGroups, Owner, ResourceKind, ResourceRef, UserProfile};
+    use crate::seal::WithoutKeys;
+    use crate::state::encode_snapshot;
+
+    fn user(n: u8) -> UserId {
+        UserId(Uuid::from_u128(1000 + u128::from(n % 6)))
+    }
+
+    fn group(n: u8) -> GroupId {
+        GroupId(Uuid::from_u128(2000 + u128::from(n % 5)))
+    }
+
+    fn member(n: u8) -> Member {
+        if n.is_multiple_of(3) {
+            Member::Group(group(n / 3))
+        } else {
+            Member::User(user(n))
+        }
+    }
+
+    fn owner(n: u8) -> Owner {
+        match n % 3 {
+            0 => Owner::Scim,
+            1 => Owner::Integration(IntegrationName::new("idp").unwrap()),
+            _ => Owner::Operator,
+        }
+    }
+
+    fn external_id(n: u8) -> Option<String> {
+        (!n.is_multiple_of(4)).then(|| format!("e{}", n % 3))
+    }
+
+    fn personal(n: u8) -> Personal {
+        Personal::Plain(Box::new(UserProfile {
+            user_name: format!("Name{}", n % 4),
+            ..UserProfile::default()
+        }))
+    }
+
+    fn resource(n: u8) -> ResourceRef {
+        ResourceRef {
+            kind: ResourceKind::ALL[n as usize % ResourceKind::ALL.len()],
+            id: ResourceId::new(&format!("r{}", n % 3)).unwrap(),
+        }
+    }
+
+    /// Any event over a few users, groups and resources, including events that name what does
+    /// not exist, which the fold must ignore the same way in both forms.
+    fn event() -> impl Strategy<Value = Event> {
+        let n = any::<u8>;
+        prop_oneof![
+            3 => (n(), n(), any::<bool>(), n()).prop_map(|(u, o, active, p)| Event::UserProvisioned {
+                user: user(u),
+                owner: owner(o),
+                external_id: external_id(o / 3),
+                active,
+                personal: personal(p),
+            }),
+            1 => (n(), n(), n()).prop_map(|(u, e, p)| Event::UserUpdated {
+                user: user(u),
+                external_id: external_id(e),
+                personal: personal(p),
+            }),
+            1 => n().prop_map(|u| Event::UserErased { user: user(u) }),
+            1 => n().prop_map(|u| Event::UserDeactivated { user: user(u) }),
+            1 => n().prop_map(|u| Event::UserReactivated { user: user(u) }),
+            1 => n().prop_map(|u| Event::UserDeleted { user: user(u) }),
+            2 => (n(), n(), n()).prop_map(|(g, o, d)| Event::GroupCreated {
+                group: group(g),
+                owner: owner(o),
+                external_id: external_id(o / 3),
+                display_name: format!("Group{}", d % 3),
+            }),
+            1 => (n(), n()).prop_map(|(g, d)| Event::GroupRenamed {
+                group: group(g),
+                display_name: format!("Group{}", d % 3),
+            }),
+            1 => (n(), n()).prop_map(|(g, e)| Event::GroupExternalIdChanged {
+                group: group(g),
+                external_id: external_id(e),
+            }),
+            1 => n().prop_map(|g| Event::GroupDeleted { group: group(g) }),
+            5 => (n(), proptest::collection::vec(n(), 1..4)).prop_map(|(g, ms)| Event::MembersAdded {
+                group: group(g),
+                members: ms.into_iter().map(member).collect(),
+            }),
+            3 => (n(), proptest::collection::vec(n(), 1..4)).prop_map(|(g, ms)| Event::MembersRemoved {
+                group: group(g),
+                members: ms.into_iter().map(member).collect(),
+            }),
+            1 => (n(), proptest::collection::vec(n(), 0..3)).prop_map(|(r, gs)| Event::BindingSet {
+                resource: resource(r),
+                groups: BindingGroups::Groups(gs.into_iter().map(group).collect()),
+            }),
+            1 => n().prop_map(|r| Event::BindingRemoved { resource: resource(r) }),
+        ]
+    }
+
+    /// Everything a state holds, in comparable form.
+    fn contents(state: &State) -> impl PartialEq + std::fmt::Debug {
+        let groups: Vec<(GroupId, Group, Vec<Member>)> = state
+            .groups
+            .iter()
+            .map(|(id, entry)| (*id, Group::clone(&entry.group), entry.members.iter().copied().collect()))
+            .collect();
+        (
+            (state.seq, state.recorded_at),
+            state.users.clone(),
+            groups,
+            state.member_of.clone(),
+            state.indexes.clone(),
+            state.bindings.clone(),
+        )
+    }
+
+    proptest! {
+        #[test]
+        fn folding_into_plain_maps_and_freezing_equals_the_persistent_fold(
+            events in proptest::collection::vec(event(), 0..80),
+        ) {
+            let (mut persistent, mut flat) = (State::new(), FlatState::new());
+            for (i, event) in events.into_iter().enumerate() {
+                let seq = Seq(i as u64 + 1);
+                let logged = LoggedEvent {
+                    seq,
+                    recorded_at: Timestamp(1_700_000_000_000_000 + seq.0 as i64),
+                    event_id: EventId(Uuid::from_u128(u128::from(seq.0))),
+                    envelope: Envelope {
+                        source: Source::Operator,
+                        cause: Cause::Unspecified,
+                        event,
+                    },
+                };
+                let expected = persistent.apply_mut(&logged, &WithoutKeys);
+                prop_assert_eq!(flat.apply_mut(&logged, &WithoutKeys), expected, "effects at {}", seq);
+            }
+            let frozen = flat.freeze();
+            prop_assert_eq!(contents(&frozen), contents(&persistent));
+            let history = crate::history::History::new();
+            prop_assert_eq!(encode_snapshot(&frozen, &history), encode_snapshot(&persistent, &history));
+        }
+    }
+}

@@ -1,0 +1,179 @@
+//! The maps the fold writes, as one trait: the persistent ones of a [`State`], or the plain,
+//! mutable ones of a full replay (`flat.rs`), frozen into a `State` once at the end. The fold
+//! (`apply.rs`) is written once, against this trait.
+
+use std::sync::Arc;
+
+use imbl::OrdMap;
+
+use super::indexes::{Bindings, Indexes};
+use super::{GroupEntry, GroupList, State};
+use crate::ids::{GroupId, Member, Seq, Timestamp, UserId};
+use crate::model::{Group, User};
+
+/// Where a fold keeps users, groups and memberships.
+pub(crate) trait FoldMaps {
+    /// Moves the position to the record being folded.
+    fn set_position(&mut self, seq: Seq, at: Timestamp);
+
+    /// A user by id.
+    fn user(&self, id: UserId) -> Option<&Arc<User>>;
+    /// A user by id, to change in place.
+    fn user_mut(&mut self, id: UserId) -> Option<&mut Arc<User>>;
+    /// Adds or replaces a user.
+    fn put_user(&mut self, user: Arc<User>);
+    /// Removes a user (not its memberships).
+    fn take_user(&mut self, id: UserId) -> Option<Arc<User>>;
+
+    /// A group by id.
+    fn group(&self, id: GroupId) -> Option<&Arc<Group>>;
+    /// A group by id, to change in place.
+    fn group_mut(&mut self, id: GroupId) -> Option<&mut Arc<Group>>;
+    /// Adds a group without members.
+    fn create_group(&mut self, group: Arc<Group>);
+    /// Removes a group and its direct members' links to it; returns it and those members, in
+    /// member order. (The groups it was in still list it: see [`FoldMaps::leave_all`].)
+    fn take_group(&mut self, id: GroupId) -> Option<(Arc<Group>, Vec<Member>)>;
+
+    /// Makes `member` a direct member of `group` at `seq` if it is not already, marking the
+    /// group changed; false if it was, or if there is no such group. Whether `member` exists
+    /// is the caller's to check.
+    fn add_member(&mut self, group: GroupId, member: Member, seq: Seq, at: Timestamp) -> bool;
+    /// Ends `member`'s direct membership of `group` at `seq`, marking the group changed; false
+    /// if there was none.
+    fn remove_member(&mut self, group: GroupId, member: Member, seq: Seq, at: Timestamp) -> bool;
+    /// Removes `member` from every group it is directly in at `seq`, marking each changed;
+    /// returns those groups in id order.
+    fn leave_all(&mut self, member: Member, seq: Seq, at: Timestamp) -> Vec<GroupId>;
+
+    /// The name, external-id and owner lookups.
+    fn indexes(&mut self) -> &mut Indexes;
+    /// The bindings.
+    fn bindings(&mut self) -> &mut Bindings;
+}
+
+/// Marks a group changed at `seq`: its version and `lastModified` move. Membership changes
+/// count as changes of the group. Copies the record only if an older state still shares it.
+pub(crate) fn bump(group: &mut Arc<Group>, seq: Seq, at: Timestamp) {
+    let record = Arc::make_mut(group);
+    record.last_modified = at;
+    record.version = seq;
+}
+
+/// Records that `member` is directly in `group`.
+fn join_group(member_of: &mut OrdMap<Member, GroupList>, member: Member, group: GroupId) {
+    match member_of.get_mut(&member) {
+        Some(list) => {
+            if let Err(at) = list.binary_search(&group) {
+                Arc::make_mut(list).insert(at, group);
+            }
+        }
+        None => {
+            member_of.insert(member, Arc::new(vec![group]));
+        }
+    }
+}
+
+/// Records that `member` is no longer directly in `group`.
+fn leave_group(member_of: &mut OrdMap<Member, GroupList>, member: Member, group: GroupId) {
+    let Some(list) = member_of.get_mut(&member) else { return };
+    let Ok(at) = list.binary_search(&group) else { return };
+    if list.len() == 1 {
+        member_of.remove(&member);
+    } else {
+        Arc::make_mut(list).remove(at);
+    }
+}
+
+impl FoldMaps for State {
+    fn set_position(&mut self, seq: Seq, at: Timestamp) {
+        self.seq = seq;
+        self.recorded_at = at;
+    }
+
+    fn user(&self, id: UserId) -> Option<&Arc<User>> {
+        self.users.get(&id)
+    }
+
+    fn user_mut(&mut self, id: UserId) -> Option<&mut Arc<User>> {
+        self.users.get_mut(&id)
+    }
+
+    fn put_user(&mut self, user: Arc<User>) {
+        self.users.insert(user.id, user);
+    }
+
+    fn take_user(&mut self, id: UserId) -> Option<Arc<User>> {
+        self.users.remove(&id)
+    }
+
+    fn group(&self, id: GroupId) -> Option<&Arc<Group>> {
+        self.groups.get(&id).map(|entry| &entry.group)
+    }
+
+    fn group_mut(&mut self, id: GroupId) -> Option<&mut Arc<Group>> {
+        self.groups.get_mut(&id).map(|entry| &mut entry.group)
+    }
+
+    fn create_group(&mut self, group: Arc<Group>) {
+        self.groups.insert(
+            group.id,
+            GroupEntry {
+                group,
+                members: imbl::OrdSet::new(),
+            },
+        );
+    }
+
+    fn take_group(&mut self, id: GroupId) -> Option<(Arc<Group>, Vec<Member>)> {
+        let old = self.groups.remove(&id)?;
+        let members: Vec<Member> = old.members.into_iter().collect();
+        for member in &members {
+            leave_group(&mut self.member_of, *member, id);
+        }
+        Some((old.group, members))
+    }
+
+    fn add_member(&mut self, group: GroupId, member: Member, seq: Seq, at: Timestamp) -> bool {
+        let Some(entry) = self.groups.get_mut(&group) else {
+            return false;
+        };
+        if entry.members.insert(member).is_some() {
+            return false;
+        }
+        bump(&mut entry.group, seq, at);
+        join_group(&mut self.member_of, member, group);
+        true
+    }
+
+    fn remove_member(&mut self, group: GroupId, member: Member, seq: Seq, at: Timestamp) -> bool {
+        let Some(entry) = self.groups.get_mut(&group) else {
+            return false;
+        };
+        if entry.members.remove(&member).is_none() {
+            return false;
+        }
+        bump(&mut entry.group, seq, at);
+        leave_group(&mut self.member_of, member, group);
+        true
+    }
+
+    fn leave_all(&mut self, member: Member, seq: Seq, at: Timestamp) -> Vec<GroupId> {
+        let groups = Arc::unwrap_or_clone(self.member_of.remove(&member).unwrap_or_default());
+        for group in &groups {
+            if let Some(entry) = self.groups.get_mut(group) {
+                entry.members.remove(&member);
+                bump(&mut entry.group, seq, at);
+            }
+        }
+        groups
+    }
+
+    fn indexes(&mut self) -> &mut Indexes {
+        &mut self.indexes
+    }
+
+    fn bindings(&mut self) -> &mut Bindings {
+        &mut self.bindings
+    }
+}
