@@ -179,9 +179,10 @@ async fn fold_tail(
         })
         .await;
     }
-    let mut flat = FlatState::new();
+    let (mut flat, mut effects) = (FlatState::new(), Effects::default());
     replay_into(store, tenant, Seq::ZERO, &mut flat, to, |flat, event, _| {
-        folded(&event, &flat.apply_mut(&event, opener));
+        flat.apply_into(&event, opener, &mut effects);
+        folded(&event, &effects);
     })
     .await?;
     *state = flat.freeze();

@@ -58,15 +58,16 @@ impl State {
     /// Folds `event` into this state in place and reports what it changed. The same as
     /// [`State::apply`], without the clone.
     pub fn apply_mut(&mut self, logged: &LoggedEvent, opener: &dyn Opener) -> Effects {
-        fold(self, logged, opener)
+        let mut effects = Effects::default();
+        fold(self, logged, opener, &mut effects);
+        effects
     }
 }
 
-/// Folds `logged` into `maps` and reports what it changed.
-pub(crate) fn fold(maps: &mut impl FoldMaps, logged: &LoggedEvent, opener: &dyn Opener) -> Effects {
+/// Folds `logged` into `maps` and adds what it changed to `effects`.
+pub(crate) fn fold(maps: &mut impl FoldMaps, logged: &LoggedEvent, opener: &dyn Opener, effects: &mut Effects) {
     let (seq, at) = (logged.seq, logged.recorded_at);
     maps.set_position(seq, at);
-    let mut effects = Effects::default();
     match &logged.envelope.event {
         Event::UserProvisioned {
             user,
@@ -76,7 +77,7 @@ pub(crate) fn fold(maps: &mut impl FoldMaps, logged: &LoggedEvent, opener: &dyn 
             personal,
         } => {
             if maps.user(*user).is_some() {
-                return effects;
+                return;
             }
             let mut record = User {
                 id: *user,
@@ -102,7 +103,7 @@ pub(crate) fn fold(maps: &mut impl FoldMaps, logged: &LoggedEvent, opener: &dyn 
             personal,
         } => {
             let Some(old) = maps.user(*user).cloned() else {
-                return effects;
+                return;
             };
             maps.indexes().unindex_user(&old);
             let mut record = User::clone(&old);
@@ -119,7 +120,7 @@ pub(crate) fn fold(maps: &mut impl FoldMaps, logged: &LoggedEvent, opener: &dyn 
         }
         Event::UserErased { user } => {
             let Some(old) = maps.user(*user).cloned() else {
-                return effects;
+                return;
             };
             maps.indexes().unindex_user(&old);
             let mut record = User::clone(&old);
@@ -133,14 +134,17 @@ pub(crate) fn fold(maps: &mut impl FoldMaps, logged: &LoggedEvent, opener: &dyn 
             maps.put_user(Arc::new(record));
             effects.touched.push(Member::User(*user));
         }
-        Event::UserDeactivated { user } => set_active(maps, *user, false, seq, at, &mut effects),
-        Event::UserReactivated { user } => set_active(maps, *user, true, seq, at, &mut effects),
+        Event::UserDeactivated { user } => set_active(maps, *user, false, seq, at, effects),
+        Event::UserReactivated { user } => set_active(maps, *user, true, seq, at, effects),
         Event::UserDeleted { user } => {
-            let Some(old) = maps.take_user(*user) else {
-                return effects;
-            };
-            maps.indexes().unindex_user(&old);
-            leave_all(maps, Member::User(*user), seq, at, &mut effects);
+            if maps.user(*user).is_none() {
+                return;
+            }
+            // It leaves its groups, then goes.
+            leave_all(maps, Member::User(*user), seq, at, effects);
+            if let Some(old) = maps.take_user(*user) {
+                maps.indexes().unindex_user(&old);
+            }
             effects.touched.push(Member::User(*user));
         }
         Event::GroupCreated {
@@ -150,7 +154,7 @@ pub(crate) fn fold(maps: &mut impl FoldMaps, logged: &LoggedEvent, opener: &dyn 
             display_name,
         } => {
             if maps.group(*group).is_some() {
-                return effects;
+                return;
             }
             let record = Group {
                 id: *group,
@@ -178,16 +182,22 @@ pub(crate) fn fold(maps: &mut impl FoldMaps, logged: &LoggedEvent, opener: &dyn 
             }
         }
         Event::GroupDeleted { group } => {
+            if maps.group(*group).is_none() {
+                return;
+            }
+            // It leaves the groups it was in, then goes; its members leave it. Reported members
+            // first.
+            let left = maps.leave_all(Member::Group(*group), seq, at);
             let Some((old, members)) = maps.take_group(*group) else {
-                return effects;
+                return;
             };
             maps.indexes().unindex_group(&old);
-            // Its members leave it...
             for member in members {
                 effects.memberships.push((*group, member, false));
             }
-            // ...and it leaves the groups it was in.
-            leave_all(maps, Member::Group(*group), seq, at, &mut effects);
+            for other in left {
+                effects.memberships.push((other, Member::Group(*group), false));
+            }
             effects.touched.push(Member::Group(*group));
         }
         Event::MembersAdded { group, members } => {
@@ -212,7 +222,6 @@ pub(crate) fn fold(maps: &mut impl FoldMaps, logged: &LoggedEvent, opener: &dyn 
         Event::BindingRemoved { resource } => maps.bindings().remove(resource),
         Event::ReconcileHeld { .. } => {}
     }
-    effects
 }
 
 fn set_active(

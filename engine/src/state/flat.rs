@@ -26,9 +26,18 @@ use crate::seal::Opener;
 /// fixed seed is safe, as for the history index.
 type HashSet<T> = std::collections::HashSet<T, foldhash::fast::FixedState>;
 
+/// A user and the groups it is directly in, in id order: one lookup finds both, for the check
+/// that a member exists and for its list.
+struct FlatUser {
+    user: Arc<User>,
+    groups: Vec<GroupId>,
+}
+
+/// A group, its direct members, and the groups it is directly in, in id order.
 struct FlatGroup {
     group: Arc<Group>,
     members: HashSet<Member>,
+    groups: Vec<GroupId>,
 }
 
 /// A tenant's state in plain maps, for folding a whole log; see the module docs.
@@ -36,10 +45,8 @@ struct FlatGroup {
 pub struct FlatState {
     seq: Seq,
     recorded_at: Timestamp,
-    users: HashMap<UserId, Arc<User>>,
+    users: HashMap<UserId, FlatUser>,
     groups: HashMap<GroupId, FlatGroup>,
-    /// Each member's groups, in id order; a member in no group has no entry.
-    member_of: HashMap<Member, Vec<GroupId>>,
     indexes: Indexes,
     bindings: Bindings,
 }
@@ -50,9 +57,12 @@ impl FlatState {
         FlatState::default()
     }
 
-    /// Folds `event` in and reports what it changed, as [`State::apply_mut`] does.
-    pub fn apply_mut(&mut self, event: &LoggedEvent, opener: &dyn Opener) -> Effects {
-        fold(self, event, opener)
+    /// Folds `event` in, as [`State::apply_mut`] does, and sets `effects` to what it changed
+    /// (one buffer serves a whole replay).
+    pub fn apply_into(&mut self, event: &LoggedEvent, opener: &dyn Opener, effects: &mut Effects) {
+        effects.memberships.clear();
+        effects.touched.clear();
+        fold(self, event, opener, effects);
     }
 
     /// The persistent [`State`] with the same contents. The users are built on a thread of
@@ -63,34 +73,43 @@ impl FlatState {
             recorded_at,
             users,
             groups,
-            member_of,
             indexes,
             bindings,
         } = self;
-        let (users, (groups, member_of)) = std::thread::scope(|scope| {
-            let users = scope.spawn(move || sorted_map(users.into_iter().collect()));
-            let groups = sorted_map(
-                groups
-                    .into_iter()
-                    .map(|(id, flat)| {
-                        let members: OrdSet<Member> = sorted(flat.members.into_iter().collect()).into_iter().collect();
-                        let entry = GroupEntry {
-                            group: flat.group,
-                            members,
-                        };
-                        (id, entry)
-                    })
-                    .collect(),
-            );
-            let member_of = sorted_map(
-                member_of
-                    .into_iter()
-                    .map(|(member, groups)| (member, Arc::new(groups)))
-                    .collect(),
-            );
+        let ((users, user_lists), (groups, group_lists)) = std::thread::scope(|scope| {
+            let users = scope.spawn(move || {
+                let mut lists = Vec::new();
+                let mut records = Vec::with_capacity(users.len());
+                for (id, flat) in users {
+                    if !flat.groups.is_empty() {
+                        lists.push((Member::User(id), Arc::new(flat.groups)));
+                    }
+                    records.push((id, flat.user));
+                }
+                (sorted_map(records), sorted_map(lists))
+            });
+            let mut lists = Vec::new();
+            let mut entries = Vec::with_capacity(groups.len());
+            for (id, flat) in groups {
+                if !flat.groups.is_empty() {
+                    lists.push((Member::Group(id), Arc::new(flat.groups)));
+                }
+                let members: OrdSet<Member> = sorted(flat.members.into_iter().collect()).into_iter().collect();
+                let entry = GroupEntry {
+                    group: flat.group,
+                    members,
+                };
+                entries.push((id, entry));
+            }
+            let groups = (sorted_map(entries), sorted_map(lists));
             let users = users.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-            (users, (groups, member_of))
+            (users, groups)
         });
+        // Users sort before groups: the groups' lists go after the users' in key order.
+        let mut member_of = user_lists;
+        for (member, list) in group_lists {
+            member_of.insert(member, list);
+        }
         State {
             seq,
             recorded_at,
@@ -99,6 +118,22 @@ impl FlatState {
             member_of,
             indexes,
             bindings,
+        }
+    }
+
+    /// The groups `member` is directly in, if it exists.
+    fn groups_of_mut(&mut self, member: Member) -> Option<&mut Vec<GroupId>> {
+        match member {
+            Member::User(id) => self.users.get_mut(&id).map(|entry| &mut entry.groups),
+            Member::Group(id) => self.groups.get_mut(&id).map(|entry| &mut entry.groups),
+        }
+    }
+
+    /// Removes `group` from `member`'s list.
+    fn leave_group(&mut self, member: Member, group: GroupId) {
+        let Some(list) = self.groups_of_mut(member) else { return };
+        if let Ok(at) = list.binary_search(&group) {
+            list.remove(at);
         }
     }
 }
@@ -123,19 +158,30 @@ impl FoldMaps for FlatState {
     }
 
     fn user(&self, id: UserId) -> Option<&Arc<User>> {
-        self.users.get(&id)
+        self.users.get(&id).map(|entry| &entry.user)
     }
 
     fn user_mut(&mut self, id: UserId) -> Option<&mut Arc<User>> {
-        self.users.get_mut(&id)
+        self.users.get_mut(&id).map(|entry| &mut entry.user)
     }
 
     fn put_user(&mut self, user: Arc<User>) {
-        self.users.insert(user.id, user);
+        match self.users.get_mut(&user.id) {
+            Some(entry) => entry.user = user,
+            None => {
+                let entry = FlatUser {
+                    user,
+                    groups: Vec::new(),
+                };
+                self.users.insert(entry.user.id, entry);
+            }
+        }
     }
 
     fn take_user(&mut self, id: UserId) -> Option<Arc<User>> {
-        self.users.remove(&id)
+        let entry = self.users.remove(&id)?;
+        debug_assert!(entry.groups.is_empty(), "a user leaves its groups before it goes");
+        Some(entry.user)
     }
 
     fn group(&self, id: GroupId) -> Option<&Arc<Group>> {
@@ -147,20 +193,20 @@ impl FoldMaps for FlatState {
     }
 
     fn create_group(&mut self, group: Arc<Group>) {
-        self.groups.insert(
-            group.id,
-            FlatGroup {
-                group,
-                members: HashSet::default(),
-            },
-        );
+        let entry = FlatGroup {
+            group,
+            members: HashSet::default(),
+            groups: Vec::new(),
+        };
+        self.groups.insert(entry.group.id, entry);
     }
 
     fn take_group(&mut self, id: GroupId) -> Option<(Arc<Group>, Vec<Member>)> {
         let old = self.groups.remove(&id)?;
+        debug_assert!(old.groups.is_empty(), "a group leaves its groups before it goes");
         let members = sorted(old.members.into_iter().collect());
         for member in &members {
-            leave_group(&mut self.member_of, *member, id);
+            self.leave_group(*member, id);
         }
         Some((old.group, members))
     }
@@ -173,8 +219,9 @@ impl FoldMaps for FlatState {
             return false;
         }
         bump(&mut entry.group, seq, at);
-        let list = self.member_of.entry(member).or_default();
-        if let Err(at) = list.binary_search(&group) {
+        if let Some(list) = self.groups_of_mut(member)
+            && let Err(at) = list.binary_search(&group)
+        {
             list.insert(at, group);
         }
         true
@@ -188,12 +235,12 @@ impl FoldMaps for FlatState {
             return false;
         }
         bump(&mut entry.group, seq, at);
-        leave_group(&mut self.member_of, member, group);
+        self.leave_group(member, group);
         true
     }
 
     fn leave_all(&mut self, member: Member, seq: Seq, at: Timestamp) -> Vec<GroupId> {
-        let groups = self.member_of.remove(&member).unwrap_or_default();
+        let groups = self.groups_of_mut(member).map(std::mem::take).unwrap_or_default();
         for group in &groups {
             if let Some(entry) = self.groups.get_mut(group) {
                 entry.members.remove(&member);
@@ -209,16 +256,6 @@ impl FoldMaps for FlatState {
 
     fn bindings(&mut self) -> &mut Bindings {
         &mut self.bindings
-    }
-}
-
-/// Records that `member` is no longer directly in `group`.
-fn leave_group(member_of: &mut HashMap<Member, Vec<GroupId>>, member: Member, group: GroupId) {
-    let Some(list) = member_of.get_mut(&member) else { return };
-    let Ok(at) = list.binary_search(&group) else { return };
-    list.remove(at);
-    if list.is_empty() {
-        member_of.remove(&member);
     }
 }
 
@@ -351,6 +388,7 @@ mod tests {
             events in proptest::collection::vec(event(), 0..80),
         ) {
             let (mut persistent, mut flat) = (State::new(), FlatState::new());
+            let mut effects = Effects::default();
             for (i, event) in events.into_iter().enumerate() {
                 let seq = Seq(i as u64 + 1);
                 let logged = LoggedEvent {
@@ -364,7 +402,8 @@ mod tests {
                     },
                 };
                 let expected = persistent.apply_mut(&logged, &WithoutKeys);
-                prop_assert_eq!(flat.apply_mut(&logged, &WithoutKeys), expected, "effects at {}", seq);
+                flat.apply_into(&logged, &WithoutKeys, &mut effects);
+                prop_assert_eq!(&effects, &expected, "effects at {}", seq);
             }
             let frozen = flat.freeze();
             prop_assert_eq!(contents(&frozen), contents(&persistent));

@@ -22,7 +22,7 @@ pub(crate) trait FoldMaps {
     fn user_mut(&mut self, id: UserId) -> Option<&mut Arc<User>>;
     /// Adds or replaces a user.
     fn put_user(&mut self, user: Arc<User>);
-    /// Removes a user (not its memberships).
+    /// Removes a user, which must have left its groups ([`FoldMaps::leave_all`]).
     fn take_user(&mut self, id: UserId) -> Option<Arc<User>>;
 
     /// A group by id.
@@ -31,8 +31,8 @@ pub(crate) trait FoldMaps {
     fn group_mut(&mut self, id: GroupId) -> Option<&mut Arc<Group>>;
     /// Adds a group without members.
     fn create_group(&mut self, group: Arc<Group>);
-    /// Removes a group and its direct members' links to it; returns it and those members, in
-    /// member order. (The groups it was in still list it: see [`FoldMaps::leave_all`].)
+    /// Removes a group, which must have left its groups ([`FoldMaps::leave_all`]), and its
+    /// direct members' links to it; returns it and those members, in member order.
     fn take_group(&mut self, id: GroupId) -> Option<(Arc<Group>, Vec<Member>)>;
 
     /// Makes `member` a direct member of `group` at `seq` if it is not already, marking the
