@@ -38,6 +38,36 @@ pub struct MembershipInterval {
     pub until: Option<Seq>,
 }
 
+/// What a run of consecutive records changed, for [`History::record_batch`]: kept flat, so
+/// that a batch costs a few allocations however many records it holds.
+#[derive(Clone, Debug, Default)]
+pub struct EffectsBatch {
+    /// Each record with the ends of its parts in the two lists below.
+    records: Vec<(Seq, Timestamp, usize, usize)>,
+    memberships: Vec<(GroupId, Member, bool)>,
+    touched: Vec<Member>,
+}
+
+impl EffectsBatch {
+    /// Adds the record at `seq` and what folding it changed.
+    pub fn push(&mut self, seq: Seq, recorded_at: Timestamp, effects: &Effects) {
+        self.memberships.extend_from_slice(&effects.memberships);
+        self.touched.extend_from_slice(&effects.touched);
+        self.records
+            .push((seq, recorded_at, self.memberships.len(), self.touched.len()));
+    }
+
+    /// How many records it holds.
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    /// Whether it holds no record.
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+}
+
 /// The history index of one tenant's log.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct History {
@@ -67,16 +97,40 @@ impl History {
 
     /// Adds the record at `seq`, which must be the next one.
     pub fn record(&mut self, seq: Seq, recorded_at: Timestamp, effects: &Effects) {
+        self.record_parts(seq, recorded_at, &effects.memberships, &effects.touched);
+    }
+
+    /// Adds every record of `batch`, in order; the first must be the next one.
+    pub fn record_batch(&mut self, batch: &EffectsBatch) {
+        let (mut memberships, mut touched) = (0, 0);
+        for &(seq, recorded_at, memberships_end, touched_end) in &batch.records {
+            self.record_parts(
+                seq,
+                recorded_at,
+                &batch.memberships[memberships..memberships_end],
+                &batch.touched[touched..touched_end],
+            );
+            (memberships, touched) = (memberships_end, touched_end);
+        }
+    }
+
+    fn record_parts(
+        &mut self,
+        seq: Seq,
+        recorded_at: Timestamp,
+        memberships: &[(GroupId, Member, bool)],
+        touched: &[Member],
+    ) {
         debug_assert_eq!(seq, self.seq().next(), "history records are appended in order");
         self.times.push(recorded_at);
-        for &(group, member, joined) in &effects.memberships {
+        for &(group, member, joined) in memberships {
             self.group_changes
                 .entry(group)
                 .or_default()
                 .push(MembershipChange { seq, member, joined });
             self.touch(member, seq);
         }
-        for member in &effects.touched {
+        for member in touched {
             self.touch(*member, seq);
         }
     }

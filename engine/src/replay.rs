@@ -10,7 +10,7 @@ use idpsync_storage::{Hash32, Head, LogStore, Record, Seq, TenantId};
 
 use crate::error::EngineError;
 use crate::event::{LoggedEvent, decode_record};
-use crate::history::History;
+use crate::history::{EffectsBatch, History};
 use crate::seal::Opener;
 use crate::state::{Effects, FlatState, State};
 
@@ -155,10 +155,33 @@ pub async fn replay_recording(
     history: &mut History,
     to: Seq,
 ) -> Result<(), EngineError> {
-    fold_tail(store, tenant, opener, state, to, |event, effects| {
-        history.record(event.seq, event.recorded_at, effects);
+    // The index is extended on a blocking thread of its own, a batch of records at a time,
+    // while the fold goes on: the two take comparable time on a large log.
+    // A std channel: the fold is synchronous code, and waits (rarely) for the indexer.
+    let (batches, received) = std::sync::mpsc::sync_channel::<EffectsBatch>(PAGES_AHEAD);
+    let mut owned = std::mem::take(history);
+    let indexer = tokio::task::spawn_blocking(move || {
+        for batch in received {
+            owned.record_batch(&batch);
+        }
+        owned
+    });
+    let mut batch = EffectsBatch::default();
+    let folded = fold_tail(store, tenant, opener, state, to, |event, effects| {
+        batch.push(event.seq, event.recorded_at, effects);
+        if batch.len() == REPLAY_PAGE_LEN {
+            // The indexer only stops when the sender is dropped: this send fails only if it
+            // panicked, which the join below reports.
+            let _ = batches.send(std::mem::take(&mut batch));
+        }
     })
-    .await
+    .await;
+    if !batch.is_empty() {
+        let _ = batches.send(batch);
+    }
+    drop(batches);
+    *history = indexer.await.map_err(|_| EngineError::Closed)?;
+    folded
 }
 
 /// Folds the records after `state` up to `to` into it, handing each event and what it changed
