@@ -28,32 +28,44 @@ pub async fn replay_with(
     tenant: &TenantId,
     state: &mut State,
     to: Seq,
-    step: impl FnMut(&mut State, LoggedEvent, Hash32),
+    mut step: impl FnMut(&mut State, LoggedEvent, Hash32),
 ) -> Result<(), EngineError> {
     let start = state.seq();
-    replay_into(store, tenant, start, state, to, step).await
+    replay_pages(store, tenant, start, state, to, |state, page| {
+        for (event, chain) in page.drain(..) {
+            step(state, event, chain);
+        }
+    })
+    .await
 }
 
-/// [`replay_with`] into any `target` that has folded the log up to `start`.
-async fn replay_into<T>(
+/// [`replay_with`] into any `target` that has folded the log up to `start`, a page of events
+/// at a time. What `step` leaves in a page is dropped by the reading task, which allocated it,
+/// rather than by the fold.
+async fn replay_pages<T>(
     store: &Arc<dyn LogStore>,
     tenant: &TenantId,
     start: Seq,
     target: &mut T,
     to: Seq,
-    mut step: impl FnMut(&mut T, LoggedEvent, Hash32),
+    mut step: impl FnMut(&mut T, &mut Vec<(LoggedEvent, Hash32)>),
 ) -> Result<(), EngineError> {
     if to <= start {
         return Ok(());
     }
     let (pages, mut decoded) = tokio::sync::mpsc::channel(PAGES_AHEAD);
-    let producer = tokio::spawn(read_ahead(Arc::clone(store), tenant.clone(), start, to, pages));
+    let (spent, spent_pages) = tokio::sync::mpsc::unbounded_channel();
+    let reader = read_ahead(Arc::clone(store), tenant.clone(), start, to, pages, spent_pages);
+    let producer = tokio::spawn(reader);
     let mut reached = start;
     while let Some(page) = decoded.recv().await {
-        for (event, chain) in page? {
+        let mut page = page?;
+        if let Some((event, _)) = page.last() {
             reached = event.seq;
-            step(target, event, chain);
         }
+        step(target, &mut page);
+        // Fails only once the reader has stopped; the page is then dropped here.
+        let _ = spent.send(page);
     }
     producer.await.map_err(|_| EngineError::Closed)?;
     if reached < to {
@@ -75,10 +87,14 @@ async fn read_ahead(
     start: Seq,
     to: Seq,
     pages: tokio::sync::mpsc::Sender<DecodedPage>,
+    mut spent_pages: tokio::sync::mpsc::UnboundedReceiver<Vec<(LoggedEvent, Hash32)>>,
 ) {
     let mut verifier: Option<ChainVerifier> = (start == Seq::ZERO).then(|| ChainVerifier::new(tenant.clone()));
     let mut from = Seq(start.0.max(1));
     while from <= to {
+        while let Ok(page) = spent_pages.try_recv() {
+            drop(page);
+        }
         let limit = REPLAY_PAGE_LEN.min((to.0 - from.0 + 1) as usize);
         let page = match store.read(&tenant, from, limit).await {
             Ok(page) if !page.is_empty() => page,
@@ -203,9 +219,11 @@ async fn fold_tail(
         .await;
     }
     let (mut flat, mut effects) = (FlatState::new(), Effects::default());
-    replay_into(store, tenant, Seq::ZERO, &mut flat, to, |flat, event, _| {
-        flat.apply_into(&event, opener, &mut effects);
-        folded(&event, &effects);
+    replay_pages(store, tenant, Seq::ZERO, &mut flat, to, |flat, page| {
+        for (event, _) in page.iter() {
+            flat.apply_into(event, opener, &mut effects);
+            folded(event, &effects);
+        }
     })
     .await?;
     *state = flat.freeze();
