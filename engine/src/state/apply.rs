@@ -10,6 +10,7 @@
 use std::sync::Arc;
 
 use super::State;
+use super::indexes::Indexes;
 use super::maps::FoldMaps;
 use crate::event::{Event, LoggedEvent, Personal};
 use crate::ids::{GroupId, Member, Seq, Timestamp};
@@ -93,7 +94,7 @@ pub(crate) fn fold(maps: &mut impl FoldMaps, logged: &LoggedEvent, opener: &dyn 
                 version: seq,
             };
             set_personal(&mut record, personal, opener);
-            maps.indexes().index_user(&record);
+            index(maps, |indexes| indexes.index_user(&record));
             maps.put_user(Arc::new(record));
             effects.touched.push(Member::User(*user));
         }
@@ -105,7 +106,7 @@ pub(crate) fn fold(maps: &mut impl FoldMaps, logged: &LoggedEvent, opener: &dyn 
             let Some(old) = maps.user(*user).cloned() else {
                 return;
             };
-            maps.indexes().unindex_user(&old);
+            index(maps, |indexes| indexes.unindex_user(&old));
             let mut record = User::clone(&old);
             record.external_id = external_id.clone();
             // Once erased, always erased: nothing logged later brings the fields back.
@@ -114,7 +115,7 @@ pub(crate) fn fold(maps: &mut impl FoldMaps, logged: &LoggedEvent, opener: &dyn 
             }
             record.last_modified = at;
             record.version = seq;
-            maps.indexes().index_user(&record);
+            index(maps, |indexes| indexes.index_user(&record));
             maps.put_user(Arc::new(record));
             effects.touched.push(Member::User(*user));
         }
@@ -122,7 +123,7 @@ pub(crate) fn fold(maps: &mut impl FoldMaps, logged: &LoggedEvent, opener: &dyn 
             let Some(old) = maps.user(*user).cloned() else {
                 return;
             };
-            maps.indexes().unindex_user(&old);
+            index(maps, |indexes| indexes.unindex_user(&old));
             let mut record = User::clone(&old);
             record.profile = erased_profile(*user);
             record.sealed = None;
@@ -130,7 +131,7 @@ pub(crate) fn fold(maps: &mut impl FoldMaps, logged: &LoggedEvent, opener: &dyn 
             record.readable = true;
             record.last_modified = at;
             record.version = seq;
-            maps.indexes().index_user(&record);
+            index(maps, |indexes| indexes.index_user(&record));
             maps.put_user(Arc::new(record));
             effects.touched.push(Member::User(*user));
         }
@@ -143,7 +144,7 @@ pub(crate) fn fold(maps: &mut impl FoldMaps, logged: &LoggedEvent, opener: &dyn 
             // It leaves its groups, then goes.
             leave_all(maps, Member::User(*user), seq, at, effects);
             if let Some(old) = maps.take_user(*user) {
-                maps.indexes().unindex_user(&old);
+                index(maps, |indexes| indexes.unindex_user(&old));
             }
             effects.touched.push(Member::User(*user));
         }
@@ -165,7 +166,7 @@ pub(crate) fn fold(maps: &mut impl FoldMaps, logged: &LoggedEvent, opener: &dyn 
                 last_modified: at,
                 version: seq,
             };
-            maps.indexes().index_group(&record);
+            index(maps, |indexes| indexes.index_group(&record));
             maps.create_group(Arc::new(record));
             effects.touched.push(Member::Group(*group));
         }
@@ -191,7 +192,7 @@ pub(crate) fn fold(maps: &mut impl FoldMaps, logged: &LoggedEvent, opener: &dyn 
             let Some((old, members)) = maps.take_group(*group) else {
                 return;
             };
-            maps.indexes().unindex_group(&old);
+            index(maps, |indexes| indexes.unindex_group(&old));
             for member in members {
                 effects.memberships.push((*group, member, false));
             }
@@ -256,16 +257,23 @@ fn reindex_group(
     let Some(old) = maps.group(group).cloned() else {
         return false;
     };
-    maps.indexes().unindex_group(&old);
+    index(maps, |indexes| indexes.unindex_group(&old));
     let mut record = Group::clone(&old);
     change(&mut record);
     record.last_modified = at;
     record.version = seq;
-    maps.indexes().index_group(&record);
+    index(maps, |indexes| indexes.index_group(&record));
     if let Some(slot) = maps.group_mut(group) {
         *slot = Arc::new(record);
     }
     true
+}
+
+/// Changes the lookups, where `maps` keeps them as it folds.
+fn index(maps: &mut impl FoldMaps, change: impl FnOnce(&mut Indexes)) {
+    if let Some(indexes) = maps.indexes() {
+        change(indexes);
+    }
 }
 
 /// Removes `member` from every group it is directly in.

@@ -15,7 +15,7 @@ use imbl::{OrdMap, OrdSet};
 use super::apply::{Effects, fold};
 use super::indexes::{Bindings, Indexes};
 use super::maps::{FoldMaps, bump};
-use super::{GroupEntry, State};
+use super::{GroupEntry, GroupList, State};
 use crate::event::LoggedEvent;
 use crate::history::HashMap;
 use crate::ids::{GroupId, Member, Seq, Timestamp, UserId};
@@ -47,7 +47,6 @@ pub struct FlatState {
     recorded_at: Timestamp,
     users: HashMap<UserId, FlatUser>,
     groups: HashMap<GroupId, FlatGroup>,
-    indexes: Indexes,
     bindings: Bindings,
 }
 
@@ -65,18 +64,18 @@ impl FlatState {
         fold(self, event, opener, effects);
     }
 
-    /// The persistent [`State`] with the same contents. The users are built on a thread of
-    /// their own while the groups, their members and the members' lists are built here.
+    /// The persistent [`State`] with the same contents, its lookups built from the users and
+    /// groups at once (see `indexes.rs`). The users are built on a thread of their own while
+    /// the groups, their members and the members' lists are built here.
     pub fn freeze(self) -> State {
         let FlatState {
             seq,
             recorded_at,
             users,
             groups,
-            indexes,
             bindings,
         } = self;
-        let ((users, user_lists), (groups, group_lists)) = std::thread::scope(|scope| {
+        let ((users, user_lists, user_indexes), (groups, group_lists, mut indexes)) = std::thread::scope(|scope| {
             let users = scope.spawn(move || {
                 let mut lists = Vec::new();
                 let mut records = Vec::with_capacity(users.len());
@@ -86,7 +85,14 @@ impl FlatState {
                     }
                     records.push((id, flat.user));
                 }
-                (sorted_map(records), sorted_map(lists))
+                let records = sorted_by_key(records);
+                let mut indexes = Indexes::default();
+                indexes.index_users_in_bulk(records.iter().map(|(_, user)| &**user));
+                (
+                    records.into_iter().collect::<OrdMap<_, _>>(),
+                    sorted_by_key(lists),
+                    indexes,
+                )
             });
             let mut lists = Vec::new();
             let mut entries = Vec::with_capacity(groups.len());
@@ -101,15 +107,18 @@ impl FlatState {
                 };
                 entries.push((id, entry));
             }
-            let groups = (sorted_map(entries), sorted_map(lists));
+            let entries = sorted_by_key(entries);
+            let mut indexes = Indexes::default();
+            indexes.index_groups_in_bulk(entries.iter().map(|(_, entry)| &*entry.group));
+            let groups = (entries.into_iter().collect(), sorted_by_key(lists), indexes);
             let users = users.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
             (users, groups)
         });
-        // Users sort before groups: the groups' lists go after the users' in key order.
-        let mut member_of = user_lists;
-        for (member, list) in group_lists {
-            member_of.insert(member, list);
-        }
+        // Users sort before groups: the lists go into the map in key order.
+        let member_of: OrdMap<Member, GroupList> = user_lists.into_iter().chain(group_lists).collect();
+        indexes.user_names = user_indexes.user_names;
+        indexes.user_external_ids = user_indexes.user_external_ids;
+        indexes.owned_users = user_indexes.owned_users;
         State {
             seq,
             recorded_at,
@@ -144,11 +153,10 @@ fn sorted<T: Ord>(mut items: Vec<T>) -> Vec<T> {
     items
 }
 
-/// A persistent map of `entries`, inserted in key order: each insert then walks a path the
-/// last one left in the cache.
-fn sorted_map<K: Ord + Clone, V: Clone>(mut entries: Vec<(K, V)>) -> OrdMap<K, V> {
+/// `entries` in key order (keys are unique).
+fn sorted_by_key<K: Ord, V>(mut entries: Vec<(K, V)>) -> Vec<(K, V)> {
     entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-    entries.into_iter().collect()
+    entries
 }
 
 impl FoldMaps for FlatState {
@@ -250,8 +258,8 @@ impl FoldMaps for FlatState {
         groups
     }
 
-    fn indexes(&mut self) -> &mut Indexes {
-        &mut self.indexes
+    fn indexes(&mut self) -> Option<&mut Indexes> {
+        None
     }
 
     fn bindings(&mut self) -> &mut Bindings {
@@ -377,14 +385,28 @@ mod tests {
             state.users.clone(),
             groups,
             state.member_of.clone(),
-            state.indexes.clone(),
             state.bindings.clone(),
         )
     }
 
+    /// `state`'s users and groups indexed one after the other, in id order, and in bulk.
+    fn indexed_both_ways(state: &State) -> (Indexes, Indexes) {
+        let mut one_by_one = Indexes::default();
+        for user in state.users.values() {
+            one_by_one.index_user(user);
+        }
+        for entry in state.groups.values() {
+            one_by_one.index_group(&entry.group);
+        }
+        let mut bulk = Indexes::default();
+        bulk.index_users_in_bulk(state.users.values().map(|user| &**user));
+        bulk.index_groups_in_bulk(state.groups.values().map(|entry| &*entry.group));
+        (one_by_one, bulk)
+    }
+
     proptest! {
         #[test]
-        fn folding_into_plain_maps_and_freezing_equals_the_persistent_fold(
+        fn folding_into_plain_maps_and_freezing_equals_the_persistent_fold_and_indexing_in_bulk(
             events in proptest::collection::vec(event(), 0..80),
         ) {
             let (mut persistent, mut flat) = (State::new(), FlatState::new());
@@ -407,6 +429,11 @@ mod tests {
             }
             let frozen = flat.freeze();
             prop_assert_eq!(contents(&frozen), contents(&persistent));
+            // The lookups, built at once, are those of indexing each user and group in id
+            // order (with the names and external ids of this generator, keys often repeat).
+            let (one_by_one, bulk) = indexed_both_ways(&persistent);
+            prop_assert_eq!(&bulk, &one_by_one);
+            prop_assert_eq!(&frozen.indexes, &bulk);
             let history = crate::history::History::new();
             prop_assert_eq!(encode_snapshot(&frozen, &history), encode_snapshot(&persistent, &history));
         }

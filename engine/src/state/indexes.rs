@@ -1,8 +1,12 @@
 //! What is kept beside the users and groups themselves: the lookups by name, external id and
-//! owning integration, and the bindings, by resource and by group. Persistent maps in every
-//! state, including the plain-mapped one a full replay folds into (these change only with user,
-//! group and binding events, a small share of a log), so the fold keeps them with one piece of
-//! code.
+//! owning integration, and the bindings, by resource and by group.
+//!
+//! The lookups follow from the users and groups: the fold keeps them in step one change at a
+//! time, and loading a snapshot or ending a full replay builds them at once from all users and
+//! groups in id order ([`Indexes::index_users_in_bulk`]). The two agree wherever keys are
+//! unique, which deciding commands ensures; where a log somehow gives two users one userName,
+//! the one-at-a-time fold keeps whichever it indexed last, the bulk build the one with the
+//! higher id.
 
 use imbl::{OrdMap, OrdSet};
 
@@ -34,7 +38,71 @@ fn owned_key(owner: &Owner, external_id: Option<&String>) -> Option<(Integration
     }
 }
 
+/// A persistent map of `entries` given in indexing order, equal to inserting them one after
+/// the other: where keys repeat, the last entry holds the key. Built from sorted entries, where
+/// each insert walks a path the last one left in the cache; inserting at random into a large
+/// map of strings is a chain of cache misses per comparison.
+fn map_in_bulk<K: Ord + Clone, V: Clone>(mut entries: Vec<(K, V)>) -> OrdMap<K, V> {
+    // Stable: among equal keys, the indexing order is kept, and the last one stays.
+    entries.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut kept: Vec<(K, V)> = Vec::with_capacity(entries.len());
+    for (key, value) in entries {
+        if kept.last().is_some_and(|(last, _)| *last == key) {
+            kept.pop();
+        }
+        kept.push((key, value));
+    }
+    kept.into_iter().collect()
+}
+
+/// A persistent set of `items`, built from sorted items (see [`map_in_bulk`]).
+fn set_in_bulk<T: Ord + Clone>(mut items: Vec<T>) -> OrdSet<T> {
+    items.sort_unstable();
+    items.dedup();
+    items.into_iter().collect()
+}
+
 impl Indexes {
+    /// Indexes `users` at once, into maps that hold no user yet: the same as
+    /// [`Indexes::index_user`] for each in turn, far cheaper for many.
+    pub(crate) fn index_users_in_bulk<'a>(&mut self, users: impl Iterator<Item = &'a User>) {
+        debug_assert!(self.user_names.is_empty() && self.user_external_ids.is_empty() && self.owned_users.is_empty());
+        let (mut names, mut external_ids, mut owned) = (Vec::new(), Vec::new(), Vec::new());
+        for user in users {
+            names.push((fold_case(&user.profile.user_name), user.id));
+            if let Some(external_id) = &user.external_id {
+                external_ids.push((external_id.clone(), user.id));
+            }
+            if let Some(key) = owned_key(&user.owner, user.external_id.as_ref()) {
+                owned.push((key, user.id));
+            }
+        }
+        self.user_names = map_in_bulk(names);
+        self.user_external_ids = set_in_bulk(external_ids);
+        self.owned_users = map_in_bulk(owned);
+    }
+
+    /// Indexes `groups` at once, into maps that hold no group yet: the same as
+    /// [`Indexes::index_group`] for each in turn.
+    pub(crate) fn index_groups_in_bulk<'a>(&mut self, groups: impl Iterator<Item = &'a Group>) {
+        debug_assert!(
+            self.group_names.is_empty() && self.group_external_ids.is_empty() && self.owned_groups.is_empty()
+        );
+        let (mut names, mut external_ids, mut owned) = (Vec::new(), Vec::new(), Vec::new());
+        for group in groups {
+            names.push((fold_case(&group.display_name), group.id));
+            if let Some(external_id) = &group.external_id {
+                external_ids.push((external_id.clone(), group.id));
+            }
+            if let Some(key) = owned_key(&group.owner, group.external_id.as_ref()) {
+                owned.push((key, group.id));
+            }
+        }
+        self.group_names = set_in_bulk(names);
+        self.group_external_ids = set_in_bulk(external_ids);
+        self.owned_groups = map_in_bulk(owned);
+    }
+
     /// Adds `user`'s entries.
     pub(crate) fn index_user(&mut self, user: &User) {
         self.user_names.insert(fold_case(&user.profile.user_name), user.id);

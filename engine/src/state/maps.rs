@@ -46,8 +46,9 @@ pub(crate) trait FoldMaps {
     /// returns those groups in id order.
     fn leave_all(&mut self, member: Member, seq: Seq, at: Timestamp) -> Vec<GroupId>;
 
-    /// The name, external-id and owner lookups.
-    fn indexes(&mut self) -> &mut Indexes;
+    /// The name, external-id and owner lookups, if this form keeps them as it folds; a full
+    /// replay builds them once, from what it ends with.
+    fn indexes(&mut self) -> Option<&mut Indexes>;
     /// The bindings.
     fn bindings(&mut self) -> &mut Bindings;
 }
@@ -169,8 +170,8 @@ impl FoldMaps for State {
         groups
     }
 
-    fn indexes(&mut self) -> &mut Indexes {
-        &mut self.indexes
+    fn indexes(&mut self) -> Option<&mut Indexes> {
+        Some(&mut self.indexes)
     }
 
     fn bindings(&mut self) -> &mut Bindings {

@@ -384,13 +384,13 @@ fn decode_users(section: VecDeque<Vec<u8>>, opener: &(dyn Opener + Sync)) -> Res
             let _ = chunks.send(chunk);
             Ok(())
         });
-        let mut state = State::default();
+        let mut users = Vec::new();
         for chunk in opened {
-            for user in chunk {
-                state.indexes.index_user(&user);
-                state.users.insert(user.id, Arc::new(user));
-            }
+            users.extend(chunk.into_iter().map(Arc::new));
         }
+        let mut state = State::default();
+        state.indexes.index_users_in_bulk(users.iter().map(|user| &**user));
+        state.users = users.into_iter().map(|user| (user.id, user)).collect();
         opener_thread
             .join()
             .unwrap_or_else(|_| Err(malformed("a decoding thread panicked")))?;
@@ -515,16 +515,14 @@ fn decode(
             let groups = sections.next_section()?;
             let members = sections.next_section()?;
             memberships = Some(scope.spawn(move || decode_memberships(&members)));
-            for group in items::<Group>(&groups) {
-                let group = group?;
-                state.indexes.index_group(&group);
-                state.groups.insert(
-                    group.id,
-                    GroupEntry {
-                        group: Arc::new(group),
-                        members: OrdSet::new(),
-                    },
-                );
+            let groups = items::<Group>(&groups).collect::<Result<Vec<Group>, _>>()?;
+            state.indexes.index_groups_in_bulk(groups.iter());
+            for group in groups {
+                let entry = GroupEntry {
+                    group: Arc::new(group),
+                    members: OrdSet::new(),
+                };
+                state.groups.insert(entry.group.id, entry);
             }
             for binding in items::<(ResourceRef, BindingGroups)>(&sections.next_section()?) {
                 let (resource, groups) = binding?;
