@@ -65,8 +65,8 @@ impl FlatState {
     }
 
     /// The persistent [`State`] with the same contents, its lookups built from the users and
-    /// groups at once (see `indexes.rs`). The users are built on a thread of their own while
-    /// the groups, their members and the members' lists are built here.
+    /// groups at once (see `indexes.rs`). The users, and half of the groups' member sets, are
+    /// built on threads of their own.
     pub fn freeze(self) -> State {
         let FlatState {
             seq,
@@ -94,19 +94,16 @@ impl FlatState {
                     indexes,
                 )
             });
-            let mut lists = Vec::new();
-            let mut entries = Vec::with_capacity(groups.len());
-            for (id, flat) in groups {
-                if !flat.groups.is_empty() {
-                    lists.push((Member::Group(id), Arc::new(flat.groups)));
-                }
-                let members: OrdSet<Member> = sorted(flat.members.into_iter().collect()).into_iter().collect();
-                let entry = GroupEntry {
-                    group: flat.group,
-                    members,
-                };
-                entries.push((id, entry));
-            }
+            // The member sets are most of the work: half of them on a thread of their own.
+            let mut groups: Vec<(GroupId, FlatGroup)> = groups.into_iter().collect();
+            let second_half = groups.split_off(groups.len() / 2);
+            let second_half = scope.spawn(move || group_entries(second_half));
+            let (mut entries, mut lists) = group_entries(groups);
+            let (more_entries, more_lists) = second_half
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            entries.extend(more_entries);
+            lists.extend(more_lists);
             let entries = sorted_by_key(entries);
             let mut indexes = Indexes::default();
             indexes.index_groups_in_bulk(entries.iter().map(|(_, entry)| &*entry.group));
@@ -151,6 +148,24 @@ impl FlatState {
 fn sorted<T: Ord>(mut items: Vec<T>) -> Vec<T> {
     items.sort_unstable();
     items
+}
+
+/// Groups' entries with their member sets, and the lists of the groups they are in.
+fn group_entries(groups: Vec<(GroupId, FlatGroup)>) -> (Vec<(GroupId, GroupEntry)>, Vec<(Member, GroupList)>) {
+    let mut lists = Vec::new();
+    let mut entries = Vec::with_capacity(groups.len());
+    for (id, flat) in groups {
+        if !flat.groups.is_empty() {
+            lists.push((Member::Group(id), Arc::new(flat.groups)));
+        }
+        let members: OrdSet<Member> = sorted(flat.members.into_iter().collect()).into_iter().collect();
+        let entry = GroupEntry {
+            group: flat.group,
+            members,
+        };
+        entries.push((id, entry));
+    }
+    (entries, lists)
 }
 
 /// `entries` in key order (keys are unique).
