@@ -150,8 +150,11 @@ fn sorted<T: Ord>(mut items: Vec<T>) -> Vec<T> {
     items
 }
 
+/// Groups' persistent entries, and the lists of the groups they are in.
+type GroupParts = (Vec<(GroupId, GroupEntry)>, Vec<(Member, GroupList)>);
+
 /// Groups' entries with their member sets, and the lists of the groups they are in.
-fn group_entries(groups: Vec<(GroupId, FlatGroup)>) -> (Vec<(GroupId, GroupEntry)>, Vec<(Member, GroupList)>) {
+fn group_entries(groups: Vec<(GroupId, FlatGroup)>) -> GroupParts {
     let mut lists = Vec::new();
     let mut entries = Vec::with_capacity(groups.len());
     for (id, flat) in groups {
