@@ -3,8 +3,9 @@
 //!
 //! Measures: cold start to the first query with a snapshot (open the log, load the snapshot
 //! with its history index, replay the tail, answer); full replay (read, chain check, decode,
-//! fold, index) from the first record, and where it spends its time (each stage alone, the fold
-//! by event type); members of a group at a random past moment, with p50 and p99; the offboarding
+//! fold, index) from the first record, and where it spends its time (each stage alone; the fold
+//! into a published state by event type, and into the plain maps of a full replay with their
+//! freezing); members of a group at a random past moment, with p50 and p99; the offboarding
 //! audit of a user (p50, p99); and the peak resident memory of a process that has loaded the
 //! tenant.
 //!

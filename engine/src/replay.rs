@@ -1,7 +1,11 @@
 //! Replay: reading a stretch of the log, checking its chain, decoding and folding it.
 //!
-//! Reading runs ahead of folding: the next page is read (on a blocking thread, by the store)
-//! while the current one is decoded and folded.
+//! Three things run at once: a task reads, chain-checks and decodes pages of records a few
+//! pages ahead; the fold folds them; and, when the history index is wanted, a blocking thread
+//! extends it from batches of what the fold reports. A replay from the empty state (a full
+//! replay: a tenant without a snapshot, `log verify`) folds into plain hash maps and freezes
+//! them into the persistent state at the end ([`FlatState`]); a replay onto a state (a tail
+//! after a snapshot or checkpoint) folds into that state.
 
 use std::sync::Arc;
 
