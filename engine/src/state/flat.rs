@@ -5,8 +5,10 @@
 //! need not pay for persistence: an insert into a persistent B-tree far larger than the cache
 //! is a chain of cache misses and copy-on-write checks, where a hash map takes one or two
 //! misses. The fold is the same code ([`super::apply::fold`] over [`FoldMaps`]); freezing
-//! builds the persistent maps from sorted runs, where their inserts are cheap. The lookups by
-//! name and the bindings change only with user, group and binding events and stay persistent.
+//! builds the persistent maps from sorted runs, where their inserts are cheap. The bindings
+//! change only with binding events and stay persistent; the lookups by name, external id and
+//! owner are not kept while folding, and freezing builds them at once from the users and groups
+//! (see `indexes.rs` for where that can differ from keeping them one change at a time).
 
 use std::sync::Arc;
 
