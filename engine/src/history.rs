@@ -41,7 +41,7 @@ pub struct MembershipInterval {
 /// What a run of consecutive records changed, for [`History::record_batch`]: kept flat, so
 /// that a batch costs a few allocations however many records it holds.
 #[derive(Clone, Debug, Default)]
-pub struct EffectsBatch {
+pub(crate) struct EffectsBatch {
     /// Each record with the ends of its parts in the two lists below.
     records: Vec<(Seq, Timestamp, usize, usize)>,
     memberships: Vec<(GroupId, Member, bool)>,
@@ -50,7 +50,7 @@ pub struct EffectsBatch {
 
 impl EffectsBatch {
     /// Adds the record at `seq` and what folding it changed.
-    pub fn push(&mut self, seq: Seq, recorded_at: Timestamp, effects: &Effects) {
+    pub(crate) fn push(&mut self, seq: Seq, recorded_at: Timestamp, effects: &Effects) {
         self.memberships.extend_from_slice(&effects.memberships);
         self.touched.extend_from_slice(&effects.touched);
         self.records
@@ -58,12 +58,12 @@ impl EffectsBatch {
     }
 
     /// How many records it holds.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.records.len()
     }
 
     /// Whether it holds no record.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.records.is_empty()
     }
 }
@@ -101,7 +101,7 @@ impl History {
     }
 
     /// Adds every record of `batch`, in order; the first must be the next one.
-    pub fn record_batch(&mut self, batch: &EffectsBatch) {
+    pub(crate) fn record_batch(&mut self, batch: &EffectsBatch) {
         let (mut memberships, mut touched) = (0, 0);
         for &(seq, recorded_at, memberships_end, touched_end) in &batch.records {
             self.record_parts(
