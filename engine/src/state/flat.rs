@@ -12,10 +12,10 @@
 
 use std::sync::Arc;
 
-use imbl::{OrdMap, OrdSet};
+use imbl::OrdMap;
 
 use super::apply::{Effects, fold};
-use super::indexes::{Bindings, Indexes};
+use super::indexes::{Bindings, Indexes, set_in_bulk};
 use super::maps::{FoldMaps, bump};
 use super::{GroupEntry, GroupList, State};
 use crate::event::LoggedEvent;
@@ -146,12 +146,6 @@ impl FlatState {
     }
 }
 
-/// `items` in order (keys are unique, so the unstable sort is deterministic).
-fn sorted<T: Ord>(mut items: Vec<T>) -> Vec<T> {
-    items.sort_unstable();
-    items
-}
-
 /// Groups' persistent entries, and the lists of the groups they are in.
 type GroupParts = (Vec<(GroupId, GroupEntry)>, Vec<(Member, GroupList)>);
 
@@ -163,7 +157,7 @@ fn group_entries(groups: Vec<(GroupId, FlatGroup)>) -> GroupParts {
         if !flat.groups.is_empty() {
             lists.push((Member::Group(id), Arc::new(flat.groups)));
         }
-        let members: OrdSet<Member> = sorted(flat.members.into_iter().collect()).into_iter().collect();
+        let members = set_in_bulk(flat.members.into_iter().collect());
         let entry = GroupEntry {
             group: flat.group,
             members,
@@ -232,7 +226,8 @@ impl FoldMaps for FlatState {
     fn take_group(&mut self, id: GroupId) -> Option<(Arc<Group>, Vec<Member>)> {
         let old = self.groups.remove(&id)?;
         debug_assert!(old.groups.is_empty(), "a group leaves its groups before it goes");
-        let members = sorted(old.members.into_iter().collect());
+        let mut members: Vec<Member> = old.members.into_iter().collect();
+        members.sort_unstable();
         for member in &members {
             self.leave_group(*member, id);
         }
@@ -267,15 +262,8 @@ impl FoldMaps for FlatState {
         true
     }
 
-    fn leave_all(&mut self, member: Member, seq: Seq, at: Timestamp) -> Vec<GroupId> {
-        let groups = self.groups_of_mut(member).map(std::mem::take).unwrap_or_default();
-        for group in &groups {
-            if let Some(entry) = self.groups.get_mut(group) {
-                entry.members.remove(&member);
-                bump(&mut entry.group, seq, at);
-            }
-        }
-        groups
+    fn take_groups_of(&mut self, member: Member) -> Vec<GroupId> {
+        self.groups_of_mut(member).map(std::mem::take).unwrap_or_default()
     }
 
     fn indexes(&mut self) -> Option<&mut Indexes> {

@@ -56,7 +56,7 @@ fn map_in_bulk<K: Ord + Clone, V: Clone>(mut entries: Vec<(K, V)>) -> OrdMap<K, 
 }
 
 /// A persistent set of `items`, built from sorted items (see [`map_in_bulk`]).
-fn set_in_bulk<T: Ord + Clone>(mut items: Vec<T>) -> OrdSet<T> {
+pub(super) fn set_in_bulk<T: Ord + Clone>(mut items: Vec<T>) -> OrdSet<T> {
     items.sort_unstable();
     items.dedup();
     items.into_iter().collect()

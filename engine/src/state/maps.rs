@@ -42,9 +42,20 @@ pub(crate) trait FoldMaps {
     /// Ends `member`'s direct membership of `group` at `seq`, marking the group changed; false
     /// if there was none.
     fn remove_member(&mut self, group: GroupId, member: Member, seq: Seq, at: Timestamp) -> bool;
+    /// Removes and returns the list of groups `member` is directly in, in id order (the
+    /// groups' member sets are left as they are).
+    fn take_groups_of(&mut self, member: Member) -> Vec<GroupId>;
+
     /// Removes `member` from every group it is directly in at `seq`, marking each changed;
     /// returns those groups in id order.
-    fn leave_all(&mut self, member: Member, seq: Seq, at: Timestamp) -> Vec<GroupId>;
+    fn leave_all(&mut self, member: Member, seq: Seq, at: Timestamp) -> Vec<GroupId> {
+        let groups = self.take_groups_of(member);
+        for &group in &groups {
+            // The member's list is gone already: this changes the group's side only.
+            self.remove_member(group, member, seq, at);
+        }
+        groups
+    }
 
     /// The name, external-id and owner lookups, if this form keeps them as it folds; a full
     /// replay builds them once, from what it ends with.
@@ -159,15 +170,8 @@ impl FoldMaps for State {
         true
     }
 
-    fn leave_all(&mut self, member: Member, seq: Seq, at: Timestamp) -> Vec<GroupId> {
-        let groups = Arc::unwrap_or_clone(self.member_of.remove(&member).unwrap_or_default());
-        for group in &groups {
-            if let Some(entry) = self.groups.get_mut(group) {
-                entry.members.remove(&member);
-                bump(&mut entry.group, seq, at);
-            }
-        }
-        groups
+    fn take_groups_of(&mut self, member: Member) -> Vec<GroupId> {
+        Arc::unwrap_or_clone(self.member_of.remove(&member).unwrap_or_default())
     }
 
     fn indexes(&mut self) -> Option<&mut Indexes> {
