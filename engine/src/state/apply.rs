@@ -203,11 +203,7 @@ pub(crate) fn fold(maps: &mut impl FoldMaps, logged: &LoggedEvent, opener: &dyn 
         }
         Event::MembersAdded { group, members } => {
             for member in members {
-                let exists = match member {
-                    Member::User(user) => maps.user(*user).is_some(),
-                    Member::Group(nested) => nested != group && maps.group(*nested).is_some(),
-                };
-                if exists && maps.add_member(*group, *member, seq, at) {
+                if maps.add_member(*group, *member, seq, at) {
                     effects.memberships.push((*group, *member, true));
                 }
             }

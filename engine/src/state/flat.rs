@@ -235,16 +235,32 @@ impl FoldMaps for FlatState {
     }
 
     fn add_member(&mut self, group: GroupId, member: Member, seq: Seq, at: Timestamp) -> bool {
-        let Some(entry) = self.groups.get_mut(&group) else {
-            return false;
+        // One lookup of the member finds that it exists and its list.
+        let (entry, list) = match member {
+            Member::User(id) => {
+                let Some(user) = self.users.get_mut(&id) else {
+                    return false;
+                };
+                let Some(entry) = self.groups.get_mut(&group) else {
+                    return false;
+                };
+                (entry, &mut user.groups)
+            }
+            Member::Group(id) => {
+                if id == group {
+                    return false;
+                }
+                let [Some(entry), Some(nested)] = self.groups.get_disjoint_mut([&group, &id]) else {
+                    return false;
+                };
+                (entry, &mut nested.groups)
+            }
         };
         if !entry.members.insert(member) {
             return false;
         }
         bump(&mut entry.group, seq, at);
-        if let Some(list) = self.groups_of_mut(member)
-            && let Err(at) = list.binary_search(&group)
-        {
+        if let Err(at) = list.binary_search(&group) {
             list.insert(at, group);
         }
         true

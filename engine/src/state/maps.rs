@@ -36,8 +36,8 @@ pub(crate) trait FoldMaps {
     fn take_group(&mut self, id: GroupId) -> Option<(Arc<Group>, Vec<Member>)>;
 
     /// Makes `member` a direct member of `group` at `seq` if it is not already, marking the
-    /// group changed; false if it was, or if there is no such group. Whether `member` exists
-    /// is the caller's to check.
+    /// group changed; false if it was, if either does not exist, or if `member` is `group`
+    /// itself.
     fn add_member(&mut self, group: GroupId, member: Member, seq: Seq, at: Timestamp) -> bool;
     /// Ends `member`'s direct membership of `group` at `seq`, marking the group changed; false
     /// if there was none.
@@ -147,6 +147,9 @@ impl FoldMaps for State {
     }
 
     fn add_member(&mut self, group: GroupId, member: Member, seq: Seq, at: Timestamp) -> bool {
+        if member == Member::Group(group) || !self.member_exists(member) {
+            return false;
+        }
         let Some(entry) = self.groups.get_mut(&group) else {
             return false;
         };
