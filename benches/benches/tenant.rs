@@ -2,12 +2,12 @@
 //! `idpsync dev seed --users 100000 --groups 5000 --memberships 1000000 --seed 1`.
 //!
 //! Measures: cold start to the first query with a snapshot (open the log, load the snapshot
-//! with its history index, replay the tail, answer); full replay (read, chain check, decode,
-//! fold, index) from the first record, and where it spends its time (each stage alone; the fold
-//! into a published state by event type, and into the plain maps of a full replay with their
-//! freezing); members of a group at a random past moment, with p50 and p99; the offboarding
-//! audit of a user (p50, p99); and the peak resident memory of a process that has loaded the
-//! tenant.
+//! with its history index, replay the tail, answer); full replay from the first record (read,
+//! chain check, decode, fold), with and without building the history index beside the state,
+//! and where it spends its time (each stage alone; the fold into a published state by event
+//! type, and into the plain maps of a full replay with their freezing); members of a group at
+//! a random past moment, with p50 and p99; the offboarding audit of a user (p50, p99); and the
+//! peak resident memory of a process that has loaded the tenant.
 //!
 //! Run: `cargo bench -p idpsync-benches --bench tenant`. The first run seeds the tenant into
 //! `target/bench-data/` (about half a minute) and later runs reuse it. "Cold" means a new
@@ -26,7 +26,7 @@ use idpsync::audit::{AuditSources, BindingLog, audit_user};
 use idpsync::workload::{WorkloadSpec, run as seed};
 use idpsync_engine::event::{LoggedEvent, decode_record};
 use idpsync_engine::ids::{GroupId, Seq, Timestamp, UserId};
-use idpsync_engine::replay::{REPLAY_PAGE_LEN, replay_recording};
+use idpsync_engine::replay::{REPLAY_PAGE_LEN, replay, replay_recording};
 use idpsync_engine::seal::Keyring;
 use idpsync_engine::state::{Effects, FlatState, encode_snapshot};
 use idpsync_engine::{Engine, History, State, TenantSettings};
@@ -138,6 +138,23 @@ fn full_replay(c: &mut Criterion, runtime: &tokio::runtime::Runtime, dir: &Path)
                         &mut history,
                         head,
                     ))
+                    .unwrap();
+                total += started.elapsed();
+                assert_eq!(state.seq(), head);
+            }
+            total
+        });
+    });
+    // The same without the history index: only what the target names (decode, chain check,
+    // fold), as a replay for a point-in-time state does it.
+    group.bench_function("full_replay_decode_chain_fold_no_history_index", |b| {
+        b.iter_custom(|iterations| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iterations {
+                let mut state = State::new();
+                let started = Instant::now();
+                runtime
+                    .block_on(replay(&store, &tenant, &keyring, &mut state, head))
                     .unwrap();
                 total += started.elapsed();
                 assert_eq!(state.seq(), head);
