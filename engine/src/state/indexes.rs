@@ -62,21 +62,43 @@ pub(super) fn set_in_bulk<T: Ord + Clone>(mut items: Vec<T>) -> OrdSet<T> {
     items.into_iter().collect()
 }
 
+/// Entries of the name, external-id and owner lookups: (case-folded name, id), (external id,
+/// id), ((integration, external id), id).
+type LookupEntries<Id> = (
+    Vec<(String, Id)>,
+    Vec<(String, Id)>,
+    Vec<((IntegrationName, String), Id)>,
+);
+
+/// The lookup entries of users or groups given as (id, name, external id, owner), in the
+/// order given.
+fn lookup_entries<'a, Id>(
+    records: impl Iterator<Item = (Id, &'a String, Option<&'a String>, &'a Owner)>,
+) -> LookupEntries<Id>
+where
+    Id: Copy,
+{
+    let (mut names, mut external_ids, mut owned) = (Vec::new(), Vec::new(), Vec::new());
+    for (id, name, external_id, owner) in records {
+        names.push((fold_case(name), id));
+        if let Some(external_id) = external_id {
+            external_ids.push((external_id.clone(), id));
+        }
+        if let Some(key) = owned_key(owner, external_id) {
+            owned.push((key, id));
+        }
+    }
+    (names, external_ids, owned)
+}
+
 impl Indexes {
     /// Indexes `users` at once, into maps that hold no user yet: the same as
     /// [`Indexes::index_user`] for each in turn, far cheaper for many.
     pub(crate) fn index_users_in_bulk<'a>(&mut self, users: impl Iterator<Item = &'a User>) {
         debug_assert!(self.user_names.is_empty() && self.user_external_ids.is_empty() && self.owned_users.is_empty());
-        let (mut names, mut external_ids, mut owned) = (Vec::new(), Vec::new(), Vec::new());
-        for user in users {
-            names.push((fold_case(&user.profile.user_name), user.id));
-            if let Some(external_id) = &user.external_id {
-                external_ids.push((external_id.clone(), user.id));
-            }
-            if let Some(key) = owned_key(&user.owner, user.external_id.as_ref()) {
-                owned.push((key, user.id));
-            }
-        }
+        let (names, external_ids, owned) = lookup_entries(
+            users.map(|user| (user.id, &user.profile.user_name, user.external_id.as_ref(), &user.owner)),
+        );
         self.user_names = map_in_bulk(names);
         self.user_external_ids = set_in_bulk(external_ids);
         self.owned_users = map_in_bulk(owned);
@@ -88,16 +110,9 @@ impl Indexes {
         debug_assert!(
             self.group_names.is_empty() && self.group_external_ids.is_empty() && self.owned_groups.is_empty()
         );
-        let (mut names, mut external_ids, mut owned) = (Vec::new(), Vec::new(), Vec::new());
-        for group in groups {
-            names.push((fold_case(&group.display_name), group.id));
-            if let Some(external_id) = &group.external_id {
-                external_ids.push((external_id.clone(), group.id));
-            }
-            if let Some(key) = owned_key(&group.owner, group.external_id.as_ref()) {
-                owned.push((key, group.id));
-            }
-        }
+        let (names, external_ids, owned) = lookup_entries(
+            groups.map(|group| (group.id, &group.display_name, group.external_id.as_ref(), &group.owner)),
+        );
         self.group_names = set_in_bulk(names);
         self.group_external_ids = set_in_bulk(external_ids);
         self.owned_groups = map_in_bulk(owned);
