@@ -680,3 +680,41 @@ async fn discovery_is_public_and_describes_what_the_server_does() {
     anonymous.get("/Users").await.expect(401);
     server.stop().await;
 }
+
+/// Hardening issue, must-fix 1: the first requests of a new tenant's first provisioning cycle
+/// arrive together; before each tenant had one opening, several of them started a writer each
+/// and the tenant's writes failed until a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn fifty_first_requests_at_once_open_a_new_tenant_once_and_its_writes_succeed() {
+    let server = TestServer::start().await;
+    let client = server.client("brand-new");
+    let firsts: Vec<_> = (0..50)
+        .map(|n| {
+            let client = client.clone();
+            tokio::spawn(async move {
+                let body =
+                    json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": format!("first{n}")});
+                client.post("/Users", &body).await.expect(201);
+            })
+        })
+        .collect();
+    for first in firsts {
+        first.await.unwrap();
+    }
+    let writers: Vec<_> = (0..50)
+        .map(|caller| {
+            let client = client.clone();
+            tokio::spawn(async move {
+                for n in 0..20 {
+                    let body = json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": format!("c{caller}u{n}")});
+                    client.post("/Users", &body).await.expect(201);
+                }
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    assert_eq!(server.events("brand-new").await.len(), 1_050);
+    server.stop().await;
+}

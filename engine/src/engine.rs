@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
 use idpsync_storage::{LogStore, Seq, TenantId};
+use tokio::sync::OnceCell;
 
 use crate::error::EngineError;
 use crate::ids::UserId;
@@ -15,7 +16,9 @@ use crate::tenant::{Tenant, TenantSettings};
 pub struct Engine {
     store: Arc<dyn LogStore>,
     settings: TenantSettings,
-    tenants: RwLock<BTreeMap<TenantId, Arc<Tenant>>>,
+    /// One slot per tenant, filled once by whichever caller opens it first; every other caller
+    /// waits for that opening, so a tenant never has two writers.
+    tenants: RwLock<BTreeMap<TenantId, Arc<OnceCell<Arc<Tenant>>>>>,
 }
 
 impl Engine {
@@ -30,8 +33,14 @@ impl Engine {
             settings,
             tenants: RwLock::new(BTreeMap::new()),
         };
-        for tenant in engine.store.tenants().await? {
-            engine.load(tenant).await?;
+        for id in engine.store.tenants().await? {
+            let tenant = engine.load(id.clone()).await?;
+            let slot = Arc::new(OnceCell::new_with(Some(tenant)));
+            engine
+                .tenants
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(id, slot);
         }
         Ok(engine)
     }
@@ -71,16 +80,32 @@ impl Engine {
         for user in leftover {
             crate::tenant::destroy_key(&tenant, user).await;
         }
-        self.tenants
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(id, Arc::clone(&tenant));
         Ok(tenant)
     }
 
-    /// A tenant, if it exists.
+    /// The tenant's slot, added empty if the tenant has none yet.
+    fn slot(&self, id: &TenantId) -> Arc<OnceCell<Arc<Tenant>>> {
+        if let Some(slot) = self.tenants.read().unwrap_or_else(|p| p.into_inner()).get(id) {
+            return Arc::clone(slot);
+        }
+        let mut tenants = self.tenants.write().unwrap_or_else(|p| p.into_inner());
+        Arc::clone(tenants.entry(id.clone()).or_default())
+    }
+
+    /// Every opened tenant, in id order.
+    fn opened(&self) -> impl Iterator<Item = (TenantId, Arc<Tenant>)> {
+        let tenants = self.tenants.read().unwrap_or_else(|p| p.into_inner());
+        let opened: Vec<_> = tenants
+            .iter()
+            .filter_map(|(id, slot)| Some((id.clone(), Arc::clone(slot.get()?))))
+            .collect();
+        opened.into_iter()
+    }
+
+    /// A tenant, if it exists and is open.
     pub fn tenant(&self, id: &TenantId) -> Option<Arc<Tenant>> {
-        self.tenants.read().unwrap_or_else(|p| p.into_inner()).get(id).cloned()
+        let tenants = self.tenants.read().unwrap_or_else(|p| p.into_inner());
+        tenants.get(id)?.get().cloned()
     }
 
     /// A tenant, or [`EngineError::UnknownTenant`].
@@ -89,22 +114,26 @@ impl Engine {
     }
 
     /// A tenant, created empty if it does not exist.
+    ///
+    /// Callers that ask for the same new tenant at once all wait for one opening and get the
+    /// same tenant; if the opening fails, the next call tries again.
     pub async fn ensure_tenant(&self, id: &TenantId) -> Result<Arc<Tenant>, EngineError> {
         if let Some(tenant) = self.tenant(id) {
             return Ok(tenant);
         }
-        self.store.ensure_tenant(id).await?;
-        self.load(id.clone()).await
+        let slot = self.slot(id);
+        let tenant = slot
+            .get_or_try_init(|| async {
+                self.store.ensure_tenant(id).await?;
+                self.load(id.clone()).await
+            })
+            .await?;
+        Ok(Arc::clone(tenant))
     }
 
-    /// Every tenant's name.
+    /// Every open tenant's name.
     pub fn tenant_ids(&self) -> Vec<TenantId> {
-        self.tenants
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .keys()
-            .cloned()
-            .collect()
+        self.opened().map(|(id, _)| id).collect()
     }
 
     /// The log store underneath.
@@ -114,25 +143,13 @@ impl Engine {
 
     /// Stops every writer after the commands already queued, writing final snapshots.
     pub async fn shutdown(&self) {
-        let tenants: Vec<Arc<Tenant>> = self
-            .tenants
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .cloned()
-            .collect();
-        for tenant in tenants {
+        for (_, tenant) in self.opened() {
             tenant.shutdown().await;
         }
     }
 
     /// The head of every tenant, for status output.
     pub fn heads(&self) -> Vec<(TenantId, Seq)> {
-        self.tenants
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .map(|(id, tenant)| (id.clone(), tenant.state().seq()))
-            .collect()
+        self.opened().map(|(id, tenant)| (id, tenant.state().seq())).collect()
     }
 }
