@@ -18,7 +18,8 @@ use crate::access::{Grant, GrantFilter, ancestors, effective_users, grants_match
 use crate::event::{Event, LoggedEvent};
 use crate::ids::{GroupId, Member, Seq, Timestamp, UserId};
 use crate::model::{BindingRole, ResourceRef};
-use crate::state::State;
+use crate::seal::Opener;
+use crate::state::{Effects, State};
 
 /// Whether access began or ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -124,6 +125,17 @@ fn affected(state: &State, event: &Event) -> (BTreeSet<UserId>, GrantFilter) {
         | Event::ReconcileHeld { .. }
         | Event::UserErased { .. } => nobody(),
     }
+}
+
+/// Folds `event` into `state` and projects it: what the fold changed (for the history index)
+/// and the access it granted or revoked. The one way every folding path (the writer, a change
+/// stream catching up from the log, the audit) turns an event into access changes, so that
+/// none can drift from another.
+pub fn fold_and_project(state: &mut State, event: &LoggedEvent, opener: &dyn Opener) -> (Effects, Vec<AccessChange>) {
+    let pending = begin(state, &event.envelope.event);
+    let effects = state.apply_mut(event, opener);
+    let access = finish(pending, state, event);
+    (effects, access)
 }
 
 /// Notes, before `event` is applied to `state`, what it may change.

@@ -69,10 +69,9 @@ impl Harness {
                 event_id: EventId(Uuid::from_u128(seq.0 as u128)),
                 envelope,
             };
-            let pending = projector::begin(&self.state, &logged.envelope.event);
-            let effects = self.state.apply_mut(&logged, &WithoutKeys);
+            let (effects, access) = projector::fold_and_project(&mut self.state, &logged, &WithoutKeys);
             self.history.record(seq, logged.recorded_at, &effects);
-            self.access.extend(projector::finish(pending, &self.state, &logged));
+            self.access.extend(access);
             events.push(logged.envelope.event.clone());
             self.log.push(logged);
         }

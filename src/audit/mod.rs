@@ -399,10 +399,8 @@ pub async fn audit_user(tenant: &Tenant, user: UserId, sources: &AuditSources<'_
     let mut last_known: Option<Arc<idpsync_engine::model::User>> = None;
     let keyring = tenant.keyring();
     for (event, chain) in &events {
-        let pending = projector::begin(&state, &event.envelope.event);
         let names_before = state.clone();
-        let effects = state.apply_mut(event, &**keyring);
-        let access = projector::finish(pending, &state, event);
+        let (effects, access) = projector::fold_and_project(&mut state, event, &**keyring);
         let door = Door::of(event, sources.token_names);
         let received = door.received_at();
         let step = |kind: StepKind, latency_us: Option<i64>| Step {

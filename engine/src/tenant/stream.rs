@@ -120,9 +120,7 @@ impl ChangeStream {
             &mut state,
             to,
             |state, event, chain| {
-                let pending = projector::begin(state, &event.envelope.event);
-                state.apply_mut(&event, &*self.tenant.keyring);
-                let access = projector::finish(pending, state, &event);
+                let (_, access) = projector::fold_and_project(state, &event, &*self.tenant.keyring);
                 items.push(Arc::new(Applied { event, chain, access }));
             },
         )

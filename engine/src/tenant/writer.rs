@@ -431,12 +431,12 @@ impl Writer {
             event_id: EventId::new(),
             envelope,
         };
-        let pending = projector::begin(&self.state, &event.envelope.event);
-        let effects = match &plaintext {
-            Some((user, profile)) => self.state.apply_mut(&event, &JustSealed { user: *user, profile }),
-            None => self.state.apply_mut(&event, &*self.tenant.keyring),
+        let (effects, access) = match &plaintext {
+            Some((user, profile)) => {
+                projector::fold_and_project(&mut self.state, &event, &JustSealed { user: *user, profile })
+            }
+            None => projector::fold_and_project(&mut self.state, &event, &*self.tenant.keyring),
         };
-        let access = projector::finish(pending, &self.state, &event);
         batch.effects.push(effects);
         batch.records.push(NewRecord {
             recorded_at,
