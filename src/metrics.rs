@@ -10,6 +10,7 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request};
+use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, PrometheusHandle};
@@ -73,15 +74,30 @@ pub fn scim_route(path: &str) -> &'static str {
     }
 }
 
+/// The method label: one of the methods the service answers, or `other`, so that a client
+/// inventing methods cannot grow the metrics without bound.
+pub fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
+
 /// Middleware around the SCIM router: `idpsync_scim_requests_total{route, method, status}`
 /// and `idpsync_scim_request_seconds{route, method}`.
 pub async fn track_scim(request: Request, next: Next) -> Response {
     let route = scim_route(request.uri().path());
-    let method = request.method().to_string();
+    let method = method_label(request.method());
     let started = Instant::now();
     let response = next.run(request).await;
     let status = response.status().as_u16().to_string();
-    metrics::counter!("idpsync_scim_requests_total", "route" => route, "method" => method.clone(), "status" => status)
+    metrics::counter!("idpsync_scim_requests_total", "route" => route, "method" => method, "status" => status)
         .increment(1);
     metrics::histogram!("idpsync_scim_request_seconds", "route" => route, "method" => method).record(started.elapsed());
     response
@@ -94,11 +110,11 @@ pub async fn track_api(request: Request, next: Next) -> Response {
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "other".to_owned(), |path| path.as_str().to_owned());
-    let method = request.method().to_string();
+    let method = method_label(request.method());
     let started = Instant::now();
     let response = next.run(request).await;
     let status = response.status().as_u16().to_string();
-    metrics::counter!("idpsync_api_requests_total", "route" => route.clone(), "method" => method.clone(), "status" => status)
+    metrics::counter!("idpsync_api_requests_total", "route" => route.clone(), "method" => method, "status" => status)
         .increment(1);
     metrics::histogram!("idpsync_api_request_seconds", "route" => route, "method" => method).record(started.elapsed());
     response

@@ -698,3 +698,37 @@ async fn metrics_count_requests_appends_and_streams() {
     assert!(has("idpsync_scim_request_seconds_bucket"), "{text}");
     service.stop().await;
 }
+
+/// Hardening issue, must-fix 8: the method label was the request's method as sent, so a client
+/// inventing methods grew the metrics without bound; every label now has a fixed set of values.
+#[tokio::test]
+async fn metrics_labels_stay_bounded_whatever_methods_and_paths_clients_send() {
+    let service = Service::start().await;
+    let http = reqwest::Client::new();
+    for n in 0..20 {
+        let method = reqwest::Method::from_bytes(format!("INVENTED{n}").as_bytes()).unwrap();
+        for path in [
+            format!("/scim/v2/Users/{n}"),
+            format!("/scim/v2/nowhere{n}/x"),
+            format!("/api/v1/tenants/acme/nowhere{n}"),
+        ] {
+            http.request(method.clone(), format!("{}{path}", service.origin))
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+    let text = reqwest::get(format!("{}/metrics", service.origin))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!text.contains("INVENTED"), "{text}");
+    assert!(!text.contains("nowhere"), "{text}");
+    assert!(
+        text.contains("idpsync_scim_requests_total{route=\"/Users/{id}\",method=\"other\""),
+        "{text}"
+    );
+    service.stop().await;
+}
