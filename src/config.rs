@@ -37,6 +37,59 @@ pub struct Config {
     /// When `serve` signs checkpoints.
     #[serde(default)]
     pub checkpoints: CheckpointsConfig,
+    /// What one client may hold of the HTTP server.
+    #[serde(default)]
+    pub http: HttpConfig,
+}
+
+/// `[http]`: timeouts, the connection cap and requests in progress per token.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Once a request head starts arriving, all of it must arrive within this (`10s`).
+    #[serde(with = "humantime_serde_duration")]
+    pub header_read_timeout: std::time::Duration,
+    /// Once a head is in, the body must arrive in full within this (`30s`).
+    #[serde(with = "humantime_serde_duration")]
+    pub request_body_timeout: std::time::Duration,
+    /// A connection with no request in progress is closed after this long without data (`60s`).
+    #[serde(with = "humantime_serde_duration")]
+    pub idle_timeout: std::time::Duration,
+    /// The most connections open at once.
+    pub connections_max: usize,
+    /// The most requests one token may have in progress at once.
+    pub per_token_concurrency: usize,
+    /// How long a request beyond that waits before it is answered 429 (`5s`).
+    #[serde(with = "humantime_serde_duration")]
+    pub per_token_queue_wait: std::time::Duration,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        let limits = crate::server::HttpLimits::default();
+        HttpConfig {
+            header_read_timeout: limits.header_read_timeout,
+            request_body_timeout: limits.request_body_timeout,
+            idle_timeout: limits.idle_timeout,
+            connections_max: limits.connections_max,
+            per_token_concurrency: limits.per_token_concurrency,
+            per_token_queue_wait: limits.per_token_queue_wait,
+        }
+    }
+}
+
+impl HttpConfig {
+    /// The server's limits.
+    pub fn limits(&self) -> crate::server::HttpLimits {
+        crate::server::HttpLimits {
+            header_read_timeout: self.header_read_timeout,
+            request_body_timeout: self.request_body_timeout,
+            idle_timeout: self.idle_timeout,
+            connections_max: self.connections_max,
+            per_token_concurrency: self.per_token_concurrency,
+            per_token_queue_wait: self.per_token_queue_wait,
+        }
+    }
 }
 
 /// `[checkpoints]`: sign one per tenant every `every_events` records or every `every`,
@@ -199,8 +252,15 @@ impl Config {
                 }
             }
         }
-        if config.checkpoints.every.is_zero() {
-            return Err("checkpoints.every must be longer than zero".to_owned());
+        for (key, value) in [
+            ("checkpoints.every", config.checkpoints.every),
+            ("http.header_read_timeout", config.http.header_read_timeout),
+            ("http.request_body_timeout", config.http.request_body_timeout),
+            ("http.idle_timeout", config.http.idle_timeout),
+        ] {
+            if value.is_zero() {
+                return Err(format!("{key} must be longer than zero"));
+            }
         }
         if config.engine.snapshots_kept == 0 {
             return Err("engine.snapshots_kept must be at least 1".to_owned());
@@ -209,6 +269,8 @@ impl Config {
             ("engine.snapshot_every", config.engine.snapshot_every),
             ("engine.checkpoint_every", config.engine.checkpoint_every),
             ("checkpoints.every_events", config.checkpoints.every_events),
+            ("http.connections_max", config.http.connections_max as u64),
+            ("http.per_token_concurrency", config.http.per_token_concurrency as u64),
         ] {
             if value == 0 {
                 return Err(format!("{key} must be at least 1"));
@@ -254,6 +316,9 @@ mod tests {
             [checkpoints]
             every_events = 5000
             every = "90s"
+            [http]
+            idle_timeout = "2m"
+            connections_max = 100
             [[tenant]]
             id = "acme"
             "#,
@@ -262,6 +327,13 @@ mod tests {
         assert_eq!(config.tenants[0].id.as_str(), "acme");
         assert_eq!(config.checkpoints.every_events, 5000);
         assert_eq!(config.checkpoints.every, std::time::Duration::from_secs(90));
+        let limits = config.http.limits();
+        assert_eq!(limits.idle_timeout, std::time::Duration::from_secs(120));
+        assert_eq!(limits.connections_max, 100);
+        assert_eq!(
+            limits.header_read_timeout,
+            crate::server::HttpLimits::default().header_read_timeout
+        );
         let settings = config.tenant_settings();
         assert_eq!(settings.snapshot_every, 5000);
         assert_eq!(settings.policy.hold_above_permille, 50);
@@ -278,6 +350,11 @@ mod tests {
             Config::parse("[engine]\nhold_above_percent = 150")
                 .unwrap_err()
                 .contains("between 0 and 100")
+        );
+        assert!(
+            Config::parse("[http]\nidle_timeout = \"0s\"")
+                .unwrap_err()
+                .contains("http.idle_timeout must be longer than zero")
         );
         assert!(
             Config::parse("[engine]\nsnapshot_every = 0")

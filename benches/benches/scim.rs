@@ -186,7 +186,11 @@ fn router_reads(c: &mut Criterion) {
     let engine = Arc::new(engine);
     let dir = tempfile::tempdir().unwrap();
     let (authenticator, secret) = token(dir.path());
-    let service = idpsync::server::router(Arc::clone(&engine), authenticator.clone());
+    let service = idpsync::server::router(
+        Arc::clone(&engine),
+        authenticator.clone(),
+        &idpsync::server::HttpLimits::default(),
+    );
     // The SCIM router alone, without the service's request metrics.
     let scim_alone = axum::Router::new().nest(
         idpsync::server::SCIM_MOUNT,

@@ -88,6 +88,15 @@ pub enum Error {
     /// 413: the body or the bulk request is larger than advertised.
     #[error("{0}")]
     TooLarge(String),
+    /// 429: the token has as many requests in progress as it may; try again after
+    /// `retry_after_seconds`.
+    #[error("{detail}")]
+    TooManyRequests {
+        /// What limit was reached, for the client.
+        detail: String,
+        /// The `Retry-After` header's value.
+        retry_after_seconds: u32,
+    },
     /// 501: an endpoint this server does not implement.
     #[error("{0}")]
     NotImplemented(String),
@@ -148,6 +157,7 @@ impl Error {
             Error::Conflict(_) => StatusCode::CONFLICT,
             Error::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             Error::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Error::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             Error::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -208,6 +218,12 @@ impl IntoResponse for Error {
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static(r#"Bearer realm="scim""#),
             );
+        }
+        if let Error::TooManyRequests {
+            retry_after_seconds, ..
+        } = &self
+        {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_seconds));
         }
         if let Error::Internal(cause) = self {
             response.extensions_mut().insert(InternalFailure(cause.into()));

@@ -21,6 +21,8 @@ pub struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
+    /// A `Retry-After` header, in seconds, for errors that pass.
+    retry_after_seconds: Option<u32>,
 }
 
 /// The cause of a 500, for the logging middleware.
@@ -34,7 +36,14 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            retry_after_seconds: None,
         }
+    }
+
+    /// The same error, telling the client to try again after this many seconds.
+    pub fn retry_after(mut self, seconds: u32) -> ApiError {
+        self.retry_after_seconds = Some(seconds);
+        self
     }
 
     /// 400: the request is malformed.
@@ -50,6 +59,12 @@ impl ApiError {
     /// 401: no valid admin token.
     pub fn unauthorized(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+    }
+
+    /// 429: the token has as many requests in progress as it may; the response says when to
+    /// try again.
+    pub fn too_many_requests(message: impl Into<String>, retry_after_seconds: u32) -> ApiError {
+        ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too_many_requests", message).retry_after(retry_after_seconds)
     }
 
     /// 500: a failure that is not the caller's; `cause` is logged, not returned.
@@ -94,6 +109,11 @@ impl IntoResponse for ApiError {
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static("Bearer realm=\"idpsync\", error=\"invalid_token\""),
             );
+        }
+        if let Some(seconds) = self.retry_after_seconds {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         if internal {
             response.extensions_mut().insert(InternalCause(self.message));

@@ -118,6 +118,11 @@ impl ApiState {
         })
     }
 
+    /// The authenticator of the API's admin tokens.
+    pub(crate) fn authenticator(&self) -> Arc<dyn Authenticator> {
+        Arc::clone(&self.inner.authenticator)
+    }
+
     /// Ends every change stream: call it when the service begins to stop.
     pub fn close_streams(&self) {
         self.inner.closing.send_replace(true);

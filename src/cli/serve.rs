@@ -38,6 +38,27 @@ async fn shutdown_signal() {
     let _ = interrupt.await;
 }
 
+/// The configured HTTP limits, with the connection cap kept within the open-files limit (raised
+/// to its hard limit first): a cap the process cannot reach would fail accepts instead of
+/// holding newcomers in the backlog.
+fn http_limits(context: &Context) -> idpsync::server::HttpLimits {
+    /// Files kept for the log, snapshots, token and key files and outgoing IdP connections.
+    const FILES_RESERVED: u64 = 256;
+    let mut limits = context.config.http.limits();
+    if let Some(current) = idpsync::server::raise_open_files_limit() {
+        let reachable = usize::try_from(current.saturating_sub(FILES_RESERVED).max(1)).unwrap_or(usize::MAX);
+        if limits.connections_max > reachable {
+            tracing::warn!(
+                configured = limits.connections_max,
+                open_files_limit = current,
+                "http.connections_max is above what the open-files limit allows; using {reachable}"
+            );
+            limits.connections_max = reachable;
+        }
+    }
+    limits
+}
+
 pub(crate) async fn run(context: &Context, args: ServeArgs) -> anyhow::Result<()> {
     let listen = match args.listen.or(context.config.listen) {
         Some(address) => address,
@@ -90,9 +111,11 @@ pub(crate) async fn run(context: &Context, args: ServeArgs) -> anyhow::Result<()
     // flight (so no new commands arrive), then stop the writers after their queued commands,
     // writing final snapshots.
     let streams = api.clone();
+    let limits = http_limits(context);
     idpsync::server::run(
         listener,
-        idpsync::server::service(Arc::clone(&engine), Arc::new(authenticator), api, metrics),
+        idpsync::server::service(Arc::clone(&engine), Arc::new(authenticator), api, metrics, &limits),
+        &limits,
         async move {
             shutdown_signal().await;
             streams.close_streams();

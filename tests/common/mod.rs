@@ -7,6 +7,7 @@
 use std::sync::Arc;
 
 use idpsync::engine::{Engine, LoggedEvent, TenantSettings};
+use idpsync::server::HttpLimits;
 use idpsync::storage::{MemoryStore, Seq, TenantId};
 use idpsync::tokens::{TokenAuthenticator, TokenKind, TokenStore};
 use reqwest::StatusCode;
@@ -28,19 +29,26 @@ pub struct TestServer {
 
 impl TestServer {
     pub async fn start() -> TestServer {
-        TestServer::start_with(|engine, tokens| {
+        TestServer::start_limited(HttpLimits::default()).await
+    }
+
+    /// The SCIM server within `limits`.
+    pub async fn start_limited(limits: HttpLimits) -> TestServer {
+        TestServer::start_with(limits, |engine, tokens| {
             let authenticator = TokenAuthenticator::new(tokens.clone()).unwrap();
             (
-                idpsync::server::router(engine, Arc::new(authenticator)),
+                idpsync::server::router(engine, Arc::new(authenticator), &limits),
                 Box::new(|| {}),
             )
         })
         .await
     }
 
-    /// A server of the router `build` makes from the engine and the token store; the hook it
-    /// returns runs when the server begins to stop (to end streams that never finish).
+    /// A server within `limits` of the router `build` makes from the engine and the token
+    /// store; the hook it returns runs when the server begins to stop (to end streams that
+    /// never finish).
     pub async fn start_with(
+        limits: HttpLimits,
         build: impl FnOnce(Arc<Engine>, &TokenStore) -> (axum::Router, Box<dyn FnOnce() + Send>),
     ) -> TestServer {
         let data_dir = tempfile::tempdir().unwrap();
@@ -55,7 +63,7 @@ impl TestServer {
         let address = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
-            idpsync::server::run(listener, router, async {
+            idpsync::server::run(listener, router, &limits, async {
                 let _ = stopped.await;
                 on_stop();
             })

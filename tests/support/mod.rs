@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use idpsync::api::{ApiSettings, ApiState};
 use idpsync::engine::Engine;
+use idpsync::server::HttpLimits;
 use idpsync::storage::TenantId;
 use idpsync::tokens::{TokenAuthenticator, TokenKind, TokenStore};
 use serde_json::Value;
@@ -29,8 +30,13 @@ pub struct Service {
 
 impl Service {
     pub async fn start() -> Service {
+        Service::start_limited(HttpLimits::default()).await
+    }
+
+    /// The service within `limits`.
+    pub async fn start_limited(limits: HttpLimits) -> Service {
         let metrics = idpsync::metrics::install().unwrap();
-        let server = TestServer::start_with(|engine, tokens| {
+        let server = TestServer::start_with(limits, |engine, tokens| {
             let api = ApiState::new(
                 Arc::clone(&engine),
                 Arc::new(TokenAuthenticator::admin(tokens.clone()).unwrap()),
@@ -42,7 +48,7 @@ impl Service {
             )
             .unwrap();
             let scim = Arc::new(TokenAuthenticator::new(tokens.clone()).unwrap());
-            let router = idpsync::server::service(engine, scim, api.clone(), metrics);
+            let router = idpsync::server::service(engine, scim, api.clone(), metrics, &limits);
             (router, Box::new(move || api.close_streams()))
         })
         .await;

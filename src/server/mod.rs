@@ -1,0 +1,157 @@
+//! The HTTP server of `idpsync serve`: functions build the router, another runs it on a bound
+//! listener until a shutdown future resolves. [`router`] serves `GET /healthz` and the SCIM
+//! service provider at [`SCIM_MOUNT`]; [`service`] adds the management API at
+//! [`crate::api::MOUNT`] and Prometheus metrics at `GET /metrics`. Both are bounded by
+//! [`HttpLimits`].
+//!
+//! # Layout
+//! - `connections`: accepting connections under a cap, and the timeouts that close what slow
+//!   or idle clients hold;
+//! - `token_limits`: requests in progress per token;
+//! - `guarded_body`: a response body that holds a guard until it is sent.
+
+mod connections;
+mod guarded_body;
+mod token_limits;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::routing::get;
+use axum::{Json, Router};
+use idpsync_engine::Engine;
+use idpsync_scim::Authenticator;
+use serde::Serialize;
+use tokio::net::TcpListener;
+
+use token_limits::TokenLimits;
+
+/// What one client may hold of the server: connections, time and requests in progress.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HttpLimits {
+    /// Once the first byte of a request head arrives, the whole head must arrive within this.
+    pub header_read_timeout: Duration,
+    /// Once a request head is in, its body must arrive in full within this.
+    pub request_body_timeout: Duration,
+    /// A connection with no request in progress that receives nothing for this long is closed.
+    pub idle_timeout: Duration,
+    /// The most connections open at once; at the cap, new ones wait in the listen backlog.
+    pub connections_max: usize,
+    /// The most requests one token may have in progress at once (a change stream counts for
+    /// as long as it runs).
+    pub per_token_concurrency: usize,
+    /// How long a request beyond that waits for its turn before it is answered 429.
+    pub per_token_queue_wait: Duration,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        HttpLimits {
+            header_read_timeout: Duration::from_secs(10),
+            request_body_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(60),
+            connections_max: 4_096,
+            per_token_concurrency: 64,
+            per_token_queue_wait: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Where the SCIM service provider is mounted.
+pub const SCIM_MOUNT: &str = "/scim/v2";
+
+/// What `GET /healthz` answers.
+#[derive(Serialize)]
+struct Health {
+    status: &'static str,
+    tenants: Vec<TenantHealth>,
+}
+
+#[derive(Serialize)]
+struct TenantHealth {
+    id: String,
+    seq: u64,
+}
+
+async fn healthz(State(engine): State<Arc<Engine>>) -> Json<Health> {
+    let tenants = engine
+        .heads()
+        .into_iter()
+        .map(|(id, seq)| TenantHealth {
+            id: id.to_string(),
+            seq: seq.0,
+        })
+        .collect();
+    Json(Health { status: "ok", tenants })
+}
+
+/// The service's router: health, and SCIM for the tenants `authenticator`'s tokens name, with
+/// each token's requests in progress bounded by `limits`.
+pub fn router(engine: Arc<Engine>, authenticator: Arc<dyn Authenticator>, limits: &HttpLimits) -> Router {
+    let per_token = TokenLimits::new(
+        Arc::clone(&authenticator),
+        limits.per_token_concurrency,
+        limits.per_token_queue_wait,
+        token_limits::refuse_scim,
+    );
+    let scim = crate::scim_router(Arc::clone(&engine), authenticator, SCIM_MOUNT)
+        .layer(axum::middleware::from_fn_with_state(per_token, token_limits::limit))
+        .layer(axum::middleware::from_fn(crate::metrics::track_scim));
+    Router::new()
+        .route("/healthz", get(healthz))
+        .with_state(engine)
+        .nest(SCIM_MOUNT, scim)
+}
+
+/// The whole service: [`router`], the management API over `api`, and `GET /metrics` from
+/// `metrics` (unauthenticated, like `/healthz`: keep the listener private or filter it).
+pub fn service(
+    engine: Arc<Engine>,
+    authenticator: Arc<dyn Authenticator>,
+    api: crate::api::ApiState,
+    metrics: metrics_exporter_prometheus::PrometheusHandle,
+    limits: &HttpLimits,
+) -> Router {
+    let per_token = TokenLimits::new(
+        api.authenticator(),
+        limits.per_token_concurrency,
+        limits.per_token_queue_wait,
+        token_limits::refuse_api,
+    );
+    let api = crate::api::router(api).layer(axum::middleware::from_fn_with_state(per_token, token_limits::limit));
+    router(engine, authenticator, limits)
+        .nest(crate::api::MOUNT, api)
+        .route("/metrics", get(crate::metrics::render).with_state(metrics))
+}
+
+/// Raises the process's open-files limit to its hard limit (each connection is a file) and
+/// returns the limit now in force, `None` when unlimited.
+pub fn raise_open_files_limit() -> Option<u64> {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut limit = getrlimit(Resource::Nofile);
+    if let (Some(current), Some(maximum)) = (limit.current, limit.maximum)
+        && current < maximum
+    {
+        limit.current = Some(maximum);
+        if let Err(error) = setrlimit(Resource::Nofile, limit) {
+            tracing::debug!(%error, "cannot raise the open-files limit");
+        }
+    }
+    getrlimit(Resource::Nofile).current
+}
+
+/// Serves `router` on `listener` within `limits` until `shutdown` resolves, then stops
+/// accepting, lets requests in flight finish and closes idle connections.
+///
+/// Connections get `TCP_NODELAY`: every response is one small write that a client waits for,
+/// so there is nothing for Nagle's algorithm to gain and a delayed ACK to lose.
+pub async fn run(
+    listener: TcpListener,
+    router: Router,
+    limits: &HttpLimits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    connections::serve(listener, router, *limits, shutdown).await
+}
