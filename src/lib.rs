@@ -53,8 +53,17 @@ pub use idpsync_storage as storage;
 use idpsync_engine::{Engine, EngineError, TenantSettings};
 use idpsync_storage::{LogStore, RedbStore};
 
-/// Opens the embedded log store (redb) in `data_dir`, creating it if needed.
+/// Opens the embedded log store (redb) in `data_dir`, creating it if needed. Refuses a data
+/// directory, database or key file that other users can read (see
+/// [`storage::private_files`]).
 pub fn open_store(data_dir: &Path) -> Result<Arc<dyn LogStore>, idpsync_storage::StoreError> {
+    for key_file in [
+        tokens::TOKENS_FILE,
+        tokens::BOOTSTRAP_TOKEN_FILE,
+        checkpoint::key::KEY_FILE,
+    ] {
+        idpsync_storage::private_files::check_file(&data_dir.join(key_file))?;
+    }
     Ok(Arc::new(RedbStore::open(data_dir)?))
 }
 

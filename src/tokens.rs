@@ -11,7 +11,7 @@
 //! A secret is `idps_` followed by 64 hex digits: 256 random bits. The file keeps
 //! `BLAKE3-derive-key("idpsync api token v1", secret)`; a leaked file lets nobody in.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::RwLock;
@@ -20,6 +20,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use idpsync_engine::ids::{TenantId, Timestamp, TokenId};
 use idpsync_scim::{Authenticator, Principal};
+use idpsync_storage::private_files;
 use serde::{Deserialize, Serialize};
 
 /// The file name of the token store inside the data directory.
@@ -248,11 +249,11 @@ impl TokenStore {
     fn lock(&self) -> Result<LockFile, TokenError> {
         let path = self.path.with_extension("lock");
         if let Some(parent) = path.parent() {
-            fs::create_dir_all(parent).map_err(|error| self.io(parent, error))?;
+            private_files::create_dir_all(parent).map_err(|error| self.io(parent, error))?;
         }
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            match OpenOptions::new().write(true).create_new(true).open(&path) {
+            match private_files::file_options().write(true).create_new(true).open(&path) {
                 Ok(_) => return Ok(LockFile { path }),
                 Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
                     let stale = fs::metadata(&path)
@@ -291,15 +292,13 @@ impl Drop for LockFile {
 /// a temporary file (mode 0600) in the same directory, fsync, rename, fsync of the directory.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let directory = path.parent().unwrap_or_else(|| Path::new("."));
-    fs::create_dir_all(directory)?;
+    private_files::create_dir_all(directory)?;
     let mut random = [0u8; 8];
     rand::fill(&mut random);
     let file_name = path.file_name().and_then(|name| name.to_str()).unwrap_or("file");
     let temporary = directory.join(format!(".{file_name}.{}.tmp", hex(&random)));
-    let mut options = OpenOptions::new();
+    let mut options = private_files::file_options();
     options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
     let result = (|| {
         let mut file = options.open(&temporary)?;
         file.write_all(bytes)?;

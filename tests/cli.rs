@@ -251,3 +251,68 @@ fn output_cut_short_by_its_reader_ends_the_command_quietly() {
     );
     assert!(!stderr(&finished).contains("panicked"), "{}", stderr(&finished));
 }
+
+/// Every directory and file under `dir` with its permission bits.
+fn modes_under(dir: &std::path::Path) -> Vec<(std::path::PathBuf, u32)> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut found = Vec::new();
+    let mut pending = vec![dir.to_owned()];
+    while let Some(path) = pending.pop() {
+        let metadata = std::fs::metadata(&path).unwrap();
+        found.push((path.clone(), metadata.permissions().mode() & 0o777));
+        if metadata.is_dir() {
+            for entry in std::fs::read_dir(&path).unwrap() {
+                pending.push(entry.unwrap().path());
+            }
+        }
+    }
+    found
+}
+
+/// Hardening issue, must-fix 4: the data directory holds sealing keys, token hashes and the
+/// checkpoint key; what the service writes there is private to its user, and a key file that
+/// others can read is refused.
+#[test]
+fn the_data_directory_is_private_and_a_readable_key_file_is_refused() {
+    let parent = tempfile::tempdir().unwrap();
+    let dir = parent.path().join("data");
+    seed(&dir, 200, 10, 1_000);
+    let serving = Serving::start(&dir, None);
+    serving.stop();
+    let modes = modes_under(&dir);
+    for name in [
+        "log.redb",
+        "tokens.json",
+        "bootstrap-token",
+        "checkpoint-key",
+        "snapshots",
+    ] {
+        assert!(
+            modes.iter().any(|(path, _)| path.file_name().unwrap() == name),
+            "{name} exists: {modes:?}"
+        );
+    }
+    for (path, mode) in &modes {
+        let wanted = if path.is_dir() { 0o700 } else { 0o600 };
+        assert_eq!(*mode, wanted, "{} has mode {mode:o}", path.display());
+    }
+
+    use std::os::unix::fs::PermissionsExt;
+    for name in ["checkpoint-key", "log.redb", "tokens.json"] {
+        let path = dir.join(name);
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let refused = run(&dir, &["serve", "--listen", "127.0.0.1:0"]);
+        assert!(!refused.status.success());
+        let message = stderr(&refused);
+        assert!(
+            message.contains(&format!("{}", path.display())) && message.contains("chmod 600"),
+            "{message}"
+        );
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    // A data directory as `mkdir` makes it is made private.
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let verified = run(&dir, &["log", "verify"]);
+    assert!(verified.status.success(), "{}", stderr(&verified));
+    assert_eq!(std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777, 0o700);
+}

@@ -56,12 +56,21 @@ impl CursorStore {
 
     /// Replaces the integration's state, atomically and durably.
     pub fn save(&self, integration: &IntegrationName, state: &IntegrationState) -> io::Result<()> {
-        fs::create_dir_all(&self.dir)?;
+        // The data directory's rule: directories 0700, files 0600.
+        let mut directory = fs::DirBuilder::new();
+        directory.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut directory, 0o700);
+        directory.create(&self.dir)?;
         let path = self.path(integration);
         let temporary = self.dir.join(format!(".{integration}.json.tmp"));
         let bytes = serde_json::to_vec_pretty(state).map_err(io::Error::other)?;
         {
-            let mut file = File::create(&temporary)?;
+            let mut options = fs::OpenOptions::new();
+            options.write(true).create(true).truncate(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            let mut file = options.open(&temporary)?;
             file.write_all(&bytes)?;
             file.sync_all()?;
         }

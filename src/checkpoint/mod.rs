@@ -185,11 +185,11 @@ pub fn append(data_dir: &Path, checkpoint: &Checkpoint) -> Result<(), Checkpoint
         source,
     };
     if let Some(directory) = path.parent() {
-        std::fs::create_dir_all(directory).map_err(io)?;
+        idpsync_storage::private_files::create_dir_all(directory).map_err(io)?;
     }
     let mut line = serde_json::to_string(checkpoint).expect("a checkpoint serialises");
     line.push('\n');
-    let mut file = std::fs::OpenOptions::new()
+    let mut file = idpsync_storage::private_files::file_options()
         .create(true)
         .append(true)
         .open(&path)

@@ -16,26 +16,27 @@ pub(crate) struct ServeArgs {
     listen: Option<SocketAddr>,
 }
 
-/// Resolves on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(signal) => signal,
-            Err(error) => {
-                tracing::warn!(%error, "cannot listen for SIGTERM; only SIGINT stops the service");
-                let _ = interrupt.await;
-                return;
-            }
-        };
+/// Listens for SIGINT and SIGTERM from now on (a signal that comes before the returned future
+/// is first polled is not lost, and does not kill the process), and resolves on the first.
+#[cfg(unix)]
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt()).context("listening for SIGINT")?;
+    let mut terminate = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
+    Ok(async move {
         tokio::select! {
-            _ = interrupt => {}
+            _ = interrupt.recv() => {}
             _ = terminate.recv() => {}
         }
-    }
-    #[cfg(not(unix))]
-    let _ = interrupt.await;
+    })
+}
+
+/// Resolves on Ctrl-C.
+#[cfg(not(unix))]
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    Ok(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
 }
 
 /// The configured HTTP limits, with the connection cap kept within the open-files limit (raised
@@ -105,6 +106,7 @@ pub(crate) async fn run(context: &Context, args: ServeArgs) -> anyhow::Result<()
         key,
         context.config.checkpoints.policy(),
     );
+    let stop_requested = shutdown_signal()?;
     tracing::info!(%address, scim_base_url = %scim_url, data_dir = %context.data_dir.display(), tenants = engine.tenant_ids().len(), "idpsync is serving");
     // Order of shutdown: end the change streams (they never finish on their own, and a
     // graceful shutdown waits for every response), stop accepting and finish requests in
@@ -117,7 +119,7 @@ pub(crate) async fn run(context: &Context, args: ServeArgs) -> anyhow::Result<()
         idpsync::server::service(Arc::clone(&engine), Arc::new(authenticator), api, metrics, &limits),
         &limits,
         async move {
-            shutdown_signal().await;
+            stop_requested.await;
             streams.close_streams();
         },
     )

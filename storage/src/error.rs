@@ -89,6 +89,9 @@ pub enum StoreError {
         /// The database file.
         path: String,
     },
+    /// The data directory or the database can be read by other users.
+    #[error(transparent)]
+    NotPrivate(#[from] crate::private_files::NotPrivate),
     /// An I/O or database failure; nothing acknowledged is lost.
     #[error("storage failure while {context}: {source}")]
     Backend {

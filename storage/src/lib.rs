@@ -17,6 +17,7 @@
 //! - [`store`]: the [`LogStore`] trait and the batch / head / snapshot values;
 //! - [`verify`]: checking a log from its first record;
 //! - [`memory`]: [`MemoryStore`], in memory;
+//! - [`private_files`]: files and directories only the service's user may read;
 //! - [`redb_store`]: [`RedbStore`], the embedded default on disk.
 //!
 //! The byte layouts, the crash analysis and the invariants are in `storage/DESIGN.md`.
@@ -38,6 +39,7 @@
 
 pub mod error;
 pub mod memory;
+pub mod private_files;
 pub mod record;
 pub mod redb_store;
 pub mod store;

@@ -26,6 +26,7 @@ use async_trait::async_trait;
 use redb::{Database, ReadableDatabase, ReadableTable};
 
 use crate::error::StoreError;
+use crate::private_files;
 use crate::record::{Record, RecordDecoder};
 use crate::store::{AppendBatch, Appended, Head, LogStore, SecretId, SnapshotInfo, SnapshotReader, StoredSnapshot};
 use crate::types::{Seq, TenantId};
@@ -49,8 +50,15 @@ impl RedbStore {
     ///
     /// Fails with [`StoreError::InUse`] if another process has the database open.
     pub fn open(dir: &Path) -> Result<RedbStore, StoreError> {
-        std::fs::create_dir_all(dir).map_err(|e| StoreError::backend("creating the data directory", e))?;
+        private_files::create_dir_all(dir).map_err(|e| StoreError::backend("creating the data directory", e))?;
+        private_files::make_dir_private(dir)?;
         let path = dir.join(DATABASE_FILE);
+        // The database holds the users' sealing keys: made private before redb writes to it.
+        match private_files::file_options().write(true).create_new(true).open(&path) {
+            Ok(_) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => private_files::check_file(&path)?,
+            Err(error) => return Err(StoreError::backend("creating the database", error)),
+        }
         let db = match Database::builder().create(&path) {
             Ok(db) => db,
             Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
@@ -63,7 +71,7 @@ impl RedbStore {
         let db = Arc::new(db);
         tables::create(&db)?;
         let snapshots_dir = dir.join("snapshots");
-        std::fs::create_dir_all(&snapshots_dir)
+        private_files::create_dir_all(&snapshots_dir)
             .map_err(|e| StoreError::backend("creating the snapshot directory", e))?;
         let (jobs, receiver) = mpsc::channel();
         let committer_db = Arc::clone(&db);

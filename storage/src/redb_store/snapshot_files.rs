@@ -9,6 +9,7 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use crate::error::StoreError;
+use crate::private_files;
 use crate::store::{SnapshotInfo, SnapshotReader, StoredSnapshot};
 use crate::types::{Hash32, Seq, TenantId};
 
@@ -37,10 +38,10 @@ const FLUSH_BYTES: usize = 2 * 1024 * 1024;
 pub(super) fn write(dir: &Path, tenant: &TenantId, snapshot: &StoredSnapshot) -> Result<(), StoreError> {
     let context = "writing a snapshot";
     let tenant_dir = tenant_dir(dir, tenant);
-    fs::create_dir_all(&tenant_dir).map_err(|e| StoreError::backend(context, e))?;
+    private_files::create_dir_all(&tenant_dir).map_err(|e| StoreError::backend(context, e))?;
     let path = file_path(dir, tenant, snapshot.seq);
     let temporary = path.with_extension("snap.tmp");
-    let mut file = File::create(&temporary).map_err(|e| StoreError::backend(context, e))?;
+    let mut file = private_files::create_file(&temporary).map_err(|e| StoreError::backend(context, e))?;
     let mut header = Vec::with_capacity(HEADER_LEN);
     header.extend_from_slice(MAGIC);
     header.extend_from_slice(&snapshot.seq.0.to_le_bytes());
