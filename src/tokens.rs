@@ -468,25 +468,30 @@ impl Authenticator for TokenAuthenticator {
     }
 }
 
-/// Creates a SCIM token for the `default` tenant if it has none, and writes its secret to
-/// `<data-dir>/bootstrap-token` (mode 0600). Returns the file's path when it made one.
+/// On a token store that has never held a token (a first start), creates a SCIM token for the
+/// `default` tenant and writes its secret to `<data-dir>/bootstrap-token` (mode 0600). Returns
+/// the file's path when it made one.
+///
+/// A store whose tokens were all revoked gets none: revoking every token is how an operator
+/// shuts the door, and a restart must not open it again. [`bootstrap_again`] does, on request.
 pub fn bootstrap(data_dir: &Path) -> Result<Option<PathBuf>, TokenError> {
-    let store = TokenStore::new(data_dir);
-    let default = TenantId::default_tenant();
-    let has_one = store
-        .list()?
-        .iter()
-        .any(|token| token.is_active() && token.kind == TokenKind::Scim && token.tenant == default);
-    if has_one {
+    if !TokenStore::new(data_dir).list()?.is_empty() {
         return Ok(None);
     }
-    let (_, secret) = store.create(&default, "bootstrap", TokenKind::Scim)?;
+    bootstrap_again(data_dir).map(Some)
+}
+
+/// Creates a new SCIM token for the `default` tenant whatever the store holds, and writes its
+/// secret to `<data-dir>/bootstrap-token` (mode 0600), replacing an older one there.
+pub fn bootstrap_again(data_dir: &Path) -> Result<PathBuf, TokenError> {
+    let store = TokenStore::new(data_dir);
+    let (_, secret) = store.create(&TenantId::default_tenant(), "bootstrap", TokenKind::Scim)?;
     let path = data_dir.join(BOOTSTRAP_TOKEN_FILE);
     write_atomically(&path, format!("{secret}\n").as_bytes()).map_err(|source| TokenError::Io {
         path: path.clone(),
         source,
     })?;
-    Ok(Some(path))
+    Ok(path)
 }
 
 #[cfg(test)]
@@ -515,6 +520,27 @@ mod tests {
         // Revocation is noticed within the reload interval.
         std::thread::sleep(RELOAD_INTERVAL + Duration::from_millis(50));
         assert_eq!(authenticator.authenticate(&secret), None);
+    }
+
+    /// Hardening issue, must-fix 9: bootstrap made a new token at every start that found the
+    /// `default` tenant without one, so revoking every token did not keep clients out past a
+    /// restart.
+    #[test]
+    fn bootstrap_makes_a_token_on_a_first_start_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = bootstrap(dir.path()).unwrap().expect("a first start gets a token");
+        let store = TokenStore::new(dir.path());
+        let first = store.list().unwrap();
+        assert_eq!(first.len(), 1);
+        assert!(std::fs::read_to_string(&path).unwrap().starts_with(SECRET_PREFIX));
+        assert_eq!(bootstrap(dir.path()).unwrap(), None, "one token is enough");
+        store.revoke(&first[0].id.to_string()).unwrap();
+        assert_eq!(bootstrap(dir.path()).unwrap(), None, "revoked tokens stay revoked");
+        bootstrap_again(dir.path()).unwrap();
+        assert_eq!(
+            store.list().unwrap().iter().filter(|token| token.is_active()).count(),
+            1
+        );
     }
 
     #[test]

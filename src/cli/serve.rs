@@ -14,6 +14,10 @@ pub(crate) struct ServeArgs {
     /// The address to listen on [default: 127.0.0.1:8080]
     #[arg(long, env = "IDPSYNC_LISTEN", value_name = "ADDR")]
     listen: Option<SocketAddr>,
+    /// Write a new SCIM token for the `default` tenant to <data-dir>/bootstrap-token even though
+    /// the token store is not empty (a first start does so on its own)
+    #[arg(long)]
+    new_bootstrap_token: bool,
 }
 
 /// Listens for SIGINT and SIGTERM from now on (a signal that comes before the returned future
@@ -83,7 +87,12 @@ pub(crate) async fn run(context: &Context, args: ServeArgs) -> anyhow::Result<()
     let scim_url = format!("http://{address}{}", idpsync::server::SCIM_MOUNT);
     // The first start gives the `default` tenant a SCIM token, so that `serve` alone is a
     // working endpoint. The secret goes to a private file, never to the log.
-    if let Some(path) = idpsync::tokens::bootstrap(&context.data_dir)? {
+    let bootstrapped = if args.new_bootstrap_token {
+        Some(idpsync::tokens::bootstrap_again(&context.data_dir)?)
+    } else {
+        idpsync::tokens::bootstrap(&context.data_dir)?
+    };
+    if let Some(path) = bootstrapped {
         tracing::info!(token_file = %path.display(), scim_base_url = %scim_url, "created a SCIM token for tenant `default`; it is in the token file");
     }
     let token_store = idpsync::tokens::TokenStore::new(&context.data_dir);
