@@ -6,6 +6,7 @@
 //! for the writer.
 
 mod pit;
+mod reconcile;
 mod retention;
 mod stream;
 mod timeline;
@@ -16,7 +17,6 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use arc_swap::ArcSwap;
 use idpsync_storage::{Hash32, LogStore, Seq, SnapshotInfo, TenantId};
-use serde::Serialize;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::command::{Command, Origin};
@@ -26,12 +26,13 @@ use crate::event::LoggedEvent;
 use crate::history::History;
 use crate::ids::IntegrationName;
 use crate::projector::AccessChange;
-use crate::reconcile::{DirectorySnapshot, ReconcilePolicy, ReconcileReport};
+use crate::reconcile::{Guard, ReconcilePolicy, SyncInput};
 use crate::seal::Keyring;
 use crate::state::State;
 
 pub(crate) use pit::load_snapshot_with_history;
 pub use pit::{load_state_at, seq_at_time};
+pub use reconcile::HeldReconcile;
 pub use stream::ChangeStream;
 pub use timeline::TimelineEntry;
 pub(crate) use writer::{destroy_key, start};
@@ -110,23 +111,15 @@ pub struct Committed {
     pub outcome: Outcome,
 }
 
-/// A reconcile the guard held, waiting for an operator.
-#[derive(Clone, Debug, Serialize)]
-pub struct HeldReconcile {
-    /// What it would do.
-    pub report: ReconcileReport,
-    /// The snapshot, so that confirming applies exactly what was reviewed (re-planned against
-    /// the state at confirmation).
-    #[serde(skip)]
-    pub snapshot: Arc<DirectorySnapshot>,
-    /// The log's head when it was held.
-    pub held_at: Seq,
-}
-
 pub(crate) enum Job {
     Command {
         command: Box<Command>,
         origin: Origin,
+        reply: oneshot::Sender<Result<Committed, SubmitError>>,
+    },
+    Reconcile {
+        input: Box<SyncInput>,
+        guard: Guard,
         reply: oneshot::Sender<Result<Committed, SubmitError>>,
     },
     ConfirmHeld {
@@ -158,7 +151,7 @@ pub struct Tenant {
     // std mutexes: held for short, synchronous sections only, never across an await.
     recent: Mutex<VecDeque<Arc<Applied>>>,
     checkpoints: Mutex<BTreeMap<Seq, State>>,
-    holds: Mutex<BTreeMap<IntegrationName, HeldReconcile>>,
+    holds: reconcile::Holds,
 }
 
 /// A command enqueued with [`Tenant::enqueue`]; await it for the commit.
@@ -211,46 +204,27 @@ impl Tenant {
     /// Queues a command without waiting for its commit, so that a caller can keep many in
     /// flight and let the writer commit them together. Waits only while the queue is full.
     pub async fn enqueue(&self, command: Command, origin: Origin) -> Result<PendingCommit, SubmitError> {
+        self.submit(|reply| Job::Command {
+            command: Box::new(command),
+            origin,
+            reply,
+        })
+        .await
+    }
+
+    /// Queues the job `job` makes around its reply channel; waits only while the queue is full.
+    async fn submit(
+        &self,
+        job: impl FnOnce(oneshot::Sender<Result<Committed, SubmitError>>) -> Job,
+    ) -> Result<PendingCommit, SubmitError> {
         let (reply, answer) = oneshot::channel();
         let enqueued = std::time::Instant::now();
-        self.jobs
-            .send(Job::Command {
-                command: Box::new(command),
-                origin,
-                reply,
-            })
-            .await
-            .map_err(|_| SubmitError::Closed)?;
+        self.jobs.send(job(reply)).await.map_err(|_| SubmitError::Closed)?;
         Ok(PendingCommit {
             answer,
             enqueued,
             tenant: self.id.clone(),
         })
-    }
-
-    /// The reconciles held by the guard, per integration.
-    pub fn held(&self) -> BTreeMap<IntegrationName, HeldReconcile> {
-        self.holds.lock().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-
-    /// Applies an integration's held reconcile, re-planned against the current state, with the
-    /// guard lifted.
-    pub async fn confirm_held(&self, integration: IntegrationName) -> Result<Committed, SubmitError> {
-        let (reply, answer) = oneshot::channel();
-        self.jobs
-            .send(Job::ConfirmHeld { integration, reply })
-            .await
-            .map_err(|_| SubmitError::Closed)?;
-        answer.await.unwrap_or(Err(SubmitError::Closed))
-    }
-
-    /// Drops an integration's held reconcile; returns whether there was one.
-    pub fn reject_held(&self, integration: &IntegrationName) -> bool {
-        self.holds
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(integration)
-            .is_some()
     }
 
     /// The keys of the tenant's users.

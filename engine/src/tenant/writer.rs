@@ -15,7 +15,6 @@
 //! with it. Jobs that depend on what a commit leaves outside the state (held syncs, destroyed
 //! keys, snapshots, shutdown) wait until nothing is in flight.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use idpsync_storage::{
@@ -24,17 +23,18 @@ use idpsync_storage::{
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use super::{Applied, Committed, HeldReconcile, Job, Tenant};
+use super::reconcile::HoldChanges;
+use super::{Applied, Committed, Job, Tenant};
 use crate::command::{Command, Origin};
-use crate::decide::{DecideContext, Outcome, Rejection, decide};
+use crate::decide::{DecideContext, decide};
 use crate::error::SubmitError;
-use crate::event::{ENVELOPE_VERSION, Envelope, Event, HoldSummary, LoggedEvent, Personal, encode};
+use crate::event::{ENVELOPE_VERSION, Envelope, Event, LoggedEvent, Personal, encode};
 use crate::history::History;
-use crate::ids::IntegrationName;
-use crate::ids::UserId;
+use crate::ids::{IntegrationName, UserId};
 use crate::model::UserProfile;
 use crate::projector;
-use crate::reconcile::Guard;
+use crate::reconcile::{Guard, SyncInput};
+use crate::rejection::Rejection;
 use crate::seal::{Keyring, Opener, UserKey, seal, secret_id};
 use crate::state::{Effects, State, encode_snapshot};
 
@@ -126,8 +126,8 @@ struct Batch {
     /// Users erased in this batch, whose keys are destroyed once it is durable.
     erased: Vec<UserId>,
     replies: Vec<(oneshot::Sender<Result<Committed, SubmitError>>, Committed)>,
-    holds_set: Vec<(IntegrationName, HeldReconcile)>,
-    holds_cleared: Vec<IntegrationName>,
+    /// What its reconciles do to the holds.
+    holds: HoldChanges,
 }
 
 impl Batch {
@@ -141,20 +141,19 @@ impl Batch {
             new_keys: foldhash::HashMap::default(),
             erased: Vec::new(),
             replies: Vec::new(),
-            holds_set: Vec::new(),
-            holds_cleared: Vec::new(),
+            holds: HoldChanges::default(),
         }
     }
 }
 
 impl Job {
     /// Whether the job must see every earlier commit finished, not just its state: held syncs
-    /// and destroyed keys change outside the state when a batch commits; snapshots and shutdown
-    /// write what is durable.
+    /// and destroyed keys change outside the state when a batch commits, a sync run's listing
+    /// is compared with durable state; snapshots and shutdown write what is durable.
     fn needs_quiet(&self) -> bool {
         match self {
             Job::Command { command, .. } => command_needs_quiet(command),
-            Job::ConfirmHeld { .. } | Job::Snapshot { .. } | Job::Shutdown { .. } => true,
+            Job::Reconcile { .. } | Job::ConfirmHeld { .. } | Job::Snapshot { .. } | Job::Shutdown { .. } => true,
         }
     }
 }
@@ -215,6 +214,7 @@ impl Writer {
             }
             match job {
                 Job::Command { command, origin, reply } => self.decide_one(*command, &origin, reply),
+                Job::Reconcile { input, guard, reply } => self.reconcile(*input, guard, reply),
                 Job::ConfirmHeld { integration, reply } => self.confirm_held(integration, reply),
                 Job::Snapshot { reply } => self.snapshot_now(reply),
                 Job::Shutdown { done } => {
@@ -226,15 +226,19 @@ impl Writer {
         Flow::Continue
     }
 
+    /// Decides a sync run: its listing becomes a snapshot against the writer's state, which
+    /// (nothing being in flight) is the durable one.
+    fn reconcile(&mut self, input: SyncInput, guard: Guard, reply: oneshot::Sender<Result<Committed, SubmitError>>) {
+        let origin = Origin::integration(input.integration.clone(), input.run);
+        let command = Command::Reconcile {
+            snapshot: Box::new(input.into_snapshot(&self.state)),
+            guard,
+        };
+        self.decide_one(command, &origin, reply);
+    }
+
     fn confirm_held(&mut self, integration: IntegrationName, reply: oneshot::Sender<Result<Committed, SubmitError>>) {
-        let held = self
-            .tenant
-            .holds
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&integration)
-            .cloned();
-        match held {
+        match self.tenant.holds.get(&integration) {
             None => {
                 let _ = reply.send(Err(SubmitError::Rejected(Rejection::Invalid {
                     field: "integration".to_owned(),
@@ -305,14 +309,7 @@ impl Writer {
         origin: &Origin,
         reply: oneshot::Sender<Result<Committed, SubmitError>>,
     ) {
-        let holds: BTreeMap<IntegrationName, HoldSummary> = self
-            .tenant
-            .holds
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .filter_map(|(name, held)| held.report.held.clone().map(|summary| (name.clone(), summary)))
-            .collect();
+        let holds = self.tenant.holds.summaries();
         let mut new_id = uuid::Uuid::now_v7;
         let mut context = DecideContext {
             new_id: &mut new_id,
@@ -332,20 +329,7 @@ impl Writer {
             self.apply(&mut batch, envelope);
         }
         if let Command::Reconcile { snapshot, guard } = &command {
-            match &decision.outcome {
-                Outcome::Held(report) => batch.holds_set.push((
-                    snapshot.integration.clone(),
-                    HeldReconcile {
-                        report: report.clone(),
-                        snapshot: Arc::new((**snapshot).clone()),
-                        held_at: self.state.seq(),
-                    },
-                )),
-                Outcome::Reconciled(_) if *guard == Guard::Confirmed => {
-                    batch.holds_cleared.push(snapshot.integration.clone())
-                }
-                _ => {}
-            }
+            batch.holds.note(snapshot, *guard, &decision.outcome, self.state.seq());
         }
         let committed = Committed {
             events,
@@ -483,14 +467,7 @@ impl Writer {
         for user in batch.erased {
             destroy_key(&self.tenant, user).await;
         }
-        {
-            let mut holds = self.tenant.holds.lock().unwrap_or_else(|p| p.into_inner());
-            for integration in batch.holds_cleared {
-                holds.remove(&integration);
-            }
-            holds.extend(batch.holds_set);
-            metrics::gauge!("idpsync_held_syncs", "tenant" => self.tenant.id.to_string()).set(holds.len() as f64);
-        }
+        self.tenant.holds.settle(batch.holds, &self.tenant.id);
         for (reply, committed) in batch.replies {
             let _ = reply.send(Ok(committed));
         }
