@@ -1,13 +1,26 @@
 //! One tenant: its writer, the state it publishes, its change feed, and point-in-time reads.
 //!
-//! Every write goes through the tenant's single writer task (`writer.rs`): commands in,
-//! `decide`, fold and project speculatively, one group-committed append, then publish. Readers
-//! call [`Tenant::state`] and get the latest published state, an O(1) clone, without waiting
-//! for the writer.
+//! Every write goes through the tenant's single writer task: commands in, `decide`, fold and
+//! project speculatively, one group-committed append, then publish. Readers call
+//! [`Tenant::state`] and get the latest published state, an O(1) clone, without waiting for
+//! the writer.
+//!
+//! One job per file:
+//! - `writer.rs`: the queue, deciding, and the one-deep group-commit pipeline;
+//! - `apply.rs`: logged events folded and projected into what is published ([`Applied`]);
+//!   the writer's batches and the change stream's catch-up go through it, as a follower of
+//!   another replica's log would;
+//! - `publish.rs`: making a durable batch visible (history index, state, recent ring, feed,
+//!   in-memory checkpoints); `snapshotter.rs` and `retention.rs`: stored snapshots;
+//! - `reconcile.rs`: sync runs planned or reconciled, and the holds of the guard;
+//! - `stream.rs`: the change stream; `pit.rs`, `timeline.rs`: reads of the past.
 
+mod apply;
 mod pit;
+mod publish;
 mod reconcile;
 mod retention;
+mod snapshotter;
 mod stream;
 mod timeline;
 mod writer;
@@ -16,20 +29,19 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, RwLock};
 
 use arc_swap::ArcSwap;
-use idpsync_storage::{Hash32, LogStore, Seq, SnapshotInfo, TenantId};
+use idpsync_storage::{LogStore, Seq, SnapshotInfo, TenantId};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::command::{Command, Origin};
 use crate::decide::Outcome;
 use crate::error::SubmitError;
-use crate::event::LoggedEvent;
 use crate::history::History;
 use crate::ids::IntegrationName;
-use crate::projector::AccessChange;
 use crate::reconcile::{Guard, ReconcilePolicy, SyncInput};
 use crate::seal::Keyring;
 use crate::state::State;
 
+pub use apply::Applied;
 pub(crate) use pit::load_snapshot_with_history;
 pub use pit::{load_state_at, seq_at_time};
 pub use reconcile::HeldReconcile;
@@ -87,17 +99,6 @@ impl Default for TenantSettings {
             seal_personal: true,
         }
     }
-}
-
-/// One event as the writer applied it: the event, its chain link, and the access it changed.
-#[derive(Clone, Debug)]
-pub struct Applied {
-    /// The event with its position and time.
-    pub event: LoggedEvent,
-    /// The record's chain link.
-    pub chain: Hash32,
-    /// The access changes it caused, in the projector's order.
-    pub access: Vec<AccessChange>,
 }
 
 /// A command that committed.
