@@ -1,4 +1,4 @@
-//! Commands: what a door asks the engine to do, in the imperative. [`crate::decide`] turns each
+//! Commands: what a door asks the engine to do, in the imperative. [`crate::decide()`] turns each
 //! into events or a rejection.
 
 use crate::event::{Cause, Source};
