@@ -6,10 +6,10 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use idpsync_engine::ids::IntegrationName;
+use idpsync_engine::reconcile::GroupFilter;
 use reqwest::Url;
 use serde::Deserialize;
 
-use crate::filter::GroupFilter;
 use crate::secret::Secret;
 
 /// One integration: which IdP, how often, with which credentials and filters.

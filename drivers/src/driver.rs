@@ -1,6 +1,7 @@
 //! [`Driver`]: one configured integration, ready to read its IdP. It owns the HTTP client and
 //! the credentials (so the token cache outlives a run) and hands each run to its provider.
 
+use idpsync_engine::reconcile::Listing;
 use serde::{Deserialize, Serialize};
 
 use crate::api::{Api, Run};
@@ -8,7 +9,6 @@ use crate::auth::Auth;
 use crate::config::{IntegrationConfig, ProviderConfig};
 use crate::error::DriverError;
 use crate::http::{Http, RetryPolicy};
-use crate::listing::Listing;
 use crate::providers;
 
 /// Where an incremental listing starts, as stored between runs.

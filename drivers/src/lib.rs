@@ -1,18 +1,17 @@
 //! Native sync drivers of openZro IdP-Sync: they read users, groups and memberships from an
 //! IdP's management API and hand them to the engine's reconcile as a
-//! [`DirectorySnapshot`](idpsync_engine::reconcile::DirectorySnapshot).
+//! [`Listing`](idpsync_engine::reconcile::Listing), with the integration's scope rules.
 //!
 //! Eight IdPs: Microsoft Entra ID (Graph), Okta, Google Workspace, JumpCloud, Keycloak, Auth0,
 //! authentik and Zitadel.
 //!
 //! # Layout
 //! - [`config`]: one integration's configuration, checked and with secrets resolved
-//!   ([`secret`]), and its group filter ([`filter`]);
+//!   ([`secret`]), with its group filter;
 //! - [`http`], `auth`, `api`: the shared machinery: retries and rate limits, OAuth2 and JWT
 //!   tokens with a cache, page following;
 //! - `providers`: one module per IdP;
-//! - [`driver`]: a configured integration's [`Driver`]; [`listing`]: what it reads, and the
-//!   snapshot that becomes;
+//! - [`driver`]: a configured integration's [`Driver`], which fills a listing;
 //! - [`sync`]: one run end to end (read, plan or apply, keep the cursor); [`cursor_store`]: the
 //!   per-integration state file; [`scheduler`]: every integration on its interval;
 //! - `fake` (feature `fake`): stateful fake IdP servers for tests and benchmarks.
@@ -42,6 +41,8 @@
 //!
 //! # Architecture invariants
 //! - The only crate that knows vendor APIs; it never touches storage.
+//! - It fetches and normalises, nothing more: what a listing means for the tenant (the scope
+//!   rules, the diff, the guard) is the engine's reconcile, which the drivers never reach around.
 //! - A failed or partial listing is an error, never an empty directory: nothing reaches the
 //!   engine unless every page was read.
 //! - A cursor moves only after its snapshot was applied; a held or failed run starts again
@@ -53,9 +54,7 @@ pub mod config;
 pub mod cursor_store;
 pub mod driver;
 pub mod error;
-pub mod filter;
 pub mod http;
-pub mod listing;
 mod providers;
 pub mod scheduler;
 pub mod secret;

@@ -1,13 +1,12 @@
 //! One sync run end to end: read the IdP (incrementally when a cursor allows, fully otherwise),
-//! turn the listing into a snapshot, then plan it (dry run: nothing is written) or apply it
-//! through the tenant's writer, and keep the cursor only once the snapshot was applied.
+//! hand the listing with the integration's scope rules to the engine, which plans it (dry run:
+//! nothing is written) or reconciles it, and keep the cursor only once the run was applied.
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use idpsync_engine::ids::SyncRunId;
-use idpsync_engine::reconcile::{Guard, ReconcileReport};
-use idpsync_engine::{Command, DecideContext, Origin, Outcome, SubmitError, Tenant, decide};
+use idpsync_engine::reconcile::{Guard, ListingScope, ReconcileReport, ScopeRules, SyncInput};
+use idpsync_engine::{SubmitError, Tenant};
 use time::OffsetDateTime;
 
 use crate::api::Run;
@@ -15,7 +14,6 @@ use crate::cursor_store::{CursorStore, IntegrationState};
 use crate::driver::Driver;
 use crate::error::DriverError;
 use crate::http::Budget;
-use crate::listing::{ListingScope, SnapshotRules};
 
 /// Whether a run writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -24,7 +22,7 @@ pub enum Mode {
     Apply,
     /// Apply the snapshot even if the guard would hold it: an operator reviewed the hold.
     ApplyConfirmingHold,
-    /// Plan only: decide against the current state and write nothing.
+    /// Plan only: nothing is written.
     DryRun,
 }
 
@@ -148,37 +146,26 @@ pub async fn sync_once(
         memberships: fetched.listing.membership_count(),
     };
     let run_id = SyncRunId::new();
-    let rules = SnapshotRules {
-        integration: &config.name,
+    let input = SyncInput {
+        integration: config.name.clone(),
         run: run_id,
-        filter: &config.groups,
-        only_group_members: config.only_group_members,
+        listing: fetched.listing,
+        rules: ScopeRules {
+            groups: config.groups.clone(),
+            only_group_members: config.only_group_members,
+        },
     };
-    let snapshot = fetched.listing.into_snapshot(&rules, &tenant.state());
-    let origin = Origin::integration(config.name.clone(), run_id);
-    let guard = match mode {
-        Mode::ApplyConfirmingHold => Guard::Confirmed,
-        Mode::Apply | Mode::DryRun => Guard::Enforce,
+    let report = match mode {
+        Mode::DryRun => tenant.plan(input),
+        Mode::Apply => tenant.reconcile(input, Guard::Enforce).await?,
+        Mode::ApplyConfirmingHold => tenant.reconcile(input, Guard::Confirmed).await?,
     };
-    let command = Command::Reconcile {
-        snapshot: Box::new(snapshot),
-        guard,
-    };
-    let outcome = match mode {
-        Mode::DryRun => plan(tenant, &command, &origin)?,
-        Mode::Apply | Mode::ApplyConfirmingHold => tenant.execute(command, origin).await?.outcome,
-    };
-    let (result, report) = match outcome {
-        Outcome::Reconciled(report) if mode == Mode::DryRun => (SyncResult::Planned, report),
-        Outcome::Reconciled(report) => (SyncResult::Applied, report),
-        Outcome::Held(report) => (SyncResult::Held, report),
-        other => unreachable!("a reconcile decides Reconciled or Held, not {other:?}"),
+    let result = match (&report.held, mode) {
+        (Some(_), _) => SyncResult::Held,
+        (None, Mode::DryRun) => SyncResult::Planned,
+        (None, Mode::Apply | Mode::ApplyConfirmingHold) => SyncResult::Applied,
     };
     if result == SyncResult::Applied {
-        if mode == Mode::ApplyConfirmingHold {
-            // The hold this run overrode is settled.
-            tenant.reject_held(&config.name);
-        }
         let saved = IntegrationState {
             source: Some(source),
             cursor: fetched.cursor,
@@ -200,20 +187,4 @@ pub async fn sync_once(
         read_elapsed,
         warnings: run.into_warnings(),
     })
-}
-
-/// Decides `command` against the tenant's current state without writing anything.
-fn plan(tenant: &Tenant, command: &Command, origin: &Origin) -> Result<Outcome, SubmitError> {
-    let holds = tenant
-        .held()
-        .into_iter()
-        .filter_map(|(name, held)| held.report.held.map(|summary| (name, summary)))
-        .collect::<BTreeMap<_, _>>();
-    let mut new_id = uuid::Uuid::now_v7;
-    let mut context = DecideContext {
-        new_id: &mut new_id,
-        policy: &tenant.settings().policy,
-        holds: &holds,
-    };
-    Ok(decide(&tenant.state(), command, origin, &mut context)?.outcome)
 }

@@ -463,7 +463,7 @@ async fn a_cursor_of_another_idp_is_not_used() {
     let outcome = sync_once(&driver, &h.tenant, &h.cursors, Mode::DryRun, Resync::Auto)
         .await
         .unwrap();
-    assert_eq!(outcome.scope, idpsync_drivers::listing::ListingScope::Complete);
+    assert_eq!(outcome.scope, idpsync_engine::reconcile::ListingScope::Complete);
     assert_eq!(
         outcome.result,
         SyncResult::Held,

@@ -1,8 +1,8 @@
-//! Commands: what a door asks the engine to do, in the imperative. [`crate::decide`] turns each
+//! Commands: what a door asks the engine to do, in the imperative. [`crate::decide()`] turns each
 //! into events or a rejection.
 
 use crate::event::{Cause, Source};
-use crate::ids::{GroupId, Member, Seq, UserId};
+use crate::ids::{GroupId, IntegrationName, Member, Seq, SyncRunId, UserId};
 use crate::model::{BindingGroups, Owner, ResourceRef, UserProfile};
 use crate::reconcile::{DirectorySnapshot, Guard};
 
@@ -13,6 +13,16 @@ pub struct Origin {
     pub source: Source,
     /// Which request or object.
     pub cause: Cause,
+}
+
+impl Origin {
+    /// The origin of a sync run's events.
+    pub fn integration(integration: IntegrationName, run: SyncRunId) -> Origin {
+        Origin {
+            source: Source::Integration { integration, run },
+            cause: Cause::Unspecified,
+        }
+    }
 }
 
 /// A request to change a tenant's identities.
@@ -125,7 +135,8 @@ pub enum Command {
         /// The resource.
         resource: ResourceRef,
     },
-    /// Bring what an integration owns in line with its IdP's view.
+    /// Bring what an integration owns in line with a snapshot of its IdP (a sync run's listing
+    /// goes through [`crate::Tenant::reconcile`], which makes the snapshot in the writer).
     Reconcile {
         /// The IdP's view.
         snapshot: Box<DirectorySnapshot>,

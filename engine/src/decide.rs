@@ -1,6 +1,7 @@
-//! `decide(state, command) -> events | rejection`: validation and the choice of events, pure
-//! apart from the ids it is handed. A rejected command writes nothing; a command with nothing to
-//! change decides no events.
+//! `decide(state, command) -> events | rejection`: the choice of events, pure apart from the
+//! ids it is handed. A rejected command writes nothing; a command with nothing to change
+//! decides no events. Values are checked by [`crate::validate`]; a reconcile is planned by
+//! [`crate::reconcile`], and `decide` only turns the plan, or its hold, into events.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -8,68 +9,15 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::command::{Command, Origin};
-use crate::event::{Envelope, Event, HoldSummary, LoggedEvent, Personal};
-use crate::ids::{EventId, GroupId, IntegrationName, Member, Seq, UserId};
+use crate::event::{Envelope, Event, HoldSummary, Personal};
+use crate::ids::{GroupId, IntegrationName, Member, Seq, UserId};
 use crate::limits;
-use crate::model::{AttrValue, MultiValue, ResourceKind, UserProfile};
-use crate::reconcile::{self, ReconcilePolicy, ReconcileReport};
+use crate::model::ResourceKind;
+use crate::reconcile::{self, Plan, ReconcilePolicy, ReconcileReport};
+use crate::rejection::Rejection;
+use crate::speculate::apply_speculatively;
 use crate::state::State;
-
-/// Why a command was refused. Nothing was written.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize)]
-#[non_exhaustive]
-pub enum Rejection {
-    /// Another user has this userName (compared case-insensitively).
-    #[error("userName {user_name:?} is already taken by user {existing}")]
-    UserNameTaken {
-        /// The name asked for.
-        user_name: String,
-        /// The user that has it.
-        existing: UserId,
-    },
-    /// No such user.
-    #[error("user {0} not found")]
-    UserNotFound(UserId),
-    /// The user's personal fields were erased; they cannot be set again.
-    #[error("user {0} was erased; its personal fields cannot be changed")]
-    UserErased(UserId),
-    /// No such group.
-    #[error("group {0} not found")]
-    GroupNotFound(GroupId),
-    /// A member that does not exist.
-    #[error("member {0:?} not found")]
-    MemberNotFound(Member),
-    /// A group cannot contain itself.
-    #[error("group {0} cannot be a member of itself")]
-    SelfMembership(GroupId),
-    /// The resource is not at the expected version.
-    #[error("version mismatch: expected {expected}, current {actual}")]
-    VersionMismatch {
-        /// What the caller expected.
-        expected: Seq,
-        /// What it is.
-        actual: Seq,
-    },
-    /// A field has a value the engine does not accept.
-    #[error("invalid {field}: {reason}")]
-    Invalid {
-        /// Which field.
-        field: String,
-        /// What is wrong.
-        reason: String,
-    },
-    /// A binding whose shape does not fit its kind (policies take sources and destinations).
-    #[error("a {kind} binding needs {expected}")]
-    BindingShape {
-        /// The resource kind.
-        kind: ResourceKind,
-        /// The shape it needs.
-        expected: &'static str,
-    },
-    /// No binding for this resource.
-    #[error("no binding for {0}")]
-    BindingNotFound(crate::model::ResourceRef),
-}
+use crate::validate::{validate_display_name, validate_external_id, validate_profile};
 
 /// What a command produced besides its events.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -336,7 +284,7 @@ pub fn decide(
             }
             let pairs = groups.pairs();
             if pairs.len() > limits::BINDING_GROUPS_MAX {
-                return Err(invalid(
+                return Err(Rejection::invalid(
                     "groups",
                     format!("at most {} groups per binding", limits::BINDING_GROUPS_MAX),
                 ));
@@ -360,7 +308,28 @@ pub fn decide(
                 resource: resource.clone(),
             }])
         }
-        Command::Reconcile { snapshot, guard } => reconcile::decide(state, snapshot, *guard, context),
+        Command::Reconcile { snapshot, guard } => {
+            Ok(
+                match reconcile::plan(state, snapshot, *guard, context.policy, context.new_id) {
+                    Plan::Apply { events, report } => Decision {
+                        events,
+                        outcome: Outcome::Reconciled(report),
+                    },
+                    Plan::Hold { summary, report } => {
+                        // A hold that stands is not logged again on every poll.
+                        let events = if context.holds.get(&snapshot.integration) == Some(&summary) {
+                            Vec::new()
+                        } else {
+                            vec![reconcile::held_event(snapshot, summary)]
+                        };
+                        Decision {
+                            events,
+                            outcome: Outcome::Held(report),
+                        }
+                    }
+                },
+            )
+        }
         Command::Atomic(commands) => {
             let mut scratch = state.clone();
             let mut events = Vec::new();
@@ -379,18 +348,6 @@ pub fn decide(
             })
         }
     }
-}
-
-/// Folds an event that has no place in the log yet into a scratch state, so that the next
-/// decision sees it. Its seq and time are placeholders: the writer assigns the real ones.
-pub(crate) fn apply_speculatively(scratch: &mut State, envelope: &Envelope) {
-    let logged = LoggedEvent {
-        seq: scratch.seq().next(),
-        recorded_at: scratch.recorded_at(),
-        event_id: EventId(Uuid::nil()),
-        envelope: envelope.clone(),
-    };
-    scratch.apply_mut(&logged, &crate::seal::WithoutKeys);
 }
 
 fn activation(current: bool, wanted: bool, user: UserId) -> Option<Event> {
@@ -414,7 +371,7 @@ fn require_group(state: &State, group: GroupId) -> Result<(), Rejection> {
 
 fn check_member_count(count: usize) -> Result<(), Rejection> {
     if count > limits::MEMBERS_PER_COMMAND_MAX {
-        return Err(invalid(
+        return Err(Rejection::invalid(
             "members",
             format!("at most {} members per request", limits::MEMBERS_PER_COMMAND_MAX),
         ));
@@ -438,172 +395,4 @@ fn new_members(state: &State, group: GroupId, members: &[Member]) -> Result<Vec<
         }
     }
     Ok(joining.into_iter().collect())
-}
-
-fn invalid(field: &str, reason: impl Into<String>) -> Rejection {
-    Rejection::Invalid {
-        field: field.to_owned(),
-        reason: reason.into(),
-    }
-}
-
-fn check_len(field: &str, value: &str, max: usize) -> Result<(), Rejection> {
-    if value.len() > max {
-        return Err(invalid(field, format!("longer than {max} bytes")));
-    }
-    if value
-        .chars()
-        .any(|c| c.is_control() && c != '\n' && c != '\r' && c != '\t')
-    {
-        return Err(invalid(field, "contains control characters"));
-    }
-    Ok(())
-}
-
-fn check_optional(field: &str, value: &Option<String>) -> Result<(), Rejection> {
-    value
-        .as_deref()
-        .map_or(Ok(()), |value| check_len(field, value, limits::ATTRIBUTE_LEN_MAX))
-}
-
-fn check_values(field: &str, values: &[MultiValue]) -> Result<(), Rejection> {
-    if values.len() > limits::MULTI_VALUES_MAX {
-        return Err(invalid(field, format!("at most {} values", limits::MULTI_VALUES_MAX)));
-    }
-    for value in values {
-        check_len(field, &value.value, limits::ATTRIBUTE_LEN_MAX)?;
-        check_optional(field, &value.display)?;
-        check_optional(field, &value.kind)?;
-    }
-    if values.iter().filter(|value| value.primary).count() > 1 {
-        return Err(invalid(field, "more than one value is primary"));
-    }
-    Ok(())
-}
-
-fn extra_len(value: &AttrValue) -> usize {
-    match value {
-        AttrValue::Null | AttrValue::Bool(_) => 1,
-        AttrValue::Number(text) | AttrValue::String(text) => text.len(),
-        AttrValue::Array(items) => items.iter().map(extra_len).sum::<usize>() + 1,
-        AttrValue::Object(members) => {
-            members
-                .iter()
-                .map(|(key, value)| key.len() + extra_len(value))
-                .sum::<usize>()
-                + 1
-        }
-    }
-}
-
-/// Checks a profile against the engine's limits.
-pub fn validate_profile(profile: &UserProfile) -> Result<(), Rejection> {
-    if profile.user_name.trim().is_empty() {
-        return Err(invalid("userName", "must not be empty"));
-    }
-    check_len("userName", &profile.user_name, limits::USER_NAME_LEN_MAX)?;
-    if let Some(name) = &profile.name {
-        for part in [
-            &name.formatted,
-            &name.family_name,
-            &name.given_name,
-            &name.middle_name,
-            &name.honorific_prefix,
-            &name.honorific_suffix,
-        ] {
-            check_optional("name", part)?;
-        }
-    }
-    for (field, value) in [
-        ("displayName", &profile.display_name),
-        ("nickName", &profile.nick_name),
-        ("profileUrl", &profile.profile_url),
-        ("title", &profile.title),
-        ("userType", &profile.user_type),
-        ("preferredLanguage", &profile.preferred_language),
-        ("locale", &profile.locale),
-        ("timezone", &profile.timezone),
-    ] {
-        check_optional(field, value)?;
-    }
-    for (field, values) in [
-        ("emails", &profile.emails),
-        ("phoneNumbers", &profile.phone_numbers),
-        ("ims", &profile.ims),
-        ("photos", &profile.photos),
-        ("entitlements", &profile.entitlements),
-        ("roles", &profile.roles),
-        ("x509Certificates", &profile.x509_certificates),
-    ] {
-        check_values(field, values)?;
-    }
-    if profile.addresses.len() > limits::MULTI_VALUES_MAX {
-        return Err(invalid(
-            "addresses",
-            format!("at most {} values", limits::MULTI_VALUES_MAX),
-        ));
-    }
-    for address in &profile.addresses {
-        for part in [
-            &address.formatted,
-            &address.street_address,
-            &address.locality,
-            &address.region,
-            &address.postal_code,
-            &address.country,
-            &address.kind,
-        ] {
-            check_optional("addresses", part)?;
-        }
-    }
-    if let Some(enterprise) = &profile.enterprise {
-        for part in [
-            &enterprise.employee_number,
-            &enterprise.cost_center,
-            &enterprise.organization,
-            &enterprise.division,
-            &enterprise.department,
-        ] {
-            check_optional("enterprise", part)?;
-        }
-        if let Some(manager) = &enterprise.manager {
-            check_len("manager", &manager.value, limits::ATTRIBUTE_LEN_MAX)?;
-            check_optional("manager", &manager.display_name)?;
-        }
-    }
-    if profile.extra.len() > limits::EXTRA_ATTRIBUTES_MAX {
-        return Err(invalid(
-            "attributes",
-            format!("at most {} attributes outside the schema", limits::EXTRA_ATTRIBUTES_MAX),
-        ));
-    }
-    let extra_bytes: usize = profile
-        .extra
-        .iter()
-        .map(|(name, value)| name.len() + extra_len(value))
-        .sum();
-    if extra_bytes > limits::EXTRA_BYTES_MAX {
-        return Err(invalid(
-            "attributes",
-            format!("attributes outside the schema exceed {} bytes", limits::EXTRA_BYTES_MAX),
-        ));
-    }
-    Ok(())
-}
-
-/// Checks an external id.
-pub fn validate_external_id(external_id: Option<&str>) -> Result<(), Rejection> {
-    match external_id {
-        Some("") => Err(invalid("externalId", "must not be empty")),
-        Some(value) => check_len("externalId", value, limits::EXTERNAL_ID_LEN_MAX),
-        None => Ok(()),
-    }
-}
-
-/// Checks a group name.
-pub fn validate_display_name(display_name: &str) -> Result<(), Rejection> {
-    if display_name.trim().is_empty() {
-        return Err(invalid("displayName", "must not be empty"));
-    }
-    check_len("displayName", display_name, limits::DISPLAY_NAME_LEN_MAX)
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use idpsync_storage::{Seq, StoreError, TenantId};
 
-use crate::decide::Rejection;
+use crate::rejection::Rejection;
 
 /// A failure of the engine: storage, corruption, or a tenant that does not exist.
 #[derive(Debug, thiserror::Error)]

@@ -2,16 +2,20 @@
 //! derived from the log.
 //!
 //! Every write, whatever door it came through, is a [`Command`] that goes through one path in
-//! the tenant's writer: [`decide`] (validate, choose events) → append (durable, group commit) →
+//! the tenant's writer: [`decide()`] (validate, choose events) → append (durable, group commit) →
 //! fold ([`State::apply`]) → project ([`projector`]: access granted and revoked) → publish.
 //!
 //! # Layout
 //! - [`ids`], [`model`]: ids, users, groups, owners, bindings;
 //! - [`event`]: the events, their envelope and encoding;
 //! - [`state`]: the folded state and the fold; [`history`]: the index of the past;
-//! - [`command`], [`decide`], [`reconcile`]: commands and the decisions they produce;
+//! - [`command`], [`decide`](mod@decide): commands and the events they decide;
+//!   [`rejection`]: why a command is refused; [`validate`]: the engine's limits on values;
+//! - [`reconcile`]: an integration's sync: the listing its driver read, scoped by its rules,
+//!   planned against the state, and the mass-deactivation guard;
 //! - [`access`], [`projector`]: effective membership, grants, access changes;
-//! - [`tenant`]: the per-tenant writer, published state, change stream, point in time;
+//! - [`tenant`]: the per-tenant writer and what it publishes (state, history, feed, snapshots),
+//!   sync runs and the guard's holds, the change stream, point-in-time reads;
 //! - [`engine`]: all tenants of a store; [`replay`], [`verify`]: reading the log back.
 //!
 //! # Architecture invariants
@@ -19,6 +23,8 @@
 //!   before an event exists (ids by `decide`'s context, times by the writer).
 //! - Every write goes through `decide`; a rejected command writes nothing.
 //! - The projector is a function of the state before and after each event.
+//! - Lower modules never import the modules that use them: [`reconcile`], [`validate`] and
+//!   [`rejection`] know nothing of commands or `decide`; [`decide`](mod@decide) uses them.
 //!
 //! # Example
 //! ```
@@ -52,19 +58,23 @@ pub mod limits;
 pub mod model;
 pub mod projector;
 pub mod reconcile;
+pub mod rejection;
 pub mod replay;
 pub mod seal;
+mod speculate;
 pub mod state;
 pub mod tenant;
+pub mod validate;
 pub mod verify;
 
 pub use command::{Command, Origin};
-pub use decide::{DecideContext, Decision, Outcome, Rejection, decide};
+pub use decide::{DecideContext, Decision, Outcome, decide};
 pub use engine::Engine;
 pub use error::{EngineError, SubmitError};
 pub use event::{Cause, Envelope, Event, LoggedEvent, Source};
 pub use history::History;
 pub use projector::{AccessChange, AccessDirection};
+pub use rejection::Rejection;
 pub use state::State;
 pub use tenant::{Applied, ChangeStream, Committed, HeldReconcile, Tenant, TenantSettings};
 #[cfg(test)]

@@ -6,13 +6,14 @@ use std::collections::BTreeMap;
 use uuid::Uuid;
 
 use crate::command::{Command, Origin};
-use crate::decide::{DecideContext, Outcome, Rejection, decide};
+use crate::decide::{DecideContext, Outcome, decide};
 use crate::event::{Cause, Event, LoggedEvent, Source};
 use crate::history::History;
 use crate::ids::{EventId, GroupId, Member, Seq, Timestamp, UserId};
 use crate::model::{Owner, UserProfile};
 use crate::projector::{self, AccessChange};
 use crate::reconcile::ReconcilePolicy;
+use crate::rejection::Rejection;
 use crate::seal::WithoutKeys;
 use crate::state::State;
 

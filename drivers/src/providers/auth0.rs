@@ -5,7 +5,7 @@
 //! Page numbers cannot overlap, so a listing by page whose `total` changes between its pages
 //! fails (an object deleted meanwhile may have made another be skipped); the next run retries.
 
-use idpsync_engine::reconcile::{ExternalMember, SnapshotGroup};
+use idpsync_engine::reconcile::{ExternalMember, Listing, ListingScope, SnapshotGroup};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
@@ -14,7 +14,6 @@ use crate::auth::{Auth, Grant, TokenSource};
 use crate::config::{Auth0Groups, IntegrationConfig, ProviderConfig};
 use crate::driver::{Cursor, Fetched, Provider};
 use crate::error::DriverError;
-use crate::listing::{Listing, ListingScope};
 use crate::providers::{Person, rfc3339_millis, since_now, since_seconds};
 
 /// Auth0's maximum page size (`per_page`, `take`).

@@ -5,7 +5,7 @@
 //! so a listing whose `pagination.count` changes between its pages fails (an object deleted
 //! meanwhile may have made another be skipped); the next run retries.
 
-use idpsync_engine::reconcile::{ExternalMember, SnapshotGroup};
+use idpsync_engine::reconcile::{ExternalMember, Listing, ListingScope, SnapshotGroup};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
@@ -14,7 +14,6 @@ use crate::auth::Auth;
 use crate::config::{IntegrationConfig, ProviderConfig};
 use crate::driver::{Cursor, Fetched, Provider};
 use crate::error::DriverError;
-use crate::listing::{Listing, ListingScope};
 use crate::providers::{Person, rfc3339_millis, since_now, since_seconds};
 
 /// Page size: authentik's default maximum.

@@ -2,7 +2,7 @@
 //! `groups/delta()` (with `members@delta`) for both the full round and the changes after it;
 //! `@odata.nextLink` paging; the last page's `@odata.deltaLink` is the cursor.
 
-use idpsync_engine::reconcile::{ExternalMember, SnapshotGroup};
+use idpsync_engine::reconcile::{ExternalMember, Listing, ListingScope, SnapshotGroup};
 use reqwest::Url;
 use serde::Deserialize;
 use serde_json::Value;
@@ -12,7 +12,6 @@ use crate::auth::{Auth, Grant, TokenSource};
 use crate::config::{IntegrationConfig, ProviderConfig};
 use crate::driver::{Cursor, Fetched, Provider};
 use crate::error::DriverError;
-use crate::listing::{Listing, ListingScope};
 use crate::providers::Person;
 
 /// Users per page: Graph's maximum for users.

@@ -2,7 +2,7 @@
 //! for an admin (domain-wide delegation); `maxResults` + `pageToken` paging; groups in groups.
 //! Google offers no delta: every run is a full listing.
 
-use idpsync_engine::reconcile::{ExternalMember, SnapshotGroup};
+use idpsync_engine::reconcile::{ExternalMember, Listing, ListingScope, SnapshotGroup};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
@@ -11,7 +11,6 @@ use crate::auth::{AssertionClaims, Auth, Grant, Signer, TokenSource};
 use crate::config::{IntegrationConfig, ProviderConfig};
 use crate::driver::{Cursor, Fetched, Provider};
 use crate::error::DriverError;
-use crate::listing::{Listing, ListingScope};
 use crate::providers::Person;
 
 /// Google's maximum page sizes: users 500, groups and members 200.

@@ -7,7 +7,7 @@
 
 use std::collections::HashSet;
 
-use idpsync_engine::reconcile::{ExternalMember, SnapshotGroup};
+use idpsync_engine::reconcile::{ExternalMember, Listing, ListingScope, SnapshotGroup};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
@@ -16,7 +16,6 @@ use crate::auth::{Auth, Grant, TokenSource};
 use crate::config::{IntegrationConfig, ProviderConfig};
 use crate::driver::{Cursor, Fetched, Provider};
 use crate::error::DriverError;
-use crate::listing::{Listing, ListingScope};
 use crate::providers::Person;
 
 /// Keycloak sets no maximum; this keeps each answer to a few megabytes.

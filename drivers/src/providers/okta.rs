@@ -3,7 +3,7 @@
 //! `filter=lastUpdated gt "…" or lastMembershipUpdated gt "…"` on groups. Okta has no nested
 //! groups.
 
-use idpsync_engine::reconcile::{ExternalMember, SnapshotGroup};
+use idpsync_engine::reconcile::{ExternalMember, Listing, ListingScope, SnapshotGroup};
 use reqwest::Url;
 use reqwest::header::{AUTHORIZATION, HeaderMap};
 use serde::Deserialize;
@@ -13,7 +13,6 @@ use crate::auth::{Auth, Grant, Signer, TokenSource, header_value};
 use crate::config::{IntegrationConfig, OktaAuth, ProviderConfig};
 use crate::driver::{Cursor, Fetched, Provider};
 use crate::error::DriverError;
-use crate::listing::{Listing, ListingScope};
 use crate::providers::{Person, rfc3339_millis, since_now, since_seconds};
 
 /// Okta's maximum page sizes: users 200, groups 10,000, group members 1,000.

@@ -9,7 +9,7 @@
 
 use std::collections::HashSet;
 
-use idpsync_engine::reconcile::{ExternalMember, SnapshotGroup};
+use idpsync_engine::reconcile::{ExternalMember, Listing, ListingScope, SnapshotGroup};
 use reqwest::header::{HeaderName, HeaderValue};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -20,7 +20,6 @@ use crate::auth::{AssertionClaims, Auth, Grant, Signer, TokenSource};
 use crate::config::{IntegrationConfig, ProviderConfig, ZitadelAuth, ZitadelGroups};
 use crate::driver::{Cursor, Fetched, Provider};
 use crate::error::DriverError;
-use crate::listing::{Listing, ListingScope};
 use crate::providers::Person;
 
 /// Zitadel's default maximum list limit.

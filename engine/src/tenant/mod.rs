@@ -1,12 +1,26 @@
 //! One tenant: its writer, the state it publishes, its change feed, and point-in-time reads.
 //!
-//! Every write goes through the tenant's single writer task (`writer.rs`): commands in,
-//! `decide`, fold and project speculatively, one group-committed append, then publish. Readers
-//! call [`Tenant::state`] and get the latest published state, an O(1) clone, without waiting
-//! for the writer.
+//! Every write goes through the tenant's single writer task: commands in, `decide`, fold and
+//! project speculatively, one group-committed append, then publish. Readers call
+//! [`Tenant::state`] and get the latest published state, an O(1) clone, without waiting for
+//! the writer.
+//!
+//! One job per file:
+//! - `writer.rs`: the queue, deciding, and the one-deep group-commit pipeline;
+//! - `apply.rs`: logged events folded and projected into what is published ([`Applied`]);
+//!   the writer's batches and the change stream's catch-up go through it, as a follower of
+//!   another replica's log would;
+//! - `publish.rs`: making a durable batch visible (history index, state, recent ring, feed,
+//!   in-memory checkpoints); `snapshotter.rs` and `retention.rs`: stored snapshots;
+//! - `reconcile.rs`: sync runs planned or reconciled, and the holds of the guard;
+//! - `stream.rs`: the change stream; `pit.rs`, `timeline.rs`: reads of the past.
 
+mod apply;
 mod pit;
+mod publish;
+mod reconcile;
 mod retention;
+mod snapshotter;
 mod stream;
 mod timeline;
 mod writer;
@@ -15,23 +29,22 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, RwLock};
 
 use arc_swap::ArcSwap;
-use idpsync_storage::{Hash32, LogStore, Seq, SnapshotInfo, TenantId};
-use serde::Serialize;
+use idpsync_storage::{LogStore, Seq, SnapshotInfo, TenantId};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::command::{Command, Origin};
 use crate::decide::Outcome;
 use crate::error::SubmitError;
-use crate::event::LoggedEvent;
 use crate::history::History;
 use crate::ids::IntegrationName;
-use crate::projector::AccessChange;
-use crate::reconcile::{DirectorySnapshot, ReconcilePolicy, ReconcileReport};
+use crate::reconcile::{Guard, ReconcilePolicy, SyncInput};
 use crate::seal::Keyring;
 use crate::state::State;
 
+pub use apply::Applied;
 pub(crate) use pit::load_snapshot_with_history;
 pub use pit::{load_state_at, seq_at_time};
+pub use reconcile::HeldReconcile;
 pub use stream::ChangeStream;
 pub use timeline::TimelineEntry;
 pub(crate) use writer::{destroy_key, start};
@@ -88,17 +101,6 @@ impl Default for TenantSettings {
     }
 }
 
-/// One event as the writer applied it: the event, its chain link, and the access it changed.
-#[derive(Clone, Debug)]
-pub struct Applied {
-    /// The event with its position and time.
-    pub event: LoggedEvent,
-    /// The record's chain link.
-    pub chain: Hash32,
-    /// The access changes it caused, in the projector's order.
-    pub access: Vec<AccessChange>,
-}
-
 /// A command that committed.
 #[derive(Clone, Debug)]
 pub struct Committed {
@@ -110,23 +112,15 @@ pub struct Committed {
     pub outcome: Outcome,
 }
 
-/// A reconcile the guard held, waiting for an operator.
-#[derive(Clone, Debug, Serialize)]
-pub struct HeldReconcile {
-    /// What it would do.
-    pub report: ReconcileReport,
-    /// The snapshot, so that confirming applies exactly what was reviewed (re-planned against
-    /// the state at confirmation).
-    #[serde(skip)]
-    pub snapshot: Arc<DirectorySnapshot>,
-    /// The log's head when it was held.
-    pub held_at: Seq,
-}
-
 pub(crate) enum Job {
     Command {
         command: Box<Command>,
         origin: Origin,
+        reply: oneshot::Sender<Result<Committed, SubmitError>>,
+    },
+    Reconcile {
+        input: Box<SyncInput>,
+        guard: Guard,
         reply: oneshot::Sender<Result<Committed, SubmitError>>,
     },
     ConfirmHeld {
@@ -158,7 +152,7 @@ pub struct Tenant {
     // std mutexes: held for short, synchronous sections only, never across an await.
     recent: Mutex<VecDeque<Arc<Applied>>>,
     checkpoints: Mutex<BTreeMap<Seq, State>>,
-    holds: Mutex<BTreeMap<IntegrationName, HeldReconcile>>,
+    holds: reconcile::Holds,
 }
 
 /// A command enqueued with [`Tenant::enqueue`]; await it for the commit.
@@ -211,46 +205,27 @@ impl Tenant {
     /// Queues a command without waiting for its commit, so that a caller can keep many in
     /// flight and let the writer commit them together. Waits only while the queue is full.
     pub async fn enqueue(&self, command: Command, origin: Origin) -> Result<PendingCommit, SubmitError> {
+        self.submit(|reply| Job::Command {
+            command: Box::new(command),
+            origin,
+            reply,
+        })
+        .await
+    }
+
+    /// Queues the job `job` makes around its reply channel; waits only while the queue is full.
+    async fn submit(
+        &self,
+        job: impl FnOnce(oneshot::Sender<Result<Committed, SubmitError>>) -> Job,
+    ) -> Result<PendingCommit, SubmitError> {
         let (reply, answer) = oneshot::channel();
         let enqueued = std::time::Instant::now();
-        self.jobs
-            .send(Job::Command {
-                command: Box::new(command),
-                origin,
-                reply,
-            })
-            .await
-            .map_err(|_| SubmitError::Closed)?;
+        self.jobs.send(job(reply)).await.map_err(|_| SubmitError::Closed)?;
         Ok(PendingCommit {
             answer,
             enqueued,
             tenant: self.id.clone(),
         })
-    }
-
-    /// The reconciles held by the guard, per integration.
-    pub fn held(&self) -> BTreeMap<IntegrationName, HeldReconcile> {
-        self.holds.lock().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-
-    /// Applies an integration's held reconcile, re-planned against the current state, with the
-    /// guard lifted.
-    pub async fn confirm_held(&self, integration: IntegrationName) -> Result<Committed, SubmitError> {
-        let (reply, answer) = oneshot::channel();
-        self.jobs
-            .send(Job::ConfirmHeld { integration, reply })
-            .await
-            .map_err(|_| SubmitError::Closed)?;
-        answer.await.unwrap_or(Err(SubmitError::Closed))
-    }
-
-    /// Drops an integration's held reconcile; returns whether there was one.
-    pub fn reject_held(&self, integration: &IntegrationName) -> bool {
-        self.holds
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(integration)
-            .is_some()
     }
 
     /// The keys of the tenant's users.

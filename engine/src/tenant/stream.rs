@@ -3,8 +3,9 @@
 //!
 //! A consumer reads from the writer's broadcast while it keeps up. When it falls behind (the
 //! broadcast overflowed, or it started in the past), it catches up from the in-memory ring of
-//! recent events, and beyond that from the log, re-projecting the access changes: the projector
-//! is deterministic, so they are the ones the writer computed. A slow consumer never slows the
+//! recent events, and beyond that from the log, applying the records it reads as the writer
+//! applied them (`apply.rs`): the projector is deterministic, so the access changes are the
+//! ones the writer computed. A slow consumer never slows the
 //! writer: the broadcast drops for it, it does not wait for it.
 
 use std::collections::VecDeque;
@@ -13,9 +14,9 @@ use std::sync::Arc;
 use idpsync_storage::Seq;
 use tokio::sync::broadcast;
 
-use super::{Applied, FeedSlice, Tenant};
+use super::apply::{Applied, AppliedBatch, ToApply};
+use super::{FeedSlice, Tenant};
 use crate::error::EngineError;
-use crate::projector;
 use crate::replay::replay_with;
 use crate::state::State;
 
@@ -113,19 +114,19 @@ impl ChangeStream {
             Some(state) if state.seq() == before => state,
             _ => self.tenant.state_at(before).await?,
         };
-        let mut items = Vec::new();
+        let mut applied = AppliedBatch::default();
         replay_with(
             &self.tenant.store,
             &self.tenant.id,
             &mut state,
             to,
             |state, event, chain| {
-                let (_, access) = projector::fold_and_project(state, &event, &*self.tenant.keyring);
-                items.push(Arc::new(Applied { event, chain, access }));
+                applied.apply(state, [ToApply::committed(event, chain)], &*self.tenant.keyring);
             },
         )
         .await?;
-        self.backlog.extend(items);
+        let (items, _) = applied.into_parts();
+        self.backlog.extend(items.into_iter().map(Arc::new));
         self.replay_state = Some(state);
         Ok(())
     }

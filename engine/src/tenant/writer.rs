@@ -1,11 +1,13 @@
-//! The per-tenant writer task.
+//! The per-tenant writer task: the queue, deciding, and the group-commit pipeline.
 //!
 //! It takes every job waiting in its queue (up to a bound), decides each against the state as
-//! the jobs before it left it, folds and projects their events speculatively, then appends all
-//! records in one batch. Only after the append is durable does it publish the new state, feed
-//! the change stream and answer the callers; if the append fails, it drops the speculative
-//! state and every caller of the batch gets the error. A rejected command is answered at once
-//! and leaves nothing in the batch.
+//! the jobs before it left it, seals and stamps their events and applies them speculatively
+//! (`apply.rs`: fold and project), then appends all records in one batch. Only after the append
+//! is durable does it publish the batch (`publish.rs`: history index, state, change feed,
+//! checkpoints), start a snapshot if one is due (`snapshotter.rs`), destroy the keys of erased
+//! users, settle the holds, and answer the callers, in that order; if the append fails, it
+//! drops the speculative state and every caller of the batch gets the error. A rejected command
+//! is answered at once and leaves nothing in the batch.
 //!
 //! The writer is pipelined one batch deep: while a batch's append waits for the disk, it decides
 //! the next batch on top of the first one's speculative state, and appends it as soon as the
@@ -15,28 +17,28 @@
 //! with it. Jobs that depend on what a commit leaves outside the state (held syncs, destroyed
 //! keys, snapshots, shutdown) wait until nothing is in flight.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use idpsync_storage::{
-    AppendBatch, Appended, EventId, Hash32, NewRecord, Seq, SnapshotInfo, StoreError, StoredSnapshot, Timestamp,
-};
+use idpsync_storage::{AppendBatch, Appended, EventId, NewRecord, Seq, StoreError, Timestamp};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use super::{Applied, Committed, HeldReconcile, Job, Tenant};
+use super::apply::{AppliedBatch, ToApply};
+use super::publish::Publisher;
+use super::reconcile::HoldChanges;
+use super::snapshotter::Snapshotter;
+use super::{Committed, Job, Tenant};
 use crate::command::{Command, Origin};
-use crate::decide::{DecideContext, Outcome, Rejection, decide};
+use crate::decide::{DecideContext, decide};
 use crate::error::SubmitError;
-use crate::event::{ENVELOPE_VERSION, Envelope, Event, HoldSummary, LoggedEvent, Personal, encode};
+use crate::event::{ENVELOPE_VERSION, Envelope, Event, LoggedEvent, Personal, encode};
 use crate::history::History;
-use crate::ids::IntegrationName;
-use crate::ids::UserId;
+use crate::ids::{IntegrationName, UserId};
 use crate::model::UserProfile;
-use crate::projector;
-use crate::reconcile::Guard;
-use crate::seal::{Keyring, Opener, UserKey, seal, secret_id};
-use crate::state::{Effects, State, encode_snapshot};
+use crate::reconcile::{Guard, SyncInput};
+use crate::rejection::Rejection;
+use crate::seal::{Keyring, UserKey, seal, secret_id};
+use crate::state::State;
 
 /// Builds a tenant around its loaded state and starts its writer.
 pub(crate) fn start(
@@ -66,10 +68,9 @@ pub(crate) fn start(
     let writer = Writer {
         tenant: Arc::clone(&tenant),
         receiver,
-        last_checkpoint: state.seq(),
+        publisher: Publisher::new(Arc::clone(&tenant), state.seq()),
+        snapshotter: Snapshotter::new(Arc::clone(&tenant), last_snapshot),
         state,
-        last_snapshot,
-        snapshot_task: None,
         in_flight: None,
         next: None,
     };
@@ -88,9 +89,10 @@ struct Writer {
     receiver: mpsc::Receiver<Job>,
     /// The state including every committed record, and during a batch the speculative ones.
     state: State,
-    last_snapshot: Seq,
-    last_checkpoint: Seq,
-    snapshot_task: Option<JoinHandle<()>>,
+    /// Makes durable batches visible.
+    publisher: Publisher,
+    /// Takes the snapshots.
+    snapshotter: Snapshotter,
     /// The batch whose append is on its way to the disk.
     in_flight: Option<InFlight>,
     /// The batch being decided on top of it, appended once it is durable.
@@ -119,15 +121,15 @@ struct Batch {
     /// The state after the batch: what is published once it is durable.
     after: State,
     records: Vec<NewRecord>,
-    applied: Vec<Applied>,
-    effects: Vec<Effects>,
+    /// Its events applied, to be published once it is durable.
+    applied: AppliedBatch,
     /// Keys generated for users first sealed in this batch; stored with its records.
     new_keys: foldhash::HashMap<UserId, UserKey>,
     /// Users erased in this batch, whose keys are destroyed once it is durable.
     erased: Vec<UserId>,
     replies: Vec<(oneshot::Sender<Result<Committed, SubmitError>>, Committed)>,
-    holds_set: Vec<(IntegrationName, HeldReconcile)>,
-    holds_cleared: Vec<IntegrationName>,
+    /// What its reconciles do to the holds.
+    holds: HoldChanges,
 }
 
 impl Batch {
@@ -136,25 +138,23 @@ impl Batch {
             after: base.clone(),
             base,
             records: Vec::new(),
-            applied: Vec::new(),
-            effects: Vec::new(),
+            applied: AppliedBatch::default(),
             new_keys: foldhash::HashMap::default(),
             erased: Vec::new(),
             replies: Vec::new(),
-            holds_set: Vec::new(),
-            holds_cleared: Vec::new(),
+            holds: HoldChanges::default(),
         }
     }
 }
 
 impl Job {
     /// Whether the job must see every earlier commit finished, not just its state: held syncs
-    /// and destroyed keys change outside the state when a batch commits; snapshots and shutdown
-    /// write what is durable.
+    /// and destroyed keys change outside the state when a batch commits, a sync run's listing
+    /// is compared with durable state; snapshots and shutdown write what is durable.
     fn needs_quiet(&self) -> bool {
         match self {
             Job::Command { command, .. } => command_needs_quiet(command),
-            Job::ConfirmHeld { .. } | Job::Snapshot { .. } | Job::Shutdown { .. } => true,
+            Job::Reconcile { .. } | Job::ConfirmHeld { .. } | Job::Snapshot { .. } | Job::Shutdown { .. } => true,
         }
     }
 }
@@ -203,7 +203,7 @@ impl Writer {
                 },
             }
         }
-        self.write_final_snapshot().await;
+        self.snapshotter.finish(&self.state).await;
         None
     }
 
@@ -215,10 +215,12 @@ impl Writer {
             }
             match job {
                 Job::Command { command, origin, reply } => self.decide_one(*command, &origin, reply),
+                Job::Reconcile { input, guard, reply } => self.reconcile(*input, guard, reply),
                 Job::ConfirmHeld { integration, reply } => self.confirm_held(integration, reply),
-                Job::Snapshot { reply } => self.snapshot_now(reply),
+                // Nothing is in flight: the state is durable.
+                Job::Snapshot { reply } => self.snapshotter.now(self.state.clone(), reply),
                 Job::Shutdown { done } => {
-                    self.write_final_snapshot().await;
+                    self.snapshotter.finish(&self.state).await;
                     return Flow::Stop(done);
                 }
             }
@@ -226,15 +228,19 @@ impl Writer {
         Flow::Continue
     }
 
+    /// Decides a sync run: its listing becomes a snapshot against the writer's state, which
+    /// (nothing being in flight) is the durable one.
+    fn reconcile(&mut self, input: SyncInput, guard: Guard, reply: oneshot::Sender<Result<Committed, SubmitError>>) {
+        let origin = Origin::integration(input.integration.clone(), input.run);
+        let command = Command::Reconcile {
+            snapshot: Box::new(input.into_snapshot(&self.state)),
+            guard,
+        };
+        self.decide_one(command, &origin, reply);
+    }
+
     fn confirm_held(&mut self, integration: IntegrationName, reply: oneshot::Sender<Result<Committed, SubmitError>>) {
-        let held = self
-            .tenant
-            .holds
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&integration)
-            .cloned();
-        match held {
+        match self.tenant.holds.get(&integration) {
             None => {
                 let _ = reply.send(Err(SubmitError::Rejected(Rejection::Invalid {
                     field: "integration".to_owned(),
@@ -305,14 +311,7 @@ impl Writer {
         origin: &Origin,
         reply: oneshot::Sender<Result<Committed, SubmitError>>,
     ) {
-        let holds: BTreeMap<IntegrationName, HoldSummary> = self
-            .tenant
-            .holds
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .filter_map(|(name, held)| held.report.held.clone().map(|summary| (name.clone(), summary)))
-            .collect();
+        let holds = self.tenant.holds.summaries();
         let mut new_id = uuid::Uuid::now_v7;
         let mut context = DecideContext {
             new_id: &mut new_id,
@@ -328,24 +327,10 @@ impl Writer {
         };
         let mut batch = self.next.take().unwrap_or_else(|| Batch::new(self.state.clone()));
         let events = decision.events.len() as u64;
-        for envelope in decision.events {
-            self.apply(&mut batch, envelope);
-        }
+        let logged = self.log_events(&mut batch, decision.events);
+        batch.applied.apply(&mut self.state, logged, &*self.tenant.keyring);
         if let Command::Reconcile { snapshot, guard } = &command {
-            match &decision.outcome {
-                Outcome::Held(report) => batch.holds_set.push((
-                    snapshot.integration.clone(),
-                    HeldReconcile {
-                        report: report.clone(),
-                        snapshot: Arc::new((**snapshot).clone()),
-                        held_at: self.state.seq(),
-                    },
-                )),
-                Outcome::Reconciled(_) if *guard == Guard::Confirmed => {
-                    batch.holds_cleared.push(snapshot.integration.clone())
-                }
-                _ => {}
-            }
+            batch.holds.note(snapshot, *guard, &decision.outcome, self.state.seq());
         }
         let committed = Committed {
             events,
@@ -419,36 +404,34 @@ impl Writer {
         (Envelope { source, cause, event }, plaintext)
     }
 
-    fn apply(&mut self, batch: &mut Batch, envelope: Envelope) {
-        let recorded_at = Timestamp::now().max(self.state.recorded_at());
-        let (envelope, plaintext) = self.seal(batch, envelope);
-        if let Event::UserErased { user } = &envelope.event {
-            batch.erased.push(*user);
-        }
-        let event = LoggedEvent {
-            seq: self.state.seq().next(),
-            recorded_at,
-            event_id: EventId::new(),
-            envelope,
-        };
-        let (effects, access) = match &plaintext {
-            Some((user, profile)) => {
-                projector::fold_and_project(&mut self.state, &event, &JustSealed { user: *user, profile })
+    /// Seals, stamps and encodes a decision's events into the batch: each gets the next `seq`
+    /// and a time no earlier than the one before it.
+    fn log_events(&self, batch: &mut Batch, envelopes: Vec<Envelope>) -> Vec<ToApply> {
+        let mut seq = self.state.seq();
+        let mut recorded_at = self.state.recorded_at();
+        let mut logged = Vec::with_capacity(envelopes.len());
+        for envelope in envelopes {
+            seq = seq.next();
+            recorded_at = Timestamp::now().max(recorded_at);
+            let (envelope, plaintext) = self.seal(batch, envelope);
+            if let Event::UserErased { user } = &envelope.event {
+                batch.erased.push(*user);
             }
-            None => projector::fold_and_project(&mut self.state, &event, &*self.tenant.keyring),
-        };
-        batch.effects.push(effects);
-        batch.records.push(NewRecord {
-            recorded_at,
-            event_id: event.event_id,
-            version: ENVELOPE_VERSION,
-            payload: encode(&event.envelope),
-        });
-        batch.applied.push(Applied {
-            event,
-            chain: Hash32::ZERO,
-            access,
-        });
+            let event = LoggedEvent {
+                seq,
+                recorded_at,
+                event_id: EventId::new(),
+                envelope,
+            };
+            batch.records.push(NewRecord {
+                recorded_at,
+                event_id: event.event_id,
+                version: ENVELOPE_VERSION,
+                payload: encode(&event.envelope),
+            });
+            logged.push(ToApply::just_logged(event, plaintext));
+        }
+        logged
     }
 
     /// Completes a batch whose append has answered: on success makes it visible and answers its
@@ -458,9 +441,7 @@ impl Writer {
         match result {
             Ok(appended) => {
                 if let Some(appended) = appended {
-                    for (applied, chain) in batch.applied.iter_mut().zip(appended.chains) {
-                        applied.chain = chain;
-                    }
+                    batch.applied.set_chains(appended.chains);
                 }
             }
             Err(error) => {
@@ -479,120 +460,17 @@ impl Writer {
             }
         }
         self.tenant.keyring.insert_all(batch.new_keys);
-        self.publish(batch.applied, batch.effects, batch.after);
+        if !batch.applied.is_empty() {
+            self.publisher.publish(batch.applied, &batch.after);
+            self.snapshotter.after_publish(&batch.after);
+        }
         for user in batch.erased {
             destroy_key(&self.tenant, user).await;
         }
-        {
-            let mut holds = self.tenant.holds.lock().unwrap_or_else(|p| p.into_inner());
-            for integration in batch.holds_cleared {
-                holds.remove(&integration);
-            }
-            holds.extend(batch.holds_set);
-            metrics::gauge!("idpsync_held_syncs", "tenant" => self.tenant.id.to_string()).set(holds.len() as f64);
-        }
+        self.tenant.holds.settle(batch.holds, &self.tenant.id);
         for (reply, committed) in batch.replies {
             let _ = reply.send(Ok(committed));
         }
-    }
-
-    /// Makes the committed state and events visible: the history index first, then the state,
-    /// then the feed, so that whoever sees a state finds the history up to it, and a consumer
-    /// that hears of an event can already read the state that includes it.
-    fn publish(&mut self, applied: Vec<Applied>, effects: Vec<Effects>, after: State) {
-        if applied.is_empty() {
-            return;
-        }
-        let settings = &self.tenant.settings;
-        {
-            let mut history = self.tenant.history.write().unwrap_or_else(|p| p.into_inner());
-            for (each, effects) in applied.iter().zip(&effects) {
-                history.record(each.event.seq, each.event.recorded_at, effects);
-            }
-        }
-        self.tenant.published.store(Arc::new(after.clone()));
-        metrics::gauge!("idpsync_change_stream_subscribers", "tenant" => self.tenant.id.to_string())
-            .set(self.tenant.feed.receiver_count() as f64);
-        {
-            let applied: Vec<Arc<Applied>> = applied.into_iter().map(Arc::new).collect();
-            let mut recent = self.tenant.recent.lock().unwrap_or_else(|p| p.into_inner());
-            recent.extend(applied.iter().cloned());
-            while recent.len() > settings.recent_max {
-                recent.pop_front();
-            }
-            // One message per slice of the batch, not per record: a live consumer wakes once
-            // per commit however many records it brings. No subscriber is not an error.
-            for slice in applied.chunks(super::FEED_SLICE_MAX) {
-                let _ = self.tenant.feed.send(slice.into());
-            }
-        }
-        if after.seq().0 - self.last_checkpoint.0 >= settings.checkpoint_every {
-            self.last_checkpoint = after.seq();
-            let mut checkpoints = self.tenant.checkpoints.lock().unwrap_or_else(|p| p.into_inner());
-            checkpoints.insert(after.seq(), after.clone());
-            while checkpoints.len() > settings.checkpoints_max {
-                checkpoints.pop_first();
-            }
-        }
-        let snapshot_running = self.snapshot_task.as_ref().is_some_and(|task| !task.is_finished());
-        if after.seq().0 - self.last_snapshot.0 >= settings.snapshot_every && !snapshot_running {
-            self.last_snapshot = after.seq();
-            let state = after;
-            let tenant = Arc::clone(&self.tenant);
-            self.snapshot_task = Some(tokio::spawn(async move {
-                if let Err(error) = write_snapshot(&tenant, state).await {
-                    tracing::warn!(tenant = %tenant.id, %error, "snapshot failed; start-up will replay more of the log");
-                }
-            }));
-        }
-    }
-
-    /// A snapshot at the current head (nothing is in flight: the head is durable): the one
-    /// already stored there, or a new one. It is written in the background, after any snapshot
-    /// still being written, so the writer goes on meanwhile; `reply` gets it once it is stored.
-    fn snapshot_now(&mut self, reply: oneshot::Sender<Result<SnapshotInfo, SubmitError>>) {
-        let state = self.state.clone();
-        let seq = state.seq();
-        self.last_snapshot = seq;
-        let tenant = Arc::clone(&self.tenant);
-        let previous = self.snapshot_task.take();
-        self.snapshot_task = Some(tokio::spawn(async move {
-            if let Some(previous) = previous {
-                let _ = previous.await;
-            }
-            let stored = async {
-                let existing = tenant.store.snapshots(&tenant.id).await?;
-                match existing.into_iter().find(|info| info.seq == seq) {
-                    Some(existing) => Ok(existing),
-                    None => write_snapshot(&tenant, state).await,
-                }
-            };
-            let _ = reply.send(stored.await.map_err(|e| SubmitError::Storage(Arc::new(e))));
-        }));
-    }
-
-    async fn write_final_snapshot(&mut self) {
-        if let Some(task) = self.snapshot_task.take() {
-            let _ = task.await;
-        }
-        if self.state.seq() > self.last_snapshot {
-            self.last_snapshot = self.state.seq();
-            if let Err(error) = write_snapshot(&self.tenant, self.state.clone()).await {
-                tracing::warn!(tenant = %self.tenant.id, %error, "final snapshot failed; start-up will replay more of the log");
-            }
-        }
-    }
-}
-
-/// The plaintext of the profile the writer just sealed, so the fold need not decrypt it.
-struct JustSealed<'a> {
-    user: UserId,
-    profile: &'a UserProfile,
-}
-
-impl Opener for JustSealed<'_> {
-    fn open(&self, user: UserId, _personal: &Personal) -> Option<UserProfile> {
-        (user == self.user).then(|| self.profile.clone())
     }
 }
 
@@ -603,29 +481,6 @@ pub(crate) async fn destroy_key(tenant: &Tenant, user: UserId) {
         Ok(_) => tenant.keyring.forget(user),
         Err(error) => tracing::error!(tenant = %tenant.id, %user, %error, "cannot destroy an erased user's key yet"),
     }
-}
-
-async fn write_snapshot(tenant: &Arc<Tenant>, state: State) -> Result<SnapshotInfo, idpsync_storage::StoreError> {
-    let seq = state.seq();
-    let started = std::time::Instant::now();
-    let shared = Arc::clone(tenant);
-    let bytes = tokio::task::spawn_blocking(move || {
-        // Copy the index under the lock, encode outside it: the writer waits only for the copy.
-        let history = shared.history.read().unwrap_or_else(|p| p.into_inner()).clone();
-        encode_snapshot(&state, &history)
-    })
-    .await
-    .map_err(|e| idpsync_storage::StoreError::backend("encoding a snapshot", e))?;
-    let len = bytes.len();
-    let snapshot = StoredSnapshot::new(seq, bytes);
-    let info = SnapshotInfo {
-        seq,
-        state_hash: snapshot.state_hash,
-    };
-    tenant.store.put_snapshot(&tenant.id, snapshot).await?;
-    super::retention::prune_snapshots(tenant).await;
-    tracing::info!(tenant = %tenant.id, %seq, bytes = len, elapsed_ms = started.elapsed().as_millis() as u64, "snapshot stored");
-    Ok(info)
 }
 
 /// Waits for the in-flight batch's append; polled only while there is one.

@@ -1,11 +1,12 @@
 //! `decide` and the fold, given / when / then.
 
 use crate::command::Command;
-use crate::decide::{Outcome, Rejection};
+use crate::decide::Outcome;
 use crate::event::Event;
 use crate::ids::ResourceId;
 use crate::ids::{Member, Seq};
 use crate::model::{BindingGroups, Owner, ResourceKind, ResourceRef, UserProfile};
+use crate::rejection::Rejection;
 use crate::state::encode_snapshot;
 use crate::testing::Harness;
 

@@ -1,6 +1,7 @@
 //! [`GroupFilter`]: which IdP groups an integration syncs, by name, with include and exclude
 //! patterns. A pattern is a glob (`*` any run of characters, `?` one character); a pattern
 //! without wildcards matches names that start with it, so `vpn-` and `vpn-*` mean the same.
+//! Matching needs nothing but the name, so it can be asked anywhere a group's name is known.
 
 /// Include and exclude patterns over group names. A group is synced when it matches an
 /// include pattern (or there are none) and no exclude pattern.

@@ -1,190 +1,71 @@
-//! [`Listing`]: what a driver read from its IdP, before filters; and its conversion into the
-//! engine's [`DirectorySnapshot`] with the integration's group filter applied.
+//! The integration's scope, and the conversion of a [`Listing`] into the [`DirectorySnapshot`]
+//! the plan takes: the group filter and `only_group_members` ([`ScopeRules`]) applied, and an
+//! incremental listing's refreshed groups turned into delta edges.
 //!
-//! A listing is complete (everything the IdP has) or incremental (what changed, plus the full
-//! member lists of the groups it names as refreshed). An incremental listing's refreshed groups
-//! become delta edges by comparing them with what the engine holds for the integration, so that
-//! drivers whose IdP can only say "this group changed" never compute deltas themselves.
+//! The conversion reads the state: a group listed in an earlier run is judged by the name the
+//! engine holds for it, a group renamed out of the filter is gone, and a refreshed group loses
+//! the members the engine holds that it no longer lists. The writer converts against its own
+//! state, after every earlier commit, so what it compares with is never stale.
 
 use std::collections::{HashMap, HashSet};
 
-use idpsync_engine::State;
-use idpsync_engine::ids::{IntegrationName, Member, SyncRunId};
-use idpsync_engine::model::Owner;
-use idpsync_engine::reconcile::{
-    DirectorySnapshot, ExternalMember, Membership, SnapshotGroup, SnapshotScope, SnapshotUser,
-};
+use super::filter::GroupFilter;
+use super::listing::Listing;
+use super::snapshot::{DirectorySnapshot, ExternalMember, Membership, SnapshotGroup, SnapshotScope};
+use crate::ids::{IntegrationName, Member, SyncRunId};
+use crate::model::Owner;
+use crate::state::State;
 
-use crate::filter::GroupFilter;
-
-/// Users, groups and memberships as a driver read them.
-#[derive(Debug, Default)]
-pub struct Listing {
-    users: Vec<SnapshotUser>,
-    user_ids: HashSet<String>,
-    groups: Vec<SnapshotGroup>,
-    group_ids: HashSet<String>,
-    /// Membership edges; a set, because IdPs repeat an edge across pages and order does not
-    /// matter to reconcile.
-    edges: HashSet<Membership>,
-    changes: Option<Changes>,
-}
-
-/// What an incremental listing says besides the objects it lists.
-#[derive(Debug, Default)]
-struct Changes {
-    /// Groups whose member lists in `edges` are complete.
-    refreshed: HashSet<String>,
-    removed_users: Vec<String>,
-    removed_groups: Vec<String>,
-    joined: Vec<Membership>,
-    left: Vec<Membership>,
-}
-
-/// How a listing is scoped.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ListingScope {
-    /// Everything the IdP has.
-    Complete,
-    /// What changed since a cursor.
-    Incremental,
-}
-
-impl Listing {
-    /// An empty listing of the given scope.
-    pub fn new(scope: ListingScope) -> Listing {
-        Listing {
-            changes: (scope == ListingScope::Incremental).then(Changes::default),
-            ..Listing::default()
-        }
-    }
-
-    /// The listing's scope.
-    pub fn scope(&self) -> ListingScope {
-        match self.changes {
-            Some(_) => ListingScope::Incremental,
-            None => ListingScope::Complete,
-        }
-    }
-
-    /// Adds a user; returns whether it is new to this listing (a repeat is ignored).
-    pub fn add_user(&mut self, user: SnapshotUser) -> bool {
-        if !self.user_ids.insert(user.external_id.clone()) {
-            return false;
-        }
-        self.users.push(user);
-        true
-    }
-
-    /// Adds a group; returns whether it is new to this listing.
-    pub fn add_group(&mut self, group: SnapshotGroup) -> bool {
-        if !self.group_ids.insert(group.external_id.clone()) {
-            return false;
-        }
-        self.groups.push(group);
-        true
-    }
-
-    /// Whether a group of this id is listed.
-    pub fn has_group(&self, external_id: &str) -> bool {
-        self.group_ids.contains(external_id)
-    }
-
-    /// Adds a membership edge (of a complete listing, or of a refreshed group); returns
-    /// whether it is new.
-    pub fn add_member(&mut self, group: &str, member: ExternalMember) -> bool {
-        self.edges.insert(Membership {
-            group: group.to_owned(),
-            member,
-        })
-    }
-
-    /// Marks a group's member list, as added with [`Listing::add_member`], as complete
-    /// (incremental listings only; in a complete listing every group's list is).
-    pub fn refreshed(&mut self, group: &str) {
-        if let Some(changes) = &mut self.changes {
-            changes.refreshed.insert(group.to_owned());
-        }
-    }
-
-    /// Records a user the IdP deleted (incremental listings only).
-    pub fn removed_user(&mut self, external_id: String) {
-        if let Some(changes) = &mut self.changes {
-            changes.removed_users.push(external_id);
-        }
-    }
-
-    /// Records a group the IdP deleted (incremental listings only).
-    pub fn removed_group(&mut self, external_id: String) {
-        if let Some(changes) = &mut self.changes {
-            changes.removed_groups.push(external_id);
-        }
-    }
-
-    /// Records one edge added or removed (incremental listings only).
-    pub fn delta_edge(&mut self, group: &str, member: ExternalMember, joined: bool) {
-        if let Some(changes) = &mut self.changes {
-            let edge = Membership {
-                group: group.to_owned(),
-                member,
-            };
-            if joined {
-                changes.joined.push(edge);
-            } else {
-                changes.left.push(edge);
-            }
-        }
-    }
-
-    /// Users listed.
-    pub fn user_count(&self) -> usize {
-        self.users.len()
-    }
-
-    /// Groups listed.
-    pub fn group_count(&self) -> usize {
-        self.groups.len()
-    }
-
-    /// Membership edges listed.
-    pub fn membership_count(&self) -> usize {
-        self.edges.len()
-    }
-}
-
-/// How a listing becomes a snapshot.
-pub struct SnapshotRules<'a> {
-    /// The integration and its run.
-    pub integration: &'a IntegrationName,
-    /// The run.
-    pub run: SyncRunId,
+/// Which part of what its IdP holds an integration syncs.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ScopeRules {
     /// Which groups are synced.
-    pub filter: &'a GroupFilter,
-    /// Only users in a synced group (complete listings).
+    pub groups: GroupFilter,
+    /// Only users in a synced group, directly or through nested groups (complete listings).
     pub only_group_members: bool,
 }
 
-impl Listing {
-    /// The snapshot the engine reconciles, filtered; incremental listings are compared with
-    /// `state` to find the members a refreshed group lost.
-    pub fn into_snapshot(self, rules: &SnapshotRules<'_>, state: &State) -> DirectorySnapshot {
+/// One sync run as the engine takes it to plan or reconcile: what the integration's driver
+/// read, and the rules that scope it.
+#[derive(Debug)]
+pub struct SyncInput {
+    /// The integration.
+    pub integration: IntegrationName,
+    /// The run; every event it causes names it.
+    pub run: SyncRunId,
+    /// What the driver read.
+    pub listing: Listing,
+    /// Which part of it the integration syncs.
+    pub rules: ScopeRules,
+}
+
+impl SyncInput {
+    /// The snapshot the plan takes, scoped by the rules; an incremental listing is compared
+    /// with `state` to find the members its refreshed groups lost.
+    pub(crate) fn into_snapshot(self, state: &State) -> DirectorySnapshot {
+        let SyncInput {
+            integration,
+            run,
+            listing,
+            rules,
+        } = self;
         let Listing {
             mut users,
             groups,
             edges,
             changes,
             ..
-        } = self;
+        } = listing;
         let kept: HashSet<String> = groups
             .iter()
-            .filter(|group| rules.filter.allows(&group.display_name))
+            .filter(|group| rules.groups.allows(&group.display_name))
             .map(|group| group.external_id.clone())
             .collect();
         let listed_elsewhere_allowed = |external_id: &str| -> bool {
             state
-                .owned_group(rules.integration, external_id)
+                .owned_group(&integration, external_id)
                 .and_then(|id| state.group(id))
-                .is_none_or(|group| rules.filter.allows(&group.display_name))
+                .is_none_or(|group| rules.groups.allows(&group.display_name))
         };
         let group_allowed = |external_id: &str, listed: &HashSet<String>| -> bool {
             kept.contains(external_id) || (!listed.contains(external_id) && listed_elsewhere_allowed(external_id))
@@ -222,14 +103,14 @@ impl Listing {
                 removed_groups.extend(
                     dropped_groups
                         .iter()
-                        .filter(|group| state.owned_group(rules.integration, &group.external_id).is_some())
+                        .filter(|group| state.owned_group(&integration, &group.external_id).is_some())
                         .map(|group| group.external_id.clone()),
                 );
                 let mut joined: Vec<Membership> = edges.iter().filter(|edge| edge_allowed(edge)).cloned().collect();
                 joined.extend(changes.joined.into_iter().filter(|edge| edge_allowed(edge)));
                 let mut left: Vec<Membership> = changes.left.into_iter().filter(|edge| edge_allowed(edge)).collect();
                 for group in changes.refreshed.iter().filter(|group| kept.contains(*group)) {
-                    for member in owned_members(state, rules.integration, group) {
+                    for member in owned_members(state, &integration, group) {
                         let edge = Membership {
                             group: group.clone(),
                             member,
@@ -248,8 +129,8 @@ impl Listing {
             }
         };
         DirectorySnapshot {
-            integration: rules.integration.clone(),
-            run: rules.run,
+            integration,
+            run,
             users,
             groups: kept_groups,
             scope,
@@ -313,7 +194,9 @@ fn transitive_user_members<'e>(edges: &'e HashSet<Membership>, kept: &HashSet<St
 #[cfg(test)]
 mod tests {
     use super::*;
-    use idpsync_engine::model::UserProfile;
+    use crate::model::UserProfile;
+    use crate::reconcile::listing::ListingScope;
+    use crate::reconcile::snapshot::SnapshotUser;
 
     fn user(id: &str) -> SnapshotUser {
         SnapshotUser {
@@ -347,14 +230,16 @@ mod tests {
         listing.add_member("g2", ExternalMember::User("bob".into()));
         listing.add_member("g2", ExternalMember::Group("g1".into()));
         listing.add_member("g3", ExternalMember::User("carol".into()));
-        let integration = IntegrationName::new("test").unwrap();
-        let rules = SnapshotRules {
-            integration: &integration,
+        let input = SyncInput {
+            integration: IntegrationName::new("test").unwrap(),
             run: SyncRunId::new(),
-            filter: &filter,
-            only_group_members,
+            listing,
+            rules: ScopeRules {
+                groups: filter,
+                only_group_members,
+            },
         };
-        listing.into_snapshot(&rules, &State::new())
+        input.into_snapshot(&State::new())
     }
 
     fn ids<T>(items: &[T], id: impl Fn(&T) -> &str) -> Vec<String> {

@@ -1,182 +1,50 @@
-//! Reconcile: an integration's [`DirectorySnapshot`] becomes the fewest events that make what
-//! the integration owns match it. The same snapshot twice emits nothing the second time.
+//! The plan: a [`DirectorySnapshot`] against the state becomes the fewest events that make what
+//! the integration owns match it, and the report of what they do. The same snapshot twice plans
+//! nothing the second time. Pure: the state is read, never changed; ids come from `new_id`.
 //!
-//! The mass-deactivation guard: if the snapshot would deactivate or delete more than the
-//! configured share of the users the integration owns (default 10 %), nothing is applied; a
-//! [`Event::ReconcileHeld`] records the hold, and an operator confirms or rejects it. An IdP
-//! outage or a permissions change must never look like everyone leaving the company.
+//! In order: removals (what a complete snapshot no longer lists, or what a delta says is gone),
+//! then users, then groups, then memberships; last, the guard judges the whole plan.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
-use serde::{Deserialize, Serialize};
+use uuid::Uuid;
 
-use crate::command::Origin;
-use crate::decide::{
-    DecideContext, Decision, Outcome, Rejection, apply_speculatively, validate_display_name, validate_profile,
-};
+use super::guard::{self, Guard};
+use super::policy::{MissingUsers, ReconcilePolicy};
+use super::report::{ChangeLine, ReconcileReport};
+use super::snapshot::{DirectorySnapshot, ExternalMember, Membership, SnapshotGroup, SnapshotScope, SnapshotUser};
 use crate::event::{Cause, Envelope, Event, HoldSummary, Personal, Source};
-use crate::ids::{GroupId, IntegrationName, Member, SyncRunId, UserId};
-use crate::model::{Owner, UserProfile};
+use crate::ids::{GroupId, IntegrationName, Member, UserId};
+use crate::model::Owner;
+use crate::speculate::apply_speculatively;
 use crate::state::State;
+use crate::validate::{validate_display_name, validate_profile};
 
-/// What an IdP holds, as a driver read it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DirectorySnapshot {
-    /// The integration that read it.
-    pub integration: IntegrationName,
-    /// The sync run.
-    pub run: SyncRunId,
-    /// Users (for a delta: those created or changed).
-    pub users: Vec<SnapshotUser>,
-    /// Groups (for a delta: those created or changed).
-    pub groups: Vec<SnapshotGroup>,
-    /// Complete listing or delta, and the memberships.
-    pub scope: SnapshotScope,
-}
-
-/// A user as the IdP has it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SnapshotUser {
-    /// The IdP's stable id: becomes the user's externalId.
-    pub external_id: String,
-    /// From the IdP's status fields.
-    pub active: bool,
-    /// userName, names, emails.
-    pub profile: UserProfile,
-}
-
-/// A group as the IdP has it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SnapshotGroup {
-    /// The IdP's stable id.
-    pub external_id: String,
-    /// Its name.
-    pub display_name: String,
-}
-
-/// A member as the IdP names it.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub enum ExternalMember {
-    /// A user, by its IdP id.
-    User(String),
-    /// A nested group, by its IdP id.
-    Group(String),
-}
-
-/// One membership edge, by IdP ids.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct Membership {
-    /// The group's IdP id.
-    pub group: String,
-    /// The member.
-    pub member: ExternalMember,
-}
-
-/// Whether a snapshot is everything or a change set.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum SnapshotScope {
-    /// Everything the IdP has: owned objects not listed are gone, and the listed groups'
-    /// memberships are exactly `memberships`.
-    Complete {
-        /// Every membership edge of the listed groups.
-        memberships: Vec<Membership>,
+/// What reconciling a snapshot would do.
+#[derive(Clone, Debug)]
+pub(crate) enum Plan {
+    /// Apply these events; the report says what they do.
+    Apply {
+        /// The events, in order; none when the integration is already in step.
+        events: Vec<Envelope>,
+        /// What they do.
+        report: ReconcileReport,
     },
-    /// What changed since the last sync.
-    Delta {
-        /// Users deleted in the IdP.
-        removed_users: Vec<String>,
-        /// Groups deleted in the IdP.
-        removed_groups: Vec<String>,
-        /// Edges added.
-        joined: Vec<Membership>,
-        /// Edges removed.
-        left: Vec<Membership>,
+    /// The guard holds the snapshot: nothing of it may be applied.
+    Hold {
+        /// Why, as the hold's event records it.
+        summary: HoldSummary,
+        /// What it would do; its `held` is `summary`.
+        report: ReconcileReport,
     },
 }
 
-/// Whether the mass-deactivation guard applies.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Guard {
-    /// Hold a snapshot that removes too many users.
-    Enforce,
-    /// An operator confirmed this snapshot: apply it whatever it removes.
-    Confirmed,
-}
-
-/// What happens to users the IdP no longer lists.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum MissingUsers {
-    /// Delete them (their history stays in the log).
-    Delete,
-    /// Deactivate them.
-    Deactivate,
-}
-
-/// A tenant's reconcile settings.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ReconcilePolicy {
-    /// Hold a snapshot that would deactivate or delete more than this many thousandths of the
-    /// integration's users (100 = 10 %).
-    pub hold_above_permille: u32,
-    /// What happens to users the IdP no longer lists.
-    pub missing_users: MissingUsers,
-}
-
-impl Default for ReconcilePolicy {
-    fn default() -> Self {
-        ReconcilePolicy {
-            hold_above_permille: 100,
-            missing_users: MissingUsers::Delete,
+impl Plan {
+    /// What the plan does or would do.
+    pub(crate) fn into_report(self) -> ReconcileReport {
+        match self {
+            Plan::Apply { report, .. } | Plan::Hold { report, .. } => report,
         }
-    }
-}
-
-/// One planned or applied change, for people to read.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct ChangeLine {
-    /// `user created`, `user deactivated`, `group renamed`, `member added`, …
-    pub action: &'static str,
-    /// The object, by IdP id and name.
-    pub object: String,
-}
-
-/// What a reconcile did, or would do.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct ReconcileReport {
-    /// Users created.
-    pub users_created: u32,
-    /// Users whose attributes changed.
-    pub users_updated: u32,
-    /// Users deactivated.
-    pub users_deactivated: u32,
-    /// Users reactivated.
-    pub users_reactivated: u32,
-    /// Users deleted.
-    pub users_deleted: u32,
-    /// Groups created.
-    pub groups_created: u32,
-    /// Groups renamed.
-    pub groups_renamed: u32,
-    /// Groups deleted.
-    pub groups_deleted: u32,
-    /// Membership edges added.
-    pub memberships_added: u32,
-    /// Membership edges removed.
-    pub memberships_removed: u32,
-    /// Membership edges naming an object the snapshot does not have (filtered out, or unknown).
-    pub unresolved_members: u32,
-    /// Objects skipped, and why (a userName another owner has, a duplicate id, a bad value).
-    pub conflicts: Vec<String>,
-    /// Every change, in order.
-    pub changes: Vec<ChangeLine>,
-    /// Set when the guard held the snapshot.
-    pub held: Option<HoldSummary>,
-}
-
-impl ReconcileReport {
-    /// Whether it changes anything.
-    pub fn is_empty(&self) -> bool {
-        self.changes.is_empty()
     }
 }
 
@@ -206,7 +74,7 @@ impl Planner<'_> {
 
     /// Creates or updates a listed user. Returns why it could not take its userName, if
     /// another user holds it: calling again once that user has moved on is safe.
-    fn upsert_user(&mut self, listed: &SnapshotUser, new_id: &mut dyn FnMut() -> uuid::Uuid) -> Result<(), String> {
+    fn upsert_user(&mut self, listed: &SnapshotUser, new_id: &mut dyn FnMut() -> Uuid) -> Result<(), String> {
         let label = format!("{} ({})", listed.profile.user_name, listed.external_id);
         if let Err(rejection) = validate_profile(&listed.profile) {
             self.conflict(format!("user {label}: {rejection}"));
@@ -298,7 +166,7 @@ impl Planner<'_> {
         }
     }
 
-    fn upsert_group(&mut self, listed: &SnapshotGroup, new_id: &mut dyn FnMut() -> uuid::Uuid) {
+    fn upsert_group(&mut self, listed: &SnapshotGroup, new_id: &mut dyn FnMut() -> Uuid) {
         let label = format!("{} ({})", listed.display_name, listed.external_id);
         if let Err(rejection) = validate_display_name(&listed.display_name) {
             return self.conflict(format!("group {label}: {rejection}"));
@@ -403,22 +271,23 @@ impl Planner<'_> {
     }
 }
 
-/// Decides a reconcile. Called by [`crate::decide::decide`].
-pub(crate) fn decide(
+/// Plans reconciling `snapshot` with `state`: the events and their report, or the guard's hold.
+/// Ids of new users and groups come from `new_id`.
+pub(crate) fn plan(
     state: &State,
     snapshot: &DirectorySnapshot,
     guard: Guard,
-    context: &mut DecideContext<'_>,
-) -> Result<Decision, Rejection> {
+    policy: &ReconcilePolicy,
+    new_id: &mut dyn FnMut() -> Uuid,
+) -> Plan {
     let integration = &snapshot.integration;
-    let source = Source::Integration {
-        integration: integration.clone(),
-        run: snapshot.run,
-    };
     let owned_users = state.users_owned_by(integration).count() as u32;
     let mut planner = Planner {
         scratch: state.clone(),
-        source: source.clone(),
+        source: Source::Integration {
+            integration: integration.clone(),
+            run: snapshot.run,
+        },
         events: Vec::new(),
         report: ReconcileReport::default(),
         integration,
@@ -426,31 +295,12 @@ pub(crate) fn decide(
 
     // Removals first: a deleted object's memberships go with it in one event, and a name it
     // frees can be taken by a user of the same snapshot.
-    let listed_users: HashSet<&str> = snapshot.users.iter().map(|user| user.external_id.as_str()).collect();
-    let listed_groups: HashSet<&str> = snapshot.groups.iter().map(|group| group.external_id.as_str()).collect();
-    let (gone_users, gone_groups): (Vec<String>, Vec<String>) = match &snapshot.scope {
-        SnapshotScope::Complete { .. } => (
-            state
-                .users_owned_by(integration)
-                .map(|(external_id, _)| external_id)
-                .filter(|external_id| !listed_users.contains(external_id))
-                .map(str::to_owned)
-                .collect(),
-            state
-                .groups_owned_by(integration)
-                .map(|(external_id, _)| external_id)
-                .filter(|external_id| !listed_groups.contains(external_id))
-                .map(str::to_owned)
-                .collect(),
-        ),
-        SnapshotScope::Delta {
-            removed_users,
-            removed_groups,
-            ..
-        } => (removed_users.clone(), removed_groups.clone()),
-    };
+    let Gone {
+        users: gone_users,
+        groups: gone_groups,
+    } = gone(state, snapshot);
     for external_id in &gone_users {
-        planner.remove_user(external_id, context.policy.missing_users);
+        planner.remove_user(external_id, policy.missing_users);
     }
     for external_id in &gone_groups {
         planner.remove_group(external_id);
@@ -482,7 +332,7 @@ pub(crate) fn decide(
     loop {
         let mut blocked = Vec::new();
         for user in &pending {
-            if let Err(reason) = planner.upsert_user(user, context.new_id) {
+            if let Err(reason) = planner.upsert_user(user, new_id) {
                 blocked.push((*user, reason));
             }
         }
@@ -510,7 +360,7 @@ pub(crate) fn decide(
             ));
             continue;
         }
-        planner.upsert_group(group, context.new_id);
+        planner.upsert_group(group, new_id);
     }
 
     match &snapshot.scope {
@@ -555,48 +405,54 @@ pub(crate) fn decide(
     }
 
     let mut report = planner.report;
-    let removals = report.users_deactivated + report.users_deleted;
-    let limit_permille = context.policy.hold_above_permille;
-    let over_limit = owned_users > 0 && u64::from(removals) * 1000 > u64::from(limit_permille) * u64::from(owned_users);
-    if guard == Guard::Enforce && over_limit {
-        let summary = HoldSummary {
-            owned_users,
-            deactivations: report.users_deactivated,
-            deletions: report.users_deleted,
-            limit_permille,
-        };
-        report.held = Some(summary.clone());
-        let already_recorded = context.holds.get(integration) == Some(&summary);
-        let events = if already_recorded {
-            Vec::new()
-        } else {
-            vec![Envelope {
-                source,
-                cause: Cause::Unspecified,
-                event: Event::ReconcileHeld {
-                    integration: integration.clone(),
-                    run: snapshot.run,
-                    summary,
-                },
-            }]
-        };
-        return Ok(Decision {
-            events,
-            outcome: Outcome::Held(report),
-        });
+    match guard::hold(guard, policy, owned_users, &report) {
+        Some(summary) => {
+            report.held = Some(summary.clone());
+            Plan::Hold { summary, report }
+        }
+        None => Plan::Apply {
+            events: planner.events,
+            report,
+        },
     }
-    Ok(Decision {
-        events: planner.events,
-        outcome: Outcome::Reconciled(report),
-    })
 }
 
-impl Origin {
-    /// The origin of a sync run's events.
-    pub fn integration(integration: IntegrationName, run: SyncRunId) -> Origin {
-        Origin {
-            source: Source::Integration { integration, run },
-            cause: Cause::Unspecified,
+/// The integration's objects a snapshot says are gone, by IdP id.
+struct Gone {
+    users: Vec<String>,
+    groups: Vec<String>,
+}
+
+/// What `snapshot` removes: for a complete snapshot, every object the integration owns that it
+/// does not list; for a delta, what it says the IdP deleted.
+fn gone(state: &State, snapshot: &DirectorySnapshot) -> Gone {
+    let integration = &snapshot.integration;
+    match &snapshot.scope {
+        SnapshotScope::Complete { .. } => {
+            let listed_users: HashSet<&str> = snapshot.users.iter().map(|user| user.external_id.as_str()).collect();
+            let listed_groups: HashSet<&str> = snapshot.groups.iter().map(|group| group.external_id.as_str()).collect();
+            Gone {
+                users: state
+                    .users_owned_by(integration)
+                    .map(|(external_id, _)| external_id)
+                    .filter(|external_id| !listed_users.contains(external_id))
+                    .map(str::to_owned)
+                    .collect(),
+                groups: state
+                    .groups_owned_by(integration)
+                    .map(|(external_id, _)| external_id)
+                    .filter(|external_id| !listed_groups.contains(external_id))
+                    .map(str::to_owned)
+                    .collect(),
+            }
         }
+        SnapshotScope::Delta {
+            removed_users,
+            removed_groups,
+            ..
+        } => Gone {
+            users: removed_users.clone(),
+            groups: removed_groups.clone(),
+        },
     }
 }

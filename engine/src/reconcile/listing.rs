@@ -1,0 +1,146 @@
+//! [`Listing`]: what a driver read from its IdP, before the integration's scope rules. Drivers
+//! fill it object by object; the engine turns it into a snapshot ([`super::scope`]).
+//!
+//! A listing is complete (everything the IdP has) or incremental (what changed, plus the full
+//! member lists of the groups it names as refreshed). An incremental listing's refreshed groups
+//! become delta edges by comparing them with what the engine holds for the integration, so that
+//! drivers whose IdP can only say "this group changed" never compute deltas themselves.
+
+use std::collections::HashSet;
+
+use super::snapshot::{ExternalMember, Membership, SnapshotGroup, SnapshotUser};
+
+/// Users, groups and memberships as a driver read them.
+#[derive(Debug, Default)]
+pub struct Listing {
+    pub(super) users: Vec<SnapshotUser>,
+    user_ids: HashSet<String>,
+    pub(super) groups: Vec<SnapshotGroup>,
+    group_ids: HashSet<String>,
+    /// Membership edges; a set, because IdPs repeat an edge across pages and order does not
+    /// matter to reconcile.
+    pub(super) edges: HashSet<Membership>,
+    pub(super) changes: Option<Changes>,
+}
+
+/// What an incremental listing says besides the objects it lists.
+#[derive(Debug, Default)]
+pub(super) struct Changes {
+    /// Groups whose member lists in `edges` are complete.
+    pub(super) refreshed: HashSet<String>,
+    pub(super) removed_users: Vec<String>,
+    pub(super) removed_groups: Vec<String>,
+    pub(super) joined: Vec<Membership>,
+    pub(super) left: Vec<Membership>,
+}
+
+/// How a listing is scoped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ListingScope {
+    /// Everything the IdP has.
+    Complete,
+    /// What changed since a cursor.
+    Incremental,
+}
+
+impl Listing {
+    /// An empty listing of the given scope.
+    pub fn new(scope: ListingScope) -> Listing {
+        Listing {
+            changes: (scope == ListingScope::Incremental).then(Changes::default),
+            ..Listing::default()
+        }
+    }
+
+    /// The listing's scope.
+    pub fn scope(&self) -> ListingScope {
+        match self.changes {
+            Some(_) => ListingScope::Incremental,
+            None => ListingScope::Complete,
+        }
+    }
+
+    /// Adds a user; returns whether it is new to this listing (a repeat is ignored).
+    pub fn add_user(&mut self, user: SnapshotUser) -> bool {
+        if !self.user_ids.insert(user.external_id.clone()) {
+            return false;
+        }
+        self.users.push(user);
+        true
+    }
+
+    /// Adds a group; returns whether it is new to this listing.
+    pub fn add_group(&mut self, group: SnapshotGroup) -> bool {
+        if !self.group_ids.insert(group.external_id.clone()) {
+            return false;
+        }
+        self.groups.push(group);
+        true
+    }
+
+    /// Whether a group of this id is listed.
+    pub fn has_group(&self, external_id: &str) -> bool {
+        self.group_ids.contains(external_id)
+    }
+
+    /// Adds a membership edge (of a complete listing, or of a refreshed group); returns
+    /// whether it is new.
+    pub fn add_member(&mut self, group: &str, member: ExternalMember) -> bool {
+        self.edges.insert(Membership {
+            group: group.to_owned(),
+            member,
+        })
+    }
+
+    /// Marks a group's member list, as added with [`Listing::add_member`], as complete
+    /// (incremental listings only; in a complete listing every group's list is).
+    pub fn refreshed(&mut self, group: &str) {
+        if let Some(changes) = &mut self.changes {
+            changes.refreshed.insert(group.to_owned());
+        }
+    }
+
+    /// Records a user the IdP deleted (incremental listings only).
+    pub fn removed_user(&mut self, external_id: String) {
+        if let Some(changes) = &mut self.changes {
+            changes.removed_users.push(external_id);
+        }
+    }
+
+    /// Records a group the IdP deleted (incremental listings only).
+    pub fn removed_group(&mut self, external_id: String) {
+        if let Some(changes) = &mut self.changes {
+            changes.removed_groups.push(external_id);
+        }
+    }
+
+    /// Records one edge added or removed (incremental listings only).
+    pub fn delta_edge(&mut self, group: &str, member: ExternalMember, joined: bool) {
+        if let Some(changes) = &mut self.changes {
+            let edge = Membership {
+                group: group.to_owned(),
+                member,
+            };
+            if joined {
+                changes.joined.push(edge);
+            } else {
+                changes.left.push(edge);
+            }
+        }
+    }
+
+    /// Users listed.
+    pub fn user_count(&self) -> usize {
+        self.users.len()
+    }
+
+    /// Groups listed.
+    pub fn group_count(&self) -> usize {
+        self.groups.len()
+    }
+
+    /// Membership edges listed.
+    pub fn membership_count(&self) -> usize {
+        self.edges.len()
+    }
+}

@@ -1,0 +1,38 @@
+//! Reconcile: what an integration's driver read becomes the fewest events that make what the
+//! integration owns match its IdP. The engine's one home for it; drivers only fetch and
+//! normalise.
+//!
+//! A sync goes through four steps, one module each, lower ones first:
+//! - [`Listing`] (`listing`): what a driver read, filled object by object;
+//! - scope (`scope`, `filter`): the integration's [`ScopeRules`] (the [`GroupFilter`] and
+//!   `only_group_members`) applied to the listing, and an incremental listing compared with the
+//!   state, give the [`DirectorySnapshot`] (`snapshot`);
+//! - plan (`plan`): the snapshot against the state gives the events and the
+//!   [`ReconcileReport`] (`report`), removals first, following the tenant's
+//!   [`ReconcilePolicy`] (`policy`);
+//! - guard (`guard`): a plan that removes too many users is held instead ([`Guard`]).
+//!
+//! The ways in are [`Tenant::plan`](crate::Tenant::plan) (a dry run: nothing is written) and
+//! [`Tenant::reconcile`](crate::Tenant::reconcile) (through the writer, which turns the
+//! listing into a snapshot against its own state); a snapshot already made, such as a held one
+//! an operator confirms, is reconciled as [`Command::Reconcile`](crate::Command::Reconcile).
+//! This module uses neither commands nor `decide`: they use it.
+
+mod filter;
+mod guard;
+mod listing;
+mod plan;
+mod policy;
+mod report;
+mod scope;
+mod snapshot;
+
+pub use filter::GroupFilter;
+pub use guard::Guard;
+pub(crate) use guard::held_event;
+pub use listing::{Listing, ListingScope};
+pub(crate) use plan::{Plan, plan};
+pub use policy::{MissingUsers, ReconcilePolicy};
+pub use report::{ChangeLine, ReconcileReport};
+pub use scope::{ScopeRules, SyncInput};
+pub use snapshot::{DirectorySnapshot, ExternalMember, Membership, SnapshotGroup, SnapshotScope, SnapshotUser};

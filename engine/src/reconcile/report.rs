@@ -1,0 +1,54 @@
+//! [`ReconcileReport`]: what a reconcile did or, planned, would do, for people to read.
+
+use serde::Serialize;
+
+use crate::event::HoldSummary;
+
+/// One planned or applied change, for people to read.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ChangeLine {
+    /// `user created`, `user deactivated`, `group renamed`, `member added`, …
+    pub action: &'static str,
+    /// The object, by IdP id and name.
+    pub object: String,
+}
+
+/// What a reconcile did, or would do.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ReconcileReport {
+    /// Users created.
+    pub users_created: u32,
+    /// Users whose attributes changed.
+    pub users_updated: u32,
+    /// Users deactivated.
+    pub users_deactivated: u32,
+    /// Users reactivated.
+    pub users_reactivated: u32,
+    /// Users deleted.
+    pub users_deleted: u32,
+    /// Groups created.
+    pub groups_created: u32,
+    /// Groups renamed.
+    pub groups_renamed: u32,
+    /// Groups deleted.
+    pub groups_deleted: u32,
+    /// Membership edges added.
+    pub memberships_added: u32,
+    /// Membership edges removed.
+    pub memberships_removed: u32,
+    /// Membership edges naming an object the snapshot does not have (filtered out, or unknown).
+    pub unresolved_members: u32,
+    /// Objects skipped, and why (a userName another owner has, a duplicate id, a bad value).
+    pub conflicts: Vec<String>,
+    /// Every change, in order.
+    pub changes: Vec<ChangeLine>,
+    /// Set when the guard held the snapshot.
+    pub held: Option<HoldSummary>,
+}
+
+impl ReconcileReport {
+    /// Whether it changes anything.
+    pub fn is_empty(&self) -> bool {
+        self.changes.is_empty()
+    }
+}

@@ -1,0 +1,83 @@
+//! [`DirectorySnapshot`]: what an IdP holds, scoped to what the integration syncs and ready to
+//! be planned against the state. The IdP's objects go by their own ids here; the plan resolves
+//! them to the engine's.
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{IntegrationName, SyncRunId};
+use crate::model::UserProfile;
+
+/// What an IdP holds, as a driver read it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DirectorySnapshot {
+    /// The integration that read it.
+    pub integration: IntegrationName,
+    /// The sync run.
+    pub run: SyncRunId,
+    /// Users (for a delta: those created or changed).
+    pub users: Vec<SnapshotUser>,
+    /// Groups (for a delta: those created or changed).
+    pub groups: Vec<SnapshotGroup>,
+    /// Complete listing or delta, and the memberships.
+    pub scope: SnapshotScope,
+}
+
+/// A user as the IdP has it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotUser {
+    /// The IdP's stable id: becomes the user's externalId.
+    pub external_id: String,
+    /// From the IdP's status fields.
+    pub active: bool,
+    /// userName, names, emails.
+    pub profile: UserProfile,
+}
+
+/// A group as the IdP has it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotGroup {
+    /// The IdP's stable id.
+    pub external_id: String,
+    /// Its name.
+    pub display_name: String,
+}
+
+/// A member as the IdP names it.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum ExternalMember {
+    /// A user, by its IdP id.
+    User(String),
+    /// A nested group, by its IdP id.
+    Group(String),
+}
+
+/// One membership edge, by IdP ids.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Membership {
+    /// The group's IdP id.
+    pub group: String,
+    /// The member.
+    pub member: ExternalMember,
+}
+
+/// Whether a snapshot is everything or a change set.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SnapshotScope {
+    /// Everything the IdP has: owned objects not listed are gone, and the listed groups'
+    /// memberships are exactly `memberships`.
+    Complete {
+        /// Every membership edge of the listed groups.
+        memberships: Vec<Membership>,
+    },
+    /// What changed since the last sync.
+    Delta {
+        /// Users deleted in the IdP.
+        removed_users: Vec<String>,
+        /// Groups deleted in the IdP.
+        removed_groups: Vec<String>,
+        /// Edges added.
+        joined: Vec<Membership>,
+        /// Edges removed.
+        left: Vec<Membership>,
+    },
+}

@@ -1,0 +1,74 @@
+//! [`Rejection`]: why a command was refused, the engine's domain answer to a command it will
+//! not carry out. Kept apart from I/O failures ([`crate::error`]) and below everything that
+//! refuses: `decide`, the value checks of [`crate::validate`], reconcile's conflicts.
+
+use serde::Serialize;
+
+use crate::ids::{GroupId, Member, Seq, UserId};
+use crate::model::ResourceKind;
+
+/// Why a command was refused. Nothing was written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize)]
+#[non_exhaustive]
+pub enum Rejection {
+    /// Another user has this userName (compared case-insensitively).
+    #[error("userName {user_name:?} is already taken by user {existing}")]
+    UserNameTaken {
+        /// The name asked for.
+        user_name: String,
+        /// The user that has it.
+        existing: UserId,
+    },
+    /// No such user.
+    #[error("user {0} not found")]
+    UserNotFound(UserId),
+    /// The user's personal fields were erased; they cannot be set again.
+    #[error("user {0} was erased; its personal fields cannot be changed")]
+    UserErased(UserId),
+    /// No such group.
+    #[error("group {0} not found")]
+    GroupNotFound(GroupId),
+    /// A member that does not exist.
+    #[error("member {0:?} not found")]
+    MemberNotFound(Member),
+    /// A group cannot contain itself.
+    #[error("group {0} cannot be a member of itself")]
+    SelfMembership(GroupId),
+    /// The resource is not at the expected version.
+    #[error("version mismatch: expected {expected}, current {actual}")]
+    VersionMismatch {
+        /// What the caller expected.
+        expected: Seq,
+        /// What it is.
+        actual: Seq,
+    },
+    /// A field has a value the engine does not accept.
+    #[error("invalid {field}: {reason}")]
+    Invalid {
+        /// Which field.
+        field: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A binding whose shape does not fit its kind (policies take sources and destinations).
+    #[error("a {kind} binding needs {expected}")]
+    BindingShape {
+        /// The resource kind.
+        kind: ResourceKind,
+        /// The shape it needs.
+        expected: &'static str,
+    },
+    /// No binding for this resource.
+    #[error("no binding for {0}")]
+    BindingNotFound(crate::model::ResourceRef),
+}
+
+impl Rejection {
+    /// A field with a value the engine does not accept.
+    pub(crate) fn invalid(field: &str, reason: impl Into<String>) -> Rejection {
+        Rejection::Invalid {
+            field: field.to_owned(),
+            reason: reason.into(),
+        }
+    }
+}

@@ -1,0 +1,170 @@
+//! The engine's limits on values: what a profile, a group name and an external id may hold.
+//! `decide` refuses a command that breaks them; reconcile skips the IdP object that does.
+
+use crate::limits;
+use crate::model::{AttrValue, MultiValue, UserProfile};
+use crate::rejection::Rejection;
+
+/// Checks a profile against the engine's limits.
+pub fn validate_profile(profile: &UserProfile) -> Result<(), Rejection> {
+    if profile.user_name.trim().is_empty() {
+        return Err(Rejection::invalid("userName", "must not be empty"));
+    }
+    check_len("userName", &profile.user_name, limits::USER_NAME_LEN_MAX)?;
+    if let Some(name) = &profile.name {
+        for part in [
+            &name.formatted,
+            &name.family_name,
+            &name.given_name,
+            &name.middle_name,
+            &name.honorific_prefix,
+            &name.honorific_suffix,
+        ] {
+            check_optional("name", part)?;
+        }
+    }
+    for (field, value) in [
+        ("displayName", &profile.display_name),
+        ("nickName", &profile.nick_name),
+        ("profileUrl", &profile.profile_url),
+        ("title", &profile.title),
+        ("userType", &profile.user_type),
+        ("preferredLanguage", &profile.preferred_language),
+        ("locale", &profile.locale),
+        ("timezone", &profile.timezone),
+    ] {
+        check_optional(field, value)?;
+    }
+    for (field, values) in [
+        ("emails", &profile.emails),
+        ("phoneNumbers", &profile.phone_numbers),
+        ("ims", &profile.ims),
+        ("photos", &profile.photos),
+        ("entitlements", &profile.entitlements),
+        ("roles", &profile.roles),
+        ("x509Certificates", &profile.x509_certificates),
+    ] {
+        check_values(field, values)?;
+    }
+    if profile.addresses.len() > limits::MULTI_VALUES_MAX {
+        return Err(Rejection::invalid(
+            "addresses",
+            format!("at most {} values", limits::MULTI_VALUES_MAX),
+        ));
+    }
+    for address in &profile.addresses {
+        for part in [
+            &address.formatted,
+            &address.street_address,
+            &address.locality,
+            &address.region,
+            &address.postal_code,
+            &address.country,
+            &address.kind,
+        ] {
+            check_optional("addresses", part)?;
+        }
+    }
+    if let Some(enterprise) = &profile.enterprise {
+        for part in [
+            &enterprise.employee_number,
+            &enterprise.cost_center,
+            &enterprise.organization,
+            &enterprise.division,
+            &enterprise.department,
+        ] {
+            check_optional("enterprise", part)?;
+        }
+        if let Some(manager) = &enterprise.manager {
+            check_len("manager", &manager.value, limits::ATTRIBUTE_LEN_MAX)?;
+            check_optional("manager", &manager.display_name)?;
+        }
+    }
+    if profile.extra.len() > limits::EXTRA_ATTRIBUTES_MAX {
+        return Err(Rejection::invalid(
+            "attributes",
+            format!("at most {} attributes outside the schema", limits::EXTRA_ATTRIBUTES_MAX),
+        ));
+    }
+    let extra_bytes: usize = profile
+        .extra
+        .iter()
+        .map(|(name, value)| name.len() + extra_len(value))
+        .sum();
+    if extra_bytes > limits::EXTRA_BYTES_MAX {
+        return Err(Rejection::invalid(
+            "attributes",
+            format!("attributes outside the schema exceed {} bytes", limits::EXTRA_BYTES_MAX),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks an external id.
+pub fn validate_external_id(external_id: Option<&str>) -> Result<(), Rejection> {
+    match external_id {
+        Some("") => Err(Rejection::invalid("externalId", "must not be empty")),
+        Some(value) => check_len("externalId", value, limits::EXTERNAL_ID_LEN_MAX),
+        None => Ok(()),
+    }
+}
+
+/// Checks a group name.
+pub fn validate_display_name(display_name: &str) -> Result<(), Rejection> {
+    if display_name.trim().is_empty() {
+        return Err(Rejection::invalid("displayName", "must not be empty"));
+    }
+    check_len("displayName", display_name, limits::DISPLAY_NAME_LEN_MAX)
+}
+
+fn check_len(field: &str, value: &str, max: usize) -> Result<(), Rejection> {
+    if value.len() > max {
+        return Err(Rejection::invalid(field, format!("longer than {max} bytes")));
+    }
+    if value
+        .chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\r' && c != '\t')
+    {
+        return Err(Rejection::invalid(field, "contains control characters"));
+    }
+    Ok(())
+}
+
+fn check_optional(field: &str, value: &Option<String>) -> Result<(), Rejection> {
+    value
+        .as_deref()
+        .map_or(Ok(()), |value| check_len(field, value, limits::ATTRIBUTE_LEN_MAX))
+}
+
+fn check_values(field: &str, values: &[MultiValue]) -> Result<(), Rejection> {
+    if values.len() > limits::MULTI_VALUES_MAX {
+        return Err(Rejection::invalid(
+            field,
+            format!("at most {} values", limits::MULTI_VALUES_MAX),
+        ));
+    }
+    for value in values {
+        check_len(field, &value.value, limits::ATTRIBUTE_LEN_MAX)?;
+        check_optional(field, &value.display)?;
+        check_optional(field, &value.kind)?;
+    }
+    if values.iter().filter(|value| value.primary).count() > 1 {
+        return Err(Rejection::invalid(field, "more than one value is primary"));
+    }
+    Ok(())
+}
+
+fn extra_len(value: &AttrValue) -> usize {
+    match value {
+        AttrValue::Null | AttrValue::Bool(_) => 1,
+        AttrValue::Number(text) | AttrValue::String(text) => text.len(),
+        AttrValue::Array(items) => items.iter().map(extra_len).sum::<usize>() + 1,
+        AttrValue::Object(members) => {
+            members
+                .iter()
+                .map(|(key, value)| key.len() + extra_len(value))
+                .sum::<usize>()
+                + 1
+        }
+    }
+}
