@@ -13,7 +13,7 @@ use idpsync_engine::command::Command;
 use idpsync_engine::ids::{GroupId, UserId};
 use idpsync_engine::model::{Owner, UserProfile};
 use idpsync_engine::{Cause, Engine, Origin, Outcome, Source, TenantSettings};
-use idpsync_scim::filter::Compiled;
+use idpsync_scim::matcher::Matcher;
 use idpsync_scim::grammar::parse_filter;
 use idpsync_scim::patch::{apply_to_document, parse_operations, plan_group_patch};
 use idpsync_scim::resource::BaseUrl;
@@ -49,9 +49,9 @@ fn grammar(c: &mut Criterion) {
     });
     let user = user.as_object().unwrap();
     for (name, text) in FILTERS {
-        let compiled = Compiled::new(&USER_TYPE, &parse_filter(text).unwrap()).unwrap();
+        let matcher = Matcher::new(&USER_TYPE, &parse_filter(text).unwrap()).unwrap();
         group.bench_function(format!("evaluate/{name}"), |b| {
-            b.iter(|| compiled.matches(black_box(user)))
+            b.iter(|| matcher.matches(black_box(user)))
         });
     }
     group.finish();

@@ -7,7 +7,7 @@
 
 #![no_main]
 
-use idpsync_scim::filter::Compiled;
+use idpsync_scim::matcher::Matcher;
 use idpsync_scim::grammar::{FILTER_LEN_MAX, parse_attr_path, parse_filter, parse_patch_path};
 use idpsync_scim::schema::{GROUP_TYPE, USER_TYPE};
 use libfuzzer_sys::fuzz_target;
@@ -28,8 +28,8 @@ fuzz_target!(|data: &[u8]| {
             "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": {"employeeNumber": "7"}
         });
         for resource in [&USER_TYPE, &GROUP_TYPE] {
-            if let Ok(compiled) = Compiled::new(resource, &filter) {
-                let _ = compiled.matches(document.as_object().expect("an object"));
+            if let Ok(matcher) = Matcher::new(resource, &filter) {
+                let _ = matcher.matches(document.as_object().expect("an object"));
             }
         }
     }

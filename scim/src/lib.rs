@@ -13,7 +13,8 @@
 //! # Layout
 //! - [`error`]: the one error type, rendered as RFC 7644 error bodies;
 //! - [`wire`]: request bodies (size, depth, syntax) and responses (media type, ETag);
-//! - [`grammar`]: filters and paths; [`filter`]: filters compiled and evaluated;
+//! - [`grammar`]: filters and paths; [`matcher`]: filters compiled and matched
+//!   against resources;
 //! - [`schema`]: attribute definitions; [`discovery`]: the discovery endpoints;
 //! - [`normalise`]: client quirks; [`resource`]: users and groups on the wire;
 //! - [`patch`]: PATCH on documents and on groups; [`projection`]: `attributes`;
@@ -70,7 +71,7 @@
 pub mod auth;
 pub mod discovery;
 pub mod error;
-pub mod filter;
+pub mod matcher;
 pub mod grammar;
 pub mod handlers;
 pub mod normalise;

@@ -19,7 +19,7 @@ use serde::ser::{SerializeMap, Serializer};
 use serde_json::{Map, Value};
 
 use crate::error::Error;
-use crate::filter::{Compiled, Node, Operand, Target, values_at};
+use crate::matcher::{Matcher, Node, Operand, Target, values_at};
 use crate::grammar::{CompareOp, parse_attr_path, parse_filter};
 use crate::projection::{Projection, ProjectionParams};
 use crate::resource::group::{Members, existing_member};
@@ -126,7 +126,7 @@ fn integer(name: &str, value: &str) -> Result<i64, Error> {
 
 /// A request prepared for one resource type.
 struct Query {
-    filter: Option<Compiled>,
+    filter: Option<Matcher>,
     sort: Option<(Resolved, bool)>,
     projection: Projection,
 }
@@ -136,7 +136,7 @@ fn prepare(resource: &ResourceType, params: &ListParams) -> Result<Query, Error>
         Some(text) if !text.is_empty() => {
             let parsed =
                 parse_filter(text).map_err(|error| Error::invalid_filter(format!("filter {text:?}: {error}")))?;
-            Some(Compiled::new(resource, &parsed)?)
+            Some(Matcher::new(resource, &parsed)?)
         }
         _ => None,
     };
@@ -345,7 +345,7 @@ fn select<'a, T: 'a>(
 
 /// The index plan of `query`'s filter, and whether it is exact (see [`is_exact`]).
 fn plan<T>(query: &Query, planner: impl Fn(&Node) -> Option<T>) -> (Option<T>, bool) {
-    let root = query.filter.as_ref().map(Compiled::root);
+    let root = query.filter.as_ref().map(Matcher::root);
     let planned = root.and_then(planner);
     let exact = planned.is_some() && root.is_some_and(is_exact);
     (planned, exact)

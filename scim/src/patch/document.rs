@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 
 use super::{Op, Operation};
 use crate::error::Error;
-use crate::filter::Compiled;
+use crate::matcher::Matcher;
 use crate::grammar::{CompareOp, Filter, Literal};
 use crate::normalise::{coerce, normalise_resource, object_at};
 use crate::schema::{Attribute, Container, Mutability, Resolved, ResourceType};
@@ -67,7 +67,7 @@ fn apply(resource: &ResourceType, document: &mut Map<String, Value>, operation: 
                     "{path}: a value filter needs a multi-valued complex attribute"
                 )));
             }
-            Some((Compiled::for_values(resource, resolved.attribute, filter)?, filter))
+            Some((Matcher::for_values(resource, resolved.attribute, filter)?, filter))
         }
     };
     let target = if filter.is_some() && resolved.sub.is_none() {
@@ -87,7 +87,7 @@ fn apply(resource: &ResourceType, document: &mut Map<String, Value>, operation: 
     write(
         document,
         resolved,
-        filter.as_ref().map(|(compiled, raw)| (compiled, *raw)),
+        filter.as_ref().map(|(matcher, raw)| (matcher, *raw)),
         operation.op,
         value,
     )
@@ -136,7 +136,7 @@ fn non_null(value: Value) -> Option<Value> {
 fn write(
     document: &mut Map<String, Value>,
     resolved: Resolved,
-    filter: Option<(&Compiled, &Filter)>,
+    filter: Option<(&Matcher, &Filter)>,
     op: Op,
     value: Option<Value>,
 ) -> Result<(), Error> {
@@ -197,7 +197,7 @@ fn write_multi(
     container: &mut Map<String, Value>,
     attribute: &Attribute,
     sub: Option<&Attribute>,
-    filter: Option<(&Compiled, &Filter)>,
+    filter: Option<(&Matcher, &Filter)>,
     op: Op,
     value: Option<Value>,
 ) -> Result<(), Error> {
@@ -217,17 +217,17 @@ fn edit_values(
     elements: &mut Vec<Value>,
     attribute: &Attribute,
     sub: Option<&Attribute>,
-    filter: Option<(&Compiled, &Filter)>,
+    filter: Option<(&Matcher, &Filter)>,
     op: Op,
     value: Option<Value>,
 ) -> Result<(), Error> {
-    let Some((compiled, raw_filter)) = filter else {
+    let Some((matcher, raw_filter)) = filter else {
         return edit_all_values(elements, attribute, sub, op, value);
     };
     let matched: Vec<usize> = elements
         .iter()
         .enumerate()
-        .filter(|(_, element)| element.as_object().is_some_and(|object| compiled.matches_value(object)))
+        .filter(|(_, element)| element.as_object().is_some_and(|object| matcher.matches_value(object)))
         .map(|(index, _)| index)
         .collect();
     match (op, sub, value) {

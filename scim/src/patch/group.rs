@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use super::{Op, Operation};
 use crate::error::Error;
-use crate::filter::Compiled;
+use crate::matcher::Matcher;
 use crate::grammar::{CompareOp, Filter, Literal};
 use crate::normalise::{coerce, normalise_resource};
 use crate::resource::BaseUrl;
@@ -196,7 +196,7 @@ impl Plan<'_> {
                 .collect());
         }
         let members_attribute = GROUP_TYPE.core_attribute("members").expect("groups have members");
-        let compiled = Compiled::for_values(&GROUP_TYPE, members_attribute, filter)?;
+        let matcher = Matcher::for_values(&GROUP_TYPE, members_attribute, filter)?;
         Ok(self
             .state
             .direct_members(self.group.id)
@@ -204,7 +204,7 @@ impl Plan<'_> {
             .flatten()
             .filter(|member| {
                 MemberView::new(self.state, **member, self.base, true)
-                    .is_some_and(|entry| compiled.matches_value(&to_object(&entry)))
+                    .is_some_and(|entry| matcher.matches_value(&to_object(&entry)))
             })
             .copied()
             .collect())

@@ -1,4 +1,6 @@
-//! Filters compiled against a resource type and evaluated on rendered resources.
+//! Matching resources against a filter: a parsed filter compiled against a resource type into
+//! a [`Matcher`], which decides whether a rendered resource (or one value of a multi-valued
+//! attribute) matches.
 //!
 //! Compiling resolves every name to its schema definition (so `UserName`, `emails.Value` and
 //! URN-qualified names work), turns each value into the attribute's type (strings, booleans,
@@ -16,9 +18,9 @@ use crate::error::Error;
 use crate::grammar::{AttrPath, CompareOp, Filter, Literal};
 use crate::schema::{AttrType, Attribute, Container, Resolved, ResourceType};
 
-/// A filter ready to evaluate.
+/// A filter compiled against a resource type, ready to match resources.
 #[derive(Clone, Debug)]
-pub struct Compiled {
+pub struct Matcher {
     root: Node,
 }
 
@@ -75,10 +77,10 @@ pub enum Node {
     },
 }
 
-impl Compiled {
+impl Matcher {
     /// Compiles `filter` for `resource`.
-    pub fn new(resource: &ResourceType, filter: &Filter) -> Result<Compiled, Error> {
-        Ok(Compiled {
+    pub fn new(resource: &ResourceType, filter: &Filter) -> Result<Matcher, Error> {
+        Ok(Matcher {
             root: compile(resource, filter, None)?,
         })
     }
@@ -89,8 +91,8 @@ impl Compiled {
         resource: &ResourceType,
         attribute: &'static Attribute,
         filter: &Filter,
-    ) -> Result<Compiled, Error> {
-        Ok(Compiled {
+    ) -> Result<Matcher, Error> {
+        Ok(Matcher {
             root: compile(resource, filter, Some(attribute))?,
         })
     }
@@ -390,8 +392,8 @@ mod tests {
         let document = user();
         for (text, expected) in cases {
             let filter = parse_filter(text).unwrap_or_else(|error| panic!("{text}: {error}"));
-            let compiled = Compiled::new(&USER_TYPE, &filter).unwrap_or_else(|error| panic!("{text}: {error}"));
-            assert_eq!(compiled.matches(&document), *expected, "{text}");
+            let matcher = Matcher::new(&USER_TYPE, &filter).unwrap_or_else(|error| panic!("{text}: {error}"));
+            assert_eq!(matcher.matches(&document), *expected, "{text}");
         }
     }
 
@@ -471,10 +473,10 @@ mod tests {
             r#"active co "t""#,
         ] {
             let filter = parse_filter(text).unwrap();
-            let error = Compiled::new(&USER_TYPE, &filter).unwrap_err();
+            let error = Matcher::new(&USER_TYPE, &filter).unwrap_err();
             assert_eq!(error.scim_type(), Some(crate::error::ScimType::InvalidFilter), "{text}");
         }
         let filter = parse_filter(r#"userName eq "x""#).unwrap();
-        assert!(Compiled::new(&GROUP_TYPE, &filter).is_err());
+        assert!(Matcher::new(&GROUP_TYPE, &filter).is_err());
     }
 }
