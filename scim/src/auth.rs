@@ -112,14 +112,14 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 }
 
 /// Middleware: gives each request an id, for its events and its `X-Request-Id` header, and
-/// logs the cause of every 500 (see [`crate::error`]).
+/// logs the cause of every 500 (see [`crate::wire`]).
 pub async fn request_context(mut request: Request, next: Next) -> Response {
     let id = RequestId::new();
     request.extensions_mut().insert(id);
     let method = request.method().clone();
     let uri = request.uri().clone();
     let mut response = next.run(request).await;
-    if let Some(cause) = crate::error::internal_failure(&response) {
+    if let Some(cause) = crate::wire::internal_failure(&response) {
         tracing::error!(%method, path = uri.path(), request = %id, %cause, "SCIM request failed");
     }
     if let Ok(value) = HeaderValue::from_str(&id.to_string()) {

@@ -1,19 +1,13 @@
-//! The one error type of the SCIM edge, rendered as an RFC 7644 §3.12 error body
-//! (`schemas`, `status` as a string, `scimType`, `detail`) with `application/scim+json`.
+//! The one error type of the SCIM edge: its HTTP status, its RFC 7644 `scimType`, and its
+//! RFC 7644 §3.12 error body (`schemas`, `status` as a string, `scimType`, `detail`). The
+//! response that carries the body is made in `wire`, with every other response.
 //!
 //! Bad input explains itself in `detail`. An internal failure answers only "internal error";
-//! its cause travels in a response extension to the `auth::request_context` middleware, which
-//! logs it, so that nothing is logged inside the conversion and nothing internal leaks.
+//! its cause is logged by the middleware, never returned (see `wire`).
 
-use std::sync::Arc;
-
-use axum::body::Body;
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
 use idpsync_engine::{Rejection, SubmitError};
 use serde::Serialize;
-
-use crate::wire::SCIM_CONTENT_TYPE;
 
 /// The URN of an error response.
 pub const ERROR_URN: &str = "urn:ietf:params:scim:api:messages:2.0:Error";
@@ -190,38 +184,6 @@ pub struct ErrorBody {
     #[serde(rename = "scimType", skip_serializing_if = "Option::is_none")]
     scim_type: Option<&'static str>,
     detail: String,
-}
-
-/// The cause of a 500, carried to the middleware that logs it.
-#[derive(Clone, Debug)]
-struct InternalFailure(Arc<str>);
-
-impl IntoResponse for Error {
-    fn into_response(self) -> Response {
-        let body = serde_json::to_vec(&self.body()).unwrap_or_default();
-        let mut response = Response::new(Body::from(body));
-        *response.status_mut() = self.status();
-        let headers = response.headers_mut();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(SCIM_CONTENT_TYPE));
-        if matches!(self, Error::Unauthorized) {
-            headers.insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static(r#"Bearer realm="scim""#),
-            );
-        }
-        if let Error::Internal(cause) = self {
-            response.extensions_mut().insert(InternalFailure(cause.into()));
-        }
-        response
-    }
-}
-
-/// The cause of a 500 that this router answered, for the middleware that logs it.
-pub(crate) fn internal_failure(response: &Response) -> Option<&str> {
-    response
-        .extensions()
-        .get::<InternalFailure>()
-        .map(|InternalFailure(cause)| &**cause)
 }
 
 impl From<Rejection> for Error {

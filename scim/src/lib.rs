@@ -11,8 +11,9 @@
 //! - Discovery documents are rendered from the definitions the server runs on ([`schema`]).
 //!
 //! # Layout
-//! - [`error`]: the one error type, rendered as RFC 7644 error bodies;
-//! - [`wire`]: request bodies (size, depth, syntax) and responses (media type, ETag);
+//! - [`error`]: the one error type, its status and RFC 7644 error body;
+//! - [`wire`]: request bodies (size, depth, syntax) and every response (media type, ETag,
+//!   errors);
 //! - [`grammar`]: filters and paths; [`matcher`]: filters compiled and matched
 //!   against resources;
 //! - [`schema`]: attribute definitions; [`discovery`]: the discovery endpoints;
@@ -71,9 +72,9 @@
 pub mod auth;
 pub mod discovery;
 pub mod error;
-pub mod matcher;
 pub mod grammar;
 pub mod handlers;
+pub mod matcher;
 pub mod normalise;
 pub mod patch;
 pub mod projection;

@@ -19,8 +19,8 @@ use serde::ser::{SerializeMap, Serializer};
 use serde_json::{Map, Value};
 
 use crate::error::Error;
-use crate::matcher::{Matcher, Node, Operand, Target, values_at};
 use crate::grammar::{CompareOp, parse_attr_path, parse_filter};
+use crate::matcher::{Matcher, Node, Operand, Target, values_at};
 use crate::projection::{Projection, ProjectionParams};
 use crate::resource::group::{Members, existing_member};
 use crate::resource::{BaseUrl, Rendered, group, user};

@@ -1,5 +1,10 @@
 //! Bytes on the wire: the request-body extractor (size, nesting and syntax checked, SCIM
-//! errors on failure) and the response with `application/scim+json`, `ETag` and `Location`.
+//! errors on failure), the response with `application/scim+json`, `ETag` and `Location`, and
+//! the response of an [`Error`]: its RFC 7644 body, and for a 500 the cause, carried in a
+//! response extension to the `auth::request_context` middleware, which logs it, so that
+//! nothing is logged inside the conversion and nothing internal leaks.
+
+use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{FromRequest, Request};
@@ -173,6 +178,38 @@ impl IntoResponse for Reply {
         }
         response
     }
+}
+
+/// The cause of a 500, carried to the middleware that logs it.
+#[derive(Clone, Debug)]
+struct InternalFailure(Arc<str>);
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let body = serde_json::to_vec(&self.body()).unwrap_or_default();
+        let mut response = Response::new(Body::from(body));
+        *response.status_mut() = self.status();
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(SCIM_CONTENT_TYPE));
+        if matches!(self, Error::Unauthorized) {
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(r#"Bearer realm="scim""#),
+            );
+        }
+        if let Error::Internal(cause) = self {
+            response.extensions_mut().insert(InternalFailure(cause.into()));
+        }
+        response
+    }
+}
+
+/// The cause of a 500 that this router answered, for the middleware that logs it.
+pub(crate) fn internal_failure(response: &Response) -> Option<&str> {
+    response
+        .extensions()
+        .get::<InternalFailure>()
+        .map(|InternalFailure(cause)| &**cause)
 }
 
 #[cfg(test)]

@@ -11,8 +11,8 @@ use serde_json::{Map, Value};
 
 use super::{Op, Operation};
 use crate::error::Error;
-use crate::matcher::Matcher;
 use crate::grammar::{CompareOp, Filter, Literal};
+use crate::matcher::Matcher;
 use crate::normalise::{coerce, normalise_resource, object_at};
 use crate::schema::{Attribute, Container, Mutability, Resolved, ResourceType};
 

@@ -15,8 +15,8 @@ use serde_json::Value;
 
 use super::{Op, Operation};
 use crate::error::Error;
-use crate::matcher::Matcher;
 use crate::grammar::{CompareOp, Filter, Literal};
+use crate::matcher::Matcher;
 use crate::normalise::{coerce, normalise_resource};
 use crate::resource::BaseUrl;
 use crate::resource::group::{MemberView, existing_member, known_members};
