@@ -1,4 +1,4 @@
-//! Who is calling: the bearer token (checked by an [`Authenticator`] the embedding program
+//! Who is calling: the bearer token (checked by the [`Authenticator`] the embedding program
 //! supplies) decides the tenant, and every command of the request carries the token's id and
 //! the request's id. The [`Scope`] extractor is the only way a handler reaches a tenant, so a
 //! token can never touch another tenant's data.
@@ -10,29 +10,12 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::Response;
-use idpsync_engine::ids::{RequestId, TenantId, TokenId};
+use idpsync_engine::ids::RequestId;
 use idpsync_engine::{Cause, Origin, Source, Tenant};
 
-use crate::Service;
 use crate::error::Error;
 use crate::resource::BaseUrl;
-
-/// Checks bearer tokens. The SCIM crate defines it; the program that embeds the router
-/// implements it over its token store.
-pub trait Authenticator: Send + Sync + 'static {
-    /// The tenant and token a bearer secret stands for, or `None` for an unknown or revoked
-    /// token. Implementations compare secrets in constant time.
-    fn authenticate(&self, secret: &str) -> Option<Principal>;
-}
-
-/// What a valid token stands for.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Principal {
-    /// The tenant whose data the token may read and change.
-    pub tenant: TenantId,
-    /// The token's id, recorded in every event it causes.
-    pub token: TokenId,
-}
+use crate::service::Service;
 
 /// An authenticated request: its tenant, its origin for commands, and the base URL for
 /// `meta.location`.

@@ -7,12 +7,12 @@ use std::sync::Arc;
 use axum::extract::{Path, State};
 use serde_json::{Value, json};
 
-use crate::Service;
 use crate::auth::RequestBase;
 use crate::error::Error;
 use crate::query::LIST_RESPONSE_URN;
 use crate::resource::BaseUrl;
 use crate::schema::{Attribute, RESOURCE_TYPES, ResourceType, Schema};
+use crate::service::Service;
 use crate::wire::Reply;
 
 const SERVICE_PROVIDER_CONFIG_URN: &str = "urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig";

@@ -20,6 +20,7 @@
 //! - [`normalise`]: client quirks; [`resource`]: users and groups on the wire;
 //! - [`patch`]: PATCH on documents and on groups; [`projection`]: `attributes`;
 //! - [`query`]: list, search, planning, sorting, pagination; [`handlers`]: the endpoints;
+//! - [`service`]: the settings and the authenticator the router is built from;
 //! - [`auth`]: tokens, tenants and request ids.
 //!
 //! # Connecting a client
@@ -81,6 +82,7 @@ pub mod projection;
 pub mod query;
 pub mod resource;
 pub mod schema;
+pub mod service;
 pub mod wire;
 
 use std::sync::Arc;
@@ -91,62 +93,13 @@ use axum::middleware;
 use axum::routing::{any, get, post};
 use idpsync_engine::Engine;
 
-pub use auth::{Authenticator, Principal};
 pub use error::Error;
+pub use service::{Authenticator, Principal, Settings};
 
 use crate::handlers::{bulk, groups, users};
-use crate::query::{ListLimits, ListParams, search_all};
+use crate::query::{ListParams, search_all};
+use crate::service::Service;
 use crate::wire::{Reply, ScimJson};
-
-/// How the service provider is bounded and where it is mounted.
-#[derive(Clone, Debug)]
-pub struct Settings {
-    /// The path the router is nested at, for `meta.location`.
-    pub mount_path: String,
-    /// An absolute base URL to use for `meta.location` instead of the request's `Host`
-    /// (behind a proxy that rewrites it).
-    pub base_url: Option<String>,
-    /// The largest request body, in bytes (413 above).
-    pub body_len_max: usize,
-    /// `bulk.maxOperations`.
-    pub bulk_operations_max: usize,
-    /// `bulk.maxPayloadSize`, in bytes.
-    pub bulk_payload_len_max: usize,
-    /// `filter.maxResults`: the most resources a filter may match and the largest page.
-    pub filter_results_max: usize,
-    /// The page size when a list request has no `count`.
-    pub page_size_default: usize,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Settings {
-            mount_path: "/scim/v2".to_owned(),
-            base_url: None,
-            body_len_max: 8 * 1024 * 1024,
-            bulk_operations_max: 1_000,
-            bulk_payload_len_max: 1024 * 1024,
-            filter_results_max: 1_000,
-            page_size_default: 100,
-        }
-    }
-}
-
-impl Settings {
-    fn list_limits(&self) -> ListLimits {
-        ListLimits {
-            results_max: self.filter_results_max,
-            page_size_default: self.page_size_default,
-        }
-    }
-}
-
-/// What every handler shares.
-pub struct Service {
-    engine: Arc<Engine>,
-    authenticator: Arc<dyn Authenticator>,
-    settings: Settings,
-}
 
 /// The SCIM router, to nest at [`Settings::mount_path`].
 pub fn router(engine: Arc<Engine>, authenticator: Arc<dyn Authenticator>, settings: Settings) -> Router {

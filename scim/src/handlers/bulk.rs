@@ -14,10 +14,10 @@ use serde_json::{Map, Value, json};
 
 use super::WriteRequest;
 use super::{groups, users};
-use crate::Service;
 use crate::auth::Scope;
 use crate::error::Error;
 use crate::query::ListParams;
+use crate::service::Service;
 use crate::wire::{Reply, ScimJson, etag_of};
 
 /// The URN of a bulk response.

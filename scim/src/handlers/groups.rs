@@ -14,7 +14,6 @@ use idpsync_engine::{Outcome, State};
 use serde_json::Value;
 
 use super::{Conditions, QueryPairs, WriteRequest};
-use crate::Service;
 use crate::auth::Scope;
 use crate::error::Error;
 use crate::normalise::normalise_resource;
@@ -23,6 +22,7 @@ use crate::projection::Projection;
 use crate::query::{ListParams, list_groups};
 use crate::resource::group::{self, GroupWrite};
 use crate::schema::GROUP_TYPE;
+use crate::service::Service;
 use crate::wire::{Reply, ScimJson};
 
 /// The most members a PATCH answer renders unasked; larger groups are answered 204.

@@ -12,7 +12,6 @@ use idpsync_engine::{Outcome, Rejection, State, SubmitError};
 use serde_json::Value;
 
 use super::{Conditions, QueryPairs, WriteRequest};
-use crate::Service;
 use crate::auth::Scope;
 use crate::error::Error;
 use crate::normalise::normalise_resource;
@@ -21,6 +20,7 @@ use crate::projection::Projection;
 use crate::query::{ListParams, list_users};
 use crate::resource::user::{self, UserWrite};
 use crate::schema::USER_TYPE;
+use crate::service::Service;
 use crate::wire::{Reply, ScimJson};
 
 /// How often a PATCH without `If-Match` is retried when another write changed the user
