@@ -5,7 +5,12 @@
 //! the input's nesting, which [`DEPTH_MAX`] bounds.
 
 use super::lexer::{Token, TokenKind, tokenize};
-use super::{AttrPath, CompareOp, DEPTH_MAX, FILTER_LEN_MAX, Filter, GrammarError, Literal, PatchPath};
+use super::syntax::{AttrPath, CompareOp, Filter, GrammarError, Literal, PatchPath};
+
+/// The longest filter or path accepted, in bytes.
+pub const FILTER_LEN_MAX: usize = 8 * 1024;
+/// The deepest nesting of parentheses, `not` and value paths accepted.
+pub(super) const DEPTH_MAX: usize = 32;
 
 /// Parses a filter (`userName eq "bjensen" and not (emails co "@example.com")`).
 pub fn parse_filter(input: &str) -> Result<Filter, GrammarError> {
