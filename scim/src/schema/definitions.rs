@@ -2,7 +2,14 @@
 //! engine stores. `password` is absent on purpose: a VPN directory never keeps passwords, and
 //! a schema that listed it would promise what the server does not do.
 
-use super::{AttrType, Attribute, Mutability, Returned, Schema};
+use super::attribute::{AttrType, Attribute, Mutability, Returned, Schema};
+
+/// The core User schema's URN.
+pub const USER_URN: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
+/// The enterprise User extension's URN.
+pub const ENTERPRISE_USER_URN: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
+/// The core Group schema's URN.
+pub const GROUP_URN: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
 
 const fn attribute(name: &'static str, kind: AttrType, description: &'static str) -> Attribute {
     Attribute {
@@ -146,7 +153,7 @@ const GROUPS: Attribute = read_only(multi(complex(
 
 /// The core User schema (RFC 7643 §4.1) as stored.
 pub static USER: Schema = Schema {
-    id: super::USER_URN,
+    id: USER_URN,
     name: "User",
     description: "User Account",
     attributes: &[
@@ -222,7 +229,7 @@ pub static USER: Schema = Schema {
 
 /// The enterprise User extension (RFC 7643 §4.3).
 pub static ENTERPRISE_USER: Schema = Schema {
-    id: super::ENTERPRISE_USER_URN,
+    id: ENTERPRISE_USER_URN,
     name: "EnterpriseUser",
     description: "Enterprise User",
     attributes: &[
@@ -248,7 +255,7 @@ pub static ENTERPRISE_USER: Schema = Schema {
 
 /// The core Group schema (RFC 7643 §4.2).
 pub static GROUP: Schema = Schema {
-    id: super::GROUP_URN,
+    id: GROUP_URN,
     name: "Group",
     description: "Group",
     attributes: &[

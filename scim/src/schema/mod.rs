@@ -3,155 +3,19 @@
 //! the discovery documents, the resolution of attribute names (case-insensitive, optionally
 //! URN-qualified), the coercion of client values and the typed comparisons of filters, so what
 //! `/Schemas` advertises is exactly what the server does.
+//!
+//! What an attribute and a schema are is in `attribute.rs`, the definitions in
+//! `definitions.rs`; this module puts them together as resource types and resolves names.
 
+mod attribute;
 mod definitions;
 
+pub use attribute::{AttrType, Attribute, Mutability, Returned, Schema};
+pub use definitions::{COMMON_ATTRIBUTES, ENTERPRISE_USER, ENTERPRISE_USER_URN, GROUP, GROUP_URN, USER, USER_URN};
+
+use self::attribute::find;
 use crate::error::Error;
 use crate::grammar::AttrPath;
-
-pub use definitions::{COMMON_ATTRIBUTES, ENTERPRISE_USER, GROUP, USER};
-
-/// The core User schema's URN.
-pub const USER_URN: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
-/// The enterprise User extension's URN.
-pub const ENTERPRISE_USER_URN: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
-/// The core Group schema's URN.
-pub const GROUP_URN: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
-
-/// An attribute's data type (RFC 7643 §2.3).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum AttrType {
-    /// A string.
-    String,
-    /// `true` / `false`.
-    Boolean,
-    /// A real number.
-    Decimal,
-    /// A whole number.
-    Integer,
-    /// An RFC 3339 timestamp.
-    DateTime,
-    /// Base64 bytes.
-    Binary,
-    /// A URI.
-    Reference,
-    /// Sub-attributes.
-    Complex,
-}
-
-impl AttrType {
-    /// The type's name in a schema document.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AttrType::String => "string",
-            AttrType::Boolean => "boolean",
-            AttrType::Decimal => "decimal",
-            AttrType::Integer => "integer",
-            AttrType::DateTime => "dateTime",
-            AttrType::Binary => "binary",
-            AttrType::Reference => "reference",
-            AttrType::Complex => "complex",
-        }
-    }
-}
-
-/// Whether and how an attribute may be written.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Mutability {
-    /// Set by the server only.
-    ReadOnly,
-    /// Written freely.
-    ReadWrite,
-    /// Written once, when the value is created.
-    Immutable,
-}
-
-impl Mutability {
-    /// The name in a schema document.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Mutability::ReadOnly => "readOnly",
-            Mutability::ReadWrite => "readWrite",
-            Mutability::Immutable => "immutable",
-        }
-    }
-}
-
-/// When an attribute is returned.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Returned {
-    /// Always, whatever `attributes` says.
-    Always,
-    /// Unless excluded.
-    Default,
-    /// Only when named in `attributes`.
-    Request,
-}
-
-impl Returned {
-    /// The name in a schema document.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Returned::Always => "always",
-            Returned::Default => "default",
-            Returned::Request => "request",
-        }
-    }
-}
-
-/// One attribute of a schema.
-#[derive(Debug)]
-pub struct Attribute {
-    /// Its canonical name.
-    pub name: &'static str,
-    /// Its type.
-    pub kind: AttrType,
-    /// Whether it holds a list.
-    pub multi_valued: bool,
-    /// What it means.
-    pub description: &'static str,
-    /// Whether a resource must have it.
-    pub required: bool,
-    /// Whether string comparisons respect case.
-    pub case_exact: bool,
-    /// Who may write it.
-    pub mutability: Mutability,
-    /// When it is returned.
-    pub returned: Returned,
-    /// Whether the server keeps it unique.
-    pub unique: bool,
-    /// Suggested values.
-    pub canonical_values: &'static [&'static str],
-    /// What a reference may point at.
-    pub reference_types: &'static [&'static str],
-    /// The sub-attributes of a complex attribute.
-    pub sub_attributes: &'static [Attribute],
-}
-
-impl Attribute {
-    /// A sub-attribute by name, case-insensitively.
-    pub fn sub_attribute(&self, name: &str) -> Option<&'static Attribute> {
-        find(self.sub_attributes, name)
-    }
-
-    /// Whether the attribute is complex.
-    pub fn is_complex(&self) -> bool {
-        self.kind == AttrType::Complex
-    }
-}
-
-/// A schema: a URN and its attributes.
-#[derive(Debug)]
-pub struct Schema {
-    /// The URN.
-    pub id: &'static str,
-    /// A short name.
-    pub name: &'static str,
-    /// What it describes.
-    pub description: &'static str,
-    /// Its attributes.
-    pub attributes: &'static [Attribute],
-}
 
 /// A kind of resource: its endpoint, its core schema and its extensions.
 #[derive(Debug)]
@@ -188,12 +52,6 @@ pub static GROUP_TYPE: ResourceType = ResourceType {
 
 /// Every resource type, in the order of `/ResourceTypes`.
 pub static RESOURCE_TYPES: [&ResourceType; 2] = [&USER_TYPE, &GROUP_TYPE];
-
-fn find(attributes: &'static [Attribute], name: &str) -> Option<&'static Attribute> {
-    attributes
-        .iter()
-        .find(|attribute| attribute.name.eq_ignore_ascii_case(name))
-}
 
 /// Where a resolved attribute lives in a resource's JSON.
 #[derive(Clone, Copy, Debug)]
