@@ -9,7 +9,7 @@
 
 use serde_json::{Map, Value};
 
-use super::{Op, Operation};
+use super::operation::{Op, Operation};
 use crate::error::Error;
 use crate::grammar::{CompareOp, Filter, Literal};
 use crate::matcher::Matcher;

@@ -13,7 +13,7 @@ use idpsync_engine::ids::{Member, Seq};
 use idpsync_engine::model::Group;
 use serde_json::Value;
 
-use super::{Op, Operation};
+use super::operation::{Op, Operation};
 use crate::error::Error;
 use crate::grammar::{CompareOp, Filter, Literal};
 use crate::matcher::Matcher;
