@@ -216,7 +216,7 @@ pub fn list_users<'a>(
             .users()
             .skip(window.skip())
             .take(window.count)
-            .map(|found| user::rendered(state, found, base, &query.projection))
+            .map(|found| Rendered::user(state, found, base, &query.projection))
             .collect();
         return Ok(window.response(state.user_count(), resources));
     }
@@ -238,7 +238,7 @@ pub fn list_groups<'a>(
             .groups()
             .skip(window.skip())
             .take(window.count)
-            .map(|found| group::rendered(state, found, base, &query.projection))
+            .map(|found| Rendered::group(state, found, base, &query.projection))
             .collect();
         return Ok(window.response(state.group_count(), resources));
     }
@@ -454,8 +454,8 @@ fn page<'a>(
         .skip(window.skip())
         .take(window.count)
         .map(|(found, _)| match found {
-            Found::User(found) => user::rendered(state, found, base, &users.projection),
-            Found::Group(found) => group::rendered(state, found, base, &groups.projection),
+            Found::User(found) => Rendered::user(state, found, base, &users.projection),
+            Found::Group(found) => Rendered::group(state, found, base, &groups.projection),
         })
         .collect();
     window.response(total, resources)

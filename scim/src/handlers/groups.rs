@@ -20,6 +20,7 @@ use crate::normalise::normalise_resource;
 use crate::patch::{parse_operations, plan_group_patch};
 use crate::projection::Projection;
 use crate::query::{ListParams, list_groups};
+use crate::resource::Rendered;
 use crate::resource::group::{self, GroupWrite};
 use crate::schema::GROUP_TYPE;
 use crate::service::Service;
@@ -201,7 +202,7 @@ fn find_id(state: &State, id: GroupId) -> Result<&Arc<Group>, Error> {
 /// 200 with the group, projected (members only if the projection keeps them), its `ETag`
 /// and `Location`.
 fn render(state: &State, found: &Group, scope: &Scope, projection: &Projection) -> Reply {
-    Reply::ok(&group::rendered(state, found, &scope.base, projection))
+    Reply::ok(&Rendered::group(state, found, &scope.base, projection))
         .etag(found.version)
         .location(scope.base.location(&GROUP_TYPE, &found.id.to_string()))
 }

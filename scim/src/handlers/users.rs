@@ -18,6 +18,7 @@ use crate::normalise::normalise_resource;
 use crate::patch::{apply_to_document, parse_operations};
 use crate::projection::Projection;
 use crate::query::{ListParams, list_users};
+use crate::resource::Rendered;
 use crate::resource::user::{self, UserWrite};
 use crate::schema::USER_TYPE;
 use crate::service::Service;
@@ -63,7 +64,7 @@ pub async fn get(
         return Ok(Reply::empty(StatusCode::NOT_MODIFIED).etag(found.version));
     }
     let projection = Projection::new(&USER_TYPE, params.projection())?;
-    Ok(Reply::ok(&user::rendered(&state, found, &scope.base, &projection)).etag(found.version))
+    Ok(Reply::ok(&Rendered::user(&state, found, &scope.base, &projection)).etag(found.version))
 }
 
 /// `POST /Users`.
@@ -218,7 +219,7 @@ fn respond(scope: &Scope, id: UserId, projection: &Projection) -> Result<Reply, 
         .user(id)
         .ok_or_else(|| Error::NotFound(format!("User {id} not found")))?;
     let location = scope.base.location(&USER_TYPE, &id.to_string());
-    Ok(Reply::ok(&user::rendered(&state, found, &scope.base, projection))
+    Ok(Reply::ok(&Rendered::user(&state, found, &scope.base, projection))
         .etag(found.version)
         .location(location))
 }

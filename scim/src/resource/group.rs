@@ -9,7 +9,8 @@ use serde::Serialize;
 use serde::ser::{SerializeMap, Serializer};
 use serde_json::{Map, Value};
 
-use super::{BaseUrl, Each, Location, MetaView, Rendered, entry, objects, text, to_object};
+use super::json::{Each, entry, objects, text, to_object};
+use super::meta::{BaseUrl, Location, MetaView};
 use crate::error::Error;
 use crate::projection::Projection;
 use crate::schema::{GROUP_TYPE, GROUP_URN, ResourceType, USER_TYPE};
@@ -69,21 +70,6 @@ pub fn render(state: &State, group: &Group, base: &BaseUrl, members: Members) ->
         base,
         members,
     })
-}
-
-/// `group` as a response carries it under `projection`: its member list is written only
-/// when the projection keeps it.
-pub fn rendered<'a>(state: &'a State, group: &'a Group, base: &'a BaseUrl, projection: &Projection) -> Rendered<'a> {
-    let document = GroupDocument {
-        state,
-        group,
-        base,
-        members: Members::wanted(projection),
-    };
-    if projection.is_identity() {
-        return Rendered::Group(document);
-    }
-    Rendered::Projected(projection.apply(to_object(&document)))
 }
 
 impl Serialize for GroupDocument<'_> {

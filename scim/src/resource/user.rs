@@ -8,9 +8,9 @@ use serde::Serialize;
 use serde::ser::{SerializeMap, Serializer};
 use serde_json::{Map, Value};
 
-use super::{BaseUrl, Each, Location, MetaView, Rendered, entry, flag, objects, text, to_object};
+use super::json::{Each, entry, flag, objects, text, to_object};
+use super::meta::{BaseUrl, Location, MetaView};
 use crate::error::Error;
-use crate::projection::Projection;
 use crate::schema::{ENTERPRISE_USER_URN, GROUP_TYPE, USER_TYPE, USER_URN};
 
 /// What a User body asks for, ready for a `ProvisionUser` or `ReplaceUser` command.
@@ -38,15 +38,6 @@ pub struct UserDocument<'a> {
 /// Renders `user` in full as a JSON object (projection is the caller's).
 pub fn render(state: &State, user: &User, base: &BaseUrl) -> Map<String, Value> {
     to_object(&UserDocument { state, user, base })
-}
-
-/// `user` as a response carries it under `projection`.
-pub fn rendered<'a>(state: &'a State, user: &'a User, base: &'a BaseUrl, projection: &Projection) -> Rendered<'a> {
-    let document = UserDocument { state, user, base };
-    if projection.is_identity() {
-        return Rendered::User(document);
-    }
-    Rendered::Projected(projection.apply(to_object(&document)))
 }
 
 impl Serialize for UserDocument<'_> {
