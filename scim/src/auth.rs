@@ -19,13 +19,13 @@ use crate::service::Service;
 
 /// An authenticated request: its tenant, its origin for commands, and the base URL for
 /// `meta.location`.
-pub struct Scope {
+pub(crate) struct Scope {
     /// The caller's tenant.
-    pub tenant: Arc<Tenant>,
+    pub(crate) tenant: Arc<Tenant>,
     /// The token and request ids, for every command of the request.
-    pub origin: Origin,
+    pub(crate) origin: Origin,
     /// The SCIM base URL as the client reached it.
-    pub base: BaseUrl,
+    pub(crate) base: BaseUrl,
 }
 
 impl FromRequestParts<Arc<Service>> for Scope {
@@ -57,7 +57,7 @@ impl FromRequestParts<Arc<Service>> for Scope {
 }
 
 /// The request's SCIM base URL, for endpoints without a [`Scope`] (discovery).
-pub struct RequestBase(pub BaseUrl);
+pub(crate) struct RequestBase(pub BaseUrl);
 
 impl FromRequestParts<Arc<Service>> for RequestBase {
     type Rejection = std::convert::Infallible;
@@ -96,7 +96,7 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 
 /// Middleware: gives each request an id, for its events and its `X-Request-Id` header, and
 /// logs the cause of every 500 (see [`crate::wire`]).
-pub async fn request_context(mut request: Request, next: Next) -> Response {
+pub(crate) async fn request_context(mut request: Request, next: Next) -> Response {
     let id = RequestId::new();
     request.extensions_mut().insert(id);
     let method = request.method().clone();

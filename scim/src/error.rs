@@ -10,11 +10,12 @@ use idpsync_engine::{Rejection, SubmitError};
 use serde::Serialize;
 
 /// The URN of an error response.
-pub const ERROR_URN: &str = "urn:ietf:params:scim:api:messages:2.0:Error";
+pub(crate) const ERROR_URN: &str = "urn:ietf:params:scim:api:messages:2.0:Error";
 
 /// RFC 7644 Table 9: the detail error types of a 400 (and 409, 413) answer.
+#[cfg_attr(feature = "internals", visibility::make(pub))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ScimType {
+pub(crate) enum ScimType {
     /// The filter is malformed or names something that cannot be compared.
     InvalidFilter,
     /// The filter yields more results than the server will process.
@@ -37,7 +38,7 @@ pub enum ScimType {
 
 impl ScimType {
     /// The name in an error body.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             ScimType::InvalidFilter => "invalidFilter",
             ScimType::TooMany => "tooMany",
@@ -53,9 +54,10 @@ impl ScimType {
 }
 
 /// Why a SCIM request failed.
+#[cfg_attr(feature = "internals", visibility::make(pub))]
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum Error {
+pub(crate) enum Error {
     /// 400: the request is wrong; `scim_type` says how.
     #[error("{detail}")]
     BadRequest {
@@ -95,37 +97,37 @@ pub enum Error {
 
 impl Error {
     /// 400 `invalidValue`.
-    pub fn invalid_value(detail: impl Into<String>) -> Error {
+    pub(crate) fn invalid_value(detail: impl Into<String>) -> Error {
         Error::bad(ScimType::InvalidValue, detail)
     }
 
     /// 400 `invalidSyntax`.
-    pub fn invalid_syntax(detail: impl Into<String>) -> Error {
+    pub(crate) fn invalid_syntax(detail: impl Into<String>) -> Error {
         Error::bad(ScimType::InvalidSyntax, detail)
     }
 
     /// 400 `invalidFilter`.
-    pub fn invalid_filter(detail: impl Into<String>) -> Error {
+    pub(crate) fn invalid_filter(detail: impl Into<String>) -> Error {
         Error::bad(ScimType::InvalidFilter, detail)
     }
 
     /// 400 `invalidPath`.
-    pub fn invalid_path(detail: impl Into<String>) -> Error {
+    pub(crate) fn invalid_path(detail: impl Into<String>) -> Error {
         Error::bad(ScimType::InvalidPath, detail)
     }
 
     /// 400 `noTarget`.
-    pub fn no_target(detail: impl Into<String>) -> Error {
+    pub(crate) fn no_target(detail: impl Into<String>) -> Error {
         Error::bad(ScimType::NoTarget, detail)
     }
 
     /// 400 `mutability`.
-    pub fn mutability(detail: impl Into<String>) -> Error {
+    pub(crate) fn mutability(detail: impl Into<String>) -> Error {
         Error::bad(ScimType::Mutability, detail)
     }
 
     /// 400 with a detail error type.
-    pub fn bad(scim_type: ScimType, detail: impl Into<String>) -> Error {
+    pub(crate) fn bad(scim_type: ScimType, detail: impl Into<String>) -> Error {
         Error::BadRequest {
             scim_type,
             detail: detail.into(),
@@ -133,7 +135,7 @@ impl Error {
     }
 
     /// The HTTP status.
-    pub fn status(&self) -> StatusCode {
+    pub(crate) fn status(&self) -> StatusCode {
         match self {
             Error::BadRequest { .. } => StatusCode::BAD_REQUEST,
             Error::Unauthorized => StatusCode::UNAUTHORIZED,
@@ -149,7 +151,7 @@ impl Error {
     }
 
     /// The detail error type, if the status has one.
-    pub fn scim_type(&self) -> Option<ScimType> {
+    pub(crate) fn scim_type(&self) -> Option<ScimType> {
         match self {
             Error::BadRequest { scim_type, .. } => Some(*scim_type),
             Error::Conflict(_) => Some(ScimType::Uniqueness),
@@ -166,7 +168,7 @@ impl Error {
     }
 
     /// The error body.
-    pub fn body(&self) -> ErrorBody {
+    pub(crate) fn body(&self) -> ErrorBody {
         ErrorBody {
             schemas: [ERROR_URN],
             status: self.status().as_u16().to_string(),
@@ -178,7 +180,7 @@ impl Error {
 
 /// An RFC 7644 error body.
 #[derive(Debug, Serialize)]
-pub struct ErrorBody {
+pub(crate) struct ErrorBody {
     schemas: [&'static str; 1],
     status: String,
     #[serde(rename = "scimType", skip_serializing_if = "Option::is_none")]

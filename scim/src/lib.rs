@@ -5,23 +5,26 @@
 //! id and a request id; every answer is rendered from the tenant's state after the write.
 //!
 //! - The bearer token decides the tenant ([`Authenticator`]); no handler can reach another.
-//! - Real clients' quirks are normalised before any logic ([`normalise`]), each rewrite traced.
-//! - One grammar ([`grammar`]) parses filters, attribute paths and PATCH paths, with limits.
+//! - Real clients' quirks are normalised before any logic (`normalise`), each rewrite traced.
+//! - One grammar (`grammar`) parses filters, attribute paths and PATCH paths, with limits.
 //! - Membership is an edge set: group PATCH never materialises a member list.
-//! - Discovery documents are rendered from the definitions the server runs on ([`schema`]).
+//! - Discovery documents are rendered from the definitions the server runs on (`schema`).
 //!
 //! # Layout
-//! - [`error`]: the one error type, its status and RFC 7644 error body;
-//! - [`wire`]: request bodies (size, depth, syntax) and every response (media type, ETag,
+//! - `error`: the one error type, its status and RFC 7644 error body;
+//! - `wire`: request bodies (size, depth, syntax) and every response (media type, ETag,
 //!   errors);
-//! - [`grammar`]: filters and paths; [`matcher`]: filters compiled and matched
-//!   against resources;
-//! - [`schema`]: attribute definitions; [`discovery`]: the discovery endpoints;
-//! - [`normalise`]: client quirks; [`resource`]: users and groups on the wire;
-//! - [`patch`]: PATCH on documents and on groups; [`projection`]: `attributes`;
-//! - [`query`]: list, search, planning, sorting, pagination; [`handlers`]: the endpoints;
-//! - [`service`]: the settings and the authenticator the router is built from;
-//! - [`auth`]: tokens, tenants and request ids.
+//! - `grammar`: filters and paths; `matcher`: filters compiled and matched against resources;
+//! - `schema`: attribute definitions; `discovery`: the discovery endpoints;
+//! - `normalise`: client quirks; `resource`: users and groups on the wire;
+//! - `patch`: PATCH on documents and on groups; `projection`: `attributes`;
+//! - `query`: list, search, planning, sorting, pagination; `handlers`: the endpoints;
+//! - `service`: the settings and the authenticator the router is built from;
+//! - `auth`: tokens, tenants and request ids.
+//!
+//! Every module is private: the API is [`router`], [`Settings`], [`Authenticator`] and
+//! [`Principal`]. The `internals` feature adds a hidden `internals` module that re-exports
+//! the grammar, the matcher, PATCH and the body reader for the fuzz targets and benchmarks.
 //!
 //! # Connecting a client
 //! `idpsync serve` mounts the router at `/scim/v2` (the first start writes a token for the
@@ -70,20 +73,26 @@
 //! # });
 //! ```
 
-pub mod auth;
-pub mod discovery;
-pub mod error;
-pub mod grammar;
-pub mod handlers;
-pub mod matcher;
-pub mod normalise;
-pub mod patch;
-pub mod projection;
-pub mod query;
-pub mod resource;
-pub mod schema;
-pub mod service;
-pub mod wire;
+mod auth;
+mod discovery;
+mod error;
+mod grammar;
+mod handlers;
+mod matcher;
+mod normalise;
+mod patch;
+mod projection;
+mod query;
+mod resource;
+mod schema;
+mod service;
+mod wire;
+
+#[cfg(feature = "internals")]
+#[doc(hidden)]
+pub mod internals;
+#[cfg(test)]
+mod no_panic;
 
 use std::sync::Arc;
 
@@ -93,9 +102,9 @@ use axum::middleware;
 use axum::routing::{any, get, post};
 use idpsync_engine::Engine;
 
-pub use error::Error;
 pub use service::{Authenticator, Principal, Settings};
 
+use crate::error::Error;
 use crate::handlers::{bulk, groups, users};
 use crate::query::{ListParams, search_all};
 use crate::service::Service;

@@ -72,7 +72,7 @@ impl Settings {
 }
 
 /// What every handler shares.
-pub struct Service {
+pub(crate) struct Service {
     /// The engine whose tenants the requests read and write.
     pub(crate) engine: Arc<Engine>,
     /// Checks the requests' bearer tokens.

@@ -15,8 +15,14 @@ mod lexer;
 mod parser;
 mod syntax;
 
-pub use parser::{FILTER_LEN_MAX, parse_attr_path, parse_filter, parse_patch_path};
-pub use syntax::{AttrPath, CompareOp, Filter, GrammarError, Literal, PatchPath};
+#[cfg(feature = "internals")]
+pub use parser::FILTER_LEN_MAX;
+#[cfg_attr(feature = "internals", visibility::make(pub))]
+pub(crate) use parser::{parse_attr_path, parse_filter, parse_patch_path};
+#[cfg(feature = "internals")]
+pub use syntax::GrammarError;
+#[cfg_attr(feature = "internals", visibility::make(pub))]
+pub(crate) use syntax::{AttrPath, CompareOp, Filter, Literal, PatchPath};
 
 #[cfg(test)]
 mod tests;

@@ -6,19 +6,20 @@ use std::fmt;
 
 /// An attribute path: an optional schema URN, an attribute name, an optional sub-attribute
 /// (`urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager.value`).
+#[cfg_attr(feature = "internals", visibility::make(pub))]
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct AttrPath {
+pub(crate) struct AttrPath {
     /// The schema URN, without the `:` that joins it to the name.
-    pub urn: Option<String>,
+    pub(crate) urn: Option<String>,
     /// The attribute's name.
-    pub name: String,
+    pub(crate) name: String,
     /// The sub-attribute's name.
-    pub sub: Option<String>,
+    pub(crate) sub: Option<String>,
 }
 
 impl AttrPath {
     /// A path to a top-level attribute of the core schema.
-    pub fn named(name: &str) -> AttrPath {
+    pub(crate) fn named(name: &str) -> AttrPath {
         AttrPath {
             urn: None,
             name: name.to_owned(),
@@ -28,8 +29,9 @@ impl AttrPath {
 }
 
 /// A comparison operator (`pr`, the tenth, is [`Filter::Present`]).
+#[cfg_attr(feature = "internals", visibility::make(pub))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum CompareOp {
+pub(crate) enum CompareOp {
     /// `eq`: equal.
     Eq,
     /// `ne`: not equal.
@@ -52,7 +54,7 @@ pub enum CompareOp {
 
 impl CompareOp {
     /// Every operator, for tests and generators.
-    pub const ALL: [CompareOp; 9] = [
+    pub(crate) const ALL: [CompareOp; 9] = [
         CompareOp::Eq,
         CompareOp::Ne,
         CompareOp::Co,
@@ -65,7 +67,7 @@ impl CompareOp {
     ];
 
     /// The operator as written in a filter.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             CompareOp::Eq => "eq",
             CompareOp::Ne => "ne",
@@ -80,21 +82,22 @@ impl CompareOp {
     }
 
     /// Parses an operator, in any case.
-    pub fn parse(word: &str) -> Option<CompareOp> {
+    pub(crate) fn parse(word: &str) -> Option<CompareOp> {
         CompareOp::ALL
             .into_iter()
             .find(|op| op.as_str().eq_ignore_ascii_case(word))
     }
 
     /// Whether the operator orders values (`gt`, `ge`, `lt`, `le`).
-    pub fn is_ordering(self) -> bool {
+    pub(crate) fn is_ordering(self) -> bool {
         matches!(self, CompareOp::Gt | CompareOp::Ge | CompareOp::Lt | CompareOp::Le)
     }
 }
 
 /// A value in a comparison.
+#[cfg_attr(feature = "internals", visibility::make(pub))]
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Literal {
+pub(crate) enum Literal {
     /// A string, quoted or (leniently) bare.
     String(String),
     /// A number, as written (checked to be a JSON number).
@@ -106,8 +109,9 @@ pub enum Literal {
 }
 
 /// A filter expression.
+#[cfg_attr(feature = "internals", visibility::make(pub))]
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Filter {
+pub(crate) enum Filter {
     /// `path op value`.
     Compare {
         /// The attribute compared.
@@ -137,22 +141,24 @@ pub enum Filter {
 
 /// The target of a PATCH operation: `attr`, `attr.sub`, `attr[filter]` or `attr[filter].sub`,
 /// each optionally URN-qualified.
+#[cfg_attr(feature = "internals", visibility::make(pub))]
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PatchPath {
+pub(crate) struct PatchPath {
     /// The attribute, and the sub-attribute (after the filter, when there is one).
-    pub attr: AttrPath,
+    pub(crate) attr: AttrPath,
     /// The value filter of a multi-valued attribute.
-    pub filter: Option<Filter>,
+    pub(crate) filter: Option<Filter>,
 }
 
 /// Why a filter or path does not parse.
+#[cfg_attr(feature = "internals", visibility::make(pub))]
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{reason} (at byte {position})")]
-pub struct GrammarError {
+pub(crate) struct GrammarError {
     /// Where in the input, in bytes.
-    pub position: usize,
+    pub(crate) position: usize,
     /// What is wrong.
-    pub reason: String,
+    pub(crate) reason: String,
 }
 
 impl fmt::Display for AttrPath {

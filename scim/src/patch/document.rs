@@ -18,7 +18,8 @@ use crate::schema::{Attribute, Container, Mutability, Resolved, ResourceType};
 
 /// Applies `operations` in order to `document`. Stops at the first failure; the caller then
 /// discards the document, so nothing is half-applied.
-pub fn apply_to_document(
+#[cfg_attr(feature = "internals", visibility::make(pub))]
+pub(crate) fn apply_to_document(
     resource: &ResourceType,
     document: &mut Map<String, Value>,
     operations: &[Operation],

@@ -26,7 +26,8 @@ use crate::schema::{Attribute, GROUP_TYPE, Mutability};
 /// The commands that apply `operations` to `group`, in order; the first is an `UpdateGroup`
 /// carrying `expected_version` (so an `If-Match` is checked atomically with the rest) and the
 /// final name and external id (a no-op when they do not change).
-pub fn plan_group_patch(
+#[cfg_attr(feature = "internals", visibility::make(pub))]
+pub(crate) fn plan_group_patch(
     state: &State,
     group: &Group,
     operations: &[Operation],

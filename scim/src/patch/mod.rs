@@ -7,6 +7,11 @@ mod document;
 mod group;
 mod operation;
 
-pub use document::apply_to_document;
-pub use group::plan_group_patch;
-pub use operation::{OPERATIONS_MAX, Op, Operation, PATCH_OP_URN, parse_operations};
+#[cfg_attr(feature = "internals", visibility::make(pub))]
+pub(crate) use document::apply_to_document;
+#[cfg_attr(feature = "internals", visibility::make(pub))]
+pub(crate) use group::plan_group_patch;
+#[cfg(feature = "internals")]
+pub use operation::Operation;
+#[cfg_attr(feature = "internals", visibility::make(pub))]
+pub(crate) use operation::parse_operations;

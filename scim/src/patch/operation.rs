@@ -7,14 +7,12 @@ use serde_json::Value;
 use crate::error::Error;
 use crate::grammar::{PatchPath, parse_patch_path};
 
-/// The URN of a PATCH request.
-pub const PATCH_OP_URN: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
 /// The most operations one PATCH request may carry.
-pub const OPERATIONS_MAX: usize = 1_000;
+pub(crate) const OPERATIONS_MAX: usize = 1_000;
 
 /// What an operation does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Op {
+pub(crate) enum Op {
     /// Add values (or set, for single-valued attributes).
     Add,
     /// Remove values.
@@ -24,20 +22,22 @@ pub enum Op {
 }
 
 /// One PATCH operation.
+#[cfg_attr(feature = "internals", visibility::make(pub))]
 #[derive(Clone, Debug, PartialEq)]
-pub struct Operation {
+pub(crate) struct Operation {
     /// What it does.
-    pub op: Op,
+    pub(crate) op: Op,
     /// Where; `None` means the resource itself.
-    pub path: Option<PatchPath>,
+    pub(crate) path: Option<PatchPath>,
     /// With what.
-    pub value: Option<Value>,
+    pub(crate) value: Option<Value>,
 }
 
 /// Parses a PATCH body. `schemas` may be missing (Entra's group PATCH omits it); `op` may be
 /// in any case (Entra sends `Replace`); the keys of the body and of each operation are
 /// matched case-insensitively.
-pub fn parse_operations(body: &Value) -> Result<Vec<Operation>, Error> {
+#[cfg_attr(feature = "internals", visibility::make(pub))]
+pub(crate) fn parse_operations(body: &Value) -> Result<Vec<Operation>, Error> {
     let Value::Object(object) = body else {
         return Err(Error::invalid_syntax("a PATCH body must be a JSON object"));
     };

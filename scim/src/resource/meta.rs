@@ -11,22 +11,23 @@ use crate::schema::ResourceType;
 
 /// The absolute URL of the SCIM base (`https://idp-sync.example.com/scim/v2`), from which
 /// `meta.location` and `$ref` values are made.
+#[cfg_attr(feature = "internals", visibility::make(pub))]
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct BaseUrl(String);
+pub(crate) struct BaseUrl(String);
 
 impl BaseUrl {
     /// Wraps a base URL, without a trailing slash.
-    pub fn new(url: &str) -> BaseUrl {
+    pub(crate) fn new(url: &str) -> BaseUrl {
         BaseUrl(url.trim_end_matches('/').to_owned())
     }
 
     /// The base URL as text.
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         &self.0
     }
 
     /// The URL of a resource: `<base><endpoint>/<id>`.
-    pub fn location(&self, resource: &ResourceType, id: &str) -> String {
+    pub(crate) fn location(&self, resource: &ResourceType, id: &str) -> String {
         format!("{}{}/{id}", self.0, resource.endpoint)
     }
 }

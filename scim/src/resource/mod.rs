@@ -5,10 +5,10 @@
 //! `meta.rs` and `json.rs` hold what both kinds are made of; `user.rs` and `group.rs` each
 //! kind; this module a resource as a response carries it ([`Rendered`]).
 
-pub mod group;
+pub(crate) mod group;
 mod json;
 mod meta;
-pub mod user;
+pub(crate) mod user;
 
 use idpsync_engine::State;
 use idpsync_engine::model::{Group, User};
@@ -17,7 +17,8 @@ use serde::ser::Serializer;
 use serde_json::{Map, Value};
 
 pub(crate) use json::to_object;
-pub use meta::BaseUrl;
+#[cfg_attr(feature = "internals", visibility::make(pub))]
+pub(crate) use meta::BaseUrl;
 
 use crate::projection::Projection;
 use group::{GroupDocument, Members};
@@ -25,7 +26,7 @@ use user::UserDocument;
 
 /// A resource as a response carries it: serialised straight from the state, or (when the
 /// client asked for `attributes` or `excludedAttributes`) as a projected object.
-pub enum Rendered<'a> {
+pub(crate) enum Rendered<'a> {
     /// A whole user.
     User(UserDocument<'a>),
     /// A whole group.
@@ -36,7 +37,7 @@ pub enum Rendered<'a> {
 
 impl<'a> Rendered<'a> {
     /// `user` as a response carries it under `projection`.
-    pub fn user(state: &'a State, user: &'a User, base: &'a BaseUrl, projection: &Projection) -> Rendered<'a> {
+    pub(crate) fn user(state: &'a State, user: &'a User, base: &'a BaseUrl, projection: &Projection) -> Rendered<'a> {
         let document = UserDocument { state, user, base };
         if projection.is_identity() {
             return Rendered::User(document);
@@ -46,7 +47,12 @@ impl<'a> Rendered<'a> {
 
     /// `group` as a response carries it under `projection`: its member list is written only
     /// when the projection keeps it.
-    pub fn group(state: &'a State, group: &'a Group, base: &'a BaseUrl, projection: &Projection) -> Rendered<'a> {
+    pub(crate) fn group(
+        state: &'a State,
+        group: &'a Group,
+        base: &'a BaseUrl,
+        projection: &Projection,
+    ) -> Rendered<'a> {
         let document = GroupDocument {
             state,
             group,

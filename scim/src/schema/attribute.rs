@@ -4,15 +4,11 @@
 
 /// An attribute's data type (RFC 7643 §2.3).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum AttrType {
+pub(crate) enum AttrType {
     /// A string.
     String,
     /// `true` / `false`.
     Boolean,
-    /// A real number.
-    Decimal,
-    /// A whole number.
-    Integer,
     /// An RFC 3339 timestamp.
     DateTime,
     /// Base64 bytes.
@@ -25,12 +21,10 @@ pub enum AttrType {
 
 impl AttrType {
     /// The type's name in a schema document.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             AttrType::String => "string",
             AttrType::Boolean => "boolean",
-            AttrType::Decimal => "decimal",
-            AttrType::Integer => "integer",
             AttrType::DateTime => "dateTime",
             AttrType::Binary => "binary",
             AttrType::Reference => "reference",
@@ -41,7 +35,7 @@ impl AttrType {
 
 /// Whether and how an attribute may be written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Mutability {
+pub(crate) enum Mutability {
     /// Set by the server only.
     ReadOnly,
     /// Written freely.
@@ -52,7 +46,7 @@ pub enum Mutability {
 
 impl Mutability {
     /// The name in a schema document.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Mutability::ReadOnly => "readOnly",
             Mutability::ReadWrite => "readWrite",
@@ -63,7 +57,7 @@ impl Mutability {
 
 /// When an attribute is returned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Returned {
+pub(crate) enum Returned {
     /// Always, whatever `attributes` says.
     Always,
     /// Unless excluded.
@@ -74,7 +68,7 @@ pub enum Returned {
 
 impl Returned {
     /// The name in a schema document.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Returned::Always => "always",
             Returned::Default => "default",
@@ -85,56 +79,56 @@ impl Returned {
 
 /// One attribute of a schema.
 #[derive(Debug)]
-pub struct Attribute {
+pub(crate) struct Attribute {
     /// Its canonical name.
-    pub name: &'static str,
+    pub(crate) name: &'static str,
     /// Its type.
-    pub kind: AttrType,
+    pub(crate) kind: AttrType,
     /// Whether it holds a list.
-    pub multi_valued: bool,
+    pub(crate) multi_valued: bool,
     /// What it means.
-    pub description: &'static str,
+    pub(crate) description: &'static str,
     /// Whether a resource must have it.
-    pub required: bool,
+    pub(crate) required: bool,
     /// Whether string comparisons respect case.
-    pub case_exact: bool,
+    pub(crate) case_exact: bool,
     /// Who may write it.
-    pub mutability: Mutability,
+    pub(crate) mutability: Mutability,
     /// When it is returned.
-    pub returned: Returned,
+    pub(crate) returned: Returned,
     /// Whether the server keeps it unique.
-    pub unique: bool,
+    pub(crate) unique: bool,
     /// Suggested values.
-    pub canonical_values: &'static [&'static str],
+    pub(crate) canonical_values: &'static [&'static str],
     /// What a reference may point at.
-    pub reference_types: &'static [&'static str],
+    pub(crate) reference_types: &'static [&'static str],
     /// The sub-attributes of a complex attribute.
-    pub sub_attributes: &'static [Attribute],
+    pub(crate) sub_attributes: &'static [Attribute],
 }
 
 impl Attribute {
     /// A sub-attribute by name, case-insensitively.
-    pub fn sub_attribute(&self, name: &str) -> Option<&'static Attribute> {
+    pub(crate) fn sub_attribute(&self, name: &str) -> Option<&'static Attribute> {
         find(self.sub_attributes, name)
     }
 
     /// Whether the attribute is complex.
-    pub fn is_complex(&self) -> bool {
+    pub(crate) fn is_complex(&self) -> bool {
         self.kind == AttrType::Complex
     }
 }
 
 /// A schema: a URN and its attributes.
 #[derive(Debug)]
-pub struct Schema {
+pub(crate) struct Schema {
     /// The URN.
-    pub id: &'static str,
+    pub(crate) id: &'static str,
     /// A short name.
-    pub name: &'static str,
+    pub(crate) name: &'static str,
     /// What it describes.
-    pub description: &'static str,
+    pub(crate) description: &'static str,
     /// Its attributes.
-    pub attributes: &'static [Attribute],
+    pub(crate) attributes: &'static [Attribute],
 }
 
 /// An attribute by name, case-insensitively.

@@ -10,30 +10,34 @@
 mod attribute;
 mod definitions;
 
-pub use attribute::{AttrType, Attribute, Mutability, Returned, Schema};
-pub use definitions::{COMMON_ATTRIBUTES, ENTERPRISE_USER, ENTERPRISE_USER_URN, GROUP, GROUP_URN, USER, USER_URN};
+pub(crate) use attribute::{AttrType, Attribute, Mutability, Returned, Schema};
+pub(crate) use definitions::{
+    COMMON_ATTRIBUTES, ENTERPRISE_USER, ENTERPRISE_USER_URN, GROUP, GROUP_URN, USER, USER_URN,
+};
 
 use self::attribute::find;
 use crate::error::Error;
 use crate::grammar::AttrPath;
 
 /// A kind of resource: its endpoint, its core schema and its extensions.
+#[cfg_attr(feature = "internals", visibility::make(pub))]
 #[derive(Debug)]
-pub struct ResourceType {
+pub(crate) struct ResourceType {
     /// The name (`User`), also the id.
-    pub name: &'static str,
+    pub(crate) name: &'static str,
     /// The endpoint relative to the base URL (`/Users`).
-    pub endpoint: &'static str,
+    pub(crate) endpoint: &'static str,
     /// What it is.
-    pub description: &'static str,
+    pub(crate) description: &'static str,
     /// The core schema.
-    pub schema: &'static Schema,
+    pub(crate) schema: &'static Schema,
     /// The extension schemas (none is required).
-    pub extensions: &'static [&'static Schema],
+    pub(crate) extensions: &'static [&'static Schema],
 }
 
 /// The User resource type.
-pub static USER_TYPE: ResourceType = ResourceType {
+#[cfg_attr(feature = "internals", visibility::make(pub))]
+pub(crate) static USER_TYPE: ResourceType = ResourceType {
     name: "User",
     endpoint: "/Users",
     description: "User Account",
@@ -42,7 +46,8 @@ pub static USER_TYPE: ResourceType = ResourceType {
 };
 
 /// The Group resource type.
-pub static GROUP_TYPE: ResourceType = ResourceType {
+#[cfg_attr(feature = "internals", visibility::make(pub))]
+pub(crate) static GROUP_TYPE: ResourceType = ResourceType {
     name: "Group",
     endpoint: "/Groups",
     description: "Group",
@@ -51,11 +56,11 @@ pub static GROUP_TYPE: ResourceType = ResourceType {
 };
 
 /// Every resource type, in the order of `/ResourceTypes`.
-pub static RESOURCE_TYPES: [&ResourceType; 2] = [&USER_TYPE, &GROUP_TYPE];
+pub(crate) static RESOURCE_TYPES: [&ResourceType; 2] = [&USER_TYPE, &GROUP_TYPE];
 
 /// Where a resolved attribute lives in a resource's JSON.
 #[derive(Clone, Copy, Debug)]
-pub enum Container {
+pub(crate) enum Container {
     /// At the top level (core schema and common attributes).
     Core,
     /// Inside the extension's object, under its URN.
@@ -76,23 +81,23 @@ impl Eq for Container {}
 
 /// An attribute path resolved against a resource type: canonical names and definitions.
 #[derive(Clone, Copy, Debug)]
-pub struct Resolved {
+pub(crate) struct Resolved {
     /// Where the attribute lives.
-    pub container: Container,
+    pub(crate) container: Container,
     /// The attribute.
-    pub attribute: &'static Attribute,
+    pub(crate) attribute: &'static Attribute,
     /// The sub-attribute, if the path names one.
-    pub sub: Option<&'static Attribute>,
+    pub(crate) sub: Option<&'static Attribute>,
 }
 
 impl Resolved {
     /// The definition of the value the path designates (the sub-attribute's, if any).
-    pub fn leaf(&self) -> &'static Attribute {
+    pub(crate) fn leaf(&self) -> &'static Attribute {
         self.sub.unwrap_or(self.attribute)
     }
 
     /// The canonical path, URN-qualified for extension attributes.
-    pub fn canonical(&self) -> String {
+    pub(crate) fn canonical(&self) -> String {
         let mut text = match self.container {
             Container::Core => self.attribute.name.to_owned(),
             Container::Extension(schema) => format!("{}:{}", schema.id, self.attribute.name),
@@ -107,14 +112,14 @@ impl Resolved {
 
 impl ResourceType {
     /// A schema of this type (core or extension) by URN, case-insensitively.
-    pub fn schema_by_urn(&self, urn: &str) -> Option<&'static Schema> {
+    pub(crate) fn schema_by_urn(&self, urn: &str) -> Option<&'static Schema> {
         std::iter::once(self.schema)
             .chain(self.extensions.iter().copied())
             .find(|schema| schema.id.eq_ignore_ascii_case(urn))
     }
 
     /// The extension with this URN.
-    pub fn extension(&self, urn: &str) -> Option<&'static Schema> {
+    pub(crate) fn extension(&self, urn: &str) -> Option<&'static Schema> {
         self.extensions
             .iter()
             .copied()
@@ -123,12 +128,12 @@ impl ResourceType {
 
     /// A top-level attribute of the core schema, or a common attribute (`id`, `externalId`,
     /// `meta`), by name, case-insensitively.
-    pub fn core_attribute(&self, name: &str) -> Option<&'static Attribute> {
+    pub(crate) fn core_attribute(&self, name: &str) -> Option<&'static Attribute> {
         find(self.schema.attributes, name).or_else(|| find(&COMMON_ATTRIBUTES, name))
     }
 
     /// Resolves `path`; `None` when the resource type has no such attribute.
-    pub fn resolve(&self, path: &AttrPath) -> Option<Resolved> {
+    pub(crate) fn resolve(&self, path: &AttrPath) -> Option<Resolved> {
         let (container, attribute) = match &path.urn {
             None => (Container::Core, self.core_attribute(&path.name)?),
             Some(urn) => match self.schema_by_urn(urn) {
@@ -151,14 +156,14 @@ impl ResourceType {
     }
 
     /// Resolves `path` or answers 400 with `scim_type`.
-    pub fn require(&self, path: &AttrPath, error: fn(String) -> Error) -> Result<Resolved, Error> {
+    pub(crate) fn require(&self, path: &AttrPath, error: fn(String) -> Error) -> Result<Resolved, Error> {
         self.resolve(path)
             .ok_or_else(|| error(format!("{} has no attribute {path}", self.name)))
     }
 
     /// Whether `path` names a whole extension (`urn:…:enterprise:2.0:User`), which the
     /// grammar splits at its last colon.
-    pub fn whole_extension(&self, path: &AttrPath) -> Option<&'static Schema> {
+    pub(crate) fn whole_extension(&self, path: &AttrPath) -> Option<&'static Schema> {
         if path.sub.is_some() {
             return None;
         }
