@@ -8,6 +8,7 @@
 //! # Layout
 //! - [`ids`], [`model`]: ids, users, groups, owners, bindings;
 //! - [`event`]: the events, their envelope and encoding;
+//! - [`seal`]: personal fields sealed under per-user keys; [`sealed`]: a sealed profile;
 //! - [`state`]: the folded state and the fold; [`history`]: the index of the past;
 //! - [`command`], [`decide`], [`reconcile`]: commands and the decisions they produce;
 //! - [`access`], [`projector`]: effective membership, grants, access changes;
@@ -54,6 +55,7 @@ pub mod projector;
 pub mod reconcile;
 pub mod replay;
 pub mod seal;
+pub mod sealed;
 pub mod state;
 pub mod tenant;
 pub mod verify;
