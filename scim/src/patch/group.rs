@@ -201,13 +201,10 @@ impl Plan<'_> {
         Ok(self
             .state
             .direct_members(self.group.id)
-            .into_iter()
-            .flatten()
             .filter(|member| {
-                MemberView::new(self.state, **member, self.base, true)
+                MemberView::new(self.state, *member, self.base, true)
                     .is_some_and(|entry| matcher.matches_value(&to_object(&entry)))
             })
-            .copied()
             .collect())
     }
 }

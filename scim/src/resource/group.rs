@@ -80,14 +80,12 @@ impl Serialize for GroupDocument<'_> {
         map.serialize_entry("id", &group.id)?;
         entry(&mut map, "externalId", &group.external_id)?;
         map.serialize_entry("displayName", &group.display_name)?;
-        if self.members != Members::Omitted
-            && let Some(set) = state.direct_members(group.id)
-            && !set.is_empty()
-        {
+        if self.members != Members::Omitted && state.direct_member_count(group.id) > 0 {
             let display = self.members == Members::WithDisplay;
             let members = || {
-                set.iter()
-                    .filter_map(move |member| MemberView::new(state, *member, base, display))
+                state
+                    .direct_members(group.id)
+                    .filter_map(move |member| MemberView::new(state, member, base, display))
             };
             map.serialize_entry("members", &Each(members))?;
         }
