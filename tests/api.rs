@@ -566,9 +566,7 @@ async fn the_past_from_the_index_agrees_with_the_state_of_the_time() {
                 .collect()
         } else {
             past.direct_members(eng.parse().unwrap())
-                .unwrap()
-                .iter()
-                .map(|member| serde_json::to_value(idpsync::api::wire::MemberRow::of(&past, *member)).unwrap())
+                .map(|member| serde_json::to_value(idpsync::api::wire::MemberRow::of(&past, member)).unwrap())
                 .collect()
         };
         for query in [format!("seq={then}"), format!("at={moment}")] {

@@ -123,10 +123,8 @@ impl Harness {
         };
         state
             .direct_members(id)
-            .into_iter()
-            .flatten()
             .filter_map(|member| match member {
-                Member::User(user) => state.user(*user).unwrap().external_id.clone(),
+                Member::User(user) => state.user(user).unwrap().external_id.clone(),
                 Member::Group(_) => None,
             })
             .collect()

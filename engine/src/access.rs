@@ -53,8 +53,8 @@ pub fn effective_users(state: &State, group: GroupId) -> BTreeSet<UserId> {
     let mut seen = BTreeSet::from([group]);
     let mut pending = vec![group];
     while let Some(current) = pending.pop() {
-        for member in state.direct_members(current).into_iter().flatten() {
-            match *member {
+        for member in state.direct_members(current) {
+            match member {
                 Member::User(user) => {
                     users.insert(user);
                 }
@@ -87,7 +87,7 @@ pub fn grants_matching(state: &State, user: UserId, filter: &GrantFilter) -> BTr
         {
             continue;
         }
-        for (resource, role) in state.bindings_of_group(group).into_iter().flatten() {
+        for (resource, role) in state.bindings_of_group(group) {
             if let GrantFilter::Resource(only) = filter
                 && only != resource
             {
@@ -95,7 +95,7 @@ pub fn grants_matching(state: &State, user: UserId, filter: &GrantFilter) -> BTr
             }
             grants.insert(Grant {
                 resource: resource.clone(),
-                role: *role,
+                role,
                 via: group,
             });
         }

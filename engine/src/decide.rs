@@ -250,10 +250,7 @@ pub fn decide(
             let joining = new_members(state, *group, members)?;
             let leaving: Vec<Member> = state
                 .direct_members(*group)
-                .into_iter()
-                .flatten()
                 .filter(|member| !wanted.contains(member))
-                .copied()
                 .collect();
             let mut events = Vec::new();
             if !leaving.is_empty() {

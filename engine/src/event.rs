@@ -13,7 +13,7 @@ use idpsync_storage::{EventId, Record, SchemaVersion, Seq, Timestamp};
 
 use crate::ids::{GroupId, IntegrationName, Member, RequestId, SyncRunId, TokenId, UserId};
 use crate::model::{BindingGroups, Owner, ResourceRef, UserProfile};
-use crate::seal::Sealed;
+use crate::sealed::Sealed;
 
 /// The envelope version this build writes.
 pub const ENVELOPE_VERSION: SchemaVersion = SchemaVersion(1);

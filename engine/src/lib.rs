@@ -8,6 +8,7 @@
 //! # Layout
 //! - [`ids`], [`model`]: ids, users, groups, owners, bindings;
 //! - [`event`]: the events, their envelope and encoding;
+//! - [`seal`]: personal fields sealed under per-user keys; [`sealed`]: a sealed profile;
 //! - [`state`]: the folded state and the fold; [`history`]: the index of the past;
 //! - [`command`], [`decide`](mod@decide): commands and the events they decide;
 //!   [`rejection`]: why a command is refused; [`validate`]: the engine's limits on values;
@@ -61,6 +62,7 @@ pub mod reconcile;
 pub mod rejection;
 pub mod replay;
 pub mod seal;
+pub mod sealed;
 mod speculate;
 pub mod state;
 pub mod tenant;

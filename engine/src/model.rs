@@ -7,6 +7,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{GroupId, IntegrationName, ResourceId, Seq, Timestamp, UserId};
+use crate::sealed::Sealed;
 
 /// Who manages an object: only the owning integration's reconcile touches it.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -36,7 +37,7 @@ pub struct User {
     /// The personal fields as logged, sealed under the user's key; `None` when they were logged
     /// unsealed (then `profile` is what was logged) or erased. This, not `profile`, is what a
     /// snapshot keeps.
-    pub sealed: Option<crate::seal::Sealed>,
+    pub sealed: Option<Sealed>,
     /// Erased by a [`crate::Event::UserErased`] event.
     pub erased: bool,
     /// Whether `profile` could be read: false when the user's key is gone.

@@ -62,7 +62,7 @@ pub struct Pending {
 fn bound_lineage(state: &State, group: GroupId) -> BTreeSet<GroupId> {
     let mut lineage = ancestors(state, Member::Group(group));
     lineage.insert(group);
-    lineage.retain(|group| state.bindings_of_group(*group).is_some());
+    lineage.retain(|group| state.is_bound(*group));
     lineage
 }
 

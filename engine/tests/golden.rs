@@ -14,7 +14,7 @@ use idpsync_engine::model::{
     Address, AttrValue, BindingGroups, EnterpriseUser, Manager, MultiValue, Name, Owner, ResourceKind, ResourceRef,
     UserProfile,
 };
-use idpsync_engine::seal::Sealed;
+use idpsync_engine::sealed::Sealed;
 use idpsync_engine::{Cause, Envelope, Event, Source};
 use uuid::Uuid;
 

@@ -7,9 +7,10 @@
 
 #![no_main]
 
-use idpsync_scim::filter::Compiled;
-use idpsync_scim::grammar::{FILTER_LEN_MAX, parse_attr_path, parse_filter, parse_patch_path};
-use idpsync_scim::schema::{GROUP_TYPE, USER_TYPE};
+use idpsync_scim::internals::{
+    FILTER_LEN_MAX, GROUP_TYPE, USER_TYPE, compile_filter, filter_matches, parse_attr_path, parse_filter,
+    parse_patch_path,
+};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -28,8 +29,8 @@ fuzz_target!(|data: &[u8]| {
             "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": {"employeeNumber": "7"}
         });
         for resource in [&USER_TYPE, &GROUP_TYPE] {
-            if let Ok(compiled) = Compiled::new(resource, &filter) {
-                let _ = compiled.matches(document.as_object().expect("an object"));
+            if let Ok(matcher) = compile_filter(resource, &filter) {
+                let _ = filter_matches(&matcher, document.as_object().expect("an object"));
             }
         }
     }

@@ -5,14 +5,14 @@
 
 #![no_main]
 
-use idpsync_scim::patch::{apply_to_document, parse_operations};
-use idpsync_scim::schema::USER_TYPE;
-use idpsync_scim::wire::parse_body;
+use idpsync_scim::internals::{USER_TYPE, apply_to_document, parse_body, parse_operations};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(body) = parse_body(data) else { return };
-    let Ok(operations) = parse_operations(&body) else { return };
+    let Ok(operations) = parse_operations(&body) else {
+        return;
+    };
     let mut document = serde_json::json!({
         "userName": "bjensen", "active": true, "name": {"givenName": "B", "familyName": "J"},
         "emails": [{"value": "b@example.com", "type": "work", "primary": true}, {"value": "h@example.com", "type": "home"}],

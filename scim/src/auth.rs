@@ -1,4 +1,4 @@
-//! Who is calling: the bearer token (checked by an [`Authenticator`] the embedding program
+//! Who is calling: the bearer token (checked by the [`Authenticator`] the embedding program
 //! supplies) decides the tenant, and every command of the request carries the token's id and
 //! the request's id. The [`Scope`] extractor is the only way a handler reaches a tenant, so a
 //! token can never touch another tenant's data.
@@ -10,39 +10,22 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::Response;
-use idpsync_engine::ids::{RequestId, TenantId, TokenId};
+use idpsync_engine::ids::RequestId;
 use idpsync_engine::{Cause, Origin, Source, Tenant};
 
-use crate::Service;
 use crate::error::Error;
 use crate::resource::BaseUrl;
-
-/// Checks bearer tokens. The SCIM crate defines it; the program that embeds the router
-/// implements it over its token store.
-pub trait Authenticator: Send + Sync + 'static {
-    /// The tenant and token a bearer secret stands for, or `None` for an unknown or revoked
-    /// token. Implementations compare secrets in constant time.
-    fn authenticate(&self, secret: &str) -> Option<Principal>;
-}
-
-/// What a valid token stands for.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Principal {
-    /// The tenant whose data the token may read and change.
-    pub tenant: TenantId,
-    /// The token's id, recorded in every event it causes.
-    pub token: TokenId,
-}
+use crate::service::Service;
 
 /// An authenticated request: its tenant, its origin for commands, and the base URL for
 /// `meta.location`.
-pub struct Scope {
+pub(crate) struct Scope {
     /// The caller's tenant.
-    pub tenant: Arc<Tenant>,
+    pub(crate) tenant: Arc<Tenant>,
     /// The token and request ids, for every command of the request.
-    pub origin: Origin,
+    pub(crate) origin: Origin,
     /// The SCIM base URL as the client reached it.
-    pub base: BaseUrl,
+    pub(crate) base: BaseUrl,
 }
 
 impl FromRequestParts<Arc<Service>> for Scope {
@@ -74,7 +57,7 @@ impl FromRequestParts<Arc<Service>> for Scope {
 }
 
 /// The request's SCIM base URL, for endpoints without a [`Scope`] (discovery).
-pub struct RequestBase(pub BaseUrl);
+pub(crate) struct RequestBase(pub BaseUrl);
 
 impl FromRequestParts<Arc<Service>> for RequestBase {
     type Rejection = std::convert::Infallible;
@@ -112,14 +95,14 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 }
 
 /// Middleware: gives each request an id, for its events and its `X-Request-Id` header, and
-/// logs the cause of every 500 (see [`crate::error`]).
-pub async fn request_context(mut request: Request, next: Next) -> Response {
+/// logs the cause of every 500 (see [`crate::wire`]).
+pub(crate) async fn request_context(mut request: Request, next: Next) -> Response {
     let id = RequestId::new();
     request.extensions_mut().insert(id);
     let method = request.method().clone();
     let uri = request.uri().clone();
     let mut response = next.run(request).await;
-    if let Some(cause) = crate::error::internal_failure(&response) {
+    if let Some(cause) = crate::wire::internal_failure(&response) {
         tracing::error!(%method, path = uri.path(), request = %id, %cause, "SCIM request failed");
     }
     if let Ok(value) = HeaderValue::from_str(&id.to_string()) {

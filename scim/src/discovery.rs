@@ -7,12 +7,12 @@ use std::sync::Arc;
 use axum::extract::{Path, State};
 use serde_json::{Value, json};
 
-use crate::Service;
 use crate::auth::RequestBase;
 use crate::error::Error;
 use crate::query::LIST_RESPONSE_URN;
 use crate::resource::BaseUrl;
 use crate::schema::{Attribute, RESOURCE_TYPES, ResourceType, Schema};
+use crate::service::Service;
 use crate::wire::Reply;
 
 const SERVICE_PROVIDER_CONFIG_URN: &str = "urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig";
@@ -20,7 +20,10 @@ const RESOURCE_TYPE_URN: &str = "urn:ietf:params:scim:schemas:core:2.0:ResourceT
 const SCHEMA_URN: &str = "urn:ietf:params:scim:schemas:core:2.0:Schema";
 
 /// `GET /ServiceProviderConfig`.
-pub async fn service_provider_config(State(service): State<Arc<Service>>, RequestBase(base): RequestBase) -> Reply {
+pub(crate) async fn service_provider_config(
+    State(service): State<Arc<Service>>,
+    RequestBase(base): RequestBase,
+) -> Reply {
     let settings = &service.settings;
     Reply::ok(&json!({
         "schemas": [SERVICE_PROVIDER_CONFIG_URN],
@@ -49,7 +52,7 @@ pub async fn service_provider_config(State(service): State<Arc<Service>>, Reques
 }
 
 /// `GET /ResourceTypes`.
-pub async fn resource_types(RequestBase(base): RequestBase) -> Reply {
+pub(crate) async fn resource_types(RequestBase(base): RequestBase) -> Reply {
     let resources: Vec<Value> = RESOURCE_TYPES
         .iter()
         .map(|resource| resource_type(resource, &base))
@@ -58,7 +61,10 @@ pub async fn resource_types(RequestBase(base): RequestBase) -> Reply {
 }
 
 /// `GET /ResourceTypes/{name}`.
-pub async fn resource_type_by_name(RequestBase(base): RequestBase, Path(name): Path<String>) -> Result<Reply, Error> {
+pub(crate) async fn resource_type_by_name(
+    RequestBase(base): RequestBase,
+    Path(name): Path<String>,
+) -> Result<Reply, Error> {
     RESOURCE_TYPES
         .iter()
         .find(|resource| resource.name.eq_ignore_ascii_case(&name))
@@ -67,14 +73,14 @@ pub async fn resource_type_by_name(RequestBase(base): RequestBase, Path(name): P
 }
 
 /// `GET /Schemas`.
-pub async fn schemas(RequestBase(base): RequestBase) -> Reply {
+pub(crate) async fn schemas(RequestBase(base): RequestBase) -> Reply {
     Reply::ok(&list(
         all_schemas().map(|schema| schema_document(schema, &base)).collect(),
     ))
 }
 
 /// `GET /Schemas/{urn}`.
-pub async fn schema_by_id(RequestBase(base): RequestBase, Path(id): Path<String>) -> Result<Reply, Error> {
+pub(crate) async fn schema_by_id(RequestBase(base): RequestBase, Path(id): Path<String>) -> Result<Reply, Error> {
     all_schemas()
         .find(|schema| schema.id.eq_ignore_ascii_case(&id))
         .map(|schema| Reply::ok(&schema_document(schema, &base)))

@@ -1,26 +1,21 @@
-//! The one error type of the SCIM edge, rendered as an RFC 7644 §3.12 error body
-//! (`schemas`, `status` as a string, `scimType`, `detail`) with `application/scim+json`.
+//! The one error type of the SCIM edge: its HTTP status, its RFC 7644 `scimType`, and its
+//! RFC 7644 §3.12 error body (`schemas`, `status` as a string, `scimType`, `detail`). The
+//! response that carries the body is made in `wire`, with every other response.
 //!
 //! Bad input explains itself in `detail`. An internal failure answers only "internal error";
-//! its cause travels in a response extension to the `auth::request_context` middleware, which
-//! logs it, so that nothing is logged inside the conversion and nothing internal leaks.
+//! its cause is logged by the middleware, never returned (see `wire`).
 
-use std::sync::Arc;
-
-use axum::body::Body;
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
 use idpsync_engine::{Rejection, SubmitError};
 use serde::Serialize;
 
-use crate::wire::SCIM_CONTENT_TYPE;
-
 /// The URN of an error response.
-pub const ERROR_URN: &str = "urn:ietf:params:scim:api:messages:2.0:Error";
+pub(crate) const ERROR_URN: &str = "urn:ietf:params:scim:api:messages:2.0:Error";
 
 /// RFC 7644 Table 9: the detail error types of a 400 (and 409, 413) answer.
+#[cfg_attr(feature = "internals", visibility::make(pub))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ScimType {
+pub(crate) enum ScimType {
     /// The filter is malformed or names something that cannot be compared.
     InvalidFilter,
     /// The filter yields more results than the server will process.
@@ -43,7 +38,7 @@ pub enum ScimType {
 
 impl ScimType {
     /// The name in an error body.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             ScimType::InvalidFilter => "invalidFilter",
             ScimType::TooMany => "tooMany",
@@ -59,9 +54,10 @@ impl ScimType {
 }
 
 /// Why a SCIM request failed.
+#[cfg_attr(feature = "internals", visibility::make(pub))]
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum Error {
+pub(crate) enum Error {
     /// 400: the request is wrong; `scim_type` says how.
     #[error("{detail}")]
     BadRequest {
@@ -110,37 +106,37 @@ pub enum Error {
 
 impl Error {
     /// 400 `invalidValue`.
-    pub fn invalid_value(detail: impl Into<String>) -> Error {
+    pub(crate) fn invalid_value(detail: impl Into<String>) -> Error {
         Error::bad(ScimType::InvalidValue, detail)
     }
 
     /// 400 `invalidSyntax`.
-    pub fn invalid_syntax(detail: impl Into<String>) -> Error {
+    pub(crate) fn invalid_syntax(detail: impl Into<String>) -> Error {
         Error::bad(ScimType::InvalidSyntax, detail)
     }
 
     /// 400 `invalidFilter`.
-    pub fn invalid_filter(detail: impl Into<String>) -> Error {
+    pub(crate) fn invalid_filter(detail: impl Into<String>) -> Error {
         Error::bad(ScimType::InvalidFilter, detail)
     }
 
     /// 400 `invalidPath`.
-    pub fn invalid_path(detail: impl Into<String>) -> Error {
+    pub(crate) fn invalid_path(detail: impl Into<String>) -> Error {
         Error::bad(ScimType::InvalidPath, detail)
     }
 
     /// 400 `noTarget`.
-    pub fn no_target(detail: impl Into<String>) -> Error {
+    pub(crate) fn no_target(detail: impl Into<String>) -> Error {
         Error::bad(ScimType::NoTarget, detail)
     }
 
     /// 400 `mutability`.
-    pub fn mutability(detail: impl Into<String>) -> Error {
+    pub(crate) fn mutability(detail: impl Into<String>) -> Error {
         Error::bad(ScimType::Mutability, detail)
     }
 
     /// 400 with a detail error type.
-    pub fn bad(scim_type: ScimType, detail: impl Into<String>) -> Error {
+    pub(crate) fn bad(scim_type: ScimType, detail: impl Into<String>) -> Error {
         Error::BadRequest {
             scim_type,
             detail: detail.into(),
@@ -148,7 +144,7 @@ impl Error {
     }
 
     /// The HTTP status.
-    pub fn status(&self) -> StatusCode {
+    pub(crate) fn status(&self) -> StatusCode {
         match self {
             Error::BadRequest { .. } => StatusCode::BAD_REQUEST,
             Error::Unauthorized => StatusCode::UNAUTHORIZED,
@@ -165,7 +161,7 @@ impl Error {
     }
 
     /// The detail error type, if the status has one.
-    pub fn scim_type(&self) -> Option<ScimType> {
+    pub(crate) fn scim_type(&self) -> Option<ScimType> {
         match self {
             Error::BadRequest { scim_type, .. } => Some(*scim_type),
             Error::Conflict(_) => Some(ScimType::Uniqueness),
@@ -182,7 +178,7 @@ impl Error {
     }
 
     /// The error body.
-    pub fn body(&self) -> ErrorBody {
+    pub(crate) fn body(&self) -> ErrorBody {
         ErrorBody {
             schemas: [ERROR_URN],
             status: self.status().as_u16().to_string(),
@@ -194,50 +190,12 @@ impl Error {
 
 /// An RFC 7644 error body.
 #[derive(Debug, Serialize)]
-pub struct ErrorBody {
+pub(crate) struct ErrorBody {
     schemas: [&'static str; 1],
     status: String,
     #[serde(rename = "scimType", skip_serializing_if = "Option::is_none")]
     scim_type: Option<&'static str>,
     detail: String,
-}
-
-/// The cause of a 500, carried to the middleware that logs it.
-#[derive(Clone, Debug)]
-struct InternalFailure(Arc<str>);
-
-impl IntoResponse for Error {
-    fn into_response(self) -> Response {
-        let body = serde_json::to_vec(&self.body()).unwrap_or_default();
-        let mut response = Response::new(Body::from(body));
-        *response.status_mut() = self.status();
-        let headers = response.headers_mut();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(SCIM_CONTENT_TYPE));
-        if matches!(self, Error::Unauthorized) {
-            headers.insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static(r#"Bearer realm="scim""#),
-            );
-        }
-        if let Error::TooManyRequests {
-            retry_after_seconds, ..
-        } = &self
-        {
-            headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_seconds));
-        }
-        if let Error::Internal(cause) = self {
-            response.extensions_mut().insert(InternalFailure(cause.into()));
-        }
-        response
-    }
-}
-
-/// The cause of a 500 that this router answered, for the middleware that logs it.
-pub(crate) fn internal_failure(response: &Response) -> Option<&str> {
-    response
-        .extensions()
-        .get::<InternalFailure>()
-        .map(|InternalFailure(cause)| &**cause)
 }
 
 impl From<Rejection> for Error {

@@ -5,20 +5,26 @@
 //! id and a request id; every answer is rendered from the tenant's state after the write.
 //!
 //! - The bearer token decides the tenant ([`Authenticator`]); no handler can reach another.
-//! - Real clients' quirks are normalised before any logic ([`normalise`]), each rewrite traced.
-//! - One grammar ([`grammar`]) parses filters, attribute paths and PATCH paths, with limits.
+//! - Real clients' quirks are normalised before any logic (`normalise`), each rewrite traced.
+//! - One grammar (`grammar`) parses filters, attribute paths and PATCH paths, with limits.
 //! - Membership is an edge set: group PATCH never materialises a member list.
-//! - Discovery documents are rendered from the definitions the server runs on ([`schema`]).
+//! - Discovery documents are rendered from the definitions the server runs on (`schema`).
 //!
 //! # Layout
-//! - [`error`]: the one error type, rendered as RFC 7644 error bodies;
-//! - [`wire`]: request bodies (size, depth, syntax) and responses (media type, ETag);
-//! - [`grammar`]: filters and paths; [`filter`]: filters compiled and evaluated;
-//! - [`schema`]: attribute definitions; [`discovery`]: the discovery endpoints;
-//! - [`normalise`]: client quirks; [`resource`]: users and groups on the wire;
-//! - [`patch`]: PATCH on documents and on groups; [`projection`]: `attributes`;
-//! - [`query`]: list, search, planning, sorting, pagination; [`handlers`]: the endpoints;
-//! - [`auth`]: tokens, tenants and request ids.
+//! - `error`: the one error type, its status and RFC 7644 error body;
+//! - `wire`: request bodies (size, depth, syntax) and every response (media type, ETag,
+//!   errors);
+//! - `grammar`: filters and paths; `matcher`: filters compiled and matched against resources;
+//! - `schema`: attribute definitions; `discovery`: the discovery endpoints;
+//! - `normalise`: client quirks; `resource`: users and groups on the wire;
+//! - `patch`: PATCH on documents and on groups; `projection`: `attributes`;
+//! - `query`: list, search, planning, sorting, pagination; `handlers`: the endpoints;
+//! - `service`: the settings and the authenticator the router is built from;
+//! - `auth`: tokens, tenants and request ids.
+//!
+//! Every module is private: the API is [`router`], [`Settings`], [`Authenticator`] and
+//! [`Principal`]. The `internals` feature adds a hidden `internals` module that re-exports
+//! the grammar, the matcher, PATCH and the body reader for the fuzz targets and benchmarks.
 //!
 //! # Connecting a client
 //! `idpsync serve` mounts the router at `/scim/v2` (the first start writes a token for the
@@ -67,19 +73,26 @@
 //! # });
 //! ```
 
-pub mod auth;
-pub mod discovery;
-pub mod error;
-pub mod filter;
-pub mod grammar;
-pub mod handlers;
-pub mod normalise;
-pub mod patch;
-pub mod projection;
-pub mod query;
-pub mod resource;
-pub mod schema;
-pub mod wire;
+mod auth;
+mod discovery;
+mod error;
+mod grammar;
+mod handlers;
+mod matcher;
+mod normalise;
+mod patch;
+mod projection;
+mod query;
+mod resource;
+mod schema;
+mod service;
+mod wire;
+
+#[cfg(feature = "internals")]
+#[doc(hidden)]
+pub mod internals;
+#[cfg(test)]
+mod no_panic;
 
 use std::sync::Arc;
 
@@ -89,62 +102,24 @@ use axum::middleware;
 use axum::routing::{any, get, post};
 use idpsync_engine::Engine;
 
-pub use auth::{Authenticator, Principal};
-pub use error::Error;
+pub use service::{Authenticator, Principal, Settings};
 
+/// The SCIM error response (429 `Too Many Requests`, with `Retry-After`) for a client that has
+/// to slow down, for limits an embedding program enforces in front of the router.
+pub fn too_many_requests(detail: impl Into<String>, retry_after_seconds: u32) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    error::Error::TooManyRequests {
+        detail: detail.into(),
+        retry_after_seconds,
+    }
+    .into_response()
+}
+
+use crate::error::Error;
 use crate::handlers::{bulk, groups, users};
-use crate::query::{ListLimits, ListParams, search_all};
+use crate::query::{ListParams, search_all};
+use crate::service::Service;
 use crate::wire::{Reply, ScimJson};
-
-/// How the service provider is bounded and where it is mounted.
-#[derive(Clone, Debug)]
-pub struct Settings {
-    /// The path the router is nested at, for `meta.location`.
-    pub mount_path: String,
-    /// An absolute base URL to use for `meta.location` instead of the request's `Host`
-    /// (behind a proxy that rewrites it).
-    pub base_url: Option<String>,
-    /// The largest request body, in bytes (413 above).
-    pub body_len_max: usize,
-    /// `bulk.maxOperations`.
-    pub bulk_operations_max: usize,
-    /// `bulk.maxPayloadSize`, in bytes.
-    pub bulk_payload_len_max: usize,
-    /// `filter.maxResults`: the most resources a filter may match and the largest page.
-    pub filter_results_max: usize,
-    /// The page size when a list request has no `count`.
-    pub page_size_default: usize,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Settings {
-            mount_path: "/scim/v2".to_owned(),
-            base_url: None,
-            body_len_max: 8 * 1024 * 1024,
-            bulk_operations_max: 1_000,
-            bulk_payload_len_max: 1024 * 1024,
-            filter_results_max: 1_000,
-            page_size_default: 100,
-        }
-    }
-}
-
-impl Settings {
-    fn list_limits(&self) -> ListLimits {
-        ListLimits {
-            results_max: self.filter_results_max,
-            page_size_default: self.page_size_default,
-        }
-    }
-}
-
-/// What every handler shares.
-pub struct Service {
-    engine: Arc<Engine>,
-    authenticator: Arc<dyn Authenticator>,
-    settings: Settings,
-}
 
 /// The SCIM router, to nest at [`Settings::mount_path`].
 pub fn router(engine: Arc<Engine>, authenticator: Arc<dyn Authenticator>, settings: Settings) -> Router {

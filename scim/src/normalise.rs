@@ -1,9 +1,9 @@
 //! Normalisation of what real clients send (scim-clients notes §1.4), before any PUT, POST or
 //! PATCH logic sees it: attribute names in any case become canonical; dotted (`name.givenName`)
 //! and URN-qualified (`urn:…:User:employeeNumber`) keys are moved to where they belong;
-//! `"True"`/`"False"` and numeric strings become typed values; a scalar where a list or a
-//! complex value is expected is wrapped; values sent as JSON text are parsed; client-sent
-//! `schemas`, `meta`, `id`, read-only attributes, `null`s and unknown attributes are dropped.
+//! `"True"`/`"False"` become booleans; a scalar where a list or a complex value is expected is
+//! wrapped; values sent as JSON text are parsed; client-sent `schemas`, `meta`, `id`,
+//! read-only attributes, `null`s and unknown attributes are dropped.
 //!
 //! Every rewrite is traced at debug level with a `quirk` field, so support can see what a
 //! client sent and what the server understood. Values of the wrong type that no rewrite can
@@ -22,7 +22,7 @@ fn trace(quirk: &'static str, attribute: &str) {
 /// Normalises a resource body (POST, PUT) or a path-less PATCH value into canonical form: core
 /// attributes at the top, extension attributes in an object under their schema's URN. Only
 /// writable attributes remain.
-pub fn normalise_resource(resource: &ResourceType, body: &Value) -> Result<Map<String, Value>, Error> {
+pub(crate) fn normalise_resource(resource: &ResourceType, body: &Value) -> Result<Map<String, Value>, Error> {
     let Value::Object(object) = body else {
         return Err(Error::invalid_syntax(format!(
             "a {} must be a JSON object",
@@ -121,7 +121,7 @@ pub(crate) fn object_at<'a>(map: &'a mut Map<String, Value>, key: &str) -> &'a m
 /// Coerces a client value to `attribute`'s type. `None` means "no value": `null`, an empty
 /// string, or an empty complex value — reading back as absent, as Entra's null-update test
 /// expects.
-pub fn coerce(attribute: &Attribute, value: &Value) -> Result<Option<Value>, Error> {
+pub(crate) fn coerce(attribute: &Attribute, value: &Value) -> Result<Option<Value>, Error> {
     if value.is_null() {
         return Ok(None);
     }
@@ -205,17 +205,6 @@ fn coerce_simple(attribute: &Attribute, value: &Value) -> Result<Option<Value>, 
             }
             None => return Err(type_error(attribute, "a boolean")),
         },
-        (AttrType::Integer, Value::Number(number)) if number.is_i64() || number.is_u64() => value.clone(),
-        (AttrType::Decimal, Value::Number(_)) => value.clone(),
-        (AttrType::Integer | AttrType::Decimal, Value::String(text)) => {
-            match serde_json::from_str::<Value>(text.trim()) {
-                Ok(Value::Number(number)) if attribute.kind == AttrType::Decimal || number.is_i64() => {
-                    trace("numeric string", attribute.name);
-                    Value::Number(number)
-                }
-                _ => return Err(type_error(attribute, "a number")),
-            }
-        }
         (AttrType::String | AttrType::Reference | AttrType::Binary | AttrType::DateTime, Value::String(text)) => {
             if text.is_empty() {
                 return Ok(None);
@@ -238,7 +227,6 @@ fn coerce_simple(attribute: &Attribute, value: &Value) -> Result<Option<Value>, 
                 attribute,
                 match attribute.kind {
                     AttrType::Boolean => "a boolean",
-                    AttrType::Integer | AttrType::Decimal => "a number",
                     _ => "a string",
                 },
             ));
@@ -248,7 +236,7 @@ fn coerce_simple(attribute: &Attribute, value: &Value) -> Result<Option<Value>, 
 }
 
 /// `true`/`false` in any case, as Entra (`"False"`) and Keycloak extensions (`"true"`) send.
-pub fn parse_bool(text: &str) -> Option<bool> {
+pub(crate) fn parse_bool(text: &str) -> Option<bool> {
     if text.trim().eq_ignore_ascii_case("true") {
         Some(true)
     } else if text.trim().eq_ignore_ascii_case("false") {

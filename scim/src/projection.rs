@@ -11,7 +11,7 @@ use crate::schema::{Container, Resolved, ResourceType, Returned};
 
 /// The attributes a response includes.
 #[derive(Clone, Debug, Default)]
-pub struct Projection {
+pub(crate) struct Projection {
     /// `attributes`: only these (plus those returned always).
     only: Option<Vec<Resolved>>,
     /// `excludedAttributes`: all but these.
@@ -20,16 +20,16 @@ pub struct Projection {
 
 /// The raw `attributes` / `excludedAttributes` parameters, comma-separated.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct ProjectionParams<'a> {
+pub(crate) struct ProjectionParams<'a> {
     /// `attributes`.
-    pub attributes: Option<&'a str>,
+    pub(crate) attributes: Option<&'a str>,
     /// `excludedAttributes`.
-    pub excluded_attributes: Option<&'a str>,
+    pub(crate) excluded_attributes: Option<&'a str>,
 }
 
 impl ProjectionParams<'_> {
     /// Whether either parameter was given.
-    pub fn is_given(&self) -> bool {
+    pub(crate) fn is_given(&self) -> bool {
         self.attributes.is_some_and(|text| !text.trim().is_empty())
             || self.excluded_attributes.is_some_and(|text| !text.trim().is_empty())
     }
@@ -39,7 +39,7 @@ impl Projection {
     /// Parses the parameters for `resource`. A name that does not parse is a 400
     /// `invalidPath`; a name the resource does not have is ignored (a cross-type `/.search`
     /// names attributes of other types).
-    pub fn new(resource: &ResourceType, params: ProjectionParams<'_>) -> Result<Projection, Error> {
+    pub(crate) fn new(resource: &ResourceType, params: ProjectionParams<'_>) -> Result<Projection, Error> {
         let only = match params.attributes {
             Some(text) if !text.trim().is_empty() => Some(resolve_list(resource, text)?),
             _ => None,
@@ -53,13 +53,13 @@ impl Projection {
 
     /// Whether the projection keeps every attribute (no `attributes`, no
     /// `excludedAttributes`).
-    pub fn is_identity(&self) -> bool {
+    pub(crate) fn is_identity(&self) -> bool {
         self.only.is_none() && self.excluded.is_empty()
     }
 
     /// Whether the response may include any of top-level attribute `name` (so it is worth
     /// computing).
-    pub fn includes(&self, name: &str) -> bool {
+    pub(crate) fn includes(&self, name: &str) -> bool {
         if let Some(only) = &self.only {
             return only.iter().any(|resolved| resolved.attribute.name == name);
         }
@@ -71,7 +71,7 @@ impl Projection {
 
     /// Whether `attributes` names `name.sub` (or `name` with a sub-attribute returned only on
     /// request, which must be named itself).
-    pub fn asks_for(&self, name: &str, sub: &str) -> bool {
+    pub(crate) fn asks_for(&self, name: &str, sub: &str) -> bool {
         self.only
             .iter()
             .flatten()
@@ -79,7 +79,7 @@ impl Projection {
     }
 
     /// Applies the projection to a rendered resource.
-    pub fn apply(&self, document: Map<String, Value>) -> Map<String, Value> {
+    pub(crate) fn apply(&self, document: Map<String, Value>) -> Map<String, Value> {
         let mut document = document;
         if let Some(only) = &self.only {
             let mut kept = Map::new();

@@ -19,49 +19,47 @@ use serde::ser::{SerializeMap, Serializer};
 use serde_json::{Map, Value};
 
 use crate::error::Error;
-use crate::filter::{Compiled, Node, Operand, Target, values_at};
 use crate::grammar::{CompareOp, parse_attr_path, parse_filter};
+use crate::matcher::{Matcher, Node, Operand, Target, values_at};
 use crate::projection::{Projection, ProjectionParams};
 use crate::resource::group::{Members, existing_member};
 use crate::resource::{BaseUrl, Rendered, group, user};
 use crate::schema::{AttrType, Container, GROUP_TYPE, Resolved, ResourceType, USER_TYPE};
 
 /// The URN of a list response.
-pub const LIST_RESPONSE_URN: &str = "urn:ietf:params:scim:api:messages:2.0:ListResponse";
-/// The URN of a search request body.
-pub const SEARCH_REQUEST_URN: &str = "urn:ietf:params:scim:api:messages:2.0:SearchRequest";
+pub(crate) const LIST_RESPONSE_URN: &str = "urn:ietf:params:scim:api:messages:2.0:ListResponse";
 
 /// Bounds on what one list request returns.
 #[derive(Clone, Copy, Debug)]
-pub struct ListLimits {
+pub(crate) struct ListLimits {
     /// `filter.maxResults`: the most resources a filter may match, and the largest page.
-    pub results_max: usize,
+    pub(crate) results_max: usize,
     /// The page size when the client gives no `count`.
-    pub page_size_default: usize,
+    pub(crate) page_size_default: usize,
 }
 
 /// The parameters of a list or search request.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ListParams {
+pub(crate) struct ListParams {
     /// `filter`.
-    pub filter: Option<String>,
+    pub(crate) filter: Option<String>,
     /// `startIndex` (1-based; smaller values mean 1).
-    pub start_index: Option<i64>,
+    pub(crate) start_index: Option<i64>,
     /// `count` (negative values mean 0).
-    pub count: Option<i64>,
+    pub(crate) count: Option<i64>,
     /// `sortBy`.
-    pub sort_by: Option<String>,
+    pub(crate) sort_by: Option<String>,
     /// `sortOrder`: `ascending` (default) or `descending`.
-    pub sort_order: Option<String>,
+    pub(crate) sort_order: Option<String>,
     /// `attributes`.
-    pub attributes: Option<String>,
+    pub(crate) attributes: Option<String>,
     /// `excludedAttributes`.
-    pub excluded_attributes: Option<String>,
+    pub(crate) excluded_attributes: Option<String>,
 }
 
 impl ListParams {
     /// Reads query parameters, their names in any case.
-    pub fn from_query(pairs: &[(String, String)]) -> Result<ListParams, Error> {
+    pub(crate) fn from_query(pairs: &[(String, String)]) -> Result<ListParams, Error> {
         let mut params = ListParams::default();
         for (name, value) in pairs {
             let value = value.clone();
@@ -80,7 +78,7 @@ impl ListParams {
     }
 
     /// Reads a `SearchRequest` body (`POST …/.search`).
-    pub fn from_search_body(body: &Value) -> Result<ListParams, Error> {
+    pub(crate) fn from_search_body(body: &Value) -> Result<ListParams, Error> {
         let Value::Object(object) = body else {
             return Err(Error::invalid_syntax("a search request must be a JSON object"));
         };
@@ -109,7 +107,7 @@ impl ListParams {
     }
 
     /// The projection parameters.
-    pub fn projection(&self) -> ProjectionParams<'_> {
+    pub(crate) fn projection(&self) -> ProjectionParams<'_> {
         ProjectionParams {
             attributes: self.attributes.as_deref(),
             excluded_attributes: self.excluded_attributes.as_deref(),
@@ -126,7 +124,7 @@ fn integer(name: &str, value: &str) -> Result<i64, Error> {
 
 /// A request prepared for one resource type.
 struct Query {
-    filter: Option<Compiled>,
+    filter: Option<Matcher>,
     sort: Option<(Resolved, bool)>,
     projection: Projection,
 }
@@ -136,7 +134,7 @@ fn prepare(resource: &ResourceType, params: &ListParams) -> Result<Query, Error>
         Some(text) if !text.is_empty() => {
             let parsed =
                 parse_filter(text).map_err(|error| Error::invalid_filter(format!("filter {text:?}: {error}")))?;
-            Some(Compiled::new(resource, &parsed)?)
+            Some(Matcher::new(resource, &parsed)?)
         }
         _ => None,
     };
@@ -176,7 +174,7 @@ fn prepare(resource: &ResourceType, params: &ListParams) -> Result<Query, Error>
 }
 
 /// A list response (`ListResponse`), serialised straight from the state.
-pub struct ListResponse<'a> {
+pub(crate) struct ListResponse<'a> {
     total: usize,
     start_index: usize,
     resources: Vec<Rendered<'a>>,
@@ -203,7 +201,7 @@ enum Found<'a> {
 type Matches<'a> = Vec<(Found<'a>, Option<Value>)>;
 
 /// Lists users.
-pub fn list_users<'a>(
+pub(crate) fn list_users<'a>(
     state: &'a State,
     params: &ListParams,
     base: &'a BaseUrl,
@@ -216,7 +214,7 @@ pub fn list_users<'a>(
             .users()
             .skip(window.skip())
             .take(window.count)
-            .map(|found| user::rendered(state, found, base, &query.projection))
+            .map(|found| Rendered::user(state, found, base, &query.projection))
             .collect();
         return Ok(window.response(state.user_count(), resources));
     }
@@ -225,7 +223,7 @@ pub fn list_users<'a>(
 }
 
 /// Lists groups.
-pub fn list_groups<'a>(
+pub(crate) fn list_groups<'a>(
     state: &'a State,
     params: &ListParams,
     base: &'a BaseUrl,
@@ -238,7 +236,7 @@ pub fn list_groups<'a>(
             .groups()
             .skip(window.skip())
             .take(window.count)
-            .map(|found| group::rendered(state, found, base, &query.projection))
+            .map(|found| Rendered::group(state, found, base, &query.projection))
             .collect();
         return Ok(window.response(state.group_count(), resources));
     }
@@ -249,7 +247,7 @@ pub fn list_groups<'a>(
 /// Searches users and groups together (`POST /.search`): users first, then groups, each in
 /// its own order unless `sortBy` orders them all. A filter naming an attribute that only one
 /// type has simply matches nothing of the other.
-pub fn search_all<'a>(
+pub(crate) fn search_all<'a>(
     state: &'a State,
     params: &ListParams,
     base: &'a BaseUrl,
@@ -345,7 +343,7 @@ fn select<'a, T: 'a>(
 
 /// The index plan of `query`'s filter, and whether it is exact (see [`is_exact`]).
 fn plan<T>(query: &Query, planner: impl Fn(&Node) -> Option<T>) -> (Option<T>, bool) {
-    let root = query.filter.as_ref().map(Compiled::root);
+    let root = query.filter.as_ref().map(Matcher::root);
     let planned = root.and_then(planner);
     let exact = planned.is_some() && root.is_some_and(is_exact);
     (planned, exact)
@@ -454,8 +452,8 @@ fn page<'a>(
         .skip(window.skip())
         .take(window.count)
         .map(|(found, _)| match found {
-            Found::User(found) => user::rendered(state, found, base, &users.projection),
-            Found::Group(found) => group::rendered(state, found, base, &groups.projection),
+            Found::User(found) => Rendered::user(state, found, base, &users.projection),
+            Found::Group(found) => Rendered::group(state, found, base, &groups.projection),
         })
         .collect();
     window.response(total, resources)
@@ -621,7 +619,7 @@ mod tests {
     #[test]
     fn search_bodies_take_attribute_lists() {
         let params = ListParams::from_search_body(&json!({
-            "schemas": [SEARCH_REQUEST_URN], "attributes": ["userName", "emails"], "filter": "userName sw \"a\"",
+            "schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"], "attributes": ["userName", "emails"], "filter": "userName sw \"a\"",
             "startIndex": 1, "count": 10, "sortBy": "userName", "sortOrder": "descending"
         }))
         .unwrap();

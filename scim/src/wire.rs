@@ -1,5 +1,10 @@
 //! Bytes on the wire: the request-body extractor (size, nesting and syntax checked, SCIM
-//! errors on failure) and the response with `application/scim+json`, `ETag` and `Location`.
+//! errors on failure), the response with `application/scim+json`, `ETag` and `Location`, and
+//! the response of an [`Error`]: its RFC 7644 body, and for a 500 the cause, carried in a
+//! response extension to the `auth::request_context` middleware, which logs it, so that
+//! nothing is logged inside the conversion and nothing internal leaks.
+
+use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{FromRequest, Request};
@@ -12,17 +17,17 @@ use serde_json::Value;
 use crate::error::Error;
 
 /// The media type of every SCIM response.
-pub const SCIM_CONTENT_TYPE: &str = "application/scim+json";
+pub(crate) const SCIM_CONTENT_TYPE: &str = "application/scim+json";
 /// The deepest nesting of arrays and objects a request body may have. SCIM resources nest
 /// three levels at most (`{"Operations": [{"value": {"name": {…}}}]}` is four), so this is
 /// generous, and it keeps every recursive walk of a body shallow.
-pub const JSON_DEPTH_MAX: usize = 16;
+pub(crate) const JSON_DEPTH_MAX: usize = 16;
 
 /// A JSON request body: the extractor answers oversized bodies with 413 and malformed or
 /// over-nested ones with 400 `invalidSyntax`, as SCIM errors. Any content type is read as
 /// JSON: clients send `application/scim+json`, `application/json`, or nothing.
 #[derive(Debug)]
-pub struct ScimJson(pub Value);
+pub(crate) struct ScimJson(pub Value);
 
 impl<S: Send + Sync> FromRequest<S> for ScimJson {
     type Rejection = Error;
@@ -40,7 +45,8 @@ impl<S: Send + Sync> FromRequest<S> for ScimJson {
 }
 
 /// Parses a request body, refusing nesting deeper than [`JSON_DEPTH_MAX`].
-pub fn parse_body(bytes: &[u8]) -> Result<Value, Error> {
+#[cfg_attr(feature = "internals", visibility::make(pub))]
+pub(crate) fn parse_body(bytes: &[u8]) -> Result<Value, Error> {
     if nesting_depth(bytes) > JSON_DEPTH_MAX {
         return Err(Error::invalid_syntax(format!(
             "the request body nests deeper than {JSON_DEPTH_MAX} levels"
@@ -79,7 +85,7 @@ fn nesting_depth(bytes: &[u8]) -> usize {
 
 /// A SCIM response: status, optional body, and the headers a resource carries.
 #[derive(Debug)]
-pub struct Reply {
+pub(crate) struct Reply {
     status: StatusCode,
     body: Option<Vec<u8>>,
     etag: Option<Seq>,
@@ -88,7 +94,7 @@ pub struct Reply {
 
 impl Reply {
     /// 200 with `body`, serialised now.
-    pub fn ok(body: &impl Serialize) -> Reply {
+    pub(crate) fn ok(body: &impl Serialize) -> Reply {
         // The bodies are JSON values and resource views, whose maps have string keys and
         // which never fail to serialise into memory.
         let bytes = serde_json::to_vec(body).unwrap_or_default();
@@ -101,7 +107,7 @@ impl Reply {
     }
 
     /// A status without a body (204, 304).
-    pub fn empty(status: StatusCode) -> Reply {
+    pub(crate) fn empty(status: StatusCode) -> Reply {
         Reply {
             status,
             body: None,
@@ -111,41 +117,41 @@ impl Reply {
     }
 
     /// Makes the status 201 Created.
-    pub fn created(mut self) -> Reply {
+    pub(crate) fn created(mut self) -> Reply {
         self.status = StatusCode::CREATED;
         self
     }
 
     /// The status.
-    pub fn status(&self) -> StatusCode {
+    pub(crate) fn status(&self) -> StatusCode {
         self.status
     }
 
     /// The version behind the `ETag`, if any.
-    pub fn version(&self) -> Option<Seq> {
+    pub(crate) fn version(&self) -> Option<Seq> {
         self.etag
     }
 
     /// The `Location`, if any.
-    pub fn location_url(&self) -> Option<&str> {
+    pub(crate) fn location_url(&self) -> Option<&str> {
         self.location.as_deref()
     }
 
     /// Adds `ETag: W/"<version>"`.
-    pub fn etag(mut self, version: Seq) -> Reply {
+    pub(crate) fn etag(mut self, version: Seq) -> Reply {
         self.etag = Some(version);
         self
     }
 
     /// Adds `Location`.
-    pub fn location(mut self, location: String) -> Reply {
+    pub(crate) fn location(mut self, location: String) -> Reply {
         self.location = Some(location);
         self
     }
 }
 
 /// The weak ETag of a resource version: `W/"<seq>"`.
-pub fn etag_of(version: Seq) -> String {
+pub(crate) fn etag_of(version: Seq) -> String {
     format!("W/\"{}\"", version.0)
 }
 
@@ -173,6 +179,44 @@ impl IntoResponse for Reply {
         }
         response
     }
+}
+
+/// The cause of a 500, carried to the middleware that logs it.
+#[derive(Clone, Debug)]
+struct InternalFailure(Arc<str>);
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let body = serde_json::to_vec(&self.body()).unwrap_or_default();
+        let mut response = Response::new(Body::from(body));
+        *response.status_mut() = self.status();
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(SCIM_CONTENT_TYPE));
+        if matches!(self, Error::Unauthorized) {
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(r#"Bearer realm="scim""#),
+            );
+        }
+        if let Error::TooManyRequests {
+            retry_after_seconds, ..
+        } = &self
+        {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_seconds));
+        }
+        if let Error::Internal(cause) = self {
+            response.extensions_mut().insert(InternalFailure(cause.into()));
+        }
+        response
+    }
+}
+
+/// The cause of a 500 that this router answered, for the middleware that logs it.
+pub(crate) fn internal_failure(response: &Response) -> Option<&str> {
+    response
+        .extensions()
+        .get::<InternalFailure>()
+        .map(|InternalFailure(cause)| &**cause)
 }
 
 #[cfg(test)]

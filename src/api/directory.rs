@@ -348,7 +348,7 @@ fn current_members(state: &State, group: GroupId, effective: bool) -> Vec<Member
     if effective {
         effective_users(state, group).into_iter().map(Member::User).collect()
     } else {
-        state.direct_members(group).into_iter().flatten().copied().collect()
+        state.direct_members(group).collect()
     }
 }
 

@@ -236,12 +236,7 @@ pub(crate) async fn run(context: &Context, command: QueryCommand) -> anyhow::Res
                     .map(Member::User)
                     .collect()
             } else {
-                view.state
-                    .direct_members(group.id)
-                    .into_iter()
-                    .flatten()
-                    .copied()
-                    .collect()
+                view.state.direct_members(group.id).collect()
             };
             let rows: Vec<MemberRow> = members.into_iter().map(|m| MemberRow::of(&view.state, m)).collect();
             if when.json {

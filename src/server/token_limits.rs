@@ -98,11 +98,7 @@ pub(super) async fn limit(
 
 /// The SCIM router's 429.
 pub(super) fn refuse_scim(detail: String) -> Response {
-    idpsync_scim::Error::TooManyRequests {
-        detail,
-        retry_after_seconds: RETRY_AFTER_SECONDS,
-    }
-    .into_response()
+    idpsync_scim::too_many_requests(detail, RETRY_AFTER_SECONDS)
 }
 
 /// The management API's 429.

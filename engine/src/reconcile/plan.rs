@@ -372,13 +372,7 @@ pub(crate) fn plan(
                 }
             }
             for ((external_id, group), members) in wanted {
-                let current: BTreeSet<Member> = planner
-                    .scratch
-                    .direct_members(group)
-                    .into_iter()
-                    .flatten()
-                    .copied()
-                    .collect();
+                let current: BTreeSet<Member> = planner.scratch.direct_members(group).collect();
                 planner.remove_members(&external_id, group, current.difference(&members).copied().collect());
                 planner.add_members(&external_id, group, members.difference(&current).copied().collect());
             }

@@ -146,9 +146,7 @@ fn owned_members(state: &State, integration: &IntegrationName, group: &str) -> V
     let owner = Owner::Integration(integration.clone());
     state
         .direct_members(group_id)
-        .into_iter()
-        .flatten()
-        .filter_map(|member| match *member {
+        .filter_map(|member| match member {
             Member::User(id) => state
                 .user(id)
                 .filter(|user| user.owner == owner)

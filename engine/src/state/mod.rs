@@ -211,9 +211,12 @@ impl State {
     }
 
     /// A group's direct members, in order (users before groups, each by id), without copying
-    /// the set.
-    pub fn direct_members(&self, group: GroupId) -> Option<&OrdSet<Member>> {
-        self.groups.get(&group).map(|entry| &entry.members)
+    /// them; none for a group that does not exist.
+    pub fn direct_members(&self, group: GroupId) -> impl Iterator<Item = Member> + '_ {
+        self.groups
+            .get(&group)
+            .into_iter()
+            .flat_map(|entry| entry.members.iter().copied())
     }
 
     /// How many direct members a group has.
@@ -254,8 +257,17 @@ impl State {
         self.bindings.by_resource.get(resource)
     }
 
-    /// The resources (and roles) a group is bound to directly.
-    pub fn bindings_of_group(&self, group: GroupId) -> Option<&OrdSet<(ResourceRef, BindingRole)>> {
-        self.bindings.by_group.get(&group)
+    /// The resources (and roles) a group is bound to directly, in resource order.
+    pub fn bindings_of_group(&self, group: GroupId) -> impl Iterator<Item = (&ResourceRef, BindingRole)> + '_ {
+        self.bindings
+            .by_group
+            .get(&group)
+            .into_iter()
+            .flat_map(|bound| bound.iter().map(|(resource, role)| (resource, *role)))
+    }
+
+    /// Whether a group is bound to some resource directly.
+    pub fn is_bound(&self, group: GroupId) -> bool {
+        self.bindings.by_group.contains_key(&group)
     }
 }

@@ -2,7 +2,7 @@
 //! (attribute paths, keywords, operators, numbers and bare values all lex as words; the parser
 //! decides which by position).
 
-use super::GrammarError;
+use super::syntax::GrammarError;
 
 /// One token and where it starts.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -2,250 +2,27 @@
 //! PATCH paths (RFC 7644 §3.4.2.2, §3.5.2), as a syntax tree that prints back to the text it
 //! was parsed from.
 //!
-//! The parser is hand-written (`parser.rs`, on the tokens of `lexer.rs`) and lenient where real
-//! clients are sloppy: keywords and operators in any case, unquoted values (`externalId eq
-//! jyoung`), Entra's `emails[type eq "work"].value eq "x"`. It is strict about limits: a filter
-//! longer than [`FILTER_LEN_MAX`] bytes or nested deeper than [`DEPTH_MAX`] is refused, so no
-//! input can exhaust the stack.
+//! The parser is hand-written (`parser.rs`, on the tokens of `lexer.rs`, building the tree of
+//! `syntax.rs`) and lenient where real clients are sloppy: keywords and operators in any case,
+//! unquoted values (`externalId eq jyoung`), Entra's `emails[type eq "work"].value eq "x"`. It
+//! is strict about limits: a filter longer than [`FILTER_LEN_MAX`] bytes or nested deeper than
+//! `DEPTH_MAX` levels is refused, so no input can exhaust the stack.
 //!
 //! Names are kept as the client wrote them; the schema (`crate::schema`) resolves them
 //! case-insensitively to canonical names.
 
 mod lexer;
 mod parser;
+mod syntax;
 
-use std::fmt;
-
-pub use parser::{parse_attr_path, parse_filter, parse_patch_path};
-
-/// The longest filter or path accepted, in bytes.
-pub const FILTER_LEN_MAX: usize = 8 * 1024;
-/// The deepest nesting of parentheses, `not` and value paths accepted.
-pub const DEPTH_MAX: usize = 32;
-
-/// An attribute path: an optional schema URN, an attribute name, an optional sub-attribute
-/// (`urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager.value`).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct AttrPath {
-    /// The schema URN, without the `:` that joins it to the name.
-    pub urn: Option<String>,
-    /// The attribute's name.
-    pub name: String,
-    /// The sub-attribute's name.
-    pub sub: Option<String>,
-}
-
-impl AttrPath {
-    /// A path to a top-level attribute of the core schema.
-    pub fn named(name: &str) -> AttrPath {
-        AttrPath {
-            urn: None,
-            name: name.to_owned(),
-            sub: None,
-        }
-    }
-}
-
-/// A comparison operator (`pr`, the tenth, is [`Filter::Present`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum CompareOp {
-    /// `eq`: equal.
-    Eq,
-    /// `ne`: not equal.
-    Ne,
-    /// `co`: contains.
-    Co,
-    /// `sw`: starts with.
-    Sw,
-    /// `ew`: ends with.
-    Ew,
-    /// `gt`: greater than.
-    Gt,
-    /// `ge`: greater than or equal.
-    Ge,
-    /// `lt`: less than.
-    Lt,
-    /// `le`: less than or equal.
-    Le,
-}
-
-impl CompareOp {
-    /// Every operator, for tests and generators.
-    pub const ALL: [CompareOp; 9] = [
-        CompareOp::Eq,
-        CompareOp::Ne,
-        CompareOp::Co,
-        CompareOp::Sw,
-        CompareOp::Ew,
-        CompareOp::Gt,
-        CompareOp::Ge,
-        CompareOp::Lt,
-        CompareOp::Le,
-    ];
-
-    /// The operator as written in a filter.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CompareOp::Eq => "eq",
-            CompareOp::Ne => "ne",
-            CompareOp::Co => "co",
-            CompareOp::Sw => "sw",
-            CompareOp::Ew => "ew",
-            CompareOp::Gt => "gt",
-            CompareOp::Ge => "ge",
-            CompareOp::Lt => "lt",
-            CompareOp::Le => "le",
-        }
-    }
-
-    /// Parses an operator, in any case.
-    pub fn parse(word: &str) -> Option<CompareOp> {
-        CompareOp::ALL
-            .into_iter()
-            .find(|op| op.as_str().eq_ignore_ascii_case(word))
-    }
-
-    /// Whether the operator orders values (`gt`, `ge`, `lt`, `le`).
-    pub fn is_ordering(self) -> bool {
-        matches!(self, CompareOp::Gt | CompareOp::Ge | CompareOp::Lt | CompareOp::Le)
-    }
-}
-
-/// A value in a comparison.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Literal {
-    /// A string, quoted or (leniently) bare.
-    String(String),
-    /// A number, as written (checked to be a JSON number).
-    Number(String),
-    /// `true` or `false`.
-    Bool(bool),
-    /// `null`.
-    Null,
-}
-
-/// A filter expression.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Filter {
-    /// `path op value`.
-    Compare {
-        /// The attribute compared.
-        path: AttrPath,
-        /// The operator.
-        op: CompareOp,
-        /// The value compared with.
-        value: Literal,
-    },
-    /// `path pr`: the attribute has a value.
-    Present(AttrPath),
-    /// Every part holds (two or more parts, none of them an `And`).
-    And(Vec<Filter>),
-    /// Some part holds (two or more parts, none of them an `Or`).
-    Or(Vec<Filter>),
-    /// `not (filter)`.
-    Not(Box<Filter>),
-    /// `path[filter]`: some value of a multi-valued attribute matches `filter`, whose paths
-    /// name sub-attributes.
-    ValuePath {
-        /// The multi-valued attribute (no sub-attribute).
-        path: AttrPath,
-        /// The condition on each value.
-        filter: Box<Filter>,
-    },
-}
-
-/// The target of a PATCH operation: `attr`, `attr.sub`, `attr[filter]` or `attr[filter].sub`,
-/// each optionally URN-qualified.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PatchPath {
-    /// The attribute, and the sub-attribute (after the filter, when there is one).
-    pub attr: AttrPath,
-    /// The value filter of a multi-valued attribute.
-    pub filter: Option<Filter>,
-}
-
-/// Why a filter or path does not parse.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{reason} (at byte {position})")]
-pub struct GrammarError {
-    /// Where in the input, in bytes.
-    pub position: usize,
-    /// What is wrong.
-    pub reason: String,
-}
-
-impl fmt::Display for AttrPath {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if let Some(urn) = &self.urn {
-            write!(f, "{urn}:")?;
-        }
-        f.write_str(&self.name)?;
-        if let Some(sub) = &self.sub {
-            write!(f, ".{sub}")?;
-        }
-        Ok(())
-    }
-}
-
-impl fmt::Display for Literal {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            // Quoting through serde_json escapes exactly as the lexer unescapes.
-            Literal::String(text) => f.write_str(&serde_json::Value::String(text.clone()).to_string()),
-            Literal::Number(text) => f.write_str(text),
-            Literal::Bool(value) => write!(f, "{value}"),
-            Literal::Null => f.write_str("null"),
-        }
-    }
-}
-
-impl fmt::Display for Filter {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Filter::Compare { path, op, value } => write!(f, "{path} {} {value}", op.as_str()),
-            Filter::Present(path) => write!(f, "{path} pr"),
-            Filter::And(parts) => write_joined(f, parts, " and ", |part| matches!(part, Filter::Or(_))),
-            Filter::Or(parts) => write_joined(f, parts, " or ", |_| false),
-            Filter::Not(inner) => write!(f, "not ({inner})"),
-            Filter::ValuePath { path, filter } => write!(f, "{path}[{filter}]"),
-        }
-    }
-}
-
-fn write_joined(
-    f: &mut fmt::Formatter<'_>,
-    parts: &[Filter],
-    separator: &str,
-    needs_parentheses: impl Fn(&Filter) -> bool,
-) -> fmt::Result {
-    for (index, part) in parts.iter().enumerate() {
-        if index > 0 {
-            f.write_str(separator)?;
-        }
-        if needs_parentheses(part) {
-            write!(f, "({part})")?;
-        } else {
-            write!(f, "{part}")?;
-        }
-    }
-    Ok(())
-}
-
-impl fmt::Display for PatchPath {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let Some(filter) = &self.filter else {
-            return write!(f, "{}", self.attr);
-        };
-        if let Some(urn) = &self.attr.urn {
-            write!(f, "{urn}:")?;
-        }
-        write!(f, "{}[{filter}]", self.attr.name)?;
-        if let Some(sub) = &self.attr.sub {
-            write!(f, ".{sub}")?;
-        }
-        Ok(())
-    }
-}
+#[cfg(feature = "internals")]
+pub use parser::FILTER_LEN_MAX;
+#[cfg_attr(feature = "internals", visibility::make(pub))]
+pub(crate) use parser::{parse_attr_path, parse_filter, parse_patch_path};
+#[cfg(feature = "internals")]
+pub use syntax::GrammarError;
+#[cfg_attr(feature = "internals", visibility::make(pub))]
+pub(crate) use syntax::{AttrPath, CompareOp, Filter, Literal, PatchPath};
 
 #[cfg(test)]
 mod tests;

@@ -5,10 +5,17 @@
 //! the input's nesting, which [`DEPTH_MAX`] bounds.
 
 use super::lexer::{Token, TokenKind, tokenize};
-use super::{AttrPath, CompareOp, DEPTH_MAX, FILTER_LEN_MAX, Filter, GrammarError, Literal, PatchPath};
+use super::syntax::{AttrPath, CompareOp, Filter, GrammarError, Literal, PatchPath};
+
+/// The longest filter or path accepted, in bytes.
+#[cfg_attr(feature = "internals", visibility::make(pub))]
+pub(crate) const FILTER_LEN_MAX: usize = 8 * 1024;
+/// The deepest nesting of parentheses, `not` and value paths accepted.
+pub(super) const DEPTH_MAX: usize = 32;
 
 /// Parses a filter (`userName eq "bjensen" and not (emails co "@example.com")`).
-pub fn parse_filter(input: &str) -> Result<Filter, GrammarError> {
+#[cfg_attr(feature = "internals", visibility::make(pub))]
+pub(crate) fn parse_filter(input: &str) -> Result<Filter, GrammarError> {
     let mut parser = Parser::new(input)?;
     let filter = parser.or_expression(Scope::Resource)?;
     parser.expect_end()?;
@@ -17,7 +24,8 @@ pub fn parse_filter(input: &str) -> Result<Filter, GrammarError> {
 
 /// Parses a PATCH path (`members[value eq "2819c223"]`, `name.givenName`,
 /// `urn:…:enterprise:2.0:User:manager`).
-pub fn parse_patch_path(input: &str) -> Result<PatchPath, GrammarError> {
+#[cfg_attr(feature = "internals", visibility::make(pub))]
+pub(crate) fn parse_patch_path(input: &str) -> Result<PatchPath, GrammarError> {
     let mut parser = Parser::new(input)?;
     let (word, position) = parser.word("an attribute path")?;
     let mut attr = attr_path(&word, position)?;
@@ -45,7 +53,8 @@ pub fn parse_patch_path(input: &str) -> Result<PatchPath, GrammarError> {
 
 /// Parses one attribute path (`emails.value`, `urn:…:User:employeeNumber`), as in
 /// `attributes=` and `sortBy=`.
-pub fn parse_attr_path(input: &str) -> Result<AttrPath, GrammarError> {
+#[cfg_attr(feature = "internals", visibility::make(pub))]
+pub(crate) fn parse_attr_path(input: &str) -> Result<AttrPath, GrammarError> {
     if input.len() > FILTER_LEN_MAX {
         return Err(too_long());
     }

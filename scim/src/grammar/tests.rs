@@ -4,6 +4,7 @@
 
 use proptest::prelude::*;
 
+use super::parser::{DEPTH_MAX, FILTER_LEN_MAX};
 use super::*;
 
 /// Parses `input` and compares the printed tree with `expected`.

@@ -14,14 +14,14 @@ use serde_json::{Map, Value, json};
 
 use super::WriteRequest;
 use super::{groups, users};
-use crate::Service;
 use crate::auth::Scope;
 use crate::error::Error;
 use crate::query::ListParams;
+use crate::service::Service;
 use crate::wire::{Reply, ScimJson, etag_of};
 
 /// The URN of a bulk response.
-pub const BULK_RESPONSE_URN: &str = "urn:ietf:params:scim:api:messages:2.0:BulkResponse";
+pub(crate) const BULK_RESPONSE_URN: &str = "urn:ietf:params:scim:api:messages:2.0:BulkResponse";
 
 /// One operation of a bulk request.
 #[derive(Clone, Debug)]
@@ -53,7 +53,7 @@ impl Method {
 }
 
 /// `POST /Bulk`.
-pub async fn run(
+pub(crate) async fn run(
     extract::State(service): extract::State<Arc<Service>>,
     scope: Scope,
     body: ScimJson,

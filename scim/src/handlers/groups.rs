@@ -14,22 +14,23 @@ use idpsync_engine::{Outcome, State};
 use serde_json::Value;
 
 use super::{Conditions, QueryPairs, WriteRequest};
-use crate::Service;
 use crate::auth::Scope;
 use crate::error::Error;
 use crate::normalise::normalise_resource;
 use crate::patch::{parse_operations, plan_group_patch};
 use crate::projection::Projection;
 use crate::query::{ListParams, list_groups};
+use crate::resource::Rendered;
 use crate::resource::group::{self, GroupWrite};
 use crate::schema::GROUP_TYPE;
+use crate::service::Service;
 use crate::wire::{Reply, ScimJson};
 
 /// The most members a PATCH answer renders unasked; larger groups are answered 204.
-pub const PATCH_REPLY_MEMBERS_MAX: usize = 1_000;
+pub(crate) const PATCH_REPLY_MEMBERS_MAX: usize = 1_000;
 
 /// `GET /Groups`.
-pub async fn list(
+pub(crate) async fn list(
     extract::State(service): extract::State<Arc<Service>>,
     scope: Scope,
     query: QueryPairs,
@@ -40,7 +41,7 @@ pub async fn list(
 }
 
 /// `POST /Groups/.search`.
-pub async fn search(
+pub(crate) async fn search(
     extract::State(service): extract::State<Arc<Service>>,
     scope: Scope,
     body: ScimJson,
@@ -51,7 +52,7 @@ pub async fn search(
 }
 
 /// `GET /Groups/{id}`.
-pub async fn get(
+pub(crate) async fn get(
     scope: Scope,
     Path(id): Path<String>,
     conditions: Conditions,
@@ -68,7 +69,7 @@ pub async fn get(
 }
 
 /// `POST /Groups`.
-pub async fn create_endpoint(
+pub(crate) async fn create_endpoint(
     scope: Scope,
     conditions: Conditions,
     query: QueryPairs,
@@ -78,7 +79,7 @@ pub async fn create_endpoint(
 }
 
 /// `PUT /Groups/{id}`.
-pub async fn replace_endpoint(
+pub(crate) async fn replace_endpoint(
     scope: Scope,
     Path(id): Path<String>,
     conditions: Conditions,
@@ -89,7 +90,7 @@ pub async fn replace_endpoint(
 }
 
 /// `PATCH /Groups/{id}`.
-pub async fn patch_endpoint(
+pub(crate) async fn patch_endpoint(
     scope: Scope,
     Path(id): Path<String>,
     conditions: Conditions,
@@ -100,12 +101,16 @@ pub async fn patch_endpoint(
 }
 
 /// `DELETE /Groups/{id}`.
-pub async fn delete_endpoint(scope: Scope, Path(id): Path<String>, conditions: Conditions) -> Result<Reply, Error> {
+pub(crate) async fn delete_endpoint(
+    scope: Scope,
+    Path(id): Path<String>,
+    conditions: Conditions,
+) -> Result<Reply, Error> {
     delete(&scope, &id, conditions.expected_version).await
 }
 
 /// Creates a group with its members; 201.
-pub async fn create(scope: &Scope, request: &WriteRequest) -> Result<Reply, Error> {
+pub(crate) async fn create(scope: &Scope, request: &WriteRequest) -> Result<Reply, Error> {
     let projection = Projection::new(&GROUP_TYPE, request.params.projection())?;
     let write = decode(&scope.tenant.state(), &request.body)?;
     let command = Command::CreateGroup {
@@ -124,7 +129,7 @@ pub async fn create(scope: &Scope, request: &WriteRequest) -> Result<Reply, Erro
 
 /// Replaces a group (PUT). A body without `members` leaves the members as they are: a PUT
 /// that forgot them must not revoke everyone's access; `"members": []` empties the group.
-pub async fn replace(scope: &Scope, id: &str, request: &WriteRequest) -> Result<Reply, Error> {
+pub(crate) async fn replace(scope: &Scope, id: &str, request: &WriteRequest) -> Result<Reply, Error> {
     let projection = Projection::new(&GROUP_TYPE, request.params.projection())?;
     let state = scope.tenant.state();
     let group_id = find(&state, id)?.id;
@@ -150,7 +155,7 @@ pub async fn replace(scope: &Scope, id: &str, request: &WriteRequest) -> Result<
 }
 
 /// Applies a PATCH all or nothing.
-pub async fn patch(scope: &Scope, id: &str, request: &WriteRequest) -> Result<Reply, Error> {
+pub(crate) async fn patch(scope: &Scope, id: &str, request: &WriteRequest) -> Result<Reply, Error> {
     let projection = Projection::new(&GROUP_TYPE, request.params.projection())?;
     let operations = parse_operations(&request.body)?;
     let state = scope.tenant.state();
@@ -170,7 +175,7 @@ pub async fn patch(scope: &Scope, id: &str, request: &WriteRequest) -> Result<Re
 }
 
 /// Deletes a group and its memberships; 204.
-pub async fn delete(scope: &Scope, id: &str, expected_version: Option<Seq>) -> Result<Reply, Error> {
+pub(crate) async fn delete(scope: &Scope, id: &str, expected_version: Option<Seq>) -> Result<Reply, Error> {
     let group = find(&scope.tenant.state(), id)?.id;
     let command = Command::DeleteGroup {
         group,
@@ -201,7 +206,7 @@ fn find_id(state: &State, id: GroupId) -> Result<&Arc<Group>, Error> {
 /// 200 with the group, projected (members only if the projection keeps them), its `ETag`
 /// and `Location`.
 fn render(state: &State, found: &Group, scope: &Scope, projection: &Projection) -> Reply {
-    Reply::ok(&group::rendered(state, found, &scope.base, projection))
+    Reply::ok(&Rendered::group(state, found, &scope.base, projection))
         .etag(found.version)
         .location(scope.base.location(&GROUP_TYPE, &found.id.to_string()))
 }

@@ -2,9 +2,9 @@
 //! [`Scope`](crate::auth::Scope) (so that `/Bulk` runs exactly what the single-resource
 //! endpoint runs), wrapped by a thin axum handler that extracts the request.
 
-pub mod bulk;
-pub mod groups;
-pub mod users;
+pub(crate) mod bulk;
+pub(crate) mod groups;
+pub(crate) mod users;
 
 use axum::extract::{FromRequestParts, Query};
 use axum::http::request::Parts;
@@ -16,12 +16,12 @@ use crate::query::ListParams;
 use crate::wire::ScimJson;
 
 /// Raw query pairs, read case-insensitively by [`ListParams`].
-pub type QueryPairs = Query<Vec<(String, String)>>;
+pub(crate) type QueryPairs = Query<Vec<(String, String)>>;
 
 /// `If-Match` and `If-None-Match`, read from the request without copying its headers.
-pub struct Conditions {
+pub(crate) struct Conditions {
     /// The version `If-Match` names (`None` for no header or `*`).
-    pub expected_version: Option<Seq>,
+    pub(crate) expected_version: Option<Seq>,
     if_none_match: Option<HeaderValue>,
 }
 
@@ -38,7 +38,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Conditions {
 
 impl Conditions {
     /// Whether `If-None-Match` names `current` (or is `*`): a GET then answers 304.
-    pub fn none_match(&self, current: Seq) -> bool {
+    pub(crate) fn none_match(&self, current: Seq) -> bool {
         let Some(text) = self.if_none_match.as_ref().and_then(|value| value.to_str().ok()) else {
             return false;
         };
@@ -68,7 +68,7 @@ fn if_match(headers: &HeaderMap) -> Result<Option<Seq>, Error> {
 }
 
 /// Parses `W/"12"` or `"12"`.
-pub fn parse_etag(text: &str) -> Option<Seq> {
+pub(crate) fn parse_etag(text: &str) -> Option<Seq> {
     let text = text.trim();
     let text = text.strip_prefix("W/").unwrap_or(text);
     text.strip_prefix('"')?.strip_suffix('"')?.parse::<u64>().ok().map(Seq)
@@ -76,18 +76,18 @@ pub fn parse_etag(text: &str) -> Option<Seq> {
 
 /// A body and the list parameters of the query string, for the write endpoints that return a
 /// projected resource.
-pub struct WriteRequest {
+pub(crate) struct WriteRequest {
     /// The body.
-    pub body: serde_json::Value,
+    pub(crate) body: serde_json::Value,
     /// `attributes` / `excludedAttributes` of the query string.
-    pub params: ListParams,
+    pub(crate) params: ListParams,
     /// `If-Match`.
-    pub expected_version: Option<Seq>,
+    pub(crate) expected_version: Option<Seq>,
 }
 
 impl WriteRequest {
     /// Gathers the parts of a write request.
-    pub fn new(conditions: &Conditions, query: &QueryPairs, body: ScimJson) -> Result<WriteRequest, Error> {
+    pub(crate) fn new(conditions: &Conditions, query: &QueryPairs, body: ScimJson) -> Result<WriteRequest, Error> {
         Ok(WriteRequest {
             body: body.0,
             params: ListParams::from_query(&query.0)?,

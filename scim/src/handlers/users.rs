@@ -12,15 +12,16 @@ use idpsync_engine::{Outcome, Rejection, State, SubmitError};
 use serde_json::Value;
 
 use super::{Conditions, QueryPairs, WriteRequest};
-use crate::Service;
 use crate::auth::Scope;
 use crate::error::Error;
 use crate::normalise::normalise_resource;
 use crate::patch::{apply_to_document, parse_operations};
 use crate::projection::Projection;
 use crate::query::{ListParams, list_users};
+use crate::resource::Rendered;
 use crate::resource::user::{self, UserWrite};
 use crate::schema::USER_TYPE;
+use crate::service::Service;
 use crate::wire::{Reply, ScimJson};
 
 /// How often a PATCH without `If-Match` is retried when another write changed the user
@@ -28,7 +29,7 @@ use crate::wire::{Reply, ScimJson};
 const PATCH_ATTEMPTS_MAX: usize = 8;
 
 /// `GET /Users`.
-pub async fn list(
+pub(crate) async fn list(
     extract::State(service): extract::State<Arc<Service>>,
     scope: Scope,
     query: QueryPairs,
@@ -39,7 +40,7 @@ pub async fn list(
 }
 
 /// `POST /Users/.search`.
-pub async fn search(
+pub(crate) async fn search(
     extract::State(service): extract::State<Arc<Service>>,
     scope: Scope,
     body: ScimJson,
@@ -50,7 +51,7 @@ pub async fn search(
 }
 
 /// `GET /Users/{id}`.
-pub async fn get(
+pub(crate) async fn get(
     scope: Scope,
     Path(id): Path<String>,
     conditions: Conditions,
@@ -63,11 +64,11 @@ pub async fn get(
         return Ok(Reply::empty(StatusCode::NOT_MODIFIED).etag(found.version));
     }
     let projection = Projection::new(&USER_TYPE, params.projection())?;
-    Ok(Reply::ok(&user::rendered(&state, found, &scope.base, &projection)).etag(found.version))
+    Ok(Reply::ok(&Rendered::user(&state, found, &scope.base, &projection)).etag(found.version))
 }
 
 /// `POST /Users`.
-pub async fn create_endpoint(
+pub(crate) async fn create_endpoint(
     scope: Scope,
     conditions: Conditions,
     query: QueryPairs,
@@ -77,7 +78,7 @@ pub async fn create_endpoint(
 }
 
 /// `PUT /Users/{id}`.
-pub async fn replace_endpoint(
+pub(crate) async fn replace_endpoint(
     scope: Scope,
     Path(id): Path<String>,
     conditions: Conditions,
@@ -88,7 +89,7 @@ pub async fn replace_endpoint(
 }
 
 /// `PATCH /Users/{id}`.
-pub async fn patch_endpoint(
+pub(crate) async fn patch_endpoint(
     scope: Scope,
     Path(id): Path<String>,
     conditions: Conditions,
@@ -99,12 +100,16 @@ pub async fn patch_endpoint(
 }
 
 /// `DELETE /Users/{id}`.
-pub async fn delete_endpoint(scope: Scope, Path(id): Path<String>, conditions: Conditions) -> Result<Reply, Error> {
+pub(crate) async fn delete_endpoint(
+    scope: Scope,
+    Path(id): Path<String>,
+    conditions: Conditions,
+) -> Result<Reply, Error> {
     delete(&scope, &id, conditions.expected_version).await
 }
 
 /// Creates a user; 201 with the user, its `Location` and `ETag`.
-pub async fn create(scope: &Scope, request: &WriteRequest) -> Result<Reply, Error> {
+pub(crate) async fn create(scope: &Scope, request: &WriteRequest) -> Result<Reply, Error> {
     let projection = Projection::new(&USER_TYPE, request.params.projection())?;
     let write = decode(&request.body)?;
     let command = Command::ProvisionUser {
@@ -126,7 +131,7 @@ pub async fn create(scope: &Scope, request: &WriteRequest) -> Result<Reply, Erro
 
 /// Replaces a user (PUT): every attribute is set from the body, except that a body without
 /// `active` leaves `active` as it is.
-pub async fn replace(scope: &Scope, id: &str, request: &WriteRequest) -> Result<Reply, Error> {
+pub(crate) async fn replace(scope: &Scope, id: &str, request: &WriteRequest) -> Result<Reply, Error> {
     let projection = Projection::new(&USER_TYPE, request.params.projection())?;
     let state = scope.tenant.state();
     let current = find(&state, id)?;
@@ -144,7 +149,7 @@ pub async fn replace(scope: &Scope, id: &str, request: &WriteRequest) -> Result<
 }
 
 /// Applies a PATCH all or nothing; 200 with the user.
-pub async fn patch(scope: &Scope, id: &str, request: &WriteRequest) -> Result<Reply, Error> {
+pub(crate) async fn patch(scope: &Scope, id: &str, request: &WriteRequest) -> Result<Reply, Error> {
     let projection = Projection::new(&USER_TYPE, request.params.projection())?;
     let operations = parse_operations(&request.body)?;
     let mut attempt = 0;
@@ -184,7 +189,7 @@ pub async fn patch(scope: &Scope, id: &str, request: &WriteRequest) -> Result<Re
 }
 
 /// Deletes a user and its memberships; 204.
-pub async fn delete(scope: &Scope, id: &str, expected_version: Option<Seq>) -> Result<Reply, Error> {
+pub(crate) async fn delete(scope: &Scope, id: &str, expected_version: Option<Seq>) -> Result<Reply, Error> {
     let user = find(&scope.tenant.state(), id)?.id;
     let command = Command::DeleteUser { user, expected_version };
     scope.tenant.execute(command, scope.origin.clone()).await?;
@@ -218,7 +223,7 @@ fn respond(scope: &Scope, id: UserId, projection: &Projection) -> Result<Reply, 
         .user(id)
         .ok_or_else(|| Error::NotFound(format!("User {id} not found")))?;
     let location = scope.base.location(&USER_TYPE, &id.to_string());
-    Ok(Reply::ok(&user::rendered(&state, found, &scope.base, projection))
+    Ok(Reply::ok(&Rendered::user(&state, found, &scope.base, projection))
         .etag(found.version)
         .location(location))
 }

@@ -9,16 +9,17 @@
 
 use serde_json::{Map, Value};
 
-use super::{Op, Operation};
+use super::operation::{Op, Operation};
 use crate::error::Error;
-use crate::filter::Compiled;
 use crate::grammar::{CompareOp, Filter, Literal};
+use crate::matcher::Matcher;
 use crate::normalise::{coerce, normalise_resource, object_at};
 use crate::schema::{Attribute, Container, Mutability, Resolved, ResourceType};
 
 /// Applies `operations` in order to `document`. Stops at the first failure; the caller then
 /// discards the document, so nothing is half-applied.
-pub fn apply_to_document(
+#[cfg_attr(feature = "internals", visibility::make(pub))]
+pub(crate) fn apply_to_document(
     resource: &ResourceType,
     document: &mut Map<String, Value>,
     operations: &[Operation],
@@ -67,7 +68,7 @@ fn apply(resource: &ResourceType, document: &mut Map<String, Value>, operation: 
                     "{path}: a value filter needs a multi-valued complex attribute"
                 )));
             }
-            Some((Compiled::for_values(resource, resolved.attribute, filter)?, filter))
+            Some((Matcher::for_values(resource, resolved.attribute, filter)?, filter))
         }
     };
     let target = if filter.is_some() && resolved.sub.is_none() {
@@ -87,7 +88,7 @@ fn apply(resource: &ResourceType, document: &mut Map<String, Value>, operation: 
     write(
         document,
         resolved,
-        filter.as_ref().map(|(compiled, raw)| (compiled, *raw)),
+        filter.as_ref().map(|(matcher, raw)| (matcher, *raw)),
         operation.op,
         value,
     )
@@ -136,7 +137,7 @@ fn non_null(value: Value) -> Option<Value> {
 fn write(
     document: &mut Map<String, Value>,
     resolved: Resolved,
-    filter: Option<(&Compiled, &Filter)>,
+    filter: Option<(&Matcher, &Filter)>,
     op: Op,
     value: Option<Value>,
 ) -> Result<(), Error> {
@@ -197,7 +198,7 @@ fn write_multi(
     container: &mut Map<String, Value>,
     attribute: &Attribute,
     sub: Option<&Attribute>,
-    filter: Option<(&Compiled, &Filter)>,
+    filter: Option<(&Matcher, &Filter)>,
     op: Op,
     value: Option<Value>,
 ) -> Result<(), Error> {
@@ -217,17 +218,17 @@ fn edit_values(
     elements: &mut Vec<Value>,
     attribute: &Attribute,
     sub: Option<&Attribute>,
-    filter: Option<(&Compiled, &Filter)>,
+    filter: Option<(&Matcher, &Filter)>,
     op: Op,
     value: Option<Value>,
 ) -> Result<(), Error> {
-    let Some((compiled, raw_filter)) = filter else {
+    let Some((matcher, raw_filter)) = filter else {
         return edit_all_values(elements, attribute, sub, op, value);
     };
     let matched: Vec<usize> = elements
         .iter()
         .enumerate()
-        .filter(|(_, element)| element.as_object().is_some_and(|object| compiled.matches_value(object)))
+        .filter(|(_, element)| element.as_object().is_some_and(|object| matcher.matches_value(object)))
         .map(|(index, _)| index)
         .collect();
     match (op, sub, value) {

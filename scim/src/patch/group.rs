@@ -13,10 +13,10 @@ use idpsync_engine::ids::{Member, Seq};
 use idpsync_engine::model::Group;
 use serde_json::Value;
 
-use super::{Op, Operation};
+use super::operation::{Op, Operation};
 use crate::error::Error;
-use crate::filter::Compiled;
 use crate::grammar::{CompareOp, Filter, Literal};
+use crate::matcher::Matcher;
 use crate::normalise::{coerce, normalise_resource};
 use crate::resource::BaseUrl;
 use crate::resource::group::{MemberView, existing_member, known_members};
@@ -26,7 +26,8 @@ use crate::schema::{Attribute, GROUP_TYPE, Mutability};
 /// The commands that apply `operations` to `group`, in order; the first is an `UpdateGroup`
 /// carrying `expected_version` (so an `If-Match` is checked atomically with the rest) and the
 /// final name and external id (a no-op when they do not change).
-pub fn plan_group_patch(
+#[cfg_attr(feature = "internals", visibility::make(pub))]
+pub(crate) fn plan_group_patch(
     state: &State,
     group: &Group,
     operations: &[Operation],
@@ -196,17 +197,14 @@ impl Plan<'_> {
                 .collect());
         }
         let members_attribute = GROUP_TYPE.core_attribute("members").expect("groups have members");
-        let compiled = Compiled::for_values(&GROUP_TYPE, members_attribute, filter)?;
+        let matcher = Matcher::for_values(&GROUP_TYPE, members_attribute, filter)?;
         Ok(self
             .state
             .direct_members(self.group.id)
-            .into_iter()
-            .flatten()
             .filter(|member| {
-                MemberView::new(self.state, **member, self.base, true)
-                    .is_some_and(|entry| compiled.matches_value(&to_object(&entry)))
+                MemberView::new(self.state, *member, self.base, true)
+                    .is_some_and(|entry| matcher.matches_value(&to_object(&entry)))
             })
-            .copied()
             .collect())
     }
 }

@@ -9,25 +9,26 @@ use serde::Serialize;
 use serde::ser::{SerializeMap, Serializer};
 use serde_json::{Map, Value};
 
-use super::{BaseUrl, Each, Location, MetaView, Rendered, entry, objects, text, to_object};
+use super::json::{Each, entry, objects, text, to_object};
+use super::meta::{BaseUrl, Location, MetaView};
 use crate::error::Error;
 use crate::projection::Projection;
 use crate::schema::{GROUP_TYPE, GROUP_URN, ResourceType, USER_TYPE};
 
 /// What a Group body asks for.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct GroupWrite {
+pub(crate) struct GroupWrite {
     /// The name.
-    pub display_name: String,
+    pub(crate) display_name: String,
     /// The client's id.
-    pub external_id: Option<String>,
+    pub(crate) external_id: Option<String>,
     /// The members, if the body has `members`.
-    pub members: Option<Vec<Member>>,
+    pub(crate) members: Option<Vec<Member>>,
 }
 
 /// Whether a rendered group carries its member list.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Members {
+pub(crate) enum Members {
     /// Render `members` with `value`, `$ref` and `type` (costs one entry per member).
     Included,
     /// Also `display`, which is returned on request only (it costs a look-up per member).
@@ -38,7 +39,7 @@ pub enum Members {
 
 impl Members {
     /// What `projection` asks of the member list.
-    pub fn wanted(projection: &Projection) -> Members {
+    pub(crate) fn wanted(projection: &Projection) -> Members {
         if projection.asks_for("members", "display") {
             Members::WithDisplay
         } else if projection.includes("members") {
@@ -50,40 +51,25 @@ impl Members {
 }
 
 /// A group as a SCIM Group document, serialised straight from the engine's state.
-pub struct GroupDocument<'a> {
+pub(crate) struct GroupDocument<'a> {
     /// The state the group and its members are read from.
-    pub state: &'a State,
+    pub(crate) state: &'a State,
     /// The group.
-    pub group: &'a Group,
+    pub(crate) group: &'a Group,
     /// For `meta.location` and `$ref`.
-    pub base: &'a BaseUrl,
+    pub(crate) base: &'a BaseUrl,
     /// How much of the member list to write.
-    pub members: Members,
+    pub(crate) members: Members,
 }
 
 /// Renders `group` as a JSON object.
-pub fn render(state: &State, group: &Group, base: &BaseUrl, members: Members) -> Map<String, Value> {
+pub(crate) fn render(state: &State, group: &Group, base: &BaseUrl, members: Members) -> Map<String, Value> {
     to_object(&GroupDocument {
         state,
         group,
         base,
         members,
     })
-}
-
-/// `group` as a response carries it under `projection`: its member list is written only
-/// when the projection keeps it.
-pub fn rendered<'a>(state: &'a State, group: &'a Group, base: &'a BaseUrl, projection: &Projection) -> Rendered<'a> {
-    let document = GroupDocument {
-        state,
-        group,
-        base,
-        members: Members::wanted(projection),
-    };
-    if projection.is_identity() {
-        return Rendered::Group(document);
-    }
-    Rendered::Projected(projection.apply(to_object(&document)))
 }
 
 impl Serialize for GroupDocument<'_> {
@@ -94,14 +80,12 @@ impl Serialize for GroupDocument<'_> {
         map.serialize_entry("id", &group.id)?;
         entry(&mut map, "externalId", &group.external_id)?;
         map.serialize_entry("displayName", &group.display_name)?;
-        if self.members != Members::Omitted
-            && let Some(set) = state.direct_members(group.id)
-            && !set.is_empty()
-        {
+        if self.members != Members::Omitted && state.direct_member_count(group.id) > 0 {
             let display = self.members == Members::WithDisplay;
             let members = || {
-                set.iter()
-                    .filter_map(move |member| MemberView::new(state, *member, base, display))
+                state
+                    .direct_members(group.id)
+                    .filter_map(move |member| MemberView::new(state, member, base, display))
             };
             map.serialize_entry("members", &Each(members))?;
         }
@@ -121,7 +105,7 @@ impl Serialize for GroupDocument<'_> {
 }
 
 /// One entry of `members`: `value`, `$ref`, `type`, and `display` if asked for.
-pub struct MemberView<'a> {
+pub(crate) struct MemberView<'a> {
     id: uuid::Uuid,
     resource: &'static ResourceType,
     display: Option<&'a str>,
@@ -130,7 +114,12 @@ pub struct MemberView<'a> {
 
 impl<'a> MemberView<'a> {
     /// The entry of `member`, if it exists in `state`.
-    pub fn new(state: &'a State, member: Member, base: &'a BaseUrl, with_display: bool) -> Option<MemberView<'a>> {
+    pub(crate) fn new(
+        state: &'a State,
+        member: Member,
+        base: &'a BaseUrl,
+        with_display: bool,
+    ) -> Option<MemberView<'a>> {
         let (id, resource, display) = match member {
             Member::User(id) => {
                 let user = state.user(id)?;
@@ -165,7 +154,7 @@ impl Serialize for MemberView<'_> {
 }
 
 /// Decodes a canonical Group body.
-pub fn decode(state: &State, body: &Map<String, Value>) -> Result<GroupWrite, Error> {
+pub(crate) fn decode(state: &State, body: &Map<String, Value>) -> Result<GroupWrite, Error> {
     let Some(display_name) = text(body, "displayName") else {
         return Err(Error::invalid_value("displayName is required"));
     };
@@ -184,7 +173,7 @@ pub fn decode(state: &State, body: &Map<String, Value>) -> Result<GroupWrite, Er
 /// or group of the tenant is skipped with a warning, not refused: a request that also carries
 /// real changes (a join, a leave) must not fail because of it, and a member that does not
 /// exist could not be given access anyway. An entry with neither `value` nor `$ref` is a 400.
-pub fn known_members<'a>(
+pub(crate) fn known_members<'a>(
     state: &State,
     entries: impl Iterator<Item = &'a Map<String, Value>>,
 ) -> Result<Vec<Member>, Error> {
@@ -217,7 +206,7 @@ fn member_reference(entry: &Map<String, Value>) -> Result<String, Error> {
 
 /// The user or group `id` names, if it exists. `kind` (`User` or `Group`) is a hint only:
 /// ids are unique across both.
-pub fn existing_member(state: &State, id: &str, kind: Option<&str>) -> Option<Member> {
+pub(crate) fn existing_member(state: &State, id: &str, kind: Option<&str>) -> Option<Member> {
     let id = uuid::Uuid::parse_str(id.trim()).ok()?;
     let user = Member::User(UserId(id));
     let group = Member::Group(GroupId(id));

@@ -1,114 +1,69 @@
 //! The wire form of resources: users and groups rendered as canonical SCIM JSON from the
 //! engine's state, and canonical JSON (after `crate::normalise`) decoded into what the engine's
 //! commands carry. Engine types never reach the wire directly.
+//!
+//! `meta.rs` and `json.rs` hold what both kinds are made of; `user.rs` and `group.rs` each
+//! kind; this module a resource as a response carries it ([`Rendered`]).
 
-pub mod group;
-pub mod user;
+pub(crate) mod group;
+mod json;
+mod meta;
+pub(crate) mod user;
 
-use std::fmt;
-
-use idpsync_engine::ids::{Seq, Timestamp};
+use idpsync_engine::State;
+use idpsync_engine::model::{Group, User};
 use serde::Serialize;
-use serde::ser::{SerializeMap, Serializer};
+use serde::ser::Serializer;
 use serde_json::{Map, Value};
 
-use crate::schema::ResourceType;
+pub(crate) use json::to_object;
+#[cfg_attr(feature = "internals", visibility::make(pub))]
+pub(crate) use meta::BaseUrl;
 
-/// The absolute URL of the SCIM base (`https://idp-sync.example.com/scim/v2`), from which
-/// `meta.location` and `$ref` values are made.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct BaseUrl(String);
-
-impl BaseUrl {
-    /// Wraps a base URL, without a trailing slash.
-    pub fn new(url: &str) -> BaseUrl {
-        BaseUrl(url.trim_end_matches('/').to_owned())
-    }
-
-    /// The base URL as text.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    /// The URL of a resource: `<base><endpoint>/<id>`.
-    pub fn location(&self, resource: &ResourceType, id: &str) -> String {
-        format!("{}{}/{id}", self.0, resource.endpoint)
-    }
-}
-
-/// Serialises as `<base><endpoint>/<id>`, without building the string first.
-pub(crate) struct Location<'a, I: fmt::Display> {
-    pub(crate) base: &'a BaseUrl,
-    pub(crate) resource: &'static ResourceType,
-    pub(crate) id: I,
-}
-
-impl<I: fmt::Display> Serialize for Location<'_, I> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(&format_args!("{}{}/{}", self.base.0, self.resource.endpoint, self.id))
-    }
-}
-
-/// A resource's `meta`.
-pub(crate) struct MetaView<'a, I: fmt::Display> {
-    pub(crate) location: Location<'a, I>,
-    pub(crate) created: Timestamp,
-    pub(crate) last_modified: Timestamp,
-    pub(crate) version: Seq,
-}
-
-impl<I: fmt::Display> Serialize for MetaView<'_, I> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut map = serializer.serialize_map(Some(5))?;
-        map.serialize_entry("resourceType", self.location.resource.name)?;
-        map.serialize_entry("created", &self.created.to_rfc3339())?;
-        map.serialize_entry("lastModified", &self.last_modified.to_rfc3339())?;
-        map.serialize_entry("location", &self.location)?;
-        map.serialize_entry("version", &Version(self.version))?;
-        map.end()
-    }
-}
-
-/// Serialises a version as its weak ETag, `W/"<seq>"`.
-struct Version(Seq);
-
-impl Serialize for Version {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(&format_args!("W/\"{}\"", self.0.0))
-    }
-}
-
-/// Serialises an iterator's items as a JSON array.
-pub(crate) struct Each<F>(pub(crate) F);
-
-impl<F, I> Serialize for Each<F>
-where
-    F: Fn() -> I,
-    I: Iterator,
-    I::Item: Serialize,
-{
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_seq((self.0)())
-    }
-}
-
-/// Adds `key: value` to a map being serialised when `value` is present.
-pub(crate) fn entry<M: SerializeMap, T: Serialize>(map: &mut M, key: &str, value: &Option<T>) -> Result<(), M::Error> {
-    match value {
-        Some(value) => map.serialize_entry(key, value),
-        None => Ok(()),
-    }
-}
+use crate::projection::Projection;
+use group::{GroupDocument, Members};
+use user::UserDocument;
 
 /// A resource as a response carries it: serialised straight from the state, or (when the
 /// client asked for `attributes` or `excludedAttributes`) as a projected object.
-pub enum Rendered<'a> {
+pub(crate) enum Rendered<'a> {
     /// A whole user.
-    User(user::UserDocument<'a>),
+    User(UserDocument<'a>),
     /// A whole group.
-    Group(group::GroupDocument<'a>),
+    Group(GroupDocument<'a>),
     /// A projected resource.
     Projected(Map<String, Value>),
+}
+
+impl<'a> Rendered<'a> {
+    /// `user` as a response carries it under `projection`.
+    pub(crate) fn user(state: &'a State, user: &'a User, base: &'a BaseUrl, projection: &Projection) -> Rendered<'a> {
+        let document = UserDocument { state, user, base };
+        if projection.is_identity() {
+            return Rendered::User(document);
+        }
+        Rendered::Projected(projection.apply(to_object(&document)))
+    }
+
+    /// `group` as a response carries it under `projection`: its member list is written only
+    /// when the projection keeps it.
+    pub(crate) fn group(
+        state: &'a State,
+        group: &'a Group,
+        base: &'a BaseUrl,
+        projection: &Projection,
+    ) -> Rendered<'a> {
+        let document = GroupDocument {
+            state,
+            group,
+            base,
+            members: Members::wanted(projection),
+        };
+        if projection.is_identity() {
+            return Rendered::Group(document);
+        }
+        Rendered::Projected(projection.apply(to_object(&document)))
+    }
 }
 
 impl Serialize for Rendered<'_> {
@@ -119,38 +74,4 @@ impl Serialize for Rendered<'_> {
             Rendered::Projected(object) => object.serialize(serializer),
         }
     }
-}
-
-/// Turns a resource view into a JSON object, for filters, projections and PATCH.
-pub(crate) fn to_object(view: &impl Serialize) -> Map<String, Value> {
-    // The views serialise maps with string keys and never fail, so this is always an object.
-    match serde_json::to_value(view) {
-        Ok(Value::Object(object)) => object,
-        _ => Map::new(),
-    }
-}
-
-/// A string member of a canonical object (`null` reads as absent).
-pub(crate) fn text(map: &Map<String, Value>, key: &str) -> Option<String> {
-    match map.get(key) {
-        Some(Value::String(text)) => Some(text.clone()),
-        _ => None,
-    }
-}
-
-/// A boolean member of a canonical object.
-pub(crate) fn flag(map: &Map<String, Value>, key: &str) -> Option<bool> {
-    match map.get(key) {
-        Some(Value::Bool(flag)) => Some(*flag),
-        _ => None,
-    }
-}
-
-/// The elements of an array member (objects only).
-pub(crate) fn objects<'a>(map: &'a Map<String, Value>, key: &str) -> impl Iterator<Item = &'a Map<String, Value>> + 'a {
-    map.get(key)
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_object)
 }

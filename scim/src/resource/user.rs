@@ -8,45 +8,36 @@ use serde::Serialize;
 use serde::ser::{SerializeMap, Serializer};
 use serde_json::{Map, Value};
 
-use super::{BaseUrl, Each, Location, MetaView, Rendered, entry, flag, objects, text, to_object};
+use super::json::{Each, entry, flag, objects, text, to_object};
+use super::meta::{BaseUrl, Location, MetaView};
 use crate::error::Error;
-use crate::projection::Projection;
 use crate::schema::{ENTERPRISE_USER_URN, GROUP_TYPE, USER_TYPE, USER_URN};
 
 /// What a User body asks for, ready for a `ProvisionUser` or `ReplaceUser` command.
 #[derive(Clone, Debug, PartialEq)]
-pub struct UserWrite {
+pub(crate) struct UserWrite {
     /// The client's id.
-    pub external_id: Option<String>,
+    pub(crate) external_id: Option<String>,
     /// `active`, if the body has it.
-    pub active: Option<bool>,
+    pub(crate) active: Option<bool>,
     /// Everything else.
-    pub profile: UserProfile,
+    pub(crate) profile: UserProfile,
 }
 
 /// A user as a SCIM User document (core, enterprise extension, read-only `groups`, `meta`),
 /// serialised straight from the engine's state.
-pub struct UserDocument<'a> {
+pub(crate) struct UserDocument<'a> {
     /// The state the user and its groups are read from.
-    pub state: &'a State,
+    pub(crate) state: &'a State,
     /// The user.
-    pub user: &'a User,
+    pub(crate) user: &'a User,
     /// For `meta.location` and `$ref`.
-    pub base: &'a BaseUrl,
+    pub(crate) base: &'a BaseUrl,
 }
 
 /// Renders `user` in full as a JSON object (projection is the caller's).
-pub fn render(state: &State, user: &User, base: &BaseUrl) -> Map<String, Value> {
+pub(crate) fn render(state: &State, user: &User, base: &BaseUrl) -> Map<String, Value> {
     to_object(&UserDocument { state, user, base })
-}
-
-/// `user` as a response carries it under `projection`.
-pub fn rendered<'a>(state: &'a State, user: &'a User, base: &'a BaseUrl, projection: &Projection) -> Rendered<'a> {
-    let document = UserDocument { state, user, base };
-    if projection.is_identity() {
-        return Rendered::User(document);
-    }
-    Rendered::Projected(projection.apply(to_object(&document)))
 }
 
 impl Serialize for UserDocument<'_> {
@@ -259,7 +250,7 @@ impl Serialize for ManagerView<'_> {
 }
 
 /// Decodes a canonical User body (see `crate::normalise`).
-pub fn decode(body: &Map<String, Value>) -> Result<UserWrite, Error> {
+pub(crate) fn decode(body: &Map<String, Value>) -> Result<UserWrite, Error> {
     let Some(user_name) = text(body, "userName") else {
         return Err(Error::invalid_value("userName is required"));
     };

@@ -2,7 +2,14 @@
 //! engine stores. `password` is absent on purpose: a VPN directory never keeps passwords, and
 //! a schema that listed it would promise what the server does not do.
 
-use super::{AttrType, Attribute, Mutability, Returned, Schema};
+use super::attribute::{AttrType, Attribute, Mutability, Returned, Schema};
+
+/// The core User schema's URN.
+pub(crate) const USER_URN: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
+/// The enterprise User extension's URN.
+pub(crate) const ENTERPRISE_USER_URN: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
+/// The core Group schema's URN.
+pub(crate) const GROUP_URN: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
 
 const fn attribute(name: &'static str, kind: AttrType, description: &'static str) -> Attribute {
     Attribute {
@@ -145,8 +152,8 @@ const GROUPS: Attribute = read_only(multi(complex(
 )));
 
 /// The core User schema (RFC 7643 §4.1) as stored.
-pub static USER: Schema = Schema {
-    id: super::USER_URN,
+pub(crate) static USER: Schema = Schema {
+    id: USER_URN,
     name: "User",
     description: "User Account",
     attributes: &[
@@ -221,8 +228,8 @@ pub static USER: Schema = Schema {
 };
 
 /// The enterprise User extension (RFC 7643 §4.3).
-pub static ENTERPRISE_USER: Schema = Schema {
-    id: super::ENTERPRISE_USER_URN,
+pub(crate) static ENTERPRISE_USER: Schema = Schema {
+    id: ENTERPRISE_USER_URN,
     name: "EnterpriseUser",
     description: "Enterprise User",
     attributes: &[
@@ -247,8 +254,8 @@ pub static ENTERPRISE_USER: Schema = Schema {
 };
 
 /// The core Group schema (RFC 7643 §4.2).
-pub static GROUP: Schema = Schema {
-    id: super::GROUP_URN,
+pub(crate) static GROUP: Schema = Schema {
+    id: GROUP_URN,
     name: "Group",
     description: "Group",
     attributes: &[
@@ -276,7 +283,7 @@ pub static GROUP: Schema = Schema {
 };
 
 /// The attributes of every resource (RFC 7643 §3.1), which no schema document lists.
-pub static COMMON_ATTRIBUTES: [Attribute; 3] = [
+pub(crate) static COMMON_ATTRIBUTES: [Attribute; 3] = [
     Attribute {
         returned: Returned::Always,
         unique: true,

@@ -3,173 +3,41 @@
 //! the discovery documents, the resolution of attribute names (case-insensitive, optionally
 //! URN-qualified), the coercion of client values and the typed comparisons of filters, so what
 //! `/Schemas` advertises is exactly what the server does.
+//!
+//! What an attribute and a schema are is in `attribute.rs`, the definitions in
+//! `definitions.rs`; this module puts them together as resource types and resolves names.
 
+mod attribute;
 mod definitions;
 
+pub(crate) use attribute::{AttrType, Attribute, Mutability, Returned, Schema};
+pub(crate) use definitions::{
+    COMMON_ATTRIBUTES, ENTERPRISE_USER, ENTERPRISE_USER_URN, GROUP, GROUP_URN, USER, USER_URN,
+};
+
+use self::attribute::find;
 use crate::error::Error;
 use crate::grammar::AttrPath;
 
-pub use definitions::{COMMON_ATTRIBUTES, ENTERPRISE_USER, GROUP, USER};
-
-/// The core User schema's URN.
-pub const USER_URN: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
-/// The enterprise User extension's URN.
-pub const ENTERPRISE_USER_URN: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
-/// The core Group schema's URN.
-pub const GROUP_URN: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
-
-/// An attribute's data type (RFC 7643 §2.3).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum AttrType {
-    /// A string.
-    String,
-    /// `true` / `false`.
-    Boolean,
-    /// A real number.
-    Decimal,
-    /// A whole number.
-    Integer,
-    /// An RFC 3339 timestamp.
-    DateTime,
-    /// Base64 bytes.
-    Binary,
-    /// A URI.
-    Reference,
-    /// Sub-attributes.
-    Complex,
-}
-
-impl AttrType {
-    /// The type's name in a schema document.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AttrType::String => "string",
-            AttrType::Boolean => "boolean",
-            AttrType::Decimal => "decimal",
-            AttrType::Integer => "integer",
-            AttrType::DateTime => "dateTime",
-            AttrType::Binary => "binary",
-            AttrType::Reference => "reference",
-            AttrType::Complex => "complex",
-        }
-    }
-}
-
-/// Whether and how an attribute may be written.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Mutability {
-    /// Set by the server only.
-    ReadOnly,
-    /// Written freely.
-    ReadWrite,
-    /// Written once, when the value is created.
-    Immutable,
-}
-
-impl Mutability {
-    /// The name in a schema document.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Mutability::ReadOnly => "readOnly",
-            Mutability::ReadWrite => "readWrite",
-            Mutability::Immutable => "immutable",
-        }
-    }
-}
-
-/// When an attribute is returned.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Returned {
-    /// Always, whatever `attributes` says.
-    Always,
-    /// Unless excluded.
-    Default,
-    /// Only when named in `attributes`.
-    Request,
-}
-
-impl Returned {
-    /// The name in a schema document.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Returned::Always => "always",
-            Returned::Default => "default",
-            Returned::Request => "request",
-        }
-    }
-}
-
-/// One attribute of a schema.
-#[derive(Debug)]
-pub struct Attribute {
-    /// Its canonical name.
-    pub name: &'static str,
-    /// Its type.
-    pub kind: AttrType,
-    /// Whether it holds a list.
-    pub multi_valued: bool,
-    /// What it means.
-    pub description: &'static str,
-    /// Whether a resource must have it.
-    pub required: bool,
-    /// Whether string comparisons respect case.
-    pub case_exact: bool,
-    /// Who may write it.
-    pub mutability: Mutability,
-    /// When it is returned.
-    pub returned: Returned,
-    /// Whether the server keeps it unique.
-    pub unique: bool,
-    /// Suggested values.
-    pub canonical_values: &'static [&'static str],
-    /// What a reference may point at.
-    pub reference_types: &'static [&'static str],
-    /// The sub-attributes of a complex attribute.
-    pub sub_attributes: &'static [Attribute],
-}
-
-impl Attribute {
-    /// A sub-attribute by name, case-insensitively.
-    pub fn sub_attribute(&self, name: &str) -> Option<&'static Attribute> {
-        find(self.sub_attributes, name)
-    }
-
-    /// Whether the attribute is complex.
-    pub fn is_complex(&self) -> bool {
-        self.kind == AttrType::Complex
-    }
-}
-
-/// A schema: a URN and its attributes.
-#[derive(Debug)]
-pub struct Schema {
-    /// The URN.
-    pub id: &'static str,
-    /// A short name.
-    pub name: &'static str,
-    /// What it describes.
-    pub description: &'static str,
-    /// Its attributes.
-    pub attributes: &'static [Attribute],
-}
-
 /// A kind of resource: its endpoint, its core schema and its extensions.
+#[cfg_attr(feature = "internals", visibility::make(pub))]
 #[derive(Debug)]
-pub struct ResourceType {
+pub(crate) struct ResourceType {
     /// The name (`User`), also the id.
-    pub name: &'static str,
+    pub(crate) name: &'static str,
     /// The endpoint relative to the base URL (`/Users`).
-    pub endpoint: &'static str,
+    pub(crate) endpoint: &'static str,
     /// What it is.
-    pub description: &'static str,
+    pub(crate) description: &'static str,
     /// The core schema.
-    pub schema: &'static Schema,
+    pub(crate) schema: &'static Schema,
     /// The extension schemas (none is required).
-    pub extensions: &'static [&'static Schema],
+    pub(crate) extensions: &'static [&'static Schema],
 }
 
 /// The User resource type.
-pub static USER_TYPE: ResourceType = ResourceType {
+#[cfg_attr(feature = "internals", visibility::make(pub))]
+pub(crate) static USER_TYPE: ResourceType = ResourceType {
     name: "User",
     endpoint: "/Users",
     description: "User Account",
@@ -178,7 +46,8 @@ pub static USER_TYPE: ResourceType = ResourceType {
 };
 
 /// The Group resource type.
-pub static GROUP_TYPE: ResourceType = ResourceType {
+#[cfg_attr(feature = "internals", visibility::make(pub))]
+pub(crate) static GROUP_TYPE: ResourceType = ResourceType {
     name: "Group",
     endpoint: "/Groups",
     description: "Group",
@@ -187,17 +56,11 @@ pub static GROUP_TYPE: ResourceType = ResourceType {
 };
 
 /// Every resource type, in the order of `/ResourceTypes`.
-pub static RESOURCE_TYPES: [&ResourceType; 2] = [&USER_TYPE, &GROUP_TYPE];
-
-fn find(attributes: &'static [Attribute], name: &str) -> Option<&'static Attribute> {
-    attributes
-        .iter()
-        .find(|attribute| attribute.name.eq_ignore_ascii_case(name))
-}
+pub(crate) static RESOURCE_TYPES: [&ResourceType; 2] = [&USER_TYPE, &GROUP_TYPE];
 
 /// Where a resolved attribute lives in a resource's JSON.
 #[derive(Clone, Copy, Debug)]
-pub enum Container {
+pub(crate) enum Container {
     /// At the top level (core schema and common attributes).
     Core,
     /// Inside the extension's object, under its URN.
@@ -218,23 +81,23 @@ impl Eq for Container {}
 
 /// An attribute path resolved against a resource type: canonical names and definitions.
 #[derive(Clone, Copy, Debug)]
-pub struct Resolved {
+pub(crate) struct Resolved {
     /// Where the attribute lives.
-    pub container: Container,
+    pub(crate) container: Container,
     /// The attribute.
-    pub attribute: &'static Attribute,
+    pub(crate) attribute: &'static Attribute,
     /// The sub-attribute, if the path names one.
-    pub sub: Option<&'static Attribute>,
+    pub(crate) sub: Option<&'static Attribute>,
 }
 
 impl Resolved {
     /// The definition of the value the path designates (the sub-attribute's, if any).
-    pub fn leaf(&self) -> &'static Attribute {
+    pub(crate) fn leaf(&self) -> &'static Attribute {
         self.sub.unwrap_or(self.attribute)
     }
 
     /// The canonical path, URN-qualified for extension attributes.
-    pub fn canonical(&self) -> String {
+    pub(crate) fn canonical(&self) -> String {
         let mut text = match self.container {
             Container::Core => self.attribute.name.to_owned(),
             Container::Extension(schema) => format!("{}:{}", schema.id, self.attribute.name),
@@ -249,14 +112,14 @@ impl Resolved {
 
 impl ResourceType {
     /// A schema of this type (core or extension) by URN, case-insensitively.
-    pub fn schema_by_urn(&self, urn: &str) -> Option<&'static Schema> {
+    pub(crate) fn schema_by_urn(&self, urn: &str) -> Option<&'static Schema> {
         std::iter::once(self.schema)
             .chain(self.extensions.iter().copied())
             .find(|schema| schema.id.eq_ignore_ascii_case(urn))
     }
 
     /// The extension with this URN.
-    pub fn extension(&self, urn: &str) -> Option<&'static Schema> {
+    pub(crate) fn extension(&self, urn: &str) -> Option<&'static Schema> {
         self.extensions
             .iter()
             .copied()
@@ -265,12 +128,12 @@ impl ResourceType {
 
     /// A top-level attribute of the core schema, or a common attribute (`id`, `externalId`,
     /// `meta`), by name, case-insensitively.
-    pub fn core_attribute(&self, name: &str) -> Option<&'static Attribute> {
+    pub(crate) fn core_attribute(&self, name: &str) -> Option<&'static Attribute> {
         find(self.schema.attributes, name).or_else(|| find(&COMMON_ATTRIBUTES, name))
     }
 
     /// Resolves `path`; `None` when the resource type has no such attribute.
-    pub fn resolve(&self, path: &AttrPath) -> Option<Resolved> {
+    pub(crate) fn resolve(&self, path: &AttrPath) -> Option<Resolved> {
         let (container, attribute) = match &path.urn {
             None => (Container::Core, self.core_attribute(&path.name)?),
             Some(urn) => match self.schema_by_urn(urn) {
@@ -293,14 +156,14 @@ impl ResourceType {
     }
 
     /// Resolves `path` or answers 400 with `scim_type`.
-    pub fn require(&self, path: &AttrPath, error: fn(String) -> Error) -> Result<Resolved, Error> {
+    pub(crate) fn require(&self, path: &AttrPath, error: fn(String) -> Error) -> Result<Resolved, Error> {
         self.resolve(path)
             .ok_or_else(|| error(format!("{} has no attribute {path}", self.name)))
     }
 
     /// Whether `path` names a whole extension (`urn:…:enterprise:2.0:User`), which the
     /// grammar splits at its last colon.
-    pub fn whole_extension(&self, path: &AttrPath) -> Option<&'static Schema> {
+    pub(crate) fn whole_extension(&self, path: &AttrPath) -> Option<&'static Schema> {
         if path.sub.is_some() {
             return None;
         }

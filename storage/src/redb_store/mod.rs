@@ -390,10 +390,20 @@ mod tests {
     use crate::store::NewSecret;
     use crate::types::Seq;
 
+    /// A database as an earlier build made it: created by redb itself, then made private by
+    /// the operator, as opening it asks.
+    fn database_of_an_earlier_build(dir: &Path) -> Database {
+        let path = dir.join(DATABASE_FILE);
+        let db = Database::create(&path).unwrap();
+        #[cfg(unix)]
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+        db
+    }
+
     /// A database whose secrets are in the `secrets` table, one row per secret, as builds
     /// before `secret_rows` wrote them.
     fn database_with_a_secret_in_the_old_layout(dir: &Path, tenant: &TenantId, id: SecretId) {
-        let db = Database::create(dir.join(DATABASE_FILE)).unwrap();
+        let db = database_of_an_earlier_build(dir);
         tables::create(&db).unwrap();
         let txn = db.begin_write().unwrap();
         txn.open_table(HEADS)
@@ -547,7 +557,7 @@ mod tests {
         let acme = TenantId::new("acme").unwrap();
         // Three records filed straight into `log`, as builds before the journal wrote them.
         {
-            let db = Database::create(dir.path().join(DATABASE_FILE)).unwrap();
+            let db = database_of_an_earlier_build(dir.path());
             tables::create(&db).unwrap();
             let batch = AppendBatch {
                 tenant: acme.clone(),

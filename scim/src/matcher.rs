@@ -1,8 +1,10 @@
-//! Filters compiled against a resource type and evaluated on rendered resources.
+//! Matching resources against a filter: a parsed filter compiled against a resource type into
+//! a [`Matcher`], which decides whether a rendered resource (or one value of a multi-valued
+//! attribute) matches.
 //!
 //! Compiling resolves every name to its schema definition (so `UserName`, `emails.Value` and
 //! URN-qualified names work), turns each value into the attribute's type (strings, booleans,
-//! numbers, date-times), and refuses what cannot be compared (`active gt true`, `name eq "x"`)
+//! date-times; no attribute served is a number), and refuses what cannot be compared (`active gt true`, `name eq "x"`)
 //! with 400 `invalidFilter`. Evaluation follows RFC 7644 §3.4.2.2: a multi-valued attribute
 //! matches when any value does; a complex multi-valued attribute without a sub-attribute is
 //! compared through its `value`; strings compare case-insensitively unless `caseExact`.
@@ -16,15 +18,16 @@ use crate::error::Error;
 use crate::grammar::{AttrPath, CompareOp, Filter, Literal};
 use crate::schema::{AttrType, Attribute, Container, Resolved, ResourceType};
 
-/// A filter ready to evaluate.
+/// A filter compiled against a resource type, ready to match resources.
+#[cfg_attr(feature = "internals", visibility::make(pub))]
 #[derive(Clone, Debug)]
-pub struct Compiled {
+pub(crate) struct Matcher {
     root: Node,
 }
 
 /// Where a leaf reads its values.
 #[derive(Clone, Copy, Debug)]
-pub enum Target {
+pub(crate) enum Target {
     /// An attribute (or sub-attribute) of the resource.
     Document(Resolved),
     /// A sub-attribute of one value, inside a value path.
@@ -33,13 +36,11 @@ pub enum Target {
 
 /// A value to compare with, already in the attribute's type.
 #[derive(Clone, Debug, PartialEq)]
-pub enum Operand {
+pub(crate) enum Operand {
     /// Text (lower-cased when the attribute is not `caseExact`).
     Text(String),
     /// A boolean.
     Bool(bool),
-    /// A number.
-    Number(f64),
     /// A point in time.
     Time(Timestamp),
     /// `null`: `eq null` means absent, `ne null` present.
@@ -48,7 +49,7 @@ pub enum Operand {
 
 /// A node of a compiled filter.
 #[derive(Clone, Debug)]
-pub enum Node {
+pub(crate) enum Node {
     /// `target op operand`.
     Compare {
         /// What is compared.
@@ -75,43 +76,43 @@ pub enum Node {
     },
 }
 
-impl Compiled {
+impl Matcher {
     /// Compiles `filter` for `resource`.
-    pub fn new(resource: &ResourceType, filter: &Filter) -> Result<Compiled, Error> {
-        Ok(Compiled {
+    pub(crate) fn new(resource: &ResourceType, filter: &Filter) -> Result<Matcher, Error> {
+        Ok(Matcher {
             root: compile(resource, filter, None)?,
         })
     }
 
     /// Compiles a value filter (`members[value eq "x"]`'s inner part) for the values of
     /// `attribute`, a multi-valued attribute of `resource`.
-    pub fn for_values(
+    pub(crate) fn for_values(
         resource: &ResourceType,
         attribute: &'static Attribute,
         filter: &Filter,
-    ) -> Result<Compiled, Error> {
-        Ok(Compiled {
+    ) -> Result<Matcher, Error> {
+        Ok(Matcher {
             root: compile(resource, filter, Some(attribute))?,
         })
     }
 
     /// The root node, for query planning.
-    pub fn root(&self) -> &Node {
+    pub(crate) fn root(&self) -> &Node {
         &self.root
     }
 
     /// Whether a resource matches.
-    pub fn matches(&self, document: &Map<String, Value>) -> bool {
+    pub(crate) fn matches(&self, document: &Map<String, Value>) -> bool {
         evaluate(&self.root, document)
     }
 
     /// Whether one value of a multi-valued attribute matches (for `for_values` filters).
-    pub fn matches_value(&self, element: &Map<String, Value>) -> bool {
+    pub(crate) fn matches_value(&self, element: &Map<String, Value>) -> bool {
         evaluate(&self.root, element)
     }
 
     /// Whether any leaf reads `attribute` (by canonical top-level name).
-    pub fn reads(&self, attribute: &str) -> bool {
+    pub(crate) fn reads(&self, attribute: &str) -> bool {
         reads(&self.root, attribute)
     }
 }
@@ -213,15 +214,6 @@ fn operand(attribute: &Attribute, op: CompareOp, literal: &Literal, path: &AttrP
                 .map(Operand::Bool)
                 .ok_or_else(|| refuse("expected true or false"))
         }
-        AttrType::Integer | AttrType::Decimal => {
-            if matches!(op, CompareOp::Co | CompareOp::Sw | CompareOp::Ew) {
-                return Err(refuse("numbers do not compare as text"));
-            }
-            text.trim()
-                .parse::<f64>()
-                .map(Operand::Number)
-                .map_err(|_| refuse("expected a number"))
-        }
         AttrType::DateTime => {
             if matches!(op, CompareOp::Co | CompareOp::Sw | CompareOp::Ew) {
                 return Err(refuse("date-times do not compare as text"));
@@ -250,7 +242,7 @@ fn values<'a>(target: &Target, document: &'a Map<String, Value>) -> Vec<&'a Valu
 }
 
 /// The values `resolved` designates in a resource document.
-pub fn values_at<'a>(resolved: &Resolved, document: &'a Map<String, Value>) -> Vec<&'a Value> {
+pub(crate) fn values_at<'a>(resolved: &Resolved, document: &'a Map<String, Value>) -> Vec<&'a Value> {
     let container = match resolved.container {
         Container::Core => Some(document),
         Container::Extension(schema) => document.get(schema.id).and_then(Value::as_object),
@@ -330,10 +322,6 @@ fn compare(attribute: &Attribute, op: CompareOp, operand: &Operand, value: &Valu
             }
         }
         Operand::Bool(wanted) => value.as_bool() == Some(*wanted) && op == CompareOp::Eq,
-        Operand::Number(wanted) => value
-            .as_f64()
-            .and_then(|number| number.partial_cmp(wanted))
-            .is_some_and(|ordering| ordered(op, ordering)),
         Operand::Time(wanted) => value
             .as_str()
             .and_then(|text| Timestamp::parse_rfc3339(text).ok())
@@ -390,8 +378,8 @@ mod tests {
         let document = user();
         for (text, expected) in cases {
             let filter = parse_filter(text).unwrap_or_else(|error| panic!("{text}: {error}"));
-            let compiled = Compiled::new(&USER_TYPE, &filter).unwrap_or_else(|error| panic!("{text}: {error}"));
-            assert_eq!(compiled.matches(&document), *expected, "{text}");
+            let matcher = Matcher::new(&USER_TYPE, &filter).unwrap_or_else(|error| panic!("{text}: {error}"));
+            assert_eq!(matcher.matches(&document), *expected, "{text}");
         }
     }
 
@@ -471,10 +459,10 @@ mod tests {
             r#"active co "t""#,
         ] {
             let filter = parse_filter(text).unwrap();
-            let error = Compiled::new(&USER_TYPE, &filter).unwrap_err();
+            let error = Matcher::new(&USER_TYPE, &filter).unwrap_err();
             assert_eq!(error.scim_type(), Some(crate::error::ScimType::InvalidFilter), "{text}");
         }
         let filter = parse_filter(r#"userName eq "x""#).unwrap();
-        assert!(Compiled::new(&GROUP_TYPE, &filter).is_err());
+        assert!(Matcher::new(&GROUP_TYPE, &filter).is_err());
     }
 }

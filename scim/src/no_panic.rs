@@ -2,12 +2,13 @@
 //! names, in any case, dotted and URN-qualified, with values of every type) goes through
 //! normalisation, decoding and PATCH application, which may refuse it but must not fall over.
 
-use idpsync_scim::normalise::normalise_resource;
-use idpsync_scim::patch::{apply_to_document, parse_operations};
-use idpsync_scim::resource::{group, user};
-use idpsync_scim::schema::{GROUP_TYPE, USER_TYPE};
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
+
+use crate::normalise::normalise_resource;
+use crate::patch::{apply_to_document, parse_operations};
+use crate::resource::{group, user};
+use crate::schema::{GROUP_TYPE, USER_TYPE};
 
 const KEYS: &[&str] = &[
     "userName",
