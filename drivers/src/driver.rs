@@ -3,8 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::api::{Api, Run};
 use crate::auth::Auth;
+use crate::client::{IdpClient, Run};
 use crate::config::{IntegrationConfig, ProviderConfig};
 use crate::error::DriverError;
 use crate::http::{Http, RetryPolicy};
@@ -46,13 +46,13 @@ pub(crate) trait Provider: Send + Sync {
     fn incremental(&self) -> bool;
 
     /// Lists everything (`since` is `None`) or what changed since `since`.
-    async fn list(&self, api: &Api, run: &Run<'_>, since: Option<&Cursor>) -> Result<Fetched, DriverError>;
+    async fn list(&self, client: &IdpClient, run: &Run<'_>, since: Option<&Cursor>) -> Result<Fetched, DriverError>;
 }
 
 /// A configured integration's driver.
 pub struct Driver {
     config: IntegrationConfig,
-    api: Api,
+    client: IdpClient,
     provider: Box<dyn Provider>,
 }
 
@@ -70,12 +70,16 @@ impl Driver {
             ProviderConfig::Authentik { .. } => providers::authentik::build(&config)?,
             ProviderConfig::Zitadel { .. } => providers::zitadel::build(&config)?,
         };
-        let api = Api {
+        let client = IdpClient {
             http: Http::new(config.request_timeout, policy),
             auth,
             base: config.base_url.clone(),
         };
-        Ok(Driver { config, api, provider })
+        Ok(Driver {
+            config,
+            client,
+            provider,
+        })
     }
 
     /// The integration's configuration.
@@ -91,6 +95,6 @@ impl Driver {
     /// Reads the IdP: everything, or the changes since `since`. Any failure on the way is an
     /// error; a listing that stopped early is never returned.
     pub async fn fetch(&self, run: &Run<'_>, since: Option<&Cursor>) -> Result<Fetched, DriverError> {
-        self.provider.list(&self.api, run, since).await
+        self.provider.list(&self.client, run, since).await
     }
 }

@@ -8,7 +8,7 @@
 //! # Layout
 //! - [`config`]: one integration's configuration, checked and with secrets resolved
 //!   ([`secret`]), and its group filter ([`filter`]);
-//! - [`http`], `auth`, `api`: the shared machinery: retries and rate limits, OAuth2 and JWT
+//! - [`http`], `auth`, `client`, `paging`: the shared machinery: retries and rate limits, OAuth2 and JWT
 //!   tokens with a cache, page following;
 //! - `providers`: one module per IdP;
 //! - [`driver`]: a configured integration's [`Driver`]; [`listing`]: what it reads, and the
@@ -47,8 +47,8 @@
 //! - A cursor moves only after its snapshot was applied; a held or failed run starts again
 //!   from the same place.
 
-mod api;
 mod auth;
+mod client;
 pub mod config;
 pub mod cursor_store;
 pub mod driver;
@@ -56,6 +56,7 @@ pub mod error;
 pub mod filter;
 pub mod http;
 pub mod listing;
+mod paging;
 mod providers;
 pub mod scheduler;
 pub mod secret;
@@ -64,7 +65,7 @@ pub mod sync;
 #[cfg(feature = "fake")]
 pub mod fake;
 
-pub use api::Run;
+pub use client::Run;
 pub use config::IntegrationConfig;
 pub use driver::{Cursor, Driver, Fetched};
 pub use error::DriverError;

@@ -10,7 +10,7 @@ use idpsync_engine::reconcile::{Guard, ReconcileReport};
 use idpsync_engine::{Command, DecideContext, Origin, Outcome, SubmitError, Tenant, decide};
 use time::OffsetDateTime;
 
-use crate::api::Run;
+use crate::client::Run;
 use crate::cursor_store::{CursorStore, IntegrationState};
 use crate::driver::Driver;
 use crate::error::DriverError;

@@ -9,12 +9,13 @@ use idpsync_engine::reconcile::{ExternalMember, SnapshotGroup};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
-use crate::api::{Api, Page, Pager, Run, is_last_page, offset_of};
 use crate::auth::{Auth, Grant, TokenSource};
+use crate::client::{IdpClient, Run};
 use crate::config::{Auth0Groups, IntegrationConfig, ProviderConfig};
 use crate::driver::{Cursor, Fetched, Provider};
 use crate::error::DriverError;
 use crate::listing::{Listing, ListingScope};
+use crate::paging::{Page, Pager, is_last_page, offset_of};
 use crate::providers::{Person, rfc3339_millis, since_now, since_seconds};
 
 /// Auth0's maximum page size (`per_page`, `take`).
@@ -99,7 +100,7 @@ struct MemberRef {
 
 /// Lists by `page` + `per_page` + `include_totals`.
 async fn each_page<T: DeserializeOwned>(
-    api: &Api,
+    client: &IdpClient,
     run: &Run<'_>,
     resource: String,
     path: &str,
@@ -117,7 +118,7 @@ async fn each_page<T: DeserializeOwned>(
             ("per_page", per_page.as_str()),
             ("include_totals", "true"),
         ]);
-        let (body, _): (Listed<T>, _) = api.get(api.url(path, &query), &[], run).await?;
+        let (body, _): (Listed<T>, _) = client.get(client.url(path, &query), &[], run).await?;
         let (items, total, _) = body.split();
         pager.check_total(total)?;
         total_seen = total.or(total_seen);
@@ -132,7 +133,7 @@ async fn each_page<T: DeserializeOwned>(
 
 /// Lists by checkpoint: `take`, then `from=<next>` until no `next`.
 async fn each_checkpoint<T: DeserializeOwned>(
-    api: &Api,
+    client: &IdpClient,
     run: &Run<'_>,
     resource: String,
     path: &str,
@@ -145,7 +146,7 @@ async fn each_checkpoint<T: DeserializeOwned>(
         if let Some(from) = &cursor {
             query.push(("from", from));
         }
-        let (body, _): (Listed<T>, _) = api.get(api.url(path, &query), &[], run).await?;
+        let (body, _): (Listed<T>, _) = client.get(client.url(path, &query), &[], run).await?;
         let (items, _, next) = body.split();
         let next = next.filter(|next| !next.is_empty());
         pager.take(Page { items, next }, &mut add, run)?;
@@ -154,7 +155,7 @@ async fn each_checkpoint<T: DeserializeOwned>(
 }
 
 impl Auth0 {
-    async fn list_groups(&self, api: &Api, run: &Run<'_>, listing: &mut Listing) -> Result<(), DriverError> {
+    async fn list_groups(&self, client: &IdpClient, run: &Run<'_>, listing: &mut Listing) -> Result<(), DriverError> {
         let kinds: &[(&str, &str, &str)] = match self.groups {
             Auth0Groups::Roles => &[("role", "/roles", "users")],
             Auth0Groups::Organizations => &[("org", "/organizations", "members")],
@@ -176,13 +177,13 @@ impl Auth0 {
             };
             // Roles page by number; organizations by checkpoint.
             if *prefix == "role" {
-                each_page(api, run, "roles".to_owned(), path, &[], add).await?;
+                each_page(client, run, "roles".to_owned(), path, &[], add).await?;
             } else {
-                each_checkpoint(api, run, "organizations".to_owned(), path, add).await?;
+                each_checkpoint(client, run, "organizations".to_owned(), path, add).await?;
             }
             for (external_id, id) in groups {
                 each_checkpoint(
-                    api,
+                    client,
                     run,
                     format!("members of {external_id}"),
                     &format!("{path}/{id}/{members}"),
@@ -202,7 +203,7 @@ impl Provider for Auth0 {
         true
     }
 
-    async fn list(&self, api: &Api, run: &Run<'_>, since: Option<&Cursor>) -> Result<Fetched, DriverError> {
+    async fn list(&self, client: &IdpClient, run: &Run<'_>, since: Option<&Cursor>) -> Result<Fetched, DriverError> {
         let cursor = since_now();
         let (mut listing, query) = match since {
             None => (Listing::new(ListingScope::Complete), None),
@@ -216,7 +217,7 @@ impl Provider for Auth0 {
             query_pairs.extend([("q", query.as_str()), ("search_engine", "v3")]);
         }
         let total = each_page(
-            api,
+            client,
             run,
             "users".to_owned(),
             "/users",
@@ -239,7 +240,7 @@ impl Provider for Auth0 {
                  nothing was applied (use a user export job, or SCIM provisioning, for larger tenants)"
             )));
         }
-        self.list_groups(api, run, &mut listing).await?;
+        self.list_groups(client, run, &mut listing).await?;
         Ok(Fetched {
             listing,
             cursor: Some(cursor),

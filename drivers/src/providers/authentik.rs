@@ -9,12 +9,13 @@ use idpsync_engine::reconcile::{ExternalMember, SnapshotGroup};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
-use crate::api::{Api, Page, Pager, Run};
 use crate::auth::Auth;
+use crate::client::{IdpClient, Run};
 use crate::config::{IntegrationConfig, ProviderConfig};
 use crate::driver::{Cursor, Fetched, Provider};
 use crate::error::DriverError;
 use crate::listing::{Listing, ListingScope};
+use crate::paging::{Page, Pager};
 use crate::providers::{Person, rfc3339_millis, since_now, since_seconds};
 
 /// Page size: authentik's default maximum.
@@ -65,7 +66,7 @@ struct AuthentikGroup {
 
 /// Lists `path` by page number.
 async fn each<T: DeserializeOwned>(
-    api: &Api,
+    client: &IdpClient,
     run: &Run<'_>,
     resource: String,
     path: &str,
@@ -77,7 +78,7 @@ async fn each<T: DeserializeOwned>(
         let page = cursor.unwrap_or_else(|| "1".to_owned());
         let mut query = query.to_vec();
         query.extend([("page", page.as_str()), ("page_size", PAGE_SIZE)]);
-        let (body, _): (Paginated<T>, _) = api.get(api.url(path, &query), &[], run).await?;
+        let (body, _): (Paginated<T>, _) = client.get(client.url(path, &query), &[], run).await?;
         pager.check_total(body.pagination.count.map(|count| count as u64))?;
         let next = (body.pagination.next >= 1.0).then(|| (body.pagination.next as u64).to_string());
         pager.take(
@@ -103,7 +104,7 @@ impl Provider for Authentik {
         true
     }
 
-    async fn list(&self, api: &Api, run: &Run<'_>, since: Option<&Cursor>) -> Result<Fetched, DriverError> {
+    async fn list(&self, client: &IdpClient, run: &Run<'_>, since: Option<&Cursor>) -> Result<Fetched, DriverError> {
         let cursor = since_now();
         let (mut listing, since_text) = match since {
             None => (Listing::new(ListingScope::Complete), None),
@@ -118,7 +119,7 @@ impl Provider for Authentik {
         }
         let mut service_accounts = std::collections::HashSet::new();
         each(
-            api,
+            client,
             run,
             "users".to_owned(),
             "/core/users/",
@@ -138,7 +139,7 @@ impl Provider for Authentik {
         )
         .await?;
         each(
-            api,
+            client,
             run,
             "groups".to_owned(),
             "/core/groups/",

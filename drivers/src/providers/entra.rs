@@ -7,12 +7,13 @@ use reqwest::Url;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::api::{Api, Pages, Run};
 use crate::auth::{Auth, Grant, TokenSource};
+use crate::client::{IdpClient, Run};
 use crate::config::{IntegrationConfig, ProviderConfig};
 use crate::driver::{Cursor, Fetched, Provider};
 use crate::error::DriverError;
 use crate::listing::{Listing, ListingScope};
+use crate::paging::Pages;
 use crate::providers::Person;
 
 /// Users per page: Graph's maximum for users.
@@ -102,18 +103,20 @@ impl Provider for Entra {
         true
     }
 
-    async fn list(&self, api: &Api, run: &Run<'_>, since: Option<&Cursor>) -> Result<Fetched, DriverError> {
+    async fn list(&self, client: &IdpClient, run: &Run<'_>, since: Option<&Cursor>) -> Result<Fetched, DriverError> {
         let (scope, users_start, groups_start) = match since {
             None => (
                 ListingScope::Complete,
-                api.url("/users/delta()", &[("$select", USER_FIELDS), ("$top", PAGE_SIZE)]),
-                api.url("/groups/delta()", &[("$select", GROUP_FIELDS), ("$top", PAGE_SIZE)]),
+                client.url("/users/delta()", &[("$select", USER_FIELDS), ("$top", PAGE_SIZE)]),
+                client.url("/groups/delta()", &[("$select", GROUP_FIELDS), ("$top", PAGE_SIZE)]),
             ),
             Some(Cursor::GraphDelta { users, groups }) => (
                 ListingScope::Incremental,
-                api.next_url(users)
+                client
+                    .next_url(users)
                     .map_err(|error| DriverError::CursorExpired(error.to_string()))?,
-                api.next_url(groups)
+                client
+                    .next_url(groups)
                     .map_err(|error| DriverError::CursorExpired(error.to_string()))?,
             ),
             Some(other) => {
@@ -123,8 +126,8 @@ impl Provider for Entra {
             }
         };
         let mut listing = Listing::new(scope);
-        let users = delta_round(api, run, &mut listing, Round::Users, users_start).await?;
-        let groups = delta_round(api, run, &mut listing, Round::Groups, groups_start).await?;
+        let users = delta_round(client, run, &mut listing, Round::Users, users_start).await?;
+        let groups = delta_round(client, run, &mut listing, Round::Groups, groups_start).await?;
         Ok(Fetched {
             listing,
             cursor: Some(Cursor::GraphDelta { users, groups }),
@@ -134,7 +137,7 @@ impl Provider for Entra {
 
 /// Follows one delta round to its delta link, adding what it reads to `listing`.
 async fn delta_round(
-    api: &Api,
+    client: &IdpClient,
     run: &Run<'_>,
     listing: &mut Listing,
     round: Round,
@@ -143,7 +146,7 @@ async fn delta_round(
     let mut pages = Pages::new(round.name());
     let mut url = start;
     loop {
-        let page: DeltaPage = match api.get(url.clone(), &[], run).await {
+        let page: DeltaPage = match client.get(url.clone(), &[], run).await {
             Ok((page, _)) => page,
             // An expired delta token: Graph answers 410 Gone (or 400 with a resync code).
             Err(DriverError::Status {
@@ -171,7 +174,7 @@ async fn delta_round(
                 reason: "the round ended without an @odata.deltaLink".to_owned(),
             });
         };
-        url = api.next_url(&next)?;
+        url = client.next_url(&next)?;
     }
 }
 

@@ -6,12 +6,13 @@ use idpsync_engine::reconcile::{ExternalMember, SnapshotGroup};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
-use crate::api::{Api, Page, Pager, Run};
 use crate::auth::{AssertionClaims, Auth, Grant, Signer, TokenSource};
+use crate::client::{IdpClient, Run};
 use crate::config::{IntegrationConfig, ProviderConfig};
 use crate::driver::{Cursor, Fetched, Provider};
 use crate::error::DriverError;
 use crate::listing::{Listing, ListingScope};
+use crate::paging::{Page, Pager};
 use crate::providers::Person;
 
 /// Google's maximum page sizes: users 500, groups and members 200.
@@ -112,7 +113,7 @@ struct GoogleMember {
 
 /// Lists `path` page by page with `pageToken`.
 async fn each<P: DeserializeOwned, T>(
-    api: &Api,
+    client: &IdpClient,
     run: &Run<'_>,
     resource: String,
     path: &str,
@@ -126,7 +127,7 @@ async fn each<P: DeserializeOwned, T>(
         if let Some(token) = &cursor {
             query.push(("pageToken", token));
         }
-        let (page, _) = api.get(api.url(path, &query), &[], run).await?;
+        let (page, _) = client.get(client.url(path, &query), &[], run).await?;
         pager.take(split(page), &mut add, run)?;
     }
     Ok(())
@@ -138,11 +139,11 @@ impl Provider for Google {
         false
     }
 
-    async fn list(&self, api: &Api, run: &Run<'_>, _since: Option<&Cursor>) -> Result<Fetched, DriverError> {
+    async fn list(&self, client: &IdpClient, run: &Run<'_>, _since: Option<&Cursor>) -> Result<Fetched, DriverError> {
         let mut listing = Listing::new(ListingScope::Complete);
         let customer = self.customer.as_str();
         each(
-            api,
+            client,
             run,
             "users".to_owned(),
             "/admin/directory/v1/users",
@@ -167,7 +168,7 @@ impl Provider for Google {
         .await?;
         let mut groups = Vec::new();
         each(
-            api,
+            client,
             run,
             "groups".to_owned(),
             "/admin/directory/v1/groups",
@@ -192,7 +193,7 @@ impl Provider for Google {
         for group in groups {
             let mut unsupported = std::collections::HashSet::new();
             each(
-                api,
+                client,
                 run,
                 format!("members of group {group}"),
                 &format!("/admin/directory/v1/groups/{group}/members"),

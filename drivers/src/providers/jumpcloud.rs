@@ -11,12 +11,13 @@ use reqwest::header::{HeaderName, HeaderValue};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
-use crate::api::{Api, Pager, Run, offset_of};
 use crate::auth::{Auth, header_value};
+use crate::client::{IdpClient, Run};
 use crate::config::{IntegrationConfig, ProviderConfig};
 use crate::driver::{Cursor, Fetched, Provider};
 use crate::error::DriverError;
 use crate::listing::{Listing, ListingScope};
+use crate::paging::{Pager, offset_of};
 use crate::providers::Person;
 
 /// JumpCloud's maximum page size.
@@ -79,7 +80,7 @@ struct GraphObject {
 /// Lists `path` by `limit` + `skip`; `split` turns a body into items and, where the body has
 /// one, a total.
 async fn each<P: DeserializeOwned, T>(
-    api: &Api,
+    client: &IdpClient,
     run: &Run<'_>,
     resource: String,
     path: &str,
@@ -90,8 +91,8 @@ async fn each<P: DeserializeOwned, T>(
     while let Some(cursor) = pager.cursor() {
         let offset = offset_of(cursor.as_deref());
         let (limit, skip) = (PAGE_SIZE.to_string(), offset.to_string());
-        let url = api.url(path, &[("limit", &limit), ("skip", &skip)]);
-        let (body, _) = api.get(url, &[], run).await?;
+        let url = client.url(path, &[("limit", &limit), ("skip", &skip)]);
+        let (body, _) = client.get(url, &[], run).await?;
         let (items, total) = split(body);
         pager.take_at(offset, items, PAGE_SIZE, total, &mut add, run)?;
     }
@@ -104,10 +105,10 @@ impl Provider for JumpCloud {
         false
     }
 
-    async fn list(&self, api: &Api, run: &Run<'_>, _since: Option<&Cursor>) -> Result<Fetched, DriverError> {
+    async fn list(&self, client: &IdpClient, run: &Run<'_>, _since: Option<&Cursor>) -> Result<Fetched, DriverError> {
         let mut listing = Listing::new(ListingScope::Complete);
         each(
-            api,
+            client,
             run,
             "users".to_owned(),
             "/systemusers",
@@ -129,7 +130,7 @@ impl Provider for JumpCloud {
         .await?;
         let mut groups = Vec::new();
         each(
-            api,
+            client,
             run,
             "user groups".to_owned(),
             "/v2/usergroups",
@@ -150,7 +151,7 @@ impl Provider for JumpCloud {
             // Members of other kinds are not synced, but are told apart from repeats all the same.
             let mut others = HashSet::new();
             each(
-                api,
+                client,
                 run,
                 format!("members of user group {group}"),
                 &format!("/v2/usergroups/{group}/members"),

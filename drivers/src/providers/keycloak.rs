@@ -11,12 +11,13 @@ use idpsync_engine::reconcile::{ExternalMember, SnapshotGroup};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
-use crate::api::{Api, Pager, Run, offset_of};
 use crate::auth::{Auth, Grant, TokenSource};
+use crate::client::{IdpClient, Run};
 use crate::config::{IntegrationConfig, ProviderConfig};
 use crate::driver::{Cursor, Fetched, Provider};
 use crate::error::DriverError;
 use crate::listing::{Listing, ListingScope};
+use crate::paging::{Pager, offset_of};
 use crate::providers::Person;
 
 /// Keycloak sets no maximum; this keeps each answer to a few megabytes.
@@ -67,7 +68,7 @@ struct KeycloakGroup {
 
 /// Lists `path` by `first` + `max` (bare arrays; a short page is the last).
 async fn each<T: DeserializeOwned>(
-    api: &Api,
+    client: &IdpClient,
     run: &Run<'_>,
     resource: String,
     path: &str,
@@ -77,11 +78,11 @@ async fn each<T: DeserializeOwned>(
     while let Some(cursor) = pager.cursor() {
         let offset = offset_of(cursor.as_deref());
         let (first, max) = (offset.to_string(), PAGE_SIZE.to_string());
-        let url = api.url(
+        let url = client.url(
             path,
             &[("briefRepresentation", "true"), ("first", &first), ("max", &max)],
         );
-        let (items, _): (Vec<T>, _) = api.get(url, &[], run).await?;
+        let (items, _): (Vec<T>, _) = client.get(url, &[], run).await?;
         pager.take_at(offset, items, PAGE_SIZE, None, &mut add, run)?;
     }
     Ok(())
@@ -93,11 +94,11 @@ impl Provider for Keycloak {
         false
     }
 
-    async fn list(&self, api: &Api, run: &Run<'_>, _since: Option<&Cursor>) -> Result<Fetched, DriverError> {
+    async fn list(&self, client: &IdpClient, run: &Run<'_>, _since: Option<&Cursor>) -> Result<Fetched, DriverError> {
         let realm = format!("/admin/realms/{}", self.realm);
         let mut listing = Listing::new(ListingScope::Complete);
         each(
-            api,
+            client,
             run,
             "users".to_owned(),
             &format!("{realm}/users"),
@@ -117,7 +118,7 @@ impl Provider for Keycloak {
         let mut queue: Vec<(KeycloakGroup, Option<String>)> = Vec::new();
         let mut top_level = HashSet::new();
         each(
-            api,
+            client,
             run,
             "groups".to_owned(),
             &format!("{realm}/groups"),
@@ -144,7 +145,7 @@ impl Provider for Keycloak {
                 display_name,
             });
             each(
-                api,
+                client,
                 run,
                 format!("members of group {}", group.id),
                 &format!("{realm}/groups/{}/members", group.id),
@@ -154,7 +155,7 @@ impl Provider for Keycloak {
             if group.sub_group_count.is_none_or(|count| count > 0) {
                 let mut children = Vec::new();
                 each(
-                    api,
+                    client,
                     run,
                     format!("subgroups of group {}", group.id),
                     &format!("{realm}/groups/{}/children", group.id),

@@ -8,12 +8,13 @@ use reqwest::Url;
 use reqwest::header::{AUTHORIZATION, HeaderMap};
 use serde::Deserialize;
 
-use crate::api::{Api, Page, Pager, Run};
 use crate::auth::{Auth, Grant, Signer, TokenSource, header_value};
+use crate::client::{IdpClient, Run};
 use crate::config::{IntegrationConfig, OktaAuth, ProviderConfig};
 use crate::driver::{Cursor, Fetched, Provider};
 use crate::error::DriverError;
 use crate::listing::{Listing, ListingScope};
+use crate::paging::{Page, Pager};
 use crate::providers::{Person, rfc3339_millis, since_now, since_seconds};
 
 /// Okta's maximum page sizes: users 200, groups 10,000, group members 1,000.
@@ -111,7 +112,7 @@ fn next_link(headers: &HeaderMap) -> Option<String> {
 
 /// Lists every page from `start`, following the `Link` header.
 async fn each<T: serde::de::DeserializeOwned>(
-    api: &Api,
+    client: &IdpClient,
     run: &Run<'_>,
     resource: String,
     start: Url,
@@ -120,10 +121,10 @@ async fn each<T: serde::de::DeserializeOwned>(
     let mut pager = Pager::new(resource);
     while let Some(cursor) = pager.cursor() {
         let url = match cursor {
-            Some(link) => api.next_url(&link)?,
+            Some(link) => client.next_url(&link)?,
             None => start.clone(),
         };
-        let (items, response) = api.get(url, &[], run).await?;
+        let (items, response) = client.get(url, &[], run).await?;
         let next = next_link(&response.headers);
         pager.take(Page { items, next }, &mut add, run)?;
     }
@@ -148,7 +149,7 @@ impl Provider for Okta {
         true
     }
 
-    async fn list(&self, api: &Api, run: &Run<'_>, since: Option<&Cursor>) -> Result<Fetched, DriverError> {
+    async fn list(&self, client: &IdpClient, run: &Run<'_>, since: Option<&Cursor>) -> Result<Fetched, DriverError> {
         let cursor = since_now();
         let (mut listing, user_queries, group_query) = match since {
             None => (
@@ -184,8 +185,8 @@ impl Provider for Okta {
         };
         for query in user_queries {
             let query: Vec<(&str, &str)> = query.iter().map(|(key, value)| (*key, value.as_str())).collect();
-            let url = api.url("/api/v1/users", &query);
-            each(api, run, "users".to_owned(), url, |user: OktaUser| {
+            let url = client.url("/api/v1/users", &query);
+            each(client, run, "users".to_owned(), url, |user: OktaUser| {
                 add_user(&mut listing, user)
             })
             .await?;
@@ -193,10 +194,10 @@ impl Provider for Okta {
         let query: Vec<(&str, &str)> = group_query.iter().map(|(key, value)| (*key, value.as_str())).collect();
         let mut groups = Vec::new();
         each(
-            api,
+            client,
             run,
             "groups".to_owned(),
-            api.url("/api/v1/groups", &query),
+            client.url("/api/v1/groups", &query),
             |group: OktaGroup| {
                 let new = listing.add_group(SnapshotGroup {
                     external_id: group.id.clone(),
@@ -210,9 +211,9 @@ impl Provider for Okta {
         )
         .await?;
         for group in groups {
-            let url = api.url(&format!("/api/v1/groups/{group}/users"), &[("limit", MEMBERS_PAGE)]);
+            let url = client.url(&format!("/api/v1/groups/{group}/users"), &[("limit", MEMBERS_PAGE)]);
             each(
-                api,
+                client,
                 run,
                 format!("members of group {group}"),
                 url,

@@ -15,12 +15,13 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use crate::api::{Api, Pager, Run, offset_of};
 use crate::auth::{AssertionClaims, Auth, Grant, Signer, TokenSource};
+use crate::client::{IdpClient, Run};
 use crate::config::{IntegrationConfig, ProviderConfig, ZitadelAuth, ZitadelGroups};
 use crate::driver::{Cursor, Fetched, Provider};
 use crate::error::DriverError;
 use crate::listing::{Listing, ListingScope};
+use crate::paging::{Pager, offset_of};
 use crate::providers::Person;
 
 /// Zitadel's default maximum list limit.
@@ -130,7 +131,7 @@ fn number(value: Option<&Value>) -> Option<u64> {
 /// Lists by offset in the request body. `request` builds the body from (offset, limit);
 /// `split` takes the items and the total out of the answer.
 async fn each<T: DeserializeOwned>(
-    api: &Api,
+    client: &IdpClient,
     run: &Run<'_>,
     resource: String,
     path: &str,
@@ -146,8 +147,13 @@ async fn each<T: DeserializeOwned>(
     let mut pager = Pager::new(resource);
     while let Some(cursor) = pager.cursor() {
         let offset = offset_of(cursor.as_deref());
-        let mut body: Value = api
-            .post(api.url(path, &[]), request(offset.to_string(), PAGE_SIZE), headers, run)
+        let mut body: Value = client
+            .post(
+                client.url(path, &[]),
+                request(offset.to_string(), PAGE_SIZE),
+                headers,
+                run,
+            )
             .await?;
         let total = number(body.pointer("/details/totalResult")).or(number(body.pointer("/pagination/totalResult")));
         let page_size = number(body.pointer("/pagination/appliedLimit"))
@@ -156,7 +162,7 @@ async fn each<T: DeserializeOwned>(
         let items: Vec<T> = match body.get_mut(items_key).map(Value::take) {
             None | Some(Value::Null) => Vec::new(),
             Some(items) => serde_json::from_value(items).map_err(|error| DriverError::InvalidResponse {
-                url: api.url(path, &[]).to_string(),
+                url: client.url(path, &[]).to_string(),
                 message: format!("{items_key}: {error}"),
             })?,
         };
@@ -175,13 +181,13 @@ impl Provider for Zitadel {
         false
     }
 
-    async fn list(&self, api: &Api, run: &Run<'_>, _since: Option<&Cursor>) -> Result<Fetched, DriverError> {
+    async fn list(&self, client: &IdpClient, run: &Run<'_>, _since: Option<&Cursor>) -> Result<Fetched, DriverError> {
         let mut listing = Listing::new(ListingScope::Complete);
         let users_query =
             |offset: String, limit: u64| json!({ "query": { "offset": offset, "limit": limit, "asc": true } });
         let mut machines = HashSet::new();
         each(
-            api,
+            client,
             run,
             "users".to_owned(),
             "/v2/users",
@@ -212,7 +218,7 @@ impl Provider for Zitadel {
             ZitadelGroups::Authorizations => {
                 let mut grants = HashSet::new();
                 each(
-                    api,
+                    client,
                     run,
                     "authorizations".to_owned(),
                     "/v2beta/authorizations/search",
@@ -229,7 +235,7 @@ impl Provider for Zitadel {
             }
             ZitadelGroups::Groups => {
                 each(
-                    api,
+                    client,
                     run,
                     "groups".to_owned(),
                     "/zitadel.group.v2.GroupService/ListGroups",
