@@ -57,6 +57,7 @@ pub mod filter;
 pub mod http;
 pub mod listing;
 mod paging;
+mod provider;
 mod providers;
 pub mod scheduler;
 pub mod secret;
@@ -67,6 +68,7 @@ pub mod fake;
 
 pub use client::Run;
 pub use config::IntegrationConfig;
-pub use driver::{Cursor, Driver, Fetched};
+pub use driver::Driver;
 pub use error::DriverError;
 pub use http::{Budget, RetryPolicy};
+pub use provider::{Cursor, Fetched};

@@ -9,14 +9,15 @@ use idpsync_engine::reconcile::{ExternalMember, SnapshotGroup};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
+use super::person::Person;
+use super::since::{rfc3339_millis, since_now, since_seconds};
 use crate::auth::{Auth, Grant, TokenSource};
 use crate::client::{IdpClient, Run};
 use crate::config::{Auth0Groups, IntegrationConfig, ProviderConfig};
-use crate::driver::{Cursor, Fetched, Provider};
 use crate::error::DriverError;
 use crate::listing::{Listing, ListingScope};
 use crate::paging::{Page, Pager, is_last_page, offset_of};
-use crate::providers::{Person, rfc3339_millis, since_now, since_seconds};
+use crate::provider::{Cursor, Fetched, Provider};
 
 /// Auth0's maximum page size (`per_page`, `take`).
 const PAGE_SIZE: u64 = 100;

@@ -9,14 +9,15 @@ use idpsync_engine::reconcile::{ExternalMember, SnapshotGroup};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
+use super::person::Person;
+use super::since::{rfc3339_millis, since_now, since_seconds};
 use crate::auth::Auth;
 use crate::client::{IdpClient, Run};
 use crate::config::{IntegrationConfig, ProviderConfig};
-use crate::driver::{Cursor, Fetched, Provider};
 use crate::error::DriverError;
 use crate::listing::{Listing, ListingScope};
 use crate::paging::{Page, Pager};
-use crate::providers::{Person, rfc3339_millis, since_now, since_seconds};
+use crate::provider::{Cursor, Fetched, Provider};
 
 /// Page size: authentik's default maximum.
 const PAGE_SIZE: &str = "100";

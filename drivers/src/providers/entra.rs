@@ -7,14 +7,14 @@ use reqwest::Url;
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::person::Person;
 use crate::auth::{Auth, Grant, TokenSource};
 use crate::client::{IdpClient, Run};
 use crate::config::{IntegrationConfig, ProviderConfig};
-use crate::driver::{Cursor, Fetched, Provider};
 use crate::error::DriverError;
 use crate::listing::{Listing, ListingScope};
 use crate::paging::Pages;
-use crate::providers::Person;
+use crate::provider::{Cursor, Fetched, Provider};
 
 /// Users per page: Graph's maximum for users.
 const PAGE_SIZE: &str = "999";

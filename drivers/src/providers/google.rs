@@ -6,14 +6,14 @@ use idpsync_engine::reconcile::{ExternalMember, SnapshotGroup};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
+use super::person::Person;
 use crate::auth::{AssertionClaims, Auth, Grant, Signer, TokenSource};
 use crate::client::{IdpClient, Run};
 use crate::config::{IntegrationConfig, ProviderConfig};
-use crate::driver::{Cursor, Fetched, Provider};
 use crate::error::DriverError;
 use crate::listing::{Listing, ListingScope};
 use crate::paging::{Page, Pager};
-use crate::providers::Person;
+use crate::provider::{Cursor, Fetched, Provider};
 
 /// Google's maximum page sizes: users 500, groups and members 200.
 const USERS_PAGE: &str = "500";

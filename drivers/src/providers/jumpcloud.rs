@@ -11,14 +11,14 @@ use reqwest::header::{HeaderName, HeaderValue};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
+use super::person::Person;
 use crate::auth::{Auth, header_value};
 use crate::client::{IdpClient, Run};
 use crate::config::{IntegrationConfig, ProviderConfig};
-use crate::driver::{Cursor, Fetched, Provider};
 use crate::error::DriverError;
 use crate::listing::{Listing, ListingScope};
 use crate::paging::{Pager, offset_of};
-use crate::providers::Person;
+use crate::provider::{Cursor, Fetched, Provider};
 
 /// JumpCloud's maximum page size.
 const PAGE_SIZE: u64 = 100;

@@ -11,14 +11,14 @@ use idpsync_engine::reconcile::{ExternalMember, SnapshotGroup};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
+use super::person::Person;
 use crate::auth::{Auth, Grant, TokenSource};
 use crate::client::{IdpClient, Run};
 use crate::config::{IntegrationConfig, ProviderConfig};
-use crate::driver::{Cursor, Fetched, Provider};
 use crate::error::DriverError;
 use crate::listing::{Listing, ListingScope};
 use crate::paging::{Pager, offset_of};
-use crate::providers::Person;
+use crate::provider::{Cursor, Fetched, Provider};
 
 /// Keycloak sets no maximum; this keeps each answer to a few megabytes.
 const PAGE_SIZE: u64 = 1000;

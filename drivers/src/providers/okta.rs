@@ -8,14 +8,15 @@ use reqwest::Url;
 use reqwest::header::{AUTHORIZATION, HeaderMap};
 use serde::Deserialize;
 
+use super::person::Person;
+use super::since::{rfc3339_millis, since_now, since_seconds};
 use crate::auth::{Auth, Grant, Signer, TokenSource, header_value};
 use crate::client::{IdpClient, Run};
 use crate::config::{IntegrationConfig, OktaAuth, ProviderConfig};
-use crate::driver::{Cursor, Fetched, Provider};
 use crate::error::DriverError;
 use crate::listing::{Listing, ListingScope};
 use crate::paging::{Page, Pager};
-use crate::providers::{Person, rfc3339_millis, since_now, since_seconds};
+use crate::provider::{Cursor, Fetched, Provider};
 
 /// Okta's maximum page sizes: users 200, groups 10,000, group members 1,000.
 const USERS_PAGE: &str = "200";

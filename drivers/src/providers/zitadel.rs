@@ -15,14 +15,14 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
+use super::person::Person;
 use crate::auth::{AssertionClaims, Auth, Grant, Signer, TokenSource};
 use crate::client::{IdpClient, Run};
 use crate::config::{IntegrationConfig, ProviderConfig, ZitadelAuth, ZitadelGroups};
-use crate::driver::{Cursor, Fetched, Provider};
 use crate::error::DriverError;
 use crate::listing::{Listing, ListingScope};
 use crate::paging::{Pager, offset_of};
-use crate::providers::Person;
+use crate::provider::{Cursor, Fetched, Provider};
 
 /// Zitadel's default maximum list limit.
 const PAGE_SIZE: u64 = 1000;
