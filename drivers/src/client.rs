@@ -20,14 +20,14 @@ pub(crate) struct IdpClient {
 }
 
 /// One run: its budget and the warnings it collects for the report.
-pub struct Run<'b> {
+pub(crate) struct Run<'b> {
     pub(crate) budget: &'b Budget,
     warnings: Mutex<Vec<String>>,
 }
 
 impl<'b> Run<'b> {
     /// A run within `budget`.
-    pub fn new(budget: &'b Budget) -> Run<'b> {
+    pub(crate) fn new(budget: &'b Budget) -> Run<'b> {
         Run {
             budget,
             warnings: Mutex::new(Vec::new()),
@@ -41,7 +41,7 @@ impl<'b> Run<'b> {
     }
 
     /// The warnings so far.
-    pub fn into_warnings(self) -> Vec<String> {
+    pub(crate) fn into_warnings(self) -> Vec<String> {
         self.warnings.into_inner().unwrap_or_else(|p| p.into_inner())
     }
 }
@@ -49,9 +49,7 @@ impl<'b> Run<'b> {
 impl IdpClient {
     /// `base` + `path`, with `query` (keys and values are encoded here).
     pub(crate) fn url(&self, path: &str, query: &[(&str, &str)]) -> Url {
-        let mut url = self.base.clone();
-        let joined = format!("{}{path}", self.base.path().trim_end_matches('/'));
-        url.set_path(&joined);
+        let mut url = joined(&self.base, path);
         if !query.is_empty() {
             url.query_pairs_mut().extend_pairs(query);
         }
@@ -120,4 +118,13 @@ impl IdpClient {
         let response = self.send(Request::post(url, Body::Json(body)), extra, run).await?;
         response.json()
     }
+}
+
+/// `base` with `path` (which starts with `/`) appended to its path: an API root and a path
+/// under it, or a vendor's default endpoint under the configured root.
+pub(crate) fn joined(base: &Url, path: &str) -> Url {
+    let mut url = base.clone();
+    let joined_path = format!("{}{path}", base.path().trim_end_matches('/'));
+    url.set_path(&joined_path);
+    url
 }

@@ -6,6 +6,7 @@
 //! fails (an object deleted meanwhile may have made another be skipped); the next run retries.
 
 use idpsync_engine::reconcile::{ExternalMember, SnapshotGroup};
+use reqwest::Url;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
@@ -13,40 +14,93 @@ use super::person::Person;
 use super::since::{rfc3339_millis, since_now, since_seconds};
 use crate::auth::{Auth, Grant, TokenSource};
 use crate::client::{IdpClient, Run};
-use crate::config::{Auth0Groups, IntegrationConfig, ProviderConfig};
 use crate::error::DriverError;
+use crate::keys::KeyError;
 use crate::listing::{Listing, ListingScope};
 use crate::paging::{Page, Pager, is_last_page, offset_of};
-use crate::provider::{Cursor, Fetched, Provider};
+use crate::provider::{Cursor, Endpoints, Fetched, Provider, Settings, Vendor};
+use crate::secret::Secret;
 
 /// Auth0's maximum page size (`per_page`, `take`).
 const PAGE_SIZE: u64 = 100;
 /// The most users `/users` returns for one query.
 const SEARCH_MAX: u64 = 1000;
 
-pub(crate) fn build(config: &IntegrationConfig) -> Result<(Auth, Box<dyn Provider>), DriverError> {
-    let ProviderConfig::Auth0 {
-        token_url,
-        client_id,
-        client_secret,
-        audience,
-        groups,
-    } = &config.provider
-    else {
-        unreachable!("called for Auth0 integrations only");
-    };
-    let grant = Grant::ClientSecretPost {
-        client_id: client_id.clone(),
-        client_secret: client_secret.clone(),
-        extra: vec![("audience", audience.clone())],
-    };
-    Ok((
-        TokenSource::auth(token_url.clone(), grant),
-        Box::new(Auth0 { groups: *groups }),
-    ))
+/// `provider = "auth0"`.
+pub(super) const VENDOR: Vendor = Vendor::new::<Keys>("auth0");
+
+/// The keys of an Auth0 integration, besides the common ones.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Keys {
+    /// The tenant's host (`acme.eu.auth0.com`), for the API root; `base_url` wins if both are
+    /// given.
+    domain: Option<String>,
+    /// A machine-to-machine application.
+    client_id: String,
+    /// Its secret.
+    client_secret: Secret,
+    /// The Management API audience; `<origin>/api/v2/` when absent.
+    audience: Option<String>,
+    /// What becomes groups.
+    #[serde(default)]
+    groups: Auth0Groups,
 }
 
+/// What Auth0 objects become groups.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+enum Auth0Groups {
+    /// Roles.
+    #[default]
+    Roles,
+    /// Organizations.
+    Organizations,
+    /// Both (ids prefixed `role:` and `org:`).
+    Both,
+}
+
+impl Settings for Keys {
+    type Provider = Auth0;
+
+    fn check(self, endpoints: Endpoints) -> Result<(Url, Auth0), KeyError> {
+        let base_url = match (endpoints.base_url, self.domain) {
+            (Some(url), _) => url,
+            (None, Some(domain)) => {
+                Url::parse(&format!("https://{domain}/api/v2")).map_err(|error| KeyError::invalid("domain", error))?
+            }
+            (None, None) => {
+                return Err(KeyError::Missing {
+                    key: "domain",
+                    instead: Some("`base_url`"),
+                });
+            }
+        };
+        let origin = base_url.origin().ascii_serialization();
+        let token_url = match endpoints.token_url {
+            Some(url) => url,
+            None => {
+                Url::parse(&format!("{origin}/oauth/token")).map_err(|error| KeyError::invalid("base_url", error))?
+            }
+        };
+        let auth0 = Auth0 {
+            token_url,
+            client_id: self.client_id,
+            client_secret: self.client_secret,
+            audience: self.audience.unwrap_or_else(|| format!("{origin}/api/v2/")),
+            groups: self.groups,
+        };
+        Ok((base_url, auth0))
+    }
+}
+
+/// A checked Auth0 integration: client credentials for the Management API.
+#[derive(Debug)]
 struct Auth0 {
+    token_url: Url,
+    client_id: String,
+    client_secret: Secret,
+    audience: String,
     groups: Auth0Groups,
 }
 
@@ -200,6 +254,15 @@ impl Auth0 {
 
 #[async_trait::async_trait]
 impl Provider for Auth0 {
+    fn auth(&self) -> Result<Auth, DriverError> {
+        let grant = Grant::ClientSecretPost {
+            client_id: self.client_id.clone(),
+            client_secret: self.client_secret.clone(),
+            extra: vec![("audience", self.audience.clone())],
+        };
+        Ok(TokenSource::auth(self.token_url.clone(), grant))
+    }
+
     fn incremental(&self) -> bool {
         true
     }
@@ -246,5 +309,26 @@ impl Provider for Auth0 {
             listing,
             cursor: Some(cursor),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_follow_the_domain() {
+        let keys: Keys = crate::keys::parse(
+            toml::from_str(
+                "domain = \"acme.eu.auth0.com\"\nclient_id = \"c\"\nclient_secret = \"s\"\ngroups = \"both\"",
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        let (base_url, auth0) = keys.check(Endpoints::default()).unwrap();
+        assert_eq!(base_url.as_str(), "https://acme.eu.auth0.com/api/v2");
+        assert_eq!(auth0.token_url.as_str(), "https://acme.eu.auth0.com/oauth/token");
+        assert_eq!(auth0.audience, "https://acme.eu.auth0.com/api/v2/");
+        assert_eq!(auth0.groups, Auth0Groups::Both);
     }
 }

@@ -6,6 +6,7 @@
 //! meanwhile may have made another be skipped); the next run retries.
 
 use idpsync_engine::reconcile::{ExternalMember, SnapshotGroup};
+use reqwest::Url;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
@@ -13,23 +14,47 @@ use super::person::Person;
 use super::since::{rfc3339_millis, since_now, since_seconds};
 use crate::auth::Auth;
 use crate::client::{IdpClient, Run};
-use crate::config::{IntegrationConfig, ProviderConfig};
 use crate::error::DriverError;
+use crate::keys::KeyError;
 use crate::listing::{Listing, ListingScope};
 use crate::paging::{Page, Pager};
-use crate::provider::{Cursor, Fetched, Provider};
+use crate::provider::{Cursor, Endpoints, Fetched, Provider, Settings, Vendor};
+use crate::secret::Secret;
 
 /// Page size: authentik's default maximum.
 const PAGE_SIZE: &str = "100";
 
-pub(crate) fn build(config: &IntegrationConfig) -> Result<(Auth, Box<dyn Provider>), DriverError> {
-    let ProviderConfig::Authentik { api_token } = &config.provider else {
-        unreachable!("called for authentik integrations only");
-    };
-    Ok((Auth::bearer(api_token)?, Box::new(Authentik)))
+/// `provider = "authentik"`.
+pub(super) const VENDOR: Vendor = Vendor::new::<Keys>("authentik");
+
+/// The keys of an authentik integration, besides the common ones; `base_url` (the API root,
+/// `…/api/v3`) is required.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Keys {
+    /// An API token.
+    api_token: Secret,
 }
 
-struct Authentik;
+impl Settings for Keys {
+    type Provider = Authentik;
+
+    fn check(self, endpoints: Endpoints) -> Result<(Url, Authentik), KeyError> {
+        let base_url = endpoints.base_url.ok_or(KeyError::missing("base_url"))?;
+        Ok((
+            base_url,
+            Authentik {
+                api_token: self.api_token,
+            },
+        ))
+    }
+}
+
+/// A checked authentik integration: an API token.
+#[derive(Debug)]
+struct Authentik {
+    api_token: Secret,
+}
 
 #[derive(Deserialize)]
 struct Paginated<T> {
@@ -101,6 +126,10 @@ fn is_person(kind: Option<&str>) -> bool {
 
 #[async_trait::async_trait]
 impl Provider for Authentik {
+    fn auth(&self) -> Result<Auth, DriverError> {
+        Auth::bearer(&self.api_token)
+    }
+
     fn incremental(&self) -> bool {
         true
     }

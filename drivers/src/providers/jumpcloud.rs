@@ -7,6 +7,7 @@
 use std::collections::HashSet;
 
 use idpsync_engine::reconcile::{ExternalMember, SnapshotGroup};
+use reqwest::Url;
 use reqwest::header::{HeaderName, HeaderValue};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -14,28 +15,54 @@ use serde::de::DeserializeOwned;
 use super::person::Person;
 use crate::auth::{Auth, header_value};
 use crate::client::{IdpClient, Run};
-use crate::config::{IntegrationConfig, ProviderConfig};
 use crate::error::DriverError;
+use crate::keys::KeyError;
 use crate::listing::{Listing, ListingScope};
 use crate::paging::{Pager, offset_of};
-use crate::provider::{Cursor, Fetched, Provider};
+use crate::provider::{Cursor, Endpoints, Fetched, Provider, Settings, Vendor};
+use crate::secret::Secret;
 
 /// JumpCloud's maximum page size.
 const PAGE_SIZE: u64 = 100;
 
-pub(crate) fn build(config: &IntegrationConfig) -> Result<(Auth, Box<dyn Provider>), DriverError> {
-    let ProviderConfig::JumpCloud { api_key, org_id } = &config.provider else {
-        unreachable!("called for JumpCloud integrations only");
-    };
-    let mut headers = vec![(HeaderName::from_static("x-api-key"), header_value(api_key.expose())?)];
-    if let Some(org_id) = org_id {
-        headers.push((HeaderName::from_static("x-org-id"), header_value(org_id)?));
-    }
-    headers.push((reqwest::header::ACCEPT, HeaderValue::from_static("application/json")));
-    Ok((Auth::Static(headers), Box::new(JumpCloud)))
+/// `provider = "jumpcloud"`.
+pub(super) const VENDOR: Vendor = Vendor::new::<Keys>("jumpcloud");
+
+/// JumpCloud's API root, where `base_url` does not say.
+const API_ROOT: &str = "https://console.jumpcloud.com/api";
+
+/// The keys of a JumpCloud integration, besides the common ones.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Keys {
+    /// The admin API key.
+    api_key: Secret,
+    /// For multi-tenant admins: the organization.
+    org_id: Option<String>,
 }
 
-struct JumpCloud;
+impl Settings for Keys {
+    type Provider = JumpCloud;
+
+    fn check(self, endpoints: Endpoints) -> Result<(Url, JumpCloud), KeyError> {
+        let base_url = match endpoints.base_url {
+            Some(url) => url,
+            None => Url::parse(API_ROOT).expect("JumpCloud's API root is a URL"),
+        };
+        let jumpcloud = JumpCloud {
+            api_key: self.api_key,
+            org_id: self.org_id,
+        };
+        Ok((base_url, jumpcloud))
+    }
+}
+
+/// A checked JumpCloud integration: an API key.
+#[derive(Debug)]
+struct JumpCloud {
+    api_key: Secret,
+    org_id: Option<String>,
+}
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -101,6 +128,18 @@ async fn each<P: DeserializeOwned, T>(
 
 #[async_trait::async_trait]
 impl Provider for JumpCloud {
+    fn auth(&self) -> Result<Auth, DriverError> {
+        let mut headers = vec![(
+            HeaderName::from_static("x-api-key"),
+            header_value(self.api_key.expose())?,
+        )];
+        if let Some(org_id) = &self.org_id {
+            headers.push((HeaderName::from_static("x-org-id"), header_value(org_id)?));
+        }
+        headers.push((reqwest::header::ACCEPT, HeaderValue::from_static("application/json")));
+        Ok(Auth::Static(headers))
+    }
+
     fn incremental(&self) -> bool {
         false
     }

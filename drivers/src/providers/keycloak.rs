@@ -8,42 +8,67 @@
 use std::collections::HashSet;
 
 use idpsync_engine::reconcile::{ExternalMember, SnapshotGroup};
+use reqwest::Url;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use super::person::Person;
 use crate::auth::{Auth, Grant, TokenSource};
-use crate::client::{IdpClient, Run};
-use crate::config::{IntegrationConfig, ProviderConfig};
+use crate::client::{IdpClient, Run, joined};
 use crate::error::DriverError;
+use crate::keys::KeyError;
 use crate::listing::{Listing, ListingScope};
 use crate::paging::{Pager, offset_of};
-use crate::provider::{Cursor, Fetched, Provider};
+use crate::provider::{Cursor, Endpoints, Fetched, Provider, Settings, Vendor};
+use crate::secret::Secret;
 
 /// Keycloak sets no maximum; this keeps each answer to a few megabytes.
 const PAGE_SIZE: u64 = 1000;
 
-pub(crate) fn build(config: &IntegrationConfig) -> Result<(Auth, Box<dyn Provider>), DriverError> {
-    let ProviderConfig::Keycloak {
-        token_url,
-        realm,
-        client_id,
-        client_secret,
-    } = &config.provider
-    else {
-        unreachable!("called for Keycloak integrations only");
-    };
-    let grant = Grant::ClientSecretPost {
-        client_id: client_id.clone(),
-        client_secret: client_secret.clone(),
-        extra: Vec::new(),
-    };
-    let provider = Keycloak { realm: realm.clone() };
-    Ok((TokenSource::auth(token_url.clone(), grant), Box::new(provider)))
+/// `provider = "keycloak"`.
+pub(super) const VENDOR: Vendor = Vendor::new::<Keys>("keycloak");
+
+/// The keys of a Keycloak integration, besides the common ones; `base_url` (the server's root)
+/// is required.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Keys {
+    /// The realm synced.
+    realm: String,
+    /// A confidential client with a service account.
+    client_id: String,
+    /// Its secret.
+    client_secret: Secret,
 }
 
+impl Settings for Keys {
+    type Provider = Keycloak;
+
+    fn check(self, endpoints: Endpoints) -> Result<(Url, Keycloak), KeyError> {
+        let base_url = endpoints.base_url.ok_or(KeyError::missing("base_url"))?;
+        let token_url = endpoints.token_url.unwrap_or_else(|| {
+            joined(
+                &base_url,
+                &format!("/realms/{}/protocol/openid-connect/token", self.realm),
+            )
+        });
+        let keycloak = Keycloak {
+            token_url,
+            realm: self.realm,
+            client_id: self.client_id,
+            client_secret: self.client_secret,
+        };
+        Ok((base_url, keycloak))
+    }
+}
+
+/// A checked Keycloak integration: client credentials of a service-account client.
+#[derive(Debug)]
 struct Keycloak {
+    token_url: Url,
     realm: String,
+    client_id: String,
+    client_secret: Secret,
 }
 
 #[derive(Deserialize)]
@@ -90,6 +115,15 @@ async fn each<T: DeserializeOwned>(
 
 #[async_trait::async_trait]
 impl Provider for Keycloak {
+    fn auth(&self) -> Result<Auth, DriverError> {
+        let grant = Grant::ClientSecretPost {
+            client_id: self.client_id.clone(),
+            client_secret: self.client_secret.clone(),
+            extra: Vec::new(),
+        };
+        Ok(TokenSource::auth(self.token_url.clone(), grant))
+    }
+
     fn incremental(&self) -> bool {
         false
     }
@@ -172,5 +206,33 @@ impl Provider for Keycloak {
             }
         }
         Ok(Fetched { listing, cursor: None })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_token_endpoint_is_the_realm_s() {
+        let keys: Keys =
+            crate::keys::parse(toml::from_str("realm = \"acme\"\nclient_id = \"c\"\nclient_secret = \"s\"").unwrap())
+                .unwrap();
+        let endpoints = Endpoints {
+            base_url: Some(Url::parse("https://sso.example.com").unwrap()),
+            token_url: None,
+        };
+        let (_, keycloak) = keys.check(endpoints).unwrap();
+        assert_eq!(
+            keycloak.token_url.as_str(),
+            "https://sso.example.com/realms/acme/protocol/openid-connect/token"
+        );
+        let keys: Keys =
+            crate::keys::parse(toml::from_str("realm = \"acme\"\nclient_id = \"c\"\nclient_secret = \"s\"").unwrap())
+                .unwrap();
+        assert_eq!(
+            keys.check(Endpoints::default()).unwrap_err(),
+            KeyError::missing("base_url")
+        );
     }
 }

@@ -1,14 +1,54 @@
-//! One module per IdP: how it authenticates, lists and maps. What they share sits beside them:
-//! the profile every vendor's user becomes ([`person`]) and the cursors and time format of
-//! incremental filters ([`since`]).
+//! One module per IdP, each holding all of its vendor: the `provider` name, the keys of its
+//! settings (a `#[derive(Deserialize)]` struct that denies unknown keys), their defaults and
+//! alternatives, how it authenticates, and how it lists and maps. What the vendors share sits
+//! beside them: the profile every vendor's user becomes ([`person`]) and the cursors and time
+//! format of incremental filters ([`since`]).
+//!
+//! # Registry
+//! [`VENDORS`] names every vendor once. It is a table, not a `match`: the configuration finds a
+//! vendor by its `provider` value in it, and the same table gives the list of names an unknown
+//! `provider` is answered with, so adding a vendor is its module, its `mod` line and one entry
+//! here, and nothing else can forget it.
 
-pub(crate) mod auth0;
-pub(crate) mod authentik;
-pub(crate) mod entra;
-pub(crate) mod google;
-pub(crate) mod jumpcloud;
-pub(crate) mod keycloak;
-pub(crate) mod okta;
+mod auth0;
+mod authentik;
+mod entra;
+mod google;
+mod jumpcloud;
+mod keycloak;
+mod okta;
 mod person;
 mod since;
-pub(crate) mod zitadel;
+mod zitadel;
+
+use crate::provider::Vendor;
+
+/// Every vendor, in the order the documentation lists them.
+pub(crate) static VENDORS: [Vendor; 8] = [
+    entra::VENDOR,
+    okta::VENDOR,
+    google::VENDOR,
+    jumpcloud::VENDOR,
+    keycloak::VENDOR,
+    auth0::VENDOR,
+    authentik::VENDOR,
+    zitadel::VENDOR,
+];
+
+/// The vendor a `provider` value names.
+pub(crate) fn vendor(name: &str) -> Option<&'static Vendor> {
+    VENDORS.iter().find(|vendor| vendor.name == name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_vendor_is_named_once() {
+        let mut names: Vec<&str> = VENDORS.iter().map(|vendor| vendor.name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), VENDORS.len(), "{names:?}");
+    }
+}
