@@ -7,8 +7,10 @@
 //! # Registry
 //! [`VENDORS`] names every vendor once. It is a table, not a `match`: the configuration finds a
 //! vendor by its `provider` value in it, and the same table gives the list of names an unknown
-//! `provider` is answered with, so adding a vendor is its module, its `mod` line and one entry
-//! here, and nothing else can forget it.
+//! `provider` is answered with, so nothing else has to learn of a new vendor. Adding one is its
+//! module, with its `VENDOR` (its name and its settings type), plus the `mod` line and one
+//! entry here; a module left out of the table fails the build, as its `VENDOR` and everything
+//! behind it are then dead code.
 
 mod auth0;
 mod authentik;
@@ -24,7 +26,7 @@ mod zitadel;
 use crate::provider::Vendor;
 
 /// Every vendor, in the order the documentation lists them.
-pub(crate) static VENDORS: [Vendor; 8] = [
+pub(crate) static VENDORS: &[Vendor] = &[
     entra::VENDOR,
     okta::VENDOR,
     google::VENDOR,
