@@ -10,7 +10,6 @@ use reqwest::Url;
 use reqwest::header::{AUTHORIZATION, HeaderName, HeaderValue};
 use serde::Serialize;
 
-use crate::config::ServiceAccountKey;
 use crate::error::DriverError;
 use crate::http::{Body, Budget, Http, Request, excerpt};
 use crate::secret::Secret;
@@ -73,6 +72,18 @@ pub(crate) struct AssertionClaims {
     pub(crate) scope: String,
     /// Whether the scope travels in the assertion (Google) or in the form (Zitadel).
     pub(crate) scope_in_assertion: bool,
+}
+
+/// A service account's signing key, from its vendor's key file: Google's (`client_email`,
+/// `private_key_id`, `private_key`) or Zitadel's (`userId`, `keyId`, `key`).
+#[derive(Debug)]
+pub(crate) struct ServiceAccountKey {
+    /// Who signs: the service account's email or user id.
+    pub(crate) issuer: String,
+    /// The key's id (JWT `kid`).
+    pub(crate) key_id: Option<String>,
+    /// The private key, PEM.
+    pub(crate) private_key: Secret,
 }
 
 /// An RSA private key and its `kid`.

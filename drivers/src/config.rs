@@ -1,16 +1,33 @@
 //! The configuration of one integration (`[[tenant.integration]]` in the TOML file), checked
-//! when it is read: unknown keys and missing required keys are errors that name the integration
-//! and the key; secrets are resolved (`env:NAME`, `file:PATH`) once, here.
+//! when it is read.
+//!
+//! The keys every integration has are read here, once: `name` first (every later mistake is
+//! told with it), then the common keys ([`CommonKeys`]); the rest go to the vendor `provider`
+//! names, whose module in `providers` reads them into its own typed settings. Unknown keys,
+//! missing keys and values of the wrong form are [`ConfigError`]s that name the integration and
+//! the key; secrets are resolved (`env:NAME`, `file:PATH`) as they are read.
 
-use std::collections::BTreeSet;
+use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use idpsync_engine::ids::IntegrationName;
-use idpsync_engine::reconcile::GroupFilter;
 use reqwest::Url;
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 
-use crate::secret::Secret;
+use idpsync_engine::reconcile::GroupFilter;
+use crate::keys::{self, KeyError};
+use crate::provider::{Endpoints, Provider};
+use crate::providers;
+
+/// How often the scheduler runs an integration, unless `interval` says.
+const INTERVAL_DEFAULT: Duration = Duration::from_secs(5 * 60);
+/// How often a full listing runs, unless `full_resync` says.
+const FULL_RESYNC_DEFAULT: Duration = Duration::from_secs(24 * 3600);
+/// The longest one sync may take, unless `sync_timeout` says.
+const SYNC_TIMEOUT_DEFAULT: Duration = Duration::from_secs(30 * 60);
+/// The longest one HTTP request may take, unless `request_timeout` says.
+const REQUEST_TIMEOUT_DEFAULT: Duration = Duration::from_secs(30);
 
 /// One integration: which IdP, how often, with which credentials and filters.
 #[derive(Clone, Debug, Deserialize)]
@@ -36,545 +53,157 @@ pub struct IntegrationConfig {
     pub provider: ProviderConfig,
 }
 
-/// The vendor-specific part of an integration.
+/// The vendor-specific part of an integration, checked; what it holds is the vendor's business.
 #[derive(Clone, Debug)]
+pub struct ProviderConfig {
+    /// The `provider` value.
+    name: &'static str,
+    /// The vendor's checked settings, and its code.
+    vendor: Arc<dyn Provider>,
+}
+
+impl ProviderConfig {
+    /// The vendor's checked settings, and its code.
+    pub(crate) fn vendor(&self) -> &Arc<dyn Provider> {
+        &self.vendor
+    }
+}
+
+/// Why an integration's configuration was refused.
+#[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum ProviderConfig {
-    /// Microsoft Entra ID through Microsoft Graph.
-    Entra {
-        /// The OAuth2 token endpoint.
-        token_url: Url,
-        /// The app registration's client id.
-        client_id: String,
-        /// Its client secret.
-        client_secret: Secret,
-        /// The scope asked for (`<graph root>/.default`).
-        scope: String,
-    },
-    /// Okta.
-    Okta {
-        /// SSWS API token or OAuth 2.0 service app.
-        auth: OktaAuth,
-    },
-    /// Google Workspace (Admin SDK Directory API).
-    Google {
-        /// The OAuth2 token endpoint.
-        token_url: Url,
-        /// The service account (`client_email`, `private_key`).
-        service_account: ServiceAccountKey,
-        /// The admin user the service account acts for (domain-wide delegation).
-        subject: String,
-        /// `my_customer` or a customer id.
-        customer: String,
-    },
-    /// JumpCloud.
-    JumpCloud {
-        /// The admin API key.
-        api_key: Secret,
-        /// For multi-tenant admins: the organization.
-        org_id: Option<String>,
-    },
-    /// Keycloak.
-    Keycloak {
-        /// The OIDC token endpoint of the realm.
-        token_url: Url,
-        /// The realm synced.
-        realm: String,
-        /// A confidential client with a service account.
-        client_id: String,
-        /// Its secret.
-        client_secret: Secret,
-    },
-    /// Auth0.
-    Auth0 {
-        /// The tenant's token endpoint.
-        token_url: Url,
-        /// A machine-to-machine application.
-        client_id: String,
-        /// Its secret.
-        client_secret: Secret,
-        /// The Management API audience.
-        audience: String,
-        /// What becomes groups.
-        groups: Auth0Groups,
-    },
-    /// authentik.
-    Authentik {
-        /// An API token.
-        api_token: Secret,
-    },
-    /// Zitadel.
-    Zitadel {
-        /// PAT, client credentials or JWT profile.
-        auth: ZitadelAuth,
-        /// What becomes groups.
-        groups: ZitadelGroups,
+pub enum ConfigError {
+    /// The text given to [`IntegrationConfig::from_toml`] is not a TOML table.
+    #[error("not a TOML table: {0}")]
+    Toml(#[from] toml::de::Error),
+    /// A key of the integration is wrong.
+    #[error("{}: {error}", Integration(integration.as_ref()))]
+    Key {
+        /// The integration, unless its name is what is wrong.
+        integration: Option<IntegrationName>,
+        /// What is wrong, with the key.
+        error: KeyError,
     },
 }
 
-/// How Okta is authenticated.
-#[derive(Clone, Debug)]
-pub enum OktaAuth {
-    /// `Authorization: SSWS <token>`.
-    ApiToken(Secret),
-    /// OAuth 2.0 client credentials with `private_key_jwt`.
-    PrivateKeyJwt {
-        /// The org token endpoint.
-        token_url: Url,
-        /// The service app's client id.
-        client_id: String,
-        /// Its private key (PEM).
-        private_key: Secret,
-        /// The key's `kid`, if registered with one.
-        key_id: Option<String>,
-        /// Scopes asked for.
-        scopes: String,
-    },
-}
+/// "integration `okta`", or "integration" while the name is unknown.
+struct Integration<'a>(Option<&'a IntegrationName>);
 
-/// How Zitadel is authenticated.
-#[derive(Clone, Debug)]
-pub enum ZitadelAuth {
-    /// A personal access token.
-    Pat(Secret),
-    /// Client credentials (HTTP Basic).
-    ClientSecret {
-        /// The token endpoint.
-        token_url: Url,
-        /// The service user's client id.
-        client_id: String,
-        /// Its secret.
-        client_secret: Secret,
-    },
-    /// JWT profile: a key file of a service user.
-    JwtProfile {
-        /// The token endpoint.
-        token_url: Url,
-        /// The key file.
-        key: ServiceAccountKey,
-    },
-}
-
-/// A service account's signing key: Google's key file (`client_email`, `private_key_id`,
-/// `private_key`) or Zitadel's (`userId`, `keyId`, `key`).
-#[derive(Clone, Debug)]
-pub struct ServiceAccountKey {
-    /// Who signs: the service account's email or user id.
-    pub issuer: String,
-    /// The key's id (JWT `kid`).
-    pub key_id: Option<String>,
-    /// The private key, PEM.
-    pub private_key: Secret,
-}
-
-/// What Auth0 objects become groups.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Auth0Groups {
-    /// Roles.
-    Roles,
-    /// Organizations.
-    Organizations,
-    /// Both (ids prefixed `role:` and `org:`).
-    Both,
-}
-
-/// What Zitadel objects become groups.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ZitadelGroups {
-    /// Project-role authorizations: one group per project and role key.
-    Authorizations,
-    /// Zitadel groups (GroupService; its API lists no members, so they arrive empty).
-    Groups,
-}
-
-/// Keys every integration may have.
-const COMMON_KEYS: [&str; 11] = [
-    "name",
-    "provider",
-    "interval",
-    "full_resync",
-    "sync_timeout",
-    "request_timeout",
-    "base_url",
-    "token_url",
-    "include_groups",
-    "exclude_groups",
-    "only_group_members",
-];
-
-/// The keys of each provider, besides the common ones.
-fn provider_keys(provider: &str) -> Option<&'static [&'static str]> {
-    Some(match provider {
-        "entra" => &["tenant_id", "client_id", "client_secret", "scope"],
-        "okta" => &["domain", "api_token", "client_id", "private_key", "key_id", "scopes"],
-        "google" => &["service_account_key", "subject", "customer"],
-        "jumpcloud" => &["api_key", "org_id"],
-        "keycloak" => &["realm", "client_id", "client_secret"],
-        "auth0" => &["domain", "client_id", "client_secret", "audience", "groups"],
-        "authentik" => &["api_token"],
-        "zitadel" => &["pat", "key_file", "client_id", "client_secret", "groups"],
-        _ => return None,
-    })
-}
-
-/// Reads one table, remembering which keys were used so that the rest can be refused.
-struct Reader {
-    table: toml::Table,
-    label: String,
-    used: BTreeSet<String>,
-}
-
-impl Reader {
-    fn error(&self, message: impl std::fmt::Display) -> String {
-        format!("{}: {message}", self.label)
-    }
-
-    fn string(&mut self, key: &str) -> Result<Option<String>, String> {
-        self.used.insert(key.to_owned());
-        match self.table.get(key) {
-            None => Ok(None),
-            Some(toml::Value::String(value)) => Ok(Some(value.clone())),
-            Some(other) => Err(self.error(format!("`{key}` must be a string, not {}", other.type_str()))),
-        }
-    }
-
-    fn required(&mut self, key: &str) -> Result<String, String> {
-        self.string(key)?
-            .ok_or_else(|| self.error(format!("missing required key `{key}`")))
-    }
-
-    fn secret(&mut self, key: &str) -> Result<Option<Secret>, String> {
-        match self.string(key)? {
-            None => Ok(None),
-            Some(value) => Secret::resolve(&value)
-                .map(Some)
-                .map_err(|why| self.error(format!("`{key}`: {why}"))),
-        }
-    }
-
-    fn required_secret(&mut self, key: &str) -> Result<Secret, String> {
-        self.secret(key)?
-            .ok_or_else(|| self.error(format!("missing required key `{key}`")))
-    }
-
-    fn strings(&mut self, key: &str) -> Result<Vec<String>, String> {
-        self.used.insert(key.to_owned());
-        match self.table.get(key) {
-            None => Ok(Vec::new()),
-            Some(toml::Value::Array(items)) => items
-                .iter()
-                .map(|item| match item {
-                    toml::Value::String(value) => Ok(value.clone()),
-                    other => Err(self.error(format!("`{key}` must list strings, not {}", other.type_str()))),
-                })
-                .collect(),
-            Some(other) => Err(self.error(format!("`{key}` must be a list of strings, not {}", other.type_str()))),
-        }
-    }
-
-    fn boolean(&mut self, key: &str) -> Result<bool, String> {
-        self.used.insert(key.to_owned());
-        match self.table.get(key) {
-            None => Ok(false),
-            Some(toml::Value::Boolean(value)) => Ok(*value),
-            Some(other) => Err(self.error(format!("`{key}` must be true or false, not {}", other.type_str()))),
-        }
-    }
-
-    fn duration(&mut self, key: &str, default: Duration) -> Result<Duration, String> {
-        match self.string(key)? {
-            None => Ok(default),
-            Some(text) => match humantime::parse_duration(&text) {
-                Ok(value) if !value.is_zero() => Ok(value),
-                Ok(_) => Err(self.error(format!("`{key}` must be longer than zero"))),
-                Err(error) => Err(self.error(format!("`{key}` = {text:?} is not a duration such as \"5m\": {error}"))),
-            },
-        }
-    }
-
-    fn url(&mut self, key: &str) -> Result<Option<Url>, String> {
-        match self.string(key)? {
-            None => Ok(None),
-            Some(text) => {
-                let url = Url::parse(text.trim_end_matches('/'))
-                    .map_err(|error| self.error(format!("`{key}` = {text:?} is not a URL: {error}")))?;
-                if !matches!(url.scheme(), "http" | "https") || url.cannot_be_a_base() {
-                    return Err(self.error(format!("`{key}` = {text:?} must be an http(s) URL")));
-                }
-                Ok(Some(url))
-            }
-        }
-    }
-
-    fn required_url(&mut self, key: &str) -> Result<Url, String> {
-        self.url(key)?
-            .ok_or_else(|| self.error(format!("missing required key `{key}`")))
-    }
-
-    fn choice<T: Copy>(&mut self, key: &str, default: T, choices: &[(&str, T)]) -> Result<T, String> {
-        match self.string(key)? {
-            None => Ok(default),
-            Some(text) => choices
-                .iter()
-                .find(|(name, _)| *name == text)
-                .map(|(_, value)| *value)
-                .ok_or_else(|| {
-                    let names: Vec<&str> = choices.iter().map(|(name, _)| *name).collect();
-                    self.error(format!("`{key}` must be one of {}, not {text:?}", names.join(", ")))
-                }),
-        }
-    }
-
-    fn finish(self) -> Result<(), String> {
-        match self.table.keys().find(|key| !self.used.contains(*key)) {
-            Some(key) => Err(self.error(format!("key `{key}` does not apply with the other keys given"))),
-            None => Ok(()),
+impl fmt::Display for Integration<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(name) => write!(f, "integration `{name}`"),
+            None => f.write_str("integration"),
         }
     }
 }
 
-fn parse_url(text: &str) -> Url {
-    Url::parse(text).expect("built-in URLs parse")
+/// The keys every integration may have, besides `name`; `vendor` takes all the others.
+#[derive(Deserialize)]
+struct CommonKeys {
+    /// Which vendor: one of [`providers::VENDORS`].
+    provider: String,
+    #[serde(default, deserialize_with = "duration")]
+    interval: Option<Duration>,
+    #[serde(default, deserialize_with = "duration")]
+    full_resync: Option<Duration>,
+    #[serde(default, deserialize_with = "duration")]
+    sync_timeout: Option<Duration>,
+    #[serde(default, deserialize_with = "duration")]
+    request_timeout: Option<Duration>,
+    /// The API root; each vendor has its default or requires it.
+    #[serde(default, deserialize_with = "http_url")]
+    base_url: Option<Url>,
+    /// The token endpoint of vendors with OAuth2; each has its default.
+    #[serde(default, deserialize_with = "http_url")]
+    token_url: Option<Url>,
+    #[serde(default)]
+    include_groups: Vec<String>,
+    #[serde(default)]
+    exclude_groups: Vec<String>,
+    #[serde(default)]
+    only_group_members: bool,
+    /// The vendor's keys: all the others, checked by the vendor.
+    #[serde(flatten)]
+    vendor: toml::Table,
 }
 
-/// `base` with `path` appended (`path` starts with `/`).
-fn joined(base: &Url, path: &str) -> Url {
-    let mut url = base.clone();
-    let joined_path = format!("{}{path}", base.path().trim_end_matches('/'));
-    url.set_path(&joined_path);
-    url
+/// A duration such as `"5m"`, longer than zero.
+fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Duration>, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    match humantime::parse_duration(&text) {
+        Ok(value) if !value.is_zero() => Ok(Some(value)),
+        Ok(_) => Err(serde::de::Error::custom("must be longer than zero")),
+        Err(error) => Err(serde::de::Error::custom(format!(
+            "{text:?} is not a duration such as \"5m\": {error}"
+        ))),
+    }
 }
 
-fn service_account(reader: &mut Reader, key: &str, google: bool) -> Result<ServiceAccountKey, String> {
-    let secret = reader.required_secret(key)?;
-    let json: serde_json::Value = serde_json::from_str(secret.expose())
-        .map_err(|error| reader.error(format!("`{key}` is not a JSON key file: {error}")))?;
-    let field = |name: &str| json.get(name).and_then(|value| value.as_str()).map(str::to_owned);
-    let (issuer, key_id, private_key) = if google {
-        (field("client_email"), field("private_key_id"), field("private_key"))
-    } else {
-        (field("userId"), field("keyId"), field("key"))
-    };
-    let missing = if google {
-        "client_email and private_key"
-    } else {
-        "userId, keyId and key"
-    };
-    match (issuer, private_key) {
-        (Some(issuer), Some(private_key)) => Ok(ServiceAccountKey {
-            issuer,
-            key_id,
-            private_key: Secret::resolve(&private_key).map_err(|why| reader.error(why))?,
+/// An http(s) URL that can be a base; a trailing `/` is dropped.
+fn http_url<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Url>, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    let url = Url::parse(text.trim_end_matches('/'))
+        .map_err(|error| serde::de::Error::custom(format!("{text:?} is not a URL: {error}")))?;
+    if !matches!(url.scheme(), "http" | "https") || url.cannot_be_a_base() {
+        return Err(serde::de::Error::custom(format!("{text:?} must be an http(s) URL")));
+    }
+    Ok(Some(url))
+}
+
+/// The integration's name, taken out of its table before the rest is read.
+fn integration_name(value: Option<toml::Value>) -> Result<IntegrationName, KeyError> {
+    match value {
+        None => Err(KeyError::Missing {
+            key: "name",
+            instead: None,
         }),
-        _ => Err(reader.error(format!("`{key}` must be a key file with {missing}"))),
+        Some(toml::Value::String(text)) => IntegrationName::new(&text).map_err(|why| KeyError::invalid("name", why)),
+        Some(other) => Err(KeyError::invalid(
+            "name",
+            format!("must be a string, not {}", other.type_str()),
+        )),
     }
 }
 
 impl TryFrom<toml::Table> for IntegrationConfig {
-    type Error = String;
+    type Error = ConfigError;
 
-    fn try_from(table: toml::Table) -> Result<Self, Self::Error> {
-        let mut reader = Reader {
-            table,
-            label: "integration".to_owned(),
-            used: BTreeSet::new(),
+    fn try_from(mut table: toml::Table) -> Result<IntegrationConfig, ConfigError> {
+        let name = integration_name(table.remove("name")).map_err(|error| ConfigError::Key {
+            integration: None,
+            error,
+        })?;
+        let in_integration = |error| ConfigError::Key {
+            integration: Some(name.clone()),
+            error,
         };
-        let name_text = reader.required("name")?;
-        let name = IntegrationName::new(&name_text).map_err(|why| reader.error(why))?;
-        reader.label = format!("integration `{name}`");
-        let provider_name = reader.required("provider")?;
-        // A misspelt key is reported as such, before the missing key it was meant to be.
-        if let Some(specific) = provider_keys(&provider_name) {
-            let unknown = reader
-                .table
-                .keys()
-                .find(|key| !COMMON_KEYS.contains(&key.as_str()) && !specific.contains(&key.as_str()));
-            if let Some(key) = unknown {
-                return Err(reader.error(format!("unknown key `{key}`")));
-            }
-        }
-        let interval = reader.duration("interval", Duration::from_secs(300))?;
-        let full_resync = reader.duration("full_resync", Duration::from_secs(24 * 3600))?;
-        let sync_timeout = reader.duration("sync_timeout", Duration::from_secs(1800))?;
-        let request_timeout = reader.duration("request_timeout", Duration::from_secs(30))?;
-        let base_url = reader.url("base_url")?;
-        let token_url = reader.url("token_url")?;
-        let groups = GroupFilter::new(reader.strings("include_groups")?, reader.strings("exclude_groups")?);
-        let only_group_members = reader.boolean("only_group_members")?;
-        let (base_url, provider) = match provider_name.as_str() {
-            "entra" => {
-                let base_url = base_url.unwrap_or_else(|| parse_url("https://graph.microsoft.com/v1.0"));
-                let tenant_id = reader.string("tenant_id")?;
-                let token_url = match (token_url, tenant_id) {
-                    (Some(url), _) => url,
-                    (None, Some(tenant)) => {
-                        parse_url(&format!("https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token"))
-                    }
-                    (None, None) => return Err(reader.error("missing required key `tenant_id` (or `token_url`)")),
-                };
-                let scope = match reader.string("scope")? {
-                    Some(scope) => scope,
-                    None => format!("{}/.default", base_url.origin().ascii_serialization()),
-                };
-                let provider = ProviderConfig::Entra {
-                    token_url,
-                    client_id: reader.required("client_id")?,
-                    client_secret: reader.required_secret("client_secret")?,
-                    scope,
-                };
-                (base_url, provider)
-            }
-            "okta" => {
-                let base_url = match base_url {
-                    Some(url) => url,
-                    None => {
-                        let domain = reader.required("domain")?;
-                        Url::parse(&format!("https://{domain}"))
-                            .map_err(|error| reader.error(format!("`domain` = {domain:?}: {error}")))?
-                    }
-                };
-                let auth = match reader.secret("api_token")? {
-                    Some(token) => OktaAuth::ApiToken(token),
-                    None => {
-                        let Some(client_id) = reader.string("client_id")? else {
-                            return Err(
-                                reader.error("missing required key `api_token` (or `client_id` and `private_key`)")
-                            );
-                        };
-                        OktaAuth::PrivateKeyJwt {
-                            token_url: token_url.unwrap_or_else(|| joined(&base_url, "/oauth2/v1/token")),
-                            client_id,
-                            private_key: reader.required_secret("private_key")?,
-                            key_id: reader.string("key_id")?,
-                            scopes: reader
-                                .string("scopes")?
-                                .unwrap_or_else(|| "okta.users.read okta.groups.read".to_owned()),
-                        }
-                    }
-                };
-                (base_url, ProviderConfig::Okta { auth })
-            }
-            "google" => {
-                let service_account = service_account(&mut reader, "service_account_key", true)?;
-                let provider = ProviderConfig::Google {
-                    token_url: token_url.unwrap_or_else(|| parse_url("https://oauth2.googleapis.com/token")),
-                    service_account,
-                    subject: reader.required("subject")?,
-                    customer: reader.string("customer")?.unwrap_or_else(|| "my_customer".to_owned()),
-                };
-                (
-                    base_url.unwrap_or_else(|| parse_url("https://admin.googleapis.com")),
-                    provider,
-                )
-            }
-            "jumpcloud" => {
-                let provider = ProviderConfig::JumpCloud {
-                    api_key: reader.required_secret("api_key")?,
-                    org_id: reader.string("org_id")?,
-                };
-                (
-                    base_url.unwrap_or_else(|| parse_url("https://console.jumpcloud.com/api")),
-                    provider,
-                )
-            }
-            "keycloak" => {
-                let base_url = match base_url {
-                    Some(url) => url,
-                    None => return Err(reader.error("missing required key `base_url`")),
-                };
-                let realm = reader.required("realm")?;
-                let provider = ProviderConfig::Keycloak {
-                    token_url: token_url.unwrap_or_else(|| {
-                        joined(&base_url, &format!("/realms/{realm}/protocol/openid-connect/token"))
-                    }),
-                    realm,
-                    client_id: reader.required("client_id")?,
-                    client_secret: reader.required_secret("client_secret")?,
-                };
-                (base_url, provider)
-            }
-            "auth0" => {
-                let base_url = match (base_url, reader.string("domain")?) {
-                    (Some(url), _) => url,
-                    (None, Some(domain)) => Url::parse(&format!("https://{domain}/api/v2"))
-                        .map_err(|error| reader.error(format!("`domain` = {domain:?}: {error}")))?,
-                    (None, None) => return Err(reader.error("missing required key `domain` (or `base_url`)")),
-                };
-                let origin = base_url.origin().ascii_serialization();
-                let provider = ProviderConfig::Auth0 {
-                    token_url: token_url.unwrap_or_else(|| parse_url(&format!("{origin}/oauth/token"))),
-                    client_id: reader.required("client_id")?,
-                    client_secret: reader.required_secret("client_secret")?,
-                    audience: reader
-                        .string("audience")?
-                        .unwrap_or_else(|| format!("{origin}/api/v2/")),
-                    groups: reader.choice(
-                        "groups",
-                        Auth0Groups::Roles,
-                        &[
-                            ("roles", Auth0Groups::Roles),
-                            ("organizations", Auth0Groups::Organizations),
-                            ("both", Auth0Groups::Both),
-                        ],
-                    )?,
-                };
-                (base_url, provider)
-            }
-            "authentik" => {
-                let base_url = reader.required_url("base_url")?;
-                let provider = ProviderConfig::Authentik {
-                    api_token: reader.required_secret("api_token")?,
-                };
-                (base_url, provider)
-            }
-            "zitadel" => {
-                let base_url = reader.required_url("base_url")?;
-                let token_url = token_url.unwrap_or_else(|| joined(&base_url, "/oauth/v2/token"));
-                let auth = if let Some(pat) = reader.secret("pat")? {
-                    ZitadelAuth::Pat(pat)
-                } else if reader.table.contains_key("key_file") {
-                    ZitadelAuth::JwtProfile {
-                        token_url,
-                        key: service_account(&mut reader, "key_file", false)?,
-                    }
-                } else if let Some(client_id) = reader.string("client_id")? {
-                    ZitadelAuth::ClientSecret {
-                        token_url,
-                        client_id,
-                        client_secret: reader.required_secret("client_secret")?,
-                    }
-                } else {
-                    return Err(
-                        reader.error("missing required key `pat` (or `key_file`, or `client_id` and `client_secret`)")
-                    );
-                };
-                let groups = reader.choice(
-                    "groups",
-                    ZitadelGroups::Authorizations,
-                    &[
-                        ("authorizations", ZitadelGroups::Authorizations),
-                        ("groups", ZitadelGroups::Groups),
-                    ],
-                )?;
-                (base_url, ProviderConfig::Zitadel { auth, groups })
-            }
-            other => {
-                return Err(reader.error(format!(
-                    "`provider` must be one of entra, okta, google, jumpcloud, keycloak, auth0, authentik, zitadel, not {other:?}"
-                )));
-            }
+        let common: CommonKeys = keys::parse(table).map_err(in_integration)?;
+        let Some(vendor) = providers::vendor(&common.provider) else {
+            let names: Vec<&str> = providers::VENDORS.iter().map(|vendor| vendor.name).collect();
+            return Err(in_integration(KeyError::invalid(
+                "provider",
+                format!("must be one of {}, not {:?}", names.join(", "), common.provider),
+            )));
         };
-        reader.finish()?;
+        let endpoints = Endpoints {
+            base_url: common.base_url,
+            token_url: common.token_url,
+        };
+        let configured = vendor.configure(common.vendor, endpoints).map_err(in_integration)?;
         Ok(IntegrationConfig {
+            interval: common.interval.unwrap_or(INTERVAL_DEFAULT),
+            full_resync: common.full_resync.unwrap_or(FULL_RESYNC_DEFAULT),
+            sync_timeout: common.sync_timeout.unwrap_or(SYNC_TIMEOUT_DEFAULT),
+            request_timeout: common.request_timeout.unwrap_or(REQUEST_TIMEOUT_DEFAULT),
+            base_url: configured.base_url,
+            groups: GroupFilter::new(common.include_groups, common.exclude_groups),
+            only_group_members: common.only_group_members,
+            provider: ProviderConfig {
+                name: vendor.name,
+                vendor: configured.provider,
+            },
             name,
-            interval,
-            full_resync,
-            sync_timeout,
-            request_timeout,
-            base_url,
-            groups,
-            only_group_members,
-            provider,
         })
     }
 }
@@ -582,21 +211,12 @@ impl TryFrom<toml::Table> for IntegrationConfig {
 impl IntegrationConfig {
     /// The provider's name as the configuration spells it.
     pub fn provider_name(&self) -> &'static str {
-        match &self.provider {
-            ProviderConfig::Entra { .. } => "entra",
-            ProviderConfig::Okta { .. } => "okta",
-            ProviderConfig::Google { .. } => "google",
-            ProviderConfig::JumpCloud { .. } => "jumpcloud",
-            ProviderConfig::Keycloak { .. } => "keycloak",
-            ProviderConfig::Auth0 { .. } => "auth0",
-            ProviderConfig::Authentik { .. } => "authentik",
-            ProviderConfig::Zitadel { .. } => "zitadel",
-        }
+        self.provider.name
     }
 
     /// Parses one `[[tenant.integration]]` table given as TOML text (for tests and tools).
-    pub fn from_toml(text: &str) -> Result<IntegrationConfig, String> {
-        let table: toml::Table = toml::from_str(text).map_err(|error| error.to_string())?;
+    pub fn from_toml(text: &str) -> Result<IntegrationConfig, ConfigError> {
+        let table: toml::Table = toml::from_str(text)?;
         IntegrationConfig::try_from(table)
     }
 }
@@ -606,7 +226,7 @@ mod tests {
     use super::*;
 
     fn check_error(text: &str, expected: &str) {
-        let error = IntegrationConfig::from_toml(text).unwrap_err();
+        let error = IntegrationConfig::from_toml(text).unwrap_err().to_string();
         assert!(error.contains(expected), "{error:?} should contain {expected:?}");
     }
 
@@ -627,15 +247,9 @@ mod tests {
         )
         .unwrap();
         assert_eq!(config.interval, Duration::from_secs(300));
+        assert_eq!(config.full_resync, FULL_RESYNC_DEFAULT);
         assert_eq!(config.base_url.as_str(), "https://graph.microsoft.us/v1.0");
-        let ProviderConfig::Entra { token_url, scope, .. } = &config.provider else {
-            panic!("entra expected");
-        };
-        assert_eq!(
-            token_url.as_str(),
-            "https://login.microsoftonline.com/contoso/oauth2/v2.0/token"
-        );
-        assert_eq!(scope, "https://graph.microsoft.us/.default");
+        assert_eq!(config.provider_name(), "entra");
         assert!(config.groups.allows("vpn-eng") && !config.groups.allows("eng"));
     }
 
@@ -647,49 +261,62 @@ mod tests {
         );
         check_error(
             "name = \"kc\"\nprovider = \"keycloak\"\nbase_url = \"https://kc\"\nclient_id = \"c\"\nclient_secret = \"s\"",
-            "integration `kc`: missing required key `realm`",
+            "integration `kc`: key `realm`: missing",
         );
-        check_error("name = \"x\"\nprovider = \"ldap\"", "`provider` must be one of");
+        check_error(
+            "name = \"x\"\nprovider = \"ldap\"",
+            "integration `x`: key `provider`: must be one of entra, okta, google, jumpcloud, keycloak, auth0, authentik, zitadel, not \"ldap\"",
+        );
         check_error(
             "name = \"a\"\nprovider = \"authentik\"\nbase_url = \"https://a/api/v3\"\napi_token = \"env:IDPSYNC_UNSET_FOR_TEST\"",
-            "integration `a`: `api_token`: the environment variable IDPSYNC_UNSET_FOR_TEST is not set",
+            "integration `a`: key `api_token`: the environment variable IDPSYNC_UNSET_FOR_TEST is not set",
         );
         check_error(
             "name = \"j\"\nprovider = \"jumpcloud\"\napi_key = \"k\"\ninterval = \"soon\"",
-            "integration `j`: `interval`",
+            "integration `j`: key `interval`: \"soon\" is not a duration",
         );
-        check_error("provider = \"jumpcloud\"", "integration: missing required key `name`");
+        check_error(
+            "name = \"j\"\nprovider = \"jumpcloud\"\napi_key = \"k\"\nbase_url = \"ftp://x\"",
+            "integration `j`: key `base_url`: \"ftp://x\" must be an http(s) URL",
+        );
+        check_error(
+            "name = \"o\"\nprovider = \"okta\"\napi_token = \"t\"",
+            "integration `o`: key `domain`: missing (or `base_url`)",
+        );
+        check_error(
+            "name = \"z\"\nprovider = \"zitadel\"\nbase_url = \"https://z\"\npat = \"t\"\nclient_id = \"c\"",
+            "integration `z`: key `client_id` does not apply with `pat`",
+        );
+        check_error(
+            "name = \"g\"\nprovider = \"google\"\nsubject = \"admin@example.com\"\nservice_account_key = \"{}\"",
+            "integration `g`: key `service_account_key`: not a usable JSON key file: missing field `client_email`",
+        );
+        check_error(
+            "name = \"a0\"\nprovider = \"auth0\"\ndomain = \"a\"\nclient_id = \"c\"\nclient_secret = \"s\"\ngroups = \"teams\"",
+            "integration `a0`: key `groups`: unknown variant `teams`",
+        );
+        check_error("provider = \"jumpcloud\"", "integration: key `name`: missing");
+        check_error(
+            "name = \"Acme Corp\"",
+            "integration: key `name`: invalid integration name",
+        );
+        check_error("name = \"j\"", "integration `j`: key `provider`: missing");
     }
 
     #[test]
-    fn defaults_follow_the_vendor_contracts() {
-        let auth0 = IntegrationConfig::from_toml(
-            "name = \"a0\"\nprovider = \"auth0\"\ndomain = \"acme.eu.auth0.com\"\nclient_id = \"c\"\nclient_secret = \"s\"\ngroups = \"both\"",
-        )
-        .unwrap();
-        assert_eq!(auth0.base_url.as_str(), "https://acme.eu.auth0.com/api/v2");
-        let ProviderConfig::Auth0 {
-            token_url,
-            audience,
-            groups,
-            ..
-        } = &auth0.provider
-        else {
-            panic!("auth0 expected");
+    fn a_key_of_another_vendor_is_unknown() {
+        let error =
+            IntegrationConfig::from_toml("name = \"j\"\nprovider = \"jumpcloud\"\napi_key = \"k\"\nrealm = \"r\"")
+                .unwrap_err();
+        let ConfigError::Key { integration, error } = error else {
+            panic!("a key error expected, not {error}");
         };
-        assert_eq!(token_url.as_str(), "https://acme.eu.auth0.com/oauth/token");
-        assert_eq!(audience, "https://acme.eu.auth0.com/api/v2/");
-        assert_eq!(*groups, Auth0Groups::Both);
-        let keycloak = IntegrationConfig::from_toml(
-            "name = \"kc\"\nprovider = \"keycloak\"\nbase_url = \"https://sso.example.com/\"\nrealm = \"acme\"\nclient_id = \"c\"\nclient_secret = \"s\"",
-        )
-        .unwrap();
-        let ProviderConfig::Keycloak { token_url, .. } = &keycloak.provider else {
-            panic!("keycloak expected");
-        };
+        assert_eq!(integration.unwrap().as_str(), "j");
         assert_eq!(
-            token_url.as_str(),
-            "https://sso.example.com/realms/acme/protocol/openid-connect/token"
+            error,
+            KeyError::Unknown {
+                key: "realm".to_owned()
+            }
         );
     }
 }

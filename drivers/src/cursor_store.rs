@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use idpsync_engine::ids::IntegrationName;
 use serde::{Deserialize, Serialize};
 
-use crate::driver::Cursor;
+use crate::provider::Cursor;
 
 /// What is kept between runs of one integration.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

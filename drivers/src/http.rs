@@ -41,7 +41,7 @@ impl Default for RetryPolicy {
 
 /// One run's time limit and request count.
 #[derive(Debug)]
-pub struct Budget {
+pub(crate) struct Budget {
     deadline: Instant,
     limit: Duration,
     requests: AtomicU64,
@@ -49,7 +49,7 @@ pub struct Budget {
 
 impl Budget {
     /// A budget of `limit` from now.
-    pub fn new(limit: Duration) -> Budget {
+    pub(crate) fn new(limit: Duration) -> Budget {
         Budget {
             deadline: Instant::now() + limit,
             limit,
@@ -58,7 +58,7 @@ impl Budget {
     }
 
     /// HTTP requests sent so far, retries and token requests included.
-    pub fn requests(&self) -> u64 {
+    pub(crate) fn requests(&self) -> u64 {
         self.requests.load(Ordering::Relaxed)
     }
 

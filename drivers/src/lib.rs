@@ -6,12 +6,16 @@
 //! authentik and Zitadel.
 //!
 //! # Layout
-//! - [`config`]: one integration's configuration, checked and with secrets resolved
-//!   ([`secret`]), with its group filter;
-//! - [`http`], `auth`, `api`: the shared machinery: retries and rate limits, OAuth2 and JWT
-//!   tokens with a cache, page following;
-//! - `providers`: one module per IdP;
-//! - [`driver`]: a configured integration's [`Driver`], which fills a listing;
+//! - `config`: one integration's configuration ([`IntegrationConfig`]): the keys every
+//!   integration has, read once, then the vendor's own keys, read by its module; mistakes are
+//!   [`ConfigError`]s naming the integration and the key (`keys`: serde over one TOML table);
+//!   secrets resolved once (`secret`); the group filter;
+//! - `http`, `auth`, `client`, `paging`: the shared machinery: retries and rate limits, OAuth2
+//!   and JWT tokens with a cache, requests with credentials, page following;
+//! - `provider`: the contract between the crate and a vendor's module; `providers`: one module
+//!   per IdP, each with everything of its vendor (settings, auth, listing), and the registry of
+//!   vendors;
+//! - `driver`: a configured integration's [`Driver`], which fills a listing;
 //! - [`sync`]: one run end to end (read, plan or apply, keep the cursor); [`cursor_store`]: the
 //!   per-integration state file; [`scheduler`]: every integration on its interval;
 //! - `fake` (feature `fake`): stateful fake IdP servers for tests and benchmarks.
@@ -48,23 +52,27 @@
 //! - A cursor moves only after its snapshot was applied; a held or failed run starts again
 //!   from the same place.
 
-mod api;
 mod auth;
-pub mod config;
+mod client;
+mod config;
 pub mod cursor_store;
-pub mod driver;
-pub mod error;
-pub mod http;
+mod driver;
+mod error;
+mod http;
+mod keys;
+mod paging;
+mod provider;
 mod providers;
 pub mod scheduler;
-pub mod secret;
+mod secret;
 pub mod sync;
 
 #[cfg(feature = "fake")]
 pub mod fake;
 
-pub use api::Run;
-pub use config::IntegrationConfig;
-pub use driver::{Cursor, Driver, Fetched};
+pub use config::{ConfigError, IntegrationConfig, ProviderConfig};
+pub use driver::Driver;
 pub use error::DriverError;
-pub use http::{Budget, RetryPolicy};
+pub use http::RetryPolicy;
+pub use keys::KeyError;
+pub use provider::Cursor;

@@ -9,7 +9,7 @@ use idpsync_engine::reconcile::{Guard, ListingScope, ReconcileReport, ScopeRules
 use idpsync_engine::{SubmitError, Tenant};
 use time::OffsetDateTime;
 
-use crate::api::Run;
+use crate::client::Run;
 use crate::cursor_store::{CursorStore, IntegrationState};
 use crate::driver::Driver;
 use crate::error::DriverError;

@@ -5,45 +5,102 @@
 //! Page numbers cannot overlap, so a listing by page whose `total` changes between its pages
 //! fails (an object deleted meanwhile may have made another be skipped); the next run retries.
 
-use idpsync_engine::reconcile::{ExternalMember, Listing, ListingScope, SnapshotGroup};
+use idpsync_engine::reconcile::{ExternalMember, SnapshotGroup};
+use reqwest::Url;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
-use crate::api::{Api, Page, Pager, Run, is_last_page, offset_of};
+use super::person::Person;
+use super::since::{rfc3339_millis, since_now, since_seconds};
 use crate::auth::{Auth, Grant, TokenSource};
-use crate::config::{Auth0Groups, IntegrationConfig, ProviderConfig};
-use crate::driver::{Cursor, Fetched, Provider};
+use crate::client::{IdpClient, Run};
 use crate::error::DriverError;
-use crate::providers::{Person, rfc3339_millis, since_now, since_seconds};
+use crate::keys::KeyError;
+use idpsync_engine::reconcile::{Listing, ListingScope};
+use crate::paging::{Page, Pager, is_last_page, offset_of};
+use crate::provider::{Cursor, Endpoints, Fetched, Provider, Settings, Vendor};
+use crate::secret::Secret;
 
 /// Auth0's maximum page size (`per_page`, `take`).
 const PAGE_SIZE: u64 = 100;
 /// The most users `/users` returns for one query.
 const SEARCH_MAX: u64 = 1000;
 
-pub(crate) fn build(config: &IntegrationConfig) -> Result<(Auth, Box<dyn Provider>), DriverError> {
-    let ProviderConfig::Auth0 {
-        token_url,
-        client_id,
-        client_secret,
-        audience,
-        groups,
-    } = &config.provider
-    else {
-        unreachable!("called for Auth0 integrations only");
-    };
-    let grant = Grant::ClientSecretPost {
-        client_id: client_id.clone(),
-        client_secret: client_secret.clone(),
-        extra: vec![("audience", audience.clone())],
-    };
-    Ok((
-        TokenSource::auth(token_url.clone(), grant),
-        Box::new(Auth0 { groups: *groups }),
-    ))
+/// `provider = "auth0"`.
+pub(super) const VENDOR: Vendor = Vendor::new::<Keys>("auth0");
+
+/// The keys of an Auth0 integration, besides the common ones.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Keys {
+    /// The tenant's host (`acme.eu.auth0.com`), for the API root; `base_url` wins if both are
+    /// given.
+    domain: Option<String>,
+    /// A machine-to-machine application.
+    client_id: String,
+    /// Its secret.
+    client_secret: Secret,
+    /// The Management API audience; `<origin>/api/v2/` when absent.
+    audience: Option<String>,
+    /// What becomes groups.
+    #[serde(default)]
+    groups: Auth0Groups,
 }
 
+/// What Auth0 objects become groups.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+enum Auth0Groups {
+    /// Roles.
+    #[default]
+    Roles,
+    /// Organizations.
+    Organizations,
+    /// Both (ids prefixed `role:` and `org:`).
+    Both,
+}
+
+impl Settings for Keys {
+    type Provider = Auth0;
+
+    fn check(self, endpoints: Endpoints) -> Result<(Url, Auth0), KeyError> {
+        let base_url = match (endpoints.base_url, self.domain) {
+            (Some(url), _) => url,
+            (None, Some(domain)) => {
+                Url::parse(&format!("https://{domain}/api/v2")).map_err(|error| KeyError::invalid("domain", error))?
+            }
+            (None, None) => {
+                return Err(KeyError::Missing {
+                    key: "domain",
+                    instead: Some("`base_url`"),
+                });
+            }
+        };
+        let origin = base_url.origin().ascii_serialization();
+        let token_url = match endpoints.token_url {
+            Some(url) => url,
+            None => {
+                Url::parse(&format!("{origin}/oauth/token")).map_err(|error| KeyError::invalid("base_url", error))?
+            }
+        };
+        let auth0 = Auth0 {
+            token_url,
+            client_id: self.client_id,
+            client_secret: self.client_secret,
+            audience: self.audience.unwrap_or_else(|| format!("{origin}/api/v2/")),
+            groups: self.groups,
+        };
+        Ok((base_url, auth0))
+    }
+}
+
+/// A checked Auth0 integration: client credentials for the Management API.
+#[derive(Debug)]
 struct Auth0 {
+    token_url: Url,
+    client_id: String,
+    client_secret: Secret,
+    audience: String,
     groups: Auth0Groups,
 }
 
@@ -98,7 +155,7 @@ struct MemberRef {
 
 /// Lists by `page` + `per_page` + `include_totals`.
 async fn each_page<T: DeserializeOwned>(
-    api: &Api,
+    client: &IdpClient,
     run: &Run<'_>,
     resource: String,
     path: &str,
@@ -116,7 +173,7 @@ async fn each_page<T: DeserializeOwned>(
             ("per_page", per_page.as_str()),
             ("include_totals", "true"),
         ]);
-        let (body, _): (Listed<T>, _) = api.get(api.url(path, &query), &[], run).await?;
+        let (body, _): (Listed<T>, _) = client.get(client.url(path, &query), &[], run).await?;
         let (items, total, _) = body.split();
         pager.check_total(total)?;
         total_seen = total.or(total_seen);
@@ -131,7 +188,7 @@ async fn each_page<T: DeserializeOwned>(
 
 /// Lists by checkpoint: `take`, then `from=<next>` until no `next`.
 async fn each_checkpoint<T: DeserializeOwned>(
-    api: &Api,
+    client: &IdpClient,
     run: &Run<'_>,
     resource: String,
     path: &str,
@@ -144,7 +201,7 @@ async fn each_checkpoint<T: DeserializeOwned>(
         if let Some(from) = &cursor {
             query.push(("from", from));
         }
-        let (body, _): (Listed<T>, _) = api.get(api.url(path, &query), &[], run).await?;
+        let (body, _): (Listed<T>, _) = client.get(client.url(path, &query), &[], run).await?;
         let (items, _, next) = body.split();
         let next = next.filter(|next| !next.is_empty());
         pager.take(Page { items, next }, &mut add, run)?;
@@ -153,7 +210,7 @@ async fn each_checkpoint<T: DeserializeOwned>(
 }
 
 impl Auth0 {
-    async fn list_groups(&self, api: &Api, run: &Run<'_>, listing: &mut Listing) -> Result<(), DriverError> {
+    async fn list_groups(&self, client: &IdpClient, run: &Run<'_>, listing: &mut Listing) -> Result<(), DriverError> {
         let kinds: &[(&str, &str, &str)] = match self.groups {
             Auth0Groups::Roles => &[("role", "/roles", "users")],
             Auth0Groups::Organizations => &[("org", "/organizations", "members")],
@@ -175,13 +232,13 @@ impl Auth0 {
             };
             // Roles page by number; organizations by checkpoint.
             if *prefix == "role" {
-                each_page(api, run, "roles".to_owned(), path, &[], add).await?;
+                each_page(client, run, "roles".to_owned(), path, &[], add).await?;
             } else {
-                each_checkpoint(api, run, "organizations".to_owned(), path, add).await?;
+                each_checkpoint(client, run, "organizations".to_owned(), path, add).await?;
             }
             for (external_id, id) in groups {
                 each_checkpoint(
-                    api,
+                    client,
                     run,
                     format!("members of {external_id}"),
                     &format!("{path}/{id}/{members}"),
@@ -197,11 +254,20 @@ impl Auth0 {
 
 #[async_trait::async_trait]
 impl Provider for Auth0 {
+    fn auth(&self) -> Result<Auth, DriverError> {
+        let grant = Grant::ClientSecretPost {
+            client_id: self.client_id.clone(),
+            client_secret: self.client_secret.clone(),
+            extra: vec![("audience", self.audience.clone())],
+        };
+        Ok(TokenSource::auth(self.token_url.clone(), grant))
+    }
+
     fn incremental(&self) -> bool {
         true
     }
 
-    async fn list(&self, api: &Api, run: &Run<'_>, since: Option<&Cursor>) -> Result<Fetched, DriverError> {
+    async fn list(&self, client: &IdpClient, run: &Run<'_>, since: Option<&Cursor>) -> Result<Fetched, DriverError> {
         let cursor = since_now();
         let (mut listing, query) = match since {
             None => (Listing::new(ListingScope::Complete), None),
@@ -215,7 +281,7 @@ impl Provider for Auth0 {
             query_pairs.extend([("q", query.as_str()), ("search_engine", "v3")]);
         }
         let total = each_page(
-            api,
+            client,
             run,
             "users".to_owned(),
             "/users",
@@ -238,10 +304,31 @@ impl Provider for Auth0 {
                  nothing was applied (use a user export job, or SCIM provisioning, for larger tenants)"
             )));
         }
-        self.list_groups(api, run, &mut listing).await?;
+        self.list_groups(client, run, &mut listing).await?;
         Ok(Fetched {
             listing,
             cursor: Some(cursor),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_follow_the_domain() {
+        let keys: Keys = crate::keys::parse(
+            toml::from_str(
+                "domain = \"acme.eu.auth0.com\"\nclient_id = \"c\"\nclient_secret = \"s\"\ngroups = \"both\"",
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        let (base_url, auth0) = keys.check(Endpoints::default()).unwrap();
+        assert_eq!(base_url.as_str(), "https://acme.eu.auth0.com/api/v2");
+        assert_eq!(auth0.token_url.as_str(), "https://acme.eu.auth0.com/oauth/token");
+        assert_eq!(auth0.audience, "https://acme.eu.auth0.com/api/v2/");
+        assert_eq!(auth0.groups, Auth0Groups::Both);
     }
 }

@@ -5,28 +5,56 @@
 //! so a listing whose `pagination.count` changes between its pages fails (an object deleted
 //! meanwhile may have made another be skipped); the next run retries.
 
-use idpsync_engine::reconcile::{ExternalMember, Listing, ListingScope, SnapshotGroup};
+use idpsync_engine::reconcile::{ExternalMember, SnapshotGroup};
+use reqwest::Url;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
-use crate::api::{Api, Page, Pager, Run};
+use super::person::Person;
+use super::since::{rfc3339_millis, since_now, since_seconds};
 use crate::auth::Auth;
-use crate::config::{IntegrationConfig, ProviderConfig};
-use crate::driver::{Cursor, Fetched, Provider};
+use crate::client::{IdpClient, Run};
 use crate::error::DriverError;
-use crate::providers::{Person, rfc3339_millis, since_now, since_seconds};
+use crate::keys::KeyError;
+use idpsync_engine::reconcile::{Listing, ListingScope};
+use crate::paging::{Page, Pager};
+use crate::provider::{Cursor, Endpoints, Fetched, Provider, Settings, Vendor};
+use crate::secret::Secret;
 
 /// Page size: authentik's default maximum.
 const PAGE_SIZE: &str = "100";
 
-pub(crate) fn build(config: &IntegrationConfig) -> Result<(Auth, Box<dyn Provider>), DriverError> {
-    let ProviderConfig::Authentik { api_token } = &config.provider else {
-        unreachable!("called for authentik integrations only");
-    };
-    Ok((Auth::bearer(api_token)?, Box::new(Authentik)))
+/// `provider = "authentik"`.
+pub(super) const VENDOR: Vendor = Vendor::new::<Keys>("authentik");
+
+/// The keys of an authentik integration, besides the common ones; `base_url` (the API root,
+/// `…/api/v3`) is required.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Keys {
+    /// An API token.
+    api_token: Secret,
 }
 
-struct Authentik;
+impl Settings for Keys {
+    type Provider = Authentik;
+
+    fn check(self, endpoints: Endpoints) -> Result<(Url, Authentik), KeyError> {
+        let base_url = endpoints.base_url.ok_or(KeyError::missing("base_url"))?;
+        Ok((
+            base_url,
+            Authentik {
+                api_token: self.api_token,
+            },
+        ))
+    }
+}
+
+/// A checked authentik integration: an API token.
+#[derive(Debug)]
+struct Authentik {
+    api_token: Secret,
+}
 
 #[derive(Deserialize)]
 struct Paginated<T> {
@@ -64,7 +92,7 @@ struct AuthentikGroup {
 
 /// Lists `path` by page number.
 async fn each<T: DeserializeOwned>(
-    api: &Api,
+    client: &IdpClient,
     run: &Run<'_>,
     resource: String,
     path: &str,
@@ -76,7 +104,7 @@ async fn each<T: DeserializeOwned>(
         let page = cursor.unwrap_or_else(|| "1".to_owned());
         let mut query = query.to_vec();
         query.extend([("page", page.as_str()), ("page_size", PAGE_SIZE)]);
-        let (body, _): (Paginated<T>, _) = api.get(api.url(path, &query), &[], run).await?;
+        let (body, _): (Paginated<T>, _) = client.get(client.url(path, &query), &[], run).await?;
         pager.check_total(body.pagination.count.map(|count| count as u64))?;
         let next = (body.pagination.next >= 1.0).then(|| (body.pagination.next as u64).to_string());
         pager.take(
@@ -98,11 +126,15 @@ fn is_person(kind: Option<&str>) -> bool {
 
 #[async_trait::async_trait]
 impl Provider for Authentik {
+    fn auth(&self) -> Result<Auth, DriverError> {
+        Auth::bearer(&self.api_token)
+    }
+
     fn incremental(&self) -> bool {
         true
     }
 
-    async fn list(&self, api: &Api, run: &Run<'_>, since: Option<&Cursor>) -> Result<Fetched, DriverError> {
+    async fn list(&self, client: &IdpClient, run: &Run<'_>, since: Option<&Cursor>) -> Result<Fetched, DriverError> {
         let cursor = since_now();
         let (mut listing, since_text) = match since {
             None => (Listing::new(ListingScope::Complete), None),
@@ -117,7 +149,7 @@ impl Provider for Authentik {
         }
         let mut service_accounts = std::collections::HashSet::new();
         each(
-            api,
+            client,
             run,
             "users".to_owned(),
             "/core/users/",
@@ -137,7 +169,7 @@ impl Provider for Authentik {
         )
         .await?;
         each(
-            api,
+            client,
             run,
             "groups".to_owned(),
             "/core/groups/",

@@ -2,42 +2,89 @@
 //! `groups/delta()` (with `members@delta`) for both the full round and the changes after it;
 //! `@odata.nextLink` paging; the last page's `@odata.deltaLink` is the cursor.
 
-use idpsync_engine::reconcile::{ExternalMember, Listing, ListingScope, SnapshotGroup};
+use idpsync_engine::reconcile::{ExternalMember, SnapshotGroup};
 use reqwest::Url;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::api::{Api, Pages, Run};
+use super::person::Person;
 use crate::auth::{Auth, Grant, TokenSource};
-use crate::config::{IntegrationConfig, ProviderConfig};
-use crate::driver::{Cursor, Fetched, Provider};
+use crate::client::{IdpClient, Run};
 use crate::error::DriverError;
-use crate::providers::Person;
+use crate::keys::KeyError;
+use idpsync_engine::reconcile::{Listing, ListingScope};
+use crate::paging::Pages;
+use crate::provider::{Cursor, Endpoints, Fetched, Provider, Settings, Vendor};
+use crate::secret::Secret;
 
 /// Users per page: Graph's maximum for users.
 const PAGE_SIZE: &str = "999";
 const USER_FIELDS: &str = "id,userPrincipalName,accountEnabled,displayName,givenName,surname,mail";
 const GROUP_FIELDS: &str = "id,displayName,members";
 
-pub(crate) fn build(config: &IntegrationConfig) -> Result<(Auth, Box<dyn Provider>), DriverError> {
-    let ProviderConfig::Entra {
-        token_url,
-        client_id,
-        client_secret,
-        scope,
-    } = &config.provider
-    else {
-        unreachable!("called for Entra integrations only");
-    };
-    let grant = Grant::ClientSecretPost {
-        client_id: client_id.clone(),
-        client_secret: client_secret.clone(),
-        extra: vec![("scope", scope.clone())],
-    };
-    Ok((TokenSource::auth(token_url.clone(), grant), Box::new(Entra)))
+/// `provider = "entra"`.
+pub(super) const VENDOR: Vendor = Vendor::new::<Keys>("entra");
+
+/// Graph's root, where `base_url` does not say otherwise (national clouds have their own).
+const GRAPH_ROOT: &str = "https://graph.microsoft.com/v1.0";
+
+/// The keys of an Entra integration, besides the common ones.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Keys {
+    /// The directory (tenant) id, for the token endpoint; not needed when `token_url` is given.
+    tenant_id: Option<String>,
+    /// The app registration's client id.
+    client_id: String,
+    /// Its client secret.
+    client_secret: Secret,
+    /// The scope asked for; `<Graph origin>/.default` when absent.
+    scope: Option<String>,
 }
 
-struct Entra;
+impl Settings for Keys {
+    type Provider = Entra;
+
+    fn check(self, endpoints: Endpoints) -> Result<(Url, Entra), KeyError> {
+        let base_url = match endpoints.base_url {
+            Some(url) => url,
+            None => Url::parse(GRAPH_ROOT).expect("Graph's root is a URL"),
+        };
+        let token_url = match (endpoints.token_url, self.tenant_id) {
+            (Some(url), _) => url,
+            (None, Some(tenant)) => {
+                Url::parse(&format!("https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token"))
+                    .map_err(|error| KeyError::invalid("tenant_id", error))?
+            }
+            (None, None) => {
+                return Err(KeyError::Missing {
+                    key: "tenant_id",
+                    instead: Some("`token_url`"),
+                });
+            }
+        };
+        let scope = match self.scope {
+            Some(scope) => scope,
+            None => format!("{}/.default", base_url.origin().ascii_serialization()),
+        };
+        let entra = Entra {
+            token_url,
+            client_id: self.client_id,
+            client_secret: self.client_secret,
+            scope,
+        };
+        Ok((base_url, entra))
+    }
+}
+
+/// A checked Entra integration: client credentials.
+#[derive(Debug)]
+struct Entra {
+    token_url: Url,
+    client_id: String,
+    client_secret: Secret,
+    scope: String,
+}
 
 #[derive(Deserialize)]
 struct DeltaPage {
@@ -97,22 +144,33 @@ impl Round {
 
 #[async_trait::async_trait]
 impl Provider for Entra {
+    fn auth(&self) -> Result<Auth, DriverError> {
+        let grant = Grant::ClientSecretPost {
+            client_id: self.client_id.clone(),
+            client_secret: self.client_secret.clone(),
+            extra: vec![("scope", self.scope.clone())],
+        };
+        Ok(TokenSource::auth(self.token_url.clone(), grant))
+    }
+
     fn incremental(&self) -> bool {
         true
     }
 
-    async fn list(&self, api: &Api, run: &Run<'_>, since: Option<&Cursor>) -> Result<Fetched, DriverError> {
+    async fn list(&self, client: &IdpClient, run: &Run<'_>, since: Option<&Cursor>) -> Result<Fetched, DriverError> {
         let (scope, users_start, groups_start) = match since {
             None => (
                 ListingScope::Complete,
-                api.url("/users/delta()", &[("$select", USER_FIELDS), ("$top", PAGE_SIZE)]),
-                api.url("/groups/delta()", &[("$select", GROUP_FIELDS), ("$top", PAGE_SIZE)]),
+                client.url("/users/delta()", &[("$select", USER_FIELDS), ("$top", PAGE_SIZE)]),
+                client.url("/groups/delta()", &[("$select", GROUP_FIELDS), ("$top", PAGE_SIZE)]),
             ),
             Some(Cursor::GraphDelta { users, groups }) => (
                 ListingScope::Incremental,
-                api.next_url(users)
+                client
+                    .next_url(users)
                     .map_err(|error| DriverError::CursorExpired(error.to_string()))?,
-                api.next_url(groups)
+                client
+                    .next_url(groups)
                     .map_err(|error| DriverError::CursorExpired(error.to_string()))?,
             ),
             Some(other) => {
@@ -122,8 +180,8 @@ impl Provider for Entra {
             }
         };
         let mut listing = Listing::new(scope);
-        let users = delta_round(api, run, &mut listing, Round::Users, users_start).await?;
-        let groups = delta_round(api, run, &mut listing, Round::Groups, groups_start).await?;
+        let users = delta_round(client, run, &mut listing, Round::Users, users_start).await?;
+        let groups = delta_round(client, run, &mut listing, Round::Groups, groups_start).await?;
         Ok(Fetched {
             listing,
             cursor: Some(Cursor::GraphDelta { users, groups }),
@@ -133,7 +191,7 @@ impl Provider for Entra {
 
 /// Follows one delta round to its delta link, adding what it reads to `listing`.
 async fn delta_round(
-    api: &Api,
+    client: &IdpClient,
     run: &Run<'_>,
     listing: &mut Listing,
     round: Round,
@@ -142,7 +200,7 @@ async fn delta_round(
     let mut pages = Pages::new(round.name());
     let mut url = start;
     loop {
-        let page: DeltaPage = match api.get(url.clone(), &[], run).await {
+        let page: DeltaPage = match client.get(url.clone(), &[], run).await {
             Ok((page, _)) => page,
             // An expired delta token: Graph answers 410 Gone (or 400 with a resync code).
             Err(DriverError::Status {
@@ -170,7 +228,7 @@ async fn delta_round(
                 reason: "the round ended without an @odata.deltaLink".to_owned(),
             });
         };
-        url = api.next_url(&next)?;
+        url = client.next_url(&next)?;
     }
 }
 
@@ -243,4 +301,28 @@ fn add_group(listing: &mut Listing, item: Value, url: &Url) -> Result<usize, Dri
         }
     }
     Ok(new_items)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_token_endpoint_and_scope_follow_the_tenant_and_the_cloud() {
+        let keys: Keys = crate::keys::parse(
+            toml::from_str("tenant_id = \"contoso\"\nclient_id = \"app\"\nclient_secret = \"s3cret\"").unwrap(),
+        )
+        .unwrap();
+        let national = Endpoints {
+            base_url: Some(Url::parse("https://graph.microsoft.us/v1.0").unwrap()),
+            token_url: None,
+        };
+        let (base_url, entra) = keys.check(national).unwrap();
+        assert_eq!(base_url.as_str(), "https://graph.microsoft.us/v1.0");
+        assert_eq!(
+            entra.token_url.as_str(),
+            "https://login.microsoftonline.com/contoso/oauth2/v2.0/token"
+        );
+        assert_eq!(entra.scope, "https://graph.microsoft.us/.default");
+    }
 }

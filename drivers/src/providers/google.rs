@@ -2,16 +2,20 @@
 //! for an admin (domain-wide delegation); `maxResults` + `pageToken` paging; groups in groups.
 //! Google offers no delta: every run is a full listing.
 
-use idpsync_engine::reconcile::{ExternalMember, Listing, ListingScope, SnapshotGroup};
+use idpsync_engine::reconcile::{ExternalMember, SnapshotGroup};
+use reqwest::Url;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
-use crate::api::{Api, Page, Pager, Run};
-use crate::auth::{AssertionClaims, Auth, Grant, Signer, TokenSource};
-use crate::config::{IntegrationConfig, ProviderConfig};
-use crate::driver::{Cursor, Fetched, Provider};
+use super::person::Person;
+use crate::auth::{AssertionClaims, Auth, Grant, ServiceAccountKey, Signer, TokenSource};
+use crate::client::{IdpClient, Run};
 use crate::error::DriverError;
-use crate::providers::Person;
+use crate::keys::KeyError;
+use idpsync_engine::reconcile::{Listing, ListingScope};
+use crate::paging::{Page, Pager};
+use crate::provider::{Cursor, Endpoints, Fetched, Provider, Settings, Vendor};
+use crate::secret::{KeyFile, Secret};
 
 /// Google's maximum page sizes: users 500, groups and members 200.
 const USERS_PAGE: &str = "500";
@@ -21,33 +25,65 @@ const SCOPES: &str = "https://www.googleapis.com/auth/admin.directory.user.reado
 https://www.googleapis.com/auth/admin.directory.group.readonly \
 https://www.googleapis.com/auth/admin.directory.group.member.readonly";
 
-pub(crate) fn build(config: &IntegrationConfig) -> Result<(Auth, Box<dyn Provider>), DriverError> {
-    let ProviderConfig::Google {
-        token_url,
-        service_account,
-        subject,
-        customer,
-    } = &config.provider
-    else {
-        unreachable!("called for Google integrations only");
-    };
-    let grant = Grant::JwtBearer {
-        signer: Signer::from_service_account(service_account)?,
-        claims: AssertionClaims {
-            issuer: service_account.issuer.clone(),
-            subject: subject.clone(),
-            audience: token_url.to_string(),
-            scope: SCOPES.to_owned(),
-            scope_in_assertion: true,
-        },
-    };
-    let provider = Google {
-        customer: customer.clone(),
-    };
-    Ok((TokenSource::auth(token_url.clone(), grant), Box::new(provider)))
+/// `provider = "google"`.
+pub(super) const VENDOR: Vendor = Vendor::new::<Keys>("google");
+
+/// The Directory API's root and Google's token endpoint, where the common keys do not say.
+const API_ROOT: &str = "https://admin.googleapis.com";
+const TOKEN_URL: &str = "https://oauth2.googleapis.com/token";
+
+/// The keys of a Google Workspace integration, besides the common ones.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Keys {
+    /// The service account's JSON key file.
+    service_account_key: KeyFile<ServiceAccountFile>,
+    /// The admin user the service account acts for (domain-wide delegation).
+    subject: String,
+    /// `my_customer` (the default) or a customer id.
+    customer: Option<String>,
 }
 
+/// The fields of Google's service account key file that are used.
+#[derive(Deserialize)]
+struct ServiceAccountFile {
+    client_email: String,
+    private_key_id: Option<String>,
+    private_key: Secret,
+}
+
+impl Settings for Keys {
+    type Provider = Google;
+
+    fn check(self, endpoints: Endpoints) -> Result<(Url, Google), KeyError> {
+        let KeyFile(file) = self.service_account_key;
+        let google = Google {
+            token_url: match endpoints.token_url {
+                Some(url) => url,
+                None => Url::parse(TOKEN_URL).expect("Google's token endpoint is a URL"),
+            },
+            service_account: ServiceAccountKey {
+                issuer: file.client_email,
+                key_id: file.private_key_id,
+                private_key: file.private_key,
+            },
+            subject: self.subject,
+            customer: self.customer.unwrap_or_else(|| "my_customer".to_owned()),
+        };
+        let base_url = match endpoints.base_url {
+            Some(url) => url,
+            None => Url::parse(API_ROOT).expect("the Directory API's root is a URL"),
+        };
+        Ok((base_url, google))
+    }
+}
+
+/// A checked Google Workspace integration: a service account acting for an admin.
+#[derive(Debug)]
 struct Google {
+    token_url: Url,
+    service_account: ServiceAccountKey,
+    subject: String,
     customer: String,
 }
 
@@ -111,7 +147,7 @@ struct GoogleMember {
 
 /// Lists `path` page by page with `pageToken`.
 async fn each<P: DeserializeOwned, T>(
-    api: &Api,
+    client: &IdpClient,
     run: &Run<'_>,
     resource: String,
     path: &str,
@@ -125,7 +161,7 @@ async fn each<P: DeserializeOwned, T>(
         if let Some(token) = &cursor {
             query.push(("pageToken", token));
         }
-        let (page, _) = api.get(api.url(path, &query), &[], run).await?;
+        let (page, _) = client.get(client.url(path, &query), &[], run).await?;
         pager.take(split(page), &mut add, run)?;
     }
     Ok(())
@@ -133,15 +169,29 @@ async fn each<P: DeserializeOwned, T>(
 
 #[async_trait::async_trait]
 impl Provider for Google {
+    fn auth(&self) -> Result<Auth, DriverError> {
+        let grant = Grant::JwtBearer {
+            signer: Signer::from_service_account(&self.service_account)?,
+            claims: AssertionClaims {
+                issuer: self.service_account.issuer.clone(),
+                subject: self.subject.clone(),
+                audience: self.token_url.to_string(),
+                scope: SCOPES.to_owned(),
+                scope_in_assertion: true,
+            },
+        };
+        Ok(TokenSource::auth(self.token_url.clone(), grant))
+    }
+
     fn incremental(&self) -> bool {
         false
     }
 
-    async fn list(&self, api: &Api, run: &Run<'_>, _since: Option<&Cursor>) -> Result<Fetched, DriverError> {
+    async fn list(&self, client: &IdpClient, run: &Run<'_>, _since: Option<&Cursor>) -> Result<Fetched, DriverError> {
         let mut listing = Listing::new(ListingScope::Complete);
         let customer = self.customer.as_str();
         each(
-            api,
+            client,
             run,
             "users".to_owned(),
             "/admin/directory/v1/users",
@@ -166,7 +216,7 @@ impl Provider for Google {
         .await?;
         let mut groups = Vec::new();
         each(
-            api,
+            client,
             run,
             "groups".to_owned(),
             "/admin/directory/v1/groups",
@@ -191,7 +241,7 @@ impl Provider for Google {
         for group in groups {
             let mut unsupported = std::collections::HashSet::new();
             each(
-                api,
+                client,
                 run,
                 format!("members of group {group}"),
                 &format!("/admin/directory/v1/groups/{group}/members"),

@@ -6,34 +6,63 @@
 
 use std::collections::HashSet;
 
-use idpsync_engine::reconcile::{ExternalMember, Listing, ListingScope, SnapshotGroup};
+use idpsync_engine::reconcile::{ExternalMember, SnapshotGroup};
+use reqwest::Url;
 use reqwest::header::{HeaderName, HeaderValue};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
-use crate::api::{Api, Pager, Run, offset_of};
+use super::person::Person;
 use crate::auth::{Auth, header_value};
-use crate::config::{IntegrationConfig, ProviderConfig};
-use crate::driver::{Cursor, Fetched, Provider};
+use crate::client::{IdpClient, Run};
 use crate::error::DriverError;
-use crate::providers::Person;
+use crate::keys::KeyError;
+use idpsync_engine::reconcile::{Listing, ListingScope};
+use crate::paging::{Pager, offset_of};
+use crate::provider::{Cursor, Endpoints, Fetched, Provider, Settings, Vendor};
+use crate::secret::Secret;
 
 /// JumpCloud's maximum page size.
 const PAGE_SIZE: u64 = 100;
 
-pub(crate) fn build(config: &IntegrationConfig) -> Result<(Auth, Box<dyn Provider>), DriverError> {
-    let ProviderConfig::JumpCloud { api_key, org_id } = &config.provider else {
-        unreachable!("called for JumpCloud integrations only");
-    };
-    let mut headers = vec![(HeaderName::from_static("x-api-key"), header_value(api_key.expose())?)];
-    if let Some(org_id) = org_id {
-        headers.push((HeaderName::from_static("x-org-id"), header_value(org_id)?));
-    }
-    headers.push((reqwest::header::ACCEPT, HeaderValue::from_static("application/json")));
-    Ok((Auth::Static(headers), Box::new(JumpCloud)))
+/// `provider = "jumpcloud"`.
+pub(super) const VENDOR: Vendor = Vendor::new::<Keys>("jumpcloud");
+
+/// JumpCloud's API root, where `base_url` does not say.
+const API_ROOT: &str = "https://console.jumpcloud.com/api";
+
+/// The keys of a JumpCloud integration, besides the common ones.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Keys {
+    /// The admin API key.
+    api_key: Secret,
+    /// For multi-tenant admins: the organization.
+    org_id: Option<String>,
 }
 
-struct JumpCloud;
+impl Settings for Keys {
+    type Provider = JumpCloud;
+
+    fn check(self, endpoints: Endpoints) -> Result<(Url, JumpCloud), KeyError> {
+        let base_url = match endpoints.base_url {
+            Some(url) => url,
+            None => Url::parse(API_ROOT).expect("JumpCloud's API root is a URL"),
+        };
+        let jumpcloud = JumpCloud {
+            api_key: self.api_key,
+            org_id: self.org_id,
+        };
+        Ok((base_url, jumpcloud))
+    }
+}
+
+/// A checked JumpCloud integration: an API key.
+#[derive(Debug)]
+struct JumpCloud {
+    api_key: Secret,
+    org_id: Option<String>,
+}
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -78,7 +107,7 @@ struct GraphObject {
 /// Lists `path` by `limit` + `skip`; `split` turns a body into items and, where the body has
 /// one, a total.
 async fn each<P: DeserializeOwned, T>(
-    api: &Api,
+    client: &IdpClient,
     run: &Run<'_>,
     resource: String,
     path: &str,
@@ -89,8 +118,8 @@ async fn each<P: DeserializeOwned, T>(
     while let Some(cursor) = pager.cursor() {
         let offset = offset_of(cursor.as_deref());
         let (limit, skip) = (PAGE_SIZE.to_string(), offset.to_string());
-        let url = api.url(path, &[("limit", &limit), ("skip", &skip)]);
-        let (body, _) = api.get(url, &[], run).await?;
+        let url = client.url(path, &[("limit", &limit), ("skip", &skip)]);
+        let (body, _) = client.get(url, &[], run).await?;
         let (items, total) = split(body);
         pager.take_at(offset, items, PAGE_SIZE, total, &mut add, run)?;
     }
@@ -99,14 +128,26 @@ async fn each<P: DeserializeOwned, T>(
 
 #[async_trait::async_trait]
 impl Provider for JumpCloud {
+    fn auth(&self) -> Result<Auth, DriverError> {
+        let mut headers = vec![(
+            HeaderName::from_static("x-api-key"),
+            header_value(self.api_key.expose())?,
+        )];
+        if let Some(org_id) = &self.org_id {
+            headers.push((HeaderName::from_static("x-org-id"), header_value(org_id)?));
+        }
+        headers.push((reqwest::header::ACCEPT, HeaderValue::from_static("application/json")));
+        Ok(Auth::Static(headers))
+    }
+
     fn incremental(&self) -> bool {
         false
     }
 
-    async fn list(&self, api: &Api, run: &Run<'_>, _since: Option<&Cursor>) -> Result<Fetched, DriverError> {
+    async fn list(&self, client: &IdpClient, run: &Run<'_>, _since: Option<&Cursor>) -> Result<Fetched, DriverError> {
         let mut listing = Listing::new(ListingScope::Complete);
         each(
-            api,
+            client,
             run,
             "users".to_owned(),
             "/systemusers",
@@ -128,7 +169,7 @@ impl Provider for JumpCloud {
         .await?;
         let mut groups = Vec::new();
         each(
-            api,
+            client,
             run,
             "user groups".to_owned(),
             "/v2/usergroups",
@@ -149,7 +190,7 @@ impl Provider for JumpCloud {
             // Members of other kinds are not synced, but are told apart from repeats all the same.
             let mut others = HashSet::new();
             each(
-                api,
+                client,
                 run,
                 format!("members of user group {group}"),
                 &format!("/v2/usergroups/{group}/members"),

@@ -7,41 +7,68 @@
 
 use std::collections::HashSet;
 
-use idpsync_engine::reconcile::{ExternalMember, Listing, ListingScope, SnapshotGroup};
+use idpsync_engine::reconcile::{ExternalMember, SnapshotGroup};
+use reqwest::Url;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
-use crate::api::{Api, Pager, Run, offset_of};
+use super::person::Person;
 use crate::auth::{Auth, Grant, TokenSource};
-use crate::config::{IntegrationConfig, ProviderConfig};
-use crate::driver::{Cursor, Fetched, Provider};
+use crate::client::{IdpClient, Run, joined};
 use crate::error::DriverError;
-use crate::providers::Person;
+use crate::keys::KeyError;
+use idpsync_engine::reconcile::{Listing, ListingScope};
+use crate::paging::{Pager, offset_of};
+use crate::provider::{Cursor, Endpoints, Fetched, Provider, Settings, Vendor};
+use crate::secret::Secret;
 
 /// Keycloak sets no maximum; this keeps each answer to a few megabytes.
 const PAGE_SIZE: u64 = 1000;
 
-pub(crate) fn build(config: &IntegrationConfig) -> Result<(Auth, Box<dyn Provider>), DriverError> {
-    let ProviderConfig::Keycloak {
-        token_url,
-        realm,
-        client_id,
-        client_secret,
-    } = &config.provider
-    else {
-        unreachable!("called for Keycloak integrations only");
-    };
-    let grant = Grant::ClientSecretPost {
-        client_id: client_id.clone(),
-        client_secret: client_secret.clone(),
-        extra: Vec::new(),
-    };
-    let provider = Keycloak { realm: realm.clone() };
-    Ok((TokenSource::auth(token_url.clone(), grant), Box::new(provider)))
+/// `provider = "keycloak"`.
+pub(super) const VENDOR: Vendor = Vendor::new::<Keys>("keycloak");
+
+/// The keys of a Keycloak integration, besides the common ones; `base_url` (the server's root)
+/// is required.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Keys {
+    /// The realm synced.
+    realm: String,
+    /// A confidential client with a service account.
+    client_id: String,
+    /// Its secret.
+    client_secret: Secret,
 }
 
+impl Settings for Keys {
+    type Provider = Keycloak;
+
+    fn check(self, endpoints: Endpoints) -> Result<(Url, Keycloak), KeyError> {
+        let base_url = endpoints.base_url.ok_or(KeyError::missing("base_url"))?;
+        let token_url = endpoints.token_url.unwrap_or_else(|| {
+            joined(
+                &base_url,
+                &format!("/realms/{}/protocol/openid-connect/token", self.realm),
+            )
+        });
+        let keycloak = Keycloak {
+            token_url,
+            realm: self.realm,
+            client_id: self.client_id,
+            client_secret: self.client_secret,
+        };
+        Ok((base_url, keycloak))
+    }
+}
+
+/// A checked Keycloak integration: client credentials of a service-account client.
+#[derive(Debug)]
 struct Keycloak {
+    token_url: Url,
     realm: String,
+    client_id: String,
+    client_secret: Secret,
 }
 
 #[derive(Deserialize)]
@@ -66,7 +93,7 @@ struct KeycloakGroup {
 
 /// Lists `path` by `first` + `max` (bare arrays; a short page is the last).
 async fn each<T: DeserializeOwned>(
-    api: &Api,
+    client: &IdpClient,
     run: &Run<'_>,
     resource: String,
     path: &str,
@@ -76,11 +103,11 @@ async fn each<T: DeserializeOwned>(
     while let Some(cursor) = pager.cursor() {
         let offset = offset_of(cursor.as_deref());
         let (first, max) = (offset.to_string(), PAGE_SIZE.to_string());
-        let url = api.url(
+        let url = client.url(
             path,
             &[("briefRepresentation", "true"), ("first", &first), ("max", &max)],
         );
-        let (items, _): (Vec<T>, _) = api.get(url, &[], run).await?;
+        let (items, _): (Vec<T>, _) = client.get(url, &[], run).await?;
         pager.take_at(offset, items, PAGE_SIZE, None, &mut add, run)?;
     }
     Ok(())
@@ -88,15 +115,24 @@ async fn each<T: DeserializeOwned>(
 
 #[async_trait::async_trait]
 impl Provider for Keycloak {
+    fn auth(&self) -> Result<Auth, DriverError> {
+        let grant = Grant::ClientSecretPost {
+            client_id: self.client_id.clone(),
+            client_secret: self.client_secret.clone(),
+            extra: Vec::new(),
+        };
+        Ok(TokenSource::auth(self.token_url.clone(), grant))
+    }
+
     fn incremental(&self) -> bool {
         false
     }
 
-    async fn list(&self, api: &Api, run: &Run<'_>, _since: Option<&Cursor>) -> Result<Fetched, DriverError> {
+    async fn list(&self, client: &IdpClient, run: &Run<'_>, _since: Option<&Cursor>) -> Result<Fetched, DriverError> {
         let realm = format!("/admin/realms/{}", self.realm);
         let mut listing = Listing::new(ListingScope::Complete);
         each(
-            api,
+            client,
             run,
             "users".to_owned(),
             &format!("{realm}/users"),
@@ -116,7 +152,7 @@ impl Provider for Keycloak {
         let mut queue: Vec<(KeycloakGroup, Option<String>)> = Vec::new();
         let mut top_level = HashSet::new();
         each(
-            api,
+            client,
             run,
             "groups".to_owned(),
             &format!("{realm}/groups"),
@@ -143,7 +179,7 @@ impl Provider for Keycloak {
                 display_name,
             });
             each(
-                api,
+                client,
                 run,
                 format!("members of group {}", group.id),
                 &format!("{realm}/groups/{}/members", group.id),
@@ -153,7 +189,7 @@ impl Provider for Keycloak {
             if group.sub_group_count.is_none_or(|count| count > 0) {
                 let mut children = Vec::new();
                 each(
-                    api,
+                    client,
                     run,
                     format!("subgroups of group {}", group.id),
                     &format!("{realm}/groups/{}/children", group.id),
@@ -170,5 +206,33 @@ impl Provider for Keycloak {
             }
         }
         Ok(Fetched { listing, cursor: None })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_token_endpoint_is_the_realm_s() {
+        let keys: Keys =
+            crate::keys::parse(toml::from_str("realm = \"acme\"\nclient_id = \"c\"\nclient_secret = \"s\"").unwrap())
+                .unwrap();
+        let endpoints = Endpoints {
+            base_url: Some(Url::parse("https://sso.example.com").unwrap()),
+            token_url: None,
+        };
+        let (_, keycloak) = keys.check(endpoints).unwrap();
+        assert_eq!(
+            keycloak.token_url.as_str(),
+            "https://sso.example.com/realms/acme/protocol/openid-connect/token"
+        );
+        let keys: Keys =
+            crate::keys::parse(toml::from_str("realm = \"acme\"\nclient_id = \"c\"\nclient_secret = \"s\"").unwrap())
+                .unwrap();
+        assert_eq!(
+            keys.check(Endpoints::default()).unwrap_err(),
+            KeyError::missing("base_url")
+        );
     }
 }

@@ -3,51 +3,132 @@
 //! `filter=lastUpdated gt "…" or lastMembershipUpdated gt "…"` on groups. Okta has no nested
 //! groups.
 
-use idpsync_engine::reconcile::{ExternalMember, Listing, ListingScope, SnapshotGroup};
+use idpsync_engine::reconcile::{ExternalMember, SnapshotGroup};
 use reqwest::Url;
 use reqwest::header::{AUTHORIZATION, HeaderMap};
 use serde::Deserialize;
 
-use crate::api::{Api, Page, Pager, Run};
+use super::person::Person;
+use super::since::{rfc3339_millis, since_now, since_seconds};
 use crate::auth::{Auth, Grant, Signer, TokenSource, header_value};
-use crate::config::{IntegrationConfig, OktaAuth, ProviderConfig};
-use crate::driver::{Cursor, Fetched, Provider};
+use crate::client::{IdpClient, Run, joined};
 use crate::error::DriverError;
-use crate::providers::{Person, rfc3339_millis, since_now, since_seconds};
+use crate::keys::{self, KeyError};
+use idpsync_engine::reconcile::{Listing, ListingScope};
+use crate::paging::{Page, Pager};
+use crate::provider::{Cursor, Endpoints, Fetched, Provider, Settings, Vendor};
+use crate::secret::Secret;
 
 /// Okta's maximum page sizes: users 200, groups 10,000, group members 1,000.
 const USERS_PAGE: &str = "200";
 const GROUPS_PAGE: &str = "10000";
 const MEMBERS_PAGE: &str = "1000";
 
-pub(crate) fn build(config: &IntegrationConfig) -> Result<(Auth, Box<dyn Provider>), DriverError> {
-    let ProviderConfig::Okta { auth } = &config.provider else {
-        unreachable!("called for Okta integrations only");
-    };
-    let auth = match auth {
-        OktaAuth::ApiToken(token) => Auth::Static(vec![(
-            AUTHORIZATION,
-            header_value(&format!("SSWS {}", token.expose()))?,
-        )]),
-        OktaAuth::PrivateKeyJwt {
-            token_url,
-            client_id,
-            private_key,
-            key_id,
-            scopes,
-        } => TokenSource::auth(
-            token_url.clone(),
-            Grant::PrivateKeyJwt {
-                client_id: client_id.clone(),
-                signer: Signer::new(private_key, key_id.clone())?,
-                scope: scopes.clone(),
-            },
-        ),
-    };
-    Ok((auth, Box::new(Okta)))
+/// `provider = "okta"`.
+pub(super) const VENDOR: Vendor = Vendor::new::<Keys>("okta");
+
+/// The scopes an OAuth 2.0 service app asks for, where `scopes` does not say.
+const SCOPES: &str = "okta.users.read okta.groups.read";
+
+/// The keys of an Okta integration, besides the common ones: an API token, or a service app.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Keys {
+    /// The org's host (`acme.okta.com`), for the API root; not with `base_url`.
+    domain: Option<String>,
+    /// An SSWS API token.
+    api_token: Option<Secret>,
+    /// The OAuth 2.0 service app's client id (instead of `api_token`).
+    client_id: Option<String>,
+    /// Its private key (PEM), for `private_key_jwt`.
+    private_key: Option<Secret>,
+    /// The key's `kid`, if it was registered with one.
+    key_id: Option<String>,
+    /// The scopes asked for.
+    scopes: Option<String>,
 }
 
-struct Okta;
+impl Settings for Keys {
+    type Provider = Okta;
+
+    fn check(self, endpoints: Endpoints) -> Result<(Url, Okta), KeyError> {
+        let base_url = match (endpoints.base_url, self.domain) {
+            (Some(_), Some(_)) => {
+                return Err(KeyError::DoesNotApply {
+                    key: "domain",
+                    given: "base_url",
+                });
+            }
+            (Some(url), None) => url,
+            (None, Some(domain)) => {
+                Url::parse(&format!("https://{domain}")).map_err(|error| KeyError::invalid("domain", error))?
+            }
+            (None, None) => {
+                return Err(KeyError::Missing {
+                    key: "domain",
+                    instead: Some("`base_url`"),
+                });
+            }
+        };
+        if let Some(token) = self.api_token {
+            keys::none_given_with(
+                "api_token",
+                &[
+                    ("client_id", self.client_id.is_some()),
+                    ("key_id", self.key_id.is_some()),
+                    ("private_key", self.private_key.is_some()),
+                    ("scopes", self.scopes.is_some()),
+                ],
+            )?;
+            return Ok((
+                base_url,
+                Okta {
+                    auth: OktaAuth::ApiToken(token),
+                },
+            ));
+        }
+        let Some(client_id) = self.client_id else {
+            return Err(KeyError::Missing {
+                key: "api_token",
+                instead: Some("`client_id` and `private_key`"),
+            });
+        };
+        let Some(private_key) = self.private_key else {
+            return Err(KeyError::missing("private_key"));
+        };
+        let auth = OktaAuth::PrivateKeyJwt {
+            token_url: endpoints
+                .token_url
+                .unwrap_or_else(|| joined(&base_url, "/oauth2/v1/token")),
+            client_id,
+            private_key,
+            key_id: self.key_id,
+            scopes: self.scopes.unwrap_or_else(|| SCOPES.to_owned()),
+        };
+        Ok((base_url, Okta { auth }))
+    }
+}
+
+/// A checked Okta integration.
+#[derive(Debug)]
+struct Okta {
+    auth: OktaAuth,
+}
+
+/// How Okta is authenticated.
+#[derive(Debug)]
+enum OktaAuth {
+    /// `Authorization: SSWS <token>`.
+    ApiToken(Secret),
+    /// OAuth 2.0 client credentials with `private_key_jwt`.
+    PrivateKeyJwt {
+        token_url: Url,
+        client_id: String,
+        private_key: Secret,
+        key_id: Option<String>,
+        scopes: String,
+    },
+}
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -110,7 +191,7 @@ fn next_link(headers: &HeaderMap) -> Option<String> {
 
 /// Lists every page from `start`, following the `Link` header.
 async fn each<T: serde::de::DeserializeOwned>(
-    api: &Api,
+    client: &IdpClient,
     run: &Run<'_>,
     resource: String,
     start: Url,
@@ -119,10 +200,10 @@ async fn each<T: serde::de::DeserializeOwned>(
     let mut pager = Pager::new(resource);
     while let Some(cursor) = pager.cursor() {
         let url = match cursor {
-            Some(link) => api.next_url(&link)?,
+            Some(link) => client.next_url(&link)?,
             None => start.clone(),
         };
-        let (items, response) = api.get(url, &[], run).await?;
+        let (items, response) = client.get(url, &[], run).await?;
         let next = next_link(&response.headers);
         pager.take(Page { items, next }, &mut add, run)?;
     }
@@ -143,11 +224,34 @@ fn add_user(listing: &mut Listing, user: OktaUser) -> bool {
 
 #[async_trait::async_trait]
 impl Provider for Okta {
+    fn auth(&self) -> Result<Auth, DriverError> {
+        Ok(match &self.auth {
+            OktaAuth::ApiToken(token) => Auth::Static(vec![(
+                AUTHORIZATION,
+                header_value(&format!("SSWS {}", token.expose()))?,
+            )]),
+            OktaAuth::PrivateKeyJwt {
+                token_url,
+                client_id,
+                private_key,
+                key_id,
+                scopes,
+            } => TokenSource::auth(
+                token_url.clone(),
+                Grant::PrivateKeyJwt {
+                    client_id: client_id.clone(),
+                    signer: Signer::new(private_key, key_id.clone())?,
+                    scope: scopes.clone(),
+                },
+            ),
+        })
+    }
+
     fn incremental(&self) -> bool {
         true
     }
 
-    async fn list(&self, api: &Api, run: &Run<'_>, since: Option<&Cursor>) -> Result<Fetched, DriverError> {
+    async fn list(&self, client: &IdpClient, run: &Run<'_>, since: Option<&Cursor>) -> Result<Fetched, DriverError> {
         let cursor = since_now();
         let (mut listing, user_queries, group_query) = match since {
             None => (
@@ -183,8 +287,8 @@ impl Provider for Okta {
         };
         for query in user_queries {
             let query: Vec<(&str, &str)> = query.iter().map(|(key, value)| (*key, value.as_str())).collect();
-            let url = api.url("/api/v1/users", &query);
-            each(api, run, "users".to_owned(), url, |user: OktaUser| {
+            let url = client.url("/api/v1/users", &query);
+            each(client, run, "users".to_owned(), url, |user: OktaUser| {
                 add_user(&mut listing, user)
             })
             .await?;
@@ -192,10 +296,10 @@ impl Provider for Okta {
         let query: Vec<(&str, &str)> = group_query.iter().map(|(key, value)| (*key, value.as_str())).collect();
         let mut groups = Vec::new();
         each(
-            api,
+            client,
             run,
             "groups".to_owned(),
-            api.url("/api/v1/groups", &query),
+            client.url("/api/v1/groups", &query),
             |group: OktaGroup| {
                 let new = listing.add_group(SnapshotGroup {
                     external_id: group.id.clone(),
@@ -209,9 +313,9 @@ impl Provider for Okta {
         )
         .await?;
         for group in groups {
-            let url = api.url(&format!("/api/v1/groups/{group}/users"), &[("limit", MEMBERS_PAGE)]);
+            let url = client.url(&format!("/api/v1/groups/{group}/users"), &[("limit", MEMBERS_PAGE)]);
             each(
-                api,
+                client,
                 run,
                 format!("members of group {group}"),
                 url,
@@ -231,6 +335,57 @@ impl Provider for Okta {
 mod tests {
     use super::*;
     use reqwest::header::HeaderValue;
+
+    fn check(text: &str, endpoints: Endpoints) -> Result<(Url, Okta), KeyError> {
+        keys::parse::<Keys>(toml::from_str(text).unwrap())?.check(endpoints)
+    }
+
+    #[test]
+    fn an_api_token_or_a_service_app_not_both() {
+        let (base_url, okta) = check(
+            "domain = \"acme.okta.com\"\napi_token = \"00abc\"",
+            Endpoints::default(),
+        )
+        .unwrap();
+        assert_eq!(base_url.as_str(), "https://acme.okta.com/");
+        assert!(matches!(okta.auth, OktaAuth::ApiToken(_)));
+        let (_, okta) = check(
+            "domain = \"acme.okta.com\"\nclient_id = \"app\"\nprivate_key = \"pem\"",
+            Endpoints::default(),
+        )
+        .unwrap();
+        let OktaAuth::PrivateKeyJwt { token_url, scopes, .. } = okta.auth else {
+            panic!("a service app expected");
+        };
+        assert_eq!(token_url.as_str(), "https://acme.okta.com/oauth2/v1/token");
+        assert_eq!(scopes, SCOPES);
+        assert_eq!(
+            check(
+                "domain = \"a.okta.com\"\napi_token = \"t\"\nclient_id = \"app\"",
+                Endpoints::default()
+            )
+            .unwrap_err(),
+            KeyError::DoesNotApply {
+                key: "client_id",
+                given: "api_token"
+            }
+        );
+        assert_eq!(
+            check("domain = \"a.okta.com\"\nclient_id = \"app\"", Endpoints::default()).unwrap_err(),
+            KeyError::missing("private_key")
+        );
+        let given = Endpoints {
+            base_url: Some(Url::parse("https://a.okta.com").unwrap()),
+            token_url: None,
+        };
+        assert_eq!(
+            check("domain = \"a.okta.com\"\napi_token = \"t\"", given).unwrap_err(),
+            KeyError::DoesNotApply {
+                key: "domain",
+                given: "base_url"
+            }
+        );
+    }
 
     #[test]
     fn link_headers() {

@@ -9,61 +9,151 @@
 
 use std::collections::HashSet;
 
-use idpsync_engine::reconcile::{ExternalMember, Listing, ListingScope, SnapshotGroup};
+use idpsync_engine::reconcile::{ExternalMember, SnapshotGroup};
+use reqwest::Url;
 use reqwest::header::{HeaderName, HeaderValue};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use crate::api::{Api, Pager, Run, offset_of};
-use crate::auth::{AssertionClaims, Auth, Grant, Signer, TokenSource};
-use crate::config::{IntegrationConfig, ProviderConfig, ZitadelAuth, ZitadelGroups};
-use crate::driver::{Cursor, Fetched, Provider};
+use super::person::Person;
+use crate::auth::{AssertionClaims, Auth, Grant, ServiceAccountKey, Signer, TokenSource};
+use crate::client::{IdpClient, Run, joined};
 use crate::error::DriverError;
-use crate::providers::Person;
+use crate::keys::{self, KeyError};
+use idpsync_engine::reconcile::{Listing, ListingScope};
+use crate::paging::{Pager, offset_of};
+use crate::provider::{Cursor, Endpoints, Fetched, Provider, Settings, Vendor};
+use crate::secret::{KeyFile, Secret};
 
 /// Zitadel's default maximum list limit.
 const PAGE_SIZE: u64 = 1000;
 const SCOPE: &str = "openid urn:zitadel:iam:org:project:id:zitadel:aud";
 
-pub(crate) fn build(config: &IntegrationConfig) -> Result<(Auth, Box<dyn Provider>), DriverError> {
-    let ProviderConfig::Zitadel { auth, groups } = &config.provider else {
-        unreachable!("called for Zitadel integrations only");
-    };
-    let auth = match auth {
-        ZitadelAuth::Pat(token) => Auth::bearer(token)?,
-        ZitadelAuth::ClientSecret {
-            token_url,
-            client_id,
-            client_secret,
-        } => TokenSource::auth(
-            token_url.clone(),
-            Grant::ClientSecretBasic {
-                client_id: client_id.clone(),
-                client_secret: client_secret.clone(),
-                scope: SCOPE.to_owned(),
-            },
-        ),
-        ZitadelAuth::JwtProfile { token_url, key } => TokenSource::auth(
-            token_url.clone(),
-            Grant::JwtBearer {
-                signer: Signer::from_service_account(key)?,
-                claims: AssertionClaims {
-                    issuer: key.issuer.clone(),
-                    subject: key.issuer.clone(),
-                    // Zitadel expects its issuer (the instance's origin) as the audience.
-                    audience: config.base_url.origin().ascii_serialization(),
-                    scope: SCOPE.to_owned(),
-                    scope_in_assertion: false,
-                },
-            },
-        ),
-    };
-    Ok((auth, Box::new(Zitadel { groups: *groups })))
+/// `provider = "zitadel"`.
+pub(super) const VENDOR: Vendor = Vendor::new::<Keys>("zitadel");
+
+/// The keys of a Zitadel integration, besides the common ones; `base_url` (the instance's root)
+/// is required, and one way to authenticate.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Keys {
+    /// A personal access token.
+    pat: Option<Secret>,
+    /// A service user's JSON key file, for the JWT profile.
+    key_file: Option<KeyFile<ZitadelKeyFile>>,
+    /// A service user's client id, for client credentials.
+    client_id: Option<String>,
+    /// Its secret.
+    client_secret: Option<Secret>,
+    /// What becomes groups.
+    #[serde(default)]
+    groups: ZitadelGroups,
 }
 
+/// The fields of Zitadel's key file that are used.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ZitadelKeyFile {
+    user_id: String,
+    key_id: Option<String>,
+    key: Secret,
+}
+
+/// What Zitadel objects become groups.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+enum ZitadelGroups {
+    /// Project-role authorizations: one group per project and role key.
+    #[default]
+    Authorizations,
+    /// Zitadel groups (GroupService; its API lists no members, so they arrive empty).
+    Groups,
+}
+
+impl Settings for Keys {
+    type Provider = Zitadel;
+
+    fn check(self, endpoints: Endpoints) -> Result<(Url, Zitadel), KeyError> {
+        let base_url = endpoints.base_url.ok_or(KeyError::missing("base_url"))?;
+        let token_url = endpoints
+            .token_url
+            .unwrap_or_else(|| joined(&base_url, "/oauth/v2/token"));
+        let auth = if let Some(pat) = self.pat {
+            keys::none_given_with(
+                "pat",
+                &[
+                    ("client_id", self.client_id.is_some()),
+                    ("client_secret", self.client_secret.is_some()),
+                    ("key_file", self.key_file.is_some()),
+                ],
+            )?;
+            ZitadelAuth::Pat(pat)
+        } else if let Some(KeyFile(file)) = self.key_file {
+            keys::none_given_with(
+                "key_file",
+                &[
+                    ("client_id", self.client_id.is_some()),
+                    ("client_secret", self.client_secret.is_some()),
+                ],
+            )?;
+            ZitadelAuth::JwtProfile {
+                token_url,
+                key: ServiceAccountKey {
+                    issuer: file.user_id,
+                    key_id: file.key_id,
+                    private_key: file.key,
+                },
+                // Zitadel expects its issuer (the instance's origin) as the audience.
+                audience: base_url.origin().ascii_serialization(),
+            }
+        } else if let Some(client_id) = self.client_id {
+            let Some(client_secret) = self.client_secret else {
+                return Err(KeyError::missing("client_secret"));
+            };
+            ZitadelAuth::ClientSecret {
+                token_url,
+                client_id,
+                client_secret,
+            }
+        } else {
+            return Err(KeyError::Missing {
+                key: "pat",
+                instead: Some("`key_file`, or `client_id` and `client_secret`"),
+            });
+        };
+        let zitadel = Zitadel {
+            auth,
+            groups: self.groups,
+        };
+        Ok((base_url, zitadel))
+    }
+}
+
+/// A checked Zitadel integration.
+#[derive(Debug)]
 struct Zitadel {
+    auth: ZitadelAuth,
     groups: ZitadelGroups,
+}
+
+/// How Zitadel is authenticated.
+#[derive(Debug)]
+enum ZitadelAuth {
+    /// A personal access token.
+    Pat(Secret),
+    /// Client credentials (HTTP Basic).
+    ClientSecret {
+        token_url: Url,
+        client_id: String,
+        client_secret: Secret,
+    },
+    /// JWT profile: a key file of a service user.
+    JwtProfile {
+        token_url: Url,
+        key: ServiceAccountKey,
+        audience: String,
+    },
 }
 
 #[derive(Deserialize)]
@@ -129,7 +219,7 @@ fn number(value: Option<&Value>) -> Option<u64> {
 /// Lists by offset in the request body. `request` builds the body from (offset, limit);
 /// `split` takes the items and the total out of the answer.
 async fn each<T: DeserializeOwned>(
-    api: &Api,
+    client: &IdpClient,
     run: &Run<'_>,
     resource: String,
     path: &str,
@@ -145,8 +235,13 @@ async fn each<T: DeserializeOwned>(
     let mut pager = Pager::new(resource);
     while let Some(cursor) = pager.cursor() {
         let offset = offset_of(cursor.as_deref());
-        let mut body: Value = api
-            .post(api.url(path, &[]), request(offset.to_string(), PAGE_SIZE), headers, run)
+        let mut body: Value = client
+            .post(
+                client.url(path, &[]),
+                request(offset.to_string(), PAGE_SIZE),
+                headers,
+                run,
+            )
             .await?;
         let total = number(body.pointer("/details/totalResult")).or(number(body.pointer("/pagination/totalResult")));
         let page_size = number(body.pointer("/pagination/appliedLimit"))
@@ -155,7 +250,7 @@ async fn each<T: DeserializeOwned>(
         let items: Vec<T> = match body.get_mut(items_key).map(Value::take) {
             None | Some(Value::Null) => Vec::new(),
             Some(items) => serde_json::from_value(items).map_err(|error| DriverError::InvalidResponse {
-                url: api.url(path, &[]).to_string(),
+                url: client.url(path, &[]).to_string(),
                 message: format!("{items_key}: {error}"),
             })?,
         };
@@ -170,17 +265,52 @@ fn pagination(offset: String, limit: u64) -> Value {
 
 #[async_trait::async_trait]
 impl Provider for Zitadel {
+    fn auth(&self) -> Result<Auth, DriverError> {
+        Ok(match &self.auth {
+            ZitadelAuth::Pat(token) => Auth::bearer(token)?,
+            ZitadelAuth::ClientSecret {
+                token_url,
+                client_id,
+                client_secret,
+            } => TokenSource::auth(
+                token_url.clone(),
+                Grant::ClientSecretBasic {
+                    client_id: client_id.clone(),
+                    client_secret: client_secret.clone(),
+                    scope: SCOPE.to_owned(),
+                },
+            ),
+            ZitadelAuth::JwtProfile {
+                token_url,
+                key,
+                audience,
+            } => TokenSource::auth(
+                token_url.clone(),
+                Grant::JwtBearer {
+                    signer: Signer::from_service_account(key)?,
+                    claims: AssertionClaims {
+                        issuer: key.issuer.clone(),
+                        subject: key.issuer.clone(),
+                        audience: audience.clone(),
+                        scope: SCOPE.to_owned(),
+                        scope_in_assertion: false,
+                    },
+                },
+            ),
+        })
+    }
+
     fn incremental(&self) -> bool {
         false
     }
 
-    async fn list(&self, api: &Api, run: &Run<'_>, _since: Option<&Cursor>) -> Result<Fetched, DriverError> {
+    async fn list(&self, client: &IdpClient, run: &Run<'_>, _since: Option<&Cursor>) -> Result<Fetched, DriverError> {
         let mut listing = Listing::new(ListingScope::Complete);
         let users_query =
             |offset: String, limit: u64| json!({ "query": { "offset": offset, "limit": limit, "asc": true } });
         let mut machines = HashSet::new();
         each(
-            api,
+            client,
             run,
             "users".to_owned(),
             "/v2/users",
@@ -211,7 +341,7 @@ impl Provider for Zitadel {
             ZitadelGroups::Authorizations => {
                 let mut grants = HashSet::new();
                 each(
-                    api,
+                    client,
                     run,
                     "authorizations".to_owned(),
                     "/v2beta/authorizations/search",
@@ -228,7 +358,7 @@ impl Provider for Zitadel {
             }
             ZitadelGroups::Groups => {
                 each(
-                    api,
+                    client,
                     run,
                     "groups".to_owned(),
                     "/zitadel.group.v2.GroupService/ListGroups",

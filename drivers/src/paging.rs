@@ -1,129 +1,14 @@
-//! [`Api`]: one integration's HTTP client, credentials and API root, and the page-following
-//! rules every pagination style shares ([`Pages`]).
+//! Page following, whatever the IdP's pagination style (next link, page token, checkpoint,
+//! offset, page number): [`Pager`] walks one resource's pages and decides when the listing ends,
+//! fails a listing that loops or that shifted under it, and never lets it run forever.
 
 use std::collections::HashSet;
-use std::sync::Mutex;
 
-use reqwest::Url;
-use reqwest::header::{HeaderName, HeaderValue};
-use serde::de::DeserializeOwned;
-
-use crate::auth::Auth;
+use crate::client::Run;
 use crate::error::DriverError;
-use crate::http::{Body, Budget, Http, Request, Response};
 
 /// The most pages one listing follows: a bound against a server that never stops.
 const PAGES_MAX: u64 = 1_000_000;
-
-/// An IdP's API as one integration reaches it.
-pub(crate) struct Api {
-    pub(crate) http: Http,
-    pub(crate) auth: Auth,
-    pub(crate) base: Url,
-}
-
-/// One run: its budget and the warnings it collects for the report.
-pub struct Run<'b> {
-    pub(crate) budget: &'b Budget,
-    warnings: Mutex<Vec<String>>,
-}
-
-impl<'b> Run<'b> {
-    /// A run within `budget`.
-    pub fn new(budget: &'b Budget) -> Run<'b> {
-        Run {
-            budget,
-            warnings: Mutex::new(Vec::new()),
-        }
-    }
-
-    /// Notes something an operator should know that did not stop the run.
-    pub(crate) fn warn(&self, message: String) {
-        tracing::warn!("{message}");
-        self.warnings.lock().unwrap_or_else(|p| p.into_inner()).push(message);
-    }
-
-    /// The warnings so far.
-    pub fn into_warnings(self) -> Vec<String> {
-        self.warnings.into_inner().unwrap_or_else(|p| p.into_inner())
-    }
-}
-
-impl Api {
-    /// `base` + `path`, with `query` (keys and values are encoded here).
-    pub(crate) fn url(&self, path: &str, query: &[(&str, &str)]) -> Url {
-        let mut url = self.base.clone();
-        let joined = format!("{}{path}", self.base.path().trim_end_matches('/'));
-        url.set_path(&joined);
-        if !query.is_empty() {
-            url.query_pairs_mut().extend_pairs(query);
-        }
-        url
-    }
-
-    /// A next-page URL from the IdP, accepted only on the API's own origin: credentials never
-    /// follow a link elsewhere.
-    pub(crate) fn next_url(&self, link: &str) -> Result<Url, DriverError> {
-        let url = Url::parse(link).map_err(|error| DriverError::InvalidResponse {
-            url: self.base.to_string(),
-            message: format!("next-page link {link:?} is not an absolute URL: {error}"),
-        })?;
-        if url.origin() != self.base.origin() {
-            return Err(DriverError::InvalidResponse {
-                url: self.base.to_string(),
-                message: format!("next-page link {link:?} leaves the API's origin"),
-            });
-        }
-        Ok(url)
-    }
-
-    /// Sends a request with credentials, renewing an OAuth token once if the IdP refuses it.
-    pub(crate) async fn send(
-        &self,
-        request: Request,
-        extra: &[(HeaderName, HeaderValue)],
-        run: &Run<'_>,
-    ) -> Result<Response, DriverError> {
-        let mut authorised = request.clone();
-        authorised
-            .headers
-            .extend(self.auth.headers(&self.http, run.budget).await?);
-        authorised.headers.extend(extra.iter().cloned());
-        let first = self.http.send(authorised, run.budget).await;
-        match first {
-            Err(DriverError::Unauthorized { status: 401, .. }) if self.auth.invalidate() => {
-                let mut retry = request;
-                retry.headers.extend(self.auth.headers(&self.http, run.budget).await?);
-                retry.headers.extend(extra.iter().cloned());
-                self.http.send(retry, run.budget).await
-            }
-            other => other,
-        }
-    }
-
-    /// GET `url` and parse the body.
-    pub(crate) async fn get<T: DeserializeOwned>(
-        &self,
-        url: Url,
-        extra: &[(HeaderName, HeaderValue)],
-        run: &Run<'_>,
-    ) -> Result<(T, Response), DriverError> {
-        let response = self.send(Request::get(url), extra, run).await?;
-        Ok((response.json()?, response))
-    }
-
-    /// POST a JSON body to `url` and parse the answer.
-    pub(crate) async fn post<T: DeserializeOwned>(
-        &self,
-        url: Url,
-        body: serde_json::Value,
-        extra: &[(HeaderName, HeaderValue)],
-        run: &Run<'_>,
-    ) -> Result<T, DriverError> {
-        let response = self.send(Request::post(url, Body::Json(body)), extra, run).await?;
-        response.json()
-    }
-}
 
 /// Follows one listing's pages, whatever its style (next link, page token, checkpoint, offset,
 /// page number), and decides when it ends.
