@@ -15,10 +15,10 @@ use idpsync_engine::ids::IntegrationName;
 use reqwest::Url;
 use serde::{Deserialize, Deserializer};
 
-use idpsync_engine::reconcile::GroupFilter;
 use crate::keys::{self, KeyError};
 use crate::provider::{Endpoints, Provider};
 use crate::providers;
+use idpsync_engine::reconcile::GroupFilter;
 
 /// How often the scheduler runs an integration, unless `interval` says.
 const INTERVAL_DEFAULT: Duration = Duration::from_secs(5 * 60);

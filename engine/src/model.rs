@@ -114,6 +114,37 @@ pub struct UserProfile {
     pub extra: BTreeMap<String, AttrValue>,
 }
 
+impl UserProfile {
+    /// The single-valued text attributes, by their SCIM names, in the order of RFC 7643's
+    /// core User: what validating and rendering a profile both walk.
+    pub fn text_fields(&self) -> [(&'static str, &Option<String>); 8] {
+        [
+            ("displayName", &self.display_name),
+            ("nickName", &self.nick_name),
+            ("profileUrl", &self.profile_url),
+            ("title", &self.title),
+            ("userType", &self.user_type),
+            ("preferredLanguage", &self.preferred_language),
+            ("locale", &self.locale),
+            ("timezone", &self.timezone),
+        ]
+    }
+
+    /// The multi-valued attributes of plain values, by their SCIM names (addresses, which have
+    /// parts, are apart).
+    pub fn multi_valued_fields(&self) -> [(&'static str, &Vec<MultiValue>); 7] {
+        [
+            ("emails", &self.emails),
+            ("phoneNumbers", &self.phone_numbers),
+            ("ims", &self.ims),
+            ("photos", &self.photos),
+            ("entitlements", &self.entitlements),
+            ("roles", &self.roles),
+            ("x509Certificates", &self.x509_certificates),
+        ]
+    }
+}
+
 /// A user's name, as in SCIM's `name` attribute.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Name {

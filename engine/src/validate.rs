@@ -23,27 +23,10 @@ pub fn validate_profile(profile: &UserProfile) -> Result<(), Rejection> {
             check_optional("name", part)?;
         }
     }
-    for (field, value) in [
-        ("displayName", &profile.display_name),
-        ("nickName", &profile.nick_name),
-        ("profileUrl", &profile.profile_url),
-        ("title", &profile.title),
-        ("userType", &profile.user_type),
-        ("preferredLanguage", &profile.preferred_language),
-        ("locale", &profile.locale),
-        ("timezone", &profile.timezone),
-    ] {
+    for (field, value) in profile.text_fields() {
         check_optional(field, value)?;
     }
-    for (field, values) in [
-        ("emails", &profile.emails),
-        ("phoneNumbers", &profile.phone_numbers),
-        ("ims", &profile.ims),
-        ("photos", &profile.photos),
-        ("entitlements", &profile.entitlements),
-        ("roles", &profile.roles),
-        ("x509Certificates", &profile.x509_certificates),
-    ] {
+    for (field, values) in profile.multi_valued_fields() {
         check_values(field, values)?;
     }
     if profile.addresses.len() > limits::MULTI_VALUES_MAX {

@@ -16,10 +16,10 @@ use crate::auth::{Auth, Grant, TokenSource};
 use crate::client::{IdpClient, Run};
 use crate::error::DriverError;
 use crate::keys::KeyError;
-use idpsync_engine::reconcile::{Listing, ListingScope};
 use crate::paging::{Page, Pager, is_last_page, offset_of};
 use crate::provider::{Cursor, Endpoints, Fetched, Provider, Settings, Vendor};
 use crate::secret::Secret;
+use idpsync_engine::reconcile::{Listing, ListingScope};
 
 /// Auth0's maximum page size (`per_page`, `take`).
 const PAGE_SIZE: u64 = 100;

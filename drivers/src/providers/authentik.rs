@@ -16,10 +16,10 @@ use crate::auth::Auth;
 use crate::client::{IdpClient, Run};
 use crate::error::DriverError;
 use crate::keys::KeyError;
-use idpsync_engine::reconcile::{Listing, ListingScope};
 use crate::paging::{Page, Pager};
 use crate::provider::{Cursor, Endpoints, Fetched, Provider, Settings, Vendor};
 use crate::secret::Secret;
+use idpsync_engine::reconcile::{Listing, ListingScope};
 
 /// Page size: authentik's default maximum.
 const PAGE_SIZE: &str = "100";

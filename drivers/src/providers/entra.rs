@@ -12,10 +12,10 @@ use crate::auth::{Auth, Grant, TokenSource};
 use crate::client::{IdpClient, Run};
 use crate::error::DriverError;
 use crate::keys::KeyError;
-use idpsync_engine::reconcile::{Listing, ListingScope};
 use crate::paging::Pages;
 use crate::provider::{Cursor, Endpoints, Fetched, Provider, Settings, Vendor};
 use crate::secret::Secret;
+use idpsync_engine::reconcile::{Listing, ListingScope};
 
 /// Users per page: Graph's maximum for users.
 const PAGE_SIZE: &str = "999";

@@ -12,10 +12,10 @@ use crate::auth::{AssertionClaims, Auth, Grant, ServiceAccountKey, Signer, Token
 use crate::client::{IdpClient, Run};
 use crate::error::DriverError;
 use crate::keys::KeyError;
-use idpsync_engine::reconcile::{Listing, ListingScope};
 use crate::paging::{Page, Pager};
 use crate::provider::{Cursor, Endpoints, Fetched, Provider, Settings, Vendor};
 use crate::secret::{KeyFile, Secret};
+use idpsync_engine::reconcile::{Listing, ListingScope};
 
 /// Google's maximum page sizes: users 500, groups and members 200.
 const USERS_PAGE: &str = "500";

@@ -17,10 +17,10 @@ use crate::auth::{Auth, header_value};
 use crate::client::{IdpClient, Run};
 use crate::error::DriverError;
 use crate::keys::KeyError;
-use idpsync_engine::reconcile::{Listing, ListingScope};
 use crate::paging::{Pager, offset_of};
 use crate::provider::{Cursor, Endpoints, Fetched, Provider, Settings, Vendor};
 use crate::secret::Secret;
+use idpsync_engine::reconcile::{Listing, ListingScope};
 
 /// JumpCloud's maximum page size.
 const PAGE_SIZE: u64 = 100;

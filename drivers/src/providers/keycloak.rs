@@ -17,10 +17,10 @@ use crate::auth::{Auth, Grant, TokenSource};
 use crate::client::{IdpClient, Run, joined};
 use crate::error::DriverError;
 use crate::keys::KeyError;
-use idpsync_engine::reconcile::{Listing, ListingScope};
 use crate::paging::{Pager, offset_of};
 use crate::provider::{Cursor, Endpoints, Fetched, Provider, Settings, Vendor};
 use crate::secret::Secret;
+use idpsync_engine::reconcile::{Listing, ListingScope};
 
 /// Keycloak sets no maximum; this keeps each answer to a few megabytes.
 const PAGE_SIZE: u64 = 1000;

@@ -14,10 +14,10 @@ use crate::auth::{Auth, Grant, Signer, TokenSource, header_value};
 use crate::client::{IdpClient, Run, joined};
 use crate::error::DriverError;
 use crate::keys::{self, KeyError};
-use idpsync_engine::reconcile::{Listing, ListingScope};
 use crate::paging::{Page, Pager};
 use crate::provider::{Cursor, Endpoints, Fetched, Provider, Settings, Vendor};
 use crate::secret::Secret;
+use idpsync_engine::reconcile::{Listing, ListingScope};
 
 /// Okta's maximum page sizes: users 200, groups 10,000, group members 1,000.
 const USERS_PAGE: &str = "200";

@@ -21,10 +21,10 @@ use crate::auth::{AssertionClaims, Auth, Grant, ServiceAccountKey, Signer, Token
 use crate::client::{IdpClient, Run, joined};
 use crate::error::DriverError;
 use crate::keys::{self, KeyError};
-use idpsync_engine::reconcile::{Listing, ListingScope};
 use crate::paging::{Pager, offset_of};
 use crate::provider::{Cursor, Endpoints, Fetched, Provider, Settings, Vendor};
 use crate::secret::{KeyFile, Secret};
+use idpsync_engine::reconcile::{Listing, ListingScope};
 
 /// Zitadel's default maximum list limit.
 const PAGE_SIZE: u64 = 1000;

@@ -55,20 +55,11 @@ impl Serialize for UserDocument<'_> {
         if let Some(name) = profile.name.as_deref().filter(|name| **name != Name::default()) {
             map.serialize_entry("name", &NameView(name))?;
         }
-        for (key, value) in [
-            ("displayName", &profile.display_name),
-            ("nickName", &profile.nick_name),
-            ("profileUrl", &profile.profile_url),
-            ("title", &profile.title),
-            ("userType", &profile.user_type),
-            ("preferredLanguage", &profile.preferred_language),
-            ("locale", &profile.locale),
-            ("timezone", &profile.timezone),
-        ] {
+        for (key, value) in profile.text_fields() {
             entry(&mut map, key, value)?;
         }
         map.serialize_entry("active", &user.active)?;
-        for (key, values) in multi_valued_fields(profile) {
+        for (key, values) in profile.multi_valued_fields() {
             if !values.is_empty() {
                 map.serialize_entry(key, &Each(|| values.iter().map(ValueView)))?;
             }
@@ -109,18 +100,6 @@ impl Serialize for UserDocument<'_> {
         map.serialize_entry("meta", &meta)?;
         map.end()
     }
-}
-
-fn multi_valued_fields(profile: &UserProfile) -> [(&'static str, &Vec<MultiValue>); 7] {
-    [
-        ("emails", &profile.emails),
-        ("phoneNumbers", &profile.phone_numbers),
-        ("ims", &profile.ims),
-        ("photos", &profile.photos),
-        ("entitlements", &profile.entitlements),
-        ("roles", &profile.roles),
-        ("x509Certificates", &profile.x509_certificates),
-    ]
 }
 
 struct NameView<'a>(&'a Name);
