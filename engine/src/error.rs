@@ -42,6 +42,17 @@ pub enum EngineError {
     Closed,
 }
 
+impl EngineError {
+    /// When the log store cannot be reached or written for now (it recovers on its own), how
+    /// long until it tries again; `None` for every other failure.
+    pub fn unavailable_for(&self) -> Option<std::time::Duration> {
+        match self {
+            EngineError::Store(cause @ StoreError::Unavailable { .. }) => Some(cause.retry_after()),
+            _ => None,
+        }
+    }
+}
+
 /// Why a submitted command did not commit.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum SubmitError {

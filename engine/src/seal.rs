@@ -133,18 +133,26 @@ impl Keyring {
     /// The keys of `tenant`, from the store's secrets (secrets that are not 32-byte keys are
     /// skipped with a warning).
     pub fn new(tenant: TenantId, secrets: Vec<(SecretId, Vec<u8>)>) -> Keyring {
-        let mut keys = foldhash::HashMap::with_capacity_and_hasher(secrets.len(), Default::default());
+        let keys = RwLock::new(foldhash::HashMap::with_capacity_and_hasher(
+            secrets.len(),
+            Default::default(),
+        ));
+        let keyring = Keyring { tenant, keys };
+        keyring.insert_secrets(secrets);
+        keyring
+    }
+
+    /// Adds the keys among the store's `secrets` (those that are not 32-byte keys are skipped
+    /// with a warning).
+    pub fn insert_secrets(&self, secrets: Vec<(SecretId, Vec<u8>)>) {
+        let mut keys = self.keys.write().unwrap_or_else(|p| p.into_inner());
         for (id, material) in secrets {
             match <[u8; 32]>::try_from(material.as_slice()) {
                 Ok(bytes) => {
                     keys.insert(UserId(uuid::Uuid::from_bytes(id.0)), UserKey(bytes));
                 }
-                Err(_) => tracing::warn!(%tenant, "skipping a secret that is not a 32-byte key"),
+                Err(_) => tracing::warn!(tenant = %self.tenant, "skipping a secret that is not a 32-byte key"),
             }
-        }
-        Keyring {
-            tenant,
-            keys: RwLock::new(keys),
         }
     }
 

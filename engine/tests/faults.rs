@@ -23,6 +23,9 @@ use idpsync_storage::{
 struct FaultyStore {
     inner: MemoryStore,
     fail_appends: AtomicBool,
+    /// Appends reach the log but report a failure, as a commit whose flush errored after the
+    /// data was written can.
+    lose_answers: AtomicBool,
     /// Flip a payload byte of this seq when it is read.
     tamper_seq: std::sync::Mutex<Option<Seq>>,
     /// Pretend there are no snapshots, so that start-up replays the whole log.
@@ -54,7 +57,14 @@ impl LogStore for FaultyStore {
                 std::io::Error::other("no space left on device"),
             ));
         }
-        self.inner.append(batch).await
+        let appended = self.inner.append(batch).await?;
+        if self.lose_answers.load(Ordering::SeqCst) {
+            return Err(StoreError::backend(
+                "writing the log",
+                std::io::Error::other("input/output error while flushing"),
+            ));
+        }
+        Ok(appended)
     }
     async fn read(&self, tenant: &TenantId, from: Seq, limit: usize) -> Result<Vec<Record>, StoreError> {
         let mut records = self.inner.read(tenant, from, limit).await?;
@@ -117,6 +127,41 @@ async fn a_failed_append_writes_nothing_and_the_engine_goes_on() {
         .await
         .unwrap();
     assert_eq!(report.records, 2);
+    engine.shutdown().await;
+}
+
+/// Hardening issue, must-fix 5: an append that reached the log but answered with an error left
+/// the writer a record behind the log, so every later write failed with a sequence conflict
+/// until a restart. The writer now reads what the log holds beyond its state and goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_append_that_reached_the_log_but_failed_is_caught_up_and_writes_go_on() {
+    let store = Arc::new(FaultyStore::default());
+    let engine = Engine::open(store.clone(), TenantSettings::default()).await.unwrap();
+    let tenant = engine.require_tenant(&TenantId::default_tenant()).unwrap();
+    tenant.execute(provision("alice"), origin()).await.unwrap();
+
+    store.lose_answers.store(true, Ordering::SeqCst);
+    let failed = tenant.execute(provision("bob"), origin()).await;
+    assert!(matches!(failed, Err(SubmitError::Storage(_))), "{failed:?}");
+    store.lose_answers.store(false, Ordering::SeqCst);
+
+    tenant.execute(provision("carol"), origin()).await.unwrap();
+    let state = tenant.state();
+    assert_eq!(state.seq(), Seq(3));
+    assert!(
+        state.user_by_name("bob").is_some(),
+        "what reached the log is in the state"
+    );
+    assert!(state.user_by_name("carol").is_some());
+    let again = tenant.execute(provision("bob"), origin()).await;
+    assert!(
+        matches!(again, Err(SubmitError::Rejected(_))),
+        "bob's name is taken: {again:?}"
+    );
+    let report = verify_tenant(&(store.clone() as Arc<dyn LogStore>), &TenantId::default_tenant())
+        .await
+        .unwrap();
+    assert_eq!(report.records, 3);
     engine.shutdown().await;
 }
 

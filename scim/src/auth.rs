@@ -38,11 +38,14 @@ impl FromRequestParts<Arc<Service>> for Scope {
         // writes tokens while the server runs): the first request creates it.
         let tenant = match service.engine.tenant(&principal.tenant) {
             Some(tenant) => tenant,
-            None => service
-                .engine
-                .ensure_tenant(&principal.tenant)
-                .await
-                .map_err(|error| Error::Internal(format!("opening tenant {}: {error}", principal.tenant)))?,
+            None => service.engine.ensure_tenant(&principal.tenant).await.map_err(|error| {
+                match error.unavailable_for() {
+                    Some(wait) => Error::LogUnavailable {
+                        retry_after_seconds: crate::error::retry_after_seconds(wait),
+                    },
+                    None => Error::Internal(format!("opening tenant {}: {error}", principal.tenant)),
+                }
+            })?,
         };
         let request = parts.extensions.get::<RequestId>().copied().unwrap_or_default();
         Ok(Scope {

@@ -99,6 +99,13 @@ pub(crate) enum Error {
     /// 503: the engine is shutting down.
     #[error("the service is shutting down")]
     Unavailable,
+    /// 503: the log cannot be written now (a full disk, a failing database); nothing was
+    /// changed. Try again after `retry_after_seconds`.
+    #[error("the log cannot be written now; nothing was changed: try again in {retry_after_seconds} s")]
+    LogUnavailable {
+        /// The `Retry-After` header's value.
+        retry_after_seconds: u32,
+    },
     /// 500: a failure of the server; the cause is logged, never returned.
     #[error("internal error: {0}")]
     Internal(String),
@@ -155,7 +162,7 @@ impl Error {
             Error::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Error::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Error::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
-            Error::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Unavailable | Error::LogUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -229,10 +236,17 @@ impl From<SubmitError> for Error {
     fn from(error: SubmitError) -> Error {
         match error {
             SubmitError::Rejected(rejection) => rejection.into(),
-            SubmitError::Storage(cause) => Error::Internal(format!("the log could not be written: {cause}")),
+            SubmitError::Storage(cause) => Error::LogUnavailable {
+                retry_after_seconds: retry_after_seconds(cause.retry_after()),
+            },
             SubmitError::Closed => Error::Unavailable,
         }
     }
+}
+
+/// A `Retry-After` value: whole seconds, at least one.
+pub(crate) fn retry_after_seconds(wait: std::time::Duration) -> u32 {
+    u32::try_from(wait.as_secs().max(1)).unwrap_or(u32::MAX)
 }
 
 #[cfg(test)]

@@ -200,7 +200,8 @@ impl IntoResponse for Error {
         }
         if let Error::TooManyRequests {
             retry_after_seconds, ..
-        } = &self
+        }
+        | Error::LogUnavailable { retry_after_seconds } = &self
         {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_seconds));
         }

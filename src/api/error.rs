@@ -158,7 +158,8 @@ impl From<SubmitError> for ApiError {
                 StatusCode::SERVICE_UNAVAILABLE,
                 "log_unavailable",
                 format!("the log could not be written, nothing was changed: {cause}"),
-            ),
+            )
+            .retry_after(u32::try_from(cause.retry_after().as_secs().max(1)).unwrap_or(u32::MAX)),
             SubmitError::Closed => shutting_down(),
         }
     }

@@ -1,5 +1,6 @@
 //! The HTTP server of `idpsync serve`: functions build the router, another runs it on a bound
-//! listener until a shutdown future resolves. [`router`] serves `GET /healthz` and the SCIM
+//! listener until a shutdown future resolves. [`router`] serves health (`GET /livez`, and
+//! readiness at `GET /readyz` and `GET /healthz`) and the SCIM
 //! service provider at [`SCIM_MOUNT`]; [`service`] adds the management API at
 //! [`crate::api::MOUNT`] and Prometheus metrics at `GET /metrics`. Both are bounded by
 //! [`HttpLimits`].
@@ -19,10 +20,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State;
+use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 use idpsync_engine::Engine;
 use idpsync_scim::Authenticator;
+use idpsync_storage::StoreHealth;
 use serde::Serialize;
 use tokio::net::TcpListener;
 
@@ -62,29 +65,46 @@ impl Default for HttpLimits {
 /// Where the SCIM service provider is mounted.
 pub const SCIM_MOUNT: &str = "/scim/v2";
 
-/// What `GET /healthz` answers.
+/// What `GET /healthz` and `GET /readyz` answer: whether the service can take writes. It names
+/// no tenant: the endpoints are open to anyone who can reach the port.
 #[derive(Serialize)]
-struct Health {
+struct Readiness {
+    /// `ready` or `not-ready`.
     status: &'static str,
-    tenants: Vec<TenantHealth>,
+    /// Why not, when not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
+    /// Since when, when not (RFC 3339).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    since: Option<String>,
 }
 
-#[derive(Serialize)]
-struct TenantHealth {
-    id: String,
-    seq: u64,
+/// Readiness: 200 while the log takes writes; 503 with the reason while it cannot (a full disk,
+/// an unreachable database), so that a load balancer sends writes elsewhere meanwhile.
+async fn readiness(State(engine): State<Arc<Engine>>) -> (StatusCode, Json<Readiness>) {
+    match engine.store().health() {
+        StoreHealth::Ready => (
+            StatusCode::OK,
+            Json(Readiness {
+                status: "ready",
+                reason: None,
+                since: None,
+            }),
+        ),
+        StoreHealth::Unavailable { since, reason } => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(Readiness {
+                status: "not-ready",
+                reason: Some(reason),
+                since: Some(since.to_rfc3339()),
+            }),
+        ),
+    }
 }
 
-async fn healthz(State(engine): State<Arc<Engine>>) -> Json<Health> {
-    let tenants = engine
-        .heads()
-        .into_iter()
-        .map(|(id, seq)| TenantHealth {
-            id: id.to_string(),
-            seq: seq.0,
-        })
-        .collect();
-    Json(Health { status: "ok", tenants })
+/// Liveness: 200 while the process serves requests at all.
+async fn liveness() -> Json<serde_json::Value> {
+    Json(serde_json::json!({"status": "alive"}))
 }
 
 /// The service's router: health, and SCIM for the tenants `authenticator`'s tokens name, with
@@ -100,7 +120,9 @@ pub fn router(engine: Arc<Engine>, authenticator: Arc<dyn Authenticator>, limits
         .layer(axum::middleware::from_fn_with_state(per_token, token_limits::limit))
         .layer(axum::middleware::from_fn(crate::metrics::track_scim));
     Router::new()
-        .route("/healthz", get(healthz))
+        .route("/healthz", get(readiness))
+        .route("/readyz", get(readiness))
+        .route("/livez", get(liveness))
         .with_state(engine)
         .nest(SCIM_MOUNT, scim)
 }

@@ -89,6 +89,16 @@ pub enum StoreError {
         /// The database file.
         path: String,
     },
+    /// The store cannot write now (a full disk, an I/O error, an unreachable database); nothing
+    /// of the request was written. The store tries again on its own; so may the caller, after
+    /// `retry_after`.
+    #[error("the log cannot be written now ({reason}); nothing was written: try again in {}s", retry_after.as_secs().max(1))]
+    Unavailable {
+        /// What failed.
+        reason: String,
+        /// When the store will try again.
+        retry_after: std::time::Duration,
+    },
     /// The data directory or the database can be read by other users.
     #[error(transparent)]
     NotPrivate(#[from] crate::private_files::NotPrivate),
@@ -107,6 +117,15 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// How long a caller should wait before trying the failed write again: what an unavailable
+    /// store says, a second otherwise.
+    pub fn retry_after(&self) -> std::time::Duration {
+        match self {
+            StoreError::Unavailable { retry_after, .. } => *retry_after,
+            _ => std::time::Duration::from_secs(1),
+        }
+    }
+
     /// Wraps a backend error with what the store was doing.
     pub fn backend(context: &'static str, source: impl std::error::Error + Send + Sync + 'static) -> StoreError {
         StoreError::Backend {

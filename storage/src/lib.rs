@@ -51,7 +51,7 @@ pub use memory::MemoryStore;
 pub use record::{NewRecord, Record};
 pub use redb_store::RedbStore;
 pub use store::{
-    AppendBatch, Appended, Head, LogStore, NewSecret, SecretId, SnapshotInfo, SnapshotReader, StoredSnapshot,
-    state_hash,
+    AppendBatch, Appended, Head, LogStore, NewSecret, SecretId, SnapshotInfo, SnapshotReader, StoreHealth,
+    StoredSnapshot, state_hash,
 };
 pub use types::{EventId, Hash32, InvalidTenantId, InvalidTimestamp, SchemaVersion, Seq, TenantId, Timestamp};

@@ -268,6 +268,27 @@ pub trait LogStore: Send + Sync + 'static {
     /// Destroys a secret; durable when this returns. Returns whether it existed. The records
     /// sealed with it stay, unreadable.
     async fn destroy_secret(&self, tenant: &TenantId, id: SecretId) -> Result<bool, StoreError>;
+
+    /// Whether the store can take writes now: a store whose last write failed (a full disk, a
+    /// lost database) says since when and why, until it can again.
+    fn health(&self) -> StoreHealth {
+        StoreHealth::Ready
+    }
+}
+
+/// Whether a store can take writes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StoreHealth {
+    /// Writes go through.
+    Ready,
+    /// Writes are refused with [`StoreError::Unavailable`] until the cause is gone; the store
+    /// recovers on its own.
+    Unavailable {
+        /// When the first failure of this stretch happened.
+        since: Timestamp,
+        /// The last failure.
+        reason: String,
+    },
 }
 
 /// Checks `batch` against the log's current `head` and builds the records to store, chained.

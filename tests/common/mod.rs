@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use idpsync::engine::{Engine, LoggedEvent, TenantSettings};
 use idpsync::server::HttpLimits;
-use idpsync::storage::{MemoryStore, Seq, TenantId};
+use idpsync::storage::{LogStore, MemoryStore, Seq, TenantId};
 use idpsync::tokens::{TokenAuthenticator, TokenKind, TokenStore};
 use reqwest::StatusCode;
 use serde_json::Value;
@@ -34,7 +34,12 @@ impl TestServer {
 
     /// The SCIM server within `limits`.
     pub async fn start_limited(limits: HttpLimits) -> TestServer {
-        TestServer::start_with(limits, |engine, tokens| {
+        TestServer::start_on(Arc::new(MemoryStore::new()), limits).await
+    }
+
+    /// The SCIM server on `store`, within `limits`.
+    pub async fn start_on(store: Arc<dyn LogStore>, limits: HttpLimits) -> TestServer {
+        TestServer::start_with_store(store, limits, |engine, tokens| {
             let authenticator = TokenAuthenticator::new(tokens.clone()).unwrap();
             (
                 idpsync::server::router(engine, Arc::new(authenticator), &limits),
@@ -51,12 +56,16 @@ impl TestServer {
         limits: HttpLimits,
         build: impl FnOnce(Arc<Engine>, &TokenStore) -> (axum::Router, Box<dyn FnOnce() + Send>),
     ) -> TestServer {
+        TestServer::start_with_store(Arc::new(MemoryStore::new()), limits, build).await
+    }
+
+    async fn start_with_store(
+        store: Arc<dyn LogStore>,
+        limits: HttpLimits,
+        build: impl FnOnce(Arc<Engine>, &TokenStore) -> (axum::Router, Box<dyn FnOnce() + Send>),
+    ) -> TestServer {
         let data_dir = tempfile::tempdir().unwrap();
-        let engine = Arc::new(
-            Engine::open(Arc::new(MemoryStore::new()), TenantSettings::default())
-                .await
-                .unwrap(),
-        );
+        let engine = Arc::new(Engine::open(store, TenantSettings::default()).await.unwrap());
         let tokens = TokenStore::new(data_dir.path());
         let (router, on_stop) = build(Arc::clone(&engine), &tokens);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

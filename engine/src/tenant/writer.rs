@@ -30,13 +30,14 @@ use super::snapshotter::Snapshotter;
 use super::{Committed, Job, Tenant};
 use crate::command::{Command, Origin};
 use crate::decide::{DecideContext, decide};
-use crate::error::SubmitError;
+use crate::error::{EngineError, SubmitError};
 use crate::event::{ENVELOPE_VERSION, Envelope, Event, LoggedEvent, Personal, encode};
 use crate::history::History;
 use crate::ids::{IntegrationName, UserId};
 use crate::model::UserProfile;
 use crate::reconcile::{Guard, SyncInput};
 use crate::rejection::Rejection;
+use crate::replay::replay_with;
 use crate::seal::{Keyring, UserKey, seal, secret_id};
 use crate::state::State;
 
@@ -73,6 +74,7 @@ pub(crate) fn start(
         state,
         in_flight: None,
         next: None,
+        behind_the_log: false,
     };
     tokio::spawn(async move {
         // Whoever asked for the shutdown hears of it only once the writer, and with it its hold
@@ -97,6 +99,9 @@ struct Writer {
     in_flight: Option<InFlight>,
     /// The batch being decided on top of it, appended once it is durable.
     next: Option<Batch>,
+    /// An append failed: the log may hold more than `state` (a commit can reach the disk and
+    /// still report an error), so the next round first reads what is there.
+    behind_the_log: bool,
 }
 
 /// A batch whose append was handed to the store.
@@ -209,6 +214,17 @@ impl Writer {
 
     /// Decides a round of jobs into the next batch.
     async fn take(&mut self, jobs: Vec<Job>) -> Flow {
+        if self.behind_the_log {
+            self.drain().await;
+            match self.catch_up().await {
+                Ok(()) => self.behind_the_log = false,
+                // The store is still failing: the round's appends will fail cleanly too, on
+                // the head they were decided on, and the next round tries again.
+                Err(error) => {
+                    tracing::warn!(tenant = %self.tenant.id, %error, "cannot read the log's head after a failed append")
+                }
+            }
+        }
         for job in jobs {
             if job.needs_quiet() {
                 self.drain().await;
@@ -447,6 +463,7 @@ impl Writer {
             Err(error) => {
                 tracing::error!(tenant = %self.tenant.id, %error, "append failed; the batch is rejected");
                 self.state = batch.base;
+                self.behind_the_log = true;
                 let error = Arc::new(error);
                 let next = self.next.take();
                 let replies = batch
@@ -471,6 +488,43 @@ impl Writer {
         for (reply, committed) in batch.replies {
             let _ = reply.send(Ok(committed));
         }
+    }
+}
+
+impl Writer {
+    /// Folds in the records the log holds beyond the writer's state, as a follower of another
+    /// writer's appends would: after an append whose error does not say whether it reached the
+    /// disk. What is found is published like the writer's own batches, with the keys stored
+    /// beside it; keys of users it erased are destroyed.
+    async fn catch_up(&mut self) -> Result<(), EngineError> {
+        let store = Arc::clone(&self.tenant.store);
+        let head = store.head(&self.tenant.id).await?;
+        if head.seq <= self.state.seq() {
+            return Ok(());
+        }
+        tracing::warn!(tenant = %self.tenant.id, from = %self.state.seq(), to = %head.seq, "a failed append reached the log; folding it in");
+        self.tenant
+            .keyring
+            .insert_secrets(store.secrets(&self.tenant.id).await?);
+        let keyring = Arc::clone(&self.tenant.keyring);
+        let mut applied = AppliedBatch::default();
+        let mut state = self.state.clone();
+        replay_with(&store, &self.tenant.id, &mut state, head.seq, |state, event, chain| {
+            applied.apply(state, std::iter::once(ToApply::committed(event, chain)), &*keyring);
+        })
+        .await?;
+        self.publisher.publish(applied, &state);
+        self.snapshotter.after_publish(&state);
+        let erased: Vec<UserId> = state
+            .users()
+            .filter(|user| user.erased && keyring.has_key(user.id))
+            .map(|user| user.id)
+            .collect();
+        self.state = state;
+        for user in erased {
+            destroy_key(&self.tenant, user).await;
+        }
+        Ok(())
     }
 }
 

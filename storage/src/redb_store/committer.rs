@@ -23,6 +23,7 @@ use crate::record::Record;
 use crate::store::{AppendBatch, Appended, Head, SecretId, head_after, prepare_append};
 use crate::types::TenantId;
 
+use super::handle::DatabaseHandle;
 use super::journal;
 use super::tables::{
     HEADS, JOURNAL, SECRET_ROWS, SECRETS, SECRETS_PER_ROW, decode_head, decode_secret_row, encode_head,
@@ -33,6 +34,8 @@ use super::tables::{
 const JOBS_PER_COMMIT_MAX: usize = 4096;
 /// The most payload bytes one commit takes.
 const BYTES_PER_COMMIT_MAX: usize = 64 * 1024 * 1024;
+/// How often an idle committer checks whether a failed database can be opened again.
+const FAILED_CHECK_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
 /// Records of one tenant in one commit are packed into journal segments of at most this many
 /// records, and about [`journal::CHUNK_BYTES_MAX`] bytes.
 const CHUNK_RECORDS_MAX: usize = 512;
@@ -67,26 +70,23 @@ impl Job {
 }
 
 /// Runs until every sender is dropped.
-pub(super) fn run(db: &Database, jobs: &mpsc::Receiver<Job>) {
-    // The committed heads, so that validation needs no read per append. Only updated after a
-    // successful commit.
+pub(super) fn run(database: &DatabaseHandle, jobs: &mpsc::Receiver<Job>) {
+    // The committed heads, so that validation needs no read per append, and where the journal
+    // stands. Only updated after a successful commit; after a failed one both are read again
+    // from the database, as it was opened again.
     let mut heads: HashMap<TenantId, Head> = HashMap::new();
-    let mut fill = match journal::Fill::load(db) {
-        Ok(fill) => fill,
-        Err(error) => {
-            // Without it no commit can be numbered; fail every job rather than guess.
-            let message = error.to_string();
-            tracing::error!(%message, "reading the journal failed; the log cannot be written");
-            while let Ok(job) = jobs.recv() {
-                let _ = job.reply.send(Err(StoreError::Backend {
-                    context: "reading the journal",
-                    source: message.clone().into(),
-                }));
+    let mut fill: Option<journal::Fill> = None;
+    loop {
+        let first = match jobs.recv_timeout(FAILED_CHECK_EVERY) {
+            Ok(job) => job,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                // A failed database is opened again when its pause is over, even without writes
+                // waiting, so that reads work again too.
+                let _ = database.writable();
+                continue;
             }
-            return;
-        }
-    };
-    while let Ok(first) = jobs.recv() {
+            Err(mpsc::RecvTimeoutError::Disconnected) => return,
+        };
         let mut bytes = first.payload_len();
         let mut group = vec![first];
         while group.len() < JOBS_PER_COMMIT_MAX && bytes < BYTES_PER_COMMIT_MAX {
@@ -98,11 +98,65 @@ pub(super) fn run(db: &Database, jobs: &mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        commit_group(db, &mut heads, &mut fill, group);
+        match commit_when_writable(database, &mut heads, &mut fill, &group) {
+            Ok(answers) => {
+                for (job, answer) in group.into_iter().zip(answers) {
+                    let _ = job.reply.send(answer);
+                }
+            }
+            Err(refused) => {
+                // Nothing of this group is durable.
+                if let Refused::Failed(reason) = refused {
+                    tracing::error!(%reason, jobs = group.len(), "log commit failed; the whole group is rejected");
+                    heads.clear();
+                    fill = None;
+                    database.failed(&reason);
+                }
+                for job in group {
+                    let _ = job.reply.send(Err(database.refusal()));
+                }
+            }
+        }
     }
 }
 
-fn commit_group(db: &Database, heads: &mut HashMap<TenantId, Head>, fill: &mut journal::Fill, group: Vec<Job>) {
+/// Why a group was not committed.
+enum Refused {
+    /// The database cannot take writes yet; nothing was tried.
+    Unavailable,
+    /// The commit was tried and failed.
+    Failed(String),
+}
+
+/// Commits `group` if the database can take writes, loading where the journal stands first
+/// if it is not known.
+fn commit_when_writable(
+    database: &DatabaseHandle,
+    heads: &mut HashMap<TenantId, Head>,
+    fill: &mut Option<journal::Fill>,
+    group: &[Job],
+) -> Result<Vec<Result<Answer, StoreError>>, Refused> {
+    database.writable().map_err(|_| Refused::Unavailable)?;
+    let db = database.get().map_err(|_| Refused::Unavailable)?;
+    let current = match fill {
+        Some(current) => *current,
+        None => journal::Fill::load(&db).map_err(|error| Refused::Failed(error.to_string()))?,
+    };
+    let (answers, filled) =
+        commit_group(&db, heads, current, group).map_err(|error| Refused::Failed(error.to_string()))?;
+    *fill = Some(filled);
+    Ok(answers)
+}
+
+/// Applies `group` in one write transaction and commits it; returns each job's answer and where
+/// the journal stands after it, or the error that failed the whole group (then nothing of it is
+/// durable, and the cached heads were not touched).
+fn commit_group(
+    db: &Database,
+    heads: &mut HashMap<TenantId, Head>,
+    fill: journal::Fill,
+    group: &[Job],
+) -> Result<(Vec<Result<Answer, StoreError>>, journal::Fill), StoreError> {
     let mut working: HashMap<TenantId, Head> = HashMap::new();
     let outcome = (|| -> Result<(Vec<Result<Answer, StoreError>>, journal::Fill), StoreError> {
         let context = "writing the log";
@@ -115,7 +169,7 @@ fn commit_group(db: &Database, heads: &mut HashMap<TenantId, Head>, fill: &mut j
                 .open_table(SECRET_ROWS)
                 .map_err(|e| StoreError::backend(context, e))?;
             let mut secret_table = txn.open_table(SECRETS).map_err(|e| StoreError::backend(context, e))?;
-            for job in &group {
+            for job in group {
                 // Where the tenant's log stands in this group: after earlier jobs of the group,
                 // or as committed.
                 let cached = |tenant: &TenantId, working: &HashMap<TenantId, Head>| {
@@ -209,28 +263,10 @@ fn commit_group(db: &Database, heads: &mut HashMap<TenantId, Head>, fill: &mut j
         Ok((answers, filled))
     })();
 
-    match outcome {
-        Ok((answers, filled)) => {
-            heads.extend(working);
-            *fill = filled;
-            for (job, answer) in group.into_iter().zip(answers) {
-                let _ = job.reply.send(answer);
-            }
-        }
-        Err(error) => {
-            // Nothing of this group is durable. The cached heads were not touched; the next group
-            // starts from the committed ones.
-            let message = error.to_string();
-            tracing::error!(%message, jobs = group.len(), "log commit failed; the whole group is rejected");
-            for job in group {
-                let failure = StoreError::Backend {
-                    context: "committing the log",
-                    source: message.clone().into(),
-                };
-                let _ = job.reply.send(Err(failure));
-            }
-        }
+    if outcome.is_ok() {
+        heads.extend(working);
     }
+    outcome
 }
 
 /// Destroys one secret of `tenant`: rewrites the `secret_rows` row that holds it without it

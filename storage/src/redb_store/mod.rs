@@ -13,6 +13,9 @@
 //! never wait for the committer.
 
 mod committer;
+#[cfg(test)]
+mod failing_disk_tests;
+mod handle;
 mod journal;
 mod snapshot_files;
 mod tables;
@@ -28,10 +31,13 @@ use redb::{Database, ReadableDatabase, ReadableTable};
 use crate::error::StoreError;
 use crate::private_files;
 use crate::record::{Record, RecordDecoder};
-use crate::store::{AppendBatch, Appended, Head, LogStore, SecretId, SnapshotInfo, SnapshotReader, StoredSnapshot};
+use crate::store::{
+    AppendBatch, Appended, Head, LogStore, SecretId, SnapshotInfo, SnapshotReader, StoreHealth, StoredSnapshot,
+};
 use crate::types::{Seq, TenantId};
 
 use committer::{Answer, Job, Write};
+use handle::DatabaseHandle;
 use tables::{HEADS, JOURNAL, LOG, SECRET_ROWS, SECRETS, decode_head};
 
 /// The name of the database file inside the data directory.
@@ -39,7 +45,7 @@ pub const DATABASE_FILE: &str = "log.redb";
 
 /// A [`LogStore`] on a local disk, in one redb database.
 pub struct RedbStore {
-    db: Arc<Database>,
+    database: Arc<DatabaseHandle>,
     snapshots_dir: PathBuf,
     jobs: Option<mpsc::Sender<Job>>,
     committer: Option<JoinHandle<()>>,
@@ -50,6 +56,12 @@ impl RedbStore {
     ///
     /// Fails with [`StoreError::InUse`] if another process has the database open.
     pub fn open(dir: &Path) -> Result<RedbStore, StoreError> {
+        RedbStore::open_with(dir, Box::new(open_database))
+    }
+
+    /// [`RedbStore::open`] with the database file opened by `open_file` (tests put a failing
+    /// disk under it).
+    fn open_with(dir: &Path, open_file: Box<handle::Opener>) -> Result<RedbStore, StoreError> {
         private_files::create_dir_all(dir).map_err(|e| StoreError::backend("creating the data directory", e))?;
         private_files::make_dir_private(dir)?;
         let path = dir.join(DATABASE_FILE);
@@ -59,28 +71,18 @@ impl RedbStore {
             Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => private_files::check_file(&path)?,
             Err(error) => return Err(StoreError::backend("creating the database", error)),
         }
-        let db = match Database::builder().create(&path) {
-            Ok(db) => db,
-            Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
-                return Err(StoreError::InUse {
-                    path: path.display().to_string(),
-                });
-            }
-            Err(e) => return Err(StoreError::backend("opening the database", e)),
-        };
-        let db = Arc::new(db);
-        tables::create(&db)?;
+        let database = Arc::new(DatabaseHandle::open(path, open_file)?);
         let snapshots_dir = dir.join("snapshots");
         private_files::create_dir_all(&snapshots_dir)
             .map_err(|e| StoreError::backend("creating the snapshot directory", e))?;
         let (jobs, receiver) = mpsc::channel();
-        let committer_db = Arc::clone(&db);
+        let committer_database = Arc::clone(&database);
         let committer = std::thread::Builder::new()
             .name("idpsync-committer".to_owned())
-            .spawn(move || committer::run(&committer_db, &receiver))
+            .spawn(move || committer::run(&committer_database, &receiver))
             .map_err(|e| StoreError::backend("starting the committer thread", e))?;
         Ok(RedbStore {
-            db,
+            database,
             snapshots_dir,
             jobs: Some(jobs),
             committer: Some(committer),
@@ -98,9 +100,9 @@ impl RedbStore {
         &self,
         f: impl FnOnce(&Database, &Path) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let db = Arc::clone(&self.db);
+        let database = Arc::clone(&self.database);
         let snapshots_dir = self.snapshots_dir.clone();
-        tokio::task::spawn_blocking(move || f(&db, &snapshots_dir))
+        tokio::task::spawn_blocking(move || f(&*database.get()?, &snapshots_dir))
             .await
             .map_err(|e| StoreError::backend("running a storage task", e))?
     }
@@ -131,6 +133,18 @@ impl Drop for RedbStore {
         if let Some(committer) = self.committer.take() {
             let _ = committer.join();
         }
+    }
+}
+
+/// Opens the database file (creating it if needed); a file another process holds is
+/// [`StoreError::InUse`].
+fn open_database(path: &Path) -> Result<Database, StoreError> {
+    match Database::builder().create(path) {
+        Ok(database) => Ok(database),
+        Err(redb::DatabaseError::DatabaseAlreadyOpen) => Err(StoreError::InUse {
+            path: path.display().to_string(),
+        }),
+        Err(e) => Err(StoreError::backend("opening the database", e)),
     }
 }
 
@@ -381,6 +395,10 @@ impl LogStore for RedbStore {
             Answer::Destroyed(existed) => Ok(existed),
             Answer::Appended(_) | Answer::Head(_) => Err(StoreError::Closed),
         }
+    }
+
+    fn health(&self) -> StoreHealth {
+        self.database.health()
     }
 }
 
