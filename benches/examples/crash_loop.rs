@@ -63,8 +63,9 @@ const USER_WORKERS: usize = 3;
 const MEMBERS_PER_ADD: usize = 100;
 /// Members one group PATCH removes.
 const MEMBERS_PER_REMOVE: usize = 10;
-/// The shortest and longest load before a kill.
+/// The shortest load before a kill.
 const KILL_DELAY_MS_MIN: u64 = 200;
+/// The longest load before a kill.
 const KILL_DELAY_MS_MAX: u64 = 2_000;
 /// How long `serve` may take to say it is serving (a restart replays the log's tail).
 const START_TIMEOUT: Duration = Duration::from_secs(120);
@@ -295,17 +296,17 @@ fn start(binary: &Path, data_dir: &Path, summary: &mut Summary) -> Result<Server
                 log: Some(log),
             })
         }
-        Err(_) => {
+        Err(waiting) => {
             if child.try_wait()?.is_none() {
                 child.kill()?;
             }
             let status = child.wait()?;
             let tail = join_log(log)?;
-            Err(format!(
-                "serve did not start within {START_TIMEOUT:?} ({status}); its last lines:\n{}",
-                tail.join("\n")
-            )
-            .into())
+            let what = match waiting {
+                std_mpsc::RecvTimeoutError::Timeout => format!("did not start within {START_TIMEOUT:?}"),
+                std_mpsc::RecvTimeoutError::Disconnected => "exited before serving".to_owned(),
+            };
+            Err(format!("serve {what} ({status}); its last lines:\n{}", tail.join("\n")).into())
         }
     }
 }
