@@ -26,7 +26,8 @@ use idpsync::audit::{AuditSources, BindingLog, audit_user};
 use idpsync::workload::{WorkloadSpec, run as seed};
 use idpsync_engine::event::{LoggedEvent, decode_record};
 use idpsync_engine::ids::{GroupId, Seq, Timestamp, UserId};
-use idpsync_engine::replay::{REPLAY_PAGE_LEN, replay, replay_recording};
+use idpsync_engine::reader::PAGE_LEN;
+use idpsync_engine::replay::{replay, replay_recording};
 use idpsync_engine::seal::Keyring;
 use idpsync_engine::state::{Effects, FlatState, encode_snapshot};
 use idpsync_engine::{Engine, History, State, TenantSettings};
@@ -176,7 +177,7 @@ fn replay_stages(runtime: &tokio::runtime::Runtime, dir: &Path) {
     let mut records: Vec<Record> = Vec::with_capacity(head.0 as usize);
     while records.len() < head.0 as usize {
         let from = Seq(records.len() as u64 + 1);
-        records.extend(runtime.block_on(store.read(&tenant, from, REPLAY_PAGE_LEN)).unwrap());
+        records.extend(runtime.block_on(store.read(&tenant, from, PAGE_LEN)).unwrap());
     }
     let read = started.elapsed();
     let started = Instant::now();

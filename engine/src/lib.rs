@@ -12,7 +12,9 @@
 //! - [`command`], [`decide`], [`reconcile`]: commands and the decisions they produce;
 //! - [`access`], [`projector`]: effective membership, grants, access changes;
 //! - [`tenant`]: the per-tenant writer, published state, change stream, point in time;
-//! - [`engine`]: all tenants of a store; [`replay`], [`verify`]: reading the log back.
+//! - [`engine`]: all tenants of a store;
+//! - [`reader`]: reading stretches of the log back as events; [`replay`], [`verify`]: folding
+//!   and checking what is read.
 //!
 //! # Architecture invariants
 //! - The fold is pure and total: no clock, no randomness, no I/O. Ids and times are chosen
@@ -51,6 +53,7 @@ pub mod ids;
 pub mod limits;
 pub mod model;
 pub mod projector;
+pub mod reader;
 pub mod reconcile;
 pub mod replay;
 pub mod seal;

@@ -4,12 +4,10 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use idpsync_engine::event::{Event, LoggedEvent, decode_record};
+use idpsync_engine::event::{Event, LoggedEvent};
+use idpsync_engine::reader::EventPages;
 use idpsync_engine::{EngineError, Tenant};
 use idpsync_storage::{Hash32, LogStore, Seq, TenantId};
-
-/// Records read per page.
-const PAGE_LEN: usize = 8_192;
 
 /// The events of records `from ..= to` that `keep` selects, with their chain links.
 pub async fn events_matching(
@@ -20,28 +18,9 @@ pub async fn events_matching(
     keep: impl Fn(&Event) -> bool,
 ) -> Result<Vec<(LoggedEvent, Hash32)>, EngineError> {
     let mut found = Vec::new();
-    let mut next = from.max(Seq(1));
-    while next <= to {
-        let want = usize::try_from(to.0 - next.0 + 1).unwrap_or(usize::MAX).min(PAGE_LEN);
-        let records = store.read(tenant, next, want).await?;
-        if records.is_empty() {
-            return Err(EngineError::Corrupt {
-                tenant: tenant.clone(),
-                seq: next,
-                reason: "the log ends before its head".to_owned(),
-            });
-        }
-        for record in &records {
-            let event = decode_record(record).map_err(|error| EngineError::Corrupt {
-                tenant: tenant.clone(),
-                seq: record.seq,
-                reason: error.to_string(),
-            })?;
-            if keep(&event.envelope.event) {
-                found.push((event, record.chain));
-            }
-        }
-        next = next.plus(records.len() as u64);
+    let mut events = EventPages::new(store, tenant, from..=to);
+    while let Some(page) = events.next_page().await? {
+        found.extend(page.into_iter().filter(|(event, _)| keep(&event.envelope.event)));
     }
     Ok(found)
 }

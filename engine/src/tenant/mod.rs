@@ -5,10 +5,10 @@
 //! call [`Tenant::state`] and get the latest published state, an O(1) clone, without waiting
 //! for the writer.
 
+mod events;
 mod pit;
 mod retention;
 mod stream;
-mod timeline;
 mod writer;
 
 use std::collections::{BTreeMap, VecDeque};
@@ -30,10 +30,10 @@ use crate::reconcile::{DirectorySnapshot, ReconcilePolicy, ReconcileReport};
 use crate::seal::Keyring;
 use crate::state::State;
 
+pub use events::TimelineEntry;
 pub(crate) use pit::load_snapshot_with_history;
 pub use pit::{load_state_at, seq_at_time};
 pub use stream::ChangeStream;
-pub use timeline::TimelineEntry;
 pub(crate) use writer::{destroy_key, start};
 
 /// Consecutive records of one commit, as the change feed carries them.
