@@ -6,8 +6,9 @@
 //! for the writer.
 
 mod events;
-mod pit;
+mod record_at;
 mod retention;
+mod state_at;
 mod stream;
 mod writer;
 
@@ -31,8 +32,8 @@ use crate::seal::Keyring;
 use crate::state::State;
 
 pub use events::TimelineEntry;
-pub(crate) use pit::load_snapshot_with_history;
-pub use pit::{load_state_at, seq_at_time};
+pub(crate) use state_at::load_snapshot_with_history;
+pub use state_at::{load_state_at, seq_at_time};
 pub use stream::ChangeStream;
 pub(crate) use writer::{destroy_key, start};
 
