@@ -13,7 +13,7 @@
 //!   the management API at `/api/v1`, `/metrics`);
 //! - [`api`]: the management API: bindings, the directory now and in the past, timelines,
 //!   integrations, the change stream (SSE), audits, erasure;
-//! - [`audit`]: the offboarding audit and the leavers' report;
+//! - [`audit`]: the offboarding audit and the leavers' report as text, HTML and JSON;
 //! - [`checkpoint`]: signed checkpoints of the log and their verification;
 //! - [`metrics`]: the Prometheus recorder and the request middleware;
 //! - [`tokens`]: API tokens (hashed, revocable) and the authenticators over them;

@@ -22,8 +22,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput};
-use idpsync::audit::{AuditSources, BindingLog, audit_user};
 use idpsync::workload::{WorkloadSpec, run as seed};
+use idpsync_engine::audit::{AuditSources, BindingLog, audit_user};
 use idpsync_engine::event::{LoggedEvent, decode_record};
 use idpsync_engine::ids::{GroupId, Seq, Timestamp, UserId};
 use idpsync_engine::reader::PAGE_LEN;
@@ -288,7 +288,7 @@ fn audit_a_user(c: &mut Criterion, runtime: &tokio::runtime::Runtime, dir: &Path
     let tenant = engine.require_tenant(&TenantId::default_tenant()).unwrap();
     let started = Instant::now();
     let mut bindings = BindingLog::default();
-    runtime.block_on(bindings.catch_up(&tenant, engine.store())).unwrap();
+    runtime.block_on(bindings.catch_up(&tenant)).unwrap();
     println!(
         "tenant_1m/audit: reading the binding changes once took {:?} ({} changes)",
         started.elapsed(),
@@ -308,7 +308,6 @@ fn audit_a_user(c: &mut Criterion, runtime: &tokio::runtime::Runtime, dir: &Path
     }
     let names = BTreeMap::new();
     let sources = AuditSources {
-        store: engine.store(),
         bindings: &bindings,
         token_names: &names,
     };

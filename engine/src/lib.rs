@@ -14,7 +14,8 @@
 //! - [`tenant`]: the per-tenant writer, published state, change stream, point in time;
 //! - [`engine`]: all tenants of a store;
 //! - [`reader`]: reading stretches of the log back as events; [`replay`], [`verify`]: folding
-//!   and checking what is read.
+//!   and checking what is read;
+//! - [`audit`]: the offboarding audit of a user and the leavers' report.
 //!
 //! # Architecture invariants
 //! - The fold is pure and total: no clock, no randomness, no I/O. Ids and times are chosen
@@ -43,6 +44,7 @@
 //! ```
 
 pub mod access;
+pub mod audit;
 pub mod command;
 pub mod decide;
 pub mod engine;
