@@ -13,10 +13,9 @@
 //!   the management API at `/api/v1`, `/metrics`);
 //! - [`api`]: the management API: bindings, the directory now and in the past, timelines,
 //!   integrations, the change stream (SSE), audits, erasure;
-//! - [`audit`]: the offboarding audit and the leavers' report;
+//! - [`audit`]: the offboarding audit and the leavers' report as text, HTML and JSON;
 //! - [`checkpoint`]: signed checkpoints of the log and their verification;
 //! - [`metrics`]: the Prometheus recorder and the request middleware;
-//! - [`pit`]: one user's or group's record at a past `seq`, without a replay;
 //! - [`tokens`]: API tokens (hashed, revocable) and the authenticators over them;
 //! - [`workload`]: the synthetic workload of `idpsync dev seed`;
 //! - [`engine`], [`storage`], [`scim`]: the engine, the log and the SCIM service (re-exported
@@ -38,7 +37,6 @@ pub mod audit;
 pub mod checkpoint;
 pub mod config;
 pub mod metrics;
-pub mod pit;
 pub mod server;
 pub mod tokens;
 pub mod workload;

@@ -22,11 +22,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput};
-use idpsync::audit::{AuditSources, BindingLog, audit_user};
 use idpsync::workload::{WorkloadSpec, run as seed};
+use idpsync_engine::audit::{AuditSources, BindingLog, audit_user};
 use idpsync_engine::event::{LoggedEvent, decode_record};
 use idpsync_engine::ids::{GroupId, Seq, Timestamp, UserId};
-use idpsync_engine::replay::{REPLAY_PAGE_LEN, replay, replay_recording};
+use idpsync_engine::reader::PAGE_LEN;
+use idpsync_engine::replay::{replay, replay_recording};
 use idpsync_engine::seal::Keyring;
 use idpsync_engine::state::{Effects, FlatState, encode_snapshot};
 use idpsync_engine::{Engine, History, State, TenantSettings};
@@ -176,7 +177,7 @@ fn replay_stages(runtime: &tokio::runtime::Runtime, dir: &Path) {
     let mut records: Vec<Record> = Vec::with_capacity(head.0 as usize);
     while records.len() < head.0 as usize {
         let from = Seq(records.len() as u64 + 1);
-        records.extend(runtime.block_on(store.read(&tenant, from, REPLAY_PAGE_LEN)).unwrap());
+        records.extend(runtime.block_on(store.read(&tenant, from, PAGE_LEN)).unwrap());
     }
     let read = started.elapsed();
     let started = Instant::now();
@@ -287,7 +288,7 @@ fn audit_a_user(c: &mut Criterion, runtime: &tokio::runtime::Runtime, dir: &Path
     let tenant = engine.require_tenant(&TenantId::default_tenant()).unwrap();
     let started = Instant::now();
     let mut bindings = BindingLog::default();
-    runtime.block_on(bindings.catch_up(&tenant, engine.store())).unwrap();
+    runtime.block_on(bindings.catch_up(&tenant)).unwrap();
     println!(
         "tenant_1m/audit: reading the binding changes once took {:?} ({} changes)",
         started.elapsed(),
@@ -307,7 +308,6 @@ fn audit_a_user(c: &mut Criterion, runtime: &tokio::runtime::Runtime, dir: &Path
     }
     let names = BTreeMap::new();
     let sources = AuditSources {
-        store: engine.store(),
         bindings: &bindings,
         token_names: &names,
     };

@@ -17,7 +17,10 @@
 //! - [`access`], [`projector`]: effective membership, grants, access changes;
 //! - [`tenant`]: the per-tenant writer and what it publishes (state, history, feed, snapshots),
 //!   sync runs and the guard's holds, the change stream, point-in-time reads;
-//! - [`engine`]: all tenants of a store; [`replay`], [`verify`]: reading the log back.
+//! - [`engine`]: all tenants of a store;
+//! - [`reader`]: reading stretches of the log back as events; [`replay`], [`verify`]: folding
+//!   and checking what is read;
+//! - [`audit`]: the offboarding audit of a user and the leavers' report.
 //!
 //! # Architecture invariants
 //! - The fold is pure and total: no clock, no randomness, no I/O. Ids and times are chosen
@@ -48,6 +51,7 @@
 //! ```
 
 pub mod access;
+pub mod audit;
 pub mod command;
 pub mod decide;
 pub mod engine;
@@ -58,6 +62,7 @@ pub mod ids;
 pub mod limits;
 pub mod model;
 pub mod projector;
+pub mod reader;
 pub mod reconcile;
 pub mod rejection;
 pub mod replay;

@@ -1,7 +1,7 @@
 //! Replay: reading a stretch of the log, checking its chain, decoding and folding it.
 //!
 //! Three things run at once: a task reads, chain-checks and decodes pages of records a few
-//! pages ahead; the fold folds them; and, when the history index is wanted, a blocking thread
+//! pages ahead (through the log's one reader, [`EventPages`]); the fold folds them; and, when the history index is wanted, a blocking thread
 //! extends it from batches of what the fold reports. A replay from the empty state (a full
 //! replay: a tenant without a snapshot, `log verify`) folds into plain hash maps and freezes
 //! them into the persistent state at the end ([`FlatState`]); a replay onto a state (a tail
@@ -9,17 +9,14 @@
 
 use std::sync::Arc;
 
-use idpsync_storage::verify::ChainVerifier;
-use idpsync_storage::{Hash32, Head, LogStore, Record, Seq, TenantId};
+use idpsync_storage::{Hash32, LogStore, Seq, TenantId};
 
 use crate::error::EngineError;
-use crate::event::{LoggedEvent, decode_record};
+use crate::event::LoggedEvent;
 use crate::history::{EffectsBatch, History};
+use crate::reader::{EventPage, EventPages, PAGE_LEN};
 use crate::seal::Opener;
 use crate::state::{Effects, FlatState, State};
-
-/// Records read per page.
-pub const REPLAY_PAGE_LEN: usize = 8192;
 
 /// Reads `tenant`'s records after `state.seq()` up to `to` inclusive, checks that they continue
 /// the chain, and hands each decoded event to `step`, which folds it into `state`.
@@ -52,107 +49,46 @@ async fn replay_pages<T>(
     start: Seq,
     target: &mut T,
     to: Seq,
-    mut step: impl FnMut(&mut T, &mut Vec<(LoggedEvent, Hash32)>),
+    mut step: impl FnMut(&mut T, &mut EventPage),
 ) -> Result<(), EngineError> {
     if to <= start {
         return Ok(());
     }
     let (pages, mut decoded) = tokio::sync::mpsc::channel(PAGES_AHEAD);
     let (spent, spent_pages) = tokio::sync::mpsc::unbounded_channel();
-    let reader = read_ahead(Arc::clone(store), tenant.clone(), start, to, pages, spent_pages);
-    let producer = tokio::spawn(reader);
-    let mut reached = start;
+    let events = EventPages::chained_after(store, tenant, start, to);
+    let producer = tokio::spawn(read_ahead(events, pages, spent_pages));
     while let Some(page) = decoded.recv().await {
         let mut page = page?;
-        if let Some((event, _)) = page.last() {
-            reached = event.seq;
-        }
         step(target, &mut page);
         // Fails only once the reader has stopped; the page is then dropped here.
         let _ = spent.send(page);
     }
-    producer.await.map_err(|_| EngineError::Closed)?;
-    if reached < to {
-        return Err(missing(tenant, reached.next(), "the log ends before its head"));
-    }
-    Ok(())
+    // The reader stops early only on an error, which it sent and the loop returned.
+    producer.await.map_err(|_| EngineError::Closed)
 }
 
 /// Pages of decoded events the reader may run ahead of the fold.
 const PAGES_AHEAD: usize = 4;
 
-type DecodedPage = Result<Vec<(LoggedEvent, Hash32)>, EngineError>;
-
-/// Reads, chain-checks and decodes records `start + 1 ..= to` page by page into `pages`; stops
-/// at the first error, which it sends.
+/// Reads `events` page by page into `pages`; stops at the first error, which it sends.
 async fn read_ahead(
-    store: Arc<dyn LogStore>,
-    tenant: TenantId,
-    start: Seq,
-    to: Seq,
-    pages: tokio::sync::mpsc::Sender<DecodedPage>,
-    mut spent_pages: tokio::sync::mpsc::UnboundedReceiver<Vec<(LoggedEvent, Hash32)>>,
+    mut events: EventPages,
+    pages: tokio::sync::mpsc::Sender<Result<EventPage, EngineError>>,
+    mut spent_pages: tokio::sync::mpsc::UnboundedReceiver<EventPage>,
 ) {
-    let mut verifier: Option<ChainVerifier> = (start == Seq::ZERO).then(|| ChainVerifier::new(tenant.clone()));
-    let mut from = Seq(start.0.max(1));
-    while from <= to {
+    loop {
         while let Ok(page) = spent_pages.try_recv() {
             drop(page);
         }
-        let limit = REPLAY_PAGE_LEN.min((to.0 - from.0 + 1) as usize);
-        let page = match store.read(&tenant, from, limit).await {
-            Ok(page) if !page.is_empty() => page,
-            Ok(_) => return,
-            Err(error) => {
-                let _ = pages.send(Err(error.into())).await;
-                return;
-            }
+        let Some(page) = events.next_page().await.transpose() else {
+            return;
         };
-        from = page.last().expect("the page is not empty").seq.next();
-        let decoded = check_and_decode(&tenant, start, &mut verifier, page);
-        let failed = decoded.is_err();
-        if pages.send(decoded).await.is_err() || failed {
+        let failed = page.is_err();
+        if pages.send(page).await.is_err() || failed {
             return;
         }
     }
-}
-
-fn check_and_decode(
-    tenant: &TenantId,
-    start: Seq,
-    verifier: &mut Option<ChainVerifier>,
-    page: Vec<Record>,
-) -> DecodedPage {
-    let mut events = Vec::with_capacity(page.len());
-    for record in page {
-        let Some(checker) = verifier.as_mut() else {
-            // The anchor.
-            if record.seq != start {
-                return Err(missing(
-                    tenant,
-                    start,
-                    "the record the state was folded up to is missing",
-                ));
-            }
-            *verifier = Some(ChainVerifier::after(
-                tenant.clone(),
-                Head {
-                    seq: record.seq,
-                    recorded_at: record.recorded_at,
-                    chain: record.chain,
-                },
-            ));
-            continue;
-        };
-        checker.check(&record)?;
-        let event = decode_record(&record).map_err(|e| EngineError::Corrupt {
-            tenant: tenant.clone(),
-            seq: record.seq,
-            reason: e.to_string(),
-        })?;
-        events.push((event, record.chain));
-    }
-    Ok(events)
 }
 
 /// [`replay_with`] that only folds, reading personal fields with `opener`.
@@ -189,7 +125,7 @@ pub async fn replay_recording(
     let mut batch = EffectsBatch::default();
     let folded = fold_tail(store, tenant, opener, state, to, |event, effects| {
         batch.push(event.seq, event.recorded_at, effects);
-        if batch.len() == REPLAY_PAGE_LEN {
+        if batch.len() == PAGE_LEN {
             // The indexer only stops when the sender is dropped: this send fails only if it
             // panicked, which the join below reports.
             let _ = batches.send(std::mem::take(&mut batch));
@@ -232,12 +168,4 @@ async fn fold_tail(
     .await?;
     *state = flat.freeze();
     Ok(())
-}
-
-fn missing(tenant: &TenantId, seq: Seq, reason: &str) -> EngineError {
-    EngineError::Corrupt {
-        tenant: tenant.clone(),
-        seq,
-        reason: reason.to_owned(),
-    }
 }

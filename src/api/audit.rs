@@ -6,14 +6,15 @@ use std::collections::BTreeMap;
 use axum::extract::{Path, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
+use idpsync_engine::audit::{AuditError, AuditSources, audit_user, leavers_report, resolve_user};
 use idpsync_engine::ids::TokenId;
 use idpsync_storage::Timestamp;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::auth::TenantAccess;
 use super::error::{ApiError, ApiQuery};
 use super::{ApiState, Routes};
-use crate::audit::{AuditError, AuditSources, Format, audit_user, html, report, resolve_user, text};
+use crate::audit::{Format, html, json, text};
 
 pub(super) fn routes(routes: Routes) -> Routes {
     routes
@@ -57,14 +58,15 @@ fn token_names(state: &ApiState) -> BTreeMap<TokenId, String> {
     }
 }
 
-fn render<T: serde::Serialize>(
-    value: &T,
+fn render<'a, T, J: Serialize>(
+    value: &'a T,
     format: Format,
+    as_json: fn(&'a T) -> J,
     as_text: fn(&T) -> String,
     as_html: fn(&T) -> String,
 ) -> Response {
     match format {
-        Format::Json => axum::Json(value).into_response(),
+        Format::Json => axum::Json(as_json(value)).into_response(),
         Format::Text => ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], as_text(value)).into_response(),
         Format::Html => ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], as_html(value)).into_response(),
     }
@@ -76,11 +78,9 @@ async fn with_sources<T>(
     access: &TenantAccess,
     make: impl AsyncFnOnce(&AuditSources<'_>) -> Result<T, AuditError>,
 ) -> Result<T, ApiError> {
-    let store = state.inner.engine.store();
-    let bindings = state.inner.binding_logs.current(&access.tenant, store).await?;
+    let bindings = state.inner.binding_logs.current(&access.tenant).await?;
     let names = token_names(state);
     let sources = AuditSources {
-        store,
         bindings: &bindings,
         token_names: &names,
     };
@@ -93,7 +93,7 @@ async fn user_audit(
     Path((_, key)): Path<(String, String)>,
     ApiQuery(query): ApiQuery<FormatQuery>,
 ) -> Result<Response, ApiError> {
-    let user = resolve_user(&access.tenant, state.inner.engine.store(), &key).await?;
+    let user = resolve_user(&access.tenant, &key).await?;
     let audit = with_sources(&state, &access, async |sources| {
         audit_user(&access.tenant, user, sources).await
     })
@@ -101,6 +101,7 @@ async fn user_audit(
     Ok(render(
         &audit,
         query.format.unwrap_or(Format::Json),
+        json::user,
         text::user,
         html::user,
     ))
@@ -112,14 +113,14 @@ async fn leavers(
     ApiQuery(query): ApiQuery<LeaversQuery>,
 ) -> Result<Response, ApiError> {
     let since = Timestamp::parse_rfc3339(&query.since).map_err(|error| ApiError::bad_request(error.to_string()))?;
-    let store = state.inner.engine.store();
     let leavers = with_sources(&state, &access, async |sources| {
-        report::leavers_report(&access.tenant, store, since, sources).await
+        leavers_report(&access.tenant, since, sources).await
     })
     .await?;
     Ok(render(
         &leavers,
         query.format.unwrap_or(Format::Json),
+        json::report,
         text::report,
         html::report,
     ))

@@ -3,9 +3,10 @@
 //! (`?limit=&after=`).
 //!
 //! `?at=RFC3339` or `?seq=N` asks about the past. A group's members are answered from the
-//! history index (fast: no replay), each member as it was then ([`crate::pit`]); lists of all
-//! users or groups and a user's access need the whole state of the time, from
-//! [`idpsync_engine::Tenant::state_at`] (the nearest checkpoint or snapshot plus a replay).
+//! history index (fast: no replay), each member as it was then ([`Tenant::user_at`],
+//! [`Tenant::group_at`]); lists of all users or groups and a user's access need the whole
+//! state of the time, from [`Tenant::state_at`] (the nearest checkpoint or snapshot plus a
+//! replay).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -284,7 +285,8 @@ async fn group_at(tenant: &Tenant, key: &str, seq: Seq) -> Result<(Arc<Group>, u
             .map(|group| group.id)
             .ok_or_else(|| ApiError::not_found(format!("no group named {key:?} now; name a past group by its id")))?,
     };
-    let group = crate::pit::group_at(tenant, id, seq)
+    let group = tenant
+        .group_at(id, seq)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("group {key:?} did not exist at seq {seq}")))?;
     let members = tenant.with_history(|history, _| history.direct_members_at(id, seq).len());
@@ -333,8 +335,8 @@ async fn list_members(
         .take(len + 1)
     {
         items.push(match member {
-            Member::User(id) => MemberRow::user(id, crate::pit::user_at(tenant, id, seq).await?.as_deref()),
-            Member::Group(id) => MemberRow::group(id, crate::pit::group_at(tenant, id, seq).await?.as_deref()),
+            Member::User(id) => MemberRow::user(id, tenant.user_at(id, seq).await?.as_deref()),
+            Member::Group(id) => MemberRow::group(id, tenant.group_at(id, seq).await?.as_deref()),
         });
     }
     let recorded_at = tenant

@@ -2,18 +2,18 @@
 //! event that touched a user or group (its timeline), with the chain link of each.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::Path;
 use idpsync_engine::Tenant;
+use idpsync_engine::audit::resolve_user;
 use idpsync_engine::ids::{GroupId, Member};
 use idpsync_storage::Seq;
 use serde_json::{Value, json};
 
+use super::Routes;
 use super::auth::TenantAccess;
 use super::directory::{WhenQuery, find_group, position};
 use super::error::{ApiError, ApiQuery};
 use super::wire::logged_event_json;
-use super::{ApiState, Routes};
-use crate::audit::resolve_user;
 
 pub(super) fn routes(routes: Routes) -> Routes {
     routes
@@ -50,12 +50,8 @@ async fn timeline(tenant: &Tenant, member: Member) -> Result<Json<Value>, ApiErr
     Ok(Json(json!({"seq": tenant.state().seq(), "items": items})))
 }
 
-async fn user_timeline(
-    State(state): State<ApiState>,
-    access: TenantAccess,
-    Path((_, key)): Path<(String, String)>,
-) -> Result<Json<Value>, ApiError> {
-    let user = resolve_user(&access.tenant, state.inner.engine.store(), &key).await?;
+async fn user_timeline(access: TenantAccess, Path((_, key)): Path<(String, String)>) -> Result<Json<Value>, ApiError> {
+    let user = resolve_user(&access.tenant, &key).await?;
     timeline(&access.tenant, Member::User(user)).await
 }
 
@@ -70,7 +66,6 @@ fn position_json(tenant: &Tenant, seq: Seq) -> Value {
 }
 
 async fn intervals(
-    State(state): State<ApiState>,
     access: TenantAccess,
     Path((_, group_key, member_key)): Path<(String, String, String)>,
     ApiQuery(query): ApiQuery<WhenQuery>,
@@ -83,7 +78,7 @@ async fn intervals(
         Ok(id) if known(tenant, Member::Group(id)) => Member::Group(id),
         _ => match find_group(&tenant.state(), &member_key)? {
             Some(found) => Member::Group(found.id),
-            None => Member::User(resolve_user(tenant, state.inner.engine.store(), &member_key).await?),
+            None => Member::User(resolve_user(tenant, &member_key).await?),
         },
     };
     let spans = tenant.with_history(|history, _| history.membership_intervals(group, member, seq));

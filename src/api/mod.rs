@@ -35,11 +35,11 @@ use axum::routing::MethodRouter;
 use axum::{Json, Router};
 use idpsync_drivers::scheduler::SchedulerHandle;
 use idpsync_engine::Engine;
+use idpsync_engine::audit::BindingLogs;
 use idpsync_scim::Authenticator;
 use serde::Serialize;
 use tokio::sync::watch;
 
-use crate::audit::BindingLogs;
 use crate::tokens::TokenStore;
 use auth::TenantAccess;
 

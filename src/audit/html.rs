@@ -6,10 +6,10 @@
 use std::fmt::Write as _;
 
 use idpsync_engine::AccessDirection;
+use idpsync_engine::audit::{LeaversReport, Standing, Step, StepKind, UserAudit};
 
-use super::report::LeaversReport;
-use super::text::{standing_text, step_summary};
-use super::{Standing, Step, StepKind, UserAudit, duration_text};
+use super::duration_text;
+use super::text::{door_text, standing_text, step_summary};
 
 /// Escapes text for HTML content and attribute values.
 pub fn escape(text: &str) -> String {
@@ -91,7 +91,7 @@ fn step_item(out: &mut String, step: &Step) {
         escape(&latency),
         step.seq,
         step.chain,
-        escape(&step.door.describe())
+        escape(&door_text(&step.door))
     );
 }
 
@@ -119,10 +119,9 @@ pub fn user(audit: &UserAudit) -> String {
         for held in &audit.still_holds {
             let _ = write!(
                 body,
-                "<li>{}/{} ({}) via {}</li>",
-                escape(held.resource_kind),
-                escape(&held.resource_id),
-                escape(held.role),
+                "<li>{} ({}) via {}</li>",
+                escape(&held.resource.to_string()),
+                escape(held.role.as_str()),
                 escape(&held.via_name)
             );
         }
@@ -140,7 +139,7 @@ pub fn user(audit: &UserAudit) -> String {
                  <div class=\"proof\">seq {} · chain <code>{}</code></div></div>",
                 escape(&step_summary(&leave.kind).to_lowercase()),
                 escape(&leave.recorded_at.to_rfc3339()),
-                escape(&leave.door.describe()),
+                escape(&door_text(&leave.door)),
                 escape(&gone),
                 audit.revocations().count(),
                 leave.seq,
@@ -231,8 +230,8 @@ pub fn report(report: &LeaversReport) -> String {
             escape(&leaver.left_at.to_rfc3339()),
             escape(&leaver.user_name),
             leaver.user,
-            leaver.how,
-            escape(&leaver.door.describe()),
+            leaver.how.as_str(),
+            escape(&door_text(&leaver.door)),
             leaver.revoked,
             escape(&optional(leaver.time_to_revoke_us)),
             leaver.seq,

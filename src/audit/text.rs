@@ -3,9 +3,10 @@
 use std::fmt::Write as _;
 
 use idpsync_engine::AccessDirection;
+use idpsync_engine::audit::{Door, LeaversReport, Standing, Step, StepKind, UserAudit};
+use idpsync_engine::ids::TokenId;
 
-use super::report::LeaversReport;
-use super::{Standing, Step, StepKind, UserAudit, duration_text};
+use super::duration_text;
 
 /// What one step did, in a few words.
 pub fn step_summary(kind: &StepKind) -> String {
@@ -16,21 +17,65 @@ pub fn step_summary(kind: &StepKind) -> String {
         StepKind::Deleted => "DELETED".to_owned(),
         StepKind::Erased => "personal fields erased".to_owned(),
         StepKind::Joined { group_name, .. } => format!("joined group {group_name}"),
-        StepKind::Left { group_name, how, .. } => format!("left group {group_name} ({how})"),
+        StepKind::Left { group_name, how, .. } => format!("left group {group_name} ({})", how.as_str()),
         StepKind::Access {
             direction,
-            resource_kind,
-            resource_id,
+            resource,
             role,
             via_name,
             ..
         } => format!(
-            "access {} {resource_kind}/{resource_id} ({role}) via {via_name}",
+            "access {} {resource} ({}) via {via_name}",
             match direction {
                 AccessDirection::Granted => "granted",
                 AccessDirection::Revoked => "REVOKED",
-            }
+            },
+            role.as_str()
         ),
+    }
+}
+
+/// Which door a step came through, in one line.
+pub fn door_text(door: &Door) -> String {
+    match door {
+        Door::Scim {
+            token,
+            token_name,
+            request,
+        } => format!(
+            "SCIM, token {}{}",
+            named(token, token_name.as_deref()),
+            request.map(|r| format!(", request {r}")).unwrap_or_default()
+        ),
+        Door::Integration {
+            integration,
+            run,
+            idp_object,
+        } => format!(
+            "integration {integration}, sync run {run}{}",
+            idp_object
+                .as_deref()
+                .map(|o| format!(", IdP object {o}"))
+                .unwrap_or_default()
+        ),
+        Door::Admin {
+            token,
+            token_name,
+            request,
+        } => format!(
+            "management API, admin token {}{}",
+            named(token, token_name.as_deref()),
+            request.map(|r| format!(", request {r}")).unwrap_or_default()
+        ),
+        Door::Operator => "operator (command line)".to_owned(),
+        Door::Workload => "synthetic workload".to_owned(),
+    }
+}
+
+fn named(token: &TokenId, name: Option<&str>) -> String {
+    match name {
+        Some(name) => format!("{name} ({token})"),
+        None => token.to_string(),
     }
 }
 
@@ -55,7 +100,7 @@ fn step_line(out: &mut String, step: &Step) {
         step.recorded_at,
         step_summary(&step.kind),
         step.chain,
-        step.door.describe()
+        door_text(&step.door)
     );
 }
 
@@ -86,7 +131,7 @@ pub fn user(audit: &UserAudit) -> String {
                 leave.seq,
                 leave.chain
             );
-            let _ = writeln!(out, "  by: {}", leave.door.describe());
+            let _ = writeln!(out, "  by: {}", door_text(&leave.door));
             if let Some(received) = leave.door.received_at() {
                 let _ = writeln!(out, "  the change reached IdP-Sync at {received}");
             }
@@ -116,8 +161,11 @@ pub fn user(audit: &UserAudit) -> String {
         for held in &audit.still_holds {
             let _ = writeln!(
                 out,
-                "  {}/{} ({}) via {} ({})",
-                held.resource_kind, held.resource_id, held.role, held.via_name, held.via
+                "  {} ({}) via {} ({})",
+                held.resource,
+                held.role.as_str(),
+                held.via_name,
+                held.via
             );
         }
     }
@@ -196,12 +244,12 @@ pub fn report(report: &LeaversReport) -> String {
             leaver.left_at,
             leaver.user_name,
             leaver.user,
-            leaver.how,
+            leaver.how.as_str(),
             leaver.seq,
             leaver.revoked,
             optional(leaver.time_to_revoke_us),
             standing_text(leaver.standing),
-            leaver.door.describe(),
+            door_text(&leaver.door),
             leaver.chain
         );
     }

@@ -6,7 +6,8 @@ use std::path::PathBuf;
 
 use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand};
-use idpsync::audit::{AuditSources, BindingLog, Format, audit_user, html, report, resolve_user, text};
+use idpsync::audit::{Format, html, json, text};
+use idpsync::engine::audit::{AuditSources, BindingLog, audit_user, leavers_report, resolve_user};
 use idpsync::storage::{TenantId, Timestamp};
 use idpsync::tokens::TokenStore;
 
@@ -85,33 +86,31 @@ pub(crate) async fn run(context: &Context, command: AuditCommand) -> anyhow::Res
         .with_context(|| format!("opening the data directory {}", context.data_dir.display()))?;
     let result = async {
         let tenant = engine.require_tenant(&output.tenant)?;
-        let store = engine.store();
         let mut bindings = BindingLog::default();
-        bindings.catch_up(&tenant, store).await?;
+        bindings.catch_up(&tenant).await?;
         let names = token_names(context);
         let sources = AuditSources {
-            store,
             bindings: &bindings,
             token_names: &names,
         };
         let rendered = match &command {
             AuditCommand::User { user, .. } => {
-                let user = resolve_user(&tenant, store, user).await?;
+                let user = resolve_user(&tenant, user).await?;
                 let audit = audit_user(&tenant, user, &sources).await?;
                 match output.format {
                     Format::Text => text::user(&audit),
-                    Format::Json => serde_json::to_string_pretty(&audit)? + "\n",
+                    Format::Json => serde_json::to_string_pretty(&json::user(&audit))? + "\n",
                     Format::Html => html::user(&audit),
                 }
             }
             AuditCommand::Report { since, .. } => {
-                let report = report::leavers_report(&tenant, store, moment(since)?, &sources).await?;
+                let report = leavers_report(&tenant, moment(since)?, &sources).await?;
                 if report.has_alarms() {
                     eprintln!("warning: leavers still hold access, or a held sync keeps leavers in; see the report");
                 }
                 match output.format {
                     Format::Text => text::report(&report),
-                    Format::Json => serde_json::to_string_pretty(&report)? + "\n",
+                    Format::Json => serde_json::to_string_pretty(&json::report(&report))? + "\n",
                     Format::Html => html::report(&report),
                 }
             }

@@ -13,16 +13,19 @@
 //! - `publish.rs`: making a durable batch visible (history index, state, recent ring, feed,
 //!   in-memory checkpoints); `snapshotter.rs` and `retention.rs`: stored snapshots;
 //! - `reconcile.rs`: sync runs planned or reconciled, and the holds of the guard;
-//! - `stream.rs`: the change stream; `pit.rs`, `timeline.rs`: reads of the past.
+//! - `stream.rs`: the change stream; reads of the past: `state_at.rs` (the whole state after a
+//!   `seq`), `record_at.rs` (one user's or group's record from its own events), `events.rs`
+//!   (stretches of the log, timelines).
 
 mod apply;
-mod pit;
+mod events;
 mod publish;
 mod reconcile;
+mod record_at;
 mod retention;
 mod snapshotter;
+mod state_at;
 mod stream;
-mod timeline;
 mod writer;
 
 use std::collections::{BTreeMap, VecDeque};
@@ -42,11 +45,11 @@ use crate::seal::Keyring;
 use crate::state::State;
 
 pub use apply::Applied;
-pub(crate) use pit::load_snapshot_with_history;
-pub use pit::{load_state_at, seq_at_time};
+pub use events::TimelineEntry;
 pub use reconcile::HeldReconcile;
+pub(crate) use state_at::load_snapshot_with_history;
+pub use state_at::{load_state_at, seq_at_time};
 pub use stream::ChangeStream;
-pub use timeline::TimelineEntry;
 pub(crate) use writer::{destroy_key, start};
 
 /// Consecutive records of one commit, as the change feed carries them.

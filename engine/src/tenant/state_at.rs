@@ -1,5 +1,7 @@
-//! Point in time: the state after any `seq`, or at any moment, from the nearest in-memory
-//! checkpoint or stored snapshot plus a replay of the records after it.
+//! The whole state after any past `seq`, or at any moment, from the nearest in-memory
+//! checkpoint or stored snapshot plus a replay of the records after it; and the loading of
+//! snapshots that start-up shares. One user's or group's record alone is cheaper to get
+//! (`record_at.rs`).
 
 use std::sync::Arc;
 

@@ -3,33 +3,47 @@
 //! sync the guard holds that would take users out.
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
 
-use idpsync_engine::Tenant;
-use idpsync_engine::event::Event;
-use idpsync_engine::ids::UserId;
-use idpsync_storage::{Hash32, LogStore, Seq, TenantId, Timestamp};
-use serde::Serialize;
+use idpsync_storage::{Hash32, Seq, TenantId, Timestamp};
 
-use super::{AuditError, AuditSources, Door, Held, Standing, as_hex, as_rfc3339, audit_user, scan};
+use super::{AuditError, AuditSources, Door, Held, Standing, audit_user};
+use crate::event::Event;
+use crate::ids::UserId;
+use crate::tenant::Tenant;
+
+/// How a leaver left.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LeaveKind {
+    /// Deactivated.
+    Deactivated,
+    /// Deleted.
+    Deleted,
+}
+
+impl LeaveKind {
+    /// In words: `deactivated`, `deleted`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LeaveKind::Deactivated => "deactivated",
+            LeaveKind::Deleted => "deleted",
+        }
+    }
+}
 
 /// One leaver of the period.
-#[derive(Clone, Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Clone, Debug)]
 pub struct Leaver {
     /// The user.
     pub user: UserId,
     /// Its userName as last known.
     pub user_name: String,
-    /// `deactivated` or `deleted`: the first leave in the period.
-    pub how: &'static str,
+    /// The first leave in the period.
+    pub how: LeaveKind,
     /// That record.
     pub seq: Seq,
     /// When.
-    #[serde(serialize_with = "as_rfc3339")]
     pub left_at: Timestamp,
     /// Its chain link.
-    #[serde(serialize_with = "as_hex")]
     pub chain: Hash32,
     /// Its door.
     pub door: Door,
@@ -45,8 +59,7 @@ pub struct Leaver {
 
 /// A sync the guard holds that would deactivate or delete users: leavers whose access is
 /// still there until someone confirms it.
-#[derive(Clone, Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Clone, Debug)]
 pub struct HeldLeavers {
     /// The integration.
     pub integration: String,
@@ -61,20 +74,17 @@ pub struct HeldLeavers {
 }
 
 /// The report over a period.
-#[derive(Clone, Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Clone, Debug)]
 pub struct LeaversReport {
     /// The tenant.
     pub tenant: TenantId,
     /// The period's start.
-    #[serde(serialize_with = "as_rfc3339")]
     pub since: Timestamp,
     /// The first record of the period.
     pub from_seq: Seq,
     /// The last record read.
     pub head: Seq,
     /// When the report was made.
-    #[serde(serialize_with = "as_rfc3339")]
     pub generated_at: Timestamp,
     /// How many users left.
     pub count: usize,
@@ -97,59 +107,62 @@ impl LeaversReport {
     }
 }
 
-/// The median of `values` (the mean of the two middle ones for an even count).
-pub fn median(values: &[i64]) -> Option<i64> {
-    let mut sorted = values.to_vec();
-    sorted.sort_unstable();
-    let middle = sorted.len() / 2;
-    match sorted.len() {
-        0 => None,
-        len if len % 2 == 1 => Some(sorted[middle]),
-        _ => Some((sorted[middle - 1] + sorted[middle]) / 2),
-    }
-}
-
 /// The leavers of `tenant` since `since`, up to its published head.
 pub async fn leavers_report(
     tenant: &Tenant,
-    store: &Arc<dyn LogStore>,
     since: Timestamp,
     sources: &AuditSources<'_>,
 ) -> Result<LeaversReport, AuditError> {
     let head = tenant.state().seq();
     let from_seq = tenant.seq_at(since).next();
-    let leaves = scan::events_matching(store, tenant.id(), from_seq, head, |event| {
-        matches!(event, Event::UserDeactivated { .. } | Event::UserDeleted { .. })
-    })
-    .await?;
     let mut seen = BTreeSet::new();
     let mut leavers = Vec::new();
-    for (event, chain) in leaves {
-        let (user, how) = match event.envelope.event {
-            Event::UserDeactivated { user } => (user, "deactivated"),
-            Event::UserDeleted { user } => (user, "deleted"),
-            _ => continue,
-        };
-        if !seen.insert(user) {
-            continue;
+    let mut events = tenant.events(from_seq..=head);
+    while let Some(page) = events.next_page().await? {
+        for (event, chain) in page {
+            let (user, how) = match event.envelope.event {
+                Event::UserDeactivated { user } => (user, LeaveKind::Deactivated),
+                Event::UserDeleted { user } => (user, LeaveKind::Deleted),
+                _ => continue,
+            };
+            if !seen.insert(user) {
+                continue;
+            }
+            let audit = audit_user(tenant, user, sources).await?;
+            leavers.push(Leaver {
+                user,
+                user_name: audit.user_name.clone(),
+                how,
+                seq: event.seq,
+                left_at: event.recorded_at,
+                chain,
+                door: Door::of(&event, sources.token_names),
+                standing: audit.standing,
+                revoked: audit.revocations().count(),
+                time_to_revoke_us: audit.time_to_revoke_us,
+                still_holds: audit.still_holds,
+            });
         }
-        let audit = audit_user(tenant, user, sources).await?;
-        leavers.push(Leaver {
-            user,
-            user_name: audit.user_name.clone(),
-            how,
-            seq: event.seq,
-            left_at: event.recorded_at,
-            chain,
-            door: Door::of(&event, sources.token_names),
-            standing: audit.standing,
-            revoked: audit.revocations().count(),
-            time_to_revoke_us: audit.time_to_revoke_us,
-            still_holds: audit.still_holds,
-        });
     }
     let times: Vec<i64> = leavers.iter().filter_map(|leaver| leaver.time_to_revoke_us).collect();
-    let held = tenant
+    Ok(LeaversReport {
+        tenant: tenant.id().clone(),
+        since,
+        from_seq,
+        head,
+        generated_at: Timestamp::now(),
+        count: leavers.len(),
+        median_time_to_revoke_us: median(&times),
+        max_time_to_revoke_us: times.iter().copied().max(),
+        still_holding: leavers.iter().filter(|leaver| !leaver.still_holds.is_empty()).count(),
+        leavers,
+        held: held_leavers(tenant),
+    })
+}
+
+/// The syncs the guard holds that would deactivate or delete users.
+fn held_leavers(tenant: &Tenant) -> Vec<HeldLeavers> {
+    tenant
         .held()
         .into_iter()
         .filter_map(|(integration, hold)| {
@@ -169,20 +182,19 @@ pub async fn leavers_report(
                     .collect(),
             })
         })
-        .collect();
-    Ok(LeaversReport {
-        tenant: tenant.id().clone(),
-        since,
-        from_seq,
-        head,
-        generated_at: Timestamp::now(),
-        count: leavers.len(),
-        median_time_to_revoke_us: median(&times),
-        max_time_to_revoke_us: times.iter().copied().max(),
-        still_holding: leavers.iter().filter(|leaver| !leaver.still_holds.is_empty()).count(),
-        leavers,
-        held,
-    })
+        .collect()
+}
+
+/// The median of `values` (the mean of the two middle ones for an even count).
+fn median(values: &[i64]) -> Option<i64> {
+    let mut sorted = values.to_vec();
+    sorted.sort_unstable();
+    let middle = sorted.len() / 2;
+    match sorted.len() {
+        0 => None,
+        len if len % 2 == 1 => Some(sorted[middle]),
+        _ => Some((sorted[middle - 1] + sorted[middle]) / 2),
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,204 @@
+//! One user's chain: the events of the user, of every group it was ever in (directly or
+//! through nesting) and the binding changes, folded into an empty state and projected, each
+//! step kept with its door, time and chain link (see the module docs of [`crate::audit`]).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use idpsync_storage::{Hash32, Seq, Timestamp};
+
+use super::{AuditError, AuditSources, Door, Held, MembershipEnd, Standing, Step, StepKind, UserAudit};
+use crate::error::EngineError;
+use crate::event::{Event, LoggedEvent};
+use crate::ids::{GroupId, Member, UserId};
+use crate::model::User;
+use crate::projector;
+use crate::state::State;
+use crate::tenant::Tenant;
+
+/// The audit of `user` in `tenant`, as of its published head.
+pub async fn audit_user(tenant: &Tenant, user: UserId, sources: &AuditSources<'_>) -> Result<UserAudit, AuditError> {
+    let present = tenant.state();
+    let head = present.seq();
+    let mut events = relevant_events(tenant, user).await?;
+    if events.is_empty() {
+        return Err(AuditError::UnknownUser {
+            tenant: tenant.id().clone(),
+            user: user.to_string(),
+        });
+    }
+    events.extend(
+        sources
+            .bindings
+            .events()
+            .iter()
+            .filter(|(event, _)| event.seq <= head)
+            .cloned(),
+    );
+    events.sort_by_key(|(event, _)| event.seq);
+    events.dedup_by_key(|(event, _)| event.seq);
+
+    let mut state = State::new();
+    let mut steps = Vec::new();
+    let mut last_known: Option<Arc<User>> = None;
+    let keyring = tenant.keyring();
+    for (event, chain) in &events {
+        let names_before = state.clone();
+        let (effects, access) = projector::fold_and_project(&mut state, event, &**keyring);
+        let door = Door::of(event, sources.token_names);
+        let received = door.received_at();
+        let step = |kind: StepKind, latency_us: Option<i64>| Step {
+            seq: event.seq,
+            recorded_at: event.recorded_at,
+            chain: *chain,
+            kind,
+            door: door.clone(),
+            latency_us,
+        };
+        if let Some(found) = state.user(user) {
+            last_known = Some(Arc::clone(found));
+        }
+        let lifecycle = match &event.envelope.event {
+            Event::UserProvisioned { user: who, .. } if *who == user => Some(StepKind::Provisioned),
+            Event::UserDeactivated { user: who } if *who == user => Some(StepKind::Deactivated),
+            Event::UserReactivated { user: who } if *who == user => Some(StepKind::Reactivated),
+            Event::UserDeleted { user: who } if *who == user => Some(StepKind::Deleted),
+            Event::UserErased { user: who } if *who == user => Some(StepKind::Erased),
+            _ => None,
+        };
+        if let Some(kind) = lifecycle {
+            steps.push(step(kind, None));
+        }
+        for (group, member, joined) in &effects.memberships {
+            if *member != Member::User(user) {
+                continue;
+            }
+            let group_name = group_name(&names_before, &state, *group);
+            let kind = if *joined {
+                StepKind::Joined {
+                    group: *group,
+                    group_name,
+                }
+            } else {
+                let how = match &event.envelope.event {
+                    Event::GroupDeleted { .. } => MembershipEnd::GroupDeleted,
+                    Event::UserDeleted { .. } => MembershipEnd::UserDeleted,
+                    _ => MembershipEnd::Removed,
+                };
+                StepKind::Left {
+                    group: *group,
+                    group_name,
+                    how,
+                }
+            };
+            steps.push(step(kind, None));
+        }
+        for change in access.iter().filter(|change| change.user == user) {
+            let latency_us = received.map(|at| (change.recorded_at.0 - at.0).max(0));
+            steps.push(step(
+                StepKind::Access {
+                    direction: change.direction,
+                    resource: change.resource.clone(),
+                    role: change.role,
+                    via: change.via,
+                    via_name: group_name(&names_before, &state, change.via),
+                },
+                latency_us,
+            ));
+        }
+    }
+
+    let current = present.user(user);
+    let standing = match current {
+        Some(found) if found.active => Standing::Active,
+        Some(_) => Standing::Inactive,
+        None => Standing::Deleted,
+    };
+    let known = current.or(last_known.as_ref());
+    let erased = known.is_some_and(|u| u.is_erased());
+    let user_name = known.map_or_else(|| user.to_string(), |u| u.profile.user_name.clone());
+    let still_holds: Vec<Held> = crate::access::grants(&present, user)
+        .into_iter()
+        .map(|grant| Held {
+            via_name: present
+                .group(grant.via)
+                .map_or_else(|| grant.via.to_string(), |g| g.display_name.clone()),
+            resource: grant.resource,
+            role: grant.role,
+            via: grant.via,
+        })
+        .collect();
+    let leave = last_leave(&steps, standing);
+    let mut audit = UserAudit {
+        tenant: tenant.id().clone(),
+        user,
+        user_name,
+        erased,
+        standing,
+        head,
+        generated_at: Timestamp::now(),
+        leave,
+        steps,
+        still_holds,
+        time_to_revoke_us: None,
+    };
+    audit.time_to_revoke_us = time_to_revoke(&audit);
+    Ok(audit)
+}
+
+/// Every group that was ever an ancestor of `user` (directly or through nesting), and the
+/// events of the user and of those groups, in log order, without repeats.
+async fn relevant_events(tenant: &Tenant, user: UserId) -> Result<Vec<(LoggedEvent, Hash32)>, EngineError> {
+    let mut events: BTreeMap<Seq, (LoggedEvent, Hash32)> = BTreeMap::new();
+    let mut seen: BTreeSet<GroupId> = BTreeSet::new();
+    let mut pending: Vec<Member> = vec![Member::User(user)];
+    while let Some(member) = pending.pop() {
+        for entry in tenant.timeline(member).await? {
+            if let Event::MembersAdded { group, members } = &entry.event.envelope.event
+                && members.contains(&member)
+                && seen.insert(*group)
+            {
+                pending.push(Member::Group(*group));
+            }
+            events.entry(entry.event.seq).or_insert((entry.event, entry.chain));
+        }
+    }
+    Ok(events.into_values().collect())
+}
+
+/// The last deactivation or deletion, unless the user is active again.
+fn last_leave(steps: &[Step], standing: Standing) -> Option<Step> {
+    if standing == Standing::Active {
+        return None;
+    }
+    steps
+        .iter()
+        .rev()
+        .find(|step| matches!(step.kind, StepKind::Deactivated | StepKind::Deleted))
+        .cloned()
+}
+
+/// From the leave reaching IdP-Sync to the last access it took away; `None` while the user is
+/// not a leaver or still holds access.
+fn time_to_revoke(audit: &UserAudit) -> Option<i64> {
+    let leave = audit.leave.as_ref()?;
+    if !audit.still_holds.is_empty() {
+        return None;
+    }
+    let received = leave.door.received_at().unwrap_or(leave.recorded_at);
+    Some(
+        audit
+            .revocations()
+            .map(|step| (step.recorded_at.0 - received.0).max(0))
+            .max()
+            .unwrap_or(0),
+    )
+}
+
+/// A group's name at a step: after the event if it still exists, else before it.
+fn group_name(before: &State, after: &State, group: GroupId) -> String {
+    after
+        .group(group)
+        .or_else(|| before.group(group))
+        .map_or_else(|| group.to_string(), |g| g.display_name.clone())
+}

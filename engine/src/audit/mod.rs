@@ -1,0 +1,302 @@
+//! The offboarding audit: for a user, the chain from the IdP's deactivation or deletion through
+//! the events it caused to every access it revoked, with times, latencies and the log
+//! positions (`seq` and chain link) that prove each step; and a report over all leavers of a
+//! period. The reports are plain values; rendering them (text, HTML, JSON) is the caller's.
+//!
+//! # How a user's chain is found without replaying the log
+//! A user's grants depend only on its own events (active or not), the groups it is in,
+//! directly or through nesting, and the bindings of those groups. The history index names the
+//! events that touched the user and each group ([`crate::Tenant::timeline`]); the binding
+//! changes come from [`BindingLog`]. Folding just those events into an empty state and running
+//! the projector on each ([`crate::projector::fold_and_project`]) gives exactly the access
+//! changes the writer computed for this user, at the same `seq`s: the fold ignores what the
+//! events say about anything else, and the projector is a function of the state before and
+//! after.
+//!
+//! # Latency
+//! Each step caused by the IdP says when the IdP's change reached IdP-Sync: the SCIM request's
+//! id and a sync run's id are UUID v7, stamped when the request arrived and when the run
+//! started. A revocation's latency is from that moment to the record that revoked the access.
+//!
+//! # Layout
+//! - this file: what an audit is made of ([`UserAudit`], [`Step`], [`Door`]) and reads
+//!   ([`AuditSources`]);
+//! - [`chain`]: one user's chain ([`audit_user`]);
+//! - [`report`]: the leavers of a period ([`leavers_report`]);
+//! - [`scan`]: reading stretches of the log: the binding changes, a user by a former userName.
+
+pub mod chain;
+pub mod report;
+pub mod scan;
+
+use std::collections::BTreeMap;
+
+use idpsync_storage::{Hash32, Seq, TenantId, Timestamp};
+
+pub use chain::audit_user;
+pub use report::{HeldLeavers, LeaveKind, Leaver, LeaversReport, leavers_report};
+pub use scan::{BindingLog, BindingLogs, resolve_user};
+
+use crate::error::EngineError;
+use crate::event::{Cause, LoggedEvent, Source};
+use crate::ids::{GroupId, RequestId, SyncRunId, TokenId, UserId};
+use crate::model::{BindingRole, ResourceRef};
+use crate::projector::AccessDirection;
+
+/// Which door a step came through, and what exactly caused it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Door {
+    /// A SCIM request.
+    Scim {
+        /// The token's id.
+        token: TokenId,
+        /// The token's name, when the token store still has it.
+        token_name: Option<String>,
+        /// The request's id.
+        request: Option<RequestId>,
+    },
+    /// A sync run of an integration.
+    Integration {
+        /// The integration.
+        integration: String,
+        /// The run.
+        run: SyncRunId,
+        /// The IdP's id of the object the step is about.
+        idp_object: Option<String>,
+    },
+    /// The management API.
+    Admin {
+        /// The admin token's id.
+        token: TokenId,
+        /// The token's name.
+        token_name: Option<String>,
+        /// The request's id.
+        request: Option<RequestId>,
+    },
+    /// An operator on the command line.
+    Operator,
+    /// The synthetic workload.
+    Workload,
+}
+
+impl Door {
+    /// The door of `event`, naming tokens from `token_names`.
+    pub(crate) fn of(event: &LoggedEvent, token_names: &BTreeMap<TokenId, String>) -> Door {
+        let request = match &event.envelope.cause {
+            Cause::Request(id) => Some(*id),
+            _ => None,
+        };
+        match &event.envelope.source {
+            Source::Scim { token } => Door::Scim {
+                token: *token,
+                token_name: token_names.get(token).cloned(),
+                request,
+            },
+            Source::Integration { integration, run } => Door::Integration {
+                integration: integration.to_string(),
+                run: *run,
+                idp_object: match &event.envelope.cause {
+                    Cause::IdpObject(id) => Some(id.clone()),
+                    _ => None,
+                },
+            },
+            Source::Admin { token } => Door::Admin {
+                token: *token,
+                token_name: token_names.get(token).cloned(),
+                request,
+            },
+            Source::Operator => Door::Operator,
+            Source::Workload => Door::Workload,
+        }
+    }
+
+    /// When the change reached IdP-Sync: the time in the UUID v7 of the SCIM or API request,
+    /// or of the sync run (which started reading the IdP then).
+    pub fn received_at(&self) -> Option<Timestamp> {
+        let uuid = match self {
+            Door::Scim { request: Some(id), .. } | Door::Admin { request: Some(id), .. } => id.0,
+            Door::Integration { run, .. } => run.0,
+            _ => return None,
+        };
+        let (seconds, nanos) = uuid.get_timestamp()?.to_unix();
+        Some(Timestamp(seconds as i64 * 1_000_000 + i64::from(nanos / 1_000)))
+    }
+}
+
+/// How a user's direct membership in a group ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MembershipEnd {
+    /// The user was taken out of the group.
+    Removed,
+    /// The group was deleted.
+    GroupDeleted,
+    /// The user was deleted.
+    UserDeleted,
+}
+
+impl MembershipEnd {
+    /// In words: `removed`, `group deleted`, `user deleted`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MembershipEnd::Removed => "removed",
+            MembershipEnd::GroupDeleted => "group deleted",
+            MembershipEnd::UserDeleted => "user deleted",
+        }
+    }
+}
+
+/// What happened at one step.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StepKind {
+    /// The user was provisioned.
+    Provisioned,
+    /// The user was deactivated (the IdP's leave, usually).
+    Deactivated,
+    /// The user was activated again.
+    Reactivated,
+    /// The user was deleted.
+    Deleted,
+    /// The user's personal fields were erased.
+    Erased,
+    /// The user joined a group directly.
+    Joined {
+        /// The group.
+        group: GroupId,
+        /// Its name then.
+        group_name: String,
+    },
+    /// The user's direct membership ended.
+    Left {
+        /// The group.
+        group: GroupId,
+        /// Its name then.
+        group_name: String,
+        /// Why.
+        how: MembershipEnd,
+    },
+    /// Access began or ended.
+    Access {
+        /// Granted or revoked.
+        direction: AccessDirection,
+        /// The resource.
+        resource: ResourceRef,
+        /// The group's role in the resource.
+        role: BindingRole,
+        /// The bound group the access came through.
+        via: GroupId,
+        /// Its name then.
+        via_name: String,
+    },
+}
+
+/// One step of a user's chain, with the proof of its place in the log.
+#[derive(Clone, Debug)]
+pub struct Step {
+    /// The record.
+    pub seq: Seq,
+    /// When it was recorded.
+    pub recorded_at: Timestamp,
+    /// Its chain link.
+    pub chain: Hash32,
+    /// What happened.
+    pub kind: StepKind,
+    /// Where it came from.
+    pub door: Door,
+    /// For access steps: microseconds from the change reaching IdP-Sync to this record.
+    pub latency_us: Option<i64>,
+}
+
+/// The user's current state, as the audit closes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Standing {
+    /// Active: not a leaver (or returned).
+    Active,
+    /// Deactivated, memberships kept, no access.
+    Inactive,
+    /// Deleted.
+    Deleted,
+}
+
+/// A grant the user holds now.
+#[derive(Clone, Debug)]
+pub struct Held {
+    /// The resource.
+    pub resource: ResourceRef,
+    /// The role.
+    pub role: BindingRole,
+    /// Through which group.
+    pub via: GroupId,
+    /// Its name.
+    pub via_name: String,
+}
+
+/// A user's offboarding audit.
+#[derive(Clone, Debug)]
+pub struct UserAudit {
+    /// The tenant.
+    pub tenant: TenantId,
+    /// The user.
+    pub user: UserId,
+    /// Its userName as last known (`erased-<id>` once erased).
+    pub user_name: String,
+    /// Whether its personal fields are erased.
+    pub erased: bool,
+    /// Where it stands now.
+    pub standing: Standing,
+    /// The log position the audit is as of.
+    pub head: Seq,
+    /// When the audit was made.
+    pub generated_at: Timestamp,
+    /// The step that took the user out: its last deactivation or deletion (none while it has
+    /// never left, or came back).
+    pub leave: Option<Step>,
+    /// Every step, in log order.
+    pub steps: Vec<Step>,
+    /// Grants the user holds now. Empty for a leaver; anything here after a leave is an alarm.
+    pub still_holds: Vec<Held>,
+    /// Microseconds from the leave reaching IdP-Sync to the last access it took away (0 when
+    /// the access was gone before); absent while the user is not a leaver or still holds
+    /// access.
+    pub time_to_revoke_us: Option<i64>,
+}
+
+impl UserAudit {
+    /// Access steps revoked at or after the leave.
+    pub fn revocations(&self) -> impl Iterator<Item = &Step> {
+        let from = self.leave.as_ref().map_or(Seq(u64::MAX), |leave| leave.seq);
+        self.steps.iter().filter(move |step| {
+            step.seq >= from
+                && matches!(
+                    step.kind,
+                    StepKind::Access {
+                        direction: AccessDirection::Revoked,
+                        ..
+                    }
+                )
+        })
+    }
+}
+
+/// Why an audit could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    /// The engine or the log failed.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// The log has never had this user.
+    #[error("tenant {tenant} has no user {user}")]
+    UnknownUser {
+        /// The tenant.
+        tenant: TenantId,
+        /// What was asked for.
+        user: String,
+    },
+}
+
+/// What an audit reads besides the tenant.
+pub struct AuditSources<'a> {
+    /// The tenant's binding changes, caught up with its head.
+    pub bindings: &'a BindingLog,
+    /// Token names by id, to name doors.
+    pub token_names: &'a BTreeMap<TokenId, String>,
+}

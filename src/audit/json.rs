@@ -1,0 +1,300 @@
+//! The JSON shapes of a user's audit and of the leavers' report, as the API answers them and
+//! `idpsync audit --format json` prints them: camelCase fields, times in RFC 3339, chain links
+//! in hex, each step's kind and door tagged inline.
+
+use idpsync_engine::AccessDirection;
+use idpsync_engine::audit::{Door, Held, HeldLeavers, Leaver, LeaversReport, Standing, Step, StepKind, UserAudit};
+use idpsync_engine::ids::{GroupId, RequestId, SyncRunId, TokenId, UserId};
+use idpsync_storage::{Seq, TenantId};
+use serde::Serialize;
+
+/// A user's audit, ready to serialise.
+pub fn user(audit: &UserAudit) -> impl Serialize + '_ {
+    UserAuditJson {
+        tenant: &audit.tenant,
+        user: audit.user,
+        user_name: &audit.user_name,
+        erased: audit.erased,
+        standing: standing(audit.standing),
+        head: audit.head,
+        generated_at: audit.generated_at.to_rfc3339(),
+        leave: audit.leave.as_ref().map(step),
+        steps: audit.steps.iter().map(step).collect(),
+        still_holds: audit.still_holds.iter().map(held).collect(),
+        time_to_revoke_us: audit.time_to_revoke_us,
+    }
+}
+
+/// The leavers' report, ready to serialise.
+pub fn report(report: &LeaversReport) -> impl Serialize + '_ {
+    LeaversReportJson {
+        tenant: &report.tenant,
+        since: report.since.to_rfc3339(),
+        from_seq: report.from_seq,
+        head: report.head,
+        generated_at: report.generated_at.to_rfc3339(),
+        count: report.count,
+        median_time_to_revoke_us: report.median_time_to_revoke_us,
+        max_time_to_revoke_us: report.max_time_to_revoke_us,
+        still_holding: report.still_holding,
+        leavers: report.leavers.iter().map(leaver).collect(),
+        held: report.held.iter().map(held_leavers).collect(),
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct UserAuditJson<'a> {
+    tenant: &'a TenantId,
+    user: UserId,
+    user_name: &'a str,
+    erased: bool,
+    standing: &'static str,
+    head: Seq,
+    generated_at: String,
+    leave: Option<StepJson<'a>>,
+    steps: Vec<StepJson<'a>>,
+    still_holds: Vec<HeldJson<'a>>,
+    time_to_revoke_us: Option<i64>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct StepJson<'a> {
+    seq: Seq,
+    recorded_at: String,
+    chain: String,
+    #[serde(flatten)]
+    kind: StepKindJson<'a>,
+    door: DoorJson<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    latency_us: Option<i64>,
+}
+
+#[derive(Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case", rename_all_fields = "camelCase")]
+enum StepKindJson<'a> {
+    Provisioned,
+    Deactivated,
+    Reactivated,
+    Deleted,
+    Erased,
+    Joined {
+        group: GroupId,
+        group_name: &'a str,
+    },
+    Left {
+        group: GroupId,
+        group_name: &'a str,
+        how: &'static str,
+    },
+    Access {
+        direction: AccessDirection,
+        resource_kind: &'static str,
+        resource_id: String,
+        role: &'static str,
+        via: GroupId,
+        via_name: &'a str,
+    },
+}
+
+#[derive(Serialize)]
+#[serde(tag = "door", rename_all = "lowercase", rename_all_fields = "camelCase")]
+enum DoorJson<'a> {
+    Scim {
+        token: TokenId,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        token_name: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        request: Option<RequestId>,
+    },
+    Integration {
+        integration: &'a str,
+        run: SyncRunId,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        idp_object: Option<&'a str>,
+    },
+    Admin {
+        token: TokenId,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        token_name: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        request: Option<RequestId>,
+    },
+    Operator,
+    Workload,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct HeldJson<'a> {
+    resource_kind: &'static str,
+    resource_id: String,
+    role: &'static str,
+    via: GroupId,
+    via_name: &'a str,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct LeaversReportJson<'a> {
+    tenant: &'a TenantId,
+    since: String,
+    from_seq: Seq,
+    head: Seq,
+    generated_at: String,
+    count: usize,
+    median_time_to_revoke_us: Option<i64>,
+    max_time_to_revoke_us: Option<i64>,
+    still_holding: usize,
+    leavers: Vec<LeaverJson<'a>>,
+    held: Vec<HeldLeaversJson<'a>>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct LeaverJson<'a> {
+    user: UserId,
+    user_name: &'a str,
+    how: &'static str,
+    seq: Seq,
+    left_at: String,
+    chain: String,
+    door: DoorJson<'a>,
+    standing: &'static str,
+    revoked: usize,
+    time_to_revoke_us: Option<i64>,
+    still_holds: Vec<HeldJson<'a>>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct HeldLeaversJson<'a> {
+    integration: &'a str,
+    held_at: Seq,
+    deactivations: u32,
+    deletions: u32,
+    changes: &'a [String],
+}
+
+fn standing(standing: Standing) -> &'static str {
+    match standing {
+        Standing::Active => "active",
+        Standing::Inactive => "inactive",
+        Standing::Deleted => "deleted",
+    }
+}
+
+fn step(step: &Step) -> StepJson<'_> {
+    StepJson {
+        seq: step.seq,
+        recorded_at: step.recorded_at.to_rfc3339(),
+        chain: step.chain.to_hex(),
+        kind: step_kind(&step.kind),
+        door: door(&step.door),
+        latency_us: step.latency_us,
+    }
+}
+
+fn step_kind(kind: &StepKind) -> StepKindJson<'_> {
+    match kind {
+        StepKind::Provisioned => StepKindJson::Provisioned,
+        StepKind::Deactivated => StepKindJson::Deactivated,
+        StepKind::Reactivated => StepKindJson::Reactivated,
+        StepKind::Deleted => StepKindJson::Deleted,
+        StepKind::Erased => StepKindJson::Erased,
+        StepKind::Joined { group, group_name } => StepKindJson::Joined {
+            group: *group,
+            group_name,
+        },
+        StepKind::Left { group, group_name, how } => StepKindJson::Left {
+            group: *group,
+            group_name,
+            how: how.as_str(),
+        },
+        StepKind::Access {
+            direction,
+            resource,
+            role,
+            via,
+            via_name,
+        } => StepKindJson::Access {
+            direction: *direction,
+            resource_kind: resource.kind.as_str(),
+            resource_id: resource.id.to_string(),
+            role: role.as_str(),
+            via: *via,
+            via_name,
+        },
+    }
+}
+
+fn door(door: &Door) -> DoorJson<'_> {
+    match door {
+        Door::Scim {
+            token,
+            token_name,
+            request,
+        } => DoorJson::Scim {
+            token: *token,
+            token_name: token_name.as_deref(),
+            request: *request,
+        },
+        Door::Integration {
+            integration,
+            run,
+            idp_object,
+        } => DoorJson::Integration {
+            integration,
+            run: *run,
+            idp_object: idp_object.as_deref(),
+        },
+        Door::Admin {
+            token,
+            token_name,
+            request,
+        } => DoorJson::Admin {
+            token: *token,
+            token_name: token_name.as_deref(),
+            request: *request,
+        },
+        Door::Operator => DoorJson::Operator,
+        Door::Workload => DoorJson::Workload,
+    }
+}
+
+fn held(held: &Held) -> HeldJson<'_> {
+    HeldJson {
+        resource_kind: held.resource.kind.as_str(),
+        resource_id: held.resource.id.to_string(),
+        role: held.role.as_str(),
+        via: held.via,
+        via_name: &held.via_name,
+    }
+}
+
+fn leaver(leaver: &Leaver) -> LeaverJson<'_> {
+    LeaverJson {
+        user: leaver.user,
+        user_name: &leaver.user_name,
+        how: leaver.how.as_str(),
+        seq: leaver.seq,
+        left_at: leaver.left_at.to_rfc3339(),
+        chain: leaver.chain.to_hex(),
+        door: door(&leaver.door),
+        standing: standing(leaver.standing),
+        revoked: leaver.revoked,
+        time_to_revoke_us: leaver.time_to_revoke_us,
+        still_holds: leaver.still_holds.iter().map(held).collect(),
+    }
+}
+
+fn held_leavers(held: &HeldLeavers) -> HeldLeaversJson<'_> {
+    HeldLeaversJson {
+        integration: &held.integration,
+        held_at: held.held_at,
+        deactivations: held.deactivations,
+        deletions: held.deletions,
+        changes: &held.changes,
+    }
+}
