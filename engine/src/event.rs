@@ -264,6 +264,17 @@ pub enum Event {
 }
 
 impl Event {
+    /// The user and the personal part of an event that carries one (a provisioning or an
+    /// update), for sealing it in place.
+    pub fn personal_mut(&mut self) -> Option<(UserId, &mut Personal)> {
+        match self {
+            Event::UserProvisioned { user, personal, .. } | Event::UserUpdated { user, personal, .. } => {
+                Some((*user, personal))
+            }
+            _ => None,
+        }
+    }
+
     /// The event's type as the API and the change stream name it: `user.provisioned`,
     /// `members.added`, …
     pub fn kind(&self) -> &'static str {

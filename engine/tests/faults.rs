@@ -6,102 +6,14 @@ mod common;
 use std::sync::Arc;
 
 use common::{origin, provision};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 
-use async_trait::async_trait;
 use idpsync_engine::ids::Member;
 use idpsync_engine::model::Owner;
 use idpsync_engine::verify::verify_tenant;
 use idpsync_engine::{Command, Engine, EngineError, Outcome, SubmitError, TenantSettings};
-use idpsync_storage::{
-    AppendBatch, Appended, Head, LogStore, MemoryStore, Record, SecretId, Seq, SnapshotInfo, StoreError,
-    StoredSnapshot, TenantId,
-};
-
-/// A store around `MemoryStore` that can fail appends and alter what it reads.
-#[derive(Default)]
-struct FaultyStore {
-    inner: MemoryStore,
-    fail_appends: AtomicBool,
-    /// Appends reach the log but report a failure, as a commit whose flush errored after the
-    /// data was written can.
-    lose_answers: AtomicBool,
-    /// Flip a payload byte of this seq when it is read.
-    tamper_seq: std::sync::Mutex<Option<Seq>>,
-    /// Pretend there are no snapshots, so that start-up replays the whole log.
-    hide_snapshots: AtomicBool,
-    /// Appends wait for this lock, so that a test can keep one in flight.
-    gate: tokio::sync::Mutex<()>,
-    /// Appends waiting at the gate.
-    waiting: AtomicUsize,
-}
-
-#[async_trait]
-impl LogStore for FaultyStore {
-    async fn ensure_tenant(&self, tenant: &TenantId) -> Result<Head, StoreError> {
-        self.inner.ensure_tenant(tenant).await
-    }
-    async fn tenants(&self) -> Result<Vec<TenantId>, StoreError> {
-        self.inner.tenants().await
-    }
-    async fn head(&self, tenant: &TenantId) -> Result<Head, StoreError> {
-        self.inner.head(tenant).await
-    }
-    async fn append(&self, batch: AppendBatch) -> Result<Appended, StoreError> {
-        self.waiting.fetch_add(1, Ordering::SeqCst);
-        drop(self.gate.lock().await);
-        self.waiting.fetch_sub(1, Ordering::SeqCst);
-        if self.fail_appends.load(Ordering::SeqCst) {
-            return Err(StoreError::backend(
-                "writing the log",
-                std::io::Error::other("no space left on device"),
-            ));
-        }
-        let appended = self.inner.append(batch).await?;
-        if self.lose_answers.load(Ordering::SeqCst) {
-            return Err(StoreError::backend(
-                "writing the log",
-                std::io::Error::other("input/output error while flushing"),
-            ));
-        }
-        Ok(appended)
-    }
-    async fn read(&self, tenant: &TenantId, from: Seq, limit: usize) -> Result<Vec<Record>, StoreError> {
-        let mut records = self.inner.read(tenant, from, limit).await?;
-        let tamper = *self.tamper_seq.lock().unwrap();
-        for record in &mut records {
-            if Some(record.seq) == tamper && !record.payload.is_empty() {
-                let last = record.payload.len() - 1;
-                record.payload[last] ^= 1;
-            }
-        }
-        Ok(records)
-    }
-    async fn put_snapshot(&self, tenant: &TenantId, snapshot: StoredSnapshot) -> Result<(), StoreError> {
-        self.inner.put_snapshot(tenant, snapshot).await
-    }
-    async fn snapshot_at_or_before(&self, tenant: &TenantId, seq: Seq) -> Result<Option<StoredSnapshot>, StoreError> {
-        if self.hide_snapshots.load(Ordering::SeqCst) {
-            return Ok(None);
-        }
-        self.inner.snapshot_at_or_before(tenant, seq).await
-    }
-    async fn snapshots(&self, tenant: &TenantId) -> Result<Vec<SnapshotInfo>, StoreError> {
-        if self.hide_snapshots.load(Ordering::SeqCst) {
-            return Ok(Vec::new());
-        }
-        self.inner.snapshots(tenant).await
-    }
-    async fn remove_snapshot(&self, tenant: &TenantId, seq: Seq) -> Result<bool, StoreError> {
-        self.inner.remove_snapshot(tenant, seq).await
-    }
-    async fn secrets(&self, tenant: &TenantId) -> Result<Vec<(SecretId, Vec<u8>)>, StoreError> {
-        self.inner.secrets(tenant).await
-    }
-    async fn destroy_secret(&self, tenant: &TenantId, id: SecretId) -> Result<bool, StoreError> {
-        self.inner.destroy_secret(tenant, id).await
-    }
-}
+use idpsync_storage::faults::FaultyStore;
+use idpsync_storage::{LogStore, Seq, StoredSnapshot, TenantId};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_append_writes_nothing_and_the_engine_goes_on() {
@@ -110,7 +22,7 @@ async fn a_failed_append_writes_nothing_and_the_engine_goes_on() {
     let tenant = engine.require_tenant(&TenantId::default_tenant()).unwrap();
     tenant.execute(provision("alice"), origin()).await.unwrap();
 
-    store.fail_appends.store(true, Ordering::SeqCst);
+    store.refuse_writes.store(true, Ordering::SeqCst);
     let failed = tenant.execute(provision("bob"), origin()).await;
     assert!(matches!(failed, Err(SubmitError::Storage(_))), "{failed:?}");
     assert!(
@@ -119,7 +31,7 @@ async fn a_failed_append_writes_nothing_and_the_engine_goes_on() {
     );
     assert_eq!(tenant.state().seq(), Seq(1));
 
-    store.fail_appends.store(false, Ordering::SeqCst);
+    store.refuse_writes.store(false, Ordering::SeqCst);
     // The name bob was never taken; the next append continues the log without a gap.
     tenant.execute(provision("bob"), origin()).await.unwrap();
     assert_eq!(tenant.state().seq(), Seq(2));
@@ -192,7 +104,7 @@ async fn a_failed_append_also_fails_the_batch_decided_on_top_of_it() {
     // Decided against the state with the group, which is not durable yet.
     let bob = tenant.enqueue(provision("bob"), origin()).await.unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    store.fail_appends.store(true, Ordering::SeqCst);
+    store.refuse_writes.store(true, Ordering::SeqCst);
     drop(gate);
 
     let failed = first.committed().await;
@@ -203,7 +115,7 @@ async fn a_failed_append_also_fails_the_batch_decided_on_top_of_it() {
     assert!(tenant.state().user_by_name("bob").is_none());
     assert_eq!(tenant.state().groups().count(), 0);
 
-    store.fail_appends.store(false, Ordering::SeqCst);
+    store.refuse_writes.store(false, Ordering::SeqCst);
     tenant.execute(provision("bob"), origin()).await.unwrap();
     let create = Command::CreateGroup {
         owner: Owner::Scim,

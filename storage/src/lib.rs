@@ -16,7 +16,8 @@
 //! - [`record`]: a record, its byte layout and the chain link;
 //! - [`store`]: the [`LogStore`] trait and the batch / head / snapshot values;
 //! - [`verify`]: checking a log from its first record;
-//! - [`memory`]: [`MemoryStore`], in memory;
+//! - [`memory`]: [`MemoryStore`], in memory; `faults` (feature `faults`): a store with
+//!   switchable faults, for tests;
 //! - [`private_files`]: files and directories only the service's user may read;
 //! - [`redb_store`]: [`RedbStore`], the embedded default on disk.
 //!
@@ -38,6 +39,8 @@
 //! ```
 
 pub mod error;
+#[cfg(feature = "faults")]
+pub mod faults;
 pub mod memory;
 pub mod private_files;
 pub mod record;

@@ -357,67 +357,34 @@ impl Writer {
         self.next = Some(batch);
     }
 
-    /// Seals the personal part of a user event under the user's key (generating the key for a
-    /// user sealed for the first time); returns the event to log and the plaintext the fold
-    /// can use without decrypting what was just encrypted.
-    fn seal(&self, batch: &mut Batch, envelope: Envelope) -> (Envelope, Option<(UserId, UserProfile)>) {
+    /// Seals the personal part of a user event in place under the user's key (generating the
+    /// key for a user sealed for the first time); returns the plaintext, which the fold can use
+    /// without decrypting what was just encrypted.
+    fn seal(&self, batch: &mut Batch, event: &mut Event) -> Option<(UserId, UserProfile)> {
         if !self.tenant.settings.seal_personal {
-            return (envelope, None);
+            return None;
         }
-        let Envelope { source, cause, event } = envelope;
-        let mut sealed_for = |user: UserId, profile: &UserProfile| {
-            // A user first sealed in the batch in flight has a key that is not in the keyring
-            // until that batch is durable.
-            let in_flight = || {
-                self.in_flight
-                    .as_ref()
-                    .and_then(|f| f.batch.new_keys.get(&user))
-                    .cloned()
-            };
-            let key = match self.tenant.keyring.key(user).or_else(in_flight) {
-                Some(key) => key,
-                None => batch.new_keys.entry(user).or_insert_with(UserKey::generate).clone(),
-            };
-            Personal::Sealed(seal(&self.tenant.id, user, &key, profile))
+        let (user, personal) = event.personal_mut()?;
+        let Personal::Plain(profile) = personal else {
+            return None;
         };
-        let (event, plaintext) = match event {
-            Event::UserProvisioned {
-                user,
-                owner,
-                external_id,
-                active,
-                personal: Personal::Plain(profile),
-            } => {
-                let personal = sealed_for(user, &profile);
-                (
-                    Event::UserProvisioned {
-                        user,
-                        owner,
-                        external_id,
-                        active,
-                        personal,
-                    },
-                    Some((user, *profile)),
-                )
-            }
-            Event::UserUpdated {
-                user,
-                external_id,
-                personal: Personal::Plain(profile),
-            } => {
-                let personal = sealed_for(user, &profile);
-                (
-                    Event::UserUpdated {
-                        user,
-                        external_id,
-                        personal,
-                    },
-                    Some((user, *profile)),
-                )
-            }
-            other => (other, None),
+        // A user first sealed in the batch in flight has a key that is not in the keyring
+        // until that batch is durable.
+        let in_flight = || {
+            self.in_flight
+                .as_ref()
+                .and_then(|f| f.batch.new_keys.get(&user))
+                .cloned()
         };
-        (Envelope { source, cause, event }, plaintext)
+        let key = match self.tenant.keyring.key(user).or_else(in_flight) {
+            Some(key) => key,
+            None => batch.new_keys.entry(user).or_insert_with(UserKey::generate).clone(),
+        };
+        let sealed = Personal::Sealed(seal(&self.tenant.id, user, &key, profile));
+        match std::mem::replace(personal, sealed) {
+            Personal::Plain(profile) => Some((user, *profile)),
+            Personal::Sealed(_) => None,
+        }
     }
 
     /// Seals, stamps and encodes a decision's events into the batch: each gets the next `seq`
@@ -426,10 +393,10 @@ impl Writer {
         let mut seq = self.state.seq();
         let mut recorded_at = self.state.recorded_at();
         let mut logged = Vec::with_capacity(envelopes.len());
-        for envelope in envelopes {
+        for mut envelope in envelopes {
             seq = seq.next();
             recorded_at = Timestamp::now().max(recorded_at);
-            let (envelope, plaintext) = self.seal(batch, envelope);
+            let plaintext = self.seal(batch, &mut envelope.event);
             if let Event::UserErased { user } = &envelope.event {
                 batch.erased.push(*user);
             }
