@@ -1,6 +1,6 @@
 //! `decide(state, command) -> events | rejection`: the choice of events, pure apart from the
 //! ids it is handed. A rejected command writes nothing; a command with nothing to change
-//! decides no events. Values are checked by [`crate::validate`]; a reconcile is planned by
+//! decides no events. Values are checked by `validate`; a reconcile is planned by
 //! [`crate::reconcile`], and `decide` only turns the plan, or its hold, into events.
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -8,16 +8,16 @@
 //! # Layout
 //! - [`ids`], [`model`]: ids, users, groups, owners, bindings;
 //! - [`event`]: the events, their envelope and encoding;
-//! - [`seal`]: personal fields sealed under per-user keys; [`sealed`]: a sealed profile;
-//! - [`state`]: the folded state and the fold; [`history`]: the index of the past;
-//! - [`command`], [`decide`](mod@decide): commands and the events they decide;
-//!   [`rejection`]: why a command is refused; [`validate`]: the engine's limits on values;
+//! - [`seal`]: personal fields sealed under per-user keys ([`Sealed`]: a sealed profile);
+//! - [`state`]: the folded state and the fold; `history`: the index of the past ([`History`]);
+//! - [`command`], [`decide`](mod@decide): commands and the events they decide; `rejection`:
+//!   why a command is refused ([`Rejection`]); `validate` and `limits`: the bounds on values;
 //! - [`reconcile`]: an integration's sync: the listing its driver read, scoped by its rules,
 //!   planned against the state, and the mass-deactivation guard;
 //! - [`access`], [`projector`]: effective membership, grants, access changes;
 //! - [`tenant`]: the per-tenant writer and what it publishes (state, history, feed, snapshots),
 //!   sync runs and the guard's holds, the change stream, point-in-time reads;
-//! - [`engine`]: all tenants of a store;
+//! - `engine`: all tenants of a store ([`Engine`]); `error`: [`EngineError`], [`SubmitError`];
 //! - [`reader`]: reading stretches of the log back as events; [`replay`], [`verify`]: folding
 //!   and checking what is read;
 //! - [`audit`]: the offboarding audit of a user and the leavers' report.
@@ -27,8 +27,8 @@
 //!   before an event exists (ids by `decide`'s context, times by the writer).
 //! - Every write goes through `decide`; a rejected command writes nothing.
 //! - The projector is a function of the state before and after each event.
-//! - Lower modules never import the modules that use them: [`reconcile`], [`validate`] and
-//!   [`rejection`] know nothing of commands or `decide`; [`decide`](mod@decide) uses them.
+//! - Lower modules never import the modules that use them: [`reconcile`], `validate` and
+//!   `rejection` know nothing of commands or `decide`; [`decide`](mod@decide) uses them.
 //!
 //! # Example
 //! ```
@@ -54,24 +54,24 @@ pub mod access;
 pub mod audit;
 pub mod command;
 pub mod decide;
-pub mod engine;
-pub mod error;
+mod engine;
+mod error;
 pub mod event;
-pub mod history;
+mod history;
 pub mod ids;
-pub mod limits;
+pub(crate) mod limits;
 pub mod model;
 pub mod projector;
 pub mod reader;
 pub mod reconcile;
-pub mod rejection;
+mod rejection;
 pub mod replay;
 pub mod seal;
-pub mod sealed;
+mod sealed;
 mod speculate;
 pub mod state;
 pub mod tenant;
-pub mod validate;
+pub(crate) mod validate;
 pub mod verify;
 
 pub use command::{Command, Origin};
@@ -82,6 +82,7 @@ pub use event::{Cause, Envelope, Event, LoggedEvent, Source};
 pub use history::History;
 pub use projector::{AccessChange, AccessDirection};
 pub use rejection::Rejection;
+pub use sealed::Sealed;
 pub use state::State;
 pub use tenant::{Applied, ChangeStream, Committed, HeldReconcile, Tenant, TenantSettings};
 #[cfg(test)]

@@ -6,7 +6,7 @@ use crate::model::{AttrValue, MultiValue, UserProfile};
 use crate::rejection::Rejection;
 
 /// Checks a profile against the engine's limits.
-pub fn validate_profile(profile: &UserProfile) -> Result<(), Rejection> {
+pub(crate) fn validate_profile(profile: &UserProfile) -> Result<(), Rejection> {
     if profile.user_name.trim().is_empty() {
         return Err(Rejection::invalid("userName", "must not be empty"));
     }
@@ -84,7 +84,7 @@ pub fn validate_profile(profile: &UserProfile) -> Result<(), Rejection> {
 }
 
 /// Checks an external id.
-pub fn validate_external_id(external_id: Option<&str>) -> Result<(), Rejection> {
+pub(crate) fn validate_external_id(external_id: Option<&str>) -> Result<(), Rejection> {
     match external_id {
         Some("") => Err(Rejection::invalid("externalId", "must not be empty")),
         Some(value) => check_len("externalId", value, limits::EXTERNAL_ID_LEN_MAX),
@@ -93,7 +93,7 @@ pub fn validate_external_id(external_id: Option<&str>) -> Result<(), Rejection> 
 }
 
 /// Checks a group name.
-pub fn validate_display_name(display_name: &str) -> Result<(), Rejection> {
+pub(crate) fn validate_display_name(display_name: &str) -> Result<(), Rejection> {
     if display_name.trim().is_empty() {
         return Err(Rejection::invalid("displayName", "must not be empty"));
     }

@@ -8,13 +8,13 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use idpsync_engine::Sealed;
 use idpsync_engine::event::{ENVELOPE_VERSION, HoldSummary, Personal, decode, encode};
 use idpsync_engine::ids::{GroupId, IntegrationName, Member, RequestId, ResourceId, SyncRunId, TokenId, UserId};
 use idpsync_engine::model::{
     Address, AttrValue, BindingGroups, EnterpriseUser, Manager, MultiValue, Name, Owner, ResourceKind, ResourceRef,
     UserProfile,
 };
-use idpsync_engine::sealed::Sealed;
 use idpsync_engine::{Cause, Envelope, Event, Source};
 use uuid::Uuid;
 

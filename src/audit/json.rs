@@ -71,31 +71,29 @@ struct StepJson<'a> {
     latency_us: Option<i64>,
 }
 
-#[derive(Serialize)]
-#[serde(tag = "kind", rename_all = "snake_case", rename_all_fields = "camelCase")]
-enum StepKindJson<'a> {
-    Provisioned,
-    Deactivated,
-    Reactivated,
-    Deleted,
-    Erased,
-    Joined {
-        group: GroupId,
-        group_name: &'a str,
-    },
-    Left {
-        group: GroupId,
-        group_name: &'a str,
-        how: &'static str,
-    },
-    Access {
-        direction: AccessDirection,
-        resource_kind: &'static str,
-        resource_id: String,
-        role: &'static str,
-        via: GroupId,
-        via_name: &'a str,
-    },
+/// A step's kind, tagged inline: `kind` and the fields that kind has.
+#[derive(Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct StepKindJson<'a> {
+    kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    group: Option<GroupId>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    group_name: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    how: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    direction: Option<AccessDirection>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    resource_kind: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    resource_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    role: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    via: Option<GroupId>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    via_name: Option<&'a str>,
 }
 
 #[derive(Serialize)]
@@ -197,20 +195,26 @@ fn step(step: &Step) -> StepJson<'_> {
 }
 
 fn step_kind(kind: &StepKind) -> StepKindJson<'_> {
+    let tag = |kind: &'static str| StepKindJson {
+        kind,
+        ..StepKindJson::default()
+    };
     match kind {
-        StepKind::Provisioned => StepKindJson::Provisioned,
-        StepKind::Deactivated => StepKindJson::Deactivated,
-        StepKind::Reactivated => StepKindJson::Reactivated,
-        StepKind::Deleted => StepKindJson::Deleted,
-        StepKind::Erased => StepKindJson::Erased,
-        StepKind::Joined { group, group_name } => StepKindJson::Joined {
-            group: *group,
-            group_name,
+        StepKind::Provisioned => tag("provisioned"),
+        StepKind::Deactivated => tag("deactivated"),
+        StepKind::Reactivated => tag("reactivated"),
+        StepKind::Deleted => tag("deleted"),
+        StepKind::Erased => tag("erased"),
+        StepKind::Joined { group, group_name } => StepKindJson {
+            group: Some(*group),
+            group_name: Some(group_name),
+            ..tag("joined")
         },
-        StepKind::Left { group, group_name, how } => StepKindJson::Left {
-            group: *group,
-            group_name,
-            how: how.as_str(),
+        StepKind::Left { group, group_name, how } => StepKindJson {
+            group: Some(*group),
+            group_name: Some(group_name),
+            how: Some(how.as_str()),
+            ..tag("left")
         },
         StepKind::Access {
             direction,
@@ -218,13 +222,14 @@ fn step_kind(kind: &StepKind) -> StepKindJson<'_> {
             role,
             via,
             via_name,
-        } => StepKindJson::Access {
-            direction: *direction,
-            resource_kind: resource.kind.as_str(),
-            resource_id: resource.id.to_string(),
-            role: role.as_str(),
-            via: *via,
-            via_name,
+        } => StepKindJson {
+            direction: Some(*direction),
+            resource_kind: Some(resource.kind.as_str()),
+            resource_id: Some(resource.id.to_string()),
+            role: Some(role.as_str()),
+            via: Some(*via),
+            via_name: Some(via_name),
+            ..tag("access")
         },
     }
 }
