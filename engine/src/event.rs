@@ -265,7 +265,17 @@ pub enum Event {
 
 impl Event {
     /// The user and the personal part of an event that carries one (a provisioning or an
-    /// update), for sealing it in place.
+    /// update).
+    pub fn personal(&self) -> Option<(UserId, &Personal)> {
+        match self {
+            Event::UserProvisioned { user, personal, .. } | Event::UserUpdated { user, personal, .. } => {
+                Some((*user, personal))
+            }
+            _ => None,
+        }
+    }
+
+    /// The user and the personal part of an event that carries one, for sealing it in place.
     pub fn personal_mut(&mut self) -> Option<(UserId, &mut Personal)> {
         match self {
             Event::UserProvisioned { user, personal, .. } | Event::UserUpdated { user, personal, .. } => {

@@ -2,7 +2,7 @@
 //! events. The engine never speaks JSON; this is where its values get their public names.
 
 use idpsync_engine::access::Grant;
-use idpsync_engine::event::{Cause, Event, LoggedEvent, Personal, Source};
+use idpsync_engine::event::{Cause, Event, LoggedEvent, Source};
 use idpsync_engine::ids::{GroupId, Member, UserId};
 use idpsync_engine::model::{BindingGroups, Group, Owner, ResourceRef, User};
 use idpsync_engine::seal::Opener;
@@ -285,10 +285,12 @@ fn member_ref(member: Member) -> Value {
     }
 }
 
-/// The userName a personal part carries, if it can be read (it cannot once erased).
-fn user_name(opener: &dyn Opener, user: UserId, personal: &Personal) -> Value {
-    opener
-        .open(user, personal)
+/// The userName a user event's personal part carries, if it can be read (it cannot once
+/// erased).
+fn user_name(opener: &dyn Opener, event: &Event) -> Value {
+    event
+        .personal()
+        .and_then(|(user, personal)| opener.open(user, personal))
         .map_or(Value::Null, |profile| json!(profile.user_name))
 }
 
@@ -300,15 +302,11 @@ pub fn event_body(event: &Event, opener: &dyn Opener) -> Value {
             owner,
             external_id,
             active,
-            personal,
+            ..
         } => json!({"user": user, "owner": owner_name(owner),
-            "externalId": external_id, "active": active, "userName": user_name(opener, *user, personal)}),
-        Event::UserUpdated {
-            user,
-            external_id,
-            personal,
-        } => json!({"user": user, "externalId": external_id,
-            "userName": user_name(opener, *user, personal)}),
+            "externalId": external_id, "active": active, "userName": user_name(opener, event)}),
+        Event::UserUpdated { user, external_id, .. } => json!({"user": user, "externalId": external_id,
+            "userName": user_name(opener, event)}),
         Event::UserDeactivated { user }
         | Event::UserReactivated { user }
         | Event::UserDeleted { user }
