@@ -34,6 +34,8 @@ pub(crate) async fn service_provider_config(
             "maxOperations": settings.bulk_operations_max,
             "maxPayloadSize": settings.bulk_payload_len_max,
         },
+        // A filter matches, and a sortBy orders, at most maxResults resources (400 tooMany
+        // beyond): the one number RFC 7643 gives for both.
         "filter": {"supported": true, "maxResults": settings.filter_results_max},
         "changePassword": {"supported": false},
         "sort": {"supported": true},

@@ -200,6 +200,9 @@ impl IntoResponse for Error {
         }
         if let Error::TooManyRequests {
             retry_after_seconds, ..
+        }
+        | Error::Busy {
+            retry_after_seconds, ..
         } = &self
         {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_seconds));

@@ -19,7 +19,7 @@ use crate::error::Error;
 use crate::normalise::normalise_resource;
 use crate::patch::{parse_operations, plan_group_patch};
 use crate::projection::Projection;
-use crate::query::{ListParams, list_groups};
+use crate::query::{ListParams, Listing};
 use crate::resource::Rendered;
 use crate::resource::group::{self, GroupWrite};
 use crate::schema::GROUP_TYPE;
@@ -36,8 +36,7 @@ pub(crate) async fn list(
     query: QueryPairs,
 ) -> Result<Reply, Error> {
     let params = ListParams::from_query(&query.0)?;
-    let state = scope.tenant.state();
-    list_groups(&state, &params, &scope.base, service.settings.list_limits()).map(|list| Reply::ok(&list))
+    super::list(&service, &scope, Listing::Groups, &params).await
 }
 
 /// `POST /Groups/.search`.
@@ -47,8 +46,7 @@ pub(crate) async fn search(
     body: ScimJson,
 ) -> Result<Reply, Error> {
     let params = ListParams::from_search_body(&body.0)?;
-    let state = scope.tenant.state();
-    list_groups(&state, &params, &scope.base, service.settings.list_limits()).map(|list| Reply::ok(&list))
+    super::list(&service, &scope, Listing::Groups, &params).await
 }
 
 /// `GET /Groups/{id}`.

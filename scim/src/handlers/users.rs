@@ -17,7 +17,7 @@ use crate::error::Error;
 use crate::normalise::normalise_resource;
 use crate::patch::{apply_to_document, parse_operations};
 use crate::projection::Projection;
-use crate::query::{ListParams, list_users};
+use crate::query::{ListParams, Listing};
 use crate::resource::Rendered;
 use crate::resource::user::{self, UserWrite};
 use crate::schema::USER_TYPE;
@@ -35,8 +35,7 @@ pub(crate) async fn list(
     query: QueryPairs,
 ) -> Result<Reply, Error> {
     let params = ListParams::from_query(&query.0)?;
-    let state = scope.tenant.state();
-    list_users(&state, &params, &scope.base, service.settings.list_limits()).map(|list| Reply::ok(&list))
+    super::list(&service, &scope, Listing::Users, &params).await
 }
 
 /// `POST /Users/.search`.
@@ -46,8 +45,7 @@ pub(crate) async fn search(
     body: ScimJson,
 ) -> Result<Reply, Error> {
     let params = ListParams::from_search_body(&body.0)?;
-    let state = scope.tenant.state();
-    list_users(&state, &params, &scope.base, service.settings.list_limits()).map(|list| Reply::ok(&list))
+    super::list(&service, &scope, Listing::Users, &params).await
 }
 
 /// `GET /Users/{id}`.
