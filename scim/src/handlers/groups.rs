@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{self, Path};
+use axum::extract;
 use axum::http::StatusCode;
 use idpsync_engine::command::Command;
 use idpsync_engine::ids::{GroupId, Seq};
@@ -24,7 +24,7 @@ use crate::resource::Rendered;
 use crate::resource::group::{self, GroupWrite};
 use crate::schema::GROUP_TYPE;
 use crate::service::Service;
-use crate::wire::{Reply, ScimJson};
+use crate::wire::{PathSegment, Reply, ScimJson};
 
 /// The most members a PATCH answer renders unasked; larger groups are answered 204.
 pub(crate) const PATCH_REPLY_MEMBERS_MAX: usize = 1_000;
@@ -52,7 +52,7 @@ pub(crate) async fn search(
 /// `GET /Groups/{id}`.
 pub(crate) async fn get(
     scope: Scope,
-    Path(id): Path<String>,
+    PathSegment(id): PathSegment,
     conditions: Conditions,
     query: QueryPairs,
 ) -> Result<Reply, Error> {
@@ -79,7 +79,7 @@ pub(crate) async fn create_endpoint(
 /// `PUT /Groups/{id}`.
 pub(crate) async fn replace_endpoint(
     scope: Scope,
-    Path(id): Path<String>,
+    PathSegment(id): PathSegment,
     conditions: Conditions,
     query: QueryPairs,
     body: ScimJson,
@@ -90,7 +90,7 @@ pub(crate) async fn replace_endpoint(
 /// `PATCH /Groups/{id}`.
 pub(crate) async fn patch_endpoint(
     scope: Scope,
-    Path(id): Path<String>,
+    PathSegment(id): PathSegment,
     conditions: Conditions,
     query: QueryPairs,
     body: ScimJson,
@@ -101,7 +101,7 @@ pub(crate) async fn patch_endpoint(
 /// `DELETE /Groups/{id}`.
 pub(crate) async fn delete_endpoint(
     scope: Scope,
-    Path(id): Path<String>,
+    PathSegment(id): PathSegment,
     conditions: Conditions,
 ) -> Result<Reply, Error> {
     delete(&scope, &id, conditions.expected_version).await

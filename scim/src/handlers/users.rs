@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use axum::extract::{self, Path};
+use axum::extract;
 use axum::http::StatusCode;
 use idpsync_engine::command::Command;
 use idpsync_engine::ids::{Seq, UserId};
@@ -22,7 +22,7 @@ use crate::resource::Rendered;
 use crate::resource::user::{self, UserWrite};
 use crate::schema::USER_TYPE;
 use crate::service::Service;
-use crate::wire::{Reply, ScimJson};
+use crate::wire::{PathSegment, Reply, ScimJson};
 
 /// How often a PATCH without `If-Match` is retried when another write changed the user
 /// between reading it and committing.
@@ -51,7 +51,7 @@ pub(crate) async fn search(
 /// `GET /Users/{id}`.
 pub(crate) async fn get(
     scope: Scope,
-    Path(id): Path<String>,
+    PathSegment(id): PathSegment,
     conditions: Conditions,
     query: QueryPairs,
 ) -> Result<Reply, Error> {
@@ -78,7 +78,7 @@ pub(crate) async fn create_endpoint(
 /// `PUT /Users/{id}`.
 pub(crate) async fn replace_endpoint(
     scope: Scope,
-    Path(id): Path<String>,
+    PathSegment(id): PathSegment,
     conditions: Conditions,
     query: QueryPairs,
     body: ScimJson,
@@ -89,7 +89,7 @@ pub(crate) async fn replace_endpoint(
 /// `PATCH /Users/{id}`.
 pub(crate) async fn patch_endpoint(
     scope: Scope,
-    Path(id): Path<String>,
+    PathSegment(id): PathSegment,
     conditions: Conditions,
     query: QueryPairs,
     body: ScimJson,
@@ -100,7 +100,7 @@ pub(crate) async fn patch_endpoint(
 /// `DELETE /Users/{id}`.
 pub(crate) async fn delete_endpoint(
     scope: Scope,
-    Path(id): Path<String>,
+    PathSegment(id): PathSegment,
     conditions: Conditions,
 ) -> Result<Reply, Error> {
     delete(&scope, &id, conditions.expected_version).await
