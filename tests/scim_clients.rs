@@ -613,3 +613,142 @@ async fn entra_postman_garbage_and_unquoted_filters() {
     assert!(group.body.get("members").is_none());
     server.stop().await;
 }
+
+/// The manager a user's enterprise extension names, as GET returns it.
+async fn manager_of(client: &Client, id: &str) -> Value {
+    client.get(&format!("/Users/{id}")).await.expect(200).body[ENTERPRISE]["manager"].clone()
+}
+
+/// Hardening issue, must-fix 10: Entra sends the enterprise `manager` as a bare id, as an
+/// object, and as a one-element list of `{"$ref", "value"}` (on POST and in PATCH values);
+/// every shape sets the same manager, read back as `{"value", "$ref", "displayName"}`.
+#[tokio::test]
+async fn entra_manager_in_every_shape_it_sends() {
+    let server = TestServer::start().await;
+    let entra = server.client("default");
+    let mut managers = Vec::new();
+    for name in ["boss-one", "boss-two"] {
+        let body = json!({"schemas":[USER],"userName":format!("{name}@contoso.com"),"displayName":name,"active":true});
+        managers.push(entra.post("/Users", &body).await.expect(201).id());
+    }
+    let reference = |id: &str| format!("{}/Users/{id}", server.base);
+
+    // POST with the manager as a one-element list carrying `$ref`.
+    let id = entra
+        .post(
+            "/Users",
+            &json!({"schemas":[USER, ENTERPRISE],"userName":"report@contoso.com","active":true,
+                ENTERPRISE:{"department":"Ops","manager":[{"$ref":reference(&managers[0]),"value":managers[0]}]}}),
+        )
+        .await
+        .expect(201)
+        .id();
+    let manager = manager_of(&entra, &id).await;
+    assert_eq!(manager["value"], managers[0].as_str());
+    assert_eq!(manager["$ref"], reference(&managers[0]));
+    assert_eq!(manager["displayName"], "boss-one");
+
+    let path = format!("{ENTERPRISE}:manager");
+    // Each operation names the other manager than the one before, in another shape.
+    let shapes = [
+        ("Replace", json!(managers[1]), &managers[1]),
+        ("Add", json!([{"$ref": null, "value": managers[0]}]), &managers[0]),
+        ("Replace", json!({"value": managers[1]}), &managers[1]),
+        ("Replace", json!([{"$ref": reference(&managers[0])}]), &managers[0]),
+        ("Replace", json!({"$ref": reference(&managers[1])}), &managers[1]),
+    ];
+    for (op, value, expected) in shapes {
+        entra
+            .patch(
+                &format!("/Users/{id}"),
+                &json!({"schemas":[PATCH_OP],"Operations":[{"op":op,"path":path,"value":value}]}),
+            )
+            .await
+            .expect(200);
+        assert_eq!(
+            manager_of(&entra, &id).await["value"],
+            expected.as_str(),
+            "{op} {value}"
+        );
+    }
+    // A path-less value with the manager as a list, and a PUT with it as an object.
+    entra
+        .patch(
+            &format!("/Users/{id}"),
+            &json!({"schemas":[PATCH_OP],"Operations":[{"op":"replace","value":{path.as_str(): [{"value": managers[0]}]}}]}),
+        )
+        .await
+        .expect(200);
+    assert_eq!(manager_of(&entra, &id).await["value"], managers[0].as_str());
+    let mut full = entra.get(&format!("/Users/{id}")).await.body;
+    full[ENTERPRISE]["manager"] = json!({"value": managers[1]});
+    entra.put(&format!("/Users/{id}"), &full).await.expect(200);
+    assert_eq!(manager_of(&entra, &id).await["value"], managers[1].as_str());
+    assert_eq!(
+        entra.get(&format!("/Users/{id}")).await.body[ENTERPRISE]["department"],
+        "Ops"
+    );
+
+    // The gallery's remove: a replace with an empty string.
+    entra
+        .patch(
+            &format!("/Users/{id}"),
+            &json!({"schemas":[PATCH_OP],"Operations":[{"op":"Replace","path":path,"value":""}]}),
+        )
+        .await
+        .expect(200);
+    assert_eq!(manager_of(&entra, &id).await, Value::Null);
+    server.stop().await;
+}
+
+/// Hardening issue, must-fix 10: authentik's manager model may carry the manager only as a
+/// `$ref` URL (with `value` and `displayName` null); the id at the end of the URL is kept,
+/// instead of the manager being silently dropped.
+#[tokio::test]
+async fn authentik_manager_named_by_its_ref() {
+    let server = TestServer::start().await;
+    let authentik = server.client("default");
+    let boss = authentik
+        .post("/Users", &json!({"schemas":[USER],"userName":"boss","active":true}))
+        .await
+        .expect(201)
+        .id();
+    let body = json!({"schemas":[USER, ENTERPRISE],"userName":"alice","active":true,
+        ENTERPRISE:{"manager":{"value":null,"$ref":format!("{}/Users/{boss}", server.base),"displayName":null}}});
+    let alice = authentik.post("/Users", &body).await.expect(201).id();
+    assert_eq!(manager_of(&authentik, &alice).await["value"], boss.as_str());
+    // Updates are PUTs of the whole user, in the same shape.
+    authentik.put(&format!("/Users/{alice}"), &body).await.expect(200);
+    assert_eq!(manager_of(&authentik, &alice).await["value"], boss.as_str());
+    server.stop().await;
+}
+
+/// Hardening issue, must-fix 10: OneLogin's SCIM 1.1 enterprise template sends the SCIM 1.1
+/// URNs, one email as an object and the manager's id as `managerId`; the department and the
+/// manager it carries are kept, not dropped as unknown attributes.
+#[tokio::test]
+async fn onelogin_scim_1_1_enterprise_template() {
+    let server = TestServer::start().await;
+    let onelogin = server.client("default");
+    let boss = onelogin
+        .post("/Users", &json!({"userName":"boss@example.com","active":true}))
+        .await
+        .expect(201)
+        .id();
+    let id = onelogin
+        .post(
+            "/Users",
+            &json!({"schemas":["urn:scim:schemas:core:1.0","urn:scim:schemas:extension:enterprise:1.0"],
+                "userName":"ada@example.com","name":{"familyName":"Kim","givenName":"Ada","formatted":"Ada Kim"},
+                "emails":{"value":"ada@example.com","type":"work","primary":true},"title":"Engineer",
+                "urn:scim:schemas:extension:enterprise:1.0":{"department":"R&D","manager":{"managerId":boss,"displayName":"Boss"}}}),
+        )
+        .await
+        .expect(201)
+        .id();
+    let user = onelogin.get(&format!("/Users/{id}")).await.expect(200).body;
+    assert_eq!(user["emails"][0]["value"], "ada@example.com");
+    assert_eq!(user[ENTERPRISE]["department"], "R&D");
+    assert_eq!(user[ENTERPRISE]["manager"]["value"], boss.as_str());
+    server.stop().await;
+}

@@ -282,6 +282,37 @@ fn client_token(server: &TestServer) -> String {
         .1
 }
 
+/// Hardening issue, fuzzing (proof list): a path segment that does not decode to UTF-8
+/// (`/Users/%FF`), found by the `scim_request` fuzz target, was answered with axum's
+/// plain-text 400; every route that takes a segment now answers a SCIM error.
+#[tokio::test]
+async fn a_path_segment_that_is_not_utf8_gets_a_scim_error() {
+    let server = TestServer::start().await;
+    let client = server.client("default");
+    let patch = json!({"Operations":[{"op":"replace","path":"active","value":false}]});
+    for (method, path) in [
+        (reqwest::Method::GET, "/Users/%FF"),
+        (reqwest::Method::PATCH, "/Users/%FF"),
+        (reqwest::Method::DELETE, "/Groups/%C3%28"),
+        (reqwest::Method::PUT, "/Groups/%FF"),
+        (reqwest::Method::GET, "/Schemas/%FF"),
+        (reqwest::Method::GET, "/ResourceTypes/%FF"),
+    ] {
+        let answer = client.send(method.clone(), path, Some(&patch)).await.expect(404);
+        assert_eq!(
+            answer.header("content-type"),
+            Some("application/scim+json"),
+            "{method} {path}"
+        );
+        assert_eq!(
+            answer.body["schemas"],
+            json!(["urn:ietf:params:scim:api:messages:2.0:Error"])
+        );
+        assert_eq!(answer.body["status"], "404");
+    }
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn versions_are_weak_etags_with_if_match_and_if_none_match() {
     let server = TestServer::start().await;

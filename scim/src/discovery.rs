@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use serde_json::{Value, json};
 
 use crate::auth::RequestBase;
@@ -13,7 +13,7 @@ use crate::query::LIST_RESPONSE_URN;
 use crate::resource::BaseUrl;
 use crate::schema::{Attribute, RESOURCE_TYPES, ResourceType, Schema};
 use crate::service::Service;
-use crate::wire::Reply;
+use crate::wire::{PathSegment, Reply};
 
 const SERVICE_PROVIDER_CONFIG_URN: &str = "urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig";
 const RESOURCE_TYPE_URN: &str = "urn:ietf:params:scim:schemas:core:2.0:ResourceType";
@@ -34,6 +34,8 @@ pub(crate) async fn service_provider_config(
             "maxOperations": settings.bulk_operations_max,
             "maxPayloadSize": settings.bulk_payload_len_max,
         },
+        // A filter matches, and a sortBy orders, at most maxResults resources (400 tooMany
+        // beyond): the one number RFC 7643 gives for both.
         "filter": {"supported": true, "maxResults": settings.filter_results_max},
         "changePassword": {"supported": false},
         "sort": {"supported": true},
@@ -63,7 +65,7 @@ pub(crate) async fn resource_types(RequestBase(base): RequestBase) -> Reply {
 /// `GET /ResourceTypes/{name}`.
 pub(crate) async fn resource_type_by_name(
     RequestBase(base): RequestBase,
-    Path(name): Path<String>,
+    PathSegment(name): PathSegment,
 ) -> Result<Reply, Error> {
     RESOURCE_TYPES
         .iter()
@@ -80,7 +82,7 @@ pub(crate) async fn schemas(RequestBase(base): RequestBase) -> Reply {
 }
 
 /// `GET /Schemas/{urn}`.
-pub(crate) async fn schema_by_id(RequestBase(base): RequestBase, Path(id): Path<String>) -> Result<Reply, Error> {
+pub(crate) async fn schema_by_id(RequestBase(base): RequestBase, PathSegment(id): PathSegment) -> Result<Reply, Error> {
     all_schemas()
         .find(|schema| schema.id.eq_ignore_ascii_case(&id))
         .map(|schema| Reply::ok(&schema_document(schema, &base)))

@@ -106,6 +106,15 @@ pub(crate) enum Error {
         /// The `Retry-After` header's value.
         retry_after_seconds: u32,
     },
+    /// 503: the server is running as much of this kind of work as it takes; try again after
+    /// `retry_after_seconds`.
+    #[error("{detail}")]
+    Busy {
+        /// What is busy, for the client.
+        detail: String,
+        /// The `Retry-After` header's value.
+        retry_after_seconds: u32,
+    },
     /// 500: a failure of the server; the cause is logged, never returned.
     #[error("internal error: {0}")]
     Internal(String),
@@ -162,7 +171,7 @@ impl Error {
             Error::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Error::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Error::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
-            Error::Unavailable | Error::LogUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Unavailable | Error::LogUnavailable { .. } | Error::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

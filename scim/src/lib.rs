@@ -18,7 +18,8 @@
 //! - `schema`: attribute definitions; `discovery`: the discovery endpoints;
 //! - `normalise`: client quirks; `resource`: users and groups on the wire;
 //! - `patch`: PATCH on documents and on groups; `projection`: `attributes`;
-//! - `query`: list, search, planning, sorting, pagination; `handlers`: the endpoints;
+//! - `query`: list, search, planning, sorting, pagination; `scan`: the bounded pool and the
+//!   budget of the requests that filter or sort without an index; `handlers`: the endpoints;
 //! - `service`: the settings and the authenticator the router is built from;
 //! - `auth`: tokens, tenants and request ids.
 //!
@@ -44,7 +45,14 @@
 //! - Group `members[].display` is returned only when asked for (`attributes=members.display`);
 //!   a group PATCH answers 200 with the group up to 1,000 members, 204 above (RFC 7644 allows
 //!   both), unless the client asks for attributes.
-//! - A filter matching more than `filter.maxResults` resources answers 400 `tooMany`.
+//! - A filter matching, or a `sortBy` ordering, more than `filter.maxResults` resources
+//!   answers 400 `tooMany`.
+//! - A list or search that must render resources one by one (a filter the indexes cannot
+//!   answer, or a `sortBy`) runs on blocking threads, a few at a time
+//!   ([`Settings::scans_concurrent_max`]; beyond, 503 with `Retry-After` after
+//!   [`Settings::scan_queue_wait`]), within a budget of resources and time
+//!   ([`Settings::scan_resources_max`], [`Settings::scan_time_max`]; beyond, 400 `tooMany`
+//!   saying to narrow the filter). Lookups by id and indexed filters never wait for scans.
 //!
 //! # Architecture invariants
 //! - The only crate that knows SCIM JSON; engine types never reach the wire directly.
@@ -84,6 +92,7 @@ mod patch;
 mod projection;
 mod query;
 mod resource;
+mod scan;
 mod schema;
 mod service;
 mod wire;
@@ -117,7 +126,7 @@ pub fn too_many_requests(detail: impl Into<String>, retry_after_seconds: u32) ->
 
 use crate::error::Error;
 use crate::handlers::{bulk, groups, users};
-use crate::query::{ListParams, search_all};
+use crate::query::{ListParams, Listing};
 use crate::service::Service;
 use crate::wire::{Reply, ScimJson};
 
@@ -128,6 +137,7 @@ pub fn router(engine: Arc<Engine>, authenticator: Arc<dyn Authenticator>, settin
     let service = Arc::new(Service {
         engine,
         authenticator,
+        scans: settings.scan_pool(),
         settings,
     });
     Router::new()
@@ -168,8 +178,7 @@ pub fn router(engine: Arc<Engine>, authenticator: Arc<dyn Authenticator>, settin
 /// `POST /.search`: users and groups together.
 async fn search(State(service): State<Arc<Service>>, scope: auth::Scope, body: ScimJson) -> Result<Reply, Error> {
     let params = ListParams::from_search_body(&body.0)?;
-    let state = scope.tenant.state();
-    search_all(&state, &params, &scope.base, service.settings.list_limits()).map(|list| Reply::ok(&list))
+    handlers::list(&service, &scope, Listing::Everything, &params).await
 }
 
 /// `/Me`: there is no user behind a provisioning token.

@@ -5,6 +5,12 @@
 //! wrapped; values sent as JSON text are parsed; client-sent `schemas`, `meta`, `id`,
 //! read-only attributes, `null`s and unknown attributes are dropped.
 //!
+//! A reference sent in any of the shapes clients use is stored as one `{"value": id}`: Entra
+//! sends the enterprise `manager` as a bare id, as an object, or as a one-element list of
+//! `{"$ref", "value"}`; authentik's manager model may carry only a `$ref` URL, whose last
+//! segment is the id; OneLogin's SCIM 1.1 enterprise template puts the enterprise attributes
+//! under `urn:scim:schemas:extension:enterprise:1.0` and the manager's id in `managerId`.
+//!
 //! Every rewrite is traced at debug level with a `quirk` field, so support can see what a
 //! client sent and what the server understood. Values of the wrong type that no rewrite can
 //! save are refused with 400 `invalidValue`.
@@ -13,10 +19,39 @@ use serde_json::{Map, Value};
 
 use crate::error::Error;
 use crate::grammar::parse_attr_path;
-use crate::schema::{AttrType, Attribute, Container, Mutability, ResourceType};
+use crate::schema::{AttrType, Attribute, Container, ENTERPRISE_USER_URN, Mutability, ResourceType, Schema};
 
 fn trace(quirk: &'static str, attribute: &str) {
     tracing::debug!(quirk, attribute, "normalised a client quirk");
+}
+
+/// SCIM 1.1 extension URNs clients still send, and the extension each stands for here.
+const SCIM_1_EXTENSIONS: [(&str, &str); 1] = [("urn:scim:schemas:extension:enterprise:1.0", ENTERPRISE_USER_URN)];
+
+/// SCIM 1.1 sub-attribute names clients still send: (attribute, SCIM 1.1 name, name here).
+const SCIM_1_SUB_ATTRIBUTES: [(&str, &str, &str); 1] = [("manager", "managerId", "value")];
+
+/// The extension `key` names: its URN, or the SCIM 1.1 URN that stands for it.
+fn extension_named(resource: &ResourceType, key: &str) -> Option<&'static Schema> {
+    resource.extension(key).or_else(|| {
+        let (_, current) = SCIM_1_EXTENSIONS
+            .iter()
+            .find(|(legacy, _)| legacy.eq_ignore_ascii_case(key))?;
+        let extension = resource.extension(current)?;
+        trace("SCIM 1.1 extension URN read as its SCIM 2.0 schema", key);
+        Some(extension)
+    })
+}
+
+/// The sub-attribute of `attribute` that `key` names, also by its SCIM 1.1 name.
+fn sub_attribute_named(attribute: &Attribute, key: &str) -> Option<&'static Attribute> {
+    attribute.sub_attribute(key).or_else(|| {
+        let (_, _, current) = SCIM_1_SUB_ATTRIBUTES
+            .iter()
+            .find(|(name, legacy, _)| *name == attribute.name && legacy.eq_ignore_ascii_case(key))?;
+        trace("SCIM 1.1 sub-attribute name read as its SCIM 2.0 name", key);
+        attribute.sub_attribute(current)
+    })
 }
 
 /// Normalises a resource body (POST, PUT) or a path-less PATCH value into canonical form: core
@@ -41,7 +76,7 @@ fn place(resource: &ResourceType, canonical: &mut Map<String, Value>, key: &str,
     if key.eq_ignore_ascii_case("schemas") {
         return Ok(());
     }
-    if let Some(extension) = resource.extension(key) {
+    if let Some(extension) = extension_named(resource, key) {
         match value {
             Value::Null => {}
             Value::Object(members) => {
@@ -126,7 +161,24 @@ pub(crate) fn coerce(attribute: &Attribute, value: &Value) -> Result<Option<Valu
         return Ok(None);
     }
     if !attribute.multi_valued {
-        return coerce_single(attribute, value);
+        return match value {
+            Value::Array(items) => match items.as_slice() {
+                [] => {
+                    trace("empty list read as no value", attribute.name);
+                    Ok(None)
+                }
+                [only] => {
+                    trace("one-element list unwrapped", attribute.name);
+                    coerce_single(attribute, only)
+                }
+                _ => Err(Error::invalid_value(format!(
+                    "{} takes one value, not a list of {}",
+                    attribute.name,
+                    items.len()
+                ))),
+            },
+            single => coerce_single(attribute, single),
+        };
     }
     let items = match value {
         Value::Array(items) => items.clone(),
@@ -176,7 +228,7 @@ fn coerce_single(attribute: &Attribute, value: &Value) -> Result<Option<Value>, 
     };
     let mut canonical = Map::new();
     for (key, member) in &object {
-        let Some(sub) = attribute.sub_attribute(key) else {
+        let Some(sub) = sub_attribute_named(attribute, key) else {
             trace("unknown sub-attribute ignored", key);
             continue;
         };
@@ -188,10 +240,32 @@ fn coerce_single(attribute: &Attribute, value: &Value) -> Result<Option<Value>, 
             canonical.insert(sub.name.to_owned(), member);
         }
     }
+    if !canonical.contains_key("value")
+        && let Some(id) = referenced_id(attribute, &object)
+    {
+        trace("$ref read as value", attribute.name);
+        canonical.insert("value".to_owned(), Value::String(id.to_owned()));
+    }
     if canonical.is_empty() {
         return Ok(None);
     }
     Ok(Some(Value::Object(canonical)))
+}
+
+/// The id a reference's `$ref` names (the last segment of its URL), for a reference that
+/// has `$ref` but no `value`.
+fn referenced_id<'a>(attribute: &Attribute, object: &'a Map<String, Value>) -> Option<&'a str> {
+    attribute.sub_attribute("value")?;
+    attribute.sub_attribute("$ref")?;
+    let reference = object
+        .iter()
+        .find(|(key, _)| key.eq_ignore_ascii_case("$ref"))
+        .and_then(|(_, reference)| reference.as_str())?;
+    let path = reference.split(['?', '#']).next().unwrap_or_default();
+    path.trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .filter(|id| !id.is_empty())
 }
 
 fn coerce_simple(attribute: &Attribute, value: &Value) -> Result<Option<Value>, Error> {
@@ -310,6 +384,53 @@ mod tests {
             &USER_TYPE,
             json!({"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User":{"Department":"R&D","manager":"45619541-aa"}}),
             json!({"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User":{"department":"R&D","manager":{"value":"45619541-aa"}}}),
+        );
+    }
+
+    /// Hardening issue, must-fix 10: every shape Entra, authentik and OneLogin send a manager
+    /// in is stored as one `{"value": id}`.
+    #[test]
+    fn a_manager_in_every_shape_clients_send_becomes_one_value() {
+        let enterprise = |manager: Value| json!({"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": {"manager": manager}});
+        let stored = enterprise(json!({"value": "m1"}));
+        for shape in [
+            json!("m1"),
+            json!({"value": "m1"}),
+            json!([{"$ref": "https://scim.example.com/scim/v2/Users/m1", "value": "m1"}]),
+            json!([{"$ref": null, "value": "m1"}]),
+            json!({"$ref": "https://scim.example.com/scim/v2/Users/m1"}),
+            json!({"value": null, "$ref": "https://scim.example.com/scim/v2/Users/m1/", "displayName": null}),
+            json!({"managerId": "m1", "displayName": "Boss"}),
+        ] {
+            check(&USER_TYPE, enterprise(shape), stored.clone());
+        }
+        check(&USER_TYPE, enterprise(json!([])), enterprise(Value::Null));
+        let two = normalise_resource(&USER_TYPE, &enterprise(json!([{"value": "m1"}, {"value": "m2"}]))).unwrap_err();
+        assert_eq!(two.scim_type(), Some(crate::error::ScimType::InvalidValue));
+    }
+
+    /// Hardening issue, must-fix 10: OneLogin's SCIM 1.1 enterprise template (the SCIM 1.1
+    /// URNs, a single email object, `managerId`) keeps every attribute it carries.
+    #[test]
+    fn onelogin_scim_1_1_enterprise_template() {
+        check(
+            &USER_TYPE,
+            json!({"schemas": ["urn:scim:schemas:core:1.0", "urn:scim:schemas:extension:enterprise:1.0"],
+                   "userName": "kim@example.com", "name": {"familyName": "Kim", "givenName": "Ada", "formatted": "Ada Kim"},
+                   "emails": {"value": "kim@example.com", "type": "work", "primary": true}, "title": "Engineer",
+                   "urn:scim:schemas:extension:enterprise:1.0": {"department": "R&D", "manager": {"managerId": "m1", "displayName": "Boss"}}}),
+            json!({"userName": "kim@example.com", "name": {"familyName": "Kim", "givenName": "Ada", "formatted": "Ada Kim"},
+                   "emails": [{"value": "kim@example.com", "type": "work", "primary": true}], "title": "Engineer",
+                   "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": {"department": "R&D", "manager": {"value": "m1"}}}),
+        );
+    }
+
+    #[test]
+    fn a_member_named_only_by_its_ref() {
+        check(
+            &GROUP_TYPE,
+            json!({"members": [{"$ref": "https://scim.example.com/scim/v2/Users/u1"}]}),
+            json!({"members": [{"$ref": "https://scim.example.com/scim/v2/Users/u1", "value": "u1"}]}),
         );
     }
 

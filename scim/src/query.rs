@@ -5,7 +5,9 @@
 //! Planning: `userName eq`, `userName sw`, `externalId eq`, `id eq`, group `displayName eq`
 //! and `members.value eq` (also as `members[value eq …]`) are index look-ups, as are `and`s
 //! with such a part and `or`s made only of them. Every other filter scans the resources in id
-//! order; a filter matching more than `filter.maxResults` resources answers 400 `tooMany`.
+//! order, as a `sortBy` does: such a request is one that [`ListRequest::scans`], run on the
+//! scan pool within a budget (`crate::scan`). A filter matching, or a `sortBy` ordering, more
+//! than `filter.maxResults` resources answers 400 `tooMany`.
 //! Order is stable: by id (creation order), or by `sortBy` with ties broken by id.
 
 use std::cmp::Ordering;
@@ -24,6 +26,7 @@ use crate::matcher::{Matcher, Node, Operand, Target, values_at};
 use crate::projection::{Projection, ProjectionParams};
 use crate::resource::group::{Members, existing_member};
 use crate::resource::{BaseUrl, Rendered, group, user};
+use crate::scan::ScanBudget;
 use crate::schema::{AttrType, Container, GROUP_TYPE, Resolved, ResourceType, USER_TYPE};
 
 /// The URN of a list response.
@@ -122,14 +125,141 @@ fn integer(name: &str, value: &str) -> Result<i64, Error> {
         .map_err(|_| Error::invalid_value(format!("{name} must be an integer, not {value:?}")))
 }
 
+/// What a list request reads: one resource type, or both.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Listing {
+    /// `/Users`.
+    Users,
+    /// `/Groups`.
+    Groups,
+    /// `POST /.search`: users, then groups.
+    Everything,
+}
+
+/// A list or search request, parsed and planned, ready to run against a tenant's state.
+pub(crate) struct ListRequest {
+    /// The request for users, if it reads them.
+    users: Option<Query>,
+    /// The request for groups, if it reads them.
+    groups: Option<Query>,
+    window: Window,
+    limits: ListLimits,
+}
+
+impl ListRequest {
+    /// Parses `params` for `listing`. A cross-type search (`POST /.search`) may name what
+    /// only one type has; it fails only if neither type can take it.
+    pub(crate) fn new(listing: Listing, params: &ListParams, limits: ListLimits) -> Result<ListRequest, Error> {
+        let users = || prepare(&USER_TYPE, params, |root| UserIndex::of(root).is_some());
+        let groups = || prepare(&GROUP_TYPE, params, |root| GroupIndex::of(root).is_some());
+        let (users, groups) = match listing {
+            Listing::Users => (Some(users()?), None),
+            Listing::Groups => (None, Some(groups()?)),
+            Listing::Everything => match (users(), groups()) {
+                (Err(error), Err(_)) => return Err(error),
+                (users, groups) => (users.ok(), groups.ok()),
+            },
+        };
+        Ok(ListRequest {
+            users,
+            groups,
+            window: Window::new(params, limits),
+            limits,
+        })
+    }
+
+    /// Whether running the request renders resources one by one (a filter the indexes cannot
+    /// answer exactly, or a `sortBy`), so that it belongs on the scan pool.
+    pub(crate) fn scans(&self) -> bool {
+        self.queries()
+            .any(|query| query.sort.is_some() || (query.filter.is_some() && !query.exact))
+    }
+
+    /// Runs the request: every resource it renders to filter or sort passes `budget` first.
+    pub(crate) fn run<'a>(
+        &self,
+        state: &'a State,
+        base: &'a BaseUrl,
+        budget: &mut ScanBudget,
+    ) -> Result<ListResponse<'a>, Error> {
+        if self
+            .queries()
+            .all(|query| query.filter.is_none() && query.sort.is_none())
+        {
+            return Ok(self.page_in_id_order(state, base));
+        }
+        let mut found = Vec::new();
+        if let Some(query) = &self.users {
+            found.extend(match_users(state, query, base, self.limits, budget)?);
+        }
+        if let Some(query) = &self.groups {
+            found.extend(match_groups(state, query, base, self.limits, budget)?);
+        }
+        if found.len() > self.limits.results_max {
+            return Err(too_many(self.limits));
+        }
+        if let Some((resolved, descending)) = self.queries().find_map(|query| query.sort) {
+            sort(&mut found, resolved.leaf().case_exact, resolved.leaf().kind, descending);
+        }
+        let total = found.len();
+        Ok(self.page(state, base, total, found.into_iter().map(|(found, _)| found)))
+    }
+
+    fn queries(&self) -> impl Iterator<Item = &Query> {
+        self.users.iter().chain(&self.groups)
+    }
+
+    /// A page of everything the request reads, users then groups, each in id order.
+    fn page_in_id_order<'a>(&self, state: &'a State, base: &'a BaseUrl) -> ListResponse<'a> {
+        let users = self
+            .users
+            .iter()
+            .flat_map(|_| state.users().map(|user| Found::User(user)));
+        let groups = self
+            .groups
+            .iter()
+            .flat_map(|_| state.groups().map(|group| Found::Group(group)));
+        let total = self.users.as_ref().map_or(0, |_| state.user_count())
+            + self.groups.as_ref().map_or(0, |_| state.group_count());
+        self.page(state, base, total, users.chain(groups))
+    }
+
+    /// The window of `found` (of `total` resources); only the resources on it are rendered.
+    fn page<'a>(
+        &self,
+        state: &'a State,
+        base: &'a BaseUrl,
+        total: usize,
+        found: impl Iterator<Item = Found<'a>>,
+    ) -> ListResponse<'a> {
+        let whole = Projection::default();
+        // A user or a group is found only by the request for its type.
+        let users = self.users.as_ref().map_or(&whole, |query| &query.projection);
+        let groups = self.groups.as_ref().map_or(&whole, |query| &query.projection);
+        let resources = found
+            .skip(self.window.skip())
+            .take(self.window.count)
+            .map(|found| match found {
+                Found::User(user) => Rendered::user(state, user, base, users),
+                Found::Group(group) => Rendered::group(state, group, base, groups),
+            })
+            .collect();
+        self.window.response(total, resources)
+    }
+}
+
 /// A request prepared for one resource type.
 struct Query {
     filter: Option<Matcher>,
+    /// Whether an index answers the filter exactly (a single indexed comparison), so that no
+    /// resource needs evaluating.
+    exact: bool,
     sort: Option<(Resolved, bool)>,
     projection: Projection,
 }
 
-fn prepare(resource: &ResourceType, params: &ListParams) -> Result<Query, Error> {
+/// Prepares `params` for `resource`, whose indexes answer the comparisons `indexed` accepts.
+fn prepare(resource: &ResourceType, params: &ListParams, indexed: impl Fn(&Node) -> bool) -> Result<Query, Error> {
     let filter = match params.filter.as_deref().map(str::trim) {
         Some(text) if !text.is_empty() => {
             let parsed =
@@ -166,8 +296,12 @@ fn prepare(resource: &ResourceType, params: &ListParams) -> Result<Query, Error>
         }
         _ => None,
     };
+    let exact = filter
+        .as_ref()
+        .is_some_and(|filter| is_exact(filter.root()) && indexed(filter.root()));
     Ok(Query {
         filter,
+        exact,
         sort,
         projection: Projection::new(resource, params.projection())?,
     })
@@ -200,100 +334,11 @@ enum Found<'a> {
 
 type Matches<'a> = Vec<(Found<'a>, Option<Value>)>;
 
-/// Lists users.
-pub(crate) fn list_users<'a>(
-    state: &'a State,
-    params: &ListParams,
-    base: &'a BaseUrl,
-    limits: ListLimits,
-) -> Result<ListResponse<'a>, Error> {
-    let query = prepare(&USER_TYPE, params)?;
-    let window = Window::new(params, limits);
-    if query.filter.is_none() && query.sort.is_none() {
-        let resources = state
-            .users()
-            .skip(window.skip())
-            .take(window.count)
-            .map(|found| Rendered::user(state, found, base, &query.projection))
-            .collect();
-        return Ok(window.response(state.user_count(), resources));
-    }
-    let matches = match_users(state, &query, base, limits)?;
-    Ok(page(state, matches, &query, &query, window, base))
-}
-
-/// Lists groups.
-pub(crate) fn list_groups<'a>(
-    state: &'a State,
-    params: &ListParams,
-    base: &'a BaseUrl,
-    limits: ListLimits,
-) -> Result<ListResponse<'a>, Error> {
-    let query = prepare(&GROUP_TYPE, params)?;
-    let window = Window::new(params, limits);
-    if query.filter.is_none() && query.sort.is_none() {
-        let resources = state
-            .groups()
-            .skip(window.skip())
-            .take(window.count)
-            .map(|found| Rendered::group(state, found, base, &query.projection))
-            .collect();
-        return Ok(window.response(state.group_count(), resources));
-    }
-    let matches = match_groups(state, &query, base, limits)?;
-    Ok(page(state, matches, &query, &query, window, base))
-}
-
-/// Searches users and groups together (`POST /.search`): users first, then groups, each in
-/// its own order unless `sortBy` orders them all. A filter naming an attribute that only one
-/// type has simply matches nothing of the other.
-pub(crate) fn search_all<'a>(
-    state: &'a State,
-    params: &ListParams,
-    base: &'a BaseUrl,
-    limits: ListLimits,
-) -> Result<ListResponse<'a>, Error> {
-    let window = Window::new(params, limits);
-    let users = prepare(&USER_TYPE, params);
-    let groups = prepare(&GROUP_TYPE, params);
-    let (users, groups) = match (users, groups) {
-        (Err(error), Err(_)) => return Err(error),
-        (users, groups) => (users.ok(), groups.ok()),
-    };
-    let mut found = Vec::new();
-    if let Some(query) = &users {
-        found.extend(match_users(state, query, base, limits)?);
-    }
-    if let Some(query) = &groups {
-        found.extend(match_groups(state, query, base, limits)?);
-    }
-    if found.len() > limits.results_max && params.filter.is_some() {
-        return Err(too_many(limits));
-    }
-    let sorting = users.as_ref().or(groups.as_ref()).and_then(|query| query.sort);
-    if let Some((resolved, descending)) = sorting {
-        sort(&mut found, resolved.leaf().case_exact, resolved.leaf().kind, descending);
-    }
-    let everything = Query {
-        filter: None,
-        sort: None,
-        projection: Projection::default(),
-    };
-    Ok(page(
-        state,
-        found,
-        users.as_ref().unwrap_or(&everything),
-        groups.as_ref().unwrap_or(&everything),
-        window,
-        base,
-    ))
-}
-
 fn too_many(limits: ListLimits) -> Error {
     Error::bad(
         crate::error::ScimType::TooMany,
         format!(
-            "the filter matches more than {} resources; narrow it",
+            "more than {} resources (filter.maxResults) match, too many to filter or sort; narrow the filter",
             limits.results_max
         ),
     )
@@ -305,52 +350,56 @@ fn is_exact(root: &Node) -> bool {
     matches!(root, Node::Compare { .. } | Node::ValuePath { .. })
 }
 
-/// Filters and keys `candidates`. A resource is rendered only if the filter must be
+/// Filters and keys `candidates`: at most `filter.maxResults` of them when the request filters
+/// or sorts. A resource is rendered (and counted against `budget`) only if the filter must be
 /// evaluated on it or the sort reads it.
 fn select<'a, T: 'a>(
     candidates: impl Iterator<Item = &'a T>,
     query: &Query,
-    exact: bool,
     limits: ListLimits,
+    budget: &mut ScanBudget,
     render: impl Fn(&T) -> Map<String, Value>,
     found: impl Fn(&'a T) -> Found<'a>,
 ) -> Result<Matches<'a>, Error> {
     let mut matches = Vec::new();
-    let evaluate = query.filter.as_ref().filter(|_| !exact);
+    let evaluate = query.filter.as_ref().filter(|_| !query.exact);
+    let bounded = query.filter.is_some() || query.sort.is_some();
     for candidate in candidates {
-        let document = (evaluate.is_some() || query.sort.is_some()).then(|| render(candidate));
+        let document = if evaluate.is_some() || query.sort.is_some() {
+            budget.examine()?;
+            Some(render(candidate))
+        } else {
+            None
+        };
         if let (Some(filter), Some(document)) = (evaluate, &document)
             && !filter.matches(document)
         {
             continue;
         }
-        if query.filter.is_some() && matches.len() >= limits.results_max {
+        if bounded && matches.len() >= limits.results_max {
             return Err(too_many(limits));
         }
         let key = document.as_ref().and_then(|document| sort_key(query, document));
         matches.push((found(candidate), key));
     }
-    if let Some((resolved, descending)) = query.sort {
-        sort(
-            &mut matches,
-            resolved.leaf().case_exact,
-            resolved.leaf().kind,
-            descending,
-        );
-    }
     Ok(matches)
 }
 
-/// The index plan of `query`'s filter, and whether it is exact (see [`is_exact`]).
-fn plan<T>(query: &Query, planner: impl Fn(&Node) -> Option<T>) -> (Option<T>, bool) {
-    let root = query.filter.as_ref().map(Matcher::root);
-    let planned = root.and_then(planner);
-    let exact = planned.is_some() && root.is_some_and(is_exact);
-    (planned, exact)
+/// The candidates an index gives for `query`'s filter, if one does.
+fn plan<T>(query: &Query, planner: impl Fn(&Node) -> Option<T>) -> Option<T> {
+    query.filter.as_ref().map(Matcher::root).and_then(planner)
 }
 
-fn match_users<'a>(state: &'a State, query: &Query, base: &BaseUrl, limits: ListLimits) -> Result<Matches<'a>, Error> {
-    let (planned, exact) = plan(query, |root| plan_users(state, root));
+fn match_users<'a>(
+    state: &'a State,
+    query: &Query,
+    base: &BaseUrl,
+    limits: ListLimits,
+    budget: &mut ScanBudget,
+) -> Result<Matches<'a>, Error> {
+    let planned = plan(query, |root| {
+        plan_with(root, &|leaf| UserIndex::of(leaf).map(|index| index.look_up(state)))
+    });
     let candidates: Box<dyn Iterator<Item = &'a User> + 'a> = match planned {
         Some(ids) => Box::new(ids.into_iter().filter_map(|id| state.user(id)).map(|user| &**user)),
         None => Box::new(state.users().map(|user| &**user)),
@@ -358,15 +407,23 @@ fn match_users<'a>(state: &'a State, query: &Query, base: &BaseUrl, limits: List
     select(
         candidates,
         query,
-        exact,
         limits,
+        budget,
         |candidate| user::render(state, candidate, base),
         Found::User,
     )
 }
 
-fn match_groups<'a>(state: &'a State, query: &Query, base: &BaseUrl, limits: ListLimits) -> Result<Matches<'a>, Error> {
-    let (planned, exact) = plan(query, |root| plan_groups(state, root));
+fn match_groups<'a>(
+    state: &'a State,
+    query: &Query,
+    base: &BaseUrl,
+    limits: ListLimits,
+    budget: &mut ScanBudget,
+) -> Result<Matches<'a>, Error> {
+    let planned = plan(query, |root| {
+        plan_with(root, &|leaf| GroupIndex::of(leaf).map(|index| index.look_up(state)))
+    });
     let candidates: Box<dyn Iterator<Item = &'a Group> + 'a> = match planned {
         Some(ids) => Box::new(ids.into_iter().filter_map(|id| state.group(id)).map(|group| &**group)),
         None => Box::new(state.groups().map(|group| &**group)),
@@ -382,7 +439,7 @@ fn match_groups<'a>(state: &'a State, query: &Query, base: &BaseUrl, limits: Lis
         Members::Omitted
     };
     let render = |candidate: &Group| group::render(state, candidate, base, members);
-    select(candidates, query, exact, limits, render, Found::Group)
+    select(candidates, query, limits, budget, render, Found::Group)
 }
 
 fn sort_key(query: &Query, document: &Map<String, Value>) -> Option<Value> {
@@ -438,27 +495,6 @@ fn compare_values(left: &Value, right: &Value, case_exact: bool, kind: AttrType)
     }
 }
 
-fn page<'a>(
-    state: &'a State,
-    matches: Matches<'a>,
-    users: &Query,
-    groups: &Query,
-    window: Window,
-    base: &'a BaseUrl,
-) -> ListResponse<'a> {
-    let total = matches.len();
-    let resources = matches
-        .into_iter()
-        .skip(window.skip())
-        .take(window.count)
-        .map(|(found, _)| match found {
-            Found::User(found) => Rendered::user(state, found, base, &users.projection),
-            Found::Group(found) => Rendered::group(state, found, base, &groups.projection),
-        })
-        .collect();
-    window.response(total, resources)
-}
-
 /// Which slice of the results a request asks for.
 #[derive(Clone, Copy, Debug)]
 struct Window {
@@ -491,76 +527,125 @@ impl Window {
     }
 }
 
-/// The users an indexed filter can only match, in id order; `None` if it needs a scan.
-fn plan_users(state: &State, node: &Node) -> Option<BTreeSet<UserId>> {
+/// The candidates an indexed filter can only match, in id order, given the look-up of one
+/// comparison; `None` if the filter needs a scan. An `and` takes its smallest indexed part;
+/// an `or` is indexed only if all its parts are.
+fn plan_with<T: Ord>(node: &Node, leaf: &dyn Fn(&Node) -> Option<BTreeSet<T>>) -> Option<BTreeSet<T>> {
     match node {
-        Node::Compare {
-            target: Target::Document(resolved),
-            op,
-            operand: Operand::Text(text),
-        } if resolved.container == Container::Core && resolved.sub.is_none() => match (resolved.attribute.name, op) {
-            ("userName", CompareOp::Eq) => Some(state.user_by_name(text).map(|found| found.id).into_iter().collect()),
-            ("userName", CompareOp::Sw) => Some(state.users_by_name_prefix(text).map(|found| found.id).collect()),
-            ("externalId", CompareOp::Eq) => Some(state.users_by_external_id(text).map(|found| found.id).collect()),
-            ("id", CompareOp::Eq) => Some(
-                text.parse::<UserId>()
-                    .ok()
-                    .filter(|id| state.user(*id).is_some())
-                    .into_iter()
-                    .collect(),
-            ),
-            _ => None,
-        },
         Node::And(parts) => parts
             .iter()
-            .filter_map(|part| plan_users(state, part))
+            .filter_map(|part| plan_with(part, leaf))
             .min_by_key(BTreeSet::len),
-        Node::Or(parts) => union(parts.iter().map(|part| plan_users(state, part))),
-        _ => None,
+        Node::Or(parts) => union(parts.iter().map(|part| plan_with(part, leaf))),
+        _ => leaf(node),
     }
 }
 
-/// The groups an indexed filter can only match, in id order; `None` if it needs a scan.
-fn plan_groups(state: &State, node: &Node) -> Option<BTreeSet<GroupId>> {
-    let of_member = |text: &str| -> BTreeSet<GroupId> {
-        existing_member(state, text, None)
-            .map(|member: Member| state.groups_of(member).collect())
-            .unwrap_or_default()
-    };
-    match node {
-        Node::Compare {
+/// A comparison a user index answers.
+enum UserIndex<'n> {
+    /// `userName eq`.
+    Name(&'n str),
+    /// `userName sw`.
+    NamePrefix(&'n str),
+    /// `externalId eq`.
+    ExternalId(&'n str),
+    /// `id eq`.
+    Id(&'n str),
+}
+
+impl UserIndex<'_> {
+    /// The index that answers `node`, if it is one comparison an index answers.
+    fn of(node: &Node) -> Option<UserIndex<'_>> {
+        let Node::Compare {
             target: Target::Document(resolved),
-            op: CompareOp::Eq,
+            op,
             operand: Operand::Text(text),
-        } if resolved.container == Container::Core => {
-            match (resolved.attribute.name, resolved.sub.map(|sub| sub.name)) {
-                ("displayName", None) => Some(state.groups_by_name(text).map(|found| found.id).collect()),
-                ("externalId", None) => Some(state.groups_by_external_id(text).map(|found| found.id).collect()),
-                ("id", None) => Some(
-                    text.parse::<GroupId>()
-                        .ok()
-                        .filter(|id| state.group(*id).is_some())
-                        .into_iter()
-                        .collect(),
-                ),
-                ("members", Some("value")) => Some(of_member(text)),
-                _ => None,
-            }
+        } = node
+        else {
+            return None;
+        };
+        if resolved.container != Container::Core || resolved.sub.is_some() {
+            return None;
         }
-        Node::ValuePath { at, filter } if at.attribute.name == "members" => match filter.as_ref() {
+        match (resolved.attribute.name, op) {
+            ("userName", CompareOp::Eq) => Some(UserIndex::Name(text)),
+            ("userName", CompareOp::Sw) => Some(UserIndex::NamePrefix(text)),
+            ("externalId", CompareOp::Eq) => Some(UserIndex::ExternalId(text)),
+            ("id", CompareOp::Eq) => Some(UserIndex::Id(text)),
+            _ => None,
+        }
+    }
+
+    fn look_up(self, state: &State) -> BTreeSet<UserId> {
+        match self {
+            UserIndex::Name(text) => state.user_by_name(text).map(|found| found.id).into_iter().collect(),
+            UserIndex::NamePrefix(text) => state.users_by_name_prefix(text).map(|found| found.id).collect(),
+            UserIndex::ExternalId(text) => state.users_by_external_id(text).map(|found| found.id).collect(),
+            UserIndex::Id(text) => text
+                .parse::<UserId>()
+                .ok()
+                .filter(|id| state.user(*id).is_some())
+                .into_iter()
+                .collect(),
+        }
+    }
+}
+
+/// A comparison a group index answers.
+enum GroupIndex<'n> {
+    /// `displayName eq`.
+    Name(&'n str),
+    /// `externalId eq`.
+    ExternalId(&'n str),
+    /// `id eq`.
+    Id(&'n str),
+    /// `members.value eq`, also as `members[value eq …]`.
+    Member(&'n str),
+}
+
+impl GroupIndex<'_> {
+    /// The index that answers `node`, if it is one comparison an index answers.
+    fn of(node: &Node) -> Option<GroupIndex<'_>> {
+        match node {
             Node::Compare {
-                target: Target::Element(sub),
+                target: Target::Document(resolved),
                 op: CompareOp::Eq,
                 operand: Operand::Text(text),
-            } if sub.name == "value" => Some(of_member(text)),
+            } if resolved.container == Container::Core => {
+                match (resolved.attribute.name, resolved.sub.map(|sub| sub.name)) {
+                    ("displayName", None) => Some(GroupIndex::Name(text)),
+                    ("externalId", None) => Some(GroupIndex::ExternalId(text)),
+                    ("id", None) => Some(GroupIndex::Id(text)),
+                    ("members", Some("value")) => Some(GroupIndex::Member(text)),
+                    _ => None,
+                }
+            }
+            Node::ValuePath { at, filter } if at.attribute.name == "members" => match filter.as_ref() {
+                Node::Compare {
+                    target: Target::Element(sub),
+                    op: CompareOp::Eq,
+                    operand: Operand::Text(text),
+                } if sub.name == "value" => Some(GroupIndex::Member(text)),
+                _ => None,
+            },
             _ => None,
-        },
-        Node::And(parts) => parts
-            .iter()
-            .filter_map(|part| plan_groups(state, part))
-            .min_by_key(BTreeSet::len),
-        Node::Or(parts) => union(parts.iter().map(|part| plan_groups(state, part))),
-        _ => None,
+        }
+    }
+
+    fn look_up(self, state: &State) -> BTreeSet<GroupId> {
+        match self {
+            GroupIndex::Name(text) => state.groups_by_name(text).map(|found| found.id).collect(),
+            GroupIndex::ExternalId(text) => state.groups_by_external_id(text).map(|found| found.id).collect(),
+            GroupIndex::Id(text) => text
+                .parse::<GroupId>()
+                .ok()
+                .filter(|id| state.group(*id).is_some())
+                .into_iter()
+                .collect(),
+            GroupIndex::Member(text) => existing_member(state, text, None)
+                .map(|member: Member| state.groups_of(member).collect())
+                .unwrap_or_default(),
+        }
     }
 }
 

@@ -1,14 +1,16 @@
 //! What the router is built from and what every handler shares: the embedding program's
 //! [`Settings`] and [`Authenticator`] (with the [`Principal`] a token stands for), and the
-//! [`Service`] that holds them with the engine. The request extractors that use them are in
-//! `auth`.
+//! [`Service`] that holds them with the engine and the pool scans run on. The request
+//! extractors that use them are in `auth`.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use idpsync_engine::Engine;
 use idpsync_engine::ids::{TenantId, TokenId};
 
 use crate::query::ListLimits;
+use crate::scan::{ScanLimits, ScanPool};
 
 /// Checks bearer tokens. The SCIM crate defines it; the program that embeds the router
 /// implements it over its token store.
@@ -41,10 +43,21 @@ pub struct Settings {
     pub bulk_operations_max: usize,
     /// `bulk.maxPayloadSize`, in bytes.
     pub bulk_payload_len_max: usize,
-    /// `filter.maxResults`: the most resources a filter may match and the largest page.
+    /// `filter.maxResults`: the most resources a filter may match, the most a `sortBy` may
+    /// order, and the largest page.
     pub filter_results_max: usize,
     /// The page size when a list request has no `count`.
     pub page_size_default: usize,
+    /// The most list or search requests that scan (a filter the indexes cannot answer, or a
+    /// `sortBy`) running at once, on blocking threads; the async workers never scan.
+    pub scans_concurrent_max: usize,
+    /// How long a scan beyond [`Settings::scans_concurrent_max`] waits for its turn before
+    /// it is answered 503 with `Retry-After`.
+    pub scan_queue_wait: Duration,
+    /// The most resources one scan may examine (400 `tooMany` beyond).
+    pub scan_resources_max: usize,
+    /// The longest one scan may run (400 `tooMany` beyond).
+    pub scan_time_max: Duration,
 }
 
 impl Default for Settings {
@@ -57,6 +70,12 @@ impl Default for Settings {
             bulk_payload_len_max: 1024 * 1024,
             filter_results_max: 1_000,
             page_size_default: 100,
+            // Half the cores: however many scans clients send, the other half stays for
+            // everything else.
+            scans_concurrent_max: std::thread::available_parallelism().map_or(1, |cores| cores.get() / 2),
+            scan_queue_wait: Duration::from_secs(1),
+            scan_resources_max: 200_000,
+            scan_time_max: Duration::from_secs(2),
         }
     }
 }
@@ -69,6 +88,15 @@ impl Settings {
             page_size_default: self.page_size_default,
         }
     }
+
+    /// The pool scans run on, within these settings' bounds.
+    pub(crate) fn scan_pool(&self) -> ScanPool {
+        let limits = ScanLimits {
+            resources_max: self.scan_resources_max,
+            time_max: self.scan_time_max,
+        };
+        ScanPool::new(self.scans_concurrent_max, self.scan_queue_wait, limits)
+    }
 }
 
 /// What every handler shares.
@@ -79,4 +107,6 @@ pub(crate) struct Service {
     pub(crate) authenticator: Arc<dyn Authenticator>,
     /// The bounds and the mount path.
     pub(crate) settings: Settings,
+    /// Where list and search requests that scan run.
+    pub(crate) scans: ScanPool,
 }

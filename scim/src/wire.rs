@@ -1,5 +1,6 @@
 //! Bytes on the wire: the request-body extractor (size, nesting and syntax checked, SCIM
-//! errors on failure), the response with `application/scim+json`, `ETag` and `Location`, and
+//! errors on failure), the path-segment extractor (a SCIM error for a segment that is not
+//! UTF-8), the response with `application/scim+json`, `ETag` and `Location`, and
 //! the response of an [`Error`]: its RFC 7644 body, and for a 500 the cause, carried in a
 //! response extension to the `auth::request_context` middleware, which logs it, so that
 //! nothing is logged inside the conversion and nothing internal leaks.
@@ -7,7 +8,8 @@
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{FromRequest, Request};
+use axum::extract::{FromRequest, FromRequestParts, Path, Request};
+use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use idpsync_engine::ids::Seq;
@@ -41,6 +43,27 @@ impl<S: Send + Sync> FromRequest<S> for ScimJson {
             }
         })?;
         parse_body(&bytes).map(ScimJson)
+    }
+}
+
+/// The one parameter of a route's path (a resource id, a resource type name, a schema URN),
+/// percent-decoded. A segment that does not decode to UTF-8 names nothing this server has:
+/// 404, as a SCIM error.
+#[derive(Debug)]
+pub(crate) struct PathSegment(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for PathSegment {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Error> {
+        match Path::<String>::from_request_parts(parts, state).await {
+            Ok(Path(segment)) => Ok(PathSegment(segment)),
+            Err(rejection) => Err(Error::NotFound(format!(
+                "{} names nothing here: {}",
+                parts.uri.path(),
+                rejection.body_text()
+            ))),
+        }
     }
 }
 
@@ -201,7 +224,10 @@ impl IntoResponse for Error {
         if let Error::TooManyRequests {
             retry_after_seconds, ..
         }
-        | Error::LogUnavailable { retry_after_seconds } = &self
+        | Error::LogUnavailable { retry_after_seconds }
+        | Error::Busy {
+            retry_after_seconds, ..
+        } = &self
         {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_seconds));
         }

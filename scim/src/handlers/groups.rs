@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{self, Path};
+use axum::extract;
 use axum::http::StatusCode;
 use idpsync_engine::command::Command;
 use idpsync_engine::ids::{GroupId, Seq};
@@ -19,12 +19,12 @@ use crate::error::Error;
 use crate::normalise::normalise_resource;
 use crate::patch::{parse_operations, plan_group_patch};
 use crate::projection::Projection;
-use crate::query::{ListParams, list_groups};
+use crate::query::{ListParams, Listing};
 use crate::resource::Rendered;
 use crate::resource::group::{self, GroupWrite};
 use crate::schema::GROUP_TYPE;
 use crate::service::Service;
-use crate::wire::{Reply, ScimJson};
+use crate::wire::{PathSegment, Reply, ScimJson};
 
 /// The most members a PATCH answer renders unasked; larger groups are answered 204.
 pub(crate) const PATCH_REPLY_MEMBERS_MAX: usize = 1_000;
@@ -36,8 +36,7 @@ pub(crate) async fn list(
     query: QueryPairs,
 ) -> Result<Reply, Error> {
     let params = ListParams::from_query(&query.0)?;
-    let state = scope.tenant.state();
-    list_groups(&state, &params, &scope.base, service.settings.list_limits()).map(|list| Reply::ok(&list))
+    super::list(&service, &scope, Listing::Groups, &params).await
 }
 
 /// `POST /Groups/.search`.
@@ -47,14 +46,13 @@ pub(crate) async fn search(
     body: ScimJson,
 ) -> Result<Reply, Error> {
     let params = ListParams::from_search_body(&body.0)?;
-    let state = scope.tenant.state();
-    list_groups(&state, &params, &scope.base, service.settings.list_limits()).map(|list| Reply::ok(&list))
+    super::list(&service, &scope, Listing::Groups, &params).await
 }
 
 /// `GET /Groups/{id}`.
 pub(crate) async fn get(
     scope: Scope,
-    Path(id): Path<String>,
+    PathSegment(id): PathSegment,
     conditions: Conditions,
     query: QueryPairs,
 ) -> Result<Reply, Error> {
@@ -81,7 +79,7 @@ pub(crate) async fn create_endpoint(
 /// `PUT /Groups/{id}`.
 pub(crate) async fn replace_endpoint(
     scope: Scope,
-    Path(id): Path<String>,
+    PathSegment(id): PathSegment,
     conditions: Conditions,
     query: QueryPairs,
     body: ScimJson,
@@ -92,7 +90,7 @@ pub(crate) async fn replace_endpoint(
 /// `PATCH /Groups/{id}`.
 pub(crate) async fn patch_endpoint(
     scope: Scope,
-    Path(id): Path<String>,
+    PathSegment(id): PathSegment,
     conditions: Conditions,
     query: QueryPairs,
     body: ScimJson,
@@ -103,7 +101,7 @@ pub(crate) async fn patch_endpoint(
 /// `DELETE /Groups/{id}`.
 pub(crate) async fn delete_endpoint(
     scope: Scope,
-    Path(id): Path<String>,
+    PathSegment(id): PathSegment,
     conditions: Conditions,
 ) -> Result<Reply, Error> {
     delete(&scope, &id, conditions.expected_version).await

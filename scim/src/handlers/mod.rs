@@ -1,6 +1,7 @@
 //! The endpoints. Each resource operation is a plain async function over a
 //! [`Scope`](crate::auth::Scope) (so that `/Bulk` runs exactly what the single-resource
-//! endpoint runs), wrapped by a thin axum handler that extracts the request.
+//! endpoint runs), wrapped by a thin axum handler that extracts the request. Every list and
+//! search runs through [`list`], which sends the requests that scan to the scan pool.
 
 pub(crate) mod bulk;
 pub(crate) mod groups;
@@ -11,12 +12,38 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, header};
 use idpsync_engine::ids::Seq;
 
+use crate::auth::Scope;
 use crate::error::{Error, ScimType};
-use crate::query::ListParams;
-use crate::wire::ScimJson;
+use crate::query::{ListParams, ListRequest, Listing};
+use crate::scan::ScanBudget;
+use crate::service::Service;
+use crate::wire::{Reply, ScimJson};
 
 /// Raw query pairs, read case-insensitively by [`ListParams`].
 pub(crate) type QueryPairs = Query<Vec<(String, String)>>;
+
+/// Answers a list or search request: at once when indexes answer it (or it reads a page in id
+/// order), on the scan pool when it must render resources one by one to filter or sort.
+pub(crate) async fn list(
+    service: &Service,
+    scope: &Scope,
+    listing: Listing,
+    params: &ListParams,
+) -> Result<Reply, Error> {
+    let request = ListRequest::new(listing, params, service.settings.list_limits())?;
+    let state = scope.tenant.state();
+    if !request.scans() {
+        let mut budget = ScanBudget::start(service.scans.limits());
+        return request
+            .run(&state, &scope.base, &mut budget)
+            .map(|list| Reply::ok(&list));
+    }
+    let base = scope.base.clone();
+    service
+        .scans
+        .run(move |budget| request.run(&state, &base, budget).map(|list| Reply::ok(&list)))
+        .await
+}
 
 /// `If-Match` and `If-None-Match`, read from the request without copying its headers.
 pub(crate) struct Conditions {

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use axum::extract::{self, Path};
+use axum::extract;
 use axum::http::StatusCode;
 use idpsync_engine::command::Command;
 use idpsync_engine::ids::{Seq, UserId};
@@ -17,12 +17,12 @@ use crate::error::Error;
 use crate::normalise::normalise_resource;
 use crate::patch::{apply_to_document, parse_operations};
 use crate::projection::Projection;
-use crate::query::{ListParams, list_users};
+use crate::query::{ListParams, Listing};
 use crate::resource::Rendered;
 use crate::resource::user::{self, UserWrite};
 use crate::schema::USER_TYPE;
 use crate::service::Service;
-use crate::wire::{Reply, ScimJson};
+use crate::wire::{PathSegment, Reply, ScimJson};
 
 /// How often a PATCH without `If-Match` is retried when another write changed the user
 /// between reading it and committing.
@@ -35,8 +35,7 @@ pub(crate) async fn list(
     query: QueryPairs,
 ) -> Result<Reply, Error> {
     let params = ListParams::from_query(&query.0)?;
-    let state = scope.tenant.state();
-    list_users(&state, &params, &scope.base, service.settings.list_limits()).map(|list| Reply::ok(&list))
+    super::list(&service, &scope, Listing::Users, &params).await
 }
 
 /// `POST /Users/.search`.
@@ -46,14 +45,13 @@ pub(crate) async fn search(
     body: ScimJson,
 ) -> Result<Reply, Error> {
     let params = ListParams::from_search_body(&body.0)?;
-    let state = scope.tenant.state();
-    list_users(&state, &params, &scope.base, service.settings.list_limits()).map(|list| Reply::ok(&list))
+    super::list(&service, &scope, Listing::Users, &params).await
 }
 
 /// `GET /Users/{id}`.
 pub(crate) async fn get(
     scope: Scope,
-    Path(id): Path<String>,
+    PathSegment(id): PathSegment,
     conditions: Conditions,
     query: QueryPairs,
 ) -> Result<Reply, Error> {
@@ -80,7 +78,7 @@ pub(crate) async fn create_endpoint(
 /// `PUT /Users/{id}`.
 pub(crate) async fn replace_endpoint(
     scope: Scope,
-    Path(id): Path<String>,
+    PathSegment(id): PathSegment,
     conditions: Conditions,
     query: QueryPairs,
     body: ScimJson,
@@ -91,7 +89,7 @@ pub(crate) async fn replace_endpoint(
 /// `PATCH /Users/{id}`.
 pub(crate) async fn patch_endpoint(
     scope: Scope,
-    Path(id): Path<String>,
+    PathSegment(id): PathSegment,
     conditions: Conditions,
     query: QueryPairs,
     body: ScimJson,
@@ -102,7 +100,7 @@ pub(crate) async fn patch_endpoint(
 /// `DELETE /Users/{id}`.
 pub(crate) async fn delete_endpoint(
     scope: Scope,
-    Path(id): Path<String>,
+    PathSegment(id): PathSegment,
     conditions: Conditions,
 ) -> Result<Reply, Error> {
     delete(&scope, &id, conditions.expected_version).await
