@@ -13,9 +13,14 @@ const PAGES_MAX: u64 = 1_000_000;
 /// Follows one listing's pages, whatever its style (next link, page token, checkpoint, offset,
 /// page number), and decides when it ends.
 ///
-/// A page that brings no item not already seen ends the listing: a server that answers the
-/// next page with what it already said will never say more. A cursor that comes back after a
-/// page that did bring new items is a loop that skips data, and an error.
+/// A page that brings nothing new and points back to a cursor already followed ends the
+/// listing: the server is going round pages already read, and every page it can reach was.
+/// A page of items all seen before that offers a *new* cursor is an error: the server repeats
+/// itself yet claims there is more, so what follows cannot be known, and ending there would
+/// take a listing that stopped early for the whole directory (whoever was not read would be
+/// deactivated). An empty page with a new cursor is followed (Graph sends those). A cursor
+/// that comes back after a page that did bring new items is a loop that skips data, and an
+/// error.
 pub(crate) struct Pages {
     resource: String,
     cursors: HashSet<String>,
@@ -53,12 +58,18 @@ impl Pages {
             return Ok(None);
         };
         let repeated = !self.cursors.insert(next.clone());
-        if new_items == 0 && (page_items > 0 || repeated) {
+        if new_items == 0 && repeated {
             run.warn(format!(
-                "the listing of {} offered another page after a page with nothing new; it ends there",
+                "the listing of {} pointed back to a page already read after a page with nothing new; it ends there",
                 self.resource
             ));
             return Ok(None);
+        }
+        if new_items == 0 && page_items > 0 {
+            return Err(self.partial(format!(
+                "a page of {page_items} item(s) all read before offered another page ({next:?}), so the \
+                 server's listing cannot be shown complete; nothing applied, the next run retries"
+            )));
         }
         if repeated {
             return Err(self.partial(format!("the server sent the page cursor {next:?} a second time")));
@@ -268,6 +279,32 @@ mod tests {
             error.to_string().contains("nothing applied, the next run retries"),
             "{error}"
         );
+    }
+
+    /// Hardening issue, must-fix 7: a page that repeats what was read and offers a new cursor
+    /// ended the listing as if it were complete, so whatever came after it went unread and
+    /// would have been deactivated.
+    #[test]
+    fn a_page_with_nothing_new_and_a_new_cursor_fails_the_listing() {
+        let budget = Budget::new(Duration::from_secs(60));
+        let run = Run::new(&budget);
+        let mut pager = Pager::new("users");
+        let mut seen = HashSet::new();
+        let mut add = |item: u32| seen.insert(item);
+        let page = |items: Vec<u32>, next: &str| Page {
+            items,
+            next: Some(next.to_owned()),
+        };
+        pager.take(page(vec![1, 2], "c1"), &mut add, &run).unwrap();
+        assert_eq!(pager.cursor(), Some(Some("c1".to_owned())));
+        let error = pager.take(page(vec![1, 2], "c2"), &mut add, &run).unwrap_err();
+        assert!(matches!(error, DriverError::PartialListing { .. }), "{error}");
+        assert!(error.to_string().contains("cannot be shown complete"), "{error}");
+        // Going back to a page already read after nothing new still ends the listing.
+        let mut pager = Pager::new("users");
+        pager.take(page(vec![3], "c1"), &mut add, &run).unwrap();
+        pager.take(page(vec![3], "c1"), &mut add, &run).unwrap();
+        assert_eq!(pager.cursor(), None);
     }
 
     #[test]
