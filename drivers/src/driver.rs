@@ -7,7 +7,9 @@ use crate::error::DriverError;
 use crate::http::{Http, RetryPolicy};
 use crate::provider::{Cursor, Fetched};
 
-/// A configured integration's driver.
+/// A configured integration's driver. Its `Debug` print shows the configuration and the
+/// state of the credentials, never a secret or a token.
+#[derive(Debug)]
 pub struct Driver {
     config: IntegrationConfig,
     client: IdpClient,
