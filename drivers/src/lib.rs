@@ -51,6 +51,11 @@
 //!   engine unless every page was read.
 //! - A cursor moves only after its snapshot was applied; a held or failed run starts again
 //!   from the same place.
+//! - Whatever an IdP sends is bounded before it is trusted: answers (64 MiB each, refused as
+//!   they stream in), rate-limit waits, token lifetimes, pages; nothing it sends can panic an
+//!   integration's task, and a task that panics all the same is started again by the scheduler.
+//! - IdP endpoints are `https://`; plain http is a configuration error unless an integration
+//!   allows it for tests. No `Debug` print shows a secret or a token.
 
 mod auth;
 mod client;
