@@ -19,8 +19,14 @@ impl Driver {
     /// Builds the driver of `config`: its HTTP client and its credentials (keys are parsed
     /// here).
     pub fn new(config: IntegrationConfig, policy: RetryPolicy) -> Result<Driver, DriverError> {
+        let http = Http::new(config.request_timeout, policy);
+        Driver::with_http(config, http)
+    }
+
+    /// The driver of `config`, sending its requests through `http`.
+    pub(crate) fn with_http(config: IntegrationConfig, http: Http) -> Result<Driver, DriverError> {
         let client = IdpClient {
-            http: Http::new(config.request_timeout, policy),
+            http,
             auth: config.provider.vendor().auth()?,
             base: config.base_url.clone(),
         };

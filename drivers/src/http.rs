@@ -184,12 +184,34 @@ pub(crate) enum Refusal {
 /// The HTTP client of one integration.
 #[derive(Debug)]
 pub(crate) struct Http {
-    client: reqwest::Client,
+    transport: Transport,
     request_timeout: Duration,
     policy: RetryPolicy,
 }
 
+/// Where requests go.
+#[derive(Debug)]
+enum Transport {
+    /// The IdP, over the network.
+    Network(reqwest::Client),
+    /// Bodies written in advance, one per request in order, all with status 200: the IdP of the
+    /// fuzz targets (`internals`).
+    #[cfg(feature = "internals")]
+    Scripted(std::sync::Mutex<std::collections::VecDeque<Bytes>>),
+}
+
 impl Http {
+    /// A client whose requests take `bodies` as their answers, one each in order; a request
+    /// past the last is answered 404.
+    #[cfg(feature = "internals")]
+    pub(crate) fn scripted(bodies: Vec<Bytes>) -> Http {
+        Http {
+            transport: Transport::Scripted(std::sync::Mutex::new(bodies.into())),
+            request_timeout: Duration::from_secs(1),
+            policy: RetryPolicy::default(),
+        }
+    }
+
     pub(crate) fn new(request_timeout: Duration, policy: RetryPolicy) -> Http {
         let client = reqwest::Client::builder()
             .connect_timeout(request_timeout.min(Duration::from_secs(10)))
@@ -200,7 +222,7 @@ impl Http {
             .build()
             .expect("a client without custom TLS settings builds");
         Http {
-            client,
+            transport: Transport::Network(client),
             request_timeout,
             policy,
         }
@@ -210,8 +232,14 @@ impl Http {
     async fn send_once(&self, request: &Request, budget: &Budget) -> Result<Response, Refusal> {
         let remaining = budget.remaining().map_err(Refusal::Fail)?;
         budget.requests.fetch_add(1, Ordering::Relaxed);
-        let mut builder = self
-            .client
+        // Without the `internals` feature the network is the only transport.
+        #[cfg_attr(not(feature = "internals"), allow(clippy::infallible_destructuring_match))]
+        let client = match &self.transport {
+            Transport::Network(client) => client,
+            #[cfg(feature = "internals")]
+            Transport::Scripted(bodies) => return scripted_answer(bodies, request),
+        };
+        let mut builder = client
             .request(request.method.clone(), request.url.clone())
             .timeout(self.request_timeout.min(remaining));
         for (name, value) in &request.headers {
@@ -297,6 +325,26 @@ impl Http {
     }
 }
 
+/// The next scripted body, as a response to `request`.
+#[cfg(feature = "internals")]
+fn scripted_answer(
+    bodies: &std::sync::Mutex<std::collections::VecDeque<Bytes>>,
+    request: &Request,
+) -> Result<Response, Refusal> {
+    match bodies.lock().unwrap_or_else(|p| p.into_inner()).pop_front() {
+        Some(body) => Ok(Response {
+            url: request.url.clone(),
+            headers: HeaderMap::new(),
+            body,
+        }),
+        None => Err(Refusal::Fail(DriverError::Status {
+            url: request.url.to_string(),
+            status: 404,
+            message: "the script has no answer left".to_owned(),
+        })),
+    }
+}
+
 /// Whether a body was read to its end.
 enum Whole {
     Yes,
@@ -342,7 +390,7 @@ fn error_chain(error: &reqwest::Error) -> String {
 }
 
 /// Sorts a refused response into retry, re-authenticate, or give up.
-fn classify(url: &str, status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Refusal {
+pub(crate) fn classify(url: &str, status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Refusal {
     let message = excerpt(body);
     let rate_limited = |retry_after| Refusal::Retry {
         retry_after,

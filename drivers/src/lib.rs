@@ -18,7 +18,8 @@
 //! - `driver`: a configured integration's [`Driver`], which fills a listing;
 //! - [`sync`]: one run end to end (read, plan or apply, keep the cursor); [`cursor_store`]: the
 //!   per-integration state file; [`scheduler`]: every integration on its interval;
-//! - `fake` (feature `fake`): stateful fake IdP servers for tests and benchmarks.
+//! - `fake` (feature `fake`): stateful fake IdP servers for tests and benchmarks;
+//! - `internals` (feature `internals`, hidden): what the fuzz targets reach.
 //!
 //! # Example
 //! ```
@@ -74,6 +75,10 @@ pub mod sync;
 
 #[cfg(feature = "fake")]
 pub mod fake;
+
+#[cfg(feature = "internals")]
+#[doc(hidden)]
+pub mod internals;
 
 pub use config::{ConfigError, IntegrationConfig, ProviderConfig};
 pub use driver::Driver;

@@ -1,8 +1,11 @@
-//! Page following, whatever the IdP's pagination style (next link, page token, checkpoint,
-//! offset, page number): [`Pager`] walks one resource's pages and decides when the listing ends,
-//! fails a listing that loops or that shifted under it, and never lets it run forever.
+//! Page following, whatever the IdP's pagination style (next link, `Link` header, page token,
+//! checkpoint, offset, page number): [`Pager`] walks one resource's pages and decides when the
+//! listing ends, fails a listing that loops or that shifted under it, and never lets it run
+//! forever.
 
 use std::collections::HashSet;
+
+use reqwest::header::HeaderMap;
 
 use crate::client::Run;
 use crate::error::DriverError;
@@ -207,6 +210,22 @@ pub(crate) fn is_last_page(end: u64, page_items: usize, page_size: u64, total: O
     (page_items as u64) < page_size || total.is_some_and(|total| end >= total)
 }
 
+/// The `rel="next"` target of `Link` headers (RFC 8288; Okta pages this way), if any.
+pub(crate) fn next_link(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all("link")
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .find_map(|link| {
+            let (target, params) = link.split_once(';')?;
+            let is_next = params
+                .split(';')
+                .any(|param| matches!(param.trim(), "rel=\"next\"" | "rel=next"));
+            is_next.then(|| target.trim().trim_start_matches('<').trim_end_matches('>').to_owned())
+        })
+}
+
 /// The offset a cursor from [`Pager::take_at`] stands for (0 for the first page).
 pub(crate) fn offset_of(cursor: Option<&str>) -> u64 {
     cursor.and_then(|cursor| cursor.parse().ok()).unwrap_or(0)
@@ -216,6 +235,8 @@ pub(crate) fn offset_of(cursor: Option<&str>) -> u64 {
 mod tests {
     use std::collections::HashSet;
     use std::time::Duration;
+
+    use reqwest::header::HeaderValue;
 
     use super::*;
     use crate::http::Budget;
@@ -315,5 +336,23 @@ mod tests {
         pager.check_total(Some(250)).unwrap();
         let error = pager.check_total(Some(249)).unwrap_err();
         assert!(error.to_string().contains("counted 250, then 249"), "{error}");
+    }
+
+    #[test]
+    fn link_headers() {
+        let mut headers = HeaderMap::new();
+        headers.append(
+            "link",
+            HeaderValue::from_static("<https://x.okta.com/api/v1/users?limit=2>; rel=\"self\""),
+        );
+        headers.append(
+            "link",
+            HeaderValue::from_static("<https://x.okta.com/api/v1/users?after=00u2&limit=2>; rel=\"next\""),
+        );
+        assert_eq!(
+            next_link(&headers).as_deref(),
+            Some("https://x.okta.com/api/v1/users?after=00u2&limit=2")
+        );
+        assert_eq!(next_link(&HeaderMap::new()), None);
     }
 }
