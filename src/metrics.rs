@@ -3,8 +3,8 @@
 //!
 //! The engine and the drivers' scheduler record through the `metrics` facade (events
 //! appended, append and command latency, held syncs, change-stream subscribers and lag, sync
-//! runs and their durations); this module adds requests by route and status, and renders it
-//! all in the Prometheus text format.
+//! runs and their durations, restarts of integration tasks after a panic); this module adds
+//! requests by route and status, and renders it all in the Prometheus text format.
 
 use std::sync::Mutex;
 use std::time::Instant;

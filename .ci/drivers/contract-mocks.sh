@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Every driver against a mock generated from its vendor's OpenAPI contract (Stoplight Prism):
+# the mocks serve plain http on loopback, hence `allow_insecure_http = true` on each integration.
 # `idpsync sync --once --dry-run` must succeed for each of the eight IdPs, and Prism must log no
 # request that breaks the contract (paths, query parameters, credentials).
 # Usage: .ci/drivers/contract-mocks.sh path/to/idpsync
@@ -52,6 +53,7 @@ id = "acme"
 [[tenant.integration]]
 name = "entra"
 provider = "entra"
+allow_insecure_http = true
 base_url = "http://127.0.0.1:${PORT[msgraph]}"
 token_url = "http://127.0.0.1:${PORT[msgraph]}/contoso/oauth2/v2.0/token"
 client_id = "client"
@@ -59,11 +61,13 @@ client_secret = "secret"
 [[tenant.integration]]
 name = "okta"
 provider = "okta"
+allow_insecure_http = true
 base_url = "http://127.0.0.1:${PORT[okta]}"
 api_token = "token"
 [[tenant.integration]]
 name = "google"
 provider = "google"
+allow_insecure_http = true
 base_url = "http://127.0.0.1:${PORT[google-directory]}"
 token_url = "http://127.0.0.1:${PORT[google-directory]}/token"
 service_account_key = "file:$WORK/service-account.json"
@@ -71,11 +75,13 @@ subject = "admin@example.com"
 [[tenant.integration]]
 name = "jumpcloud"
 provider = "jumpcloud"
+allow_insecure_http = true
 base_url = "http://127.0.0.1:${PORT[jumpcloud]}"
 api_key = "key"
 [[tenant.integration]]
 name = "keycloak"
 provider = "keycloak"
+allow_insecure_http = true
 base_url = "http://127.0.0.1:${PORT[keycloak]}"
 realm = "acme"
 client_id = "client"
@@ -83,6 +89,7 @@ client_secret = "secret"
 [[tenant.integration]]
 name = "auth0"
 provider = "auth0"
+allow_insecure_http = true
 base_url = "http://127.0.0.1:${PORT[auth0]}"
 token_url = "http://127.0.0.1:${PORT[auth0]}/oauth/token"
 client_id = "client"
@@ -91,11 +98,13 @@ groups = "both"
 [[tenant.integration]]
 name = "authentik"
 provider = "authentik"
+allow_insecure_http = true
 base_url = "http://127.0.0.1:${PORT[authentik]}"
 api_token = "token"
 [[tenant.integration]]
 name = "zitadel"
 provider = "zitadel"
+allow_insecure_http = true
 base_url = "http://127.0.0.1:${PORT[zitadel]}"
 pat = "token"
 TOML

@@ -1,8 +1,14 @@
 //! Credentials: static headers (Okta `SSWS`, JumpCloud `x-api-key` and `x-org-id`, authentik
 //! and Zitadel bearer tokens) and OAuth2 access tokens (client credentials, with a secret or a
 //! signed JWT; JWT-bearer grants), cached and refreshed before they expire. Expiry comes from
-//! the token response's `expires_in`, never from reading the token.
+//! the token response's `expires_in`, never from reading the token, and is bounded: a lifetime
+//! the IdP overstates cannot keep a token past a day, nor overflow the clock.
+//!
+//! Credentials never show in a `Debug` print: their header values are marked sensitive (the
+//! `http` crate then prints `Sensitive`), secrets are [`Secret`]s, and the token cache shows
+//! when its token is refreshed, not the token.
 
+use std::fmt;
 use std::time::{Duration, Instant, SystemTime};
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
@@ -15,6 +21,7 @@ use crate::http::{Body, Budget, Http, Request, excerpt};
 use crate::secret::Secret;
 
 /// How an integration proves who it is.
+#[derive(Debug)]
 pub(crate) enum Auth {
     /// Headers sent as they are.
     Static(Vec<(HeaderName, HeaderValue)>),
@@ -29,16 +36,35 @@ pub(crate) struct TokenSource {
     cached: tokio::sync::Mutex<Option<CachedToken>>,
 }
 
-#[derive(Clone)]
+/// A token and when to fetch the next; its header value is sensitive, so `Debug` hides it.
+#[derive(Clone, Debug)]
 struct CachedToken {
     header: HeaderValue,
     refresh_at: Instant,
+}
+
+/// The token source as far as it can be shown: the endpoint, the grant, and whether a token is
+/// cached (and until when), never the token.
+impl fmt::Debug for TokenSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut debug = f.debug_struct("TokenSource");
+        debug
+            .field("token_url", &self.token_url.as_str())
+            .field("grant", &self.grant);
+        match self.cached.try_lock() {
+            Ok(cached) => debug.field("cached", &*cached),
+            // A refresh is under way.
+            Err(_) => debug.field("cached", &"refreshing"),
+        };
+        debug.finish()
+    }
 }
 
 /// A token request's form fields and optional `Authorization` header.
 type TokenForm = (Vec<(&'static str, String)>, Option<HeaderValue>);
 
 /// The token request's grant.
+#[derive(Debug)]
 pub(crate) enum Grant {
     /// `client_credentials` with `client_id`/`client_secret` in the form, plus extra fields
     /// (`scope`, `audience`).
@@ -65,6 +91,7 @@ pub(crate) enum Grant {
 }
 
 /// Who an assertion names.
+#[derive(Debug)]
 pub(crate) struct AssertionClaims {
     pub(crate) issuer: String,
     pub(crate) subject: String,
@@ -90,6 +117,15 @@ pub(crate) struct ServiceAccountKey {
 pub(crate) struct Signer {
     key: EncodingKey,
     key_id: Option<String>,
+}
+
+/// The key's id only, never the key.
+impl fmt::Debug for Signer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Signer")
+            .field("key_id", &self.key_id)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Signer {
@@ -127,6 +163,11 @@ const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 const CLIENT_ASSERTION_JWT: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 /// Assertions live this long; the vendors accept at most an hour.
 const ASSERTION_LIFETIME: Duration = Duration::from_secs(300);
+/// A token response without `expires_in` is taken for a token of this lifetime.
+const TOKEN_LIFETIME_DEFAULT: Duration = Duration::from_secs(300);
+/// The longest a token is used, whatever `expires_in` says: the vendors issue tokens of an
+/// hour or a day, and a larger number is a broken server's.
+const TOKEN_LIFETIME_MAX: Duration = Duration::from_secs(24 * 3600);
 
 fn unix_now() -> u64 {
     SystemTime::now()
@@ -169,9 +210,13 @@ impl Auth {
     }
 }
 
+/// A credential as a header value, marked sensitive: its `Debug` shows `Sensitive`, and HTTP/2
+/// never indexes it.
 pub(crate) fn header_value(text: &str) -> Result<HeaderValue, DriverError> {
-    HeaderValue::from_str(text)
-        .map_err(|_| DriverError::Credentials("a credential contains characters a header cannot carry".to_owned()))
+    let mut value = HeaderValue::from_str(text)
+        .map_err(|_| DriverError::Credentials("a credential contains characters a header cannot carry".to_owned()))?;
+    value.set_sensitive(true);
+    Ok(value)
 }
 
 impl TokenSource {
@@ -294,13 +339,14 @@ impl TokenSource {
             .filter(|token| !token.is_empty())
             .ok_or_else(|| token_error(format!("no access_token in {}", excerpt(&response.body))))?;
         // Some servers send expires_in as a string; a response without it is treated as a
-        // five-minute token.
+        // five-minute token, and none is used for more than a day.
         let expires_in = match body.get("expires_in") {
             Some(serde_json::Value::Number(number)) => number.as_u64(),
             Some(serde_json::Value::String(text)) => text.parse().ok(),
             _ => None,
         }
-        .map_or(Duration::from_secs(300), Duration::from_secs);
+        .map_or(TOKEN_LIFETIME_DEFAULT, Duration::from_secs)
+        .min(TOKEN_LIFETIME_MAX);
         // Refresh a fifth of the lifetime early (at most five minutes), so that a request never
         // leaves with a token about to expire.
         let margin = (expires_in / 5).min(Duration::from_secs(300));

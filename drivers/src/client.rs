@@ -12,7 +12,8 @@ use crate::auth::Auth;
 use crate::error::DriverError;
 use crate::http::{Body, Budget, Http, Request, Response};
 
-/// An IdP's API as one integration reaches it.
+/// An IdP's API as one integration reaches it. Its `Debug` shows no credential (see `auth`).
+#[derive(Debug)]
 pub(crate) struct IdpClient {
     pub(crate) http: Http,
     pub(crate) auth: Auth,

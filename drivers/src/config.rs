@@ -6,6 +6,10 @@
 //! names, whose module in `providers` reads them into its own typed settings. Unknown keys,
 //! missing keys and values of the wrong form are [`ConfigError`]s that name the integration and
 //! the key; secrets are resolved (`env:NAME`, `file:PATH`) as they are read.
+//!
+//! IdP endpoints must be `https://`: credentials travel with every request. A plain `http://`
+//! `base_url` or `token_url` is refused unless the integration says `allow_insecure_http =
+//! true`, which exists for tests against fakes and mocks on loopback.
 
 use std::fmt;
 use std::sync::Arc;
@@ -28,6 +32,9 @@ const FULL_RESYNC_DEFAULT: Duration = Duration::from_secs(24 * 3600);
 const SYNC_TIMEOUT_DEFAULT: Duration = Duration::from_secs(30 * 60);
 /// The longest one HTTP request may take, unless `request_timeout` says.
 const REQUEST_TIMEOUT_DEFAULT: Duration = Duration::from_secs(30);
+/// The longest any duration setting may be: 365 days. Longer ones are mistakes, and would not
+/// fit the clock arithmetic of a run's deadline or of the next run.
+const DURATION_MAX: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// One integration: which IdP, how often, with which credentials and filters.
 #[derive(Clone, Debug, Deserialize)]
@@ -123,30 +130,43 @@ struct CommonKeys {
     exclude_groups: Vec<String>,
     #[serde(default)]
     only_group_members: bool,
+    /// Accept plain `http://` endpoints: for tests against fakes and mocks only.
+    #[serde(default)]
+    allow_insecure_http: bool,
     /// The vendor's keys: all the others, checked by the vendor.
     #[serde(flatten)]
     vendor: toml::Table,
 }
 
-/// A duration such as `"5m"`, longer than zero.
+/// A duration such as `"5m"`, longer than zero and at most [`DURATION_MAX`].
 fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Duration>, D::Error> {
     let text = String::deserialize(deserializer)?;
     match humantime::parse_duration(&text) {
-        Ok(value) if !value.is_zero() => Ok(Some(value)),
-        Ok(_) => Err(serde::de::Error::custom("must be longer than zero")),
+        Ok(value) if value.is_zero() => Err(serde::de::Error::custom("must be longer than zero")),
+        Ok(value) if value > DURATION_MAX => Err(serde::de::Error::custom(format!(
+            "{text:?} is longer than the longest accepted, 365 days"
+        ))),
+        Ok(value) => Ok(Some(value)),
         Err(error) => Err(serde::de::Error::custom(format!(
             "{text:?} is not a duration such as \"5m\": {error}"
         ))),
     }
 }
 
-/// An http(s) URL that can be a base; a trailing `/` is dropped.
+/// An http(s) URL that can be a base, without credentials in it (they would show wherever the
+/// URL does); a trailing `/` is dropped.
 fn http_url<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Url>, D::Error> {
     let text = String::deserialize(deserializer)?;
     let url = Url::parse(text.trim_end_matches('/'))
         .map_err(|error| serde::de::Error::custom(format!("{text:?} is not a URL: {error}")))?;
     if !matches!(url.scheme(), "http" | "https") || url.cannot_be_a_base() {
         return Err(serde::de::Error::custom(format!("{text:?} must be an http(s) URL")));
+    }
+    // Not echoed: the point is that it holds a secret.
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(serde::de::Error::custom(
+            "must not carry a user name or password; credentials go in the provider's keys",
+        ));
     }
     Ok(Some(url))
 }
@@ -186,6 +206,22 @@ impl TryFrom<toml::Table> for IntegrationConfig {
                 format!("must be one of {}, not {:?}", names.join(", "), common.provider),
             )));
         };
+        if !common.allow_insecure_http {
+            let given = [("base_url", &common.base_url), ("token_url", &common.token_url)];
+            if let Some((key, url)) = given
+                .into_iter()
+                .find_map(|(key, url)| url.as_ref().filter(|url| url.scheme() == "http").map(|url| (key, url)))
+            {
+                return Err(in_integration(KeyError::invalid(
+                    key,
+                    format!(
+                        "{} is plain http, which would send the IdP's credentials unencrypted; use \
+                         https (`allow_insecure_http = true` is meant for tests against local fakes)",
+                        url.origin().ascii_serialization()
+                    ),
+                )));
+            }
+        }
         let endpoints = Endpoints {
             base_url: common.base_url,
             token_url: common.token_url,
@@ -301,6 +337,45 @@ mod tests {
             "integration: key `name`: invalid integration name",
         );
         check_error("name = \"j\"", "integration `j`: key `provider`: missing");
+    }
+
+    /// Hardening issue, must-fix 9: a plain `http://` endpoint was accepted, and every request
+    /// then carried the IdP's credentials unencrypted.
+    #[test]
+    fn plain_http_endpoints_are_refused_unless_allowed_for_tests() {
+        check_error(
+            "name = \"kc\"\nprovider = \"keycloak\"\nbase_url = \"http://sso.example.com\"\nrealm = \"r\"\nclient_id = \"c\"\nclient_secret = \"s\"",
+            "integration `kc`: key `base_url`: http://sso.example.com is plain http",
+        );
+        check_error(
+            "name = \"a0\"\nprovider = \"auth0\"\ndomain = \"a.auth0.com\"\ntoken_url = \"http://a.auth0.com/oauth/token\"\nclient_id = \"c\"\nclient_secret = \"s\"",
+            "integration `a0`: key `token_url`: http://a.auth0.com is plain http",
+        );
+        check_error(
+            "name = \"kc\"\nprovider = \"keycloak\"\nbase_url = \"https://admin:pw@sso.example.com\"\nrealm = \"r\"\nclient_id = \"c\"\nclient_secret = \"s\"",
+            "integration `kc`: key `base_url`: must not carry a user name or password",
+        );
+        let allowed = IntegrationConfig::from_toml(
+            "name = \"kc\"\nprovider = \"keycloak\"\nbase_url = \"http://127.0.0.1:8080\"\nrealm = \"r\"\nclient_id = \"c\"\nclient_secret = \"s\"\nallow_insecure_http = true",
+        )
+        .unwrap();
+        assert_eq!(allowed.base_url.as_str(), "http://127.0.0.1:8080/");
+    }
+
+    /// Hardening issue, must-fix 7: a duration beyond what the clock can add (`sync_timeout =
+    /// "600000000 years"`) was accepted, and the integration's task panicked when its run's
+    /// deadline or its next run was computed.
+    #[test]
+    fn durations_beyond_a_year_are_refused() {
+        check_error(
+            "name = \"j\"\nprovider = \"jumpcloud\"\napi_key = \"k\"\nsync_timeout = \"600000000 years\"",
+            "integration `j`: key `sync_timeout`: \"600000000 years\" is longer than the longest accepted, 365 days",
+        );
+        let config = IntegrationConfig::from_toml(
+            "name = \"j\"\nprovider = \"jumpcloud\"\napi_key = \"k\"\ninterval = \"365days\"",
+        )
+        .unwrap();
+        assert_eq!(config.interval, DURATION_MAX);
     }
 
     #[test]

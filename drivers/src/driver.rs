@@ -7,7 +7,9 @@ use crate::error::DriverError;
 use crate::http::{Http, RetryPolicy};
 use crate::provider::{Cursor, Fetched};
 
-/// A configured integration's driver.
+/// A configured integration's driver. Its `Debug` print shows the configuration and the
+/// state of the credentials, never a secret or a token.
+#[derive(Debug)]
 pub struct Driver {
     config: IntegrationConfig,
     client: IdpClient,
@@ -17,8 +19,14 @@ impl Driver {
     /// Builds the driver of `config`: its HTTP client and its credentials (keys are parsed
     /// here).
     pub fn new(config: IntegrationConfig, policy: RetryPolicy) -> Result<Driver, DriverError> {
+        let http = Http::new(config.request_timeout, policy);
+        Driver::with_http(config, http)
+    }
+
+    /// The driver of `config`, sending its requests through `http`.
+    pub(crate) fn with_http(config: IntegrationConfig, http: Http) -> Result<Driver, DriverError> {
         let client = IdpClient {
-            http: Http::new(config.request_timeout, policy),
+            http,
             auth: config.provider.vendor().auth()?,
             base: config.base_url.clone(),
         };

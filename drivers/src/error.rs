@@ -68,6 +68,18 @@ pub enum DriverError {
         /// What is wrong with it.
         message: String,
     },
+    /// An answer larger than the crate accepts from an IdP (64 MiB); it was refused as it
+    /// streamed in.
+    #[error(
+        "the answer from {url} is larger than {} MiB, the most accepted from an IdP; a broken or hostile server, not a directory page",
+        limit_bytes >> 20
+    )]
+    ResponseTooLarge {
+        /// The request.
+        url: String,
+        /// The limit it passed, in bytes.
+        limit_bytes: u64,
+    },
     /// The IdP holds more than its API can list (Auth0's user search stops at 1,000).
     #[error("{0}")]
     TooLarge(String),

@@ -3,16 +3,31 @@
 //! vendors' rate-limit signals (`Retry-After`, Okta `X-Rate-Limit-Reset`, Auth0
 //! `X-RateLimit-Reset`, Google's 403 `userRateLimitExceeded`/`quotaExceeded`), all within the
 //! run's total time budget ([`Budget`]).
+//!
+//! Whatever an IdP answers is bounded before it is trusted: a rate-limit wait longer than
+//! [`RetryPolicy::retry_after_max`] or than what is left of the budget fails the run instead of
+//! parking it, header arithmetic never overflows, and a body is read as it streams in and
+//! refused once it passes [`RESPONSE_BYTES_MAX`], before it is held in memory.
 
+use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use rand::RngExt;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Method, StatusCode, Url};
 
 use crate::error::DriverError;
+
+/// The most bytes one IdP response may have: 64 MiB. A page of a thousand users is about a
+/// megabyte, so only a broken or hostile server sends more; its answer is refused as it streams
+/// in (or at once, when its `Content-Length` says so) and the run fails.
+pub(crate) const RESPONSE_BYTES_MAX: u64 = 64 << 20;
+
+/// How much of a refused answer's body is read: enough for the error message and Google's
+/// quota reasons.
+const REFUSAL_BYTES_MAX: u64 = 64 << 10;
 
 /// How failed requests are retried.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -81,11 +96,25 @@ pub(crate) struct Request {
 }
 
 /// A request body.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub(crate) enum Body {
     Empty,
     Json(serde_json::Value),
     Form(Vec<(&'static str, String)>),
+}
+
+/// A form's values stay out: token requests carry client secrets and signed assertions in them.
+impl fmt::Debug for Body {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Body::Empty => f.write_str("Empty"),
+            Body::Json(value) => f.debug_tuple("Json").field(value).finish(),
+            Body::Form(fields) => {
+                let names: Vec<&str> = fields.iter().map(|(name, _)| *name).collect();
+                f.debug_tuple("Form").field(&names).finish()
+            }
+        }
+    }
 }
 
 impl Request {
@@ -114,11 +143,21 @@ impl Request {
 }
 
 /// A successful response.
-#[derive(Debug)]
 pub(crate) struct Response {
     pub(crate) url: Url,
     pub(crate) headers: HeaderMap,
     pub(crate) body: Bytes,
+}
+
+/// The body stays out: a token endpoint's answer carries the access token.
+impl fmt::Debug for Response {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Response")
+            .field("url", &self.url.as_str())
+            .field("headers", &self.headers)
+            .field("body_bytes", &self.body.len())
+            .finish()
+    }
 }
 
 impl Response {
@@ -145,12 +184,34 @@ pub(crate) enum Refusal {
 /// The HTTP client of one integration.
 #[derive(Debug)]
 pub(crate) struct Http {
-    client: reqwest::Client,
+    transport: Transport,
     request_timeout: Duration,
     policy: RetryPolicy,
 }
 
+/// Where requests go.
+#[derive(Debug)]
+enum Transport {
+    /// The IdP, over the network.
+    Network(reqwest::Client),
+    /// Bodies written in advance, one per request in order, all with status 200: the IdP of the
+    /// fuzz targets (`internals`).
+    #[cfg(feature = "internals")]
+    Scripted(std::sync::Mutex<std::collections::VecDeque<Bytes>>),
+}
+
 impl Http {
+    /// A client whose requests take `bodies` as their answers, one each in order; a request
+    /// past the last is answered 404.
+    #[cfg(feature = "internals")]
+    pub(crate) fn scripted(bodies: Vec<Bytes>) -> Http {
+        Http {
+            transport: Transport::Scripted(std::sync::Mutex::new(bodies.into())),
+            request_timeout: Duration::from_secs(1),
+            policy: RetryPolicy::default(),
+        }
+    }
+
     pub(crate) fn new(request_timeout: Duration, policy: RetryPolicy) -> Http {
         let client = reqwest::Client::builder()
             .connect_timeout(request_timeout.min(Duration::from_secs(10)))
@@ -161,7 +222,7 @@ impl Http {
             .build()
             .expect("a client without custom TLS settings builds");
         Http {
-            client,
+            transport: Transport::Network(client),
             request_timeout,
             policy,
         }
@@ -171,8 +232,14 @@ impl Http {
     async fn send_once(&self, request: &Request, budget: &Budget) -> Result<Response, Refusal> {
         let remaining = budget.remaining().map_err(Refusal::Fail)?;
         budget.requests.fetch_add(1, Ordering::Relaxed);
-        let mut builder = self
-            .client
+        // Without the `internals` feature the network is the only transport.
+        #[cfg_attr(not(feature = "internals"), allow(clippy::infallible_destructuring_match))]
+        let client = match &self.transport {
+            Transport::Network(client) => client,
+            #[cfg(feature = "internals")]
+            Transport::Scripted(bodies) => return scripted_answer(bodies, request),
+        };
+        let mut builder = client
             .request(request.method.clone(), request.url.clone())
             .timeout(self.request_timeout.min(remaining));
         for (name, value) in &request.headers {
@@ -191,18 +258,34 @@ impl Http {
                 message: error_chain(&error),
             },
         };
-        let response = builder.send().await.map_err(transport)?;
+        let mut response = builder.send().await.map_err(transport)?;
         let status = response.status();
         let headers = response.headers().clone();
-        let body = response.bytes().await.map_err(transport)?;
-        if status.is_success() {
-            return Ok(Response {
+        if !status.is_success() {
+            // Only the start matters; the rest is left unread.
+            let (body, _) = read_body(&mut response, REFUSAL_BYTES_MAX).await.map_err(transport)?;
+            return Err(classify(&url, status, &headers, &body));
+        }
+        let too_large = || {
+            Refusal::Fail(DriverError::ResponseTooLarge {
+                url: url.clone(),
+                limit_bytes: RESPONSE_BYTES_MAX,
+            })
+        };
+        if response
+            .content_length()
+            .is_some_and(|length| length > RESPONSE_BYTES_MAX)
+        {
+            return Err(too_large());
+        }
+        match read_body(&mut response, RESPONSE_BYTES_MAX).await.map_err(transport)? {
+            (body, Whole::Yes) => Ok(Response {
                 url: request.url.clone(),
                 headers,
                 body,
-            });
+            }),
+            (_, Whole::No) => Err(too_large()),
         }
-        Err(classify(&url, status, &headers, &body))
     }
 
     /// Sends `request`, retrying what is worth retrying within the budget. A 401 is returned
@@ -223,7 +306,7 @@ impl Http {
                 return Err(error);
             }
             let wait = match retry_after {
-                Some(after) => after + jitter(after / 10),
+                Some(after) => after.saturating_add(jitter(after / 10)),
                 None => {
                     let backoff = self
                         .policy
@@ -240,6 +323,50 @@ impl Http {
             tokio::time::sleep(wait).await;
         }
     }
+}
+
+/// The next scripted body, as a response to `request`.
+#[cfg(feature = "internals")]
+fn scripted_answer(
+    bodies: &std::sync::Mutex<std::collections::VecDeque<Bytes>>,
+    request: &Request,
+) -> Result<Response, Refusal> {
+    match bodies.lock().unwrap_or_else(|p| p.into_inner()).pop_front() {
+        Some(body) => Ok(Response {
+            url: request.url.clone(),
+            headers: HeaderMap::new(),
+            body,
+        }),
+        None => Err(Refusal::Fail(DriverError::Status {
+            url: request.url.to_string(),
+            status: 404,
+            message: "the script has no answer left".to_owned(),
+        })),
+    }
+}
+
+/// Whether a body was read to its end.
+enum Whole {
+    Yes,
+    No,
+}
+
+/// Reads `response`'s body as it arrives, keeping at most `limit` bytes: the body and
+/// [`Whole::Yes`], or its first `limit` bytes and [`Whole::No`] when the server sent more (the
+/// rest is never read). Nothing is allocated on the server's word: the buffer grows with what
+/// actually arrives.
+async fn read_body(response: &mut reqwest::Response, limit: u64) -> Result<(Bytes, Whole), reqwest::Error> {
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    let mut body = BytesMut::new();
+    while let Some(chunk) = response.chunk().await? {
+        let room = limit - body.len();
+        if chunk.len() > room {
+            body.extend_from_slice(&chunk[..room]);
+            return Ok((body.freeze(), Whole::No));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok((body.freeze(), Whole::Yes))
 }
 
 /// A random duration in `[0, max]`.
@@ -263,7 +390,7 @@ fn error_chain(error: &reqwest::Error) -> String {
 }
 
 /// Sorts a refused response into retry, re-authenticate, or give up.
-fn classify(url: &str, status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Refusal {
+pub(crate) fn classify(url: &str, status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Refusal {
     let message = excerpt(body);
     let rate_limited = |retry_after| Refusal::Retry {
         retry_after,
@@ -327,7 +454,9 @@ fn is_google_quota_error(body: &[u8]) -> bool {
 }
 
 /// How long the IdP asked to wait: `Retry-After` (seconds or an HTTP date), or a reset time in
-/// epoch seconds (Okta `X-Rate-Limit-Reset`, Auth0 `X-RateLimit-Reset`).
+/// epoch seconds (Okta `X-Rate-Limit-Reset`, Auth0 `X-RateLimit-Reset`). A reset beyond what
+/// the clock can hold is [`Duration::MAX`]: whatever the IdP sends, nothing here overflows,
+/// and what the wait means is for the caller to bound.
 pub(crate) fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
     let text = |name: &str| headers.get(name).and_then(|value| value.to_str().ok()).map(str::trim);
     if let Some(value) = text("retry-after") {
@@ -339,8 +468,13 @@ pub(crate) fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Durati
         }
     }
     let reset = text("x-rate-limit-reset").or_else(|| text("x-ratelimit-reset"))?;
-    let reset = SystemTime::UNIX_EPOCH + Duration::from_secs(reset.parse::<u64>().ok()?);
-    Some(reset.duration_since(now).unwrap_or(Duration::ZERO))
+    let reset_seconds = reset.parse::<u64>().ok()?;
+    Some(
+        match SystemTime::UNIX_EPOCH.checked_add(Duration::from_secs(reset_seconds)) {
+            Some(reset) => reset.duration_since(now).unwrap_or(Duration::ZERO),
+            None => Duration::MAX,
+        },
+    )
 }
 
 #[cfg(test)]
@@ -380,6 +514,48 @@ mod tests {
             Some(Duration::ZERO)
         );
         assert_eq!(retry_after(&headers(&[]), now), None);
+    }
+
+    /// Hardening issue, must-fix 9: a request's `Debug` print showed its `Authorization`
+    /// header, and a token request's form its client secret.
+    #[test]
+    fn a_request_s_debug_shows_no_credential() {
+        let url = Url::parse("https://idp.example.com/oauth/token").unwrap();
+        let request = Request::post(
+            url,
+            Body::Form(vec![
+                ("grant_type", "client_credentials".to_owned()),
+                ("client_secret", "s3cret-in-the-form".to_owned()),
+            ]),
+        )
+        .header(
+            reqwest::header::AUTHORIZATION,
+            crate::auth::header_value("Bearer s3cret-in-the-header").unwrap(),
+        );
+        let printed = format!("{request:?}");
+        assert!(!printed.contains("s3cret"), "{printed}");
+        assert!(
+            printed.contains("client_secret") && printed.contains("authorization"),
+            "{printed}"
+        );
+        let response = Response {
+            url: Url::parse("https://idp.example.com/oauth/token").unwrap(),
+            headers: HeaderMap::new(),
+            body: Bytes::from_static(br#"{"access_token":"s3cret-token"}"#),
+        };
+        let printed = format!("{response:?}");
+        assert!(!printed.contains("s3cret"), "{printed}");
+    }
+
+    /// Hardening issue, must-fix 7: a reset time beyond what the clock can hold overflowed
+    /// and panicked.
+    #[test]
+    fn a_reset_beyond_the_clock_is_the_longest_wait() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        assert_eq!(
+            retry_after(&headers(&[("x-rate-limit-reset", &u64::MAX.to_string())]), now),
+            Some(Duration::MAX)
+        );
     }
 
     #[test]

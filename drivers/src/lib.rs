@@ -18,7 +18,8 @@
 //! - `driver`: a configured integration's [`Driver`], which fills a listing;
 //! - [`sync`]: one run end to end (read, plan or apply, keep the cursor); [`cursor_store`]: the
 //!   per-integration state file; [`scheduler`]: every integration on its interval;
-//! - `fake` (feature `fake`): stateful fake IdP servers for tests and benchmarks.
+//! - `fake` (feature `fake`): stateful fake IdP servers for tests and benchmarks;
+//! - `internals` (feature `internals`, hidden): what the fuzz targets reach.
 //!
 //! # Example
 //! ```
@@ -51,6 +52,11 @@
 //!   engine unless every page was read.
 //! - A cursor moves only after its snapshot was applied; a held or failed run starts again
 //!   from the same place.
+//! - Whatever an IdP sends is bounded before it is trusted: answers (64 MiB each, refused as
+//!   they stream in), rate-limit waits, token lifetimes, pages; nothing it sends can panic an
+//!   integration's task, and a task that panics all the same is started again by the scheduler.
+//! - IdP endpoints are `https://`; plain http is a configuration error unless an integration
+//!   allows it for tests. No `Debug` print shows a secret or a token.
 
 mod auth;
 mod client;
@@ -69,6 +75,10 @@ pub mod sync;
 
 #[cfg(feature = "fake")]
 pub mod fake;
+
+#[cfg(feature = "internals")]
+#[doc(hidden)]
+pub mod internals;
 
 pub use config::{ConfigError, IntegrationConfig, ProviderConfig};
 pub use driver::Driver;

@@ -1,8 +1,11 @@
-//! Page following, whatever the IdP's pagination style (next link, page token, checkpoint,
-//! offset, page number): [`Pager`] walks one resource's pages and decides when the listing ends,
-//! fails a listing that loops or that shifted under it, and never lets it run forever.
+//! Page following, whatever the IdP's pagination style (next link, `Link` header, page token,
+//! checkpoint, offset, page number): [`Pager`] walks one resource's pages and decides when the
+//! listing ends, fails a listing that loops or that shifted under it, and never lets it run
+//! forever.
 
 use std::collections::HashSet;
+
+use reqwest::header::HeaderMap;
 
 use crate::client::Run;
 use crate::error::DriverError;
@@ -13,9 +16,14 @@ const PAGES_MAX: u64 = 1_000_000;
 /// Follows one listing's pages, whatever its style (next link, page token, checkpoint, offset,
 /// page number), and decides when it ends.
 ///
-/// A page that brings no item not already seen ends the listing: a server that answers the
-/// next page with what it already said will never say more. A cursor that comes back after a
-/// page that did bring new items is a loop that skips data, and an error.
+/// A page that brings nothing new and points back to a cursor already followed ends the
+/// listing: the server is going round pages already read, and every page it can reach was.
+/// A page of items all seen before that offers a *new* cursor is an error: the server repeats
+/// itself yet claims there is more, so what follows cannot be known, and ending there would
+/// take a listing that stopped early for the whole directory (whoever was not read would be
+/// deactivated). An empty page with a new cursor is followed (Graph sends those). A cursor
+/// that comes back after a page that did bring new items is a loop that skips data, and an
+/// error.
 pub(crate) struct Pages {
     resource: String,
     cursors: HashSet<String>,
@@ -53,12 +61,18 @@ impl Pages {
             return Ok(None);
         };
         let repeated = !self.cursors.insert(next.clone());
-        if new_items == 0 && (page_items > 0 || repeated) {
+        if new_items == 0 && repeated {
             run.warn(format!(
-                "the listing of {} offered another page after a page with nothing new; it ends there",
+                "the listing of {} pointed back to a page already read after a page with nothing new; it ends there",
                 self.resource
             ));
             return Ok(None);
+        }
+        if new_items == 0 && page_items > 0 {
+            return Err(self.partial(format!(
+                "a page of {page_items} item(s) all read before offered another page ({next:?}), so the \
+                 server's listing cannot be shown complete; nothing applied, the next run retries"
+            )));
         }
         if repeated {
             return Err(self.partial(format!("the server sent the page cursor {next:?} a second time")));
@@ -196,6 +210,22 @@ pub(crate) fn is_last_page(end: u64, page_items: usize, page_size: u64, total: O
     (page_items as u64) < page_size || total.is_some_and(|total| end >= total)
 }
 
+/// The `rel="next"` target of `Link` headers (RFC 8288; Okta pages this way), if any.
+pub(crate) fn next_link(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all("link")
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .find_map(|link| {
+            let (target, params) = link.split_once(';')?;
+            let is_next = params
+                .split(';')
+                .any(|param| matches!(param.trim(), "rel=\"next\"" | "rel=next"));
+            is_next.then(|| target.trim().trim_start_matches('<').trim_end_matches('>').to_owned())
+        })
+}
+
 /// The offset a cursor from [`Pager::take_at`] stands for (0 for the first page).
 pub(crate) fn offset_of(cursor: Option<&str>) -> u64 {
     cursor.and_then(|cursor| cursor.parse().ok()).unwrap_or(0)
@@ -205,6 +235,8 @@ pub(crate) fn offset_of(cursor: Option<&str>) -> u64 {
 mod tests {
     use std::collections::HashSet;
     use std::time::Duration;
+
+    use reqwest::header::HeaderValue;
 
     use super::*;
     use crate::http::Budget;
@@ -270,6 +302,32 @@ mod tests {
         );
     }
 
+    /// Hardening issue, must-fix 7: a page that repeats what was read and offers a new cursor
+    /// ended the listing as if it were complete, so whatever came after it went unread and
+    /// would have been deactivated.
+    #[test]
+    fn a_page_with_nothing_new_and_a_new_cursor_fails_the_listing() {
+        let budget = Budget::new(Duration::from_secs(60));
+        let run = Run::new(&budget);
+        let mut pager = Pager::new("users");
+        let mut seen = HashSet::new();
+        let mut add = |item: u32| seen.insert(item);
+        let page = |items: Vec<u32>, next: &str| Page {
+            items,
+            next: Some(next.to_owned()),
+        };
+        pager.take(page(vec![1, 2], "c1"), &mut add, &run).unwrap();
+        assert_eq!(pager.cursor(), Some(Some("c1".to_owned())));
+        let error = pager.take(page(vec![1, 2], "c2"), &mut add, &run).unwrap_err();
+        assert!(matches!(error, DriverError::PartialListing { .. }), "{error}");
+        assert!(error.to_string().contains("cannot be shown complete"), "{error}");
+        // Going back to a page already read after nothing new still ends the listing.
+        let mut pager = Pager::new("users");
+        pager.take(page(vec![3], "c1"), &mut add, &run).unwrap();
+        pager.take(page(vec![3], "c1"), &mut add, &run).unwrap();
+        assert_eq!(pager.cursor(), None);
+    }
+
     #[test]
     fn a_changed_total_fails_a_page_number_listing() {
         let mut pager = Pager::new("users");
@@ -278,5 +336,23 @@ mod tests {
         pager.check_total(Some(250)).unwrap();
         let error = pager.check_total(Some(249)).unwrap_err();
         assert!(error.to_string().contains("counted 250, then 249"), "{error}");
+    }
+
+    #[test]
+    fn link_headers() {
+        let mut headers = HeaderMap::new();
+        headers.append(
+            "link",
+            HeaderValue::from_static("<https://x.okta.com/api/v1/users?limit=2>; rel=\"self\""),
+        );
+        headers.append(
+            "link",
+            HeaderValue::from_static("<https://x.okta.com/api/v1/users?after=00u2&limit=2>; rel=\"next\""),
+        );
+        assert_eq!(
+            next_link(&headers).as_deref(),
+            Some("https://x.okta.com/api/v1/users?after=00u2&limit=2")
+        );
+        assert_eq!(next_link(&HeaderMap::new()), None);
     }
 }

@@ -3,11 +3,19 @@
 //! last outcome, last error and counts, for the service to show.
 //!
 //! After a failure the next try comes sooner than the interval (one minute, doubling, never
-//! later than the interval), but never before the IdP's own `Retry-After`. A
-//! [`SchedulerHandle`] shows the statuses and starts a run at once on request.
+//! later than the interval), but never before the IdP's own `Retry-After`, which is honoured up
+//! to an hour (or the interval, if longer): an IdP asking for days does not park the
+//! integration for days. A [`SchedulerHandle`] shows the statuses and starts a run at once on
+//! request.
+//!
+//! Each integration's task is supervised: if it panics (a bug, in this crate or below it), the
+//! panic is logged, counted in the status (`restarts`, and as a failed run if one was going
+//! on) and the task starts again after the same back-off as a failed run. One integration's
+//! bug never stops the others, nor its own next runs.
 //!
 //! Every finished run is counted in `idpsync_sync_runs_total{tenant, integration, outcome}`
-//! and timed in `idpsync_sync_seconds{tenant, integration, outcome}` (the `metrics` facade).
+//! and timed in `idpsync_sync_seconds{tenant, integration, outcome}`; every restart after a
+//! panic in `idpsync_sync_task_restarts_total{tenant, integration}` (the `metrics` facade).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -57,6 +65,8 @@ pub struct IntegrationStatus {
     pub last_result: Option<&'static str>,
     /// The last failure's message, kept until a run succeeds.
     pub last_error: Option<String>,
+    /// How often the integration's task panicked and was started again.
+    pub restarts: u64,
     /// What the last successful run changed.
     pub last_counts: Option<RunCounts>,
     /// When the next run is due.
@@ -195,17 +205,19 @@ impl Scheduler {
                         last_finished: None,
                         last_result: None,
                         last_error: None,
+                        restarts: 0,
                         last_counts: None,
                         next_run: None,
                     },
                 );
-                tokio::spawn(run_forever(
-                    scheduled,
+                let task = Task {
+                    scheduled: Arc::new(scheduled),
                     key,
-                    Arc::clone(&statuses),
-                    notify,
-                    stopped.clone(),
-                ))
+                    statuses: Arc::clone(&statuses),
+                    triggered: notify,
+                    stopped: stopped.clone(),
+                };
+                tokio::spawn(supervise(task))
             })
             .collect();
         Scheduler {
@@ -241,29 +253,102 @@ fn jitter(base: Duration, fraction: f64) -> Duration {
     base.mul_f64(rand::rng().random_range(0.0..=fraction))
 }
 
-async fn run_forever(
-    scheduled: Scheduled,
+/// The longest an IdP's `Retry-After` postpones the next run, unless the interval is longer.
+const RETRY_AFTER_HONOURED_MAX: Duration = Duration::from_secs(3600);
+
+/// The wait before the next try after `consecutive_failures` failures (at least one): a minute,
+/// doubling, never longer than `interval`; but no shorter than what the IdP asked for, up to an
+/// hour or the interval.
+fn failure_wait(interval: Duration, consecutive_failures: u32, retry_after: Option<Duration>) -> Duration {
+    let doublings = consecutive_failures.saturating_sub(1).min(10);
+    let backoff = Duration::from_secs(60).saturating_mul(1 << doublings).min(interval);
+    let asked = retry_after
+        .unwrap_or_default()
+        .min(RETRY_AFTER_HONOURED_MAX.max(interval));
+    backoff.max(asked)
+}
+
+/// One integration's task: what it runs and what it reports to.
+struct Task {
+    scheduled: Arc<Scheduled>,
     key: (TenantId, IntegrationName),
     statuses: Statuses,
     triggered: Arc<Notify>,
-    mut stopped: watch::Receiver<bool>,
-) {
-    let interval = scheduled.driver.config().interval;
-    let update = |change: &dyn Fn(&mut IntegrationStatus)| {
-        if let Some(status) = statuses.lock().unwrap_or_else(|p| p.into_inner()).get_mut(&key) {
+    stopped: watch::Receiver<bool>,
+}
+
+impl Task {
+    /// Changes the integration's status.
+    fn update(&self, change: impl FnOnce(&mut IntegrationStatus)) {
+        if let Some(status) = self
+            .statuses
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_mut(&self.key)
+        {
             change(status);
         }
-    };
-    let mut wait = jitter(interval, 0.1);
+    }
+}
+
+/// Runs the integration's task until the scheduler stops, starting it again whenever it
+/// panics: the panic is a failed run for the status and the back-off, not the end of the
+/// integration.
+async fn supervise(task: Task) {
+    let task = Arc::new(task);
+    let interval = task.scheduled.driver.config().interval;
+    let mut first_wait = jitter(interval, 0.1);
+    let mut restarts: u32 = 0;
+    loop {
+        let panic = match tokio::spawn(run_forever(Arc::clone(&task), first_wait)).await {
+            Ok(()) => return,
+            Err(error) if error.is_panic() => error.to_string(),
+            // Cancelled: the runtime is going away.
+            Err(_) => return,
+        };
+        if *task.stopped.borrow() {
+            return;
+        }
+        restarts = restarts.saturating_add(1);
+        first_wait = failure_wait(interval, restarts, None);
+        let (tenant, integration) = &task.key;
+        tracing::error!(%tenant, %integration, %panic, restart_in_ms = first_wait.as_millis() as u64, "the integration's task panicked; nothing of the run in progress was applied unless it had reached the engine; it restarts");
+        metrics::counter!("idpsync_sync_task_restarts_total", "tenant" => tenant.to_string(), "integration" => integration.to_string()).increment(1);
+        let message = format!(
+            "the integration's task panicked ({panic}); it restarts in {}",
+            humantime::format_duration(Duration::from_secs(first_wait.as_secs()))
+        );
+        task.update(|status| {
+            if status.running {
+                status.running = false;
+                status.runs += 1;
+                status.failures += 1;
+                status.last_finished = Some(SystemTime::now());
+            }
+            status.restarts += 1;
+            status.last_result = Some("failed");
+            status.last_error = Some(message);
+        });
+    }
+}
+
+/// Runs the integration on its schedule, the first time after `first_wait`, until the
+/// scheduler stops.
+async fn run_forever(task: Arc<Task>, first_wait: Duration) {
+    let scheduled = &task.scheduled;
+    let key = &task.key;
+    let mut stopped = task.stopped.clone();
+    let interval = scheduled.driver.config().interval;
+    let mut wait = first_wait;
     let mut consecutive_failures: u32 = 0;
     loop {
-        update(&|status| status.next_run = Some(SystemTime::now() + wait));
+        task.update(|status| status.next_run = SystemTime::now().checked_add(wait));
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
-            _ = triggered.notified() => {}
+            _ = task.triggered.notified() => {}
             _ = stopped.changed() => return,
         }
-        update(&|status| {
+        task.update(|status| {
             status.running = true;
             status.last_started = Some(SystemTime::now());
         });
@@ -304,24 +389,24 @@ async fn run_forever(
                 };
                 tracing::info!(tenant = %key.0, integration = %key.1, result = label, changes = outcome.report.changes.len(), requests = outcome.requests, elapsed_ms = outcome.elapsed.as_millis() as u64, "sync finished");
                 let counts = RunCounts::of(outcome);
-                update(&|status| {
+                task.update(|status| {
                     status.last_result = Some(label);
                     status.last_error = None;
                     status.last_counts = Some(counts);
                 });
             }
             Err(error) => {
-                consecutive_failures += 1;
+                consecutive_failures = consecutive_failures.saturating_add(1);
                 tracing::warn!(tenant = %key.0, integration = %key.1, %error, "sync failed; nothing was applied");
                 let message = error.to_string();
-                update(&|status| {
+                task.update(|status| {
                     status.failures += 1;
                     status.last_result = Some("failed");
-                    status.last_error = Some(message.clone());
+                    status.last_error = Some(message);
                 });
             }
         }
-        update(&|status| {
+        task.update(|status| {
             status.running = false;
             status.runs += 1;
             status.last_finished = Some(SystemTime::now());
@@ -329,8 +414,37 @@ async fn run_forever(
         wait = if consecutive_failures == 0 {
             interval - jitter(interval, 0.1) + jitter(interval, 0.1)
         } else {
-            let backoff = Duration::from_secs(60).saturating_mul(1 << (consecutive_failures - 1).min(10));
-            backoff.min(interval).max(retry_after.unwrap_or_default())
+            failure_wait(interval, consecutive_failures, retry_after)
         };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Hardening issue, must-fix 7: the IdP's `Retry-After` was the wait, however long: ten
+    /// days parked the integration for ten days, and a number beyond the clock panicked its
+    /// task.
+    #[test]
+    fn a_retry_after_is_honoured_up_to_an_hour_or_the_interval() {
+        let five_minutes = Duration::from_secs(300);
+        let hour = Duration::from_secs(3600);
+        let day = Duration::from_secs(24 * 3600);
+        assert_eq!(failure_wait(five_minutes, 1, None), Duration::from_secs(60));
+        assert_eq!(failure_wait(five_minutes, 3, None), Duration::from_secs(240));
+        assert_eq!(failure_wait(five_minutes, 30, None), five_minutes);
+        assert_eq!(
+            failure_wait(five_minutes, 1, Some(Duration::from_secs(90))),
+            Duration::from_secs(90)
+        );
+        assert_eq!(failure_wait(five_minutes, 1, Some(10 * day)), hour);
+        assert_eq!(failure_wait(five_minutes, 1, Some(Duration::MAX)), hour);
+        assert_eq!(failure_wait(day, 1, Some(10 * day)), day);
+        assert!(
+            SystemTime::now()
+                .checked_add(failure_wait(five_minutes, u32::MAX, Some(Duration::MAX)))
+                .is_some()
+        );
     }
 }

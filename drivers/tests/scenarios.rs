@@ -1,6 +1,8 @@
 //! Scenario tests: every driver against its stateful fake IdP, through the engine. Each
 //! scenario runs for all eight vendors; a failure names the vendor.
 
+mod support;
+
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,10 +10,11 @@ use std::time::Duration;
 use idpsync_drivers::cursor_store::CursorStore;
 use idpsync_drivers::fake::{Directory, Failure, FakeIdp, FakeMember, Faults, Vendor};
 use idpsync_drivers::sync::{Mode, Resync, SyncError, SyncOutcome, SyncResult, sync_once};
-use idpsync_drivers::{Driver, IntegrationConfig, RetryPolicy};
+use idpsync_drivers::{Driver, IntegrationConfig};
 use idpsync_engine::ids::{IntegrationName, Member};
-use idpsync_engine::{Engine, Tenant, TenantSettings};
-use idpsync_storage::{MemoryStore, Seq, TenantId};
+use idpsync_engine::{Engine, Tenant};
+use idpsync_storage::Seq;
+use support::{fast_retries, open_tenant};
 
 struct Harness {
     vendor: Vendor,
@@ -45,15 +48,6 @@ fn seed() -> Directory {
     directory
 }
 
-fn fast_retries() -> RetryPolicy {
-    RetryPolicy {
-        attempts_max: 4,
-        backoff_base: Duration::from_millis(5),
-        backoff_max: Duration::from_millis(50),
-        retry_after_max: Duration::from_secs(5),
-    }
-}
-
 async fn harness(vendor: Vendor, extra_toml: &str) -> Harness {
     harness_with(vendor, extra_toml, seed()).await
 }
@@ -66,10 +60,7 @@ async fn harness_with(vendor: Vendor, extra_toml: &str, directory: Directory) ->
     );
     let config = IntegrationConfig::from_toml(&toml).unwrap_or_else(|error| panic!("{vendor:?}: {error}"));
     let driver = Driver::new(config, fast_retries()).unwrap();
-    let engine = Engine::open(Arc::new(MemoryStore::new()), TenantSettings::default())
-        .await
-        .unwrap();
-    let tenant = engine.require_tenant(&TenantId::default_tenant()).unwrap();
+    let (engine, tenant) = open_tenant().await;
     let dir = tempfile::tempdir().unwrap();
     Harness {
         vendor,
@@ -445,6 +436,27 @@ async fn a_refused_token_is_renewed_once() {
             statuses.iter().filter(|s| **s == 401).count(),
             1,
             "{vendor:?}: {statuses:?}"
+        );
+        h.engine.shutdown().await;
+    }
+}
+
+/// Hardening issue, must-fix 9: a driver, its configuration, its credentials and its token
+/// cache must never print a secret or a token in a `Debug` print (logs, panics, error reports).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_driver_s_debug_shows_no_secret_nor_token() {
+    use idpsync_drivers::fake::credentials::{API_TOKEN, CLIENT_SECRET};
+    for vendor in Vendor::ALL {
+        let h = harness(vendor, "").await;
+        // A run fills the token cache of the OAuth vendors.
+        h.sync(Resync::Full).await;
+        let printed = format!("{:?}", h.driver);
+        for secret in [API_TOKEN, CLIENT_SECRET, "fake-token-", "PRIVATE KEY"] {
+            assert!(!printed.contains(secret), "{vendor:?} shows {secret:?}: {printed}");
+        }
+        assert!(
+            printed.contains("Sensitive") || printed.contains("Secret(…)"),
+            "{vendor:?}: {printed}"
         );
         h.engine.shutdown().await;
     }

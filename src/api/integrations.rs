@@ -44,6 +44,7 @@ fn status_json(status: &IntegrationStatus) -> Value {
         "lastFinished": time(status.last_finished),
         "lastResult": status.last_result,
         "lastError": status.last_error,
+        "restarts": status.restarts,
         "lastCounts": status.last_counts,
         "nextRun": time(status.next_run),
     })

@@ -100,9 +100,18 @@ pub(crate) async fn run(context: &Context, args: SyncArgs) -> anyhow::Result<()>
     };
     let resync = if args.full { Resync::Full } else { Resync::Auto };
     let cursors = cursor_store(&context.data_dir, &tenant_id);
-    let result = sync_once(&driver, &tenant, &cursors, mode, resync).await;
+    // On a task of its own, so that a panic in the run (a bug) is reported like a failure,
+    // after the engine has shut down cleanly.
+    let run = tokio::spawn(async move { sync_once(&driver, &tenant, &cursors, mode, resync).await });
+    let result = run.await;
     engine.shutdown().await;
-    let outcome = result.with_context(|| format!("sync of {} failed; nothing was applied", args.integration))?;
+    let outcome = match result {
+        Ok(result) => result.with_context(|| format!("sync of {} failed; nothing was applied", args.integration))?,
+        Err(panic) => bail!(
+            "sync of {} did not finish: {panic}; the next run reads the IdP again from the last applied cursor",
+            args.integration
+        ),
+    };
     out!("{}", render(&args, &outcome));
     // A held sync applied nothing: scripts learn it from the exit code.
     if outcome.result == SyncResult::Held && !args.dry_run {

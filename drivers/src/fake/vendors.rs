@@ -70,9 +70,14 @@ impl Vendor {
 /// A test-only RSA key for the JWT flows (Google service account).
 const TEST_KEY: &str = include_str!("test_key.pem");
 
+/// The integration's TOML for a fake at `origin`, which is plain http on loopback: hence
+/// `allow_insecure_http`.
 pub(super) fn integration_toml(vendor: Vendor, origin: &str) -> String {
     let base = format!("{origin}{}", vendor.base_path());
-    let common = format!("provider = \"{}\"\nbase_url = \"{base}\"\n", vendor.provider());
+    let common = format!(
+        "provider = \"{}\"\nbase_url = \"{base}\"\nallow_insecure_http = true\n",
+        vendor.provider()
+    );
     let specific = match vendor {
         Vendor::Entra => format!(
             "token_url = \"{origin}/contoso/oauth2/v2.0/token\"\nclient_id = \"fake-client\"\nclient_secret = \"fake-secret\"\n"

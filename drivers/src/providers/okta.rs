@@ -5,7 +5,7 @@
 
 use idpsync_engine::reconcile::{ExternalMember, SnapshotGroup};
 use reqwest::Url;
-use reqwest::header::{AUTHORIZATION, HeaderMap};
+use reqwest::header::AUTHORIZATION;
 use serde::Deserialize;
 
 use super::person::Person;
@@ -14,7 +14,7 @@ use crate::auth::{Auth, Grant, Signer, TokenSource, header_value};
 use crate::client::{IdpClient, Run, joined};
 use crate::error::DriverError;
 use crate::keys::{self, KeyError};
-use crate::paging::{Page, Pager};
+use crate::paging::{Page, Pager, next_link};
 use crate::provider::{Cursor, Endpoints, Fetched, Provider, Settings, Vendor};
 use crate::secret::Secret;
 use idpsync_engine::reconcile::{Listing, ListingScope};
@@ -173,22 +173,6 @@ fn is_active(status: Option<&str>) -> bool {
     )
 }
 
-/// The `rel="next"` target of a `Link` header, if any.
-fn next_link(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get_all("link")
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .find_map(|link| {
-            let (target, params) = link.split_once(';')?;
-            let is_next = params
-                .split(';')
-                .any(|param| matches!(param.trim(), "rel=\"next\"" | "rel=next"));
-            is_next.then(|| target.trim().trim_start_matches('<').trim_end_matches('>').to_owned())
-        })
-}
-
 /// Lists every page from `start`, following the `Link` header.
 async fn each<T: serde::de::DeserializeOwned>(
     client: &IdpClient,
@@ -334,7 +318,6 @@ impl Provider for Okta {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use reqwest::header::HeaderValue;
 
     fn check(text: &str, endpoints: Endpoints) -> Result<(Url, Okta), KeyError> {
         keys::parse::<Keys>(toml::from_str(text).unwrap())?.check(endpoints)
@@ -385,23 +368,5 @@ mod tests {
                 given: "base_url"
             }
         );
-    }
-
-    #[test]
-    fn link_headers() {
-        let mut headers = HeaderMap::new();
-        headers.append(
-            "link",
-            HeaderValue::from_static("<https://x.okta.com/api/v1/users?limit=2>; rel=\"self\""),
-        );
-        headers.append(
-            "link",
-            HeaderValue::from_static("<https://x.okta.com/api/v1/users?after=00u2&limit=2>; rel=\"next\""),
-        );
-        assert_eq!(
-            next_link(&headers).as_deref(),
-            Some("https://x.okta.com/api/v1/users?after=00u2&limit=2")
-        );
-        assert_eq!(next_link(&HeaderMap::new()), None);
     }
 }
