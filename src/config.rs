@@ -40,6 +40,71 @@ pub struct Config {
     /// What one client may hold of the HTTP server.
     #[serde(default)]
     pub http: HttpConfig,
+    /// The SCIM service provider's bounds.
+    #[serde(default)]
+    pub scim: ScimConfig,
+}
+
+/// `[scim]`: the bounds of the SCIM service provider, as its discovery documents advertise them.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScimConfig {
+    /// The largest request body, in bytes (413 above).
+    pub body_len_max: usize,
+    /// `bulk.maxOperations`.
+    pub bulk_operations_max: usize,
+    /// `bulk.maxPayloadSize`, in bytes.
+    pub bulk_payload_len_max: usize,
+    /// `filter.maxResults`: the most resources a filter may match or a `sortBy` order, and the
+    /// largest page.
+    pub filter_results_max: usize,
+    /// The page size when a list request has no `count`.
+    pub page_size_default: usize,
+    /// List requests that scan (a filter no index answers, or a `sortBy`) running at once.
+    pub scans_concurrent_max: usize,
+    /// How long a scan beyond that waits before it is answered 503 (`1s`).
+    #[serde(with = "humantime_serde_duration")]
+    pub scan_queue_wait: std::time::Duration,
+    /// The most resources one scan may examine (400 `tooMany` beyond).
+    pub scan_resources_max: usize,
+    /// The longest one scan may run (`2s`; 400 `tooMany` beyond).
+    #[serde(with = "humantime_serde_duration")]
+    pub scan_time_max: std::time::Duration,
+}
+
+impl Default for ScimConfig {
+    fn default() -> Self {
+        let defaults = idpsync_scim::Settings::default();
+        ScimConfig {
+            body_len_max: defaults.body_len_max,
+            bulk_operations_max: defaults.bulk_operations_max,
+            bulk_payload_len_max: defaults.bulk_payload_len_max,
+            filter_results_max: defaults.filter_results_max,
+            page_size_default: defaults.page_size_default,
+            scans_concurrent_max: defaults.scans_concurrent_max,
+            scan_queue_wait: defaults.scan_queue_wait,
+            scan_resources_max: defaults.scan_resources_max,
+            scan_time_max: defaults.scan_time_max,
+        }
+    }
+}
+
+impl ScimConfig {
+    /// The SCIM service provider's settings (its mount path is the server's).
+    pub fn settings(&self) -> idpsync_scim::Settings {
+        idpsync_scim::Settings {
+            body_len_max: self.body_len_max,
+            bulk_operations_max: self.bulk_operations_max,
+            bulk_payload_len_max: self.bulk_payload_len_max,
+            filter_results_max: self.filter_results_max,
+            page_size_default: self.page_size_default,
+            scans_concurrent_max: self.scans_concurrent_max,
+            scan_queue_wait: self.scan_queue_wait,
+            scan_resources_max: self.scan_resources_max,
+            scan_time_max: self.scan_time_max,
+            ..idpsync_scim::Settings::default()
+        }
+    }
 }
 
 /// `[http]`: timeouts, the connection cap and requests in progress per token.
@@ -257,6 +322,7 @@ impl Config {
             ("http.header_read_timeout", config.http.header_read_timeout),
             ("http.request_body_timeout", config.http.request_body_timeout),
             ("http.idle_timeout", config.http.idle_timeout),
+            ("scim.scan_time_max", config.scim.scan_time_max),
         ] {
             if value.is_zero() {
                 return Err(format!("{key} must be longer than zero"));
@@ -271,12 +337,27 @@ impl Config {
             ("checkpoints.every_events", config.checkpoints.every_events),
             ("http.connections_max", config.http.connections_max as u64),
             ("http.per_token_concurrency", config.http.per_token_concurrency as u64),
+            ("scim.body_len_max", config.scim.body_len_max as u64),
+            ("scim.bulk_operations_max", config.scim.bulk_operations_max as u64),
+            ("scim.bulk_payload_len_max", config.scim.bulk_payload_len_max as u64),
+            ("scim.filter_results_max", config.scim.filter_results_max as u64),
+            ("scim.page_size_default", config.scim.page_size_default as u64),
+            ("scim.scans_concurrent_max", config.scim.scans_concurrent_max as u64),
+            ("scim.scan_resources_max", config.scim.scan_resources_max as u64),
         ] {
             if value == 0 {
                 return Err(format!("{key} must be at least 1"));
             }
         }
         Ok(config)
+    }
+
+    /// The bounds of the HTTP server and the SCIM service provider this configuration asks for.
+    pub fn service_settings(&self) -> crate::server::ServiceSettings {
+        crate::server::ServiceSettings {
+            http: self.http.limits(),
+            scim: self.scim.settings(),
+        }
     }
 
     /// The tenant settings this configuration asks for.
@@ -319,6 +400,9 @@ mod tests {
             [http]
             idle_timeout = "2m"
             connections_max = 100
+            [scim]
+            filter_results_max = 500
+            scan_time_max = "500ms"
             [[tenant]]
             id = "acme"
             "#,
@@ -333,6 +417,13 @@ mod tests {
         assert_eq!(
             limits.header_read_timeout,
             crate::server::HttpLimits::default().header_read_timeout
+        );
+        let scim = config.service_settings().scim;
+        assert_eq!(scim.filter_results_max, 500);
+        assert_eq!(scim.scan_time_max, std::time::Duration::from_millis(500));
+        assert_eq!(
+            scim.bulk_operations_max,
+            idpsync_scim::Settings::default().bulk_operations_max
         );
         let settings = config.tenant_settings();
         assert_eq!(settings.snapshot_every, 5000);

@@ -70,8 +70,9 @@ pub async fn open(data_dir: &Path, settings: TenantSettings) -> Result<Engine, E
     Engine::open(open_store(data_dir)?, settings).await
 }
 
-/// The SCIM service provider over `engine`, for the tenants `authenticator`'s tokens name;
-/// `mount_path` is where the caller nests it (it appears in `meta.location`).
+/// The SCIM service provider over `engine`, for the tenants `authenticator`'s tokens name,
+/// with the default bounds; `mount_path` is where the caller nests it (it appears in
+/// `meta.location`). [`scim::router`] takes every setting.
 pub fn scim_router(engine: Arc<Engine>, authenticator: Arc<dyn scim::Authenticator>, mount_path: &str) -> axum::Router {
     let settings = scim::Settings {
         mount_path: mount_path.to_owned(),

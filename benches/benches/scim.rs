@@ -188,7 +188,7 @@ fn router_reads(c: &mut Criterion) {
     let service = idpsync::server::router(
         Arc::clone(&engine),
         authenticator.clone(),
-        &idpsync::server::HttpLimits::default(),
+        &idpsync::server::ServiceSettings::default(),
     );
     // The SCIM router alone, without the service's request metrics.
     let scim_alone = axum::Router::new().nest(

@@ -154,23 +154,26 @@ async fn serve(engine: &Arc<Engine>, data_dir: &Path) -> Served {
     .unwrap();
     // A hundred change streams share one admin token here: more than a token may hold open by
     // default.
-    let limits = idpsync::server::HttpLimits {
-        per_token_concurrency: 1_024,
-        ..idpsync::server::HttpLimits::default()
+    let settings = idpsync::server::ServiceSettings {
+        http: idpsync::server::HttpLimits {
+            per_token_concurrency: 1_024,
+            ..idpsync::server::HttpLimits::default()
+        },
+        ..idpsync::server::ServiceSettings::default()
     };
     let router = idpsync::server::service(
         Arc::clone(engine),
         Arc::new(TokenAuthenticator::new(tokens).unwrap()),
         api.clone(),
         idpsync::metrics::install().unwrap(),
-        &limits,
+        &settings,
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let closer = api.clone();
     let task = tokio::spawn(async move {
-        idpsync::server::run(listener, router, &limits, async move {
+        idpsync::server::run(listener, router, &settings.http, async move {
             let _ = stopped.await;
             closer.close_streams();
         })

@@ -72,7 +72,7 @@ impl Default for Settings {
             page_size_default: 100,
             // Half the cores: however many scans clients send, the other half stays for
             // everything else.
-            scans_concurrent_max: std::thread::available_parallelism().map_or(1, |cores| cores.get() / 2),
+            scans_concurrent_max: std::thread::available_parallelism().map_or(1, |cores| (cores.get() / 2).max(1)),
             scan_queue_wait: Duration::from_secs(1),
             scan_resources_max: 200_000,
             scan_time_max: Duration::from_secs(2),

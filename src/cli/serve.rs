@@ -43,13 +43,14 @@ fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     })
 }
 
-/// The configured HTTP limits, with the connection cap kept within the open-files limit (raised
+/// The configured bounds, with the connection cap kept within the open-files limit (raised
 /// to its hard limit first): a cap the process cannot reach would fail accepts instead of
 /// holding newcomers in the backlog.
-fn http_limits(context: &Context) -> idpsync::server::HttpLimits {
+fn service_settings(context: &Context) -> idpsync::server::ServiceSettings {
     /// Files kept for the log, snapshots, token and key files and outgoing IdP connections.
     const FILES_RESERVED: u64 = 256;
-    let mut limits = context.config.http.limits();
+    let mut settings = context.config.service_settings();
+    let limits = &mut settings.http;
     if let Some(current) = idpsync::server::raise_open_files_limit() {
         let reachable = usize::try_from(current.saturating_sub(FILES_RESERVED).max(1)).unwrap_or(usize::MAX);
         if limits.connections_max > reachable {
@@ -61,7 +62,7 @@ fn http_limits(context: &Context) -> idpsync::server::HttpLimits {
             limits.connections_max = reachable;
         }
     }
-    limits
+    settings
 }
 
 pub(crate) async fn run(context: &Context, args: ServeArgs) -> anyhow::Result<()> {
@@ -122,11 +123,11 @@ pub(crate) async fn run(context: &Context, args: ServeArgs) -> anyhow::Result<()
     // flight (so no new commands arrive), then stop the writers after their queued commands,
     // writing final snapshots.
     let streams = api.clone();
-    let limits = http_limits(context);
+    let settings = service_settings(context);
     idpsync::server::run(
         listener,
-        idpsync::server::service(Arc::clone(&engine), Arc::new(authenticator), api, metrics, &limits),
-        &limits,
+        idpsync::server::service(Arc::clone(&engine), Arc::new(authenticator), api, metrics, &settings),
+        &settings.http,
         async move {
             stop_requested.await;
             streams.close_streams();

@@ -31,6 +31,16 @@ use tokio::net::TcpListener;
 
 use token_limits::TokenLimits;
 
+/// How the service is bounded: the HTTP server's limits and the SCIM service provider's.
+#[derive(Clone, Debug, Default)]
+pub struct ServiceSettings {
+    /// Connections, timeouts, requests in progress per token.
+    pub http: HttpLimits,
+    /// Bodies, bulk, filters, pages and scans of the SCIM service provider (its mount path is
+    /// [`SCIM_MOUNT`] whatever this says).
+    pub scim: idpsync_scim::Settings,
+}
+
 /// What one client may hold of the server: connections, time and requests in progress.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct HttpLimits {
@@ -108,15 +118,20 @@ async fn liveness() -> Json<serde_json::Value> {
 }
 
 /// The service's router: health, and SCIM for the tenants `authenticator`'s tokens name, with
-/// each token's requests in progress bounded by `limits`.
-pub fn router(engine: Arc<Engine>, authenticator: Arc<dyn Authenticator>, limits: &HttpLimits) -> Router {
+/// each token's requests in progress bounded as `settings` say.
+pub fn router(engine: Arc<Engine>, authenticator: Arc<dyn Authenticator>, settings: &ServiceSettings) -> Router {
+    let limits = &settings.http;
     let per_token = TokenLimits::new(
         Arc::clone(&authenticator),
         limits.per_token_concurrency,
         limits.per_token_queue_wait,
         token_limits::refuse_scim,
     );
-    let scim = crate::scim_router(Arc::clone(&engine), authenticator, SCIM_MOUNT)
+    let scim_settings = idpsync_scim::Settings {
+        mount_path: SCIM_MOUNT.to_owned(),
+        ..settings.scim.clone()
+    };
+    let scim = idpsync_scim::router(Arc::clone(&engine), authenticator, scim_settings)
         .layer(axum::middleware::from_fn_with_state(per_token, token_limits::limit))
         .layer(axum::middleware::from_fn(crate::metrics::track_scim));
     Router::new()
@@ -134,8 +149,9 @@ pub fn service(
     authenticator: Arc<dyn Authenticator>,
     api: crate::api::ApiState,
     metrics: metrics_exporter_prometheus::PrometheusHandle,
-    limits: &HttpLimits,
+    settings: &ServiceSettings,
 ) -> Router {
+    let limits = &settings.http;
     let per_token = TokenLimits::new(
         api.authenticator(),
         limits.per_token_concurrency,
@@ -143,7 +159,7 @@ pub fn service(
         token_limits::refuse_api,
     );
     let api = crate::api::router(api).layer(axum::middleware::from_fn_with_state(per_token, token_limits::limit));
-    router(engine, authenticator, limits)
+    router(engine, authenticator, settings)
         .nest(crate::api::MOUNT, api)
         .route("/metrics", get(crate::metrics::render).with_state(metrics))
 }

@@ -42,7 +42,7 @@ impl TestServer {
         TestServer::start_with_store(store, limits, |engine, tokens| {
             let authenticator = TokenAuthenticator::new(tokens.clone()).unwrap();
             (
-                idpsync::server::router(engine, Arc::new(authenticator), &limits),
+                idpsync::server::router(engine, Arc::new(authenticator), &with_limits(limits)),
                 Box::new(|| {}),
             )
         })
@@ -121,6 +121,14 @@ impl TestServer {
             task.await.unwrap();
         }
         self.engine.shutdown().await;
+    }
+}
+
+/// The service's default settings with `limits` for the HTTP server.
+pub fn with_limits(limits: HttpLimits) -> idpsync::server::ServiceSettings {
+    idpsync::server::ServiceSettings {
+        http: limits,
+        ..idpsync::server::ServiceSettings::default()
     }
 }
 

@@ -48,7 +48,8 @@ impl Service {
             )
             .unwrap();
             let scim = Arc::new(TokenAuthenticator::new(tokens.clone()).unwrap());
-            let router = idpsync::server::service(engine, scim, api.clone(), metrics, &limits);
+            let router =
+                idpsync::server::service(engine, scim, api.clone(), metrics, &crate::common::with_limits(limits));
             (router, Box::new(move || api.close_streams()))
         })
         .await;
