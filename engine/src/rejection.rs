@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 
-use crate::ids::{GroupId, Member, Seq, UserId};
+use crate::ids::{GroupId, IntegrationName, Member, Seq, UserId};
 use crate::model::ResourceKind;
 
 /// Why a command was refused. Nothing was written.
@@ -61,6 +61,17 @@ pub enum Rejection {
     /// No binding for this resource.
     #[error("no binding for {0}")]
     BindingNotFound(crate::model::ResourceRef),
+    /// The externalId of a user or group an integration owns is the integration's key to it:
+    /// only that integration's syncs change it.
+    #[error(
+        "externalId is set by integration {integration}, which owns this resource; it cannot be changed from {external_id:?}"
+    )]
+    OwnedExternalId {
+        /// The integration that owns the resource.
+        integration: IntegrationName,
+        /// The externalId it keeps.
+        external_id: Option<String>,
+    },
 }
 
 impl Rejection {

@@ -80,10 +80,9 @@ impl Planner<'_> {
             self.conflict(format!("user {label}: {rejection}"));
             return Ok(());
         }
-        let name_holder = self.scratch.user_by_name(&listed.profile.user_name).map(|user| user.id);
         let Some(id) = self.scratch.owned_user(self.integration, &listed.external_id) else {
-            if let Some(holder) = name_holder {
-                return Err(format!("user {label}: userName is already used by user {holder}"));
+            if let Some(holder) = self.scratch.user_by_name(&listed.profile.user_name) {
+                return Err(format!("user {label}: userName is already used by user {}", holder.id));
             }
             let user = UserId(new_id());
             let event = Event::UserProvisioned {
@@ -101,13 +100,14 @@ impl Planner<'_> {
         let mut blocked = Ok(());
         // An erased user's personal fields are never restored from the IdP; its state still is.
         if !current.is_erased() && current.profile != listed.profile {
-            match name_holder {
-                Some(holder) if holder != id => {
+            match self.scratch.user_name_taken_from(&listed.profile.user_name, &current) {
+                Some(holder) => {
                     blocked = Err(format!(
-                        "user {label}: cannot rename, userName is already used by user {holder}"
+                        "user {label}: cannot rename, userName is already used by user {}",
+                        holder.id
                     ));
                 }
-                _ => {
+                None => {
                     let event = Event::UserUpdated {
                         user: id,
                         external_id: current.external_id.clone(),
