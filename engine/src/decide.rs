@@ -3,17 +3,17 @@
 //! decides no events. Values are checked by `validate`; a reconcile is planned by
 //! [`crate::reconcile`], and `decide` only turns the plan, or its hold, into events.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use serde::Serialize;
 use uuid::Uuid;
 
 use crate::command::{Command, Origin};
-use crate::event::{Envelope, Event, HoldSummary, Personal};
-use crate::ids::{GroupId, IntegrationName, Member, Seq, UserId};
+use crate::event::{Envelope, Event, Personal};
+use crate::ids::{GroupId, Member, Seq, UserId};
 use crate::limits;
 use crate::model::{Owner, ResourceKind};
-use crate::reconcile::{self, Plan, ReconcilePolicy, ReconcileReport};
+use crate::reconcile::{self, GuardMemory, Plan, ReconcilePolicy, ReconcileReport};
 use crate::rejection::Rejection;
 use crate::speculate::apply_speculatively;
 use crate::state::State;
@@ -52,9 +52,9 @@ pub struct DecideContext<'a> {
     pub new_id: &'a mut dyn FnMut() -> Uuid,
     /// How reconciles are guarded.
     pub policy: &'a ReconcilePolicy,
-    /// The holds already recorded, per integration, so that a hold that stands is not logged
-    /// again on every poll.
-    pub holds: &'a BTreeMap<IntegrationName, HoldSummary>,
+    /// What the guard knows beyond the state: the holds that stand and what each
+    /// integration's recent runs removed.
+    pub guard: &'a GuardMemory,
 }
 
 /// Decides what `command` does to `state`.
@@ -306,15 +306,21 @@ pub fn decide(
             }])
         }
         Command::Reconcile { snapshot, guard } => {
+            let recent = context
+                .guard
+                .recent
+                .get(&snapshot.integration)
+                .copied()
+                .unwrap_or_default();
             Ok(
-                match reconcile::plan(state, snapshot, *guard, context.policy, context.new_id) {
+                match reconcile::plan(state, snapshot, *guard, context.policy, recent, context.new_id) {
                     Plan::Apply { events, report } => Decision {
                         events,
                         outcome: Outcome::Reconciled(report),
                     },
                     Plan::Hold { summary, report } => {
                         // A hold that stands is not logged again on every poll.
-                        let events = if context.holds.get(&snapshot.integration) == Some(&summary) {
+                        let events = if context.guard.holds.get(&snapshot.integration) == Some(&summary) {
                             Vec::new()
                         } else {
                             vec![reconcile::held_event(snapshot, summary)]
