@@ -35,7 +35,7 @@ use crate::event::{ENVELOPE_VERSION, Envelope, Event, LoggedEvent, Personal, enc
 use crate::history::History;
 use crate::ids::{IntegrationName, SyncRunId, UserId};
 use crate::model::UserProfile;
-use crate::reconcile::{Guard, SyncInput};
+use crate::reconcile::{Guard, GuardMemory, SyncInput};
 use crate::replay::replay_with;
 use crate::seal::{Keyring, UserKey, seal, secret_id};
 use crate::state::State;
@@ -161,9 +161,7 @@ impl Job {
             Job::Reconcile { .. } | Job::ConfirmHeld { .. } | Job::Snapshot { .. } | Job::Shutdown { .. } => true,
         }
     }
-}
 
-impl Job {
     /// Whether the job reconciles, and so needs the guard's window.
     fn reconciles(&self) -> bool {
         match self {
@@ -361,7 +359,12 @@ impl Writer {
         reply: oneshot::Sender<Result<Committed, SubmitError>>,
     ) {
         let now = Timestamp::now();
-        let guard = self.tenant.holds.memory(now, &self.tenant.settings.policy);
+        // Only a reconcile asks the guard.
+        let guard = if command_reconciles(&command) {
+            self.tenant.holds.memory(now, &self.tenant.settings.policy)
+        } else {
+            GuardMemory::default()
+        };
         let mut new_id = uuid::Uuid::now_v7;
         let mut context = DecideContext {
             new_id: &mut new_id,
