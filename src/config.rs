@@ -221,9 +221,15 @@ pub struct EngineConfig {
     pub checkpoint_every: u64,
     /// Keep at most this many in-memory checkpoints.
     pub checkpoints_max: usize,
-    /// Hold a sync that would deactivate or delete more than this percentage of an
-    /// integration's users.
+    /// Hold a sync that, with its integration's runs within `hold_window`, would take
+    /// access from more than this percentage of the integration's users.
     pub hold_above_percent: f64,
+    /// How far back a sync's removals add up with its integration's earlier runs (`24h`).
+    #[serde(with = "humantime_serde_duration")]
+    pub hold_window: std::time::Duration,
+    /// A held sync older than this can no longer be confirmed (`24h`).
+    #[serde(with = "humantime_serde_duration")]
+    pub hold_expires_after: std::time::Duration,
     /// What a sync does with users its IdP no longer lists: `delete` or `deactivate`.
     pub missing_users: MissingUsersConfig,
 }
@@ -247,6 +253,8 @@ impl Default for EngineConfig {
             checkpoint_every: defaults.checkpoint_every,
             checkpoints_max: defaults.checkpoints_max,
             hold_above_percent: f64::from(defaults.policy.hold_above_permille) / 10.0,
+            hold_window: defaults.policy.hold_window,
+            hold_expires_after: defaults.policy.hold_expires_after,
             missing_users: MissingUsersConfig::Delete,
         }
     }
@@ -323,6 +331,8 @@ impl Config {
             ("http.request_body_timeout", config.http.request_body_timeout),
             ("http.idle_timeout", config.http.idle_timeout),
             ("scim.scan_time_max", config.scim.scan_time_max),
+            ("engine.hold_window", config.engine.hold_window),
+            ("engine.hold_expires_after", config.engine.hold_expires_after),
         ] {
             if value.is_zero() {
                 return Err(format!("{key} must be longer than zero"));
@@ -369,6 +379,8 @@ impl Config {
             checkpoints_max: self.engine.checkpoints_max,
             policy: ReconcilePolicy {
                 hold_above_permille: (self.engine.hold_above_percent * 10.0).round() as u32,
+                hold_window: self.engine.hold_window,
+                hold_expires_after: self.engine.hold_expires_after,
                 missing_users: match self.engine.missing_users {
                     MissingUsersConfig::Delete => MissingUsers::Delete,
                     MissingUsersConfig::Deactivate => MissingUsers::Deactivate,
@@ -393,6 +405,8 @@ mod tests {
             [engine]
             snapshot_every = 5000
             hold_above_percent = 5
+            hold_window = "12h"
+            hold_expires_after = "2h"
             missing_users = "deactivate"
             [checkpoints]
             every_events = 5000
@@ -428,6 +442,11 @@ mod tests {
         let settings = config.tenant_settings();
         assert_eq!(settings.snapshot_every, 5000);
         assert_eq!(settings.policy.hold_above_permille, 50);
+        assert_eq!(settings.policy.hold_window, std::time::Duration::from_secs(12 * 3600));
+        assert_eq!(
+            settings.policy.hold_expires_after,
+            std::time::Duration::from_secs(2 * 3600)
+        );
         assert_eq!(settings.policy.missing_users, MissingUsers::Deactivate);
     }
 
@@ -446,6 +465,11 @@ mod tests {
             Config::parse("[http]\nidle_timeout = \"0s\"")
                 .unwrap_err()
                 .contains("http.idle_timeout must be longer than zero")
+        );
+        assert!(
+            Config::parse("[engine]\nhold_window = \"0s\"")
+                .unwrap_err()
+                .contains("engine.hold_window must be longer than zero")
         );
         assert!(
             Config::parse("[engine]\nsnapshot_every = 0")

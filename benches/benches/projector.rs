@@ -2,14 +2,13 @@
 //!
 //! Run: `cargo bench -p idpsync-benches --bench projector`.
 
-use std::collections::BTreeMap;
 use std::hint::black_box;
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use idpsync_engine::event::{Envelope, LoggedEvent};
 use idpsync_engine::ids::{EventId, Member, ResourceId, Seq, Timestamp};
 use idpsync_engine::model::{BindingGroups, Owner, ResourceKind, ResourceRef, UserProfile};
-use idpsync_engine::reconcile::ReconcilePolicy;
+use idpsync_engine::reconcile::{GuardMemory, ReconcilePolicy};
 use idpsync_engine::seal::WithoutKeys;
 use idpsync_engine::{Cause, Command, DecideContext, Event, Origin, Outcome, Source, State, decide, projector};
 
@@ -21,11 +20,11 @@ fn run(state: &mut State, command: Command) -> Outcome {
     };
     let mut new_id = uuid::Uuid::now_v7;
     let policy = ReconcilePolicy::default();
-    let holds = BTreeMap::new();
+    let guard = GuardMemory::default();
     let mut context = DecideContext {
         new_id: &mut new_id,
         policy: &policy,
-        holds: &holds,
+        guard: &guard,
     };
     let decision = decide(state, &command, &origin, &mut context).unwrap();
     for envelope in decision.events {

@@ -3,17 +3,17 @@
 //! decides no events. Values are checked by `validate`; a reconcile is planned by
 //! [`crate::reconcile`], and `decide` only turns the plan, or its hold, into events.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use serde::Serialize;
 use uuid::Uuid;
 
 use crate::command::{Command, Origin};
-use crate::event::{Envelope, Event, HoldSummary, Personal};
-use crate::ids::{GroupId, IntegrationName, Member, Seq, UserId};
+use crate::event::{Envelope, Event, Personal};
+use crate::ids::{GroupId, Member, Seq, UserId};
 use crate::limits;
-use crate::model::ResourceKind;
-use crate::reconcile::{self, Plan, ReconcilePolicy, ReconcileReport};
+use crate::model::{Owner, ResourceKind};
+use crate::reconcile::{self, GuardMemory, Plan, ReconcilePolicy, ReconcileReport};
 use crate::rejection::Rejection;
 use crate::speculate::apply_speculatively;
 use crate::state::State;
@@ -52,9 +52,9 @@ pub struct DecideContext<'a> {
     pub new_id: &'a mut dyn FnMut() -> Uuid,
     /// How reconciles are guarded.
     pub policy: &'a ReconcilePolicy,
-    /// The holds already recorded, per integration, so that a hold that stands is not logged
-    /// again on every poll.
-    pub holds: &'a BTreeMap<IntegrationName, HoldSummary>,
+    /// What the guard knows beyond the state: the holds that stand and what each
+    /// integration's recent runs removed.
+    pub guard: &'a GuardMemory,
 }
 
 /// Decides what `command` does to `state`.
@@ -122,9 +122,8 @@ pub fn decide(
             }
             validate_profile(profile)?;
             validate_external_id(external_id.as_deref())?;
-            if let Some(other) = state.user_by_name(&profile.user_name)
-                && other.id != *user
-            {
+            keep_owned_external_id(&current.owner, current.external_id.as_ref(), external_id.as_ref())?;
+            if let Some(other) = state.user_name_taken_from(&profile.user_name, current) {
                 return Err(Rejection::UserNameTaken {
                     user_name: profile.user_name.clone(),
                     existing: other.id,
@@ -192,6 +191,7 @@ pub fn decide(
             check_version(*expected_version, current.version)?;
             validate_display_name(display_name)?;
             validate_external_id(external_id.as_deref())?;
+            keep_owned_external_id(&current.owner, current.external_id.as_ref(), external_id.as_ref())?;
             let mut events = Vec::new();
             if current.display_name != *display_name {
                 events.push(Event::GroupRenamed {
@@ -306,15 +306,21 @@ pub fn decide(
             }])
         }
         Command::Reconcile { snapshot, guard } => {
+            let recent = context
+                .guard
+                .recent
+                .get(&snapshot.integration)
+                .copied()
+                .unwrap_or_default();
             Ok(
-                match reconcile::plan(state, snapshot, *guard, context.policy, context.new_id) {
+                match reconcile::plan(state, snapshot, *guard, context.policy, recent, context.new_id) {
                     Plan::Apply { events, report } => Decision {
                         events,
                         outcome: Outcome::Reconciled(report),
                     },
                     Plan::Hold { summary, report } => {
                         // A hold that stands is not logged again on every poll.
-                        let events = if context.holds.get(&snapshot.integration) == Some(&summary) {
+                        let events = if context.guard.holds.get(&snapshot.integration) == Some(&summary) {
                             Vec::new()
                         } else {
                             vec![reconcile::held_event(snapshot, summary)]
@@ -352,6 +358,20 @@ fn activation(current: bool, wanted: bool, user: UserId) -> Option<Event> {
         (true, false) => Some(Event::UserDeactivated { user }),
         (false, true) => Some(Event::UserReactivated { user }),
         _ => None,
+    }
+}
+
+/// Refuses to change the externalId of a user or group an integration owns: it is the
+/// integration's key to the object, by which its next sync finds it. Changed by anyone else,
+/// the integration would lose the object and could no longer deactivate or delete it when its
+/// IdP does: a leaver hidden from offboarding. Setting the value it has is no change.
+fn keep_owned_external_id(owner: &Owner, current: Option<&String>, wanted: Option<&String>) -> Result<(), Rejection> {
+    match owner {
+        Owner::Integration(integration) if current != wanted => Err(Rejection::OwnedExternalId {
+            integration: integration.clone(),
+            external_id: current.cloned(),
+        }),
+        _ => Ok(()),
     }
 }
 

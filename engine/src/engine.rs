@@ -62,6 +62,15 @@ impl Engine {
             elapsed_ms = started.elapsed().as_millis() as u64,
             "tenant loaded"
         );
+        for (_, users) in state.user_name_collisions() {
+            tracing::warn!(
+                tenant = %id,
+                holder = %users[0],
+                others = ?&users[1..],
+                "users share one userName as names are now compared (compatibility forms and case folded); \
+                 the earliest keeps it, the others keep theirs but no other user can take it"
+            );
+        }
         // Keys of users erased before a crash could destroy them are destroyed now.
         let leftover: Vec<UserId> = state
             .users()

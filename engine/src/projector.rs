@@ -138,6 +138,14 @@ pub fn fold_and_project(state: &mut State, event: &LoggedEvent, opener: &dyn Ope
     (effects, access)
 }
 
+impl Pending {
+    /// Each user the event may affect, with the grants it may touch that the user held
+    /// before it.
+    pub(crate) fn grants_before(&self) -> impl Iterator<Item = (UserId, &BTreeSet<Grant>)> + '_ {
+        self.before.iter().map(|(user, grants)| (*user, grants))
+    }
+}
+
 /// Notes, before `event` is applied to `state`, what it may change.
 pub fn begin(state: &State, event: &Event) -> Pending {
     let (users, filter) = affected(state, event);

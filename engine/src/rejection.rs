@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 
-use crate::ids::{GroupId, Member, Seq, UserId};
+use crate::ids::{GroupId, IntegrationName, Member, Seq, SyncRunId, Timestamp, UserId};
 use crate::model::ResourceKind;
 
 /// Why a command was refused. Nothing was written.
@@ -61,6 +61,41 @@ pub enum Rejection {
     /// No binding for this resource.
     #[error("no binding for {0}")]
     BindingNotFound(crate::model::ResourceRef),
+    /// The held sync an operator confirmed is no longer the integration's hold: a newer
+    /// listing replaced it.
+    #[error(
+        "the held sync {run} of integration {integration} was superseded by a newer listing, run {held}; review that one"
+    )]
+    HoldSuperseded {
+        /// The integration.
+        integration: IntegrationName,
+        /// The run the operator confirmed.
+        run: SyncRunId,
+        /// The run held now.
+        held: SyncRunId,
+    },
+    /// The held sync is too old to be confirmed: what its IdP listed then is stale.
+    #[error(
+        "the held sync of integration {integration} was held at {} and has expired; the next sync lists the IdP again",
+        held_since.to_rfc3339()
+    )]
+    HoldExpired {
+        /// The integration.
+        integration: IntegrationName,
+        /// When it was held.
+        held_since: Timestamp,
+    },
+    /// The externalId of a user or group an integration owns is the integration's key to it:
+    /// only that integration's syncs change it.
+    #[error(
+        "externalId is set by integration {integration}, which owns this resource; it cannot be changed from {external_id:?}"
+    )]
+    OwnedExternalId {
+        /// The integration that owns the resource.
+        integration: IntegrationName,
+        /// The externalId it keeps.
+        external_id: Option<String>,
+    },
 }
 
 impl Rejection {

@@ -1,8 +1,6 @@
 //! Test support: a deterministic harness that decides and folds commands without a log, so
 //! that tests read given / when / then.
 
-use std::collections::BTreeMap;
-
 use uuid::Uuid;
 
 use crate::command::{Command, Origin};
@@ -12,7 +10,7 @@ use crate::history::History;
 use crate::ids::{EventId, GroupId, Member, Seq, Timestamp, UserId};
 use crate::model::{Owner, UserProfile};
 use crate::projector::{self, AccessChange};
-use crate::reconcile::ReconcilePolicy;
+use crate::reconcile::{GuardMemory, ReconcilePolicy};
 use crate::rejection::Rejection;
 use crate::seal::WithoutKeys;
 use crate::state::State;
@@ -22,6 +20,8 @@ pub(crate) struct Harness {
     pub(crate) state: State,
     pub(crate) history: History,
     pub(crate) policy: ReconcilePolicy,
+    /// What the guard remembers of earlier runs (the writer keeps it from the log).
+    pub(crate) guard: GuardMemory,
     pub(crate) log: Vec<LoggedEvent>,
     pub(crate) access: Vec<AccessChange>,
     next_id: u128,
@@ -33,6 +33,7 @@ impl Harness {
             state: State::new(),
             history: History::new(),
             policy: ReconcilePolicy::default(),
+            guard: GuardMemory::default(),
             log: Vec::new(),
             access: Vec::new(),
             next_id: 1,
@@ -53,11 +54,10 @@ impl Harness {
             counter += 1;
             Uuid::from_u128(counter)
         };
-        let holds = BTreeMap::new();
         let mut context = DecideContext {
             new_id: &mut new_id,
             policy: &self.policy,
-            holds: &holds,
+            guard: &self.guard,
         };
         let decision = decide(&self.state, &command, &Self::origin(), &mut context)?;
         self.next_id = counter;

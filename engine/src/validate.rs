@@ -1,5 +1,16 @@
 //! The engine's limits on values: what a profile, a group name and an external id may hold.
 //! `decide` refuses a command that breaks them; reconcile skips the IdP object that does.
+//!
+//! A userName is held to more than other text: it names a person to people and to the
+//! management server, so it may hold no character that is invisible or that changes how the
+//! text around it reads: no control character (Unicode category Cc, tab and line breaks
+//! included), no format character (Cf: bidirectional overrides and isolates, zero-width
+//! joiners and spaces, the byte-order mark, soft hyphens) and no line or paragraph separator
+//! (Zl, Zp). Two names that differ only by such characters would look the same and still be
+//! two users.
+
+use icu_properties::CodePointMapData;
+use icu_properties::props::GeneralCategory;
 
 use crate::limits;
 use crate::model::{AttrValue, MultiValue, UserProfile};
@@ -11,6 +22,7 @@ pub(crate) fn validate_profile(profile: &UserProfile) -> Result<(), Rejection> {
         return Err(Rejection::invalid("userName", "must not be empty"));
     }
     check_len("userName", &profile.user_name, limits::USER_NAME_LEN_MAX)?;
+    check_user_name_characters(&profile.user_name)?;
     if let Some(name) = &profile.name {
         for part in [
             &name.formatted,
@@ -111,6 +123,31 @@ fn check_len(field: &str, value: &str, max: usize) -> Result<(), Rejection> {
         return Err(Rejection::invalid(field, "contains control characters"));
     }
     Ok(())
+}
+
+/// Refuses a userName with a character that is invisible or changes how text reads (see the
+/// module's documentation), naming the first one.
+fn check_user_name_characters(user_name: &str) -> Result<(), Rejection> {
+    let categories = CodePointMapData::<GeneralCategory>::new();
+    let hidden = user_name.chars().find(|c| {
+        matches!(
+            categories.get(*c),
+            GeneralCategory::Control
+                | GeneralCategory::Format
+                | GeneralCategory::LineSeparator
+                | GeneralCategory::ParagraphSeparator
+        )
+    });
+    match hidden {
+        Some(c) => Err(Rejection::invalid(
+            "userName",
+            format!(
+                "contains U+{:04X}, a control, format or separator character",
+                u32::from(c)
+            ),
+        )),
+        None => Ok(()),
+    }
 }
 
 fn check_optional(field: &str, value: &Option<String>) -> Result<(), Rejection> {

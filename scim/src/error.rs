@@ -229,6 +229,7 @@ impl From<Rejection> for Error {
             Rejection::MemberNotFound(member) => {
                 Error::invalid_value(format!("member {} does not exist", member_id(member)))
             }
+            owned @ Rejection::OwnedExternalId { .. } => Error::mutability(owned.to_string()),
             other => Error::invalid_value(other.to_string()),
         }
     }

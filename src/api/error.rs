@@ -144,6 +144,8 @@ impl From<Rejection> for ApiError {
             Rejection::UserErased(_) => (StatusCode::CONFLICT, "user_erased"),
             Rejection::VersionMismatch { .. } => (StatusCode::PRECONDITION_FAILED, "version_mismatch"),
             Rejection::BindingShape { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "binding_shape"),
+            Rejection::HoldSuperseded { .. } => (StatusCode::CONFLICT, "hold_superseded"),
+            Rejection::HoldExpired { .. } => (StatusCode::CONFLICT, "hold_expired"),
             _ => (StatusCode::UNPROCESSABLE_ENTITY, "invalid"),
         };
         ApiError::new(status, code, rejection.to_string())

@@ -1,16 +1,20 @@
 //! Integrations: each one's sync status (last run, last error, counts), the snapshot the
-//! mass-deactivation guard holds with the changes it would make, confirming or rejecting it,
-//! and a run on request.
+//! mass-deactivation guard holds with the changes it would make and what the guard counted,
+//! confirming (the run reviewed, while it is fresh) or rejecting it, and a run on request.
 
 use std::time::SystemTime;
 
 use axum::Json;
+use axum::body::Bytes;
 use axum::extract::Path;
 use axum::http::StatusCode;
 use idpsync_drivers::scheduler::IntegrationStatus;
 use idpsync_engine::HeldReconcile;
 use idpsync_engine::Outcome;
-use idpsync_engine::ids::IntegrationName;
+use idpsync_engine::ids::{IntegrationName, SyncRunId};
+use idpsync_engine::reconcile::ReconcilePolicy;
+use idpsync_storage::Timestamp;
+use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::auth::TenantAccess;
@@ -50,12 +54,25 @@ fn status_json(status: &IntegrationStatus) -> Value {
     })
 }
 
-fn held_json(held: &HeldReconcile) -> Value {
+fn held_json(held: &HeldReconcile, policy: &ReconcilePolicy) -> Value {
     let report = &held.report;
+    let guard = &report.guard;
+    let expires_at = held.expires_at(policy);
     json!({
         "heldAt": held.held_at,
+        "heldSince": held.held_since.to_rfc3339(),
+        "expiresAt": expires_at.to_rfc3339(),
+        "expired": Timestamp::now() >= expires_at,
         "run": held.snapshot.run,
         "summary": report.held,
+        "guard": {
+            "removals": guard.removals,
+            "deletions": guard.deletions,
+            "ownedUsers": guard.owned_users,
+            "earlierRemovals": guard.earlier.removals,
+            "earlierDeletions": guard.earlier.deletions,
+            "limitPermille": guard.limit_permille,
+        },
         "planned": {
             "usersCreated": report.users_created,
             "usersUpdated": report.users_updated,
@@ -89,17 +106,23 @@ fn statuses(state: &ApiState, access: &TenantAccess) -> Vec<IntegrationStatus> {
         .collect()
 }
 
-fn integration_json(status: Option<&IntegrationStatus>, name: &IntegrationName, held: Option<&HeldReconcile>) -> Value {
+fn integration_json(
+    status: Option<&IntegrationStatus>,
+    name: &IntegrationName,
+    held: Option<&HeldReconcile>,
+    policy: &ReconcilePolicy,
+) -> Value {
     let mut value = match status {
         Some(status) => status_json(status),
         None => json!({"integration": name.as_str(), "scheduled": false}),
     };
-    value["held"] = held.map_or(Value::Null, held_json);
+    value["held"] = held.map_or(Value::Null, |held| held_json(held, policy));
     value
 }
 
 async fn list(state: axum::extract::State<ApiState>, access: TenantAccess) -> Json<Value> {
     let statuses = statuses(&state, &access);
+    let policy = &access.tenant.settings().policy;
     let mut held = access.tenant.held();
     let mut items: Vec<Value> = statuses
         .iter()
@@ -108,11 +131,15 @@ async fn list(state: axum::extract::State<ApiState>, access: TenantAccess) -> Js
                 Some(status),
                 &status.integration,
                 held.remove(&status.integration).as_ref(),
+                policy,
             )
         })
         .collect();
     // A hold whose integration is not scheduled here (run with `idpsync sync`) is listed too.
-    items.extend(held.iter().map(|(name, hold)| integration_json(None, name, Some(hold))));
+    items.extend(
+        held.iter()
+            .map(|(name, hold)| integration_json(None, name, Some(hold), policy)),
+    );
     Json(json!({"items": items}))
 }
 
@@ -131,7 +158,12 @@ async fn get_one(
             access.tenant.id()
         )));
     }
-    Ok(Json(integration_json(status, &integration, held.as_ref())))
+    Ok(Json(integration_json(
+        status,
+        &integration,
+        held.as_ref(),
+        &access.tenant.settings().policy,
+    )))
 }
 
 async fn trigger(
@@ -155,17 +187,33 @@ async fn trigger(
     ))
 }
 
+/// The body of `POST …/held/confirm`, which may be empty.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfirmBody {
+    /// The held run that was reviewed; confirming fails with 409 if a newer listing has
+    /// superseded it. Without it, the hold as it stands now is confirmed.
+    run: Option<SyncRunId>,
+}
+
 async fn confirm(
     access: TenantAccess,
     Path((_, integration)): Path<(String, String)>,
+    body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let integration = name(&integration)?;
-    if !access.tenant.held().contains_key(&integration) {
+    let body: ConfirmBody = if body.iter().all(u8::is_ascii_whitespace) {
+        ConfirmBody::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|error| ApiError::bad_request(format!("invalid JSON body: {error}")))?
+    };
+    let Some(held) = access.tenant.held().remove(&integration) else {
         return Err(ApiError::not_found(format!(
             "integration {integration} has no held sync"
         )));
-    }
-    let committed = access.tenant.confirm_held(integration.clone()).await?;
+    };
+    let run = body.run.unwrap_or(held.snapshot.run);
+    let committed = access.tenant.confirm_held(integration.clone(), run).await?;
     let report = match committed.outcome {
         Outcome::Reconciled(report) | Outcome::Held(report) => {
             serde_json::to_value(report).map_err(ApiError::internal)?

@@ -151,13 +151,18 @@ fn render(args: &SyncArgs, outcome: &SyncOutcome) -> String {
     }
     out.push_str(&format!("{verb}: {}\n", summary(report)));
     if let Some(hold) = &report.held {
+        let guard = &report.guard;
         out.push_str(&format!(
-            "HELD: this sync would deactivate {} and delete {} of the {} users the integration owns, above the limit of {:.1} %.\n\
+            "HELD: this sync would take access from {} users (deactivating {}, deleting {}); with the {} its runs took it \
+             from within the hold window, that is {} of the integration's {} users, above the limit of {:.1} %.\n\
              Nothing was applied. Review the changes above (`--dry-run` shows them again), then apply them with:\n  \
              idpsync sync --tenant {} --integration {} --once --confirm-held\n",
+            guard.removals,
             hold.deactivations,
             hold.deletions,
-            hold.owned_users,
+            guard.earlier.removals,
+            guard.earlier.removals + guard.removals,
+            guard.size(),
             f64::from(hold.limit_permille) / 10.0,
             args.tenant,
             args.integration,

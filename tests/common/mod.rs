@@ -56,7 +56,16 @@ impl TestServer {
         limits: HttpLimits,
         build: impl FnOnce(Arc<Engine>, &TokenStore) -> (axum::Router, Box<dyn FnOnce() + Send>),
     ) -> TestServer {
-        TestServer::start_with_store(Arc::new(MemoryStore::new()), limits, build).await
+        TestServer::start_with_settings(TenantSettings::default(), limits, build).await
+    }
+
+    /// [`TestServer::start_with`], with the tenants' `settings`.
+    pub async fn start_with_settings(
+        settings: TenantSettings,
+        limits: HttpLimits,
+        build: impl FnOnce(Arc<Engine>, &TokenStore) -> (axum::Router, Box<dyn FnOnce() + Send>),
+    ) -> TestServer {
+        TestServer::start_with_store_and_settings(Arc::new(MemoryStore::new()), settings, limits, build).await
     }
 
     async fn start_with_store(
@@ -64,8 +73,17 @@ impl TestServer {
         limits: HttpLimits,
         build: impl FnOnce(Arc<Engine>, &TokenStore) -> (axum::Router, Box<dyn FnOnce() + Send>),
     ) -> TestServer {
+        TestServer::start_with_store_and_settings(store, TenantSettings::default(), limits, build).await
+    }
+
+    async fn start_with_store_and_settings(
+        store: Arc<dyn LogStore>,
+        settings: TenantSettings,
+        limits: HttpLimits,
+        build: impl FnOnce(Arc<Engine>, &TokenStore) -> (axum::Router, Box<dyn FnOnce() + Send>),
+    ) -> TestServer {
         let data_dir = tempfile::tempdir().unwrap();
-        let engine = Arc::new(Engine::open(store, TenantSettings::default()).await.unwrap());
+        let engine = Arc::new(Engine::open(store, settings).await.unwrap());
         let tokens = TokenStore::new(data_dir.path());
         let (router, on_stop) = build(Arc::clone(&engine), &tokens);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

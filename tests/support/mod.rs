@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use idpsync::api::{ApiSettings, ApiState};
-use idpsync::engine::Engine;
+use idpsync::engine::{Engine, TenantSettings};
 use idpsync::server::HttpLimits;
 use idpsync::storage::TenantId;
 use idpsync::tokens::{TokenAuthenticator, TokenKind, TokenStore};
@@ -35,8 +35,17 @@ impl Service {
 
     /// The service within `limits`.
     pub async fn start_limited(limits: HttpLimits) -> Service {
+        Service::start_with(TenantSettings::default(), limits).await
+    }
+
+    /// The service with the tenants' `settings`.
+    pub async fn start_with_settings(settings: TenantSettings) -> Service {
+        Service::start_with(settings, HttpLimits::default()).await
+    }
+
+    async fn start_with(settings: TenantSettings, limits: HttpLimits) -> Service {
         let metrics = idpsync::metrics::install().unwrap();
-        let server = TestServer::start_with(limits, |engine, tokens| {
+        let server = TestServer::start_with_settings(settings, limits, |engine, tokens| {
             let api = ApiState::new(
                 Arc::clone(&engine),
                 Arc::new(TokenAuthenticator::admin(tokens.clone()).unwrap()),

@@ -10,7 +10,8 @@
 //! - plan (`plan`): the snapshot against the state gives the events and the
 //!   [`ReconcileReport`] (`report`), removals first, following the tenant's
 //!   [`ReconcilePolicy`] (`policy`);
-//! - guard (`guard`): a plan that removes too many users is held instead ([`Guard`]).
+//! - guard (`guard`): a plan that, with the integration's recent runs, takes access from too
+//!   many users is held instead ([`Guard`], [`GuardCount`]).
 //!
 //! The ways in are [`Tenant::plan`](crate::Tenant::plan) (a dry run: nothing is written) and
 //! [`Tenant::reconcile`](crate::Tenant::reconcile) (through the writer, which turns the
@@ -28,8 +29,8 @@ mod scope;
 mod snapshot;
 
 pub use filter::GroupFilter;
-pub use guard::Guard;
-pub(crate) use guard::held_event;
+pub use guard::{Guard, GuardCount, GuardMemory, RecentRemovals};
+pub(crate) use guard::{Removals, held_event};
 pub use listing::{Listing, ListingScope};
 pub(crate) use plan::{Plan, plan};
 pub use policy::{MissingUsers, ReconcilePolicy};

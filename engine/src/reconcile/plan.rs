@@ -3,13 +3,14 @@
 //! nothing the second time. Pure: the state is read, never changed; ids come from `new_id`.
 //!
 //! In order: removals (what a complete snapshot no longer lists, or what a delta says is gone),
-//! then users, then groups, then memberships; last, the guard judges the whole plan.
+//! then users, then groups, then memberships; last, the guard judges the whole plan, with what
+//! the integration's recent runs removed.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use uuid::Uuid;
 
-use super::guard::{self, Guard};
+use super::guard::{self, Guard, GuardCount, RecentRemovals, Removals};
 use super::policy::{MissingUsers, ReconcilePolicy};
 use super::report::{ChangeLine, ReconcileReport};
 use super::snapshot::{DirectorySnapshot, ExternalMember, Membership, SnapshotGroup, SnapshotScope, SnapshotUser};
@@ -53,6 +54,8 @@ struct Planner<'s> {
     source: Source,
     events: Vec<Envelope>,
     report: ReconcileReport,
+    /// Whom the events take access from, for the guard.
+    removals: Removals,
     integration: &'s IntegrationName,
 }
 
@@ -63,6 +66,7 @@ impl Planner<'_> {
             cause: Cause::IdpObject(object.to_owned()),
             event,
         };
+        self.removals.before(&self.scratch, &envelope.event);
         apply_speculatively(&mut self.scratch, &envelope);
         self.events.push(envelope);
         self.report.changes.push(ChangeLine { action, object: label });
@@ -80,10 +84,9 @@ impl Planner<'_> {
             self.conflict(format!("user {label}: {rejection}"));
             return Ok(());
         }
-        let name_holder = self.scratch.user_by_name(&listed.profile.user_name).map(|user| user.id);
         let Some(id) = self.scratch.owned_user(self.integration, &listed.external_id) else {
-            if let Some(holder) = name_holder {
-                return Err(format!("user {label}: userName is already used by user {holder}"));
+            if let Some(holder) = self.scratch.user_by_name(&listed.profile.user_name) {
+                return Err(format!("user {label}: userName is already used by user {}", holder.id));
             }
             let user = UserId(new_id());
             let event = Event::UserProvisioned {
@@ -101,13 +104,14 @@ impl Planner<'_> {
         let mut blocked = Ok(());
         // An erased user's personal fields are never restored from the IdP; its state still is.
         if !current.is_erased() && current.profile != listed.profile {
-            match name_holder {
-                Some(holder) if holder != id => {
+            match self.scratch.user_name_taken_from(&listed.profile.user_name, &current) {
+                Some(holder) => {
                     blocked = Err(format!(
-                        "user {label}: cannot rename, userName is already used by user {holder}"
+                        "user {label}: cannot rename, userName is already used by user {}",
+                        holder.id
                     ));
                 }
-                _ => {
+                None => {
                     let event = Event::UserUpdated {
                         user: id,
                         external_id: current.external_id.clone(),
@@ -271,13 +275,15 @@ impl Planner<'_> {
     }
 }
 
-/// Plans reconciling `snapshot` with `state`: the events and their report, or the guard's hold.
-/// Ids of new users and groups come from `new_id`.
+/// Plans reconciling `snapshot` with `state`: the events and their report, or the guard's hold,
+/// judged with what the integration's `recent` runs removed. Ids of new users and groups come
+/// from `new_id`.
 pub(crate) fn plan(
     state: &State,
     snapshot: &DirectorySnapshot,
     guard: Guard,
     policy: &ReconcilePolicy,
+    recent: RecentRemovals,
     new_id: &mut dyn FnMut() -> Uuid,
 ) -> Plan {
     let integration = &snapshot.integration;
@@ -290,6 +296,7 @@ pub(crate) fn plan(
         },
         events: Vec::new(),
         report: ReconcileReport::default(),
+        removals: Removals::default(),
         integration,
     };
 
@@ -398,8 +405,16 @@ pub(crate) fn plan(
         }
     }
 
+    let (removals, deletions) = planner.removals.count(&planner.scratch);
     let mut report = planner.report;
-    match guard::hold(guard, policy, owned_users, &report) {
+    report.guard = GuardCount {
+        removals,
+        deletions,
+        owned_users,
+        earlier: recent,
+        limit_permille: policy.hold_above_permille,
+    };
+    match guard::hold(guard, &report.guard, &report) {
         Some(summary) => {
             report.held = Some(summary.clone());
             Plan::Hold { summary, report }

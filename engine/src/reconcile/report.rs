@@ -2,6 +2,7 @@
 
 use serde::Serialize;
 
+use super::guard::GuardCount;
 use crate::event::HoldSummary;
 
 /// One planned or applied change, for people to read.
@@ -42,6 +43,9 @@ pub struct ReconcileReport {
     pub conflicts: Vec<String>,
     /// Every change, in order.
     pub changes: Vec<ChangeLine>,
+    /// What the guard counted: the users it takes access from, with the integration's
+    /// recent runs, against the limit.
+    pub guard: GuardCount,
     /// Set when the guard held the snapshot.
     pub held: Option<HoldSummary>,
 }

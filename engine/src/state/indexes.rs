@@ -3,10 +3,10 @@
 //!
 //! The lookups follow from the users and groups: the fold keeps them in step one change at a
 //! time, and loading a snapshot or ending a full replay builds them at once from all users and
-//! groups in id order ([`Indexes::index_users_in_bulk`]). The two agree wherever keys are
-//! unique, which deciding commands ensures; where a log somehow gives two users one userName,
-//! the one-at-a-time fold keeps whichever it indexed last, the bulk build the one with the
-//! higher id.
+//! groups in id order ([`Indexes::index_users_in_bulk`]). The two always agree: the userName
+//! lookup is a set of (folded name, user), so where a log gives several users one folded name
+//! (written before names were folded as they are now) each keeps its entry, and the name is
+//! held by the lowest id, the earliest user, whichever way the lookup was built.
 
 use imbl::{OrdMap, OrdSet};
 
@@ -17,8 +17,9 @@ use crate::model::{BindingGroups, BindingRole, Group, Owner, ResourceRef, User};
 /// The lookups of users and groups by what clients and integrations know them by.
 #[derive(Clone, Default, Debug, PartialEq, Eq)]
 pub(crate) struct Indexes {
-    /// Case-folded userName → user; unique.
-    pub(crate) user_names: OrdMap<String, UserId>,
+    /// (folded userName, user): unique per name for every name `decide` accepted; the
+    /// lowest id holds a name that an older log gave to several users.
+    pub(crate) user_names: OrdSet<(String, UserId)>,
     /// (externalId, user): a multimap as one set.
     pub(crate) user_external_ids: OrdSet<(String, UserId)>,
     /// (externalId, group).
@@ -99,7 +100,7 @@ impl Indexes {
         let (names, external_ids, owned) = lookup_entries(
             users.map(|user| (user.id, &user.profile.user_name, user.external_id.as_ref(), &user.owner)),
         );
-        self.user_names = map_in_bulk(names);
+        self.user_names = set_in_bulk(names);
         self.user_external_ids = set_in_bulk(external_ids);
         self.owned_users = map_in_bulk(owned);
     }
@@ -120,7 +121,7 @@ impl Indexes {
 
     /// Adds `user`'s entries.
     pub(crate) fn index_user(&mut self, user: &User) {
-        self.user_names.insert(fold_case(&user.profile.user_name), user.id);
+        self.user_names.insert((fold_case(&user.profile.user_name), user.id));
         if let Some(external_id) = &user.external_id {
             self.user_external_ids.insert((external_id.clone(), user.id));
         }
@@ -131,10 +132,7 @@ impl Indexes {
 
     /// Removes `user`'s entries (those that still point at it).
     pub(crate) fn unindex_user(&mut self, user: &User) {
-        let name = fold_case(&user.profile.user_name);
-        if self.user_names.get(&name) == Some(&user.id) {
-            self.user_names.remove(&name);
-        }
+        self.user_names.remove(&(fold_case(&user.profile.user_name), user.id));
         if let Some(external_id) = &user.external_id {
             self.user_external_ids.remove(&(external_id.clone(), user.id));
         }

@@ -23,9 +23,20 @@ pub use flat::FlatState;
 use indexes::{Bindings, Indexes};
 pub use snapshot::{SNAPSHOT_FORMAT, SnapshotDecodeError, decode_snapshot, encode_snapshot, read_snapshot, read_state};
 
-/// Folds a name for case-insensitive comparison (userName, group displayName).
+/// Folds a name for comparison (userName, group displayName): Unicode compatibility
+/// normalisation (NFKC) and full case folding, so that `ＵＳＥＲ`, `User` and `user` are one
+/// name. NFKC is applied again after folding, which can undo it (as Unicode's `NFKC_Casefold`
+/// does; unlike it, default-ignorable characters are kept: a userName may not hold them).
 pub fn fold_case(name: &str) -> String {
-    name.to_lowercase()
+    // NFKC leaves ASCII as it is, and folding ASCII is lowercasing it: the common case.
+    if name.is_ascii() {
+        return name.to_ascii_lowercase();
+    }
+    let nfkc = icu_normalizer::ComposingNormalizerBorrowed::new_nfkc();
+    let folded = icu_casemap::CaseMapper::new()
+        .fold_string(&nfkc.normalize(name))
+        .into_owned();
+    nfkc.normalize(&folded).into_owned()
 }
 
 /// The groups one member is directly in, in id order: a plain vector behind an `Arc`, shared by
@@ -125,22 +136,53 @@ impl State {
         self.groups.len()
     }
 
-    /// The user with this userName, compared case-insensitively.
+    /// The user with this userName, compared folded ([`fold_case`]). Where a log written
+    /// before names were compared this way gives several users one folded name, the earliest
+    /// (the lowest id: ids are UUID v7) holds it.
     pub fn user_by_name(&self, user_name: &str) -> Option<&Arc<User>> {
+        let key = fold_case(user_name);
         self.indexes
             .user_names
-            .get(&fold_case(user_name))
-            .and_then(|id| self.users.get(id))
+            .range((key.clone(), UserId::MIN)..=(key, UserId::MAX))
+            .next()
+            .and_then(|(_, id)| self.users.get(id))
     }
 
-    /// Users whose case-folded userName starts with `prefix` (case-folded here), in name order.
+    /// The user that stops `user` from going by `user_name`: another user that holds the
+    /// name, unless `user` goes by it already (however it is written). A user keeps the name
+    /// it has, even where an older log gave another user the same folded name.
+    pub(crate) fn user_name_taken_from(&self, user_name: &str, user: &User) -> Option<&Arc<User>> {
+        let holder = self.user_by_name(user_name)?;
+        let keeps_its_name = fold_case(&user.profile.user_name) == fold_case(user_name);
+        (holder.id != user.id && !keeps_its_name).then_some(holder)
+    }
+
+    /// Users whose folded userName starts with `prefix` (folded here), in name order.
     pub fn users_by_name_prefix<'a>(&'a self, prefix: &str) -> impl Iterator<Item = &'a Arc<User>> + 'a {
         let prefix = fold_case(prefix);
         self.indexes
             .user_names
-            .range(prefix.clone()..)
+            .range((prefix.clone(), UserId::MIN)..)
             .take_while(move |(name, _)| name.starts_with(&prefix))
             .filter_map(|(_, id)| self.users.get(id))
+    }
+
+    /// Folded userNames that more than one user has, with those users in id order: only a log
+    /// written before names were compared folded can hold them (`decide` refuses a name that
+    /// is taken). The first user of each holds the name.
+    pub fn user_name_collisions(&self) -> Vec<(String, Vec<UserId>)> {
+        let mut collisions: Vec<(String, Vec<UserId>)> = Vec::new();
+        let mut previous: Option<&(String, UserId)> = None;
+        for entry in &self.indexes.user_names {
+            if let Some((name, holder)) = previous.filter(|(name, _)| *name == entry.0) {
+                match collisions.last_mut() {
+                    Some((last, users)) if last == name => users.push(entry.1),
+                    _ => collisions.push((name.clone(), vec![*holder, entry.1])),
+                }
+            }
+            previous = Some(entry);
+        }
+        collisions
     }
 
     /// Users with this externalId (exact match).

@@ -39,7 +39,7 @@ use crate::command::{Command, Origin};
 use crate::decide::Outcome;
 use crate::error::SubmitError;
 use crate::history::History;
-use crate::ids::IntegrationName;
+use crate::ids::{IntegrationName, SyncRunId};
 use crate::reconcile::{Guard, ReconcilePolicy, SyncInput};
 use crate::seal::Keyring;
 use crate::state::State;
@@ -82,7 +82,7 @@ pub struct TenantSettings {
     pub recent_max: usize,
     /// The most commands the writer takes into one append.
     pub commands_per_batch_max: usize,
-    /// Reconcile guard settings.
+    /// Reconcile guard settings: the limit, its window, how long a hold can be confirmed.
     pub policy: ReconcilePolicy,
     /// Seal users' personal fields under per-user keys, so that they can be erased. Off only
     /// to measure what sealing costs.
@@ -128,6 +128,7 @@ pub(crate) enum Job {
     },
     ConfirmHeld {
         integration: IntegrationName,
+        run: SyncRunId,
         reply: oneshot::Sender<Result<Committed, SubmitError>>,
     },
     Snapshot {

@@ -25,7 +25,7 @@ use tokio::task::JoinHandle;
 
 use super::apply::{AppliedBatch, ToApply};
 use super::publish::Publisher;
-use super::reconcile::HoldChanges;
+use super::reconcile::{DecidedAt, HoldChanges};
 use super::snapshotter::Snapshotter;
 use super::{Committed, Job, Tenant};
 use crate::command::{Command, Origin};
@@ -33,10 +33,9 @@ use crate::decide::{DecideContext, decide};
 use crate::error::{EngineError, SubmitError};
 use crate::event::{ENVELOPE_VERSION, Envelope, Event, LoggedEvent, Personal, encode};
 use crate::history::History;
-use crate::ids::{IntegrationName, UserId};
+use crate::ids::{IntegrationName, SyncRunId, UserId};
 use crate::model::UserProfile;
-use crate::reconcile::{Guard, SyncInput};
-use crate::rejection::Rejection;
+use crate::reconcile::{Guard, GuardMemory, SyncInput};
 use crate::replay::replay_with;
 use crate::seal::{Keyring, UserKey, seal, secret_id};
 use crate::state::State;
@@ -162,6 +161,23 @@ impl Job {
             Job::Reconcile { .. } | Job::ConfirmHeld { .. } | Job::Snapshot { .. } | Job::Shutdown { .. } => true,
         }
     }
+
+    /// Whether the job reconciles, and so needs the guard's window.
+    fn reconciles(&self) -> bool {
+        match self {
+            Job::Command { command, .. } => command_reconciles(command),
+            Job::Reconcile { .. } | Job::ConfirmHeld { .. } => true,
+            Job::Snapshot { .. } | Job::Shutdown { .. } => false,
+        }
+    }
+}
+
+fn command_reconciles(command: &Command) -> bool {
+    match command {
+        Command::Reconcile { .. } => true,
+        Command::Atomic(commands) => commands.iter().any(command_reconciles),
+        _ => false,
+    }
 }
 
 fn command_needs_quiet(command: &Command) -> bool {
@@ -229,10 +245,18 @@ impl Writer {
             if job.needs_quiet() {
                 self.drain().await;
             }
+            if job.reconciles() {
+                // Nothing is in flight: the log holds every run the guard's window may need.
+                self.tenant.recall_recent_runs().await;
+            }
             match job {
                 Job::Command { command, origin, reply } => self.decide_one(*command, &origin, reply),
                 Job::Reconcile { input, guard, reply } => self.reconcile(*input, guard, reply),
-                Job::ConfirmHeld { integration, reply } => self.confirm_held(integration, reply),
+                Job::ConfirmHeld {
+                    integration,
+                    run,
+                    reply,
+                } => self.confirm_held(integration, run, reply),
                 // Nothing is in flight: the state is durable.
                 Job::Snapshot { reply } => self.snapshotter.now(self.state.clone(), reply),
                 Job::Shutdown { done } => {
@@ -255,15 +279,22 @@ impl Writer {
         self.decide_one(command, &origin, reply);
     }
 
-    fn confirm_held(&mut self, integration: IntegrationName, reply: oneshot::Sender<Result<Committed, SubmitError>>) {
-        match self.tenant.holds.get(&integration) {
-            None => {
-                let _ = reply.send(Err(SubmitError::Rejected(Rejection::Invalid {
-                    field: "integration".to_owned(),
-                    reason: format!("integration {integration} has no held sync"),
-                })));
+    fn confirm_held(
+        &mut self,
+        integration: IntegrationName,
+        run: SyncRunId,
+        reply: oneshot::Sender<Result<Committed, SubmitError>>,
+    ) {
+        let policy = &self.tenant.settings.policy;
+        match self
+            .tenant
+            .holds
+            .confirmable(&integration, run, Timestamp::now(), policy)
+        {
+            Err(rejection) => {
+                let _ = reply.send(Err(SubmitError::Rejected(rejection)));
             }
-            Some(held) => {
+            Ok(held) => {
                 let origin = Origin::integration(integration, held.snapshot.run);
                 let command = Command::Reconcile {
                     snapshot: Box::new((*held.snapshot).clone()),
@@ -327,12 +358,18 @@ impl Writer {
         origin: &Origin,
         reply: oneshot::Sender<Result<Committed, SubmitError>>,
     ) {
-        let holds = self.tenant.holds.summaries();
+        let now = Timestamp::now();
+        // Only a reconcile asks the guard.
+        let guard = if command_reconciles(&command) {
+            self.tenant.holds.memory(now, &self.tenant.settings.policy)
+        } else {
+            GuardMemory::default()
+        };
         let mut new_id = uuid::Uuid::now_v7;
         let mut context = DecideContext {
             new_id: &mut new_id,
             policy: &self.tenant.settings.policy,
-            holds: &holds,
+            guard: &guard,
         };
         let decision = match decide(&self.state, &command, origin, &mut context) {
             Ok(decision) => decision,
@@ -345,8 +382,13 @@ impl Writer {
         let events = decision.events.len() as u64;
         let logged = self.log_events(&mut batch, decision.events);
         batch.applied.apply(&mut self.state, logged, &*self.tenant.keyring);
-        if let Command::Reconcile { snapshot, guard } = &command {
-            batch.holds.note(snapshot, *guard, &decision.outcome, self.state.seq());
+        if let Command::Reconcile { snapshot, .. } = &command {
+            let at = DecidedAt {
+                head: self.state.seq(),
+                recorded_at: self.state.recorded_at(),
+                now,
+            };
+            batch.holds.note(snapshot, &decision.outcome, at);
         }
         let committed = Committed {
             events,
@@ -451,7 +493,9 @@ impl Writer {
         for user in batch.erased {
             destroy_key(&self.tenant, user).await;
         }
-        self.tenant.holds.settle(batch.holds, &self.tenant.id);
+        self.tenant
+            .holds
+            .settle(batch.holds, &self.tenant.id, &self.tenant.settings.policy);
         for (reply, committed) in batch.replies {
             let _ = reply.send(Ok(committed));
         }

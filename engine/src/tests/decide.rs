@@ -349,3 +349,149 @@ fn the_fold_is_reproducible() {
     );
     assert_eq!(h.state.seq(), Seq(h.log.len() as u64));
 }
+
+/// Hardening issue, must-fix 9b: userNames were compared lowercased only, so a fullwidth
+/// `ｕｓｅｒ@example.com` (a compatibility form) became a second user beside `user@example.com`.
+#[test]
+fn user_names_are_unique_by_compatibility_form_and_case_fold() {
+    let mut h = Harness::new();
+    let user = h.user("user@example.com");
+    for other in [
+        "ｕｓｅｒ@example.com",
+        "USER@example.com",
+        "ＵＳＥＲ@ＥＸＡＭＰＬＥ.ＣＯＭ",
+    ] {
+        let rejection = h
+            .when(Command::ProvisionUser {
+                owner: Owner::Scim,
+                external_id: None,
+                active: true,
+                profile: profile(other),
+            })
+            .unwrap_err();
+        assert_eq!(
+            rejection,
+            Rejection::UserNameTaken {
+                user_name: other.into(),
+                existing: user
+            },
+            "{other}"
+        );
+        assert_eq!(h.state.user_by_name(other).unwrap().id, user, "{other}");
+    }
+    // Case folding, not just lowercasing: `ß` folds to `ss`.
+    let strasse = h.user("strasse@example.com");
+    assert_eq!(h.state.user_by_name("STRAßE@example.com").unwrap().id, strasse);
+    assert_eq!(h.state.user_count(), 2);
+}
+
+/// Hardening issue, must-fix 9b: a userName could hold control characters (tab, line breaks,
+/// DEL) and bidirectional overrides, which make one name read as another.
+#[test]
+fn user_names_with_control_or_format_characters_are_refused() {
+    let mut h = Harness::new();
+    let before = h.head();
+    let hidden = (0u32..=0x1F)
+        .chain([0x7F, 0x85, 0x202E, 0x2066, 0x200B, 0x200D, 0xFEFF, 0x2028])
+        .map(|code| char::from_u32(code).unwrap());
+    for c in hidden {
+        let rejection = h
+            .when(Command::ProvisionUser {
+                owner: Owner::Scim,
+                external_id: None,
+                active: true,
+                profile: profile(&format!("ali{c}ce@example.com")),
+            })
+            .unwrap_err();
+        assert!(
+            matches!(&rejection, Rejection::Invalid { field, .. } if field == "userName"),
+            "U+{:04X}: {rejection:?}",
+            u32::from(c)
+        );
+    }
+    let alice = h.user("alice@example.com");
+    let renamed = h.when(Command::ReplaceUser {
+        user: alice,
+        expected_version: None,
+        external_id: None,
+        active: None,
+        profile: profile("\u{202E}moc.elpmaxe@ecila"),
+    });
+    assert!(matches!(renamed, Err(Rejection::Invalid { .. })), "{renamed:?}");
+    assert_eq!(h.head(), Seq(before.0 + 1), "only alice was written");
+}
+
+/// Hardening issue, must-fix 9c: a SCIM write could give a user an integration owns another
+/// externalId (or none), after which the integration no longer finds it and cannot offboard
+/// it when its IdP does.
+#[test]
+fn the_external_id_of_an_integration_owned_user_or_group_cannot_be_changed() {
+    let mut h = Harness::new();
+    let integration = crate::ids::IntegrationName::new("okta").unwrap();
+    let owner = Owner::Integration(integration.clone());
+    let Outcome::UserProvisioned(user) = h.given(Command::ProvisionUser {
+        owner: owner.clone(),
+        external_id: Some("00u1".into()),
+        active: true,
+        profile: profile("leaver@example.com"),
+    }) else {
+        unreachable!()
+    };
+    let Outcome::GroupCreated(group) = h.given(Command::CreateGroup {
+        owner,
+        external_id: Some("00g1".into()),
+        display_name: "vpn".into(),
+        members: vec![],
+    }) else {
+        unreachable!()
+    };
+    let refused = Rejection::OwnedExternalId {
+        integration,
+        external_id: Some("00u1".into()),
+    };
+    for external_id in [Some("hidden".to_owned()), None] {
+        let replaced = h.when(Command::ReplaceUser {
+            user,
+            expected_version: None,
+            external_id: external_id.clone(),
+            active: None,
+            profile: profile("leaver@example.com"),
+        });
+        assert_eq!(replaced.unwrap_err(), refused, "{external_id:?}");
+        let updated = h.when(Command::UpdateGroup {
+            group,
+            expected_version: None,
+            display_name: "vpn".into(),
+            external_id,
+        });
+        assert!(matches!(updated, Err(Rejection::OwnedExternalId { .. })), "{updated:?}");
+    }
+    assert_eq!(
+        h.state
+            .owned_user(&crate::ids::IntegrationName::new("okta").unwrap(), "00u1"),
+        Some(user)
+    );
+    // The same value is no change: the rest of the write goes through.
+    let (events, _) = h
+        .when(Command::ReplaceUser {
+            user,
+            expected_version: None,
+            external_id: Some("00u1".into()),
+            active: Some(false),
+            profile: profile("leaver@example.com"),
+        })
+        .unwrap();
+    assert!(
+        matches!(events.as_slice(), [Event::UserDeactivated { .. }]),
+        "{events:?}"
+    );
+    // A user no integration owns may change its externalId.
+    let scim_user = h.user("scim@example.com");
+    h.given(Command::ReplaceUser {
+        user: scim_user,
+        expected_version: None,
+        external_id: Some("mine".into()),
+        active: None,
+        profile: profile("scim@example.com"),
+    });
+}

@@ -3,8 +3,8 @@
 use crate::command::Command;
 use crate::decide::Outcome;
 use crate::event::Event;
-use crate::ids::{IntegrationName, Member, SyncRunId};
-use crate::model::{Owner, UserProfile};
+use crate::ids::{IntegrationName, Member, ResourceId, SyncRunId};
+use crate::model::{BindingGroups, Owner, ResourceKind, ResourceRef, UserProfile};
 use crate::reconcile::{
     DirectorySnapshot, ExternalMember, Guard, Membership, MissingUsers, ReconcileReport, SnapshotGroup, SnapshotScope,
     SnapshotUser,
@@ -237,4 +237,75 @@ fn deactivating_missing_users_when_configured() {
         !h.state
             .is_direct_member(h.state.owned_group(&idp(), "g1").unwrap(), Member::User(gone))
     );
+}
+
+/// Binds the integration's groups (by IdP id) to a route, so that their members reach it.
+fn bind(h: &mut Harness, route: &str, groups: &[&str]) {
+    let groups = groups
+        .iter()
+        .map(|external_id| h.state.owned_group(&idp(), external_id).unwrap())
+        .collect();
+    h.given(Command::SetBinding {
+        resource: ResourceRef {
+            kind: ResourceKind::Route,
+            id: ResourceId::new(route).unwrap(),
+        },
+        groups: BindingGroups::Groups(groups),
+    });
+}
+
+/// `directory(n)` with users `u{from}`.. only in `g1`.
+fn members_from(n: usize, from: usize) -> DirectorySnapshot {
+    let mut snapshot = directory(n);
+    snapshot.scope = SnapshotScope::Complete {
+        memberships: (from..n).map(|i| edge("g1", &format!("u{i}"))).collect(),
+    };
+    snapshot
+}
+
+/// Hardening issue, must-fix 6: only deactivations and deletions were counted, so a run that
+/// emptied the groups bound to the network's policies, or deleted them, took everyone's
+/// access away without a hold.
+#[test]
+fn membership_removals_and_group_deletions_that_take_access_are_counted() {
+    let mut h = Harness::new();
+    reconcile(&mut h, directory(20), Guard::Enforce);
+    bind(&mut h, "office", &["g1"]);
+    // Half the users leave the bound group: 10 of 20 lose the route.
+    let (events, outcome) = reconcile(&mut h, members_from(20, 10), Guard::Enforce);
+    assert!(matches!(outcome, Outcome::Held(_)), "{outcome:?}");
+    assert!(matches!(events.as_slice(), [Event::ReconcileHeld { .. }]), "{events:?}");
+    assert_eq!(report(&outcome).guard.removals, 10);
+    // The group goes: all 20 lose the route.
+    let (_, outcome) = reconcile(&mut h, complete(directory(20).users, vec![], vec![]), Guard::Enforce);
+    assert!(matches!(outcome, Outcome::Held(_)), "{outcome:?}");
+    assert_eq!(report(&outcome).guard.removals, 20);
+    assert_eq!(report(&outcome).groups_deleted, 1);
+    assert_eq!(h.state.group_count(), 1, "nothing was applied");
+}
+
+/// What removes no access is not counted: a membership removal or a group deletion that no
+/// binding reaches, and a move between groups that reach the same resources.
+#[test]
+fn removals_that_take_no_access_are_not_counted() {
+    let mut h = Harness::new();
+    reconcile(&mut h, directory(20), Guard::Enforce);
+    let (_, outcome) = reconcile(&mut h, members_from(20, 10), Guard::Enforce);
+    assert!(matches!(outcome, Outcome::Reconciled(_)), "g1 is bound to nothing");
+    assert_eq!(report(&outcome).memberships_removed, 10);
+    assert_eq!(report(&outcome).guard.removals, 0);
+
+    // Everyone moves from g1 to g2, both bound to the same route.
+    let mut h = Harness::new();
+    let mut both = directory(20);
+    both.groups.push(group("g2", "VPN, new"));
+    reconcile(&mut h, both.clone(), Guard::Enforce);
+    bind(&mut h, "office", &["g1", "g2"]);
+    both.scope = SnapshotScope::Complete {
+        memberships: (0..20).map(|i| edge("g2", &format!("u{i}"))).collect(),
+    };
+    let (_, outcome) = reconcile(&mut h, both, Guard::Enforce);
+    assert!(matches!(outcome, Outcome::Reconciled(_)), "{outcome:?}");
+    assert_eq!(report(&outcome).memberships_removed, 20);
+    assert_eq!(report(&outcome).guard.removals, 0, "nobody loses the route");
 }

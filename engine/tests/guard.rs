@@ -1,0 +1,202 @@
+//! The mass-deactivation guard through a tenant's writer: removals add up over the window,
+//! across restarts; a confirmed hold starts the window again; a hold is confirmed only as the
+//! hold of the run reviewed, and only while it is fresh.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use idpsync_engine::ids::{IntegrationName, SyncRunId};
+use idpsync_engine::model::UserProfile;
+use idpsync_engine::reconcile::{
+    ExternalMember, Guard, Listing, ListingScope, RecentRemovals, ReconcilePolicy, ReconcileReport, ScopeRules,
+    SnapshotGroup, SnapshotUser, SyncInput,
+};
+use idpsync_engine::{Engine, Rejection, SubmitError, Tenant, TenantSettings};
+use idpsync_storage::{LogStore, MemoryStore, TenantId};
+
+fn okta() -> IntegrationName {
+    IntegrationName::new("okta").unwrap()
+}
+
+/// A complete listing of users `u0`..`u{count - 1}`, all in group `vpn`.
+fn directory(count: usize) -> Listing {
+    let mut listing = Listing::new(ListingScope::Complete);
+    listing.add_group(SnapshotGroup {
+        external_id: "vpn".into(),
+        display_name: "VPN".into(),
+    });
+    for n in 0..count {
+        listing.add_user(SnapshotUser {
+            external_id: format!("u{n}"),
+            active: true,
+            profile: UserProfile {
+                user_name: format!("user{n}@example.com"),
+                ..UserProfile::default()
+            },
+        });
+        listing.add_member("vpn", ExternalMember::User(format!("u{n}")));
+    }
+    listing
+}
+
+fn input(listing: Listing) -> SyncInput {
+    SyncInput {
+        integration: okta(),
+        run: SyncRunId::new(),
+        listing,
+        rules: ScopeRules::default(),
+    }
+}
+
+async fn sync(tenant: &Tenant, users: usize) -> ReconcileReport {
+    tenant.reconcile(input(directory(users)), Guard::Enforce).await.unwrap()
+}
+
+fn owned(tenant: &Tenant) -> usize {
+    tenant.state().users_owned_by(&okta()).count()
+}
+
+async fn open(store: &Arc<dyn LogStore>, settings: TenantSettings) -> (Engine, Arc<Tenant>) {
+    let engine = Engine::open(Arc::clone(store), settings).await.unwrap();
+    let tenant = engine.require_tenant(&TenantId::default_tenant()).unwrap();
+    (engine, tenant)
+}
+
+/// Hardening issue, must-fix 6: each run was judged alone, so several runs under the limit
+/// added up to a mass offboarding; and what they removed was forgotten at a restart.
+#[tokio::test]
+async fn runs_under_the_limit_that_add_up_past_it_are_held_even_across_a_restart() {
+    let store: Arc<dyn LogStore> = Arc::new(MemoryStore::new());
+    let (engine, tenant) = open(&store, TenantSettings::default()).await;
+    sync(&tenant, 100).await;
+    let first = sync(&tenant, 94).await;
+    assert!(first.held.is_none(), "6 of 100 is under 10 %");
+    assert_eq!(owned(&tenant), 94);
+    engine.shutdown().await;
+
+    let (engine, tenant) = open(&store, TenantSettings::default()).await;
+    let second = sync(&tenant, 89).await;
+    assert_eq!(
+        second.guard.earlier,
+        RecentRemovals {
+            removals: 6,
+            deletions: 6
+        },
+        "the run before the restart is remembered"
+    );
+    let held = second.held.expect("6 + 5 of 100 is over 10 %: held");
+    assert_eq!(held.deletions, 5);
+    assert_eq!(owned(&tenant), 94, "nothing of the held run was applied");
+    assert!(tenant.held().contains_key(&okta()));
+    engine.shutdown().await;
+}
+
+/// Hardening issue, must-fix 6: once an operator confirmed a hold, what it confirmed is not
+/// counted against the next run, after a restart too.
+#[tokio::test]
+async fn a_confirmed_hold_starts_the_window_again() {
+    let store: Arc<dyn LogStore> = Arc::new(MemoryStore::new());
+    let (engine, tenant) = open(&store, TenantSettings::default()).await;
+    sync(&tenant, 100).await;
+    sync(&tenant, 94).await;
+    let held = sync(&tenant, 89).await;
+    assert!(held.held.is_some(), "6 + 5 of 100: held");
+    let run = tenant.held()[&okta()].snapshot.run;
+    tenant.confirm_held(okta(), run).await.unwrap();
+    assert_eq!(owned(&tenant), 89);
+    assert!(tenant.held().is_empty());
+    let next = sync(&tenant, 87).await;
+    assert_eq!(next.guard.earlier, RecentRemovals::default());
+    assert!(next.held.is_none(), "2 of 89 after the confirmed run: applied");
+    engine.shutdown().await;
+
+    // Read back from the log, the confirmed run still starts the window.
+    let (engine, tenant) = open(&store, TenantSettings::default()).await;
+    let after_restart = sync(&tenant, 85).await;
+    assert_eq!(
+        after_restart.guard.earlier,
+        RecentRemovals {
+            removals: 2,
+            deletions: 2
+        }
+    );
+    assert!(after_restart.held.is_none());
+    engine.shutdown().await;
+}
+
+/// Hardening issue, must-fix 9a: a held sync stayed confirmable after newer listings of the
+/// same integration, so confirming applied a stale listing over what had been synced since.
+#[tokio::test]
+async fn a_newer_listing_supersedes_a_held_one() {
+    let store: Arc<dyn LogStore> = Arc::new(MemoryStore::new());
+    let (engine, tenant) = open(&store, TenantSettings::default()).await;
+    sync(&tenant, 100).await;
+    sync(&tenant, 50).await;
+    let first = tenant.held()[&okta()].snapshot.run;
+    // The IdP answers partly again: the newer listing is the hold to review.
+    sync(&tenant, 40).await;
+    let second = tenant.held()[&okta()].snapshot.run;
+    assert_ne!(first, second);
+    let stale = tenant.confirm_held(okta(), first).await.unwrap_err();
+    assert!(
+        matches!(&stale, SubmitError::Rejected(Rejection::HoldSuperseded { held, .. }) if *held == second),
+        "{stale:?}"
+    );
+    assert_eq!(owned(&tenant), 100, "nothing was applied");
+    // The IdP recovers: the listing that applies drops the hold.
+    let recovered = sync(&tenant, 100).await;
+    assert!(recovered.held.is_none());
+    assert!(tenant.held().is_empty(), "the hold was superseded");
+    let gone = tenant.confirm_held(okta(), second).await.unwrap_err();
+    assert!(
+        matches!(gone, SubmitError::Rejected(Rejection::Invalid { .. })),
+        "{gone:?}"
+    );
+    assert_eq!(owned(&tenant), 100);
+    engine.shutdown().await;
+}
+
+/// Hardening issue, must-fix 9a: a held sync could be confirmed however old it was.
+#[tokio::test]
+async fn an_expired_hold_cannot_be_confirmed() {
+    let store: Arc<dyn LogStore> = Arc::new(MemoryStore::new());
+    let settings = TenantSettings {
+        policy: ReconcilePolicy {
+            hold_expires_after: Duration::ZERO,
+            ..ReconcilePolicy::default()
+        },
+        ..TenantSettings::default()
+    };
+    let (engine, tenant) = open(&store, settings).await;
+    sync(&tenant, 100).await;
+    sync(&tenant, 50).await;
+    let run = tenant.held()[&okta()].snapshot.run;
+    let expired = tenant.confirm_held(okta(), run).await.unwrap_err();
+    assert!(
+        matches!(expired, SubmitError::Rejected(Rejection::HoldExpired { .. })),
+        "{expired:?}"
+    );
+    assert_eq!(owned(&tenant), 100, "nothing was applied");
+    engine.shutdown().await;
+}
+
+/// Runs older than the window are forgotten.
+#[tokio::test]
+async fn runs_older_than_the_window_do_not_count() {
+    let store: Arc<dyn LogStore> = Arc::new(MemoryStore::new());
+    let settings = TenantSettings {
+        policy: ReconcilePolicy {
+            hold_window: Duration::from_micros(1),
+            ..ReconcilePolicy::default()
+        },
+        ..TenantSettings::default()
+    };
+    let (engine, tenant) = open(&store, settings.clone()).await;
+    sync(&tenant, 100).await;
+    sync(&tenant, 94).await;
+    tokio::time::sleep(Duration::from_millis(2)).await;
+    let next = sync(&tenant, 89).await;
+    assert_eq!(next.guard.earlier, RecentRemovals::default());
+    assert!(next.held.is_none());
+    engine.shutdown().await;
+}
