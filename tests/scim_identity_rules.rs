@@ -186,3 +186,30 @@ async fn a_scim_user_may_change_its_external_id() {
     assert_eq!(external_id(&client, &format!("/Users/{id}")).await, "b");
     server.stop().await;
 }
+
+/// Filters that scan compare names the way uniqueness does (NFKC and case fold): before, an
+/// indexed `userName eq "ＵＳＥＲ…"` found the user while `sw` and `co`, which scan, did not.
+#[tokio::test]
+async fn scanning_filters_compare_names_as_uniqueness_does() {
+    let server = TestServer::start().await;
+    let client = server.client("acme");
+    client
+        .post(
+            "/Users",
+            &json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "user1@example.com"}),
+        )
+        .await
+        .expect(201);
+    for expression in [
+        "userName eq \"ＵＳＥＲ1@example.com\"",
+        "userName sw \"ＵＳＥＲ\"",
+        "userName co \"ＳＥＲ1\"",
+    ] {
+        let found = client
+            .get(&format!("/Users?{}", common::filter(expression)))
+            .await
+            .expect(200);
+        assert_eq!(found.body["totalResults"], 1, "{expression}");
+    }
+    server.stop().await;
+}

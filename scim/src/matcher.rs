@@ -17,6 +17,7 @@ use serde_json::{Map, Value};
 use crate::error::Error;
 use crate::grammar::{AttrPath, CompareOp, Filter, Literal};
 use crate::schema::{AttrType, Attribute, Container, Resolved, ResourceType};
+use idpsync_engine::state::fold_case;
 
 /// A filter compiled against a resource type, ready to match resources.
 #[cfg_attr(feature = "internals", visibility::make(pub))]
@@ -227,7 +228,7 @@ fn operand(attribute: &Attribute, op: CompareOp, literal: &Literal, path: &AttrP
         AttrType::String | AttrType::Reference | AttrType::Binary => Ok(Operand::Text(if attribute.case_exact {
             text
         } else {
-            text.to_lowercase()
+            fold_case(&text)
         })),
     }
 }
@@ -309,11 +310,7 @@ fn compare(attribute: &Attribute, op: CompareOp, operand: &Operand, value: &Valu
     match operand {
         Operand::Text(wanted) => {
             let Some(text) = value_text(value) else { return false };
-            let text = if attribute.case_exact {
-                text
-            } else {
-                text.to_lowercase()
-            };
+            let text = if attribute.case_exact { text } else { fold_case(&text) };
             match op {
                 CompareOp::Co => text.contains(wanted.as_str()),
                 CompareOp::Sw => text.starts_with(wanted.as_str()),

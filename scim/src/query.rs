@@ -28,6 +28,7 @@ use crate::resource::group::{Members, existing_member};
 use crate::resource::{BaseUrl, Rendered, group, user};
 use crate::scan::ScanBudget;
 use crate::schema::{AttrType, Container, GROUP_TYPE, Resolved, ResourceType, USER_TYPE};
+use idpsync_engine::state::fold_case;
 
 /// The URN of a list response.
 pub(crate) const LIST_RESPONSE_URN: &str = "urn:ietf:params:scim:api:messages:2.0:ListResponse";
@@ -489,7 +490,7 @@ fn compare_values(left: &Value, right: &Value, case_exact: bool, kind: AttrType)
             let parse = |text: &str| idpsync_engine::ids::Timestamp::parse_rfc3339(text).ok();
             parse(left).cmp(&parse(right))
         }
-        (Value::String(left), Value::String(right)) if !case_exact => left.to_lowercase().cmp(&right.to_lowercase()),
+        (Value::String(left), Value::String(right)) if !case_exact => fold_case(left).cmp(&fold_case(right)),
         (Value::String(left), Value::String(right)) => left.cmp(right),
         _ => Ordering::Equal,
     }
