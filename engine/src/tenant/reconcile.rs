@@ -13,6 +13,7 @@ use idpsync_storage::{Seq, TenantId};
 use serde::Serialize;
 use tokio::sync::oneshot;
 
+use super::erasure::reconcile_view;
 use super::{Committed, Job, Tenant};
 use crate::decide::Outcome;
 use crate::error::SubmitError;
@@ -39,9 +40,16 @@ impl Tenant {
     /// when the guard would hold it.
     pub fn plan(&self, input: SyncInput) -> ReconcileReport {
         let state = self.state();
-        let snapshot = input.into_snapshot(&state);
+        // As the writer does: the erased users the listing names are recognised.
+        let view = reconcile_view(
+            &state,
+            &self.keyring,
+            &input.integration,
+            input.listing.named_user_ids(),
+        );
+        let snapshot = input.into_snapshot(&view);
         let mut new_id = uuid::Uuid::now_v7;
-        reconcile::plan(&state, &snapshot, Guard::Enforce, &self.settings.policy, &mut new_id).into_report()
+        reconcile::plan(&view, &snapshot, Guard::Enforce, &self.settings.policy, &mut new_id).into_report()
     }
 
     /// Reconciles a sync run through the writer, which turns the listing into a snapshot
