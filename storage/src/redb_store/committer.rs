@@ -11,9 +11,15 @@
 //!
 //! A job that fails validation (a seq conflict, a clock going back) is answered with its error
 //! and leaves nothing in the transaction, without failing the other jobs of the group.
+//!
+//! After a secret is destroyed, the committer scrubs the database file (see `scrub`) once the
+//! group is answered, and then at most once per `scrub_every` while more are destroyed; a scrub
+//! still due when the store closes runs before it closes. A destroyed key is thus in the file
+//! for `scrub_every` at most, and not at all once the store is closed.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 use redb::{Database, ReadableTable};
 use tokio::sync::oneshot;
@@ -69,13 +75,19 @@ impl Job {
     }
 }
 
-/// Runs until every sender is dropped.
-pub(super) fn run(database: &DatabaseHandle, jobs: &mpsc::Receiver<Job>) {
+/// Runs until every sender is dropped, scrubbing the file at most once per `scrub_every` after
+/// secrets are destroyed.
+pub(super) fn run(database: &DatabaseHandle, jobs: &mpsc::Receiver<Job>, scrub_every: Duration) {
     // The committed heads, so that validation needs no read per append, and where the journal
     // stands. Only updated after a successful commit; after a failed one both are read again
     // from the database, as it was opened again.
     let mut heads: HashMap<TenantId, Head> = HashMap::new();
     let mut fill: Option<journal::Fill> = None;
+    let mut scrubs = Scrubs {
+        every: scrub_every,
+        due: false,
+        last: None,
+    };
     loop {
         let first = match jobs.recv_timeout(FAILED_CHECK_EVERY) {
             Ok(job) => job,
@@ -83,9 +95,14 @@ pub(super) fn run(database: &DatabaseHandle, jobs: &mpsc::Receiver<Job>) {
                 // A failed database is opened again when its pause is over, even without writes
                 // waiting, so that reads work again too.
                 let _ = database.writable();
+                scrubs.run_if_due(database, &mut heads, &mut fill);
                 continue;
             }
-            Err(mpsc::RecvTimeoutError::Disconnected) => return,
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                scrubs.every = Duration::ZERO;
+                scrubs.run_if_due(database, &mut heads, &mut fill);
+                return;
+            }
         };
         let mut bytes = first.payload_len();
         let mut group = vec![first];
@@ -100,9 +117,13 @@ pub(super) fn run(database: &DatabaseHandle, jobs: &mpsc::Receiver<Job>) {
         }
         match commit_when_writable(database, &mut heads, &mut fill, &group) {
             Ok(answers) => {
+                scrubs.due |= answers
+                    .iter()
+                    .any(|answer| matches!(answer, Ok(Answer::Destroyed(true))));
                 for (job, answer) in group.into_iter().zip(answers) {
                     let _ = job.reply.send(answer);
                 }
+                scrubs.run_if_due(database, &mut heads, &mut fill);
             }
             Err(refused) => {
                 // Nothing of this group is durable.
@@ -116,6 +137,46 @@ pub(super) fn run(database: &DatabaseHandle, jobs: &mpsc::Receiver<Job>) {
                     let _ = job.reply.send(Err(database.refusal()));
                 }
             }
+        }
+    }
+}
+
+/// When the database file is next scrubbed of destroyed secrets.
+struct Scrubs {
+    /// The least time between two scrubs.
+    every: Duration,
+    /// A secret was destroyed since the last scrub.
+    due: bool,
+    /// When the last scrub ran.
+    last: Option<Instant>,
+}
+
+impl Scrubs {
+    /// Scrubs the file if a secret was destroyed since the last scrub, and that was `every`
+    /// ago. A failed scrub is tried again `every` later.
+    fn run_if_due(
+        &mut self,
+        database: &DatabaseHandle,
+        heads: &mut HashMap<TenantId, Head>,
+        fill: &mut Option<journal::Fill>,
+    ) {
+        if !self.due || self.last.is_some_and(|last| last.elapsed() < self.every) {
+            return;
+        }
+        let started = Instant::now();
+        self.last = Some(started);
+        // What the committer knows of the file is read again from the scrubbed one.
+        heads.clear();
+        *fill = None;
+        match database.scrub() {
+            Ok(()) => {
+                self.due = false;
+                tracing::info!(
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "scrubbed the database file of destroyed keys"
+                );
+            }
+            Err(error) => tracing::error!(%error, "cannot scrub the database file of destroyed keys yet"),
         }
     }
 }
