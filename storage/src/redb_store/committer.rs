@@ -14,8 +14,9 @@
 //!
 //! After a secret is destroyed, the committer scrubs the database file (see `scrub`) once the
 //! group is answered, and then at most once per `scrub_every` while more are destroyed; a scrub
-//! still due when the store closes runs before it closes. A destroyed key is thus in the file
-//! for `scrub_every` at most, and not at all once the store is closed.
+//! still due when the store closes runs before it closes, and one a crash prevented runs at
+//! the next start. A destroyed key is thus in the file for `scrub_every` at most while the
+//! store runs, and not at all once it has closed.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::mpsc;
@@ -30,11 +31,11 @@ use crate::store::{AppendBatch, Appended, Head, SecretId, head_after, prepare_ap
 use crate::types::TenantId;
 
 use super::handle::DatabaseHandle;
-use super::journal;
 use super::tables::{
     HEADS, JOURNAL, SECRET_ROWS, SECRETS, SECRETS_PER_ROW, decode_head, decode_secret_row, encode_head,
     encode_new_secrets, encode_secret_row,
 };
+use super::{journal, scrub};
 
 /// The most jobs one commit takes, bounding the latency of the first job in a group.
 const JOBS_PER_COMMIT_MAX: usize = 4096;
@@ -85,7 +86,7 @@ pub(super) fn run(database: &DatabaseHandle, jobs: &mpsc::Receiver<Job>, scrub_e
     let mut fill: Option<journal::Fill> = None;
     let mut scrubs = Scrubs {
         every: scrub_every,
-        due: false,
+        due: scrub::is_due(database.path()),
         last: None,
     };
     loop {
@@ -113,6 +114,12 @@ pub(super) fn run(database: &DatabaseHandle, jobs: &mpsc::Receiver<Job>, scrub_e
                     group.push(job);
                 }
                 Err(_) => break,
+            }
+        }
+        if !scrubs.due && group.iter().any(|job| matches!(job.write, Write::DestroySecret(..))) {
+            // Marked before the commit: a crash after it still scrubs at the next start.
+            if let Err(error) = scrub::mark_due(database.path()) {
+                tracing::warn!(%error, "a crash before the next scrub would leave destroyed keys in the file until another");
             }
         }
         match commit_when_writable(database, &mut heads, &mut fill, &group) {
@@ -171,6 +178,7 @@ impl Scrubs {
         match database.scrub() {
             Ok(()) => {
                 self.due = false;
+                scrub::clear_due(database.path());
                 tracing::info!(
                     elapsed_ms = started.elapsed().as_millis() as u64,
                     "scrubbed the database file of destroyed keys"

@@ -67,6 +67,11 @@ impl DatabaseHandle {
         })
     }
 
+    /// The database file.
+    pub(super) fn path(&self) -> &Path {
+        &self.path
+    }
+
     /// The open database, for one read or one commit.
     pub(super) fn get(&self) -> Result<Arc<Database>, StoreError> {
         let database = self.database.read().unwrap_or_else(|p| p.into_inner());

@@ -6,6 +6,7 @@
 //! ```text
 //! log.redb                       the log: tables `log`, `journal`, `heads` and the secrets (see `tables`)
 //! log.redb.scrub                 only while the file is scrubbed of destroyed secrets (see `scrub`)
+//! log.redb.scrub-due             only while a destroyed secret may be in the file
 //! snapshots/<tenant>/<seq>.snap  state snapshots, one file each (see `snapshot_files`)
 //! ```
 //!
@@ -658,40 +659,21 @@ mod tests {
     async fn a_destroyed_secret_is_gone_from_the_database_file() {
         let dir = tempfile::tempdir().unwrap();
         let acme = TenantId::new("acme").unwrap();
-        let destroyed = NewSecret {
-            id: SecretId([1; 16]),
-            material: (0..32u8).map(|i| 0xa0 ^ i.wrapping_mul(37)).collect(),
-        };
+        let store = RedbStore::open(dir.path()).unwrap();
+        let destroyed = log_with_a_secret_then_records(&store, &acme).await;
         let kept = NewSecret {
             id: SecretId([2; 16]),
             material: (0..32u8).map(|i| 0x5c ^ i.wrapping_mul(11)).collect(),
         };
-        let store = RedbStore::open(dir.path()).unwrap();
-        store.ensure_tenant(&acme).await.unwrap();
         store
             .append(AppendBatch {
                 tenant: acme.clone(),
-                first_seq: Seq(1),
-                records: vec![record(1)],
-                secrets: vec![destroyed.clone(), kept.clone()],
+                first_seq: Seq(201),
+                records: vec![record(201)],
+                secrets: vec![kept.clone()],
             })
             .await
             .unwrap();
-        // Records after it, so that its page is not at the end of the file.
-        for seq in 2..=200 {
-            store
-                .append(AppendBatch {
-                    tenant: acme.clone(),
-                    first_seq: Seq(seq),
-                    records: vec![crate::record::NewRecord {
-                        payload: vec![seq as u8; 4096],
-                        ..record(seq as i64)
-                    }],
-                    secrets: Vec::new(),
-                })
-                .await
-                .unwrap();
-        }
         let file = dir.path().join(DATABASE_FILE);
         assert!(contains(&std::fs::read(&file).unwrap(), &destroyed.material), "stored");
 
@@ -749,5 +731,62 @@ mod tests {
         assert_eq!(store.read(&acme, Seq(1), 100).await.unwrap().len(), 52);
         assert_eq!(crate::verify::verify_log(&store, &acme).await.unwrap(), head);
         assert!(store.secrets(&acme).await.unwrap().is_empty());
+    }
+
+    /// `acme`'s log with one secret, stored before 200 records of 4 KiB, so that the page the
+    /// secret is on is not at the end of the file; returns the secret.
+    async fn log_with_a_secret_then_records(store: &RedbStore, acme: &TenantId) -> NewSecret {
+        let secret = NewSecret {
+            id: SecretId([1; 16]),
+            material: (0..32u8).map(|i| 0xa0 ^ i.wrapping_mul(37)).collect(),
+        };
+        store.ensure_tenant(acme).await.unwrap();
+        for seq in 1..=200u64 {
+            store
+                .append(AppendBatch {
+                    tenant: acme.clone(),
+                    first_seq: Seq(seq),
+                    records: vec![crate::record::NewRecord {
+                        payload: vec![seq as u8; 4096],
+                        ..record(seq as i64)
+                    }],
+                    secrets: if seq == 1 { vec![secret.clone()] } else { Vec::new() },
+                })
+                .await
+                .unwrap();
+        }
+        secret
+    }
+
+    /// A scrub that a crash prevented (the secret destroyed, the file not yet rewritten) runs
+    /// when the store opens again.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_scrub_a_crash_prevented_runs_at_the_next_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let acme = TenantId::new("acme").unwrap();
+        let secret = log_with_a_secret_then_records(&RedbStore::open(dir.path()).unwrap(), &acme).await;
+        let file = dir.path().join(DATABASE_FILE);
+        // The destroy committed, its scrub marked due, and then the crash.
+        scrub::mark_due(&file).unwrap();
+        {
+            let db = Database::open(&file).unwrap();
+            let txn = db.begin_write().unwrap();
+            txn.open_table(SECRET_ROWS).unwrap().remove(("acme", 1, 0)).unwrap();
+            txn.commit().unwrap();
+        }
+        assert!(
+            contains(&std::fs::read(&file).unwrap(), &secret.material),
+            "in a free page"
+        );
+
+        let store = RedbStore::open(dir.path()).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while contains(&std::fs::read(&file).unwrap(), &secret.material) {
+            assert!(std::time::Instant::now() < deadline, "not scrubbed within 30 s");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(!scrub::is_due(&file));
+        assert!(store.secrets(&acme).await.unwrap().is_empty());
+        assert_eq!(store.read(&acme, Seq(1), 1_000).await.unwrap().len(), 200);
     }
 }

@@ -6,6 +6,10 @@
 //! read the file, until redb happens to reuse its page. A scrub rewrites the database into a
 //! fresh file, which holds only what is live, and puts that file in the place of the old one.
 //!
+//! A scrub is due from the commit that destroys a secret until a scrub succeeds; the committer
+//! marks it in a file of its own ([`DUE_FILE`]) before that commit, so that a scrub a crash
+//! prevented runs at the next start.
+//!
 //! Crash safety: the fresh file is written beside the old one ([`SCRUB_FILE`]), committed
 //! durably, then renamed over it, and the directory is synced. A crash before the rename leaves
 //! the old file as it was and a partial fresh one, which the next open removes; after it, the
@@ -32,6 +36,9 @@ use super::tables::{HEADS, JOURNAL, LOG, SECRET_ROWS, SECRETS};
 /// The fresh file a scrub writes, beside the database file.
 pub(super) const SCRUB_FILE: &str = "log.redb.scrub";
 
+/// The file whose presence says a scrub is due, beside the database file.
+pub(super) const DUE_FILE: &str = "log.redb.scrub-due";
+
 /// Bytes copied per write transaction, so that a large log is never held in one.
 const BYTES_PER_COMMIT: usize = 64 * 1024 * 1024;
 
@@ -44,6 +51,28 @@ pub(super) fn remove_leftover(dir: &Path) -> Result<(), StoreError> {
         }
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(error) => Err(StoreError::backend("removing an interrupted scrub's file", error)),
+    }
+}
+
+/// Marks, durably, that the database file at `database` is due a scrub.
+pub(super) fn mark_due(database: &Path) -> Result<(), StoreError> {
+    let context = "marking a scrub due";
+    private_files::create_file(&database.with_file_name(DUE_FILE))
+        .and_then(|file| file.sync_all())
+        .map_err(|e| StoreError::backend(context, e))?;
+    sync_dir(database).map_err(|e| StoreError::backend(context, e))
+}
+
+/// Whether the database file at `database` is due a scrub.
+pub(super) fn is_due(database: &Path) -> bool {
+    database.with_file_name(DUE_FILE).exists()
+}
+
+/// Marks the database file at `database` scrubbed; if the mark cannot be removed, the next start
+/// scrubs once more than it needs to.
+pub(super) fn clear_due(database: &Path) {
+    if let Err(error) = std::fs::remove_file(database.with_file_name(DUE_FILE)) {
+        tracing::warn!(%error, "cannot remove the mark of a scrub that is done");
     }
 }
 
@@ -139,8 +168,11 @@ fn copy_table<K: Key + 'static, V: Value + 'static>(
 pub(super) fn replace(fresh: &Path, database: &Path) -> Result<(), StoreError> {
     let context = "replacing the database with its scrubbed copy";
     std::fs::rename(fresh, database).map_err(|e| StoreError::backend(context, e))?;
+    sync_dir(database).map_err(|e| StoreError::backend(context, e))
+}
+
+/// Syncs the directory of the database file, so that a file created or renamed there stays.
+fn sync_dir(database: &Path) -> std::io::Result<()> {
     let dir = database.parent().unwrap_or_else(|| Path::new("."));
-    std::fs::File::open(dir)
-        .and_then(|dir| dir.sync_all())
-        .map_err(|e| StoreError::backend(context, e))
+    std::fs::File::open(dir)?.sync_all()
 }
