@@ -43,7 +43,7 @@ pub struct User {
     /// [`Sealed::holds_external_id`]); `None` when they were logged unsealed (then `profile` is
     /// what was logged) or erased. This, not `profile`, is what a snapshot keeps.
     pub sealed: Option<Sealed>,
-    /// Erased by a [`crate::Event::UserErased`] event.
+    /// Erased by a [`crate::Event::UserErased`] or [`crate::Event::UserErasedWithLookup`] event.
     pub erased: bool,
     /// Whether `profile` could be read: false when the user's key is gone.
     pub readable: bool,

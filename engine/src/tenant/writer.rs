@@ -353,17 +353,18 @@ impl Writer {
         };
         // A reconcile is decided on the state with the erased users its listing names
         // recognisable; its events name users by their ids, and are folded into the state itself.
-        let view = match &command {
-            Command::Reconcile { snapshot, .. } => reconcile_view(
-                &self.state,
-                &self.tenant.keyring,
-                &snapshot.integration,
-                snapshot.named_user_ids(),
-            ),
-            _ => std::borrow::Cow::Borrowed(&self.state),
+        let decided = match &command {
+            Command::Reconcile { snapshot, .. } => {
+                let view = reconcile_view(
+                    &self.state,
+                    &self.tenant.keyring,
+                    &snapshot.integration,
+                    snapshot.named_user_ids(),
+                );
+                decide(&view, &command, origin, &mut context)
+            }
+            _ => decide(&self.state, &command, origin, &mut context),
         };
-        let decided = decide(&view, &command, origin, &mut context);
-        drop(view);
         let decision = match decided {
             Ok(decision) => decision,
             Err(rejection) => {
@@ -387,11 +388,9 @@ impl Writer {
         self.next = Some(batch);
     }
 
-    /// Seals what a user event logs of the person, in place: its profile and externalId,
-    /// under the user's key (generated for a user sealed for the first time); its cause, when
-    /// an IdP object, which for a user event is the user and its id the user's externalId; and,
-    /// for an erasure, the externalId the user had, of which it logs only the keyed hash
-    /// (under the tenant's lookup key, generated at its first erasure). Returns the plaintext
+    /// Seals what a user event logs of the person, in place: its cause, when an IdP object
+    /// (for a user event, the user: its id is the user's externalId); an erasure's externalId,
+    /// of which it logs only the keyed hash; and its profile and externalId. Returns the fields
     /// sealed, which the fold can use without decrypting what was just encrypted.
     fn seal(&self, batch: &mut Batch, envelope: &mut Envelope) -> Option<(UserId, PersonalFields)> {
         if !self.tenant.settings.seal_personal {
@@ -401,14 +400,26 @@ impl Writer {
             envelope.cause = Cause::IdpUser;
         }
         if let Event::UserErased { user } = envelope.event {
-            let external_id = self.state.user(user).and_then(|record| record.external_id.as_deref());
-            envelope.event = Event::UserErasedWithLookup {
-                user,
-                external_id_hash: external_id.map(|external_id| self.lookup_key(batch).hash(external_id)),
-            };
+            envelope.event = self.erasure_with_lookup(batch, user);
             return None;
         }
-        let (user, external_id, personal) = envelope.event.personal_mut()?;
+        self.seal_fields(batch, &mut envelope.event)
+    }
+
+    /// The erasure of `user`, keeping the keyed hash of the externalId it has now (under the
+    /// tenant's lookup key, made at the first erasure that needs one).
+    fn erasure_with_lookup(&self, batch: &mut Batch, user: UserId) -> Event {
+        let external_id = self.state.user(user).and_then(|record| record.external_id.as_deref());
+        Event::UserErasedWithLookup {
+            user,
+            external_id_hash: external_id.map(|external_id| self.lookup_key(batch).hash(external_id)),
+        }
+    }
+
+    /// Seals the profile and externalId of a user event under the user's key (generated for a
+    /// user sealed for the first time).
+    fn seal_fields(&self, batch: &mut Batch, event: &mut Event) -> Option<(UserId, PersonalFields)> {
+        let (user, external_id, personal) = event.personal_mut()?;
         let Personal::Plain(profile) = personal else {
             return None;
         };
@@ -432,8 +443,8 @@ impl Writer {
         Some((user, fields))
     }
 
-    /// The tenant's lookup key: the keyring's, or the one this batch generated (an erasure
-    /// waits until nothing is in flight, so no batch in flight holds a new one).
+    /// The tenant's lookup key: the keyring's, or the one this batch made (an erasure waits
+    /// until nothing is in flight, so no batch in flight holds a new one).
     fn lookup_key(&self, batch: &mut Batch) -> LookupKey {
         if let Some(key) = self.tenant.keyring.lookup_key() {
             return key;
