@@ -7,14 +7,19 @@
 use std::sync::Arc;
 
 use idpsync_engine::access::grants;
-use idpsync_engine::ids::{IntegrationName, Member, ResourceId, SyncRunId, UserId};
+use idpsync_engine::event::{LoggedEvent, Personal};
+use idpsync_engine::ids::{EventId, GroupId, IntegrationName, Member, ResourceId, SyncRunId, Timestamp, UserId};
 use idpsync_engine::model::{BindingGroups, MultiValue, Name, Owner, ResourceKind, ResourceRef, UserProfile};
 use idpsync_engine::reconcile::{Guard, Listing, ListingScope, ScopeRules, SnapshotUser, SyncInput};
-use idpsync_engine::seal::secret_id;
+use idpsync_engine::seal::{WithoutKeys, secret_id};
+use idpsync_engine::state::encode_snapshot;
 use idpsync_engine::tenant::load_state_at;
 use idpsync_engine::verify::verify_tenant;
-use idpsync_engine::{Cause, Command, Engine, Origin, Outcome, Rejection, Source, SubmitError, Tenant, TenantSettings};
-use idpsync_storage::{LogStore, MemoryStore, RedbStore, Seq, TenantId};
+use idpsync_engine::{
+    Cause, Command, Engine, Envelope, Event, History, Origin, Outcome, Rejection, Sealed, Source, State, SubmitError,
+    Tenant, TenantSettings,
+};
+use idpsync_storage::{LogStore, MemoryStore, RedbStore, Seq, TenantId, state_hash};
 
 fn origin() -> Origin {
     Origin {
@@ -425,4 +430,82 @@ async fn an_integration_recognises_an_erased_user_it_lists_and_removes_it_once_u
     assert_eq!(gone.users_deleted, 1, "{gone:?}");
     assert!(tenant.state().user(alice).is_none());
     engine.shutdown().await;
+}
+
+/// Users as earlier builds logged them (profiles plain or sealed alone, externalIds in the
+/// clear, erased by `UserErased`) encode in a snapshot exactly as those builds encoded them:
+/// the state hashes of their stored snapshots, and of the signed checkpoints that cover them,
+/// still verify. The hash below was computed by the build before sealed externalIds.
+#[test]
+fn a_state_of_what_earlier_builds_logged_encodes_as_they_encoded_it() {
+    let user = |n: u128| UserId(uuid::Uuid::from_u128(0x0190_0000_0000_7000_8000_0000_0000_0100 + n));
+    let group = GroupId(uuid::Uuid::from_u128(0x0190_0000_0000_7000_8000_0000_0000_0200));
+    let events = [
+        Event::UserProvisioned {
+            user: user(1),
+            owner: Owner::Integration(okta()),
+            external_id: Some("00u-plain".into()),
+            active: true,
+            personal: Personal::Plain(Box::new(profile("plain@example.com"))),
+        },
+        Event::UserProvisioned {
+            user: user(2),
+            owner: Owner::Scim,
+            external_id: Some("ext-gcm".into()),
+            active: true,
+            personal: Personal::Sealed(Sealed::Aes256Gcm {
+                nonce: [3; 12],
+                ciphertext: vec![1, 2, 3, 4, 5],
+            }),
+        },
+        Event::UserProvisioned {
+            user: user(3),
+            owner: Owner::Operator,
+            external_id: None,
+            active: false,
+            personal: Personal::Sealed(Sealed::XChaCha20Poly1305 {
+                nonce: Box::new([4; 24]),
+                ciphertext: vec![6, 7, 8],
+            }),
+        },
+        Event::UserUpdated {
+            user: user(2),
+            external_id: Some("ext-gcm-2".into()),
+            personal: Personal::Sealed(Sealed::Aes256Gcm {
+                nonce: [5; 12],
+                ciphertext: vec![9, 10],
+            }),
+        },
+        Event::UserErased { user: user(1) },
+        Event::GroupCreated {
+            group,
+            owner: Owner::Integration(okta()),
+            external_id: Some("g-1".into()),
+            display_name: "vpn".into(),
+        },
+        Event::MembersAdded {
+            group,
+            members: vec![Member::User(user(1)), Member::User(user(2))],
+        },
+    ];
+    let mut state = State::new();
+    for (n, event) in events.into_iter().enumerate() {
+        let seq = Seq(n as u64 + 1);
+        let logged = LoggedEvent {
+            seq,
+            recorded_at: Timestamp(1_700_000_000_000_000 + n as i64),
+            event_id: EventId(uuid::Uuid::from_u128(n as u128 + 1)),
+            envelope: Envelope {
+                source: Source::Operator,
+                cause: Cause::Unspecified,
+                event,
+            },
+        };
+        state.apply_mut(&logged, &WithoutKeys);
+    }
+    let hash = state_hash(&encode_snapshot(&state, &History::new()));
+    assert_eq!(
+        hash.to_hex(),
+        "fca2d8771d9eb1bff9250459f057bede12a72bb50956db5903c55b6ffa277bb1"
+    );
 }
