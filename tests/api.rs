@@ -661,6 +661,43 @@ async fn erasure_through_the_api_reads_as_erased_everywhere() {
     service.stop().await;
 }
 
+/// Hardening issue, must-fix 3: the change stream renders each record once and keeps what it
+/// rendered for the clients that follow; an erasure left the erased user's userName and
+/// externalId in that cache, and a client replaying from the start after the erasure got them.
+#[tokio::test]
+async fn the_change_stream_forgets_what_it_rendered_of_a_user_once_erased() {
+    let service = Service::start().await;
+    let scim = service.scim("acme");
+    let api = service.api("acme");
+    let token = service.admin_token("acme");
+    let erin = scim
+        .post(
+            "/Users",
+            &json!({"userName": "erin@acme.test", "externalId": "erin-ext-42", "active": true}),
+        )
+        .await
+        .expect(201)
+        .id();
+    let url = format!("{}/api/v1/tenants/acme/changes?from=1", service.origin);
+    let mut before = SseClient::connect(&url, &token, None).await;
+    let provisioned = before.next().await;
+    assert_eq!(provisioned.data["event"]["userName"], "erin@acme.test");
+    assert_eq!(provisioned.data["event"]["externalId"], "erin-ext-42");
+
+    api.post(&format!("/users/{erin}/erase"), &json!({})).await.expect(200);
+    let mut after = SseClient::connect(&url, &token, None).await;
+    for _ in 0..2 {
+        let item = after.next().await;
+        let text = item.data.to_string();
+        assert!(
+            !text.contains("erin@acme.test") && !text.contains("erin-ext-42"),
+            "{} {text}",
+            item.id
+        );
+    }
+    service.stop().await;
+}
+
 #[tokio::test]
 async fn metrics_count_requests_appends_and_streams() {
     let service = Service::start().await;

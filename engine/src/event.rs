@@ -4,8 +4,9 @@
 //! - new variants go at the end of an enum; an existing variant's fields never change;
 //! - a changed shape is a new variant, or a new envelope version with an upcaster in
 //!   [`decode`];
-//! - personal fields travel in [`Personal`], their own part of the payload, so that a later
-//!   version can encrypt them per user without touching the rest.
+//! - personal fields travel in [`Personal`], their own part of the payload, encrypted per user
+//!   (see [`crate::seal`]); from this build on the externalId of a user travels inside it too,
+//!   and the `external_id` beside it stays empty.
 
 use serde::{Deserialize, Serialize};
 
@@ -13,7 +14,7 @@ use idpsync_storage::{EventId, Record, SchemaVersion, Seq, Timestamp};
 
 use crate::ids::{GroupId, IntegrationName, Member, RequestId, SyncRunId, TokenId, UserId};
 use crate::model::{BindingGroups, Owner, ResourceRef, UserProfile};
-use crate::sealed::Sealed;
+use crate::sealed::{ExternalIdHash, Sealed};
 
 /// The envelope version this build writes.
 pub const ENVELOPE_VERSION: SchemaVersion = SchemaVersion(1);
@@ -53,11 +54,15 @@ pub enum Cause {
     IdpObject(String),
     /// Nothing more specific than the source.
     Unspecified,
+    /// The IdP object of a sync run that the event's user is: its id in the IdP is the
+    /// user's externalId, sealed with the user's personal fields rather than repeated here in
+    /// the clear. What this build writes for a user's event instead of [`Cause::IdpObject`].
+    IdpUser,
 }
 
 /// The personal part of an event's payload.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
-#[serde(from = "PersonalOwned")]
+#[serde(try_from = "PersonalOwned")]
 pub enum Personal {
     /// Stored as is (logs written before sealing, or with sealing turned off).
     Plain(Box<UserProfile>),
@@ -66,9 +71,10 @@ pub enum Personal {
 }
 
 /// How [`Personal`] is encoded, borrowed (events and snapshots encode through it). The tag
-/// names the cipher as well as the variant: tag 1 is what builds before AES-GCM wrote for a
-/// sealed profile, `Sealed { nonce: [u8; 24], ciphertext }`, so those bytes read as they
-/// always did; AES-256-GCM came with tag 2.
+/// names the cipher and what is sealed as well as the variant: tag 1 is what builds before
+/// AES-GCM wrote for a sealed profile, `Sealed { nonce: [u8; 24], ciphertext }`, so those bytes
+/// read as they always did; AES-256-GCM came with tag 2; tag 3 seals the externalId with the
+/// profile.
 ///
 /// Ciphertexts go through `serde_bytes`: postcard writes a byte string (length, then the
 /// bytes, copied at once) exactly as it writes a sequence of `u8` (length, then each byte),
@@ -86,6 +92,14 @@ pub(crate) enum PersonalRef<'a> {
         #[serde(with = "serde_bytes")]
         ciphertext: &'a [u8],
     },
+    Aes256GcmWithExternalId {
+        nonce: &'a [u8; 12],
+        #[serde(with = "serde_bytes")]
+        ciphertext: &'a [u8],
+    },
+    Erased {
+        external_id_hash: &'a Option<ExternalIdHash>,
+    },
 }
 
 impl<'a> PersonalRef<'a> {
@@ -94,13 +108,16 @@ impl<'a> PersonalRef<'a> {
         match sealed {
             Sealed::XChaCha20Poly1305 { nonce, ciphertext } => PersonalRef::XChaCha20Poly1305 { nonce, ciphertext },
             Sealed::Aes256Gcm { nonce, ciphertext } => PersonalRef::Aes256Gcm { nonce, ciphertext },
+            Sealed::Aes256GcmWithExternalId { nonce, ciphertext } => {
+                PersonalRef::Aes256GcmWithExternalId { nonce, ciphertext }
+            }
         }
     }
 }
 
 /// [`PersonalRef`] owned, for decoding.
 #[derive(Deserialize)]
-enum PersonalOwned {
+pub(crate) enum PersonalOwned {
     Plain(Box<UserProfile>),
     XChaCha20Poly1305 {
         nonce: [u8; 24],
@@ -112,18 +129,37 @@ enum PersonalOwned {
         #[serde(with = "serde_bytes")]
         ciphertext: Vec<u8>,
     },
+    Aes256GcmWithExternalId {
+        nonce: [u8; 12],
+        #[serde(with = "serde_bytes")]
+        ciphertext: Vec<u8>,
+    },
+    Erased {
+        external_id_hash: Option<ExternalIdHash>,
+    },
 }
 
-impl From<PersonalOwned> for Personal {
-    fn from(owned: PersonalOwned) -> Personal {
-        match owned {
+/// A snapshot's erased marker where an event's personal part was expected.
+#[derive(Debug, thiserror::Error)]
+#[error("an erased user's marker is not a personal part")]
+pub(crate) struct NotPersonal;
+
+impl TryFrom<PersonalOwned> for Personal {
+    type Error = NotPersonal;
+
+    fn try_from(owned: PersonalOwned) -> Result<Personal, NotPersonal> {
+        Ok(match owned {
             PersonalOwned::Plain(profile) => Personal::Plain(profile),
             PersonalOwned::XChaCha20Poly1305 { nonce, ciphertext } => Personal::Sealed(Sealed::XChaCha20Poly1305 {
                 nonce: Box::new(nonce),
                 ciphertext,
             }),
             PersonalOwned::Aes256Gcm { nonce, ciphertext } => Personal::Sealed(Sealed::Aes256Gcm { nonce, ciphertext }),
-        }
+            PersonalOwned::Aes256GcmWithExternalId { nonce, ciphertext } => {
+                Personal::Sealed(Sealed::Aes256GcmWithExternalId { nonce, ciphertext })
+            }
+            PersonalOwned::Erased { .. } => return Err(NotPersonal),
+        })
     }
 }
 
@@ -256,10 +292,21 @@ pub enum Event {
         summary: HoldSummary,
     },
     /// A user's personal fields were erased: its key is destroyed, and from this event on the
-    /// user reads as erased whatever keys exist.
+    /// user reads as erased whatever keys exist. What builds before [`Event::UserErasedWithLookup`]
+    /// wrote: the user keeps an externalId logged in the clear.
     UserErased {
         /// The user.
         user: UserId,
+    },
+    /// A user's personal fields were erased, its externalId included: its key is destroyed,
+    /// and from this event on the user reads as erased, without an externalId, whatever keys
+    /// exist. What this build writes for an erasure.
+    UserErasedWithLookup {
+        /// The user.
+        user: UserId,
+        /// The keyed hash of the externalId it had, by which the integration that owns it still
+        /// recognises it; `None` if it had none.
+        external_id_hash: Option<ExternalIdHash>,
     },
 }
 
@@ -275,12 +322,35 @@ impl Event {
         }
     }
 
-    /// The user and the personal part of an event that carries one, for sealing it in place.
-    pub fn personal_mut(&mut self) -> Option<(UserId, &mut Personal)> {
+    /// The user, the externalId and the personal part of an event that carries them, for
+    /// sealing them in place.
+    pub fn personal_mut(&mut self) -> Option<(UserId, &mut Option<String>, &mut Personal)> {
         match self {
-            Event::UserProvisioned { user, personal, .. } | Event::UserUpdated { user, personal, .. } => {
-                Some((*user, personal))
+            Event::UserProvisioned {
+                user,
+                external_id,
+                personal,
+                ..
             }
+            | Event::UserUpdated {
+                user,
+                external_id,
+                personal,
+            } => Some((*user, external_id, personal)),
+            _ => None,
+        }
+    }
+
+    /// The user whose own record the event changes, if it is a user event.
+    pub fn user(&self) -> Option<UserId> {
+        match self {
+            Event::UserProvisioned { user, .. }
+            | Event::UserUpdated { user, .. }
+            | Event::UserDeactivated { user }
+            | Event::UserReactivated { user }
+            | Event::UserDeleted { user }
+            | Event::UserErased { user }
+            | Event::UserErasedWithLookup { user, .. } => Some(*user),
             _ => None,
         }
     }
@@ -294,7 +364,7 @@ impl Event {
             Event::UserDeactivated { .. } => "user.deactivated",
             Event::UserReactivated { .. } => "user.reactivated",
             Event::UserDeleted { .. } => "user.deleted",
-            Event::UserErased { .. } => "user.erased",
+            Event::UserErased { .. } | Event::UserErasedWithLookup { .. } => "user.erased",
             Event::GroupCreated { .. } => "group.created",
             Event::GroupRenamed { .. } => "group.renamed",
             Event::GroupExternalIdChanged { .. } => "group.external_id_changed",

@@ -8,7 +8,8 @@
 //! # Layout
 //! - [`ids`], [`model`]: ids, users, groups, owners, bindings;
 //! - [`event`]: the events, their envelope and encoding;
-//! - [`seal`]: personal fields sealed under per-user keys ([`Sealed`]: a sealed profile);
+//! - [`seal`]: personal fields sealed under per-user keys ([`Sealed`]: a sealed profile and
+//!   externalId; [`ExternalIdHash`]: what an erased user keeps of its externalId);
 //! - [`state`]: the folded state and the fold; `history`: the index of the past ([`History`]);
 //! - [`command`], [`decide`](mod@decide): commands and the events they decide; `rejection`:
 //!   why a command is refused ([`Rejection`]); `validate` and `limits`: the bounds on values;
@@ -82,7 +83,7 @@ pub use event::{Cause, Envelope, Event, LoggedEvent, Source};
 pub use history::History;
 pub use projector::{AccessChange, AccessDirection};
 pub use rejection::Rejection;
-pub use sealed::Sealed;
+pub use sealed::{ExternalIdHash, Sealed};
 pub use state::State;
 pub use tenant::{Applied, ChangeStream, Committed, HeldReconcile, Tenant, TenantSettings};
 #[cfg(test)]

@@ -7,7 +7,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{GroupId, IntegrationName, ResourceId, Seq, Timestamp, UserId};
-use crate::sealed::Sealed;
+use crate::sealed::{ExternalIdHash, Sealed};
 
 /// Who manages an object: only the owning integration's reconcile touches it.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -27,18 +27,23 @@ pub struct User {
     pub id: UserId,
     /// Who manages it.
     pub owner: Owner,
-    /// The provisioning client's or IdP's id for the user.
+    /// The provisioning client's or IdP's id for the user, as it can be read now: `None` once
+    /// erased by [`crate::Event::UserErasedWithLookup`], or while its key is gone if it was
+    /// sealed.
     pub external_id: Option<String>,
+    /// Once erased by [`crate::Event::UserErasedWithLookup`]: the keyed hash of the externalId
+    /// it had, by which the integration that owns it still recognises it.
+    pub external_id_hash: Option<ExternalIdHash>,
     /// Whether the user may have access. Inactive users keep their memberships but no access.
     pub active: bool,
     /// The personal fields (SCIM core and enterprise attributes) as they can be read now; a
     /// placeholder when they are erased (see [`User::is_erased`]).
     pub profile: UserProfile,
-    /// The personal fields as logged, sealed under the user's key; `None` when they were logged
-    /// unsealed (then `profile` is what was logged) or erased. This, not `profile`, is what a
-    /// snapshot keeps.
+    /// The personal fields as logged, sealed under the user's key (with the externalId, when
+    /// [`Sealed::holds_external_id`]); `None` when they were logged unsealed (then `profile` is
+    /// what was logged) or erased. This, not `profile`, is what a snapshot keeps.
     pub sealed: Option<Sealed>,
-    /// Erased by a [`crate::Event::UserErased`] event.
+    /// Erased by a [`crate::Event::UserErased`] or [`crate::Event::UserErasedWithLookup`] event.
     pub erased: bool,
     /// Whether `profile` could be read: false when the user's key is gone.
     pub readable: bool,
@@ -55,6 +60,13 @@ impl User {
     /// is gone. `profile` is then a placeholder whose userName is `erased-<id>`.
     pub fn is_erased(&self) -> bool {
         self.erased || !self.readable
+    }
+
+    /// Whether some of its personal fields were logged in the clear (by builds before sealing,
+    /// or before sealed externalIds): erasing makes them unreadable here, but the log keeps them.
+    pub fn logged_in_the_clear(&self) -> bool {
+        let external_id_sealed = self.sealed.as_ref().is_some_and(Sealed::holds_external_id);
+        !self.erased && (self.sealed.is_none() || (self.external_id.is_some() && !external_id_sealed))
     }
 }
 

@@ -123,7 +123,8 @@ fn affected(state: &State, event: &Event) -> (BTreeSet<UserId>, GrantFilter) {
         | Event::GroupRenamed { .. }
         | Event::GroupExternalIdChanged { .. }
         | Event::ReconcileHeld { .. }
-        | Event::UserErased { .. } => nobody(),
+        | Event::UserErased { .. }
+        | Event::UserErasedWithLookup { .. } => nobody(),
     }
 }
 

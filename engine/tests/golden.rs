@@ -8,7 +8,6 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use idpsync_engine::Sealed;
 use idpsync_engine::event::{ENVELOPE_VERSION, HoldSummary, Personal, decode, encode};
 use idpsync_engine::ids::{GroupId, IntegrationName, Member, RequestId, ResourceId, SyncRunId, TokenId, UserId};
 use idpsync_engine::model::{
@@ -16,6 +15,7 @@ use idpsync_engine::model::{
     UserProfile,
 };
 use idpsync_engine::{Cause, Envelope, Event, Source};
+use idpsync_engine::{ExternalIdHash, Sealed};
 use uuid::Uuid;
 
 fn user() -> UserId {
@@ -252,6 +252,40 @@ fn samples() -> Vec<(&'static str, Envelope)> {
         ),
         ("UserErased", operator(Event::UserErased { user: user() })),
         (
+            "UserProvisioned.SealedWithExternalId",
+            Envelope {
+                source: Source::Integration {
+                    integration: integration(),
+                    run,
+                },
+                cause: Cause::IdpUser,
+                event: Event::UserProvisioned {
+                    user: user(),
+                    owner: Owner::Integration(integration()),
+                    external_id: None,
+                    active: true,
+                    personal: Personal::Sealed(Sealed::Aes256GcmWithExternalId {
+                        nonce: [9; 12],
+                        ciphertext: vec![1, 2, 3, 4],
+                    }),
+                },
+            },
+        ),
+        (
+            "UserErasedWithLookup",
+            operator(Event::UserErasedWithLookup {
+                user: user(),
+                external_id_hash: Some(ExternalIdHash(Box::new([5; 32]))),
+            }),
+        ),
+        (
+            "UserErasedWithLookup.NoExternalId",
+            operator(Event::UserErasedWithLookup {
+                user: user(),
+                external_id_hash: None,
+            }),
+        ),
+        (
             "ReconcileHeld",
             operator(Event::ReconcileHeld {
                 integration: integration(),
@@ -284,10 +318,11 @@ fn variant_index(event: &Event) -> usize {
         Event::BindingRemoved { .. } => 12,
         Event::ReconcileHeld { .. } => 13,
         Event::UserErased { .. } => 14,
+        Event::UserErasedWithLookup { .. } => 15,
     }
 }
 
-const VARIANT_COUNT: usize = 15;
+const VARIANT_COUNT: usize = 16;
 
 fn golden_path() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden/events.txt")

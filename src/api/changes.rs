@@ -18,7 +18,9 @@
 //!
 //! # What a client costs
 //! Each record is rendered once per process, not once per client: the items of recent records
-//! are kept in a [`RenderCache`] per tenant, which clients at the same position share. The
+//! are kept in a [`RenderCache`] per tenant, which clients at the same position share. An
+//! erasure empties it (and drops the state its catch-up stream replayed): items rendered while
+//! the user's key existed carry its userName and externalId. The
 //! clients' work (catching up, rendering) runs on the API's own stream runtime, one thread
 //! ([`StreamRuntime`]), so that however many clients there are, they take at most one core and
 //! never queue ahead of the writer's task; the connection only forwards what it is handed.
@@ -132,7 +134,7 @@ async fn changes(
     let feed = Feed {
         stream: access.tenant.subscribe(position.seq),
         next: position.seq,
-        cache: state.render_cache(access.tenant.id()),
+        cache: state.render_cache(&access.tenant),
         governor: Arc::clone(&state.inner.governor),
         tenant: Arc::clone(&access.tenant),
         skip: position.skip,
@@ -236,10 +238,9 @@ impl Governor {
 const RENDERED_MAX: usize = 32_768;
 
 /// The rendered SSE items of a tenant's recent records, shared by its clients.
-#[derive(Default)]
 pub struct RenderCache {
     // A std mutex: held for a map lookup or insert, never across an await.
-    items: Mutex<BTreeMap<Seq, Arc<[Event]>>>,
+    rendered: Mutex<Rendered>,
     /// The change stream that clients catching up read through, one at a time, while the
     /// others wait and then find its work in the cache: a hundred clients behind by the same
     /// stretch of log read it once, not a hundred times, and the stream keeps its place (and
@@ -247,20 +248,70 @@ pub struct RenderCache {
     catch_up: tokio::sync::Mutex<Option<ChangeStream>>,
 }
 
+/// The items, and the tenant's erasures they were rendered after: an erasure empties them at
+/// the next look (or sooner, by the watcher [`RenderCache::start`] spawns), and an item
+/// rendered across one is not kept.
+struct Rendered {
+    items: BTreeMap<Seq, Arc<[Event]>>,
+    erasures: watch::Receiver<u64>,
+    /// How many times the items were emptied.
+    forgotten: u64,
+}
+
 impl RenderCache {
+    /// The cache of `tenant`'s items; a task on `streams` empties it after each of the
+    /// tenant's erasures, and drops the catch-up stream's replay.
+    pub fn start(tenant: &Tenant, streams: &StreamRuntime) -> Arc<RenderCache> {
+        let cache = Arc::new(RenderCache {
+            rendered: Mutex::new(Rendered {
+                items: BTreeMap::new(),
+                erasures: tenant.erasures(),
+                forgotten: 0,
+            }),
+            catch_up: tokio::sync::Mutex::new(None),
+        });
+        let mut erasures = tenant.erasures();
+        let watched = Arc::downgrade(&cache);
+        streams.spawn(async move {
+            while erasures.changed().await.is_ok() {
+                let Some(cache) = watched.upgrade() else { return };
+                drop(cache.lock());
+                *cache.catch_up.lock().await = None;
+            }
+        });
+        cache
+    }
+
+    /// The items, emptied first if the tenant erased a user since the last look.
+    fn lock(&self) -> std::sync::MutexGuard<'_, Rendered> {
+        let mut rendered = self.rendered.lock().unwrap_or_else(|p| p.into_inner());
+        // A closed sender means the tenant is gone; its items stay as they are.
+        if rendered.erasures.has_changed().unwrap_or(false) {
+            rendered.erasures.mark_unchanged();
+            rendered.items.clear();
+            rendered.forgotten += 1;
+        }
+        rendered
+    }
+
     fn get(&self, seq: Seq) -> Option<Arc<[Event]>> {
-        self.items.lock().unwrap_or_else(|p| p.into_inner()).get(&seq).cloned()
+        self.lock().items.get(&seq).cloned()
     }
 
     fn get_or_render(&self, seq: Seq, render: impl FnOnce() -> Vec<Event>) -> Arc<[Event]> {
         if let Some(items) = self.get(seq) {
             return items;
         }
+        let forgotten = self.lock().forgotten;
         let rendered: Arc<[Event]> = render().into();
-        let mut items = self.items.lock().unwrap_or_else(|p| p.into_inner());
-        items.insert(seq, Arc::clone(&rendered));
-        while items.len() > RENDERED_MAX {
-            items.pop_first();
+        let mut cache = self.lock();
+        // An erasure while it was rendered: the items may hold what it erased. The client that
+        // asked gets them, as if it had been a moment quicker; the cache does not keep them.
+        if cache.forgotten == forgotten {
+            cache.items.insert(seq, Arc::clone(&rendered));
+            while cache.items.len() > RENDERED_MAX {
+                cache.items.pop_first();
+            }
         }
         rendered
     }

@@ -21,7 +21,7 @@ pub(super) fn routes(routes: Routes) -> Routes {
 async fn erase(access: TenantAccess, Path((_, key)): Path<(String, String)>) -> Result<Json<Value>, ApiError> {
     let user = find_user(&access.tenant.state(), &key)
         .ok_or_else(|| ApiError::not_found(format!("no user with id or userName {key:?}")))?;
-    let logged_plain = user.sealed.is_none() && !user.erased;
+    let logged_plain = user.logged_in_the_clear();
     let committed = access
         .tenant
         .execute(Command::EraseUser { user: user.id }, admin_origin(&access))
@@ -31,7 +31,8 @@ async fn erase(access: TenantAccess, Path((_, key)): Path<(String, String)>) -> 
         "erased": true,
         "changed": committed.events > 0,
         "seq": committed.head,
-        // Fields logged before sealing was on read as erased now, but stay in the log.
+        // Fields logged in the clear (before sealing, or before sealed externalIds) read as
+        // erased now, but stay in the log.
         "loggedInTheClear": logged_plain,
     })))
 }

@@ -132,14 +132,12 @@ impl ApiState {
         self.inner.closing.subscribe()
     }
 
-    fn render_cache(&self, tenant: &idpsync_storage::TenantId) -> Arc<changes::RenderCache> {
+    fn render_cache(&self, tenant: &idpsync_engine::Tenant) -> Arc<changes::RenderCache> {
+        let mut caches = self.inner.render_caches.lock().unwrap_or_else(|p| p.into_inner());
         Arc::clone(
-            self.inner
-                .render_caches
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .entry(tenant.clone())
-                .or_default(),
+            caches
+                .entry(tenant.id().clone())
+                .or_insert_with(|| changes::RenderCache::start(tenant, &self.inner.streams)),
         )
     }
 }

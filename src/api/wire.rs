@@ -270,6 +270,7 @@ pub fn cause_json(cause: &Cause) -> Value {
     match cause {
         Cause::Request(id) => json!({"request": id}),
         Cause::IdpObject(id) => json!({"idpObject": id}),
+        Cause::IdpUser => json!({"idpUser": true}),
         Cause::Unspecified => json!({}),
     }
 }
@@ -285,13 +286,20 @@ fn member_ref(member: Member) -> Value {
     }
 }
 
-/// The userName a user event's personal part carries, if it can be read (it cannot once
-/// erased).
-fn user_name(opener: &dyn Opener, event: &Event) -> Value {
-    event
+/// The userName and externalId a user event carries, as far as they can be read now: the
+/// externalId logged in the clear (`external_id`), or the one sealed with the userName, which
+/// cannot be read once erased.
+fn user_fields(opener: &dyn Opener, event: &Event, external_id: &Option<String>) -> (Value, Value) {
+    let fields = event
         .personal()
-        .and_then(|(user, personal)| opener.open(user, personal))
-        .map_or(Value::Null, |profile| json!(profile.user_name))
+        .and_then(|(user, personal)| opener.open(user, personal));
+    let user_name = fields
+        .as_ref()
+        .map_or(Value::Null, |fields| json!(fields.profile.user_name));
+    let external_id = external_id
+        .clone()
+        .or_else(|| fields.and_then(|fields| fields.external_id));
+    (user_name, json!(external_id))
 }
 
 /// An event's type ([`Event::kind`]) and fields: `{"type": "user.deactivated", "user": "…"}`.
@@ -303,14 +311,20 @@ pub fn event_body(event: &Event, opener: &dyn Opener) -> Value {
             external_id,
             active,
             ..
-        } => json!({"user": user, "owner": owner_name(owner),
-            "externalId": external_id, "active": active, "userName": user_name(opener, event)}),
-        Event::UserUpdated { user, external_id, .. } => json!({"user": user, "externalId": external_id,
-            "userName": user_name(opener, event)}),
+        } => {
+            let (user_name, external_id) = user_fields(opener, event, external_id);
+            json!({"user": user, "owner": owner_name(owner),
+                "externalId": external_id, "active": active, "userName": user_name})
+        }
+        Event::UserUpdated { user, external_id, .. } => {
+            let (user_name, external_id) = user_fields(opener, event, external_id);
+            json!({"user": user, "externalId": external_id, "userName": user_name})
+        }
         Event::UserDeactivated { user }
         | Event::UserReactivated { user }
         | Event::UserDeleted { user }
-        | Event::UserErased { user } => json!({"user": user}),
+        | Event::UserErased { user }
+        | Event::UserErasedWithLookup { user, .. } => json!({"user": user}),
         Event::GroupCreated {
             group,
             owner,

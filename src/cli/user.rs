@@ -37,7 +37,7 @@ pub(crate) async fn run(context: &Context, command: UserCommand) -> anyhow::Resu
         .or_else(|| state.user_by_name(&user))
         .cloned()
         .ok_or_else(|| anyhow!("no user with id or userName {user:?} in tenant {tenant}"))?;
-    let logged_plain = found.sealed.is_none() && !found.erased;
+    let logged_plain = found.logged_in_the_clear();
     let result = handle
         .execute(
             Command::EraseUser { user: found.id },
@@ -56,7 +56,7 @@ pub(crate) async fn run(context: &Context, command: UserCommand) -> anyhow::Resu
     }
     if logged_plain {
         eprintln!(
-            "warning: this user's fields were logged before sealing was on; they now read as erased, but the log still holds them in the clear"
+            "warning: some of this user's fields (its profile, or its externalId) were logged in the clear by an earlier build; they now read as erased, but the log still holds them"
         );
     }
     Ok(())

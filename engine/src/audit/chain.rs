@@ -45,7 +45,10 @@ pub async fn audit_user(tenant: &Tenant, user: UserId, sources: &AuditSources<'_
     for (event, chain) in &events {
         let names_before = state.clone();
         let (effects, access) = projector::fold_and_project(&mut state, event, &**keyring);
-        let door = Door::of(event, sources.token_names);
+        if let Some(found) = state.user(user) {
+            last_known = Some(Arc::clone(found));
+        }
+        let door = Door::of(event, sources.token_names, last_known.as_deref());
         let received = door.received_at();
         let step = |kind: StepKind, latency_us: Option<i64>| Step {
             seq: event.seq,
@@ -55,15 +58,14 @@ pub async fn audit_user(tenant: &Tenant, user: UserId, sources: &AuditSources<'_
             door: door.clone(),
             latency_us,
         };
-        if let Some(found) = state.user(user) {
-            last_known = Some(Arc::clone(found));
-        }
         let lifecycle = match &event.envelope.event {
             Event::UserProvisioned { user: who, .. } if *who == user => Some(StepKind::Provisioned),
             Event::UserDeactivated { user: who } if *who == user => Some(StepKind::Deactivated),
             Event::UserReactivated { user: who } if *who == user => Some(StepKind::Reactivated),
             Event::UserDeleted { user: who } if *who == user => Some(StepKind::Deleted),
-            Event::UserErased { user: who } if *who == user => Some(StepKind::Erased),
+            Event::UserErased { user: who } | Event::UserErasedWithLookup { user: who, .. } if *who == user => {
+                Some(StepKind::Erased)
+            }
             _ => None,
         };
         if let Some(kind) = lifecycle {

@@ -40,7 +40,7 @@ pub use scan::{BindingLog, BindingLogs, resolve_user};
 use crate::error::EngineError;
 use crate::event::{Cause, LoggedEvent, Source};
 use crate::ids::{GroupId, RequestId, SyncRunId, TokenId, UserId};
-use crate::model::{BindingRole, ResourceRef};
+use crate::model::{BindingRole, ResourceRef, User};
 use crate::projector::AccessDirection;
 
 /// Which door a step came through, and what exactly caused it.
@@ -80,8 +80,10 @@ pub enum Door {
 }
 
 impl Door {
-    /// The door of `event`, naming tokens from `token_names`.
-    pub(crate) fn of(event: &LoggedEvent, token_names: &BTreeMap<TokenId, String>) -> Door {
+    /// The door of `event`, naming tokens from `token_names`. An IdP object that is the
+    /// event's user ([`Cause::IdpUser`]) is named by the externalId of `user`, if that is the
+    /// event's user: its record as of the event, as far as it can be read (not once erased).
+    pub(crate) fn of(event: &LoggedEvent, token_names: &BTreeMap<TokenId, String>, user: Option<&User>) -> Door {
         let request = match &event.envelope.cause {
             Cause::Request(id) => Some(*id),
             _ => None,
@@ -97,7 +99,10 @@ impl Door {
                 run: *run,
                 idp_object: match &event.envelope.cause {
                     Cause::IdpObject(id) => Some(id.clone()),
-                    _ => None,
+                    Cause::IdpUser => user
+                        .filter(|user| event.envelope.event.user() == Some(user.id))
+                        .and_then(|user| user.external_id.clone()),
+                    Cause::Request(_) | Cause::Unspecified => None,
                 },
             },
             Source::Admin { token } => Door::Admin {

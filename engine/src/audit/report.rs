@@ -136,7 +136,11 @@ pub async fn leavers_report(
                 seq: event.seq,
                 left_at: event.recorded_at,
                 chain,
-                door: Door::of(&event, sources.token_names),
+                door: audit
+                    .steps
+                    .iter()
+                    .find(|step| step.seq == event.seq)
+                    .map_or_else(|| Door::of(&event, sources.token_names, None), |step| step.door.clone()),
                 standing: audit.standing,
                 revoked: audit.revocations().count(),
                 time_to_revoke_us: audit.time_to_revoke_us,

@@ -96,7 +96,7 @@ pub async fn resolve_user(tenant: &Tenant, key: &str) -> Result<UserId, AuditErr
             };
             if keyring
                 .open(*user, personal)
-                .is_some_and(|profile| fold_case(&profile.user_name) == wanted)
+                .is_some_and(|fields| fold_case(&fields.profile.user_name) == wanted)
             {
                 named = Some(*user);
             }

@@ -129,6 +129,24 @@ impl Listing {
         }
     }
 
+    /// Every user id the listing names (its users, the user members of its edges, an
+    /// incremental listing's removed users and changed edges), repeats included: what
+    /// recognises the erased users it lists (see `Tenant::reconcile`).
+    pub fn named_user_ids(&self) -> impl Iterator<Item = &str> + '_ {
+        let changes = self.changes.iter().flat_map(|changes| {
+            changes
+                .removed_users
+                .iter()
+                .map(String::as_str)
+                .chain(changes.joined.iter().chain(&changes.left).filter_map(Membership::user))
+        });
+        self.users
+            .iter()
+            .map(|user| user.external_id.as_str())
+            .chain(self.edges.iter().filter_map(Membership::user))
+            .chain(changes)
+    }
+
     /// Users listed.
     pub fn user_count(&self) -> usize {
         self.users.len()

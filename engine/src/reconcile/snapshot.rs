@@ -22,6 +22,28 @@ pub struct DirectorySnapshot {
     pub scope: SnapshotScope,
 }
 
+impl DirectorySnapshot {
+    /// Every user id the snapshot names (its users, the user members of its edges, a delta's
+    /// removed users), repeats included: what recognises the erased users it lists (see
+    /// `Tenant::reconcile`).
+    pub fn named_user_ids(&self) -> impl Iterator<Item = &str> + '_ {
+        let (edges, removed): (Vec<&Membership>, &[String]) = match &self.scope {
+            SnapshotScope::Complete { memberships } => (memberships.iter().collect(), &[]),
+            SnapshotScope::Delta {
+                removed_users,
+                joined,
+                left,
+                ..
+            } => (joined.iter().chain(left).collect(), removed_users),
+        };
+        self.users
+            .iter()
+            .map(|user| user.external_id.as_str())
+            .chain(removed.iter().map(String::as_str))
+            .chain(edges.into_iter().filter_map(Membership::user))
+    }
+}
+
 /// A user as the IdP has it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SnapshotUser {
@@ -58,6 +80,16 @@ pub struct Membership {
     pub group: String,
     /// The member.
     pub member: ExternalMember,
+}
+
+impl Membership {
+    /// The member's IdP id, if it is a user.
+    pub fn user(&self) -> Option<&str> {
+        match &self.member {
+            ExternalMember::User(id) => Some(id),
+            ExternalMember::Group(_) => None,
+        }
+    }
 }
 
 /// Whether a snapshot is everything or a change set.

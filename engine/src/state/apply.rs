@@ -16,6 +16,7 @@ use crate::event::{Event, LoggedEvent, Personal};
 use crate::ids::{GroupId, Member, Seq, Timestamp};
 use crate::model::{Group, User, UserProfile, erased_profile};
 use crate::seal::Opener;
+use crate::sealed::ExternalIdHash;
 
 /// What folding one event changed, besides the state itself.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -27,20 +28,23 @@ pub struct Effects {
     pub touched: Vec<Member>,
 }
 
-/// Sets a user's personal fields from an event's personal part: the readable profile, or the
-/// erased placeholder if it cannot be read, and the sealed form a snapshot keeps.
-fn set_personal(record: &mut User, personal: &Personal, opener: &dyn Opener) {
+/// Sets a user's personal fields from an event's: the readable profile and externalId (logged
+/// in the clear beside the personal part, or sealed in it), or the erased placeholder if they
+/// cannot be read, and the sealed form a snapshot keeps.
+fn set_personal(record: &mut User, external_id: &Option<String>, personal: &Personal, opener: &dyn Opener) {
     record.sealed = match personal {
         Personal::Sealed(sealed) => Some(sealed.clone()),
         Personal::Plain(_) => None,
     };
     match opener.open(record.id, personal) {
-        Some(profile) => {
-            record.profile = profile;
+        Some(fields) => {
+            record.profile = fields.profile;
+            record.external_id = external_id.clone().or(fields.external_id);
             record.readable = true;
         }
         None => {
             record.profile = erased_profile(record.id);
+            record.external_id = external_id.clone();
             record.readable = false;
         }
     }
@@ -83,7 +87,8 @@ pub(crate) fn fold(maps: &mut impl FoldMaps, logged: &LoggedEvent, opener: &dyn 
             let mut record = User {
                 id: *user,
                 owner: owner.clone(),
-                external_id: external_id.clone(),
+                external_id: None,
+                external_id_hash: None,
                 active: *active,
                 profile: UserProfile::default(),
                 sealed: None,
@@ -93,7 +98,7 @@ pub(crate) fn fold(maps: &mut impl FoldMaps, logged: &LoggedEvent, opener: &dyn 
                 last_modified: at,
                 version: seq,
             };
-            set_personal(&mut record, personal, opener);
+            set_personal(&mut record, external_id, personal, opener);
             index(maps, |indexes| indexes.index_user(&record));
             maps.put_user(Arc::new(record));
             effects.touched.push(Member::User(*user));
@@ -108,10 +113,11 @@ pub(crate) fn fold(maps: &mut impl FoldMaps, logged: &LoggedEvent, opener: &dyn 
             };
             index(maps, |indexes| indexes.unindex_user(&old));
             let mut record = User::clone(&old);
-            record.external_id = external_id.clone();
             // Once erased, always erased: nothing logged later brings the fields back.
-            if !record.erased {
-                set_personal(&mut record, personal, opener);
+            if record.erased {
+                record.external_id = external_id.clone();
+            } else {
+                set_personal(&mut record, external_id, personal, opener);
             }
             record.last_modified = at;
             record.version = seq;
@@ -119,22 +125,15 @@ pub(crate) fn fold(maps: &mut impl FoldMaps, logged: &LoggedEvent, opener: &dyn 
             maps.put_user(Arc::new(record));
             effects.touched.push(Member::User(*user));
         }
-        Event::UserErased { user } => {
-            let Some(old) = maps.user(*user).cloned() else {
-                return;
-            };
-            index(maps, |indexes| indexes.unindex_user(&old));
-            let mut record = User::clone(&old);
-            record.profile = erased_profile(*user);
-            record.sealed = None;
-            record.erased = true;
-            record.readable = true;
-            record.last_modified = at;
-            record.version = seq;
-            index(maps, |indexes| indexes.index_user(&record));
-            maps.put_user(Arc::new(record));
-            effects.touched.push(Member::User(*user));
-        }
+        Event::UserErased { user } => erase(maps, *user, ErasedExternalId::Kept, seq, at, effects),
+        Event::UserErasedWithLookup { user, external_id_hash } => erase(
+            maps,
+            *user,
+            ErasedExternalId::Hashed(external_id_hash),
+            seq,
+            at,
+            effects,
+        ),
         Event::UserDeactivated { user } => set_active(maps, *user, false, seq, at, effects),
         Event::UserReactivated { user } => set_active(maps, *user, true, seq, at, effects),
         Event::UserDeleted { user } => {
@@ -219,6 +218,43 @@ pub(crate) fn fold(maps: &mut impl FoldMaps, logged: &LoggedEvent, opener: &dyn 
         Event::BindingRemoved { resource } => maps.bindings().remove(resource),
         Event::ReconcileHeld { .. } => {}
     }
+}
+
+/// What an erasure does with the user's externalId.
+enum ErasedExternalId<'a> {
+    /// Keeps it as it was: what [`Event::UserErased`], logged by earlier builds, does.
+    Kept,
+    /// Drops it, keeping only its keyed hash (if it had one).
+    Hashed(&'a Option<ExternalIdHash>),
+}
+
+/// Erases a user's personal fields at `seq`.
+fn erase(
+    maps: &mut impl FoldMaps,
+    user: crate::ids::UserId,
+    external_id: ErasedExternalId<'_>,
+    seq: Seq,
+    at: Timestamp,
+    effects: &mut Effects,
+) {
+    let Some(old) = maps.user(user).cloned() else {
+        return;
+    };
+    index(maps, |indexes| indexes.unindex_user(&old));
+    let mut record = User::clone(&old);
+    record.profile = erased_profile(user);
+    record.sealed = None;
+    record.erased = true;
+    record.readable = true;
+    if let ErasedExternalId::Hashed(external_id_hash) = external_id {
+        record.external_id = None;
+        record.external_id_hash = external_id_hash.clone();
+    }
+    record.last_modified = at;
+    record.version = seq;
+    index(maps, |indexes| indexes.index_user(&record));
+    maps.put_user(Arc::new(record));
+    effects.touched.push(Member::User(user));
 }
 
 fn set_active(

@@ -118,6 +118,7 @@ impl FlatState {
         indexes.user_names = user_indexes.user_names;
         indexes.user_external_ids = user_indexes.user_external_ids;
         indexes.owned_users = user_indexes.owned_users;
+        indexes.owned_erased_users = user_indexes.owned_erased_users;
         State {
             seq,
             recorded_at,
@@ -301,6 +302,7 @@ mod tests {
     use crate::ids::{EventId, IntegrationName, ResourceId};
     use crate::model::{BindingGroups, Owner, ResourceKind, ResourceRef, UserProfile};
     use crate::seal::WithoutKeys;
+    use crate::sealed::ExternalIdHash;
     use crate::state::encode_snapshot;
 
     fn user(n: u8) -> UserId {
@@ -363,6 +365,10 @@ mod tests {
                 personal: personal(p),
             }),
             1 => n().prop_map(|u| Event::UserErased { user: user(u) }),
+            1 => (n(), n()).prop_map(|(u, h)| Event::UserErasedWithLookup {
+                user: user(u),
+                external_id_hash: (h % 3 != 0).then(|| ExternalIdHash(Box::new([h % 3; 32]))),
+            }),
             1 => n().prop_map(|u| Event::UserDeactivated { user: user(u) }),
             1 => n().prop_map(|u| Event::UserReactivated { user: user(u) }),
             1 => n().prop_map(|u| Event::UserDeleted { user: user(u) }),

@@ -13,6 +13,7 @@ use imbl::{OrdMap, OrdSet};
 use super::fold_case;
 use crate::ids::{GroupId, IntegrationName, UserId};
 use crate::model::{BindingGroups, BindingRole, Group, Owner, ResourceRef, User};
+use crate::sealed::ExternalIdHash;
 
 /// The lookups of users and groups by what clients and integrations know them by.
 #[derive(Clone, Default, Debug, PartialEq, Eq)]
@@ -30,9 +31,12 @@ pub(crate) struct Indexes {
     pub(crate) owned_users: OrdMap<(IntegrationName, String), UserId>,
     /// (integration, external id) → the group that integration owns.
     pub(crate) owned_groups: OrdMap<(IntegrationName, String), GroupId>,
+    /// (integration, keyed hash of the external id) → the erased user that integration owns:
+    /// erased users have no readable externalId, only its hash.
+    pub(crate) owned_erased_users: OrdMap<(IntegrationName, ExternalIdHash), UserId>,
 }
 
-fn owned_key(owner: &Owner, external_id: Option<&String>) -> Option<(IntegrationName, String)> {
+fn owned_key<K: Clone>(owner: &Owner, external_id: Option<&K>) -> Option<(IntegrationName, K)> {
     match (owner, external_id) {
         (Owner::Integration(integration), Some(external_id)) => Some((integration.clone(), external_id.clone())),
         _ => None,
@@ -96,13 +100,23 @@ impl Indexes {
     /// Indexes `users` at once, into maps that hold no user yet: the same as
     /// [`Indexes::index_user`] for each in turn, far cheaper for many.
     pub(crate) fn index_users_in_bulk<'a>(&mut self, users: impl Iterator<Item = &'a User>) {
-        debug_assert!(self.user_names.is_empty() && self.user_external_ids.is_empty() && self.owned_users.is_empty());
-        let (names, external_ids, owned) = lookup_entries(
-            users.map(|user| (user.id, &user.profile.user_name, user.external_id.as_ref(), &user.owner)),
+        debug_assert!(
+            self.user_names.is_empty()
+                && self.user_external_ids.is_empty()
+                && self.owned_users.is_empty()
+                && self.owned_erased_users.is_empty()
         );
+        let mut owned_erased = Vec::new();
+        let (names, external_ids, owned) = lookup_entries(users.map(|user| {
+            if let Some(key) = owned_key(&user.owner, user.external_id_hash.as_ref()) {
+                owned_erased.push((key, user.id));
+            }
+            (user.id, &user.profile.user_name, user.external_id.as_ref(), &user.owner)
+        }));
         self.user_names = set_in_bulk(names);
         self.user_external_ids = set_in_bulk(external_ids);
         self.owned_users = map_in_bulk(owned);
+        self.owned_erased_users = map_in_bulk(owned_erased);
     }
 
     /// Indexes `groups` at once, into maps that hold no group yet: the same as
@@ -128,6 +142,9 @@ impl Indexes {
         if let Some(key) = owned_key(&user.owner, user.external_id.as_ref()) {
             self.owned_users.insert(key, user.id);
         }
+        if let Some(key) = owned_key(&user.owner, user.external_id_hash.as_ref()) {
+            self.owned_erased_users.insert(key, user.id);
+        }
     }
 
     /// Removes `user`'s entries (those that still point at it).
@@ -140,6 +157,11 @@ impl Indexes {
             && self.owned_users.get(&key) == Some(&user.id)
         {
             self.owned_users.remove(&key);
+        }
+        if let Some(key) = owned_key(&user.owner, user.external_id_hash.as_ref())
+            && self.owned_erased_users.get(&key) == Some(&user.id)
+        {
+            self.owned_erased_users.remove(&key);
         }
     }
 

@@ -6,6 +6,7 @@
 //! randomness, no I/O; an event that names something missing changes nothing.
 
 mod apply;
+mod erasure;
 mod flat;
 mod indexes;
 mod maps;

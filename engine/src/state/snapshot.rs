@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use super::indexes::Indexes;
 use super::{GroupEntry, GroupList, State};
-use crate::event::{Personal, PersonalRef};
+use crate::event::{Personal, PersonalOwned, PersonalRef};
 use crate::history::{HashMap, History, MembershipChange};
 use crate::ids::{GroupId, Member, Seq, Timestamp};
 use crate::model::{BindingGroups, Group, ResourceRef, User, erased_profile};
@@ -128,14 +128,19 @@ pub fn encode_snapshot(state: &State, history: &History) -> Vec<u8> {
 
 /// A user as a snapshot keeps it: the personal fields as logged (sealed, or plain), never the
 /// readable profile of a sealed user, so that a snapshot holds no more personal data than the
-/// log and stays valid when a key is destroyed.
+/// log and stays valid when a key is destroyed. Its `external_id` is the one logged in the
+/// clear; one sealed with the profile stays sealed. A user erased by
+/// [`crate::Event::UserErasedWithLookup`] keeps only the keyed hash of its externalId, as its
+/// personal part (`PersonalRef::Erased`). Users that earlier builds could fold encode exactly
+/// as those builds encoded them, so the state hashes of their snapshots and signed checkpoints
+/// still verify.
 #[derive(Deserialize)]
 struct StoredUser {
     id: crate::ids::UserId,
     owner: crate::model::Owner,
     external_id: Option<String>,
     active: bool,
-    personal: Personal,
+    personal: PersonalOwned,
     erased: bool,
     created: Timestamp,
     last_modified: Timestamp,
@@ -147,7 +152,7 @@ struct StoredUser {
 struct StoredUserRef<'a> {
     id: crate::ids::UserId,
     owner: &'a crate::model::Owner,
-    external_id: &'a Option<String>,
+    external_id: Option<&'a String>,
     active: bool,
     personal: PersonalRef<'a>,
     erased: bool,
@@ -158,15 +163,23 @@ struct StoredUserRef<'a> {
 
 impl<'a> From<&'a User> for StoredUserRef<'a> {
     fn from(user: &'a User) -> Self {
+        let (external_id, personal) = match (&user.external_id_hash, &user.sealed) {
+            (Some(_), _) => (
+                None,
+                PersonalRef::Erased {
+                    external_id_hash: &user.external_id_hash,
+                },
+            ),
+            (None, Some(sealed)) if sealed.holds_external_id() => (None, PersonalRef::sealed(sealed)),
+            (None, Some(sealed)) => (user.external_id.as_ref(), PersonalRef::sealed(sealed)),
+            (None, None) => (user.external_id.as_ref(), PersonalRef::Plain(&user.profile)),
+        };
         StoredUserRef {
             id: user.id,
             owner: &user.owner,
-            external_id: &user.external_id,
+            external_id,
             active: user.active,
-            personal: match &user.sealed {
-                Some(sealed) => PersonalRef::sealed(sealed),
-                None => PersonalRef::Plain(&user.profile),
-            },
+            personal,
             erased: user.erased,
             created: user.created,
             last_modified: user.last_modified,
@@ -176,27 +189,45 @@ impl<'a> From<&'a User> for StoredUserRef<'a> {
 }
 
 impl StoredUser {
-    fn into_user(self, opener: &dyn Opener) -> User {
-        let (profile, readable) = match opener.open(self.id, &self.personal) {
-            Some(profile) => (profile, true),
-            None => (erased_profile(self.id), false),
-        };
-        User {
+    fn into_user(self, opener: &dyn Opener) -> Result<User, SnapshotDecodeError> {
+        let mut user = User {
             id: self.id,
             owner: self.owner,
             external_id: self.external_id,
+            external_id_hash: None,
             active: self.active,
-            profile,
-            sealed: match self.personal {
-                Personal::Sealed(sealed) => Some(sealed),
-                Personal::Plain(_) => None,
-            },
+            profile: erased_profile(self.id),
+            sealed: None,
             erased: self.erased,
-            readable,
+            readable: true,
             created: self.created,
             last_modified: self.last_modified,
             version: self.version,
+        };
+        let personal = match self.personal {
+            PersonalOwned::Erased { external_id_hash } => {
+                if !user.erased || user.external_id.is_some() {
+                    return Err(malformed(format!(
+                        "user {} keeps an erased user's hash without being erased",
+                        user.id
+                    )));
+                }
+                user.external_id_hash = external_id_hash;
+                return Ok(user);
+            }
+            logged => Personal::try_from(logged).map_err(malformed)?,
+        };
+        match opener.open(user.id, &personal) {
+            Some(fields) => {
+                user.profile = fields.profile;
+                user.external_id = user.external_id.or(fields.external_id);
+            }
+            None => user.readable = false,
         }
+        if let Personal::Sealed(sealed) = personal {
+            user.sealed = Some(sealed);
+        }
+        Ok(user)
     }
 }
 
@@ -373,7 +404,7 @@ fn decode_users(section: VecDeque<Vec<u8>>, opener: &(dyn Opener + Sync)) -> Res
         let opener_thread = scope.spawn(move || -> Result<(), SnapshotDecodeError> {
             let mut chunk = Vec::with_capacity(USERS_PER_CHUNK);
             for user in items_in_pieces::<StoredUser>(section) {
-                chunk.push(user?.into_user(opener));
+                chunk.push(user?.into_user(opener)?);
                 if chunk.len() == USERS_PER_CHUNK {
                     let full = std::mem::replace(&mut chunk, Vec::with_capacity(USERS_PER_CHUNK));
                     if chunks.send(full).is_err() {
@@ -547,6 +578,7 @@ fn decode(
     state.indexes.user_names = user_indexes.user_names;
     state.indexes.user_external_ids = user_indexes.user_external_ids;
     state.indexes.owned_users = user_indexes.owned_users;
+    state.indexes.owned_erased_users = user_indexes.owned_erased_users;
     let (member_sets, member_of) = memberships?;
     for (group, members) in member_sets {
         match state.groups.get_mut(&group) {

@@ -22,9 +22,8 @@ use idpsync_storage::Hash32;
 use crate::event::{LoggedEvent, Personal};
 use crate::history::EffectsBatch;
 use crate::ids::UserId;
-use crate::model::UserProfile;
 use crate::projector::{self, AccessChange};
-use crate::seal::Opener;
+use crate::seal::{Opener, PersonalFields};
 use crate::state::State;
 
 /// One event as the writer applied it: the event, its chain link, and the access it changed.
@@ -43,9 +42,9 @@ pub(crate) struct ToApply {
     event: LoggedEvent,
     /// Its record's chain link; for the writer's own events, zero until the batch is durable.
     chain: Hash32,
-    /// The profile the writer has just sealed into the event, so that the fold need not
+    /// The fields the writer has just sealed into the event, so that the fold need not
     /// decrypt what was just encrypted.
-    plaintext: Option<(UserId, UserProfile)>,
+    plaintext: Option<(UserId, PersonalFields)>,
 }
 
 impl ToApply {
@@ -58,8 +57,8 @@ impl ToApply {
         }
     }
 
-    /// An event the writer has just logged, with the profile it sealed into it, if any.
-    pub(crate) fn just_logged(event: LoggedEvent, plaintext: Option<(UserId, UserProfile)>) -> ToApply {
+    /// An event the writer has just logged, with the fields it sealed into it, if any.
+    pub(crate) fn just_logged(event: LoggedEvent, plaintext: Option<(UserId, PersonalFields)>) -> ToApply {
         ToApply {
             event,
             chain: Hash32::ZERO,
@@ -89,9 +88,7 @@ impl AppliedBatch {
         } in events
         {
             let (effects, access) = match &plaintext {
-                Some((user, profile)) => {
-                    projector::fold_and_project(state, &event, &JustSealed { user: *user, profile })
-                }
+                Some((user, fields)) => projector::fold_and_project(state, &event, &JustSealed { user: *user, fields }),
                 None => projector::fold_and_project(state, &event, keys),
             };
             self.effects.push(event.seq, event.recorded_at, &effects);
@@ -117,14 +114,14 @@ impl AppliedBatch {
     }
 }
 
-/// The plaintext of the profile the writer just sealed, so the fold need not decrypt it.
+/// The plaintext of the fields the writer just sealed, so the fold need not decrypt them.
 struct JustSealed<'a> {
     user: UserId,
-    profile: &'a UserProfile,
+    fields: &'a PersonalFields,
 }
 
 impl Opener for JustSealed<'_> {
-    fn open(&self, user: UserId, _personal: &Personal) -> Option<UserProfile> {
-        (user == self.user).then(|| self.profile.clone())
+    fn open(&self, user: UserId, _personal: &Personal) -> Option<PersonalFields> {
+        (user == self.user).then(|| self.fields.clone())
     }
 }

@@ -12,12 +12,15 @@
 //!   another replica's log would;
 //! - `publish.rs`: making a durable batch visible (history index, state, recent ring, feed,
 //!   in-memory checkpoints); `snapshotter.rs` and `retention.rs`: stored snapshots;
+//! - `erasure.rs`: an erased user's key destroyed and forgotten with what memory read with it,
+//!   and erased users recognised by their integration's reconcile;
 //! - `reconcile.rs`: sync runs planned or reconciled, and the holds of the guard;
 //! - `stream.rs`: the change stream; reads of the past: `state_at.rs` (the whole state after a
 //!   `seq`), `record_at.rs` (one user's or group's record from its own events), `events.rs`
 //!   (stretches of the log, timelines).
 
 mod apply;
+mod erasure;
 mod events;
 mod publish;
 mod reconcile;
@@ -45,12 +48,13 @@ use crate::seal::Keyring;
 use crate::state::State;
 
 pub use apply::Applied;
+pub(crate) use erasure::destroy_key;
 pub use events::TimelineEntry;
 pub use reconcile::HeldReconcile;
 pub(crate) use state_at::load_snapshot_with_history;
 pub use state_at::{load_state_at, seq_at_time};
 pub use stream::ChangeStream;
-pub(crate) use writer::{destroy_key, start};
+pub(crate) use writer::start;
 
 /// Consecutive records of one commit, as the change feed carries them.
 pub(crate) type FeedSlice = Arc<[Arc<Applied>]>;
@@ -156,6 +160,8 @@ pub struct Tenant {
     // std mutexes: held for short, synchronous sections only, never across an await.
     recent: Mutex<VecDeque<Arc<Applied>>>,
     checkpoints: Mutex<BTreeMap<Seq, State>>,
+    /// How many users' keys were destroyed; its watchers drop what they read before.
+    erasures: tokio::sync::watch::Sender<u64>,
     holds: reconcile::Holds,
 }
 

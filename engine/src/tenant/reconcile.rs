@@ -27,6 +27,7 @@ use idpsync_storage::{Seq, TenantId, Timestamp};
 use serde::Serialize;
 use tokio::sync::oneshot;
 
+use super::erasure::reconcile_view;
 use super::{Committed, Job, Tenant};
 use crate::decide::Outcome;
 use crate::error::{EngineError, SubmitError};
@@ -38,7 +39,6 @@ use crate::reconcile::{
 };
 use crate::rejection::Rejection;
 use crate::replay::replay_with;
-use crate::seal::WithoutKeys;
 use crate::state::State;
 
 /// A reconcile the guard held, waiting for an operator.
@@ -71,13 +71,20 @@ impl Tenant {
     /// in memory: after a start, those the first reconcile read back from the log.
     pub fn plan(&self, input: SyncInput) -> ReconcileReport {
         let state = self.state();
-        let snapshot = input.into_snapshot(&state);
+        // As the writer does: the erased users the listing names are recognised.
+        let view = reconcile_view(
+            &state,
+            &self.keyring,
+            &input.integration,
+            input.listing.named_user_ids(),
+        );
+        let snapshot = input.into_snapshot(&view);
         let recent = self
             .holds
             .recent(&snapshot.integration, Timestamp::now(), &self.settings.policy);
         let mut new_id = uuid::Uuid::now_v7;
         reconcile::plan(
-            &state,
+            &view,
             &snapshot,
             Guard::Enforce,
             &self.settings.policy,
@@ -165,6 +172,9 @@ impl Tenant {
             ..Runs::default()
         };
         let mut current: Option<RunReadBack> = None;
+        // Opened with the tenant's keys: which users an integration owns is known by their
+        // external ids, which are sealed with their profiles.
+        let keyring = Arc::clone(&self.keyring);
         replay_with(&self.store, &self.id, &mut state, head, |state, event, _chain| {
             let run = match &event.envelope.source {
                 Source::Integration { integration, run } => Some((integration, *run)),
@@ -180,7 +190,7 @@ impl Tenant {
                 read.removals.before(state, &event.envelope.event);
                 read.at = event.recorded_at;
             }
-            state.apply_mut(&event, &WithoutKeys);
+            state.apply_mut(&event, &*keyring);
         })
         .await?;
         if let Some(done) = current.take() {

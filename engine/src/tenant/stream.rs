@@ -31,6 +31,8 @@ pub struct ChangeStream {
     backlog: VecDeque<Arc<Applied>>,
     /// While catching up from the log: the state just before `next`.
     replay_state: Option<State>,
+    /// Erasures since `replay_state` was read: a state read before an erasure is read again.
+    erasures: tokio::sync::watch::Receiver<u64>,
 }
 
 impl Tenant {
@@ -42,6 +44,7 @@ impl Tenant {
             feed: self.feed.subscribe(),
             backlog: VecDeque::new(),
             replay_state: None,
+            erasures: self.erasures(),
         }
     }
 
@@ -110,8 +113,11 @@ impl ChangeStream {
             }
         }
         let before = Seq(self.next.0 - 1);
+        // A closed sender means the tenant is gone; the replay below then fails on its own.
+        let erased_since = self.erasures.has_changed().unwrap_or(false);
+        self.erasures.mark_unchanged();
         let mut state = match self.replay_state.take() {
-            Some(state) if state.seq() == before => state,
+            Some(state) if state.seq() == before && !erased_since => state,
             _ => self.tenant.state_at(before).await?,
         };
         let mut applied = AppliedBatch::default();

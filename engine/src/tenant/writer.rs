@@ -24,6 +24,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use super::apply::{AppliedBatch, ToApply};
+use super::erasure::{destroy_key, reconcile_view};
 use super::publish::Publisher;
 use super::reconcile::{DecidedAt, HoldChanges};
 use super::snapshotter::Snapshotter;
@@ -31,13 +32,12 @@ use super::{Committed, Job, Tenant};
 use crate::command::{Command, Origin};
 use crate::decide::{DecideContext, decide};
 use crate::error::{EngineError, SubmitError};
-use crate::event::{ENVELOPE_VERSION, Envelope, Event, LoggedEvent, Personal, encode};
+use crate::event::{Cause, ENVELOPE_VERSION, Envelope, Event, LoggedEvent, Personal, encode};
 use crate::history::History;
 use crate::ids::{IntegrationName, SyncRunId, UserId};
-use crate::model::UserProfile;
 use crate::reconcile::{Guard, GuardMemory, SyncInput};
 use crate::replay::replay_with;
-use crate::seal::{Keyring, UserKey, seal, secret_id};
+use crate::seal::{Keyring, LookupKey, PersonalFields, UserKey, seal};
 use crate::state::State;
 
 /// Builds a tenant around its loaded state and starts its writer.
@@ -63,6 +63,7 @@ pub(crate) fn start(
         feed,
         recent: Default::default(),
         checkpoints: Default::default(),
+        erasures: tokio::sync::watch::channel(0).0,
         holds: Default::default(),
     });
     let writer = Writer {
@@ -129,6 +130,9 @@ struct Batch {
     applied: AppliedBatch,
     /// Keys generated for users first sealed in this batch; stored with its records.
     new_keys: foldhash::HashMap<UserId, UserKey>,
+    /// The tenant's lookup key, when the batch's first erasure needed it; stored with its
+    /// records.
+    new_lookup_key: Option<LookupKey>,
     /// Users erased in this batch, whose keys are destroyed once it is durable.
     erased: Vec<UserId>,
     replies: Vec<(oneshot::Sender<Result<Committed, SubmitError>>, Committed)>,
@@ -144,6 +148,7 @@ impl Batch {
             records: Vec::new(),
             applied: AppliedBatch::default(),
             new_keys: foldhash::HashMap::default(),
+            new_lookup_key: None,
             erased: Vec::new(),
             replies: Vec::new(),
             holds: HoldChanges::default(),
@@ -272,8 +277,15 @@ impl Writer {
     /// (nothing being in flight) is the durable one.
     fn reconcile(&mut self, input: SyncInput, guard: Guard, reply: oneshot::Sender<Result<Committed, SubmitError>>) {
         let origin = Origin::integration(input.integration.clone(), input.run);
+        let view = reconcile_view(
+            &self.state,
+            &self.tenant.keyring,
+            &input.integration,
+            input.listing.named_user_ids(),
+        );
+        let snapshot = input.into_snapshot(&view);
         let command = Command::Reconcile {
-            snapshot: Box::new(input.into_snapshot(&self.state)),
+            snapshot: Box::new(snapshot),
             guard,
         };
         self.decide_one(command, &origin, reply);
@@ -332,7 +344,12 @@ impl Writer {
                 tenant: self.tenant.id.clone(),
                 first_seq: batch.base.seq().next(),
                 records: std::mem::take(&mut batch.records),
-                secrets: batch.new_keys.iter().map(|(user, key)| key.to_secret(*user)).collect(),
+                secrets: batch
+                    .new_keys
+                    .iter()
+                    .map(|(user, key)| key.to_secret(*user))
+                    .chain(batch.new_lookup_key.as_ref().map(LookupKey::to_secret))
+                    .collect(),
             };
             let store = Arc::clone(&self.tenant.store);
             let tenant_label = self.tenant.id.to_string();
@@ -371,7 +388,21 @@ impl Writer {
             policy: &self.tenant.settings.policy,
             guard: &guard,
         };
-        let decision = match decide(&self.state, &command, origin, &mut context) {
+        // A reconcile is decided on the state with the erased users its listing names
+        // recognisable; its events name users by their ids, and are folded into the state itself.
+        let decided = match &command {
+            Command::Reconcile { snapshot, .. } => {
+                let view = reconcile_view(
+                    &self.state,
+                    &self.tenant.keyring,
+                    &snapshot.integration,
+                    snapshot.named_user_ids(),
+                );
+                decide(&view, &command, origin, &mut context)
+            }
+            _ => decide(&self.state, &command, origin, &mut context),
+        };
+        let decision = match decided {
             Ok(decision) => decision,
             Err(rejection) => {
                 let _ = reply.send(Err(SubmitError::Rejected(rejection)));
@@ -399,14 +430,38 @@ impl Writer {
         self.next = Some(batch);
     }
 
-    /// Seals the personal part of a user event in place under the user's key (generating the
-    /// key for a user sealed for the first time); returns the plaintext, which the fold can use
-    /// without decrypting what was just encrypted.
-    fn seal(&self, batch: &mut Batch, event: &mut Event) -> Option<(UserId, UserProfile)> {
+    /// Seals what a user event logs of the person, in place: its cause, when an IdP object
+    /// (for a user event, the user: its id is the user's externalId); an erasure's externalId,
+    /// of which it logs only the keyed hash; and its profile and externalId. Returns the fields
+    /// sealed, which the fold can use without decrypting what was just encrypted.
+    fn seal(&self, batch: &mut Batch, envelope: &mut Envelope) -> Option<(UserId, PersonalFields)> {
         if !self.tenant.settings.seal_personal {
             return None;
         }
-        let (user, personal) = event.personal_mut()?;
+        if envelope.event.user().is_some() && matches!(envelope.cause, Cause::IdpObject(_)) {
+            envelope.cause = Cause::IdpUser;
+        }
+        if let Event::UserErased { user } = envelope.event {
+            envelope.event = self.erasure_with_lookup(batch, user);
+            return None;
+        }
+        self.seal_fields(batch, &mut envelope.event)
+    }
+
+    /// The erasure of `user`, keeping the keyed hash of the externalId it has now (under the
+    /// tenant's lookup key, made at the first erasure that needs one).
+    fn erasure_with_lookup(&self, batch: &mut Batch, user: UserId) -> Event {
+        let external_id = self.state.user(user).and_then(|record| record.external_id.as_deref());
+        Event::UserErasedWithLookup {
+            user,
+            external_id_hash: external_id.map(|external_id| self.lookup_key(batch).hash(external_id)),
+        }
+    }
+
+    /// Seals the profile and externalId of a user event under the user's key (generated for a
+    /// user sealed for the first time).
+    fn seal_fields(&self, batch: &mut Batch, event: &mut Event) -> Option<(UserId, PersonalFields)> {
+        let (user, external_id, personal) = event.personal_mut()?;
         let Personal::Plain(profile) = personal else {
             return None;
         };
@@ -422,11 +477,21 @@ impl Writer {
             Some(key) => key,
             None => batch.new_keys.entry(user).or_insert_with(UserKey::generate).clone(),
         };
-        let sealed = Personal::Sealed(seal(&self.tenant.id, user, &key, profile));
-        match std::mem::replace(personal, sealed) {
-            Personal::Plain(profile) => Some((user, *profile)),
-            Personal::Sealed(_) => None,
+        let fields = PersonalFields {
+            external_id: external_id.take(),
+            profile: std::mem::take(&mut **profile),
+        };
+        *personal = Personal::Sealed(seal(&self.tenant.id, user, &key, &fields));
+        Some((user, fields))
+    }
+
+    /// The tenant's lookup key: the keyring's, or the one this batch made (an erasure waits
+    /// until nothing is in flight, so no batch in flight holds a new one).
+    fn lookup_key(&self, batch: &mut Batch) -> LookupKey {
+        if let Some(key) = self.tenant.keyring.lookup_key() {
+            return key;
         }
+        batch.new_lookup_key.get_or_insert_with(LookupKey::generate).clone()
     }
 
     /// Seals, stamps and encodes a decision's events into the batch: each gets the next `seq`
@@ -438,8 +503,8 @@ impl Writer {
         for mut envelope in envelopes {
             seq = seq.next();
             recorded_at = Timestamp::now().max(recorded_at);
-            let plaintext = self.seal(batch, &mut envelope.event);
-            if let Event::UserErased { user } = &envelope.event {
+            let plaintext = self.seal(batch, &mut envelope);
+            if let Event::UserErasedWithLookup { user, .. } | Event::UserErased { user } = &envelope.event {
                 batch.erased.push(*user);
             }
             let event = LoggedEvent {
@@ -486,6 +551,9 @@ impl Writer {
             }
         }
         self.tenant.keyring.insert_all(batch.new_keys);
+        if let Some(key) = batch.new_lookup_key {
+            self.tenant.keyring.set_lookup_key(key);
+        }
         if !batch.applied.is_empty() {
             self.publisher.publish(batch.applied, &batch.after);
             self.snapshotter.after_publish(&batch.after);
@@ -536,15 +604,6 @@ impl Writer {
             destroy_key(&self.tenant, user).await;
         }
         Ok(())
-    }
-}
-
-/// Destroys an erased user's key in the store, then forgets it. If the store fails, the key
-/// stays until the next start, which destroys the keys of every erased user it finds.
-pub(crate) async fn destroy_key(tenant: &Tenant, user: UserId) {
-    match tenant.store.destroy_secret(&tenant.id, secret_id(user)).await {
-        Ok(_) => tenant.keyring.forget(user),
-        Err(error) => tracing::error!(tenant = %tenant.id, %user, %error, "cannot destroy an erased user's key yet"),
     }
 }
 

@@ -354,6 +354,7 @@ mod tests {
             id: UserId::new(),
             owner: idpsync_engine::model::Owner::Scim,
             external_id: write.external_id.clone(),
+            external_id_hash: None,
             active: false,
             profile: write.profile.clone(),
             sealed: None,

@@ -11,9 +11,16 @@
 //!
 //! A job that fails validation (a seq conflict, a clock going back) is answered with its error
 //! and leaves nothing in the transaction, without failing the other jobs of the group.
+//!
+//! After a secret is destroyed, the committer scrubs the database file (see `scrub`) once the
+//! group is answered, and then at most once per `scrub_every` while more are destroyed; a scrub
+//! still due when the store closes runs before it closes, and one a crash prevented runs at
+//! the next start. A destroyed key is thus in the file for `scrub_every` at most while the
+//! store runs, and not at all once it has closed.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 use redb::{Database, ReadableTable};
 use tokio::sync::oneshot;
@@ -24,11 +31,11 @@ use crate::store::{AppendBatch, Appended, Head, SecretId, head_after, prepare_ap
 use crate::types::TenantId;
 
 use super::handle::DatabaseHandle;
-use super::journal;
 use super::tables::{
     HEADS, JOURNAL, SECRET_ROWS, SECRETS, SECRETS_PER_ROW, decode_head, decode_secret_row, encode_head,
     encode_new_secrets, encode_secret_row,
 };
+use super::{journal, scrub};
 
 /// The most jobs one commit takes, bounding the latency of the first job in a group.
 const JOBS_PER_COMMIT_MAX: usize = 4096;
@@ -69,13 +76,19 @@ impl Job {
     }
 }
 
-/// Runs until every sender is dropped.
-pub(super) fn run(database: &DatabaseHandle, jobs: &mpsc::Receiver<Job>) {
+/// Runs until every sender is dropped, scrubbing the file at most once per `scrub_every` after
+/// secrets are destroyed.
+pub(super) fn run(database: &DatabaseHandle, jobs: &mpsc::Receiver<Job>, scrub_every: Duration) {
     // The committed heads, so that validation needs no read per append, and where the journal
     // stands. Only updated after a successful commit; after a failed one both are read again
     // from the database, as it was opened again.
     let mut heads: HashMap<TenantId, Head> = HashMap::new();
     let mut fill: Option<journal::Fill> = None;
+    let mut scrubs = Scrubs {
+        every: scrub_every,
+        due: scrub::is_due(database.path()),
+        last: None,
+    };
     loop {
         let first = match jobs.recv_timeout(FAILED_CHECK_EVERY) {
             Ok(job) => job,
@@ -83,9 +96,14 @@ pub(super) fn run(database: &DatabaseHandle, jobs: &mpsc::Receiver<Job>) {
                 // A failed database is opened again when its pause is over, even without writes
                 // waiting, so that reads work again too.
                 let _ = database.writable();
+                scrubs.run_if_due(database, &mut heads, &mut fill);
                 continue;
             }
-            Err(mpsc::RecvTimeoutError::Disconnected) => return,
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                scrubs.every = Duration::ZERO;
+                scrubs.run_if_due(database, &mut heads, &mut fill);
+                return;
+            }
         };
         let mut bytes = first.payload_len();
         let mut group = vec![first];
@@ -98,11 +116,21 @@ pub(super) fn run(database: &DatabaseHandle, jobs: &mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
+        if !scrubs.due && group.iter().any(|job| matches!(job.write, Write::DestroySecret(..))) {
+            // Marked before the commit: a crash after it still scrubs at the next start.
+            if let Err(error) = scrub::mark_due(database.path()) {
+                tracing::warn!(%error, "a crash before the next scrub would leave destroyed keys in the file until another");
+            }
+        }
         match commit_when_writable(database, &mut heads, &mut fill, &group) {
             Ok(answers) => {
+                scrubs.due |= answers
+                    .iter()
+                    .any(|answer| matches!(answer, Ok(Answer::Destroyed(true))));
                 for (job, answer) in group.into_iter().zip(answers) {
                     let _ = job.reply.send(answer);
                 }
+                scrubs.run_if_due(database, &mut heads, &mut fill);
             }
             Err(refused) => {
                 // Nothing of this group is durable.
@@ -116,6 +144,47 @@ pub(super) fn run(database: &DatabaseHandle, jobs: &mpsc::Receiver<Job>) {
                     let _ = job.reply.send(Err(database.refusal()));
                 }
             }
+        }
+    }
+}
+
+/// When the database file is next scrubbed of destroyed secrets.
+struct Scrubs {
+    /// The least time between two scrubs.
+    every: Duration,
+    /// A secret was destroyed since the last scrub.
+    due: bool,
+    /// When the last scrub ran.
+    last: Option<Instant>,
+}
+
+impl Scrubs {
+    /// Scrubs the file if a secret was destroyed since the last scrub, and that was `every`
+    /// ago. A failed scrub is tried again `every` later.
+    fn run_if_due(
+        &mut self,
+        database: &DatabaseHandle,
+        heads: &mut HashMap<TenantId, Head>,
+        fill: &mut Option<journal::Fill>,
+    ) {
+        if !self.due || self.last.is_some_and(|last| last.elapsed() < self.every) {
+            return;
+        }
+        let started = Instant::now();
+        self.last = Some(started);
+        // What the committer knows of the file is read again from the scrubbed one.
+        heads.clear();
+        *fill = None;
+        match database.scrub() {
+            Ok(()) => {
+                self.due = false;
+                scrub::clear_due(database.path());
+                tracing::info!(
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "scrubbed the database file of destroyed keys"
+                );
+            }
+            Err(error) => tracing::error!(%error, "cannot scrub the database file of destroyed keys yet"),
         }
     }
 }

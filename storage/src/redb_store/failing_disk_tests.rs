@@ -95,6 +95,7 @@ fn open_on_filling_disk(dir: &Path, full: &Arc<AtomicBool>) -> RedbStore {
                 .create_with_backend(disk)
                 .map_err(|e| StoreError::backend("opening the database", e))
         }),
+        super::SCRUB_EVERY,
     )
     .unwrap()
 }

@@ -7,6 +7,9 @@
 //! old database to finish, drops it and opens the file again (redb repairs what the failed
 //! commit left). Writes meanwhile are refused at once with [`StoreError::Unavailable`], so a
 //! client gets a quick answer it can retry instead of a request that hangs or a 500 forever.
+//!
+//! A scrub (see `scrub`) takes the database the same way: once its readers are done, the file
+//! is rewritten into a fresh one, which is opened in its place.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
@@ -18,7 +21,7 @@ use crate::error::StoreError;
 use crate::store::StoreHealth;
 use crate::types::Timestamp;
 
-use super::tables;
+use super::{scrub, tables};
 
 /// The first pause after a failure before the file is opened again...
 const RETRY_FIRST: Duration = Duration::from_millis(500);
@@ -62,6 +65,11 @@ impl DatabaseHandle {
             database: RwLock::new(Some(Arc::new(database))),
             state: Mutex::new(State::Ready),
         })
+    }
+
+    /// The database file.
+    pub(super) fn path(&self) -> &Path {
+        &self.path
     }
 
     /// The open database, for one read or one commit.
@@ -141,24 +149,60 @@ impl DatabaseHandle {
     /// Drops the database once no reader holds it, and opens the file again.
     fn reopen(&self) -> Result<(), StoreError> {
         let mut slot = self.database.write().unwrap_or_else(|p| p.into_inner());
-        if let Some(old) = slot.take() {
-            let deadline = Instant::now() + READERS_WAIT_MAX;
-            while Arc::strong_count(&old) > 1 {
-                if Instant::now() > deadline {
-                    *slot = Some(old);
-                    return Err(StoreError::Unavailable {
-                        reason: "readers of the failed database did not finish".to_owned(),
-                        retry_after: RETRY_FIRST,
-                    });
-                }
-                std::thread::sleep(Duration::from_millis(1));
-            }
-            // The file lock goes with the last handle: only now can it be opened again.
-            drop(old);
+        // The file lock goes with the last handle: only once it is dropped can it be opened again.
+        drop(take_unread(&mut slot)?);
+        self.open_into(&mut slot)
+    }
+
+    /// Rewrites the database into a fresh file holding only what is live (see `scrub`), once no
+    /// reader holds it, and opens that file in its place. Readers and the committer wait
+    /// meanwhile. If the rewrite fails, the old file stays the database and is opened again; if
+    /// no file can be opened, writes are refused until one can.
+    pub(super) fn scrub(&self) -> Result<(), StoreError> {
+        let mut slot = self.database.write().unwrap_or_else(|p| p.into_inner());
+        let Some(old) = take_unread(&mut slot)? else {
+            return Err(self.refusal());
+        };
+        let fresh = self.path.with_file_name(scrub::SCRUB_FILE);
+        // Renamed into place while the old file is still open: its lock keeps other processes
+        // out until then, and one that opens the path after opens the fresh file.
+        let scrubbed = scrub::copy_into(&old, &fresh).and_then(|()| scrub::replace(&fresh, &self.path));
+        if scrubbed.is_err() {
+            let _ = std::fs::remove_file(&fresh);
         }
+        drop(old);
+        if let Err(error) = self.open_into(&mut slot) {
+            self.failed(&error.to_string());
+            return Err(error);
+        }
+        scrubbed
+    }
+
+    /// Opens the file into the empty `slot`.
+    fn open_into(&self, slot: &mut Option<Arc<Database>>) -> Result<(), StoreError> {
         let database = (self.open_file)(&self.path)?;
         tables::create(&database)?;
         *slot = Some(Arc::new(database));
         Ok(())
     }
+}
+
+/// Takes the database out of `slot` once no reader holds it (waiting [`READERS_WAIT_MAX`] at
+/// most; then it stays in the slot and this fails).
+fn take_unread(slot: &mut Option<Arc<Database>>) -> Result<Option<Arc<Database>>, StoreError> {
+    let Some(old) = slot.take() else {
+        return Ok(None);
+    };
+    let deadline = Instant::now() + READERS_WAIT_MAX;
+    while Arc::strong_count(&old) > 1 {
+        if Instant::now() > deadline {
+            *slot = Some(old);
+            return Err(StoreError::Unavailable {
+                reason: "readers of the database did not finish".to_owned(),
+                retry_after: RETRY_FIRST,
+            });
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    Ok(Some(old))
 }

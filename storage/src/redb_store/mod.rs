@@ -5,6 +5,8 @@
 //!
 //! ```text
 //! log.redb                       the log: tables `log`, `journal`, `heads` and the secrets (see `tables`)
+//! log.redb.scrub                 only while the file is scrubbed of destroyed secrets (see `scrub`)
+//! log.redb.scrub-due             only while a destroyed secret may be in the file
 //! snapshots/<tenant>/<seq>.snap  state snapshots, one file each (see `snapshot_files`)
 //! ```
 //!
@@ -17,6 +19,7 @@ mod committer;
 mod failing_disk_tests;
 mod handle;
 mod journal;
+mod scrub;
 mod snapshot_files;
 mod tables;
 
@@ -24,6 +27,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use redb::{Database, ReadableDatabase, ReadableTable};
@@ -43,6 +47,10 @@ use tables::{HEADS, JOURNAL, LOG, SECRET_ROWS, SECRETS, decode_head};
 /// The name of the database file inside the data directory.
 pub const DATABASE_FILE: &str = "log.redb";
 
+/// After a secret is destroyed, the database file is scrubbed of it at most this long after
+/// (and before the store closes); at most one scrub runs per this long.
+pub const SCRUB_EVERY: Duration = Duration::from_secs(60);
+
 /// A [`LogStore`] on a local disk, in one redb database.
 pub struct RedbStore {
     database: Arc<DatabaseHandle>,
@@ -56,12 +64,12 @@ impl RedbStore {
     ///
     /// Fails with [`StoreError::InUse`] if another process has the database open.
     pub fn open(dir: &Path) -> Result<RedbStore, StoreError> {
-        RedbStore::open_with(dir, Box::new(open_database))
+        RedbStore::open_with(dir, Box::new(open_database), SCRUB_EVERY)
     }
 
     /// [`RedbStore::open`] with the database file opened by `open_file` (tests put a failing
-    /// disk under it).
-    fn open_with(dir: &Path, open_file: Box<handle::Opener>) -> Result<RedbStore, StoreError> {
+    /// disk under it) and scrubbed at most once per `scrub_every`.
+    fn open_with(dir: &Path, open_file: Box<handle::Opener>, scrub_every: Duration) -> Result<RedbStore, StoreError> {
         private_files::create_dir_all(dir).map_err(|e| StoreError::backend("creating the data directory", e))?;
         private_files::make_dir_private(dir)?;
         let path = dir.join(DATABASE_FILE);
@@ -72,6 +80,8 @@ impl RedbStore {
             Err(error) => return Err(StoreError::backend("creating the database", error)),
         }
         let database = Arc::new(DatabaseHandle::open(path, open_file)?);
+        // Only now, holding the database, is no other process scrubbing it.
+        scrub::remove_leftover(dir)?;
         let snapshots_dir = dir.join("snapshots");
         private_files::create_dir_all(&snapshots_dir)
             .map_err(|e| StoreError::backend("creating the snapshot directory", e))?;
@@ -79,7 +89,7 @@ impl RedbStore {
         let committer_database = Arc::clone(&database);
         let committer = std::thread::Builder::new()
             .name("idpsync-committer".to_owned())
-            .spawn(move || committer::run(&committer_database, &receiver))
+            .spawn(move || committer::run(&committer_database, &receiver, scrub_every))
             .map_err(|e| StoreError::backend("starting the committer thread", e))?;
         Ok(RedbStore {
             database,
@@ -636,5 +646,147 @@ mod tests {
         assert!(store.destroy_secret(&acme, old).await.unwrap());
         assert!(!store.destroy_secret(&acme, old).await.unwrap());
         assert_eq!(store.secrets(&acme).await.unwrap(), vec![(new, vec![8; 32])]);
+    }
+
+    fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+        haystack.windows(needle.len()).any(|window| window == needle)
+    }
+
+    /// Hardening issue, must-fix 3: destroying a secret rewrote the row that held it, but redb
+    /// only freed the page the row was on, and the key's bytes stayed in the database file,
+    /// for anyone who can read the file to recover.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_destroyed_secret_is_gone_from_the_database_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let acme = TenantId::new("acme").unwrap();
+        let store = RedbStore::open(dir.path()).unwrap();
+        let destroyed = log_with_a_secret_then_records(&store, &acme).await;
+        let kept = NewSecret {
+            id: SecretId([2; 16]),
+            material: (0..32u8).map(|i| 0x5c ^ i.wrapping_mul(11)).collect(),
+        };
+        store
+            .append(AppendBatch {
+                tenant: acme.clone(),
+                first_seq: Seq(201),
+                records: vec![record(201)],
+                secrets: vec![kept.clone()],
+            })
+            .await
+            .unwrap();
+        let file = dir.path().join(DATABASE_FILE);
+        assert!(contains(&std::fs::read(&file).unwrap(), &destroyed.material), "stored");
+
+        assert!(store.destroy_secret(&acme, destroyed.id).await.unwrap());
+        let head = store.head(&acme).await.unwrap();
+        drop(store);
+        let bytes = std::fs::read(&file).unwrap();
+        assert!(
+            !contains(&bytes, &destroyed.material),
+            "the destroyed key is in the file"
+        );
+        assert!(contains(&bytes, &kept.material));
+
+        let store = RedbStore::open(dir.path()).unwrap();
+        assert_eq!(
+            store.secrets(&acme).await.unwrap(),
+            vec![(kept.id, kept.material.clone())]
+        );
+        assert_eq!(crate::verify::verify_log(&store, &acme).await.unwrap(), head);
+    }
+
+    /// While the store stays open, the file is scrubbed once the scrub interval after the first
+    /// destroyed secret is over (here at once), and reads and writes go on after it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_open_store_scrubs_its_file_after_a_secret_is_destroyed() {
+        let dir = tempfile::tempdir().unwrap();
+        let acme = TenantId::new("acme").unwrap();
+        let store = RedbStore::open_with(dir.path(), Box::new(open_database), Duration::ZERO).unwrap();
+        store.ensure_tenant(&acme).await.unwrap();
+        let destroyed = NewSecret {
+            id: SecretId([1; 16]),
+            material: (0..32u8).map(|i| 0x3c ^ i.wrapping_mul(29)).collect(),
+        };
+        store
+            .append(AppendBatch {
+                tenant: acme.clone(),
+                first_seq: Seq(1),
+                records: vec![record(1)],
+                secrets: vec![destroyed.clone()],
+            })
+            .await
+            .unwrap();
+        for _ in 0..50 {
+            append_one(&store, &acme).await;
+        }
+        assert!(store.destroy_secret(&acme, destroyed.id).await.unwrap());
+        let file = dir.path().join(DATABASE_FILE);
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while contains(&std::fs::read(&file).unwrap(), &destroyed.material) {
+            assert!(std::time::Instant::now() < deadline, "not scrubbed within 30 s");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(!dir.path().join(scrub::SCRUB_FILE).exists());
+        let head = append_one(&store, &acme).await;
+        assert_eq!(store.read(&acme, Seq(1), 100).await.unwrap().len(), 52);
+        assert_eq!(crate::verify::verify_log(&store, &acme).await.unwrap(), head);
+        assert!(store.secrets(&acme).await.unwrap().is_empty());
+    }
+
+    /// `acme`'s log with one secret, stored before 200 records of 4 KiB, so that the page the
+    /// secret is on is not at the end of the file; returns the secret.
+    async fn log_with_a_secret_then_records(store: &RedbStore, acme: &TenantId) -> NewSecret {
+        let secret = NewSecret {
+            id: SecretId([1; 16]),
+            material: (0..32u8).map(|i| 0xa0 ^ i.wrapping_mul(37)).collect(),
+        };
+        store.ensure_tenant(acme).await.unwrap();
+        for seq in 1..=200u64 {
+            store
+                .append(AppendBatch {
+                    tenant: acme.clone(),
+                    first_seq: Seq(seq),
+                    records: vec![crate::record::NewRecord {
+                        payload: vec![seq as u8; 4096],
+                        ..record(seq as i64)
+                    }],
+                    secrets: if seq == 1 { vec![secret.clone()] } else { Vec::new() },
+                })
+                .await
+                .unwrap();
+        }
+        secret
+    }
+
+    /// A scrub that a crash prevented (the secret destroyed, the file not yet rewritten) runs
+    /// when the store opens again.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_scrub_a_crash_prevented_runs_at_the_next_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let acme = TenantId::new("acme").unwrap();
+        let secret = log_with_a_secret_then_records(&RedbStore::open(dir.path()).unwrap(), &acme).await;
+        let file = dir.path().join(DATABASE_FILE);
+        // The destroy committed, its scrub marked due, and then the crash.
+        scrub::mark_due(&file).unwrap();
+        {
+            let db = Database::open(&file).unwrap();
+            let txn = db.begin_write().unwrap();
+            txn.open_table(SECRET_ROWS).unwrap().remove(("acme", 1, 0)).unwrap();
+            txn.commit().unwrap();
+        }
+        assert!(
+            contains(&std::fs::read(&file).unwrap(), &secret.material),
+            "in a free page"
+        );
+
+        let store = RedbStore::open(dir.path()).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        // The scrub renames the clean file in place, then clears its mark: wait for both.
+        while contains(&std::fs::read(&file).unwrap(), &secret.material) || scrub::is_due(&file) {
+            assert!(std::time::Instant::now() < deadline, "not scrubbed within 30 s");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(store.secrets(&acme).await.unwrap().is_empty());
+        assert_eq!(store.read(&acme, Seq(1), 1_000).await.unwrap().len(), 200);
     }
 }
