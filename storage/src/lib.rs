@@ -19,7 +19,8 @@
 //! - [`memory`]: [`MemoryStore`], in memory; `faults` (feature `faults`): a store with
 //!   switchable faults, for tests;
 //! - [`private_files`]: files and directories only the service's user may read;
-//! - [`redb_store`]: [`RedbStore`], the embedded default on disk.
+//! - [`redb_store`]: [`RedbStore`], the embedded default on disk;
+//! - [`postgres`]: [`PostgresStore`], the log in PostgreSQL, for logs that outlive one machine.
 //!
 //! The byte layouts, the crash analysis and the invariants are in `storage/DESIGN.md`.
 //!
@@ -42,6 +43,7 @@ pub mod error;
 #[cfg(feature = "faults")]
 pub mod faults;
 pub mod memory;
+pub mod postgres;
 pub mod private_files;
 pub mod record;
 pub mod redb_store;
@@ -51,6 +53,7 @@ pub mod verify;
 
 pub use error::StoreError;
 pub use memory::MemoryStore;
+pub use postgres::{PostgresSettings, PostgresStore};
 pub use record::{NewRecord, Record};
 pub use redb_store::RedbStore;
 pub use store::{
