@@ -41,7 +41,7 @@ impl From<tokio_postgres::Error> for Failure {
     fn from(error: tokio_postgres::Error) -> Failure {
         let Some(database) = error.as_db_error() else {
             // No answer from the server: the connection failed or closed.
-            return Failure::Outage(format!("PostgreSQL: {error}"));
+            return Failure::Outage(format!("PostgreSQL: {}", super::with_causes(&error)));
         };
         let code = database.code();
         let class = &code.code()[..2];

@@ -201,13 +201,26 @@ fn connect_reason(error: deadpool_postgres::PoolError) -> String {
     match error {
         deadpool_postgres::PoolError::Backend(error) => match error.as_db_error() {
             Some(database) => database.message().to_owned(),
-            None => error.to_string(),
+            None => with_causes(&error),
         },
         deadpool_postgres::PoolError::Timeout(_) => {
             format!("no connection within {} s", settings::CONNECT_TIMEOUT.as_secs())
         }
         other => other.to_string(),
     }
+}
+
+/// An error and its causes, on one line: tokio-postgres says "error connecting to server" and
+/// keeps what happened (connection refused, a certificate not trusted) in its source.
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut line = error.to_string();
+    let mut cause = error.source();
+    while let Some(each) = cause {
+        line.push_str(": ");
+        line.push_str(&each.to_string());
+        cause = each.source();
+    }
+    line
 }
 
 impl Shared {
