@@ -162,7 +162,9 @@ async fn an_unreachable_database_is_unavailable_and_the_store_recovers_without_a
     parsed.set_host(Some("127.0.0.1")).unwrap();
     parsed.set_port(Some(relay.port)).unwrap();
     let through_relay = PostgresSettings::from_url(parsed.as_str()).unwrap();
-    let store = PostgresStore::open_scratch(through_relay, "idpsync_test").await.unwrap();
+    let store = PostgresStore::open_scratch(through_relay, "idpsync_test")
+        .await
+        .unwrap();
     let acme = tenant("acme");
     store.ensure_tenant(&acme).await.unwrap();
     store
@@ -179,10 +181,7 @@ async fn an_unreachable_database_is_unavailable_and_the_store_recovers_without_a
     )
     .await
     .expect("an append against an unreachable database returns");
-    assert!(
-        matches!(&refused, Err(StoreError::Unavailable { .. })),
-        "{refused:?}"
-    );
+    assert!(matches!(&refused, Err(StoreError::Unavailable { .. })), "{refused:?}");
     assert!(matches!(store.health(), StoreHealth::Unavailable { .. }));
     // During the pause, writes are refused at once.
     let again = store
@@ -245,10 +244,7 @@ async fn records_and_chains_are_identical_to_redbs() {
             .append(batch(&acme, first_seq, records.clone(), Vec::new()))
             .await
             .unwrap();
-        let into_redb = redb
-            .append(batch(&acme, first_seq, records, Vec::new()))
-            .await
-            .unwrap();
+        let into_redb = redb.append(batch(&acme, first_seq, records, Vec::new())).await.unwrap();
         assert_eq!(into_postgres, into_redb);
         first_seq = first_seq.plus(count);
     }
@@ -324,7 +320,10 @@ async fn a_newer_schema_is_refused_naming_both_versions() {
         )
         .await
         .unwrap();
-    let refused = PostgresStore::open(settings).await.err().expect("a newer schema is refused");
+    let refused = PostgresStore::open(settings)
+        .await
+        .err()
+        .expect("a newer schema is refused");
     let message = format!("{refused}: {}", std::error::Error::source(&refused).unwrap());
     assert!(
         message.contains(&format!("version {}", SCHEMA_VERSION + 1))
@@ -351,7 +350,10 @@ async fn a_wrong_user_or_port_is_one_clear_error_without_the_password() {
             .err()
             .expect("refused");
         let message = format!("{error}: {}", std::error::Error::source(&error).unwrap());
-        assert!(message.contains("cannot use the PostgreSQL database at postgres://"), "{message}");
+        assert!(
+            message.contains("cannot use the PostgreSQL database at postgres://"),
+            "{message}"
+        );
         assert!(message.to_lowercase().contains(says), "{message}");
         assert!(!message.contains("hunter2"), "{message}");
     }
@@ -370,7 +372,11 @@ async fn tls_modes_encrypt_and_verify_as_libpq_does() {
             .filter(|(key, _)| key != "sslmode")
             .map(|(k, v)| (k.into_owned(), v.into_owned()))
             .collect();
-        parsed.query_pairs_mut().clear().extend_pairs(&kept).append_pair("sslmode", mode);
+        parsed
+            .query_pairs_mut()
+            .clear()
+            .extend_pairs(&kept)
+            .append_pair("sslmode", mode);
         PostgresSettings::from_url(parsed.as_str()).unwrap()
     };
     let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
@@ -381,13 +387,18 @@ async fn tls_modes_encrypt_and_verify_as_libpq_does() {
         return;
     }
     for mode in ["prefer", "require"] {
-        let store = PostgresStore::open_scratch(with_mode(mode), "idpsync_test").await.unwrap();
+        let store = PostgresStore::open_scratch(with_mode(mode), "idpsync_test")
+            .await
+            .unwrap();
         assert_ne!(store.settings().tls(), TlsMode::Disable);
         let acme = tenant("acme");
         store.ensure_tenant(&acme).await.unwrap();
         assert_eq!(store.tenants().await.unwrap(), vec![acme]);
     }
-    let refused = PostgresStore::open(with_mode("verify-full")).await.err().expect("refused");
+    let refused = PostgresStore::open(with_mode("verify-full"))
+        .await
+        .err()
+        .expect("refused");
     let message = format!("{refused}: {}", std::error::Error::source(&refused).unwrap());
     assert!(message.to_lowercase().contains("certificate"), "{message}");
 }

@@ -129,10 +129,7 @@ struct RecordColumns<'a> {
 
 /// Writes `group` in one transaction; returns each append's answer, or the failure that left
 /// all of them unwritten.
-async fn commit_group(
-    shared: &Shared,
-    group: &[&AppendBatch],
-) -> Result<Vec<Result<Appended, StoreError>>, Failure> {
+async fn commit_group(shared: &Shared, group: &[&AppendBatch]) -> Result<Vec<Result<Appended, StoreError>>, Failure> {
     let mut client = shared.pool.get().await?;
     let sql = &shared.sql;
     let txn = client.transaction().await?;

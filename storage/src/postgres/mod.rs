@@ -54,16 +54,6 @@ const POOL_SIZE_MAX: usize = 16;
 /// The longest any operation may take before the database counts as unavailable.
 const OPERATION_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Why the store could not be opened.
-#[derive(Debug, thiserror::Error)]
-#[error("cannot use the PostgreSQL database at {url}: {reason}")]
-pub struct OpenError {
-    /// The URL, its password redacted.
-    pub url: String,
-    /// What failed.
-    pub reason: String,
-}
-
 /// A [`LogStore`] in a PostgreSQL database.
 pub struct PostgresStore {
     shared: Arc<Shared>,
@@ -83,16 +73,11 @@ struct Shared {
 impl PostgresStore {
     /// Connects to the database `settings` name, creates or migrates the store's tables, and
     /// starts the committer. A database that cannot be reached, refuses the credentials, or
-    /// was migrated by a newer build is an error naming the (redacted) URL.
+    /// was migrated by a newer build is [`StoreError::CannotOpen`], naming the (redacted) URL.
     pub async fn open(settings: PostgresSettings) -> Result<PostgresStore, StoreError> {
-        let refuse = |reason: String| {
-            StoreError::backend(
-                "opening the PostgreSQL store",
-                OpenError {
-                    url: settings.redacted_url().to_owned(),
-                    reason,
-                },
-            )
+        let refuse = |reason: String| StoreError::CannotOpen {
+            store: format!("the PostgreSQL database at {}", settings.redacted_url()),
+            reason,
         };
         let tls = tls::connector(&settings).map_err(|e| refuse(e.to_string()))?;
         let manager = Manager::from_config(

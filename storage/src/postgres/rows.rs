@@ -34,11 +34,13 @@ pub(super) fn seq_from(tenant: &TenantId, value: i64) -> Result<Seq, StoreError>
 
 /// A stored 32-byte hash.
 pub(super) fn hash_from(tenant: &TenantId, seq: Seq, bytes: &[u8]) -> Result<Hash32, StoreError> {
-    <[u8; 32]>::try_from(bytes).map(Hash32).map_err(|_| StoreError::Corrupt {
-        tenant: tenant.clone(),
-        seq,
-        reason: format!("a stored hash of {} bytes", bytes.len()),
-    })
+    <[u8; 32]>::try_from(bytes)
+        .map(Hash32)
+        .map_err(|_| StoreError::Corrupt {
+            tenant: tenant.clone(),
+            seq,
+            reason: format!("a stored hash of {} bytes", bytes.len()),
+        })
 }
 
 /// A stored head.

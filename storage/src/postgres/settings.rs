@@ -157,7 +157,9 @@ impl PostgresSettings {
 fn checked_schema(name: &str) -> Result<String, InvalidPostgresUrl> {
     let valid = name.len() <= 63
         && name.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
-        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
     if valid {
         Ok(name.to_owned())
     } else {

@@ -38,8 +38,11 @@ pub(super) async fn put(shared: &Shared, tenant: &TenantId, snapshot: &StoredSna
     }
     let seq = db_seq(tenant, snapshot.seq)?;
     let len = i64::try_from(snapshot.bytes.len()).unwrap_or(i64::MAX);
-    txn.execute(&txn.prepare_cached(&sql.delete_snapshot).await?, &[&tenant.as_str(), &seq])
-        .await?;
+    txn.execute(
+        &txn.prepare_cached(&sql.delete_snapshot).await?,
+        &[&tenant.as_str(), &seq],
+    )
+    .await?;
     txn.execute(
         &txn.prepare_cached(&sql.insert_snapshot).await?,
         &[&tenant.as_str(), &seq, &snapshot.state_hash.0.as_slice(), &len],
@@ -133,10 +136,15 @@ pub(super) async fn open(shared: &Arc<Shared>, tenant: &TenantId, seq: Seq) -> R
         tokio::task::spawn_blocking(move || {
             for part in 1..parts {
                 let fetched = runtime
-                    .block_on(tokio::time::timeout(super::OPERATION_TIMEOUT, fetch_part(&shared, &tenant, at, part)))
+                    .block_on(tokio::time::timeout(
+                        super::OPERATION_TIMEOUT,
+                        fetch_part(&shared, &tenant, at, part),
+                    ))
                     .map_err(|_| Failure::Outage("PostgreSQL did not answer in time".to_owned()))
                     .and_then(|fetched| fetched)
-                    .map_err(|failure| std::io::Error::other(format!("reading part {part} of the snapshot: {failure:?}")));
+                    .map_err(|failure| {
+                        std::io::Error::other(format!("reading part {part} of the snapshot: {failure:?}"))
+                    });
                 let failed = fetched.is_err();
                 // The reader is gone (dropped early, or finished with an error): stop.
                 if sender.send(fetched).is_err() || failed {
@@ -219,8 +227,6 @@ pub(super) async fn remove(shared: &Shared, tenant: &TenantId, seq: Seq) -> Resu
     let client = shared.pool.get().await?;
     shared.require_tenant(&client, tenant).await?;
     let statement = client.prepare_cached(&shared.sql.delete_snapshot).await?;
-    let removed = client
-        .execute(&statement, &[&tenant.as_str(), &bound_seq(seq)])
-        .await?;
+    let removed = client.execute(&statement, &[&tenant.as_str(), &bound_seq(seq)]).await?;
     Ok(removed > 0)
 }
