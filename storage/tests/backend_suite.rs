@@ -431,6 +431,8 @@ macro_rules! backend_suite {
 
 backend_suite!(memory, |_| Arc::new(idpsync_storage::MemoryStore::new()));
 backend_suite!(redb, |dir| Arc::new(idpsync_storage::RedbStore::open(dir).unwrap()));
+#[cfg(feature = "sled")]
+backend_suite!(sled, |dir| Arc::new(idpsync_storage::SledStore::open(dir).unwrap()));
 backend_suite!(optional postgres, |_| postgres_in_a_schema_of_its_own());
 
 /// A PostgreSQL store in a schema of its own, dropped with the store; `None` where
