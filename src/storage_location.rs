@@ -19,8 +19,8 @@ use serde::Deserialize;
 pub enum StorageLocation {
     /// redb, in this directory.
     Redb(PathBuf),
-    /// A PostgreSQL database.
-    Postgres(PostgresSettings),
+    /// A PostgreSQL database (boxed: its settings are large beside a path).
+    Postgres(Box<PostgresSettings>),
     /// sled, in this directory.
     #[cfg(feature = "sled")]
     Sled(PathBuf),
@@ -50,7 +50,7 @@ impl FromStr for StorageLocation {
         }
         if text.starts_with("postgres://") || text.starts_with("postgresql://") {
             return PostgresSettings::from_url(text)
-                .map(StorageLocation::Postgres)
+                .map(|settings| StorageLocation::Postgres(Box::new(settings)))
                 .map_err(|e| InvalidStorage(e.to_string()));
         }
         if let Some(rest) = text.strip_prefix("sled:") {
@@ -95,7 +95,7 @@ impl StorageLocation {
     pub async fn open(&self) -> Result<Arc<dyn LogStore>, StoreError> {
         Ok(match self {
             StorageLocation::Redb(dir) => Arc::new(RedbStore::open(dir)?),
-            StorageLocation::Postgres(settings) => Arc::new(PostgresStore::open(settings.clone()).await?),
+            StorageLocation::Postgres(settings) => Arc::new(PostgresStore::open((**settings).clone()).await?),
             #[cfg(feature = "sled")]
             StorageLocation::Sled(dir) => Arc::new(idpsync_storage::SledStore::open(dir)?),
         })

@@ -309,7 +309,12 @@ fn apply(
     })
 }
 
-fn remove_snapshot_parts(tree: &sled::Db, batch: &mut sled::Batch, tenant: &TenantId, seq: Seq) -> Result<(), StoreError> {
+fn remove_snapshot_parts(
+    tree: &sled::Db,
+    batch: &mut sled::Batch,
+    tenant: &TenantId,
+    seq: Seq,
+) -> Result<(), StoreError> {
     for entry in tree.scan_prefix(seq_key(b'p', tenant, seq)) {
         let (part, _) = entry.map_err(failed("removing a snapshot"))?;
         batch.remove(part);
@@ -401,11 +406,16 @@ impl LogStore for SledStore {
         let tenant = tenant.clone();
         self.blocking(move |tree| {
             read_head(tree, &tenant)?;
-            let Some(entry) = tree.range(seq_key(b'm', &tenant, Seq::ZERO)..=seq_key(b'm', &tenant, seq)).next_back() else {
+            let Some(entry) = tree
+                .range(seq_key(b'm', &tenant, Seq::ZERO)..=seq_key(b'm', &tenant, seq))
+                .next_back()
+            else {
                 return Ok(None);
             };
             let (header_key, header) = entry.map_err(failed("reading a snapshot"))?;
-            let found = Seq(u64::from_be_bytes(header_key[header_key.len() - 8..].try_into().expect("8 bytes")));
+            let found = Seq(u64::from_be_bytes(
+                header_key[header_key.len() - 8..].try_into().expect("8 bytes"),
+            ));
             let corrupt = |reason: &str| StoreError::SnapshotCorrupt {
                 tenant: tenant.clone(),
                 seq: found,
@@ -420,7 +430,11 @@ impl LogStore for SledStore {
                 let (_, value) = part.map_err(failed("reading a snapshot"))?;
                 bytes.extend_from_slice(&value);
             }
-            let snapshot = StoredSnapshot { seq: found, state_hash, bytes };
+            let snapshot = StoredSnapshot {
+                seq: found,
+                state_hash,
+                bytes,
+            };
             if !snapshot.is_intact() {
                 return Err(corrupt("state bytes do not match the stored hash"));
             }
@@ -437,7 +451,9 @@ impl LogStore for SledStore {
             for entry in tree.scan_prefix(key(b'm', &tenant)) {
                 let (header_key, header) = entry.map_err(failed("listing snapshots"))?;
                 listed.push(SnapshotInfo {
-                    seq: Seq(u64::from_be_bytes(header_key[header_key.len() - 8..].try_into().expect("8 bytes"))),
+                    seq: Seq(u64::from_be_bytes(
+                        header_key[header_key.len() - 8..].try_into().expect("8 bytes"),
+                    )),
                     state_hash: Hash32(header.get(..32).and_then(|h| h.try_into().ok()).unwrap_or_default()),
                 });
             }
