@@ -31,7 +31,11 @@ fn runtime() -> tokio::runtime::Runtime {
 /// names it; `None` where no database is given.
 fn scratch_postgres(runtime: &tokio::runtime::Runtime) -> Option<(PostgresStore, String)> {
     let Ok(url) = std::env::var("IDPSYNC_TEST_POSTGRES_URL") else {
-        eprintln!("skipped: IDPSYNC_TEST_POSTGRES_URL is not set, so the PostgreSQL backend is not tested");
+        // Straight to standard error: the test harness captures eprintln!, and the reason must show.
+        let _ = std::io::Write::write_all(
+            &mut std::io::stderr(),
+            b"skipped: IDPSYNC_TEST_POSTGRES_URL is not set, so the PostgreSQL backend is not tested\n",
+        );
         return None;
     };
     let store = runtime

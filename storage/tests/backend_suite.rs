@@ -439,7 +439,11 @@ backend_suite!(optional postgres, |_| postgres_in_a_schema_of_its_own());
 /// `IDPSYNC_TEST_POSTGRES_URL` names no database (CI sets it).
 fn postgres_in_a_schema_of_its_own() -> Option<Arc<dyn LogStore>> {
     let Ok(url) = std::env::var("IDPSYNC_TEST_POSTGRES_URL") else {
-        eprintln!("skipped: IDPSYNC_TEST_POSTGRES_URL is not set, so the PostgreSQL backend is not tested");
+        // Straight to standard error: the test harness captures eprintln!, and the reason must show.
+        let _ = std::io::Write::write_all(
+            &mut std::io::stderr(),
+            b"skipped: IDPSYNC_TEST_POSTGRES_URL is not set, so the PostgreSQL backend is not tested\n",
+        );
         return None;
     };
     let settings = idpsync_storage::PostgresSettings::from_url(&url).unwrap();

@@ -18,7 +18,11 @@ use idpsync_storage::{
 fn test_url() -> Option<String> {
     let url = std::env::var("IDPSYNC_TEST_POSTGRES_URL").ok();
     if url.is_none() {
-        eprintln!("skipped: IDPSYNC_TEST_POSTGRES_URL is not set, so the PostgreSQL backend is not tested");
+        // Straight to standard error: the test harness captures eprintln!, and the reason must show.
+        let _ = std::io::Write::write_all(
+            &mut std::io::stderr(),
+            b"skipped: IDPSYNC_TEST_POSTGRES_URL is not set, so the PostgreSQL backend is not tested\n",
+        );
     }
     url
 }
