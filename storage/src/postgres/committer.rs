@@ -52,8 +52,29 @@ impl Job {
     }
 }
 
+/// The committer's own connection, kept from one group to the next. A connection whose group
+/// failed, or whose group was cut short by a timeout, may be inside a transaction: it never
+/// goes back to the pool, it is closed (and the server rolls its transaction back).
+struct Dedicated(Option<deadpool_postgres::Client>);
+
+impl Dedicated {
+    /// Gives the connection back to the committer: its group went through.
+    fn keep(mut self) -> Option<deadpool_postgres::Client> {
+        self.0.take()
+    }
+}
+
+impl Drop for Dedicated {
+    fn drop(&mut self) {
+        if let Some(client) = self.0.take() {
+            drop(deadpool_postgres::Object::take(client));
+        }
+    }
+}
+
 /// Runs until every sender is dropped.
 pub(super) async fn run(shared: Arc<Shared>, mut jobs: mpsc::UnboundedReceiver<Job>) {
+    let mut connection: Option<deadpool_postgres::Client> = None;
     loop {
         let first = match tokio::time::timeout(IDLE_CHECK_EVERY, jobs.recv()).await {
             Ok(Some(job)) => job,
@@ -83,7 +104,19 @@ pub(super) async fn run(shared: Arc<Shared>, mut jobs: mpsc::UnboundedReceiver<J
             continue;
         }
         let batches: Vec<&AppendBatch> = group.iter().map(|job| &job.batch).collect();
-        match shared.write(commit_group(&shared, &batches)).await {
+        let committed = shared
+            .write(async {
+                let client = match connection.take() {
+                    Some(client) => client,
+                    None => shared.pool.get().await?,
+                };
+                let client = Dedicated(Some(client));
+                let answers = commit_group(client.0.as_ref().expect("just set"), &shared, &batches).await?;
+                connection = client.keep();
+                Ok(answers)
+            })
+            .await;
+        match committed {
             Ok(answers) => {
                 for (job, answer) in group.into_iter().zip(answers) {
                     let _ = job.reply.send(answer);
@@ -128,19 +161,30 @@ struct RecordColumns<'a> {
 }
 
 /// Writes `group` in one transaction; returns each append's answer, or the failure that left
-/// all of them unwritten.
-async fn commit_group(shared: &Shared, group: &[&AppendBatch]) -> Result<Vec<Result<Appended, StoreError>>, Failure> {
-    let mut client = shared.pool.get().await?;
+/// all of them unwritten. Statements are pipelined: `BEGIN` with the lock of the heads, then
+/// the inserts, the heads' update and `COMMIT`, so a group costs two round trips and the
+/// commit's flush.
+async fn commit_group(
+    client: &deadpool_postgres::Client,
+    shared: &Shared,
+    group: &[&AppendBatch],
+) -> Result<Vec<Result<Appended, StoreError>>, Failure> {
     let sql = &shared.sql;
-    let txn = client.transaction().await?;
     let by_name: BTreeMap<&str, &TenantId> = group
         .iter()
         .map(|batch| (batch.tenant.as_str(), &batch.tenant))
         .collect();
     let names: Vec<&str> = by_name.keys().copied().collect();
     let mut heads: HashMap<&TenantId, Head> = HashMap::with_capacity(names.len());
-    let lock = txn.prepare_cached(&sql.lock_heads).await?;
-    for row in txn.query(&lock, &[&names]).await? {
+    let lock = client.prepare_cached(&sql.lock_heads).await?;
+    let insert = client.prepare_cached(&sql.insert_records).await?;
+    let upsert = client.prepare_cached(&sql.upsert_secrets).await?;
+    let update = client.prepare_cached(&sql.update_heads).await?;
+    let (begun, locked) = tokio::join!(client.batch_execute("BEGIN"), async {
+        client.query(&lock, &[&names]).await
+    });
+    begun?;
+    for row in locked? {
         let name: &str = row.get(0);
         if let Some(tenant) = by_name.get(name) {
             heads.insert(tenant, head_from(tenant, row.get(1), row.get(2), row.get(3))?);
@@ -184,30 +228,12 @@ async fn commit_group(shared: &Shared, group: &[&AppendBatch]) -> Result<Vec<Res
         }));
     }
     if moved.is_empty() {
-        txn.rollback().await?;
+        client.batch_execute("ROLLBACK").await?;
         return Ok(answers);
     }
-    let insert = txn.prepare_cached(&sql.insert_records).await?;
-    txn.execute(
-        &insert,
-        &[
-            &columns.tenants,
-            &columns.seqs,
-            &columns.times,
-            &columns.event_ids,
-            &columns.versions,
-            &columns.payloads,
-            &columns.chains,
-        ],
-    )
-    .await?;
-    if !secrets.is_empty() {
-        let tenants: Vec<&str> = secrets.keys().map(|(tenant, _)| *tenant).collect();
-        let ids: Vec<&[u8]> = secrets.keys().map(|(_, id)| id.as_slice()).collect();
-        let materials: Vec<&[u8]> = secrets.values().copied().collect();
-        let upsert = txn.prepare_cached(&sql.upsert_secrets).await?;
-        txn.execute(&upsert, &[&tenants, &ids, &materials]).await?;
-    }
+    let secret_tenants: Vec<&str> = secrets.keys().map(|(tenant, _)| *tenant).collect();
+    let secret_ids: Vec<&[u8]> = secrets.keys().map(|(_, id)| id.as_slice()).collect();
+    let materials: Vec<&[u8]> = secrets.values().copied().collect();
     let tenants: Vec<&str> = moved.keys().map(|tenant| tenant.as_str()).collect();
     let mut seqs = Vec::with_capacity(moved.len());
     for (tenant, head) in &moved {
@@ -215,8 +241,34 @@ async fn commit_group(shared: &Shared, group: &[&AppendBatch]) -> Result<Vec<Res
     }
     let times: Vec<i64> = moved.values().map(|head| head.recorded_at.0).collect();
     let chains: Vec<&[u8]> = moved.values().map(|head| head.chain.0.as_slice()).collect();
-    let update = txn.prepare_cached(&sql.update_heads).await?;
-    txn.execute(&update, &[&tenants, &seqs, &times, &chains]).await?;
-    txn.commit().await?;
+    let records = async {
+        let columns: [&(dyn tokio_postgres::types::ToSql + Sync); 7] = [
+            &columns.tenants,
+            &columns.seqs,
+            &columns.times,
+            &columns.event_ids,
+            &columns.versions,
+            &columns.payloads,
+            &columns.chains,
+        ];
+        client.execute(&insert, &columns).await
+    };
+    let keys = async {
+        if secret_ids.is_empty() {
+            return Ok(0);
+        }
+        client
+            .execute(&upsert, &[&secret_tenants, &secret_ids, &materials])
+            .await
+    };
+    let heads_moved = async { client.execute(&update, &[&tenants, &seqs, &times, &chains]).await };
+    // After a failed statement the server ignores the rest of the transaction and answers
+    // COMMIT with a rollback: the group counts as committed only if every statement succeeded.
+    let (records, keys, heads_moved, committed) =
+        tokio::join!(records, keys, heads_moved, client.batch_execute("COMMIT"));
+    records?;
+    keys?;
+    heads_moved?;
+    committed?;
     Ok(answers)
 }
