@@ -407,3 +407,87 @@ async fn tls_modes_encrypt_and_verify_as_libpq_does() {
     let message = refused.to_string();
     assert!(message.to_lowercase().contains("certificate"), "{message}");
 }
+
+/// A database that turns read-only (a failover to a standby, an operator's switch): appends
+/// fail with `Unavailable` saying so, health says unavailable, and when it takes writes again
+/// the store does too, without a restart. The switch is made on a role of the test's own, so
+/// nothing else using the database notices.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_only_database_is_unavailable_until_it_takes_writes_again() {
+    let Some(url) = test_url() else { return };
+    let owner = scratch(&url).await;
+    let schema = owner.settings().schema().to_owned();
+    let role = format!("{schema}_writer");
+    let (admin, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    admin
+        .batch_execute(&format!(
+            "CREATE ROLE \"{role}\" LOGIN;
+             GRANT USAGE, CREATE ON SCHEMA \"{schema}\" TO \"{role}\";
+             GRANT ALL ON ALL TABLES IN SCHEMA \"{schema}\" TO \"{role}\";"
+        ))
+        .await
+        .unwrap();
+    let mut as_role = url::Url::parse(&url).unwrap();
+    as_role.set_username(&role).unwrap();
+    as_role.set_password(None).unwrap();
+    as_role.query_pairs_mut().append_pair("schema", &schema);
+    let store = PostgresStore::open(PostgresSettings::from_url(as_role.as_str()).unwrap())
+        .await
+        .unwrap();
+    let acme = tenant("acme");
+    store.ensure_tenant(&acme).await.unwrap();
+    let switch = |read_only: bool| {
+        let setting = if read_only {
+            "SET default_transaction_read_only = on"
+        } else {
+            "RESET default_transaction_read_only"
+        };
+        format!(
+            "ALTER ROLE \"{role}\" {setting};
+             SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{role}';"
+        )
+    };
+
+    admin.batch_execute(&switch(true)).await.unwrap();
+    let refused = store
+        .append(batch(
+            &acme,
+            Seq(1),
+            vec![record(1_000, b"while read-only")],
+            Vec::new(),
+        ))
+        .await;
+    assert!(matches!(&refused, Err(StoreError::Unavailable { .. })), "{refused:?}");
+    assert!(
+        matches!(store.health(), StoreHealth::Unavailable { ref reason, .. } if reason.contains("read-only")),
+        "{:?}",
+        store.health()
+    );
+
+    admin.batch_execute(&switch(false)).await.unwrap();
+    let mut appended = None;
+    for _ in 0..200 {
+        match store
+            .append(batch(&acme, Seq(1), vec![record(2_000, b"writable again")], Vec::new()))
+            .await
+        {
+            Ok(done) => {
+                appended = Some(done);
+                break;
+            }
+            Err(StoreError::Unavailable { .. }) => tokio::time::sleep(Duration::from_millis(100)).await,
+            Err(other) => panic!("{other}"),
+        }
+    }
+    assert_eq!(appended.expect("the store recovers").head.seq, Seq(1));
+    assert_eq!(store.health(), StoreHealth::Ready);
+    drop(store);
+    admin
+        .batch_execute(&format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{role}';
+             DROP OWNED BY \"{role}\"; DROP ROLE \"{role}\";"
+        ))
+        .await
+        .unwrap();
+}

@@ -101,7 +101,7 @@ impl PostgresStore {
         let mut client = pool.get().await.map_err(|e| refuse(connect_reason(e)))?;
         schema::migrate(&mut client, &settings.schema)
             .await
-            .map_err(|e| refuse(e.to_string()))?;
+            .map_err(|e| refuse(with_causes(&e)))?;
         drop(client);
         let shared = Arc::new(Shared {
             pool,

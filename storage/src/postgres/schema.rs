@@ -43,9 +43,17 @@ pub(super) async fn migrate(client: &mut deadpool_postgres::Client, schema: &str
     txn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", &[&lock_key])
         .await?;
     let schema_name = quoted(schema);
+    // A schema an administrator created is used as it is: creating one, even "if not exists",
+    // needs a privilege on the whole database that the store's role need not have.
+    let exists = txn
+        .query_opt("SELECT 1 FROM pg_namespace WHERE nspname = $1", &[&schema])
+        .await?
+        .is_some();
+    if !exists {
+        txn.batch_execute(&format!("CREATE SCHEMA {schema_name}")).await?;
+    }
     txn.batch_execute(&format!(
-        "CREATE SCHEMA IF NOT EXISTS {schema_name};
-         SET LOCAL search_path TO {schema_name};
+        "SET LOCAL search_path TO {schema_name};
          CREATE TABLE IF NOT EXISTS schema_migrations (
              version    integer PRIMARY KEY,
              applied_at timestamptz NOT NULL DEFAULT now()
