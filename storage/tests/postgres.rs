@@ -420,6 +420,19 @@ async fn a_read_only_database_is_unavailable_until_it_takes_writes_again() {
     let role = format!("{schema}_writer");
     let (admin, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
     tokio::spawn(connection);
+    // Roles of earlier runs that stopped before their cleanup: their schema is gone.
+    let leftovers = admin
+        .query(
+            "SELECT rolname::text FROM pg_roles WHERE rolname LIKE 'idpsync\\_test\\_%\\_writer'
+             AND NOT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = left(rolname, -7))",
+            &[],
+        )
+        .await
+        .unwrap();
+    for leftover in leftovers {
+        let name: String = leftover.get(0);
+        let _ = admin.batch_execute(&format!("DROP ROLE \"{name}\"")).await;
+    }
     admin
         .batch_execute(&format!(
             "CREATE ROLE \"{role}\" LOGIN;
