@@ -1,7 +1,8 @@
 //! The configuration file (TOML) and its environment overrides.
 //!
 //! Precedence, highest first: command-line flags, environment variables (`IDPSYNC_DATA_DIR`,
-//! `IDPSYNC_LISTEN`, `IDPSYNC_LOG_FORMAT`), the file given by `--config`, built-in defaults.
+//! `IDPSYNC_LISTEN`, `IDPSYNC_LOG_FORMAT`, `IDPSYNC_STORAGE`), the file given by `--config`,
+//! built-in defaults.
 //! Unknown keys are errors, so a misspelt setting never silently does nothing.
 
 use std::net::SocketAddr;
@@ -22,8 +23,11 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
-    /// Where the log and snapshots live.
+    /// Where the files live that are not in the log store (tokens, the checkpoint key,
+    /// cursors), and the log itself by default (redb).
     pub data_dir: Option<PathBuf>,
+    /// Which log store: `redb:<dir>` or `postgres://…` (default: redb in the data directory).
+    pub storage: Option<crate::storage_location::StorageLocation>,
     /// The address `serve` listens on.
     pub listen: Option<SocketAddr>,
     /// `text` or `json` log lines.
@@ -448,6 +452,17 @@ mod tests {
             std::time::Duration::from_secs(2 * 3600)
         );
         assert_eq!(settings.policy.missing_users, MissingUsers::Deactivate);
+    }
+
+    #[test]
+    fn the_storage_setting_names_its_key_when_wrong() {
+        let config = Config::parse("storage = \"postgres://app@db/idp?schema=eu\"").unwrap();
+        assert_eq!(config.storage.unwrap().to_string(), "postgres://app@db/idp?schema=eu");
+        let wrong = Config::parse("storage = \"mysql://db/idp\"").unwrap_err();
+        assert!(
+            wrong.contains("storage") && wrong.contains("names no log store"),
+            "{wrong}"
+        );
     }
 
     #[test]

@@ -16,6 +16,9 @@
 //! - [`audit`]: the offboarding audit and the leavers' report as text, HTML and JSON;
 //! - [`checkpoint`]: signed checkpoints of the log and their verification;
 //! - [`metrics`]: the Prometheus recorder and the request middleware;
+//! - [`storage_location`]: the `storage` setting: which log store to open;
+//! - [`copy`]: copying logs between stores (`idpsync log copy`), the migration path between
+//!   backends;
 //! - [`tokens`]: API tokens (hashed, revocable) and the authenticators over them;
 //! - [`workload`]: the synthetic workload of `idpsync dev seed`;
 //! - [`engine`], [`storage`], [`scim`]: the engine, the log and the SCIM service (re-exported
@@ -36,8 +39,10 @@ pub mod api;
 pub mod audit;
 pub mod checkpoint;
 pub mod config;
+pub mod copy;
 pub mod metrics;
 pub mod server;
+pub mod storage_location;
 pub mod tokens;
 pub mod workload;
 
@@ -51,10 +56,28 @@ pub use idpsync_storage as storage;
 use idpsync_engine::{Engine, EngineError, TenantSettings};
 use idpsync_storage::{LogStore, RedbStore};
 
+use storage_location::StorageLocation;
+
 /// Opens the embedded log store (redb) in `data_dir`, creating it if needed. Refuses a data
 /// directory, database or key file that other users can read (see
 /// [`storage::private_files`]).
 pub fn open_store(data_dir: &Path) -> Result<Arc<dyn LogStore>, idpsync_storage::StoreError> {
+    check_key_files(data_dir)?;
+    Ok(Arc::new(RedbStore::open(data_dir)?))
+}
+
+/// Opens the log store at `location`; `data_dir` keeps the files that are not in the store
+/// (tokens, the checkpoint key, cursors), whose privacy is checked as [`open_store`] does.
+pub async fn open_store_at(
+    location: &StorageLocation,
+    data_dir: &Path,
+) -> Result<Arc<dyn LogStore>, idpsync_storage::StoreError> {
+    check_key_files(data_dir)?;
+    location.open().await
+}
+
+/// Refuses key files in `data_dir` that other users can read.
+fn check_key_files(data_dir: &Path) -> Result<(), idpsync_storage::StoreError> {
     for key_file in [
         tokens::TOKENS_FILE,
         tokens::BOOTSTRAP_TOKEN_FILE,
@@ -62,12 +85,21 @@ pub fn open_store(data_dir: &Path) -> Result<Arc<dyn LogStore>, idpsync_storage:
     ] {
         idpsync_storage::private_files::check_file(&data_dir.join(key_file))?;
     }
-    Ok(Arc::new(RedbStore::open(data_dir)?))
+    Ok(())
 }
 
 /// Opens the engine on `data_dir`: every tenant from its latest snapshot plus the log after it.
 pub async fn open(data_dir: &Path, settings: TenantSettings) -> Result<Engine, EngineError> {
     Engine::open(open_store(data_dir)?, settings).await
+}
+
+/// Opens the engine on the log store at `location`, with `data_dir` as in [`open_store_at`].
+pub async fn open_at(
+    location: &StorageLocation,
+    data_dir: &Path,
+    settings: TenantSettings,
+) -> Result<Engine, EngineError> {
+    Engine::open(open_store_at(location, data_dir).await?, settings).await
 }
 
 /// The SCIM service provider over `engine`, for the tenants `authenticator`'s tokens name,

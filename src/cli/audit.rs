@@ -81,9 +81,7 @@ pub(crate) async fn run(context: &Context, command: AuditCommand) -> anyhow::Res
     let output = match &command {
         AuditCommand::User { output, .. } | AuditCommand::Report { output, .. } => output,
     };
-    let engine = idpsync::open(&context.data_dir, context.config.tenant_settings())
-        .await
-        .with_context(|| format!("opening the data directory {}", context.data_dir.display()))?;
+    let engine = context.open_engine().await?;
     let result = async {
         let tenant = engine.require_tenant(&output.tenant)?;
         let mut bindings = BindingLog::default();

@@ -34,7 +34,7 @@ pub(crate) struct SeedArgs {
 
 pub(crate) async fn run(context: &Context, command: DevCommand) -> anyhow::Result<()> {
     let DevCommand::Seed(args) = command;
-    let engine = idpsync::open(&context.data_dir, context.config.tenant_settings()).await?;
+    let engine = context.open_engine().await?;
     let tenant = engine.ensure_tenant(&args.tenant).await?;
     let spec = WorkloadSpec {
         users: args.users,

@@ -1,4 +1,4 @@
-//! `idpsync log verify` and `idpsync log checkpoint export | create`.
+//! `idpsync log verify`, `idpsync log copy` (in `log_copy`) and `idpsync log checkpoint export | create`.
 
 use std::path::PathBuf;
 
@@ -25,6 +25,11 @@ pub(crate) enum LogCommand {
         #[arg(long, value_name = "FILE", requires = "checkpoints")]
         public_key: Option<PathBuf>,
     },
+    /// Copy logs from one store to another (redb:<dir>, postgres://…): the migration path
+    /// between backends. Resumable: a second run continues from the destination's head; a
+    /// destination that is ahead or differs is refused. Each copied log is verified
+    #[command(name = "copy")]
+    Copy(super::log_copy::CopyArgs),
     /// Signed checkpoints of the log
     #[command(subcommand)]
     Checkpoint(CheckpointCommand),
@@ -57,6 +62,7 @@ pub(crate) async fn run(context: &Context, command: LogCommand) -> anyhow::Resul
             checkpoints,
             public_key,
         } => verify(context, tenant, checkpoints, public_key).await,
+        LogCommand::Copy(args) => super::log_copy::run(args).await,
         LogCommand::Checkpoint(CheckpointCommand::Export { tenant, output }) => export(context, tenant, output),
         LogCommand::Checkpoint(CheckpointCommand::Create { tenant }) => create(context, tenant).await,
     }
@@ -68,7 +74,7 @@ async fn verify(
     checkpoints: Option<PathBuf>,
     public_key: Option<PathBuf>,
 ) -> anyhow::Result<()> {
-    let store = idpsync::open_store(&context.data_dir)?;
+    let store = context.open_store().await?;
     let tenants = match &only {
         Some(tenant) => vec![tenant.clone()],
         None => store.tenants().await?,
@@ -135,9 +141,7 @@ fn export(context: &Context, only: Option<TenantId>, output: Option<PathBuf>) ->
 
 async fn create(context: &Context, only: Option<TenantId>) -> anyhow::Result<()> {
     let signing = key::load_or_create(&context.data_dir)?;
-    let engine = idpsync::open(&context.data_dir, context.config.tenant_settings())
-        .await
-        .with_context(|| format!("opening the data directory {}", context.data_dir.display()))?;
+    let engine = context.open_engine().await?;
     let result = async {
         let tenants = match &only {
             Some(tenant) => vec![tenant.clone()],

@@ -20,6 +20,7 @@ macro_rules! outln {
 mod audit;
 mod dev;
 mod log;
+mod log_copy;
 mod query;
 mod serve;
 mod sync;
@@ -28,9 +29,14 @@ mod user;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
+use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use idpsync::config::{Config, DEFAULT_DATA_DIR, LogFormat};
+use idpsync::engine::Engine;
+use idpsync::storage::LogStore;
+use idpsync::storage_location::StorageLocation;
 
 /// openZro IdP-Sync: identity events from SCIM and IdP drivers, folded into users, groups and
 /// network access.
@@ -51,7 +57,8 @@ struct Cli {
 enum Command {
     /// Run the service: HTTP on loopback, the engine, snapshots on shutdown
     Serve(serve::ServeArgs),
-    /// Work with the log: verify it, export and check signed checkpoints
+    /// Work with the log: verify it, copy it to another store, export and check signed
+    /// checkpoints
     #[command(subcommand)]
     Log(log::LogCommand),
     /// Offboarding audits: one user's chain, or every leaver of a period
@@ -77,6 +84,50 @@ enum Command {
 pub(crate) struct Context {
     pub(crate) config: Config,
     pub(crate) data_dir: PathBuf,
+    /// The log store, and which setting chose it (for errors that name it).
+    pub(crate) storage: StorageLocation,
+    pub(crate) storage_set_by: &'static str,
+}
+
+impl Context {
+    /// The configured log store, opened.
+    pub(crate) async fn open_store(&self) -> anyhow::Result<Arc<dyn LogStore>> {
+        idpsync::open_store_at(&self.storage, &self.data_dir)
+            .await
+            .with_context(|| self.opening())
+    }
+
+    /// The engine on the configured log store.
+    pub(crate) async fn open_engine(&self) -> anyhow::Result<Engine> {
+        idpsync::open_at(&self.storage, &self.data_dir, self.config.tenant_settings())
+            .await
+            .with_context(|| self.opening())
+    }
+
+    fn opening(&self) -> String {
+        format!(
+            "opening the log store {} (set by {})",
+            self.storage, self.storage_set_by
+        )
+    }
+}
+
+/// The log store to open: `IDPSYNC_STORAGE`, else the file's `storage`, else redb in the data
+/// directory; and which of them said so.
+fn storage(config: &Config, data_dir: &std::path::Path) -> anyhow::Result<(StorageLocation, &'static str)> {
+    match std::env::var("IDPSYNC_STORAGE") {
+        Ok(text) => {
+            let location = text.parse().map_err(|e| anyhow::anyhow!("IDPSYNC_STORAGE: {e}"))?;
+            Ok((location, "IDPSYNC_STORAGE"))
+        }
+        Err(_) => Ok(match &config.storage {
+            Some(location) => (location.clone(), "`storage` in the configuration file"),
+            None => (
+                StorageLocation::Redb(data_dir.to_owned()),
+                "the default (no `storage` setting: redb in the data directory)",
+            ),
+        }),
+    }
 }
 
 fn init_logging(format: LogFormat) {
@@ -113,7 +164,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         .clone()
         .or_else(|| config.data_dir.clone())
         .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
-    let context = Context { config, data_dir };
+    let (storage, storage_set_by) = storage(&config, &data_dir)?;
+    let context = Context {
+        config,
+        data_dir,
+        storage,
+        storage_set_by,
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         match cli.command {

@@ -69,7 +69,7 @@ struct View {
 }
 
 async fn view(context: &Context, when: &When) -> anyhow::Result<View> {
-    let store: Arc<dyn LogStore> = idpsync::open_store(&context.data_dir)?;
+    let store: Arc<dyn LogStore> = context.open_store().await?;
     let head = match store.head(&when.tenant).await {
         Ok(head) => head,
         Err(StoreError::UnknownTenant(_)) => {

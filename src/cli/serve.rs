@@ -72,11 +72,7 @@ pub(crate) async fn run(context: &Context, args: ServeArgs) -> anyhow::Result<()
     };
     // The recorder goes in first, so that everything the engine records while opening counts.
     let metrics = idpsync::metrics::install().context("installing the Prometheus recorder")?;
-    let engine = Arc::new(
-        idpsync::open(&context.data_dir, context.config.tenant_settings())
-            .await
-            .with_context(|| format!("opening the data directory {}", context.data_dir.display()))?,
-    );
+    let engine = Arc::new(context.open_engine().await?);
     for tenant in &context.config.tenants {
         engine.ensure_tenant(&tenant.id).await?;
     }
@@ -117,7 +113,7 @@ pub(crate) async fn run(context: &Context, args: ServeArgs) -> anyhow::Result<()
         context.config.checkpoints.policy(),
     );
     let stop_requested = shutdown_signal()?;
-    tracing::info!(%address, scim_base_url = %scim_url, data_dir = %context.data_dir.display(), tenants = engine.tenant_ids().len(), "idpsync is serving");
+    tracing::info!(%address, scim_base_url = %scim_url, data_dir = %context.data_dir.display(), storage = %context.storage, tenants = engine.tenant_ids().len(), "idpsync is serving");
     // Order of shutdown: end the change streams (they never finish on their own, and a
     // graceful shutdown waits for every response), stop accepting and finish requests in
     // flight (so no new commands arrive), then stop the writers after their queued commands,

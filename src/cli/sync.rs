@@ -89,9 +89,7 @@ pub(crate) async fn run(context: &Context, args: SyncArgs) -> anyhow::Result<()>
     let tenant_id = TenantId::new(&args.tenant).map_err(|error| anyhow::anyhow!("{error}"))?;
     let driver = Driver::new(integration, RetryPolicy::default())
         .with_context(|| format!("setting up integration {}", args.integration))?;
-    let engine = idpsync::open(&context.data_dir, context.config.tenant_settings())
-        .await
-        .with_context(|| format!("opening the data directory {}", context.data_dir.display()))?;
+    let engine = context.open_engine().await?;
     let tenant = engine.ensure_tenant(&tenant_id).await?;
     let mode = match (args.dry_run, args.confirm_held) {
         (true, _) => Mode::DryRun,

@@ -1,6 +1,6 @@
 //! `idpsync user erase`: erase a user's personal fields by destroying its key.
 
-use anyhow::{Context as _, anyhow};
+use anyhow::anyhow;
 use clap::Subcommand;
 use idpsync::engine::ids::UserId;
 use idpsync::engine::{Cause, Command, Origin, Source};
@@ -25,9 +25,7 @@ pub(crate) enum UserCommand {
 
 pub(crate) async fn run(context: &Context, command: UserCommand) -> anyhow::Result<()> {
     let UserCommand::Erase { tenant, user } = command;
-    let engine = idpsync::open(&context.data_dir, context.config.tenant_settings())
-        .await
-        .with_context(|| format!("opening the data directory {}", context.data_dir.display()))?;
+    let engine = context.open_engine().await?;
     let handle = engine.require_tenant(&tenant)?;
     let state = handle.state();
     let found = user

@@ -114,6 +114,15 @@ pub enum StoreError {
     /// The store has shut down.
     #[error("the log store is closed")]
     Closed,
+    /// The store cannot be opened: a database that cannot be reached, refuses the
+    /// credentials, or was migrated by a newer build.
+    #[error("cannot use {store}: {reason}")]
+    CannotOpen {
+        /// The store, as its setting names it (any password redacted).
+        store: String,
+        /// What failed.
+        reason: String,
+    },
 }
 
 impl StoreError {

@@ -19,7 +19,9 @@
 //! - [`memory`]: [`MemoryStore`], in memory; `faults` (feature `faults`): a store with
 //!   switchable faults, for tests;
 //! - [`private_files`]: files and directories only the service's user may read;
-//! - [`redb_store`]: [`RedbStore`], the embedded default on disk.
+//! - [`redb_store`]: [`RedbStore`], the embedded default on disk;
+//! - [`postgres`]: [`PostgresStore`], the log in PostgreSQL, for logs that outlive one machine;
+//! - `sled_store` (feature `sled`): `SledStore`, for comparisons with redb.
 //!
 //! The byte layouts, the crash analysis and the invariants are in `storage/DESIGN.md`.
 //!
@@ -42,17 +44,23 @@ pub mod error;
 #[cfg(feature = "faults")]
 pub mod faults;
 pub mod memory;
+pub mod postgres;
 pub mod private_files;
 pub mod record;
 pub mod redb_store;
+#[cfg(feature = "sled")]
+pub mod sled_store;
 pub mod store;
 pub mod types;
 pub mod verify;
 
 pub use error::StoreError;
 pub use memory::MemoryStore;
+pub use postgres::{PostgresSettings, PostgresStore};
 pub use record::{NewRecord, Record};
 pub use redb_store::RedbStore;
+#[cfg(feature = "sled")]
+pub use sled_store::SledStore;
 pub use store::{
     AppendBatch, Appended, Head, LogStore, NewSecret, SecretId, SnapshotInfo, SnapshotReader, StoreHealth,
     StoredSnapshot, state_hash,
