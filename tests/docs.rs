@@ -108,7 +108,16 @@ fn the_example_configuration_is_the_defaults_and_each_integration_loads() {
     providers.sort();
     assert_eq!(
         providers,
-        ["auth0", "authentik", "entra", "google", "jumpcloud", "keycloak", "okta", "zitadel"],
+        [
+            "auth0",
+            "authentik",
+            "entra",
+            "google",
+            "jumpcloud",
+            "keycloak",
+            "okta",
+            "zitadel"
+        ],
         "one commented-out integration per vendor"
     );
 }
@@ -154,31 +163,57 @@ const ENTERPRISE_SCHEMA: &str = "urn:ietf:params:scim:schemas:extension:enterpri
 const GROUP_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
 const PATCH_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
 
+/// An answer of the server: its status and its JSON body (`null` when it has none).
+struct Answer {
+    status: StatusCode,
+    body: Value,
+}
+
+impl Answer {
+    /// The body, once the status is the one Entra expects.
+    fn expect(self, status: StatusCode, what: &str) -> Value {
+        assert_eq!(self.status, status, "{what}: {}", self.body);
+        self.body
+    }
+}
+
 impl Entra {
-    /// Sends one request to `<Tenant URL><path>`; with the flag, the flag stays in the query,
-    /// the worst case for a server that might refuse parameters it does not know.
-    async fn send(&self, method: reqwest::Method, path: &str, query: &[(&str, &str)], body: Option<Value>) -> (StatusCode, Value) {
+    /// A request to `<Tenant URL><path>`. With the flag, the flag stays in the query of every
+    /// request: the worst case for a server that might refuse parameters it does not know.
+    fn request(&self, method: reqwest::Method, path: &str, query: &[(&str, &str)]) -> reqwest::RequestBuilder {
         let mut url = reqwest::Url::parse(&format!("{}{path}", self.tenant_url)).unwrap();
         if let Dialect::Scim062020 = self.dialect {
             url.set_query(Some("aadOptscim062020"));
         }
         url.query_pairs_mut().extend_pairs(query);
-        let mut request = self.http.request(method, url).bearer_auth(&self.token);
-        if let Some(body) = body {
-            request = request
-                .header("content-type", "application/scim+json")
-                .body(body.to_string());
-        }
+        self.http.request(method, url).bearer_auth(&self.token)
+    }
+
+    async fn answer(request: reqwest::RequestBuilder) -> Answer {
         let response = request.send().await.unwrap();
         let status = response.status();
         let text = response.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+        Answer {
+            status,
+            body: serde_json::from_str(&text).unwrap_or(Value::Null),
+        }
     }
 
-    async fn expect(&self, method: reqwest::Method, path: &str, query: &[(&str, &str)], body: Option<Value>, expected: StatusCode) -> Value {
-        let (status, answer) = self.send(method.clone(), path, query, body).await;
-        assert_eq!(status, expected, "{method} {path} ({:?}): {answer}", self.dialect);
-        answer
+    async fn get(&self, path: &str, query: &[(&str, &str)]) -> Answer {
+        Entra::answer(self.request(reqwest::Method::GET, path, query)).await
+    }
+
+    async fn delete(&self, path: &str) -> Answer {
+        Entra::answer(self.request(reqwest::Method::DELETE, path, &[])).await
+    }
+
+    /// A POST or PATCH with a SCIM body.
+    async fn send(&self, method: reqwest::Method, path: &str, body: Value) -> Answer {
+        let request = self
+            .request(method, path, &[])
+            .header("content-type", "application/scim+json")
+            .body(body.to_string());
+        Entra::answer(request).await
     }
 
     /// The matching GET: a filter on one attribute, answered by a list.
@@ -187,7 +222,8 @@ impl Entra {
         if endpoint == "/Groups" {
             query.insert(0, ("excludedAttributes", "members"));
         }
-        self.expect(reqwest::Method::GET, endpoint, &query, None, StatusCode::OK).await
+        let what = format!("GET {endpoint} ({:?})", self.dialect);
+        self.get(endpoint, &query).await.expect(StatusCode::OK, &what)
     }
 
     /// Test Connection: a random GUID in the matching attribute, for a user and a group.
@@ -222,8 +258,9 @@ impl Entra {
             "roles": [],
         });
         let created = self
-            .expect(reqwest::Method::POST, "/Users", &[], Some(user), StatusCode::CREATED)
-            .await;
+            .send(reqwest::Method::POST, "/Users", user)
+            .await
+            .expect(StatusCode::CREATED, "POST /Users");
         created["id"].as_str().unwrap().to_owned()
     }
 
@@ -239,26 +276,36 @@ impl Entra {
             "meta": {"resourceType": "Group"},
         });
         let created = self
-            .expect(reqwest::Method::POST, "/Groups", &[], Some(group), StatusCode::CREATED)
-            .await;
+            .send(reqwest::Method::POST, "/Groups", group)
+            .await
+            .expect(StatusCode::CREATED, "POST /Groups");
         let id = created["id"].as_str().unwrap().to_owned();
-        let values: Vec<Value> = members.iter().map(|member| json!({"$ref": null, "value": member})).collect();
+        let values: Vec<Value> = members
+            .iter()
+            .map(|member| json!({"$ref": null, "value": member}))
+            .collect();
         let op = match self.dialect {
             Dialect::Default => "Add",
             Dialect::Scim062020 => "add",
         };
-        self.patch(&format!("/Groups/{id}"), json!([{"op": op, "path": "members", "value": values}]))
-            .await;
+        self.patch(
+            &format!("/Groups/{id}"),
+            json!([{"op": op, "path": "members", "value": values}]),
+        )
+        .await;
         id
     }
 
+    /// A PATCH; Entra takes 200 with the resource and 204 alike.
     async fn patch(&self, path: &str, operations: Value) {
         let body = json!({"schemas": [PATCH_SCHEMA], "Operations": operations});
-        let (status, answer) = self.send(reqwest::Method::PATCH, path, &[], Some(body)).await;
+        let answer = self.send(reqwest::Method::PATCH, path, body).await;
         assert!(
-            status == StatusCode::OK || status == StatusCode::NO_CONTENT,
-            "PATCH {path} ({:?}): {status} {answer}",
-            self.dialect
+            answer.status == StatusCode::OK || answer.status == StatusCode::NO_CONTENT,
+            "PATCH {path} ({:?}): {} {}",
+            self.dialect,
+            answer.status,
+            answer.body
         );
     }
 
@@ -307,13 +354,19 @@ async fn follow_the_entra_guide(dialect: Dialect) {
         while let Some(block) = blocks.next_if(|block: &&Block| !block.heading.contains(heading)) {
             outputs.push(host.run(&page, block));
         }
-        assert!(blocks.peek().is_some(), "docs/scim/entra.md has no runnable block under \"{heading}\"");
+        assert!(
+            blocks.peek().is_some(),
+            "docs/scim/entra.md has no runnable block under \"{heading}\""
+        );
         outputs
     };
 
     // Steps 1 and 2: the token and the checks of the endpoint.
     let outputs = run_until("Check that it worked");
-    assert!(outputs[0].trim().starts_with("idps_"), "step 1 prints the token: {outputs:?}");
+    assert!(
+        outputs[0].trim().starts_with("idps_"),
+        "step 1 prints the token: {outputs:?}"
+    );
     let entra = Entra {
         http: reqwest::Client::new(),
         tenant_url: format!("{}/scim/v2", host.origin()),
@@ -324,10 +377,20 @@ async fn follow_the_entra_guide(dialect: Dialect) {
 
     // Step 5: the first cycle.
     let ada = entra
-        .provision_user("ada.lovelace@contoso.com", "0a21f0f2-8d2a-4f8e-bf98-7363c4aed4ef", "Ada", "Lovelace")
+        .provision_user(
+            "ada.lovelace@contoso.com",
+            "0a21f0f2-8d2a-4f8e-bf98-7363c4aed4ef",
+            "Ada",
+            "Lovelace",
+        )
         .await;
     let grace = entra
-        .provision_user("grace.hopper@contoso.com", "5c3b7e1d-2f4a-4c6b-9d8e-1a2b3c4d5e6f", "Grace", "Hopper")
+        .provision_user(
+            "grace.hopper@contoso.com",
+            "5c3b7e1d-2f4a-4c6b-9d8e-1a2b3c4d5e6f",
+            "Grace",
+            "Hopper",
+        )
         .await;
     let group = entra
         .provision_group("VPN Users", "8aa1a0c0-c4c3-4bc0-b4a5-2ef676900159", &[&ada, &grace])
@@ -341,7 +404,10 @@ async fn follow_the_entra_guide(dialect: Dialect) {
         assert!(users.contains(expected), "step 6 should show {expected}: {users}");
     }
     let grace_read: Value = serde_json::from_str(&outputs[1]).unwrap();
-    assert_eq!(grace_read["Resources"][0]["externalId"], "5c3b7e1d-2f4a-4c6b-9d8e-1a2b3c4d5e6f");
+    assert_eq!(
+        grace_read["Resources"][0]["externalId"],
+        "5c3b7e1d-2f4a-4c6b-9d8e-1a2b3c4d5e6f"
+    );
     assert_eq!(grace_read["Resources"][0]["name"]["familyName"], "Hopper-Murray");
     assert_eq!(grace_read["Resources"][0][ENTERPRISE_SCHEMA]["employeeNumber"], "1906");
 
@@ -352,22 +418,34 @@ async fn follow_the_entra_guide(dialect: Dialect) {
     let leaver = answers.next().unwrap().unwrap();
     assert_eq!(leaver["active"], false, "{leaver}");
     let audit = &outputs[0][answers.byte_offset()..];
-    for expected in ["DEACTIVATED", "token entra-prod", "access REVOKED policy/vpn-access (source) via VPN Users"] {
+    for expected in [
+        "DEACTIVATED",
+        "token entra-prod",
+        "access REVOKED policy/vpn-access (source) via VPN Users",
+    ] {
         assert!(audit.contains(expected), "the audit shows {expected:?}: {audit}");
     }
     let read = entra
-        .expect(reqwest::Method::GET, &format!("/Groups/{group}"), &[], None, StatusCode::OK)
-        .await;
-    let members: Vec<&str> = read["members"].as_array().unwrap().iter().map(|member| member["value"].as_str().unwrap()).collect();
+        .get(&format!("/Groups/{group}"), &[])
+        .await
+        .expect(StatusCode::OK, "GET the group");
+    let members: Vec<&str> = read["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|member| member["value"].as_str().unwrap())
+        .collect();
     assert_eq!(members, [grace.as_str()], "{dialect:?}: {read}");
 
     // The hard delete, 30 days later.
     entra
-        .expect(reqwest::Method::DELETE, &format!("/Users/{ada}"), &[], None, StatusCode::NO_CONTENT)
-        .await;
+        .delete(&format!("/Users/{ada}"))
+        .await
+        .expect(StatusCode::NO_CONTENT, "DELETE the leaver");
     entra
-        .expect(reqwest::Method::GET, &format!("/Users/{ada}"), &[], None, StatusCode::NOT_FOUND)
-        .await;
+        .get(&format!("/Users/{ada}"), &[])
+        .await
+        .expect(StatusCode::NOT_FOUND, "GET the deleted leaver");
     assert!(!host.service_log().contains("ERROR"), "{}", host.service_log());
 }
 
@@ -381,59 +459,51 @@ async fn the_entra_guide_against_entra_with_aad_opt_scim_062020() {
     follow_the_entra_guide(Dialect::Scim062020).await;
 }
 
-/// The backup guide: a backup of the stopped service, verified and queried on the copy; a
-/// change made after it; then the restore, which brings back exactly the backed-up users.
+/// The backup guide: a backup of the stopped service, checked on a scratch copy; a joiner
+/// after it; then the restore, which brings back exactly the backed-up users and takes the
+/// joiner back.
 #[tokio::test]
 async fn the_backup_guide_backs_up_and_restores() {
     let page = Page::read("docs/operations/backup-and-restore.md");
     let host = Host::new();
     host.seed_acme();
     host.start();
-    let mut restored = false;
-    let mut after_backup_user = None;
+    let users_now = |host: &Host| {
+        let output = host.shell(
+            "curl -fsS -H \"Authorization: Bearer $ADMIN_TOKEN\" 'http://127.0.0.1:8080/api/v1/tenants/acme/users?limit=1000'",
+        );
+        assert!(output.status.success(), "{}", walkthrough::describe(&output));
+        String::from_utf8(output.stdout).unwrap()
+    };
+    let mut joined_after_backup = false;
+    let mut verified = 0;
     for block in page.runnable() {
-        if block.heading.contains("Restore") && after_backup_user.is_none() {
-            // A joiner after the backup, which the restore must take back.
-            let token = host.variable("ADMIN_TOKEN");
-            let scim_token = String::from_utf8(
-                host.shell("idpsync token create --tenant acme --name later | tail -n 1").stdout,
-            )
-            .unwrap();
-            let response = reqwest::Client::new()
-                .post(format!("{}/scim/v2/Users", host.origin()))
-                .bearer_auth(scim_token.trim())
-                .header("content-type", "application/scim+json")
-                .body(json!({"userName": "after.the.backup@example.com"}).to_string())
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(response.status(), StatusCode::CREATED);
-            let users = reqwest::Client::new()
-                .get(format!("{}/api/v1/tenants/acme/users?limit=1000", host.origin()))
-                .bearer_auth(&token)
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap();
-            assert!(users.contains("after.the.backup@example.com"));
-            after_backup_user = Some(());
+        if block.heading == "Restore" && !joined_after_backup {
+            let created = host.shell(
+                "SCIM_TOKEN=$(idpsync token create --tenant acme --name later | tail -n 1)\n\
+                 curl -fsS -o /dev/null -H \"Authorization: Bearer $SCIM_TOKEN\" -H 'Content-Type: application/scim+json' \
+                 -d '{\"userName\": \"after.the.backup@example.com\"}' http://127.0.0.1:8080/scim/v2/Users",
+            );
+            assert!(created.status.success(), "{}", walkthrough::describe(&created));
+            assert!(users_now(&host).contains("after.the.backup@example.com"));
+            joined_after_backup = true;
         }
         let output = host.run(&page, block);
-        if block.heading.contains("Restore") {
-            restored = true;
-        }
         if block.text.contains("log verify") {
-            assert!(output.contains(": ok,"), "log verify reports each tenant ok: {output}");
+            assert!(
+                output.contains("tenant acme: ok,"),
+                "log verify reports the tenant ok: {output}"
+            );
+            verified += 1;
         }
     }
-    assert!(restored && after_backup_user.is_some(), "the guide has a backup and a restore");
+    assert!(joined_after_backup, "the guide has a section \"Restore\"");
+    assert_eq!(verified, 2, "the guide verifies the backup and the restored directory");
     assert!(host.serving(), "the guide ends with the service running");
-    let users = String::from_utf8(host.shell(
-        "curl -fsS -H \"Authorization: Bearer $ADMIN_TOKEN\" 'http://127.0.0.1:8080/api/v1/tenants/acme/users?limit=1000'",
-    ).stdout)
-    .unwrap();
+    let users = users_now(&host);
     assert!(users.contains("@example.com"), "the seeded users are back: {users}");
-    assert!(!users.contains("after.the.backup@example.com"), "the restore took back the later joiner: {users}");
+    assert!(
+        !users.contains("after.the.backup@example.com"),
+        "the restore took back the later joiner: {users}"
+    );
 }

@@ -104,7 +104,8 @@ impl Page {
 }
 
 fn collect_markdown(root: &Path, directory: &Path, paths: &mut Vec<String>) {
-    let entries = std::fs::read_dir(root.join(directory)).unwrap_or_else(|error| panic!("{}: {error}", directory.display()));
+    let entries =
+        std::fs::read_dir(root.join(directory)).unwrap_or_else(|error| panic!("{}: {error}", directory.display()));
     for entry in entries {
         let entry = entry.unwrap();
         let relative = directory.join(entry.file_name());
