@@ -49,6 +49,9 @@ pub mod workload;
 use std::path::Path;
 use std::sync::Arc;
 
+/// The version and the commit this build is from: `0.1.0 (commit 1a2b3c4d5e6f)`.
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("IDPSYNC_COMMIT"), ")");
+
 pub use idpsync_engine as engine;
 pub use idpsync_scim as scim;
 pub use idpsync_storage as storage;

@@ -39,6 +39,12 @@ pub fn install() -> Result<PrometheusHandle, BuildError> {
         )?
         .install_recorder()?;
     *installed = Some(handle.clone());
+    metrics::describe_gauge!(
+        "idpsync_build_info",
+        "The build: version and commit, as labels; always 1."
+    );
+    metrics::gauge!("idpsync_build_info", "version" => env!("CARGO_PKG_VERSION"), "commit" => env!("IDPSYNC_COMMIT"))
+        .set(1.0);
     Ok(handle)
 }
 

@@ -729,6 +729,7 @@ async fn metrics_count_requests_appends_and_streams() {
         "{text}"
     );
     assert!(has("idpsync_events_appended_total{tenant=\"acme\"}"), "{text}");
+    assert!(has("idpsync_build_info{version=\""), "{text}");
     assert!(has("idpsync_append_seconds_bucket"), "{text}");
     assert!(has("idpsync_scim_request_seconds_bucket"), "{text}");
     service.stop().await;

@@ -324,3 +324,13 @@ fn the_data_directory_is_private_and_a_readable_key_file_is_refused() {
     assert!(verified.status.success(), "{}", stderr(&verified));
     assert_eq!(std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777, 0o700);
 }
+
+#[test]
+fn the_version_names_the_commit_it_was_built_from() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = run(dir.path(), &["--version"]);
+    assert!(output.status.success());
+    let text = stdout(&output);
+    assert!(text.starts_with("idpsync 0."), "{text}");
+    assert!(text.contains("(commit "), "{text}");
+}

@@ -41,7 +41,7 @@ use idpsync::storage_location::StorageLocation;
 /// openZro IdP-Sync: identity events from SCIM and IdP drivers, folded into users, groups and
 /// network access.
 #[derive(Parser, Debug)]
-#[command(name = "idpsync", version, propagate_version = true)]
+#[command(name = "idpsync", version = idpsync::VERSION, propagate_version = true)]
 struct Cli {
     /// The data directory (log, snapshots) [default: ./idpsync-data]
     #[arg(long, global = true, env = "IDPSYNC_DATA_DIR", value_name = "DIR")]
