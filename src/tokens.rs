@@ -34,7 +34,7 @@ const FORMAT_VERSION: u32 = 1;
 /// How long a lock file may stand before it is taken for a crashed writer's.
 const LOCK_STALE_AFTER: Duration = Duration::from_secs(30);
 /// How often the server looks at the file for changes, at most.
-const RELOAD_INTERVAL: Duration = Duration::from_secs(1);
+const RELOAD_INTERVAL: Duration = Duration::from_millis(500);
 
 /// What a token may do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -412,7 +412,7 @@ impl TokenAuthenticator {
         Ok(())
     }
 
-    /// Re-reads the file if it changed; `force` skips the once-a-second bound.
+    /// Re-reads the file if it changed; `force` skips the bound of one look per [`RELOAD_INTERVAL`].
     fn refresh(&self, force: bool) {
         let now_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
         let last_ms = self.last_check_ms.load(Ordering::Relaxed);

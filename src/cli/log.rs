@@ -84,8 +84,12 @@ async fn verify(
         let report = idpsync::engine::verify::verify_tenant(&store, &tenant)
             .await
             .map_err(|error| anyhow::anyhow!("verification failed: {error}"))?;
+        let older = match report.snapshots_of_older_formats {
+            0 => String::new(),
+            n => format!(" ({n} of an older format not compared: their bytes matched their hash)"),
+        };
         outln!(
-            "tenant {}: ok, {} records, {} snapshots matched, chain head {} ({:.2} s)",
+            "tenant {}: ok, {} records, {} snapshots matched{older}, chain head {} ({:.2} s)",
             report.tenant,
             report.records,
             report.snapshots,
