@@ -782,6 +782,18 @@ async fn metrics_count_requests_appends_and_streams() {
     assert!(has("idpsync_build_info{version=\""), "{text}");
     assert!(has("idpsync_append_seconds_bucket"), "{text}");
     assert!(has("idpsync_scim_request_seconds_bucket"), "{text}");
+    assert!(has("idpsync_log_head_seq{tenant=\"acme\"} 1"), "{text}");
+    // Operations issue: every family the service exports says what it is.
+    let families: BTreeMap<&str, ()> = text
+        .lines()
+        .filter_map(|line| line.strip_prefix("# TYPE "))
+        .filter_map(|rest| rest.split(' ').next())
+        .map(|name| (name, ()))
+        .collect();
+    assert!(families.len() >= 8, "{text}");
+    for family in families.keys() {
+        assert!(has(&format!("# HELP {family} ")), "no # HELP for {family}");
+    }
     service.stop().await;
 }
 
