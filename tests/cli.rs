@@ -334,3 +334,104 @@ fn the_version_names_the_commit_it_was_built_from() {
     assert!(text.starts_with("idpsync 0."), "{text}");
     assert!(text.contains("(commit "), "{text}");
 }
+
+/// Operators issue: while `serve` held the store, every read command failed with "the data
+/// directory is in use". They now go through the running service's control socket and print
+/// what they print on a stopped data directory; an audit's `--output` file is written by the
+/// caller; errors come back as errors.
+#[test]
+fn read_commands_work_while_the_server_runs_with_the_same_output() {
+    let dir = tempfile::tempdir().unwrap();
+    seed(dir.path(), 60, 6, 300);
+    let offline_users = run(dir.path(), &["query", "users", "--json"]);
+    assert!(offline_users.status.success(), "{}", stderr(&offline_users));
+    let offline_groups = stdout(&run(dir.path(), &["query", "groups"]));
+    // The report's first line says when it was generated.
+    let report = |dir: &std::path::Path| {
+        let text = stdout(&run(dir, &["audit", "report", "--since", "2000-01-01"]));
+        let (first, rest) = text.split_once('\n').unwrap();
+        (first.split(", generated").next().unwrap().to_owned(), rest.to_owned())
+    };
+    let offline_report = report(dir.path());
+
+    let server = Serving::start(dir.path(), None);
+    let users = run(dir.path(), &["query", "users", "--json"]);
+    assert!(users.status.success(), "{}", stderr(&users));
+    assert_eq!(stdout(&users), stdout(&offline_users));
+    assert_eq!(stdout(&run(dir.path(), &["query", "groups"])), offline_groups);
+    assert_eq!(report(dir.path()), offline_report);
+    let report_file = dir.path().join("report.html");
+    let written = run(
+        dir.path(),
+        &[
+            "audit",
+            "report",
+            "--since",
+            "2000-01-01",
+            "--format",
+            "html",
+            "--output",
+            report_file.to_str().unwrap(),
+        ],
+    );
+    assert!(written.status.success(), "{}", stderr(&written));
+    assert!(std::fs::read_to_string(&report_file).unwrap().contains("<html"));
+
+    let verify = run(dir.path(), &["log", "verify"]);
+    assert!(verify.status.success(), "{}", stderr(&verify));
+    assert!(stdout(&verify).contains("tenant default: ok"), "{}", stdout(&verify));
+    let status = run(dir.path(), &["status"]);
+    assert!(status.status.success(), "{}", stderr(&status));
+    assert!(
+        stdout(&status).contains("tenant default: head seq"),
+        "{}",
+        stdout(&status)
+    );
+    assert!(
+        !stdout(&status).contains("the service is not running here"),
+        "{}",
+        stdout(&status)
+    );
+    let missing = run(dir.path(), &["query", "users", "--tenant", "nobody"]);
+    assert!(!missing.status.success());
+    assert!(
+        stderr(&missing).contains("tenant nobody does not exist"),
+        "{}",
+        stderr(&missing)
+    );
+
+    server.stop();
+    assert!(
+        !dir.path().join("control.sock").exists(),
+        "the socket goes with the server"
+    );
+    let stopped = run(dir.path(), &["status"]);
+    assert!(
+        stdout(&stopped).contains("the service is not running here"),
+        "{}",
+        stdout(&stopped)
+    );
+}
+
+/// Operators issue: a read command on a mistyped data directory made an empty log there and
+/// answered from it, as if every user were gone.
+#[test]
+fn read_commands_on_a_mistyped_data_directory_say_so_and_create_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mistyped = dir.path().join("idpsync-dat");
+    for args in [
+        &["query", "users"][..],
+        &["log", "verify"],
+        &["status"],
+        &["audit", "report", "--since", "2026-01-01"],
+    ] {
+        let answer = run(&mistyped, args);
+        assert!(!answer.status.success(), "{args:?}");
+        assert!(
+            stderr(&answer).contains("holds no IdP-Sync log"),
+            "{args:?}: {}",
+            stderr(&answer)
+        );
+        assert!(!mistyped.exists(), "{args:?} created the directory");
+    }
+}

@@ -108,7 +108,7 @@ impl FromRequestParts<ApiState> for TenantAccess {
             .ok_or_else(|| ApiError::not_found(format!("tenant {tenant_id} has no log yet")))?;
         Ok(TenantAccess {
             tenant,
-            token: principal.token.clone(),
+            token: principal.token,
             watch: TokenWatch {
                 authenticator: Arc::clone(&state.inner.authenticator),
                 secret,

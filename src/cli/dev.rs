@@ -54,7 +54,7 @@ pub(crate) async fn run(context: &Context, command: DevCommand) -> anyhow::Resul
         );
     };
     let result = run_workload(&tenant, &spec, &mut report).await;
-    engine.shutdown().await;
+    engine.close().await;
     let progress = result?;
     let state = tenant.state();
     outln!(

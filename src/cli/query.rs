@@ -14,11 +14,11 @@ use idpsync::engine::model::{Group, User};
 use idpsync::engine::seal::Keyring;
 use idpsync::engine::tenant::{load_state_at, seq_at_time};
 use idpsync::storage::{LogStore, Seq, StoreError, TenantId, Timestamp};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::Context;
 
-#[derive(Subcommand, Debug)]
+#[derive(Subcommand, Debug, Deserialize, Serialize)]
 pub(crate) enum QueryCommand {
     /// List users
     Users(When),
@@ -46,7 +46,7 @@ pub(crate) enum QueryCommand {
 }
 
 /// Which tenant, at which point, and in which format.
-#[derive(Args, Debug)]
+#[derive(Args, Debug, Deserialize, Serialize)]
 pub(crate) struct When {
     /// The tenant
     #[arg(long, default_value = "default")]

@@ -102,7 +102,7 @@ pub(crate) async fn run(context: &Context, args: SyncArgs) -> anyhow::Result<()>
     // after the engine has shut down cleanly.
     let run = tokio::spawn(async move { sync_once(&driver, &tenant, &cursors, mode, resync).await });
     let result = run.await;
-    engine.shutdown().await;
+    engine.close().await;
     let outcome = match result {
         Ok(result) => result.with_context(|| format!("sync of {} failed; nothing was applied", args.integration))?,
         Err(panic) => bail!(

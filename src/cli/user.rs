@@ -45,7 +45,7 @@ pub(crate) async fn run(context: &Context, command: UserCommand) -> anyhow::Resu
             },
         )
         .await;
-    engine.shutdown().await;
+    engine.close().await;
     let committed = result?;
     if committed.events == 0 {
         outln!("user {} was already erased", found.id);
