@@ -435,3 +435,31 @@ fn read_commands_on_a_mistyped_data_directory_say_so_and_create_nothing() {
         assert!(!mistyped.exists(), "{args:?} created the directory");
     }
 }
+
+/// Operators issue: behind a proxy that rewrites `Host`, SCIM's absolute URLs named the
+/// service's inner address. With `public_url` they name the public one, whatever the request
+/// says; a malformed one is refused at start with the setting named.
+#[test]
+fn public_url_is_the_base_of_scim_urls() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("idpsync.toml");
+    std::fs::write(&config, "public_url = \"https://idpsync.example.com/\"\n").unwrap();
+    let server = Serving::start(&dir.path().join("data"), Some(&config));
+    let (status, body) = get(&server.address, "/scim/v2/ServiceProviderConfig");
+    assert!(status.contains("200"), "{status}");
+    assert!(
+        body.contains("\"location\":\"https://idpsync.example.com/scim/v2/ServiceProviderConfig\""),
+        "{body}"
+    );
+    server.stop();
+
+    std::fs::write(&config, "public_url = \"idpsync.example.com\"\n").unwrap();
+    let refused = idpsync(&dir.path().join("data"))
+        .arg("--config")
+        .arg(&config)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(stderr(&refused).contains("public_url"), "{}", stderr(&refused));
+}
