@@ -37,6 +37,7 @@
 
 pub mod api;
 pub mod audit;
+pub mod backup;
 pub mod checkpoint;
 pub mod config;
 pub mod copy;

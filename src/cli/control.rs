@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
 use super::audit::AuditCommand;
+use super::backup::BackupArgs;
 use super::log::VerifyArgs;
 use super::query::QueryCommand;
 use super::status::StatusArgs;
@@ -39,6 +40,7 @@ pub(crate) enum ReadCommand {
     Audit(AuditCommand),
     Verify(VerifyArgs),
     Status(StatusArgs),
+    Backup(BackupArgs),
 }
 
 impl ReadCommand {
@@ -49,6 +51,7 @@ impl ReadCommand {
             ReadCommand::Audit(command) => super::audit::run(context, command).await,
             ReadCommand::Verify(args) => super::log::verify(context, args).await,
             ReadCommand::Status(args) => super::status::run(context, args).await,
+            ReadCommand::Backup(args) => super::backup::run_backup(context, args).await,
         }
     }
 }
@@ -80,6 +83,11 @@ pub(crate) async fn read(context: &Context, server: Option<PathBuf>, command: Re
     command.run(context).await
 }
 
+/// Whether a service answers on the control socket of `data_dir`.
+pub(crate) async fn service_answers(data_dir: &Path) -> bool {
+    connect(&data_dir.join(SOCKET_FILE)).await.is_ok()
+}
+
 #[cfg(unix)]
 async fn connect(socket: &Path) -> std::io::Result<tokio::net::UnixStream> {
     tokio::net::UnixStream::connect(socket).await
@@ -104,9 +112,11 @@ async fn forward(
         ReadCommand::Audit(audit) => audit.take_output_file(),
         _ => None,
     };
-    if let ReadCommand::Verify(args) = command {
-        command = ReadCommand::Verify(args.with_absolute_paths()?);
-    }
+    command = match command {
+        ReadCommand::Verify(args) => ReadCommand::Verify(args.with_absolute_paths()?),
+        ReadCommand::Backup(args) => ReadCommand::Backup(args.with_absolute_path()?),
+        other => other,
+    };
     let mut request = serde_json::to_vec(&command)?;
     request.push(b'\n');
     stream

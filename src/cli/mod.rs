@@ -24,6 +24,7 @@ macro_rules! warnln {
 }
 
 mod audit;
+mod backup;
 mod control;
 mod dev;
 mod log;
@@ -96,6 +97,12 @@ enum Command {
     /// Each tenant's log (head, snapshots, last checkpoint) and integrations (last and next
     /// run, last error, held syncs)
     Status(status::StatusArgs),
+    /// Back the log and the data directory's files up into a new directory, while the service
+    /// runs; the backup is verified by the chain, and is a data directory of its own
+    Backup(backup::BackupArgs),
+    /// Restore a backup into a data directory (or store) that holds no log, with the service
+    /// stopped; verified by the chain
+    Restore(backup::RestoreArgs),
 }
 
 /// What every command needs: the configuration and where the data is.
@@ -270,6 +277,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Audit(command) => control::read(&context, cli.server, ReadCommand::Audit(command)).await,
             Command::Query(command) => control::read(&context, cli.server, ReadCommand::Query(command)).await,
             Command::Status(args) => control::read(&context, cli.server, ReadCommand::Status(args)).await,
+            Command::Backup(args) => control::read(&context, cli.server, ReadCommand::Backup(args)).await,
+            Command::Restore(args) => backup::run_restore(&context, args).await,
             Command::Token(command) => token::run(&context, command),
             Command::User(command) => user::run(&context, command).await,
             Command::Dev(command) => dev::run(&context, command).await,
