@@ -213,7 +213,15 @@ fn user_erase_leaves_a_verifiable_log_and_an_erased_user() {
         users[0]["userName"].as_str().unwrap().to_owned(),
     );
 
-    let erased = run(dir.path(), &["user", "erase", "--user", &name]);
+    // Operators issue: nobody at a terminal to confirm, and no --yes: refused, nothing erased.
+    let unconfirmed = run(dir.path(), &["user", "erase", "--user", &name]);
+    assert!(!unconfirmed.status.success());
+    assert!(stderr(&unconfirmed).contains("pass --yes"), "{}", stderr(&unconfirmed));
+    let still: serde_json::Value =
+        serde_json::from_slice(&run(dir.path(), &["query", "user", "--user", &id, "--json"]).stdout).unwrap();
+    assert_eq!(still["userName"], name.as_str());
+
+    let erased = run(dir.path(), &["user", "erase", "--user", &name, "--yes"]);
     assert!(erased.status.success(), "{}", stderr(&erased));
     assert!(
         stdout(&erased).contains(&format!("erased user {id}")),
@@ -232,7 +240,7 @@ fn user_erase_leaves_a_verifiable_log_and_an_erased_user() {
     assert_eq!(past["userName"], format!("erased-{id}"), "erased in the past too");
     let verified = run(dir.path(), &["log", "verify"]);
     assert!(verified.status.success(), "{}{}", stdout(&verified), stderr(&verified));
-    let again = run(dir.path(), &["user", "erase", "--user", &id]);
+    let again = run(dir.path(), &["user", "erase", "--user", &id, "--yes"]);
     assert!(stdout(&again).contains("already erased"), "{}", stdout(&again));
 }
 
