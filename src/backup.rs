@@ -17,10 +17,10 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
-use idpsync_storage::{LogStore, RedbStore, StoreError, private_files};
+use idpsync_storage::{LogStore, RedbStore, Seq, StoreError, TenantId, private_files};
 
 use crate::checkpoint::{CHECKPOINTS_DIR, key};
-use crate::copy::{CopyError, CopyReport, copy_tenant};
+use crate::copy::{CopyError, CopyReport, copy_tenant_with_progress};
 use crate::tokens::TOKENS_FILE;
 
 /// The files and directories of a data directory that live beside the log, in the order they
@@ -79,9 +79,18 @@ pub enum BackupError {
     },
 }
 
+/// How far a backup or restore has come: the tenant being copied, the records it has copied
+/// and the head it copies up to.
+pub type TenantProgress<'a> = &'a mut (dyn FnMut(&TenantId, Seq, Seq) + Send);
+
 /// Backs up `store` and the side files of `data_dir` into `to`, a directory that must not
 /// exist or be empty.
-pub async fn back_up(store: &dyn LogStore, data_dir: &Path, to: &Path) -> Result<BackupReport, BackupError> {
+pub async fn back_up(
+    store: &dyn LogStore,
+    data_dir: &Path,
+    to: &Path,
+    progress: TenantProgress<'_>,
+) -> Result<BackupReport, BackupError> {
     if is_non_empty(to)? {
         return Err(BackupError::NotEmpty { path: to.to_owned() });
     }
@@ -92,7 +101,11 @@ pub async fn back_up(store: &dyn LogStore, data_dir: &Path, to: &Path) -> Result
     let destination = RedbStore::open(to)?;
     let mut report = BackupReport::default();
     for tenant in store.tenants().await? {
-        report.tenants.push(copy_tenant(store, &destination, &tenant).await?);
+        let copied = copy_tenant_with_progress(store, &destination, &tenant, &mut |done, head| {
+            progress(&tenant, done, head)
+        })
+        .await?;
+        report.tenants.push(copied);
     }
     drop(destination);
     report.files = copy_side_files(data_dir, to)?;
@@ -101,7 +114,12 @@ pub async fn back_up(store: &dyn LogStore, data_dir: &Path, to: &Path) -> Result
 
 /// Restores the backup in `from` into `store` and the side files into `data_dir`: `store`
 /// must hold no records and `data_dir` none of the side files.
-pub async fn restore(from: &Path, store: &dyn LogStore, data_dir: &Path) -> Result<BackupReport, BackupError> {
+pub async fn restore(
+    from: &Path,
+    store: &dyn LogStore,
+    data_dir: &Path,
+    progress: TenantProgress<'_>,
+) -> Result<BackupReport, BackupError> {
     if !from.join(idpsync_storage::redb_store::DATABASE_FILE).is_file() {
         return Err(BackupError::NotABackup { path: from.to_owned() });
     }
@@ -122,7 +140,9 @@ pub async fn restore(from: &Path, store: &dyn LogStore, data_dir: &Path) -> Resu
     let source = RedbStore::open(from)?;
     let mut report = BackupReport::default();
     for tenant in source.tenants().await? {
-        report.tenants.push(copy_tenant(&source, store, &tenant).await?);
+        let copied =
+            copy_tenant_with_progress(&source, store, &tenant, &mut |done, head| progress(&tenant, done, head)).await?;
+        report.tenants.push(copied);
     }
     report.files = copy_side_files(from, data_dir)?;
     Ok(report)

@@ -471,3 +471,54 @@ fn public_url_is_the_base_of_scim_urls() {
     assert!(!refused.status.success());
     assert!(stderr(&refused).contains("public_url"), "{}", stderr(&refused));
 }
+
+/// Operators issue: long operations showed nothing until they ended. On a terminal, `log copy`
+/// draws a bar of the records copied; piped, its output is the summary line alone.
+#[test]
+fn log_copy_shows_progress_on_a_terminal_only() {
+    let dir = tempfile::tempdir().unwrap();
+    seed(dir.path(), 200, 5, 3000);
+    let to = dir.path().join("copy");
+    let piped = run(
+        dir.path(),
+        &[
+            "log",
+            "copy",
+            "--from",
+            &format!("redb:{}", dir.path().display()),
+            "--to",
+            &format!("redb:{}", to.display()),
+        ],
+    );
+    assert!(piped.status.success(), "{}", stderr(&piped));
+    assert!(!stderr(&piped).contains("tenant default ["), "{}", stderr(&piped));
+    assert!(
+        stdout(&piped).starts_with("tenant default: copied"),
+        "{}",
+        stdout(&piped)
+    );
+
+    // `script` (util-linux) runs the command on a pseudo-terminal.
+    if std::process::Command::new("script").arg("--version").output().is_err() {
+        let _ = std::io::stderr()
+            .write_all(b"skipped the terminal half: no `script` command to give the copy a terminal\n");
+        return;
+    }
+    let again = dir.path().join("copy-on-a-terminal");
+    let command = format!(
+        "'{}' --data-dir '{}' log copy --from 'redb:{}' --to 'redb:{}'",
+        env!("CARGO_BIN_EXE_idpsync"),
+        dir.path().display(),
+        dir.path().display(),
+        again.display()
+    );
+    let on_terminal = std::process::Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .env("IDPSYNC_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(on_terminal.status.success(), "{}", stdout(&on_terminal));
+    let screen = stdout(&on_terminal);
+    assert!(screen.contains("tenant default ["), "{screen}");
+    assert!(screen.contains("tenant default: copied"), "{screen}");
+}

@@ -35,6 +35,18 @@ pub(crate) struct RestoreArgs {
     from: PathBuf,
 }
 
+/// Moves the bar to a tenant's copy.
+fn show(
+    bar: &indicatif::ProgressBar,
+    tenant: &idpsync::storage::TenantId,
+    done: idpsync::storage::Seq,
+    head: idpsync::storage::Seq,
+) {
+    bar.set_message(format!("tenant {tenant}"));
+    bar.set_length(head.0);
+    bar.set_position(done.0);
+}
+
 fn print(report: &BackupReport, verb: &str, started: std::time::Instant) -> anyhow::Result<()> {
     for tenant in &report.tenants {
         outln!(
@@ -63,9 +75,13 @@ fn print(report: &BackupReport, verb: &str, started: std::time::Instant) -> anyh
 pub(crate) async fn run_backup(context: &Context, args: BackupArgs) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let store = context.open_store().await?;
-    let report = back_up(&*store, &context.data_dir, &args.to)
-        .await
-        .with_context(|| format!("backing up to {}", args.to.display()))?;
+    let bar = super::progress::bar(0, String::new());
+    let report = back_up(&*store, &context.data_dir, &args.to, &mut |tenant, done, head| {
+        show(&bar, tenant, done, head)
+    })
+    .await
+    .with_context(|| format!("backing up to {}", args.to.display()))?;
+    bar.finish_and_clear();
     print(&report, "backed up", started)
 }
 
@@ -79,8 +95,12 @@ pub(crate) async fn run_restore(context: &Context, args: RestoreArgs) -> anyhow:
     }
     let started = std::time::Instant::now();
     let store = context.open_store().await?;
-    let report = restore(&args.from, &*store, &context.data_dir)
-        .await
-        .with_context(|| format!("restoring {}", args.from.display()))?;
+    let bar = super::progress::bar(0, String::new());
+    let report = restore(&args.from, &*store, &context.data_dir, &mut |tenant, done, head| {
+        show(&bar, tenant, done, head)
+    })
+    .await
+    .with_context(|| format!("restoring {}", args.from.display()))?;
+    bar.finish_and_clear();
     print(&report, "restored", started)
 }

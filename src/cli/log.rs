@@ -99,9 +99,10 @@ pub(crate) async fn verify(context: &Context, args: VerifyArgs) -> anyhow::Resul
     };
     for tenant in tenants {
         let started = std::time::Instant::now();
-        let report = idpsync::engine::verify::verify_tenant(&store, &tenant)
-            .await
-            .map_err(|error| anyhow::anyhow!("verification failed: {error}"))?;
+        let spinner = super::progress::spinner(format!("verifying tenant {tenant}"));
+        let report = idpsync::engine::verify::verify_tenant(&store, &tenant).await;
+        spinner.finish_and_clear();
+        let report = report.map_err(|error| anyhow::anyhow!("verification failed: {error}"))?;
         let older = match report.snapshots_of_older_formats {
             0 => String::new(),
             n => format!(" ({n} of an older format not compared: their bytes matched their hash)"),

@@ -30,6 +30,7 @@ mod dev;
 mod log;
 mod log_copy;
 mod output;
+mod progress;
 mod query;
 mod serve;
 mod status;
@@ -169,7 +170,13 @@ impl Context {
         if let Some(running) = &self.running {
             return Ok(OpenEngine::Service(Arc::clone(&running.engine)));
         }
-        Ok(OpenEngine::Own(self.open_own_engine().await?))
+        let spinner = progress::spinner(format!(
+            "opening the log {} (snapshots, then replaying the records after them)",
+            self.storage
+        ));
+        let engine = self.open_own_engine().await;
+        spinner.finish_and_clear();
+        Ok(OpenEngine::Own(engine?))
     }
 
     /// A new engine on the configured log store.

@@ -48,6 +48,11 @@ pub(crate) fn write_warning(args: fmt::Arguments<'_>) {
     }
 }
 
+/// Whether the current task's output is captured (the service runs the command for a CLI).
+pub(crate) fn is_captured() -> bool {
+    CAPTURE.try_with(|_| ()).is_ok()
+}
+
 /// Runs `work` with everything it writes captured; returns its result and what it wrote.
 pub(crate) async fn capture<T>(work: impl Future<Output = T>) -> (T, Captured) {
     let buffer = Arc::new(Mutex::new(Captured::default()));

@@ -60,11 +60,12 @@ pub(crate) async fn run(context: &Context, command: UserCommand) -> anyhow::Resu
         .cloned()
         .ok_or_else(|| anyhow!("no user with id or userName {user:?} in tenant {tenant}"))?;
     let logged_plain = found.logged_in_the_clear();
-    if !yes && !found.erased {
-        if let Err(refused) = confirm(&tenant, found.id, &found.profile.user_name) {
-            engine.close().await;
-            return Err(refused);
-        }
+    if !yes
+        && !found.erased
+        && let Err(refused) = confirm(&tenant, found.id, &found.profile.user_name)
+    {
+        engine.close().await;
+        return Err(refused);
     }
     let result = handle
         .execute(
