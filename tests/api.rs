@@ -216,6 +216,11 @@ async fn tokens_open_one_tenant_only() {
     let users = acme.get("/users").await.expect(200);
     assert_eq!(users.body["items"][0]["userName"], "ceo@acme.test");
     assert_eq!(users.body["items"].as_array().unwrap().len(), 1);
+    // Operators issue: one date format everywhere, RFC 3339 or a plain date, as in the CLI.
+    let before = acme.get("/users?at=2020-01-01").await.expect(200);
+    assert_eq!(before.body["items"].as_array().unwrap().len(), 0);
+    acme.get("/audit/leavers?since=2020-01-01").await.expect(200);
+    acme.get("/users?at=yesterday").await.expect(400);
     // A tenant with a token but no log yet.
     service.api("hooli").get("/users").await.expect(404);
     let document = Client::new(&format!("{}/api/v1", service.origin), None)

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use clap::{Args, Subcommand};
 use idpsync::audit::{Format, html, json, text};
 use idpsync::engine::audit::{AuditSources, BindingLog, audit_user, leavers_report, resolve_user};
@@ -62,13 +62,7 @@ impl AuditCommand {
 
 /// A moment from RFC 3339 or a plain date.
 fn moment(text: &str) -> anyhow::Result<Timestamp> {
-    if let Ok(moment) = Timestamp::parse_rfc3339(text) {
-        return Ok(moment);
-    }
-    match Timestamp::parse_rfc3339(&format!("{}T00:00:00Z", text.trim())) {
-        Ok(moment) => Ok(moment),
-        Err(_) => bail!("--since {text:?} is neither a date (2026-03-01) nor RFC 3339 (2026-03-01T09:30:00Z)"),
-    }
+    Timestamp::parse_moment(text).map_err(|error| anyhow::anyhow!("--since: {error}"))
 }
 
 fn write(output: &Output, content: &str) -> anyhow::Result<()> {

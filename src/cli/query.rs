@@ -1,5 +1,5 @@
 //! `idpsync query`: users, groups, members and a user's groups and access, now or at a past
-//! moment (`--at RFC3339`) or log position (`--seq N`).
+//! moment (`--at`, RFC 3339 or a date) or log position (`--seq N`).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -51,8 +51,9 @@ pub(crate) struct When {
     /// The tenant
     #[arg(long, default_value = "default")]
     tenant: TenantId,
-    /// The state at this moment (RFC 3339, e.g. 2026-03-01T09:30:00Z)
-    #[arg(long, value_name = "RFC3339", conflicts_with = "seq")]
+    /// The state at this moment: RFC 3339 (2026-03-01T09:30:00Z) or a date (2026-03-01,
+    /// midnight UTC)
+    #[arg(long, value_name = "DATE", conflicts_with = "seq")]
     at: Option<String>,
     /// The state just after this log position
     #[arg(long, value_name = "N")]
@@ -80,7 +81,7 @@ async fn view(context: &Context, when: &When) -> anyhow::Result<View> {
     };
     let seq = match (&when.at, when.seq) {
         (Some(at), _) => {
-            let moment = Timestamp::parse_rfc3339(at)?;
+            let moment = Timestamp::parse_moment(at)?;
             seq_at_time(&store, &when.tenant, moment).await?
         }
         (None, Some(seq)) if seq > head.seq.0 => bail!("--seq {seq} is beyond the end of the log (seq {})", head.seq),
