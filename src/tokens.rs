@@ -453,8 +453,10 @@ impl TokenAuthenticator {
     }
 }
 
-impl Authenticator for TokenAuthenticator {
-    fn authenticate(&self, secret: &str) -> Option<Principal> {
+impl TokenAuthenticator {
+    /// The tenant and token `secret` stands for (what [`Authenticator::authenticate`] answers:
+    /// the check reads only memory, and the token file when it changed).
+    pub fn authenticate(&self, secret: &str) -> Option<Principal> {
         self.refresh(false);
         let hash = hash_secret(secret);
         if let Some(principal) = self.find(&hash) {
@@ -465,6 +467,13 @@ impl Authenticator for TokenAuthenticator {
             return self.find(&hash);
         }
         None
+    }
+}
+
+#[idpsync_scim::async_trait]
+impl Authenticator for TokenAuthenticator {
+    async fn authenticate(&self, secret: &str) -> Option<Principal> {
+        TokenAuthenticator::authenticate(self, secret)
     }
 }
 

@@ -46,9 +46,10 @@ pub struct TokenWatch {
 
 impl TokenWatch {
     /// Whether the token still authenticates as itself, for the same tenant.
-    fn is_valid(&self) -> bool {
+    async fn is_valid(&self) -> bool {
         self.authenticator
             .authenticate(&self.secret)
+            .await
             .is_some_and(|principal| principal.tenant == self.tenant && principal.token == self.token)
     }
 
@@ -59,7 +60,7 @@ impl TokenWatch {
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             ticks.tick().await;
-            if !self.is_valid() {
+            if !self.is_valid().await {
                 return;
             }
         }
@@ -84,6 +85,7 @@ impl FromRequestParts<ApiState> for TenantAccess {
             .inner
             .authenticator
             .authenticate(&secret)
+            .await
             .ok_or_else(|| ApiError::unauthorized("the token is unknown, revoked, or not an admin token"))?;
         let params = RawPathParams::from_request_parts(parts, state)
             .await
