@@ -105,6 +105,11 @@ impl Serving {
         }
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// SIGTERM, then waits for a clean exit; returns the log written after start-up.
     pub fn stop(mut self) -> String {
         assert_eq!(send_sigterm(self.child.id()), 0);
