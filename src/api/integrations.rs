@@ -49,6 +49,7 @@ fn status_json(status: &IntegrationStatus) -> Value {
         "lastResult": status.last_result,
         "lastError": status.last_error,
         "restarts": status.restarts,
+        "leaseHeld": status.lease_held,
         "lastCounts": status.last_counts,
         "nextRun": time(status.next_run),
     })

@@ -9,6 +9,11 @@ use idpsync::config::DEFAULT_LISTEN;
 
 use super::Context;
 
+/// On a log other replicas write, every head is read at least this often besides the
+/// notifications of their appends, so that a missed notification delays a record by this much
+/// at most.
+const FOLLOW_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
 #[derive(Args, Debug)]
 pub(crate) struct ServeArgs {
     /// The address to listen on [default: 127.0.0.1:8080]
@@ -76,6 +81,11 @@ pub(crate) async fn run(context: &Context, args: ServeArgs) -> anyhow::Result<()
     for tenant in &context.config.tenants {
         engine.ensure_tenant(&tenant.id).await?;
     }
+    // Replicas on one database fold in each other's appends; stops with the server.
+    let follower = engine.follow_other_writers(FOLLOW_EVERY);
+    if follower.is_some() {
+        tracing::info!("following the appends of other replicas on the same database");
+    }
     let scheduler = idpsync_drivers::scheduler::Scheduler::start(super::sync::scheduled(context, &engine).await?);
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -134,6 +144,7 @@ pub(crate) async fn run(context: &Context, args: ServeArgs) -> anyhow::Result<()
     // the last checkpoints are signed while the writers still run.
     scheduler.shutdown().await;
     signer.shutdown().await;
+    drop(follower);
     tracing::info!("shutting down: writing snapshots");
     engine.shutdown().await;
     tracing::info!("stopped");

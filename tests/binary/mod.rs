@@ -64,7 +64,13 @@ pub struct Serving {
 impl Serving {
     /// Starts `serve` (with `config`, if any) and returns once it listens.
     pub fn start(data_dir: &Path, config: Option<&Path>) -> Serving {
+        Serving::start_with(data_dir, config, &[])
+    }
+
+    /// [`Serving::start`] with more environment variables.
+    pub fn start_with(data_dir: &Path, config: Option<&Path>, env: &[(&str, &str)]) -> Serving {
         let mut command = idpsync(data_dir);
+        command.envs(env.iter().copied());
         if let Some(config) = config {
             command.arg("--config").arg(config);
         }
@@ -103,6 +109,12 @@ impl Serving {
             address,
             log,
         }
+    }
+
+    /// SIGKILL, as a crash: nothing is shut down or given up.
+    pub fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
     }
 
     /// SIGTERM, then waits for a clean exit; returns the log written after start-up.
