@@ -42,6 +42,7 @@ pub mod config;
 pub mod copy;
 pub mod metrics;
 pub mod server;
+pub mod shared_tokens;
 pub mod storage_location;
 pub mod tokens;
 pub mod workload;

@@ -1,6 +1,7 @@
-//! Three real `idpsync serve` processes (replicas) on one PostgreSQL schema: one userName
-//! created at once through all three is created once (409 for the others); a write through one
-//! is read through another at once; the change stream of one carries the others' writes in log
+//! Three real `idpsync serve` processes (replicas) on one PostgreSQL schema, each with a data
+//! directory of its own: tokens made once with `idpsync token` work on all three, and one
+//! revoked stops working on all three; one userName created at once through all three is
+//! created once (409 for the others); a write through one is read through another at once; the change stream of one carries the others' writes in log
 //! order; an integration runs on the replica that holds its lease, and when that replica is
 //! killed another takes it over within 30 s.
 //!
@@ -14,7 +15,7 @@ mod support;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use binary::{Serving, run};
+use binary::Serving;
 use idpsync::storage::{PostgresSettings, PostgresStore};
 use idpsync_drivers::fake::{Directory, FakeIdp, Vendor};
 use serde_json::{Value, json};
@@ -40,39 +41,51 @@ async fn scratch_postgres() -> Option<(PostgresStore, String)> {
     Some((store, with_schema.to_string()))
 }
 
-/// A replica: its own data directory (its tokens), the shared log.
+/// A replica: its own data directory, the shared log.
 struct Replica {
     server: Serving,
-    scim_token: String,
-    admin_token: String,
 }
 
-/// The secret on the last line of `token create`.
-fn token(data_dir: &Path, admin: bool) -> String {
-    let mut args = vec!["token", "create", "--tenant", "default", "--name", "test"];
+/// Tokens made with `idpsync token create` on the shared store: they work on every replica.
+struct Tokens {
+    scim: String,
+    admin: String,
+}
+
+/// The secret on the last line of `token create`, made in the store at `storage`.
+fn token(data_dir: &Path, storage: &str, admin: bool) -> String {
+    let mut args = vec!["token", "create", "--tenant", "default", "--name"];
     if admin {
-        args.push("--admin");
+        args.extend(["admin-test", "--admin"]);
+    } else {
+        args.push("scim-test");
     }
-    let created = run(data_dir, &args);
+    let created = binary::idpsync(data_dir)
+        .env("IDPSYNC_STORAGE", storage)
+        .args(&args)
+        .output()
+        .unwrap();
     assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
     String::from_utf8(created.stdout).unwrap().lines().last().unwrap().trim().to_owned()
 }
 
-/// `count` replicas on the log at `storage`, with `config`.
-fn replicas(root: &Path, count: usize, storage: &str, config: Option<&Path>) -> Vec<Replica> {
-    (0..count)
-        .map(|n| {
-            let data = root.join(format!("replica{n}"));
-            let scim_token = token(&data, false);
-            let admin_token = token(&data, true);
-            let server = Serving::start_with(&data, config, &[("IDPSYNC_STORAGE", storage)]);
-            Replica {
-                server,
-                scim_token,
-                admin_token,
-            }
+/// `count` replicas on the log at `storage`, with `config`, and tokens all of them take.
+fn replicas(root: &Path, count: usize, storage: &str, config: Option<&Path>) -> (Vec<Replica>, Tokens) {
+    let tokens_made_by = root.join("operator");
+    let tokens = Tokens {
+        scim: token(&tokens_made_by, storage, false),
+        admin: token(&tokens_made_by, storage, true),
+    };
+    let replicas = (0..count)
+        .map(|n| Replica {
+            server: Serving::start_with(
+                &root.join(format!("replica{n}")),
+                config,
+                &[("IDPSYNC_STORAGE", storage)],
+            ),
         })
-        .collect()
+        .collect();
+    (replicas, tokens)
 }
 
 async fn send(method: reqwest::Method, url: &str, token: &str, body: Option<Value>) -> (u16, Value) {
@@ -86,11 +99,11 @@ async fn send(method: reqwest::Method, url: &str, token: &str, body: Option<Valu
     (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
 }
 
-async fn create_user(replica: &Replica, user_name: &str) -> (u16, Value) {
+async fn create_user(replica: &Replica, tokens: &Tokens, user_name: &str) -> (u16, Value) {
     send(
         reqwest::Method::POST,
         &format!("{}/scim/v2/Users", replica.server.origin),
-        &replica.scim_token,
+        &tokens.scim,
         Some(json!({"userName": user_name, "active": true})),
     )
     .await
@@ -102,15 +115,15 @@ async fn three_replicas_keep_user_names_unique_and_read_each_others_writes() {
         return;
     };
     let root = tempfile::tempdir().unwrap();
-    let replicas = replicas(root.path(), 3, &storage, None);
+    let (replicas, tokens) = replicas(root.path(), 3, &storage, None);
 
     // One userName through all three at once, ten times: one 201, two 409s each time.
     for round in 0..10 {
         let name = format!("user{round}@example.com");
         let (a, b, c) = tokio::join!(
-            create_user(&replicas[0], &name),
-            create_user(&replicas[1], &name),
-            create_user(&replicas[2], &name)
+            create_user(&replicas[0], &tokens, &name),
+            create_user(&replicas[1], &tokens, &name),
+            create_user(&replicas[2], &tokens, &name)
         );
         let mut statuses = vec![a.0, b.0, c.0];
         statuses.sort();
@@ -118,14 +131,14 @@ async fn three_replicas_keep_user_names_unique_and_read_each_others_writes() {
     }
 
     // Written through A, read through B and C at once: no waiting, no retry.
-    let (status, created) = create_user(&replicas[0], "alice@example.com").await;
+    let (status, created) = create_user(&replicas[0], &tokens, "alice@example.com").await;
     assert_eq!(status, 201, "{created}");
     let id = created["id"].as_str().unwrap();
     for replica in &replicas[1..] {
         let (status, read) = send(
             reqwest::Method::GET,
             &format!("{}/scim/v2/Users/{id}", replica.server.origin),
-            &replica.scim_token,
+            &tokens.scim,
             None,
         )
         .await;
@@ -134,7 +147,7 @@ async fn three_replicas_keep_user_names_unique_and_read_each_others_writes() {
         let (status, listed) = send(
             reqwest::Method::GET,
             &format!("{}/api/v1/tenants/default/users?limit=100", replica.server.origin),
-            &replica.admin_token,
+            &tokens.admin,
             None,
         )
         .await;
@@ -146,19 +159,19 @@ async fn three_replicas_keep_user_names_unique_and_read_each_others_writes() {
     let (_, head) = send(
         reqwest::Method::GET,
         &format!("{}/scim/v2/Users?count=0", replicas[1].server.origin),
-        &replicas[1].scim_token,
+        &tokens.scim,
         None,
     )
     .await;
     assert_eq!(head["totalResults"], 11);
     let mut stream = SseClient::connect(
         &format!("{}/api/v1/tenants/default/changes?from=1", replicas[1].server.origin),
-        &replicas[1].admin_token,
+        &tokens.admin,
         None,
     )
     .await;
     for n in 0..5 {
-        let (status, _) = create_user(&replicas[0], &format!("late{n}@example.com")).await;
+        let (status, _) = create_user(&replicas[0], &tokens, &format!("late{n}@example.com")).await;
         assert_eq!(status, 201);
     }
     let mut seqs = Vec::new();
@@ -180,6 +193,31 @@ async fn three_replicas_keep_user_names_unique_and_read_each_others_writes() {
         late,
         (0..5).map(|n| format!("late{n}@example.com")).collect::<Vec<_>>()
     );
+
+    // A token revoked with `idpsync token` stops working on every replica within seconds.
+    let revoked = binary::idpsync(&root.path().join("operator"))
+        .env("IDPSYNC_STORAGE", &storage)
+        .args(["token", "revoke", "scim-test"])
+        .output()
+        .unwrap();
+    assert!(revoked.status.success(), "{}", String::from_utf8_lossy(&revoked.stderr));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for replica in &replicas {
+        loop {
+            let (status, _) = send(
+                reqwest::Method::GET,
+                &format!("{}/scim/v2/Users?count=0", replica.server.origin),
+                &tokens.scim,
+                None,
+            )
+            .await;
+            if status == 401 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "a revoked token still works after 10 s");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
     for replica in replicas {
         replica.server.stop();
     }
@@ -203,12 +241,12 @@ async fn an_integration_runs_on_one_replica_and_another_takes_it_over_when_it_di
         ),
     )
     .unwrap();
-    let mut replicas = replicas(root.path(), 3, &storage, Some(&config));
+    let (mut replicas, tokens) = replicas(root.path(), 3, &storage, Some(&config));
     let status = async |replica: &Replica| {
         let (code, status) = send(
             reqwest::Method::GET,
             &format!("{}/api/v1/tenants/default/integrations/jc", replica.server.origin),
-            &replica.admin_token,
+            &tokens.admin,
             None,
         )
         .await;

@@ -178,7 +178,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Log(command) => log::run(&context, command).await,
             Command::Audit(command) => audit::run(&context, command).await,
             Command::Query(command) => query::run(&context, command).await,
-            Command::Token(command) => token::run(&context, command),
+            Command::Token(command) => token::run(&context, command).await,
             Command::User(command) => user::run(&context, command).await,
             Command::Dev(command) => dev::run(&context, command).await,
             Command::Sync(args) => sync::run(&context, args).await,
