@@ -15,7 +15,8 @@
 //! - `erasure.rs`: an erased user's key destroyed and forgotten with what memory read with it,
 //!   and erased users recognised by their integration's reconcile;
 //! - `reconcile.rs`: sync runs planned or reconciled, and the holds of the guard;
-//! - `lease.rs`: leases of work that runs on one replica at a time;
+//! - `lease.rs`: leases of work that runs on one replica at a time; `integration_state.rs`:
+//!   what an integration keeps between runs, in the store;
 //! - `stream.rs`: the change stream; reads of the past: `state_at.rs` (the whole state after a
 //!   `seq`), `record_at.rs` (one user's or group's record from its own events), `events.rs`
 //!   (stretches of the log, timelines).
@@ -23,6 +24,7 @@
 mod apply;
 mod erasure;
 mod events;
+mod integration_state;
 mod lease;
 mod publish;
 mod reconcile;
@@ -277,12 +279,17 @@ impl Tenant {
         self.catch_up_to(head.seq).await
     }
 
+    /// Whether other processes (replicas) write the tenant's log store.
+    pub fn store_is_shared(&self) -> bool {
+        self.store.is_shared()
+    }
+
     /// [`Tenant::catch_up`] on a log other processes write (`LogStore::is_shared`), before a
     /// request is served: a client that wrote through another replica then reads its write.
     /// On a log only this process writes, the published state is the log's: returns its `seq`
     /// at once.
     pub async fn caught_up(&self) -> Result<Seq, EngineError> {
-        match self.store.is_shared() {
+        match self.store_is_shared() {
             true => self.catch_up().await,
             false => Ok(self.state().seq()),
         }
