@@ -189,7 +189,10 @@ mod tests {
         let (record, secret) = tokens.create(&tenant, "entra", TokenKind::Scim).await.unwrap();
         tokio::time::sleep(RELOAD_INTERVAL + Duration::from_millis(200)).await;
         for door in [&one, &other] {
-            assert_eq!(door.authenticate(&secret).map(|p| (p.tenant, p.token)), Some((tenant.clone(), record.id)));
+            assert_eq!(
+                door.authenticate(&secret).map(|p| (p.tenant, p.token)),
+                Some((tenant.clone(), record.id))
+            );
         }
         assert_eq!(admin.authenticate(&secret), None, "a SCIM token never opens the API");
         let revoked = tokens.revoke("entra").await.unwrap();
@@ -208,7 +211,10 @@ mod tests {
     async fn bad_names_and_unknown_tokens_are_refused_and_change_nothing() {
         let tokens = shared();
         let tenant = TenantId::default_tenant();
-        assert!(matches!(tokens.create(&tenant, " ", TokenKind::Scim).await, Err(TokenError::InvalidName)));
+        assert!(matches!(
+            tokens.create(&tenant, " ", TokenKind::Scim).await,
+            Err(TokenError::InvalidName)
+        ));
         tokens.create(&tenant, "twin", TokenKind::Scim).await.unwrap();
         tokens.create(&tenant, "twin", TokenKind::Admin).await.unwrap();
         assert!(matches!(tokens.revoke("twin").await, Err(TokenError::Ambiguous(_))));
@@ -220,8 +226,12 @@ mod tests {
     async fn a_tokens_file_is_imported_once_and_its_tokens_work() {
         let dir = tempfile::tempdir().unwrap();
         let file = TokenStore::new(dir.path());
-        let (kept, secret) = file.create(&TenantId::default_tenant(), "old", TokenKind::Scim).unwrap();
-        let (gone, _) = file.create(&TenantId::default_tenant(), "gone", TokenKind::Scim).unwrap();
+        let (kept, secret) = file
+            .create(&TenantId::default_tenant(), "old", TokenKind::Scim)
+            .unwrap();
+        let (gone, _) = file
+            .create(&TenantId::default_tenant(), "gone", TokenKind::Scim)
+            .unwrap();
         file.revoke(&gone.id.to_string()).unwrap();
         let tokens = shared();
         assert_eq!(tokens.import(&file).await.unwrap(), 2);
@@ -238,7 +248,11 @@ mod tests {
     async fn bootstrap_makes_one_token_on_a_first_start() {
         let dir = tempfile::tempdir().unwrap();
         let tokens = shared();
-        let path = tokens.bootstrap(dir.path()).await.unwrap().expect("a first start gets a token");
+        let path = tokens
+            .bootstrap(dir.path())
+            .await
+            .unwrap()
+            .expect("a first start gets a token");
         let secret = std::fs::read_to_string(path).unwrap();
         let door = tokens.authenticator(TokenKind::Scim).await.unwrap();
         assert!(door.authenticate(secret.trim()).is_some());

@@ -87,7 +87,11 @@ impl TokenRecord {
     }
 
     /// A new token of `kind` for `tenant`, and its secret, which is never stored.
-    pub(crate) fn generate(tenant: &TenantId, name: &str, kind: TokenKind) -> Result<(TokenRecord, String), TokenError> {
+    pub(crate) fn generate(
+        tenant: &TenantId,
+        name: &str,
+        kind: TokenKind,
+    ) -> Result<(TokenRecord, String), TokenError> {
         if name.trim().is_empty() || name.len() > 128 || name.chars().any(char::is_control) {
             return Err(TokenError::InvalidName);
         }

@@ -66,7 +66,13 @@ fn token(data_dir: &Path, storage: &str, admin: bool) -> String {
         .output()
         .unwrap();
     assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
-    String::from_utf8(created.stdout).unwrap().lines().last().unwrap().trim().to_owned()
+    String::from_utf8(created.stdout)
+        .unwrap()
+        .lines()
+        .last()
+        .unwrap()
+        .trim()
+        .to_owned()
 }
 
 /// `count` replicas on the log at `storage`, with `config`, and tokens all of them take.
@@ -188,11 +194,12 @@ async fn three_replicas_keep_user_names_unique_and_read_each_others_writes() {
             }
         }
     }
-    assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>(), "every record, in order");
     assert_eq!(
-        late,
-        (0..5).map(|n| format!("late{n}@example.com")).collect::<Vec<_>>()
+        seqs,
+        (1..=seqs.len() as u64).collect::<Vec<_>>(),
+        "every record, in order"
     );
+    assert_eq!(late, (0..5).map(|n| format!("late{n}@example.com")).collect::<Vec<_>>());
 
     // A token revoked with `idpsync token` stops working on every replica within seconds.
     let revoked = binary::idpsync(&root.path().join("operator"))
@@ -292,7 +299,10 @@ async fn an_integration_runs_on_one_replica_and_another_takes_it_over_when_it_di
         if !runners.is_empty() {
             break killed.elapsed();
         }
-        assert!(killed.elapsed() < Duration::from_secs(30), "nobody took the integration over within 30 s");
+        assert!(
+            killed.elapsed() < Duration::from_secs(30),
+            "nobody took the integration over within 30 s"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     eprintln!("taken over {} ms after the holder was killed", taken_over.as_millis());

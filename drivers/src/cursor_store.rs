@@ -152,7 +152,10 @@ mod tests {
         let state = entra_state();
         store.save(&name, &state).await.unwrap();
         assert_eq!(
-            CursorStore::new(dir.path().join("drivers/acme")).load(&name).await.unwrap(),
+            CursorStore::new(dir.path().join("drivers/acme"))
+                .load(&name)
+                .await
+                .unwrap(),
             state
         );
         fs::write(dir.path().join("drivers/acme/entra.json"), b"{not json").unwrap();
@@ -164,8 +167,12 @@ mod tests {
         let store: Arc<dyn idpsync_storage::LogStore> = Arc::new(idpsync_storage::MemoryStore::new());
         let settings = idpsync_engine::TenantSettings::default();
         // Two engines on one store, as two replicas on one database.
-        let one = idpsync_engine::Engine::open(Arc::clone(&store), settings.clone()).await.unwrap();
-        let other = idpsync_engine::Engine::open(Arc::clone(&store), settings).await.unwrap();
+        let one = idpsync_engine::Engine::open(Arc::clone(&store), settings.clone())
+            .await
+            .unwrap();
+        let other = idpsync_engine::Engine::open(Arc::clone(&store), settings)
+            .await
+            .unwrap();
         let acme = idpsync_engine::ids::TenantId::new("acme").unwrap();
         let name = IntegrationName::new("entra").unwrap();
         let saving = CursorStore::in_log(one.ensure_tenant(&acme).await.unwrap());
@@ -179,7 +186,10 @@ mod tests {
         };
         reading.save(&name, &newer).await.unwrap();
         assert_eq!(saving.load(&name).await.unwrap(), newer);
-        let default = CursorStore::in_log(one.require_tenant(&idpsync_engine::ids::TenantId::default_tenant()).unwrap());
+        let default = CursorStore::in_log(
+            one.require_tenant(&idpsync_engine::ids::TenantId::default_tenant())
+                .unwrap(),
+        );
         assert_eq!(default.load(&name).await.unwrap(), IntegrationState::default());
     }
 }

@@ -28,9 +28,9 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
+use idpsync_engine::Tenant;
 use idpsync_engine::ids::{IntegrationName, TenantId};
 use idpsync_engine::tenant::{LEASE_RENEW_EVERY, LeaseHolder};
-use idpsync_engine::Tenant;
 use rand::RngExt;
 use serde::Serialize;
 use tokio::sync::{Notify, watch};
@@ -203,42 +203,42 @@ impl Scheduler {
         );
         let mut tasks = Vec::new();
         for (key, scheduled, notify) in keyed {
-                statuses.lock().unwrap_or_else(|p| p.into_inner()).insert(
-                    key.clone(),
-                    IntegrationStatus {
-                        tenant: key.0.clone(),
-                        integration: key.1.clone(),
-                        provider: scheduled.driver.config().provider_name(),
-                        running: false,
-                        runs: 0,
-                        failures: 0,
-                        last_started: None,
-                        last_finished: None,
-                        last_result: None,
-                        last_error: None,
-                        lease_held: false,
-                        restarts: 0,
-                        last_counts: None,
-                        next_run: None,
-                    },
-                );
-                let (held, lease) = watch::channel(false);
-                tasks.push(tokio::spawn(keep_lease(
-                    scheduled.tenant.lease(key.1.as_str(), holder.clone()),
-                    held,
-                    Arc::clone(&statuses),
-                    key.clone(),
-                    stopped.clone(),
-                )));
-                let task = Task {
-                    scheduled: Arc::new(scheduled),
-                    key,
-                    statuses: Arc::clone(&statuses),
-                    triggered: notify,
-                    stopped: stopped.clone(),
-                    lease,
-                };
-                tasks.push(tokio::spawn(supervise(task)));
+            statuses.lock().unwrap_or_else(|p| p.into_inner()).insert(
+                key.clone(),
+                IntegrationStatus {
+                    tenant: key.0.clone(),
+                    integration: key.1.clone(),
+                    provider: scheduled.driver.config().provider_name(),
+                    running: false,
+                    runs: 0,
+                    failures: 0,
+                    last_started: None,
+                    last_finished: None,
+                    last_result: None,
+                    last_error: None,
+                    lease_held: false,
+                    restarts: 0,
+                    last_counts: None,
+                    next_run: None,
+                },
+            );
+            let (held, lease) = watch::channel(false);
+            tasks.push(tokio::spawn(keep_lease(
+                scheduled.tenant.lease(key.1.as_str(), holder.clone()),
+                held,
+                Arc::clone(&statuses),
+                key.clone(),
+                stopped.clone(),
+            )));
+            let task = Task {
+                scheduled: Arc::new(scheduled),
+                key,
+                statuses: Arc::clone(&statuses),
+                triggered: notify,
+                stopped: stopped.clone(),
+                lease,
+            };
+            tasks.push(tokio::spawn(supervise(task)));
         }
         Scheduler {
             handle: SchedulerHandle { statuses, triggers },

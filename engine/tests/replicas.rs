@@ -39,7 +39,11 @@ async fn replicas(count: usize, every: Duration) -> Option<(Vec<Arc<Engine>>, Ve
     let mut followers = Vec::new();
     for store in stores {
         let engine = Arc::new(Engine::open(store, TenantSettings::default()).await.unwrap());
-        followers.push(engine.follow_other_writers(every).expect("a PostgreSQL store is shared"));
+        followers.push(
+            engine
+                .follow_other_writers(every)
+                .expect("a PostgreSQL store is shared"),
+        );
         engines.push(engine);
     }
     Some((engines, followers))
@@ -138,7 +142,9 @@ async fn the_change_stream_of_one_replica_carries_another_replicas_writes_in_ord
     );
     let mut stream = b.subscribe(Seq(1));
     for n in 0..20 {
-        a.execute(provision(&format!("user{n}@example.com")), origin()).await.unwrap();
+        a.execute(provision(&format!("user{n}@example.com")), origin())
+            .await
+            .unwrap();
     }
     for expected in 1..=20u64 {
         let applied = tokio::time::timeout(Duration::from_secs(10), stream.next())

@@ -99,7 +99,11 @@ fn file_doors(context: &Context, new_bootstrap_token: bool) -> anyhow::Result<Do
 
 /// Tokens in the shared store: every replica checks the same ones. A tokens file in the data
 /// directory (from before the store was shared) is imported first.
-async fn shared_doors(context: &Context, engine: &idpsync::engine::Engine, new_bootstrap_token: bool) -> anyhow::Result<Doors> {
+async fn shared_doors(
+    context: &Context,
+    engine: &idpsync::engine::Engine,
+    new_bootstrap_token: bool,
+) -> anyhow::Result<Doors> {
     let shared = SharedTokens::new(Arc::clone(engine.store()));
     let file = TokenStore::new(&context.data_dir);
     if file.path().exists() {

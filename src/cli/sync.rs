@@ -11,8 +11,8 @@ use idpsync_drivers::cursor_store::CursorStore;
 use idpsync_drivers::scheduler::Scheduled;
 use idpsync_drivers::sync::{Mode, Resync, SyncOutcome, SyncResult, sync_once};
 use idpsync_drivers::{Driver, IntegrationConfig, RetryPolicy};
-use idpsync_engine::{Engine, Tenant};
 use idpsync_engine::reconcile::ReconcileReport;
+use idpsync_engine::{Engine, Tenant};
 use idpsync_storage::TenantId;
 
 use super::Context;

@@ -58,7 +58,12 @@ impl Tokens {
         })
     }
 
-    async fn create(&self, tenant: &TenantId, name: &str, kind: TokenKind) -> Result<(TokenRecord, String), TokenError> {
+    async fn create(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+        kind: TokenKind,
+    ) -> Result<(TokenRecord, String), TokenError> {
         match self {
             Tokens::File(store) => store.create(tenant, name, kind),
             Tokens::Shared(shared) => shared.create(tenant, name, kind).await,

@@ -21,9 +21,11 @@ use crate::types::{Seq, TenantId};
 pub struct MemoryStore {
     // A std mutex: no lock is ever held across an await, and every critical section is short.
     tenants: Mutex<BTreeMap<TenantId, MemoryLog>>,
-    /// Metadata: `(namespace, key)` → `(version, value)`.
-    meta: Mutex<BTreeMap<(String, String), (u64, Vec<u8>)>>,
+    meta: Mutex<MetaMap>,
 }
+
+/// Metadata: `(namespace, key)` → `(version, value)`.
+type MetaMap = BTreeMap<(String, String), (u64, Vec<u8>)>;
 
 struct MemoryLog {
     head: Head,
@@ -50,7 +52,7 @@ impl MemoryStore {
         f(log)
     }
 
-    fn with_meta<T>(&self, f: impl FnOnce(&mut BTreeMap<(String, String), (u64, Vec<u8>)>) -> T) -> T {
+    fn with_meta<T>(&self, f: impl FnOnce(&mut MetaMap) -> T) -> T {
         f(&mut self.meta.lock().unwrap_or_else(|poisoned| poisoned.into_inner()))
     }
 }

@@ -61,7 +61,12 @@ fn check_part(what: &str, text: &str, max: usize) -> Result<(), StoreError> {
 
 /// The version a put leaves, or the conflict: `current` is the stored version (`None`: no
 /// entry), `expected` the version the writer replaces (`None`: it creates the entry).
-pub fn next_version(namespace: &str, key: &str, current: Option<u64>, expected: Option<u64>) -> Result<u64, StoreError> {
+pub fn next_version(
+    namespace: &str,
+    key: &str,
+    current: Option<u64>,
+    expected: Option<u64>,
+) -> Result<u64, StoreError> {
     if current != expected {
         return Err(conflict(namespace, key, current, expected));
     }
@@ -90,7 +95,10 @@ pub fn encode_versioned(version: u64, value: &[u8]) -> Vec<u8> {
 /// The version and value of [`encode_versioned`] bytes.
 pub fn decode_versioned(key: &str, bytes: &[u8]) -> Result<MetaEntry, StoreError> {
     let (version, value) = bytes.split_first_chunk::<8>().ok_or_else(|| StoreError::InvalidMeta {
-        reason: format!("the stored entry {key:?} is {} bytes, shorter than its version", bytes.len()),
+        reason: format!(
+            "the stored entry {key:?} is {} bytes, shorter than its version",
+            bytes.len()
+        ),
     })?;
     Ok(MetaEntry {
         key: key.to_owned(),
@@ -120,7 +128,11 @@ mod tests {
         assert_eq!(next_version("n", "k", Some(3), Some(3)).unwrap(), 4);
         assert!(matches!(
             next_version("n", "k", Some(3), Some(2)),
-            Err(StoreError::MetaConflict { current: Some(3), expected: Some(2), .. })
+            Err(StoreError::MetaConflict {
+                current: Some(3),
+                expected: Some(2),
+                ..
+            })
         ));
         assert!(next_version("n", "k", Some(1), None).is_err());
         assert!(next_version("n", "k", None, Some(1)).is_err());

@@ -397,23 +397,49 @@ async fn secrets_commit_with_their_records_and_can_be_destroyed(store: Arc<dyn L
 
 async fn metadata_changes_only_from_the_version_named(store: Arc<dyn LogStore>) {
     assert_eq!(store.get_meta("leases", "acme/okta").await.unwrap(), None);
-    assert_eq!(store.put_meta("leases", "acme/okta", None, b"one".to_vec()).await.unwrap(), 1);
+    assert_eq!(
+        store
+            .put_meta("leases", "acme/okta", None, b"one".to_vec())
+            .await
+            .unwrap(),
+        1
+    );
     // A second creation, or a change from a version the entry no longer has, changes nothing.
     assert!(matches!(
         store.put_meta("leases", "acme/okta", None, b"two".to_vec()).await,
-        Err(StoreError::MetaConflict { current: Some(1), expected: None, .. })
+        Err(StoreError::MetaConflict {
+            current: Some(1),
+            expected: None,
+            ..
+        })
     ));
-    assert_eq!(store.put_meta("leases", "acme/okta", Some(1), b"two".to_vec()).await.unwrap(), 2);
+    assert_eq!(
+        store
+            .put_meta("leases", "acme/okta", Some(1), b"two".to_vec())
+            .await
+            .unwrap(),
+        2
+    );
     assert!(matches!(
         store.put_meta("leases", "acme/okta", Some(1), b"three".to_vec()).await,
-        Err(StoreError::MetaConflict { current: Some(2), expected: Some(1), .. })
+        Err(StoreError::MetaConflict {
+            current: Some(2),
+            expected: Some(1),
+            ..
+        })
     ));
     let entry = store.get_meta("leases", "acme/okta").await.unwrap().unwrap();
-    assert_eq!((entry.key.as_str(), entry.version, entry.value.as_slice()), ("acme/okta", 2, &b"two"[..]));
+    assert_eq!(
+        (entry.key.as_str(), entry.version, entry.value.as_slice()),
+        ("acme/okta", 2, &b"two"[..])
+    );
 
     // Namespaces are separate; a list is in key order and holds only its namespace.
     store.put_meta("leases", "acme/azure", None, Vec::new()).await.unwrap();
-    store.put_meta("leasesx", "acme/a", None, b"other".to_vec()).await.unwrap();
+    store
+        .put_meta("leasesx", "acme/a", None, b"other".to_vec())
+        .await
+        .unwrap();
     store.put_meta("lease", "z", None, b"other".to_vec()).await.unwrap();
     let listed = store.list_meta("leases").await.unwrap();
     assert_eq!(
@@ -434,11 +460,23 @@ async fn metadata_changes_only_from_the_version_named(store: Arc<dyn LogStore>) 
         Err(StoreError::MetaConflict { current: None, .. })
     ));
     // Created again, it starts over at version 1.
-    assert_eq!(store.put_meta("leases", "acme/okta", None, b"again".to_vec()).await.unwrap(), 1);
+    assert_eq!(
+        store
+            .put_meta("leases", "acme/okta", None, b"again".to_vec())
+            .await
+            .unwrap(),
+        1
+    );
 
     // Bad names and values are refused and change nothing.
-    assert!(matches!(store.put_meta("", "k", None, Vec::new()).await, Err(StoreError::InvalidMeta { .. })));
-    assert!(matches!(store.put_meta("n", "a\nb", None, Vec::new()).await, Err(StoreError::InvalidMeta { .. })));
+    assert!(matches!(
+        store.put_meta("", "k", None, Vec::new()).await,
+        Err(StoreError::InvalidMeta { .. })
+    ));
+    assert!(matches!(
+        store.put_meta("n", "a\nb", None, Vec::new()).await,
+        Err(StoreError::InvalidMeta { .. })
+    ));
     assert!(matches!(
         store
             .put_meta("n", "k", None, vec![0; idpsync_storage::meta::META_VALUE_LEN_MAX + 1])

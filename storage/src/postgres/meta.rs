@@ -14,7 +14,9 @@ pub(super) async fn get(shared: &Shared, namespace: &str, key: &str) -> Result<O
     let client = shared.pool.get().await?;
     let statement = client.prepare_cached(&shared.sql.meta_get).await?;
     let row = client.query_opt(&statement, &[&namespace, &key]).await?;
-    Ok(row.map(|row| entry(key.to_owned(), row.get(0), row.get(1))).transpose()?)
+    Ok(row
+        .map(|row| entry(key.to_owned(), row.get(0), row.get(1)))
+        .transpose()?)
 }
 
 /// Every entry of `namespace`, in key order.

@@ -41,7 +41,8 @@ use crate::error::StoreError;
 use crate::meta::{MetaEntry, check_name, check_namespace, check_value};
 use crate::record::Record;
 use crate::store::{
-    AppendBatch, Appended, Head, HeadNotice, LogStore, SecretId, SnapshotInfo, SnapshotReader, StoreHealth, StoredSnapshot,
+    AppendBatch, Appended, Head, HeadNotice, LogStore, SecretId, SnapshotInfo, SnapshotReader, StoreHealth,
+    StoredSnapshot,
 };
 use crate::types::{Hash32, Seq, TenantId};
 

@@ -61,7 +61,9 @@ async fn listen_once(settings: &PostgresSettings, notices: &broadcast::Sender<He
     }
     // Anything appended before LISTEN took effect is read from the heads.
     let _ = notices.send(HeadNotice::Missed);
-    let reason = (&mut ended).await.unwrap_or_else(|_| "the connection task ended".to_owned());
+    let reason = (&mut ended)
+        .await
+        .unwrap_or_else(|_| "the connection task ended".to_owned());
     drop(client);
     Err(reason)
 }

@@ -18,7 +18,9 @@ pub(super) fn get(db: &Database, namespace: &str, key: &str) -> Result<Option<Me
     let stored = table
         .get((namespace, key))
         .map_err(|e| StoreError::backend(context, e))?;
-    stored.map(|bytes| meta::decode_versioned(key, bytes.value())).transpose()
+    stored
+        .map(|bytes| meta::decode_versioned(key, bytes.value()))
+        .transpose()
 }
 
 /// Every entry of `namespace`, in key order.

@@ -756,7 +756,10 @@ mod tests {
         for _ in 0..50 {
             append_one(&store, &acme).await;
         }
-        store.put_meta("leases", "acme/okta", None, b"kept".to_vec()).await.unwrap();
+        store
+            .put_meta("leases", "acme/okta", None, b"kept".to_vec())
+            .await
+            .unwrap();
         assert!(store.destroy_secret(&acme, destroyed.id).await.unwrap());
         let file = dir.path().join(DATABASE_FILE);
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
@@ -771,10 +774,16 @@ mod tests {
         assert!(store.secrets(&acme).await.unwrap().is_empty());
         // Metadata is copied into the scrubbed file, and is there after a reopen.
         let kept = |entry: Option<crate::meta::MetaEntry>| entry.map(|entry| (entry.version, entry.value));
-        assert_eq!(kept(store.get_meta("leases", "acme/okta").await.unwrap()), Some((1, b"kept".to_vec())));
+        assert_eq!(
+            kept(store.get_meta("leases", "acme/okta").await.unwrap()),
+            Some((1, b"kept".to_vec()))
+        );
         drop(store);
         let store = RedbStore::open(dir.path()).unwrap();
-        assert_eq!(kept(store.get_meta("leases", "acme/okta").await.unwrap()), Some((1, b"kept".to_vec())));
+        assert_eq!(
+            kept(store.get_meta("leases", "acme/okta").await.unwrap()),
+            Some((1, b"kept".to_vec()))
+        );
     }
 
     /// `acme`'s log with one secret, stored before 200 records of 4 KiB, so that the page the
