@@ -89,6 +89,10 @@ impl Engine {
         for user in leftover {
             crate::tenant::destroy_key(&tenant, user).await;
         }
+        // Syncs held for an operator before the restart wait for one again.
+        if let Err(error) = tenant.recall_holds().await {
+            tracing::warn!(tenant = %id, %error, "cannot read the held syncs back from the store; the next runs hold again");
+        }
         Ok(tenant)
     }
 

@@ -19,7 +19,7 @@ use idpsync_storage::{LogStore, PostgresSettings, PostgresStore, Seq, TenantId};
 /// Engines on one new schema, each on a store (a connection pool) of its own, as separate
 /// processes would be, each following the others (heads read every `every` besides the
 /// notices); `None` where no database is configured.
-async fn replicas(count: usize, every: Duration) -> Option<(Vec<Arc<Engine>>, Vec<Follower>)> {
+async fn replicas(count: usize, every: Duration) -> Option<(Vec<Arc<Engine>>, Vec<Follower>, PostgresSettings)> {
     let Ok(url) = std::env::var("IDPSYNC_TEST_POSTGRES_URL") else {
         let _ = std::io::Write::write_all(
             &mut std::io::stderr(),
@@ -46,7 +46,7 @@ async fn replicas(count: usize, every: Duration) -> Option<(Vec<Arc<Engine>>, Ve
         );
         engines.push(engine);
     }
-    Some((engines, followers))
+    Some((engines, followers, settings))
 }
 
 /// Waits up to 10 s for `done`.
@@ -60,7 +60,7 @@ async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_user_name_created_at_once_through_three_replicas_is_created_once() {
-    let Some((engines, _followers)) = replicas(3, Duration::from_secs(30)).await else {
+    let Some((engines, _followers, _)) = replicas(3, Duration::from_secs(30)).await else {
         return;
     };
     let default = TenantId::default_tenant();
@@ -104,7 +104,7 @@ async fn one_user_name_created_at_once_through_three_replicas_is_created_once() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_through_one_replica_is_read_through_another() {
     // Heads are read only every 30 s: what shows sooner came by a notice or a catch-up.
-    let Some((engines, _followers)) = replicas(2, Duration::from_secs(30)).await else {
+    let Some((engines, _followers, _)) = replicas(2, Duration::from_secs(30)).await else {
         return;
     };
     let default = TenantId::default_tenant();
@@ -132,7 +132,7 @@ async fn a_write_through_one_replica_is_read_through_another() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_change_stream_of_one_replica_carries_another_replicas_writes_in_order() {
-    let Some((engines, _followers)) = replicas(2, Duration::from_secs(30)).await else {
+    let Some((engines, _followers, _)) = replicas(2, Duration::from_secs(30)).await else {
         return;
     };
     let default = TenantId::default_tenant();
@@ -159,7 +159,7 @@ async fn the_change_stream_of_one_replica_carries_another_replicas_writes_in_ord
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tenant_another_replica_creates_is_opened_when_first_heard_of() {
-    let Some((engines, _followers)) = replicas(2, Duration::from_secs(30)).await else {
+    let Some((engines, _followers, _)) = replicas(2, Duration::from_secs(30)).await else {
         return;
     };
     let beta = TenantId::new("beta").unwrap();
@@ -171,4 +171,71 @@ async fn a_tenant_another_replica_creates_is_opened_when_first_heard_of() {
             .is_some_and(|tenant| tenant.state().user_by_name("dana@example.com").is_some())
     })
     .await;
+}
+
+/// A listing of users `u0`..`u{count - 1}` from the integration `okta`.
+fn okta_run(count: usize) -> idpsync_engine::reconcile::SyncInput {
+    use idpsync_engine::model::UserProfile;
+    use idpsync_engine::reconcile::{Listing, ListingScope, ScopeRules, SnapshotUser, SyncInput};
+    let mut listing = Listing::new(ListingScope::Complete);
+    for n in 0..count {
+        listing.add_user(SnapshotUser {
+            external_id: format!("u{n}"),
+            active: true,
+            profile: UserProfile {
+                user_name: format!("okta{n}@example.com"),
+                ..UserProfile::default()
+            },
+        });
+    }
+    SyncInput {
+        integration: idpsync_engine::ids::IntegrationName::new("okta").unwrap(),
+        run: idpsync_engine::ids::SyncRunId::new(),
+        listing,
+        rules: ScopeRules::default(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hold_another_replica_cleared_is_not_confirmed_through_a_replica_that_still_shows_it() {
+    use idpsync_engine::reconcile::Guard;
+    let Some((engines, _followers, settings)) = replicas(2, Duration::from_secs(30)).await else {
+        return;
+    };
+    let default = TenantId::default_tenant();
+    let a = engines[0].require_tenant(&default).unwrap();
+    a.reconcile(okta_run(100), Guard::Enforce).await.unwrap();
+    assert!(a.reconcile(okta_run(50), Guard::Enforce).await.unwrap().held.is_some());
+    let okta = idpsync_engine::ids::IntegrationName::new("okta").unwrap();
+    let run = a.held()[&okta].snapshot.run;
+
+    // A third replica starting now finds the hold in the store.
+    let c_store = PostgresStore::open(settings).await.unwrap();
+    let c = Engine::open(Arc::new(c_store), TenantSettings::default())
+        .await
+        .unwrap();
+    let c_tenant = c.require_tenant(&default).unwrap();
+    assert_eq!(
+        c_tenant.held()[&okta].snapshot.run,
+        run,
+        "the hold is kept in the store"
+    );
+
+    // A's next run applies and clears the hold; C's memory still shows it, but confirming it
+    // there applies nothing.
+    a.reconcile(okta_run(100), Guard::Enforce).await.unwrap();
+    assert!(a.held().is_empty());
+    assert!(c_tenant.held().contains_key(&okta));
+    let refused = c_tenant.confirm_held(okta.clone(), run).await.unwrap_err();
+    assert!(
+        matches!(refused, SubmitError::Rejected(Rejection::Invalid { .. })),
+        "{refused:?}"
+    );
+    c_tenant.catch_up().await.unwrap();
+    assert_eq!(
+        c_tenant.state().users_owned_by(&okta).count(),
+        100,
+        "nothing was applied"
+    );
+    c.shutdown().await;
 }

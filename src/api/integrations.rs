@@ -232,7 +232,7 @@ async fn confirm(
 
 async fn reject(access: TenantAccess, Path((_, integration)): Path<(String, String)>) -> Result<StatusCode, ApiError> {
     let integration = name(&integration)?;
-    if access.tenant.reject_held(&integration) {
+    if access.tenant.reject_held(&integration).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::not_found(format!(

@@ -15,6 +15,7 @@
 //! - `erasure.rs`: an erased user's key destroyed and forgotten with what memory read with it,
 //!   and erased users recognised by their integration's reconcile;
 //! - `reconcile.rs`: sync runs planned or reconciled, and the holds of the guard;
+//!   `held_store.rs`: the holds kept in the store, across restarts;
 //! - `lease.rs`: leases of work that runs on one replica at a time; `integration_state.rs`:
 //!   what an integration keeps between runs, in the store;
 //! - `stream.rs`: the change stream; reads of the past: `state_at.rs` (the whole state after a
@@ -24,6 +25,7 @@
 mod apply;
 mod erasure;
 mod events;
+mod held_store;
 mod integration_state;
 mod lease;
 mod publish;

@@ -36,6 +36,7 @@ use crate::event::{Cause, ENVELOPE_VERSION, Envelope, Event, LoggedEvent, Person
 use crate::history::History;
 use crate::ids::{IntegrationName, SyncRunId, UserId};
 use crate::reconcile::{Guard, GuardMemory, SyncInput};
+use crate::rejection::Rejection;
 use crate::replay::replay_with;
 use crate::seal::{Keyring, LookupKey, PersonalFields, UserKey, seal};
 use crate::state::State;
@@ -282,7 +283,12 @@ impl Writer {
                     integration,
                     run,
                     reply,
-                } => self.confirm_held(integration, run, reply),
+                } => match self.hold_is_still_kept(&integration, run).await {
+                    Ok(()) => self.confirm_held(integration, run, reply),
+                    Err(refusal) => {
+                        let _ = reply.send(Err(refusal));
+                    }
+                },
                 // Nothing is in flight: the state is durable.
                 Job::Snapshot { reply } => self.snapshotter.now(self.state.clone(), reply),
                 Job::CatchUp { to, reply } => {
@@ -343,6 +349,35 @@ impl Writer {
                 self.decide_one(command, origin, reply, 0);
             }
         }
+    }
+
+    /// On a store replicas share, whether the store still keeps `integration`'s hold as the
+    /// hold of `run`: another replica's newer run may have cleared or replaced it since this
+    /// replica's memory was set. The refusal to answer with when not (or when the store cannot
+    /// say).
+    async fn hold_is_still_kept(&self, integration: &IntegrationName, run: SyncRunId) -> Result<(), SubmitError> {
+        if !self.tenant.store_is_shared() {
+            return Ok(());
+        }
+        let refusal = match self.tenant.stored_hold_run(integration).await {
+            Ok(Some(kept)) if kept == run => return Ok(()),
+            Ok(Some(kept)) => SubmitError::Rejected(Rejection::HoldSuperseded {
+                integration: integration.clone(),
+                run,
+                held: kept,
+            }),
+            Ok(None) => SubmitError::Rejected(Rejection::Invalid {
+                field: "integration".to_owned(),
+                reason: format!("integration {integration} has no held sync"),
+            }),
+            Err(EngineError::Store(error)) => SubmitError::Storage(Arc::new(error)),
+            Err(error) => SubmitError::Storage(Arc::new(StoreError::backend(
+                "reading the held sync",
+                std::io::Error::other(error.to_string()),
+            ))),
+        };
+        tracing::info!(tenant = %self.tenant.id, %integration, %refusal, "a held sync is no longer the one to confirm");
+        Err(refusal)
     }
 
     /// Commits everything decided so far and waits until nothing is in flight.
@@ -601,9 +636,13 @@ impl Writer {
         for user in batch.erased {
             destroy_key(&self.tenant, user).await;
         }
+        let (held, cleared) = batch.holds.to_store();
         self.tenant
             .holds
             .settle(batch.holds, &self.tenant.id, &self.tenant.settings.policy);
+        if !held.is_empty() || !cleared.is_empty() {
+            self.tenant.store_holds(&held, &cleared).await;
+        }
         for each in batch.decided {
             let _ = each.reply.send(Ok(each.committed));
         }
