@@ -26,8 +26,9 @@ struct FixedToken {
     principal: Principal,
 }
 
+#[idpsync::scim::async_trait]
 impl Authenticator for FixedToken {
-    fn authenticate(&self, secret: &str) -> Option<Principal> {
+    async fn authenticate(&self, secret: &str) -> Option<Principal> {
         (secret == self.secret).then(|| self.principal.clone())
     }
 }

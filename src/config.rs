@@ -30,6 +30,9 @@ pub struct Config {
     pub storage: Option<crate::storage_location::StorageLocation>,
     /// The address `serve` listens on.
     pub listen: Option<SocketAddr>,
+    /// The address clients reach the service at (through a proxy): SCIM's absolute URLs are
+    /// built on it instead of the request's `Host` and `X-Forwarded-Proto`.
+    pub public_url: Option<crate::public_url::PublicUrl>,
     /// `text` or `json` log lines.
     pub log_format: Option<LogFormat>,
     /// Engine tuning.
@@ -368,9 +371,14 @@ impl Config {
 
     /// The bounds of the HTTP server and the SCIM service provider this configuration asks for.
     pub fn service_settings(&self) -> crate::server::ServiceSettings {
+        let mut scim = self.scim.settings();
+        scim.base_url = self
+            .public_url
+            .as_ref()
+            .map(|public| public.join(crate::server::SCIM_MOUNT));
         crate::server::ServiceSettings {
             http: self.http.limits(),
-            scim: self.scim.settings(),
+            scim,
         }
     }
 

@@ -80,10 +80,25 @@ pub enum CopyError {
     },
 }
 
+/// How far a copy has come: records in the destination, and the source's head it copies up
+/// to. Called once before the first record and after each appended batch.
+pub type CopyProgress<'a> = &'a mut (dyn FnMut(Seq, Seq) + Send);
+
 /// Copies `tenant`'s log from `from` to `to`, up to the source's head when it starts.
 pub async fn copy_tenant(from: &dyn LogStore, to: &dyn LogStore, tenant: &TenantId) -> Result<CopyReport, CopyError> {
+    copy_tenant_with_progress(from, to, tenant, &mut |_, _| {}).await
+}
+
+/// [`copy_tenant`], telling `progress` how far it has come.
+pub async fn copy_tenant_with_progress(
+    from: &dyn LogStore,
+    to: &dyn LogStore,
+    tenant: &TenantId,
+    progress: CopyProgress<'_>,
+) -> Result<CopyReport, CopyError> {
     let source_head = from.head(tenant).await?;
     let start = to.ensure_tenant(tenant).await?;
+    progress(start.seq, source_head.seq);
     if start.seq > source_head.seq {
         return Err(CopyError::DestinationAhead {
             tenant: tenant.clone(),
@@ -171,6 +186,7 @@ pub async fn copy_tenant(from: &dyn LogStore, to: &dyn LogStore, tenant: &Tenant
                 });
             }
             head = appended.head;
+            progress(head.seq, source_head.seq);
         }
     }
     if !missing.is_empty() {

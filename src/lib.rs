@@ -37,10 +37,12 @@
 
 pub mod api;
 pub mod audit;
+pub mod backup;
 pub mod checkpoint;
 pub mod config;
 pub mod copy;
 pub mod metrics;
+pub mod public_url;
 pub mod server;
 pub mod shared_tokens;
 pub mod storage_location;

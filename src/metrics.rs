@@ -39,13 +39,113 @@ pub fn install() -> Result<PrometheusHandle, BuildError> {
         )?
         .install_recorder()?;
     *installed = Some(handle.clone());
-    metrics::describe_gauge!(
-        "idpsync_build_info",
-        "The build: version and commit, as labels; always 1."
-    );
+    describe();
     metrics::gauge!("idpsync_build_info", "version" => env!("CARGO_PKG_VERSION"), "commit" => env!("IDPSYNC_COMMIT"))
         .set(1.0);
     Ok(handle)
+}
+
+/// Counters: name and `# HELP` text.
+const COUNTERS: &[(&str, &str)] = &[
+    (
+        "idpsync_api_requests_total",
+        "Management API requests, by route template, method and status.",
+    ),
+    (
+        "idpsync_scim_requests_total",
+        "SCIM requests, by route, method and status.",
+    ),
+    ("idpsync_events_appended_total", "Records appended to the tenant's log."),
+    (
+        "idpsync_http_connections_closed_total",
+        "HTTP connections the server closed, by reason (limit, header timeout, body timeout, idle).",
+    ),
+    (
+        "idpsync_http_token_limited_total",
+        "Requests refused with 429 because their token had too many in flight.",
+    ),
+    (
+        "idpsync_sync_runs_total",
+        "Finished sync runs of an integration, by outcome (applied, held, failed).",
+    ),
+    (
+        "idpsync_sync_task_restarts_total",
+        "Restarts of an integration's sync task after it panicked.",
+    ),
+];
+
+/// Gauges: name and `# HELP` text.
+const GAUGES: &[(&str, &str)] = &[
+    (
+        "idpsync_build_info",
+        "The build: version and commit, as labels; always 1.",
+    ),
+    (
+        "idpsync_api_sse_clients",
+        "Change-stream (SSE) clients connected, per tenant.",
+    ),
+    (
+        "idpsync_change_stream_subscribers",
+        "Subscribers of the tenant's change feed inside the engine.",
+    ),
+    (
+        "idpsync_held_syncs",
+        "Syncs the mass-deactivation guard holds, waiting for an operator, per tenant.",
+    ),
+    ("idpsync_http_connections", "HTTP connections open."),
+    (
+        "idpsync_log_head_seq",
+        "The seq of the newest record in the tenant's log.",
+    ),
+    (
+        "idpsync_checkpoint_last_timestamp_seconds",
+        "When the tenant's newest checkpoint was signed (Unix time); its age is time() minus this.",
+    ),
+    (
+        "idpsync_sync_last_success_timestamp_seconds",
+        "When the integration's last sync run was applied (Unix time).",
+    ),
+];
+
+/// Histograms: name and `# HELP` text.
+const HISTOGRAMS: &[(&str, &str)] = &[
+    (
+        "idpsync_api_request_seconds",
+        "Management API request latency, by route template and method.",
+    ),
+    (
+        "idpsync_scim_request_seconds",
+        "SCIM request latency, by route and method.",
+    ),
+    (
+        "idpsync_append_seconds",
+        "Time to make one batch of records durable in the log store.",
+    ),
+    (
+        "idpsync_command_seconds",
+        "Time from a command's submission to its durable answer, by outcome.",
+    ),
+    (
+        "idpsync_change_stream_lag_events",
+        "How far behind the log's head a change-stream subscriber reads, in records.",
+    ),
+    (
+        "idpsync_sync_seconds",
+        "Duration of an integration's sync run, by outcome.",
+    ),
+];
+
+/// Gives every metric the service records its `# HELP` text.
+fn describe() {
+    for &(name, help) in COUNTERS {
+        metrics::describe_counter!(name, help);
+    }
+    for &(name, help) in GAUGES {
+        metrics::describe_gauge!(name, help);
+    }
+    for &(name, help) in HISTOGRAMS {
+        metrics::describe_histogram!(name, help);
+    }
 }
 
 /// `GET /metrics`: everything recorded, in the Prometheus text format.

@@ -169,7 +169,6 @@ fn decode(entry: &MetaEntry) -> Result<(TokenRecord, u64), TokenError> {
 mod tests {
     use std::time::Duration;
 
-    use idpsync_scim::Authenticator;
     use idpsync_storage::MemoryStore;
 
     use super::*;

@@ -37,7 +37,7 @@ const FORMAT_VERSION: u32 = 1;
 /// How long a lock file may stand before it is taken for a crashed writer's.
 const LOCK_STALE_AFTER: Duration = Duration::from_secs(30);
 /// How often the server looks at the file for changes, at most.
-pub(crate) const RELOAD_INTERVAL: Duration = Duration::from_secs(1);
+pub(crate) const RELOAD_INTERVAL: Duration = Duration::from_millis(500);
 
 /// What a token may do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -464,7 +464,7 @@ impl TokenAuthenticator {
         *self.loaded.write().unwrap_or_else(|p| p.into_inner()) = Loaded { tokens, stamp };
     }
 
-    /// Re-reads the file if it changed; `force` skips the once-a-second bound.
+    /// Re-reads the file if it changed; `force` skips the bound of one look per [`RELOAD_INTERVAL`].
     fn refresh(&self, force: bool) {
         let Source::File(store) = &self.source else {
             return;
@@ -508,8 +508,10 @@ impl TokenAuthenticator {
     }
 }
 
-impl Authenticator for TokenAuthenticator {
-    fn authenticate(&self, secret: &str) -> Option<Principal> {
+impl TokenAuthenticator {
+    /// The tenant and token `secret` stands for (what [`Authenticator::authenticate`] answers:
+    /// the check reads only memory, and the token file when it changed).
+    pub fn authenticate(&self, secret: &str) -> Option<Principal> {
         self.refresh(false);
         let hash = hash_secret(secret);
         if let Some(principal) = self.find(&hash) {
@@ -520,6 +522,13 @@ impl Authenticator for TokenAuthenticator {
             return self.find(&hash);
         }
         None
+    }
+}
+
+#[idpsync_scim::async_trait]
+impl Authenticator for TokenAuthenticator {
+    async fn authenticate(&self, secret: &str) -> Option<Principal> {
+        TokenAuthenticator::authenticate(self, secret)
     }
 }
 

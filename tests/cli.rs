@@ -213,7 +213,15 @@ fn user_erase_leaves_a_verifiable_log_and_an_erased_user() {
         users[0]["userName"].as_str().unwrap().to_owned(),
     );
 
-    let erased = run(dir.path(), &["user", "erase", "--user", &name]);
+    // Operators issue: nobody at a terminal to confirm, and no --yes: refused, nothing erased.
+    let unconfirmed = run(dir.path(), &["user", "erase", "--user", &name]);
+    assert!(!unconfirmed.status.success());
+    assert!(stderr(&unconfirmed).contains("pass --yes"), "{}", stderr(&unconfirmed));
+    let still: serde_json::Value =
+        serde_json::from_slice(&run(dir.path(), &["query", "user", "--user", &id, "--json"]).stdout).unwrap();
+    assert_eq!(still["userName"], name.as_str());
+
+    let erased = run(dir.path(), &["user", "erase", "--user", &name, "--yes"]);
     assert!(erased.status.success(), "{}", stderr(&erased));
     assert!(
         stdout(&erased).contains(&format!("erased user {id}")),
@@ -232,7 +240,7 @@ fn user_erase_leaves_a_verifiable_log_and_an_erased_user() {
     assert_eq!(past["userName"], format!("erased-{id}"), "erased in the past too");
     let verified = run(dir.path(), &["log", "verify"]);
     assert!(verified.status.success(), "{}{}", stdout(&verified), stderr(&verified));
-    let again = run(dir.path(), &["user", "erase", "--user", &id]);
+    let again = run(dir.path(), &["user", "erase", "--user", &id, "--yes"]);
     assert!(stdout(&again).contains("already erased"), "{}", stdout(&again));
 }
 
@@ -333,4 +341,184 @@ fn the_version_names_the_commit_it_was_built_from() {
     let text = stdout(&output);
     assert!(text.starts_with("idpsync 0."), "{text}");
     assert!(text.contains("(commit "), "{text}");
+}
+
+/// Operators issue: while `serve` held the store, every read command failed with "the data
+/// directory is in use". They now go through the running service's control socket and print
+/// what they print on a stopped data directory; an audit's `--output` file is written by the
+/// caller; errors come back as errors.
+#[test]
+fn read_commands_work_while_the_server_runs_with_the_same_output() {
+    let dir = tempfile::tempdir().unwrap();
+    seed(dir.path(), 60, 6, 300);
+    let offline_users = run(dir.path(), &["query", "users", "--json"]);
+    assert!(offline_users.status.success(), "{}", stderr(&offline_users));
+    let offline_groups = stdout(&run(dir.path(), &["query", "groups"]));
+    // The report's first line says when it was generated.
+    let report = |dir: &std::path::Path| {
+        let text = stdout(&run(dir, &["audit", "report", "--since", "2000-01-01"]));
+        let (first, rest) = text.split_once('\n').unwrap();
+        (first.split(", generated").next().unwrap().to_owned(), rest.to_owned())
+    };
+    let offline_report = report(dir.path());
+
+    let server = Serving::start(dir.path(), None);
+    let users = run(dir.path(), &["query", "users", "--json"]);
+    assert!(users.status.success(), "{}", stderr(&users));
+    assert_eq!(stdout(&users), stdout(&offline_users));
+    assert_eq!(stdout(&run(dir.path(), &["query", "groups"])), offline_groups);
+    assert_eq!(report(dir.path()), offline_report);
+    let report_file = dir.path().join("report.html");
+    let written = run(
+        dir.path(),
+        &[
+            "audit",
+            "report",
+            "--since",
+            "2000-01-01",
+            "--format",
+            "html",
+            "--output",
+            report_file.to_str().unwrap(),
+        ],
+    );
+    assert!(written.status.success(), "{}", stderr(&written));
+    assert!(std::fs::read_to_string(&report_file).unwrap().contains("<html"));
+
+    let verify = run(dir.path(), &["log", "verify"]);
+    assert!(verify.status.success(), "{}", stderr(&verify));
+    assert!(stdout(&verify).contains("tenant default: ok"), "{}", stdout(&verify));
+    let status = run(dir.path(), &["status"]);
+    assert!(status.status.success(), "{}", stderr(&status));
+    assert!(
+        stdout(&status).contains("tenant default: head seq"),
+        "{}",
+        stdout(&status)
+    );
+    assert!(
+        !stdout(&status).contains("the service is not running here"),
+        "{}",
+        stdout(&status)
+    );
+    let missing = run(dir.path(), &["query", "users", "--tenant", "nobody"]);
+    assert!(!missing.status.success());
+    assert!(
+        stderr(&missing).contains("tenant nobody does not exist"),
+        "{}",
+        stderr(&missing)
+    );
+
+    server.stop();
+    assert!(
+        !dir.path().join("control.sock").exists(),
+        "the socket goes with the server"
+    );
+    let stopped = run(dir.path(), &["status"]);
+    assert!(
+        stdout(&stopped).contains("the service is not running here"),
+        "{}",
+        stdout(&stopped)
+    );
+}
+
+/// Operators issue: a read command on a mistyped data directory made an empty log there and
+/// answered from it, as if every user were gone.
+#[test]
+fn read_commands_on_a_mistyped_data_directory_say_so_and_create_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mistyped = dir.path().join("idpsync-dat");
+    for args in [
+        &["query", "users"][..],
+        &["log", "verify"],
+        &["status"],
+        &["audit", "report", "--since", "2026-01-01"],
+    ] {
+        let answer = run(&mistyped, args);
+        assert!(!answer.status.success(), "{args:?}");
+        assert!(
+            stderr(&answer).contains("holds no IdP-Sync log"),
+            "{args:?}: {}",
+            stderr(&answer)
+        );
+        assert!(!mistyped.exists(), "{args:?} created the directory");
+    }
+}
+
+/// Operators issue: behind a proxy that rewrites `Host`, SCIM's absolute URLs named the
+/// service's inner address. With `public_url` they name the public one, whatever the request
+/// says; a malformed one is refused at start with the setting named.
+#[test]
+fn public_url_is_the_base_of_scim_urls() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("idpsync.toml");
+    std::fs::write(&config, "public_url = \"https://idpsync.example.com/\"\n").unwrap();
+    let server = Serving::start(&dir.path().join("data"), Some(&config));
+    let (status, body) = get(&server.address, "/scim/v2/ServiceProviderConfig");
+    assert!(status.contains("200"), "{status}");
+    assert!(
+        body.contains("\"location\":\"https://idpsync.example.com/scim/v2/ServiceProviderConfig\""),
+        "{body}"
+    );
+    server.stop();
+
+    std::fs::write(&config, "public_url = \"idpsync.example.com\"\n").unwrap();
+    let refused = idpsync(&dir.path().join("data"))
+        .arg("--config")
+        .arg(&config)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(stderr(&refused).contains("public_url"), "{}", stderr(&refused));
+}
+
+/// Operators issue: long operations showed nothing until they ended. On a terminal, `log copy`
+/// draws a bar of the records copied; piped, its output is the summary line alone.
+#[test]
+fn log_copy_shows_progress_on_a_terminal_only() {
+    let dir = tempfile::tempdir().unwrap();
+    seed(dir.path(), 200, 5, 3000);
+    let to = dir.path().join("copy");
+    let piped = run(
+        dir.path(),
+        &[
+            "log",
+            "copy",
+            "--from",
+            &format!("redb:{}", dir.path().display()),
+            "--to",
+            &format!("redb:{}", to.display()),
+        ],
+    );
+    assert!(piped.status.success(), "{}", stderr(&piped));
+    assert!(!stderr(&piped).contains("tenant default ["), "{}", stderr(&piped));
+    assert!(
+        stdout(&piped).starts_with("tenant default: copied"),
+        "{}",
+        stdout(&piped)
+    );
+
+    // `script` (util-linux) runs the command on a pseudo-terminal.
+    if std::process::Command::new("script").arg("--version").output().is_err() {
+        let _ = std::io::stderr()
+            .write_all(b"skipped the terminal half: no `script` command to give the copy a terminal\n");
+        return;
+    }
+    let again = dir.path().join("copy-on-a-terminal");
+    let command = format!(
+        "'{}' --data-dir '{}' log copy --from 'redb:{}' --to 'redb:{}'",
+        env!("CARGO_BIN_EXE_idpsync"),
+        dir.path().display(),
+        dir.path().display(),
+        again.display()
+    );
+    let on_terminal = std::process::Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .env("IDPSYNC_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(on_terminal.status.success(), "{}", stdout(&on_terminal));
+    let screen = stdout(&on_terminal);
+    assert!(screen.contains("tenant default ["), "{screen}");
+    assert!(screen.contains("tenant default: copied"), "{screen}");
 }

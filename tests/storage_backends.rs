@@ -204,3 +204,85 @@ fn seed_with(data_dir: &Path, storage: &str) {
         .unwrap();
     assert!(seeded.status.success(), "{}", text(&seeded));
 }
+
+/// Operators issue: a backup needed the service stopped, and there was no restore. A backup
+/// taken while `serve` runs verifies, holds the files beside the log, and restores into an
+/// empty data directory and into PostgreSQL; a restore while the service runs, or into a store
+/// that holds records, is refused and changes nothing.
+#[test]
+fn a_backup_taken_online_restores_into_redb_and_postgres() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    seed(&data, 40, 4, 200);
+    let token = idpsync(&data)
+        .args(["token", "create", "--tenant", "default", "--name", "kept"])
+        .output()
+        .unwrap();
+    assert!(token.status.success(), "{}", text(&token));
+    let users_before = idpsync(&data).args(["query", "users", "--json"]).output().unwrap();
+
+    let server = binary::Serving::start(&data, None);
+    let backup = dir.path().join("backup");
+    let backed_up = idpsync(&data)
+        .args(["backup", "--to", backup.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(backed_up.status.success(), "{}", text(&backed_up));
+    assert!(
+        text(&backed_up).contains("tenant default: backed up"),
+        "{}",
+        text(&backed_up)
+    );
+    assert!(text(&backed_up).contains("tokens.json"), "{}", text(&backed_up));
+    let again = idpsync(&data)
+        .args(["backup", "--to", backup.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!again.status.success(), "a backup never writes over another");
+    assert!(text(&again).contains("is not empty"), "{}", text(&again));
+    let while_serving = idpsync(&data)
+        .args(["restore", "--from", backup.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!while_serving.status.success());
+    assert!(text(&while_serving).contains("stop it"), "{}", text(&while_serving));
+    server.stop();
+
+    // Into a new data directory.
+    let restored = dir.path().join("restored");
+    let into_redb = idpsync(&restored)
+        .args(["restore", "--from", backup.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(into_redb.status.success(), "{}", text(&into_redb));
+    let users_after = idpsync(&restored).args(["query", "users", "--json"]).output().unwrap();
+    assert_eq!(users_after.stdout, users_before.stdout);
+    let tokens = idpsync(&restored).args(["token", "list"]).output().unwrap();
+    assert!(text(&tokens).contains("kept"), "{}", text(&tokens));
+    // Not twice.
+    let twice = idpsync(&restored)
+        .args(["restore", "--from", backup.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!twice.status.success());
+    assert!(text(&twice).contains("is not empty"), "{}", text(&twice));
+
+    // Into PostgreSQL.
+    let runtime = runtime();
+    let Some((_store, url)) = scratch_postgres(&runtime) else {
+        return;
+    };
+    let on_postgres = dir.path().join("on-postgres");
+    let into_postgres = idpsync(&on_postgres)
+        .env("IDPSYNC_STORAGE", &url)
+        .args(["restore", "--from", backup.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(into_postgres.status.success(), "{}", text(&into_postgres));
+    let users_on_postgres = idpsync(&on_postgres)
+        .env("IDPSYNC_STORAGE", &url)
+        .args(["query", "users", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(users_on_postgres.stdout, users_before.stdout);
+}

@@ -447,6 +447,12 @@ async fn run_forever(task: Arc<Task>, first_wait: Duration) {
         ];
         metrics::counter!("idpsync_sync_runs_total", &labels).increment(1);
         metrics::histogram!("idpsync_sync_seconds", &labels).record(run_started.elapsed());
+        if outcome_label == "applied" {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default();
+            metrics::gauge!("idpsync_sync_last_success_timestamp_seconds", &labels[..2]).set(now.as_secs_f64());
+        }
         let retry_after = match &result {
             Err(SyncError::Driver(error)) => error.retry_after(),
             _ => None,

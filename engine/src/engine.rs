@@ -62,6 +62,7 @@ impl Engine {
             elapsed_ms = started.elapsed().as_millis() as u64,
             "tenant loaded"
         );
+        metrics::gauge!("idpsync_log_head_seq", "tenant" => id.to_string()).set(head.seq.0 as f64);
         for (_, users) in state.user_name_collisions() {
             tracing::warn!(
                 tenant = %id,

@@ -59,8 +59,9 @@ static RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| {
 
 struct OneToken;
 
+#[idpsync_scim::async_trait]
 impl Authenticator for OneToken {
-    fn authenticate(&self, secret: &str) -> Option<Principal> {
+    async fn authenticate(&self, secret: &str) -> Option<Principal> {
         (secret == TOKEN).then(|| Principal {
             tenant: TenantId::default_tenant(),
             token: TokenId::MIN,

@@ -33,7 +33,11 @@ impl FromRequestParts<Arc<Service>> for Scope {
 
     async fn from_request_parts(parts: &mut Parts, service: &Arc<Service>) -> Result<Scope, Error> {
         let secret = bearer(&parts.headers).ok_or(Error::Unauthorized)?;
-        let principal = service.authenticator.authenticate(secret).ok_or(Error::Unauthorized)?;
+        let principal = service
+            .authenticator
+            .authenticate(secret)
+            .await
+            .ok_or(Error::Unauthorized)?;
         // A token may be created for a tenant this server has not seen yet (the command line
         // writes tokens while the server runs): the first request creates it.
         let failed = |what: &str, error: idpsync_engine::EngineError| match error.unavailable_for() {

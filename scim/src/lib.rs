@@ -64,11 +64,12 @@
 //! use std::sync::Arc;
 //! use idpsync_engine::{Engine, TenantSettings};
 //! use idpsync_engine::ids::{TenantId, TokenId};
-//! use idpsync_scim::{Authenticator, Principal, Settings};
+//! use idpsync_scim::{Authenticator, Principal, Settings, async_trait};
 //!
 //! struct OneToken;
+//! #[async_trait]
 //! impl Authenticator for OneToken {
-//!     fn authenticate(&self, secret: &str) -> Option<Principal> {
+//!     async fn authenticate(&self, secret: &str) -> Option<Principal> {
 //!         (secret == "let-me-in").then(|| Principal { tenant: TenantId::default_tenant(), token: TokenId::MIN })
 //!     }
 //! }
@@ -111,6 +112,8 @@ use axum::middleware;
 use axum::routing::{any, get, post};
 use idpsync_engine::Engine;
 
+/// The attribute an [`Authenticator`] implementation is written with.
+pub use async_trait::async_trait;
 pub use service::{Authenticator, Principal, Settings};
 
 /// The SCIM error response (429 `Too Many Requests`, with `Retry-After`) for a client that has

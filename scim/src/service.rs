@@ -13,11 +13,14 @@ use crate::query::ListLimits;
 use crate::scan::{ScanLimits, ScanPool};
 
 /// Checks bearer tokens. The SCIM crate defines it; the program that embeds the router
-/// implements it over its token store.
+/// implements it over its token store, which may be remote (a database, the management
+/// server's own token service): the check is asynchronous. Implement it with
+/// [`macro@crate::async_trait`].
+#[async_trait::async_trait]
 pub trait Authenticator: Send + Sync + 'static {
     /// The tenant and token a bearer secret stands for, or `None` for an unknown or revoked
     /// token. Implementations compare secrets in constant time.
-    fn authenticate(&self, secret: &str) -> Option<Principal>;
+    async fn authenticate(&self, secret: &str) -> Option<Principal>;
 }
 
 /// What a valid token stands for.

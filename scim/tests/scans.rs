@@ -24,8 +24,9 @@ const UNINDEXED: &str = "/Users?filter=title%20eq%20%22Astronaut%22";
 
 struct OneToken;
 
+#[idpsync_scim::async_trait]
 impl Authenticator for OneToken {
-    fn authenticate(&self, secret: &str) -> Option<Principal> {
+    async fn authenticate(&self, secret: &str) -> Option<Principal> {
         (secret == TOKEN).then(|| Principal {
             tenant: TenantId::default_tenant(),
             token: TokenId::MIN,

@@ -112,7 +112,7 @@ async fn leavers(
     access: TenantAccess,
     ApiQuery(query): ApiQuery<LeaversQuery>,
 ) -> Result<Response, ApiError> {
-    let since = Timestamp::parse_rfc3339(&query.since).map_err(|error| ApiError::bad_request(error.to_string()))?;
+    let since = Timestamp::parse_moment(&query.since).map_err(|error| ApiError::bad_request(error.to_string()))?;
     let leavers = with_sources(&state, &access, async |sources| {
         leavers_report(&access.tenant, since, sources).await
     })

@@ -4,14 +4,20 @@
 //! An admin token is bound to one tenant, as a SCIM token is: a leaked token exposes one
 //! tenant, never all. A request for another tenant gets 403 whether that tenant exists or not,
 //! so a token cannot be used to find out which tenants exist.
+//!
+//! A response that outlives its request (the change stream) keeps a [`TokenWatch`], which
+//! ends it once the token no longer opens the tenant: revoking a token closes its streams
+//! within [`TOKEN_RECHECK`] plus the authenticator's own reload interval.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::{FromRequestParts, RawPathParams};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use idpsync_engine::Tenant;
 use idpsync_engine::ids::TokenId;
+use idpsync_scim::Authenticator;
 use idpsync_storage::TenantId;
 
 use super::ApiState;
@@ -23,6 +29,42 @@ pub struct TenantAccess {
     pub tenant: Arc<Tenant>,
     /// The admin token, recorded in the events the request causes.
     pub token: TokenId,
+    /// Tells when the token stops opening this tenant.
+    pub watch: TokenWatch,
+}
+
+/// How often a long-lived response checks that its token still opens its tenant.
+pub const TOKEN_RECHECK: Duration = Duration::from_millis(250);
+
+/// The credential of a request, kept to check again later that it is still valid.
+pub struct TokenWatch {
+    authenticator: Arc<dyn Authenticator>,
+    secret: String,
+    tenant: TenantId,
+    token: TokenId,
+}
+
+impl TokenWatch {
+    /// Whether the token still authenticates as itself, for the same tenant.
+    async fn is_valid(&self) -> bool {
+        self.authenticator
+            .authenticate(&self.secret)
+            .await
+            .is_some_and(|principal| principal.tenant == self.tenant && principal.token == self.token)
+    }
+
+    /// Resolves once the token is revoked (or no longer opens the tenant): checked every
+    /// [`TOKEN_RECHECK`].
+    pub async fn revoked(self) {
+        let mut ticks = tokio::time::interval(TOKEN_RECHECK);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            if !self.is_valid().await {
+                return;
+            }
+        }
+    }
 }
 
 /// The secret of an `Authorization: Bearer <secret>` header (scheme in any case).
@@ -37,11 +79,13 @@ impl FromRequestParts<ApiState> for TenantAccess {
 
     async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, Self::Rejection> {
         let secret = bearer(parts)
-            .ok_or_else(|| ApiError::unauthorized("send an admin token as `Authorization: Bearer <token>`"))?;
+            .ok_or_else(|| ApiError::unauthorized("send an admin token as `Authorization: Bearer <token>`"))?
+            .to_owned();
         let principal = state
             .inner
             .authenticator
-            .authenticate(secret)
+            .authenticate(&secret)
+            .await
             .ok_or_else(|| ApiError::unauthorized("the token is unknown, revoked, or not an admin token"))?;
         let params = RawPathParams::from_request_parts(parts, state)
             .await
@@ -71,6 +115,12 @@ impl FromRequestParts<ApiState> for TenantAccess {
         Ok(TenantAccess {
             tenant,
             token: principal.token,
+            watch: TokenWatch {
+                authenticator: Arc::clone(&state.inner.authenticator),
+                secret,
+                tenant: principal.tenant,
+                token: principal.token,
+            },
         })
     }
 }

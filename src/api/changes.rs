@@ -14,7 +14,8 @@
 //! (data: seq, index, user, resource kind and id, role, and the group the access came through).
 //! An idle stream sends a comment every heartbeat interval. A slow or disconnected consumer never
 //! slows the writer: it falls behind the engine's broadcast and catches up from the in-memory
-//! ring or the log (see `idpsync_engine::ChangeStream`).
+//! ring or the log (see `idpsync_engine::ChangeStream`). A stream ends once its token is
+//! revoked ([`super::auth::TokenWatch`]), within a second.
 //!
 //! # What a client costs
 //! Each record is rendered once per process, not once per client: the items of recent records
@@ -40,7 +41,7 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
-use futures_util::Stream;
+use futures_util::{Stream, StreamExt};
 use idpsync_engine::{Applied, ChangeStream, Tenant};
 use idpsync_storage::Seq;
 use serde::Deserialize;
@@ -150,7 +151,9 @@ async fn changes(
             let event = pending.pop_front()?;
             Some((Ok(event), (receiver, pending)))
         },
-    );
+    )
+    // Ending the stream drops the receiver, which stops the feed.
+    .take_until(Box::pin(access.watch.revoked()));
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(state.inner.settings.heartbeat)))
 }
 

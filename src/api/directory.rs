@@ -2,7 +2,8 @@
 //! and access, a group's direct or effective members. Lists are paginated by id
 //! (`?limit=&after=`).
 //!
-//! `?at=RFC3339` or `?seq=N` asks about the past. A group's members are answered from the
+//! `?at=` (RFC 3339 or a date, as everywhere in the CLI and the API) or `?seq=N` asks about
+//! the past. A group's members are answered from the
 //! history index (fast: no replay), each member as it was then ([`Tenant::user_at`],
 //! [`Tenant::group_at`]); lists of all users or groups and a user's access need the whole
 //! state of the time, from [`Tenant::state_at`] (the nearest checkpoint or snapshot plus a
@@ -65,7 +66,7 @@ pub(super) fn position(tenant: &Tenant, at: Option<&str>, seq: Option<u64>) -> R
     match (at, seq) {
         (Some(_), Some(_)) => Err(ApiError::bad_request("pass `at` or `seq`, not both")),
         (Some(at), None) => {
-            let moment = Timestamp::parse_rfc3339(at).map_err(|error| ApiError::bad_request(error.to_string()))?;
+            let moment = Timestamp::parse_moment(at).map_err(|error| ApiError::bad_request(error.to_string()))?;
             Ok(tenant.seq_at(moment))
         }
         (None, Some(seq)) if seq > head.0 => Err(ApiError::bad_request(format!(

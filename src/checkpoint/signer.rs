@@ -80,6 +80,7 @@ impl Schedule {
                 Ok(Some(checkpoint)) => match append(&self.data_dir, &checkpoint) {
                     Ok(()) => {
                         tracing::info!(tenant = %id, seq = checkpoint.seq, "signed a checkpoint");
+                        record_signed(&id);
                         *last = Last {
                             seq: Seq(checkpoint.seq),
                             at: Instant::now(),
@@ -92,6 +93,15 @@ impl Schedule {
             }
         }
     }
+}
+
+/// `idpsync_checkpoint_last_timestamp_seconds{tenant}`: when the tenant's newest checkpoint
+/// was signed (its age is `time() -` that).
+fn record_signed(tenant: &TenantId) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    metrics::gauge!("idpsync_checkpoint_last_timestamp_seconds", "tenant" => tenant.to_string()).set(now.as_secs_f64());
 }
 
 impl CheckpointSigner {

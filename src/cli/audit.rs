@@ -4,16 +4,17 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use clap::{Args, Subcommand};
 use idpsync::audit::{Format, html, json, text};
 use idpsync::engine::audit::{AuditSources, BindingLog, audit_user, leavers_report, resolve_user};
 use idpsync::storage::{TenantId, Timestamp};
 use idpsync::tokens::TokenStore;
+use serde::{Deserialize, Serialize};
 
 use super::Context;
 
-#[derive(Subcommand, Debug)]
+#[derive(Subcommand, Debug, Serialize, Deserialize)]
 pub(crate) enum AuditCommand {
     /// One user's chain: who took it out and through which door, when each membership ended,
     /// each access revoked and how long after the change arrived, with seq and chain link
@@ -36,7 +37,7 @@ pub(crate) enum AuditCommand {
     },
 }
 
-#[derive(Args, Debug)]
+#[derive(Args, Debug, Serialize, Deserialize)]
 pub(crate) struct Output {
     /// The tenant
     #[arg(long, default_value = "default")]
@@ -49,15 +50,19 @@ pub(crate) struct Output {
     output: Option<PathBuf>,
 }
 
+impl AuditCommand {
+    /// Takes the file the audit is to be written to out of the command (it then writes to
+    /// standard output), for a caller that writes the file itself.
+    pub(crate) fn take_output_file(&mut self) -> Option<PathBuf> {
+        match self {
+            AuditCommand::User { output, .. } | AuditCommand::Report { output, .. } => output.output.take(),
+        }
+    }
+}
+
 /// A moment from RFC 3339 or a plain date.
 fn moment(text: &str) -> anyhow::Result<Timestamp> {
-    if let Ok(moment) = Timestamp::parse_rfc3339(text) {
-        return Ok(moment);
-    }
-    match Timestamp::parse_rfc3339(&format!("{}T00:00:00Z", text.trim())) {
-        Ok(moment) => Ok(moment),
-        Err(_) => bail!("--since {text:?} is neither a date (2026-03-01) nor RFC 3339 (2026-03-01T09:30:00Z)"),
-    }
+    Timestamp::parse_moment(text).map_err(|error| anyhow::anyhow!("--since: {error}"))
 }
 
 fn write(output: &Output, content: &str) -> anyhow::Result<()> {
@@ -104,7 +109,7 @@ pub(crate) async fn run(context: &Context, command: AuditCommand) -> anyhow::Res
             AuditCommand::Report { since, .. } => {
                 let report = leavers_report(&tenant, moment(since)?, &sources).await?;
                 if report.has_alarms() {
-                    eprintln!("warning: leavers still hold access, or a held sync keeps leavers in; see the report");
+                    warnln!("warning: leavers still hold access, or a held sync keeps leavers in; see the report");
                 }
                 match output.format {
                     Format::Text => text::report(&report),
@@ -116,6 +121,6 @@ pub(crate) async fn run(context: &Context, command: AuditCommand) -> anyhow::Res
         anyhow::Ok(rendered)
     }
     .await;
-    engine.shutdown().await;
+    engine.close().await;
     write(output, &result?)
 }

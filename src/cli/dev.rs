@@ -43,7 +43,13 @@ pub(crate) async fn run(context: &Context, command: DevCommand) -> anyhow::Resul
         seed: args.seed,
     };
     let started = std::time::Instant::now();
+    let bar = super::progress::bar(0, format!("seeding tenant {}", args.tenant));
     let mut report = |progress: &idpsync::workload::Progress| {
+        if !bar.is_hidden() {
+            bar.set_length(progress.planned);
+            bar.set_position(progress.commands);
+            return;
+        }
         let elapsed = started.elapsed().as_secs_f64();
         eprintln!(
             "seed: {}/~{} commands, {} events, {:.0} events/s",
@@ -54,7 +60,8 @@ pub(crate) async fn run(context: &Context, command: DevCommand) -> anyhow::Resul
         );
     };
     let result = run_workload(&tenant, &spec, &mut report).await;
-    engine.shutdown().await;
+    bar.finish_and_clear();
+    engine.close().await;
     let progress = result?;
     let state = tenant.state();
     outln!(

@@ -3,9 +3,10 @@
 use std::path::PathBuf;
 
 use anyhow::{Context as _, bail};
-use clap::Subcommand;
+use clap::{Args, Subcommand};
 use idpsync::checkpoint::{self, key, verify::verify_all};
 use idpsync::storage::TenantId;
+use serde::{Deserialize, Serialize};
 
 use super::Context;
 
@@ -14,17 +15,7 @@ pub(crate) enum LogCommand {
     /// Check the hash chain, the absence of gaps, that every record decodes, and that every
     /// snapshot is what the log folds to; with --checkpoints, also that the log extends every
     /// exported checkpoint. Exits non-zero at the first problem, naming tenant and seq
-    Verify {
-        /// Only this tenant [default: every tenant]
-        #[arg(long)]
-        tenant: Option<TenantId>,
-        /// Checkpoints exported earlier (JSON lines) that the log must extend
-        #[arg(long, value_name = "FILE")]
-        checkpoints: Option<PathBuf>,
-        /// The public key that signed them [default: <data-dir>/checkpoint-key.pub]
-        #[arg(long, value_name = "FILE", requires = "checkpoints")]
-        public_key: Option<PathBuf>,
-    },
+    Verify(VerifyArgs),
     /// Copy logs from one store to another (redb:<dir>, postgres://…): the migration path
     /// between backends. Resumable: a second run continues from the destination's head; a
     /// destination that is ahead or differs is refused. Each copied log is verified
@@ -33,6 +24,36 @@ pub(crate) enum LogCommand {
     /// Signed checkpoints of the log
     #[command(subcommand)]
     Checkpoint(CheckpointCommand),
+}
+
+/// What `log verify` checks.
+#[derive(Args, Debug, Serialize, Deserialize)]
+pub(crate) struct VerifyArgs {
+    /// Only this tenant [default: every tenant]
+    #[arg(long)]
+    tenant: Option<TenantId>,
+    /// Checkpoints exported earlier (JSON lines) that the log must extend
+    #[arg(long, value_name = "FILE")]
+    checkpoints: Option<PathBuf>,
+    /// The public key that signed them [default: <data-dir>/checkpoint-key.pub]
+    #[arg(long, value_name = "FILE", requires = "checkpoints")]
+    public_key: Option<PathBuf>,
+}
+
+impl VerifyArgs {
+    /// The same, with its files named by absolute paths, for a server whose working
+    /// directory is not the caller's.
+    pub(crate) fn with_absolute_paths(self) -> anyhow::Result<VerifyArgs> {
+        let absolute = |path: Option<PathBuf>| {
+            path.map(|path| std::path::absolute(&path).with_context(|| format!("resolving {}", path.display())))
+                .transpose()
+        };
+        Ok(VerifyArgs {
+            tenant: self.tenant,
+            checkpoints: absolute(self.checkpoints)?,
+            public_key: absolute(self.public_key)?,
+        })
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -57,23 +78,20 @@ pub(crate) enum CheckpointCommand {
 
 pub(crate) async fn run(context: &Context, command: LogCommand) -> anyhow::Result<()> {
     match command {
-        LogCommand::Verify {
-            tenant,
-            checkpoints,
-            public_key,
-        } => verify(context, tenant, checkpoints, public_key).await,
+        LogCommand::Verify(args) => verify(context, args).await,
         LogCommand::Copy(args) => super::log_copy::run(args).await,
         LogCommand::Checkpoint(CheckpointCommand::Export { tenant, output }) => export(context, tenant, output),
         LogCommand::Checkpoint(CheckpointCommand::Create { tenant }) => create(context, tenant).await,
     }
 }
 
-async fn verify(
-    context: &Context,
-    only: Option<TenantId>,
-    checkpoints: Option<PathBuf>,
-    public_key: Option<PathBuf>,
-) -> anyhow::Result<()> {
+/// `log verify`.
+pub(crate) async fn verify(context: &Context, args: VerifyArgs) -> anyhow::Result<()> {
+    let VerifyArgs {
+        tenant: only,
+        checkpoints,
+        public_key,
+    } = args;
     let store = context.open_store().await?;
     let tenants = match &only {
         Some(tenant) => vec![tenant.clone()],
@@ -81,11 +99,16 @@ async fn verify(
     };
     for tenant in tenants {
         let started = std::time::Instant::now();
-        let report = idpsync::engine::verify::verify_tenant(&store, &tenant)
-            .await
-            .map_err(|error| anyhow::anyhow!("verification failed: {error}"))?;
+        let spinner = super::progress::spinner(format!("verifying tenant {tenant}"));
+        let report = idpsync::engine::verify::verify_tenant(&store, &tenant).await;
+        spinner.finish_and_clear();
+        let report = report.map_err(|error| anyhow::anyhow!("verification failed: {error}"))?;
+        let older = match report.snapshots_of_older_formats {
+            0 => String::new(),
+            n => format!(" ({n} of an older format not compared: their bytes matched their hash)"),
+        };
         outln!(
-            "tenant {}: ok, {} records, {} snapshots matched, chain head {} ({:.2} s)",
+            "tenant {}: ok, {} records, {} snapshots matched{older}, chain head {} ({:.2} s)",
             report.tenant,
             report.records,
             report.snapshots,
@@ -160,6 +183,6 @@ async fn create(context: &Context, only: Option<TenantId>) -> anyhow::Result<()>
         anyhow::Ok(())
     }
     .await;
-    engine.shutdown().await;
+    engine.close().await;
     result
 }

@@ -2,7 +2,7 @@
 
 use anyhow::{Context as _, bail};
 use clap::Args;
-use idpsync::copy::copy_tenant;
+use idpsync::copy::copy_tenant_with_progress;
 use idpsync::storage::TenantId;
 use idpsync::storage_location::StorageLocation;
 
@@ -39,9 +39,14 @@ pub(crate) async fn run(args: CopyArgs) -> anyhow::Result<()> {
     };
     for tenant in tenants {
         let started = std::time::Instant::now();
-        let report = copy_tenant(&*from, &*to, &tenant)
-            .await
-            .with_context(|| format!("copying tenant {tenant} from {} to {}", args.from, args.to))?;
+        let bar = super::progress::bar(0, format!("tenant {tenant}"));
+        let report = copy_tenant_with_progress(&*from, &*to, &tenant, &mut |done, head| {
+            bar.set_length(head.0);
+            bar.set_position(done.0);
+        })
+        .await
+        .with_context(|| format!("copying tenant {tenant} from {} to {}", args.from, args.to))?;
+        bar.finish_and_clear();
         outln!(
             "tenant {}: copied {} records, {} keys, {} snapshots; destroyed {} keys; verified, chain head {} at seq {} ({:.2} s)",
             report.tenant,

@@ -1,5 +1,5 @@
 //! `idpsync query`: users, groups, members and a user's groups and access, now or at a past
-//! moment (`--at RFC3339`) or log position (`--seq N`).
+//! moment (`--at`, RFC 3339 or a date) or log position (`--seq N`).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -14,11 +14,11 @@ use idpsync::engine::model::{Group, User};
 use idpsync::engine::seal::Keyring;
 use idpsync::engine::tenant::{load_state_at, seq_at_time};
 use idpsync::storage::{LogStore, Seq, StoreError, TenantId, Timestamp};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::Context;
 
-#[derive(Subcommand, Debug)]
+#[derive(Subcommand, Debug, Deserialize, Serialize)]
 pub(crate) enum QueryCommand {
     /// List users
     Users(When),
@@ -46,13 +46,14 @@ pub(crate) enum QueryCommand {
 }
 
 /// Which tenant, at which point, and in which format.
-#[derive(Args, Debug)]
+#[derive(Args, Debug, Deserialize, Serialize)]
 pub(crate) struct When {
     /// The tenant
     #[arg(long, default_value = "default")]
     tenant: TenantId,
-    /// The state at this moment (RFC 3339, e.g. 2026-03-01T09:30:00Z)
-    #[arg(long, value_name = "RFC3339", conflicts_with = "seq")]
+    /// The state at this moment: RFC 3339 (2026-03-01T09:30:00Z) or a date (2026-03-01,
+    /// midnight UTC)
+    #[arg(long, value_name = "DATE", conflicts_with = "seq")]
     at: Option<String>,
     /// The state just after this log position
     #[arg(long, value_name = "N")]
@@ -80,7 +81,7 @@ async fn view(context: &Context, when: &When) -> anyhow::Result<View> {
     };
     let seq = match (&when.at, when.seq) {
         (Some(at), _) => {
-            let moment = Timestamp::parse_rfc3339(at)?;
+            let moment = Timestamp::parse_moment(at)?;
             seq_at_time(&store, &when.tenant, moment).await?
         }
         (None, Some(seq)) if seq > head.seq.0 => bail!("--seq {seq} is beyond the end of the log (seq {})", head.seq),

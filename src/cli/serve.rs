@@ -132,7 +132,7 @@ pub(crate) async fn run(context: &Context, args: ServeArgs) -> anyhow::Result<()
     };
     // The recorder goes in first, so that everything the engine records while opening counts.
     let metrics = idpsync::metrics::install().context("installing the Prometheus recorder")?;
-    let engine = Arc::new(context.open_engine().await?);
+    let engine = Arc::new(context.open_own_engine().await?);
     for tenant in &context.config.tenants {
         engine.ensure_tenant(&tenant.id).await?;
     }
@@ -175,6 +175,14 @@ pub(crate) async fn run(context: &Context, args: ServeArgs) -> anyhow::Result<()
         key,
         context.config.checkpoints.policy(),
     );
+    let control = super::control::ControlSocket::start(Context {
+        running: Some(super::Running {
+            engine: Arc::clone(&engine),
+            integrations: scheduler.handle(),
+        }),
+        ..context.clone()
+    })
+    .await?;
     let stop_requested = shutdown_signal()?;
     tracing::info!(%address, scim_base_url = %scim_url, data_dir = %context.data_dir.display(), storage = %context.storage, tenants = engine.tenant_ids().len(), "idpsync is serving");
     // Order of shutdown: end the change streams (they never finish on their own, and a
@@ -193,6 +201,9 @@ pub(crate) async fn run(context: &Context, args: ServeArgs) -> anyhow::Result<()
         },
     )
     .await?;
+    if let Some(control) = control {
+        control.stop();
+    }
     // The schedule stops before the writers, so that no sync is left waiting on a closed one;
     // the last checkpoints are signed while the writers still run.
     scheduler.shutdown().await;

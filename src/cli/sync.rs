@@ -105,9 +105,11 @@ pub(crate) async fn run(context: &Context, args: SyncArgs) -> anyhow::Result<()>
     let cursors = cursor_store(&context.data_dir, &tenant);
     // On a task of its own, so that a panic in the run (a bug) is reported like a failure,
     // after the engine has shut down cleanly.
+    let spinner = super::progress::spinner(format!("syncing {} (reading the IdP)", args.integration));
     let run = tokio::spawn(async move { sync_once(&driver, &tenant, &cursors, mode, resync).await });
     let result = run.await;
-    engine.shutdown().await;
+    spinner.finish_and_clear();
+    engine.close().await;
     let outcome = match result {
         Ok(result) => result.with_context(|| format!("sync of {} failed; nothing was applied", args.integration))?,
         Err(panic) => bail!(

@@ -20,11 +20,35 @@ pub(crate) enum UserCommand {
         /// The user, by id or userName
         #[arg(long, value_name = "USERNAME|ID")]
         user: String,
+        /// Erase without asking (needed when standard input is not a terminal)
+        #[arg(long)]
+        yes: bool,
     },
 }
 
+/// Asks the person at the terminal to type the user's name (or id) back; refuses when nobody
+/// is there to ask.
+fn confirm(tenant: &TenantId, id: UserId, user_name: &str) -> anyhow::Result<()> {
+    use std::io::IsTerminal as _;
+    if !std::io::stdin().is_terminal() {
+        anyhow::bail!(
+            "erasing cannot be undone: pass --yes to erase user {id} ({user_name}) of tenant {tenant} without a prompt"
+        );
+    }
+    eprint!(
+        "Erase user {id} ({user_name}) of tenant {tenant}? Its personal fields become unreadable everywhere, in the past too; this cannot be undone.\nType its userName to confirm: "
+    );
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer)?;
+    let answer = answer.trim();
+    if answer != user_name && answer != id.to_string() {
+        anyhow::bail!("not confirmed: nothing was erased");
+    }
+    Ok(())
+}
+
 pub(crate) async fn run(context: &Context, command: UserCommand) -> anyhow::Result<()> {
-    let UserCommand::Erase { tenant, user } = command;
+    let UserCommand::Erase { tenant, user, yes } = command;
     let engine = context.open_engine().await?;
     let handle = engine.require_tenant(&tenant)?;
     let state = handle.state();
@@ -36,6 +60,13 @@ pub(crate) async fn run(context: &Context, command: UserCommand) -> anyhow::Resu
         .cloned()
         .ok_or_else(|| anyhow!("no user with id or userName {user:?} in tenant {tenant}"))?;
     let logged_plain = found.logged_in_the_clear();
+    if !yes
+        && !found.erased
+        && let Err(refused) = confirm(&tenant, found.id, &found.profile.user_name)
+    {
+        engine.close().await;
+        return Err(refused);
+    }
     let result = handle
         .execute(
             Command::EraseUser { user: found.id },
@@ -45,7 +76,7 @@ pub(crate) async fn run(context: &Context, command: UserCommand) -> anyhow::Resu
             },
         )
         .await;
-    engine.shutdown().await;
+    engine.close().await;
     let committed = result?;
     if committed.events == 0 {
         outln!("user {} was already erased", found.id);

@@ -61,9 +61,10 @@ impl TokenLimits {
         )
     }
 
-    /// The semaphore of the request's token; `None` without a valid token.
-    fn token_semaphore(&self, request: &Request) -> Option<Arc<Semaphore>> {
-        let principal = self.authenticator.authenticate(bearer(request)?)?;
+    /// The semaphore of the token whose secret a request bears; `None` without a valid
+    /// token.
+    async fn token_semaphore(&self, secret: &str) -> Option<Arc<Semaphore>> {
+        let principal = self.authenticator.authenticate(secret).await?;
         Some(self.semaphore(principal.token))
     }
 
@@ -87,7 +88,13 @@ pub(super) async fn limit(
     request: Request,
     next: Next,
 ) -> Response {
-    let Some(semaphore) = limits.token_semaphore(&request) else {
+    // Owned: a request's body is not `Sync`, so no reference to the request may be held
+    // across the check.
+    let semaphore = match bearer(&request).map(str::to_owned) {
+        Some(secret) => limits.token_semaphore(&secret).await,
+        None => None,
+    };
+    let Some(semaphore) = semaphore else {
         return next.run(request).await;
     };
     match limits.admit(semaphore).await {

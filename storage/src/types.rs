@@ -107,7 +107,9 @@ pub struct Timestamp(pub i64);
 
 /// Why a string is not an RFC 3339 timestamp.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid timestamp {text:?}: expected RFC 3339, such as 2026-03-01T09:30:00Z")]
+#[error(
+    "invalid time {text:?}: expected RFC 3339 such as 2026-03-01T09:30:00Z (or, for a moment the CLI or the API asks for, a date such as 2026-03-01)"
+)]
 pub struct InvalidTimestamp {
     /// The rejected text.
     pub text: String,
@@ -135,6 +137,27 @@ impl Timestamp {
         i64::try_from(micros)
             .map(Timestamp)
             .map_err(|_| InvalidTimestamp { text: text.to_owned() })
+    }
+
+    /// Parses a moment as the CLI and the management API take one: RFC 3339
+    /// (`2026-03-01T09:30:00Z`) or a plain date (`2026-03-01`, midnight UTC).
+    pub fn parse_moment(text: &str) -> Result<Timestamp, InvalidTimestamp> {
+        Timestamp::parse_rfc3339(text).or_else(|_| {
+            let date = text.trim();
+            let is_date = date.len() == 10
+                && date.bytes().enumerate().all(|(i, b)| {
+                    if i == 4 || i == 7 {
+                        b == b'-'
+                    } else {
+                        b.is_ascii_digit()
+                    }
+                });
+            if !is_date {
+                return Err(InvalidTimestamp { text: text.to_owned() });
+            }
+            Timestamp::parse_rfc3339(&format!("{date}T00:00:00Z"))
+                .map_err(|_| InvalidTimestamp { text: text.to_owned() })
+        })
     }
 
     /// Formats as RFC 3339 in UTC with microseconds, e.g. `2026-03-01T09:30:00.000001Z`.
@@ -245,6 +268,27 @@ mod tests {
         for bad in ["", "Acme", "-acme", ".hidden", "a/b", "a b", &"x".repeat(65)] {
             assert!(TenantId::new(bad).is_err(), "{bad:?} must be rejected");
         }
+    }
+
+    #[test]
+    fn a_moment_is_rfc3339_or_a_date() {
+        let midnight = Timestamp::parse_moment("2026-03-01").unwrap();
+        assert_eq!(midnight, Timestamp::parse_rfc3339("2026-03-01T00:00:00Z").unwrap());
+        assert_eq!(
+            Timestamp::parse_moment("2026-03-01T09:30:00+01:00").unwrap(),
+            Timestamp::parse_rfc3339("2026-03-01T08:30:00Z").unwrap()
+        );
+        for bad in ["yesterday", "2026-3-1", "2026-13-01", "01/03/2026", "2026-03-01T"] {
+            let error = Timestamp::parse_moment(bad).unwrap_err().to_string();
+            assert!(
+                error.contains("RFC 3339") && error.contains("2026-03-01"),
+                "{bad}: {error}"
+            );
+        }
+        assert!(
+            Timestamp::parse_rfc3339("2026-03-01").is_err(),
+            "SCIM's dateTime stays RFC 3339"
+        );
     }
 
     #[test]

@@ -148,6 +148,18 @@ impl SseClient {
         }
     }
 
+    /// Whether the stream ends within `wait`, reading past any items still coming.
+    pub async fn ends_within(&mut self, wait: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            match tokio::time::timeout_at(deadline, self.response.chunk()).await {
+                Err(_) => return false,
+                Ok(Ok(Some(_))) => continue,
+                Ok(Ok(None) | Err(_)) => return true,
+            }
+        }
+    }
+
     /// The next item, which must come within 10 seconds.
     pub async fn next(&mut self) -> SseItem {
         self.next_within(Duration::from_secs(10))

@@ -422,8 +422,10 @@ impl Writer {
                 let result = store.append(append).await;
                 metrics::histogram!("idpsync_append_seconds", "tenant" => tenant_label.clone())
                     .record(started.elapsed());
-                if result.is_ok() {
-                    metrics::counter!("idpsync_events_appended_total", "tenant" => tenant_label).increment(records);
+                if let Ok(appended) = &result {
+                    metrics::counter!("idpsync_events_appended_total", "tenant" => tenant_label.clone())
+                        .increment(records);
+                    metrics::gauge!("idpsync_log_head_seq", "tenant" => tenant_label).set(appended.head.seq.0 as f64);
                 }
                 result
             })
