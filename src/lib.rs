@@ -44,6 +44,7 @@ pub mod copy;
 pub mod metrics;
 pub mod public_url;
 pub mod server;
+pub mod shared_tokens;
 pub mod storage_location;
 pub mod tokens;
 pub mod workload;

@@ -101,6 +101,12 @@ impl StorageLocation {
         })
     }
 
+    /// Whether several processes may use the store at once (replicas, and `idpsync token`
+    /// while they run): then the tokens live in it (`shared_tokens`), not in the data directory.
+    pub fn is_shared(&self) -> bool {
+        matches!(self, StorageLocation::Postgres(_))
+    }
+
     /// Whether a store is there already, without creating one: a directory store's database
     /// file exists (a database is always there; its schema is created on opening).
     pub fn exists(&self) -> bool {

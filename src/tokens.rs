@@ -8,6 +8,9 @@
 //! changed file (at most a second late, or at once when it sees an unknown token), so a new
 //! token works and a revoked one stops working without a restart.
 //!
+//! Replicas on one database keep their tokens in the log store instead (`shared_tokens`), so
+//! that a token works on every replica; the records and their checks are the same.
+//!
 //! A secret is `idps_` followed by 64 hex digits: 256 random bits. The file keeps
 //! `BLAKE3-derive-key("idpsync api token v1", secret)`; a leaked file lets nobody in.
 
@@ -34,7 +37,7 @@ const FORMAT_VERSION: u32 = 1;
 /// How long a lock file may stand before it is taken for a crashed writer's.
 const LOCK_STALE_AFTER: Duration = Duration::from_secs(30);
 /// How often the server looks at the file for changes, at most.
-const RELOAD_INTERVAL: Duration = Duration::from_millis(500);
+pub(crate) const RELOAD_INTERVAL: Duration = Duration::from_millis(500);
 
 /// What a token may do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -82,6 +85,54 @@ impl TokenRecord {
     pub fn is_active(&self) -> bool {
         self.revoked.is_none()
     }
+
+    /// A new token of `kind` for `tenant`, and its secret, which is never stored.
+    pub(crate) fn generate(
+        tenant: &TenantId,
+        name: &str,
+        kind: TokenKind,
+    ) -> Result<(TokenRecord, String), TokenError> {
+        if name.trim().is_empty() || name.len() > 128 || name.chars().any(char::is_control) {
+            return Err(TokenError::InvalidName);
+        }
+        let mut random = [0u8; 32];
+        rand::fill(&mut random);
+        let secret = format!("{SECRET_PREFIX}{}", hex(&random));
+        let record = TokenRecord {
+            id: TokenId::new(),
+            tenant: tenant.clone(),
+            name: name.to_owned(),
+            kind,
+            created: Timestamp::now(),
+            revoked: None,
+            hash: hash_secret(&secret).to_hex().to_string(),
+        };
+        Ok((record, secret))
+    }
+
+    /// Marks it revoked now, unless it already is.
+    pub(crate) fn revoke(&mut self) {
+        if self.revoked.is_none() {
+            self.revoked = Some(Timestamp::now());
+        }
+    }
+}
+
+/// The index of the token among `tokens` with the id `id_or_name`, or of the only one with that
+/// name.
+pub(crate) fn find_one(tokens: &[TokenRecord], id_or_name: &str) -> Result<usize, TokenError> {
+    let by_id = id_or_name.parse::<TokenId>().ok();
+    let matching: Vec<usize> = tokens
+        .iter()
+        .enumerate()
+        .filter(|(_, token)| Some(token.id) == by_id || token.name == id_or_name)
+        .map(|(index, _)| index)
+        .collect();
+    match matching.as_slice() {
+        [] => Err(TokenError::NotFound(id_or_name.to_owned())),
+        [index] => Ok(*index),
+        _ => Err(TokenError::Ambiguous(id_or_name.to_owned())),
+    }
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -122,6 +173,10 @@ pub enum TokenError {
     /// Another writer holds the lock for too long.
     #[error("token store {0} is locked by another writer")]
     Locked(PathBuf),
+    /// The log store that keeps the tokens of replicas failed, or holds a token that does not
+    /// decode.
+    #[error("tokens in the log store: {0}")]
+    Store(#[from] idpsync_storage::StoreError),
 }
 
 /// The token store of a data directory.
@@ -151,21 +206,7 @@ impl TokenStore {
     /// Creates a token and returns it with its secret, which is never stored and cannot be
     /// shown again.
     pub fn create(&self, tenant: &TenantId, name: &str, kind: TokenKind) -> Result<(TokenRecord, String), TokenError> {
-        if name.trim().is_empty() || name.len() > 128 || name.chars().any(char::is_control) {
-            return Err(TokenError::InvalidName);
-        }
-        let mut random = [0u8; 32];
-        rand::fill(&mut random);
-        let secret = format!("{SECRET_PREFIX}{}", hex(&random));
-        let record = TokenRecord {
-            id: TokenId::new(),
-            tenant: tenant.clone(),
-            name: name.to_owned(),
-            kind,
-            created: Timestamp::now(),
-            revoked: None,
-            hash: hash_secret(&secret).to_hex().to_string(),
-        };
+        let (record, secret) = TokenRecord::generate(tenant, name, kind)?;
         self.update(|contents| {
             contents.tokens.push(record.clone());
             Ok(())
@@ -177,23 +218,9 @@ impl TokenStore {
     pub fn revoke(&self, id_or_name: &str) -> Result<TokenRecord, TokenError> {
         let mut revoked = None;
         self.update(|contents| {
-            let by_id = id_or_name.parse::<TokenId>().ok();
-            let matching: Vec<usize> = contents
-                .tokens
-                .iter()
-                .enumerate()
-                .filter(|(_, token)| Some(token.id) == by_id || token.name == id_or_name)
-                .map(|(index, _)| index)
-                .collect();
-            let index = match matching.as_slice() {
-                [] => return Err(TokenError::NotFound(id_or_name.to_owned())),
-                [index] => *index,
-                _ => return Err(TokenError::Ambiguous(id_or_name.to_owned())),
-            };
+            let index = find_one(&contents.tokens, id_or_name)?;
             let token = &mut contents.tokens[index];
-            if token.revoked.is_none() {
-                token.revoked = Some(Timestamp::now());
-            }
+            token.revoke();
             revoked = Some(token.clone());
             Ok(())
         })?;
@@ -322,7 +349,7 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
-/// The active SCIM tokens as the server checks them.
+/// The active tokens of one kind as the server checks them.
 struct Loaded {
     /// (hash, principal) of each active SCIM token.
     tokens: Vec<(blake3::Hash, Principal)>,
@@ -331,7 +358,7 @@ struct Loaded {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct FileStamp {
+pub(crate) struct FileStamp {
     modified: Option<SystemTime>,
     length: u64,
     inode: u64,
@@ -350,9 +377,18 @@ fn stamp(path: &Path) -> Option<FileStamp> {
     })
 }
 
+/// Where a [`TokenAuthenticator`] reads its tokens.
+enum Source {
+    /// The data directory's file, re-read when it changes.
+    File(TokenStore),
+    /// The log store's metadata, shared by replicas: re-read every [`RELOAD_INTERVAL`] by a
+    /// task of its own (`shared_tokens`).
+    Shared,
+}
+
 /// Checks bearer tokens of one kind against the token store, re-reading it when it changes.
 pub struct TokenAuthenticator {
-    store: TokenStore,
+    source: Source,
     /// The kind of token it accepts: a SCIM token never opens the management API, nor an
     /// admin token SCIM.
     kind: TokenKind,
@@ -376,25 +412,42 @@ impl TokenAuthenticator {
     }
 
     fn of_kind(store: TokenStore, kind: TokenKind) -> Result<TokenAuthenticator, TokenError> {
-        let authenticator = TokenAuthenticator {
+        let authenticator = TokenAuthenticator::with_source(Source::File(store), kind);
+        authenticator.reload()?;
+        Ok(authenticator)
+    }
+
+    /// An authenticator of `kind` with no tokens yet, for the shared tokens to fill
+    /// ([`TokenAuthenticator::load`]).
+    pub(crate) fn empty_shared(kind: TokenKind) -> TokenAuthenticator {
+        TokenAuthenticator::with_source(Source::Shared, kind)
+    }
+
+    fn with_source(source: Source, kind: TokenKind) -> TokenAuthenticator {
+        TokenAuthenticator {
             kind,
             loaded: RwLock::new(Loaded {
                 tokens: Vec::new(),
                 stamp: None,
             }),
-            store,
+            source,
             started: Instant::now(),
             last_check_ms: AtomicU64::new(0),
-        };
-        authenticator.reload()?;
-        Ok(authenticator)
+        }
     }
 
     fn reload(&self) -> Result<(), TokenError> {
-        let stamp = stamp(self.store.path());
-        let tokens = self
-            .store
-            .list()?
+        let Source::File(store) = &self.source else {
+            return Ok(());
+        };
+        let stamp = stamp(store.path());
+        self.load(store.list()?, stamp);
+        Ok(())
+    }
+
+    /// Takes `tokens` as the ones it checks (those of its kind, not revoked).
+    pub(crate) fn load(&self, tokens: Vec<TokenRecord>, stamp: Option<FileStamp>) {
+        let tokens = tokens
             .into_iter()
             .filter(|token| token.is_active() && token.kind == self.kind)
             .filter_map(|token| {
@@ -409,11 +462,13 @@ impl TokenAuthenticator {
             })
             .collect();
         *self.loaded.write().unwrap_or_else(|p| p.into_inner()) = Loaded { tokens, stamp };
-        Ok(())
     }
 
     /// Re-reads the file if it changed; `force` skips the bound of one look per [`RELOAD_INTERVAL`].
     fn refresh(&self, force: bool) {
+        let Source::File(store) = &self.source else {
+            return;
+        };
         let now_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
         let last_ms = self.last_check_ms.load(Ordering::Relaxed);
         let interval_ms = u64::try_from(RELOAD_INTERVAL.as_millis()).unwrap_or(u64::MAX);
@@ -429,7 +484,7 @@ impl TokenAuthenticator {
             return;
         }
         self.last_check_ms.store(now_ms, Ordering::Relaxed);
-        let current = stamp(self.store.path());
+        let current = stamp(store.path());
         if current == self.loaded.read().unwrap_or_else(|p| p.into_inner()).stamp {
             return;
         }
@@ -495,6 +550,11 @@ pub fn bootstrap(data_dir: &Path) -> Result<Option<PathBuf>, TokenError> {
 pub fn bootstrap_again(data_dir: &Path) -> Result<PathBuf, TokenError> {
     let store = TokenStore::new(data_dir);
     let (_, secret) = store.create(&TenantId::default_tenant(), "bootstrap", TokenKind::Scim)?;
+    write_bootstrap_secret(data_dir, &secret)
+}
+
+/// Writes a bootstrap token's secret to `<data-dir>/bootstrap-token` (mode 0600).
+pub(crate) fn write_bootstrap_secret(data_dir: &Path, secret: &str) -> Result<PathBuf, TokenError> {
     let path = data_dir.join(BOOTSTRAP_TOKEN_FILE);
     write_atomically(&path, format!("{secret}\n").as_bytes()).map_err(|source| TokenError::Io {
         path: path.clone(),

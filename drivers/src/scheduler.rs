@@ -13,6 +13,13 @@
 //! on) and the task starts again after the same back-off as a failed run. One integration's
 //! bug never stops the others, nor its own next runs.
 //!
+//! On a log store several replicas share, an integration runs only where its lease is held
+//! (`Tenant::lease`, renewed every few seconds by a task of its own): the other replicas stand
+//! by and take it over once the holder stops renewing it (it died, or shut down and gave it
+//! up). A replica that takes a lease over starts the integration as at a start, after a random
+//! part of a tenth of its interval. On a store only this process writes, the lease is always
+//! held.
+//!
 //! Every finished run is counted in `idpsync_sync_runs_total{tenant, integration, outcome}`
 //! and timed in `idpsync_sync_seconds{tenant, integration, outcome}`; every restart after a
 //! panic in `idpsync_sync_task_restarts_total{tenant, integration}` (the `metrics` facade).
@@ -23,6 +30,7 @@ use std::time::{Duration, SystemTime};
 
 use idpsync_engine::Tenant;
 use idpsync_engine::ids::{IntegrationName, TenantId};
+use idpsync_engine::tenant::{LEASE_RENEW_EVERY, LeaseHolder};
 use rand::RngExt;
 use serde::Serialize;
 use tokio::sync::{Notify, watch};
@@ -65,6 +73,9 @@ pub struct IntegrationStatus {
     pub last_result: Option<&'static str>,
     /// The last failure's message, kept until a run succeeds.
     pub last_error: Option<String>,
+    /// Whether this replica holds the integration's lease (always, on a store only this
+    /// process writes); only the holder runs it.
+    pub lease_held: bool,
     /// How often the integration's task panicked and was started again.
     pub restarts: u64,
     /// What the last successful run changed.
@@ -174,6 +185,7 @@ impl Scheduler {
     /// Starts one task per integration. The first run of each comes after a random delay of
     /// up to a tenth of its interval, so that integrations do not all start at once.
     pub fn start(integrations: Vec<Scheduled>) -> Scheduler {
+        let holder = LeaseHolder::new();
         let statuses: Statuses = Arc::default();
         let (stop, stopped) = watch::channel(false);
         let keyed: Vec<_> = integrations
@@ -189,37 +201,45 @@ impl Scheduler {
                 .map(|(key, _, notify)| (key.clone(), Arc::clone(notify)))
                 .collect(),
         );
-        let tasks = keyed
-            .into_iter()
-            .map(|(key, scheduled, notify)| {
-                statuses.lock().unwrap_or_else(|p| p.into_inner()).insert(
-                    key.clone(),
-                    IntegrationStatus {
-                        tenant: key.0.clone(),
-                        integration: key.1.clone(),
-                        provider: scheduled.driver.config().provider_name(),
-                        running: false,
-                        runs: 0,
-                        failures: 0,
-                        last_started: None,
-                        last_finished: None,
-                        last_result: None,
-                        last_error: None,
-                        restarts: 0,
-                        last_counts: None,
-                        next_run: None,
-                    },
-                );
-                let task = Task {
-                    scheduled: Arc::new(scheduled),
-                    key,
-                    statuses: Arc::clone(&statuses),
-                    triggered: notify,
-                    stopped: stopped.clone(),
-                };
-                tokio::spawn(supervise(task))
-            })
-            .collect();
+        let mut tasks = Vec::new();
+        for (key, scheduled, notify) in keyed {
+            statuses.lock().unwrap_or_else(|p| p.into_inner()).insert(
+                key.clone(),
+                IntegrationStatus {
+                    tenant: key.0.clone(),
+                    integration: key.1.clone(),
+                    provider: scheduled.driver.config().provider_name(),
+                    running: false,
+                    runs: 0,
+                    failures: 0,
+                    last_started: None,
+                    last_finished: None,
+                    last_result: None,
+                    last_error: None,
+                    lease_held: false,
+                    restarts: 0,
+                    last_counts: None,
+                    next_run: None,
+                },
+            );
+            let (held, lease) = watch::channel(false);
+            tasks.push(tokio::spawn(keep_lease(
+                scheduled.tenant.lease(key.1.as_str(), holder.clone()),
+                held,
+                Arc::clone(&statuses),
+                key.clone(),
+                stopped.clone(),
+            )));
+            let task = Task {
+                scheduled: Arc::new(scheduled),
+                key,
+                statuses: Arc::clone(&statuses),
+                triggered: notify,
+                stopped: stopped.clone(),
+                lease,
+            };
+            tasks.push(tokio::spawn(supervise(task)));
+        }
         Scheduler {
             handle: SchedulerHandle { statuses, triggers },
             stop,
@@ -275,6 +295,8 @@ struct Task {
     statuses: Statuses,
     triggered: Arc<Notify>,
     stopped: watch::Receiver<bool>,
+    /// Whether this replica holds the integration's lease.
+    lease: watch::Receiver<bool>,
 }
 
 impl Task {
@@ -288,6 +310,42 @@ impl Task {
         {
             change(status);
         }
+    }
+}
+
+/// Holds the integration's lease while the scheduler runs: takes or renews it every
+/// [`LEASE_RENEW_EVERY`], tells the integration's task whether it is held, and gives it up when
+/// the scheduler stops, so that another replica takes over at once. A store that cannot be
+/// asked counts as the lease lost: two replicas never both run the integration on purpose.
+async fn keep_lease(
+    mut lease: idpsync_engine::tenant::Lease,
+    held: watch::Sender<bool>,
+    statuses: Statuses,
+    key: (TenantId, IntegrationName),
+    mut stopped: watch::Receiver<bool>,
+) {
+    loop {
+        let holds = match lease.hold().await {
+            Ok(holds) => holds,
+            Err(error) => {
+                tracing::warn!(tenant = %key.0, integration = %key.1, %error, "cannot renew the integration's lease; standing by");
+                false
+            }
+        };
+        let changed = held.send_if_modified(|was| std::mem::replace(was, holds) != holds);
+        if changed {
+            tracing::info!(tenant = %key.0, integration = %key.1, held = holds, "the integration's lease changed hands");
+        }
+        if let Some(status) = statuses.lock().unwrap_or_else(|p| p.into_inner()).get_mut(&key) {
+            status.lease_held = holds;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(LEASE_RENEW_EVERY) => {}
+            _ = stopped.changed() => break,
+        }
+    }
+    if let Err(error) = lease.release().await {
+        tracing::warn!(tenant = %key.0, integration = %key.1, %error, "cannot give up the integration's lease; another replica takes it once it expires");
     }
 }
 
@@ -341,11 +399,24 @@ async fn run_forever(task: Arc<Task>, first_wait: Duration) {
     let interval = scheduled.driver.config().interval;
     let mut wait = first_wait;
     let mut consecutive_failures: u32 = 0;
+    let mut lease = task.lease.clone();
     loop {
+        if !*lease.borrow_and_update() {
+            // Another replica runs it: stand by until this one takes the lease over, then
+            // start as at a start.
+            task.update(|status| status.next_run = None);
+            tokio::select! {
+                _ = lease.changed() => {}
+                _ = stopped.changed() => return,
+            }
+            wait = jitter(interval, 0.1);
+            continue;
+        }
         task.update(|status| status.next_run = SystemTime::now().checked_add(wait));
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = task.triggered.notified() => {}
+            _ = lease.changed() => continue,
             _ = stopped.changed() => return,
         }
         task.update(|status| {

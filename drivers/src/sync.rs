@@ -106,7 +106,7 @@ pub async fn sync_once(
 ) -> Result<SyncOutcome, SyncError> {
     let started = Instant::now();
     let config = driver.config();
-    let state = cursors.load(&config.name).unwrap_or_else(|error| {
+    let state = cursors.load(&config.name).await.unwrap_or_else(|error| {
         tracing::warn!(integration = %config.name, %error, "the integration's state file is unreadable; listing everything");
         IntegrationState::default()
     });
@@ -174,7 +174,7 @@ pub async fn sync_once(
                 ListingScope::Incremental => state.last_full_unix_seconds,
             },
         };
-        cursors.save(&config.name, &saved).map_err(SyncError::State)?;
+        cursors.save(&config.name, &saved).await.map_err(SyncError::State)?;
     }
     Ok(SyncOutcome {
         run: run_id,

@@ -344,7 +344,7 @@ async fn filters_and_only_group_members() {
 async fn a_delta_cursor_survives_a_restart() {
     let h = harness(Vendor::Entra, "").await;
     h.sync(Resync::Auto).await;
-    let state = h.cursors.load(&h.name).unwrap();
+    let state = h.cursors.load(&h.name).await.unwrap();
     assert!(
         matches!(state.cursor, Some(idpsync_drivers::Cursor::GraphDelta { .. })),
         "{state:?}"

@@ -90,6 +90,10 @@ impl Engine {
         for user in leftover {
             crate::tenant::destroy_key(&tenant, user).await;
         }
+        // Syncs held for an operator before the restart wait for one again.
+        if let Err(error) = tenant.recall_holds().await {
+            tracing::warn!(tenant = %id, %error, "cannot read the held syncs back from the store; the next runs hold again");
+        }
         Ok(tenant)
     }
 
@@ -123,6 +127,23 @@ impl Engine {
         self.tenant(id).ok_or_else(|| EngineError::UnknownTenant(id.clone()))
     }
 
+    /// A tenant that is open, or that the log has and this engine has not opened yet (on a
+    /// shared log, another replica created it): opened now. `None` when the log has no such
+    /// tenant.
+    pub async fn tenant_in_log(&self, id: &TenantId) -> Result<Option<Arc<Tenant>>, EngineError> {
+        if let Some(tenant) = self.tenant(id) {
+            return Ok(Some(tenant));
+        }
+        if !self.store.is_shared() {
+            return Ok(None);
+        }
+        match self.store.head(id).await {
+            Ok(_) => Ok(Some(self.ensure_tenant(id).await?)),
+            Err(idpsync_storage::StoreError::UnknownTenant(_)) => Ok(None),
+            Err(error) => Err(error.into()),
+        }
+    }
+
     /// A tenant, created empty if it does not exist.
     ///
     /// Callers that ask for the same new tenant at once all wait for one opening and get the
@@ -144,6 +165,18 @@ impl Engine {
     /// Every open tenant's name.
     pub fn tenant_ids(&self) -> Vec<TenantId> {
         self.opened().map(|(id, _)| id).collect()
+    }
+
+    /// Follows the appends of the other processes that share the store (replicas on one
+    /// PostgreSQL database): each is folded into this engine's tenants and published to their
+    /// change streams, a tenant another replica created is opened when first heard of, and every
+    /// head is read at least every `every`, so a missed notice only delays a record. `None`
+    /// when only this process writes the store. Following stops when the [`Follower`] is
+    /// dropped.
+    ///
+    /// [`Follower`]: crate::Follower
+    pub fn follow_other_writers(self: &Arc<Self>, every: std::time::Duration) -> Option<crate::Follower> {
+        crate::follow::start(self, every)
     }
 
     /// The log store underneath.

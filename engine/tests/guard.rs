@@ -12,7 +12,7 @@ use idpsync_engine::reconcile::{
     SnapshotGroup, SnapshotUser, SyncInput,
 };
 use idpsync_engine::{Engine, Rejection, SubmitError, Tenant, TenantSettings};
-use idpsync_storage::{LogStore, MemoryStore, TenantId};
+use idpsync_storage::{LogStore, MemoryStore, RedbStore, TenantId};
 
 fn okta() -> IntegrationName {
     IntegrationName::new("okta").unwrap()
@@ -198,5 +198,53 @@ async fn runs_older_than_the_window_do_not_count() {
     let next = sync(&tenant, 89).await;
     assert_eq!(next.guard.earlier, RecentRemovals::default());
     assert!(next.held.is_none());
+    engine.shutdown().await;
+}
+
+/// Issue 16: a held sync lived in memory only, so a restart dropped what waited for an
+/// operator. It is kept in the store: after a restart (redb, a file on disk) it is the same
+/// hold, with the same report, and confirming it applies it; a rejected one stays rejected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_sync_survives_a_restart_and_can_be_confirmed_or_rejected_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let reopen = || async {
+        let store: Arc<dyn LogStore> = Arc::new(RedbStore::open(dir.path()).unwrap());
+        open(&store, TenantSettings::default()).await
+    };
+    let (engine, tenant) = reopen().await;
+    sync(&tenant, 100).await;
+    let held = sync(&tenant, 50).await;
+    assert!(held.held.is_some());
+    let before = tenant.held()[&okta()].clone();
+    engine.shutdown().await;
+    drop((engine, tenant));
+
+    let (engine, tenant) = reopen().await;
+    let after = tenant.held().remove(&okta()).expect("the hold survives the restart");
+    assert_eq!(after.snapshot, before.snapshot);
+    assert_eq!((after.held_at, after.held_since), (before.held_at, before.held_since));
+    assert_eq!(after.report, before.report, "the same report to review");
+    // Rejected, it is gone for good.
+    assert!(tenant.reject_held(&okta()).await.unwrap());
+    engine.shutdown().await;
+    drop((engine, tenant));
+    let (engine, tenant) = reopen().await;
+    assert!(tenant.held().is_empty(), "a rejected hold stays rejected");
+
+    // Held again, restarted, confirmed: the reviewed listing applies.
+    sync(&tenant, 50).await;
+    let run = tenant.held()[&okta()].snapshot.run;
+    engine.shutdown().await;
+    drop((engine, tenant));
+    let (engine, tenant) = reopen().await;
+    tenant.confirm_held(okta(), run).await.unwrap();
+    assert_eq!(owned(&tenant), 50);
+    engine.shutdown().await;
+    drop((engine, tenant));
+    let (engine, tenant) = reopen().await;
+    assert!(
+        tenant.held().is_empty(),
+        "a confirmed hold is not held again after a restart"
+    );
     engine.shutdown().await;
 }

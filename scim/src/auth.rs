@@ -40,17 +40,23 @@ impl FromRequestParts<Arc<Service>> for Scope {
             .ok_or(Error::Unauthorized)?;
         // A token may be created for a tenant this server has not seen yet (the command line
         // writes tokens while the server runs): the first request creates it.
+        let failed = |what: &str, error: idpsync_engine::EngineError| match error.unavailable_for() {
+            Some(wait) => Error::LogUnavailable {
+                retry_after_seconds: crate::error::retry_after_seconds(wait),
+            },
+            None => Error::Internal(format!("{what} tenant {}: {error}", principal.tenant)),
+        };
         let tenant = match service.engine.tenant(&principal.tenant) {
             Some(tenant) => tenant,
-            None => service.engine.ensure_tenant(&principal.tenant).await.map_err(|error| {
-                match error.unavailable_for() {
-                    Some(wait) => Error::LogUnavailable {
-                        retry_after_seconds: crate::error::retry_after_seconds(wait),
-                    },
-                    None => Error::Internal(format!("opening tenant {}: {error}", principal.tenant)),
-                }
-            })?,
+            None => service
+                .engine
+                .ensure_tenant(&principal.tenant)
+                .await
+                .map_err(|error| failed("opening", error))?,
         };
+        // On a log other replicas write, what they appended is folded in before the request is
+        // served: a client reads what it wrote through any of them.
+        tenant.caught_up().await.map_err(|error| failed("catching up", error))?;
         let request = parts.extensions.get::<RequestId>().copied().unwrap_or_default();
         Ok(Scope {
             tenant,

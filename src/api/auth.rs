@@ -106,8 +106,12 @@ impl FromRequestParts<ApiState> for TenantAccess {
         let tenant = state
             .inner
             .engine
-            .tenant(&tenant_id)
+            .tenant_in_log(&tenant_id)
+            .await?
             .ok_or_else(|| ApiError::not_found(format!("tenant {tenant_id} has no log yet")))?;
+        // On a log other replicas write, what they appended is folded in before the request is
+        // served: a client reads what it wrote through any of them.
+        tenant.caught_up().await?;
         Ok(TenantAccess {
             tenant,
             token: principal.token,

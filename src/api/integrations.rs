@@ -49,6 +49,7 @@ fn status_json(status: &IntegrationStatus) -> Value {
         "lastResult": status.last_result,
         "lastError": status.last_error,
         "restarts": status.restarts,
+        "leaseHeld": status.lease_held,
         "lastCounts": status.last_counts,
         "nextRun": time(status.next_run),
     })
@@ -231,7 +232,7 @@ async fn confirm(
 
 async fn reject(access: TenantAccess, Path((_, integration)): Path<(String, String)>) -> Result<StatusCode, ApiError> {
     let integration = name(&integration)?;
-    if access.tenant.reject_held(&integration) {
+    if access.tenant.reject_held(&integration).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::not_found(format!(

@@ -286,7 +286,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Status(args) => control::read(&context, cli.server, ReadCommand::Status(args)).await,
             Command::Backup(args) => control::read(&context, cli.server, ReadCommand::Backup(args)).await,
             Command::Restore(args) => backup::run_restore(&context, args).await,
-            Command::Token(command) => token::run(&context, command),
+            Command::Token(command) => token::run(&context, command).await,
             Command::User(command) => user::run(&context, command).await,
             Command::Dev(command) => dev::run(&context, command).await,
             Command::Sync(args) => sync::run(&context, args).await,

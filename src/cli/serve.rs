@@ -6,8 +6,15 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use clap::Args;
 use idpsync::config::DEFAULT_LISTEN;
+use idpsync::shared_tokens::SharedTokens;
+use idpsync::tokens::{TokenAuthenticator, TokenKind, TokenStore};
 
 use super::Context;
+
+/// On a log other replicas write, every head is read at least this often besides the
+/// notifications of their appends, so that a missed notification delays a record by this much
+/// at most.
+const FOLLOW_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
 #[derive(Args, Debug)]
 pub(crate) struct ServeArgs {
@@ -65,6 +72,59 @@ fn service_settings(context: &Context) -> idpsync::server::ServiceSettings {
     settings
 }
 
+/// The SCIM and the API's token checks, the file store (for naming tokens in audits), and the
+/// bootstrap token's file if one was made.
+struct Doors {
+    scim: Arc<TokenAuthenticator>,
+    admin: Arc<TokenAuthenticator>,
+    file: Option<TokenStore>,
+    bootstrapped: Option<std::path::PathBuf>,
+}
+
+/// Tokens in the data directory's file: one process serves the log.
+fn file_doors(context: &Context, new_bootstrap_token: bool) -> anyhow::Result<Doors> {
+    let bootstrapped = if new_bootstrap_token {
+        Some(idpsync::tokens::bootstrap_again(&context.data_dir)?)
+    } else {
+        idpsync::tokens::bootstrap(&context.data_dir)?
+    };
+    let store = TokenStore::new(&context.data_dir);
+    Ok(Doors {
+        scim: Arc::new(TokenAuthenticator::new(store.clone())?),
+        admin: Arc::new(TokenAuthenticator::admin(store.clone())?),
+        file: Some(store),
+        bootstrapped,
+    })
+}
+
+/// Tokens in the shared store: every replica checks the same ones. A tokens file in the data
+/// directory (from before the store was shared) is imported first.
+async fn shared_doors(
+    context: &Context,
+    engine: &idpsync::engine::Engine,
+    new_bootstrap_token: bool,
+) -> anyhow::Result<Doors> {
+    let shared = SharedTokens::new(Arc::clone(engine.store()));
+    let file = TokenStore::new(&context.data_dir);
+    if file.path().exists() {
+        let imported = shared.import(&file).await?;
+        if imported > 0 {
+            tracing::info!(imported, file = %file.path().display(), "imported the data directory's tokens into the shared store");
+        }
+    }
+    let bootstrapped = if new_bootstrap_token {
+        Some(shared.bootstrap_again(&context.data_dir).await?)
+    } else {
+        shared.bootstrap(&context.data_dir).await?
+    };
+    Ok(Doors {
+        scim: shared.authenticator(TokenKind::Scim).await?,
+        admin: shared.authenticator(TokenKind::Admin).await?,
+        file: None,
+        bootstrapped,
+    })
+}
+
 pub(crate) async fn run(context: &Context, args: ServeArgs) -> anyhow::Result<()> {
     let listen = match args.listen.or(context.config.listen) {
         Some(address) => address,
@@ -76,6 +136,11 @@ pub(crate) async fn run(context: &Context, args: ServeArgs) -> anyhow::Result<()
     for tenant in &context.config.tenants {
         engine.ensure_tenant(&tenant.id).await?;
     }
+    // Replicas on one database fold in each other's appends; stops with the server.
+    let follower = engine.follow_other_writers(FOLLOW_EVERY);
+    if follower.is_some() {
+        tracing::info!("following the appends of other replicas on the same database");
+    }
     let scheduler = idpsync_drivers::scheduler::Scheduler::start(super::sync::scheduled(context, &engine).await?);
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -84,23 +149,21 @@ pub(crate) async fn run(context: &Context, args: ServeArgs) -> anyhow::Result<()
     let scim_url = format!("http://{address}{}", idpsync::server::SCIM_MOUNT);
     // The first start gives the `default` tenant a SCIM token, so that `serve` alone is a
     // working endpoint. The secret goes to a private file, never to the log.
-    let bootstrapped = if args.new_bootstrap_token {
-        Some(idpsync::tokens::bootstrap_again(&context.data_dir)?)
+    let doors = if engine.store().is_shared() {
+        shared_doors(context, &engine, args.new_bootstrap_token).await?
     } else {
-        idpsync::tokens::bootstrap(&context.data_dir)?
+        file_doors(context, args.new_bootstrap_token)?
     };
-    if let Some(path) = bootstrapped {
+    if let Some(path) = &doors.bootstrapped {
         tracing::info!(token_file = %path.display(), scim_base_url = %scim_url, "created a SCIM token for tenant `default`; it is in the token file");
     }
-    let token_store = idpsync::tokens::TokenStore::new(&context.data_dir);
-    let authenticator = idpsync::tokens::TokenAuthenticator::new(token_store.clone())?;
-    let admin = idpsync::tokens::TokenAuthenticator::admin(token_store.clone())?;
+    let (authenticator, admin, token_store) = (doors.scim, doors.admin, doors.file);
     let api = idpsync::api::ApiState::new(
         Arc::clone(&engine),
-        Arc::new(admin),
+        admin,
         idpsync::api::ApiSettings {
             integrations: Some(scheduler.handle()),
-            tokens: Some(token_store),
+            tokens: token_store,
             ..idpsync::api::ApiSettings::default()
         },
     )
@@ -130,7 +193,7 @@ pub(crate) async fn run(context: &Context, args: ServeArgs) -> anyhow::Result<()
     let settings = service_settings(context);
     idpsync::server::run(
         listener,
-        idpsync::server::service(Arc::clone(&engine), Arc::new(authenticator), api, metrics, &settings),
+        idpsync::server::service(Arc::clone(&engine), authenticator, api, metrics, &settings),
         &settings.http,
         async move {
             stop_requested.await;
@@ -145,6 +208,7 @@ pub(crate) async fn run(context: &Context, args: ServeArgs) -> anyhow::Result<()
     // the last checkpoints are signed while the writers still run.
     scheduler.shutdown().await;
     signer.shutdown().await;
+    drop(follower);
     tracing::info!("shutting down: writing snapshots");
     engine.shutdown().await;
     tracing::info!("stopped");

@@ -11,8 +11,8 @@ use idpsync_drivers::cursor_store::CursorStore;
 use idpsync_drivers::scheduler::Scheduled;
 use idpsync_drivers::sync::{Mode, Resync, SyncOutcome, SyncResult, sync_once};
 use idpsync_drivers::{Driver, IntegrationConfig, RetryPolicy};
-use idpsync_engine::Engine;
 use idpsync_engine::reconcile::ReconcileReport;
+use idpsync_engine::{Engine, Tenant};
 use idpsync_storage::TenantId;
 
 use super::Context;
@@ -39,9 +39,14 @@ pub(crate) struct SyncArgs {
     full: bool,
 }
 
-/// Where an integration's state files live: one directory per tenant in the data directory.
-fn cursor_store(data_dir: &Path, tenant: &TenantId) -> CursorStore {
-    CursorStore::new(data_dir.join("drivers").join(tenant.as_str()))
+/// Where an integration's state lives: beside the tenant's log on a store replicas share (so
+/// that the replica that takes an integration over goes on from its cursor), otherwise one
+/// directory per tenant in the data directory.
+fn cursor_store(data_dir: &Path, tenant: &Arc<Tenant>) -> CursorStore {
+    match tenant.store_is_shared() {
+        true => CursorStore::in_log(Arc::clone(tenant)),
+        false => CursorStore::new(data_dir.join("drivers").join(tenant.id().as_str())),
+    }
 }
 
 fn find<'c>(context: &'c Context, tenant: &str, integration: &str) -> anyhow::Result<&'c IntegrationConfig> {
@@ -97,7 +102,7 @@ pub(crate) async fn run(context: &Context, args: SyncArgs) -> anyhow::Result<()>
         (false, false) => Mode::Apply,
     };
     let resync = if args.full { Resync::Full } else { Resync::Auto };
-    let cursors = cursor_store(&context.data_dir, &tenant_id);
+    let cursors = cursor_store(&context.data_dir, &tenant);
     // On a task of its own, so that a panic in the run (a bug) is reported like a failure,
     // after the engine has shut down cleanly.
     let spinner = super::progress::spinner(format!("syncing {} (reading the IdP)", args.integration));
@@ -201,7 +206,7 @@ pub(crate) async fn scheduled(context: &Context, engine: &Arc<Engine>) -> anyhow
             scheduled.push(Scheduled {
                 tenant: Arc::clone(&tenant),
                 driver: Arc::new(driver),
-                cursors: cursor_store(&context.data_dir, id),
+                cursors: cursor_store(&context.data_dir, &tenant),
             });
         }
     }

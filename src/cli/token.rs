@@ -1,9 +1,11 @@
 //! `idpsync token create | list | revoke`. Works while `serve` runs: tokens live in their own
-//! file, which the server re-reads when it changes.
+//! file, which the server re-reads when it changes; on a store replicas share (PostgreSQL),
+//! they live in the store, which every replica re-reads every second.
 
 use clap::{Args, Subcommand};
+use idpsync::shared_tokens::SharedTokens;
 use idpsync::storage::TenantId;
-use idpsync::tokens::{TokenKind, TokenStore};
+use idpsync::tokens::{TokenError, TokenKind, TokenRecord, TokenStore};
 
 use super::Context;
 
@@ -42,8 +44,49 @@ pub(crate) struct ListArgs {
     tenant: Option<TenantId>,
 }
 
-pub(crate) fn run(context: &Context, command: TokenCommand) -> anyhow::Result<()> {
-    let store = TokenStore::new(&context.data_dir);
+/// Where the tokens are: the data directory's file, or the shared store.
+enum Tokens {
+    File(TokenStore),
+    Shared(SharedTokens),
+}
+
+impl Tokens {
+    async fn of(context: &Context) -> anyhow::Result<Tokens> {
+        Ok(match context.storage.is_shared() {
+            true => Tokens::Shared(SharedTokens::new(context.open_store().await?)),
+            false => Tokens::File(TokenStore::new(&context.data_dir)),
+        })
+    }
+
+    async fn create(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+        kind: TokenKind,
+    ) -> Result<(TokenRecord, String), TokenError> {
+        match self {
+            Tokens::File(store) => store.create(tenant, name, kind),
+            Tokens::Shared(shared) => shared.create(tenant, name, kind).await,
+        }
+    }
+
+    async fn list(&self) -> Result<Vec<TokenRecord>, TokenError> {
+        match self {
+            Tokens::File(store) => store.list(),
+            Tokens::Shared(shared) => shared.list().await,
+        }
+    }
+
+    async fn revoke(&self, id_or_name: &str) -> Result<TokenRecord, TokenError> {
+        match self {
+            Tokens::File(store) => store.revoke(id_or_name),
+            Tokens::Shared(shared) => shared.revoke(id_or_name).await,
+        }
+    }
+}
+
+pub(crate) async fn run(context: &Context, command: TokenCommand) -> anyhow::Result<()> {
+    let store = Tokens::of(context).await?;
     match command {
         TokenCommand::Create(args) => {
             let (kind, label) = if args.admin {
@@ -51,7 +94,7 @@ pub(crate) fn run(context: &Context, command: TokenCommand) -> anyhow::Result<()
             } else {
                 (TokenKind::Scim, "SCIM")
             };
-            let (record, secret) = store.create(&args.tenant, &args.name, kind)?;
+            let (record, secret) = store.create(&args.tenant, &args.name, kind).await?;
             outln!(
                 "created {label} token {} ({}) for tenant {}; it is shown only now:",
                 record.id,
@@ -69,7 +112,7 @@ pub(crate) fn run(context: &Context, command: TokenCommand) -> anyhow::Result<()
                 "created",
                 "status"
             );
-            for token in store.list()? {
+            for token in store.list().await? {
                 if args.tenant.as_ref().is_some_and(|tenant| *tenant != token.tenant) {
                     continue;
                 }
@@ -89,7 +132,7 @@ pub(crate) fn run(context: &Context, command: TokenCommand) -> anyhow::Result<()
             }
         }
         TokenCommand::Revoke { token } => {
-            let revoked = store.revoke(&token)?;
+            let revoked = store.revoke(&token).await?;
             outln!(
                 "revoked token {} ({}) of tenant {}",
                 revoked.id,

@@ -111,6 +111,25 @@ pub enum StoreError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// A metadata change named a version the entry no longer has (or an entry that is not
+    /// there, or one that already is): nothing changed.
+    #[error("metadata {namespace}/{key}: expected version {}, found {}", version_text(*expected), version_text(*current))]
+    MetaConflict {
+        /// The entry's namespace.
+        namespace: String,
+        /// Its key.
+        key: String,
+        /// The stored version; `None` when there is no entry.
+        current: Option<u64>,
+        /// The version the change replaced; `None` when it created the entry.
+        expected: Option<u64>,
+    },
+    /// A metadata namespace, key or value out of bounds, or a stored entry that does not decode.
+    #[error("invalid metadata: {reason}")]
+    InvalidMeta {
+        /// What is wrong.
+        reason: String,
+    },
     /// The store has shut down.
     #[error("the log store is closed")]
     Closed,
@@ -123,6 +142,11 @@ pub enum StoreError {
         /// What failed.
         reason: String,
     },
+}
+
+/// A metadata version for an error message: "none" for an absent entry.
+fn version_text(version: Option<u64>) -> String {
+    version.map_or_else(|| "none".to_owned(), |version| version.to_string())
 }
 
 impl StoreError {

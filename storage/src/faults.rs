@@ -11,6 +11,7 @@ use async_trait::async_trait;
 
 use crate::error::StoreError;
 use crate::memory::MemoryStore;
+use crate::meta::MetaEntry;
 use crate::record::Record;
 use crate::store::{AppendBatch, Appended, Head, LogStore, SecretId, SnapshotInfo, StoreHealth, StoredSnapshot};
 use crate::types::{Seq, TenantId, Timestamp};
@@ -116,6 +117,30 @@ impl LogStore for FaultyStore {
 
     async fn secrets(&self, tenant: &TenantId) -> Result<Vec<(SecretId, Vec<u8>)>, StoreError> {
         self.inner.secrets(tenant).await
+    }
+
+    async fn get_meta(&self, namespace: &str, key: &str) -> Result<Option<MetaEntry>, StoreError> {
+        self.inner.get_meta(namespace, key).await
+    }
+
+    async fn put_meta(
+        &self,
+        namespace: &str,
+        key: &str,
+        expected: Option<u64>,
+        value: Vec<u8>,
+    ) -> Result<u64, StoreError> {
+        self.refused()?;
+        self.inner.put_meta(namespace, key, expected, value).await
+    }
+
+    async fn list_meta(&self, namespace: &str) -> Result<Vec<MetaEntry>, StoreError> {
+        self.inner.list_meta(namespace).await
+    }
+
+    async fn delete_meta(&self, namespace: &str, key: &str, expected: u64) -> Result<(), StoreError> {
+        self.refused()?;
+        self.inner.delete_meta(namespace, key, expected).await
     }
 
     async fn destroy_secret(&self, tenant: &TenantId, id: SecretId) -> Result<bool, StoreError> {

@@ -16,6 +16,7 @@
 //! - [`record`]: a record, its byte layout and the chain link;
 //! - [`store`]: the [`LogStore`] trait and the batch / head / snapshot values;
 //! - [`verify`]: checking a log from its first record;
+//! - [`meta`]: metadata, small versioned values beside the logs (compare-and-set);
 //! - [`memory`]: [`MemoryStore`], in memory; `faults` (feature `faults`): a store with
 //!   switchable faults, for tests;
 //! - [`private_files`]: files and directories only the service's user may read;
@@ -44,6 +45,7 @@ pub mod error;
 #[cfg(feature = "faults")]
 pub mod faults;
 pub mod memory;
+pub mod meta;
 pub mod postgres;
 pub mod private_files;
 pub mod record;
@@ -56,13 +58,14 @@ pub mod verify;
 
 pub use error::StoreError;
 pub use memory::MemoryStore;
+pub use meta::MetaEntry;
 pub use postgres::{PostgresSettings, PostgresStore};
 pub use record::{NewRecord, Record};
 pub use redb_store::RedbStore;
 #[cfg(feature = "sled")]
 pub use sled_store::SledStore;
 pub use store::{
-    AppendBatch, Appended, Head, LogStore, NewSecret, SecretId, SnapshotInfo, SnapshotReader, StoreHealth,
+    AppendBatch, Appended, Head, HeadNotice, LogStore, NewSecret, SecretId, SnapshotInfo, SnapshotReader, StoreHealth,
     StoredSnapshot, state_hash,
 };
 pub use types::{EventId, Hash32, InvalidTenantId, InvalidTimestamp, SchemaVersion, Seq, TenantId, Timestamp};

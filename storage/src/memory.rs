@@ -9,6 +9,7 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 
 use crate::error::StoreError;
+use crate::meta::{self, MetaEntry};
 use crate::record::Record;
 use crate::store::{
     AppendBatch, Appended, Head, LogStore, SecretId, SnapshotInfo, StoredSnapshot, head_after, prepare_append,
@@ -20,7 +21,11 @@ use crate::types::{Seq, TenantId};
 pub struct MemoryStore {
     // A std mutex: no lock is ever held across an await, and every critical section is short.
     tenants: Mutex<BTreeMap<TenantId, MemoryLog>>,
+    meta: Mutex<MetaMap>,
 }
+
+/// Metadata: `(namespace, key)` → `(version, value)`.
+type MetaMap = BTreeMap<(String, String), (u64, Vec<u8>)>;
 
 struct MemoryLog {
     head: Head,
@@ -45,6 +50,10 @@ impl MemoryStore {
             .get_mut(tenant)
             .ok_or_else(|| StoreError::UnknownTenant(tenant.clone()))?;
         f(log)
+    }
+
+    fn with_meta<T>(&self, f: impl FnOnce(&mut MetaMap) -> T) -> T {
+        f(&mut self.meta.lock().unwrap_or_else(|poisoned| poisoned.into_inner()))
     }
 }
 
@@ -139,5 +148,64 @@ impl LogStore for MemoryStore {
 
     async fn destroy_secret(&self, tenant: &TenantId, id: SecretId) -> Result<bool, StoreError> {
         self.with_log(tenant, |log| Ok(log.secrets.remove(&id).is_some()))
+    }
+
+    async fn get_meta(&self, namespace: &str, key: &str) -> Result<Option<MetaEntry>, StoreError> {
+        meta::check_name(namespace, key)?;
+        Ok(self.with_meta(|entries| {
+            entries
+                .get(&(namespace.to_owned(), key.to_owned()))
+                .map(|(version, value)| MetaEntry {
+                    key: key.to_owned(),
+                    version: *version,
+                    value: value.clone(),
+                })
+        }))
+    }
+
+    async fn put_meta(
+        &self,
+        namespace: &str,
+        key: &str,
+        expected: Option<u64>,
+        value: Vec<u8>,
+    ) -> Result<u64, StoreError> {
+        meta::check_name(namespace, key)?;
+        meta::check_value(&value)?;
+        self.with_meta(|entries| {
+            let name = (namespace.to_owned(), key.to_owned());
+            let current = entries.get(&name).map(|(version, _)| *version);
+            let version = meta::next_version(namespace, key, current, expected)?;
+            entries.insert(name, (version, value));
+            Ok(version)
+        })
+    }
+
+    async fn list_meta(&self, namespace: &str) -> Result<Vec<MetaEntry>, StoreError> {
+        meta::check_namespace(namespace)?;
+        Ok(self.with_meta(|entries| {
+            entries
+                .iter()
+                .filter(|((space, _), _)| space == namespace)
+                .map(|((_, key), (version, value))| MetaEntry {
+                    key: key.clone(),
+                    version: *version,
+                    value: value.clone(),
+                })
+                .collect()
+        }))
+    }
+
+    async fn delete_meta(&self, namespace: &str, key: &str, expected: u64) -> Result<(), StoreError> {
+        meta::check_name(namespace, key)?;
+        self.with_meta(|entries| {
+            let name = (namespace.to_owned(), key.to_owned());
+            let current = entries.get(&name).map(|(version, _)| *version);
+            if current != Some(expected) {
+                return Err(meta::conflict(namespace, key, current, Some(expected)));
+            }
+            entries.remove(&name);
+            Ok(())
+        })
     }
 }

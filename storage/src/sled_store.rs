@@ -13,7 +13,11 @@
 //! 's' tenant 0x00 id [16]         → key material
 //! 'm' tenant 0x00 seq (u64 BE)    → state hash [32] | len u64               (a snapshot)
 //! 'p' tenant 0x00 seq part (u32)  → up to 1 MiB of the snapshot's bytes
+//! 'k' namespace 0x00 key          → version u64 | value                     (metadata)
 //! ```
+//!
+//! Metadata changes do not go through the committer: each is one compare-and-swap on its key
+//! and a flush.
 //!
 //! Writes go through one committer thread (group commit): it takes every append waiting,
 //! checks each against its tenant's head, applies them as one batch and flushes the database
@@ -27,6 +31,7 @@ use std::thread::JoinHandle;
 use async_trait::async_trait;
 
 use crate::error::StoreError;
+use crate::meta::{self, MetaEntry};
 use crate::record::{Record, RecordDecoder};
 use crate::store::{
     AppendBatch, Appended, Head, LogStore, SecretId, SnapshotInfo, StoredSnapshot, head_after, prepare_append,
@@ -106,6 +111,51 @@ fn decode_head(tenant: &TenantId, bytes: &[u8]) -> Result<Head, StoreError> {
         recorded_at: Timestamp(i64::from_le_bytes(recorded_at.try_into().expect("8 bytes"))),
         chain: Hash32(chain.try_into().expect("32 bytes")),
     })
+}
+
+fn meta_key(namespace: &str, key: &str) -> Vec<u8> {
+    let mut bytes = meta_prefix(namespace);
+    bytes.extend_from_slice(key.as_bytes());
+    bytes
+}
+
+fn meta_prefix(namespace: &str) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(2 + namespace.len());
+    bytes.push(b'k');
+    bytes.extend_from_slice(namespace.as_bytes());
+    bytes.push(0);
+    bytes
+}
+
+/// Replaces the entry's stored bytes `current` with `new` (`None`: removes it) in one
+/// compare-and-swap, then flushes. A writer that changed the entry since `current` was read
+/// makes this a conflict.
+fn swap_meta(
+    tree: &sled::Db,
+    namespace: &str,
+    key: &str,
+    current: Option<&MetaEntry>,
+    new: Option<Vec<u8>>,
+    expected: Option<u64>,
+) -> Result<(), StoreError> {
+    let context = "writing metadata";
+    let old = current.map(|entry| meta::encode_versioned(entry.version, &entry.value));
+    let swapped = tree
+        .compare_and_swap(meta_key(namespace, key), old, new)
+        .map_err(failed(context))?;
+    if swapped.is_err() {
+        let now = read_meta(tree, namespace, key)?.map(|entry| entry.version);
+        return Err(meta::conflict(namespace, key, now, expected));
+    }
+    tree.flush().map_err(failed(context))?;
+    Ok(())
+}
+
+fn read_meta(tree: &sled::Db, namespace: &str, key: &str) -> Result<Option<MetaEntry>, StoreError> {
+    tree.get(meta_key(namespace, key))
+        .map_err(failed("reading metadata"))?
+        .map(|bytes| meta::decode_versioned(key, &bytes))
+        .transpose()
 }
 
 fn read_head(tree: &sled::Db, tenant: &TenantId) -> Result<Head, StoreError> {
@@ -494,5 +544,62 @@ impl LogStore for SledStore {
             Answer::Existed(existed) => Ok(existed),
             _ => Err(unexpected()),
         }
+    }
+
+    async fn get_meta(&self, namespace: &str, key: &str) -> Result<Option<MetaEntry>, StoreError> {
+        meta::check_name(namespace, key)?;
+        let (namespace, key) = (namespace.to_owned(), key.to_owned());
+        self.blocking(move |tree| read_meta(tree, &namespace, &key)).await
+    }
+
+    async fn put_meta(
+        &self,
+        namespace: &str,
+        key: &str,
+        expected: Option<u64>,
+        value: Vec<u8>,
+    ) -> Result<u64, StoreError> {
+        meta::check_name(namespace, key)?;
+        meta::check_value(&value)?;
+        let (namespace, key) = (namespace.to_owned(), key.to_owned());
+        self.blocking(move |tree| {
+            let current = read_meta(tree, &namespace, &key)?;
+            let version = meta::next_version(&namespace, &key, current.as_ref().map(|e| e.version), expected)?;
+            let new = meta::encode_versioned(version, &value);
+            swap_meta(tree, &namespace, &key, current.as_ref(), Some(new), expected)?;
+            Ok(version)
+        })
+        .await
+    }
+
+    async fn list_meta(&self, namespace: &str) -> Result<Vec<MetaEntry>, StoreError> {
+        meta::check_namespace(namespace)?;
+        let prefix = meta_prefix(namespace);
+        self.blocking(move |tree| {
+            let mut entries = Vec::new();
+            for entry in tree.scan_prefix(&prefix) {
+                let (name, bytes) = entry.map_err(failed("listing metadata"))?;
+                let key = std::str::from_utf8(&name[prefix.len()..]).map_err(|_| StoreError::InvalidMeta {
+                    reason: "a stored metadata key is not UTF-8".to_owned(),
+                })?;
+                entries.push(meta::decode_versioned(key, &bytes)?);
+            }
+            Ok(entries)
+        })
+        .await
+    }
+
+    async fn delete_meta(&self, namespace: &str, key: &str, expected: u64) -> Result<(), StoreError> {
+        meta::check_name(namespace, key)?;
+        let (namespace, key) = (namespace.to_owned(), key.to_owned());
+        self.blocking(move |tree| {
+            let current = read_meta(tree, &namespace, &key)?;
+            let version = current.as_ref().map(|entry| entry.version);
+            if version != Some(expected) {
+                return Err(meta::conflict(&namespace, &key, version, Some(expected)));
+            }
+            swap_meta(tree, &namespace, &key, current.as_ref(), None, Some(expected))
+        })
+        .await
     }
 }

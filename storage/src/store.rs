@@ -3,6 +3,7 @@
 use async_trait::async_trait;
 
 use crate::error::StoreError;
+use crate::meta::MetaEntry;
 use crate::record::{NewRecord, PAYLOAD_LEN_MAX, Record, chain_link};
 use crate::types::{Hash32, Seq, TenantId, Timestamp};
 
@@ -269,11 +270,62 @@ pub trait LogStore: Send + Sync + 'static {
     /// sealed with it stay, unreadable.
     async fn destroy_secret(&self, tenant: &TenantId, id: SecretId) -> Result<bool, StoreError>;
 
+    /// The metadata entry `namespace`/`key`, if there is one (see [`crate::meta`]).
+    async fn get_meta(&self, namespace: &str, key: &str) -> Result<Option<MetaEntry>, StoreError>;
+
+    /// Creates (`expected` `None`) or replaces (`expected` its current version) the metadata
+    /// entry `namespace`/`key`; durable when this returns. Returns the new version. An entry
+    /// whose version is not `expected` is [`StoreError::MetaConflict`], and nothing changes.
+    async fn put_meta(
+        &self,
+        namespace: &str,
+        key: &str,
+        expected: Option<u64>,
+        value: Vec<u8>,
+    ) -> Result<u64, StoreError>;
+
+    /// Every metadata entry of `namespace`, in key order.
+    async fn list_meta(&self, namespace: &str) -> Result<Vec<MetaEntry>, StoreError>;
+
+    /// Removes the metadata entry `namespace`/`key` if its version is `expected`; durable when
+    /// this returns. Otherwise (or with no entry) [`StoreError::MetaConflict`].
+    async fn delete_meta(&self, namespace: &str, key: &str, expected: u64) -> Result<(), StoreError>;
+
+    /// Whether other processes may append to the store (replicas on one database): then a
+    /// process's view of a log can be behind the log, and readers catch up before they read.
+    fn is_shared(&self) -> bool {
+        false
+    }
+
+    /// Notices of heads that any writer of the store moved, this process's included, for a
+    /// store that other processes may append to; `None` for a store only this process writes
+    /// (the embedded ones). A notice can be late or missed (the receiver lags, a connection
+    /// drops): a follower also reads the heads now and then, and reads them all on
+    /// [`HeadNotice::Missed`].
+    fn head_notices(&self) -> Option<tokio::sync::broadcast::Receiver<HeadNotice>> {
+        None
+    }
+
     /// Whether the store can take writes now: a store whose last write failed (a full disk, a
     /// lost database) says since when and why, until it can again.
     fn health(&self) -> StoreHealth {
         StoreHealth::Ready
     }
+}
+
+/// What [`LogStore::head_notices`] tells.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HeadNotice {
+    /// `tenant`'s log reached `seq` (a new tenant: seq 0).
+    Moved {
+        /// Whose log.
+        tenant: TenantId,
+        /// Its head now.
+        seq: Seq,
+    },
+    /// Notices may have been missed (the store lost its connection for a while): every head may
+    /// have moved.
+    Missed,
 }
 
 /// Whether a store can take writes.

@@ -395,6 +395,121 @@ async fn secrets_commit_with_their_records_and_can_be_destroyed(store: Arc<dyn L
     assert_eq!(stored, expected);
 }
 
+async fn metadata_changes_only_from_the_version_named(store: Arc<dyn LogStore>) {
+    assert_eq!(store.get_meta("leases", "acme/okta").await.unwrap(), None);
+    assert_eq!(
+        store
+            .put_meta("leases", "acme/okta", None, b"one".to_vec())
+            .await
+            .unwrap(),
+        1
+    );
+    // A second creation, or a change from a version the entry no longer has, changes nothing.
+    assert!(matches!(
+        store.put_meta("leases", "acme/okta", None, b"two".to_vec()).await,
+        Err(StoreError::MetaConflict {
+            current: Some(1),
+            expected: None,
+            ..
+        })
+    ));
+    assert_eq!(
+        store
+            .put_meta("leases", "acme/okta", Some(1), b"two".to_vec())
+            .await
+            .unwrap(),
+        2
+    );
+    assert!(matches!(
+        store.put_meta("leases", "acme/okta", Some(1), b"three".to_vec()).await,
+        Err(StoreError::MetaConflict {
+            current: Some(2),
+            expected: Some(1),
+            ..
+        })
+    ));
+    let entry = store.get_meta("leases", "acme/okta").await.unwrap().unwrap();
+    assert_eq!(
+        (entry.key.as_str(), entry.version, entry.value.as_slice()),
+        ("acme/okta", 2, &b"two"[..])
+    );
+
+    // Namespaces are separate; a list is in key order and holds only its namespace.
+    store.put_meta("leases", "acme/azure", None, Vec::new()).await.unwrap();
+    store
+        .put_meta("leasesx", "acme/a", None, b"other".to_vec())
+        .await
+        .unwrap();
+    store.put_meta("lease", "z", None, b"other".to_vec()).await.unwrap();
+    let listed = store.list_meta("leases").await.unwrap();
+    assert_eq!(
+        listed.iter().map(|e| (e.key.as_str(), e.version)).collect::<Vec<_>>(),
+        vec![("acme/azure", 1), ("acme/okta", 2)]
+    );
+    assert_eq!(listed[0].value, Vec::<u8>::new());
+
+    // A delete names the version too.
+    assert!(matches!(
+        store.delete_meta("leases", "acme/okta", 1).await,
+        Err(StoreError::MetaConflict { current: Some(2), .. })
+    ));
+    store.delete_meta("leases", "acme/okta", 2).await.unwrap();
+    assert_eq!(store.get_meta("leases", "acme/okta").await.unwrap(), None);
+    assert!(matches!(
+        store.delete_meta("leases", "acme/okta", 2).await,
+        Err(StoreError::MetaConflict { current: None, .. })
+    ));
+    // Created again, it starts over at version 1.
+    assert_eq!(
+        store
+            .put_meta("leases", "acme/okta", None, b"again".to_vec())
+            .await
+            .unwrap(),
+        1
+    );
+
+    // Bad names and values are refused and change nothing.
+    assert!(matches!(
+        store.put_meta("", "k", None, Vec::new()).await,
+        Err(StoreError::InvalidMeta { .. })
+    ));
+    assert!(matches!(
+        store.put_meta("n", "a\nb", None, Vec::new()).await,
+        Err(StoreError::InvalidMeta { .. })
+    ));
+    assert!(matches!(
+        store
+            .put_meta("n", "k", None, vec![0; idpsync_storage::meta::META_VALUE_LEN_MAX + 1])
+            .await,
+        Err(StoreError::InvalidMeta { .. })
+    ));
+    assert!(store.list_meta("n").await.unwrap().is_empty());
+    // Metadata is not a tenant.
+    assert!(store.tenants().await.unwrap().is_empty());
+}
+
+async fn racing_metadata_writers_never_both_win(store: Arc<dyn LogStore>) {
+    // Sixteen writers each read version 1 and try to replace it: exactly one does.
+    store.put_meta("race", "entry", None, b"0".to_vec()).await.unwrap();
+    let tasks: Vec<_> = (0..16u8)
+        .map(|i| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move { store.put_meta("race", "entry", Some(1), vec![i]).await })
+        })
+        .collect();
+    let mut won = Vec::new();
+    for (i, task) in tasks.into_iter().enumerate() {
+        match task.await.unwrap() {
+            Ok(version) => won.push((i as u8, version)),
+            Err(StoreError::MetaConflict { .. }) => {}
+            Err(other) => panic!("unexpected error: {other}"),
+        }
+    }
+    assert_eq!(won.len(), 1, "{won:?}");
+    let entry = store.get_meta("race", "entry").await.unwrap().unwrap();
+    assert_eq!((entry.version, entry.value), (2, vec![won[0].0]));
+}
+
 #[test]
 fn hash_zero_is_the_start_of_every_chain() {
     assert_eq!(Head::EMPTY.chain, Hash32::ZERO);
@@ -413,7 +528,8 @@ macro_rules! backend_suite {
             use super::*;
             backend_suite!(@tests $open; appends_are_dense_and_chained, tenants_are_separate, bad_appends_write_nothing,
                 concurrent_appends_all_land, snapshots_are_found_at_or_before, large_batches_span_chunks,
-                secrets_commit_with_their_records_and_can_be_destroyed, many_commits_read_back_from_any_seq);
+                secrets_commit_with_their_records_and_can_be_destroyed, many_commits_read_back_from_any_seq,
+                metadata_changes_only_from_the_version_named, racing_metadata_writers_never_both_win);
         }
     };
     (@tests $open:expr; $($test:ident),*) => {

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use idpsync_storage::postgres::{SCHEMA_VERSION, TlsMode};
 use idpsync_storage::{
-    AppendBatch, EventId, LogStore, NewRecord, NewSecret, PostgresSettings, PostgresStore, RedbStore, SchemaVersion,
-    SecretId, Seq, StoreError, StoreHealth, StoredSnapshot, TenantId, Timestamp,
+    AppendBatch, EventId, HeadNotice, LogStore, NewRecord, NewSecret, PostgresSettings, PostgresStore, RedbStore,
+    SchemaVersion, SecretId, Seq, StoreError, StoreHealth, StoredSnapshot, TenantId, Timestamp,
 };
 
 fn test_url() -> Option<String> {
@@ -334,6 +334,55 @@ async fn a_newer_schema_is_refused_naming_both_versions() {
             && message.contains(&format!("version {SCHEMA_VERSION}")),
         "{message}"
     );
+}
+
+/// A replica hears of the heads another moves: a new tenant, then each append, in order, and
+/// nothing of another schema on the same database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_hears_the_heads_another_store_moves() {
+    let Some(url) = test_url() else { return };
+    let first = scratch(&url).await;
+    let second = PostgresStore::open(first.settings().clone()).await.unwrap();
+    let elsewhere = scratch(&url).await;
+    let mut notices = first.head_notices().expect("PostgreSQL stores are shared");
+    // The listener says it may have missed something once it listens: from then on nothing is.
+    let heard = tokio::time::timeout(Duration::from_secs(10), notices.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(heard, HeadNotice::Missed);
+    let acme = tenant("acme");
+    elsewhere.ensure_tenant(&acme).await.unwrap();
+    elsewhere
+        .append(batch(&acme, Seq(1), vec![record(1, b"x")], Vec::new()))
+        .await
+        .unwrap();
+    second.ensure_tenant(&acme).await.unwrap();
+    second
+        .append(batch(&acme, Seq(1), vec![record(1, b"a"), record(2, b"b")], Vec::new()))
+        .await
+        .unwrap();
+    second
+        .append(batch(&acme, Seq(3), vec![record(3, b"c")], Vec::new()))
+        .await
+        .unwrap();
+    let mut heard = Vec::new();
+    while heard.len() < 3 {
+        match tokio::time::timeout(Duration::from_secs(10), notices.recv())
+            .await
+            .unwrap()
+            .unwrap()
+        {
+            HeadNotice::Moved { tenant, seq } => heard.push((tenant, seq)),
+            HeadNotice::Missed => {}
+        }
+    }
+    assert_eq!(
+        heard,
+        vec![(acme.clone(), Seq(0)), (acme.clone(), Seq(2)), (acme, Seq(3))]
+    );
+    // Stores that only this process writes have no notices.
+    assert!(idpsync_storage::MemoryStore::new().head_notices().is_none());
 }
 
 /// Wrong credentials, or nothing listening: one error that names the URL, without its

@@ -64,7 +64,13 @@ pub struct Serving {
 impl Serving {
     /// Starts `serve` (with `config`, if any) and returns once it listens.
     pub fn start(data_dir: &Path, config: Option<&Path>) -> Serving {
+        Serving::start_with(data_dir, config, &[])
+    }
+
+    /// [`Serving::start`] with more environment variables.
+    pub fn start_with(data_dir: &Path, config: Option<&Path>, env: &[(&str, &str)]) -> Serving {
         let mut command = idpsync(data_dir);
+        command.envs(env.iter().copied());
         if let Some(config) = config {
             command.arg("--config").arg(config);
         }
@@ -108,6 +114,12 @@ impl Serving {
     /// The server's process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// SIGKILL, as a crash: nothing is shut down or given up.
+    pub fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
     }
 
     /// SIGTERM, then waits for a clean exit; returns the log written after start-up.

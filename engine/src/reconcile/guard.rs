@@ -58,7 +58,7 @@ pub enum Guard {
 
 /// What an integration's applied runs within the window took away, since the last confirmed
 /// one.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RecentRemovals {
     /// Users those runs took access from (each run counts its users once).
     pub removals: u32,
@@ -79,7 +79,7 @@ pub struct GuardMemory {
 
 /// What the guard counted for one run, and the limit it was judged against (see the module's
 /// formula).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GuardCount {
     /// Users this run takes access from.
     pub removals: u32,

@@ -15,6 +15,9 @@
 //! - `erasure.rs`: an erased user's key destroyed and forgotten with what memory read with it,
 //!   and erased users recognised by their integration's reconcile;
 //! - `reconcile.rs`: sync runs planned or reconciled, and the holds of the guard;
+//!   `held_store.rs`: the holds kept in the store, across restarts;
+//! - `lease.rs`: leases of work that runs on one replica at a time; `integration_state.rs`:
+//!   what an integration keeps between runs, in the store;
 //! - `stream.rs`: the change stream; reads of the past: `state_at.rs` (the whole state after a
 //!   `seq`), `record_at.rs` (one user's or group's record from its own events), `events.rs`
 //!   (stretches of the log, timelines).
@@ -22,6 +25,9 @@
 mod apply;
 mod erasure;
 mod events;
+mod held_store;
+mod integration_state;
+mod lease;
 mod publish;
 mod reconcile;
 mod record_at;
@@ -40,7 +46,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::command::{Command, Origin};
 use crate::decide::Outcome;
-use crate::error::SubmitError;
+use crate::error::{EngineError, SubmitError};
 use crate::history::History;
 use crate::ids::{IntegrationName, SyncRunId};
 use crate::reconcile::{Guard, ReconcilePolicy, SyncInput};
@@ -50,6 +56,7 @@ use crate::state::State;
 pub use apply::Applied;
 pub(crate) use erasure::destroy_key;
 pub use events::TimelineEntry;
+pub use lease::{LEASE_RENEW_EVERY, LEASE_TTL, Lease, LeaseHolder};
 pub use reconcile::HeldReconcile;
 pub(crate) use state_at::load_snapshot_with_history;
 pub use state_at::{load_state_at, seq_at_time};
@@ -137,6 +144,11 @@ pub(crate) enum Job {
     },
     Snapshot {
         reply: oneshot::Sender<Result<SnapshotInfo, SubmitError>>,
+    },
+    /// Fold in what other writers appended, up to `to` at least.
+    CatchUp {
+        to: Seq,
+        reply: oneshot::Sender<Result<Seq, EngineError>>,
     },
     Shutdown {
         done: oneshot::Sender<()>,
@@ -258,6 +270,46 @@ impl Tenant {
             .await
             .map_err(|_| SubmitError::Closed)?;
         answer.await.unwrap_or(Err(SubmitError::Closed))
+    }
+
+    /// Folds into the published state what other writers of a shared log (replicas on the same
+    /// database) appended, up to the log's head now; returns the `seq` the published state is
+    /// at. A replica calls this before serving a read, so that a client that wrote through
+    /// another replica reads its write.
+    pub async fn catch_up(&self) -> Result<Seq, EngineError> {
+        let head = self.store.head(&self.id).await?;
+        self.catch_up_to(head.seq).await
+    }
+
+    /// Whether other processes (replicas) write the tenant's log store.
+    pub fn store_is_shared(&self) -> bool {
+        self.store.is_shared()
+    }
+
+    /// [`Tenant::catch_up`] on a log other processes write (`LogStore::is_shared`), before a
+    /// request is served: a client that wrote through another replica then reads its write.
+    /// On a log only this process writes, the published state is the log's: returns its `seq`
+    /// at once.
+    pub async fn caught_up(&self) -> Result<Seq, EngineError> {
+        match self.store_is_shared() {
+            true => self.catch_up().await,
+            false => Ok(self.state().seq()),
+        }
+    }
+
+    /// Waits until the published state is at or past `seq`, folding in what other writers
+    /// appended up to it (or beyond); returns the `seq` the published state is at.
+    pub async fn catch_up_to(&self, seq: Seq) -> Result<Seq, EngineError> {
+        let published = self.state().seq();
+        if published >= seq {
+            return Ok(published);
+        }
+        let (reply, answer) = oneshot::channel();
+        self.jobs
+            .send(Job::CatchUp { to: seq, reply })
+            .await
+            .map_err(|_| EngineError::Closed)?;
+        answer.await.unwrap_or(Err(EngineError::Closed))
     }
 
     /// Stops the writer after the jobs already queued, writing a final snapshot.

@@ -134,12 +134,17 @@ impl Tenant {
         answer.await.unwrap_or(Err(SubmitError::Closed))
     }
 
-    /// Drops an integration's held reconcile; returns whether there was one.
-    pub fn reject_held(&self, integration: &IntegrationName) -> bool {
-        let mut holds = self.holds.lock();
-        let rejected = holds.remove(integration).is_some();
-        set_held_gauge(&self.id, holds.len());
-        rejected
+    /// Drops an integration's held reconcile, in memory and in the store (durable when this
+    /// returns); returns whether there was one.
+    pub async fn reject_held(&self, integration: &IntegrationName) -> Result<bool, EngineError> {
+        let rejected = {
+            let mut holds = self.holds.lock();
+            let rejected = holds.remove(integration).is_some();
+            set_held_gauge(&self.id, holds.len());
+            rejected
+        };
+        self.forget_stored_hold(integration).await?;
+        Ok(rejected)
     }
 
     /// Reads the integrations' recent runs back from the log, once after a start (the writer
@@ -374,6 +379,13 @@ impl Holds {
         GuardMemory { holds, recent }
     }
 
+    /// Makes `held` the integration's hold again, as read back from the store after a start.
+    pub(super) fn restore(&self, tenant: &TenantId, integration: IntegrationName, held: HeldReconcile) {
+        let mut holds = self.lock();
+        holds.insert(integration, held);
+        set_held_gauge(tenant, holds.len());
+    }
+
     /// Applies what a durable batch did to the holds and the recent runs.
     pub(super) fn settle(&self, changes: HoldChanges, tenant: &TenantId, policy: &ReconcilePolicy) {
         let mut holds = self.lock();
@@ -420,6 +432,11 @@ pub(super) struct DecidedAt {
 }
 
 impl HoldChanges {
+    /// The holds it sets and the integrations whose hold it clears, for the store.
+    pub(super) fn to_store(&self) -> (Vec<(IntegrationName, HeldReconcile)>, Vec<IntegrationName>) {
+        (self.set.clone(), self.cleared.clone())
+    }
+
     /// Notes what a decided reconcile of `snapshot` does: a held one sets its integration's
     /// hold, and one that applied, confirmed or not, clears it (a newer listing supersedes a
     /// held one) and, if it took access away, joins the recent runs.

@@ -36,6 +36,7 @@ use crate::event::{Cause, ENVELOPE_VERSION, Envelope, Event, LoggedEvent, Person
 use crate::history::History;
 use crate::ids::{IntegrationName, SyncRunId, UserId};
 use crate::reconcile::{Guard, GuardMemory, SyncInput};
+use crate::rejection::Rejection;
 use crate::replay::replay_with;
 use crate::seal::{Keyring, LookupKey, PersonalFields, UserKey, seal};
 use crate::state::State;
@@ -135,10 +136,27 @@ struct Batch {
     new_lookup_key: Option<LookupKey>,
     /// Users erased in this batch, whose keys are destroyed once it is durable.
     erased: Vec<UserId>,
-    replies: Vec<(oneshot::Sender<Result<Committed, SubmitError>>, Committed)>,
+    /// The commands decided into it, answered once it is durable.
+    decided: Vec<Decided>,
     /// What its reconciles do to the holds.
     holds: HoldChanges,
 }
+
+/// A command decided into a batch: its answer once the batch is durable, and what it takes to
+/// decide it again if another writer appended at the batch's place first.
+struct Decided {
+    reply: oneshot::Sender<Result<Committed, SubmitError>>,
+    committed: Committed,
+    command: Command,
+    origin: Origin,
+    /// How many times it was decided before, each time on a log another writer had moved on.
+    attempts: u32,
+}
+
+/// How many times a command is decided again after another writer took its place in the log
+/// before it fails with the conflict: each time the writer first folds in what the other
+/// appended, so only a tenant written to faster than it can catch up gets there.
+const REDECIDE_MAX: u32 = 16;
 
 impl Batch {
     fn new(base: State) -> Batch {
@@ -150,7 +168,7 @@ impl Batch {
             new_keys: foldhash::HashMap::default(),
             new_lookup_key: None,
             erased: Vec::new(),
-            replies: Vec::new(),
+            decided: Vec::new(),
             holds: HoldChanges::default(),
         }
     }
@@ -163,7 +181,11 @@ impl Job {
     fn needs_quiet(&self) -> bool {
         match self {
             Job::Command { command, .. } => command_needs_quiet(command),
-            Job::Reconcile { .. } | Job::ConfirmHeld { .. } | Job::Snapshot { .. } | Job::Shutdown { .. } => true,
+            Job::Reconcile { .. }
+            | Job::ConfirmHeld { .. }
+            | Job::Snapshot { .. }
+            | Job::CatchUp { .. }
+            | Job::Shutdown { .. } => true,
         }
     }
 
@@ -172,7 +194,7 @@ impl Job {
         match self {
             Job::Command { command, .. } => command_reconciles(command),
             Job::Reconcile { .. } | Job::ConfirmHeld { .. } => true,
-            Job::Snapshot { .. } | Job::Shutdown { .. } => false,
+            Job::Snapshot { .. } | Job::CatchUp { .. } | Job::Shutdown { .. } => false,
         }
     }
 }
@@ -202,7 +224,7 @@ impl Writer {
         loop {
             // Nothing waits behind an empty pipeline.
             self.submit_next();
-            let room = self.next.as_ref().is_none_or(|next| next.replies.len() < batch_max);
+            let room = self.next.as_ref().is_none_or(|next| next.decided.len() < batch_max);
             if !open && self.in_flight.is_none() {
                 break;
             }
@@ -255,15 +277,27 @@ impl Writer {
                 self.tenant.recall_recent_runs().await;
             }
             match job {
-                Job::Command { command, origin, reply } => self.decide_one(*command, &origin, reply),
+                Job::Command { command, origin, reply } => self.decide_one(*command, origin, reply, 0),
                 Job::Reconcile { input, guard, reply } => self.reconcile(*input, guard, reply),
                 Job::ConfirmHeld {
                     integration,
                     run,
                     reply,
-                } => self.confirm_held(integration, run, reply),
+                } => match self.hold_is_still_kept(&integration, run).await {
+                    Ok(()) => self.confirm_held(integration, run, reply),
+                    Err(refusal) => {
+                        let _ = reply.send(Err(refusal));
+                    }
+                },
                 // Nothing is in flight: the state is durable.
                 Job::Snapshot { reply } => self.snapshotter.now(self.state.clone(), reply),
+                Job::CatchUp { to, reply } => {
+                    let caught_up = match self.state.seq() >= to {
+                        true => Ok(()),
+                        false => self.catch_up().await,
+                    };
+                    let _ = reply.send(caught_up.map(|()| self.state.seq()));
+                }
                 Job::Shutdown { done } => {
                     self.snapshotter.finish(&self.state).await;
                     return Flow::Stop(done);
@@ -288,7 +322,7 @@ impl Writer {
             snapshot: Box::new(snapshot),
             guard,
         };
-        self.decide_one(command, &origin, reply);
+        self.decide_one(command, origin, reply, 0);
     }
 
     fn confirm_held(
@@ -312,9 +346,38 @@ impl Writer {
                     snapshot: Box::new((*held.snapshot).clone()),
                     guard: Guard::Confirmed,
                 };
-                self.decide_one(command, &origin, reply);
+                self.decide_one(command, origin, reply, 0);
             }
         }
+    }
+
+    /// On a store replicas share, whether the store still keeps `integration`'s hold as the
+    /// hold of `run`: another replica's newer run may have cleared or replaced it since this
+    /// replica's memory was set. The refusal to answer with when not (or when the store cannot
+    /// say).
+    async fn hold_is_still_kept(&self, integration: &IntegrationName, run: SyncRunId) -> Result<(), SubmitError> {
+        if !self.tenant.store_is_shared() {
+            return Ok(());
+        }
+        let refusal = match self.tenant.stored_hold_run(integration).await {
+            Ok(Some(kept)) if kept == run => return Ok(()),
+            Ok(Some(kept)) => SubmitError::Rejected(Rejection::HoldSuperseded {
+                integration: integration.clone(),
+                run,
+                held: kept,
+            }),
+            Ok(None) => SubmitError::Rejected(Rejection::Invalid {
+                field: "integration".to_owned(),
+                reason: format!("integration {integration} has no held sync"),
+            }),
+            Err(EngineError::Store(error)) => SubmitError::Storage(Arc::new(error)),
+            Err(error) => SubmitError::Storage(Arc::new(StoreError::backend(
+                "reading the held sync",
+                std::io::Error::other(error.to_string()),
+            ))),
+        };
+        tracing::info!(tenant = %self.tenant.id, %integration, %refusal, "a held sync is no longer the one to confirm");
+        Err(refusal)
     }
 
     /// Commits everything decided so far and waits until nothing is in flight.
@@ -371,11 +434,13 @@ impl Writer {
     }
 
     /// Decides `command` into the next batch; a rejection is answered at once and adds nothing.
+    /// `attempts` counts the times it was decided before, on a log another writer moved on.
     fn decide_one(
         &mut self,
         command: Command,
-        origin: &Origin,
+        origin: Origin,
         reply: oneshot::Sender<Result<Committed, SubmitError>>,
+        attempts: u32,
     ) {
         let now = Timestamp::now();
         // Only a reconcile asks the guard.
@@ -400,9 +465,9 @@ impl Writer {
                     &snapshot.integration,
                     snapshot.named_user_ids(),
                 );
-                decide(&view, &command, origin, &mut context)
+                decide(&view, &command, &origin, &mut context)
             }
-            _ => decide(&self.state, &command, origin, &mut context),
+            _ => decide(&self.state, &command, &origin, &mut context),
         };
         let decision = match decided {
             Ok(decision) => decision,
@@ -428,7 +493,13 @@ impl Writer {
             head: self.state.seq(),
             outcome: decision.outcome,
         };
-        batch.replies.push((reply, committed));
+        batch.decided.push(Decided {
+            reply,
+            committed,
+            command,
+            origin,
+            attempts,
+        });
         self.next = Some(batch);
     }
 
@@ -537,17 +608,21 @@ impl Writer {
                 }
             }
             Err(error) => {
-                tracing::error!(tenant = %self.tenant.id, %error, "append failed; the batch is rejected");
                 self.state = batch.base;
+                let next = self.next.take();
+                let decided = batch
+                    .decided
+                    .into_iter()
+                    .chain(next.into_iter().flat_map(|next| next.decided));
+                if matches!(error, StoreError::SeqConflict { .. }) {
+                    self.decide_again(decided, error).await;
+                    return;
+                }
+                tracing::error!(tenant = %self.tenant.id, %error, "append failed; the batch is rejected");
                 self.behind_the_log = true;
                 let error = Arc::new(error);
-                let next = self.next.take();
-                let replies = batch
-                    .replies
-                    .into_iter()
-                    .chain(next.into_iter().flat_map(|next| next.replies));
-                for (reply, _) in replies {
-                    let _ = reply.send(Err(SubmitError::Storage(Arc::clone(&error))));
+                for each in decided {
+                    let _ = each.reply.send(Err(SubmitError::Storage(Arc::clone(&error))));
                 }
                 return;
             }
@@ -563,27 +638,58 @@ impl Writer {
         for user in batch.erased {
             destroy_key(&self.tenant, user).await;
         }
+        let (held, cleared) = batch.holds.to_store();
         self.tenant
             .holds
             .settle(batch.holds, &self.tenant.id, &self.tenant.settings.policy);
-        for (reply, committed) in batch.replies {
-            let _ = reply.send(Ok(committed));
+        if !held.is_empty() || !cleared.is_empty() {
+            self.tenant.store_holds(&held, &cleared).await;
+        }
+        for each in batch.decided {
+            let _ = each.reply.send(Ok(each.committed));
+        }
+    }
+
+    /// After another writer (a replica on the same database) appended at the place of the
+    /// failed batch: folds in what it appended, then decides the batch's commands again, in
+    /// their order, on the state that includes it, so that a command the other's records make
+    /// invalid (a userName now taken) is refused as if both had gone through one writer. A
+    /// command decided [`REDECIDE_MAX`] times fails with the conflict.
+    async fn decide_again(&mut self, decided: impl Iterator<Item = Decided>, conflict: StoreError) {
+        tracing::info!(tenant = %self.tenant.id, %conflict, "another writer appended first; folding in its records and deciding again");
+        metrics::counter!("idpsync_append_conflicts_total", "tenant" => self.tenant.id.to_string()).increment(1);
+        let caught_up = self.catch_up().await;
+        let conflict = Arc::new(conflict);
+        for each in decided {
+            match &caught_up {
+                Ok(()) if each.attempts < REDECIDE_MAX => {
+                    self.decide_one(each.command, each.origin, each.reply, each.attempts + 1);
+                }
+                _ => {
+                    let _ = each.reply.send(Err(SubmitError::Storage(Arc::clone(&conflict))));
+                }
+            }
+        }
+        if let Err(error) = caught_up {
+            tracing::warn!(tenant = %self.tenant.id, %error, "cannot read what another writer appended");
+            self.behind_the_log = true;
         }
     }
 }
 
 impl Writer {
-    /// Folds in the records the log holds beyond the writer's state, as a follower of another
-    /// writer's appends would: after an append whose error does not say whether it reached the
-    /// disk. What is found is published like the writer's own batches, with the keys stored
-    /// beside it; keys of users it erased are destroyed.
+    /// Folds in the records the log holds beyond the writer's state: another writer's (a
+    /// replica on the same database), or those of an append whose error did not say whether it
+    /// reached the disk. What is found is published like the writer's own batches (history
+    /// index, state, change feed), with the keys stored beside it; keys of users it erased are
+    /// destroyed.
     async fn catch_up(&mut self) -> Result<(), EngineError> {
         let store = Arc::clone(&self.tenant.store);
         let head = store.head(&self.tenant.id).await?;
         if head.seq <= self.state.seq() {
             return Ok(());
         }
-        tracing::warn!(tenant = %self.tenant.id, from = %self.state.seq(), to = %head.seq, "a failed append reached the log; folding it in");
+        tracing::debug!(tenant = %self.tenant.id, from = %self.state.seq(), to = %head.seq, "the log holds records this writer did not append; folding them in");
         self.tenant
             .keyring
             .insert_secrets(store.secrets(&self.tenant.id).await?);

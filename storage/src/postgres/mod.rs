@@ -10,6 +10,7 @@
 //! secrets         (tenant, id) → material
 //! snapshots       (tenant, seq) → state_hash, len
 //! snapshot_parts  (tenant, seq, part) → bytes              1 MiB to a part
+//! meta            (namespace, key) → version, value        metadata (compare-and-set)
 //! schema_migrations (version)
 //! ```
 //!
@@ -19,6 +20,8 @@
 
 mod committer;
 mod health;
+mod meta;
+mod notices;
 mod rows;
 mod schema;
 mod settings;
@@ -35,9 +38,11 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::StoreError;
+use crate::meta::{MetaEntry, check_name, check_namespace, check_value};
 use crate::record::Record;
 use crate::store::{
-    AppendBatch, Appended, Head, LogStore, SecretId, SnapshotInfo, SnapshotReader, StoreHealth, StoredSnapshot,
+    AppendBatch, Appended, Head, HeadNotice, LogStore, SecretId, SnapshotInfo, SnapshotReader, StoreHealth,
+    StoredSnapshot,
 };
 use crate::types::{Hash32, Seq, TenantId};
 
@@ -51,6 +56,9 @@ pub use tls::TlsSetupError;
 
 /// Connections the pool keeps at most: the committer's, and readers'.
 const POOL_SIZE_MAX: usize = 16;
+/// Head notices kept for a follower that is behind; one further behind is told it lagged, and
+/// reads every head.
+const NOTICES_BUFFERED: usize = 4096;
 /// The longest any operation may take before the database counts as unavailable.
 const OPERATION_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -60,6 +68,10 @@ pub struct PostgresStore {
     jobs: mpsc::UnboundedSender<committer::Job>,
     /// Set for a store in a schema of its own that goes with it.
     scratch: bool,
+    /// Heads moved by any process, once someone follows them (`head_notices`).
+    notices: tokio::sync::broadcast::Sender<HeadNotice>,
+    /// The task listening for them, started by the first follower.
+    listener: std::sync::OnceLock<tokio::task::AbortHandle>,
 }
 
 /// What the store's operations and its committer share.
@@ -115,6 +127,8 @@ impl PostgresStore {
             shared,
             jobs,
             scratch: false,
+            notices: tokio::sync::broadcast::channel(NOTICES_BUFFERED).0,
+            listener: std::sync::OnceLock::new(),
         })
     }
 
@@ -145,6 +159,9 @@ impl PostgresStore {
 
 impl Drop for PostgresStore {
     fn drop(&mut self) {
+        if let Some(listener) = self.listener.get() {
+            listener.abort();
+        }
         if !self.scratch {
             return;
         }
@@ -424,6 +441,52 @@ impl LogStore for PostgresStore {
                 Ok(deleted > 0)
             })
             .await
+    }
+
+    async fn get_meta(&self, namespace: &str, key: &str) -> Result<Option<MetaEntry>, StoreError> {
+        check_name(namespace, key)?;
+        self.shared.run(meta::get(&self.shared, namespace, key)).await
+    }
+
+    async fn put_meta(
+        &self,
+        namespace: &str,
+        key: &str,
+        expected: Option<u64>,
+        value: Vec<u8>,
+    ) -> Result<u64, StoreError> {
+        check_name(namespace, key)?;
+        check_value(&value)?;
+        self.shared
+            .write(meta::put(&self.shared, namespace, key, expected, &value))
+            .await
+    }
+
+    async fn list_meta(&self, namespace: &str) -> Result<Vec<MetaEntry>, StoreError> {
+        check_namespace(namespace)?;
+        self.shared.run(meta::list(&self.shared, namespace)).await
+    }
+
+    async fn delete_meta(&self, namespace: &str, key: &str, expected: u64) -> Result<(), StoreError> {
+        check_name(namespace, key)?;
+        self.shared
+            .write(meta::delete(&self.shared, namespace, key, expected))
+            .await
+    }
+
+    /// Every process that opens the same schema writes the same logs.
+    fn is_shared(&self) -> bool {
+        true
+    }
+
+    /// Notifications of the `heads` trigger, heard on a connection of its own that the first
+    /// call opens (see `notices`).
+    fn head_notices(&self) -> Option<tokio::sync::broadcast::Receiver<HeadNotice>> {
+        let receiver = self.notices.subscribe();
+        self.listener.get_or_init(|| {
+            tokio::spawn(notices::listen(self.shared.settings.clone(), self.notices.clone())).abort_handle()
+        });
+        Some(receiver)
     }
 
     fn health(&self) -> StoreHealth {

@@ -10,7 +10,10 @@ use super::statements::quoted;
 
 /// The migrations, in order: `(version, SQL)`. Versions are dense from 1; a released
 /// migration is never edited, a change is a new one.
-const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("migrations/0001_log.sql"))];
+const MIGRATIONS: &[(i32, &str)] = &[
+    (1, include_str!("migrations/0001_log.sql")),
+    (2, include_str!("migrations/0002_meta.sql")),
+];
 
 /// The schema version this build writes and reads.
 pub const SCHEMA_VERSION: i32 = MIGRATIONS[MIGRATIONS.len() - 1].0;

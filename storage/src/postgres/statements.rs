@@ -28,6 +28,11 @@ pub(super) struct Statements {
     pub(super) snapshot_parts: String,
     pub(super) snapshots: String,
     pub(super) writable: String,
+    pub(super) meta_get: String,
+    pub(super) meta_list: String,
+    pub(super) meta_insert: String,
+    pub(super) meta_update: String,
+    pub(super) meta_delete: String,
 }
 
 impl Statements {
@@ -82,6 +87,15 @@ impl Statements {
             ),
             snapshots: format!("SELECT seq, state_hash FROM {s}.snapshots WHERE tenant = $1 ORDER BY seq"),
             writable: "SELECT current_setting('transaction_read_only') = 'off'".to_owned(),
+            meta_get: format!("SELECT version, value FROM {s}.meta WHERE namespace = $1 AND key = $2"),
+            meta_list: format!("SELECT key, version, value FROM {s}.meta WHERE namespace = $1 ORDER BY key"),
+            meta_insert: format!(
+                "INSERT INTO {s}.meta (namespace, key, version, value) VALUES ($1, $2, 1, $3) ON CONFLICT DO NOTHING"
+            ),
+            meta_update: format!(
+                "UPDATE {s}.meta SET version = version + 1, value = $4 WHERE namespace = $1 AND key = $2 AND version = $3"
+            ),
+            meta_delete: format!("DELETE FROM {s}.meta WHERE namespace = $1 AND key = $2 AND version = $3"),
         }
     }
 }

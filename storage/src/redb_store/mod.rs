@@ -19,6 +19,7 @@ mod committer;
 mod failing_disk_tests;
 mod handle;
 mod journal;
+mod meta_table;
 mod scrub;
 mod snapshot_files;
 mod tables;
@@ -33,6 +34,7 @@ use async_trait::async_trait;
 use redb::{Database, ReadableDatabase, ReadableTable};
 
 use crate::error::StoreError;
+use crate::meta::{self, MetaEntry};
 use crate::private_files;
 use crate::record::{Record, RecordDecoder};
 use crate::store::{
@@ -407,6 +409,41 @@ impl LogStore for RedbStore {
         }
     }
 
+    async fn get_meta(&self, namespace: &str, key: &str) -> Result<Option<MetaEntry>, StoreError> {
+        meta::check_name(namespace, key)?;
+        let (namespace, key) = (namespace.to_owned(), key.to_owned());
+        self.blocking(move |db, _| meta_table::get(db, &namespace, &key)).await
+    }
+
+    async fn put_meta(
+        &self,
+        namespace: &str,
+        key: &str,
+        expected: Option<u64>,
+        value: Vec<u8>,
+    ) -> Result<u64, StoreError> {
+        meta::check_name(namespace, key)?;
+        meta::check_value(&value)?;
+        self.database.writable()?;
+        let (namespace, key) = (namespace.to_owned(), key.to_owned());
+        self.blocking(move |db, _| meta_table::put(db, &namespace, &key, expected, &value))
+            .await
+    }
+
+    async fn list_meta(&self, namespace: &str) -> Result<Vec<MetaEntry>, StoreError> {
+        meta::check_namespace(namespace)?;
+        let namespace = namespace.to_owned();
+        self.blocking(move |db, _| meta_table::list(db, &namespace)).await
+    }
+
+    async fn delete_meta(&self, namespace: &str, key: &str, expected: u64) -> Result<(), StoreError> {
+        meta::check_name(namespace, key)?;
+        self.database.writable()?;
+        let (namespace, key) = (namespace.to_owned(), key.to_owned());
+        self.blocking(move |db, _| meta_table::delete(db, &namespace, &key, expected))
+            .await
+    }
+
     fn health(&self) -> StoreHealth {
         self.database.health()
     }
@@ -719,6 +756,10 @@ mod tests {
         for _ in 0..50 {
             append_one(&store, &acme).await;
         }
+        store
+            .put_meta("leases", "acme/okta", None, b"kept".to_vec())
+            .await
+            .unwrap();
         assert!(store.destroy_secret(&acme, destroyed.id).await.unwrap());
         let file = dir.path().join(DATABASE_FILE);
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
@@ -731,6 +772,18 @@ mod tests {
         assert_eq!(store.read(&acme, Seq(1), 100).await.unwrap().len(), 52);
         assert_eq!(crate::verify::verify_log(&store, &acme).await.unwrap(), head);
         assert!(store.secrets(&acme).await.unwrap().is_empty());
+        // Metadata is copied into the scrubbed file, and is there after a reopen.
+        let kept = |entry: Option<crate::meta::MetaEntry>| entry.map(|entry| (entry.version, entry.value));
+        assert_eq!(
+            kept(store.get_meta("leases", "acme/okta").await.unwrap()),
+            Some((1, b"kept".to_vec()))
+        );
+        drop(store);
+        let store = RedbStore::open(dir.path()).unwrap();
+        assert_eq!(
+            kept(store.get_meta("leases", "acme/okta").await.unwrap()),
+            Some((1, b"kept".to_vec()))
+        );
     }
 
     /// `acme`'s log with one secret, stored before 200 records of 4 KiB, so that the page the

@@ -31,7 +31,7 @@ use redb::{
 use crate::error::StoreError;
 use crate::private_files;
 
-use super::tables::{HEADS, JOURNAL, LOG, SECRET_ROWS, SECRETS};
+use super::tables::{HEADS, JOURNAL, LOG, META, SECRET_ROWS, SECRETS};
 
 /// The fresh file a scrub writes, beside the database file.
 pub(super) const SCRUB_FILE: &str = "log.redb.scrub";
@@ -87,6 +87,7 @@ pub(super) fn copy_into(from: &Database, fresh: &Path) -> Result<(), StoreError>
         HEADS.name(),
         SECRET_ROWS.name(),
         SECRETS.name(),
+        META.name(),
     ];
     let tables = read.list_tables().map_err(|e| StoreError::backend(context, e))?;
     let multimaps = read
@@ -115,6 +116,7 @@ pub(super) fn copy_into(from: &Database, fresh: &Path) -> Result<(), StoreError>
     copy_table(&read, &to, HEADS)?;
     copy_table(&read, &to, SECRET_ROWS)?;
     copy_table(&read, &to, SECRETS)?;
+    copy_table(&read, &to, META)?;
     // The last commit is durable: it flushes what the ones before it wrote.
     let mut last = to.begin_write().map_err(|e| StoreError::backend(context, e))?;
     last.set_durability(Durability::Immediate)

@@ -13,6 +13,8 @@
 //!   destroyed (its row is rewritten without it); written in the same transaction as the
 //!   records sealed with them. A row per append, not per secret: a commit that provisions a
 //!   thousand sealed users makes one insert, not a thousand.
+//! - `meta`: key `(namespace, key)`, value `version u64 (little-endian) | value`: metadata
+//!   (see [`crate::meta`]), written in transactions of their own.
 //! - `secrets`: key `(tenant, secret id as a big-endian u128)`, value: key material. The layout
 //!   before `secret_rows`: still read and destroyed, no longer written.
 
@@ -27,6 +29,7 @@ pub(super) const JOURNAL: TableDefinition<u64, &[u8]> = TableDefinition::new("jo
 pub(super) const HEADS: TableDefinition<&str, &[u8]> = TableDefinition::new("heads");
 pub(super) const SECRET_ROWS: TableDefinition<(&str, u64, u32), &[u8]> = TableDefinition::new("secret_rows");
 pub(super) const SECRETS: TableDefinition<(&str, u128), &[u8]> = TableDefinition::new("secrets");
+pub(super) const META: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("meta");
 
 /// The most secrets one `secret_rows` row holds (about 50 KiB of 32-byte keys).
 pub(super) const SECRETS_PER_ROW: usize = 1024;
@@ -43,6 +46,7 @@ pub(super) fn create(db: &Database) -> Result<(), StoreError> {
     txn.open_table(SECRET_ROWS)
         .map_err(|e| StoreError::backend(context, e))?;
     txn.open_table(SECRETS).map_err(|e| StoreError::backend(context, e))?;
+    txn.open_table(META).map_err(|e| StoreError::backend(context, e))?;
     txn.commit().map_err(|e| StoreError::backend(context, e))
 }
 
