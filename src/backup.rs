@@ -7,6 +7,8 @@
 //! source's links, and is verified from its first record. Reading a store never blocks its
 //! writers, so the service keeps serving; each tenant's copy stops at the head the tenant had
 //! when its copy began. Then the files of the data directory that are not in the log follow:
+//! the store's durable metadata (tokens, integration cursors and held syncs, where the store
+//! keeps them: see `idpsync_storage::meta::namespaces`), then the files of the data directory:
 //! the token hashes, the checkpoint key pair, the signed checkpoints and the integrations'
 //! cursors, all private to their owner.
 //!
@@ -17,6 +19,7 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
+use idpsync_storage::meta::namespaces;
 use idpsync_storage::{LogStore, RedbStore, Seq, StoreError, TenantId, private_files};
 
 use crate::checkpoint::{CHECKPOINTS_DIR, key};
@@ -38,6 +41,8 @@ const SIDE_FILES: &[&str] = &[
 pub struct BackupReport {
     /// Each tenant's log.
     pub tenants: Vec<CopyReport>,
+    /// Metadata entries copied (tokens, cursors, held syncs kept in the store).
+    pub metadata: usize,
     /// The side files copied, relative to the data directory.
     pub files: Vec<PathBuf>,
 }
@@ -107,6 +112,7 @@ pub async fn back_up(
         .await?;
         report.tenants.push(copied);
     }
+    report.metadata = copy_metadata(store, &destination).await?;
     drop(destination);
     report.files = copy_side_files(data_dir, to)?;
     Ok(report)
@@ -144,8 +150,22 @@ pub async fn restore(
             copy_tenant_with_progress(&source, store, &tenant, &mut |done, head| progress(&tenant, done, head)).await?;
         report.tenants.push(copied);
     }
+    report.metadata = copy_metadata(&source, store).await?;
     report.files = copy_side_files(from, data_dir)?;
     Ok(report)
+}
+
+/// Copies the durable metadata of `from` into `to`, which holds none of it; returns how many
+/// entries.
+async fn copy_metadata(from: &dyn LogStore, to: &dyn LogStore) -> Result<usize, BackupError> {
+    let mut copied = 0;
+    for namespace in namespaces::DURABLE {
+        for entry in from.list_meta(namespace).await? {
+            to.put_meta(namespace, &entry.key, None, entry.value).await?;
+            copied += 1;
+        }
+    }
+    Ok(copied)
 }
 
 /// Whether `path` exists as anything but an empty directory.

@@ -23,7 +23,7 @@ use crate::tokens::{
 };
 
 /// The metadata namespace of tokens.
-const NAMESPACE: &str = "tokens";
+const NAMESPACE: &str = idpsync_storage::meta::namespaces::TOKENS;
 /// How often a revocation is tried again when another writer changed the token meanwhile.
 const REVOKE_TRIES: usize = 8;
 

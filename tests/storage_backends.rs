@@ -286,3 +286,65 @@ fn a_backup_taken_online_restores_into_redb_and_postgres() {
         .unwrap();
     assert_eq!(users_on_postgres.stdout, users_before.stdout);
 }
+
+/// Scale-out issue: on a store replicas share, the tokens, cursors and held syncs live in the
+/// store's metadata. A backup carries them (not the leases) and a restore puts them back.
+#[test]
+fn a_backup_of_a_shared_store_carries_its_metadata() {
+    let runtime = runtime();
+    let Some((store, url)) = scratch_postgres(&runtime) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let on = |data: &Path| {
+        let mut command = idpsync(data);
+        command.env("IDPSYNC_STORAGE", &url);
+        command
+    };
+    let seeded = on(&data)
+        .args(["dev", "seed", "--users", "20", "--groups", "2", "--memberships", "40"])
+        .output()
+        .unwrap();
+    assert!(seeded.status.success(), "{}", text(&seeded));
+    let token = on(&data)
+        .args(["token", "create", "--tenant", "default", "--name", "in-the-database"])
+        .output()
+        .unwrap();
+    assert!(token.status.success(), "{}", text(&token));
+    runtime.block_on(async {
+        use idpsync::storage::meta::namespaces;
+        store
+            .put_meta(namespaces::LEASES, "default/okta", None, b"replica-a".to_vec())
+            .await
+            .unwrap();
+    });
+
+    let backup = dir.path().join("backup");
+    let backed_up = on(&data)
+        .args(["backup", "--to", backup.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(backed_up.status.success(), "{}", text(&backed_up));
+    assert!(
+        text(&backed_up).contains("metadata: 1 entries"),
+        "the token, not the lease: {}",
+        text(&backed_up)
+    );
+
+    let restored = dir.path().join("restored");
+    let into_redb = idpsync(&restored)
+        .args(["restore", "--from", backup.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(into_redb.status.success(), "{}", text(&into_redb));
+    let copy = runtime.block_on(async {
+        let store = RedbStore::open(&restored).unwrap();
+        store
+            .list_meta(idpsync::storage::meta::namespaces::TOKENS)
+            .await
+            .unwrap()
+    });
+    assert_eq!(copy.len(), 1);
+    assert!(String::from_utf8_lossy(&copy[0].value).contains("in-the-database"));
+}

@@ -60,6 +60,10 @@ fn print(report: &BackupReport, verb: &str, started: std::time::Instant) -> anyh
     }
     let files: Vec<String> = report.files.iter().map(|file| file.display().to_string()).collect();
     outln!(
+        "metadata: {} entries (tokens, cursors, held syncs kept in the store)",
+        report.metadata
+    );
+    outln!(
         "files: {} ({:.2} s)",
         if files.is_empty() {
             "none".to_owned()

@@ -10,6 +10,20 @@
 
 use crate::error::StoreError;
 
+/// The namespaces the server keeps, in one place: a backup copies the durable ones.
+pub mod namespaces {
+    /// API and SCIM tokens (hashes), on stores replicas share.
+    pub const TOKENS: &str = "tokens";
+    /// Each integration's cursor, on stores replicas share.
+    pub const INTEGRATION_STATE: &str = "integration-state";
+    /// Syncs the guard holds, waiting for an operator.
+    pub const HOLDS: &str = "holds";
+    /// Leases of scheduled work: whose replica runs which integration, for a few seconds.
+    pub const LEASES: &str = "leases";
+    /// What a backup carries and a restore puts back (leases are not: they expire).
+    pub const DURABLE: &[&str] = &[TOKENS, INTEGRATION_STATE, HOLDS];
+}
+
 /// The longest namespace, in bytes.
 pub const META_NAMESPACE_LEN_MAX: usize = 64;
 /// The longest key, in bytes.

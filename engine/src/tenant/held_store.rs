@@ -23,7 +23,7 @@ use crate::ids::{IntegrationName, SyncRunId};
 use crate::reconcile::{self, DirectorySnapshot, Guard, GuardCount, RecentRemovals};
 
 /// The metadata namespace of held syncs.
-const NAMESPACE: &str = "holds";
+const NAMESPACE: &str = idpsync_storage::meta::namespaces::HOLDS;
 /// How often a change is tried again when another replica changed the entry meanwhile.
 const WRITE_TRIES: usize = 4;
 

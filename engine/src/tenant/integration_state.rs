@@ -10,7 +10,7 @@ use crate::error::EngineError;
 use crate::ids::IntegrationName;
 
 /// The metadata namespace of integration states.
-const NAMESPACE: &str = "integration-state";
+const NAMESPACE: &str = idpsync_storage::meta::namespaces::INTEGRATION_STATE;
 /// How often a save is tried again when another writer changed the state meanwhile.
 const SAVE_TRIES: usize = 4;
 

@@ -26,7 +26,7 @@ pub const LEASE_TTL: Duration = Duration::from_secs(15);
 pub const LEASE_RENEW_EVERY: Duration = Duration::from_secs(5);
 
 /// The metadata namespace of leases.
-const NAMESPACE: &str = "leases";
+const NAMESPACE: &str = idpsync_storage::meta::namespaces::LEASES;
 
 /// Who holds leases: one per process (or per scheduler), never shared.
 #[derive(Clone, Debug, PartialEq, Eq)]
