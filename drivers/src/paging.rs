@@ -248,7 +248,7 @@ mod tests {
         mut between: impl FnMut(usize, &mut Vec<u32>),
     ) -> Result<(HashSet<u32>, usize), DriverError> {
         let budget = Budget::new(Duration::from_secs(60));
-        let run = Run::new(&budget);
+        let run = Run::new(&budget, crate::members::Selection::everything());
         let mut pager = Pager::new("users");
         let mut seen = HashSet::new();
         let mut requests = 0;
@@ -308,7 +308,7 @@ mod tests {
     #[test]
     fn a_page_with_nothing_new_and_a_new_cursor_fails_the_listing() {
         let budget = Budget::new(Duration::from_secs(60));
-        let run = Run::new(&budget);
+        let run = Run::new(&budget, crate::members::Selection::everything());
         let mut pager = Pager::new("users");
         let mut seen = HashSet::new();
         let mut add = |item: u32| seen.insert(item);

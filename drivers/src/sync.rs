@@ -50,6 +50,8 @@ pub struct SyncOutcome {
     pub listed: Listed,
     /// HTTP requests sent, retries and token requests included.
     pub requests: u64,
+    /// Requests the IdP refused as over its rate limit (429, or Google's quota 403).
+    pub rate_limited: u64,
     /// How long the run took.
     pub elapsed: Duration,
     /// Of which reading the IdP.
@@ -127,7 +129,7 @@ pub async fn sync_once(
         && !full_due
         && state.cursor.is_some();
     let budget = Budget::new(config.sync_timeout);
-    let run = Run::new(&budget);
+    let run = Run::new(&budget, driver.selection());
     let since = state.cursor.as_ref().filter(|_| incremental);
     let fetched = match driver.fetch(&run, since).await {
         Err(DriverError::CursorExpired(why)) if since.is_some() => {
@@ -183,6 +185,7 @@ pub async fn sync_once(
         report,
         listed,
         requests: budget.requests(),
+        rate_limited: budget.rate_limited(),
         elapsed: started.elapsed(),
         read_elapsed,
         warnings: run.into_warnings(),
