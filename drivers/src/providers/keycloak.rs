@@ -12,6 +12,7 @@ use idpsync_engine::reconcile::{ExternalMember, SnapshotGroup};
 use reqwest::Url;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
+use serde_json::Value;
 
 use super::person::Person;
 use crate::auth::{Auth, Grant, TokenSource};
@@ -92,9 +93,10 @@ struct KeycloakGroup {
     path: Option<String>,
     /// How many subgroups it has (Keycloak 23 on; older versions send none).
     sub_group_count: Option<i64>,
-    /// Its subgroups, inline: the whole tree in Keycloak 22 and older, empty from 23 on.
+    /// Its subgroups, inline: the whole tree in Keycloak 22 and older, not filled from 23 on
+    /// (without `search`); read only when the count is missing, as `KeycloakGroup`s.
     #[serde(default)]
-    sub_groups: Vec<KeycloakGroup>,
+    sub_groups: Vec<Value>,
 }
 
 /// Lists `path` by `first` + `max` (bare arrays; a short page is the last).
@@ -117,6 +119,14 @@ async fn each<T: DeserializeOwned>(
         pager.take_at(offset, items, PAGE_SIZE, None, &mut add, run)?;
     }
     Ok(())
+}
+
+/// Subgroups as Keycloak 22 and older bring them inline.
+fn inline_groups(client: &IdpClient, realm: &str, inline: Vec<Value>) -> Result<Vec<KeycloakGroup>, DriverError> {
+    serde_json::from_value(Value::Array(inline)).map_err(|error| DriverError::InvalidResponse {
+        url: client.url(&format!("{realm}/groups"), &[]).to_string(),
+        message: format!("an inline subgroup: {error}"),
+    })
 }
 
 /// A group's direct subgroups, from `/groups/{id}/children` (Keycloak 23 on).
@@ -218,15 +228,15 @@ impl Provider for Keycloak {
             named.push((group.id.clone(), display_name));
             let inline = std::mem::take(&mut group.sub_groups);
             let children = match group.sub_group_count {
-                _ if !inline.is_empty() => inline,
-                // Without a count, this is Keycloak 22 or older, whose tree is inline.
-                None if inline_tree => inline,
                 Some(0) => Vec::new(),
-                count => match children(client, run, &realm, &group.id).await {
+                Some(_) => children(client, run, &realm, &group.id).await?,
+                // Without a count, this is Keycloak 22 or older, whose tree is inline.
+                None if inline_tree || !inline.is_empty() => inline_groups(client, &realm, inline)?,
+                None => match children(client, run, &realm, &group.id).await {
                     Ok(children) => children,
-                    Err(DriverError::Status { status: 404, .. }) if count.is_none() => {
+                    Err(DriverError::Status { status: 404, .. }) => {
                         inline_tree = true;
-                        inline
+                        inline_groups(client, &realm, inline)?
                     }
                     Err(error) => return Err(error),
                 },
@@ -259,6 +269,28 @@ impl Provider for Keycloak {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 17 (found by the contract mocks): Keycloak's schema lets `subGroups` hold groups
+    /// without an `id`, which failed the whole group listing once subgroups were read. They
+    /// are read only without a `subGroupCount` (Keycloak 22 and older), and parsed then.
+    #[test]
+    fn inline_subgroups_are_parsed_only_when_read() {
+        let group: KeycloakGroup =
+            serde_json::from_str(r#"{"id": "g1", "subGroupCount": 1, "subGroups": [{"name": "x"}]}"#).unwrap();
+        assert_eq!(group.sub_group_count, Some(1));
+        let client = IdpClient {
+            http: crate::http::Http::new(std::time::Duration::from_secs(1), Default::default(), 1),
+            auth: Auth::Static(Vec::new()),
+            base: Url::parse("https://sso.example.com").unwrap(),
+        };
+        let Err(error) = inline_groups(&client, "/admin/realms/acme", group.sub_groups) else {
+            panic!("a subgroup without an id is refused once read");
+        };
+        assert!(error.to_string().contains("missing field `id`"), "{error}");
+        let tree = vec![serde_json::json!({"id": "g2", "subGroups": [{"id": "g3"}]})];
+        let groups = inline_groups(&client, "/admin/realms/acme", tree).unwrap();
+        assert_eq!(groups[0].sub_groups.len(), 1);
+    }
 
     #[test]
     fn the_token_endpoint_is_the_realm_s() {
