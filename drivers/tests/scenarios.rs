@@ -902,3 +902,28 @@ async fn jumpcloud_users_changed_during_the_listing_move_across_no_page() {
     );
     h.engine.shutdown().await;
 }
+
+/// A user deleted outright (not deactivated first) loses its access at the next poll, by
+/// delta (Graph's `@removed`) or because every run of the vendor is a full listing. Okta,
+/// Auth0 and authentik see it at the next full resync instead (their pages say so): their
+/// deletion feeds are not in the contracts the drivers are held to.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_deleted_user_loses_access_at_the_next_poll() {
+    for vendor in [
+        Vendor::Entra,
+        Vendor::Google,
+        Vendor::JumpCloud,
+        Vendor::Keycloak,
+        Vendor::Zitadel,
+    ] {
+        let h = harness(vendor, "").await;
+        h.sync(Resync::Auto).await;
+        let eng = h.group_id("g-eng", "vpn-eng");
+        assert!(h.members(&eng).contains("1004"), "{vendor:?}");
+        h.fake.edit(|d| d.delete_user("1004"));
+        let outcome = h.sync(Resync::Auto).await;
+        assert_eq!(h.user_active("1004"), None, "{vendor:?}: {:?}", outcome.report.changes);
+        assert!(!h.members(&eng).contains("1004"), "{vendor:?}");
+        h.engine.shutdown().await;
+    }
+}
