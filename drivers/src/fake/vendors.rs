@@ -533,23 +533,25 @@ fn jumpcloud(call: &Call, segments: &[&str], directory: &Directory) -> Option<An
             if call.param("sort") != Some("_id") {
                 unsorted(&mut users, |user| user.updated);
             }
+            let total = users.len();
+            let (users, _) = window(&users, skip, limit);
             let users: Vec<Value> = users
                 .into_iter()
                 .map(|user| json!({"_id": user.id, "username": user.user_name, "email": user.email, "firstname": user.given_name, "lastname": user.family_name, "displayname": format!("{} {}", user.given_name, user.family_name), "activated": true, "suspended": !user.active, "state": if user.active { "ACTIVATED" } else { "SUSPENDED" }}))
                 .collect();
-            let (page, _) = window(&users, skip, limit);
-            Some((vec![], json!({"totalCount": users.len(), "results": page})))
+            Some((vec![], json!({"totalCount": total, "results": users})))
         }
         ["v2", "usergroups"] => {
             let mut groups: Vec<&FakeGroup> = directory.groups().collect();
             if call.param("sort") != Some("id") {
                 unsorted(&mut groups, |group| group.updated);
             }
-            let groups: Vec<Value> = groups
+            let groups: Vec<Value> = window(&groups, skip, limit)
+                .0
                 .into_iter()
                 .map(|group| json!({"id": group.id, "name": group.name, "type": "user_group"}))
                 .collect();
-            Some((vec![], Value::Array(window(&groups, skip, limit).0)))
+            Some((vec![], Value::Array(groups)))
         }
         ["v2", "usergroups", id, "members"] => {
             let group = directory.groups.get(*id)?;
@@ -682,23 +684,32 @@ fn auth0(call: &Call, segments: &[&str], directory: &Directory) -> Option<Answer
 fn authentik(call: &Call, segments: &[&str], directory: &Directory) -> Option<Answer> {
     let page_size = call.number("page_size", 20);
     let page = call.number("page", 1).max(1);
-    let paginated = |items: Vec<Value>| {
-        let (slice, more) = window(&items, (page - 1) * page_size, page_size);
-        let total_pages = items.len().div_ceil(page_size.max(1));
-        let body = json!({"pagination": {"next": if more { page + 1 } else { 0 }, "previous": page.saturating_sub(1), "count": items.len(), "current": page, "total_pages": total_pages, "start_index": (page - 1) * page_size + 1, "end_index": (page - 1) * page_size + slice.len()}, "results": slice, "autocomplete": {}});
+    // The page is cut before its items are rendered: a large directory renders one page a
+    // request, not all of it.
+    let paginated = |count: usize, render: &mut dyn FnMut(usize, usize) -> Vec<Value>| {
+        let start = ((page - 1) * page_size).min(count);
+        let end = start.saturating_add(page_size).min(count);
+        let slice = render(start, end);
+        let more = end < count;
+        let total_pages = count.div_ceil(page_size.max(1));
+        let body = json!({"pagination": {"next": if more { page + 1 } else { 0 }, "previous": page.saturating_sub(1), "count": count, "current": page, "total_pages": total_pages, "start_index": (page - 1) * page_size + 1, "end_index": (page - 1) * page_size + slice.len()}, "results": slice, "autocomplete": {}});
         (vec![], body)
     };
     let number = |id: &str| id.parse::<i64>().unwrap_or(0);
     match segments {
-        ["core", "users"] => Some(paginated(
+        ["core", "users"] => Some(paginated(directory.users.len(), &mut |start, end| {
             directory
                 .users()
+                .skip(start)
+                .take(end - start)
                 .map(|user| json!({"pk": number(&user.id), "username": user.user_name, "name": format!("{} {}", user.given_name, user.family_name), "is_active": user.active, "last_login": null, "date_joined": "2024-01-01T00:00:00Z", "last_updated": "2024-01-02T00:00:00Z", "password_change_date": "2024-01-01T00:00:00Z", "is_superuser": false, "groups": [], "groups_obj": [], "roles": [], "roles_obj": [], "email": user.email, "avatar": "", "attributes": {}, "uid": user.id, "path": "users", "type": "internal", "uuid": format!("00000000-0000-4000-8000-{:012}", number(&user.id))}))
-                .collect(),
-        )),
-        ["core", "groups"] => Some(paginated(
+                .collect()
+        })),
+        ["core", "groups"] => Some(paginated(directory.groups.len(), &mut |start, end| {
             directory
                 .groups()
+                .skip(start)
+                .take(end - start)
                 .map(|group| {
                     let parents: Vec<&String> = directory
                         .groups()
@@ -708,8 +719,8 @@ fn authentik(call: &Call, segments: &[&str], directory: &Directory) -> Option<An
                     let users: Vec<i64> = user_ids(group).iter().map(|id| number(id)).collect();
                     json!({"pk": group.id, "num_pk": 1, "name": group.name, "is_superuser": false, "parents": parents, "parents_obj": [], "users": users, "users_obj": [], "attributes": {}, "roles": [], "roles_obj": [], "inherited_roles_obj": [], "children": [], "children_obj": []})
                 })
-                .collect(),
-        )),
+                .collect()
+        })),
         _ => None,
     }
 }
