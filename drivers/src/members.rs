@@ -6,7 +6,7 @@
 //! nesting, so the engine needs their edges). Groups the filter drops are never asked for:
 //! on a tenant of 20,000 groups with a filter that keeps 2,000, that is 18,000 requests
 //! fewer. [`fetch_members`] keeps at most [`Selection::concurrency`] requests in flight; the
-//! HTTP layer paces them on the vendor's rate-limit headers (`http::Pacer`).
+//! HTTP layer paces them on the vendor's rate-limit headers (`pacing::Pacer`).
 
 use std::collections::{HashSet, VecDeque};
 use std::future::Future;
