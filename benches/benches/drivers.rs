@@ -5,6 +5,14 @@
 //! fewest the IdP's maximum page sizes allow, the events of the no-op resync (must be zero) and
 //! the process's peak resident memory.
 //!
+//! A second scenario (`IDPSYNC_BENCH_SCENARIO=large`, or `all` for both) is a tenant at the
+//! scale that matters: 100,000 users, 20,000 groups, 1,000,000 memberships, an include filter
+//! that keeps 10 % of the groups, and fakes that answer like a vendor's API does: 100 ms per
+//! request and the vendor's documented rate limit (`Quota::documented`). It reports, per
+//! vendor, the time of one full sync (the latency is real sleeping, so it is the fake's time),
+//! the requests against the fewest the vendor's API allows for that filter, and the requests
+//! the fake refused as over its rate limit.
+//!
 //! Run: `cargo bench -p idpsync-benches --bench drivers` (`IDPSYNC_BENCH_ITERATIONS=5` for more
 //! runs, `IDPSYNC_BENCH_VENDORS=okta,entra` for fewer vendors).
 
@@ -16,7 +24,7 @@ use std::time::{Duration, Instant};
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use idpsync_drivers::cursor_store::CursorStore;
-use idpsync_drivers::fake::{Directory, FakeIdp, FakeMember, Vendor};
+use idpsync_drivers::fake::{Directory, FakeIdp, FakeMember, Faults, Quota, Vendor};
 use idpsync_drivers::sync::{Mode, Resync, SyncResult, sync_once};
 use idpsync_drivers::{Driver, IntegrationConfig, RetryPolicy};
 use idpsync_engine::reconcile::ReconcilePolicy;
@@ -147,7 +155,171 @@ async fn run(vendor: Vendor, seed: &Directory, iterations: usize) -> Figures {
     figures
 }
 
+/// The large tenant: 100,000 users (the same as above), 20,000 groups of 50 users each, one in
+/// ten named `vpn-…` (the include filter's), the others `team-…`.
+const LARGE_GROUPS: usize = 20_000;
+const LARGE_MEMBERS_PER_GROUP: usize = 50;
+const LARGE_KEPT: usize = LARGE_GROUPS / 10;
+/// What a vendor's API takes per request, in the large scenario.
+const LATENCY: Duration = Duration::from_millis(100);
+
+fn large_directory() -> Directory {
+    let mut directory = Directory::default();
+    for n in 0..USERS {
+        directory.put_user(&format!("{:06}", 100_000 + n), &format!("user{n}.load"), true);
+    }
+    for g in 0..LARGE_GROUPS {
+        let id = format!("g{g:05}");
+        let name = if g % 10 == 0 {
+            format!("vpn-{g:05}")
+        } else {
+            format!("team-{g:05}")
+        };
+        directory.put_group(&id, &name);
+        for k in 0..LARGE_MEMBERS_PER_GROUP {
+            // Spread so that each user is in ten groups.
+            let user = (k * (USERS / LARGE_MEMBERS_PER_GROUP) + g) % USERS;
+            directory.join(&id, FakeMember::User(format!("{:06}", 100_000 + user)));
+        }
+    }
+    directory
+}
+
+/// The include filter keeping the `vpn-…` groups, as the vendor names them (Zitadel's groups
+/// are `<project>:<role>`).
+fn large_filter(vendor: Vendor) -> &'static str {
+    match vendor {
+        Vendor::Zitadel => "include_groups = [\"vpn:vpn-*\"]\n",
+        _ => "include_groups = [\"vpn-*\"]\n",
+    }
+}
+
+/// The fewest requests that list the large tenant with its filter at the vendor's maximum
+/// page sizes, token requests included: users and groups in full, members of the kept groups
+/// only (one page each: 50 members).
+fn fewest_large(vendor: Vendor) -> u64 {
+    let pages = |items: usize, size: usize| items.div_ceil(size).max(1) as u64;
+    let kept = LARGE_KEPT as u64;
+    match vendor {
+        // Users (200), deprovisioned users (one empty page), groups (10,000), members.
+        Vendor::Okta => pages(USERS, 200) + 1 + pages(LARGE_GROUPS, 10_000) + kept,
+        // Token, users delta (999), groups delta with their members (999).
+        Vendor::Entra => 1 + pages(USERS, 999) + pages(LARGE_GROUPS, 999),
+        // Token, users (500), groups (200), members.
+        Vendor::Google => 1 + pages(USERS, 500) + pages(LARGE_GROUPS, 200) + kept,
+        // Users (100), groups (100), members; bare arrays end on a short page, so a listing
+        // of a multiple of the page size needs one more (empty) page.
+        Vendor::JumpCloud => pages(USERS, 100) + pages(LARGE_GROUPS, 100) + 2 + kept,
+        // Token, users (1,000), top-level groups (1,000), members; bare arrays as above.
+        Vendor::Keycloak => 1 + pages(USERS, 1000) + pages(LARGE_GROUPS, 1000) + 2 + kept,
+        // Users (100), groups with their members (100).
+        Vendor::Authentik => pages(USERS, 100) + pages(LARGE_GROUPS, 100),
+        // Users (1,000), authorizations, one per user with its roles (1,000).
+        Vendor::Zitadel => pages(USERS, 1000) + pages(USERS, 1000),
+        Vendor::Auth0 => unreachable!("Auth0 lists at most 1,000 users (see benches/README.md)"),
+    }
+}
+
+/// What one full sync of the large tenant cost.
+struct LargeFigures {
+    elapsed: Duration,
+    read: Duration,
+    requests: u64,
+    refused: u64,
+    users: u32,
+    memberships: u32,
+}
+
+async fn run_large(vendor: Vendor, seed: &Directory) -> LargeFigures {
+    let fake = FakeIdp::start(vendor, seed.clone(), false).await;
+    fake.set_faults(Faults {
+        delay: LATENCY,
+        quota: Quota::documented(vendor),
+        ..Faults::default()
+    });
+    let toml = format!(
+        "name = \"large\"\nsync_timeout = \"30m\"\n{}{}",
+        large_filter(vendor),
+        fake.integration_toml()
+    );
+    let driver = Driver::new(IntegrationConfig::from_toml(&toml).unwrap(), RetryPolicy::default()).unwrap();
+    let settings = TenantSettings {
+        snapshot_every: u64::MAX,
+        checkpoint_every: u64::MAX,
+        policy: ReconcilePolicy::default(),
+        ..TenantSettings::default()
+    };
+    let engine = Engine::open(Arc::new(MemoryStore::new()), settings).await.unwrap();
+    let tenant = engine.require_tenant(&TenantId::default_tenant()).unwrap();
+    let state_dir = tempfile::tempdir().unwrap();
+    let cursors = CursorStore::new(state_dir.path());
+    let outcome = sync_once(&driver, &tenant, &cursors, Mode::Apply, Resync::Full)
+        .await
+        .unwrap_or_else(|error| panic!("{vendor:?}: {error}"));
+    assert_eq!(outcome.result, SyncResult::Applied, "{vendor:?}");
+    engine.shutdown().await;
+    LargeFigures {
+        elapsed: outcome.elapsed,
+        read: outcome.read_elapsed,
+        requests: outcome.requests,
+        refused: outcome.rate_limited,
+        users: outcome.report.users_created,
+        memberships: outcome.report.memberships_added,
+    }
+}
+
+fn main_large(runtime: &tokio::runtime::Runtime, wanted: &str) {
+    let vendors: Vec<Vendor> = Vendor::ALL
+        .into_iter()
+        .filter(|vendor| *vendor != Vendor::Auth0)
+        .filter(|vendor| wanted.split(',').any(|name| name.trim() == vendor.provider()))
+        .collect();
+    let seed = large_directory();
+    println!(
+        "drivers (large): one full sync of {USERS} users, {LARGE_GROUPS} groups, {} memberships, {LARGE_KEPT} groups kept by the filter, {} ms a request, the vendor's rate limit",
+        LARGE_GROUPS * LARGE_MEMBERS_PER_GROUP,
+        LATENCY.as_millis()
+    );
+    for vendor in vendors {
+        let figures = runtime.block_on(run_large(vendor, &seed));
+        let fewest = fewest_large(vendor);
+        let ratio = figures.requests as f64 / fewest as f64;
+        let verdict = |ok: bool| if ok { "ok" } else { "OVER BUDGET" };
+        println!(
+            "{:<9} {:.1} s (reading {:.1} s) [{}: ≤ 120 s]; requests {} (fewest {fewest}, ×{ratio:.3}) [{}: ≤ ×1.05]; refused {}; users {}, memberships {}",
+            vendor.provider(),
+            figures.elapsed.as_secs_f64(),
+            figures.read.as_secs_f64(),
+            verdict(figures.elapsed <= Duration::from_secs(120)),
+            figures.requests,
+            verdict(ratio <= 1.05),
+            figures.refused,
+            figures.users,
+            figures.memberships,
+        );
+    }
+}
+
 fn main() {
+    let scenario = std::env::var("IDPSYNC_BENCH_SCENARIO").unwrap_or_else(|_| "small".to_owned());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    if matches!(scenario.as_str(), "large" | "all") {
+        let wanted = std::env::var("IDPSYNC_BENCH_VENDORS")
+            .unwrap_or_else(|_| "entra,okta,google,jumpcloud,keycloak,authentik,zitadel".to_owned());
+        main_large(&runtime, &wanted);
+    }
+    if matches!(scenario.as_str(), "small" | "all") {
+        main_small(&runtime);
+    }
+    if let Some(peak) = peak_rss_mib() {
+        println!("peak resident memory of the whole process (fake IdP, driver and engine): {peak} MiB");
+    }
+}
+
+fn main_small(runtime: &tokio::runtime::Runtime) {
     let iterations: usize = std::env::var("IDPSYNC_BENCH_ITERATIONS")
         .ok()
         .and_then(|value| value.parse().ok())
@@ -157,10 +329,6 @@ fn main() {
         .into_iter()
         .filter(|vendor| wanted.split(',').any(|name| name.trim() == vendor.provider()))
         .collect();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
     let seed = directory();
     println!(
         "drivers: full sync and no-op resync of {USERS} users, {GROUPS} groups, {} memberships; {iterations} runs each",
@@ -198,8 +366,5 @@ fn main() {
             figures.requests,
             verdict(overhead <= 5.0)
         );
-    }
-    if let Some(peak) = peak_rss_mib() {
-        println!("peak resident memory of the whole process (fake IdP, driver and engine): {peak} MiB");
     }
 }

@@ -11,6 +11,7 @@ use serde::de::DeserializeOwned;
 use crate::auth::Auth;
 use crate::error::DriverError;
 use crate::http::{Body, Budget, Http, Request, Response};
+use crate::members::Selection;
 
 /// An IdP's API as one integration reaches it. Its `Debug` shows no credential (see `auth`).
 #[derive(Debug)]
@@ -20,17 +21,20 @@ pub(crate) struct IdpClient {
     pub(crate) base: Url,
 }
 
-/// One run: its budget and the warnings it collects for the report.
+/// One run: its budget, which groups' members it fetches, and the warnings it collects for
+/// the report.
 pub(crate) struct Run<'b> {
     pub(crate) budget: &'b Budget,
+    pub(crate) selection: Selection,
     warnings: Mutex<Vec<String>>,
 }
 
 impl<'b> Run<'b> {
-    /// A run within `budget`.
-    pub(crate) fn new(budget: &'b Budget) -> Run<'b> {
+    /// A run within `budget` that fetches the members `selection` names.
+    pub(crate) fn new(budget: &'b Budget, selection: Selection) -> Run<'b> {
         Run {
             budget,
+            selection,
             warnings: Mutex::new(Vec::new()),
         }
     }

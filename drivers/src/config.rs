@@ -32,6 +32,10 @@ const FULL_RESYNC_DEFAULT: Duration = Duration::from_secs(24 * 3600);
 const SYNC_TIMEOUT_DEFAULT: Duration = Duration::from_secs(30 * 60);
 /// The longest one HTTP request may take, unless `request_timeout` says.
 const REQUEST_TIMEOUT_DEFAULT: Duration = Duration::from_secs(30);
+/// How many member lists a run fetches at once, unless `member_concurrency` says.
+const MEMBER_CONCURRENCY_DEFAULT: usize = 4;
+/// The most `member_concurrency` may be: more is a burst no vendor's rate limit accepts.
+const MEMBER_CONCURRENCY_MAX: usize = 64;
 /// The longest any duration setting may be: 365 days. Longer ones are mistakes, and would not
 /// fit the clock arithmetic of a run's deadline or of the next run.
 const DURATION_MAX: Duration = Duration::from_secs(365 * 24 * 3600);
@@ -56,6 +60,9 @@ pub struct IntegrationConfig {
     pub groups: GroupFilter,
     /// Only sync users who are members (directly or through nested groups) of a synced group.
     pub only_group_members: bool,
+    /// How many group member lists a run fetches at once (default 4), for IdPs that answer
+    /// them one group at a time.
+    pub member_concurrency: usize,
     /// The vendor, with its credentials and options.
     pub provider: ProviderConfig,
 }
@@ -130,6 +137,8 @@ struct CommonKeys {
     exclude_groups: Vec<String>,
     #[serde(default)]
     only_group_members: bool,
+    #[serde(default, deserialize_with = "concurrency")]
+    member_concurrency: Option<usize>,
     /// Accept plain `http://` endpoints: for tests against fakes and mocks only.
     #[serde(default)]
     allow_insecure_http: bool,
@@ -149,6 +158,17 @@ fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Duratio
         Ok(value) => Ok(Some(value)),
         Err(error) => Err(serde::de::Error::custom(format!(
             "{text:?} is not a duration such as \"5m\": {error}"
+        ))),
+    }
+}
+
+/// A number of requests in flight: 1 to [`MEMBER_CONCURRENCY_MAX`].
+fn concurrency<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<usize>, D::Error> {
+    let value = i64::deserialize(deserializer)?;
+    match usize::try_from(value) {
+        Ok(value) if (1..=MEMBER_CONCURRENCY_MAX).contains(&value) => Ok(Some(value)),
+        _ => Err(serde::de::Error::custom(format!(
+            "must be from 1 to {MEMBER_CONCURRENCY_MAX}, not {value}"
         ))),
     }
 }
@@ -226,6 +246,14 @@ impl TryFrom<toml::Table> for IntegrationConfig {
             base_url: common.base_url,
             token_url: common.token_url,
         };
+        let groups = GroupFilter::new(common.include_groups.clone(), common.exclude_groups).map_err(|error| {
+            let key = if common.include_groups.contains(&error.pattern) {
+                "include_groups"
+            } else {
+                "exclude_groups"
+            };
+            in_integration(KeyError::invalid(key, error))
+        })?;
         let configured = vendor.configure(common.vendor, endpoints).map_err(in_integration)?;
         Ok(IntegrationConfig {
             interval: common.interval.unwrap_or(INTERVAL_DEFAULT),
@@ -233,8 +261,9 @@ impl TryFrom<toml::Table> for IntegrationConfig {
             sync_timeout: common.sync_timeout.unwrap_or(SYNC_TIMEOUT_DEFAULT),
             request_timeout: common.request_timeout.unwrap_or(REQUEST_TIMEOUT_DEFAULT),
             base_url: configured.base_url,
-            groups: GroupFilter::new(common.include_groups, common.exclude_groups),
+            groups,
             only_group_members: common.only_group_members,
+            member_concurrency: common.member_concurrency.unwrap_or(MEMBER_CONCURRENCY_DEFAULT),
             provider: ProviderConfig {
                 name: vendor.name,
                 vendor: configured.provider,
@@ -331,6 +360,10 @@ mod tests {
             "name = \"a0\"\nprovider = \"auth0\"\ndomain = \"a\"\nclient_id = \"c\"\nclient_secret = \"s\"\ngroups = \"teams\"",
             "integration `a0`: key `groups`: unknown variant `teams`",
         );
+        check_error(
+            "name = \"j\"\nprovider = \"jumpcloud\"\napi_key = \"k\"\nmember_concurrency = 0",
+            "integration `j`: key `member_concurrency`: must be from 1 to 64, not 0",
+        );
         check_error("provider = \"jumpcloud\"", "integration: key `name`: missing");
         check_error(
             "name = \"Acme Corp\"",
@@ -376,6 +409,20 @@ mod tests {
         )
         .unwrap();
         assert_eq!(config.interval, DURATION_MAX);
+    }
+
+    /// Issue 17: a bad regular expression in a group pattern is a configuration error that
+    /// names the key, not a filter that silently matches nothing.
+    #[test]
+    fn a_bad_group_pattern_names_its_key() {
+        check_error(
+            "name = \"j\"\nprovider = \"jumpcloud\"\napi_key = \"k\"\ninclude_groups = [\"vpn-*\", \"re:^vpn-(eu\"]",
+            "integration `j`: key `include_groups`: \"re:^vpn-(eu\" is not a usable pattern: not a regular expression",
+        );
+        check_error(
+            "name = \"j\"\nprovider = \"jumpcloud\"\napi_key = \"k\"\nexclude_groups = [\"re:\"]",
+            "integration `j`: key `exclude_groups`: \"re:\" is not a usable pattern",
+        );
     }
 
     #[test]

@@ -5,6 +5,7 @@ use crate::client::{IdpClient, Run};
 use crate::config::IntegrationConfig;
 use crate::error::DriverError;
 use crate::http::{Http, RetryPolicy};
+use crate::members::Selection;
 use crate::provider::{Cursor, Fetched};
 
 /// A configured integration's driver. Its `Debug` print shows the configuration and the
@@ -19,7 +20,7 @@ impl Driver {
     /// Builds the driver of `config`: its HTTP client and its credentials (keys are parsed
     /// here).
     pub fn new(config: IntegrationConfig, policy: RetryPolicy) -> Result<Driver, DriverError> {
-        let http = Http::new(config.request_timeout, policy);
+        let http = Http::new(config.request_timeout, policy, config.member_concurrency);
         Driver::with_http(config, http)
     }
 
@@ -36,6 +37,16 @@ impl Driver {
     /// The integration's configuration.
     pub fn config(&self) -> &IntegrationConfig {
         &self.config
+    }
+
+    /// Which groups' members a run fetches, and how many at once: the integration's group
+    /// filter, `only_group_members` and `member_concurrency`.
+    pub(crate) fn selection(&self) -> Selection {
+        Selection {
+            groups: self.config.groups.clone(),
+            nested: self.config.only_group_members,
+            concurrency: self.config.member_concurrency,
+        }
     }
 
     /// Whether this IdP offers incremental listings.

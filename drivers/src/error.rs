@@ -42,6 +42,15 @@ pub enum DriverError {
         /// Why it could not go on.
         reason: String,
     },
+    /// Objects were created or deleted while a listing was read by offset or page number, so
+    /// an object may have been skipped: the run reads the IdP again (see `sync`).
+    #[error("the listing of {resource} shifted while it was read: {reason}")]
+    Shifted {
+        /// What was being listed.
+        resource: String,
+        /// What showed the shift.
+        reason: String,
+    },
     /// The IdP answered with a status the driver does not expect.
     #[error("unexpected HTTP {status} from {url}: {message}")]
     Status {

@@ -2,7 +2,8 @@
 //! exponential back-off and jitter on 429, 5xx, timeouts and broken connections, honouring the
 //! vendors' rate-limit signals (`Retry-After`, Okta `X-Rate-Limit-Reset`, Auth0
 //! `X-RateLimit-Reset`, Google's 403 `userRateLimitExceeded`/`quotaExceeded`), all within the
-//! run's total time budget ([`Budget`]).
+//! run's total time budget ([`Budget`]). Requests are paced (`pacing`): a nearly spent quota
+//! window, or a refusal, holds back every request of the integration until it may go.
 //!
 //! Whatever an IdP answers is bounded before it is trusted: a rate-limit wait longer than
 //! [`RetryPolicy::retry_after_max`] or than what is left of the budget fails the run instead of
@@ -19,6 +20,7 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Method, StatusCode, Url};
 
 use crate::error::DriverError;
+use crate::pacing::Pacer;
 
 /// The most bytes one IdP response may have: 64 MiB. A page of a thousand users is about a
 /// megabyte, so only a broken or hostile server sends more; its answer is refused as it streams
@@ -54,12 +56,13 @@ impl Default for RetryPolicy {
     }
 }
 
-/// One run's time limit and request count.
+/// One run's time limit, request count and rate-limit refusals.
 #[derive(Debug)]
 pub(crate) struct Budget {
     deadline: Instant,
     limit: Duration,
     requests: AtomicU64,
+    rate_limited: AtomicU64,
 }
 
 impl Budget {
@@ -69,7 +72,13 @@ impl Budget {
             deadline: Instant::now() + limit,
             limit,
             requests: AtomicU64::new(0),
+            rate_limited: AtomicU64::new(0),
         }
+    }
+
+    /// Requests the IdP refused as over its rate limit (each was retried or failed the run).
+    pub(crate) fn rate_limited(&self) -> u64 {
+        self.rate_limited.load(Ordering::Relaxed)
     }
 
     /// HTTP requests sent so far, retries and token requests included.
@@ -187,6 +196,7 @@ pub(crate) struct Http {
     transport: Transport,
     request_timeout: Duration,
     policy: RetryPolicy,
+    pacer: Pacer,
 }
 
 /// Where requests go.
@@ -209,10 +219,13 @@ impl Http {
             transport: Transport::Scripted(std::sync::Mutex::new(bodies.into())),
             request_timeout: Duration::from_secs(1),
             policy: RetryPolicy::default(),
+            pacer: Pacer::new(1),
         }
     }
 
-    pub(crate) fn new(request_timeout: Duration, policy: RetryPolicy) -> Http {
+    /// A client over the network whose requests, at most `in_flight` at once, take at most
+    /// `request_timeout` each and are retried following `policy`.
+    pub(crate) fn new(request_timeout: Duration, policy: RetryPolicy, in_flight: usize) -> Http {
         let client = reqwest::Client::builder()
             .connect_timeout(request_timeout.min(Duration::from_secs(10)))
             .user_agent(concat!("openzro-idpsync/", env!("CARGO_PKG_VERSION")))
@@ -225,6 +238,7 @@ impl Http {
             transport: Transport::Network(client),
             request_timeout,
             policy,
+            pacer: Pacer::new(in_flight),
         }
     }
 
@@ -261,6 +275,7 @@ impl Http {
         let mut response = builder.send().await.map_err(transport)?;
         let status = response.status();
         let headers = response.headers().clone();
+        self.pacer.observe(&headers, Instant::now(), SystemTime::now());
         if !status.is_success() {
             // Only the start matters; the rest is left unread.
             let (body, _) = read_body(&mut response, REFUSAL_BYTES_MAX).await.map_err(transport)?;
@@ -294,11 +309,16 @@ impl Http {
         let mut attempt = 0;
         loop {
             attempt += 1;
+            self.paced(&request.url, budget).await?;
             let (retry_after, error) = match self.send_once(&request, budget).await {
                 Ok(response) => return Ok(response),
                 Err(Refusal::Fail(error)) => return Err(error),
                 Err(Refusal::Retry { retry_after, error }) => (retry_after, error),
             };
+            let rate_limited = matches!(error, DriverError::RateLimited { .. });
+            if rate_limited {
+                budget.rate_limited.fetch_add(1, Ordering::Relaxed);
+            }
             if attempt >= self.policy.attempts_max {
                 return Err(error);
             }
@@ -320,8 +340,32 @@ impl Http {
                 return Err(error);
             }
             tracing::debug!(url = %request.url, attempt, wait_ms = wait.as_millis() as u64, %error, "retrying");
+            if rate_limited {
+                // A rate limit holds back the integration's other requests too.
+                self.pacer.hold(Instant::now(), wait);
+            }
             tokio::time::sleep(wait).await;
         }
+    }
+
+    /// Waits until the pacer lets a request start; a wait past the policy's longest or past
+    /// the budget fails instead.
+    async fn paced(&self, url: &Url, budget: &Budget) -> Result<(), DriverError> {
+        let wait = self.pacer.wait(Instant::now());
+        if wait.is_zero() {
+            return Ok(());
+        }
+        if wait > self.policy.retry_after_max {
+            return Err(DriverError::RateLimited {
+                url: url.to_string(),
+                retry_after: Some(wait),
+            });
+        }
+        if budget.remaining()? <= wait {
+            return Err(DriverError::Deadline { limit: budget.limit });
+        }
+        tokio::time::sleep(wait).await;
+        Ok(())
     }
 }
 

@@ -28,7 +28,7 @@ pub async fn list_scripted(
     let http = Http::scripted(answers.into_iter().map(Bytes::from).collect());
     let driver = Driver::with_http(config, http)?;
     let budget = Budget::new(Duration::from_secs(60));
-    let run = Run::new(&budget);
+    let run = Run::new(&budget, driver.selection());
     Ok(driver.fetch(&run, since).await?.listing)
 }
 

@@ -66,6 +66,8 @@ mod driver;
 mod error;
 mod http;
 mod keys;
+mod members;
+mod pacing;
 mod paging;
 mod provider;
 mod providers;

@@ -47,6 +47,14 @@ impl Pages {
         }
     }
 
+    /// The error of a listing of this resource that shifted while it was read.
+    fn shifted(&self, reason: String) -> DriverError {
+        DriverError::Shifted {
+            resource: self.resource.clone(),
+            reason,
+        }
+    }
+
     /// After a page with `new_items` items not seen before and the server's `next` cursor:
     /// the cursor to follow, or `None` at the end.
     pub(crate) fn follow(
@@ -183,10 +191,9 @@ impl Pager {
         match self.total {
             None => self.total = Some(total),
             Some(first) if first != total => {
-                return Err(self.pages.partial(format!(
+                return Err(self.pages.shifted(format!(
                     "objects were deleted or created while the listing was read (the IdP counted \
-                     {first}, then {total}), so an object may have been skipped; nothing applied, \
-                     the next run retries"
+                     {first}, then {total}), so an object may have been skipped"
                 )));
             }
             Some(_) => {}
@@ -196,11 +203,8 @@ impl Pager {
 
     /// The error of an overlapping page that does not start with an item already read.
     fn shifted(&self) -> DriverError {
-        self.pages.partial(
-            "objects were deleted while the listing was read, so an object may have been skipped; \
-             nothing applied, the next run retries"
-                .to_owned(),
-        )
+        self.pages
+            .shifted("objects were deleted while the listing was read, so an object may have been skipped".to_owned())
     }
 }
 
@@ -248,7 +252,7 @@ mod tests {
         mut between: impl FnMut(usize, &mut Vec<u32>),
     ) -> Result<(HashSet<u32>, usize), DriverError> {
         let budget = Budget::new(Duration::from_secs(60));
-        let run = Run::new(&budget);
+        let run = Run::new(&budget, crate::members::Selection::everything());
         let mut pager = Pager::new("users");
         let mut seen = HashSet::new();
         let mut requests = 0;
@@ -295,11 +299,8 @@ mod tests {
             }
         })
         .unwrap_err();
-        assert!(matches!(error, DriverError::PartialListing { .. }), "{error}");
-        assert!(
-            error.to_string().contains("nothing applied, the next run retries"),
-            "{error}"
-        );
+        assert!(matches!(error, DriverError::Shifted { .. }), "{error}");
+        assert!(error.to_string().contains("may have been skipped"), "{error}");
     }
 
     /// Hardening issue, must-fix 7: a page that repeats what was read and offers a new cursor
@@ -308,7 +309,7 @@ mod tests {
     #[test]
     fn a_page_with_nothing_new_and_a_new_cursor_fails_the_listing() {
         let budget = Budget::new(Duration::from_secs(60));
-        let run = Run::new(&budget);
+        let run = Run::new(&budget, crate::members::Selection::everything());
         let mut pager = Pager::new("users");
         let mut seen = HashSet::new();
         let mut add = |item: u32| seen.insert(item);

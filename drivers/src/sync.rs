@@ -1,5 +1,5 @@
-//! One sync run end to end: read the IdP (incrementally when a cursor allows, fully otherwise),
-//! hand the listing with the integration's scope rules to the engine, which plans it (dry run:
+//! One sync run end to end: read the IdP (incrementally when a cursor allows, fully otherwise;
+//! again when the listing shifted while it was read), hand the listing with the integration's scope rules to the engine, which plans it (dry run:
 //! nothing is written) or reconciles it, and keep the cursor only once the run was applied.
 
 use std::time::{Duration, Instant};
@@ -14,6 +14,7 @@ use crate::cursor_store::{CursorStore, IntegrationState};
 use crate::driver::Driver;
 use crate::error::DriverError;
 use crate::http::Budget;
+use crate::provider::{Cursor, Fetched};
 
 /// Whether a run writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -50,6 +51,8 @@ pub struct SyncOutcome {
     pub listed: Listed,
     /// HTTP requests sent, retries and token requests included.
     pub requests: u64,
+    /// Requests the IdP refused as over its rate limit (429, or Google's quota 403).
+    pub rate_limited: u64,
     /// How long the run took.
     pub elapsed: Duration,
     /// Of which reading the IdP.
@@ -96,6 +99,35 @@ pub enum SyncError {
     State(std::io::Error),
 }
 
+/// How many times a run reads an IdP whose listing shifts under it (objects created or
+/// deleted between two pages of an offset or page-number listing) before it gives up.
+const LISTING_TRIES: u32 = 3;
+
+/// Reads the IdP; a listing that shifted while it was read is read again (up to
+/// [`LISTING_TRIES`] times in all, within the run's budget), never taken as complete.
+async fn fetch_holding_still(driver: &Driver, run: &Run<'_>, since: Option<&Cursor>) -> Result<Fetched, DriverError> {
+    let mut tries = 1;
+    loop {
+        match driver.fetch(run, since).await {
+            Err(DriverError::Shifted { resource, reason }) if tries < LISTING_TRIES => {
+                run.warn(format!(
+                    "the listing of {resource} shifted while it was read ({reason}); reading it again"
+                ));
+                tries += 1;
+            }
+            Err(DriverError::Shifted { resource, reason }) => {
+                return Err(DriverError::Shifted {
+                    resource,
+                    reason: format!(
+                        "{reason}, on each of {LISTING_TRIES} tries; nothing applied, the next run retries"
+                    ),
+                });
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Runs one sync of `driver` into `tenant`.
 pub async fn sync_once(
     driver: &Driver,
@@ -127,14 +159,14 @@ pub async fn sync_once(
         && !full_due
         && state.cursor.is_some();
     let budget = Budget::new(config.sync_timeout);
-    let run = Run::new(&budget);
+    let run = Run::new(&budget, driver.selection());
     let since = state.cursor.as_ref().filter(|_| incremental);
-    let fetched = match driver.fetch(&run, since).await {
+    let fetched = match fetch_holding_still(driver, &run, since).await {
         Err(DriverError::CursorExpired(why)) if since.is_some() => {
             run.warn(format!(
                 "the delta cursor is no longer valid ({why}); listing everything"
             ));
-            driver.fetch(&run, None).await?
+            fetch_holding_still(driver, &run, None).await?
         }
         other => other?,
     };
@@ -183,6 +215,7 @@ pub async fn sync_once(
         report,
         listed,
         requests: budget.requests(),
+        rate_limited: budget.rate_limited(),
         elapsed: started.elapsed(),
         read_elapsed,
         warnings: run.into_warnings(),

@@ -79,6 +79,10 @@ pub struct Directory {
     groups: BTreeMap<String, FakeGroup>,
     changes: Vec<(u64, Change)>,
     clock: u64,
+    /// Delta tokens issued before this moment are no longer valid (Graph's `syncStateNotFound`).
+    delta_horizon: u64,
+    /// Served as Keycloak 22 and older do: no `/children`, subgroups inline.
+    keycloak_22: bool,
 }
 
 impl Directory {
@@ -173,6 +177,18 @@ impl Directory {
         }
     }
 
+    /// Invalidates every delta token issued so far, as Graph does once a token is too old.
+    pub fn expire_delta_tokens(&mut self) {
+        self.delta_horizon = self.tick();
+    }
+
+    /// Serves the groups as Keycloak 22 and older do: `GET /groups` brings each group's tree of
+    /// subgroups inline (`subGroups`, no `subGroupCount`), and `/groups/{id}/children` does not
+    /// exist (404).
+    pub fn as_keycloak_22(&mut self) {
+        self.keycloak_22 = true;
+    }
+
     /// Users, by id.
     pub fn users(&self) -> impl Iterator<Item = &FakeUser> {
         self.users.values()
@@ -195,8 +211,78 @@ pub struct Faults {
     pub fail_from_request: Option<u64>,
     /// How requests fail from then on.
     pub failure: Failure,
-    /// Answer every API request this late.
+    /// Answer every API request this late: the latency of a real vendor's API.
     pub delay: Duration,
+    /// The vendor's rate limit: refuse what goes past it, and send the vendor's quota headers
+    /// (Okta, Auth0) on every answer.
+    pub quota: Option<Quota>,
+}
+
+/// A rate limit of `limit` API requests per window of `window_seconds`, windows aligned on the
+/// clock's seconds (as Okta's and Auth0's reset times are).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Quota {
+    /// Requests per window.
+    pub limit: u32,
+    /// The window, in whole seconds (at least 1).
+    pub window_seconds: u64,
+}
+
+impl Quota {
+    /// The limit the vendor documents for a directory listing, where it documents one: Okta's
+    /// 600 requests a minute (`/api/v1/users`, the lowest of the endpoints listed), Google's
+    /// 2,400 queries a minute per project (Directory API), Graph's 3,500 requests per 10 s for
+    /// one app in one tenant (identity and access, large tenants), Auth0's 15 a second
+    /// (Management API, production tenants). JumpCloud, Keycloak, authentik and Zitadel
+    /// document no number: `None`.
+    pub fn documented(vendor: Vendor) -> Option<Quota> {
+        let (limit, window_seconds) = match vendor {
+            Vendor::Okta => (600, 60),
+            Vendor::Google => (2_400, 60),
+            Vendor::Entra => (3_500, 10),
+            Vendor::Auth0 => (15, 1),
+            Vendor::JumpCloud | Vendor::Keycloak | Vendor::Authentik | Vendor::Zitadel => return None,
+        };
+        Some(Quota { limit, window_seconds })
+    }
+}
+
+/// Where a quota stands: the window being counted and the requests in it.
+#[derive(Debug, Default)]
+struct QuotaUse {
+    window: u64,
+    used: u32,
+}
+
+/// What a quota says of one request.
+enum QuotaAnswer {
+    /// Within the limit; the vendor's headers say what is left.
+    Within { limit: u32, remaining: u32, reset: u64 },
+    /// Over it, until `reset` (epoch seconds).
+    Over { limit: u32, reset: u64 },
+}
+
+impl QuotaUse {
+    fn count(&mut self, quota: Quota, now_unix: u64) -> QuotaAnswer {
+        let seconds = quota.window_seconds.max(1);
+        let window = now_unix / seconds;
+        if window != self.window {
+            *self = QuotaUse { window, used: 0 };
+        }
+        let reset = (window + 1) * seconds;
+        if self.used >= quota.limit {
+            return QuotaAnswer::Over {
+                limit: quota.limit,
+                reset,
+            };
+        }
+        self.used += 1;
+        QuotaAnswer::Within {
+            limit: quota.limit,
+            remaining: quota.limit - self.used,
+            reset,
+        }
+    }
 }
 
 /// How a failing request fails.
@@ -241,6 +327,9 @@ struct Shared {
     directory: Mutex<Directory>,
     triggers: Mutex<Vec<Trigger>>,
     faults: Mutex<(Faults, u64)>,
+    quota_use: Mutex<QuotaUse>,
+    in_flight: AtomicU64,
+    most_in_flight: AtomicU64,
     tokens: Mutex<HashSet<String>>,
     token_count: AtomicU64,
     recorded: Mutex<Vec<Recorded>>,
@@ -278,6 +367,9 @@ impl FakeIdp {
             directory: Mutex::new(directory),
             triggers: Mutex::new(Vec::new()),
             faults: Mutex::new((Faults::default(), 0)),
+            quota_use: Mutex::new(QuotaUse::default()),
+            in_flight: AtomicU64::new(0),
+            most_in_flight: AtomicU64::new(0),
             tokens: Mutex::new(HashSet::new()),
             token_count: AtomicU64::new(0),
             recorded: Mutex::new(Vec::new()),
@@ -330,6 +422,11 @@ impl FakeIdp {
         *self.shared.faults.lock().unwrap_or_else(|p| p.into_inner()) = (faults, 0);
     }
 
+    /// The most API requests the fake has been answering at one moment.
+    pub fn most_in_flight(&self) -> u64 {
+        self.shared.most_in_flight.load(Ordering::SeqCst)
+    }
+
     /// Forgets every token issued, as an IdP does when tokens are revoked or its keys roll.
     pub fn revoke_tokens(&self) {
         self.shared.tokens.lock().unwrap_or_else(|p| p.into_inner()).clear();
@@ -373,6 +470,7 @@ pub(crate) struct Call {
     pub(crate) method: Method,
     pub(crate) path: String,
     pub(crate) query: Vec<(String, String)>,
+    pub(crate) headers: HeaderMap,
     pub(crate) body: Option<Value>,
 }
 
@@ -422,9 +520,10 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
         method: parts.method.clone(),
         path: parts.uri.path().to_owned(),
         query: query.clone(),
+        headers: parts.headers.clone(),
         body: body.clone(),
     };
-    let (response, response_body) = answer(&shared, &call, &parts.headers).await;
+    let (response, response_body) = answer(&shared, &call).await;
     let status = response.status().as_u16();
     shared
         .recorded
@@ -442,12 +541,22 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
     response
 }
 
-async fn answer(shared: &Shared, call: &Call, headers: &HeaderMap) -> (Response, Option<Value>) {
-    let vendor = shared.vendor;
-    if vendors::is_token_path(vendor, &call.path) && call.method == Method::POST {
-        return issue_token(shared, call, headers);
+async fn answer(shared: &Shared, call: &Call) -> (Response, Option<Value>) {
+    if vendors::is_token_path(shared.vendor, &call.path) && call.method == Method::POST {
+        return issue_token(shared, call, &call.headers);
     }
-    let (delay, fault) = {
+    let in_flight = shared.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+    shared.most_in_flight.fetch_max(in_flight, Ordering::SeqCst);
+    let answered = answer_api(shared, call).await;
+    shared.in_flight.fetch_sub(1, Ordering::SeqCst);
+    answered
+}
+
+/// Answers an API request (anything but a token request).
+async fn answer_api(shared: &Shared, call: &Call) -> (Response, Option<Value>) {
+    let vendor = shared.vendor;
+    let headers = &call.headers;
+    let (delay, fault, quota) = {
         let mut guard = shared.faults.lock().unwrap_or_else(|p| p.into_inner());
         let (faults, count) = &mut *guard;
         *count += 1;
@@ -459,13 +568,30 @@ async fn answer(shared: &Shared, call: &Call, headers: &HeaderMap) -> (Response,
         } else {
             None
         };
-        (faults.delay, fault.map(|fault| (fault, faults.retry_after_seconds)))
+        let fault = fault.map(|fault| (fault, faults.retry_after_seconds));
+        (faults.delay, fault, faults.quota)
     };
+    let now = now_unix();
+    let quota = quota.map(|quota| {
+        let mut quota_use = shared.quota_use.lock().unwrap_or_else(|p| p.into_inner());
+        quota_use.count(quota, now)
+    });
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
+    let quota_headers = match quota {
+        Some(QuotaAnswer::Over { limit, reset }) => {
+            return vendors::rate_limited(vendor, reset.saturating_sub(now).max(1), now, Some(limit));
+        }
+        Some(QuotaAnswer::Within {
+            limit,
+            remaining,
+            reset,
+        }) => vendors::quota_headers(vendor, limit, remaining, reset),
+        None => Vec::new(),
+    };
     match fault {
-        Some((None, retry_after)) => return vendors::rate_limited(vendor, retry_after, now_unix()),
+        Some((None, retry_after)) => return vendors::rate_limited(vendor, retry_after, now, None),
         Some((Some(Failure::ServerError), _)) => {
             return json_response(StatusCode::SERVICE_UNAVAILABLE, vec![], json!({"error": "unavailable"}));
         }
@@ -488,9 +614,13 @@ async fn answer(shared: &Shared, call: &Call, headers: &HeaderMap) -> (Response,
     }
     // Answered under the lock: a page is rendered from the directory as it is at that moment.
     let mut directory = shared.directory.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(refusal) = vendors::refuse(vendor, call, &directory) {
+        return refusal;
+    }
     match vendors::route(vendor, &shared.base, call, &directory) {
-        Some((headers, body)) => {
+        Some((mut headers, body)) => {
             run_triggers(shared, &call.path, &mut directory);
+            headers.extend(quota_headers);
             json_response(StatusCode::OK, headers, body)
         }
         None => json_response(StatusCode::NOT_FOUND, vec![], json!({"error": "not found"})),

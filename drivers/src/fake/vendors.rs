@@ -132,27 +132,74 @@ pub(super) fn static_auth(vendor: Vendor) -> Option<(&'static str, &'static str)
     }
 }
 
-/// The vendor's "slow down" answer.
-pub(super) fn rate_limited(vendor: Vendor, retry_after: u64, now: u64) -> (Response, Option<Value>) {
-    let reset = (now + retry_after).to_string();
+/// A request the vendor refuses with a 4xx of its own: Graph's delta functions take no `$top`
+/// (the page size goes in `Prefer: odata.maxpagesize`) and answer an expired delta token 400
+/// `syncStateNotFound`.
+pub(super) fn refuse(vendor: Vendor, call: &Call, directory: &Directory) -> Option<(Response, Option<Value>)> {
+    let graph_error = |code: &str, message: &str| {
+        json_response(
+            StatusCode::BAD_REQUEST,
+            vec![],
+            json!({"error": {"code": code, "message": message, "innerError": {"request-id": "fake", "date": "2024-01-01T00:00:00"}}}),
+        )
+    };
+    match vendor {
+        Vendor::Entra if call.path.ends_with("/delta()") => {
+            if call.param("$top").is_some() {
+                return Some(graph_error(
+                    "Request_UnsupportedQuery",
+                    "Unsupported query option: $top",
+                ));
+            }
+            let since: Option<u64> = call.param("$deltatoken").and_then(|token| token.parse().ok());
+            if since.is_some_and(|since| since < directory.delta_horizon) {
+                return Some(graph_error(
+                    "syncStateNotFound",
+                    "The sync state generation is not found.",
+                ));
+            }
+            None
+        }
+        _ => None,
+    }
+}
+
+/// The quota headers a vendor sends on every answer: Okta's `X-Rate-Limit-*` and Auth0's
+/// `X-RateLimit-*` (reset in epoch seconds). The others send none.
+pub(super) fn quota_headers(vendor: Vendor, limit: u32, remaining: u32, reset: u64) -> Vec<(&'static str, String)> {
+    let names = match vendor {
+        Vendor::Okta => ["x-rate-limit-limit", "x-rate-limit-remaining", "x-rate-limit-reset"],
+        Vendor::Auth0 => ["x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset"],
+        _ => return Vec::new(),
+    };
+    names
+        .into_iter()
+        .zip([limit.to_string(), remaining.to_string(), reset.to_string()])
+        .collect()
+}
+
+/// The vendor's "slow down" answer: come back in `retry_after` seconds; `limit` is the quota
+/// the headers name (the vendor's documented one when the fake has none).
+pub(super) fn rate_limited(
+    vendor: Vendor,
+    retry_after: u64,
+    now: u64,
+    limit: Option<u32>,
+) -> (Response, Option<Value>) {
+    let limit = limit
+        .or_else(|| super::Quota::documented(vendor).map(|quota| quota.limit))
+        .unwrap_or(0);
     let seconds = retry_after.to_string();
+    let quota = quota_headers(vendor, limit, 0, now + retry_after);
     match vendor {
         Vendor::Okta => json_response(
             StatusCode::TOO_MANY_REQUESTS,
-            vec![
-                ("x-rate-limit-limit", "600".into()),
-                ("x-rate-limit-remaining", "0".into()),
-                ("x-rate-limit-reset", reset),
-            ],
+            quota,
             json!({"errorCode": "E0000047", "errorSummary": "API call exceeded rate limit due to too many requests.", "errorLink": "E0000047", "errorId": "sampleQPivGUj_ND5v78vbYWW", "errorCauses": []}),
         ),
         Vendor::Auth0 => json_response(
             StatusCode::TOO_MANY_REQUESTS,
-            vec![
-                ("x-ratelimit-limit", "50".into()),
-                ("x-ratelimit-remaining", "0".into()),
-                ("x-ratelimit-reset", reset),
-            ],
+            quota,
             json!({"statusCode": 429, "error": "Too Many Requests", "message": "Global limit has been reached", "errorCode": "too_many_requests"}),
         ),
         Vendor::Google => json_response(
@@ -259,7 +306,14 @@ fn entra(origin: &str, call: &Call, segments: &[&str], directory: &Directory) ->
         ["groups", "delta()"] => "groups",
         _ => return None,
     };
-    let top = call.number("$top", 100).min(999);
+    let top = call
+        .headers
+        .get("prefer")
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.trim().strip_prefix("odata.maxpagesize="))
+        .and_then(|size| size.parse().ok())
+        .unwrap_or(100usize)
+        .min(999);
     let since: Option<u64> = call.param("$deltatoken").and_then(|token| token.parse().ok());
     let offset = call.number("$skiptoken", 0);
     let items: Vec<Entry> = match (round, since) {
@@ -312,7 +366,7 @@ fn entra(origin: &str, call: &Call, segments: &[&str], directory: &Directory) ->
     let link = format!("{origin}/v1.0/{round}/delta()");
     let mut body = json!({"value": page});
     if more {
-        let mut next = format!("{link}?$skiptoken={}&$top={top}", offset + top);
+        let mut next = format!("{link}?$skiptoken={}", offset + top);
         if let Some(since) = since {
             next.push_str(&format!("&$deltatoken={since}"));
         }
@@ -464,23 +518,40 @@ fn google(call: &Call, segments: &[&str], directory: &Directory) -> Option<Answe
     }
 }
 
+/// The order of a JumpCloud listing asked without `sort`: unspecified, so the fake puts the
+/// objects changed last first, and a change made while the listing is read moves an object
+/// across the pages.
+fn unsorted<T>(items: &mut [T], updated: impl Fn(&T) -> u64) {
+    items.sort_by_key(|item| std::cmp::Reverse(updated(item)));
+}
+
 fn jumpcloud(call: &Call, segments: &[&str], directory: &Directory) -> Option<Answer> {
     let (skip, limit) = (call.number("skip", 0), call.number("limit", 10).min(100));
     match segments {
         ["systemusers"] => {
-            let users: Vec<Value> = directory
-                .users()
+            let mut users: Vec<&FakeUser> = directory.users().collect();
+            if call.param("sort") != Some("_id") {
+                unsorted(&mut users, |user| user.updated);
+            }
+            let total = users.len();
+            let (users, _) = window(&users, skip, limit);
+            let users: Vec<Value> = users
+                .into_iter()
                 .map(|user| json!({"_id": user.id, "username": user.user_name, "email": user.email, "firstname": user.given_name, "lastname": user.family_name, "displayname": format!("{} {}", user.given_name, user.family_name), "activated": true, "suspended": !user.active, "state": if user.active { "ACTIVATED" } else { "SUSPENDED" }}))
                 .collect();
-            let (page, _) = window(&users, skip, limit);
-            Some((vec![], json!({"totalCount": users.len(), "results": page})))
+            Some((vec![], json!({"totalCount": total, "results": users})))
         }
         ["v2", "usergroups"] => {
-            let groups: Vec<Value> = directory
-                .groups()
+            let mut groups: Vec<&FakeGroup> = directory.groups().collect();
+            if call.param("sort") != Some("id") {
+                unsorted(&mut groups, |group| group.updated);
+            }
+            let groups: Vec<Value> = window(&groups, skip, limit)
+                .0
+                .into_iter()
                 .map(|group| json!({"id": group.id, "name": group.name, "type": "user_group"}))
                 .collect();
-            Some((vec![], Value::Array(window(&groups, skip, limit).0)))
+            Some((vec![], Value::Array(groups)))
         }
         ["v2", "usergroups", id, "members"] => {
             let group = directory.groups.get(*id)?;
@@ -497,12 +568,26 @@ fn jumpcloud(call: &Call, segments: &[&str], directory: &Directory) -> Option<An
     }
 }
 
-fn keycloak_group(directory: &Directory, group: &FakeGroup) -> Value {
-    let children = members_of(group)
+/// A group as Keycloak shows it: with its count of subgroups, or (Keycloak 22 and older) with
+/// their whole tree inline. `depth` bounds the tree of a directory with a cycle.
+fn keycloak_group(directory: &Directory, group: &FakeGroup, depth: usize) -> Value {
+    let children: Vec<&FakeGroup> = members_of(group)
         .into_iter()
-        .filter(|member| matches!(member, FakeMember::Group(id) if directory.groups.contains_key(id)))
-        .count();
-    json!({"id": group.id, "name": group.name, "path": format!("/{}", group.name), "subGroupCount": children, "subGroups": []})
+        .filter_map(|member| match member {
+            FakeMember::Group(id) => directory.groups.get(id),
+            FakeMember::User(_) => None,
+        })
+        .collect();
+    let path = format!("/{}", group.name);
+    if directory.keycloak_22 {
+        let tree: Vec<Value> = children
+            .iter()
+            .filter(|_| depth < 16)
+            .map(|child| keycloak_group(directory, child, depth + 1))
+            .collect();
+        return json!({"id": group.id, "name": group.name, "path": path, "subGroups": tree});
+    }
+    json!({"id": group.id, "name": group.name, "path": path, "subGroupCount": children.len(), "subGroups": []})
 }
 
 fn keycloak(call: &Call, segments: &[&str], directory: &Directory) -> Option<Answer> {
@@ -524,13 +609,14 @@ fn keycloak(call: &Call, segments: &[&str], directory: &Directory) -> Option<Ans
             directory
                 .groups()
                 .filter(|group| !nested.contains(&group.id))
-                .map(|group| keycloak_group(directory, group))
+                .map(|group| keycloak_group(directory, group, 0))
                 .collect()
         }
+        ["admin", "realms", _, "groups", _, "children"] if directory.keycloak_22 => return None,
         ["admin", "realms", _, "groups", id, "children"] => members_of(directory.groups.get(*id)?)
             .into_iter()
             .filter_map(|member| match member {
-                FakeMember::Group(child) => directory.groups.get(child).map(|child| keycloak_group(directory, child)),
+                FakeMember::Group(child) => directory.groups.get(child).map(|child| keycloak_group(directory, child, 0)),
                 FakeMember::User(_) => None,
             })
             .collect(),
@@ -598,23 +684,32 @@ fn auth0(call: &Call, segments: &[&str], directory: &Directory) -> Option<Answer
 fn authentik(call: &Call, segments: &[&str], directory: &Directory) -> Option<Answer> {
     let page_size = call.number("page_size", 20);
     let page = call.number("page", 1).max(1);
-    let paginated = |items: Vec<Value>| {
-        let (slice, more) = window(&items, (page - 1) * page_size, page_size);
-        let total_pages = items.len().div_ceil(page_size.max(1));
-        let body = json!({"pagination": {"next": if more { page + 1 } else { 0 }, "previous": page.saturating_sub(1), "count": items.len(), "current": page, "total_pages": total_pages, "start_index": (page - 1) * page_size + 1, "end_index": (page - 1) * page_size + slice.len()}, "results": slice, "autocomplete": {}});
+    // The page is cut before its items are rendered: a large directory renders one page a
+    // request, not all of it.
+    let paginated = |count: usize, render: &mut dyn FnMut(usize, usize) -> Vec<Value>| {
+        let start = ((page - 1) * page_size).min(count);
+        let end = start.saturating_add(page_size).min(count);
+        let slice = render(start, end);
+        let more = end < count;
+        let total_pages = count.div_ceil(page_size.max(1));
+        let body = json!({"pagination": {"next": if more { page + 1 } else { 0 }, "previous": page.saturating_sub(1), "count": count, "current": page, "total_pages": total_pages, "start_index": (page - 1) * page_size + 1, "end_index": (page - 1) * page_size + slice.len()}, "results": slice, "autocomplete": {}});
         (vec![], body)
     };
     let number = |id: &str| id.parse::<i64>().unwrap_or(0);
     match segments {
-        ["core", "users"] => Some(paginated(
+        ["core", "users"] => Some(paginated(directory.users.len(), &mut |start, end| {
             directory
                 .users()
+                .skip(start)
+                .take(end - start)
                 .map(|user| json!({"pk": number(&user.id), "username": user.user_name, "name": format!("{} {}", user.given_name, user.family_name), "is_active": user.active, "last_login": null, "date_joined": "2024-01-01T00:00:00Z", "last_updated": "2024-01-02T00:00:00Z", "password_change_date": "2024-01-01T00:00:00Z", "is_superuser": false, "groups": [], "groups_obj": [], "roles": [], "roles_obj": [], "email": user.email, "avatar": "", "attributes": {}, "uid": user.id, "path": "users", "type": "internal", "uuid": format!("00000000-0000-4000-8000-{:012}", number(&user.id))}))
-                .collect(),
-        )),
-        ["core", "groups"] => Some(paginated(
+                .collect()
+        })),
+        ["core", "groups"] => Some(paginated(directory.groups.len(), &mut |start, end| {
             directory
                 .groups()
+                .skip(start)
+                .take(end - start)
                 .map(|group| {
                     let parents: Vec<&String> = directory
                         .groups()
@@ -624,8 +719,8 @@ fn authentik(call: &Call, segments: &[&str], directory: &Directory) -> Option<An
                     let users: Vec<i64> = user_ids(group).iter().map(|id| number(id)).collect();
                     json!({"pk": group.id, "num_pk": 1, "name": group.name, "is_superuser": false, "parents": parents, "parents_obj": [], "users": users, "users_obj": [], "attributes": {}, "roles": [], "roles_obj": [], "inherited_roles_obj": [], "children": [], "children_obj": []})
                 })
-                .collect(),
-        )),
+                .collect()
+        })),
         _ => None,
     }
 }

@@ -16,6 +16,7 @@ use crate::auth::{Auth, Grant, TokenSource};
 use crate::client::{IdpClient, Run};
 use crate::error::DriverError;
 use crate::keys::KeyError;
+use crate::members::{MemberList, fetch_members};
 use crate::paging::{Page, Pager, is_last_page, offset_of};
 use crate::provider::{Cursor, Endpoints, Fetched, Provider, Settings, Vendor};
 use crate::secret::Secret;
@@ -216,17 +217,18 @@ impl Auth0 {
             Auth0Groups::Organizations => &[("org", "/organizations", "members")],
             Auth0Groups::Both => &[("role", "/roles", "users"), ("org", "/organizations", "members")],
         };
-        for (prefix, path, members) in kinds {
+        for (prefix, path, members_path) in kinds {
+            // (external id, name)
             let mut groups = Vec::new();
             let add = |group: Named| {
                 let external_id = format!("{prefix}:{}", group.id);
                 let display_name = group.display_name.or(group.name).unwrap_or_else(|| group.id.clone());
                 let new = listing.add_group(SnapshotGroup {
                     external_id: external_id.clone(),
-                    display_name,
+                    display_name: display_name.clone(),
                 });
                 if new {
-                    groups.push((external_id, group.id));
+                    groups.push((external_id, display_name));
                 }
                 new
             };
@@ -236,17 +238,22 @@ impl Auth0 {
             } else {
                 each_checkpoint(client, run, "organizations".to_owned(), path, add).await?;
             }
-            for (external_id, id) in groups {
+            let named = groups.iter().map(|(external, name)| (external.as_str(), name.as_str()));
+            fetch_members(listing, &run.selection, named, |external_id| async move {
+                // The external id is `<prefix>:<Auth0 id>`.
+                let id = external_id.split_once(':').map_or("", |(_, id)| id);
+                let mut members = MemberList::default();
                 each_checkpoint(
                     client,
                     run,
                     format!("members of {external_id}"),
-                    &format!("{path}/{id}/{members}"),
-                    |member: MemberRef| listing.add_member(&external_id, ExternalMember::User(member.user_id)),
+                    &format!("{path}/{id}/{members_path}"),
+                    |member: MemberRef| members.add(ExternalMember::User(member.user_id)),
                 )
                 .await?;
-                listing.refreshed(&external_id);
-            }
+                Ok(members.into_members())
+            })
+            .await?;
         }
         Ok(())
     }

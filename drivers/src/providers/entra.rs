@@ -1,9 +1,12 @@
 //! Microsoft Entra ID through Microsoft Graph v1.0: client credentials; `users/delta()` and
 //! `groups/delta()` (with `members@delta`) for both the full round and the changes after it;
-//! `@odata.nextLink` paging; the last page's `@odata.deltaLink` is the cursor.
+//! `@odata.nextLink` paging; the last page's `@odata.deltaLink` is the cursor. A delta link Graph
+//! no longer knows (410, or 400 `syncStateNotFound`) makes the run list everything instead.
+//! Members come with the groups, so the group filter costs no requests here.
 
 use idpsync_engine::reconcile::{ExternalMember, SnapshotGroup};
 use reqwest::Url;
+use reqwest::header::{HeaderName, HeaderValue};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -17,8 +20,10 @@ use crate::provider::{Cursor, Endpoints, Fetched, Provider, Settings, Vendor};
 use crate::secret::Secret;
 use idpsync_engine::reconcile::{Listing, ListingScope};
 
-/// Users per page: Graph's maximum for users.
-const PAGE_SIZE: &str = "999";
+/// Items per delta page, asked with `Prefer: odata.maxpagesize` (delta functions take no
+/// `$top`): Graph's maximum for users.
+const MAX_PAGE_SIZE: &str = "odata.maxpagesize=999";
+const PREFER: HeaderName = HeaderName::from_static("prefer");
 const USER_FIELDS: &str = "id,userPrincipalName,accountEnabled,displayName,givenName,surname,mail";
 const GROUP_FIELDS: &str = "id,displayName,members";
 
@@ -161,8 +166,8 @@ impl Provider for Entra {
         let (scope, users_start, groups_start) = match since {
             None => (
                 ListingScope::Complete,
-                client.url("/users/delta()", &[("$select", USER_FIELDS), ("$top", PAGE_SIZE)]),
-                client.url("/groups/delta()", &[("$select", GROUP_FIELDS), ("$top", PAGE_SIZE)]),
+                client.url("/users/delta()", &[("$select", USER_FIELDS)]),
+                client.url("/groups/delta()", &[("$select", GROUP_FIELDS)]),
             ),
             Some(Cursor::GraphDelta { users, groups }) => (
                 ListingScope::Incremental,
@@ -200,12 +205,12 @@ async fn delta_round(
     let mut pages = Pages::new(round.name());
     let mut url = start;
     loop {
-        let page: DeltaPage = match client.get(url.clone(), &[], run).await {
+        let page_size = [(PREFER, HeaderValue::from_static(MAX_PAGE_SIZE))];
+        let page: DeltaPage = match client.get(url.clone(), &page_size, run).await {
             Ok((page, _)) => page,
-            // An expired delta token: Graph answers 410 Gone (or 400 with a resync code).
-            Err(DriverError::Status {
-                status: 410, message, ..
-            }) if listing.scope() == ListingScope::Incremental => {
+            Err(DriverError::Status { status, message, .. })
+                if listing.scope() == ListingScope::Incremental && is_expired_delta(status, &message) =>
+            {
                 return Err(DriverError::CursorExpired(message));
             }
             Err(error) => return Err(error),
@@ -230,6 +235,16 @@ async fn delta_round(
         };
         url = client.next_url(&next)?;
     }
+}
+
+/// Whether Graph refused a delta link because its token expired: 410 Gone, or 400 with one of
+/// the resync codes (`syncStateNotFound` once the token is too old).
+fn is_expired_delta(status: u16, message: &str) -> bool {
+    status == 410
+        || (status == 400
+            && ["syncStateNotFound", "syncStateInvalid", "resyncRequired"]
+                .iter()
+                .any(|code| message.contains(code)))
 }
 
 fn invalid(url: &Url, error: serde_json::Error) -> DriverError {

@@ -2,6 +2,8 @@
 //! for an admin (domain-wide delegation); `maxResults` + `pageToken` paging; groups in groups.
 //! Google offers no delta: every run is a full listing.
 
+use std::collections::HashSet;
+
 use idpsync_engine::reconcile::{ExternalMember, SnapshotGroup};
 use reqwest::Url;
 use serde::Deserialize;
@@ -12,6 +14,7 @@ use crate::auth::{AssertionClaims, Auth, Grant, ServiceAccountKey, Signer, Token
 use crate::client::{IdpClient, Run};
 use crate::error::DriverError;
 use crate::keys::KeyError;
+use crate::members::{MemberList, fetch_members};
 use crate::paging::{Page, Pager};
 use crate::provider::{Cursor, Endpoints, Fetched, Provider, Settings, Vendor};
 use crate::secret::{KeyFile, Secret};
@@ -167,6 +170,42 @@ async fn each<P: DeserializeOwned, T>(
     Ok(())
 }
 
+/// The direct members of one group; members that are neither users nor groups (the whole
+/// customer, external addresses) are skipped with a warning.
+async fn group_members(client: &IdpClient, run: &Run<'_>, group: String) -> Result<Vec<ExternalMember>, DriverError> {
+    let mut members = MemberList::default();
+    let mut unsupported = HashSet::new();
+    each(
+        client,
+        run,
+        format!("members of group {group}"),
+        &format!("/admin/directory/v1/groups/{group}/members"),
+        &[("maxResults", MEMBERS_PAGE)],
+        |page: Members| Page {
+            items: page.members,
+            next: page.next_page_token,
+        },
+        |member| {
+            let member = match (member.kind.as_deref(), member.id) {
+                (Some("USER"), Some(id)) => ExternalMember::User(id),
+                (Some("GROUP"), Some(id)) => ExternalMember::Group(id),
+                // CUSTOMER (everyone in the account) and external members have no user here;
+                // each counts once, so that a repeated page still reads as nothing new.
+                (_, id) => return unsupported.insert(id.unwrap_or_default()),
+            };
+            members.add(member)
+        },
+    )
+    .await?;
+    if !unsupported.is_empty() {
+        run.warn(format!(
+            "group {group}: {} member(s) that are neither users nor groups were skipped",
+            unsupported.len()
+        ));
+    }
+    Ok(members.into_members())
+}
+
 #[async_trait::async_trait]
 impl Provider for Google {
     fn auth(&self) -> Result<Auth, DriverError> {
@@ -229,46 +268,20 @@ impl Provider for Google {
                 let display_name = group.name.or(group.email).unwrap_or_else(|| group.id.clone());
                 let new = listing.add_group(SnapshotGroup {
                     external_id: group.id.clone(),
-                    display_name,
+                    display_name: display_name.clone(),
                 });
                 if new {
-                    groups.push(group.id);
+                    groups.push((group.id, display_name));
                 }
                 new
             },
         )
         .await?;
-        for group in groups {
-            let mut unsupported = std::collections::HashSet::new();
-            each(
-                client,
-                run,
-                format!("members of group {group}"),
-                &format!("/admin/directory/v1/groups/{group}/members"),
-                &[("maxResults", MEMBERS_PAGE)],
-                |page: Members| Page {
-                    items: page.members,
-                    next: page.next_page_token,
-                },
-                |member| {
-                    let member = match (member.kind.as_deref(), member.id) {
-                        (Some("USER"), Some(id)) => ExternalMember::User(id),
-                        (Some("GROUP"), Some(id)) => ExternalMember::Group(id),
-                        // CUSTOMER (everyone in the account) and external members have no user
-                        // here; each counts once, so that a repeated page still reads as nothing new.
-                        (_, id) => return unsupported.insert(id.unwrap_or_default()),
-                    };
-                    listing.add_member(&group, member)
-                },
-            )
-            .await?;
-            if !unsupported.is_empty() {
-                run.warn(format!(
-                    "group {group}: {} member(s) that are neither users nor groups were skipped",
-                    unsupported.len()
-                ));
-            }
-        }
+        let named = groups.iter().map(|(id, name)| (id.as_str(), name.as_str()));
+        fetch_members(&mut listing, &run.selection, named, |group| {
+            group_members(client, run, group)
+        })
+        .await?;
         Ok(Fetched { listing, cursor: None })
     }
 }

@@ -1,6 +1,7 @@
 //! JumpCloud: `x-api-key` (and `x-org-id` for multi-tenant admins); v1 `/systemusers`
 //! (`{totalCount, results}`) and v2 `/v2/usergroups` with `/members` (bare arrays), all paged by
-//! `limit` + `skip`. No delta: every run is a full listing. Each page after the first re-reads
+//! `limit` + `skip`, users sorted by `_id` and groups by `id` so that a change during the listing
+//! moves nothing across pages. No delta: every run is a full listing. Each page after the first re-reads
 //! the last two items of the one before, so that an object deleted during the listing cannot
 //! make the next one be skipped (a larger shift fails the listing; see [`Pager::take_at`]).
 
@@ -17,6 +18,7 @@ use crate::auth::{Auth, header_value};
 use crate::client::{IdpClient, Run};
 use crate::error::DriverError;
 use crate::keys::KeyError;
+use crate::members::{MemberList, fetch_members};
 use crate::paging::{Pager, offset_of};
 use crate::provider::{Cursor, Endpoints, Fetched, Provider, Settings, Vendor};
 use crate::secret::Secret;
@@ -104,13 +106,16 @@ struct GraphObject {
     kind: Option<String>,
 }
 
-/// Lists `path` by `limit` + `skip`; `split` turns a body into items and, where the body has
+/// Lists `path` by `limit` + `skip`, in the order of the `sort` field where the endpoint takes
+/// one (without it the order is unspecified, and a change during the listing could move an
+/// object past the page boundary); `split` turns a body into items and, where the body has
 /// one, a total.
 async fn each<P: DeserializeOwned, T>(
     client: &IdpClient,
     run: &Run<'_>,
     resource: String,
     path: &str,
+    sort: Option<&str>,
     split: impl Fn(P) -> (Vec<T>, Option<u64>),
     mut add: impl FnMut(T) -> bool,
 ) -> Result<(), DriverError> {
@@ -118,7 +123,9 @@ async fn each<P: DeserializeOwned, T>(
     while let Some(cursor) = pager.cursor() {
         let offset = offset_of(cursor.as_deref());
         let (limit, skip) = (PAGE_SIZE.to_string(), offset.to_string());
-        let url = client.url(path, &[("limit", &limit), ("skip", &skip)]);
+        let mut query = vec![("limit", limit.as_str()), ("skip", skip.as_str())];
+        query.extend(sort.map(|field| ("sort", field)));
+        let url = client.url(path, &query);
         let (body, _) = client.get(url, &[], run).await?;
         let (items, total) = split(body);
         pager.take_at(offset, items, PAGE_SIZE, total, &mut add, run)?;
@@ -151,6 +158,7 @@ impl Provider for JumpCloud {
             run,
             "users".to_owned(),
             "/systemusers",
+            Some("_id"),
             |page: SystemUsers| (page.results, page.total_count),
             |user| {
                 let person = Person {
@@ -173,20 +181,24 @@ impl Provider for JumpCloud {
             run,
             "user groups".to_owned(),
             "/v2/usergroups",
+            Some("id"),
             |page: Vec<UserGroup>| (page, None),
             |group| {
+                let name = group.name.unwrap_or_else(|| group.id.clone());
                 let new = listing.add_group(SnapshotGroup {
                     external_id: group.id.clone(),
-                    display_name: group.name.unwrap_or_else(|| group.id.clone()),
+                    display_name: name.clone(),
                 });
                 if new {
-                    groups.push(group.id);
+                    groups.push((group.id, name));
                 }
                 new
             },
         )
         .await?;
-        for group in groups {
+        let named = groups.iter().map(|(id, name)| (id.as_str(), name.as_str()));
+        fetch_members(&mut listing, &run.selection, named, |group| async move {
+            let mut members = MemberList::default();
             // Members of other kinds are not synced, but are told apart from repeats all the same.
             let mut others = HashSet::new();
             each(
@@ -194,15 +206,18 @@ impl Provider for JumpCloud {
                 run,
                 format!("members of user group {group}"),
                 &format!("/v2/usergroups/{group}/members"),
+                None,
                 |page: Vec<GraphConnection>| (page, None),
                 |edge| match edge.to.kind.as_deref() {
-                    Some("user") | None => listing.add_member(&group, ExternalMember::User(edge.to.id)),
-                    Some("user_group") => listing.add_member(&group, ExternalMember::Group(edge.to.id)),
+                    Some("user") | None => members.add(ExternalMember::User(edge.to.id)),
+                    Some("user_group") => members.add(ExternalMember::Group(edge.to.id)),
                     Some(kind) => others.insert((kind.to_owned(), edge.to.id)),
                 },
             )
             .await?;
-        }
+            Ok(members.into_members())
+        })
+        .await?;
         Ok(Fetched { listing, cursor: None })
     }
 }

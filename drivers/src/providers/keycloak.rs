@@ -1,22 +1,25 @@
 //! Keycloak Admin REST API: client credentials of a service-account client; bare arrays paged by
-//! `first` + `max`; top-level groups, their subgroups (`/children`, recursively, cycle-safe) as
-//! nested groups, and each group's direct members. No delta: every run is a full listing. Each
+//! `first` + `max`; top-level groups, their subgroups (`/children`, recursively, cycle-safe; or,
+//! on Keycloak 22 and older, which have no `/children`, the tree `GET /groups` brings inline) as
+//! nested groups, and the direct members of the groups the run selects. No delta: every run is a full listing. Each
 //! page after the first re-reads the last two items of the one before, so that an object
 //! deleted during the listing cannot make the next one be skipped (a larger shift fails the
 //! listing; see [`Pager::take_at`]).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use idpsync_engine::reconcile::{ExternalMember, SnapshotGroup};
 use reqwest::Url;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
+use serde_json::Value;
 
 use super::person::Person;
 use crate::auth::{Auth, Grant, TokenSource};
 use crate::client::{IdpClient, Run, joined};
 use crate::error::DriverError;
 use crate::keys::KeyError;
+use crate::members::{MemberList, fetch_members};
 use crate::paging::{Pager, offset_of};
 use crate::provider::{Cursor, Endpoints, Fetched, Provider, Settings, Vendor};
 use crate::secret::Secret;
@@ -88,7 +91,12 @@ struct KeycloakGroup {
     id: String,
     name: Option<String>,
     path: Option<String>,
+    /// How many subgroups it has (Keycloak 23 on; older versions send none).
     sub_group_count: Option<i64>,
+    /// Its subgroups, inline: the whole tree in Keycloak 22 and older, not filled from 23 on
+    /// (without `search`); read only when the count is missing, as `KeycloakGroup`s.
+    #[serde(default)]
+    sub_groups: Vec<Value>,
 }
 
 /// Lists `path` by `first` + `max` (bare arrays; a short page is the last).
@@ -111,6 +119,39 @@ async fn each<T: DeserializeOwned>(
         pager.take_at(offset, items, PAGE_SIZE, None, &mut add, run)?;
     }
     Ok(())
+}
+
+/// Subgroups as Keycloak 22 and older bring them inline.
+fn inline_groups(client: &IdpClient, realm: &str, inline: Vec<Value>) -> Result<Vec<KeycloakGroup>, DriverError> {
+    serde_json::from_value(Value::Array(inline)).map_err(|error| DriverError::InvalidResponse {
+        url: client.url(&format!("{realm}/groups"), &[]).to_string(),
+        message: format!("an inline subgroup: {error}"),
+    })
+}
+
+/// A group's direct subgroups, from `/groups/{id}/children` (Keycloak 23 on).
+async fn children(
+    client: &IdpClient,
+    run: &Run<'_>,
+    realm: &str,
+    group: &str,
+) -> Result<Vec<KeycloakGroup>, DriverError> {
+    let mut children: Vec<KeycloakGroup> = Vec::new();
+    each(
+        client,
+        run,
+        format!("subgroups of group {group}"),
+        &format!("{realm}/groups/{group}/children"),
+        |child: KeycloakGroup| {
+            let new = !children.iter().any(|known| known.id == child.id);
+            if new {
+                children.push(child);
+            }
+            new
+        },
+    )
+    .await?;
+    Ok(children)
 }
 
 #[async_trait::async_trait]
@@ -165,10 +206,16 @@ impl Provider for Keycloak {
             },
         )
         .await?;
+        // The tree first (every group, and each one's subgroups), then the members of the
+        // groups the run selects.
         let mut visited = HashSet::new();
-        while let Some((group, parent)) = queue.pop() {
-            if let Some(parent) = &parent {
-                listing.add_member(parent, ExternalMember::Group(group.id.clone()));
+        let mut named: Vec<(String, String)> = Vec::new();
+        let mut children_of: HashMap<String, Vec<String>> = HashMap::new();
+        // Keycloak 22 and older have no `/children` (a 404) and bring the tree inline instead.
+        let mut inline_tree = false;
+        while let Some((mut group, parent)) = queue.pop() {
+            if let Some(parent) = parent {
+                children_of.entry(parent).or_default().push(group.id.clone());
             }
             if !visited.insert(group.id.clone()) {
                 continue;
@@ -176,35 +223,45 @@ impl Provider for Keycloak {
             let display_name = group.name.or(group.path).unwrap_or_else(|| group.id.clone());
             listing.add_group(SnapshotGroup {
                 external_id: group.id.clone(),
-                display_name,
+                display_name: display_name.clone(),
             });
+            named.push((group.id.clone(), display_name));
+            let inline = std::mem::take(&mut group.sub_groups);
+            let children = match group.sub_group_count {
+                Some(0) => Vec::new(),
+                Some(_) => children(client, run, &realm, &group.id).await?,
+                // Without a count, this is Keycloak 22 or older, whose tree is inline.
+                None if inline_tree || !inline.is_empty() => inline_groups(client, &realm, inline)?,
+                None => match children(client, run, &realm, &group.id).await {
+                    Ok(children) => children,
+                    Err(DriverError::Status { status: 404, .. }) => {
+                        inline_tree = true;
+                        inline_groups(client, &realm, inline)?
+                    }
+                    Err(error) => return Err(error),
+                },
+            };
+            queue.extend(children.into_iter().map(|child| (child, Some(group.id.clone()))));
+        }
+        let groups = named.iter().map(|(id, name)| (id.as_str(), name.as_str()));
+        let (realm, children_of) = (&realm, &children_of);
+        fetch_members(&mut listing, &run.selection, groups, |group| async move {
+            // A group's members are its users and its subgroups.
+            let mut members = MemberList::default();
+            for child in children_of.get(&group).into_iter().flatten() {
+                members.add(ExternalMember::Group(child.clone()));
+            }
             each(
                 client,
                 run,
-                format!("members of group {}", group.id),
-                &format!("{realm}/groups/{}/members", group.id),
-                |user: KeycloakUser| listing.add_member(&group.id, ExternalMember::User(user.id)),
+                format!("members of group {group}"),
+                &format!("{realm}/groups/{group}/members"),
+                |user: KeycloakUser| members.add(ExternalMember::User(user.id)),
             )
             .await?;
-            if group.sub_group_count.is_none_or(|count| count > 0) {
-                let mut children = Vec::new();
-                each(
-                    client,
-                    run,
-                    format!("subgroups of group {}", group.id),
-                    &format!("{realm}/groups/{}/children", group.id),
-                    |child: KeycloakGroup| {
-                        let new = !children.iter().any(|known: &KeycloakGroup| known.id == child.id);
-                        if new {
-                            children.push(child);
-                        }
-                        new
-                    },
-                )
-                .await?;
-                queue.extend(children.into_iter().map(|child| (child, Some(group.id.clone()))));
-            }
-        }
+            Ok(members.into_members())
+        })
+        .await?;
         Ok(Fetched { listing, cursor: None })
     }
 }
@@ -212,6 +269,28 @@ impl Provider for Keycloak {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 17 (found by the contract mocks): Keycloak's schema lets `subGroups` hold groups
+    /// without an `id`, which failed the whole group listing once subgroups were read. They
+    /// are read only without a `subGroupCount` (Keycloak 22 and older), and parsed then.
+    #[test]
+    fn inline_subgroups_are_parsed_only_when_read() {
+        let group: KeycloakGroup =
+            serde_json::from_str(r#"{"id": "g1", "subGroupCount": 1, "subGroups": [{"name": "x"}]}"#).unwrap();
+        assert_eq!(group.sub_group_count, Some(1));
+        let client = IdpClient {
+            http: crate::http::Http::new(std::time::Duration::from_secs(1), Default::default(), 1),
+            auth: Auth::Static(Vec::new()),
+            base: Url::parse("https://sso.example.com").unwrap(),
+        };
+        let Err(error) = inline_groups(&client, "/admin/realms/acme", group.sub_groups) else {
+            panic!("a subgroup without an id is refused once read");
+        };
+        assert!(error.to_string().contains("missing field `id`"), "{error}");
+        let tree = vec![serde_json::json!({"id": "g2", "subGroups": [{"id": "g3"}]})];
+        let groups = inline_groups(&client, "/admin/realms/acme", tree).unwrap();
+        assert_eq!(groups[0].sub_groups.len(), 1);
+    }
 
     #[test]
     fn the_token_endpoint_is_the_realm_s() {

@@ -14,6 +14,7 @@ use crate::auth::{Auth, Grant, Signer, TokenSource, header_value};
 use crate::client::{IdpClient, Run, joined};
 use crate::error::DriverError;
 use crate::keys::{self, KeyError};
+use crate::members::{MemberList, fetch_members};
 use crate::paging::{Page, Pager, next_link};
 use crate::provider::{Cursor, Endpoints, Fetched, Provider, Settings, Vendor};
 use crate::secret::Secret;
@@ -285,29 +286,33 @@ impl Provider for Okta {
             "groups".to_owned(),
             client.url("/api/v1/groups", &query),
             |group: OktaGroup| {
+                let name = group.profile.name;
                 let new = listing.add_group(SnapshotGroup {
                     external_id: group.id.clone(),
-                    display_name: group.profile.name,
+                    display_name: name.clone(),
                 });
                 if new {
-                    groups.push(group.id);
+                    groups.push((group.id, name));
                 }
                 new
             },
         )
         .await?;
-        for group in groups {
+        let named = groups.iter().map(|(id, name)| (id.as_str(), name.as_str()));
+        fetch_members(&mut listing, &run.selection, named, |group| async move {
             let url = client.url(&format!("/api/v1/groups/{group}/users"), &[("limit", MEMBERS_PAGE)]);
+            let mut members = MemberList::default();
             each(
                 client,
                 run,
                 format!("members of group {group}"),
                 url,
-                |member: OktaMember| listing.add_member(&group, ExternalMember::User(member.id)),
+                |member: OktaMember| members.add(ExternalMember::User(member.id)),
             )
             .await?;
-            listing.refreshed(&group);
-        }
+            Ok(members.into_members())
+        })
+        .await?;
         Ok(Fetched {
             listing,
             cursor: Some(cursor),

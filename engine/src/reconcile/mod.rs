@@ -28,7 +28,7 @@ mod report;
 mod scope;
 mod snapshot;
 
-pub use filter::GroupFilter;
+pub use filter::{GroupFilter, PatternError};
 pub use guard::{Guard, GuardCount, GuardMemory, RecentRemovals};
 pub(crate) use guard::{Removals, held_event};
 pub use listing::{Listing, ListingScope};
