@@ -12,6 +12,7 @@
 //! true`, which exists for tests against fakes and mocks on loopback.
 
 use std::fmt;
+use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,6 +23,7 @@ use serde::{Deserialize, Deserializer};
 use crate::keys::{self, KeyError};
 use crate::provider::{Endpoints, Provider};
 use crate::providers;
+use idpsync_engine::absence::AbsenceRules;
 use idpsync_engine::reconcile::GroupFilter;
 
 /// How often the scheduler runs an integration, unless `interval` says.
@@ -56,6 +58,9 @@ pub struct IntegrationConfig {
     pub groups: GroupFilter,
     /// Only sync users who are members (directly or through nested groups) of a synced group.
     pub only_group_members: bool,
+    /// When what a complete listing no longer contains is removed: `absent_listings`
+    /// consecutive complete listings (default 2), or `absent_after` (unset by default).
+    pub absence: AbsenceRules,
     /// The vendor, with its credentials and options.
     pub provider: ProviderConfig,
 }
@@ -130,6 +135,12 @@ struct CommonKeys {
     exclude_groups: Vec<String>,
     #[serde(default)]
     only_group_members: bool,
+    /// Consecutive complete listings that must not contain something before it is removed.
+    #[serde(default, deserialize_with = "listings")]
+    absent_listings: Option<NonZeroU32>,
+    /// Or how long it must have been absent.
+    #[serde(default, deserialize_with = "duration")]
+    absent_after: Option<Duration>,
     /// Accept plain `http://` endpoints: for tests against fakes and mocks only.
     #[serde(default)]
     allow_insecure_http: bool,
@@ -151,6 +162,16 @@ fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Duratio
             "{text:?} is not a duration such as \"5m\": {error}"
         ))),
     }
+}
+
+/// A count of listings: at least 1.
+fn listings<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<NonZeroU32>, D::Error> {
+    let count = i64::deserialize(deserializer)?;
+    u32::try_from(count)
+        .ok()
+        .and_then(NonZeroU32::new)
+        .map(Some)
+        .ok_or_else(|| serde::de::Error::custom(format!("must be a count of listings from 1 up, not {count}")))
 }
 
 /// An http(s) URL that can be a base, without credentials in it (they would show wherever the
@@ -235,6 +256,10 @@ impl TryFrom<toml::Table> for IntegrationConfig {
             base_url: configured.base_url,
             groups: GroupFilter::new(common.include_groups, common.exclude_groups),
             only_group_members: common.only_group_members,
+            absence: AbsenceRules {
+                listings: common.absent_listings.unwrap_or(AbsenceRules::default().listings),
+                after: common.absent_after,
+            },
             provider: ProviderConfig {
                 name: vendor.name,
                 vendor: configured.provider,
@@ -287,6 +312,24 @@ mod tests {
         assert_eq!(config.base_url.as_str(), "https://graph.microsoft.us/v1.0");
         assert_eq!(config.provider_name(), "entra");
         assert!(config.groups.allows("vpn-eng") && !config.groups.allows("eng"));
+        assert_eq!(config.absence, AbsenceRules::default());
+    }
+
+    #[test]
+    fn absence_settings_are_read_and_checked() {
+        let base = "name = \"j\"\nprovider = \"jumpcloud\"\napi_key = \"k\"\n";
+        let config =
+            IntegrationConfig::from_toml(&format!("{base}absent_listings = 3\nabsent_after = \"30m\"")).unwrap();
+        assert_eq!(config.absence.listings.get(), 3);
+        assert_eq!(config.absence.after, Some(Duration::from_secs(1800)));
+        check_error(
+            &format!("{base}absent_listings = 0"),
+            "integration `j`: key `absent_listings`: must be a count of listings from 1 up, not 0",
+        );
+        check_error(
+            &format!("{base}absent_after = \"0s\""),
+            "integration `j`: key `absent_after`: must be longer than zero",
+        );
     }
 
     #[test]

@@ -387,6 +387,7 @@ impl Writer {
             new_id: &mut new_id,
             policy: &self.tenant.settings.policy,
             guard: &guard,
+            now,
         };
         // A reconcile is decided on the state with the erased users its listing names
         // recognisable; its events name users by their ids, and are folded into the state itself.
