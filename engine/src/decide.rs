@@ -344,6 +344,30 @@ pub fn decide(
                 },
             )
         }
+        Command::AcknowledgeRevocation {
+            user,
+            seq,
+            index,
+            resource,
+            role,
+            via,
+        } => {
+            // Only a change the log has can have been applied.
+            if *seq == Seq::ZERO || *seq > state.seq() {
+                return Err(Rejection::ChangeNotFound {
+                    seq: *seq,
+                    index: *index,
+                });
+            }
+            done(vec![Event::RevocationAcknowledged {
+                user: *user,
+                seq: *seq,
+                index: *index,
+                resource: resource.clone(),
+                role: *role,
+                via: *via,
+            }])
+        }
         Command::Atomic(commands) => {
             let mut scratch = state.clone();
             let mut events = Vec::new();

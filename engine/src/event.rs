@@ -14,7 +14,7 @@ use idpsync_storage::{EventId, Record, SchemaVersion, Seq, Timestamp};
 
 use crate::absence::Absent;
 use crate::ids::{GroupId, IntegrationName, Member, RequestId, SyncRunId, TokenId, UserId};
-use crate::model::{BindingGroups, Owner, ResourceRef, UserProfile};
+use crate::model::{BindingGroups, BindingRole, Owner, ResourceRef, UserProfile};
 use crate::sealed::{ExternalIdHash, Sealed};
 
 /// The envelope version this build writes.
@@ -328,6 +328,12 @@ pub enum Event {
         seq: Seq,
         /// Which of that record's access changes it is: the `i` of the stream id `<seq>.<i>`.
         index: u32,
+        /// The resource the access was to.
+        resource: ResourceRef,
+        /// In which role.
+        role: BindingRole,
+        /// The bound group it came through.
+        via: GroupId,
     },
 }
 

@@ -12,8 +12,8 @@ use idpsync_engine::absence::Absent;
 use idpsync_engine::event::{ENVELOPE_VERSION, HoldSummary, Personal, decode, encode};
 use idpsync_engine::ids::{GroupId, IntegrationName, Member, RequestId, ResourceId, SyncRunId, TokenId, UserId};
 use idpsync_engine::model::{
-    Address, AttrValue, BindingGroups, EnterpriseUser, Manager, MultiValue, Name, Owner, ResourceKind, ResourceRef,
-    UserProfile,
+    Address, AttrValue, BindingGroups, BindingRole, EnterpriseUser, Manager, MultiValue, Name, Owner, ResourceKind,
+    ResourceRef, UserProfile,
 };
 use idpsync_engine::{Cause, Envelope, Event, Source};
 use idpsync_engine::{ExternalIdHash, Sealed};
@@ -320,6 +320,12 @@ fn samples() -> Vec<(&'static str, Envelope)> {
                 user: user(),
                 seq: idpsync_storage::Seq(42),
                 index: 3,
+                resource: ResourceRef {
+                    kind: ResourceKind::Route,
+                    id: ResourceId::new("route-1").unwrap(),
+                },
+                role: BindingRole::Member,
+                via: group(),
             }),
         ),
     ]

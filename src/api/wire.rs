@@ -374,9 +374,15 @@ pub fn event_body(event: &Event, opener: &dyn Opener) -> Value {
             absent,
         } => json!({"integration": integration.as_str(), "run": run,
             "absent": absent.iter().map(absent_json).collect::<Vec<Value>>()}),
-        Event::RevocationAcknowledged { user, seq, index } => {
-            json!({"user": user, "change": format!("{seq}.{index}")})
-        }
+        Event::RevocationAcknowledged {
+            user,
+            seq,
+            index,
+            resource,
+            role,
+            via,
+        } => json!({"user": user, "change": format!("{seq}.{index}"),
+            "resource": ResourceRow::from(resource), "role": role.as_str(), "via": via}),
     };
     body["type"] = Value::from(event.kind());
     body

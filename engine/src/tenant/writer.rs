@@ -65,6 +65,7 @@ pub(crate) fn start(
         checkpoints: Default::default(),
         erasures: tokio::sync::watch::channel(0).0,
         holds: Default::default(),
+        acks: Default::default(),
     });
     let writer = Writer {
         tenant: Arc::clone(&tenant),
