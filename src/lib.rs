@@ -41,6 +41,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod copy;
 pub mod metrics;
+pub mod revocations;
 pub mod server;
 pub mod storage_location;
 pub mod tokens;

@@ -326,7 +326,8 @@ pub enum Event {
         user: UserId,
         /// The record whose projection revoked it.
         seq: Seq,
-        /// Which of that record's access changes it is: the `i` of the stream id `<seq>.<i>`.
+        /// Which of that record's access changes it is: the `i` of the stream id `<seq>.<i>`
+        /// (from 1).
         index: u32,
         /// The resource the access was to.
         resource: ResourceRef,

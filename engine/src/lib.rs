@@ -87,7 +87,10 @@ pub use projector::{AccessChange, AccessDirection};
 pub use rejection::Rejection;
 pub use sealed::{ExternalIdHash, Sealed};
 pub use state::State;
-pub use tenant::{Applied, ChangeStream, Committed, HeldReconcile, Tenant, TenantSettings};
+pub use tenant::{
+    AcknowledgeError, Acknowledgement, Applied, ChangeId, ChangeStream, Committed, HeldReconcile, Overdue, Tenant,
+    TenantSettings,
+};
 #[cfg(test)]
 pub(crate) mod testing;
 #[cfg(test)]

@@ -76,6 +76,7 @@ pub(crate) async fn run(context: &Context, args: ServeArgs) -> anyhow::Result<()
     for tenant in &context.config.tenants {
         engine.ensure_tenant(&tenant.id).await?;
     }
+    let revocations = idpsync::revocations::watch(Arc::clone(&engine));
     let scheduler = idpsync_drivers::scheduler::Scheduler::start(super::sync::scheduled(context, &engine).await?);
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -134,6 +135,7 @@ pub(crate) async fn run(context: &Context, args: ServeArgs) -> anyhow::Result<()
     // the last checkpoints are signed while the writers still run.
     scheduler.shutdown().await;
     signer.shutdown().await;
+    revocations.abort();
     tracing::info!("shutting down: writing snapshots");
     engine.shutdown().await;
     tracing::info!("stopped");

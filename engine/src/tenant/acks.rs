@@ -3,7 +3,7 @@
 //! stops honouring the access, not when the engine decided it should.
 //!
 //! A change is named by its stream id `<seq>.<i>`: the `i`-th access change the record at
-//! `seq` projected ([`ChangeId`]). [`Tenant::acknowledge`] finds that change (from the recent
+//! `seq` projected, counted from 1 (`<seq>` alone, or `<seq>.0`, is the event) ([`ChangeId`]). [`Tenant::acknowledge`] finds that change (from the recent
 //! ring, or by replaying the log to it, as the change stream does), checks it is a revocation,
 //! and records [`Event::RevocationAcknowledged`](crate::Event::RevocationAcknowledged) through
 //! the writer: the log is the record, so audits and replays see it. Acknowledging twice
@@ -37,8 +37,23 @@ use crate::rejection::Rejection;
 pub struct ChangeId {
     /// The record that caused it.
     pub seq: Seq,
-    /// Its place among that record's access changes.
+    /// Its place among that record's access changes, from 1, as the stream numbers them.
     pub index: u32,
+}
+
+impl ChangeId {
+    /// The change of the record at `seq` at `position` (from 0) among its access changes.
+    pub fn of(seq: Seq, position: usize) -> ChangeId {
+        ChangeId {
+            seq,
+            index: position as u32 + 1,
+        }
+    }
+
+    /// Its position (from 0) among the record's access changes; `None` for index 0, the event.
+    pub fn position(&self) -> Option<usize> {
+        (self.index as usize).checked_sub(1)
+    }
 }
 
 impl fmt::Display for ChangeId {
@@ -135,12 +150,9 @@ impl Acks {
     pub(super) fn note(&self, tenant: &Tenant, applied: &Applied) {
         let mut inner = self.lock();
         let at = applied.event.recorded_at;
-        for (index, change) in applied.access.iter().enumerate() {
+        for (position, change) in applied.access.iter().enumerate() {
             if change.direction == AccessDirection::Revoked {
-                let id = ChangeId {
-                    seq: change.seq,
-                    index: index as u32,
-                };
+                let id = ChangeId::of(change.seq, position);
                 inner.waiting.insert(
                     id,
                     Waiting {
@@ -190,7 +202,10 @@ impl Tenant {
         }
         // The change stream's own way to the record's projection: the recent ring, or the log.
         let applied = self.subscribe(change.seq).next().await?;
-        let revocation = applied.access.get(change.index as usize).ok_or_else(not_found)?;
+        let revocation = change
+            .position()
+            .and_then(|position| applied.access.get(position))
+            .ok_or_else(not_found)?;
         if revocation.direction != AccessDirection::Revoked {
             return Err(Rejection::NotARevocation {
                 seq: change.seq,
@@ -274,12 +289,9 @@ impl Tenant {
         let read = async {
             while stream.position() <= head {
                 let applied = stream.next().await?;
-                for (index, change) in applied.access.iter().enumerate() {
+                for (position, change) in applied.access.iter().enumerate() {
                     if change.direction == AccessDirection::Revoked {
-                        let id = ChangeId {
-                            seq: change.seq,
-                            index: index as u32,
-                        };
+                        let id = ChangeId::of(change.seq, position);
                         let revoked_at = applied.event.recorded_at;
                         waiting.insert(
                             id,
