@@ -10,8 +10,7 @@ use axum::body::Bytes;
 use axum::extract::Path;
 use axum::http::StatusCode;
 use idpsync_drivers::scheduler::IntegrationStatus;
-use idpsync_engine::absence::Absent;
-use idpsync_engine::ids::{IntegrationName, Member, SyncRunId};
+use idpsync_engine::ids::{IntegrationName, SyncRunId};
 use idpsync_engine::reconcile::{AbsentLine, ReconcilePolicy};
 use idpsync_engine::{HeldReconcile, Outcome, State, Tenant};
 use idpsync_storage::Timestamp;
@@ -125,28 +124,13 @@ fn statuses(state: &ApiState, access: &TenantAccess) -> Vec<IntegrationStatus> {
 /// object, by id and name as the state has them, with the listings it was absent from and
 /// since when.
 fn pending_json(state: &State, name: &IntegrationName) -> Value {
-    let user_name = |user| state.user(user).map(|user| user.profile.user_name.clone());
-    let group_name = |group| state.group(group).map(|group| group.display_name.clone());
     let items: Vec<Value> = state
         .pending_absences(name)
         .map(|(absent, absence)| {
+            let (kind, label) = state.absent_label(absent);
             let mut item = absent_json(absent);
-            let (kind, object) = match *absent {
-                Absent::User(user) => ("user", user_name(user)),
-                Absent::Group(group) => ("group", group_name(group)),
-                Absent::Membership { group, member } => {
-                    let member = match member {
-                        Member::User(user) => user_name(user),
-                        Member::Group(group) => group_name(group),
-                    };
-                    (
-                        "membership",
-                        group_name(group).zip(member).map(|(g, m)| format!("{g}: {m}")),
-                    )
-                }
-            };
             item["kind"] = json!(kind);
-            item["name"] = json!(object);
+            item["name"] = json!(label);
             item["listings"] = json!(absence.listings);
             item["since"] = json!(absence.since.to_rfc3339());
             item

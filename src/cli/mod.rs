@@ -23,6 +23,7 @@ mod log;
 mod log_copy;
 mod query;
 mod serve;
+mod status;
 mod sync;
 mod token;
 mod user;
@@ -78,6 +79,8 @@ enum Command {
     Dev(dev::DevCommand),
     /// Run one sync of an IdP integration and print its changes
     Sync(sync::SyncArgs),
+    /// What waits in each tenant: pending absences, unacknowledged revocations
+    Status(status::StatusArgs),
 }
 
 /// What every command needs: the configuration and where the data is.
@@ -182,6 +185,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::User(command) => user::run(&context, command).await,
             Command::Dev(command) => dev::run(&context, command).await,
             Command::Sync(args) => sync::run(&context, args).await,
+            Command::Status(args) => status::run(&context, args).await,
         }
     })
 }

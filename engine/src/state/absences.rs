@@ -6,8 +6,9 @@ use std::sync::Arc;
 
 use imbl::OrdMap;
 
+use super::State;
 use crate::absence::{Absence, Absent};
-use crate::ids::{IntegrationName, Timestamp};
+use crate::ids::{IntegrationName, Member, Timestamp};
 
 /// The pending absences of every integration that has some.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -44,5 +45,26 @@ impl Absences {
     /// `integration`'s pending absences.
     pub(crate) fn of(&self, integration: &IntegrationName) -> Option<&BTreeMap<Absent, Absence>> {
         self.by_integration.get(integration).map(|pending| &**pending)
+    }
+}
+
+impl State {
+    /// What a pending absence is about, for people: its kind (`user`, `group` or
+    /// `membership`) and its name in this state (`group: member` for a membership), `?` for
+    /// what the state no longer has.
+    pub fn absent_label(&self, absent: &Absent) -> (&'static str, String) {
+        let user = |id| self.user(id).map_or("?", |user| user.profile.user_name.as_str());
+        let group = |id| self.group(id).map_or("?", |group| group.display_name.as_str());
+        match *absent {
+            Absent::User(id) => ("user", user(id).to_owned()),
+            Absent::Group(id) => ("group", group(id).to_owned()),
+            Absent::Membership { group: of, member } => {
+                let member = match member {
+                    Member::User(id) => user(id),
+                    Member::Group(id) => group(id),
+                };
+                ("membership", format!("{}: {member}", group(of)))
+            }
+        }
     }
 }
