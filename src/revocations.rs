@@ -1,6 +1,7 @@
 //! The watch over revocations waiting for the consumer's acknowledgement, in `serve`: after a
-//! start, each tenant reads back the revocations of the last [`RECALL_WINDOW`] that no
-//! acknowledgement answered (so that a restart does not hide an overdue one), and every
+//! start, each tenant reads back the revocations of the last [`RECALL_WINDOW`] (as long as the
+//! engine watches one) that no acknowledgement answered (so that a restart does not hide an
+//! overdue one), and every
 //! [`REFRESH_EVERY`] the `idpsync_overdue_revocations` gauge is brought up to date: a
 //! revocation becomes overdue with time alone, with no record to announce it.
 
@@ -12,7 +13,7 @@ use idpsync_storage::Timestamp;
 use tokio::task::JoinHandle;
 
 /// How far back a start reads revocations waiting for their acknowledgement.
-pub const RECALL_WINDOW: Duration = Duration::from_secs(24 * 3600);
+pub const RECALL_WINDOW: Duration = idpsync_engine::tenant::WATCHED_FOR;
 
 /// How often the overdue gauge is refreshed.
 pub const REFRESH_EVERY: Duration = Duration::from_secs(15);

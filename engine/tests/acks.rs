@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use idpsync_engine::ids::{GroupId, Member, ResourceId, UserId};
 use idpsync_engine::model::{BindingGroups, Owner, ResourceKind, ResourceRef, UserProfile};
+use idpsync_engine::tenant::WATCHED_FOR;
 use idpsync_engine::{
     AcknowledgeError, Cause, ChangeId, Command, Engine, Origin, Outcome, Rejection, Source, SubmitError, Tenant,
     TenantSettings,
@@ -152,5 +153,24 @@ async fn a_revocation_is_acknowledged_once_and_the_others_wait_even_across_a_res
     assert!(!tenant.acknowledge(alice_revoked, origin()).await.unwrap().recorded);
     tenant.acknowledge(bob_revoked, origin()).await.unwrap();
     assert_eq!(tenant.overdue_revocations(Timestamp::now()).count, 0);
+
+    // A revocation nobody acknowledges is watched for a day, then left to the leavers' report.
+    let carol = user(&tenant, "carol@example.com").await;
+    let group = tenant.state().groups().next().unwrap().id;
+    tenant
+        .execute(
+            Command::AddMembers {
+                group,
+                members: vec![Member::User(carol)],
+            },
+            origin(),
+        )
+        .await
+        .unwrap();
+    deactivate(&tenant, carol).await;
+    assert_eq!(tenant.overdue_revocations(Timestamp::now()).count, 1);
+    let a_day_later = Timestamp(Timestamp::now().0 + WATCHED_FOR.as_micros() as i64 + 1_000_000);
+    assert_eq!(tenant.overdue_revocations(a_day_later).count, 0);
+    assert!(tenant.unacknowledged_revocations().is_empty());
     engine.shutdown().await;
 }

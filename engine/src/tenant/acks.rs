@@ -12,8 +12,11 @@
 //! The tenant also keeps, in memory, the revocations it has published and no acknowledgement
 //! has answered yet ([`Acks`]), for the alert on those overdue ([`Tenant::overdue_revocations`])
 //! and the metrics: `idpsync_revocation_ack_seconds` (a histogram of revocation to
-//! acknowledgement) and `idpsync_overdue_revocations` (a gauge). After a start, the revocations
-//! of a recent window are read back from the log ([`Tenant::recall_unacknowledged`]).
+//! acknowledgement) and `idpsync_overdue_revocations` (a gauge). A revocation is watched for
+//! [`WATCHED_FOR`]; one still unacknowledged after that is left to the leavers' report, which
+//! reads the log, so that memory stays bounded when no consumer acknowledges. After a start,
+//! the revocations of that window are read back from the log
+//! ([`Tenant::recall_unacknowledged`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -31,6 +34,9 @@ use crate::event::Event;
 use crate::ids::{Member, UserId};
 use crate::projector::AccessDirection;
 use crate::rejection::Rejection;
+
+/// How long a revocation is watched for its acknowledgement (see the module docs).
+pub const WATCHED_FOR: Duration = Duration::from_secs(24 * 3600);
 
 /// An access change as the change stream names it: `<seq>.<i>`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -247,12 +253,14 @@ impl Tenant {
 
     /// The revocations unacknowledged for longer than the tenant's
     /// [`revocation_ack_within`](super::TenantSettings::revocation_ack_within) as of `now`,
-    /// among those this process published or read back; sets the
-    /// `idpsync_overdue_revocations` gauge to their count.
+    /// among those of the last [`WATCHED_FOR`] this process published or read back (older
+    /// ones are forgotten here); sets the `idpsync_overdue_revocations` gauge to their count.
     pub fn overdue_revocations(&self, now: Timestamp) -> Overdue {
         let within = micros(self.settings.revocation_ack_within);
         let deadline = now.0.saturating_sub(within);
-        let inner = self.acks.lock();
+        let watched_since = now.0.saturating_sub(micros(WATCHED_FOR));
+        let mut inner = self.acks.lock();
+        inner.waiting.retain(|_, waiting| waiting.revoked_at.0 >= watched_since);
         let mut overdue = Overdue::default();
         for waiting in inner.waiting.values().filter(|waiting| waiting.revoked_at.0 < deadline) {
             overdue.count += 1;

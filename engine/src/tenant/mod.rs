@@ -49,7 +49,7 @@ use crate::reconcile::{Guard, ReconcilePolicy, SyncInput};
 use crate::seal::Keyring;
 use crate::state::State;
 
-pub use acks::{AcknowledgeError, Acknowledgement, ChangeId, Overdue};
+pub use acks::{AcknowledgeError, Acknowledgement, ChangeId, Overdue, WATCHED_FOR};
 pub use apply::Applied;
 pub(crate) use erasure::destroy_key;
 pub use events::TimelineEntry;
