@@ -239,6 +239,10 @@ pub struct EngineConfig {
     pub hold_expires_after: std::time::Duration,
     /// What a sync does with users its IdP no longer lists: `delete` or `deactivate`.
     pub missing_users: MissingUsersConfig,
+    /// A revocation the change stream's consumer has not acknowledged within this long is
+    /// overdue: an alert in `/healthz`, a metric and a finding of the leavers' report (`5m`).
+    #[serde(with = "humantime_serde_duration")]
+    pub revocation_ack_within: std::time::Duration,
 }
 
 /// What happens to users an IdP no longer lists.
@@ -263,6 +267,7 @@ impl Default for EngineConfig {
             hold_window: defaults.policy.hold_window,
             hold_expires_after: defaults.policy.hold_expires_after,
             missing_users: MissingUsersConfig::Delete,
+            revocation_ack_within: defaults.revocation_ack_within,
         }
     }
 }
@@ -398,6 +403,7 @@ impl Config {
                     MissingUsersConfig::Deactivate => MissingUsers::Deactivate,
                 },
             },
+            revocation_ack_within: self.engine.revocation_ack_within,
             ..TenantSettings::default()
         }
     }

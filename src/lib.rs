@@ -43,6 +43,7 @@ pub mod config;
 pub mod copy;
 pub mod metrics;
 pub mod public_url;
+pub mod revocations;
 pub mod server;
 pub mod shared_tokens;
 pub mod storage_location;

@@ -19,6 +19,11 @@ use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, Promet
 const SECONDS_BUCKETS: &[f64] = &[
     0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
+/// Buckets of the time from a revocation to its acknowledgement by the consumer, in seconds:
+/// from a live consumer's fraction of a second to an hour's outage.
+const ACK_BUCKETS: &[f64] = &[
+    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0,
+];
 /// Buckets of the change-stream lag, in events.
 const LAG_BUCKETS: &[f64] = &[1.0, 10.0, 100.0, 1_000.0, 10_000.0, 100_000.0, 1_000_000.0];
 
@@ -32,6 +37,7 @@ pub fn install() -> Result<PrometheusHandle, BuildError> {
         return Ok(handle.clone());
     }
     let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Full("idpsync_revocation_ack_seconds".to_owned()), ACK_BUCKETS)?
         .set_buckets_for_metric(Matcher::Suffix("_seconds".to_owned()), SECONDS_BUCKETS)?
         .set_buckets_for_metric(
             Matcher::Full("idpsync_change_stream_lag_events".to_owned()),

@@ -7,6 +7,7 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
+use idpsync::engine::absence::AbsenceRules;
 use idpsync::engine::ids::{IntegrationName, SyncRunId};
 use idpsync::engine::model::UserProfile;
 use idpsync::engine::reconcile::{
@@ -39,7 +40,11 @@ async fn sync(tenant: &Tenant, users: usize) {
         integration: IntegrationName::new("okta").unwrap(),
         run: SyncRunId::new(),
         listing,
-        rules: ScopeRules::default(),
+        // The holds, not the count of listings: absence takes effect at once.
+        rules: ScopeRules {
+            absence: AbsenceRules::IMMEDIATE,
+            ..ScopeRules::default()
+        },
     };
     tenant.reconcile(input, Guard::Enforce).await.unwrap();
 }

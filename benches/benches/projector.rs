@@ -25,6 +25,7 @@ fn run(state: &mut State, command: Command) -> Outcome {
         new_id: &mut new_id,
         policy: &policy,
         guard: &guard,
+        now: Timestamp::now(),
     };
     let decision = decide(state, &command, &origin, &mut context).unwrap();
     for envelope in decision.events {

@@ -3,7 +3,10 @@
 //!
 //! 1. Revocation latency: SCIM `PATCH active=false` sent at 1,000 writes/s (open loop, one
 //!    user per request, each in a group bound to a policy); the time from sending a request to
-//!    the SSE client receiving that user's `access.revoked`. p50, p99, max.
+//!    the SSE client receiving that user's `access.revoked`. p50, p99, max. Run again with a
+//!    consumer that acknowledges each revocation as it receives it (`POST …/changes/ack`, as
+//!    a management server would once it applied it): each step of the offboarding chain, from
+//!    the request to the acknowledgement answered (recorded in the log).
 //! 2. Subscribers: durable append throughput (membership changes in a bound group, each
 //!    granting or revoking access) with no SSE client, then with 100 SSE clients reading the
 //!    stream; alternated three times.
@@ -198,23 +201,24 @@ impl Served {
     }
 }
 
-/// Reads an SSE response, handing each complete item's (event, data) to `each`.
-async fn read_sse(mut response: reqwest::Response, mut each: impl FnMut(&str, &str)) {
+/// Reads an SSE response, handing each complete item's (id, event, data) to `each`.
+async fn read_sse(mut response: reqwest::Response, mut each: impl FnMut(&str, &str, &str)) {
     let mut buffer = String::new();
     while let Ok(Some(bytes)) = response.chunk().await {
         buffer.push_str(&String::from_utf8_lossy(&bytes));
         while let Some(end) = buffer.find("\n\n") {
             let block: String = buffer.drain(..end + 2).collect();
-            let mut event = "";
-            let mut data = "";
+            let (mut id, mut event, mut data) = ("", "", "");
             for line in block.lines() {
-                if let Some(value) = line.strip_prefix("event: ") {
+                if let Some(value) = line.strip_prefix("id: ") {
+                    id = value;
+                } else if let Some(value) = line.strip_prefix("event: ") {
                     event = value;
                 } else if let Some(value) = line.strip_prefix("data: ") {
                     data = value;
                 }
             }
-            each(event, data);
+            each(id, event, data);
         }
     }
 }
@@ -256,7 +260,16 @@ fn median_and_spread(values: &mut [f64]) -> String {
     )
 }
 
-async fn revocation_latency() {
+/// What the change stream's consumer does with each revocation.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Consumer {
+    /// Only reads it.
+    Reads,
+    /// Acknowledges it at once, as a management server does once it has applied it.
+    Acknowledges,
+}
+
+async fn revocation_latency(consumer: Consumer) {
     const RATE_PER_SECOND: usize = 1_000;
     const SECONDS: usize = 10;
     const WARM_UP: usize = 1_000;
@@ -268,6 +281,7 @@ async fn revocation_latency() {
     let served = serve(&engine, dir.path()).await;
     let sent: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
     let received: Arc<Mutex<Vec<(String, Instant)>>> = Arc::default();
+    let acknowledged: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
     let http = reqwest::Client::builder().tcp_nodelay(true).build().unwrap();
     let stream = http
         .get(format!("{}/api/v1/tenants/default/changes", served.origin))
@@ -277,12 +291,31 @@ async fn revocation_latency() {
         .unwrap();
     let reader = {
         let received = Arc::clone(&received);
-        tokio::spawn(read_sse(stream, move |event, data| {
+        let (acknowledged, http) = (Arc::clone(&acknowledged), http.clone());
+        let ack_url = format!("{}/api/v1/tenants/default/changes/ack", served.origin);
+        let admin_token = served.admin_token.clone();
+        tokio::spawn(read_sse(stream, move |id, event, data| {
             if event == "access.revoked" {
                 let arrived = Instant::now();
                 let value: serde_json::Value = serde_json::from_str(data).unwrap();
                 let user = value["user"]["id"].as_str().unwrap().to_owned();
-                received.lock().unwrap().push((user, arrived));
+                received.lock().unwrap().push((user.clone(), arrived));
+                if consumer == Consumer::Acknowledges {
+                    let (http, url, token) = (http.clone(), ack_url.clone(), admin_token.clone());
+                    let (acknowledged, body) = (Arc::clone(&acknowledged), format!(r#"{{"id":"{id}"}}"#));
+                    tokio::spawn(async move {
+                        let response = http
+                            .post(url)
+                            .bearer_auth(token)
+                            .header("content-type", "application/json")
+                            .body(body)
+                            .send()
+                            .await
+                            .unwrap();
+                        assert_eq!(response.status(), 200);
+                        acknowledged.lock().unwrap().insert(user, Instant::now());
+                    });
+                }
             }
         }))
     };
@@ -322,7 +355,10 @@ async fn revocation_latency() {
         request.await.unwrap();
     }
     let deadline = Instant::now() + Duration::from_secs(10);
-    while received.lock().unwrap().len() < total && Instant::now() < deadline {
+    let expected_acks = if consumer == Consumer::Acknowledges { total } else { 0 };
+    while (received.lock().unwrap().len() < total || acknowledged.lock().unwrap().len() < expected_acks)
+        && Instant::now() < deadline
+    {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let sent = sent.lock().unwrap().clone();
@@ -335,19 +371,54 @@ async fn revocation_latency() {
     latencies.sort();
     let mut responses = response_times.lock().unwrap().clone();
     responses.sort();
-    println!(
-        "stream/revocation_latency: {} PATCHes offered at {offered:.0}/s, {} revocations received ({} after warm-up); \
+    if consumer == Consumer::Acknowledges {
+        let acknowledged = acknowledged.lock().unwrap().clone();
+        let counted = || {
+            received
+                .iter()
+                .skip(WARM_UP)
+                .filter(|(user, _)| acknowledged.contains_key(user))
+        };
+        let mut to_ack: Vec<Duration> = counted()
+            .map(|(user, arrived)| acknowledged[user].duration_since(*arrived))
+            .collect();
+        let mut total_chain: Vec<Duration> = counted()
+            .map(|(user, _)| acknowledged[user].duration_since(sent[user]))
+            .collect();
+        to_ack.sort();
+        total_chain.sort();
+        println!(
+            "stream/offboarding_chain: {} PATCHes offered at {offered:.0}/s, {} acknowledged ({} after warm-up); \
+             request -> recorded (PATCH answered): p50 {:?}, p99 {:?}; request -> access.revoked on the stream: p50 {:?}, p99 {:?}; \
+             revoked -> acknowledgement recorded (ack answered): p50 {:?}, p99 {:?}; whole chain: p50 {:?}, p99 {:?}, max {:?}",
+            total,
+            acknowledged.len(),
+            to_ack.len(),
+            percentile(&responses, 0.5),
+            percentile(&responses, 0.99),
+            percentile(&latencies, 0.5),
+            percentile(&latencies, 0.99),
+            percentile(&to_ack, 0.5),
+            percentile(&to_ack, 0.99),
+            percentile(&total_chain, 0.5),
+            percentile(&total_chain, 0.99),
+            total_chain[total_chain.len() - 1],
+        );
+    } else {
+        println!(
+            "stream/revocation_latency: {} PATCHes offered at {offered:.0}/s, {} revocations received ({} after warm-up); \
          SCIM send -> SSE access.revoked: p50 {:?}, p90 {:?}, p99 {:?}, max {:?}; PATCH response: p50 {:?}, p99 {:?}",
-        total,
-        received.len(),
-        latencies.len(),
-        percentile(&latencies, 0.5),
-        percentile(&latencies, 0.9),
-        percentile(&latencies, 0.99),
-        latencies[latencies.len() - 1],
-        percentile(&responses, 0.5),
-        percentile(&responses, 0.99),
-    );
+            total,
+            received.len(),
+            latencies.len(),
+            percentile(&latencies, 0.5),
+            percentile(&latencies, 0.9),
+            percentile(&latencies, 0.99),
+            latencies[latencies.len() - 1],
+            percentile(&responses, 0.5),
+            percentile(&responses, 0.99),
+        );
+    }
     reader.abort();
     served.stop().await;
     engine.shutdown().await;
@@ -554,7 +625,10 @@ fn main() {
         .unwrap();
     runtime.block_on(async {
         if wanted("revocation_latency") {
-            revocation_latency().await;
+            revocation_latency(Consumer::Reads).await;
+        }
+        if wanted("offboarding_chain") {
+            revocation_latency(Consumer::Acknowledges).await;
         }
         if wanted("subscribers") {
             subscribers().await;

@@ -12,6 +12,7 @@
 //! true`, which exists for tests against fakes and mocks on loopback.
 
 use std::fmt;
+use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,6 +23,7 @@ use serde::{Deserialize, Deserializer};
 use crate::keys::{self, KeyError};
 use crate::provider::{Endpoints, Provider};
 use crate::providers;
+use idpsync_engine::absence::AbsenceRules;
 use idpsync_engine::reconcile::GroupFilter;
 
 /// How often the scheduler runs an integration, unless `interval` says.
@@ -63,6 +65,9 @@ pub struct IntegrationConfig {
     /// How many group member lists a run fetches at once (default 4), for IdPs that answer
     /// them one group at a time.
     pub member_concurrency: usize,
+    /// When what a complete listing no longer contains is removed: `absent_listings`
+    /// consecutive complete listings (default 2), or `absent_after` (unset by default).
+    pub absence: AbsenceRules,
     /// The vendor, with its credentials and options.
     pub provider: ProviderConfig,
 }
@@ -139,6 +144,12 @@ struct CommonKeys {
     only_group_members: bool,
     #[serde(default, deserialize_with = "concurrency")]
     member_concurrency: Option<usize>,
+    /// Consecutive complete listings that must not contain something before it is removed.
+    #[serde(default, deserialize_with = "listings")]
+    absent_listings: Option<NonZeroU32>,
+    /// Or how long it must have been absent.
+    #[serde(default, deserialize_with = "duration")]
+    absent_after: Option<Duration>,
     /// Accept plain `http://` endpoints: for tests against fakes and mocks only.
     #[serde(default)]
     allow_insecure_http: bool,
@@ -171,6 +182,16 @@ fn concurrency<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<usiz
             "must be from 1 to {MEMBER_CONCURRENCY_MAX}, not {value}"
         ))),
     }
+}
+
+/// A count of listings: at least 1.
+fn listings<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<NonZeroU32>, D::Error> {
+    let count = i64::deserialize(deserializer)?;
+    u32::try_from(count)
+        .ok()
+        .and_then(NonZeroU32::new)
+        .map(Some)
+        .ok_or_else(|| serde::de::Error::custom(format!("must be a count of listings from 1 up, not {count}")))
 }
 
 /// An http(s) URL that can be a base, without credentials in it (they would show wherever the
@@ -264,6 +285,10 @@ impl TryFrom<toml::Table> for IntegrationConfig {
             groups,
             only_group_members: common.only_group_members,
             member_concurrency: common.member_concurrency.unwrap_or(MEMBER_CONCURRENCY_DEFAULT),
+            absence: AbsenceRules {
+                listings: common.absent_listings.unwrap_or(AbsenceRules::default().listings),
+                after: common.absent_after,
+            },
             provider: ProviderConfig {
                 name: vendor.name,
                 vendor: configured.provider,
@@ -316,6 +341,24 @@ mod tests {
         assert_eq!(config.base_url.as_str(), "https://graph.microsoft.us/v1.0");
         assert_eq!(config.provider_name(), "entra");
         assert!(config.groups.allows("vpn-eng") && !config.groups.allows("eng"));
+        assert_eq!(config.absence, AbsenceRules::default());
+    }
+
+    #[test]
+    fn absence_settings_are_read_and_checked() {
+        let base = "name = \"j\"\nprovider = \"jumpcloud\"\napi_key = \"k\"\n";
+        let config =
+            IntegrationConfig::from_toml(&format!("{base}absent_listings = 3\nabsent_after = \"30m\"")).unwrap();
+        assert_eq!(config.absence.listings.get(), 3);
+        assert_eq!(config.absence.after, Some(Duration::from_secs(1800)));
+        check_error(
+            &format!("{base}absent_listings = 0"),
+            "integration `j`: key `absent_listings`: must be a count of listings from 1 up, not 0",
+        );
+        check_error(
+            &format!("{base}absent_after = \"0s\""),
+            "integration `j`: key `absent_after`: must be longer than zero",
+        );
     }
 
     #[test]

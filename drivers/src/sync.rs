@@ -185,6 +185,7 @@ pub async fn sync_once(
         rules: ScopeRules {
             groups: config.groups.clone(),
             only_group_members: config.only_group_members,
+            absence: config.absence,
         },
     };
     let report = match mode {

@@ -52,7 +52,17 @@ async fn harness(vendor: Vendor, extra_toml: &str) -> Harness {
     harness_with(vendor, extra_toml, seed()).await
 }
 
+/// These scenarios are about the drivers: what a complete listing no longer contains is
+/// removed at once, except in the scenario that counts the listings (the engine's
+/// `tests/absence.rs` has the rest).
+const ABSENCE_AT_ONCE: &str = "absent_listings = 1\n";
+
 async fn harness_with(vendor: Vendor, extra_toml: &str, directory: Directory) -> Harness {
+    start(vendor, &format!("{ABSENCE_AT_ONCE}{extra_toml}"), directory).await
+}
+
+/// A harness with exactly `extra_toml` besides the fake's keys.
+async fn start(vendor: Vendor, extra_toml: &str, directory: Directory) -> Harness {
     let fake = FakeIdp::start(vendor, directory, false).await;
     let toml = format!(
         "name = \"it\"\nrequest_timeout = \"1s\"\nsync_timeout = \"60s\"\n{}{extra_toml}",
@@ -474,12 +484,50 @@ async fn a_cursor_of_another_idp_is_not_used() {
         .await
         .unwrap();
     assert_eq!(outcome.scope, idpsync_engine::reconcile::ListingScope::Complete);
-    assert_eq!(
-        outcome.result,
-        SyncResult::Held,
-        "an empty IdP would delete everyone: held"
-    );
+    // An empty IdP would delete everyone; one listing is not witness enough.
+    assert_eq!(outcome.result, SyncResult::Planned);
+    assert_eq!(outcome.report.users_deleted, 0);
+    let pending_users = outcome.report.pending.iter().filter(|line| line.kind == "user").count();
+    assert_eq!(pending_users, 20);
     h.engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_listing_is_no_witness_to_an_absence() {
+    for vendor in Vendor::ALL {
+        // The integration's default: two consecutive complete listings.
+        let h = start(vendor, "", seed()).await;
+        h.sync(Resync::Auto).await;
+        h.fake.edit(|d| d.delete_user("1020"));
+        h.fake.set_faults(Faults {
+            fail_from_request: Some(2),
+            failure: Failure::ServerError,
+            ..Faults::default()
+        });
+        let error = h.try_sync(Mode::Apply, Resync::Full).await.unwrap_err();
+        assert!(matches!(error, SyncError::Driver(_)), "{vendor:?}: {error}");
+        h.fake.set_faults(Faults::default());
+
+        let first = h.sync(Resync::Full).await;
+        assert_eq!(
+            h.user_active("1020"),
+            Some(true),
+            "{vendor:?}: the failed listing did not count"
+        );
+        assert!(
+            first
+                .report
+                .pending
+                .iter()
+                .any(|line| line.kind == "user" && line.listings == 1),
+            "{vendor:?}: {:?}",
+            first.report.pending
+        );
+        let second = h.sync(Resync::Full).await;
+        assert_eq!(second.report.users_deleted, 1, "{vendor:?}: {:?}", second.report);
+        assert_eq!(h.user_active("1020"), None, "{vendor:?}");
+        h.engine.shutdown().await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -3,7 +3,7 @@
 
 use crate::event::{Cause, Source};
 use crate::ids::{GroupId, IntegrationName, Member, Seq, SyncRunId, UserId};
-use crate::model::{BindingGroups, Owner, ResourceRef, UserProfile};
+use crate::model::{BindingGroups, BindingRole, Owner, ResourceRef, UserProfile};
 use crate::reconcile::{DirectorySnapshot, Guard};
 
 /// Where a command comes from; copied into every event it causes.
@@ -142,6 +142,22 @@ pub enum Command {
         snapshot: Box<DirectorySnapshot>,
         /// Whether the mass-deactivation guard applies.
         guard: Guard,
+    },
+    /// Record that the consumer of the change stream applied a revocation (see
+    /// [`crate::Tenant::acknowledge`], which finds the change the consumer names).
+    AcknowledgeRevocation {
+        /// Whose access was revoked.
+        user: UserId,
+        /// The record whose projection revoked it.
+        seq: Seq,
+        /// Its place among that record's access changes.
+        index: u32,
+        /// The resource.
+        resource: ResourceRef,
+        /// The role.
+        role: BindingRole,
+        /// The bound group it came through.
+        via: GroupId,
     },
     /// Several commands, applied all or none, each seeing the effects of those before it.
     Atomic(Vec<Command>),

@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use crate::command::{Command, Origin};
 use crate::event::{Envelope, Event, Personal};
-use crate::ids::{GroupId, Member, Seq, UserId};
+use crate::ids::{GroupId, Member, Seq, Timestamp, UserId};
 use crate::limits;
 use crate::model::{Owner, ResourceKind};
 use crate::reconcile::{self, GuardMemory, Plan, ReconcilePolicy, ReconcileReport};
@@ -55,6 +55,9 @@ pub struct DecideContext<'a> {
     /// What the guard knows beyond the state: the holds that stand and what each
     /// integration's recent runs removed.
     pub guard: &'a GuardMemory,
+    /// When the command is decided: what a reconcile judges how long an absence has lasted
+    /// against.
+    pub now: Timestamp,
 }
 
 /// Decides what `command` does to `state`.
@@ -313,7 +316,15 @@ pub fn decide(
                 .copied()
                 .unwrap_or_default();
             Ok(
-                match reconcile::plan(state, snapshot, *guard, context.policy, recent, context.new_id) {
+                match reconcile::plan(
+                    state,
+                    snapshot,
+                    *guard,
+                    context.policy,
+                    recent,
+                    context.now,
+                    context.new_id,
+                ) {
                     Plan::Apply { events, report } => Decision {
                         events,
                         outcome: Outcome::Reconciled(report),
@@ -332,6 +343,30 @@ pub fn decide(
                     }
                 },
             )
+        }
+        Command::AcknowledgeRevocation {
+            user,
+            seq,
+            index,
+            resource,
+            role,
+            via,
+        } => {
+            // Only a change the log has can have been applied.
+            if *seq == Seq::ZERO || *seq > state.seq() {
+                return Err(Rejection::ChangeNotFound {
+                    seq: *seq,
+                    index: *index,
+                });
+            }
+            done(vec![Event::RevocationAcknowledged {
+                user: *user,
+                seq: *seq,
+                index: *index,
+                resource: resource.clone(),
+                role: *role,
+                via: *via,
+            }])
         }
         Command::Atomic(commands) => {
             let mut scratch = state.clone();

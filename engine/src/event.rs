@@ -12,8 +12,9 @@ use serde::{Deserialize, Serialize};
 
 use idpsync_storage::{EventId, Record, SchemaVersion, Seq, Timestamp};
 
+use crate::absence::Absent;
 use crate::ids::{GroupId, IntegrationName, Member, RequestId, SyncRunId, TokenId, UserId};
-use crate::model::{BindingGroups, Owner, ResourceRef, UserProfile};
+use crate::model::{BindingGroups, BindingRole, Owner, ResourceRef, UserProfile};
 use crate::sealed::{ExternalIdHash, Sealed};
 
 /// The envelope version this build writes.
@@ -308,6 +309,33 @@ pub enum Event {
         /// recognises it; `None` if it had none.
         external_id_hash: Option<ExternalIdHash>,
     },
+    /// A complete listing of an integration found these of its objects absent, and their
+    /// absence has not taken effect (see [`crate::absence`]): each counts one more listing;
+    /// what the integration had pending and is not named here is pending no more.
+    AbsencesObserved {
+        /// The integration.
+        integration: IntegrationName,
+        /// The run that listed.
+        run: SyncRunId,
+        /// Everything still pending after the run.
+        absent: Vec<Absent>,
+    },
+    /// The consumer of the change stream (the management server) applied a revocation.
+    RevocationAcknowledged {
+        /// Whose access was revoked.
+        user: UserId,
+        /// The record whose projection revoked it.
+        seq: Seq,
+        /// Which of that record's access changes it is: the `i` of the stream id `<seq>.<i>`
+        /// (from 1).
+        index: u32,
+        /// The resource the access was to.
+        resource: ResourceRef,
+        /// In which role.
+        role: BindingRole,
+        /// The bound group it came through.
+        via: GroupId,
+    },
 }
 
 impl Event {
@@ -374,6 +402,8 @@ impl Event {
             Event::BindingSet { .. } => "binding.set",
             Event::BindingRemoved { .. } => "binding.removed",
             Event::ReconcileHeld { .. } => "sync.held",
+            Event::AbsencesObserved { .. } => "sync.absences_observed",
+            Event::RevocationAcknowledged { .. } => "access.revocation_acknowledged",
         }
     }
 }

@@ -13,6 +13,7 @@
 //! - [`state`]: the folded state and the fold; `history`: the index of the past ([`History`]);
 //! - [`command`], [`decide`](mod@decide): commands and the events they decide; `rejection`:
 //!   why a command is refused ([`Rejection`]); `validate` and `limits`: the bounds on values;
+//! - [`absence`]: what complete listings no longer contain, pending until witnessed enough;
 //! - [`reconcile`]: an integration's sync: the listing its driver read, scoped by its rules,
 //!   planned against the state, and the mass-deactivation guard;
 //! - [`access`], [`projector`]: effective membership, grants, access changes;
@@ -51,6 +52,7 @@
 //! # });
 //! ```
 
+pub mod absence;
 pub mod access;
 pub mod audit;
 pub mod command;
@@ -87,7 +89,10 @@ pub use projector::{AccessChange, AccessDirection};
 pub use rejection::Rejection;
 pub use sealed::{ExternalIdHash, Sealed};
 pub use state::State;
-pub use tenant::{Applied, ChangeStream, Committed, HeldReconcile, Tenant, TenantSettings};
+pub use tenant::{
+    AcknowledgeError, Acknowledgement, Applied, ChangeId, ChangeStream, Committed, HeldReconcile, Overdue, Tenant,
+    TenantSettings,
+};
 #[cfg(test)]
 pub(crate) mod testing;
 #[cfg(test)]

@@ -124,7 +124,9 @@ fn affected(state: &State, event: &Event) -> (BTreeSet<UserId>, GrantFilter) {
         | Event::GroupExternalIdChanged { .. }
         | Event::ReconcileHeld { .. }
         | Event::UserErased { .. }
-        | Event::UserErasedWithLookup { .. } => nobody(),
+        | Event::UserErasedWithLookup { .. }
+        | Event::AbsencesObserved { .. }
+        | Event::RevocationAcknowledged { .. } => nobody(),
     }
 }
 

@@ -96,6 +96,22 @@ pub enum Rejection {
         /// The externalId it keeps.
         external_id: Option<String>,
     },
+    /// No access change has this stream id.
+    #[error("no access change {seq}.{index} in the log")]
+    ChangeNotFound {
+        /// The record.
+        seq: Seq,
+        /// The change's place among the record's access changes.
+        index: u32,
+    },
+    /// An acknowledgement named an access change that granted access.
+    #[error("access change {seq}.{index} is a grant, not a revocation")]
+    NotARevocation {
+        /// The record.
+        seq: Seq,
+        /// The change's place among the record's access changes.
+        index: u32,
+    },
 }
 
 impl Rejection {

@@ -58,6 +58,8 @@ impl Harness {
             new_id: &mut new_id,
             policy: &self.policy,
             guard: &self.guard,
+            // The time the next record will be recorded at (see below).
+            now: Timestamp(1_700_000_000_000_000 + self.state.seq().next().0 as i64 * 1_000_000),
         };
         let decision = decide(&self.state, &command, &Self::origin(), &mut context)?;
         self.next_id = counter;

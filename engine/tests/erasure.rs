@@ -6,6 +6,7 @@
 
 use std::sync::Arc;
 
+use idpsync_engine::absence::AbsenceRules;
 use idpsync_engine::access::grants;
 use idpsync_engine::event::{LoggedEvent, Personal};
 use idpsync_engine::ids::{EventId, GroupId, IntegrationName, Member, ResourceId, SyncRunId, Timestamp, UserId};
@@ -235,7 +236,11 @@ fn listing(users: &[(&str, &str, bool)]) -> SyncInput {
         integration: okta(),
         run: SyncRunId(uuid::Uuid::now_v7()),
         listing,
-        rules: ScopeRules::default(),
+        // Erasure, not the count of listings (tests/absence.rs): absence takes effect at once.
+        rules: ScopeRules {
+            absence: AbsenceRules::IMMEDIATE,
+            ..ScopeRules::default()
+        },
     }
 }
 

@@ -8,11 +8,12 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use idpsync_engine::absence::Absent;
 use idpsync_engine::event::{ENVELOPE_VERSION, HoldSummary, Personal, decode, encode};
 use idpsync_engine::ids::{GroupId, IntegrationName, Member, RequestId, ResourceId, SyncRunId, TokenId, UserId};
 use idpsync_engine::model::{
-    Address, AttrValue, BindingGroups, EnterpriseUser, Manager, MultiValue, Name, Owner, ResourceKind, ResourceRef,
-    UserProfile,
+    Address, AttrValue, BindingGroups, BindingRole, EnterpriseUser, Manager, MultiValue, Name, Owner, ResourceKind,
+    ResourceRef, UserProfile,
 };
 use idpsync_engine::{Cause, Envelope, Event, Source};
 use idpsync_engine::{ExternalIdHash, Sealed};
@@ -298,6 +299,35 @@ fn samples() -> Vec<(&'static str, Envelope)> {
                 },
             }),
         ),
+        (
+            "AbsencesObserved",
+            operator(Event::AbsencesObserved {
+                integration: integration(),
+                run,
+                absent: vec![
+                    Absent::User(user()),
+                    Absent::Group(group()),
+                    Absent::Membership {
+                        group: group(),
+                        member: Member::User(user()),
+                    },
+                ],
+            }),
+        ),
+        (
+            "RevocationAcknowledged",
+            operator(Event::RevocationAcknowledged {
+                user: user(),
+                seq: idpsync_storage::Seq(42),
+                index: 3,
+                resource: ResourceRef {
+                    kind: ResourceKind::Route,
+                    id: ResourceId::new("route-1").unwrap(),
+                },
+                role: BindingRole::Member,
+                via: group(),
+            }),
+        ),
     ]
 }
 
@@ -319,10 +349,12 @@ fn variant_index(event: &Event) -> usize {
         Event::ReconcileHeld { .. } => 13,
         Event::UserErased { .. } => 14,
         Event::UserErasedWithLookup { .. } => 15,
+        Event::AbsencesObserved { .. } => 16,
+        Event::RevocationAcknowledged { .. } => 17,
     }
 }
 
-const VARIANT_COUNT: usize = 16;
+const VARIANT_COUNT: usize = 18;
 
 fn golden_path() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden/events.txt")

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use idpsync_engine::absence::AbsenceRules;
 use idpsync_engine::ids::{IntegrationName, SyncRunId};
 use idpsync_engine::model::UserProfile;
 use idpsync_engine::reconcile::{
@@ -44,7 +45,11 @@ fn input(listing: Listing) -> SyncInput {
         integration: okta(),
         run: SyncRunId::new(),
         listing,
-        rules: ScopeRules::default(),
+        // The guard alone: absence takes effect at once (tests/absence.rs counts listings).
+        rules: ScopeRules {
+            absence: AbsenceRules::IMMEDIATE,
+            ..ScopeRules::default()
+        },
     }
 }
 

@@ -146,6 +146,8 @@ impl From<Rejection> for ApiError {
             Rejection::BindingShape { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "binding_shape"),
             Rejection::HoldSuperseded { .. } => (StatusCode::CONFLICT, "hold_superseded"),
             Rejection::HoldExpired { .. } => (StatusCode::CONFLICT, "hold_expired"),
+            Rejection::ChangeNotFound { .. } => (StatusCode::NOT_FOUND, "change_not_found"),
+            Rejection::NotARevocation { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "not_a_revocation"),
             _ => (StatusCode::UNPROCESSABLE_ENTITY, "invalid"),
         };
         ApiError::new(status, code, rejection.to_string())

@@ -2,6 +2,7 @@
 //! mass-deactivation guard holds with the changes it would make and what the guard counted,
 //! confirming (the run reviewed, while it is fresh) or rejecting it, and a run on request.
 
+use std::collections::BTreeSet;
 use std::time::SystemTime;
 
 use axum::Json;
@@ -9,16 +10,16 @@ use axum::body::Bytes;
 use axum::extract::Path;
 use axum::http::StatusCode;
 use idpsync_drivers::scheduler::IntegrationStatus;
-use idpsync_engine::HeldReconcile;
-use idpsync_engine::Outcome;
 use idpsync_engine::ids::{IntegrationName, SyncRunId};
-use idpsync_engine::reconcile::ReconcilePolicy;
+use idpsync_engine::reconcile::{AbsentLine, ReconcilePolicy};
+use idpsync_engine::{HeldReconcile, Outcome, State, Tenant};
 use idpsync_storage::Timestamp;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::auth::TenantAccess;
 use super::error::ApiError;
+use super::wire::absent_json;
 use super::{ApiState, Routes};
 
 pub(super) fn routes(routes: Routes) -> Routes {
@@ -88,6 +89,19 @@ fn held_json(held: &HeldReconcile, policy: &ReconcilePolicy) -> Value {
         },
         "changes": report.changes.iter().map(|line| json!({"action": line.action, "object": line.object})).collect::<Vec<_>>(),
         "conflicts": report.conflicts,
+        "pending": report.pending.iter().map(absent_line_json).collect::<Vec<_>>(),
+    })
+}
+
+/// A pending absence of a planned run.
+fn absent_line_json(line: &AbsentLine) -> Value {
+    json!({
+        "kind": line.kind,
+        "object": line.object,
+        "listings": line.listings,
+        "needed": line.needed,
+        "since": line.since.to_rfc3339(),
+        "takesEffectAfter": line.takes_effect_after.map(|at| at.to_rfc3339()),
     })
 }
 
@@ -107,39 +121,70 @@ fn statuses(state: &ApiState, access: &TenantAccess) -> Vec<IntegrationStatus> {
         .collect()
 }
 
+/// What the integration's complete listings found absent and has not taken effect yet: each
+/// object, by id and name as the state has them, with the listings it was absent from and
+/// since when.
+fn pending_json(state: &State, name: &IntegrationName) -> Value {
+    let items: Vec<Value> = state
+        .pending_absences(name)
+        .map(|(absent, absence)| {
+            let (kind, label) = state.absent_label(absent);
+            let mut item = absent_json(absent);
+            item["kind"] = json!(kind);
+            item["name"] = json!(label);
+            item["listings"] = json!(absence.listings);
+            item["since"] = json!(absence.since.to_rfc3339());
+            item
+        })
+        .collect();
+    Value::Array(items)
+}
+
 fn integration_json(
     status: Option<&IntegrationStatus>,
     name: &IntegrationName,
     held: Option<&HeldReconcile>,
-    policy: &ReconcilePolicy,
+    tenant: &Tenant,
 ) -> Value {
     let mut value = match status {
         Some(status) => status_json(status),
         None => json!({"integration": name.as_str(), "scheduled": false}),
     };
-    value["held"] = held.map_or(Value::Null, |held| held_json(held, policy));
+    value["held"] = held.map_or(Value::Null, |held| held_json(held, &tenant.settings().policy));
+    value["pendingAbsences"] = pending_json(&tenant.state(), name);
     value
 }
 
 async fn list(state: axum::extract::State<ApiState>, access: TenantAccess) -> Json<Value> {
     let statuses = statuses(&state, &access);
-    let policy = &access.tenant.settings().policy;
-    let mut held = access.tenant.held();
+    let tenant = &access.tenant;
+    let mut held = tenant.held();
+    let mut listed: BTreeSet<IntegrationName> = BTreeSet::new();
     let mut items: Vec<Value> = statuses
         .iter()
         .map(|status| {
+            listed.insert(status.integration.clone());
             integration_json(
                 Some(status),
                 &status.integration,
                 held.remove(&status.integration).as_ref(),
-                policy,
+                tenant,
             )
         })
         .collect();
-    // A hold whose integration is not scheduled here (run with `idpsync sync`) is listed too.
+    // A hold or pending absences of an integration not scheduled here (run with `idpsync
+    // sync`) are listed too.
+    let published = tenant.state();
+    let unscheduled: BTreeSet<IntegrationName> = held
+        .keys()
+        .chain(published.integrations_with_absences())
+        .filter(|name| !listed.contains(*name))
+        .cloned()
+        .collect();
     items.extend(
-        held.iter()
-            .map(|(name, hold)| integration_json(None, name, Some(hold), policy)),
+        unscheduled
+            .iter()
+            .map(|name| integration_json(None, name, held.get(name), tenant)),
     );
     Json(json!({"items": items}))
 }
@@ -153,7 +198,8 @@ async fn get_one(
     let statuses = statuses(&state, &access);
     let status = statuses.iter().find(|status| status.integration == integration);
     let held = access.tenant.held().remove(&integration);
-    if status.is_none() && held.is_none() {
+    let pending = access.tenant.state().pending_absences(&integration).next().is_some();
+    if status.is_none() && held.is_none() && !pending {
         return Err(ApiError::not_found(format!(
             "tenant {} has no integration {integration}",
             access.tenant.id()
@@ -163,7 +209,7 @@ async fn get_one(
         status,
         &integration,
         held.as_ref(),
-        &access.tenant.settings().policy,
+        &access.tenant,
     )))
 }
 

@@ -6,7 +6,8 @@
 //! - [`directory`]: users, groups, members and access, now or at a past moment;
 //! - [`history`]: membership intervals and timelines;
 //! - [`integrations`]: sync status, held snapshots, runs on request;
-//! - [`changes`]: the change stream as Server-Sent Events;
+//! - [`changes`]: the change stream as Server-Sent Events; [`acks`]: the consumer's
+//!   acknowledgements of the revocations it applied;
 //! - [`audit`]: the offboarding audit of a user and the leavers' report;
 //! - [`erase`]: erasure of a user's personal fields;
 //! - [`wire`]: the JSON shapes shared by the areas; `openapi.json`: the API described.
@@ -14,6 +15,7 @@
 //! Every route is declared through [`Routes`], which also keeps the table of routes that a
 //! test compares with `openapi.json`, so the document cannot fall behind the code.
 
+pub mod acks;
 pub mod audit;
 pub mod auth;
 pub mod bindings;
@@ -206,6 +208,7 @@ pub fn routes() -> Routes {
     let routes = erase::routes(routes);
     let routes = audit::routes(routes);
     let routes = integrations::routes(routes);
+    let routes = acks::routes(routes);
     changes::routes(routes)
 }
 

@@ -1,6 +1,7 @@
 //! The JSON shapes of the API: rows of users, groups and members, grants, access changes and
 //! events. The engine never speaks JSON; this is where its values get their public names.
 
+use idpsync_engine::absence::Absent;
 use idpsync_engine::access::Grant;
 use idpsync_engine::event::{Cause, Event, LoggedEvent, Source};
 use idpsync_engine::ids::{GroupId, Member, UserId};
@@ -302,6 +303,18 @@ fn user_fields(opener: &dyn Opener, event: &Event, external_id: &Option<String>)
     (user_name, json!(external_id))
 }
 
+/// Something pending as absent, by the engine's ids: `{"user": "…"}`, `{"group": "…"}` or
+/// `{"group": "…", "member": {…}}`.
+pub fn absent_json(absent: &Absent) -> Value {
+    match absent {
+        Absent::User(user) => json!({"user": user}),
+        Absent::Group(group) => json!({"group": group}),
+        Absent::Membership { group, member } => {
+            json!({"group": group, "member": member_ref(*member)})
+        }
+    }
+}
+
 /// An event's type ([`Event::kind`]) and fields: `{"type": "user.deactivated", "user": "…"}`.
 pub fn event_body(event: &Event, opener: &dyn Opener) -> Value {
     let mut body = match event {
@@ -355,6 +368,21 @@ pub fn event_body(event: &Event, opener: &dyn Opener) -> Value {
         } => json!({"integration": integration.as_str(), "run": run,
             "ownedUsers": summary.owned_users, "deactivations": summary.deactivations,
             "deletions": summary.deletions, "limitPermille": summary.limit_permille}),
+        Event::AbsencesObserved {
+            integration,
+            run,
+            absent,
+        } => json!({"integration": integration.as_str(), "run": run,
+            "absent": absent.iter().map(absent_json).collect::<Vec<Value>>()}),
+        Event::RevocationAcknowledged {
+            user,
+            seq,
+            index,
+            resource,
+            role,
+            via,
+        } => json!({"user": user, "change": format!("{seq}.{index}"),
+            "resource": ResourceRow::from(resource), "role": role.as_str(), "via": via}),
     };
     body["type"] = Value::from(event.kind());
     body

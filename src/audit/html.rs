@@ -9,7 +9,7 @@ use idpsync_engine::AccessDirection;
 use idpsync_engine::audit::{LeaversReport, Standing, Step, StepKind, UserAudit};
 
 use super::duration_text;
-use super::text::{door_text, standing_text, step_summary};
+use super::text::{chain_text, door_text, standing_text, step_summary};
 
 /// Escapes text for HTML content and attribute values.
 pub fn escape(text: &str) -> String {
@@ -77,9 +77,13 @@ fn step_class(kind: &StepKind) -> &'static str {
 }
 
 fn step_item(out: &mut String, step: &Step) {
+    let since = match step.kind {
+        StepKind::Acknowledged { .. } => "the revocation",
+        _ => "the change arrived",
+    };
     let latency = step
         .latency_us
-        .map(|us| format!(" · {} after the change arrived", duration_text(us)))
+        .map(|us| format!(" · {} after {since}", duration_text(us)))
         .unwrap_or_default();
     let _ = write!(
         out,
@@ -136,12 +140,13 @@ pub fn user(audit: &UserAudit) -> String {
                 body,
                 "<div class=\"card leave\"><div class=\"verdict\">Left: {} at {}</div>\
                  <div>by {}</div><div>access gone in <span class=\"big\">{}</span> · {} revoked</div>\
-                 <div class=\"proof\">seq {} · chain <code>{}</code></div></div>",
+                 <div>{}</div><div class=\"proof\">seq {} · chain <code>{}</code></div></div>",
                 escape(&step_summary(&leave.kind).to_lowercase()),
                 escape(&leave.recorded_at.to_rfc3339()),
                 escape(&door_text(&leave.door)),
                 escape(&gone),
                 audit.revocations().count(),
+                escape(&audit.offboarding.as_ref().map(chain_text).unwrap_or_default()),
                 leave.seq,
                 leave.chain
             );
@@ -196,6 +201,38 @@ pub fn report(report: &LeaversReport) -> String {
             String::new()
         }
     );
+    if !report.unacknowledged.is_empty() {
+        let _ = write!(
+            body,
+            "<div class=\"card alarm\"><div class=\"verdict flag\">⚠ {} leaver(s) with revocations not \
+             acknowledged within {}</div><ul>",
+            report.unacknowledged.len(),
+            escape(&duration_text(report.ack_within_us))
+        );
+        for waiting in &report.unacknowledged {
+            let _ = write!(
+                body,
+                "<li>{}: {} revocation(s) waiting since {} ({})</li>",
+                escape(&waiting.user_name),
+                waiting.waiting,
+                escape(&waiting.revoked_at.to_rfc3339()),
+                escape(&duration_text(waiting.waiting_us))
+            );
+        }
+        body.push_str("</ul></div>");
+    }
+    if !report.slowest.is_empty() {
+        body.push_str("<h2>Slowest offboardings</h2><ul>");
+        for slow in &report.slowest {
+            let _ = write!(
+                body,
+                "<li>{}: {}</li>",
+                escape(&slow.user_name),
+                escape(&chain_text(&slow.offboarding))
+            );
+        }
+        body.push_str("</ul>");
+    }
     for held in &report.held {
         let _ = write!(
             body,

@@ -3,7 +3,10 @@
 //! in hex, each step's kind and door tagged inline.
 
 use idpsync_engine::AccessDirection;
-use idpsync_engine::audit::{Door, Held, HeldLeavers, Leaver, LeaversReport, Standing, Step, StepKind, UserAudit};
+use idpsync_engine::audit::{
+    Door, Held, HeldLeavers, Leaver, LeaversReport, Offboarding, SlowOffboarding, Standing, Step, StepKind,
+    Unacknowledged, UserAudit,
+};
 use idpsync_engine::ids::{GroupId, RequestId, SyncRunId, TokenId, UserId};
 use idpsync_storage::{Seq, TenantId};
 use serde::Serialize;
@@ -22,6 +25,7 @@ pub fn user(audit: &UserAudit) -> impl Serialize + '_ {
         steps: audit.steps.iter().map(step).collect(),
         still_holds: audit.still_holds.iter().map(held).collect(),
         time_to_revoke_us: audit.time_to_revoke_us,
+        offboarding: audit.offboarding.as_ref().map(offboarding),
     }
 }
 
@@ -39,6 +43,76 @@ pub fn report(report: &LeaversReport) -> impl Serialize + '_ {
         still_holding: report.still_holding,
         leavers: report.leavers.iter().map(leaver).collect(),
         held: report.held.iter().map(held_leavers).collect(),
+        ack_within_us: report.ack_within_us,
+        unacknowledged: report.unacknowledged.iter().map(unacknowledged).collect(),
+        slowest: report.slowest.iter().map(slow).collect(),
+    }
+}
+
+/// A leave's chain, with the latency of each step.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct OffboardingJson {
+    received_at: Option<String>,
+    recorded_at: String,
+    revoked_at: Option<String>,
+    acknowledged_at: Option<String>,
+    revocations: usize,
+    acknowledged: usize,
+    to_record_us: Option<i64>,
+    to_revoke_us: Option<i64>,
+    to_acknowledge_us: Option<i64>,
+    total_us: Option<i64>,
+}
+
+fn offboarding(offboarding: &Offboarding) -> OffboardingJson {
+    OffboardingJson {
+        received_at: offboarding.received_at.map(|at| at.to_rfc3339()),
+        recorded_at: offboarding.recorded_at.to_rfc3339(),
+        revoked_at: offboarding.revoked_at.map(|at| at.to_rfc3339()),
+        acknowledged_at: offboarding.acknowledged_at.map(|at| at.to_rfc3339()),
+        revocations: offboarding.revocations,
+        acknowledged: offboarding.acknowledged,
+        to_record_us: offboarding.to_record_us(),
+        to_revoke_us: offboarding.to_revoke_us(),
+        to_acknowledge_us: offboarding.to_acknowledge_us(),
+        total_us: offboarding.total_us(),
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct UnacknowledgedJson<'a> {
+    user: UserId,
+    user_name: &'a str,
+    waiting: usize,
+    revoked_at: String,
+    waiting_us: i64,
+}
+
+fn unacknowledged(waiting: &Unacknowledged) -> UnacknowledgedJson<'_> {
+    UnacknowledgedJson {
+        user: waiting.user,
+        user_name: &waiting.user_name,
+        waiting: waiting.waiting,
+        revoked_at: waiting.revoked_at.to_rfc3339(),
+        waiting_us: waiting.waiting_us,
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SlowJson<'a> {
+    user: UserId,
+    user_name: &'a str,
+    offboarding: OffboardingJson,
+}
+
+fn slow(slow: &SlowOffboarding) -> SlowJson<'_> {
+    SlowJson {
+        user: slow.user,
+        user_name: &slow.user_name,
+        offboarding: offboarding(&slow.offboarding),
     }
 }
 
@@ -56,6 +130,7 @@ struct UserAuditJson<'a> {
     steps: Vec<StepJson<'a>>,
     still_holds: Vec<HeldJson<'a>>,
     time_to_revoke_us: Option<i64>,
+    offboarding: Option<OffboardingJson>,
 }
 
 #[derive(Serialize)]
@@ -94,6 +169,9 @@ struct StepKindJson<'a> {
     via: Option<GroupId>,
     #[serde(skip_serializing_if = "Option::is_none")]
     via_name: Option<&'a str>,
+    /// For an acknowledgement: the record of the revocation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    revoked: Option<Seq>,
 }
 
 #[derive(Serialize)]
@@ -147,6 +225,9 @@ struct LeaversReportJson<'a> {
     still_holding: usize,
     leavers: Vec<LeaverJson<'a>>,
     held: Vec<HeldLeaversJson<'a>>,
+    ack_within_us: i64,
+    unacknowledged: Vec<UnacknowledgedJson<'a>>,
+    slowest: Vec<SlowJson<'a>>,
 }
 
 #[derive(Serialize)]
@@ -163,6 +244,7 @@ struct LeaverJson<'a> {
     revoked: usize,
     time_to_revoke_us: Option<i64>,
     still_holds: Vec<HeldJson<'a>>,
+    offboarding: Option<OffboardingJson>,
 }
 
 #[derive(Serialize)]
@@ -215,6 +297,21 @@ fn step_kind(kind: &StepKind) -> StepKindJson<'_> {
             group_name: Some(group_name),
             how: Some(how.as_str()),
             ..tag("left")
+        },
+        StepKind::Acknowledged {
+            revoked,
+            resource,
+            role,
+            via,
+            via_name,
+        } => StepKindJson {
+            revoked: Some(*revoked),
+            resource_kind: Some(resource.kind.as_str()),
+            resource_id: Some(resource.id.to_string()),
+            role: Some(role.as_str()),
+            via: Some(*via),
+            via_name: Some(via_name),
+            ..tag("acknowledged")
         },
         StepKind::Access {
             direction,
@@ -291,6 +388,7 @@ fn leaver(leaver: &Leaver) -> LeaverJson<'_> {
         revoked: leaver.revoked,
         time_to_revoke_us: leaver.time_to_revoke_us,
         still_holds: leaver.still_holds.iter().map(held).collect(),
+        offboarding: leaver.offboarding.as_ref().map(offboarding),
     }
 }
 

@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 
 use idpsync_engine::AccessDirection;
-use idpsync_engine::audit::{Door, LeaversReport, Standing, Step, StepKind, UserAudit};
+use idpsync_engine::audit::{Door, LeaversReport, Offboarding, Standing, Step, StepKind, UserAudit};
 use idpsync_engine::ids::TokenId;
 
 use super::duration_text;
@@ -18,6 +18,16 @@ pub fn step_summary(kind: &StepKind) -> String {
         StepKind::Erased => "personal fields erased".to_owned(),
         StepKind::Joined { group_name, .. } => format!("joined group {group_name}"),
         StepKind::Left { group_name, how, .. } => format!("left group {group_name} ({})", how.as_str()),
+        StepKind::Acknowledged {
+            revoked,
+            resource,
+            role,
+            via_name,
+            ..
+        } => format!(
+            "revocation of {resource} ({}) via {via_name} (seq {revoked}) acknowledged by the consumer",
+            role.as_str()
+        ),
         StepKind::Access {
             direction,
             resource,
@@ -89,9 +99,13 @@ pub fn standing_text(standing: Standing) -> &'static str {
 }
 
 fn step_line(out: &mut String, step: &Step) {
+    let since = match step.kind {
+        StepKind::Acknowledged { .. } => "the revocation",
+        _ => "the change arrived",
+    };
     let latency = step
         .latency_us
-        .map(|us| format!("  [{} after the change arrived]", duration_text(us)))
+        .map(|us| format!("  [{} after {since}]", duration_text(us)))
         .unwrap_or_default();
     let _ = writeln!(
         out,
@@ -148,6 +162,9 @@ pub fn user(audit: &UserAudit) -> String {
                     let _ = writeln!(out, "  access NOT gone");
                 }
             }
+            if let Some(offboarding) = &audit.offboarding {
+                offboarding_lines(&mut out, offboarding);
+            }
         }
         None if audit.standing == Standing::Active => {
             let _ = writeln!(out, "Not a leaver: the user is active.");
@@ -202,6 +219,34 @@ pub fn user(audit: &UserAudit) -> String {
     out
 }
 
+/// A leave's chain in one line, each step with its latency: reached IdP-Sync → recorded →
+/// revoked → acknowledged, then whether it is closed.
+pub fn chain_text(offboarding: &Offboarding) -> String {
+    let optional = |value: Option<i64>| value.map_or_else(|| "-".to_owned(), duration_text);
+    let state = if offboarding.unacknowledged() > 0 {
+        format!(
+            "{} of {} revocation(s) NOT acknowledged by the consumer",
+            offboarding.unacknowledged(),
+            offboarding.revocations
+        )
+    } else {
+        match offboarding.total_us() {
+            Some(total) => format!("closed in {}", duration_text(total)),
+            None => "nothing to revoke".to_owned(),
+        }
+    };
+    format!(
+        "IdP change → recorded {} → revoked {} → acknowledged {}; {state}",
+        optional(offboarding.to_record_us()),
+        optional(offboarding.to_revoke_us()),
+        optional(offboarding.to_acknowledge_us()),
+    )
+}
+
+fn offboarding_lines(out: &mut String, offboarding: &Offboarding) {
+    let _ = writeln!(out, "  chain: {}", chain_text(offboarding));
+}
+
 /// The leavers' report as text.
 pub fn report(report: &LeaversReport) -> String {
     let mut out = String::new();
@@ -220,6 +265,32 @@ pub fn report(report: &LeaversReport) -> String {
     );
     if report.still_holding > 0 {
         let _ = writeln!(out, "\n!!! {} LEAVER(S) STILL HOLD ACCESS !!!", report.still_holding);
+    }
+    if !report.unacknowledged.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n!!! {} LEAVER(S) WITH REVOCATIONS NOT ACKNOWLEDGED WITHIN {} !!!",
+            report.unacknowledged.len(),
+            duration_text(report.ack_within_us)
+        );
+        for waiting in &report.unacknowledged {
+            let _ = writeln!(
+                out,
+                "  {} ({}): {} revocation(s) waiting since {} ({})",
+                waiting.user_name,
+                waiting.user,
+                waiting.waiting,
+                waiting.revoked_at,
+                duration_text(waiting.waiting_us)
+            );
+        }
+    }
+    if !report.slowest.is_empty() {
+        let _ = writeln!(out, "\nSlowest offboardings (IdP change → acknowledged):");
+        for slow in &report.slowest {
+            let _ = writeln!(out, "  {} ({})", slow.user_name, slow.user);
+            offboarding_lines(&mut out, &slow.offboarding);
+        }
     }
     for held in &report.held {
         let _ = writeln!(

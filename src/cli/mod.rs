@@ -95,8 +95,8 @@ enum Command {
     Dev(dev::DevCommand),
     /// Run one sync of an IdP integration and print its changes
     Sync(sync::SyncArgs),
-    /// Each tenant's log (head, snapshots, last checkpoint) and integrations (last and next
-    /// run, last error, held syncs)
+    /// Each tenant's log (head, snapshots, last checkpoint), integrations (last and next run,
+    /// last error, held syncs), pending absences and unacknowledged revocations
     Status(status::StatusArgs),
     /// Back the log and the data directory's files up into a new directory, while the service
     /// runs; the backup is verified by the chain, and is a data directory of its own

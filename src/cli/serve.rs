@@ -141,6 +141,7 @@ pub(crate) async fn run(context: &Context, args: ServeArgs) -> anyhow::Result<()
     if follower.is_some() {
         tracing::info!("following the appends of other replicas on the same database");
     }
+    let revocations = idpsync::revocations::watch(Arc::clone(&engine));
     let scheduler = idpsync_drivers::scheduler::Scheduler::start(super::sync::scheduled(context, &engine).await?);
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -209,6 +210,7 @@ pub(crate) async fn run(context: &Context, args: ServeArgs) -> anyhow::Result<()
     scheduler.shutdown().await;
     signer.shutdown().await;
     drop(follower);
+    revocations.abort();
     tracing::info!("shutting down: writing snapshots");
     engine.shutdown().await;
     tracing::info!("stopped");

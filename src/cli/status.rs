@@ -1,5 +1,8 @@
-//! `idpsync status`: each tenant's log (head, snapshots, newest checkpoint) and integrations
-//! (last and next run, last error, held syncs).
+//! `idpsync status`: each tenant's log (head, snapshots, newest checkpoint), integrations
+//! (last and next run, last error, held syncs), what waits: each integration's pending
+//! absences (what its complete listings no longer contain and is not removed yet, see
+//! docs/absences.md) and the revocations of the last day that the management server has not
+//! acknowledged (docs/offboarding.md).
 //!
 //! Run against a serving data directory (through its control socket) it shows what only the
 //! service knows: the integrations' runs and the syncs the guard holds. Run on a stopped one,
@@ -10,10 +13,13 @@ use std::time::SystemTime;
 
 use clap::Args;
 use idpsync::checkpoint;
+use idpsync::engine::Tenant;
+use idpsync::revocations::RECALL_WINDOW;
 use idpsync::storage::{TenantId, Timestamp};
 use serde::{Deserialize, Serialize};
 
 use super::Context;
+use idpsync::engine::Engine;
 
 #[derive(Args, Debug, Serialize, Deserialize)]
 pub(crate) struct StatusArgs {
@@ -36,6 +42,23 @@ struct TenantStatus {
     newest_snapshot_seq: Option<u64>,
     newest_checkpoint: Option<CheckpointStatus>,
     integrations: Vec<IntegrationStatus>,
+    users: usize,
+    groups: usize,
+    pending_absences: Vec<AbsenceStatus>,
+    revocations_waiting: usize,
+    revocations_overdue: u64,
+    oldest_overdue: Option<String>,
+}
+
+/// Something an integration's complete listings no longer contain, not removed yet.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct AbsenceStatus {
+    integration: String,
+    kind: &'static str,
+    label: String,
+    listings: u32,
+    since: String,
 }
 
 #[derive(Serialize)]
@@ -81,7 +104,37 @@ fn rfc3339(moment: Option<SystemTime>) -> Option<String> {
 }
 
 pub(crate) async fn run(context: &Context, args: StatusArgs) -> anyhow::Result<()> {
-    let store = context.open_store().await?;
+    let engine = context.open_engine().await?;
+    let result = collect(context, &engine, &args).await;
+    engine.close().await;
+    print(context, &args, &result?)
+}
+
+/// What waits in `tenant`: pending absences, revocations not acknowledged.
+fn waiting(tenant: &Tenant, status: &mut TenantStatus) {
+    let state = tenant.state();
+    status.users = state.user_count();
+    status.groups = state.group_count();
+    for integration in state.integrations_with_absences() {
+        for (absent, absence) in state.pending_absences(integration) {
+            let (kind, label) = state.absent_label(absent);
+            status.pending_absences.push(AbsenceStatus {
+                integration: integration.to_string(),
+                kind,
+                label,
+                listings: absence.listings,
+                since: absence.since.to_rfc3339(),
+            });
+        }
+    }
+    let overdue = tenant.overdue_revocations(Timestamp::now());
+    status.revocations_waiting = tenant.unacknowledged_revocations().len();
+    status.revocations_overdue = overdue.count;
+    status.oldest_overdue = overdue.oldest.map(Timestamp::to_rfc3339);
+}
+
+async fn collect(context: &Context, engine: &Engine, args: &StatusArgs) -> anyhow::Result<Vec<TenantStatus>> {
+    let store = engine.store();
     let tenants = match &args.tenant {
         Some(tenant) => vec![tenant.clone()],
         None => store.tenants().await?,
@@ -136,7 +189,14 @@ pub(crate) async fn run(context: &Context, args: StatusArgs) -> anyhow::Result<(
                 integration: name,
             })
             .collect();
-        statuses.push(TenantStatus {
+        let handle = engine.require_tenant(&tenant)?;
+        // A running service keeps the revocations it waits for; a command of its own reads
+        // them back from the log, as the service does at its start.
+        if context.running.is_none() {
+            let since = Timestamp(Timestamp::now().0 - RECALL_WINDOW.as_micros() as i64);
+            handle.recall_unacknowledged(since).await?;
+        }
+        let mut status = TenantStatus {
             newest_checkpoint: checkpoints
                 .iter()
                 .filter(|checkpoint| checkpoint.tenant == tenant)
@@ -151,16 +211,28 @@ pub(crate) async fn run(context: &Context, args: StatusArgs) -> anyhow::Result<(
             snapshots: snapshots.len(),
             newest_snapshot_seq: snapshots.iter().map(|snapshot| snapshot.seq.0).max(),
             integrations,
-        });
+            users: 0,
+            groups: 0,
+            pending_absences: Vec::new(),
+            revocations_waiting: 0,
+            revocations_overdue: 0,
+            oldest_overdue: None,
+        };
+        waiting(&handle, &mut status);
+        statuses.push(status);
     }
+    Ok(statuses)
+}
+
+fn print(context: &Context, args: &StatusArgs, statuses: &[TenantStatus]) -> anyhow::Result<()> {
     if args.json {
-        outln!("{}", serde_json::to_string_pretty(&statuses)?);
+        outln!("{}", serde_json::to_string_pretty(statuses)?);
         return Ok(());
     }
     if context.running.is_none() {
         outln!("(the service is not running here: integrations' runs and held syncs are known only to it)");
     }
-    for status in &statuses {
+    for status in statuses {
         outln!(
             "tenant {}: head seq {}, chain head {}",
             status.tenant,
@@ -204,6 +276,34 @@ pub(crate) async fn run(context: &Context, args: StatusArgs) -> anyhow::Result<(
                     integration.integration
                 );
             }
+        }
+        let mut by_integration: BTreeMap<&str, Vec<&AbsenceStatus>> = BTreeMap::new();
+        for absence in &status.pending_absences {
+            by_integration.entry(&absence.integration).or_default().push(absence);
+        }
+        for (integration, pending) in by_integration {
+            outln!("  integration {integration}: {} absence(s) pending", pending.len());
+            for absence in pending {
+                outln!(
+                    "    {} {}: absent from {} consecutive complete listing(s) since {}",
+                    absence.kind,
+                    absence.label,
+                    absence.listings,
+                    absence.since
+                );
+            }
+        }
+        if status.revocations_waiting > 0 {
+            outln!(
+                "  revocations waiting for the management server's acknowledgement: {} ({} overdue{})",
+                status.revocations_waiting,
+                status.revocations_overdue,
+                status
+                    .oldest_overdue
+                    .as_deref()
+                    .map(|at| format!(", the oldest since {at}"))
+                    .unwrap_or_default()
+            );
         }
     }
     Ok(())

@@ -11,7 +11,7 @@ use idpsync_drivers::cursor_store::CursorStore;
 use idpsync_drivers::scheduler::Scheduled;
 use idpsync_drivers::sync::{Mode, Resync, SyncOutcome, SyncResult, sync_once};
 use idpsync_drivers::{Driver, IntegrationConfig, RetryPolicy};
-use idpsync_engine::reconcile::ReconcileReport;
+use idpsync_engine::reconcile::{AbsentLine, ReconcileReport};
 use idpsync_engine::{Engine, Tenant};
 use idpsync_storage::TenantId;
 
@@ -154,6 +154,9 @@ fn render(args: &SyncArgs, outcome: &SyncOutcome) -> String {
     for conflict in &report.conflicts {
         out.push_str(&format!("  skipped            {conflict}\n"));
     }
+    for line in &report.pending {
+        out.push_str(&format!("  absent (pending)   {}\n", absent_line(line)));
+    }
     out.push_str(&format!("{verb}: {}\n", summary(report)));
     if let Some(hold) = &report.held {
         let guard = &report.guard;
@@ -176,10 +179,27 @@ fn render(args: &SyncArgs, outcome: &SyncOutcome) -> String {
     out
 }
 
+/// A pending absence as people read it: what, and how far it is from taking effect.
+fn absent_line(line: &AbsentLine) -> String {
+    let after = line
+        .takes_effect_after
+        .map(|at| format!(", or at the first complete listing after {}", at.to_rfc3339()))
+        .unwrap_or_default();
+    format!(
+        "{} {}: absent from {} of the {} consecutive complete listings that remove it, since {}{after}",
+        line.kind,
+        line.object,
+        line.listings,
+        line.needed,
+        line.since.to_rfc3339(),
+    )
+}
+
 fn summary(report: &ReconcileReport) -> String {
     format!(
         "users {} created, {} updated, {} deactivated, {} reactivated, {} deleted; \
-         groups {} created, {} renamed, {} deleted; memberships {} added, {} removed; {} unresolved, {} skipped",
+         groups {} created, {} renamed, {} deleted; memberships {} added, {} removed; {} unresolved, {} skipped; \
+         {} absences pending",
         report.users_created,
         report.users_updated,
         report.users_deactivated,
@@ -192,6 +212,7 @@ fn summary(report: &ReconcileReport) -> String {
         report.memberships_removed,
         report.unresolved_members,
         report.conflicts.len(),
+        report.pending.len(),
     )
 }
 

@@ -87,11 +87,49 @@ struct Readiness {
     /// Since when, when not (RFC 3339).
     #[serde(skip_serializing_if = "Option::is_none")]
     since: Option<String>,
+    /// What needs a person's attention without stopping writes; counts only, over every
+    /// tenant.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    alerts: Option<Alerts>,
+}
+
+/// Alerts in the readiness details.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Alerts {
+    /// Revocations the change stream's consumer has not acknowledged within the threshold.
+    overdue_revocations: u64,
+    /// How long the oldest of them has waited, in seconds.
+    oldest_overdue_seconds: u64,
+}
+
+impl Alerts {
+    /// The alerts as of now, if any.
+    fn of(engine: &Engine) -> Option<Alerts> {
+        let now = idpsync_storage::Timestamp::now();
+        let mut alerts = Alerts {
+            overdue_revocations: 0,
+            oldest_overdue_seconds: 0,
+        };
+        for id in engine.tenant_ids() {
+            let Some(tenant) = engine.tenant(&id) else { continue };
+            let overdue = tenant.overdue_revocations(now);
+            alerts.overdue_revocations += overdue.count;
+            if let Some(oldest) = overdue.oldest {
+                let waited = u64::try_from((now.0 - oldest.0) / 1_000_000).unwrap_or(0);
+                alerts.oldest_overdue_seconds = alerts.oldest_overdue_seconds.max(waited);
+            }
+        }
+        (alerts.overdue_revocations > 0).then_some(alerts)
+    }
 }
 
 /// Readiness: 200 while the log takes writes; 503 with the reason while it cannot (a full disk,
-/// an unreachable database), so that a load balancer sends writes elsewhere meanwhile.
+/// an unreachable database), so that a load balancer sends writes elsewhere meanwhile. Either
+/// way, `alerts` counts what needs a person (revocations the consumer has not acknowledged in
+/// time), without naming tenants or users.
 async fn readiness(State(engine): State<Arc<Engine>>) -> (StatusCode, Json<Readiness>) {
+    let alerts = Alerts::of(&engine);
     match engine.store().health() {
         StoreHealth::Ready => (
             StatusCode::OK,
@@ -99,6 +137,7 @@ async fn readiness(State(engine): State<Arc<Engine>>) -> (StatusCode, Json<Readi
                 status: "ready",
                 reason: None,
                 since: None,
+                alerts,
             }),
         ),
         StoreHealth::Unavailable { since, reason } => (
@@ -107,6 +146,7 @@ async fn readiness(State(engine): State<Arc<Engine>>) -> (StatusCode, Json<Readi
                 status: "not-ready",
                 reason: Some(reason),
                 since: Some(since.to_rfc3339()),
+                alerts,
             }),
         ),
     }

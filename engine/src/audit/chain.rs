@@ -7,12 +7,12 @@ use std::sync::Arc;
 
 use idpsync_storage::{Hash32, Seq, Timestamp};
 
-use super::{AuditError, AuditSources, Door, Held, MembershipEnd, Standing, Step, StepKind, UserAudit};
+use super::{AuditError, AuditSources, Door, Held, MembershipEnd, Offboarding, Standing, Step, StepKind, UserAudit};
 use crate::error::EngineError;
 use crate::event::{Event, LoggedEvent};
 use crate::ids::{GroupId, Member, UserId};
 use crate::model::User;
-use crate::projector;
+use crate::projector::{self, AccessDirection};
 use crate::state::State;
 use crate::tenant::Tenant;
 
@@ -95,6 +95,35 @@ pub async fn audit_user(tenant: &Tenant, user: UserId, sources: &AuditSources<'_
             };
             steps.push(step(kind, None));
         }
+        if let Event::RevocationAcknowledged {
+            user: who,
+            seq,
+            resource,
+            role,
+            via,
+            ..
+        } = &event.envelope.event
+            && *who == user
+        {
+            let revoked_at = steps
+                .iter()
+                .find(|step| {
+                    step.seq == *seq
+                        && matches!(&step.kind, StepKind::Access { direction: AccessDirection::Revoked, resource: r, role: o, via: v, .. }
+                            if r == resource && o == role && v == via)
+                })
+                .map(|step| step.recorded_at);
+            steps.push(step(
+                StepKind::Acknowledged {
+                    revoked: *seq,
+                    resource: resource.clone(),
+                    role: *role,
+                    via: *via,
+                    via_name: group_name(&names_before, &state, *via),
+                },
+                revoked_at.map(|at| (event.recorded_at.0 - at.0).max(0)),
+            ));
+        }
         for change in access.iter().filter(|change| change.user == user) {
             let latency_us = received.map(|at| (change.recorded_at.0 - at.0).max(0));
             steps.push(step(
@@ -143,8 +172,10 @@ pub async fn audit_user(tenant: &Tenant, user: UserId, sources: &AuditSources<'_
         steps,
         still_holds,
         time_to_revoke_us: None,
+        offboarding: None,
     };
     audit.time_to_revoke_us = time_to_revoke(&audit);
+    audit.offboarding = offboarding(&audit);
     Ok(audit)
 }
 
@@ -195,6 +226,27 @@ fn time_to_revoke(audit: &UserAudit) -> Option<i64> {
             .max()
             .unwrap_or(0),
     )
+}
+
+/// The leave's chain, for a leaver.
+fn offboarding(audit: &UserAudit) -> Option<Offboarding> {
+    let leave = audit.leave.as_ref()?;
+    let revocations: Vec<&Step> = audit.revocations().collect();
+    let acknowledgements: Vec<Timestamp> = revocations
+        .iter()
+        .filter_map(|revocation| audit.acknowledgement_of(revocation).map(|step| step.recorded_at))
+        .collect();
+    let acknowledged = acknowledgements.len();
+    Some(Offboarding {
+        received_at: leave.door.received_at(),
+        recorded_at: leave.recorded_at,
+        revoked_at: revocations.iter().map(|step| step.recorded_at).max(),
+        revocations: revocations.len(),
+        acknowledged,
+        acknowledged_at: (acknowledged == revocations.len())
+            .then(|| acknowledgements.into_iter().max())
+            .flatten(),
+    })
 }
 
 /// A group's name at a step: after the event if it still exists, else before it.

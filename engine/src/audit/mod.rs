@@ -34,7 +34,9 @@ use std::collections::BTreeMap;
 use idpsync_storage::{Hash32, Seq, TenantId, Timestamp};
 
 pub use chain::audit_user;
-pub use report::{HeldLeavers, LeaveKind, Leaver, LeaversReport, leavers_report};
+pub use report::{
+    HeldLeavers, LeaveKind, Leaver, LeaversReport, SLOWEST_SHOWN, SlowOffboarding, Unacknowledged, leavers_report,
+};
 pub use scan::{BindingLog, BindingLogs, resolve_user};
 
 use crate::error::EngineError;
@@ -179,6 +181,19 @@ pub enum StepKind {
         /// Why.
         how: MembershipEnd,
     },
+    /// The change stream's consumer acknowledged that it applied a revocation.
+    Acknowledged {
+        /// The record of the revocation.
+        revoked: Seq,
+        /// The resource.
+        resource: ResourceRef,
+        /// The group's role in the resource.
+        role: BindingRole,
+        /// The bound group the access came through.
+        via: GroupId,
+        /// Its name then.
+        via_name: String,
+    },
     /// Access began or ended.
     Access {
         /// Granted or revoked.
@@ -207,7 +222,8 @@ pub struct Step {
     pub kind: StepKind,
     /// Where it came from.
     pub door: Door,
-    /// For access steps: microseconds from the change reaching IdP-Sync to this record.
+    /// For access steps: microseconds from the change reaching IdP-Sync to this record; for
+    /// an acknowledgement: from the revocation's record to this one.
     pub latency_us: Option<i64>,
 }
 
@@ -263,9 +279,75 @@ pub struct UserAudit {
     /// the access was gone before); absent while the user is not a leaver or still holds
     /// access.
     pub time_to_revoke_us: Option<i64>,
+    /// The leave's chain, step by step: the IdP's change, its record, the revocations, their
+    /// acknowledgements. Set for a leaver.
+    pub offboarding: Option<Offboarding>,
+}
+
+/// A leave's chain: when the IdP's change reached IdP-Sync, when it was recorded, when the
+/// last access it took away was revoked, and when the consumer acknowledged the last of those
+/// revocations.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Offboarding {
+    /// When the change reached IdP-Sync (the SCIM request's or sync run's time), where known.
+    pub received_at: Option<Timestamp>,
+    /// When the leave was recorded.
+    pub recorded_at: Timestamp,
+    /// When the last revocation at or after the leave was recorded; `None` if it revoked
+    /// nothing.
+    pub revoked_at: Option<Timestamp>,
+    /// Revocations at or after the leave.
+    pub revocations: usize,
+    /// Of them, those the consumer acknowledged.
+    pub acknowledged: usize,
+    /// When the last acknowledgement was recorded, once every revocation has one.
+    pub acknowledged_at: Option<Timestamp>,
+}
+
+impl Offboarding {
+    /// Microseconds from the change reaching IdP-Sync to its record.
+    pub fn to_record_us(&self) -> Option<i64> {
+        self.received_at.map(|at| (self.recorded_at.0 - at.0).max(0))
+    }
+
+    /// Microseconds from the record to the last revocation.
+    pub fn to_revoke_us(&self) -> Option<i64> {
+        self.revoked_at.map(|at| (at.0 - self.recorded_at.0).max(0))
+    }
+
+    /// Microseconds from the last revocation to the last acknowledgement.
+    pub fn to_acknowledge_us(&self) -> Option<i64> {
+        Some((self.acknowledged_at?.0 - self.revoked_at?.0).max(0))
+    }
+
+    /// Microseconds from the first known moment (reached IdP-Sync, else recorded) to the last
+    /// acknowledgement: the whole offboarding, once it is closed.
+    pub fn total_us(&self) -> Option<i64> {
+        let start = self.received_at.unwrap_or(self.recorded_at);
+        Some((self.acknowledged_at?.0 - start.0).max(0))
+    }
+
+    /// Revocations still waiting for their acknowledgement.
+    pub fn unacknowledged(&self) -> usize {
+        self.revocations - self.acknowledged
+    }
 }
 
 impl UserAudit {
+    /// The acknowledgement step of a revocation step, if the consumer acknowledged it.
+    pub fn acknowledgement_of(&self, revocation: &Step) -> Option<&Step> {
+        let StepKind::Access {
+            resource, role, via, ..
+        } = &revocation.kind
+        else {
+            return None;
+        };
+        self.steps.iter().find(|step| {
+            matches!(&step.kind, StepKind::Acknowledged { revoked, resource: r, role: o, via: v, .. }
+                if *revoked == revocation.seq && r == resource && o == role && v == via)
+        })
+    }
+
     /// Access steps revoked at or after the leave.
     pub fn revocations(&self) -> impl Iterator<Item = &Step> {
         let from = self.leave.as_ref().map_or(Seq(u64::MAX), |leave| leave.seq);

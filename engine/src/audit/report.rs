@@ -1,12 +1,14 @@
 //! The leavers of a period: every user deactivated or deleted since a moment, how long each
-//! one's access took to go, and, flagged loudly, any leaver who still holds access and any
-//! sync the guard holds that would take users out.
+//! one's access took to go and to be acknowledged as gone, the slowest offboardings, and,
+//! flagged loudly, any leaver who still holds access, any revocation the consumer has not
+//! acknowledged within the tenant's threshold, and any sync the guard holds that would take
+//! users out.
 
 use std::collections::BTreeSet;
 
 use idpsync_storage::{Hash32, Seq, TenantId, Timestamp};
 
-use super::{AuditError, AuditSources, Door, Held, Standing, audit_user};
+use super::{AuditError, AuditSources, Door, Held, Offboarding, Standing, audit_user};
 use crate::event::Event;
 use crate::ids::UserId;
 use crate::tenant::Tenant;
@@ -55,6 +57,35 @@ pub struct Leaver {
     pub time_to_revoke_us: Option<i64>,
     /// Access it holds now: an alarm.
     pub still_holds: Vec<Held>,
+    /// Its leave's chain to the consumer's acknowledgements.
+    pub offboarding: Option<Offboarding>,
+}
+
+/// A leaver whose revocations the consumer has not all acknowledged within the tenant's
+/// threshold.
+#[derive(Clone, Debug)]
+pub struct Unacknowledged {
+    /// The user.
+    pub user: UserId,
+    /// Its userName as last known.
+    pub user_name: String,
+    /// Revocations without an acknowledgement.
+    pub waiting: usize,
+    /// When the last of its revocations was recorded.
+    pub revoked_at: Timestamp,
+    /// Microseconds from then to the report.
+    pub waiting_us: i64,
+}
+
+/// One of the slowest closed offboardings of the period.
+#[derive(Clone, Debug)]
+pub struct SlowOffboarding {
+    /// The user.
+    pub user: UserId,
+    /// Its userName as last known.
+    pub user_name: String,
+    /// Its chain.
+    pub offboarding: Offboarding,
 }
 
 /// A sync the guard holds that would deactivate or delete users: leavers whose access is
@@ -98,12 +129,22 @@ pub struct LeaversReport {
     pub leavers: Vec<Leaver>,
     /// Held syncs that would take users out.
     pub held: Vec<HeldLeavers>,
+    /// How long the consumer may take to acknowledge a revocation.
+    pub ack_within_us: i64,
+    /// Leavers with revocations unacknowledged for longer than that: an alarm.
+    pub unacknowledged: Vec<Unacknowledged>,
+    /// The slowest closed offboardings (from the IdP's change to the last acknowledgement),
+    /// slowest first, at most [`SLOWEST_SHOWN`].
+    pub slowest: Vec<SlowOffboarding>,
 }
+
+/// How many of the slowest offboardings a report shows.
+pub const SLOWEST_SHOWN: usize = 5;
 
 impl LeaversReport {
     /// Whether anything needs a person's attention.
     pub fn has_alarms(&self) -> bool {
-        self.still_holding > 0 || !self.held.is_empty()
+        self.still_holding > 0 || !self.held.is_empty() || !self.unacknowledged.is_empty()
     }
 }
 
@@ -145,22 +186,56 @@ pub async fn leavers_report(
                 revoked: audit.revocations().count(),
                 time_to_revoke_us: audit.time_to_revoke_us,
                 still_holds: audit.still_holds,
+                offboarding: audit.offboarding,
             });
         }
     }
     let times: Vec<i64> = leavers.iter().filter_map(|leaver| leaver.time_to_revoke_us).collect();
+    let generated_at = Timestamp::now();
+    let ack_within_us = i64::try_from(tenant.settings().revocation_ack_within.as_micros()).unwrap_or(i64::MAX);
+    let unacknowledged = leavers
+        .iter()
+        .filter_map(|leaver| {
+            let offboarding = leaver.offboarding?;
+            let revoked_at = offboarding.revoked_at?;
+            let waiting_us = generated_at.0 - revoked_at.0;
+            (offboarding.unacknowledged() > 0 && waiting_us > ack_within_us).then(|| Unacknowledged {
+                user: leaver.user,
+                user_name: leaver.user_name.clone(),
+                waiting: offboarding.unacknowledged(),
+                revoked_at,
+                waiting_us,
+            })
+        })
+        .collect();
+    let mut slowest: Vec<SlowOffboarding> = leavers
+        .iter()
+        .filter_map(|leaver| {
+            let offboarding = leaver.offboarding?;
+            offboarding.total_us().map(|_| SlowOffboarding {
+                user: leaver.user,
+                user_name: leaver.user_name.clone(),
+                offboarding,
+            })
+        })
+        .collect();
+    slowest.sort_by_key(|slow| std::cmp::Reverse(slow.offboarding.total_us()));
+    slowest.truncate(SLOWEST_SHOWN);
     Ok(LeaversReport {
         tenant: tenant.id().clone(),
         since,
         from_seq,
         head,
-        generated_at: Timestamp::now(),
+        generated_at,
         count: leavers.len(),
         median_time_to_revoke_us: median(&times),
         max_time_to_revoke_us: times.iter().copied().max(),
         still_holding: leavers.iter().filter(|leaver| !leaver.still_holds.is_empty()).count(),
         leavers,
         held: held_leavers(tenant),
+        ack_within_us,
+        unacknowledged,
+        slowest,
     })
 }
 

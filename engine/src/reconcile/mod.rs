@@ -34,6 +34,6 @@ pub(crate) use guard::{Removals, held_event};
 pub use listing::{Listing, ListingScope};
 pub(crate) use plan::{Plan, plan};
 pub use policy::{MissingUsers, ReconcilePolicy};
-pub use report::{ChangeLine, ReconcileReport};
+pub use report::{AbsentLine, ChangeLine, ReconcileReport};
 pub use scope::{ScopeRules, SyncInput};
 pub use snapshot::{DirectorySnapshot, ExternalMember, Membership, SnapshotGroup, SnapshotScope, SnapshotUser};

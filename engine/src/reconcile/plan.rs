@@ -4,7 +4,10 @@
 //!
 //! In order: removals (what a complete snapshot no longer lists, or what a delta says is gone),
 //! then users, then groups, then memberships; last, the guard judges the whole plan, with what
-//! the integration's recent runs removed.
+//! the integration's recent runs removed. What a complete snapshot no longer lists is removed
+//! only once its absence takes effect under the snapshot's [`AbsenceRules`]; until then it is
+//! pending, reported, and recorded by one [`Event::AbsencesObserved`] (see [`crate::absence`]),
+//! and the guard does not count it.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
@@ -12,10 +15,11 @@ use uuid::Uuid;
 
 use super::guard::{self, Guard, GuardCount, RecentRemovals, Removals};
 use super::policy::{MissingUsers, ReconcilePolicy};
-use super::report::{ChangeLine, ReconcileReport};
+use super::report::{AbsentLine, ChangeLine, ReconcileReport};
 use super::snapshot::{DirectorySnapshot, ExternalMember, Membership, SnapshotGroup, SnapshotScope, SnapshotUser};
+use crate::absence::{Absence, AbsenceRules, Absent};
 use crate::event::{Cause, Envelope, Event, HoldSummary, Personal, Source};
-use crate::ids::{GroupId, IntegrationName, Member, UserId};
+use crate::ids::{GroupId, IntegrationName, Member, Timestamp, UserId};
 use crate::model::Owner;
 use crate::speculate::apply_speculatively;
 use crate::state::State;
@@ -57,6 +61,19 @@ struct Planner<'s> {
     /// Whom the events take access from, for the guard.
     removals: Removals,
     integration: &'s IntegrationName,
+    /// For a complete snapshot, when what it no longer lists takes effect; `None` for a delta,
+    /// whose removals are the IdP's own word and take effect at once.
+    absence: Option<Witnesses<'s>>,
+}
+
+/// What a complete snapshot's absences are judged with.
+struct Witnesses<'s> {
+    rules: AbsenceRules,
+    /// What the integration had pending before this run.
+    prior: Option<&'s BTreeMap<Absent, Absence>>,
+    now: Timestamp,
+    /// What stays pending after it.
+    pending: Vec<Absent>,
 }
 
 impl Planner<'_> {
@@ -74,6 +91,35 @@ impl Planner<'_> {
 
     fn conflict(&mut self, message: String) {
         self.report.conflicts.push(message);
+    }
+
+    /// Whether the absence of `absent` (`label` for people) takes effect in this run. One that
+    /// does not yet is kept pending and reported.
+    fn witnessed(&mut self, absent: Absent, kind: &'static str, label: String) -> bool {
+        let Some(witnesses) = &mut self.absence else {
+            return true;
+        };
+        let prior = witnesses.prior.and_then(|prior| prior.get(&absent));
+        if witnesses.rules.takes_effect(prior, witnesses.now) {
+            return true;
+        }
+        witnesses.pending.push(absent);
+        let since = prior.map_or(witnesses.now, |absence| absence.since);
+        self.report.pending.push(AbsentLine {
+            kind,
+            object: label,
+            listings: prior.map_or(1, |absence| absence.listings.saturating_add(1)),
+            needed: witnesses.rules.listings.get(),
+            since,
+            takes_effect_after: witnesses.rules.after.map(|after| {
+                Timestamp(
+                    since
+                        .0
+                        .saturating_add(i64::try_from(after.as_micros()).unwrap_or(i64::MAX)),
+                )
+            }),
+        });
+        false
     }
 
     /// Creates or updates a listed user. Returns why it could not take its userName, if
@@ -152,6 +198,11 @@ impl Planner<'_> {
         };
         let user = self.scratch.user(id).expect("owned users exist").clone();
         let label = format!("{} ({external_id})", user.profile.user_name);
+        // An inactive user a deactivation would leave as it is has nothing pending either.
+        let changes = policy == MissingUsers::Delete || user.active;
+        if !changes || !self.witnessed(Absent::User(id), "user", label.clone()) {
+            return;
+        }
         match policy {
             MissingUsers::Delete => {
                 self.report.users_deleted += 1;
@@ -208,6 +259,9 @@ impl Planner<'_> {
             "{} ({external_id})",
             self.scratch.group(id).expect("owned groups exist").display_name
         );
+        if !self.witnessed(Absent::Group(id), "group", label.clone()) {
+            return;
+        }
         self.report.groups_deleted += 1;
         self.emit(external_id, label, "group deleted", Event::GroupDeleted { group: id });
     }
@@ -265,6 +319,16 @@ impl Planner<'_> {
         );
     }
 
+    /// `group (external id): member`, for a membership.
+    fn membership_label(&self, external_id: &str, group: GroupId, member: Member) -> String {
+        let group_name = self.scratch.group(group).map_or("?", |g| g.display_name.as_str());
+        let member_name = match member {
+            Member::User(user) => self.scratch.user(user).map_or("?", |u| u.profile.user_name.as_str()),
+            Member::Group(group) => self.scratch.group(group).map_or("?", |g| g.display_name.as_str()),
+        };
+        format!("{group_name} ({external_id}): {member_name}")
+    }
+
     fn group_label(&self, external_id: &str, group: GroupId, count: usize) -> String {
         let name = self
             .scratch
@@ -275,15 +339,16 @@ impl Planner<'_> {
     }
 }
 
-/// Plans reconciling `snapshot` with `state`: the events and their report, or the guard's hold,
-/// judged with what the integration's `recent` runs removed. Ids of new users and groups come
-/// from `new_id`.
+/// Plans reconciling `snapshot` with `state` at `now`: the events and their report, or the
+/// guard's hold, judged with what the integration's `recent` runs removed. Ids of new users and
+/// groups come from `new_id`.
 pub(crate) fn plan(
     state: &State,
     snapshot: &DirectorySnapshot,
     guard: Guard,
     policy: &ReconcilePolicy,
     recent: RecentRemovals,
+    now: Timestamp,
     new_id: &mut dyn FnMut() -> Uuid,
 ) -> Plan {
     let integration = &snapshot.integration;
@@ -298,6 +363,15 @@ pub(crate) fn plan(
         report: ReconcileReport::default(),
         removals: Removals::default(),
         integration,
+        absence: match snapshot.scope {
+            SnapshotScope::Complete { .. } => Some(Witnesses {
+                rules: snapshot.absence,
+                prior: state.absences.of(integration),
+                now,
+                pending: Vec::new(),
+            }),
+            SnapshotScope::Delta { .. } => None,
+        },
     };
 
     // Removals first: a deleted object's memberships go with it in one event, and a name it
@@ -380,7 +454,15 @@ pub(crate) fn plan(
             }
             for ((external_id, group), members) in wanted {
                 let current: BTreeSet<Member> = planner.scratch.direct_members(group).collect();
-                planner.remove_members(&external_id, group, current.difference(&members).copied().collect());
+                let unlisted: Vec<Member> = current.difference(&members).copied().collect();
+                let leaving = unlisted
+                    .into_iter()
+                    .filter(|member| {
+                        let label = planner.membership_label(&external_id, group, *member);
+                        planner.witnessed(Absent::Membership { group, member: *member }, "membership", label)
+                    })
+                    .collect();
+                planner.remove_members(&external_id, group, leaving);
                 planner.add_members(&external_id, group, members.difference(&current).copied().collect());
             }
         }
@@ -406,6 +488,20 @@ pub(crate) fn plan(
     }
 
     let (removals, deletions) = planner.removals.count(&planner.scratch);
+    let observed = planner.absence.and_then(|witnesses| {
+        // Recorded when something is pending, or to clear what was.
+        (!witnesses.pending.is_empty() || witnesses.prior.is_some()).then(|| Envelope {
+            source: planner.source.clone(),
+            cause: Cause::Unspecified,
+            event: Event::AbsencesObserved {
+                integration: integration.clone(),
+                run: snapshot.run,
+                absent: witnesses.pending,
+            },
+        })
+    });
+    let mut events = planner.events;
+    events.extend(observed);
     let mut report = planner.report;
     report.guard = GuardCount {
         removals,
@@ -419,10 +515,7 @@ pub(crate) fn plan(
             report.held = Some(summary.clone());
             Plan::Hold { summary, report }
         }
-        None => Plan::Apply {
-            events: planner.events,
-            report,
-        },
+        None => Plan::Apply { events, report },
     }
 }
 

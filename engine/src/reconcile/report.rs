@@ -4,6 +4,7 @@ use serde::Serialize;
 
 use super::guard::GuardCount;
 use crate::event::HoldSummary;
+use crate::ids::Timestamp;
 
 /// One planned or applied change, for people to read.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -12,6 +13,25 @@ pub struct ChangeLine {
     pub action: &'static str,
     /// The object, by IdP id and name.
     pub object: String,
+}
+
+/// Something a complete listing no longer contains whose absence has not taken effect: pending
+/// (see [`crate::absence`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct AbsentLine {
+    /// `user`, `group` or `membership`.
+    pub kind: &'static str,
+    /// The object, by name and IdP id.
+    pub object: String,
+    /// Consecutive complete listings it has been absent from, this one included.
+    pub listings: u32,
+    /// The listings it takes to take effect.
+    pub needed: u32,
+    /// When the first of them was recorded.
+    pub since: Timestamp,
+    /// When it takes effect at the next complete listing however few listings saw it, if the
+    /// integration sets a time.
+    pub takes_effect_after: Option<Timestamp>,
 }
 
 /// What a reconcile did, or would do.
@@ -43,6 +63,8 @@ pub struct ReconcileReport {
     pub conflicts: Vec<String>,
     /// Every change, in order.
     pub changes: Vec<ChangeLine>,
+    /// What the listing no longer contains but is not removed yet: pending absences.
+    pub pending: Vec<AbsentLine>,
     /// What the guard counted: the users it takes access from, with the integration's
     /// recent runs, against the limit.
     pub guard: GuardCount,

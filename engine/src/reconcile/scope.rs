@@ -12,17 +12,21 @@ use std::collections::{HashMap, HashSet};
 use super::filter::GroupFilter;
 use super::listing::Listing;
 use super::snapshot::{DirectorySnapshot, ExternalMember, Membership, SnapshotGroup, SnapshotScope};
+use crate::absence::AbsenceRules;
 use crate::ids::{IntegrationName, Member, SyncRunId};
 use crate::model::Owner;
 use crate::state::State;
 
-/// Which part of what its IdP holds an integration syncs.
+/// Which part of what its IdP holds an integration syncs, and when what it no longer lists is
+/// gone.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ScopeRules {
     /// Which groups are synced.
     pub groups: GroupFilter,
     /// Only users in a synced group, directly or through nested groups (complete listings).
     pub only_group_members: bool,
+    /// When what a complete listing no longer contains is removed.
+    pub absence: AbsenceRules,
 }
 
 /// One sync run as the engine takes it to plan or reconcile: what the integration's driver
@@ -134,6 +138,7 @@ impl SyncInput {
             users,
             groups: kept_groups,
             scope,
+            absence: rules.absence,
         }
     }
 }
@@ -235,6 +240,7 @@ mod tests {
             rules: ScopeRules {
                 groups: filter,
                 only_group_members,
+                absence: AbsenceRules::default(),
             },
         };
         input.into_snapshot(&State::new())

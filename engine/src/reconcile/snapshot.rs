@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::absence::AbsenceRules;
 use crate::ids::{IntegrationName, SyncRunId};
 use crate::model::UserProfile;
 
@@ -20,6 +21,9 @@ pub struct DirectorySnapshot {
     pub groups: Vec<SnapshotGroup>,
     /// Complete listing or delta, and the memberships.
     pub scope: SnapshotScope,
+    /// When what a complete listing no longer contains is removed.
+    #[serde(default)]
+    pub absence: AbsenceRules,
 }
 
 impl DirectorySnapshot {

@@ -217,6 +217,11 @@ pub(crate) fn fold(maps: &mut impl FoldMaps, logged: &LoggedEvent, opener: &dyn 
         Event::BindingSet { resource, groups } => maps.bindings().set(resource, groups),
         Event::BindingRemoved { resource } => maps.bindings().remove(resource),
         Event::ReconcileHeld { .. } => {}
+        Event::AbsencesObserved {
+            integration, absent, ..
+        } => maps.absences().observe(integration, absent, at),
+        // Indexed under the user, so that its audit finds it; the user's record is unchanged.
+        Event::RevocationAcknowledged { user, .. } => effects.touched.push(Member::User(*user)),
     }
 }
 

@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use imbl::OrdMap;
 
+use super::absences::Absences;
 use super::apply::{Effects, fold};
 use super::indexes::{Bindings, Indexes, set_in_bulk};
 use super::maps::{FoldMaps, bump};
@@ -50,6 +51,7 @@ pub struct FlatState {
     users: HashMap<UserId, FlatUser>,
     groups: HashMap<GroupId, FlatGroup>,
     bindings: Bindings,
+    absences: Absences,
 }
 
 impl FlatState {
@@ -76,6 +78,7 @@ impl FlatState {
             users,
             groups,
             bindings,
+            absences,
         } = self;
         let ((users, user_lists, user_indexes), (groups, group_lists, mut indexes)) = std::thread::scope(|scope| {
             let users = scope.spawn(move || {
@@ -127,6 +130,7 @@ impl FlatState {
             member_of,
             indexes,
             bindings,
+            absences,
         }
     }
 
@@ -290,6 +294,10 @@ impl FoldMaps for FlatState {
     fn bindings(&mut self) -> &mut Bindings {
         &mut self.bindings
     }
+
+    fn absences(&mut self) -> &mut Absences {
+        &mut self.absences
+    }
 }
 
 #[cfg(test)]
@@ -416,6 +424,7 @@ mod tests {
             groups,
             state.member_of.clone(),
             state.bindings.clone(),
+            state.absences.clone(),
         )
     }
 

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use imbl::OrdMap;
 
+use super::absences::Absences;
 use super::indexes::{Bindings, Indexes};
 use super::{GroupEntry, GroupList, State};
 use crate::ids::{GroupId, Member, Seq, Timestamp, UserId};
@@ -62,6 +63,8 @@ pub(crate) trait FoldMaps {
     fn indexes(&mut self) -> Option<&mut Indexes>;
     /// The bindings.
     fn bindings(&mut self) -> &mut Bindings;
+    /// The pending absences.
+    fn absences(&mut self) -> &mut Absences;
 }
 
 /// Marks a group changed at `seq`: its version and `lastModified` move. Membership changes
@@ -183,5 +186,9 @@ impl FoldMaps for State {
 
     fn bindings(&mut self) -> &mut Bindings {
         &mut self.bindings
+    }
+
+    fn absences(&mut self) -> &mut Absences {
+        &mut self.absences
     }
 }

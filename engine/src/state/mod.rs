@@ -5,6 +5,7 @@
 //! after them. The fold ([`State::apply`], in `apply.rs`) is pure and total: no clock, no
 //! randomness, no I/O; an event that names something missing changes nothing.
 
+mod absences;
 mod apply;
 mod erasure;
 mod flat;
@@ -16,13 +17,18 @@ use std::sync::Arc;
 
 use imbl::{OrdMap, OrdSet};
 
+use crate::absence::{Absence, Absent};
 use crate::ids::{GroupId, IntegrationName, Member, Seq, Timestamp, UserId};
 use crate::model::{BindingGroups, BindingRole, Group, ResourceRef, User};
 
+pub(crate) use absences::Absences;
 pub use apply::Effects;
 pub use flat::FlatState;
 use indexes::{Bindings, Indexes};
-pub use snapshot::{SNAPSHOT_FORMAT, SnapshotDecodeError, decode_snapshot, encode_snapshot, read_snapshot, read_state};
+pub use snapshot::{
+    SNAPSHOT_FORMAT, SNAPSHOT_FORMAT_WITH_ABSENCES, SnapshotDecodeError, decode_snapshot, encode_snapshot,
+    read_snapshot, read_state,
+};
 
 /// Folds a name for comparison (userName, group displayName): Unicode compatibility
 /// normalisation (NFKC) and full case folding, so that `ＵＳＥＲ`, `User` and `user` are one
@@ -67,6 +73,8 @@ pub struct State {
     /// Users and groups by name, external id and owner.
     pub(crate) indexes: Indexes,
     pub(crate) bindings: Bindings,
+    /// What each integration's complete listings found absent, not yet taken effect.
+    pub(crate) absences: Absences,
 }
 
 impl std::fmt::Debug for State {
@@ -312,5 +320,16 @@ impl State {
     /// Whether a group is bound to some resource directly.
     pub fn is_bound(&self, group: GroupId) -> bool {
         self.bindings.by_group.contains_key(&group)
+    }
+
+    /// What `integration`'s complete listings found absent and has not taken effect yet, with
+    /// how long it has been absent (see [`crate::absence`]).
+    pub fn pending_absences(&self, integration: &IntegrationName) -> impl Iterator<Item = (&Absent, &Absence)> + '_ {
+        self.absences.of(integration).into_iter().flatten()
+    }
+
+    /// The integrations with pending absences.
+    pub fn integrations_with_absences(&self) -> impl Iterator<Item = &IntegrationName> + '_ {
+        self.absences.by_integration.keys()
     }
 }

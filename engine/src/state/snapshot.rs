@@ -8,7 +8,8 @@
 //!
 //! Layout: `format u16 (little-endian)`, then eight sections, each `length u64 | bytes`, in this
 //! order: header `(seq, recorded_at)`, users, groups, members `(group, [member])`, bindings,
-//! record times (deltas), membership changes `(group, [change])`, member events
+//! (in format 4 only, written when some are pending: absences `(integration, [(absent,
+//! absence)])`), record times (deltas), membership changes `(group, [change])`, member events
 //! `(member, [seq])`. A section is a run of postcard values, read one at a time, so loading
 //! never holds a decoded copy of the whole state beside the maps it builds. Loading from the
 //! store reads the sections one after the other ([`read_snapshot`]) and drops each once it is
@@ -26,16 +27,24 @@ use serde::{Deserialize, Serialize};
 
 use super::indexes::Indexes;
 use super::{GroupEntry, GroupList, State};
+use crate::absence::{Absence, Absent};
 use crate::event::{Personal, PersonalOwned, PersonalRef};
 use crate::history::{HashMap, History, MembershipChange};
-use crate::ids::{GroupId, Member, Seq, Timestamp};
+use crate::ids::{GroupId, IntegrationName, Member, Seq, Timestamp};
 use crate::model::{BindingGroups, Group, ResourceRef, User, erased_profile};
 use crate::seal::Opener;
 use idpsync_storage::SnapshotReader;
 
-/// The snapshot format this build writes and reads.
+/// The snapshot format this build writes and reads for a state with no pending absences:
+/// byte for byte what earlier builds wrote, so that the state hashes of their snapshots and
+/// signed checkpoints still verify.
 pub const SNAPSHOT_FORMAT: u16 = 3;
 
+/// The format this build writes for a state with pending absences (see [`crate::absence`]):
+/// [`SNAPSHOT_FORMAT`] with one more section, the absences, after the bindings.
+pub const SNAPSHOT_FORMAT_WITH_ABSENCES: u16 = 4;
+
+/// Sections of a [`SNAPSHOT_FORMAT`] snapshot; one more in [`SNAPSHOT_FORMAT_WITH_ABSENCES`].
 const SECTION_COUNT: usize = 8;
 
 /// Why snapshot bytes did not decode.
@@ -74,8 +83,14 @@ impl Writer {
 /// Encodes `state` and `history` up to `state.seq()` canonically (see the module docs).
 pub fn encode_snapshot(state: &State, history: &History) -> Vec<u8> {
     let seq = state.seq;
+    let with_absences = !state.absences.by_integration.is_empty();
+    let format = if with_absences {
+        SNAPSHOT_FORMAT_WITH_ABSENCES
+    } else {
+        SNAPSHOT_FORMAT
+    };
     let mut out = Writer {
-        bytes: SNAPSHOT_FORMAT.to_le_bytes().to_vec(),
+        bytes: format.to_le_bytes().to_vec(),
         section: Vec::new(),
     };
     out.item(&(state.seq, state.recorded_at));
@@ -98,6 +113,12 @@ pub fn encode_snapshot(state: &State, history: &History) -> Vec<u8> {
         out.item(&binding);
     }
     out.end_section();
+    if with_absences {
+        for (integration, pending) in &state.absences.by_integration {
+            out.item(&(integration, pending.iter().collect::<Vec<_>>()));
+        }
+        out.end_section();
+    }
     let mut previous = 0i64;
     for time in history.times.iter().take(seq.0 as usize) {
         // Times never go backwards, and the first is after 1970.
@@ -301,6 +322,10 @@ struct Sections<'r> {
     /// is allocated, so a damaged length cannot ask for an absurd allocation.
     remaining: u64,
     read: usize,
+    /// How many sections its format has.
+    count: usize,
+    /// Whether its format has the absences' section.
+    with_absences: bool,
 }
 
 impl<'r> Sections<'r> {
@@ -310,14 +335,18 @@ impl<'r> Sections<'r> {
         reader
             .read_exact(&mut format)
             .map_err(|_| malformed("shorter than its header"))?;
-        match u16::from_le_bytes(format) {
-            SNAPSHOT_FORMAT => Ok(Sections {
-                reader,
-                remaining: len.saturating_sub(2),
-                read: 0,
-            }),
-            other => Err(SnapshotDecodeError::UnknownFormat(other)),
-        }
+        let with_absences = match u16::from_le_bytes(format) {
+            SNAPSHOT_FORMAT => false,
+            SNAPSHOT_FORMAT_WITH_ABSENCES => true,
+            other => return Err(SnapshotDecodeError::UnknownFormat(other)),
+        };
+        Ok(Sections {
+            reader,
+            remaining: len.saturating_sub(2),
+            read: 0,
+            count: SECTION_COUNT + usize::from(with_absences),
+            with_absences,
+        })
     }
 
     /// The next section's bytes.
@@ -379,7 +408,7 @@ impl<'r> Sections<'r> {
     fn end_section(&mut self, len: u64) -> Result<(), SnapshotDecodeError> {
         self.remaining -= len;
         self.read += 1;
-        if self.read == SECTION_COUNT && self.remaining != 0 {
+        if self.read == self.count && self.remaining != 0 {
             return Err(malformed("bytes after the last section"));
         }
         Ok(())
@@ -559,6 +588,15 @@ fn decode(
                 let (resource, groups) = binding?;
                 state.bindings.set(&resource, &groups);
             }
+            if sections.with_absences {
+                for entry in items::<(IntegrationName, Vec<(Absent, Absence)>)>(&sections.next_section()?) {
+                    let (integration, pending) = entry?;
+                    state
+                        .absences
+                        .by_integration
+                        .insert(integration, Arc::new(pending.into_iter().collect()));
+                }
+            }
             match parts {
                 Parts::State => Ok(None),
                 Parts::StateAndHistory => decode_history(seq, sections).map(Some),
@@ -631,6 +669,31 @@ mod tests {
     }
 
     #[test]
+    fn pending_absences_are_kept_and_a_state_without_them_encodes_as_before() {
+        let mut state = State::new();
+        assert_eq!(
+            encode_snapshot(&state, &History::new())[..2],
+            SNAPSHOT_FORMAT.to_le_bytes()
+        );
+        let integration = IntegrationName::new("okta").unwrap();
+        let user = crate::ids::UserId(uuid::Uuid::from_u128(7));
+        state
+            .absences
+            .observe(&integration, &[Absent::User(user)], Timestamp(1_000_000));
+        let bytes = encode_snapshot(&state, &History::new());
+        assert_eq!(bytes[..2], SNAPSHOT_FORMAT_WITH_ABSENCES.to_le_bytes());
+        let (decoded, _) = decode_snapshot(&bytes, &WithoutKeys).unwrap();
+        assert_eq!(decoded.absences, state.absences);
+        assert_eq!(encode_snapshot(&decoded, &History::new()), bytes);
+        // Once nothing is pending, it encodes as a state that never had any.
+        state.absences.observe(&integration, &[], Timestamp(2_000_000));
+        assert_eq!(
+            encode_snapshot(&state, &History::new())[..2],
+            SNAPSHOT_FORMAT.to_le_bytes()
+        );
+    }
+
+    #[test]
     fn a_snapshot_whose_framing_is_damaged_does_not_decode() {
         let bytes = encode_snapshot(&State::new(), &History::new());
         assert!(decode_snapshot(&bytes, &WithoutKeys).is_ok());
@@ -650,8 +713,8 @@ mod tests {
             Err(SnapshotDecodeError::Malformed(_))
         ));
         assert!(matches!(
-            damaged(&|b| b[..2].copy_from_slice(&(SNAPSHOT_FORMAT + 1).to_le_bytes())),
-            Err(SnapshotDecodeError::UnknownFormat(format)) if format == SNAPSHOT_FORMAT + 1
+            damaged(&|b| b[..2].copy_from_slice(&(SNAPSHOT_FORMAT_WITH_ABSENCES + 1).to_le_bytes())),
+            Err(SnapshotDecodeError::UnknownFormat(format)) if format == SNAPSHOT_FORMAT_WITH_ABSENCES + 1
         ));
         // The first section's length, far beyond the bytes: refused before it is allocated.
         assert!(matches!(

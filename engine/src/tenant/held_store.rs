@@ -147,6 +147,8 @@ impl Tenant {
             Guard::Confirmed,
             &self.settings.policy,
             RecentRemovals::default(),
+            // Planned as it was when held.
+            Timestamp(stored.held_since),
             &mut new_id,
         )
         .into_report();

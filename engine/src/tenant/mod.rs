@@ -18,10 +18,12 @@
 //!   `held_store.rs`: the holds kept in the store, across restarts;
 //! - `lease.rs`: leases of work that runs on one replica at a time; `integration_state.rs`:
 //!   what an integration keeps between runs, in the store;
+//! - `acks.rs`: the consumer's acknowledgements of revocations, and those still waited for;
 //! - `stream.rs`: the change stream; reads of the past: `state_at.rs` (the whole state after a
 //!   `seq`), `record_at.rs` (one user's or group's record from its own events), `events.rs`
 //!   (stretches of the log, timelines).
 
+mod acks;
 mod apply;
 mod erasure;
 mod events;
@@ -53,6 +55,7 @@ use crate::reconcile::{Guard, ReconcilePolicy, SyncInput};
 use crate::seal::Keyring;
 use crate::state::State;
 
+pub use acks::{AcknowledgeError, Acknowledgement, ChangeId, Overdue, WATCHED_FOR};
 pub use apply::Applied;
 pub(crate) use erasure::destroy_key;
 pub use events::TimelineEntry;
@@ -98,6 +101,10 @@ pub struct TenantSettings {
     /// Seal users' personal fields under per-user keys, so that they can be erased. Off only
     /// to measure what sealing costs.
     pub seal_personal: bool,
+    /// A revocation the change stream's consumer has not acknowledged within this long is
+    /// overdue: an alert ([`Tenant::overdue_revocations`]) and, in the leavers' report, a
+    /// finding.
+    pub revocation_ack_within: std::time::Duration,
 }
 
 impl Default for TenantSettings {
@@ -111,6 +118,7 @@ impl Default for TenantSettings {
             commands_per_batch_max: 4_096,
             policy: ReconcilePolicy::default(),
             seal_personal: true,
+            revocation_ack_within: std::time::Duration::from_secs(5 * 60),
         }
     }
 }
@@ -175,6 +183,8 @@ pub struct Tenant {
     /// How many users' keys were destroyed; its watchers drop what they read before.
     erasures: tokio::sync::watch::Sender<u64>,
     holds: reconcile::Holds,
+    /// The revocations waiting for the consumer's acknowledgement.
+    acks: acks::Acks,
 }
 
 /// A command enqueued with [`Tenant::enqueue`]; await it for the commit.

@@ -1,6 +1,7 @@
 //! Publishing: what a tenant's readers see changes here, and only here, once a batch is
-//! durable. In one order: the history index first, then the state, then the recent ring and
-//! the change feed, then the in-memory checkpoints; so whoever sees a state finds the history
+//! durable. In one order: the history index first, then the state, then the revocations
+//! waiting for an acknowledgement, the recent ring and the change feed, then the in-memory
+//! checkpoints; so whoever sees a state finds the history
 //! up to it, and a consumer that hears of an event can already read the state that includes it.
 
 use std::sync::Arc;
@@ -42,6 +43,9 @@ impl Publisher {
             .set(tenant.feed.receiver_count() as f64);
         {
             let applied: Vec<Arc<Applied>> = applied.into_iter().map(Arc::new).collect();
+            for item in &applied {
+                tenant.acks.note(tenant, item);
+            }
             let mut recent = tenant.recent.lock().unwrap_or_else(|p| p.into_inner());
             recent.extend(applied.iter().cloned());
             while recent.len() > settings.recent_max {

@@ -79,9 +79,8 @@ impl Tenant {
             input.listing.named_user_ids(),
         );
         let snapshot = input.into_snapshot(&view);
-        let recent = self
-            .holds
-            .recent(&snapshot.integration, Timestamp::now(), &self.settings.policy);
+        let now = Timestamp::now();
+        let recent = self.holds.recent(&snapshot.integration, now, &self.settings.policy);
         let mut new_id = uuid::Uuid::now_v7;
         reconcile::plan(
             &view,
@@ -89,6 +88,7 @@ impl Tenant {
             Guard::Enforce,
             &self.settings.policy,
             recent,
+            now,
             &mut new_id,
         )
         .into_report()

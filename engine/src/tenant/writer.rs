@@ -66,6 +66,7 @@ pub(crate) fn start(
         checkpoints: Default::default(),
         erasures: tokio::sync::watch::channel(0).0,
         holds: Default::default(),
+        acks: Default::default(),
     });
     let writer = Writer {
         tenant: Arc::clone(&tenant),
@@ -454,6 +455,7 @@ impl Writer {
             new_id: &mut new_id,
             policy: &self.tenant.settings.policy,
             guard: &guard,
+            now,
         };
         // A reconcile is decided on the state with the erased users its listing names
         // recognisable; its events name users by their ids, and are folded into the state itself.

@@ -1,5 +1,6 @@
 //! Reconcile: minimal events, idempotence, ownership, and the mass-deactivation guard.
 
+use crate::absence::AbsenceRules;
 use crate::command::Command;
 use crate::decide::Outcome;
 use crate::event::Event;
@@ -47,6 +48,8 @@ fn complete(users: Vec<SnapshotUser>, groups: Vec<SnapshotGroup>, memberships: V
         users,
         groups,
         scope: SnapshotScope::Complete { memberships },
+        // These tests are about the plan: absence takes effect at once (see `absence.rs`).
+        absence: AbsenceRules::IMMEDIATE,
     }
 }
 
@@ -201,6 +204,7 @@ fn deltas_apply_changes_only() {
             joined: vec![edge("g1", "new")],
             left: vec![edge("g1", "u1")],
         },
+        absence: AbsenceRules::default(),
     };
     let (_, outcome) = reconcile(&mut h, delta.clone(), Guard::Enforce);
     let r = report(&outcome);

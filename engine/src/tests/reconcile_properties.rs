@@ -3,6 +3,7 @@
 
 use proptest::prelude::*;
 
+use crate::absence::AbsenceRules;
 use crate::command::Command;
 use crate::ids::{IntegrationName, SyncRunId};
 use crate::model::UserProfile;
@@ -68,6 +69,9 @@ fn snapshot(complete: bool) -> impl Strategy<Value = DirectorySnapshot> {
                     left,
                 }
             },
+            // The properties here are the plan's own: absence takes effect at once (the count
+            // of listings has its own tests).
+            absence: AbsenceRules::IMMEDIATE,
         })
 }
 
