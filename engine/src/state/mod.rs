@@ -22,7 +22,10 @@ use crate::model::{BindingGroups, BindingRole, Group, ResourceRef, User};
 pub use apply::Effects;
 pub use flat::FlatState;
 use indexes::{Bindings, Indexes};
-pub use snapshot::{SNAPSHOT_FORMAT, SnapshotDecodeError, decode_snapshot, encode_snapshot, read_snapshot, read_state};
+pub use snapshot::{
+    SNAPSHOT_FORMAT, SnapshotDecodeError, SnapshotOutline, decode_snapshot, encode_snapshot, read_outline,
+    read_snapshot, read_state,
+};
 
 /// Folds a name for comparison (userName, group displayName): Unicode compatibility
 /// normalisation (NFKC) and full case folding, so that `ＵＳＥＲ`, `User` and `user` are one
