@@ -13,6 +13,12 @@
 //! the requests against the fewest the vendor's API allows for that filter, and the requests
 //! the fake refused as over its rate limit.
 //!
+//! The fake IdP runs in a child process (this bench started again with
+//! `IDPSYNC_BENCH_SERVE_FAKE=<vendor>`), so that the peak resident memory reported for the sync
+//! is the driver's and the engine's alone; the child's own peak is reported beside it.
+//! `IDPSYNC_BENCH_FAKE=in-process` runs the fake in the bench's process instead, as earlier
+//! figures were taken.
+//!
 //! Run: `cargo bench -p idpsync-benches --bench drivers` (`IDPSYNC_BENCH_ITERATIONS=5` for more
 //! runs, `IDPSYNC_BENCH_VENDORS=okta,entra` for fewer vendors).
 
@@ -74,11 +80,102 @@ fn peak_rss_mib() -> Option<u64> {
     Some(kib / 1024)
 }
 
+/// Set in the child process that serves the fake IdP: the vendor's name.
+const SERVE_FAKE: &str = "IDPSYNC_BENCH_SERVE_FAKE";
+
+/// A fake IdP serving the directory, in this process or in a child.
+enum Fake {
+    InProcess(FakeIdp),
+    Child {
+        child: std::process::Child,
+        /// What the child writes after the integration's TOML: its peak, when it stops.
+        output: std::io::Lines<std::io::BufReader<std::process::ChildStdout>>,
+        integration: String,
+    },
+}
+
+impl Fake {
+    /// Starts a fake of `vendor`: in a child process when `seed` is `None`.
+    async fn start(vendor: Vendor, seed: Option<&Directory>) -> Fake {
+        use std::io::BufRead as _;
+        let Some(seed) = seed else {
+            let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+                .env(SERVE_FAKE, vendor.provider())
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            // The child writes the integration's TOML, then a line `end`.
+            let mut output = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+            let mut integration = String::new();
+            for line in output.by_ref() {
+                let line = line.unwrap();
+                if line == "end" {
+                    break;
+                }
+                integration.push_str(&line);
+                integration.push('\n');
+            }
+            return Fake::Child {
+                child,
+                output,
+                integration,
+            };
+        };
+        Fake::InProcess(FakeIdp::start(vendor, seed.clone(), false).await)
+    }
+
+    fn integration_toml(&self) -> String {
+        match self {
+            Fake::InProcess(fake) => fake.integration_toml(),
+            Fake::Child { integration, .. } => integration.clone(),
+        }
+    }
+
+    /// Stops the fake; a child reports its peak resident memory in MiB.
+    fn stop(self) -> Option<u64> {
+        match self {
+            Fake::InProcess(fake) => {
+                drop(fake);
+                None
+            }
+            Fake::Child {
+                mut child, mut output, ..
+            } => {
+                drop(child.stdin.take());
+                let peak = output.next().and_then(|line| line.ok()?.trim().parse().ok());
+                child.wait().unwrap();
+                peak
+            }
+        }
+    }
+}
+
+/// The child's side of [`Fake::start`]: serves `vendor`'s fake of the directory until its
+/// standard input closes, then prints its own peak resident memory in MiB.
+fn serve_fake(vendor: &str) {
+    let vendor = [Vendor::Okta, Vendor::Entra, Vendor::Google]
+        .into_iter()
+        .find(|known| known.provider() == vendor)
+        .unwrap_or_else(|| panic!("no fake for {vendor}"));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let fake = runtime.block_on(FakeIdp::start(vendor, directory(), false));
+    println!("{}\nend", fake.integration_toml().trim_end());
+    std::io::copy(&mut std::io::stdin(), &mut std::io::sink()).unwrap();
+    drop(fake);
+    println!("{}", peak_rss_mib().unwrap_or(0));
+}
+
 struct Figures {
     full: Vec<Duration>,
     noop: Vec<Duration>,
     requests: u64,
     noop_events: u64,
+    /// The fake's own peak resident memory in MiB, when it ran in a child process.
+    fake_peak_mib: Vec<u64>,
 }
 
 fn spread(samples: &mut [Duration]) -> String {
@@ -92,15 +189,17 @@ fn spread(samples: &mut [Duration]) -> String {
     )
 }
 
-async fn run(vendor: Vendor, seed: &Directory, iterations: usize) -> Figures {
+/// `seed` is the directory for a fake in this process; `None` runs the fake in a child.
+async fn run(vendor: Vendor, seed: Option<&Directory>, iterations: usize) -> Figures {
     let mut figures = Figures {
         full: Vec::new(),
         noop: Vec::new(),
         requests: 0,
         noop_events: 0,
+        fake_peak_mib: Vec::new(),
     };
     for _ in 0..iterations {
-        let fake = FakeIdp::start(vendor, seed.clone(), false).await;
+        let fake = Fake::start(vendor, seed).await;
         let toml = format!("name = \"load\"\nsync_timeout = \"10m\"\n{}", fake.integration_toml());
         let driver = Driver::new(IntegrationConfig::from_toml(&toml).unwrap(), RetryPolicy::default()).unwrap();
         // The engine's background snapshot of the 100,000 new users would run during the no-op
@@ -151,6 +250,7 @@ async fn run(vendor: Vendor, seed: &Directory, iterations: usize) -> Figures {
             noop.read_elapsed.as_secs_f64()
         );
         engine.shutdown().await;
+        figures.fake_peak_mib.extend(fake.stop());
     }
     figures
 }
@@ -301,6 +401,9 @@ fn main_large(runtime: &tokio::runtime::Runtime, wanted: &str) {
 }
 
 fn main() {
+    if let Ok(vendor) = std::env::var(SERVE_FAKE) {
+        return serve_fake(&vendor);
+    }
     let scenario = std::env::var("IDPSYNC_BENCH_SCENARIO").unwrap_or_else(|_| "small".to_owned());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -314,9 +417,6 @@ fn main() {
     if matches!(scenario.as_str(), "small" | "all") {
         main_small(&runtime);
     }
-    if let Some(peak) = peak_rss_mib() {
-        println!("peak resident memory of the whole process (fake IdP, driver and engine): {peak} MiB");
-    }
 }
 
 fn main_small(runtime: &tokio::runtime::Runtime) {
@@ -329,13 +429,14 @@ fn main_small(runtime: &tokio::runtime::Runtime) {
         .into_iter()
         .filter(|vendor| wanted.split(',').any(|name| name.trim() == vendor.provider()))
         .collect();
-    let seed = directory();
+    let in_process = std::env::var("IDPSYNC_BENCH_FAKE").is_ok_and(|value| value == "in-process");
+    let seed = in_process.then(directory);
     println!(
         "drivers: full sync and no-op resync of {USERS} users, {GROUPS} groups, {} memberships; {iterations} runs each",
         GROUPS * MEMBERS_PER_GROUP
     );
     for vendor in vendors {
-        let mut figures = runtime.block_on(run(vendor, &seed, iterations));
+        let mut figures = runtime.block_on(run(vendor, seed.as_ref(), iterations));
         let fewest = fewest_requests(vendor);
         let overhead = (figures.requests as f64 / fewest as f64 - 1.0) * 100.0;
         let full_median = {
@@ -366,5 +467,18 @@ fn main_small(runtime: &tokio::runtime::Runtime) {
             figures.requests,
             verdict(overhead <= 5.0)
         );
+        if !figures.fake_peak_mib.is_empty() {
+            println!(
+                "{:<7} fake IdP    peak resident memory of its process {:?} MiB",
+                vendor.provider(),
+                figures.fake_peak_mib
+            );
+        }
+    }
+    if let Some(peak) = peak_rss_mib() {
+        match in_process {
+            true => println!("peak resident memory of the whole process (fake IdP, driver and engine): {peak} MiB"),
+            false => println!("peak resident memory of the sync's process (driver and engine): {peak} MiB"),
+        }
     }
 }

@@ -155,7 +155,7 @@ async fn a_snapshot_damaged_on_disk_is_skipped_and_the_state_comes_from_the_log(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn verify_skips_a_snapshot_of_an_older_format_and_still_checks_the_current_ones() {
     use idpsync_engine::state::SNAPSHOT_FORMAT;
-    use idpsync_engine::verify::verify_tenant;
+    use idpsync_engine::verify::{verify_log_and_snapshots, verify_tenant};
     use idpsync_storage::StoredSnapshot;
 
     let store = Arc::new(MemoryStore::default());
@@ -175,9 +175,13 @@ async fn verify_skips_a_snapshot_of_an_older_format_and_still_checks_the_current
         .put_snapshot(&tenant_id, StoredSnapshot::new(Seq(10), older))
         .await
         .unwrap();
-    let report = verify_tenant(&dyn_store, &tenant_id).await.unwrap();
-    assert_eq!(report.snapshots_of_older_formats, 1);
-    assert_eq!(report.records, 20);
+    for report in [
+        verify_tenant(&dyn_store, &tenant_id).await.unwrap(),
+        verify_log_and_snapshots(&dyn_store, &tenant_id).await.unwrap(),
+    ] {
+        assert_eq!(report.snapshots_of_older_formats, 1);
+        assert_eq!(report.records, 20);
+    }
 
     // A current-format snapshot at record 5 that is not what the log folds to.
     let mut wrong = SNAPSHOT_FORMAT.to_le_bytes().to_vec();
@@ -187,5 +191,7 @@ async fn verify_skips_a_snapshot_of_an_older_format_and_still_checks_the_current
         .await
         .unwrap();
     let error = verify_tenant(&dyn_store, &tenant_id).await.unwrap_err();
+    assert!(error.to_string().contains('5'), "{error}");
+    let error = verify_log_and_snapshots(&dyn_store, &tenant_id).await.unwrap_err();
     assert!(error.to_string().contains('5'), "{error}");
 }

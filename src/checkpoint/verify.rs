@@ -1,7 +1,8 @@
 //! Proving that a log extends exported checkpoints: for each one, the signature is the trusted
 //! key's, the record at its `seq` carries its chain link, and the state there hashes to its
-//! snapshot hash (the stored snapshot's, which `log verify` re-folds; or, when that snapshot
-//! is gone, the hash of the state re-folded from the log here).
+//! snapshot hash (the stored snapshot's, which `log verify --deep` re-folds and `log verify`
+//! checks against its stored bytes and its place in the log; or, when that snapshot is gone,
+//! the hash of the state re-folded from the log here).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

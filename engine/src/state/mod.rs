@@ -26,8 +26,8 @@ pub use apply::Effects;
 pub use flat::FlatState;
 use indexes::{Bindings, Indexes};
 pub use snapshot::{
-    SNAPSHOT_FORMAT, SNAPSHOT_FORMAT_WITH_ABSENCES, SnapshotDecodeError, decode_snapshot, encode_snapshot,
-    read_snapshot, read_state,
+    SNAPSHOT_FORMAT, SNAPSHOT_FORMAT_WITH_ABSENCES, SnapshotDecodeError, SnapshotOutline, decode_snapshot,
+    encode_snapshot, read_outline, read_snapshot, read_state,
 };
 
 /// Folds a name for comparison (userName, group displayName): Unicode compatibility
