@@ -159,7 +159,8 @@ impl Context {
         if let Some(running) = &self.running {
             return Ok(Arc::clone(running.engine.store()));
         }
-        idpsync::open_store_at(&self.storage, &self.data_dir)
+        // The commands that open a store themselves read it through once: a bounded cache.
+        idpsync::open_store_for_reading_at(&self.storage, &self.data_dir)
             .await
             .with_context(|| self.opening())
     }

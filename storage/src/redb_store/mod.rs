@@ -66,7 +66,18 @@ impl RedbStore {
     ///
     /// Fails with [`StoreError::InUse`] if another process has the database open.
     pub fn open(dir: &Path) -> Result<RedbStore, StoreError> {
-        RedbStore::open_with(dir, Box::new(open_database), SCRUB_EVERY)
+        RedbStore::open_with(dir, Box::new(|path: &Path| open_database(path, None)), SCRUB_EVERY)
+    }
+
+    /// [`RedbStore::open`] with redb's page cache bounded to `cache_bytes` (redb's default is
+    /// 1 GiB, which a command reading a large log once, such as `log verify`, fills to no use:
+    /// its memory then grows with the log).
+    pub fn open_with_cache_size(dir: &Path, cache_bytes: usize) -> Result<RedbStore, StoreError> {
+        RedbStore::open_with(
+            dir,
+            Box::new(move |path: &Path| open_database(path, Some(cache_bytes))),
+            SCRUB_EVERY,
+        )
     }
 
     /// [`RedbStore::open`] with the database file opened by `open_file` (tests put a failing
@@ -150,8 +161,12 @@ impl Drop for RedbStore {
 
 /// Opens the database file (creating it if needed); a file another process holds is
 /// [`StoreError::InUse`].
-fn open_database(path: &Path) -> Result<Database, StoreError> {
-    match Database::builder().create(path) {
+fn open_database(path: &Path, cache_bytes: Option<usize>) -> Result<Database, StoreError> {
+    let mut builder = Database::builder();
+    if let Some(bytes) = cache_bytes {
+        builder.set_cache_size(bytes);
+    }
+    match builder.create(path) {
         Ok(database) => Ok(database),
         Err(redb::DatabaseError::DatabaseAlreadyOpen) => Err(StoreError::InUse {
             path: path.display().to_string(),
@@ -738,7 +753,12 @@ mod tests {
     async fn an_open_store_scrubs_its_file_after_a_secret_is_destroyed() {
         let dir = tempfile::tempdir().unwrap();
         let acme = TenantId::new("acme").unwrap();
-        let store = RedbStore::open_with(dir.path(), Box::new(open_database), Duration::ZERO).unwrap();
+        let store = RedbStore::open_with(
+            dir.path(),
+            Box::new(|path: &Path| open_database(path, None)),
+            Duration::ZERO,
+        )
+        .unwrap();
         store.ensure_tenant(&acme).await.unwrap();
         let destroyed = NewSecret {
             id: SecretId([1; 16]),
