@@ -103,6 +103,8 @@ async fn sign_in_sets_a_strict_http_only_cookie_and_pages_carry_the_security_hea
     let console = Console::start().await;
     let mut browser = Browser::new(&console);
     assert_eq!(browser.get("/admin/tenant").await.location(), Some("/admin/sign-in"));
+    assert_eq!(browser.get("/admin").await.location(), Some("/admin/sign-in"));
+    assert_eq!(browser.get("/admin/").await.location(), Some("/admin/sign-in"));
     let refused = browser.sign_in("idps_not-a-token").await;
     assert_eq!(refused.status, 401);
     assert!(browser.cookie.is_none());
@@ -266,12 +268,12 @@ async fn a_held_sync_shows_who_loses_which_access_and_confirming_it_lands_in_the
     assert_eq!(held.status, 200);
     for n in 2..console_harness::PEOPLE {
         assert!(
-            held.body.contains(&format!("person{n}@acme.test")),
+            held.body.contains(&format!("person{n}@example.com")),
             "person{n} is listed"
         );
     }
     assert!(
-        !held.body.contains("person0@acme.test"),
+        !held.body.contains("person0@example.com"),
         "who keeps access is not listed"
     );
     assert_eq!(held.body.matches("class=\"access-lost\"").count(), 8, "one route each");

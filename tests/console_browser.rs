@@ -226,10 +226,14 @@ async fn an_operator_signs_in_creates_a_token_and_confirms_a_held_sync_in_a_brow
     // A leaver's audit timeline.
     browser.goto(&format!("{base}/admin/audit")).await.unwrap();
     screenshot(&browser, "audit").await;
-    type_into(&browser, "#audit-user", "person5@acme.test").await;
+    type_into(&browser, "#audit-user", "person5@example.com").await;
     click(&browser, "#user-audit button").await;
     let audit = text_of(&browser, "h1").await;
-    assert!(audit.contains("person5@acme.test"), "{audit}");
+    assert!(
+        audit.contains("person5@example.com"),
+        "{audit}: {}",
+        browser.source().await.unwrap()
+    );
     screenshot(&browser, "audit-user").await;
 
     // Log status, verified.

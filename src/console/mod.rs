@@ -80,26 +80,32 @@ impl ConsoleState {
     }
 }
 
-/// The console's router, paths relative to [`MOUNT`]: nest it there.
+/// The console's router, its paths under [`MOUNT`] (`/admin` and `/admin/` both open it):
+/// merge it into the service's.
 pub fn router(state: ConsoleState) -> Router {
+    let path = |tail: &str| format!("{MOUNT}{tail}");
     Router::new()
-        .route("/", get(pages::home))
-        .route("/assets/console.css", get(layout::style_sheet))
-        .route("/sign-in", get(pages::sign_in::form).post(pages::sign_in::submit))
-        .route("/sign-out", post(pages::sign_in::sign_out))
-        .route("/tenant", get(pages::tenant::show))
-        .route("/tokens", post(pages::tenant::create_token))
-        .route("/tokens/{id}/revoke", post(pages::tenant::revoke_token))
-        .route("/integrations", get(pages::integrations::list))
-        .route("/integrations/{name}/sync", post(pages::integrations::sync_now))
-        .route("/integrations/{name}/held", get(pages::held::show))
-        .route("/integrations/{name}/held/confirm", post(pages::held::confirm))
-        .route("/integrations/{name}/held/reject", post(pages::held::reject))
-        .route("/audit", get(pages::audit::index))
-        .route("/audit/user", get(pages::audit::user))
-        .route("/audit/leavers", get(pages::audit::leavers))
-        .route("/log", get(pages::log::show))
-        .route("/log/verify", post(pages::log::verify))
+        .route(MOUNT, get(pages::home))
+        .route(&path("/"), get(pages::home))
+        .route(&path("/assets/console.css"), get(layout::style_sheet))
+        .route(
+            &path("/sign-in"),
+            get(pages::sign_in::form).post(pages::sign_in::submit),
+        )
+        .route(&path("/sign-out"), post(pages::sign_in::sign_out))
+        .route(&path("/tenant"), get(pages::tenant::show))
+        .route(&path("/tokens"), post(pages::tenant::create_token))
+        .route(&path("/tokens/{id}/revoke"), post(pages::tenant::revoke_token))
+        .route(&path("/integrations"), get(pages::integrations::list))
+        .route(&path("/integrations/{name}/sync"), post(pages::integrations::sync_now))
+        .route(&path("/integrations/{name}/held"), get(pages::held::show))
+        .route(&path("/integrations/{name}/held/confirm"), post(pages::held::confirm))
+        .route(&path("/integrations/{name}/held/reject"), post(pages::held::reject))
+        .route(&path("/audit"), get(pages::audit::index))
+        .route(&path("/audit/user"), get(pages::audit::user))
+        .route(&path("/audit/leavers"), get(pages::audit::leavers))
+        .route(&path("/log"), get(pages::log::show))
+        .route(&path("/log/verify"), post(pages::log::verify))
         .layer(middleware::from_fn(headers::secure))
         .with_state(state)
 }

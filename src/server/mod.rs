@@ -210,7 +210,7 @@ pub fn service(
         .nest(crate::api::MOUNT, api)
         .route("/metrics", get(crate::metrics::render).with_state(metrics));
     match console {
-        Some(console) => service.nest(crate::console::MOUNT, crate::console::router(console)),
+        Some(console) => service.merge(crate::console::router(console)),
         None => service,
     }
 }

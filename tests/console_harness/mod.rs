@@ -1,6 +1,6 @@
 //! The harness of the admin console's tests: the whole service (`idpsync::server::service`,
 //! console included) on `127.0.0.1:0` over an in-memory log, with tenant `acme`, an Okta
-//! integration `okta` scheduled against a fake Okta (ten people in group `vpn`, bound to a
+//! integration `okta` scheduled against a fake Okta (ten people, `person0@example.com`…, in group `vpn`, bound to a
 //! route), and helpers to make the guard hold a sync.
 
 #![allow(dead_code, unreachable_pub)]
@@ -45,7 +45,7 @@ fn directory() -> Directory {
     directory.put_group("g-vpn", "vpn");
     for n in 0..PEOPLE {
         let id = format!("{}", 1000 + n);
-        directory.put_user(&id, &format!("person{n}@acme.test"), true);
+        directory.put_user(&id, &format!("person{n}"), true);
         directory.join("g-vpn", FakeMember::User(id));
     }
     directory
@@ -150,7 +150,11 @@ impl Console {
 
     /// Binds group `vpn` to route `r-vpn`, through the API.
     async fn bind_vpn_group(&self) {
-        let admin = self.admin_token();
+        let admin = self
+            .tokens
+            .create(&TenantId::new(TENANT).unwrap(), "network-admin", TokenKind::Admin)
+            .unwrap()
+            .1;
         let api = format!("{}/api/v1/tenants/{TENANT}", self.origin);
         let client = reqwest::Client::new();
         let groups: Value = client

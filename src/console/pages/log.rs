@@ -30,7 +30,7 @@ async fn status(state: &ConsoleState, signed_in: &SignedIn) -> Result<Markup, St
         None => None,
     };
     Ok(html! {
-        table #log-status {
+        table.facts #log-status {
             tr { th { "Head (seq)" } td #head-seq { (head.seq.0) } }
             tr { th { "Head's chain link" } td.mono { (head.chain) } }
             tr { th { "Head recorded at" } td { @if head.seq.0 == 0 { "—" } @else { (head.recorded_at.to_rfc3339()) } } }

@@ -45,7 +45,7 @@ fn tenant_tokens(state: &ConsoleState, signed_in: &SignedIn) -> Result<Vec<Token
 fn summary(signed_in: &SignedIn) -> Markup {
     let state = signed_in.tenant.state();
     html! {
-        table #summary {
+        table.facts #summary {
             tr { th { "Log head (seq)" } td { (state.seq().0) } }
             tr { th { "Users" } td { (state.user_count()) } }
             tr { th { "Groups" } td { (state.group_count()) } }
