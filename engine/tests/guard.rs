@@ -254,7 +254,8 @@ async fn a_held_sync_survives_a_restart_and_can_be_confirmed_or_rejected_after_i
 
 /// Binds group `VPN` to route `route-1`.
 async fn bind_vpn(tenant: &Tenant) {
-    use idpsync_engine::model::{BindingGroups, ResourceId, ResourceKind, ResourceRef};
+    use idpsync_engine::ids::ResourceId;
+    use idpsync_engine::model::{BindingGroups, ResourceKind, ResourceRef};
     use idpsync_engine::{Cause, Command, Origin, Source};
     let state = tenant.state();
     let vpn = state
@@ -322,7 +323,7 @@ async fn a_held_syncs_preview_names_who_loses_which_access_and_writes_nothing() 
         ]
     );
     for loser in &preview.losers {
-        let leaves_the_idp = loser.user_name >= "user17@";
+        let leaves_the_idp = loser.user_name.as_str() >= "user17@";
         assert_eq!(loser.deleted, leaves_the_idp, "{loser:?}");
         if !leaves_the_idp {
             assert_eq!(loser.groups_left, ["VPN"], "{loser:?}");
