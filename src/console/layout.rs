@@ -96,6 +96,28 @@ pub(super) fn frame(title: &str, body: Markup) -> Response {
     Html(document.into_string()).into_response()
 }
 
+/// What went wrong, answered as an error page.
+pub(super) struct Failure {
+    status: StatusCode,
+    message: String,
+}
+
+impl Failure {
+    /// A failure answered with `status` and `message`.
+    pub(super) fn new(status: StatusCode, message: impl Into<String>) -> Failure {
+        Failure {
+            status,
+            message: message.into(),
+        }
+    }
+}
+
+impl IntoResponse for Failure {
+    fn into_response(self) -> Response {
+        failure(self.status, &self.message)
+    }
+}
+
 /// An error page with `status`.
 pub(super) fn failure(status: StatusCode, message: &str) -> Response {
     let mut response = frame(

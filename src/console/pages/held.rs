@@ -12,11 +12,11 @@ use idpsync_engine::{HoldPreview, SubmitError, Tenant};
 use maud::{Markup, html};
 use serde::Deserialize;
 
-use super::super::layout::{Section, at, csrf_field, failure, page};
+use super::super::layout::{Failure, Section, at, csrf_field, failure, page};
 use super::super::signed_in::{NoFields, Posted, SignedIn};
 
-fn integration(name: &str) -> Result<IntegrationName, Response> {
-    IntegrationName::new(name).map_err(|error| failure(StatusCode::BAD_REQUEST, &error.to_string()))
+fn integration(name: &str) -> Result<IntegrationName, Failure> {
+    IntegrationName::new(name).map_err(|error| Failure::new(StatusCode::BAD_REQUEST, error.to_string()))
 }
 
 fn no_hold(integration: &IntegrationName) -> Response {
@@ -69,7 +69,7 @@ fn losers_table(tenant: &Tenant, preview: &HoldPreview) -> Markup {
 pub(in super::super) async fn show(signed_in: SignedIn, Path(name): Path<String>) -> Response {
     let integration = match integration(&name) {
         Ok(integration) => integration,
-        Err(response) => return response,
+        Err(failure) => return failure.into_response(),
     };
     let tenant = &signed_in.tenant;
     let (Some(held), Some(preview)) = (tenant.held().remove(&integration), tenant.preview_held(&integration)) else {
@@ -138,7 +138,7 @@ pub(in super::super) struct ConfirmForm {
 pub(in super::super) async fn confirm(Path(name): Path<String>, posted: Posted<ConfirmForm>) -> Response {
     let integration = match integration(&name) {
         Ok(integration) => integration,
-        Err(response) => return response,
+        Err(failure) => return failure.into_response(),
     };
     let Ok(run) = posted.form.run.parse::<SyncRunId>() else {
         return failure(StatusCode::BAD_REQUEST, "the form names no run");
@@ -169,7 +169,7 @@ pub(in super::super) async fn confirm(Path(name): Path<String>, posted: Posted<C
 pub(in super::super) async fn reject(Path(name): Path<String>, posted: Posted<NoFields>) -> Response {
     let integration = match integration(&name) {
         Ok(integration) => integration,
-        Err(response) => return response,
+        Err(failure) => return failure.into_response(),
     };
     if posted.signed_in.tenant.reject_held(&integration) {
         Redirect::to(&at("/integrations?done=rejected")).into_response()

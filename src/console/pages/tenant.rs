@@ -9,7 +9,7 @@ use maud::{Markup, html};
 use serde::Deserialize;
 
 use super::super::ConsoleState;
-use super::super::layout::{Section, at, csrf_field, failure, notice, page};
+use super::super::layout::{Failure, Section, at, csrf_field, failure, notice, page};
 use super::super::signed_in::{NoFields, Posted, SignedIn};
 use crate::tokens::{TokenKind, TokenRecord};
 
@@ -27,11 +27,11 @@ fn done_text(done: Option<&str>) -> Option<&'static str> {
 }
 
 /// The tenant's tokens, newest first, or the store's error.
-fn tenant_tokens(state: &ConsoleState, signed_in: &SignedIn) -> Result<Vec<TokenRecord>, Response> {
+fn tenant_tokens(state: &ConsoleState, signed_in: &SignedIn) -> Result<Vec<TokenRecord>, Failure> {
     let tokens = state.tokens().list().map_err(|error| {
-        failure(
+        Failure::new(
             StatusCode::INTERNAL_SERVER_ERROR,
-            &format!("cannot read the tokens: {error}"),
+            format!("cannot read the tokens: {error}"),
         )
     })?;
     let mut tokens: Vec<TokenRecord> = tokens
@@ -109,7 +109,7 @@ fn create_form(signed_in: &SignedIn) -> Markup {
 fn tenant_page(state: &ConsoleState, signed_in: &SignedIn, above: Markup) -> Response {
     let tokens = match tenant_tokens(state, signed_in) {
         Ok(tokens) => tokens,
-        Err(response) => return response,
+        Err(failure) => return failure.into_response(),
     };
     page(
         signed_in,
@@ -183,7 +183,7 @@ pub(in super::super) async fn revoke_token(
     let signed_in = &posted.signed_in;
     let tokens = match tenant_tokens(&state, signed_in) {
         Ok(tokens) => tokens,
-        Err(response) => return response,
+        Err(failure) => return failure.into_response(),
     };
     let Some(token) = tokens.iter().find(|token| token.id.to_string() == id) else {
         return failure(
