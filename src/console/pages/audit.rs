@@ -33,7 +33,7 @@ pub(in super::super) async fn index(signed_in: SignedIn) -> Response {
             }
             form.card #leavers method="get" action=(at("/audit/leavers")) {
                 p { "The leavers' report: everyone who left since a moment, and whether their access ended." }
-                label { "Since (RFC 3339) " input #leavers-since type="text" name="since" value=(month_ago) required; }
+                label { "Since (RFC 3339 or a plain date) " input #leavers-since type="text" name="since" value=(month_ago) required; }
                 button type="submit" { "Show report" }
             }
         },
@@ -96,7 +96,7 @@ pub(in super::super) async fn leavers(
     signed_in: SignedIn,
     Query(query): Query<LeaversQuery>,
 ) -> Response {
-    let since = match Timestamp::parse_rfc3339(query.since.trim()) {
+    let since = match Timestamp::parse_moment(query.since.trim()) {
         Ok(since) => since,
         Err(error) => return failure(StatusCode::BAD_REQUEST, &format!("since: {error}")),
     };

@@ -59,7 +59,7 @@ pub(in super::super) async fn submit(
             Some("this form was not sent from the console's own pages"),
         );
     }
-    let Some(principal) = state.api().authenticator().authenticate(form.token.trim()) else {
+    let Some(principal) = state.api().authenticator().authenticate(form.token.trim()).await else {
         return sign_in_page(
             StatusCode::UNAUTHORIZED,
             Some("the token is unknown, revoked, or not an admin token"),
