@@ -206,6 +206,16 @@ async fn a_form_without_the_csrf_token_or_from_another_origin_is_refused_and_cha
     let refused = browser.post("/admin/integrations/okta/held/reject", &[]).await;
     assert_eq!(refused.status, 403);
     assert_eq!(console.tenant.held().len(), 1, "a refused form rejects nothing");
+    let rejected = browser
+        .post("/admin/integrations/okta/held/reject", &[("csrf", csrf.as_str())])
+        .await;
+    assert_eq!(rejected.location(), Some("/admin/integrations?done=rejected"));
+    assert!(console.tenant.held().is_empty(), "the form with its token rejects it");
+    assert_eq!(
+        console.owned_users(),
+        console_harness::PEOPLE,
+        "and applies nothing of it"
+    );
 
     let created = browser
         .post(

@@ -251,6 +251,8 @@ async fn a_held_sync_survives_a_restart_and_can_be_confirmed_or_rejected_after_i
         tenant.held().is_empty(),
         "a confirmed hold is not held again after a restart"
     );
+    engine.shutdown().await;
+}
 
 /// Binds group `VPN` to route `route-1`.
 async fn bind_vpn(tenant: &Tenant) {

@@ -171,9 +171,12 @@ pub(in super::super) async fn reject(Path(name): Path<String>, posted: Posted<No
         Ok(integration) => integration,
         Err(failure) => return failure.into_response(),
     };
-    if posted.signed_in.tenant.reject_held(&integration) {
-        Redirect::to(&at("/integrations?done=rejected")).into_response()
-    } else {
-        no_hold(&integration)
+    match posted.signed_in.tenant.reject_held(&integration).await {
+        Ok(true) => Redirect::to(&at("/integrations?done=rejected")).into_response(),
+        Ok(false) => no_hold(&integration),
+        Err(error) => failure(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &format!("the hold was not rejected: {error}"),
+        ),
     }
 }
