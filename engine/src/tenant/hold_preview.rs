@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 
+use idpsync_storage::Timestamp;
 use uuid::Uuid;
 
 use super::Tenant;
@@ -71,6 +72,7 @@ impl Tenant {
             Guard::Confirmed,
             &self.settings.policy,
             RecentRemovals::default(),
+            Timestamp::now(),
             &mut new_id,
         );
         let reconcile::Plan::Apply { events, report } = plan else {
