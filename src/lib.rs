@@ -13,6 +13,7 @@
 //!   the management API at `/api/v1`, `/metrics`);
 //! - [`api`]: the management API: bindings, the directory now and in the past, timelines,
 //!   integrations, the change stream (SSE), audits, erasure;
+//! - [`console`]: the admin console in the browser at `/admin` (sessions, CSRF, pages);
 //! - [`audit`]: the offboarding audit and the leavers' report as text, HTML and JSON;
 //! - [`checkpoint`]: signed checkpoints of the log and their verification;
 //! - [`metrics`]: the Prometheus recorder and the request middleware;
@@ -40,6 +41,7 @@ pub mod audit;
 pub mod backup;
 pub mod checkpoint;
 pub mod config;
+pub mod console;
 pub mod copy;
 pub mod metrics;
 pub mod public_url;

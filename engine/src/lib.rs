@@ -90,8 +90,8 @@ pub use rejection::Rejection;
 pub use sealed::{ExternalIdHash, Sealed};
 pub use state::State;
 pub use tenant::{
-    AcknowledgeError, Acknowledgement, Applied, ChangeId, ChangeStream, Committed, HeldReconcile, Overdue, Tenant,
-    TenantSettings,
+    AcknowledgeError, Acknowledgement, Applied, ChangeId, ChangeStream, Committed, HeldReconcile, HoldPreview,
+    LosingUser, Overdue, Tenant, TenantSettings,
 };
 #[cfg(test)]
 pub(crate) mod testing;

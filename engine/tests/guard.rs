@@ -253,3 +253,89 @@ async fn a_held_sync_survives_a_restart_and_can_be_confirmed_or_rejected_after_i
     );
     engine.shutdown().await;
 }
+
+/// Binds group `VPN` to route `route-1`.
+async fn bind_vpn(tenant: &Tenant) {
+    use idpsync_engine::ids::ResourceId;
+    use idpsync_engine::model::{BindingGroups, ResourceKind, ResourceRef};
+    use idpsync_engine::{Cause, Command, Origin, Source};
+    let state = tenant.state();
+    let vpn = state
+        .groups()
+        .find(|group| group.display_name == "VPN")
+        .map(|group| group.id)
+        .unwrap();
+    let resource = ResourceRef {
+        kind: ResourceKind::Route,
+        id: ResourceId::new("route-1").unwrap(),
+    };
+    let origin = Origin {
+        source: Source::Operator,
+        cause: Cause::Unspecified,
+    };
+    let bind = Command::SetBinding {
+        resource,
+        groups: BindingGroups::Groups(vec![vpn]),
+    };
+    tenant.execute(bind, origin).await.unwrap();
+}
+
+/// The admin console's review of a held sync: the preview names every user the sync takes
+/// from, what happens to the account, the groups left and the access lost, through the
+/// projector; it writes nothing and leaves the hold as it was.
+#[tokio::test]
+async fn a_held_syncs_preview_names_who_loses_which_access_and_writes_nothing() {
+    let store: Arc<dyn LogStore> = Arc::new(MemoryStore::new());
+    let (engine, tenant) = open(&store, TenantSettings::default()).await;
+    sync(&tenant, 20).await;
+    bind_vpn(&tenant).await;
+    // 17 of the 20 stay listed, only the first 15 in the group.
+    let mut listing = Listing::new(ListingScope::Complete);
+    listing.add_group(SnapshotGroup {
+        external_id: "vpn".into(),
+        display_name: "VPN".into(),
+    });
+    for n in 0..17 {
+        listing.add_user(SnapshotUser {
+            external_id: format!("u{n}"),
+            active: true,
+            profile: UserProfile {
+                user_name: format!("user{n}@example.com"),
+                ..UserProfile::default()
+            },
+        });
+        if n < 15 {
+            listing.add_member("vpn", ExternalMember::User(format!("u{n}")));
+        }
+    }
+    let held = tenant.reconcile(input(listing), Guard::Enforce).await.unwrap();
+    assert!(held.held.is_some(), "5 of 20 lose access: held");
+    let head = tenant.state().seq();
+
+    let preview = tenant.preview_held(&okta()).expect("a held sync");
+    let names: Vec<&str> = preview.losers.iter().map(|loser| loser.user_name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "user15@example.com",
+            "user16@example.com",
+            "user17@example.com",
+            "user18@example.com",
+            "user19@example.com"
+        ]
+    );
+    for loser in &preview.losers {
+        let leaves_the_idp = loser.user_name.as_str() >= "user17@";
+        assert_eq!(loser.deleted, leaves_the_idp, "{loser:?}");
+        if !leaves_the_idp {
+            assert_eq!(loser.groups_left, ["VPN"], "{loser:?}");
+        }
+        assert_eq!(loser.access_lost.len(), 1, "{loser:?}");
+        assert_eq!(loser.access_lost[0].resource.to_string(), "route/route-1");
+    }
+    assert_eq!(preview.report.users_deleted, 3);
+    assert_eq!(tenant.state().seq(), head, "a preview writes nothing");
+    assert!(tenant.held().contains_key(&okta()), "and keeps the hold");
+    assert!(tenant.preview_held(&IntegrationName::new("other").unwrap()).is_none());
+    engine.shutdown().await;
+}

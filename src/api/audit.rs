@@ -2,10 +2,12 @@
 //! JSON, HTML or text (`?format=`).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use axum::extract::{Path, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
+use idpsync_engine::Tenant;
 use idpsync_engine::audit::{AuditError, AuditSources, audit_user, leavers_report, resolve_user};
 use idpsync_engine::ids::TokenId;
 use idpsync_storage::Timestamp;
@@ -73,12 +75,12 @@ fn render<'a, T, J: Serialize>(
 }
 
 /// Runs `make` with the tenant's binding log (caught up) and the token names.
-async fn with_sources<T>(
+pub(crate) async fn with_sources<T>(
     state: &ApiState,
-    access: &TenantAccess,
+    tenant: &Arc<Tenant>,
     make: impl AsyncFnOnce(&AuditSources<'_>) -> Result<T, AuditError>,
 ) -> Result<T, ApiError> {
-    let bindings = state.inner.binding_logs.current(&access.tenant).await?;
+    let bindings = state.inner.binding_logs.current(tenant).await?;
     let names = token_names(state);
     let sources = AuditSources {
         bindings: &bindings,
@@ -94,7 +96,7 @@ async fn user_audit(
     ApiQuery(query): ApiQuery<FormatQuery>,
 ) -> Result<Response, ApiError> {
     let user = resolve_user(&access.tenant, &key).await?;
-    let audit = with_sources(&state, &access, async |sources| {
+    let audit = with_sources(&state, &access.tenant, async |sources| {
         audit_user(&access.tenant, user, sources).await
     })
     .await?;
@@ -113,7 +115,7 @@ async fn leavers(
     ApiQuery(query): ApiQuery<LeaversQuery>,
 ) -> Result<Response, ApiError> {
     let since = Timestamp::parse_moment(&query.since).map_err(|error| ApiError::bad_request(error.to_string()))?;
-    let leavers = with_sources(&state, &access, async |sources| {
+    let leavers = with_sources(&state, &access.tenant, async |sources| {
         leavers_report(&access.tenant, since, sources).await
     })
     .await?;

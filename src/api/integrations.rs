@@ -111,13 +111,18 @@ fn name(text: &str) -> Result<IntegrationName, ApiError> {
 
 /// The statuses of the tenant's scheduled integrations.
 fn statuses(state: &ApiState, access: &TenantAccess) -> Vec<IntegrationStatus> {
+    tenant_statuses(state, access.tenant.id())
+}
+
+/// The statuses of `tenant`'s scheduled integrations (none when the service runs no schedule).
+pub(crate) fn tenant_statuses(state: &ApiState, tenant: &idpsync_storage::TenantId) -> Vec<IntegrationStatus> {
     let Some(schedule) = &state.inner.settings.integrations else {
         return Vec::new();
     };
     schedule
         .status()
         .into_iter()
-        .filter(|status| &status.tenant == access.tenant.id())
+        .filter(|status| &status.tenant == tenant)
         .collect()
 }
 

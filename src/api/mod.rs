@@ -60,6 +60,9 @@ pub struct ApiSettings {
     pub tokens: Option<TokenStore>,
     /// How often an idle change stream sends a heartbeat comment.
     pub heartbeat: Duration,
+    /// The data directory, where the signed checkpoints are kept: the admin console shows each
+    /// tenant's newest when it is known.
+    pub data_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for ApiSettings {
@@ -68,6 +71,7 @@ impl Default for ApiSettings {
             integrations: None,
             tokens: None,
             heartbeat: Duration::from_secs(15),
+            data_dir: None,
         }
     }
 }
@@ -123,6 +127,16 @@ impl ApiState {
     /// The authenticator of the API's admin tokens.
     pub(crate) fn authenticator(&self) -> Arc<dyn Authenticator> {
         Arc::clone(&self.inner.authenticator)
+    }
+
+    /// The engine the API serves.
+    pub(crate) fn engine(&self) -> &Arc<Engine> {
+        &self.inner.engine
+    }
+
+    /// What the API was given besides the engine and the authenticator.
+    pub(crate) fn settings(&self) -> &ApiSettings {
+        &self.inner.settings
     }
 
     /// Ends every change stream: call it when the service begins to stop.

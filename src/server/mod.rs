@@ -182,8 +182,9 @@ pub fn router(engine: Arc<Engine>, authenticator: Arc<dyn Authenticator>, settin
         .nest(SCIM_MOUNT, scim)
 }
 
-/// The whole service: [`router`], the management API over `api`, and `GET /metrics` from
-/// `metrics` (unauthenticated, like `/healthz`: keep the listener private or filter it).
+/// The whole service: [`router`], the management API over `api`, the admin console at
+/// [`crate::console::MOUNT`] (when `api` has a token store), and `GET /metrics` from `metrics`
+/// (unauthenticated, like `/healthz`: keep the listener private or filter it).
 pub fn service(
     engine: Arc<Engine>,
     authenticator: Arc<dyn Authenticator>,
@@ -198,10 +199,20 @@ pub fn service(
         limits.per_token_queue_wait,
         token_limits::refuse_api,
     );
+    let secure_cookies = settings
+        .scim
+        .base_url
+        .as_deref()
+        .is_some_and(|base| base.starts_with("https://"));
+    let console = crate::console::ConsoleState::new(api.clone(), secure_cookies);
     let api = crate::api::router(api).layer(axum::middleware::from_fn_with_state(per_token, token_limits::limit));
-    router(engine, authenticator, settings)
+    let service = router(engine, authenticator, settings)
         .nest(crate::api::MOUNT, api)
-        .route("/metrics", get(crate::metrics::render).with_state(metrics))
+        .route("/metrics", get(crate::metrics::render).with_state(metrics));
+    match console {
+        Some(console) => service.merge(crate::console::router(console)),
+        None => service,
+    }
 }
 
 /// Raises the process's open-files limit to its hard limit (each connection is a file) and

@@ -28,6 +28,7 @@ mod apply;
 mod erasure;
 mod events;
 mod held_store;
+mod hold_preview;
 mod integration_state;
 mod lease;
 mod publish;
@@ -59,6 +60,7 @@ pub use acks::{AcknowledgeError, Acknowledgement, ChangeId, Overdue, WATCHED_FOR
 pub use apply::Applied;
 pub(crate) use erasure::destroy_key;
 pub use events::TimelineEntry;
+pub use hold_preview::{HoldPreview, LosingUser};
 pub use lease::{LEASE_RENEW_EVERY, LEASE_TTL, Lease, LeaseHolder};
 pub use reconcile::HeldReconcile;
 pub(crate) use state_at::load_snapshot_with_history;
