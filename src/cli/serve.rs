@@ -165,6 +165,8 @@ pub(crate) async fn run(context: &Context, args: ServeArgs) -> anyhow::Result<()
         idpsync::api::ApiSettings {
             integrations: Some(scheduler.handle()),
             tokens: token_store,
+            // The console's log page shows the newest checkpoint signed here.
+            data_dir: Some(context.data_dir.clone()),
             ..idpsync::api::ApiSettings::default()
         },
     )
