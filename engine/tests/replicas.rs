@@ -175,6 +175,7 @@ async fn a_tenant_another_replica_creates_is_opened_when_first_heard_of() {
 
 /// A listing of users `u0`..`u{count - 1}` from the integration `okta`.
 fn okta_run(count: usize) -> idpsync_engine::reconcile::SyncInput {
+    use idpsync_engine::absence::AbsenceRules;
     use idpsync_engine::model::UserProfile;
     use idpsync_engine::reconcile::{Listing, ListingScope, ScopeRules, SnapshotUser, SyncInput};
     let mut listing = Listing::new(ListingScope::Complete);
@@ -192,7 +193,12 @@ fn okta_run(count: usize) -> idpsync_engine::reconcile::SyncInput {
         integration: idpsync_engine::ids::IntegrationName::new("okta").unwrap(),
         run: idpsync_engine::ids::SyncRunId::new(),
         listing,
-        rules: ScopeRules::default(),
+        // The guard alone: what a listing lacks is taken away at once (engine/tests/absence.rs
+        // counts listings).
+        rules: ScopeRules {
+            absence: AbsenceRules::IMMEDIATE,
+            ..ScopeRules::default()
+        },
     }
 }
 
