@@ -497,13 +497,25 @@ fn is_google_quota_error(body: &[u8]) -> bool {
     reasons.any(|reason| matches!(reason, "userRateLimitExceeded" | "quotaExceeded" | "rateLimitExceeded"))
 }
 
+/// A header's value as trimmed text, if it is text.
+pub(crate) fn header_text<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers.get(name).and_then(|value| value.to_str().ok()).map(str::trim)
+}
+
+/// When the vendor's rate window resets, in epoch seconds: Okta's `X-Rate-Limit-Reset`, Auth0's
+/// `X-RateLimit-Reset`.
+pub(crate) fn epoch_reset(headers: &HeaderMap) -> Option<u64> {
+    ["x-rate-limit-reset", "x-ratelimit-reset"]
+        .into_iter()
+        .find_map(|name| header_text(headers, name)?.parse().ok())
+}
+
 /// How long the IdP asked to wait: `Retry-After` (seconds or an HTTP date), or a reset time in
 /// epoch seconds (Okta `X-Rate-Limit-Reset`, Auth0 `X-RateLimit-Reset`). A reset beyond what
 /// the clock can hold is [`Duration::MAX`]: whatever the IdP sends, nothing here overflows,
 /// and what the wait means is for the caller to bound.
 pub(crate) fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
-    let text = |name: &str| headers.get(name).and_then(|value| value.to_str().ok()).map(str::trim);
-    if let Some(value) = text("retry-after") {
+    if let Some(value) = header_text(headers, "retry-after") {
         if let Ok(seconds) = value.parse::<u64>() {
             return Some(Duration::from_secs(seconds));
         }
@@ -511,8 +523,7 @@ pub(crate) fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Durati
             return Some(date.duration_since(now).unwrap_or(Duration::ZERO));
         }
     }
-    let reset = text("x-rate-limit-reset").or_else(|| text("x-ratelimit-reset"))?;
-    let reset_seconds = reset.parse::<u64>().ok()?;
+    let reset_seconds = epoch_reset(headers)?;
     Some(
         match SystemTime::UNIX_EPOCH.checked_add(Duration::from_secs(reset_seconds)) {
             Some(reset) => reset.duration_since(now).unwrap_or(Duration::ZERO),
@@ -522,10 +533,11 @@ pub(crate) fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Durati
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+    /// A header map of `pairs`.
+    pub(crate) fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
         let mut map = HeaderMap::new();
         for (name, value) in pairs {
             map.insert(*name, HeaderValue::from_str(value).unwrap());

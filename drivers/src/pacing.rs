@@ -14,6 +14,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use reqwest::header::HeaderMap;
 
+use crate::http::{epoch_reset, header_text};
+
 /// When an integration's next request may start.
 #[derive(Debug)]
 pub(crate) struct Pacer {
@@ -65,43 +67,28 @@ impl Pacer {
     }
 }
 
-fn header<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
-    headers.get(name).and_then(|value| value.to_str().ok()).map(str::trim)
-}
-
 /// Requests left in the vendor's current window, if it says.
 fn remaining(headers: &HeaderMap) -> Option<u64> {
     ["x-rate-limit-remaining", "x-ratelimit-remaining", "ratelimit-remaining"]
         .into_iter()
-        .find_map(|name| header(headers, name)?.parse().ok())
+        .find_map(|name| header_text(headers, name)?.parse().ok())
 }
 
 /// How long until the vendor's window resets, if it says: epoch seconds in the Okta and Auth0
 /// headers, seconds from now in the IETF one.
 fn reset_after(headers: &HeaderMap, clock: SystemTime) -> Option<Duration> {
-    if let Some(seconds) = header(headers, "ratelimit-reset").and_then(|value| value.parse().ok()) {
+    if let Some(seconds) = header_text(headers, "ratelimit-reset").and_then(|value| value.parse().ok()) {
         return Some(Duration::from_secs(seconds));
     }
-    let epoch: u64 = ["x-rate-limit-reset", "x-ratelimit-reset"]
-        .into_iter()
-        .find_map(|name| header(headers, name)?.parse().ok())?;
+    let epoch = epoch_reset(headers)?;
     let reset = SystemTime::UNIX_EPOCH.checked_add(Duration::from_secs(epoch))?;
     Some(reset.duration_since(clock).unwrap_or(Duration::ZERO))
 }
 
 #[cfg(test)]
 mod tests {
-    use reqwest::header::HeaderValue;
-
     use super::*;
-
-    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
-        let mut map = HeaderMap::new();
-        for (name, value) in pairs {
-            map.insert(*name, HeaderValue::from_str(value).unwrap());
-        }
-        map
-    }
+    use crate::http::tests::headers;
 
     #[test]
     fn a_nearly_spent_window_holds_requests_until_it_resets() {
