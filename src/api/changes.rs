@@ -478,12 +478,7 @@ fn render(tenant: &Tenant, applied: &Applied) -> Vec<Event> {
     let present = tenant.state();
     let mut items = Vec::with_capacity(1 + applied.access.len());
     let data = LoggedEventRow::of(&applied.event, &applied.chain, &**tenant.keyring());
-    items.push(
-        Event::default()
-            .id(item_id(seq, 0))
-            .event("event")
-            .data(to_json(&data)),
-    );
+    items.push(Event::default().id(item_id(seq, 0)).event("event").data(to_json(&data)));
     for (offset, change) in applied.access.iter().enumerate() {
         let index = offset + 1;
         let data = AccessChangeRow::of(&present, change, index);

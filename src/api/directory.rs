@@ -25,7 +25,9 @@ use utoipa::IntoParams;
 use super::Routes;
 use super::auth::TenantAccess;
 use super::error::{ApiError, ApiQuery, ErrorBody};
-use super::wire::{GroupDetail, GroupRef, GroupRow, GrantRow, MemberRow, Page, UserDetail, UserGroup, UserRow, time_of};
+use super::wire::{
+    GrantRow, GroupDetail, GroupRef, GroupRow, MemberRow, Page, UserDetail, UserGroup, UserRow, time_of,
+};
 
 pub(super) fn routes(routes: Routes) -> Routes {
     routes

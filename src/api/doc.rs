@@ -132,11 +132,7 @@ const STANDARD_ERRORS: [(&str, &str, &str); 6] = [
         "TooManyRequests",
         "The token has as many requests in progress as it may; `Retry-After` says when to try again",
     ),
-    (
-        "500",
-        "Internal",
-        "A failure of the service; its log has the cause",
-    ),
+    ("500", "Internal", "A failure of the service; its log has the cause"),
     (
         "503",
         "Unavailable",

@@ -17,8 +17,8 @@ use utoipa::ToSchema;
 pub use bindings::{Binding, BindingBody, BindingList, BindingWritten};
 pub use events::{AbsentRef, AccessChangeRow, CauseRow, EventBody, LoggedEventRow, SourceRow, Timeline, UserRef};
 pub use integrations::{
-    AbsentLineRow, ChangeLineRow, ConfirmAnswer, ConfirmBody, GuardRow, HeldSync, HoldSummaryRow, IntegrationList, IntegrationRow,
-    PendingAbsence, PlannedCounts, RunCountsRow, SyncReport, TriggerAnswer,
+    AbsentLineRow, ChangeLineRow, ConfirmAnswer, ConfirmBody, GuardRow, HeldSync, HoldSummaryRow, IntegrationList,
+    IntegrationRow, PendingAbsence, PlannedCounts, RunCountsRow, SyncReport, TriggerAnswer,
 };
 pub use writes::{AckAnswer, AckBody, EraseAnswer, Interval, Intervals, LogPosition, TenantSummary};
 
