@@ -16,6 +16,7 @@ pub(super) fn routes(routes: Routes) -> Routes {
     routes.post("/tenants/{tenant}/changes/ack", acknowledge)
 }
 
+/// Records that the management server applied a revocation.
 #[utoipa::path(
     post,
     path = "/tenants/{tenant}/changes/ack",

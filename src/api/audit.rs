@@ -98,6 +98,7 @@ pub(crate) async fn with_sources<T>(
     Ok(make(&sources).await?)
 }
 
+/// A user's offboarding audit, as JSON, text or HTML.
 #[utoipa::path(
     get,
     path = "/tenants/{tenant}/users/{user}/audit",
@@ -135,6 +136,7 @@ async fn user_audit(
     ))
 }
 
+/// The leavers of a period and how fast each lost access.
 #[utoipa::path(
     get,
     path = "/tenants/{tenant}/audit/leavers",

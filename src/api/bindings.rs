@@ -75,6 +75,7 @@ pub(super) fn admin_origin(access: &TenantAccess) -> Origin {
     }
 }
 
+/// Every binding of the tenant.
 #[utoipa::path(
     get,
     path = "/tenants/{tenant}/bindings",
@@ -95,6 +96,7 @@ async fn list(access: TenantAccess) -> Json<BindingList> {
     })
 }
 
+/// One resource's binding.
 #[utoipa::path(
     get,
     path = "/tenants/{tenant}/bindings/{kind}/{id}",
@@ -119,6 +121,7 @@ async fn get_one(
     Ok(Json(Binding::of(&resource, groups)))
 }
 
+/// Sets a resource's groups (replacing the ones it had).
 #[utoipa::path(
     put,
     path = "/tenants/{tenant}/bindings/{kind}/{id}",
@@ -158,6 +161,7 @@ async fn put(
     }))
 }
 
+/// Removes a resource's binding.
 #[utoipa::path(
     delete,
     path = "/tenants/{tenant}/bindings/{kind}/{id}",

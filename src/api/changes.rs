@@ -128,6 +128,7 @@ fn start(tenant: &Tenant, headers: &HeaderMap, from: Option<u64>) -> Result<Posi
     Ok(position)
 }
 
+/// The change stream: events and the access changes they caused, as Server-Sent Events.
 #[utoipa::path(
     get,
     path = "/tenants/{tenant}/changes",

@@ -168,6 +168,7 @@ pub(super) fn find_group(state: &State, key: &str) -> Result<Option<Arc<Group>>,
     }
 }
 
+/// Users, a page at a time, now or at a past moment.
 #[utoipa::path(
     get,
     path = "/tenants/{tenant}/users",
@@ -198,6 +199,7 @@ async fn list_users(
     })))
 }
 
+/// Groups, a page at a time, now or at a past moment.
 #[utoipa::path(
     get,
     path = "/tenants/{tenant}/groups",
@@ -258,6 +260,7 @@ pub(super) struct GroupPath {
     group: String,
 }
 
+/// A user with its groups and access, now or at a past moment.
 #[utoipa::path(
     get,
     path = "/tenants/{tenant}/users/{user}",
@@ -300,6 +303,7 @@ async fn get_user(
     }))
 }
 
+/// A group and its direct member count, now or at a past moment.
 #[utoipa::path(
     get,
     path = "/tenants/{tenant}/groups/{group}",
@@ -349,6 +353,7 @@ async fn group_at(tenant: &Tenant, key: &str, seq: Seq) -> Result<(Arc<Group>, u
     Ok((group, members))
 }
 
+/// A group's direct or effective members, now or at a past moment.
 #[utoipa::path(
     get,
     path = "/tenants/{tenant}/groups/{group}/members",

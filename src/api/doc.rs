@@ -195,7 +195,7 @@ mod tests {
     }
 
     #[test]
-    fn every_operation_has_an_operation_id_and_a_tag() {
+    fn every_operation_has_an_operation_id_a_summary_and_a_tag() {
         let document: serde_json::Value = serde_json::from_str(document()).unwrap();
         let mut ids = std::collections::BTreeSet::new();
         for (path, operations) in document["paths"].as_object().unwrap() {
@@ -203,6 +203,10 @@ mod tests {
                 let id = operation["operationId"].as_str();
                 assert!(id.is_some(), "{method} {path} has no operationId");
                 assert!(ids.insert(id), "{method} {path}: operationId {id:?} is used twice");
+                assert!(
+                    operation["summary"].as_str().is_some_and(|summary| !summary.is_empty()),
+                    "{method} {path} has no summary (the first line of the handler's doc comment)"
+                );
                 assert!(
                     operation["tags"].as_array().is_some_and(|tags| !tags.is_empty()),
                     "{method} {path} has no tag"

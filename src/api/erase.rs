@@ -16,8 +16,9 @@ pub(super) fn routes(routes: Routes) -> Routes {
     routes.post("/tenants/{tenant}/users/{user}/erase", erase)
 }
 
-/// `POST /users/{user}/erase`: destroys the user's key. Idempotent: erasing an erased user
-/// changes nothing and says so.
+/// Erases a user's personal fields by destroying its key.
+///
+/// Idempotent: erasing an erased user changes nothing and says so (`changed` is `false`).
 #[utoipa::path(
     post,
     path = "/tenants/{tenant}/users/{user}/erase",

@@ -52,6 +52,7 @@ async fn timeline(tenant: &Tenant, member: Member) -> Result<Json<Timeline>, Api
     }))
 }
 
+/// Every event that touched a user, with its chain link.
 #[utoipa::path(
     get,
     path = "/tenants/{tenant}/users/{user}/timeline",
@@ -71,6 +72,7 @@ async fn user_timeline(
     timeline(&access.tenant, Member::User(user)).await
 }
 
+/// Every event that touched a group, with its chain link.
 #[utoipa::path(
     get,
     path = "/tenants/{tenant}/groups/{group}/timeline",
@@ -108,6 +110,7 @@ struct MemberPath {
     member: String,
 }
 
+/// The spans during which a user or group was a member of a group.
 #[utoipa::path(
     get,
     path = "/tenants/{tenant}/groups/{group}/members/{member}/intervals",

@@ -91,6 +91,7 @@ fn integration_row(
     )
 }
 
+/// The tenant's integrations: status, held sync, pending absences.
 #[utoipa::path(
     get,
     path = "/tenants/{tenant}/integrations",
@@ -133,6 +134,7 @@ async fn list(state: axum::extract::State<ApiState>, access: TenantAccess) -> Js
     Json(IntegrationList { items })
 }
 
+/// One integration: status, held sync, pending absences.
 #[utoipa::path(
     get,
     path = "/tenants/{tenant}/integrations/{integration}",
@@ -169,6 +171,7 @@ async fn get_one(
     )))
 }
 
+/// Asks for a run of an integration now.
 #[utoipa::path(
     post,
     path = "/tenants/{tenant}/integrations/{integration}/sync",
@@ -205,6 +208,7 @@ async fn trigger(
     ))
 }
 
+/// Applies the snapshot the mass-deactivation guard holds.
 #[utoipa::path(
     post,
     path = "/tenants/{tenant}/integrations/{integration}/held/confirm",
@@ -250,6 +254,7 @@ async fn confirm(
     }))
 }
 
+/// Drops the snapshot the mass-deactivation guard holds.
 #[utoipa::path(
     post,
     path = "/tenants/{tenant}/integrations/{integration}/held/reject",

@@ -226,7 +226,7 @@ pub fn routes() -> Routes {
     changes::routes(routes)
 }
 
-/// `GET /openapi.json`: the document [`doc::document`] generates.
+/// This document: the API described in OpenAPI 3.1.
 #[utoipa::path(
     get,
     path = "/openapi.json",
@@ -239,7 +239,7 @@ async fn openapi() -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "application/json")], doc::document())
 }
 
-/// `GET /tenants/{tenant}`.
+/// The tenant's log head and counts.
 #[utoipa::path(
     get,
     path = "/tenants/{tenant}",
