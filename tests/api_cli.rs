@@ -114,7 +114,7 @@ async fn leavers_through_scim_and_a_driver_are_audited_in_three_formats() {
     let status = get(&format!("{api}/integrations/okta"), &admin).await;
     assert_eq!(status["lastResult"], "applied", "{status}");
     assert_eq!(status["lastError"], Value::Null);
-    assert_eq!(status["lastCounts"]["listed_users"], 2);
+    assert_eq!(status["lastCounts"]["listedUsers"], 2);
     let groups = get(&format!("{api}/groups"), &admin).await;
     let vpn = groups["items"][0]["id"].as_str().unwrap().to_owned();
 

@@ -5,27 +5,34 @@
 
 use axum::Json;
 use idpsync_engine::{AcknowledgeError, ChangeId};
-use serde::Deserialize;
-use serde_json::{Value, json};
 
 use super::Routes;
 use super::auth::TenantAccess;
 use super::bindings::admin_origin;
-use super::error::{ApiError, ApiJson};
+use super::error::{ApiError, ApiJson, ErrorBody};
+use super::wire::{AckAnswer, AckBody};
 
 pub(super) fn routes(routes: Routes) -> Routes {
     routes.post("/tenants/{tenant}/changes/ack", acknowledge)
 }
 
-/// The body of `POST …/changes/ack`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AckBody {
-    /// The stream id of an `access.revoked` item: `<seq>.<i>`.
-    id: String,
-}
-
-async fn acknowledge(access: TenantAccess, ApiJson(body): ApiJson<AckBody>) -> Result<Json<Value>, ApiError> {
+/// Records that the management server applied a revocation.
+#[utoipa::path(
+    post,
+    path = "/tenants/{tenant}/changes/ack",
+    operation_id = "acknowledgeChange",
+    tag = "changes",
+    params(super::doc::TenantPath),
+    request_body = AckBody,
+    responses(
+        (status = 200, description = "The revocation is acknowledged (once, however often it is sent)", body = AckAnswer),
+        (status = 400, description = "A malformed body or id", body = ErrorBody),
+        (status = 404, description = "No change with that id", body = ErrorBody),
+        (status = 415, description = "The body is not JSON", body = ErrorBody),
+        (status = 422, description = "The change is not a revocation", body = ErrorBody),
+    )
+)]
+async fn acknowledge(access: TenantAccess, ApiJson(body): ApiJson<AckBody>) -> Result<Json<AckAnswer>, ApiError> {
     let change: ChangeId = body.id.parse().map_err(ApiError::bad_request)?;
     let acknowledged = access
         .tenant
@@ -35,10 +42,10 @@ async fn acknowledge(access: TenantAccess, ApiJson(body): ApiJson<AckBody>) -> R
             AcknowledgeError::Submit(error) => ApiError::from(error),
             AcknowledgeError::Read(error) => ApiError::from(error),
         })?;
-    Ok(Json(json!({
-        "id": change.to_string(),
-        "user": acknowledged.user,
-        "recorded": acknowledged.recorded,
-        "revokedAt": acknowledged.revoked_at.to_rfc3339(),
-    })))
+    Ok(Json(AckAnswer {
+        id: change.to_string(),
+        user: acknowledged.user,
+        recorded: acknowledged.recorded,
+        revoked_at: acknowledged.revoked_at.to_rfc3339(),
+    }))
 }

@@ -12,9 +12,11 @@ use idpsync_engine::audit::{AuditError, AuditSources, audit_user, leavers_report
 use idpsync_engine::ids::TokenId;
 use idpsync_storage::Timestamp;
 use serde::{Deserialize, Serialize};
+use utoipa::IntoParams;
 
 use super::auth::TenantAccess;
-use super::error::{ApiError, ApiQuery};
+use super::directory::UserPath;
+use super::error::{ApiError, ApiQuery, ErrorBody};
 use super::{ApiState, Routes};
 use crate::audit::{Format, html, json, text};
 
@@ -24,16 +26,23 @@ pub(super) fn routes(routes: Routes) -> Routes {
         .get("/tenants/{tenant}/audit/leavers", leavers)
 }
 
-#[derive(Deserialize, Default)]
+/// `?format=` of a user's audit.
+#[derive(Deserialize, Default, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct FormatQuery {
+    /// `json` (the default), `text` or `html`.
     format: Option<Format>,
 }
 
-#[derive(Deserialize)]
+/// `?since=` and `?format=` of the leavers' report.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct LeaversQuery {
+    /// The start of the period: RFC 3339 or a date (`2026-03-01`).
     since: String,
+    /// `json` (the default), `text` or `html`.
     format: Option<Format>,
 }
 
@@ -89,6 +98,24 @@ pub(crate) async fn with_sources<T>(
     Ok(make(&sources).await?)
 }
 
+/// A user's offboarding audit, as JSON, text or HTML.
+#[utoipa::path(
+    get,
+    path = "/tenants/{tenant}/users/{user}/audit",
+    operation_id = "getUserAudit",
+    tag = "audit",
+    params(super::doc::TenantPath, UserPath, FormatQuery),
+    responses(
+        (status = 200, description = "The user's offboarding audit: each step with its chain link and latency",
+            content(
+                (crate::audit::json::UserAuditJson = "application/json"),
+                (String = "text/plain"),
+                (String = "text/html"),
+            )),
+        (status = 400, description = "A malformed query", body = ErrorBody),
+        (status = 404, description = "No such user, now or in the log", body = ErrorBody),
+    )
+)]
 async fn user_audit(
     State(state): State<ApiState>,
     access: TenantAccess,
@@ -109,6 +136,23 @@ async fn user_audit(
     ))
 }
 
+/// The leavers of a period and how fast each lost access.
+#[utoipa::path(
+    get,
+    path = "/tenants/{tenant}/audit/leavers",
+    operation_id = "getLeaversReport",
+    tag = "audit",
+    params(super::doc::TenantPath, LeaversQuery),
+    responses(
+        (status = 200, description = "The users who left since the moment, how fast each lost access, and who still holds some",
+            content(
+                (crate::audit::json::LeaversReportJson = "application/json"),
+                (String = "text/plain"),
+                (String = "text/html"),
+            )),
+        (status = 400, description = "A malformed query", body = ErrorBody),
+    )
+)]
 async fn leavers(
     State(state): State<ApiState>,
     access: TenantAccess,

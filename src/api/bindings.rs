@@ -6,16 +6,14 @@ use axum::Json;
 use axum::extract::Path;
 use axum::http::StatusCode;
 use idpsync_engine::event::{Cause, Source};
-use idpsync_engine::ids::{GroupId, RequestId, ResourceId};
+use idpsync_engine::ids::{RequestId, ResourceId};
 use idpsync_engine::model::{BindingGroups, ResourceKind, ResourceRef};
 use idpsync_engine::{Command, Origin};
-use serde::Deserialize;
-use serde_json::{Value, json};
 
 use super::Routes;
 use super::auth::TenantAccess;
-use super::error::{ApiError, ApiJson};
-use super::wire::binding_json;
+use super::error::{ApiError, ApiJson, ErrorBody};
+use super::wire::{Binding, BindingBody, BindingList, BindingWritten};
 
 pub(super) fn routes(routes: Routes) -> Routes {
     routes
@@ -23,15 +21,6 @@ pub(super) fn routes(routes: Routes) -> Routes {
         .get("/tenants/{tenant}/bindings/{kind}/{id}", get_one)
         .put("/tenants/{tenant}/bindings/{kind}/{id}", put)
         .delete("/tenants/{tenant}/bindings/{kind}/{id}", delete)
-}
-
-/// The body of `PUT`: `sources` and `destinations` for a policy, `groups` for the other kinds.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct BindingBody {
-    sources: Option<Vec<GroupId>>,
-    destinations: Option<Vec<GroupId>>,
-    groups: Option<Vec<GroupId>>,
 }
 
 /// The resource a path names.
@@ -86,32 +75,73 @@ pub(super) fn admin_origin(access: &TenantAccess) -> Origin {
     }
 }
 
-async fn list(access: TenantAccess) -> Json<Value> {
+/// Every binding of the tenant.
+#[utoipa::path(
+    get,
+    path = "/tenants/{tenant}/bindings",
+    operation_id = "listBindings",
+    tag = "bindings",
+    params(super::doc::TenantPath),
+    responses((status = 200, description = "Every binding of the tenant", body = BindingList))
+)]
+async fn list(access: TenantAccess) -> Json<BindingList> {
     let state = access.tenant.state();
-    let items: Vec<Value> = state
+    let items = state
         .bindings()
-        .map(|(resource, groups)| binding_json(resource, groups))
+        .map(|(resource, groups)| Binding::of(resource, groups))
         .collect();
-    Json(json!({"seq": state.seq(), "items": items}))
+    Json(BindingList {
+        seq: state.seq().0,
+        items,
+    })
 }
 
+/// One resource's binding.
+#[utoipa::path(
+    get,
+    path = "/tenants/{tenant}/bindings/{kind}/{id}",
+    operation_id = "getBinding",
+    tag = "bindings",
+    params(super::doc::TenantPath, ResourcePath),
+    responses(
+        (status = 200, description = "The binding", body = Binding),
+        (status = 400, description = "A malformed id", body = ErrorBody),
+        (status = 404, description = "No such kind, or no binding for the resource", body = ErrorBody),
+    )
+)]
 async fn get_one(
     access: TenantAccess,
     Path((_, kind, id)): Path<(String, String, String)>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Binding>, ApiError> {
     let resource = resource(&kind, &id)?;
     let state = access.tenant.state();
     let groups = state
         .binding(&resource)
         .ok_or_else(|| ApiError::not_found(format!("no binding for {resource}")))?;
-    Ok(Json(binding_json(&resource, groups)))
+    Ok(Json(Binding::of(&resource, groups)))
 }
 
+/// Sets a resource's groups (replacing the ones it had).
+#[utoipa::path(
+    put,
+    path = "/tenants/{tenant}/bindings/{kind}/{id}",
+    operation_id = "putBinding",
+    tag = "bindings",
+    params(super::doc::TenantPath, ResourcePath),
+    request_body = BindingBody,
+    responses(
+        (status = 200, description = "The binding as stored", body = BindingWritten),
+        (status = 400, description = "A malformed id or body", body = ErrorBody),
+        (status = 404, description = "No such kind", body = ErrorBody),
+        (status = 415, description = "The body is not JSON", body = ErrorBody),
+        (status = 422, description = "The body does not fit the kind, or names a group that does not exist", body = ErrorBody),
+    )
+)]
 async fn put(
     access: TenantAccess,
     Path((_, kind, id)): Path<(String, String, String)>,
     ApiJson(body): ApiJson<BindingBody>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<BindingWritten>, ApiError> {
     let resource = resource(&kind, &id)?;
     let groups = groups_of(resource.kind, body)?;
     let committed = access
@@ -124,12 +154,26 @@ async fn put(
             admin_origin(&access),
         )
         .await?;
-    let mut answer = binding_json(&resource, &groups);
-    answer["seq"] = json!(committed.head);
-    answer["changed"] = json!(committed.events > 0);
-    Ok(Json(answer))
+    Ok(Json(BindingWritten {
+        binding: Binding::of(&resource, &groups),
+        seq: committed.head.0,
+        changed: committed.events > 0,
+    }))
 }
 
+/// Removes a resource's binding.
+#[utoipa::path(
+    delete,
+    path = "/tenants/{tenant}/bindings/{kind}/{id}",
+    operation_id = "deleteBinding",
+    tag = "bindings",
+    params(super::doc::TenantPath, ResourcePath),
+    responses(
+        (status = 204, description = "The binding is gone"),
+        (status = 400, description = "A malformed id", body = ErrorBody),
+        (status = 404, description = "No such kind, or no binding for the resource", body = ErrorBody),
+    )
+)]
 async fn delete(
     access: TenantAccess,
     Path((_, kind, id)): Path<(String, String, String)>,
@@ -140,4 +184,15 @@ async fn delete(
         .execute(Command::RemoveBinding { resource }, admin_origin(&access))
         .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// The resource a binding route names.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code, reason = "read by the OpenAPI derive only")]
+struct ResourcePath {
+    /// `policy`, `nameserver-group`, `dns-management`, `route` or `setup-key`.
+    kind: String,
+    /// The resource's id in the management server.
+    id: String,
 }

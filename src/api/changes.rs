@@ -48,8 +48,8 @@ use serde::Deserialize;
 use tokio::sync::{Notify, mpsc, watch};
 
 use super::auth::TenantAccess;
-use super::error::{ApiError, ApiQuery};
-use super::wire::{access_change_json, access_event_name, logged_event_json};
+use super::error::{ApiError, ApiQuery, ErrorBody};
+use super::wire::{AccessChangeRow, LoggedEventRow, access_event_name};
 use super::{ApiState, Routes};
 
 pub(super) fn routes(routes: Routes) -> Routes {
@@ -89,9 +89,13 @@ pub fn item_id(seq: Seq, index: usize) -> String {
     }
 }
 
-#[derive(Deserialize, Default)]
+/// `?from=` of the change stream.
+#[derive(Deserialize, Default, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct ChangesQuery {
+    /// The record to start at (its event first); without it (and without `Last-Event-ID`),
+    /// the stream starts after the current head.
     from: Option<u64>,
 }
 
@@ -124,6 +128,25 @@ fn start(tenant: &Tenant, headers: &HeaderMap, from: Option<u64>) -> Result<Posi
     Ok(position)
 }
 
+/// The change stream: events and the access changes they caused, as Server-Sent Events.
+#[utoipa::path(
+    get,
+    path = "/tenants/{tenant}/changes",
+    operation_id = "streamChanges",
+    tag = "changes",
+    params(
+        super::doc::TenantPath,
+        ChangesQuery,
+        ("Last-Event-ID" = Option<String>, Header,
+            description = "The id of the last item received (`<seq>` or `<seq>.<index>`): the stream resumes after it; wins over `from`"),
+    ),
+    responses(
+        (status = 200, description = "Server-Sent Events: `event` items (data: a LoggedEventRow) with id `<seq>`, then \
+            `access.granted` / `access.revoked` items (data: an AccessChangeRow) with id `<seq>.<index>`; a comment \
+            every heartbeat interval while idle", content_type = "text/event-stream", body = String),
+        (status = 400, description = "A malformed `from` or `Last-Event-ID`, or one beyond the log", body = ErrorBody),
+    )
+)]
 async fn changes(
     State(state): State<ApiState>,
     access: TenantAccess,
@@ -455,24 +478,25 @@ fn render(tenant: &Tenant, applied: &Applied) -> Vec<Event> {
     let seq = applied.event.seq;
     let present = tenant.state();
     let mut items = Vec::with_capacity(1 + applied.access.len());
-    let data = logged_event_json(&applied.event, &applied.chain, &**tenant.keyring());
-    items.push(
-        Event::default()
-            .id(item_id(seq, 0))
-            .event("event")
-            .data(data.to_string()),
-    );
+    let data = LoggedEventRow::of(&applied.event, &applied.chain, &**tenant.keyring());
+    items.push(Event::default().id(item_id(seq, 0)).event("event").data(to_json(&data)));
     for (offset, change) in applied.access.iter().enumerate() {
         let index = offset + 1;
-        let data = access_change_json(&present, change, index);
+        let data = AccessChangeRow::of(&present, change, index);
         items.push(
             Event::default()
                 .id(item_id(seq, index))
                 .event(access_event_name(change))
-                .data(data.to_string()),
+                .data(to_json(&data)),
         );
     }
     items
+}
+
+/// An item's data. The API's types serialize infallibly (string keys, no custom
+/// serializers), so a failure here is a bug.
+fn to_json(data: &impl serde::Serialize) -> String {
+    serde_json::to_string(data).expect("the API's types serialize to JSON")
 }
 
 /// Counts connected SSE clients in `idpsync_api_sse_clients{tenant}` while it lives.

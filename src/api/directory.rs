@@ -19,12 +19,15 @@ use idpsync_engine::ids::{GroupId, Member, UserId};
 use idpsync_engine::model::{Group, User};
 use idpsync_engine::{State, Tenant};
 use idpsync_storage::{Seq, Timestamp};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
+use utoipa::IntoParams;
 
 use super::Routes;
 use super::auth::TenantAccess;
-use super::error::{ApiError, ApiQuery};
-use super::wire::{GrantRow, GroupRef, GroupRow, MemberRow, Page, UserRow, time_of};
+use super::error::{ApiError, ApiQuery, ErrorBody};
+use super::wire::{
+    GrantRow, GroupDetail, GroupRef, GroupRow, MemberRow, Page, UserDetail, UserGroup, UserRow, time_of,
+};
 
 pub(super) fn routes(routes: Routes) -> Routes {
     routes
@@ -41,22 +44,30 @@ pub const PAGE_LEN_MAX: usize = 1_000;
 pub const PAGE_LEN_DEFAULT: usize = 100;
 
 /// `?at=` / `?seq=` and paging.
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(super) struct ListQuery {
+    /// A past moment: RFC 3339 or a date (`2026-03-01`). Not with `seq`.
     at: Option<String>,
+    /// A past log position. Not with `at`.
     seq: Option<u64>,
+    /// Items per page, 1 to 1000 (default 100).
     limit: Option<usize>,
+    /// The `next` cursor of the page before.
     after: Option<String>,
     /// Members only: users through nested groups instead of direct members.
     effective: Option<bool>,
 }
 
 /// `?at=` / `?seq=` only.
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(super) struct WhenQuery {
+    /// A past moment: RFC 3339 or a date (`2026-03-01`). Not with `seq`.
     pub(super) at: Option<String>,
+    /// A past log position. Not with `at`.
     pub(super) seq: Option<u64>,
 }
 
@@ -157,6 +168,18 @@ pub(super) fn find_group(state: &State, key: &str) -> Result<Option<Arc<Group>>,
     }
 }
 
+/// Users, a page at a time, now or at a past moment.
+#[utoipa::path(
+    get,
+    path = "/tenants/{tenant}/users",
+    operation_id = "listUsers",
+    tag = "directory",
+    params(super::doc::TenantPath, ListQuery),
+    responses(
+        (status = 200, description = "A page of users, by id", body = Page<UserRow>),
+        (status = 400, description = "A malformed query", body = ErrorBody),
+    )
+)]
 async fn list_users(
     access: TenantAccess,
     ApiQuery(query): ApiQuery<ListQuery>,
@@ -176,6 +199,18 @@ async fn list_users(
     })))
 }
 
+/// Groups, a page at a time, now or at a past moment.
+#[utoipa::path(
+    get,
+    path = "/tenants/{tenant}/groups",
+    operation_id = "listGroups",
+    tag = "directory",
+    params(super::doc::TenantPath, ListQuery),
+    responses(
+        (status = 200, description = "A page of groups, by id", body = Page<GroupRow>),
+        (status = 400, description = "A malformed query", body = ErrorBody),
+    )
+)]
 async fn list_groups(
     access: TenantAccess,
     ApiQuery(query): ApiQuery<ListQuery>,
@@ -207,27 +242,37 @@ fn reject_effective(query: &ListQuery) -> Result<(), ApiError> {
     }
 }
 
-/// `GET /users/{user}`: a user with its groups and access.
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct UserDetail {
-    seq: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    recorded_at: Option<String>,
-    #[serde(flatten)]
-    user: UserRow,
-    groups: Vec<UserGroup>,
-    access: Vec<GrantRow>,
+/// A user route's `{user}`.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code, reason = "read by the OpenAPI derive only")]
+pub(super) struct UserPath {
+    /// The user's id or userName.
+    user: String,
 }
 
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct UserGroup {
-    #[serde(flatten)]
-    group: GroupRef,
-    direct: bool,
+/// A group route's `{group}`.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code, reason = "read by the OpenAPI derive only")]
+pub(super) struct GroupPath {
+    /// The group's id or (unique) displayName.
+    group: String,
 }
 
+/// A user with its groups and access, now or at a past moment.
+#[utoipa::path(
+    get,
+    path = "/tenants/{tenant}/users/{user}",
+    operation_id = "getUser",
+    tag = "directory",
+    params(super::doc::TenantPath, UserPath, WhenQuery),
+    responses(
+        (status = 200, description = "The user with its groups and access", body = UserDetail),
+        (status = 400, description = "A malformed query", body = ErrorBody),
+        (status = 404, description = "No such user at that moment", body = ErrorBody),
+    )
+)]
 async fn get_user(
     access: TenantAccess,
     Path((_, key)): Path<(String, String)>,
@@ -258,23 +303,37 @@ async fn get_user(
     }))
 }
 
+/// A group and its direct member count, now or at a past moment.
+#[utoipa::path(
+    get,
+    path = "/tenants/{tenant}/groups/{group}",
+    operation_id = "getGroup",
+    tag = "directory",
+    params(super::doc::TenantPath, GroupPath, WhenQuery),
+    responses(
+        (status = 200, description = "The group and its direct member count", body = GroupDetail),
+        (status = 400, description = "A malformed query", body = ErrorBody),
+        (status = 404, description = "No such group at that moment", body = ErrorBody),
+        (status = 409, description = "Several groups have that displayName", body = ErrorBody),
+    )
+)]
 async fn get_group(
     access: TenantAccess,
     Path((_, key)): Path<(String, String)>,
     ApiQuery(query): ApiQuery<WhenQuery>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<GroupDetail>, ApiError> {
     let seq = position(&access.tenant, query.at.as_deref(), query.seq)?;
     let (group, members) = group_at(&access.tenant, &key, seq).await?;
-    let mut row = serde_json::to_value(GroupRow {
-        id: group.id,
-        display_name: group.display_name.clone(),
-        external_id: group.external_id.clone(),
-        owner: super::wire::owner_name(&group.owner),
-        members,
-    })
-    .map_err(ApiError::internal)?;
-    row["seq"] = serde_json::json!(seq);
-    Ok(Json(row))
+    Ok(Json(GroupDetail {
+        group: GroupRow {
+            id: group.id,
+            display_name: group.display_name.clone(),
+            external_id: group.external_id.clone(),
+            owner: super::wire::owner_name(&group.owner),
+            members,
+        },
+        seq: seq.0,
+    }))
 }
 
 /// A group as it was at `seq`, and its direct member count then, from the history index.
@@ -294,6 +353,20 @@ async fn group_at(tenant: &Tenant, key: &str, seq: Seq) -> Result<(Arc<Group>, u
     Ok((group, members))
 }
 
+/// A group's direct or effective members, now or at a past moment.
+#[utoipa::path(
+    get,
+    path = "/tenants/{tenant}/groups/{group}/members",
+    operation_id = "listGroupMembers",
+    tag = "directory",
+    params(super::doc::TenantPath, GroupPath, ListQuery),
+    responses(
+        (status = 200, description = "A page of members: users before groups, each by id", body = Page<MemberRow>),
+        (status = 400, description = "A malformed query", body = ErrorBody),
+        (status = 404, description = "No such group at that moment", body = ErrorBody),
+        (status = 409, description = "Several groups have that displayName", body = ErrorBody),
+    )
+)]
 async fn list_members(
     access: TenantAccess,
     Path((_, key)): Path<(String, String)>,

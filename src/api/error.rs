@@ -14,6 +14,7 @@ use axum::response::{IntoResponse, Response};
 use idpsync_engine::{EngineError, Rejection, SubmitError};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use utoipa::ToSchema;
 
 /// A failed API request.
 #[derive(Debug)]
@@ -83,15 +84,23 @@ impl ApiError {
     }
 }
 
-#[derive(Serialize)]
-struct Body<'a> {
-    error: Detail<'a>,
+/// The body of every error: `{"error": {"code": "...", "message": "..."}}`.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Error)]
+pub struct ErrorBody<'a> {
+    /// What went wrong.
+    pub error: ErrorDetail<'a>,
 }
 
-#[derive(Serialize)]
-struct Detail<'a> {
-    code: &'a str,
-    message: &'a str,
+/// What went wrong: a code for programs, a message for people.
+#[derive(Serialize, ToSchema)]
+pub struct ErrorDetail<'a> {
+    /// Machine-readable: `bad_request`, `unauthorized`, `not_found`, `user_not_found`,
+    /// `binding_shape`, `hold_superseded`, `log_unavailable`, …
+    #[schema(example = "not_found")]
+    pub code: &'a str,
+    /// For people.
+    pub message: &'a str,
 }
 
 impl IntoResponse for ApiError {
@@ -102,8 +111,8 @@ impl IntoResponse for ApiError {
         } else {
             self.message.as_str()
         };
-        let body = Body {
-            error: Detail {
+        let body = ErrorBody {
+            error: ErrorDetail {
                 code: self.code,
                 message,
             },

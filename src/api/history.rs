@@ -7,13 +7,12 @@ use idpsync_engine::Tenant;
 use idpsync_engine::audit::resolve_user;
 use idpsync_engine::ids::{GroupId, Member};
 use idpsync_storage::Seq;
-use serde_json::{Value, json};
 
 use super::Routes;
 use super::auth::TenantAccess;
-use super::directory::{WhenQuery, find_group, position};
-use super::error::{ApiError, ApiQuery};
-use super::wire::logged_event_json;
+use super::directory::{GroupPath, UserPath, WhenQuery, find_group, position};
+use super::error::{ApiError, ApiQuery, ErrorBody};
+use super::wire::{Interval, Intervals, LogPosition, LoggedEventRow, MemberRef, Timeline};
 
 pub(super) fn routes(routes: Routes) -> Routes {
     routes
@@ -41,35 +40,95 @@ pub(super) fn resolve_group(tenant: &Tenant, key: &str) -> Result<GroupId, ApiEr
     })
 }
 
-async fn timeline(tenant: &Tenant, member: Member) -> Result<Json<Value>, ApiError> {
+async fn timeline(tenant: &Tenant, member: Member) -> Result<Json<Timeline>, ApiError> {
     let entries = tenant.timeline(member).await?;
-    let items: Vec<Value> = entries
+    let items = entries
         .iter()
-        .map(|entry| logged_event_json(&entry.event, &entry.chain, &**tenant.keyring()))
+        .map(|entry| LoggedEventRow::of(&entry.event, &entry.chain, &**tenant.keyring()))
         .collect();
-    Ok(Json(json!({"seq": tenant.state().seq(), "items": items})))
+    Ok(Json(Timeline {
+        seq: tenant.state().seq().0,
+        items,
+    }))
 }
 
-async fn user_timeline(access: TenantAccess, Path((_, key)): Path<(String, String)>) -> Result<Json<Value>, ApiError> {
+/// Every event that touched a user, with its chain link.
+#[utoipa::path(
+    get,
+    path = "/tenants/{tenant}/users/{user}/timeline",
+    operation_id = "getUserTimeline",
+    tag = "history",
+    params(super::doc::TenantPath, UserPath),
+    responses(
+        (status = 200, description = "Every event that touched the user, oldest first", body = Timeline),
+        (status = 404, description = "No such user, now or in the log", body = ErrorBody),
+    )
+)]
+async fn user_timeline(
+    access: TenantAccess,
+    Path((_, key)): Path<(String, String)>,
+) -> Result<Json<Timeline>, ApiError> {
     let user = resolve_user(&access.tenant, &key).await?;
     timeline(&access.tenant, Member::User(user)).await
 }
 
-async fn group_timeline(access: TenantAccess, Path((_, key)): Path<(String, String)>) -> Result<Json<Value>, ApiError> {
+/// Every event that touched a group, with its chain link.
+#[utoipa::path(
+    get,
+    path = "/tenants/{tenant}/groups/{group}/timeline",
+    operation_id = "getGroupTimeline",
+    tag = "history",
+    params(super::doc::TenantPath, GroupPath),
+    responses(
+        (status = 200, description = "Every event that touched the group, oldest first", body = Timeline),
+        (status = 404, description = "No such group, now or in the log", body = ErrorBody),
+        (status = 409, description = "Several groups have that displayName", body = ErrorBody),
+    )
+)]
+async fn group_timeline(
+    access: TenantAccess,
+    Path((_, key)): Path<(String, String)>,
+) -> Result<Json<Timeline>, ApiError> {
     let group = resolve_group(&access.tenant, &key)?;
     timeline(&access.tenant, Member::Group(group)).await
 }
 
-fn position_json(tenant: &Tenant, seq: Seq) -> Value {
+fn log_position(tenant: &Tenant, seq: Seq) -> LogPosition {
     let at = tenant.with_history(|history, _| history.recorded_at(seq));
-    json!({"seq": seq, "recordedAt": at.map(|at| at.to_rfc3339())})
+    LogPosition {
+        seq: seq.0,
+        recorded_at: at.map(|at| at.to_rfc3339()),
+    }
 }
 
+/// The `{member}` of the intervals route.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code, reason = "read by the OpenAPI derive only")]
+struct MemberPath {
+    /// A user (id or userName) or a group (id or displayName).
+    member: String,
+}
+
+/// The spans during which a user or group was a member of a group.
+#[utoipa::path(
+    get,
+    path = "/tenants/{tenant}/groups/{group}/members/{member}/intervals",
+    operation_id = "getMembershipIntervals",
+    tag = "history",
+    params(super::doc::TenantPath, GroupPath, MemberPath, WhenQuery),
+    responses(
+        (status = 200, description = "The spans during which the member was in the group", body = Intervals),
+        (status = 400, description = "A malformed query", body = ErrorBody),
+        (status = 404, description = "No such group or member", body = ErrorBody),
+        (status = 409, description = "Several groups have that displayName", body = ErrorBody),
+    )
+)]
 async fn intervals(
     access: TenantAccess,
     Path((_, group_key, member_key)): Path<(String, String, String)>,
     ApiQuery(query): ApiQuery<WhenQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Intervals>, ApiError> {
     let tenant = &access.tenant;
     let seq = position(tenant, query.at.as_deref(), query.seq)?;
     let group = resolve_group(tenant, &group_key)?;
@@ -82,23 +141,17 @@ async fn intervals(
         },
     };
     let spans = tenant.with_history(|history, _| history.membership_intervals(group, member, seq));
-    let items: Vec<Value> = spans
+    let items = spans
         .iter()
-        .map(|span| {
-            json!({
-                "from": position_json(tenant, span.from),
-                "until": span.until.map(|until| position_json(tenant, until)),
-            })
+        .map(|span| Interval {
+            from: log_position(tenant, span.from),
+            until: span.until.map(|until| log_position(tenant, until)),
         })
         .collect();
-    let (kind, id) = match member {
-        Member::User(id) => ("User", id.to_string()),
-        Member::Group(id) => ("Group", id.to_string()),
-    };
-    Ok(Json(json!({
-        "seq": seq,
-        "group": group,
-        "member": {"type": kind, "id": id},
-        "items": items,
-    })))
+    Ok(Json(Intervals {
+        seq: seq.0,
+        group,
+        member: MemberRef::from(member),
+        items,
+    }))
 }

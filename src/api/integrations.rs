@@ -3,23 +3,20 @@
 //! confirming (the run reviewed, while it is fresh) or rejecting it, and a run on request.
 
 use std::collections::BTreeSet;
-use std::time::SystemTime;
 
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::Path;
 use axum::http::StatusCode;
 use idpsync_drivers::scheduler::IntegrationStatus;
-use idpsync_engine::ids::{IntegrationName, SyncRunId};
-use idpsync_engine::reconcile::{AbsentLine, ReconcilePolicy};
+use idpsync_engine::ids::IntegrationName;
 use idpsync_engine::{HeldReconcile, Outcome, State, Tenant};
-use idpsync_storage::Timestamp;
-use serde::Deserialize;
-use serde_json::{Value, json};
 
 use super::auth::TenantAccess;
-use super::error::ApiError;
-use super::wire::absent_json;
+use super::error::{ApiError, ErrorBody};
+use super::wire::{
+    AbsentRef, ConfirmAnswer, ConfirmBody, IntegrationList, IntegrationRow, PendingAbsence, SyncReport, TriggerAnswer,
+};
 use super::{ApiState, Routes};
 
 pub(super) fn routes(routes: Routes) -> Routes {
@@ -31,78 +28,13 @@ pub(super) fn routes(routes: Routes) -> Routes {
         .post("/tenants/{tenant}/integrations/{integration}/held/reject", reject)
 }
 
-fn time(moment: Option<SystemTime>) -> Value {
-    match moment.and_then(|moment| moment.duration_since(SystemTime::UNIX_EPOCH).ok()) {
-        Some(since) => json!(idpsync_storage::Timestamp(since.as_micros() as i64).to_rfc3339()),
-        None => Value::Null,
-    }
-}
-
-fn status_json(status: &IntegrationStatus) -> Value {
-    json!({
-        "integration": status.integration.as_str(),
-        "provider": status.provider,
-        "running": status.running,
-        "runs": status.runs,
-        "failures": status.failures,
-        "lastStarted": time(status.last_started),
-        "lastFinished": time(status.last_finished),
-        "lastResult": status.last_result,
-        "lastError": status.last_error,
-        "restarts": status.restarts,
-        "leaseHeld": status.lease_held,
-        "lastCounts": status.last_counts,
-        "nextRun": time(status.next_run),
-    })
-}
-
-fn held_json(held: &HeldReconcile, policy: &ReconcilePolicy) -> Value {
-    let report = &held.report;
-    let guard = &report.guard;
-    let expires_at = held.expires_at(policy);
-    json!({
-        "heldAt": held.held_at,
-        "heldSince": held.held_since.to_rfc3339(),
-        "expiresAt": expires_at.to_rfc3339(),
-        "expired": Timestamp::now() >= expires_at,
-        "run": held.snapshot.run,
-        "summary": report.held,
-        "guard": {
-            "removals": guard.removals,
-            "deletions": guard.deletions,
-            "ownedUsers": guard.owned_users,
-            "earlierRemovals": guard.earlier.removals,
-            "earlierDeletions": guard.earlier.deletions,
-            "limitPermille": guard.limit_permille,
-        },
-        "planned": {
-            "usersCreated": report.users_created,
-            "usersUpdated": report.users_updated,
-            "usersDeactivated": report.users_deactivated,
-            "usersReactivated": report.users_reactivated,
-            "usersDeleted": report.users_deleted,
-            "groupsCreated": report.groups_created,
-            "groupsRenamed": report.groups_renamed,
-            "groupsDeleted": report.groups_deleted,
-            "membershipsAdded": report.memberships_added,
-            "membershipsRemoved": report.memberships_removed,
-        },
-        "changes": report.changes.iter().map(|line| json!({"action": line.action, "object": line.object})).collect::<Vec<_>>(),
-        "conflicts": report.conflicts,
-        "pending": report.pending.iter().map(absent_line_json).collect::<Vec<_>>(),
-    })
-}
-
-/// A pending absence of a planned run.
-fn absent_line_json(line: &AbsentLine) -> Value {
-    json!({
-        "kind": line.kind,
-        "object": line.object,
-        "listings": line.listings,
-        "needed": line.needed,
-        "since": line.since.to_rfc3339(),
-        "takesEffectAfter": line.takes_effect_after.map(|at| at.to_rfc3339()),
-    })
+/// An integration route's `{integration}`.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code, reason = "read by the OpenAPI derive only")]
+struct IntegrationPath {
+    /// The integration's name, as in the configuration.
+    integration: String,
 }
 
 fn name(text: &str) -> Result<IntegrationName, ApiError> {
@@ -129,47 +61,55 @@ pub(crate) fn tenant_statuses(state: &ApiState, tenant: &idpsync_storage::Tenant
 /// What the integration's complete listings found absent and has not taken effect yet: each
 /// object, by id and name as the state has them, with the listings it was absent from and
 /// since when.
-fn pending_json(state: &State, name: &IntegrationName) -> Value {
-    let items: Vec<Value> = state
+fn pending_absences(state: &State, name: &IntegrationName) -> Vec<PendingAbsence> {
+    state
         .pending_absences(name)
         .map(|(absent, absence)| {
             let (kind, label) = state.absent_label(absent);
-            let mut item = absent_json(absent);
-            item["kind"] = json!(kind);
-            item["name"] = json!(label);
-            item["listings"] = json!(absence.listings);
-            item["since"] = json!(absence.since.to_rfc3339());
-            item
+            PendingAbsence {
+                absent: AbsentRef::from(absent),
+                kind: kind.to_owned(),
+                name: label,
+                listings: absence.listings,
+                since: absence.since.to_rfc3339(),
+            }
         })
-        .collect();
-    Value::Array(items)
+        .collect()
 }
 
-fn integration_json(
+fn integration_row(
     status: Option<&IntegrationStatus>,
     name: &IntegrationName,
     held: Option<&HeldReconcile>,
     tenant: &Tenant,
-) -> Value {
-    let mut value = match status {
-        Some(status) => status_json(status),
-        None => json!({"integration": name.as_str(), "scheduled": false}),
-    };
-    value["held"] = held.map_or(Value::Null, |held| held_json(held, &tenant.settings().policy));
-    value["pendingAbsences"] = pending_json(&tenant.state(), name);
-    value
+) -> IntegrationRow {
+    IntegrationRow::new(
+        name.as_str(),
+        status,
+        held.map(|held| (held, &tenant.settings().policy)),
+        pending_absences(&tenant.state(), name),
+    )
 }
 
-async fn list(state: axum::extract::State<ApiState>, access: TenantAccess) -> Json<Value> {
+/// The tenant's integrations: status, held sync, pending absences.
+#[utoipa::path(
+    get,
+    path = "/tenants/{tenant}/integrations",
+    operation_id = "listIntegrations",
+    tag = "integrations",
+    params(super::doc::TenantPath),
+    responses((status = 200, description = "The tenant's integrations", body = IntegrationList))
+)]
+async fn list(state: axum::extract::State<ApiState>, access: TenantAccess) -> Json<IntegrationList> {
     let statuses = statuses(&state, &access);
     let tenant = &access.tenant;
     let mut held = tenant.held();
     let mut listed: BTreeSet<IntegrationName> = BTreeSet::new();
-    let mut items: Vec<Value> = statuses
+    let mut items: Vec<IntegrationRow> = statuses
         .iter()
         .map(|status| {
             listed.insert(status.integration.clone());
-            integration_json(
+            integration_row(
                 Some(status),
                 &status.integration,
                 held.remove(&status.integration).as_ref(),
@@ -189,16 +129,29 @@ async fn list(state: axum::extract::State<ApiState>, access: TenantAccess) -> Js
     items.extend(
         unscheduled
             .iter()
-            .map(|name| integration_json(None, name, held.get(name), tenant)),
+            .map(|name| integration_row(None, name, held.get(name), tenant)),
     );
-    Json(json!({"items": items}))
+    Json(IntegrationList { items })
 }
 
+/// One integration: status, held sync, pending absences.
+#[utoipa::path(
+    get,
+    path = "/tenants/{tenant}/integrations/{integration}",
+    operation_id = "getIntegration",
+    tag = "integrations",
+    params(super::doc::TenantPath, IntegrationPath),
+    responses(
+        (status = 200, description = "The integration", body = IntegrationRow),
+        (status = 400, description = "A malformed name", body = ErrorBody),
+        (status = 404, description = "The tenant has no such integration", body = ErrorBody),
+    )
+)]
 async fn get_one(
     state: axum::extract::State<ApiState>,
     access: TenantAccess,
     Path((_, integration)): Path<(String, String)>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<IntegrationRow>, ApiError> {
     let integration = name(&integration)?;
     let statuses = statuses(&state, &access);
     let status = statuses.iter().find(|status| status.integration == integration);
@@ -210,7 +163,7 @@ async fn get_one(
             access.tenant.id()
         )));
     }
-    Ok(Json(integration_json(
+    Ok(Json(integration_row(
         status,
         &integration,
         held.as_ref(),
@@ -218,11 +171,24 @@ async fn get_one(
     )))
 }
 
+/// Asks for a run of an integration now.
+#[utoipa::path(
+    post,
+    path = "/tenants/{tenant}/integrations/{integration}/sync",
+    operation_id = "triggerSync",
+    tag = "integrations",
+    params(super::doc::TenantPath, IntegrationPath),
+    responses(
+        (status = 202, description = "A run was asked for; it starts when the integration is idle", body = TriggerAnswer),
+        (status = 400, description = "A malformed name", body = ErrorBody),
+        (status = 404, description = "The service runs no such integration", body = ErrorBody),
+    )
+)]
 async fn trigger(
     state: axum::extract::State<ApiState>,
     access: TenantAccess,
     Path((_, integration)): Path<(String, String)>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<TriggerAnswer>), ApiError> {
     let integration = name(&integration)?;
     let schedule = state
         .inner
@@ -235,24 +201,33 @@ async fn trigger(
         .map_err(|error| ApiError::not_found(error.to_string()))?;
     Ok((
         StatusCode::ACCEPTED,
-        Json(json!({"integration": integration.as_str(), "triggered": true})),
+        Json(TriggerAnswer {
+            integration: integration.as_str().to_owned(),
+            triggered: true,
+        }),
     ))
 }
 
-/// The body of `POST …/held/confirm`, which may be empty.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ConfirmBody {
-    /// The held run that was reviewed; confirming fails with 409 if a newer listing has
-    /// superseded it. Without it, the hold as it stands now is confirmed.
-    run: Option<SyncRunId>,
-}
-
+/// Applies the snapshot the mass-deactivation guard holds.
+#[utoipa::path(
+    post,
+    path = "/tenants/{tenant}/integrations/{integration}/held/confirm",
+    operation_id = "confirmHeldSync",
+    tag = "integrations",
+    params(super::doc::TenantPath, IntegrationPath),
+    request_body(content = Option<ConfirmBody>, description = "The run reviewed; may be empty"),
+    responses(
+        (status = 200, description = "The held snapshot was applied", body = ConfirmAnswer),
+        (status = 400, description = "A malformed name or body", body = ErrorBody),
+        (status = 404, description = "The integration has no held sync", body = ErrorBody),
+        (status = 409, description = "A newer listing superseded the run, or the hold expired", body = ErrorBody),
+    )
+)]
 async fn confirm(
     access: TenantAccess,
     Path((_, integration)): Path<(String, String)>,
     body: Bytes,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ConfirmAnswer>, ApiError> {
     let integration = name(&integration)?;
     let body: ConfirmBody = if body.iter().all(u8::is_ascii_whitespace) {
         ConfirmBody::default()
@@ -266,21 +241,32 @@ async fn confirm(
     };
     let run = body.run.unwrap_or(held.snapshot.run);
     let committed = access.tenant.confirm_held(integration.clone(), run).await?;
-    let report = match committed.outcome {
-        Outcome::Reconciled(report) | Outcome::Held(report) => {
-            serde_json::to_value(report).map_err(ApiError::internal)?
-        }
-        _ => Value::Null,
+    let report = match &committed.outcome {
+        Outcome::Reconciled(report) | Outcome::Held(report) => Some(SyncReport::from(report)),
+        _ => None,
     };
-    Ok(Json(json!({
-        "integration": integration.as_str(),
-        "applied": true,
-        "events": committed.events,
-        "seq": committed.head,
-        "report": report,
-    })))
+    Ok(Json(ConfirmAnswer {
+        integration: integration.as_str().to_owned(),
+        applied: true,
+        events: committed.events,
+        seq: committed.head.0,
+        report,
+    }))
 }
 
+/// Drops the snapshot the mass-deactivation guard holds.
+#[utoipa::path(
+    post,
+    path = "/tenants/{tenant}/integrations/{integration}/held/reject",
+    operation_id = "rejectHeldSync",
+    tag = "integrations",
+    params(super::doc::TenantPath, IntegrationPath),
+    responses(
+        (status = 204, description = "The held snapshot was dropped"),
+        (status = 400, description = "A malformed name", body = ErrorBody),
+        (status = 404, description = "The integration has no held sync", body = ErrorBody),
+    )
+)]
 async fn reject(access: TenantAccess, Path((_, integration)): Path<(String, String)>) -> Result<StatusCode, ApiError> {
     let integration = name(&integration)?;
     if access.tenant.reject_held(&integration).await? {

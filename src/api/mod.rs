@@ -10,10 +10,13 @@
 //!   acknowledgements of the revocations it applied;
 //! - [`audit`]: the offboarding audit of a user and the leavers' report;
 //! - [`erase`]: erasure of a user's personal fields;
-//! - [`wire`]: the JSON shapes shared by the areas; `openapi.json`: the API described.
+//! - [`wire`]: the request and response types, the API's own (camelCase JSON), apart from the
+//!   engine's;
+//! - [`doc`]: the OpenAPI document, generated from the handlers and the types.
 //!
 //! Every route is declared through [`Routes`], which also keeps the table of routes that a
-//! test compares with `openapi.json`, so the document cannot fall behind the code.
+//! test compares with the generated document, so the document cannot fall behind the code;
+//! another compares the document with the committed `openapi.json`.
 
 pub mod acks;
 pub mod audit;
@@ -21,6 +24,7 @@ pub mod auth;
 pub mod bindings;
 pub mod changes;
 pub mod directory;
+pub mod doc;
 pub mod erase;
 pub mod error;
 pub mod history;
@@ -39,7 +43,6 @@ use idpsync_drivers::scheduler::SchedulerHandle;
 use idpsync_engine::Engine;
 use idpsync_engine::audit::BindingLogs;
 use idpsync_scim::Authenticator;
-use serde::Serialize;
 use tokio::sync::watch;
 
 use crate::tokens::TokenStore;
@@ -47,9 +50,6 @@ use auth::TenantAccess;
 
 /// Where the API is mounted by `idpsync serve`.
 pub const MOUNT: &str = "/api/v1";
-
-/// The OpenAPI document of the API.
-pub const OPENAPI: &str = include_str!("openapi.json");
 
 /// What the API needs besides the engine and the admin tokens.
 #[derive(Clone)]
@@ -226,27 +226,31 @@ pub fn routes() -> Routes {
     changes::routes(routes)
 }
 
+/// This document: the API described in OpenAPI 3.1.
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    operation_id = "getOpenApiDocument",
+    tag = "document",
+    security(()),
+    responses((status = 200, description = "This document, OpenAPI 3.1", content_type = "application/json"))
+)]
 async fn openapi() -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "application/json")], OPENAPI)
+    ([(header::CONTENT_TYPE, "application/json")], doc::document())
 }
 
-/// `GET /tenants/{tenant}`.
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct TenantSummary {
-    tenant: String,
-    seq: u64,
-    recorded_at: Option<String>,
-    users: usize,
-    groups: usize,
-    bindings: usize,
-    held_syncs: usize,
-    change_stream_subscribers: usize,
-}
-
-async fn tenant_summary(access: TenantAccess) -> Json<TenantSummary> {
+/// The tenant's log head and counts.
+#[utoipa::path(
+    get,
+    path = "/tenants/{tenant}",
+    operation_id = "getTenant",
+    tag = "tenants",
+    params(doc::TenantPath),
+    responses((status = 200, description = "The tenant's head and counts", body = wire::TenantSummary))
+)]
+async fn tenant_summary(access: TenantAccess) -> Json<wire::TenantSummary> {
     let state = access.tenant.state();
-    Json(TenantSummary {
+    Json(wire::TenantSummary {
         tenant: access.tenant.id().to_string(),
         seq: state.seq().0,
         recorded_at: wire::time_of(&state),
@@ -262,11 +266,11 @@ async fn tenant_summary(access: TenantAccess) -> Json<TenantSummary> {
 mod tests {
     use std::collections::BTreeSet;
 
-    use super::{OPENAPI, routes};
+    use super::{doc, routes};
 
     #[test]
     fn the_openapi_document_describes_exactly_the_routes() {
-        let document: serde_json::Value = serde_json::from_str(OPENAPI).expect("openapi.json is JSON");
+        let document: serde_json::Value = serde_json::from_str(doc::document()).expect("the document is JSON");
         let documented: BTreeSet<(String, String)> = document["paths"]
             .as_object()
             .expect("paths")
@@ -288,11 +292,11 @@ mod tests {
         let unserved: Vec<_> = documented.difference(&served).collect();
         assert!(
             undocumented.is_empty(),
-            "routes missing from openapi.json: {undocumented:?}"
+            "routes without a #[utoipa::path] in doc::ApiDoc: {undocumented:?}"
         );
         assert!(
             unserved.is_empty(),
-            "openapi.json documents routes that do not exist: {unserved:?}"
+            "the document describes routes that do not exist: {unserved:?}"
         );
         assert_eq!(document["servers"][0]["url"], super::MOUNT);
     }

@@ -1,16 +1,26 @@
 //! The JSON shapes of the API: rows of users, groups and members, grants, access changes and
 //! events. The engine never speaks JSON; this is where its values get their public names.
 
-use idpsync_engine::absence::Absent;
+mod bindings;
+mod events;
+mod integrations;
+mod writes;
+
 use idpsync_engine::access::Grant;
-use idpsync_engine::event::{Cause, Event, LoggedEvent, Source};
 use idpsync_engine::ids::{GroupId, Member, UserId};
-use idpsync_engine::model::{BindingGroups, Group, Owner, ResourceRef, User};
-use idpsync_engine::seal::Opener;
+use idpsync_engine::model::{Group, Owner, ResourceRef, User};
 use idpsync_engine::{AccessChange, AccessDirection, State};
-use idpsync_storage::{Hash32, Seq, Timestamp};
+use idpsync_storage::Seq;
 use serde::Serialize;
-use serde_json::{Value, json};
+use utoipa::ToSchema;
+
+pub use bindings::{Binding, BindingBody, BindingList, BindingWritten};
+pub use events::{AbsentRef, AccessChangeRow, CauseRow, EventBody, LoggedEventRow, SourceRow, Timeline, UserRef};
+pub use integrations::{
+    AbsentLineRow, ChangeLineRow, ConfirmAnswer, ConfirmBody, GuardRow, HeldSync, HoldSummaryRow, IntegrationList,
+    IntegrationRow, PendingAbsence, PlannedCounts, RunCountsRow, SyncReport, TriggerAnswer,
+};
+pub use writes::{AckAnswer, AckBody, EraseAnswer, Interval, Intervals, LogPosition, TenantSummary};
 
 /// The `recordedAt` of a state's last record, unless it has none.
 pub fn time_of(state: &State) -> Option<String> {
@@ -18,7 +28,7 @@ pub fn time_of(state: &State) -> Option<String> {
 }
 
 /// One page of a list, as of a log position.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Page<T> {
     /// The log position the answer is as of.
@@ -34,10 +44,11 @@ pub struct Page<T> {
 }
 
 /// A user in lists.
-#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, PartialEq, Eq, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct UserRow {
     /// Its id.
+    #[schema(value_type = String)]
     pub id: UserId,
     /// Its userName (`erased-<id>` once erased).
     pub user_name: String,
@@ -48,6 +59,7 @@ pub struct UserRow {
     pub external_id: Option<String>,
     /// Set when its personal fields are erased.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
+    #[schema(default = false)]
     pub erased: bool,
 }
 
@@ -64,10 +76,11 @@ impl From<&User> for UserRow {
 }
 
 /// A group in lists.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct GroupRow {
     /// Its id.
+    #[schema(value_type = String)]
     pub id: GroupId,
     /// Its name.
     pub display_name: String,
@@ -103,13 +116,14 @@ pub fn owner_name(owner: &Owner) -> String {
 }
 
 /// A direct or effective member.
-#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, PartialEq, Eq, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MemberRow {
     /// The user's or group's id.
     pub id: String,
     /// `User` or `Group`.
     #[serde(rename = "type")]
+    #[schema(value_type = String, example = "User")]
     pub kind: &'static str,
     /// A user's userName.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -155,10 +169,11 @@ impl MemberRow {
 }
 
 /// A group by id and, where known, name.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct GroupRef {
     /// Its id.
+    #[schema(value_type = String)]
     pub id: GroupId,
     /// Its name, when the group exists in the state asked about.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -176,9 +191,10 @@ impl GroupRef {
 }
 
 /// A management-server resource.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, ToSchema)]
 pub struct ResourceRow {
     /// `policy`, `nameserver-group`, `dns-management`, `route` or `setup-key`.
+    #[schema(value_type = String, example = "policy")]
     pub kind: &'static str,
     /// Its id in the management server.
     pub id: String,
@@ -194,12 +210,13 @@ impl From<&ResourceRef> for ResourceRow {
 }
 
 /// One way a user reaches a resource.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct GrantRow {
     /// The resource.
     pub resource: ResourceRow,
     /// `source`, `destination` or `member`.
+    #[schema(value_type = String, example = "source")]
     pub role: &'static str,
     /// The bound group the user is in.
     pub via: GroupRef,
@@ -216,15 +233,30 @@ impl GrantRow {
     }
 }
 
-/// A binding's groups as the API shows them.
-pub fn binding_json(resource: &ResourceRef, groups: &BindingGroups) -> Value {
-    let mut value = match groups {
-        BindingGroups::Policy { sources, destinations } => json!({"sources": sources, "destinations": destinations}),
-        BindingGroups::Groups(groups) => json!({"groups": groups}),
-    };
-    value["kind"] = json!(resource.kind.as_str());
-    value["id"] = json!(resource.id.as_str());
-    value
+/// A user or group named by type and id, as events and absences name members.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq, ToSchema)]
+pub struct MemberRef {
+    /// `User` or `Group`.
+    #[serde(rename = "type")]
+    #[schema(value_type = String, example = "User")]
+    pub kind: &'static str,
+    /// The user's or group's id.
+    pub id: String,
+}
+
+impl From<Member> for MemberRef {
+    fn from(member: Member) -> Self {
+        match member {
+            Member::User(id) => MemberRef {
+                kind: "User",
+                id: id.to_string(),
+            },
+            Member::Group(id) => MemberRef {
+                kind: "Group",
+                id: id.to_string(),
+            },
+        }
+    }
 }
 
 /// The SSE event name of an access change.
@@ -235,173 +267,41 @@ pub fn access_event_name(change: &AccessChange) -> &'static str {
     }
 }
 
-/// An access change; names come from `state` (the present) where it still has them.
-pub fn access_change_json(state: &State, change: &AccessChange, index: usize) -> Value {
-    let mut user = json!({"id": change.user});
-    if let Some(found) = state.user(change.user) {
-        user["userName"] = json!(found.profile.user_name);
-    }
-    json!({
-        "seq": change.seq,
-        "index": index,
-        "recordedAt": change.recorded_at.to_rfc3339(),
-        "direction": change.direction,
-        "user": user,
-        "resource": ResourceRow::from(&change.resource),
-        "role": change.role.as_str(),
-        "group": GroupRef::of(state, change.via),
-    })
+/// `GET /users/{user}`: a user with its groups and access.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UserDetail {
+    /// The log position the answer is as of.
+    pub seq: u64,
+    /// When that record was recorded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recorded_at: Option<String>,
+    /// The user.
+    #[serde(flatten)]
+    pub user: UserRow,
+    /// The groups it is in, directly or through nested groups.
+    pub groups: Vec<UserGroup>,
+    /// Its access: each resource, role and the bound group it comes through.
+    pub access: Vec<GrantRow>,
 }
 
-/// Where an event came from.
-pub fn source_json(source: &Source) -> Value {
-    match source {
-        Source::Scim { token } => json!({"door": "scim", "token": token}),
-        Source::Integration { integration, run } => {
-            json!({"door": "integration", "integration": integration.as_str(), "run": run})
-        }
-        Source::Admin { token } => json!({"door": "admin", "token": token}),
-        Source::Operator => json!({"door": "operator"}),
-        Source::Workload => json!({"door": "workload"}),
-    }
+/// A group a user is in.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UserGroup {
+    /// The group.
+    #[serde(flatten)]
+    pub group: GroupRef,
+    /// Whether the user is a direct member (not only through a nested group).
+    pub direct: bool,
 }
 
-/// What caused an event.
-pub fn cause_json(cause: &Cause) -> Value {
-    match cause {
-        Cause::Request(id) => json!({"request": id}),
-        Cause::IdpObject(id) => json!({"idpObject": id}),
-        Cause::IdpUser => json!({"idpUser": true}),
-        Cause::Unspecified => json!({}),
-    }
-}
-
-fn members_json(members: &[Member]) -> Vec<Value> {
-    members.iter().map(|member| member_ref(*member)).collect()
-}
-
-fn member_ref(member: Member) -> Value {
-    match member {
-        Member::User(id) => json!({"type": "User", "id": id}),
-        Member::Group(id) => json!({"type": "Group", "id": id}),
-    }
-}
-
-/// The userName and externalId a user event carries, as far as they can be read now: the
-/// externalId logged in the clear (`external_id`), or the one sealed with the userName, which
-/// cannot be read once erased.
-fn user_fields(opener: &dyn Opener, event: &Event, external_id: &Option<String>) -> (Value, Value) {
-    let fields = event
-        .personal()
-        .and_then(|(user, personal)| opener.open(user, personal));
-    let user_name = fields
-        .as_ref()
-        .map_or(Value::Null, |fields| json!(fields.profile.user_name));
-    let external_id = external_id
-        .clone()
-        .or_else(|| fields.and_then(|fields| fields.external_id));
-    (user_name, json!(external_id))
-}
-
-/// Something pending as absent, by the engine's ids: `{"user": "…"}`, `{"group": "…"}` or
-/// `{"group": "…", "member": {…}}`.
-pub fn absent_json(absent: &Absent) -> Value {
-    match absent {
-        Absent::User(user) => json!({"user": user}),
-        Absent::Group(group) => json!({"group": group}),
-        Absent::Membership { group, member } => {
-            json!({"group": group, "member": member_ref(*member)})
-        }
-    }
-}
-
-/// An event's type ([`Event::kind`]) and fields: `{"type": "user.deactivated", "user": "…"}`.
-pub fn event_body(event: &Event, opener: &dyn Opener) -> Value {
-    let mut body = match event {
-        Event::UserProvisioned {
-            user,
-            owner,
-            external_id,
-            active,
-            ..
-        } => {
-            let (user_name, external_id) = user_fields(opener, event, external_id);
-            json!({"user": user, "owner": owner_name(owner),
-                "externalId": external_id, "active": active, "userName": user_name})
-        }
-        Event::UserUpdated { user, external_id, .. } => {
-            let (user_name, external_id) = user_fields(opener, event, external_id);
-            json!({"user": user, "externalId": external_id, "userName": user_name})
-        }
-        Event::UserDeactivated { user }
-        | Event::UserReactivated { user }
-        | Event::UserDeleted { user }
-        | Event::UserErased { user }
-        | Event::UserErasedWithLookup { user, .. } => json!({"user": user}),
-        Event::GroupCreated {
-            group,
-            owner,
-            external_id,
-            display_name,
-        } => json!({"group": group, "owner": owner_name(owner),
-            "externalId": external_id, "displayName": display_name}),
-        Event::GroupRenamed { group, display_name } => {
-            json!({"group": group, "displayName": display_name})
-        }
-        Event::GroupExternalIdChanged { group, external_id } => {
-            json!({"group": group, "externalId": external_id})
-        }
-        Event::GroupDeleted { group } => json!({"group": group}),
-        Event::MembersAdded { group, members } | Event::MembersRemoved { group, members } => {
-            json!({"group": group, "members": members_json(members)})
-        }
-        Event::BindingSet { resource, groups } => {
-            json!({"binding": binding_json(resource, groups)})
-        }
-        Event::BindingRemoved { resource } => {
-            json!({"resource": ResourceRow::from(resource)})
-        }
-        Event::ReconcileHeld {
-            integration,
-            run,
-            summary,
-        } => json!({"integration": integration.as_str(), "run": run,
-            "ownedUsers": summary.owned_users, "deactivations": summary.deactivations,
-            "deletions": summary.deletions, "limitPermille": summary.limit_permille}),
-        Event::AbsencesObserved {
-            integration,
-            run,
-            absent,
-        } => json!({"integration": integration.as_str(), "run": run,
-            "absent": absent.iter().map(absent_json).collect::<Vec<Value>>()}),
-        Event::RevocationAcknowledged {
-            user,
-            seq,
-            index,
-            resource,
-            role,
-            via,
-        } => json!({"user": user, "change": format!("{seq}.{index}"),
-            "resource": ResourceRow::from(resource), "role": role.as_str(), "via": via}),
-    };
-    body["type"] = Value::from(event.kind());
-    body
-}
-
-/// An event as logged: position, time, id, chain link, door, cause and fields.
-pub fn logged_event_json(event: &LoggedEvent, chain: &Hash32, opener: &dyn Opener) -> Value {
-    json!({
-        "seq": event.seq,
-        "recordedAt": event.recorded_at.to_rfc3339(),
-        "eventId": event.event_id.0,
-        "chain": chain.to_hex(),
-        "source": source_json(&event.envelope.source),
-        "cause": cause_json(&event.envelope.cause),
-        "event": event_body(&event.envelope.event, opener),
-    })
-}
-
-/// A timestamp in API form.
-pub fn time(at: Timestamp) -> String {
-    at.to_rfc3339()
+/// `GET /groups/{group}`: a group and its direct member count.
+#[derive(Serialize, ToSchema)]
+pub struct GroupDetail {
+    /// The group.
+    #[serde(flatten)]
+    pub group: GroupRow,
+    /// The log position the answer is as of.
+    pub seq: u64,
 }

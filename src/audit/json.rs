@@ -10,6 +10,7 @@ use idpsync_engine::audit::{
 use idpsync_engine::ids::{GroupId, RequestId, SyncRunId, TokenId, UserId};
 use idpsync_storage::{Seq, TenantId};
 use serde::Serialize;
+use utoipa::ToSchema;
 
 /// A user's audit, ready to serialise.
 pub fn user(audit: &UserAudit) -> impl Serialize + '_ {
@@ -50,7 +51,8 @@ pub fn report(report: &LeaversReport) -> impl Serialize + '_ {
 }
 
 /// A leave's chain, with the latency of each step.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = Offboarding)]
 #[serde(rename_all = "camelCase")]
 struct OffboardingJson {
     received_at: Option<String>,
@@ -80,9 +82,11 @@ fn offboarding(offboarding: &Offboarding) -> OffboardingJson {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = Unacknowledged)]
 #[serde(rename_all = "camelCase")]
 struct UnacknowledgedJson<'a> {
+    #[schema(value_type = String)]
     user: UserId,
     user_name: &'a str,
     waiting: usize,
@@ -100,9 +104,11 @@ fn unacknowledged(waiting: &Unacknowledged) -> UnacknowledgedJson<'_> {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = SlowOffboarding)]
 #[serde(rename_all = "camelCase")]
 struct SlowJson<'a> {
+    #[schema(value_type = String)]
     user: UserId,
     user_name: &'a str,
     offboarding: OffboardingJson,
@@ -116,14 +122,19 @@ fn slow(slow: &SlowOffboarding) -> SlowJson<'_> {
     }
 }
 
-#[derive(Serialize)]
+/// A user's audit: its standing, each step of its chain, what it still holds.
+#[derive(Serialize, ToSchema)]
+#[schema(as = UserAudit)]
 #[serde(rename_all = "camelCase")]
-struct UserAuditJson<'a> {
+pub(crate) struct UserAuditJson<'a> {
+    #[schema(value_type = String)]
     tenant: &'a TenantId,
+    #[schema(value_type = String)]
     user: UserId,
     user_name: &'a str,
     erased: bool,
     standing: &'static str,
+    #[schema(value_type = u64)]
     head: Seq,
     generated_at: String,
     leave: Option<StepJson<'a>>,
@@ -133,9 +144,11 @@ struct UserAuditJson<'a> {
     offboarding: Option<OffboardingJson>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = AuditStep)]
 #[serde(rename_all = "camelCase")]
 struct StepJson<'a> {
+    #[schema(value_type = u64)]
     seq: Seq,
     recorded_at: String,
     chain: String,
@@ -147,17 +160,20 @@ struct StepJson<'a> {
 }
 
 /// A step's kind, tagged inline: `kind` and the fields that kind has.
-#[derive(Default, Serialize)]
+#[derive(Default, Serialize, ToSchema)]
+#[schema(as = AuditStepKind)]
 #[serde(rename_all = "camelCase")]
 struct StepKindJson<'a> {
     kind: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
     group: Option<GroupId>,
     #[serde(skip_serializing_if = "Option::is_none")]
     group_name: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     how: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
     direction: Option<AccessDirection>,
     #[serde(skip_serializing_if = "Option::is_none")]
     resource_kind: Option<&'static str>,
@@ -166,57 +182,75 @@ struct StepKindJson<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     role: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
     via: Option<GroupId>,
     #[serde(skip_serializing_if = "Option::is_none")]
     via_name: Option<&'a str>,
     /// For an acknowledgement: the record of the revocation.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<u64>)]
     revoked: Option<Seq>,
 }
 
-#[derive(Serialize)]
-#[serde(tag = "door", rename_all = "lowercase", rename_all_fields = "camelCase")]
+#[derive(Serialize, ToSchema)]
+#[schema(as = AuditDoor)]
+#[serde(tag = "door", rename_all = "lowercase")]
 enum DoorJson<'a> {
+    #[serde(rename_all = "camelCase")]
     Scim {
+        #[schema(value_type = String)]
         token: TokenId,
         #[serde(skip_serializing_if = "Option::is_none")]
         token_name: Option<&'a str>,
         #[serde(skip_serializing_if = "Option::is_none")]
+        #[schema(value_type = Option<String>)]
         request: Option<RequestId>,
     },
+    #[serde(rename_all = "camelCase")]
     Integration {
         integration: &'a str,
+        #[schema(value_type = String)]
         run: SyncRunId,
         #[serde(skip_serializing_if = "Option::is_none")]
         idp_object: Option<&'a str>,
     },
+    #[serde(rename_all = "camelCase")]
     Admin {
+        #[schema(value_type = String)]
         token: TokenId,
         #[serde(skip_serializing_if = "Option::is_none")]
         token_name: Option<&'a str>,
         #[serde(skip_serializing_if = "Option::is_none")]
+        #[schema(value_type = Option<String>)]
         request: Option<RequestId>,
     },
     Operator,
     Workload,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = HeldAccess)]
 #[serde(rename_all = "camelCase")]
 struct HeldJson<'a> {
     resource_kind: &'static str,
     resource_id: String,
     role: &'static str,
+    #[schema(value_type = String)]
     via: GroupId,
     via_name: &'a str,
 }
 
-#[derive(Serialize)]
+/// The leavers of a period: how fast each lost access, who still holds some, the held syncs.
+#[derive(Serialize, ToSchema)]
+#[schema(as = LeaversReport)]
 #[serde(rename_all = "camelCase")]
-struct LeaversReportJson<'a> {
+pub(crate) struct LeaversReportJson<'a> {
+    #[schema(value_type = String)]
     tenant: &'a TenantId,
     since: String,
+    #[schema(value_type = u64)]
     from_seq: Seq,
+    #[schema(value_type = u64)]
     head: Seq,
     generated_at: String,
     count: usize,
@@ -230,12 +264,15 @@ struct LeaversReportJson<'a> {
     slowest: Vec<SlowJson<'a>>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = Leaver)]
 #[serde(rename_all = "camelCase")]
 struct LeaverJson<'a> {
+    #[schema(value_type = String)]
     user: UserId,
     user_name: &'a str,
     how: &'static str,
+    #[schema(value_type = u64)]
     seq: Seq,
     left_at: String,
     chain: String,
@@ -247,13 +284,16 @@ struct LeaverJson<'a> {
     offboarding: Option<OffboardingJson>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = HeldLeavers)]
 #[serde(rename_all = "camelCase")]
 struct HeldLeaversJson<'a> {
     integration: &'a str,
+    #[schema(value_type = u64)]
     held_at: Seq,
     deactivations: u32,
     deletions: u32,
+    #[schema(value_type = Vec<String>)]
     changes: &'a [String],
 }
 

@@ -1,0 +1,88 @@
+//! The JSON shapes of bindings: a resource's groups, as read, written and listed.
+
+use idpsync_engine::ids::GroupId;
+use idpsync_engine::model::{BindingGroups, ResourceRef};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// A binding: the groups a management-server resource references. A policy has `sources` and
+/// `destinations`; the other kinds have `groups`.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Binding {
+    /// `policy`, `nameserver-group`, `dns-management`, `route` or `setup-key`.
+    #[schema(value_type = String, example = "policy")]
+    pub kind: &'static str,
+    /// The resource's id in the management server.
+    pub id: String,
+    /// A policy's source groups.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<String>>)]
+    pub sources: Option<Vec<GroupId>>,
+    /// A policy's destination groups.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<String>>)]
+    pub destinations: Option<Vec<GroupId>>,
+    /// The groups of any other kind.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<String>>)]
+    pub groups: Option<Vec<GroupId>>,
+}
+
+impl Binding {
+    /// The binding of `resource` to `groups`.
+    pub fn of(resource: &ResourceRef, groups: &BindingGroups) -> Binding {
+        let mut binding = Binding {
+            kind: resource.kind.as_str(),
+            id: resource.id.to_string(),
+            sources: None,
+            destinations: None,
+            groups: None,
+        };
+        match groups {
+            BindingGroups::Policy { sources, destinations } => {
+                binding.sources = Some(sources.clone());
+                binding.destinations = Some(destinations.clone());
+            }
+            BindingGroups::Groups(groups) => binding.groups = Some(groups.clone()),
+        }
+        binding
+    }
+}
+
+/// `GET …/bindings`: every binding of the tenant.
+#[derive(Serialize, ToSchema)]
+pub struct BindingList {
+    /// The log position the answer is as of.
+    pub seq: u64,
+    /// The bindings.
+    pub items: Vec<Binding>,
+}
+
+/// The answer to `PUT …/bindings/{kind}/{id}`: the binding as stored.
+#[derive(Serialize, ToSchema)]
+pub struct BindingWritten {
+    /// The binding.
+    #[serde(flatten)]
+    pub binding: Binding,
+    /// The log's head after the write.
+    pub seq: u64,
+    /// Whether the write changed anything (`false` when the binding already had these groups).
+    pub changed: bool,
+}
+
+/// The body of `PUT …/bindings/{kind}/{id}`: `sources` and `destinations` for a policy,
+/// `groups` for the other kinds.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BindingBody {
+    /// A policy's source groups.
+    #[schema(value_type = Option<Vec<String>>)]
+    pub sources: Option<Vec<GroupId>>,
+    /// A policy's destination groups.
+    #[schema(value_type = Option<Vec<String>>)]
+    pub destinations: Option<Vec<GroupId>>,
+    /// The groups of any other kind.
+    #[schema(value_type = Option<Vec<String>>)]
+    pub groups: Option<Vec<GroupId>>,
+}
