@@ -96,6 +96,8 @@ pub struct Directory {
     keycloak_22: bool,
     /// The change feeds answer with what is not the vendor's shape.
     garbled_feeds: bool,
+    /// Users Okta's "changed since" search does not find yet (its index lags its writes).
+    okta_index_lag: BTreeSet<String>,
 }
 
 impl Directory {
@@ -221,6 +223,12 @@ impl Directory {
     /// answer with a body that is not the vendor's shape.
     pub fn garble_feeds(&mut self) {
         self.garbled_feeds = true;
+    }
+
+    /// Leaves a user out of Okta's `search=lastUpdated gt "…"` answers, as Okta's search index
+    /// does until it catches up with a write; a search by id still finds it.
+    pub fn lag_okta_index(&mut self, id: &str) {
+        self.okta_index_lag.insert(id.to_owned());
     }
 
     /// Users, by id.

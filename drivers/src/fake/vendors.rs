@@ -427,6 +427,7 @@ fn okta(origin: &str, call: &Call, segments: &[&str], directory: &Directory) -> 
                 .map(|(_, user)| user)
                 .filter(|user| search || user.active != deprovisioned)
                 .filter(|user| ids.is_empty() || ids.contains(&user.id))
+                .filter(|user| !ids.is_empty() || !search || !directory.okta_index_lag.contains(&user.id))
                 .map(|user| (user.id.as_str(), user));
             Some(okta_page(origin, call, items, 200, okta_user))
         }
