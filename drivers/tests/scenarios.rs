@@ -1025,17 +1025,29 @@ async fn a_user_deleted_in_the_idp_s_feed_loses_access_at_the_next_poll() {
     }
 }
 
-/// A group deleted in authentik (whose groups are listed in full each run, so an incremental
-/// listing cannot tell a group is gone) is removed at the next poll, from its events.
+/// A group deleted in Okta or authentik (whose incremental listings cannot tell a group is
+/// gone) is removed at the next poll, from the vendor's feed, and its members' access with it.
 #[tokio::test(flavor = "multi_thread")]
-async fn a_group_deleted_in_authentik_is_removed_at_the_next_poll() {
-    let h = start(Vendor::Authentik, "", seed()).await;
-    h.sync(Resync::Auto).await;
-    assert!(h.group_name("g-sales").is_some());
-    h.fake.edit(|d| d.delete_group("g-sales"));
-    h.sync(Resync::Auto).await;
-    assert_eq!(h.group_name("g-sales"), None);
-    h.engine.shutdown().await;
+async fn a_group_deleted_in_the_idp_s_feed_is_removed_at_the_next_poll() {
+    for vendor in [Vendor::Okta, Vendor::Authentik] {
+        let h = start(vendor, "", seed()).await;
+        h.sync(Resync::Auto).await;
+        assert!(h.group_name("g-sales").is_some(), "{vendor:?}");
+        h.fake.edit(|d| d.delete_group("g-sales"));
+        let outcome = h.sync(Resync::Auto).await;
+        assert_eq!(
+            outcome.scope,
+            idpsync_engine::reconcile::ListingScope::Incremental,
+            "{vendor:?}"
+        );
+        assert_eq!(
+            h.group_name("g-sales"),
+            None,
+            "{vendor:?}: {:?}",
+            outcome.report.changes
+        );
+        h.engine.shutdown().await;
+    }
 }
 
 /// A feed that cannot be read, or that answers in another shape than the vendor's, fails the

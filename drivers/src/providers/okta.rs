@@ -2,7 +2,7 @@
 //! `Link: <…>; rel="next"` header; changes by `search=lastUpdated gt "…"` on users and
 //! `filter=lastUpdated gt "…" or lastMembershipUpdated gt "…"` on groups, and deletions from the
 //! System Log (`/api/v1/logs` since the same moment: users deleted, deactivated or suspended,
-//! members removed), which only incremental runs read. Okta has no nested groups.
+//! members removed, groups deleted), which only incremental runs read. Okta has no nested groups.
 
 use std::collections::{BTreeSet, HashSet};
 
@@ -34,11 +34,12 @@ const LOG_PAGE: usize = 1000;
 const IDS_PER_SEARCH: usize = 20;
 
 /// The System Log events that can end a user's access: deleted, deactivated, suspended, taken
-/// out of a group.
+/// out of a group, or the group deleted.
 const DELETED: &str = "user.lifecycle.delete.initiated";
 const DEACTIVATED: &str = "user.lifecycle.deactivate";
 const SUSPENDED: &str = "user.lifecycle.suspend";
 const LEFT_GROUP: &str = "group.user_membership.remove";
+const GROUP_DELETED: &str = "group.lifecycle.delete";
 
 /// `provider = "okta"`.
 pub(super) const VENDOR: Vendor = Vendor::new::<Keys>("okta");
@@ -242,6 +243,7 @@ impl LogRead {
                 group: target("UserGroup")?,
                 user: target("User")?,
             }),
+            GROUP_DELETED => self.feed.gone(Gone::Group(target("UserGroup")?)),
             other => {
                 return Err(format!(
                     "System Log event {} is of type {other}, which was not asked for",
@@ -256,7 +258,7 @@ impl LogRead {
 /// Reads the System Log from `since` (RFC 3339) to its end. A polling query (no `until`)
 /// always offers a next page; the log has been read to its end when a page is not full.
 async fn read_log(client: &IdpClient, run: &Run<'_>, since: &str) -> Result<LogRead, DriverError> {
-    let filter = [DELETED, DEACTIVATED, SUSPENDED, LEFT_GROUP]
+    let filter = [DELETED, DEACTIVATED, SUSPENDED, LEFT_GROUP, GROUP_DELETED]
         .map(|kind| format!("eventType eq \"{kind}\""))
         .join(" or ");
     let limit = LOG_PAGE.to_string();
