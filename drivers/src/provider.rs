@@ -33,6 +33,11 @@ pub enum Cursor {
     Since {
         /// The moment.
         unix_seconds: i64,
+        /// Where the IdP's deletion feed was read up to, where that feed pages by a position of
+        /// its own rather than by time (Auth0's log id); `None` until an incremental run has
+        /// read the feed once.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        feed: Option<String>,
     },
 }
 

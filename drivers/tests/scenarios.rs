@@ -952,9 +952,9 @@ async fn jumpcloud_users_changed_during_the_listing_move_across_no_page() {
 }
 
 /// A user deleted outright (not deactivated first) loses its access at the next poll, by
-/// delta (Graph's `@removed`) or because every run of the vendor is a full listing. Okta,
-/// Auth0 and authentik see it at the next full resync instead (their pages say so): their
-/// deletion feeds are not in the contracts the drivers are held to.
+/// delta (Graph's `@removed`) or, where every run of the vendor is a full listing, once the
+/// listing is witness enough (`absent_listings = 1` here). Okta, Auth0 and authentik read
+/// their deletion feeds: `a_user_deleted_in_the_idp_s_feed_loses_access_at_the_next_poll`.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_deleted_user_loses_access_at_the_next_poll() {
     for vendor in [
@@ -974,4 +974,135 @@ async fn a_deleted_user_loses_access_at_the_next_poll() {
         assert!(!h.members(&eng).contains("1004"), "{vendor:?}");
         h.engine.shutdown().await;
     }
+}
+
+/// The vendors whose incremental runs read a deletion feed.
+const FEEDS: [Vendor; 3] = [Vendor::Okta, Vendor::Auth0, Vendor::Authentik];
+
+/// A user deleted in Okta, Auth0 or authentik is removed, and its memberships end, at the
+/// next incremental poll: the deletion comes from the vendor's feed, a positive signal, so the
+/// default absence rules (two complete listings) do not hold it back. The first incremental
+/// run finds the feed from the cursor's moment (Auth0: by a search, then by checkpoint).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_user_deleted_in_the_idp_s_feed_loses_access_at_the_next_poll() {
+    for vendor in FEEDS {
+        let h = start(vendor, "", seed()).await;
+        h.sync(Resync::Auto).await;
+        let eng = h.group_id("g-eng", "vpn-eng");
+        for user in ["1004", "1005"] {
+            assert!(h.members(&eng).contains(user), "{vendor:?}");
+            h.fake.edit(|d| d.delete_user(user));
+            let outcome = h.sync(Resync::Auto).await;
+            assert_eq!(
+                outcome.scope,
+                idpsync_engine::reconcile::ListingScope::Incremental,
+                "{vendor:?}"
+            );
+            assert_eq!(
+                h.user_active(user),
+                None,
+                "{vendor:?} {user}: {:?}",
+                outcome.report.changes
+            );
+            assert!(!h.members(&eng).contains(user), "{vendor:?} {user}");
+        }
+        assert_eq!(h.user_active("1006"), Some(true), "{vendor:?}: the others stay");
+        if vendor == Vendor::Auth0 {
+            let state = h.cursors.load(&h.name).await.unwrap();
+            assert!(
+                matches!(state.cursor, Some(idpsync_drivers::Cursor::Since { feed: Some(_), .. })),
+                "the log checkpoint is kept: {state:?}"
+            );
+            assert!(
+                h.fake
+                    .take_recorded()
+                    .iter()
+                    .any(|r| r.path == "/api/v2/logs" && r.query.iter().any(|(key, _)| key == "from")),
+                "the second poll reads from the checkpoint"
+            );
+        }
+        h.engine.shutdown().await;
+    }
+}
+
+/// A group deleted in Okta or authentik (whose incremental listings cannot tell a group is
+/// gone) is removed at the next poll, from the vendor's feed, and its members' access with it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_group_deleted_in_the_idp_s_feed_is_removed_at_the_next_poll() {
+    for vendor in [Vendor::Okta, Vendor::Authentik] {
+        let h = start(vendor, "", seed()).await;
+        h.sync(Resync::Auto).await;
+        assert!(h.group_name("g-sales").is_some(), "{vendor:?}");
+        h.fake.edit(|d| d.delete_group("g-sales"));
+        let outcome = h.sync(Resync::Auto).await;
+        assert_eq!(
+            outcome.scope,
+            idpsync_engine::reconcile::ListingScope::Incremental,
+            "{vendor:?}"
+        );
+        assert_eq!(
+            h.group_name("g-sales"),
+            None,
+            "{vendor:?}: {:?}",
+            outcome.report.changes
+        );
+        h.engine.shutdown().await;
+    }
+}
+
+/// A feed that cannot be read, or that answers in another shape than the vendor's, fails the
+/// run: nothing is applied (nobody is deactivated, nothing else changes) and the cursor stays.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_feed_that_fails_or_answers_garbage_fails_the_run() {
+    for vendor in FEEDS {
+        let h = start(vendor, "", seed()).await;
+        h.sync(Resync::Auto).await;
+        let cursor = h.cursors.load(&h.name).await.unwrap();
+        let head = h.tenant.state().seq();
+        h.fake.edit(|d| {
+            d.delete_user("1004");
+            d.put_user("1030", "late.joiner", true);
+        });
+        // The feed is an incremental run's first request.
+        h.fake.set_faults(Faults {
+            fail_from_request: Some(1),
+            ..Faults::default()
+        });
+        h.try_sync(Mode::Apply, Resync::Auto).await.unwrap_err();
+        h.fake.set_faults(Faults::default());
+        h.fake.edit(Directory::garble_feeds);
+        let error = h.try_sync(Mode::Apply, Resync::Auto).await.unwrap_err();
+        assert!(error.to_string().contains("unexpected response"), "{vendor:?}: {error}");
+        assert_eq!(h.tenant.state().seq(), head, "{vendor:?}: nothing applied");
+        assert_eq!(h.user_active("1004"), Some(true), "{vendor:?}");
+        assert_eq!(
+            h.cursors.load(&h.name).await.unwrap(),
+            cursor,
+            "{vendor:?}: the cursor stays"
+        );
+        h.engine.shutdown().await;
+    }
+}
+
+/// A user Okta's System Log says was deactivated, which the "changed since" search does not
+/// list yet (Okta's search index lags its writes), is read again by id in the same run.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_okta_user_the_log_deactivated_is_read_again_when_the_search_lags() {
+    let h = start(Vendor::Okta, "", seed()).await;
+    h.sync(Resync::Auto).await;
+    h.fake.edit(|d| {
+        d.set_active("1007", false);
+        d.lag_okta_index("1007");
+    });
+    h.fake.take_recorded();
+    h.sync(Resync::Auto).await;
+    assert_eq!(h.user_active("1007"), Some(false), "deactivated, not deleted");
+    assert!(
+        h.fake.take_recorded().iter().any(|r| r
+            .query
+            .iter()
+            .any(|(key, value)| key == "search" && value == "id eq \"1007\"")),
+        "read again by id"
+    );
+    h.engine.shutdown().await;
 }

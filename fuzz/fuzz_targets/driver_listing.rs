@@ -67,6 +67,7 @@ fuzz_target!(|data: &[u8]| {
         },
         _ => Cursor::Since {
             unix_seconds: 1_700_000_000,
+            feed: None,
         },
     });
     // The vendors without deltas list everything whatever the cursor.

@@ -5,6 +5,7 @@
 //! changed between polls, or in the middle of a listing ([`FakeIdp::after_page`]); every
 //! request is recorded ([`Recorded`]) for contract checks.
 
+mod feeds;
 mod vendors;
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
@@ -63,13 +64,23 @@ pub struct FakeGroup {
     pub updated: u64,
 }
 
-/// One change, for delta answers.
+/// One change, for delta answers and the vendors' change feeds.
 #[derive(Clone, Debug)]
 enum Change {
     UserDeleted(String),
+    UserDeactivated(String),
     GroupDeleted(String),
     Joined(String, FakeMember),
     Left(String, FakeMember),
+}
+
+/// A change as the directory logs it: when on its logical clock and on the wall clock. One
+/// moment of the logical clock can log several changes (a user deleted leaves its groups).
+#[derive(Clone, Debug)]
+struct Logged {
+    at: u64,
+    published: SystemTime,
+    change: Change,
 }
 
 /// What the fake IdP holds.
@@ -77,18 +88,30 @@ enum Change {
 pub struct Directory {
     users: BTreeMap<String, FakeUser>,
     groups: BTreeMap<String, FakeGroup>,
-    changes: Vec<(u64, Change)>,
+    changes: Vec<Logged>,
     clock: u64,
     /// Delta tokens issued before this moment are no longer valid (Graph's `syncStateNotFound`).
     delta_horizon: u64,
     /// Served as Keycloak 22 and older do: no `/children`, subgroups inline.
     keycloak_22: bool,
+    /// The change feeds answer with what is not the vendor's shape.
+    garbled_feeds: bool,
+    /// Users Okta's "changed since" search does not find yet (its index lags its writes).
+    okta_index_lag: BTreeSet<String>,
 }
 
 impl Directory {
     fn tick(&mut self) -> u64 {
         self.clock += 1;
         self.clock
+    }
+
+    fn log(&mut self, at: u64, change: Change) {
+        self.changes.push(Logged {
+            at,
+            published: SystemTime::now(),
+            change,
+        });
     }
 
     /// Adds or replaces a user.
@@ -115,6 +138,9 @@ impl Directory {
         let user = self.users.get_mut(id).expect("the test names an existing user");
         user.active = active;
         user.updated = updated;
+        if !active {
+            self.log(updated, Change::UserDeactivated(id.to_owned()));
+        }
     }
 
     /// Deletes a user and its memberships.
@@ -125,10 +151,14 @@ impl Directory {
         for group in self.groups.values_mut() {
             if group.members.remove(&member) {
                 group.updated = at;
-                self.changes.push((at, Change::Left(group.id.clone(), member.clone())));
+                self.changes.push(Logged {
+                    at,
+                    published: SystemTime::now(),
+                    change: Change::Left(group.id.clone(), member.clone()),
+                });
             }
         }
-        self.changes.push((at, Change::UserDeleted(id.to_owned())));
+        self.log(at, Change::UserDeleted(id.to_owned()));
     }
 
     /// Adds or renames a group.
@@ -154,7 +184,7 @@ impl Directory {
                 group.updated = at;
             }
         }
-        self.changes.push((at, Change::GroupDeleted(id.to_owned())));
+        self.log(at, Change::GroupDeleted(id.to_owned()));
     }
 
     /// Adds a member to a group.
@@ -163,7 +193,7 @@ impl Directory {
         let entry = self.groups.get_mut(group).expect("the test names an existing group");
         if entry.members.insert(member.clone()) {
             entry.updated = at;
-            self.changes.push((at, Change::Joined(group.to_owned(), member)));
+            self.log(at, Change::Joined(group.to_owned(), member));
         }
     }
 
@@ -173,7 +203,7 @@ impl Directory {
         let entry = self.groups.get_mut(group).expect("the test names an existing group");
         if entry.members.remove(&member) {
             entry.updated = at;
-            self.changes.push((at, Change::Left(group.to_owned(), member)));
+            self.log(at, Change::Left(group.to_owned(), member));
         }
     }
 
@@ -187,6 +217,18 @@ impl Directory {
     /// exist (404).
     pub fn as_keycloak_22(&mut self) {
         self.keycloak_22 = true;
+    }
+
+    /// Makes the change feeds (Okta's System Log, Auth0's log events, authentik's events)
+    /// answer with a body that is not the vendor's shape.
+    pub fn garble_feeds(&mut self) {
+        self.garbled_feeds = true;
+    }
+
+    /// Leaves a user out of Okta's `search=lastUpdated gt "…"` answers, as Okta's search index
+    /// does until it catches up with a write; a search by id still finds it.
+    pub fn lag_okta_index(&mut self, id: &str) {
+        self.okta_index_lag.insert(id.to_owned());
     }
 
     /// Users, by id.

@@ -324,8 +324,8 @@ fn entra(origin: &str, call: &Call, segments: &[&str], directory: &Directory) ->
                 .filter(|user| user.updated > since)
                 .map(Entry::User)
                 .collect();
-            for (at, change) in &directory.changes {
-                if let (true, Change::UserDeleted(id)) = (*at > since, change) {
+            for logged in &directory.changes {
+                if let (true, Change::UserDeleted(id)) = (logged.at > since, &logged.change) {
                     items.push(Entry::Raw(
                         json!({"@odata.type": "#microsoft.graph.user", "id": id, "@removed": {"reason": "deleted"}}),
                     ));
@@ -344,9 +344,8 @@ fn entra(origin: &str, call: &Call, segments: &[&str], directory: &Directory) ->
                     )
                 })
                 .collect();
-            for (at, change) in directory.changes.iter().filter(|(at, _)| *at > since) {
-                let _ = at;
-                match change {
+            for logged in directory.changes.iter().filter(|logged| logged.at > since) {
+                match &logged.change {
                     Change::Joined(group, member) => {
                         items.push(Entry::Raw(json!({"@odata.type": "#microsoft.graph.group", "id": group, "members@delta": [entra_member(member, false)]})))
                     }
@@ -354,7 +353,7 @@ fn entra(origin: &str, call: &Call, segments: &[&str], directory: &Directory) ->
                         items.push(Entry::Raw(json!({"@odata.type": "#microsoft.graph.group", "id": group, "members@delta": [entra_member(member, true)]})))
                     }
                     Change::GroupDeleted(id) => items.push(Entry::Raw(json!({"@odata.type": "#microsoft.graph.group", "id": id, "@removed": {"reason": "deleted"}}))),
-                    Change::UserDeleted(_) => {}
+                    Change::UserDeleted(_) | Change::UserDeactivated(_) => {}
                 }
             }
             items
@@ -418,6 +417,8 @@ fn okta(origin: &str, call: &Call, segments: &[&str], directory: &Directory) -> 
                 .param("filter")
                 .is_some_and(|filter| filter.contains("DEPROVISIONED"));
             let search = call.param("search").is_some();
+            // `search=id eq "…" or id eq "…"` asks for those users.
+            let ids = super::feeds::quoted_after(call.param("search").unwrap_or_default(), "id eq ");
             // Start at the cursor in the ordered map, rather than walking every user before it.
             let after = call.param("after").unwrap_or_default().to_owned();
             let items = directory
@@ -425,9 +426,12 @@ fn okta(origin: &str, call: &Call, segments: &[&str], directory: &Directory) -> 
                 .range::<String, _>((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded))
                 .map(|(_, user)| user)
                 .filter(|user| search || user.active != deprovisioned)
+                .filter(|user| ids.is_empty() || ids.contains(&user.id))
+                .filter(|user| !ids.is_empty() || !search || !directory.okta_index_lag.contains(&user.id))
                 .map(|user| (user.id.as_str(), user));
             Some(okta_page(origin, call, items, 200, okta_user))
         }
+        ["api", "v1", "logs"] => Some(super::feeds::okta_log(origin, call, directory)),
         ["api", "v1", "groups"] => {
             let items = directory.groups().map(|group| (group.id.as_str(), group));
             Some(okta_page(
@@ -654,6 +658,7 @@ fn auth0(call: &Call, segments: &[&str], directory: &Directory) -> Option<Answer
     };
     let role_id = |group: &FakeGroup| format!("rol_{}", group.id);
     match segments {
+        ["logs"] => Some(super::feeds::auth0_logs(call, directory)),
         ["users"] => Some(by_page(
             "users",
             directory
@@ -681,22 +686,27 @@ fn auth0(call: &Call, segments: &[&str], directory: &Directory) -> Option<Answer
     }
 }
 
-fn authentik(call: &Call, segments: &[&str], directory: &Directory) -> Option<Answer> {
+/// One authentik page of `count` items, by `page` and `page_size`. The page is cut before its
+/// items are rendered (`render` gets the range): a large directory renders one page a request,
+/// not all of it.
+pub(super) fn authentik_page(call: &Call, count: usize, render: &mut dyn FnMut(usize, usize) -> Vec<Value>) -> Answer {
     let page_size = call.number("page_size", 20);
     let page = call.number("page", 1).max(1);
-    // The page is cut before its items are rendered: a large directory renders one page a
-    // request, not all of it.
-    let paginated = |count: usize, render: &mut dyn FnMut(usize, usize) -> Vec<Value>| {
-        let start = ((page - 1) * page_size).min(count);
-        let end = start.saturating_add(page_size).min(count);
-        let slice = render(start, end);
-        let more = end < count;
-        let total_pages = count.div_ceil(page_size.max(1));
-        let body = json!({"pagination": {"next": if more { page + 1 } else { 0 }, "previous": page.saturating_sub(1), "count": count, "current": page, "total_pages": total_pages, "start_index": (page - 1) * page_size + 1, "end_index": (page - 1) * page_size + slice.len()}, "results": slice, "autocomplete": {}});
-        (vec![], body)
-    };
+    let start = ((page - 1) * page_size).min(count);
+    let end = start.saturating_add(page_size).min(count);
+    let slice = render(start, end);
+    let more = end < count;
+    let total_pages = count.div_ceil(page_size.max(1));
+    let body = json!({"pagination": {"next": if more { page + 1 } else { 0 }, "previous": page.saturating_sub(1), "count": count, "current": page, "total_pages": total_pages, "start_index": (page - 1) * page_size + 1, "end_index": (page - 1) * page_size + slice.len()}, "results": slice, "autocomplete": {}});
+    (vec![], body)
+}
+
+fn authentik(call: &Call, segments: &[&str], directory: &Directory) -> Option<Answer> {
+    let paginated =
+        |count: usize, render: &mut dyn FnMut(usize, usize) -> Vec<Value>| authentik_page(call, count, render);
     let number = |id: &str| id.parse::<i64>().unwrap_or(0);
     match segments {
+        ["events", "events"] => Some(super::feeds::authentik_events(call, directory)),
         ["core", "users"] => Some(paginated(directory.users.len(), &mut |start, end| {
             directory
                 .users()

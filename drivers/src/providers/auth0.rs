@@ -2,6 +2,9 @@
 //! `per_page` with `include_totals` (Auth0 lists at most 1,000 users this way); roles and/or
 //! organizations as groups, their members by checkpoint (`from` + `take`, until no `next`).
 //! Changes by `q=updated_at:[… TO *]`; roles and organizations are listed in full each run.
+//! Deletions from the log events (`/logs`), which only incremental runs read: by checkpoint
+//! (`from=<log id>` + `take`) from where the previous run stopped, or, the first time, by a
+//! search from the cursor's moment.
 //! Page numbers cannot overlap, so a listing by page whose `total` changes between its pages
 //! fails (an object deleted meanwhile may have made another be skipped); the next run retries.
 
@@ -10,8 +13,9 @@ use reqwest::Url;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
+use super::feed::{Feed, Gone};
 use super::person::Person;
-use super::since::{rfc3339_millis, since_now, since_seconds};
+use super::since::{feed_position, rfc3339_millis, since_now, since_seconds};
 use crate::auth::{Auth, Grant, TokenSource};
 use crate::client::{IdpClient, Run};
 use crate::error::DriverError;
@@ -24,8 +28,11 @@ use idpsync_engine::reconcile::{Listing, ListingScope};
 
 /// Auth0's maximum page size (`per_page`, `take`).
 const PAGE_SIZE: u64 = 100;
-/// The most users `/users` returns for one query.
+/// The most users `/users` returns for one query, and the most log events a search by page
+/// reaches.
 const SEARCH_MAX: u64 = 1000;
+/// The log event types of a user deleted: `sdu` (a successful user deletion) and `du`.
+const DELETED: [&str; 2] = ["sdu", "du"];
 
 /// `provider = "auth0"`.
 pub(super) const VENDOR: Vendor = Vendor::new::<Keys>("auth0");
@@ -140,6 +147,135 @@ struct Auth0User {
     family_name: Option<String>,
     name: Option<String>,
     blocked: Option<bool>,
+}
+
+/// A log event, as far as the feed reads it.
+#[derive(Deserialize)]
+struct LogEvent {
+    log_id: String,
+    #[serde(rename = "type")]
+    kind: String,
+    user_id: Option<String>,
+}
+
+impl LogEvent {
+    /// Notes a deletion in `feed`; a deletion that names no user is not Auth0's shape.
+    fn note(self, feed: &mut Feed) -> Result<(), String> {
+        if DELETED.contains(&self.kind.as_str()) {
+            let user = self
+                .user_id
+                .filter(|user| !user.is_empty())
+                .ok_or_else(|| format!("log event {} ({}) names no user", self.log_id, self.kind))?;
+            feed.gone(Gone::User(user));
+        }
+        Ok(())
+    }
+}
+
+/// The later of two log ids (Auth0's ids grow with time; longer is later).
+fn later(one: String, other: String) -> String {
+    if (other.len(), &other) > (one.len(), &one) {
+        other
+    } else {
+        one
+    }
+}
+
+/// Reads the log events after the checkpoint `from` to the end: the deletions, and the last
+/// log id read (the next run's checkpoint).
+async fn read_from_checkpoint(client: &IdpClient, run: &Run<'_>, from: &str) -> Result<(Feed, String), DriverError> {
+    let mut feed = Feed::default();
+    let mut position = from.to_owned();
+    let mut wrong = None;
+    let take = PAGE_SIZE.to_string();
+    let mut pager = Pager::new("log events");
+    while let Some(cursor) = pager.cursor() {
+        let from = cursor.unwrap_or_else(|| position.clone());
+        let url = client.url("/logs", &[("from", &from), ("take", &take)]);
+        let (events, _): (Vec<LogEvent>, _) = client.get(url, &[], run).await?;
+        let full = events.len() as u64 >= PAGE_SIZE;
+        for event in &events {
+            position = later(position, event.log_id.clone());
+        }
+        let next = full.then(|| position.clone());
+        let mut add = |event: LogEvent| {
+            if let Err(error) = event.note(&mut feed) {
+                wrong.get_or_insert(error);
+            }
+            true
+        };
+        pager.take(Page { items: events, next }, &mut add, run)?;
+        invalid(client, wrong.take())?;
+    }
+    Ok((feed, position))
+}
+
+/// Reads the deletions logged since `since` (unix seconds) by a search, and the newest log id
+/// (the next run's checkpoint), read first so that nothing falls between the two. More
+/// deletions than a search reaches make the cursor useless: everything is listed instead.
+async fn read_by_search(client: &IdpClient, run: &Run<'_>, since: i64) -> Result<(Feed, Option<String>), DriverError> {
+    let newest_query = [("sort", "date:-1"), ("page", "0"), ("per_page", "1")];
+    let (newest, _): (Vec<LogEvent>, _) = client.get(client.url("/logs", &newest_query), &[], run).await?;
+    let position = newest.into_iter().next().map(|event| event.log_id);
+    let types = DELETED.map(|kind| format!("\"{kind}\"")).join(" OR ");
+    let search = format!("type:({types}) AND date:[{} TO *]", rfc3339_millis(since));
+    let mut feed = Feed::default();
+    let mut wrong = None;
+    let mut pager = Pager::new("log events");
+    while let Some(cursor) = pager.cursor() {
+        let offset = offset_of(cursor.as_deref());
+        if offset >= SEARCH_MAX {
+            return Err(DriverError::CursorExpired(format!(
+                "more than {SEARCH_MAX} users deleted since the last run, more than a log search reaches"
+            )));
+        }
+        let (page, per_page) = ((offset / PAGE_SIZE).to_string(), PAGE_SIZE.to_string());
+        let query = [
+            ("q", search.as_str()),
+            ("sort", "date:1"),
+            ("page", page.as_str()),
+            ("per_page", per_page.as_str()),
+        ];
+        let (events, _): (Vec<LogEvent>, _) = client.get(client.url("/logs", &query), &[], run).await?;
+        let end = offset + events.len() as u64;
+        let next = (events.len() as u64 >= PAGE_SIZE).then(|| end.to_string());
+        let mut add = |event: LogEvent| {
+            if let Err(error) = event.note(&mut feed) {
+                wrong.get_or_insert(error);
+            }
+            true
+        };
+        pager.take(Page { items: events, next }, &mut add, run)?;
+        invalid(client, wrong.take())?;
+    }
+    Ok((feed, position))
+}
+
+/// The error of a log answer that is not Auth0's shape, if there was one.
+fn invalid(client: &IdpClient, wrong: Option<String>) -> Result<(), DriverError> {
+    match wrong {
+        None => Ok(()),
+        Some(message) => Err(DriverError::InvalidResponse {
+            url: client.url("/logs", &[]).to_string(),
+            message,
+        }),
+    }
+}
+
+/// Reads the deletions logged since `since`, and the cursor of the next run: its moment is
+/// `next`'s, its checkpoint the last log event read.
+async fn read_log(client: &IdpClient, run: &Run<'_>, since: &Cursor, next: &mut Cursor) -> Result<Feed, DriverError> {
+    let (feed, position) = match feed_position(since) {
+        Some(from) => {
+            let (feed, position) = read_from_checkpoint(client, run, from).await?;
+            (feed, Some(position))
+        }
+        None => read_by_search(client, run, since_seconds(since)?).await?,
+    };
+    if let Cursor::Since { feed: checkpoint, .. } = next {
+        *checkpoint = position;
+    }
+    Ok(feed)
 }
 
 #[derive(Deserialize)]
@@ -275,7 +411,12 @@ impl Provider for Auth0 {
     }
 
     async fn list(&self, client: &IdpClient, run: &Run<'_>, since: Option<&Cursor>) -> Result<Fetched, DriverError> {
-        let cursor = since_now();
+        let mut cursor = since_now();
+        // The feed is read first, so that the listing is the newer of the two.
+        let feed = match since {
+            Some(since) => Some(read_log(client, run, since, &mut cursor).await?),
+            None => None,
+        };
         let (mut listing, query) = match since {
             None => (Listing::new(ListingScope::Complete), None),
             Some(cursor) => (
@@ -312,6 +453,9 @@ impl Provider for Auth0 {
             )));
         }
         self.list_groups(client, run, &mut listing).await?;
+        if let Some(feed) = feed {
+            feed.apply(&mut listing);
+        }
         Ok(Fetched {
             listing,
             cursor: Some(cursor),

@@ -1,7 +1,9 @@
 //! authentik API v3: a bearer API token; `page` + `page_size` with a `pagination` object whose
 //! `next` is a page number (0 at the end); groups with their members (`include_users`) and
 //! parents as nested groups. Changes by `last_updated__gt` on users; groups have no timestamp
-//! filter, so they and their members are listed in full each run. Page numbers cannot overlap,
+//! filter, so they and their members are listed in full each run. Deletions of users and
+//! groups come from the events (`/events/events/?action=model_deleted`, newest first, read back
+//! to the cursor's moment), which only incremental runs read. Page numbers cannot overlap,
 //! so a listing whose `pagination.count` changes between its pages fails (an object deleted
 //! meanwhile may have made another be skipped); the next run retries.
 
@@ -10,8 +12,9 @@ use reqwest::Url;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
+use super::feed::{Feed, Gone};
 use super::person::Person;
-use super::since::{rfc3339_millis, since_now, since_seconds};
+use super::since::{rfc3339_millis, since_now, since_seconds, unix_seconds_of};
 use crate::auth::Auth;
 use crate::client::{IdpClient, Run};
 use crate::error::DriverError;
@@ -90,6 +93,104 @@ struct AuthentikGroup {
     users: Vec<i64>,
 }
 
+/// An event, as far as the feed reads it.
+#[derive(Deserialize)]
+struct AuthentikEvent {
+    pk: String,
+    created: String,
+    context: EventContext,
+}
+
+#[derive(Deserialize)]
+struct EventContext {
+    model: Option<EventModel>,
+}
+
+/// The object an event is about.
+#[derive(Deserialize)]
+struct EventModel {
+    model_name: String,
+    pk: serde_json::Value,
+}
+
+impl AuthentikEvent {
+    /// Notes a deleted user or group in `feed`, if the event is not older than `since`. One
+    /// without its time or its object is not authentik's shape.
+    fn note(self, feed: &mut Feed, since: i64) -> Result<(), String> {
+        let created = unix_seconds_of(&self.created)
+            .ok_or_else(|| format!("event {} has the time {:?}", self.pk, self.created))?;
+        if created < since {
+            return Ok(());
+        }
+        let model = self
+            .context
+            .model
+            .ok_or_else(|| format!("deletion event {} names no object", self.pk))?;
+        let id = match model.pk {
+            serde_json::Value::String(id) => id,
+            serde_json::Value::Number(id) => id.to_string(),
+            other => return Err(format!("deletion event {} names the object {other}", self.pk)),
+        };
+        match model.model_name.as_str() {
+            "user" => feed.gone(Gone::User(id)),
+            "group" => feed.gone(Gone::Group(id)),
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+/// Reads the users and groups deleted since `since` (unix seconds): the events newest first,
+/// until one older than `since`.
+async fn read_events(client: &IdpClient, run: &Run<'_>, since: i64) -> Result<Feed, DriverError> {
+    let mut feed = Feed::default();
+    let mut seen = std::collections::HashSet::new();
+    let mut wrong = None;
+    let mut pager = Pager::new("events");
+    while let Some(cursor) = pager.cursor() {
+        let page = cursor.unwrap_or_else(|| "1".to_owned());
+        let query = [
+            ("action", "model_deleted"),
+            ("context_model_app", "authentik_core"),
+            ("ordering", "-created"),
+            ("page", page.as_str()),
+            ("page_size", PAGE_SIZE),
+        ];
+        let (body, _): (Paginated<AuthentikEvent>, _) =
+            client.get(client.url("/events/events/", &query), &[], run).await?;
+        // Newest first: a page that reaches back past `since` is the last one needed.
+        let reached = body
+            .results
+            .iter()
+            .any(|event| unix_seconds_of(&event.created).is_some_and(|created| created < since));
+        let next = (body.pagination.next >= 1.0 && !reached).then(|| (body.pagination.next as u64).to_string());
+        let mut add = |event: AuthentikEvent| {
+            if !seen.insert(event.pk.clone()) {
+                return false;
+            }
+            if let Err(error) = event.note(&mut feed, since) {
+                wrong.get_or_insert(error);
+            }
+            true
+        };
+        pager.take(
+            Page {
+                items: body.results,
+                next,
+            },
+            &mut add,
+            run,
+        )?;
+        if let Some(message) = wrong.take() {
+            return Err(DriverError::InvalidResponse {
+                url: client.url("/events/events/", &[]).to_string(),
+                message,
+            });
+        }
+    }
+    Ok(feed)
+}
+
 /// Lists `path` by page number.
 async fn each<T: DeserializeOwned>(
     client: &IdpClient,
@@ -136,6 +237,11 @@ impl Provider for Authentik {
 
     async fn list(&self, client: &IdpClient, run: &Run<'_>, since: Option<&Cursor>) -> Result<Fetched, DriverError> {
         let cursor = since_now();
+        // The feed is read first, so that the listing is the newer of the two.
+        let feed = match since {
+            Some(since) => Some(read_events(client, run, since_seconds(since)?).await?),
+            None => None,
+        };
         let (mut listing, since_text) = match since {
             None => (Listing::new(ListingScope::Complete), None),
             Some(cursor) => (
@@ -191,6 +297,9 @@ impl Provider for Authentik {
             },
         )
         .await?;
+        if let Some(feed) = feed {
+            feed.apply(&mut listing);
+        }
         Ok(Fetched {
             listing,
             cursor: Some(cursor),

@@ -2,7 +2,8 @@
 //! settings (a `#[derive(Deserialize)]` struct that denies unknown keys), their defaults and
 //! alternatives, how it authenticates, and how it lists and maps. What the vendors share sits
 //! beside them: the profile every vendor's user becomes ([`person`]) and the cursors and time
-//! format of incremental filters ([`since`]).
+//! format of incremental filters ([`since`]), and how a deletion feed joins an incremental
+//! listing ([`feed`]).
 //!
 //! # Registry
 //! [`VENDORS`] names every vendor once. It is a table, not a `match`: the configuration finds a
@@ -15,6 +16,7 @@
 mod auth0;
 mod authentik;
 mod entra;
+mod feed;
 mod google;
 mod jumpcloud;
 mod keycloak;

@@ -1,13 +1,17 @@
 //! Okta: `SSWS` API token or OAuth 2.0 with `private_key_jwt`; bare JSON arrays paged by the
 //! `Link: <…>; rel="next"` header; changes by `search=lastUpdated gt "…"` on users and
-//! `filter=lastUpdated gt "…" or lastMembershipUpdated gt "…"` on groups. Okta has no nested
-//! groups.
+//! `filter=lastUpdated gt "…" or lastMembershipUpdated gt "…"` on groups, and deletions from the
+//! System Log (`/api/v1/logs` since the same moment: users deleted, deactivated or suspended,
+//! members removed, groups deleted), which only incremental runs read. Okta has no nested groups.
+
+use std::collections::{BTreeSet, HashSet};
 
 use idpsync_engine::reconcile::{ExternalMember, SnapshotGroup};
 use reqwest::Url;
 use reqwest::header::AUTHORIZATION;
 use serde::Deserialize;
 
+use super::feed::{Feed, Gone};
 use super::person::Person;
 use super::since::{rfc3339_millis, since_now, since_seconds};
 use crate::auth::{Auth, Grant, Signer, TokenSource, header_value};
@@ -24,12 +28,24 @@ use idpsync_engine::reconcile::{Listing, ListingScope};
 const USERS_PAGE: &str = "200";
 const GROUPS_PAGE: &str = "10000";
 const MEMBERS_PAGE: &str = "1000";
+/// The System Log's maximum page size.
+const LOG_PAGE: usize = 1000;
+/// How many users one `search=id eq "…" or …` asks for.
+const IDS_PER_SEARCH: usize = 20;
+
+/// The System Log events that can end a user's access: deleted, deactivated, suspended, taken
+/// out of a group, or the group deleted.
+const DELETED: &str = "user.lifecycle.delete.initiated";
+const DEACTIVATED: &str = "user.lifecycle.deactivate";
+const SUSPENDED: &str = "user.lifecycle.suspend";
+const LEFT_GROUP: &str = "group.user_membership.remove";
+const GROUP_DELETED: &str = "group.lifecycle.delete";
 
 /// `provider = "okta"`.
 pub(super) const VENDOR: Vendor = Vendor::new::<Keys>("okta");
 
 /// The scopes an OAuth 2.0 service app asks for, where `scopes` does not say.
-const SCOPES: &str = "okta.users.read okta.groups.read";
+const SCOPES: &str = "okta.users.read okta.groups.read okta.logs.read";
 
 /// The keys of an Okta integration, besides the common ones: an API token, or a service app.
 #[derive(Deserialize)]
@@ -166,6 +182,169 @@ struct OktaMember {
     id: String,
 }
 
+/// A System Log event, as far as the feed reads it.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct LogEvent {
+    uuid: String,
+    event_type: String,
+    outcome: LogOutcome,
+    #[serde(default)]
+    target: Vec<LogTarget>,
+}
+
+#[derive(Deserialize)]
+struct LogOutcome {
+    result: String,
+}
+
+#[derive(Deserialize)]
+struct LogTarget {
+    id: String,
+    #[serde(rename = "type")]
+    kind: String,
+}
+
+/// What the System Log says since the cursor: deletions and removals for the feed, and the
+/// users deactivated or suspended, whose current state is read again.
+#[derive(Default)]
+struct LogRead {
+    feed: Feed,
+    read_again: BTreeSet<String>,
+}
+
+impl LogRead {
+    /// Takes one event; one of another type than those asked for, or without the target its
+    /// type has, is not Okta's shape.
+    fn take(&mut self, event: LogEvent) -> Result<(), String> {
+        // A failed or denied attempt changed nothing.
+        if event.outcome.result != "SUCCESS" {
+            return Ok(());
+        }
+        let target = |kind: &str| {
+            event
+                .target
+                .iter()
+                .find(|target| target.kind == kind)
+                .map(|target| target.id.clone())
+                .ok_or_else(|| {
+                    format!(
+                        "System Log event {} ({}) has no {kind} target",
+                        event.uuid, event.event_type
+                    )
+                })
+        };
+        match event.event_type.as_str() {
+            DELETED => self.feed.gone(Gone::User(target("User")?)),
+            DEACTIVATED | SUSPENDED => {
+                self.read_again.insert(target("User")?);
+            }
+            LEFT_GROUP => self.feed.gone(Gone::Member {
+                group: target("UserGroup")?,
+                user: target("User")?,
+            }),
+            GROUP_DELETED => self.feed.gone(Gone::Group(target("UserGroup")?)),
+            other => {
+                return Err(format!(
+                    "System Log event {} is of type {other}, which was not asked for",
+                    event.uuid
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Reads the System Log from `since` (RFC 3339) to its end. A polling query (no `until`)
+/// always offers a next page; the log has been read to its end when a page is not full.
+async fn read_log(client: &IdpClient, run: &Run<'_>, since: &str) -> Result<LogRead, DriverError> {
+    let filter = [DELETED, DEACTIVATED, SUSPENDED, LEFT_GROUP, GROUP_DELETED]
+        .map(|kind| format!("eventType eq \"{kind}\""))
+        .join(" or ");
+    let limit = LOG_PAGE.to_string();
+    let start = client.url(
+        "/api/v1/logs",
+        &[
+            ("since", since),
+            ("filter", &filter),
+            ("sortOrder", "ASCENDING"),
+            ("limit", &limit),
+        ],
+    );
+    let mut read = LogRead::default();
+    let mut seen = HashSet::new();
+    let mut wrong = None;
+    let mut pager = Pager::new("the System Log");
+    while let Some(cursor) = pager.cursor() {
+        let url = match cursor {
+            Some(link) => client.next_url(&link)?,
+            None => start.clone(),
+        };
+        let (items, response): (Vec<LogEvent>, _) = client.get(url, &[], run).await?;
+        let next = if items.len() >= LOG_PAGE {
+            next_link(&response.headers)
+        } else {
+            None
+        };
+        let mut add = |event: LogEvent| {
+            if !seen.insert(event.uuid.clone()) {
+                return false;
+            }
+            if let Err(error) = read.take(event) {
+                wrong.get_or_insert(error);
+            }
+            true
+        };
+        pager.take(Page { items, next }, &mut add, run)?;
+        if let Some(message) = wrong.take() {
+            return Err(DriverError::InvalidResponse {
+                url: start.to_string(),
+                message,
+            });
+        }
+    }
+    Ok(read)
+}
+
+/// Reads again the users the log says were deactivated or suspended and the listing does not
+/// hold (Okta's search index may not have caught up with the log): each as it is now, or, if
+/// Okta no longer has it, as deleted.
+async fn read_users_again(
+    client: &IdpClient,
+    run: &Run<'_>,
+    listing: &mut Listing,
+    read: LogRead,
+) -> Result<Feed, DriverError> {
+    let LogRead { mut feed, read_again } = read;
+    let wanted: Vec<String> = read_again.into_iter().filter(|id| !listing.has_user(id)).collect();
+    for chunk in wanted.chunks(IDS_PER_SEARCH) {
+        // Okta ids are letters and digits: nothing from the log goes into a search expression
+        // unchecked.
+        if let Some(id) = chunk.iter().find(|id| !id.chars().all(|c| c.is_ascii_alphanumeric())) {
+            return Err(DriverError::InvalidResponse {
+                url: client.url("/api/v1/logs", &[]).to_string(),
+                message: format!("the System Log names a user {id:?}, which is not an Okta id"),
+            });
+        }
+        let search = chunk
+            .iter()
+            .map(|id| format!("id eq \"{id}\""))
+            .collect::<Vec<_>>()
+            .join(" or ");
+        let url = client.url("/api/v1/users", &[("search", &search), ("limit", USERS_PAGE)]);
+        let mut found = HashSet::new();
+        each(client, run, "users read again".to_owned(), url, |user: OktaUser| {
+            found.insert(user.id.clone());
+            add_user(listing, user)
+        })
+        .await?;
+        for id in chunk.iter().filter(|id| !found.contains(*id)) {
+            feed.gone(Gone::User(id.clone()));
+        }
+    }
+    Ok(feed)
+}
+
 /// Statuses in which a user can sign in. `STAGED`, `SUSPENDED` and `DEPROVISIONED` cannot.
 fn is_active(status: Option<&str>) -> bool {
     matches!(
@@ -238,6 +417,11 @@ impl Provider for Okta {
 
     async fn list(&self, client: &IdpClient, run: &Run<'_>, since: Option<&Cursor>) -> Result<Fetched, DriverError> {
         let cursor = since_now();
+        // The feed is read first, so that the listing is the newer of the two.
+        let log = match since {
+            Some(since) => Some(read_log(client, run, &rfc3339_millis(since_seconds(since)?)).await?),
+            None => None,
+        };
         let (mut listing, user_queries, group_query) = match since {
             None => (
                 Listing::new(ListingScope::Complete),
@@ -313,6 +497,11 @@ impl Provider for Okta {
             Ok(members.into_members())
         })
         .await?;
+        if let Some(log) = log {
+            read_users_again(client, run, &mut listing, log)
+                .await?
+                .apply(&mut listing);
+        }
         Ok(Fetched {
             listing,
             cursor: Some(cursor),

@@ -18,6 +18,7 @@ pub(super) fn since_now() -> Cursor {
     let now = OffsetDateTime::now_utc() - SINCE_OVERLAP;
     Cursor::Since {
         unix_seconds: now.unix_timestamp(),
+        feed: None,
     }
 }
 
@@ -35,11 +36,26 @@ pub(super) fn rfc3339_millis(unix_seconds: i64) -> String {
 /// The unix seconds of a `Since` cursor, or an error naming the cursor that does not fit.
 pub(super) fn since_seconds(cursor: &Cursor) -> Result<i64, DriverError> {
     match cursor {
-        Cursor::Since { unix_seconds } => Ok(*unix_seconds),
+        Cursor::Since { unix_seconds, .. } => Ok(*unix_seconds),
         other => Err(DriverError::CursorExpired(format!(
             "a {other:?} cursor does not fit this IdP"
         ))),
     }
+}
+
+/// The position a `Since` cursor holds in the IdP's deletion feed, if it holds one.
+pub(super) fn feed_position(cursor: &Cursor) -> Option<&str> {
+    match cursor {
+        Cursor::Since { feed, .. } => feed.as_deref(),
+        Cursor::GraphDelta { .. } => None,
+    }
+}
+
+/// An RFC 3339 time from an IdP as unix seconds, or `None` if it is not one.
+pub(super) fn unix_seconds_of(text: &str) -> Option<i64> {
+    OffsetDateTime::parse(text, &Rfc3339)
+        .ok()
+        .map(OffsetDateTime::unix_timestamp)
 }
 
 #[cfg(test)]
@@ -49,5 +65,7 @@ mod tests {
     #[test]
     fn since_times_use_the_vendor_format() {
         assert_eq!(rfc3339_millis(1_704_067_200), "2024-01-01T00:00:00.000Z");
+        assert_eq!(unix_seconds_of("2024-01-01T00:00:00.123456Z"), Some(1_704_067_200));
+        assert_eq!(unix_seconds_of("yesterday"), None);
     }
 }

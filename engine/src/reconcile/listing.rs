@@ -78,6 +78,11 @@ impl Listing {
         true
     }
 
+    /// Whether a user of this id is listed.
+    pub fn has_user(&self, external_id: &str) -> bool {
+        self.user_ids.contains(external_id)
+    }
+
     /// Whether a group of this id is listed.
     pub fn has_group(&self, external_id: &str) -> bool {
         self.group_ids.contains(external_id)
