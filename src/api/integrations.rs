@@ -17,6 +17,8 @@ use idpsync_storage::Timestamp;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::actions::{self, Action};
+
 use super::auth::TenantAccess;
 use super::error::ApiError;
 use super::wire::absent_json;
@@ -233,6 +235,7 @@ async fn trigger(
     schedule
         .trigger(access.tenant.id(), &integration)
         .map_err(|error| ApiError::not_found(error.to_string()))?;
+    actions::record(&access.actor(), Action::StartSync, integration.as_str());
     Ok((
         StatusCode::ACCEPTED,
         Json(json!({"integration": integration.as_str(), "triggered": true})),
@@ -266,6 +269,7 @@ async fn confirm(
     };
     let run = body.run.unwrap_or(held.snapshot.run);
     let committed = access.tenant.confirm_held(integration.clone(), run).await?;
+    actions::record(&access.actor(), Action::ConfirmHold, integration.as_str());
     let report = match committed.outcome {
         Outcome::Reconciled(report) | Outcome::Held(report) => {
             serde_json::to_value(report).map_err(ApiError::internal)?
@@ -284,6 +288,7 @@ async fn confirm(
 async fn reject(access: TenantAccess, Path((_, integration)): Path<(String, String)>) -> Result<StatusCode, ApiError> {
     let integration = name(&integration)?;
     if access.tenant.reject_held(&integration).await? {
+        actions::record(&access.actor(), Action::RejectHold, integration.as_str());
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::not_found(format!(

@@ -13,6 +13,7 @@ use idpsync::engine::ids::SyncRunId;
 use idpsync::engine::{Engine, Event, LoggedEvent, Source, Tenant, TenantSettings};
 use idpsync::server::{HttpLimits, ServiceSettings};
 use idpsync::storage::{MemoryStore, Seq, TenantId};
+use idpsync::token_book::TokenBook;
 use idpsync::tokens::{TokenAuthenticator, TokenKind, TokenStore};
 use idpsync_drivers::cursor_store::CursorStore;
 use idpsync_drivers::fake::{Directory, FakeIdp, FakeMember, Vendor};
@@ -84,7 +85,7 @@ impl Console {
             Arc::new(TokenAuthenticator::admin(tokens.clone()).unwrap()),
             ApiSettings {
                 integrations: Some(scheduler.handle()),
-                tokens: Some(tokens.clone()),
+                tokens: Some(TokenBook::File(tokens.clone())),
                 data_dir: Some(data_dir.path().to_owned()),
                 ..ApiSettings::default()
             },
