@@ -8,6 +8,8 @@
 //! SCIM ([`scim_router`]) and the management API ([`api::router`]).
 //!
 //! # Layout
+//! - [`actions`]: the trail of operators' actions (holds confirmed, tokens revoked, …) and the
+//!   admin tokens that did them;
 //! - [`config`]: the TOML configuration and its environment overrides;
 //! - [`server`]: the HTTP router and server of `idpsync serve` (health, SCIM at `/scim/v2`,
 //!   the management API at `/api/v1`, `/metrics`);
@@ -20,7 +22,9 @@
 //! - [`storage_location`]: the `storage` setting: which log store to open;
 //! - [`copy`]: copying logs between stores (`idpsync log copy`), the migration path between
 //!   backends;
-//! - [`tokens`]: API tokens (hashed, revocable) and the authenticators over them;
+//! - [`tokens`]: API tokens (hashed, revocable, expiring) and the authenticators over them;
+//!   [`shared_tokens`]: the same in a store replicas share; [`token_book`]: either of them
+//!   behind one interface, and the writer of when tokens were last used;
 //! - [`workload`]: the synthetic workload of `idpsync dev seed`;
 //! - [`engine`], [`storage`], [`scim`]: the engine, the log and the SCIM service (re-exported
 //!   crates).
@@ -36,6 +40,7 @@
 //! # });
 //! ```
 
+pub mod actions;
 pub mod api;
 pub mod audit;
 pub mod backup;
@@ -49,6 +54,7 @@ pub mod revocations;
 pub mod server;
 pub mod shared_tokens;
 pub mod storage_location;
+pub mod token_book;
 pub mod tokens;
 pub mod workload;
 

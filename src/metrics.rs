@@ -1,54 +1,41 @@
-//! Prometheus metrics: the recorder `serve` installs, `GET /metrics`, and the request
-//! middleware of the SCIM service and the management API.
+//! Metrics: the request middleware of the SCIM service and the management API, the `# HELP`
+//! text of every metric, and `GET /metrics` over an [`Exposition`].
 //!
 //! The engine and the drivers' scheduler record through the `metrics` facade (events
 //! appended, append and command latency, held syncs, change-stream subscribers and lag, sync
 //! runs and their durations, restarts of integration tasks after a panic); this module adds
-//! requests by route and status, and renders it all in the Prometheus text format.
+//! requests by route and status. Which recorder keeps them is the process's choice: `serve`
+//! installs the Prometheus exporter (`metrics::prometheus`, the crate's `prometheus` feature,
+//! part of `cli`); an embedding server may install its own recorder and, if it wants the service's
+//! `/metrics`, hand its text over as an [`Exposition`].
 
-use std::sync::Mutex;
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request};
 use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, PrometheusHandle};
 
-/// Histogram buckets in seconds, from 100 µs to 30 s.
-const SECONDS_BUCKETS: &[f64] = &[
-    0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-];
-/// Buckets of the time from a revocation to its acknowledgement by the consumer, in seconds:
-/// from a live consumer's fraction of a second to an hour's outage.
-const ACK_BUCKETS: &[f64] = &[
-    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0,
-];
-/// Buckets of the change-stream lag, in events.
-const LAG_BUCKETS: &[f64] = &[1.0, 10.0, 100.0, 1_000.0, 10_000.0, 100_000.0, 1_000_000.0];
+#[cfg(feature = "prometheus")]
+pub mod prometheus;
+#[cfg(feature = "prometheus")]
+pub use prometheus::install;
 
-static HANDLE: Mutex<Option<PrometheusHandle>> = Mutex::new(None);
+/// What `GET /metrics` answers: the current text of the process's recorder.
+#[derive(Clone)]
+pub struct Exposition {
+    render: Arc<dyn Fn() -> String + Send + Sync>,
+}
 
-/// Installs the process-wide Prometheus recorder (once; later calls return the same handle).
-pub fn install() -> Result<PrometheusHandle, BuildError> {
-    // Held across the installation, so that two callers never both try to install.
-    let mut installed = HANDLE.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(handle) = &*installed {
-        return Ok(handle.clone());
+impl Exposition {
+    /// An exposition whose text `render` makes on each request (in the Prometheus text
+    /// format: the response says so).
+    pub fn new(render: impl Fn() -> String + Send + Sync + 'static) -> Exposition {
+        Exposition {
+            render: Arc::new(render),
+        }
     }
-    let handle = PrometheusBuilder::new()
-        .set_buckets_for_metric(Matcher::Full("idpsync_revocation_ack_seconds".to_owned()), ACK_BUCKETS)?
-        .set_buckets_for_metric(Matcher::Suffix("_seconds".to_owned()), SECONDS_BUCKETS)?
-        .set_buckets_for_metric(
-            Matcher::Full("idpsync_change_stream_lag_events".to_owned()),
-            LAG_BUCKETS,
-        )?
-        .install_recorder()?;
-    *installed = Some(handle.clone());
-    describe();
-    metrics::gauge!("idpsync_build_info", "version" => env!("CARGO_PKG_VERSION"), "commit" => env!("IDPSYNC_COMMIT"))
-        .set(1.0);
-    Ok(handle)
 }
 
 /// Counters: name and `# HELP` text.
@@ -141,8 +128,8 @@ const HISTOGRAMS: &[(&str, &str)] = &[
     ),
 ];
 
-/// Gives every metric the service records its `# HELP` text.
-fn describe() {
+/// Gives every metric the service records its `# HELP` text, in the recorder installed now.
+pub fn describe() {
     for &(name, help) in COUNTERS {
         metrics::describe_counter!(name, help);
     }
@@ -155,13 +142,13 @@ fn describe() {
 }
 
 /// `GET /metrics`: everything recorded, in the Prometheus text format.
-pub async fn render(handle: axum::extract::State<PrometheusHandle>) -> impl IntoResponse {
+pub async fn render(exposition: axum::extract::State<Exposition>) -> impl IntoResponse {
     (
         [(
             axum::http::header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        handle.render(),
+        (exposition.render)(),
     )
 }
 

@@ -8,13 +8,17 @@
 //! revocation changes its entry by compare-and-set, so two revocations or a revocation and an
 //! import never lose each other.
 //!
+//! The last use of each token is written by compare-and-set too, at most once per
+//! [`crate::token_book::USE_FLUSH_INTERVAL`] per replica (see [`SharedTokens::record_uses`]).
+//!
 //! A replica that starts on a shared store with a `tokens.json` in its data directory (a
 //! deployment that moved from redb) imports the tokens it holds; each token is imported once,
 //! however many replicas start with a copy of the file.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Weak};
 
-use idpsync_engine::ids::TenantId;
+use idpsync_engine::ids::{TenantId, Timestamp, TokenId};
 use idpsync_storage::{LogStore, MetaEntry, StoreError};
 
 use crate::tokens::{
@@ -24,8 +28,9 @@ use crate::tokens::{
 
 /// The metadata namespace of tokens.
 const NAMESPACE: &str = idpsync_storage::meta::namespaces::TOKENS;
-/// How often a revocation is tried again when another writer changed the token meanwhile.
-const REVOKE_TRIES: usize = 8;
+/// How often a revocation or a use is tried again when another writer changed the token
+/// meanwhile.
+const CHANGE_TRIES: usize = 8;
 
 /// The tokens kept in a shared log store.
 #[derive(Clone)]
@@ -52,15 +57,27 @@ impl SharedTokens {
         Ok(tokens)
     }
 
-    /// Creates a token and returns it with its secret, which is never stored and cannot be
-    /// shown again.
+    /// Creates a token that never expires and returns it with its secret, which is never
+    /// stored and cannot be shown again.
     pub async fn create(
         &self,
         tenant: &TenantId,
         name: &str,
         kind: TokenKind,
     ) -> Result<(TokenRecord, String), TokenError> {
-        let (record, secret) = TokenRecord::generate(tenant, name, kind)?;
+        self.create_expiring(tenant, name, kind, None).await
+    }
+
+    /// Creates a token that stops working at `expires` (if given, later than now) and returns
+    /// it with its secret, which is never stored and cannot be shown again.
+    pub async fn create_expiring(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+        kind: TokenKind,
+        expires: Option<Timestamp>,
+    ) -> Result<(TokenRecord, String), TokenError> {
+        let (record, secret) = TokenRecord::generate(tenant, name, kind, expires)?;
         self.store
             .put_meta(NAMESPACE, &record.id.to_string(), None, encode(&record))
             .await?;
@@ -83,7 +100,40 @@ impl SharedTokens {
                 .await
             {
                 Ok(_) => return Ok(token),
-                Err(StoreError::MetaConflict { .. }) if tries < REVOKE_TRIES => tries += 1,
+                Err(StoreError::MetaConflict { .. }) if tries < CHANGE_TRIES => tries += 1,
+                Err(error) => return Err(error.into()),
+            }
+        }
+    }
+
+    /// Writes the last uses of tokens, each by compare-and-set on its entry (a revocation or
+    /// another replica's use written meanwhile is kept: the later use wins). A token that is
+    /// gone is skipped.
+    pub async fn record_uses(&self, uses: &HashMap<TokenId, Timestamp>) -> Result<(), TokenError> {
+        for (token, at) in uses {
+            self.record_use(*token, *at).await?;
+        }
+        Ok(())
+    }
+
+    async fn record_use(&self, token: TokenId, at: Timestamp) -> Result<(), TokenError> {
+        let key = token.to_string();
+        let mut tries = 0;
+        loop {
+            let Some(entry) = self.store.get_meta(NAMESPACE, &key).await? else {
+                return Ok(());
+            };
+            let (mut record, version) = decode(&entry)?;
+            if !record.used_at(at) {
+                return Ok(());
+            }
+            match self
+                .store
+                .put_meta(NAMESPACE, &key, Some(version), encode(&record))
+                .await
+            {
+                Ok(_) => return Ok(()),
+                Err(StoreError::MetaConflict { .. }) if tries < CHANGE_TRIES => tries += 1,
                 Err(error) => return Err(error.into()),
             }
         }
@@ -241,6 +291,63 @@ mod tests {
         assert_eq!(door.authenticate(&secret).map(|p| p.token), Some(kept.id));
         // Bootstrap makes no token where some exist, revoked or not.
         assert_eq!(tokens.bootstrap(dir.path()).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn expired_shared_tokens_are_refused_and_listed_as_expired() {
+        let tokens = shared();
+        let tenant = TenantId::default_tenant();
+        let expires = Timestamp(Timestamp::now().0 + 1_000_000);
+        let (record, secret) = tokens
+            .create_expiring(&tenant, "short", TokenKind::Admin, Some(expires))
+            .await
+            .unwrap();
+        let door = tokens.authenticator(TokenKind::Admin).await.unwrap();
+        assert_eq!(door.authenticate(&secret).map(|p| p.token), Some(record.id));
+        tokio::time::sleep(Duration::from_millis(1_100)).await;
+        assert_eq!(door.authenticate(&secret), None);
+        let listed = tokens.list().await.unwrap();
+        assert_eq!(listed[0].expires, Some(expires));
+        assert!(!listed[0].is_active());
+        assert!(matches!(
+            tokens
+                .create_expiring(&tenant, "past", TokenKind::Admin, Some(Timestamp(1)))
+                .await,
+            Err(TokenError::InvalidExpiry(_))
+        ));
+        assert_eq!(tokens.list().await.unwrap().len(), 1);
+    }
+
+    /// Entries written before expiries and last uses still decode, and take a last use.
+    #[tokio::test]
+    async fn entries_without_expiries_or_last_uses_load() {
+        let tokens = shared();
+        let file_dir = tempfile::tempdir().unwrap();
+        let (record, secret) = TokenStore::new(file_dir.path())
+            .create(&TenantId::default_tenant(), "old", TokenKind::Scim)
+            .unwrap();
+        // The entry as the previous format wrote it: no `expires`, no `last_used`.
+        let mut old = serde_json::to_value(&record).unwrap();
+        let fields = old.as_object_mut().unwrap();
+        fields.remove("expires");
+        fields.remove("last_used");
+        assert_eq!(fields.len(), 7, "{fields:?}");
+        tokens
+            .store
+            .put_meta(
+                NAMESPACE,
+                &record.id.to_string(),
+                None,
+                serde_json::to_vec(&old).unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(tokens.list().await.unwrap(), vec![record.clone()]);
+        let door = tokens.authenticator(TokenKind::Scim).await.unwrap();
+        assert!(door.authenticate(&secret).is_some());
+        let used = door.uses().take();
+        tokens.record_uses(&used).await.unwrap();
+        assert_eq!(tokens.list().await.unwrap()[0].last_used, Some(used[&record.id]));
     }
 
     #[tokio::test]

@@ -13,12 +13,18 @@
 //!
 //! A secret is `idps_` followed by 64 hex digits: 256 random bits. The file keeps
 //! `BLAKE3-derive-key("idpsync api token v1", secret)`; a leaked file lets nobody in.
+//!
+//! A token may have an expiry: past it, it is refused exactly as a revoked one. When a token
+//! last authenticated is noted in memory ([`TokenUses`]) and written to its store at most once
+//! per [`crate::token_book::USE_FLUSH_INTERVAL`] and when the server stops, never once per
+//! request.
 
+use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::RwLock;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use idpsync_engine::ids::{TenantId, Timestamp, TokenId};
@@ -40,7 +46,7 @@ const LOCK_STALE_AFTER: Duration = Duration::from_secs(30);
 pub(crate) const RELOAD_INTERVAL: Duration = Duration::from_millis(500);
 
 /// What a token may do.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 #[non_exhaustive]
 pub enum TokenKind {
@@ -76,24 +82,70 @@ pub struct TokenRecord {
     pub created: Timestamp,
     /// When it was revoked, if it was.
     pub revoked: Option<Timestamp>,
+    /// When it stops opening the door, if ever (absent in files written before expiries).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<Timestamp>,
+    /// When it last authenticated, as last written: uses are written at most once per
+    /// [`crate::token_book::USE_FLUSH_INTERVAL`], so this may be that much behind.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_used: Option<Timestamp>,
     /// The hex BLAKE3 derived hash of the secret.
     hash: String,
 }
 
+/// Where a token stands at a moment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenStatus {
+    /// It opens the door.
+    Active,
+    /// It was revoked at this moment.
+    Revoked(Timestamp),
+    /// It expired at this moment.
+    Expired(Timestamp),
+}
+
+impl TokenStatus {
+    /// `active`, `revoked` or `expired`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenStatus::Active => "active",
+            TokenStatus::Revoked(_) => "revoked",
+            TokenStatus::Expired(_) => "expired",
+        }
+    }
+}
+
 impl TokenRecord {
-    /// Whether it still opens the door.
+    /// Whether it still opens the door: not revoked, not expired.
     pub fn is_active(&self) -> bool {
-        self.revoked.is_none()
+        self.status(Timestamp::now()) == TokenStatus::Active
     }
 
-    /// A new token of `kind` for `tenant`, and its secret, which is never stored.
+    /// Where it stands at `now` (a revocation tells more than an expiry, and wins).
+    pub fn status(&self, now: Timestamp) -> TokenStatus {
+        match (self.revoked, self.expires) {
+            (Some(revoked), _) => TokenStatus::Revoked(revoked),
+            (None, Some(expires)) if expires <= now => TokenStatus::Expired(expires),
+            _ => TokenStatus::Active,
+        }
+    }
+
+    /// A new token of `kind` for `tenant`, valid until `expires` if given (which must be
+    /// later than now), and its secret, which is never stored.
     pub(crate) fn generate(
         tenant: &TenantId,
         name: &str,
         kind: TokenKind,
+        expires: Option<Timestamp>,
     ) -> Result<(TokenRecord, String), TokenError> {
         if name.trim().is_empty() || name.len() > 128 || name.chars().any(char::is_control) {
             return Err(TokenError::InvalidName);
+        }
+        let created = Timestamp::now();
+        if let Some(expires) = expires
+            && expires <= created
+        {
+            return Err(TokenError::InvalidExpiry(format!("{expires} is not in the future")));
         }
         let mut random = [0u8; 32];
         rand::fill(&mut random);
@@ -103,8 +155,10 @@ impl TokenRecord {
             tenant: tenant.clone(),
             name: name.to_owned(),
             kind,
-            created: Timestamp::now(),
+            created,
             revoked: None,
+            expires,
+            last_used: None,
             hash: hash_secret(&secret).to_hex().to_string(),
         };
         Ok((record, secret))
@@ -116,6 +170,42 @@ impl TokenRecord {
             self.revoked = Some(Timestamp::now());
         }
     }
+
+    /// Takes `at` as its last use if it is later than the one recorded; returns whether it was.
+    pub(crate) fn used_at(&mut self, at: Timestamp) -> bool {
+        if self.last_used.is_some_and(|last| last >= at) {
+            return false;
+        }
+        self.last_used = Some(at);
+        true
+    }
+}
+
+/// Parses when a new token expires: a moment (RFC 3339 or a plain date, midnight UTC, as
+/// [`Timestamp::parse_moment`] reads them) or a time from `now` such as `90d`, `12h` or
+/// `1w 2d`. The moment must be later than `now`.
+pub fn parse_expiry(text: &str, now: Timestamp) -> Result<Timestamp, TokenError> {
+    let invalid = |reason: String| TokenError::InvalidExpiry(reason);
+    let expires = match Timestamp::parse_moment(text) {
+        Ok(moment) => moment,
+        Err(_) => {
+            let span = humantime::parse_duration(text.trim()).map_err(|_| {
+                invalid(format!(
+                    "{text:?} is neither a moment (2027-01-01, 2027-01-01T09:00:00Z) nor a duration (90d, 12h)"
+                ))
+            })?;
+            let micros = i64::try_from(span.as_micros()).map_err(|_| invalid(format!("{text:?} is too far")))?;
+            Timestamp(
+                now.0
+                    .checked_add(micros)
+                    .ok_or_else(|| invalid(format!("{text:?} is too far")))?,
+            )
+        }
+    };
+    if expires <= now {
+        return Err(invalid(format!("{expires} is not in the future")));
+    }
+    Ok(expires)
 }
 
 /// The index of the token among `tokens` with the id `id_or_name`, or of the only one with that
@@ -170,6 +260,9 @@ pub enum TokenError {
     /// The name is empty or too long.
     #[error("a token name must have 1 to 128 characters, no control characters")]
     InvalidName,
+    /// The expiry is not a moment or duration, or not in the future.
+    #[error("invalid token expiry: {0}")]
+    InvalidExpiry(String),
     /// Another writer holds the lock for too long.
     #[error("token store {0} is locked by another writer")]
     Locked(PathBuf),
@@ -203,10 +296,22 @@ impl TokenStore {
         Ok(self.read()?.tokens)
     }
 
-    /// Creates a token and returns it with its secret, which is never stored and cannot be
-    /// shown again.
+    /// Creates a token that never expires and returns it with its secret, which is never
+    /// stored and cannot be shown again.
     pub fn create(&self, tenant: &TenantId, name: &str, kind: TokenKind) -> Result<(TokenRecord, String), TokenError> {
-        let (record, secret) = TokenRecord::generate(tenant, name, kind)?;
+        self.create_expiring(tenant, name, kind, None)
+    }
+
+    /// Creates a token that stops working at `expires` (if given, later than now) and returns
+    /// it with its secret, which is never stored and cannot be shown again.
+    pub fn create_expiring(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+        kind: TokenKind,
+        expires: Option<Timestamp>,
+    ) -> Result<(TokenRecord, String), TokenError> {
+        let (record, secret) = TokenRecord::generate(tenant, name, kind, expires)?;
         self.update(|contents| {
             contents.tokens.push(record.clone());
             Ok(())
@@ -225,6 +330,22 @@ impl TokenStore {
             Ok(())
         })?;
         revoked.ok_or_else(|| TokenError::NotFound(id_or_name.to_owned()))
+    }
+
+    /// Writes the last uses of tokens (one rewrite of the file for all of them); a token that
+    /// is gone is skipped, an earlier use than the one recorded changes nothing.
+    pub fn record_uses(&self, uses: &HashMap<TokenId, Timestamp>) -> Result<(), TokenError> {
+        if uses.is_empty() {
+            return Ok(());
+        }
+        self.update(|contents| {
+            for token in &mut contents.tokens {
+                if let Some(at) = uses.get(&token.id) {
+                    token.used_at(*at);
+                }
+            }
+            Ok(())
+        })
     }
 
     fn io(&self, path: &Path, source: std::io::Error) -> TokenError {
@@ -349,10 +470,18 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
+/// One token as the server checks it.
+struct Checked {
+    hash: blake3::Hash,
+    principal: Principal,
+    expires: Option<Timestamp>,
+}
+
 /// The active tokens of one kind as the server checks them.
 struct Loaded {
-    /// (hash, principal) of each active SCIM token.
-    tokens: Vec<(blake3::Hash, Principal)>,
+    /// The tokens of the kind, not revoked (expired ones too: they are refused at the check,
+    /// so that one expires to the second without a reload).
+    tokens: Vec<Checked>,
     /// What the file looked like when read, to notice changes.
     stamp: Option<FileStamp>,
 }
@@ -398,6 +527,8 @@ pub struct TokenAuthenticator {
     /// When the file was last looked at, in milliseconds since `started`. An atomic, not a
     /// lock: every request reads it, and only the one that wins the swap looks at the file.
     last_check_ms: AtomicU64,
+    /// The uses not written yet.
+    uses: Arc<TokenUses>,
 }
 
 impl TokenAuthenticator {
@@ -433,7 +564,14 @@ impl TokenAuthenticator {
             source,
             started: Instant::now(),
             last_check_ms: AtomicU64::new(0),
+            uses: Arc::default(),
         }
+    }
+
+    /// The uses of its tokens not yet written to their store, for a
+    /// [`crate::token_book::UseRecorder`] to write.
+    pub fn uses(&self) -> Arc<TokenUses> {
+        Arc::clone(&self.uses)
     }
 
     fn reload(&self) -> Result<(), TokenError> {
@@ -449,16 +587,17 @@ impl TokenAuthenticator {
     pub(crate) fn load(&self, tokens: Vec<TokenRecord>, stamp: Option<FileStamp>) {
         let tokens = tokens
             .into_iter()
-            .filter(|token| token.is_active() && token.kind == self.kind)
+            .filter(|token| token.revoked.is_none() && token.kind == self.kind)
             .filter_map(|token| {
                 let hash = blake3::Hash::from_hex(&token.hash).ok()?;
-                Some((
+                Some(Checked {
                     hash,
-                    Principal {
+                    principal: Principal {
                         tenant: token.tenant,
                         token: token.id,
                     },
-                ))
+                    expires: token.expires,
+                })
             })
             .collect();
         *self.loaded.write().unwrap_or_else(|p| p.into_inner()) = Loaded { tokens, stamp };
@@ -494,17 +633,24 @@ impl TokenAuthenticator {
         }
     }
 
+    /// The principal of the unexpired token with this hash; notes the use.
     fn find(&self, hash: &blake3::Hash) -> Option<Principal> {
         let loaded = self.loaded.read().unwrap_or_else(|p| p.into_inner());
         // `blake3::Hash` compares in constant time; every token is compared, so the time
         // taken does not tell which one (or whether one) matched.
         let mut found = None;
-        for (candidate, principal) in &loaded.tokens {
-            if candidate == hash {
-                found = Some(principal.clone());
+        for checked in &loaded.tokens {
+            if checked.hash == *hash {
+                found = Some(checked);
             }
         }
-        found
+        let found = found?;
+        let now = Timestamp::now();
+        if found.expires.is_some_and(|expires| expires <= now) {
+            return None;
+        }
+        self.uses.note(found.principal.token, now);
+        Some(found.principal.clone())
     }
 }
 
@@ -529,6 +675,36 @@ impl TokenAuthenticator {
 impl Authenticator for TokenAuthenticator {
     async fn authenticate(&self, secret: &str) -> Option<Principal> {
         TokenAuthenticator::authenticate(self, secret)
+    }
+}
+
+/// When tokens last authenticated, kept in memory until written to their store: each token's
+/// latest use only, so however many requests a token makes, writing its uses is one change.
+#[derive(Debug, Default)]
+pub struct TokenUses {
+    latest: Mutex<HashMap<TokenId, Timestamp>>,
+}
+
+impl TokenUses {
+    /// Notes that `token` authenticated at `at`.
+    pub fn note(&self, token: TokenId, at: Timestamp) {
+        let mut latest = self.latest.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = latest.entry(token).or_insert(at);
+        if *entry < at {
+            *entry = at;
+        }
+    }
+
+    /// The uses noted since the last take, which are forgotten here.
+    pub fn take(&self) -> HashMap<TokenId, Timestamp> {
+        std::mem::take(&mut *self.latest.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Notes again uses that were taken but could not be written, so the next write has them.
+    pub fn restore(&self, uses: HashMap<TokenId, Timestamp>) {
+        for (token, at) in uses {
+            self.note(token, at);
+        }
     }
 }
 
@@ -669,6 +845,128 @@ mod tests {
         assert_eq!(scim_door.authenticate(&admin), None);
         assert_eq!(admin_door.authenticate(&scim), None);
         assert_eq!(admin_door.authenticate(&admin).map(|p| p.token), Some(admin_record.id));
+    }
+
+    #[test]
+    fn an_expired_token_is_refused_as_a_revoked_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = TokenStore::new(dir.path());
+        let tenant = TenantId::default_tenant();
+        let expires = Timestamp(Timestamp::now().0 + 400_000);
+        let (record, secret) = store
+            .create_expiring(&tenant, "short", TokenKind::Admin, Some(expires))
+            .unwrap();
+        let (_, lasting) = store.create(&tenant, "lasting", TokenKind::Admin).unwrap();
+        let door = TokenAuthenticator::admin(store.clone()).unwrap();
+        assert_eq!(door.authenticate(&secret).map(|p| p.token), Some(record.id));
+        assert!(record.is_active());
+        std::thread::sleep(Duration::from_millis(450));
+        // No reload needed: the expiry is checked at each authentication.
+        assert_eq!(door.authenticate(&secret), None);
+        assert!(door.authenticate(&lasting).is_some());
+        let listed = store.list().unwrap();
+        assert_eq!(listed[0].status(Timestamp::now()), TokenStatus::Expired(expires));
+        assert!(!listed[0].is_active());
+        // A revocation tells more than the expiry.
+        store.revoke("short").unwrap();
+        assert!(matches!(
+            store.list().unwrap()[0].status(Timestamp::now()),
+            TokenStatus::Revoked(_)
+        ));
+    }
+
+    #[test]
+    fn an_expiry_in_the_past_is_refused_and_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = TokenStore::new(dir.path());
+        let past = Timestamp(Timestamp::now().0 - 1);
+        assert!(matches!(
+            store.create_expiring(&TenantId::default_tenant(), "late", TokenKind::Scim, Some(past)),
+            Err(TokenError::InvalidExpiry(_))
+        ));
+        assert!(store.list().unwrap().is_empty());
+    }
+
+    #[test]
+    fn expiries_are_moments_or_times_from_now() {
+        let now = Timestamp::parse_rfc3339("2026-12-07T10:00:00Z").unwrap();
+        let at = |text: &str| parse_expiry(text, now).map(Timestamp::to_rfc3339);
+        assert_eq!(at("2027-01-01").unwrap(), "2027-01-01T00:00:00.000000Z");
+        assert_eq!(at("2027-01-01T09:30:00+01:00").unwrap(), "2027-01-01T08:30:00.000000Z");
+        assert_eq!(at("90d").unwrap(), "2027-03-07T10:00:00.000000Z");
+        assert_eq!(at(" 12h ").unwrap(), "2026-12-07T22:00:00.000000Z");
+        assert_eq!(at("1w 2d").unwrap(), "2026-12-16T10:00:00.000000Z");
+        for bad in [
+            "",
+            "soon",
+            "2026-12-01",
+            "2026-12-07T10:00:00Z",
+            "0s",
+            "-3d",
+            "2027-13-01",
+        ] {
+            assert!(
+                matches!(parse_expiry(bad, now), Err(TokenError::InvalidExpiry(_))),
+                "{bad:?} must be refused"
+            );
+        }
+    }
+
+    /// Token files written before expiries and last uses still load, and keep working.
+    #[test]
+    fn a_token_file_without_expiries_or_last_uses_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = TokenStore::new(dir.path());
+        let secret = format!("{SECRET_PREFIX}{}", "ab".repeat(32));
+        let id = TokenId::new();
+        // The file as the previous format wrote it.
+        let old = serde_json::json!({
+            "version": 1,
+            "tokens": [{
+                "id": id,
+                "tenant": "default",
+                "name": "old",
+                "kind": "scim",
+                "created": 1_700_000_000_000_000_i64,
+                "revoked": null,
+                "hash": hash_secret(&secret).to_hex().to_string(),
+            }],
+        });
+        fs::write(store.path(), serde_json::to_vec_pretty(&old).unwrap()).unwrap();
+        let listed = store.list().unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!((listed[0].id, listed[0].expires, listed[0].last_used), (id, None, None));
+        assert!(listed[0].is_active());
+        let door = TokenAuthenticator::new(store.clone()).unwrap();
+        assert_eq!(door.authenticate(&secret).map(|p| p.token), Some(id));
+        // A last use is added to it; the rest stays as it was.
+        store.record_uses(&door.uses().take()).unwrap();
+        let rewritten: serde_json::Value = serde_json::from_slice(&fs::read(store.path()).unwrap()).unwrap();
+        assert!(rewritten["tokens"][0]["last_used"].is_i64());
+        assert_eq!(rewritten["tokens"][0]["hash"], old["tokens"][0]["hash"]);
+    }
+
+    #[test]
+    fn uses_are_noted_in_memory_latest_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = TokenStore::new(dir.path());
+        let (record, secret) = store.create(&TenantId::default_tenant(), "x", TokenKind::Scim).unwrap();
+        let door = TokenAuthenticator::new(store.clone()).unwrap();
+        assert!(door.uses().take().is_empty());
+        let before = Timestamp::now();
+        for _ in 0..10 {
+            door.authenticate(&secret).unwrap();
+        }
+        assert_eq!(door.authenticate("idps_unknown"), None);
+        let uses = door.uses().take();
+        assert_eq!(uses.len(), 1, "one entry per token, however many requests");
+        assert!(uses[&record.id] >= before);
+        assert!(door.uses().take().is_empty(), "taken uses are gone");
+        // Nothing was written per request.
+        assert_eq!(store.list().unwrap()[0].last_used, None);
+        door.uses().restore(uses.clone());
+        store.record_uses(&door.uses().take()).unwrap();
+        assert_eq!(store.list().unwrap()[0].last_used, Some(uses[&record.id]));
     }
 
     #[test]

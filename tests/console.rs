@@ -4,6 +4,9 @@
 
 mod console_harness;
 
+use std::io::Write;
+use std::sync::{Arc, Mutex, OnceLock};
+
 use console_harness::{Console, TENANT, csrf_of};
 use idpsync::storage::TenantId;
 use idpsync::tokens::TokenKind;
@@ -311,5 +314,100 @@ async fn a_held_sync_shows_who_loses_which_access_and_confirming_it_lands_in_the
         )
         .await;
     assert_eq!(again.status, 404);
+    console.stop().await;
+}
+
+/// Where this test binary's trail of actions is written: a buffer, as JSON lines.
+fn trail() -> Arc<Mutex<Vec<u8>>> {
+    static TRAIL: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    Arc::clone(TRAIL.get_or_init(|| {
+        let buffer = Arc::new(Mutex::new(Vec::new()));
+        let writer = Arc::clone(&buffer);
+        tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(format!(
+                "{}=info",
+                idpsync::actions::TARGET
+            )))
+            .with_writer(move || Capture(Arc::clone(&writer)))
+            .init();
+        buffer
+    }))
+}
+
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Capture {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The actions of the trail by `token`, in order, as (action, subject, door, token name).
+fn actions_by(trail: &Mutex<Vec<u8>>, token: &str) -> Vec<(String, String, String, String)> {
+    let text = String::from_utf8(trail.lock().unwrap().clone()).unwrap();
+    text.lines()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap()["fields"].clone())
+        .filter(|fields| fields["token"] == token)
+        .map(|fields| {
+            let text = |key: &str| fields[key].as_str().unwrap().to_owned();
+            (text("action"), text("subject"), text("door"), text("token_name"))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn holds_confirmed_or_rejected_and_syncs_started_in_the_console_name_its_token() {
+    let trail = trail();
+    let console = Console::start().await;
+    let (token, secret) = console
+        .tokens
+        .create(&TenantId::new(TENANT).unwrap(), "night-shift", TokenKind::Admin)
+        .unwrap();
+    let mut browser = Browser::new(&console);
+    browser.sign_in(&secret).await;
+    console.hold_a_sync().await;
+    let held = browser.get("/admin/integrations/okta/held").await;
+    let csrf = csrf_of(&held.body);
+    let rejected = browser
+        .post("/admin/integrations/okta/held/reject", &[("csrf", csrf.as_str())])
+        .await;
+    assert_eq!(rejected.status, 303);
+    assert!(console.tenant.held().is_empty());
+    let started = browser
+        .post("/admin/integrations/okta/sync", &[("csrf", csrf.as_str())])
+        .await;
+    assert_eq!(started.status, 303);
+    console
+        .eventually("the sync held again", || !console.tenant.held().is_empty())
+        .await;
+    let run = console.tenant.held().values().next().unwrap().snapshot.run;
+    let confirmed = browser
+        .post(
+            "/admin/integrations/okta/held/confirm",
+            &[("csrf", csrf.as_str()), ("run", run.to_string().as_str())],
+        )
+        .await;
+    assert_eq!(confirmed.status, 200, "{}", confirmed.body);
+
+    let line = |action: &str| {
+        (
+            action.to_owned(),
+            "okta".to_owned(),
+            "console".to_owned(),
+            "night-shift".to_owned(),
+        )
+    };
+    assert_eq!(
+        actions_by(&trail, &token.id.to_string()),
+        [line("hold.reject"), line("sync.start"), line("hold.confirm")]
+    );
+    let all = String::from_utf8(trail.lock().unwrap().clone()).unwrap();
+    assert!(!all.contains(&secret), "the secret is never in the trail");
     console.stop().await;
 }

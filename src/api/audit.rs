@@ -56,11 +56,11 @@ impl From<AuditError> for ApiError {
 }
 
 /// Token names by id, from the service's token store.
-fn token_names(state: &ApiState) -> BTreeMap<TokenId, String> {
+async fn token_names(state: &ApiState) -> BTreeMap<TokenId, String> {
     let Some(store) = &state.inner.settings.tokens else {
         return BTreeMap::new();
     };
-    match store.list() {
+    match store.list().await {
         Ok(tokens) => tokens.into_iter().map(|token| (token.id, token.name)).collect(),
         Err(error) => {
             tracing::warn!(%error, "cannot read the token store; audits name tokens by id only");
@@ -90,7 +90,7 @@ pub(crate) async fn with_sources<T>(
     make: impl AsyncFnOnce(&AuditSources<'_>) -> Result<T, AuditError>,
 ) -> Result<T, ApiError> {
     let bindings = state.inner.binding_logs.current(tenant).await?;
-    let names = token_names(state);
+    let names = token_names(state).await;
     let sources = AuditSources {
         bindings: &bindings,
         token_names: &names,

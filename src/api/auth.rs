@@ -7,7 +7,8 @@
 //!
 //! A response that outlives its request (the change stream) keeps a [`TokenWatch`], which
 //! ends it once the token no longer opens the tenant: revoking a token closes its streams
-//! within [`TOKEN_RECHECK`] plus the authenticator's own reload interval.
+//! within [`TOKEN_RECHECK`] plus the authenticator's own reload interval, and a token's
+//! expiry within [`TOKEN_RECHECK`].
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,6 +23,7 @@ use idpsync_storage::TenantId;
 
 use super::ApiState;
 use super::error::ApiError;
+use crate::actions::{Actor, Door};
 
 /// An authenticated request for one tenant.
 pub struct TenantAccess {
@@ -31,6 +33,18 @@ pub struct TenantAccess {
     pub token: TokenId,
     /// Tells when the token stops opening this tenant.
     pub watch: TokenWatch,
+}
+
+impl TenantAccess {
+    /// The request's token as the actor of an action, for the trail ([`crate::actions`]).
+    pub fn actor(&self) -> Actor<'_> {
+        Actor {
+            tenant: self.tenant.id(),
+            token: self.token,
+            token_name: None,
+            door: Door::Api,
+        }
+    }
 }
 
 /// How often a long-lived response checks that its token still opens its tenant.

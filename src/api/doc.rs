@@ -14,7 +14,7 @@ use utoipa::openapi::{ContentBuilder, OpenApi as Document, Ref, RefOr, ResponseB
 use utoipa::{IntoParams, Modify, OpenApi};
 
 use super::error::ErrorBody;
-use super::{acks, audit, bindings, changes, directory, erase, history, integrations, wire};
+use super::{acks, audit, bindings, changes, directory, erase, history, integrations, tokens, wire};
 
 /// The `{tenant}` path parameter every tenant route has.
 #[derive(IntoParams)]
@@ -32,7 +32,7 @@ pub struct TenantPath {
         title = "openZro IdP-Sync management API",
         version = "1",
         description = "Bindings, the directory now and in the past, timelines, integrations, the change \
-            stream, offboarding audits and erasure. JSON fields are camelCase. Every operation but this \
+            stream, offboarding audits, erasure and tokens. JSON fields are camelCase. Every operation but this \
             document needs an admin token (`idpsync token create --admin --tenant T`) as \
             `Authorization: Bearer <token>`; a token is bound to one tenant. Errors are \
             `{\"error\": {\"code\", \"message\"}}`."
@@ -50,6 +50,7 @@ pub struct TenantPath {
         (name = "changes", description = "The change stream and its acknowledgements"),
         (name = "audit", description = "Offboarding audits and the leavers' report"),
         (name = "erasure", description = "Erasure of a user's personal fields"),
+        (name = "tokens", description = "The tenant's SCIM and admin tokens: listed, created, revoked"),
     ),
     paths(
         super::openapi,
@@ -76,6 +77,9 @@ pub struct TenantPath {
         integrations::reject,
         changes::changes,
         acks::acknowledge,
+        tokens::list,
+        tokens::create,
+        tokens::revoke,
     ),
     components(schemas(ErrorBody, crate::audit::Format, wire::AccessChangeRow, wire::LoggedEventRow))
 )]

@@ -12,6 +12,8 @@ use idpsync_drivers::scheduler::IntegrationStatus;
 use idpsync_engine::ids::IntegrationName;
 use idpsync_engine::{HeldReconcile, Outcome, State, Tenant};
 
+use crate::actions::{self, Action};
+
 use super::auth::TenantAccess;
 use super::error::{ApiError, ErrorBody};
 use super::wire::{
@@ -199,6 +201,7 @@ async fn trigger(
     schedule
         .trigger(access.tenant.id(), &integration)
         .map_err(|error| ApiError::not_found(error.to_string()))?;
+    actions::record(&access.actor(), Action::StartSync, integration.as_str());
     Ok((
         StatusCode::ACCEPTED,
         Json(TriggerAnswer {
@@ -241,6 +244,7 @@ async fn confirm(
     };
     let run = body.run.unwrap_or(held.snapshot.run);
     let committed = access.tenant.confirm_held(integration.clone(), run).await?;
+    actions::record(&access.actor(), Action::ConfirmHold, integration.as_str());
     let report = match &committed.outcome {
         Outcome::Reconciled(report) | Outcome::Held(report) => Some(SyncReport::from(report)),
         _ => None,
@@ -270,6 +274,7 @@ async fn confirm(
 async fn reject(access: TenantAccess, Path((_, integration)): Path<(String, String)>) -> Result<StatusCode, ApiError> {
     let integration = name(&integration)?;
     if access.tenant.reject_held(&integration).await? {
+        actions::record(&access.actor(), Action::RejectHold, integration.as_str());
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::not_found(format!(

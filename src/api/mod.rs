@@ -10,6 +10,7 @@
 //!   acknowledgements of the revocations it applied;
 //! - [`audit`]: the offboarding audit of a user and the leavers' report;
 //! - [`erase`]: erasure of a user's personal fields;
+//! - [`tokens`]: the tenant's tokens: listed, created (with an optional expiry), revoked;
 //! - [`wire`]: the request and response types, the API's own (camelCase JSON), apart from the
 //!   engine's;
 //! - [`doc`]: the OpenAPI document, generated from the handlers and the types.
@@ -29,6 +30,7 @@ pub mod erase;
 pub mod error;
 pub mod history;
 pub mod integrations;
+pub mod tokens;
 pub mod wire;
 
 use std::sync::Arc;
@@ -45,7 +47,7 @@ use idpsync_engine::audit::BindingLogs;
 use idpsync_scim::Authenticator;
 use tokio::sync::watch;
 
-use crate::tokens::TokenStore;
+use crate::token_book::TokenBook;
 use auth::TenantAccess;
 
 /// Where the API is mounted by `idpsync serve`.
@@ -56,8 +58,9 @@ pub const MOUNT: &str = "/api/v1";
 pub struct ApiSettings {
     /// The integrations' schedule, when the service runs one.
     pub integrations: Option<SchedulerHandle>,
-    /// The token store, to name tokens in audits.
-    pub tokens: Option<TokenStore>,
+    /// The token store (the file or the shared one), to name tokens in audits; the admin
+    /// console manages its tokens.
+    pub tokens: Option<TokenBook>,
     /// How often an idle change stream sends a heartbeat comment.
     pub heartbeat: Duration,
     /// The data directory, where the signed checkpoints are kept: the admin console shows each
@@ -223,6 +226,7 @@ pub fn routes() -> Routes {
     let routes = audit::routes(routes);
     let routes = integrations::routes(routes);
     let routes = acks::routes(routes);
+    let routes = tokens::routes(routes);
     changes::routes(routes)
 }
 

@@ -4,6 +4,7 @@
 mod bindings;
 mod events;
 mod integrations;
+mod tokens;
 mod writes;
 
 use idpsync_engine::access::Grant;
@@ -20,6 +21,7 @@ pub use integrations::{
     AbsentLineRow, ChangeLineRow, ConfirmAnswer, ConfirmBody, GuardRow, HeldSync, HoldSummaryRow, IntegrationList,
     IntegrationRow, PendingAbsence, PlannedCounts, RunCountsRow, SyncReport, TriggerAnswer,
 };
+pub use tokens::{CreateTokenBody, CreatedToken, TokenList, TokenRow};
 pub use writes::{AckAnswer, AckBody, EraseAnswer, Interval, Intervals, LogPosition, TenantSummary};
 
 /// The `recordedAt` of a state's last record, unless it has none.

@@ -7,6 +7,7 @@ use anyhow::Context as _;
 use clap::Args;
 use idpsync::config::DEFAULT_LISTEN;
 use idpsync::shared_tokens::SharedTokens;
+use idpsync::token_book::{TokenBook, USE_FLUSH_INTERVAL, UseRecorder};
 use idpsync::tokens::{TokenAuthenticator, TokenKind, TokenStore};
 
 use super::Context;
@@ -72,12 +73,13 @@ fn service_settings(context: &Context) -> idpsync::server::ServiceSettings {
     settings
 }
 
-/// The SCIM and the API's token checks, the file store (for naming tokens in audits), and the
-/// bootstrap token's file if one was made.
+/// The SCIM and the API's token checks, where the tokens are kept (for the console, for
+/// naming tokens in audits, and for writing when they were last used), and the bootstrap
+/// token's file if one was made.
 struct Doors {
     scim: Arc<TokenAuthenticator>,
     admin: Arc<TokenAuthenticator>,
-    file: Option<TokenStore>,
+    book: TokenBook,
     bootstrapped: Option<std::path::PathBuf>,
 }
 
@@ -92,7 +94,7 @@ fn file_doors(context: &Context, new_bootstrap_token: bool) -> anyhow::Result<Do
     Ok(Doors {
         scim: Arc::new(TokenAuthenticator::new(store.clone())?),
         admin: Arc::new(TokenAuthenticator::admin(store.clone())?),
-        file: Some(store),
+        book: TokenBook::File(store),
         bootstrapped,
     })
 }
@@ -120,7 +122,7 @@ async fn shared_doors(
     Ok(Doors {
         scim: shared.authenticator(TokenKind::Scim).await?,
         admin: shared.authenticator(TokenKind::Admin).await?,
-        file: None,
+        book: TokenBook::Shared(shared),
         bootstrapped,
     })
 }
@@ -158,13 +160,19 @@ pub(crate) async fn run(context: &Context, args: ServeArgs) -> anyhow::Result<()
     if let Some(path) = &doors.bootstrapped {
         tracing::info!(token_file = %path.display(), scim_base_url = %scim_url, "created a SCIM token for tenant `default`; it is in the token file");
     }
-    let (authenticator, admin, token_store) = (doors.scim, doors.admin, doors.file);
+    // When tokens were last used is noted in memory and written once a minute and at the end.
+    let uses = UseRecorder::start(
+        doors.book.clone(),
+        vec![doors.scim.uses(), doors.admin.uses()],
+        USE_FLUSH_INTERVAL,
+    );
+    let (authenticator, admin, token_book) = (doors.scim, doors.admin, doors.book);
     let api = idpsync::api::ApiState::new(
         Arc::clone(&engine),
         admin,
         idpsync::api::ApiSettings {
             integrations: Some(scheduler.handle()),
-            tokens: token_store,
+            tokens: Some(token_book),
             // The console's log page shows the newest checkpoint signed here.
             data_dir: Some(context.data_dir.clone()),
             ..idpsync::api::ApiSettings::default()
@@ -211,6 +219,7 @@ pub(crate) async fn run(context: &Context, args: ServeArgs) -> anyhow::Result<()
     // the last checkpoints are signed while the writers still run.
     scheduler.shutdown().await;
     signer.shutdown().await;
+    uses.shutdown().await;
     drop(follower);
     revocations.abort();
     tracing::info!("shutting down: writing snapshots");

@@ -3,9 +3,11 @@
 //! they live in the store, which every replica re-reads every second.
 
 use clap::{Args, Subcommand};
+use idpsync::engine::ids::Timestamp;
 use idpsync::shared_tokens::SharedTokens;
 use idpsync::storage::TenantId;
-use idpsync::tokens::{TokenError, TokenKind, TokenRecord, TokenStore};
+use idpsync::token_book::TokenBook;
+use idpsync::tokens::{TokenKind, TokenRecord, TokenStore, parse_expiry};
 
 use super::Context;
 
@@ -35,6 +37,10 @@ pub(crate) struct CreateArgs {
     /// A token for the management API (`/api/v1`) of the tenant instead of SCIM
     #[arg(long)]
     admin: bool,
+    /// When the token stops working: a date (2027-01-01, midnight UTC), an RFC 3339 moment, or
+    /// a time from now such as 90d or 12h [default: never]
+    #[arg(long, value_name = "WHEN")]
+    expires: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -45,48 +51,34 @@ pub(crate) struct ListArgs {
 }
 
 /// Where the tokens are: the data directory's file, or the shared store.
-enum Tokens {
-    File(TokenStore),
-    Shared(SharedTokens),
+async fn book(context: &Context) -> anyhow::Result<TokenBook> {
+    Ok(match context.storage.is_shared() {
+        true => TokenBook::Shared(SharedTokens::new(context.open_store().await?)),
+        false => TokenBook::File(TokenStore::new(&context.data_dir)),
+    })
 }
 
-impl Tokens {
-    async fn of(context: &Context) -> anyhow::Result<Tokens> {
-        Ok(match context.storage.is_shared() {
-            true => Tokens::Shared(SharedTokens::new(context.open_store().await?)),
-            false => Tokens::File(TokenStore::new(&context.data_dir)),
-        })
-    }
+/// A moment for the list, or `-`.
+fn moment(at: Option<Timestamp>) -> String {
+    at.map_or_else(|| "-".to_owned(), Timestamp::to_rfc3339)
+}
 
-    async fn create(
-        &self,
-        tenant: &TenantId,
-        name: &str,
-        kind: TokenKind,
-    ) -> Result<(TokenRecord, String), TokenError> {
-        match self {
-            Tokens::File(store) => store.create(tenant, name, kind),
-            Tokens::Shared(shared) => shared.create(tenant, name, kind).await,
-        }
-    }
-
-    async fn list(&self) -> Result<Vec<TokenRecord>, TokenError> {
-        match self {
-            Tokens::File(store) => store.list(),
-            Tokens::Shared(shared) => shared.list().await,
-        }
-    }
-
-    async fn revoke(&self, id_or_name: &str) -> Result<TokenRecord, TokenError> {
-        match self {
-            Tokens::File(store) => store.revoke(id_or_name),
-            Tokens::Shared(shared) => shared.revoke(id_or_name).await,
-        }
-    }
+fn list_line(token: &TokenRecord, now: Timestamp) -> String {
+    format!(
+        "{:<36}  {:<16}  {:<5}  {:<27}  {:<27}  {:<27}  {:<7}  {}",
+        token.id.to_string(),
+        token.tenant.to_string(),
+        token.kind.as_str(),
+        token.created.to_rfc3339(),
+        moment(token.expires),
+        moment(token.last_used),
+        token.status(now).as_str(),
+        token.name
+    )
 }
 
 pub(crate) async fn run(context: &Context, command: TokenCommand) -> anyhow::Result<()> {
-    let store = Tokens::of(context).await?;
+    let store = book(context).await?;
     match command {
         TokenCommand::Create(args) => {
             let (kind, label) = if args.admin {
@@ -94,9 +86,16 @@ pub(crate) async fn run(context: &Context, command: TokenCommand) -> anyhow::Res
             } else {
                 (TokenKind::Scim, "SCIM")
             };
-            let (record, secret) = store.create(&args.tenant, &args.name, kind).await?;
+            let expires = match &args.expires {
+                Some(text) => Some(parse_expiry(text, Timestamp::now())?),
+                None => None,
+            };
+            let (record, secret) = store.create(&args.tenant, &args.name, kind, expires).await?;
+            let until = record
+                .expires
+                .map_or_else(String::new, |expires| format!(", valid until {expires}"));
             outln!(
-                "created {label} token {} ({}) for tenant {}; it is shown only now:",
+                "created {label} token {} ({}) for tenant {}{until}; it is shown only now:",
                 record.id,
                 record.name,
                 record.tenant
@@ -105,30 +104,21 @@ pub(crate) async fn run(context: &Context, command: TokenCommand) -> anyhow::Res
         }
         TokenCommand::List(args) => {
             outln!(
-                "{:<36}  {:<16}  {:<5}  {:<28}  {:<8}  name",
+                "{:<36}  {:<16}  {:<5}  {:<27}  {:<27}  {:<27}  {:<7}  name",
                 "id",
                 "tenant",
                 "kind",
                 "created",
+                "expires",
+                "last used",
                 "status"
             );
+            let now = Timestamp::now();
             for token in store.list().await? {
                 if args.tenant.as_ref().is_some_and(|tenant| *tenant != token.tenant) {
                     continue;
                 }
-                let status = match token.revoked {
-                    Some(_) => "revoked",
-                    None => "active",
-                };
-                outln!(
-                    "{:<36}  {:<16}  {:<5}  {:<28}  {:<8}  {}",
-                    token.id.to_string(),
-                    token.tenant.to_string(),
-                    token.kind.as_str(),
-                    token.created.to_rfc3339(),
-                    status,
-                    token.name
-                );
+                outln!("{}", list_line(&token, now));
             }
         }
         TokenCommand::Revoke { token } => {

@@ -28,7 +28,7 @@ use axum::middleware;
 use axum::routing::{get, post};
 
 use crate::api::ApiState;
-use crate::tokens::TokenStore;
+use crate::token_book::TokenBook;
 use session::Sessions;
 
 /// Where `idpsync serve` mounts the console.
@@ -45,14 +45,15 @@ pub struct ConsoleState {
 
 struct Inner {
     api: ApiState,
-    tokens: TokenStore,
+    tokens: TokenBook,
     sessions: Sessions,
     secure_cookies: bool,
 }
 
 impl ConsoleState {
     /// The console over the API's engine, admin tokens and schedule; `None` when the API has
-    /// no token store (then nobody could be signed in, nor a session checked). With
+    /// no token store (then nobody could be signed in, nor a session checked). The store may
+    /// be the data directory's file or, for replicas, the shared one. With
     /// `secure_cookies`, the session cookie is marked `Secure` (the service is reached over
     /// HTTPS); it is also when a request says it came over HTTPS (`X-Forwarded-Proto`).
     pub fn new(api: ApiState, secure_cookies: bool) -> Option<ConsoleState> {
@@ -71,7 +72,7 @@ impl ConsoleState {
         &self.inner.api
     }
 
-    fn tokens(&self) -> &TokenStore {
+    fn tokens(&self) -> &TokenBook {
         &self.inner.tokens
     }
 

@@ -1,6 +1,6 @@
 //! What admits a console request: [`SignedIn`] for pages (a live session whose admin token is
-//! still active: checked again on every request, so revoking the token ends the session at
-//! once), and [`Posted`] for forms, which adds a same-origin `Origin` (or `Referer`) and the
+//! still active, neither revoked nor expired: checked again on every request, so revoking the
+//! token ends the session at once), and [`Posted`] for forms, which adds a same-origin `Origin` (or `Referer`) and the
 //! session's CSRF token in the form's `csrf` field. A request that fails goes back to sign-in
 //! (no session) or gets 403 (a form from elsewhere), and changes nothing.
 
@@ -17,7 +17,8 @@ use serde::de::DeserializeOwned;
 
 use super::session::Session;
 use super::{ConsoleState, MOUNT, SESSION_COOKIE};
-use crate::tokens::TokenKind;
+use crate::actions::{Actor, Door};
+use crate::tokens::{TokenKind, TokenRecord};
 
 /// A request from a signed-in browser.
 pub(super) struct SignedIn {
@@ -27,6 +28,20 @@ pub(super) struct SignedIn {
     pub(super) session: Session,
     /// The token's tenant.
     pub(super) tenant: Arc<Tenant>,
+    /// The admin token the session signed in with, as stored (no secret).
+    pub(super) token: TokenRecord,
+}
+
+impl SignedIn {
+    /// The session's token as the actor of an action, for the trail ([`crate::actions`]).
+    pub(super) fn actor(&self) -> Actor<'_> {
+        Actor {
+            tenant: &self.token.tenant,
+            token: self.token.id,
+            token_name: Some(&self.token.name),
+            door: Door::Console,
+        }
+    }
 }
 
 /// Why a request is not admitted.
@@ -87,10 +102,11 @@ pub(super) fn over_https(state: &ConsoleState, headers: &HeaderMap) -> bool {
             .is_some_and(|proto| proto.trim().eq_ignore_ascii_case("https"))
 }
 
-/// Whether the admin token with this principal is still active, for its tenant.
-fn still_active(state: &ConsoleState, session: &Session) -> bool {
-    match state.tokens().list() {
-        Ok(tokens) => tokens.iter().any(|token| {
+/// The session's admin token if it is still active (neither revoked nor expired), for its
+/// tenant.
+async fn active_token(state: &ConsoleState, session: &Session) -> Option<TokenRecord> {
+    match state.tokens().list().await {
+        Ok(tokens) => tokens.into_iter().find(|token| {
             token.id == session.principal.token
                 && token.tenant == session.principal.tenant
                 && token.kind == TokenKind::Admin
@@ -98,7 +114,7 @@ fn still_active(state: &ConsoleState, session: &Session) -> bool {
         }),
         Err(error) => {
             tracing::error!(%error, "cannot read the token store; console sessions are refused meanwhile");
-            false
+            None
         }
     }
 }
@@ -109,16 +125,21 @@ impl FromRequestParts<ConsoleState> for SignedIn {
     async fn from_request_parts(parts: &mut Parts, state: &ConsoleState) -> Result<Self, Self::Rejection> {
         let id = session_cookie(&parts.headers).ok_or(Refused::SignIn)?.to_owned();
         let session = state.sessions().touch(&id).ok_or(Refused::SignIn)?;
-        if !still_active(state, &session) {
+        let Some(token) = active_token(state, &session).await else {
             state.sessions().end(&id);
             return Err(Refused::SignIn);
-        }
+        };
         let tenant = state
             .api()
             .engine()
             .tenant(&session.principal.tenant)
             .ok_or(Refused::SignIn)?;
-        Ok(SignedIn { id, session, tenant })
+        Ok(SignedIn {
+            id,
+            session,
+            tenant,
+            token,
+        })
     }
 }
 

@@ -183,13 +183,14 @@ pub fn router(engine: Arc<Engine>, authenticator: Arc<dyn Authenticator>, settin
 }
 
 /// The whole service: [`router`], the management API over `api`, the admin console at
-/// [`crate::console::MOUNT`] (when `api` has a token store), and `GET /metrics` from `metrics`
-/// (unauthenticated, like `/healthz`: keep the listener private or filter it).
+/// [`crate::console::MOUNT`] (when `api` has a token store), and, given an exposition (such as the
+/// one `idpsync::metrics::install` returns), `GET /metrics` (unauthenticated, like `/healthz`: keep the
+/// listener private or filter it).
 pub fn service(
     engine: Arc<Engine>,
     authenticator: Arc<dyn Authenticator>,
     api: crate::api::ApiState,
-    metrics: metrics_exporter_prometheus::PrometheusHandle,
+    metrics: impl Into<Option<crate::metrics::Exposition>>,
     settings: &ServiceSettings,
 ) -> Router {
     let limits = &settings.http;
@@ -206,9 +207,10 @@ pub fn service(
         .is_some_and(|base| base.starts_with("https://"));
     let console = crate::console::ConsoleState::new(api.clone(), secure_cookies);
     let api = crate::api::router(api).layer(axum::middleware::from_fn_with_state(per_token, token_limits::limit));
-    let service = router(engine, authenticator, settings)
-        .nest(crate::api::MOUNT, api)
-        .route("/metrics", get(crate::metrics::render).with_state(metrics));
+    let mut service = router(engine, authenticator, settings).nest(crate::api::MOUNT, api);
+    if let Some(metrics) = metrics.into() {
+        service = service.route("/metrics", get(crate::metrics::render).with_state(metrics));
+    }
     match console {
         Some(console) => service.merge(crate::console::router(console)),
         None => service,

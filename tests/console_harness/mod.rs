@@ -13,6 +13,7 @@ use idpsync::engine::ids::SyncRunId;
 use idpsync::engine::{Engine, Event, LoggedEvent, Source, Tenant, TenantSettings};
 use idpsync::server::{HttpLimits, ServiceSettings};
 use idpsync::storage::{MemoryStore, Seq, TenantId};
+use idpsync::token_book::TokenBook;
 use idpsync::tokens::{TokenAuthenticator, TokenKind, TokenStore};
 use idpsync_drivers::cursor_store::CursorStore;
 use idpsync_drivers::fake::{Directory, FakeIdp, FakeMember, Vendor};
@@ -84,7 +85,7 @@ impl Console {
             Arc::new(TokenAuthenticator::admin(tokens.clone()).unwrap()),
             ApiSettings {
                 integrations: Some(scheduler.handle()),
-                tokens: Some(tokens.clone()),
+                tokens: Some(TokenBook::File(tokens.clone())),
                 data_dir: Some(data_dir.path().to_owned()),
                 ..ApiSettings::default()
             },
@@ -231,7 +232,9 @@ impl Console {
             .collect()
     }
 
-    /// How many memberships the records of sync run `run` removed.
+    /// How many users the records of sync run `run` took access from: each membership it
+    /// removed, and each user it deleted or deactivated (the deletion feed of the fake IdP
+    /// reports a deleted user as deleted, which ends the user's memberships with it).
     pub async fn removed_by(&self, run: SyncRunId) -> usize {
         self.events()
             .await
@@ -239,6 +242,7 @@ impl Console {
             .filter(|event| matches!(&event.envelope.source, Source::Integration { run: logged, .. } if *logged == run))
             .map(|event| match &event.envelope.event {
                 Event::MembersRemoved { members, .. } => members.len(),
+                Event::UserDeleted { .. } | Event::UserDeactivated { .. } => 1,
                 _ => 0,
             })
             .sum()

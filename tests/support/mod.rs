@@ -11,6 +11,7 @@ use idpsync::api::{ApiSettings, ApiState};
 use idpsync::engine::{Engine, TenantSettings};
 use idpsync::server::HttpLimits;
 use idpsync::storage::TenantId;
+use idpsync::token_book::TokenBook;
 use idpsync::tokens::{TokenAuthenticator, TokenKind, TokenStore};
 use serde_json::Value;
 
@@ -50,7 +51,7 @@ impl Service {
                 Arc::clone(&engine),
                 Arc::new(TokenAuthenticator::admin(tokens.clone()).unwrap()),
                 ApiSettings {
-                    tokens: Some(tokens.clone()),
+                    tokens: Some(TokenBook::File(tokens.clone())),
                     heartbeat: Duration::from_millis(200),
                     ..ApiSettings::default()
                 },

@@ -12,6 +12,8 @@ use idpsync_engine::{HoldPreview, SubmitError, Tenant};
 use maud::{Markup, html};
 use serde::Deserialize;
 
+use crate::actions::{self, Action};
+
 use super::super::layout::{Failure, Section, at, csrf_field, failure, page};
 use super::super::signed_in::{NoFields, Posted, SignedIn};
 
@@ -148,18 +150,21 @@ pub(in super::super) async fn confirm(Path(name): Path<String>, posted: Posted<C
         return no_hold(&integration);
     }
     match signed_in.tenant.confirm_held(integration.clone(), run).await {
-        Ok(committed) => page(
-            signed_in,
-            Section::Integrations,
-            &format!("Held sync of {integration} confirmed"),
-            html! {
-                p.notice #confirmed {
-                    "Run " code { (run) } " was applied: " (committed.events) " records, the log's head is now seq "
-                    (committed.head.0) "."
-                }
-                p { a href=(at("/integrations")) { "Back to the integrations" } " · " a href=(at("/log")) { "Log status" } }
-            },
-        ),
+        Ok(committed) => {
+            actions::record(&signed_in.actor(), Action::ConfirmHold, integration.as_str());
+            page(
+                signed_in,
+                Section::Integrations,
+                &format!("Held sync of {integration} confirmed"),
+                html! {
+                    p.notice #confirmed {
+                        "Run " code { (run) } " was applied: " (committed.events) " records, the log's head is now seq "
+                        (committed.head.0) "."
+                    }
+                    p { a href=(at("/integrations")) { "Back to the integrations" } " · " a href=(at("/log")) { "Log status" } }
+                },
+            )
+        }
         Err(SubmitError::Rejected(rejection)) => failure(StatusCode::CONFLICT, &rejection.to_string()),
         Err(error) => failure(StatusCode::SERVICE_UNAVAILABLE, &error.to_string()),
     }
@@ -172,7 +177,10 @@ pub(in super::super) async fn reject(Path(name): Path<String>, posted: Posted<No
         Err(failure) => return failure.into_response(),
     };
     match posted.signed_in.tenant.reject_held(&integration).await {
-        Ok(true) => Redirect::to(&at("/integrations?done=rejected")).into_response(),
+        Ok(true) => {
+            actions::record(&posted.signed_in.actor(), Action::RejectHold, integration.as_str());
+            Redirect::to(&at("/integrations?done=rejected")).into_response()
+        }
         Ok(false) => no_hold(&integration),
         Err(error) => failure(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -12,6 +12,7 @@ use serde::Deserialize;
 use super::super::ConsoleState;
 use super::super::layout::{Section, at, csrf_field, failure, moment, notice, page};
 use super::super::signed_in::{NoFields, Posted, SignedIn};
+use crate::actions::{self, Action};
 use crate::api::integrations::tenant_statuses;
 
 /// What a redirect to the integrations page reports.
@@ -110,7 +111,10 @@ pub(in super::super) async fn sync_now(
         return failure(StatusCode::NOT_FOUND, "this service runs no integrations");
     };
     match schedule.trigger(posted.signed_in.tenant.id(), &integration) {
-        Ok(()) => Redirect::to(&at("/integrations?done=sync")).into_response(),
+        Ok(()) => {
+            actions::record(&posted.signed_in.actor(), Action::StartSync, integration.as_str());
+            Redirect::to(&at("/integrations?done=sync")).into_response()
+        }
         Err(error) => failure(StatusCode::NOT_FOUND, &error.to_string()),
     }
 }

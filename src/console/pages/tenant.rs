@@ -1,6 +1,8 @@
-//! The tenant page: what its log holds, and its SCIM and admin tokens: listed, created (the
-//! secret shown once, on the answer to the form, never again) and revoked. Only the token
-//! store's `create`, `list` and `revoke` are used.
+//! The tenant page: what its log holds, and its SCIM and admin tokens: listed (created,
+//! expires, last used, state), created (with an optional expiry; the secret shown once, on the
+//! answer to the form, never again) and revoked. Only the token book's `create`, `list` and
+//! `revoke` are used: the data directory's file or the store replicas share. Creating and
+//! revoking are written to the trail of actions, with the session's token.
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -8,10 +10,13 @@ use axum::response::{IntoResponse, Redirect, Response};
 use maud::{Markup, html};
 use serde::Deserialize;
 
+use idpsync_engine::ids::Timestamp;
+
 use super::super::ConsoleState;
 use super::super::layout::{Failure, Section, at, csrf_field, failure, notice, page};
 use super::super::signed_in::{NoFields, Posted, SignedIn};
-use crate::tokens::{TokenKind, TokenRecord};
+use crate::actions::{self, Action};
+use crate::tokens::{TokenError, TokenKind, TokenRecord, TokenStatus, parse_expiry};
 
 /// What a redirect to the tenant page reports.
 #[derive(Deserialize)]
@@ -27,8 +32,8 @@ fn done_text(done: Option<&str>) -> Option<&'static str> {
 }
 
 /// The tenant's tokens, newest first, or the store's error.
-fn tenant_tokens(state: &ConsoleState, signed_in: &SignedIn) -> Result<Vec<TokenRecord>, Failure> {
-    let tokens = state.tokens().list().map_err(|error| {
+async fn tenant_tokens(state: &ConsoleState, signed_in: &SignedIn) -> Result<Vec<TokenRecord>, Failure> {
+    let tokens = state.tokens().list().await.map_err(|error| {
         Failure::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("cannot read the tokens: {error}"),
@@ -60,24 +65,37 @@ fn summary(signed_in: &SignedIn) -> Markup {
     }
 }
 
+/// A moment of a token, or a dash.
+fn when(at: Option<Timestamp>) -> String {
+    at.map_or_else(|| "—".to_owned(), Timestamp::to_rfc3339)
+}
+
 fn token_table(signed_in: &SignedIn, tokens: &[TokenRecord]) -> Markup {
+    let now = Timestamp::now();
     html! {
         table #tokens {
-            tr { th { "Name" } th { "Kind" } th { "Id" } th { "Created" } th { "State" } th {} }
+            tr {
+                th { "Name" } th { "Kind" } th { "Id" } th { "Created" } th { "Expires" }
+                th { "Last used" } th { "State" } th {}
+            }
             @for token in tokens {
-                tr {
+                @let status = token.status(now);
+                tr.token data-id=(token.id) {
                     td.token-name { (token.name) }
                     td { (token.kind.as_str()) }
                     td.mono { (token.id) }
                     td { (token.created.to_rfc3339()) }
-                    td {
-                        @match token.revoked {
-                            Some(when) => span.tag.bad { "revoked " (when.to_rfc3339()) },
-                            None => span.tag.good { "active" },
+                    td.expires { (when(token.expires)) }
+                    td.last-used { (when(token.last_used)) }
+                    td.state {
+                        @match status {
+                            TokenStatus::Revoked(since) => span.tag.bad { "revoked " (since.to_rfc3339()) },
+                            TokenStatus::Expired(since) => span.tag.bad { "expired " (since.to_rfc3339()) },
+                            TokenStatus::Active => span.tag.good { "active" },
                         }
                     }
                     td {
-                        @if token.is_active() {
+                        @if status == TokenStatus::Active {
                             form.inline method="post" action=(at(&format!("/tokens/{}/revoke", token.id))) {
                                 (csrf_field(signed_in))
                                 button.danger.revoke type="submit" { "Revoke" }
@@ -101,13 +119,16 @@ fn create_form(signed_in: &SignedIn) -> Markup {
                     option value="admin" { "admin (management API and this console)" }
                 }
             }
+            label { "Expires "
+                input #token-expires type="text" name="expires" placeholder="never, or 90d, 2027-01-01";
+            }
             button #create type="submit" { "Create token" }
         }
     }
 }
 
-fn tenant_page(state: &ConsoleState, signed_in: &SignedIn, above: Markup) -> Response {
-    let tokens = match tenant_tokens(state, signed_in) {
+async fn tenant_page(state: &ConsoleState, signed_in: &SignedIn, above: Markup) -> Response {
+    let tokens = match tenant_tokens(state, signed_in).await {
         Ok(tokens) => tokens,
         Err(failure) => return failure.into_response(),
     };
@@ -131,7 +152,7 @@ pub(in super::super) async fn show(
     signed_in: SignedIn,
     Query(done): Query<Done>,
 ) -> Response {
-    tenant_page(&state, &signed_in, notice(done_text(done.done.as_deref())))
+    tenant_page(&state, &signed_in, notice(done_text(done.done.as_deref()))).await
 }
 
 /// The create form's fields.
@@ -139,6 +160,9 @@ pub(in super::super) async fn show(
 pub(in super::super) struct CreateForm {
     name: String,
     kind: String,
+    /// Empty for a token that never expires.
+    #[serde(default)]
+    expires: String,
 }
 
 /// `POST /admin/tokens`: creates a token of the signed-in tenant and shows its secret, once.
@@ -154,13 +178,24 @@ pub(in super::super) async fn create_token(State(state): State<ConsoleState>, po
             );
         }
     };
+    let not_created =
+        |error: TokenError| failure(StatusCode::BAD_REQUEST, &format!("the token was not created: {error}"));
+    let expires = match posted.form.expires.trim() {
+        "" => None,
+        text => match parse_expiry(text, Timestamp::now()) {
+            Ok(expires) => Some(expires),
+            Err(error) => return not_created(error),
+        },
+    };
     let (record, secret) = match state
         .tokens()
-        .create(signed_in.tenant.id(), posted.form.name.trim(), kind)
+        .create(signed_in.tenant.id(), posted.form.name.trim(), kind, expires)
+        .await
     {
         Ok(created) => created,
-        Err(error) => return failure(StatusCode::BAD_REQUEST, &format!("the token was not created: {error}")),
+        Err(error) => return not_created(error),
     };
+    actions::record(&signed_in.actor(), Action::CreateToken, &record.id.to_string());
     tenant_page(
         &state,
         signed_in,
@@ -169,9 +204,13 @@ pub(in super::super) async fn create_token(State(state): State<ConsoleState>, po
                 p { "Token " strong { (record.name) } " (" (record.kind.as_str()) ") was created. "
                     "Copy its secret now: it is not stored and is never shown again." }
                 code #new-secret { (secret) }
+                @if let Some(expires) = record.expires {
+                    p { "It stops working at " (expires.to_rfc3339()) "." }
+                }
             }
         },
     )
+    .await
 }
 
 /// `POST /admin/tokens/{id}/revoke`: revokes one of the signed-in tenant's tokens.
@@ -181,7 +220,7 @@ pub(in super::super) async fn revoke_token(
     posted: Posted<NoFields>,
 ) -> Response {
     let signed_in = &posted.signed_in;
-    let tokens = match tenant_tokens(&state, signed_in) {
+    let tokens = match tenant_tokens(&state, signed_in).await {
         Ok(tokens) => tokens,
         Err(failure) => return failure.into_response(),
     };
@@ -191,8 +230,11 @@ pub(in super::super) async fn revoke_token(
             &format!("tenant {} has no token {id}", signed_in.tenant.id()),
         );
     };
-    match state.tokens().revoke(&token.id.to_string()) {
-        Ok(_) => Redirect::to(&at("/tenant?done=revoked")).into_response(),
+    match state.tokens().revoke(&token.id.to_string()).await {
+        Ok(revoked) => {
+            actions::record(&signed_in.actor(), Action::RevokeToken, &revoked.id.to_string());
+            Redirect::to(&at("/tenant?done=revoked")).into_response()
+        }
         Err(error) => failure(
             StatusCode::INTERNAL_SERVER_ERROR,
             &format!("the token was not revoked: {error}"),
