@@ -87,8 +87,8 @@ pub use event::{Cause, Envelope, Event, LoggedEvent, Source};
 pub use follow::Follower;
 pub use history::History;
 pub use projector::{AccessChange, AccessDirection, Projection};
-pub use roles::{RoleAssignment, RoleChange};
 pub use rejection::Rejection;
+pub use roles::{RoleAssignment, RoleChange};
 pub use sealed::{ExternalIdHash, Sealed};
 pub use state::State;
 pub use tenant::{

@@ -38,7 +38,14 @@ pub const OWNER: &str = "Owner";
 pub const DEFAULT_ROLE: &str = "User";
 
 /// The built-in role names, from the most to the least powerful.
-pub const BUILT_IN: [&str; 6] = [OWNER, "Admin", "Network Admin", "Billing Admin", "Auditor", DEFAULT_ROLE];
+pub const BUILT_IN: [&str; 6] = [
+    OWNER,
+    "Admin",
+    "Network Admin",
+    "Billing Admin",
+    "Auditor",
+    DEFAULT_ROLE,
+];
 
 /// The id of the role binding that sets the tenant's default role.
 pub const DEFAULT_BINDING: &str = "default";
@@ -273,7 +280,12 @@ fn affected_by_binding(state: &State, event: &Event, resource: &ResourceRef) -> 
     if let Event::BindingSet { groups: new, .. } = event {
         groups.extend(new.groups());
     }
-    Some(groups.into_iter().flat_map(|group| effective_users(state, group)).collect())
+    Some(
+        groups
+            .into_iter()
+            .flat_map(|group| effective_users(state, group))
+            .collect(),
+    )
 }
 
 /// What [`begin`] saw before an event: the users whose role it may change, with their roles

@@ -67,6 +67,7 @@ fn held_json(held: &HeldReconcile, policy: &ReconcilePolicy) -> Value {
         "expired": Timestamp::now() >= expires_at,
         "run": held.snapshot.run,
         "summary": report.held,
+        "removesLastOwner": report.removes_last_owner,
         "guard": {
             "removals": guard.removals,
             "deletions": guard.deletions,

@@ -7,7 +7,7 @@ use idpsync_engine::event::{Cause, Event, LoggedEvent, Source};
 use idpsync_engine::ids::{GroupId, Member, UserId};
 use idpsync_engine::model::{BindingGroups, Group, Owner, ResourceRef, User};
 use idpsync_engine::seal::Opener;
-use idpsync_engine::{AccessChange, AccessDirection, State};
+use idpsync_engine::{AccessChange, AccessDirection, RoleAssignment, RoleChange, State};
 use idpsync_storage::{Hash32, Seq, Timestamp};
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -221,6 +221,9 @@ pub fn binding_json(resource: &ResourceRef, groups: &BindingGroups) -> Value {
     let mut value = match groups {
         BindingGroups::Policy { sources, destinations } => json!({"sources": sources, "destinations": destinations}),
         BindingGroups::Groups(groups) => json!({"groups": groups}),
+        BindingGroups::Role { role, priority, groups } => {
+            json!({"role": role, "priority": priority, "groups": groups})
+        }
     };
     value["kind"] = json!(resource.kind.as_str());
     value["id"] = json!(resource.id.as_str());
@@ -250,6 +253,48 @@ pub fn access_change_json(state: &State, change: &AccessChange, index: usize) ->
         "resource": ResourceRow::from(&change.resource),
         "role": change.role.as_str(),
         "group": GroupRef::of(state, change.via),
+    })
+}
+
+/// A user's role and where it comes from; names come from `state`.
+pub fn role_json(state: &State, held: &RoleAssignment) -> Value {
+    json!({
+        "role": held.role,
+        "binding": held.binding.as_ref().map(|binding| binding.as_str()),
+        "group": held.via.map(|via| GroupRef::of(state, via)),
+    })
+}
+
+/// A role change, the SSE item `role.changed`: the user, the roles before and after (`null`
+/// for none), the binding and group that give the new role, and the group that gave the old
+/// one. Names come from `state` (the present) where it still has them.
+pub fn role_change_json(state: &State, change: &RoleChange, index: usize) -> Value {
+    let mut user = json!({"id": change.user});
+    if let Some(found) = state.user(change.user) {
+        user["userName"] = json!(found.profile.user_name);
+    }
+    let role = |held: &Option<RoleAssignment>| held.as_ref().map(|held| held.role.clone());
+    let binding = |held: &Option<RoleAssignment>| {
+        held.as_ref()
+            .and_then(|held| held.binding.as_ref())
+            .map(|binding| binding.as_str().to_owned())
+    };
+    let group = |held: &Option<RoleAssignment>| {
+        held.as_ref()
+            .and_then(|held| held.via)
+            .map(|via| GroupRef::of(state, via))
+    };
+    json!({
+        "seq": change.seq,
+        "index": index,
+        "recordedAt": change.recorded_at.to_rfc3339(),
+        "user": user,
+        "oldRole": role(&change.old),
+        "newRole": role(&change.new),
+        "binding": binding(&change.new),
+        "group": group(&change.new),
+        "oldBinding": binding(&change.old),
+        "oldGroup": group(&change.old),
     })
 }
 

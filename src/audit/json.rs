@@ -4,8 +4,8 @@
 
 use idpsync_engine::AccessDirection;
 use idpsync_engine::audit::{
-    Door, Held, HeldLeavers, Leaver, LeaversReport, Offboarding, SlowOffboarding, Standing, Step, StepKind,
-    Unacknowledged, UserAudit,
+    AdminChange, Door, Held, HeldLeavers, Leaver, LeaversReport, Offboarding, SlowOffboarding, Standing, Step,
+    StepKind, Unacknowledged, UserAudit,
 };
 use idpsync_engine::ids::{GroupId, RequestId, SyncRunId, TokenId, UserId};
 use idpsync_storage::{Seq, TenantId};
@@ -46,6 +46,33 @@ pub fn report(report: &LeaversReport) -> impl Serialize + '_ {
         ack_within_us: report.ack_within_us,
         unacknowledged: report.unacknowledged.iter().map(unacknowledged).collect(),
         slowest: report.slowest.iter().map(slow).collect(),
+        admin_changes: report.admin_changes.iter().map(admin_change).collect(),
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct AdminChangeJson<'a> {
+    user: UserId,
+    user_name: &'a str,
+    seq: Seq,
+    at: String,
+    gained: bool,
+    old_role: Option<&'a str>,
+    new_role: Option<&'a str>,
+    group: Option<&'a str>,
+}
+
+fn admin_change(change: &AdminChange) -> AdminChangeJson<'_> {
+    AdminChangeJson {
+        user: change.user,
+        user_name: &change.user_name,
+        seq: change.seq,
+        at: change.at.to_rfc3339(),
+        gained: change.gained,
+        old_role: change.old.as_deref(),
+        new_role: change.new.as_deref(),
+        group: change.group.as_deref(),
     }
 }
 
@@ -172,6 +199,18 @@ struct StepKindJson<'a> {
     /// For an acknowledgement: the record of the revocation.
     #[serde(skip_serializing_if = "Option::is_none")]
     revoked: Option<Seq>,
+    /// For a role change: the role before and after (`null` for none), the role binding that
+    /// gives the new one, and the group that gave the old one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    old_role: Option<Option<&'a str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    new_role: Option<Option<&'a str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    binding: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    old_via: Option<GroupId>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    old_via_name: Option<&'a str>,
 }
 
 #[derive(Serialize)]
@@ -228,6 +267,7 @@ struct LeaversReportJson<'a> {
     ack_within_us: i64,
     unacknowledged: Vec<UnacknowledgedJson<'a>>,
     slowest: Vec<SlowJson<'a>>,
+    admin_changes: Vec<AdminChangeJson<'a>>,
 }
 
 #[derive(Serialize)]
@@ -312,6 +352,22 @@ fn step_kind(kind: &StepKind) -> StepKindJson<'_> {
             via: Some(*via),
             via_name: Some(via_name),
             ..tag("acknowledged")
+        },
+        StepKind::Role {
+            old,
+            new,
+            binding,
+            via,
+            old_via,
+        } => StepKindJson {
+            old_role: Some(old.as_deref()),
+            new_role: Some(new.as_deref()),
+            binding: binding.as_ref().map(|binding| binding.as_str()),
+            via: via.as_ref().map(|(group, _)| *group),
+            via_name: via.as_ref().map(|(_, name)| name.as_str()),
+            old_via: old_via.as_ref().map(|(group, _)| *group),
+            old_via_name: old_via.as_ref().map(|(_, name)| name.as_str()),
+            ..tag("role")
         },
         StepKind::Access {
             direction,

@@ -297,7 +297,11 @@ async fn admin_changes(tenant: &Tenant, from: Seq, to: Seq) -> Result<Vec<AdminC
                 seq: change.seq,
                 at: change.recorded_at,
                 gained,
-                group: if gained { group_name(&change.new) } else { group_name(&change.old) },
+                group: if gained {
+                    group_name(&change.new)
+                } else {
+                    group_name(&change.old)
+                },
                 old: change.old.map(|held| held.role),
                 new: change.new.map(|held| held.role),
             }

@@ -14,7 +14,9 @@ use crate::decide::{DecideContext, Outcome, decide};
 use crate::event::{Cause, Source};
 use crate::ids::{GroupId, IntegrationName, Member, ResourceId, SyncRunId, Timestamp, TokenId, UserId};
 use crate::model::{BindingGroups, ResourceKind, ResourceRef, UserProfile};
-use crate::reconcile::{DirectorySnapshot, ExternalMember, Guard, Membership, SnapshotGroup, SnapshotScope, SnapshotUser};
+use crate::reconcile::{
+    DirectorySnapshot, ExternalMember, Guard, Membership, SnapshotGroup, SnapshotScope, SnapshotUser,
+};
 use crate::rejection::Rejection;
 use crate::roles::{self, DEFAULT_BINDING, OWNER, RoleChange, all_roles, effective_role};
 use crate::state::State;
@@ -208,9 +210,8 @@ fn role_bindings_grant_no_network_access() {
 fn role_bindings_are_checked() {
     let mut h = Harness::new();
     let g = h.group("g", &[]);
-    let mut refused = |resource: ResourceRef, groups: BindingGroups| {
-        h.when(Command::SetBinding { resource, groups }).unwrap_err()
-    };
+    let mut refused =
+        |resource: ResourceRef, groups: BindingGroups| h.when(Command::SetBinding { resource, groups }).unwrap_err();
     let role = |role: &str, priority: i32, groups: Vec<GroupId>| BindingGroups::Role {
         role: role.into(),
         priority,
@@ -309,10 +310,7 @@ fn scim_cannot_remove_the_last_owner_but_an_operator_can() {
             expected_version: None,
         },
     ] {
-        assert_eq!(
-            decide_over_scim(&h, command),
-            Err(Rejection::LastOwner { user: alice })
-        );
+        assert_eq!(decide_over_scim(&h, command), Err(Rejection::LastOwner { user: alice }));
     }
     // With a second owner, SCIM may remove the first.
     join(&mut h, owners, Member::User(bob));
@@ -320,7 +318,13 @@ fn scim_cannot_remove_the_last_owner_but_an_operator_can() {
     leave(&mut h, owners, Member::User(bob));
     // Other SCIM changes pass; an operator is trusted with the last owner.
     assert_eq!(
-        decide_over_scim(&h, Command::SetUserActive { user: bob, active: false }),
+        decide_over_scim(
+            &h,
+            Command::SetUserActive {
+                user: bob,
+                active: false
+            }
+        ),
         Ok(1)
     );
     h.given(removal);
@@ -393,7 +397,10 @@ fn a_sync_that_removes_the_last_owner_is_held_until_confirmed() {
         panic!("a change that removes the last owner is held")
     };
     assert!(report.removes_last_owner);
-    assert_eq!(report.guard.removals, 0, "no access is taken: the share alone would pass");
+    assert_eq!(
+        report.guard.removals, 0,
+        "no access is taken: the share alone would pass"
+    );
     assert!(roles::has_owner(&h.state), "nothing was applied");
     // Confirmed, it is applied.
     let Outcome::Reconciled(report) = reconcile(&mut h, listing(3, 0), Guard::Confirmed) else {
@@ -426,12 +433,9 @@ fn naive_roles(state: &State) -> BTreeMap<UserId, String> {
     let mut bindings: Vec<(i32, String, String, Vec<GroupId>)> = state
         .bindings()
         .filter_map(|(resource, groups)| match groups {
-            BindingGroups::Role { role, priority, groups } => Some((
-                *priority,
-                resource.id.as_str().to_owned(),
-                role.clone(),
-                groups.clone(),
-            )),
+            BindingGroups::Role { role, priority, groups } => {
+                Some((*priority, resource.id.as_str().to_owned(), role.clone(), groups.clone()))
+            }
             _ => None,
         })
         .collect();
