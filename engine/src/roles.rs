@@ -313,7 +313,7 @@ pub fn finish(pending: RolesPending, state: &State, event: &LoggedEvent) -> Vec<
         .filter_map(|(user, old)| {
             let new = effective_role(state, user);
             let name = |held: &Option<RoleAssignment>| held.as_ref().map(|held| held.role.clone());
-            (name(&old) != name(&new)).then(|| RoleChange {
+            (name(&old) != name(&new)).then_some(RoleChange {
                 seq: event.seq,
                 recorded_at: event.recorded_at,
                 user,
