@@ -81,7 +81,13 @@ async fn open(store: Arc<dyn LogStore>, settings: TenantSettings) -> (Engine, Ar
 
 /// What a state holds, without its ids: each user's name and whether active, each group's
 /// name and its members' names.
-fn contents(state: &State) -> (Vec<(String, bool)>, Vec<(String, Vec<String>)>) {
+#[derive(Debug, PartialEq)]
+struct Contents {
+    users: Vec<(String, bool)>,
+    groups: Vec<(String, Vec<String>)>,
+}
+
+fn contents(state: &State) -> Contents {
     let mut users: Vec<(String, bool)> = state
         .users()
         .map(|user| (user.profile.user_name.clone(), user.active))
@@ -102,7 +108,7 @@ fn contents(state: &State) -> (Vec<(String, bool)>, Vec<(String, Vec<String>)>) 
         })
         .collect();
     groups.sort();
-    (users, groups)
+    Contents { users, groups }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
