@@ -65,7 +65,7 @@ struct Bench {
 
 enum Location {
     Redb(PathBuf),
-    Postgres(PostgresSettings),
+    Postgres(Box<PostgresSettings>),
 }
 
 impl Bench {
@@ -95,7 +95,7 @@ impl Bench {
                 let settings = PostgresSettings::from_url(&url)
                     .and_then(|settings| settings.with_schema(&format!("idpsync_bench_tenant_x{scale}")))
                     .unwrap();
-                Location::Postgres(settings)
+                Location::Postgres(Box::new(settings))
             }
             other => panic!("IDPSYNC_BENCH_TENANT_STORAGE: `redb` or `postgres`, not {other:?}"),
         };
@@ -114,7 +114,7 @@ impl Bench {
     async fn store(&self) -> Arc<dyn LogStore> {
         match &self.location {
             Location::Redb(dir) => Arc::new(RedbStore::open(dir).unwrap()),
-            Location::Postgres(settings) => Arc::new(PostgresStore::open(settings.clone()).await.unwrap()),
+            Location::Postgres(settings) => Arc::new(PostgresStore::open((**settings).clone()).await.unwrap()),
         }
     }
 
@@ -137,18 +137,29 @@ impl Bench {
             let _ = std::fs::remove_dir_all(dir);
             std::fs::create_dir_all(dir).unwrap();
         }
-        let head = runtime.block_on(async { self.store().await.head(&TenantId::default_tenant()).await.map(|head| head.seq) });
+        let head = runtime.block_on(async {
+            self.store()
+                .await
+                .head(&TenantId::default_tenant())
+                .await
+                .map(|head| head.seq)
+        });
         if let Location::Postgres(settings) = &self.location {
             match (marker.exists(), head.unwrap_or(Seq::ZERO)) {
                 (true, head) if head > Seq::ZERO => return,
                 (_, Seq::ZERO) => {}
-                _ => panic!("schema {} holds an unfinished seeding: drop it and run again", settings.schema()),
+                _ => panic!(
+                    "schema {} holds an unfinished seeding: drop it and run again",
+                    settings.schema()
+                ),
             }
         }
         eprintln!("seeding the benchmark tenant ({}, once)...", self.label);
         let started = Instant::now();
         runtime.block_on(async {
-            let engine = Engine::open(self.store().await, TenantSettings::default()).await.unwrap();
+            let engine = Engine::open(self.store().await, TenantSettings::default())
+                .await
+                .unwrap();
             let tenant = engine.require_tenant(&TenantId::default_tenant()).unwrap();
             let progress = seed(&tenant, &self.spec, &mut |p| eprintln!("  {} events", p.events))
                 .await
@@ -172,7 +183,9 @@ fn bench_data() -> PathBuf {
 }
 
 async fn open(bench: &Bench) -> Engine {
-    Engine::open(bench.store().await, TenantSettings::default()).await.unwrap()
+    Engine::open(bench.store().await, TenantSettings::default())
+        .await
+        .unwrap()
 }
 
 /// Groups of the tenant, and the time span of its log.
@@ -352,9 +365,10 @@ fn members_at_random_past_moment(c: &mut Criterion, runtime: &tokio::runtime::Ru
         let seq = tenant.seq_at(moment);
         tenant.with_history(|history, _| history.direct_members_at(group, seq).len())
     };
-    c.bench_function(format!("{}/members_of_a_group_at_a_random_past_moment", bench.label), |b| {
-        b.iter(&mut query)
-    });
+    c.bench_function(
+        &format!("{}/members_of_a_group_at_a_random_past_moment", bench.label),
+        |b| b.iter(&mut query),
+    );
     // Criterion reports the mean; the target is on percentiles, so measure them directly too.
     let mut latencies: Vec<Duration> = (0..20_000)
         .map(|_| {
@@ -410,7 +424,7 @@ fn audit_a_user(c: &mut Criterion, runtime: &tokio::runtime::Runtime, bench: &Be
         token_names: &names,
     };
     let mut next = 0;
-    c.bench_function(format!("{}/audit_user", bench.label), |b| {
+    c.bench_function(&format!("{}/audit_user", bench.label), |b| {
         b.iter(|| {
             next = (next + 1) % users.len();
             runtime.block_on(audit_user(&tenant, users[next], &sources)).unwrap()

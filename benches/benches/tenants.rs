@@ -64,7 +64,7 @@ fn runtime() -> tokio::runtime::Runtime {
 #[derive(Clone)]
 enum Backend {
     Redb(PathBuf),
-    Postgres(PostgresSettings),
+    Postgres(Box<PostgresSettings>),
 }
 
 impl Backend {
@@ -77,7 +77,7 @@ impl Backend {
                 let settings = PostgresSettings::from_url(&url)
                     .and_then(|settings| settings.with_schema(&format!("idpsync_bench_tenants_{count}")))
                     .unwrap();
-                backends.push(Backend::Postgres(settings));
+                backends.push(Backend::Postgres(Box::new(settings)));
             }
             Err(_) => eprintln!("IDPSYNC_TEST_POSTGRES_URL is not set: PostgreSQL is left out"),
         }
@@ -105,7 +105,7 @@ impl Backend {
                 std::fs::create_dir_all(dir).unwrap();
                 Arc::new(RedbStore::open(dir).unwrap())
             }
-            Backend::Postgres(settings) => Arc::new(PostgresStore::open(settings.clone()).await.unwrap()),
+            Backend::Postgres(settings) => Arc::new(PostgresStore::open((**settings).clone()).await.unwrap()),
         }
     }
 }
@@ -121,13 +121,20 @@ async fn seed(backend: &Backend, count: usize) {
     eprintln!("seeding {} tenants on {} (once)...", missing.len(), backend.name());
     let started = Instant::now();
     for chunk in missing.chunks(SEED_CHUNK) {
-        let engine = Arc::new(Engine::open(Arc::clone(&store), TenantSettings::default()).await.unwrap());
+        let engine = Arc::new(
+            Engine::open(Arc::clone(&store), TenantSettings::default())
+                .await
+                .unwrap(),
+        );
         let chunk = Arc::new(chunk.to_vec());
         let next = Arc::new(AtomicUsize::new(0));
-        let seeders: Vec<_> = (0..SEEDERS)
+        // The workload's progress callback is not `Send`: the seeders share one thread (the
+        // tenants' writers run on the runtime's).
+        let seeders = tokio::task::LocalSet::new();
+        let handles: Vec<_> = (0..SEEDERS)
             .map(|_| {
                 let (engine, chunk, next) = (Arc::clone(&engine), Arc::clone(&chunk), Arc::clone(&next));
-                tokio::spawn(async move {
+                seeders.spawn_local(async move {
                     while let Some(&n) = chunk.get(next.fetch_add(1, Ordering::Relaxed)) {
                         let tenant = engine.ensure_tenant(&tenant_id(n)).await.unwrap();
                         seed_workload(&tenant, &workload(n), &mut |_| {}).await.unwrap();
@@ -135,17 +142,27 @@ async fn seed(backend: &Backend, count: usize) {
                 })
             })
             .collect();
-        for seeder in seeders {
-            seeder.await.unwrap();
-        }
+        seeders
+            .run_until(async {
+                for handle in handles {
+                    handle.await.unwrap();
+                }
+            })
+            .await;
         engine.shutdown().await;
-        eprintln!("  {} tenants, {:.0} s", chunk.last().unwrap() + 1, started.elapsed().as_secs_f64());
+        eprintln!(
+            "  {} tenants, {:.0} s",
+            chunk.last().unwrap() + 1,
+            started.elapsed().as_secs_f64()
+        );
     }
 }
 
 /// Opens the store and the engine and answers a query of `default`: what a start costs.
 async fn start(backend: &Backend) -> Engine {
-    let engine = Engine::open(backend.open().await, TenantSettings::default()).await.unwrap();
+    let engine = Engine::open(backend.open().await, TenantSettings::default())
+        .await
+        .unwrap();
     let default = engine.require_tenant(&TenantId::default_tenant()).unwrap();
     std::hint::black_box(default.state().user_count());
     engine

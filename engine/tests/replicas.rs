@@ -186,7 +186,11 @@ async fn a_tenant_another_replica_writes_loads_up_to_date_on_first_use_then_is_f
     .await;
     assert!(engines[1].tenant(&beta).is_none(), "B loads beta only on first use");
 
-    let on_b = engines[1].tenant_in_log(&beta).await.unwrap().expect("the log has beta");
+    let on_b = engines[1]
+        .tenant_in_log(&beta)
+        .await
+        .unwrap()
+        .expect("the log has beta");
     assert!(on_b.state().user_by_name("dana@example.com").is_some());
     tenant.execute(provision("erin@example.com"), origin()).await.unwrap();
     eventually("B folds in A's next write to beta", || {
@@ -206,15 +210,25 @@ async fn a_tenant_loaded_while_another_replica_writes_it_ends_at_the_head() {
     let gamma = TenantId::new("gamma").unwrap();
     let writer = engines[0].ensure_tenant(&gamma).await.unwrap();
     for n in 0..200 {
-        writer.execute(provision(&format!("before{n}")), origin()).await.unwrap();
+        writer
+            .execute(provision(&format!("before{n}")), origin())
+            .await
+            .unwrap();
     }
     let writing = tokio::spawn(async move {
         for n in 0..100 {
-            writer.execute(provision(&format!("during{n}")), origin()).await.unwrap();
+            writer
+                .execute(provision(&format!("during{n}")), origin())
+                .await
+                .unwrap();
         }
         writer.state().seq()
     });
-    let on_b = engines[1].tenant_in_log(&gamma).await.unwrap().expect("the log has gamma");
+    let on_b = engines[1]
+        .tenant_in_log(&gamma)
+        .await
+        .unwrap()
+        .expect("the log has gamma");
     let head = writing.await.unwrap();
     assert_eq!(head, Seq(300));
     eventually("B's gamma reaches A's head", || on_b.state().seq() == head).await;

@@ -18,7 +18,9 @@ fn tenant_id(n: usize) -> TenantId {
 /// written through an engine that is then shut down.
 async fn store_with_tenants(count: usize) -> Arc<dyn LogStore> {
     let store: Arc<dyn LogStore> = Arc::new(MemoryStore::new());
-    let engine = Engine::open(Arc::clone(&store), TenantSettings::default()).await.unwrap();
+    let engine = Engine::open(Arc::clone(&store), TenantSettings::default())
+        .await
+        .unwrap();
     for n in 0..count {
         let tenant = engine.ensure_tenant(&tenant_id(n)).await.unwrap();
         for user in 0..n % 5 + 1 {
@@ -103,14 +105,27 @@ async fn fifty_concurrent_first_requests_for_a_new_tenant_share_one_writer() {
 async fn opening_a_store_of_many_tenants_loads_only_default_and_the_rest_on_first_use() {
     let store = store_with_tenants(200).await;
     assert_eq!(store.tenants().await.unwrap().len(), 201);
-    let engine = Engine::open(Arc::clone(&store), TenantSettings::default()).await.unwrap();
+    let engine = Engine::open(Arc::clone(&store), TenantSettings::default())
+        .await
+        .unwrap();
     let loaded = |engine: &Engine| -> Vec<TenantId> {
-        engine.loaded_tenants().iter().map(|tenant| tenant.id().clone()).collect()
+        engine
+            .loaded_tenants()
+            .iter()
+            .map(|tenant| tenant.id().clone())
+            .collect()
     };
     assert_eq!(loaded(&engine), vec![TenantId::default_tenant()]);
-    assert!(engine.tenant(&tenant_id(7)).is_none(), "not loaded before its first use");
+    assert!(
+        engine.tenant(&tenant_id(7)).is_none(),
+        "not loaded before its first use"
+    );
 
-    let seven = engine.tenant_in_log(&tenant_id(7)).await.unwrap().expect("the log has it");
+    let seven = engine
+        .tenant_in_log(&tenant_id(7))
+        .await
+        .unwrap()
+        .expect("the log has it");
     assert_eq!(seven.state().user_count(), 3);
     assert!(seven.state().user_by_name("user2@tenant7.example").is_some());
     let nine = engine.existing_tenant(&tenant_id(9)).await.unwrap();
@@ -129,7 +144,9 @@ async fn opening_a_store_of_many_tenants_loads_only_default_and_the_rest_on_firs
 #[tokio::test]
 async fn a_tenant_the_log_does_not_have_is_not_found_and_not_created() {
     let store = store_with_tenants(1).await;
-    let engine = Engine::open(Arc::clone(&store), TenantSettings::default()).await.unwrap();
+    let engine = Engine::open(Arc::clone(&store), TenantSettings::default())
+        .await
+        .unwrap();
     let missing = TenantId::new("missing").unwrap();
     assert!(engine.tenant_in_log(&missing).await.unwrap().is_none());
     assert!(matches!(
