@@ -181,10 +181,10 @@ async fn create(context: &Context, only: Option<TenantId>) -> anyhow::Result<()>
     let result = async {
         let tenants = match &only {
             Some(tenant) => vec![tenant.clone()],
-            None => engine.tenant_ids(),
+            None => engine.store().tenants().await?,
         };
         for id in tenants {
-            let tenant = engine.require_tenant(&id)?;
+            let tenant = engine.existing_tenant(&id).await?;
             match checkpoint::make(&tenant, engine.store(), &signing).await? {
                 Some(made) => {
                     checkpoint::append(&context.data_dir, &made)?;

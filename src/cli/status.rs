@@ -164,8 +164,10 @@ async fn collect(context: &Context, engine: &Engine, args: &StatusArgs) -> anyho
             .await
             .map_err(|error| anyhow::anyhow!("tenant {tenant}: {error}"))?;
         let snapshots = store.snapshots(&tenant).await?;
+        // Loaded now if this is its first use since the service started.
+        let handle = engine.existing_tenant(&tenant).await?;
         let held = match &context.running {
-            Some(running) => running.engine.tenant(&tenant).map(|t| t.held()).unwrap_or_default(),
+            Some(_) => handle.held(),
             None => BTreeMap::new(),
         };
         let configured = context
@@ -189,7 +191,6 @@ async fn collect(context: &Context, engine: &Engine, args: &StatusArgs) -> anyho
                 integration: name,
             })
             .collect();
-        let handle = engine.require_tenant(&tenant)?;
         // A running service keeps the revocations it waits for; a command of its own reads
         // them back from the log, as the service does at its start.
         if context.running.is_none() {
