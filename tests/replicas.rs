@@ -365,7 +365,10 @@ impl Balancer {
                 }
                 Ok(_) | Err(_) => retried = true,
             }
-            assert!(Instant::now() < deadline, "no replica answered {method} {path} within 60 s");
+            assert!(
+                Instant::now() < deadline,
+                "no replica answered {method} {path} within 60 s"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -428,9 +431,17 @@ async fn load(
             joined.status,
             joined.body
         );
-        acked.lock().unwrap().joined.entry(name.clone()).or_default().push(group.clone());
+        acked
+            .lock()
+            .unwrap()
+            .joined
+            .entry(name.clone())
+            .or_default()
+            .push(group.clone());
         if n % 5 == 4 {
-            let deleted = balancer.send(reqwest::Method::DELETE, &format!("/Users/{id}"), None).await;
+            let deleted = balancer
+                .send(reqwest::Method::DELETE, &format!("/Users/{id}"), None)
+                .await;
             assert!(
                 deleted.status == 204 || (deleted.status == 404 && deleted.retried),
                 "deleting {name}: {} {}",
@@ -616,7 +627,10 @@ async fn two_of_three_replicas_killed_under_load_lose_no_acknowledged_write() {
     let public_keys: Vec<String> = (0..3)
         .map(|n| {
             let dir = root.path().join(format!("replica{n}"));
-            assert!(!dir.join("checkpoint-key").exists(), "replica {n} keeps the secret on its disk");
+            assert!(
+                !dir.join("checkpoint-key").exists(),
+                "replica {n} keeps the secret on its disk"
+            );
             std::fs::read_to_string(dir.join("checkpoint-key.pub")).unwrap()
         })
         .collect();
@@ -626,7 +640,11 @@ async fn two_of_three_replicas_killed_under_load_lose_no_acknowledged_write() {
     let mut groups = Vec::new();
     for n in 0..4 {
         let made = balancer
-            .send(reqwest::Method::POST, "/Groups", Some(&json!({"displayName": format!("team{n}")})))
+            .send(
+                reqwest::Method::POST,
+                "/Groups",
+                Some(&json!({"displayName": format!("team{n}")})),
+            )
             .await;
         assert_eq!(made.status, 201, "{}", made.body);
         groups.push(made.body["id"].as_str().unwrap().to_owned());
@@ -671,7 +689,12 @@ async fn two_of_three_replicas_killed_under_load_lose_no_acknowledged_write() {
     replicas[second_holder].take().unwrap().server.kill();
     eprintln!("killed replica {second_holder}");
     let last = live(&replicas)[0];
-    jc_runner(&[origins[last].as_str()], &tokens.admin, "taken over after the second kill").await;
+    jc_runner(
+        &[origins[last].as_str()],
+        &tokens.admin,
+        "taken over after the second kill",
+    )
+    .await;
     progress(&acked, 40).await;
     stop.store(true, Ordering::Relaxed);
     for worker in workers {
@@ -682,7 +705,11 @@ async fn two_of_three_replicas_killed_under_load_lose_no_acknowledged_write() {
     eprintln!(
         "acknowledged: {} creates ({} of them contended, out of {rounds} rounds), {} joins, {} deletes; {} creates answered only by a 409 on retry",
         acked.created.len(),
-        acked.created.keys().filter(|name| name.starts_with("contended")).count(),
+        acked
+            .created
+            .keys()
+            .filter(|name| name.starts_with("contended"))
+            .count(),
         acked.joined.len(),
         acked.deleted.len(),
         acked.created_unacknowledged.len()
@@ -702,7 +729,11 @@ async fn two_of_three_replicas_killed_under_load_lose_no_acknowledged_write() {
         .collect();
     let survivor = replicas[last].take().unwrap();
     let fresh = Replica {
-        server: Serving::start_with(&root.path().join("fresh"), Some(&config), &[("IDPSYNC_STORAGE", storage.as_str())]),
+        server: Serving::start_with(
+            &root.path().join("fresh"),
+            Some(&config),
+            &[("IDPSYNC_STORAGE", storage.as_str())],
+        ),
     };
     let everyone: Vec<&Replica> = restarted.iter().chain([&survivor, &fresh]).collect();
     // Scheduled syncs may still append (none should: the IdP does not change), so the
@@ -741,11 +772,17 @@ async fn two_of_three_replicas_killed_under_load_lose_no_acknowledged_write() {
                 assert!(!acked.deleted.contains(name), "{name} was deleted, yet listed");
                 assert_eq!(user["id"], id.as_str(), "{name}");
             }
-            None => assert!(acked.deleted.contains(name), "the acknowledged create of {name} is lost"),
+            None => assert!(
+                acked.deleted.contains(name),
+                "the acknowledged create of {name} is lost"
+            ),
         }
     }
     for name in &acked.created_unacknowledged {
-        assert!(by_name.contains_key(name.as_str()), "{name} answered 409, yet is not listed");
+        assert!(
+            by_name.contains_key(name.as_str()),
+            "{name} answered 409, yet is not listed"
+        );
     }
     assert!(by_name.contains_key("ada.lovelace"), "the integration's user");
     let members: std::collections::BTreeMap<&str, std::collections::BTreeSet<&str>> = groups_seen
@@ -764,7 +801,10 @@ async fn two_of_three_replicas_killed_under_load_lose_no_acknowledged_write() {
         }
         let id = acked.created[name].as_str();
         for group in joined {
-            assert!(members[group.as_str()].contains(id), "{name}'s acknowledged join of {group} is lost");
+            assert!(
+                members[group.as_str()].contains(id),
+                "{name}'s acknowledged join of {group} is lost"
+            );
         }
     }
 
@@ -802,7 +842,11 @@ async fn two_of_three_replicas_killed_under_load_lose_no_acknowledged_write() {
         .args(["log", "verify", "--deep"])
         .output()
         .unwrap();
-    assert!(verified.status.success(), "{}", String::from_utf8_lossy(&verified.stderr));
+    assert!(
+        verified.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verified.stderr)
+    );
     drop(stream);
     drop(everyone);
     for replica in restarted.into_iter().chain([survivor, fresh]) {

@@ -115,7 +115,9 @@ async fn one_run(url: &str, appends: usize) -> Result<Run, Failure> {
     let mut append_times = Vec::with_capacity(appends);
     for n in 0..appends {
         let started = Instant::now();
-        let committed = at_a.execute(provision(&format!("lag{n}@example.com")), origin()).await?;
+        let committed = at_a
+            .execute(provision(&format!("lag{n}@example.com")), origin())
+            .await?;
         let at = Instant::now();
         append_times.push((at - started).as_micros() as u64);
         acknowledged.push((committed.head, at));

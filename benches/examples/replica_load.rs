@@ -92,7 +92,9 @@ async fn main() -> Result<(), Failure> {
 async fn one_run(args: &Args, url: &str, count: usize, run: usize) -> Result<Measured, Failure> {
     let schema = PostgresStore::open_scratch(PostgresSettings::from_url(url)?, "idpsync_replica_load").await?;
     let mut storage = url::Url::parse(url)?;
-    storage.query_pairs_mut().append_pair("schema", schema.settings().schema());
+    storage
+        .query_pairs_mut()
+        .append_pair("schema", schema.settings().schema());
     let storage = storage.to_string();
     let work = tempfile::tempdir()?;
     let token = token(&args.binary, &work.path().join("operator"), &storage)?;
@@ -122,7 +124,12 @@ fn token(binary: &Path, data_dir: &Path, storage: &str) -> Result<String, Failur
         return Err(format!("token create: {}", String::from_utf8_lossy(&made.stderr)).into());
     }
     let out = String::from_utf8(made.stdout)?;
-    Ok(out.lines().last().ok_or("token create printed nothing")?.trim().to_owned())
+    Ok(out
+        .lines()
+        .last()
+        .ok_or("token create printed nothing")?
+        .trim()
+        .to_owned())
 }
 
 /// One `serve` process.
@@ -236,7 +243,12 @@ async fn load(args: &Args, origins: Arc<Vec<String>>, token: &str, run: usize) -
         other_answers += others;
     }
     latencies.sort_unstable();
-    let at = |percent: usize| latencies.get(latencies.len() * percent / 100).copied().unwrap_or_default();
+    let at = |percent: usize| {
+        latencies
+            .get(latencies.len() * percent / 100)
+            .copied()
+            .unwrap_or_default()
+    };
     Ok(Measured {
         rate: latencies.len() as f64 / elapsed.as_secs_f64(),
         p50: at(50),

@@ -257,7 +257,11 @@ async fn sql() -> Option<tokio_postgres::Client> {
 /// A replica that follows `settings`' schema on a store of its own, its connections named
 /// `application_name` so that a test can find them; heads read every `every` besides the
 /// notices.
-async fn follower_named(settings: &PostgresSettings, application_name: &str, every: Duration) -> (Arc<Engine>, Follower) {
+async fn follower_named(
+    settings: &PostgresSettings,
+    application_name: &str,
+    every: Duration,
+) -> (Arc<Engine>, Follower) {
     let mut url = url::Url::parse(&std::env::var("IDPSYNC_TEST_POSTGRES_URL").unwrap()).unwrap();
     url.query_pairs_mut()
         .append_pair("schema", settings.schema())
@@ -266,7 +270,9 @@ async fn follower_named(settings: &PostgresSettings, application_name: &str, eve
         .await
         .unwrap();
     let engine = Arc::new(Engine::open(Arc::new(store), TenantSettings::default()).await.unwrap());
-    let follower = engine.follow_other_writers(every).expect("a PostgreSQL store is shared");
+    let follower = engine
+        .follow_other_writers(every)
+        .expect("a PostgreSQL store is shared");
     (engine, follower)
 }
 
@@ -331,7 +337,10 @@ async fn a_follower_whose_listening_connection_is_killed_still_applies_every_app
         if now.len() == 1 && now != old {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "B does not listen again: {now:?}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "B does not listen again: {now:?}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     a.execute(provision("after@example.com"), origin()).await.unwrap();
@@ -365,7 +374,10 @@ async fn a_follower_that_hears_no_notice_still_applies_every_append_at_its_sweep
             .unwrap();
     }
     let head = a.state().seq();
-    eventually("B applies every append it was never told of", || b.state().seq() == head).await;
+    eventually("B applies every append it was never told of", || {
+        b.state().seq() == head
+    })
+    .await;
     for n in 0..20 {
         assert!(b.state().user_by_name(&format!("unheard{n}@example.com")).is_some());
     }

@@ -67,7 +67,8 @@ pub fn load_or_create(data_dir: &Path) -> Result<SigningKey, CheckpointError> {
         None => {
             let key = random_key();
             write_public(data_dir, &key)?;
-            write_atomically(&path, format!("{}\n", hex(key.as_bytes())).as_bytes()).map_err(|error| io(&path, error))?;
+            write_atomically(&path, format!("{}\n", hex(key.as_bytes())).as_bytes())
+                .map_err(|error| io(&path, error))?;
             tracing::info!(key = %path.display(), "created the checkpoint signing key");
             Ok(key)
         }
@@ -93,7 +94,9 @@ pub async fn load_or_create_shared(store: &dyn LogStore, data_dir: &Path) -> Res
                     made
                 }
                 // Another replica stored its key first: that one is everyone's.
-                Err(StoreError::MetaConflict { .. }) => read_shared(store).await?.ok_or_else(|| shared_key_error("it vanished after another replica stored it"))?,
+                Err(StoreError::MetaConflict { .. }) => read_shared(store)
+                    .await?
+                    .ok_or_else(|| shared_key_error("it vanished after another replica stored it"))?,
                 Err(error) => return Err(error.into()),
             }
         }
@@ -196,7 +199,10 @@ mod tests {
         assert!(keys.windows(2).all(|pair| pair[0] == pair[1]), "one key");
         for dir in &dirs {
             assert!(!dir.path().join(KEY_FILE).exists(), "the secret stays in the store");
-            assert_eq!(read_public(&dir.path().join(PUBLIC_KEY_FILE)).unwrap(), keys[0].verifying_key());
+            assert_eq!(
+                read_public(&dir.path().join(PUBLIC_KEY_FILE)).unwrap(),
+                keys[0].verifying_key()
+            );
         }
         // A replica started later reads the same key.
         let later = tempfile::tempdir().unwrap();
