@@ -176,9 +176,9 @@ fn export(context: &Context, only: Option<TenantId>, output: Option<PathBuf>) ->
 }
 
 async fn create(context: &Context, only: Option<TenantId>) -> anyhow::Result<()> {
-    let signing = key::load_or_create(&context.data_dir)?;
     let engine = context.open_engine().await?;
     let result = async {
+        let signing = key::for_store(&**engine.store(), &context.data_dir).await?;
         let tenants = match &only {
             Some(tenant) => vec![tenant.clone()],
             None => engine.store().tenants().await?,

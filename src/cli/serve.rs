@@ -179,7 +179,7 @@ pub(crate) async fn run(context: &Context, args: ServeArgs) -> anyhow::Result<()
         },
     )
     .context("starting the change streams' thread")?;
-    let key = idpsync::checkpoint::key::load_or_create(&context.data_dir)?;
+    let key = idpsync::checkpoint::key::for_store(&**engine.store(), &context.data_dir).await?;
     let signer = idpsync::checkpoint::signer::CheckpointSigner::start(
         Arc::clone(&engine),
         context.data_dir.clone(),
