@@ -132,10 +132,61 @@ pub(super) fn static_auth(vendor: Vendor) -> Option<(&'static str, &'static str)
     }
 }
 
+/// The integration's TOML for an Okta fake reached by a service app (`private_key_jwt`).
+pub(super) fn okta_service_app_toml(origin: &str) -> String {
+    format!(
+        "provider = \"okta\"\nbase_url = \"{origin}\"\nallow_insecure_http = true\nclient_id = \"fake-client\"\nprivate_key = \"\"\"\n{TEST_KEY}\"\"\"\n"
+    )
+}
+
+/// A token request the vendor refuses for a scope the client was not granted: Okta's service
+/// app without `okta.logs.read` when the feeds' permission is withheld.
+pub(super) fn refuse_scope(vendor: Vendor, scopes: &str, withheld: bool) -> Option<(Response, Option<Value>)> {
+    let refused =
+        vendor == Vendor::Okta && withheld && scopes.split_whitespace().any(|scope| scope == "okta.logs.read");
+    refused.then(|| {
+        json_response(
+            StatusCode::BAD_REQUEST,
+            vec![],
+            json!({"error": "invalid_scope", "error_description": "The following scopes are not allowed: [okta.logs.read]"}),
+        )
+    })
+}
+
+/// Whether `path` is one of the vendor's change feeds.
+fn is_feed_path(vendor: Vendor, path: &str) -> bool {
+    match vendor {
+        Vendor::Okta => path == "/api/v1/logs",
+        Vendor::Auth0 => path == "/api/v2/logs",
+        Vendor::Authentik => path == "/api/v3/events/events/",
+        _ => false,
+    }
+}
+
+/// A change feed's 403 in the vendor's words, for an integration without its permission.
+fn feed_forbidden(vendor: Vendor) -> (Response, Option<Value>) {
+    let body = match vendor {
+        Vendor::Okta => json!({
+            "errorCode": "E0000006",
+            "errorSummary": "You do not have permission to perform the requested action",
+            "errorLink": "E0000006", "errorId": "fake", "errorCauses": []
+        }),
+        Vendor::Auth0 => json!({
+            "statusCode": 403, "error": "Forbidden",
+            "message": "Insufficient scope, expected any of: read:logs", "errorCode": "insufficient_scope"
+        }),
+        _ => json!({"detail": "You do not have permission to perform this action."}),
+    };
+    json_response(StatusCode::FORBIDDEN, vec![], body)
+}
+
 /// A request the vendor refuses with a 4xx of its own: Graph's delta functions take no `$top`
 /// (the page size goes in `Prefer: odata.maxpagesize`) and answer an expired delta token 400
-/// `syncStateNotFound`.
+/// `syncStateNotFound`; a change feed answers 403 while its permission is withheld.
 pub(super) fn refuse(vendor: Vendor, call: &Call, directory: &Directory) -> Option<(Response, Option<Value>)> {
+    if directory.feed_permission_withheld && is_feed_path(vendor, &call.path) {
+        return Some(feed_forbidden(vendor));
+    }
     let graph_error = |code: &str, message: &str| {
         json_response(
             StatusCode::BAD_REQUEST,

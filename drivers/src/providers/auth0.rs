@@ -13,7 +13,7 @@ use reqwest::Url;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
-use super::feed::{Feed, Gone};
+use super::feed::{Feed, Gone, unless_refused};
 use super::person::Person;
 use super::since::{feed_position, rfc3339_millis, since_now, since_seconds};
 use crate::auth::{Auth, Grant, TokenSource};
@@ -414,7 +414,16 @@ impl Provider for Auth0 {
         let mut cursor = since_now();
         // The feed is read first, so that the listing is the newer of the two.
         let feed = match since {
-            Some(since) => Some(read_log(client, run, since, &mut cursor).await?),
+            Some(since) => {
+                let permission = "`read:logs` to the application on the Management API";
+                unless_refused(
+                    run,
+                    "the log events",
+                    permission,
+                    read_log(client, run, since, &mut cursor),
+                )
+                .await?
+            }
             None => None,
         };
         let (mut listing, query) = match since {
