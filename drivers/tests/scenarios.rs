@@ -530,19 +530,58 @@ async fn a_failed_listing_is_no_witness_to_an_absence() {
     }
 }
 
+/// An Auth0 tenant larger than `/users` lists (1,000) is listed in full from a users-export
+/// job: created, polled through pending and processing, its gzip file fetched from another host
+/// without the API's token. A small tenant never asks for one.
 #[tokio::test(flavor = "multi_thread")]
-async fn an_auth0_tenant_larger_than_its_users_api_is_an_error_not_a_partial_directory() {
+async fn an_auth0_tenant_larger_than_its_users_api_is_listed_by_an_export_job() {
+    let h = harness(Vendor::Auth0, "").await;
+    h.sync(Resync::Auto).await;
+    let asked_for_jobs =
+        |recorded: &[idpsync_drivers::fake::Recorded]| recorded.iter().any(|r| r.path.contains("/jobs"));
+    assert!(!asked_for_jobs(&h.fake.take_recorded()), "no job for 20 users");
+    h.fake.edit(|d| {
+        d.set_active("1003", false);
+        for n in 2000..4480 {
+            d.put_user(&n.to_string(), &format!("bulk{n}.user"), true);
+        }
+    });
+    let outcome = h.sync(Resync::Full).await;
+    assert_eq!(outcome.listed.users, 2500);
+    assert_eq!(h.user_active("4479"), Some(true));
+    assert_eq!(h.user_active("1003"), Some(false));
+    let recorded = h.fake.take_recorded();
+    let polls = recorded
+        .iter()
+        .filter(|r| r.path.starts_with("/api/v2/jobs/job_"))
+        .count();
+    assert_eq!(polls, 3, "pending, processing, completed");
+    let file = recorded
+        .iter()
+        .find(|r| r.path.starts_with("/exports/"))
+        .expect("the file fetched");
+    assert_eq!(file.status, 200, "fetched without the API's credentials");
+    assert!(file.headers.get("authorization").is_none());
+    h.engine.shutdown().await;
+}
+
+/// An export job that fails fails the run: nothing is applied, no one is deactivated.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_auth0_export_job_fails_the_run_and_deactivates_no_one() {
     let h = harness(Vendor::Auth0, "").await;
     h.sync(Resync::Auto).await;
     let head = h.tenant.state().seq();
     h.fake.edit(|d| {
-        for n in 2000..3000 {
+        d.delete_user("1004");
+        for n in 2000..3100 {
             d.put_user(&n.to_string(), &format!("bulk{n}.user"), true);
         }
+        d.fail_export_jobs();
     });
     let error = h.try_sync(Mode::Apply, Resync::Full).await.unwrap_err();
-    assert!(error.to_string().contains("lists at most 1000"), "{error}");
+    assert!(error.to_string().contains("export job job_1 ended failed"), "{error}");
     assert_eq!(h.tenant.state().seq(), head, "nothing applied");
+    assert_eq!(h.user_active("1004"), Some(true));
     h.engine.shutdown().await;
 }
 

@@ -6,6 +6,7 @@
 //! request is recorded ([`Recorded`]) for contract checks.
 
 mod feeds;
+mod jobs;
 mod vendors;
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
@@ -99,6 +100,8 @@ pub struct Directory {
     /// The integration lacks the feeds' permission: they answer 403, and Okta's token
     /// endpoint refuses `okta.logs.read` (`invalid_scope`).
     feed_permission_withheld: bool,
+    /// Auth0's users-export jobs end `failed`.
+    export_jobs_fail: bool,
     /// Users Okta's "changed since" search does not find yet (its index lags its writes).
     okta_index_lag: BTreeSet<String>,
 }
@@ -233,6 +236,11 @@ impl Directory {
     /// 403 in the vendor's words, and Okta's token endpoint refuses to issue `okta.logs.read`.
     pub fn withhold_feed_permission(&mut self) {
         self.feed_permission_withheld = true;
+    }
+
+    /// Makes Auth0's users-export jobs fail.
+    pub fn fail_export_jobs(&mut self) {
+        self.export_jobs_fail = true;
     }
 
     /// Grants the change feeds' permission again.
@@ -391,6 +399,7 @@ struct Shared {
     token_count: AtomicU64,
     recorded: Mutex<Vec<Recorded>>,
     record_bodies: bool,
+    jobs: Mutex<jobs::Jobs>,
 }
 
 /// A running fake IdP.
@@ -422,6 +431,7 @@ impl FakeIdp {
             vendor,
             base: format!("http://{address}"),
             directory: Mutex::new(directory),
+            jobs: Mutex::new(jobs::Jobs::default()),
             triggers: Mutex::new(Vec::new()),
             faults: Mutex::new((Faults::default(), 0)),
             quota_use: Mutex::new(QuotaUse::default()),
@@ -608,6 +618,13 @@ async fn answer(shared: &Shared, call: &Call) -> (Response, Option<Value>) {
     if vendors::is_token_path(shared.vendor, &call.path) && call.method == Method::POST {
         return issue_token(shared, call, &call.headers);
     }
+    if shared.vendor == Vendor::Auth0 {
+        let directory = shared.directory.lock().unwrap_or_else(|p| p.into_inner());
+        let jobs = shared.jobs.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(file) = jobs.download(call, &directory) {
+            return (file, None);
+        }
+    }
     let in_flight = shared.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
     shared.most_in_flight.fetch_max(in_flight, Ordering::SeqCst);
     let answered = answer_api(shared, call).await;
@@ -679,6 +696,12 @@ async fn answer_api(shared: &Shared, call: &Call) -> (Response, Option<Value>) {
     let mut directory = shared.directory.lock().unwrap_or_else(|p| p.into_inner());
     if let Some(refusal) = vendors::refuse(vendor, call, &directory) {
         return refusal;
+    }
+    if vendor == Vendor::Auth0 {
+        let mut jobs = shared.jobs.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(answer) = jobs.answer(&shared.base, call, &directory) {
+            return answer;
+        }
     }
     match vendors::route(vendor, &shared.base, call, &directory) {
         Some((mut headers, body)) => {

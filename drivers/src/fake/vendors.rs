@@ -685,6 +685,11 @@ fn keycloak(call: &Call, segments: &[&str], directory: &Directory) -> Option<Ans
     Some((vec![], Value::Array(window(&items, first, max).0)))
 }
 
+/// A user as Auth0's `/users` and its users exports show it.
+pub(super) fn auth0_user(user: &FakeUser) -> Value {
+    json!({"user_id": user.id, "email": user.email, "email_verified": true, "given_name": user.given_name, "family_name": user.family_name, "name": format!("{} {}", user.given_name, user.family_name), "blocked": !user.active, "created_at": "2024-01-01T00:00:00.000Z", "updated_at": "2024-01-02T00:00:00.000Z"})
+}
+
 fn auth0(call: &Call, segments: &[&str], directory: &Directory) -> Option<Answer> {
     let by_page = |key: &str, items: Vec<Value>| {
         let per_page = call.number("per_page", 50).min(100);
@@ -710,13 +715,7 @@ fn auth0(call: &Call, segments: &[&str], directory: &Directory) -> Option<Answer
     let role_id = |group: &FakeGroup| format!("rol_{}", group.id);
     match segments {
         ["logs"] => Some(super::feeds::auth0_logs(call, directory)),
-        ["users"] => Some(by_page(
-            "users",
-            directory
-                .users()
-                .map(|user| json!({"user_id": user.id, "email": user.email, "email_verified": true, "given_name": user.given_name, "family_name": user.family_name, "name": format!("{} {}", user.given_name, user.family_name), "blocked": !user.active, "created_at": "2024-01-01T00:00:00.000Z", "updated_at": "2024-01-02T00:00:00.000Z"}))
-                .collect(),
-        )),
+        ["users"] => Some(by_page("users", directory.users().map(auth0_user).collect())),
         ["roles"] => Some(by_page(
             "roles",
             directory
