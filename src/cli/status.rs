@@ -86,6 +86,7 @@ struct RunStatus {
     last_finished: Option<String>,
     last_result: Option<&'static str>,
     last_error: Option<String>,
+    last_warnings: Vec<String>,
     next_run: Option<String>,
 }
 
@@ -152,6 +153,7 @@ async fn collect(context: &Context, engine: &Engine, args: &StatusArgs) -> anyho
                 last_finished: rfc3339(status.last_finished),
                 last_result: status.last_result,
                 last_error: status.last_error,
+                last_warnings: status.last_warnings,
                 next_run: rfc3339(status.next_run),
             };
             (key, run)
@@ -264,6 +266,9 @@ fn print(context: &Context, args: &StatusArgs, statuses: &[TenantStatus]) -> any
                         .unwrap_or_default()
                 ),
                 None => outln!("not running"),
+            }
+            for warning in integration.running.iter().flat_map(|run| &run.last_warnings) {
+                outln!("    warning: {warning}");
             }
             if let Some(held) = &integration.held {
                 outln!(
