@@ -41,7 +41,8 @@ const SIDE_FILES: &[&str] = &[
 pub struct BackupReport {
     /// Each tenant's log.
     pub tenants: Vec<CopyReport>,
-    /// Metadata entries copied (tokens, cursors, held syncs kept in the store).
+    /// Metadata entries copied (tokens, cursors, held syncs, the shared checkpoint key kept in the
+    /// store).
     pub metadata: usize,
     /// The side files copied, relative to the data directory.
     pub files: Vec<PathBuf>,

@@ -88,7 +88,11 @@ const GAUGES: &[(&str, &str)] = &[
     ("idpsync_http_connections", "HTTP connections open."),
     (
         "idpsync_log_head_seq",
-        "The seq of the newest record in the tenant's log.",
+        "The seq of the newest record in the tenant's log (tenants loaded since the start).",
+    ),
+    (
+        "idpsync_tenants_loaded",
+        "Tenants loaded since the start (tenants load on first use).",
     ),
     (
         "idpsync_checkpoint_last_timestamp_seconds",

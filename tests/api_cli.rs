@@ -1,7 +1,8 @@
 //! The real `idpsync` binary with the management API: leavers through SCIM and through a
 //! driver (against a fake IdP) audited with `idpsync audit user` in all three formats; the
 //! past through the API agreeing with `idpsync query`; erasure through the API followed by
-//! `log verify`; signed checkpoints that catch a rewritten or shortened log.
+//! `log verify`; signed checkpoints that catch a rewritten or shortened log; a deletion feed
+//! left out for want of a permission, shown in the integration's row.
 
 mod binary;
 
@@ -298,6 +299,55 @@ async fn leavers_through_scim_and_a_driver_are_audited_in_three_formats() {
         &["audit", "user", "--tenant", "acme", "--user", "nobody@acme.test"],
     ));
     assert!(missing.contains("has no user"), "{missing}");
+}
+
+/// An Okta integration whose API token may not read the System Log: its incremental runs go
+/// on without the deletion feed, and the integration's row says so until a run no longer
+/// warns.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_deletion_feed_left_out_for_want_of_a_permission_shows_in_the_integration_s_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut directory = Directory::default();
+    directory.put_user("2001", "erin.driver", true);
+    directory.withhold_feed_permission();
+    let fake = FakeIdp::start(Vendor::Okta, directory, false).await;
+    let config = dir.path().join("idpsync.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[tenant]]\nid = \"acme\"\n[[tenant.integration]]\nname = \"okta\"\ninterval = \"1h\"\n{}",
+            fake.integration_toml()
+        ),
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    let admin = token(&data, "acme", true);
+    let server = Serving::start(&data, Some(&config));
+    let api = format!("{}/api/v1/tenants/acme/integrations/okta", server.origin);
+    let runs = async || get(&api, &admin).await["runs"].as_u64().unwrap();
+    // The first run lists everything and reads no feed; the second is incremental.
+    for wanted in [1, 2] {
+        let (status, _) = send(reqwest::Method::POST, &format!("{api}/sync"), &admin, None).await;
+        assert_eq!(status, 202);
+        eventually("a sync", async || runs().await >= wanted).await;
+    }
+    let row = get(&api, &admin).await;
+    assert_eq!(row["lastResult"], "applied", "{row}");
+    assert_eq!(row["lastError"], Value::Null, "{row}");
+    let warnings = row["lastWarnings"].as_array().unwrap();
+    assert!(
+        warnings.iter().any(|w| w
+            .as_str()
+            .unwrap()
+            .contains("deletion feed off: the System Log refused (HTTP 403")),
+        "{row}"
+    );
+    fake.edit(Directory::grant_feed_permission);
+    let (status, _) = send(reqwest::Method::POST, &format!("{api}/sync"), &admin, None).await;
+    assert_eq!(status, 202);
+    eventually("a sync with the feed", async || runs().await >= 3).await;
+    let row = get(&api, &admin).await;
+    assert_eq!(row["lastWarnings"], json!([]), "{row}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -13,11 +13,17 @@
 //! `target/bench-data/` (about half a minute) and later runs reuse it. "Cold" means a new
 //! engine in a process whose page cache may hold the files: process-cold, not disk-cold.
 //!
+//! `IDPSYNC_BENCH_TENANT_SCALE=10` measures a tenant ten times the size (1M users, 50k groups,
+//! 10M membership changes; the stages of a replay, which hold the whole log in memory, are left
+//! out), and `IDPSYNC_BENCH_TENANT_STORAGE=postgres` keeps the tenant in PostgreSQL (the
+//! database `IDPSYNC_TEST_POSTGRES_URL` names, schema `idpsync_bench_tenant_x<scale>`) instead
+//! of redb.
+//!
 //! The allocator is mimalloc, as in the `idpsync` binary: the fold allocates on every event, and
 //! with glibc's malloc the same full replay took 5–20 % longer (three alternated pairs).
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -32,7 +38,7 @@ use idpsync_engine::seal::Keyring;
 use idpsync_engine::state::{Effects, FlatState, encode_snapshot};
 use idpsync_engine::{Engine, History, State, TenantSettings};
 use idpsync_storage::verify::ChainVerifier;
-use idpsync_storage::{LogStore, Record, RedbStore, TenantId};
+use idpsync_storage::{LogStore, PostgresSettings, PostgresStore, Record, RedbStore, TenantId};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
@@ -49,36 +55,137 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-/// The seeded tenant's data directory, seeding it on first use.
-fn bench_data(runtime: &tokio::runtime::Runtime) -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/bench-data/tenant-100k-5k-1m");
-    if dir.join("complete").exists() {
-        return dir;
-    }
-    let _ = std::fs::remove_dir_all(&dir);
-    eprintln!("seeding the benchmark tenant into {} (once)...", dir.display());
-    runtime.block_on(async {
-        let engine = idpsync::open(&dir, TenantSettings::default()).await.unwrap();
-        let tenant = engine.require_tenant(&TenantId::default_tenant()).unwrap();
-        let spec = WorkloadSpec {
-            users: 100_000,
-            groups: 5_000,
-            memberships: 1_000_000,
-            seed: 1,
-        };
-        let progress = seed(&tenant, &spec, &mut |p| eprintln!("  {} events", p.events))
-            .await
-            .unwrap();
-        eprintln!("seeded {} events", progress.events);
-        engine.shutdown().await;
-    });
-    std::fs::write(dir.join("complete"), b"").unwrap();
-    dir
+/// Where the benchmark tenant lives, and its size.
+struct Bench {
+    spec: WorkloadSpec,
+    location: Location,
+    /// The name of the benchmark group: `tenant_1m` for the default size on redb.
+    label: String,
 }
 
-async fn open(dir: &Path) -> Engine {
-    let store: Arc<dyn LogStore> = Arc::new(RedbStore::open(dir).unwrap());
-    Engine::open(store, TenantSettings::default()).await.unwrap()
+enum Location {
+    Redb(PathBuf),
+    Postgres(Box<PostgresSettings>),
+}
+
+impl Bench {
+    /// The benchmark the environment asks for (see the module's documentation).
+    fn from_env() -> Bench {
+        let scale: u64 = std::env::var("IDPSYNC_BENCH_TENANT_SCALE")
+            .map(|scale| scale.parse().expect("IDPSYNC_BENCH_TENANT_SCALE: a whole number"))
+            .unwrap_or(1);
+        let spec = WorkloadSpec {
+            users: 100_000 * scale,
+            groups: 5_000 * scale,
+            memberships: 1_000_000 * scale,
+            seed: 1,
+        };
+        let storage = std::env::var("IDPSYNC_BENCH_TENANT_STORAGE").unwrap_or_else(|_| "redb".to_owned());
+        let location = match storage.as_str() {
+            "redb" => {
+                let name = match scale {
+                    1 => "tenant-100k-5k-1m".to_owned(),
+                    _ => format!("tenant-x{scale}"),
+                };
+                Location::Redb(bench_data().join(name))
+            }
+            "postgres" => {
+                let url = std::env::var("IDPSYNC_TEST_POSTGRES_URL")
+                    .expect("IDPSYNC_BENCH_TENANT_STORAGE=postgres needs IDPSYNC_TEST_POSTGRES_URL");
+                let settings = PostgresSettings::from_url(&url)
+                    .and_then(|settings| settings.with_schema(&format!("idpsync_bench_tenant_x{scale}")))
+                    .unwrap();
+                Location::Postgres(Box::new(settings))
+            }
+            other => panic!("IDPSYNC_BENCH_TENANT_STORAGE: `redb` or `postgres`, not {other:?}"),
+        };
+        let label = match (scale, &location) {
+            (1, Location::Redb(_)) => "tenant_1m".to_owned(),
+            (_, Location::Redb(_)) => format!("tenant_{scale}m"),
+            (_, Location::Postgres(_)) => format!("tenant_{scale}m_postgres"),
+        };
+        Bench { spec, location, label }
+    }
+
+    fn is_default_size(&self) -> bool {
+        self.spec.users == 100_000
+    }
+
+    async fn store(&self) -> Arc<dyn LogStore> {
+        match &self.location {
+            Location::Redb(dir) => Arc::new(RedbStore::open(dir).unwrap()),
+            Location::Postgres(settings) => Arc::new(PostgresStore::open((**settings).clone()).await.unwrap()),
+        }
+    }
+
+    /// The marker of a finished seeding: in the redb data directory, or beside them naming the
+    /// PostgreSQL schema.
+    fn complete_marker(&self) -> PathBuf {
+        match &self.location {
+            Location::Redb(dir) => dir.join("complete"),
+            Location::Postgres(settings) => bench_data().join(format!("postgres-{}.complete", settings.schema())),
+        }
+    }
+
+    /// Seeds the tenant through the engine, as `idpsync dev seed` does, unless done before.
+    fn seed(&self, runtime: &tokio::runtime::Runtime) {
+        let marker = self.complete_marker();
+        if let Location::Redb(dir) = &self.location {
+            if marker.exists() {
+                return;
+            }
+            let _ = std::fs::remove_dir_all(dir);
+            std::fs::create_dir_all(dir).unwrap();
+        }
+        let head = runtime.block_on(async {
+            self.store()
+                .await
+                .head(&TenantId::default_tenant())
+                .await
+                .map(|head| head.seq)
+        });
+        if let Location::Postgres(settings) = &self.location {
+            match (marker.exists(), head.unwrap_or(Seq::ZERO)) {
+                (true, head) if head > Seq::ZERO => return,
+                (_, Seq::ZERO) => {}
+                _ => panic!(
+                    "schema {} holds an unfinished seeding: drop it and run again",
+                    settings.schema()
+                ),
+            }
+        }
+        eprintln!("seeding the benchmark tenant ({}, once)...", self.label);
+        let started = Instant::now();
+        runtime.block_on(async {
+            let engine = Engine::open(self.store().await, TenantSettings::default())
+                .await
+                .unwrap();
+            let tenant = engine.require_tenant(&TenantId::default_tenant()).unwrap();
+            let progress = seed(&tenant, &self.spec, &mut |p| eprintln!("  {} events", p.events))
+                .await
+                .unwrap();
+            eprintln!(
+                "{}/seed: {} events in {:.0} s",
+                self.label,
+                progress.events,
+                started.elapsed().as_secs_f64()
+            );
+            engine.shutdown().await;
+        });
+        std::fs::create_dir_all(marker.parent().unwrap()).unwrap();
+        std::fs::write(marker, b"").unwrap();
+    }
+}
+
+/// `target/bench-data/`.
+fn bench_data() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/bench-data")
+}
+
+async fn open(bench: &Bench) -> Engine {
+    Engine::open(bench.store().await, TenantSettings::default())
+        .await
+        .unwrap()
 }
 
 /// Groups of the tenant, and the time span of its log.
@@ -90,8 +197,8 @@ fn sample_space(engine: &Engine) -> (Vec<GroupId>, Timestamp, Timestamp) {
     (groups, first, last)
 }
 
-fn cold_start(c: &mut Criterion, runtime: &tokio::runtime::Runtime, dir: &Path) {
-    let mut group = c.benchmark_group("tenant_1m");
+fn cold_start(c: &mut Criterion, runtime: &tokio::runtime::Runtime, bench: &Bench) {
+    let mut group = c.benchmark_group(&bench.label);
     group.sample_size(10).measurement_time(Duration::from_secs(20));
     group.bench_function("cold_start_to_first_query", |b| {
         b.iter_custom(|iterations| {
@@ -99,7 +206,7 @@ fn cold_start(c: &mut Criterion, runtime: &tokio::runtime::Runtime, dir: &Path) 
             for _ in 0..iterations {
                 let started = Instant::now();
                 runtime.block_on(async {
-                    let engine = open(dir).await;
+                    let engine = open(bench).await;
                     let tenant = engine.require_tenant(&TenantId::default_tenant()).unwrap();
                     let state = tenant.state();
                     let group = state.groups().nth(3).unwrap().id;
@@ -114,12 +221,12 @@ fn cold_start(c: &mut Criterion, runtime: &tokio::runtime::Runtime, dir: &Path) 
     group.finish();
 }
 
-fn full_replay(c: &mut Criterion, runtime: &tokio::runtime::Runtime, dir: &Path) {
-    let store: Arc<dyn LogStore> = Arc::new(RedbStore::open(dir).unwrap());
+fn full_replay(c: &mut Criterion, runtime: &tokio::runtime::Runtime, bench: &Bench) {
+    let store = runtime.block_on(bench.store());
     let tenant = TenantId::default_tenant();
     let head = runtime.block_on(store.head(&tenant)).unwrap().seq;
     let keyring = runtime.block_on(Keyring::load(&*store, &tenant)).unwrap();
-    let mut group = c.benchmark_group("tenant_1m");
+    let mut group = c.benchmark_group(&bench.label);
     group
         .sample_size(10)
         .measurement_time(Duration::from_secs(30))
@@ -167,8 +274,8 @@ fn per_event(elapsed: Duration, events: usize) -> f64 {
 /// records, checking the chain, decoding, folding (by event type) and indexing the history.
 /// Replay overlaps reading, checking and decoding with the fold on the second core, so its rate
 /// is bounded by the slower of the two sides.
-fn replay_stages(runtime: &tokio::runtime::Runtime, dir: &Path) {
-    let store: Arc<dyn LogStore> = Arc::new(RedbStore::open(dir).unwrap());
+fn replay_stages(runtime: &tokio::runtime::Runtime, bench: &Bench) {
+    let store = runtime.block_on(bench.store());
     let tenant = TenantId::default_tenant();
     let head = runtime.block_on(store.head(&tenant)).unwrap().seq;
     let keyring = runtime.block_on(Keyring::load(&*store, &tenant)).unwrap();
@@ -226,7 +333,8 @@ fn replay_stages(runtime: &tokio::runtime::Runtime, dir: &Path) {
 
     let n = events.len();
     println!(
-        "tenant_1m/replay_stages ns/event: read {:.0}, chain check {:.0}, decode {:.0}; fold {:.0} (into a published state; timer included), into plain maps {:.0}, freezing those {:.0}, history {:.0}",
+        "{}/replay_stages ns/event: read {:.0}, chain check {:.0}, decode {:.0}; fold {:.0} (into a published state; timer included), into plain maps {:.0}, freezing those {:.0}, history {:.0}",
+        bench.label,
         per_event(read, n),
         per_event(chain, n),
         per_event(decode, n),
@@ -240,13 +348,14 @@ fn replay_stages(runtime: &tokio::runtime::Runtime, dir: &Path) {
         .map(|(kind, (count, elapsed))| format!("{kind} {count} × {:.0} ns", per_event(*elapsed, *count)))
         .collect();
     println!(
-        "tenant_1m/replay_stages fold by type (timer included): {}",
+        "{}/replay_stages fold by type (timer included): {}",
+        bench.label,
         kinds.join(", ")
     );
 }
 
-fn members_at_random_past_moment(c: &mut Criterion, runtime: &tokio::runtime::Runtime, dir: &Path) {
-    let engine = runtime.block_on(open(dir));
+fn members_at_random_past_moment(c: &mut Criterion, runtime: &tokio::runtime::Runtime, bench: &Bench) {
+    let engine = runtime.block_on(open(bench));
     let tenant = engine.require_tenant(&TenantId::default_tenant()).unwrap();
     let (groups, first, last) = sample_space(&engine);
     let mut rng = StdRng::seed_from_u64(7);
@@ -256,9 +365,10 @@ fn members_at_random_past_moment(c: &mut Criterion, runtime: &tokio::runtime::Ru
         let seq = tenant.seq_at(moment);
         tenant.with_history(|history, _| history.direct_members_at(group, seq).len())
     };
-    c.bench_function("tenant_1m/members_of_a_group_at_a_random_past_moment", |b| {
-        b.iter(&mut query)
-    });
+    c.bench_function(
+        &format!("{}/members_of_a_group_at_a_random_past_moment", bench.label),
+        |b| b.iter(&mut query),
+    );
     // Criterion reports the mean; the target is on percentiles, so measure them directly too.
     let mut latencies: Vec<Duration> = (0..20_000)
         .map(|_| {
@@ -270,7 +380,8 @@ fn members_at_random_past_moment(c: &mut Criterion, runtime: &tokio::runtime::Ru
     latencies.sort();
     let at = |quantile: f64| latencies[((latencies.len() as f64 - 1.0) * quantile) as usize];
     println!(
-        "tenant_1m/members_at percentiles over {} queries: p50 {:?}, p90 {:?}, p99 {:?}, max {:?}",
+        "{}/members_at percentiles over {} queries: p50 {:?}, p90 {:?}, p99 {:?}, max {:?}",
+        bench.label,
         latencies.len(),
         at(0.5),
         at(0.9),
@@ -283,14 +394,15 @@ fn members_at_random_past_moment(c: &mut Criterion, runtime: &tokio::runtime::Ru
 /// The offboarding audit of users of the tenant (leavers first: deactivated users), from the
 /// history index and the users' and their groups' timelines; the binding changes are read
 /// from the log once beforehand, as a running service does at its first audit.
-fn audit_a_user(c: &mut Criterion, runtime: &tokio::runtime::Runtime, dir: &Path) {
-    let engine = runtime.block_on(open(dir));
+fn audit_a_user(c: &mut Criterion, runtime: &tokio::runtime::Runtime, bench: &Bench) {
+    let engine = runtime.block_on(open(bench));
     let tenant = engine.require_tenant(&TenantId::default_tenant()).unwrap();
     let started = Instant::now();
     let mut bindings = BindingLog::default();
     runtime.block_on(bindings.catch_up(&tenant)).unwrap();
     println!(
-        "tenant_1m/audit: reading the binding changes once took {:?} ({} changes)",
+        "{}/audit: reading the binding changes once took {:?} ({} changes)",
+        bench.label,
         started.elapsed(),
         bindings.events().len()
     );
@@ -312,7 +424,7 @@ fn audit_a_user(c: &mut Criterion, runtime: &tokio::runtime::Runtime, dir: &Path
         token_names: &names,
     };
     let mut next = 0;
-    c.bench_function("tenant_1m/audit_user", |b| {
+    c.bench_function(&format!("{}/audit_user", bench.label), |b| {
         b.iter(|| {
             next = (next + 1) % users.len();
             runtime.block_on(audit_user(&tenant, users[next], &sources)).unwrap()
@@ -329,7 +441,8 @@ fn audit_a_user(c: &mut Criterion, runtime: &tokio::runtime::Runtime, dir: &Path
     latencies.sort();
     let at = |quantile: f64| latencies[((latencies.len() as f64 - 1.0) * quantile) as usize];
     println!(
-        "tenant_1m/audit_user percentiles over {} users ({} steps on average): p50 {:?}, p90 {:?}, p99 {:?}, max {:?}",
+        "{}/audit_user percentiles over {} users ({} steps on average): p50 {:?}, p90 {:?}, p99 {:?}, max {:?}",
+        bench.label,
         latencies.len(),
         steps / latencies.len(),
         at(0.5),
@@ -352,10 +465,10 @@ fn status_kb(field: &str) -> u64 {
 }
 
 /// Runs in a child process: load the tenant, answer a query, report the peak resident memory.
-fn memory_child(dir: &Path) {
+fn memory_child(bench: &Bench) {
     let runtime = runtime();
     runtime.block_on(async {
-        let engine = open(dir).await;
+        let engine = open(bench).await;
         let (groups, first, last) = sample_space(&engine);
         let tenant = engine.require_tenant(&TenantId::default_tenant()).unwrap();
         let seq = tenant.seq_at(Timestamp((first.0 + last.0) / 2));
@@ -371,28 +484,31 @@ fn memory_child(dir: &Path) {
     });
 }
 
-fn peak_memory(dir: &Path) {
+fn peak_memory(bench: &Bench) {
     let output = std::process::Command::new(std::env::current_exe().unwrap())
-        .env(CHILD_VAR, dir)
+        .env(CHILD_VAR, "1")
         .output()
         .expect("the memory child runs");
     let report = String::from_utf8_lossy(&output.stdout);
-    println!("tenant_1m/peak_resident_memory: {}", report.trim());
+    println!("{}/peak_resident_memory: {}", bench.label, report.trim());
 }
 
 fn main() {
-    if let Some(dir) = std::env::var_os(CHILD_VAR) {
-        memory_child(Path::new(&dir));
+    let bench = Bench::from_env();
+    if std::env::var_os(CHILD_VAR).is_some() {
+        memory_child(&bench);
         return;
     }
     let runtime = runtime();
-    let dir = bench_data(&runtime);
+    bench.seed(&runtime);
     let mut c = Criterion::default().configure_from_args();
-    cold_start(&mut c, &runtime, &dir);
-    full_replay(&mut c, &runtime, &dir);
-    replay_stages(&runtime, &dir);
-    members_at_random_past_moment(&mut c, &runtime, &dir);
-    audit_a_user(&mut c, &runtime, &dir);
+    cold_start(&mut c, &runtime, &bench);
+    full_replay(&mut c, &runtime, &bench);
+    if bench.is_default_size() {
+        replay_stages(&runtime, &bench);
+    }
+    members_at_random_past_moment(&mut c, &runtime, &bench);
+    audit_a_user(&mut c, &runtime, &bench);
     c.final_summary();
-    peak_memory(&dir);
+    peak_memory(&bench);
 }

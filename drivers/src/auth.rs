@@ -79,11 +79,14 @@ pub(crate) enum Grant {
         client_secret: Secret,
         scope: String,
     },
-    /// `client_credentials` with `private_key_jwt` client authentication (Okta).
+    /// `client_credentials` with `private_key_jwt` client authentication (Okta). A token
+    /// endpoint that answers `invalid_scope` is asked again without `optional_scope`, if it is
+    /// one of `scope`: the service app was not granted it, and what needs it goes without.
     PrivateKeyJwt {
         client_id: String,
         signer: Signer,
         scope: String,
+        optional_scope: Option<&'static str>,
     },
     /// `urn:ietf:params:oauth:grant-type:jwt-bearer` with a signed assertion (Google service
     /// accounts acting for an admin, Zitadel JWT profile).
@@ -242,7 +245,7 @@ impl TokenSource {
 
     /// The token request's form, and its `Authorization` header where the client
     /// authenticates with HTTP Basic.
-    fn form(&self) -> Result<TokenForm, DriverError> {
+    fn form(&self, without_optional: bool) -> Result<TokenForm, DriverError> {
         let now = unix_now();
         let exp = now + ASSERTION_LIFETIME.as_secs();
         Ok(match &self.grant {
@@ -277,7 +280,12 @@ impl TokenSource {
                 client_id,
                 signer,
                 scope,
+                optional_scope,
             } => {
+                let scope = match optional_scope.filter(|_| without_optional) {
+                    Some(optional) => without_scope(scope, optional),
+                    None => scope.clone(),
+                };
                 let assertion = signer.sign(&Claims {
                     iss: client_id,
                     sub: client_id,
@@ -290,7 +298,7 @@ impl TokenSource {
                 (
                     vec![
                         ("grant_type", "client_credentials".to_owned()),
-                        ("scope", scope.clone()),
+                        ("scope", scope),
                         ("client_assertion_type", CLIENT_ASSERTION_JWT.to_owned()),
                         ("client_assertion", assertion),
                     ],
@@ -316,8 +324,42 @@ impl TokenSource {
         })
     }
 
+    /// Asks for a token with every scope; a refused optional scope (see
+    /// [`Grant::PrivateKeyJwt`]) is left out of a second request, with a warning. Each token
+    /// fetched asks again for the whole set, so a scope granted later is used once the token
+    /// is renewed (within the hour).
     async fn fetch(&self, http: &Http, budget: &Budget) -> Result<CachedToken, DriverError> {
-        let (form, authorization) = self.form()?;
+        match self.fetch_with(http, budget, false).await {
+            Err(DriverError::Token { url, message }) if message.contains("invalid_scope") => {
+                match self.optional_scope() {
+                    Some(optional) => {
+                        tracing::warn!(token_url = %url, scope = optional, %message, "the token endpoint refused a scope the service app was not granted; asking without it");
+                        self.fetch_with(http, budget, true).await
+                    }
+                    None => Err(DriverError::Token { url, message }),
+                }
+            }
+            other => other,
+        }
+    }
+
+    /// The scope that may be left out, if the grant asks for one.
+    fn optional_scope(&self) -> Option<&'static str> {
+        match &self.grant {
+            Grant::PrivateKeyJwt {
+                scope, optional_scope, ..
+            } => optional_scope.filter(|optional| scope.split_whitespace().any(|asked| asked == *optional)),
+            _ => None,
+        }
+    }
+
+    async fn fetch_with(
+        &self,
+        http: &Http,
+        budget: &Budget,
+        without_optional: bool,
+    ) -> Result<CachedToken, DriverError> {
+        let (form, authorization) = self.form(without_optional)?;
         let mut request = Request::post(self.token_url.clone(), Body::Form(form));
         if let Some(value) = authorization {
             request = request.header(AUTHORIZATION, value);
@@ -357,6 +399,15 @@ impl TokenSource {
     }
 }
 
+/// `scopes` (separated by spaces) without `left_out`.
+fn without_scope(scopes: &str, left_out: &str) -> String {
+    scopes
+        .split_whitespace()
+        .filter(|scope| *scope != left_out)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// Standard base64 with padding, for HTTP Basic.
 fn base64_encode(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -378,6 +429,15 @@ fn base64_encode(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_scope_is_left_out_of_the_others() {
+        assert_eq!(
+            without_scope("okta.users.read  okta.logs.read okta.groups.read", "okta.logs.read"),
+            "okta.users.read okta.groups.read"
+        );
+        assert_eq!(without_scope("okta.users.read", "okta.logs.read"), "okta.users.read");
+    }
 
     #[test]
     fn basic_credentials_encode_as_rfc_4648() {

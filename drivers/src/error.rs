@@ -89,9 +89,6 @@ pub enum DriverError {
         /// The limit it passed, in bytes.
         limit_bytes: u64,
     },
-    /// The IdP holds more than its API can list (Auth0's user search stops at 1,000).
-    #[error("{0}")]
-    TooLarge(String),
     /// The sync ran out of its total time.
     #[error("the sync took longer than its limit of {}", humantime::format_duration(*limit))]
     Deadline {

@@ -73,6 +73,9 @@ pub struct IntegrationStatus {
     pub last_result: Option<&'static str>,
     /// The last failure's message, kept until a run succeeds.
     pub last_error: Option<String>,
+    /// What the last successful run warned of without failing (a deletion feed left out for
+    /// want of a permission, a listing read again…), kept until the next successful run.
+    pub last_warnings: Vec<String>,
     /// Whether this replica holds the integration's lease (always, on a store only this
     /// process writes); only the holder runs it.
     pub lease_held: bool,
@@ -216,6 +219,7 @@ impl Scheduler {
                     last_finished: None,
                     last_result: None,
                     last_error: None,
+                    last_warnings: Vec::new(),
                     lease_held: false,
                     restarts: 0,
                     last_counts: None,
@@ -466,9 +470,11 @@ async fn run_forever(task: Arc<Task>, first_wait: Duration) {
                 };
                 tracing::info!(tenant = %key.0, integration = %key.1, result = label, changes = outcome.report.changes.len(), requests = outcome.requests, elapsed_ms = outcome.elapsed.as_millis() as u64, "sync finished");
                 let counts = RunCounts::of(outcome);
+                let warnings = outcome.warnings.clone();
                 task.update(|status| {
                     status.last_result = Some(label);
                     status.last_error = None;
+                    status.last_warnings = warnings;
                     status.last_counts = Some(counts);
                 });
             }

@@ -530,19 +530,58 @@ async fn a_failed_listing_is_no_witness_to_an_absence() {
     }
 }
 
+/// An Auth0 tenant larger than `/users` lists (1,000) is listed in full from a users-export
+/// job: created, polled through pending and processing, its gzip file fetched from another host
+/// without the API's token. A small tenant never asks for one.
 #[tokio::test(flavor = "multi_thread")]
-async fn an_auth0_tenant_larger_than_its_users_api_is_an_error_not_a_partial_directory() {
+async fn an_auth0_tenant_larger_than_its_users_api_is_listed_by_an_export_job() {
+    let h = harness(Vendor::Auth0, "").await;
+    h.sync(Resync::Auto).await;
+    let asked_for_jobs =
+        |recorded: &[idpsync_drivers::fake::Recorded]| recorded.iter().any(|r| r.path.contains("/jobs"));
+    assert!(!asked_for_jobs(&h.fake.take_recorded()), "no job for 20 users");
+    h.fake.edit(|d| {
+        d.set_active("1003", false);
+        for n in 2000..4480 {
+            d.put_user(&n.to_string(), &format!("bulk{n}.user"), true);
+        }
+    });
+    let outcome = h.sync(Resync::Full).await;
+    assert_eq!(outcome.listed.users, 2500);
+    assert_eq!(h.user_active("4479"), Some(true));
+    assert_eq!(h.user_active("1003"), Some(false));
+    let recorded = h.fake.take_recorded();
+    let polls = recorded
+        .iter()
+        .filter(|r| r.path.starts_with("/api/v2/jobs/job_"))
+        .count();
+    assert_eq!(polls, 3, "pending, processing, completed");
+    let file = recorded
+        .iter()
+        .find(|r| r.path.starts_with("/exports/"))
+        .expect("the file fetched");
+    assert_eq!(file.status, 200, "fetched without the API's credentials");
+    assert!(file.headers.get("authorization").is_none());
+    h.engine.shutdown().await;
+}
+
+/// An export job that fails fails the run: nothing is applied, no one is deactivated.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_auth0_export_job_fails_the_run_and_deactivates_no_one() {
     let h = harness(Vendor::Auth0, "").await;
     h.sync(Resync::Auto).await;
     let head = h.tenant.state().seq();
     h.fake.edit(|d| {
-        for n in 2000..3000 {
+        d.delete_user("1004");
+        for n in 2000..3100 {
             d.put_user(&n.to_string(), &format!("bulk{n}.user"), true);
         }
+        d.fail_export_jobs();
     });
     let error = h.try_sync(Mode::Apply, Resync::Full).await.unwrap_err();
-    assert!(error.to_string().contains("lists at most 1000"), "{error}");
+    assert!(error.to_string().contains("export job job_1 ended failed"), "{error}");
     assert_eq!(h.tenant.state().seq(), head, "nothing applied");
+    assert_eq!(h.user_active("1004"), Some(true));
     h.engine.shutdown().await;
 }
 
@@ -1105,4 +1144,108 @@ async fn an_okta_user_the_log_deactivated_is_read_again_when_the_search_lags() {
         "read again by id"
     );
     h.engine.shutdown().await;
+}
+
+/// An integration upgraded to a version that reads a deletion feed, without the feed's
+/// permission (Okta's API token owner without log access, Auth0's `read:logs`, authentik's
+/// "Can view Event"): the feed's 403 turns the feed off for the run, with a warning, and the
+/// run goes on. The refusal deactivates no one; a deletion takes effect at the full run, by
+/// absence; once the permission is granted, the next poll reads the feed again.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_feed_refused_for_want_of_a_permission_is_left_out_with_a_warning() {
+    for vendor in FEEDS {
+        let mut directory = seed();
+        directory.withhold_feed_permission();
+        let h = harness_with(vendor, "", directory).await;
+        let outcome = h.sync(Resync::Auto).await;
+        assert!(outcome.warnings.is_empty(), "{vendor:?}: a full run reads no feed");
+        h.fake.edit(|d| {
+            d.delete_user("1004");
+            d.put_user("1030", "late.joiner", true);
+        });
+        let outcome = h.sync(Resync::Auto).await;
+        assert_eq!(
+            outcome.scope,
+            idpsync_engine::reconcile::ListingScope::Incremental,
+            "{vendor:?}"
+        );
+        assert!(
+            outcome
+                .warnings
+                .iter()
+                .any(|w| w.contains("deletion feed off") && w.contains("403")),
+            "{vendor:?}: {:?}",
+            outcome.warnings
+        );
+        assert_eq!(h.user_active("1030"), Some(true), "{vendor:?}: the run went on");
+        assert_eq!(
+            h.user_active("1004"),
+            Some(true),
+            "{vendor:?}: no one deactivated by a refusal"
+        );
+        h.sync(Resync::Full).await;
+        assert_eq!(
+            h.user_active("1004"),
+            None,
+            "{vendor:?}: gone by absence at the full run"
+        );
+        h.fake.edit(|d| {
+            d.grant_feed_permission();
+            d.delete_user("1005");
+        });
+        let outcome = h.sync(Resync::Auto).await;
+        assert!(outcome.warnings.is_empty(), "{vendor:?}: {:?}", outcome.warnings);
+        assert_eq!(h.user_active("1005"), None, "{vendor:?}: the feed is read again");
+        h.engine.shutdown().await;
+    }
+}
+
+/// An Okta service app upgraded without the `okta.logs.read` grant: the token endpoint refuses
+/// that scope (`invalid_scope`), so the token is asked for again without it and every run
+/// goes on; incremental runs go without the System Log, which refuses such a token.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_okta_service_app_without_the_logs_scope_syncs_without_the_feed() {
+    let mut directory = seed();
+    directory.withhold_feed_permission();
+    let fake = FakeIdp::start(Vendor::Okta, directory, false).await;
+    let toml = format!(
+        "name = \"it\"\nrequest_timeout = \"1s\"\n{ABSENCE_AT_ONCE}{}",
+        fake.okta_service_app_toml()
+    );
+    let driver = Driver::new(IntegrationConfig::from_toml(&toml).unwrap(), fast_retries()).unwrap();
+    let (engine, tenant) = open_tenant().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cursors = CursorStore::new(dir.path());
+    let outcome = sync_once(&driver, &tenant, &cursors, Mode::Apply, Resync::Auto)
+        .await
+        .unwrap();
+    assert_eq!(outcome.result, SyncResult::Applied);
+    assert_eq!(outcome.listed.users, 20);
+    let tokens: Vec<String> = fake
+        .take_recorded()
+        .into_iter()
+        .filter(|r| r.path == "/oauth2/v1/token")
+        .map(|r| r.body.unwrap()["scope"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        tokens,
+        [
+            "okta.users.read okta.groups.read okta.logs.read",
+            "okta.users.read okta.groups.read"
+        ],
+        "asked again without the refused scope"
+    );
+    fake.edit(|d| d.put_user("1030", "late.joiner", true));
+    let outcome = sync_once(&driver, &tenant, &cursors, Mode::Apply, Resync::Auto)
+        .await
+        .unwrap();
+    assert_eq!(outcome.scope, idpsync_engine::reconcile::ListingScope::Incremental);
+    assert!(
+        outcome.warnings.iter().any(|w| w.contains("okta.logs.read")),
+        "{:?}",
+        outcome.warnings
+    );
+    let it = IntegrationName::new("it").unwrap();
+    assert!(tenant.state().owned_user(&it, "1030").is_some(), "the run went on");
+    engine.shutdown().await;
 }

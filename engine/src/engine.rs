@@ -1,4 +1,4 @@
-//! [`Engine`]: every tenant of one log store, opened and running.
+//! [`Engine`]: the tenants of one log store, each loaded on first use and then running.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
@@ -12,36 +12,29 @@ use crate::replay::replay_recording;
 use crate::seal::Keyring;
 use crate::tenant::{Tenant, TenantSettings};
 
-/// The engine: a running writer per tenant over one log store.
+/// The engine: a running writer per loaded tenant over one log store.
 pub struct Engine {
     store: Arc<dyn LogStore>,
     settings: TenantSettings,
-    /// One slot per tenant, filled once by whichever caller opens it first; every other caller
-    /// waits for that opening, so a tenant never has two writers.
+    /// One slot per tenant asked for since the start, filled once by whichever caller loads it
+    /// first; every other caller waits for that loading, so a tenant never has two writers.
     tenants: RwLock<BTreeMap<TenantId, Arc<OnceCell<Arc<Tenant>>>>>,
 }
 
 impl Engine {
-    /// Opens every tenant in `store`, creating the `default` tenant if it does not exist.
+    /// Opens `store`, creating the `default` tenant if it does not exist and loading it.
     ///
-    /// Each tenant starts from its latest snapshot plus the records after it, whose chain is
-    /// checked on the way.
+    /// Every other tenant loads on first use ([`Engine::ensure_tenant`],
+    /// [`Engine::tenant_in_log`], [`Engine::existing_tenant`]), so opening costs the same for
+    /// ten tenants as for ten thousand. A tenant starts from its latest snapshot plus the
+    /// records after it, whose chain is checked on the way.
     pub async fn open(store: Arc<dyn LogStore>, settings: TenantSettings) -> Result<Engine, EngineError> {
-        store.ensure_tenant(&TenantId::default_tenant()).await?;
         let engine = Engine {
             store,
             settings,
             tenants: RwLock::new(BTreeMap::new()),
         };
-        for id in engine.store.tenants().await? {
-            let tenant = engine.load(id.clone()).await?;
-            let slot = Arc::new(OnceCell::new_with(Some(tenant)));
-            engine
-                .tenants
-                .write()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(id, slot);
-        }
+        engine.ensure_tenant(&TenantId::default_tenant()).await?;
         Ok(engine)
     }
 
@@ -63,6 +56,7 @@ impl Engine {
             "tenant loaded"
         );
         metrics::gauge!("idpsync_log_head_seq", "tenant" => id.to_string()).set(head.seq.0 as f64);
+        metrics::gauge!("idpsync_tenants_loaded").increment(1.0);
         for (_, users) in state.user_name_collisions() {
             tracing::warn!(
                 tenant = %id,
@@ -106,71 +100,87 @@ impl Engine {
         Arc::clone(tenants.entry(id.clone()).or_default())
     }
 
-    /// Every opened tenant, in id order.
-    fn opened(&self) -> impl Iterator<Item = (TenantId, Arc<Tenant>)> {
-        let tenants = self.tenants.read().unwrap_or_else(|p| p.into_inner());
-        let opened: Vec<_> = tenants
-            .iter()
-            .filter_map(|(id, slot)| Some((id.clone(), Arc::clone(slot.get()?))))
-            .collect();
-        opened.into_iter()
-    }
-
-    /// A tenant, if it exists and is open.
-    pub fn tenant(&self, id: &TenantId) -> Option<Arc<Tenant>> {
-        let tenants = self.tenants.read().unwrap_or_else(|p| p.into_inner());
-        tenants.get(id)?.get().cloned()
-    }
-
-    /// A tenant, or [`EngineError::UnknownTenant`].
-    pub fn require_tenant(&self, id: &TenantId) -> Result<Arc<Tenant>, EngineError> {
-        self.tenant(id).ok_or_else(|| EngineError::UnknownTenant(id.clone()))
-    }
-
-    /// A tenant that is open, or that the log has and this engine has not opened yet (on a
-    /// shared log, another replica created it): opened now. `None` when the log has no such
-    /// tenant.
-    pub async fn tenant_in_log(&self, id: &TenantId) -> Result<Option<Arc<Tenant>>, EngineError> {
-        if let Some(tenant) = self.tenant(id) {
-            return Ok(Some(tenant));
-        }
-        if !self.store.is_shared() {
-            return Ok(None);
-        }
-        match self.store.head(id).await {
-            Ok(_) => Ok(Some(self.ensure_tenant(id).await?)),
-            Err(idpsync_storage::StoreError::UnknownTenant(_)) => Ok(None),
-            Err(error) => Err(error.into()),
-        }
-    }
-
-    /// A tenant, created empty if it does not exist.
-    ///
-    /// Callers that ask for the same new tenant at once all wait for one opening and get the
-    /// same tenant; if the opening fails, the next call tries again.
-    pub async fn ensure_tenant(&self, id: &TenantId) -> Result<Arc<Tenant>, EngineError> {
-        if let Some(tenant) = self.tenant(id) {
-            return Ok(tenant);
-        }
+    /// The tenant, loaded by the first caller (created in the store first when `create`); every
+    /// other caller waits for that loading and gets the same tenant, so a tenant never has two
+    /// writers. If the loading fails, the next call tries again.
+    async fn load_once(&self, id: &TenantId, create: bool) -> Result<Arc<Tenant>, EngineError> {
         let slot = self.slot(id);
         let tenant = slot
             .get_or_try_init(|| async {
-                self.store.ensure_tenant(id).await?;
+                if create {
+                    self.store.ensure_tenant(id).await?;
+                }
                 self.load(id.clone()).await
             })
             .await?;
         Ok(Arc::clone(tenant))
     }
 
-    /// Every open tenant's name.
-    pub fn tenant_ids(&self) -> Vec<TenantId> {
-        self.opened().map(|(id, _)| id).collect()
+    /// Every loaded tenant, in id order; the store's tenants are `store().tenants()`.
+    pub fn loaded_tenants(&self) -> Vec<Arc<Tenant>> {
+        let tenants = self.tenants.read().unwrap_or_else(|p| p.into_inner());
+        tenants.values().filter_map(|slot| slot.get().cloned()).collect()
+    }
+
+    /// A tenant that is loaded or being loaded, once its loading is done; `None` for a tenant
+    /// nobody has asked for since the start (it loads up to date on first use).
+    pub(crate) async fn wanted_tenant(&self, id: &TenantId) -> Result<Option<Arc<Tenant>>, EngineError> {
+        if !self.tenants.read().unwrap_or_else(|p| p.into_inner()).contains_key(id) {
+            return Ok(None);
+        }
+        self.load_once(id, false).await.map(Some)
+    }
+
+    /// A tenant, if it is loaded. Tenants other than `default` load on first use: to load one
+    /// the store has, use [`Engine::tenant_in_log`] or [`Engine::existing_tenant`].
+    pub fn tenant(&self, id: &TenantId) -> Option<Arc<Tenant>> {
+        let tenants = self.tenants.read().unwrap_or_else(|p| p.into_inner());
+        tenants.get(id)?.get().cloned()
+    }
+
+    /// A loaded tenant (the `default` tenant always is), or [`EngineError::UnknownTenant`].
+    pub fn require_tenant(&self, id: &TenantId) -> Result<Arc<Tenant>, EngineError> {
+        self.tenant(id).ok_or_else(|| EngineError::UnknownTenant(id.clone()))
+    }
+
+    /// A tenant the log has, loaded now if this is its first use (on a shared log, another
+    /// replica may have created it). `None` when the log has no such tenant.
+    pub async fn tenant_in_log(&self, id: &TenantId) -> Result<Option<Arc<Tenant>>, EngineError> {
+        if let Some(tenant) = self.tenant(id) {
+            return Ok(Some(tenant));
+        }
+        // Asked first, so that a name the log does not have leaves no slot behind.
+        match self.store.head(id).await {
+            Ok(_) => self.load_once(id, false).await.map(Some),
+            Err(idpsync_storage::StoreError::UnknownTenant(_)) => Ok(None),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// A tenant the log has, loaded now if this is its first use, or
+    /// [`EngineError::UnknownTenant`].
+    pub async fn existing_tenant(&self, id: &TenantId) -> Result<Arc<Tenant>, EngineError> {
+        self.tenant_in_log(id)
+            .await?
+            .ok_or_else(|| EngineError::UnknownTenant(id.clone()))
+    }
+
+    /// A tenant, created empty if it does not exist, loaded now if this is its first use.
+    ///
+    /// Callers that ask for the same tenant at once all wait for one loading and get the
+    /// same tenant; if the loading fails, the next call tries again.
+    pub async fn ensure_tenant(&self, id: &TenantId) -> Result<Arc<Tenant>, EngineError> {
+        if let Some(tenant) = self.tenant(id) {
+            return Ok(tenant);
+        }
+        self.load_once(id, true).await
     }
 
     /// Follows the appends of the other processes that share the store (replicas on one
-    /// PostgreSQL database): each is folded into this engine's tenants and published to their
-    /// change streams, a tenant another replica created is opened when first heard of, and every
-    /// head is read at least every `every`, so a missed notice only delays a record. `None`
+    /// PostgreSQL database): each is folded into this engine's loaded tenants and published to
+    /// their change streams (a tenant not loaded here is left alone: it loads up to date on
+    /// first use), and every loaded tenant's head is read at least every `every`, so a missed
+    /// notice only delays a record. `None`
     /// when only this process writes the store. Following stops when the [`Follower`] is
     /// dropped.
     ///
@@ -186,13 +196,17 @@ impl Engine {
 
     /// Stops every writer after the commands already queued, writing final snapshots.
     pub async fn shutdown(&self) {
-        for (_, tenant) in self.opened() {
+        for tenant in self.loaded_tenants() {
             tenant.shutdown().await;
         }
     }
 
-    /// The head of every tenant, for status output.
+    /// The head of every loaded tenant (a tenant not loaded since the start has not moved
+    /// through this engine).
     pub fn heads(&self) -> Vec<(TenantId, Seq)> {
-        self.opened().map(|(id, tenant)| (id, tenant.state().seq())).collect()
+        self.loaded_tenants()
+            .into_iter()
+            .map(|tenant| (tenant.id().clone(), tenant.state().seq()))
+            .collect()
     }
 }

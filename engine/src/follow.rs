@@ -1,8 +1,8 @@
 //! Following other replicas: when several processes share one log store (PostgreSQL), each
 //! folds in what the others append, so that its reads and its change stream include their
 //! writes. The store tells of every head that moves (`LogStore::head_notices`); the follower
-//! catches the tenant up to it, and opens a tenant another replica created when first heard
-//! of. A notice can be missed (the store's listening connection drops, the follower lags), so
+//! catches the tenant up to it if this replica has loaded it (a tenant not loaded here is left
+//! alone: loading reads it up to its head, so it starts caught up). A notice can be missed (the store's listening connection drops, the follower lags), so
 //! the follower also reads every head on a timer and whenever the store says notices were
 //! missed: a missed notice delays a record, it never loses one.
 
@@ -59,7 +59,7 @@ async fn run(engine: Weak<Engine>, mut notices: broadcast::Receiver<HeadNotice>,
         };
         let Some(engine) = engine.upgrade() else { return };
         let followed = match wanted {
-            Wanted::One(tenant, seq) => follow_one(&engine, &tenant, Some(seq)).await,
+            Wanted::One(tenant, seq) => follow_one(&engine, &tenant, seq).await,
             Wanted::All => follow_all(&engine).await,
             Wanted::Stop => return,
         };
@@ -69,24 +69,19 @@ async fn run(engine: Weak<Engine>, mut notices: broadcast::Receiver<HeadNotice>,
     }
 }
 
-/// Catches every tenant of the store up to its head, opening those not open yet.
+/// Catches every loaded tenant up to its head.
 async fn follow_all(engine: &Engine) -> Result<(), EngineError> {
-    for tenant in engine.store().tenants().await? {
-        follow_one(engine, &tenant, None).await?;
+    for tenant in engine.loaded_tenants() {
+        tenant.catch_up().await?;
     }
     Ok(())
 }
 
-/// Catches `tenant` up to `seq` (`None`: its head now); opens it if this replica has not yet.
-async fn follow_one(engine: &Engine, tenant: &TenantId, seq: Option<Seq>) -> Result<(), EngineError> {
-    let Some(open) = engine.tenant(tenant) else {
-        // Opening loads it from its latest snapshot and the log: it starts caught up.
-        engine.ensure_tenant(tenant).await?;
-        return Ok(());
-    };
-    match seq {
-        Some(seq) => open.catch_up_to(seq).await?,
-        None => open.catch_up().await?,
-    };
+/// Catches `tenant` up to `seq` if it is loaded or loading here (a loading one once it is
+/// loaded, so that what was appended while it loaded is not skipped).
+async fn follow_one(engine: &Engine, tenant: &TenantId, seq: Seq) -> Result<(), EngineError> {
+    if let Some(open) = engine.wanted_tenant(tenant).await? {
+        open.catch_up_to(seq).await?;
+    }
     Ok(())
 }

@@ -1,7 +1,7 @@
 //! Several engines (replicas) on one PostgreSQL schema: a command decided on a log another
 //! replica moved on is decided again on what it appended, so a userName stays unique across
 //! replicas; each replica folds in the others' appends (read-your-writes through another
-//! replica, the change stream in log order, tenants another replica created).
+//! replica, the change stream in log order, tenants another replica wrote, loaded on first use).
 //!
 //! Every test runs in a schema of its own in the database `IDPSYNC_TEST_POSTGRES_URL` names;
 //! where it is not set, each test says so and passes.
@@ -157,20 +157,82 @@ async fn the_change_stream_of_one_replica_carries_another_replicas_writes_in_ord
     }
 }
 
+/// A replica leaves alone a tenant it has not used (it follows only what it loaded): on first
+/// use it loads it up to date, and from then on folds in the other replica's writes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_tenant_another_replica_creates_is_opened_when_first_heard_of() {
+async fn a_tenant_another_replica_writes_loads_up_to_date_on_first_use_then_is_followed() {
     let Some((engines, _followers, _)) = replicas(2, Duration::from_secs(30)).await else {
         return;
     };
     let beta = TenantId::new("beta").unwrap();
     let tenant = engines[0].ensure_tenant(&beta).await.unwrap();
     tenant.execute(provision("dana@example.com"), origin()).await.unwrap();
-    eventually("B opens beta and folds in its first write", || {
+    // B's follower hears of the write (a notice) and leaves beta unloaded.
+    let default = TenantId::default_tenant();
+    engines[0]
+        .require_tenant(&default)
+        .unwrap()
+        .execute(provision("marker@example.com"), origin())
+        .await
+        .unwrap();
+    eventually("B follows default, which it loaded", || {
         engines[1]
-            .tenant(&beta)
-            .is_some_and(|tenant| tenant.state().user_by_name("dana@example.com").is_some())
+            .require_tenant(&default)
+            .unwrap()
+            .state()
+            .user_by_name("marker@example.com")
+            .is_some()
     })
     .await;
+    assert!(engines[1].tenant(&beta).is_none(), "B loads beta only on first use");
+
+    let on_b = engines[1]
+        .tenant_in_log(&beta)
+        .await
+        .unwrap()
+        .expect("the log has beta");
+    assert!(on_b.state().user_by_name("dana@example.com").is_some());
+    tenant.execute(provision("erin@example.com"), origin()).await.unwrap();
+    eventually("B folds in A's next write to beta", || {
+        on_b.state().user_by_name("erin@example.com").is_some()
+    })
+    .await;
+}
+
+/// A replica that loads a tenant while another writes it misses none of the writes made during
+/// the loading: its follower waits for the loading, then catches up (the heads' timer is too
+/// slow to hide a miss here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_loaded_while_another_replica_writes_it_ends_at_the_head() {
+    let Some((engines, _followers, _)) = replicas(2, Duration::from_secs(60)).await else {
+        return;
+    };
+    let gamma = TenantId::new("gamma").unwrap();
+    let writer = engines[0].ensure_tenant(&gamma).await.unwrap();
+    for n in 0..200 {
+        writer
+            .execute(provision(&format!("before{n}")), origin())
+            .await
+            .unwrap();
+    }
+    let writing = tokio::spawn(async move {
+        for n in 0..100 {
+            writer
+                .execute(provision(&format!("during{n}")), origin())
+                .await
+                .unwrap();
+        }
+        writer.state().seq()
+    });
+    let on_b = engines[1]
+        .tenant_in_log(&gamma)
+        .await
+        .unwrap()
+        .expect("the log has gamma");
+    let head = writing.await.unwrap();
+    assert_eq!(head, Seq(300));
+    eventually("B's gamma reaches A's head", || on_b.state().seq() == head).await;
+    assert_eq!(on_b.state().user_count(), 300);
 }
 
 /// A listing of users `u0`..`u{count - 1}` from the integration `okta`.
@@ -244,4 +306,141 @@ async fn a_hold_another_replica_cleared_is_not_confirmed_through_a_replica_that_
         "nothing was applied"
     );
     c.shutdown().await;
+}
+
+/// A SQL session on the test database, beside the stores; `None` where none is configured.
+async fn sql() -> Option<tokio_postgres::Client> {
+    let url = std::env::var("IDPSYNC_TEST_POSTGRES_URL").ok()?;
+    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    Some(client)
+}
+
+/// A replica that follows `settings`' schema on a store of its own, its connections named
+/// `application_name` so that a test can find them; heads read every `every` besides the
+/// notices.
+async fn follower_named(
+    settings: &PostgresSettings,
+    application_name: &str,
+    every: Duration,
+) -> (Arc<Engine>, Follower) {
+    let mut url = url::Url::parse(&std::env::var("IDPSYNC_TEST_POSTGRES_URL").unwrap()).unwrap();
+    url.query_pairs_mut()
+        .append_pair("schema", settings.schema())
+        .append_pair("application_name", application_name);
+    let store = PostgresStore::open(PostgresSettings::from_url(url.as_str()).unwrap())
+        .await
+        .unwrap();
+    let engine = Arc::new(Engine::open(Arc::new(store), TenantSettings::default()).await.unwrap());
+    let follower = engine
+        .follow_other_writers(every)
+        .expect("a PostgreSQL store is shared");
+    (engine, follower)
+}
+
+/// The process ids of the connections named `application_name` that listen for heads.
+async fn listeners(sql: &tokio_postgres::Client, application_name: &str) -> Vec<i32> {
+    sql.query(
+        "SELECT pid FROM pg_stat_activity WHERE application_name = $1 AND query LIKE 'LISTEN %'",
+        &[&application_name],
+    )
+    .await
+    .unwrap()
+    .iter()
+    .map(|row| row.get(0))
+    .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_whose_listening_connection_is_killed_still_applies_every_append() {
+    // Heads are read only every 30 s: what B shows sooner came by a notice or a reconnection.
+    let Some((engines, _followers, settings)) = replicas(1, Duration::from_secs(30)).await else {
+        return;
+    };
+    let sql = sql().await.unwrap();
+    let name = format!("{}_b", settings.schema());
+    let (b_engine, _b_follower) = follower_named(&settings, &name, Duration::from_secs(30)).await;
+    let default = TenantId::default_tenant();
+    let a = engines[0].require_tenant(&default).unwrap();
+    let b = b_engine.require_tenant(&default).unwrap();
+    a.execute(provision("before@example.com"), origin()).await.unwrap();
+    eventually("B hears of A's first write", || {
+        b.state().user_by_name("before@example.com").is_some()
+    })
+    .await;
+
+    // B's listening connection dies; A appends while nobody listens for B.
+    let old = listeners(&sql, &name).await;
+    assert_eq!(old.len(), 1, "B listens on one connection");
+    let killed: bool = sql
+        .query_one("SELECT pg_terminate_backend($1)", &[&old[0]])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(killed);
+    for n in 0..20 {
+        a.execute(provision(&format!("unheard{n}@example.com")), origin())
+            .await
+            .unwrap();
+    }
+    let head = a.state().seq();
+    eventually("B applies every append made while it did not listen", || {
+        b.state().seq() == head
+    })
+    .await;
+    for n in 0..20 {
+        assert!(b.state().user_by_name(&format!("unheard{n}@example.com")).is_some());
+    }
+
+    // It listens again, on a new connection, and hears the next append.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let now = listeners(&sql, &name).await;
+        if now.len() == 1 && now != old {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "B does not listen again: {now:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    a.execute(provision("after@example.com"), origin()).await.unwrap();
+    eventually("B hears of A's write after it listens again", || {
+        b.state().user_by_name("after@example.com").is_some()
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_that_hears_no_notice_still_applies_every_append_at_its_sweep() {
+    let Some((engines, _followers, settings)) = replicas(1, Duration::from_secs(30)).await else {
+        return;
+    };
+    let sql = sql().await.unwrap();
+    let name = format!("{}_b", settings.schema());
+    let (b_engine, _b_follower) = follower_named(&settings, &name, Duration::from_millis(500)).await;
+    let default = TenantId::default_tenant();
+    let a = engines[0].require_tenant(&default).unwrap();
+    let b = b_engine.require_tenant(&default).unwrap();
+    // No append of this schema notifies anyone from now on.
+    sql.batch_execute(&format!(
+        "ALTER TABLE \"{}\".heads DISABLE TRIGGER heads_notify",
+        settings.schema()
+    ))
+    .await
+    .unwrap();
+    for n in 0..20 {
+        a.execute(provision(&format!("unheard{n}@example.com")), origin())
+            .await
+            .unwrap();
+    }
+    let head = a.state().seq();
+    eventually("B applies every append it was never told of", || {
+        b.state().seq() == head
+    })
+    .await;
+    for n in 0..20 {
+        assert!(b.state().user_by_name(&format!("unheard{n}@example.com")).is_some());
+    }
 }

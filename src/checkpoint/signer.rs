@@ -56,13 +56,11 @@ struct Schedule {
 }
 
 impl Schedule {
-    /// Signs a checkpoint of every tenant whose log moved and is due (all that moved, when
-    /// `force`).
+    /// Signs a checkpoint of every loaded tenant whose log moved and is due (all that moved,
+    /// when `force`); a tenant not loaded since the start has not moved through this process.
     async fn round(&mut self, force: bool) {
-        for id in self.engine.tenant_ids() {
-            let Some(tenant) = self.engine.tenant(&id) else {
-                continue;
-            };
+        for tenant in self.engine.loaded_tenants() {
+            let id = tenant.id().clone();
             let head = tenant.state().seq();
             let last = self.last.entry(id.clone()).or_insert(Last {
                 seq: Seq::ZERO,

@@ -88,7 +88,7 @@ pub(crate) async fn run(context: &Context, command: AuditCommand) -> anyhow::Res
     };
     let engine = context.open_engine().await?;
     let result = async {
-        let tenant = engine.require_tenant(&output.tenant)?;
+        let tenant = engine.existing_tenant(&output.tenant).await?;
         let mut bindings = BindingLog::default();
         bindings.catch_up(&tenant).await?;
         let names = token_names(context);

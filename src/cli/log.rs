@@ -176,15 +176,15 @@ fn export(context: &Context, only: Option<TenantId>, output: Option<PathBuf>) ->
 }
 
 async fn create(context: &Context, only: Option<TenantId>) -> anyhow::Result<()> {
-    let signing = key::load_or_create(&context.data_dir)?;
     let engine = context.open_engine().await?;
     let result = async {
+        let signing = key::for_store(&**engine.store(), &context.data_dir).await?;
         let tenants = match &only {
             Some(tenant) => vec![tenant.clone()],
-            None => engine.tenant_ids(),
+            None => engine.store().tenants().await?,
         };
         for id in tenants {
-            let tenant = engine.require_tenant(&id)?;
+            let tenant = engine.existing_tenant(&id).await?;
             match checkpoint::make(&tenant, engine.store(), &signing).await? {
                 Some(made) => {
                     checkpoint::append(&context.data_dir, &made)?;

@@ -179,7 +179,7 @@ pub(crate) async fn run(context: &Context, args: ServeArgs) -> anyhow::Result<()
         },
     )
     .context("starting the change streams' thread")?;
-    let key = idpsync::checkpoint::key::load_or_create(&context.data_dir)?;
+    let key = idpsync::checkpoint::key::for_store(&**engine.store(), &context.data_dir).await?;
     let signer = idpsync::checkpoint::signer::CheckpointSigner::start(
         Arc::clone(&engine),
         context.data_dir.clone(),
@@ -195,7 +195,7 @@ pub(crate) async fn run(context: &Context, args: ServeArgs) -> anyhow::Result<()
     })
     .await?;
     let stop_requested = shutdown_signal()?;
-    tracing::info!(%address, scim_base_url = %scim_url, data_dir = %context.data_dir.display(), storage = %context.storage, tenants = engine.tenant_ids().len(), "idpsync is serving");
+    tracing::info!(%address, scim_base_url = %scim_url, data_dir = %context.data_dir.display(), storage = %context.storage, tenants_loaded = engine.loaded_tenants().len(), "idpsync is serving");
     // Order of shutdown: end the change streams (they never finish on their own, and a
     // graceful shutdown waits for every response), stop accepting and finish requests in
     // flight (so no new commands arrive), then stop the writers after their queued commands,

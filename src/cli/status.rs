@@ -86,6 +86,7 @@ struct RunStatus {
     last_finished: Option<String>,
     last_result: Option<&'static str>,
     last_error: Option<String>,
+    last_warnings: Vec<String>,
     next_run: Option<String>,
 }
 
@@ -152,6 +153,7 @@ async fn collect(context: &Context, engine: &Engine, args: &StatusArgs) -> anyho
                 last_finished: rfc3339(status.last_finished),
                 last_result: status.last_result,
                 last_error: status.last_error,
+                last_warnings: status.last_warnings,
                 next_run: rfc3339(status.next_run),
             };
             (key, run)
@@ -164,8 +166,10 @@ async fn collect(context: &Context, engine: &Engine, args: &StatusArgs) -> anyho
             .await
             .map_err(|error| anyhow::anyhow!("tenant {tenant}: {error}"))?;
         let snapshots = store.snapshots(&tenant).await?;
+        // Loaded now if this is its first use since the service started.
+        let handle = engine.existing_tenant(&tenant).await?;
         let held = match &context.running {
-            Some(running) => running.engine.tenant(&tenant).map(|t| t.held()).unwrap_or_default(),
+            Some(_) => handle.held(),
             None => BTreeMap::new(),
         };
         let configured = context
@@ -189,7 +193,6 @@ async fn collect(context: &Context, engine: &Engine, args: &StatusArgs) -> anyho
                 integration: name,
             })
             .collect();
-        let handle = engine.require_tenant(&tenant)?;
         // A running service keeps the revocations it waits for; a command of its own reads
         // them back from the log, as the service does at its start.
         if context.running.is_none() {
@@ -263,6 +266,9 @@ fn print(context: &Context, args: &StatusArgs, statuses: &[TenantStatus]) -> any
                         .unwrap_or_default()
                 ),
                 None => outln!("not running"),
+            }
+            for warning in integration.running.iter().flat_map(|run| &run.last_warnings) {
+                outln!("    warning: {warning}");
             }
             if let Some(held) = &integration.held {
                 outln!(

@@ -50,7 +50,7 @@ fn confirm(tenant: &TenantId, id: UserId, user_name: &str) -> anyhow::Result<()>
 pub(crate) async fn run(context: &Context, command: UserCommand) -> anyhow::Result<()> {
     let UserCommand::Erase { tenant, user, yes } = command;
     let engine = context.open_engine().await?;
-    let handle = engine.require_tenant(&tenant)?;
+    let handle = engine.existing_tenant(&tenant).await?;
     let state = handle.state();
     let found = user
         .parse::<UserId>()

@@ -132,7 +132,10 @@ impl FromRequestParts<ConsoleState> for SignedIn {
         let tenant = state
             .api()
             .engine()
-            .tenant(&session.principal.tenant)
+            .tenant_in_log(&session.principal.tenant)
+            .await
+            .ok()
+            .flatten()
             .ok_or(Refused::SignIn)?;
         Ok(SignedIn {
             id,

@@ -111,8 +111,7 @@ impl Alerts {
             overdue_revocations: 0,
             oldest_overdue_seconds: 0,
         };
-        for id in engine.tenant_ids() {
-            let Some(tenant) = engine.tenant(&id) else { continue };
+        for tenant in engine.loaded_tenants() {
             let overdue = tenant.overdue_revocations(now);
             alerts.overdue_revocations += overdue.count;
             if let Some(oldest) = overdue.oldest {

@@ -34,6 +34,9 @@ pub struct FaultyStore {
     pub tamper_seq: Mutex<Option<Seq>>,
     /// Pretend there are no snapshots, so that start-up replays the whole log.
     pub hide_snapshots: AtomicBool,
+    /// When set, how many more appends succeed before the disk fills up (and
+    /// [`FaultyStore::refuse_writes`] is switched on): a failure in the middle of a series.
+    pub appends_before_full: Mutex<Option<usize>>,
     /// Appends wait for this lock, so that a test can keep one in flight.
     pub gate: tokio::sync::Mutex<()>,
     /// Appends waiting at the gate now.
@@ -41,6 +44,19 @@ pub struct FaultyStore {
 }
 
 impl FaultyStore {
+    /// Counts an append against [`FaultyStore::appends_before_full`].
+    fn count_down_to_full(&self) {
+        let mut left = self.appends_before_full.lock().unwrap_or_else(|p| p.into_inner());
+        match left.as_mut() {
+            Some(0) => {
+                self.refuse_writes.store(true, Ordering::SeqCst);
+                *left = None;
+            }
+            Some(n) => *n -= 1,
+            None => {}
+        }
+    }
+
     fn refused(&self) -> Result<(), StoreError> {
         match self.refuse_writes.load(Ordering::SeqCst) {
             true => Err(StoreError::Unavailable {
@@ -70,6 +86,7 @@ impl LogStore for FaultyStore {
         self.waiting.fetch_add(1, Ordering::SeqCst);
         drop(self.gate.lock().await);
         self.waiting.fetch_sub(1, Ordering::SeqCst);
+        self.count_down_to_full();
         self.refused()?;
         let appended = self.inner.append(batch).await?;
         if self.lose_answers.load(Ordering::SeqCst) {

@@ -20,8 +20,10 @@ pub mod namespaces {
     pub const HOLDS: &str = "holds";
     /// Leases of scheduled work: whose replica runs which integration, for a few seconds.
     pub const LEASES: &str = "leases";
+    /// The checkpoint signing key every replica signs with, on stores replicas share.
+    pub const CHECKPOINT_KEY: &str = "checkpoint-key";
     /// What a backup carries and a restore puts back (leases are not: they expire).
-    pub const DURABLE: &[&str] = &[TOKENS, INTEGRATION_STATE, HOLDS];
+    pub const DURABLE: &[&str] = &[TOKENS, INTEGRATION_STATE, HOLDS, CHECKPOINT_KEY];
 }
 
 /// The longest namespace, in bytes.

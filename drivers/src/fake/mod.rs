@@ -6,6 +6,7 @@
 //! request is recorded ([`Recorded`]) for contract checks.
 
 mod feeds;
+mod jobs;
 mod vendors;
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
@@ -96,6 +97,11 @@ pub struct Directory {
     keycloak_22: bool,
     /// The change feeds answer with what is not the vendor's shape.
     garbled_feeds: bool,
+    /// The integration lacks the feeds' permission: they answer 403, and Okta's token
+    /// endpoint refuses `okta.logs.read` (`invalid_scope`).
+    feed_permission_withheld: bool,
+    /// Auth0's users-export jobs end `failed`.
+    export_jobs_fail: bool,
     /// Users Okta's "changed since" search does not find yet (its index lags its writes).
     okta_index_lag: BTreeSet<String>,
 }
@@ -223,6 +229,23 @@ impl Directory {
     /// answer with a body that is not the vendor's shape.
     pub fn garble_feeds(&mut self) {
         self.garbled_feeds = true;
+    }
+
+    /// Withholds the change feeds' permission (Okta's `okta.logs.read` grant or the API token
+    /// owner's log access, Auth0's `read:logs`, authentik's "Can view Event"): the feeds answer
+    /// 403 in the vendor's words, and Okta's token endpoint refuses to issue `okta.logs.read`.
+    pub fn withhold_feed_permission(&mut self) {
+        self.feed_permission_withheld = true;
+    }
+
+    /// Makes Auth0's users-export jobs fail.
+    pub fn fail_export_jobs(&mut self) {
+        self.export_jobs_fail = true;
+    }
+
+    /// Grants the change feeds' permission again.
+    pub fn grant_feed_permission(&mut self) {
+        self.feed_permission_withheld = false;
     }
 
     /// Leaves a user out of Okta's `search=lastUpdated gt "…"` answers, as Okta's search index
@@ -376,6 +399,7 @@ struct Shared {
     token_count: AtomicU64,
     recorded: Mutex<Vec<Recorded>>,
     record_bodies: bool,
+    jobs: Mutex<jobs::Jobs>,
 }
 
 /// A running fake IdP.
@@ -407,6 +431,7 @@ impl FakeIdp {
             vendor,
             base: format!("http://{address}"),
             directory: Mutex::new(directory),
+            jobs: Mutex::new(jobs::Jobs::default()),
             triggers: Mutex::new(Vec::new()),
             faults: Mutex::new((Faults::default(), 0)),
             quota_use: Mutex::new(QuotaUse::default()),
@@ -482,6 +507,12 @@ impl FakeIdp {
     /// The integration's TOML (without `name`) that points a driver at this fake.
     pub fn integration_toml(&self) -> String {
         vendors::integration_toml(self.shared.vendor, &self.origin())
+    }
+
+    /// The integration's TOML for an Okta fake reached as an OAuth 2.0 service app
+    /// (`private_key_jwt`) rather than with an API token.
+    pub fn okta_service_app_toml(&self) -> String {
+        vendors::okta_service_app_toml(&self.origin())
     }
 }
 
@@ -587,6 +618,13 @@ async fn answer(shared: &Shared, call: &Call) -> (Response, Option<Value>) {
     if vendors::is_token_path(shared.vendor, &call.path) && call.method == Method::POST {
         return issue_token(shared, call, &call.headers);
     }
+    if shared.vendor == Vendor::Auth0 {
+        let directory = shared.directory.lock().unwrap_or_else(|p| p.into_inner());
+        let jobs = shared.jobs.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(file) = jobs.download(call, &directory) {
+            return (file, None);
+        }
+    }
     let in_flight = shared.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
     shared.most_in_flight.fetch_max(in_flight, Ordering::SeqCst);
     let answered = answer_api(shared, call).await;
@@ -659,6 +697,12 @@ async fn answer_api(shared: &Shared, call: &Call) -> (Response, Option<Value>) {
     if let Some(refusal) = vendors::refuse(vendor, call, &directory) {
         return refusal;
     }
+    if vendor == Vendor::Auth0 {
+        let mut jobs = shared.jobs.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(answer) = jobs.answer(&shared.base, call, &directory) {
+            return answer;
+        }
+    }
     match vendors::route(vendor, &shared.base, call, &directory) {
         Some((mut headers, body)) => {
             run_triggers(shared, &call.path, &mut directory);
@@ -710,12 +754,12 @@ fn authorised(shared: &Shared, headers: &HeaderMap) -> bool {
             .and_then(|value| value.to_str().ok())
             .unwrap_or_default()
     };
-    match vendors::static_auth(shared.vendor) {
-        Some((name, expected)) => header(name) == expected,
-        None => header("authorization")
+    // A vendor with static credentials may also take the tokens it issued (Okta's service
+    // apps); none is issued by the others.
+    vendors::static_auth(shared.vendor).is_some_and(|(name, expected)| header(name) == expected)
+        || header("authorization")
             .strip_prefix("Bearer ")
-            .is_some_and(|token| shared.tokens.lock().unwrap_or_else(|p| p.into_inner()).contains(token)),
-    }
+            .is_some_and(|token| shared.tokens.lock().unwrap_or_else(|p| p.into_inner()).contains(token))
 }
 
 /// A JWT-bearer assertion as Google checks it: signed (RS256) by the test key, for this token
@@ -773,6 +817,14 @@ fn issue_token(shared: &Shared, call: &Call, headers: &HeaderMap) -> (Response, 
             vec![],
             json!({"error": "invalid_client", "error_description": "bad credentials"}),
         );
+    }
+    let withheld = shared
+        .directory
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .feed_permission_withheld;
+    if let Some(refusal) = vendors::refuse_scope(shared.vendor, &field("scope"), withheld) {
+        return refusal;
     }
     let token = format!("fake-token-{}", shared.token_count.fetch_add(1, Ordering::Relaxed));
     shared

@@ -132,10 +132,61 @@ pub(super) fn static_auth(vendor: Vendor) -> Option<(&'static str, &'static str)
     }
 }
 
+/// The integration's TOML for an Okta fake reached by a service app (`private_key_jwt`).
+pub(super) fn okta_service_app_toml(origin: &str) -> String {
+    format!(
+        "provider = \"okta\"\nbase_url = \"{origin}\"\nallow_insecure_http = true\nclient_id = \"fake-client\"\nprivate_key = \"\"\"\n{TEST_KEY}\"\"\"\n"
+    )
+}
+
+/// A token request the vendor refuses for a scope the client was not granted: Okta's service
+/// app without `okta.logs.read` when the feeds' permission is withheld.
+pub(super) fn refuse_scope(vendor: Vendor, scopes: &str, withheld: bool) -> Option<(Response, Option<Value>)> {
+    let refused =
+        vendor == Vendor::Okta && withheld && scopes.split_whitespace().any(|scope| scope == "okta.logs.read");
+    refused.then(|| {
+        json_response(
+            StatusCode::BAD_REQUEST,
+            vec![],
+            json!({"error": "invalid_scope", "error_description": "The following scopes are not allowed: [okta.logs.read]"}),
+        )
+    })
+}
+
+/// Whether `path` is one of the vendor's change feeds.
+fn is_feed_path(vendor: Vendor, path: &str) -> bool {
+    match vendor {
+        Vendor::Okta => path == "/api/v1/logs",
+        Vendor::Auth0 => path == "/api/v2/logs",
+        Vendor::Authentik => path == "/api/v3/events/events/",
+        _ => false,
+    }
+}
+
+/// A change feed's 403 in the vendor's words, for an integration without its permission.
+fn feed_forbidden(vendor: Vendor) -> (Response, Option<Value>) {
+    let body = match vendor {
+        Vendor::Okta => json!({
+            "errorCode": "E0000006",
+            "errorSummary": "You do not have permission to perform the requested action",
+            "errorLink": "E0000006", "errorId": "fake", "errorCauses": []
+        }),
+        Vendor::Auth0 => json!({
+            "statusCode": 403, "error": "Forbidden",
+            "message": "Insufficient scope, expected any of: read:logs", "errorCode": "insufficient_scope"
+        }),
+        _ => json!({"detail": "You do not have permission to perform this action."}),
+    };
+    json_response(StatusCode::FORBIDDEN, vec![], body)
+}
+
 /// A request the vendor refuses with a 4xx of its own: Graph's delta functions take no `$top`
 /// (the page size goes in `Prefer: odata.maxpagesize`) and answer an expired delta token 400
-/// `syncStateNotFound`.
+/// `syncStateNotFound`; a change feed answers 403 while its permission is withheld.
 pub(super) fn refuse(vendor: Vendor, call: &Call, directory: &Directory) -> Option<(Response, Option<Value>)> {
+    if directory.feed_permission_withheld && is_feed_path(vendor, &call.path) {
+        return Some(feed_forbidden(vendor));
+    }
     let graph_error = |code: &str, message: &str| {
         json_response(
             StatusCode::BAD_REQUEST,
@@ -634,6 +685,11 @@ fn keycloak(call: &Call, segments: &[&str], directory: &Directory) -> Option<Ans
     Some((vec![], Value::Array(window(&items, first, max).0)))
 }
 
+/// A user as Auth0's `/users` and its users exports show it.
+pub(super) fn auth0_user(user: &FakeUser) -> Value {
+    json!({"user_id": user.id, "email": user.email, "email_verified": true, "given_name": user.given_name, "family_name": user.family_name, "name": format!("{} {}", user.given_name, user.family_name), "blocked": !user.active, "created_at": "2024-01-01T00:00:00.000Z", "updated_at": "2024-01-02T00:00:00.000Z"})
+}
+
 fn auth0(call: &Call, segments: &[&str], directory: &Directory) -> Option<Answer> {
     let by_page = |key: &str, items: Vec<Value>| {
         let per_page = call.number("per_page", 50).min(100);
@@ -659,13 +715,7 @@ fn auth0(call: &Call, segments: &[&str], directory: &Directory) -> Option<Answer
     let role_id = |group: &FakeGroup| format!("rol_{}", group.id);
     match segments {
         ["logs"] => Some(super::feeds::auth0_logs(call, directory)),
-        ["users"] => Some(by_page(
-            "users",
-            directory
-                .users()
-                .map(|user| json!({"user_id": user.id, "email": user.email, "email_verified": true, "given_name": user.given_name, "family_name": user.family_name, "name": format!("{} {}", user.given_name, user.family_name), "blocked": !user.active, "created_at": "2024-01-01T00:00:00.000Z", "updated_at": "2024-01-02T00:00:00.000Z"}))
-                .collect(),
-        )),
+        ["users"] => Some(by_page("users", directory.users().map(auth0_user).collect())),
         ["roles"] => Some(by_page(
             "roles",
             directory

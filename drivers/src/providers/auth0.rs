@@ -1,5 +1,6 @@
 //! Auth0 Management API v2: client credentials with the API `audience`; users by `page` +
-//! `per_page` with `include_totals` (Auth0 lists at most 1,000 users this way); roles and/or
+//! `per_page` with `include_totals` (Auth0 lists at most 1,000 users this way: a full listing
+//! of a larger tenant reads them from a users-export job, `export`); roles and/or
 //! organizations as groups, their members by checkpoint (`from` + `take`, until no `next`).
 //! Changes by `q=updated_at:[… TO *]`; roles and organizations are listed in full each run.
 //! Deletions from the log events (`/logs`), which only incremental runs read: by checkpoint
@@ -8,12 +9,14 @@
 //! Page numbers cannot overlap, so a listing by page whose `total` changes between its pages
 //! fails (an object deleted meanwhile may have made another be skipped); the next run retries.
 
+mod export;
+
 use idpsync_engine::reconcile::{ExternalMember, SnapshotGroup};
 use reqwest::Url;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
-use super::feed::{Feed, Gone};
+use super::feed::{Feed, Gone, unless_refused};
 use super::person::Person;
 use super::since::{feed_position, rfc3339_millis, since_now, since_seconds};
 use crate::auth::{Auth, Grant, TokenSource};
@@ -414,7 +417,16 @@ impl Provider for Auth0 {
         let mut cursor = since_now();
         // The feed is read first, so that the listing is the newer of the two.
         let feed = match since {
-            Some(since) => Some(read_log(client, run, since, &mut cursor).await?),
+            Some(since) => {
+                let permission = "`read:logs` to the application on the Management API";
+                unless_refused(
+                    run,
+                    "the log events",
+                    permission,
+                    read_log(client, run, since, &mut cursor),
+                )
+                .await?
+            }
             None => None,
         };
         let (mut listing, query) = match since {
@@ -428,6 +440,8 @@ impl Provider for Auth0 {
         if let Some(query) = &query {
             query_pairs.extend([("q", query.as_str()), ("search_engine", "v3")]);
         }
+        let mut users = Vec::new();
+        let mut seen = std::collections::HashSet::new();
         let total = each_page(
             client,
             run,
@@ -435,22 +449,31 @@ impl Provider for Auth0 {
             "/users",
             &query_pairs,
             |user: Auth0User| {
-                let person = Person {
-                    user_name: user.email.as_deref().or(user.username.as_deref()),
-                    email: user.email.as_deref(),
-                    given_name: user.given_name.as_deref(),
-                    family_name: user.family_name.as_deref(),
-                    display_name: user.name.as_deref(),
-                };
-                listing.add_user(person.into_user(user.user_id.clone(), !user.blocked.unwrap_or(false)))
+                let new = seen.insert(user.user_id.clone());
+                users.push(user);
+                new
             },
         )
         .await?;
         if let Some(total) = total.filter(|total| *total > SEARCH_MAX) {
-            return Err(DriverError::TooLarge(format!(
-                "Auth0 holds {total} matching users but its users API lists at most {SEARCH_MAX}; \
-                 nothing was applied (use a user export job, or SCIM provisioning, for larger tenants)"
-            )));
+            if since.is_some() {
+                // More changed users than a search reaches: the run lists everything instead.
+                return Err(DriverError::CursorExpired(format!(
+                    "{total} users changed since the last run, more than the users API lists ({SEARCH_MAX})"
+                )));
+            }
+            // The pages stop at SEARCH_MAX: the whole tenant comes from an export job.
+            users = export::export_users(client, run).await?;
+        }
+        for user in users {
+            let person = Person {
+                user_name: user.email.as_deref().or(user.username.as_deref()),
+                email: user.email.as_deref(),
+                given_name: user.given_name.as_deref(),
+                family_name: user.family_name.as_deref(),
+                display_name: user.name.as_deref(),
+            };
+            listing.add_user(person.into_user(user.user_id.clone(), !user.blocked.unwrap_or(false)));
         }
         self.list_groups(client, run, &mut listing).await?;
         if let Some(feed) = feed {

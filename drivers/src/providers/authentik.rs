@@ -12,7 +12,7 @@ use reqwest::Url;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
-use super::feed::{Feed, Gone};
+use super::feed::{Feed, Gone, unless_refused};
 use super::person::Person;
 use super::since::{rfc3339_millis, since_now, since_seconds, unix_seconds_of};
 use crate::auth::Auth;
@@ -239,7 +239,16 @@ impl Provider for Authentik {
         let cursor = since_now();
         // The feed is read first, so that the listing is the newer of the two.
         let feed = match since {
-            Some(since) => Some(read_events(client, run, since_seconds(since)?).await?),
+            Some(since) => {
+                let permission = "\"Can view Event\" to the API token's user";
+                unless_refused(
+                    run,
+                    "the events",
+                    permission,
+                    read_events(client, run, since_seconds(since)?),
+                )
+                .await?
+            }
             None => None,
         };
         let (mut listing, since_text) = match since {

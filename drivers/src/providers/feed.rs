@@ -5,7 +5,10 @@
 //! A feed entry is the IdP's word, a positive signal like a SCIM `DELETE`: it takes effect in
 //! the run that reads it, without the witnesses an absence needs (`docs/absences.md`). A feed
 //! that cannot be read, or answers in a shape that is not the vendor's, fails the run like any
-//! other listing: nothing is applied and the cursor stays.
+//! other listing: nothing is applied and the cursor stays, except for a feed the IdP refuses
+//! for want of a permission (401 or 403, [`unless_refused`]): the run goes on without it, with a
+//! warning, and deletions take effect by absence at the full runs, as without a feed. Each
+//! incremental run asks again, so the feed comes back as soon as the permission is granted.
 //!
 //! A run reads its feed before its listing, so the listing is the newer of the two: an object
 //! the listing holds keeps what the listing says, whatever the feed reported of it (a user
@@ -14,6 +17,9 @@
 use std::collections::BTreeSet;
 
 use idpsync_engine::reconcile::{ExternalMember, Listing};
+
+use crate::client::Run;
+use crate::error::DriverError;
 
 /// Something a feed reports as gone.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -56,6 +62,27 @@ impl Feed {
                 Gone::User(_) | Gone::Group(_) | Gone::Member { .. } => {}
             }
         }
+    }
+}
+
+/// Reads a feed with `read`; `None`, with a warning on the run, when the IdP refuses it (401
+/// or 403: the integration lacks `permission`). Any other failure fails the run.
+pub(super) async fn unless_refused<T>(
+    run: &Run<'_>,
+    feed: &str,
+    permission: &str,
+    read: impl Future<Output = Result<T, DriverError>>,
+) -> Result<Option<T>, DriverError> {
+    match read.await {
+        Ok(read) => Ok(Some(read)),
+        Err(DriverError::Unauthorized { url, status, message }) => {
+            run.warn(format!(
+                "deletion feed off: {feed} refused (HTTP {status} from {url}: {message}); grant {permission} \
+                 so that deletions take effect at the next poll; until then they take effect by absence at the full runs"
+            ));
+            Ok(None)
+        }
+        Err(other) => Err(other),
     }
 }
 

@@ -11,7 +11,7 @@ use reqwest::Url;
 use reqwest::header::AUTHORIZATION;
 use serde::Deserialize;
 
-use super::feed::{Feed, Gone};
+use super::feed::{Feed, Gone, unless_refused};
 use super::person::Person;
 use super::since::{rfc3339_millis, since_now, since_seconds};
 use crate::auth::{Auth, Grant, Signer, TokenSource, header_value};
@@ -44,8 +44,13 @@ const GROUP_DELETED: &str = "group.lifecycle.delete";
 /// `provider = "okta"`.
 pub(super) const VENDOR: Vendor = Vendor::new::<Keys>("okta");
 
+/// The scope of the System Log: a service app without its grant runs without the feed.
+const LOGS_SCOPE: &str = "okta.logs.read";
 /// The scopes an OAuth 2.0 service app asks for, where `scopes` does not say.
 const SCOPES: &str = "okta.users.read okta.groups.read okta.logs.read";
+/// What the System Log needs, as a warning names it.
+const LOGS_PERMISSION: &str =
+    "the `okta.logs.read` scope to the service app (or a read-only administrator role to the API token's owner)";
 
 /// The keys of an Okta integration, besides the common ones: an API token, or a service app.
 #[derive(Deserialize)]
@@ -406,6 +411,7 @@ impl Provider for Okta {
                     client_id: client_id.clone(),
                     signer: Signer::new(private_key, key_id.clone())?,
                     scope: scopes.clone(),
+                    optional_scope: Some(LOGS_SCOPE),
                 },
             ),
         })
@@ -419,7 +425,10 @@ impl Provider for Okta {
         let cursor = since_now();
         // The feed is read first, so that the listing is the newer of the two.
         let log = match since {
-            Some(since) => Some(read_log(client, run, &rfc3339_millis(since_seconds(since)?)).await?),
+            Some(since) => {
+                let since = rfc3339_millis(since_seconds(since)?);
+                unless_refused(run, "the System Log", LOGS_PERMISSION, read_log(client, run, &since)).await?
+            }
             None => None,
         };
         let (mut listing, user_queries, group_query) = match since {

@@ -99,6 +99,11 @@ pub struct TenantSettings {
     pub recent_max: usize,
     /// The most commands the writer takes into one append.
     pub commands_per_batch_max: usize,
+    /// The most events of one sync run committed in one append. A run is planned and judged by
+    /// the guard whole, then committed this many events at a time, each part durable and
+    /// published before the next is sealed and encoded: the records, the fold and the change
+    /// feed of a whole directory are never in memory at once.
+    pub reconcile_events_per_batch: usize,
     /// Reconcile guard settings: the limit, its window, how long a hold can be confirmed.
     pub policy: ReconcilePolicy,
     /// Seal users' personal fields under per-user keys, so that they can be erased. Off only
@@ -119,6 +124,7 @@ impl Default for TenantSettings {
             checkpoints_max: 2,
             recent_max: 16_384,
             commands_per_batch_max: 4_096,
+            reconcile_events_per_batch: 8_192,
             policy: ReconcilePolicy::default(),
             seal_personal: true,
             revocation_ack_within: std::time::Duration::from_secs(5 * 60),

@@ -422,6 +422,7 @@ pub(super) struct HoldChanges {
 }
 
 /// When a reconcile was decided, for [`HoldChanges::note`].
+#[derive(Clone, Copy)]
 pub(super) struct DecidedAt {
     /// The log's head with the reconcile's records.
     pub(super) head: Seq,
@@ -452,12 +453,15 @@ impl HoldChanges {
                     held_since: at.now,
                 },
             )),
-            Outcome::Reconciled(report) => {
-                self.cleared.push(integration.clone());
-                self.runs
-                    .push((integration, RunEntry::of(&report.guard, at.recorded_at)));
-            }
+            Outcome::Reconciled(report) => self.note_applied(integration, &report.guard, &at),
             _ => {}
         }
+    }
+
+    /// Notes a reconcile of `integration` that applied, with what the guard counted: it
+    /// clears the integration's hold and, if it took access away, joins the recent runs.
+    pub(super) fn note_applied(&mut self, integration: IntegrationName, guard: &GuardCount, at: &DecidedAt) {
+        self.cleared.push(integration.clone());
+        self.runs.push((integration, RunEntry::of(guard, at.recorded_at)));
     }
 }

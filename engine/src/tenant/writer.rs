@@ -30,12 +30,12 @@ use super::reconcile::{DecidedAt, HoldChanges};
 use super::snapshotter::Snapshotter;
 use super::{Committed, Job, Tenant};
 use crate::command::{Command, Origin};
-use crate::decide::{DecideContext, decide};
+use crate::decide::{DecideContext, Decision, Outcome, decide};
 use crate::error::{EngineError, SubmitError};
 use crate::event::{Cause, ENVELOPE_VERSION, Envelope, Event, LoggedEvent, Personal, encode};
 use crate::history::History;
 use crate::ids::{IntegrationName, SyncRunId, UserId};
-use crate::reconcile::{Guard, GuardMemory, SyncInput};
+use crate::reconcile::{Guard, GuardCount, GuardMemory, SyncInput};
 use crate::rejection::Rejection;
 use crate::replay::replay_with;
 use crate::seal::{Keyring, LookupKey, PersonalFields, UserKey, seal};
@@ -77,6 +77,7 @@ pub(crate) fn start(
         in_flight: None,
         next: None,
         behind_the_log: false,
+        failed: None,
     };
     tokio::spawn(async move {
         // Whoever asked for the shutdown hears of it only once the writer, and with it its hold
@@ -104,6 +105,8 @@ struct Writer {
     /// An append failed: the log may hold more than `state` (a commit can reach the disk and
     /// still report an error), so the next round first reads what is there.
     behind_the_log: bool,
+    /// The error of the last append that failed, for [`Writer::commit_now`].
+    failed: Option<Arc<StoreError>>,
 }
 
 /// A batch whose append was handed to the store.
@@ -148,7 +151,9 @@ struct Batch {
 struct Decided {
     reply: oneshot::Sender<Result<Committed, SubmitError>>,
     committed: Committed,
-    command: Command,
+    /// `None` for the last part of a sync run committed in parts: its earlier parts are in
+    /// the log, so it is not decided again; the integration's next run plans again.
+    command: Option<Command>,
     origin: Origin,
     /// How many times it was decided before, each time on a log another writer had moved on.
     attempts: u32,
@@ -278,14 +283,17 @@ impl Writer {
                 self.tenant.recall_recent_runs().await;
             }
             match job {
-                Job::Command { command, origin, reply } => self.decide_one(*command, origin, reply, 0),
-                Job::Reconcile { input, guard, reply } => self.reconcile(*input, guard, reply),
+                Job::Command { command, origin, reply } => match *command {
+                    command @ Command::Reconcile { .. } => self.decide_reconcile(command, origin, reply).await,
+                    command => self.decide_one(command, origin, reply, 0),
+                },
+                Job::Reconcile { input, guard, reply } => self.reconcile(*input, guard, reply).await,
                 Job::ConfirmHeld {
                     integration,
                     run,
                     reply,
                 } => match self.hold_is_still_kept(&integration, run).await {
-                    Ok(()) => self.confirm_held(integration, run, reply),
+                    Ok(()) => self.confirm_held(integration, run, reply).await,
                     Err(refusal) => {
                         let _ = reply.send(Err(refusal));
                     }
@@ -310,7 +318,12 @@ impl Writer {
 
     /// Decides a sync run: its listing becomes a snapshot against the writer's state, which
     /// (nothing being in flight) is the durable one.
-    fn reconcile(&mut self, input: SyncInput, guard: Guard, reply: oneshot::Sender<Result<Committed, SubmitError>>) {
+    async fn reconcile(
+        &mut self,
+        input: SyncInput,
+        guard: Guard,
+        reply: oneshot::Sender<Result<Committed, SubmitError>>,
+    ) {
         let origin = Origin::integration(input.integration.clone(), input.run);
         let view = reconcile_view(
             &self.state,
@@ -319,14 +332,15 @@ impl Writer {
             input.listing.named_user_ids(),
         );
         let snapshot = input.into_snapshot(&view);
+        drop(view);
         let command = Command::Reconcile {
             snapshot: Box::new(snapshot),
             guard,
         };
-        self.decide_one(command, origin, reply, 0);
+        self.decide_reconcile(command, origin, reply).await;
     }
 
-    fn confirm_held(
+    async fn confirm_held(
         &mut self,
         integration: IntegrationName,
         run: SyncRunId,
@@ -347,7 +361,8 @@ impl Writer {
                     snapshot: Box::new((*held.snapshot).clone()),
                     guard: Guard::Confirmed,
                 };
-                self.decide_one(command, origin, reply, 0);
+                drop(held);
+                self.decide_reconcile(command, origin, reply).await;
             }
         }
     }
@@ -444,8 +459,130 @@ impl Writer {
         attempts: u32,
     ) {
         let now = Timestamp::now();
+        let decision = match self.decide_command(&command, &origin, now) {
+            Ok(decision) => decision,
+            Err(rejection) => {
+                let _ = reply.send(Err(SubmitError::Rejected(rejection)));
+                return;
+            }
+        };
+        self.decide_decided(command, decision, origin, reply, attempts, now);
+    }
+
+    /// Decides a reconcile (nothing being in flight): planned and judged by the guard whole,
+    /// like any command. A plan that applies more than
+    /// [`TenantSettings::reconcile_events_per_batch`](super::TenantSettings) events is then
+    /// committed in parts ([`Writer::apply_in_parts`]), the snapshot dropped first.
+    async fn decide_reconcile(
+        &mut self,
+        command: Command,
+        origin: Origin,
+        reply: oneshot::Sender<Result<Committed, SubmitError>>,
+    ) {
+        let per_batch = self.tenant.settings.reconcile_events_per_batch.max(1);
+        let now = Timestamp::now();
+        let decision = match self.decide_command(&command, &origin, now) {
+            Ok(decision) => decision,
+            Err(rejection) => {
+                let _ = reply.send(Err(SubmitError::Rejected(rejection)));
+                return;
+            }
+        };
+        let (Command::Reconcile { snapshot, .. }, Outcome::Reconciled(report)) = (&command, &decision.outcome) else {
+            return self.decide_decided(command, decision, origin, reply, 0, now);
+        };
+        if decision.events.len() <= per_batch {
+            return self.decide_decided(command, decision, origin, reply, 0, now);
+        }
+        let applied = AppliedRun {
+            integration: snapshot.integration.clone(),
+            guard: report.guard,
+        };
+        drop(command);
+        self.apply_in_parts(decision, applied, origin, reply, now).await;
+    }
+
+    /// Adds `command`, decided on the writer's state at `now`, to the next batch, to be
+    /// answered once the batch is durable.
+    fn decide_decided(
+        &mut self,
+        command: Command,
+        decision: Decision,
+        origin: Origin,
+        reply: oneshot::Sender<Result<Committed, SubmitError>>,
+        attempts: u32,
+        now: Timestamp,
+    ) {
+        let events = decision.events.len() as u64;
+        let at = self.log_into_next(decision.events, now);
+        let batch = self.next.as_mut().expect("the batch the events went into");
+        if let Command::Reconcile { snapshot, .. } = &command {
+            batch.holds.note(snapshot, &decision.outcome, at);
+        }
+        batch.decided.push(Decided {
+            reply,
+            committed: Committed {
+                events,
+                head: at.head,
+                outcome: decision.outcome,
+            },
+            command: Some(command),
+            origin,
+            attempts,
+        });
+    }
+
+    /// Commits a reconcile's events in parts of
+    /// [`TenantSettings::reconcile_events_per_batch`](super::TenantSettings), in the plan's
+    /// order: each part is sealed, encoded, folded, appended and published before the next,
+    /// and the events of a part are dropped once logged. The guard judged the whole plan
+    /// before the first part (a held plan writes only its hold), so parts never add up to more
+    /// than it allowed. Each part continues the one before on the state it left, so if an
+    /// append fails (or the process stops) between parts, the log holds a prefix of the plan:
+    /// every record valid, the run answered with the error, and the integration's next run
+    /// plans what is left against it. The last part joins the next batch like any command and
+    /// is answered with the whole run's count; it is not decided again on a conflict.
+    async fn apply_in_parts(
+        &mut self,
+        decision: Decision,
+        applied: AppliedRun,
+        origin: Origin,
+        reply: oneshot::Sender<Result<Committed, SubmitError>>,
+        now: Timestamp,
+    ) {
+        let per_batch = self.tenant.settings.reconcile_events_per_batch.max(1);
+        let Decision { events, outcome } = decision;
+        let total = events.len() as u64;
+        let mut events = events.into_iter();
+        while events.len() > per_batch {
+            let part: Vec<Envelope> = events.by_ref().take(per_batch).collect();
+            self.log_into_next(part, now);
+            if let Err(error) = self.commit_now().await {
+                tracing::warn!(tenant = %self.tenant.id, integration = %applied.integration, "a sync run's part failed to commit; the next run plans what is left");
+                let _ = reply.send(Err(error));
+                return;
+            }
+        }
+        let at = self.log_into_next(events.collect(), now);
+        let batch = self.next.as_mut().expect("the batch the events went into");
+        batch.holds.note_applied(applied.integration, &applied.guard, &at);
+        batch.decided.push(Decided {
+            reply,
+            committed: Committed {
+                events: total,
+                head: at.head,
+                outcome,
+            },
+            command: None,
+            origin,
+            attempts: 0,
+        });
+    }
+
+    /// What `command` decides on the writer's state at `now`.
+    fn decide_command(&self, command: &Command, origin: &Origin, now: Timestamp) -> Result<Decision, Rejection> {
         // Only a reconcile asks the guard.
-        let guard = if command_reconciles(&command) {
+        let guard = if command_reconciles(command) {
             self.tenant.holds.memory(now, &self.tenant.settings.policy)
         } else {
             GuardMemory::default()
@@ -459,7 +596,7 @@ impl Writer {
         };
         // A reconcile is decided on the state with the erased users its listing names
         // recognisable; its events name users by their ids, and are folded into the state itself.
-        let decided = match &command {
+        match command {
             Command::Reconcile { snapshot, .. } => {
                 let view = reconcile_view(
                     &self.state,
@@ -467,42 +604,34 @@ impl Writer {
                     &snapshot.integration,
                     snapshot.named_user_ids(),
                 );
-                decide(&view, &command, &origin, &mut context)
+                decide(&view, command, origin, &mut context)
             }
-            _ => decide(&self.state, &command, &origin, &mut context),
-        };
-        let decision = match decided {
-            Ok(decision) => decision,
-            Err(rejection) => {
-                let _ = reply.send(Err(SubmitError::Rejected(rejection)));
-                return;
-            }
-        };
-        let mut batch = self.next.take().unwrap_or_else(|| Batch::new(self.state.clone()));
-        let events = decision.events.len() as u64;
-        let logged = self.log_events(&mut batch, decision.events);
-        batch.applied.apply(&mut self.state, logged, &*self.tenant.keyring);
-        if let Command::Reconcile { snapshot, .. } = &command {
-            let at = DecidedAt {
-                head: self.state.seq(),
-                recorded_at: self.state.recorded_at(),
-                now,
-            };
-            batch.holds.note(snapshot, &decision.outcome, at);
+            _ => decide(&self.state, command, origin, &mut context),
         }
-        let committed = Committed {
-            events,
-            head: self.state.seq(),
-            outcome: decision.outcome,
-        };
-        batch.decided.push(Decided {
-            reply,
-            committed,
-            command,
-            origin,
-            attempts,
-        });
+    }
+
+    /// Seals, stamps and encodes `events` into the next batch and folds them into the state;
+    /// returns where that leaves the log.
+    fn log_into_next(&mut self, events: Vec<Envelope>, now: Timestamp) -> DecidedAt {
+        let mut batch = self.next.take().unwrap_or_else(|| Batch::new(self.state.clone()));
+        let logged = self.log_events(&mut batch, events);
+        batch.applied.apply(&mut self.state, logged, &*self.tenant.keyring);
         self.next = Some(batch);
+        DecidedAt {
+            head: self.state.seq(),
+            recorded_at: self.state.recorded_at(),
+            now,
+        }
+    }
+
+    /// Commits everything decided so far and waits until it is durable and published; the
+    /// error if an append failed.
+    async fn commit_now(&mut self) -> Result<(), SubmitError> {
+        self.failed = None;
+        self.drain().await;
+        self.failed
+            .take()
+            .map_or(Ok(()), |error| Err(SubmitError::Storage(error)))
     }
 
     /// Seals what a user event logs of the person, in place: its cause, when an IdP object
@@ -610,19 +739,20 @@ impl Writer {
                 }
             }
             Err(error) => {
+                let error = Arc::new(error);
+                self.failed = Some(Arc::clone(&error));
                 self.state = batch.base;
                 let next = self.next.take();
                 let decided = batch
                     .decided
                     .into_iter()
                     .chain(next.into_iter().flat_map(|next| next.decided));
-                if matches!(error, StoreError::SeqConflict { .. }) {
+                if matches!(*error, StoreError::SeqConflict { .. }) {
                     self.decide_again(decided, error).await;
                     return;
                 }
                 tracing::error!(tenant = %self.tenant.id, %error, "append failed; the batch is rejected");
                 self.behind_the_log = true;
-                let error = Arc::new(error);
                 for each in decided {
                     let _ = each.reply.send(Err(SubmitError::Storage(Arc::clone(&error))));
                 }
@@ -657,15 +787,14 @@ impl Writer {
     /// their order, on the state that includes it, so that a command the other's records make
     /// invalid (a userName now taken) is refused as if both had gone through one writer. A
     /// command decided [`REDECIDE_MAX`] times fails with the conflict.
-    async fn decide_again(&mut self, decided: impl Iterator<Item = Decided>, conflict: StoreError) {
+    async fn decide_again(&mut self, decided: impl Iterator<Item = Decided>, conflict: Arc<StoreError>) {
         tracing::info!(tenant = %self.tenant.id, %conflict, "another writer appended first; folding in its records and deciding again");
         metrics::counter!("idpsync_append_conflicts_total", "tenant" => self.tenant.id.to_string()).increment(1);
         let caught_up = self.catch_up().await;
-        let conflict = Arc::new(conflict);
         for each in decided {
-            match &caught_up {
-                Ok(()) if each.attempts < REDECIDE_MAX => {
-                    self.decide_one(each.command, each.origin, each.reply, each.attempts + 1);
+            match (&caught_up, each.command) {
+                (Ok(()), Some(command)) if each.attempts < REDECIDE_MAX => {
+                    self.decide_one(command, each.origin, each.reply, each.attempts + 1);
                 }
                 _ => {
                     let _ = each.reply.send(Err(SubmitError::Storage(Arc::clone(&conflict))));
@@ -715,6 +844,12 @@ impl Writer {
         }
         Ok(())
     }
+}
+
+/// A reconcile that applies, as the guard's window notes it once its last part is durable.
+struct AppliedRun {
+    integration: IntegrationName,
+    guard: GuardCount,
 }
 
 /// Waits for the in-flight batch's append; polled only while there is one.

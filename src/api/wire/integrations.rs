@@ -47,6 +47,10 @@ pub struct IntegrationRow {
     pub last_result: Option<String>,
     /// The last failure's message, kept until a run succeeds.
     pub last_error: Option<String>,
+    /// What the last successful run warned of without failing, e.g. a deletion feed left out
+    /// because the IdP refused it for want of a permission (deletions then take effect at the
+    /// full runs); kept until the next successful run.
+    pub last_warnings: Vec<String>,
     /// How often its task panicked and was started again.
     pub restarts: u64,
     /// Whether this replica holds its lease (only the holder runs it).
@@ -81,6 +85,7 @@ impl IntegrationRow {
             last_finished: status.and_then(|status| time(status.last_finished)),
             last_result: status.and_then(|status| status.last_result.map(str::to_owned)),
             last_error: status.and_then(|status| status.last_error.clone()),
+            last_warnings: status.map(|status| status.last_warnings.clone()).unwrap_or_default(),
             restarts: status.map_or(0, |status| status.restarts),
             lease_held: status.is_some_and(|status| status.lease_held),
             last_counts: status.and_then(|status| status.last_counts.as_ref().map(RunCountsRow::from)),

@@ -54,7 +54,7 @@ pub(in super::super) async fn list(
             table #integrations {
                 tr {
                     th { "Integration" } th { "Provider" } th { "Last run" } th { "Result" }
-                    th { "Last error" } th { "Counts of the last run" } th { "Next run" } th {}
+                    th { "Last error / warnings" } th { "Counts of the last run" } th { "Next run" } th {}
                 }
                 @for status in &statuses {
                     tr.integration data-name=(status.integration) {
@@ -62,7 +62,10 @@ pub(in super::super) async fn list(
                         td { (status.provider) }
                         td { (moment(status.last_finished)) @if status.running { " " span.tag { "running" } } }
                         td { (status.last_result.unwrap_or("—")) " (" (status.runs) " runs, " (status.failures) " failed)" }
-                        td { @if let Some(error) = &status.last_error { span.error { (error) } } @else { "—" } }
+                        td {
+                            @if let Some(error) = &status.last_error { span.error { (error) } } @else { "—" }
+                            @for warning in &status.last_warnings { br; span.warning { (warning) } }
+                        }
                         td {
                             @match &status.last_counts {
                                 Some(counts) => {

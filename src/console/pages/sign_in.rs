@@ -65,11 +65,21 @@ pub(in super::super) async fn submit(
             Some("the token is unknown, revoked, or not an admin token"),
         );
     };
-    if state.api().engine().tenant(&principal.tenant).is_none() {
-        return sign_in_page(
-            StatusCode::NOT_FOUND,
-            Some(&format!("tenant {} has no log yet", principal.tenant)),
-        );
+    // The tenant loads here if this is its first use since the start.
+    match state.api().engine().tenant_in_log(&principal.tenant).await {
+        Ok(Some(_)) => {}
+        Ok(None) => {
+            return sign_in_page(
+                StatusCode::NOT_FOUND,
+                Some(&format!("tenant {} has no log yet", principal.tenant)),
+            );
+        }
+        Err(error) => {
+            return sign_in_page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                Some(&format!("tenant {} cannot be read now: {error}", principal.tenant)),
+            );
+        }
     }
     let id = state.sessions().start(principal);
     (
