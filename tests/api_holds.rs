@@ -20,11 +20,23 @@ use support::Service;
 
 /// Syncs a complete listing of `users` users of integration `okta` into `tenant`.
 async fn sync(tenant: &Tenant, users: usize) {
+    sync_with_owners(tenant, users, 0).await;
+}
+
+/// [`sync`], with the first `owners` users also in the group `owners`.
+async fn sync_with_owners(tenant: &Tenant, users: usize, owners: usize) {
     let mut listing = Listing::new(ListingScope::Complete);
     listing.add_group(SnapshotGroup {
         external_id: "vpn".into(),
         display_name: "VPN".into(),
     });
+    listing.add_group(SnapshotGroup {
+        external_id: "owners".into(),
+        display_name: "owners".into(),
+    });
+    for n in 0..owners {
+        listing.add_member("owners", ExternalMember::User(format!("u{n}")));
+    }
     for n in 0..users {
         listing.add_user(SnapshotUser {
             external_id: format!("u{n}"),
@@ -67,6 +79,55 @@ async fn held_gauge(service: &Service, tenant: &str) -> Option<String> {
     let prefix = format!("idpsync_held_syncs{{tenant=\"{tenant}\"}} ");
     text.lines()
         .find_map(|line| line.strip_prefix(&prefix).map(str::to_owned))
+}
+
+/// Roles from groups: a sync that takes the tenant's last Owner out of the owners' group is
+/// held, though it touches one user of ten and no network access; the API and the preview say
+/// why, and confirming applies it.
+#[tokio::test]
+async fn a_sync_that_removes_the_last_owner_is_held_and_says_why() {
+    let service = Service::start().await;
+    let tenant = tenant(&service, "owners").await;
+    let api = service.api("owners");
+    sync_with_owners(&tenant, 10, 1).await;
+    let okta = IntegrationName::new("okta").unwrap();
+    let owners = tenant.state().owned_group(&okta, "owners").unwrap();
+    api.put(
+        "/bindings/role/owners",
+        &json!({"role": "Owner", "priority": 100, "groups": [owners]}),
+    )
+    .await
+    .expect(200);
+    let owner = tenant.state().owned_user(&okta, "u0").unwrap();
+
+    sync_with_owners(&tenant, 10, 0).await;
+    let status = api.get("/integrations/okta").await.expect(200).body;
+    let held = &status["held"];
+    assert_eq!(held["removesLastOwner"], true, "{status}");
+    assert_eq!(
+        held["guard"]["removals"], 0,
+        "the share alone would not hold it: {status}"
+    );
+    let preview = tenant.preview_held(&okta).expect("a held sync");
+    let loser = preview.losers.iter().find(|loser| loser.user == owner).unwrap();
+    let change = loser.role_change.as_ref().expect("the owner's role change");
+    assert_eq!(change.old.as_ref().map(|held| held.role.as_str()), Some("Owner"));
+    assert_eq!(change.new.as_ref().map(|held| held.role.as_str()), Some("User"));
+    assert!(
+        tenant
+            .state()
+            .is_direct_member(owners, idpsync::engine::ids::Member::User(owner))
+    );
+
+    api.post("/integrations/okta/held/confirm", &json!({"run": held["run"]}))
+        .await
+        .expect(200);
+    assert!(
+        !tenant
+            .state()
+            .is_direct_member(owners, idpsync::engine::ids::Member::User(owner))
+    );
+    service.stop().await;
 }
 
 /// Hardening issue (held syncs' gauge): rejecting a hold dropped it without refreshing

@@ -1,5 +1,5 @@
 """Drives a running `idpsync serve` with the typed client generated from the committed OpenAPI
-document: a binding, the directory, the change stream and an acknowledgement, timelines and
+document: a binding, a role binding and the roles it gives, the directory, the change stream and an acknowledgement, timelines and
 intervals, an audit and the leavers' report, erasure, and errors.
 
 Every answer is parsed into the generated models, and every model is checked for fields the
@@ -24,6 +24,7 @@ from idpsync_client.api.document import get_open_api_document
 from idpsync_client.api.erasure import erase_user
 from idpsync_client.api.history import get_membership_intervals, get_user_timeline
 from idpsync_client.api.integrations import list_integrations
+from idpsync_client.api.roles import list_roles
 from idpsync_client.api.tenants import get_tenant
 from idpsync_client.models import (
     AccessChangeRow,
@@ -40,6 +41,7 @@ from idpsync_client.models import (
     Intervals,
     LeaversReport,
     LoggedEventRow,
+    RoleList,
     TenantSummary,
     Timeline,
     UserAudit,
@@ -131,6 +133,20 @@ def main(origin, tenant, admin_token, scim_token):
     got = call(get_binding, 200, Binding, tenant=tenant, kind="route", id="r-1", client=api)
     assert got.groups == [eng] and got.sources is UNSET, got
 
+    # A role binding: eng's members are Admins, everyone else has the default role.
+    role = call(
+        put_binding, 200, BindingWritten, tenant=tenant, kind="role", id="eng-admins",
+        body=BindingBody(role="Admin", priority=10, groups=[eng]), client=api,
+    )
+    assert (role.kind, role.role, role.priority, role.groups) == ("role", "Admin", 10, [eng]), role
+    roles = call(list_roles, 200, RoleList, tenant=tenant, client=api)
+    assert roles.enabled and roles.default_role == "User", roles
+    assert {(r.user.user_name, r.role) for r in roles.items} == {
+        ("alice@acme.test", "Admin"), ("bob@acme.test", "User")
+    }, roles
+    admins = call(list_roles, 200, RoleList, tenant=tenant, admins=True, client=api)
+    assert [(r.user.id, r.binding, r.group.id) for r in admins.items] == [(alice, "eng-admins", eng)], admins
+
     page = list_users.sync(tenant=tenant, limit=1, client=api)
     described(page, "list_users")
     assert len(page.items) == 1 and isinstance(page.next_, str), page
@@ -177,6 +193,7 @@ def main(origin, tenant, admin_token, scim_token):
     assert audit.offboarding.acknowledged == 1, audit.offboarding
     leavers = call(get_leavers_report, 200, LeaversReport, tenant=tenant, since="2000-01-01", client=api)
     assert leavers.count == 1 and leavers.leavers[0].user == alice, leavers
+    assert [(c.user, c.gained) for c in leavers.admin_changes] == [(alice, True), (alice, False)], leavers
 
     integrations = call(list_integrations, 200, IntegrationList, tenant=tenant, client=api)
     assert integrations.items == [], integrations

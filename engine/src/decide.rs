@@ -9,12 +9,13 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::command::{Command, Origin};
-use crate::event::{Envelope, Event, Personal};
+use crate::event::{Envelope, Event, Personal, Source};
 use crate::ids::{GroupId, Member, Seq, Timestamp, UserId};
 use crate::limits;
-use crate::model::{Owner, ResourceKind};
+use crate::model::{BindingGroups, Owner, ResourceKind, ResourceRef};
 use crate::reconcile::{self, GuardMemory, Plan, ReconcilePolicy, ReconcileReport};
 use crate::rejection::Rejection;
+use crate::roles;
 use crate::speculate::apply_speculatively;
 use crate::state::State;
 use crate::validate::{validate_display_name, validate_external_id, validate_profile};
@@ -60,8 +61,74 @@ pub struct DecideContext<'a> {
     pub now: Timestamp,
 }
 
-/// Decides what `command` does to `state`.
+/// Decides what `command` does to `state`. A SCIM request that would leave the tenant without
+/// an Owner is refused ([`Rejection::LastOwner`]).
 pub fn decide(
+    state: &State,
+    command: &Command,
+    origin: &Origin,
+    context: &mut DecideContext<'_>,
+) -> Result<Decision, Rejection> {
+    let decision = decide_command(state, command, origin, context)?;
+    if matches!(origin.source, Source::Scim { .. }) {
+        keep_an_owner(state, &decision.events)?;
+    }
+    Ok(decision)
+}
+
+/// Refuses `events` if they take the tenant's last Owner away.
+fn keep_an_owner(state: &State, events: &[Envelope]) -> Result<(), Rejection> {
+    if events.is_empty() || !roles::has_owner(state) {
+        return Ok(());
+    }
+    let mut after = state.clone();
+    for envelope in events {
+        apply_speculatively(&mut after, envelope);
+    }
+    if roles::has_owner(&after) {
+        return Ok(());
+    }
+    let user = state
+        .users()
+        .map(|user| user.id)
+        .find(|user| roles::effective_role(state, *user).is_some_and(|held| held.role == roles::OWNER))
+        .expect("a tenant with an owner has a user holding the role");
+    Err(Rejection::LastOwner { user })
+}
+
+/// A role binding's groups with its role name as it is kept ([`roles::role_name`]), checked
+/// against the default binding's rules: the default binding has no groups and priority 0,
+/// every other binding at least one group. Other kinds' groups as they are.
+fn role_binding(resource: &ResourceRef, groups: &BindingGroups) -> Result<BindingGroups, Rejection> {
+    let BindingGroups::Role { role, priority, groups } = groups else {
+        return Ok(groups.clone());
+    };
+    let role = roles::role_name(role).map_err(|reason| Rejection::invalid("role", reason))?;
+    let is_default = resource.id.as_str() == roles::DEFAULT_BINDING;
+    if is_default && (!groups.is_empty() || *priority != 0) {
+        return Err(Rejection::invalid(
+            "groups",
+            format!(
+                "the {} role binding sets the default role: it takes no groups and no priority",
+                roles::DEFAULT_BINDING
+            ),
+        ));
+    }
+    if !is_default && groups.is_empty() {
+        return Err(Rejection::invalid("groups", "a role binding needs at least one group"));
+    }
+    let mut groups = groups.clone();
+    groups.sort();
+    groups.dedup();
+    Ok(BindingGroups::Role {
+        role,
+        priority: *priority,
+        groups,
+    })
+}
+
+/// Decides what `command` does to `state`, whatever its door.
+fn decide_command(
     state: &State,
     command: &Command,
     origin: &Origin,
@@ -272,32 +339,33 @@ pub fn decide(
         }
         Command::SetBinding { resource, groups } => {
             if !groups.fits(resource.kind) {
-                let expected = if resource.kind == ResourceKind::Policy {
-                    "sources and destinations"
-                } else {
-                    "a list of groups"
+                let expected = match resource.kind {
+                    ResourceKind::Policy => "sources and destinations",
+                    ResourceKind::Role => "a role, a priority and groups",
+                    _ => "a list of groups",
                 };
                 return Err(Rejection::BindingShape {
                     kind: resource.kind,
                     expected,
                 });
             }
-            let pairs = groups.pairs();
-            if pairs.len() > limits::BINDING_GROUPS_MAX {
+            let groups = role_binding(resource, groups)?;
+            let named = groups.groups();
+            if named.len() > limits::BINDING_GROUPS_MAX {
                 return Err(Rejection::invalid(
                     "groups",
                     format!("at most {} groups per binding", limits::BINDING_GROUPS_MAX),
                 ));
             }
-            for (group, _) in &pairs {
+            for group in &named {
                 require_group(state, *group)?;
             }
-            if state.binding(resource) == Some(groups) {
+            if state.binding(resource) == Some(&groups) {
                 return done(vec![]);
             }
             done(vec![Event::BindingSet {
                 resource: resource.clone(),
-                groups: groups.clone(),
+                groups,
             }])
         }
         Command::RemoveBinding { resource } => {
@@ -373,7 +441,7 @@ pub fn decide(
             let mut events = Vec::new();
             let mut outcomes = Vec::with_capacity(commands.len());
             for part in commands {
-                let decision = decide(&scratch, part, origin, context)?;
+                let decision = decide_command(&scratch, part, origin, context)?;
                 for envelope in &decision.events {
                     apply_speculatively(&mut scratch, envelope);
                 }

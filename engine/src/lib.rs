@@ -70,6 +70,7 @@ pub mod reader;
 pub mod reconcile;
 mod rejection;
 pub mod replay;
+pub mod roles;
 pub mod seal;
 mod sealed;
 mod speculate;
@@ -85,8 +86,9 @@ pub use error::{EngineError, SubmitError};
 pub use event::{Cause, Envelope, Event, LoggedEvent, Source};
 pub use follow::Follower;
 pub use history::History;
-pub use projector::{AccessChange, AccessDirection};
+pub use projector::{AccessChange, AccessDirection, Projection};
 pub use rejection::Rejection;
+pub use roles::{RoleAssignment, RoleChange};
 pub use sealed::{ExternalIdHash, Sealed};
 pub use state::State;
 pub use tenant::{

@@ -286,10 +286,15 @@ pub enum ResourceKind {
     Route,
     /// A setup key and its auto-groups.
     SetupKey,
+    /// A role binding: the groups whose members hold a management role (see
+    /// [`crate::roles`]). Not network access: it grants no [`crate::access::Grant`]. Its id
+    /// names the binding; the id [`crate::roles::DEFAULT_BINDING`] is the tenant's default role.
+    Role,
 }
 
 impl ResourceKind {
-    /// Every kind, in order.
+    /// Every kind of network resource, in order: the kinds whose bindings grant access. The
+    /// role kind ([`ResourceKind::Role`]) is apart.
     pub const ALL: [ResourceKind; 5] = [
         ResourceKind::Policy,
         ResourceKind::NameserverGroup,
@@ -306,12 +311,16 @@ impl ResourceKind {
             ResourceKind::DnsManagement => "dns-management",
             ResourceKind::Route => "route",
             ResourceKind::SetupKey => "setup-key",
+            ResourceKind::Role => "role",
         }
     }
 
-    /// Parses [`ResourceKind::as_str`]'s names.
+    /// Parses [`ResourceKind::as_str`]'s names, the role kind's included.
     pub fn parse(name: &str) -> Option<ResourceKind> {
-        ResourceKind::ALL.into_iter().find(|kind| kind.as_str() == name)
+        ResourceKind::ALL
+            .into_iter()
+            .chain([ResourceKind::Role])
+            .find(|kind| kind.as_str() == name)
     }
 }
 
@@ -370,10 +379,21 @@ pub enum BindingGroups {
     },
     /// The groups of a nameserver group, DNS setting, route or setup key.
     Groups(Vec<GroupId>),
+    /// A role binding: the management role its groups' effective members hold, when no
+    /// binding of a higher priority matches them (see [`crate::roles`]).
+    Role {
+        /// The role's name (see [`crate::roles::BUILT_IN`]).
+        role: String,
+        /// Higher wins.
+        priority: i32,
+        /// The groups that grant it; none for the default binding.
+        groups: Vec<GroupId>,
+    },
 }
 
 impl BindingGroups {
-    /// Every (group, role) pair, sorted and without duplicates.
+    /// Every (group, role) pair through which the binding grants network access, sorted and
+    /// without duplicates: none for a role binding, which grants a management role instead.
     pub fn pairs(&self) -> Vec<(GroupId, BindingRole)> {
         let mut pairs: Vec<(GroupId, BindingRole)> = match self {
             BindingGroups::Policy { sources, destinations } => sources
@@ -382,17 +402,31 @@ impl BindingGroups {
                 .chain(destinations.iter().map(|g| (*g, BindingRole::Destination)))
                 .collect(),
             BindingGroups::Groups(groups) => groups.iter().map(|g| (*g, BindingRole::Member)).collect(),
+            BindingGroups::Role { .. } => Vec::new(),
         };
         pairs.sort();
         pairs.dedup();
         pairs
     }
 
-    /// Whether this shape fits `kind`: policies have sources and destinations, the rest a list.
+    /// Every group the binding names, sorted and without duplicates.
+    pub fn groups(&self) -> Vec<GroupId> {
+        let mut groups: Vec<GroupId> = match self {
+            BindingGroups::Role { groups, .. } => groups.clone(),
+            other => other.pairs().into_iter().map(|(group, _)| group).collect(),
+        };
+        groups.sort();
+        groups.dedup();
+        groups
+    }
+
+    /// Whether this shape fits `kind`: policies have sources and destinations, role bindings
+    /// a role, the rest a list.
     pub fn fits(&self, kind: ResourceKind) -> bool {
-        matches!(
-            (self, kind),
-            (BindingGroups::Policy { .. }, ResourceKind::Policy) | (BindingGroups::Groups(_), _)
-        ) && !matches!((self, kind), (BindingGroups::Groups(_), ResourceKind::Policy))
+        match self {
+            BindingGroups::Policy { .. } => kind == ResourceKind::Policy,
+            BindingGroups::Role { .. } => kind == ResourceKind::Role,
+            BindingGroups::Groups(_) => !matches!(kind, ResourceKind::Policy | ResourceKind::Role),
+        }
     }
 }

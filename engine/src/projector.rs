@@ -18,6 +18,7 @@ use crate::access::{Grant, GrantFilter, ancestors, effective_users, grants_match
 use crate::event::{Event, LoggedEvent};
 use crate::ids::{GroupId, Member, Seq, Timestamp, UserId};
 use crate::model::{BindingRole, ResourceRef};
+use crate::roles::{self, RoleChange};
 use crate::seal::Opener;
 use crate::state::{Effects, State};
 
@@ -66,7 +67,8 @@ fn bound_lineage(state: &State, group: GroupId) -> BTreeSet<GroupId> {
     lineage
 }
 
-fn users_of(state: &State, members: &[Member]) -> BTreeSet<UserId> {
+/// The users among `members`, and in the groups among them, directly or nested.
+pub(crate) fn users_of(state: &State, members: &[Member]) -> BTreeSet<UserId> {
     let mut users = BTreeSet::new();
     for member in members {
         match *member {
@@ -130,15 +132,27 @@ fn affected(state: &State, event: &Event) -> (BTreeSet<UserId>, GrantFilter) {
     }
 }
 
-/// Folds `event` into `state` and projects it: what the fold changed (for the history index)
-/// and the access it granted or revoked. The one way every folding path (the writer, a change
-/// stream catching up from the log, the audit) turns an event into access changes, so that
-/// none can drift from another.
-pub fn fold_and_project(state: &mut State, event: &LoggedEvent, opener: &dyn Opener) -> (Effects, Vec<AccessChange>) {
+/// What projecting one event yields: the access it granted or revoked, and the management
+/// roles it changed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Projection {
+    /// Access granted or revoked, in [`finish`]'s order.
+    pub access: Vec<AccessChange>,
+    /// Roles changed, by user (see [`crate::roles`]).
+    pub roles: Vec<RoleChange>,
+}
+
+/// Folds `event` into `state` and projects it: what the fold changed (for the history index),
+/// the access it granted or revoked and the roles it changed. The one way every folding path
+/// (the writer, a change stream catching up from the log, the audit) turns an event into
+/// access and role changes, so that none can drift from another.
+pub fn fold_and_project(state: &mut State, event: &LoggedEvent, opener: &dyn Opener) -> (Effects, Projection) {
     let pending = begin(state, &event.envelope.event);
+    let pending_roles = roles::begin(state, &event.envelope.event);
     let effects = state.apply_mut(event, opener);
     let access = finish(pending, state, event);
-    (effects, access)
+    let roles = roles::finish(pending_roles, state, event);
+    (effects, Projection { access, roles })
 }
 
 impl Pending {

@@ -104,6 +104,17 @@ pub enum Rejection {
         /// The change's place among the record's access changes.
         index: u32,
     },
+    /// A SCIM request would leave the tenant without an Owner (see [`crate::roles`]): the last
+    /// Owner's role is changed by the management API or an integration's confirmed sync, never
+    /// by a provisioning client.
+    #[error(
+        "this request would remove the tenant's last {owner}: user {user} would no longer hold the role; make another user {owner} first",
+        owner = crate::roles::OWNER
+    )]
+    LastOwner {
+        /// A user who holds the role now and would lose it.
+        user: UserId,
+    },
     /// An acknowledgement named an access change that granted access.
     #[error("access change {seq}.{index} is a grant, not a revocation")]
     NotARevocation {

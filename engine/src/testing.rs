@@ -12,6 +12,7 @@ use crate::model::{Owner, UserProfile};
 use crate::projector::{self, AccessChange};
 use crate::reconcile::{GuardMemory, ReconcilePolicy};
 use crate::rejection::Rejection;
+use crate::roles::RoleChange;
 use crate::seal::WithoutKeys;
 use crate::state::State;
 
@@ -24,6 +25,7 @@ pub(crate) struct Harness {
     pub(crate) guard: GuardMemory,
     pub(crate) log: Vec<LoggedEvent>,
     pub(crate) access: Vec<AccessChange>,
+    pub(crate) roles: Vec<RoleChange>,
     next_id: u128,
 }
 
@@ -36,6 +38,7 @@ impl Harness {
             guard: GuardMemory::default(),
             log: Vec::new(),
             access: Vec::new(),
+            roles: Vec::new(),
             next_id: 1,
         }
     }
@@ -72,9 +75,10 @@ impl Harness {
                 event_id: EventId(Uuid::from_u128(seq.0 as u128)),
                 envelope,
             };
-            let (effects, access) = projector::fold_and_project(&mut self.state, &logged, &WithoutKeys);
+            let (effects, projection) = projector::fold_and_project(&mut self.state, &logged, &WithoutKeys);
             self.history.record(seq, logged.recorded_at, &effects);
-            self.access.extend(access);
+            self.access.extend(projection.access);
+            self.roles.extend(projection.roles);
             events.push(logged.envelope.event.clone());
             self.log.push(logged);
         }

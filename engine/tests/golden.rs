@@ -228,6 +228,20 @@ fn samples() -> Vec<(&'static str, Envelope)> {
                 groups: BindingGroups::Groups(vec![group()]),
             }),
         ),
+        (
+            "BindingSet.Role",
+            operator(Event::BindingSet {
+                resource: ResourceRef {
+                    kind: ResourceKind::Role,
+                    id: ResourceId::new("owners").unwrap(),
+                },
+                groups: BindingGroups::Role {
+                    role: "Owner".to_owned(),
+                    priority: -3,
+                    groups: vec![group()],
+                },
+            }),
+        ),
         ("BindingRemoved", operator(Event::BindingRemoved { resource: policy() })),
         (
             "UserUpdated.Sealed",

@@ -230,6 +230,7 @@ impl From<Rejection> for Error {
                 Error::invalid_value(format!("member {} does not exist", member_id(member)))
             }
             owned @ Rejection::OwnedExternalId { .. } => Error::mutability(owned.to_string()),
+            last @ Rejection::LastOwner { .. } => Error::mutability(last.to_string()),
             other => Error::invalid_value(other.to_string()),
         }
     }

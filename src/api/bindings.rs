@@ -1,6 +1,8 @@
 //! Bindings: which groups a management-server resource references. `PUT` replaces a
 //! resource's groups, `DELETE` forgets them; both are events in the log like any other write,
-//! and change access at once (see the change stream).
+//! and change access at once (see the change stream). Role bindings (kind `role`) take a role,
+//! a priority and groups, and change roles instead of access; the role binding `default` takes
+//! only a role: the tenant's default role.
 
 use axum::Json;
 use axum::extract::Path;
@@ -26,7 +28,11 @@ pub(super) fn routes(routes: Routes) -> Routes {
 /// The resource a path names.
 fn resource(kind: &str, id: &str) -> Result<ResourceRef, ApiError> {
     let kind = ResourceKind::parse(kind).ok_or_else(|| {
-        let kinds: Vec<&str> = ResourceKind::ALL.iter().map(|k| k.as_str()).collect();
+        let kinds: Vec<&str> = ResourceKind::ALL
+            .iter()
+            .chain([&ResourceKind::Role])
+            .map(|k| k.as_str())
+            .collect();
         ApiError::not_found(format!(
             "unknown resource kind {kind:?}; the kinds are {}",
             kinds.join(", ")
@@ -39,11 +45,32 @@ fn resource(kind: &str, id: &str) -> Result<ResourceRef, ApiError> {
 fn groups_of(kind: ResourceKind, body: BindingBody) -> Result<BindingGroups, ApiError> {
     match (kind, body) {
         (
+            ResourceKind::Role,
+            BindingBody {
+                sources: None,
+                destinations: None,
+                groups,
+                role: Some(role),
+                priority,
+            },
+        ) => Ok(BindingGroups::Role {
+            role,
+            priority: priority.unwrap_or(0),
+            groups: groups.unwrap_or_default(),
+        }),
+        (ResourceKind::Role, _) => Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "binding_shape",
+            "a role binding takes {\"role\": name, \"priority\": number, \"groups\": [group ids]}",
+        )),
+        (
             ResourceKind::Policy,
             BindingBody {
                 sources: Some(sources),
                 destinations: Some(destinations),
                 groups: None,
+                role: None,
+                priority: None,
             },
         ) => Ok(BindingGroups::Policy { sources, destinations }),
         (ResourceKind::Policy, _) => Err(ApiError::new(
@@ -57,6 +84,8 @@ fn groups_of(kind: ResourceKind, body: BindingBody) -> Result<BindingGroups, Api
                 sources: None,
                 destinations: None,
                 groups: Some(groups),
+                role: None,
+                priority: None,
             },
         ) => Ok(BindingGroups::Groups(groups)),
         (kind, _) => Err(ApiError::new(
@@ -154,8 +183,10 @@ async fn put(
             admin_origin(&access),
         )
         .await?;
+    // As the engine keeps it (a role's name is written as the built-in name it matches).
+    let state = access.tenant.state();
     Ok(Json(BindingWritten {
-        binding: Binding::of(&resource, &groups),
+        binding: Binding::of(&resource, state.binding(&resource).unwrap_or(&groups)),
         seq: committed.head.0,
         changed: committed.events > 0,
     }))

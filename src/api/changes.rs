@@ -11,7 +11,10 @@
 //! browser's `EventSource` keeps the URL and adds the header when it reconnects.
 //!
 //! Event names: `event` (data: the event as logged), `access.granted` and `access.revoked`
-//! (data: seq, index, user, resource kind and id, role, and the group the access came through).
+//! (data: seq, index, user, resource kind and id, role, and the group the access came through),
+//! and `role.changed` (data: seq, index, user, oldRole, newRole, the binding and group that give
+//! the new role, and those that gave the old one; see `idpsync_engine::roles`). A record's role
+//! changes follow its access changes and continue their numbering.
 //! An idle stream sends a comment every heartbeat interval. A slow or disconnected consumer never
 //! slows the writer: it falls behind the engine's broadcast and catches up from the in-memory
 //! ring or the log (see `idpsync_engine::ChangeStream`). A stream ends once its token is
@@ -49,7 +52,7 @@ use tokio::sync::{Notify, mpsc, watch};
 
 use super::auth::TenantAccess;
 use super::error::{ApiError, ApiQuery, ErrorBody};
-use super::wire::{AccessChangeRow, LoggedEventRow, access_event_name};
+use super::wire::{AccessChangeRow, LoggedEventRow, RoleChangeRow, access_event_name};
 use super::{ApiState, Routes};
 
 pub(super) fn routes(routes: Routes) -> Routes {
@@ -142,7 +145,8 @@ fn start(tenant: &Tenant, headers: &HeaderMap, from: Option<u64>) -> Result<Posi
     ),
     responses(
         (status = 200, description = "Server-Sent Events: `event` items (data: a LoggedEventRow) with id `<seq>`, then \
-            `access.granted` / `access.revoked` items (data: an AccessChangeRow) with id `<seq>.<index>`; a comment \
+            `access.granted` / `access.revoked` items (data: an AccessChangeRow) with id `<seq>.<index>`, then \
+            `role.changed` items (data: a RoleChangeRow) with the following ids; a comment \
             every heartbeat interval while idle", content_type = "text/event-stream", body = String),
         (status = 400, description = "A malformed `from` or `Last-Event-ID`, or one beyond the log", body = ErrorBody),
     )
@@ -473,11 +477,12 @@ impl Feed {
     }
 }
 
-/// The SSE items of one applied record: its event, then its access changes.
+/// The SSE items of one applied record: its event, then its access changes, then its role
+/// changes.
 fn render(tenant: &Tenant, applied: &Applied) -> Vec<Event> {
     let seq = applied.event.seq;
     let present = tenant.state();
-    let mut items = Vec::with_capacity(1 + applied.access.len());
+    let mut items = Vec::with_capacity(1 + applied.access.len() + applied.roles.len());
     let data = LoggedEventRow::of(&applied.event, &applied.chain, &**tenant.keyring());
     items.push(Event::default().id(item_id(seq, 0)).event("event").data(to_json(&data)));
     for (offset, change) in applied.access.iter().enumerate() {
@@ -487,6 +492,16 @@ fn render(tenant: &Tenant, applied: &Applied) -> Vec<Event> {
             Event::default()
                 .id(item_id(seq, index))
                 .event(access_event_name(change))
+                .data(to_json(&data)),
+        );
+    }
+    for (offset, change) in applied.roles.iter().enumerate() {
+        let index = applied.access.len() + offset + 1;
+        let data = RoleChangeRow::of(&present, change, index);
+        items.push(
+            Event::default()
+                .id(item_id(seq, index))
+                .event("role.changed")
                 .data(to_json(&data)),
         );
     }

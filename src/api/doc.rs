@@ -14,7 +14,7 @@ use utoipa::openapi::{ContentBuilder, OpenApi as Document, Ref, RefOr, ResponseB
 use utoipa::{IntoParams, Modify, OpenApi};
 
 use super::error::ErrorBody;
-use super::{acks, audit, bindings, changes, directory, erase, history, integrations, tokens, wire};
+use super::{acks, audit, bindings, changes, directory, erase, history, integrations, roles, tokens, wire};
 
 /// The `{tenant}` path parameter every tenant route has.
 #[derive(IntoParams)]
@@ -31,7 +31,7 @@ pub struct TenantPath {
     info(
         title = "openZro IdP-Sync management API",
         version = "1",
-        description = "Bindings, the directory now and in the past, timelines, integrations, the change \
+        description = "Bindings, the directory and roles now and in the past, timelines, integrations, the change \
             stream, offboarding audits, erasure and tokens. JSON fields are camelCase. Every operation but this \
             document needs an admin token (`idpsync token create --admin --tenant T`) as \
             `Authorization: Bearer <token>`; a token is bound to one tenant. Errors are \
@@ -50,6 +50,7 @@ pub struct TenantPath {
         (name = "changes", description = "The change stream and its acknowledgements"),
         (name = "audit", description = "Offboarding audits and the leavers' report"),
         (name = "erasure", description = "Erasure of a user's personal fields"),
+        (name = "roles", description = "Every user's management role from the role bindings, now or at a past moment"),
         (name = "tokens", description = "The tenant's SCIM and admin tokens: listed, created, revoked"),
     ),
     paths(
@@ -77,11 +78,12 @@ pub struct TenantPath {
         integrations::reject,
         changes::changes,
         acks::acknowledge,
+        roles::list,
         tokens::list,
         tokens::create,
         tokens::revoke,
     ),
-    components(schemas(ErrorBody, crate::audit::Format, wire::AccessChangeRow, wire::LoggedEventRow))
+    components(schemas(ErrorBody, crate::audit::Format, wire::AccessChangeRow, wire::LoggedEventRow, wire::RoleChangeRow))
 )]
 pub struct ApiDoc;
 

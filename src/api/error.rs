@@ -162,6 +162,7 @@ impl From<Rejection> for ApiError {
             Rejection::HoldExpired { .. } => (StatusCode::CONFLICT, "hold_expired"),
             Rejection::ChangeNotFound { .. } => (StatusCode::NOT_FOUND, "change_not_found"),
             Rejection::NotARevocation { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "not_a_revocation"),
+            Rejection::LastOwner { .. } => (StatusCode::CONFLICT, "last_owner"),
             _ => (StatusCode::UNPROCESSABLE_ENTITY, "invalid"),
         };
         ApiError::new(status, code, rejection.to_string())

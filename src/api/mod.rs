@@ -2,7 +2,8 @@
 //! day. JSON in and out, admin-token authentication ([`auth`]), one error format ([`error`]).
 //!
 //! # Layout
-//! - [`bindings`]: which groups a management-server resource references;
+//! - [`bindings`]: which groups a management-server resource references (role bindings
+//!   included); [`roles`]: every user's management role, now or at a past moment;
 //! - [`directory`]: users, groups, members and access, now or at a past moment;
 //! - [`history`]: membership intervals and timelines;
 //! - [`integrations`]: sync status, held snapshots, runs on request;
@@ -30,6 +31,7 @@ pub mod erase;
 pub mod error;
 pub mod history;
 pub mod integrations;
+pub mod roles;
 pub mod tokens;
 pub mod wire;
 
@@ -227,6 +229,7 @@ pub fn routes() -> Routes {
     let routes = integrations::routes(routes);
     let routes = acks::routes(routes);
     let routes = tokens::routes(routes);
+    let routes = roles::routes(routes);
     changes::routes(routes)
 }
 

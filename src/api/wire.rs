@@ -4,6 +4,7 @@
 mod bindings;
 mod events;
 mod integrations;
+mod roles;
 mod tokens;
 mod writes;
 
@@ -16,11 +17,14 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 pub use bindings::{Binding, BindingBody, BindingList, BindingWritten};
-pub use events::{AbsentRef, AccessChangeRow, CauseRow, EventBody, LoggedEventRow, SourceRow, Timeline, UserRef};
+pub use events::{
+    AbsentRef, AccessChangeRow, CauseRow, EventBody, LoggedEventRow, RoleChangeRow, SourceRow, Timeline, UserRef,
+};
 pub use integrations::{
     AbsentLineRow, ChangeLineRow, ConfirmAnswer, ConfirmBody, GuardRow, HeldSync, HoldSummaryRow, IntegrationList,
     IntegrationRow, PendingAbsence, PlannedCounts, RunCountsRow, SyncReport, TriggerAnswer,
 };
+pub use roles::{RoleList, RoleRow};
 pub use tokens::{CreateTokenBody, CreatedToken, TokenList, TokenRow};
 pub use writes::{AckAnswer, AckBody, EraseAnswer, Interval, Intervals, LogPosition, TenantSummary};
 
@@ -195,7 +199,8 @@ impl GroupRef {
 /// A management-server resource.
 #[derive(Clone, Debug, Serialize, ToSchema)]
 pub struct ResourceRow {
-    /// `policy`, `nameserver-group`, `dns-management`, `route` or `setup-key`.
+    /// `policy`, `nameserver-group`, `dns-management`, `route`, `setup-key` or (for a removed
+    /// role binding) `role`.
     #[schema(value_type = String, example = "policy")]
     pub kind: &'static str,
     /// Its id in the management server.

@@ -9,7 +9,7 @@ use idpsync_engine::AccessDirection;
 use idpsync_engine::audit::{LeaversReport, Standing, Step, StepKind, UserAudit};
 
 use super::duration_text;
-use super::text::{chain_text, door_text, standing_text, step_summary};
+use super::text::{admin_change_text, chain_text, door_text, standing_text, step_summary};
 
 /// Escapes text for HTML content and attribute values.
 pub fn escape(text: &str) -> String {
@@ -230,6 +230,13 @@ pub fn report(report: &LeaversReport) -> String {
                 escape(&slow.user_name),
                 escape(&chain_text(&slow.offboarding))
             );
+        }
+        body.push_str("</ul>");
+    }
+    if !report.admin_changes.is_empty() {
+        body.push_str("<h2>Admin roles gained and lost</h2><ul>");
+        for change in &report.admin_changes {
+            let _ = write!(body, "<li>{}</li>", escape(&admin_change_text(change)));
         }
         body.push_str("</ul>");
     }

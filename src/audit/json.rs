@@ -4,8 +4,8 @@
 
 use idpsync_engine::AccessDirection;
 use idpsync_engine::audit::{
-    Door, Held, HeldLeavers, Leaver, LeaversReport, Offboarding, SlowOffboarding, Standing, Step, StepKind,
-    Unacknowledged, UserAudit,
+    AdminChange, Door, Held, HeldLeavers, Leaver, LeaversReport, Offboarding, SlowOffboarding, Standing, Step,
+    StepKind, Unacknowledged, UserAudit,
 };
 use idpsync_engine::ids::{GroupId, RequestId, SyncRunId, TokenId, UserId};
 use idpsync_storage::{Seq, TenantId};
@@ -47,6 +47,40 @@ pub fn report(report: &LeaversReport) -> impl Serialize + '_ {
         ack_within_us: report.ack_within_us,
         unacknowledged: report.unacknowledged.iter().map(unacknowledged).collect(),
         slowest: report.slowest.iter().map(slow).collect(),
+        admin_changes: report.admin_changes.iter().map(admin_change).collect(),
+    }
+}
+
+/// A user's role changing between the default one and another (an admin gained or lost).
+#[derive(Serialize, ToSchema)]
+#[schema(as = AdminChange)]
+#[serde(rename_all = "camelCase")]
+struct AdminChangeJson<'a> {
+    #[schema(value_type = String)]
+    user: UserId,
+    user_name: &'a str,
+    /// The record that changed the role.
+    #[schema(value_type = u64)]
+    seq: Seq,
+    at: String,
+    /// Whether the user became an admin (`false`: stopped being one).
+    gained: bool,
+    old_role: Option<&'a str>,
+    new_role: Option<&'a str>,
+    /// The name of the group the admin role comes (or came) through.
+    group: Option<&'a str>,
+}
+
+fn admin_change(change: &AdminChange) -> AdminChangeJson<'_> {
+    AdminChangeJson {
+        user: change.user,
+        user_name: &change.user_name,
+        seq: change.seq,
+        at: change.at.to_rfc3339(),
+        gained: change.gained,
+        old_role: change.old.as_deref(),
+        new_role: change.new.as_deref(),
+        group: change.group.as_deref(),
     }
 }
 
@@ -190,6 +224,21 @@ struct StepKindJson<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<u64>)]
     revoked: Option<Seq>,
+    /// For a role change: the role before and after (`null` for none), the role binding that
+    /// gives the new one, and the group that gave the old one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    old_role: Option<Option<&'a str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    new_role: Option<Option<&'a str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    binding: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    old_via: Option<GroupId>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    old_via_name: Option<&'a str>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -262,6 +311,7 @@ pub(crate) struct LeaversReportJson<'a> {
     ack_within_us: i64,
     unacknowledged: Vec<UnacknowledgedJson<'a>>,
     slowest: Vec<SlowJson<'a>>,
+    admin_changes: Vec<AdminChangeJson<'a>>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -352,6 +402,22 @@ fn step_kind(kind: &StepKind) -> StepKindJson<'_> {
             via: Some(*via),
             via_name: Some(via_name),
             ..tag("acknowledged")
+        },
+        StepKind::Role {
+            old,
+            new,
+            binding,
+            via,
+            old_via,
+        } => StepKindJson {
+            old_role: Some(old.as_deref()),
+            new_role: Some(new.as_deref()),
+            binding: binding.as_ref().map(|binding| binding.as_str()),
+            via: via.as_ref().map(|(group, _)| *group),
+            via_name: via.as_ref().map(|(_, name)| name.as_str()),
+            old_via: old_via.as_ref().map(|(group, _)| *group),
+            old_via_name: old_via.as_ref().map(|(_, name)| name.as_str()),
+            ..tag("role")
         },
         StepKind::Access {
             direction,

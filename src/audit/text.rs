@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 
 use idpsync_engine::AccessDirection;
-use idpsync_engine::audit::{Door, LeaversReport, Offboarding, Standing, Step, StepKind, UserAudit};
+use idpsync_engine::audit::{AdminChange, Door, LeaversReport, Offboarding, Standing, Step, StepKind, UserAudit};
 use idpsync_engine::ids::TokenId;
 
 use super::duration_text;
@@ -28,6 +28,19 @@ pub fn step_summary(kind: &StepKind) -> String {
             "revocation of {resource} ({}) via {via_name} (seq {revoked}) acknowledged by the consumer",
             role.as_str()
         ),
+        StepKind::Role {
+            old,
+            new,
+            binding,
+            via,
+            old_via,
+        } => role_summary(
+            old.as_deref(),
+            new.as_deref(),
+            binding.as_ref(),
+            via.as_ref(),
+            old_via.as_ref(),
+        ),
         StepKind::Access {
             direction,
             resource,
@@ -43,6 +56,51 @@ pub fn step_summary(kind: &StepKind) -> String {
             role.as_str()
         ),
     }
+}
+
+/// A role change in words: the roles, and why (the group and binding that give the new one, or
+/// the group whose loss took the old one).
+fn role_summary(
+    old: Option<&str>,
+    new: Option<&str>,
+    binding: Option<&idpsync_engine::ids::ResourceId>,
+    via: Option<&(idpsync_engine::ids::GroupId, String)>,
+    old_via: Option<&(idpsync_engine::ids::GroupId, String)>,
+) -> String {
+    let mut line = format!("role {} -> {}", old.unwrap_or("(none)"), new.unwrap_or("(none)"));
+    match (via, binding) {
+        (Some((_, name)), Some(binding)) => {
+            let _ = write!(line, " via group {name} (role binding {binding})");
+        }
+        (None, Some(binding)) => {
+            let _ = write!(line, " (default, role binding {binding})");
+        }
+        (None, None) if new.is_some() => line.push_str(" (built-in default)"),
+        _ => {}
+    }
+    if let Some((_, name)) = old_via {
+        let _ = write!(line, "; had it via group {name}");
+    }
+    line
+}
+
+/// An admin gain or loss of the period, in one line.
+pub fn admin_change_text(change: &AdminChange) -> String {
+    format!(
+        "{} {} ({}) {} admin: {} -> {}{} (seq {})",
+        change.at,
+        change.user_name,
+        change.user,
+        if change.gained { "GAINED" } else { "lost" },
+        change.old.as_deref().unwrap_or("(none)"),
+        change.new.as_deref().unwrap_or("(none)"),
+        change
+            .group
+            .as_deref()
+            .map(|group| format!(", via group {group}"))
+            .unwrap_or_default(),
+        change.seq
+    )
 }
 
 /// Which door a step came through, in one line.
@@ -290,6 +348,12 @@ pub fn report(report: &LeaversReport) -> String {
         for slow in &report.slowest {
             let _ = writeln!(out, "  {} ({})", slow.user_name, slow.user);
             offboarding_lines(&mut out, &slow.offboarding);
+        }
+    }
+    if !report.admin_changes.is_empty() {
+        let _ = writeln!(out, "\nAdmin roles gained and lost ({}):", report.admin_changes.len());
+        for change in &report.admin_changes {
+            let _ = writeln!(out, "  {}", admin_change_text(change));
         }
     }
     for held in &report.held {

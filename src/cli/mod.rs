@@ -32,6 +32,7 @@ mod log_copy;
 mod output;
 mod progress;
 mod query;
+mod role;
 mod serve;
 mod status;
 mod sync;
@@ -90,6 +91,9 @@ enum Command {
     /// Work with users: erase a user's personal fields
     #[command(subcommand)]
     User(user::UserCommand),
+    /// Management roles from groups: role bindings and the default role
+    #[command(subcommand)]
+    Role(role::RoleCommand),
     /// Developer tools
     #[command(subcommand)]
     Dev(dev::DevCommand),
@@ -289,6 +293,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Restore(args) => backup::run_restore(&context, args).await,
             Command::Token(command) => token::run(&context, command).await,
             Command::User(command) => user::run(&context, command).await,
+            Command::Role(command) => role::run(&context, command).await,
             Command::Dev(command) => dev::run(&context, command).await,
             Command::Sync(args) => sync::run(&context, args).await,
         }

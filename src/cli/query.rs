@@ -1,5 +1,5 @@
-//! `idpsync query`: users, groups, members and a user's groups and access, now or at a past
-//! moment (`--at`, RFC 3339 or a date) or log position (`--seq N`).
+//! `idpsync query`: users, groups, members, a user's groups and access, and every user's role,
+//! now or at a past moment (`--at`, RFC 3339 or a date) or log position (`--seq N`).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -11,6 +11,7 @@ use idpsync::engine::State;
 use idpsync::engine::access::{ancestors, effective_users, grants};
 use idpsync::engine::ids::{GroupId, Member, UserId};
 use idpsync::engine::model::{Group, User};
+use idpsync::engine::roles::{all_roles, default_role, is_admin, roles_enabled};
 use idpsync::engine::seal::Keyring;
 use idpsync::engine::tenant::{load_state_at, seq_at_time};
 use idpsync::storage::{LogStore, Seq, StoreError, TenantId, Timestamp};
@@ -42,6 +43,15 @@ pub(crate) enum QueryCommand {
         /// The user, by id or userName
         #[arg(long, value_name = "USERNAME|ID")]
         user: String,
+    },
+    /// List every user's management role (from the role bindings and the user's groups): who
+    /// was an admin at a moment, with --at and --admins
+    Roles {
+        #[command(flatten)]
+        when: When,
+        /// Only users whose role is not the default one
+        #[arg(long)]
+        admins: bool,
     },
 }
 
@@ -164,6 +174,16 @@ struct AccessRow {
     resource: ResourceRow,
     role: &'static str,
     via: GroupRef,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct RoleRow {
+    id: UserId,
+    user_name: String,
+    role: String,
+    binding: Option<String>,
+    group: Option<GroupRef>,
 }
 
 #[derive(Serialize)]
@@ -324,6 +344,54 @@ pub(crate) async fn run(context: &Context, command: QueryCommand) -> anyhow::Res
                 );
             }
         }
+        QueryCommand::Roles { when, admins } => {
+            let view = view(context, &when).await?;
+            print_roles(&view, admins, when.json)?;
+        }
+    }
+    Ok(())
+}
+
+/// Every user's role in `view` (only the admins' with `admins_only`), as text or JSON.
+fn print_roles(view: &View, admins_only: bool, json: bool) -> anyhow::Result<()> {
+    let state = &view.state;
+    let default = default_role(state);
+    let rows: Vec<RoleRow> = all_roles(state)
+        .into_iter()
+        .filter(|(_, held)| !admins_only || is_admin(&held.role, &default))
+        .map(|(user, held)| RoleRow {
+            id: user,
+            user_name: state
+                .user(user)
+                .map_or_else(|| user.to_string(), |found| found.profile.user_name.clone()),
+            role: held.role,
+            binding: held.binding.map(|binding| binding.to_string()),
+            group: held.via.map(|via| GroupRef {
+                id: via,
+                display_name: group_name(state, via),
+            }),
+        })
+        .collect();
+    if json {
+        return print_json(&rows);
+    }
+    if !roles_enabled(state) {
+        outln!("{}: no role bindings, so no user has a role", view.label);
+        return Ok(());
+    }
+    let which = if admins_only {
+        "admins (role other than the default)"
+    } else {
+        "users with a role"
+    };
+    outln!("{}: {} {which}; default role {default}", view.label, rows.len());
+    for row in rows {
+        let why = match (&row.group, &row.binding) {
+            (Some(group), Some(binding)) => format!("via {} (binding {binding})", group.display_name),
+            (None, Some(binding)) => format!("default (binding {binding})"),
+            _ => "built-in default".to_owned(),
+        };
+        outln!("{}  {:<24}  {:<14}  {why}", row.id, row.user_name, row.role);
     }
     Ok(())
 }

@@ -44,7 +44,7 @@ pub async fn audit_user(tenant: &Tenant, user: UserId, sources: &AuditSources<'_
     let keyring = tenant.keyring();
     for (event, chain) in &events {
         let names_before = state.clone();
-        let (effects, access) = projector::fold_and_project(&mut state, event, &**keyring);
+        let (effects, projection) = projector::fold_and_project(&mut state, event, &**keyring);
         if let Some(found) = state.user(user) {
             last_known = Some(Arc::clone(found));
         }
@@ -124,7 +124,20 @@ pub async fn audit_user(tenant: &Tenant, user: UserId, sources: &AuditSources<'_
                 revoked_at.map(|at| (event.recorded_at.0 - at.0).max(0)),
             ));
         }
-        for change in access.iter().filter(|change| change.user == user) {
+        for change in projection.roles.iter().filter(|change| change.user == user) {
+            let named = |via: Option<GroupId>| via.map(|via| (via, group_name(&names_before, &state, via)));
+            steps.push(step(
+                StepKind::Role {
+                    old: change.old.as_ref().map(|held| held.role.clone()),
+                    new: change.new.as_ref().map(|held| held.role.clone()),
+                    binding: change.new.as_ref().and_then(|held| held.binding.clone()),
+                    via: named(change.new.as_ref().and_then(|held| held.via)),
+                    old_via: named(change.old.as_ref().and_then(|held| held.via)),
+                },
+                received.map(|at| (change.recorded_at.0 - at.0).max(0)),
+            ));
+        }
+        for change in projection.access.iter().filter(|change| change.user == user) {
             let latency_us = received.map(|at| (change.recorded_at.0 - at.0).max(0));
             steps.push(step(
                 StepKind::Access {

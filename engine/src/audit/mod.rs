@@ -35,7 +35,8 @@ use idpsync_storage::{Hash32, Seq, TenantId, Timestamp};
 
 pub use chain::audit_user;
 pub use report::{
-    HeldLeavers, LeaveKind, Leaver, LeaversReport, SLOWEST_SHOWN, SlowOffboarding, Unacknowledged, leavers_report,
+    AdminChange, HeldLeavers, LeaveKind, Leaver, LeaversReport, SLOWEST_SHOWN, SlowOffboarding, Unacknowledged,
+    leavers_report,
 };
 pub use scan::{BindingLog, BindingLogs, resolve_user};
 
@@ -193,6 +194,20 @@ pub enum StepKind {
         via: GroupId,
         /// Its name then.
         via_name: String,
+    },
+    /// The user's management role changed (see [`crate::roles`]).
+    Role {
+        /// The role before; none when the user had none.
+        old: Option<String>,
+        /// The role after; none when the user has none (inactive, deleted, roles off).
+        new: Option<String>,
+        /// The binding that gives the new role (the default binding, or none for the built-in
+        /// default).
+        binding: Option<crate::ids::ResourceId>,
+        /// The binding's group the user is in, with its name then; none for the default role.
+        via: Option<(GroupId, String)>,
+        /// The group that gave the old role, with its name then, when a group did.
+        old_via: Option<(GroupId, String)>,
     },
     /// Access began or ended.
     Access {

@@ -11,6 +11,7 @@ use idpsync_storage::{Hash32, Seq, TenantId, Timestamp};
 use super::{AuditError, AuditSources, Door, Held, Offboarding, Standing, audit_user};
 use crate::event::Event;
 use crate::ids::UserId;
+use crate::roles::{self, RoleAssignment};
 use crate::tenant::Tenant;
 
 /// How a leaver left.
@@ -104,6 +105,28 @@ pub struct HeldLeavers {
     pub changes: Vec<String>,
 }
 
+/// A user who gained or lost an administrator's role in the period: a role other than the
+/// tenant's default role (as it is set now) and [`crate::roles::DEFAULT_ROLE`].
+#[derive(Clone, Debug)]
+pub struct AdminChange {
+    /// The user.
+    pub user: UserId,
+    /// Its userName as it reads now (its id once deleted).
+    pub user_name: String,
+    /// The record that changed the role.
+    pub seq: Seq,
+    /// When.
+    pub at: Timestamp,
+    /// Whether the user became an admin (else it stopped being one).
+    pub gained: bool,
+    /// The role before (none: no role).
+    pub old: Option<String>,
+    /// The role after (none: no role).
+    pub new: Option<String>,
+    /// Why: the name of the group that gives the new role or, for a loss, gave the old one.
+    pub group: Option<String>,
+}
+
 /// The report over a period.
 #[derive(Clone, Debug)]
 pub struct LeaversReport {
@@ -136,6 +159,8 @@ pub struct LeaversReport {
     /// The slowest closed offboardings (from the IdP's change to the last acknowledgement),
     /// slowest first, at most [`SLOWEST_SHOWN`].
     pub slowest: Vec<SlowOffboarding>,
+    /// Users who gained or lost an administrator's role in the period, in log order.
+    pub admin_changes: Vec<AdminChange>,
 }
 
 /// How many of the slowest offboardings a report shows.
@@ -221,6 +246,7 @@ pub async fn leavers_report(
         .collect();
     slowest.sort_by_key(|slow| std::cmp::Reverse(slow.offboarding.total_us()));
     slowest.truncate(SLOWEST_SHOWN);
+    let admin_changes = admin_changes(tenant, from_seq, head).await?;
     Ok(LeaversReport {
         tenant: tenant.id().clone(),
         since,
@@ -236,7 +262,51 @@ pub async fn leavers_report(
         ack_within_us,
         unacknowledged,
         slowest,
+        admin_changes,
     })
+}
+
+/// The role changes of the records `from..=to` that made a user an admin or stopped it being
+/// one (see [`AdminChange`]).
+async fn admin_changes(tenant: &Tenant, from: Seq, to: Seq) -> Result<Vec<AdminChange>, AuditError> {
+    let present = tenant.state();
+    let default = roles::default_role(&present);
+    let admin = |held: &Option<RoleAssignment>| {
+        held.as_ref()
+            .is_some_and(|held| held.role != roles::DEFAULT_ROLE && roles::is_admin(&held.role, &default))
+    };
+    let group_name = |held: &Option<RoleAssignment>| {
+        held.as_ref().and_then(|held| held.via).map(|via| {
+            present
+                .group(via)
+                .map_or_else(|| via.to_string(), |group| group.display_name.clone())
+        })
+    };
+    Ok(tenant
+        .role_changes(from, to)
+        .await?
+        .into_iter()
+        .filter(|change| admin(&change.old) != admin(&change.new))
+        .map(|change| {
+            let gained = admin(&change.new);
+            AdminChange {
+                user: change.user,
+                user_name: present
+                    .user(change.user)
+                    .map_or_else(|| change.user.to_string(), |found| found.profile.user_name.clone()),
+                seq: change.seq,
+                at: change.recorded_at,
+                gained,
+                group: if gained {
+                    group_name(&change.new)
+                } else {
+                    group_name(&change.old)
+                },
+                old: change.old.map(|held| held.role),
+                new: change.new.map(|held| held.role),
+            }
+        })
+        .collect())
 }
 
 /// The syncs the guard holds that would deactivate or delete users.

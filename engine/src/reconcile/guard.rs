@@ -30,7 +30,15 @@
 //! removals > 0  and  (earlier + removals) × 1000 > hold_above_permille × (owned + deleted)
 //! ```
 //!
-//! An integration that owns no user, and a run that removes nothing, are never held. A run
+//! An integration that owns no user, and a run that removes nothing, are never held by the
+//! formula.
+//!
+//! # The last Owner
+//!
+//! Whatever the share, a run after which no user of the tenant holds the Owner role (see
+//! [`crate::roles`]) while one did before is held too: losing the last Owner locks the
+//! tenant's administrators out, and an IdP's group mishap must not do that unseen. The report
+//! says so ([`ReconcileReport::removes_last_owner`]), and so does the hold's preview. A run
 //! applied although it passes the limit was confirmed by an operator: the window starts again
 //! after it, so that what was confirmed is not counted against the next run.
 
@@ -167,9 +175,10 @@ impl Removals {
     }
 }
 
-/// The hold a plan calls for, if any: the guard applies and `count` is over the limit.
+/// The hold a plan calls for, if any: the guard applies, and `count` is over the limit or the
+/// plan takes the tenant's last Owner away ([`ReconcileReport::removes_last_owner`]).
 pub(super) fn hold(guard: Guard, count: &GuardCount, report: &ReconcileReport) -> Option<HoldSummary> {
-    if guard == Guard::Confirmed || !count.over_limit() {
+    if guard == Guard::Confirmed || !(count.over_limit() || report.removes_last_owner) {
         return None;
     }
     Some(HoldSummary {

@@ -21,6 +21,7 @@ use crate::absence::{Absence, AbsenceRules, Absent};
 use crate::event::{Cause, Envelope, Event, HoldSummary, Personal, Source};
 use crate::ids::{GroupId, IntegrationName, Member, Timestamp, UserId};
 use crate::model::Owner;
+use crate::roles;
 use crate::speculate::apply_speculatively;
 use crate::state::State;
 use crate::validate::{validate_display_name, validate_profile};
@@ -510,6 +511,7 @@ pub(crate) fn plan(
         earlier: recent,
         limit_permille: policy.hold_above_permille,
     };
+    report.removes_last_owner = !events.is_empty() && roles::removes_last_owner(state, &planner.scratch);
     match guard::hold(guard, &report.guard, &report) {
         Some(summary) => {
             report.held = Some(summary.clone());

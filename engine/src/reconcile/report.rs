@@ -70,6 +70,9 @@ pub struct ReconcileReport {
     pub guard: GuardCount,
     /// Set when the guard held the snapshot.
     pub held: Option<HoldSummary>,
+    /// Whether the changes leave the tenant without an Owner while it had one: a reason to
+    /// hold, whatever the share (see [`crate::roles`]).
+    pub removes_last_owner: bool,
 }
 
 impl ReconcileReport {

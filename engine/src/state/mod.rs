@@ -299,7 +299,7 @@ impl State {
     }
 
     /// Every binding, in resource order.
-    pub fn bindings(&self) -> impl Iterator<Item = (&ResourceRef, &BindingGroups)> + '_ {
+    pub fn bindings(&self) -> impl DoubleEndedIterator<Item = (&ResourceRef, &BindingGroups)> + '_ {
         self.bindings.by_resource.iter()
     }
 

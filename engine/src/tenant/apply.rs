@@ -23,6 +23,7 @@ use crate::event::{LoggedEvent, Personal};
 use crate::history::EffectsBatch;
 use crate::ids::UserId;
 use crate::projector::{self, AccessChange};
+use crate::roles::RoleChange;
 use crate::seal::{Opener, PersonalFields};
 use crate::state::State;
 
@@ -35,6 +36,8 @@ pub struct Applied {
     pub chain: Hash32,
     /// The access changes it caused, in the projector's order.
     pub access: Vec<AccessChange>,
+    /// The role changes it caused, by user.
+    pub roles: Vec<RoleChange>,
 }
 
 /// An event to apply, with what the fold needs besides it.
@@ -87,12 +90,17 @@ impl AppliedBatch {
             plaintext,
         } in events
         {
-            let (effects, access) = match &plaintext {
+            let (effects, projection) = match &plaintext {
                 Some((user, fields)) => projector::fold_and_project(state, &event, &JustSealed { user: *user, fields }),
                 None => projector::fold_and_project(state, &event, keys),
             };
             self.effects.push(event.seq, event.recorded_at, &effects);
-            self.items.push(Applied { event, chain, access });
+            self.items.push(Applied {
+                event,
+                chain,
+                access: projection.access,
+                roles: projection.roles,
+            });
         }
     }
 

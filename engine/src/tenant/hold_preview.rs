@@ -13,6 +13,7 @@ use crate::event::{Event, LoggedEvent};
 use crate::ids::{EventId, GroupId, IntegrationName, Member, UserId};
 use crate::projector::{AccessChange, AccessDirection, fold_and_project};
 use crate::reconcile::{self, Guard, RecentRemovals, ReconcileReport};
+use crate::roles::RoleChange;
 use crate::seal::WithoutKeys;
 use crate::state::State;
 
@@ -22,8 +23,10 @@ pub struct HoldPreview {
     /// The plan's report, against the state now (it may differ from the report of the hold
     /// if the tenant changed since).
     pub report: ReconcileReport,
-    /// Every user the plan deactivates, deletes, removes from a group or takes access from,
-    /// by userName.
+    /// Every user the plan deactivates, deletes, removes from a group, takes access from or
+    /// changes the role of, by userName. When the report says the plan
+    /// [removes the last Owner](ReconcileReport::removes_last_owner), the Owners are among
+    /// them, with their role change.
     pub losers: Vec<LosingUser>,
 }
 
@@ -42,6 +45,9 @@ pub struct LosingUser {
     pub groups_left: Vec<String>,
     /// The access they would lose: resources, roles and the bound groups it came through.
     pub access_lost: Vec<AccessChange>,
+    /// The management role they would lose (see [`crate::roles`]): the last change of it the
+    /// plan makes, if it changes it.
+    pub role_change: Option<RoleChange>,
 }
 
 impl LosingUser {
@@ -55,6 +61,7 @@ impl LosingUser {
             deleted: false,
             groups_left: Vec::new(),
             access_lost: Vec::new(),
+            role_change: None,
         }
     }
 }
@@ -101,8 +108,14 @@ impl Tenant {
                 event_id: EventId(Uuid::nil()),
                 envelope,
             };
-            let (_, access) = fold_and_project(&mut scratch, &logged, &WithoutKeys);
-            for change in access {
+            let (_, projection) = fold_and_project(&mut scratch, &logged, &WithoutKeys);
+            for change in projection.roles {
+                if change.old.is_some() {
+                    let user = change.user;
+                    loser(&mut losers, &before, user).role_change = Some(change);
+                }
+            }
+            for change in projection.access {
                 if change.direction == AccessDirection::Revoked {
                     loser(&mut losers, &before, change.user).access_lost.push(change);
                 }

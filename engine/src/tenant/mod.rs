@@ -35,6 +35,7 @@ mod publish;
 mod reconcile;
 mod record_at;
 mod retention;
+mod roles;
 mod snapshotter;
 mod state_at;
 mod stream;

@@ -5,3 +5,4 @@ mod history;
 mod projector;
 mod reconcile;
 mod reconcile_properties;
+mod roles;

@@ -6,11 +6,12 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 /// A binding: the groups a management-server resource references. A policy has `sources` and
-/// `destinations`; the other kinds have `groups`.
+/// `destinations`; a role binding has `role`, `priority` and `groups`; the other kinds have
+/// `groups`.
 #[derive(Clone, Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Binding {
-    /// `policy`, `nameserver-group`, `dns-management`, `route` or `setup-key`.
+    /// `policy`, `nameserver-group`, `dns-management`, `route`, `setup-key` or `role`.
     #[schema(value_type = String, example = "policy")]
     pub kind: &'static str,
     /// The resource's id in the management server.
@@ -23,10 +24,17 @@ pub struct Binding {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Vec<String>>)]
     pub destinations: Option<Vec<GroupId>>,
-    /// The groups of any other kind.
+    /// The groups of a role binding or of any other kind.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Vec<String>>)]
     pub groups: Option<Vec<GroupId>>,
+    /// A role binding's role: its members get it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = "Admin")]
+    pub role: Option<String>,
+    /// A role binding's priority: of the role bindings a user is under, the highest wins.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub priority: Option<i32>,
 }
 
 impl Binding {
@@ -38,6 +46,8 @@ impl Binding {
             sources: None,
             destinations: None,
             groups: None,
+            role: None,
+            priority: None,
         };
         match groups {
             BindingGroups::Policy { sources, destinations } => {
@@ -45,6 +55,11 @@ impl Binding {
                 binding.destinations = Some(destinations.clone());
             }
             BindingGroups::Groups(groups) => binding.groups = Some(groups.clone()),
+            BindingGroups::Role { role, priority, groups } => {
+                binding.role = Some(role.clone());
+                binding.priority = Some(*priority);
+                binding.groups = Some(groups.clone());
+            }
         }
         binding
     }
@@ -72,7 +87,8 @@ pub struct BindingWritten {
 }
 
 /// The body of `PUT …/bindings/{kind}/{id}`: `sources` and `destinations` for a policy,
-/// `groups` for the other kinds.
+/// `role`, `priority` (default 0) and `groups` for a role binding (only `role` for the
+/// `default` one), `groups` for the other kinds.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BindingBody {
@@ -82,7 +98,12 @@ pub struct BindingBody {
     /// A policy's destination groups.
     #[schema(value_type = Option<Vec<String>>)]
     pub destinations: Option<Vec<GroupId>>,
-    /// The groups of any other kind.
+    /// The groups of a role binding or of any other kind.
     #[schema(value_type = Option<Vec<String>>)]
     pub groups: Option<Vec<GroupId>>,
+    /// A role binding's role.
+    #[schema(example = "Admin")]
+    pub role: Option<String>,
+    /// A role binding's priority (0 when left out).
+    pub priority: Option<i32>,
 }

@@ -1,11 +1,11 @@
-//! The JSON shapes of events as logged (timelines, the change stream) and of the access changes
-//! they cause. The engine's events get their public names here, one variant per event type.
+//! The JSON shapes of events as logged (timelines, the change stream) and of the access and
+//! role changes they cause. The engine's events get their public names here, one variant per event type.
 
 use idpsync_engine::absence::Absent;
 use idpsync_engine::event::{Cause, Event, LoggedEvent, Source};
 use idpsync_engine::ids::{GroupId, UserId};
 use idpsync_engine::seal::Opener;
-use idpsync_engine::{AccessChange, AccessDirection, State};
+use idpsync_engine::{AccessChange, AccessDirection, RoleAssignment, RoleChange, State};
 use idpsync_storage::Hash32;
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -511,6 +511,69 @@ impl AccessChangeRow {
             resource: ResourceRow::from(&change.resource),
             role: change.role.as_str(),
             group: GroupRef::of(state, change.via),
+        }
+    }
+}
+
+/// A role change: the data of the change stream's `role.changed`. Roles are `null` where the
+/// user had or has none (new, inactive, gone, or roles off).
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RoleChangeRow {
+    /// The record that caused it.
+    pub seq: u64,
+    /// Its place among the record's changes, after the access changes, from 1: its stream id
+    /// is `<seq>.<index>`.
+    pub index: usize,
+    /// When the record was recorded (RFC 3339).
+    pub recorded_at: String,
+    /// Whose role it is.
+    pub user: UserRef,
+    /// The role before.
+    #[schema(example = "User")]
+    pub old_role: Option<String>,
+    /// The role after.
+    #[schema(example = "Admin")]
+    pub new_role: Option<String>,
+    /// The role binding that gives the new role (`null` for the built-in default).
+    pub binding: Option<String>,
+    /// The binding's group that gives the new role (`null` for the default role).
+    pub group: Option<GroupRef>,
+    /// The role binding that gave the old role.
+    pub old_binding: Option<String>,
+    /// The binding's group that gave the old role.
+    pub old_group: Option<GroupRef>,
+}
+
+impl RoleChangeRow {
+    /// `change`, the `index`-th of its record; names come from `state` (the present) where it
+    /// still has them.
+    pub fn of(state: &State, change: &RoleChange, index: usize) -> RoleChangeRow {
+        let role = |held: &Option<RoleAssignment>| held.as_ref().map(|held| held.role.clone());
+        let binding = |held: &Option<RoleAssignment>| {
+            held.as_ref()
+                .and_then(|held| held.binding.as_ref())
+                .map(|binding| binding.as_str().to_owned())
+        };
+        let group = |held: &Option<RoleAssignment>| {
+            held.as_ref()
+                .and_then(|held| held.via)
+                .map(|via| GroupRef::of(state, via))
+        };
+        RoleChangeRow {
+            seq: change.seq.0,
+            index,
+            recorded_at: change.recorded_at.to_rfc3339(),
+            user: UserRef {
+                id: change.user,
+                user_name: state.user(change.user).map(|user| user.profile.user_name.clone()),
+            },
+            old_role: role(&change.old),
+            new_role: role(&change.new),
+            binding: binding(&change.new),
+            group: group(&change.new),
+            old_binding: binding(&change.old),
+            old_group: group(&change.old),
         }
     }
 }

@@ -155,6 +155,9 @@ pub struct HeldSync {
     pub run: String,
     /// What the guard recorded when it held the snapshot.
     pub summary: Option<HoldSummaryRow>,
+    /// Whether applying it would leave the tenant without an Owner: such a sync is held
+    /// whatever the share it removes.
+    pub removes_last_owner: bool,
     /// What the guard counted.
     pub guard: GuardRow,
     /// What applying it would change.
@@ -179,6 +182,7 @@ impl HeldSync {
             expired: Timestamp::now() >= expires_at,
             run: held.snapshot.run.to_string(),
             summary: report.held.as_ref().map(HoldSummaryRow::from),
+            removes_last_owner: report.removes_last_owner,
             guard: GuardRow::from(&report.guard),
             planned: PlannedCounts::from(report),
             changes: report.changes.iter().map(ChangeLineRow::from).collect(),

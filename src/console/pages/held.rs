@@ -38,7 +38,7 @@ fn group_name(tenant: &Tenant, group: idpsync_engine::ids::GroupId) -> String {
 fn losers_table(tenant: &Tenant, preview: &HoldPreview) -> Markup {
     html! {
         table #losers {
-            tr { th { "User" } th { "Account" } th { "Groups left" } th { "Access lost" } }
+            tr { th { "User" } th { "Account" } th { "Groups left" } th { "Role" } th { "Access lost" } }
             @for loser in &preview.losers {
                 tr.loser {
                     td.user-name { (loser.user_name) }
@@ -48,6 +48,14 @@ fn losers_table(tenant: &Tenant, preview: &HoldPreview) -> Markup {
                         @else { "stays active" }
                     }
                     td { @if loser.groups_left.is_empty() { "—" } @else { (loser.groups_left.join(", ")) } }
+                    td.role {
+                        @match &loser.role_change {
+                            Some(change) => {
+                                (role_text(change.old.as_ref())) " → " (role_text(change.new.as_ref()))
+                            }
+                            None => { "—" }
+                        }
+                    }
                     td {
                         @if loser.access_lost.is_empty() { "—" }
                         @else {
@@ -65,6 +73,10 @@ fn losers_table(tenant: &Tenant, preview: &HoldPreview) -> Markup {
             }
         }
     }
+}
+
+fn role_text(role: Option<&idpsync_engine::RoleAssignment>) -> &str {
+    role.map_or("no role", |held| held.role.as_str())
 }
 
 /// `GET /admin/integrations/{name}/held`.
@@ -93,6 +105,10 @@ pub(in super::super) async fn show(signed_in: SignedIn, Path(name): Path<String>
                     " users the integration owns (" (guard.deletions) " deleted), with "
                     (guard.earlier.removals) " taken by its recent runs; the tenant allows "
                     (guard.limit_permille as f64 / 10.0) " %." }
+                @if held.report.removes_last_owner {
+                    p #last-owner { strong { "It would leave the tenant without an Owner: " }
+                        "after it no user would hold the Owner role. It is held whatever the share." }
+                }
             }
             h2 { "Who loses what if it is confirmed now" }
             p.muted {
