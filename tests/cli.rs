@@ -549,3 +549,50 @@ fn log_copy_shows_progress_on_a_terminal_only() {
     assert!(screen.contains("tenant default ["), "{screen}");
     assert!(screen.contains("tenant default: copied"), "{screen}");
 }
+
+/// Issue 18: an integration's secret is resolved only by the commands that build its driver.
+/// With `env:` naming an unset variable, commands that never talk to the IdP work; `sync`
+/// (and `serve`) refuse with the integration and the key named.
+#[test]
+fn an_unresolvable_secret_stops_only_the_commands_that_use_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = dir.path().join("idpsync.toml");
+    std::fs::write(
+        &config,
+        "[[tenant]]\nid = \"default\"\n[[tenant.integration]]\nname = \"okta\"\nprovider = \"okta\"\n\
+         domain = \"acme.okta.com\"\napi_token = \"env:IDPSYNC_TEST_UNSET_TOKEN\"\n",
+    )
+    .unwrap();
+    let with_config = |args: &[&str]| {
+        idpsync(&data)
+            .arg("--config")
+            .arg(&config)
+            .args(args)
+            .env_remove("IDPSYNC_TEST_UNSET_TOKEN")
+            .output()
+            .unwrap()
+    };
+    for args in [
+        &["dev", "seed", "--users", "5", "--groups", "2", "--memberships", "4"][..],
+        &["query", "users", "--json"],
+        &["status"],
+    ] {
+        let output = with_config(args);
+        assert!(output.status.success(), "{args:?}: {}", stderr(&output));
+    }
+    let users: Vec<serde_json::Value> =
+        serde_json::from_slice(&with_config(&["query", "users", "--json"]).stdout).unwrap();
+    assert_eq!(users.len(), 5);
+
+    let expected = "integration `okta`: key `api_token`: the environment variable IDPSYNC_TEST_UNSET_TOKEN is not set";
+    for args in [
+        &["sync", "--once", "--integration", "okta"][..],
+        &["sync", "--once", "--dry-run", "--integration", "okta"],
+        &["serve", "--listen", "127.0.0.1:0"],
+    ] {
+        let refused = with_config(args);
+        assert!(!refused.status.success(), "{args:?}");
+        assert!(stderr(&refused).contains(expected), "{args:?}: {}", stderr(&refused));
+    }
+}

@@ -5,7 +5,8 @@
 //! told with it), then the common keys ([`CommonKeys`]); the rest go to the vendor `provider`
 //! names, whose module in `providers` reads them into its own typed settings. Unknown keys,
 //! missing keys and values of the wrong form are [`ConfigError`]s that name the integration and
-//! the key; secrets are resolved (`env:NAME`, `file:PATH`) as they are read.
+//! the key. Secrets (`env:NAME`, `file:PATH`) are checked in form as they are read, and resolved
+//! only when a driver is built ([`crate::Driver::new`]), with an error of the same kind.
 //!
 //! IdP endpoints must be `https://`: credentials travel with every request. A plain `http://`
 //! `base_url` or `token_url` is refused unless the integration says `allow_insecure_http =
@@ -376,8 +377,8 @@ mod tests {
             "integration `x`: key `provider`: must be one of entra, okta, google, jumpcloud, keycloak, auth0, authentik, zitadel, not \"ldap\"",
         );
         check_error(
-            "name = \"a\"\nprovider = \"authentik\"\nbase_url = \"https://a/api/v3\"\napi_token = \"env:IDPSYNC_UNSET_FOR_TEST\"",
-            "integration `a`: key `api_token`: the environment variable IDPSYNC_UNSET_FOR_TEST is not set",
+            "name = \"a\"\nprovider = \"authentik\"\nbase_url = \"https://a/api/v3\"\napi_token = \"env:\"",
+            "integration `a`: key `api_token`: `env:` must be followed by the name of an environment variable",
         );
         check_error(
             "name = \"j\"\nprovider = \"jumpcloud\"\napi_key = \"k\"\ninterval = \"soon\"",
@@ -396,8 +397,8 @@ mod tests {
             "integration `z`: key `client_id` does not apply with `pat`",
         );
         check_error(
-            "name = \"g\"\nprovider = \"google\"\nsubject = \"admin@example.com\"\nservice_account_key = \"{}\"",
-            "integration `g`: key `service_account_key`: not a usable JSON key file: missing field `client_email`",
+            "name = \"z\"\nprovider = \"zitadel\"\nbase_url = \"https://z\"\nkey_file = \"file:\"",
+            "integration `z`: key `key_file`: `file:` must be followed by the path of a file",
         );
         check_error(
             "name = \"a0\"\nprovider = \"auth0\"\ndomain = \"a\"\nclient_id = \"c\"\nclient_secret = \"s\"\ngroups = \"teams\"",

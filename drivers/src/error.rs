@@ -3,6 +3,9 @@
 
 use std::time::Duration;
 
+use crate::config::ConfigError;
+use crate::keys::KeyError;
+
 /// Why reading an IdP failed. Whatever the variant, nothing was applied: a failed or partial
 /// listing never reaches the engine.
 #[derive(Debug, thiserror::Error)]
@@ -101,6 +104,22 @@ pub enum DriverError {
     /// A credential that cannot be used (a key that does not parse).
     #[error("invalid credentials: {0}")]
     Credentials(String),
+    /// A secret of the configuration that does not resolve when the driver is built (an unset
+    /// environment variable, an unreadable file, a key file that does not parse), told like
+    /// every configuration mistake: with the integration and the key.
+    #[error("{0}")]
+    Config(#[from] ConfigError),
+}
+
+/// A key of the integration that fails as the driver is built; [`crate::Driver`] adds the
+/// integration's name.
+impl From<KeyError> for DriverError {
+    fn from(error: KeyError) -> DriverError {
+        DriverError::Config(ConfigError::Key {
+            integration: None,
+            error,
+        })
+    }
 }
 
 fn retry_hint(retry_after: &Option<Duration>) -> String {

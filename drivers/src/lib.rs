@@ -9,7 +9,7 @@
 //! - `config`: one integration's configuration ([`IntegrationConfig`]): the keys every
 //!   integration has, read once, then the vendor's own keys, read by its module; mistakes are
 //!   [`ConfigError`]s naming the integration and the key (`keys`: serde over one TOML table);
-//!   secrets resolved once (`secret`); the group filter;
+//!   secrets checked in form, resolved when a driver is built (`secret`); the group filter;
 //! - `http`, `auth`, `client`, `paging`: the shared machinery: retries and rate limits, OAuth2
 //!   and JWT tokens with a cache, requests with credentials, page following;
 //! - `provider`: the contract between the crate and a vendor's module; `providers`: one module

@@ -55,7 +55,8 @@ pub(crate) struct Fetched {
 #[async_trait::async_trait]
 pub(crate) trait Provider: fmt::Debug + Send + Sync {
     /// The integration's credentials. A driver builds them once, so that a token cache outlives
-    /// a run; keys are parsed here, not when the configuration is read.
+    /// a run; secrets are resolved and keys parsed here, not when the configuration is read (a
+    /// secret that does not resolve is a [`crate::keys::KeyError`] naming its key).
     fn auth(&self) -> Result<Auth, DriverError>;
 
     /// Whether incremental listings exist for this IdP.

@@ -26,7 +26,7 @@ use crate::keys::KeyError;
 use crate::members::{MemberList, fetch_members};
 use crate::paging::{Page, Pager, is_last_page, offset_of};
 use crate::provider::{Cursor, Endpoints, Fetched, Provider, Settings, Vendor};
-use crate::secret::Secret;
+use crate::secret::SecretRef;
 use idpsync_engine::reconcile::{Listing, ListingScope};
 
 /// Auth0's maximum page size (`per_page`, `take`).
@@ -50,7 +50,7 @@ struct Keys {
     /// A machine-to-machine application.
     client_id: String,
     /// Its secret.
-    client_secret: Secret,
+    client_secret: SecretRef,
     /// The Management API audience; `<origin>/api/v2/` when absent.
     audience: Option<String>,
     /// What becomes groups.
@@ -110,7 +110,7 @@ impl Settings for Keys {
 struct Auth0 {
     token_url: Url,
     client_id: String,
-    client_secret: Secret,
+    client_secret: SecretRef,
     audience: String,
     groups: Auth0Groups,
 }
@@ -403,7 +403,7 @@ impl Provider for Auth0 {
     fn auth(&self) -> Result<Auth, DriverError> {
         let grant = Grant::ClientSecretPost {
             client_id: self.client_id.clone(),
-            client_secret: self.client_secret.clone(),
+            client_secret: self.client_secret.resolve("client_secret")?,
             extra: vec![("audience", self.audience.clone())],
         };
         Ok(TokenSource::auth(self.token_url.clone(), grant))

@@ -21,7 +21,7 @@ use crate::error::DriverError;
 use crate::keys::KeyError;
 use crate::paging::{Page, Pager};
 use crate::provider::{Cursor, Endpoints, Fetched, Provider, Settings, Vendor};
-use crate::secret::Secret;
+use crate::secret::SecretRef;
 use idpsync_engine::reconcile::{Listing, ListingScope};
 
 /// Page size: authentik's default maximum.
@@ -36,7 +36,7 @@ pub(super) const VENDOR: Vendor = Vendor::new::<Keys>("authentik");
 #[serde(deny_unknown_fields)]
 struct Keys {
     /// An API token.
-    api_token: Secret,
+    api_token: SecretRef,
 }
 
 impl Settings for Keys {
@@ -56,7 +56,7 @@ impl Settings for Keys {
 /// A checked authentik integration: an API token.
 #[derive(Debug)]
 struct Authentik {
-    api_token: Secret,
+    api_token: SecretRef,
 }
 
 #[derive(Deserialize)]
@@ -228,7 +228,7 @@ fn is_person(kind: Option<&str>) -> bool {
 #[async_trait::async_trait]
 impl Provider for Authentik {
     fn auth(&self) -> Result<Auth, DriverError> {
-        Auth::bearer(&self.api_token)
+        Auth::bearer(&self.api_token.resolve("api_token")?)
     }
 
     fn incremental(&self) -> bool {

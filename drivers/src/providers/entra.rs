@@ -17,7 +17,7 @@ use crate::error::DriverError;
 use crate::keys::KeyError;
 use crate::paging::Pages;
 use crate::provider::{Cursor, Endpoints, Fetched, Provider, Settings, Vendor};
-use crate::secret::Secret;
+use crate::secret::SecretRef;
 use idpsync_engine::reconcile::{Listing, ListingScope};
 
 /// Items per delta page, asked with `Prefer: odata.maxpagesize` (delta functions take no
@@ -42,7 +42,7 @@ struct Keys {
     /// The app registration's client id.
     client_id: String,
     /// Its client secret.
-    client_secret: Secret,
+    client_secret: SecretRef,
     /// The scope asked for; `<Graph origin>/.default` when absent.
     scope: Option<String>,
 }
@@ -87,7 +87,7 @@ impl Settings for Keys {
 struct Entra {
     token_url: Url,
     client_id: String,
-    client_secret: Secret,
+    client_secret: SecretRef,
     scope: String,
 }
 
@@ -152,7 +152,7 @@ impl Provider for Entra {
     fn auth(&self) -> Result<Auth, DriverError> {
         let grant = Grant::ClientSecretPost {
             client_id: self.client_id.clone(),
-            client_secret: self.client_secret.clone(),
+            client_secret: self.client_secret.resolve("client_secret")?,
             extra: vec![("scope", self.scope.clone())],
         };
         Ok(TokenSource::auth(self.token_url.clone(), grant))

@@ -59,17 +59,12 @@ impl Settings for Keys {
     type Provider = Google;
 
     fn check(self, endpoints: Endpoints) -> Result<(Url, Google), KeyError> {
-        let KeyFile(file) = self.service_account_key;
         let google = Google {
             token_url: match endpoints.token_url {
                 Some(url) => url,
                 None => Url::parse(TOKEN_URL).expect("Google's token endpoint is a URL"),
             },
-            service_account: ServiceAccountKey {
-                issuer: file.client_email,
-                key_id: file.private_key_id,
-                private_key: file.private_key,
-            },
+            service_account_key: self.service_account_key,
             subject: self.subject,
             customer: self.customer.unwrap_or_else(|| "my_customer".to_owned()),
         };
@@ -85,7 +80,7 @@ impl Settings for Keys {
 #[derive(Debug)]
 struct Google {
     token_url: Url,
-    service_account: ServiceAccountKey,
+    service_account_key: KeyFile<ServiceAccountFile>,
     subject: String,
     customer: String,
 }
@@ -209,10 +204,16 @@ async fn group_members(client: &IdpClient, run: &Run<'_>, group: String) -> Resu
 #[async_trait::async_trait]
 impl Provider for Google {
     fn auth(&self) -> Result<Auth, DriverError> {
+        let file = self.service_account_key.resolve("service_account_key")?;
+        let service_account = ServiceAccountKey {
+            issuer: file.client_email,
+            key_id: file.private_key_id,
+            private_key: file.private_key,
+        };
         let grant = Grant::JwtBearer {
-            signer: Signer::from_service_account(&self.service_account)?,
+            signer: Signer::from_service_account(&service_account)?,
             claims: AssertionClaims {
-                issuer: self.service_account.issuer.clone(),
+                issuer: service_account.issuer,
                 subject: self.subject.clone(),
                 audience: self.token_url.to_string(),
                 scope: SCOPES.to_owned(),

@@ -21,7 +21,7 @@ use crate::keys::KeyError;
 use crate::members::{MemberList, fetch_members};
 use crate::paging::{Pager, offset_of};
 use crate::provider::{Cursor, Endpoints, Fetched, Provider, Settings, Vendor};
-use crate::secret::Secret;
+use crate::secret::SecretRef;
 use idpsync_engine::reconcile::{Listing, ListingScope};
 
 /// JumpCloud's maximum page size.
@@ -38,7 +38,7 @@ const API_ROOT: &str = "https://console.jumpcloud.com/api";
 #[serde(deny_unknown_fields)]
 struct Keys {
     /// The admin API key.
-    api_key: Secret,
+    api_key: SecretRef,
     /// For multi-tenant admins: the organization.
     org_id: Option<String>,
 }
@@ -62,7 +62,7 @@ impl Settings for Keys {
 /// A checked JumpCloud integration: an API key.
 #[derive(Debug)]
 struct JumpCloud {
-    api_key: Secret,
+    api_key: SecretRef,
     org_id: Option<String>,
 }
 
@@ -138,7 +138,7 @@ impl Provider for JumpCloud {
     fn auth(&self) -> Result<Auth, DriverError> {
         let mut headers = vec![(
             HeaderName::from_static("x-api-key"),
-            header_value(self.api_key.expose())?,
+            header_value(self.api_key.resolve("api_key")?.expose())?,
         )];
         if let Some(org_id) = &self.org_id {
             headers.push((HeaderName::from_static("x-org-id"), header_value(org_id)?));

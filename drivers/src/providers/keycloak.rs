@@ -22,7 +22,7 @@ use crate::keys::KeyError;
 use crate::members::{MemberList, fetch_members};
 use crate::paging::{Pager, offset_of};
 use crate::provider::{Cursor, Endpoints, Fetched, Provider, Settings, Vendor};
-use crate::secret::Secret;
+use crate::secret::SecretRef;
 use idpsync_engine::reconcile::{Listing, ListingScope};
 
 /// Keycloak sets no maximum; this keeps each answer to a few megabytes.
@@ -41,7 +41,7 @@ struct Keys {
     /// A confidential client with a service account.
     client_id: String,
     /// Its secret.
-    client_secret: Secret,
+    client_secret: SecretRef,
 }
 
 impl Settings for Keys {
@@ -71,7 +71,7 @@ struct Keycloak {
     token_url: Url,
     realm: String,
     client_id: String,
-    client_secret: Secret,
+    client_secret: SecretRef,
 }
 
 #[derive(Deserialize)]
@@ -159,7 +159,7 @@ impl Provider for Keycloak {
     fn auth(&self) -> Result<Auth, DriverError> {
         let grant = Grant::ClientSecretPost {
             client_id: self.client_id.clone(),
-            client_secret: self.client_secret.clone(),
+            client_secret: self.client_secret.resolve("client_secret")?,
             extra: Vec::new(),
         };
         Ok(TokenSource::auth(self.token_url.clone(), grant))

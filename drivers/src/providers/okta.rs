@@ -21,7 +21,7 @@ use crate::keys::{self, KeyError};
 use crate::members::{MemberList, fetch_members};
 use crate::paging::{Page, Pager, next_link};
 use crate::provider::{Cursor, Endpoints, Fetched, Provider, Settings, Vendor};
-use crate::secret::Secret;
+use crate::secret::SecretRef;
 use idpsync_engine::reconcile::{Listing, ListingScope};
 
 /// Okta's maximum page sizes: users 200, groups 10,000, group members 1,000.
@@ -59,11 +59,11 @@ struct Keys {
     /// The org's host (`acme.okta.com`), for the API root; not with `base_url`.
     domain: Option<String>,
     /// An SSWS API token.
-    api_token: Option<Secret>,
+    api_token: Option<SecretRef>,
     /// The OAuth 2.0 service app's client id (instead of `api_token`).
     client_id: Option<String>,
     /// Its private key (PEM), for `private_key_jwt`.
-    private_key: Option<Secret>,
+    private_key: Option<SecretRef>,
     /// The key's `kid`, if it was registered with one.
     key_id: Option<String>,
     /// The scopes asked for.
@@ -141,12 +141,12 @@ struct Okta {
 #[derive(Debug)]
 enum OktaAuth {
     /// `Authorization: SSWS <token>`.
-    ApiToken(Secret),
+    ApiToken(SecretRef),
     /// OAuth 2.0 client credentials with `private_key_jwt`.
     PrivateKeyJwt {
         token_url: Url,
         client_id: String,
-        private_key: Secret,
+        private_key: SecretRef,
         key_id: Option<String>,
         scopes: String,
     },
@@ -397,7 +397,7 @@ impl Provider for Okta {
         Ok(match &self.auth {
             OktaAuth::ApiToken(token) => Auth::Static(vec![(
                 AUTHORIZATION,
-                header_value(&format!("SSWS {}", token.expose()))?,
+                header_value(&format!("SSWS {}", token.resolve("api_token")?.expose()))?,
             )]),
             OktaAuth::PrivateKeyJwt {
                 token_url,
@@ -409,7 +409,7 @@ impl Provider for Okta {
                 token_url.clone(),
                 Grant::PrivateKeyJwt {
                     client_id: client_id.clone(),
-                    signer: Signer::new(private_key, key_id.clone())?,
+                    signer: Signer::new(&private_key.resolve("private_key")?, key_id.clone())?,
                     scope: scopes.clone(),
                     optional_scope: Some(LOGS_SCOPE),
                 },

@@ -23,7 +23,7 @@ use crate::error::DriverError;
 use crate::keys::{self, KeyError};
 use crate::paging::{Pager, offset_of};
 use crate::provider::{Cursor, Endpoints, Fetched, Provider, Settings, Vendor};
-use crate::secret::{KeyFile, Secret};
+use crate::secret::{KeyFile, Secret, SecretRef};
 use idpsync_engine::reconcile::{Listing, ListingScope};
 
 /// Zitadel's default maximum list limit.
@@ -39,13 +39,13 @@ pub(super) const VENDOR: Vendor = Vendor::new::<Keys>("zitadel");
 #[serde(deny_unknown_fields)]
 struct Keys {
     /// A personal access token.
-    pat: Option<Secret>,
+    pat: Option<SecretRef>,
     /// A service user's JSON key file, for the JWT profile.
     key_file: Option<KeyFile<ZitadelKeyFile>>,
     /// A service user's client id, for client credentials.
     client_id: Option<String>,
     /// Its secret.
-    client_secret: Option<Secret>,
+    client_secret: Option<SecretRef>,
     /// What becomes groups.
     #[serde(default)]
     groups: ZitadelGroups,
@@ -89,7 +89,7 @@ impl Settings for Keys {
                 ],
             )?;
             ZitadelAuth::Pat(pat)
-        } else if let Some(KeyFile(file)) = self.key_file {
+        } else if let Some(key_file) = self.key_file {
             keys::none_given_with(
                 "key_file",
                 &[
@@ -99,11 +99,7 @@ impl Settings for Keys {
             )?;
             ZitadelAuth::JwtProfile {
                 token_url,
-                key: ServiceAccountKey {
-                    issuer: file.user_id,
-                    key_id: file.key_id,
-                    private_key: file.key,
-                },
+                key_file,
                 // Zitadel expects its issuer (the instance's origin) as the audience.
                 audience: base_url.origin().ascii_serialization(),
             }
@@ -141,17 +137,17 @@ struct Zitadel {
 #[derive(Debug)]
 enum ZitadelAuth {
     /// A personal access token.
-    Pat(Secret),
+    Pat(SecretRef),
     /// Client credentials (HTTP Basic).
     ClientSecret {
         token_url: Url,
         client_id: String,
-        client_secret: Secret,
+        client_secret: SecretRef,
     },
     /// JWT profile: a key file of a service user.
     JwtProfile {
         token_url: Url,
-        key: ServiceAccountKey,
+        key_file: KeyFile<ZitadelKeyFile>,
         audience: String,
     },
 }
@@ -267,7 +263,7 @@ fn pagination(offset: String, limit: u64) -> Value {
 impl Provider for Zitadel {
     fn auth(&self) -> Result<Auth, DriverError> {
         Ok(match &self.auth {
-            ZitadelAuth::Pat(token) => Auth::bearer(token)?,
+            ZitadelAuth::Pat(token) => Auth::bearer(&token.resolve("pat")?)?,
             ZitadelAuth::ClientSecret {
                 token_url,
                 client_id,
@@ -276,27 +272,35 @@ impl Provider for Zitadel {
                 token_url.clone(),
                 Grant::ClientSecretBasic {
                     client_id: client_id.clone(),
-                    client_secret: client_secret.clone(),
+                    client_secret: client_secret.resolve("client_secret")?,
                     scope: SCOPE.to_owned(),
                 },
             ),
             ZitadelAuth::JwtProfile {
                 token_url,
-                key,
+                key_file,
                 audience,
-            } => TokenSource::auth(
-                token_url.clone(),
-                Grant::JwtBearer {
-                    signer: Signer::from_service_account(key)?,
-                    claims: AssertionClaims {
-                        issuer: key.issuer.clone(),
-                        subject: key.issuer.clone(),
-                        audience: audience.clone(),
-                        scope: SCOPE.to_owned(),
-                        scope_in_assertion: false,
+            } => {
+                let file = key_file.resolve("key_file")?;
+                let key = ServiceAccountKey {
+                    issuer: file.user_id,
+                    key_id: file.key_id,
+                    private_key: file.key,
+                };
+                TokenSource::auth(
+                    token_url.clone(),
+                    Grant::JwtBearer {
+                        signer: Signer::from_service_account(&key)?,
+                        claims: AssertionClaims {
+                            issuer: key.issuer.clone(),
+                            subject: key.issuer.clone(),
+                            audience: audience.clone(),
+                            scope: SCOPE.to_owned(),
+                            scope_in_assertion: false,
+                        },
                     },
-                },
-            ),
+                )
+            }
         })
     }
 
