@@ -5,13 +5,12 @@
 //! that asked.
 
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use idpsync_engine::ids::Timestamp;
 
 use super::auth::TenantAccess;
-use super::error::{ApiError, ErrorBody};
+use super::error::{ApiError, ApiJson, ErrorBody};
 use super::wire::{CreateTokenBody, CreatedToken, TokenList, TokenRow};
 use super::{ApiState, Routes};
 use crate::actions::{self, Action};
@@ -95,15 +94,14 @@ async fn list(State(state): State<ApiState>, access: TenantAccess) -> Result<Jso
         (status = 201, description = "The token, with its secret shown this once", body = CreatedToken),
         (status = 400, description = "A malformed body, name or expiry (an expiry must be in the future)", body = ErrorBody),
         (status = 404, description = "This service keeps no token store", body = ErrorBody),
+        (status = 415, description = "The body is not JSON", body = ErrorBody),
     )
 )]
 async fn create(
     State(state): State<ApiState>,
     access: TenantAccess,
-    body: Bytes,
+    ApiJson(body): ApiJson<CreateTokenBody>,
 ) -> Result<(StatusCode, Json<CreatedToken>), ApiError> {
-    let body: CreateTokenBody =
-        serde_json::from_slice(&body).map_err(|error| ApiError::bad_request(format!("invalid JSON body: {error}")))?;
     let now = Timestamp::now();
     let expires = match &body.expires_at {
         Some(text) => Some(parse_expiry(text, now).map_err(store_error)?),
