@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use common::{origin, provision};
-use idpsync_engine::verify::{verify_log_and_snapshots, verify_tenant};
+use idpsync_engine::verify::{VerifyReport, verify_log_and_snapshots, verify_tenant};
 use idpsync_engine::{Engine, EngineError, TenantSettings};
 use idpsync_storage::faults::FaultyStore;
 use idpsync_storage::{LogStore, Seq, StoredSnapshot, TenantId};
@@ -35,6 +35,20 @@ fn dyn_store(store: &Arc<FaultyStore>) -> Arc<dyn LogStore> {
     store.clone() as Arc<dyn LogStore>
 }
 
+/// `log verify` (the streamed depth) of the default tenant.
+async fn verify_default(store: &Arc<FaultyStore>) -> Result<VerifyReport, EngineError> {
+    verify_log_and_snapshots(&dyn_store(store), &TenantId::default_tenant()).await
+}
+
+/// Asserts that verifying the default tenant fails naming the tenant and `seq`.
+async fn assert_named(store: &Arc<FaultyStore>, seq: u64) {
+    let message = verify_default(store).await.unwrap_err().to_string();
+    assert!(
+        message.contains("tenant default") && message.contains(&format!("seq {seq}")),
+        "{message}"
+    );
+}
+
 /// The stored snapshot at `seq`'s bytes.
 async fn snapshot_bytes(store: &FaultyStore, seq: Seq) -> Vec<u8> {
     let snapshot = store
@@ -52,9 +66,7 @@ async fn a_sound_log_passes_and_both_depths_agree_on_what_they_checked() {
     let store = tenant_with_users(3).await;
     add_users(&store, 3..5).await;
     assert_eq!(store.snapshots(&TenantId::default_tenant()).await.unwrap().len(), 2);
-    let streamed = verify_log_and_snapshots(&dyn_store(&store), &TenantId::default_tenant())
-        .await
-        .unwrap();
+    let streamed = verify_default(&store).await.unwrap();
     let deep = verify_tenant(&dyn_store(&store), &TenantId::default_tenant())
         .await
         .unwrap();
@@ -67,14 +79,7 @@ async fn a_sound_log_passes_and_both_depths_agree_on_what_they_checked() {
 async fn a_tampered_record_is_named_by_tenant_and_seq() {
     let store = tenant_with_users(4).await;
     *store.tamper_seq.lock().unwrap() = Some(Seq(3));
-    let error = verify_log_and_snapshots(&dyn_store(&store), &TenantId::default_tenant())
-        .await
-        .unwrap_err();
-    let message = error.to_string();
-    assert!(
-        message.contains("tenant default") && message.contains("seq 3"),
-        "{message}"
-    );
+    assert_named(&store, 3).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -90,14 +95,7 @@ async fn a_snapshot_whose_bytes_no_longer_match_its_hash_is_named() {
     let last = damaged.bytes.len() - 1;
     damaged.bytes[last] ^= 0x40;
     store.put_snapshot(&TenantId::default_tenant(), damaged).await.unwrap();
-    let error = verify_log_and_snapshots(&dyn_store(&store), &TenantId::default_tenant())
-        .await
-        .unwrap_err();
-    let message = error.to_string();
-    assert!(
-        message.contains("tenant default") && message.contains("seq 3"),
-        "{message}"
-    );
+    assert_named(&store, 3).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -110,9 +108,7 @@ async fn a_snapshot_of_another_seq_is_named_even_with_its_hash_rewritten() {
         .put_snapshot(&TenantId::default_tenant(), StoredSnapshot::new(Seq(1), bytes.clone()))
         .await
         .unwrap();
-    let error = verify_log_and_snapshots(&dyn_store(&store), &TenantId::default_tenant())
-        .await
-        .unwrap_err();
+    let error = verify_default(&store).await.unwrap_err();
     assert!(
         matches!(&error, EngineError::SnapshotMismatch { seq: Seq(1), reason, .. } if reason.contains("seq 2")),
         "{error}"
@@ -124,9 +120,7 @@ async fn a_snapshot_of_another_seq_is_named_even_with_its_hash_rewritten() {
         .put_snapshot(&TenantId::default_tenant(), StoredSnapshot::new(Seq(1), bytes))
         .await
         .unwrap();
-    let error = verify_log_and_snapshots(&dyn_store(&store), &TenantId::default_tenant())
-        .await
-        .unwrap_err();
+    let error = verify_default(&store).await.unwrap_err();
     assert!(
         matches!(error, EngineError::SnapshotMismatch { seq: Seq(1), .. }),
         "{error}"
@@ -142,15 +136,11 @@ async fn a_truncated_snapshot_is_named() {
         .put_snapshot(&TenantId::default_tenant(), StoredSnapshot::new(Seq(2), bytes))
         .await
         .unwrap();
-    let error = verify_log_and_snapshots(&dyn_store(&store), &TenantId::default_tenant())
-        .await
-        .unwrap_err();
+    let error = verify_default(&store).await.unwrap_err();
     assert!(
         matches!(&error, EngineError::SnapshotMismatch { seq: Seq(2), reason, .. } if reason.contains("truncated")),
         "{error}"
     );
     store.hide_snapshots.store(true, Ordering::SeqCst);
-    verify_log_and_snapshots(&dyn_store(&store), &TenantId::default_tenant())
-        .await
-        .expect("the log itself is sound");
+    verify_default(&store).await.expect("the log itself is sound");
 }
