@@ -6,7 +6,8 @@
 //! - [`Listing`] (`listing`): what a driver read, filled object by object;
 //! - scope (`scope`, `filter`): the integration's [`ScopeRules`] (the [`GroupFilter`] and
 //!   `only_group_members`) applied to the listing, and an incremental listing compared with the
-//!   state, give the [`DirectorySnapshot`] (`snapshot`);
+//!   state (`reach`: who enters and leaves scope under `only_group_members`), give the
+//!   [`DirectorySnapshot`] (`snapshot`);
 //! - plan (`plan`): the snapshot against the state gives the events and the
 //!   [`ReconcileReport`] (`report`), removals first, following the tenant's
 //!   [`ReconcilePolicy`] (`policy`);
@@ -24,6 +25,7 @@ mod guard;
 mod listing;
 mod plan;
 mod policy;
+mod reach;
 mod report;
 mod scope;
 mod snapshot;

@@ -4,17 +4,19 @@
 //!
 //! The conversion reads the state: a group listed in an earlier run is judged by the name the
 //! engine holds for it, a group renamed out of the filter is gone, and a refreshed group loses
-//! the members the engine holds that it no longer lists. The writer converts against its own
-//! state, after every earlier commit, so what it compares with is never stale.
+//! the members the engine holds that it no longer lists; under `only_group_members` the users
+//! an incremental listing takes out of every synced group leave scope (see `reach`). The
+//! writer converts against its own state, after every earlier commit, so what it compares
+//! with is never stale.
 
 use std::collections::{HashMap, HashSet};
 
 use super::filter::GroupFilter;
 use super::listing::Listing;
+use super::reach::{Reach, owned_members};
 use super::snapshot::{DirectorySnapshot, ExternalMember, Membership, SnapshotGroup, SnapshotScope};
 use crate::absence::AbsenceRules;
-use crate::ids::{IntegrationName, Member, SyncRunId};
-use crate::model::Owner;
+use crate::ids::{IntegrationName, SyncRunId};
 use crate::state::State;
 
 /// Which part of what its IdP holds an integration syncs, and when what it no longer lists is
@@ -23,7 +25,9 @@ use crate::state::State;
 pub struct ScopeRules {
     /// Which groups are synced.
     pub groups: GroupFilter,
-    /// Only users in a synced group, directly or through nested groups (complete listings).
+    /// Only users in a synced group, directly or through nested groups. An incremental
+    /// listing keeps the users the integration holds, adds those its membership changes bring
+    /// into a synced group and removes those whose last membership in one it takes away.
     pub only_group_members: bool,
     /// When what a complete listing no longer contains is removed.
     pub absence: AbsenceRules,
@@ -53,6 +57,10 @@ impl SyncInput {
             listing,
             rules,
         } = self;
+        let reach = match (&listing.changes, rules.only_group_members) {
+            (Some(changes), true) => Some(Reach::of(state, &integration, &rules.groups, &listing, changes)),
+            _ => None,
+        };
         let Listing {
             mut users,
             groups,
@@ -110,11 +118,37 @@ impl SyncInput {
                         .filter(|group| state.owned_group(&integration, &group.external_id).is_some())
                         .map(|group| group.external_id.clone()),
                 );
+                let mut removed_users = changes.removed_users;
                 let mut joined: Vec<Membership> = edges.iter().filter(|edge| edge_allowed(edge)).cloned().collect();
                 joined.extend(changes.joined.into_iter().filter(|edge| edge_allowed(edge)));
+                if let Some(reach) = &reach {
+                    let held = |id: &str| state.owned_user(&integration, id).is_some();
+                    // In scope: who the included groups reach now, and who the integration
+                    // holds that they did not reach before either (in scope through a nested
+                    // group the state does not hold, which this listing did not read); a user
+                    // changed in the IdP but outside scope is not the integration's.
+                    users.retain(|user| {
+                        let id = user.external_id.as_str();
+                        reach.after.contains(id) || (held(id) && !reach.before.contains(id))
+                    });
+                    joined.retain(|edge| edge.user().is_none_or(|id| reach.after.contains(id) || held(id)));
+                    // Out of scope: those the included groups reached and no longer do, gone
+                    // as they are from a complete listing.
+                    let mut leaving: Vec<String> = reach
+                        .before
+                        .difference(&reach.after)
+                        .filter(|id| !removed_users.contains(id))
+                        .cloned()
+                        .collect();
+                    leaving.sort();
+                    removed_users.extend(leaving);
+                }
                 let mut left: Vec<Membership> = changes.left.into_iter().filter(|edge| edge_allowed(edge)).collect();
                 for group in changes.refreshed.iter().filter(|group| kept.contains(*group)) {
-                    for member in owned_members(state, &integration, group) {
+                    let Some(group_id) = state.owned_group(&integration, group) else {
+                        continue;
+                    };
+                    for member in owned_members(state, &integration, group_id) {
                         let edge = Membership {
                             group: group.clone(),
                             member,
@@ -125,7 +159,7 @@ impl SyncInput {
                     }
                 }
                 SnapshotScope::Delta {
-                    removed_users: changes.removed_users,
+                    removed_users,
                     removed_groups,
                     joined,
                     left,
@@ -141,29 +175,6 @@ impl SyncInput {
             absence: rules.absence,
         }
     }
-}
-
-/// The direct members the engine holds for an integration's group, by IdP id.
-fn owned_members(state: &State, integration: &IntegrationName, group: &str) -> Vec<ExternalMember> {
-    let Some(group_id) = state.owned_group(integration, group) else {
-        return Vec::new();
-    };
-    let owner = Owner::Integration(integration.clone());
-    state
-        .direct_members(group_id)
-        .filter_map(|member| match member {
-            Member::User(id) => state
-                .user(id)
-                .filter(|user| user.owner == owner)
-                .and_then(|user| user.external_id.clone())
-                .map(ExternalMember::User),
-            Member::Group(id) => state
-                .group(id)
-                .filter(|group| group.owner == owner)
-                .and_then(|group| group.external_id.clone())
-                .map(ExternalMember::Group),
-        })
-        .collect()
 }
 
 /// Users who are members of a kept group, directly or through nested groups (cycle-safe).

@@ -94,6 +94,21 @@ impl Tenant {
         .into_report()
     }
 
+    /// The users an incremental listing under `only_group_members` brings into scope
+    /// without listing them, judged against the latest published state (see
+    /// [`SyncInput::users_to_fetch`]): the driver reads them by id and adds them to the
+    /// listing before [`Tenant::reconcile`].
+    pub fn users_to_fetch(&self, input: &SyncInput) -> Vec<String> {
+        let state = self.state();
+        let view = reconcile_view(
+            &state,
+            &self.keyring,
+            &input.integration,
+            input.listing.named_user_ids(),
+        );
+        input.users_to_fetch(&view)
+    }
+
     /// Reconciles a sync run through the writer, which turns the listing into a snapshot
     /// against its own state (after every earlier commit), then decides and commits it like any
     /// command. The report says what was applied; when its `held` is set the guard held the

@@ -2,6 +2,7 @@
 
 mod decide;
 mod history;
+mod incremental_scope;
 mod projector;
 mod reconcile;
 mod reconcile_properties;
