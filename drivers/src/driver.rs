@@ -7,6 +7,7 @@ use crate::error::DriverError;
 use crate::http::{Http, RetryPolicy};
 use crate::members::Selection;
 use crate::provider::{Cursor, Fetched};
+use idpsync_engine::reconcile::Listing;
 
 /// A configured integration's driver. Its `Debug` print shows the configuration and the
 /// state of the credentials, never a secret or a token.
@@ -70,6 +71,21 @@ impl Driver {
     /// error; a listing that stopped early is never returned.
     pub(crate) async fn fetch(&self, run: &Run<'_>, since: Option<&Cursor>) -> Result<Fetched, DriverError> {
         self.config.provider.vendor().list(&self.client, run, since).await
+    }
+
+    /// Adds the users of `ids` to `listing`, read by id; `false` where the IdP's module cannot
+    /// (see `Provider::add_users`).
+    pub(crate) async fn add_users(
+        &self,
+        run: &Run<'_>,
+        listing: &mut Listing,
+        ids: &[String],
+    ) -> Result<bool, DriverError> {
+        self.config
+            .provider
+            .vendor()
+            .add_users(&self.client, run, listing, ids)
+            .await
     }
 }
 

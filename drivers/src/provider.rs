@@ -64,6 +64,20 @@ pub(crate) trait Provider: fmt::Debug + Send + Sync {
 
     /// Lists everything (`since` is `None`) or what changed since `since`.
     async fn list(&self, client: &IdpClient, run: &Run<'_>, since: Option<&Cursor>) -> Result<Fetched, DriverError>;
+
+    /// Adds to `listing` the users of these ids as the IdP has them now (one it no longer has
+    /// is left out): the users an incremental listing brings into an included group without
+    /// listing them (`only_group_members`). `false` where the vendor's module cannot read
+    /// users by id; the run then lists everything instead.
+    async fn add_users(
+        &self,
+        _client: &IdpClient,
+        _run: &Run<'_>,
+        _listing: &mut Listing,
+        _ids: &[String],
+    ) -> Result<bool, DriverError> {
+        Ok(false)
+    }
 }
 
 /// One vendor as the configuration knows it: the `provider` value that selects it, and how its

@@ -128,6 +128,37 @@ async fn fetch_holding_still(driver: &Driver, run: &Run<'_>, since: Option<&Curs
     }
 }
 
+/// The run's input: `fetched` with the integration's rules, and the users an incremental
+/// listing under `only_group_members` brings into scope without listing them read by id; where
+/// the IdP's module cannot read users by id, a complete listing instead. With the cursor the
+/// next run starts from.
+async fn with_users_entering_scope(
+    driver: &Driver,
+    tenant: &Tenant,
+    run: &Run<'_>,
+    run_id: SyncRunId,
+    rules: ScopeRules,
+    fetched: Fetched,
+) -> Result<(SyncInput, Option<Cursor>), DriverError> {
+    let mut input = SyncInput {
+        integration: driver.config().name.clone(),
+        run: run_id,
+        listing: fetched.listing,
+        rules,
+    };
+    let wanted = tenant.users_to_fetch(&input);
+    if wanted.is_empty() || driver.add_users(run, &mut input.listing, &wanted).await? {
+        return Ok((input, fetched.cursor));
+    }
+    run.warn(format!(
+        "{} users joined a synced group and this IdP's users cannot be read by id; listing everything",
+        wanted.len()
+    ));
+    let complete = fetch_holding_still(driver, run, None).await?;
+    input.listing = complete.listing;
+    Ok((input, complete.cursor))
+}
+
 /// Runs one sync of `driver` into `tenant`.
 pub async fn sync_once(
     driver: &Driver,
@@ -153,11 +184,7 @@ pub async fn sync_once(
     let full_due = state
         .last_full_unix_seconds
         .is_none_or(|last| now.saturating_sub(last) >= config.full_resync.as_secs() as i64);
-    let incremental = resync == Resync::Auto
-        && driver.has_incremental()
-        && !config.only_group_members
-        && !full_due
-        && state.cursor.is_some();
+    let incremental = resync == Resync::Auto && driver.has_incremental() && !full_due && state.cursor.is_some();
     let budget = Budget::new(config.sync_timeout);
     let run = Run::new(&budget, driver.selection());
     let since = state.cursor.as_ref().filter(|_| incremental);
@@ -170,23 +197,19 @@ pub async fn sync_once(
         }
         other => other?,
     };
-    let read_elapsed = started.elapsed();
-    let scope = fetched.listing.scope();
-    let listed = Listed {
-        users: fetched.listing.user_count(),
-        groups: fetched.listing.group_count(),
-        memberships: fetched.listing.membership_count(),
-    };
     let run_id = SyncRunId::new();
-    let input = SyncInput {
-        integration: config.name.clone(),
-        run: run_id,
-        listing: fetched.listing,
-        rules: ScopeRules {
-            groups: config.groups.clone(),
-            only_group_members: config.only_group_members,
-            absence: config.absence,
-        },
+    let rules = ScopeRules {
+        groups: config.groups.clone(),
+        only_group_members: config.only_group_members,
+        absence: config.absence,
+    };
+    let (input, cursor) = with_users_entering_scope(driver, tenant, &run, run_id, rules, fetched).await?;
+    let read_elapsed = started.elapsed();
+    let scope = input.listing.scope();
+    let listed = Listed {
+        users: input.listing.user_count(),
+        groups: input.listing.group_count(),
+        memberships: input.listing.membership_count(),
     };
     let report = match mode {
         Mode::DryRun => tenant.plan(input),
@@ -201,7 +224,7 @@ pub async fn sync_once(
     if result == SyncResult::Applied {
         let saved = IntegrationState {
             source: Some(source),
-            cursor: fetched.cursor,
+            cursor,
             last_full_unix_seconds: match scope {
                 ListingScope::Complete => Some(now),
                 ListingScope::Incremental => state.last_full_unix_seconds,

@@ -379,6 +379,54 @@ async fn a_delta_cursor_survives_a_restart() {
 }
 
 /// The same integration under another name, so that two can be scheduled side by side.
+/// With `only_group_members`, a run after the first is incremental and follows membership: a
+/// user added to the synced group comes in (read by id where the delta names only the
+/// membership: Graph's), one removed from it leaves, and one changed outside scope stays out.
+#[tokio::test(flavor = "multi_thread")]
+async fn incremental_runs_follow_membership_under_only_group_members() {
+    for vendor in [Vendor::Entra, Vendor::Okta, Vendor::Authentik] {
+        let h = harness(vendor, "include_groups = [\"vpn-eng\"]\nonly_group_members = true\n").await;
+        h.sync(Resync::Auto).await;
+        assert_eq!(h.user_active("1016"), None, "{vendor:?}: sales only");
+        assert_eq!(h.user_active("1004"), Some(true), "{vendor:?}");
+        h.fake.edit(|d| {
+            d.join("g-eng", FakeMember::User("1016".into()));
+            d.leave("g-eng", FakeMember::User("1004".into()));
+            d.set_active("1017", false);
+        });
+        h.fake.take_recorded();
+        let outcome = h.sync(Resync::Auto).await;
+        assert_eq!(
+            outcome.scope,
+            idpsync_engine::reconcile::ListingScope::Incremental,
+            "{vendor:?}"
+        );
+        let members = h.members("g-eng");
+        assert!(members.contains("1016"), "{vendor:?}: {:?}", outcome.report.changes);
+        assert_eq!(h.user_active("1016"), Some(true), "{vendor:?}");
+        assert!(!members.contains("1004"), "{vendor:?}");
+        assert_eq!(h.user_active("1004"), None, "{vendor:?}: out of scope, removed");
+        assert_eq!(h.user_active("1017"), None, "{vendor:?}: changed, but outside scope");
+        assert_eq!(h.user_active("1005"), Some(true), "{vendor:?}: the others stay");
+        if vendor == Vendor::Entra {
+            let recorded = h.fake.take_recorded();
+            assert!(
+                recorded.iter().any(|r| r.path == "/v1.0/users"
+                    && r.query
+                        .iter()
+                        .any(|(key, value)| key == "$filter" && value.contains("'1016'"))),
+                "the joiner was read by id"
+            );
+        }
+        // Back in: the same user returns at the next incremental run.
+        h.fake.edit(|d| d.join("g-eng", FakeMember::User("1004".into())));
+        h.sync(Resync::Auto).await;
+        assert_eq!(h.user_active("1004"), Some(true), "{vendor:?}");
+        assert!(h.members("g-eng").contains("1004"), "{vendor:?}");
+        h.engine.shutdown().await;
+    }
+}
+
 fn renamed(config: &IntegrationConfig, name: &str) -> IntegrationConfig {
     IntegrationConfig {
         name: IntegrationName::new(name).unwrap(),

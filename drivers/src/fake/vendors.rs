@@ -353,6 +353,7 @@ fn entra_entry(entry: Entry<'_>) -> Value {
 
 fn entra(origin: &str, call: &Call, segments: &[&str], directory: &Directory) -> Option<Answer> {
     let round = match segments {
+        ["users"] => return Some(entra_users_by_id(call, directory)),
         ["users", "delta()"] => "users",
         ["groups", "delta()"] => "groups",
         _ => return None,
@@ -425,6 +426,18 @@ fn entra(origin: &str, call: &Call, segments: &[&str], directory: &Directory) ->
         body["@odata.deltaLink"] = json!(format!("{link}?$deltatoken={}", directory.clock));
     }
     Some((vec![], body))
+}
+
+/// `GET /users?$filter=id in ('…', …)`: the users of those ids that exist.
+fn entra_users_by_id(call: &Call, directory: &Directory) -> Answer {
+    let filter = call.param("$filter").unwrap_or_default();
+    let ids: Vec<&str> = filter.split('\'').skip(1).step_by(2).collect();
+    let users: Vec<Value> = ids
+        .iter()
+        .filter_map(|id| directory.users.get(*id))
+        .map(entra_user)
+        .collect();
+    (vec![], json!({ "value": users }))
 }
 
 fn okta_user(user: &FakeUser) -> Value {
@@ -751,6 +764,11 @@ pub(super) fn authentik_page(call: &Call, count: usize, render: &mut dyn FnMut(u
     (vec![], body)
 }
 
+fn authentik_user(user: &FakeUser) -> Value {
+    let number = user.id.parse::<i64>().unwrap_or(0);
+    json!({"pk": number, "username": user.user_name, "name": format!("{} {}", user.given_name, user.family_name), "is_active": user.active, "last_login": null, "date_joined": "2024-01-01T00:00:00Z", "last_updated": "2024-01-02T00:00:00Z", "password_change_date": "2024-01-01T00:00:00Z", "is_superuser": false, "groups": [], "groups_obj": [], "roles": [], "roles_obj": [], "email": user.email, "avatar": "", "attributes": {}, "uid": user.id, "path": "users", "type": "internal", "uuid": format!("00000000-0000-4000-8000-{number:012}")})
+}
+
 fn authentik(call: &Call, segments: &[&str], directory: &Directory) -> Option<Answer> {
     let paginated =
         |count: usize, render: &mut dyn FnMut(usize, usize) -> Vec<Value>| authentik_page(call, count, render);
@@ -762,9 +780,10 @@ fn authentik(call: &Call, segments: &[&str], directory: &Directory) -> Option<An
                 .users()
                 .skip(start)
                 .take(end - start)
-                .map(|user| json!({"pk": number(&user.id), "username": user.user_name, "name": format!("{} {}", user.given_name, user.family_name), "is_active": user.active, "last_login": null, "date_joined": "2024-01-01T00:00:00Z", "last_updated": "2024-01-02T00:00:00Z", "password_change_date": "2024-01-01T00:00:00Z", "is_superuser": false, "groups": [], "groups_obj": [], "roles": [], "roles_obj": [], "email": user.email, "avatar": "", "attributes": {}, "uid": user.id, "path": "users", "type": "internal", "uuid": format!("00000000-0000-4000-8000-{:012}", number(&user.id))}))
+                .map(authentik_user)
                 .collect()
         })),
+        ["core", "users", id] => directory.users.get(*id).map(|user| (vec![], authentik_user(user))),
         ["core", "groups"] => Some(paginated(directory.groups.len(), &mut |start, end| {
             directory
                 .groups()

@@ -3,11 +3,13 @@
 //! parents as nested groups. Changes by `last_updated__gt` on users; groups have no timestamp
 //! filter, so they and their members are listed in full each run. Deletions of users and
 //! groups come from the events (`/events/events/?action=model_deleted`, newest first, read back
-//! to the cursor's moment), which only incremental runs read. Page numbers cannot overlap,
+//! to the cursor's moment), which only incremental runs read. With `only_group_members`, the
+//! users an incremental run brings into scope unchanged are read one by one
+//! (`/core/users/{id}/`). Page numbers cannot overlap,
 //! so a listing whose `pagination.count` changes between its pages fails (an object deleted
 //! meanwhile may have made another be skipped); the next run retries.
 
-use idpsync_engine::reconcile::{ExternalMember, SnapshotGroup};
+use idpsync_engine::reconcile::{ExternalMember, SnapshotGroup, SnapshotUser};
 use reqwest::Url;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -269,17 +271,9 @@ impl Provider for Authentik {
             "users".to_owned(),
             "/core/users/",
             &query,
-            |user: AuthentikUser| {
-                if !is_person(user.kind.as_deref()) {
-                    return service_accounts.insert(user.pk);
-                }
-                let person = Person {
-                    user_name: user.username.as_deref(),
-                    email: user.email.as_deref(),
-                    display_name: user.name.as_deref(),
-                    ..Person::default()
-                };
-                listing.add_user(person.into_user(user.pk.to_string(), user.is_active.unwrap_or(false)))
+            |user: AuthentikUser| match snapshot_user(&user) {
+                Some(person) => listing.add_user(person),
+                None => service_accounts.insert(user.pk),
             },
         )
         .await?;
@@ -314,4 +308,50 @@ impl Provider for Authentik {
             cursor: Some(cursor),
         })
     }
+
+    async fn add_users(
+        &self,
+        client: &IdpClient,
+        run: &Run<'_>,
+        listing: &mut Listing,
+        ids: &[String],
+    ) -> Result<bool, DriverError> {
+        for id in ids {
+            // authentik's user ids are numbers: nothing else goes into a path.
+            let Ok(pk) = id.parse::<i64>() else {
+                return Err(DriverError::InvalidResponse {
+                    url: client.url("/core/groups/", &[]).to_string(),
+                    message: format!("a group names a member {id:?}, which is not an authentik user id"),
+                });
+            };
+            match client
+                .get(client.url(&format!("/core/users/{pk}/"), &[]), &[], run)
+                .await
+            {
+                Ok((user, _)) => {
+                    if let Some(person) = snapshot_user(&user) {
+                        listing.add_user(person);
+                    }
+                }
+                // Deleted since its group was read: the events say so.
+                Err(DriverError::Status { status: 404, .. }) => {}
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(true)
+    }
+}
+
+/// A user as the engine takes it; `None` for a service account (not a person).
+fn snapshot_user(user: &AuthentikUser) -> Option<SnapshotUser> {
+    if !is_person(user.kind.as_deref()) {
+        return None;
+    }
+    let person = Person {
+        user_name: user.username.as_deref(),
+        email: user.email.as_deref(),
+        display_name: user.name.as_deref(),
+        ..Person::default()
+    };
+    Some(person.into_user(user.pk.to_string(), user.is_active.unwrap_or(false)))
 }

@@ -322,13 +322,30 @@ async fn read_users_again(
 ) -> Result<Feed, DriverError> {
     let LogRead { mut feed, read_again } = read;
     let wanted: Vec<String> = read_again.into_iter().filter(|id| !listing.has_user(id)).collect();
-    for chunk in wanted.chunks(IDS_PER_SEARCH) {
-        // Okta ids are letters and digits: nothing from the log goes into a search expression
-        // unchecked.
+    let found = read_users(client, run, listing, &wanted, "the System Log").await?;
+    for id in wanted.iter().filter(|id| !found.contains(*id)) {
+        feed.gone(Gone::User(id.clone()));
+    }
+    Ok(feed)
+}
+
+/// Reads the users of `ids` (named by `source`) and adds them to `listing`, by a search of
+/// [`IDS_PER_SEARCH`] ids at a time; returns the ids Okta has.
+async fn read_users(
+    client: &IdpClient,
+    run: &Run<'_>,
+    listing: &mut Listing,
+    ids: &[String],
+    source: &str,
+) -> Result<HashSet<String>, DriverError> {
+    let mut found = HashSet::new();
+    for chunk in ids.chunks(IDS_PER_SEARCH) {
+        // Okta ids are letters and digits: nothing read from Okta goes into a search
+        // expression unchecked.
         if let Some(id) = chunk.iter().find(|id| !id.chars().all(|c| c.is_ascii_alphanumeric())) {
             return Err(DriverError::InvalidResponse {
-                url: client.url("/api/v1/logs", &[]).to_string(),
-                message: format!("the System Log names a user {id:?}, which is not an Okta id"),
+                url: client.url("/api/v1/users", &[]).to_string(),
+                message: format!("{source} names a user {id:?}, which is not an Okta id"),
             });
         }
         let search = chunk
@@ -337,17 +354,13 @@ async fn read_users_again(
             .collect::<Vec<_>>()
             .join(" or ");
         let url = client.url("/api/v1/users", &[("search", &search), ("limit", USERS_PAGE)]);
-        let mut found = HashSet::new();
         each(client, run, "users read again".to_owned(), url, |user: OktaUser| {
             found.insert(user.id.clone());
             add_user(listing, user)
         })
         .await?;
-        for id in chunk.iter().filter(|id| !found.contains(*id)) {
-            feed.gone(Gone::User(id.clone()));
-        }
     }
-    Ok(feed)
+    Ok(found)
 }
 
 /// Statuses in which a user can sign in. `STAGED`, `SUSPENDED` and `DEPROVISIONED` cannot.
@@ -515,6 +528,17 @@ impl Provider for Okta {
             listing,
             cursor: Some(cursor),
         })
+    }
+
+    async fn add_users(
+        &self,
+        client: &IdpClient,
+        run: &Run<'_>,
+        listing: &mut Listing,
+        ids: &[String],
+    ) -> Result<bool, DriverError> {
+        read_users(client, run, listing, ids, "a group's member list").await?;
+        Ok(true)
     }
 }
 
