@@ -831,6 +831,17 @@ fn zitadel(call: &Call, segments: &[&str], directory: &Directory) -> Option<Answ
                 json!({"details": {"totalResult": total.to_string(), "processedSequence": "1", "timestamp": "2024-01-02T00:00:00Z"}, "result": page}),
             ))
         }
+        ["zitadel.group.v2.GroupService", "ListGroups"] => {
+            let groups: Vec<Value> = directory
+                .groups()
+                .map(|group| json!({"id": group.id, "name": group.name, "description": "", "organizationId": "org1", "creationDate": "2024-01-01T00:00:00Z", "changeDate": "2024-01-02T00:00:00Z"}))
+                .collect();
+            let (page, total, limit) = window_of("/pagination", groups);
+            Some((
+                vec![],
+                json!({"groups": page, "pagination": {"totalResult": total.to_string(), "appliedLimit": limit.to_string()}}),
+            ))
+        }
         ["v2beta", "authorizations", "search"] => {
             let grants: Vec<Value> = directory
                 .users()
