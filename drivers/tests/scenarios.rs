@@ -1009,6 +1009,36 @@ async fn keycloak_22_s_inline_group_tree_is_read() {
     h.engine.shutdown().await;
 }
 
+/// Issue 17: Zitadel's authorizations are read from the v2 AuthorizationService; an instance
+/// older than it (before v4) answers 404 there, and the deprecated v2beta listing is read
+/// instead, with a warning, to the same groups.
+#[tokio::test(flavor = "multi_thread")]
+async fn zitadel_authorizations_come_from_v2_and_from_v2beta_before_v4() {
+    for before_v4 in [false, true] {
+        let mut directory = seed();
+        if before_v4 {
+            directory.as_zitadel_before_v4();
+        }
+        let h = harness_with(Vendor::Zitadel, "", directory).await;
+        let outcome = h.sync(Resync::Full).await;
+        let eng = h.group_id("g-eng", "vpn-eng");
+        assert_eq!(
+            h.group_name(&eng).as_deref(),
+            Some("vpn:vpn-eng"),
+            "before v4: {before_v4}"
+        );
+        assert_eq!(h.members(&eng), ids(1001..=1010), "before v4: {before_v4}");
+        let paths: Vec<String> = h.fake.take_recorded().into_iter().map(|r| r.path).collect();
+        let v2 = "/zitadel.authorization.v2.AuthorizationService/ListAuthorizations";
+        assert!(paths.iter().any(|path| path == v2), "v2 is asked first");
+        let v2beta = paths.iter().any(|path| path == "/v2beta/authorizations/search");
+        assert_eq!(v2beta, before_v4, "v2beta only where v2 is missing");
+        let warned = outcome.warnings.iter().any(|warning| warning.contains("deprecated"));
+        assert_eq!(warned, before_v4, "{:?}", outcome.warnings);
+        h.engine.shutdown().await;
+    }
+}
+
 /// Issue 17: JumpCloud was listed by `skip` in its unspecified order, so users changed while
 /// the listing was read could move across the pages and one be skipped. Sorted by `_id`, a
 /// change moves nothing.

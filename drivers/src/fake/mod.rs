@@ -95,6 +95,8 @@ pub struct Directory {
     delta_horizon: u64,
     /// Served as Keycloak 22 and older do: no `/children`, subgroups inline.
     keycloak_22: bool,
+    /// Served as Zitadel before v4 does: no v2 AuthorizationService (404), only v2beta.
+    zitadel_before_v4: bool,
     /// The change feeds answer with what is not the vendor's shape.
     garbled_feeds: bool,
     /// The integration lacks the feeds' permission: they answer 403, and Okta's token
@@ -223,6 +225,12 @@ impl Directory {
     /// exist (404).
     pub fn as_keycloak_22(&mut self) {
         self.keycloak_22 = true;
+    }
+
+    /// Serves Zitadel as instances before v4 do: the v2 AuthorizationService does not exist
+    /// (404), the deprecated v2beta one does.
+    pub fn as_zitadel_before_v4(&mut self) {
+        self.zitadel_before_v4 = true;
     }
 
     /// Makes the change feeds (Okta's System Log, Auth0's log events, authentik's events)

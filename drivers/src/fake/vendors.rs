@@ -804,6 +804,22 @@ fn authentik(call: &Call, segments: &[&str], directory: &Directory) -> Option<An
     }
 }
 
+/// One authorization per user in a group of project `p1`, the user's groups' names as its
+/// roles, rendered by `render` (v2 or v2beta).
+fn zitadel_authorizations(directory: &Directory, render: impl Fn(&FakeUser, &[&String]) -> Value) -> Vec<Value> {
+    directory
+        .users()
+        .filter_map(|user| {
+            let roles: Vec<&String> = directory
+                .groups()
+                .filter(|group| group.members.contains(&FakeMember::User(user.id.clone())))
+                .map(|group| &group.name)
+                .collect();
+            (!roles.is_empty()).then(|| render(user, &roles))
+        })
+        .collect()
+}
+
 fn zitadel(call: &Call, segments: &[&str], directory: &Directory) -> Option<Answer> {
     let body = call.body.clone().unwrap_or(Value::Null);
     let window_of = |pointer: &str, items: Vec<Value>| {
@@ -842,18 +858,25 @@ fn zitadel(call: &Call, segments: &[&str], directory: &Directory) -> Option<Answ
                 json!({"groups": page, "pagination": {"totalResult": total.to_string(), "appliedLimit": limit.to_string()}}),
             ))
         }
+        ["zitadel.authorization.v2.AuthorizationService", "ListAuthorizations"] if !directory.zitadel_before_v4 => {
+            let grants = zitadel_authorizations(directory, |user, roles| {
+                let roles: Vec<Value> = roles
+                    .iter()
+                    .map(|role| json!({"key": role, "displayName": role, "group": ""}))
+                    .collect();
+                json!({"id": format!("auth-{}", user.id), "creationDate": "2024-01-01T00:00:00Z", "changeDate": "2024-01-02T00:00:00Z", "project": {"id": "p1", "name": "vpn", "organizationId": "org1"}, "organization": {"id": "org1", "name": "acme"}, "user": {"id": user.id, "preferredLoginName": user.email, "displayName": user.user_name, "avatarUrl": "", "organizationId": "org1"}, "state": "STATE_ACTIVE", "roles": roles})
+            });
+            let (page, total, limit) = window_of("/pagination", grants);
+            Some((
+                vec![],
+                json!({"pagination": {"totalResult": total.to_string(), "appliedLimit": limit.to_string()}, "authorizations": page}),
+            ))
+        }
         ["v2beta", "authorizations", "search"] => {
-            let grants: Vec<Value> = directory
-                .users()
-                .filter_map(|user| {
-                    let roles: Vec<&String> = directory
-                        .groups()
-                        .filter(|group| group.members.contains(&FakeMember::User(user.id.clone())))
-                        .map(|group| &group.name)
-                        .collect();
-                    (!roles.is_empty()).then(|| json!({"id": format!("auth-{}", user.id), "projectId": "p1", "projectName": "vpn", "organizationId": "org1", "creationDate": "2024-01-01T00:00:00Z", "changeDate": "2024-01-02T00:00:00Z", "state": "STATE_ACTIVE", "user": {"id": user.id, "preferredLoginName": user.email, "displayName": user.user_name, "organizationId": "org1"}, "roles": roles}))
-                })
-                .collect();
+            let grants = zitadel_authorizations(
+                directory,
+                |user, roles| json!({"id": format!("auth-{}", user.id), "projectId": "p1", "projectName": "vpn", "organizationId": "org1", "creationDate": "2024-01-01T00:00:00Z", "changeDate": "2024-01-02T00:00:00Z", "state": "STATE_ACTIVE", "user": {"id": user.id, "preferredLoginName": user.email, "displayName": user.user_name, "organizationId": "org1"}, "roles": roles}),
+            );
             let (page, total, limit) = window_of("/pagination", grants);
             Some((
                 vec![],

@@ -1,8 +1,12 @@
 //! Zitadel v2: a personal access token, or a service user's token (client credentials with
 //! HTTP Basic, or a JWT profile key); offset paging in the request body; users from
-//! `POST /v2/users`; groups from project-role authorizations (`POST /v2beta/authorizations/search`,
-//! one group per project and role) or from GroupService `ListGroups` (Connect protocol), which
-//! lists no members. 64-bit numbers travel as strings. No delta: every run is a full listing.
+//! `POST /v2/users`; groups from project-role authorizations (the v2 AuthorizationService's
+//! `ListAuthorizations`, Connect protocol, one group per project and role; an instance without
+//! it, before v4, answers 404 and the deprecated `POST /v2beta/authorizations/search` is read
+//! instead) or from GroupService `ListGroups` (Connect protocol), read without members: the
+//! GroupService this driver is checked against has no membership RPC. 64-bit numbers travel as
+//! strings. No delta and no deletion feed: every run is a full listing, and a deleted user is an
+//! absence.
 //! Each page after the first re-reads the last two items of the one before, so that an object
 //! deleted during the listing cannot make the next one be skipped (a larger shift fails the
 //! listing; see [`Pager::take_at`]).
@@ -67,7 +71,7 @@ enum ZitadelGroups {
     /// Project-role authorizations: one group per project and role key.
     #[default]
     Authorizations,
-    /// Zitadel groups (GroupService; its API lists no members, so they arrive empty).
+    /// Zitadel groups (GroupService `ListGroups`; read without members, so they arrive empty).
     Groups,
 }
 
@@ -180,16 +184,25 @@ struct HumanEmail {
     email: Option<String>,
 }
 
+/// An authorization as v2 (`project` an object, roles objects with a `key`) or v2beta
+/// (`projectId`, `projectName`, roles as keys) answers it.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Authorization {
     id: Option<String>,
+    project: Option<AuthorizedProject>,
     project_id: Option<String>,
     project_name: Option<String>,
     state: Option<String>,
     user: Option<AuthorizedUser>,
     #[serde(default)]
     roles: Vec<Value>,
+}
+
+#[derive(Deserialize)]
+struct AuthorizedProject {
+    id: Option<String>,
+    name: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -344,21 +357,17 @@ impl Provider for Zitadel {
         match self.groups {
             ZitadelGroups::Authorizations => {
                 let mut grants = HashSet::new();
-                each(
-                    client,
-                    run,
-                    "authorizations".to_owned(),
-                    "/v2beta/authorizations/search",
-                    pagination,
-                    "authorizations",
-                    |grant: Authorization| {
-                        // An authorization is new by its id; the edges it adds may repeat others'.
-                        let id = grant.id.clone();
-                        let added = add_authorization(&mut listing, grant);
-                        id.map_or(added, |id| grants.insert(id))
-                    },
-                )
-                .await?
+                match read_authorizations(client, run, &mut listing, &mut grants, AUTHORIZATIONS_V2).await {
+                    // An instance older than the v2 AuthorizationService (Zitadel before v4)
+                    // does not know the route; nothing was read from it.
+                    Err(DriverError::Status { status: 404 | 501, .. }) if grants.is_empty() => {
+                        run.warn(format!(
+                            "this Zitadel has no {AUTHORIZATIONS_V2}; reading the deprecated {AUTHORIZATIONS_V2BETA} instead"
+                        ));
+                        read_authorizations(client, run, &mut listing, &mut grants, AUTHORIZATIONS_V2BETA).await?;
+                    }
+                    other => other?,
+                }
             }
             ZitadelGroups::Groups => {
                 each(
@@ -382,18 +391,52 @@ impl Provider for Zitadel {
     }
 }
 
+/// The v2 AuthorizationService's listing (Connect only).
+const AUTHORIZATIONS_V2: &str = "/zitadel.authorization.v2.AuthorizationService/ListAuthorizations";
+/// The deprecated v2beta listing, for instances older than the v2 AuthorizationService.
+const AUTHORIZATIONS_V2BETA: &str = "/v2beta/authorizations/search";
+
+/// Reads every authorization from `path` into `listing`; `grants` collects their ids.
+async fn read_authorizations(
+    client: &IdpClient,
+    run: &Run<'_>,
+    listing: &mut Listing,
+    grants: &mut HashSet<String>,
+    path: &str,
+) -> Result<(), DriverError> {
+    each(
+        client,
+        run,
+        "authorizations".to_owned(),
+        path,
+        pagination,
+        "authorizations",
+        |grant: Authorization| {
+            // An authorization is new by its id; the edges it adds may repeat others'.
+            let id = grant.id.clone();
+            let added = add_authorization(listing, grant);
+            id.map_or(added, |id| grants.insert(id))
+        },
+    )
+    .await
+}
+
 /// One authorization: the user joins one group per role, named `<project>:<role>`.
 fn add_authorization(listing: &mut Listing, grant: Authorization) -> bool {
     if grant.state.as_deref() == Some("STATE_INACTIVE") {
         return true;
     }
-    let (Some(project), Some(user)) = (grant.project_id, grant.user) else {
+    let (nested_id, nested_name) = grant.project.map_or((None, None), |project| (project.id, project.name));
+    let (Some(project), Some(user)) = (nested_id.or(grant.project_id), grant.user) else {
         return true;
     };
-    let project_name = grant.project_name.unwrap_or_else(|| project.clone());
+    let project_name = nested_name
+        .or(grant.project_name)
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| project.clone());
     let mut new = false;
     for role in &grant.roles {
-        // Roles are keys (strings) in v2beta, objects with a `key` in some versions.
+        // Roles are keys (strings) in v2beta, objects with a `key` in v2.
         let key = match role {
             Value::String(key) => key.as_str(),
             other => match other.get("key").and_then(Value::as_str) {
