@@ -4,8 +4,9 @@
 # `idpsync sync --once --dry-run` must succeed for each of the eight IdPs, and Prism must log no
 # request that breaks the contract (paths, query parameters, credentials).
 # Usage: .ci/drivers/contract-mocks.sh path/to/idpsync
-# Needs npm (Prism is installed into a scratch folder) and ../shared/idp-contracts beside the
-# repository; without them it says so and stops (and fails when CI=true).
+# Needs npm (Prism is installed into a scratch folder), python3 with PyYAML (to merge the Zitadel
+# operations kept in drivers/tests/contracts) and ../shared/idp-contracts beside the repository;
+# without npm or the contracts it says so and stops (and fails when CI=true).
 set -euo pipefail
 BIN=$(realpath "$1")
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -29,12 +30,30 @@ trap cleanup EXIT
   || { cat "$WORK/npm.log"; exit 1; }
 PRISM="$WORK/node_modules/.bin/prism"
 
+# Zitadel's mock serves the shared contract with the operations the repository keeps beside its
+# tests (drivers/tests/contracts: the v2 AuthorizationService), as drivers/tests/contract.rs does.
+python3 - "$CONTRACTS/zitadel.openapi.yaml" "$ROOT/drivers/tests/contracts/zitadel-authorization-v2.openapi.yaml" \
+  "$WORK/zitadel.openapi.json" << 'PY'
+import json, sys, yaml
+shared = yaml.safe_load(open(sys.argv[1]))
+kept = yaml.safe_load(open(sys.argv[2]))
+for section, into in (("paths", shared["paths"]), ("schemas", shared["components"]["schemas"])):
+    items = kept["paths"] if section == "paths" else kept["components"]["schemas"]
+    clash = sorted(set(items) & set(into))
+    if clash:
+        sys.exit(f"kept beside the tests and in the shared contract alike: {clash}")
+    into.update(items)
+json.dump(shared, open(sys.argv[3], "w"), default=str)
+PY
+
 port=4400
 declare -A PORT
 for file in msgraph okta google-directory jumpcloud keycloak auth0 authentik zitadel; do
   port=$((port + 1))
   PORT[$file]=$port
-  "$PRISM" mock -h 127.0.0.1 -p "$port" "$CONTRACTS/$file.openapi.yaml" > "$WORK/$file.log" 2>&1 &
+  spec="$CONTRACTS/$file.openapi.yaml"
+  if [ "$file" = zitadel ]; then spec="$WORK/zitadel.openapi.json"; fi
+  "$PRISM" mock -h 127.0.0.1 -p "$port" "$spec" > "$WORK/$file.log" 2>&1 &
   PIDS+=($!)
 done
 for file in "${!PORT[@]}"; do

@@ -644,7 +644,11 @@ fn paged(vendor: Vendor) -> (u32, &'static str, Option<&'static str>) {
             Some("/admin/realms/acme/groups/g-all/members"),
         ),
         Vendor::JumpCloud => (250, "/systemusers", Some("/v2/usergroups/g-all/members")),
-        Vendor::Zitadel => (2100, "/v2/users", Some("/v2beta/authorizations/search")),
+        Vendor::Zitadel => (
+            2100,
+            "/v2/users",
+            Some("/zitadel.authorization.v2.AuthorizationService/ListAuthorizations"),
+        ),
         Vendor::Auth0 => (250, "/users", None),
         Vendor::Authentik => (250, "/core/users/", None),
         other => unreachable!("{other:?} pages by cursor"),
