@@ -423,6 +423,22 @@ async fn incremental_runs_follow_membership_under_only_group_members() {
         h.sync(Resync::Auto).await;
         assert_eq!(h.user_active("1004"), Some(true), "{vendor:?}");
         assert!(h.members("g-eng").contains("1004"), "{vendor:?}");
+        if vendor != Vendor::Okta {
+            // 1011 is in vpn-ops, nested in vpn-eng and not synced itself; taken out of
+            // vpn-eng directly, it is still in through vpn-ops, and stays.
+            h.fake.edit(|d| d.join("g-eng", FakeMember::User("1011".into())));
+            h.sync(Resync::Auto).await;
+            assert!(h.members("g-eng").contains("1011"), "{vendor:?}");
+            h.fake.edit(|d| d.leave("g-eng", FakeMember::User("1011".into())));
+            let outcome = h.sync(Resync::Auto).await;
+            assert!(!h.members("g-eng").contains("1011"), "{vendor:?}");
+            assert_eq!(
+                h.user_active("1011"),
+                Some(true),
+                "{vendor:?}: still in through vpn-ops: {:?}",
+                outcome.report.changes
+            );
+        }
         h.engine.shutdown().await;
     }
 }

@@ -354,6 +354,7 @@ fn entra_entry(entry: Entry<'_>) -> Value {
 fn entra(origin: &str, call: &Call, segments: &[&str], directory: &Directory) -> Option<Answer> {
     let round = match segments {
         ["users"] => return Some(entra_users_by_id(call, directory)),
+        ["groups", id, "members"] => return entra_group_members(origin, call, id, directory),
         ["users", "delta()"] => "users",
         ["groups", "delta()"] => "groups",
         _ => return None,
@@ -424,6 +425,24 @@ fn entra(origin: &str, call: &Call, segments: &[&str], directory: &Directory) ->
         body["@odata.nextLink"] = json!(next);
     } else {
         body["@odata.deltaLink"] = json!(format!("{link}?$deltatoken={}", directory.clock));
+    }
+    Some((vec![], body))
+}
+
+/// `GET /groups/{id}/members`: the group's direct members, `$top` a page (at most 999), paged
+/// by `$skiptoken`.
+fn entra_group_members(origin: &str, call: &Call, id: &str, directory: &Directory) -> Option<Answer> {
+    let group = directory.groups.get(id)?;
+    let top = call.number("$top", 100).clamp(1, 999);
+    let offset = call.number("$skiptoken", 0);
+    let members: Vec<&FakeMember> = members_of(group);
+    let (page, more) = window(&members, offset, top);
+    let mut body = json!({"value": page.into_iter().map(|member| entra_member(member, false)).collect::<Vec<_>>()});
+    if more {
+        body["@odata.nextLink"] = json!(format!(
+            "{origin}/v1.0/groups/{id}/members?$select=id&$top={top}&$skiptoken={}",
+            offset + top
+        ));
     }
     Some((vec![], body))
 }

@@ -4,9 +4,11 @@
 //! no longer knows (410, or 400 `syncStateNotFound`) makes the run list everything instead.
 //! Members come with the groups, so the group filter costs no requests here. A delta names the
 //! users who joined a group, not their objects: with `only_group_members`, those entering scope
-//! are read by id (`GET /users?$filter=id in (…)`, 15 at a time).
+//! are read by id (`GET /users?$filter=id in (…)`, 15 at a time), and the groups it takes a
+//! member from are read again in full (`/groups/{id}/members`, nested groups followed), as the
+//! user may still be in through a nested group.
 
-use idpsync_engine::reconcile::{ExternalMember, SnapshotGroup};
+use idpsync_engine::reconcile::{ExternalMember, GroupFilter, SnapshotGroup};
 use reqwest::Url;
 use reqwest::header::{HeaderName, HeaderValue};
 use serde::Deserialize;
@@ -17,6 +19,7 @@ use crate::auth::{Auth, Grant, TokenSource};
 use crate::client::{IdpClient, Run};
 use crate::error::DriverError;
 use crate::keys::KeyError;
+use crate::members::{MemberList, Selection, fetch_members};
 use crate::paging::Pages;
 use crate::provider::{Cursor, Endpoints, Fetched, Provider, Settings, Vendor};
 use crate::secret::SecretRef;
@@ -189,6 +192,9 @@ impl Provider for Entra {
         let mut listing = Listing::new(scope);
         let users = delta_round(client, run, &mut listing, Round::Users, users_start).await?;
         let groups = delta_round(client, run, &mut listing, Round::Groups, groups_start).await?;
+        if scope == ListingScope::Incremental && run.selection.nested {
+            refresh_groups_losing_members(client, run, &mut listing).await?;
+        }
         Ok(Fetched {
             listing,
             cursor: Some(Cursor::GraphDelta { users, groups }),
@@ -214,6 +220,54 @@ impl Provider for Entra {
         }
         Ok(true)
     }
+}
+
+/// With `only_group_members`, the full member lists (nested groups followed) of the groups a
+/// delta takes a member from: a delta says who left a group, not that the user is still in it
+/// through a nested group the integration does not sync, which only the member lists show.
+async fn refresh_groups_losing_members(
+    client: &IdpClient,
+    run: &Run<'_>,
+    listing: &mut Listing,
+) -> Result<(), DriverError> {
+    let groups = listing.groups_losing_members();
+    if groups.is_empty() {
+        return Ok(());
+    }
+    // Every group named here is read whatever its name: the delta does not always say it.
+    let selection = Selection {
+        groups: GroupFilter::default(),
+        nested: true,
+        concurrency: run.selection.concurrency,
+    };
+    let named = groups.iter().map(|id| (id.as_str(), id.as_str()));
+    fetch_members(listing, &selection, named, |group| async move {
+        let mut members = MemberList::default();
+        let mut pages = Pages::new(format!("members of group {group}"));
+        let mut url = client.url(
+            &format!("/groups/{group}/members"),
+            &[("$select", "id"), ("$top", "999")],
+        );
+        loop {
+            let (page, _): (DeltaPage, _) = client.get(url.clone(), &[], run).await?;
+            let page_items = page.value.len();
+            let mut new_items = 0;
+            for item in page.value {
+                let member: DeltaMember = serde_json::from_value(item).map_err(|error| invalid(&url, error))?;
+                let member = match member.odata_type.as_deref() {
+                    Some("#microsoft.graph.user") => ExternalMember::User(member.id),
+                    Some("#microsoft.graph.group") => ExternalMember::Group(member.id),
+                    _ => continue,
+                };
+                new_items += usize::from(members.add(member));
+            }
+            match pages.follow(page.next_link, page_items, new_items, run)? {
+                Some(next) => url = client.next_url(&next)?,
+                None => return Ok(members.into_members()),
+            }
+        }
+    })
+    .await
 }
 
 /// Ids in one `$filter=id in (…)`: Graph's limit on the values of `in`.

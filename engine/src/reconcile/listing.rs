@@ -134,6 +134,18 @@ impl Listing {
         }
     }
 
+    /// The groups an incremental listing's changes take a member from, each once, in order:
+    /// those whose full member lists a driver reads again where a membership may go on through
+    /// a nested group its changes do not show (none for a complete listing).
+    pub fn groups_losing_members(&self) -> Vec<String> {
+        let groups: std::collections::BTreeSet<&str> = self
+            .changes
+            .iter()
+            .flat_map(|changes| changes.left.iter().map(|edge| edge.group.as_str()))
+            .collect();
+        groups.into_iter().map(str::to_owned).collect()
+    }
+
     /// Every user id the listing names (its users, the user members of its edges, an
     /// incremental listing's removed users and changed edges), repeats included: what
     /// recognises the erased users it lists (see `Tenant::reconcile`).
