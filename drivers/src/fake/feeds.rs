@@ -34,13 +34,13 @@ fn numbered(directory: &Directory) -> impl Iterator<Item = (u64, &Logged)> {
     (1..).zip(&directory.changes)
 }
 
-fn rfc3339(time: SystemTime) -> String {
+pub(super) fn rfc3339(time: SystemTime) -> String {
     OffsetDateTime::from(time)
         .format(&Rfc3339)
         .expect("a system time formats as RFC 3339")
 }
 
-fn parse_time(text: &str) -> Option<SystemTime> {
+pub(super) fn parse_time(text: &str) -> Option<SystemTime> {
     OffsetDateTime::parse(text, &Rfc3339).ok().map(SystemTime::from)
 }
 

@@ -41,6 +41,8 @@ pub struct FakeUser {
     pub active: bool,
     /// When it last changed (logical clock).
     pub updated: u64,
+    /// When it last changed (wall clock), for the vendors that filter by it (Auth0).
+    pub changed_at: SystemTime,
 }
 
 /// A member of a fake group.
@@ -136,6 +138,7 @@ impl Directory {
                 family_name: family.split('@').next().unwrap_or(family).to_owned(),
                 active,
                 updated,
+                changed_at: SystemTime::now(),
             },
         );
     }
@@ -146,6 +149,7 @@ impl Directory {
         let user = self.users.get_mut(id).expect("the test names an existing user");
         user.active = active;
         user.updated = updated;
+        user.changed_at = SystemTime::now();
         if !active {
             self.log(updated, Change::UserDeactivated(id.to_owned()));
         }
@@ -225,6 +229,14 @@ impl Directory {
     /// exist (404).
     pub fn as_keycloak_22(&mut self) {
         self.keycloak_22 = true;
+    }
+
+    /// Makes every user's last change `ago` earlier, as if the users had been created that long
+    /// before the test: a search by change time since a recent moment no longer finds them.
+    pub fn backdate_users(&mut self, ago: Duration) {
+        for user in self.users.values_mut() {
+            user.changed_at = user.changed_at.checked_sub(ago).unwrap_or(SystemTime::UNIX_EPOCH);
+        }
     }
 
     /// Serves Zitadel as instances before v4 do: the v2 AuthorizationService does not exist

@@ -719,7 +719,7 @@ fn keycloak(call: &Call, segments: &[&str], directory: &Directory) -> Option<Ans
 
 /// A user as Auth0's `/users` and its users exports show it.
 pub(super) fn auth0_user(user: &FakeUser) -> Value {
-    json!({"user_id": user.id, "email": user.email, "email_verified": true, "given_name": user.given_name, "family_name": user.family_name, "name": format!("{} {}", user.given_name, user.family_name), "blocked": !user.active, "created_at": "2024-01-01T00:00:00.000Z", "updated_at": "2024-01-02T00:00:00.000Z"})
+    json!({"user_id": user.id, "email": user.email, "email_verified": true, "given_name": user.given_name, "family_name": user.family_name, "name": format!("{} {}", user.given_name, user.family_name), "blocked": !user.active, "created_at": "2024-01-01T00:00:00.000Z", "updated_at": super::feeds::rfc3339(user.changed_at)})
 }
 
 fn auth0(call: &Call, segments: &[&str], directory: &Directory) -> Option<Answer> {
@@ -747,7 +747,23 @@ fn auth0(call: &Call, segments: &[&str], directory: &Directory) -> Option<Answer
     let role_id = |group: &FakeGroup| format!("rol_{}", group.id);
     match segments {
         ["logs"] => Some(super::feeds::auth0_logs(call, directory)),
-        ["users"] => Some(by_page("users", directory.users().map(auth0_user).collect())),
+        ["users"] => {
+            let q = call.param("q").unwrap_or_default();
+            // `q=user_id:"…" OR user_id:"…"` asks for those users.
+            let ids = super::feeds::quoted_after(q, "user_id:");
+            // `q=updated_at:[<time> TO *]` for those changed since.
+            let since = q
+                .strip_prefix("updated_at:[")
+                .and_then(|rest| rest.split(' ').next())
+                .and_then(super::feeds::parse_time);
+            let users = directory
+                .users()
+                .filter(|user| ids.is_empty() || ids.contains(&user.id))
+                .filter(|user| since.is_none_or(|since| user.changed_at >= since))
+                .map(auth0_user)
+                .collect();
+            Some(by_page("users", users))
+        }
         ["roles"] => Some(by_page(
             "roles",
             directory

@@ -3,6 +3,8 @@
 //! of a larger tenant reads them from a users-export job, `export`); roles and/or
 //! organizations as groups, their members by checkpoint (`from` + `take`, until no `next`).
 //! Changes by `q=updated_at:[… TO *]`; roles and organizations are listed in full each run.
+//! With `only_group_members`, the users an incremental run brings into scope unchanged are read
+//! by id (`q=user_id:"…" OR …`).
 //! Deletions from the log events (`/logs`), which only incremental runs read: by checkpoint
 //! (`from=<log id>` + `take`) from where the previous run stopped, or, the first time, by a
 //! search from the cursor's moment.
@@ -11,7 +13,7 @@
 
 mod export;
 
-use idpsync_engine::reconcile::{ExternalMember, SnapshotGroup};
+use idpsync_engine::reconcile::{ExternalMember, SnapshotGroup, SnapshotUser};
 use reqwest::Url;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -465,15 +467,8 @@ impl Provider for Auth0 {
             // The pages stop at SEARCH_MAX: the whole tenant comes from an export job.
             users = export::export_users(client, run).await?;
         }
-        for user in users {
-            let person = Person {
-                user_name: user.email.as_deref().or(user.username.as_deref()),
-                email: user.email.as_deref(),
-                given_name: user.given_name.as_deref(),
-                family_name: user.family_name.as_deref(),
-                display_name: user.name.as_deref(),
-            };
-            listing.add_user(person.into_user(user.user_id.clone(), !user.blocked.unwrap_or(false)));
+        for user in &users {
+            listing.add_user(snapshot_user(user));
         }
         self.list_groups(client, run, &mut listing).await?;
         if let Some(feed) = feed {
@@ -484,6 +479,59 @@ impl Provider for Auth0 {
             cursor: Some(cursor),
         })
     }
+
+    async fn add_users(
+        &self,
+        client: &IdpClient,
+        run: &Run<'_>,
+        listing: &mut Listing,
+        ids: &[String],
+    ) -> Result<bool, DriverError> {
+        for chunk in ids.chunks(IDS_PER_SEARCH) {
+            // A user id goes into the search quoted: one that could end the quote is refused.
+            if let Some(id) = chunk.iter().find(|id| id.contains(['"', '\\'])) {
+                return Err(DriverError::InvalidResponse {
+                    url: client.url("/roles", &[]).to_string(),
+                    message: format!("a role names a member {id:?}, which is not an Auth0 user id"),
+                });
+            }
+            let search: Vec<String> = chunk.iter().map(|id| format!("user_id:\"{id}\"")).collect();
+            let search = search.join(" OR ");
+            let query = [("q", search.as_str()), ("search_engine", "v3")];
+            let mut users = Vec::new();
+            each_page(
+                client,
+                run,
+                "users by id".to_owned(),
+                "/users",
+                &query,
+                |user: Auth0User| {
+                    users.push(user);
+                    true
+                },
+            )
+            .await?;
+            for user in &users {
+                listing.add_user(snapshot_user(user));
+            }
+        }
+        Ok(true)
+    }
+}
+
+/// Users read by id in one search: short of Auth0's limit on a query's length.
+const IDS_PER_SEARCH: usize = 20;
+
+/// A user as the engine takes it; a blocked user is inactive.
+fn snapshot_user(user: &Auth0User) -> SnapshotUser {
+    let person = Person {
+        user_name: user.email.as_deref().or(user.username.as_deref()),
+        email: user.email.as_deref(),
+        given_name: user.given_name.as_deref(),
+        family_name: user.family_name.as_deref(),
+        display_name: user.name.as_deref(),
+    };
+    person.into_user(user.user_id.clone(), !user.blocked.unwrap_or(false))
 }
 
 #[cfg(test)]
