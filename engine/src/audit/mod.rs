@@ -13,6 +13,15 @@
 //! events say about anything else, and the projector is a function of the state before and
 //! after.
 //!
+//! # A period's report in bounded memory
+//! The leavers' report ([`leavers_report_from_log`]) needs no history index and no loaded
+//! tenant: one pass over the log finds the period's leavers, a second folds, into a state of its
+//! own, only what bears on them (their own events, the groups with other users' memberships
+//! left out, the bindings), keeping each leaver's steps as [`audit_user`] would. Its memory grows
+//! with the leavers and the groups, not with the log or the directory. A tenant that ever had a
+//! role binding is folded whole (the report lists every user's admin role changes), in the
+//! memory of one state of the directory.
+//!
 //! # Latency
 //! Each step caused by the IdP says when the IdP's change reached IdP-Sync: the SCIM request's
 //! id and a sync run's id are UUID v7, stamped when the request arrived and when the run
@@ -22,7 +31,7 @@
 //! - this file: what an audit is made of ([`UserAudit`], [`Step`], [`Door`]) and reads
 //!   ([`AuditSources`]);
 //! - [`chain`]: one user's chain ([`audit_user`]);
-//! - [`report`]: the leavers of a period ([`leavers_report`]);
+//! - [`report`]: the leavers of a period ([`leavers_report`], [`leavers_report_from_log`]);
 //! - [`scan`]: reading stretches of the log: the binding changes, a user by a former userName.
 
 pub mod chain;
@@ -35,8 +44,8 @@ use idpsync_storage::{Hash32, Seq, TenantId, Timestamp};
 
 pub use chain::audit_user;
 pub use report::{
-    AdminChange, HeldLeavers, LeaveKind, Leaver, LeaversReport, SLOWEST_SHOWN, SlowOffboarding, Unacknowledged,
-    leavers_report,
+    AdminChange, HeldLeavers, LeaveKind, Leaver, LeaversReport, ReportContext, ReportLog, SLOWEST_SHOWN,
+    SlowOffboarding, Unacknowledged, held_leavers, leavers_report, leavers_report_from_log,
 };
 pub use scan::{BindingLog, BindingLogs, resolve_user};
 
