@@ -1,4 +1,6 @@
-//! Microsoft Entra ID through Microsoft Graph v1.0: client credentials; `users/delta()` and
+//! Microsoft Entra ID through Microsoft Graph v1.0: client credentials, with a client secret
+//! or a certificate (a client assertion signed by its private key); the global service or a
+//! national cloud (`cloud`), which chooses the sign-in host and Graph's; `users/delta()` and
 //! `groups/delta()` (with `members@delta`) for both the full round and the changes after it;
 //! `@odata.nextLink` paging; the last page's `@odata.deltaLink` is the cursor. A delta link Graph
 //! no longer knows (410, or 400 `syncStateNotFound`) makes the run list everything instead.
@@ -12,9 +14,10 @@ use serde_json::Value;
 
 use super::person::Person;
 use crate::auth::{Auth, Grant, TokenSource};
+use crate::certificate::{self, PemSetting};
 use crate::client::{IdpClient, Run};
 use crate::error::DriverError;
-use crate::keys::KeyError;
+use crate::keys::{self, KeyError};
 use crate::paging::Pages;
 use crate::provider::{Cursor, Endpoints, Fetched, Provider, Settings, Vendor};
 use crate::secret::SecretRef;
@@ -30,10 +33,8 @@ const GROUP_FIELDS: &str = "id,displayName,members";
 /// `provider = "entra"`.
 pub(super) const VENDOR: Vendor = Vendor::new::<Keys>("entra");
 
-/// Graph's root, where `base_url` does not say otherwise (national clouds have their own).
-const GRAPH_ROOT: &str = "https://graph.microsoft.com/v1.0";
-
-/// The keys of an Entra integration, besides the common ones.
+/// The keys of an Entra integration, besides the common ones: a client secret, or a
+/// certificate's private key.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Keys {
@@ -42,9 +43,54 @@ struct Keys {
     /// The app registration's client id.
     client_id: String,
     /// Its client secret.
-    client_secret: SecretRef,
+    client_secret: Option<SecretRef>,
+    /// The private key (PEM) of a certificate uploaded to the app registration, instead of
+    /// `client_secret`; the certificate's PEM may follow it in the same value.
+    private_key: Option<SecretRef>,
+    /// The certificate (PEM), when it is not in `private_key`'s PEM.
+    certificate: Option<SecretRef>,
+    /// The Microsoft cloud the tenant lives in.
+    #[serde(default)]
+    cloud: Cloud,
     /// The scope asked for; `<Graph origin>/.default` when absent.
     scope: Option<String>,
+}
+
+/// A Microsoft cloud: the global service or a national cloud, each with its own sign-in host
+/// and Graph host (Microsoft Graph's "national cloud deployments").
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+enum Cloud {
+    /// The global service.
+    #[default]
+    Global,
+    /// Microsoft Cloud for US Government, L4 (GCC High).
+    UsGov,
+    /// Microsoft Cloud for US Government, L5 (DoD).
+    UsGovDod,
+    /// Microsoft Azure and Microsoft 365 operated by 21Vianet in China.
+    China,
+}
+
+impl Cloud {
+    /// Where tokens are issued (`https://<host>/<tenant>/oauth2/v2.0/token`).
+    fn login_host(self) -> &'static str {
+        match self {
+            Cloud::Global => "login.microsoftonline.com",
+            Cloud::UsGov | Cloud::UsGovDod => "login.microsoftonline.us",
+            Cloud::China => "login.chinacloudapi.cn",
+        }
+    }
+
+    /// Where Graph answers (`https://<host>/v1.0`).
+    fn graph_host(self) -> &'static str {
+        match self {
+            Cloud::Global => "graph.microsoft.com",
+            Cloud::UsGov => "graph.microsoft.us",
+            Cloud::UsGovDod => "dod-graph.microsoft.us",
+            Cloud::China => "microsoftgraph.chinacloudapi.cn",
+        }
+    }
 }
 
 impl Settings for Keys {
@@ -53,14 +99,15 @@ impl Settings for Keys {
     fn check(self, endpoints: Endpoints) -> Result<(Url, Entra), KeyError> {
         let base_url = match endpoints.base_url {
             Some(url) => url,
-            None => Url::parse(GRAPH_ROOT).expect("Graph's root is a URL"),
+            None => Url::parse(&format!("https://{}/v1.0", self.cloud.graph_host())).expect("Graph's root is a URL"),
         };
         let token_url = match (endpoints.token_url, self.tenant_id) {
             (Some(url), _) => url,
-            (None, Some(tenant)) => {
-                Url::parse(&format!("https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token"))
-                    .map_err(|error| KeyError::invalid("tenant_id", error))?
-            }
+            (None, Some(tenant)) => Url::parse(&format!(
+                "https://{}/{tenant}/oauth2/v2.0/token",
+                self.cloud.login_host()
+            ))
+            .map_err(|error| KeyError::invalid("tenant_id", error))?,
             (None, None) => {
                 return Err(KeyError::Missing {
                     key: "tenant_id",
@@ -72,10 +119,32 @@ impl Settings for Keys {
             Some(scope) => scope,
             None => format!("{}/.default", base_url.origin().ascii_serialization()),
         };
+        let credential = match (self.client_secret, self.private_key) {
+            (Some(secret), private_key) => {
+                keys::none_given_with(
+                    "client_secret",
+                    &[
+                        ("private_key", private_key.is_some()),
+                        ("certificate", self.certificate.is_some()),
+                    ],
+                )?;
+                Credential::Secret(secret)
+            }
+            (None, Some(private_key)) => Credential::Certificate {
+                private_key,
+                certificate: self.certificate,
+            },
+            (None, None) => {
+                return Err(KeyError::Missing {
+                    key: "client_secret",
+                    instead: Some("`private_key`"),
+                });
+            }
+        };
         let entra = Entra {
             token_url,
             client_id: self.client_id,
-            client_secret: self.client_secret,
+            credential,
             scope,
         };
         Ok((base_url, entra))
@@ -87,8 +156,20 @@ impl Settings for Keys {
 struct Entra {
     token_url: Url,
     client_id: String,
-    client_secret: SecretRef,
+    credential: Credential,
     scope: String,
+}
+
+/// How the app registration proves who it is.
+#[derive(Debug)]
+enum Credential {
+    /// A client secret.
+    Secret(SecretRef),
+    /// A certificate's private key; the certificate is in the key's PEM unless given apart.
+    Certificate {
+        private_key: SecretRef,
+        certificate: Option<SecretRef>,
+    },
 }
 
 #[derive(Deserialize)]
@@ -150,10 +231,34 @@ impl Round {
 #[async_trait::async_trait]
 impl Provider for Entra {
     fn auth(&self) -> Result<Auth, DriverError> {
-        let grant = Grant::ClientSecretPost {
-            client_id: self.client_id.clone(),
-            client_secret: self.client_secret.resolve("client_secret")?,
-            extra: vec![("scope", self.scope.clone())],
+        let grant = match &self.credential {
+            Credential::Secret(secret) => Grant::ClientSecretPost {
+                client_id: self.client_id.clone(),
+                client_secret: secret.resolve("client_secret")?,
+                extra: vec![("scope", self.scope.clone())],
+            },
+            Credential::Certificate {
+                private_key,
+                certificate,
+            } => {
+                let key = PemSetting {
+                    key: "private_key",
+                    text: &private_key.resolve("private_key")?,
+                };
+                let apart = certificate.as_ref().map(|pem| pem.resolve("certificate")).transpose()?;
+                let certificate = match &apart {
+                    Some(text) => PemSetting {
+                        key: "certificate",
+                        text,
+                    },
+                    None => key,
+                };
+                Grant::CertificateAssertion {
+                    client_id: self.client_id.clone(),
+                    signer: certificate::signer(key, certificate)?,
+                    scope: self.scope.clone(),
+                }
+            }
         };
         Ok(TokenSource::auth(self.token_url.clone(), grant))
     }
