@@ -96,3 +96,96 @@ pub(super) fn entra_assertion_refusal(
     }
     None
 }
+
+#[cfg(test)]
+mod tests {
+    use jsonwebtoken::{EncodingKey, Header};
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    const AUDIENCE: &str = "http://127.0.0.1:1/contoso/oauth2/v2.0/token";
+
+    fn now() -> u64 {
+        jsonwebtoken::get_current_timestamp()
+    }
+
+    /// An assertion signed by `key`, with the header and claims changed by `change`.
+    fn assertion(key: &str, change: impl FnOnce(&mut Header, &mut Value)) -> String {
+        let registered = Certificate::from_pem(credentials::CERTIFICATE).unwrap();
+        let mut header = Header::new(Algorithm::PS256);
+        header.x5t_s256 = Some(registered.thumbprint().to_owned());
+        let mut claims = json!({
+            "iss": credentials::CLIENT_ID, "sub": credentials::CLIENT_ID, "aud": AUDIENCE,
+            "iat": now(), "nbf": now(), "exp": now() + 300, "jti": "j1",
+        });
+        change(&mut header, &mut claims);
+        jsonwebtoken::encode(&header, &claims, &EncodingKey::from_rsa_pem(key.as_bytes()).unwrap()).unwrap()
+    }
+
+    fn refusal(assertion: &str) -> Option<String> {
+        let registered = Certificate::from_pem(credentials::CERTIFICATE).unwrap();
+        entra_assertion_refusal(
+            &registered,
+            CLIENT_ASSERTION_JWT,
+            assertion,
+            credentials::CLIENT_ID,
+            AUDIENCE,
+        )
+    }
+
+    #[test]
+    fn an_entra_assertion_is_checked_as_the_identity_platform_does() {
+        let key = credentials::PRIVATE_KEY;
+        assert_eq!(refusal(&assertion(key, |_, _| {})), None);
+        assert_eq!(
+            refusal(&assertion(key, |header, _| header.alg = Algorithm::RS256)),
+            None,
+            "RS256 is still taken"
+        );
+        let refused: [(&str, String); 8] = [
+            (
+                "signed by another key",
+                assertion(credentials::OTHER_PRIVATE_KEY, |_, _| {}),
+            ),
+            (
+                "another certificate named",
+                assertion(key, |header, _| {
+                    header.x5t_s256 = Some("LqTdoMGV0ecPEx9btToNziHgGbbX0sPTyKFDs-PAtlI".to_owned())
+                }),
+            ),
+            ("no thumbprint", assertion(key, |header, _| header.x5t_s256 = None)),
+            (
+                "for another endpoint",
+                assertion(key, |_, claims| {
+                    claims["aud"] = json!("https://login.microsoftonline.com/x/oauth2/v2.0/token")
+                }),
+            ),
+            (
+                "issued by another client",
+                assertion(key, |_, claims| claims["iss"] = json!("other-client")),
+            ),
+            (
+                "for another subject",
+                assertion(key, |_, claims| claims["sub"] = json!("other-client")),
+            ),
+            (
+                "expired",
+                assertion(key, |_, claims| claims["exp"] = json!(now() - 120)),
+            ),
+            (
+                "not yet valid",
+                assertion(key, |_, claims| claims["nbf"] = json!(now() + 600)),
+            ),
+        ];
+        for (what, assertion) in refused {
+            assert!(refusal(&assertion).is_some(), "{what}: taken");
+        }
+        let registered = Certificate::from_pem(credentials::CERTIFICATE).unwrap();
+        let good = assertion(key, |_, _| {});
+        assert!(
+            entra_assertion_refusal(&registered, "client_secret", &good, credentials::CLIENT_ID, AUDIENCE).is_some()
+        );
+        assert!(entra_assertion_refusal(&registered, CLIENT_ASSERTION_JWT, &good, "other-client", AUDIENCE).is_some());
+    }
+}

@@ -427,22 +427,148 @@ fn add_group(listing: &mut Listing, item: Value, url: &Url) -> Result<usize, Dri
 mod tests {
     use super::*;
 
+    /// The checked settings of `text`, with the endpoints that the common keys give.
+    fn check(text: &str, endpoints: Endpoints) -> Result<(Url, Entra), KeyError> {
+        let keys: Keys = crate::keys::parse(toml::from_str(text).unwrap())?;
+        keys.check(endpoints)
+    }
+
+    fn defaults() -> Endpoints {
+        Endpoints {
+            base_url: None,
+            token_url: None,
+        }
+    }
+
+    const SECRET: &str = "tenant_id = \"contoso\"\nclient_id = \"app\"\nclient_secret = \"s3cret\"\n";
+
     #[test]
     fn the_token_endpoint_and_scope_follow_the_tenant_and_the_cloud() {
-        let keys: Keys = crate::keys::parse(
-            toml::from_str("tenant_id = \"contoso\"\nclient_id = \"app\"\nclient_secret = \"s3cret\"").unwrap(),
-        )
-        .unwrap();
         let national = Endpoints {
             base_url: Some(Url::parse("https://graph.microsoft.us/v1.0").unwrap()),
             token_url: None,
         };
-        let (base_url, entra) = keys.check(national).unwrap();
+        let (base_url, entra) = check(SECRET, national).unwrap();
         assert_eq!(base_url.as_str(), "https://graph.microsoft.us/v1.0");
         assert_eq!(
             entra.token_url.as_str(),
             "https://login.microsoftonline.com/contoso/oauth2/v2.0/token"
         );
         assert_eq!(entra.scope, "https://graph.microsoft.us/.default");
+    }
+
+    #[test]
+    fn each_cloud_has_its_sign_in_host_its_graph_host_and_its_scope() {
+        let clouds = [
+            (None, "login.microsoftonline.com", "graph.microsoft.com"),
+            (Some("global"), "login.microsoftonline.com", "graph.microsoft.com"),
+            (Some("us_gov"), "login.microsoftonline.us", "graph.microsoft.us"),
+            (Some("us_gov_dod"), "login.microsoftonline.us", "dod-graph.microsoft.us"),
+            (
+                Some("china"),
+                "login.chinacloudapi.cn",
+                "microsoftgraph.chinacloudapi.cn",
+            ),
+        ];
+        for (cloud, login, graph) in clouds {
+            let setting = cloud.map(|cloud| format!("cloud = \"{cloud}\"\n")).unwrap_or_default();
+            let (base_url, entra) = check(&format!("{SECRET}{setting}"), defaults()).unwrap();
+            assert_eq!(base_url.as_str(), format!("https://{graph}/v1.0"), "{cloud:?}");
+            assert_eq!(
+                entra.token_url.as_str(),
+                format!("https://{login}/contoso/oauth2/v2.0/token"),
+                "{cloud:?}"
+            );
+            assert_eq!(entra.scope, format!("https://{graph}/.default"), "{cloud:?}");
+        }
+        let error = check(&format!("{SECRET}cloud = \"germany\""), defaults())
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(error.starts_with("key `cloud`: unknown variant `germany`"), "{error}");
+    }
+
+    #[test]
+    fn explicit_endpoints_override_the_cloud_s() {
+        let fake = Endpoints {
+            base_url: Some(Url::parse("http://127.0.0.1:8080/v1.0").unwrap()),
+            token_url: Some(Url::parse("http://127.0.0.1:8080/contoso/oauth2/v2.0/token").unwrap()),
+        };
+        let (base_url, entra) = check(&format!("{SECRET}cloud = \"china\""), fake).unwrap();
+        assert_eq!(base_url.as_str(), "http://127.0.0.1:8080/v1.0");
+        assert_eq!(
+            entra.token_url.as_str(),
+            "http://127.0.0.1:8080/contoso/oauth2/v2.0/token"
+        );
+        assert_eq!(entra.scope, "http://127.0.0.1:8080/.default");
+        // A Graph root of one's own (a proxy) keeps the cloud's sign-in host.
+        let proxied = Endpoints {
+            base_url: Some(Url::parse("https://graph-proxy.example.com/v1.0").unwrap()),
+            token_url: None,
+        };
+        let (_, entra) = check(
+            &format!("{SECRET}cloud = \"us_gov_dod\"\nscope = \"https://dod-graph.microsoft.us/.default\""),
+            proxied,
+        )
+        .unwrap();
+        assert_eq!(
+            entra.token_url.as_str(),
+            "https://login.microsoftonline.us/contoso/oauth2/v2.0/token"
+        );
+        assert_eq!(entra.scope, "https://dod-graph.microsoft.us/.default");
+    }
+
+    #[test]
+    fn a_secret_or_a_certificate_not_both_nor_neither() {
+        let base = "tenant_id = \"contoso\"\nclient_id = \"app\"\n";
+        let (_, entra) = check(
+            &format!("{base}private_key = \"file:/etc/idpsync/entra.pem\""),
+            defaults(),
+        )
+        .unwrap();
+        assert!(matches!(
+            entra.credential,
+            Credential::Certificate { certificate: None, .. }
+        ));
+        let (_, entra) = check(
+            &format!(
+                "{base}private_key = \"file:/etc/idpsync/entra.key\"\ncertificate = \"file:/etc/idpsync/entra.crt\""
+            ),
+            defaults(),
+        )
+        .unwrap();
+        assert!(matches!(
+            entra.credential,
+            Credential::Certificate {
+                certificate: Some(_),
+                ..
+            }
+        ));
+        let refused = [
+            (
+                format!("{base}client_secret = \"s\"\nprivate_key = \"k\""),
+                KeyError::DoesNotApply {
+                    key: "private_key",
+                    given: "client_secret",
+                },
+            ),
+            (
+                format!("{base}client_secret = \"s\"\ncertificate = \"c\""),
+                KeyError::DoesNotApply {
+                    key: "certificate",
+                    given: "client_secret",
+                },
+            ),
+            (
+                base.to_owned(),
+                KeyError::Missing {
+                    key: "client_secret",
+                    instead: Some("`private_key`"),
+                },
+            ),
+        ];
+        for (text, expected) in refused {
+            assert_eq!(check(&text, defaults()).err(), Some(expected), "{text}");
+        }
     }
 }
