@@ -5,6 +5,8 @@
 //! configuration error at start, not a refused token at every run. The certificate itself
 //! never travels; assertions name it by its SHA-256 thumbprint (`x5t#S256`).
 
+use std::time::{Duration, SystemTime};
+
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
 use sha2::{Digest, Sha256};
 use x509_cert::der::Decode;
@@ -17,6 +19,9 @@ use crate::secret::Secret;
 
 /// `rsaEncryption` (RFC 8017, appendix A.1): the only key a certificate credential may hold.
 const RSA_ENCRYPTION: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
+
+/// How long before its certificate expires a driver built with it warns.
+const EXPIRY_WARNING: Duration = Duration::from_secs(30 * 24 * 3600);
 
 /// The PEM labels of an unencrypted RSA private key: PKCS #8 and PKCS #1.
 const PRIVATE_KEY_LABELS: [&str; 2] = ["PRIVATE KEY", "RSA PRIVATE KEY"];
@@ -35,6 +40,7 @@ pub(crate) struct PemSetting<'a> {
 pub(crate) struct Certificate {
     thumbprint: String,
     public_key: DecodingKey,
+    not_after: SystemTime,
 }
 
 impl Certificate {
@@ -61,6 +67,7 @@ impl Certificate {
             thumbprint: thumbprint(der),
             // The subject public key of `rsaEncryption` is a PKCS #1 `RSAPublicKey`.
             public_key: DecodingKey::from_rsa_der(key_info.subject_public_key.raw_bytes()),
+            not_after: certificate.tbs_certificate.validity.not_after.to_system_time(),
         })
     }
 
@@ -109,7 +116,26 @@ pub(crate) fn signer(private_key: PemSetting<'_>, certificate: PemSetting<'_>) -
             ),
         ));
     }
+    warn_of_expiry(&registered, SystemTime::now());
     Ok(Signer::for_certificate(key, registered.thumbprint))
+}
+
+/// Warns when the certificate has expired, or expires within [`EXPIRY_WARNING`]: Entra refuses
+/// the assertions of an expired certificate, and every run would then fail. Returns whether it
+/// warned.
+fn warn_of_expiry(certificate: &Certificate, now: SystemTime) -> bool {
+    let expires = humantime::format_rfc3339_seconds(certificate.not_after);
+    match certificate.not_after.duration_since(now) {
+        Err(_) => {
+            tracing::warn!(thumbprint = %certificate.thumbprint, %expires, "the certificate has expired: Entra refuses its assertions; upload a new one to the app registration and give its key");
+            true
+        }
+        Ok(left) if left < EXPIRY_WARNING => {
+            tracing::warn!(thumbprint = %certificate.thumbprint, %expires, "the certificate expires soon: upload a new one to the app registration and give its key before then");
+            true
+        }
+        Ok(_) => false,
+    }
 }
 
 /// The RSA private key in the setting's PEM.
@@ -171,6 +197,18 @@ mod tests {
         assert_eq!(certificate.thumbprint(), "gNB2sKvLFOXR36E7jYtD7HRcNx94echqAhYp9UyAndc");
         let other = Certificate::from_pem(OTHER_CERTIFICATE).unwrap();
         assert_eq!(other.thumbprint(), "LqTdoMGV0ecPEx9btToNziHgGbbX0sPTyKFDs-PAtlI");
+    }
+
+    #[test]
+    fn a_certificate_near_or_past_its_end_is_warned_of() {
+        // `openssl x509 -in test_cert.pem -noout -enddate`: Nov 13 11:01:00 2126 GMT.
+        let certificate = Certificate::from_pem(CERTIFICATE).unwrap();
+        let end = humantime::parse_rfc3339("2126-11-13T11:01:00Z").unwrap();
+        assert_eq!(certificate.not_after, end);
+        let day = Duration::from_secs(24 * 3600);
+        assert!(!warn_of_expiry(&certificate, end - 31 * day));
+        assert!(warn_of_expiry(&certificate, end - 29 * day));
+        assert!(warn_of_expiry(&certificate, end + day));
     }
 
     #[test]
