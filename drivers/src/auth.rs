@@ -1,8 +1,9 @@
 //! Credentials: static headers (Okta `SSWS`, JumpCloud `x-api-key` and `x-org-id`, authentik
 //! and Zitadel bearer tokens) and OAuth2 access tokens (client credentials, with a secret or a
-//! signed JWT — a private key's, or an Entra certificate's; JWT-bearer grants), cached and refreshed before they expire. Expiry comes from
-//! the token response's `expires_in`, never from reading the token, and is bounded: a lifetime
-//! the IdP overstates cannot keep a token past a day, nor overflow the clock.
+//! signed JWT — a private key's, or an Entra certificate's; JWT-bearer grants), cached and
+//! refreshed before they expire. Expiry comes from the token response's `expires_in`, never
+//! from reading the token, and is bounded: a lifetime the IdP overstates cannot keep a token
+//! past a day, nor overflow the clock.
 //!
 //! Credentials never show in a `Debug` print: their header values are marked sensitive (the
 //! `http` crate then prints `Sensitive`), secrets are [`Secret`]s, and the token cache shows
