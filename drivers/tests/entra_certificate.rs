@@ -146,6 +146,12 @@ async fn entra_syncs_with_a_certificate_and_a_fresh_assertion_for_each_token() {
         ids.push(claims["jti"].as_str().unwrap().to_owned());
     }
     assert_ne!(ids[0], ids[1], "each token request has its own assertion");
+    // The driver's Debug print names the certificate, never the key.
+    let printed = format!("{driver:?}");
+    assert!(
+        printed.contains(THUMBPRINT) && !printed.contains("PRIVATE KEY"),
+        "{printed}"
+    );
 
     // One PEM holding the key and the certificate does as well as two.
     let both = setup.file("both.pem", &format!("{PRIVATE_KEY}\n{CERTIFICATE}"));
