@@ -67,8 +67,8 @@ impl Vendor {
     }
 }
 
-/// A test-only RSA key for the JWT flows (Google service account).
-const TEST_KEY: &str = include_str!("test_key.pem");
+/// The test-only RSA key of the JWT flows (Google service account, Okta service app).
+const TEST_KEY: &str = super::credentials::PRIVATE_KEY;
 
 /// The integration's TOML for a fake at `origin`, which is plain http on loopback: hence
 /// `allow_insecure_http`.
@@ -130,6 +130,16 @@ pub(super) fn static_auth(vendor: Vendor) -> Option<(&'static str, &'static str)
         Vendor::Authentik | Vendor::Zitadel => Some(("authorization", "Bearer fake-api-token")),
         _ => None,
     }
+}
+
+/// The integration's TOML for an Entra fake reached with a certificate's private key.
+pub(super) fn entra_certificate_toml(origin: &str, private_key: &str, certificate: &str) -> String {
+    let base = format!("{origin}{}", Vendor::Entra.base_path());
+    format!(
+        "provider = \"entra\"\nbase_url = \"{base}\"\nallow_insecure_http = true\ntoken_url = \"{origin}/contoso/oauth2/v2.0/token\"\nclient_id = \"fake-client\"\nprivate_key = {}\ncertificate = {}\n",
+        toml_string(private_key),
+        toml_string(certificate)
+    )
 }
 
 /// The integration's TOML for an Okta fake reached by a service app (`private_key_jwt`).
