@@ -8,6 +8,11 @@
 //! only once its absence takes effect under the snapshot's [`AbsenceRules`]; until then it is
 //! pending, reported, and recorded by one [`Event::AbsencesObserved`] (see [`crate::absence`]),
 //! and the guard does not count it.
+//!
+//! A removal the IdP dated (the snapshot's [`IdpTimes`]: a user's deactivation or deletion, a
+//! group's deletion, a membership's removal) is caused by [`Cause::IdpObjectChanged`] with
+//! that time, so that the chain of a leaver starts at the IdP's change; membership removals
+//! of one group go in one event per time.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
