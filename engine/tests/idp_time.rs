@@ -229,3 +229,56 @@ async fn changes_the_idp_did_not_date_have_no_idp_time_and_the_slowest_rank_from
     assert!(report.slowest[0].offboarding.total_us().unwrap() >= 60 * 60_000_000);
     engine.shutdown().await;
 }
+
+#[tokio::test]
+async fn removals_from_one_group_keep_each_its_own_idp_time() {
+    let (engine, tenant) = open().await;
+    let head = tenant.state().seq();
+    let (earlier, later) = (minutes_ago(5), minutes_ago(2));
+    let mut feed = Listing::new(ListingScope::Incremental);
+    for (name, at) in [
+        ("alice", Some(earlier)),
+        ("bob", Some(later)),
+        ("carol", Some(earlier)),
+        ("dave", None),
+    ] {
+        feed.delta_edge("vpn", ExternalMember::User(name.into()), false);
+        if let Some(at) = at {
+            let edge = Membership {
+                group: "vpn".into(),
+                member: ExternalMember::User(name.into()),
+            };
+            feed.idp_times().left(edge, at);
+        }
+    }
+    sync(&tenant, feed).await;
+    let mut entries = BTreeMap::new();
+    for name in PEOPLE {
+        for entry in tenant.timeline(Member::User(id(&tenant, name))).await.unwrap() {
+            entries.insert(entry.event.seq, entry);
+        }
+    }
+    let mut removals: Vec<(Option<Timestamp>, Vec<Member>)> = entries
+        .into_values()
+        .filter(|entry| entry.event.seq > head)
+        .map(|entry| match entry.event.envelope.event {
+            Event::MembersRemoved { mut members, .. } => {
+                members.sort();
+                (entry.event.envelope.cause.idp_changed_at(), members)
+            }
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    removals.sort();
+    let mut alice_carol = vec![Member::User(id(&tenant, "alice")), Member::User(id(&tenant, "carol"))];
+    alice_carol.sort();
+    assert_eq!(
+        removals,
+        [
+            (None, vec![Member::User(id(&tenant, "dave"))]),
+            (Some(earlier), alice_carol),
+            (Some(later), vec![Member::User(id(&tenant, "bob"))]),
+        ]
+    );
+    engine.shutdown().await;
+}
