@@ -34,7 +34,7 @@ fn numbered(directory: &Directory) -> impl Iterator<Item = (u64, &Logged)> {
     (1..).zip(&directory.changes)
 }
 
-fn rfc3339(time: SystemTime) -> String {
+pub(super) fn rfc3339(time: SystemTime) -> String {
     OffsetDateTime::from(time)
         .format(&Rfc3339)
         .expect("a system time formats as RFC 3339")

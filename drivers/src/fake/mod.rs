@@ -44,6 +44,8 @@ pub struct FakeUser {
     pub active: bool,
     /// When it last changed (logical clock).
     pub updated: u64,
+    /// When its status last changed (wall clock; Okta's `statusChanged`).
+    pub status_changed: SystemTime,
 }
 
 /// A member of a fake group.
@@ -137,6 +139,7 @@ impl Directory {
                 family_name: family.split('@').next().unwrap_or(family).to_owned(),
                 active,
                 updated,
+                status_changed: SystemTime::now(),
             },
         );
     }
@@ -147,6 +150,7 @@ impl Directory {
         let user = self.users.get_mut(id).expect("the test names an existing user");
         user.active = active;
         user.updated = updated;
+        user.status_changed = SystemTime::now();
         if !active {
             self.log(updated, Change::UserDeactivated(id.to_owned()));
         }
@@ -213,6 +217,18 @@ impl Directory {
         if entry.members.remove(&member) {
             entry.updated = at;
             self.log(at, Change::Left(group.to_owned(), member));
+        }
+    }
+
+    /// Dates the newest change at `at` on the wall clock: its entries in the change feeds and,
+    /// for a user whose status it changed, the user's time of its last status change.
+    pub fn date_last_change(&mut self, at: SystemTime) {
+        let newest = self.clock;
+        for logged in self.changes.iter_mut().filter(|logged| logged.at == newest) {
+            logged.published = at;
+        }
+        for user in self.users.values_mut().filter(|user| user.updated == newest) {
+            user.status_changed = at;
         }
     }
 

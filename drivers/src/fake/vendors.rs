@@ -3,6 +3,7 @@
 
 use serde_json::{Value, json};
 
+use super::feeds::rfc3339;
 use super::{Call, Change, Directory, FakeGroup, FakeMember, FakeUser, json_response};
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -438,7 +439,7 @@ fn entra(origin: &str, call: &Call, segments: &[&str], directory: &Directory) ->
 }
 
 fn okta_user(user: &FakeUser) -> Value {
-    json!({"id": user.id, "status": if user.active { "ACTIVE" } else { "DEPROVISIONED" }, "created": "2024-01-01T00:00:00.000Z", "lastUpdated": "2024-01-02T00:00:00.000Z", "profile": {"login": user.email, "email": user.email, "firstName": user.given_name, "lastName": user.family_name}, "credentials": {"provider": {"type": "OKTA", "name": "OKTA"}}, "_links": {}})
+    json!({"id": user.id, "status": if user.active { "ACTIVE" } else { "DEPROVISIONED" }, "created": "2024-01-01T00:00:00.000Z", "lastUpdated": "2024-01-02T00:00:00.000Z", "statusChanged": rfc3339(user.status_changed), "profile": {"login": user.email, "email": user.email, "firstName": user.given_name, "lastName": user.family_name}, "credentials": {"provider": {"type": "OKTA", "name": "OKTA"}}, "_links": {}})
 }
 
 /// Okta pages by an `after` cursor (the last id) and a `Link` header. `items` are sorted by

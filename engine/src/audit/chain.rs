@@ -341,6 +341,7 @@ fn offboarding(audit: &UserAudit) -> Option<Offboarding> {
         .collect();
     let acknowledged = acknowledgements.len();
     Some(Offboarding {
+        idp_changed_at: leave.door.idp_changed_at(),
         received_at: leave.door.received_at(),
         recorded_at: leave.recorded_at,
         revoked_at: revocations.iter().map(|step| step.recorded_at).max(),

@@ -58,6 +58,7 @@ impl SyncInput {
             groups,
             edges,
             changes,
+            idp_times,
             ..
         } = listing;
         let kept: HashSet<String> = groups
@@ -139,6 +140,7 @@ impl SyncInput {
             groups: kept_groups,
             scope,
             absence: rules.absence,
+            idp_times,
         }
     }
 }
