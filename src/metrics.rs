@@ -130,6 +130,10 @@ const HISTOGRAMS: &[(&str, &str)] = &[
         "idpsync_sync_seconds",
         "Duration of an integration's sync run, by outcome.",
     ),
+    (
+        "idpsync_idp_change_to_revocation_seconds",
+        "Time from a change the IdP dated (its change feed, a user's status change) to the access it revoked.",
+    ),
 ];
 
 /// Gives every metric the service records its `# HELP` text, in the recorder installed now.

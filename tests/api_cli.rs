@@ -156,7 +156,19 @@ async fn leavers_through_scim_and_a_driver_are_audited_in_three_formats() {
     )
     .await;
     assert_eq!(status, 200);
-    fake.edit(|directory| directory.set_active("2001", false));
+    // Okta dates erin's deactivation (the System Log's `published`, her `statusChanged`) 90 s
+    // before the sync reads it.
+    let left_at = {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap();
+        Duration::from_millis(now.as_millis() as u64) - Duration::from_secs(90)
+    };
+    fake.edit(|directory| {
+        directory.set_active("2001", false);
+        directory.date_last_change(std::time::UNIX_EPOCH + left_at);
+    });
+    let left_at = idpsync::storage::Timestamp(left_at.as_micros() as i64);
     let before = runs().await;
     send(
         reqwest::Method::POST,
@@ -190,6 +202,11 @@ async fn leavers_through_scim_and_a_driver_are_audited_in_three_formats() {
         metrics.contains("idpsync_sync_seconds_count{tenant=\"acme\",integration=\"okta\",outcome=\"applied\"} "),
         "{metrics}"
     );
+    // Erin's revocations, from the change Okta dated; alice's SCIM leave has no IdP time.
+    assert!(
+        metrics.contains("idpsync_idp_change_to_revocation_seconds_count{tenant=\"acme\"} 1"),
+        "{metrics}"
+    );
     server.stop();
 
     // The audits, from the command line.
@@ -212,6 +229,9 @@ async fn leavers_through_scim_and_a_driver_are_audited_in_three_formats() {
     assert_eq!(revoked.len(), 1, "alice loses policy/office as a source through eng");
     assert_eq!(revoked[0]["resourceId"], "office");
     assert_eq!(revoked[0]["viaName"], "eng");
+    // A SCIM client does not say when the IdP made the change.
+    assert_eq!(json_scim["offboarding"]["idpChangedAt"], Value::Null);
+    assert_eq!(json_scim["offboarding"]["toReceiveUs"], Value::Null);
 
     let json_driver: Value = serde_json::from_str(&audit(&erin, "json")).unwrap();
     let leave = &json_driver["leave"];
@@ -219,6 +239,14 @@ async fn leavers_through_scim_and_a_driver_are_audited_in_three_formats() {
     assert_eq!(leave["door"]["integration"], "okta");
     assert_eq!(leave["door"]["idpObject"], "2001");
     assert!(leave["door"]["run"].is_string());
+    // Okta said when it made the change: the chain starts there.
+    assert_eq!(leave["door"]["idpChangedAt"], left_at.to_rfc3339());
+    let chain = &json_driver["offboarding"];
+    assert_eq!(chain["idpChangedAt"], left_at.to_rfc3339(), "{chain}");
+    assert!(
+        chain["toReceiveUs"].as_i64().unwrap() >= 90_000_000 - 1_000,
+        "from Okta's change to the run that read it: {chain}"
+    );
     let revoked: Vec<String> = json_driver["steps"]
         .as_array()
         .unwrap()
@@ -245,6 +273,12 @@ async fn leavers_through_scim_and_a_driver_are_audited_in_three_formats() {
     let text = audit(&erin, "text");
     assert!(
         text.contains("LEFT: deactivated") && text.contains("integration okta, sync run"),
+        "{text}"
+    );
+    let clock = left_at.to_rfc3339();
+    let clock = format!("{}Z", clock.split_once('.').unwrap().0);
+    assert!(
+        text.contains(&format!("chain: IdP change {clock} → received ")),
         "{text}"
     );
     let html_file = dir.path().join("erin.html");

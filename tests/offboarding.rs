@@ -133,6 +133,10 @@ async fn revocations_acknowledged_close_the_chain_and_unacknowledged_ones_alert(
     for step in ["toRecordUs", "toRevokeUs", "toAcknowledgeUs", "totalUs"] {
         assert!(chain[step].as_i64().unwrap() >= 0, "{step}: {chain}");
     }
+    // A SCIM request does not say when the IdP made the change: the chain starts when it
+    // reached IdP-Sync.
+    assert_eq!(chain["idpChangedAt"], Value::Null, "{chain}");
+    assert_eq!(chain["toReceiveUs"], Value::Null, "{chain}");
     let text = reqwest::Client::new()
         .get(format!(
             "{}/api/v1/tenants/acme/users/{alice}/audit?format=text",

@@ -1,8 +1,9 @@
 //! Credentials: static headers (Okta `SSWS`, JumpCloud `x-api-key` and `x-org-id`, authentik
 //! and Zitadel bearer tokens) and OAuth2 access tokens (client credentials, with a secret or a
-//! signed JWT; JWT-bearer grants), cached and refreshed before they expire. Expiry comes from
-//! the token response's `expires_in`, never from reading the token, and is bounded: a lifetime
-//! the IdP overstates cannot keep a token past a day, nor overflow the clock.
+//! signed JWT — a private key's, or an Entra certificate's; JWT-bearer grants), cached and
+//! refreshed before they expire. Expiry comes from the token response's `expires_in`, never
+//! from reading the token, and is bounded: a lifetime the IdP overstates cannot keep a token
+//! past a day, nor overflow the clock.
 //!
 //! Credentials never show in a `Debug` print: their header values are marked sensitive (the
 //! `http` crate then prints `Sensitive`), secrets are [`Secret`]s, and the token cache shows
@@ -16,6 +17,7 @@ use reqwest::Url;
 use reqwest::header::{AUTHORIZATION, HeaderName, HeaderValue};
 use serde::Serialize;
 
+use crate::base64;
 use crate::error::DriverError;
 use crate::http::{Body, Budget, Http, Request, excerpt};
 use crate::secret::Secret;
@@ -91,6 +93,14 @@ pub(crate) enum Grant {
     /// `urn:ietf:params:oauth:grant-type:jwt-bearer` with a signed assertion (Google service
     /// accounts acting for an admin, Zitadel JWT profile).
     JwtBearer { signer: Signer, claims: AssertionClaims },
+    /// `client_credentials` with a certificate's client assertion, as the Microsoft identity
+    /// platform takes it: `client_id` in the form as well, and an assertion that says when it
+    /// becomes valid (`nbf`), signed by a [`Signer::for_certificate`].
+    CertificateAssertion {
+        client_id: String,
+        signer: Signer,
+        scope: String,
+    },
 }
 
 /// Who an assertion names.
@@ -116,17 +126,20 @@ pub(crate) struct ServiceAccountKey {
     pub(crate) private_key: Secret,
 }
 
-/// An RSA private key and its `kid`.
+/// An RSA private key and the header of the assertions it signs: RS256 with the key's `kid`
+/// if it has one, or PS256 naming the certificate the key was registered with.
 pub(crate) struct Signer {
     key: EncodingKey,
-    key_id: Option<String>,
+    header: Header,
 }
 
-/// The key's id only, never the key.
+/// The header only (the key's id, the certificate's thumbprint), never the key.
 impl fmt::Debug for Signer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Signer")
-            .field("key_id", &self.key_id)
+            .field("alg", &self.header.alg)
+            .field("key_id", &self.header.kid)
+            .field("x5t#S256", &self.header.x5t_s256)
             .finish_non_exhaustive()
     }
 }
@@ -135,17 +148,26 @@ impl Signer {
     pub(crate) fn new(private_key_pem: &Secret, key_id: Option<String>) -> Result<Signer, DriverError> {
         let key = EncodingKey::from_rsa_pem(private_key_pem.expose().as_bytes())
             .map_err(|error| DriverError::Credentials(format!("the private key is not an RSA PEM key: {error}")))?;
-        Ok(Signer { key, key_id })
+        let mut header = Header::new(Algorithm::RS256);
+        header.kid = key_id;
+        Ok(Signer { key, header })
     }
 
     pub(crate) fn from_service_account(key: &ServiceAccountKey) -> Result<Signer, DriverError> {
         Signer::new(&key.private_key, key.key_id.clone())
     }
 
+    /// The signer of a key registered with a certificate (checked to be the key's by the
+    /// caller): PS256, with the certificate's SHA-256 thumbprint as `x5t#S256`, which is what
+    /// the Microsoft identity platform documents for new apps.
+    pub(crate) fn for_certificate(key: EncodingKey, thumbprint: String) -> Signer {
+        let mut header = Header::new(Algorithm::PS256);
+        header.x5t_s256 = Some(thumbprint);
+        Signer { key, header }
+    }
+
     fn sign(&self, claims: &impl Serialize) -> Result<String, DriverError> {
-        let mut header = Header::new(Algorithm::RS256);
-        header.kid = self.key_id.clone();
-        jsonwebtoken::encode(&header, claims, &self.key)
+        jsonwebtoken::encode(&self.header, claims, &self.key)
             .map_err(|error| DriverError::Credentials(format!("cannot sign an assertion: {error}")))
     }
 }
@@ -156,10 +178,20 @@ struct Claims<'a> {
     sub: &'a str,
     aud: &'a str,
     iat: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    nbf: Option<u64>,
     exp: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     scope: Option<&'a str>,
     jti: String,
+}
+
+/// Whether a client assertion says when it becomes valid: the Microsoft identity platform
+/// asks for `nbf`, Okta's documentation does not name it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ClientAssertion {
+    WithNotBefore,
+    WithoutNotBefore,
 }
 
 const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
@@ -267,7 +299,7 @@ impl TokenSource {
                 client_secret,
                 scope,
             } => {
-                let basic = base64_encode(format!("{client_id}:{}", client_secret.expose()).as_bytes());
+                let basic = base64::standard(format!("{client_id}:{}", client_secret.expose()).as_bytes());
                 (
                     vec![
                         ("grant_type", "client_credentials".to_owned()),
@@ -286,19 +318,28 @@ impl TokenSource {
                     Some(optional) => without_scope(scope, optional),
                     None => scope.clone(),
                 };
-                let assertion = signer.sign(&Claims {
-                    iss: client_id,
-                    sub: client_id,
-                    aud: self.token_url.as_str(),
-                    iat: now,
-                    exp,
-                    scope: None,
-                    jti: uuid::Uuid::now_v7().to_string(),
-                })?;
+                let assertion = self.client_assertion(client_id, signer, ClientAssertion::WithoutNotBefore)?;
                 (
                     vec![
                         ("grant_type", "client_credentials".to_owned()),
                         ("scope", scope),
+                        ("client_assertion_type", CLIENT_ASSERTION_JWT.to_owned()),
+                        ("client_assertion", assertion),
+                    ],
+                    None,
+                )
+            }
+            Grant::CertificateAssertion {
+                client_id,
+                signer,
+                scope,
+            } => {
+                let assertion = self.client_assertion(client_id, signer, ClientAssertion::WithNotBefore)?;
+                (
+                    vec![
+                        ("grant_type", "client_credentials".to_owned()),
+                        ("client_id", client_id.clone()),
+                        ("scope", scope.clone()),
                         ("client_assertion_type", CLIENT_ASSERTION_JWT.to_owned()),
                         ("client_assertion", assertion),
                     ],
@@ -311,6 +352,7 @@ impl TokenSource {
                     sub: &claims.subject,
                     aud: &claims.audience,
                     iat: now,
+                    nbf: None,
                     exp,
                     scope: claims.scope_in_assertion.then_some(claims.scope.as_str()),
                     jti: uuid::Uuid::now_v7().to_string(),
@@ -321,6 +363,22 @@ impl TokenSource {
                 }
                 (form, None)
             }
+        })
+    }
+
+    /// A client assertion (RFC 7523 §2.2): the client names itself as issuer and subject, for
+    /// this token endpoint, for [`ASSERTION_LIFETIME`]; a fresh one for each token request.
+    fn client_assertion(&self, client_id: &str, signer: &Signer, form: ClientAssertion) -> Result<String, DriverError> {
+        let now = unix_now();
+        signer.sign(&Claims {
+            iss: client_id,
+            sub: client_id,
+            aud: self.token_url.as_str(),
+            iat: now,
+            nbf: (form == ClientAssertion::WithNotBefore).then_some(now),
+            exp: now + ASSERTION_LIFETIME.as_secs(),
+            scope: None,
+            jti: uuid::Uuid::now_v7().to_string(),
         })
     }
 
@@ -408,24 +466,6 @@ fn without_scope(scopes: &str, left_out: &str) -> String {
         .join(" ")
 }
 
-/// Standard base64 with padding, for HTTP Basic.
-fn base64_encode(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -437,14 +477,5 @@ mod tests {
             "okta.users.read okta.groups.read"
         );
         assert_eq!(without_scope("okta.users.read", "okta.logs.read"), "okta.users.read");
-    }
-
-    #[test]
-    fn basic_credentials_encode_as_rfc_4648() {
-        assert_eq!(base64_encode(b""), "");
-        assert_eq!(base64_encode(b"f"), "Zg==");
-        assert_eq!(base64_encode(b"fo"), "Zm8=");
-        assert_eq!(base64_encode(b"foo"), "Zm9v");
-        assert_eq!(base64_encode(b"client:secret"), "Y2xpZW50OnNlY3JldA==");
     }
 }

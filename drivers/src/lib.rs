@@ -10,8 +10,9 @@
 //!   integration has, read once, then the vendor's own keys, read by its module; mistakes are
 //!   [`ConfigError`]s naming the integration and the key (`keys`: serde over one TOML table);
 //!   secrets checked in form, resolved when a driver is built (`secret`); the group filter;
-//! - `http`, `auth`, `client`, `paging`: the shared machinery: retries and rate limits, OAuth2
-//!   and JWT tokens with a cache, requests with credentials, page following;
+//! - `http`, `auth`, `certificate`, `client`, `paging`: the shared machinery: retries and rate
+//!   limits, OAuth2 and JWT tokens with a cache, certificate credentials (a key and its
+//!   certificate, checked to be a pair), requests with credentials, page following;
 //! - `provider`: the contract between the crate and a vendor's module; `providers`: one module
 //!   per IdP, each with everything of its vendor (settings, auth, listing), and the registry of
 //!   vendors;
@@ -59,6 +60,8 @@
 //!   allows it for tests. No `Debug` print shows a secret or a token.
 
 mod auth;
+mod base64;
+mod certificate;
 mod client;
 mod config;
 pub mod cursor_store;

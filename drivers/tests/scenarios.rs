@@ -1356,3 +1356,67 @@ async fn an_okta_service_app_without_the_logs_scope_syncs_without_the_feed() {
     assert!(tenant.state().owned_user(&it, "1030").is_some(), "the run went on");
     engine.shutdown().await;
 }
+
+/// A moment `seconds` ago on the wall clock, to the millisecond (as the vendors' feeds date).
+fn seconds_ago(seconds: u64) -> std::time::SystemTime {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    let millis = Duration::from_millis(now.as_millis() as u64) - Duration::from_secs(seconds);
+    std::time::UNIX_EPOCH + millis
+}
+
+/// The engine's time of a wall-clock moment.
+fn timestamp(at: std::time::SystemTime) -> idpsync_storage::Timestamp {
+    idpsync_storage::Timestamp(at.duration_since(std::time::UNIX_EPOCH).unwrap().as_micros() as i64)
+}
+
+/// When the IdP made the leave of `user`, as its audit says.
+async fn idp_changed_at(h: &Harness, user: idpsync_engine::ids::UserId) -> Option<idpsync_storage::Timestamp> {
+    use idpsync_engine::audit::{AuditSources, BindingLog, audit_user};
+    let mut bindings = BindingLog::default();
+    bindings.catch_up(&h.tenant).await.unwrap();
+    let names = std::collections::BTreeMap::new();
+    let sources = AuditSources {
+        bindings: &bindings,
+        token_names: &names,
+    };
+    let audit = audit_user(&h.tenant, user, &sources).await.unwrap();
+    audit.offboarding.expect("a leaver").idp_changed_at
+}
+
+/// The IdP's own time of a deletion its feed reports (Okta's `published`, Auth0's `date`,
+/// authentik's `created`) is where the leaver's chain starts; so is Okta's time of a
+/// deactivation, from the System Log on an incremental run and from the user's
+/// `statusChanged` on a full one.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_idp_s_time_of_a_leave_is_the_first_step_of_the_leaver_s_chain() {
+    for vendor in FEEDS {
+        let h = start(vendor, "", seed()).await;
+        h.sync(Resync::Auto).await;
+        let user = h.tenant.state().owned_user(&h.name, "1004").unwrap();
+        let at = seconds_ago(90);
+        h.fake.edit(|d| {
+            d.delete_user("1004");
+            d.date_last_change(at);
+        });
+        let outcome = h.sync(Resync::Auto).await;
+        assert_eq!(h.user_active("1004"), None, "{vendor:?}: {:?}", outcome.report.changes);
+        assert_eq!(idp_changed_at(&h, user).await, Some(timestamp(at)), "{vendor:?}");
+        h.engine.shutdown().await;
+    }
+    for resync in [Resync::Auto, Resync::Full] {
+        let h = start(Vendor::Okta, "", seed()).await;
+        h.sync(Resync::Auto).await;
+        let user = h.tenant.state().owned_user(&h.name, "1007").unwrap();
+        let at = seconds_ago(60);
+        h.fake.edit(|d| {
+            d.set_active("1007", false);
+            d.date_last_change(at);
+        });
+        h.sync(resync).await;
+        assert_eq!(h.user_active("1007"), Some(false), "{resync:?}");
+        assert_eq!(idp_changed_at(&h, user).await, Some(timestamp(at)), "{resync:?}");
+        h.engine.shutdown().await;
+    }
+}

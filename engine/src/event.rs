@@ -59,6 +59,30 @@ pub enum Cause {
     /// user's externalId, sealed with the user's personal fields rather than repeated here in
     /// the clear. What this build writes for a user's event instead of [`Cause::IdpObject`].
     IdpUser,
+    /// [`Cause::IdpObject`] with the IdP's own time of the change, where the IdP tells it (its
+    /// change feed's entry, or the object's time of its last status change).
+    IdpObjectChanged {
+        /// Its id in the IdP.
+        object: String,
+        /// When the IdP made the change, by its own clock.
+        at: Timestamp,
+    },
+    /// [`Cause::IdpUser`] with the IdP's own time of the change: what this build writes for a
+    /// user's event instead of [`Cause::IdpObjectChanged`].
+    IdpUserChanged {
+        /// When the IdP made the change, by its own clock.
+        at: Timestamp,
+    },
+}
+
+impl Cause {
+    /// When the IdP made the change, by its own clock, where it said so.
+    pub fn idp_changed_at(&self) -> Option<Timestamp> {
+        match self {
+            Cause::IdpObjectChanged { at, .. } | Cause::IdpUserChanged { at } => Some(*at),
+            Cause::Request(_) | Cause::IdpObject(_) | Cause::Unspecified | Cause::IdpUser => None,
+        }
+    }
 }
 
 /// The personal part of an event's payload.

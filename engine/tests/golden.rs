@@ -17,6 +17,7 @@ use idpsync_engine::model::{
 };
 use idpsync_engine::{Cause, Envelope, Event, Source};
 use idpsync_engine::{ExternalIdHash, Sealed};
+use idpsync_storage::Timestamp;
 use uuid::Uuid;
 
 fn user() -> UserId {
@@ -327,6 +328,36 @@ fn samples() -> Vec<(&'static str, Envelope)> {
                     },
                 ],
             }),
+        ),
+        (
+            "UserDeactivated.IdpUserChanged",
+            Envelope {
+                source: Source::Integration {
+                    integration: integration(),
+                    run,
+                },
+                cause: Cause::IdpUserChanged {
+                    at: Timestamp(1_772_441_999_123_000),
+                },
+                event: Event::UserDeactivated { user: user() },
+            },
+        ),
+        (
+            "MembersRemoved.IdpObjectChanged",
+            Envelope {
+                source: Source::Integration {
+                    integration: integration(),
+                    run,
+                },
+                cause: Cause::IdpObjectChanged {
+                    object: "00g1".to_owned(),
+                    at: Timestamp(1_772_441_999_123_000),
+                },
+                event: Event::MembersRemoved {
+                    group: group(),
+                    members: vec![Member::User(user())],
+                },
+            },
         ),
         (
             "RevocationAcknowledged",

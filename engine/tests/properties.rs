@@ -2,20 +2,23 @@
 //! (a) folding the stored log from scratch gives the live state;
 //! (b) `state_at(n)` equals folding the first n records;
 //! (d) the access changes of the whole log add up to the difference in effective access between
-//!     the first and the last state, and the change stream replays them exactly.
+//!     the first and the last state, and the change stream replays them exactly;
+//! (e) the leavers' report, read from the log alone, names every user who left in its period and
+//!     gives each the chain that user's own audit (through the history index) gives.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use idpsync_engine::access::{Grant, effective_users, grants};
+use idpsync_engine::audit::{AuditSources, BindingLog, audit_user, leavers_report};
 use idpsync_engine::ids::{GroupId, Member, ResourceId, UserId};
 use idpsync_engine::model::{BindingGroups, Owner, ResourceKind, ResourceRef, UserProfile};
 use idpsync_engine::replay::replay;
 use idpsync_engine::replay::replay_recording;
 use idpsync_engine::seal::Keyring;
 use idpsync_engine::state::encode_snapshot;
-use idpsync_engine::{AccessDirection, Cause, Command, Engine, History, Origin, Source, State, TenantSettings};
-use idpsync_storage::{LogStore, MemoryStore, Seq, TenantId};
+use idpsync_engine::{AccessDirection, Cause, Command, Engine, Event, History, Origin, Source, State, TenantSettings};
+use idpsync_storage::{LogStore, MemoryStore, Seq, TenantId, Timestamp};
 use proptest::prelude::*;
 
 #[derive(Clone, Debug)]
@@ -285,6 +288,52 @@ fn run(ops: Vec<Op>) {
             replayed_changes.extend(applied.access.clone());
         }
         assert_eq!(replayed_changes, live_changes);
+
+        // (e) the leavers' report against each leaver's own audit, over the whole log and over
+        // its second half.
+        let mut bindings = BindingLog::default();
+        bindings.catch_up(&tenant).await.unwrap();
+        let names = BTreeMap::new();
+        let sources = AuditSources {
+            bindings: &bindings,
+            token_names: &names,
+        };
+        let mut records = Vec::new();
+        let mut pages = tenant.events(Seq(1)..=head);
+        while let Some(page) = pages.next_page().await.unwrap() {
+            records.extend(page.into_iter().map(|(event, _)| event));
+        }
+        let middle = records
+            .get(records.len() / 2)
+            .map_or(Timestamp(0), |event| event.recorded_at);
+        for since in [Timestamp(0), middle] {
+            let report = leavers_report(&tenant, since, &sources).await.unwrap();
+            let mut expected = Vec::new();
+            for event in records.iter().filter(|event| event.recorded_at >= since) {
+                if let Event::UserDeactivated { user } | Event::UserDeleted { user } = event.envelope.event
+                    && !expected.contains(&user)
+                {
+                    expected.push(user);
+                }
+            }
+            let reported: Vec<UserId> = report.leavers.iter().map(|leaver| leaver.user).collect();
+            assert_eq!(reported, expected, "the leavers since {since:?}");
+            for leaver in &report.leavers {
+                let audit = audit_user(&tenant, leaver.user, &sources).await.unwrap();
+                assert_eq!(leaver.user_name, audit.user_name);
+                assert_eq!(leaver.standing, audit.standing);
+                assert_eq!(leaver.revoked, audit.revocations().count());
+                assert_eq!(leaver.time_to_revoke_us, audit.time_to_revoke_us);
+                assert_eq!(leaver.offboarding, audit.offboarding);
+                assert_eq!(format!("{:?}", leaver.still_holds), format!("{:?}", audit.still_holds));
+                let step = audit
+                    .steps
+                    .iter()
+                    .find(|step| step.seq == leaver.seq)
+                    .expect("the leave is a step");
+                assert_eq!(leaver.door, step.door);
+            }
+        }
 
         // Reopening (latest snapshot + tail) gives the same state and index again.
         engine.shutdown().await;

@@ -89,12 +89,18 @@ fn admin_change(change: &AdminChange) -> AdminChangeJson<'_> {
 #[schema(as = Offboarding)]
 #[serde(rename_all = "camelCase")]
 struct OffboardingJson {
+    /// When the IdP made the change, by its own clock, where it said so (a sync that read it
+    /// from the IdP's change feed or the user's time of its last status change); null for a
+    /// SCIM request and for a removal by absence.
+    idp_changed_at: Option<String>,
     received_at: Option<String>,
     recorded_at: String,
     revoked_at: Option<String>,
     acknowledged_at: Option<String>,
     revocations: usize,
     acknowledged: usize,
+    /// From the IdP's change to its reaching IdP-Sync, where the IdP dated it.
+    to_receive_us: Option<i64>,
     to_record_us: Option<i64>,
     to_revoke_us: Option<i64>,
     to_acknowledge_us: Option<i64>,
@@ -103,12 +109,14 @@ struct OffboardingJson {
 
 fn offboarding(offboarding: &Offboarding) -> OffboardingJson {
     OffboardingJson {
+        idp_changed_at: offboarding.idp_changed_at.map(|at| at.to_rfc3339()),
         received_at: offboarding.received_at.map(|at| at.to_rfc3339()),
         recorded_at: offboarding.recorded_at.to_rfc3339(),
         revoked_at: offboarding.revoked_at.map(|at| at.to_rfc3339()),
         acknowledged_at: offboarding.acknowledged_at.map(|at| at.to_rfc3339()),
         revocations: offboarding.revocations,
         acknowledged: offboarding.acknowledged,
+        to_receive_us: offboarding.to_receive_us(),
         to_record_us: offboarding.to_record_us(),
         to_revoke_us: offboarding.to_revoke_us(),
         to_acknowledge_us: offboarding.to_acknowledge_us(),
@@ -262,6 +270,9 @@ enum DoorJson<'a> {
         run: SyncRunId,
         #[serde(skip_serializing_if = "Option::is_none")]
         idp_object: Option<&'a str>,
+        /// When the IdP made the change, by its own clock, where it said so.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        idp_changed_at: Option<String>,
     },
     #[serde(rename_all = "camelCase")]
     Admin {
@@ -452,10 +463,12 @@ fn door(door: &Door) -> DoorJson<'_> {
             integration,
             run,
             idp_object,
+            idp_changed_at,
         } => DoorJson::Integration {
             integration,
             run: *run,
             idp_object: idp_object.as_deref(),
+            idp_changed_at: idp_changed_at.map(|at| at.to_rfc3339()),
         },
         Door::Admin {
             token,

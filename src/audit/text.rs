@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 use idpsync_engine::AccessDirection;
 use idpsync_engine::audit::{AdminChange, Door, LeaversReport, Offboarding, Standing, Step, StepKind, UserAudit};
 use idpsync_engine::ids::TokenId;
+use idpsync_storage::Timestamp;
 
 use super::duration_text;
 
@@ -119,11 +120,15 @@ pub fn door_text(door: &Door) -> String {
             integration,
             run,
             idp_object,
+            idp_changed_at,
         } => format!(
-            "integration {integration}, sync run {run}{}",
+            "integration {integration}, sync run {run}{}{}",
             idp_object
                 .as_deref()
                 .map(|o| format!(", IdP object {o}"))
+                .unwrap_or_default(),
+            idp_changed_at
+                .map(|at| format!(", changed in the IdP at {at}"))
                 .unwrap_or_default()
         ),
         Door::Admin {
@@ -204,6 +209,9 @@ pub fn user(audit: &UserAudit) -> String {
                 leave.chain
             );
             let _ = writeln!(out, "  by: {}", door_text(&leave.door));
+            if let Some(changed) = leave.door.idp_changed_at() {
+                let _ = writeln!(out, "  the IdP made the change at {changed}");
+            }
             if let Some(received) = leave.door.received_at() {
                 let _ = writeln!(out, "  the change reached IdP-Sync at {received}");
             }
@@ -277,7 +285,8 @@ pub fn user(audit: &UserAudit) -> String {
     out
 }
 
-/// A leave's chain in one line, each step with its latency: reached IdP-Sync → recorded →
+/// A leave's chain in one line, each step with its latency: the IdP's change (with its time,
+/// where the IdP said) → reached IdP-Sync (where the IdP said when it changed) → recorded →
 /// revoked → acknowledged, then whether it is closed.
 pub fn chain_text(offboarding: &Offboarding) -> String {
     let optional = |value: Option<i64>| value.map_or_else(|| "-".to_owned(), duration_text);
@@ -293,12 +302,29 @@ pub fn chain_text(offboarding: &Offboarding) -> String {
             None => "nothing to revoke".to_owned(),
         }
     };
+    let start = match offboarding.idp_changed_at {
+        Some(at) => format!(
+            "IdP change {} → received {}",
+            clock_text(at),
+            optional(offboarding.to_receive_us())
+        ),
+        None => "IdP change".to_owned(),
+    };
     format!(
-        "IdP change → recorded {} → revoked {} → acknowledged {}; {state}",
+        "{start} → recorded {} → revoked {} → acknowledged {}; {state}",
         optional(offboarding.to_record_us()),
         optional(offboarding.to_revoke_us()),
         optional(offboarding.to_acknowledge_us()),
     )
+}
+
+/// A moment to the second, for a one-line chain: `2026-03-02T09:00:00Z`.
+fn clock_text(at: Timestamp) -> String {
+    let full = at.to_rfc3339();
+    match full.split_once('.') {
+        Some((seconds, _)) => format!("{seconds}Z"),
+        None => full,
+    }
 }
 
 fn offboarding_lines(out: &mut String, offboarding: &Offboarding) {

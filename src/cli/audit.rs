@@ -7,8 +7,14 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
 use idpsync::audit::{Format, html, json, text};
-use idpsync::engine::audit::{AuditSources, BindingLog, audit_user, leavers_report, resolve_user};
-use idpsync::storage::{TenantId, Timestamp};
+use idpsync::engine::EngineError;
+use idpsync::engine::audit::{
+    AuditSources, BindingLog, LeaversReport, ReportContext, ReportLog, UserAudit, audit_user, leavers_report,
+    leavers_report_from_log, resolve_user,
+};
+use idpsync::engine::seal::Keyring;
+use idpsync::engine::tenant::has_stored_holds;
+use idpsync::storage::{StoreError, TenantId, Timestamp};
 use idpsync::tokens::TokenStore;
 use serde::{Deserialize, Serialize};
 
@@ -83,12 +89,38 @@ fn token_names(context: &Context) -> BTreeMap<idpsync::engine::ids::TokenId, Str
 }
 
 pub(crate) async fn run(context: &Context, command: AuditCommand) -> anyhow::Result<()> {
+    let rendered = match &command {
+        AuditCommand::User { output, user } => {
+            let audit = user_audit(context, &output.tenant, user).await?;
+            match output.format {
+                Format::Text => text::user(&audit),
+                Format::Json => serde_json::to_string_pretty(&json::user(&audit))? + "\n",
+                Format::Html => html::user(&audit),
+            }
+        }
+        AuditCommand::Report { output, since } => {
+            let report = report(context, &output.tenant, moment(since)?).await?;
+            if report.has_alarms() {
+                warnln!("warning: leavers still hold access, or a held sync keeps leavers in; see the report");
+            }
+            match output.format {
+                Format::Text => text::report(&report),
+                Format::Json => serde_json::to_string_pretty(&json::report(&report))? + "\n",
+                Format::Html => html::report(&report),
+            }
+        }
+    };
     let output = match &command {
         AuditCommand::User { output, .. } | AuditCommand::Report { output, .. } => output,
     };
+    write(output, &rendered)
+}
+
+/// One user's audit, from the tenant loaded with its history index.
+async fn user_audit(context: &Context, tenant: &TenantId, user: &str) -> anyhow::Result<UserAudit> {
     let engine = context.open_engine().await?;
     let result = async {
-        let tenant = engine.existing_tenant(&output.tenant).await?;
+        let tenant = engine.existing_tenant(tenant).await?;
         let mut bindings = BindingLog::default();
         bindings.catch_up(&tenant).await?;
         let names = token_names(context);
@@ -96,31 +128,52 @@ pub(crate) async fn run(context: &Context, command: AuditCommand) -> anyhow::Res
             bindings: &bindings,
             token_names: &names,
         };
-        let rendered = match &command {
-            AuditCommand::User { user, .. } => {
-                let user = resolve_user(&tenant, user).await?;
-                let audit = audit_user(&tenant, user, &sources).await?;
-                match output.format {
-                    Format::Text => text::user(&audit),
-                    Format::Json => serde_json::to_string_pretty(&json::user(&audit))? + "\n",
-                    Format::Html => html::user(&audit),
-                }
-            }
-            AuditCommand::Report { since, .. } => {
-                let report = leavers_report(&tenant, moment(since)?, &sources).await?;
-                if report.has_alarms() {
-                    warnln!("warning: leavers still hold access, or a held sync keeps leavers in; see the report");
-                }
-                match output.format {
-                    Format::Text => text::report(&report),
-                    Format::Json => serde_json::to_string_pretty(&json::report(&report))? + "\n",
-                    Format::Html => html::report(&report),
-                }
-            }
-        };
-        anyhow::Ok(rendered)
+        let user = resolve_user(&tenant, user).await?;
+        anyhow::Ok(audit_user(&tenant, user, &sources).await?)
     }
     .await;
     engine.close().await;
-    write(output, &result?)
+    result
+}
+
+/// The leavers' report. Read from the log alone, without loading the tenant (in memory that
+/// does not grow with the log), unless the service runs the command (its tenant is loaded) or
+/// the store keeps a held sync of the tenant (showing it takes the tenant's state).
+async fn report(context: &Context, tenant: &TenantId, since: Timestamp) -> anyhow::Result<LeaversReport> {
+    let names = token_names(context);
+    if context.running.is_none() {
+        let store = context.open_store().await?;
+        if !has_stored_holds(&store, tenant).await? {
+            let head = match store.head(tenant).await {
+                Err(StoreError::UnknownTenant(_)) => return Err(EngineError::UnknownTenant(tenant.clone()).into()),
+                other => other?.seq,
+            };
+            let keyring = Keyring::load(&*store, tenant).await?;
+            let log = ReportLog {
+                store: &store,
+                tenant,
+                head,
+                keyring: &keyring,
+            };
+            let report_context = ReportContext {
+                token_names: &names,
+                ack_within: context.config.tenant_settings().revocation_ack_within,
+                held: Vec::new(),
+            };
+            return Ok(leavers_report_from_log(log, since, report_context).await?);
+        }
+    }
+    let engine = context.open_engine().await?;
+    let result = async {
+        let tenant = engine.existing_tenant(tenant).await?;
+        let bindings = BindingLog::default();
+        let sources = AuditSources {
+            bindings: &bindings,
+            token_names: &names,
+        };
+        anyhow::Ok(leavers_report(&tenant, since, &sources).await?)
+    }
+    .await;
+    engine.close().await;
+    result
 }

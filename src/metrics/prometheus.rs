@@ -17,6 +17,11 @@ const SECONDS_BUCKETS: &[f64] = &[
 const ACK_BUCKETS: &[f64] = &[
     0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0,
 ];
+/// Buckets of the time from the IdP's own change to the revocation it caused, in seconds: from
+/// a SCIM-fast second to a day of polls that could not run.
+const IDP_CHANGE_BUCKETS: &[f64] = &[
+    1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0, 43200.0, 86400.0,
+];
 /// Buckets of the change-stream lag, in events.
 const LAG_BUCKETS: &[f64] = &[1.0, 10.0, 100.0, 1_000.0, 10_000.0, 100_000.0, 1_000_000.0];
 
@@ -32,6 +37,10 @@ pub fn install() -> Result<Exposition, BuildError> {
     }
     let handle = PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Full("idpsync_revocation_ack_seconds".to_owned()), ACK_BUCKETS)?
+        .set_buckets_for_metric(
+            Matcher::Full("idpsync_idp_change_to_revocation_seconds".to_owned()),
+            IDP_CHANGE_BUCKETS,
+        )?
         .set_buckets_for_metric(Matcher::Suffix("_seconds".to_owned()), SECONDS_BUCKETS)?
         .set_buckets_for_metric(
             Matcher::Full("idpsync_change_stream_lag_events".to_owned()),

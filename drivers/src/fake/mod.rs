@@ -5,6 +5,7 @@
 //! changed between polls, or in the middle of a listing ([`FakeIdp::after_page`]); every
 //! request is recorded ([`Recorded`]) for contract checks.
 
+mod assertions;
 mod feeds;
 mod jobs;
 mod vendors;
@@ -21,6 +22,8 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
+
+use crate::certificate::Certificate;
 
 pub use vendors::Vendor;
 
@@ -43,6 +46,8 @@ pub struct FakeUser {
     pub updated: u64,
     /// When it last changed (wall clock), for the vendors that filter by it (Auth0).
     pub changed_at: SystemTime,
+    /// When its status last changed (wall clock; Okta's `statusChanged`).
+    pub status_changed: SystemTime,
 }
 
 /// A member of a fake group.
@@ -139,6 +144,7 @@ impl Directory {
                 active,
                 updated,
                 changed_at: SystemTime::now(),
+                status_changed: SystemTime::now(),
             },
         );
     }
@@ -150,6 +156,7 @@ impl Directory {
         user.active = active;
         user.updated = updated;
         user.changed_at = SystemTime::now();
+        user.status_changed = SystemTime::now();
         if !active {
             self.log(updated, Change::UserDeactivated(id.to_owned()));
         }
@@ -216,6 +223,18 @@ impl Directory {
         if entry.members.remove(&member) {
             entry.updated = at;
             self.log(at, Change::Left(group.to_owned(), member));
+        }
+    }
+
+    /// Dates the newest change at `at` on the wall clock: its entries in the change feeds and,
+    /// for a user whose status it changed, the user's time of its last status change.
+    pub fn date_last_change(&mut self, at: SystemTime) {
+        let newest = self.clock;
+        for logged in self.changes.iter_mut().filter(|logged| logged.at == newest) {
+            logged.published = at;
+        }
+        for user in self.users.values_mut().filter(|user| user.updated == newest) {
+            user.status_changed = at;
         }
     }
 
@@ -420,6 +439,9 @@ struct Shared {
     recorded: Mutex<Vec<Recorded>>,
     record_bodies: bool,
     jobs: Mutex<jobs::Jobs>,
+    /// The certificate registered with the app (Entra): client assertions must name it and be
+    /// signed by its key.
+    certificate: Mutex<Option<Certificate>>,
 }
 
 /// A running fake IdP.
@@ -437,6 +459,17 @@ pub mod credentials {
     pub const CLIENT_SECRET: &str = "fake-secret";
     /// Static API tokens (Okta SSWS, JumpCloud key, authentik and Zitadel PAT).
     pub const API_TOKEN: &str = "fake-api-token";
+    /// A test-only RSA key (PKCS #1 PEM), generated with openssl for the fakes; it protects
+    /// nothing. It signs Google's and Okta's assertions, and Entra's with [`CERTIFICATE`].
+    pub const PRIVATE_KEY: &str = include_str!("test_key.pem");
+    /// A self-signed certificate of [`PRIVATE_KEY`] (`openssl req -new -x509 -key
+    /// test_key.pem -days 36500 -sha256`), registered with every Entra fake.
+    pub const CERTIFICATE: &str = include_str!("test_cert.pem");
+    /// Another test-only key (PKCS #8 PEM) and its self-signed certificate, which no fake has
+    /// registered: a credential the fakes refuse.
+    pub const OTHER_PRIVATE_KEY: &str = include_str!("other_key.pem");
+    /// The certificate of [`OTHER_PRIVATE_KEY`].
+    pub const OTHER_CERTIFICATE: &str = include_str!("other_cert.pem");
 }
 
 impl FakeIdp {
@@ -461,6 +494,10 @@ impl FakeIdp {
             token_count: AtomicU64::new(0),
             recorded: Mutex::new(Vec::new()),
             record_bodies,
+            certificate: Mutex::new(
+                (vendor == Vendor::Entra)
+                    .then(|| Certificate::from_pem(credentials::CERTIFICATE).expect("the test certificate parses")),
+            ),
         });
         let router = Router::new().fallback(handle).with_state(Arc::clone(&shared));
         let server = tokio::spawn(async move {
@@ -527,6 +564,20 @@ impl FakeIdp {
     /// The integration's TOML (without `name`) that points a driver at this fake.
     pub fn integration_toml(&self) -> String {
         vendors::integration_toml(self.shared.vendor, &self.origin())
+    }
+
+    /// Registers `certificate` (PEM) with the app instead of the one it had (Entra): the
+    /// certificate rolled over in the portal.
+    pub fn register_certificate(&self, certificate: &str) {
+        let certificate = Certificate::from_pem(certificate).expect("a certificate to register");
+        *self.shared.certificate.lock().unwrap_or_else(|p| p.into_inner()) = Some(certificate);
+    }
+
+    /// The integration's TOML for an Entra fake reached with a certificate rather than a
+    /// client secret: `private_key` and `certificate` as the settings take them (PEM, or
+    /// `file:PATH`, `env:NAME`).
+    pub fn entra_certificate_toml(&self, private_key: &str, certificate: &str) -> String {
+        vendors::entra_certificate_toml(&self.origin(), private_key, certificate)
     }
 
     /// The integration's TOML for an Okta fake reached as an OAuth 2.0 service app
@@ -782,36 +833,6 @@ fn authorised(shared: &Shared, headers: &HeaderMap) -> bool {
             .is_some_and(|token| shared.tokens.lock().unwrap_or_else(|p| p.into_inner()).contains(token))
 }
 
-/// A JWT-bearer assertion as Google checks it: signed (RS256) by the test key, for this token
-/// endpoint, with an issuer, the subject it acts for, a scope and a lifetime of at most an hour.
-fn assertion_is_valid(assertion: &str, path: &str, base: &str) -> bool {
-    #[derive(serde::Deserialize)]
-    struct Claims {
-        iss: String,
-        sub: String,
-        scope: String,
-        iat: u64,
-        exp: u64,
-    }
-    let Ok(key) = jsonwebtoken::DecodingKey::from_rsa_pem(include_bytes!("test_key.pub.pem")) else {
-        return false;
-    };
-    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
-    validation.set_audience(&[format!("{base}{path}")]);
-    match jsonwebtoken::decode::<Claims>(assertion, &key, &validation) {
-        Ok(token) => {
-            let claims = token.claims;
-            !claims.iss.is_empty()
-                && !claims.sub.is_empty()
-                && !claims.scope.is_empty()
-                && claims.exp > claims.iat
-                && claims.exp - claims.iat <= 3600
-                && token.header.kid.as_deref() == Some("k1")
-        }
-        Err(_) => false,
-    }
-}
-
 fn issue_token(shared: &Shared, call: &Call, headers: &HeaderMap) -> (Response, Option<Value>) {
     let form = call.body.clone().unwrap_or(Value::Null);
     let field = |name: &str| form.get(name).and_then(Value::as_str).unwrap_or_default().to_owned();
@@ -819,23 +840,40 @@ fn issue_token(shared: &Shared, call: &Call, headers: &HeaderMap) -> (Response, 
         .get("authorization")
         .and_then(|value| value.to_str().ok())
         .is_some_and(|value| value.starts_with("Basic "));
-    let accepted = match field("grant_type").as_str() {
+    let audience = format!("{}{}", shared.base, call.path);
+    let refusal = match field("grant_type").as_str() {
+        // Entra checks a certificate's assertion against the certificate registered.
+        "client_credentials" if shared.vendor == Vendor::Entra && !field("client_assertion").is_empty() => {
+            let registered = shared.certificate.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            match registered {
+                Some(registered) => assertions::entra_assertion_refusal(
+                    &registered,
+                    &field("client_assertion_type"),
+                    &field("client_assertion"),
+                    &field("client_id"),
+                    &audience,
+                ),
+                None => Some("AADSTS700027: no certificate is registered on application.".to_owned()),
+            }
+        }
         "client_credentials" => {
-            basic
+            let accepted = basic
                 || (field("client_id") == credentials::CLIENT_ID
                     && field("client_secret") == credentials::CLIENT_SECRET)
-                || !field("client_assertion").is_empty()
+                || !field("client_assertion").is_empty();
+            (!accepted).then(|| "bad credentials".to_owned())
         }
         "urn:ietf:params:oauth:grant-type:jwt-bearer" => {
-            assertion_is_valid(&field("assertion"), &call.path, &shared.base)
+            (!assertions::google_assertion_is_valid(&field("assertion"), &audience))
+                .then(|| "bad credentials".to_owned())
         }
-        _ => false,
+        _ => Some("bad credentials".to_owned()),
     };
-    if !accepted {
+    if let Some(description) = refusal {
         return json_response(
             StatusCode::UNAUTHORIZED,
             vec![],
-            json!({"error": "invalid_client", "error_description": "bad credentials"}),
+            json!({"error": "invalid_client", "error_description": description}),
         );
     }
     let withheld = shared

@@ -3,6 +3,7 @@
 
 use serde_json::{Value, json};
 
+use super::feeds::rfc3339;
 use super::{Call, Change, Directory, FakeGroup, FakeMember, FakeUser, json_response};
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -67,8 +68,8 @@ impl Vendor {
     }
 }
 
-/// A test-only RSA key for the JWT flows (Google service account).
-const TEST_KEY: &str = include_str!("test_key.pem");
+/// The test-only RSA key of the JWT flows (Google service account, Okta service app).
+const TEST_KEY: &str = super::credentials::PRIVATE_KEY;
 
 /// The integration's TOML for a fake at `origin`, which is plain http on loopback: hence
 /// `allow_insecure_http`.
@@ -130,6 +131,16 @@ pub(super) fn static_auth(vendor: Vendor) -> Option<(&'static str, &'static str)
         Vendor::Authentik | Vendor::Zitadel => Some(("authorization", "Bearer fake-api-token")),
         _ => None,
     }
+}
+
+/// The integration's TOML for an Entra fake reached with a certificate's private key.
+pub(super) fn entra_certificate_toml(origin: &str, private_key: &str, certificate: &str) -> String {
+    let base = format!("{origin}{}", Vendor::Entra.base_path());
+    format!(
+        "provider = \"entra\"\nbase_url = \"{base}\"\nallow_insecure_http = true\ntoken_url = \"{origin}/contoso/oauth2/v2.0/token\"\nclient_id = \"fake-client\"\nprivate_key = {}\ncertificate = {}\n",
+        toml_string(private_key),
+        toml_string(certificate)
+    )
 }
 
 /// The integration's TOML for an Okta fake reached by a service app (`private_key_jwt`).
@@ -460,7 +471,7 @@ fn entra_users_by_id(call: &Call, directory: &Directory) -> Answer {
 }
 
 fn okta_user(user: &FakeUser) -> Value {
-    json!({"id": user.id, "status": if user.active { "ACTIVE" } else { "DEPROVISIONED" }, "created": "2024-01-01T00:00:00.000Z", "lastUpdated": "2024-01-02T00:00:00.000Z", "profile": {"login": user.email, "email": user.email, "firstName": user.given_name, "lastName": user.family_name}, "credentials": {"provider": {"type": "OKTA", "name": "OKTA"}}, "_links": {}})
+    json!({"id": user.id, "status": if user.active { "ACTIVE" } else { "DEPROVISIONED" }, "created": "2024-01-01T00:00:00.000Z", "lastUpdated": "2024-01-02T00:00:00.000Z", "statusChanged": rfc3339(user.status_changed), "profile": {"login": user.email, "email": user.email, "firstName": user.given_name, "lastName": user.family_name}, "credentials": {"provider": {"type": "OKTA", "name": "OKTA"}}, "_links": {}})
 }
 
 /// Okta pages by an `after` cursor (the last id) and a `Link` header. `items` are sorted by

@@ -18,7 +18,7 @@ use reqwest::Url;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
-use super::feed::{Feed, Gone, unless_refused};
+use super::feed::{Feed, Gone, entry_time, unless_refused};
 use super::person::Person;
 use super::since::{feed_position, rfc3339_millis, since_now, since_seconds};
 use crate::auth::{Auth, Grant, TokenSource};
@@ -158,6 +158,8 @@ struct Auth0User {
 #[derive(Deserialize)]
 struct LogEvent {
     log_id: String,
+    /// When Auth0 logged the change.
+    date: Option<String>,
     #[serde(rename = "type")]
     kind: String,
     user_id: Option<String>,
@@ -171,7 +173,7 @@ impl LogEvent {
                 .user_id
                 .filter(|user| !user.is_empty())
                 .ok_or_else(|| format!("log event {} ({}) names no user", self.log_id, self.kind))?;
-            feed.gone(Gone::User(user));
+            feed.gone(Gone::User(user), entry_time(self.date.as_deref()));
         }
         Ok(())
     }

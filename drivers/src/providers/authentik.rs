@@ -14,7 +14,7 @@ use reqwest::Url;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
-use super::feed::{Feed, Gone, unless_refused};
+use super::feed::{Feed, Gone, entry_time, unless_refused};
 use super::person::Person;
 use super::since::{rfc3339_millis, since_now, since_seconds, unix_seconds_of};
 use crate::auth::Auth;
@@ -133,9 +133,10 @@ impl AuthentikEvent {
             serde_json::Value::Number(id) => id.to_string(),
             other => return Err(format!("deletion event {} names the object {other}", self.pk)),
         };
+        let at = entry_time(Some(&self.created));
         match model.model_name.as_str() {
-            "user" => feed.gone(Gone::User(id)),
-            "group" => feed.gone(Gone::Group(id)),
+            "user" => feed.gone(Gone::User(id), at),
+            "group" => feed.gone(Gone::Group(id), at),
             _ => {}
         }
         Ok(())

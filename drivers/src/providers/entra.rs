@@ -1,4 +1,6 @@
-//! Microsoft Entra ID through Microsoft Graph v1.0: client credentials; `users/delta()` and
+//! Microsoft Entra ID through Microsoft Graph v1.0: client credentials, with a client secret
+//! or a certificate (a client assertion signed by its private key); the global service or a
+//! national cloud (`cloud`), which chooses the sign-in host and Graph's; `users/delta()` and
 //! `groups/delta()` (with `members@delta`) for both the full round and the changes after it;
 //! `@odata.nextLink` paging; the last page's `@odata.deltaLink` is the cursor. A delta link Graph
 //! no longer knows (410, or 400 `syncStateNotFound`) makes the run list everything instead.
@@ -16,9 +18,10 @@ use serde_json::Value;
 
 use super::person::Person;
 use crate::auth::{Auth, Grant, TokenSource};
+use crate::certificate::{self, PemSetting};
 use crate::client::{IdpClient, Run};
 use crate::error::DriverError;
-use crate::keys::KeyError;
+use crate::keys::{self, KeyError};
 use crate::members::{MemberList, Selection, fetch_members};
 use crate::paging::Pages;
 use crate::provider::{Cursor, Endpoints, Fetched, Provider, Settings, Vendor};
@@ -35,10 +38,8 @@ const GROUP_FIELDS: &str = "id,displayName,members";
 /// `provider = "entra"`.
 pub(super) const VENDOR: Vendor = Vendor::new::<Keys>("entra");
 
-/// Graph's root, where `base_url` does not say otherwise (national clouds have their own).
-const GRAPH_ROOT: &str = "https://graph.microsoft.com/v1.0";
-
-/// The keys of an Entra integration, besides the common ones.
+/// The keys of an Entra integration, besides the common ones: a client secret, or a
+/// certificate's private key.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Keys {
@@ -47,9 +48,54 @@ struct Keys {
     /// The app registration's client id.
     client_id: String,
     /// Its client secret.
-    client_secret: SecretRef,
+    client_secret: Option<SecretRef>,
+    /// The private key (PEM) of a certificate uploaded to the app registration, instead of
+    /// `client_secret`; the certificate's PEM may follow it in the same value.
+    private_key: Option<SecretRef>,
+    /// The certificate (PEM), when it is not in `private_key`'s PEM.
+    certificate: Option<SecretRef>,
+    /// The Microsoft cloud the tenant lives in.
+    #[serde(default)]
+    cloud: Cloud,
     /// The scope asked for; `<Graph origin>/.default` when absent.
     scope: Option<String>,
+}
+
+/// A Microsoft cloud: the global service or a national cloud, each with its own sign-in host
+/// and Graph host (Microsoft Graph's "national cloud deployments").
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+enum Cloud {
+    /// The global service.
+    #[default]
+    Global,
+    /// Microsoft Cloud for US Government, L4 (GCC High).
+    UsGov,
+    /// Microsoft Cloud for US Government, L5 (DoD).
+    UsGovDod,
+    /// Microsoft Azure and Microsoft 365 operated by 21Vianet in China.
+    China,
+}
+
+impl Cloud {
+    /// Where tokens are issued (`https://<host>/<tenant>/oauth2/v2.0/token`).
+    fn login_host(self) -> &'static str {
+        match self {
+            Cloud::Global => "login.microsoftonline.com",
+            Cloud::UsGov | Cloud::UsGovDod => "login.microsoftonline.us",
+            Cloud::China => "login.chinacloudapi.cn",
+        }
+    }
+
+    /// Where Graph answers (`https://<host>/v1.0`).
+    fn graph_host(self) -> &'static str {
+        match self {
+            Cloud::Global => "graph.microsoft.com",
+            Cloud::UsGov => "graph.microsoft.us",
+            Cloud::UsGovDod => "dod-graph.microsoft.us",
+            Cloud::China => "microsoftgraph.chinacloudapi.cn",
+        }
+    }
 }
 
 impl Settings for Keys {
@@ -58,14 +104,15 @@ impl Settings for Keys {
     fn check(self, endpoints: Endpoints) -> Result<(Url, Entra), KeyError> {
         let base_url = match endpoints.base_url {
             Some(url) => url,
-            None => Url::parse(GRAPH_ROOT).expect("Graph's root is a URL"),
+            None => Url::parse(&format!("https://{}/v1.0", self.cloud.graph_host())).expect("Graph's root is a URL"),
         };
         let token_url = match (endpoints.token_url, self.tenant_id) {
             (Some(url), _) => url,
-            (None, Some(tenant)) => {
-                Url::parse(&format!("https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token"))
-                    .map_err(|error| KeyError::invalid("tenant_id", error))?
-            }
+            (None, Some(tenant)) => Url::parse(&format!(
+                "https://{}/{tenant}/oauth2/v2.0/token",
+                self.cloud.login_host()
+            ))
+            .map_err(|error| KeyError::invalid("tenant_id", error))?,
             (None, None) => {
                 return Err(KeyError::Missing {
                     key: "tenant_id",
@@ -77,10 +124,32 @@ impl Settings for Keys {
             Some(scope) => scope,
             None => format!("{}/.default", base_url.origin().ascii_serialization()),
         };
+        let credential = match (self.client_secret, self.private_key) {
+            (Some(secret), private_key) => {
+                keys::none_given_with(
+                    "client_secret",
+                    &[
+                        ("private_key", private_key.is_some()),
+                        ("certificate", self.certificate.is_some()),
+                    ],
+                )?;
+                Credential::Secret(secret)
+            }
+            (None, Some(private_key)) => Credential::Certificate {
+                private_key,
+                certificate: self.certificate,
+            },
+            (None, None) => {
+                return Err(KeyError::Missing {
+                    key: "client_secret",
+                    instead: Some("`private_key`"),
+                });
+            }
+        };
         let entra = Entra {
             token_url,
             client_id: self.client_id,
-            client_secret: self.client_secret,
+            credential,
             scope,
         };
         Ok((base_url, entra))
@@ -92,8 +161,20 @@ impl Settings for Keys {
 struct Entra {
     token_url: Url,
     client_id: String,
-    client_secret: SecretRef,
+    credential: Credential,
     scope: String,
+}
+
+/// How the app registration proves who it is.
+#[derive(Debug)]
+enum Credential {
+    /// A client secret.
+    Secret(SecretRef),
+    /// A certificate's private key; the certificate is in the key's PEM unless given apart.
+    Certificate {
+        private_key: SecretRef,
+        certificate: Option<SecretRef>,
+    },
 }
 
 #[derive(Deserialize)]
@@ -155,10 +236,34 @@ impl Round {
 #[async_trait::async_trait]
 impl Provider for Entra {
     fn auth(&self) -> Result<Auth, DriverError> {
-        let grant = Grant::ClientSecretPost {
-            client_id: self.client_id.clone(),
-            client_secret: self.client_secret.resolve("client_secret")?,
-            extra: vec![("scope", self.scope.clone())],
+        let grant = match &self.credential {
+            Credential::Secret(secret) => Grant::ClientSecretPost {
+                client_id: self.client_id.clone(),
+                client_secret: secret.resolve("client_secret")?,
+                extra: vec![("scope", self.scope.clone())],
+            },
+            Credential::Certificate {
+                private_key,
+                certificate,
+            } => {
+                let key = PemSetting {
+                    key: "private_key",
+                    text: &private_key.resolve("private_key")?,
+                };
+                let apart = certificate.as_ref().map(|pem| pem.resolve("certificate")).transpose()?;
+                let certificate = match &apart {
+                    Some(text) => PemSetting {
+                        key: "certificate",
+                        text,
+                    },
+                    None => key,
+                };
+                Grant::CertificateAssertion {
+                    client_id: self.client_id.clone(),
+                    signer: certificate::signer(key, certificate)?,
+                    scope: self.scope.clone(),
+                }
+            }
         };
         Ok(TokenSource::auth(self.token_url.clone(), grant))
     }
@@ -417,22 +522,148 @@ fn add_group(listing: &mut Listing, item: Value, url: &Url) -> Result<usize, Dri
 mod tests {
     use super::*;
 
+    /// The checked settings of `text`, with the endpoints that the common keys give.
+    fn check(text: &str, endpoints: Endpoints) -> Result<(Url, Entra), KeyError> {
+        let keys: Keys = crate::keys::parse(toml::from_str(text).unwrap())?;
+        keys.check(endpoints)
+    }
+
+    fn defaults() -> Endpoints {
+        Endpoints {
+            base_url: None,
+            token_url: None,
+        }
+    }
+
+    const SECRET: &str = "tenant_id = \"contoso\"\nclient_id = \"app\"\nclient_secret = \"s3cret\"\n";
+
     #[test]
     fn the_token_endpoint_and_scope_follow_the_tenant_and_the_cloud() {
-        let keys: Keys = crate::keys::parse(
-            toml::from_str("tenant_id = \"contoso\"\nclient_id = \"app\"\nclient_secret = \"s3cret\"").unwrap(),
-        )
-        .unwrap();
         let national = Endpoints {
             base_url: Some(Url::parse("https://graph.microsoft.us/v1.0").unwrap()),
             token_url: None,
         };
-        let (base_url, entra) = keys.check(national).unwrap();
+        let (base_url, entra) = check(SECRET, national).unwrap();
         assert_eq!(base_url.as_str(), "https://graph.microsoft.us/v1.0");
         assert_eq!(
             entra.token_url.as_str(),
             "https://login.microsoftonline.com/contoso/oauth2/v2.0/token"
         );
         assert_eq!(entra.scope, "https://graph.microsoft.us/.default");
+    }
+
+    #[test]
+    fn each_cloud_has_its_sign_in_host_its_graph_host_and_its_scope() {
+        let clouds = [
+            (None, "login.microsoftonline.com", "graph.microsoft.com"),
+            (Some("global"), "login.microsoftonline.com", "graph.microsoft.com"),
+            (Some("us_gov"), "login.microsoftonline.us", "graph.microsoft.us"),
+            (Some("us_gov_dod"), "login.microsoftonline.us", "dod-graph.microsoft.us"),
+            (
+                Some("china"),
+                "login.chinacloudapi.cn",
+                "microsoftgraph.chinacloudapi.cn",
+            ),
+        ];
+        for (cloud, login, graph) in clouds {
+            let setting = cloud.map(|cloud| format!("cloud = \"{cloud}\"\n")).unwrap_or_default();
+            let (base_url, entra) = check(&format!("{SECRET}{setting}"), defaults()).unwrap();
+            assert_eq!(base_url.as_str(), format!("https://{graph}/v1.0"), "{cloud:?}");
+            assert_eq!(
+                entra.token_url.as_str(),
+                format!("https://{login}/contoso/oauth2/v2.0/token"),
+                "{cloud:?}"
+            );
+            assert_eq!(entra.scope, format!("https://{graph}/.default"), "{cloud:?}");
+        }
+        let error = check(&format!("{SECRET}cloud = \"germany\""), defaults())
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(error.starts_with("key `cloud`: unknown variant `germany`"), "{error}");
+    }
+
+    #[test]
+    fn explicit_endpoints_override_the_cloud_s() {
+        let fake = Endpoints {
+            base_url: Some(Url::parse("http://127.0.0.1:8080/v1.0").unwrap()),
+            token_url: Some(Url::parse("http://127.0.0.1:8080/contoso/oauth2/v2.0/token").unwrap()),
+        };
+        let (base_url, entra) = check(&format!("{SECRET}cloud = \"china\""), fake).unwrap();
+        assert_eq!(base_url.as_str(), "http://127.0.0.1:8080/v1.0");
+        assert_eq!(
+            entra.token_url.as_str(),
+            "http://127.0.0.1:8080/contoso/oauth2/v2.0/token"
+        );
+        assert_eq!(entra.scope, "http://127.0.0.1:8080/.default");
+        // A Graph root of one's own (a proxy) keeps the cloud's sign-in host.
+        let proxied = Endpoints {
+            base_url: Some(Url::parse("https://graph-proxy.example.com/v1.0").unwrap()),
+            token_url: None,
+        };
+        let (_, entra) = check(
+            &format!("{SECRET}cloud = \"us_gov_dod\"\nscope = \"https://dod-graph.microsoft.us/.default\""),
+            proxied,
+        )
+        .unwrap();
+        assert_eq!(
+            entra.token_url.as_str(),
+            "https://login.microsoftonline.us/contoso/oauth2/v2.0/token"
+        );
+        assert_eq!(entra.scope, "https://dod-graph.microsoft.us/.default");
+    }
+
+    #[test]
+    fn a_secret_or_a_certificate_not_both_nor_neither() {
+        let base = "tenant_id = \"contoso\"\nclient_id = \"app\"\n";
+        let (_, entra) = check(
+            &format!("{base}private_key = \"file:/etc/idpsync/entra.pem\""),
+            defaults(),
+        )
+        .unwrap();
+        assert!(matches!(
+            entra.credential,
+            Credential::Certificate { certificate: None, .. }
+        ));
+        let (_, entra) = check(
+            &format!(
+                "{base}private_key = \"file:/etc/idpsync/entra.key\"\ncertificate = \"file:/etc/idpsync/entra.crt\""
+            ),
+            defaults(),
+        )
+        .unwrap();
+        assert!(matches!(
+            entra.credential,
+            Credential::Certificate {
+                certificate: Some(_),
+                ..
+            }
+        ));
+        let refused = [
+            (
+                format!("{base}client_secret = \"s\"\nprivate_key = \"k\""),
+                KeyError::DoesNotApply {
+                    key: "private_key",
+                    given: "client_secret",
+                },
+            ),
+            (
+                format!("{base}client_secret = \"s\"\ncertificate = \"c\""),
+                KeyError::DoesNotApply {
+                    key: "certificate",
+                    given: "client_secret",
+                },
+            ),
+            (
+                base.to_owned(),
+                KeyError::Missing {
+                    key: "client_secret",
+                    instead: Some("`private_key`"),
+                },
+            ),
+        ];
+        for (text, expected) in refused {
+            assert_eq!(check(&text, defaults()).err(), Some(expected), "{text}");
+        }
     }
 }

@@ -13,10 +13,16 @@
 //! A run reads its feed before its listing, so the listing is the newer of the two: an object
 //! the listing holds keeps what the listing says, whatever the feed reported of it (a user
 //! deleted and created again, a member removed and added back, within the feed's overlap).
+//!
+//! Every entry of a feed has the IdP's time of the change (Okta's `published`, Auth0's `date`,
+//! authentik's `created`): what the feed applies to the listing carries it
+//! ([`Listing::idp_times`]), so that the events it causes, and a leaver's chain, say when the
+//! IdP made the change and not only when the run read it.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 
-use idpsync_engine::reconcile::{ExternalMember, Listing};
+use idpsync_engine::ids::Timestamp;
+use idpsync_engine::reconcile::{ExternalMember, Listing, Membership};
 
 use crate::client::Run;
 use crate::error::DriverError;
@@ -37,30 +43,69 @@ pub(super) enum Gone {
     },
 }
 
-/// What a feed reported since the cursor, each thing once.
+/// What a feed reported since the cursor, each thing once, with the IdP's time of its latest
+/// entry where the entry had one.
 #[derive(Debug, Default)]
 pub(super) struct Feed {
-    gone: BTreeSet<Gone>,
+    gone: BTreeMap<Gone, Option<Timestamp>>,
+    /// Users deactivated or suspended, and when: their state comes from the listing, their
+    /// time from here.
+    deactivated: BTreeMap<String, Timestamp>,
+}
+
+/// The IdP's time of a feed entry (RFC 3339), or `None` if the entry has none that reads as one.
+pub(super) fn entry_time(text: Option<&str>) -> Option<Timestamp> {
+    text.and_then(|text| Timestamp::parse_rfc3339(text).ok())
 }
 
 impl Feed {
-    /// Notes one thing gone.
-    pub(super) fn gone(&mut self, gone: Gone) {
-        self.gone.insert(gone);
+    /// Notes one thing gone, at the IdP's time `at` where the entry says.
+    pub(super) fn gone(&mut self, gone: Gone, at: Option<Timestamp>) {
+        let held = self.gone.entry(gone).or_default();
+        *held = (*held).max(at);
+    }
+
+    /// Notes a user deactivated or suspended at the IdP's time `at`.
+    pub(super) fn deactivated(&mut self, user: String, at: Timestamp) {
+        let held = self.deactivated.entry(user).or_insert(at);
+        *held = (*held).max(at);
     }
 
     /// Adds what the feed reported to `listing` (an incremental one), except for the objects
-    /// the listing holds: it was read after the feed, so it says how they are now.
+    /// the listing holds: it was read after the feed, so it says how they are now. The IdP's
+    /// times go with them, and with the users it deactivated (which the listing holds: they
+    /// date the deactivation the listing shows, if it shows one).
     pub(super) fn apply(self, listing: &mut Listing) {
-        for gone in self.gone {
+        for (gone, at) in self.gone {
             match gone {
-                Gone::User(id) if !listing.has_user(&id) => listing.removed_user(id),
-                Gone::Group(id) if !listing.has_group(&id) => listing.removed_group(id),
+                Gone::User(id) if !listing.has_user(&id) => {
+                    if let Some(at) = at {
+                        listing.idp_times().user(&id, at);
+                    }
+                    listing.removed_user(id);
+                }
+                Gone::Group(id) if !listing.has_group(&id) => {
+                    if let Some(at) = at {
+                        listing.idp_times().group(&id, at);
+                    }
+                    listing.removed_group(id);
+                }
                 Gone::Member { group, user } if !listing.has_group(&group) => {
-                    listing.delta_edge(&group, ExternalMember::User(user), false);
+                    let member = ExternalMember::User(user);
+                    if let Some(at) = at {
+                        let edge = Membership {
+                            group: group.clone(),
+                            member: member.clone(),
+                        };
+                        listing.idp_times().left(edge, at);
+                    }
+                    listing.delta_edge(&group, member, false);
                 }
                 Gone::User(_) | Gone::Group(_) | Gone::Member { .. } => {}
             }
+        }
+        for (user, at) in self.deactivated {
+            listing.idp_times().user(&user, at);
         }
     }
 }
@@ -124,7 +169,7 @@ mod tests {
                 user: "u1".into(),
             },
         ] {
-            feed.gone(gone);
+            feed.gone(gone, None);
         }
         feed.apply(&mut listing);
         let named: Vec<&str> = listing.named_user_ids().collect();
@@ -132,5 +177,46 @@ mod tests {
         // read again).
         assert_eq!(named, ["back", "gone", "u1"]);
         assert_eq!(listing.user_count(), 1);
+    }
+
+    #[test]
+    fn the_idp_s_times_go_with_what_the_feed_applies() {
+        let mut listing = Listing::new(ListingScope::Incremental);
+        listing.add_user(user("back"));
+        let mut feed = Feed::default();
+        feed.gone(Gone::User("gone".into()), Some(Timestamp(10)));
+        feed.gone(Gone::User("gone".into()), Some(Timestamp(30)));
+        feed.gone(Gone::User("gone".into()), None);
+        feed.gone(Gone::User("back".into()), Some(Timestamp(20)));
+        feed.gone(Gone::User("undated".into()), None);
+        feed.gone(Gone::Group("g".into()), Some(Timestamp(40)));
+        let left = Gone::Member {
+            group: "g2".into(),
+            user: "u1".into(),
+        };
+        feed.gone(left, Some(Timestamp(50)));
+        feed.deactivated("off".into(), Timestamp(60));
+        feed.apply(&mut listing);
+        let times = listing.idp_times();
+        assert_eq!(times.of_user("gone"), Some(Timestamp(30)), "the latest entry's");
+        assert_eq!(times.of_user("back"), None, "the listing holds it: not removed");
+        assert_eq!(times.of_user("undated"), None);
+        assert_eq!(times.of_group("g"), Some(Timestamp(40)));
+        let edge = Membership {
+            group: "g2".into(),
+            member: ExternalMember::User("u1".into()),
+        };
+        assert_eq!(times.of_left(&edge), Some(Timestamp(50)));
+        assert_eq!(times.of_user("off"), Some(Timestamp(60)));
+    }
+
+    #[test]
+    fn entry_times_read_rfc3339_or_nothing() {
+        assert_eq!(
+            entry_time(Some("2026-03-02T09:00:00.123Z")),
+            Some(Timestamp(1_772_442_000_123_000))
+        );
+        assert_eq!(entry_time(Some("yesterday")), None);
+        assert_eq!(entry_time(None), None);
     }
 }

@@ -11,7 +11,7 @@ use reqwest::Url;
 use reqwest::header::AUTHORIZATION;
 use serde::Deserialize;
 
-use super::feed::{Feed, Gone, unless_refused};
+use super::feed::{Feed, Gone, entry_time, unless_refused};
 use super::person::Person;
 use super::since::{rfc3339_millis, since_now, since_seconds};
 use crate::auth::{Auth, Grant, Signer, TokenSource, header_value};
@@ -157,6 +157,8 @@ enum OktaAuth {
 struct OktaUser {
     id: String,
     status: Option<String>,
+    /// When its status last changed: for a user who cannot sign in, when Okta took that away.
+    status_changed: Option<String>,
     #[serde(default)]
     profile: OktaProfile,
 }
@@ -192,6 +194,8 @@ struct OktaMember {
 #[serde(rename_all = "camelCase")]
 struct LogEvent {
     uuid: String,
+    /// When Okta logged the change.
+    published: Option<String>,
     event_type: String,
     outcome: LogOutcome,
     #[serde(default)]
@@ -239,16 +243,24 @@ impl LogRead {
                     )
                 })
         };
+        let at = entry_time(event.published.as_deref());
         match event.event_type.as_str() {
-            DELETED => self.feed.gone(Gone::User(target("User")?)),
+            DELETED => self.feed.gone(Gone::User(target("User")?), at),
             DEACTIVATED | SUSPENDED => {
-                self.read_again.insert(target("User")?);
+                let user = target("User")?;
+                if let Some(at) = at {
+                    self.feed.deactivated(user.clone(), at);
+                }
+                self.read_again.insert(user);
             }
-            LEFT_GROUP => self.feed.gone(Gone::Member {
-                group: target("UserGroup")?,
-                user: target("User")?,
-            }),
-            GROUP_DELETED => self.feed.gone(Gone::Group(target("UserGroup")?)),
+            LEFT_GROUP => self.feed.gone(
+                Gone::Member {
+                    group: target("UserGroup")?,
+                    user: target("User")?,
+                },
+                at,
+            ),
+            GROUP_DELETED => self.feed.gone(Gone::Group(target("UserGroup")?), at),
             other => {
                 return Err(format!(
                     "System Log event {} is of type {other}, which was not asked for",
@@ -323,8 +335,9 @@ async fn read_users_again(
     let LogRead { mut feed, read_again } = read;
     let wanted: Vec<String> = read_again.into_iter().filter(|id| !listing.has_user(id)).collect();
     let found = read_users(client, run, listing, &wanted, "the System Log").await?;
+    // Deleted since it was deactivated; when, the log said (if the deletion is in it).
     for id in wanted.iter().filter(|id| !found.contains(*id)) {
-        feed.gone(Gone::User(id.clone()));
+        feed.gone(Gone::User(id.clone()), None);
     }
     Ok(feed)
 }
@@ -401,6 +414,9 @@ fn add_user(listing: &mut Listing, user: OktaUser) -> bool {
         display_name: user.profile.display_name.as_deref(),
     };
     let active = is_active(user.status.as_deref());
+    if !active && let Some(at) = entry_time(user.status_changed.as_deref()) {
+        listing.idp_times().user(&user.id, at);
+    }
     listing.add_user(person.into_user(user.id, active))
 }
 

@@ -2,17 +2,18 @@
 //! through nesting) and the binding changes, folded into an empty state and projected, each
 //! step kept with its door, time and chain link (see the module docs of [`crate::audit`]).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
-use idpsync_storage::{Hash32, Seq, Timestamp};
+use idpsync_storage::{Hash32, Seq, TenantId, Timestamp};
 
 use super::{AuditError, AuditSources, Door, Held, MembershipEnd, Offboarding, Standing, Step, StepKind, UserAudit};
 use crate::error::EngineError;
 use crate::event::{Event, LoggedEvent};
-use crate::ids::{GroupId, Member, UserId};
+use crate::ids::{GroupId, Member, TokenId, UserId};
 use crate::model::User;
-use crate::projector::{self, AccessDirection};
+use crate::projector::{self, AccessDirection, Projection};
+use crate::seal::Keyring;
 use crate::state::State;
 use crate::tenant::Tenant;
 
@@ -38,44 +39,127 @@ pub async fn audit_user(tenant: &Tenant, user: UserId, sources: &AuditSources<'_
     events.sort_by_key(|(event, _)| event.seq);
     events.dedup_by_key(|(event, _)| event.seq);
 
-    let mut state = State::new();
-    let mut steps = Vec::new();
-    let mut last_known: Option<Arc<User>> = None;
     let keyring = tenant.keyring();
+    let mut chains = Chains::new([user], keyring, sources.token_names);
     for (event, chain) in &events {
-        let names_before = state.clone();
-        let (effects, projection) = projector::fold_and_project(&mut state, event, &**keyring);
-        if let Some(found) = state.user(user) {
-            last_known = Some(Arc::clone(found));
+        chains.fold(event, *chain);
+    }
+    let chain = chains.take(user);
+    Ok(chain.into_audit(user, &present, tenant.id().clone(), head))
+}
+
+/// Folds events into a state of its own and keeps the steps of a set of watched users: what a
+/// user's audit and a period's report are made of. The events folded must include, for each
+/// watched user, its own events, those of every group it was ever in (directly or through
+/// nesting) and every binding change (see the module docs of [`crate::audit`]); events about
+/// other users may be left out or kept, they change no watched user's steps.
+pub(super) struct Chains<'a> {
+    state: State,
+    watched: HashMap<UserId, Chain>,
+    keyring: &'a Keyring,
+    token_names: &'a BTreeMap<TokenId, String>,
+}
+
+/// One watched user's steps so far.
+#[derive(Default)]
+pub(super) struct Chain {
+    steps: Vec<Step>,
+    /// Its record as last folded: its externalId names the IdP object of its sync steps, and
+    /// its userName outlives a deletion.
+    last_known: Option<Arc<User>>,
+}
+
+impl<'a> Chains<'a> {
+    /// Watches `users`, opening sealed profiles with `keyring` and naming tokens from
+    /// `token_names`.
+    pub(super) fn new(
+        users: impl IntoIterator<Item = UserId>,
+        keyring: &'a Keyring,
+        token_names: &'a BTreeMap<TokenId, String>,
+    ) -> Chains<'a> {
+        Chains {
+            state: State::new(),
+            watched: users.into_iter().map(|user| (user, Chain::default())).collect(),
+            keyring,
+            token_names,
         }
-        let door = Door::of(event, sources.token_names, last_known.as_deref());
-        let received = door.received_at();
-        let step = |kind: StepKind, latency_us: Option<i64>| Step {
-            seq: event.seq,
-            recorded_at: event.recorded_at,
-            chain: *chain,
-            kind,
-            door: door.clone(),
-            latency_us,
-        };
-        let lifecycle = match &event.envelope.event {
-            Event::UserProvisioned { user: who, .. } if *who == user => Some(StepKind::Provisioned),
-            Event::UserDeactivated { user: who } if *who == user => Some(StepKind::Deactivated),
-            Event::UserReactivated { user: who } if *who == user => Some(StepKind::Reactivated),
-            Event::UserDeleted { user: who } if *who == user => Some(StepKind::Deleted),
-            Event::UserErased { user: who } | Event::UserErasedWithLookup { user: who, .. } if *who == user => {
-                Some(StepKind::Erased)
-            }
+    }
+
+    /// Whether `user` is watched.
+    pub(super) fn watches(&self, user: UserId) -> bool {
+        self.watched.contains_key(&user)
+    }
+
+    /// The state folded so far.
+    pub(super) fn state(&self) -> &State {
+        &self.state
+    }
+
+    /// Folds `event`, whose record has the chain link `chain`, adding the steps it makes for
+    /// each watched user; returns its projection.
+    pub(super) fn fold(&mut self, event: &LoggedEvent, chain: Hash32) -> Projection {
+        let names_before = self.state.clone();
+        let (effects, projection) = projector::fold_and_project(&mut self.state, event, self.keyring);
+        let state = &self.state;
+        if let Some(user) = event.envelope.event.user()
+            && let Some(watched) = self.watched.get_mut(&user)
+            && let Some(found) = state.user(user)
+        {
+            watched.last_known = Some(Arc::clone(found));
+        }
+        // When the revocation an acknowledgement answers was recorded: a step of an earlier event.
+        let acknowledged_revocation_at = match &event.envelope.event {
+            Event::RevocationAcknowledged {
+                user,
+                seq,
+                resource,
+                role,
+                via,
+                ..
+            } => self.watched.get(user).and_then(|watched| {
+                watched
+                    .steps
+                    .iter()
+                    .find(|step| {
+                        step.seq == *seq
+                            && matches!(&step.kind, StepKind::Access { direction: AccessDirection::Revoked, resource: r, role: o, via: v, .. }
+                                if r == resource && o == role && v == via)
+                    })
+                    .map(|step| step.recorded_at)
+            }),
             _ => None,
         };
-        if let Some(kind) = lifecycle {
-            steps.push(step(kind, None));
+        let token_names = self.token_names;
+        let mut push = |user: UserId, kind: StepKind, latency_us: Option<i64>| {
+            if let Some(watched) = self.watched.get_mut(&user) {
+                let door = Door::of(event, token_names, watched.last_known.as_deref());
+                watched.steps.push(Step {
+                    seq: event.seq,
+                    recorded_at: event.recorded_at,
+                    chain,
+                    kind,
+                    door,
+                    latency_us,
+                });
+            }
+        };
+        let received = Door::of(event, token_names, None).received_at();
+        let lifecycle = match &event.envelope.event {
+            Event::UserProvisioned { user, .. } => Some((*user, StepKind::Provisioned)),
+            Event::UserDeactivated { user } => Some((*user, StepKind::Deactivated)),
+            Event::UserReactivated { user } => Some((*user, StepKind::Reactivated)),
+            Event::UserDeleted { user } => Some((*user, StepKind::Deleted)),
+            Event::UserErased { user } | Event::UserErasedWithLookup { user, .. } => Some((*user, StepKind::Erased)),
+            _ => None,
+        };
+        if let Some((user, kind)) = lifecycle {
+            push(user, kind, None);
         }
         for (group, member, joined) in &effects.memberships {
-            if *member != Member::User(user) {
+            let Member::User(user) = *member else {
                 continue;
-            }
-            let group_name = group_name(&names_before, &state, *group);
+            };
+            let group_name = group_name(&names_before, state, *group);
             let kind = if *joined {
                 StepKind::Joined {
                     group: *group,
@@ -93,40 +177,33 @@ pub async fn audit_user(tenant: &Tenant, user: UserId, sources: &AuditSources<'_
                     how,
                 }
             };
-            steps.push(step(kind, None));
+            push(user, kind, None);
         }
         if let Event::RevocationAcknowledged {
-            user: who,
+            user,
             seq,
             resource,
             role,
             via,
             ..
         } = &event.envelope.event
-            && *who == user
         {
-            let revoked_at = steps
-                .iter()
-                .find(|step| {
-                    step.seq == *seq
-                        && matches!(&step.kind, StepKind::Access { direction: AccessDirection::Revoked, resource: r, role: o, via: v, .. }
-                            if r == resource && o == role && v == via)
-                })
-                .map(|step| step.recorded_at);
-            steps.push(step(
+            push(
+                *user,
                 StepKind::Acknowledged {
                     revoked: *seq,
                     resource: resource.clone(),
                     role: *role,
                     via: *via,
-                    via_name: group_name(&names_before, &state, *via),
+                    via_name: group_name(&names_before, state, *via),
                 },
-                revoked_at.map(|at| (event.recorded_at.0 - at.0).max(0)),
-            ));
+                acknowledged_revocation_at.map(|at| (event.recorded_at.0 - at.0).max(0)),
+            );
         }
-        for change in projection.roles.iter().filter(|change| change.user == user) {
-            let named = |via: Option<GroupId>| via.map(|via| (via, group_name(&names_before, &state, via)));
-            steps.push(step(
+        for change in &projection.roles {
+            let named = |via: Option<GroupId>| via.map(|via| (via, group_name(&names_before, state, via)));
+            push(
+                change.user,
                 StepKind::Role {
                     old: change.old.as_ref().map(|held| held.role.clone()),
                     new: change.new.as_ref().map(|held| held.role.clone()),
@@ -135,61 +212,74 @@ pub async fn audit_user(tenant: &Tenant, user: UserId, sources: &AuditSources<'_
                     old_via: named(change.old.as_ref().and_then(|held| held.via)),
                 },
                 received.map(|at| (change.recorded_at.0 - at.0).max(0)),
-            ));
+            );
         }
-        for change in projection.access.iter().filter(|change| change.user == user) {
-            let latency_us = received.map(|at| (change.recorded_at.0 - at.0).max(0));
-            steps.push(step(
+        for change in &projection.access {
+            push(
+                change.user,
                 StepKind::Access {
                     direction: change.direction,
                     resource: change.resource.clone(),
                     role: change.role,
                     via: change.via,
-                    via_name: group_name(&names_before, &state, change.via),
+                    via_name: group_name(&names_before, state, change.via),
                 },
-                latency_us,
-            ));
+                received.map(|at| (change.recorded_at.0 - at.0).max(0)),
+            );
         }
+        projection
     }
 
-    let current = present.user(user);
-    let standing = match current {
-        Some(found) if found.active => Standing::Active,
-        Some(_) => Standing::Inactive,
-        None => Standing::Deleted,
-    };
-    let known = current.or(last_known.as_ref());
-    let erased = known.is_some_and(|u| u.is_erased());
-    let user_name = known.map_or_else(|| user.to_string(), |u| u.profile.user_name.clone());
-    let still_holds: Vec<Held> = crate::access::grants(&present, user)
-        .into_iter()
-        .map(|grant| Held {
-            via_name: present
-                .group(grant.via)
-                .map_or_else(|| grant.via.to_string(), |g| g.display_name.clone()),
-            resource: grant.resource,
-            role: grant.role,
-            via: grant.via,
-        })
-        .collect();
-    let leave = last_leave(&steps, standing);
-    let mut audit = UserAudit {
-        tenant: tenant.id().clone(),
-        user,
-        user_name,
-        erased,
-        standing,
-        head,
-        generated_at: Timestamp::now(),
-        leave,
-        steps,
-        still_holds,
-        time_to_revoke_us: None,
-        offboarding: None,
-    };
-    audit.time_to_revoke_us = time_to_revoke(&audit);
-    audit.offboarding = offboarding(&audit);
-    Ok(audit)
+    /// Stops watching `user` and hands over its steps.
+    pub(super) fn take(&mut self, user: UserId) -> Chain {
+        self.watched.remove(&user).unwrap_or_default()
+    }
+}
+
+impl Chain {
+    /// The audit of `user` made of these steps, standing as `present` (the state at `head`)
+    /// says.
+    pub(super) fn into_audit(self, user: UserId, present: &State, tenant: TenantId, head: Seq) -> UserAudit {
+        let Chain { steps, last_known } = self;
+        let current = present.user(user);
+        let standing = match current {
+            Some(found) if found.active => Standing::Active,
+            Some(_) => Standing::Inactive,
+            None => Standing::Deleted,
+        };
+        let known = current.or(last_known.as_ref());
+        let erased = known.is_some_and(|u| u.is_erased());
+        let user_name = known.map_or_else(|| user.to_string(), |u| u.profile.user_name.clone());
+        let still_holds: Vec<Held> = crate::access::grants(present, user)
+            .into_iter()
+            .map(|grant| Held {
+                via_name: present
+                    .group(grant.via)
+                    .map_or_else(|| grant.via.to_string(), |g| g.display_name.clone()),
+                resource: grant.resource,
+                role: grant.role,
+                via: grant.via,
+            })
+            .collect();
+        let leave = last_leave(&steps, standing);
+        let mut audit = UserAudit {
+            tenant,
+            user,
+            user_name,
+            erased,
+            standing,
+            head,
+            generated_at: Timestamp::now(),
+            leave,
+            steps,
+            still_holds,
+            time_to_revoke_us: None,
+            offboarding: None,
+        };
+        audit.time_to_revoke_us = time_to_revoke(&audit);
+        audit.offboarding = offboarding(&audit);
+        audit
+    }
 }
 
 /// Every group that was ever an ancestor of `user` (directly or through nesting), and the
@@ -251,6 +341,7 @@ fn offboarding(audit: &UserAudit) -> Option<Offboarding> {
         .collect();
     let acknowledged = acknowledgements.len();
     Some(Offboarding {
+        idp_changed_at: leave.door.idp_changed_at(),
         received_at: leave.door.received_at(),
         recorded_at: leave.recorded_at,
         revoked_at: revocations.iter().map(|step| step.recorded_at).max(),

@@ -13,16 +13,28 @@
 //! events say about anything else, and the projector is a function of the state before and
 //! after.
 //!
+//! # A period's report in bounded memory
+//! The leavers' report ([`leavers_report_from_log`]) needs no history index and no loaded
+//! tenant: one pass over the log finds the period's leavers, a second folds, into a state of its
+//! own, only what bears on them (their own events, the groups with other users' memberships
+//! left out, the bindings), keeping each leaver's steps as [`audit_user`] would. Its memory grows
+//! with the leavers and the groups, not with the log or the directory. A tenant that ever had a
+//! role binding is folded whole (the report lists every user's admin role changes), in the
+//! memory of one state of the directory.
+//!
 //! # Latency
 //! Each step caused by the IdP says when the IdP's change reached IdP-Sync: the SCIM request's
 //! id and a sync run's id are UUID v7, stamped when the request arrived and when the run
 //! started. A revocation's latency is from that moment to the record that revoked the access.
+//! Where the IdP dated the change itself (a sync run that read it from the IdP's change feed,
+//! or from the user's time of its last status change: [`crate::Cause::IdpObjectChanged`]),
+//! the step's door has that time too, and a leave's chain ([`Offboarding`]) starts there.
 //!
 //! # Layout
 //! - this file: what an audit is made of ([`UserAudit`], [`Step`], [`Door`]) and reads
 //!   ([`AuditSources`]);
 //! - [`chain`]: one user's chain ([`audit_user`]);
-//! - [`report`]: the leavers of a period ([`leavers_report`]);
+//! - [`report`]: the leavers of a period ([`leavers_report`], [`leavers_report_from_log`]);
 //! - [`scan`]: reading stretches of the log: the binding changes, a user by a former userName.
 
 pub mod chain;
@@ -35,8 +47,8 @@ use idpsync_storage::{Hash32, Seq, TenantId, Timestamp};
 
 pub use chain::audit_user;
 pub use report::{
-    AdminChange, HeldLeavers, LeaveKind, Leaver, LeaversReport, SLOWEST_SHOWN, SlowOffboarding, Unacknowledged,
-    leavers_report,
+    AdminChange, HeldLeavers, LeaveKind, Leaver, LeaversReport, ReportContext, ReportLog, SLOWEST_SHOWN,
+    SlowOffboarding, Unacknowledged, held_leavers, leavers_report, leavers_report_from_log,
 };
 pub use scan::{BindingLog, BindingLogs, resolve_user};
 
@@ -66,6 +78,9 @@ pub enum Door {
         run: SyncRunId,
         /// The IdP's id of the object the step is about.
         idp_object: Option<String>,
+        /// When the IdP made the change, by its own clock, where it said so (its change
+        /// feed, or the object's time of its last status change).
+        idp_changed_at: Option<Timestamp>,
     },
     /// The management API.
     Admin {
@@ -101,12 +116,13 @@ impl Door {
                 integration: integration.to_string(),
                 run: *run,
                 idp_object: match &event.envelope.cause {
-                    Cause::IdpObject(id) => Some(id.clone()),
-                    Cause::IdpUser => user
+                    Cause::IdpObject(id) | Cause::IdpObjectChanged { object: id, .. } => Some(id.clone()),
+                    Cause::IdpUser | Cause::IdpUserChanged { .. } => user
                         .filter(|user| event.envelope.event.user() == Some(user.id))
                         .and_then(|user| user.external_id.clone()),
                     Cause::Request(_) | Cause::Unspecified => None,
                 },
+                idp_changed_at: event.envelope.cause.idp_changed_at(),
             },
             Source::Admin { token } => Door::Admin {
                 token: *token,
@@ -115,6 +131,14 @@ impl Door {
             },
             Source::Operator => Door::Operator,
             Source::Workload => Door::Workload,
+        }
+    }
+
+    /// When the IdP made the change, by its own clock, where it said so.
+    pub fn idp_changed_at(&self) -> Option<Timestamp> {
+        match self {
+            Door::Integration { idp_changed_at, .. } => *idp_changed_at,
+            _ => None,
         }
     }
 
@@ -299,11 +323,15 @@ pub struct UserAudit {
     pub offboarding: Option<Offboarding>,
 }
 
-/// A leave's chain: when the IdP's change reached IdP-Sync, when it was recorded, when the
-/// last access it took away was revoked, and when the consumer acknowledged the last of those
-/// revocations.
+/// A leave's chain: when the IdP made the change (where it said), when the change reached
+/// IdP-Sync, when it was recorded, when the last access it took away was revoked, and when the
+/// consumer acknowledged the last of those revocations.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Offboarding {
+    /// When the IdP made the change, by its own clock, where it said so (a sync run that read
+    /// it from the IdP's change feed, or from the user's time of its last status change); `None`
+    /// for a SCIM request and for a removal by absence, whose IdP time is not known.
+    pub idp_changed_at: Option<Timestamp>,
     /// When the change reached IdP-Sync (the SCIM request's or sync run's time), where known.
     pub received_at: Option<Timestamp>,
     /// When the leave was recorded.
@@ -320,6 +348,11 @@ pub struct Offboarding {
 }
 
 impl Offboarding {
+    /// Microseconds from the IdP's change to its reaching IdP-Sync, where both are known.
+    pub fn to_receive_us(&self) -> Option<i64> {
+        Some((self.received_at?.0 - self.idp_changed_at?.0).max(0))
+    }
+
     /// Microseconds from the change reaching IdP-Sync to its record.
     pub fn to_record_us(&self) -> Option<i64> {
         self.received_at.map(|at| (self.recorded_at.0 - at.0).max(0))
@@ -335,10 +368,10 @@ impl Offboarding {
         Some((self.acknowledged_at?.0 - self.revoked_at?.0).max(0))
     }
 
-    /// Microseconds from the first known moment (reached IdP-Sync, else recorded) to the last
-    /// acknowledgement: the whole offboarding, once it is closed.
+    /// Microseconds from the first known moment (the IdP's change, else reached IdP-Sync, else
+    /// recorded) to the last acknowledgement: the whole offboarding, once it is closed.
     pub fn total_us(&self) -> Option<i64> {
-        let start = self.received_at.unwrap_or(self.recorded_at);
+        let start = self.idp_changed_at.or(self.received_at).unwrap_or(self.recorded_at);
         Some((self.acknowledged_at?.0 - start.0).max(0))
     }
 

@@ -4,15 +4,23 @@
 //! acknowledged within the tenant's threshold, and any sync the guard holds that would take
 //! users out.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
 
-use idpsync_storage::{Hash32, Seq, TenantId, Timestamp};
+use idpsync_storage::{Hash32, LogStore, Seq, TenantId, Timestamp};
 
-use super::{AuditError, AuditSources, Door, Held, Offboarding, Standing, audit_user};
-use crate::event::Event;
-use crate::ids::UserId;
-use crate::roles::{self, RoleAssignment};
-use crate::tenant::Tenant;
+use super::chain::Chains;
+use super::{AuditError, AuditSources, Door, Held, Offboarding, Standing};
+use crate::error::EngineError;
+use crate::event::{Event, LoggedEvent};
+use crate::ids::{Member, TokenId, UserId};
+use crate::model::ResourceKind;
+use crate::reader::EventPages;
+use crate::roles::{self, RoleAssignment, RoleChange};
+use crate::seal::Keyring;
+use crate::state::State;
+use crate::tenant::{Tenant, seq_at_time};
 
 /// How a leaver left.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -173,51 +181,118 @@ impl LeaversReport {
     }
 }
 
+/// Where a report reads: a tenant's log in a store, up to a head, and the keys that open its
+/// sealed profiles.
+pub struct ReportLog<'a> {
+    /// The store.
+    pub store: &'a Arc<dyn LogStore>,
+    /// The tenant.
+    pub tenant: &'a TenantId,
+    /// The last record the report covers.
+    pub head: Seq,
+    /// The tenant's keys.
+    pub keyring: &'a Keyring,
+}
+
+/// What a report says beyond the log.
+pub struct ReportContext<'a> {
+    /// Token names by id, to name doors.
+    pub token_names: &'a BTreeMap<TokenId, String>,
+    /// How long the consumer may take to acknowledge a revocation.
+    pub ack_within: Duration,
+    /// The held syncs that would take users out ([`held_leavers`] of a running tenant).
+    pub held: Vec<HeldLeavers>,
+}
+
 /// The leavers of `tenant` since `since`, up to its published head.
 pub async fn leavers_report(
     tenant: &Tenant,
     since: Timestamp,
     sources: &AuditSources<'_>,
 ) -> Result<LeaversReport, AuditError> {
-    let head = tenant.state().seq();
-    let from_seq = tenant.seq_at(since).next();
-    let mut seen = BTreeSet::new();
-    let mut leavers = Vec::new();
-    let mut events = tenant.events(from_seq..=head);
+    let keyring = tenant.keyring();
+    let log = ReportLog {
+        store: tenant.store(),
+        tenant: tenant.id(),
+        head: tenant.state().seq(),
+        keyring,
+    };
+    let context = ReportContext {
+        token_names: sources.token_names,
+        ack_within: tenant.settings().revocation_ack_within,
+        held: held_leavers(tenant),
+    };
+    leavers_report_from_log(log, since, context).await
+}
+
+/// The leavers of a tenant since `since`, read from its log alone, in memory that does not grow
+/// with the log: no tenant is loaded. Two passes over the log: the first finds the period's
+/// leavers (and whether any role binding was ever set); the second folds, into a state of its
+/// own, only what bears on them: their own events, every group's events with the memberships
+/// of other users left out, and the bindings (see the module docs of [`crate::audit`]). A tenant
+/// that ever had a role binding is folded whole instead, for the role changes of every user.
+pub async fn leavers_report_from_log(
+    log: ReportLog<'_>,
+    since: Timestamp,
+    context: ReportContext<'_>,
+) -> Result<LeaversReport, AuditError> {
+    let head = log.head;
+    // The period starts with the first record at or after `since`: after the last one before it.
+    let before = Timestamp(since.0.saturating_sub(1));
+    let from_seq = seq_at_time(log.store, log.tenant, before).await?.min(head).next();
+    let period = read_period(&log, from_seq).await?;
+    let mut chains = Chains::new(
+        period.leaves.iter().map(|leave| leave.user),
+        log.keyring,
+        context.token_names,
+    );
+    let mut role_changes = Vec::new();
+    let mut events = EventPages::new(log.store, log.tenant, Seq(1)..=head);
     while let Some(page) = events.next_page().await? {
         for (event, chain) in page {
-            let (user, how) = match event.envelope.event {
-                Event::UserDeactivated { user } => (user, LeaveKind::Deactivated),
-                Event::UserDeleted { user } => (user, LeaveKind::Deleted),
-                _ => continue,
+            let event = match period.role_bindings {
+                true => event,
+                false => match bearing_on_watched(event, &chains) {
+                    Some(event) => event,
+                    None => continue,
+                },
             };
-            if !seen.insert(user) {
-                continue;
+            let projection = chains.fold(&event, chain);
+            if event.seq >= from_seq {
+                role_changes.extend(projection.roles);
             }
-            let audit = audit_user(tenant, user, sources).await?;
-            leavers.push(Leaver {
-                user,
+        }
+    }
+    let present = chains.state().clone();
+    let leavers: Vec<Leaver> = period
+        .leaves
+        .into_iter()
+        .map(|leave| {
+            let audit = chains
+                .take(leave.user)
+                .into_audit(leave.user, &present, log.tenant.clone(), head);
+            Leaver {
+                user: leave.user,
                 user_name: audit.user_name.clone(),
-                how,
-                seq: event.seq,
-                left_at: event.recorded_at,
-                chain,
-                door: audit
-                    .steps
-                    .iter()
-                    .find(|step| step.seq == event.seq)
-                    .map_or_else(|| Door::of(&event, sources.token_names, None), |step| step.door.clone()),
+                how: leave.how,
+                seq: leave.event.seq,
+                left_at: leave.event.recorded_at,
+                chain: leave.chain,
+                door: audit.steps.iter().find(|step| step.seq == leave.event.seq).map_or_else(
+                    || Door::of(&leave.event, context.token_names, None),
+                    |step| step.door.clone(),
+                ),
                 standing: audit.standing,
                 revoked: audit.revocations().count(),
                 time_to_revoke_us: audit.time_to_revoke_us,
                 still_holds: audit.still_holds,
                 offboarding: audit.offboarding,
-            });
-        }
-    }
+            }
+        })
+        .collect();
     let times: Vec<i64> = leavers.iter().filter_map(|leaver| leaver.time_to_revoke_us).collect();
     let generated_at = Timestamp::now();
-    let ack_within_us = i64::try_from(tenant.settings().revocation_ack_within.as_micros()).unwrap_or(i64::MAX);
+    let ack_within_us = i64::try_from(context.ack_within.as_micros()).unwrap_or(i64::MAX);
     let unacknowledged = leavers
         .iter()
         .filter_map(|leaver| {
@@ -246,15 +321,8 @@ pub async fn leavers_report(
         .collect();
     slowest.sort_by_key(|slow| std::cmp::Reverse(slow.offboarding.total_us()));
     slowest.truncate(SLOWEST_SHOWN);
-    // Finding role changes replays the period over a second state; a tenant that never had a
-    // role binding has none, and skips that replay (and its memory: a second full state).
-    let admin_changes = if sources.bindings.had_role_bindings(head) {
-        admin_changes(tenant, from_seq, head).await?
-    } else {
-        Vec::new()
-    };
     Ok(LeaversReport {
-        tenant: tenant.id().clone(),
+        tenant: log.tenant.clone(),
         since,
         from_seq,
         head,
@@ -264,19 +332,95 @@ pub async fn leavers_report(
         max_time_to_revoke_us: times.iter().copied().max(),
         still_holding: leavers.iter().filter(|leaver| !leaver.still_holds.is_empty()).count(),
         leavers,
-        held: held_leavers(tenant),
+        held: context.held,
         ack_within_us,
         unacknowledged,
         slowest,
-        admin_changes,
+        admin_changes: admin_changes(&present, role_changes),
     })
 }
 
-/// The role changes of the records `from..=to` that made a user an admin or stopped it being
-/// one (see [`AdminChange`]).
-async fn admin_changes(tenant: &Tenant, from: Seq, to: Seq) -> Result<Vec<AdminChange>, AuditError> {
-    let present = tenant.state();
-    let default = roles::default_role(&present);
+/// A user's first leave in the period.
+struct Leave {
+    user: UserId,
+    how: LeaveKind,
+    event: LoggedEvent,
+    chain: Hash32,
+}
+
+/// What the first pass finds.
+struct Period {
+    /// The first leave of each user who left in the period, in log order.
+    leaves: Vec<Leave>,
+    /// Whether a role binding was set at any record up to the head.
+    role_bindings: bool,
+}
+
+/// The first pass over the log: the leaves from `from_seq` on, and whether a role binding was
+/// ever set.
+async fn read_period(log: &ReportLog<'_>, from_seq: Seq) -> Result<Period, EngineError> {
+    let mut seen = HashSet::new();
+    let mut period = Period {
+        leaves: Vec::new(),
+        role_bindings: false,
+    };
+    let mut events = EventPages::new(log.store, log.tenant, Seq(1)..=log.head);
+    while let Some(page) = events.next_page().await? {
+        for (event, chain) in page {
+            let (user, how) = match &event.envelope.event {
+                Event::BindingSet { resource, .. } => {
+                    period.role_bindings |= resource.kind == ResourceKind::Role;
+                    continue;
+                }
+                Event::UserDeactivated { user } => (*user, LeaveKind::Deactivated),
+                Event::UserDeleted { user } => (*user, LeaveKind::Deleted),
+                _ => continue,
+            };
+            if event.seq >= from_seq && seen.insert(user) {
+                period.leaves.push(Leave {
+                    user,
+                    how,
+                    event,
+                    chain,
+                });
+            }
+        }
+    }
+    Ok(period)
+}
+
+/// `event` with what bears on no watched user left out, or `None` if nothing is left: another
+/// user's own events and acknowledgements, and other users in membership changes. Groups,
+/// bindings and everything else stay, since a watched user's access and the names of its steps
+/// depend on them.
+fn bearing_on_watched(mut event: LoggedEvent, chains: &Chains<'_>) -> Option<LoggedEvent> {
+    let watched = |member: &Member| match member {
+        Member::User(user) => chains.watches(*user),
+        Member::Group(_) => true,
+    };
+    match &mut event.envelope.event {
+        Event::MembersAdded { members, .. } | Event::MembersRemoved { members, .. } => {
+            members.retain(watched);
+            if members.is_empty() {
+                return None;
+            }
+        }
+        Event::RevocationAcknowledged { user, .. } if !chains.watches(*user) => return None,
+        other => {
+            if let Some(user) = other.user()
+                && !chains.watches(user)
+            {
+                return None;
+            }
+        }
+    }
+    Some(event)
+}
+
+/// The role changes among `changes` that made a user an admin or stopped it being one (see
+/// [`AdminChange`]), named as `present` names them.
+fn admin_changes(present: &State, changes: Vec<RoleChange>) -> Vec<AdminChange> {
+    let default = roles::default_role(present);
     let admin = |held: &Option<RoleAssignment>| {
         held.as_ref()
             .is_some_and(|held| held.role != roles::DEFAULT_ROLE && roles::is_admin(&held.role, &default))
@@ -288,9 +432,7 @@ async fn admin_changes(tenant: &Tenant, from: Seq, to: Seq) -> Result<Vec<AdminC
                 .map_or_else(|| via.to_string(), |group| group.display_name.clone())
         })
     };
-    Ok(tenant
-        .role_changes(from, to)
-        .await?
+    changes
         .into_iter()
         .filter(|change| admin(&change.old) != admin(&change.new))
         .map(|change| {
@@ -312,11 +454,11 @@ async fn admin_changes(tenant: &Tenant, from: Seq, to: Seq) -> Result<Vec<AdminC
                 new: change.new.map(|held| held.role),
             }
         })
-        .collect())
+        .collect()
 }
 
 /// The syncs the guard holds that would deactivate or delete users.
-fn held_leavers(tenant: &Tenant) -> Vec<HeldLeavers> {
+pub fn held_leavers(tenant: &Tenant) -> Vec<HeldLeavers> {
     tenant
         .held()
         .into_iter()

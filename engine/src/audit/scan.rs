@@ -10,7 +10,6 @@ use super::AuditError;
 use crate::error::EngineError;
 use crate::event::{Event, LoggedEvent};
 use crate::ids::{Member, UserId};
-use crate::model::ResourceKind;
 use crate::seal::Opener as _;
 use crate::state::fold_case;
 use crate::tenant::Tenant;
@@ -45,15 +44,6 @@ impl BindingLog {
     /// The binding changes read, in log order.
     pub fn events(&self) -> &[(LoggedEvent, Hash32)] {
         &self.events
-    }
-
-    /// Whether a role binding was ever set up to `head`: until one is, no user has a role, so
-    /// no record up to `head` can change one.
-    pub fn had_role_bindings(&self, head: Seq) -> bool {
-        self.events.iter().any(|(event, _)| {
-            event.seq <= head
-                && matches!(&event.envelope.event, Event::BindingSet { resource, .. } if resource.kind == ResourceKind::Role)
-        })
     }
 }
 

@@ -8,6 +8,7 @@
 
 use std::collections::HashSet;
 
+use super::idp_times::IdpTimes;
 use super::snapshot::{ExternalMember, Membership, SnapshotGroup, SnapshotUser};
 
 /// Users, groups and memberships as a driver read them.
@@ -21,6 +22,8 @@ pub struct Listing {
     /// matter to reconcile.
     pub(super) edges: HashSet<Membership>,
     pub(super) changes: Option<Changes>,
+    /// When the IdP says its changes happened, where it says so.
+    pub(super) idp_times: IdpTimes,
 }
 
 /// What an incremental listing says besides the objects it lists.
@@ -144,6 +147,12 @@ impl Listing {
             .flat_map(|changes| changes.left.iter().map(|edge| edge.group.as_str()))
             .collect();
         groups.into_iter().map(str::to_owned).collect()
+    }
+
+    /// The IdP's own times of the listing's changes, for the driver to note what its IdP
+    /// dates: a feed entry's time, or a user's time of its last status change.
+    pub fn idp_times(&mut self) -> &mut IdpTimes {
+        &mut self.idp_times
     }
 
     /// Every user id the listing names (its users, the user members of its edges, an

@@ -22,6 +22,7 @@
 
 mod filter;
 mod guard;
+mod idp_times;
 mod listing;
 mod plan;
 mod policy;
@@ -33,6 +34,7 @@ mod snapshot;
 pub use filter::{GroupFilter, PatternError};
 pub use guard::{Guard, GuardCount, GuardMemory, RecentRemovals};
 pub(crate) use guard::{Removals, held_event};
+pub use idp_times::IdpTimes;
 pub use listing::{Listing, ListingScope};
 pub(crate) use plan::{Plan, plan};
 pub use policy::{MissingUsers, ReconcilePolicy};

@@ -8,12 +8,18 @@
 //! only once its absence takes effect under the snapshot's [`AbsenceRules`]; until then it is
 //! pending, reported, and recorded by one [`Event::AbsencesObserved`] (see [`crate::absence`]),
 //! and the guard does not count it.
+//!
+//! A removal the IdP dated (the snapshot's [`IdpTimes`]: a user's deactivation or deletion, a
+//! group's deletion, a membership's removal) is caused by [`Cause::IdpObjectChanged`] with
+//! that time, so that the chain of a leaver starts at the IdP's change; membership removals
+//! of one group go in one event per time.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use uuid::Uuid;
 
 use super::guard::{self, Guard, GuardCount, RecentRemovals, Removals};
+use super::idp_times::IdpTimes;
 use super::policy::{MissingUsers, ReconcilePolicy};
 use super::report::{AbsentLine, ChangeLine, ReconcileReport};
 use super::snapshot::{DirectorySnapshot, ExternalMember, Membership, SnapshotGroup, SnapshotScope, SnapshotUser};
@@ -62,6 +68,8 @@ struct Planner<'s> {
     /// Whom the events take access from, for the guard.
     removals: Removals,
     integration: &'s IntegrationName,
+    /// When the IdP says the snapshot's changes happened, where it says so.
+    times: &'s IdpTimes,
     /// For a complete snapshot, when what it no longer lists takes effect; `None` for a delta,
     /// whose removals are the IdP's own word and take effect at once.
     absence: Option<Witnesses<'s>>,
@@ -79,9 +87,18 @@ struct Witnesses<'s> {
 
 impl Planner<'_> {
     fn emit(&mut self, object: &str, label: String, action: &'static str, event: Event) {
+        self.emit_dated(object, None, label, action, event);
+    }
+
+    /// [`Planner::emit`] for a change the IdP dated (`at`, where it did).
+    fn emit_dated(&mut self, object: &str, at: Option<Timestamp>, label: String, action: &'static str, event: Event) {
+        let object = object.to_owned();
         let envelope = Envelope {
             source: self.source.clone(),
-            cause: Cause::IdpObject(object.to_owned()),
+            cause: match at {
+                Some(at) => Cause::IdpObjectChanged { object, at },
+                None => Cause::IdpObject(object),
+            },
             event,
         };
         self.removals.before(&self.scratch, &envelope.event);
@@ -172,8 +189,9 @@ impl Planner<'_> {
         match (current.active, listed.active) {
             (true, false) => {
                 self.report.users_deactivated += 1;
-                self.emit(
+                self.emit_dated(
                     &listed.external_id,
+                    self.times.of_user(&listed.external_id),
                     label,
                     "user deactivated",
                     Event::UserDeactivated { user: id },
@@ -204,15 +222,17 @@ impl Planner<'_> {
         if !changes || !self.witnessed(Absent::User(id), "user", label.clone()) {
             return;
         }
+        let at = self.times.of_user(external_id);
         match policy {
             MissingUsers::Delete => {
                 self.report.users_deleted += 1;
-                self.emit(external_id, label, "user deleted", Event::UserDeleted { user: id });
+                self.emit_dated(external_id, at, label, "user deleted", Event::UserDeleted { user: id });
             }
             MissingUsers::Deactivate if user.active => {
                 self.report.users_deactivated += 1;
-                self.emit(
+                self.emit_dated(
                     external_id,
+                    at,
                     label,
                     "user deactivated",
                     Event::UserDeactivated { user: id },
@@ -264,7 +284,14 @@ impl Planner<'_> {
             return;
         }
         self.report.groups_deleted += 1;
-        self.emit(external_id, label, "group deleted", Event::GroupDeleted { group: id });
+        let at = self.times.of_group(external_id);
+        self.emit_dated(
+            external_id,
+            at,
+            label,
+            "group deleted",
+            Event::GroupDeleted { group: id },
+        );
     }
 
     fn resolve(&self, member: &ExternalMember) -> Option<Member> {
@@ -307,17 +334,40 @@ impl Planner<'_> {
     }
 
     fn remove_members(&mut self, group_external_id: &str, group: GroupId, members: Vec<Member>) {
+        self.remove_members_dated(group_external_id, group, None, members);
+    }
+
+    /// [`Planner::remove_members`] for removals the IdP dated (`at`, where it did).
+    fn remove_members_dated(
+        &mut self,
+        group_external_id: &str,
+        group: GroupId,
+        at: Option<Timestamp>,
+        members: Vec<Member>,
+    ) {
         if members.is_empty() {
             return;
         }
         self.report.memberships_removed += members.len() as u32;
         let label = self.group_label(group_external_id, group, members.len());
-        self.emit(
+        self.emit_dated(
             group_external_id,
+            at,
             label,
             "members removed",
             Event::MembersRemoved { group, members },
         );
+    }
+
+    /// When the IdP removed each of `left`'s edges that it dated, by the engine's ids.
+    fn left_times(&self, left: &[Membership]) -> HashMap<(GroupId, Member), Timestamp> {
+        left.iter()
+            .filter_map(|edge| {
+                let at = self.times.of_left(edge)?;
+                let group = self.scratch.owned_group(self.integration, &edge.group)?;
+                Some(((group, self.resolve(&edge.member)?), at))
+            })
+            .collect()
     }
 
     /// `group (external id): member`, for a membership.
@@ -364,6 +414,7 @@ pub(crate) fn plan(
         report: ReconcileReport::default(),
         removals: Removals::default(),
         integration,
+        times: &snapshot.idp_times,
         absence: match snapshot.scope {
             SnapshotScope::Complete { .. } => Some(Witnesses {
                 rules: snapshot.absence,
@@ -471,12 +522,20 @@ pub(crate) fn plan(
             // An edge both joined and left is contradictory: leaving wins.
             let leaving: HashSet<&Membership> = left.iter().collect();
             let joined: Vec<&Membership> = joined.iter().filter(|edge| !leaving.contains(edge)).collect();
+            // Removals the IdP dated go in one event per time, so that each keeps its own.
+            let times = planner.left_times(left);
             for ((external_id, group), members) in planner.resolve_edges(left.iter()) {
-                let leaving = members
+                let mut leaving: BTreeMap<Option<Timestamp>, Vec<Member>> = BTreeMap::new();
+                for member in members
                     .into_iter()
                     .filter(|m| planner.scratch.is_direct_member(group, *m))
-                    .collect();
-                planner.remove_members(&external_id, group, leaving);
+                {
+                    let at = times.get(&(group, member)).copied();
+                    leaving.entry(at).or_default().push(member);
+                }
+                for (at, members) in leaving {
+                    planner.remove_members_dated(&external_id, group, at, members);
+                }
             }
             for ((external_id, group), members) in planner.resolve_edges(joined.into_iter()) {
                 let joining = members

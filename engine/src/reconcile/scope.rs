@@ -66,6 +66,7 @@ impl SyncInput {
             groups,
             edges,
             changes,
+            idp_times,
             ..
         } = listing;
         let kept: HashSet<String> = groups
@@ -173,6 +174,7 @@ impl SyncInput {
             groups: kept_groups,
             scope,
             absence: rules.absence,
+            idp_times,
         }
     }
 }

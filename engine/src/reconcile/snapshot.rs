@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::idp_times::IdpTimes;
 use crate::absence::AbsenceRules;
 use crate::ids::{IntegrationName, SyncRunId};
 use crate::model::UserProfile;
@@ -24,6 +25,11 @@ pub struct DirectorySnapshot {
     /// When what a complete listing no longer contains is removed.
     #[serde(default)]
     pub absence: AbsenceRules,
+    /// When the IdP says the changes happened, where it says so. Not kept with a held sync
+    /// (whose stored form predates it): a hold confirmed after a restart dates its changes by
+    /// the run only.
+    #[serde(skip)]
+    pub idp_times: IdpTimes,
 }
 
 impl DirectorySnapshot {

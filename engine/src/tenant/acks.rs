@@ -12,7 +12,9 @@
 //! The tenant also keeps, in memory, the revocations it has published and no acknowledgement
 //! has answered yet ([`Acks`]), for the alert on those overdue ([`Tenant::overdue_revocations`])
 //! and the metrics: `idpsync_revocation_ack_seconds` (a histogram of revocation to
-//! acknowledgement) and `idpsync_overdue_revocations` (a gauge). A revocation is watched for
+//! acknowledgement) and `idpsync_overdue_revocations` (a gauge); and, for a revocation whose
+//! cause the IdP dated, `idpsync_idp_change_to_revocation_seconds` (a histogram of the IdP's
+//! change to the revocation). A revocation is watched for
 //! [`WATCHED_FOR`]; one still unacknowledged after that is left to the leavers' report, which
 //! reads the log, so that memory stays bounded when no consumer acknowledges. After a start,
 //! the revocations of that window are read back from the log
@@ -156,6 +158,7 @@ impl Acks {
     pub(super) fn note(&self, tenant: &Tenant, applied: &Applied) {
         let mut inner = self.lock();
         let at = applied.event.recorded_at;
+        idp_change_to_revocation(tenant, applied);
         for (position, change) in applied.access.iter().enumerate() {
             if change.direction == AccessDirection::Revoked {
                 let id = ChangeId::of(change.seq, position);
@@ -186,6 +189,23 @@ impl Acks {
                     .record(seconds);
             }
         }
+    }
+}
+
+/// Records, for a record that revoked access because of a change the IdP dated, the time from
+/// that change to the revocation in `idpsync_idp_change_to_revocation_seconds`.
+fn idp_change_to_revocation(tenant: &Tenant, applied: &Applied) {
+    let Some(changed_at) = applied.event.envelope.cause.idp_changed_at() else {
+        return;
+    };
+    if applied
+        .access
+        .iter()
+        .any(|change| change.direction == AccessDirection::Revoked)
+    {
+        let seconds = (applied.event.recorded_at.0 - changed_at.0).max(0) as f64 / 1e6;
+        metrics::histogram!("idpsync_idp_change_to_revocation_seconds", "tenant" => tenant.id.to_string())
+            .record(seconds);
     }
 }
 

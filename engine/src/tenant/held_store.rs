@@ -11,7 +11,7 @@
 
 use std::sync::Arc;
 
-use idpsync_storage::{Seq, StoreError, Timestamp};
+use idpsync_storage::{LogStore, Seq, StoreError, TenantId, Timestamp};
 use serde::{Deserialize, Serialize};
 
 use super::Tenant;
@@ -35,6 +35,17 @@ struct StoredHold {
     held_since: i64,
     guard: GuardCount,
     summary: HoldSummary,
+}
+
+/// Whether the store keeps a held sync of `tenant`: a reader of the log alone (such as the
+/// leavers' report of the command line) cannot show it without loading the tenant.
+pub async fn has_stored_holds(store: &Arc<dyn LogStore>, tenant: &TenantId) -> Result<bool, StoreError> {
+    let prefix = format!("{tenant}/");
+    Ok(store
+        .list_meta(NAMESPACE)
+        .await?
+        .iter()
+        .any(|entry| entry.key.starts_with(&prefix)))
 }
 
 impl Tenant {

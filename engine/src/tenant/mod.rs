@@ -61,6 +61,7 @@ pub use acks::{AcknowledgeError, Acknowledgement, ChangeId, Overdue, WATCHED_FOR
 pub use apply::Applied;
 pub(crate) use erasure::destroy_key;
 pub use events::TimelineEntry;
+pub use held_store::has_stored_holds;
 pub use hold_preview::{HoldPreview, LosingUser};
 pub use lease::{LEASE_RENEW_EVERY, LEASE_TTL, Lease, LeaseHolder};
 pub use reconcile::HeldReconcile;
@@ -272,6 +273,11 @@ impl Tenant {
     /// The keys of the tenant's users.
     pub fn keyring(&self) -> &Arc<Keyring> {
         &self.keyring
+    }
+
+    /// The store the tenant's log is in.
+    pub fn store(&self) -> &Arc<dyn LogStore> {
+        &self.store
     }
 
     /// The tenant's settings.

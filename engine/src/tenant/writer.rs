@@ -635,15 +635,20 @@ impl Writer {
     }
 
     /// Seals what a user event logs of the person, in place: its cause, when an IdP object
-    /// (for a user event, the user: its id is the user's externalId); an erasure's externalId,
-    /// of which it logs only the keyed hash; and its profile and externalId. Returns the fields
-    /// sealed, which the fold can use without decrypting what was just encrypted.
+    /// (for a user event, the user: its id is the user's externalId; the IdP's time of the
+    /// change, if the cause has one, stays); an erasure's externalId, of which it logs only the
+    /// keyed hash; and its profile and externalId. Returns the fields sealed, which the fold
+    /// can use without decrypting what was just encrypted.
     fn seal(&self, batch: &mut Batch, envelope: &mut Envelope) -> Option<(UserId, PersonalFields)> {
         if !self.tenant.settings.seal_personal {
             return None;
         }
-        if envelope.event.user().is_some() && matches!(envelope.cause, Cause::IdpObject(_)) {
-            envelope.cause = Cause::IdpUser;
+        if envelope.event.user().is_some() {
+            match envelope.cause {
+                Cause::IdpObject(_) => envelope.cause = Cause::IdpUser,
+                Cause::IdpObjectChanged { at, .. } => envelope.cause = Cause::IdpUserChanged { at },
+                _ => {}
+            }
         }
         if let Event::UserErased { user } = envelope.event {
             envelope.event = self.erasure_with_lookup(batch, user);

@@ -50,6 +50,7 @@ fn complete(users: Vec<SnapshotUser>, groups: Vec<SnapshotGroup>, memberships: V
         scope: SnapshotScope::Complete { memberships },
         // These tests are about the plan: absence takes effect at once (see `absence.rs`).
         absence: AbsenceRules::IMMEDIATE,
+        idp_times: Default::default(),
     }
 }
 
@@ -205,6 +206,7 @@ fn deltas_apply_changes_only() {
             left: vec![edge("g1", "u1")],
         },
         absence: AbsenceRules::default(),
+        idp_times: Default::default(),
     };
     let (_, outcome) = reconcile(&mut h, delta.clone(), Guard::Enforce);
     let r = report(&outcome);

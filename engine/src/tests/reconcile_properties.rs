@@ -72,6 +72,7 @@ fn snapshot(complete: bool) -> impl Strategy<Value = DirectorySnapshot> {
             // The properties here are the plan's own: absence takes effect at once (the count
             // of listings has its own tests).
             absence: AbsenceRules::IMMEDIATE,
+            idp_times: Default::default(),
         })
 }
 

@@ -369,6 +369,7 @@ fn listing(run: u128, owners: usize) -> DirectorySnapshot {
         ],
         scope: SnapshotScope::Complete { memberships },
         absence: AbsenceRules::IMMEDIATE,
+        idp_times: Default::default(),
     }
 }
 

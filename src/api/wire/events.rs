@@ -102,7 +102,8 @@ impl From<&Source> for SourceRow {
     }
 }
 
-/// What caused an event: at most one field is set.
+/// What caused an event: at most one of `request`, `idpObject` and `idpUser` is set, and
+/// `idpChangedAt` beside an IdP's object or user when the IdP dated its change.
 #[derive(Default, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CauseRow {
@@ -115,6 +116,10 @@ pub struct CauseRow {
     /// Set when the IdP's user record caused it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub idp_user: Option<bool>,
+    /// When the IdP made the change, by its own clock (RFC 3339), where it said so: from its
+    /// change feed, or the user's time of its last status change.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub idp_changed_at: Option<String>,
 }
 
 impl From<&Cause> for CauseRow {
@@ -130,6 +135,16 @@ impl From<&Cause> for CauseRow {
             },
             Cause::IdpUser => CauseRow {
                 idp_user: Some(true),
+                ..CauseRow::default()
+            },
+            Cause::IdpObjectChanged { object, at } => CauseRow {
+                idp_object: Some(object.clone()),
+                idp_changed_at: Some(at.to_rfc3339()),
+                ..CauseRow::default()
+            },
+            Cause::IdpUserChanged { at } => CauseRow {
+                idp_user: Some(true),
+                idp_changed_at: Some(at.to_rfc3339()),
                 ..CauseRow::default()
             },
             Cause::Unspecified => CauseRow::default(),
