@@ -246,3 +246,37 @@ proptest! {
         prop_assert_eq!(owned(&incremental), owned(&complete));
     }
 }
+
+/// The cases the issue names, spelt out: a group renamed out of the filter takes out of scope
+/// the users no other synced group holds, and a user changed in the IdP outside scope stays
+/// out.
+#[test]
+fn a_group_renamed_out_of_the_filter_takes_its_members_out_of_scope() {
+    let member = |id: u8| ExternalMember::User(format!("u{id}"));
+    let before = Idp {
+        users: BTreeMap::from([(1, (0, true)), (2, (0, true)), (3, (0, true))]),
+        groups: BTreeMap::from([
+            (0, (0, BTreeSet::from([member(1), member(2)]))),
+            (1, (1, BTreeSet::from([member(2)]))),
+            (2, (2, BTreeSet::from([member(3)]))),
+        ]),
+    };
+    let mut after = before.clone();
+    after.groups.get_mut(&0).unwrap().0 = 2; // vpn-eng → sales
+    after.users.insert(3, (1, true)); // changed, in sales only
+    let rules = ScopeRules {
+        groups: GroupFilter::new(vec!["vpn-*".into()], vec![]).unwrap(),
+        only_group_members: true,
+        absence: AbsenceRules::IMMEDIATE,
+    };
+    let mut h = Harness::new();
+    run(&mut h, before.complete(), &rules);
+    let (users, groups, _) = owned(&h);
+    assert_eq!(users.keys().collect::<Vec<_>>(), ["u1", "u2"]);
+    assert_eq!(groups.keys().collect::<Vec<_>>(), ["g0", "g1"]);
+    run(&mut h, after.since(&before), &rules);
+    let (users, groups, memberships) = owned(&h);
+    assert_eq!(users.keys().collect::<Vec<_>>(), ["u2"], "u1 was in vpn-eng only");
+    assert_eq!(groups.keys().collect::<Vec<_>>(), ["g1"]);
+    assert_eq!(memberships, BTreeSet::from([("g1".to_owned(), "u2".to_owned())]));
+}
