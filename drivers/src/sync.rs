@@ -245,3 +245,59 @@ pub async fn sync_once(
         warnings: run.into_warnings(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use idpsync_engine::reconcile::{ExternalMember, GroupFilter, Listing, SnapshotGroup};
+    use idpsync_engine::{Engine, TenantSettings};
+    use idpsync_storage::{MemoryStore, TenantId};
+
+    use super::*;
+    use crate::fake::{Directory, FakeIdp, FakeMember, Vendor};
+    use crate::{IntegrationConfig, RetryPolicy};
+
+    /// A vendor whose module cannot read users by id (Google's) given an incremental listing
+    /// that brings a user into scope unlisted: the run lists everything instead, and says so.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn users_entering_scope_that_cannot_be_read_by_id_make_the_run_list_everything() {
+        let mut directory = Directory::default();
+        directory.put_user("1001", "ann.smith", true);
+        directory.put_group("g-eng", "vpn-eng");
+        directory.join("g-eng", FakeMember::User("1001".into()));
+        let fake = FakeIdp::start(Vendor::Google, directory, false).await;
+        let toml = format!("name = \"it\"\nonly_group_members = true\n{}", fake.integration_toml());
+        let driver = Driver::new(IntegrationConfig::from_toml(&toml).unwrap(), RetryPolicy::default()).unwrap();
+        let engine = Engine::open(Arc::new(MemoryStore::new()), TenantSettings::default())
+            .await
+            .unwrap();
+        let tenant = engine.require_tenant(&TenantId::default_tenant()).unwrap();
+        let mut listing = Listing::new(ListingScope::Incremental);
+        listing.add_group(SnapshotGroup {
+            external_id: "g-eng".into(),
+            display_name: "vpn-eng".into(),
+        });
+        listing.add_member("g-eng", ExternalMember::User("1001".into()));
+        listing.refreshed("g-eng");
+        let budget = Budget::new(Duration::from_secs(30));
+        let run = Run::new(&budget, driver.selection());
+        let rules = ScopeRules {
+            groups: GroupFilter::default(),
+            only_group_members: true,
+            absence: Default::default(),
+        };
+        let fetched = Fetched { listing, cursor: None };
+        let (input, _) = with_users_entering_scope(&driver, &tenant, &run, SyncRunId::new(), rules, fetched)
+            .await
+            .unwrap();
+        assert_eq!(input.listing.scope(), ListingScope::Complete);
+        assert!(input.listing.has_user("1001"));
+        let warnings = run.into_warnings();
+        assert!(
+            warnings.iter().any(|warning| warning.contains("cannot be read by id")),
+            "{warnings:?}"
+        );
+        engine.shutdown().await;
+    }
+}
