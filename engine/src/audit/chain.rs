@@ -40,7 +40,7 @@ pub async fn audit_user(tenant: &Tenant, user: UserId, sources: &AuditSources<'_
     events.dedup_by_key(|(event, _)| event.seq);
 
     let keyring = tenant.keyring();
-    let mut chains = Chains::new([user], keyring, sources.token_names);
+    let mut chains = Chains::new([user], Keep::Every, keyring, sources.token_names);
     for (event, chain) in &events {
         chains.fold(event, *chain);
     }
@@ -56,8 +56,38 @@ pub async fn audit_user(tenant: &Tenant, user: UserId, sources: &AuditSources<'_
 pub(super) struct Chains<'a> {
     state: State,
     watched: HashMap<UserId, Chain>,
+    keep: Keep,
     keyring: &'a Keyring,
     token_names: &'a BTreeMap<TokenId, String>,
+}
+
+/// Which steps [`Chains`] keeps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Keep {
+    /// Every step: a user's audit.
+    Every,
+    /// The leaves, the revocations and their acknowledgements: all a leaver's line in the
+    /// period's report is made of, so that its memory grows with the leavers, not with how
+    /// often they changed groups.
+    Offboarding,
+}
+
+impl Keep {
+    fn keeps(self, kind: &StepKind) -> bool {
+        match self {
+            Keep::Every => true,
+            Keep::Offboarding => matches!(
+                kind,
+                StepKind::Deactivated
+                    | StepKind::Deleted
+                    | StepKind::Acknowledged { .. }
+                    | StepKind::Access {
+                        direction: AccessDirection::Revoked,
+                        ..
+                    }
+            ),
+        }
+    }
 }
 
 /// One watched user's steps so far.
@@ -70,16 +100,18 @@ pub(super) struct Chain {
 }
 
 impl<'a> Chains<'a> {
-    /// Watches `users`, opening sealed profiles with `keyring` and naming tokens from
-    /// `token_names`.
+    /// Watches `users`, keeping the steps `keep` says, opening sealed profiles with `keyring`
+    /// and naming tokens from `token_names`.
     pub(super) fn new(
         users: impl IntoIterator<Item = UserId>,
+        keep: Keep,
         keyring: &'a Keyring,
         token_names: &'a BTreeMap<TokenId, String>,
     ) -> Chains<'a> {
         Chains {
             state: State::new(),
             watched: users.into_iter().map(|user| (user, Chain::default())).collect(),
+            keep,
             keyring,
             token_names,
         }
@@ -130,8 +162,11 @@ impl<'a> Chains<'a> {
             _ => None,
         };
         let token_names = self.token_names;
+        let keep = self.keep;
         let mut push = |user: UserId, kind: StepKind, latency_us: Option<i64>| {
-            if let Some(watched) = self.watched.get_mut(&user) {
+            if let Some(watched) = self.watched.get_mut(&user)
+                && keep.keeps(&kind)
+            {
                 let door = Door::of(event, token_names, watched.last_known.as_deref());
                 watched.steps.push(Step {
                     seq: event.seq,

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use idpsync_storage::{Hash32, LogStore, Seq, TenantId, Timestamp};
 
-use super::chain::Chains;
+use super::chain::{Chains, Keep};
 use super::{AuditError, AuditSources, Door, Held, Offboarding, Standing};
 use crate::error::EngineError;
 use crate::event::{Event, LoggedEvent};
@@ -243,6 +243,7 @@ pub async fn leavers_report_from_log(
     let period = read_period(&log, from_seq).await?;
     let mut chains = Chains::new(
         period.leaves.iter().map(|leave| leave.user),
+        Keep::Offboarding,
         log.keyring,
         context.token_names,
     );
