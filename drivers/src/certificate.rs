@@ -71,7 +71,9 @@ impl Certificate {
         })
     }
 
-    /// The base64url SHA-256 thumbprint of the certificate's DER (`x5t#S256`).
+    /// The base64url SHA-256 thumbprint of the certificate's DER (`x5t#S256`), by which the fake
+    /// Entra recognises the certificate an assertion names.
+    #[cfg(any(test, feature = "fake"))]
     pub(crate) fn thumbprint(&self) -> &str {
         &self.thumbprint
     }
