@@ -4,8 +4,9 @@
 # `idpsync sync --once --dry-run` must succeed for each of the eight IdPs, and Prism must log no
 # request that breaks the contract (paths, query parameters, credentials).
 # Usage: .ci/drivers/contract-mocks.sh path/to/idpsync
-# Needs npm (Prism is installed into a scratch folder), python3 with PyYAML (to merge the Zitadel
-# operations kept in drivers/tests/contracts) and ../shared/idp-contracts beside the repository;
+# Needs npm (Prism is installed into a scratch folder), python3 (with PyYAML, installed if
+# missing, to merge the Zitadel operations kept in drivers/tests/contracts) and
+# ../shared/idp-contracts beside the repository;
 # without npm or the contracts it says so and stops (and fails when CI=true).
 set -euo pipefail
 BIN=$(realpath "$1")
@@ -30,9 +31,17 @@ trap cleanup EXIT
   || { cat "$WORK/npm.log"; exit 1; }
 PRISM="$WORK/node_modules/.bin/prism"
 
+# PyYAML, in a scratch virtual environment of its own if the machine's python3 lacks it.
+PYTHON=python3
+if ! python3 -c 'import yaml' 2> /dev/null; then
+  python3 -m venv "$WORK/venv"
+  "$WORK/venv/bin/pip" install --quiet --disable-pip-version-check pyyaml
+  PYTHON="$WORK/venv/bin/python"
+fi
+
 # Zitadel's mock serves the shared contract with the operations the repository keeps beside its
 # tests (drivers/tests/contracts: the v2 AuthorizationService), as drivers/tests/contract.rs does.
-python3 - "$CONTRACTS/zitadel.openapi.yaml" "$ROOT/drivers/tests/contracts/zitadel-authorization-v2.openapi.yaml" \
+"$PYTHON" - "$CONTRACTS/zitadel.openapi.yaml" "$ROOT/drivers/tests/contracts/zitadel-authorization-v2.openapi.yaml" \
   "$WORK/zitadel.openapi.json" << 'PY'
 import json, sys, yaml
 shared = yaml.safe_load(open(sys.argv[1]))
