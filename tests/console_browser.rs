@@ -228,6 +228,8 @@ async fn an_operator_signs_in_creates_a_token_and_confirms_a_held_sync_in_a_brow
     screenshot(&browser, "audit").await;
     type_into(&browser, "#audit-user", "person5@example.com").await;
     click(&browser, "#user-audit button").await;
+    // The form's page has an h1 too: wait for the audit's verdict, which only the audit has.
+    text_of(&browser, ".verdict").await;
     let audit = text_of(&browser, "h1").await;
     assert!(
         audit.contains("person5@example.com"),
