@@ -17,10 +17,11 @@ use reqwest::Url;
 use reqwest::header::{AUTHORIZATION, HeaderName, HeaderValue};
 use serde::Serialize;
 
-use crate::base64;
 use crate::error::DriverError;
 use crate::http::{Body, Budget, Http, Request, excerpt};
 use crate::secret::Secret;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
 
 /// How an integration proves who it is.
 #[derive(Debug)]
@@ -299,7 +300,7 @@ impl TokenSource {
                 client_secret,
                 scope,
             } => {
-                let basic = base64::standard(format!("{client_id}:{}", client_secret.expose()).as_bytes());
+                let basic = STANDARD.encode(format!("{client_id}:{}", client_secret.expose()));
                 (
                     vec![
                         ("grant_type", "client_credentials".to_owned()),

@@ -13,9 +13,10 @@ use x509_cert::der::Decode;
 use x509_cert::spki::ObjectIdentifier;
 
 use crate::auth::Signer;
-use crate::base64;
 use crate::keys::KeyError;
 use crate::secret::Secret;
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 /// `rsaEncryption` (RFC 8017, appendix A.1): the only key a certificate credential may hold.
 const RSA_ENCRYPTION: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
@@ -86,7 +87,7 @@ impl Certificate {
 
 /// The base64url SHA-256 thumbprint of a certificate's DER encoding.
 fn thumbprint(der: &[u8]) -> String {
-    base64::url_safe(&Sha256::digest(der))
+    URL_SAFE_NO_PAD.encode(Sha256::digest(der))
 }
 
 /// The signer of `private_key`, registered with the certificate in `certificate` (which may be

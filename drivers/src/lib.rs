@@ -60,7 +60,6 @@
 //!   allows it for tests. No `Debug` print shows a secret or a token.
 
 mod auth;
-mod base64;
 mod certificate;
 mod client;
 mod config;
