@@ -307,7 +307,7 @@ fn run(ops: Vec<Op>) {
             .get(records.len() / 2)
             .map_or(Timestamp(0), |event| event.recorded_at);
         for since in [Timestamp(0), middle] {
-            let report = leavers_report(&tenant, since, &sources).await.unwrap();
+            let report = leavers_report(&tenant, since, &names).await.unwrap();
             let mut expected = Vec::new();
             for event in records.iter().filter(|event| event.recorded_at >= since) {
                 if let Event::UserDeactivated { user } | Event::UserDeleted { user } = event.envelope.event

@@ -8,7 +8,7 @@ use axum::extract::{Path, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use idpsync_engine::Tenant;
-use idpsync_engine::audit::{AuditError, AuditSources, audit_user, leavers_report, resolve_user};
+use idpsync_engine::audit::{AuditError, AuditSources, LeaversReport, audit_user, leavers_report, resolve_user};
 use idpsync_engine::ids::TokenId;
 use idpsync_storage::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -98,6 +98,13 @@ pub(crate) async fn with_sources<T>(
     Ok(make(&sources).await?)
 }
 
+/// The leavers' report of `tenant` since `since`, naming tokens from the service's store. The
+/// report reads the log itself: it needs no binding log.
+pub(crate) async fn leavers_of(state: &ApiState, tenant: &Tenant, since: Timestamp) -> Result<LeaversReport, ApiError> {
+    let names = token_names(state).await;
+    Ok(leavers_report(tenant, since, &names).await?)
+}
+
 /// A user's offboarding audit, as JSON, text or HTML.
 #[utoipa::path(
     get,
@@ -159,10 +166,7 @@ async fn leavers(
     ApiQuery(query): ApiQuery<LeaversQuery>,
 ) -> Result<Response, ApiError> {
     let since = Timestamp::parse_moment(&query.since).map_err(|error| ApiError::bad_request(error.to_string()))?;
-    let leavers = with_sources(&state, &access.tenant, async |sources| {
-        leavers_report(&access.tenant, since, sources).await
-    })
-    .await?;
+    let leavers = leavers_of(&state, &access.tenant, since).await?;
     Ok(render(
         &leavers,
         query.format.unwrap_or(Format::Json),

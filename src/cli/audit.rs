@@ -166,12 +166,7 @@ async fn report(context: &Context, tenant: &TenantId, since: Timestamp) -> anyho
     let engine = context.open_engine().await?;
     let result = async {
         let tenant = engine.existing_tenant(tenant).await?;
-        let bindings = BindingLog::default();
-        let sources = AuditSources {
-            bindings: &bindings,
-            token_names: &names,
-        };
-        anyhow::Ok(leavers_report(&tenant, since, &sources).await?)
+        anyhow::Ok(leavers_report(&tenant, since, &names).await?)
     }
     .await;
     engine.close().await;

@@ -11,7 +11,7 @@ use std::time::Duration;
 use idpsync_storage::{Hash32, LogStore, Seq, TenantId, Timestamp};
 
 use super::chain::{Chains, Keep};
-use super::{AuditError, AuditSources, Door, Held, Offboarding, Standing};
+use super::{AuditError, Door, Held, Offboarding, Standing};
 use crate::error::EngineError;
 use crate::event::{Event, LoggedEvent};
 use crate::ids::{Member, TokenId, UserId};
@@ -204,11 +204,12 @@ pub struct ReportContext<'a> {
     pub held: Vec<HeldLeavers>,
 }
 
-/// The leavers of `tenant` since `since`, up to its published head.
+/// The leavers of `tenant` since `since`, up to its published head, naming tokens from
+/// `token_names`.
 pub async fn leavers_report(
     tenant: &Tenant,
     since: Timestamp,
-    sources: &AuditSources<'_>,
+    token_names: &BTreeMap<TokenId, String>,
 ) -> Result<LeaversReport, AuditError> {
     let keyring = tenant.keyring();
     let log = ReportLog {
@@ -218,7 +219,7 @@ pub async fn leavers_report(
         keyring,
     };
     let context = ReportContext {
-        token_names: sources.token_names,
+        token_names,
         ack_within: tenant.settings().revocation_ack_within,
         held: held_leavers(tenant),
     };

@@ -6,7 +6,7 @@
 use axum::extract::{Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
-use idpsync_engine::audit::{audit_user, leavers_report, resolve_user};
+use idpsync_engine::audit::{audit_user, resolve_user};
 use idpsync_storage::Timestamp;
 use maud::html;
 use serde::Deserialize;
@@ -15,7 +15,7 @@ use super::super::ConsoleState;
 use super::super::headers::AUDIT_POLICY;
 use super::super::layout::{Section, at, failure, page};
 use super::super::signed_in::SignedIn;
-use crate::api::audit::with_sources;
+use crate::api::audit::{leavers_of, with_sources};
 use crate::api::error::ApiError;
 
 /// `GET /admin/audit`: the two forms.
@@ -101,11 +101,7 @@ pub(in super::super) async fn leavers(
         Err(error) => return failure(StatusCode::BAD_REQUEST, &format!("since: {error}")),
     };
     let tenant = &signed_in.tenant;
-    match with_sources(state.api(), tenant, async |sources| {
-        leavers_report(tenant, since, sources).await
-    })
-    .await
-    {
+    match leavers_of(state.api(), tenant, since).await {
         Ok(report) => audit_page(crate::audit::html::report(&report)),
         Err(error) => api_failure(error),
     }
