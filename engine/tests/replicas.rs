@@ -102,6 +102,48 @@ async fn one_user_name_created_at_once_through_three_replicas_is_created_once() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_writing_one_tenant_at_once_take_turns_and_never_lose_their_place() {
+    let Some((engines, _followers, _)) = replicas(3, Duration::from_secs(30)).await else {
+        return;
+    };
+    let default = TenantId::default_tenant();
+    const WRITERS: usize = 16;
+    const EACH: usize = 20;
+    let mut writes = Vec::new();
+    for (replica, engine) in engines.iter().enumerate() {
+        for writer in 0..WRITERS {
+            let tenant = engine.require_tenant(&default).unwrap();
+            writes.push(tokio::spawn(async move {
+                for n in 0..EACH {
+                    let name = format!("r{replica}w{writer}n{n}@example.com");
+                    if let Err(error) = tenant.execute(provision(&name), origin()).await {
+                        panic!("{name}: {error}");
+                    }
+                }
+            }));
+        }
+    }
+    for write in writes {
+        write.await.unwrap();
+    }
+    let conflicts: Vec<u64> = engines
+        .iter()
+        .map(|engine| engine.require_tenant(&default).unwrap().append_conflicts())
+        .collect();
+    assert_eq!(
+        conflicts,
+        [0, 0, 0],
+        "batches that lost their place in the log, per replica"
+    );
+    let head = verify_log(&**engines[0].store(), &default).await.unwrap();
+    for engine in &engines {
+        let tenant = engine.require_tenant(&default).unwrap();
+        assert_eq!(tenant.catch_up().await.unwrap(), head.seq);
+        assert_eq!(tenant.state().users().count(), engines.len() * WRITERS * EACH);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_through_one_replica_is_read_through_another() {
     // Heads are read only every 30 s: what shows sooner came by a notice or a catch-up.
     let Some((engines, _followers, _)) = replicas(2, Duration::from_secs(30)).await else {

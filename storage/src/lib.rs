@@ -66,6 +66,6 @@ pub use redb_store::RedbStore;
 pub use sled_store::SledStore;
 pub use store::{
     AppendBatch, Appended, Head, HeadNotice, LogStore, NewSecret, SecretId, SnapshotInfo, SnapshotReader, StoreHealth,
-    StoredSnapshot, state_hash,
+    StoredSnapshot, WriteTurn, state_hash,
 };
 pub use types::{EventId, Hash32, InvalidTenantId, InvalidTimestamp, SchemaVersion, Seq, TenantId, Timestamp};

@@ -311,6 +311,28 @@ pub trait LogStore: Send + Sync + 'static {
     fn health(&self) -> StoreHealth {
         StoreHealth::Ready
     }
+
+    /// On a store other processes append to: waits until this process may append to
+    /// `tenant`'s log alone, and returns that turn, held until it is released (or dropped).
+    /// Writers that take their turn before deciding never append on a head another writer
+    /// moved; the conditional append (`first_seq`) stays what keeps the log whole, so a writer
+    /// that cannot get a turn may still append, at the risk of a conflict. `None` on a store
+    /// only this process writes (the embedded ones), where there is nobody to take turns with.
+    async fn write_turn(&self, _tenant: &TenantId) -> Result<Option<Box<dyn WriteTurn>>, StoreError> {
+        Ok(None)
+    }
+}
+
+/// A process's turn to append to one tenant's log of a shared store (see
+/// [`LogStore::write_turn`]). Dropping it gives it back too, a little later.
+#[async_trait]
+pub trait WriteTurn: Send + Sync {
+    /// Whether another writer waits for this turn. An error counts as yes: a holder that
+    /// cannot tell gives the turn back.
+    async fn is_wanted(&self) -> bool;
+
+    /// Gives the turn back, so that another process's writer may take it.
+    async fn release(self: Box<Self>);
 }
 
 /// What [`LogStore::head_notices`] tells.

@@ -153,6 +153,61 @@ impl Relay {
 /// never a hang), health says unavailable, and once the database is back the same store
 /// takes appends again, without a restart; nothing of the refused appends is in the log.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_turn_is_one_stores_at_a_time_and_its_holder_sees_who_waits() {
+    let Some(url) = test_url() else {
+        return;
+    };
+    let first = scratch(&url).await;
+    let second = PostgresStore::open(first.settings().clone()).await.unwrap();
+    let (acme, globex) = (tenant("acme"), tenant("globex"));
+    let held = first
+        .write_turn(&acme)
+        .await
+        .unwrap()
+        .expect("a shared store has turns");
+    assert!(!held.is_wanted().await, "nobody waits yet");
+    // Another tenant's turn is free.
+    let other = second.write_turn(&globex).await.unwrap().unwrap();
+    assert!(!held.is_wanted().await);
+    other.release().await;
+    // The other store waits for acme's turn, and the holder sees it waiting.
+    let granted = Arc::new(AtomicBool::new(false));
+    let waiter = tokio::spawn({
+        let granted = Arc::clone(&granted);
+        async move {
+            let turn = second.write_turn(&tenant("acme")).await.unwrap().unwrap();
+            granted.store(true, Ordering::SeqCst);
+            turn.release().await;
+        }
+    });
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !held.is_wanted().await {
+        assert!(tokio::time::Instant::now() < deadline, "the waiter never showed");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        !granted.load(Ordering::SeqCst),
+        "granted while another store held the turn"
+    );
+    held.release().await;
+    tokio::time::timeout(Duration::from_secs(10), waiter)
+        .await
+        .expect("the turn passes on once released")
+        .unwrap();
+    assert!(granted.load(Ordering::SeqCst));
+    // A dropped turn is given back too.
+    drop(first.write_turn(&acme).await.unwrap());
+    let again = tokio::time::timeout(Duration::from_secs(10), first.write_turn(&acme)).await;
+    again
+        .expect("a dropped turn is given back")
+        .unwrap()
+        .unwrap()
+        .release()
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_database_is_unavailable_and_the_store_recovers_without_a_restart() {
     let Some(url) = test_url() else { return };
     let direct = PostgresSettings::from_url(&url).unwrap();

@@ -39,6 +39,7 @@ mod roles;
 mod snapshotter;
 mod state_at;
 mod stream;
+mod turn;
 mod writer;
 
 use std::collections::{BTreeMap, VecDeque};
@@ -195,6 +196,8 @@ pub struct Tenant {
     holds: reconcile::Holds,
     /// The revocations waiting for the consumer's acknowledgement.
     acks: acks::Acks,
+    /// How many of this replica's batches found their place in the log taken by another's.
+    append_conflicts: std::sync::atomic::AtomicU64,
 }
 
 /// A command enqueued with [`Tenant::enqueue`]; await it for the commit.
@@ -309,6 +312,13 @@ impl Tenant {
     /// Whether other processes (replicas) write the tenant's log store.
     pub fn store_is_shared(&self) -> bool {
         self.store.is_shared()
+    }
+
+    /// How many times, since the tenant loaded, a batch this replica's writer decided found
+    /// its place in the log taken by another replica's append (and was decided again). Writers
+    /// that take turns (see `turn`) meet none unless a turn could not be had.
+    pub fn append_conflicts(&self) -> u64 {
+        self.append_conflicts.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// [`Tenant::catch_up`] on a log other processes write (`LogStore::is_shared`), before a

@@ -28,6 +28,7 @@ use super::erasure::{destroy_key, reconcile_view};
 use super::publish::Publisher;
 use super::reconcile::{DecidedAt, HoldChanges};
 use super::snapshotter::Snapshotter;
+use super::turn::Turn;
 use super::{Committed, Job, Tenant};
 use crate::command::{Command, Origin};
 use crate::decide::{DecideContext, Decision, Outcome, decide};
@@ -67,6 +68,7 @@ pub(crate) fn start(
         erasures: tokio::sync::watch::channel(0).0,
         holds: Default::default(),
         acks: Default::default(),
+        append_conflicts: Default::default(),
     });
     let writer = Writer {
         tenant: Arc::clone(&tenant),
@@ -78,6 +80,7 @@ pub(crate) fn start(
         next: None,
         behind_the_log: false,
         failed: None,
+        turn: Turn::default(),
     };
     tokio::spawn(async move {
         // Whoever asked for the shutdown hears of it only once the writer, and with it its hold
@@ -102,11 +105,14 @@ struct Writer {
     in_flight: Option<InFlight>,
     /// The batch being decided on top of it, appended once it is durable.
     next: Option<Batch>,
-    /// An append failed: the log may hold more than `state` (a commit can reach the disk and
-    /// still report an error), so the next round first reads what is there.
+    /// The log may hold more than `state`: an append failed (a commit can reach the disk and
+    /// still report an error), or the writer just took its turn after other replicas had
+    /// theirs; the next round first reads what is there.
     behind_the_log: bool,
     /// The error of the last append that failed, for [`Writer::commit_now`].
     failed: Option<Arc<StoreError>>,
+    /// Its turn to append, on a store other replicas append to.
+    turn: Turn,
 }
 
 /// A batch whose append was handed to the store.
@@ -195,6 +201,14 @@ impl Job {
         }
     }
 
+    /// Whether the job may append to the log, and so needs the writer's turn.
+    fn appends(&self) -> bool {
+        match self {
+            Job::Command { .. } | Job::Reconcile { .. } | Job::ConfirmHeld { .. } => true,
+            Job::Snapshot { .. } | Job::CatchUp { .. } | Job::Shutdown { .. } => false,
+        }
+    }
+
     /// Whether the job reconciles, and so needs the guard's window.
     fn reconciles(&self) -> bool {
         match self {
@@ -230,7 +244,10 @@ impl Writer {
         loop {
             // Nothing waits behind an empty pipeline.
             self.submit_next();
-            let room = self.next.as_ref().is_none_or(|next| next.decided.len() < batch_max);
+            let quiet = self.in_flight.is_none() && self.next.is_none();
+            self.turn.tend(quiet).await;
+            let room = self.next.as_ref().is_none_or(|next| next.decided.len() < batch_max) && self.turn.takes_jobs();
+            let idle_wait = self.turn.idle_wait().filter(|_| quiet);
             if !open && self.in_flight.is_none() {
                 break;
             }
@@ -251,18 +268,29 @@ impl Writer {
                             }
                         }
                         if let Flow::Stop(done) = self.take(jobs).await {
+                            self.turn.release().await;
                             return Some(done);
                         }
                     }
                 },
+                () = tokio::time::sleep(idle_wait.unwrap_or_default()), if idle_wait.is_some() => self.turn.idle().await,
             }
         }
+        self.turn.release().await;
         self.snapshotter.finish(&self.state).await;
         None
     }
 
     /// Decides a round of jobs into the next batch.
     async fn take(&mut self, jobs: Vec<Job>) -> Flow {
+        self.turn.busy();
+        if !self.turn.is_held() && self.tenant.store_is_shared() && jobs.iter().any(Job::appends) {
+            // What it decided without the turn is appended first, on the head it had.
+            self.drain().await;
+            if self.turn.take(&self.tenant).await {
+                self.behind_the_log = true;
+            }
+        }
         if self.behind_the_log {
             self.drain().await;
             match self.catch_up().await {
@@ -794,7 +822,12 @@ impl Writer {
     /// command decided [`REDECIDE_MAX`] times fails with the conflict.
     async fn decide_again(&mut self, decided: impl Iterator<Item = Decided>, conflict: Arc<StoreError>) {
         tracing::info!(tenant = %self.tenant.id, %conflict, "another writer appended first; folding in its records and deciding again");
+        self.tenant
+            .append_conflicts
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         metrics::counter!("idpsync_append_conflicts_total", "tenant" => self.tenant.id.to_string()).increment(1);
+        // Decided again in its turn, the batch cannot lose its place to writers that take turns.
+        self.turn.take(&self.tenant).await;
         let caught_up = self.catch_up().await;
         for each in decided {
             match (&caught_up, each.command) {

@@ -15,7 +15,8 @@
 //! ```
 //!
 //! Appends go through one committer task (group commit, `committer`); everything else runs on
-//! a connection from the pool (deadpool). Every operation is bounded in time; an unreachable
+//! a connection from the pool (deadpool), except write turns, which hold connections of their
+//! own (`turns`). Every operation is bounded in time; an unreachable
 //! or read-only database makes the store unavailable until it is back (`health`).
 
 mod committer;
@@ -28,6 +29,7 @@ mod settings;
 mod snapshots;
 mod statements;
 mod tls;
+mod turns;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -42,7 +44,7 @@ use crate::meta::{MetaEntry, check_name, check_namespace, check_value};
 use crate::record::Record;
 use crate::store::{
     AppendBatch, Appended, Head, HeadNotice, LogStore, SecretId, SnapshotInfo, SnapshotReader, StoreHealth,
-    StoredSnapshot,
+    StoredSnapshot, WriteTurn,
 };
 use crate::types::{Hash32, Seq, TenantId};
 
@@ -77,6 +79,8 @@ pub struct PostgresStore {
 /// What the store's operations and its committer share.
 struct Shared {
     pool: Pool,
+    /// Connections that hold write turns (`turns`), apart from `pool`.
+    turns: Pool,
     sql: Statements,
     health: Health,
     settings: PostgresSettings,
@@ -92,24 +96,28 @@ impl PostgresStore {
             reason,
         };
         let tls = tls::connector(&settings).map_err(|e| refuse(e.to_string()))?;
-        let manager = Manager::from_config(
-            settings.config.clone(),
-            tls,
-            ManagerConfig {
-                // A connection is checked with a round trip before it is handed out: after the
-                // database restarts or the network drops, dead connections are replaced, not
-                // tried.
-                recycling_method: RecyclingMethod::Verified,
-            },
-        );
-        let pool = Pool::builder(manager)
-            .max_size(POOL_SIZE_MAX)
-            .runtime(deadpool_postgres::Runtime::Tokio1)
-            .wait_timeout(Some(OPERATION_TIMEOUT))
-            .create_timeout(Some(settings::CONNECT_TIMEOUT))
-            .recycle_timeout(Some(settings::CONNECT_TIMEOUT))
-            .build()
-            .map_err(|e| refuse(e.to_string()))?;
+        let pool = |size: usize| {
+            let manager = Manager::from_config(
+                settings.config.clone(),
+                tls.clone(),
+                ManagerConfig {
+                    // A connection is checked with a round trip before it is handed out: after
+                    // the database restarts or the network drops, dead connections are
+                    // replaced, not tried.
+                    recycling_method: RecyclingMethod::Verified,
+                },
+            );
+            Pool::builder(manager)
+                .max_size(size)
+                .runtime(deadpool_postgres::Runtime::Tokio1)
+                .wait_timeout(Some(OPERATION_TIMEOUT))
+                .create_timeout(Some(settings::CONNECT_TIMEOUT))
+                .recycle_timeout(Some(settings::CONNECT_TIMEOUT))
+                .build()
+                .map_err(|e| refuse(e.to_string()))
+        };
+        let turns = pool(turns::TURN_POOL_SIZE)?;
+        let pool = pool(POOL_SIZE_MAX)?;
         let mut client = pool.get().await.map_err(|e| refuse(connect_reason(e)))?;
         schema::migrate(&mut client, &settings.schema)
             .await
@@ -117,6 +125,7 @@ impl PostgresStore {
         drop(client);
         let shared = Arc::new(Shared {
             pool,
+            turns,
             sql: Statements::new(&settings.schema),
             health: Health::new(),
             settings,
@@ -491,5 +500,11 @@ impl LogStore for PostgresStore {
 
     fn health(&self) -> StoreHealth {
         self.shared.health.report()
+    }
+
+    /// A session advisory lock of the tenant, on a connection of its own (see `turns`).
+    async fn write_turn(&self, tenant: &TenantId) -> Result<Option<Box<dyn WriteTurn>>, StoreError> {
+        let turn = turns::take(&self.shared.turns, &self.shared.settings, tenant).await?;
+        Ok(Some(Box::new(turn)))
     }
 }
