@@ -10,17 +10,18 @@ use std::collections::HashSet;
 
 use super::idp_times::IdpTimes;
 use super::snapshot::{ExternalMember, Membership, SnapshotGroup, SnapshotUser};
+use super::unique_list::UniqueList;
 
 /// Users, groups and memberships as a driver read them.
 #[derive(Debug, Default)]
 pub struct Listing {
-    pub(super) users: Vec<SnapshotUser>,
-    user_ids: HashSet<String>,
-    pub(super) groups: Vec<SnapshotGroup>,
-    group_ids: HashSet<String>,
-    /// Membership edges; a set, because IdPs repeat an edge across pages and order does not
+    /// Each once, by external id.
+    pub(super) users: UniqueList<SnapshotUser>,
+    /// Each once, by external id.
+    pub(super) groups: UniqueList<SnapshotGroup>,
+    /// Membership edges, each once: IdPs repeat an edge across pages, and order does not
     /// matter to reconcile.
-    pub(super) edges: HashSet<Membership>,
+    pub(super) edges: UniqueList<Membership>,
     pub(super) changes: Option<Changes>,
     /// When the IdP says its changes happened, where it says so.
     pub(super) idp_times: IdpTimes,
@@ -65,36 +66,28 @@ impl Listing {
 
     /// Adds a user; returns whether it is new to this listing (a repeat is ignored).
     pub fn add_user(&mut self, user: SnapshotUser) -> bool {
-        if !self.user_ids.insert(user.external_id.clone()) {
-            return false;
-        }
-        self.users.push(user);
-        true
+        self.users.push(user)
     }
 
     /// Adds a group; returns whether it is new to this listing.
     pub fn add_group(&mut self, group: SnapshotGroup) -> bool {
-        if !self.group_ids.insert(group.external_id.clone()) {
-            return false;
-        }
-        self.groups.push(group);
-        true
+        self.groups.push(group)
     }
 
     /// Whether a user of this id is listed.
     pub fn has_user(&self, external_id: &str) -> bool {
-        self.user_ids.contains(external_id)
+        self.users.contains(external_id)
     }
 
     /// Whether a group of this id is listed.
     pub fn has_group(&self, external_id: &str) -> bool {
-        self.group_ids.contains(external_id)
+        self.groups.contains(external_id)
     }
 
     /// Adds a membership edge (of a complete listing, or of a refreshed group); returns
     /// whether it is new.
     pub fn add_member(&mut self, group: &str, member: ExternalMember) -> bool {
-        self.edges.insert(Membership {
+        self.edges.push(Membership {
             group: group.to_owned(),
             member,
         })

@@ -30,6 +30,7 @@ mod reach;
 mod report;
 mod scope;
 mod snapshot;
+mod unique_list;
 
 pub use filter::{GroupFilter, PatternError};
 pub use guard::{Guard, GuardCount, GuardMemory, RecentRemovals};

@@ -62,13 +62,13 @@ impl SyncInput {
             _ => None,
         };
         let Listing {
-            mut users,
+            users,
             groups,
             edges,
             changes,
             idp_times,
-            ..
         } = listing;
+        let (mut users, groups, mut edges) = (users.into_vec(), groups.into_vec(), edges.into_vec());
         let kept: HashSet<String> = groups
             .iter()
             .filter(|group| rules.groups.allows(&group.display_name))
@@ -100,15 +100,16 @@ impl SyncInput {
                     users.retain(|user| members.contains(user.external_id.as_str()));
                 }
                 let user_ids: HashSet<&str> = users.iter().map(|user| user.external_id.as_str()).collect();
-                let memberships = edges
-                    .into_iter()
-                    .filter(|edge| edge_allowed(edge))
-                    .filter(|edge| match &edge.member {
-                        ExternalMember::User(id) => !rules.only_group_members || user_ids.contains(id.as_str()),
-                        ExternalMember::Group(_) => true,
-                    })
-                    .collect();
-                SnapshotScope::Complete { memberships }
+                // In place: the listing's edges become the snapshot's, without a copy.
+                edges.retain(|edge| {
+                    edge_allowed(edge)
+                        && match &edge.member {
+                            ExternalMember::User(id) => !rules.only_group_members || user_ids.contains(id.as_str()),
+                            ExternalMember::Group(_) => true,
+                        }
+                });
+                edges.shrink_to_fit();
+                SnapshotScope::Complete { memberships: edges }
             }
             Some(changes) => {
                 let mut removed_groups = changes.removed_groups;
@@ -145,6 +146,7 @@ impl SyncInput {
                     removed_users.extend(leaving);
                 }
                 let mut left: Vec<Membership> = changes.left.into_iter().filter(|edge| edge_allowed(edge)).collect();
+                let listed_edges: HashSet<&Membership> = edges.iter().collect();
                 for group in changes.refreshed.iter().filter(|group| kept.contains(*group)) {
                     let Some(group_id) = state.owned_group(&integration, group) else {
                         continue;
@@ -154,7 +156,7 @@ impl SyncInput {
                             group: group.clone(),
                             member,
                         };
-                        if !edges.contains(&edge) {
+                        if !listed_edges.contains(&edge) {
                             left.push(edge);
                         }
                     }
@@ -180,7 +182,7 @@ impl SyncInput {
 }
 
 /// Users who are members of a kept group, directly or through nested groups (cycle-safe).
-fn transitive_user_members<'e>(edges: &'e HashSet<Membership>, kept: &HashSet<String>) -> HashSet<&'e str> {
+fn transitive_user_members<'e>(edges: &'e [Membership], kept: &HashSet<String>) -> HashSet<&'e str> {
     let mut children: HashMap<&str, Vec<&ExternalMember>> = HashMap::new();
     for edge in edges {
         children.entry(edge.group.as_str()).or_default().push(&edge.member);
@@ -246,6 +248,12 @@ mod tests {
         listing.add_member("g2", ExternalMember::User("bob".into()));
         listing.add_member("g2", ExternalMember::Group("g1".into()));
         listing.add_member("g3", ExternalMember::User("carol".into()));
+        assert!(
+            !listing.add_member("g1", ExternalMember::User("alice".into())),
+            "a repeated edge is not new"
+        );
+        assert!(listing.add_member("g3", ExternalMember::User("alice".into())));
+        assert_eq!(listing.membership_count(), 6, "each edge once");
         let input = SyncInput {
             integration: IntegrationName::new("test").unwrap(),
             run: SyncRunId::new(),
