@@ -140,6 +140,19 @@ async fn three_replicas_keep_user_names_unique_and_read_each_others_writes() {
     let (status, created) = create_user(&replicas[0], &tokens, "alice@example.com").await;
     assert_eq!(status, 201, "{created}");
     let id = created["id"].as_str().unwrap();
+    // A create goes to its writer without catching up first: what A just wrote still decides
+    // it, one after the other as well as at once.
+    let (status, taken) = create_user(&replicas[1], &tokens, "alice@example.com").await;
+    assert_eq!((status, &taken["scimType"]), (409, &json!("uniqueness")), "{taken}");
+    let (status, group) = send(
+        reqwest::Method::POST,
+        &format!("{}/scim/v2/Groups", replicas[2].server.origin),
+        &tokens.scim,
+        Some(json!({"displayName": "vpn", "members": [{"value": id}]})),
+    )
+    .await;
+    assert_eq!(status, 201, "{group}");
+    assert_eq!(group["members"][0]["value"], json!(id), "{group}");
     for replica in &replicas[1..] {
         let (status, read) = send(
             reqwest::Method::GET,

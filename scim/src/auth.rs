@@ -55,8 +55,12 @@ impl FromRequestParts<Arc<Service>> for Scope {
                 .map_err(|error| failed("opening", error))?,
         };
         // On a log other replicas write, what they appended is folded in before the request is
-        // served: a client reads what it wrote through any of them.
-        tenant.caught_up().await.map_err(|error| failed("catching up", error))?;
+        // served: a client reads what it wrote through any of them. A create reads nothing
+        // before its command, and the writer that decides it folds in the others' appends when
+        // it takes its turn to write: it goes straight there.
+        if !is_create(parts) {
+            tenant.caught_up().await.map_err(|error| failed("catching up", error))?;
+        }
         let request = parts.extensions.get::<RequestId>().copied().unwrap_or_default();
         Ok(Scope {
             tenant,
@@ -67,6 +71,15 @@ impl FromRequestParts<Arc<Service>> for Scope {
             base: base_url(&parts.headers, service),
         })
     }
+}
+
+/// Whether the request creates a resource (`POST /Users`, `POST /Groups`).
+fn is_create(parts: &Parts) -> bool {
+    parts.method == axum::http::Method::POST
+        && parts
+            .extensions
+            .get::<axum::extract::MatchedPath>()
+            .is_some_and(|path| path.as_str().ends_with("/Users") || path.as_str().ends_with("/Groups"))
 }
 
 /// The request's SCIM base URL, for endpoints without a [`Scope`] (discovery).
