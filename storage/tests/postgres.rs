@@ -205,6 +205,18 @@ async fn a_write_turn_is_one_stores_at_a_time_and_its_holder_sees_who_waits() {
         .unwrap()
         .release()
         .await;
+    // A store holds as many turns at once as it keeps connections for them; past that, a
+    // writer is refused a turn at once (and appends without one), never left waiting.
+    let mut held = Vec::new();
+    for n in 0..8 {
+        held.push(first.write_turn(&tenant(&format!("t{n}"))).await.unwrap().unwrap());
+    }
+    let refused = tokio::time::timeout(Duration::from_secs(5), first.write_turn(&tenant("t8"))).await;
+    assert!(refused.expect("refused, not waited for").is_err());
+    for turn in held {
+        turn.release().await;
+    }
+    first.write_turn(&tenant("t8")).await.unwrap().unwrap().release().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

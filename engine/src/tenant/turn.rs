@@ -13,8 +13,8 @@
 //! keep coming (then it stops taking jobs until its pipeline is empty), so the others wait
 //! about that long at most. A turn kept [`IDLE_CHECKS_MAX`] idle checks is given back anyway.
 //!
-//! A writer that cannot get its turn (no connection free, the holder stuck, the database
-//! failing) decides and appends without it: the conditional append still keeps the log whole,
+//! A writer that cannot get its turn (no connection for turns free: it does not wait for one;
+//! the holder stuck; the database failing) decides and appends without it: the conditional append still keeps the log whole,
 //! and a lost place is decided again.
 //!
 //! [`LogStore::write_turn`]: idpsync_storage::LogStore::write_turn
@@ -90,7 +90,8 @@ impl Turn {
             }
             Ok(None) => false,
             Err(error) => {
-                tracing::warn!(tenant = %tenant.id, %error, "no write turn; appending without one");
+                // Often only that the process holds as many turns as it keeps connections for.
+                tracing::debug!(tenant = %tenant.id, %error, "no write turn; appending without one");
                 false
             }
         }

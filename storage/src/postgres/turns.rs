@@ -19,10 +19,9 @@ use crate::types::TenantId;
 use super::settings::PostgresSettings;
 
 /// Connections kept for turns: as many tenants of one process can hold or wait for a turn at
-/// once; a writer that finds none free within [`TURN_CONNECTION_WAIT`] appends without one.
+/// once. A writer that finds none free does not wait for one: it appends without a turn (a
+/// process writing many tenants at once is not held up by turns it rarely needs).
 pub(super) const TURN_POOL_SIZE: usize = 8;
-/// How long a writer waits for a connection to take its turn on.
-const TURN_CONNECTION_WAIT: Duration = Duration::from_secs(1);
 /// How long a writer waits for its turn: far longer than any writer keeps one, so reaching it
 /// means the holder is stuck (or the database is); the writer then appends without a turn.
 const TURN_WAIT: Duration = Duration::from_secs(10);
@@ -50,11 +49,11 @@ fn lock_key_halves(key: i64) -> [u32; 2] {
 /// Waits for `tenant`'s turn on a connection of `pool`.
 pub(super) async fn take(pool: &Pool, settings: &PostgresSettings, tenant: &TenantId) -> Result<PgTurn, StoreError> {
     let failed = |reason: String| StoreError::backend("taking the write turn", std::io::Error::other(reason));
-    let client = match tokio::time::timeout(TURN_CONNECTION_WAIT, pool.get()).await {
-        Ok(Ok(client)) => client,
-        Ok(Err(error)) => return Err(failed(error.to_string())),
-        Err(_) => return Err(failed("every connection for turns is in use".to_owned())),
-    };
+    let status = pool.status();
+    if status.available == 0 && status.size >= status.max_size {
+        return Err(failed("every connection for turns is in use".to_owned()));
+    }
+    let client = pool.get().await.map_err(|error| failed(error.to_string()))?;
     let key = turn_key(&settings.schema, tenant);
     match tokio::time::timeout(TURN_WAIT, client.execute("SELECT pg_advisory_lock($1)", &[&key])).await {
         Ok(Ok(_)) => Ok(PgTurn {
