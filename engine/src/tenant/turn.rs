@@ -51,11 +51,6 @@ struct Held {
 }
 
 impl Turn {
-    /// Whether the writer holds the turn.
-    pub(super) fn is_held(&self) -> bool {
-        self.held.is_some()
-    }
-
     /// Whether the writer may take jobs: not while it gives its turn back.
     pub(super) fn takes_jobs(&self) -> bool {
         self.held.as_ref().is_none_or(|held| !held.yielding)
@@ -70,12 +65,17 @@ impl Turn {
         })
     }
 
-    /// Waits for `tenant`'s turn, on a store other replicas append to and unless it is held
-    /// already; returns whether it was taken now (the caller then folds in what the others
-    /// appended before deciding).
+    /// Whether the writer of `tenant` would take a turn before appending: on a store other
+    /// replicas append to, when it holds none.
+    pub(super) fn is_wanted(&self, tenant: &Tenant) -> bool {
+        self.held.is_none() && tenant.store.is_shared()
+    }
+
+    /// Waits for `tenant`'s turn, if [`Turn::is_wanted`]; returns whether it was taken now (the
+    /// caller then folds in what the others appended before deciding).
     pub(super) async fn take(&mut self, tenant: &Tenant) -> bool {
         // During an outage the append fails at once anyway: no wait for a turn before it.
-        if self.held.is_some() || !tenant.store.is_shared() || tenant.store.health() != StoreHealth::Ready {
+        if !self.is_wanted(tenant) || tenant.store.health() != StoreHealth::Ready {
             return false;
         }
         match tenant.store.write_turn(&tenant.id).await {

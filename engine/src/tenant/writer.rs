@@ -284,7 +284,7 @@ impl Writer {
     /// Decides a round of jobs into the next batch.
     async fn take(&mut self, jobs: Vec<Job>) -> Flow {
         self.turn.busy();
-        if !self.turn.is_held() && self.tenant.store_is_shared() && jobs.iter().any(Job::appends) {
+        if self.turn.is_wanted(&self.tenant) && jobs.iter().any(Job::appends) {
             // What it decided without the turn is appended first, on the head it had.
             self.drain().await;
             if self.turn.take(&self.tenant).await {
