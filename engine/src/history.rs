@@ -19,7 +19,12 @@ use crate::state::Effects;
 pub(crate) type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::FixedState>;
 
 /// A member joining or leaving a group.
+///
+/// Packed: a tenant keeps one per membership change it ever logged (10M on the largest
+/// benchmark tenant), and aligned they took 32 bytes each where their fields need 26. Read its
+/// fields by value; a reference to one is refused by the compiler.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[repr(C, packed)]
 pub struct MembershipChange {
     /// The record that made the change.
     pub seq: Seq,
@@ -28,6 +33,8 @@ pub struct MembershipChange {
     /// `true` for joining, `false` for leaving.
     pub joined: bool,
 }
+
+const _: () = assert!(std::mem::size_of::<MembershipChange>() == 26);
 
 /// A span of the log during which a member was directly in a group.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -81,7 +88,7 @@ pub struct History {
 }
 
 fn until(seq: Seq) -> impl Fn(&MembershipChange) -> bool {
-    move |change| change.seq <= seq
+    move |change| { change.seq } <= seq
 }
 
 impl History {

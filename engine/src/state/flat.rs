@@ -16,6 +16,7 @@ use imbl::OrdMap;
 
 use super::absences::Absences;
 use super::apply::{Effects, fold};
+use super::in_order::map_in_order;
 use super::indexes::{Bindings, Indexes, set_in_bulk};
 use super::maps::{FoldMaps, bump};
 use super::{GroupEntry, GroupList, State};
@@ -86,7 +87,7 @@ impl FlatState {
                 let mut records = Vec::with_capacity(users.len());
                 for (id, flat) in users {
                     if !flat.groups.is_empty() {
-                        lists.push((Member::User(id), Arc::new(flat.groups)));
+                        lists.push((Member::User(id), Arc::from(flat.groups)));
                     }
                     records.push((id, flat.user));
                 }
@@ -94,7 +95,7 @@ impl FlatState {
                 let mut indexes = Indexes::default();
                 indexes.index_users_in_bulk(records.iter().map(|(_, user)| &**user));
                 (
-                    records.into_iter().collect::<OrdMap<_, _>>(),
+                    map_in_order(records).expect("users in id order"),
                     sorted_by_key(lists),
                     indexes,
                 )
@@ -112,12 +113,17 @@ impl FlatState {
             let entries = sorted_by_key(entries);
             let mut indexes = Indexes::default();
             indexes.index_groups_in_bulk(entries.iter().map(|(_, entry)| &*entry.group));
-            let groups = (entries.into_iter().collect(), sorted_by_key(lists), indexes);
+            let groups = (
+                map_in_order(entries).expect("groups in id order"),
+                sorted_by_key(lists),
+                indexes,
+            );
             let users = users.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
             (users, groups)
         });
         // Users sort before groups: the lists go into the map in key order.
-        let member_of: OrdMap<Member, GroupList> = user_lists.into_iter().chain(group_lists).collect();
+        let member_of: OrdMap<Member, GroupList> =
+            map_in_order(user_lists.into_iter().chain(group_lists).collect()).expect("members in order");
         indexes.user_names = user_indexes.user_names;
         indexes.user_external_ids = user_indexes.user_external_ids;
         indexes.owned_users = user_indexes.owned_users;
@@ -160,7 +166,7 @@ fn group_entries(groups: Vec<(GroupId, FlatGroup)>) -> GroupParts {
     let mut entries = Vec::with_capacity(groups.len());
     for (id, flat) in groups {
         if !flat.groups.is_empty() {
-            lists.push((Member::Group(id), Arc::new(flat.groups)));
+            lists.push((Member::Group(id), Arc::from(flat.groups)));
         }
         let members = set_in_bulk(flat.members.into_iter().collect());
         let entry = GroupEntry {

@@ -11,6 +11,7 @@
 use imbl::{OrdMap, OrdSet};
 
 use super::fold_case;
+use super::in_order::{map_in_order, set_in_order};
 use crate::ids::{GroupId, IntegrationName, UserId};
 use crate::model::{BindingGroups, BindingRole, Group, Owner, ResourceRef, User};
 use crate::sealed::ExternalIdHash;
@@ -45,8 +46,9 @@ fn owned_key<K: Clone>(owner: &Owner, external_id: Option<&K>) -> Option<(Integr
 
 /// A persistent map of `entries` given in indexing order, equal to inserting them one after
 /// the other: where keys repeat, the last entry holds the key. Built from sorted entries, where
-/// each insert walks a path the last one left in the cache; inserting at random into a large
-/// map of strings is a chain of cache misses per comparison.
+/// each insert walks a path the last one left in the cache (inserting at random into a large
+/// map of strings is a chain of cache misses per comparison), with full leaves (see
+/// `in_order.rs`).
 fn map_in_bulk<K: Ord + Clone, V: Clone>(mut entries: Vec<(K, V)>) -> OrdMap<K, V> {
     // Stable: among equal keys, the indexing order is kept, and the last one stays.
     entries.sort_by(|a, b| a.0.cmp(&b.0));
@@ -57,14 +59,14 @@ fn map_in_bulk<K: Ord + Clone, V: Clone>(mut entries: Vec<(K, V)>) -> OrdMap<K, 
         }
         kept.push((key, value));
     }
-    kept.into_iter().collect()
+    map_in_order(kept).expect("sorted, each key once")
 }
 
 /// A persistent set of `items`, built from sorted items (see [`map_in_bulk`]).
 pub(super) fn set_in_bulk<T: Ord + Clone>(mut items: Vec<T>) -> OrdSet<T> {
     items.sort_unstable();
     items.dedup();
-    items.into_iter().collect()
+    set_in_order(items).expect("sorted, each item once")
 }
 
 /// Entries of the name, external-id and owner lookups: (case-folded name, id), (external id,

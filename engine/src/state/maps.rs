@@ -80,11 +80,15 @@ fn join_group(member_of: &mut OrdMap<Member, GroupList>, member: Member, group: 
     match member_of.get_mut(&member) {
         Some(list) => {
             if let Err(at) = list.binary_search(&group) {
-                Arc::make_mut(list).insert(at, group);
+                let mut groups = Vec::with_capacity(list.len() + 1);
+                groups.extend_from_slice(&list[..at]);
+                groups.push(group);
+                groups.extend_from_slice(&list[at..]);
+                *list = groups.into();
             }
         }
         None => {
-            member_of.insert(member, Arc::new(vec![group]));
+            member_of.insert(member, Arc::new([group]));
         }
     }
 }
@@ -96,7 +100,7 @@ fn leave_group(member_of: &mut OrdMap<Member, GroupList>, member: Member, group:
     if list.len() == 1 {
         member_of.remove(&member);
     } else {
-        Arc::make_mut(list).remove(at);
+        *list = list[..at].iter().chain(&list[at + 1..]).copied().collect();
     }
 }
 
@@ -177,7 +181,10 @@ impl FoldMaps for State {
     }
 
     fn take_groups_of(&mut self, member: Member) -> Vec<GroupId> {
-        Arc::unwrap_or_clone(self.member_of.remove(&member).unwrap_or_default())
+        self.member_of
+            .remove(&member)
+            .map(|list| list.to_vec())
+            .unwrap_or_default()
     }
 
     fn indexes(&mut self) -> Option<&mut Indexes> {

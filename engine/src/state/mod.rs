@@ -9,6 +9,7 @@ mod absences;
 mod apply;
 mod erasure;
 mod flat;
+mod in_order;
 mod indexes;
 mod maps;
 mod snapshot;
@@ -46,11 +47,12 @@ pub fn fold_case(name: &str) -> String {
     nfkc.normalize(&folded).into_owned()
 }
 
-/// The groups one member is directly in, in id order: a plain vector behind an `Arc`, shared by
-/// every state until one of them changes it (and copies it: a member is in tens of groups, not
-/// thousands). Far smaller than a persistent set per member, smaller than one set of every
-/// (member, group) pair, and read as one contiguous list.
-pub(crate) type GroupList = Arc<Vec<GroupId>>;
+/// The groups one member is directly in, in id order: a plain slice behind an `Arc`, shared by
+/// every state until one of them changes it (by making a new one: a member is in tens of
+/// groups, not thousands). Far smaller than a persistent set per member, smaller than one set
+/// of every (member, group) pair, and read as one contiguous list, in one allocation with its
+/// counts.
+pub(crate) type GroupList = Arc<[GroupId]>;
 
 /// A group and its direct members.
 #[derive(Clone, Debug)]

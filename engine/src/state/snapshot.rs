@@ -25,6 +25,7 @@ use imbl::{OrdMap, OrdSet};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use super::in_order::{map_in_order, set_in_order};
 use super::indexes::Indexes;
 use super::{GroupEntry, GroupList, State};
 use crate::absence::{Absence, Absent};
@@ -461,7 +462,8 @@ fn decode_users(section: VecDeque<Vec<u8>>, opener: &(dyn Opener + Sync)) -> Res
         }
         let mut state = State::default();
         state.indexes.index_users_in_bulk(users.iter().map(|user| &**user));
-        state.users = users.into_iter().map(|user| (user.id, user)).collect();
+        state.users = map_in_order(users.into_iter().map(|user| (user.id, user)).collect())
+            .map_err(|_| malformed("users out of id order"))?;
         opener_thread
             .join()
             .unwrap_or_else(|_| Err(malformed("a decoding thread panicked")))?;
@@ -478,15 +480,17 @@ fn decode_memberships(section: &[u8]) -> Result<Memberships, SnapshotDecodeError
     // length, go into the persistent map in member order, where inserts are cheap: inserting at
     // random into the persistent map took about three times as long on a large tenant, and it
     // was the slowest part of loading a snapshot. The pairs themselves are never collected.
-    let mut member_sets = OrdMap::new();
+    let mut member_sets = Vec::new();
     let mut lists: HashMap<Member, Vec<GroupId>> = HashMap::default();
     for item in items::<(GroupId, Vec<Member>)>(section) {
         let (group, members) = item?;
         for member in &members {
             lists.entry(*member).or_default().push(group);
         }
-        member_sets.insert(group, members.into_iter().collect::<OrdSet<Member>>());
+        let members = set_in_order(members).map_err(|_| malformed(format!("members of group {group} out of order")))?;
+        member_sets.push((group, members));
     }
+    let member_sets = map_in_order(member_sets).map_err(|_| malformed("member lists out of group order"))?;
     let mut lists: Vec<(Member, Vec<GroupId>)> = lists.into_iter().collect();
     lists.sort_unstable_by_key(|(member, _)| *member);
     let member_of = lists
@@ -496,10 +500,10 @@ fn decode_memberships(section: &[u8]) -> Result<Memberships, SnapshotDecodeError
             // repeats for the lookups that follow.
             groups.sort_unstable();
             groups.dedup();
-            groups.shrink_to_fit();
-            (member, Arc::new(groups))
+            (member, Arc::from(groups))
         })
         .collect();
+    let member_of = map_in_order(member_of).expect("a hash map's keys, sorted");
     Ok((member_sets, member_of))
 }
 
@@ -645,13 +649,14 @@ fn decode(
             memberships = Some(scope.spawn(move || decode_memberships(&members)));
             let groups = items::<Group>(&groups).collect::<Result<Vec<Group>, _>>()?;
             state.indexes.index_groups_in_bulk(groups.iter());
-            for group in groups {
+            let entries = groups.into_iter().map(|group| {
                 let entry = GroupEntry {
                     group: Arc::new(group),
                     members: OrdSet::new(),
                 };
-                state.groups.insert(entry.group.id, entry);
-            }
+                (entry.group.id, entry)
+            });
+            state.groups = map_in_order(entries.collect()).map_err(|_| malformed("groups out of id order"))?;
             for binding in items::<(ResourceRef, BindingGroups)>(&sections.next_section()?) {
                 let (resource, groups) = binding?;
                 state.bindings.set(&resource, &groups);
