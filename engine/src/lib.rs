@@ -65,6 +65,7 @@ mod history;
 pub mod ids;
 pub(crate) mod limits;
 pub mod model;
+mod profile_encoding;
 pub mod projector;
 pub mod reader;
 pub mod reconcile;

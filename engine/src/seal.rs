@@ -317,7 +317,10 @@ mod tests {
     fn profile() -> UserProfile {
         UserProfile {
             user_name: "alice@example.com".into(),
-            title: Some("Engineer".into()),
+            details: Some(Box::new(crate::model::ProfileDetails {
+                title: Some("Engineer".into()),
+                ..Default::default()
+            })),
             ..UserProfile::default()
         }
     }

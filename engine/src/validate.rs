@@ -41,13 +41,13 @@ pub(crate) fn validate_profile(profile: &UserProfile) -> Result<(), Rejection> {
     for (field, values) in profile.multi_valued_fields() {
         check_values(field, values)?;
     }
-    if profile.addresses.len() > limits::MULTI_VALUES_MAX {
+    if profile.details().addresses.len() > limits::MULTI_VALUES_MAX {
         return Err(Rejection::invalid(
             "addresses",
             format!("at most {} values", limits::MULTI_VALUES_MAX),
         ));
     }
-    for address in &profile.addresses {
+    for address in &profile.details().addresses {
         for part in [
             &address.formatted,
             &address.street_address,
@@ -75,13 +75,14 @@ pub(crate) fn validate_profile(profile: &UserProfile) -> Result<(), Rejection> {
             check_optional("manager", &manager.display_name)?;
         }
     }
-    if profile.extra.len() > limits::EXTRA_ATTRIBUTES_MAX {
+    if profile.details().extra.len() > limits::EXTRA_ATTRIBUTES_MAX {
         return Err(Rejection::invalid(
             "attributes",
             format!("at most {} attributes outside the schema", limits::EXTRA_ATTRIBUTES_MAX),
         ));
     }
     let extra_bytes: usize = profile
+        .details()
         .extra
         .iter()
         .map(|(name, value)| name.len() + extra_len(value))

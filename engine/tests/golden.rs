@@ -12,8 +12,8 @@ use idpsync_engine::absence::Absent;
 use idpsync_engine::event::{ENVELOPE_VERSION, HoldSummary, Personal, decode, encode};
 use idpsync_engine::ids::{GroupId, IntegrationName, Member, RequestId, ResourceId, SyncRunId, TokenId, UserId};
 use idpsync_engine::model::{
-    Address, AttrValue, BindingGroups, BindingRole, EnterpriseUser, Manager, MultiValue, Name, Owner, ResourceKind,
-    ResourceRef, UserProfile,
+    Address, AttrValue, BindingGroups, BindingRole, EnterpriseUser, Manager, MultiValue, Name, Owner, ProfileDetails,
+    ResourceKind, ResourceRef, UserProfile,
 };
 use idpsync_engine::{Cause, Envelope, Event, Source};
 use idpsync_engine::{ExternalIdHash, Sealed};
@@ -62,30 +62,7 @@ fn full_profile() -> UserProfile {
             honorific_suffix: Some("III".to_owned()),
         })),
         display_name: Some("Alice Smith".to_owned()),
-        nick_name: Some("Al".to_owned()),
-        profile_url: Some("https://example.com/alice".to_owned()),
-        title: Some("Engineer".to_owned()),
-        user_type: Some("Employee".to_owned()),
-        preferred_language: Some("en-US".to_owned()),
-        locale: Some("en-US".to_owned()),
-        timezone: Some("Europe/Berlin".to_owned()),
         emails: vec![value("alice@example.com")],
-        phone_numbers: vec![value("+1 555 0100")],
-        ims: vec![value("alice")],
-        photos: vec![value("https://example.com/alice.png")],
-        addresses: vec![Address {
-            formatted: Some("1 Main St".to_owned()),
-            street_address: Some("1 Main St".to_owned()),
-            locality: Some("Springfield".to_owned()),
-            region: Some("IL".to_owned()),
-            postal_code: Some("62701".to_owned()),
-            country: Some("US".to_owned()),
-            kind: Some("work".to_owned()),
-            primary: true,
-        }],
-        entitlements: vec![value("vpn")],
-        roles: vec![value("admin")],
-        x509_certificates: vec![value("MIIB")],
         enterprise: Some(Box::new(EnterpriseUser {
             employee_number: Some("42".to_owned()),
             cost_center: Some("cc".to_owned()),
@@ -97,7 +74,32 @@ fn full_profile() -> UserProfile {
                 display_name: Some("Boss".to_owned()),
             }),
         })),
-        extra,
+        details: Some(Box::new(ProfileDetails {
+            nick_name: Some("Al".to_owned()),
+            profile_url: Some("https://example.com/alice".to_owned()),
+            title: Some("Engineer".to_owned()),
+            user_type: Some("Employee".to_owned()),
+            preferred_language: Some("en-US".to_owned()),
+            locale: Some("en-US".to_owned()),
+            timezone: Some("Europe/Berlin".to_owned()),
+            phone_numbers: vec![value("+1 555 0100")],
+            ims: vec![value("alice")],
+            photos: vec![value("https://example.com/alice.png")],
+            addresses: vec![Address {
+                formatted: Some("1 Main St".to_owned()),
+                street_address: Some("1 Main St".to_owned()),
+                locality: Some("Springfield".to_owned()),
+                region: Some("IL".to_owned()),
+                postal_code: Some("62701".to_owned()),
+                country: Some("US".to_owned()),
+                kind: Some("work".to_owned()),
+                primary: true,
+            }],
+            entitlements: vec![value("vpn")],
+            roles: vec![value("admin")],
+            x509_certificates: vec![value("MIIB")],
+            extra,
+        })),
     }
 }
 

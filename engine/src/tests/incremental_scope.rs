@@ -40,7 +40,10 @@ impl Idp {
             active,
             profile: UserProfile {
                 user_name: format!("user{id}@example.com"),
-                title: Some(format!("title {title}")),
+                details: Some(Box::new(crate::model::ProfileDetails {
+                    title: Some(format!("title {title}")),
+                    ..Default::default()
+                })),
                 ..UserProfile::default()
             },
         })

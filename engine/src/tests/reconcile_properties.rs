@@ -23,7 +23,11 @@ fn user() -> impl Strategy<Value = SnapshotUser> {
             } else {
                 format!("USER{}", name - 1)
             },
-            title: title.map(|t| format!("title {t}")),
+            details: crate::model::ProfileDetails {
+                title: title.map(|t| format!("title {t}")),
+                ..Default::default()
+            }
+            .boxed(),
             ..UserProfile::default()
         },
     })

@@ -133,7 +133,7 @@ pub(crate) async fn replace(scope: &Scope, id: &str, request: &WriteRequest) -> 
     let projection = Projection::new(&USER_TYPE, request.params.projection())?;
     let state = scope.tenant.state();
     let current = find(&state, id)?;
-    let (user_id, extra) = (current.id, current.profile.extra.clone());
+    let (user_id, extra) = (current.id, current.profile.details().extra.clone());
     let write = decode(&request.body)?;
     let command = Command::ReplaceUser {
         user: user_id,
@@ -172,7 +172,7 @@ pub(crate) async fn patch(scope: &Scope, id: &str, request: &WriteRequest) -> Re
             expected_version: Some(current.version),
             external_id: write.external_id.clone(),
             active: write.active,
-            profile: with_extra(write, current.profile.extra.clone()),
+            profile: with_extra(write, current.profile.details().extra.clone()),
         };
         match scope.tenant.execute(command, scope.origin.clone()).await {
             Ok(_) => return respond(scope, current.id, &projection),
@@ -202,7 +202,8 @@ fn decode(body: &Value) -> Result<UserWrite, Error> {
 /// (SCIM cannot see them, so it cannot mean to clear them).
 fn with_extra(write: UserWrite, extra: BTreeMap<String, AttrValue>) -> UserProfile {
     let mut profile = write.profile;
-    profile.extra = extra;
+    profile.details_mut().extra = extra;
+    profile.compact();
     profile
 }
 

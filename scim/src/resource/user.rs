@@ -3,7 +3,9 @@
 
 use idpsync_engine::State;
 use idpsync_engine::ids::{Member, UserId};
-use idpsync_engine::model::{Address, EnterpriseUser, Group, Manager, MultiValue, Name, User, UserProfile};
+use idpsync_engine::model::{
+    Address, EnterpriseUser, Group, Manager, MultiValue, Name, ProfileDetails, User, UserProfile,
+};
 use serde::Serialize;
 use serde::ser::{SerializeMap, Serializer};
 use serde_json::{Map, Value};
@@ -64,8 +66,9 @@ impl Serialize for UserDocument<'_> {
                 map.serialize_entry(key, &Each(|| values.iter().map(ValueView)))?;
             }
         }
-        if !profile.addresses.is_empty() {
-            map.serialize_entry("addresses", &Each(|| profile.addresses.iter().map(AddressView)))?;
+        let addresses = &profile.details().addresses;
+        if !addresses.is_empty() {
+            map.serialize_entry("addresses", &Each(|| addresses.iter().map(AddressView)))?;
         }
         let member = Member::User(user.id);
         if self.state.groups_of(member).next().is_some() {
@@ -248,10 +251,10 @@ pub(crate) fn decode(body: &Map<String, Value>) -> Result<UserWrite, Error> {
         .map(decode_enterprise)
         .filter(|enterprise| *enterprise != EnterpriseUser::default())
         .map(Box::new);
-    let profile = UserProfile {
-        user_name,
-        name,
-        display_name: text(body, "displayName"),
+    // In the order of the schema: where several attributes are wrong, the first is reported.
+    let display_name = text(body, "displayName");
+    let emails = decode_values(body, "emails")?;
+    let details = ProfileDetails {
         nick_name: text(body, "nickName"),
         profile_url: text(body, "profileUrl"),
         title: text(body, "title"),
@@ -259,7 +262,6 @@ pub(crate) fn decode(body: &Map<String, Value>) -> Result<UserWrite, Error> {
         preferred_language: text(body, "preferredLanguage"),
         locale: text(body, "locale"),
         timezone: text(body, "timezone"),
-        emails: decode_values(body, "emails")?,
         phone_numbers: decode_values(body, "phoneNumbers")?,
         ims: decode_values(body, "ims")?,
         photos: decode_values(body, "photos")?,
@@ -267,8 +269,15 @@ pub(crate) fn decode(body: &Map<String, Value>) -> Result<UserWrite, Error> {
         entitlements: decode_values(body, "entitlements")?,
         roles: decode_values(body, "roles")?,
         x509_certificates: decode_values(body, "x509Certificates")?,
-        enterprise,
         extra: Default::default(),
+    };
+    let profile = UserProfile {
+        user_name,
+        name,
+        display_name,
+        emails,
+        enterprise,
+        details: details.boxed(),
     };
     Ok(UserWrite {
         external_id: text(body, "externalId"),
