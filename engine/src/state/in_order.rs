@@ -21,7 +21,7 @@ const HALF_LEAF: usize = 8;
 fn in_two_passes<T>(items: impl IntoIterator<Item = T>, mut insert: impl FnMut(T)) {
     let mut later = Vec::new();
     for (index, item) in items.into_iter().enumerate() {
-        if (index / HALF_LEAF) % 2 == 0 {
+        if (index / HALF_LEAF).is_multiple_of(2) {
             insert(item);
         } else {
             later.push(item);
