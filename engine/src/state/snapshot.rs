@@ -63,26 +63,61 @@ fn malformed(reason: impl std::fmt::Display) -> SnapshotDecodeError {
     SnapshotDecodeError::Malformed(reason.to_string())
 }
 
+/// Writes sections straight into the snapshot's bytes: each begins with a placeholder for its
+/// length, filled in when it ends, so that no section is built apart and copied (a section of
+/// a large tenant is tens of megabytes).
 struct Writer {
     bytes: Vec<u8>,
-    section: Vec<u8>,
+    /// Where the open section's values begin, just after its length.
+    section_start: usize,
 }
 
 impl Writer {
-    fn item(&mut self, value: &impl Serialize) {
-        // Serialising plain data into a Vec cannot fail.
-        self.section =
-            postcard::to_extend(value, std::mem::take(&mut self.section)).expect("postcard encodes every value");
+    /// A snapshot of `format` whose first section is open, in a buffer of `capacity` bytes.
+    fn new(format: u16, capacity: usize) -> Writer {
+        let mut bytes = Vec::with_capacity(capacity);
+        bytes.extend_from_slice(&format.to_le_bytes());
+        let mut writer = Writer {
+            bytes,
+            section_start: 0,
+        };
+        writer.open_section();
+        writer
     }
 
+    fn open_section(&mut self) {
+        self.bytes.extend_from_slice(&[0; 8]);
+        self.section_start = self.bytes.len();
+    }
+
+    fn item(&mut self, value: &impl Serialize) {
+        // Serialising plain data into a Vec cannot fail.
+        self.bytes = postcard::to_extend(value, std::mem::take(&mut self.bytes)).expect("postcard encodes every value");
+    }
+
+    /// Ends the open section and opens the next.
     fn end_section(&mut self) {
-        self.bytes.extend_from_slice(&(self.section.len() as u64).to_le_bytes());
-        self.bytes.append(&mut self.section);
+        let len = (self.bytes.len() - self.section_start) as u64;
+        self.bytes[self.section_start - 8..self.section_start].copy_from_slice(&len.to_le_bytes());
+        self.open_section();
+    }
+
+    /// The bytes, without the section opened after the last.
+    fn finish(mut self) -> Vec<u8> {
+        self.bytes.truncate(self.section_start - 8);
+        self.bytes
     }
 }
 
 /// Encodes `state` and `history` up to `state.seq()` canonically (see the module docs).
 pub fn encode_snapshot(state: &State, history: &History) -> Vec<u8> {
+    encode_snapshot_sized(state, history, 0)
+}
+
+/// [`encode_snapshot`] into a buffer of `expected_len` bytes to begin with: the length of the
+/// last snapshot, say, so that a large one is not grown by doubling (which holds up to twice
+/// its size, and copies it each time).
+pub fn encode_snapshot_sized(state: &State, history: &History, expected_len: usize) -> Vec<u8> {
     let seq = state.seq;
     let with_absences = !state.absences.by_integration.is_empty();
     let format = if with_absences {
@@ -90,10 +125,7 @@ pub fn encode_snapshot(state: &State, history: &History) -> Vec<u8> {
     } else {
         SNAPSHOT_FORMAT
     };
-    let mut out = Writer {
-        bytes: format.to_le_bytes().to_vec(),
-        section: Vec::new(),
-    };
+    let mut out = Writer::new(format, expected_len);
     out.item(&(state.seq, state.recorded_at));
     out.end_section();
     for user in state.users.values() {
@@ -145,7 +177,7 @@ pub fn encode_snapshot(state: &State, history: &History) -> Vec<u8> {
         }
     }
     out.end_section();
-    out.bytes
+    out.finish()
 }
 
 /// A user as a snapshot keeps it: the personal fields as logged (sealed, or plain), never the
@@ -718,6 +750,34 @@ fn decode(
 mod tests {
     use super::*;
     use crate::seal::WithoutKeys;
+
+    #[test]
+    fn each_section_is_its_length_then_its_values_and_nothing_follows_the_last() {
+        for capacity in [0, 3, 1 << 10] {
+            let mut out = Writer::new(7, capacity);
+            out.item(&1u32);
+            out.item(&"ab");
+            out.end_section();
+            out.end_section();
+            out.item(&300u64);
+            out.end_section();
+            let sections = [
+                [
+                    postcard::to_allocvec(&1u32).unwrap(),
+                    postcard::to_allocvec(&"ab").unwrap(),
+                ]
+                .concat(),
+                Vec::new(),
+                postcard::to_allocvec(&300u64).unwrap(),
+            ];
+            let mut expected = 7u16.to_le_bytes().to_vec();
+            for section in sections {
+                expected.extend_from_slice(&(section.len() as u64).to_le_bytes());
+                expected.extend_from_slice(&section);
+            }
+            assert_eq!(out.finish(), expected, "capacity {capacity}");
+        }
+    }
 
     #[test]
     fn values_cut_across_pieces_decode_as_from_one_buffer() {

@@ -3,6 +3,7 @@
 //! writer, one at a time; after each, the stored snapshots are thinned (`retention.rs`).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use idpsync_storage::{Seq, SnapshotInfo, StoreError, StoredSnapshot};
 use tokio::sync::oneshot;
@@ -11,7 +12,7 @@ use tokio::task::JoinHandle;
 use super::Tenant;
 use super::retention::prune_snapshots;
 use crate::error::SubmitError;
-use crate::state::{State, encode_snapshot};
+use crate::state::{State, encode_snapshot_sized};
 
 /// Takes a tenant's snapshots and keeps their schedule.
 pub(super) struct Snapshotter {
@@ -20,6 +21,9 @@ pub(super) struct Snapshotter {
     last: Seq,
     /// The snapshot being written, if any.
     task: Option<JoinHandle<()>>,
+    /// The length of the last snapshot encoded: the next is encoded into a buffer of about
+    /// that size, not grown to it by doubling.
+    last_len: Arc<AtomicUsize>,
 }
 
 impl Snapshotter {
@@ -29,6 +33,7 @@ impl Snapshotter {
             tenant,
             last,
             task: None,
+            last_len: Arc::default(),
         }
     }
 
@@ -42,8 +47,9 @@ impl Snapshotter {
         self.last = state.seq();
         let state = state.clone();
         let tenant = Arc::clone(&self.tenant);
+        let last_len = Arc::clone(&self.last_len);
         self.task = Some(tokio::spawn(async move {
-            if let Err(error) = write_snapshot(&tenant, state).await {
+            if let Err(error) = write_snapshot(&tenant, state, &last_len).await {
                 tracing::warn!(tenant = %tenant.id, %error, "snapshot failed; start-up will replay more of the log");
             }
         }));
@@ -56,6 +62,7 @@ impl Snapshotter {
         let seq = state.seq();
         self.last = seq;
         let tenant = Arc::clone(&self.tenant);
+        let last_len = Arc::clone(&self.last_len);
         let previous = self.task.take();
         self.task = Some(tokio::spawn(async move {
             if let Some(previous) = previous {
@@ -65,7 +72,7 @@ impl Snapshotter {
                 let existing = tenant.store.snapshots(&tenant.id).await?;
                 match existing.into_iter().find(|info| info.seq == seq) {
                     Some(existing) => Ok(existing),
-                    None => write_snapshot(&tenant, state).await,
+                    None => write_snapshot(&tenant, state, &last_len).await,
                 }
             };
             let _ = reply.send(stored.await.map_err(|e| SubmitError::Storage(Arc::new(e))));
@@ -80,7 +87,7 @@ impl Snapshotter {
         }
         if state.seq() > self.last {
             self.last = state.seq();
-            if let Err(error) = write_snapshot(&self.tenant, state.clone()).await {
+            if let Err(error) = write_snapshot(&self.tenant, state.clone(), &self.last_len).await {
                 tracing::warn!(tenant = %self.tenant.id, %error, "final snapshot failed; start-up will replay more of the log");
             }
         }
@@ -88,18 +95,26 @@ impl Snapshotter {
 }
 
 /// Encodes `state` with the history index and stores it, then thins the stored snapshots.
-async fn write_snapshot(tenant: &Arc<Tenant>, state: State) -> Result<SnapshotInfo, StoreError> {
+/// `last_len` is the length of the last snapshot encoded, and becomes this one's.
+async fn write_snapshot(
+    tenant: &Arc<Tenant>,
+    state: State,
+    last_len: &AtomicUsize,
+) -> Result<SnapshotInfo, StoreError> {
     let seq = state.seq();
     let started = std::time::Instant::now();
     let shared = Arc::clone(tenant);
+    // A state grows between snapshots: a little room over the last one's length.
+    let expected_len = last_len.load(Ordering::Relaxed) / 16 * 17;
     let bytes = tokio::task::spawn_blocking(move || {
         // Copy the index under the lock, encode outside it: the writer waits only for the copy.
         let history = shared.history.read().unwrap_or_else(|p| p.into_inner()).clone();
-        encode_snapshot(&state, &history)
+        encode_snapshot_sized(&state, &history, expected_len)
     })
     .await
     .map_err(|e| StoreError::backend("encoding a snapshot", e))?;
     let len = bytes.len();
+    last_len.store(len, Ordering::Relaxed);
     let snapshot = StoredSnapshot::new(seq, bytes);
     let info = SnapshotInfo {
         seq,
