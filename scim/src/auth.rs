@@ -10,8 +10,8 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::Response;
-use idpsync_engine::ids::RequestId;
-use idpsync_engine::{Cause, Origin, Source, Tenant};
+use idpsync_engine::ids::{RequestId, TenantId};
+use idpsync_engine::{Cause, EngineError, Origin, Source, State, Tenant};
 
 use crate::error::Error;
 use crate::resource::BaseUrl;
@@ -40,27 +40,14 @@ impl FromRequestParts<Arc<Service>> for Scope {
             .ok_or(Error::Unauthorized)?;
         // A token may be created for a tenant this server has not seen yet (the command line
         // writes tokens while the server runs): the first request creates it.
-        let failed = |what: &str, error: idpsync_engine::EngineError| match error.unavailable_for() {
-            Some(wait) => Error::LogUnavailable {
-                retry_after_seconds: crate::error::retry_after_seconds(wait),
-            },
-            None => Error::Internal(format!("{what} tenant {}: {error}", principal.tenant)),
-        };
         let tenant = match service.engine.tenant(&principal.tenant) {
             Some(tenant) => tenant,
             None => service
                 .engine
                 .ensure_tenant(&principal.tenant)
                 .await
-                .map_err(|error| failed("opening", error))?,
+                .map_err(|error| engine_failed("opening", &principal.tenant, error))?,
         };
-        // On a log other replicas write, what they appended is folded in before the request is
-        // served: a client reads what it wrote through any of them. A create reads nothing
-        // before its command, and the writer that decides it folds in the others' appends when
-        // it takes its turn to write: it goes straight there.
-        if !is_create(parts) {
-            tenant.caught_up().await.map_err(|error| failed("catching up", error))?;
-        }
         let request = parts.extensions.get::<RequestId>().copied().unwrap_or_default();
         Ok(Scope {
             tenant,
@@ -73,13 +60,31 @@ impl FromRequestParts<Arc<Service>> for Scope {
     }
 }
 
-/// Whether the request creates a resource (`POST /Users`, `POST /Groups`).
-fn is_create(parts: &Parts) -> bool {
-    parts.method == axum::http::Method::POST
-        && parts
-            .extensions
-            .get::<axum::extract::MatchedPath>()
-            .is_some_and(|path| path.as_str().ends_with("/Users") || path.as_str().ends_with("/Groups"))
+impl Scope {
+    /// The tenant's state for a request to read or decide on: on a log other replicas write,
+    /// with what they appended folded in first, so that a client reads what it wrote through
+    /// any of them. Every read of a request that comes before its own command goes through
+    /// here; a create that reads nothing before its command never waits for it (its writer
+    /// folds in the others' appends when it takes its turn to write), and a reply rendered
+    /// after the request's own command reads [`Tenant::state`], which holds it.
+    pub(crate) async fn state(&self) -> Result<Arc<State>, Error> {
+        self.tenant
+            .caught_up()
+            .await
+            .map_err(|error| engine_failed("catching up", self.tenant.id(), error))?;
+        Ok(self.tenant.state())
+    }
+}
+
+/// The SCIM error for an engine that could not open or catch up a tenant: 503 with a
+/// `Retry-After` while its log is unavailable, 500 otherwise.
+fn engine_failed(what: &str, tenant: &TenantId, error: EngineError) -> Error {
+    match error.unavailable_for() {
+        Some(wait) => Error::LogUnavailable {
+            retry_after_seconds: crate::error::retry_after_seconds(wait),
+        },
+        None => Error::Internal(format!("{what} tenant {tenant}: {error}")),
+    }
 }
 
 /// The request's SCIM base URL, for endpoints without a [`Scope`] (discovery).

@@ -7,32 +7,22 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::body::Body;
-use axum::http::{Request, StatusCode, header};
+use axum::http::{StatusCode, header};
 use http_body_util::BodyExt as _;
 use idpsync_engine::command::Command;
-use idpsync_engine::ids::{TenantId, TokenId, UserId};
+use idpsync_engine::ids::{TenantId, UserId};
 use idpsync_engine::model::{Owner, UserProfile};
 use idpsync_engine::{Cause, Engine, Origin, Outcome, Source, TenantSettings};
-use idpsync_scim::{Authenticator, Principal, Settings};
+use idpsync_scim::Settings;
 use serde_json::{Value, json};
 use tower::ServiceExt as _;
 
-const TOKEN: &str = "scan-test-token";
+mod common;
+
+use common::{OneToken, request};
+
 /// A filter no index answers: every user is rendered to evaluate it, and none matches.
 const UNINDEXED: &str = "/Users?filter=title%20eq%20%22Astronaut%22";
-
-struct OneToken;
-
-#[idpsync_scim::async_trait]
-impl Authenticator for OneToken {
-    async fn authenticate(&self, secret: &str) -> Option<Principal> {
-        (secret == TOKEN).then(|| Principal {
-            tenant: TenantId::default_tenant(),
-            token: TokenId::MIN,
-        })
-    }
-}
 
 /// The router over a tenant of `users` users named `user<i>@example.com`, and their ids.
 async fn tenant_of(users: usize, settings: Settings) -> (Router, Vec<UserId>) {
@@ -75,16 +65,6 @@ struct Answer {
     status: StatusCode,
     retry_after: Option<String>,
     body: Value,
-}
-
-fn request(method: &str, uri: &str, body: Option<&Value>) -> Request<Body> {
-    let builder = Request::builder()
-        .method(method)
-        .uri(uri)
-        .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"))
-        .header(header::CONTENT_TYPE, "application/scim+json");
-    let body = body.map_or_else(Body::empty, |body| Body::from(body.to_string()));
-    builder.body(body).unwrap()
 }
 
 async fn answer_of(response: axum::response::Response) -> Answer {

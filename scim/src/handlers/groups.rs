@@ -57,7 +57,7 @@ pub(crate) async fn get(
     query: QueryPairs,
 ) -> Result<Reply, Error> {
     let params = ListParams::from_query(&query.0)?;
-    let state = scope.tenant.state();
+    let state = scope.state().await?;
     let found = find(&state, &id)?;
     if conditions.none_match(found.version) {
         return Ok(Reply::empty(StatusCode::NOT_MODIFIED).etag(found.version));
@@ -110,7 +110,7 @@ pub(crate) async fn delete_endpoint(
 /// Creates a group with its members; 201.
 pub(crate) async fn create(scope: &Scope, request: &WriteRequest) -> Result<Reply, Error> {
     let projection = Projection::new(&GROUP_TYPE, request.params.projection())?;
-    let write = decode(&scope.tenant.state(), &request.body)?;
+    let write = decode(&*scope.state().await?, &request.body)?;
     let command = Command::CreateGroup {
         owner: Owner::Scim,
         external_id: write.external_id,
@@ -129,7 +129,7 @@ pub(crate) async fn create(scope: &Scope, request: &WriteRequest) -> Result<Repl
 /// that forgot them must not revoke everyone's access; `"members": []` empties the group.
 pub(crate) async fn replace(scope: &Scope, id: &str, request: &WriteRequest) -> Result<Reply, Error> {
     let projection = Projection::new(&GROUP_TYPE, request.params.projection())?;
-    let state = scope.tenant.state();
+    let state = scope.state().await?;
     let group_id = find(&state, id)?.id;
     let write = decode(&state, &request.body)?;
     let mut commands = vec![Command::UpdateGroup {
@@ -156,7 +156,7 @@ pub(crate) async fn replace(scope: &Scope, id: &str, request: &WriteRequest) -> 
 pub(crate) async fn patch(scope: &Scope, id: &str, request: &WriteRequest) -> Result<Reply, Error> {
     let projection = Projection::new(&GROUP_TYPE, request.params.projection())?;
     let operations = parse_operations(&request.body)?;
-    let state = scope.tenant.state();
+    let state = scope.state().await?;
     let current = find(&state, id)?;
     let commands = plan_group_patch(&state, current, &operations, request.expected_version, &scope.base)?;
     let group_id = current.id;
@@ -174,7 +174,7 @@ pub(crate) async fn patch(scope: &Scope, id: &str, request: &WriteRequest) -> Re
 
 /// Deletes a group and its memberships; 204.
 pub(crate) async fn delete(scope: &Scope, id: &str, expected_version: Option<Seq>) -> Result<Reply, Error> {
-    let group = find(&scope.tenant.state(), id)?.id;
+    let group = find(&*scope.state().await?, id)?.id;
     let command = Command::DeleteGroup {
         group,
         expected_version,

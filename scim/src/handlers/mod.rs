@@ -31,7 +31,7 @@ pub(crate) async fn list(
     params: &ListParams,
 ) -> Result<Reply, Error> {
     let request = ListRequest::new(listing, params, service.settings.list_limits())?;
-    let state = scope.tenant.state();
+    let state = scope.state().await?;
     if !request.scans() {
         let mut budget = ScanBudget::start(service.scans.limits());
         return request

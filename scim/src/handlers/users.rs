@@ -56,7 +56,7 @@ pub(crate) async fn get(
     query: QueryPairs,
 ) -> Result<Reply, Error> {
     let params = ListParams::from_query(&query.0)?;
-    let state = scope.tenant.state();
+    let state = scope.state().await?;
     let found = find(&state, &id)?;
     if conditions.none_match(found.version) {
         return Ok(Reply::empty(StatusCode::NOT_MODIFIED).etag(found.version));
@@ -131,7 +131,7 @@ pub(crate) async fn create(scope: &Scope, request: &WriteRequest) -> Result<Repl
 /// `active` leaves `active` as it is.
 pub(crate) async fn replace(scope: &Scope, id: &str, request: &WriteRequest) -> Result<Reply, Error> {
     let projection = Projection::new(&USER_TYPE, request.params.projection())?;
-    let state = scope.tenant.state();
+    let state = scope.state().await?;
     let current = find(&state, id)?;
     let (user_id, extra) = (current.id, current.profile.details().extra.clone());
     let write = decode(&request.body)?;
@@ -153,7 +153,7 @@ pub(crate) async fn patch(scope: &Scope, id: &str, request: &WriteRequest) -> Re
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let state = scope.tenant.state();
+        let state = scope.state().await?;
         let current = find(&state, id)?;
         if let Some(expected) = request.expected_version
             && expected != current.version
@@ -188,7 +188,7 @@ pub(crate) async fn patch(scope: &Scope, id: &str, request: &WriteRequest) -> Re
 
 /// Deletes a user and its memberships; 204.
 pub(crate) async fn delete(scope: &Scope, id: &str, expected_version: Option<Seq>) -> Result<Reply, Error> {
-    let user = find(&scope.tenant.state(), id)?.id;
+    let user = find(&*scope.state().await?, id)?.id;
     let command = Command::DeleteUser { user, expected_version };
     scope.tenant.execute(command, scope.origin.clone()).await?;
     Ok(Reply::empty(StatusCode::NO_CONTENT))
