@@ -14,5 +14,6 @@ mod cli;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
+    idpsync_allocator::configure();
     cli::main()
 }

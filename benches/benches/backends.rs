@@ -13,7 +13,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group};
 use idpsync_storage::verify::verify_log;
 use idpsync_storage::{
     AppendBatch, EventId, LogStore, NewRecord, PostgresSettings, PostgresStore, RedbStore, SchemaVersion, TenantId,
@@ -160,4 +160,9 @@ fn replay(c: &mut Criterion) {
 }
 
 criterion_group!(benches, append, replay);
-criterion_main!(benches);
+fn main() {
+    // The binary's allocator settings, as in `idpsync`'s `main`.
+    idpsync_allocator::configure();
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

@@ -404,6 +404,7 @@ fn main_large(runtime: &tokio::runtime::Runtime, wanted: &str) {
 }
 
 fn main() {
+    idpsync_allocator::configure();
     if let Ok(vendor) = std::env::var(SERVE_FAKE) {
         return serve_fake(&vendor);
     }

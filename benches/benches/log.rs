@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group};
 use idpsync_engine::ids::{Member, UserId};
 use idpsync_engine::model::{Owner, UserProfile};
 use idpsync_engine::{Cause, Command, Engine, Origin, Outcome, Source, TenantSettings};
@@ -213,4 +213,9 @@ fn single_writer(c: &mut Criterion) {
 }
 
 criterion_group!(benches, storage_group_commit, engine_group_commit, single_writer);
-criterion_main!(benches);
+fn main() {
+    // The binary's allocator settings, as in `idpsync`'s `main`.
+    idpsync_allocator::configure();
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

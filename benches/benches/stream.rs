@@ -616,6 +616,7 @@ async fn sealing() {
 }
 
 fn main() {
+    idpsync_allocator::configure();
     // `cargo bench` passes `--bench`; a name filter picks one run.
     let filter: Option<String> = std::env::args().skip(1).find(|arg| !arg.starts_with("--"));
     let wanted = |name: &str| filter.as_deref().is_none_or(|f| name.contains(f));

@@ -494,6 +494,7 @@ fn peak_memory(bench: &Bench) {
 }
 
 fn main() {
+    idpsync_allocator::configure();
     let bench = Bench::from_env();
     if std::env::var_os(CHILD_VAR).is_some() {
         memory_child(&bench);

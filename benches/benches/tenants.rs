@@ -277,6 +277,7 @@ fn memory(backend: &Backend, count: usize) {
 }
 
 fn main() {
+    idpsync_allocator::configure();
     if let Ok(child) = std::env::var(CHILD_VAR) {
         let (name, count) = child.split_once(':').expect("<backend>:<count>");
         let count = count.parse().expect("a tenant count");
