@@ -10,10 +10,8 @@ use std::sync::Arc;
 
 use axum::Router;
 use http_body_util::BodyExt as _;
-use idpsync_engine::command::Command;
-use idpsync_engine::ids::{Member, TenantId};
-use idpsync_engine::model::{Owner, UserProfile};
-use idpsync_engine::{Cause, Engine, Origin, Outcome, Source, TenantSettings};
+use idpsync_engine::ids::TenantId;
+use idpsync_engine::{Engine, TenantSettings};
 use idpsync_storage::{PostgresSettings, PostgresStore};
 use serde_json::{Value, json};
 use tower::ServiceExt as _;
@@ -21,6 +19,10 @@ use tower::ServiceExt as _;
 mod common;
 
 use common::{OneToken, request};
+
+fn user(user_name: &str) -> Value {
+    json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": user_name})
+}
 
 async fn send(router: &Router, method: &str, uri: &str, body: Option<Value>) -> (u16, Value) {
     let response = router
@@ -43,23 +45,16 @@ async fn a_replica_reads_what_another_wrote_before_every_request_that_reads_firs
         .await
         .unwrap();
     let second = PostgresStore::open(first.settings().clone()).await.unwrap();
-    let writer = Engine::open(Arc::new(first), TenantSettings::default()).await.unwrap();
+    let writer = Arc::new(Engine::open(Arc::new(first), TenantSettings::default()).await.unwrap());
     let reader = Arc::new(Engine::open(Arc::new(second), TenantSettings::default()).await.unwrap());
     let default = TenantId::default_tenant();
     // Both load the tenant before anything is written: the reader's state is then the empty
     // one until a request catches it up.
-    let written = writer.ensure_tenant(&default).await.unwrap();
+    writer.ensure_tenant(&default).await.unwrap();
     let stale = reader.ensure_tenant(&default).await.unwrap();
-    let router = idpsync_scim::router(
-        Arc::clone(&reader),
-        Arc::new(OneToken),
-        idpsync_scim::Settings::default(),
-    );
+    let written = idpsync_scim::router(writer, Arc::new(OneToken), idpsync_scim::Settings::default());
+    let router = idpsync_scim::router(reader, Arc::new(OneToken), idpsync_scim::Settings::default());
 
-    let origin = Origin {
-        source: Source::Workload,
-        cause: Cause::Unspecified,
-    };
     let mut ids = Vec::new();
     for user_name in [
         "alice@example.com",
@@ -67,19 +62,9 @@ async fn a_replica_reads_what_another_wrote_before_every_request_that_reads_firs
         "carol@example.com",
         "dan@example.com",
     ] {
-        let command = Command::ProvisionUser {
-            owner: Owner::Scim,
-            external_id: None,
-            active: true,
-            profile: UserProfile {
-                user_name: user_name.to_owned(),
-                ..UserProfile::default()
-            },
-        };
-        let Outcome::UserProvisioned(id) = written.execute(command, origin.clone()).await.unwrap().outcome else {
-            panic!("ProvisionUser provisions a user");
-        };
-        ids.push(id.to_string());
+        let (status, created) = send(&written, "POST", "/Users", Some(user(user_name))).await;
+        assert_eq!(status, 201, "{created}");
+        ids.push(created["id"].as_str().unwrap().to_owned());
     }
     let [alice, bob, carol, dan] = &ids[..] else {
         unreachable!()
@@ -99,26 +84,20 @@ async fn a_replica_reads_what_another_wrote_before_every_request_that_reads_firs
     let group_id = group["id"].as_str().unwrap().to_owned();
 
     // Each request below reads before it writes; before each, the other replica writes again.
-    let more = |user: &str| Command::AddMembers {
-        group: group_id.parse().unwrap(),
-        members: vec![Member::User(user.parse().unwrap())],
+    let add = |member: &str| {
+        json!({
+            "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+            "Operations": [{"op": "add", "path": "members", "value": [{"value": member}]}]
+        })
     };
-    written.execute(more(bob), origin.clone()).await.unwrap();
-    let (status, read) = send(&router, "GET", &format!("/Groups/{group_id}"), None).await;
+    let group_path = format!("/Groups/{group_id}");
+    assert_eq!(send(&written, "PATCH", &group_path, Some(add(bob))).await.0, 200);
+    let (status, read) = send(&router, "GET", &group_path, None).await;
     assert_eq!(status, 200, "{read}");
     assert_eq!(read["members"].as_array().unwrap().len(), 2, "{read}");
 
-    written.execute(more(carol), origin.clone()).await.unwrap();
-    let (status, patched) = send(
-        &router,
-        "PATCH",
-        &format!("/Groups/{group_id}"),
-        Some(json!({
-            "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
-            "Operations": [{"op": "add", "path": "members", "value": [{"value": dan}]}]
-        })),
-    )
-    .await;
+    assert_eq!(send(&written, "PATCH", &group_path, Some(add(carol))).await.0, 200);
+    let (status, patched) = send(&router, "PATCH", &group_path, Some(add(dan))).await;
     assert_eq!(status, 200, "{patched}");
     assert_eq!(patched["members"].as_array().unwrap().len(), 4, "{patched}");
 
@@ -134,12 +113,6 @@ async fn a_replica_reads_what_another_wrote_before_every_request_that_reads_firs
 
     // A create reads nothing first, and its writer folds the others' appends in before it
     // decides: a name the other replica holds is taken.
-    let (status, taken) = send(
-        &router,
-        "POST",
-        "/Users",
-        Some(json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "alice@example.com"})),
-    )
-    .await;
+    let (status, taken) = send(&router, "POST", "/Users", Some(user("alice@example.com"))).await;
     assert_eq!((status, &taken["scimType"]), (409, &json!("uniqueness")), "{taken}");
 }
