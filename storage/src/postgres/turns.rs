@@ -10,7 +10,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use deadpool_postgres::{Object, Pool};
+use deadpool_postgres::{Object, Pool, PoolError, TimeoutType, Timeouts};
 
 use crate::error::StoreError;
 use crate::store::WriteTurn;
@@ -49,11 +49,18 @@ fn lock_key_halves(key: i64) -> [u32; 2] {
 /// Waits for `tenant`'s turn on a connection of `pool`.
 pub(super) async fn take(pool: &Pool, settings: &PostgresSettings, tenant: &TenantId) -> Result<PgTurn, StoreError> {
     let failed = |reason: String| StoreError::backend("taking the write turn", std::io::Error::other(reason));
-    let status = pool.status();
-    if status.available == 0 && status.size >= status.max_size {
-        return Err(failed("every connection for turns is in use".to_owned()));
-    }
-    let client = pool.get().await.map_err(|error| failed(error.to_string()))?;
+    // A wait of zero is the pool's own "do not wait": no slot free is an error at once.
+    let no_wait = Timeouts {
+        wait: Some(Duration::ZERO),
+        ..pool.timeouts()
+    };
+    let client = match pool.timeout_get(&no_wait).await {
+        Ok(client) => client,
+        Err(PoolError::Timeout(TimeoutType::Wait)) => {
+            return Err(failed("every connection for turns is in use".to_owned()));
+        }
+        Err(error) => return Err(failed(error.to_string())),
+    };
     let key = turn_key(&settings.schema, tenant);
     match tokio::time::timeout(TURN_WAIT, client.execute("SELECT pg_advisory_lock($1)", &[&key])).await {
         Ok(Ok(_)) => Ok(PgTurn {
