@@ -117,7 +117,7 @@ pub fn encode_snapshot(state: &State, history: &History) -> Vec<u8> {
 /// [`encode_snapshot`] into a buffer of `expected_len` bytes to begin with: the length of the
 /// last snapshot, say, so that a large one is not grown by doubling (which holds up to twice
 /// its size, and copies it each time).
-pub fn encode_snapshot_sized(state: &State, history: &History, expected_len: usize) -> Vec<u8> {
+pub(crate) fn encode_snapshot_sized(state: &State, history: &History, expected_len: usize) -> Vec<u8> {
     let seq = state.seq;
     let with_absences = !state.absences.by_integration.is_empty();
     let format = if with_absences {
@@ -522,18 +522,14 @@ fn decode_memberships(section: &[u8]) -> Result<Memberships, SnapshotDecodeError
         let members = set_in_order(members).map_err(|_| malformed(format!("members of group {group} out of order")))?;
         member_sets.push((group, members));
     }
+    // Groups came in strictly ascending order (checked just above), so each member's list is
+    // sorted and free of repeats, as the lookups that follow need.
     let member_sets = map_in_order(member_sets).map_err(|_| malformed("member lists out of group order"))?;
     let mut lists: Vec<(Member, Vec<GroupId>)> = lists.into_iter().collect();
     lists.sort_unstable_by_key(|(member, _)| *member);
     let member_of = lists
         .into_iter()
-        .map(|(member, mut groups)| {
-            // Groups come in id order, so this only checks; a list must be sorted and free of
-            // repeats for the lookups that follow.
-            groups.sort_unstable();
-            groups.dedup();
-            (member, Arc::from(groups))
-        })
+        .map(|(member, groups)| (member, Arc::from(groups)))
         .collect();
     let member_of = map_in_order(member_of).expect("a hash map's keys, sorted");
     Ok((member_sets, member_of))
