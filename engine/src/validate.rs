@@ -41,13 +41,14 @@ pub(crate) fn validate_profile(profile: &UserProfile) -> Result<(), Rejection> {
     for (field, values) in profile.multi_valued_fields() {
         check_values(field, values)?;
     }
-    if profile.details().addresses.len() > limits::MULTI_VALUES_MAX {
+    let details = profile.details();
+    if details.addresses.len() > limits::MULTI_VALUES_MAX {
         return Err(Rejection::invalid(
             "addresses",
             format!("at most {} values", limits::MULTI_VALUES_MAX),
         ));
     }
-    for address in &profile.details().addresses {
+    for address in &details.addresses {
         for part in [
             &address.formatted,
             &address.street_address,
@@ -75,14 +76,13 @@ pub(crate) fn validate_profile(profile: &UserProfile) -> Result<(), Rejection> {
             check_optional("manager", &manager.display_name)?;
         }
     }
-    if profile.details().extra.len() > limits::EXTRA_ATTRIBUTES_MAX {
+    if details.extra.len() > limits::EXTRA_ATTRIBUTES_MAX {
         return Err(Rejection::invalid(
             "attributes",
             format!("at most {} attributes outside the schema", limits::EXTRA_ATTRIBUTES_MAX),
         ));
     }
-    let extra_bytes: usize = profile
-        .details()
+    let extra_bytes: usize = details
         .extra
         .iter()
         .map(|(name, value)| name.len() + extra_len(value))

@@ -14,8 +14,8 @@
 //! about that long at most. A turn kept [`IDLE_CHECKS_MAX`] idle checks is given back anyway.
 //!
 //! A writer that cannot get its turn (no connection for turns free: it does not wait for one;
-//! the holder stuck; the database failing) decides and appends without it: the conditional append still keeps the log whole,
-//! and a lost place is decided again.
+//! the holder stuck; the database failing) decides and appends without it: the conditional
+//! append still keeps the log whole, and a lost place is decided again.
 //!
 //! [`LogStore::write_turn`]: idpsync_storage::LogStore::write_turn
 
