@@ -301,6 +301,36 @@ impl Planner<'_> {
         }
     }
 
+    /// The members `edges` (all of `group`'s) name, counting those that name nothing known.
+    fn resolve_members(&mut self, group: GroupId, edges: &[&Membership]) -> BTreeSet<Member> {
+        let mut members = BTreeSet::new();
+        for edge in edges {
+            match self.resolve(&edge.member) {
+                Some(member) if member != Member::Group(group) => {
+                    members.insert(member);
+                }
+                _ => self.report.unresolved_members += 1,
+            }
+        }
+        members
+    }
+
+    /// Makes `group`'s direct members `listed`: adds those missing, removes the others once
+    /// their absence takes effect.
+    fn reconcile_members(&mut self, external_id: &str, group: GroupId, listed: &BTreeSet<Member>) {
+        let current: BTreeSet<Member> = self.scratch.direct_members(group).collect();
+        let leaving = current
+            .difference(listed)
+            .copied()
+            .filter(|member| {
+                let label = self.membership_label(external_id, group, *member);
+                self.witnessed(Absent::Membership { group, member: *member }, "membership", label)
+            })
+            .collect();
+        self.remove_members(external_id, group, leaving);
+        self.add_members(external_id, group, listed.difference(&current).copied().collect());
+    }
+
     /// Resolves edges to (group → members), counting the edges that name nothing known.
     fn resolve_edges<'e>(
         &mut self,
@@ -498,24 +528,29 @@ pub(crate) fn plan(
 
     match &snapshot.scope {
         SnapshotScope::Complete { memberships } => {
-            let mut wanted = planner.resolve_edges(memberships.iter());
-            for listed in &snapshot.groups {
-                if let Some(group) = planner.scratch.owned_group(integration, &listed.external_id) {
-                    wanted.entry((listed.external_id.clone(), group)).or_default();
+            // A group at a time, in the order of the IdP's ids: only one group's members are
+            // resolved at once, never the whole listing's edges.
+            let mut edges: Vec<&Membership> = memberships.iter().collect();
+            edges.sort_unstable_by(|a, b| a.group.cmp(&b.group));
+            // The listed groups, and those only edges name: a listed group without edges has
+            // no members.
+            let keys: BTreeSet<&str> = snapshot
+                .groups
+                .iter()
+                .map(|group| group.external_id.as_str())
+                .chain(edges.iter().map(|edge| edge.group.as_str()))
+                .collect();
+            let mut rest = edges.as_slice();
+            for external_id in keys {
+                let split = rest.partition_point(|edge| edge.group.as_str() == external_id);
+                let (group_edges, after) = rest.split_at(split);
+                rest = after;
+                if let Some(group) = planner.scratch.owned_group(integration, external_id) {
+                    let members = planner.resolve_members(group, group_edges);
+                    planner.reconcile_members(external_id, group, &members);
+                } else {
+                    planner.report.unresolved_members += group_edges.len() as u32;
                 }
-            }
-            for ((external_id, group), members) in wanted {
-                let current: BTreeSet<Member> = planner.scratch.direct_members(group).collect();
-                let unlisted: Vec<Member> = current.difference(&members).copied().collect();
-                let leaving = unlisted
-                    .into_iter()
-                    .filter(|member| {
-                        let label = planner.membership_label(&external_id, group, *member);
-                        planner.witnessed(Absent::Membership { group, member: *member }, "membership", label)
-                    })
-                    .collect();
-                planner.remove_members(&external_id, group, leaving);
-                planner.add_members(&external_id, group, members.difference(&current).copied().collect());
             }
         }
         SnapshotScope::Delta { joined, left, .. } => {
