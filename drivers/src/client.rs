@@ -4,6 +4,8 @@
 
 use std::sync::Mutex;
 
+use idpsync_engine::reconcile::{Baseline, Listing, ListingScope};
+
 use reqwest::Url;
 use reqwest::header::{HeaderName, HeaderValue};
 use serde::de::DeserializeOwned;
@@ -26,6 +28,8 @@ pub(crate) struct IdpClient {
 pub(crate) struct Run<'b> {
     pub(crate) budget: &'b Budget,
     pub(crate) selection: Selection,
+    /// What the run's listings compare their users with (see [`Baseline`]).
+    baseline: Option<Baseline>,
     warnings: Mutex<Vec<String>>,
 }
 
@@ -35,8 +39,22 @@ impl<'b> Run<'b> {
         Run {
             budget,
             selection,
+            baseline: None,
             warnings: Mutex::new(Vec::new()),
         }
+    }
+
+    /// The run, its listings comparing their users with `baseline` as they are read.
+    pub(crate) fn compared_with(self, baseline: Baseline) -> Run<'b> {
+        Run {
+            baseline: Some(baseline),
+            ..self
+        }
+    }
+
+    /// An empty listing of the given scope, for this run.
+    pub(crate) fn listing(&self, scope: ListingScope) -> Listing {
+        Listing::compared_with(scope, self.baseline.clone())
     }
 
     /// Notes something an operator should know that did not stop the run.

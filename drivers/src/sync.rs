@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use idpsync_engine::ids::SyncRunId;
-use idpsync_engine::reconcile::{Guard, ListingScope, ReconcileReport, ScopeRules, SyncInput};
+use idpsync_engine::reconcile::{Baseline, Guard, ListingScope, ReconcileReport, ScopeRules, SyncInput};
 use idpsync_engine::{SubmitError, Tenant};
 use time::OffsetDateTime;
 
@@ -186,7 +186,9 @@ pub async fn sync_once(
         .is_none_or(|last| now.saturating_sub(last) >= config.full_resync.as_secs() as i64);
     let incremental = resync == Resync::Auto && driver.has_incremental() && !full_due && state.cursor.is_some();
     let budget = Budget::new(config.sync_timeout);
-    let run = Run::new(&budget, driver.selection());
+    // Users read as the tenant holds them are kept as its records, not copied.
+    let baseline = Baseline::new(tenant.state(), config.name.clone());
+    let run = Run::new(&budget, driver.selection()).compared_with(baseline);
     let since = state.cursor.as_ref().filter(|_| incremental);
     let fetched = match fetch_holding_still(driver, &run, since).await {
         Err(DriverError::CursorExpired(why)) if since.is_some() => {

@@ -434,9 +434,9 @@ impl Provider for Auth0 {
             None => None,
         };
         let (mut listing, query) = match since {
-            None => (Listing::new(ListingScope::Complete), None),
+            None => (run.listing(ListingScope::Complete), None),
             Some(cursor) => (
-                Listing::new(ListingScope::Incremental),
+                run.listing(ListingScope::Incremental),
                 Some(format!("updated_at:[{} TO *]", rfc3339_millis(since_seconds(cursor)?))),
             ),
         };

@@ -255,9 +255,9 @@ impl Provider for Authentik {
             None => None,
         };
         let (mut listing, since_text) = match since {
-            None => (Listing::new(ListingScope::Complete), None),
+            None => (run.listing(ListingScope::Complete), None),
             Some(cursor) => (
-                Listing::new(ListingScope::Incremental),
+                run.listing(ListingScope::Incremental),
                 Some(rfc3339_millis(since_seconds(cursor)?)),
             ),
         };

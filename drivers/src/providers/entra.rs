@@ -294,7 +294,7 @@ impl Provider for Entra {
                 )));
             }
         };
-        let mut listing = Listing::new(scope);
+        let mut listing = run.listing(scope);
         let users = delta_round(client, run, &mut listing, Round::Users, users_start).await?;
         let groups = delta_round(client, run, &mut listing, Round::Groups, groups_start).await?;
         if scope == ListingScope::Incremental && run.selection.nested {

@@ -18,7 +18,7 @@ use crate::members::{MemberList, fetch_members};
 use crate::paging::{Page, Pager};
 use crate::provider::{Cursor, Endpoints, Fetched, Provider, Settings, Vendor};
 use crate::secret::{KeyFile, Secret};
-use idpsync_engine::reconcile::{Listing, ListingScope};
+use idpsync_engine::reconcile::ListingScope;
 
 /// Google's maximum page sizes: users 500, groups and members 200.
 const USERS_PAGE: &str = "500";
@@ -228,7 +228,7 @@ impl Provider for Google {
     }
 
     async fn list(&self, client: &IdpClient, run: &Run<'_>, _since: Option<&Cursor>) -> Result<Fetched, DriverError> {
-        let mut listing = Listing::new(ListingScope::Complete);
+        let mut listing = run.listing(ListingScope::Complete);
         let customer = self.customer.as_str();
         each(
             client,

@@ -22,7 +22,7 @@ use crate::members::{MemberList, fetch_members};
 use crate::paging::{Pager, offset_of};
 use crate::provider::{Cursor, Endpoints, Fetched, Provider, Settings, Vendor};
 use crate::secret::SecretRef;
-use idpsync_engine::reconcile::{Listing, ListingScope};
+use idpsync_engine::reconcile::ListingScope;
 
 /// JumpCloud's maximum page size.
 const PAGE_SIZE: u64 = 100;
@@ -152,7 +152,7 @@ impl Provider for JumpCloud {
     }
 
     async fn list(&self, client: &IdpClient, run: &Run<'_>, _since: Option<&Cursor>) -> Result<Fetched, DriverError> {
-        let mut listing = Listing::new(ListingScope::Complete);
+        let mut listing = run.listing(ListingScope::Complete);
         each(
             client,
             run,

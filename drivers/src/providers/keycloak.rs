@@ -23,7 +23,7 @@ use crate::members::{MemberList, fetch_members};
 use crate::paging::{Pager, offset_of};
 use crate::provider::{Cursor, Endpoints, Fetched, Provider, Settings, Vendor};
 use crate::secret::SecretRef;
-use idpsync_engine::reconcile::{Listing, ListingScope};
+use idpsync_engine::reconcile::ListingScope;
 
 /// Keycloak sets no maximum; this keeps each answer to a few megabytes.
 const PAGE_SIZE: u64 = 1000;
@@ -171,7 +171,7 @@ impl Provider for Keycloak {
 
     async fn list(&self, client: &IdpClient, run: &Run<'_>, _since: Option<&Cursor>) -> Result<Fetched, DriverError> {
         let realm = format!("/admin/realms/{}", self.realm);
-        let mut listing = Listing::new(ListingScope::Complete);
+        let mut listing = run.listing(ListingScope::Complete);
         each(
             client,
             run,

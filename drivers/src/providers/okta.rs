@@ -462,7 +462,7 @@ impl Provider for Okta {
         };
         let (mut listing, user_queries, group_query) = match since {
             None => (
-                Listing::new(ListingScope::Complete),
+                run.listing(ListingScope::Complete),
                 // The plain list leaves out deprovisioned users; they are listed apart so that
                 // a deactivation reads as one, not as a deletion.
                 vec![
@@ -477,7 +477,7 @@ impl Provider for Okta {
             Some(cursor) => {
                 let since = rfc3339_millis(since_seconds(cursor)?);
                 (
-                    Listing::new(ListingScope::Incremental),
+                    run.listing(ListingScope::Incremental),
                     vec![vec![
                         ("search", format!("lastUpdated gt \"{since}\"")),
                         ("limit", USERS_PAGE.to_owned()),

@@ -322,7 +322,7 @@ impl Provider for Zitadel {
     }
 
     async fn list(&self, client: &IdpClient, run: &Run<'_>, _since: Option<&Cursor>) -> Result<Fetched, DriverError> {
-        let mut listing = Listing::new(ListingScope::Complete);
+        let mut listing = run.listing(ListingScope::Complete);
         let users_query =
             |offset: String, limit: u64| json!({ "query": { "offset": offset, "limit": limit, "asc": true } });
         let mut machines = HashSet::new();

@@ -7,16 +7,19 @@
 //! drivers whose IdP can only say "this group changed" never compute deltas themselves.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use super::idp_times::IdpTimes;
-use super::snapshot::{ExternalMember, Membership, SnapshotGroup, SnapshotUser};
+use super::snapshot::{ExternalMember, ListedUser, Membership, SnapshotGroup, SnapshotUser};
 use super::unique_list::UniqueList;
+use crate::ids::IntegrationName;
+use crate::state::State;
 
 /// Users, groups and memberships as a driver read them.
 #[derive(Debug, Default)]
 pub struct Listing {
     /// Each once, by external id.
-    pub(super) users: UniqueList<SnapshotUser>,
+    pub(super) users: UniqueList<ListedUser>,
     /// Each once, by external id.
     pub(super) groups: UniqueList<SnapshotGroup>,
     /// Membership edges, each once: IdPs repeat an edge across pages, and order does not
@@ -25,6 +28,48 @@ pub struct Listing {
     pub(super) changes: Option<Changes>,
     /// When the IdP says its changes happened, where it says so.
     pub(super) idp_times: IdpTimes,
+    /// What users are compared with as they are added.
+    baseline: Option<Baseline>,
+}
+
+/// What a listing compares its users with as a driver adds them: the state when the run
+/// began, and the integration whose users they are. A user read exactly as that state holds
+/// it is kept as the state's record (see [`ListedUser`]), so that a resync that finds little
+/// changed holds little more than the state. The plan still compares every listed user with
+/// the writer's state at the time it plans, so a baseline that has grown stale changes what
+/// a listing takes, never what it plans.
+#[derive(Clone)]
+pub struct Baseline {
+    state: Arc<State>,
+    integration: IntegrationName,
+}
+
+impl Baseline {
+    /// `integration`'s users as `state` holds them.
+    pub fn new(state: Arc<State>, integration: IntegrationName) -> Baseline {
+        Baseline { state, integration }
+    }
+
+    /// `user`, shared with the state's record where that record is what it says.
+    fn listed(&self, user: SnapshotUser) -> ListedUser {
+        let record = self
+            .state
+            .owned_user(&self.integration, &user.external_id)
+            .and_then(|id| self.state.user(id));
+        match record {
+            Some(record) => ListedUser::as_held(record, user),
+            None => ListedUser::from(user),
+        }
+    }
+}
+
+impl std::fmt::Debug for Baseline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Baseline")
+            .field("seq", &self.state.seq())
+            .field("integration", &self.integration)
+            .finish()
+    }
 }
 
 /// What an incremental listing says besides the objects it lists.
@@ -56,6 +101,15 @@ impl Listing {
         }
     }
 
+    /// An empty listing of the given scope whose users are compared with `baseline` as they
+    /// are added.
+    pub fn compared_with(scope: ListingScope, baseline: Option<Baseline>) -> Listing {
+        Listing {
+            baseline,
+            ..Listing::new(scope)
+        }
+    }
+
     /// The listing's scope.
     pub fn scope(&self) -> ListingScope {
         match self.changes {
@@ -66,7 +120,11 @@ impl Listing {
 
     /// Adds a user; returns whether it is new to this listing (a repeat is ignored).
     pub fn add_user(&mut self, user: SnapshotUser) -> bool {
-        self.users.push(user)
+        let listed = match &self.baseline {
+            Some(baseline) => baseline.listed(user),
+            None => ListedUser::from(user),
+        };
+        self.users.push(listed)
     }
 
     /// Adds a group; returns whether it is new to this listing.
@@ -161,7 +219,7 @@ impl Listing {
         });
         self.users
             .iter()
-            .map(|user| user.external_id.as_str())
+            .map(ListedUser::external_id)
             .chain(self.edges.iter().filter_map(Membership::user))
             .chain(changes)
     }

@@ -36,9 +36,11 @@ pub use filter::{GroupFilter, PatternError};
 pub use guard::{Guard, GuardCount, GuardMemory, RecentRemovals};
 pub(crate) use guard::{Removals, held_event};
 pub use idp_times::IdpTimes;
-pub use listing::{Listing, ListingScope};
+pub use listing::{Baseline, Listing, ListingScope};
 pub(crate) use plan::{Plan, plan};
 pub use policy::{MissingUsers, ReconcilePolicy};
 pub use report::{AbsentLine, ChangeLine, ReconcileReport};
 pub use scope::{ScopeRules, SyncInput};
-pub use snapshot::{DirectorySnapshot, ExternalMember, Membership, SnapshotGroup, SnapshotScope, SnapshotUser};
+pub use snapshot::{
+    DirectorySnapshot, ExternalMember, ListedUser, Membership, SnapshotGroup, SnapshotScope, SnapshotUser,
+};

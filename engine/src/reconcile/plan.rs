@@ -22,7 +22,7 @@ use super::guard::{self, Guard, GuardCount, RecentRemovals, Removals};
 use super::idp_times::IdpTimes;
 use super::policy::{MissingUsers, ReconcilePolicy};
 use super::report::{AbsentLine, ChangeLine, ReconcileReport};
-use super::snapshot::{DirectorySnapshot, ExternalMember, Membership, SnapshotGroup, SnapshotScope, SnapshotUser};
+use super::snapshot::{DirectorySnapshot, ExternalMember, ListedUser, Membership, SnapshotGroup, SnapshotScope};
 use crate::absence::{Absence, AbsenceRules, Absent};
 use crate::event::{Cause, Envelope, Event, HoldSummary, Personal, Source};
 use crate::ids::{GroupId, IntegrationName, Member, Timestamp, UserId};
@@ -142,33 +142,33 @@ impl Planner<'_> {
 
     /// Creates or updates a listed user. Returns why it could not take its userName, if
     /// another user holds it: calling again once that user has moved on is safe.
-    fn upsert_user(&mut self, listed: &SnapshotUser, new_id: &mut dyn FnMut() -> Uuid) -> Result<(), String> {
-        let label = format!("{} ({})", listed.profile.user_name, listed.external_id);
-        if let Err(rejection) = validate_profile(&listed.profile) {
+    fn upsert_user(&mut self, listed: &ListedUser, new_id: &mut dyn FnMut() -> Uuid) -> Result<(), String> {
+        let label = format!("{} ({})", listed.profile().user_name, listed.external_id());
+        if let Err(rejection) = validate_profile(listed.profile()) {
             self.conflict(format!("user {label}: {rejection}"));
             return Ok(());
         }
-        let Some(id) = self.scratch.owned_user(self.integration, &listed.external_id) else {
-            if let Some(holder) = self.scratch.user_by_name(&listed.profile.user_name) {
+        let Some(id) = self.scratch.owned_user(self.integration, listed.external_id()) else {
+            if let Some(holder) = self.scratch.user_by_name(&listed.profile().user_name) {
                 return Err(format!("user {label}: userName is already used by user {}", holder.id));
             }
             let user = UserId(new_id());
             let event = Event::UserProvisioned {
                 user,
                 owner: Owner::Integration(self.integration.clone()),
-                external_id: Some(listed.external_id.clone()),
-                active: listed.active,
-                personal: Personal::Plain(Box::new(listed.profile.clone())),
+                external_id: Some(listed.external_id().to_owned()),
+                active: listed.active(),
+                personal: Personal::Plain(Box::new(listed.profile().clone())),
             };
             self.report.users_created += 1;
-            self.emit(&listed.external_id, label, "user created", event);
+            self.emit(listed.external_id(), label, "user created", event);
             return Ok(());
         };
         let current = self.scratch.user(id).expect("owned users exist").clone();
         let mut blocked = Ok(());
         // An erased user's personal fields are never restored from the IdP; its state still is.
-        if !current.is_erased() && current.profile != listed.profile {
-            match self.scratch.user_name_taken_from(&listed.profile.user_name, &current) {
+        if !current.is_erased() && current.profile != *listed.profile() {
+            match self.scratch.user_name_taken_from(&listed.profile().user_name, &current) {
                 Some(holder) => {
                     blocked = Err(format!(
                         "user {label}: cannot rename, userName is already used by user {}",
@@ -179,19 +179,19 @@ impl Planner<'_> {
                     let event = Event::UserUpdated {
                         user: id,
                         external_id: current.external_id.clone(),
-                        personal: Personal::Plain(Box::new(listed.profile.clone())),
+                        personal: Personal::Plain(Box::new(listed.profile().clone())),
                     };
                     self.report.users_updated += 1;
-                    self.emit(&listed.external_id, label.clone(), "user updated", event);
+                    self.emit(listed.external_id(), label.clone(), "user updated", event);
                 }
             }
         }
-        match (current.active, listed.active) {
+        match (current.active, listed.active()) {
             (true, false) => {
                 self.report.users_deactivated += 1;
                 self.emit_dated(
-                    &listed.external_id,
-                    self.times.of_user(&listed.external_id),
+                    listed.external_id(),
+                    self.times.of_user(listed.external_id()),
                     label,
                     "user deactivated",
                     Event::UserDeactivated { user: id },
@@ -200,7 +200,7 @@ impl Planner<'_> {
             (false, true) => {
                 self.report.users_reactivated += 1;
                 self.emit(
-                    &listed.external_id,
+                    listed.external_id(),
                     label,
                     "user reactivated",
                     Event::UserReactivated { user: id },
@@ -474,19 +474,19 @@ pub(crate) fn plan(
     let removed_users: HashSet<&str> = gone_users.iter().map(String::as_str).collect();
     let removed_groups: HashSet<&str> = gone_groups.iter().map(String::as_str).collect();
     let mut seen = HashSet::new();
-    let mut pending: Vec<&SnapshotUser> = Vec::new();
+    let mut pending: Vec<&ListedUser> = Vec::new();
     for user in &snapshot.users {
-        if removed_users.contains(user.external_id.as_str()) {
+        if removed_users.contains(user.external_id()) {
             planner.conflict(format!(
                 "user {} is both listed and removed; it is removed",
-                user.external_id
+                user.external_id()
             ));
-        } else if seen.insert(user.external_id.as_str()) {
+        } else if seen.insert(user.external_id()) {
             pending.push(user);
         } else {
             planner.conflict(format!(
                 "user {} is listed twice; the first listing is used",
-                user.external_id
+                user.external_id()
             ));
         }
     }
@@ -627,7 +627,7 @@ fn gone(state: &State, snapshot: &DirectorySnapshot) -> Gone {
     let integration = &snapshot.integration;
     match &snapshot.scope {
         SnapshotScope::Complete { .. } => {
-            let listed_users: HashSet<&str> = snapshot.users.iter().map(|user| user.external_id.as_str()).collect();
+            let listed_users: HashSet<&str> = snapshot.users.iter().map(|user| user.external_id()).collect();
             let listed_groups: HashSet<&str> = snapshot.groups.iter().map(|group| group.external_id.as_str()).collect();
             Gone {
                 users: state

@@ -67,6 +67,7 @@ impl SyncInput {
             edges,
             changes,
             idp_times,
+            ..
         } = listing;
         let (mut users, groups, mut edges) = (users.into_vec(), groups.into_vec(), edges.into_vec());
         let kept: HashSet<String> = groups
@@ -97,9 +98,9 @@ impl SyncInput {
             None => {
                 if rules.only_group_members {
                     let members = transitive_user_members(&edges, &kept);
-                    users.retain(|user| members.contains(user.external_id.as_str()));
+                    users.retain(|user| members.contains(user.external_id()));
                 }
-                let user_ids: HashSet<&str> = users.iter().map(|user| user.external_id.as_str()).collect();
+                let user_ids: HashSet<&str> = users.iter().map(|user| user.external_id()).collect();
                 // In place: the listing's edges become the snapshot's, without a copy.
                 edges.retain(|edge| {
                     edge_allowed(edge)
@@ -130,7 +131,7 @@ impl SyncInput {
                     // group the state does not hold, which this listing did not read); a user
                     // changed in the IdP but outside scope is not the integration's.
                     users.retain(|user| {
-                        let id = user.external_id.as_str();
+                        let id = user.external_id();
                         reach.after.contains(id) || (held(id) && !reach.before.contains(id))
                     });
                     joined.retain(|edge| edge.user().is_none_or(|id| reach.after.contains(id) || held(id)));
@@ -293,10 +294,10 @@ mod tests {
     #[test]
     fn only_group_members_follows_nested_groups_through_cycles() {
         let snapshot = check(GroupFilter::new(vec!["vpn-*".into()], vec![]).unwrap(), true);
-        assert_eq!(ids(&snapshot.users, |u| &u.external_id), ["alice", "bob"]);
+        assert_eq!(ids(&snapshot.users, |u| u.external_id()), ["alice", "bob"]);
         let everything = check(GroupFilter::default(), true);
         assert_eq!(
-            ids(&everything.users, |u| &u.external_id),
+            ids(&everything.users, |u| u.external_id()),
             ["alice", "bob", "carol"],
             "dave is in no group"
         );

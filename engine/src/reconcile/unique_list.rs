@@ -7,7 +7,7 @@ use std::hash::{BuildHasher, Hash};
 use hashbrown::HashTable;
 use hashbrown::hash_table::Entry;
 
-use super::snapshot::{Membership, SnapshotGroup, SnapshotUser};
+use super::snapshot::{ListedUser, Membership, SnapshotGroup};
 
 /// What makes an item the same as another in a listing.
 pub(super) trait Keyed {
@@ -18,11 +18,11 @@ pub(super) trait Keyed {
     fn key(&self) -> &Self::Key;
 }
 
-impl Keyed for SnapshotUser {
+impl Keyed for ListedUser {
     type Key = str;
 
     fn key(&self) -> &str {
-        &self.external_id
+        self.external_id()
     }
 }
 

@@ -3,6 +3,7 @@
 mod decide;
 mod history;
 mod incremental_scope;
+mod listing_baseline;
 mod projector;
 mod reconcile;
 mod reconcile_properties;

@@ -7,7 +7,7 @@ use crate::event::Event;
 use crate::ids::{IntegrationName, Member, ResourceId, SyncRunId};
 use crate::model::{BindingGroups, Owner, ResourceKind, ResourceRef, UserProfile};
 use crate::reconcile::{
-    DirectorySnapshot, ExternalMember, Guard, Membership, MissingUsers, ReconcileReport, SnapshotGroup, SnapshotScope,
+    DirectorySnapshot, ExternalMember, Guard, ListedUser, Membership, MissingUsers, ReconcileReport, SnapshotGroup, SnapshotScope,
     SnapshotUser,
 };
 use crate::testing::Harness;
@@ -41,11 +41,13 @@ fn edge(group: &str, user: &str) -> Membership {
     }
 }
 
-fn complete(users: Vec<SnapshotUser>, groups: Vec<SnapshotGroup>, memberships: Vec<Membership>) -> DirectorySnapshot {
+fn complete(
+    users: impl IntoIterator<Item = impl Into<ListedUser>>,
+    groups: Vec<SnapshotGroup>, memberships: Vec<Membership>) -> DirectorySnapshot {
     DirectorySnapshot {
         integration: idp(),
         run: SyncRunId(uuid::Uuid::from_u128(1)),
-        users,
+        users: users.into_iter().map(Into::into).collect(),
         groups,
         scope: SnapshotScope::Complete { memberships },
         // These tests are about the plan: absence takes effect at once (see `absence.rs`).
@@ -70,7 +72,7 @@ fn report(outcome: &Outcome) -> &ReconcileReport {
 }
 
 fn directory(n: usize) -> DirectorySnapshot {
-    let users = (0..n)
+    let users: Vec<SnapshotUser> = (0..n)
         .map(|i| user(&format!("u{i}"), &format!("user{i}@corp"), true))
         .collect();
     let memberships = (0..n).map(|i| edge("g1", &format!("u{i}"))).collect();
@@ -154,7 +156,7 @@ fn a_mass_deletion_is_held_until_confirmed() {
 fn an_empty_listing_never_empties_the_directory() {
     let mut h = Harness::new();
     reconcile(&mut h, directory(50), Guard::Enforce);
-    let (_, outcome) = reconcile(&mut h, complete(vec![], vec![], vec![]), Guard::Enforce);
+    let (_, outcome) = reconcile(&mut h, complete(Vec::<SnapshotUser>::new(), vec![], vec![]), Guard::Enforce);
     assert!(matches!(outcome, Outcome::Held(_)));
     assert_eq!(h.state.user_count(), 50);
 }
@@ -197,7 +199,7 @@ fn deltas_apply_changes_only() {
     let delta = DirectorySnapshot {
         integration: idp(),
         run: SyncRunId(uuid::Uuid::from_u128(2)),
-        users: vec![user("new", "newbie@corp", true)],
+        users: vec![user("new", "newbie@corp", true).into()],
         groups: vec![],
         scope: SnapshotScope::Delta {
             removed_users: vec!["u0".into()],

@@ -8,7 +8,7 @@ use crate::command::Command;
 use crate::ids::{IntegrationName, SyncRunId};
 use crate::model::UserProfile;
 use crate::reconcile::{
-    DirectorySnapshot, ExternalMember, Guard, Membership, SnapshotGroup, SnapshotScope, SnapshotUser,
+    DirectorySnapshot, ExternalMember, Guard, ListedUser, Membership, SnapshotGroup, SnapshotScope, SnapshotUser,
 };
 use crate::testing::Harness;
 
@@ -55,7 +55,7 @@ fn snapshot(complete: bool) -> impl Strategy<Value = DirectorySnapshot> {
         .prop_map(move |(users, groups, edges, left, removed)| DirectorySnapshot {
             integration: IntegrationName::new("idp").unwrap(),
             run: SyncRunId(uuid::Uuid::from_u128(1)),
-            users,
+            users: users.into_iter().map(ListedUser::from).collect(),
             groups: groups
                 .into_iter()
                 .map(|(id, name)| SnapshotGroup {

@@ -15,7 +15,7 @@ use crate::event::{Cause, Source};
 use crate::ids::{GroupId, IntegrationName, Member, ResourceId, SyncRunId, Timestamp, TokenId, UserId};
 use crate::model::{BindingGroups, ResourceKind, ResourceRef, UserProfile};
 use crate::reconcile::{
-    DirectorySnapshot, ExternalMember, Guard, Membership, SnapshotGroup, SnapshotScope, SnapshotUser,
+    DirectorySnapshot, ExternalMember, Guard, ListedUser, Membership, SnapshotGroup, SnapshotScope, SnapshotUser,
 };
 use crate::rejection::Rejection;
 use crate::roles::{self, DEFAULT_BINDING, OWNER, RoleChange, all_roles, effective_role};
@@ -356,7 +356,7 @@ fn listing(run: u128, owners: usize) -> DirectorySnapshot {
     DirectorySnapshot {
         integration: idp(),
         run: SyncRunId(Uuid::from_u128(run)),
-        users,
+        users: users.into_iter().map(ListedUser::from).collect(),
         groups: vec![
             SnapshotGroup {
                 external_id: "staff".into(),
