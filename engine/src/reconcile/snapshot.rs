@@ -137,7 +137,9 @@ impl From<SnapshotUser> for ListedUser {
 
 impl PartialEq for ListedUser {
     fn eq(&self, other: &ListedUser) -> bool {
-        self.external_id() == other.external_id() && self.active() == other.active() && self.profile() == other.profile()
+        self.external_id() == other.external_id()
+            && self.active() == other.active()
+            && self.profile() == other.profile()
     }
 }
 

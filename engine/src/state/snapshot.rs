@@ -114,10 +114,35 @@ pub fn encode_snapshot(state: &State, history: &History) -> Vec<u8> {
     encode_snapshot_sized(state, history, 0)
 }
 
+/// Where a snapshot reads the history index from, a part at a time: the index itself, or the
+/// index a tenant's writer goes on extending, locked only for each part, so that a snapshot
+/// needs no copy of the whole index (as large as the state on a large tenant) and the writer
+/// never waits for more than one part. The index only grows past the snapshot's `seq` while it
+/// is read, and what the snapshot reads stops at that `seq`, so the parts agree.
+pub(crate) trait HistoryParts {
+    /// `f` with the index, as it is now.
+    fn read<R>(&self, f: impl FnOnce(&History) -> R) -> R;
+}
+
+impl HistoryParts for History {
+    fn read<R>(&self, f: impl FnOnce(&History) -> R) -> R {
+        f(self)
+    }
+}
+
+impl HistoryParts for std::sync::RwLock<History> {
+    fn read<R>(&self, f: impl FnOnce(&History) -> R) -> R {
+        f(&self.read().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+/// Record times a snapshot reads at once from a locked history index.
+const TIMES_PER_PART: usize = 1 << 16;
+
 /// [`encode_snapshot`] into a buffer of `expected_len` bytes to begin with: the length of the
 /// last snapshot, say, so that a large one is not grown by doubling (which holds up to twice
 /// its size, and copies it each time).
-pub(crate) fn encode_snapshot_sized(state: &State, history: &History, expected_len: usize) -> Vec<u8> {
+pub(crate) fn encode_snapshot_sized(state: &State, history: &impl HistoryParts, expected_len: usize) -> Vec<u8> {
     let seq = state.seq;
     let with_absences = !state.absences.by_integration.is_empty();
     let format = if with_absences {
@@ -153,28 +178,37 @@ pub(crate) fn encode_snapshot_sized(state: &State, history: &History, expected_l
         out.end_section();
     }
     let mut previous = 0i64;
-    for time in history.times.iter().take(seq.0 as usize) {
-        // Times never go backwards, and the first is after 1970.
-        out.item(&(time.0.wrapping_sub(previous) as u64));
-        previous = time.0;
+    let times = seq.0 as usize;
+    for start in (0..times).step_by(TIMES_PER_PART) {
+        history.read(|history| {
+            for time in history.times.iter().take(times).skip(start).take(TIMES_PER_PART) {
+                // Times never go backwards, and the first is after 1970.
+                out.item(&(time.0.wrapping_sub(previous) as u64));
+                previous = time.0;
+            }
+        });
     }
     out.end_section();
-    let mut groups: Vec<&GroupId> = history.group_changes.keys().collect();
+    let mut groups: Vec<GroupId> = history.read(|history| history.group_changes.keys().copied().collect());
     groups.sort_unstable();
     for group in groups {
-        let changes = history.group_changes(*group, seq);
-        if !changes.is_empty() {
-            out.item(&(group, changes));
-        }
+        history.read(|history| {
+            let changes = history.group_changes(group, seq);
+            if !changes.is_empty() {
+                out.item(&(group, changes));
+            }
+        });
     }
     out.end_section();
-    let mut members: Vec<&Member> = history.member_events.keys().collect();
+    let mut members: Vec<Member> = history.read(|history| history.member_events.keys().copied().collect());
     members.sort_unstable();
     for member in members {
-        let seqs = history.member_events(*member, seq);
-        if !seqs.is_empty() {
-            out.item(&(member, seqs));
-        }
+        history.read(|history| {
+            let seqs = history.member_events(member, seq);
+            if !seqs.is_empty() {
+                out.item(&(member, seqs));
+            }
+        });
     }
     out.end_section();
     out.finish()

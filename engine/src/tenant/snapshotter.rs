@@ -107,9 +107,9 @@ async fn write_snapshot(
     // A state grows between snapshots: a little room over the last one's length.
     let expected_len = last_len.load(Ordering::Relaxed) / 16 * 17;
     let bytes = tokio::task::spawn_blocking(move || {
-        // Copy the index under the lock, encode outside it: the writer waits only for the copy.
-        let history = shared.history.read().unwrap_or_else(|p| p.into_inner()).clone();
-        encode_snapshot_sized(&state, &history, expected_len)
+        // The index is read a part at a time under its lock: never copied whole, and the
+        // writer waits for one part at most.
+        encode_snapshot_sized(&state, &shared.history, expected_len)
     })
     .await
     .map_err(|e| StoreError::backend("encoding a snapshot", e))?;

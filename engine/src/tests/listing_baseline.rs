@@ -10,8 +10,8 @@ use crate::event::Event;
 use crate::ids::{IntegrationName, SyncRunId};
 use crate::model::UserProfile;
 use crate::reconcile::{
-    Baseline, DirectorySnapshot, ExternalMember, Guard, ListedUser, Listing, ListingScope, ScopeRules, SnapshotGroup, SnapshotUser,
-    SyncInput,
+    Baseline, DirectorySnapshot, ExternalMember, Guard, ListedUser, Listing, ListingScope, ScopeRules, SnapshotGroup,
+    SnapshotUser, SyncInput,
 };
 use crate::testing::Harness;
 
@@ -143,10 +143,7 @@ fn a_baseline_the_state_moved_on_from_still_plans_what_the_idp_listed() {
     // The listing read before is planned against the state as it is now: back to what the
     // IdP listed.
     let events = reconcile(&mut h, read_then);
-    assert!(
-        matches!(events.as_slice(), [Event::UserUpdated { .. }]),
-        "{events:?}"
-    );
+    assert!(matches!(events.as_slice(), [Event::UserUpdated { .. }]), "{events:?}");
     assert_eq!(h.state.user(u0).unwrap().profile.user_name, "ann@corp");
 }
 

@@ -7,8 +7,8 @@ use crate::event::Event;
 use crate::ids::{IntegrationName, Member, ResourceId, SyncRunId};
 use crate::model::{BindingGroups, Owner, ResourceKind, ResourceRef, UserProfile};
 use crate::reconcile::{
-    DirectorySnapshot, ExternalMember, Guard, ListedUser, Membership, MissingUsers, ReconcileReport, SnapshotGroup, SnapshotScope,
-    SnapshotUser,
+    DirectorySnapshot, ExternalMember, Guard, ListedUser, Membership, MissingUsers, ReconcileReport, SnapshotGroup,
+    SnapshotScope, SnapshotUser,
 };
 use crate::testing::Harness;
 
@@ -43,7 +43,9 @@ fn edge(group: &str, user: &str) -> Membership {
 
 fn complete(
     users: impl IntoIterator<Item = impl Into<ListedUser>>,
-    groups: Vec<SnapshotGroup>, memberships: Vec<Membership>) -> DirectorySnapshot {
+    groups: Vec<SnapshotGroup>,
+    memberships: Vec<Membership>,
+) -> DirectorySnapshot {
     DirectorySnapshot {
         integration: idp(),
         run: SyncRunId(uuid::Uuid::from_u128(1)),
@@ -156,7 +158,11 @@ fn a_mass_deletion_is_held_until_confirmed() {
 fn an_empty_listing_never_empties_the_directory() {
     let mut h = Harness::new();
     reconcile(&mut h, directory(50), Guard::Enforce);
-    let (_, outcome) = reconcile(&mut h, complete(Vec::<SnapshotUser>::new(), vec![], vec![]), Guard::Enforce);
+    let (_, outcome) = reconcile(
+        &mut h,
+        complete(Vec::<SnapshotUser>::new(), vec![], vec![]),
+        Guard::Enforce,
+    );
     assert!(matches!(outcome, Outcome::Held(_)));
     assert_eq!(h.state.user_count(), 50);
 }
