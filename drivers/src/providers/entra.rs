@@ -14,7 +14,7 @@ use idpsync_engine::reconcile::{ExternalMember, GroupFilter, SnapshotGroup};
 use reqwest::Url;
 use reqwest::header::{HeaderName, HeaderValue};
 use serde::Deserialize;
-use serde_json::Value;
+use serde::de::IgnoredAny;
 
 use super::person::Person;
 use crate::auth::{Auth, Grant, TokenSource};
@@ -177,10 +177,13 @@ enum Credential {
     },
 }
 
+/// A page of Graph objects, read straight into their types: a page of groups with their
+/// members is tens of megabytes of JSON, which a tree of JSON values would hold several times
+/// over.
 #[derive(Deserialize)]
-struct DeltaPage {
-    #[serde(default)]
-    value: Vec<Value>,
+struct DeltaPage<T> {
+    #[serde(default = "Vec::new")]
+    value: Vec<T>,
     #[serde(rename = "@odata.nextLink")]
     next_link: Option<String>,
     #[serde(rename = "@odata.deltaLink")]
@@ -191,6 +194,9 @@ struct DeltaPage {
 #[serde(rename_all = "camelCase")]
 struct GraphUser {
     id: String,
+    /// Present when a delta says the user was deleted.
+    #[serde(rename = "@removed")]
+    removed: Option<IgnoredAny>,
     user_principal_name: Option<String>,
     account_enabled: Option<bool>,
     display_name: Option<String>,
@@ -202,6 +208,9 @@ struct GraphUser {
 #[derive(Deserialize)]
 struct GraphGroup {
     id: String,
+    /// Present when a delta says the group was deleted.
+    #[serde(rename = "@removed")]
+    removed: Option<IgnoredAny>,
     #[serde(rename = "displayName")]
     display_name: Option<String>,
     #[serde(rename = "members@delta", default)]
@@ -212,9 +221,33 @@ struct GraphGroup {
 struct DeltaMember {
     id: String,
     #[serde(rename = "@odata.type")]
-    odata_type: Option<String>,
+    odata_type: Option<MemberType>,
+    /// Present when a delta says the member left.
     #[serde(rename = "@removed")]
-    removed: Option<Value>,
+    removed: Option<IgnoredAny>,
+}
+
+/// What a member is, by its `@odata.type`.
+#[derive(Deserialize)]
+enum MemberType {
+    #[serde(rename = "#microsoft.graph.user")]
+    User,
+    #[serde(rename = "#microsoft.graph.group")]
+    Group,
+    /// Devices, service principals, contacts: not identities this product syncs.
+    #[serde(other)]
+    Other,
+}
+
+impl DeltaMember {
+    /// The member, if it is an identity this product syncs.
+    fn into_member(self) -> Option<ExternalMember> {
+        match self.odata_type? {
+            MemberType::User => Some(ExternalMember::User(self.id)),
+            MemberType::Group => Some(ExternalMember::Group(self.id)),
+            MemberType::Other => None,
+        }
+    }
 }
 
 /// Which object a delta round lists.
@@ -318,9 +351,9 @@ impl Provider for Entra {
                 "/users",
                 &[("$filter", &filter_by_ids(chunk)?), ("$select", USER_FIELDS)],
             );
-            let (page, _): (DeltaPage, _) = client.get(url.clone(), &[], run).await?;
-            for item in page.value {
-                add_user(listing, item, &url)?;
+            let (page, _): (DeltaPage<GraphUser>, _) = client.get(url.clone(), &[], run).await?;
+            for user in page.value {
+                add_user(listing, user);
             }
         }
         Ok(true)
@@ -354,16 +387,10 @@ async fn refresh_groups_losing_members(
             &[("$select", "id"), ("$top", "999")],
         );
         loop {
-            let (page, _): (DeltaPage, _) = client.get(url.clone(), &[], run).await?;
+            let (page, _): (DeltaPage<DeltaMember>, _) = client.get(url.clone(), &[], run).await?;
             let page_items = page.value.len();
             let mut new_items = 0;
-            for item in page.value {
-                let member: DeltaMember = serde_json::from_value(item).map_err(|error| invalid(&url, error))?;
-                let member = match member.odata_type.as_deref() {
-                    Some("#microsoft.graph.user") => ExternalMember::User(member.id),
-                    Some("#microsoft.graph.group") => ExternalMember::Group(member.id),
-                    _ => continue,
-                };
+            for member in page.value.into_iter().filter_map(DeltaMember::into_member) {
                 new_items += usize::from(members.add(member));
             }
             match pages.follow(page.next_link, page_items, new_items, run)? {
@@ -405,35 +432,54 @@ async fn delta_round(
     let mut pages = Pages::new(round.name());
     let mut url = start;
     loop {
-        let page_size = [(PREFER, HeaderValue::from_static(MAX_PAGE_SIZE))];
-        let page: DeltaPage = match client.get(url.clone(), &page_size, run).await {
-            Ok((page, _)) => page,
-            Err(DriverError::Status { status, message, .. })
-                if listing.scope() == ListingScope::Incremental && is_expired_delta(status, &message) =>
-            {
-                return Err(DriverError::CursorExpired(message));
+        let (page_items, new_items, links) = match round {
+            Round::Users => {
+                let page: DeltaPage<GraphUser> = delta_page(client, run, listing, &url).await?;
+                let items = page.value.len();
+                let new_items: usize = page.value.into_iter().map(|user| add_user(listing, user)).sum();
+                (items, new_items, (page.next_link, page.delta_link))
             }
-            Err(error) => return Err(error),
+            Round::Groups => {
+                let page: DeltaPage<GraphGroup> = delta_page(client, run, listing, &url).await?;
+                let items = page.value.len();
+                let mut new_items = 0;
+                for group in page.value {
+                    new_items += add_group(listing, group, &url)?;
+                }
+                (items, new_items, (page.next_link, page.delta_link))
+            }
         };
-        let page_items = page.value.len();
-        let mut new_items = 0;
-        for item in page.value {
-            new_items += match round {
-                Round::Users => add_user(listing, item, &url)?,
-                Round::Groups => add_group(listing, item, &url)?,
-            };
-        }
+        let (next_link, delta_link) = links;
         // The page that carries the delta link ends the round, whatever else it carries.
-        if let Some(delta_link) = page.delta_link {
+        if let Some(delta_link) = delta_link {
             return Ok(delta_link);
         }
-        let Some(next) = pages.follow(page.next_link, page_items, new_items, run)? else {
+        let Some(next) = pages.follow(next_link, page_items, new_items, run)? else {
             return Err(DriverError::PartialListing {
                 resource: round.name().to_owned(),
                 reason: "the round ended without an @odata.deltaLink".to_owned(),
             });
         };
         url = client.next_url(&next)?;
+    }
+}
+
+/// One page of a delta round; a delta link Graph no longer takes is [`DriverError::CursorExpired`].
+async fn delta_page<T: serde::de::DeserializeOwned>(
+    client: &IdpClient,
+    run: &Run<'_>,
+    listing: &Listing,
+    url: &Url,
+) -> Result<DeltaPage<T>, DriverError> {
+    let page_size = [(PREFER, HeaderValue::from_static(MAX_PAGE_SIZE))];
+    match client.get(url.clone(), &page_size, run).await {
+        Ok((page, _)) => Ok(page),
+        Err(DriverError::Status { status, message, .. })
+            if listing.scope() == ListingScope::Incremental && is_expired_delta(status, &message) =>
+        {
+            Err(DriverError::CursorExpired(message))
+        }
+        Err(error) => Err(error),
     }
 }
 
@@ -447,20 +493,12 @@ fn is_expired_delta(status: u16, message: &str) -> bool {
                 .any(|code| message.contains(code)))
 }
 
-fn invalid(url: &Url, error: serde_json::Error) -> DriverError {
-    DriverError::InvalidResponse {
-        url: url.to_string(),
-        message: error.to_string(),
+/// Adds a user of a page (or its deletion, in a delta); returns how many items it added.
+fn add_user(listing: &mut Listing, user: GraphUser) -> usize {
+    if user.removed.is_some() {
+        listing.removed_user(user.id);
+        return 1;
     }
-}
-
-fn add_user(listing: &mut Listing, item: Value, url: &Url) -> Result<usize, DriverError> {
-    if item.get("@removed").is_some() {
-        let id = item.get("id").and_then(Value::as_str).unwrap_or_default().to_owned();
-        listing.removed_user(id);
-        return Ok(1);
-    }
-    let user: GraphUser = serde_json::from_value(item).map_err(|error| invalid(url, error))?;
     let person = Person {
         user_name: user.user_principal_name.as_deref(),
         email: user.mail.as_deref(),
@@ -470,16 +508,16 @@ fn add_user(listing: &mut Listing, item: Value, url: &Url) -> Result<usize, Driv
     };
     // A user without accountEnabled in the answer is one Graph did not say is enabled.
     let active = user.account_enabled.unwrap_or(false);
-    Ok(usize::from(listing.add_user(person.into_user(user.id.clone(), active))))
+    usize::from(listing.add_user(person.into_user(user.id.clone(), active)))
 }
 
-fn add_group(listing: &mut Listing, item: Value, url: &Url) -> Result<usize, DriverError> {
-    if item.get("@removed").is_some() {
-        let id = item.get("id").and_then(Value::as_str).unwrap_or_default().to_owned();
-        listing.removed_group(id);
+/// Adds a group of a page with its members (or its deletion, in a delta); returns how many
+/// items it added.
+fn add_group(listing: &mut Listing, group: GraphGroup, url: &Url) -> Result<usize, DriverError> {
+    if group.removed.is_some() {
+        listing.removed_group(group.id);
         return Ok(1);
     }
-    let group: GraphGroup = serde_json::from_value(item).map_err(|error| invalid(url, error))?;
     let mut new_items = 0;
     match group.display_name {
         Some(display_name) => {
@@ -498,19 +536,17 @@ fn add_group(listing: &mut Listing, item: Value, url: &Url) -> Result<usize, Dri
         }
     }
     for member in group.members {
-        let member_ref = match member.odata_type.as_deref() {
-            Some("#microsoft.graph.user") => ExternalMember::User(member.id),
-            Some("#microsoft.graph.group") => ExternalMember::Group(member.id),
-            // Devices, service principals, contacts: not identities this product syncs.
-            _ => continue,
+        let left = member.removed.is_some();
+        let Some(member_ref) = member.into_member() else {
+            continue;
         };
         match listing.scope() {
-            ListingScope::Complete if member.removed.is_none() => {
+            ListingScope::Complete if !left => {
                 new_items += usize::from(listing.add_member(&group.id, member_ref));
             }
             ListingScope::Complete => {}
             ListingScope::Incremental => {
-                listing.delta_edge(&group.id, member_ref, member.removed.is_none());
+                listing.delta_edge(&group.id, member_ref, !left);
                 new_items += 1;
             }
         }
