@@ -19,6 +19,7 @@
 //! are provisioned. Its 96-bit random nonces are safe for far more seals than one user's key
 //! ever makes (one per change of that user's profile; the bound is 2^32).
 
+use std::collections::BTreeMap;
 use std::sync::RwLock;
 
 use aes_gcm::Aes256Gcm;
@@ -219,7 +220,10 @@ impl Opener for WithoutKeys {
 pub struct Keyring {
     tenant: TenantId,
     // std locks: every critical section is a map lookup or insert, never across an await.
-    keys: RwLock<foldhash::HashMap<UserId, UserKey>>,
+    /// In id order: a snapshot opens its users in id order, so each lookup walks the nodes
+    /// the one before it left in the cache; in a hash map, each was two cache misses, and
+    /// looking up the keys was the largest single cost of opening a large tenant's users.
+    keys: RwLock<BTreeMap<UserId, UserKey>>,
     lookup: RwLock<Option<LookupKey>>,
 }
 
@@ -227,10 +231,7 @@ impl Keyring {
     /// The keys of `tenant`, from the store's secrets (secrets that are not 32-byte keys are
     /// skipped with a warning).
     pub fn new(tenant: TenantId, secrets: Vec<(SecretId, Vec<u8>)>) -> Keyring {
-        let keys = RwLock::new(foldhash::HashMap::with_capacity_and_hasher(
-            secrets.len(),
-            Default::default(),
-        ));
+        let keys = RwLock::new(BTreeMap::new());
         let keyring = Keyring {
             tenant,
             keys,
@@ -243,7 +244,7 @@ impl Keyring {
     /// Adds the keys among the store's `secrets` (those that are not 32-byte keys are skipped
     /// with a warning).
     pub fn insert_secrets(&self, secrets: Vec<(SecretId, Vec<u8>)>) {
-        let mut keys = self.keys.write().unwrap_or_else(|p| p.into_inner());
+        let mut added = Vec::with_capacity(secrets.len());
         for (id, material) in secrets {
             let Ok(bytes) = <[u8; 32]>::try_from(material.as_slice()) else {
                 tracing::warn!(tenant = %self.tenant, "skipping a secret that is not a 32-byte key");
@@ -252,8 +253,16 @@ impl Keyring {
             if id == LOOKUP_KEY_ID {
                 *self.lookup.write().unwrap_or_else(|p| p.into_inner()) = Some(LookupKey(KeyBytes(bytes)));
             } else {
-                keys.insert(UserId(uuid::Uuid::from_bytes(id.0)), UserKey(KeyBytes(bytes)));
+                added.push((UserId(uuid::Uuid::from_bytes(id.0)), UserKey(KeyBytes(bytes))));
             }
+        }
+        let mut keys = self.keys.write().unwrap_or_else(|p| p.into_inner());
+        if keys.is_empty() {
+            // Built at once from sorted keys, the map's nodes are full; inserted one at a time
+            // in order, each would be left half empty.
+            *keys = BTreeMap::from_iter(added);
+        } else {
+            keys.extend(added);
         }
     }
 
