@@ -9,7 +9,7 @@ use tokio::sync::OnceCell;
 use crate::error::EngineError;
 use crate::ids::UserId;
 use crate::replay::replay_recording;
-use crate::seal::Keyring;
+use crate::seal::{Keyring, KeysLoading, KeysLoadingGuard};
 use crate::tenant::{Tenant, TenantSettings};
 
 /// The engine: a running writer per loaded tenant over one log store.
@@ -41,10 +41,20 @@ impl Engine {
     async fn load(&self, id: TenantId) -> Result<Arc<Tenant>, EngineError> {
         let started = std::time::Instant::now();
         let head = self.store.head(&id).await?;
-        let keyring = Arc::new(Keyring::load(&*self.store, &id).await?);
-        let (mut state, mut history) = crate::tenant::load_snapshot_with_history(&self.store, &id, &keyring, head.seq)
-            .await?
-            .unwrap_or_default();
+        // The keys load while the snapshot is read: its users are opened as the keys arrive.
+        let keys = Arc::new(KeysLoading::default());
+        let guard = KeysLoadingGuard(Arc::clone(&keys));
+        let loading_keys = async {
+            let keyring = Keyring::load(&*self.store, &id).await.map(Arc::new);
+            guard.0.set(keyring.as_ref().ok().cloned());
+            keyring
+        };
+        let (keyring, snapshot) = tokio::join!(
+            loading_keys,
+            crate::tenant::load_snapshot_with_history(&self.store, &id, keys, head.seq)
+        );
+        let keyring = keyring?;
+        let (mut state, mut history) = snapshot?.unwrap_or_default();
         let snapshot_seq = state.seq();
         replay_recording(&self.store, &id, &*keyring, &mut state, &mut history, head.seq).await?;
         tracing::info!(

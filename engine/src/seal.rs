@@ -20,7 +20,7 @@
 //! ever makes (one per change of that user's profile; the bound is 2^32).
 
 use std::collections::BTreeMap;
-use std::sync::RwLock;
+use std::sync::{Arc, OnceLock, RwLock};
 
 use aes_gcm::Aes256Gcm;
 use chacha20poly1305::XChaCha20Poly1305;
@@ -310,6 +310,37 @@ impl Keyring {
     }
 }
 
+/// A tenant's keys while they load: an opener that waits for them, so that a snapshot can be
+/// read while the keys are. Once [`KeysLoading::set`] (or dropped unset, as when the load is
+/// given up), every open goes on; without keys, nothing opens.
+#[derive(Default)]
+pub(crate) struct KeysLoading {
+    keys: OnceLock<Option<Arc<Keyring>>>,
+}
+
+impl KeysLoading {
+    /// The keys, loaded, or `None` if they could not be.
+    pub(crate) fn set(&self, keys: Option<Arc<Keyring>>) {
+        let _ = self.keys.set(keys);
+    }
+}
+
+/// Lets the openers of a [`KeysLoading`] go on without keys when the load stops before it set
+/// them, so that no decoding thread waits for ever.
+pub(crate) struct KeysLoadingGuard(pub(crate) Arc<KeysLoading>);
+
+impl Drop for KeysLoadingGuard {
+    fn drop(&mut self) {
+        self.0.set(None);
+    }
+}
+
+impl Opener for KeysLoading {
+    fn open(&self, user: UserId, personal: &Personal) -> Option<PersonalFields> {
+        self.keys.wait().as_ref()?.open(user, personal)
+    }
+}
+
 impl Opener for Keyring {
     fn open(&self, user: UserId, personal: &Personal) -> Option<PersonalFields> {
         match personal {
@@ -343,6 +374,35 @@ mod tests {
 
     fn contains(haystack: &[u8], needle: &[u8]) -> bool {
         haystack.windows(needle.len()).any(|window| window == needle)
+    }
+
+    #[test]
+    fn openers_of_keys_still_loading_wait_for_them_or_go_on_without() {
+        let tenant = TenantId::new("acme").unwrap();
+        let alice = UserId(uuid::Uuid::from_u128(1));
+        let key = UserKey::generate();
+        let personal = Personal::Sealed(seal(&tenant, alice, &key, &fields()));
+        let secret = key.to_secret(alice);
+        let keyring = Arc::new(Keyring::new(tenant.clone(), vec![(secret.id, secret.material)]));
+
+        let loading = Arc::new(KeysLoading::default());
+        let opener = {
+            let (loading, personal) = (Arc::clone(&loading), personal.clone());
+            std::thread::spawn(move || loading.open(alice, &personal))
+        };
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert!(!opener.is_finished(), "an opener waits for the keys");
+        loading.set(Some(keyring));
+        assert_eq!(opener.join().unwrap(), Some(fields()));
+
+        // A load given up before it set the keys lets its openers go on, reading nothing.
+        let loading = Arc::new(KeysLoading::default());
+        let opener = {
+            let loading = Arc::clone(&loading);
+            std::thread::spawn(move || loading.open(alice, &personal))
+        };
+        drop(KeysLoadingGuard(loading));
+        assert_eq!(opener.join().unwrap(), None);
     }
 
     #[test]

@@ -11,7 +11,7 @@ use super::Tenant;
 use crate::error::EngineError;
 use crate::history::History;
 use crate::replay::replay;
-use crate::seal::Keyring;
+use crate::seal::{Keyring, Opener};
 use crate::state::{SnapshotDecodeError, State, read_snapshot, read_state};
 
 impl Tenant {
@@ -100,14 +100,14 @@ pub async fn seq_at_time(store: &Arc<dyn LogStore>, tenant: &TenantId, moment: T
     Ok(Seq(low))
 }
 
-/// The state and history index at the latest snapshot at or before `seq`.
+/// The state and history index at the latest snapshot at or before `seq`, its users' personal
+/// fields read by `opener`.
 pub(crate) async fn load_snapshot_with_history(
     store: &Arc<dyn LogStore>,
     tenant: &TenantId,
-    keyring: &Arc<Keyring>,
+    opener: Arc<dyn Opener + Send + Sync>,
     seq: Seq,
 ) -> Result<Option<(State, History)>, EngineError> {
-    let opener = Arc::clone(keyring);
     load_snapshot(store, tenant, seq, move |reader| read_snapshot(reader, &*opener)).await
 }
 
