@@ -4,32 +4,16 @@
 
 use std::sync::Arc;
 
+use super::reconcile::{idp, user};
 use crate::command::Command;
 use crate::decide::Outcome;
 use crate::event::Event;
 use crate::ids::{IntegrationName, SyncRunId};
-use crate::model::UserProfile;
 use crate::reconcile::{
     Baseline, DirectorySnapshot, ExternalMember, Guard, ListedUser, Listing, ListingScope, ScopeRules, SnapshotGroup,
     SnapshotUser, SyncInput,
 };
 use crate::testing::Harness;
-
-fn idp() -> IntegrationName {
-    IntegrationName::new("okta").unwrap()
-}
-
-fn user(external_id: &str, user_name: &str, active: bool) -> SnapshotUser {
-    SnapshotUser {
-        external_id: external_id.into(),
-        active,
-        profile: UserProfile {
-            user_name: user_name.into(),
-            display_name: Some(format!("{user_name} (display)")),
-            ..UserProfile::default()
-        },
-    }
-}
 
 /// A complete listing of `users`, all in one group, compared with `h`'s state when given.
 fn listing(h: Option<&Harness>, users: &[SnapshotUser]) -> Listing {
@@ -122,7 +106,7 @@ fn users_listed_as_the_state_holds_them_are_shared_and_the_others_are_copies() {
 fn a_user_of_another_integration_is_never_shared() {
     let mut h = Harness::new();
     reconcile(&mut h, listing(None, &directory()));
-    let other = Baseline::new(Arc::new(h.state.clone()), IntegrationName::new("entra").unwrap());
+    let other = Baseline::new(Arc::new(h.state.clone()), IntegrationName::new("okta").unwrap());
     let mut compared = Listing::compared_with(ListingScope::Complete, Some(other));
     compared.add_user(user("u0", "ann@corp", true));
     assert!(!snapshot_of(&h, compared).users[0].is_shared());

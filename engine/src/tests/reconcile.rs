@@ -12,11 +12,11 @@ use crate::reconcile::{
 };
 use crate::testing::Harness;
 
-fn idp() -> IntegrationName {
+pub(super) fn idp() -> IntegrationName {
     IntegrationName::new("entra").unwrap()
 }
 
-fn user(external_id: &str, user_name: &str, active: bool) -> SnapshotUser {
+pub(super) fn user(external_id: &str, user_name: &str, active: bool) -> SnapshotUser {
     SnapshotUser {
         external_id: external_id.into(),
         active,
