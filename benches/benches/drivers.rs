@@ -19,9 +19,14 @@
 //! `IDPSYNC_BENCH_FAKE=in-process` runs the fake in the bench's process instead, as earlier
 //! figures were taken.
 //!
+//! The small scenario's engine keeps its log in memory (so the log's pages are the process's
+//! heap too); `IDPSYNC_BENCH_STORE=redb` keeps it in a redb store in a scratch directory
+//! instead, as the binary does by default.
+//!
 //! Run: `cargo bench -p idpsync-benches --bench drivers` (`IDPSYNC_BENCH_ITERATIONS=5` for more
 //! runs, `IDPSYNC_BENCH_VENDORS=okta,entra` for fewer vendors).
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -35,7 +40,7 @@ use idpsync_drivers::sync::{Mode, Resync, SyncResult, sync_once};
 use idpsync_drivers::{Driver, IntegrationConfig, RetryPolicy};
 use idpsync_engine::reconcile::ReconcilePolicy;
 use idpsync_engine::{Engine, TenantSettings};
-use idpsync_storage::{MemoryStore, TenantId};
+use idpsync_storage::{LogStore, MemoryStore, RedbStore, TenantId};
 
 const USERS: usize = 100_000;
 const GROUPS: usize = 2_000;
@@ -189,6 +194,15 @@ fn spread(samples: &mut [Duration]) -> String {
     )
 }
 
+/// The log store `IDPSYNC_BENCH_STORE` names: in memory (the default), or redb in `dir`.
+fn log_store(dir: &Path) -> Arc<dyn LogStore> {
+    match std::env::var("IDPSYNC_BENCH_STORE").as_deref() {
+        Err(_) | Ok("memory") => Arc::new(MemoryStore::new()),
+        Ok("redb") => Arc::new(RedbStore::open(&dir.join("data")).unwrap()),
+        Ok(other) => panic!("IDPSYNC_BENCH_STORE: `memory` or `redb`, not {other:?}"),
+    }
+}
+
 /// `seed` is the directory for a fake in this process; `None` runs the fake in a child.
 async fn run(vendor: Vendor, seed: Option<&Directory>, iterations: usize) -> Figures {
     let mut figures = Figures {
@@ -211,9 +225,9 @@ async fn run(vendor: Vendor, seed: Option<&Directory>, iterations: usize) -> Fig
             policy: ReconcilePolicy::default(),
             ..TenantSettings::default()
         };
-        let engine = Engine::open(Arc::new(MemoryStore::new()), settings).await.unwrap();
-        let tenant = engine.require_tenant(&TenantId::default_tenant()).unwrap();
         let state_dir = tempfile::tempdir().unwrap();
+        let engine = Engine::open(log_store(state_dir.path()), settings).await.unwrap();
+        let tenant = engine.require_tenant(&TenantId::default_tenant()).unwrap();
         let cursors = CursorStore::new(state_dir.path());
 
         let started = Instant::now();
