@@ -17,21 +17,8 @@ use axum::routing::get;
 use idpsync::engine::ids::{Member, ResourceId, TokenId};
 use idpsync::engine::model::{BindingGroups, Owner, ResourceKind, ResourceRef, UserProfile};
 use idpsync::engine::{AccessDirection, Cause, Command, Origin, Outcome, Source, TenantSettings};
-use idpsync::scim::{Authenticator, Principal};
+use idpsync::scim::{Principal, SharedSecret};
 use idpsync::storage::{Seq, TenantId};
-
-/// The management server's own token check: here one fixed secret per door.
-struct FixedToken {
-    secret: &'static str,
-    principal: Principal,
-}
-
-#[idpsync::scim::async_trait]
-impl Authenticator for FixedToken {
-    async fn authenticate(&self, secret: &str) -> Option<Principal> {
-        (secret == self.secret).then(|| self.principal.clone())
-    }
-}
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -144,14 +131,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         tenant: TenantId::default_tenant(),
         token,
     };
-    let scim_auth = Arc::new(FixedToken {
-        secret: "scim-secret",
-        principal: principal(TokenId::new()),
-    });
-    let admin_auth = Arc::new(FixedToken {
-        secret: "admin-secret",
-        principal: principal(TokenId::new()),
-    });
+    // Here one fixed secret per door; a management server checks its own tokens instead.
+    let scim_auth = Arc::new(SharedSecret::new("scim-secret", principal(TokenId::new())));
+    let admin_auth = Arc::new(SharedSecret::new("admin-secret", principal(TokenId::new())));
     let api = idpsync::api::ApiState::new(Arc::clone(&engine), admin_auth, idpsync::api::ApiSettings::default())?;
     let app = Router::new()
         .route("/", get(|| async { "the management server's own routes" }))

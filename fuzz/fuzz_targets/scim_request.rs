@@ -20,7 +20,7 @@ use idpsync_engine::command::Command;
 use idpsync_engine::ids::{Member, TenantId, TokenId};
 use idpsync_engine::model::{Owner, UserProfile};
 use idpsync_engine::{Cause, Engine, Origin, Outcome, Source, TenantSettings};
-use idpsync_scim::{Authenticator, Principal, Settings};
+use idpsync_scim::{Principal, Settings, SharedSecret};
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 use tower::ServiceExt as _;
@@ -57,24 +57,15 @@ static RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| {
         .expect("a runtime")
 });
 
-struct OneToken;
-
-#[idpsync_scim::async_trait]
-impl Authenticator for OneToken {
-    async fn authenticate(&self, secret: &str) -> Option<Principal> {
-        (secret == TOKEN).then(|| Principal {
-            tenant: TenantId::default_tenant(),
-            token: TokenId::MIN,
-        })
-    }
-}
-
 /// A fresh engine and router over a tenant with two users and a group holding both, and
 /// their ids.
 async fn tenant() -> (Arc<Engine>, axum::Router, String, String) {
     let store = Arc::new(idpsync_storage::MemoryStore::new());
     let engine = Arc::new(Engine::open(store, TenantSettings::default()).await.expect("an engine"));
-    let tenant = engine.ensure_tenant(&TenantId::default_tenant()).await.expect("a tenant");
+    let tenant = engine
+        .ensure_tenant(&TenantId::default_tenant())
+        .await
+        .expect("a tenant");
     let origin = Origin {
         source: Source::Workload,
         cause: Cause::Unspecified,
@@ -90,7 +81,8 @@ async fn tenant() -> (Arc<Engine>, axum::Router, String, String) {
                 ..Default::default()
             },
         };
-        let Outcome::UserProvisioned(id) = tenant.execute(command, origin.clone()).await.expect("a user").outcome else {
+        let Outcome::UserProvisioned(id) = tenant.execute(command, origin.clone()).await.expect("a user").outcome
+        else {
             unreachable!("ProvisionUser provisions a user")
         };
         members.push(Member::User(id));
@@ -107,7 +99,17 @@ async fn tenant() -> (Arc<Engine>, axum::Router, String, String) {
     let Member::User(user) = members[0] else {
         unreachable!("the members are users")
     };
-    let router = idpsync_scim::router(Arc::clone(&engine), Arc::new(OneToken), Settings::default());
+    let router = idpsync_scim::router(
+        Arc::clone(&engine),
+        Arc::new(SharedSecret::new(
+            TOKEN,
+            Principal {
+                tenant: TenantId::default_tenant(),
+                token: TokenId::MIN,
+            },
+        )),
+        Settings::default(),
+    );
     (engine, router, user.to_string(), group.to_string())
 }
 

@@ -64,20 +64,15 @@
 //! use std::sync::Arc;
 //! use idpsync_engine::{Engine, TenantSettings};
 //! use idpsync_engine::ids::{TenantId, TokenId};
-//! use idpsync_scim::{Authenticator, Principal, Settings, async_trait};
+//! use idpsync_scim::{Principal, Settings, SharedSecret};
 //!
-//! struct OneToken;
-//! #[async_trait]
-//! impl Authenticator for OneToken {
-//!     async fn authenticate(&self, secret: &str) -> Option<Principal> {
-//!         (secret == "let-me-in").then(|| Principal { tenant: TenantId::default_tenant(), token: TokenId::MIN })
-//!     }
-//! }
-//!
+//! // One secret for one client; a program with a token store implements `Authenticator`.
+//! let principal = Principal { tenant: TenantId::default_tenant(), token: TokenId::MIN };
+//! let auth = Arc::new(SharedSecret::new("let-me-in", principal));
 //! # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
 //! let store = Arc::new(idpsync_storage::MemoryStore::new());
 //! let engine = Arc::new(Engine::open(store, TenantSettings::default()).await.unwrap());
-//! let app = axum::Router::new().nest("/scim/v2", idpsync_scim::router(engine, Arc::new(OneToken), Settings::default()));
+//! let app = axum::Router::new().nest("/scim/v2", idpsync_scim::router(engine, auth, Settings::default()));
 //! # drop(app);
 //! # });
 //! ```
@@ -96,6 +91,7 @@ mod resource;
 mod scan;
 mod schema;
 mod service;
+mod shared_secret;
 mod wire;
 
 #[cfg(feature = "internals")]
@@ -115,6 +111,7 @@ use idpsync_engine::Engine;
 /// The attribute an [`Authenticator`] implementation is written with.
 pub use async_trait::async_trait;
 pub use service::{Authenticator, Principal, Settings};
+pub use shared_secret::SharedSecret;
 
 /// The SCIM error response (429 `Too Many Requests`, with `Retry-After`) for a client that has
 /// to slow down, for limits an embedding program enforces in front of the router.

@@ -18,7 +18,7 @@ use tower::ServiceExt as _;
 
 mod common;
 
-use common::{OneToken, request};
+use common::{one_token, request};
 
 fn user(user_name: &str) -> Value {
     json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": user_name})
@@ -52,8 +52,8 @@ async fn a_replica_reads_what_another_wrote_before_every_request_that_reads_firs
     // one until a request catches it up.
     writer.ensure_tenant(&default).await.unwrap();
     let stale = reader.ensure_tenant(&default).await.unwrap();
-    let written = idpsync_scim::router(writer, Arc::new(OneToken), idpsync_scim::Settings::default());
-    let router = idpsync_scim::router(reader, Arc::new(OneToken), idpsync_scim::Settings::default());
+    let written = idpsync_scim::router(writer, Arc::new(one_token()), idpsync_scim::Settings::default());
+    let router = idpsync_scim::router(reader, Arc::new(one_token()), idpsync_scim::Settings::default());
 
     let mut ids = Vec::new();
     for user_name in [

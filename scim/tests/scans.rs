@@ -19,7 +19,7 @@ use tower::ServiceExt as _;
 
 mod common;
 
-use common::{OneToken, request};
+use common::{one_token, request};
 
 /// A filter no index answers: every user is rendered to evaluate it, and none matches.
 const UNINDEXED: &str = "/Users?filter=title%20eq%20%22Astronaut%22";
@@ -56,7 +56,7 @@ async fn tenant_of(users: usize, settings: Settings) -> (Router, Vec<UserId>) {
         };
         ids.push(id);
     }
-    (idpsync_scim::router(engine, Arc::new(OneToken), settings), ids)
+    (idpsync_scim::router(engine, Arc::new(one_token()), settings), ids)
 }
 
 /// A response: status, `Retry-After`, JSON body (`Null` when empty).

@@ -4,23 +4,21 @@
 use axum::body::Body;
 use axum::http::{Request, header};
 use idpsync_engine::ids::{TenantId, TokenId};
-use idpsync_scim::{Authenticator, Principal};
+use idpsync_scim::{Principal, SharedSecret};
 use serde_json::Value;
 
-/// The one token [`OneToken`] accepts.
+/// The one token [`one_token`] accepts.
 pub(crate) const TOKEN: &str = "scim-test-token";
 
 /// Accepts [`TOKEN`], for the default tenant.
-pub(crate) struct OneToken;
-
-#[idpsync_scim::async_trait]
-impl Authenticator for OneToken {
-    async fn authenticate(&self, secret: &str) -> Option<Principal> {
-        (secret == TOKEN).then(|| Principal {
+pub(crate) fn one_token() -> SharedSecret {
+    SharedSecret::new(
+        TOKEN,
+        Principal {
             tenant: TenantId::default_tenant(),
             token: TokenId::MIN,
-        })
-    }
+        },
+    )
 }
 
 /// A SCIM request with [`TOKEN`] and, if given, a JSON body.
