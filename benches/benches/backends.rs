@@ -13,7 +13,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use criterion::{BenchmarkId, Criterion, Throughput, criterion_group};
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use idpsync_storage::verify::verify_log;
 use idpsync_storage::{
     AppendBatch, EventId, LogStore, NewRecord, PostgresSettings, PostgresStore, RedbStore, SchemaVersion, TenantId,
@@ -159,10 +159,13 @@ fn replay(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, append, replay);
-fn main() {
-    // The binary's allocator settings, as in `idpsync`'s `main`.
-    idpsync_allocator::configure();
-    benches();
-    Criterion::default().configure_from_args().final_summary();
+criterion_group! {
+    name = benches;
+    // The binary's allocator settings, as in `idpsync`'s `main`, before the first bench.
+    config = {
+        idpsync_allocator::configure();
+        Criterion::default()
+    };
+    targets = append, replay
 }
+criterion_main!(benches);

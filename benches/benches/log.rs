@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use criterion::{BenchmarkId, Criterion, Throughput, criterion_group};
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use idpsync_engine::ids::{Member, UserId};
 use idpsync_engine::model::{Owner, UserProfile};
 use idpsync_engine::{Cause, Command, Engine, Origin, Outcome, Source, TenantSettings};
@@ -212,10 +212,13 @@ fn single_writer(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, storage_group_commit, engine_group_commit, single_writer);
-fn main() {
-    // The binary's allocator settings, as in `idpsync`'s `main`.
-    idpsync_allocator::configure();
-    benches();
-    Criterion::default().configure_from_args().final_summary();
+criterion_group! {
+    name = benches;
+    // The binary's allocator settings, as in `idpsync`'s `main`, before the first bench.
+    config = {
+        idpsync_allocator::configure();
+        Criterion::default()
+    };
+    targets = storage_group_commit, engine_group_commit, single_writer
 }
+criterion_main!(benches);
