@@ -91,16 +91,6 @@ pub async fn open_store_at(
     location.open().await
 }
 
-/// [`open_store_at`] for a command that reads the log through once
-/// ([`StorageLocation::open_for_reading`]).
-pub async fn open_store_for_reading_at(
-    location: &StorageLocation,
-    data_dir: &Path,
-) -> Result<Arc<dyn LogStore>, idpsync_storage::StoreError> {
-    check_key_files(data_dir)?;
-    location.open_for_reading().await
-}
-
 /// Refuses key files in `data_dir` that other users can read.
 fn check_key_files(data_dir: &Path) -> Result<(), idpsync_storage::StoreError> {
     for key_file in [

@@ -89,10 +89,6 @@ impl<'de> Deserialize<'de> for StorageLocation {
     }
 }
 
-/// redb's page cache for a command that reads a log through once (redb's default, for the
-/// service, is 1 GiB).
-pub const READING_CACHE_BYTES: usize = 32 * 1024 * 1024;
-
 impl StorageLocation {
     /// Opens the store: creates a redb (or sled) directory and database that do not exist yet,
     /// connects to PostgreSQL and migrates its schema.
@@ -103,16 +99,6 @@ impl StorageLocation {
             #[cfg(feature = "sled")]
             StorageLocation::Sled(dir) => Arc::new(idpsync_storage::SledStore::open(dir)?),
         })
-    }
-
-    /// Opens the store for a command that reads a log through once (`log verify`, `query`,
-    /// `audit`, `backup`): as [`StorageLocation::open`], with redb's page cache bounded to
-    /// [`READING_CACHE_BYTES`], so that the command's memory does not grow with the log.
-    pub async fn open_for_reading(&self) -> Result<Arc<dyn LogStore>, StoreError> {
-        match self {
-            StorageLocation::Redb(dir) => Ok(Arc::new(RedbStore::open_with_cache_size(dir, READING_CACHE_BYTES)?)),
-            other => other.open().await,
-        }
     }
 
     /// Whether several processes may use the store at once (replicas, and `idpsync token`

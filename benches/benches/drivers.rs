@@ -19,9 +19,9 @@
 //! `IDPSYNC_BENCH_FAKE=in-process` runs the fake in the bench's process instead, as earlier
 //! figures were taken.
 //!
-//! The small scenario's engine keeps its log in memory (so the log's pages are the process's
-//! heap too); `IDPSYNC_BENCH_STORE=redb` keeps it in a redb store in a scratch directory
-//! instead, as the binary does by default.
+//! The small scenario's engine keeps its log in a redb store in a scratch directory, as the
+//! binary does by default; `IDPSYNC_BENCH_STORE=memory` keeps it in memory instead (so the
+//! log's records are the process's heap too).
 //!
 //! Run: `cargo bench -p idpsync-benches --bench drivers` (`IDPSYNC_BENCH_ITERATIONS=5` for more
 //! runs, `IDPSYNC_BENCH_VENDORS=okta,entra` for fewer vendors).
@@ -194,11 +194,11 @@ fn spread(samples: &mut [Duration]) -> String {
     )
 }
 
-/// The log store `IDPSYNC_BENCH_STORE` names: in memory (the default), or redb in `dir`.
+/// The log store `IDPSYNC_BENCH_STORE` names: redb in `dir` (the default), or in memory.
 fn log_store(dir: &Path) -> Arc<dyn LogStore> {
     match std::env::var("IDPSYNC_BENCH_STORE").as_deref() {
-        Err(_) | Ok("memory") => Arc::new(MemoryStore::new()),
-        Ok("redb") => Arc::new(RedbStore::open(&dir.join("data")).unwrap()),
+        Err(_) | Ok("redb") => Arc::new(RedbStore::open(&dir.join("data")).unwrap()),
+        Ok("memory") => Arc::new(MemoryStore::new()),
         Ok(other) => panic!("IDPSYNC_BENCH_STORE: `memory` or `redb`, not {other:?}"),
     }
 }

@@ -163,8 +163,7 @@ impl Context {
         if let Some(running) = &self.running {
             return Ok(Arc::clone(running.engine.store()));
         }
-        // The commands that open a store themselves read it through once: a bounded cache.
-        idpsync::open_store_for_reading_at(&self.storage, &self.data_dir)
+        idpsync::open_store_at(&self.storage, &self.data_dir)
             .await
             .with_context(|| self.opening())
     }
