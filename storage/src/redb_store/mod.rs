@@ -748,12 +748,7 @@ mod tests {
     async fn an_open_store_scrubs_its_file_after_a_secret_is_destroyed() {
         let dir = tempfile::tempdir().unwrap();
         let acme = TenantId::new("acme").unwrap();
-        let store = RedbStore::open_with(
-            dir.path(),
-            Box::new(open_database),
-            Duration::ZERO,
-        )
-        .unwrap();
+        let store = RedbStore::open_with(dir.path(), Box::new(open_database), Duration::ZERO).unwrap();
         store.ensure_tenant(&acme).await.unwrap();
         let destroyed = NewSecret {
             id: SecretId([1; 16]),
