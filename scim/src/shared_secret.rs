@@ -1,5 +1,7 @@
 //! [`SharedSecret`]: the simplest [`Authenticator`], one secret shared with one client.
 
+use subtle::ConstantTimeEq as _;
+
 use crate::service::{Authenticator, Principal};
 
 /// One bearer secret that stands for one [`Principal`], compared in constant time: for an
@@ -25,9 +27,7 @@ impl SharedSecret {
 impl Authenticator for SharedSecret {
     async fn authenticate(&self, secret: &str) -> Option<Principal> {
         // Time that depends on the lengths only, not on where the secrets first differ.
-        let (expected, given) = (self.secret.as_bytes(), secret.as_bytes());
-        let differences = expected.iter().zip(given).fold(0u8, |acc, (a, b)| acc | (a ^ b));
-        (expected.len() == given.len() && differences == 0).then(|| self.principal.clone())
+        bool::from(self.secret.as_bytes().ct_eq(secret.as_bytes())).then(|| self.principal.clone())
     }
 }
 

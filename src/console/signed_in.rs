@@ -14,6 +14,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use idpsync_engine::Tenant;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
+use subtle::ConstantTimeEq as _;
 
 use super::session::Session;
 use super::{ConsoleState, MOUNT, SESSION_COOKIE};
@@ -172,11 +173,6 @@ pub(super) fn same_origin(headers: &HeaderMap) -> bool {
     authority.eq_ignore_ascii_case(host.trim())
 }
 
-/// Compares two strings in time that depends on their lengths only.
-fn constant_time_eq(a: &str, b: &str) -> bool {
-    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 #[derive(Deserialize)]
 struct WithCsrf<T> {
     #[serde(default)]
@@ -208,7 +204,8 @@ impl<T: DeserializeOwned + Send> FromRequest<ConsoleState> for Posted<T> {
         let Form(posted) = Form::<WithCsrf<T>>::from_request(request, state)
             .await
             .map_err(|rejection| Refused::BadForm(rejection.body_text()))?;
-        if !constant_time_eq(&posted.csrf, &signed_in.session.csrf) {
+        // In time that depends on the lengths only.
+        if !bool::from(posted.csrf.as_bytes().ct_eq(signed_in.session.csrf.as_bytes())) {
             return Err(Refused::Forbidden(
                 "the form's CSRF token is missing or not this session's",
             ));
