@@ -432,29 +432,20 @@ async fn delta_round(
     let mut pages = Pages::new(round.name());
     let mut url = start;
     loop {
-        let (page_items, new_items, links) = match round {
+        let page = match round {
             Round::Users => {
-                let page: DeltaPage<GraphUser> = delta_page(client, run, listing, &url).await?;
-                let items = page.value.len();
-                let new_items: usize = page.value.into_iter().map(|user| add_user(listing, user)).sum();
-                (items, new_items, (page.next_link, page.delta_link))
+                read_delta_page(client, run, listing, &url, |listing, user, _| {
+                    Ok(add_user(listing, user))
+                })
+                .await?
             }
-            Round::Groups => {
-                let page: DeltaPage<GraphGroup> = delta_page(client, run, listing, &url).await?;
-                let items = page.value.len();
-                let mut new_items = 0;
-                for group in page.value {
-                    new_items += add_group(listing, group, &url)?;
-                }
-                (items, new_items, (page.next_link, page.delta_link))
-            }
+            Round::Groups => read_delta_page(client, run, listing, &url, add_group).await?,
         };
-        let (next_link, delta_link) = links;
         // The page that carries the delta link ends the round, whatever else it carries.
-        if let Some(delta_link) = delta_link {
+        if let Some(delta_link) = page.delta_link {
             return Ok(delta_link);
         }
-        let Some(next) = pages.follow(next_link, page_items, new_items, run)? else {
+        let Some(next) = pages.follow(page.next_link, page.items, page.new_items, run)? else {
             return Err(DriverError::PartialListing {
                 resource: round.name().to_owned(),
                 reason: "the round ended without an @odata.deltaLink".to_owned(),
@@ -464,23 +455,46 @@ async fn delta_round(
     }
 }
 
-/// One page of a delta round; a delta link Graph no longer takes is [`DriverError::CursorExpired`].
-async fn delta_page<T: serde::de::DeserializeOwned>(
+/// A page of a delta round, its items added to the listing.
+struct ReadPage {
+    /// How many items the page had.
+    items: usize,
+    /// How many of them were new to the listing.
+    new_items: usize,
+    next_link: Option<String>,
+    delta_link: Option<String>,
+}
+
+/// Reads one page of a delta round at `url` and adds its items to `listing` with `add`; a
+/// delta link Graph no longer takes is [`DriverError::CursorExpired`].
+async fn read_delta_page<T: serde::de::DeserializeOwned>(
     client: &IdpClient,
     run: &Run<'_>,
-    listing: &Listing,
+    listing: &mut Listing,
     url: &Url,
-) -> Result<DeltaPage<T>, DriverError> {
+    add: fn(&mut Listing, T, &Url) -> Result<usize, DriverError>,
+) -> Result<ReadPage, DriverError> {
     let page_size = [(PREFER, HeaderValue::from_static(MAX_PAGE_SIZE))];
-    match client.get(url.clone(), &page_size, run).await {
-        Ok((page, _)) => Ok(page),
+    let page: DeltaPage<T> = match client.get(url.clone(), &page_size, run).await {
+        Ok((page, _)) => page,
         Err(DriverError::Status { status, message, .. })
             if listing.scope() == ListingScope::Incremental && is_expired_delta(status, &message) =>
         {
-            Err(DriverError::CursorExpired(message))
+            return Err(DriverError::CursorExpired(message));
         }
-        Err(error) => Err(error),
+        Err(error) => return Err(error),
+    };
+    let items = page.value.len();
+    let mut new_items = 0;
+    for item in page.value {
+        new_items += add(listing, item, url)?;
     }
+    Ok(ReadPage {
+        items,
+        new_items,
+        next_link: page.next_link,
+        delta_link: page.delta_link,
+    })
 }
 
 /// Whether Graph refused a delta link because its token expired: 410 Gone, or 400 with one of
