@@ -98,27 +98,63 @@ where
     (names, external_ids, owned)
 }
 
+/// The entries of the users' lookups, gathered a user at a time (as a snapshot's users are
+/// opened, say), then built into the lookups at once.
+#[derive(Default)]
+pub(crate) struct UserLookups {
+    names: Vec<(String, UserId)>,
+    external_ids: Vec<(String, UserId)>,
+    owned: Vec<((IntegrationName, String), UserId)>,
+    owned_erased: Vec<((IntegrationName, ExternalIdHash), UserId)>,
+}
+
+impl UserLookups {
+    /// Adds `user`'s entries; users come in the order they would be indexed one by one.
+    pub(crate) fn add(&mut self, user: &User) {
+        self.names.push((fold_case(&user.profile.user_name), user.id));
+        if let Some(external_id) = &user.external_id {
+            self.external_ids.push((external_id.clone(), user.id));
+        }
+        if let Some(key) = owned_key(&user.owner, user.external_id.as_ref()) {
+            self.owned.push((key, user.id));
+        }
+        if let Some(key) = owned_key(&user.owner, user.external_id_hash.as_ref()) {
+            self.owned_erased.push((key, user.id));
+        }
+    }
+
+    /// Builds the lookups into `indexes`, which must hold no user yet: the names, the largest,
+    /// on a thread of their own while the others are built here.
+    pub(crate) fn build_into(self, indexes: &mut Indexes) {
+        debug_assert!(
+            indexes.user_names.is_empty()
+                && indexes.user_external_ids.is_empty()
+                && indexes.owned_users.is_empty()
+                && indexes.owned_erased_users.is_empty()
+        );
+        let UserLookups {
+            names,
+            external_ids,
+            owned,
+            owned_erased,
+        } = self;
+        std::thread::scope(|scope| {
+            let names = scope.spawn(move || set_in_bulk(names));
+            indexes.user_external_ids = set_in_bulk(external_ids);
+            indexes.owned_users = map_in_bulk(owned);
+            indexes.owned_erased_users = map_in_bulk(owned_erased);
+            indexes.user_names = names.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        });
+    }
+}
+
 impl Indexes {
     /// Indexes `users` at once, into maps that hold no user yet: the same as
     /// [`Indexes::index_user`] for each in turn, far cheaper for many.
     pub(crate) fn index_users_in_bulk<'a>(&mut self, users: impl Iterator<Item = &'a User>) {
-        debug_assert!(
-            self.user_names.is_empty()
-                && self.user_external_ids.is_empty()
-                && self.owned_users.is_empty()
-                && self.owned_erased_users.is_empty()
-        );
-        let mut owned_erased = Vec::new();
-        let (names, external_ids, owned) = lookup_entries(users.map(|user| {
-            if let Some(key) = owned_key(&user.owner, user.external_id_hash.as_ref()) {
-                owned_erased.push((key, user.id));
-            }
-            (user.id, &user.profile.user_name, user.external_id.as_ref(), &user.owner)
-        }));
-        self.user_names = set_in_bulk(names);
-        self.user_external_ids = set_in_bulk(external_ids);
-        self.owned_users = map_in_bulk(owned);
-        self.owned_erased_users = map_in_bulk(owned_erased);
+        let mut lookups = UserLookups::default();
+        users.for_each(|user| lookups.add(user));
+        lookups.build_into(self);
     }
 
     /// Indexes `groups` at once, into maps that hold no group yet: the same as

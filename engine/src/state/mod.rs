@@ -11,6 +11,7 @@ mod erasure;
 mod flat;
 mod in_order;
 mod indexes;
+mod inversion;
 mod maps;
 mod snapshot;
 

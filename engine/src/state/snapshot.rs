@@ -26,7 +26,8 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::in_order::{map_in_order, set_in_order};
-use super::indexes::Indexes;
+use super::indexes::{Indexes, UserLookups};
+use super::inversion::Inversion;
 use super::{GroupEntry, GroupList, State};
 use crate::absence::{Absence, Absent};
 use crate::event::{Personal, PersonalOwned, PersonalRef};
@@ -522,18 +523,26 @@ fn decode_users(section: VecDeque<Vec<u8>>, opener: &(dyn Opener + Sync)) -> Res
             let _ = chunks.send(chunk);
             Ok(())
         });
-        let mut users = Vec::new();
+        // The lookups' entries are gathered as the users arrive, and the users' map is built
+        // beside the lookups once all are in.
+        let (mut users, mut lookups) = (Vec::new(), UserLookups::default());
         for chunk in opened {
-            users.extend(chunk.into_iter().map(Arc::new));
+            for user in chunk {
+                lookups.add(&user);
+                users.push((user.id, Arc::new(user)));
+            }
         }
-        let mut state = State::default();
-        state.indexes.index_users_in_bulk(users.iter().map(|user| &**user));
-        state.users = map_in_order(users.into_iter().map(|user| (user.id, user)).collect())
-            .map_err(|_| malformed("users out of id order"))?;
+        let mut indexes = Indexes::default();
+        let users = std::thread::scope(|scope| {
+            let users = scope.spawn(move || map_in_order(users));
+            lookups.build_into(&mut indexes);
+            users.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        })
+        .map_err(|_| malformed("users out of id order"))?;
         opener_thread
             .join()
             .unwrap_or_else(|_| Err(malformed("a decoding thread panicked")))?;
-        Ok((state.users, state.indexes))
+        Ok((users, indexes))
     })
 }
 
@@ -542,32 +551,23 @@ type Memberships = (OrdMap<GroupId, OrdSet<Member>>, OrdMap<Member, GroupList>);
 
 /// Reads the members section once into both directions of the membership.
 fn decode_memberships(section: &[u8]) -> Result<Memberships, SnapshotDecodeError> {
-    // Each member's groups are gathered in a hash map first, then the lists, trimmed to their
-    // length, go into the persistent map in member order, where inserts are cheap: inserting at
-    // random into the persistent map took about three times as long on a large tenant, and it
-    // was the slowest part of loading a snapshot. The pairs themselves are never collected.
     let mut member_sets = Vec::new();
-    let mut lists: HashMap<Member, Vec<GroupId>> = HashMap::default();
+    let mut member_of = Inversion::with_capacity(section.len() / MEMBER_LEN);
     for item in items::<(GroupId, Vec<Member>)>(section) {
         let (group, members) = item?;
-        for member in &members {
-            lists.entry(*member).or_default().push(group);
-        }
+        member_of.add(group, &members);
         let members = set_in_order(members).map_err(|_| malformed(format!("members of group {group} out of order")))?;
         member_sets.push((group, members));
     }
-    // Groups came in strictly ascending order (checked just above), so each member's list is
-    // sorted and free of repeats, as the lookups that follow need.
+    // Checked before the lists are made: each member's list is in its groups' order, free of
+    // repeats, only if the groups came in strictly ascending order.
     let member_sets = map_in_order(member_sets).map_err(|_| malformed("member lists out of group order"))?;
-    let mut lists: Vec<(Member, Vec<GroupId>)> = lists.into_iter().collect();
-    lists.sort_unstable_by_key(|(member, _)| *member);
-    let member_of = lists
-        .into_iter()
-        .map(|(member, groups)| (member, Arc::from(groups)))
-        .collect();
-    let member_of = map_in_order(member_of).expect("a hash map's keys, sorted");
+    let member_of = member_of.finish();
     Ok((member_sets, member_of))
 }
+
+/// The bytes a member takes in the members section: its kind, then its id with its length.
+const MEMBER_LEN: usize = 18;
 
 /// `records` is the snapshot's `seq`: one time per record, so the times are sized at once
 /// rather than doubling their way there (bounded by the section's length, one byte or more a
