@@ -119,7 +119,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let before = tenant.state_at(bound.head).await?;
     let grants_then = idpsync::engine::access::grants(&before, alice);
     println!("at seq {}: alice had {} grants", bound.head, grants_then.len());
-    let members_then = tenant.with_history(|history, _| history.direct_members_at(engineering, Seq(bound.head.0)));
+    let members_then = tenant
+        .with_history(|history, _| history.direct_members_at(engineering, Seq(bound.head.0)))
+        .await;
     println!(
         "at seq {}: engineering had {} direct members",
         bound.head,

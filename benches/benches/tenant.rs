@@ -189,11 +189,13 @@ async fn open(bench: &Bench) -> Engine {
 }
 
 /// Groups of the tenant, and the time span of its log.
-fn sample_space(engine: &Engine) -> (Vec<GroupId>, Timestamp, Timestamp) {
+/// Waits for the history index, which loads after the tenant starts.
+async fn sample_space(engine: &Engine) -> (Vec<GroupId>, Timestamp, Timestamp) {
     let tenant = engine.require_tenant(&TenantId::default_tenant()).unwrap();
     let groups: Vec<GroupId> = tenant.state().groups().map(|g| g.id).collect();
-    let (first, last) =
-        tenant.with_history(|history, head| (history.recorded_at(Seq(1)).unwrap(), history.recorded_at(head).unwrap()));
+    let (first, last) = tenant
+        .with_history(|history, head| (history.recorded_at(Seq(1)).unwrap(), history.recorded_at(head).unwrap()))
+        .await;
     (groups, first, last)
 }
 
@@ -357,13 +359,19 @@ fn replay_stages(runtime: &tokio::runtime::Runtime, bench: &Bench) {
 fn members_at_random_past_moment(c: &mut Criterion, runtime: &tokio::runtime::Runtime, bench: &Bench) {
     let engine = runtime.block_on(open(bench));
     let tenant = engine.require_tenant(&TenantId::default_tenant()).unwrap();
-    let (groups, first, last) = sample_space(&engine);
+    let (groups, first, last) = runtime.block_on(sample_space(&engine));
     let mut rng = StdRng::seed_from_u64(7);
+    // The index is loaded (`sample_space` waited for it): asked without waiting, as a reader
+    // on the runtime's threads would once it is.
     let mut query = move || {
         let group = groups[rng.random_range(0..groups.len())];
         let moment = Timestamp(rng.random_range(first.0..=last.0));
-        let seq = tenant.seq_at(moment);
-        tenant.with_history(|history, _| history.direct_members_at(group, seq).len())
+        tenant
+            .with_history_now(|history, head| {
+                let seq = history.seq_at(moment, head);
+                history.direct_members_at(group, seq).len()
+            })
+            .expect("the history index is loaded")
     };
     c.bench_function(
         &format!("{}/members_of_a_group_at_a_random_past_moment", bench.label),
@@ -469,10 +477,12 @@ fn memory_child(bench: &Bench) {
     let runtime = runtime();
     runtime.block_on(async {
         let engine = open(bench).await;
-        let (groups, first, last) = sample_space(&engine);
+        let (groups, first, last) = sample_space(&engine).await;
         let tenant = engine.require_tenant(&TenantId::default_tenant()).unwrap();
-        let seq = tenant.seq_at(Timestamp((first.0 + last.0) / 2));
-        let members = tenant.with_history(|history, _| history.direct_members_at(groups[3], seq).len());
+        let seq = tenant.seq_at(Timestamp((first.0 + last.0) / 2)).await;
+        let members = tenant
+            .with_history(|history, _| history.direct_members_at(groups[3], seq).len())
+            .await;
         println!(
             "loaded: {} users, {} groups, {members} members; VmHWM {} kB, VmRSS {} kB",
             tenant.state().user_count(),

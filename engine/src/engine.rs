@@ -7,9 +7,12 @@ use idpsync_storage::{LogStore, Seq, TenantId};
 use tokio::sync::OnceCell;
 
 use crate::error::EngineError;
+use crate::history::History;
 use crate::ids::UserId;
-use crate::replay::replay_recording;
+use crate::replay::{replay_into_batches, replay_recording};
 use crate::seal::{Keyring, KeysLoading, KeysLoadingGuard};
+use crate::state::State;
+use crate::tenant::StartingHistory;
 use crate::tenant::{Tenant, TenantSettings};
 
 /// The engine: a running writer per loaded tenant over one log store.
@@ -54,9 +57,24 @@ impl Engine {
             crate::tenant::load_snapshot_with_history(&self.store, &id, keys, head.seq)
         );
         let keyring = keyring?;
-        let (mut state, mut history) = snapshot?.unwrap_or_default();
+        // From a snapshot, the tenant serves while its history index decodes (see
+        // `tenant/history_index.rs`); without one, the replay builds the index.
+        let (mut state, history) = match snapshot? {
+            Some((state, sections)) => (state, Some(sections)),
+            None => (State::new(), None),
+        };
         let snapshot_seq = state.seq();
-        replay_recording(&self.store, &id, &*keyring, &mut state, &mut history, head.seq).await?;
+        let history = match history {
+            Some(sections) => {
+                let tail = replay_into_batches(&self.store, &id, &*keyring, &mut state, head.seq).await?;
+                StartingHistory::Loading { sections, tail }
+            }
+            None => {
+                let mut history = History::new();
+                replay_recording(&self.store, &id, &*keyring, &mut state, &mut history, head.seq).await?;
+                StartingHistory::Loaded(history)
+            }
+        };
         tracing::info!(
             tenant = %id,
             head = %head.seq,

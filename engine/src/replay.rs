@@ -122,21 +122,52 @@ pub async fn replay_recording(
         }
         owned
     });
+    let folded = fold_in_batches(store, tenant, opener, state, to, |batch| {
+        // The indexer only stops when the sender is dropped: this send fails only if it
+        // panicked, which the join below reports.
+        let _ = batches.send(batch);
+    })
+    .await;
+    drop(batches);
+    *history = indexer.await.map_err(|_| EngineError::Closed)?;
+    folded
+}
+
+/// [`replay_with`] that folds and returns what the records changed, for a history index that
+/// is not there yet (a tenant's, still decoding from its snapshot): the batches to record
+/// into it once it is.
+pub(crate) async fn replay_into_batches(
+    store: &Arc<dyn LogStore>,
+    tenant: &TenantId,
+    opener: &(dyn Opener + Sync),
+    state: &mut State,
+    to: Seq,
+) -> Result<Vec<EffectsBatch>, EngineError> {
+    let mut all = Vec::new();
+    fold_in_batches(store, tenant, opener, state, to, |batch| all.push(batch)).await?;
+    Ok(all)
+}
+
+/// [`fold_tail`] handing what the records changed to `batches`, [`PAGE_LEN`] records at a time.
+async fn fold_in_batches(
+    store: &Arc<dyn LogStore>,
+    tenant: &TenantId,
+    opener: &(dyn Opener + Sync),
+    state: &mut State,
+    to: Seq,
+    mut batches: impl FnMut(EffectsBatch),
+) -> Result<(), EngineError> {
     let mut batch = EffectsBatch::default();
     let folded = fold_tail(store, tenant, opener, state, to, |event, effects| {
         batch.push(event.seq, event.recorded_at, effects);
         if batch.len() == PAGE_LEN {
-            // The indexer only stops when the sender is dropped: this send fails only if it
-            // panicked, which the join below reports.
-            let _ = batches.send(std::mem::take(&mut batch));
+            batches(std::mem::take(&mut batch));
         }
     })
     .await;
     if !batch.is_empty() {
-        let _ = batches.send(batch);
+        batches(batch);
     }
-    drop(batches);
-    *history = indexer.await.map_err(|_| EngineError::Closed)?;
     folded
 }
 

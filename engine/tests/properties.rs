@@ -227,7 +227,7 @@ fn run(ops: Vec<Op>) {
         )
         .await
         .unwrap();
-        let live_bytes = tenant.with_history(|history, _| encode_snapshot(&state, history));
+        let live_bytes = tenant.with_history(|history, _| encode_snapshot(&state, history)).await;
         assert_eq!(
             encode_snapshot(&refolded, &reindexed),
             live_bytes,
@@ -241,21 +241,23 @@ fn run(ops: Vec<Op>) {
             let folded = fold_prefix(&store, &id, Seq(n)).await;
             assert_eq!(canonical(&at), canonical(&folded), "state_at({n}) differs");
             assert_groups_of_agrees(&at);
-            tenant.with_history(|history, _| {
-                for group in at.groups() {
-                    let from_state: BTreeSet<Member> = at.direct_members(group.id).collect();
-                    assert_eq!(
-                        history.direct_members_at(group.id, Seq(n)),
-                        from_state,
-                        "members of {} at {n}",
-                        group.id
-                    );
-                    assert_eq!(
-                        history.effective_users_at(group.id, Seq(n)),
-                        effective_users(&at, group.id)
-                    );
-                }
-            });
+            tenant
+                .with_history(|history, _| {
+                    for group in at.groups() {
+                        let from_state: BTreeSet<Member> = at.direct_members(group.id).collect();
+                        assert_eq!(
+                            history.direct_members_at(group.id, Seq(n)),
+                            from_state,
+                            "members of {} at {n}",
+                            group.id
+                        );
+                        assert_eq!(
+                            history.effective_users_at(group.id, Seq(n)),
+                            effective_users(&at, group.id)
+                        );
+                    }
+                })
+                .await;
         }
 
         // (d) access changes add up; the live stream and a replay from the log agree.
@@ -341,7 +343,9 @@ fn run(ops: Vec<Op>) {
         let again = reopened.require_tenant(&id).unwrap();
         assert_groups_of_agrees(&again.state());
         assert_eq!(
-            again.with_history(|history, _| encode_snapshot(&again.state(), history)),
+            again
+                .with_history(|history, _| encode_snapshot(&again.state(), history))
+                .await,
             live_bytes
         );
         reopened.shutdown().await;

@@ -77,7 +77,9 @@ async fn a_snapshot_of_thousands_of_users_in_groups_reopens_to_the_same_state() 
         };
         groups.push(group);
     }
-    let before = tenant.with_history(|history, _| encode_snapshot(&tenant.state(), history));
+    let before = tenant
+        .with_history(|history, _| encode_snapshot(&tenant.state(), history))
+        .await;
     let expected: Vec<(Member, Vec<GroupId>)> = users
         .iter()
         .map(|user| Member::User(*user))
@@ -92,7 +94,7 @@ async fn a_snapshot_of_thousands_of_users_in_groups_reopens_to_the_same_state() 
     let state = tenant.state();
     assert_eq!(state.user_count(), 2_500);
     assert_eq!(
-        tenant.with_history(|history, _| encode_snapshot(&state, history)),
+        tenant.with_history(|history, _| encode_snapshot(&state, history)).await,
         before
     );
     for (member, groups) in &expected {
@@ -120,7 +122,9 @@ async fn a_snapshot_damaged_on_disk_is_skipped_and_the_state_comes_from_the_log(
     for n in 0..300 {
         tenant.execute(provision(&format!("user{n}")), origin()).await.unwrap();
     }
-    let before = tenant.with_history(|history, _| encode_snapshot(&tenant.state(), history));
+    let before = tenant
+        .with_history(|history, _| encode_snapshot(&tenant.state(), history))
+        .await;
     engine.shutdown().await;
     drop((tenant, engine));
 
@@ -141,7 +145,9 @@ async fn a_snapshot_damaged_on_disk_is_skipped_and_the_state_comes_from_the_log(
     let tenant = engine.require_tenant(&TenantId::default_tenant()).unwrap();
     assert_eq!(tenant.state().user_count(), 300);
     assert_eq!(
-        tenant.with_history(|history, _| encode_snapshot(&tenant.state(), history)),
+        tenant
+            .with_history(|history, _| encode_snapshot(&tenant.state(), history))
+            .await,
         before,
         "the same state and history, folded from the log"
     );

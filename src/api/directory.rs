@@ -72,13 +72,13 @@ pub(super) struct WhenQuery {
 }
 
 /// The log position a question is about: the head unless `at` or `seq` says otherwise.
-pub(super) fn position(tenant: &Tenant, at: Option<&str>, seq: Option<u64>) -> Result<Seq, ApiError> {
+pub(super) async fn position(tenant: &Tenant, at: Option<&str>, seq: Option<u64>) -> Result<Seq, ApiError> {
     let head = tenant.state().seq();
     match (at, seq) {
         (Some(_), Some(_)) => Err(ApiError::bad_request("pass `at` or `seq`, not both")),
         (Some(at), None) => {
             let moment = Timestamp::parse_moment(at).map_err(|error| ApiError::bad_request(error.to_string()))?;
-            Ok(tenant.seq_at(moment))
+            Ok(tenant.seq_at(moment).await)
         }
         (None, Some(seq)) if seq > head.0 => Err(ApiError::bad_request(format!(
             "seq {seq} is beyond the end of the log (seq {head})"
@@ -187,7 +187,7 @@ async fn list_users(
     reject_effective(&query)?;
     let len = page_len(query.limit)?;
     let after = cursor::<UserId>(query.after.as_deref())?;
-    let seq = position(&access.tenant, query.at.as_deref(), query.seq)?;
+    let seq = position(&access.tenant, query.at.as_deref(), query.seq).await?;
     let state = state_at(&access.tenant, seq).await?;
     let items = state
         .users_after(after)
@@ -218,7 +218,7 @@ async fn list_groups(
     reject_effective(&query)?;
     let len = page_len(query.limit)?;
     let after = cursor::<GroupId>(query.after.as_deref())?;
-    let seq = position(&access.tenant, query.at.as_deref(), query.seq)?;
+    let seq = position(&access.tenant, query.at.as_deref(), query.seq).await?;
     let state = state_at(&access.tenant, seq).await?;
     let items = state
         .groups()
@@ -278,7 +278,7 @@ async fn get_user(
     Path((_, key)): Path<(String, String)>,
     ApiQuery(query): ApiQuery<WhenQuery>,
 ) -> Result<Json<UserDetail>, ApiError> {
-    let seq = position(&access.tenant, query.at.as_deref(), query.seq)?;
+    let seq = position(&access.tenant, query.at.as_deref(), query.seq).await?;
     let state = state_at(&access.tenant, seq).await?;
     let user = find_user(&state, &key)
         .ok_or_else(|| ApiError::not_found(format!("no user with id or userName {key:?} at seq {}", state.seq())))?;
@@ -322,7 +322,7 @@ async fn get_group(
     Path((_, key)): Path<(String, String)>,
     ApiQuery(query): ApiQuery<WhenQuery>,
 ) -> Result<Json<GroupDetail>, ApiError> {
-    let seq = position(&access.tenant, query.at.as_deref(), query.seq)?;
+    let seq = position(&access.tenant, query.at.as_deref(), query.seq).await?;
     let (group, members) = group_at(&access.tenant, &key, seq).await?;
     Ok(Json(GroupDetail {
         group: GroupRow {
@@ -349,7 +349,9 @@ async fn group_at(tenant: &Tenant, key: &str, seq: Seq) -> Result<(Arc<Group>, u
         .group_at(id, seq)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("group {key:?} did not exist at seq {seq}")))?;
-    let members = tenant.with_history(|history, _| history.direct_members_at(id, seq).len());
+    let members = tenant
+        .with_history(|history, _| history.direct_members_at(id, seq).len())
+        .await;
     Ok((group, members))
 }
 
@@ -373,7 +375,7 @@ async fn list_members(
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> Result<Json<Page<MemberRow>>, ApiError> {
     let len = page_len(query.limit)?;
-    let seq = position(&access.tenant, query.at.as_deref(), query.seq)?;
+    let seq = position(&access.tenant, query.at.as_deref(), query.seq).await?;
     let tenant = &access.tenant;
     let present = tenant.state();
     if seq == present.seq() {
@@ -390,17 +392,19 @@ async fn list_members(
         return Ok(Json(page(seq, time_of(&present), items, len, member_row_cursor)));
     }
     let (group, _) = group_at(tenant, &key, seq).await?;
-    let members: Vec<Member> = tenant.with_history(|history, _| {
-        if query.effective == Some(true) {
-            history
-                .effective_users_at(group.id, seq)
-                .into_iter()
-                .map(Member::User)
-                .collect()
-        } else {
-            history.direct_members_at(group.id, seq).into_iter().collect()
-        }
-    });
+    let members: Vec<Member> = tenant
+        .with_history(|history, _| {
+            if query.effective == Some(true) {
+                history
+                    .effective_users_at(group.id, seq)
+                    .into_iter()
+                    .map(Member::User)
+                    .collect()
+            } else {
+                history.direct_members_at(group.id, seq).into_iter().collect()
+            }
+        })
+        .await;
     let after = member_cursor(query.after.as_deref())?;
     let mut items = Vec::new();
     for member in members
@@ -415,6 +419,7 @@ async fn list_members(
     }
     let recorded_at = tenant
         .with_history(|history, _| history.recorded_at(seq))
+        .await
         .map(|at| at.to_rfc3339());
     Ok(Json(page(seq, recorded_at, items, len, member_row_cursor)))
 }

@@ -3,6 +3,7 @@
 
 use axum::Json;
 use axum::extract::Path;
+use idpsync_engine::History;
 use idpsync_engine::Tenant;
 use idpsync_engine::audit::resolve_user;
 use idpsync_engine::ids::{GroupId, Member};
@@ -22,14 +23,16 @@ pub(super) fn routes(routes: Routes) -> Routes {
 }
 
 /// Whether the history index knows anything of `member`.
-fn known(tenant: &Tenant, member: Member) -> bool {
-    tenant.with_history(|history, head| !history.member_events(member, head).is_empty())
+async fn known(tenant: &Tenant, member: Member) -> bool {
+    tenant
+        .with_history(|history, head| !history.member_events(member, head).is_empty())
+        .await
 }
 
 /// A group by id (present or past) or by its present displayName.
-pub(super) fn resolve_group(tenant: &Tenant, key: &str) -> Result<GroupId, ApiError> {
+pub(super) async fn resolve_group(tenant: &Tenant, key: &str) -> Result<GroupId, ApiError> {
     if let Ok(id) = key.parse::<GroupId>()
-        && known(tenant, Member::Group(id))
+        && known(tenant, Member::Group(id)).await
     {
         return Ok(id);
     }
@@ -89,12 +92,12 @@ async fn group_timeline(
     access: TenantAccess,
     Path((_, key)): Path<(String, String)>,
 ) -> Result<Json<Timeline>, ApiError> {
-    let group = resolve_group(&access.tenant, &key)?;
+    let group = resolve_group(&access.tenant, &key).await?;
     timeline(&access.tenant, Member::Group(group)).await
 }
 
-fn log_position(tenant: &Tenant, seq: Seq) -> LogPosition {
-    let at = tenant.with_history(|history, _| history.recorded_at(seq));
+fn log_position(history: &History, seq: Seq) -> LogPosition {
+    let at = history.recorded_at(seq);
     LogPosition {
         seq: seq.0,
         recorded_at: at.map(|at| at.to_rfc3339()),
@@ -130,24 +133,32 @@ async fn intervals(
     ApiQuery(query): ApiQuery<WhenQuery>,
 ) -> Result<Json<Intervals>, ApiError> {
     let tenant = &access.tenant;
-    let seq = position(tenant, query.at.as_deref(), query.seq)?;
-    let group = resolve_group(tenant, &group_key)?;
+    let seq = position(tenant, query.at.as_deref(), query.seq).await?;
+    let group = resolve_group(tenant, &group_key).await?;
     // A group by id or name first: resolving a user can fall back to reading the log.
-    let member = match member_key.parse::<GroupId>() {
-        Ok(id) if known(tenant, Member::Group(id)) => Member::Group(id),
-        _ => match find_group(&tenant.state(), &member_key)? {
+    let known_group = match member_key.parse::<GroupId>() {
+        Ok(id) if known(tenant, Member::Group(id)).await => Some(id),
+        _ => None,
+    };
+    let member = match known_group {
+        Some(id) => Member::Group(id),
+        None => match find_group(&tenant.state(), &member_key)? {
             Some(found) => Member::Group(found.id),
             None => Member::User(resolve_user(tenant, &member_key).await?),
         },
     };
-    let spans = tenant.with_history(|history, _| history.membership_intervals(group, member, seq));
-    let items = spans
-        .iter()
-        .map(|span| Interval {
-            from: log_position(tenant, span.from),
-            until: span.until.map(|until| log_position(tenant, until)),
+    let items = tenant
+        .with_history(|history, _| {
+            history
+                .membership_intervals(group, member, seq)
+                .iter()
+                .map(|span| Interval {
+                    from: log_position(history, span.from),
+                    until: span.until.map(|until| log_position(history, until)),
+                })
+                .collect()
         })
-        .collect();
+        .await;
     Ok(Json(Intervals {
         seq: seq.0,
         group,

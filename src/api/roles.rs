@@ -47,7 +47,7 @@ struct RolesQuery {
 )]
 async fn list(access: TenantAccess, ApiQuery(query): ApiQuery<RolesQuery>) -> Result<Json<RoleList>, ApiError> {
     let tenant = &access.tenant;
-    let seq = position(tenant, query.at.as_deref(), query.seq)?;
+    let seq = position(tenant, query.at.as_deref(), query.seq).await?;
     let state = state_at(tenant, seq).await?;
     let default = default_role(&state);
     let admins_only = query.admins.unwrap_or(false);

@@ -75,7 +75,9 @@ impl BindingLogs {
 /// by its id to avoid it).
 pub async fn resolve_user(tenant: &Tenant, key: &str) -> Result<UserId, AuditError> {
     if let Ok(id) = key.parse::<UserId>()
-        && tenant.with_history(|history, head| !history.member_events(Member::User(id), head).is_empty())
+        && tenant
+            .with_history(|history, head| !history.member_events(Member::User(id), head).is_empty())
+            .await
     {
         return Ok(id);
     }

@@ -27,10 +27,10 @@ pub(crate) use absences::Absences;
 pub use apply::Effects;
 pub use flat::FlatState;
 use indexes::{Bindings, Indexes};
-pub(crate) use snapshot::encode_snapshot_sized;
+pub(crate) use snapshot::{HistoryParts, encode_snapshot_sized};
 pub use snapshot::{
-    SNAPSHOT_FORMAT, SNAPSHOT_FORMAT_WITH_ABSENCES, SnapshotDecodeError, SnapshotOutline, decode_snapshot,
-    encode_snapshot, read_outline, read_snapshot, read_state,
+    HistorySections, SNAPSHOT_FORMAT, SNAPSHOT_FORMAT_WITH_ABSENCES, SnapshotDecodeError, SnapshotOutline,
+    decode_snapshot, encode_snapshot, read_outline, read_snapshot, read_state,
 };
 
 /// Folds a name for comparison (userName, group displayName): Unicode compatibility

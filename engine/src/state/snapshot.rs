@@ -131,12 +131,6 @@ impl HistoryParts for History {
     }
 }
 
-impl HistoryParts for std::sync::RwLock<History> {
-    fn read<R>(&self, f: impl FnOnce(&History) -> R) -> R {
-        f(&self.read().unwrap_or_else(|p| p.into_inner()))
-    }
-}
-
 /// Record times a snapshot reads at once from a locked history index.
 const TIMES_PER_PART: usize = 1 << 16;
 
@@ -582,17 +576,66 @@ fn decode_times(records: Seq, deltas: &[u8]) -> Result<Vec<Timestamp>, SnapshotD
     Ok(times)
 }
 
-/// Reads the history's sections one after the other, each dropped once decoded.
-fn decode_history(records: Seq, sections: &mut Sections<'_>) -> Result<History, SnapshotDecodeError> {
-    let times = decode_times(records, &sections.next_section()?)?;
-    let group_changes =
-        items::<(GroupId, Vec<MembershipChange>)>(&sections.next_section()?).collect::<Result<HashMap<_, _>, _>>()?;
-    let member_events = items::<(Member, Vec<Seq>)>(&sections.next_section()?).collect::<Result<HashMap<_, _>, _>>()?;
-    Ok(History {
-        times,
-        group_changes,
-        member_events,
-    })
+/// The history index of a snapshot, read and checked with the snapshot's bytes but not yet
+/// decoded: a tenant serves from its state while its index decodes (see
+/// [`HistorySections::decode`]).
+#[derive(Debug)]
+pub struct HistorySections {
+    seq: Seq,
+    times: Vec<u8>,
+    group_changes: Vec<u8>,
+    member_events: Vec<u8>,
+}
+
+impl HistorySections {
+    /// Reads the history's sections of a snapshot at `seq`. The record times are counted
+    /// (one value each): a snapshot whose index does not end at its `seq` is refused here,
+    /// with the rest of it, rather than when its index is decoded.
+    fn read(seq: Seq, sections: &mut Sections<'_>) -> Result<HistorySections, SnapshotDecodeError> {
+        let times = sections.next_section()?;
+        // A postcard varint ends at its one byte below 0x80.
+        let count = times.iter().filter(|byte| **byte < 0x80).count() as u64;
+        if count != seq.0 {
+            return Err(malformed(format!("{count} record times for a state at seq {seq}")));
+        }
+        Ok(HistorySections {
+            seq,
+            times,
+            group_changes: sections.next_section()?,
+            member_events: sections.next_section()?,
+        })
+    }
+
+    /// The `seq` the index ends at.
+    pub fn seq(&self) -> Seq {
+        self.seq
+    }
+
+    /// Decodes the index, dropping each section once decoded.
+    pub fn decode(self) -> Result<History, SnapshotDecodeError> {
+        let HistorySections {
+            seq,
+            times,
+            group_changes,
+            member_events,
+        } = self;
+        let times = decode_times(seq, &times)?;
+        let group_changes =
+            items::<(GroupId, Vec<MembershipChange>)>(&group_changes).collect::<Result<HashMap<_, _>, _>>()?;
+        let member_events = items::<(Member, Vec<Seq>)>(&member_events).collect::<Result<HashMap<_, _>, _>>()?;
+        let history = History {
+            times,
+            group_changes,
+            member_events,
+        };
+        if history.seq() != seq {
+            return Err(malformed(format!(
+                "{} record times for a state at seq {seq}",
+                history.seq()
+            )));
+        }
+        Ok(history)
+    }
 }
 
 /// Decodes [`encode_snapshot`]'s bytes, rebuilding the indexes.
@@ -603,16 +646,17 @@ pub fn decode_snapshot(bytes: &[u8], opener: &(dyn Opener + Sync)) -> Result<(St
         opener,
         Parts::StateAndHistory,
     )?;
-    Ok((state, history.expect("asked for the history")))
+    Ok((state, history.expect("asked for the history").decode()?))
 }
 
-/// [`decode_snapshot`] reading the snapshot from the store a section at a time. The bytes are
-/// not checked against their hash until the reader finishes: the caller calls
-/// [`SnapshotReader::finish`] and keeps the result only if that succeeds.
+/// [`decode_snapshot`] reading the snapshot from the store a section at a time, the history
+/// index read but left to decode. The bytes are not checked against their hash until the
+/// reader finishes: the caller calls [`SnapshotReader::finish`] and keeps the result only if
+/// that succeeds.
 pub fn read_snapshot(
     reader: &mut SnapshotReader,
     opener: &(dyn Opener + Sync),
-) -> Result<(State, History), SnapshotDecodeError> {
+) -> Result<(State, HistorySections), SnapshotDecodeError> {
     let len = reader.remaining();
     let (state, history) = decode(&mut Sections::new(reader, len)?, opener, Parts::StateAndHistory)?;
     Ok((state, history.expect("asked for the history")))
@@ -694,7 +738,7 @@ fn decode(
     sections: &mut Sections<'_>,
     opener: &(dyn Opener + Sync),
     parts: Parts,
-) -> Result<(State, Option<History>), SnapshotDecodeError> {
+) -> Result<(State, Option<HistorySections>), SnapshotDecodeError> {
     let (seq, recorded_at): (Seq, Timestamp) = postcard::from_bytes(&sections.next_section()?).map_err(malformed)?;
     let users = sections.next_section_in_pieces(PIECE_LEN)?;
     let (user_maps, memberships, mut state, history) = std::thread::scope(|scope| {
@@ -734,7 +778,7 @@ fn decode(
             }
             match parts {
                 Parts::State => Ok(None),
-                Parts::StateAndHistory => decode_history(seq, sections).map(Some),
+                Parts::StateAndHistory => HistorySections::read(seq, sections).map(Some),
             }
         })();
         fn join<T>(result: std::thread::Result<Result<T, SnapshotDecodeError>>) -> Result<T, SnapshotDecodeError> {
@@ -764,16 +808,7 @@ fn decode(
         }
     }
     state.member_of = member_of;
-    let history = history?;
-    if let Some(history) = &history
-        && history.seq() != seq
-    {
-        return Err(malformed(format!(
-            "{} record times for a state at seq {seq}",
-            history.seq()
-        )));
-    }
-    Ok((state, history))
+    Ok((state, history?))
 }
 
 #[cfg(test)]

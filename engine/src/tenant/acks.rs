@@ -181,7 +181,11 @@ impl Acks {
             }
             let revoked_at = match inner.waiting.remove(&id) {
                 Some(waiting) => Some(waiting.revoked_at),
-                None => tenant.with_history(|history, _| history.recorded_at(*seq)),
+                // Just after a start, while the history index loads, the time is not waited for.
+                None => tenant
+                    .history
+                    .read_if_loaded(|history| history.recorded_at(*seq))
+                    .flatten(),
             };
             if let Some(revoked_at) = revoked_at {
                 let seconds = (at.0 - revoked_at.0).max(0) as f64 / 1e6;
@@ -310,7 +314,7 @@ impl Tenant {
     /// reads are noted as usual.
     pub async fn recall_unacknowledged(self: &Arc<Self>, since: Timestamp) -> Result<(), EngineError> {
         let head = self.state().seq();
-        let from = self.seq_at(since).next();
+        let from = self.seq_at(since).await.next();
         self.acks.lock().recalling = Some(BTreeSet::new());
         let mut waiting: BTreeMap<ChangeId, Waiting> = BTreeMap::new();
         let mut stream = self.subscribe(from);

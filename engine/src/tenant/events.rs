@@ -29,7 +29,9 @@ impl Tenant {
     /// Every event up to the current state that touched `member`: its own changes and its
     /// memberships (joins and leaves, including those ended by deleting a group), in log order.
     pub async fn timeline(&self, member: Member) -> Result<Vec<TimelineEntry>, EngineError> {
-        let seqs: Vec<Seq> = self.with_history(|history, head| history.member_events(member, head).to_vec());
+        let seqs: Vec<Seq> = self
+            .with_history(|history, head| history.member_events(member, head).to_vec())
+            .await;
         let mut entries = Vec::with_capacity(seqs.len());
         // Runs of consecutive records are read in one go.
         for run in seqs.chunk_by(|before, after| after.0 == before.0 + 1) {

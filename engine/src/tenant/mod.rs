@@ -28,6 +28,7 @@ mod apply;
 mod erasure;
 mod events;
 mod held_store;
+mod history_index;
 mod hold_preview;
 mod integration_state;
 mod lease;
@@ -43,7 +44,7 @@ mod turn;
 mod writer;
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 use idpsync_storage::{LogStore, Seq, SnapshotInfo, TenantId};
@@ -56,13 +57,15 @@ use crate::history::History;
 use crate::ids::{IntegrationName, SyncRunId};
 use crate::reconcile::{Guard, ReconcilePolicy, SyncInput};
 use crate::seal::Keyring;
-use crate::state::State;
+use crate::state::{HistoryParts as _, State};
 
 pub use acks::{AcknowledgeError, Acknowledgement, ChangeId, Overdue, WATCHED_FOR};
 pub use apply::Applied;
 pub(crate) use erasure::destroy_key;
 pub use events::TimelineEntry;
 pub use held_store::has_stored_holds;
+use history_index::HistoryIndex;
+pub(crate) use history_index::StartingHistory;
 pub use hold_preview::{HoldPreview, LosingUser};
 pub use lease::{LEASE_RENEW_EVERY, LEASE_TTL, Lease, LeaseHolder};
 pub use reconcile::HeldReconcile;
@@ -180,9 +183,9 @@ pub struct Tenant {
     store: Arc<dyn LogStore>,
     settings: TenantSettings,
     published: ArcSwap<State>,
-    /// The history index, always at or past the published state (the writer extends it before
-    /// publishing). Questions to it are asked as of a state's `seq`.
-    history: RwLock<History>,
+    /// The history index, always at or past the published state once it is loaded (the writer
+    /// extends it before publishing). Questions to it are asked as of a state's `seq`.
+    history: HistoryIndex,
     /// The users' keys, for sealing and opening personal fields.
     keyring: Arc<Keyring>,
     jobs: mpsc::Sender<Job>,
@@ -234,11 +237,19 @@ impl Tenant {
     }
 
     /// Asks the history index a question as of the latest published state: `f` gets the index
-    /// and that state's `seq`. Keep `f` short: the writer waits for it before publishing.
-    pub fn with_history<R>(&self, f: impl FnOnce(&History, Seq) -> R) -> R {
+    /// and that state's `seq`. Keep `f` short: the writer waits for it before publishing. Just
+    /// after a tenant loads from a snapshot, this waits for its index to decode (which the
+    /// current state does not wait for: see `history_index.rs`).
+    pub async fn with_history<R>(&self, f: impl FnOnce(&History, Seq) -> R) -> R {
+        self.history.loaded().await;
         let head = self.state().seq();
-        let history = self.history.read().unwrap_or_else(|p| p.into_inner());
-        f(&history, head)
+        self.history.read(|history| f(history, head))
+    }
+
+    /// [`Tenant::with_history`] without waiting: `None` while the index is still loading.
+    pub fn with_history_now<R>(&self, f: impl FnOnce(&History, Seq) -> R) -> Option<R> {
+        let head = self.state().seq();
+        self.history.read_if_loaded(|history| f(history, head))
     }
 
     /// Runs a command: decide, append (durable when this returns `Ok`), fold, publish. When it
@@ -347,11 +358,14 @@ impl Tenant {
         answer.await.unwrap_or(Err(EngineError::Closed))
     }
 
-    /// Stops the writer after the jobs already queued, writing a final snapshot.
+    /// Stops the writer after the jobs already queued, writing a final snapshot, and waits for
+    /// the history index to be loaded, if it still was: after this, nothing of the tenant holds
+    /// its store.
     pub(crate) async fn shutdown(&self) {
         let (done, finished) = oneshot::channel();
         if self.jobs.send(Job::Shutdown { done }).await.is_ok() {
             let _ = finished.await;
         }
+        self.history.loader_finished().await;
     }
 }

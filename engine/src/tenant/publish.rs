@@ -33,11 +33,7 @@ impl Publisher {
         let tenant = &*self.tenant;
         let settings = &tenant.settings;
         let (applied, effects) = batch.into_parts();
-        tenant
-            .history
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .record_batch(&effects);
+        tenant.history.record(effects);
         tenant.published.store(Arc::new(after.clone()));
         metrics::gauge!("idpsync_change_stream_subscribers", "tenant" => tenant.id.to_string())
             .set(tenant.feed.receiver_count() as f64);

@@ -172,7 +172,7 @@ impl Tenant {
         }
         let policy = &self.settings.policy;
         let window_start = Timestamp(Timestamp::now().0.saturating_sub(micros(policy.hold_window)));
-        let before_window = self.seq_at(window_start);
+        let before_window = self.seq_at(window_start).await;
         match self.runs_after(before_window, policy).await {
             Ok(runs) => *self.holds.runs() = runs,
             Err(error) => tracing::warn!(

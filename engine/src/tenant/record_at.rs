@@ -31,12 +31,14 @@ impl Tenant {
     /// the member after `seq` (its record then is what it was).
     async fn own_state(&self, member: Member, seq: Seq) -> Result<Arc<State>, EngineError> {
         let present = self.state();
-        let touched_later = self.with_history(|history, head| {
-            history
-                .member_events(member, head)
-                .last()
-                .is_some_and(|last| *last > seq)
-        });
+        let touched_later = self
+            .with_history(|history, head| {
+                history
+                    .member_events(member, head)
+                    .last()
+                    .is_some_and(|last| *last > seq)
+            })
+            .await;
         if !touched_later {
             return Ok(present);
         }

@@ -102,6 +102,7 @@ async fn write_snapshot(
     last_len: &AtomicUsize,
 ) -> Result<SnapshotInfo, StoreError> {
     let seq = state.seq();
+    tenant.history.loaded().await;
     let started = std::time::Instant::now();
     let shared = Arc::clone(tenant);
     // A state grows between snapshots: a little room over the last one's length.

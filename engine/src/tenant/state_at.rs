@@ -9,10 +9,9 @@ use idpsync_storage::{LogStore, Seq, SnapshotReader, StoreError, TenantId, Times
 
 use super::Tenant;
 use crate::error::EngineError;
-use crate::history::History;
 use crate::replay::replay;
 use crate::seal::{Keyring, Opener};
-use crate::state::{SnapshotDecodeError, State, read_snapshot, read_state};
+use crate::state::{HistorySections, SnapshotDecodeError, State, read_snapshot, read_state};
 
 impl Tenant {
     /// The state just after record `seq` (the current state if `seq` is at or past the head).
@@ -47,12 +46,12 @@ impl Tenant {
 
     /// The state as it was at `moment`: after the last record recorded at or before it.
     pub async fn state_at_time(&self, moment: Timestamp) -> Result<State, EngineError> {
-        self.state_at(self.seq_at(moment)).await
+        self.state_at(self.seq_at(moment).await).await
     }
 
     /// The last record at or before `moment`.
-    pub fn seq_at(&self, moment: Timestamp) -> Seq {
-        self.with_history(|history, head| history.seq_at(moment, head))
+    pub async fn seq_at(&self, moment: Timestamp) -> Seq {
+        self.with_history(|history, head| history.seq_at(moment, head)).await
     }
 }
 
@@ -100,14 +99,14 @@ pub async fn seq_at_time(store: &Arc<dyn LogStore>, tenant: &TenantId, moment: T
     Ok(Seq(low))
 }
 
-/// The state and history index at the latest snapshot at or before `seq`, its users' personal
-/// fields read by `opener`.
+/// The state at the latest snapshot at or before `seq`, its users' personal fields read by
+/// `opener`, with the snapshot's history index read but not decoded.
 pub(crate) async fn load_snapshot_with_history(
     store: &Arc<dyn LogStore>,
     tenant: &TenantId,
     opener: Arc<dyn Opener + Send + Sync>,
     seq: Seq,
-) -> Result<Option<(State, History)>, EngineError> {
+) -> Result<Option<(State, HistorySections)>, EngineError> {
     load_snapshot(store, tenant, seq, move |reader| read_snapshot(reader, &*opener)).await
 }
 
@@ -122,7 +121,7 @@ impl AtSeq for State {
     }
 }
 
-impl AtSeq for (State, History) {
+impl AtSeq for (State, HistorySections) {
     fn at(&self) -> Seq {
         self.0.seq()
     }

@@ -34,7 +34,6 @@ use crate::command::{Command, Origin};
 use crate::decide::{DecideContext, Decision, Outcome, decide};
 use crate::error::{EngineError, SubmitError};
 use crate::event::{Cause, ENVELOPE_VERSION, Envelope, Event, LoggedEvent, Personal, encode};
-use crate::history::History;
 use crate::ids::{IntegrationName, SyncRunId, UserId};
 use crate::reconcile::{Guard, GuardCount, GuardMemory, SyncInput};
 use crate::rejection::Rejection;
@@ -48,10 +47,14 @@ pub(crate) fn start(
     store: Arc<dyn idpsync_storage::LogStore>,
     settings: super::TenantSettings,
     state: State,
-    history: History,
+    history: super::StartingHistory,
     keyring: Arc<Keyring>,
     last_snapshot: Seq,
 ) -> Arc<Tenant> {
+    let (history, sections) = match history {
+        super::StartingHistory::Loaded(history) => (super::HistoryIndex::loaded_now(history), None),
+        super::StartingHistory::Loading { sections, tail } => (super::HistoryIndex::loading(tail), Some(sections)),
+    };
     let (jobs, receiver) = mpsc::channel(settings.commands_per_batch_max * 4);
     let (feed, _) = tokio::sync::broadcast::channel(super::FEED_SLICES);
     let tenant = Arc::new(Tenant {
@@ -59,7 +62,7 @@ pub(crate) fn start(
         store,
         settings,
         published: arc_swap::ArcSwap::from_pointee(state.clone()),
-        history: std::sync::RwLock::new(history),
+        history,
         keyring,
         jobs,
         feed,
@@ -82,6 +85,9 @@ pub(crate) fn start(
         failed: None,
         turn: Turn::default(),
     };
+    if let Some(sections) = sections {
+        super::history_index::start_loading(&tenant, sections);
+    }
     tokio::spawn(async move {
         // Whoever asked for the shutdown hears of it only once the writer, and with it its hold
         // on the store, is gone: the log can be reopened at once.
