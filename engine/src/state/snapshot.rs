@@ -15,7 +15,9 @@
 //! store reads the sections one after the other ([`read_snapshot`]) and drops each once it is
 //! decoded, so the snapshot is never in memory whole either; the users and the members are
 //! decoded on threads of their own while the rest is read. The users' section, the largest, is
-//! read in pieces that its decoder drops as it goes.
+//! read in pieces that its decoder drops as it goes. The history index's sections are read and
+//! checked with the rest but handed over undecoded ([`HistorySections`]): a tenant decodes them
+//! once it serves.
 
 use std::collections::VecDeque;
 use std::io::{BufRead as _, Read};
