@@ -12,8 +12,7 @@ use crate::ids::UserId;
 use crate::replay::{replay_into_batches, replay_recording};
 use crate::seal::{Keyring, KeysLoading, KeysLoadingGuard};
 use crate::state::State;
-use crate::tenant::StartingHistory;
-use crate::tenant::{Tenant, TenantSettings};
+use crate::tenant::{StartingHistory, Tenant, TenantSettings};
 
 /// The engine: a running writer per loaded tenant over one log store.
 pub struct Engine {
