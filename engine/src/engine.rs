@@ -9,7 +9,7 @@ use tokio::sync::OnceCell;
 use crate::error::EngineError;
 use crate::history::History;
 use crate::ids::UserId;
-use crate::replay::{replay_into_batches, replay_recording};
+use crate::replay::{fold_in_batches, replay_recording};
 use crate::seal::{Keyring, KeysLoading, KeysLoadingGuard};
 use crate::state::State;
 use crate::tenant::{StartingHistory, Tenant, TenantSettings};
@@ -65,7 +65,11 @@ impl Engine {
         let snapshot_seq = state.seq();
         let history = match history {
             Some(sections) => {
-                let tail = replay_into_batches(&self.store, &id, &*keyring, &mut state, head.seq).await?;
+                let mut tail = Vec::new();
+                fold_in_batches(&self.store, &id, &*keyring, &mut state, head.seq, |batch| {
+                    tail.push(batch)
+                })
+                .await?;
                 StartingHistory::Loading { sections, tail }
             }
             None => {

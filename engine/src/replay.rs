@@ -133,23 +133,10 @@ pub async fn replay_recording(
     folded
 }
 
-/// [`replay_with`] that folds and returns what the records changed, for a history index that
-/// is not there yet (a tenant's, still decoding from its snapshot): the batches to record
-/// into it once it is.
-pub(crate) async fn replay_into_batches(
-    store: &Arc<dyn LogStore>,
-    tenant: &TenantId,
-    opener: &(dyn Opener + Sync),
-    state: &mut State,
-    to: Seq,
-) -> Result<Vec<EffectsBatch>, EngineError> {
-    let mut all = Vec::new();
-    fold_in_batches(store, tenant, opener, state, to, |batch| all.push(batch)).await?;
-    Ok(all)
-}
-
-/// [`fold_tail`] handing what the records changed to `batches`, [`PAGE_LEN`] records at a time.
-async fn fold_in_batches(
+/// [`replay_with`] that folds and hands what the records changed to `batches`, [`PAGE_LEN`]
+/// records at a time: to extend a history index, or to keep for one that is not there yet (a
+/// tenant's, still decoding from its snapshot).
+pub(crate) async fn fold_in_batches(
     store: &Arc<dyn LogStore>,
     tenant: &TenantId,
     opener: &(dyn Opener + Sync),
