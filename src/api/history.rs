@@ -136,13 +136,9 @@ async fn intervals(
     let seq = position(tenant, query.at.as_deref(), query.seq).await?;
     let group = resolve_group(tenant, &group_key).await?;
     // A group by id or name first: resolving a user can fall back to reading the log.
-    let known_group = match member_key.parse::<GroupId>() {
-        Ok(id) if known(tenant, Member::Group(id)).await => Some(id),
-        _ => None,
-    };
-    let member = match known_group {
-        Some(id) => Member::Group(id),
-        None => match find_group(&tenant.state(), &member_key)? {
+    let member = match member_key.parse::<GroupId>() {
+        Ok(id) if known(tenant, Member::Group(id)).await => Member::Group(id),
+        _ => match find_group(&tenant.state(), &member_key)? {
             Some(found) => Member::Group(found.id),
             None => Member::User(resolve_user(tenant, &member_key).await?),
         },

@@ -183,8 +183,7 @@ impl Acks {
                 Some(waiting) => Some(waiting.revoked_at),
                 // Just after a start, while the history index loads, the time is not waited for.
                 None => tenant
-                    .history
-                    .read_if_loaded(|history| history.recorded_at(*seq))
+                    .with_history_now(|history, _| history.recorded_at(*seq))
                     .flatten(),
             };
             if let Some(revoked_at) = revoked_at {
