@@ -31,8 +31,17 @@ pub(crate) struct HistoryIndex {
 }
 
 impl HistoryIndex {
+    /// The index a tenant starts with, and the sections still to decode into it, if any (for
+    /// [`start_loading`] once the tenant exists).
+    pub(crate) fn starting(history: StartingHistory) -> (HistoryIndex, Option<HistorySections>) {
+        match history {
+            StartingHistory::Loaded(history) => (HistoryIndex::loaded_now(history), None),
+            StartingHistory::Loading { sections, tail } => (HistoryIndex::loading(tail), Some(sections)),
+        }
+    }
+
     /// An index already in place.
-    pub(crate) fn loaded_now(history: History) -> HistoryIndex {
+    fn loaded_now(history: History) -> HistoryIndex {
         HistoryIndex {
             index: RwLock::new(history),
             waiting: Mutex::new(None),
@@ -43,7 +52,7 @@ impl HistoryIndex {
 
     /// An index still to load, followed by `tail`: the batches of the records after it that
     /// the tenant's state already includes.
-    pub(crate) fn loading(tail: Vec<EffectsBatch>) -> HistoryIndex {
+    fn loading(tail: Vec<EffectsBatch>) -> HistoryIndex {
         HistoryIndex {
             index: RwLock::new(History::new()),
             waiting: Mutex::new(Some(tail)),

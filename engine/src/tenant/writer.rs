@@ -51,10 +51,7 @@ pub(crate) fn start(
     keyring: Arc<Keyring>,
     last_snapshot: Seq,
 ) -> Arc<Tenant> {
-    let (history, sections) = match history {
-        super::StartingHistory::Loaded(history) => (super::HistoryIndex::loaded_now(history), None),
-        super::StartingHistory::Loading { sections, tail } => (super::HistoryIndex::loading(tail), Some(sections)),
-    };
+    let (history, sections) = super::HistoryIndex::starting(history);
     let (jobs, receiver) = mpsc::channel(settings.commands_per_batch_max * 4);
     let (feed, _) = tokio::sync::broadcast::channel(super::FEED_SLICES);
     let tenant = Arc::new(Tenant {
