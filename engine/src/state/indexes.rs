@@ -69,55 +69,50 @@ pub(super) fn set_in_bulk<T: Ord + Clone>(mut items: Vec<T>) -> OrdSet<T> {
     set_in_order(items).expect("sorted, each item once")
 }
 
-/// Entries of the name, external-id and owner lookups: (case-folded name, id), (external id,
-/// id), ((integration, external id), id).
-type LookupEntries<Id> = (
-    Vec<(String, Id)>,
-    Vec<(String, Id)>,
-    Vec<((IntegrationName, String), Id)>,
-);
+/// Entries of the name, external-id and owner lookups of users or groups, gathered in the
+/// order they would be indexed one by one: (case-folded name, id), (external id, id),
+/// ((integration, external id), id).
+struct LookupEntries<Id> {
+    names: Vec<(String, Id)>,
+    external_ids: Vec<(String, Id)>,
+    owned: Vec<((IntegrationName, String), Id)>,
+}
 
-/// The lookup entries of users or groups given as (id, name, external id, owner), in the
-/// order given.
-fn lookup_entries<'a, Id>(
-    records: impl Iterator<Item = (Id, &'a String, Option<&'a String>, &'a Owner)>,
-) -> LookupEntries<Id>
-where
-    Id: Copy,
-{
-    let (mut names, mut external_ids, mut owned) = (Vec::new(), Vec::new(), Vec::new());
-    for (id, name, external_id, owner) in records {
-        names.push((fold_case(name), id));
-        if let Some(external_id) = external_id {
-            external_ids.push((external_id.clone(), id));
-        }
-        if let Some(key) = owned_key(owner, external_id) {
-            owned.push((key, id));
+impl<Id> Default for LookupEntries<Id> {
+    fn default() -> Self {
+        LookupEntries {
+            names: Vec::new(),
+            external_ids: Vec::new(),
+            owned: Vec::new(),
         }
     }
-    (names, external_ids, owned)
+}
+
+impl<Id: Copy> LookupEntries<Id> {
+    fn add(&mut self, id: Id, name: &str, external_id: Option<&String>, owner: &Owner) {
+        self.names.push((fold_case(name), id));
+        if let Some(external_id) = external_id {
+            self.external_ids.push((external_id.clone(), id));
+        }
+        if let Some(key) = owned_key(owner, external_id) {
+            self.owned.push((key, id));
+        }
+    }
 }
 
 /// The entries of the users' lookups, gathered a user at a time (as a snapshot's users are
 /// opened, say), then built into the lookups at once.
 #[derive(Default)]
 pub(crate) struct UserLookups {
-    names: Vec<(String, UserId)>,
-    external_ids: Vec<(String, UserId)>,
-    owned: Vec<((IntegrationName, String), UserId)>,
+    entries: LookupEntries<UserId>,
     owned_erased: Vec<((IntegrationName, ExternalIdHash), UserId)>,
 }
 
 impl UserLookups {
     /// Adds `user`'s entries; users come in the order they would be indexed one by one.
     pub(crate) fn add(&mut self, user: &User) {
-        self.names.push((fold_case(&user.profile.user_name), user.id));
-        if let Some(external_id) = &user.external_id {
-            self.external_ids.push((external_id.clone(), user.id));
-        }
-        if let Some(key) = owned_key(&user.owner, user.external_id.as_ref()) {
-            self.owned.push((key, user.id));
-        }
+        self.entries
+            .add(user.id, &user.profile.user_name, user.external_id.as_ref(), &user.owner);
         if let Some(key) = owned_key(&user.owner, user.external_id_hash.as_ref()) {
             self.owned_erased.push((key, user.id));
         }
@@ -133,9 +128,12 @@ impl UserLookups {
                 && indexes.owned_erased_users.is_empty()
         );
         let UserLookups {
-            names,
-            external_ids,
-            owned,
+            entries:
+                LookupEntries {
+                    names,
+                    external_ids,
+                    owned,
+                },
             owned_erased,
         } = self;
         std::thread::scope(|scope| {
@@ -163,12 +161,13 @@ impl Indexes {
         debug_assert!(
             self.group_names.is_empty() && self.group_external_ids.is_empty() && self.owned_groups.is_empty()
         );
-        let (names, external_ids, owned) = lookup_entries(
-            groups.map(|group| (group.id, &group.display_name, group.external_id.as_ref(), &group.owner)),
-        );
-        self.group_names = set_in_bulk(names);
-        self.group_external_ids = set_in_bulk(external_ids);
-        self.owned_groups = map_in_bulk(owned);
+        let mut entries = LookupEntries::default();
+        for group in groups {
+            entries.add(group.id, &group.display_name, group.external_id.as_ref(), &group.owner);
+        }
+        self.group_names = set_in_bulk(entries.names);
+        self.group_external_ids = set_in_bulk(entries.external_ids);
+        self.owned_groups = map_in_bulk(entries.owned);
     }
 
     /// Adds `user`'s entries.
