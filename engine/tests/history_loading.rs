@@ -6,11 +6,10 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{origin, provision};
+use common::{create_group, origin, provision};
 use idpsync_engine::ids::{GroupId, Member, UserId};
-use idpsync_engine::model::Owner;
 use idpsync_engine::state::encode_snapshot;
-use idpsync_engine::{Command, Engine, Outcome, Tenant, TenantSettings};
+use idpsync_engine::{Engine, Outcome, Tenant, TenantSettings};
 use idpsync_storage::{LogStore, MemoryStore, Seq, StoredSnapshot, TenantId};
 
 /// Users in nested groups, then more users: a log of `users + 4` records and then some.
@@ -31,16 +30,7 @@ async fn write(tenant: &Tenant, users: usize, prefix: &str) {
     for g in 0..4 {
         let mut members: Vec<Member> = ids.iter().step_by(g + 1).map(|user| Member::User(*user)).collect();
         members.extend(groups.last().map(|group| Member::Group(*group)));
-        let command = Command::CreateGroup {
-            owner: Owner::Scim,
-            external_id: None,
-            display_name: format!("{prefix}-group{g}"),
-            members,
-        };
-        let Outcome::GroupCreated(group) = tenant.execute(command, origin()).await.unwrap().outcome else {
-            unreachable!()
-        };
-        groups.push(group);
+        groups.push(create_group(tenant, &format!("{prefix}-group{g}"), members).await);
     }
 }
 
@@ -55,11 +45,17 @@ fn default() -> TenantId {
     TenantId::default_tenant()
 }
 
+/// An engine on `store` and its default tenant, loaded.
+async fn started(store: &Arc<MemoryStore>) -> (Engine, Arc<Tenant>) {
+    let engine = Engine::open(store.clone(), TenantSettings::default()).await.unwrap();
+    let tenant = engine.require_tenant(&default()).unwrap();
+    (engine, tenant)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tenant_from_a_snapshot_ends_with_the_index_of_the_snapshot_the_tail_and_its_own_writes() {
     let store = Arc::new(MemoryStore::default());
-    let engine = Engine::open(store.clone(), TenantSettings::default()).await.unwrap();
-    let tenant = engine.require_tenant(&default()).unwrap();
+    let (engine, tenant) = started(&store).await;
     write(&tenant, 300, "before").await;
     let snapshot = tenant.snapshot_now().await.unwrap();
     // The tail: records after the snapshot the start replays.
@@ -74,8 +70,7 @@ async fn a_tenant_from_a_snapshot_ends_with_the_index_of_the_snapshot_the_tail_a
     }
     assert!(head > snapshot.seq);
 
-    let engine = Engine::open(store.clone(), TenantSettings::default()).await.unwrap();
-    let tenant = engine.require_tenant(&default()).unwrap();
+    let (engine, tenant) = started(&store).await;
     // Written at once, while the index may still be decoding.
     write(&tenant, 25, "after").await;
     let reopened = encoded(&tenant).await;
@@ -86,8 +81,7 @@ async fn a_tenant_from_a_snapshot_ends_with_the_index_of_the_snapshot_the_tail_a
     for stored in store.snapshots(&default()).await.unwrap() {
         store.remove_snapshot(&default(), stored.seq).await.unwrap();
     }
-    let engine = Engine::open(store.clone(), TenantSettings::default()).await.unwrap();
-    let tenant = engine.require_tenant(&default()).unwrap();
+    let (engine, tenant) = started(&store).await;
     assert_eq!(encoded(&tenant).await, reopened);
     assert!(tenant.state().seq() > head);
     engine.shutdown().await;
@@ -110,8 +104,7 @@ fn last_section(bytes: &[u8]) -> std::ops::Range<usize> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_snapshot_whose_history_index_does_not_decode_has_it_rebuilt_from_the_log() {
     let store = Arc::new(MemoryStore::default());
-    let engine = Engine::open(store.clone(), TenantSettings::default()).await.unwrap();
-    let tenant = engine.require_tenant(&default()).unwrap();
+    let (engine, tenant) = started(&store).await;
     write(&tenant, 200, "user").await;
     let expected = encoded(&tenant).await;
     let snapshot = tenant.snapshot_now().await.unwrap();
@@ -138,8 +131,7 @@ async fn a_snapshot_whose_history_index_does_not_decode_has_it_rebuilt_from_the_
         .await
         .unwrap();
 
-    let engine = Engine::open(store.clone(), TenantSettings::default()).await.unwrap();
-    let tenant = engine.require_tenant(&default()).unwrap();
+    let (engine, tenant) = started(&store).await;
     assert_eq!(encoded(&tenant).await, expected);
     assert_eq!(tenant.state().seq(), Seq(snapshot.seq.0));
     engine.shutdown().await;

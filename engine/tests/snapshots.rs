@@ -5,11 +5,10 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{origin, provision};
+use common::{create_group, origin, provision};
 use idpsync_engine::ids::{GroupId, Member};
-use idpsync_engine::model::Owner;
 use idpsync_engine::state::encode_snapshot;
-use idpsync_engine::{Command, Engine, Outcome, TenantSettings};
+use idpsync_engine::{Engine, Outcome, TenantSettings};
 use idpsync_storage::{LogStore, MemoryStore, RedbStore, Seq, TenantId};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -66,16 +65,7 @@ async fn a_snapshot_of_thousands_of_users_in_groups_reopens_to_the_same_state() 
             .map(|(_, user)| Member::User(*user))
             .collect();
         members.extend(groups.last().map(|group| Member::Group(*group)));
-        let command = Command::CreateGroup {
-            owner: Owner::Scim,
-            external_id: None,
-            display_name: format!("group{g}"),
-            members,
-        };
-        let Outcome::GroupCreated(group) = tenant.execute(command, origin()).await.unwrap().outcome else {
-            unreachable!()
-        };
-        groups.push(group);
+        groups.push(create_group(&tenant, &format!("group{g}"), members).await);
     }
     let before = tenant
         .with_history(|history, _| encode_snapshot(&tenant.state(), history))
